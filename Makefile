@@ -1,0 +1,63 @@
+# Developer entry points. README.md names two of them: `make demo` and `make test`.
+# Everything expensive lives under .cache/ (git-ignored) so a second run is fast.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+ROOT := $(abspath .)
+VENV := $(ROOT)/.cache/venv
+PY := $(VENV)/bin/python
+COLLECTIONS := $(ROOT)/.cache/collections
+COLLECTION := $(COLLECTIONS)/ansible_collections/kubesnap/snapshots
+# ansible-test bootstraps pip in its sanity virtualenvs with this script; see tests/utils/get_pip_offline.py.
+GET_PIP := $(HOME)/.ansible/test/cache/get_pip_24_2.py
+PYTEST := cd $(COLLECTION) && PYTHONPATH=$(COLLECTIONS) ANSIBLE_COLLECTIONS_PATH=$(COLLECTIONS) $(VENV)/bin/pytest
+
+export PATH := $(VENV)/bin:$(PATH)
+
+.PHONY: help venv collection test lint sanity units integration demo bench build
+
+help:
+	@echo "make demo   - bring up the local control plane and run the snapshot cycle against it"
+	@echo "make test   - lint, ansible-test sanity, unit and integration tests"
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+# ansible-test and the plugins' imports need the collection at ansible_collections/kubesnap/snapshots.
+collection: venv
+	@mkdir -p $(dir $(COLLECTION))
+	@ln -sfn $(ROOT) $(COLLECTION)
+	@mkdir -p $(dir $(GET_PIP))
+	@cp tests/utils/get_pip_offline.py $(GET_PIP)
+
+include tests/cluster/cluster.mk
+
+test: lint sanity units integration
+
+lint: collection
+	ruff check plugins tests bench
+	cd $(COLLECTION) && ansible-lint --profile production roles playbooks
+
+sanity: collection
+	cd $(COLLECTION) && ansible-test sanity --venv --python 3.11 --color no
+
+units: collection
+	$(PYTEST) -q -p no:cacheprovider tests/unit
+
+integration: collection cluster-up
+	$(PYTEST) -q -p no:cacheprovider tests/system
+
+demo: collection cluster-up
+	$(PY) playbooks/demo.py
+
+bench: collection cluster-up
+	$(PY) bench/retention.py
+	$(PY) bench/cycle.py
+
+build: collection
+	ansible-galaxy collection build --force --output-path .cache/dist

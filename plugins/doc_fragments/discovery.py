@@ -1,0 +1,92 @@
+# Copyright: (c) 2026, kubesnap contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Options that choose the protected volumes, shared by the cycle's modules."""
+
+from __future__ import annotations
+
+
+class ModuleDocFragment:
+    DOCUMENTATION = r'''
+options:
+  namespace:
+    description:
+      - Only volumes whose claims are in this namespace (and SnapshotRules in it).
+      - Required with O(pvc).
+    type: str
+  pvc:
+    description:
+      - One-off mode for one claim in O(namespace), whether or not it is annotated or labelled.
+      - Its policy is O(policy), else its annotation, else none.
+    type: str
+  pv:
+    description: One-off mode for one PersistentVolume by name, like O(pvc).
+    type: str
+  policy:
+    description:
+      - Retention policy for O(pvc) or O(pv) one-offs, ISO 8601 durations such as V(PT1H P1D P7D).
+    type: str
+  sources:
+    description:
+      - Which opt-in sources to read.
+      - V(annotation) is O(annotation) on PVCs and PVs (the PVC wins when both carry it);
+        V(label) is O(label) on PVCs with O(label_policy); V(rule) is SnapshotRule objects.
+    type: list
+    elements: str
+    choices: [annotation, label, rule]
+    default: [annotation, label, rule]
+  annotation:
+    description: Annotation key that holds a volume's policy (k8s-snapshots' key by default).
+    type: str
+    default: backup.kubernetes.io/deltas
+  label:
+    description: PVC label that opts a claim in (k8s-pv-util's label by default).
+    type: str
+    default: volumeBackup
+  label_value:
+    description: Only claims whose O(label) has exactly this value; by default any non-empty value.
+    type: str
+  label_policy:
+    description:
+      - Retention policy of labelled claims. Labelled claims are reported as problems without it.
+    type: str
+  snapshot_class:
+    description:
+      - VolumeSnapshotClass for every CSI snapshot.
+      - By default a volume uses the class named in its C(kubesnap.io/snapshot-class) annotation
+        (or a SnapshotRule's C(spec.snapshotClassName)), else the class marked default for its driver.
+    type: str
+'''
+
+    TARGETS = r'''
+options:
+  targets:
+    description:
+      - Targets returned by M(kubesnap.snapshots.k8s_pv_info) (its RV(kubesnap.snapshots.k8s_pv_info#module:targets)),
+        so that one discovery serves several tasks.
+      - When omitted, the module discovers the protected volumes itself.
+    type: list
+    elements: dict
+'''
+
+    LEASE = r'''
+options:
+  lease_name:
+    description:
+      - Name of the C(coordination.k8s.io) Lease taken before any write, so that two runs (cron and AWX, say)
+        never write at once. A run with nothing to write takes no lease.
+    type: str
+    default: kubesnap-cycle
+  lease_namespace:
+    description: Namespace of the Lease.
+    type: str
+    default: default
+  lease_duration:
+    description: Seconds after which a Lease left by a crashed run may be taken over.
+    type: int
+    default: 900
+  lease_wait:
+    description:
+      - Seconds to wait for a Lease held by another run; after that the task reports RV(lease_held) and changes nothing.
+    type: int
+    default: 0
+'''

@@ -1,0 +1,196 @@
+# Copyright: (c) 2026, kubesnap contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The snapshot cycle: list once, plan (pure), act in parallel, wait, report.
+
+Listing is one paged request stream per kind and per backend; never a request per volume.
+Planning functions take the listed records and `now` and do no I/O, so check mode is simply
+"plan and stop".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import retention
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import Registry
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import FAILED, HOLD_KEY, PENDING, READY
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import resource_path
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.targets import Inventory, discover
+
+RULES_GROUP_VERSION = 'k8s-snapshots.elsdoerfer.com/v1'
+
+
+def list_inventory(client, namespace=None):
+    """PVs, PVCs, SnapshotRules and VolumeSnapshotClasses: one paged list per kind."""
+    return Inventory(
+        # PVs are cluster-scoped and always listed whole: orphan detection needs every live volume.
+        pvs=client.list_all(resource_path('v1', 'persistentvolumes')),
+        pvcs=client.list_all(resource_path('v1', 'persistentvolumeclaims', namespace)),
+        rules=client.list_optional(resource_path(RULES_GROUP_VERSION, 'snapshotrules', namespace)),
+        snapshot_classes=client.list_optional(resource_path('snapshot.storage.k8s.io/v1', 'volumesnapshotclasses')) or [],
+    )
+
+
+def discover_targets(client, options):
+    """Inventory, registry and discovery of one cluster."""
+    inventory = list_inventory(client, options.namespace)
+    registry = Registry.for_cluster(client, inventory.snapshot_classes)
+    return inventory, registry, discover(inventory, options, registry)
+
+
+def run_parallel(function, items, concurrency):
+    """[(item, result, error)] in input order, with at most `concurrency` calls at once."""
+    if not items:
+        return []
+    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(items)))) as pool:
+        futures = [pool.submit(function, item) for item in items]
+    return [(item, None if future.exception() else future.result(), future.exception())
+            for item, future in zip(items, futures)]
+
+
+def list_owned(registry, backend_names, namespace=None):
+    """Every owned snapshot of the given backends, grouped by volume key, oldest first."""
+    by_key = {}
+    for name in sorted(set(backend_names)):
+        for snapshot in registry.get(name).list_owned([namespace] if namespace else None):
+            by_key.setdefault(snapshot.volume_key, []).append(snapshot)
+    for snapshots in by_key.values():
+        snapshots.sort(key=lambda s: (s.created_at, s.id))
+    return by_key
+
+
+def _newest_ready(snapshots):
+    ready = [s for s in snapshots if s.state == READY and not s.held]
+    return ready[-1] if ready else None
+
+
+@dataclasses.dataclass(frozen=True)
+class CreatePlan:
+    target: object
+    due: bool
+    reason: str
+    newest: object = None
+
+
+def plan_creation(targets, owned_by_key, now, force=False):
+    """Which targets get a snapshot now, and why (pure).
+
+    Due: no ready snapshot, or the newest ready one is at least the policy's smallest delta old.
+    A pending snapshot blocks a new one (it is not a backup yet, and a second would only queue
+    behind it); held snapshots are outside the policy and do not count. `force` overrides both.
+    """
+    plans = []
+    for target in targets:
+        snapshots = owned_by_key.get(target.key, [])
+        newest = _newest_ready(snapshots)
+        pending = [s for s in snapshots if s.state == PENDING]
+        if force:
+            plans.append(CreatePlan(target, True, 'forced', newest))
+        elif pending:
+            plans.append(CreatePlan(target, False, 'snapshot %s is still pending' % pending[-1].name, newest))
+        elif newest is None:
+            plans.append(CreatePlan(target, True, 'no ready snapshot', None))
+        elif target.policy is None:
+            plans.append(CreatePlan(target, False, 'has ready snapshot %s and no policy' % newest.name, newest))
+        elif retention.is_due(newest.created_at, target.policy, now):
+            plans.append(CreatePlan(target, True, 'newest ready snapshot %s is older than %s' % (newest.name, target.policy.tokens[0]),
+                                    newest))
+        else:
+            plans.append(CreatePlan(target, False, 'newest ready snapshot %s is younger than %s; next due at %s' % (
+                newest.name, target.policy.tokens[0], retention.next_due(newest.created_at, target.policy, now).isoformat()), newest))
+    return plans
+
+
+def create_snapshots(registry, plans, now, concurrency):
+    """Create one snapshot per due plan, in parallel: [(plan, snapshot, error)]."""
+    def create(plan):
+        backend = registry.get(plan.target.backend)
+        return backend.create(plan.target, backend.snapshot_name(plan.target, now))
+    return run_parallel(create, [plan for plan in plans if plan.due], concurrency)
+
+
+def wait_until_settled(registry, snapshots, timeout, clock=time.monotonic, sleep=time.sleep):
+    """Poll until every snapshot is ready or failed, or the timeout passes.
+
+    Returns ({id: latest Snapshot}, {id: clock() when first seen settled}). One list per backend
+    per poll, whatever the number of snapshots; the interval grows from 0.25 s to 2 s so short
+    waits stay short and long ones stay cheap.
+    """
+    latest = {s.id: s for s in snapshots}
+    settled_at = {s.id: clock() for s in snapshots if s.state != PENDING}
+    deadline = clock() + timeout
+    interval = 0.25
+    while True:
+        pending = [s for s in latest.values() if s.state == PENDING]
+        if not pending or clock() >= deadline:
+            return latest, settled_at
+        sleep(min(interval, max(0.0, deadline - clock())))
+        interval = min(2.0, interval * 1.5)
+        for name in sorted({s.backend for s in pending}):
+            for snapshot in registry.get(name).refresh([s for s in pending if s.backend == name]):
+                latest[snapshot.id] = snapshot
+                if snapshot.state != PENDING:
+                    settled_at.setdefault(snapshot.id, clock())
+
+
+@dataclasses.dataclass
+class ExpiryPlan:
+    """What retention decides for one volume's snapshots: kept ones with a reason, and the rest."""
+
+    volume_key: str
+    policy: object
+    keep: list
+    expire: list
+
+    def as_dict(self, now):
+        return {
+            'keep': [dict(s.as_dict(now), reason=reason) for s, reason in self.keep],
+            'expire': [s.as_dict(now) for s in self.expire],
+        }
+
+
+def plan_expiry(volume_key, snapshots, policy, in_use, anchor=None, unweighed='no retention policy'):
+    """Keep and expire for one volume (pure).
+
+    Only ready, unheld snapshots are weighed by the policy; pending and failed ones are not
+    backups and are never deleted here, held ones are outside the policy, and a snapshot that a
+    PVC names as its dataSource is kept while that PVC exists. The retention core always keeps
+    the newest ready snapshot.
+    """
+    keep = []
+    weighed = {}
+    for snapshot in snapshots:
+        if snapshot.held:
+            keep.append((snapshot, 'held (label %s=true)' % HOLD_KEY))
+        elif snapshot.state == PENDING:
+            keep.append((snapshot, 'pending: not a backup yet'))
+        elif snapshot.state == FAILED:
+            keep.append((snapshot, 'failed: not a backup, left for inspection'))
+        else:
+            weighed[snapshot.id] = snapshot
+    if policy is None:
+        return ExpiryPlan(volume_key, None, keep + [(s, unweighed) for s in weighed.values()], [])
+    reasons = retention.explain({sid: s.created_at for sid, s in weighed.items()}, policy, now=anchor)
+    expire = []
+    for sid, snapshot in weighed.items():
+        if sid in reasons:
+            keep.append((snapshot, reasons[sid]))
+        elif sid in in_use:
+            keep.append((snapshot, 'dataSource of PVC %s' % in_use[sid]))
+        else:
+            expire.append(snapshot)
+    keep.sort(key=lambda pair: (pair[0].created_at, pair[0].id))
+    return ExpiryPlan(volume_key, policy, keep, expire)
+
+
+def orphan_policy(snapshots):
+    """The policy recorded on a deleted volume's newest snapshot, or None when absent or invalid."""
+    for snapshot in reversed(snapshots):
+        if snapshot.policy_text:
+            try:
+                return retention.parse_policy(snapshot.policy_text)
+            except retention.PolicyError:
+                return None
+    return None

@@ -1,0 +1,215 @@
+# Copyright: (c) 2026, kubesnap contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A small JSON client for the Kubernetes API.
+
+The kubernetes package is used only to load credentials (kubeconfig, exec plugins, in-cluster
+service account). Requests go through one urllib3 pool and return plain dicts: decoding into
+the generated model classes costs more than the request itself when a cycle lists thousands of
+objects, and the modules only need a few fields.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections import Counter
+from urllib.parse import quote, urlencode
+
+try:
+    import urllib3
+    from kubernetes import client as k8s_client
+    from kubernetes import config as k8s_config
+    from kubernetes.config.config_exception import ConfigException
+except ImportError as exc:  # reported by the module through missing_required_lib
+    KUBERNETES_IMPORT_ERROR = exc
+else:
+    KUBERNETES_IMPORT_ERROR = None
+
+# Large enough that a full cycle on a big cluster takes few round trips, small enough for the
+# apiserver's default response size limits.
+PAGE_SIZE = 500
+
+AUTH_ENV = {
+    'kubeconfig': 'K8S_AUTH_KUBECONFIG',
+    'context': 'K8S_AUTH_CONTEXT',
+    'host': 'K8S_AUTH_HOST',
+    'api_key': 'K8S_AUTH_API_KEY',
+    'validate_certs': 'K8S_AUTH_VERIFY_SSL',
+    'ca_cert': 'K8S_AUTH_SSL_CA_CERT',
+    'client_cert': 'K8S_AUTH_CERT_FILE',
+    'client_key': 'K8S_AUTH_KEY_FILE',
+    'proxy': 'K8S_AUTH_PROXY',
+}
+
+
+class KubeError(Exception):
+    """An API request failed; `status` is the HTTP status (0 when the server was not reached)."""
+
+    def __init__(self, method, path, status, message, reason=''):
+        super().__init__('%s %s: %s %s' % (method, path, status or '', message))
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+
+class KubeClient:
+    """Thread-safe JSON requests against one apiserver, counting requests by verb."""
+
+    def __init__(self, configuration, pool_size=32):
+        self._configuration = configuration
+        self.host = configuration.host.rstrip('/')
+        pool_args = {
+            'num_pools': 2,
+            'maxsize': pool_size,
+            'cert_reqs': 'CERT_REQUIRED' if configuration.verify_ssl else 'CERT_NONE',
+            'ca_certs': configuration.ssl_ca_cert,
+            'cert_file': configuration.cert_file,
+            'key_file': configuration.key_file,
+            'retries': urllib3.Retry(total=3, connect=3, read=0, status=0, backoff_factor=0.2),
+        }
+        if not configuration.verify_ssl:
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+        if configuration.proxy:
+            self._pool = urllib3.ProxyManager(configuration.proxy, **pool_args)
+        else:
+            self._pool = urllib3.PoolManager(**pool_args)
+        self._lock = threading.Lock()
+        self.requests = Counter()
+
+    def _headers(self, content_type):
+        headers = {'Accept': 'application/json', 'User-Agent': 'kubesnap.snapshots'}
+        if content_type:
+            headers['Content-Type'] = content_type
+        token = self._configuration.get_api_key_with_prefix('BearerToken', alias='authorization')
+        if token:
+            headers['Authorization'] = token
+        return headers
+
+    def request(self, method, path, query=None, body=None, content_type='application/json', timeout=60):
+        url = self.host + path
+        if query:
+            url += '?' + urlencode({k: v for k, v in query.items() if v is not None})
+        data = json.dumps(body).encode() if body is not None else None
+        with self._lock:
+            self.requests[method] += 1
+        try:
+            response = self._pool.request(method, url, body=data, headers=self._headers(content_type if data else None),
+                                          timeout=timeout, preload_content=True)
+        except urllib3.exceptions.HTTPError as exc:
+            raise KubeError(method, path, 0, str(exc)) from exc
+        payload = _decode(response.data)
+        if response.status >= 400:
+            raise KubeError(method, path, response.status, payload.get('message') or response.data[:200].decode(errors='replace'),
+                            payload.get('reason', ''))
+        return payload
+
+    def get(self, path, **query):
+        return self.request('GET', path, query)
+
+    def create(self, path, body):
+        return self.request('POST', path, body=body)
+
+    def replace(self, path, body):
+        return self.request('PUT', path, body=body)
+
+    def merge_patch(self, path, body):
+        return self.request('PATCH', path, body=body, content_type='application/merge-patch+json')
+
+    def delete(self, path, preconditions=None):
+        body = {'kind': 'DeleteOptions', 'apiVersion': 'v1'}
+        if preconditions:
+            body['preconditions'] = preconditions
+        return self.request('DELETE', path, body=body)
+
+    def list_all(self, path, label_selector=None, page_size=PAGE_SIZE):
+        """Every item of a collection, following `continue` until the last page."""
+        items = []
+        query = {'limit': page_size, 'labelSelector': label_selector}
+        while True:
+            page = self.request('GET', path, query)
+            items.extend(page.get('items') or [])
+            token = (page.get('metadata') or {}).get('continue')
+            if not token:
+                return items
+            query['continue'] = token
+
+    def list_optional(self, path, label_selector=None):
+        """Like list_all, but a resource the server does not serve (CRD not installed) lists as None."""
+        try:
+            return self.list_all(path, label_selector)
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+
+def _decode(data):
+    if not data:
+        return {}
+    try:
+        value = json.loads(data)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def resource_path(group_version, plural, namespace=None, name=None):
+    """URL path of a collection or object: core group when group_version has no slash."""
+    prefix = '/api/' if '/' not in group_version else '/apis/'
+    path = prefix + group_version
+    if namespace:
+        path += '/namespaces/' + quote(namespace, safe='')
+    path += '/' + plural
+    if name:
+        path += '/' + quote(name, safe='')
+    return path
+
+
+def auth_value(params, name):
+    """An auth option from the task, else its K8S_AUTH_* environment variable (kubernetes.core's names)."""
+    value = params.get(name)
+    if value is None:
+        value = os.environ.get(AUTH_ENV[name])
+        if name == 'validate_certs' and value is not None:
+            value = value.lower() not in ('0', 'false', 'no', 'off')
+    return value
+
+
+def client_from_params(params, pool_size=32):
+    """A KubeClient from kubernetes.core-compatible auth options.
+
+    Order: explicit host/api_key, then a kubeconfig (option, K8S_AUTH_KUBECONFIG, KUBECONFIG or
+    ~/.kube/config) when one exists, else the pod's service account.
+    """
+    configuration = k8s_client.Configuration()
+    kubeconfig = auth_value(params, 'kubeconfig')
+    context = auth_value(params, 'context')
+    host = auth_value(params, 'host')
+    api_key = auth_value(params, 'api_key')
+    default_kubeconfig = os.path.expanduser(os.environ.get('KUBECONFIG', '~/.kube/config').split(os.pathsep)[0])
+    if kubeconfig or context or (not host and os.path.exists(default_kubeconfig)):
+        try:
+            k8s_config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=configuration,
+                                        persist_config=False)
+        except (ConfigException, OSError) as exc:
+            raise KubeError('LOAD', kubeconfig or default_kubeconfig, 0, 'cannot load kubeconfig: %s' % exc) from exc
+    elif not host:
+        try:
+            k8s_config.load_incluster_config(client_configuration=configuration)
+        except ConfigException as exc:
+            raise KubeError('LOAD', 'in-cluster', 0, 'no kubeconfig found and not running in a pod: %s' % exc) from exc
+    if host:
+        configuration.host = host
+    if api_key:
+        configuration.api_key = {'authorization': api_key}
+        configuration.api_key_prefix = {'authorization': 'Bearer'}
+    for option, attribute in (('ca_cert', 'ssl_ca_cert'), ('client_cert', 'cert_file'), ('client_key', 'key_file'),
+                              ('proxy', 'proxy')):
+        value = auth_value(params, option)
+        if value:
+            setattr(configuration, attribute, value)
+    validate = auth_value(params, 'validate_certs')
+    if validate is not None:
+        configuration.verify_ssl = validate
+    return KubeClient(configuration, pool_size=pool_size)

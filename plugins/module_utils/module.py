@@ -1,0 +1,146 @@
+# Copyright: (c) 2026, kubesnap contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What every module of the collection shares: option specs, the client, time, failures."""
+
+from __future__ import annotations
+
+import datetime
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import k8s, retention
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.lease import Lease
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.targets import BACKUP_LABEL, DELTAS_ANNOTATION, Options, Target
+
+# kubernetes.core's names, so module_defaults and inventories carry over unchanged.
+AUTH_SPEC = {
+    'kubeconfig': {'type': 'path'},
+    'context': {'type': 'str'},
+    'host': {'type': 'str'},
+    'api_key': {'type': 'str', 'no_log': True},
+    'validate_certs': {'type': 'bool', 'aliases': ['verify_ssl']},
+    'ca_cert': {'type': 'path', 'aliases': ['ssl_ca_cert']},
+    'client_cert': {'type': 'path', 'aliases': ['cert_file']},
+    'client_key': {'type': 'path', 'aliases': ['key_file'], 'no_log': False},
+    'proxy': {'type': 'str'},
+}
+
+TARGETS_SPEC = {'targets': {'type': 'list', 'elements': 'dict'}}
+
+DISCOVERY_SPEC = {
+    'namespace': {'type': 'str'},
+    'pvc': {'type': 'str'},
+    'pv': {'type': 'str'},
+    'sources': {'type': 'list', 'elements': 'str', 'choices': ['annotation', 'label', 'rule'],
+                'default': ['annotation', 'label', 'rule']},
+    'annotation': {'type': 'str', 'default': DELTAS_ANNOTATION},
+    'label': {'type': 'str', 'default': BACKUP_LABEL},
+    'label_value': {'type': 'str'},
+    'label_policy': {'type': 'str'},
+    'snapshot_class': {'type': 'str'},
+    'policy': {'type': 'str'},
+}
+
+
+def discovery_constraints(spec):
+    """A one-off names one claim (namespace + pvc) or one volume (pv), and then discovers nothing else."""
+    exclusive = [('pvc', 'pv')] + ([('targets', 'pvc'), ('targets', 'pv')] if 'targets' in spec else [])
+    return {'required_by': {'pvc': 'namespace'}, 'mutually_exclusive': exclusive}
+
+
+# How a run writes: shared by the modules that create or delete snapshots.
+WRITE_SPEC = {
+    'concurrency': {'type': 'int', 'default': 20},
+    'now': {'type': 'str'},
+    'fail_on_problems': {'type': 'bool', 'default': True},
+}
+
+LEASE_SPEC = {
+    'lease_name': {'type': 'str', 'default': 'kubesnap-cycle'},
+    'lease_namespace': {'type': 'str', 'default': 'default'},
+    'lease_duration': {'type': 'int', 'default': 900},
+    'lease_wait': {'type': 'int', 'default': 0},
+}
+
+
+def argument_spec(*groups, **own):
+    """One module's spec: the shared groups it uses plus its own options."""
+    spec = {}
+    for group in groups + (own,):
+        spec.update({name: dict(option) for name, option in group.items()})
+    return spec
+
+
+class KubesnapModule(AnsibleModule):
+    """AnsibleModule with the collection's client, clock, targets and failure reporting."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault('supports_check_mode', True)
+        super().__init__(*args, **kwargs)
+        if k8s.KUBERNETES_IMPORT_ERROR is not None:
+            self.fail_json(msg=missing_required_lib('kubernetes'), exception=str(k8s.KUBERNETES_IMPORT_ERROR))
+        if not retention.HAS_ISODATE:
+            self.fail_json(msg=missing_required_lib('isodate'), exception=str(retention.ISODATE_IMPORT_ERROR))
+        self._client = None
+
+    @property
+    def client(self):
+        if self._client is None:
+            try:
+                self._client = k8s.client_from_params(self.params, pool_size=max(8, self.params.get('concurrency') or 0))
+            except k8s.KubeError as exc:
+                self.fail_json(msg=str(exc))
+        return self._client
+
+    def now(self):
+        """The run's clock: the `now` option when given (planning), else the current UTC time."""
+        value = self.params.get('now')
+        if not value:
+            return datetime.datetime.now(datetime.timezone.utc)
+        try:
+            return retention.parse_timestamp(value)
+        except ValueError as exc:
+            self.fail_json(msg='now: %s' % exc)
+
+    def discovery_options(self):
+        p = self.params
+        policy = p.get('policy')
+        for name, value in (('label_policy', p.get('label_policy')), ('policy', policy)):
+            if value:
+                try:
+                    retention.parse_policy(value)
+                except retention.PolicyError as exc:
+                    self.fail_json(msg='%s: %s' % (name, exc))
+        return Options(annotation=p['annotation'], sources=tuple(p['sources']), label=p['label'], label_value=p.get('label_value'),
+                       label_policy=p.get('label_policy'), snapshot_class=p.get('snapshot_class'), namespace=p.get('namespace'),
+                       pvc=p.get('pvc'), pv=p.get('pv'), policy=policy)
+
+    def given_targets(self):
+        """Targets passed from k8s_pv_info, or None when the module should discover them."""
+        if self.params.get('targets') is None:
+            return None
+        targets = []
+        for index, data in enumerate(self.params['targets']):
+            try:
+                targets.append(Target.from_dict(data))
+            except (ValueError, TypeError) as exc:
+                self.fail_json(msg='targets[%d]: %s' % (index, exc))
+        return targets
+
+    def lease(self):
+        p = self.params
+        return Lease(self.client, p['lease_namespace'], p['lease_name'], p['lease_duration'], p['lease_wait'])
+
+    def api_calls(self):
+        return dict(self._client.requests) if self._client is not None else {}
+
+    def exit_or_fail(self, failures, msg, **result):
+        """Every volume has been tried; fail at the end, listing the volumes that failed."""
+        result['api_calls'] = self.api_calls()
+        if failures:
+            self.fail_json(msg='%s: %s' % (msg, '; '.join(failures)), failed_volumes=failures, **result)
+        self.exit_json(**result)
+
+    def fail_api(self, exc):
+        self.fail_json(msg='Kubernetes API error: %s' % exc, exception=traceback.format_exc(), api_calls=self.api_calls())

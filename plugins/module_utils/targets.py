@@ -1,0 +1,289 @@
+# Copyright: (c) 2026, kubesnap contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Which volumes are protected, and how: pure functions from listed Kubernetes objects to targets.
+
+Sources, strongest first when several name the same volume: an annotation on the PVC, an
+annotation on the PV, a SnapshotRule, a label on the PVC with the module's policy. Whatever
+cannot become a target is returned as a Problem naming the object and field; nothing is dropped
+silently.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import TargetError
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention import PolicyError, parse_policy
+
+DELTAS_ANNOTATION = 'backup.kubernetes.io/deltas'
+BACKUP_LABEL = 'volumeBackup'
+# Optional per-volume override of the VolumeSnapshotClass, on the PVC or the PV.
+CLASS_ANNOTATION = 'kubesnap.io/snapshot-class'
+
+SOURCE_PVC = 'pvc-annotation'
+SOURCE_PV = 'pv-annotation'
+SOURCE_RULE = 'rule'
+SOURCE_LABEL = 'label'
+SOURCE_ADHOC = 'adhoc'
+SOURCE_RANK = {SOURCE_ADHOC: 0, SOURCE_PVC: 1, SOURCE_PV: 2, SOURCE_RULE: 3, SOURCE_LABEL: 4}
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """A volume to protect. `key` identifies its snapshots for good (the PV's UID)."""
+
+    key: str
+    pv: str
+    namespace: str | None
+    pvc: str | None
+    policy: object  # retention.Policy, or None for an ad-hoc volume without one
+    source: str
+    origin: str
+    backend: str
+    volume: dict
+
+    @property
+    def display(self):
+        return '%s/%s' % (self.namespace, self.pvc) if self.pvc else self.pv
+
+    def as_dict(self):
+        return {
+            'key': self.key,
+            'pv': self.pv,
+            'namespace': self.namespace,
+            'pvc': self.pvc,
+            'policy': _policy_text(self),
+            'source': self.source,
+            'origin': self.origin,
+            'backend': self.backend,
+            'volume': dict(self.volume),
+        }
+
+    @classmethod
+    def from_dict(cls, data):
+        """Rebuild a target returned by k8s_pv_info; raises ValueError naming the bad field."""
+        missing = [name for name in ('key', 'pv', 'source', 'origin', 'backend', 'volume') if not data.get(name)]
+        if missing:
+            raise ValueError('target %s: missing %s' % (data.get('origin') or data.get('pv') or '?', ', '.join(missing)))
+        policy = parse_policy(data['policy']) if data.get('policy') else None
+        return cls(key=data['key'], pv=data['pv'], namespace=data.get('namespace'), pvc=data.get('pvc'), policy=policy,
+                   source=data['source'], origin=data['origin'], backend=data['backend'], volume=dict(data['volume']))
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """An object that asked for protection but cannot get it, and why."""
+
+    object: str
+    field: str
+    reason: str
+
+    def as_dict(self):
+        return dataclasses.asdict(self)
+
+    def __str__(self):
+        return '%s: %s: %s' % (self.object, self.field, self.reason)
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """What the user opted into; mirrors the modules' discovery options."""
+
+    annotation: str = DELTAS_ANNOTATION
+    sources: tuple = ('annotation', 'label', 'rule')
+    label: str = BACKUP_LABEL
+    label_value: str | None = None
+    label_policy: str | None = None
+    snapshot_class: str | None = None
+    namespace: str | None = None
+    pvc: str | None = None
+    pv: str | None = None
+    policy: str | None = None
+
+
+@dataclasses.dataclass
+class Inventory:
+    """The objects one discovery lists, one paged list per kind."""
+
+    pvs: list
+    pvcs: list
+    rules: list | None = None  # None: the SnapshotRule CRD is not installed
+    snapshot_classes: list = dataclasses.field(default_factory=list)
+
+    def live_volume_keys(self):
+        return {pv['metadata']['uid'] for pv in self.pvs}
+
+    def snapshots_in_use(self):
+        """VolumeSnapshots named as a PVC's dataSource: restores may still read them."""
+        used = {}
+        for pvc in self.pvcs:
+            meta = pvc['metadata']
+            for field in ('dataSource', 'dataSourceRef'):
+                ref = (pvc.get('spec') or {}).get(field) or {}
+                if ref.get('kind') == 'VolumeSnapshot' and ref.get('name'):
+                    used['%s/%s' % (ref.get('namespace') or meta['namespace'], ref['name'])] = '%s/%s' % (meta['namespace'], meta['name'])
+        return used
+
+
+@dataclasses.dataclass
+class Discovery:
+    targets: list
+    problems: list
+    warnings: list
+
+
+@dataclasses.dataclass(frozen=True)
+class _Claim:
+    """One source's request to protect one volume, before backends and precedence."""
+
+    source: str
+    origin: str
+    field: str
+    policy_text: str | None
+    pv: dict | None
+    pvc: dict | None
+    snapshot_class: str | None
+
+
+def _meta(obj, name):
+    return (obj.get('metadata') or {}).get(name) or {}
+
+
+def _ref(kind, obj):
+    meta = obj['metadata']
+    return '%s/%s/%s' % (kind, meta['namespace'], meta['name']) if meta.get('namespace') else '%s/%s' % (kind, meta['name'])
+
+
+def _claims(inventory, options):
+    """Every request for protection in the inventory, with the object that made it."""
+    pvcs = {(p['metadata']['namespace'], p['metadata']['name']): p for p in inventory.pvcs}
+    pvs = {p['metadata']['name']: p for p in inventory.pvs}
+
+    def bound_pv(pvc):
+        return pvs.get((pvc.get('spec') or {}).get('volumeName') or '')
+
+    def claim_of(pv):
+        ref = (pv.get('spec') or {}).get('claimRef') or {}
+        pvc = pvcs.get((ref.get('namespace'), ref.get('name')))
+        if pvc is not None and ref.get('uid') not in (None, pvc['metadata'].get('uid')):
+            return None  # the claim was deleted and a new one with the same name is not bound here
+        return pvc
+
+    def in_scope(pvc):
+        if options.namespace and pvc['metadata']['namespace'] != options.namespace:
+            return False
+        return not options.pvc or pvc['metadata']['name'] == options.pvc
+
+    if options.pvc or options.pv:
+        # A one-off call names its volume: it is protected whether or not anything asks for it.
+        if options.pv:
+            pv = pvs.get(options.pv)
+            pvc = claim_of(pv) if pv else None
+            origin = 'pv/%s' % options.pv
+        else:
+            pvc = pvcs.get((options.namespace, options.pvc))
+            pv = bound_pv(pvc) if pvc else None
+            origin = 'pvc/%s/%s' % (options.namespace, options.pvc)
+        if pv is None and pvc is None:
+            yield _Claim(SOURCE_ADHOC, origin, 'metadata.name', None, None, None, None)
+            return
+        annotated = [o for o in (pvc, pv) if o is not None and options.annotation in _meta(o, 'annotations')]
+        policy = options.policy or (_meta(annotated[0], 'annotations')[options.annotation] if annotated else None)
+        yield _Claim(SOURCE_ADHOC, origin, 'policy', policy, pv, pvc, options.snapshot_class)
+        return
+
+    if 'annotation' in options.sources:
+        for pvc in inventory.pvcs:
+            value = _meta(pvc, 'annotations').get(options.annotation)
+            if value is not None and in_scope(pvc):
+                yield _Claim(SOURCE_PVC, _ref('pvc', pvc), 'metadata.annotations[%s]' % options.annotation, value,
+                             bound_pv(pvc), pvc, _meta(pvc, 'annotations').get(CLASS_ANNOTATION))
+        for pv in inventory.pvs:
+            value = _meta(pv, 'annotations').get(options.annotation)
+            pvc = claim_of(pv)
+            if value is not None and (not options.namespace or (pvc is not None and in_scope(pvc))):
+                yield _Claim(SOURCE_PV, _ref('pv', pv), 'metadata.annotations[%s]' % options.annotation, value, pv, pvc,
+                             _meta(pv, 'annotations').get(CLASS_ANNOTATION))
+
+    if 'rule' in options.sources:
+        for rule in inventory.rules or []:
+            spec = rule.get('spec') or {}
+            namespace = rule['metadata']['namespace']
+            if options.namespace and namespace != options.namespace:
+                continue
+            claim_name = spec.get('persistentVolumeClaim')
+            pvc = pvcs.get((namespace, claim_name)) if claim_name else None
+            field = 'spec.persistentVolumeClaim'
+            if not claim_name and (spec.get('disk') or spec.get('backend')):
+                field = 'spec.disk'
+            yield _Claim(SOURCE_RULE, _ref('snapshotrule', rule), field, spec.get('deltas'), bound_pv(pvc) if pvc else None,
+                         pvc if pvc is not None else ({'missing': claim_name} if claim_name else None),
+                         spec.get('snapshotClassName'))
+
+    if 'label' in options.sources:
+        for pvc in inventory.pvcs:
+            value = _meta(pvc, 'labels').get(options.label)
+            wanted = value == options.label_value if options.label_value is not None else bool(value)
+            if wanted and in_scope(pvc):
+                yield _Claim(SOURCE_LABEL, _ref('pvc', pvc), 'metadata.labels[%s]' % options.label, options.label_policy,
+                             bound_pv(pvc), pvc, _meta(pvc, 'annotations').get(CLASS_ANNOTATION))
+
+
+def _target(claim, options, registry):
+    """Turn one claim into a Target; raises TargetError naming the field at fault."""
+    if claim.source == SOURCE_RULE and claim.field == 'spec.disk':
+        raise TargetError(claim.field, 'SnapshotRules for cloud disks need the gce or aws backend, not available in this version')
+    if claim.pvc is not None and 'missing' in claim.pvc:
+        raise TargetError(claim.field, 'PersistentVolumeClaim %r does not exist' % claim.pvc['missing'])
+    if claim.pv is None and claim.pvc is None:
+        raise TargetError(claim.field, 'volume not found')
+    if claim.source == SOURCE_RULE and not claim.policy_text:
+        raise TargetError('spec.deltas', 'missing')
+    if claim.source == SOURCE_LABEL and not claim.policy_text:
+        raise TargetError(claim.field, 'labelled for backup but the module was given no label_policy')
+    policy = None
+    if claim.policy_text is not None:
+        try:
+            policy = parse_policy(claim.policy_text)
+        except PolicyError as exc:
+            raise TargetError('spec.deltas' if claim.source == SOURCE_RULE else claim.field if claim.source != SOURCE_ADHOC else 'policy',
+                              str(exc)) from exc
+    if claim.pv is None:
+        phase = (claim.pvc.get('status') or {}).get('phase', 'Pending')
+        raise TargetError('spec.volumeName', 'claim is not bound to a volume (phase %s)' % phase)
+    backend = registry.backend_for(claim.pv)
+    hints = {'snapshot_class': options.snapshot_class or claim.snapshot_class}
+    volume = backend.identify(claim.pv, claim.pvc, hints)
+    pvc_meta = claim.pvc['metadata'] if claim.pvc is not None else {}
+    return Target(key=claim.pv['metadata']['uid'], pv=claim.pv['metadata']['name'], namespace=pvc_meta.get('namespace'),
+                  pvc=pvc_meta.get('name'), policy=policy, source=claim.source, origin=claim.origin, backend=backend.name,
+                  volume=volume)
+
+
+def _policy_text(target):
+    return target.policy.text if target.policy is not None else None
+
+
+def discover(inventory, options, registry):
+    """Targets, problems and warnings from an inventory; the strongest source wins per volume."""
+    chosen = {}
+    problems = []
+    warnings = []
+    for claim in _claims(inventory, options):
+        try:
+            target = _target(claim, options, registry)
+        except TargetError as exc:
+            problems.append(Problem(claim.origin, exc.field, exc.reason))
+            continue
+        previous = chosen.get(target.key)
+        if previous is None:
+            chosen[target.key] = target
+            continue
+        winner, loser = sorted((previous, target), key=lambda tgt: SOURCE_RANK[tgt.source])
+        chosen[target.key] = winner
+        warnings.append('volume %s: %s asks for %r and %s for %r; %s wins' % (
+            winner.pv, winner.origin, _policy_text(winner), loser.origin, _policy_text(loser), winner.origin))
+    if inventory.rules is None and 'rule' in options.sources and not (options.pvc or options.pv):
+        warnings.append('SnapshotRule custom resource is not installed; rules are not read')
+    targets = sorted(chosen.values(), key=lambda tgt: (tgt.namespace or '', tgt.pvc or '', tgt.pv))
+    return Discovery(targets=targets, problems=problems, warnings=warnings)

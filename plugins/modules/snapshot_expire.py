@@ -1,0 +1,174 @@
+#!/usr/bin/python
+# Copyright: (c) 2026, kubesnap contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: snapshot_expire
+short_description: Delete the snapshots a volume's retention policy no longer keeps
+version_added: 1.0.0
+author: kubesnap contributors
+description:
+  - For every protected volume, weighs its ready snapshots owned by this collection with the tiered retention
+    policy (tarsnapper's algorithm, as k8s-snapshots) and deletes the ones it does not keep.
+  - Never deleted, whatever the policy says, are snapshots without this collection's ownership labels,
+    the newest ready snapshot of a volume, pending and failed snapshots (they are not backups),
+    snapshots labelled C(kubesnap.io/hold=true) (they are outside the policy too), and snapshots
+    named as the C(dataSource) of an existing PVC.
+  - Snapshots of volumes that no longer exist are orphans, reported and kept unless O(orphan_policy=expire).
+  - Check mode with diff is the dry-run plan, giving for each kept snapshot the reason (which generation keeps it).
+extends_documentation_fragment:
+  - kubesnap.snapshots.k8s_auth
+  - kubesnap.snapshots.discovery
+  - kubesnap.snapshots.discovery.targets
+  - kubesnap.snapshots.discovery.lease
+  - kubesnap.snapshots.write
+attributes:
+  check_mode:
+    support: full
+    description: Plans only; writes nothing and takes no lease.
+  diff_mode:
+    support: full
+    description: Before and after lists of each volume's snapshots.
+options:
+  orphan_policy:
+    description:
+      - What to do with owned snapshots of volumes that no longer exist.
+      - V(keep) reports them; V(expire) applies the policy recorded on them (C(kubesnap.io/policy)),
+        which always keeps the newest.
+    type: str
+    choices: [keep, expire]
+    default: keep
+notes:
+  - The generations are anchored at a volume's newest ready snapshot, so retention does not decay while
+    snapshots stop being taken. With O(now), they are anchored at O(now) instead (when later), to plan ahead.
+'''
+
+EXAMPLES = r'''
+- name: Show what expiry would delete a month from now
+  kubesnap.snapshots.snapshot_expire:
+    now: "2026-12-24T00:00:00Z"
+  check_mode: true
+  diff: true
+
+- name: Prune old snapshots
+  kubesnap.snapshots.snapshot_expire:
+    label_policy: PT1H P1D P7D
+'''
+
+RETURN = r'''
+volumes:
+  description: One plan per target and per orphaned volume.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    volume:
+      description: C(namespace/pvc), the PV name, or the volume key of an orphan.
+      type: str
+    policy:
+      description: Policy applied.
+      type: str
+    orphan:
+      description: Whether the volume no longer exists.
+      type: bool
+    keep:
+      description: Snapshots kept, each with a C(reason).
+      type: list
+      elements: dict
+    expire:
+      description: Snapshots deleted (or that would be).
+      type: list
+      elements: dict
+    failed:
+      description: Deletions that failed, with the error.
+      type: list
+      elements: dict
+problems:
+  description: Objects that asked for protection but cannot get it; nothing of theirs is deleted.
+  returned: always
+  type: list
+  elements: dict
+lease_held:
+  description: Set when another run held the lease and nothing was deleted.
+  returned: when the lease was held
+  type: str
+api_calls:
+  description: API requests made, by HTTP method.
+  returned: always
+  type: dict
+'''
+
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import cycle
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.lease import LeaseHeld
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import (
+    AUTH_SPEC, DISCOVERY_SPEC, LEASE_SPEC, TARGETS_SPEC, WRITE_SPEC, KubesnapModule, argument_spec, discovery_constraints,
+)
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention import parse_timestamp
+
+
+def plans_for(targets, owned, inventory, orphan_policy, anchor):
+    """[(label, orphan, ExpiryPlan)] for every target and every deleted volume with owned snapshots."""
+    in_use = inventory.snapshots_in_use()
+    plans = [(target.display, False, cycle.plan_expiry(target.key, owned.get(target.key, []), target.policy, in_use, anchor))
+             for target in targets]
+    live = inventory.live_volume_keys()
+    for key in sorted(set(owned) - live):
+        snapshots = owned[key]
+        policy = cycle.orphan_policy(snapshots) if orphan_policy == 'expire' else None
+        reason = 'orphan: volume deleted (orphan_policy=%s)' % orphan_policy if policy is None else None
+        plans.append((key, True, cycle.plan_expiry(key, snapshots, policy, in_use, anchor, unweighed=reason)))
+    return plans
+
+
+def main():
+    spec = argument_spec(AUTH_SPEC, TARGETS_SPEC, DISCOVERY_SPEC, LEASE_SPEC, WRITE_SPEC,
+                         orphan_policy={'type': 'str', 'choices': ['keep', 'expire'], 'default': 'keep'})
+    module = KubesnapModule(argument_spec=spec, **discovery_constraints(spec))
+    p = module.params
+    now = module.now()
+    anchor = parse_timestamp(p['now']) if p['now'] else None
+    result = {'changed': False, 'volumes': [], 'problems': []}
+    try:
+        inventory, registry, discovery = cycle.discover_targets(module.client, module.discovery_options())
+        given = module.given_targets()
+        targets = discovery.targets if given is None else given
+        result['problems'] = [problem.as_dict() for problem in discovery.problems] if given is None else []
+        for warning in discovery.warnings if given is None else []:
+            module.warn(warning)
+        owned = cycle.list_owned(registry, [backend.name for backend in registry], p['namespace'])
+        plans = plans_for(targets, owned, inventory, p['orphan_policy'], anchor)
+        doomed = [snapshot for _label, _orphan, plan in plans for snapshot in plan.expire]
+        errors = {}
+        if doomed and not module.check_mode:
+            try:
+                with module.lease():
+                    deleted = cycle.run_parallel(lambda s: registry.get(s.backend).delete(s), doomed, p['concurrency'])
+                errors = {snapshot.id: str(error) for snapshot, _none, error in deleted if error is not None}
+            except LeaseHeld as exc:
+                result['lease_held'] = str(exc)
+                module.warn('%s; nothing was deleted' % exc)
+                errors = {snapshot.id: 'not deleted: %s' % exc for snapshot in doomed}
+        before, after = {}, {}
+        for label, orphan, plan in plans:
+            entry = dict(plan.as_dict(now), volume=label, orphan=orphan, policy=plan.policy.text if plan.policy else None,
+                         failed=[{'name': s.name, 'error': errors[s.id]} for s in plan.expire if s.id in errors])
+            result['volumes'].append(entry)
+            before[label] = sorted(s.name for s in [pair[0] for pair in plan.keep] + plan.expire)
+            after[label] = sorted(s.name for s, _reason in plan.keep)
+        result['changed'] = len(errors) < len(doomed)
+        if module._diff:
+            result['diff'] = {'before': before, 'after': after}
+    except KubeError as exc:
+        module.fail_api(exc)
+    failures = ['%s: %s: %s' % (v['volume'], f['name'], f['error']) for v in result['volumes'] for f in v['failed']
+                if 'lease_held' not in result]
+    if p['fail_on_problems']:
+        failures += ['%(object)s: %(field)s: %(reason)s' % problem for problem in result['problems']]
+    module.exit_or_fail(failures, 'some snapshots could not be expired', **result)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,120 @@
+#!/usr/bin/python
+# Copyright: (c) 2026, kubesnap contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: snapshot_info
+short_description: List the snapshots this collection owns, per volume
+version_added: 1.0.0
+author: kubesnap contributors
+description:
+  - Lists the snapshots owned by this collection (one paged list per backend) and groups them by volume,
+    with state, age and size where the backend knows it.
+  - Snapshots of volumes that no longer exist are listed as orphans; those of volumes that exist but are no
+    longer protected (their annotation or label was removed) are listed as unprotected.
+extends_documentation_fragment:
+  - kubesnap.snapshots.k8s_auth
+  - kubesnap.snapshots.discovery
+attributes:
+  check_mode:
+    support: full
+    description: Reads only.
+  diff_mode:
+    support: none
+options:
+  now:
+    description: Instant the ages are computed from (ISO 8601 with offset); the current time by default.
+    type: str
+'''
+
+EXAMPLES = r'''
+- name: List owned snapshots
+  kubesnap.snapshots.snapshot_info:
+    namespace: db
+  register: snaps
+
+- name: Volumes without a ready snapshot
+  ansible.builtin.debug:
+    msg: "{{ snaps.volumes | rejectattr('ready', 'gt', 0) | map(attribute='volume') }}"
+'''
+
+RETURN = r'''
+volumes:
+  description: Protected volumes with their owned snapshots, oldest first.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    volume:
+      description: C(namespace/pvc), or the PV name.
+      type: str
+    key:
+      description: Volume key the snapshots are labelled with (the PV's UID).
+      type: str
+    policy:
+      description: Retention policy.
+      type: str
+    ready:
+      description: Number of ready snapshots.
+      type: int
+    snapshots:
+      description: Snapshots with C(name), C(namespace), C(state), C(created_at), C(age_seconds), C(size), C(held), C(error).
+      type: list
+      elements: dict
+orphans:
+  description: Owned snapshots whose volume no longer exists, grouped like RV(volumes).
+  returned: always
+  type: list
+  elements: dict
+unprotected:
+  description: Owned snapshots of existing volumes that no source protects any more, grouped like RV(volumes).
+  returned: always
+  type: list
+  elements: dict
+problems:
+  description: Objects that asked for protection but cannot get it, as in M(kubesnap.snapshots.k8s_pv_info).
+  returned: always
+  type: list
+  elements: dict
+api_calls:
+  description: API requests made, by HTTP method.
+  returned: always
+  type: dict
+'''
+
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import cycle
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import READY
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import (
+    AUTH_SPEC, DISCOVERY_SPEC, KubesnapModule, argument_spec, discovery_constraints,
+)
+
+
+def group(label, key, policy, snapshots, now):
+    return {'volume': label, 'key': key, 'policy': policy, 'ready': sum(1 for s in snapshots if s.state == READY),
+            'snapshots': [s.as_dict(now) for s in snapshots]}
+
+
+def main():
+    spec = argument_spec(AUTH_SPEC, DISCOVERY_SPEC, now={'type': 'str'})
+    module = KubesnapModule(argument_spec=spec, **discovery_constraints(spec))
+    now = module.now()
+    try:
+        inventory, registry, discovery = cycle.discover_targets(module.client, module.discovery_options())
+        owned = cycle.list_owned(registry, [backend.name for backend in registry], module.params['namespace'])
+    except KubeError as exc:
+        module.fail_api(exc)
+    targeted = {target.key for target in discovery.targets}
+    live = inventory.live_volume_keys()
+    volumes = [group(t.display, t.key, t.policy.text if t.policy else None, owned.get(t.key, []), now) for t in discovery.targets]
+    orphans = [group(key, key, owned[key][-1].policy_text, owned[key], now)
+               for key in sorted(set(owned) - live)]
+    unprotected = [group(key, key, None, owned[key], now) for key in sorted(set(owned) & live - targeted)]
+    module.exit_or_fail([], '', changed=False, volumes=volumes, orphans=orphans, unprotected=unprotected,
+                        problems=[problem.as_dict() for problem in discovery.problems])
+
+
+if __name__ == '__main__':
+    main()

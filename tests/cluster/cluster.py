@@ -1,0 +1,717 @@
+# Local Kubernetes control plane for the kubesnap system tests: builds etcd,
+# kube-apiserver, kube-controller-manager, the CSI snapshot/provisioner
+# sidecars and a CSI mock driver from their Go modules and runs them as local
+# processes.  Usage: python tests/cluster/cluster.py up|down|status|build
+"""Bring the local test control plane up or down (see tests/cluster/README.md)."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import datetime
+import fcntl
+import hashlib
+import ipaddress
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+GO_DIR = ROOT / "tests" / "cluster" / "go"
+RUN = ROOT / ".cluster"
+LOGS = RUN / "logs"
+PKI = RUN / "pki"
+STATE_FILE = RUN / "state.json"
+KUBECONFIG = RUN / "kubeconfig"
+AUDIT_LOG = RUN / "audit.log"
+CSI_FAULTS_FILE = RUN / "csi-faults.json"
+
+DRIVER_NAME = "mock.csi.kubesnap.io"
+STORAGE_CLASS = "kubesnap-csi"
+SNAPSHOT_CLASS = "kubesnap-snapclass"
+SYSTEM_NAMESPACE = "kubesnap-system"
+ADMIN_USER = "kubesnap-admin"
+
+K8S_VERSION = "v1.37.2"
+SNAPSHOT_CRDS_MODULE = "github.com/kubernetes-csi/external-snapshotter/client/v8@v8.7.0"
+# Part of the cache key: change it when the build recipe below changes.
+BUILD_RECIPE = (
+    "cgo=0 trimpath crds=" + SNAPSHOT_CRDS_MODULE + " ldflags=-X k8s.io/component-base/version.gitVersion=" + K8S_VERSION + " gitMajor=1 gitMinor=37"
+)
+VERSION_LDFLAGS = (
+    f"-X k8s.io/component-base/version.gitVersion={K8S_VERSION} -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37"
+)
+
+# (binary, wrapper module under tests/cluster/go, Go package), in start order.
+BINARIES = [
+    ("etcd", "etcd", "go.etcd.io/etcd/server/v3"),
+    ("kube-apiserver", "kube", "k8s.io/kubernetes/cmd/kube-apiserver"),
+    ("kube-controller-manager", "kube", "k8s.io/kubernetes/cmd/kube-controller-manager"),
+    ("csi-mock-driver", "kube", "./cmd/csi-mock-driver"),
+    ("snapshot-controller", "kube", "github.com/kubernetes-csi/external-snapshotter/v8/cmd/snapshot-controller"),
+    ("csi-snapshotter", "kube", "github.com/kubernetes-csi/external-snapshotter/v8/cmd/csi-snapshotter"),
+    ("csi-provisioner", "kube", "github.com/kubernetes-csi/external-provisioner/v6/cmd/csi-provisioner"),
+]
+PROCESS_ORDER = [name for name, _, _ in BINARIES]
+
+# Only the controllers the storage flows need; no kubelet or scheduler runs.
+KCM_CONTROLLERS = (
+    "persistentvolume-binder-controller,persistentvolumeclaim-protection-controller,"
+    "persistentvolume-protection-controller,garbage-collector-controller,namespace-controller"
+)
+# The sidecars' upstream client limits (qps 5, burst 10) make 200 snapshots take minutes.
+FAST_CONTROLLER_FLAGS = ["--kube-api-qps=200", "--kube-api-burst=400", "--worker-threads=20"]
+AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
+kind: Policy
+# One event per request (RequestReceived would double every count).
+omitStages: ["RequestReceived"]
+rules:
+  - level: Metadata
+"""
+
+
+def log(msg: str) -> None:
+    print(f"[cluster] {msg}", flush=True)
+
+
+class ClusterError(RuntimeError):
+    """A step of bringing the stack up failed."""
+
+
+@contextlib.contextmanager
+def file_lock(path: Path):
+    """Serialise concurrent callers (pytest-xdist workers, a parallel `make`)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# ---------------------------------------------------------------- build + cache
+
+
+def cache_dir() -> Path:
+    """Binaries live outside the clone, keyed by the pins, so fresh clones reuse them."""
+    digest = hashlib.sha256(BUILD_RECIPE.encode())
+    for path in sorted(GO_DIR.rglob("*")):
+        if path.is_file() and (path.name in ("go.mod", "go.sum") or path.suffix == ".go"):
+            digest.update(str(path.relative_to(GO_DIR)).encode() + b"\0" + path.read_bytes() + b"\0")
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "kubesnap" / digest.hexdigest()[:16]
+
+
+def go_env() -> dict:
+    env = dict(os.environ, GOTOOLCHAIN="local", CGO_ENABLED="0")
+    env.pop("GOFLAGS", None)
+    return env
+
+
+def build(cache: Path) -> None:
+    """Build every missing binary (one progress line each) and stage the CRDs."""
+    bin_dir = cache / "bin"
+    missing = [b for b in BINARIES if not (bin_dir / b[0]).exists()]
+    if (missing or not (cache / "crds").is_dir()) and not shutil.which("go"):
+        raise ClusterError(f"`go` is not on PATH and {cache} is incomplete")
+    with file_lock(cache / ".build.lock"):
+        for name, module, package in BINARIES:
+            target = bin_dir / name
+            if target.exists():
+                continue
+            log(f"building {name} from {package} (cold builds take minutes) ...")
+            started = time.monotonic()
+            tmp = bin_dir / f".{name}.tmp"
+            bin_dir.mkdir(parents=True, exist_ok=True)
+            cmd = ["go", "build", "-trimpath", "-ldflags", VERSION_LDFLAGS, "-o", str(tmp), package]
+            result = subprocess.run(cmd, cwd=GO_DIR / module, env=go_env(), capture_output=True, text=True, check=False)
+            if result.returncode != 0:
+                raise ClusterError(f"building {name} failed:\n{result.stdout}{result.stderr}")
+            tmp.rename(target)  # atomic: a half-written binary is never used
+            log(f"built {name} in {time.monotonic() - started:.0f}s")
+        if not (cache / "crds").is_dir():
+            stage_crds(cache)
+
+
+def stage_crds(cache: Path) -> None:
+    """Copy the snapshot CRDs from the Go module cache next to the binaries."""
+    result = subprocess.run(
+        ["go", "mod", "download", "-json", SNAPSHOT_CRDS_MODULE], cwd=GO_DIR / "kube", env=go_env(), capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        raise ClusterError(f"go mod download {SNAPSHOT_CRDS_MODULE} failed:\n{result.stdout}{result.stderr}")
+    source = Path(json.loads(result.stdout)["Dir"]) / "config" / "crd"
+    tmp = cache / ".crds.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for crd in sorted(source.glob("*storage.k8s.io_*.yaml")):
+        shutil.copyfile(crd, tmp / crd.name)
+    tmp.rename(cache / "crds")
+
+
+# ---------------------------------------------------------------- certificates
+
+
+def generate_pki() -> None:
+    """CA, apiserver serving cert, one client cert per component, SA key pair."""
+    # Imported here so `down` and `status` work without the dev requirements.
+    from cryptography import x509  # pylint: disable=import-outside-toplevel
+    from cryptography.hazmat.primitives import hashes, serialization  # pylint: disable=import-outside-toplevel
+    from cryptography.hazmat.primitives.asymmetric import ec  # pylint: disable=import-outside-toplevel
+    from cryptography.x509.oid import NameOID  # pylint: disable=import-outside-toplevel
+
+    if (PKI / "ca.crt").exists():
+        return
+    tmp = RUN / "pki.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    now = datetime.datetime.now(datetime.UTC)
+
+    def write_key(name: str, key) -> None:
+        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        (tmp / f"{name}.key").write_bytes(pem)
+
+    def issue(name: str, subject: x509.Name, extensions, ca_key=None, ca_cert=None):
+        key = ec.generate_private_key(ec.SECP256R1())
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(ca_cert.subject if ca_cert else subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=3650))
+        )
+        for extension, critical in extensions:
+            builder = builder.add_extension(extension, critical=critical)
+        cert = builder.sign(ca_key or key, hashes.SHA256())
+        write_key(name, key)
+        (tmp / f"{name}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        return key, cert
+
+    ca_key, ca_cert = issue(
+        "ca",
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kubesnap-ca")]),
+        [(x509.BasicConstraints(ca=True, path_length=None), True), (x509.KeyUsage(True, False, False, False, False, True, True, False, False), True)],
+    )
+    leaf_usage = (x509.KeyUsage(True, False, True, False, False, False, False, False, False), True)
+    names = [x509.DNSName(n) for n in ("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc")]
+    names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ("127.0.0.1", "10.0.0.1")]
+    issue(
+        "apiserver",
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]),
+        [leaf_usage, (x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.SERVER_AUTH]), False), (x509.SubjectAlternativeName(names), False)],
+        ca_key,
+        ca_cert,
+    )
+    # Distinct user names keep the components apart in the audit log; all are
+    # cluster admins (system:masters) so no RBAC setup is needed for them.
+    for user in client_users():
+        subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"), x509.NameAttribute(NameOID.COMMON_NAME, user)])
+        issue(user, subject, [leaf_usage, (x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.CLIENT_AUTH]), False)], ca_key, ca_cert)
+    sa_key = ec.generate_private_key(ec.SECP256R1())
+    write_key("sa", sa_key)
+    (tmp / "sa.pub").write_bytes(sa_key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    shutil.rmtree(PKI, ignore_errors=True)
+    tmp.rename(PKI)
+
+
+def client_users() -> dict:
+    """Client certificate user per kubeconfig (admin = the one tests use)."""
+    return {
+        ADMIN_USER: "admin",
+        "system:kube-controller-manager": "kube-controller-manager",
+        "kubesnap:snapshot-controller": "snapshot-controller",
+        "kubesnap:csi-snapshotter": "csi-snapshotter",
+        "kubesnap:csi-provisioner": "csi-provisioner",
+    }
+
+
+def write_kubeconfig(path: Path, server: str, user: str) -> None:
+    def b64(name: str) -> str:
+        return base64.b64encode((PKI / name).read_bytes()).decode()
+
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "kubesnap", "cluster": {"server": server, "certificate-authority-data": b64("ca.crt")}}],
+        "users": [{"name": user, "user": {"client-certificate-data": b64(f"{user}.crt"), "client-key-data": b64(f"{user}.key")}}],
+        "contexts": [{"name": "kubesnap", "context": {"cluster": "kubesnap", "user": user}}],
+        "current-context": "kubesnap",
+    }
+    path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")  # JSON is valid YAML
+    path.chmod(0o600)
+
+
+# ---------------------------------------------------------------- processes
+
+
+def proc_start_time(pid: int) -> str | None:
+    """Start time from /proc (guards against a recycled pid); None if gone or a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()
+    return None if fields[0] in ("Z", "X") else fields[19]
+
+
+def alive(entry: dict) -> bool:
+    return proc_start_time(entry["pid"]) == entry["start_time"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def load_state() -> dict:
+    try:
+        return json.loads(STATE_FILE.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def save_state(state: dict) -> None:
+    tmp = STATE_FILE.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
+    tmp.rename(STATE_FILE)
+
+
+def spawn(state: dict, name: str, argv: list) -> None:
+    """Start detached (own session) so the stack outlives `up`; log to .cluster/logs."""
+    LOGS.mkdir(parents=True, exist_ok=True)
+    with open(LOGS / f"{name}.log", "ab") as out:
+        out.write(f"=== {datetime.datetime.now().isoformat()} {' '.join(argv)}\n".encode())
+        out.flush()
+        proc = subprocess.Popen(  # pylint: disable=consider-using-with
+            argv, cwd=RUN, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True
+        )
+    start_time = None
+    for _ in range(50):  # /proc may lag a moment behind fork
+        start_time = proc_start_time(proc.pid)
+        if start_time:
+            break
+        time.sleep(0.01)
+    state["processes"][name] = {"pid": proc.pid, "start_time": start_time}
+    save_state(state)
+
+
+def log_tail(name: str, lines: int = 40) -> str:
+    try:
+        text = (LOGS / f"{name}.log").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def stop_process(name: str, entry: dict) -> None:
+    """SIGTERM the process group, wait a bounded time, then SIGKILL."""
+    if not alive(entry):
+        return
+    timeout = {"kube-apiserver": 20, "etcd": 10}.get(name, 5)
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5)):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(entry["pid"], sig)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if not alive(entry):
+                return
+            time.sleep(0.1)
+    raise ClusterError(f"{name} (pid {entry['pid']}) did not stop")
+
+
+def stop_all(state: dict) -> None:
+    """Reverse start order: etcd last, or the apiserver hangs in graceful shutdown."""
+    processes = state.get("processes", {})
+    for name in reversed(PROCESS_ORDER):
+        if name in processes:
+            stop_process(name, processes[name])
+            log(f"stopped {name}")
+            del processes[name]
+            save_state(state)
+    deadline = time.monotonic() + 15
+    busy = [p for p in state.get("ports", {}).values() if port_in_use(p)]
+    while busy and time.monotonic() < deadline:
+        time.sleep(0.2)
+        busy = [p for p in busy if port_in_use(p)]
+    if busy:
+        raise ClusterError(f"ports still in use after stop: {busy}")
+    socket_path = state.get("csi_socket")
+    if socket_path:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(socket_path)
+
+
+# ---------------------------------------------------------------- start-up steps
+
+
+def wait_until(what: str, check, timeout: float, watch: list, state: dict, interval: float = 0.2):
+    """Poll check() until truthy; fail early with the log of a watched process that died."""
+    deadline = time.monotonic() + timeout
+    last_error = None
+    while time.monotonic() < deadline:
+        for name in watch:
+            if not alive(state["processes"][name]):
+                raise ClusterError(f"{name} exited while waiting for {what}; tail of {LOGS / (name + '.log')}:\n{log_tail(name)}")
+        try:
+            result = check()
+            if result:
+                return result
+        except Exception as exc:  # noqa: BLE001  # pylint: disable=broad-exception-caught
+            last_error = exc  # not up yet: connection refused, 404, ...
+        time.sleep(interval)
+    tails = "\n".join(f"--- {name}:\n{log_tail(name, 15)}" for name in watch)
+    raise ClusterError(f"timed out after {timeout:.0f}s waiting for {what} (last error: {last_error})\n{tails}")
+
+
+def https_get(state: dict, path: str) -> bytes:
+    context = ssl.create_default_context(cafile=str(PKI / "ca.crt"))
+    context.load_cert_chain(str(PKI / f"{ADMIN_USER}.crt"), str(PKI / f"{ADMIN_USER}.key"))
+    with urllib.request.urlopen(state["server"] + path, context=context, timeout=5) as response:
+        return response.read()
+
+
+def apiserver_ready(state: dict) -> bool:
+    try:
+        return https_get(state, "/readyz") == b"ok"
+    except OSError:
+        return False
+
+
+def csi_socket_path() -> str:
+    """Unix socket paths are limited to 107 bytes; fall back to /tmp for deep clones."""
+    path = RUN / "csi.sock"
+    if len(str(path)) < 100:
+        return str(path)
+    return f"/tmp/kubesnap-{hashlib.sha256(str(RUN).encode()).hexdigest()[:12]}.sock"
+
+
+def process_argv(name: str, state: dict) -> list:
+    """Command line of each component."""
+    binary = str(Path(state["bin_dir"]) / name)
+    ports = state["ports"]
+    kubeconfig = str(RUN / "kubeconfigs" / f"{name}.kubeconfig")
+    tuning = FAST_CONTROLLER_FLAGS if state["controllers"] == "fast" else []
+    sidecar = ["--leader-election=false", f"--kubeconfig={kubeconfig}", f"--csi-address={state['csi_socket']}", "--v=2", *tuning]
+    etcd_url, peer_url = f"http://127.0.0.1:{ports['etcd']}", f"http://127.0.0.1:{ports['etcd_peer']}"
+    argvs = {
+        "etcd": [
+            "--name=kubesnap", f"--data-dir={RUN / 'etcd-data'}",
+            f"--listen-client-urls={etcd_url}", f"--advertise-client-urls={etcd_url}",
+            f"--listen-peer-urls={peer_url}", f"--initial-advertise-peer-urls={peer_url}", f"--initial-cluster=kubesnap={peer_url}",
+            "--unsafe-no-fsync", "--log-level=warn",  # test data: durability is not worth the fsync latency
+        ],
+        "kube-apiserver": [
+            f"--etcd-servers={etcd_url}", f"--secure-port={ports['apiserver']}", "--bind-address=127.0.0.1",
+            f"--tls-cert-file={PKI / 'apiserver.crt'}", f"--tls-private-key-file={PKI / 'apiserver.key'}", f"--client-ca-file={PKI / 'ca.crt'}",
+            "--service-cluster-ip-range=10.0.0.0/24", "--authorization-mode=RBAC", "--allow-privileged=true",
+            "--disable-admission-plugins=ServiceAccount", "--service-account-issuer=https://kubernetes.default.svc",
+            f"--service-account-key-file={PKI / 'sa.pub'}", f"--service-account-signing-key-file={PKI / 'sa.key'}",
+            f"--audit-policy-file={RUN / 'audit-policy.yaml'}", f"--audit-log-path={AUDIT_LOG}", "--audit-log-format=json",
+            # blocking: each event is written before the response, so tests can read it right away.
+            "--audit-log-mode=blocking", "--audit-log-maxsize=0",
+        ],
+        "kube-controller-manager": [
+            f"--kubeconfig={kubeconfig}", f"--controllers={KCM_CONTROLLERS}", "--leader-elect=false", "--secure-port=0",
+            "--use-service-account-credentials=false",
+        ],
+        "csi-mock-driver": [f"--endpoint={state['csi_socket']}", f"--name={DRIVER_NAME}", f"--faults-file={CSI_FAULTS_FILE}"],
+        "snapshot-controller": [a for a in sidecar if not a.startswith("--csi-address")],
+        "csi-snapshotter": sidecar,
+        "csi-provisioner": sidecar,
+    }
+    return [binary, *argvs[name]]
+
+
+def api_client():
+    from kubernetes import config  # pylint: disable=import-outside-toplevel
+
+    return config.new_client_from_config(config_file=str(KUBECONFIG))
+
+
+def install_crds(state: dict, crd_dir: Path) -> None:
+    """Install the six snapshot CRDs (snapshot-controller waits for the group ones too)."""
+    import yaml  # pylint: disable=import-outside-toplevel
+    from kubernetes import client  # pylint: disable=import-outside-toplevel
+
+    ext = client.ApiextensionsV1Api(api_client())
+    names = []
+    for path in sorted(crd_dir.glob("*.yaml")):
+        body = yaml.safe_load(path.read_text(encoding="utf-8"))
+        ext.create_custom_resource_definition(body)
+        names.append(body["metadata"]["name"])
+
+    def established() -> bool:
+        for name in names:
+            conditions = ext.read_custom_resource_definition(name).status.conditions or []
+            if not any(c.type == "Established" and c.status == "True" for c in conditions):
+                return False
+        return True
+
+    wait_until("snapshot CRDs to be Established", established, 60, ["kube-apiserver"], state)
+
+
+def create_classes() -> None:
+    """Default StorageClass and VolumeSnapshotClass for the mock driver."""
+    from kubernetes import client  # pylint: disable=import-outside-toplevel
+
+    api = api_client()
+    client.CoreV1Api(api).create_namespace({"metadata": {"name": SYSTEM_NAMESPACE}})
+    client.StorageV1Api(api).create_storage_class(
+        {
+            "metadata": {"name": STORAGE_CLASS, "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+            "provisioner": DRIVER_NAME,
+            "reclaimPolicy": "Delete",
+            "volumeBindingMode": "Immediate",
+            "allowVolumeExpansion": True,
+        }
+    )
+    client.CustomObjectsApi(api).create_cluster_custom_object(
+        "snapshot.storage.k8s.io",
+        "v1",
+        "volumesnapshotclasses",
+        {
+            "apiVersion": "snapshot.storage.k8s.io/v1",
+            "kind": "VolumeSnapshotClass",
+            "metadata": {"name": SNAPSHOT_CLASS, "annotations": {"snapshot.storage.kubernetes.io/is-default-class": "true"}},
+            "driver": DRIVER_NAME,
+            "deletionPolicy": "Delete",
+        },
+    )
+
+
+def smoke_test(state: dict) -> None:
+    """Prove provisioning, binding and snapshots work, then remove the objects."""
+    from kubernetes import client  # pylint: disable=import-outside-toplevel
+    from kubernetes.client.rest import ApiException  # pylint: disable=import-outside-toplevel
+
+    api = api_client()
+    core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
+    name = f"smoke-{secrets.token_hex(3)}"
+    snap_args = ("snapshot.storage.k8s.io", "v1", SYSTEM_NAMESPACE, "volumesnapshots")
+    core.create_namespaced_persistent_volume_claim(
+        SYSTEM_NAMESPACE,
+        {"metadata": {"name": name}, "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Mi"}}, "storageClassName": STORAGE_CLASS}},
+    )
+    controllers = ["kube-controller-manager", "csi-mock-driver", "csi-provisioner"]
+    wait_until("the smoke PVC to bind", lambda: core.read_namespaced_persistent_volume_claim(name, SYSTEM_NAMESPACE).status.phase == "Bound", 90, controllers, state)
+    custom.create_namespaced_custom_object(
+        *snap_args,
+        {
+            "apiVersion": "snapshot.storage.k8s.io/v1",
+            "kind": "VolumeSnapshot",
+            "metadata": {"name": name},
+            "spec": {"volumeSnapshotClassName": SNAPSHOT_CLASS, "source": {"persistentVolumeClaimName": name}},
+        },
+    )
+    controllers += ["snapshot-controller", "csi-snapshotter"]
+    wait_until(
+        "the smoke VolumeSnapshot to be readyToUse",
+        lambda: (custom.get_namespaced_custom_object(*snap_args, name).get("status") or {}).get("readyToUse"),
+        90,
+        controllers,
+        state,
+    )
+    custom.delete_namespaced_custom_object(*snap_args, name)
+    core.delete_namespaced_persistent_volume_claim(name, SYSTEM_NAMESPACE)
+
+    def gone() -> bool:
+        for read in (lambda: custom.get_namespaced_custom_object(*snap_args, name), lambda: core.read_namespaced_persistent_volume_claim(name, SYSTEM_NAMESPACE)):
+            try:
+                read()
+                return False
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+        return True
+
+    wait_until("the smoke objects to be deleted", gone, 60, controllers, state)
+
+
+def healthy(state: dict) -> bool:
+    processes = state.get("processes", {})
+    if sorted(processes) != sorted(PROCESS_ORDER) or not all(alive(p) for p in processes.values()):
+        return False
+    return state.get("ready", False) and apiserver_ready(state)
+
+
+def write_faults(faults: str | None) -> None:
+    """Initial CSI faults (the driver re-reads the file on every call)."""
+    if faults is None:
+        if not CSI_FAULTS_FILE.exists():
+            CSI_FAULTS_FILE.write_text("{}\n", encoding="utf-8")
+        return
+    json.loads(faults or "{}")  # reject malformed JSON before the driver sees it
+    tmp = CSI_FAULTS_FILE.with_suffix(".tmp")
+    tmp.write_text((faults or "{}") + "\n", encoding="utf-8")
+    tmp.rename(CSI_FAULTS_FILE)
+
+
+def start(controllers: str, cache: Path) -> dict:
+    """Fresh start of the whole stack; returns the state."""
+    shutil.rmtree(RUN / "etcd-data", ignore_errors=True)  # the mock driver's volumes do not survive a restart either
+    shutil.rmtree(LOGS, ignore_errors=True)
+    with contextlib.suppress(FileNotFoundError):
+        AUDIT_LOG.unlink()
+    generate_pki()
+    (RUN / "audit-policy.yaml").write_text(AUDIT_POLICY, encoding="utf-8")
+    ports = {"etcd": free_port(), "etcd_peer": free_port(), "apiserver": free_port()}
+    state = {
+        "started_at": datetime.datetime.now(datetime.UTC).isoformat(),
+        "ready": False,
+        "controllers": controllers,
+        "bin_dir": str(cache / "bin"),
+        "ports": ports,
+        "server": f"https://127.0.0.1:{ports['apiserver']}",
+        "kubeconfig": str(KUBECONFIG),
+        "audit_log": str(AUDIT_LOG),
+        "csi_faults_file": str(CSI_FAULTS_FILE),
+        "csi_socket": csi_socket_path(),
+        "driver_name": DRIVER_NAME,
+        "storage_class": STORAGE_CLASS,
+        "snapshot_class": SNAPSHOT_CLASS,
+        "admin_user": ADMIN_USER,
+        "processes": {},
+    }
+    save_state(state)
+    (RUN / "kubeconfigs").mkdir(exist_ok=True)
+    for user, component in client_users().items():
+        write_kubeconfig(RUN / "kubeconfigs" / f"{component}.kubeconfig", state["server"], user)
+    write_kubeconfig(KUBECONFIG, state["server"], ADMIN_USER)
+
+    def step(name: str, ready=None, what: str = "", timeout: float = 60) -> None:
+        started = time.monotonic()
+        spawn(state, name, process_argv(name, state))
+        if ready:
+            wait_until(what, ready, timeout, [name], state)
+        log(f"started {name} (pid {state['processes'][name]['pid']}) in {time.monotonic() - started:.1f}s")
+
+    step("etcd", lambda: json.loads(urllib.request.urlopen(f"http://127.0.0.1:{ports['etcd']}/health", timeout=2).read())["health"] == "true", "etcd /health")
+    step("kube-apiserver", lambda: apiserver_ready(state), "kube-apiserver /readyz", 120)
+    install_crds(state, cache / "crds")
+    create_classes()
+    step("kube-controller-manager")
+    step("csi-mock-driver", lambda: Path(state["csi_socket"]).exists(), "the CSI socket")
+    for name in ("snapshot-controller", "csi-snapshotter", "csi-provisioner"):
+        step(name)
+    started = time.monotonic()
+    smoke_test(state)
+    log(f"smoke test passed (PVC bound, VolumeSnapshot ready) in {time.monotonic() - started:.1f}s")
+    state["ready"] = True
+    save_state(state)
+    return state
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_build(_args) -> int:
+    cache = cache_dir()
+    build(cache)
+    log(f"binaries in {cache / 'bin'}")
+    return 0
+
+
+def cmd_up(args) -> int:
+    began = time.monotonic()
+    cache = cache_dir()
+    RUN.mkdir(exist_ok=True)
+    with file_lock(RUN / "lock"):
+        state = load_state()
+        if healthy(state):
+            if state["controllers"] != args.controllers:
+                log(f"warning: the running stack uses --controllers={state['controllers']}; run `down` then `up` to switch to {args.controllers}")
+            write_faults(args.csi_faults)
+            log(f"reusing the running stack (started {state['started_at']})")
+        else:
+            if state.get("processes"):
+                log("stopping the leftovers of an unhealthy stack")
+                stop_all(state)
+            build(cache)
+            write_faults(args.csi_faults if args.csi_faults is not None else "{}")
+            try:
+                state = start(args.controllers, cache)
+            except Exception as exc:
+                log("start failed, stopping the rest")
+                stop_all(load_state())
+                if isinstance(exc, ClusterError):
+                    raise
+                raise ClusterError(f"{type(exc).__name__}: {exc}") from exc
+            log(f"stack up in {time.monotonic() - began:.1f}s (controllers: {args.controllers}; logs in {LOGS})")
+    print(f"export KUBECONFIG={KUBECONFIG}")
+    return 0
+
+
+def cmd_down(_args) -> int:
+    RUN.mkdir(exist_ok=True)
+    with file_lock(RUN / "lock"):
+        state = load_state()
+        if not state.get("processes"):
+            log("nothing running")
+        stop_all(state)
+        state["ready"] = False
+        save_state(state)
+    return 0
+
+
+def cmd_status(_args) -> int:
+    state = load_state()
+    processes = state.get("processes", {})
+    for name in PROCESS_ORDER:
+        entry = processes.get(name)
+        print(f"{name:24} {'running pid ' + str(entry['pid']) if entry and alive(entry) else 'stopped'}")
+    ok = healthy(state)
+    print(f"apiserver {state.get('server', '-')}: {'ready' if ok else 'not ready'}; controllers: {state.get('controllers', '-')}")
+    if ok:
+        print(f"export KUBECONFIG={KUBECONFIG}")
+    return 0 if ok else 1
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="build what is missing, start (or reuse) the stack")
+    up.add_argument(
+        "--controllers",
+        choices=("fast", "default"),
+        default=os.environ.get("KUBESNAP_CLUSTER_CONTROLLERS") or "fast",
+        help="client qps/burst/workers of the snapshot controllers and sidecars; switching needs down + up (env KUBESNAP_CLUSTER_CONTROLLERS)",
+    )
+    up.add_argument(
+        "--csi-faults",
+        default=os.environ.get("KUBESNAP_CSI_FAULTS"),
+        help="initial JSON for .cluster/csi-faults.json (env KUBESNAP_CSI_FAULTS)",
+    )
+    up.set_defaults(func=cmd_up)
+    sub.add_parser("down", help="stop every process of the stack").set_defaults(func=cmd_down)
+    sub.add_parser("status", help="show the processes; exit 1 unless healthy").set_defaults(func=cmd_status)
+    sub.add_parser("build", help="only build the binaries into the cache").set_defaults(func=cmd_build)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ClusterError as exc:
+        print(f"[cluster] error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+# System tests: run against the local control plane of tests/cluster/cluster.py.

@@ -1,0 +1,248 @@
+# Helpers for system tests against the local control plane of
+# tests/cluster/cluster.py: names, CSI fault switching, audit log reading and
+# PVC/PV/VolumeSnapshot shortcuts on top of the kubernetes client.
+"""Helpers behind the fixtures of tests/system/conftest.py."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import time
+import uuid
+from pathlib import Path
+
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
+ROOT = Path(__file__).resolve().parents[2]
+CLUSTER_SCRIPT = ROOT / "tests" / "cluster" / "cluster.py"
+
+
+def _load_cluster_module():
+    """cluster.py is a script, not a package: load it by path for its names."""
+    spec = importlib.util.spec_from_file_location("kubesnap_cluster_script", CLUSTER_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_CLUSTER = _load_cluster_module()
+
+DRIVER_NAME = _CLUSTER.DRIVER_NAME  # CSI driver name of the mock driver
+STORAGE_CLASS = _CLUSTER.STORAGE_CLASS  # default StorageClass, Immediate binding, provisioned by the mock driver
+SNAPSHOT_CLASS = _CLUSTER.SNAPSHOT_CLASS  # default VolumeSnapshotClass for the mock driver, deletionPolicy Delete
+ADMIN_USER = _CLUSTER.ADMIN_USER  # audit-log user name of the tests' kubeconfig
+SNAPSHOT_GROUP, SNAPSHOT_VERSION = "snapshot.storage.k8s.io", "v1"
+
+
+def wait_for(what: str, check, timeout: float = 60, interval: float = 0.2):
+    """Poll check() until it returns something truthy, which is returned."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+class ClusterHandle:
+    """What the `cluster` fixture gives: paths of the running stack and API clients."""
+
+    def __init__(self, state: dict):
+        self.state = state
+        self.kubeconfig = Path(state["kubeconfig"])
+        self.server = state["server"]
+        self.audit_log_path = Path(state["audit_log"])
+        self.csi_faults_path = Path(state["csi_faults_file"])
+        self.driver_name = state["driver_name"]
+        self.storage_class = state["storage_class"]
+        self.snapshot_class = state["snapshot_class"]
+
+    def api_client(self) -> client.ApiClient:
+        """A new kubernetes ApiClient authenticated as ADMIN_USER."""
+        return config.new_client_from_config(config_file=str(self.kubeconfig))
+
+
+class CsiFaults:
+    """Switches the mock driver's faults; the driver re-reads the file on every call."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def set(self, ready_delay_seconds: float = 0, fail: dict | None = None, latency_ms: dict | None = None) -> None:
+        """Replace all faults.
+
+        ready_delay_seconds: snapshots created from now on stay readyToUse=false that long.
+        fail: {"CreateSnapshot": {"count": 2, "code": "INTERNAL", "message": "..."}} fails the next calls.
+        latency_ms: {"CreateSnapshot": 500} or {"*": 100} sleeps before calls.
+        """
+        document = {
+            # A fresh generation re-arms the fail counters even for an identical document.
+            "generation": uuid.uuid4().hex,
+            "ready_delay_seconds": ready_delay_seconds,
+            "fail": fail or {},
+            "latency_ms": latency_ms or {},
+        }
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(document) + "\n", encoding="utf-8")
+        tmp.rename(self.path)  # atomic, so the driver never reads half a document
+
+    def fail(self, method: str, count: int = 1, code: str = "INTERNAL", message: str = "kubesnap injected fault") -> None:
+        """Fail the next `count` calls of a CSI method (CreateSnapshot, DeleteSnapshot, CreateVolume...)."""
+        self.set(fail={method: {"count": count, "code": code, "message": message}})
+
+    def clear(self) -> None:
+        self.set()
+
+
+class AuditLog:
+    """Reads the apiserver's JSON-lines audit log from a byte offset mark on."""
+
+    def __init__(self, path: Path, since: int | None = None):
+        self.path = Path(path)
+        self.since = self.size() if since is None else since
+
+    def size(self) -> int:
+        try:
+            return self.path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def mark(self) -> int:
+        """Forget the events so far; returns the new offset."""
+        self.since = self.size()
+        return self.since
+
+    def events(self, user: str | None = None, verb: str | None = None, resource: str | None = None, namespace: str | None = None,
+               name: str | None = None, subresource: str | None = None, api_group: str | None = None) -> list:
+        """Events since the mark, one per request (deduplicated by auditID), filtered by the given fields."""
+        with open(self.path, "rb") as handle:
+            handle.seek(self.since)
+            data = handle.read()
+        wanted = {"user": user, "verb": verb, "resource": resource, "namespace": namespace, "name": name, "subresource": subresource, "api_group": api_group}
+        seen, result = set(), []
+        for line in data.split(b"\n")[:-1]:  # the last piece may be a line still being written
+            event = json.loads(line)
+            if event["auditID"] in seen:
+                continue  # a watch logs ResponseStarted and ResponseComplete
+            seen.add(event["auditID"])
+            ref = event.get("objectRef") or {}
+            actual = {
+                "user": event["user"].get("username"),
+                "verb": event["verb"],
+                "resource": ref.get("resource"),
+                "namespace": ref.get("namespace"),
+                "name": ref.get("name"),
+                "subresource": ref.get("subresource"),
+                "api_group": ref.get("apiGroup", ""),
+            }
+            if all(value is None or actual[key] == value for key, value in wanted.items()):
+                result.append(event)
+        return result
+
+    def count(self, **filters) -> int:
+        return len(self.events(**filters))
+
+    def wait_events(self, min_count: int = 1, timeout: float = 5, **filters) -> list:
+        """Like events(), but waits until at least min_count match."""
+        def enough():
+            events = self.events(**filters)
+            return events if len(events) >= min_count else None
+
+        return wait_for(f"{min_count} audit events {filters}", enough, timeout)
+
+
+class Kube:
+    """Shortcuts for the storage objects the tests need."""
+
+    def __init__(self, api: client.ApiClient):
+        self.api = api
+        self.core = client.CoreV1Api(api)
+        self.storage = client.StorageV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+
+    # PVCs and PVs
+
+    def create_pvc(self, namespace: str, name: str, size: str = "1Mi", storage_class: str | None = STORAGE_CLASS,
+                   from_snapshot: str | None = None, volume_name: str | None = None, wait_bound: bool = True):
+        """A PVC; through STORAGE_CLASS the provisioner creates and binds a PV. from_snapshot restores a VolumeSnapshot."""
+        spec = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}, "storageClassName": storage_class}
+        if from_snapshot:
+            spec["dataSource"] = {"apiGroup": SNAPSHOT_GROUP, "kind": "VolumeSnapshot", "name": from_snapshot}
+        if volume_name:
+            spec["volumeName"] = volume_name
+        self.core.create_namespaced_persistent_volume_claim(namespace, {"metadata": {"name": name}, "spec": spec})
+        return self.wait_pvc_bound(namespace, name) if wait_bound else self.core.read_namespaced_persistent_volume_claim(name, namespace)
+
+    def wait_pvc_bound(self, namespace: str, name: str, timeout: float = 60):
+        def bound():
+            pvc = self.core.read_namespaced_persistent_volume_claim(name, namespace)
+            return pvc if pvc.status.phase == "Bound" else None
+
+        return wait_for(f"PVC {namespace}/{name} to bind", bound, timeout)
+
+    def create_static_pv_pvc(self, namespace: str, name: str, size: str = "1Gi", volume_handle: str | None = None):
+        """A pre-made PV with a CSI source for the mock driver, pre-bound to a new PVC; returns the bound PVC.
+
+        The PV is named "<namespace>-<name>", has reclaimPolicy Retain and is deleted by the namespace fixture.
+        """
+        pv_name = f"{namespace}-{name}"
+        self.core.create_persistent_volume(
+            {
+                "metadata": {"name": pv_name, "labels": {"kubesnap.io/test-namespace": namespace}},
+                "spec": {
+                    "capacity": {"storage": size},
+                    "accessModes": ["ReadWriteOnce"],
+                    "persistentVolumeReclaimPolicy": "Retain",
+                    "storageClassName": "",
+                    "claimRef": {"namespace": namespace, "name": name},
+                    "csi": {"driver": DRIVER_NAME, "volumeHandle": volume_handle or f"static-{pv_name}", "fsType": "ext4"},
+                },
+            }
+        )
+        return self.create_pvc(namespace, name, size=size, storage_class="", volume_name=pv_name)
+
+    # VolumeSnapshots
+
+    def create_snapshot(self, namespace: str, name: str, pvc: str, snapshot_class: str = SNAPSHOT_CLASS) -> dict:
+        body = {
+            "apiVersion": f"{SNAPSHOT_GROUP}/{SNAPSHOT_VERSION}",
+            "kind": "VolumeSnapshot",
+            "metadata": {"name": name},
+            "spec": {"volumeSnapshotClassName": snapshot_class, "source": {"persistentVolumeClaimName": pvc}},
+        }
+        return self.custom.create_namespaced_custom_object(SNAPSHOT_GROUP, SNAPSHOT_VERSION, namespace, "volumesnapshots", body)
+
+    def get_snapshot(self, namespace: str, name: str) -> dict:
+        return self.custom.get_namespaced_custom_object(SNAPSHOT_GROUP, SNAPSHOT_VERSION, namespace, "volumesnapshots", name)
+
+    def delete_snapshot(self, namespace: str, name: str) -> None:
+        self.custom.delete_namespaced_custom_object(SNAPSHOT_GROUP, SNAPSHOT_VERSION, namespace, "volumesnapshots", name)
+
+    def get_snapshot_content(self, name: str) -> dict:
+        return self.custom.get_cluster_custom_object(SNAPSHOT_GROUP, SNAPSHOT_VERSION, "volumesnapshotcontents", name)
+
+    def wait_snapshot(self, namespace: str, name: str, predicate, what: str, timeout: float = 60) -> dict:
+        """Wait until predicate(status dict) is truthy; returns the VolumeSnapshot."""
+        def check():
+            snapshot = self.get_snapshot(namespace, name)
+            return snapshot if predicate(snapshot.get("status") or {}) else None
+
+        return wait_for(f"VolumeSnapshot {namespace}/{name} {what}", check, timeout)
+
+    def wait_snapshot_ready(self, namespace: str, name: str, timeout: float = 60) -> dict:
+        return self.wait_snapshot(namespace, name, lambda s: s.get("readyToUse") is True, "to be readyToUse", timeout)
+
+    # namespaces
+
+    def delete_namespace(self, namespace: str) -> None:
+        """Delete a test namespace (the namespace controller empties it) and its static PVs."""
+        for pv in self.core.list_persistent_volume(label_selector=f"kubesnap.io/test-namespace={namespace}").items:
+            self.core.delete_persistent_volume(pv.metadata.name)
+        try:
+            self.core.delete_namespace(namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
