@@ -77,6 +77,8 @@ _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_UTC)
 _US = _dt.timedelta(microseconds=1)
 #: Nominal length of one month in microseconds: 365.2425 / 12 days = 30.436875 days.
 MONTH_US = 2629746 * 1000000
+#: Longest accepted delta: 1000 (nominal) years.
+MAX_LENGTH_US = 1000 * 12 * MONTH_US
 #: Reason recorded by :func:`explain` for the newest snapshot.
 NEWEST = "newest"
 
@@ -176,8 +178,11 @@ def _parse_token(token, text):
             delta = isodate.Duration(
                 days=fixed.days, seconds=fixed.seconds, microseconds=fixed.microseconds, months=months
             )
-    if nominal_length(delta) <= 0:
+    length = nominal_length(delta)
+    if length <= 0:
         raise PolicyError("duration %r in retention policy %r must be positive" % (token, text))
+    if length > MAX_LENGTH_US:
+        raise PolicyError("duration %r in retention policy %r is longer than 1000 years" % (token, text))
     return delta
 
 
@@ -254,65 +259,74 @@ def parse_timestamp(value):
     return dt
 
 
-def _to_us(dt):
-    """Microseconds since the epoch of an aware datetime (exact integer)."""
-    return (dt - _EPOCH) // _US
+# Instants are handled as exact timedelta offsets from the Unix epoch (UTC): subtracting an aware
+# datetime from the epoch is cheap, exact to the microsecond, and orders like the instants.
+
+def _offset(when):
+    """Offset of an aware datetime from the epoch, as an exact timedelta."""
+    return when - _EPOCH
 
 
-def _from_us(us):
-    return _EPOCH + _dt.timedelta(microseconds=us)
+def _instant(offset):
+    """The aware UTC datetime at ``offset`` from the epoch."""
+    return _EPOCH + offset
 
 
-def _step(delta):
-    """Internal representation of a delta: int microseconds, or the Duration itself."""
-    if _is_calendar(delta):
-        return delta
-    return delta // _US
-
-
-def _shift(us, step, sign):
-    """``us + sign * step`` where ``step`` is int microseconds or a calendar Duration.
+def _shift(offset, step, sign):
+    """``offset + sign * step``; ``step`` is a timedelta or a calendar ``isodate.Duration``.
 
     Calendar durations use isodate's calendar arithmetic on the UTC datetime; outside
     datetime's range (years 1-9999) the nominal length is used instead.
     """
-    if isinstance(step, int):
-        return us + sign * step
+    if isinstance(step, _dt.timedelta):
+        return offset + step if sign > 0 else offset - step
     try:
-        moved = _from_us(us) + step if sign > 0 else _from_us(us) - step
-        return _to_us(moved)
+        moved = _instant(offset) + step if sign > 0 else _instant(offset) - step
+        return _offset(moved)
     except (OverflowError, ValueError):
-        return us + sign * nominal_length(step)
+        return offset + sign * _dt.timedelta(microseconds=nominal_length(step))
 
 
 # --------------------------------------------------------------------------------------------
 # Expiry
 # --------------------------------------------------------------------------------------------
 
-def _sorted_snapshots(snapshots):
-    """Validate ``snapshots`` and return [(us, id), ...] sorted ascending (ties by id)."""
+def _instants(snapshots):
+    """Validate ``snapshots``; return ``(times, owner)``.
+
+    ``times`` lists the distinct instants (integer microseconds since the epoch) ascending;
+    ``owner`` maps each instant to the id that represents it: of snapshots sharing an instant,
+    the one with the largest id (it counts as the newest and is the only one that can be kept).
+    """
     if not isinstance(snapshots, Mapping):
         raise TypeError("snapshots must be a mapping of snapshot id to timestamp, got %s" % type(snapshots).__name__)
-    items = []
-    for sid, value in snapshots.items():
-        try:
-            dt = parse_timestamp(value)
-        except (TypeError, ValueError) as exc:
-            raise type(exc)("snapshot %r: %s" % (sid, exc)) from None
-        items.append((_to_us(dt), sid))
     try:
-        items.sort()
+        # Fast path: aware datetimes only (a naive one or a string raises TypeError here).
+        stamps = [value - _EPOCH for value in snapshots.values()]
+    except TypeError:
+        stamps = []
+        for sid, value in snapshots.items():
+            try:
+                stamps.append(_offset(parse_timestamp(value)))
+            except (TypeError, ValueError) as exc:
+                raise type(exc)("snapshot %r: %s" % (sid, exc)) from None
+    try:
+        pairs = sorted(zip(stamps, snapshots))
     except TypeError:
         raise TypeError("snapshot ids that share a timestamp must be mutually orderable") from None
-    return items
+    # dict() keeps the first position and the last value of equal keys: instants stay
+    # ascending and each maps to its largest id.
+    owner = dict(pairs)
+    return list(owner), owner
 
 
 def _select(snapshots, policy):
     """The one implementation of the retention walk.
 
-    Returns ``(items, chosen)``: ``items`` as from :func:`_sorted_snapshots`, ``chosen`` a dict
-    from index into ``items`` to the generation that kept it (``-1`` for the newest one,
-    otherwise the index of the step delta in ``policy.deltas``; the coarsest generation wins).
+    Returns ``(times, owner, chosen)``: ``times`` and ``owner`` as from :func:`_instants`,
+    ``chosen`` a dict from index into ``times`` to the generation that kept it (``-1`` for the
+    newest one, otherwise the index of the step delta in ``policy.deltas``; the coarsest
+    generation wins).
 
     Behaviour (identical to tarsnapper 0.5.0 for fixed deltas): keep the newest snapshot, at
     time M. For each step delta ``cur`` from the second largest down to the smallest, with
@@ -322,26 +336,15 @@ def _select(snapshots, policy):
     ``p += cur``; otherwise keep it and set ``p = its time + cur``.
     """
     policy = parse_policy(policy)
-    items = _sorted_snapshots(snapshots)
+    times, owner = _instants(snapshots)
     chosen = {}
-    if not items:
-        return items, chosen
-
-    # Distinct instants, ascending, and for each the index of its representative: the last
-    # item with that instant (largest id), the only one that can ever be the closest.
-    times = []
-    reps = []
-    for index, (us, _sid) in enumerate(items):
-        if times and times[-1] == us:
-            reps[-1] = index
-        else:
-            times.append(us)
-            reps.append(index)
+    if not times:
+        return times, owner, chosen
     count = len(times)
     newest = times[-1]
-    chosen[reps[-1]] = -1
+    chosen[count - 1] = -1
 
-    steps = [_step(d) for d in policy.deltas]
+    steps = policy.deltas
     for gen in range(len(steps) - 2, -1, -1):
         cur = steps[gen]
         pointer = _shift(newest, steps[gen + 1], -1)
@@ -357,18 +360,18 @@ def _select(snapshots, policy):
                 pick = pos - 1
             if pick != previous:
                 previous = pick
-                chosen.setdefault(reps[pick], gen)
+                chosen.setdefault(pick, gen)
                 pointer = _shift(times[pick], cur, 1)
-            elif isinstance(cur, int):
-                # The same snapshot stays closest while 2 * pointer < its time + next time
-                # (pointer is past it and the next newer instant wins ties). Jump over all the
-                # `pointer += cur` iterations that would pick it again, in one step.
+            elif isinstance(cur, _dt.timedelta):
+                # The same snapshot stays closest while 2 * pointer < its time + the next time
+                # (the pointer is past it, and the next newer instant wins ties). Jump over all
+                # the `pointer += cur` iterations that would pick it again, in one step.
                 # pick < count - 1 here because times[pick] < pointer < newest.
-                midpoint = -((-(times[pick] + times[pick + 1])) // 2)
-                pointer += max(1, -((pointer - midpoint) // cur)) * cur
+                gap = times[pick] + times[pick + 1] - 2 * pointer
+                pointer += max(1, -(-gap // (2 * cur))) * cur
             else:
                 pointer = _shift(pointer, cur, 1)
-    return items, chosen
+    return times, owner, chosen
 
 
 def explain(snapshots, policy):
@@ -385,14 +388,14 @@ def explain(snapshots, policy):
     snapshot for naive or unparsable timestamps, :class:`TypeError` for wrong types.
     """
     policy = parse_policy(policy)
-    items, chosen = _select(snapshots, policy)
+    times, owner, chosen = _select(snapshots, policy)
     reasons = {}
     for index, gen in chosen.items():
         if gen < 0:
             reason = NEWEST
         else:
             reason = "generation %s (window %s)" % (policy.tokens[gen], policy.tokens[gen + 1])
-        reasons[items[index][1]] = reason
+        reasons[owner[times[index]]] = reason
     return reasons
 
 
@@ -404,8 +407,8 @@ def expire(snapshots, policy):
     a timestamp are ordered by id (the larger id counts as newer). No snapshots: empty set. The
     newest snapshot is always kept. Runs in O(n log n).
     """
-    items, chosen = _select(snapshots, policy)
-    return frozenset(items[index][1] for index in chosen)
+    times, owner, chosen = _select(snapshots, policy)
+    return frozenset(owner[times[index]] for index in chosen)
 
 
 # --------------------------------------------------------------------------------------------
@@ -418,14 +421,18 @@ def next_due(newest_ready_time, policy, now):
     ``newest_ready_time`` is the time of the newest *ready* snapshot, or ``None`` when there is
     none. The next snapshot is due at ``newest_ready_time + policy.smallest`` (calendar
     arithmetic for months/years, in UTC), or at ``now`` when that is already past or there is
-    no snapshot. Timestamps may be aware datetimes or ISO 8601 strings with offset.
+    no snapshot. Timestamps may be aware datetimes or ISO 8601 strings with offset. A due time
+    after the year 9999 is returned as ``datetime.max`` (UTC).
     """
     policy = parse_policy(policy)
-    now_us = _to_us(parse_timestamp(now))
+    now_at = _offset(parse_timestamp(now))
     if newest_ready_time is None:
-        return _from_us(now_us)
-    due_us = _shift(_to_us(parse_timestamp(newest_ready_time)), _step(policy.smallest), 1)
-    return _from_us(max(due_us, now_us))
+        return _instant(now_at)
+    due_at = _shift(_offset(parse_timestamp(newest_ready_time)), policy.smallest, 1)
+    try:
+        return _instant(max(due_at, now_at))
+    except OverflowError:
+        return _dt.datetime.max.replace(tzinfo=_UTC)
 
 
 def is_due(newest_ready_time, policy, now):

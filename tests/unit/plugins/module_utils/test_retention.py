@@ -342,6 +342,19 @@ def test_fractional_years_in_whole_months():
     assert next_due(utc(2025, 8, 31), "P1.5Y P2Y", utc(2025, 9, 1)) == utc(2027, 2, 28)
 
 
+def test_extreme_but_valid_policies():
+    ancient = {"y1": dt.datetime(1, 1, 1, tzinfo=UTC), "y300": utc(300, 1, 1), "y500": utc(500, 6, 1)}
+    # the window starts before year 1: calendar arithmetic falls back to the nominal length there
+    assert expire(ancient, "P100Y P1000Y") == {"y1", "y300", "y500"}
+    assert expire(ancient, "P36500D P365000D") == {"y1", "y300", "y500"}
+    far = {"mid": utc(1500, 6, 1), "last": dt.datetime(9999, 12, 31, tzinfo=UTC)}
+    assert expire(far, "P1000Y P999Y") == {"last"}
+    # due beyond year 9999: clamped to datetime.max
+    last = dt.datetime(9999, 12, 1, tzinfo=UTC)
+    assert next_due(last, "P1Y P2Y", last) == dt.datetime.max.replace(tzinfo=UTC)
+    assert is_due(last, "P1Y P2Y", last) is False
+
+
 def test_calendar_ordering_and_duplicates():
     policy = parse_policy("P1Y P1M P30D P31D P12W")
     assert policy.tokens == ("P30D", "P1M", "P31D", "P12W", "P1Y")
@@ -474,6 +487,8 @@ def test_policy_is_immutable_and_hashable():
         ("P1D P1.1Y", "'P1.1Y'"),
         ("P1D P1.5M", "'P1.5M'"),
         ("P1D P99999999999D", "'P99999999999D'"),
+        ("P1D P1001Y", "'P1001Y' .*longer than 1000 years"),
+        ("P1D P365243D", "'P365243D' .*longer than 1000 years"),
         ("P1D 7", "'7'"),
         (None, "None"),
         (42, "42"),

@@ -1,0 +1,73 @@
+# The cycle's pure planning: what is due, what is kept and why.
+from __future__ import annotations
+
+import datetime
+
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import FAILED, HOLD_KEY, PENDING, READY, Snapshot
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.cycle import plan_creation, plan_expiry
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention import expire, parse_policy
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.targets import Target
+
+NOW = datetime.datetime(2026, 11, 23, 12, 0, tzinfo=datetime.timezone.utc)
+POLICY = parse_policy('PT1H P1D')
+
+
+def target(key='k1', policy=POLICY):
+    return Target(key=key, pv='pv-' + key, namespace='db', pvc='data-' + key, policy=policy, source='pvc-annotation',
+                  origin='pvc/db/data-' + key, backend='csi', volume={})
+
+
+def snap(name, hours_ago, state=READY, held=False, key='k1'):
+    labels = {HOLD_KEY: 'true'} if held else {}
+    return Snapshot(backend='csi', id='db/' + name, name=name, namespace='db', volume_key=key,
+                    created_at=NOW - datetime.timedelta(hours=hours_ago), state=state, labels=labels)
+
+
+def reasons(plans):
+    return [(plan.due, plan.reason.split(';')[0]) for plan in plans]
+
+
+def test_due_when_no_ready_snapshot_or_the_newest_is_at_least_the_smallest_delta_old():
+    assert reasons(plan_creation([target()], {}, NOW)) == [(True, 'no ready snapshot')]
+    assert reasons(plan_creation([target()], {'k1': [snap('a', 1)]}, NOW)) == [(True, 'newest ready snapshot a is older than PT1H')]
+    assert reasons(plan_creation([target()], {'k1': [snap('a', 0.5)]}, NOW)) == [(False, 'newest ready snapshot a is younger than PT1H')]
+
+
+def test_pending_and_failed_snapshots_are_not_backups():
+    assert reasons(plan_creation([target()], {'k1': [snap('a', 5), snap('b', 0.1, PENDING)]}, NOW)) == [
+        (False, 'snapshot b is still pending')]
+    assert plan_creation([target()], {'k1': [snap('a', 0.1, FAILED)]}, NOW)[0].due
+
+
+def test_held_snapshots_do_not_count_and_force_always_creates():
+    assert plan_creation([target()], {'k1': [snap('a', 0.1, held=True)]}, NOW)[0].due
+    assert reasons(plan_creation([target()], {'k1': [snap('a', 0.1, PENDING)]}, NOW, force=True)) == [(True, 'forced')]
+
+
+def test_one_off_without_policy_is_due_only_without_a_ready_snapshot():
+    assert plan_creation([target(policy=None)], {}, NOW)[0].due
+    assert not plan_creation([target(policy=None)], {'k1': [snap('a', 100)]}, NOW)[0].due
+
+
+def test_expiry_weighs_only_ready_unheld_snapshots_and_keeps_data_sources():
+    hourly = [snap('h%02d' % h, h) for h in range(48, -1, -1)]
+    extra = [snap('held', 100, held=True), snap('pending', 0, PENDING), snap('failed', 2, FAILED)]
+    plan = plan_expiry('k1', hourly + extra, POLICY, in_use={'db/h40': 'db/restore'})
+    kept = {s.name: reason for s, reason in plan.keep}
+    weighed = expire({s.id: s.created_at for s in hourly}, POLICY)
+    assert {s.id for s in plan.expire} == {s.id for s in hourly} - weighed - {'db/h40'}
+    assert kept['held'].startswith('held') and kept['pending'].startswith('pending') and kept['failed'].startswith('failed')
+    assert kept['h40'] == 'dataSource of PVC db/restore' and kept['h00'] == 'newest'
+    assert all(s.state == READY and not s.held for s in plan.expire)
+
+
+def test_expiry_never_deletes_the_newest_ready_snapshot_even_when_anchored_far_ahead():
+    hourly = [snap('h%02d' % h, h) for h in range(10)]
+    plan = plan_expiry('k1', hourly, POLICY, in_use={}, anchor=NOW + datetime.timedelta(days=365))
+    assert [s.name for s, _reason in plan.keep] == ['h00']
+    assert len(plan.expire) == 9
+
+
+def test_without_policy_nothing_expires():
+    plan = plan_expiry('k1', [snap('a', 5), snap('b', 1)], None, in_use={}, unweighed='orphan')
+    assert plan.expire == [] and [reason for _s, reason in plan.keep] == ['orphan', 'orphan']

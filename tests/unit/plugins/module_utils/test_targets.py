@@ -1,0 +1,148 @@
+# Discovery: from listed objects to targets and problems, without a cluster.
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import Registry
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.targets import Inventory, Options, Target, discover
+
+from .factories import DRIVER, bound, pv, pvc, rule, snapshot_class
+
+DELTAS = 'backup.kubernetes.io/deltas'
+CLASSES = [snapshot_class('fast', default=True), snapshot_class('other', driver='other.csi')]
+
+
+def run(pvs=(), pvcs=(), rules=(), classes=CLASSES, **options):
+    inventory = Inventory(pvs=list(pvs), pvcs=list(pvcs), rules=None if rules is None else list(rules), snapshot_classes=classes)
+    return discover(inventory, Options(**options), Registry.for_cluster(None, classes))
+
+
+def test_annotated_pvc_is_followed_to_its_volume():
+    claim, volume = bound('db/data-0', 'pv-a', pvc_annotations={DELTAS: 'PT1H P1D'})
+    result = run([volume], [claim])
+    assert result.problems == []
+    [target] = result.targets
+    assert (target.key, target.pv, target.namespace, target.pvc) == (volume['metadata']['uid'], 'pv-a', 'db', 'data-0')
+    assert target.policy.tokens == ('PT1H', 'P1D')
+    assert target.source == 'pvc-annotation' and target.origin == 'pvc/db/data-0'
+    assert target.volume == {'driver': DRIVER, 'volume_handle': 'handle-pv-a', 'snapshot_class': 'fast'}
+
+
+def test_annotated_pv_uses_its_claim():
+    claim, volume = bound('db/data-0', 'pv-a', pv_annotations={DELTAS: 'P1D P7D'})
+    [target] = run([volume], [claim]).targets
+    assert (target.source, target.origin, target.pvc) == ('pv-annotation', 'pv/pv-a', 'data-0')
+
+
+def test_pvc_annotation_wins_over_pv_and_warns_naming_both():
+    claim, volume = bound('db/data-0', 'pv-a', pvc_annotations={DELTAS: 'PT1H P1D'}, pv_annotations={DELTAS: 'P1D P7D'})
+    result = run([volume], [claim])
+    [target] = result.targets
+    assert target.policy.text == 'PT1H P1D'
+    [warning] = result.warnings
+    assert 'pvc/db/data-0' in warning and 'pv/pv-a' in warning
+
+
+def test_label_needs_a_policy_and_matches_any_value_or_an_exact_one():
+    claim, volume = bound('db/data-0', 'pv-a', labels={'volumeBackup': 'yes'})
+    assert [p.reason for p in run([volume], [claim]).problems] == ['labelled for backup but the module was given no label_policy']
+    assert run([volume], [claim], label_policy='PT1H P1D').targets[0].source == 'label'
+    assert run([volume], [claim], label_policy='PT1H P1D', label_value='no').targets == []
+    empty, volume_b = bound('db/data-1', 'pv-b', labels={'volumeBackup': ''})
+    assert run([volume_b], [empty], label_policy='PT1H P1D').targets == []
+
+
+def test_snapshot_rule_for_a_claim():
+    claim, volume = bound('db/data-0', 'pv-a')
+    result = run([volume], [claim], [rule('db/nightly', {'deltas': 'P1D P30D', 'persistentVolumeClaim': 'data-0'})])
+    [target] = result.targets
+    assert (target.source, target.origin, target.policy.text) == ('rule', 'snapshotrule/db/nightly', 'P1D P30D')
+
+
+def test_missing_rule_crd_is_a_warning_not_an_error():
+    result = run([], [], rules=None)
+    assert result.targets == [] and result.problems == []
+    assert 'not installed' in result.warnings[0]
+
+
+def test_one_off_pvc_needs_no_annotation():
+    claim, volume = bound('db/data-0', 'pv-a')
+    other, other_volume = bound('db/data-1', 'pv-b', pvc_annotations={DELTAS: 'PT1H P1D'})
+    [target] = run([volume, other_volume], [claim, other], namespace='db', pvc='data-0').targets
+    assert (target.pvc, target.source, target.policy) == ('data-0', 'adhoc', None)
+
+
+def test_namespace_limits_discovery():
+    a, pv_a = bound('db/data-0', 'pv-a', pvc_annotations={DELTAS: 'PT1H P1D'})
+    b, pv_b = bound('web/cache', 'pv-b', pv_annotations={DELTAS: 'PT1H P1D'})
+    assert [t.pvc for t in run([pv_a, pv_b], [a, b], namespace='web').targets] == ['cache']
+
+
+def test_target_round_trips_through_its_dict():
+    claim, volume = bound('db/data-0', 'pv-a', pvc_annotations={DELTAS: 'PT1H P1D'})
+    [target] = run([volume], [claim]).targets
+    assert Target.from_dict(target.as_dict()) == target
+
+
+# Every malformed input names its object and field, and the other volumes are still served.
+BAD = [
+    ({'pvc_annotations': {DELTAS: 'P1D'}}, 'pvc/db/bad', DELTAS, 'at least two'),
+    ({'pvc_annotations': {DELTAS: ''}}, 'pvc/db/bad', DELTAS, 'at least two'),
+    ({'pvc_annotations': {DELTAS: 'P1D P1D'}}, 'pvc/db/bad', DELTAS, 'duplicate'),
+    ({'pvc_annotations': {DELTAS: 'P1D PT24H'}}, 'pvc/db/bad', DELTAS, 'duplicate'),
+    ({'pvc_annotations': {DELTAS: 'P1D daily'}}, 'pvc/db/bad', DELTAS, "'daily'"),
+    ({'pvc_annotations': {DELTAS: 'P0D P1D'}}, 'pvc/db/bad', DELTAS, "'P0D'"),
+    ({'pvc_annotations': {DELTAS: 'PT0S P1D'}}, 'pvc/db/bad', DELTAS, "'PT0S'"),
+    ({'pvc_annotations': {DELTAS: '-P1D P2D'}}, 'pvc/db/bad', DELTAS, "'-P1D'"),
+    ({'pvc_annotations': {DELTAS: 'P1D,P7D'}}, 'pvc/db/bad', DELTAS, "'P1D,P7D'"),
+    ({'pvc_annotations': {DELTAS: '1h 1d'}}, 'pvc/db/bad', DELTAS, "'1h'"),
+    ({'pvc_annotations': {DELTAS: 'P0.5M P1Y'}}, 'pvc/db/bad', DELTAS, 'fractional'),
+    ({'pvc_annotations': {DELTAS: 'PT1H P1X'}}, 'pvc/db/bad', DELTAS, "'P1X'"),
+    ({'pv_annotations': {DELTAS: 'P1D'}}, 'pv/pv-bad', DELTAS, 'at least two'),
+    ({'pv_annotations': {DELTAS: 'weekly monthly'}}, 'pv/pv-bad', DELTAS, "'weekly'"),
+    ({'pvc_annotations': {DELTAS: 'PT1H P1D', 'kubesnap.io/snapshot-class': 'nope'}}, 'pvc/db/bad', 'snapshot_class', "'nope' does not exist"),
+    ({'pvc_annotations': {DELTAS: 'PT1H P1D', 'kubesnap.io/snapshot-class': 'other'}}, 'pvc/db/bad', 'snapshot_class', 'other.csi'),
+]
+
+
+@pytest.mark.parametrize('objects, origin, field, message', BAD)
+def test_bad_annotations_are_problems_naming_object_and_field(objects, origin, field, message):
+    good, good_volume = bound('db/good', 'pv-good', pvc_annotations={DELTAS: 'PT1H P1D'})
+    bad, bad_volume = bound('db/bad', 'pv-bad', **objects)
+    result = run([good_volume, bad_volume], [good, bad])
+    assert [t.pvc for t in result.targets] == ['good']
+    [problem] = result.problems
+    assert problem.object == origin and field in problem.field and message in problem.reason, problem
+
+
+BAD_RULES = [
+    ({'persistentVolumeClaim': 'data-0'}, 'spec.deltas', 'missing'),
+    ({'deltas': 'P1D', 'persistentVolumeClaim': 'data-0'}, 'spec.deltas', 'at least two'),
+    ({'deltas': 'nightly weekly', 'persistentVolumeClaim': 'data-0'}, 'spec.deltas', "'nightly'"),
+    ({'deltas': 'P1D P7D', 'persistentVolumeClaim': 'ghost'}, 'spec.persistentVolumeClaim', "'ghost' does not exist"),
+    ({'deltas': 'P1D P7D'}, 'spec.persistentVolumeClaim', 'volume not found'),
+    ({'deltas': 'P1D P7D', 'backend': 'aws', 'disk': {'region': 'eu-west-1', 'volumeId': 'vol-1'}}, 'spec.disk', 'gce or aws backend'),
+    ({'deltas': 'P1D P7D', 'persistentVolumeClaim': 'data-0', 'snapshotClassName': 'nope'}, 'snapshot_class', 'does not exist'),
+]
+
+
+@pytest.mark.parametrize('spec, field, message', BAD_RULES)
+def test_bad_rules_are_problems_naming_the_rule_and_field(spec, field, message):
+    claim, volume = bound('db/data-0', 'pv-a')
+    [problem] = run([volume], [claim], [rule('db/r1', spec)]).problems
+    assert (problem.object, problem.field) == ('snapshotrule/db/r1', field) and message in problem.reason, problem
+
+
+def test_unbound_claim_unsupported_volume_and_no_default_class_are_problems():
+    unbound = pvc('db/unbound', annotations={DELTAS: 'PT1H P1D'})
+    nfs_claim = pvc('db/nfs', 'pv-nfs', annotations={DELTAS: 'PT1H P1D'})
+    nfs = pv('pv-nfs', 'db/nfs', csi=False, spec={'nfs': {'server': 'x', 'path': '/'}})
+    lonely = pv('pv-lonely', annotations={DELTAS: 'PT1H P1D'})
+    result = run([nfs, lonely], [unbound, nfs_claim])
+    reasons = {p.object: (p.field, p.reason) for p in result.problems}
+    assert reasons['pvc/db/unbound'] == ('spec.volumeName', 'claim is not bound to a volume (phase Pending)')
+    assert reasons['pvc/db/nfs'][0] == 'spec' and 'nfs is not supported' in reasons['pvc/db/nfs'][1]
+    assert reasons['pv/pv-lonely'][0] == 'spec.claimRef'
+    claim, volume = bound('db/data-0', 'pv-a', pvc_annotations={DELTAS: 'PT1H P1D'})
+    [problem] = run([volume], [claim], classes=[snapshot_class('fast')]).problems
+    assert problem.field == 'snapshot_class' and 'none marked default' in problem.reason
