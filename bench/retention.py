@@ -36,7 +36,10 @@ def _collection_path():
 
 _collection_path()
 
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention import expire, parse_policy  # noqa: E402
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention import (
+    expire,
+    parse_policy,
+)
 
 try:
     from tarsnapper.expire import expire as tarsnapper_expire
@@ -49,7 +52,7 @@ TARSNAPPER_LIMIT = 300.0  # seconds; a slower tarsnapper run is reported as such
 
 def generate(count, seed):
     rng = random.Random(seed)
-    newest = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
+    newest = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
     snapshots = {}
     hour = 0
     while len(snapshots) < count:
@@ -57,9 +60,9 @@ def generate(count, seed):
         if rng.random() < 0.02:  # missed run
             continue
         when = newest - dt.timedelta(hours=hour, seconds=rng.randint(-600, 600))
-        snapshots["snap-%07d" % len(snapshots)] = when
+        snapshots[f"snap-{len(snapshots):07d}"] = when
         if rng.random() < 0.01 and len(snapshots) < count:  # two snapshots at the same instant
-            snapshots["snap-%07d" % len(snapshots)] = when
+            snapshots[f"snap-{len(snapshots):07d}"] = when
     return snapshots
 
 
@@ -75,7 +78,7 @@ def run(sizes, seed, repeat):
         snapshots = generate(count, seed)
         for text in POLICIES:
             policy = parse_policy(text)
-            ours_s = min(timed(expire, snapshots, policy)[0] for _ in range(repeat))
+            ours_s = min(timed(expire, snapshots, policy)[0] for _run in range(repeat))
             ours = expire(snapshots, policy)
             theirs_s = theirs = None
             if tarsnapper_expire is not None:
@@ -87,7 +90,7 @@ def run(sizes, seed, repeat):
     return rows
 
 
-HEADER = "%9s  %-16s %6s  %12s  %14s  %8s  %s" % ("snapshots", "policy", "kept", "ours (s)", "tarsnapper (s)", "ratio", "same answer")
+HEADER = f"{'snapshots':>9}  {'policy':<16} {'kept':>6}  {'ours (s)':>12}  {'tarsnapper (s)':>14}  {'ratio':>8}  same answer"
 
 
 def print_row(row):
@@ -95,9 +98,9 @@ def print_row(row):
     if theirs_s is None:
         theirs, ratio = "n/a", "n/a"
     else:
-        theirs = "%.3f%s" % (theirs_s, " (>5min)" if theirs_s > TARSNAPPER_LIMIT else "")
+        theirs = f"{theirs_s:.3f}" + (" (>5min)" if theirs_s > TARSNAPPER_LIMIT else "")
         ratio = "%.0fx" % (theirs_s / ours_s)
-    print("%9d  %-16s %6d  %12.4f  %14s  %8s  %s" % (count, text, kept, ours_s, theirs, ratio, "yes" if same else "NO"))
+    print(f"{count:9d}  {text:<16} {kept:6d}  {ours_s:12.4f}  {theirs:>14}  {ratio:>8}  {'yes' if same else 'NO'}")
 
 
 def main(argv=None):
@@ -107,7 +110,7 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=3, help="runs of ours (best is reported); tarsnapper runs once")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
-    print("python %s, tarsnapper %s" % (sys.version.split()[0], "0.5.0" if tarsnapper_expire else "not installed"))
+    print(f"python {sys.version.split()[0]}, tarsnapper {'0.5.0' if tarsnapper_expire else 'not installed'}")
     print(HEADER)
     rows = run(sizes, args.seed, args.repeat)
     ok = all(row[5] for row in rows)

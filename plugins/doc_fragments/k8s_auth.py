@@ -13,53 +13,52 @@ options:
       - Path to a kubeconfig file.
       - When no connection option is given, V(KUBECONFIG) or C(~/.kube/config) is read if it exists,
         and the pod's service account is used otherwise.
+      - Environment variable C(K8S_AUTH_KUBECONFIG) when not given.
     type: path
-    env:
-      - name: K8S_AUTH_KUBECONFIG
   context:
-    description: The kubeconfig context to use.
+    description:
+      - The kubeconfig context to use.
+      - Environment variable C(K8S_AUTH_CONTEXT) when not given.
     type: str
-    env:
-      - name: K8S_AUTH_CONTEXT
   host:
-    description: URL of the Kubernetes API server.
+    description:
+      - URL of the Kubernetes API server.
+      - Environment variable C(K8S_AUTH_HOST) when not given.
     type: str
-    env:
-      - name: K8S_AUTH_HOST
   api_key:
-    description: Bearer token for the API server.
+    description:
+      - Bearer token for the API server.
+      - Environment variable C(K8S_AUTH_API_KEY) when not given.
     type: str
-    env:
-      - name: K8S_AUTH_API_KEY
   validate_certs:
-    description: Whether to verify the API server's TLS certificate.
+    description:
+      - Whether to verify the API server's TLS certificate.
+      - Environment variable C(K8S_AUTH_VERIFY_SSL) when not given.
     type: bool
     aliases: [verify_ssl]
-    env:
-      - name: K8S_AUTH_VERIFY_SSL
   ca_cert:
-    description: Path to the CA certificate that signed the API server's certificate.
+    description:
+      - Path to the CA certificate that signed the API server's certificate.
+      - Environment variable C(K8S_AUTH_SSL_CA_CERT) when not given.
     type: path
     aliases: [ssl_ca_cert]
-    env:
-      - name: K8S_AUTH_SSL_CA_CERT
   client_cert:
-    description: Path to a client certificate for the API server.
+    description:
+      - Path to a client certificate for the API server.
+      - Environment variable C(K8S_AUTH_CERT_FILE) when not given.
     type: path
     aliases: [cert_file]
-    env:
-      - name: K8S_AUTH_CERT_FILE
   client_key:
-    description: Path to the key of O(client_cert).
+    description:
+      - Path to the key of O(client_cert).
+      - Environment variable C(K8S_AUTH_KEY_FILE) when not given.
     type: path
     aliases: [key_file]
-    env:
-      - name: K8S_AUTH_KEY_FILE
   proxy:
-    description: HTTP proxy URL for API requests.
+    description:
+      - HTTP proxy URL for API requests.
+      - Environment variable C(K8S_AUTH_PROXY) when not given.
     type: str
-    env:
-      - name: K8S_AUTH_PROXY
 requirements:
   - kubernetes >= 24.2.0 (Python library, used to load credentials)
 notes:

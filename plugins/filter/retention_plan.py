@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: (c) 2026, kubesnap contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 
@@ -104,7 +103,6 @@ from collections.abc import Iterable, Mapping
 
 from ansible.errors import AnsibleFilterError
 from ansible.module_utils.common.collections import is_sequence
-
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention import (
     expire,
     next_due,
@@ -115,7 +113,7 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention impor
 
 def _iso(value):
     """ISO 8601 text of an aware datetime in UTC, with a 'Z' suffix."""
-    text = value.astimezone(datetime.timezone.utc).isoformat()
+    text = value.astimezone(datetime.UTC).isoformat()
     if text.endswith("+00:00"):
         text = text[:-6] + "Z"
     return text
@@ -125,17 +123,17 @@ def retention_plan(timestamps, deltas, now=None):
     """Split ``timestamps`` into the ones to keep and to expire under the policy ``deltas``."""
     if isinstance(timestamps, (str, bytes, Mapping)) or not isinstance(timestamps, Iterable):
         raise AnsibleFilterError(
-            "retention_plan: input must be a list of timestamps, got %s" % type(timestamps).__name__
+            f"retention_plan: input must be a list of timestamps, got {type(timestamps).__name__}"
         )
     try:
         policy = parse_policy(list(deltas) if is_sequence(deltas) else deltas)
     except ValueError as exc:
-        raise AnsibleFilterError("retention_plan: %s" % exc) from None
+        raise AnsibleFilterError(f"retention_plan: {exc}") from None
 
     try:
-        now_dt = datetime.datetime.now(datetime.timezone.utc) if now is None else parse_timestamp(now)
+        now_dt = datetime.datetime.now(datetime.UTC) if now is None else parse_timestamp(now)
     except (TypeError, ValueError) as exc:
-        raise AnsibleFilterError("retention_plan: invalid 'now': %s" % exc) from None
+        raise AnsibleFilterError(f"retention_plan: invalid 'now': {exc}") from None
 
     items = list(timestamps)
     snapshots = {}
@@ -143,7 +141,7 @@ def retention_plan(timestamps, deltas, now=None):
         try:
             snapshots[index] = parse_timestamp(item)
         except (TypeError, ValueError) as exc:
-            raise AnsibleFilterError("retention_plan: item %d of the input: %s" % (index, exc)) from None
+            raise AnsibleFilterError(f"retention_plan: item {index} of the input: {exc}") from None
 
     keep = expire(snapshots, policy)
     newest = max(snapshots.values(), default=None)
@@ -156,7 +154,7 @@ def retention_plan(timestamps, deltas, now=None):
     }
 
 
-class FilterModule(object):
+class FilterModule:
     """kubesnap retention filters."""
 
     def filters(self):

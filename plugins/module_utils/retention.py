@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: (c) 2026, kubesnap contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 
@@ -61,8 +60,8 @@ __all__ = (
     "ISODATE_IMPORT_ERROR",
     "Policy",
     "PolicyError",
-    "explain",
     "expire",
+    "explain",
     "hanoi_slot",
     "is_due",
     "next_due",
@@ -72,7 +71,7 @@ __all__ = (
     "roundrobin_slot",
 )
 
-_UTC = _dt.timezone.utc
+_UTC = _dt.timezone.utc  # noqa: UP017 - module_utils must also run on Python < 3.11
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_UTC)
 _US = _dt.timedelta(microseconds=1)
 #: Nominal length of one month in microseconds: 365.2425 / 12 days = 30.436875 days.
@@ -90,7 +89,7 @@ class PolicyError(ValueError):
 def _require_isodate():
     if isodate is None:
         raise PolicyError(
-            "the Python library 'isodate' is required to parse retention policies: %s" % ISODATE_IMPORT_ERROR
+            f"the Python library 'isodate' is required to parse retention policies: {ISODATE_IMPORT_ERROR}"
         )
 
 
@@ -116,7 +115,7 @@ def nominal_length(delta):
         return delta // _US
     months = _months_of(delta)
     if months is None:
-        raise PolicyError("fractional months or years are not supported: %s" % (delta,))
+        raise PolicyError(f"fractional months or years are not supported: {delta}")
     return months * MONTH_US + delta.tdelta // _US
 
 
@@ -160,14 +159,14 @@ class Policy:
 def _parse_token(token, text):
     try:
         delta = isodate.parse_duration(token)
-    except Exception as exc:  # isodate raises ISO8601Error, ValueError, OverflowError, ...
-        raise PolicyError("invalid ISO 8601 duration %r in retention policy %r: %s" % (token, text, exc)) from None
+    except (ValueError, ArithmeticError, TypeError) as exc:  # ISO8601Error is a ValueError
+        raise PolicyError(f"invalid ISO 8601 duration {token!r} in retention policy {text!r}: {exc}") from None
     if isinstance(delta, isodate.Duration):
         months = _months_of(delta)
         if months is None:
-            raise PolicyError("fractional months or years are not supported: %r in retention policy %r" % (token, text))
+            raise PolicyError(f"fractional months or years are not supported: {token!r} in retention policy {text!r}")
         if delta.years < 0 or delta.months < 0 or delta.tdelta < _dt.timedelta(0):
-            raise PolicyError("duration %r in retention policy %r must be positive" % (token, text))
+            raise PolicyError(f"duration {token!r} in retention policy {text!r} must be positive")
         if months == 0:
             # P0Y0M2D and the like: no calendar part left, treat as a fixed duration.
             delta = delta.tdelta
@@ -180,9 +179,9 @@ def _parse_token(token, text):
             )
     length = nominal_length(delta)
     if length <= 0:
-        raise PolicyError("duration %r in retention policy %r must be positive" % (token, text))
+        raise PolicyError(f"duration {token!r} in retention policy {text!r} must be positive")
     if length > MAX_LENGTH_US:
-        raise PolicyError("duration %r in retention policy %r is longer than 1000 years" % (token, text))
+        raise PolicyError(f"duration {token!r} in retention policy {text!r} is longer than 1000 years")
     return delta
 
 
@@ -205,7 +204,7 @@ def parse_policy(text):
         tokens = [tok for t in text for tok in t.split()]
         shown = " ".join(tokens)
     else:
-        raise PolicyError("retention policy must be a string of ISO 8601 durations, got %r" % (text,))
+        raise PolicyError(f"retention policy must be a string of ISO 8601 durations, got {text!r}")
     _require_isodate()
     parsed = []
     seen = {}
@@ -214,12 +213,12 @@ def parse_policy(text):
         key = nominal_length(delta)
         if key in seen:
             raise PolicyError(
-                "duplicate duration %r in retention policy %r (same length as %r)" % (token, shown, seen[key])
+                f"duplicate duration {token!r} in retention policy {shown!r} (same length as {seen[key]!r})"
             )
         seen[key] = token
         parsed.append((key, delta, token))
     if len(parsed) < 2:
-        raise PolicyError("retention policy %r needs at least two durations, e.g. 'PT1H P7D'" % (shown,))
+        raise PolicyError(f"retention policy {shown!r} needs at least two durations, e.g. 'PT1H P7D'")
     parsed.sort(key=lambda item: item[0])
     return Policy(
         text=shown,
@@ -251,11 +250,12 @@ def parse_timestamp(value):
         try:
             dt = _dt.datetime.fromisoformat(text)
         except ValueError:
-            raise ValueError("invalid ISO 8601 timestamp %r" % (value,)) from None
+            raise ValueError(f"invalid ISO 8601 timestamp {value!r}") from None
     else:
-        raise TypeError("timestamp must be a datetime or an ISO 8601 string, got %s %r" % (type(value).__name__, value))
+        raise TypeError(f"timestamp must be a datetime or an ISO 8601 string, got {type(value).__name__} {value!r}")
     if dt.tzinfo is None or dt.utcoffset() is None:
-        raise ValueError("timestamp %r has no UTC offset; add one (e.g. 'Z' or '+02:00')" % (value if isinstance(value, str) else value.isoformat(),))
+        shown = value if isinstance(value, str) else value.isoformat()
+        raise ValueError(f"timestamp {shown!r} has no UTC offset; add one (e.g. 'Z' or '+02:00')")
     return dt
 
 
@@ -294,14 +294,15 @@ def _shift(offset, step, sign):
 def _instants(snapshots):
     """Validate ``snapshots``; return ``(times, owner)``.
 
-    ``times`` lists the distinct instants (integer microseconds since the epoch) ascending;
+    ``times`` lists the distinct instants (exact timedelta offsets from the epoch) ascending;
     ``owner`` maps each instant to the id that represents it: of snapshots sharing an instant,
     the one with the largest id (it counts as the newest and is the only one that can be kept).
     """
     if not isinstance(snapshots, Mapping):
-        raise TypeError("snapshots must be a mapping of snapshot id to timestamp, got %s" % type(snapshots).__name__)
+        raise TypeError(f"snapshots must be a mapping of snapshot id to timestamp, got {type(snapshots).__name__}")
     try:
-        # Fast path: aware datetimes only (a naive one or a string raises TypeError here).
+        # Fast path: aware datetimes only (a naive one, a string or any other type raises
+        # TypeError here and takes the validating path below).
         stamps = [value - _EPOCH for value in snapshots.values()]
     except TypeError:
         stamps = []
@@ -309,7 +310,7 @@ def _instants(snapshots):
             try:
                 stamps.append(_offset(parse_timestamp(value)))
             except (TypeError, ValueError) as exc:
-                raise type(exc)("snapshot %r: %s" % (sid, exc)) from None
+                raise type(exc)(f"snapshot {sid!r}: {exc}") from None
     try:
         pairs = sorted(zip(stamps, snapshots))
     except TypeError:
@@ -320,7 +321,7 @@ def _instants(snapshots):
     return list(owner), owner
 
 
-def _select(snapshots, policy):
+def _select(snapshots, policy, now=None):
     """The one implementation of the retention walk.
 
     Returns ``(times, owner, chosen)``: ``times`` and ``owner`` as from :func:`_instants`,
@@ -328,32 +329,40 @@ def _select(snapshots, policy):
     newest one, otherwise the index of the step delta in ``policy.deltas``; the coarsest
     generation wins).
 
-    Behaviour (identical to tarsnapper 0.5.0 for fixed deltas): keep the newest snapshot, at
-    time M. For each step delta ``cur`` from the second largest down to the smallest, with
-    ``last`` the next larger delta: the pointer starts at ``p = M - last``; while ``p < M``,
-    take the snapshot closest to ``p`` (equal distance: the newer one; equal timestamps: the
-    larger id). If it is the one taken in the previous iteration of this generation, move
-    ``p += cur``; otherwise keep it and set ``p = its time + cur``.
+    Behaviour (identical to tarsnapper 0.5.0 for fixed deltas): keep the newest snapshot; the
+    anchor M is its time (or ``now`` when given and later). For each step delta ``cur`` from the
+    second largest down to the smallest, with ``last`` the next larger delta: the pointer starts
+    at ``p = M - last``; while ``p < M``, take the snapshot closest to ``p`` (equal distance:
+    the newer one; equal timestamps: the larger id). If it is the one taken in the previous
+    iteration of this generation, move ``p += cur``; otherwise keep it and set
+    ``p = its time + cur``.
     """
     policy = parse_policy(policy)
+    anchor = None
+    if now is not None:
+        try:
+            anchor = _offset(parse_timestamp(now))
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"now: {exc}") from None
     times, owner = _instants(snapshots)
     chosen = {}
     if not times:
         return times, owner, chosen
     count = len(times)
-    newest = times[-1]
-    chosen[count - 1] = -1
+    newest = count - 1
+    end = times[newest] if anchor is None else max(times[newest], anchor)
+    chosen[newest] = -1
 
     steps = policy.deltas
     for gen in range(len(steps) - 2, -1, -1):
         cur = steps[gen]
-        pointer = _shift(newest, steps[gen + 1], -1)
+        pointer = _shift(end, steps[gen + 1], -1)
         previous = -1
-        while pointer < newest:
+        while pointer < end:
             # Closest distinct instant to the pointer; on equal distance the newer one.
             pos = bisect_right(times, pointer)
             if pos == count:
-                pick = count - 1
+                pick = newest
             elif pos == 0 or times[pos] - pointer <= pointer - times[pos - 1]:
                 pick = pos
             else:
@@ -362,11 +371,14 @@ def _select(snapshots, policy):
                 previous = pick
                 chosen.setdefault(pick, gen)
                 pointer = _shift(times[pick], cur, 1)
+            elif pick == newest:
+                # The pointer is past the newest snapshot (anchored at a later `now`): it stays
+                # the closest until the pointer reaches the anchor. Nothing more to keep here.
+                break
             elif isinstance(cur, _dt.timedelta):
                 # The same snapshot stays closest while 2 * pointer < its time + the next time
                 # (the pointer is past it, and the next newer instant wins ties). Jump over all
                 # the `pointer += cur` iterations that would pick it again, in one step.
-                # pick < count - 1 here because times[pick] < pointer < newest.
                 gap = times[pick] + times[pick + 1] - 2 * pointer
                 pointer += max(1, -(-gap // (2 * cur))) * cur
             else:
@@ -374,12 +386,17 @@ def _select(snapshots, policy):
     return times, owner, chosen
 
 
-def explain(snapshots, policy):
+def explain(snapshots, policy, now=None):
     """Why each kept snapshot is kept: a dict from snapshot id to a reason string.
 
     ``snapshots`` is a mapping from snapshot id (any hashable; ids that share a timestamp must be
     orderable, e.g. strings) to an aware datetime or ISO 8601 string with offset; see
     :func:`parse_timestamp`. ``policy`` is a :class:`Policy` or a policy string.
+
+    ``now`` (optional, aware datetime or ISO string) anchors the generations at ``now`` instead
+    of at the newest snapshot when it is later, to plan ahead ("what will be kept then, if no
+    snapshot is taken meanwhile"); the newest snapshot is still always kept. Without it (the
+    default, and tarsnapper's behaviour) retention never decays while snapshots stop being taken.
 
     Reasons are ``"newest"`` or ``"generation P1D (window P7D)"`` (the step delta and the window
     that selected it, as written in the policy; a snapshot chosen by several generations reports
@@ -388,26 +405,27 @@ def explain(snapshots, policy):
     snapshot for naive or unparsable timestamps, :class:`TypeError` for wrong types.
     """
     policy = parse_policy(policy)
-    times, owner, chosen = _select(snapshots, policy)
+    times, owner, chosen = _select(snapshots, policy, now)
     reasons = {}
     for index, gen in chosen.items():
         if gen < 0:
             reason = NEWEST
         else:
-            reason = "generation %s (window %s)" % (policy.tokens[gen], policy.tokens[gen + 1])
+            reason = f"generation {policy.tokens[gen]} (window {policy.tokens[gen + 1]})"
         reasons[owner[times[index]]] = reason
     return reasons
 
 
-def expire(snapshots, policy):
+def expire(snapshots, policy, now=None):
     """The ids of the snapshots to keep, as a frozenset; every other snapshot may be deleted.
 
-    Same inputs and errors as :func:`explain`. For policies without months/years and UTC or
-    fixed-offset timestamps the answer equals tarsnapper 0.5.0's ``expire``; snapshots that share
-    a timestamp are ordered by id (the larger id counts as newer). No snapshots: empty set. The
-    newest snapshot is always kept. Runs in O(n log n).
+    Same inputs (including the optional ``now`` anchor) and errors as :func:`explain`. Without
+    ``now``, for policies without months/years and UTC or fixed-offset timestamps, the answer
+    equals tarsnapper 0.5.0's ``expire``; snapshots that share a timestamp are ordered by id (the
+    larger id counts as newer). No snapshots: empty set. The newest snapshot is always kept.
+    Runs in O(n log n).
     """
-    times, owner, chosen = _select(snapshots, policy)
+    times, owner, chosen = _select(snapshots, policy, now)
     return frozenset(owner[times[index]] for index in chosen)
 
 
@@ -454,9 +472,9 @@ def is_due(newest_ready_time, policy, now):
 
 def _check_positive(name, value):
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError("%s must be an integer, got %r" % (name, value))
+        raise TypeError(f"{name} must be an integer, got {value!r}")
     if value < 1:
-        raise ValueError("%s must be >= 1, got %d" % (name, value))
+        raise ValueError(f"{name} must be >= 1, got {value}")
 
 
 def hanoi_slot(sequence, sets):

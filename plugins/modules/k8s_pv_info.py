@@ -8,7 +8,7 @@ DOCUMENTATION = r'''
 module: k8s_pv_info
 short_description: Find the Kubernetes volumes that asked to be snapshotted
 version_added: 1.0.0
-author: kubesnap contributors
+author: kubesnap contributors (@kubesnap)
 description:
   - Reads every opt-in source at once, with one paged list per kind whatever the number of volumes
     the C(backup.kubernetes.io/deltas) annotation on PVCs and PVs (k8s-snapshots), the C(volumeBackup) label on PVCs
@@ -26,6 +26,7 @@ attributes:
     description: Reads only.
   diff_mode:
     support: none
+    description: Nothing to compare.
 options:
   fail_on_problems:
     description: Fail the task when any object has a problem, after reporting all of them.

@@ -8,7 +8,7 @@ DOCUMENTATION = r'''
 module: k8s_pv_snapshot
 short_description: Snapshot the protected Kubernetes volumes that are due
 version_added: 1.0.0
-author: kubesnap contributors
+author: kubesnap contributors (@kubesnap)
 description:
   - Creates a snapshot of every protected volume that is due, in parallel, and waits for them to become ready.
   - Due means no ready snapshot owned by this collection is younger than the smallest delta of the volume's policy,
@@ -29,6 +29,7 @@ attributes:
     description: Reports what would be created; writes nothing and takes no lease.
   diff_mode:
     support: none
+    description: Nothing to compare.
 options:
   force:
     description: Snapshot every target now, whether due or not.

@@ -8,7 +8,7 @@ DOCUMENTATION = r'''
 module: snapshot_expire
 short_description: Delete the snapshots a volume's retention policy no longer keeps
 version_added: 1.0.0
-author: kubesnap contributors
+author: kubesnap contributors (@kubesnap)
 description:
   - For every protected volume, weighs its ready snapshots owned by this collection with the tiered retention
     policy (tarsnapper's algorithm, as k8s-snapshots) and deletes the ones it does not keep.

@@ -8,7 +8,7 @@ DOCUMENTATION = r'''
 module: snapshot_info
 short_description: List the snapshots this collection owns, per volume
 version_added: 1.0.0
-author: kubesnap contributors
+author: kubesnap contributors (@kubesnap)
 description:
   - Lists the snapshots owned by this collection (one paged list per backend) and groups them by volume,
     with state, age and size where the backend knows it.
@@ -23,6 +23,7 @@ attributes:
     description: Reads only.
   diff_mode:
     support: none
+    description: Nothing to compare.
 options:
   now:
     description: Instant the ages are computed from (ISO 8601 with offset); the current time by default.

@@ -437,7 +437,8 @@ def process_argv(name: str, state: dict) -> list:
         "csi-mock-driver": [f"--endpoint={state['csi_socket']}", f"--name={DRIVER_NAME}", f"--faults-file={CSI_FAULTS_FILE}"],
         "snapshot-controller": [a for a in sidecar if not a.startswith("--csi-address")],
         "csi-snapshotter": sidecar,
-        "csi-provisioner": sidecar,
+        # The provisioner already defaults to 100 workers; only its client limits need raising.
+        "csi-provisioner": [a for a in sidecar if not a.startswith("--worker-threads")],
     }
     return [binary, *argvs[name]]
 

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import ensurepip
+import os
 import subprocess
 import sys
 
@@ -13,9 +14,12 @@ GET_PIP_ONLY = {'--no-setuptools', '--no-wheel'}
 
 
 def main() -> None:
+    # ensurepip points PIP_CONFIG_FILE at /dev/null for its own run; the install below must see the
+    # machine's pip configuration (index, CA bundle) again.
+    environment = dict(os.environ)
     ensurepip.bootstrap(upgrade=True)
     args = [arg for arg in sys.argv[1:] if arg not in GET_PIP_ONLY]
-    subprocess.run([sys.executable, '-m', 'pip', 'install', *args], check=True)
+    subprocess.run([sys.executable, '-m', 'pip', 'install', *args], check=True, env=environment)
 
 
 if __name__ == '__main__':

@@ -11,16 +11,12 @@ import types
 
 import isodate
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from tarsnapper.expire import expire as tarsnapper_expire
-
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention import (
     MONTH_US,
     Policy,
     PolicyError,
-    explain,
     expire,
+    explain,
     hanoi_slot,
     is_due,
     next_due,
@@ -29,8 +25,11 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention impor
     parse_timestamp,
     roundrobin_slot,
 )
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from tarsnapper.expire import expire as tarsnapper_expire
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 NOW = dt.datetime(2026, 3, 31, 12, 0, tzinfo=UTC)
 HOUR = dt.timedelta(hours=1)
 DAY = dt.timedelta(days=1)
@@ -40,11 +39,11 @@ PROPERTY = settings(max_examples=400, deadline=None, database=None, suppress_hea
 
 def days_ago(*offsets):
     """{'-Nd': NOW - N days} for each N."""
-    return {"-%gd" % n: NOW - n * DAY for n in offsets}
+    return {f"-{n:g}d": NOW - n * DAY for n in offsets}
 
 
 def hours_ago(*offsets):
-    return {"-%gh" % n: NOW - n * HOUR for n in offsets}
+    return {f"-{n:g}h": NOW - n * HOUR for n in offsets}
 
 
 # --------------------------------------------------------------------------------------------
@@ -53,8 +52,8 @@ def hours_ago(*offsets):
 # cannot order months) and is itself checked against tarsnapper for fixed policies.
 # --------------------------------------------------------------------------------------------
 
-def reference_expire(snapshots, deltas):
-    """deltas: timedelta/Duration objects sorted ascending."""
+def reference_expire(snapshots, deltas, now=None):
+    """deltas: timedelta/Duration objects sorted ascending; now: optional later anchor."""
     newest_first = sorted(
         ((parse_timestamp(value).astimezone(UTC), sid) for sid, value in snapshots.items()),
         reverse=True,
@@ -62,6 +61,8 @@ def reference_expire(snapshots, deltas):
     if not newest_first:
         return set()
     newest = newest_first[0][0]
+    if now is not None and now > newest:
+        newest = now.astimezone(UTC)
     keep = {newest_first[0][1]}
     window = deltas[-1]
     for step in reversed(deltas[:-1]):
@@ -89,28 +90,28 @@ def oracle(snapshots, deltas):
 
 
 def token(seconds):
-    return "PT%dS" % seconds
+    return f"PT{seconds}S"
 
 
 # --------------------------------------------------------------------------------------------
 # Vectors from peers.md
 # --------------------------------------------------------------------------------------------
 
-DAILY = {"d%02d" % i: NOW - (10 - i) * DAY for i in range(11)}
-HOURLY = {"h%03d" % i: NOW - (240 - i) * HOUR for i in range(241)}
+DAILY = {f"d{i:02d}": NOW - (10 - i) * DAY for i in range(11)}
+HOURLY = {f"h{i:03d}": NOW - (240 - i) * HOUR for i in range(241)}
 
 VECTORS = [
-    pytest.param("P1D P7D", DAILY, {"d%02d" % i for i in range(3, 11)}, id="daily-1d-7d"),
+    pytest.param("P1D P7D", DAILY, {f"d{i:02d}" for i in range(3, 11)}, id="daily-1d-7d"),
     pytest.param("P1D P7D", days_ago(0, 8, 15), {"-0d", "-8d"}, id="gap-8d-15d"),
     pytest.param("P1D P7D", days_ago(0, 2, 12), {"-0d", "-2d"}, id="tie-goes-to-newer"),
     pytest.param(
         "PT1H P1D P7D",
         HOURLY,
-        {"h%03d" % i for i in range(72, 193, 24)} | {"h%03d" % i for i in range(216, 241)},
+        {f"h{i:03d}" for i in range(72, 193, 24)} | {f"h{i:03d}" for i in range(216, 241)},
         id="hourly-1h-1d-7d",
     ),
     pytest.param("PT1H P1D", hours_ago(0, 1, 2, 30, 50), {"-0h", "-1h", "-2h", "-30h"}, id="1h-1d-gap"),
-    pytest.param("P7D P1D", DAILY, {"d%02d" % i for i in range(3, 11)}, id="order-does-not-matter"),
+    pytest.param("P7D P1D", DAILY, {f"d{i:02d}" for i in range(3, 11)}, id="order-does-not-matter"),
     pytest.param("P7D P1D", days_ago(0, 2, 12), {"-0d", "-2d"}, id="order-does-not-matter-tie"),
     pytest.param("P1D P7D", {}, set(), id="no-backups"),
     pytest.param("P1D P7D", {"only": NOW}, {"only"}, id="one-backup"),
@@ -167,7 +168,7 @@ def snapshot_sets(draw, max_size=40):
     micro = draw(st.booleans())
     snapshots = {}
     for index, offset in enumerate(offsets):
-        sid = "s%03d" % draw(st.integers(0, 999)) if draw(st.booleans()) else "i%03d" % index
+        sid = f"s{draw(st.integers(0, 999)):03d}" if draw(st.booleans()) else f"i{index:03d}"
         extra = dt.timedelta(microseconds=draw(st.integers(0, 1))) if micro else dt.timedelta(0)
         tz = draw(st.sampled_from(OFFSETS))
         snapshots[sid] = (BASE + dt.timedelta(seconds=offset) + extra).astimezone(tz)
@@ -204,9 +205,9 @@ def test_matches_tarsnapper_seeded_bulk():
     for _case in range(1500):
         count = rng.randint(0, 60)
         span = rng.choice([6 * 3600, 86400, 10 * 86400, 100 * 86400])
-        times = [rng.randint(0, span) for _ in range(count)]
+        times = [rng.randint(0, span) for _index in range(count)]
         times += rng.sample(times, k=min(len(times), rng.randint(0, 5)))  # duplicates
-        snapshots = {"b%04d" % rng.randint(0, 9999): BASE + dt.timedelta(seconds=t) for t in times}
+        snapshots = {f"b{rng.randint(0, 9999):04d}": BASE + dt.timedelta(seconds=t) for t in times}
         seconds = set()
         while len(seconds) < rng.randint(2, 4):
             seconds.add(rng.choice([rng.randint(60, 60 * 86400), rng.choice([3600, 86400, 7 * 86400, 30 * 86400])]))
@@ -244,6 +245,31 @@ def test_invariants(snapshots, seconds, data):
     in_utc = {sid: when.astimezone(UTC) for sid, when in shuffled}
     assert expire(in_utc, policy) == keep
     assert expire(types.MappingProxyType(snapshots), policy) == keep
+
+
+@PROPERTY
+@given(snapshots=snapshot_sets(), seconds=fixed_deltas, ahead=st.integers(-400 * 86400, 400 * 86400))
+def test_anchor_matches_reference(snapshots, seconds, ahead):
+    now = BASE + dt.timedelta(seconds=ahead)
+    deltas = [dt.timedelta(seconds=s) for s in sorted(seconds)]
+    policy = " ".join(token(s) for s in seconds)
+    keep = expire(snapshots, policy, now=now)
+    assert keep == reference_expire(snapshots, deltas, now)
+    if snapshots:
+        newest = max(snapshots.items(), key=lambda item: (item[1], item[0]))[0]
+        assert explain(snapshots, policy, now=now)[newest] == "newest"
+        if now <= snapshots[newest]:
+            assert keep == expire(snapshots, policy)
+
+
+def test_anchor_ahead_ages_snapshots_out():
+    hourly = {f"h{h:02d}": NOW - h * HOUR for h in range(10)}
+    assert expire(hourly, "PT1H P1D", now=NOW + 365 * DAY) == {"h00"}
+    assert expire(hourly, "PT1H P1D", now=NOW + 20 * HOUR) == {"h00", "h01", "h02", "h03", "h04"}
+    assert expire(hourly, "PT1H P1D", now="2026-03-31T10:00:00Z") == expire(hourly, "PT1H P1D")
+    assert explain(hourly, "PT1H P1M", now=NOW + 40 * DAY) == {"h00": "newest"}
+    with pytest.raises(ValueError, match="now: .*no UTC offset"):
+        expire(hourly, "PT1H P1D", now=dt.datetime(2026, 1, 1))
 
 
 # --------------------------------------------------------------------------------------------
@@ -324,7 +350,7 @@ calendar_tokens = st.lists(
 def calendar_snapshots(draw):
     base = draw(st.sampled_from([utc(2024, 3, 31), utc(2023, 12, 31), utc(2025, 1, 31, 23, 30), utc(2026, 2, 28)]))
     hours = draw(st.lists(st.integers(0, 3 * 365 * 24), max_size=60))
-    return {"c%03d" % i: base - dt.timedelta(hours=h) for i, h in enumerate(hours)}
+    return {f"c{i:03d}": base - dt.timedelta(hours=h) for i, h in enumerate(hours)}
 
 
 @PROPERTY
@@ -332,6 +358,14 @@ def calendar_snapshots(draw):
 def test_calendar_matches_reference(snapshots, tokens):
     policy = parse_policy(" ".join(tokens))
     assert expire(snapshots, policy) == reference_expire(snapshots, list(policy.deltas))
+
+
+@settings(max_examples=100, deadline=None, database=None)
+@given(snapshots=calendar_snapshots(), tokens=calendar_tokens, ahead=st.integers(0, 800 * 24))
+def test_calendar_anchor_matches_reference(snapshots, tokens, ahead):
+    policy = parse_policy(" ".join(tokens))
+    now = utc(2026, 3, 1) + dt.timedelta(hours=ahead)
+    assert expire(snapshots, policy, now=now) == reference_expire(snapshots, list(policy.deltas), now)
 
 
 def test_fractional_years_in_whole_months():
@@ -599,7 +633,7 @@ def test_rotation_validation(func, sequence, sets, error, named):
 
 def test_large_inputs_are_fast():
     rng = random.Random(7)
-    snapshots = {"s%06d" % i: BASE + dt.timedelta(seconds=3600 * i + rng.randint(-300, 300)) for i in range(20000)}
+    snapshots = {f"s{i:06d}": BASE + dt.timedelta(seconds=3600 * i + rng.randint(-300, 300)) for i in range(20000)}
     for policy in ("PT1H P7D P90D", "PT1H P30D P365D", "PT1S P1Y", "PT1H P1M P1Y"):
         start = time.perf_counter()
         keep = expire(snapshots, policy)

@@ -9,7 +9,7 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils.targets import 
 from .factories import DRIVER, bound, pv, pvc, rule, snapshot_class
 
 DELTAS = 'backup.kubernetes.io/deltas'
-CLASSES = [snapshot_class('fast', default=True), snapshot_class('other', driver='other.csi')]
+CLASSES = (snapshot_class('fast', default=True), snapshot_class('other', driver='other.csi'))
 
 
 def run(pvs=(), pvcs=(), rules=(), classes=CLASSES, **options):
