@@ -1,0 +1,30 @@
+# Runs the collection's modules the way Ansible does: a separate Python process reading its
+# arguments as JSON, so tests see exactly what a task would return.
+"""run_module(): one module invocation against the local control plane."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+COLLECTIONS = Path(__file__).resolve().parents[2] / ".cache" / "collections"
+DELTAS = "backup.kubernetes.io/deltas"
+
+
+def run_module(name: str, kubeconfig: str, check: bool = False, diff: bool = False, **args) -> dict:
+    """The module's result dict; `failed` is set when it failed."""
+    payload = {"ANSIBLE_MODULE_ARGS": dict(args, kubeconfig=kubeconfig, _ansible_check_mode=check, _ansible_diff=diff)}
+    env = dict(os.environ, PYTHONPATH=str(COLLECTIONS))
+    process = subprocess.run([sys.executable, "-m", f"ansible_collections.kubesnap.snapshots.plugins.modules.{name}"],
+                             input=json.dumps(payload), capture_output=True, text=True, env=env, check=False, timeout=600)
+    try:
+        return json.loads(process.stdout)
+    except ValueError as exc:
+        raise AssertionError(f"{name} printed no JSON (rc {process.returncode}):\n{process.stdout}\n{process.stderr}") from exc
+
+
+def by_volume(result: dict) -> dict:
+    return {volume["volume"]: volume for volume in result["volumes"]}
