@@ -59,7 +59,8 @@ integration: collection cluster-up
 	$(PYTEST) -q -p no:cacheprovider tests/system
 
 demo: collection cluster-up
-	$(PY) playbooks/demo.py
+	ANSIBLE_COLLECTIONS_PATH=$(COLLECTIONS) ANSIBLE_LOCALHOST_WARNING=false ansible-playbook -i localhost, \
+		-e ansible_python_interpreter=$(PY) playbooks/demo.yml
 
 bench: collection cluster-up
 	$(PY) bench/retention.py

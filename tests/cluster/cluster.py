@@ -46,8 +46,7 @@ K8S_VERSION = "v1.37.2"
 SNAPSHOT_CRDS_MODULE = "github.com/kubernetes-csi/external-snapshotter/client/v8@v8.7.0"
 # -s -w halves the binaries; without the version stamp clients would see v0.0.0.
 BUILD_LDFLAGS = (
-    "-s -w "
-    f"-X k8s.io/component-base/version.gitVersion={K8S_VERSION} -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37"
+    f"-s -w -X k8s.io/component-base/version.gitVersion={K8S_VERSION} -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37"
 )
 # Part of the cache key, with the wrapper modules' files: a change rebuilds.
 BUILD_RECIPE = f"CGO_ENABLED=0 -trimpath -ldflags={BUILD_LDFLAGS} crds={SNAPSHOT_CRDS_MODULE}"
@@ -142,6 +141,17 @@ def build(cache: Path) -> None:
             log(f"built {name} in {time.monotonic() - started:.0f}s")
         if not (cache / "crds").is_dir():
             stage_crds(cache)
+    (cache / ".last-used").touch()
+    prune_cache(cache)
+
+
+def prune_cache(current: Path, keep: int = 3) -> None:
+    """Each pin change adds ~0.5 GB; keep only the most recently used builds."""
+    builds = [d for d in current.parent.iterdir() if d.is_dir() and (d / ".last-used").exists()]
+    builds.sort(key=lambda d: (d == current, (d / ".last-used").stat().st_mtime), reverse=True)
+    for old in builds[keep:]:
+        log(f"removing old build {old}")
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def stage_crds(cache: Path) -> None:
@@ -176,7 +186,7 @@ def generate_pki() -> None:
     tmp = RUN / "pki.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    now = datetime.datetime.now(datetime.UTC)
+    now = datetime.datetime.now(datetime.timezone.utc)
 
     def write_key(name: str, key) -> None:
         pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
@@ -263,7 +273,7 @@ def proc_start_time(pid: int) -> str | None:
         stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
     except OSError:
         return None
-    fields = stat[stat.rindex(")") + 2:].split()
+    fields = stat[stat.rindex(")") + 2 :].split()
     return None if fields[0] in ("Z", "X") else fields[19]
 
 
@@ -411,31 +421,51 @@ def process_argv(name: str, state: dict) -> list:
     ports = state["ports"]
     kubeconfig = str(RUN / "kubeconfigs" / f"{name}.kubeconfig")
     tuning = FAST_CONTROLLER_FLAGS if state["controllers"] == "fast" else []
-    sidecar = ["--leader-election=false", f"--kubeconfig={kubeconfig}", f"--csi-address={state['csi_socket']}", "--v=2", *tuning]
+    # --extra-create-metadata passes the PVC / VolumeSnapshot namespace to the driver, which scopes faults by it.
+    sidecar = ["--leader-election=false", f"--kubeconfig={kubeconfig}", f"--csi-address={state['csi_socket']}", "--extra-create-metadata", "--v=2", *tuning]
     etcd_url, peer_url = f"http://127.0.0.1:{ports['etcd']}", f"http://127.0.0.1:{ports['etcd_peer']}"
     argvs = {
         "etcd": [
-            "--name=kubesnap", f"--data-dir={RUN / 'etcd-data'}",
-            f"--listen-client-urls={etcd_url}", f"--advertise-client-urls={etcd_url}",
-            f"--listen-peer-urls={peer_url}", f"--initial-advertise-peer-urls={peer_url}", f"--initial-cluster=kubesnap={peer_url}",
-            "--unsafe-no-fsync", "--log-level=warn",  # test data: durability is not worth the fsync latency
+            "--name=kubesnap",
+            f"--data-dir={RUN / 'etcd-data'}",
+            f"--listen-client-urls={etcd_url}",
+            f"--advertise-client-urls={etcd_url}",
+            f"--listen-peer-urls={peer_url}",
+            f"--initial-advertise-peer-urls={peer_url}",
+            f"--initial-cluster=kubesnap={peer_url}",
+            "--unsafe-no-fsync",
+            "--log-level=warn",  # test data: durability is not worth the fsync latency
         ],
         "kube-apiserver": [
-            f"--etcd-servers={etcd_url}", f"--secure-port={ports['apiserver']}", "--bind-address=127.0.0.1",
-            f"--tls-cert-file={PKI / 'apiserver.crt'}", f"--tls-private-key-file={PKI / 'apiserver.key'}", f"--client-ca-file={PKI / 'ca.crt'}",
-            "--service-cluster-ip-range=10.0.0.0/24", "--authorization-mode=RBAC", "--allow-privileged=true",
-            "--disable-admission-plugins=ServiceAccount", "--service-account-issuer=https://kubernetes.default.svc",
-            f"--service-account-key-file={PKI / 'sa.pub'}", f"--service-account-signing-key-file={PKI / 'sa.key'}",
-            f"--audit-policy-file={RUN / 'audit-policy.yaml'}", f"--audit-log-path={AUDIT_LOG}", "--audit-log-format=json",
+            f"--etcd-servers={etcd_url}",
+            f"--secure-port={ports['apiserver']}",
+            "--bind-address=127.0.0.1",
+            f"--tls-cert-file={PKI / 'apiserver.crt'}",
+            f"--tls-private-key-file={PKI / 'apiserver.key'}",
+            f"--client-ca-file={PKI / 'ca.crt'}",
+            "--service-cluster-ip-range=10.0.0.0/24",
+            "--authorization-mode=RBAC",
+            "--allow-privileged=true",
+            "--disable-admission-plugins=ServiceAccount",
+            "--service-account-issuer=https://kubernetes.default.svc",
+            f"--service-account-key-file={PKI / 'sa.pub'}",
+            f"--service-account-signing-key-file={PKI / 'sa.key'}",
+            f"--audit-policy-file={RUN / 'audit-policy.yaml'}",
+            f"--audit-log-path={AUDIT_LOG}",
+            "--audit-log-format=json",
             # blocking: each event is written before the response, so tests can read it right away.
-            "--audit-log-mode=blocking", "--audit-log-maxsize=0",
+            "--audit-log-mode=blocking",
+            "--audit-log-maxsize=0",
         ],
         "kube-controller-manager": [
-            f"--kubeconfig={kubeconfig}", f"--controllers={KCM_CONTROLLERS}", "--leader-elect=false", "--secure-port=0",
+            f"--kubeconfig={kubeconfig}",
+            f"--controllers={KCM_CONTROLLERS}",
+            "--leader-elect=false",
+            "--secure-port=0",
             "--use-service-account-credentials=false",
         ],
         "csi-mock-driver": [f"--endpoint={state['csi_socket']}", f"--name={DRIVER_NAME}", f"--faults-file={CSI_FAULTS_FILE}"],
-        "snapshot-controller": [a for a in sidecar if not a.startswith("--csi-address")],
+        "snapshot-controller": [a for a in sidecar if not a.startswith(("--csi-address", "--extra-create-metadata"))],
         "csi-snapshotter": sidecar,
         # The provisioner already defaults to 100 workers; only its client limits need raising.
         "csi-provisioner": [a for a in sidecar if not a.startswith("--worker-threads")],
@@ -511,10 +541,15 @@ def smoke_test(state: dict) -> None:
     snap_args = ("snapshot.storage.k8s.io", "v1", SYSTEM_NAMESPACE, "volumesnapshots")
     core.create_namespaced_persistent_volume_claim(
         SYSTEM_NAMESPACE,
-        {"metadata": {"name": name}, "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Mi"}}, "storageClassName": STORAGE_CLASS}},
+        {
+            "metadata": {"name": name},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Mi"}}, "storageClassName": STORAGE_CLASS},
+        },
     )
     controllers = ["kube-controller-manager", "csi-mock-driver", "csi-provisioner"]
-    wait_until("the smoke PVC to bind", lambda: core.read_namespaced_persistent_volume_claim(name, SYSTEM_NAMESPACE).status.phase == "Bound", 90, controllers, state)
+    wait_until(
+        "the smoke PVC to bind", lambda: core.read_namespaced_persistent_volume_claim(name, SYSTEM_NAMESPACE).status.phase == "Bound", 90, controllers, state
+    )
     custom.create_namespaced_custom_object(
         *snap_args,
         {
@@ -536,7 +571,10 @@ def smoke_test(state: dict) -> None:
     core.delete_namespaced_persistent_volume_claim(name, SYSTEM_NAMESPACE)
 
     def gone() -> bool:
-        for read in (lambda: custom.get_namespaced_custom_object(*snap_args, name), lambda: core.read_namespaced_persistent_volume_claim(name, SYSTEM_NAMESPACE)):
+        for read in (
+            lambda: custom.get_namespaced_custom_object(*snap_args, name),
+            lambda: core.read_namespaced_persistent_volume_claim(name, SYSTEM_NAMESPACE),
+        ):
             try:
                 read()
                 return False
@@ -561,7 +599,6 @@ def write_faults(faults: str | None) -> None:
         if not CSI_FAULTS_FILE.exists():
             CSI_FAULTS_FILE.write_text("{}\n", encoding="utf-8")
         return
-    json.loads(faults or "{}")  # reject malformed JSON before the driver sees it
     tmp = CSI_FAULTS_FILE.with_suffix(".tmp")
     tmp.write_text((faults or "{}") + "\n", encoding="utf-8")
     tmp.rename(CSI_FAULTS_FILE)
@@ -577,7 +614,7 @@ def start(controllers: str, cache: Path) -> dict:
     (RUN / "audit-policy.yaml").write_text(AUDIT_POLICY, encoding="utf-8")
     ports = {"etcd": free_port(), "etcd_peer": free_port(), "apiserver": free_port()}
     state = {
-        "started_at": datetime.datetime.now(datetime.UTC).isoformat(),
+        "started_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
         "ready": False,
         "controllers": controllers,
         "bin_dir": str(cache / "bin"),
@@ -634,23 +671,32 @@ def cmd_build(_args) -> int:
 
 def cmd_up(args) -> int:
     began = time.monotonic()
+    try:
+        json.loads(args.csi_faults or "{}")
+    except ValueError as exc:
+        raise ClusterError(f"--csi-faults / KUBESNAP_CSI_FAULTS is not JSON: {exc}") from exc
     cache = cache_dir()
     RUN.mkdir(exist_ok=True)
     with file_lock(RUN / "lock"):
         state = load_state()
-        if healthy(state):
+        reuse = healthy(state)
+        if reuse and state.get("bin_dir") != str(cache / "bin"):
+            log("the pinned versions changed since the stack started: restarting it")
+            reuse = False
+        if reuse:
             if state["controllers"] != args.controllers:
                 log(f"warning: the running stack uses --controllers={state['controllers']}; run `down` then `up` to switch to {args.controllers}")
             write_faults(args.csi_faults)
             log(f"reusing the running stack (started {state['started_at']})")
         else:
             if state.get("processes"):
-                log("stopping the leftovers of an unhealthy stack")
+                log("stopping the previous stack")
                 stop_all(state)
             build(cache)
-            write_faults(args.csi_faults if args.csi_faults is not None else "{}")
+            write_faults("{}")  # the smoke test must not trip over requested faults
             try:
                 state = start(args.controllers, cache)
+                write_faults(args.csi_faults)
             except Exception as exc:
                 log("start failed, stopping the rest")
                 stop_all(load_state())
@@ -700,7 +746,7 @@ def main(argv=None) -> int:
     up.add_argument(
         "--csi-faults",
         default=os.environ.get("KUBESNAP_CSI_FAULTS"),
-        help="initial JSON for .cluster/csi-faults.json (env KUBESNAP_CSI_FAULTS)",
+        help="CSI driver faults to set once the stack is up, JSON as in .cluster/csi-faults.json (env KUBESNAP_CSI_FAULTS)",
     )
     up.set_defaults(func=cmd_up)
     sub.add_parser("down", help="stop every process of the stack").set_defaults(func=cmd_down)

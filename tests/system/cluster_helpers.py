@@ -5,8 +5,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import json
+import os
 import time
 import uuid
 from pathlib import Path
@@ -64,37 +66,64 @@ class ClusterHandle:
         """A new kubernetes ApiClient authenticated as ADMIN_USER."""
         return config.new_client_from_config(config_file=str(self.kubeconfig))
 
+    def csi_faults(self, scope: str = "*") -> CsiFaults:
+        """Fault switch for one namespace, or "*" for all calls without a namespace scope of their own."""
+        return CsiFaults(self.csi_faults_path, scope)
+
 
 class CsiFaults:
-    """Switches the mock driver's faults; the driver re-reads the file on every call."""
+    """Switches the mock driver's faults; the driver re-reads the file on every call.
 
-    def __init__(self, path: Path):
+    Faults are scoped: to a namespace (calls for PVCs/VolumeSnapshots in it), or
+    "*" for every call not covered by a namespace scope. Scopes let parallel
+    tests (pytest-xdist) use faults without disturbing each other.
+    """
+
+    def __init__(self, path: Path, scope: str = "*"):
         self.path = Path(path)
+        self.scope = scope
 
     def set(self, ready_delay_seconds: float = 0, fail: dict | None = None, latency_ms: dict | None = None) -> None:
-        """Replace all faults.
+        """Replace this scope's faults.
 
         ready_delay_seconds: snapshots created from now on stay readyToUse=false that long.
         fail: {"CreateSnapshot": {"count": 2, "code": "INTERNAL", "message": "..."}} fails the next calls.
         latency_ms: {"CreateSnapshot": 500} or {"*": 100} sleeps before calls.
         """
-        document = {
-            # A fresh generation re-arms the fail counters even for an identical document.
-            "generation": uuid.uuid4().hex,
-            "ready_delay_seconds": ready_delay_seconds,
-            "fail": fail or {},
-            "latency_ms": latency_ms or {},
-        }
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(document) + "\n", encoding="utf-8")
-        tmp.rename(self.path)  # atomic, so the driver never reads half a document
+        self._update(
+            {
+                # A fresh generation re-arms the fail counters even for an identical fault set.
+                "generation": uuid.uuid4().hex,
+                "ready_delay_seconds": ready_delay_seconds,
+                "fail": fail or {},
+                "latency_ms": latency_ms or {},
+            }
+        )
 
     def fail(self, method: str, count: int = 1, code: str = "INTERNAL", message: str = "kubesnap injected fault") -> None:
         """Fail the next `count` calls of a CSI method (CreateSnapshot, DeleteSnapshot, CreateVolume...)."""
         self.set(fail={method: {"count": count, "code": code, "message": message}})
 
     def clear(self) -> None:
-        self.set()
+        self._update(None)
+
+    def _update(self, faults: dict | None) -> None:
+        """Read-modify-write of the shared file under a lock; renamed into place so the driver never reads half of it."""
+        with open(self.path.with_suffix(".lock"), "w", encoding="utf-8") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                document = json.loads(self.path.read_text(encoding="utf-8") or "{}")
+            except (OSError, ValueError):
+                document = {}
+            if any(key in document for key in ("generation", "ready_delay_seconds", "fail", "latency_ms")):
+                document = {"*": document}  # a bare fault set (from KUBESNAP_CSI_FAULTS) is the "*" scope
+            if faults is None:
+                document.pop(self.scope, None)
+            else:
+                document[self.scope] = faults
+            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+            tmp.rename(self.path)
 
 
 class AuditLog:
@@ -115,8 +144,16 @@ class AuditLog:
         self.since = self.size()
         return self.since
 
-    def events(self, user: str | None = None, verb: str | None = None, resource: str | None = None, namespace: str | None = None,
-               name: str | None = None, subresource: str | None = None, api_group: str | None = None) -> list:
+    def events(
+        self,
+        user: str | None = None,
+        verb: str | None = None,
+        resource: str | None = None,
+        namespace: str | None = None,
+        name: str | None = None,
+        subresource: str | None = None,
+        api_group: str | None = None,
+    ) -> list:
         """Events since the mark, one per request (deduplicated by auditID), filtered by the given fields."""
         with open(self.path, "rb") as handle:
             handle.seek(self.since)
@@ -147,6 +184,7 @@ class AuditLog:
 
     def wait_events(self, min_count: int = 1, timeout: float = 5, **filters) -> list:
         """Like events(), but waits until at least min_count match."""
+
         def enough():
             events = self.events(**filters)
             return events if len(events) >= min_count else None
@@ -165,8 +203,16 @@ class Kube:
 
     # PVCs and PVs
 
-    def create_pvc(self, namespace: str, name: str, size: str = "1Mi", storage_class: str | None = STORAGE_CLASS,
-                   from_snapshot: str | None = None, volume_name: str | None = None, wait_bound: bool = True):
+    def create_pvc(
+        self,
+        namespace: str,
+        name: str,
+        size: str = "1Mi",
+        storage_class: str | None = STORAGE_CLASS,
+        from_snapshot: str | None = None,
+        volume_name: str | None = None,
+        wait_bound: bool = True,
+    ):
         """A PVC; through STORAGE_CLASS the provisioner creates and binds a PV. from_snapshot restores a VolumeSnapshot."""
         spec = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}, "storageClassName": storage_class}
         if from_snapshot:
@@ -226,6 +272,7 @@ class Kube:
 
     def wait_snapshot(self, namespace: str, name: str, predicate, what: str, timeout: float = 60) -> dict:
         """Wait until predicate(status dict) is truthy; returns the VolumeSnapshot."""
+
         def check():
             snapshot = self.get_snapshot(namespace, name)
             return snapshot if predicate(snapshot.get("status") or {}) else None

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from .cluster_helpers import CLUSTER_SCRIPT, AuditLog, ClusterHandle, CsiFaults, Kube
+from .cluster_helpers import CLUSTER_SCRIPT, AuditLog, ClusterHandle, Kube
 
 RUN_DIR = CLUSTER_SCRIPT.parents[2] / ".cluster"
 
@@ -80,10 +80,9 @@ def namespace(request, kube):  # pylint: disable=redefined-outer-name
 
 
 @pytest.fixture
-def csi_faults(cluster):  # pylint: disable=redefined-outer-name
-    """CsiFaults for the mock driver; cleared after the test. Faults are cluster-wide."""
-    faults = CsiFaults(cluster.csi_faults_path)
-    faults.clear()
+def csi_faults(cluster, namespace):  # pylint: disable=redefined-outer-name
+    """CsiFaults scoped to the test's namespace (other tests are not affected); cleared after the test."""
+    faults = cluster.csi_faults(scope=namespace)
     yield faults
     faults.clear()
 

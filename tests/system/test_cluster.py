@@ -4,7 +4,9 @@
 
 from __future__ import annotations
 
-from .cluster_helpers import ADMIN_USER, DRIVER_NAME, SNAPSHOT_CLASS, STORAGE_CLASS
+import time
+
+from .cluster_helpers import ADMIN_USER, DRIVER_NAME, SNAPSHOT_CLASS, STORAGE_CLASS, wait_for
 
 
 def test_snapshot_and_restore(kube, namespace, audit):
@@ -33,7 +35,9 @@ def test_pending_snapshot_under_ready_delay(kube, namespace, csi_faults):
     kube.create_pvc(namespace, "data")
     csi_faults.set(ready_delay_seconds=6)
     kube.create_snapshot(namespace, "slow", "data")
-    pending = kube.wait_snapshot(namespace, "slow", lambda s: s.get("readyToUse") is False and s.get("boundVolumeSnapshotContentName"), "to be cut but not ready")
+    pending = kube.wait_snapshot(
+        namespace, "slow", lambda s: s.get("readyToUse") is False and s.get("boundVolumeSnapshotContentName"), "to be cut but not ready"
+    )
     assert not pending["status"].get("error")
     # The delay is real time on the driver side: the snapshot becomes ready by itself.
     kube.wait_snapshot_ready(namespace, "slow", timeout=60)
@@ -63,3 +67,28 @@ def test_audit_log_is_written_before_the_response(kube, namespace, audit):
     kube.core.read_namespace(namespace)
     # No waiting: blocking audit mode writes the event before the response.
     assert audit.count(user=ADMIN_USER, verb="get", resource="namespaces", name=namespace) == 1
+
+
+def test_faults_stay_in_their_namespace(cluster, kube, namespace, csi_faults):
+    other = f"{namespace[:50]}-b"
+    kube.core.create_namespace({"metadata": {"name": other}})
+    try:
+        csi_faults.fail("CreateSnapshot", count=1000)
+        for ns in (namespace, other):
+            kube.create_pvc(ns, "data")
+            kube.create_snapshot(ns, "snap", "data")
+        kube.wait_snapshot_ready(other, "snap")
+        kube.wait_snapshot(namespace, "snap", lambda s: s.get("error"), "to report an error")
+        # While DeleteSnapshot fails, the VolumeSnapshotContent (deletionPolicy Delete) stays.
+        cluster.csi_faults(scope=other).fail("DeleteSnapshot", count=1000, code="UNAVAILABLE")
+        content = kube.get_snapshot(other, "snap")["status"]["boundVolumeSnapshotContentName"]
+        kube.delete_snapshot(other, "snap")
+        wait_for("the content deletion to start", lambda: kube.get_snapshot_content(content)["metadata"].get("deletionTimestamp"))
+        time.sleep(2)
+        assert kube.get_snapshot_content(content)["metadata"]["name"] == content
+        cluster.csi_faults(scope=other).clear()
+        contents = "snapshot.storage.k8s.io", "v1", "volumesnapshotcontents"
+        wait_for("the content to go", lambda: not kube.custom.list_cluster_custom_object(*contents, field_selector=f"metadata.name={content}")["items"])
+    finally:
+        cluster.csi_faults(scope=other).clear()
+        kube.delete_namespace(other)
