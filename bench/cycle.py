@@ -560,10 +560,14 @@ def run(args, bench: Bench) -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    ensure_collection_link()
-    if "loop" in args.variants:
-        ensure_bench_venv()
-    state = ensure_cluster(args.controllers)
+    try:
+        ensure_collection_link()
+        if "loop" in args.variants:
+            ensure_bench_venv()
+        state = ensure_cluster(args.controllers)
+    except (BenchError, subprocess.CalledProcessError) as exc:
+        log(f"error: {exc}")
+        return 1
     faults = json.loads(Path(state["csi_faults_file"]).read_text(encoding="utf-8") or "{}")
     if faults.get("ready_delay_seconds") or faults.get("fail") or faults.get("latency_ms"):
         log(f"warning: CSI faults are set ({faults}); timings include them")

@@ -61,7 +61,7 @@ BINARIES = [
     ("csi-snapshotter", "kube", "github.com/kubernetes-csi/external-snapshotter/v8/cmd/csi-snapshotter"),
     ("csi-provisioner", "kube", "github.com/kubernetes-csi/external-provisioner/v6/cmd/csi-provisioner"),
 ]
-PROCESS_ORDER = [name for name, _, _ in BINARIES]
+PROCESS_ORDER = [binary[0] for binary in BINARIES]
 
 # Only the controllers the storage flows need; no kubelet or scheduler runs.
 KCM_CONTROLLERS = (
@@ -316,7 +316,7 @@ def spawn(state: dict, name: str, argv: list) -> None:
             argv, cwd=RUN, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True
         )
     start_time = None
-    for _ in range(50):  # /proc may lag a moment behind fork
+    for _attempt in range(50):  # /proc may lag a moment behind fork
         start_time = proc_start_time(proc.pid)
         if start_time:
             break

@@ -50,8 +50,8 @@ def annotate(kube, namespace, pvc, annotations=None, labels=None):
 
 
 def owned_snapshots(kube, namespace):
-    return kube.custom.list_namespaced_custom_object("snapshot.storage.k8s.io", "v1", namespace, "volumesnapshots",
-                                                      label_selector=OWNED)["items"]
+    listing = kube.custom.list_namespaced_custom_object("snapshot.storage.k8s.io", "v1", namespace, "volumesnapshots", label_selector=OWNED)
+    return listing["items"]
 
 
 def ours(audit, namespace):
