@@ -16,6 +16,8 @@ import threading
 from collections import Counter
 from urllib.parse import quote, urlencode
 
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.retry import RETRYABLE_STATUS, call_with_retry
+
 try:
     import urllib3
     from kubernetes import client as k8s_client
@@ -46,11 +48,20 @@ AUTH_ENV = {
 class KubeError(Exception):
     """An API request failed; `status` is the HTTP status (0 when the server was not reached)."""
 
-    def __init__(self, method, path, status, message, reason=''):
+    def __init__(self, method, path, status, message, reason='', retry_after=None):
         super().__init__('%s %s: %s %s' % (method, path, status or '', message))
+        self.method = method
         self.status = status
         self.reason = reason
         self.message = message
+        self.retry_after = retry_after
+
+    @property
+    def retryable(self):
+        """Throttling is always safe to retry; other server errors only for requests that can be repeated."""
+        if self.status == 429:
+            return True
+        return self.method != 'POST' and (self.status == 0 or self.status in RETRYABLE_STATUS)
 
 
 class KubeClient:
@@ -66,7 +77,7 @@ class KubeClient:
             'ca_certs': configuration.ssl_ca_cert,
             'cert_file': configuration.cert_file,
             'key_file': configuration.key_file,
-            'retries': urllib3.Retry(total=3, connect=3, read=0, status=0, backoff_factor=0.2),
+            'retries': False,  # retries are ours (retry.py), with jitter and Retry-After
         }
         if not configuration.verify_ssl:
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
@@ -87,6 +98,11 @@ class KubeClient:
         return headers
 
     def request(self, method, path, query=None, body=None, content_type='application/json', timeout=60):
+        """One API call as a dict, retried with backoff when the server throttles or stumbles."""
+        return call_with_retry(lambda: self._request_once(method, path, query, body, content_type, timeout),
+                               lambda exc: isinstance(exc, KubeError) and exc.retryable, lambda exc: exc.retry_after)
+
+    def _request_once(self, method, path, query, body, content_type, timeout):
         url = self.host + path
         if query:
             url += '?' + urlencode({k: v for k, v in query.items() if v is not None})
@@ -101,7 +117,7 @@ class KubeClient:
         payload = _decode(response.data)
         if response.status >= 400:
             raise KubeError(method, path, response.status, payload.get('message') or response.data[:200].decode(errors='replace'),
-                            payload.get('reason', ''))
+                            payload.get('reason', ''), _seconds(response.headers.get('Retry-After')))
         return payload
 
     def get(self, path, **query):
@@ -142,6 +158,13 @@ class KubeClient:
             if exc.status == 404:
                 return None
             raise
+
+
+def _seconds(value):
+    try:
+        return min(float(value), 30.0) if value else None
+    except ValueError:
+        return None
 
 
 def _decode(data):
