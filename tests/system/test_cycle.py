@@ -118,8 +118,10 @@ def test_one_off_snapshot_before_an_upgrade_and_restore_from_it(kube, namespace,
     first = run("k8s_pv_snapshot", namespace=namespace, pvc="data-0", force=True)
     [volume] = first["volumes"]
     assert volume["action"] == "created" and volume["state"] == "ready", first
-    second = run("k8s_pv_snapshot", namespace=namespace, pvc="data-0", force=True)
-    assert second["volumes"][0]["snapshot"] != volume["snapshot"]  # forced: a new one, even within the same second
+    stamp = datetime.datetime.strptime(volume["snapshot"].rsplit("-", 1)[1], "%Y%m%d%H%M%S").replace(tzinfo=datetime.timezone.utc)
+    second = run("k8s_pv_snapshot", namespace=namespace, pvc="data-0", force=True, now=stamp.isoformat())
+    assert second["volumes"][0]["action"] == "created"
+    assert second["volumes"][0]["snapshot"] == volume["snapshot"] + "-2"  # forced again within the same second
     restored = kube.create_pvc(namespace, "restored", from_snapshot=volume["snapshot"])
     assert restored.status.phase == "Bound"
 

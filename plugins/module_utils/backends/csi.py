@@ -13,6 +13,7 @@ GROUP_VERSION = 'snapshot.storage.k8s.io/v1'
 DEFAULT_CLASS_ANNOTATION = 'snapshot.storage.kubernetes.io/is-default-class'
 OWNED_SELECTOR = '%s=%s,%s' % (base.MANAGED_BY_KEY, base.MANAGED_BY_VALUE, base.VOLUME_KEY)
 NAME_LIMIT = 253
+NAME_ATTEMPTS = 5
 TIME_FORMAT = '%Y%m%d%H%M%S'
 
 
@@ -90,6 +91,17 @@ class CsiBackend:
         return [snapshot_from_object(obj) for obj in objects]
 
     def create(self, target, name):
+        """Create the VolumeSnapshot; a name taken within the same second (a forced re-run) gets a suffix."""
+        candidates = [name] + ['%s-%d' % (name[:NAME_LIMIT - 3], attempt) for attempt in range(2, NAME_ATTEMPTS + 1)]
+        for candidate in candidates[:-1]:
+            try:
+                return self._create(target, candidate)
+            except KubeError as exc:
+                if exc.status != 409:
+                    raise
+        return self._create(target, candidates[-1])
+
+    def _create(self, target, name):
         body = {
             'apiVersion': GROUP_VERSION,
             'kind': 'VolumeSnapshot',
