@@ -13,6 +13,7 @@ import pytest
 import yaml
 from kubernetes import client
 
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import client_from_params, resource_path
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention import expire
 
 from .cluster_helpers import ADMIN_USER, SNAPSHOT_CLASS, wait_for
@@ -272,3 +273,34 @@ def test_api_cost_of_a_cycle_with_nothing_due_is_constant(kube, namespace, run, 
     # PVs, PVCs, SnapshotRules, VolumeSnapshotClasses, VolumeSnapshots: one list each, whatever the count.
     assert verbs == ["list"] and len(events) == 5, [(e["verb"], e["objectRef"].get("resource")) for e in events]
     assert again["api_calls"] == {"GET": 5}
+
+
+def test_snapshots_of_a_deleted_volume_are_orphans_kept_unless_asked(kube, namespace, run):
+    kube.create_pvc(namespace, "gone")
+    annotate(kube, namespace, "gone", {DELTAS: "PT1H P1D"})
+    for _round in range(3):
+        run("k8s_pv_snapshot", namespace=namespace, force=True)
+    volume_name = kube.core.read_namespaced_persistent_volume_claim("gone", namespace).spec.volume_name
+    kube.core.delete_namespaced_persistent_volume_claim("gone", namespace)
+    wait_for("the PV to be deleted", lambda: volume_name not in {pv.metadata.name for pv in kube.core.list_persistent_volume().items})
+
+    far = "2030-01-01T00:00:00Z"
+    kept = run("snapshot_expire", namespace=namespace, now=far)
+    [orphan] = kept["volumes"]
+    assert orphan["orphan"] is True and orphan["expire"] == [] and len(orphan["keep"]) == 3 and kept["changed"] is False
+    assert run("snapshot_info", namespace=namespace)["orphans"][0]["policy"] == "PT1H P1D"
+
+    pruned = run("snapshot_expire", namespace=namespace, now=far, orphan_policy="expire")
+    [orphan] = pruned["volumes"]
+    assert pruned["changed"] is True and len(orphan["expire"]) == 2 and [k["reason"] for k in orphan["keep"]] == ["newest"]
+    assert len(owned_snapshots(kube, namespace)) == 1
+
+
+def test_every_page_is_read(cluster, kube, namespace, audit):
+    for index in range(5):
+        kube.create_pvc(namespace, f"page-{index}", wait_bound=False)
+    api = client_from_params({"kubeconfig": str(cluster.kubeconfig)})
+    audit.mark()
+    items = api.list_all(resource_path("v1", "persistentvolumeclaims", namespace), page_size=2)
+    assert sorted(item["metadata"]["name"] for item in items) == [f"page-{index}" for index in range(5)]
+    assert len([e for e in ours(audit, namespace) if e["verb"] == "list"]) == 3
