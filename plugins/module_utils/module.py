@@ -9,7 +9,8 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.kubesnap.snapshots.plugins.module_utils import k8s, retention
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import cycle, k8s, retention
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import Registry
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.lease import Lease
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.targets import BACKUP_LABEL, DELTAS_ANNOTATION, Options, Target
 
@@ -135,8 +136,27 @@ class KubesnapModule(AnsibleModule):
     def api_calls(self):
         return dict(self._client.requests) if self._client is not None else {}
 
-    def exit_or_fail(self, failures, msg, **result):
-        """Every volume has been tried; fail at the end, listing the volumes that failed."""
+    def targets(self, need_inventory=False):
+        """(inventory, registry, targets, problems): the given targets, or discovery's (warnings emitted).
+
+        The inventory is listed only when discovering or when `need_inventory` (expiry needs the
+        live volumes and the claims' dataSources whatever the targets); it is None otherwise.
+        """
+        given = self.given_targets()
+        if given is not None and not need_inventory:
+            return None, Registry.for_cluster(self.client), given, []
+        inventory, registry, discovery = cycle.discover_targets(self.client, self.discovery_options())
+        if given is not None:
+            return inventory, registry, given, []
+        for warning in discovery.warnings:
+            self.warn(warning)
+        return inventory, registry, discovery.targets, discovery.problems
+
+    def exit_or_fail(self, failures, msg, problems=(), **result):
+        """Every volume has been tried; fail at the end, listing the volumes (and, if asked, problems) at fault."""
+        result['problems'] = [problem.as_dict() for problem in problems]
+        if self.params.get('fail_on_problems'):
+            failures = failures + [str(problem) for problem in problems]
         result['api_calls'] = self.api_calls()
         if failures:
             self.fail_json(msg='%s: %s' % (msg, '; '.join(failures)), failed_volumes=failures, **result)

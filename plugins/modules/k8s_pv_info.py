@@ -100,7 +100,6 @@ api_calls:
   type: dict
 '''
 
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.cycle import discover_targets
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import (
     AUTH_SPEC, DISCOVERY_SPEC, KubesnapModule, argument_spec, discovery_constraints,
@@ -111,16 +110,11 @@ def main():
     spec = argument_spec(AUTH_SPEC, DISCOVERY_SPEC, fail_on_problems={'type': 'bool', 'default': False})
     module = KubesnapModule(argument_spec=spec, **discovery_constraints(spec))
     try:
-        discovery = discover_targets(module.client, module.discovery_options())[2]
+        targets, problems = module.targets()[2:]
     except KubeError as exc:
         module.fail_api(exc)
-    for warning in discovery.warnings:
-        module.warn(warning)
-    problems = [problem.as_dict() for problem in discovery.problems]
-    failures = [str(problem) for problem in discovery.problems] if module.params['fail_on_problems'] else []
-    module.exit_or_fail(failures, 'objects asked for protection but cannot get it', changed=False,
-                        targets=[target.as_dict() for target in discovery.targets], problems=problems)
-
+    module.exit_or_fail([], 'objects asked for protection but cannot get it', problems, changed=False,
+                        targets=[target.as_dict() for target in targets])
 
 if __name__ == '__main__':
     main()

@@ -109,7 +109,6 @@ api_calls:
 import time
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import cycle
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import Registry
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import FAILED, PENDING
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.lease import LeaseHeld
@@ -133,17 +132,9 @@ def main():
     module = KubesnapModule(argument_spec=spec, **discovery_constraints(spec))
     p = module.params
     now = module.now()
-    result = {'changed': False, 'volumes': [], 'problems': []}
+    result = {'changed': False, 'volumes': []}
     try:
-        targets = module.given_targets()
-        if targets is None:
-            _inventory, registry, discovery = cycle.discover_targets(module.client, module.discovery_options())
-            targets = discovery.targets
-            result['problems'] = [problem.as_dict() for problem in discovery.problems]
-            for warning in discovery.warnings:
-                module.warn(warning)
-        else:
-            registry = Registry.for_cluster(module.client)
+        registry, targets, problems = module.targets()[1:]
         backends = [target.backend for target in targets]
         plans = cycle.plan_creation(targets, cycle.list_owned(registry, backends, p['namespace']), now, p['force'])
         created = []
@@ -186,9 +177,7 @@ def main():
     except KubeError as exc:
         module.fail_api(exc)
     failures = ['%s: %s' % (v['volume'], v['reason']) for v in result['volumes'] if v['action'] == 'failed']
-    if p['fail_on_problems']:
-        failures += ['%(object)s: %(field)s: %(reason)s' % problem for problem in result['problems']]
-    module.exit_or_fail(failures, 'some volumes were not snapshotted', **result)
+    module.exit_or_fail(failures, 'some volumes were not snapshotted', problems, **result)
 
 
 if __name__ == '__main__':

@@ -130,14 +130,9 @@ def main():
     p = module.params
     now = module.now()
     anchor = parse_timestamp(p['now']) if p['now'] else None
-    result = {'changed': False, 'volumes': [], 'problems': []}
+    result = {'changed': False, 'volumes': []}
     try:
-        inventory, registry, discovery = cycle.discover_targets(module.client, module.discovery_options())
-        given = module.given_targets()
-        targets = discovery.targets if given is None else given
-        result['problems'] = [problem.as_dict() for problem in discovery.problems] if given is None else []
-        for warning in discovery.warnings if given is None else []:
-            module.warn(warning)
+        inventory, registry, targets, problems = module.targets(need_inventory=True)
         owned = cycle.list_owned(registry, [backend.name for backend in registry], p['namespace'])
         plans = plans_for(targets, owned, inventory, p['orphan_policy'], anchor)
         doomed = [snapshot for _label, _orphan, plan in plans for snapshot in plan.expire]
@@ -165,9 +160,7 @@ def main():
         module.fail_api(exc)
     failures = ['%s: %s: %s' % (v['volume'], f['name'], f['error']) for v in result['volumes'] for f in v['failed']
                 if 'lease_held' not in result]
-    if p['fail_on_problems']:
-        failures += ['%(object)s: %(field)s: %(reason)s' % problem for problem in result['problems']]
-    module.exit_or_fail(failures, 'some snapshots could not be expired', **result)
+    module.exit_or_fail(failures, 'some snapshots could not be expired', problems, **result)
 
 
 if __name__ == '__main__':

@@ -103,18 +103,17 @@ def main():
     module = KubesnapModule(argument_spec=spec, **discovery_constraints(spec))
     now = module.now()
     try:
-        inventory, registry, discovery = cycle.discover_targets(module.client, module.discovery_options())
+        inventory, registry, targets, problems = module.targets()
         owned = cycle.list_owned(registry, [backend.name for backend in registry], module.params['namespace'])
     except KubeError as exc:
         module.fail_api(exc)
-    targeted = {target.key for target in discovery.targets}
+    targeted = {target.key for target in targets}
     live = inventory.live_volume_keys()
-    volumes = [group(t.display, t.key, t.policy.text if t.policy else None, owned.get(t.key, []), now) for t in discovery.targets]
+    volumes = [group(t.display, t.key, t.policy.text if t.policy else None, owned.get(t.key, []), now) for t in targets]
     orphans = [group(key, key, owned[key][-1].policy_text, owned[key], now)
                for key in sorted(set(owned) - live)]
     unprotected = [group(key, key, None, owned[key], now) for key in sorted(set(owned) & live - targeted)]
-    module.exit_or_fail([], '', changed=False, volumes=volumes, orphans=orphans, unprotected=unprotected,
-                        problems=[problem.as_dict() for problem in discovery.problems])
+    module.exit_or_fail([], '', problems, changed=False, volumes=volumes, orphans=orphans, unprotected=unprotected)
 
 
 if __name__ == '__main__':
