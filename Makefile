@@ -55,7 +55,8 @@ sanity: collection
 units: collection
 	$(PYTEST) -q -p no:cacheprovider tests/unit
 
-integration: collection cluster-up
+# The pytest fixture starts the local control plane (or reuses a running one) and stops what it started.
+integration: collection
 	$(PYTEST) -q -p no:cacheprovider tests/system
 
 demo: collection cluster-up

@@ -370,6 +370,11 @@ class Bench:
                 if event.get("userAgent") == agent and (event.get("objectRef") or {}).get("namespace") in (None, namespace)]
         return mine, len(events) - len(mine)
 
+    def window(self) -> tuple:
+        """Let the controllers settle, then mark the audit log: (offset, 1-min load average)."""
+        settle(self.audit, self.controller_users)
+        return self.audit.mark(), os.getloadavg()[0]
+
     def noop_seconds(self) -> float:
         seconds, _wall, _result = run_playbook(self.workdir, "noop", NOOP_PLAYBOOK, {"ansible_python_interpreter": str(VENV_PYTHON)},
                                                VENV_PYTHON.parents[1], str(COLLECTIONS), self.env)
@@ -378,8 +383,7 @@ class Bench:
     def ours(self) -> dict:
         count = self.args.volumes
         namespace = self.namespace("ours", count)
-        settle(self.audit, self.controller_users)
-        since = self.audit.mark()
+        since, load = self.window()
         observer = Observer(self.custom, namespace, count)
         observer.start()
         extra = {"bench_namespace": namespace, "wait_timeout": WAIT_TIMEOUT, "ansible_python_interpreter": str(VENV_PYTHON)}
@@ -392,14 +396,13 @@ class Bench:
             raise BenchError(f"ours: {len(done)} of {count} snapshots created and ready ({dict(actions)})")
         events, others = self.requests(since, namespace, OURS_AGENT)
         return {"name": "ours: kubesnap.snapshots.k8s_pv_snapshot", "seconds": seconds, "events": events, "others": others, "volumes": count,
-                "measured": count, "wall_start": wall_start, "result": result, "ready_at": observer.all_ready_at(wall_start)}
+                "measured": count, "wall_start": wall_start, "result": result, "ready_at": observer.all_ready_at(wall_start), "load": load}
 
     def loop(self) -> dict:
         count = min(self.args.sample or self.args.volumes, self.args.volumes)
         self.bench_venv = self.bench_venv or ensure_bench_venv()
         namespace = self.namespace("loop", count)
-        settle(self.audit, self.controller_users)
-        since = self.audit.mark()
+        since, load = self.window()
         observer = Observer(self.custom, namespace, count)
         observer.start()
         extra = {"bench_namespace": namespace, "snapshot_class": self.state["snapshot_class"], "wait_timeout": WAIT_TIMEOUT,
@@ -411,21 +414,23 @@ class Bench:
             raise BenchError(f"loop: {ready} of {count} snapshots ready")
         events, others = self.requests(since, namespace, LOOP_AGENT)
         return {"name": "kubernetes.core loop (k8s_info, k8s, until)", "seconds": seconds, "events": events, "others": others,
-                "volumes": self.args.volumes, "measured": count, "ready_at": observer.all_ready_at(wall_start)}
+                "volumes": self.args.volumes, "measured": count, "ready_at": observer.all_ready_at(wall_start), "load": load}
 
     def floor(self) -> dict:
         count = self.args.volumes
         namespace = self.namespace("floor", count)
-        settle(self.audit, self.controller_users)
-        since = self.audit.mark()
-        seconds = floor_cycle(self.kubeconfig, namespace, self.state["snapshot_class"], count)
+        since, load = self.window()
+        seconds, timeline = floor_cycle(self.kubeconfig, namespace, self.state["snapshot_class"], count)
         events, others = self.requests(since, namespace, FLOOR_AGENT)
         return {"name": f"floor: client, 1 list, {WORKERS} threads, 1 watch", "seconds": seconds, "events": events, "others": others,
-                "volumes": count, "measured": count}
+                "volumes": count, "measured": count, "timeline": timeline, "load": load}
 
 
-def floor_cycle(kubeconfig: Path, namespace: str, snapshot_class: str, count: int) -> float:
-    """The least a cycle can do: one list, the creates from a thread pool, one watch until all are ready; returns seconds."""
+def floor_cycle(kubeconfig: Path, namespace: str, snapshot_class: str, count: int) -> tuple:
+    """The least a cycle can do: one list, the creates from a thread pool, one watch until all are ready.
+
+    Returns (seconds, [(phase, seconds since the start)]).
+    """
     started = time.monotonic()
     api = api_client(kubeconfig, FLOOR_AGENT)
     core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
@@ -437,13 +442,16 @@ def floor_cycle(kubeconfig: Path, namespace: str, snapshot_class: str, count: in
                 "spec": {"volumeSnapshotClassName": snapshot_class, "source": {"persistentVolumeClaimName": pvc}}}
         custom.create_namespaced_custom_object(SNAPSHOT_GROUP, SNAPSHOT_VERSION, namespace, SNAPSHOTS, body)
 
+    timeline = [("PVCs listed", time.monotonic() - started)]
     with ThreadPoolExecutor(WORKERS) as pool:
         list(pool.map(create, pvcs))
+    timeline.append(("all VolumeSnapshots created", time.monotonic() - started))
     ready = watch_until_ready(custom, namespace, len(pvcs), WAIT_TIMEOUT)
     seconds = time.monotonic() - started
+    timeline.append(("all readyToUse (watch)", seconds))
     if len(pvcs) != count or len(ready) != count:
         raise BenchError(f"floor: {len(ready)} of {count} snapshots ready ({len(pvcs)} annotated PVCs listed)")
-    return seconds
+    return seconds, timeline
 
 
 # ---------------------------------------------------------------- report
@@ -516,11 +524,19 @@ def print_ours_detail(row: dict, noop: float) -> None:
 
 
 def print_notes(rows: dict) -> None:
-    for row in rows.values():
-        if row.get("ready_at") is not None and row["measured"] == row["volumes"]:
-            print(f"{row['name']}: all snapshots ready {row['ready_at']:.1f} s after start, playbook exited at {row['seconds']:.1f} s")
-        if row["others"]:
-            print(f"note: {row['others']} requests by other clients of the same user fell in the window of '{row['name']}' (not counted)")
+    print()
+    if "floor" in rows:
+        print("floor, timeline: " + ", ".join(f"{label} {value:.2f} s" for label, value in rows["floor"]["timeline"]))
+    if rows.get("loop", {}).get("ready_at") is not None:
+        loop = rows["loop"]
+        print(f"loop, measured on {loop['measured']} volumes: all snapshots ready {loop['ready_at']:.1f} s after start, "
+              f"playbook exited at {loop['seconds']:.1f} s")
+    print(f"1-min load average at each variant's start ({os.cpu_count()} CPUs): "
+          + ", ".join(f"{name} {row['load']:.1f}" for name, row in rows.items()))
+    others = {name: row["others"] for name, row in rows.items() if row["others"]}
+    if others:
+        print("requests of other clients of the same user in the variants' windows (not counted): "
+              + ", ".join(f"{name} {value}" for name, value in others.items()))
 
 
 # ---------------------------------------------------------------- main

@@ -80,7 +80,9 @@ rules:
 
 
 def log(msg: str) -> None:
-    print(f"[cluster] {msg}", flush=True)
+    # A closed stdout (`up | head`) must not abort a start or stop half-way.
+    with contextlib.suppress(OSError):
+        print(f"[cluster] {msg}", flush=True)
 
 
 class ClusterError(RuntimeError):
@@ -400,6 +402,11 @@ def https_get(state: dict, path: str) -> bytes:
         return response.read()
 
 
+def etcd_healthy(port: int) -> bool:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
+        return json.loads(response.read())["health"] == "true"
+
+
 def apiserver_ready(state: dict) -> bool:
     try:
         return https_get(state, "/readyz") == b"ok"
@@ -433,8 +440,8 @@ def process_argv(name: str, state: dict) -> list:
             f"--listen-peer-urls={peer_url}",
             f"--initial-advertise-peer-urls={peer_url}",
             f"--initial-cluster=kubesnap={peer_url}",
-            "--unsafe-no-fsync",
-            "--log-level=warn",  # test data: durability is not worth the fsync latency
+            "--unsafe-no-fsync",  # test data: durability is not worth the fsync latency
+            "--log-level=warn",
         ],
         "kube-apiserver": [
             f"--etcd-servers={etcd_url}",
@@ -643,10 +650,12 @@ def start(controllers: str, cache: Path) -> dict:
             wait_until(what, ready, timeout, [name], state)
         log(f"started {name} (pid {state['processes'][name]['pid']}) in {time.monotonic() - started:.1f}s")
 
-    step("etcd", lambda: json.loads(urllib.request.urlopen(f"http://127.0.0.1:{ports['etcd']}/health", timeout=2).read())["health"] == "true", "etcd /health")
+    step("etcd", lambda: etcd_healthy(ports["etcd"]), "etcd /health")
     step("kube-apiserver", lambda: apiserver_ready(state), "kube-apiserver /readyz", 120)
+    started = time.monotonic()
     install_crds(state, cache / "crds")
     create_classes()
+    log(f"installed the snapshot CRDs and classes in {time.monotonic() - started:.1f}s")
     step("kube-controller-manager")
     step("csi-mock-driver", lambda: Path(state["csi_socket"]).exists(), "the CSI socket")
     for name in ("snapshot-controller", "csi-snapshotter", "csi-provisioner"):

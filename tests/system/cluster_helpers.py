@@ -155,9 +155,12 @@ class AuditLog:
         api_group: str | None = None,
     ) -> list:
         """Events since the mark, one per request (deduplicated by auditID), filtered by the given fields."""
-        with open(self.path, "rb") as handle:
-            handle.seek(self.since)
-            data = handle.read()
+        try:
+            with open(self.path, "rb") as handle:
+                handle.seek(self.since)
+                data = handle.read()
+        except FileNotFoundError:
+            return []
         wanted = {"user": user, "verb": verb, "resource": resource, "namespace": namespace, "name": name, "subresource": subresource, "api_group": api_group}
         seen, result = set(), []
         for line in data.split(b"\n")[:-1]:  # the last piece may be a line still being written
