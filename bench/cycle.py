@@ -144,9 +144,8 @@ def api_client(kubeconfig: Path, user_agent: str) -> client.ApiClient:
 # ---------------------------------------------------------------- namespaces
 
 
-def create_namespace(core: client.CoreV1Api, variant: str, count: int, storage_class: str) -> str:
-    """A fresh namespace with `count` annotated 1Mi PVCs, created in parallel; returns once all are Bound."""
-    namespace = f"bench-{variant}-{secrets.token_hex(3)}"
+def create_namespace(core: client.CoreV1Api, namespace: str, count: int, storage_class: str) -> None:
+    """A namespace with `count` annotated 1Mi PVCs, created in parallel; returns once all are Bound."""
     core.create_namespace({"metadata": {"name": namespace, "labels": {"kubesnap.io/bench": "cycle"}}})
 
     def create(index: int) -> None:
@@ -162,7 +161,6 @@ def create_namespace(core: client.CoreV1Api, variant: str, count: int, storage_c
         return sum(pvc.status.phase == "Bound" for pvc in items) == count
 
     HELPERS.wait_for(f"{count} PVCs in {namespace} to bind", bound, WAIT_TIMEOUT, interval=0.5)
-    return namespace
 
 
 def delete_namespaces(custom: client.CustomObjectsApi, core: client.CoreV1Api, namespaces: list) -> None:
@@ -358,8 +356,10 @@ class Bench:
         self.bench_venv = None
 
     def namespace(self, variant: str, count: int) -> str:
-        namespace = create_namespace(self.core, variant, count, self.state["storage_class"])
-        self.namespaces.append(namespace)
+        """A fresh namespace `bench-<variant>-<random>` with `count` bound, annotated PVCs (not timed)."""
+        namespace = f"bench-{variant}-{secrets.token_hex(3)}"
+        self.namespaces.append(namespace)  # before creating it, so that a failed setup is cleaned up too
+        create_namespace(self.core, namespace, count, self.state["storage_class"])
         return namespace
 
     def requests(self, since: int, namespace: str, agent: str) -> tuple:
