@@ -116,5 +116,6 @@ def main():
     module.exit_or_fail([], 'objects asked for protection but cannot get it', problems, changed=False,
                         targets=[target.as_dict() for target in targets])
 
+
 if __name__ == '__main__':
     main()
