@@ -20,13 +20,7 @@ description:
 extends_documentation_fragment:
   - kubesnap.snapshots.k8s_auth
   - kubesnap.snapshots.discovery
-attributes:
-  check_mode:
-    support: full
-    description: Reads only.
-  diff_mode:
-    support: none
-    description: Nothing to compare.
+  - kubesnap.snapshots.attributes.info_module
 options:
   fail_on_problems:
     description: Fail the task when any object has a problem, after reporting all of them.

@@ -17,13 +17,7 @@ description:
 extends_documentation_fragment:
   - kubesnap.snapshots.k8s_auth
   - kubesnap.snapshots.discovery
-attributes:
-  check_mode:
-    support: full
-    description: Reads only.
-  diff_mode:
-    support: none
-    description: Nothing to compare.
+  - kubesnap.snapshots.attributes.info_module
 options:
   now:
     description: Instant the ages are computed from (ISO 8601 with offset); the current time by default.
