@@ -132,6 +132,18 @@ def bench_collections_path(venv: Path) -> str:
     return str(found[0].parent)
 
 
+def active_faults(path: Path) -> dict:
+    """The mock driver's fault sets that do something, by scope ("*" or a namespace; a bare set is "*")."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8") or "{}")
+    except (OSError, ValueError):
+        return {}
+    if any(key in document for key in ("ready_delay_seconds", "fail", "latency_ms")):
+        document = {"*": document}
+    return {scope: faults for scope, faults in document.items()
+            if isinstance(faults, dict) and (faults.get("ready_delay_seconds") or faults.get("fail") or faults.get("latency_ms"))}
+
+
 def api_client(kubeconfig: Path, user_agent: str) -> client.ApiClient:
     configuration = client.Configuration()
     config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
@@ -407,8 +419,8 @@ class Bench:
         observer.start()
         extra = {"bench_namespace": namespace, "snapshot_class": self.state["snapshot_class"], "wait_timeout": WAIT_TIMEOUT,
                  "ansible_python_interpreter": str(self.bench_venv / "bin" / "python")}
-        seconds, wall_start, _result = run_playbook(self.workdir, "loop", LOOP_PLAYBOOK, extra, self.bench_venv, bench_collections_path(self.bench_venv),
-                                               self.env)
+        seconds, wall_start, _result = run_playbook(self.workdir, "loop", LOOP_PLAYBOOK, extra, self.bench_venv,
+                                                    bench_collections_path(self.bench_venv), self.env)
         ready = count_ready(self.custom, namespace)
         if ready != count:
             raise BenchError(f"loop: {ready} of {count} snapshots ready")
@@ -498,22 +510,25 @@ def print_ours_detail(row: dict, noop: float) -> None:
     """Where the module's time goes: the audit log's timestamps, the observer and the module's own durations."""
     count = row["volumes"]
     verbs = Counter(event["verb"] for event in row["events"])
+    own = row["result"].get("api_calls") or {}
     print()
     print("ours, requests per volume by verb: " + ", ".join(f"{verb} {verbs[verb] / count:.2f} ({verbs[verb]})" for verb in sorted(verbs)))
-    print(f"ours, module's own count (api_calls): {row['result'].get('api_calls')}")
-    events = sorted(row["events"], key=event_time)
-    creates = [event for event in events if event["verb"] == "create" and (event.get("objectRef") or {}).get("resource") == SNAPSHOTS]
+    print(f"ours, the module's own count (api_calls): {sum(own.values())} {own}; audit log: {len(row['events'])} "
+          "(cluster-scoped requests of other runs of the module in the same window cannot be told apart)")
+    # Timeline from the bench namespace's requests only: those are certainly this run's.
+    events = sorted((event for event in row["events"] if (event.get("objectRef") or {}).get("namespace")), key=event_time)
+    creates = [event for event in events if event["verb"] == "create" and event["objectRef"].get("resource") == SNAPSHOTS]
     durations = [v["duration"] for v in row["result"]["volumes"] if v.get("duration") is not None]
     timeline = [("ansible-playbook no-op (one ansible.builtin.ping task), separate run", noop)]
     if events:
-        timeline.append(("first API request of the module", event_time(events[0]) - row["wall_start"]))
+        timeline.append(("first request in the namespace (PVC list, after the cluster-wide PV list)", event_time(events[0]) - row["wall_start"]))
     if creates:
         timeline.append(("first VolumeSnapshot create", event_time(creates[0]) - row["wall_start"]))
         timeline.append(("last VolumeSnapshot create", event_time(creates[-1]) - row["wall_start"]))
     if row.get("ready_at") is not None:
         timeline.append(("last snapshot readyToUse (observer watch)", row["ready_at"]))
     if events:
-        timeline.append(("last API request of the module", event_time(events[-1]) - row["wall_start"]))
+        timeline.append(("last request in the namespace (the poll that saw all ready)", event_time(events[-1]) - row["wall_start"]))
     timeline.append(("ansible-playbook exit", row["seconds"]))
     print("ours, timeline (seconds from the ansible-playbook process start):")
     for label, value in timeline:
@@ -584,9 +599,9 @@ def main(argv=None) -> int:
     except (BenchError, subprocess.CalledProcessError) as exc:
         log(f"error: {exc}")
         return 1
-    faults = json.loads(Path(state["csi_faults_file"]).read_text(encoding="utf-8") or "{}")
-    if faults.get("ready_delay_seconds") or faults.get("fail") or faults.get("latency_ms"):
-        log(f"warning: CSI faults are set ({faults}); timings include them")
+    faults = active_faults(Path(state["csi_faults_file"]))
+    if faults:
+        log(f"warning: CSI faults are set ({faults}); timings may include them")
     log(f"stack {state['server']}, controllers {state['controllers']}, {args.volumes} volumes per variant"
         + (f", loop on {args.sample} (extrapolated)" if args.sample and args.sample < args.volumes else ""))
     with tempfile.TemporaryDirectory(prefix="kubesnap-bench-") as workdir:
