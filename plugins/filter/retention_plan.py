@@ -5,7 +5,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 name: retention_plan
-version_added: 1.0.0
+version_added: 0.1.0
 author:
   - kubesnap contributors
 short_description: Decide which snapshots to keep under a k8s-snapshots style retention policy
@@ -113,7 +113,7 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention impor
 
 def _iso(value):
     """ISO 8601 text of an aware datetime in UTC, with a 'Z' suffix."""
-    text = value.astimezone(datetime.UTC).isoformat()
+    text = value.astimezone(datetime.timezone.utc).isoformat()
     if text.endswith("+00:00"):
         text = text[:-6] + "Z"
     return text
@@ -131,7 +131,7 @@ def retention_plan(timestamps, deltas, now=None):
         raise AnsibleFilterError(f"retention_plan: {exc}") from None
 
     try:
-        now_dt = datetime.datetime.now(datetime.UTC) if now is None else parse_timestamp(now)
+        now_dt = datetime.datetime.now(datetime.timezone.utc) if now is None else parse_timestamp(now)
     except (TypeError, ValueError) as exc:
         raise AnsibleFilterError(f"retention_plan: invalid 'now': {exc}") from None
 

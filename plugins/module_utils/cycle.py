@@ -105,34 +105,33 @@ def plan_creation(targets, owned_by_key, now, force=False):
 
 def create_snapshots(registry, plans, now, concurrency):
     """Create one snapshot per due plan, in parallel: [(plan, snapshot, error)]."""
-    def create(plan):
-        backend = registry.get(plan.target.backend)
-        return backend.create(plan.target, backend.snapshot_name(plan.target, now))
-    return run_parallel(create, [plan for plan in plans if plan.due], concurrency)
+    return run_parallel(lambda plan: registry.get(plan.target.backend).create(plan.target, now), [plan for plan in plans if plan.due],
+                        concurrency)
 
 
-def wait_until_settled(registry, snapshots, timeout, clock=time.monotonic, sleep=time.sleep):
-    """Poll until every snapshot is ready or failed, or the timeout passes.
+def wait_until_settled(registry, snapshots, timeout, clock=time.monotonic):
+    """Wait until every snapshot is ready or failed, or the timeout passes; each backend waits in its own thread.
 
-    Returns ({id: latest Snapshot}, {id: clock() when first seen settled}). One list per backend
-    per poll, whatever the number of snapshots; the interval grows from 0.25 s to 2 s so short
-    waits stay short and long ones stay cheap.
+    Returns ({id: latest Snapshot}, {id: clock() when first seen settled}).
     """
     latest = {s.id: s for s in snapshots}
     settled_at = {s.id: clock() for s in snapshots if s.state != PENDING}
     deadline = clock() + timeout
-    interval = 0.25
-    while True:
-        pending = [s for s in latest.values() if s.state == PENDING]
-        if not pending or clock() >= deadline:
-            return latest, settled_at
-        sleep(min(interval, max(0.0, deadline - clock())))
-        interval = min(2.0, interval * 1.5)
-        for name in sorted({s.backend for s in pending}):
-            for snapshot in registry.get(name).refresh([s for s in pending if s.backend == name]):
-                latest[snapshot.id] = snapshot
-                if snapshot.state != PENDING:
-                    settled_at.setdefault(snapshot.id, clock())
+    pending = {}
+    for snapshot in snapshots:
+        if snapshot.state == PENDING:
+            pending.setdefault(snapshot.backend, []).append(snapshot)
+
+    def settle(name):
+        return [(snapshot, clock()) for snapshot in registry.get(name).settle(pending[name], deadline, clock)]
+
+    for _name, settled, error in run_parallel(settle, sorted(pending), len(pending)):
+        if error is not None:
+            raise error
+        for snapshot, when in settled:
+            latest[snapshot.id] = snapshot
+            settled_at[snapshot.id] = when
+    return latest, settled_at
 
 
 @dataclasses.dataclass

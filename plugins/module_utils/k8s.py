@@ -11,6 +11,7 @@ objects, and the modules only need a few fields.
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 from collections import Counter
@@ -31,19 +32,6 @@ else:
 # Large enough that a full cycle on a big cluster takes few round trips, small enough for the
 # apiserver's default response size limits.
 PAGE_SIZE = 500
-
-AUTH_ENV = {
-    'kubeconfig': 'K8S_AUTH_KUBECONFIG',
-    'context': 'K8S_AUTH_CONTEXT',
-    'host': 'K8S_AUTH_HOST',
-    'api_key': 'K8S_AUTH_API_KEY',
-    'validate_certs': 'K8S_AUTH_VERIFY_SSL',
-    'ca_cert': 'K8S_AUTH_SSL_CA_CERT',
-    'client_cert': 'K8S_AUTH_CERT_FILE',
-    'client_key': 'K8S_AUTH_KEY_FILE',
-    'proxy': 'K8S_AUTH_PROXY',
-}
-
 
 class KubeError(Exception):
     """An API request failed; `status` is the HTTP status (0 when the server was not reached)."""
@@ -129,9 +117,6 @@ class KubeClient:
     def replace(self, path, body):
         return self.request('PUT', path, body=body)
 
-    def merge_patch(self, path, body):
-        return self.request('PATCH', path, body=body, content_type='application/merge-patch+json')
-
     def delete(self, path, preconditions=None):
         body = {'kind': 'DeleteOptions', 'apiVersion': 'v1'}
         if preconditions:
@@ -140,15 +125,55 @@ class KubeClient:
 
     def list_all(self, path, label_selector=None, page_size=PAGE_SIZE):
         """Every item of a collection, following `continue` until the last page."""
+        return self.list_with_version(path, label_selector, page_size)[0]
+
+    def list_with_version(self, path, label_selector=None, page_size=PAGE_SIZE):
+        """(items, resourceVersion): every page comes from the first page's snapshot, so one version covers them all."""
         items = []
         query = {'limit': page_size, 'labelSelector': label_selector}
         while True:
             page = self.request('GET', path, query)
             items.extend(page.get('items') or [])
-            token = (page.get('metadata') or {}).get('continue')
-            if not token:
-                return items
-            query['continue'] = token
+            metadata = page.get('metadata') or {}
+            if not metadata.get('continue'):
+                return items, metadata.get('resourceVersion')
+            query['continue'] = metadata['continue']
+
+    def watch(self, path, label_selector, resource_version, timeout):
+        """Change events of a collection after `resource_version`, as (type, object), until the server ends the stream.
+
+        The server closes the stream after `timeout` seconds. An expired version (the history was
+        compacted) raises KubeError 410: the caller lists again. Close the generator to stop early.
+        """
+        query = {'watch': 'true', 'labelSelector': label_selector, 'resourceVersion': resource_version,
+                 'allowWatchBookmarks': 'true', 'timeoutSeconds': max(1, int(math.ceil(timeout)))}
+        url = self.host + path + '?' + urlencode({k: v for k, v in query.items() if v is not None})
+        with self._lock:
+            self.requests['GET'] += 1
+        try:
+            response = self._pool.request('GET', url, headers=self._headers(None), preload_content=False,
+                                          timeout=urllib3.Timeout(connect=30, read=query['timeoutSeconds'] + 30))
+        except urllib3.exceptions.HTTPError as exc:
+            raise KubeError('WATCH', path, 0, str(exc)) from exc
+        try:
+            if response.status >= 400:
+                payload = _decode(response.read())
+                raise KubeError('WATCH', path, response.status, payload.get('message', ''), payload.get('reason', ''))
+            buffered = b''
+            for chunk in response.stream(64 * 1024):
+                buffered += chunk
+                *lines, buffered = buffered.split(b'\n')
+                for line in lines:
+                    event = _decode(line)
+                    if event.get('type') == 'ERROR':
+                        status = event.get('object') or {}
+                        raise KubeError('WATCH', path, status.get('code', 0), status.get('message', ''), status.get('reason', ''))
+                    if event:
+                        yield event.get('type'), event.get('object') or {}
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise KubeError('WATCH', path, 0, str(exc)) from exc
+        finally:
+            response.release_conn()
 
     def list_optional(self, path, label_selector=None):
         """Like list_all, but a resource the server does not serve (CRD not installed) lists as None."""
@@ -189,27 +214,17 @@ def resource_path(group_version, plural, namespace=None, name=None):
     return path
 
 
-def auth_value(params, name):
-    """An auth option from the task, else its K8S_AUTH_* environment variable (kubernetes.core's names)."""
-    value = params.get(name)
-    if value is None:
-        value = os.environ.get(AUTH_ENV[name])
-        if name == 'validate_certs' and value is not None:
-            value = value.lower() not in ('0', 'false', 'no', 'off')
-    return value
-
-
 def client_from_params(params, pool_size=32):
-    """A KubeClient from kubernetes.core-compatible auth options.
+    """A KubeClient from kubernetes.core-compatible auth options (their K8S_AUTH_* fallbacks are in the argument spec).
 
     Order: explicit host/api_key, then a kubeconfig (option, K8S_AUTH_KUBECONFIG, KUBECONFIG or
     ~/.kube/config) when one exists, else the pod's service account.
     """
     configuration = k8s_client.Configuration()
-    kubeconfig = auth_value(params, 'kubeconfig')
-    context = auth_value(params, 'context')
-    host = auth_value(params, 'host')
-    api_key = auth_value(params, 'api_key')
+    kubeconfig = params.get('kubeconfig')
+    context = params.get('context')
+    host = params.get('host')
+    api_key = params.get('api_key')
     default_kubeconfig = os.path.expanduser(os.environ.get('KUBECONFIG', '~/.kube/config').split(os.pathsep)[0])
     if kubeconfig or context or (not host and os.path.exists(default_kubeconfig)):
         try:
@@ -229,10 +244,10 @@ def client_from_params(params, pool_size=32):
         configuration.api_key_prefix = {'authorization': 'Bearer'}
     for option, attribute in (('ca_cert', 'ssl_ca_cert'), ('client_cert', 'cert_file'), ('client_key', 'key_file'),
                               ('proxy', 'proxy')):
-        value = auth_value(params, option)
+        value = params.get(option)
         if value:
             setattr(configuration, attribute, value)
-    validate = auth_value(params, 'validate_certs')
+    validate = params.get('validate_certs')
     if validate is not None:
         configuration.verify_ssl = validate
     return KubeClient(configuration, pool_size=pool_size)

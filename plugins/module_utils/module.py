@@ -7,24 +7,25 @@ from __future__ import annotations
 import datetime
 import traceback
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import cycle, k8s, retention
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import Registry
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.lease import Lease
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.targets import BACKUP_LABEL, DELTAS_ANNOTATION, Options, Target
 
-# kubernetes.core's names, so module_defaults and inventories carry over unchanged.
+# kubernetes.core's names and K8S_AUTH_* variables, so module_defaults, inventories and environments carry over.
+# Environment values come in through the argument spec so that no_log hides a token from the environment too.
 AUTH_SPEC = {
-    'kubeconfig': {'type': 'path'},
-    'context': {'type': 'str'},
-    'host': {'type': 'str'},
-    'api_key': {'type': 'str', 'no_log': True},
-    'validate_certs': {'type': 'bool', 'aliases': ['verify_ssl']},
-    'ca_cert': {'type': 'path', 'aliases': ['ssl_ca_cert']},
-    'client_cert': {'type': 'path', 'aliases': ['cert_file']},
-    'client_key': {'type': 'path', 'aliases': ['key_file'], 'no_log': False},
-    'proxy': {'type': 'str'},
+    'kubeconfig': {'type': 'path', 'fallback': (env_fallback, ['K8S_AUTH_KUBECONFIG'])},
+    'context': {'type': 'str', 'fallback': (env_fallback, ['K8S_AUTH_CONTEXT'])},
+    'host': {'type': 'str', 'fallback': (env_fallback, ['K8S_AUTH_HOST'])},
+    'api_key': {'type': 'str', 'no_log': True, 'fallback': (env_fallback, ['K8S_AUTH_API_KEY'])},
+    'validate_certs': {'type': 'bool', 'aliases': ['verify_ssl'], 'fallback': (env_fallback, ['K8S_AUTH_VERIFY_SSL'])},
+    'ca_cert': {'type': 'path', 'aliases': ['ssl_ca_cert'], 'fallback': (env_fallback, ['K8S_AUTH_SSL_CA_CERT'])},
+    'client_cert': {'type': 'path', 'aliases': ['cert_file'], 'fallback': (env_fallback, ['K8S_AUTH_CERT_FILE'])},
+    'client_key': {'type': 'path', 'aliases': ['key_file'], 'no_log': False, 'fallback': (env_fallback, ['K8S_AUTH_KEY_FILE'])},
+    'proxy': {'type': 'str', 'fallback': (env_fallback, ['K8S_AUTH_PROXY'])},
 }
 
 TARGETS_SPEC = {'targets': {'type': 'list', 'elements': 'dict'}}

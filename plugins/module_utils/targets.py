@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import TargetError
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import TargetError, label_value_error
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention import PolicyError, parse_policy
 
 DELTAS_ANNOTATION = 'backup.kubernetes.io/deltas'
@@ -65,6 +65,11 @@ class Target:
         missing = [name for name in ('key', 'pv', 'source', 'origin', 'backend', 'volume') if not data.get(name)]
         if missing:
             raise ValueError('target %s: missing %s' % (data.get('origin') or data.get('pv') or '?', ', '.join(missing)))
+        # Both become label values of the snapshot (its ownership): a bad one must fail here, not as a 422 later.
+        for name in ('key', 'source'):
+            error = label_value_error(data[name])
+            if error:
+                raise ValueError('target %s: %s: %s' % (data['origin'], name, error))
         policy = parse_policy(data['policy']) if data.get('policy') else None
         return cls(key=data['key'], pv=data['pv'], namespace=data.get('namespace'), pvc=data.get('pvc'), policy=policy,
                    source=data['source'], origin=data['origin'], backend=data['backend'], volume=dict(data['volume']))

@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 module: k8s_pv_info
 short_description: Find the Kubernetes volumes that asked to be snapshotted
-version_added: 1.0.0
+version_added: 0.1.0
 author: kubesnap contributors (@kubesnap)
 description:
   - Reads every opt-in source at once, with one paged list per kind whatever the number of volumes

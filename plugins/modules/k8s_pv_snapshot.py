@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 module: k8s_pv_snapshot
 short_description: Snapshot the protected Kubernetes volumes that are due
-version_added: 1.0.0
+version_added: 0.1.0
 author: kubesnap contributors (@kubesnap)
 description:
   - Creates a snapshot of every protected volume that is due, in parallel, and waits for them to become ready.
@@ -83,13 +83,13 @@ volumes:
       description: Why the volume was due or skipped, or the error.
       type: str
     snapshot:
-      description: Name of the snapshot created (or that would be).
+      description: Name of the snapshot created, or in check mode the name it would get.
       type: str
     state:
       description: State of the created snapshot at the end (V(ready), V(pending) or V(failed)).
       type: str
     duration:
-      description: Seconds from the create request until the snapshot was seen ready or failed.
+      description: Seconds from the start of the run's writes (taking the lease, then creating) until the snapshot was seen ready or failed.
       type: float
 problems:
   description: Objects that asked for protection but cannot get it, as in M(kubesnap.snapshots.k8s_pv_info).
@@ -117,11 +117,11 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import (
 )
 
 
-def volume_result(plan, action, reason=None, snapshot=None):
+def volume_result(plan, action, reason=None, snapshot=None, name=None):
     target = plan.target
     return {'volume': target.display, 'pv': target.pv, 'origin': target.origin,
             'policy': target.policy.text if target.policy is not None else None, 'action': action,
-            'reason': reason or plan.reason, 'snapshot': snapshot.name if snapshot else None,
+            'reason': reason or plan.reason, 'snapshot': snapshot.name if snapshot else name,
             'state': snapshot.state if snapshot else None, 'duration': None}
 
 
@@ -139,7 +139,8 @@ def main():
         plans = cycle.plan_creation(targets, cycle.list_owned(registry, backends, p['namespace']), now, p['force'])
         created = []
         if module.check_mode:
-            result['volumes'] = [volume_result(plan, 'would_create' if plan.due else 'skipped') for plan in plans]
+            result['volumes'] = [volume_result(plan, 'would_create', name=registry.get(plan.target.backend).snapshot_name(plan.target, now))
+                                 if plan.due else volume_result(plan, 'skipped') for plan in plans]
             result['changed'] = any(plan.due for plan in plans)
         elif any(plan.due for plan in plans):
             started = time.monotonic()

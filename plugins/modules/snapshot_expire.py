@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 module: snapshot_expire
 short_description: Delete the snapshots a volume's retention policy no longer keeps
-version_added: 1.0.0
+version_added: 0.1.0
 author: kubesnap contributors (@kubesnap)
 description:
   - For every protected volume, weighs its ready snapshots owned by this collection with the tiered retention
@@ -30,7 +30,7 @@ attributes:
     description: Plans only; writes nothing and takes no lease.
   diff_mode:
     support: full
-    description: Before and after lists of each volume's snapshots.
+    description: Per volume, each snapshot's creation time before and the reason it is kept after; expired snapshots appear only before.
 options:
   orphan_policy:
     description:
@@ -151,8 +151,10 @@ def main():
             entry = dict(plan.as_dict(now), volume=label, orphan=orphan, policy=plan.policy.text if plan.policy else None,
                          failed=[{'name': s.name, 'error': errors[s.id]} for s in plan.expire if s.id in errors])
             result['volumes'].append(entry)
-            before[label] = sorted(s.name for s in [pair[0] for pair in plan.keep] + plan.expire)
-            after[label] = sorted(s.name for s, _reason in plan.keep)
+            # Every line of a kept snapshot changes from its creation time to why it is kept, so the
+            # rendered diff lists all of them with their reason, and expired ones as removed lines.
+            before[label] = {s.name: 'created %s' % s.created_at.isoformat() for s in [pair[0] for pair in plan.keep] + plan.expire}
+            after[label] = {s.name: 'kept: %s' % reason for s, reason in plan.keep}
         result['changed'] = len(errors) < len(doomed)
         if module._diff:
             result['diff'] = {'before': before, 'after': after}

@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 module: snapshot_info
 short_description: List the snapshots this collection owns, per volume
-version_added: 1.0.0
+version_added: 0.1.0
 author: kubesnap contributors (@kubesnap)
 description:
   - Lists the snapshots owned by this collection (one paged list per backend) and groups them by volume,

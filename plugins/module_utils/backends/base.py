@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import re
 import typing as t
 
 PENDING = 'pending'
@@ -20,6 +21,17 @@ SOURCE_KEY = 'kubesnap.io/source'
 HOLD_KEY = 'kubesnap.io/hold'
 POLICY_ANNOTATION = 'kubesnap.io/policy'
 ORIGIN_ANNOTATION = 'kubesnap.io/origin'
+
+
+# Kubernetes label values: at most 63 characters of [A-Za-z0-9_.-], starting and ending alphanumeric.
+LABEL_VALUE = re.compile(r'^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$')
+
+
+def label_value_error(value):
+    """Why `value` cannot be a label value, or None when it can."""
+    if not isinstance(value, str) or not LABEL_VALUE.match(value):
+        return '%r is not a valid label value (at most 63 characters of [A-Za-z0-9_.-], starting and ending with a letter or digit)' % (value,)
+    return None
 
 
 class TargetError(Exception):
@@ -89,11 +101,17 @@ class Backend(t.Protocol):
     def list_owned(self, namespaces: list | None) -> list:
         """Every snapshot this collection owns, in one paged listing."""
 
-    def create(self, target, name: str) -> Snapshot:
-        """Create a snapshot with the ownership labels in the same request."""
+    def snapshot_name(self, target, now: datetime.datetime, attempt: int = 1) -> str:
+        """The name a snapshot of this target taken at `now` gets (`attempt` > 1: the earlier names were taken)."""
 
-    def refresh(self, snapshots: list) -> list:
-        """Current state of these snapshots, with as few requests as the API allows."""
+    def create(self, target, now: datetime.datetime) -> Snapshot:
+        """Create a snapshot named by snapshot_name, with the ownership labels in the same request."""
+
+    def settle(self, snapshots: list, deadline: float, clock) -> t.Iterator[Snapshot]:
+        """Yield each pending snapshot as it becomes ready or failed, until none is left or clock() passes deadline.
+
+        With as few requests as the API allows: a watch where there is one, else one list per poll for all of them.
+        """
 
     def delete(self, snapshot: Snapshot) -> None:
         """Delete one snapshot; one already gone counts as deleted."""

@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import datetime
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import base
@@ -42,6 +44,20 @@ def snapshot_from_object(obj):
         size=status.get('restoreSize'), error=error)
 
 
+def _take_settled(waiting, kind, obj):
+    """Yield the settled record of a snapshot being waited for, and stop waiting for it."""
+    if kind == 'BOOKMARK':
+        return
+    snapshot = snapshot_from_object(obj)
+    if snapshot.id not in waiting:
+        return
+    if kind == 'DELETED':
+        snapshot = dataclasses.replace(waiting[snapshot.id], state=base.FAILED, error='deleted before it became ready')
+    if snapshot.state != base.PENDING:
+        del waiting[snapshot.id]
+        yield snapshot
+
+
 class CsiBackend:
     """Snapshots any CSI volume through the external-snapshotter API."""
 
@@ -78,28 +94,24 @@ class CsiBackend:
                                    % (found, driver, DEFAULT_CLASS_ANNOTATION))
         return defaults[0]
 
-    def snapshot_name(self, target, now):
-        suffix = '-' + now.strftime(TIME_FORMAT)
+    def snapshot_name(self, target, now, attempt=1):
+        """`<pvc>-<YYYYMMDDhhmmss>`, and `-2`, `-3`... after it for a name already taken.
+
+        The claim's name is cut, never the time: the result stays a DNS-1123 subdomain of at most
+        253 characters (claim names are subdomains already; a cut can leave '-' or '.' at the end).
+        """
+        suffix = '-' + now.strftime(TIME_FORMAT) + ('-%d' % attempt if attempt > 1 else '')
         return target.pvc[:NAME_LIMIT - len(suffix)].rstrip('-.') + suffix
 
-    def list_owned(self, namespaces=None):
-        if not namespaces:
-            objects = self._client.list_all(resource_path(GROUP_VERSION, 'volumesnapshots'), OWNED_SELECTOR)
-        else:
-            objects = [obj for namespace in namespaces
-                       for obj in self._client.list_all(resource_path(GROUP_VERSION, 'volumesnapshots', namespace), OWNED_SELECTOR)]
-        return [snapshot_from_object(obj) for obj in objects]
-
-    def create(self, target, name):
+    def create(self, target, now):
         """Create the VolumeSnapshot; a name taken within the same second (a forced re-run) gets a suffix."""
-        candidates = [name] + ['%s-%d' % (name[:NAME_LIMIT - 3], attempt) for attempt in range(2, NAME_ATTEMPTS + 1)]
-        for candidate in candidates[:-1]:
+        for attempt in range(1, NAME_ATTEMPTS):
             try:
-                return self._create(target, candidate)
+                return self._create(target, self.snapshot_name(target, now, attempt))
             except KubeError as exc:
                 if exc.status != 409:
                     raise
-        return self._create(target, candidates[-1])
+        return self._create(target, self.snapshot_name(target, now, NAME_ATTEMPTS))
 
     def _create(self, target, name):
         body = {
@@ -112,10 +124,34 @@ class CsiBackend:
         }
         return snapshot_from_object(self._client.create(resource_path(GROUP_VERSION, 'volumesnapshots', target.namespace), body))
 
-    def refresh(self, snapshots):
-        namespaces = sorted({s.namespace for s in snapshots})
-        current = {s.id: s for s in self.list_owned(namespaces if len(namespaces) == 1 else None)}
-        return [current.get(s.id, s) for s in snapshots]
+    def settle(self, snapshots, deadline, clock):
+        """Yield each pending snapshot once it is ready or failed: one list, then a watch from its version.
+
+        A watch hears of each change as it happens, so waiting costs a few requests in all and
+        ends as soon as the last snapshot settles, where polling costs a list per interval and
+        up to an interval of lag.
+        """
+        waiting = {s.id: s for s in snapshots if s.state == base.PENDING}
+        namespaces = {s.namespace for s in waiting.values()}
+        path = resource_path(GROUP_VERSION, 'volumesnapshots', namespaces.pop() if len(namespaces) == 1 else None)
+        version = None
+        while waiting and clock() < deadline:
+            try:
+                if version is None:
+                    objects, version = self._client.list_with_version(path, OWNED_SELECTOR)
+                    for obj in objects:
+                        yield from _take_settled(waiting, 'MODIFIED', obj)
+                    continue
+                with contextlib.closing(self._client.watch(path, OWNED_SELECTOR, version, deadline - clock())) as events:
+                    for kind, obj in events:
+                        version = obj['metadata'].get('resourceVersion') or version
+                        yield from _take_settled(waiting, kind, obj)
+                        if not waiting:
+                            return
+            except KubeError as exc:
+                if exc.status not in (0, 410):
+                    raise
+                version = None  # history compacted or the stream broke: start again from a fresh list
 
     def delete(self, snapshot):
         try:

@@ -1,10 +1,12 @@
 # The cycle's pure planning: what is due, what is kept and why.
 from __future__ import annotations
 
+import dataclasses
 import datetime
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import FAILED, HOLD_KEY, PENDING, READY, Snapshot
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.cycle import plan_creation, plan_expiry
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import Registry
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.cycle import plan_creation, plan_expiry, wait_until_settled
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention import expire, parse_policy
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.targets import Target
 
@@ -71,3 +73,37 @@ def test_expiry_never_deletes_the_newest_ready_snapshot_even_when_anchored_far_a
 def test_without_policy_nothing_expires():
     plan = plan_expiry('k1', [snap('a', 5), snap('b', 1)], None, in_use={}, unweighed='orphan')
     assert plan.expire == [] and [reason for _s, reason in plan.keep] == ['orphan', 'orphan']
+
+
+class SettlingBackend:
+    """Settles the snapshots it is given in order, one per clock tick, until the deadline."""
+
+    name = 'csi'
+
+    def __init__(self):
+        self.asked = []
+
+    def settle(self, snapshots, deadline, clock):
+        self.asked.append([s.name for s in snapshots])
+        for snapshot in snapshots:
+            if clock() >= deadline:
+                return
+            yield dataclasses.replace(snapshot, state=READY)
+
+
+def test_waiting_asks_the_backend_only_for_pending_snapshots_and_records_when_each_settled():
+    ticks = iter(range(100))
+    backend = SettlingBackend()
+    snapshots = [snap('a', 0, PENDING), snap('b', 0, READY), snap('c', 0, PENDING)]
+    latest, settled_at = wait_until_settled(Registry([backend]), snapshots, timeout=50, clock=lambda: next(ticks))
+    assert backend.asked == [['a', 'c']]
+    assert {sid: s.state for sid, s in latest.items()} == {'db/a': READY, 'db/b': READY, 'db/c': READY}
+    assert settled_at['db/b'] < settled_at['db/a'] < settled_at['db/c']
+
+
+def test_a_snapshot_still_pending_at_the_timeout_is_returned_pending():
+    ticks = iter(range(100))
+    latest, settled_at = wait_until_settled(Registry([SettlingBackend()]), [snap('a', 0, PENDING), snap('c', 0, PENDING)], timeout=3,
+                                            clock=lambda: next(ticks))
+    assert (latest['db/a'].state, latest['db/c'].state) == (READY, PENDING)
+    assert set(settled_at) == {'db/a'}

@@ -1,0 +1,192 @@
+# The CSI backend's own logic: names, states, class choice, name clashes and waiting by watch.
+from __future__ import annotations
+
+import datetime
+import re
+
+import pytest
+
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import base
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.csi import CsiBackend, snapshot_from_object
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.targets import Target
+
+from .factories import DRIVER, snapshot_class
+
+NOW = datetime.datetime(2026, 11, 23, 12, 30, 5, tzinfo=datetime.timezone.utc)
+DNS_SUBDOMAIN = re.compile(r'^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')
+
+
+def target(pvc='data-0', key='uid-1'):
+    return Target(key=key, pv='pv-1', namespace='db', pvc=pvc, policy=None, source='adhoc', origin='pvc/db/' + pvc,
+                  backend='csi', volume={'snapshot_class': 'fast'})
+
+
+def volume_snapshot(name, ready=None, error=None, version='1', namespace='db'):
+    status = {}
+    if ready is not None:
+        status['readyToUse'] = ready
+    if error:
+        status['error'] = {'message': error}
+    return {'metadata': {'name': name, 'namespace': namespace, 'resourceVersion': version, 'creationTimestamp': '2026-11-23T12:30:05Z',
+                         'labels': {base.VOLUME_KEY: 'uid-1'}},
+            'status': status}
+
+
+@pytest.mark.parametrize('pvc', ['data-0', 'a' * 253, 'a' * 236 + '.' + 'b' * 16, 'x' * 237 + '-' + 'y' * 15])
+@pytest.mark.parametrize('attempt', [1, 2, 5])
+def test_names_keep_the_time_and_stay_dns_subdomains_of_at_most_253(pvc, attempt):
+    name = CsiBackend(None).snapshot_name(target(pvc), NOW, attempt)
+    suffix = '-20261123123005' + ('-%d' % attempt if attempt > 1 else '')
+    assert name.endswith(suffix)
+    assert len(name) <= 253
+    assert DNS_SUBDOMAIN.match(name), name
+    assert pvc.startswith(name[:-len(suffix)])
+
+
+def test_a_short_claim_name_is_kept_whole():
+    assert CsiBackend(None).snapshot_name(target('data-0'), NOW) == 'data-0-20261123123005'
+
+
+@pytest.mark.parametrize('obj, state, error', [
+    (volume_snapshot('s', ready=True), base.READY, None),
+    (volume_snapshot('s', ready=False), base.PENDING, None),
+    (volume_snapshot('s'), base.PENDING, None),
+    (volume_snapshot('s', ready=False, error='driver said no'), base.FAILED, 'driver said no'),
+])
+def test_ready_is_ready_to_use_and_failed_is_status_error(obj, state, error):
+    snapshot = snapshot_from_object(obj)
+    assert (snapshot.state, snapshot.error, snapshot.id, snapshot.volume_key) == (state, error, 'db/s', 'uid-1')
+
+
+def test_the_class_is_the_one_given_or_the_only_default_of_the_driver():
+    classes = [snapshot_class('fast', default=True), snapshot_class('slow'), snapshot_class('other', driver='other.csi', default=True)]
+    backend = CsiBackend(None, classes)
+    assert backend._snapshot_class(DRIVER, None) == 'fast'
+    assert backend._snapshot_class(DRIVER, 'slow') == 'slow'
+    with pytest.raises(base.TargetError, match="'other' is for driver 'other.csi'"):
+        backend._snapshot_class(DRIVER, 'other')
+    with pytest.raises(base.TargetError, match="'missing' does not exist"):
+        backend._snapshot_class(DRIVER, 'missing')
+    with pytest.raises(base.TargetError, match=r'several \(a, b\)'):
+        CsiBackend(None, [snapshot_class('a', default=True), snapshot_class('b', default=True)])._snapshot_class(DRIVER, None)
+    with pytest.raises(base.TargetError, match='none marked default'):
+        CsiBackend(None, [snapshot_class('slow')])._snapshot_class(DRIVER, None)
+
+
+class CreatingClient:
+    """Answers creates like the apiserver: 409 for a name that exists."""
+
+    def __init__(self, taken):
+        self.taken = set(taken)
+        self.bodies = []
+
+    def create(self, path, body):
+        self.bodies.append(body)
+        name = body['metadata']['name']
+        if name in self.taken:
+            raise KubeError('POST', path, 409, 'already exists', 'AlreadyExists')
+        self.taken.add(name)
+        return dict(body, metadata=dict(body['metadata'], creationTimestamp='2026-11-23T12:30:05Z'))
+
+
+def test_a_name_taken_in_the_same_second_gets_the_next_suffix_and_ownership_is_in_the_request():
+    client = CreatingClient(['data-0-20261123123005', 'data-0-20261123123005-2'])
+    snapshot = CsiBackend(client).create(target(), NOW)
+    assert snapshot.name == 'data-0-20261123123005-3'
+    labels = client.bodies[-1]['metadata']['labels']
+    assert labels == {base.MANAGED_BY_KEY: base.MANAGED_BY_VALUE, base.VOLUME_KEY: 'uid-1', base.SOURCE_KEY: 'adhoc'}
+    assert client.bodies[-1]['spec'] == {'volumeSnapshotClassName': 'fast', 'source': {'persistentVolumeClaimName': 'data-0'}}
+
+
+def test_other_create_errors_are_not_retried_under_another_name():
+    class Refusing(CreatingClient):
+        def create(self, path, body):
+            self.bodies.append(body)
+            raise KubeError('POST', path, 403, 'forbidden')
+    client = Refusing([])
+    with pytest.raises(KubeError):
+        CsiBackend(client).create(target(), NOW)
+    assert len(client.bodies) == 1
+
+
+class WatchingClient:
+    """A list, then scripted watch streams; each stream is a list of events or a KubeError to raise."""
+
+    def __init__(self, listed, streams):
+        self.listed = listed
+        self.streams = list(streams)
+        self.calls = []
+
+    def list_with_version(self, path, label_selector):
+        self.calls.append(('list', path))
+        return self.listed, '100'
+
+    def watch(self, path, label_selector, version, timeout):
+        self.calls.append(('watch', version))
+        stream = self.streams.pop(0) if self.streams else []
+        if isinstance(stream, KubeError):
+            raise stream
+        yield from stream
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        self.now += 1.0
+        return self.now
+
+
+def pending(name):
+    return snapshot_from_object(volume_snapshot(name, ready=False))
+
+
+def test_settle_hears_each_change_once_and_follows_the_stream_version():
+    client = WatchingClient([volume_snapshot('a', ready=True), volume_snapshot('b', ready=False), volume_snapshot('c')], [
+        [('BOOKMARK', {'metadata': {'resourceVersion': '101'}}),
+         ('MODIFIED', volume_snapshot('b', ready=False, error='out of space', version='102'))],
+        [('MODIFIED', volume_snapshot('unrelated', ready=True, version='103')),
+         ('MODIFIED', volume_snapshot('c', ready=True, version='104'))],
+    ])
+    settled = list(CsiBackend(client).settle([pending('a'), pending('b'), pending('c')], deadline=100, clock=Clock()))
+    assert [(s.name, s.state) for s in settled] == [('a', base.READY), ('b', base.FAILED), ('c', base.READY)]
+    assert client.calls == [('list', '/apis/snapshot.storage.k8s.io/v1/namespaces/db/volumesnapshots'), ('watch', '100'), ('watch', '102')]
+
+
+def test_settle_lists_again_when_the_version_expired_and_a_deleted_snapshot_is_failed():
+    client = WatchingClient([volume_snapshot('a'), volume_snapshot('b')], [
+        KubeError('WATCH', '/x', 410, 'too old resource version', 'Expired'),
+        [('DELETED', volume_snapshot('a', version='105'))],
+    ])
+    client_listed_later = [volume_snapshot('a'), volume_snapshot('b', ready=True)]
+    original = client.list_with_version
+
+    def list_then_change(path, label_selector):
+        result = original(path, label_selector)
+        client.listed = client_listed_later
+        return result
+    client.list_with_version = list_then_change
+    settled = list(CsiBackend(client).settle([pending('a'), pending('b')], deadline=100, clock=Clock()))
+    assert [(s.name, s.state, s.error) for s in settled] == [('b', base.READY, None), ('a', base.FAILED, 'deleted before it became ready')]
+    assert [call[0] for call in client.calls] == ['list', 'watch', 'list', 'watch']
+
+
+def test_settle_stops_at_the_deadline_with_snapshots_still_pending():
+    client = WatchingClient([volume_snapshot('a')], [])
+    assert list(CsiBackend(client).settle([pending('a')], deadline=5, clock=Clock())) == []
+    assert client.calls[0][0] == 'list'
+
+
+def test_other_watch_errors_are_raised():
+    client = WatchingClient([volume_snapshot('a')], [KubeError('WATCH', '/x', 403, 'forbidden')])
+    with pytest.raises(KubeError, match='forbidden'):
+        list(CsiBackend(client).settle([pending('a')], deadline=100, clock=Clock()))
+
+
+@pytest.mark.parametrize('field, value', [('key', 'x' * 64), ('key', 'has space'), ('source', '-leading'), ('key', 'trailing.')])
+def test_a_target_whose_ownership_would_not_fit_a_label_is_refused_naming_the_field(field, value):
+    data = dict(target().as_dict(), **{field: value})
+    with pytest.raises(ValueError, match=r'target pvc/db/data-0: %s: .* is not a valid label value' % field):
+        Target.from_dict(data)
