@@ -173,7 +173,8 @@ class KubeClient:
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise KubeError('WATCH', path, 0, str(exc)) from exc
         finally:
-            response.release_conn()
+            # Closed, not returned to the pool: a stream left early still has unread events on it.
+            response.close()
 
     def list_optional(self, path, label_selector=None):
         """Like list_all, but a resource the server does not serve (CRD not installed) lists as None."""

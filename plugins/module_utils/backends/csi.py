@@ -103,6 +103,14 @@ class CsiBackend:
         suffix = '-' + now.strftime(TIME_FORMAT) + ('-%d' % attempt if attempt > 1 else '')
         return target.pvc[:NAME_LIMIT - len(suffix)].rstrip('-.') + suffix
 
+    def list_owned(self, namespaces=None):
+        if not namespaces:
+            objects = self._client.list_all(resource_path(GROUP_VERSION, 'volumesnapshots'), OWNED_SELECTOR)
+        else:
+            objects = [obj for namespace in namespaces
+                       for obj in self._client.list_all(resource_path(GROUP_VERSION, 'volumesnapshots', namespace), OWNED_SELECTOR)]
+        return [snapshot_from_object(obj) for obj in objects]
+
     def create(self, target, now):
         """Create the VolumeSnapshot; a name taken within the same second (a forced re-run) gets a suffix."""
         for attempt in range(1, NAME_ATTEMPTS):

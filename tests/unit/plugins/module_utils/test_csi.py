@@ -190,3 +190,24 @@ def test_a_target_whose_ownership_would_not_fit_a_label_is_refused_naming_the_fi
     data = dict(target().as_dict(), **{field: value})
     with pytest.raises(ValueError, match=r'target pvc/db/data-0: %s: .* is not a valid label value' % field):
         Target.from_dict(data)
+
+
+class ListingClient:
+    def __init__(self, by_path):
+        self.by_path = by_path
+        self.calls = []
+
+    def list_all(self, path, label_selector=None):
+        self.calls.append((path, label_selector))
+        return self.by_path.get(path, [])
+
+
+def test_owned_snapshots_are_listed_by_the_ownership_selector_once_per_namespace_or_once_in_all():
+    path = '/apis/snapshot.storage.k8s.io/v1/namespaces/%s/volumesnapshots'
+    client = ListingClient({path % 'db': [volume_snapshot('a', ready=True)], path % 'web': [volume_snapshot('b', namespace='web')],
+                            '/apis/snapshot.storage.k8s.io/v1/volumesnapshots': [volume_snapshot('c')]})
+    backend = CsiBackend(client)
+    assert [s.id for s in backend.list_owned(['db', 'web'])] == ['db/a', 'web/b']
+    assert [s.id for s in backend.list_owned()] == ['db/c']
+    selector = 'app.kubernetes.io/managed-by=kubesnap,kubesnap.io/volume'
+    assert client.calls == [(path % 'db', selector), (path % 'web', selector), ('/apis/snapshot.storage.k8s.io/v1/volumesnapshots', selector)]
