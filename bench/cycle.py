@@ -133,15 +133,15 @@ def bench_collections_path(venv: Path) -> str:
 
 
 def active_faults(path: Path) -> dict:
-    """The mock driver's fault sets that do something, by scope ("*" or a namespace; a bare set is "*")."""
+    """The mock driver's fault sets that do something, by scope ("*" or a namespace), read as the driver reads the file."""
     try:
-        document = json.loads(path.read_text(encoding="utf-8") or "{}")
-    except (OSError, ValueError):
+        scopes = CLUSTER.fault_scopes(path.read_text(encoding="utf-8"))
+    except OSError:
         return {}
-    if any(key in document for key in ("ready_delay_seconds", "fail", "latency_ms")):
-        document = {"*": document}
-    return {scope: faults for scope, faults in document.items()
-            if isinstance(faults, dict) and (faults.get("ready_delay_seconds") or faults.get("fail") or faults.get("latency_ms"))}
+    except ValueError as exc:
+        return {"?": f"{path} is unreadable, the driver keeps its previous faults: {exc}"}
+    return {scope: faults for scope, faults in scopes.items()
+            if faults.get("ready_delay_seconds") or faults.get("fail") or faults.get("latency_ms")}
 
 
 def api_client(kubeconfig: Path, user_agent: str) -> client.ApiClient:

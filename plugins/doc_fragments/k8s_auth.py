@@ -33,25 +33,25 @@ options:
   validate_certs:
     description:
       - Whether to verify the API server's TLS certificate.
-      - Environment variable C(K8S_AUTH_VERIFY_SSL) when not given.
+      - Environment variable C(K8S_AUTH_VERIFY_SSL) or C(K8S_AUTH_VALIDATE_CERTS) when not given.
     type: bool
     aliases: [verify_ssl]
   ca_cert:
     description:
       - Path to the CA certificate that signed the API server's certificate.
-      - Environment variable C(K8S_AUTH_SSL_CA_CERT) when not given.
+      - Environment variable C(K8S_AUTH_SSL_CA_CERT) or C(K8S_AUTH_CA_CERT) when not given.
     type: path
     aliases: [ssl_ca_cert]
   client_cert:
     description:
       - Path to a client certificate for the API server.
-      - Environment variable C(K8S_AUTH_CERT_FILE) when not given.
+      - Environment variable C(K8S_AUTH_CERT_FILE) or C(K8S_AUTH_CLIENT_CERT) when not given.
     type: path
     aliases: [cert_file]
   client_key:
     description:
       - Path to the key of O(client_cert).
-      - Environment variable C(K8S_AUTH_KEY_FILE) when not given.
+      - Environment variable C(K8S_AUTH_KEY_FILE) or C(K8S_AUTH_CLIENT_KEY) when not given.
     type: path
     aliases: [key_file]
   proxy:
@@ -62,5 +62,6 @@ options:
 requirements:
   - kubernetes >= 24.2.0 (Python library, used to load credentials)
 notes:
-  - Options fall back to the C(K8S_AUTH_*) environment variables that kubernetes.core reads.
+  - Options fall back to the C(K8S_AUTH_*) environment variables that kubernetes.core reads; a token from the environment
+    is hidden from output like O(api_key).
 '''

@@ -33,6 +33,7 @@ else:
 # apiserver's default response size limits.
 PAGE_SIZE = 500
 
+
 class KubeError(Exception):
     """An API request failed; `status` is the HTTP status (0 when the server was not reached)."""
 

@@ -51,14 +51,22 @@ class Lease:
     def _try_acquire(self):
         now = datetime.datetime.now(datetime.timezone.utc)
         collection = resource_path(GROUP_VERSION, 'leases', self._namespace)
-        try:
-            return self._client.create(collection, {'apiVersion': GROUP_VERSION, 'kind': 'Lease',
-                                                    'metadata': {'name': self._name, 'namespace': self._namespace},
-                                                    'spec': self._spec(now)})
-        except KubeError as exc:
-            if exc.status != 409:
-                raise
-        current = self._client.get(resource_path(GROUP_VERSION, 'leases', self._namespace, self._name))
+        for _attempt in range(3):  # the holder may release the lease between our create and our read
+            try:
+                return self._client.create(collection, {'apiVersion': GROUP_VERSION, 'kind': 'Lease',
+                                                        'metadata': {'name': self._name, 'namespace': self._namespace},
+                                                        'spec': self._spec(now)})
+            except KubeError as exc:
+                if exc.status != 409:
+                    raise
+            try:
+                current = self._client.get(resource_path(GROUP_VERSION, 'leases', self._namespace, self._name))
+                break
+            except KubeError as exc:
+                if exc.status != 404:
+                    raise
+        else:
+            return LeaseHeld('lease %s/%s keeps changing hands' % (self._namespace, self._name))
         spec = current.get('spec') or {}
         renewed = _parse(spec.get('renewTime')) or _parse(spec.get('acquireTime'))
         expires = renewed + datetime.timedelta(seconds=spec.get('leaseDurationSeconds') or 0) if renewed else None

@@ -21,10 +21,10 @@ AUTH_SPEC = {
     'context': {'type': 'str', 'fallback': (env_fallback, ['K8S_AUTH_CONTEXT'])},
     'host': {'type': 'str', 'fallback': (env_fallback, ['K8S_AUTH_HOST'])},
     'api_key': {'type': 'str', 'no_log': True, 'fallback': (env_fallback, ['K8S_AUTH_API_KEY'])},
-    'validate_certs': {'type': 'bool', 'aliases': ['verify_ssl'], 'fallback': (env_fallback, ['K8S_AUTH_VERIFY_SSL'])},
-    'ca_cert': {'type': 'path', 'aliases': ['ssl_ca_cert'], 'fallback': (env_fallback, ['K8S_AUTH_SSL_CA_CERT'])},
-    'client_cert': {'type': 'path', 'aliases': ['cert_file'], 'fallback': (env_fallback, ['K8S_AUTH_CERT_FILE'])},
-    'client_key': {'type': 'path', 'aliases': ['key_file'], 'no_log': False, 'fallback': (env_fallback, ['K8S_AUTH_KEY_FILE'])},
+    'validate_certs': {'type': 'bool', 'aliases': ['verify_ssl'], 'fallback': (env_fallback, ['K8S_AUTH_VERIFY_SSL', 'K8S_AUTH_VALIDATE_CERTS'])},
+    'ca_cert': {'type': 'path', 'aliases': ['ssl_ca_cert'], 'fallback': (env_fallback, ['K8S_AUTH_SSL_CA_CERT', 'K8S_AUTH_CA_CERT'])},
+    'client_cert': {'type': 'path', 'aliases': ['cert_file'], 'fallback': (env_fallback, ['K8S_AUTH_CERT_FILE', 'K8S_AUTH_CLIENT_CERT'])},
+    'client_key': {'type': 'path', 'aliases': ['key_file'], 'no_log': False, 'fallback': (env_fallback, ['K8S_AUTH_KEY_FILE', 'K8S_AUTH_CLIENT_KEY'])},
     'proxy': {'type': 'str', 'fallback': (env_fallback, ['K8S_AUTH_PROXY'])},
 }
 

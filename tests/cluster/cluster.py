@@ -335,10 +335,10 @@ def log_tail(name: str, lines: int = 40) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def stop_process(name: str, entry: dict) -> None:
-    """SIGTERM the process group, wait a bounded time, then SIGKILL."""
+def stop_process(name: str, entry: dict) -> bool:
+    """SIGTERM the process group, wait a bounded time, then SIGKILL; False if it is still alive after both."""
     if not alive(entry):
-        return
+        return True
     timeout = {"kube-apiserver": 20, "etcd": 10}.get(name, 5)
     for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5)):
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -346,31 +346,44 @@ def stop_process(name: str, entry: dict) -> None:
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             if not alive(entry):
-                return
+                return True
             time.sleep(0.1)
-    raise ClusterError(f"{name} (pid {entry['pid']}) did not stop")
+    return False
 
 
 def stop_all(state: dict) -> None:
-    """Reverse start order: etcd last, or the apiserver hangs in graceful shutdown."""
+    """Stop every process in reverse start order: etcd last, or the apiserver hangs in graceful shutdown.
+
+    One process that will not die must not leave the later ones (etcd included) running: every
+    process is tried, the ones that survived stay in the state for another `down`, and the
+    failures are raised together at the end.
+    """
     processes = state.get("processes", {})
+    state["ready"] = False
+    save_state(state)
+    failures = []
     for name in reversed(PROCESS_ORDER):
-        if name in processes:
-            stop_process(name, processes[name])
+        if name not in processes:
+            continue
+        if stop_process(name, processes[name]):
             log(f"stopped {name}")
             del processes[name]
             save_state(state)
+        else:
+            failures.append(f"{name} (pid {processes[name]['pid']}) did not stop")
     deadline = time.monotonic() + 15
     busy = [p for p in state.get("ports", {}).values() if port_in_use(p)]
     while busy and time.monotonic() < deadline:
         time.sleep(0.2)
         busy = [p for p in busy if port_in_use(p)]
     if busy:
-        raise ClusterError(f"ports still in use after stop: {busy}")
+        failures.append(f"ports still in use after stop: {busy}")
     socket_path = state.get("csi_socket")
     if socket_path:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(socket_path)
+    if failures:
+        raise ClusterError("; ".join(failures))
 
 
 # ---------------------------------------------------------------- start-up steps
@@ -600,6 +613,30 @@ def healthy(state: dict) -> bool:
     return state.get("ready", False) and apiserver_ready(state)
 
 
+# The keys of one fault set; any of them at the top of the file makes it a bare set (scope "*").
+FAULT_SET_KEYS = ("generation", "ready_delay_seconds", "fail", "latency_ms")
+
+
+def fault_scopes(text: str) -> dict:
+    """The fault sets of a csi-faults.json text by scope, read as the driver's parseFaults reads them.
+
+    Blank text is no faults. Raises ValueError for the documents the driver rejects whole, keeping
+    its previous faults: not a JSON object, or a scope's fault set that is not one (the fields'
+    types are left to the driver).
+    """
+    if not text.strip():
+        return {}
+    document = json.loads(text)
+    if not isinstance(document, dict):
+        raise ValueError(f"CSI faults must be a JSON object, not {type(document).__name__}")
+    if any(key in document for key in FAULT_SET_KEYS):
+        return {"*": document}
+    bad = sorted(scope for scope, faults in document.items() if not isinstance(faults, (dict, type(None))))
+    if bad:
+        raise ValueError(f"CSI fault sets must be JSON objects: scope {', '.join(bad)}")
+    return {scope: faults or {} for scope, faults in document.items()}
+
+
 def write_faults(faults: str | None) -> None:
     """Initial CSI faults (the driver re-reads the file on every call)."""
     if faults is None:
@@ -681,9 +718,9 @@ def cmd_build(_args) -> int:
 def cmd_up(args) -> int:
     began = time.monotonic()
     try:
-        json.loads(args.csi_faults or "{}")
+        fault_scopes(args.csi_faults or "")
     except ValueError as exc:
-        raise ClusterError(f"--csi-faults / KUBESNAP_CSI_FAULTS is not JSON: {exc}") from exc
+        raise ClusterError(f"--csi-faults / KUBESNAP_CSI_FAULTS is not a fault document the driver reads: {exc}") from exc
     cache = cache_dir()
     RUN.mkdir(exist_ok=True)
     with file_lock(RUN / "lock"):
@@ -708,7 +745,10 @@ def cmd_up(args) -> int:
                 write_faults(args.csi_faults)
             except Exception as exc:
                 log("start failed, stopping the rest")
-                stop_all(load_state())
+                try:
+                    stop_all(load_state())
+                except ClusterError as stop_error:
+                    log(f"warning: {stop_error}")  # the start failure is the error to report
                 if isinstance(exc, ClusterError):
                     raise
                 raise ClusterError(f"{type(exc).__name__}: {exc}") from exc
@@ -724,8 +764,6 @@ def cmd_down(_args) -> int:
         if not state.get("processes"):
             log("nothing running")
         stop_all(state)
-        state["ready"] = False
-        save_state(state)
     return 0
 
 

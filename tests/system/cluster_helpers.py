@@ -9,6 +9,7 @@ import fcntl
 import importlib.util
 import json
 import os
+import secrets
 import time
 import uuid
 from pathlib import Path
@@ -34,6 +35,7 @@ DRIVER_NAME = _CLUSTER.DRIVER_NAME  # CSI driver name of the mock driver
 STORAGE_CLASS = _CLUSTER.STORAGE_CLASS  # default StorageClass, Immediate binding, provisioned by the mock driver
 SNAPSHOT_CLASS = _CLUSTER.SNAPSHOT_CLASS  # default VolumeSnapshotClass for the mock driver, deletionPolicy Delete
 ADMIN_USER = _CLUSTER.ADMIN_USER  # audit-log user name of the tests' kubeconfig
+fault_scopes = _CLUSTER.fault_scopes  # csi-faults.json text -> {scope: fault set}, read as the driver reads it
 SNAPSHOT_GROUP, SNAPSHOT_VERSION = "snapshot.storage.k8s.io", "v1"
 
 
@@ -53,14 +55,9 @@ class ClusterHandle:
     """What the `cluster` fixture gives: paths of the running stack and API clients."""
 
     def __init__(self, state: dict):
-        self.state = state
         self.kubeconfig = Path(state["kubeconfig"])
-        self.server = state["server"]
         self.audit_log_path = Path(state["audit_log"])
         self.csi_faults_path = Path(state["csi_faults_file"])
-        self.driver_name = state["driver_name"]
-        self.storage_class = state["storage_class"]
-        self.snapshot_class = state["snapshot_class"]
 
     def api_client(self) -> client.ApiClient:
         """A new kubernetes ApiClient authenticated as ADMIN_USER."""
@@ -112,11 +109,10 @@ class CsiFaults:
         with open(self.path.with_suffix(".lock"), "w", encoding="utf-8") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
-                document = json.loads(self.path.read_text(encoding="utf-8") or "{}")
+                # A bare fault set (from KUBESNAP_CSI_FAULTS) comes back as the "*" scope.
+                document = fault_scopes(self.path.read_text(encoding="utf-8"))
             except (OSError, ValueError):
                 document = {}
-            if any(key in document for key in ("generation", "ready_delay_seconds", "fail", "latency_ms")):
-                document = {"*": document}  # a bare fault set (from KUBESNAP_CSI_FAULTS) is the "*" scope
             if faults is None:
                 document.pop(self.scope, None)
             else:
@@ -184,15 +180,6 @@ class AuditLog:
 
     def count(self, **filters) -> int:
         return len(self.events(**filters))
-
-    def wait_events(self, min_count: int = 1, timeout: float = 5, **filters) -> list:
-        """Like events(), but waits until at least min_count match."""
-
-        def enough():
-            events = self.events(**filters)
-            return events if len(events) >= min_count else None
-
-        return wait_for(f"{min_count} audit events {filters}", enough, timeout)
 
 
 class Kube:
@@ -286,6 +273,12 @@ class Kube:
         return self.wait_snapshot(namespace, name, lambda s: s.get("readyToUse") is True, "to be readyToUse", timeout)
 
     # namespaces
+
+    def create_test_namespace(self, base: str) -> str:
+        """A fresh namespace `t-<base>-<random>` labelled kubesnap.io/test=true; returns its name."""
+        name = f"t-{base}-{secrets.token_hex(3)}"
+        self.core.create_namespace({"metadata": {"name": name, "labels": {"kubesnap.io/test": "true"}}})
+        return name
 
     def delete_namespace(self, namespace: str) -> None:
         """Delete a test namespace (the namespace controller empties it) and its static PVs."""

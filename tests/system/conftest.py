@@ -10,7 +10,6 @@ import fcntl
 import json
 import os
 import re
-import secrets
 import socket
 import subprocess
 import sys
@@ -72,9 +71,7 @@ def kube(cluster):  # pylint: disable=redefined-outer-name
 @pytest.fixture
 def namespace(request, kube):  # pylint: disable=redefined-outer-name
     """A fresh namespace per test, deleted (with its static PVs) afterwards."""
-    base = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
-    name = f"t-{base}-{secrets.token_hex(3)}"
-    kube.core.create_namespace({"metadata": {"name": name, "labels": {"kubesnap.io/test": "true"}}})
+    name = kube.create_test_namespace(re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower()).strip("-")[:40].strip("-"))
     yield name
     kube.delete_namespace(name)
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import time
 
-from .cluster_helpers import ADMIN_USER, DRIVER_NAME, SNAPSHOT_CLASS, STORAGE_CLASS, wait_for
+import pytest
+
+from .cluster_helpers import ADMIN_USER, DRIVER_NAME, SNAPSHOT_CLASS, STORAGE_CLASS, fault_scopes, wait_for
 
 
 def test_snapshot_and_restore(kube, namespace, audit):
@@ -92,3 +94,15 @@ def test_faults_stay_in_their_namespace(cluster, kube, namespace, csi_faults):
     finally:
         cluster.csi_faults(scope=other).clear()
         kube.delete_namespace(other)
+
+
+def test_fault_documents_are_read_as_the_driver_reads_them():
+    # As parseFaults in go/kube/cmd/csi-mock-driver/main.go: any fault-set key at the top (generation too) makes
+    # the whole document the "*" scope; a document it cannot read is rejected whole.
+    assert fault_scopes(" \n") == {}
+    assert fault_scopes('{"generation": "g1"}') == {"*": {"generation": "g1"}}
+    assert fault_scopes('{"latency_ms": {"*": 5}, "ns": {}}') == {"*": {"latency_ms": {"*": 5}, "ns": {}}}
+    assert fault_scopes('{"ns": {"fail": {}}, "*": null}') == {"ns": {"fail": {}}, "*": {}}
+    for unreadable in ("not json", "[]", '{"ns": 5}'):
+        with pytest.raises(ValueError):
+            fault_scopes(unreadable)

@@ -1,6 +1,7 @@
 # The cycle's modules against the local control plane: discovery from every opt-in source,
 # snapshots that become ready with our labels, idempotence, check mode proven by the audit log,
-# expiry that spares what it must, pending and failed snapshots, the lease, and API cost.
+# expiry that spares what it must, pending and failed snapshots, malformed parameters, annotations
+# and SnapshotRules (each named, nothing deleted), the lease, and API cost.
 """System tests of k8s_pv_info, k8s_pv_snapshot, snapshot_expire and snapshot_info."""
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import yaml
 from kubernetes import client
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import client_from_params, resource_path
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import LEASE_SPEC
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention import expire
 
 from .cluster_helpers import ADMIN_USER, SNAPSHOT_CLASS, wait_for
@@ -22,6 +24,11 @@ from .modules import DELTAS, by_volume, run_module
 ROOT = Path(__file__).resolve().parents[2]
 WRITES = ("create", "update", "patch", "delete", "deletecollection")
 OWNED = "app.kubernetes.io/managed-by=kubesnap"
+MODULE_AGENT = "kubesnap.snapshots"  # the collection's client sends it on every request
+# Where the modules take their Lease unless told otherwise: outside the test's namespace.
+DEFAULT_LEASE = (LEASE_SPEC["lease_namespace"]["default"], LEASE_SPEC["lease_name"]["default"])
+SHORT = "PT1H P1D"
+FAR = "2031-01-01T00:00:00Z"  # a `now` at which SHORT expires all but the newest of each volume's snapshots
 
 
 @pytest.fixture(scope="module")
@@ -55,14 +62,22 @@ def owned_snapshots(kube, namespace):
     return listing["items"]
 
 
-def ours(audit, namespace):
-    """Requests the collection's modules made for this test (by user agent; namespaced ones in its namespace)."""
-    return [e for e in audit.events(user=ADMIN_USER) if e.get("userAgent", "").startswith("kubesnap.snapshots")
-            and e["objectRef"].get("namespace") in (None, namespace)]
+def owned_names(kube, namespace):
+    return {s["metadata"]["name"] for s in owned_snapshots(kube, namespace)}
 
 
-def writes(audit, namespace):
-    return [(e["verb"], e["objectRef"].get("resource"), e["objectRef"].get("name")) for e in ours(audit, namespace) if e["verb"] in WRITES]
+def module_requests(audit):
+    """Every request of the collection's modules in the audit window, in any namespace: the Lease's is not the test's.
+
+    The suite runs serially, so the window holds this test's module runs only.
+    """
+    return [e for e in audit.events(user=ADMIN_USER) if e.get("userAgent", "").startswith(MODULE_AGENT)]
+
+
+def module_writes(audit):
+    """(verb, resource, namespace, name) of every write among module_requests()."""
+    return [(e["verb"], e["objectRef"].get("resource"), e["objectRef"].get("namespace"), e["objectRef"].get("name"))
+            for e in module_requests(audit) if e["verb"] in WRITES]
 
 
 def test_every_source_is_snapshotted_with_our_labels_then_nothing_changes(kube, namespace, run, audit, rule_crd):
@@ -84,16 +99,24 @@ def test_every_source_is_snapshotted_with_our_labels_then_nothing_changes(kube, 
     audit.mark()
     planned = run("k8s_pv_snapshot", check=True, namespace=namespace, label_policy="PT6H P2D")
     assert planned["changed"] is True
-    assert sorted(v["volume"] for v in planned["volumes"] if v["action"] == "would_create") == sorted(
-        f"{namespace}/{name}" for name in sources)
-    assert writes(audit, namespace) == []  # check mode: no create/update/patch/delete at all
+    would_create = {v["volume"]: v["snapshot"] for v in planned["volumes"] if v["action"] == "would_create"}
+    assert sorted(would_create) == sorted(f"{namespace}/{name}" for name in sources)
+    assert all(snapshot.startswith(volume.split("/")[1] + "-") for volume, snapshot in would_create.items()), would_create
+    assert module_writes(audit) == []  # check mode: no create/update/patch/delete anywhere, the Lease's namespace included
 
+    audit.mark()
     created = run("k8s_pv_snapshot", namespace=namespace, label_policy="PT6H P2D")
     assert created["changed"] is True, created
     assert {v["action"] for v in created["volumes"]} == {"created"}
     assert {v["state"] for v in created["volumes"]} == {"ready"}
     snapshots = owned_snapshots(kube, namespace)
     assert len(snapshots) == 4
+    # Control of the check-mode assertion: the same run for real shows its writes, the Lease's in its own namespace too.
+    written = module_writes(audit)
+    assert sorted(w for w in written if w[1] == "volumesnapshots") == sorted(
+        ("create", "volumesnapshots", namespace, s["metadata"]["name"]) for s in snapshots)
+    lease_verbs = [verb for verb, resource, *lease in written if resource == "leases" and tuple(lease) == DEFAULT_LEASE]
+    assert lease_verbs[:1] in (["create"], ["update"]) and lease_verbs[-1:] == ["delete"], written
     uids = {t["key"] for t in info["targets"]}
     for snapshot in snapshots:
         labels = snapshot["metadata"]["labels"]
@@ -107,7 +130,7 @@ def test_every_source_is_snapshotted_with_our_labels_then_nothing_changes(kube, 
     audit.mark()
     again = run("k8s_pv_snapshot", namespace=namespace, label_policy="PT6H P2D")
     assert again["changed"] is False and {v["action"] for v in again["volumes"]} == {"skipped"}
-    assert writes(audit, namespace) == []
+    assert module_writes(audit) == []
     assert len(owned_snapshots(kube, namespace)) == 4
 
     listed = by_volume(run("snapshot_info", namespace=namespace, label_policy="PT6H P2D"))
@@ -143,7 +166,7 @@ def test_expire_deletes_exactly_what_retention_says_and_spares_the_rest(kube, na
     far = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=30)).isoformat()
     audit.mark()
     plan = run("snapshot_expire", check=True, diff=True, namespace=namespace, now=far)
-    assert writes(audit, namespace) == []
+    assert module_writes(audit) == []
     [volume] = plan["volumes"]
     kept = {k["name"]: k["reason"] for k in volume["keep"]}
     weighed = {s["metadata"]["name"]: s["status"]["creationTime"] for s in owned_snapshots(kube, namespace)
@@ -152,11 +175,13 @@ def test_expire_deletes_exactly_what_retention_says_and_spares_the_rest(kube, na
     assert kept[names[0]].startswith("held") and kept[names[1]].startswith("dataSource") and kept[newest] == "newest"
     expected = set(weighed) - set(expire(weighed, "PT1H P1D", now=far)) - {names[1]}
     assert {e["name"] for e in volume["expire"]} == expected and expected
-    assert plan["diff"]["after"][f"{namespace}/data"] == sorted(set(names) - expected)
+    # The diff lists every snapshot with its creation time before and, for the kept ones, the reason after.
+    assert plan["diff"]["before"][f"{namespace}/data"].keys() == set(names) and kept.keys() == set(names) - expected
+    assert plan["diff"]["after"][f"{namespace}/data"] == {name: f"kept: {reason}" for name, reason in kept.items()}
 
     done = run("snapshot_expire", namespace=namespace, now=far)
     assert done["changed"] is True
-    deleted = {name for verb, resource, name in writes(audit, namespace) if (verb, resource) == ("delete", "volumesnapshots")}
+    deleted = {name for verb, resource, _namespace, name in module_writes(audit) if (verb, resource) == ("delete", "volumesnapshots")}
     assert deleted == expected
     remaining = {s["metadata"]["name"] for s in owned_snapshots(kube, namespace)}
     assert remaining == set(names) - expected
@@ -166,21 +191,34 @@ def test_expire_deletes_exactly_what_retention_says_and_spares_the_rest(kube, na
 
 def test_pending_is_not_a_backup_and_failed_is_reported(kube, namespace, run, csi_faults):
     kube.create_pvc(namespace, "slow")
-    annotate(kube, namespace, "slow", {DELTAS: "PT1H P1D"})
-    csi_faults.set(ready_delay_seconds=20)
-    first = run("k8s_pv_snapshot", namespace=namespace, wait_timeout=2)
+    annotate(kube, namespace, "slow", {DELTAS: SHORT})
+    ready = [run("k8s_pv_snapshot", namespace=namespace, force=True)["volumes"][0]["snapshot"] for _round in range(2)]
+    csi_faults.set(ready_delay_seconds=300)
+    first = run("k8s_pv_snapshot", namespace=namespace, force=True, wait_timeout=2)
     [volume] = first["volumes"]
     assert volume["action"] == "created" and volume["state"] == "pending" and "still pending" in volume["reason"]
     assert "failed" not in first
-    second = run("k8s_pv_snapshot", namespace=namespace, wait_timeout=2)
-    assert second["changed"] is False and "still pending" in second["volumes"][0]["reason"]
-    assert len(owned_snapshots(kube, namespace)) == 1
-    expired = run("snapshot_expire", namespace=namespace, now="2030-01-01T00:00:00Z")
-    assert expired["volumes"][0]["expire"] == [] and expired["volumes"][0]["keep"][0]["reason"].startswith("pending")
+    pending = volume["snapshot"]
+
+    # At FAR the newest ready snapshot is overdue, and so would the pending one be if it counted as a backup:
+    # only "a pending snapshot blocks a new one" keeps this run from creating a duplicate.
+    second = run("k8s_pv_snapshot", namespace=namespace, now=FAR, wait_timeout=2)
+    assert second["changed"] is False and f"snapshot {pending} is still pending" in second["volumes"][0]["reason"], second
+    assert owned_names(kube, namespace) == {*ready, pending}
+    [listed] = run("snapshot_info", namespace=namespace)["volumes"]
+    assert listed["ready"] == 2 and sorted(s["state"] for s in listed["snapshots"]) == ["pending", "ready", "ready"]
+    # Retention weighs the two ready ones: it keeps the newer and expires the older. Were the pending one weighed as
+    # the newest backup, both ready ones would go.
+    expired = run("snapshot_expire", namespace=namespace, now=FAR)
+    [plan] = expired["volumes"]
+    assert [e["name"] for e in plan["expire"]] == ready[:1]
+    kept = {k["name"]: k["reason"] for k in plan["keep"]}
+    assert kept.keys() == {ready[1], pending} and kept[ready[1]] == "newest" and kept[pending].startswith("pending"), kept
+    assert owned_names(kube, namespace) == {ready[1], pending}
 
     csi_faults.clear()
     kube.create_pvc(namespace, "broken")
-    annotate(kube, namespace, "broken", {DELTAS: "PT1H P1D"})
+    annotate(kube, namespace, "broken", {DELTAS: SHORT})
     csi_faults.fail("CreateSnapshot", count=1000, code="RESOURCE_EXHAUSTED", message="quota gone")
     failed = run("k8s_pv_snapshot", namespace=namespace, pvc="broken", wait_timeout=30)
     assert failed["failed"] is True and "quota gone" in failed["msg"] and f"{namespace}/broken" in failed["msg"]
@@ -201,7 +239,7 @@ def test_a_held_lease_stops_a_second_run(kube, namespace, run, audit):
     audit.mark()
     result = run("k8s_pv_snapshot", namespace=namespace, lease_namespace=namespace, lease_name="cycle")
     assert "awx-job-1" in result["lease_held"] and result["changed"] is False
-    assert [w for w in writes(audit, namespace) if w[1] == "volumesnapshots"] == []
+    assert [w for w in module_writes(audit) if w[1] == "volumesnapshots"] == []
     # A lease whose holder stopped renewing it (a crashed run) is taken over, and released after.
     leases.delete_namespaced_lease("cycle", namespace)
     hold(60, now - datetime.timedelta(minutes=5))
@@ -210,51 +248,199 @@ def test_a_held_lease_stops_a_second_run(kube, namespace, run, audit):
     assert leases.list_namespaced_lease(namespace).items == []
 
 
+@pytest.fixture(scope="module")
+def expirable(cluster, kube):
+    """A namespace of owned snapshots that SHORT at FAR would expire: an annotated and a labelled PVC, three each.
+
+    Shared by the bad-parameter cases, which must leave it as it is. Yields (namespace, snapshot names, the
+    annotated PVC's target from k8s_pv_info).
+    """
+    namespace = kube.create_test_namespace("expirable")
+    try:
+        kube.create_pvc(namespace, "annotated")
+        annotate(kube, namespace, "annotated", {DELTAS: SHORT})
+        kube.create_pvc(namespace, "labelled")
+        annotate(kube, namespace, "labelled", labels={"volumeBackup": "true"})
+        for _round in range(3):
+            result = run_module("k8s_pv_snapshot", str(cluster.kubeconfig), namespace=namespace, label_policy=SHORT, force=True)
+            assert [v["state"] for v in result["volumes"]] == ["ready", "ready"], result
+        info = run_module("k8s_pv_info", str(cluster.kubeconfig), namespace=namespace, pvc="annotated")
+        yield namespace, owned_names(kube, namespace), info["targets"][0]
+    finally:
+        kube.delete_namespace(namespace)
+
+
+def assert_refused_and_nothing_deleted(kube, run, audit, expirable, args, message):
+    """snapshot_expire with SHORT at FAR, unless args say otherwise: it fails naming the parameter, and deletes nothing."""
+    namespace, names, _target = expirable
+    result = run("snapshot_expire", **dict({"namespace": namespace, "label_policy": SHORT, "now": FAR}, **args))
+    assert result.get("failed") is True and message in result["msg"], result
+    assert module_writes(audit) == []
+    assert owned_names(kube, namespace) == names
+
+
+def test_the_bad_parameter_cases_have_snapshots_to_lose(expirable, run, audit):
+    """Control of the cases below: with good parameters the same call would expire all but each volume's newest."""
+    namespace, names, _target = expirable
+    plan = run("snapshot_expire", check=True, namespace=namespace, label_policy=SHORT, now=FAR)
+    assert len(names) == 6 and len({e["name"] for v in plan["volumes"] for e in v["expire"]} & names) == 4, plan
+    assert module_writes(audit) == []
+
+
 BAD_PARAMETERS = [
     ({"label_policy": "P1D"}, "label_policy: retention policy 'P1D' needs at least two durations"),
-    ({"label_policy": "P1D bogus"}, "'bogus'"),
-    ({"policy": "PT0S P1D", "pvc": "x"}, "'PT0S'"),
+    ({"label_policy": "P1D bogus"}, "label_policy: invalid ISO 8601 duration 'bogus'"),
+    ({"label_policy": "P1D PT24H"}, "label_policy: duplicate duration 'PT24H'"),
+    ({"label_policy": "P0.5M P1Y"}, "label_policy: fractional months or years are not supported: 'P0.5M'"),
+    ({"label_policy": "-P1D P2D"}, "label_policy: duration '-P1D' in retention policy '-P1D P2D' must be positive"),
+    ({"label_policy": "PT1H P2000Y"}, "label_policy: duration 'P2000Y' in retention policy 'PT1H P2000Y' is longer than 1000 years"),
+    ({"policy": "PT0S P1D", "pvc": "annotated"}, "policy: duration 'PT0S' in retention policy 'PT0S P1D' must be positive"),
     ({"now": "2026-01-01T00:00:00"}, "now: timestamp '2026-01-01T00:00:00' has no UTC offset"),
     ({"now": "yesterday"}, "now: invalid ISO 8601 timestamp 'yesterday'"),
-    ({"sources": ["annotations"]}, "sources"),
-    ({"orphan_policy": "delete"}, "orphan_policy"),
-    ({"targets": [{"pv": "x"}]}, "targets[0]: target x: missing key, source, origin, backend, volume"),
-    ({"targets": [{"key": "k", "pv": "x", "source": "s", "origin": "o", "backend": "csi", "volume": {"a": 1}, "policy": "P1D"}]},
-     "targets[0]: retention policy 'P1D' needs at least two durations"),
+    ({"now": "2026-02-30T00:00:00Z"}, "now: invalid ISO 8601 timestamp '2026-02-30T00:00:00Z'"),
+    ({"sources": ["annotations"]}, "value of sources must be one or more of: annotation, label, rule. Got no match for: annotations"),
+    ({"orphan_policy": "delete"}, "value of orphan_policy must be one of: keep, expire, got: delete"),
+    ({"concurrency": "many"}, "argument 'concurrency' is of type str and we were unable to convert to int"),
+    ({"lease_duration": "forever"}, "argument 'lease_duration' is of type str and we were unable to convert to int"),
+    ({"namespace": None, "pvc": "annotated"}, "missing parameter(s) required by 'pvc': namespace"),
+    ({"pvc": "annotated", "pv": "some-pv"}, "parameters are mutually exclusive: pvc|pv"),
+    ({"targets": [], "pvc": "annotated"}, "parameters are mutually exclusive: targets|pvc"),
+    ({"targets": ["annotated"]}, "Elements value for option 'targets' is of type str and we were unable to convert to dict"),
 ]
 
 
 @pytest.mark.parametrize("args, message", BAD_PARAMETERS)
-def test_bad_parameters_fail_clearly_and_delete_nothing(namespace, run, audit, args, message):
-    result = run("snapshot_expire", namespace=namespace, **args)
-    assert result.get("failed") is True and message in result["msg"], result
-    assert [w for w in writes(audit, namespace) if w[0] == "delete"] == []
+def test_bad_parameters_fail_clearly_and_delete_nothing(kube, expirable, run, audit, args, message):
+    assert_refused_and_nothing_deleted(kube, run, audit, expirable, args, message)
+
+
+# Changes to a good target from k8s_pv_info (None drops the key); {origin} is the target's.
+BAD_TARGETS = [
+    ({"key": None}, "targets[0]: target {origin}: missing key"),
+    ({"key": "not a label"}, "targets[0]: target {origin}: key: 'not a label' is not a valid label value"),
+    ({"source": "s" * 64}, "targets[0]: target {origin}: source: '" + "s" * 64 + "' is not a valid label value"),
+    ({"backend": "", "volume": {}}, "targets[0]: target {origin}: missing backend, volume"),
+    ({"pv": None, "origin": None}, "targets[0]: target ?: missing pv, origin"),
+    ({"policy": "P1D"}, "targets[0]: retention policy 'P1D' needs at least two durations"),
+    ({"policy": 5}, "targets[0]: retention policy must be a string of ISO 8601 durations, got 5"),
+]
+
+
+@pytest.mark.parametrize("change, message", BAD_TARGETS)
+def test_bad_targets_fail_clearly_and_delete_nothing(kube, expirable, run, audit, change, message):
+    target = expirable[2]
+    bad = {key: value for key, value in dict(target, **change).items() if value is not None}
+    assert_refused_and_nothing_deleted(kube, run, audit, expirable, {"targets": [bad]}, message.format(origin=target["origin"]))
+
+
+# PVC name: (its annotations and labels once the snapshots exist, the field at fault, words of the reason).
+BAD_CLAIMS = {
+    "one-delta": ({DELTAS: "P1D"}, f"metadata.annotations[{DELTAS}]", "needs at least two durations"),
+    "empty": ({DELTAS: ""}, f"metadata.annotations[{DELTAS}]", "needs at least two durations"),
+    "garbage": ({DELTAS: "daily weekly"}, f"metadata.annotations[{DELTAS}]", "invalid ISO 8601 duration 'daily'"),
+    "zero": ({DELTAS: "PT0S P1D"}, f"metadata.annotations[{DELTAS}]", "duration 'PT0S' in retention policy 'PT0S P1D' must be positive"),
+    "dupe": ({DELTAS: "P1D PT24H"}, f"metadata.annotations[{DELTAS}]", "duplicate duration 'PT24H'"),
+    "fractional": ({DELTAS: "P0.5M P1Y"}, f"metadata.annotations[{DELTAS}]", "fractional months or years are not supported: 'P0.5M'"),
+    "nonsense-class": ({"kubesnap.io/snapshot-class": "no-such-class"}, "snapshot_class", "'no-such-class' does not exist"),
+    "labelled": ({"volumeBackup": "true"}, "metadata.labels[volumeBackup]", "no label_policy"),
+}
 
 
 def test_bad_annotations_are_reported_per_object_and_the_rest_is_served(kube, namespace, run, audit):
-    kube.create_pvc(namespace, "good")
-    annotate(kube, namespace, "good", {DELTAS: "PT1H P1D"})
-    bad = {"one-delta": "P1D", "garbage": "daily weekly", "zero": "PT0S P1D", "dupe": "P1D PT24H", "nonsense-class": "PT1H P1D"}
-    for name, value in bad.items():
+    for name in [*BAD_CLAIMS, "bad-pv"]:
         kube.create_pvc(namespace, name)
-        extra = {"kubesnap.io/snapshot-class": "no-such-class"} if name == "nonsense-class" else {}
-        annotate(kube, namespace, name, dict(extra, **{DELTAS: value}))
+        annotate(kube, namespace, name, {DELTAS: SHORT} if name != "bad-pv" else {})
+    bad_pv = kube.core.read_namespaced_persistent_volume_claim("bad-pv", namespace).spec.volume_name
+    kube.core.patch_persistent_volume(bad_pv, {"metadata": {"annotations": {DELTAS: SHORT}}})
+    # Snapshots that SHORT at FAR would expire, taken while the volumes were still well protected.
+    for _round in range(3):
+        result = run("k8s_pv_snapshot", namespace=namespace, force=True)
+        assert [v["state"] for v in result["volumes"]] == ["ready"] * (len(BAD_CLAIMS) + 1), result
+    before = owned_names(kube, namespace)
+    for name, (metadata, _field, _reason) in BAD_CLAIMS.items():
+        if name == "labelled":  # the label alone asks for protection, and this run gives no label_policy
+            annotate(kube, namespace, name, {DELTAS: None}, labels=metadata)
+        else:
+            annotate(kube, namespace, name, metadata)
+    kube.core.patch_persistent_volume(bad_pv, {"metadata": {"annotations": {DELTAS: "P1D"}}})
+    kube.create_pvc(namespace, "good")
+    annotate(kube, namespace, "good", {DELTAS: SHORT})
     kube.create_pvc(namespace, "unbound", storage_class="no-such-storage-class", wait_bound=False)
-    annotate(kube, namespace, "unbound", {DELTAS: "PT1H P1D"})
+    annotate(kube, namespace, "unbound", {DELTAS: SHORT})
+
+    result = run("k8s_pv_snapshot", namespace=namespace)
+    assert result["failed"] is True
+    expected = {f"pvc/{namespace}/{name}": (field, reason) for name, (_metadata, field, reason) in BAD_CLAIMS.items()}
+    expected[f"pv/{bad_pv}"] = (f"metadata.annotations[{DELTAS}]", "needs at least two durations")
+    expected[f"pvc/{namespace}/unbound"] = ("spec.volumeName", "claim is not bound to a volume")
+    problems = {p["object"]: p for p in result["problems"]}
+    assert problems.keys() == expected.keys()
+    for origin, (field, reason) in expected.items():
+        assert problems[origin]["field"] == field and reason in problems[origin]["reason"], problems[origin]
+        assert f"{origin}: {field}: " in result["msg"]
+    assert [(v["volume"], v["action"]) for v in result["volumes"]] == [(f"{namespace}/good", "created")]
+
+    older = result["volumes"][0]["snapshot"]
+    newest = run("k8s_pv_snapshot", namespace=namespace, pvc="good", force=True)["volumes"][0]["snapshot"]
+    audit.mark()
+    expired = run("snapshot_expire", namespace=namespace, now=FAR)
+    # The good volume is served (its older snapshot expires); nothing of a volume with a problem is touched.
+    assert expired["failed"] is True
+    assert [(v["volume"], [e["name"] for e in v["expire"]]) for v in expired["volumes"]] == [(f"{namespace}/good", [older])]
+    assert [w for w in module_writes(audit) if w[1] == "volumesnapshots"] == [("delete", "volumesnapshots", namespace, older)]
+    assert owned_names(kube, namespace) == before | {newest}
+
+
+# SnapshotRule name: (spec, the field at fault, words of the reason). The CRD's schema lets all of these through.
+BAD_RULES = {
+    "one-delta": ({"deltas": "P1D", "persistentVolumeClaim": "data"}, "spec.deltas", "needs at least two durations"),
+    "empty-deltas": ({"deltas": "", "persistentVolumeClaim": "data"}, "spec.deltas", "missing"),
+    "garbage": ({"deltas": "nightly weekly", "persistentVolumeClaim": "data"}, "spec.deltas", "invalid ISO 8601 duration 'nightly'"),
+    "zero": ({"deltas": "PT0S P1D", "persistentVolumeClaim": "data"}, "spec.deltas", "'PT0S' in retention policy 'PT0S P1D' must be positive"),
+    "dupe": ({"deltas": "P7D P1W", "persistentVolumeClaim": "data"}, "spec.deltas", "duplicate duration 'P1W'"),
+    "comma": ({"deltas": "P1D,P7D", "persistentVolumeClaim": "data"}, "spec.deltas", "invalid ISO 8601 duration 'P1D,P7D'"),
+    "no-claim": ({"deltas": SHORT}, "spec.persistentVolumeClaim", "volume not found"),
+    "ghost-claim": ({"deltas": SHORT, "persistentVolumeClaim": "ghost"}, "spec.persistentVolumeClaim", "'ghost' does not exist"),
+    "unbound-claim": ({"deltas": SHORT, "persistentVolumeClaim": "unbound"}, "spec.volumeName", "claim is not bound to a volume"),
+    "no-such-class": ({"deltas": SHORT, "persistentVolumeClaim": "data", "snapshotClassName": "no-such-class"}, "snapshot_class",
+                      "'no-such-class' does not exist"),
+    "gce-disk": ({"deltas": SHORT, "backend": "google", "disk": {"name": "disk-1", "zone": "europe-west1-b"}}, "spec.disk",
+                 "need the gce or aws backend"),
+    "aws-disk": ({"deltas": SHORT, "disk": {"region": "eu-west-1", "volumeId": "vol-1"}}, "spec.disk", "need the gce or aws backend"),
+}
+# What the schema refuses never reaches the modules: the apiserver answers 422.
+SCHEMA_REFUSED = [{"deltas": 7, "persistentVolumeClaim": "data"}, {"persistentVolumeClaim": "data"},
+                  {"deltas": SHORT, "persistentVolumeClaim": ["data"]}, {"deltas": SHORT, "backend": "azure"}]
+
+
+def test_bad_snapshot_rules_are_reported_per_object_and_a_good_rule_is_served(kube, namespace, run, rule_crd):
+    kube.create_pvc(namespace, "good")
+    kube.create_pvc(namespace, "data")
+    kube.create_pvc(namespace, "unbound", storage_class="no-such-storage-class", wait_bound=False)
+    rules = ("k8s-snapshots.elsdoerfer.com", "v1", namespace, "snapshotrules")
+
+    def create_rule(name, spec):
+        kube.custom.create_namespaced_custom_object(*rules, {"apiVersion": "k8s-snapshots.elsdoerfer.com/v1", "kind": "SnapshotRule",
+                                                             "metadata": {"name": name}, "spec": spec})
+
+    for index, spec in enumerate(SCHEMA_REFUSED):
+        with pytest.raises(client.ApiException) as refused:
+            create_rule(f"refused-{index}", spec)
+        assert refused.value.status == 422, spec
+    create_rule("good", {"deltas": SHORT, "persistentVolumeClaim": "good"})
+    for name, (spec, _field, _reason) in BAD_RULES.items():
+        create_rule(name, spec)
+
     result = run("k8s_pv_snapshot", namespace=namespace)
     assert result["failed"] is True
     problems = {p["object"]: p for p in result["problems"]}
-    assert set(problems) == {f"pvc/{namespace}/{name}" for name in list(bad) + ["unbound"]}
-    assert problems[f"pvc/{namespace}/garbage"]["field"] == f"metadata.annotations[{DELTAS}]"
-    assert "'daily'" in problems[f"pvc/{namespace}/garbage"]["reason"]
-    assert problems[f"pvc/{namespace}/unbound"]["field"] == "spec.volumeName"
-    assert problems[f"pvc/{namespace}/nonsense-class"]["field"] == "snapshot_class"
-    for name in bad:
-        assert f"pvc/{namespace}/{name}" in result["msg"]
-    assert [v["volume"] for v in result["volumes"] if v["action"] == "created"] == [f"{namespace}/good"]
-    audit.mark()
-    expired = run("snapshot_expire", namespace=namespace, now="2031-01-01T00:00:00Z")
-    assert expired["failed"] is True and [w for w in writes(audit, namespace) if w[0] == "delete"] == []
+    assert problems.keys() == {f"snapshotrule/{namespace}/{name}" for name in BAD_RULES}
+    for name, (_spec, field, reason) in BAD_RULES.items():
+        origin = f"snapshotrule/{namespace}/{name}"
+        assert problems[origin]["field"] == field and reason in problems[origin]["reason"], problems[origin]
+        assert f"{origin}: {field}: " in result["msg"]
+    [served] = [v for v in result["volumes"] if v["action"] == "created"]
+    assert (served["volume"], served["origin"], served["state"]) == (f"{namespace}/good", f"snapshotrule/{namespace}/good", "ready")
 
 
 def test_api_cost_of_a_cycle_with_nothing_due_is_constant(kube, namespace, run, audit):
@@ -268,7 +454,7 @@ def test_api_cost_of_a_cycle_with_nothing_due_is_constant(kube, namespace, run, 
     audit.mark()
     again = run("k8s_pv_snapshot", namespace=namespace)
     assert again["changed"] is False
-    events = ours(audit, namespace)
+    events = module_requests(audit)
     verbs = sorted({e["verb"] for e in events})
     # PVs, PVCs, SnapshotRules, VolumeSnapshotClasses, VolumeSnapshots: one list each, whatever the count.
     assert verbs == ["list"] and len(events) == 5, [(e["verb"], e["objectRef"].get("resource")) for e in events]
@@ -303,4 +489,4 @@ def test_every_page_is_read(cluster, kube, namespace, audit):
     audit.mark()
     items = api.list_all(resource_path("v1", "persistentvolumeclaims", namespace), page_size=2)
     assert sorted(item["metadata"]["name"] for item in items) == [f"page-{index}" for index in range(5)]
-    assert len([e for e in ours(audit, namespace) if e["verb"] == "list"]) == 3
+    assert len([e for e in module_requests(audit) if e["verb"] == "list"]) == 3

@@ -4,18 +4,24 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import re
+from pathlib import Path
 
 import pytest
+import yaml
 from ansible.errors import AnsibleFilterError
 from ansible_collections.kubesnap.snapshots.plugins.filter.retention_plan import (
     FilterModule,
     retention_plan,
 )
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention import expire
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from jinja2.nativetypes import NativeEnvironment
+from tarsnapper.expire import expire as tarsnapper_expire
 
 UTC = dt.UTC
+README = Path(__file__).resolve().parents[4] / "README.md"
 
 EXAMPLE = [
     "2026-03-29T08:00:00Z",
@@ -108,20 +114,89 @@ def test_generator_input():
     assert plan["expire"] == ["2026-03-30T07:00:00Z"]
 
 
+# The vectors of /work/shared/peers.md, answers worked out by hand. NEWEST is "now" there.
+NEWEST = dt.datetime(2026, 11, 23, 12, tzinfo=UTC)
+
+
+def ago(days=0, hours=0):
+    return (NEWEST - dt.timedelta(days=days, hours=hours)).isoformat().replace("+00:00", "Z")
+
+
+DAILY = [ago(days=10 - i) for i in range(11)]  # d00 (oldest) .. d10 (newest)
+HOURLY = [ago(hours=240 - i) for i in range(241)]  # h000 .. h240
+# keep 31: h072, h096, ..., h192 (daily) and h216..h240 (hourly)
+HOURLY_KEEP = [HOURLY[h] for h in (72, 96, 120, 144, 168, 192)] + HOURLY[216:]
+
+
+@pytest.mark.parametrize(
+    "items, policy, keep, expired, next_due",
+    [
+        pytest.param(DAILY, "P1D P7D", DAILY[3:], DAILY[:3], "2026-11-24T12:00:00Z", id="daily-1d-7d"),
+        pytest.param(DAILY, "P7D P1D", DAILY[3:], DAILY[:3], "2026-11-24T12:00:00Z", id="order-does-not-matter"),
+        # newest first: the plan lists items in input order, not in time order
+        pytest.param([ago(0), ago(8), ago(15)], "P1D P7D", [ago(0), ago(8)], [ago(15)], "2026-11-24T12:00:00Z", id="gap-8d-15d"),
+        pytest.param([ago(0), ago(2), ago(12)], "P1D P7D", [ago(0), ago(2)], [ago(12)], "2026-11-24T12:00:00Z", id="tie-goes-to-newer"),
+        pytest.param(
+            HOURLY, "PT1H P1D P7D", HOURLY_KEEP, [item for item in HOURLY if item not in HOURLY_KEEP], "2026-11-23T13:00:00Z",
+            id="hourly-1h-1d-7d",
+        ),
+        pytest.param(
+            [ago(hours=h) for h in (0, 1, 2, 30, 50)], "PT1H P1D", [ago(hours=h) for h in (0, 1, 2, 30)], [ago(hours=50)],
+            "2026-11-23T13:00:00Z", id="1h-1d-gap",
+        ),
+        pytest.param([ago(0)], "P1D P7D", [ago(0)], [], "2026-11-24T12:00:00Z", id="one-backup"),
+    ],
+)
+def test_peer_vectors(items, policy, keep, expired, next_due):
+    # now is the newest snapshot: nothing is due until one smallest delta later
+    assert retention_plan(items, policy, now=NEWEST) == {"keep": keep, "expire": expired, "due": False, "next_due": next_due}
+
+
+FIXED_POLICIES = [
+    ("PT1H P1D", [dt.timedelta(hours=1), dt.timedelta(days=1)]),
+    ("P7D PT1H P1D", [dt.timedelta(hours=1), dt.timedelta(days=1), dt.timedelta(days=7)]),
+    ("P1D P7D P30D", [dt.timedelta(days=1), dt.timedelta(days=7), dt.timedelta(days=30)]),
+    ("PT6H P2D", [dt.timedelta(hours=6), dt.timedelta(days=2)]),
+]
+
+
 @settings(max_examples=200, deadline=None, database=None)
 @given(
     hours=st.lists(st.integers(0, 24 * 40), max_size=40),
-    policy=st.sampled_from(["PT1H P1D", "PT1H P1D P7D", "P1D P7D P30D", "PT6H P1M"]),
+    policy=st.sampled_from(FIXED_POLICIES),
+    now_hours=st.integers(0, 24 * 42),
 )
-def test_partition(hours, policy):
+def test_partition_matches_tarsnapper(hours, policy, now_hours):
+    text, deltas = policy
     base = dt.datetime(2026, 1, 1, tzinfo=UTC)
-    items = [(base + dt.timedelta(hours=h)).isoformat().replace("+00:00", "Z") for h in hours]
-    plan = retention_plan(items, policy, now="2026-03-01T00:00:00Z")
-    assert sorted(plan["keep"] + plan["expire"]) == sorted(items)
-    keep_positions = expire(dict(enumerate(items)), policy)
-    assert plan["keep"] == [item for i, item in enumerate(items) if i in keep_positions]
-    assert plan["expire"] == [item for i, item in enumerate(items) if i not in keep_positions]
-    assert len(plan["keep"]) == len(set(keep_positions))
+    times = [base + dt.timedelta(hours=h) for h in hours]
+    items = [when.isoformat().replace("+00:00", "Z") for when in times]
+    now = base + dt.timedelta(hours=now_hours)
+    plan = retention_plan(items, text, now=now.isoformat())
+    # tarsnapper breaks equal times by dict order (stable sort, newest first): insert later items
+    # first so that, as the filter documents, the later of two equal items counts as newer.
+    kept = set(tarsnapper_expire({i: times[i] for i in reversed(range(len(times)))}, list(deltas)))
+    assert plan["keep"] == [item for i, item in enumerate(items) if i in kept]
+    assert plan["expire"] == [item for i, item in enumerate(items) if i not in kept]
+    due_at = max(max(times) + deltas[0], now) if times else now
+    assert plan["due"] is (due_at == now)
+    assert plan["next_due"] == due_at.isoformat().replace("+00:00", "Z")
+
+
+def readme_blocks(section):
+    """The fenced code blocks of one README section, by language."""
+    text = README.read_text(encoding="utf-8")
+    body = text.split("\n## " + section, 1)[1].split("\n## ", 1)[0]
+    return dict(re.findall(r"```(\w+)\n(.*?)```", body, re.S))
+
+
+def test_readme_preview_example_prints_the_json_shown():
+    blocks = readme_blocks("Preview a policy")
+    task = yaml.safe_load(blocks["yaml"])[0]
+    templates = NativeEnvironment()
+    templates.filters["kubesnap.snapshots.retention_plan"] = retention_plan
+    plan = templates.from_string(task["ansible.builtin.debug"]["msg"]).render()
+    assert plan == json.loads(blocks["json"])
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,248 @@
+# The JSON client: paging, optional collections, what is retried, and where credentials come from.
+from __future__ import annotations
+
+import json
+
+import pytest
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import k8s
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError, client_from_params
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import AUTH_SPEC
+
+HOST = 'https://api.example:6443'
+PVS = '/api/v1/persistentvolumes'
+AUTH_VARIABLES = ('K8S_AUTH_KUBECONFIG', 'K8S_AUTH_CONTEXT', 'K8S_AUTH_HOST', 'K8S_AUTH_API_KEY', 'K8S_AUTH_VERIFY_SSL',
+                  'K8S_AUTH_SSL_CA_CERT', 'K8S_AUTH_CERT_FILE', 'K8S_AUTH_KEY_FILE', 'K8S_AUTH_PROXY')
+
+
+class FakeResponse:
+    def __init__(self, status, body, headers=None):
+        self.status = status
+        self.data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        self.headers = headers or {}
+
+
+class FakePool:
+    """Stands in for urllib3.PoolManager: keeps the pool options, records requests, answers from a queue."""
+
+    def __init__(self):
+        self.options = None
+        self.requests = []
+        self.responses = []
+
+    def manager(self, **options):
+        self.options = options
+        return self
+
+    def request(self, method, url, body=None, headers=None, **_transport):
+        self.requests.append((method, url, json.loads(body) if body else None, headers))
+        return self.responses.pop(0)
+
+
+@pytest.fixture
+def pool(monkeypatch):
+    fake = FakePool()
+    monkeypatch.setattr(k8s.urllib3, 'PoolManager', fake.manager)
+    return fake
+
+
+@pytest.fixture
+def client(pool):
+    # host and api_key given: no kubeconfig or service account is read
+    return client_from_params({'host': HOST + '/', 'api_key': 'secret-token', 'validate_certs': False})
+
+
+def pages(*contents):
+    """A fake `request` serving list pages in order, recording each (method, path, query) as it was sent."""
+    served = list(contents)
+    sent = []
+
+    def request(method, path, query=None, **_options):
+        sent.append((method, path, dict(query)))  # list_all reuses its query dict between pages
+        return served.pop(0)
+    return request, sent
+
+
+# --------------------------------------------------------------------------------------------
+# Listing
+# --------------------------------------------------------------------------------------------
+
+def test_list_all_follows_continue_to_the_last_page(client, monkeypatch):
+    request, sent = pages(
+        {'items': [{'n': 1}, {'n': 2}], 'metadata': {'continue': 'page-2'}},
+        {'items': [{'n': 3}], 'metadata': {'continue': 'page-3'}},
+        {'items': [{'n': 4}], 'metadata': {'continue': '', 'resourceVersion': '42'}},
+    )
+    monkeypatch.setattr(client, 'request', request)
+    assert client.list_all(PVS, label_selector='app.kubernetes.io/managed-by=kubesnap') == [{'n': n} for n in (1, 2, 3, 4)]
+    query = {'limit': 500, 'labelSelector': 'app.kubernetes.io/managed-by=kubesnap'}
+    assert sent == [
+        ('GET', PVS, query),
+        ('GET', PVS, dict(query, **{'continue': 'page-2'})),
+        ('GET', PVS, dict(query, **{'continue': 'page-3'})),
+    ]
+
+
+def test_list_all_stops_at_a_page_without_continue_and_tolerates_null_items(client, monkeypatch):
+    request, sent = pages({'items': [{'n': 1}], 'metadata': {'continue': 'next'}}, {'items': None, 'metadata': {}})
+    monkeypatch.setattr(client, 'request', request)
+    assert client.list_all(PVS, page_size=2) == [{'n': 1}]
+    assert [query for _method, _path, query in sent] == [
+        {'limit': 2, 'labelSelector': None},
+        {'limit': 2, 'labelSelector': None, 'continue': 'next'},
+    ]
+
+
+def test_list_on_the_wire_omits_an_unset_selector_and_encodes_the_token(client, pool):
+    pool.responses = [FakeResponse(200, {'items': [{'n': 1}], 'metadata': {'continue': 'a/b=c&d'}}),
+                      FakeResponse(200, {'items': [{'n': 2}], 'metadata': {}})]
+    assert client.list_all(PVS) == [{'n': 1}, {'n': 2}]
+    assert [(method, url) for method, url, _body, _headers in pool.requests] == [
+        ('GET', HOST + PVS + '?limit=500'),
+        ('GET', HOST + PVS + '?limit=500&continue=a%2Fb%3Dc%26d'),
+    ]
+    headers = pool.requests[0][3]
+    assert headers['Authorization'] == 'Bearer secret-token' and headers['User-Agent'] == 'kubesnap.snapshots'
+    assert 'Content-Type' not in headers  # a GET has no body
+    assert client.requests == {'GET': 2}
+
+
+def test_list_optional_is_none_only_for_a_collection_the_server_does_not_serve(client, monkeypatch):
+    def not_served(method, path, query=None, **_options):
+        raise KubeError(method, path, 404, 'the server could not find the requested resource', 'NotFound')
+
+    monkeypatch.setattr(client, 'request', not_served)
+    assert client.list_optional('/apis/k8s-snapshots.elsdoerfer.com/v1/snapshotrules') is None
+
+    def forbidden(method, path, query=None, **_options):
+        raise KubeError(method, path, 403, 'snapshotrules is forbidden', 'Forbidden')
+
+    monkeypatch.setattr(client, 'request', forbidden)
+    with pytest.raises(KubeError, match='forbidden') as raised:
+        client.list_optional('/apis/k8s-snapshots.elsdoerfer.com/v1/snapshotrules')
+    assert raised.value.status == 403
+
+    request, _sent = pages({'items': [], 'metadata': {}})
+    monkeypatch.setattr(client, 'request', request)
+    assert client.list_optional('/apis/k8s-snapshots.elsdoerfer.com/v1/snapshotrules') == []
+
+
+# --------------------------------------------------------------------------------------------
+# Errors and what is retried
+# --------------------------------------------------------------------------------------------
+
+def test_an_error_response_becomes_a_kube_error_with_the_servers_reason(client, pool):
+    status = {'kind': 'Status', 'message': 'leases "x" already exists', 'reason': 'AlreadyExists'}
+    pool.responses = [FakeResponse(409, status, {'Retry-After': '120'})]
+    with pytest.raises(KubeError) as raised:
+        client.create('/apis/coordination.k8s.io/v1/namespaces/ops/leases', {'metadata': {'name': 'x'}})
+    error = raised.value
+    assert (error.method, error.status, error.reason, error.message) == ('POST', 409, 'AlreadyExists', 'leases "x" already exists')
+    assert error.retry_after == 30.0  # the server's hint, capped
+    assert pool.requests[0][2] == {'metadata': {'name': 'x'}} and pool.requests[0][3]['Content-Type'] == 'application/json'
+
+
+def test_an_error_without_a_status_body_keeps_the_raw_text(client, pool):
+    pool.responses = [FakeResponse(403, b'<html>denied by proxy</html>')]
+    with pytest.raises(KubeError, match='denied by proxy') as raised:
+        client.get(PVS)
+    assert raised.value.status == 403 and raised.value.reason == '' and raised.value.retry_after is None
+
+
+@pytest.mark.parametrize('method', ['GET', 'POST', 'PUT', 'DELETE'])
+def test_throttling_is_always_retryable(method):
+    assert KubeError(method, PVS, 429, 'too many requests').retryable
+
+
+@pytest.mark.parametrize('status', [0, 500, 502, 503, 504])
+@pytest.mark.parametrize('method, retryable', [('GET', True), ('PUT', True), ('DELETE', True), ('POST', False)])
+def test_server_errors_are_retried_except_for_a_create(method, retryable, status):
+    # a create may have happened before the server failed (or the connection broke): repeating it could duplicate it
+    assert KubeError(method, PVS, status, 'unavailable').retryable is retryable
+
+
+@pytest.mark.parametrize('status', [400, 401, 403, 404, 409, 410, 422, 501])
+@pytest.mark.parametrize('method', ['GET', 'POST'])
+def test_client_errors_are_final(method, status):
+    assert not KubeError(method, PVS, status, 'no').retryable
+
+
+# --------------------------------------------------------------------------------------------
+# Credentials: kubernetes.core's options and their K8S_AUTH_* variables
+# --------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def environment(monkeypatch):
+    """Set K8S_AUTH_* variables on an environment cleared of the machine's own."""
+    for name in AUTH_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch.setenv
+
+
+def auth_params(params=None):
+    """The auth options as an AnsibleModule would see them; raises on validation errors."""
+    result = ArgumentSpecValidator(AUTH_SPEC).validate(params or {})
+    if result.error_messages:
+        raise ValueError('; '.join(result.error_messages))
+    return result.validated_parameters
+
+
+@pytest.mark.parametrize(
+    'option, variable, value',
+    [
+        ('context', 'K8S_AUTH_CONTEXT', 'admin@prod'),
+        ('host', 'K8S_AUTH_HOST', HOST),
+        ('api_key', 'K8S_AUTH_API_KEY', 'secret-token'),
+        ('kubeconfig', 'K8S_AUTH_KUBECONFIG', '/etc/kube/config'),
+        ('ca_cert', 'K8S_AUTH_SSL_CA_CERT', '/etc/kube/ca.crt'),
+        ('client_cert', 'K8S_AUTH_CERT_FILE', '/etc/kube/client.crt'),
+        ('client_key', 'K8S_AUTH_KEY_FILE', '/etc/kube/client.key'),
+        ('proxy', 'K8S_AUTH_PROXY', 'http://proxy.example:3128'),
+    ],
+)
+def test_each_option_falls_back_to_its_k8s_auth_variable(environment, option, variable, value):
+    assert auth_params()[option] is None
+    environment(variable, value)
+    assert auth_params()[option] == value
+    assert auth_params({option: 'set-in-the-task'})[option] == 'set-in-the-task'
+
+
+@pytest.mark.parametrize('text', ['no', 'No', 'false', 'FALSE', 'off', '0', 'n', 'f'])
+def test_verify_ssl_variable_can_turn_verification_off(environment, text):
+    environment('K8S_AUTH_VERIFY_SSL', text)
+    assert auth_params()['validate_certs'] is False
+
+
+@pytest.mark.parametrize('text', ['yes', 'true', 'True', 'on', '1', 'y'])
+def test_verify_ssl_variable_can_turn_verification_on(environment, text):
+    environment('K8S_AUTH_VERIFY_SSL', text)
+    assert auth_params()['validate_certs'] is True
+
+
+@pytest.mark.parametrize('text', ['maybe', 'disabled', ''])
+def test_verify_ssl_variable_that_is_not_a_boolean_is_an_error(environment, text):
+    # neither guessed on nor off: the module fails and says why
+    environment('K8S_AUTH_VERIFY_SSL', text)
+    with pytest.raises(ValueError, match='validate_certs'):
+        auth_params()
+
+
+def test_an_explicit_false_is_not_overridden_by_the_variable(environment):
+    environment('K8S_AUTH_VERIFY_SSL', 'yes')
+    assert auth_params({'validate_certs': False})['validate_certs'] is False
+    assert auth_params({'verify_ssl': False})['validate_certs'] is False
+    assert auth_params()['validate_certs'] is True
+
+
+def test_variables_reach_the_client(environment, pool):
+    environment('K8S_AUTH_HOST', HOST + '/')
+    environment('K8S_AUTH_API_KEY', 'secret-token')
+    environment('K8S_AUTH_VERIFY_SSL', 'no')
+    client = client_from_params(auth_params())
+    assert client.host == HOST
+    assert pool.options['cert_reqs'] == 'CERT_NONE'
+    assert pool.options['retries'] is False  # retries are retry.py's, with jitter and Retry-After
+    pool.responses = [FakeResponse(200, {'metadata': {'name': 'pv-1'}})]
+    assert client.get(PVS + '/pv-1') == {'metadata': {'name': 'pv-1'}}
+    assert pool.requests[0][1] == HOST + PVS + '/pv-1' and pool.requests[0][3]['Authorization'] == 'Bearer secret-token'
