@@ -22,20 +22,20 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils.targets import 
 RULES_GROUP_VERSION = 'k8s-snapshots.elsdoerfer.com/v1'
 
 
-def list_inventory(client, namespace=None):
-    """PVs, PVCs, SnapshotRules and VolumeSnapshotClasses: one paged list per kind."""
+def list_inventory(client, namespace=None, rules=True):
+    """PVs, PVCs, SnapshotRules (when asked for) and VolumeSnapshotClasses: one paged list per kind."""
     return Inventory(
         # PVs are cluster-scoped and always listed whole: orphan detection needs every live volume.
         pvs=client.list_all(resource_path('v1', 'persistentvolumes')),
         pvcs=client.list_all(resource_path('v1', 'persistentvolumeclaims', namespace)),
-        rules=client.list_optional(resource_path(RULES_GROUP_VERSION, 'snapshotrules', namespace)),
+        rules=client.list_optional(resource_path(RULES_GROUP_VERSION, 'snapshotrules', namespace)) if rules else [],
         snapshot_classes=client.list_optional(resource_path('snapshot.storage.k8s.io/v1', 'volumesnapshotclasses')) or [],
     )
 
 
 def discover_targets(client, options):
-    """Inventory, registry and discovery of one cluster."""
-    inventory = list_inventory(client, options.namespace)
+    """Inventory, registry and discovery of one cluster; a one-off or a run without the rule source lists no rules."""
+    inventory = list_inventory(client, options.namespace, rules='rule' in options.sources and not (options.pvc or options.pv))
     registry = Registry.for_cluster(client, inventory.snapshot_classes)
     return inventory, registry, discover(inventory, options, registry)
 

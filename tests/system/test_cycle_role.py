@@ -1,6 +1,7 @@
-# The packaged playbook and role through real ansible-playbook: module_defaults for the action
-# group reach every module, the cycle snapshots and prunes, and a second run changes nothing.
-"""System test of playbooks/cycle.yml (role kubesnap.snapshots.snapshot_cycle)."""
+# The collection through the real ansible CLIs: the packaged playbook and role (module_defaults for
+# the action group reach every module, the cycle snapshots and prunes, a second run changes
+# nothing), and the ad-hoc one-off snapshot as the README writes it.
+"""System tests of playbooks/cycle.yml (role kubesnap.snapshots.snapshot_cycle) and of an ad-hoc call."""
 
 from __future__ import annotations
 
@@ -38,3 +39,19 @@ def test_packaged_cycle_snapshots_then_changes_nothing(cluster, kube, namespace)
     assert sorted(s["spec"]["source"]["persistentVolumeClaimName"] for s in snapshots) == ["annotated", "labelled"]
     second = play(str(cluster.kubeconfig), namespace)
     assert second["changed"] == 0 and second["failed"] == 0
+
+
+def test_ad_hoc_snapshot_before_an_upgrade_with_credentials_from_the_environment(cluster, kube, namespace, tmp_path):
+    kube.create_pvc(namespace, "data-0")
+    # No kubeconfig option, no KUBECONFIG and no ~/.kube/config: only kubernetes.core's variable.
+    env = {key: value for key, value in os.environ.items() if key != "KUBECONFIG"}
+    env.update(ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS), ANSIBLE_NOCOLOR="1", HOME=str(tmp_path), ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"),
+               K8S_AUTH_KUBECONFIG=str(cluster.kubeconfig))
+    process = subprocess.run([str(Path(sys.executable).with_name("ansible")), "localhost", "-i", "localhost,", "-c", "local",
+                              "-e", "ansible_python_interpreter=" + sys.executable, "-m", "kubesnap.snapshots.k8s_pv_snapshot",
+                              "-a", f"namespace={namespace} pvc=data-0 force=true"],
+                             capture_output=True, text=True, env=env, check=False, timeout=300)
+    assert process.returncode == 0 and "CHANGED" in process.stdout, process.stdout[-4000:] + process.stderr[-2000:]
+    [snapshot] = kube.custom.list_namespaced_custom_object("snapshot.storage.k8s.io", "v1", namespace, "volumesnapshots")["items"]
+    assert snapshot["spec"]["source"]["persistentVolumeClaimName"] == "data-0"
+    assert snapshot["status"]["readyToUse"] is True
