@@ -110,8 +110,12 @@ def test_other_create_errors_are_not_retried_under_another_name():
     assert len(client.bodies) == 1
 
 
+# Watch streams that fail when opened, as the apiserver answers them.
+STREAM_ERRORS = {'expired': (410, 'too old resource version'), 'forbidden': (403, 'forbidden')}
+
+
 class WatchingClient:
-    """A list, then scripted watch streams; each stream is a list of events or a KubeError to raise."""
+    """A list, then scripted watch streams; each stream is a list of events or a key of STREAM_ERRORS."""
 
     def __init__(self, listed, streams):
         self.listed = listed
@@ -125,8 +129,9 @@ class WatchingClient:
     def watch(self, path, label_selector, version, timeout):
         self.calls.append(('watch', version))
         stream = self.streams.pop(0) if self.streams else []
-        if isinstance(stream, KubeError):
-            raise stream
+        if isinstance(stream, str):
+            status, message = STREAM_ERRORS[stream]
+            raise KubeError('WATCH', path, status, message)
         yield from stream
 
 
@@ -157,7 +162,7 @@ def test_settle_hears_each_change_once_and_follows_the_stream_version():
 
 def test_settle_lists_again_when_the_version_expired_and_a_deleted_snapshot_is_failed():
     client = WatchingClient([volume_snapshot('a'), volume_snapshot('b')], [
-        KubeError('WATCH', '/x', 410, 'too old resource version', 'Expired'),
+        'expired',
         [('DELETED', volume_snapshot('a', version='105'))],
     ])
     client_listed_later = [volume_snapshot('a'), volume_snapshot('b', ready=True)]
@@ -180,7 +185,7 @@ def test_settle_stops_at_the_deadline_with_snapshots_still_pending():
 
 
 def test_other_watch_errors_are_raised():
-    client = WatchingClient([volume_snapshot('a')], [KubeError('WATCH', '/x', 403, 'forbidden')])
+    client = WatchingClient([volume_snapshot('a')], ['forbidden'])
     with pytest.raises(KubeError, match='forbidden'):
         list(CsiBackend(client).settle([pending('a')], deadline=100, clock=Clock()))
 
