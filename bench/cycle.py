@@ -528,7 +528,7 @@ def print_ours_detail(row: dict, noop: float) -> None:
     if row.get("ready_at") is not None:
         timeline.append(("last snapshot readyToUse (observer watch)", row["ready_at"]))
     if events:
-        timeline.append(("last request in the namespace (the poll that saw all ready)", event_time(events[-1]) - row["wall_start"]))
+        timeline.append(("last request in the namespace (the watch that saw them settle opens)", event_time(events[-1]) - row["wall_start"]))
     timeline.append(("ansible-playbook exit", row["seconds"]))
     print("ours, timeline (seconds from the ansible-playbook process start):")
     for label, value in timeline:
