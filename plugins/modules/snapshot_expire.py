@@ -133,13 +133,18 @@ def main():
     result = {'changed': False, 'volumes': []}
     try:
         inventory, registry, targets, problems = module.targets(need_inventory=True)
-        owned = cycle.list_owned(registry, [backend.name for backend in registry], p['namespace'])
-        plans = plans_for(targets, owned, inventory, p['orphan_policy'], anchor)
-        doomed = [snapshot for _label, _orphan, plan in plans for snapshot in plan.expire]
+        def plan_all():
+            owned = cycle.list_owned(registry, [backend.name for backend in registry], p['namespace'])
+            plans = plans_for(targets, owned, inventory, p['orphan_policy'], anchor)
+            return plans, [snapshot for _label, _orphan, plan in plans for snapshot in plan.expire]
+
+        plans, doomed = plan_all()
         errors = {}
         if doomed and not module.check_mode:
             try:
                 with module.lease():
+                    # Another run may have created or deleted snapshots since this one planned: plan again under the lease.
+                    plans, doomed = plan_all()
                     deleted = cycle.run_parallel(lambda s: registry.get(s.backend).delete(s), doomed, p['concurrency'])
                 errors = {snapshot.id: str(error) for snapshot, _none, error in deleted if error is not None}
             except LeaseHeld as exc:

@@ -246,3 +246,64 @@ def test_variables_reach_the_client(environment, pool):
     pool.responses = [FakeResponse(200, {'metadata': {'name': 'pv-1'}})]
     assert client.get(PVS + '/pv-1') == {'metadata': {'name': 'pv-1'}}
     assert pool.requests[0][1] == HOST + PVS + '/pv-1' and pool.requests[0][3]['Authorization'] == 'Bearer secret-token'
+
+
+# --------------------------------------------------------------------------------------------
+# Watching
+# --------------------------------------------------------------------------------------------
+
+class StreamingResponse(FakeResponse):
+    """A watch response: newline-separated JSON events delivered in arbitrary chunks."""
+
+    def __init__(self, status, chunks):
+        super().__init__(status, b''.join(chunks))
+        self.chunks = chunks
+        self.closed = False
+
+    def stream(self, _amount):
+        yield from self.chunks
+
+    def read(self):
+        return self.data
+
+    def close(self):
+        self.closed = True
+
+
+def event_lines(*events):
+    return b''.join(json.dumps(event).encode() + b'\n' for event in events)
+
+
+def test_watch_yields_events_split_across_chunks_and_closes_the_stream(client, pool):
+    data = event_lines({'type': 'MODIFIED', 'object': {'metadata': {'name': 'a', 'resourceVersion': '7'}}},
+                       {'type': 'BOOKMARK', 'object': {'metadata': {'resourceVersion': '8'}}})
+    response = StreamingResponse(200, [data[:5], data[5:40], data[40:]])
+    pool.responses.append(response)
+    events = list(client.watch('/apis/x/v1/things', 'a=b', '6', 2.5))
+    assert events == [('MODIFIED', {'metadata': {'name': 'a', 'resourceVersion': '7'}}), ('BOOKMARK', {'metadata': {'resourceVersion': '8'}})]
+    method, url, _body, _headers = pool.requests[0]
+    assert method == 'GET' and url.startswith(HOST + '/apis/x/v1/things?')
+    assert 'watch=true' in url and 'resourceVersion=6' in url and 'timeoutSeconds=3' in url and 'labelSelector=a%3Db' in url
+    assert response.closed and client.requests['GET'] == 1
+
+
+def test_watch_raises_an_error_event_with_its_status_code(client, pool):
+    pool.responses.append(StreamingResponse(200, [event_lines(
+        {'type': 'ERROR', 'object': {'kind': 'Status', 'code': 410, 'reason': 'Expired', 'message': 'too old resource version'}})]))
+    with pytest.raises(KubeError, match='too old resource version') as caught:
+        list(client.watch('/apis/x/v1/things', None, '1', 10))
+    assert caught.value.status == 410
+
+
+def test_watch_refused_by_the_server_raises_its_status(client, pool):
+    pool.responses.append(StreamingResponse(403, [json.dumps({'message': 'forbidden: no watch for you', 'reason': 'Forbidden'}).encode()]))
+    with pytest.raises(KubeError, match='no watch for you') as caught:
+        list(client.watch('/apis/x/v1/things', None, '1', 10))
+    assert caught.value.status == 403
+
+
+def test_list_with_version_returns_the_version_of_the_last_page(client, monkeypatch):
+    request, _sent = pages({'items': [{'n': 1}], 'metadata': {'continue': 'c', 'resourceVersion': ''}},
+                           {'items': [{'n': 2}], 'metadata': {'resourceVersion': '99'}})
+    monkeypatch.setattr(client, 'request', request)
+    assert client.list_with_version(PVS) == ([{'n': 1}, {'n': 2}], '99')
