@@ -133,6 +133,7 @@ def main():
     result = {'changed': False, 'volumes': []}
     try:
         inventory, registry, targets, problems = module.targets(need_inventory=True)
+
         def plan_all():
             owned = cycle.list_owned(registry, [backend.name for backend in registry], p['namespace'])
             plans = plans_for(targets, owned, inventory, p['orphan_policy'], anchor)
