@@ -459,6 +459,12 @@ def test_api_cost_of_a_cycle_with_nothing_due_is_constant(kube, namespace, run, 
     # PVs, PVCs, SnapshotRules, VolumeSnapshotClasses, VolumeSnapshots: one list each, whatever the count.
     assert verbs == ["list"] and len(events) == 5, [(e["verb"], e["objectRef"].get("resource")) for e in events]
     assert again["api_calls"] == {"GET": 5}
+    # The other modules of the cycle cost the same five lists when there is nothing to delete.
+    for name in ("snapshot_expire", "snapshot_info"):
+        audit.mark()
+        result = run(name, namespace=namespace)
+        assert result["changed"] is False and result["api_calls"] == {"GET": 5}, (name, result.get("api_calls"))
+        assert [e["verb"] for e in module_requests(audit)] == ["list"] * 5, name
 
 
 def test_snapshots_of_a_deleted_volume_are_orphans_kept_unless_asked(kube, namespace, run):
