@@ -153,7 +153,14 @@ def main():
                 result['lease_held'] = str(exc)
                 module.warn('%s; nothing was created' % exc)
             made = [snapshot for _plan, snapshot, error in created if error is None]
-            latest, settled_at = cycle.wait_until_settled(registry, made, p['wait_timeout'] if p['wait'] else 0)
+            still_pending = 'still pending after %ss' % p['wait_timeout']
+            try:
+                latest, settled_at = cycle.wait_until_settled(registry, made, p['wait_timeout'] if p['wait'] else 0)
+            except KubeError as exc:
+                # The snapshots exist: report each of them, as pending, rather than fail the run without them.
+                latest, settled_at = {snapshot.id: snapshot for snapshot in made}, {}
+                still_pending = 'state unknown, waiting failed: %s' % exc
+                module.warn('waiting for the new snapshots failed: %s' % exc)
             outcome = {plan.target.key: (snapshot, error) for plan, snapshot, error in created}
             for plan in plans:
                 if plan.target.key not in outcome:
@@ -168,7 +175,7 @@ def main():
                 if snapshot.state == FAILED:
                     entry.update(action='failed', reason='snapshot %s failed: %s' % (snapshot.name, snapshot.error))
                 elif snapshot.state == PENDING and p['wait']:
-                    entry['reason'] = '%s; still pending after %ss' % (plan.reason, p['wait_timeout'])
+                    entry['reason'] = '%s; %s' % (plan.reason, still_pending)
                 if snapshot.id in settled_at:
                     entry['duration'] = round(settled_at[snapshot.id] - started, 3)
                 result['volumes'].append(entry)

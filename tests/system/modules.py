@@ -14,10 +14,13 @@ COLLECTIONS = Path(__file__).resolve().parents[2] / ".cache" / "collections"
 DELTAS = "backup.kubernetes.io/deltas"
 
 
-def run_module(name: str, kubeconfig: str, check: bool = False, diff: bool = False, **args) -> dict:
-    """The module's result dict; `failed` is set when it failed."""
-    payload = {"ANSIBLE_MODULE_ARGS": dict(args, kubeconfig=kubeconfig, _ansible_check_mode=check, _ansible_diff=diff)}
-    env = dict(os.environ, PYTHONPATH=str(COLLECTIONS))
+def run_module(name: str, kubeconfig: str | None, check: bool = False, diff: bool = False, env: dict | None = None, **args) -> dict:
+    """The module's result dict; `failed` is set when it failed. Without kubeconfig, credentials come from `env`."""
+    args = dict(args, _ansible_check_mode=check, _ansible_diff=diff)
+    if kubeconfig is not None:
+        args["kubeconfig"] = kubeconfig
+    payload = {"ANSIBLE_MODULE_ARGS": args}
+    env = dict(env if env is not None else os.environ, PYTHONPATH=str(COLLECTIONS))
     process = subprocess.run([sys.executable, "-m", f"ansible_collections.kubesnap.snapshots.plugins.modules.{name}"],
                              input=json.dumps(payload), capture_output=True, text=True, env=env, check=False, timeout=600)
     try:

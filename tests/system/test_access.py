@@ -1,0 +1,97 @@
+# The cycle as it runs in a cluster: a service account's token with exactly the rules of
+# docs/rbac.yml, every credential from kubernetes.core's environment variables, the token kept out
+# of the output; and a run whose account may not watch still reports every snapshot it created.
+"""System tests of the documented RBAC rules and of token credentials."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+from kubernetes import client
+
+from .modules import DELTAS, run_module
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def documented_rules() -> list:
+    documents = yaml.safe_load_all((ROOT / "docs" / "rbac.yml").read_text(encoding="utf-8"))
+    [role] = [document for document in documents if document["kind"] == "ClusterRole"]
+    return role["rules"]
+
+
+@pytest.fixture
+def account(kube, namespace, cluster, tmp_path):
+    """Make a service account with the given rules; returns the environment a module run then gets."""
+    rbac = client.RbacAuthorizationV1Api(kube.api)
+    made = []
+
+    def make(rules: list) -> dict:
+        name = f"kubesnap-{namespace}"[:63]
+        kube.core.create_namespaced_service_account(namespace, {"metadata": {"name": "kubesnap"}})
+        rbac.create_cluster_role({"metadata": {"name": name}, "rules": rules})
+        made.append(name)
+        rbac.create_cluster_role_binding({
+            "metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": "kubesnap", "namespace": namespace}],
+        })
+        token = kube.core.create_namespaced_service_account_token("kubesnap", namespace, {"spec": {"expirationSeconds": 600}}).status.token
+        state = json.loads((cluster.kubeconfig.parent / "state.json").read_text(encoding="utf-8"))
+        # Nothing to fall back on but the K8S_AUTH_* variables: no kubeconfig anywhere.
+        env = {key: value for key, value in os.environ.items() if key != "KUBECONFIG" and not key.startswith("K8S_AUTH_")}
+        env.update(HOME=str(tmp_path), K8S_AUTH_HOST=state["server"], K8S_AUTH_API_KEY=token,
+                   K8S_AUTH_SSL_CA_CERT=str(cluster.kubeconfig.parent / "pki" / "ca.crt"))
+        return env
+
+    yield make
+    for name in made:
+        rbac.delete_cluster_role_binding(name)
+        rbac.delete_cluster_role(name)
+
+
+def run_as(env: dict, name: str, **args) -> dict:
+    result = run_module(name, None, env=env, **args)
+    assert env["K8S_AUTH_API_KEY"] not in json.dumps(result), f"{name} printed the token"
+    return result
+
+
+def test_the_documented_rules_are_enough_for_the_whole_cycle(kube, namespace, account, audit):
+    env = account(documented_rules())
+    kube.create_pvc(namespace, "data")
+    kube.core.patch_namespaced_persistent_volume_claim("data", namespace, {"metadata": {"annotations": {DELTAS: "PT1H P1D"}}})
+    audit.mark()
+    found = run_as(env, "k8s_pv_info", namespace=namespace)
+    assert [t["pvc"] for t in found["targets"]] == ["data"], found
+    created = run_as(env, "k8s_pv_snapshot", namespace=namespace, lease_namespace=namespace)
+    assert [(v["action"], v["state"]) for v in created["volumes"]] == [("created", "ready")], created
+    forced = run_as(env, "k8s_pv_snapshot", namespace=namespace, lease_namespace=namespace, force=True)
+    assert forced["volumes"][0]["state"] == "ready", forced
+    newest = forced["volumes"][0]["snapshot"]
+    expired = run_as(env, "snapshot_expire", namespace=namespace, lease_namespace=namespace, now="2030-01-01T00:00:00Z")
+    assert [s["name"] for s in expired["volumes"][0]["keep"]] == [newest] and len(expired["volumes"][0]["expire"]) == 1, expired
+    info = run_as(env, "snapshot_info", namespace=namespace)
+    assert [s["name"] for s in info["volumes"][0]["snapshots"]] == [newest], info
+    # Every request was the service account's, and none was refused.
+    user = f"system:serviceaccount:{namespace}:kubesnap"
+    events = audit.events(user=user)
+    refused = [(e["verb"], e["objectRef"].get("resource"), e["responseStatus"]["code"]) for e in events if e["responseStatus"]["code"] >= 400]
+    assert len(events) > 20 and not refused, refused
+
+
+def test_an_account_that_may_not_watch_still_reports_each_snapshot_it_created(kube, namespace, account):
+    rules = [dict(rule, verbs=[verb for verb in rule["verbs"] if verb != "watch"]) for rule in documented_rules()]
+    env = account(rules)
+    kube.create_pvc(namespace, "data")
+    result = run_as(env, "k8s_pv_snapshot", namespace=namespace, pvc="data", force=True, lease_namespace=namespace)
+    [volume] = result["volumes"]
+    assert not result.get("failed") and result["changed"] is True, result
+    assert volume["action"] == "created" and volume["snapshot"] and "waiting failed" in volume["reason"], volume
+    assert "waiting for the new snapshots failed" in json.dumps(result.get("warnings")), sorted(result)
+    names = [s["metadata"]["name"] for s in kube.custom.list_namespaced_custom_object(
+        "snapshot.storage.k8s.io", "v1", namespace, "volumesnapshots")["items"]]
+    assert names == [volume["snapshot"]]
