@@ -19,8 +19,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def documented_rules() -> list:
-    documents = yaml.safe_load_all((ROOT / "docs" / "rbac.yml").read_text(encoding="utf-8"))
-    [role] = [document for document in documents if document["kind"] == "ClusterRole"]
+    manifest = yaml.safe_load((ROOT / "docs" / "rbac.yml").read_text(encoding="utf-8"))
+    [role] = [item for item in manifest["items"] if item["kind"] == "ClusterRole"]
     return role["rules"]
 
 
