@@ -79,7 +79,8 @@ def test_the_documented_rules_are_enough_for_the_whole_cycle(kube, namespace, ac
     # Every request was the service account's, and none was refused.
     user = f"system:serviceaccount:{namespace}:kubesnap"
     events = audit.events(user=user)
-    refused = [(e["verb"], e["objectRef"].get("resource"), e["responseStatus"]["code"]) for e in events if e["responseStatus"]["code"] >= 400]
+    # (404 for SnapshotRules where the CRD is not installed and 409 for a name taken in the same second are answers, not refusals.)
+    refused = [(e["verb"], e["objectRef"].get("resource"), e["responseStatus"]["code"]) for e in events if e["responseStatus"]["code"] in (401, 403)]
     assert len(events) > 20 and not refused, refused
 
 
