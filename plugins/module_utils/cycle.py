@@ -61,6 +61,16 @@ def list_owned(registry, backend_names, namespace=None):
     return by_key
 
 
+def snapshots_of(target, owned_by_key):
+    """The owned snapshots of one target, oldest first.
+
+    Only those in the target's namespace: a VolumeSnapshot can only be of a claim in its own
+    namespace, so a copy elsewhere that carries the volume's label (a restore of a backup into
+    another namespace, a copied manifest) is never weighed, counted or deleted for this volume.
+    """
+    return [s for s in owned_by_key.get(target.key, []) if s.namespace is None or s.namespace == target.namespace]
+
+
 def _newest_ready(snapshots):
     ready = [s for s in snapshots if s.state == READY and not s.held]
     return ready[-1] if ready else None
@@ -79,17 +89,23 @@ def plan_creation(targets, owned_by_key, now, force=False):
 
     Due: no ready snapshot, or the newest ready one is at least the policy's smallest delta old.
     A pending snapshot blocks a new one (it is not a backup yet, and a second would only queue
-    behind it); held snapshots are outside the policy and do not count. `force` overrides both.
+    behind it); held snapshots are outside the policy and do not count. A snapshot that failed
+    after the newest ready one waits out the smallest delta before the next attempt, so runs more
+    frequent than the policy do not pile up failed snapshots. `force` overrides all of these.
     """
     plans = []
     for target in targets:
-        snapshots = owned_by_key.get(target.key, [])
+        snapshots = snapshots_of(target, owned_by_key)
         newest = _newest_ready(snapshots)
         pending = [s for s in snapshots if s.state == PENDING]
+        failed = [s for s in snapshots if s.state == FAILED and (newest is None or s.created_at > newest.created_at)]
         if force:
             plans.append(CreatePlan(target, True, 'forced', newest))
         elif pending:
             plans.append(CreatePlan(target, False, 'snapshot %s is still pending' % pending[-1].name, newest))
+        elif failed and target.policy is not None and not retention.is_due(failed[-1].created_at, target.policy, now):
+            plans.append(CreatePlan(target, False, 'snapshot %s failed (%s); next attempt at %s' % (
+                failed[-1].name, failed[-1].error, retention.next_due(failed[-1].created_at, target.policy, now).isoformat()), newest))
         elif newest is None:
             plans.append(CreatePlan(target, True, 'no ready snapshot', None))
         elif target.policy is None:
@@ -153,24 +169,29 @@ class ExpiryPlan:
 def plan_expiry(volume_key, snapshots, policy, in_use, anchor=None, unweighed='no retention policy'):
     """Keep and expire for one volume (pure).
 
-    Only ready, unheld snapshots are weighed by the policy; pending and failed ones are not
-    backups and are never deleted here, held ones are outside the policy, and a snapshot that a
-    PVC names as its dataSource is kept while that PVC exists. The retention core always keeps
-    the newest ready snapshot.
+    Only ready, unheld snapshots are weighed by the policy. Pending ones are not backups yet and
+    are kept; failed ones are kept for inspection until a later snapshot is ready, then expire
+    (else a driver that keeps failing would leave one per attempt for ever). Held ones are outside
+    the policy, and a snapshot that a PVC names as its dataSource is kept while that PVC exists.
+    The retention core always keeps the newest ready snapshot.
     """
     keep = []
     weighed = {}
+    superseded = []
+    newest = _newest_ready(snapshots)
     for snapshot in snapshots:
         if snapshot.held:
             keep.append((snapshot, 'held (label %s=true)' % HOLD_KEY))
         elif snapshot.state == PENDING:
             keep.append((snapshot, 'pending: not a backup yet'))
+        elif snapshot.state == FAILED and newest is not None and snapshot.created_at < newest.created_at:
+            superseded.append(snapshot)  # a failed attempt with a ready backup after it: nothing left to inspect
         elif snapshot.state == FAILED:
-            keep.append((snapshot, 'failed: not a backup, left for inspection'))
+            keep.append((snapshot, 'failed: not a backup, left for inspection until a later snapshot is ready'))
         else:
             weighed[snapshot.id] = snapshot
     if policy is None:
-        return ExpiryPlan(volume_key, None, keep + [(s, unweighed) for s in weighed.values()], [])
+        return ExpiryPlan(volume_key, None, keep + [(s, unweighed) for s in superseded + list(weighed.values())], [])
     reasons = retention.explain({sid: s.created_at for sid, s in weighed.items()}, policy, now=anchor)
     expire = []
     for sid, snapshot in weighed.items():
@@ -180,6 +201,7 @@ def plan_expiry(volume_key, snapshots, policy, in_use, anchor=None, unweighed='n
             keep.append((snapshot, 'dataSource of PVC %s' % in_use[sid]))
         else:
             expire.append(snapshot)
+    expire = sorted(expire + superseded, key=lambda s: (s.created_at, s.id))
     keep.sort(key=lambda pair: (pair[0].created_at, pair[0].id))
     return ExpiryPlan(volume_key, policy, keep, expire)
 

@@ -12,7 +12,7 @@ from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_requ
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import cycle, k8s, retention
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import Registry
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.lease import Lease
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.targets import BACKUP_LABEL, DELTAS_ANNOTATION, Options, Target
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.targets import BACKUP_LABEL, DELTAS_ANNOTATION, Options, Problem, Target
 
 # kubernetes.core's names and K8S_AUTH_* variables, so module_defaults, inventories and environments carry over.
 # Environment values come in through the argument spec so that no_log hides a token from the environment too.
@@ -119,16 +119,40 @@ class KubesnapModule(AnsibleModule):
                        pvc=p.get('pvc'), pv=p.get('pv'), policy=policy)
 
     def given_targets(self):
-        """Targets passed from k8s_pv_info, or None when the module should discover them."""
+        """Targets passed from k8s_pv_info, or None when the module should discover them.
+
+        A malformed entry, or two entries for the same volume (their plans would both act on its
+        snapshots), fails the task before anything is listed or written.
+        """
         if self.params.get('targets') is None:
             return None
-        targets = []
+        targets, seen = [], {}
         for index, data in enumerate(self.params['targets']):
             try:
-                targets.append(Target.from_dict(data))
+                target = Target.from_dict(data)
             except (ValueError, TypeError) as exc:
                 self.fail_json(msg='targets[%d]: %s' % (index, exc))
+            if target.key in seen:
+                self.fail_json(msg='targets[%d]: key: volume %s is already targets[%d]' % (index, target.key, seen[target.key]))
+            seen[target.key] = index
+            targets.append(target)
         return targets
+
+    def _screened(self, given, inventory=None):
+        """(targets, problems): the given targets in the run's namespace and, when the inventory was listed, naming a live
+        volume; the others as problems, so that nothing acts on a stale or forged key or outside the run's scope."""
+        live = {pv['metadata']['uid']: pv['metadata']['name'] for pv in inventory.pvs} if inventory is not None else None
+        scope = self.params.get('namespace')
+        kept, problems = [], []
+        for index, target in enumerate(given):
+            where = 'targets[%d]' % index
+            if live is not None and live.get(target.key) != target.pv:
+                problems.append(Problem(where, 'key', 'no live PersistentVolume %s with UID %s' % (target.pv, target.key)))
+            elif scope and target.namespace != scope:
+                problems.append(Problem(where, 'namespace', '%s is outside namespace %s, which this run is limited to' % (target.display, scope)))
+            else:
+                kept.append(target)
+        return kept, problems
 
     def lease(self):
         p = self.params
@@ -145,10 +169,10 @@ class KubesnapModule(AnsibleModule):
         """
         given = self.given_targets()
         if given is not None and not need_inventory:
-            return None, Registry.for_cluster(self.client), given, []
+            return (None, Registry.for_cluster(self.client)) + self._screened(given)
         inventory, registry, discovery = cycle.discover_targets(self.client, self.discovery_options())
         if given is not None:
-            return inventory, registry, given, []
+            return (inventory, registry) + self._screened(given, inventory)
         for warning in discovery.warnings:
             self.warn(warning)
         return inventory, registry, discovery.targets, discovery.problems

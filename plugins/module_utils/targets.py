@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import BACKEND_NAMES
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import TargetError, label_value_error
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention import PolicyError, parse_policy
 
@@ -65,11 +66,21 @@ class Target:
         missing = [name for name in ('key', 'pv', 'source', 'origin', 'backend', 'volume') if not data.get(name)]
         if missing:
             raise ValueError('target %s: missing %s' % (data.get('origin') or data.get('pv') or '?', ', '.join(missing)))
+        where = 'target %s' % data['origin']
+        if data['backend'] not in BACKEND_NAMES:
+            raise ValueError('%s: backend: unknown backend %r (known: %s)' % (where, data['backend'], ', '.join(BACKEND_NAMES)))
+        if not isinstance(data['volume'], dict):
+            raise ValueError('%s: volume: must be a mapping, not %r' % (where, data['volume']))
+        if data['backend'] == 'csi':
+            missing = [name for name in ('namespace', 'pvc') if not data.get(name)]
+            missing += ['volume.snapshot_class'] if not data['volume'].get('snapshot_class') else []
+            if missing:
+                raise ValueError('%s: %s: required for a CSI volume' % (where, ', '.join(missing)))
         # Both become label values of the snapshot (its ownership): a bad one must fail here, not as a 422 later.
         for name in ('key', 'source'):
             error = label_value_error(data[name])
             if error:
-                raise ValueError('target %s: %s: %s' % (data['origin'], name, error))
+                raise ValueError('%s: %s: %s' % (where, name, error))
         policy = parse_policy(data['policy']) if data.get('policy') else None
         return cls(key=data['key'], pv=data['pv'], namespace=data.get('namespace'), pvc=data.get('pvc'), policy=policy,
                    source=data['source'], origin=data['origin'], backend=data['backend'], volume=dict(data['volume']))
@@ -274,11 +285,15 @@ def discover(inventory, options, registry):
     chosen = {}
     problems = []
     warnings = []
+    failed = {}  # volume UID -> (rank, origin) of the strongest source that asked for it and is at fault
     for claim in _claims(inventory, options):
         try:
             target = _target(claim, options, registry)
         except TargetError as exc:
             problems.append(Problem(claim.origin, exc.field, exc.reason))
+            if claim.pv is not None:
+                uid = claim.pv['metadata']['uid']
+                failed[uid] = min(failed.get(uid, (SOURCE_RANK[claim.source], claim.origin)), (SOURCE_RANK[claim.source], claim.origin))
             continue
         previous = chosen.get(target.key)
         if previous is None:
@@ -288,6 +303,13 @@ def discover(inventory, options, registry):
         chosen[target.key] = winner
         warnings.append('volume %s: %s asks for %r and %s for %r; %s wins' % (
             winner.pv, winner.origin, _policy_text(winner), loser.origin, _policy_text(loser), winner.origin))
+    # A weaker source must not stand in for a stronger one that is broken: a typo in the annotation
+    # would otherwise put the volume under the label's policy, and expiry would prune by it.
+    for uid, (rank, origin) in failed.items():
+        target = chosen.get(uid)
+        if target is not None and rank < SOURCE_RANK[target.source]:
+            del chosen[uid]
+            warnings.append('volume %s: %s is not used because %s, which takes precedence, is invalid' % (target.pv, target.origin, origin))
     if inventory.rules is None and 'rule' in options.sources and not (options.pvc or options.pv):
         warnings.append('SnapshotRule custom resource is not installed; rules are not read')
     targets = sorted(chosen.values(), key=lambda tgt: (tgt.namespace or '', tgt.pvc or '', tgt.pv))

@@ -10,13 +10,17 @@ short_description: Find the Kubernetes volumes that asked to be snapshotted
 version_added: 0.1.0
 author: kubesnap contributors (@kubesnap)
 description:
-  - Reads every opt-in source at once, with one paged list per kind whatever the number of volumes
+  - Reads every opt-in source at once, with one paged list per kind whatever the number of volumes. The sources are
     the C(backup.kubernetes.io/deltas) annotation on PVCs and PVs (k8s-snapshots), the C(volumeBackup) label on PVCs
     (k8s-pv-util) and SnapshotRule objects (C(snapshotrules.k8s-snapshots.elsdoerfer.com/v1)).
   - Returns one target per protected volume, with its policy and backend, and a problem for every object that
     asked for protection but cannot get it (unbound claim, bad policy, unsupported volume type, no snapshot class).
-  - The same discovery runs inside M(kubesnap.snapshots.k8s_pv_snapshot), M(kubesnap.snapshots.snapshot_expire)
-    and M(kubesnap.snapshots.snapshot_info); pass RV(targets) to them to discover once.
+  - The same discovery runs inside M(kubesnap.snapshots.snapshot_info) always, and inside
+    M(kubesnap.snapshots.k8s_pv_snapshot) and M(kubesnap.snapshots.snapshot_expire) unless they are given RV(targets).
+  - Given RV(targets), M(kubesnap.snapshots.k8s_pv_snapshot) skips discovery and lists no PVs or PVCs.
+    M(kubesnap.snapshots.snapshot_expire) acts on the given targets but still lists the inventory (PVs, PVCs,
+    SnapshotRules, VolumeSnapshotClasses), to find the live volumes and the claims' dataSources.
+    M(kubesnap.snapshots.snapshot_info) has no targets option.
 extends_documentation_fragment:
   - kubesnap.snapshots.k8s_auth
   - kubesnap.snapshots.discovery

@@ -13,10 +13,12 @@ description:
   - For every protected volume, weighs its ready snapshots owned by this collection with the tiered retention
     policy (tarsnapper's algorithm, as k8s-snapshots) and deletes the ones it does not keep.
   - Never deleted, whatever the policy says, are snapshots without this collection's ownership labels,
-    the newest ready snapshot of a volume, pending and failed snapshots (they are not backups),
+    the newest ready snapshot of a volume, pending snapshots (they are not backups yet), failed snapshots
+    until a later snapshot of the volume is ready (then they expire, as nothing is left to inspect),
     snapshots labelled C(kubesnap.io/hold=true) (they are outside the policy too), and snapshots
     named as the C(dataSource) of an existing PVC.
   - Snapshots of volumes that no longer exist are orphans, reported and kept unless O(orphan_policy=expire).
+    A one-off run (O(pvc) or O(pv)) leaves orphans alone.
   - Check mode with diff is the dry-run plan, giving for each kept snapshot the reason (which generation keeps it).
 extends_documentation_fragment:
   - kubesnap.snapshots.k8s_auth
@@ -101,6 +103,7 @@ api_calls:
 '''
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import cycle
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import POLICY_ANNOTATION
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.lease import LeaseHeld
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import (
@@ -109,16 +112,21 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import (
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention import parse_timestamp
 
 
-def plans_for(targets, owned, inventory, orphan_policy, anchor):
-    """[(label, orphan, ExpiryPlan)] for every target and every deleted volume with owned snapshots."""
+def plans_for(targets, owned, inventory, orphan_policy, anchor, one_off):
+    """[(label, orphan, ExpiryPlan)] for every target, and for every deleted volume with owned snapshots unless `one_off`."""
     in_use = inventory.snapshots_in_use()
-    plans = [(target.display, False, cycle.plan_expiry(target.key, owned.get(target.key, []), target.policy, in_use, anchor))
+    plans = [(target.display, False, cycle.plan_expiry(target.key, cycle.snapshots_of(target, owned), target.policy, in_use, anchor))
              for target in targets]
+    if one_off:
+        return plans
     live = inventory.live_volume_keys()
     for key in sorted(set(owned) - live):
         snapshots = owned[key]
         policy = cycle.orphan_policy(snapshots) if orphan_policy == 'expire' else None
-        reason = 'orphan: volume deleted (orphan_policy=%s)' % orphan_policy if policy is None else None
+        reason = None
+        if policy is None:
+            reason = ('orphan: volume deleted (orphan_policy=keep)' if orphan_policy == 'keep' else
+                      'orphan: volume deleted, and no snapshot records a valid policy (annotation %s) to expire by' % POLICY_ANNOTATION)
         plans.append((key, True, cycle.plan_expiry(key, snapshots, policy, in_use, anchor, unweighed=reason)))
     return plans
 
@@ -136,7 +144,7 @@ def main():
 
         def plan_all():
             owned = cycle.list_owned(registry, [backend.name for backend in registry], p['namespace'])
-            plans = plans_for(targets, owned, inventory, p['orphan_policy'], anchor)
+            plans = plans_for(targets, owned, inventory, p['orphan_policy'], anchor, one_off=bool(p['pvc'] or p['pv']))
             return plans, [snapshot for _label, _orphan, plan in plans for snapshot in plan.expire]
 
         plans, doomed = plan_all()

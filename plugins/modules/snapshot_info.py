@@ -103,8 +103,8 @@ def main():
         module.fail_api(exc)
     targeted = {target.key for target in targets}
     live = inventory.live_volume_keys()
-    volumes = [group(t.display, t.key, t.policy.text if t.policy else None, owned.get(t.key, []), now) for t in targets]
-    orphans = [group(key, key, owned[key][-1].policy_text, owned[key], now)
+    volumes = [group(t.display, t.key, t.policy.text if t.policy else None, cycle.snapshots_of(t, owned), now) for t in targets]
+    orphans = [group(key, key, getattr(cycle.orphan_policy(owned[key]), 'text', None), owned[key], now)
                for key in sorted(set(owned) - live)]
     unprotected = [group(key, key, None, owned[key], now) for key in sorted(set(owned) & live - targeted)]
     module.exit_or_fail([], '', problems, changed=False, volumes=volumes, orphans=orphans, unprotected=unprotected)

@@ -323,6 +323,11 @@ BAD_TARGETS = [
     ({"pv": None, "origin": None}, "targets[0]: target ?: missing pv, origin"),
     ({"policy": "P1D"}, "targets[0]: retention policy 'P1D' needs at least two durations"),
     ({"policy": 5}, "targets[0]: retention policy must be a string of ISO 8601 durations, got 5"),
+    ({"backend": "gce"}, "targets[0]: target {origin}: backend: unknown backend 'gce' (known: csi)"),
+    ({"pvc": None}, "targets[0]: target {origin}: pvc: required for a CSI volume"),
+    ({"volume": "abc"}, "targets[0]: target {origin}: volume: must be a mapping"),
+    # A stale or forged key: a label-safe value that is no live volume's UID must not steer expiry.
+    ({"key": "0a1b2c3d-forged"}, "targets[0]: key: no live PersistentVolume"),
 ]
 
 
@@ -331,6 +336,12 @@ def test_bad_targets_fail_clearly_and_delete_nothing(kube, expirable, run, audit
     target = expirable[2]
     bad = {key: value for key, value in dict(target, **change).items() if value is not None}
     assert_refused_and_nothing_deleted(kube, run, audit, expirable, {"targets": [bad]}, message.format(origin=target["origin"]))
+
+
+def test_the_same_volume_twice_in_targets_is_refused(kube, expirable, run, audit):
+    target = expirable[2]
+    assert_refused_and_nothing_deleted(kube, run, audit, expirable, {"targets": [target, dict(target, policy="P1D P7D")]},
+                                       f"targets[1]: key: volume {target['key']} is already targets[0]")
 
 
 # PVC name: (its annotations and labels once the snapshots exist, the field at fault, words of the reason).

@@ -58,6 +58,9 @@ class Snapshot:
     namespace: str | None = None
     size: str | None = None
     error: str | None = None
+    # The version that was planned on: a delete is conditional on it (a hold label added since, say, wins).
+    uid: str | None = dataclasses.field(default=None, compare=False)
+    version: str | None = dataclasses.field(default=None, compare=False)
 
     @property
     def held(self):

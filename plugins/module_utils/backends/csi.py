@@ -16,6 +16,7 @@ DEFAULT_CLASS_ANNOTATION = 'snapshot.storage.kubernetes.io/is-default-class'
 OWNED_SELECTOR = '%s=%s,%s' % (base.MANAGED_BY_KEY, base.MANAGED_BY_VALUE, base.VOLUME_KEY)
 NAME_LIMIT = 253
 NAME_ATTEMPTS = 5
+DELETE_ATTEMPTS = 3
 TIME_FORMAT = '%Y%m%d%H%M%S'
 
 
@@ -41,7 +42,7 @@ def snapshot_from_object(obj):
         # The driver's cut time when known; the object's creation otherwise (pending snapshots).
         created_at=parse_time(status.get('creationTime')) or parse_time(meta['creationTimestamp']),
         state=state, labels=labels, annotations=meta.get('annotations') or {},
-        size=status.get('restoreSize'), error=error)
+        size=status.get('restoreSize'), error=error, uid=meta.get('uid'), version=meta.get('resourceVersion'))
 
 
 def _take_settled(waiting, kind, obj):
@@ -109,7 +110,8 @@ class CsiBackend:
         else:
             objects = [obj for namespace in namespaces
                        for obj in self._client.list_all(resource_path(GROUP_VERSION, 'volumesnapshots', namespace), OWNED_SELECTOR)]
-        return [snapshot_from_object(obj) for obj in objects]
+        # An empty volume label is nothing this collection writes: such a snapshot is not ours.
+        return [snapshot for snapshot in map(snapshot_from_object, objects) if snapshot.volume_key]
 
     def create(self, target, now):
         """Create the VolumeSnapshot; a name taken within the same second (a forced re-run) gets a suffix."""
@@ -162,8 +164,28 @@ class CsiBackend:
                 version = None  # history compacted or the stream broke: start again from a fresh list
 
     def delete(self, snapshot):
-        try:
-            self._client.delete(resource_path(GROUP_VERSION, 'volumesnapshots', snapshot.namespace, snapshot.name))
-        except KubeError as exc:
-            if exc.status != 404:
+        """Delete a planned snapshot unless, since the plan, it was held or disowned; one already gone counts as deleted.
+
+        The delete is conditional on the version planned on. The snapshot controller updates its
+        objects too, so on a conflict the current object is read: still ours and not held, it is
+        deleted at its new version; otherwise it is kept.
+        """
+        path = resource_path(GROUP_VERSION, 'volumesnapshots', snapshot.namespace, snapshot.name)
+        for attempt in range(DELETE_ATTEMPTS):
+            try:
+                self._client.delete(path, {'uid': snapshot.uid, 'resourceVersion': snapshot.version} if snapshot.uid else None)
+                return
+            except KubeError as exc:
+                if exc.status == 404:
+                    return
+                if exc.status != 409 or attempt == DELETE_ATTEMPTS - 1:
+                    raise
+            try:
+                current = snapshot_from_object(self._client.get(path))
+            except KubeError as exc:
+                if exc.status == 404:
+                    return
                 raise
+            if current.uid != snapshot.uid or current.held or current.labels.get(base.MANAGED_BY_KEY) != base.MANAGED_BY_VALUE:
+                raise base.TargetError('metadata', 'changed since expiry planned it (held, disowned or replaced); kept')
+            snapshot = current

@@ -216,3 +216,48 @@ def test_owned_snapshots_are_listed_by_the_ownership_selector_once_per_namespace
     assert [s.id for s in backend.list_owned()] == ['db/c']
     selector = 'app.kubernetes.io/managed-by=kubesnap,kubesnap.io/volume'
     assert client.calls == [(path % 'db', selector), (path % 'web', selector), ('/apis/snapshot.storage.k8s.io/v1/volumesnapshots', selector)]
+
+
+class DeletingClient:
+    """Deletes like the apiserver with preconditions: 409 when the object's version moved on since it was read."""
+
+    def __init__(self, obj):
+        self.obj = obj
+        self.deletes = []
+
+    def get(self, path):
+        if self.obj is None:
+            raise KubeError('GET', path, 404, 'not found')
+        return self.obj
+
+    def delete(self, path, preconditions=None):
+        self.deletes.append(preconditions)
+        if self.obj is None:
+            raise KubeError('DELETE', path, 404, 'not found')
+        if preconditions and preconditions['resourceVersion'] != self.obj['metadata']['resourceVersion']:
+            raise KubeError('DELETE', path, 409, 'the object has been modified')
+        self.obj = None
+
+
+def owned_object(version, held=False):
+    obj = volume_snapshot('s', ready=True, version=version)
+    obj['metadata']['uid'] = 'uid-s'
+    obj['metadata']['labels'].update({base.MANAGED_BY_KEY: base.MANAGED_BY_VALUE, **({base.HOLD_KEY: 'true'} if held else {})})
+    return obj
+
+
+def test_a_snapshot_the_controller_touched_since_the_plan_is_deleted_at_its_new_version():
+    planned = snapshot_from_object(owned_object('1'))
+    client = DeletingClient(owned_object('2'))
+    CsiBackend(client).delete(planned)
+    assert client.obj is None
+    assert client.deletes == [{'uid': 'uid-s', 'resourceVersion': '1'}, {'uid': 'uid-s', 'resourceVersion': '2'}]
+
+
+def test_a_snapshot_held_since_the_plan_is_kept_and_one_already_gone_counts_as_deleted():
+    planned = snapshot_from_object(owned_object('1'))
+    client = DeletingClient(owned_object('2', held=True))
+    with pytest.raises(base.TargetError, match='kept'):
+        CsiBackend(client).delete(planned)
+    assert client.obj is not None and len(client.deletes) == 1
+    CsiBackend(DeletingClient(None)).delete(planned)

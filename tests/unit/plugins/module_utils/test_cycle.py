@@ -6,7 +6,7 @@ import datetime
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import FAILED, HOLD_KEY, PENDING, READY, Snapshot
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import Registry
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.cycle import plan_creation, plan_expiry, wait_until_settled
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.cycle import plan_creation, plan_expiry, snapshots_of, wait_until_settled
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention import expire, parse_policy
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.targets import Target
 
@@ -38,7 +38,17 @@ def test_due_when_no_ready_snapshot_or_the_newest_is_at_least_the_smallest_delta
 def test_pending_and_failed_snapshots_are_not_backups():
     assert reasons(plan_creation([target()], {'k1': [snap('a', 5), snap('b', 0.1, PENDING)]}, NOW)) == [
         (False, 'snapshot b is still pending')]
-    assert plan_creation([target()], {'k1': [snap('a', 0.1, FAILED)]}, NOW)[0].due
+    # A failure waits out the smallest delta before the next attempt; one older than the newest ready one is history.
+    assert reasons(plan_creation([target()], {'k1': [snap('a', 0.1, FAILED)]}, NOW)) == [(False, 'snapshot a failed (None)')]
+    assert plan_creation([target()], {'k1': [snap('a', 1, FAILED)]}, NOW)[0].due
+    assert plan_creation([target()], {'k1': [snap('a', 0.2, FAILED), snap('b', 1)]}, NOW)[0].due is False
+    assert plan_creation([target()], {'k1': [snap('a', 3, FAILED), snap('b', 2)]}, NOW)[0].due
+
+
+def test_snapshots_of_a_volume_are_those_in_its_claims_namespace():
+    copy = dataclasses.replace(snap('copy', 0.1), namespace='elsewhere', id='elsewhere/copy')
+    assert plan_creation([target()], {'k1': [copy]}, NOW)[0].due
+    assert plan_expiry('k1', snapshots_of(target(), {'k1': [snap('a', 5), copy]}), POLICY, in_use={}).keep[0][0].name == 'a'
 
 
 def test_held_snapshots_do_not_count_and_force_always_creates():
@@ -53,14 +63,15 @@ def test_one_off_without_policy_is_due_only_without_a_ready_snapshot():
 
 def test_expiry_weighs_only_ready_unheld_snapshots_and_keeps_data_sources():
     hourly = [snap('h%02d' % h, h) for h in range(48, -1, -1)]
-    extra = [snap('held', 100, held=True), snap('pending', 0, PENDING), snap('failed', 2, FAILED)]
+    extra = [snap('held', 100, held=True), snap('pending', 0, PENDING), snap('failed', 2, FAILED), snap('failed-late', -0.1, FAILED)]
     plan = plan_expiry('k1', hourly + extra, POLICY, in_use={'db/h40': 'db/restore'})
     kept = {s.name: reason for s, reason in plan.keep}
     weighed = expire({s.id: s.created_at for s in hourly}, POLICY)
-    assert {s.id for s in plan.expire} == {s.id for s in hourly} - weighed - {'db/h40'}
-    assert kept['held'].startswith('held') and kept['pending'].startswith('pending') and kept['failed'].startswith('failed')
+    # The failure before the newest ready snapshot is superseded and goes; the one after it stays for inspection.
+    assert {s.id for s in plan.expire} == {s.id for s in hourly} - weighed - {'db/h40'} | {'db/failed'}
+    assert kept['held'].startswith('held') and kept['pending'].startswith('pending') and kept['failed-late'].startswith('failed')
     assert kept['h40'] == 'dataSource of PVC db/restore' and kept['h00'] == 'newest'
-    assert all(s.state == READY and not s.held for s in plan.expire)
+    assert all((s.state == READY or s.name == 'failed') and not s.held for s in plan.expire)
 
 
 def test_expiry_never_deletes_the_newest_ready_snapshot_even_when_anchored_far_ahead():

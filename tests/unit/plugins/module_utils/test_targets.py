@@ -146,3 +146,28 @@ def test_unbound_claim_unsupported_volume_and_no_default_class_are_problems():
     claim, volume = bound('db/data-0', 'pv-a', pvc_annotations={DELTAS: 'PT1H P1D'})
     [problem] = run([volume], [claim], classes=[snapshot_class('fast')]).problems
     assert problem.field == 'snapshot_class' and 'none marked default' in problem.reason
+
+
+def test_a_broken_stronger_source_is_not_replaced_by_a_weaker_one():
+    claim, volume = bound('db/data-0', 'pv-a', pvc_annotations={DELTAS: 'P1D'}, labels={'volumeBackup': 'true'})
+    result = run([volume], [claim], label_policy='PT1H P1D')
+    assert result.targets == []
+    assert [(p.object, p.field) for p in result.problems] == [('pvc/db/data-0', 'metadata.annotations[%s]' % DELTAS)]
+    assert any('pvc/db/data-0' in w and 'is not used' in w for w in result.warnings), result.warnings
+    # A broken weaker source does not stop a good stronger one.
+    claim, volume = bound('db/data-1', 'pv-b', pvc_annotations={DELTAS: 'PT1H P1D'}, pv_annotations={DELTAS: 'garbage'})
+    assert [t.source for t in run([volume], [claim]).targets] == ['pvc-annotation']
+
+
+@pytest.mark.parametrize('change, message', [
+    ({'backend': 'gce'}, "backend: unknown backend 'gce'"),
+    ({'volume': 'abc'}, 'volume: must be a mapping'),
+    ({'pvc': None}, 'pvc: required for a CSI volume'),
+    ({'volume': {'driver': 'x'}}, 'volume.snapshot_class: required for a CSI volume'),
+    ({'policy': 'P1D'}, 'at least two'),
+])
+def test_a_given_target_that_cannot_be_served_is_refused_naming_the_field(change, message):
+    claim, volume = bound('db/data-0', 'pv-a', pvc_annotations={DELTAS: 'PT1H P1D'})
+    data = dict(run([volume], [claim]).targets[0].as_dict(), **change)
+    with pytest.raises(ValueError, match=message):
+        Target.from_dict(data)
