@@ -92,6 +92,11 @@ problems:
     reason:
       description: What is wrong.
       type: str
+failed_volumes:
+  description: What failed, one line per volume (or object) naming it and the error; the task fails listing them in C(msg).
+  returned: when the task failed after trying every volume
+  type: list
+  elements: str
 api_calls:
   description: API requests made, by HTTP method.
   returned: always

@@ -100,6 +100,11 @@ lease_held:
   description: Set when another run held the lease and nothing was created.
   returned: when the lease was held
   type: str
+failed_volumes:
+  description: What failed, one line per volume (or object) naming it and the error; the task fails listing them in C(msg).
+  returned: when the task failed after trying every volume
+  type: list
+  elements: str
 api_calls:
   description: API requests made, by HTTP method.
   returned: always

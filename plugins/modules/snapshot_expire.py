@@ -32,7 +32,9 @@ attributes:
     description: Plans only; writes nothing and takes no lease.
   diff_mode:
     support: full
-    description: Per volume, each snapshot's creation time before and the reason it is kept after; expired snapshots appear only before.
+    description:
+      - Per volume, each snapshot's creation time before, and after the reason it is kept (or why its delete failed);
+        expired snapshots appear only before. Given only when something is (or would be) deleted.
 options:
   orphan_policy:
     description:
@@ -43,6 +45,8 @@ options:
     choices: [keep, expire]
     default: keep
 notes:
+  - A snapshot is kept as a C(dataSource) only for claims that the run lists; with O(namespace), a claim in another
+    namespace that restores from it through a cross-namespace C(dataSourceRef) is not seen.
   - The generations are anchored at a volume's newest ready snapshot, so retention does not decay while
     snapshots stop being taken. With O(now), they are anchored at O(now) instead (when later), to plan ahead.
 '''
@@ -96,6 +100,11 @@ lease_held:
   description: Set when another run held the lease and nothing was deleted.
   returned: when the lease was held
   type: str
+failed_volumes:
+  description: What failed, one line per volume (or object) naming it and the error; the task fails listing them in C(msg).
+  returned: when the task failed after trying every volume
+  type: list
+  elements: str
 api_calls:
   description: API requests made, by HTTP method.
   returned: always
@@ -168,9 +177,10 @@ def main():
             # Every line of a kept snapshot changes from its creation time to why it is kept, so the
             # rendered diff lists all of them with their reason, and expired ones as removed lines.
             before[label] = {s.name: 'created %s' % s.created_at.isoformat() for s in [pair[0] for pair in plan.keep] + plan.expire}
-            after[label] = {s.name: 'kept: %s' % reason for s, reason in plan.keep}
+            after[label] = dict({s.name: 'kept: %s' % reason for s, reason in plan.keep},
+                                **{s.name: 'not deleted: %s' % errors[s.id] for s in plan.expire if s.id in errors})
         result['changed'] = len(errors) < len(doomed)
-        if module._diff:
+        if module._diff and result['changed']:
             result['diff'] = {'before': before, 'after': after}
     except KubeError as exc:
         module.fail_api(exc)
