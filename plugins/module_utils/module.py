@@ -170,9 +170,10 @@ class KubesnapModule(AnsibleModule):
         given = self.given_targets()
         if given is not None and not need_inventory:
             return (None, Registry.for_cluster(self.client)) + self._screened(given)
-        inventory, registry, discovery = cycle.discover_targets(self.client, self.discovery_options())
         if given is not None:
-            return (inventory, registry) + self._screened(given, inventory)
+            inventory = cycle.list_inventory(self.client, self.params.get('namespace'), rules=False)
+            return (inventory, Registry.for_cluster(self.client, inventory.snapshot_classes)) + self._screened(given, inventory)
+        inventory, registry, discovery = cycle.discover_targets(self.client, self.discovery_options())
         for warning in discovery.warnings:
             self.warn(warning)
         return inventory, registry, discovery.targets, discovery.problems

@@ -18,8 +18,8 @@ description:
   - The same discovery runs inside M(kubesnap.snapshots.snapshot_info) always, and inside
     M(kubesnap.snapshots.k8s_pv_snapshot) and M(kubesnap.snapshots.snapshot_expire) unless they are given RV(targets).
   - Given RV(targets), M(kubesnap.snapshots.k8s_pv_snapshot) skips discovery and lists no PVs or PVCs.
-    M(kubesnap.snapshots.snapshot_expire) acts on the given targets but still lists the inventory (PVs, PVCs,
-    SnapshotRules, VolumeSnapshotClasses), to find the live volumes and the claims' dataSources.
+    M(kubesnap.snapshots.snapshot_expire) acts on the given targets but still lists PVs, PVCs and
+    VolumeSnapshotClasses, to check each target against a live volume and to find the claims' dataSources.
     M(kubesnap.snapshots.snapshot_info) has no targets option.
 extends_documentation_fragment:
   - kubesnap.snapshots.k8s_auth
