@@ -110,8 +110,10 @@ class CsiBackend:
         else:
             objects = [obj for namespace in namespaces
                        for obj in self._client.list_all(resource_path(GROUP_VERSION, 'volumesnapshots', namespace), OWNED_SELECTOR)]
-        # An empty volume label is nothing this collection writes: such a snapshot is not ours.
-        return [snapshot for snapshot in map(snapshot_from_object, objects) if snapshot.volume_key]
+        # One being deleted (kept by finalizers until its content is gone) is no backup and nothing to plan;
+        # an empty volume label is nothing this collection writes, so such a snapshot is not ours.
+        live = [snapshot_from_object(obj) for obj in objects if not obj['metadata'].get('deletionTimestamp')]
+        return [snapshot for snapshot in live if snapshot.volume_key]
 
     def create(self, target, now):
         """Create the VolumeSnapshot; a name taken within the same second (a forced re-run) gets a suffix."""

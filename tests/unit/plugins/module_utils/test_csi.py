@@ -207,9 +207,14 @@ class ListingClient:
         return self.by_path.get(path, [])
 
 
-def test_owned_snapshots_are_listed_by_the_ownership_selector_once_per_namespace_or_once_in_all():
+def test_owned_snapshots_are_listed_by_the_ownership_selector_without_those_being_deleted_or_unlabelled():
     path = '/apis/snapshot.storage.k8s.io/v1/namespaces/%s/volumesnapshots'
-    client = ListingClient({path % 'db': [volume_snapshot('a', ready=True)], path % 'web': [volume_snapshot('b', namespace='web')],
+    deleting = volume_snapshot('gone', ready=True)
+    deleting['metadata']['deletionTimestamp'] = '2026-11-23T12:31:00Z'
+    unlabelled = volume_snapshot('unlabelled', ready=True)
+    unlabelled['metadata']['labels'][base.VOLUME_KEY] = ''
+    client = ListingClient({path % 'db': [volume_snapshot('a', ready=True), deleting, unlabelled],
+                            path % 'web': [volume_snapshot('b', namespace='web')],
                             '/apis/snapshot.storage.k8s.io/v1/volumesnapshots': [volume_snapshot('c')]})
     backend = CsiBackend(client)
     assert [s.id for s in backend.list_owned(['db', 'web'])] == ['db/a', 'web/b']
