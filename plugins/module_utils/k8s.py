@@ -92,22 +92,26 @@ class KubeClient:
                                lambda exc: isinstance(exc, KubeError) and exc.retryable, lambda exc: exc.retry_after)
 
     def _request_once(self, method, path, query, body, content_type, timeout):
+        data = json.dumps(body).encode() if body is not None else None
+        return _decode(self._send(method, path, query, data, content_type if data else None, timeout).data)
+
+    def _send(self, method, path, query, data=None, content_type=None, timeout=60, preload_content=True):
+        """One counted HTTP request; an error status raises KubeError with the server's message and reason."""
         url = self.host + path
         if query:
             url += '?' + urlencode({k: v for k, v in query.items() if v is not None})
-        data = json.dumps(body).encode() if body is not None else None
         with self._lock:
             self.requests[method] += 1
         try:
-            response = self._pool.request(method, url, body=data, headers=self._headers(content_type if data else None),
-                                          timeout=timeout, preload_content=True)
+            response = self._pool.request(method, url, body=data, headers=self._headers(content_type), timeout=timeout,
+                                          preload_content=preload_content)
         except urllib3.exceptions.HTTPError as exc:
             raise KubeError(method, path, 0, str(exc)) from exc
-        payload = _decode(response.data)
         if response.status >= 400:
+            payload = _decode(response.data)
             raise KubeError(method, path, response.status, payload.get('message') or response.data[:200].decode(errors='replace'),
                             payload.get('reason', ''), _seconds(response.headers.get('Retry-After')))
-        return payload
+        return response
 
     def get(self, path, **query):
         return self.request('GET', path, query)
@@ -148,18 +152,9 @@ class KubeClient:
         """
         query = {'watch': 'true', 'labelSelector': label_selector, 'resourceVersion': resource_version,
                  'allowWatchBookmarks': 'true', 'timeoutSeconds': max(1, int(math.ceil(timeout)))}
-        url = self.host + path + '?' + urlencode({k: v for k, v in query.items() if v is not None})
-        with self._lock:
-            self.requests['GET'] += 1
+        response = self._send('GET', path, query, timeout=urllib3.Timeout(connect=30, read=query['timeoutSeconds'] + 30),
+                              preload_content=False)
         try:
-            response = self._pool.request('GET', url, headers=self._headers(None), preload_content=False,
-                                          timeout=urllib3.Timeout(connect=30, read=query['timeoutSeconds'] + 30))
-        except urllib3.exceptions.HTTPError as exc:
-            raise KubeError('WATCH', path, 0, str(exc)) from exc
-        try:
-            if response.status >= 400:
-                payload = _decode(response.read())
-                raise KubeError('WATCH', path, response.status, payload.get('message', ''), payload.get('reason', ''))
             buffered = b''
             for chunk in response.stream(64 * 1024):
                 buffered += chunk
@@ -168,11 +163,11 @@ class KubeClient:
                     event = _decode(line)
                     if event.get('type') == 'ERROR':
                         status = event.get('object') or {}
-                        raise KubeError('WATCH', path, status.get('code', 0), status.get('message', ''), status.get('reason', ''))
+                        raise KubeError('GET', path, status.get('code', 0), status.get('message', ''), status.get('reason', ''))
                     if event:
                         yield event.get('type'), event.get('object') or {}
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise KubeError('WATCH', path, 0, str(exc)) from exc
+            raise KubeError('GET', path, 0, str(exc)) from exc
         finally:
             # Closed, not returned to the pool: a stream left early still has unread events on it.
             response.close()

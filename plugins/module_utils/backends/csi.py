@@ -46,17 +46,16 @@ def snapshot_from_object(obj):
 
 
 def _take_settled(waiting, kind, obj):
-    """Yield the settled record of a snapshot being waited for, and stop waiting for it."""
-    if kind == 'BOOKMARK':
-        return
-    snapshot = snapshot_from_object(obj)
-    if snapshot.id not in waiting:
-        return
+    """The settled record of a snapshot being waited for, no longer waited for; None while it is pending or not ours to wait for."""
+    snapshot = snapshot_from_object(obj) if kind != 'BOOKMARK' else None
+    if snapshot is None or snapshot.id not in waiting:
+        return None
     if kind == 'DELETED':
         snapshot = dataclasses.replace(waiting[snapshot.id], state=base.FAILED, error='deleted before it became ready')
-    if snapshot.state != base.PENDING:
-        del waiting[snapshot.id]
-        yield snapshot
+    if snapshot.state == base.PENDING:
+        return None
+    del waiting[snapshot.id]
+    return snapshot
 
 
 class CsiBackend:
@@ -151,13 +150,15 @@ class CsiBackend:
             try:
                 if version is None:
                     objects, version = self._client.list_with_version(path, OWNED_SELECTOR)
-                    for obj in objects:
-                        yield from _take_settled(waiting, 'MODIFIED', obj)
+                    settled = [_take_settled(waiting, 'MODIFIED', obj) for obj in objects]
+                    yield from (snapshot for snapshot in settled if snapshot is not None)
                     continue
                 with contextlib.closing(self._client.watch(path, OWNED_SELECTOR, version, deadline - clock())) as events:
                     for kind, obj in events:
                         version = obj['metadata'].get('resourceVersion') or version
-                        yield from _take_settled(waiting, kind, obj)
+                        settled = _take_settled(waiting, kind, obj)
+                        if settled is not None:
+                            yield settled
                         if not waiting:
                             return
             except KubeError as exc:
