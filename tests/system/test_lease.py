@@ -1,20 +1,17 @@
-# The Lease guarding writes: taking a free one, waiting for a held one, taking over an expired one,
-# losing races cleanly and releasing only our own version.
+# The Lease guarding writes, against the real kube-apiserver: taking a free one, waiting for a held
+# one, taking over an expired one, losing races cleanly and releasing only our own version.
+"""System tests of plugins/module_utils/lease.py."""
 from __future__ import annotations
 
-import copy
 import datetime
 import re
 
 import pytest
 
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.lease import Lease, LeaseHeld
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError, client_from_params, resource_path
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.lease import GROUP_VERSION, Lease, LeaseHeld
 
-NAMESPACE = 'ops'
 NAME = 'kubesnap-cycle'
-COLLECTION = '/apis/coordination.k8s.io/v1/namespaces/ops/leases'
-OBJECT = COLLECTION + '/kubesnap-cycle'
 MICRO_TIME = re.compile(r'^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$')
 
 
@@ -27,73 +24,72 @@ def seconds_ago(seconds):
     return micro_time(datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=seconds))
 
 
-class FakeLeaseApi:
-    """The four client calls lease.py makes, over one stored Lease, with the apiserver's conflict rules.
+class RecordingLeaseApi:
+    """The four client calls lease.py makes, served by the apiserver and recorded.
 
-    `between[verb]` runs once just before that call is served: another run acting between two of ours.
-    `errors[verb]` is raised instead of serving the call.
+    `between[verb]` runs once just before that call is sent: another run acting between two of ours.
+    `errors[verb]` is raised instead of sending the call (a refusal the test account cannot provoke).
     """
 
-    def __init__(self):
-        self.lease = None
+    def __init__(self, client, namespace):
+        self._client = client
+        self.namespace = namespace
+        self.collection = resource_path(GROUP_VERSION, 'leases', namespace)
+        self.object = resource_path(GROUP_VERSION, 'leases', namespace, NAME)
         self.calls = []
         self.between = {}
         self.errors = {}
-        self._versions = 0
 
-    def _serve(self, verb, path, body=None):
-        self.calls.append((verb, path, copy.deepcopy(body)))
+    def _record(self, verb, path, body=None):
+        self.calls.append((verb, path, body))
         if verb in self.between:
             self.between.pop(verb)()
         if verb in self.errors:
             raise self.errors[verb]
 
-    def _store(self, body, uid):
-        self._versions += 1
-        self.lease = copy.deepcopy(body)
-        self.lease['metadata'].update(uid=uid, resourceVersion=str(self._versions))
-        return copy.deepcopy(self.lease)
+    @property
+    def lease(self):
+        """The stored Lease as the apiserver has it now, or None (read outside the record)."""
+        try:
+            return self._client.get(self.object)
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
 
     def hold(self, holder, renew_time, duration=900, acquire_time=None):
-        """Store a Lease written by another run (a create, or a takeover of the existing object)."""
-        spec = {'holderIdentity': holder, 'leaseDurationSeconds': duration, 'renewTime': renew_time,
-                'acquireTime': acquire_time or renew_time}
-        uid = self.lease['metadata']['uid'] if self.lease else 'uid-%d' % (self._versions + 1)
-        return self._store({'apiVersion': 'coordination.k8s.io/v1', 'kind': 'Lease',
-                            'metadata': {'name': NAME, 'namespace': NAMESPACE}, 'spec': spec}, uid)
+        """Write the Lease as another run would (a create, or a takeover of the existing object)."""
+        spec = {'holderIdentity': holder, 'leaseDurationSeconds': duration, 'acquireTime': acquire_time or renew_time}
+        if renew_time is not None:
+            spec['renewTime'] = renew_time
+        current = self.lease
+        if current is None:
+            return self._client.create(self.collection, {'apiVersion': GROUP_VERSION, 'kind': 'Lease',
+                                                         'metadata': {'name': NAME, 'namespace': self.namespace}, 'spec': spec})
+        current['spec'] = spec
+        return self._client.replace(self.object, current)
+
+    def drop(self):
+        self._client.delete(self.object)
 
     def verbs(self):
         return [verb for verb, _path, _body in self.calls]
 
     def create(self, path, body):
-        self._serve('POST', path, body)
-        if self.lease is not None:
-            raise KubeError('POST', path, 409, 'leases "%s" already exists' % NAME, 'AlreadyExists')
-        return self._store(body, 'uid-%d' % (self._versions + 1))
+        self._record('POST', path, body)
+        return self._client.create(path, body)
 
     def get(self, path):
-        self._serve('GET', path)
-        if self.lease is None:
-            raise KubeError('GET', path, 404, 'leases "%s" not found' % NAME, 'NotFound')
-        return copy.deepcopy(self.lease)
+        self._record('GET', path)
+        return self._client.get(path)
 
     def replace(self, path, body):
-        self._serve('PUT', path, body)
-        if self.lease is None:
-            raise KubeError('PUT', path, 404, 'leases "%s" not found' % NAME, 'NotFound')
-        if body['metadata'].get('resourceVersion') != self.lease['metadata']['resourceVersion']:
-            raise KubeError('PUT', path, 409, 'the object has been modified', 'Conflict')
-        return self._store(body, self.lease['metadata']['uid'])
+        self._record('PUT', path, body)
+        return self._client.replace(path, body)
 
     def delete(self, path, preconditions=None):
-        self._serve('DELETE', path, preconditions)
-        if self.lease is None:
-            raise KubeError('DELETE', path, 404, 'leases "%s" not found' % NAME, 'NotFound')
-        meta = self.lease['metadata']
-        if any(meta.get(key) != value for key, value in (preconditions or {}).items()):
-            raise KubeError('DELETE', path, 409, 'precondition failed', 'Conflict')
-        self.lease = None
-        return {}
+        self._record('DELETE', path, preconditions)
+        return self._client.delete(path, preconditions)
 
 
 class FakeTime:
@@ -114,41 +110,43 @@ class FakeTime:
             self._during_sleep()
 
 
+@pytest.fixture
+def api(cluster, namespace):
+    return RecordingLeaseApi(client_from_params({'kubeconfig': str(cluster.kubeconfig)}), namespace)
+
+
 def lease(api, wait=0, time=None, duration=900):
     time = time or FakeTime()
-    return Lease(api, NAMESPACE, NAME, duration, wait=wait, clock=time.clock, sleep=time.sleep)
+    return Lease(api, api.namespace, NAME, duration, wait=wait, clock=time.clock, sleep=time.sleep)
 
 
-def test_a_free_lease_is_created_for_us():
-    api = FakeLeaseApi()
+def test_a_free_lease_is_created_for_us(api):
     ours = lease(api, duration=600)
     ours.acquire()
     assert api.verbs() == ['POST']
     verb, path, body = api.calls[0]
-    assert path == COLLECTION
+    assert path == api.collection
     assert body['apiVersion'] == 'coordination.k8s.io/v1' and body['kind'] == 'Lease'
-    assert body['metadata'] == {'name': NAME, 'namespace': NAMESPACE}
+    assert body['metadata'] == {'name': NAME, 'namespace': api.namespace}
     spec = api.lease['spec']
     assert spec['holderIdentity'] == ours.holder and spec['leaseDurationSeconds'] == 600
     assert MICRO_TIME.match(spec['acquireTime']) and spec['renewTime'] == spec['acquireTime']
 
 
-def test_a_lease_another_run_holds_is_reported_at_once_without_wait():
-    api = FakeLeaseApi()
+def test_a_lease_another_run_holds_is_reported_at_once_without_wait(api):
     rival = lease(api)
     rival.acquire()
-    held = copy.deepcopy(api.lease)
+    held = api.lease
     time = FakeTime()
     ours = lease(api, time=time)
     assert ours.holder != rival.holder  # two runs on one host are two holders
-    with pytest.raises(LeaseHeld, match='lease ops/kubesnap-cycle is held by %s until ' % re.escape(rival.holder)):
+    with pytest.raises(LeaseHeld, match='lease %s/kubesnap-cycle is held by %s until ' % (api.namespace, re.escape(rival.holder))):
         ours.acquire()
     assert api.verbs() == ['POST', 'POST', 'GET']
     assert api.lease == held and time.sleeps == []
 
 
-def test_a_held_lease_is_retried_until_the_wait_runs_out():
-    api = FakeLeaseApi()
+def test_a_held_lease_is_retried_until_the_wait_runs_out(api):
     api.hold('rival', seconds_ago(10))
     time = FakeTime()
     with pytest.raises(LeaseHeld, match='held by rival'):
@@ -159,8 +157,7 @@ def test_a_held_lease_is_retried_until_the_wait_runs_out():
     assert api.lease['spec']['holderIdentity'] == 'rival'
 
 
-def test_a_waiting_run_gets_the_lease_once_the_holder_releases_it():
-    api = FakeLeaseApi()
+def test_a_waiting_run_gets_the_lease_once_the_holder_releases_it(api):
     rival = lease(api)
     rival.acquire()
     time = FakeTime(during_sleep=rival.release)
@@ -179,33 +176,28 @@ def test_a_waiting_run_gets_the_lease_once_the_holder_releases_it():
         pytest.param(seconds_ago(1), None, '', id='holder-cleared'),
     ],
 )
-def test_an_expired_or_abandoned_lease_is_taken_over(renew_time, acquire_time, holder):
-    api = FakeLeaseApi()
+def test_an_expired_or_abandoned_lease_is_taken_over(api, renew_time, acquire_time, holder):
     before = api.hold(holder, renew_time, duration=60, acquire_time=acquire_time)
-    if renew_time is None:
-        del api.lease['spec']['renewTime']
     ours = lease(api, duration=900)
     ours.acquire()
     assert api.verbs() == ['POST', 'GET', 'PUT']
     _verb, path, body = api.calls[2]
     # a conditional write: it fails if another run wrote the lease since our read
-    assert path == OBJECT and body['metadata']['resourceVersion'] == before['metadata']['resourceVersion']
+    assert path == api.object and body['metadata']['resourceVersion'] == before['metadata']['resourceVersion']
     spec = api.lease['spec']
     assert spec['holderIdentity'] == ours.holder and spec['leaseDurationSeconds'] == 900
     assert MICRO_TIME.match(spec['renewTime']) and spec['renewTime'] > (renew_time or acquire_time)
     assert api.lease['metadata']['uid'] == before['metadata']['uid']
 
 
-def test_a_renewed_lease_is_held_however_long_ago_it_was_acquired():
-    api = FakeLeaseApi()
+def test_a_renewed_lease_is_held_however_long_ago_it_was_acquired(api):
     api.hold('rival', seconds_ago(5), duration=60, acquire_time=seconds_ago(86400))
     with pytest.raises(LeaseHeld, match='held by rival'):
         lease(api).acquire()
     assert 'PUT' not in api.verbs()
 
 
-def test_losing_the_create_race_reports_the_winner():
-    api = FakeLeaseApi()
+def test_losing_the_create_race_reports_the_winner(api):
     rival = lease(api)
     api.between['POST'] = rival.acquire  # the rival's create lands just before ours
     with pytest.raises(LeaseHeld, match='held by %s' % re.escape(rival.holder)):
@@ -213,18 +205,16 @@ def test_losing_the_create_race_reports_the_winner():
     assert api.lease['spec']['holderIdentity'] == rival.holder
 
 
-def test_losing_the_takeover_race_reports_the_lease_taken():
-    api = FakeLeaseApi()
+def test_losing_the_takeover_race_reports_the_lease_taken(api):
     api.hold('crashed', seconds_ago(3600), duration=60)
     api.between['PUT'] = lambda: api.hold('rival', seconds_ago(0))  # the rival's takeover lands between our read and write
     time = FakeTime()
-    with pytest.raises(LeaseHeld, match='lease ops/kubesnap-cycle was taken by another run'):
+    with pytest.raises(LeaseHeld, match='lease %s/kubesnap-cycle was taken by another run' % api.namespace):
         lease(api, time=time).acquire()
     assert api.lease['spec']['holderIdentity'] == 'rival'
 
 
-def test_a_lease_released_between_our_create_and_read_is_taken():
-    api = FakeLeaseApi()
+def test_a_lease_released_between_our_create_and_read_is_taken(api):
     rival = lease(api)
     rival.acquire()
     api.between['GET'] = rival.release
@@ -236,13 +226,12 @@ def test_a_lease_released_between_our_create_and_read_is_taken():
 @pytest.mark.parametrize(
     'prepare, error',
     [
-        pytest.param(lambda api: None, KubeError('POST', COLLECTION, 403, 'forbidden'), id='create-forbidden'),
-        pytest.param(lambda api: api.hold('crashed', seconds_ago(3600), 60), KubeError('PUT', OBJECT, 422, 'invalid'),
+        pytest.param(lambda api: None, KubeError('POST', '/leases', 403, 'forbidden'), id='create-forbidden'),
+        pytest.param(lambda api: api.hold('crashed', seconds_ago(3600), 60), KubeError('PUT', '/leases', 422, 'invalid'),
                      id='takeover-invalid'),
     ],
 )
-def test_other_api_errors_end_the_attempt_without_waiting(prepare, error):
-    api = FakeLeaseApi()
+def test_other_api_errors_end_the_attempt_without_waiting(api, prepare, error):
     prepare(api)
     api.errors[error.method] = error
     time = FakeTime()
@@ -251,20 +240,18 @@ def test_other_api_errors_end_the_attempt_without_waiting(prepare, error):
     assert raised.value is error and time.sleeps == []
 
 
-def test_release_deletes_exactly_the_version_we_wrote():
-    api = FakeLeaseApi()
+def test_release_deletes_exactly_the_version_we_wrote(api):
     ours = lease(api)
     ours.acquire()
     ours_version = {key: api.lease['metadata'][key] for key in ('uid', 'resourceVersion')}
     ours.release()
-    assert api.calls[-1] == ('DELETE', OBJECT, ours_version)
+    assert api.calls[-1] == ('DELETE', api.object, ours_version)
     assert api.lease is None
     ours.release()  # a second release has nothing to give up
     assert api.verbs() == ['POST', 'DELETE']
 
 
-def test_release_leaves_a_run_that_took_over_alone():
-    api = FakeLeaseApi()
+def test_release_leaves_a_run_that_took_over_alone(api):
     ours = lease(api, duration=1)
     ours.acquire()
     api.hold('rival', seconds_ago(0))  # ours expired while we worked; the rival took over
@@ -273,32 +260,28 @@ def test_release_leaves_a_run_that_took_over_alone():
     assert api.lease['spec']['holderIdentity'] == 'rival'
 
 
-def test_release_of_a_lease_already_gone_is_quiet():
-    api = FakeLeaseApi()
+def test_release_of_a_lease_already_gone_is_quiet(api):
     ours = lease(api)
     ours.acquire()
-    api.lease = None
+    api.drop()
     ours.release()
     assert api.verbs() == ['POST', 'DELETE']
 
 
-def test_release_reports_other_errors():
-    api = FakeLeaseApi()
+def test_release_reports_other_errors(api):
     ours = lease(api)
     ours.acquire()
-    api.errors['DELETE'] = KubeError('DELETE', OBJECT, 403, 'forbidden')
+    api.errors['DELETE'] = KubeError('DELETE', api.object, 403, 'forbidden')
     with pytest.raises(KubeError, match='forbidden'):
         ours.release()
 
 
-def test_release_without_acquire_makes_no_call():
-    api = FakeLeaseApi()
+def test_release_without_acquire_makes_no_call(api):
     lease(api).release()
     assert api.calls == []
 
 
-def test_the_context_releases_even_when_the_work_fails():
-    api = FakeLeaseApi()
+def test_the_context_releases_even_when_the_work_fails(api):
     with pytest.raises(RuntimeError, match='boom'), lease(api) as ours:
         assert api.lease['spec']['holderIdentity'] == ours.holder
         raise RuntimeError('boom')
