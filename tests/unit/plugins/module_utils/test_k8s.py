@@ -295,13 +295,6 @@ def test_watch_raises_an_error_event_with_its_status_code(client, pool):
     assert caught.value.status == 410
 
 
-def test_watch_refused_by_the_server_raises_its_status(client, pool):
-    pool.responses.append(StreamingResponse(403, [json.dumps({'message': 'forbidden: no watch for you', 'reason': 'Forbidden'}).encode()]))
-    with pytest.raises(KubeError, match='no watch for you') as caught:
-        list(client.watch('/apis/x/v1/things', None, '1', 10))
-    assert caught.value.status == 403
-
-
 def test_list_with_version_returns_the_version_of_the_last_page(client, monkeypatch):
     request, _sent = pages({'items': [{'n': 1}], 'metadata': {'continue': 'c', 'resourceVersion': ''}},
                            {'items': [{'n': 2}], 'metadata': {'resourceVersion': '99'}})
