@@ -45,6 +45,8 @@ from bisect import bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.messages import quoted
+
 try:
     import isodate
 except ImportError:  # pragma: no cover - exercised only without the dependency
@@ -78,6 +80,14 @@ _US = _dt.timedelta(microseconds=1)
 MONTH_US = 2629746 * 1000000
 #: Longest accepted delta: 1000 (nominal) years.
 MAX_LENGTH_US = 1000 * 12 * MONTH_US
+#: Most deltas a policy may have, and longest token: what is longer is a mistake, refused before it is parsed.
+MAX_DELTAS = 24
+MAX_TOKEN_CHARS = 32
+#: What a valid delta looks like, for messages about one that is not.
+DELTA_FORM = (
+    "a delta is an ISO 8601 duration such as PT30M, PT1H, P1D, P2W, P1M or P1Y2M10DT2H: "
+    "P, then numbers with Y, M, W or D, then T and numbers with H, M or S"
+)
 #: Reason recorded by :func:`explain` for the newest snapshot.
 NEWEST = "newest"
 
@@ -130,7 +140,7 @@ class Policy:
     ``deltas`` are sorted ascending by nominal length (see the module docstring); each is a
     :class:`datetime.timedelta` or, for durations with months/years, an ``isodate.Duration``.
     ``tokens`` are the ISO 8601 strings as written, in the same order as ``deltas``; ``text``
-    is the policy as given.
+    is the policy as given, its tokens separated by single spaces.
     """
 
     text: str
@@ -157,16 +167,24 @@ class Policy:
 
 
 def _parse_token(token, text):
+    """One delta of a policy; every error names the token and, where the form is wrong, shows the right one."""
+    where = f"{quoted(token)} in retention policy {quoted(text)}"
+    if len(token) > MAX_TOKEN_CHARS:
+        raise PolicyError(f"invalid ISO 8601 duration {where}: {len(token)} characters, at most {MAX_TOKEN_CHARS}; {DELTA_FORM}")
     try:
         delta = isodate.parse_duration(token)
-    except (ValueError, ArithmeticError, TypeError) as exc:  # ISO8601Error is a ValueError
-        raise PolicyError(f"invalid ISO 8601 duration {token!r} in retention policy {text!r}: {exc}") from None
+    except ArithmeticError:  # a number too large for a timedelta (or a float) is a duration too long
+        raise PolicyError(f"duration {where} is longer than 1000 years") from None
+    except (ValueError, TypeError):  # ISO8601Error is a ValueError; its text is the parser's, not the user's concern
+        if "-" in token:
+            raise PolicyError(f"duration {where} must be positive; {DELTA_FORM}") from None
+        raise PolicyError(f"invalid ISO 8601 duration {where}: {DELTA_FORM}") from None
     if isinstance(delta, isodate.Duration):
         months = _months_of(delta)
         if months is None:
-            raise PolicyError(f"fractional months or years are not supported: {token!r} in retention policy {text!r}")
+            raise PolicyError(f"fractional months or years are not supported: {where}; use whole months (P18M, not P1.5Y)")
         if delta.years < 0 or delta.months < 0 or delta.tdelta < _dt.timedelta(0):
-            raise PolicyError(f"duration {token!r} in retention policy {text!r} must be positive")
+            raise PolicyError(f"duration {where} must be positive; {DELTA_FORM}")
         if months == 0:
             # P0Y0M2D and the like: no calendar part left, treat as a fixed duration.
             delta = delta.tdelta
@@ -179,9 +197,9 @@ def _parse_token(token, text):
             )
     length = nominal_length(delta)
     if length <= 0:
-        raise PolicyError(f"duration {token!r} in retention policy {text!r} must be positive")
+        raise PolicyError(f"duration {where} must be positive; {DELTA_FORM}")
     if length > MAX_LENGTH_US:
-        raise PolicyError(f"duration {token!r} in retention policy {text!r} is longer than 1000 years")
+        raise PolicyError(f"duration {where} is longer than 1000 years")
     return delta
 
 
@@ -193,7 +211,9 @@ def parse_policy(text):
     tokens and an existing :class:`Policy` are accepted as well. The tokens may be given in any
     order. Raises :class:`PolicyError` (a :class:`ValueError`) naming the offending token for
     garbage, zero or negative durations, fractional months/years, duplicates (equal nominal
-    length) and policies with fewer than two deltas.
+    length), policies with fewer than two or more than :data:`MAX_DELTAS` deltas and tokens
+    longer than :data:`MAX_TOKEN_CHARS`. Messages quote at most the first characters of what
+    was given (a 15,000-character annotation is not echoed whole).
     """
     if isinstance(text, Policy):
         return text
@@ -204,7 +224,9 @@ def parse_policy(text):
         tokens = [tok for t in text for tok in t.split()]
         shown = " ".join(tokens)
     else:
-        raise PolicyError(f"retention policy must be a string of ISO 8601 durations, got {text!r}")
+        raise PolicyError(f"retention policy must be a string of ISO 8601 durations, got {quoted(text)}; {DELTA_FORM}")
+    if len(tokens) > MAX_DELTAS:
+        raise PolicyError(f"retention policy {quoted(shown)} has {len(tokens)} durations, at most {MAX_DELTAS}")
     _require_isodate()
     parsed = []
     seen = {}
@@ -213,15 +235,16 @@ def parse_policy(text):
         key = nominal_length(delta)
         if key in seen:
             raise PolicyError(
-                f"duplicate duration {token!r} in retention policy {shown!r} (same length as {seen[key]!r})"
+                f"duplicate duration {token!r} in retention policy {quoted(shown)} (same length as {seen[key]!r})"
             )
         seen[key] = token
         parsed.append((key, delta, token))
     if len(parsed) < 2:
-        raise PolicyError(f"retention policy {shown!r} needs at least two durations, e.g. 'PT1H P7D'")
+        raise PolicyError(f"retention policy {quoted(shown)} needs at least two durations, e.g. 'PT1H P7D'")
     parsed.sort(key=lambda item: item[0])
     return Policy(
-        text=shown,
+        # White space as given is not kept: it is recorded on every snapshot and shown in every result.
+        text=" ".join(tokens),
         deltas=tuple(item[1] for item in parsed),
         tokens=tuple(item[2] for item in parsed),
     )

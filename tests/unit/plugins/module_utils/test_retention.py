@@ -535,6 +535,44 @@ def test_parse_policy_errors_name_the_token(text, named):
     assert isinstance(info.value, ValueError)
 
 
+# Malformed deltas as people write them: the message names the token, shows the valid form where
+# the form is wrong, never the parser's internals, and stays small whatever the size of the input.
+HUGE_DIGITS = "P" + "9" * 5000 + "D"
+MALFORMED = {
+    "negative-inside": ("PT1H P-1D", "'P-1D'", "must be positive; " + retention.DELTA_FORM),
+    "negative-outside": ("PT1H -P1D", "'-P1D'", "must be positive; " + retention.DELTA_FORM),
+    "word": ("PT1H daily", "'daily'", "invalid ISO 8601 duration 'daily' in retention policy 'PT1H daily': " + retention.DELTA_FORM),
+    "no-designator": ("PT1H P1", "'P1'", retention.DELTA_FORM),
+    "int-overflow": ("PT1H P99999999999999D", "'P99999999999999D'", "is longer than 1000 years"),
+    "float-overflow": ("PT1H " + HUGE_DIGITS, "'P9999999999", "5002 characters, at most 32; " + retention.DELTA_FORM),
+    "one-long-word": ("x" * 15000, "'xxxxxxxx", "15000 characters, at most 32"),
+    "many-tokens": ("P1D " * 3750, "'P1D P1D", "has 3750 durations, at most 24"),
+    "many-list-items": (["P1D"] * 5000, "'P1D P1D", "has 5000 durations, at most 24"),
+    "not-text": ([1] * 5000, "[1, 1, 1", "got [1, 1"),
+}
+
+
+@pytest.mark.parametrize("text, token, says", MALFORMED.values(), ids=MALFORMED.keys())
+def test_malformed_policies_name_the_token_and_the_valid_form_briefly(text, token, says):
+    with pytest.raises(PolicyError) as info:
+        parse_policy(text)
+    message = str(info.value)
+    assert token in message and says in message, message
+    assert len(message) < 600, message
+    for internal in ("designator", "Unable to parse", "C int", "infinity", "Exceeds the limit"):
+        assert internal not in message
+
+
+def test_messages_cut_what_they_echo():
+    message = str(pytest.raises(PolicyError, parse_policy, "P1D " + "y" * 15000).value)
+    assert "'" + "y" * 64 + "'\u2026(15000 characters)" in message, message
+    assert "retention policy 'P1D " + "y" * 60 + "'\u2026(15004 characters)" in message, message
+
+
+def test_white_space_is_not_kept_in_the_policy_text():
+    assert parse_policy("  PT1H\n\t P7D  " + " " * 15000).text == "PT1H P7D"
+
+
 def test_policy_errors_from_expire_and_is_due():
     with pytest.raises(PolicyError, match="'P1Q'"):
         expire(DAILY, "P1D P1Q")
