@@ -10,8 +10,9 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import cycle, k8s, retention
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import Registry
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import Registry, option_spec
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.lease import Lease
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.messages import cut
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.targets import BACKUP_LABEL, DELTAS_ANNOTATION, Options, Problem, Target
 
 # kubernetes.core's names and K8S_AUTH_* variables, so module_defaults, inventories and environments carry over.
@@ -67,11 +68,24 @@ LEASE_SPEC = {
 
 
 def argument_spec(*groups, **own):
-    """One module's spec: the shared groups it uses plus its own options."""
+    """One module's spec: the shared groups it uses, the options of every backend, and its own options."""
     spec = {}
-    for group in groups + (own,):
+    for group in groups + (option_spec(), own):
         spec.update({name: dict(option) for name, option in group.items()})
     return spec
+
+
+PROBLEMS_MSG = 'objects asked for protection but cannot get it'
+# A task's msg lists this many failures; failed_volumes has them all.
+MSG_ITEMS = 20
+
+
+def _listed(what, items):
+    """`what: a; b; c`, at most MSG_ITEMS of them; '' when there are none."""
+    if not items:
+        return ''
+    more = ['and %d more (see failed_volumes)' % (len(items) - MSG_ITEMS)] if len(items) > MSG_ITEMS else []
+    return '%s: %s' % (what, '; '.join(items[:MSG_ITEMS] + more))
 
 
 class KubesnapModule(AnsibleModule):
@@ -147,9 +161,9 @@ class KubesnapModule(AnsibleModule):
         for index, target in enumerate(given):
             where = 'targets[%d]' % index
             if live is not None and live.get(target.key) != target.pv:
-                problems.append(Problem(where, 'key', 'no live PersistentVolume %s with UID %s' % (target.pv, target.key)))
+                problems.append(Problem(where, 'key', 'no live PersistentVolume %s with UID %s' % (cut(target.pv), target.key)))
             elif scope and target.namespace != scope:
-                problems.append(Problem(where, 'namespace', '%s is outside namespace %s, which this run is limited to' % (target.display, scope)))
+                problems.append(Problem(where, 'namespace', '%s is outside namespace %s, which this run is limited to' % (cut(target.display), scope)))
             else:
                 kept.append(target)
         return kept, problems
@@ -179,13 +193,17 @@ class KubesnapModule(AnsibleModule):
         return inventory, registry, discovery.targets, discovery.problems
 
     def exit_or_fail(self, failures, msg, problems=(), **result):
-        """Every volume has been tried; fail at the end, listing the volumes (and, if asked, problems) at fault."""
+        """Every volume has been tried; fail at the end, listing the volumes (and, if asked, problems) at fault.
+
+        `msg` says what went wrong with the `failures`; problems get their own words, so that a run whose
+        only fault is a bad annotation does not read as if a snapshot had failed.
+        """
         result['problems'] = [problem.as_dict() for problem in problems]
-        if self.params.get('fail_on_problems'):
-            failures = failures + [str(problem) for problem in problems]
+        shown = [str(problem) for problem in problems] if self.params.get('fail_on_problems') else []
         result['api_calls'] = self.api_calls()
-        if failures:
-            self.fail_json(msg='%s: %s' % (msg, '; '.join(failures)), failed_volumes=failures, **result)
+        parts = [_listed(msg, failures), _listed(PROBLEMS_MSG, shown)]
+        if failures or shown:
+            self.fail_json(msg='; '.join(part for part in parts if part), failed_volumes=failures + shown, **result)
         self.exit_json(**result)
 
     def fail_api(self, exc):

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import BACKEND_NAMES
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import backend_class
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import TargetError, label_value_error
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.messages import cut, quoted
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention import PolicyError, parse_policy
 
 DELTAS_ANNOTATION = 'backup.kubernetes.io/deltas'
@@ -26,6 +27,9 @@ SOURCE_PV = 'pv-annotation'
 SOURCE_RULE = 'rule'
 SOURCE_LABEL = 'label'
 SOURCE_ADHOC = 'adhoc'
+# Given targets' names are echoed into results and written to snapshots: at most what Kubernetes allows them
+# (a PV or claim name is a DNS subdomain, a namespace a label; origin is "pvc/<namespace>/<claim>").
+NAME_LIMITS = (('pv', 253), ('namespace', 63), ('pvc', 253), ('origin', 340))
 SOURCE_RANK = {SOURCE_ADHOC: 0, SOURCE_PVC: 1, SOURCE_PV: 2, SOURCE_RULE: 3, SOURCE_LABEL: 4}
 
 
@@ -62,28 +66,39 @@ class Target:
 
     @classmethod
     def from_dict(cls, data):
-        """Rebuild a target returned by k8s_pv_info; raises ValueError naming the bad field."""
-        missing = [name for name in ('key', 'pv', 'source', 'origin', 'backend', 'volume') if not data.get(name)]
+        """Rebuild a target returned by k8s_pv_info; raises ValueError naming the bad field and what it needs.
+
+        The generic fields are checked here, what the volume's backend needs by the backend (`target_errors`).
+        """
+        if not isinstance(data, dict):
+            raise ValueError('must be a mapping as k8s_pv_info returns it, not %s' % quoted(data))
+        where = 'target %s' % cut(str(data.get('origin') or data.get('pv') or '?'))
+        missing = [name for name in ('key', 'pv', 'source', 'origin', 'backend') if not data.get(name)]
         if missing:
-            raise ValueError('target %s: missing %s' % (data.get('origin') or data.get('pv') or '?', ', '.join(missing)))
-        where = 'target %s' % data['origin']
-        if data['backend'] not in BACKEND_NAMES:
-            raise ValueError('%s: backend: unknown backend %r (known: %s)' % (where, data['backend'], ', '.join(BACKEND_NAMES)))
-        if not isinstance(data['volume'], dict):
-            raise ValueError('%s: volume: must be a mapping, not %r' % (where, data['volume']))
-        if data['backend'] == 'csi':
-            missing = [name for name in ('namespace', 'pvc') if not data.get(name)]
-            missing += ['volume.snapshot_class'] if not data['volume'].get('snapshot_class') else []
-            if missing:
-                raise ValueError('%s: %s: required for a CSI volume' % (where, ', '.join(missing)))
+            raise ValueError('%s: missing %s' % (where, ', '.join(missing)))
+        try:
+            backend = backend_class(data['backend'])
+        except TargetError as exc:
+            raise ValueError('%s: %s: %s' % (where, exc.field, exc.reason)) from None
+        errors = [(name, 'must be a string of at most %d characters, not %s' % (limit, quoted(data[name])))
+                  for name, limit in NAME_LIMITS if data.get(name) is not None and not (isinstance(data[name], str) and len(data[name]) <= limit)]
         # Both become label values of the snapshot (its ownership): a bad one must fail here, not as a 422 later.
-        for name in ('key', 'source'):
-            error = label_value_error(data[name])
-            if error:
-                raise ValueError('%s: %s: %s' % (where, name, error))
+        errors += [(name, label_value_error(data[name])) for name in ('key', 'source') if label_value_error(data[name])]
+        volume = data.get('volume')
+        needs = 'the %s backend needs %s' % (backend.name, ', '.join('volume.%s' % field for field in backend.volume_fields))
+        if volume is None:
+            errors.append(('volume', 'missing; %s' % needs))
+        elif not isinstance(volume, dict):
+            errors.append(('volume', 'must be a mapping, not %s' % quoted(volume)))
+        elif not volume:
+            errors.append(('volume', 'is an empty mapping; %s' % needs))
+        else:
+            errors += backend.target_errors(data)
+        if errors:
+            raise ValueError('%s: %s' % (where, '; '.join('%s: %s' % error for error in errors)))
         policy = parse_policy(data['policy']) if data.get('policy') else None
         return cls(key=data['key'], pv=data['pv'], namespace=data.get('namespace'), pvc=data.get('pvc'), policy=policy,
-                   source=data['source'], origin=data['origin'], backend=data['backend'], volume=dict(data['volume']))
+                   source=data['source'], origin=data['origin'], backend=data['backend'], volume=dict(volume))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -250,7 +265,7 @@ def _target(claim, options, registry):
     if claim.source == SOURCE_RULE and claim.field == 'spec.disk':
         raise TargetError(claim.field, 'SnapshotRules for cloud disks need the gce or aws backend, not available in this version')
     if claim.pvc is not None and 'missing' in claim.pvc:
-        raise TargetError(claim.field, 'PersistentVolumeClaim %r does not exist' % claim.pvc['missing'])
+        raise TargetError(claim.field, 'PersistentVolumeClaim %s does not exist' % quoted(claim.pvc['missing']))
     if claim.pv is None and claim.pvc is None:
         raise TargetError(claim.field, 'volume not found')
     if claim.source == SOURCE_RULE and not claim.policy_text:

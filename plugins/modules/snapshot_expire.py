@@ -186,7 +186,7 @@ def main():
         module.fail_api(exc)
     failures = ['%s: %s: %s' % (v['volume'], f['name'], f['error']) for v in result['volumes'] for f in v['failed']
                 if 'lease_held' not in result]
-    module.exit_or_fail(failures, 'some snapshots could not be expired', problems, **result)
+    module.exit_or_fail(failures, 'snapshots could not be deleted', problems, **result)
 
 
 if __name__ == '__main__':

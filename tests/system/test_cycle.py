@@ -320,7 +320,7 @@ BAD_TARGETS = [
     ({"key": None}, "targets[0]: target {origin}: missing key"),
     ({"key": "not a label"}, "targets[0]: target {origin}: key: 'not a label' is not a valid label value"),
     ({"source": "s" * 64}, "targets[0]: target {origin}: source: '" + "s" * 64 + "' is not a valid label value"),
-    ({"backend": "", "volume": {}}, "targets[0]: target {origin}: missing backend, volume"),
+    ({"backend": "", "volume": {}}, "targets[0]: target {origin}: missing backend"),
     ({"pv": None, "origin": None}, "targets[0]: target ?: missing pv, origin"),
     ({"policy": "P1D"}, "targets[0]: retention policy 'P1D' needs at least two durations"),
     ({"policy": 5}, "targets[0]: retention policy must be a string of ISO 8601 durations, got 5"),

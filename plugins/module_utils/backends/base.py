@@ -9,6 +9,8 @@ import datetime
 import re
 import typing as t
 
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.messages import quoted
+
 PENDING = 'pending'
 READY = 'ready'
 FAILED = 'failed'
@@ -30,7 +32,7 @@ LABEL_VALUE = re.compile(r'^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$')
 def label_value_error(value):
     """Why `value` cannot be a label value, or None when it can."""
     if not isinstance(value, str) or not LABEL_VALUE.match(value):
-        return '%r is not a valid label value (at most 63 characters of [A-Za-z0-9_.-], starting and ending with a letter or digit)' % (value,)
+        return '%s is not a valid label value (at most 63 characters of [A-Za-z0-9_.-], starting and ending with a letter or digit)' % quoted(value)
     return None
 
 
@@ -91,9 +93,36 @@ class Snapshot:
 
 
 class Backend(t.Protocol):
-    """What the cycle needs from a snapshot store. One instance serves many volumes."""
+    """What the cycle needs from a snapshot store. One instance serves many volumes.
 
-    name: str
+    A backend describes itself: its name, the module options it adds, how a run builds it and
+    what a target's `volume` must hold for it. The registry (backends/__init__.py) is built from
+    the list of backend classes, so a new backend is its file, one entry in that list, and the
+    documentation of its options in the `kubesnap.snapshots.backends` doc fragment.
+    """
+
+    #: What targets carry in `backend` and snapshots in `Snapshot.backend`.
+    name: t.ClassVar[str]
+    #: Argument spec entries this backend adds to every module (credentials with no_log), each documented under the
+    #: same name in plugins/doc_fragments/backends.py; a unit test holds the two together. CSI adds none.
+    option_spec: t.ClassVar[dict]
+    #: Fields of a target's `volume` this backend cannot act without, named in messages about targets that lack them.
+    volume_fields: t.ClassVar[tuple]
+
+    @classmethod
+    def from_params(cls, params: dict, client, inventory) -> Backend | None:
+        """This backend for one run, or None when the run does not set it up (its options are not given).
+
+        `params` are the module's parameters, `client` the Kubernetes client, `inventory` what the run
+        listed (targets.Inventory: `pvs`, `pvcs`, `snapshot_classes`), or None when it listed nothing.
+        """
+
+    @classmethod
+    def target_errors(cls, data: dict) -> list:
+        """[(field, reason)] for what a target given as input (k8s_pv_info's `as_dict`) lacks for this backend; [] if none.
+
+        Called once its `volume` is known to be a non-empty mapping; reasons quote at most the start of a value.
+        """
 
     def claims(self, pv: dict) -> bool:
         """Whether this backend snapshots the volume behind this PersistentVolume."""

@@ -7,9 +7,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import re
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import base
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError, resource_path
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.messages import quoted
 
 GROUP_VERSION = 'snapshot.storage.k8s.io/v1'
 DEFAULT_CLASS_ANNOTATION = 'snapshot.storage.kubernetes.io/is-default-class'
@@ -18,6 +20,7 @@ NAME_LIMIT = 253
 NAME_ATTEMPTS = 5
 DELETE_ATTEMPTS = 3
 TIME_FORMAT = '%Y%m%d%H%M%S'
+DNS_SUBDOMAIN = re.compile(r'^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$')
 
 
 def parse_time(value):
@@ -62,10 +65,28 @@ class CsiBackend:
     """Snapshots any CSI volume through the external-snapshotter API."""
 
     name = 'csi'
+    # The Kubernetes connection is all it needs; the class is chosen per volume (the snapshot_class discovery option).
+    option_spec = {}
+    volume_fields = ('snapshot_class',)
 
     def __init__(self, client, snapshot_classes=()):
         self._client = client
         self._classes = {c['metadata']['name']: c for c in snapshot_classes}
+
+    @classmethod
+    def from_params(cls, params, client, inventory):
+        return cls(client, inventory.snapshot_classes if inventory is not None else ())
+
+    @classmethod
+    def target_errors(cls, data):
+        errors = [(name, 'required for a CSI volume') for name in ('namespace', 'pvc') if not data.get(name)]
+        snapshot_class = data['volume'].get('snapshot_class')
+        if not snapshot_class:
+            errors.append(('volume.snapshot_class', 'required for a CSI volume'))
+        elif not isinstance(snapshot_class, str) or len(snapshot_class) > NAME_LIMIT or not DNS_SUBDOMAIN.match(snapshot_class):
+            errors.append(('volume.snapshot_class', '%s is not a VolumeSnapshotClass name (a DNS subdomain of at most %d characters)'
+                           % (quoted(snapshot_class), NAME_LIMIT)))
+        return errors
 
     def claims(self, pv):
         return bool((pv.get('spec') or {}).get('csi'))
@@ -81,7 +102,7 @@ class CsiBackend:
         if wanted:
             chosen = self._classes.get(wanted)
             if chosen is None:
-                raise base.TargetError('snapshot_class', 'VolumeSnapshotClass %r does not exist' % wanted)
+                raise base.TargetError('snapshot_class', 'VolumeSnapshotClass %s does not exist' % quoted(wanted))
             if chosen.get('driver') != driver:
                 raise base.TargetError('snapshot_class', 'VolumeSnapshotClass %r is for driver %r, the volume uses %r'
                                        % (wanted, chosen.get('driver'), driver))
