@@ -23,6 +23,7 @@ description:
     M(kubesnap.snapshots.snapshot_info) has no targets option.
 extends_documentation_fragment:
   - kubesnap.snapshots.k8s_auth
+  - kubesnap.snapshots.backends
   - kubesnap.snapshots.discovery
   - kubesnap.snapshots.attributes.info_module
 options:

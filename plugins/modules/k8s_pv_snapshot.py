@@ -19,6 +19,7 @@ description:
   - With O(pvc) (or O(pv)) and O(force), takes a one-off snapshot, for example before an upgrade.
 extends_documentation_fragment:
   - kubesnap.snapshots.k8s_auth
+  - kubesnap.snapshots.backends
   - kubesnap.snapshots.discovery
   - kubesnap.snapshots.discovery.targets
   - kubesnap.snapshots.discovery.lease

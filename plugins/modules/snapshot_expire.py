@@ -22,6 +22,7 @@ description:
   - Check mode with diff is the dry-run plan, giving for each kept snapshot the reason (which generation keeps it).
 extends_documentation_fragment:
   - kubesnap.snapshots.k8s_auth
+  - kubesnap.snapshots.backends
   - kubesnap.snapshots.discovery
   - kubesnap.snapshots.discovery.targets
   - kubesnap.snapshots.discovery.lease

@@ -16,6 +16,7 @@ description:
     longer protected (their annotation or label was removed) are listed as unprotected.
 extends_documentation_fragment:
   - kubesnap.snapshots.k8s_auth
+  - kubesnap.snapshots.backends
   - kubesnap.snapshots.discovery
   - kubesnap.snapshots.attributes.info_module
 options:

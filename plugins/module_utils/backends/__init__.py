@@ -22,7 +22,7 @@ def backend_class(name):
     for backend in BACKENDS:
         if backend.name == name:
             return backend
-    raise TargetError('backend', 'unknown backend %s (known: %s)' % (quoted(name), ', '.join(BACKEND_NAMES)))
+    raise TargetError('backend', 'unknown backend %s (known: %s)' % (quoted(name), ', '.join(backend.name for backend in BACKENDS)))
 
 
 def option_spec():
@@ -66,7 +66,8 @@ class Registry:
             if backend.claims(pv):
                 return backend
         kinds = sorted(k for k, v in (pv.get('spec') or {}).items() if isinstance(v, dict) and k not in ('claimRef', 'nodeAffinity', 'capacity'))
-        raise TargetError('spec', 'volume type %s is not supported (supported: %s)' % ('/'.join(kinds) or 'unknown', ', '.join(BACKEND_NAMES)))
+        raise TargetError('spec', 'volume type %s is not supported (supported: %s)'
+                          % ('/'.join(kinds) or 'unknown', ', '.join(backend.name for backend in BACKENDS)))
 
     def __iter__(self):
         return iter(self._backends.values())
