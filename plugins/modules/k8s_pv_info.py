@@ -46,62 +46,113 @@ EXAMPLES = r'''
 
 RETURN = r'''
 targets:
-  description: One entry per protected volume.
+  description: One entry per protected volume; pass them as O(kubesnap.snapshots.k8s_pv_snapshot#module:targets) to the other modules.
   returned: always
   type: list
   elements: dict
+  sample:
+    - key: 5f0c2a9e-8d8b-4a53-9d6e-3a1b2c3d4e5f
+      pv: pvc-5f0c2a9e-8d8b-4a53-9d6e-3a1b2c3d4e5f
+      namespace: db
+      pvc: data-0
+      policy: PT1H P1D P7D
+      source: pvc-annotation
+      origin: pvc/db/data-0
+      backend: csi
+      volume:
+        driver: rbd.csi.ceph.com
+        volume_handle: 0001-0009-rook-ceph-0000000000000001-5f0c2a9e
+        snapshot_class: csi-snapclass
   contains:
     key:
-      description: Stable identity of the volume's snapshots (the PV's UID).
+      description: Stable identity of the volume's snapshots (the PV's UID), written to them as label C(kubesnap.io/volume).
       type: str
+      sample: 5f0c2a9e-8d8b-4a53-9d6e-3a1b2c3d4e5f
     pv:
       description: PersistentVolume name.
       type: str
+      sample: pvc-5f0c2a9e-8d8b-4a53-9d6e-3a1b2c3d4e5f
     namespace:
-      description: Namespace of the bound claim.
+      description: Namespace of the bound claim; null for a volume without one.
       type: str
+      sample: db
     pvc:
-      description: Name of the bound claim.
+      description: Name of the bound claim; null for a volume without one.
       type: str
+      sample: data-0
     policy:
-      description: Retention policy as written.
+      description: Retention policy as written, tokens separated by single spaces; null for a one-off without one.
       type: str
+      sample: PT1H P1D P7D
     source:
-      description: Which opt-in chose the volume (pvc-annotation, pv-annotation, rule, label, adhoc).
+      description: Which opt-in chose the volume (V(pvc-annotation), V(pv-annotation), V(rule), V(label), V(adhoc)).
       type: str
+      sample: pvc-annotation
     origin:
-      description: The object that asked, such as C(pvc/db/data-0).
+      description: The object that asked, such as C(pvc/db/data-0), C(pv/pv-a) or C(snapshotrule/db/nightly).
       type: str
+      sample: pvc/db/data-0
     backend:
       description: Backend that snapshots the volume.
       type: str
+      sample: csi
     volume:
-      description: Backend fields (for CSI the driver, volume handle and snapshot class).
+      description: Backend fields of the volume.
       type: dict
+      sample:
+        driver: rbd.csi.ceph.com
+        volume_handle: 0001-0009-rook-ceph-0000000000000001-5f0c2a9e
+        snapshot_class: csi-snapclass
+      contains:
+        driver:
+          description: CSI driver of the volume (C(csi) backend).
+          type: str
+          sample: rbd.csi.ceph.com
+        volume_handle:
+          description: The driver's id of the volume (C(csi) backend).
+          type: str
+          sample: 0001-0009-rook-ceph-0000000000000001-5f0c2a9e
+        snapshot_class:
+          description: VolumeSnapshotClass its snapshots are taken with (C(csi) backend).
+          type: str
+          sample: csi-snapclass
 problems:
-  description: Objects that asked for protection but cannot get it.
+  description: Objects that asked for protection but cannot get it, each once per source; such a volume is not snapshotted or pruned.
   returned: always
   type: list
   elements: dict
+  sample:
+    - object: pvc/db/data-1
+      field: metadata.annotations[backup.kubernetes.io/deltas]
+      reason: "duration 'P-1D' in retention policy 'P-1D P7D' must be positive; a delta is an ISO 8601 duration such as ..."
   contains:
     object:
-      description: The object, such as C(pvc/db/data-0) or C(snapshotrule/db/nightly).
+      description: The object, such as C(pvc/db/data-0), C(pv/pv-a), C(snapshotrule/db/nightly) or C(targets[0]).
       type: str
+      sample: pvc/db/data-1
     field:
       description: The field at fault.
       type: str
+      sample: metadata.annotations[backup.kubernetes.io/deltas]
     reason:
-      description: What is wrong.
+      description: What is wrong, quoting at most the first 64 characters of a value.
       type: str
+      sample: claim is not bound to a volume (phase Pending)
 failed_volumes:
-  description: What failed, one line per volume (or object) naming it and the error; the task fails listing them in C(msg).
+  description:
+    - What failed, one line per volume (or object) naming it and the error; the task fails listing them in C(msg)
+      (the first 20 there).
   returned: when the task failed after trying every volume
   type: list
   elements: str
+  sample:
+    - "pvc/db/data-1: spec.volumeName: claim is not bound to a volume (phase Pending)"
 api_calls:
   description: API requests made, by HTTP method.
   returned: always
   type: dict
+  sample:
+    GET: 4
 '''
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError

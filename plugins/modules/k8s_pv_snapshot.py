@@ -64,52 +64,92 @@ volumes:
   returned: always
   type: list
   elements: dict
+  sample:
+    - {volume: db/data-0, pv: pvc-5f0c2a9e-8d8b-4a53-9d6e-3a1b2c3d4e5f, origin: pvc/db/data-0, policy: PT1H
+        P1D P7D, action: created, reason: newest ready snapshot data-0-20261130030000 is older than PT1H,
+        snapshot: data-0-20261130040000, state: ready, duration: 4.2}
   contains:
     volume:
       description: C(namespace/pvc), or the PV name.
       type: str
+      sample: db/data-0
     pv:
       description: PersistentVolume name.
       type: str
+      sample: pvc-5f0c2a9e-8d8b-4a53-9d6e-3a1b2c3d4e5f
     origin:
       description: The object that asked for protection.
       type: str
+      sample: pvc/db/data-0
     policy:
-      description: Retention policy.
+      description: Retention policy; null for a one-off without one.
       type: str
+      sample: PT1H P1D P7D
     action:
       description: V(created), V(would_create) (check mode), V(skipped) or V(failed).
       type: str
+      sample: created
     reason:
       description: Why the volume was due or skipped, or the error.
       type: str
+      sample: newest ready snapshot data-0-20261130030000 is older than PT1H
     snapshot:
-      description: Name of the snapshot created, or in check mode the name it would get.
+      description: Name of the snapshot created, or in check mode the name it would get; null when none.
       type: str
+      sample: data-0-20261130040000
     state:
-      description: State of the created snapshot at the end (V(ready), V(pending) or V(failed)).
+      description: State of the created snapshot at the end (V(ready), V(pending) or V(failed)); null when none was created.
       type: str
+      sample: ready
     duration:
-      description: Seconds from the start of the run's writes (taking the lease, then creating) until the snapshot was seen ready or failed.
+      description:
+        - Seconds from the start of the run's writes (taking the lease, then creating) until the snapshot was seen ready or failed;
+          null when it was not seen settled.
       type: float
+      sample: 4.2
 problems:
-  description: Objects that asked for protection but cannot get it, as in M(kubesnap.snapshots.k8s_pv_info).
+  description: Objects that asked for protection but cannot get it, as in M(kubesnap.snapshots.k8s_pv_info); nothing of theirs is snapshotted.
   returned: always
   type: list
   elements: dict
+  sample:
+    - object: pvc/db/data-1
+      field: spec.volumeName
+      reason: claim is not bound to a volume (phase Pending)
+  contains:
+    object:
+      description: The object, such as C(pvc/db/data-0), C(pv/pv-a), C(snapshotrule/db/nightly) or C(targets[0]).
+      type: str
+      sample: pvc/db/data-1
+    field:
+      description: The field at fault.
+      type: str
+      sample: spec.volumeName
+    reason:
+      description: What is wrong, quoting at most the first 64 characters of a value.
+      type: str
+      sample: claim is not bound to a volume (phase Pending)
 lease_held:
   description: Set when another run held the lease and nothing was created.
   returned: when the lease was held
   type: str
+  sample: lease default/kubesnap-cycle is held by cron-7f9c until 2026-11-30T04:15:00+00:00
 failed_volumes:
-  description: What failed, one line per volume (or object) naming it and the error; the task fails listing them in C(msg).
+  description:
+    - What failed, one line per volume (or object) naming it and the error; the task fails listing them in C(msg)
+      (the first 20 there).
   returned: when the task failed after trying every volume
   type: list
   elements: str
+  sample:
+    - "db/data-0: snapshot data-0-20261130040000 failed: quota exceeded"
 api_calls:
   description: API requests made, by HTTP method.
   returned: always
   type: dict
+  sample:
+    GET: 5
+    POST: 1
 '''
 
 import time

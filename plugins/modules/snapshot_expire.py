@@ -70,46 +70,218 @@ volumes:
   returned: always
   type: list
   elements: dict
+  sample:
+    - volume: db/data-0
+      policy: PT1H P1D P7D
+      orphan: false
+      keep:
+        - {backend: csi, id: db/data-0-20261130040000, name: data-0-20261130040000, namespace: db, volume_key: 5f0c2a9e-8d8b-4a53-9d6e-3a1b2c3d4e5f,
+            created_at: '2026-11-30T04:00:02+00:00', age_seconds: 3600, state: ready, held: false, size: 10Gi, error: null,
+            policy: PT1H P1D P7D, origin: pvc/db/data-0, reason: generation P1D (window P7D)}
+      expire:
+        - {backend: csi, id: db/data-0-20261120040000, name: data-0-20261120040000, namespace: db, volume_key: 5f0c2a9e-8d8b-4a53-9d6e-3a1b2c3d4e5f,
+            created_at: '2026-11-20T04:00:01+00:00', age_seconds: 864000, state: ready, held: false, size: 10Gi,
+            error: null, policy: PT1H P1D P7D, origin: pvc/db/data-0}
+      failed: []
   contains:
     volume:
       description: C(namespace/pvc), the PV name, or the volume key of an orphan.
       type: str
+      sample: db/data-0
     policy:
-      description: Policy applied.
+      description: Policy applied; null when none (an orphan kept by O(orphan_policy=keep)).
       type: str
+      sample: PT1H P1D P7D
     orphan:
       description: Whether the volume no longer exists.
       type: bool
+      sample: false
     keep:
-      description: Snapshots kept, each with a C(reason).
+      description: Snapshots kept, oldest first, each with the C(reason) it is kept.
       type: list
       elements: dict
+      sample:
+        - {backend: csi, id: db/data-0-20261130040000, name: data-0-20261130040000, namespace: db, volume_key: 5f0c2a9e-8d8b-4a53-9d6e-3a1b2c3d4e5f,
+            created_at: '2026-11-30T04:00:02+00:00', age_seconds: 3600, state: ready, held: false, size: 10Gi, error: null,
+            policy: PT1H P1D P7D, origin: pvc/db/data-0, reason: generation P1D (window P7D)}
+      contains:
+        reason:
+          description: Why it is kept, such as V(newest), C(generation P1D (window P7D)), C(pending - not a backup yet)
+            or C(held (label kubesnap.io/hold=true)).
+          type: str
+          sample: generation P1D (window P7D)
+        backend:
+          description: Backend that holds the snapshot.
+          type: str
+          sample: csi
+        id:
+          description: The backend's id of the snapshot (for CSI C(namespace/name)).
+          type: str
+          sample: db/data-0-20261130040000
+        name:
+          description: Snapshot name.
+          type: str
+          sample: data-0-20261130040000
+        namespace:
+          description: Namespace of the snapshot (CSI).
+          type: str
+          sample: db
+        volume_key:
+          description: Volume key the snapshot is labelled with (C(kubesnap.io/volume), the PV's UID).
+          type: str
+          sample: 5f0c2a9e-8d8b-4a53-9d6e-3a1b2c3d4e5f
+        created_at:
+          description: When the snapshot was cut (the driver's time once known), ISO 8601 with offset.
+          type: str
+          sample: "2026-11-30T04:00:02+00:00"
+        age_seconds:
+          description: Seconds from C(created_at) to the run's clock (O(now) when given).
+          type: int
+          sample: 3600
+        state:
+          description: V(ready), V(pending) or V(failed); only ready ones are backups.
+          type: str
+          sample: ready
+        held:
+          description: Whether it carries C(kubesnap.io/hold=true) and is kept outside the policy.
+          type: bool
+          sample: false
+        size:
+          description: Size of the volume the snapshot restores to, as the backend reports it; null while unknown.
+          type: str
+          sample: 10Gi
+        error:
+          description: Why the snapshot failed; null unless failed.
+          type: str
+          sample: null
+        policy:
+          description: Retention policy recorded on the snapshot (C(kubesnap.io/policy)), used for orphans.
+          type: str
+          sample: PT1H P1D P7D
+        origin:
+          description: Object that asked for the snapshot (C(kubesnap.io/origin)).
+          type: str
+          sample: pvc/db/data-0
     expire:
-      description: Snapshots deleted (or that would be).
+      description: Snapshots deleted (in check mode, that would be), oldest first.
       type: list
       elements: dict
+      sample:
+        - {backend: csi, id: db/data-0-20261120040000, name: data-0-20261120040000, namespace: db, volume_key: 5f0c2a9e-8d8b-4a53-9d6e-3a1b2c3d4e5f,
+            created_at: '2026-11-20T04:00:01+00:00', age_seconds: 864000, state: ready, held: false, size: 10Gi,
+            error: null, policy: PT1H P1D P7D, origin: pvc/db/data-0}
+      contains:
+        backend:
+          description: Backend that holds the snapshot.
+          type: str
+          sample: csi
+        id:
+          description: The backend's id of the snapshot (for CSI C(namespace/name)).
+          type: str
+          sample: db/data-0-20261130040000
+        name:
+          description: Snapshot name.
+          type: str
+          sample: data-0-20261130040000
+        namespace:
+          description: Namespace of the snapshot (CSI).
+          type: str
+          sample: db
+        volume_key:
+          description: Volume key the snapshot is labelled with (C(kubesnap.io/volume), the PV's UID).
+          type: str
+          sample: 5f0c2a9e-8d8b-4a53-9d6e-3a1b2c3d4e5f
+        created_at:
+          description: When the snapshot was cut (the driver's time once known), ISO 8601 with offset.
+          type: str
+          sample: "2026-11-30T04:00:02+00:00"
+        age_seconds:
+          description: Seconds from C(created_at) to the run's clock (O(now) when given).
+          type: int
+          sample: 3600
+        state:
+          description: V(ready), V(pending) or V(failed); only ready ones are backups.
+          type: str
+          sample: ready
+        held:
+          description: Whether it carries C(kubesnap.io/hold=true) and is kept outside the policy.
+          type: bool
+          sample: false
+        size:
+          description: Size of the volume the snapshot restores to, as the backend reports it; null while unknown.
+          type: str
+          sample: 10Gi
+        error:
+          description: Why the snapshot failed; null unless failed.
+          type: str
+          sample: null
+        policy:
+          description: Retention policy recorded on the snapshot (C(kubesnap.io/policy)), used for orphans.
+          type: str
+          sample: PT1H P1D P7D
+        origin:
+          description: Object that asked for the snapshot (C(kubesnap.io/origin)).
+          type: str
+          sample: pvc/db/data-0
     failed:
-      description: Deletions that failed, with the error.
+      description: Deletions that failed; those snapshots are still there.
       type: list
       elements: dict
+      sample:
+        - name: data-0-20261120040000
+          error: "Kubernetes API error: 403 Forbidden"
+      contains:
+        name:
+          description: Name of the snapshot not deleted.
+          type: str
+          sample: data-0-20261120040000
+        error:
+          description: Why it was not deleted.
+          type: str
+          sample: "Kubernetes API error: 403 Forbidden"
 problems:
-  description: Objects that asked for protection but cannot get it; nothing of theirs is deleted.
+  description: Objects that asked for protection but cannot get it, as in M(kubesnap.snapshots.k8s_pv_info); nothing of theirs is deleted.
   returned: always
   type: list
   elements: dict
+  sample:
+    - object: pvc/db/data-1
+      field: spec.volumeName
+      reason: claim is not bound to a volume (phase Pending)
+  contains:
+    object:
+      description: The object, such as C(pvc/db/data-0), C(pv/pv-a), C(snapshotrule/db/nightly) or C(targets[0]).
+      type: str
+      sample: pvc/db/data-1
+    field:
+      description: The field at fault.
+      type: str
+      sample: spec.volumeName
+    reason:
+      description: What is wrong, quoting at most the first 64 characters of a value.
+      type: str
+      sample: claim is not bound to a volume (phase Pending)
 lease_held:
   description: Set when another run held the lease and nothing was deleted.
   returned: when the lease was held
   type: str
+  sample: lease default/kubesnap-cycle is held by cron-7f9c until 2026-11-30T04:15:00+00:00
 failed_volumes:
-  description: What failed, one line per volume (or object) naming it and the error; the task fails listing them in C(msg).
+  description:
+    - What failed, one line per volume (or object) naming it and the error; the task fails listing them in C(msg)
+      (the first 20 there).
   returned: when the task failed after trying every volume
   type: list
   elements: str
+  sample:
+    - "db/data-0: data-0-20261120040000: Kubernetes API error: 403 Forbidden"
 api_calls:
   description: API requests made, by HTTP method.
   returned: always
   type: dict
+  sample:
+    GET: 5
+    DELETE: 3
 '''
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import cycle

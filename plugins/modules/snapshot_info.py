@@ -42,47 +42,314 @@ volumes:
   returned: always
   type: list
   elements: dict
+  sample:
+    - volume: db/data-0
+      key: 5f0c2a9e-8d8b-4a53-9d6e-3a1b2c3d4e5f
+      policy: PT1H P1D P7D
+      ready: 1
+      snapshots:
+        - {backend: csi, id: db/data-0-20261130040000, name: data-0-20261130040000, namespace: db, volume_key: 5f0c2a9e-8d8b-4a53-9d6e-3a1b2c3d4e5f,
+            created_at: '2026-11-30T04:00:02+00:00', age_seconds: 3600, state: ready, held: false, size: 10Gi, error: null,
+            policy: PT1H P1D P7D, origin: pvc/db/data-0}
   contains:
     volume:
-      description: C(namespace/pvc), or the PV name.
+      description: C(namespace/pvc), or the PV name; for orphans and unprotected volumes the volume key.
       type: str
+      sample: db/data-0
     key:
       description: Volume key the snapshots are labelled with (the PV's UID).
       type: str
+      sample: 5f0c2a9e-8d8b-4a53-9d6e-3a1b2c3d4e5f
     policy:
-      description: Retention policy.
+      description: Retention policy (for orphans the one recorded on their newest snapshot); null when none.
       type: str
+      sample: PT1H P1D P7D
     ready:
       description: Number of ready snapshots.
       type: int
+      sample: 1
     snapshots:
-      description: Snapshots with C(name), C(namespace), C(state), C(created_at), C(age_seconds), C(size), C(held), C(error).
+      description: Owned snapshots, oldest first.
       type: list
       elements: dict
+      sample:
+        - {backend: csi, id: db/data-0-20261130040000, name: data-0-20261130040000, namespace: db, volume_key: 5f0c2a9e-8d8b-4a53-9d6e-3a1b2c3d4e5f,
+            created_at: '2026-11-30T04:00:02+00:00', age_seconds: 3600, state: ready, held: false, size: 10Gi, error: null,
+            policy: PT1H P1D P7D, origin: pvc/db/data-0}
+      contains:
+        backend:
+          description: Backend that holds the snapshot.
+          type: str
+          sample: csi
+        id:
+          description: The backend's id of the snapshot (for CSI C(namespace/name)).
+          type: str
+          sample: db/data-0-20261130040000
+        name:
+          description: Snapshot name.
+          type: str
+          sample: data-0-20261130040000
+        namespace:
+          description: Namespace of the snapshot (CSI).
+          type: str
+          sample: db
+        volume_key:
+          description: Volume key the snapshot is labelled with (C(kubesnap.io/volume), the PV's UID).
+          type: str
+          sample: 5f0c2a9e-8d8b-4a53-9d6e-3a1b2c3d4e5f
+        created_at:
+          description: When the snapshot was cut (the driver's time once known), ISO 8601 with offset.
+          type: str
+          sample: "2026-11-30T04:00:02+00:00"
+        age_seconds:
+          description: Seconds from C(created_at) to the run's clock (O(now) when given).
+          type: int
+          sample: 3600
+        state:
+          description: V(ready), V(pending) or V(failed); only ready ones are backups.
+          type: str
+          sample: ready
+        held:
+          description: Whether it carries C(kubesnap.io/hold=true) and is kept outside the policy.
+          type: bool
+          sample: false
+        size:
+          description: Size of the volume the snapshot restores to, as the backend reports it; null while unknown.
+          type: str
+          sample: 10Gi
+        error:
+          description: Why the snapshot failed; null unless failed.
+          type: str
+          sample: null
+        policy:
+          description: Retention policy recorded on the snapshot (C(kubesnap.io/policy)), used for orphans.
+          type: str
+          sample: PT1H P1D P7D
+        origin:
+          description: Object that asked for the snapshot (C(kubesnap.io/origin)).
+          type: str
+          sample: pvc/db/data-0
 orphans:
-  description: Owned snapshots whose volume no longer exists, grouped like RV(volumes).
+  description: Owned snapshots whose volume no longer exists, grouped like RV(volumes) under their volume key.
   returned: always
   type: list
   elements: dict
+  sample:
+    - volume: db/data-0
+      key: 5f0c2a9e-8d8b-4a53-9d6e-3a1b2c3d4e5f
+      policy: PT1H P1D P7D
+      ready: 1
+      snapshots:
+        - {backend: csi, id: db/data-0-20261130040000, name: data-0-20261130040000, namespace: db, volume_key: 5f0c2a9e-8d8b-4a53-9d6e-3a1b2c3d4e5f,
+            created_at: '2026-11-30T04:00:02+00:00', age_seconds: 3600, state: ready, held: false, size: 10Gi, error: null,
+            policy: PT1H P1D P7D, origin: pvc/db/data-0}
+  contains:
+    volume:
+      description: C(namespace/pvc), or the PV name; for orphans and unprotected volumes the volume key.
+      type: str
+      sample: db/data-0
+    key:
+      description: Volume key the snapshots are labelled with (the PV's UID).
+      type: str
+      sample: 5f0c2a9e-8d8b-4a53-9d6e-3a1b2c3d4e5f
+    policy:
+      description: Retention policy (for orphans the one recorded on their newest snapshot); null when none.
+      type: str
+      sample: PT1H P1D P7D
+    ready:
+      description: Number of ready snapshots.
+      type: int
+      sample: 1
+    snapshots:
+      description: Owned snapshots, oldest first.
+      type: list
+      elements: dict
+      sample:
+        - {backend: csi, id: db/data-0-20261130040000, name: data-0-20261130040000, namespace: db, volume_key: 5f0c2a9e-8d8b-4a53-9d6e-3a1b2c3d4e5f,
+            created_at: '2026-11-30T04:00:02+00:00', age_seconds: 3600, state: ready, held: false, size: 10Gi, error: null,
+            policy: PT1H P1D P7D, origin: pvc/db/data-0}
+      contains:
+        backend:
+          description: Backend that holds the snapshot.
+          type: str
+          sample: csi
+        id:
+          description: The backend's id of the snapshot (for CSI C(namespace/name)).
+          type: str
+          sample: db/data-0-20261130040000
+        name:
+          description: Snapshot name.
+          type: str
+          sample: data-0-20261130040000
+        namespace:
+          description: Namespace of the snapshot (CSI).
+          type: str
+          sample: db
+        volume_key:
+          description: Volume key the snapshot is labelled with (C(kubesnap.io/volume), the PV's UID).
+          type: str
+          sample: 5f0c2a9e-8d8b-4a53-9d6e-3a1b2c3d4e5f
+        created_at:
+          description: When the snapshot was cut (the driver's time once known), ISO 8601 with offset.
+          type: str
+          sample: "2026-11-30T04:00:02+00:00"
+        age_seconds:
+          description: Seconds from C(created_at) to the run's clock (O(now) when given).
+          type: int
+          sample: 3600
+        state:
+          description: V(ready), V(pending) or V(failed); only ready ones are backups.
+          type: str
+          sample: ready
+        held:
+          description: Whether it carries C(kubesnap.io/hold=true) and is kept outside the policy.
+          type: bool
+          sample: false
+        size:
+          description: Size of the volume the snapshot restores to, as the backend reports it; null while unknown.
+          type: str
+          sample: 10Gi
+        error:
+          description: Why the snapshot failed; null unless failed.
+          type: str
+          sample: null
+        policy:
+          description: Retention policy recorded on the snapshot (C(kubesnap.io/policy)), used for orphans.
+          type: str
+          sample: PT1H P1D P7D
+        origin:
+          description: Object that asked for the snapshot (C(kubesnap.io/origin)).
+          type: str
+          sample: pvc/db/data-0
 unprotected:
   description: Owned snapshots of existing volumes that no source protects any more, grouped like RV(volumes).
   returned: always
   type: list
   elements: dict
+  sample:
+    - volume: db/data-0
+      key: 5f0c2a9e-8d8b-4a53-9d6e-3a1b2c3d4e5f
+      policy: PT1H P1D P7D
+      ready: 1
+      snapshots:
+        - {backend: csi, id: db/data-0-20261130040000, name: data-0-20261130040000, namespace: db, volume_key: 5f0c2a9e-8d8b-4a53-9d6e-3a1b2c3d4e5f,
+            created_at: '2026-11-30T04:00:02+00:00', age_seconds: 3600, state: ready, held: false, size: 10Gi, error: null,
+            policy: PT1H P1D P7D, origin: pvc/db/data-0}
+  contains:
+    volume:
+      description: C(namespace/pvc), or the PV name; for orphans and unprotected volumes the volume key.
+      type: str
+      sample: db/data-0
+    key:
+      description: Volume key the snapshots are labelled with (the PV's UID).
+      type: str
+      sample: 5f0c2a9e-8d8b-4a53-9d6e-3a1b2c3d4e5f
+    policy:
+      description: Retention policy (for orphans the one recorded on their newest snapshot); null when none.
+      type: str
+      sample: PT1H P1D P7D
+    ready:
+      description: Number of ready snapshots.
+      type: int
+      sample: 1
+    snapshots:
+      description: Owned snapshots, oldest first.
+      type: list
+      elements: dict
+      sample:
+        - {backend: csi, id: db/data-0-20261130040000, name: data-0-20261130040000, namespace: db, volume_key: 5f0c2a9e-8d8b-4a53-9d6e-3a1b2c3d4e5f,
+            created_at: '2026-11-30T04:00:02+00:00', age_seconds: 3600, state: ready, held: false, size: 10Gi, error: null,
+            policy: PT1H P1D P7D, origin: pvc/db/data-0}
+      contains:
+        backend:
+          description: Backend that holds the snapshot.
+          type: str
+          sample: csi
+        id:
+          description: The backend's id of the snapshot (for CSI C(namespace/name)).
+          type: str
+          sample: db/data-0-20261130040000
+        name:
+          description: Snapshot name.
+          type: str
+          sample: data-0-20261130040000
+        namespace:
+          description: Namespace of the snapshot (CSI).
+          type: str
+          sample: db
+        volume_key:
+          description: Volume key the snapshot is labelled with (C(kubesnap.io/volume), the PV's UID).
+          type: str
+          sample: 5f0c2a9e-8d8b-4a53-9d6e-3a1b2c3d4e5f
+        created_at:
+          description: When the snapshot was cut (the driver's time once known), ISO 8601 with offset.
+          type: str
+          sample: "2026-11-30T04:00:02+00:00"
+        age_seconds:
+          description: Seconds from C(created_at) to the run's clock (O(now) when given).
+          type: int
+          sample: 3600
+        state:
+          description: V(ready), V(pending) or V(failed); only ready ones are backups.
+          type: str
+          sample: ready
+        held:
+          description: Whether it carries C(kubesnap.io/hold=true) and is kept outside the policy.
+          type: bool
+          sample: false
+        size:
+          description: Size of the volume the snapshot restores to, as the backend reports it; null while unknown.
+          type: str
+          sample: 10Gi
+        error:
+          description: Why the snapshot failed; null unless failed.
+          type: str
+          sample: null
+        policy:
+          description: Retention policy recorded on the snapshot (C(kubesnap.io/policy)), used for orphans.
+          type: str
+          sample: PT1H P1D P7D
+        origin:
+          description: Object that asked for the snapshot (C(kubesnap.io/origin)).
+          type: str
+          sample: pvc/db/data-0
 problems:
-  description: Objects that asked for protection but cannot get it, as in M(kubesnap.snapshots.k8s_pv_info).
+  description: Objects that asked for protection but cannot get it, as in M(kubesnap.snapshots.k8s_pv_info); nothing of theirs is listed differently.
   returned: always
   type: list
   elements: dict
+  sample:
+    - object: pvc/db/data-1
+      field: spec.volumeName
+      reason: claim is not bound to a volume (phase Pending)
+  contains:
+    object:
+      description: The object, such as C(pvc/db/data-0), C(pv/pv-a), C(snapshotrule/db/nightly) or C(targets[0]).
+      type: str
+      sample: pvc/db/data-1
+    field:
+      description: The field at fault.
+      type: str
+      sample: spec.volumeName
+    reason:
+      description: What is wrong, quoting at most the first 64 characters of a value.
+      type: str
+      sample: claim is not bound to a volume (phase Pending)
 failed_volumes:
-  description: What failed, one line per volume (or object) naming it and the error; the task fails listing them in C(msg).
+  description:
+    - What failed, one line per volume (or object) naming it and the error; the task fails listing them in C(msg)
+      (the first 20 there).
   returned: when the task failed after trying every volume
   type: list
   elements: str
+  sample:
+    - "pvc/db/data-1: spec.volumeName: claim is not bound to a volume (phase Pending)"
 api_calls:
   description: API requests made, by HTTP method.
   returned: always
   type: dict
+  sample:
+    GET: 5
 '''
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import cycle
