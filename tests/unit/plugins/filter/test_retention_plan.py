@@ -200,6 +200,21 @@ def test_readme_preview_example_prints_the_json_shown():
 
 
 @pytest.mark.parametrize(
+    "policy, named",
+    [
+        ("PT1H P-1D", "duration 'P-1D' in retention policy 'PT1H P-1D' must be positive; a delta is an ISO 8601 duration such as"),
+        ("PT1H P99999999999999D", "duration 'P99999999999999D' in retention policy 'PT1H P99999999999999D' is longer than 1000 years"),
+        ("PT1H P" + "9" * 5000 + "D", "5002 characters, at most 32; a delta is an ISO 8601 duration such as"),
+        (["P1D"] * 5000, "has 5000 durations, at most 24"),
+    ],
+)
+def test_malformed_policies_name_the_token_and_stay_short(policy, named):
+    with pytest.raises(AnsibleFilterError) as info:
+        retention_plan(EXAMPLE, policy)
+    assert named in str(info.value) and len(str(info.value)) < 600, str(info.value)
+
+
+@pytest.mark.parametrize(
     "items, policy, now, message",
     [
         (EXAMPLE, "PT1H", None, "needs at least two"),
