@@ -182,7 +182,8 @@ def _parse_token(token, text):
     if isinstance(delta, isodate.Duration):
         months = _months_of(delta)
         if months is None:
-            raise PolicyError(f"fractional months or years are not supported: {where}; years and months must add up to whole months (P1.5Y is P18M), else write days (P15D, not P0.5M)")
+            raise PolicyError(f"fractional months or years are not supported: {where}; years and months must add up to "
+                              "whole months (P1.5Y is P18M), else write days (P15D, not P0.5M)")
         if delta.years < 0 or delta.months < 0 or delta.tdelta < _dt.timedelta(0):
             raise PolicyError(f"duration {where} must be positive; {DELTA_FORM}")
         if months == 0:
