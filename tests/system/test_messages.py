@@ -100,7 +100,8 @@ def test_a_rule_with_malformed_deltas_names_the_token(kube, namespace, run):
     problems = {p["object"]: p for p in result["problems"]}
     assert problems[f"snapshotrule/{namespace}/negative"]["reason"].startswith("duration 'P-1D' in retention policy 'PT1H P-1D' must be positive")
     huge = problems[f"snapshotrule/{namespace}/huge"]
-    assert huge["field"] == "spec.deltas" and f"({HUGE} characters), at most 32" in huge["reason"]
+    assert huge["field"] == "spec.deltas" and f"'{'x' * 64}'\u2026({HUGE} characters) in retention policy 'P1D " in huge["reason"]
+    assert f": {HUGE} characters, at most 32; {DELTA_FORM}" in huge["reason"]
     assert size(result) < 4000, size(result)
 
 
