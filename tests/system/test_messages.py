@@ -32,9 +32,9 @@ def size(result):
 
 
 def claims(kube, namespace, annotations):
-    """One bound claim per name, annotated as given."""
+    """One bound claim per name, annotated as given (pre-bound volumes: no wait for the provisioner)."""
     for name, values in annotations.items():
-        kube.create_pvc(namespace, name)
+        kube.create_static_pv_pvc(namespace, name)
         annotate(kube, namespace, name, values)
 
 
@@ -91,7 +91,7 @@ def test_malformed_deltas_name_the_token_and_the_valid_form(kube, namespace, run
 
 @pytest.mark.usefixtures("rule_crd")
 def test_a_rule_with_malformed_deltas_names_the_token(kube, namespace, run):
-    kube.create_pvc(namespace, "data")
+    kube.create_static_pv_pvc(namespace, "data")
     for name, deltas in (("negative", "PT1H P-1D"), ("huge", "P1D " + "x" * HUGE)):
         kube.custom.create_namespaced_custom_object("k8s-snapshots.elsdoerfer.com", "v1", namespace, "snapshotrules", {
             "apiVersion": "k8s-snapshots.elsdoerfer.com/v1", "kind": "SnapshotRule", "metadata": {"name": name},
