@@ -24,6 +24,8 @@ options:
   policy:
     description:
       - Retention policy for O(pvc) or O(pv) one-offs, ISO 8601 durations such as V(PT1H P1D P7D).
+      - Every policy, here, in O(label_policy), in annotations and in SnapshotRules, has 2 to 24 durations
+        of at most 32 characters each, separated by white space, in any order; the smallest is the interval.
     type: str
   sources:
     description:
