@@ -14,6 +14,7 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils.messages import
 
 # In the order they are asked whether they serve a volume.
 BACKENDS = (CsiBackend,)
+# What a target's `backend` may be.
 BACKEND_NAMES = tuple(backend.name for backend in BACKENDS)
 
 
@@ -22,7 +23,7 @@ def backend_class(name):
     for backend in BACKENDS:
         if backend.name == name:
             return backend
-    raise TargetError('backend', 'unknown backend %s (known: %s)' % (quoted(name), ', '.join(backend.name for backend in BACKENDS)))
+    raise TargetError('backend', 'unknown backend %s (known: %s)' % (quoted(name), ', '.join(BACKEND_NAMES)))
 
 
 def option_spec():
@@ -66,8 +67,7 @@ class Registry:
             if backend.claims(pv):
                 return backend
         kinds = sorted(k for k, v in (pv.get('spec') or {}).items() if isinstance(v, dict) and k not in ('claimRef', 'nodeAffinity', 'capacity'))
-        raise TargetError('spec', 'volume type %s is not supported (supported: %s)'
-                          % ('/'.join(kinds) or 'unknown', ', '.join(backend.name for backend in BACKENDS)))
+        raise TargetError('spec', 'volume type %s is not supported (supported: %s)' % ('/'.join(kinds) or 'unknown', ', '.join(BACKEND_NAMES)))
 
     def __iter__(self):
         return iter(self._backends.values())

@@ -54,6 +54,7 @@ class CloudBackend:
 @pytest.fixture
 def with_cloud(monkeypatch):
     monkeypatch.setattr(backends, 'BACKENDS', (CsiBackend, CloudBackend))
+    monkeypatch.setattr(backends, 'BACKEND_NAMES', ('csi', 'cloud'))
 
 
 def csi_target(**change):
