@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 
 import pytest
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
@@ -19,12 +20,20 @@ AUTH_VARIABLES = ('K8S_AUTH_KUBECONFIG', 'K8S_AUTH_CONTEXT', 'K8S_AUTH_HOST', 'K
 class FakeResponse:
     def __init__(self, status, body, headers=None):
         self.status = status
+        self.reason = ''
         self.data = body if isinstance(body, bytes) else json.dumps(body).encode()
         self.headers = headers or {}
+        self.released = False
+
+    def getheaders(self):
+        return self.headers
+
+    def release_conn(self):
+        self.released = True
 
 
 class FakePool:
-    """Stands in for urllib3.PoolManager: keeps the pool options, records requests, answers from a queue."""
+    """Stands in for the urllib3.PoolManager of kubernetes' REST layer: keeps the pool options, records requests, answers from a queue."""
 
     def __init__(self):
         self.options = None
@@ -43,7 +52,7 @@ class FakePool:
 @pytest.fixture
 def pool(monkeypatch):
     fake = FakePool()
-    monkeypatch.setattr(k8s.urllib3, 'PoolManager', fake.manager)
+    monkeypatch.setattr(k8s.k8s_rest.urllib3, 'PoolManager', fake.manager)
     return fake
 
 
@@ -103,7 +112,7 @@ def test_list_on_the_wire_omits_an_unset_selector_and_encodes_the_token(client, 
         ('GET', HOST + PVS + '?limit=500&continue=a%2Fb%3Dc%26d'),
     ]
     headers = pool.requests[0][3]
-    assert headers['Authorization'] == 'Bearer secret-token' and headers['User-Agent'] == 'kubesnap.snapshots'
+    assert headers['authorization'] == 'Bearer secret-token' and headers['User-Agent'] == 'kubesnap.snapshots'
     assert 'Content-Type' not in headers  # a GET has no body
     assert client.requests == {'GET': 2}
 
@@ -241,11 +250,11 @@ def test_variables_reach_the_client(environment, pool):
     environment('K8S_AUTH_VERIFY_SSL', 'no')
     client = client_from_params(auth_params())
     assert client.host == HOST
-    assert pool.options['cert_reqs'] == 'CERT_NONE'
+    assert pool.options['cert_reqs'] == ssl.CERT_NONE
     assert pool.options['retries'] is False  # retries are retry.py's, with jitter and Retry-After
     pool.responses = [FakeResponse(200, {'metadata': {'name': 'pv-1'}})]
     assert client.get(PVS + '/pv-1') == {'metadata': {'name': 'pv-1'}}
-    assert pool.requests[0][1] == HOST + PVS + '/pv-1' and pool.requests[0][3]['Authorization'] == 'Bearer secret-token'
+    assert pool.requests[0][1] == HOST + PVS + '/pv-1' and pool.requests[0][3]['authorization'] == 'Bearer secret-token'
 
 
 # --------------------------------------------------------------------------------------------
