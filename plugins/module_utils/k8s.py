@@ -79,7 +79,7 @@ class KubeError(Exception):
 
     def __init__(self, method, path, status, message, reason='', retry_after=None):
         message = redact(message)
-        super().__init__('%s %s: %s %s' % (method, path, status or '', message))
+        super().__init__('%s %s: %s%s' % (method, path, '%s ' % status if status else '', message))
         self.method = method
         self.status = status
         self.reason = reason
@@ -392,7 +392,8 @@ def _read_kubeconfig(path):
     if content is None:
         raise ConfigError(where, 'is empty')
     if not isinstance(content, dict) or not {'clusters', 'contexts', 'users', 'current-context'} & set(content):
-        held = 'a mapping without clusters, contexts or users' if isinstance(content, dict) else 'a YAML %s' % type(content).__name__
+        kind = {'str': 'string', 'int': 'number', 'float': 'number', 'bool': 'boolean'}.get(type(content).__name__, type(content).__name__)
+        held = 'a mapping without clusters, contexts or users' if isinstance(content, dict) else 'a YAML %s' % kind
         raise ConfigError(where, 'is not a kubeconfig: it holds %s' % held)
     for section in ('clusters', 'contexts', 'users'):
         entries = content.get(section)
