@@ -154,7 +154,7 @@ class KubeClient:
                 response = self._rest.request(method, url, headers=headers, body=body, _preload_content=False, _request_timeout=timeout)
             else:
                 response = self._rest.request(method, url, headers=headers, body=body, _request_timeout=timeout).response
-        except ApiException as exc:  # TLS failures; error statuses too before kubernetes 35
+        except ApiException as exc:  # TLS failures; error statuses too where the REST layer preloads (the older one)
             raise error_from_response(method, path, exc.status, exc.body, exc.headers or {}, exc.reason) from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise KubeError(method, path, 0, str(exc)) from exc

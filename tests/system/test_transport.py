@@ -145,7 +145,9 @@ def test_an_api_key_next_to_a_kubeconfig_token_is_sent_once_as_the_bearer(cluste
     assert not result.get("failed"), result
     assert token not in json.dumps(result)
     events = audit.events(user=user)
-    assert len(events) == sum(result["api_calls"].values()) and all(e["responseStatus"]["code"] == 200 for e in events), events
+    # Every request was the token's user, and none was refused (a 404 for SnapshotRules without their CRD is an answer).
+    assert len(events) == sum(result["api_calls"].values()), (events, result["api_calls"])
+    assert not [e for e in events if e["responseStatus"]["code"] in (401, 403)], events
 
 
 def broken_kubeconfigs(cluster, tmp_path) -> dict:
