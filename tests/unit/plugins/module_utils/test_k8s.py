@@ -400,3 +400,35 @@ def test_an_api_key_replaces_the_kubeconfigs_token_instead_of_prefixing_it_twice
     client_from_params({'kubeconfig': str(kubeconfig)}).get(PVS)
     client_from_params({'kubeconfig': str(kubeconfig), 'api_key': 'given-token'}).get(PVS)
     assert [headers['authorization'] for _method, _url, _body, headers in pool.requests] == ['Bearer kubeconfig-token', 'Bearer given-token']
+
+
+@pytest.fixture
+def proxy_pool(monkeypatch, pool):
+    """Like `pool`, for the proxy manager the REST layer picks when a proxy applies to the host."""
+    for name in ('HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy', 'ALL_PROXY', 'all_proxy', 'NO_PROXY', 'no_proxy'):
+        monkeypatch.delenv(name, raising=False)
+    fake = FakePool()
+    monkeypatch.setattr(k8s.k8s_rest.urllib3, 'ProxyManager', fake.manager)
+    return fake
+
+
+def test_proxy_options_reach_the_proxy_manager(proxy_pool, pool):
+    client_from_params({'host': HOST, 'proxy': 'http://proxy.example:3128', 'proxy_headers': {'proxy_basic_auth': 'me:secret', 'basic_auth': None}})
+    assert proxy_pool.options['proxy_url'] == 'http://proxy.example:3128' and pool.options is None
+    assert proxy_pool.options['proxy_headers'] == {'proxy-authorization': 'Basic bWU6c2VjcmV0'}
+
+
+@pytest.mark.parametrize('no_proxy', [{'no_proxy': 'api.example'}, {'no_proxy': 'localhost,.example'}])
+def test_no_proxy_option_bypasses_the_proxy(proxy_pool, pool, no_proxy):
+    client_from_params(dict({'host': HOST, 'proxy': 'http://proxy.example:3128'}, **no_proxy))
+    assert proxy_pool.options is None and pool.options is not None
+
+
+def test_the_environments_proxy_and_no_proxy_apply(proxy_pool, pool, monkeypatch):
+    monkeypatch.setenv('HTTPS_PROXY', 'http://env-proxy.example:3128')
+    client_from_params({'host': HOST})
+    assert proxy_pool.options['proxy_url'] == 'http://env-proxy.example:3128'
+    proxy_pool.options = None
+    monkeypatch.setenv('NO_PROXY', '10.0.0.0/8,api.example')
+    client_from_params({'host': HOST})
+    assert proxy_pool.options is None and pool.options is not None
