@@ -56,11 +56,36 @@ options:
     aliases: [key_file]
   proxy:
     description:
-      - HTTP proxy URL for API requests.
+      - URL of an HTTP or SOCKS (C(socks5://)) proxy for API requests.
+      - Overrides the kubeconfig's C(proxy-url) and the C(HTTPS_PROXY) and C(HTTP_PROXY) environment variables,
+        which are used otherwise.
+      - Hidden from output like O(api_key), as it can carry a user and password.
       - Environment variable C(K8S_AUTH_PROXY) when not given.
     type: str
+  no_proxy:
+    description:
+      - Comma-separated hosts, domains and networks (CIDR) reached without the proxy.
+      - Environment variable C(K8S_AUTH_NO_PROXY) when not given, then C(NO_PROXY) or C(no_proxy).
+    type: str
+  proxy_headers:
+    description:
+      - Headers sent to the proxy.
+    type: dict
+    suboptions:
+      proxy_basic_auth:
+        description:
+          - C(user:password) for the proxy's basic authentication.
+        type: str
+      basic_auth:
+        description:
+          - C(user:password) for basic authentication.
+        type: str
+      user_agent:
+        description:
+          - The C(User-Agent) header sent to the proxy.
+        type: str
 requirements:
-  - kubernetes >= 24.2.0 (Python library, used to load credentials)
+  - kubernetes >= 28.1.0 (Python library; its configuration and HTTP layer carry the connection)
 notes:
   - Options fall back to the C(K8S_AUTH_*) environment variables that kubernetes.core reads; a token from the environment
     is hidden from output like O(api_key).

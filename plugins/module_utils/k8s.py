@@ -2,43 +2,84 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """A small JSON client for the Kubernetes API.
 
-The kubernetes package is used only to load credentials (kubeconfig, exec plugins, in-cluster
-service account). Requests go through one urllib3 pool and return plain dicts: decoding into
-the generated model classes costs more than the request itself when a cycle lists thousands of
-objects, and the modules only need a few fields.
+Credentials and the connection come from the kubernetes package: its Configuration (kubeconfig,
+exec plugins, in-cluster service account, proxies) and its REST layer, which applies all of it
+(CA and client certificates, `tls-server-name`, HTTP and SOCKS proxies, NO_PROXY, proxy headers).
+Responses are decoded here into plain dicts: the generated model classes cost more than the
+request itself when a cycle lists thousands of objects, and the modules only need a few fields.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
+import logging
 import math
 import os
+import re
+import shlex
 import threading
 from collections import Counter
 from urllib.parse import quote, urlencode
+from urllib.request import getproxies
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.retry import RETRYABLE_STATUS, call_with_retry
 
 try:
     import urllib3
+    import yaml
+    import kubernetes
     from kubernetes import client as k8s_client
     from kubernetes import config as k8s_config
+    from kubernetes.client import rest as k8s_rest
+    from kubernetes.client.exceptions import ApiException
     from kubernetes.config.config_exception import ConfigException
 except ImportError as exc:  # reported by the module through missing_required_lib
     KUBERNETES_IMPORT_ERROR = exc
+    KUBERNETES_VERSION = None
 else:
     KUBERNETES_IMPORT_ERROR = None
+    KUBERNETES_VERSION = kubernetes.__version__
+    # Before 35 the REST layer reads the body unless told not to, and raises for an error status itself.
+    _PRELOAD_ARGUMENT = '_preload_content' in inspect.signature(k8s_rest.RESTClientObject.request).parameters
+
+# The first release whose Configuration and REST layer carry everything above (tls-server-name came last).
+MINIMUM_KUBERNETES = '28.1.0'
+USER_AGENT = 'kubesnap.snapshots'
 
 # Large enough that a full cycle on a big cluster takes few round trips, small enough for the
 # apiserver's default response size limits.
 PAGE_SIZE = 500
+# Times a list starts again from its first page when its `continue` token expired (410) midway.
+LIST_RESTARTS = 3
+
+_USERINFO = re.compile(r'(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]*@')
+
+
+def redact(text):
+    """`text` with the user and password of every URL in it replaced: proxy URLs carry credentials."""
+    return _USERINFO.sub(r'\g<scheme>***@', str(text))
+
+
+def version_tuple(version):
+    """(28, 1, 0) from '28.1.0' or '28.1.0a1' or '28.1.0+snapshot': the leading digits of each part."""
+    return tuple(int(re.match(r'\d*', part).group() or 0) for part in version.split('+')[0].split('.')[:3])
+
+
+def version_problem(version=None):
+    """Why the installed kubernetes package cannot be used, or None when it can."""
+    version = KUBERNETES_VERSION if version is None else version
+    if version_tuple(version) < version_tuple(MINIMUM_KUBERNETES):
+        return 'the kubernetes Python library %s is installed; %s or later is required' % (version, MINIMUM_KUBERNETES)
+    return None
 
 
 class KubeError(Exception):
     """An API request failed; `status` is the HTTP status (0 when the server was not reached)."""
 
     def __init__(self, method, path, status, message, reason='', retry_after=None):
-        super().__init__('%s %s: %s %s' % (method, path, status or '', message))
+        message = redact(message)
+        super().__init__('%s %s: %s%s' % (method, path, '%s ' % status if status else '', message))
         self.method = method
         self.status = status
         self.reason = reason
@@ -53,37 +94,39 @@ class KubeError(Exception):
         return self.method != 'POST' and (self.status == 0 or self.status in RETRYABLE_STATUS)
 
 
+class ConfigError(KubeError):
+    """The connection could not be configured: `source` (a file, or 'in-cluster') and what is wrong with it."""
+
+    def __init__(self, source, message):
+        super().__init__('LOAD', source, 0, message)
+        self.args = (redact('%s: %s' % (source, message)),)
+
+    def __str__(self):
+        return self.args[0]
+
+
 class KubeClient:
     """Thread-safe JSON requests against one apiserver, counting requests by verb."""
 
     def __init__(self, configuration, pool_size=32):
-        self._configuration = configuration
-        self.host = configuration.host.rstrip('/')
-        pool_args = {
-            'num_pools': 2,
-            'maxsize': pool_size,
-            'cert_reqs': 'CERT_REQUIRED' if configuration.verify_ssl else 'CERT_NONE',
-            'ca_certs': configuration.ssl_ca_cert,
-            'cert_file': configuration.cert_file,
-            'key_file': configuration.key_file,
-            'retries': False,  # retries are ours (retry.py), with jitter and Retry-After
-        }
+        configuration.connection_pool_maxsize = pool_size
+        configuration.retries = False  # retries are ours (retry.py), with jitter and Retry-After
         if not configuration.verify_ssl:
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-        if configuration.proxy:
-            self._pool = urllib3.ProxyManager(configuration.proxy, **pool_args)
-        else:
-            self._pool = urllib3.PoolManager(**pool_args)
+        self._configuration = configuration
+        self._rest = k8s_rest.RESTClientObject(configuration)
+        self.host = configuration.host.rstrip('/')
         self._lock = threading.Lock()
         self.requests = Counter()
 
     def _headers(self, content_type):
-        headers = {'Accept': 'application/json', 'User-Agent': 'kubesnap.snapshots'}
+        headers = {'Accept': 'application/json', 'User-Agent': USER_AGENT}
         if content_type:
             headers['Content-Type'] = content_type
-        token = self._configuration.get_api_key_with_prefix('BearerToken', alias='authorization')
-        if token:
-            headers['Authorization'] = token
+        # The package's own view of the credentials: it refreshes expiring exec and OIDC tokens.
+        for setting in self._configuration.auth_settings().values():
+            if setting.get('in') == 'header' and setting.get('value'):
+                headers[setting['key']] = setting['value']
         return headers
 
     def request(self, method, path, query=None, body=None, content_type='application/json', timeout=60):
@@ -92,25 +135,35 @@ class KubeClient:
                                lambda exc: isinstance(exc, KubeError) and exc.retryable, lambda exc: exc.retry_after)
 
     def _request_once(self, method, path, query, body, content_type, timeout):
-        data = json.dumps(body).encode() if body is not None else None
-        return _decode(self._send(method, path, query, data, content_type if data else None, timeout).data)
+        response = self._send(method, path, query, body, content_type if body is not None else None, (timeout, timeout))
+        try:
+            return decode_object(response.data, method, path, response.status)
+        finally:
+            response.release_conn()
 
-    def _send(self, method, path, query, data=None, content_type=None, timeout=60, preload_content=True):
-        """One counted HTTP request; an error status raises KubeError with the server's message and reason."""
+    def _send(self, method, path, query, body=None, content_type=None, timeout=(60, 60)):
+        """One counted HTTP request, its body not read yet; an error status raises KubeError with the server's message."""
         url = self.host + path
         if query:
             url += '?' + urlencode({k: v for k, v in query.items() if v is not None})
         with self._lock:
             self.requests[method] += 1
+        headers = self._headers(content_type)
         try:
-            response = self._pool.request(method, url, body=data, headers=self._headers(content_type), timeout=timeout,
-                                          preload_content=preload_content)
-        except urllib3.exceptions.HTTPError as exc:
+            if _PRELOAD_ARGUMENT:
+                response = self._rest.request(method, url, headers=headers, body=body, _preload_content=False, _request_timeout=timeout)
+            else:
+                response = self._rest.request(method, url, headers=headers, body=body, _request_timeout=timeout).response
+        except ApiException as exc:  # TLS failures; error statuses too where the REST layer preloads (the older one)
+            raise error_from_response(method, path, exc.status, exc.body, exc.headers or {}, exc.reason) from exc
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise KubeError(method, path, 0, str(exc)) from exc
         if response.status >= 400:
-            payload = _decode(response.data)
-            raise KubeError(method, path, response.status, payload.get('message') or response.data[:200].decode(errors='replace'),
-                            payload.get('reason', ''), _seconds(response.headers.get('Retry-After')))
+            try:
+                data = response.data
+            finally:
+                response.release_conn()
+            raise error_from_response(method, path, response.status, data, response.headers)
         return response
 
     def get(self, path, **query):
@@ -133,11 +186,22 @@ class KubeClient:
         return self.list_with_version(path, label_selector, page_size)[0]
 
     def list_with_version(self, path, label_selector=None, page_size=PAGE_SIZE):
-        """(items, resourceVersion): every page comes from the first page's snapshot, so one version covers them all."""
-        items = []
-        query = {'limit': page_size, 'labelSelector': label_selector}
+        """(items, resourceVersion): every page comes from the first page's snapshot, so one version covers them all.
+
+        A `continue` token expires with that snapshot (410 while paging a large collection slowly):
+        the list starts again from the first page, a few times at most.
+        """
+        restarts = 0
+        items, query = [], {'limit': page_size, 'labelSelector': label_selector}
         while True:
-            page = self.request('GET', path, query)
+            try:
+                page = self.request('GET', path, query)
+            except KubeError as exc:
+                if exc.status == 410 and 'continue' in query and restarts < LIST_RESTARTS:
+                    restarts += 1
+                    items, query = [], {'limit': page_size, 'labelSelector': label_selector}
+                    continue
+                raise
             items.extend(page.get('items') or [])
             metadata = page.get('metadata') or {}
             if not metadata.get('continue'):
@@ -152,20 +216,20 @@ class KubeClient:
         """
         query = {'watch': 'true', 'labelSelector': label_selector, 'resourceVersion': resource_version,
                  'allowWatchBookmarks': 'true', 'timeoutSeconds': max(1, int(math.ceil(timeout)))}
-        response = self._send('GET', path, query, timeout=urllib3.Timeout(connect=30, read=query['timeoutSeconds'] + 30),
-                              preload_content=False)
+        response = self._send('GET', path, query, timeout=(30, query['timeoutSeconds'] + 30))
         try:
             buffered = b''
             for chunk in response.stream(64 * 1024):
                 buffered += chunk
                 *lines, buffered = buffered.split(b'\n')
                 for line in lines:
-                    event = _decode(line)
+                    if not line.strip():
+                        continue
+                    event = decode_object(line, 'GET', path, response.status)
                     if event.get('type') == 'ERROR':
                         status = event.get('object') or {}
                         raise KubeError('GET', path, status.get('code', 0), status.get('message', ''), status.get('reason', ''))
-                    if event:
-                        yield event.get('type'), event.get('object') or {}
+                    yield event.get('type'), event.get('object') or {}
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise KubeError('GET', path, 0, str(exc)) from exc
         finally:
@@ -189,14 +253,29 @@ def _seconds(value):
         return None
 
 
-def _decode(data):
-    if not data:
-        return {}
+def decode_object(data, method, path, status):
+    """A successful response's body as a dict; anything else (an HTML page from a proxy, a cut body) is an error,
+    never read as an empty answer: "nothing there" would let the caller act on an empty list."""
     try:
         value = json.loads(data)
     except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
+        value = None
+    if not isinstance(value, dict):
+        text = bytes(data or b'')[:100].decode(errors='replace')
+        raise KubeError(method, path, status, 'the response is not a JSON object: %r' % text, 'InvalidResponse')
+    return value
+
+
+def error_from_response(method, path, status, data, headers, fallback=''):
+    """A KubeError for an error status: the Status object's message and reason, or the start of whatever came."""
+    data = data.encode() if isinstance(data, str) else (data or b'')
+    try:
+        payload = json.loads(data)
+    except ValueError:
+        payload = None
+    payload = payload if isinstance(payload, dict) else {}
+    message = payload.get('message') or data[:200].decode(errors='replace') or fallback
+    return KubeError(method, path, status or 0, message, payload.get('reason', ''), _seconds(headers.get('Retry-After')))
 
 
 def resource_path(group_version, plural, namespace=None, name=None):
@@ -224,27 +303,113 @@ def client_from_params(params, pool_size=32):
     api_key = params.get('api_key')
     default_kubeconfig = os.path.expanduser(os.environ.get('KUBECONFIG', '~/.kube/config').split(os.pathsep)[0])
     if kubeconfig or context or (not host and os.path.exists(default_kubeconfig)):
-        try:
-            k8s_config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=configuration,
-                                        persist_config=False)
-        except (ConfigException, OSError) as exc:
-            raise KubeError('LOAD', kubeconfig or default_kubeconfig, 0, 'cannot load kubeconfig: %s' % exc) from exc
+        load_kubeconfig(kubeconfig, context, configuration)
     elif not host:
         try:
             k8s_config.load_incluster_config(client_configuration=configuration)
         except ConfigException as exc:
-            raise KubeError('LOAD', 'in-cluster', 0, 'no kubeconfig found and not running in a pod: %s' % exc) from exc
+            raise ConfigError('in-cluster configuration', 'no kubeconfig found and not running in a pod: %s' % exc) from exc
     if host:
         configuration.host = host
     if api_key:
-        configuration.api_key = {'authorization': api_key}
-        configuration.api_key_prefix = {'authorization': 'Bearer'}
+        # The token given replaces the kubeconfig's: its refresh hook would put the kubeconfig's token back.
+        configuration.api_key = {'authorization': 'Bearer ' + api_key}
+        configuration.api_key_prefix = {}
+        configuration.refresh_api_key_hook = None
     for option, attribute in (('ca_cert', 'ssl_ca_cert'), ('client_cert', 'cert_file'), ('client_key', 'key_file'),
-                              ('proxy', 'proxy')):
+                              ('proxy', 'proxy'), ('no_proxy', 'no_proxy')):
         value = params.get(option)
         if value:
             setattr(configuration, attribute, value)
     validate = params.get('validate_certs')
     if validate is not None:
         configuration.verify_ssl = validate
+    headers = {name: value for name, value in (params.get('proxy_headers') or {}).items() if value}
+    if headers:
+        configuration.proxy_headers = urllib3.util.make_headers(**headers)
+    _environment_proxy(configuration)
     return KubeClient(configuration, pool_size=pool_size)
+
+
+def _environment_proxy(configuration):
+    """HTTPS_PROXY/HTTP_PROXY and NO_PROXY as kubectl reads them, whatever the package version does with them."""
+    environment = getproxies()
+    if not configuration.proxy:
+        scheme = configuration.host.split('://', 1)[0].lower()
+        configuration.proxy = environment.get(scheme) or environment.get('all') or None
+    if configuration.no_proxy is None:
+        configuration.no_proxy = environment.get('no')
+
+
+def load_kubeconfig(kubeconfig, context, configuration):
+    """Load a kubeconfig (None: KUBECONFIG or ~/.kube/config) into `configuration`; ConfigError naming the file and
+    what is wrong with it, where the loader would raise its internals, say "No configuration found", or swallow a
+    failed credential plugin and let every request go out anonymous."""
+    given = kubeconfig or os.environ.get('KUBECONFIG') or '~/.kube/config'
+    paths = [os.path.expanduser(path) for path in given.split(os.pathsep) if path]
+    where = 'kubeconfig %s' % given
+    existing = [path for path in paths if os.path.exists(path)]
+    if not existing:
+        raise ConfigError(where, 'the file does not exist' if len(paths) == 1 else 'none of these files exists')
+    contents = [_read_kubeconfig(path) for path in existing]
+    failures = _LoaderErrors()
+    root = logging.getLogger()
+    root.addHandler(failures)
+    try:
+        k8s_config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=configuration, persist_config=False)
+    except (ConfigException, OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise ConfigError(where, 'cannot be used: %s' % exc) from exc
+    finally:
+        root.removeHandler(failures)
+    if failures.messages:
+        raise ConfigError(where, '%s failed: %s' % (_credential_plugin(contents, context), '; '.join(failures.messages)))
+
+
+class _LoaderErrors(logging.Handler):
+    """The errors kubernetes' kubeconfig loader logs instead of raising (a credential plugin that failed)."""
+
+    def __init__(self):
+        super().__init__(logging.ERROR)
+        self.messages = []
+
+    def emit(self, record):
+        if record.module in ('kube_config', 'exec_provider'):
+            self.messages.append(record.getMessage())
+
+
+def _read_kubeconfig(path):
+    """A kubeconfig file's content, checked to be one."""
+    where = 'kubeconfig %s' % path
+    try:
+        with open(path, encoding='utf-8') as handle:
+            content = yaml.safe_load(handle)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(where, 'cannot be read: %s' % (getattr(exc, 'strerror', None) or exc)) from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, 'problem_mark', None)
+        position = ' at line %d, column %d' % (mark.line + 1, mark.column + 1) if mark else ''
+        raise ConfigError(where, 'is not valid YAML: %s%s' % (getattr(exc, 'problem', None) or exc, position)) from exc
+    if content is None:
+        raise ConfigError(where, 'is empty')
+    if not isinstance(content, dict) or not {'clusters', 'contexts', 'users', 'current-context'} & set(content):
+        kind = {'str': 'string', 'int': 'number', 'float': 'number', 'bool': 'boolean'}.get(type(content).__name__, type(content).__name__)
+        held = 'a mapping without clusters, contexts or users' if isinstance(content, dict) else 'a YAML %s' % kind
+        raise ConfigError(where, 'is not a kubeconfig: it holds %s' % held)
+    for section in ('clusters', 'contexts', 'users'):
+        entries = content.get(section)
+        if entries is not None and not (isinstance(entries, list) and all(isinstance(entry, dict) for entry in entries)):
+            raise ConfigError(where, '%s: must be a list of mappings' % section)
+    return content
+
+
+def _credential_plugin(contents, context):
+    """'the exec credential plugin of user U (command C)' for the context used, as far as the files tell."""
+    def first(section, name):
+        return next((entry for content in contents for entry in content.get(section) or [] if entry.get('name') == name), {})
+
+    current = context or next((content['current-context'] for content in reversed(contents) if content.get('current-context')), None)
+    user_name = (first('contexts', current).get('context') or {}).get('user')
+    command = ((first('users', user_name).get('user') or {}).get('exec') or {}).get('command')
+    if not command:
+        return 'a credential plugin of user %r' % user_name if user_name else 'a credential plugin'
+    return 'the exec credential plugin of user %r (command %s)' % (user_name, shlex.quote(str(command)))

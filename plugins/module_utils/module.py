@@ -5,6 +5,8 @@
 from __future__ import annotations
 
 import datetime
+import platform
+import sys
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
@@ -26,7 +28,14 @@ AUTH_SPEC = {
     'ca_cert': {'type': 'path', 'aliases': ['ssl_ca_cert'], 'fallback': (env_fallback, ['K8S_AUTH_SSL_CA_CERT', 'K8S_AUTH_CA_CERT'])},
     'client_cert': {'type': 'path', 'aliases': ['cert_file'], 'fallback': (env_fallback, ['K8S_AUTH_CERT_FILE', 'K8S_AUTH_CLIENT_CERT'])},
     'client_key': {'type': 'path', 'aliases': ['key_file'], 'no_log': False, 'fallback': (env_fallback, ['K8S_AUTH_KEY_FILE', 'K8S_AUTH_CLIENT_KEY'])},
-    'proxy': {'type': 'str', 'fallback': (env_fallback, ['K8S_AUTH_PROXY'])},
+    # A proxy URL can carry a user and password.
+    'proxy': {'type': 'str', 'no_log': True, 'fallback': (env_fallback, ['K8S_AUTH_PROXY'])},
+    'no_proxy': {'type': 'str', 'fallback': (env_fallback, ['K8S_AUTH_NO_PROXY'])},
+    'proxy_headers': {'type': 'dict', 'options': {
+        'proxy_basic_auth': {'type': 'str', 'no_log': True},
+        'basic_auth': {'type': 'str', 'no_log': True},
+        'user_agent': {'type': 'str'},
+    }},
 }
 
 TARGETS_SPEC = {'targets': {'type': 'list', 'elements': 'dict'}}
@@ -95,7 +104,10 @@ class KubesnapModule(AnsibleModule):
         kwargs.setdefault('supports_check_mode', True)
         super().__init__(*args, **kwargs)
         if k8s.KUBERNETES_IMPORT_ERROR is not None:
-            self.fail_json(msg=missing_required_lib('kubernetes'), exception=str(k8s.KUBERNETES_IMPORT_ERROR))
+            self.fail_json(msg=missing_required_lib('kubernetes >= %s' % k8s.MINIMUM_KUBERNETES), exception=str(k8s.KUBERNETES_IMPORT_ERROR))
+        if k8s.version_problem():
+            self.fail_json(msg="%s on %s's Python %s. Install it there (pip install 'kubernetes>=%s'), or point ansible_python_interpreter at a"
+                           " Python that has it." % (k8s.version_problem(), platform.node(), sys.executable, k8s.MINIMUM_KUBERNETES))
         if not retention.HAS_ISODATE:
             self.fail_json(msg=missing_required_lib('isodate'), exception=str(retention.ISODATE_IMPORT_ERROR))
         self._client = None

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 import time
 
@@ -12,9 +13,9 @@ RETRYABLE_STATUS = frozenset((429, 500, 502, 503, 504))
 
 
 def delays(attempts=5, base=0.25, cap=8.0, rng=random.random):
-    """Full-jitter exponential backoff: attempt n waits a random time up to min(cap, base * 2**n)."""
-    for attempt in range(attempts):
-        yield rng() * min(cap, base * 2 ** attempt)
+    """Full-jitter exponential backoff: attempt n waits a random time up to min(cap, base * 2**n); endless when attempts is None."""
+    for attempt in itertools.count() if attempts is None else range(attempts):
+        yield rng() * min(cap, base * 2 ** min(attempt, 32))
 
 
 def call_with_retry(call, is_retryable, retry_after=lambda exc: None, attempts=5, sleep=time.sleep):

@@ -8,10 +8,12 @@ import contextlib
 import dataclasses
 import datetime
 import re
+import time
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import base
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError, resource_path
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.messages import quoted
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.retry import delays
 
 GROUP_VERSION = 'snapshot.storage.k8s.io/v1'
 DEFAULT_CLASS_ANNOTATION = 'snapshot.storage.kubernetes.io/is-default-class'
@@ -19,6 +21,8 @@ OWNED_SELECTOR = '%s=%s,%s' % (base.MANAGED_BY_KEY, base.MANAGED_BY_VALUE, base.
 NAME_LIMIT = 253
 NAME_ATTEMPTS = 5
 DELETE_ATTEMPTS = 3
+# Longest pause between two attempts to watch (or list) again after a broken watch.
+WATCH_BACKOFF_CAP = 10.0
 TIME_FORMAT = '%Y%m%d%H%M%S'
 DNS_SUBDOMAIN = re.compile(r'^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$')
 
@@ -156,17 +160,20 @@ class CsiBackend:
         }
         return snapshot_from_object(self._client.create(resource_path(GROUP_VERSION, 'volumesnapshots', target.namespace), body))
 
-    def settle(self, snapshots, deadline, clock):
+    def settle(self, snapshots, deadline, clock, sleep=time.sleep):
         """Yield each pending snapshot once it is ready or failed: one list, then a watch from its version.
 
         A watch hears of each change as it happens, so waiting costs a few requests in all and
         ends as soon as the last snapshot settles, where polling costs a list per interval and
-        up to an interval of lag.
+        up to an interval of lag. A broken stream is watched again from the last version heard,
+        a compacted history (410) is listed again, and both only after a growing jittered pause
+        (or the server's Retry-After): a server that breaks every watch sees no storm of requests.
         """
         waiting = {s.id: s for s in snapshots if s.state == base.PENDING}
         namespaces = {s.namespace for s in waiting.values()}
         path = resource_path(GROUP_VERSION, 'volumesnapshots', namespaces.pop() if len(namespaces) == 1 else None)
         version = None
+        pauses = delays(None, base=0.5, cap=WATCH_BACKOFF_CAP)
         while waiting and clock() < deadline:
             try:
                 if version is None:
@@ -174,18 +181,26 @@ class CsiBackend:
                     settled = [_take_settled(waiting, 'MODIFIED', obj) for obj in objects]
                     yield from (snapshot for snapshot in settled if snapshot is not None)
                     continue
+                heard = False
                 with contextlib.closing(self._client.watch(path, OWNED_SELECTOR, version, deadline - clock())) as events:
                     for kind, obj in events:
+                        heard = True
                         version = obj['metadata'].get('resourceVersion') or version
                         settled = _take_settled(waiting, kind, obj)
                         if settled is not None:
                             yield settled
                         if not waiting:
                             return
+                if heard:
+                    continue
+                pause = next(pauses)  # a stream closed before its time with nothing in it is broken too
             except KubeError as exc:
-                if exc.status not in (0, 410):
+                if exc.status == 410:
+                    version = None  # history compacted: list again
+                elif not (exc.method == 'GET' and exc.retryable):
                     raise
-                version = None  # history compacted or the stream broke: start again from a fresh list
+                pause = exc.retry_after if exc.retry_after is not None else next(pauses)
+            sleep(max(0.0, min(pause, deadline - clock())))
 
     def delete(self, snapshot):
         """Delete a planned snapshot unless, since the plan, it was held or disowned; one already gone counts as deleted.

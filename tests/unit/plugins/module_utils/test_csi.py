@@ -111,7 +111,8 @@ def test_other_create_errors_are_not_retried_under_another_name():
 
 
 # Watch streams that fail when opened, as the apiserver answers them.
-STREAM_ERRORS = {'expired': (410, 'too old resource version'), 'forbidden': (403, 'forbidden')}
+STREAM_ERRORS = {'expired': (410, 'too old resource version'), 'forbidden': (403, 'forbidden'), 'broken': (0, 'connection reset'),
+                 'throttled': (429, 'too many requests')}
 
 
 class WatchingClient:
@@ -131,17 +132,24 @@ class WatchingClient:
         stream = self.streams.pop(0) if self.streams else []
         if isinstance(stream, str):
             status, message = STREAM_ERRORS[stream]
-            raise KubeError('WATCH', path, status, message)
+            raise KubeError('GET', path, status, message, retry_after=7.0 if status == 429 else None)
         yield from stream
 
 
 class Clock:
+    """Time that moves a second per reading, and by what the code under test sleeps."""
+
     def __init__(self):
         self.now = 0.0
+        self.sleeps = []
 
     def __call__(self):
         self.now += 1.0
         return self.now
+
+    def sleep(self, seconds):
+        self.sleeps.append(seconds)
+        self.now += seconds
 
 
 def pending(name):
@@ -149,18 +157,20 @@ def pending(name):
 
 
 def test_settle_hears_each_change_once_and_follows_the_stream_version():
+    clock = Clock()
     client = WatchingClient([volume_snapshot('a', ready=True), volume_snapshot('b', ready=False), volume_snapshot('c')], [
         [('BOOKMARK', {'metadata': {'resourceVersion': '101'}}),
          ('MODIFIED', volume_snapshot('b', ready=False, error='out of space', version='102'))],
         [('MODIFIED', volume_snapshot('unrelated', ready=True, version='103')),
          ('MODIFIED', volume_snapshot('c', ready=True, version='104'))],
     ])
-    settled = list(CsiBackend(client).settle([pending('a'), pending('b'), pending('c')], deadline=100, clock=Clock()))
+    settled = list(CsiBackend(client).settle([pending('a'), pending('b'), pending('c')], deadline=100, clock=clock, sleep=clock.sleep))
     assert [(s.name, s.state) for s in settled] == [('a', base.READY), ('b', base.FAILED), ('c', base.READY)]
     assert client.calls == [('list', '/apis/snapshot.storage.k8s.io/v1/namespaces/db/volumesnapshots'), ('watch', '100'), ('watch', '102')]
 
 
 def test_settle_lists_again_when_the_version_expired_and_a_deleted_snapshot_is_failed():
+    clock = Clock()
     client = WatchingClient([volume_snapshot('a'), volume_snapshot('b')], [
         'expired',
         [('DELETED', volume_snapshot('a', version='105'))],
@@ -173,21 +183,55 @@ def test_settle_lists_again_when_the_version_expired_and_a_deleted_snapshot_is_f
         client.listed = client_listed_later
         return result
     client.list_with_version = list_then_change
-    settled = list(CsiBackend(client).settle([pending('a'), pending('b')], deadline=100, clock=Clock()))
+    settled = list(CsiBackend(client).settle([pending('a'), pending('b')], deadline=100, clock=clock, sleep=clock.sleep))
     assert [(s.name, s.state, s.error) for s in settled] == [('b', base.READY, None), ('a', base.FAILED, 'deleted before it became ready')]
     assert [call[0] for call in client.calls] == ['list', 'watch', 'list', 'watch']
 
 
 def test_settle_stops_at_the_deadline_with_snapshots_still_pending():
+    clock = Clock()
     client = WatchingClient([volume_snapshot('a')], [])
-    assert list(CsiBackend(client).settle([pending('a')], deadline=5, clock=Clock())) == []
+    assert list(CsiBackend(client).settle([pending('a')], deadline=5, clock=clock, sleep=clock.sleep)) == []
     assert client.calls[0][0] == 'list'
 
 
 def test_other_watch_errors_are_raised():
+    clock = Clock()
     client = WatchingClient([volume_snapshot('a')], ['forbidden'])
     with pytest.raises(KubeError, match='forbidden'):
-        list(CsiBackend(client).settle([pending('a')], deadline=100, clock=Clock()))
+        list(CsiBackend(client).settle([pending('a')], deadline=100, clock=clock, sleep=clock.sleep))
+
+
+def test_a_server_that_breaks_every_watch_gets_a_slowing_trickle_of_watches_not_a_storm_of_lists():
+    clock = Clock()
+    client = WatchingClient([volume_snapshot('a')], ['broken'] * 1000)
+    assert list(CsiBackend(client).settle([pending('a')], deadline=120, clock=clock, sleep=clock.sleep)) == []
+    kinds = [call[0] for call in client.calls]
+    assert kinds.count('list') == 1 and all(version == '100' for kind, version in client.calls if kind == 'watch')  # watched again from where it was
+    assert len(kinds) < 40, kinds  # ~120 s of waiting: pauses grow to WATCH_BACKOFF_CAP, not a request per clock tick
+    assert max(clock.sleeps) <= 10.0 and sum(clock.sleeps) > 60
+
+
+def test_a_watch_closed_at_once_with_nothing_in_it_is_paused_after_too():
+    clock = Clock()
+    client = WatchingClient([volume_snapshot('a')], [[]] * 1000)
+    list(CsiBackend(client).settle([pending('a')], deadline=120, clock=clock, sleep=clock.sleep))
+    assert len(client.calls) < 40 and clock.sleeps
+
+
+def test_throttling_when_the_watch_starts_is_waited_out_as_the_server_asks():
+    clock = Clock()
+    client = WatchingClient([volume_snapshot('a')], ['throttled', [('MODIFIED', volume_snapshot('a', ready=True, version='101'))]])
+    settled = list(CsiBackend(client).settle([pending('a')], deadline=100, clock=clock, sleep=clock.sleep))
+    assert [(s.name, s.state) for s in settled] == [('a', base.READY)]
+    assert client.calls[1:] == [('watch', '100'), ('watch', '100')] and clock.sleeps == [7.0]
+
+
+def test_no_pause_outlasts_the_deadline():
+    clock = Clock()
+    client = WatchingClient([volume_snapshot('a')], ['throttled'] * 10)
+    list(CsiBackend(client).settle([pending('a')], deadline=5, clock=clock, sleep=clock.sleep))
+    assert clock.now <= 7 and all(pause < 7.0 for pause in clock.sleeps)
 
 
 @pytest.mark.parametrize('field, value', [('key', 'x' * 64), ('key', 'has space'), ('source', '-leading'), ('key', 'trailing.')])

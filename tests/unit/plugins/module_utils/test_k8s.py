@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 
 import pytest
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
@@ -19,12 +20,20 @@ AUTH_VARIABLES = ('K8S_AUTH_KUBECONFIG', 'K8S_AUTH_CONTEXT', 'K8S_AUTH_HOST', 'K
 class FakeResponse:
     def __init__(self, status, body, headers=None):
         self.status = status
+        self.reason = ''
         self.data = body if isinstance(body, bytes) else json.dumps(body).encode()
         self.headers = headers or {}
+        self.released = False
+
+    def getheaders(self):
+        return self.headers
+
+    def release_conn(self):
+        self.released = True
 
 
 class FakePool:
-    """Stands in for urllib3.PoolManager: keeps the pool options, records requests, answers from a queue."""
+    """Stands in for the urllib3.PoolManager of kubernetes' REST layer: keeps the pool options, records requests, answers from a queue."""
 
     def __init__(self):
         self.options = None
@@ -43,7 +52,7 @@ class FakePool:
 @pytest.fixture
 def pool(monkeypatch):
     fake = FakePool()
-    monkeypatch.setattr(k8s.urllib3, 'PoolManager', fake.manager)
+    monkeypatch.setattr(k8s.k8s_rest.urllib3, 'PoolManager', fake.manager)
     return fake
 
 
@@ -103,7 +112,7 @@ def test_list_on_the_wire_omits_an_unset_selector_and_encodes_the_token(client, 
         ('GET', HOST + PVS + '?limit=500&continue=a%2Fb%3Dc%26d'),
     ]
     headers = pool.requests[0][3]
-    assert headers['Authorization'] == 'Bearer secret-token' and headers['User-Agent'] == 'kubesnap.snapshots'
+    assert headers['authorization'] == 'Bearer secret-token' and headers['User-Agent'] == 'kubesnap.snapshots'
     assert 'Content-Type' not in headers  # a GET has no body
     assert client.requests == {'GET': 2}
 
@@ -241,11 +250,11 @@ def test_variables_reach_the_client(environment, pool):
     environment('K8S_AUTH_VERIFY_SSL', 'no')
     client = client_from_params(auth_params())
     assert client.host == HOST
-    assert pool.options['cert_reqs'] == 'CERT_NONE'
+    assert pool.options['cert_reqs'] == ssl.CERT_NONE
     assert pool.options['retries'] is False  # retries are retry.py's, with jitter and Retry-After
     pool.responses = [FakeResponse(200, {'metadata': {'name': 'pv-1'}})]
     assert client.get(PVS + '/pv-1') == {'metadata': {'name': 'pv-1'}}
-    assert pool.requests[0][1] == HOST + PVS + '/pv-1' and pool.requests[0][3]['Authorization'] == 'Bearer secret-token'
+    assert pool.requests[0][1] == HOST + PVS + '/pv-1' and pool.requests[0][3]['authorization'] == 'Bearer secret-token'
 
 
 # --------------------------------------------------------------------------------------------
@@ -300,3 +309,126 @@ def test_list_with_version_returns_the_version_of_the_last_page(client, monkeypa
                            {'items': [{'n': 2}], 'metadata': {'resourceVersion': '99'}})
     monkeypatch.setattr(client, 'request', request)
     assert client.list_with_version(PVS) == ([{'n': 1}, {'n': 2}], '99')
+
+
+# --------------------------------------------------------------------------------------------
+# What a response must be, expired list tokens, secrets in messages, the package's version
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('body', [b'<html>captive portal</html>', b'', b'[]', b'"text"', b'{"items": [', b'null'])
+def test_a_successful_response_that_is_not_a_json_object_is_an_error_not_an_empty_list(client, pool, body):
+    pool.responses = [FakeResponse(200, body)]
+    with pytest.raises(KubeError, match='not a JSON object') as raised:
+        client.list_all(PVS)
+    assert raised.value.status == 200 and not raised.value.retryable
+
+
+def test_a_watch_line_that_is_not_a_json_object_is_an_error(client, pool):
+    pool.responses.append(StreamingResponse(200, [event_lines({'type': 'ADDED', 'object': {'metadata': {}}}) + b'<html>\n']))
+    events = client.watch('/apis/x/v1/things', None, '1', 10)
+    assert next(events) == ('ADDED', {'metadata': {}})
+    with pytest.raises(KubeError, match='not a JSON object'):
+        next(events)
+
+
+def expired(method, path, query=None, **_options):
+    raise KubeError(method, path, 410, 'The provided continue parameter is too old', 'Expired')
+
+
+def test_an_expired_continue_token_lists_again_from_the_first_page(client, monkeypatch):
+    request, sent = pages({'items': [{'n': 1}], 'metadata': {'continue': 'old'}},
+                          {'items': [{'n': 1}], 'metadata': {'continue': 'new'}},
+                          {'items': [{'n': 2}], 'metadata': {'resourceVersion': '9'}})
+    served = iter([request, expired, request, request])
+    monkeypatch.setattr(client, 'request', lambda *args, **kwargs: next(served)(*args, **kwargs))
+    assert client.list_with_version(PVS) == ([{'n': 1}, {'n': 2}], '9')  # nothing from the expired walk is kept twice
+    assert [query.get('continue') for _method, _path, query in sent] == [None, None, 'new']
+
+
+def test_a_token_that_keeps_expiring_fails_after_a_few_restarts(client, monkeypatch):
+    first_pages = []
+
+    def request(method, path, query=None, **_options):
+        if 'continue' in query:
+            expired(method, path)
+        first_pages.append(1)
+        return {'items': [{'n': 1}], 'metadata': {'continue': 'token'}}
+    monkeypatch.setattr(client, 'request', request)
+    with pytest.raises(KubeError, match='too old') as raised:
+        client.list_all(PVS)
+    assert raised.value.status == 410 and len(first_pages) == k8s.LIST_RESTARTS + 1
+
+
+def test_a_410_on_the_first_page_is_not_a_restart(client, monkeypatch):
+    calls = []
+    monkeypatch.setattr(client, 'request', lambda *args, **kwargs: calls.append(1) or expired(*args, **kwargs))
+    with pytest.raises(KubeError):
+        client.list_all(PVS)
+    assert len(calls) == 1
+
+
+@pytest.mark.parametrize('text, redacted', [
+    ('http://user:p%40ss@proxy.example:3128', 'http://***@proxy.example:3128'),
+    ("Cannot connect to proxy socks5h://bob:s3cret@10.0.0.1:1080 and https://a:b@c/", "Cannot connect to proxy socks5h://***@10.0.0.1:1080 and https://***@c/"),
+    ('https://api.example:6443/api/v1/pods?x=a@b', 'https://api.example:6443/api/v1/pods?x=a@b'),  # no user info
+    ('no url here: user:password@host', 'no url here: user:password@host'),
+])
+def test_user_and_password_in_urls_are_redacted(text, redacted):
+    assert k8s.redact(text) == redacted
+
+
+def test_kube_errors_never_carry_a_proxy_password():
+    error = KubeError('GET', PVS, 0, "ProxyError('Unable to connect to proxy http://user:hunter2@127.0.0.1:9')")
+    assert 'hunter2' not in str(error) and 'hunter2' not in error.message
+    assert 'hunter2' not in str(k8s.ConfigError('kubeconfig /k', 'proxy-url http://u:hunter2@p:1 refused'))
+
+
+@pytest.mark.parametrize('version, problem', [('24.2.0', True), ('27.2.0', True), ('28.1.0', False),
+                                              ('35.0.0', False), ('37.0.1+snapshot', False), ('100.0', False)])
+def test_kubernetes_releases_before_the_minimum_are_refused_by_name(version, problem):
+    assert bool(k8s.version_problem(version)) is problem
+    if problem:
+        assert version in k8s.version_problem(version) and k8s.MINIMUM_KUBERNETES in k8s.version_problem(version)
+
+
+def test_an_api_key_replaces_the_kubeconfigs_token_instead_of_prefixing_it_twice(tmp_path, pool):
+    kubeconfig = tmp_path / 'config'
+    kubeconfig.write_text(json.dumps({
+        'clusters': [{'name': 'c', 'cluster': {'server': HOST}}], 'users': [{'name': 'u', 'user': {'token': 'kubeconfig-token'}}],
+        'contexts': [{'name': 'x', 'context': {'cluster': 'c', 'user': 'u'}}], 'current-context': 'x'}))
+    pool.responses = [FakeResponse(200, {}), FakeResponse(200, {})]
+    client_from_params({'kubeconfig': str(kubeconfig)}).get(PVS)
+    client_from_params({'kubeconfig': str(kubeconfig), 'api_key': 'given-token'}).get(PVS)
+    assert [headers['authorization'] for _method, _url, _body, headers in pool.requests] == ['Bearer kubeconfig-token', 'Bearer given-token']
+
+
+@pytest.fixture
+def proxy_pool(monkeypatch, pool):
+    """Like `pool`, for the proxy manager the REST layer picks when a proxy applies to the host."""
+    for name in ('HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy', 'ALL_PROXY', 'all_proxy', 'NO_PROXY', 'no_proxy'):
+        monkeypatch.delenv(name, raising=False)
+    fake = FakePool()
+    monkeypatch.setattr(k8s.k8s_rest.urllib3, 'ProxyManager', fake.manager)
+    return fake
+
+
+def test_proxy_options_reach_the_proxy_manager(proxy_pool, pool):
+    client_from_params({'host': HOST, 'proxy': 'http://proxy.example:3128', 'proxy_headers': {'proxy_basic_auth': 'me:secret', 'basic_auth': None}})
+    assert proxy_pool.options['proxy_url'] == 'http://proxy.example:3128' and pool.options is None
+    assert proxy_pool.options['proxy_headers'] == {'proxy-authorization': 'Basic bWU6c2VjcmV0'}
+
+
+@pytest.mark.parametrize('no_proxy', [{'no_proxy': 'api.example'}, {'no_proxy': 'localhost,.example'}])
+def test_no_proxy_option_bypasses_the_proxy(proxy_pool, pool, no_proxy):
+    client_from_params(dict({'host': HOST, 'proxy': 'http://proxy.example:3128'}, **no_proxy))
+    assert proxy_pool.options is None and pool.options is not None
+
+
+def test_the_environments_proxy_and_no_proxy_apply(proxy_pool, pool, monkeypatch):
+    monkeypatch.setenv('HTTPS_PROXY', 'http://env-proxy.example:3128')
+    client_from_params({'host': HOST})
+    assert proxy_pool.options['proxy_url'] == 'http://env-proxy.example:3128'
+    proxy_pool.options = None
+    monkeypatch.setenv('NO_PROXY', '10.0.0.0/8,api.example')
+    client_from_params({'host': HOST})
+    assert proxy_pool.options is None and pool.options is not None
