@@ -10,6 +10,7 @@ import datetime
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import base
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError, resource_path
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention import parse_timestamp
 
 GROUP_VERSION = 'snapshot.storage.k8s.io/v1'
 DEFAULT_CLASS_ANNOTATION = 'snapshot.storage.kubernetes.io/is-default-class'
@@ -21,7 +22,7 @@ TIME_FORMAT = '%Y%m%d%H%M%S'
 
 
 def parse_time(value):
-    return datetime.datetime.fromisoformat(value.replace('Z', '+00:00')) if value else None
+    return parse_timestamp(value) if value else None
 
 
 def snapshot_from_object(obj):
@@ -95,12 +96,12 @@ class CsiBackend:
         return defaults[0]
 
     def snapshot_name(self, target, now, attempt=1):
-        """`<pvc>-<YYYYMMDDhhmmss>`, and `-2`, `-3`... after it for a name already taken.
+        """`<pvc>-<YYYYMMDDhhmmss>` in UTC, and `-2`, `-3`... after it for a name already taken.
 
         The claim's name is cut, never the time: the result stays a DNS-1123 subdomain of at most
         253 characters (claim names are subdomains already; a cut can leave '-' or '.' at the end).
         """
-        suffix = '-' + now.strftime(TIME_FORMAT) + ('-%d' % attempt if attempt > 1 else '')
+        suffix = '-' + now.astimezone(datetime.timezone.utc).strftime(TIME_FORMAT) + ('-%d' % attempt if attempt > 1 else '')
         return target.pvc[:NAME_LIMIT - len(suffix)].rstrip('-.') + suffix
 
     def list_owned(self, namespaces=None):
