@@ -7,7 +7,10 @@ import datetime
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import FAILED, HOLD_KEY, PENDING, READY, Snapshot
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import Registry
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.csi import CsiBackend
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.cycle import plan_creation, plan_expiry, snapshots_of, stalled_bound, wait_until_settled
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.cycle import (
+    create_snapshots, plan_creation, plan_expiry, snapshots_of, stalled_bound, wait_until_settled,
+)
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.lease import LeaseLost
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention import expire, parse_policy
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.targets import Target
 
@@ -150,3 +153,29 @@ def test_the_stalled_bound_is_the_smallest_delta_but_at_least_an_hour():
 def test_snapshot_names_are_utc_whatever_the_offset_of_now():
     eastern = datetime.datetime(2026, 11, 23, 7, 0, 5, tzinfo=datetime.timezone(datetime.timedelta(hours=-5)))
     assert CsiBackend(None).snapshot_name(target(), eastern) == 'data-k1-20261123120005'
+
+
+class RecordingBackend:
+    name = 'csi'
+
+    def __init__(self):
+        self.created = []
+
+    def create(self, target, now):
+        self.created.append(target.key)
+        return snap('new-' + target.key, 0, PENDING, key=target.key)
+
+
+def test_no_create_is_sent_once_the_lease_is_lost():
+    backend = RecordingBackend()
+    plans = plan_creation([target('k1'), target('k2'), target('k3')], {}, NOW)
+    held = iter([True])
+
+    def ensure_held():
+        if not next(held, False):
+            raise LeaseLost('lease x/y could not be renewed')
+
+    outcome = create_snapshots(Registry([backend]), plans, NOW, concurrency=1, ensure_held=ensure_held)
+    assert backend.created == ['k1']
+    assert [(plan.target.key, type(error).__name__) for plan, _snapshot, error in outcome] == [
+        ('k1', 'NoneType'), ('k2', 'LeaseLost'), ('k3', 'LeaseLost')]
