@@ -127,6 +127,7 @@ api_calls:
   type: dict
 '''
 
+import dataclasses
 import datetime
 import time
 
@@ -159,10 +160,23 @@ def preview(registry, plans, now):
             if plan.due else volume_result(plan, 'skipped') for plan in plans]
 
 
+@dataclasses.dataclass
+class Creation:
+    """What a run created and how it settled: the plans acted on, [(plan, snapshot, error)], and the wait's outcome."""
+
+    plans: list
+    created: list
+    started: float
+    latest: dict = dataclasses.field(default_factory=dict)
+    settled_at: dict = dataclasses.field(default_factory=dict)
+    still_pending: str = None
+
+
 def act(module, registry, targets, plans, result):
-    """Create the due snapshots under the lease and wait for them: (plans acted on, created, latest, settled_at, started, still_pending).
+    """Create the due snapshots under the lease, then wait for them (the lease is released while waiting).
 
     The plan made under the lease is the one acted on, by the clock at that moment (the name and the due check).
+    When another run holds the lease, nothing is created and the first plans are reported.
     """
     p = module.params
     started = time.monotonic()
@@ -175,25 +189,25 @@ def act(module, registry, targets, plans, result):
     fresh, created = module.write_under_lease(
         plan_under_lease, lambda plans, ensure_held: cycle.create_snapshots(registry, plans, moment['now'], p['concurrency'], ensure_held),
         result, must_write=p['force'])
-    if fresh is None:  # the lease was held: nothing was created
-        return plans, [], {}, {}, started, None
+    if fresh is None:
+        return Creation(plans, [], started)
+    creation = Creation(fresh, created, started, still_pending='still pending after %ss' % p['wait_timeout'])
     made = [snapshot for _plan, snapshot, error in created if error is None]
-    still_pending = 'still pending after %ss' % p['wait_timeout']
     try:
-        latest, settled_at = cycle.wait_until_settled(registry, made, p['wait_timeout'] if p['wait'] else 0)
+        creation.latest, creation.settled_at = cycle.wait_until_settled(registry, made, p['wait_timeout'] if p['wait'] else 0)
     except KubeError as exc:
         # The snapshots exist: report each of them, as pending, rather than fail the run without them.
-        latest, settled_at = {snapshot.id: snapshot for snapshot in made}, {}
-        still_pending = 'state unknown, waiting failed: %s' % exc
+        creation.latest = {snapshot.id: snapshot for snapshot in made}
+        creation.still_pending = 'state unknown, waiting failed: %s' % exc
         module.warn('waiting for the new snapshots failed: %s' % exc)
-    return fresh, created, latest, settled_at, started, still_pending
+    return creation
 
 
-def report(params, plans, created, latest, settled_at, started, still_pending, lease_held=None):
+def report(params, creation, lease_held=None):
     """One result per target from what was created and how it settled."""
-    outcome = {plan.target.key: (snapshot, error) for plan, snapshot, error in created}
+    outcome = {plan.target.key: (snapshot, error) for plan, snapshot, error in creation.created}
     volumes = []
-    for plan in plans:
+    for plan in creation.plans:
         if plan.target.key not in outcome:
             volumes.append(volume_result(plan, 'skipped', lease_held if plan.due else None))
             continue
@@ -201,14 +215,14 @@ def report(params, plans, created, latest, settled_at, started, still_pending, l
         if error is not None:
             volumes.append(volume_result(plan, 'failed', str(error)))
             continue
-        snapshot = latest[snapshot.id]
+        snapshot = creation.latest[snapshot.id]
         entry = volume_result(plan, 'created', snapshot=snapshot)
         if snapshot.state == FAILED:
             entry.update(action='failed', reason='snapshot %s failed: %s' % (snapshot.name, snapshot.error))
         elif snapshot.state == PENDING and params['wait']:
-            entry['reason'] = '%s; %s' % (plan.reason, still_pending)
-        if snapshot.id in settled_at:
-            entry['duration'] = round(settled_at[snapshot.id] - started, 3)
+            entry['reason'] = '%s; %s' % (plan.reason, creation.still_pending)
+        if snapshot.id in creation.settled_at:
+            entry['duration'] = round(creation.settled_at[snapshot.id] - creation.started, 3)
         volumes.append(entry)
     return volumes
 
@@ -239,9 +253,10 @@ def main():
             result['volumes'] = preview(registry, plans, now)
             result['changed'] = any(plan.due for plan in plans)
         elif any(plan.due for plan in plans):
-            plans, created, latest, settled_at, started, still_pending = act(module, registry, targets, plans, result)
-            result['volumes'] = report(p, plans, created, latest, settled_at, started, still_pending, result.get('lease_held'))
-            result['changed'] = any(error is None for _plan, _snapshot, error in created)
+            creation = act(module, registry, targets, plans, result)
+            plans = creation.plans
+            result['volumes'] = report(p, creation, result.get('lease_held'))
+            result['changed'] = any(error is None for _plan, _snapshot, error in creation.created)
         else:
             result['volumes'] = [volume_result(plan, 'skipped') for plan in plans]
     except KubeError as exc:
