@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import re
 import time
 
@@ -358,7 +359,7 @@ def test_a_held_lease_fails_a_scheduled_run_naming_holder_and_expiry(cluster, ku
     assert result['volumes'][0]['action'] == 'skipped' and 'awx-job-7' in result['lease_held'], result
     # Without the option the same run warns and passes, as before.
     warned = run_module('k8s_pv_snapshot', str(cluster.kubeconfig), namespace=held_claim, lease_namespace=held_claim)
-    assert not warned.get('failed') and 'awx-job-7' in ' '.join(warned['warnings']), warned
+    assert not warned.get('failed') and 'awx-job-7' in json.dumps(warned.get('warnings')), warned
     assert snapshots(kube, held_claim) == []
 
 

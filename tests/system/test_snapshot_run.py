@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import time
 
 import pytest
@@ -58,7 +59,7 @@ def test_a_real_run_names_and_plans_by_the_real_clock_and_in_utc(kube, namespace
     result = snap(namespace=namespace, pvc="data", force=True, lease_namespace=namespace, now="2030-01-01T00:00:00+05:00")
     after = datetime.datetime.now(datetime.timezone.utc)
     [volume] = result["volumes"]
-    assert volume["action"] == "created" and "now is used only in check mode" in " ".join(result["warnings"]), result
+    assert volume["action"] == "created" and "now is used only in check mode" in json.dumps(result.get("warnings")), result
     taken = datetime.datetime.strptime(volume["snapshot"].rsplit("-", 1)[1], "%Y%m%d%H%M%S").replace(tzinfo=datetime.timezone.utc)
     assert before <= taken <= after, volume["snapshot"]
     # Check mode previews a later run: there, `now` names what it would create, in UTC.
@@ -69,7 +70,7 @@ def test_a_real_run_names_and_plans_by_the_real_clock_and_in_utc(kube, namespace
 def test_a_namespace_that_does_not_exist_is_named(kube, namespace, snap, audit):
     missing = namespace + "-gone"
     found = snap("k8s_pv_info", namespace=missing)
-    assert not found.get("failed") and f"namespace {missing} does not exist" in " ".join(found.get("warnings", [])), found
+    assert not found.get("failed") and f"namespace {missing} does not exist" in json.dumps(found.get("warnings")), found
     one_off = snap(namespace=missing, pvc="data", force=True, lease_namespace=namespace)
     assert one_off.get("failed") and one_off["msg"] == f"namespace {missing} does not exist, so it has no claim data", one_off
     assert audit.count(verb="get", resource="namespaces", name=missing) == 2
@@ -77,7 +78,7 @@ def test_a_namespace_that_does_not_exist_is_named(kube, namespace, snap, audit):
     kube.create_pvc(namespace, "data")
     audit.mark()
     found = snap("k8s_pv_info", namespace=namespace)
-    assert not found.get("warnings") and [t["pvc"] for t in found["targets"]] == [], found
+    assert "does not exist" not in json.dumps(found.get("warnings")) and found["targets"] == [], found
     assert audit.count(verb="get", resource="namespaces", name=namespace) == 0
 
 
