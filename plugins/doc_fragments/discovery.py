@@ -77,7 +77,9 @@ options:
     type: str
     default: kubesnap-cycle
   lease_namespace:
-    description: Namespace of the Lease.
+    description:
+      - Namespace of the Lease. The RBAC of C(docs/rbac.yml) grants the default Lease (C(default/kubesnap-cycle)) only;
+        with another name or namespace, change its Role to match.
     type: str
     default: default
   lease_duration:
