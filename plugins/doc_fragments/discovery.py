@@ -79,11 +79,15 @@ options:
     type: str
     default: kubesnap-cycle
   lease_namespace:
-    description: Namespace of the Lease.
+    description:
+      - Namespace of the Lease. The RBAC of C(docs/rbac.yml) grants the default Lease (C(default/kubesnap-cycle)) only;
+        with another name or namespace, change its Role to match.
     type: str
     default: default
   lease_duration:
-    description: Seconds after which a Lease left by a crashed run may be taken over.
+    description:
+      - Seconds after which a Lease left by a crashed run may be taken over. A run renews its Lease every third of
+        this while it writes, and stops writing if a renewal fails.
     type: int
     default: 900
   lease_wait:
@@ -91,4 +95,11 @@ options:
       - Seconds to wait for a Lease held by another run; after that the task reports RV(lease_held) and changes nothing.
     type: int
     default: 0
+  fail_on_lease_held:
+    description:
+      - Fail the task when another run holds the Lease and so nothing was written, rather than warn.
+      - Meant for scheduled runs (the C(snapshot_cycle) role sets it), so that a Lease left by a crashed run, which blocks
+        writes until it expires, is seen. The message names the holder and the expiry.
+    type: bool
+    default: false
 '''

@@ -10,6 +10,7 @@ Planning functions take the listed records and `now` and do no I/O, so check mod
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -82,47 +83,77 @@ class CreatePlan:
     due: bool
     reason: str
     newest: object = None
+    stalled: tuple = ()
 
 
-def plan_creation(targets, owned_by_key, now, force=False):
+MIN_STALLED_AFTER = datetime.timedelta(hours=1)
+
+
+def stalled_bound(target, stalled_after=None):
+    """How long a snapshot of the target may stay pending: `stalled_after` seconds when given, else the policy's
+    smallest delta but at least an hour (a driver may take minutes; a new attempt sooner than the interval is not due anyway)."""
+    if stalled_after is not None:
+        return datetime.timedelta(seconds=stalled_after)
+    if target.policy is None:
+        return MIN_STALLED_AFTER
+    return max(MIN_STALLED_AFTER, datetime.timedelta(microseconds=retention.nominal_length(target.policy.smallest)))
+
+
+def plan_creation(targets, owned_by_key, now, force=False, stalled_after=None):
     """Which targets get a snapshot now, and why (pure).
 
     Due: no ready snapshot, or the newest ready one is at least the policy's smallest delta old.
     A pending snapshot blocks a new one (it is not a backup yet, and a second would only queue
-    behind it); held snapshots are outside the policy and do not count. A snapshot that failed
-    after the newest ready one waits out the smallest delta before the next attempt, so runs more
-    frequent than the policy do not pile up failed snapshots. `force` overrides all of these.
+    behind it) until it has been pending longer than `stalled_bound`: then it is stalled, reported
+    in the plan, and blocks nothing (a stuck driver must not leave the volume unprotected while
+    every run reports it as merely skipped). Held snapshots are outside the policy and do not
+    count. A snapshot that failed or stalled after the newest ready one waits out the smallest
+    delta before the next attempt, so runs more frequent than the policy do not pile up attempts.
+    `force` overrides all of these.
     """
     plans = []
     for target in targets:
         snapshots = snapshots_of(target, owned_by_key)
         newest = _newest_ready(snapshots)
-        pending = [s for s in snapshots if s.state == PENDING]
-        failed = [s for s in snapshots if s.state == FAILED and (newest is None or s.created_at > newest.created_at)]
+        since = now - stalled_bound(target, stalled_after)
+        stalled = tuple(s for s in snapshots if s.state == PENDING and s.created_at <= since)
+        pending = [s for s in snapshots if s.state == PENDING and s.created_at > since]
+        attempts = [s for s in snapshots if (s.state == FAILED or s in stalled) and (newest is None or s.created_at > newest.created_at)]
+
+        def plan(due, reason, stalled=stalled, newest=newest, target=target):
+            return CreatePlan(target, due, reason, newest, stalled)
+
         if force:
-            plans.append(CreatePlan(target, True, 'forced', newest))
+            plans.append(plan(True, 'forced'))
         elif pending:
-            plans.append(CreatePlan(target, False, 'snapshot %s is still pending' % pending[-1].name, newest))
-        elif failed and target.policy is not None and not retention.is_due(failed[-1].created_at, target.policy, now):
-            plans.append(CreatePlan(target, False, 'snapshot %s failed (%s); next attempt at %s' % (
-                failed[-1].name, failed[-1].error, retention.next_due(failed[-1].created_at, target.policy, now).isoformat()), newest))
+            plans.append(plan(False, 'snapshot %s is still pending' % pending[-1].name))
+        elif attempts and target.policy is not None and not retention.is_due(attempts[-1].created_at, target.policy, now):
+            last = attempts[-1]
+            plans.append(plan(False, 'snapshot %s %s; next attempt at %s' % (
+                last.name, 'failed (%s)' % last.error if last.state == FAILED else 'stalled',
+                retention.next_due(last.created_at, target.policy, now).isoformat())))
         elif newest is None:
-            plans.append(CreatePlan(target, True, 'no ready snapshot', None))
+            plans.append(plan(True, 'no ready snapshot'))
         elif target.policy is None:
-            plans.append(CreatePlan(target, False, 'has ready snapshot %s and no policy' % newest.name, newest))
+            plans.append(plan(False, 'has ready snapshot %s and no policy' % newest.name))
         elif retention.is_due(newest.created_at, target.policy, now):
-            plans.append(CreatePlan(target, True, 'newest ready snapshot %s is older than %s' % (newest.name, target.policy.tokens[0]),
-                                    newest))
+            plans.append(plan(True, 'newest ready snapshot %s is older than %s' % (newest.name, target.policy.tokens[0])))
         else:
-            plans.append(CreatePlan(target, False, 'newest ready snapshot %s is younger than %s; next due at %s' % (
-                newest.name, target.policy.tokens[0], retention.next_due(newest.created_at, target.policy, now).isoformat()), newest))
+            plans.append(plan(False, 'newest ready snapshot %s is younger than %s; next due at %s' % (
+                newest.name, target.policy.tokens[0], retention.next_due(newest.created_at, target.policy, now).isoformat())))
     return plans
 
 
-def create_snapshots(registry, plans, now, concurrency):
-    """Create one snapshot per due plan, in parallel: [(plan, snapshot, error)]."""
-    return run_parallel(lambda plan: registry.get(plan.target.backend).create(plan.target, now), [plan for plan in plans if plan.due],
-                        concurrency)
+def create_snapshots(registry, plans, now, concurrency, ensure_held=lambda: None):
+    """Create one snapshot per due plan, in parallel: [(plan, snapshot, error)].
+
+    `ensure_held` is called before each create: it raises when the run may no longer write (its lease was lost).
+    """
+    def create(plan):
+        ensure_held()
+        return registry.get(plan.target.backend).create(plan.target, now)
+
+    return run_parallel(create, [plan for plan in plans if plan.due], concurrency)
 
 
 def wait_until_settled(registry, snapshots, timeout, clock=time.monotonic):

@@ -4,7 +4,9 @@
 
 Runs take it only when they are about to write, so a run with nothing to do writes nothing.
 An expired lease (its holder crashed) is taken over; the apiserver's resourceVersion check makes
-the takeover safe when two runs try at the same moment.
+the takeover safe when two runs try at the same moment. While a run writes, a thread renews the
+lease every third of its duration; a renewal that fails means another run may take it over, so
+the writer stops (`ensure_held`).
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ from __future__ import annotations
 import datetime
 import os
 import socket
+import threading
 import time
 import uuid
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError, resource_path
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention import parse_timestamp
 
 GROUP_VERSION = 'coordination.k8s.io/v1'
 
@@ -24,12 +28,16 @@ class LeaseHeld(Exception):
     """Another run holds the lease and did not release it in time."""
 
 
+class LeaseLost(Exception):
+    """The lease could not be renewed while this run was writing: it must stop writing."""
+
+
+class LeaseInvalid(Exception):
+    """The stored Lease cannot be read (a field out of range or malformed); nothing is taken over."""
+
+
 def _micro_time(moment):
     return moment.strftime('%Y-%m-%dT%H:%M:%S.%fZ')
-
-
-def _parse(value):
-    return datetime.datetime.fromisoformat(value.replace('Z', '+00:00')) if value else None
 
 
 class Lease:
@@ -43,10 +51,35 @@ class Lease:
         self._sleep = sleep
         self.holder = '%s-%d-%s' % (socket.gethostname(), os.getpid(), uuid.uuid4().hex[:8])
         self._held = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._renewer = None
+        self._lost = None
+        self._renewed_at = None
+
+    @property
+    def display(self):
+        return '%s/%s' % (self._namespace, self._name)
+
+    def _path(self):
+        return resource_path(GROUP_VERSION, 'leases', self._namespace, self._name)
 
     def _spec(self, now):
         return {'holderIdentity': self.holder, 'leaseDurationSeconds': self._duration,
                 'acquireTime': _micro_time(now), 'renewTime': _micro_time(now)}
+
+    def _expiry(self, spec):
+        """When the stored lease expires, or None when it records no time; LeaseInvalid names a field it cannot use."""
+        field = 'renewTime' if spec.get('renewTime') else 'acquireTime'
+        value = spec.get(field)
+        if not value:
+            return None
+        duration = spec.get('leaseDurationSeconds') or 0
+        try:
+            return parse_timestamp(value) + datetime.timedelta(seconds=duration)
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise LeaseInvalid('Lease %s: spec.%s %r with spec.leaseDurationSeconds %r is not a usable time (%s); '
+                               'delete the Lease if no run holds it' % (self.display, field, value, duration, exc)) from None
 
     def _try_acquire(self):
         now = datetime.datetime.now(datetime.timezone.utc)
@@ -60,25 +93,26 @@ class Lease:
                 if exc.status != 409:
                     raise
             try:
-                current = self._client.get(resource_path(GROUP_VERSION, 'leases', self._namespace, self._name))
+                current = self._client.get(self._path())
                 break
             except KubeError as exc:
                 if exc.status != 404:
                     raise
         else:
-            return LeaseHeld('lease %s/%s keeps changing hands' % (self._namespace, self._name))
+            return LeaseHeld('lease %s keeps changing hands' % self.display)
         spec = current.get('spec') or {}
-        renewed = _parse(spec.get('renewTime')) or _parse(spec.get('acquireTime'))
-        expires = renewed + datetime.timedelta(seconds=spec.get('leaseDurationSeconds') or 0) if renewed else None
+        expires = self._expiry(spec)
         if spec.get('holderIdentity') and expires and expires > now:
-            return LeaseHeld('lease %s/%s is held by %s until %s' % (self._namespace, self._name, spec['holderIdentity'],
-                                                                     expires.isoformat()))
+            # A crashed run's lease looks the same as a live one's: say until when it blocks, and how to end it early.
+            return LeaseHeld('lease %s is held by %s until %s (%d s from now); if that run is gone, delete the Lease '
+                             'or wait until then' % (self.display, spec['holderIdentity'], expires.isoformat(),
+                                                     (expires - now).total_seconds()))
         current['spec'] = self._spec(now)
         try:
-            return self._client.replace(resource_path(GROUP_VERSION, 'leases', self._namespace, self._name), current)
+            return self._client.replace(self._path(), current)
         except KubeError as exc:
             if exc.status == 409:  # another run took it between our read and write
-                return LeaseHeld('lease %s/%s was taken by another run' % (self._namespace, self._name))
+                return LeaseHeld('lease %s was taken by another run' % self.display)
             raise
 
     def acquire(self):
@@ -87,26 +121,66 @@ class Lease:
             outcome = self._try_acquire()
             if not isinstance(outcome, LeaseHeld):
                 self._held = outcome
+                self._renewed_at = self._clock()
                 return
             if self._clock() >= deadline:
                 raise outcome
             self._sleep(min(2.0, max(0.1, deadline - self._clock())))
 
+    def renew(self):
+        """Write a new renewTime on the version we hold; a conflict means another run took the lease over."""
+        with self._lock:
+            if self._held is None or self._lost:
+                return
+            body = dict(self._held, spec=dict(self._held.get('spec') or {},
+                                              renewTime=_micro_time(datetime.datetime.now(datetime.timezone.utc))))
+            try:
+                self._held = self._client.replace(self._path(), body)
+                self._renewed_at = self._clock()
+            except KubeError as exc:
+                self._lost = 'lease %s could not be renewed, so another run may take it over: %s' % (self.display, exc)
+
+    def _renew_until_stopped(self, interval):
+        while not self._stop.wait(interval):
+            self.renew()
+            if self._lost:
+                return
+
+    def start_renewing(self):
+        """Renew every third of the duration (two chances before it expires) until release."""
+        self._stop.clear()
+        self._renewer = threading.Thread(target=self._renew_until_stopped, args=(self._duration / 3.0,), daemon=True,
+                                         name='kubesnap-lease-renewal')
+        self._renewer.start()
+
+    def ensure_held(self):
+        """Raise LeaseLost when this run may no longer write: a renewal failed, or the lease ran out unrenewed."""
+        if self._lost:
+            raise LeaseLost(self._lost)
+        if self._held is not None and self._clock() - self._renewed_at >= self._duration:
+            raise LeaseLost('lease %s was not renewed within its %d s, so another run may have taken it over'
+                            % (self.display, self._duration))
+
     def release(self):
-        """Give the lease up; deleting only our own version, so a takeover is never undone."""
-        if self._held is None:
-            return
-        meta = self._held['metadata']
-        try:
-            self._client.delete(resource_path(GROUP_VERSION, 'leases', self._namespace, self._name),
-                                preconditions={'uid': meta['uid'], 'resourceVersion': meta['resourceVersion']})
-        except KubeError as exc:
-            if exc.status not in (404, 409):
-                raise
-        self._held = None
+        """Stop renewing and give the lease up; deleting only our own version, so a takeover is never undone."""
+        self._stop.set()
+        if self._renewer is not None:
+            self._renewer.join()
+            self._renewer = None
+        with self._lock:
+            if self._held is None:
+                return
+            meta = self._held['metadata']
+            self._held = None
+            try:
+                self._client.delete(self._path(), preconditions={'uid': meta['uid'], 'resourceVersion': meta['resourceVersion']})
+            except KubeError as exc:
+                if exc.status not in (404, 409):
+                    raise
 
     def __enter__(self):
         self.acquire()
+        self.start_renewing()
         return self
 
     def __exit__(self, *exc_info):

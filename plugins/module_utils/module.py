@@ -13,7 +13,7 @@ from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_requ
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import cycle, k8s, retention
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import Registry, option_spec
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.lease import Lease
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.lease import Lease, LeaseHeld, LeaseInvalid
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.messages import cut
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.targets import BACKUP_LABEL, DELTAS_ANNOTATION, Options, Problem, Target
 
@@ -73,7 +73,11 @@ LEASE_SPEC = {
     'lease_namespace': {'type': 'str', 'default': 'default'},
     'lease_duration': {'type': 'int', 'default': 900},
     'lease_wait': {'type': 'int', 'default': 0},
+    'fail_on_lease_held': {'type': 'bool', 'default': False},
 }
+
+# The least value each numeric option may take, checked before anything is listed.
+LOWER_BOUNDS = {'concurrency': 1, 'lease_duration': 1, 'lease_wait': 0, 'wait_timeout': 0, 'stalled_after': 0}
 
 
 def argument_spec(*groups, **own):
@@ -111,6 +115,11 @@ class KubesnapModule(AnsibleModule):
         if not retention.HAS_ISODATE:
             self.fail_json(msg=missing_required_lib('isodate'), exception=str(retention.ISODATE_IMPORT_ERROR))
         self._client = None
+        self._lease_failure = None
+        for name, least in sorted(LOWER_BOUNDS.items()):
+            value = self.params.get(name)
+            if value is not None and value < least:
+                self.fail_json(msg='%s: must be %s, got %s' % (name, 'at least %d' % least if least else 'zero or more', value))
 
     @property
     def client(self):
@@ -121,10 +130,16 @@ class KubesnapModule(AnsibleModule):
                 self.fail_json(msg=str(exc))
         return self._client
 
-    def now(self):
-        """The run's clock: the `now` option when given (planning), else the current UTC time."""
+    def now(self, planning=True):
+        """The run's clock: the `now` option when given and the run only plans, else the current UTC time.
+
+        A run that creates snapshots names them and decides what is due by the real clock
+        (`planning=False` outside check mode): a pretended time would name snapshots after it.
+        """
         value = self.params.get('now')
-        if not value:
+        if value and not planning:
+            self.warn('now is used only in check mode; this run creates by the current time')
+        if not value or not planning:
             return datetime.datetime.now(datetime.timezone.utc)
         try:
             return retention.parse_timestamp(value)
@@ -184,6 +199,31 @@ class KubesnapModule(AnsibleModule):
         p = self.params
         return Lease(self.client, p['lease_namespace'], p['lease_name'], p['lease_duration'], p['lease_wait'])
 
+    def write_under_lease(self, plan, act, result, must_write=False):
+        """(plans, outcome): take the lease, plan again under it, and act on that plan.
+
+        Another run may have written between this run's first plan and taking the lease, so the
+        plan that is acted on is always the one made under it. `act(plans, ensure_held)` calls
+        `ensure_held()` before each write; it raises LeaseLost once the lease could not be renewed,
+        so that write fails and is reported. When another run holds the lease, the outcome is None
+        and RV(lease_held) is set; the task then fails at the end with `fail_on_lease_held` or when
+        the run `must_write` (a forced snapshot), and warns otherwise.
+        """
+        try:
+            with self.lease() as lease:
+                plans = plan()
+                return plans, act(plans, lease.ensure_held)
+        except LeaseHeld as exc:
+            result['lease_held'] = str(exc)
+            message = '%s; nothing was written' % exc
+            if self.params.get('fail_on_lease_held') or must_write:
+                self._lease_failure = message
+            else:
+                self.warn(message)
+            return None, None
+        except LeaseInvalid as exc:
+            self.fail_json(msg=str(exc), api_calls=self.api_calls(), **result)
+
     def api_calls(self):
         return dict(self._client.requests) if self._client is not None else {}
 
@@ -199,10 +239,38 @@ class KubesnapModule(AnsibleModule):
         if given is not None:
             inventory = cycle.list_inventory(self.client, self.params.get('namespace'), rules=False)
             return (inventory, Registry.for_cluster(self.client, inventory.snapshot_classes)) + self._screened(given, inventory)
-        inventory, registry, discovery = cycle.discover_targets(self.client, self.discovery_options())
+        options = self.discovery_options()
+        inventory, registry, discovery = cycle.discover_targets(self.client, options)
+        self._check_namespace(options, inventory)
         for warning in discovery.warnings:
             self.warn(warning)
         return inventory, registry, discovery.targets, discovery.problems
+
+    def _check_namespace(self, options, inventory):
+        """Say when `namespace` names no namespace: a one-off claim fails, discovery warns.
+
+        The namespace is read only when what was looked for is missing, so a normal run costs no request.
+        """
+        if not options.namespace or options.pv:
+            return
+        found = [claim for claim in inventory.pvcs if not options.pvc or claim['metadata']['name'] == options.pvc]
+        if found or self._namespace_exists(options.namespace):
+            return
+        if options.pvc:
+            self.fail_json(msg='namespace %s does not exist, so it has no claim %s' % (options.namespace, options.pvc),
+                           api_calls=self.api_calls())
+        self.warn('namespace %s does not exist: no volume of it is protected' % options.namespace)
+
+    def _namespace_exists(self, name):
+        try:
+            self.client.get(k8s.resource_path('v1', 'namespaces', name=name))
+        except k8s.KubeError as exc:
+            if exc.status == 404:
+                return False
+            if exc.status == 403:  # an account that may not read namespaces: nothing known, nothing to say
+                return True
+            raise
+        return True
 
     def exit_or_fail(self, failures, msg, problems=(), **result):
         """Every volume has been tried; fail at the end, listing the volumes (and, if asked, problems) at fault.
@@ -212,6 +280,8 @@ class KubesnapModule(AnsibleModule):
         """
         result['problems'] = [problem.as_dict() for problem in problems]
         shown = [str(problem) for problem in problems] if self.params.get('fail_on_problems') else []
+        if self._lease_failure:
+            failures = failures + [self._lease_failure]
         result['api_calls'] = self.api_calls()
         parts = [_listed(msg, failures), _listed(PROBLEMS_MSG, shown)]
         if failures or shown:

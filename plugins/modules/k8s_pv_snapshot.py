@@ -13,10 +13,15 @@ description:
   - Creates a snapshot of every protected volume that is due, in parallel, and waits for them to become ready.
   - Due means no ready snapshot owned by this collection is younger than the smallest delta of the volume's policy,
     and none is pending. Pending and failed snapshots are not backups.
+  - A snapshot pending for longer than O(stalled_after) is stalled. It no longer blocks a new snapshot, is reported
+    in RV(volumes[].stalled), and fails the task (after every volume was tried), as a driver that stopped taking
+    snapshots would otherwise leave the volume unprotected while every run passes. It is never deleted while pending.
+  - Snapshot names and the due check use the current time; O(now) is used only in check mode, to preview a later run.
   - CSI volumes get a C(VolumeSnapshot) named C(<pvc>-<YYYYMMDDhhmmss>) in the claim's namespace, with ownership labels
     (C(app.kubernetes.io/managed-by=kubesnap), C(kubesnap.io/volume=<PV UID>), C(kubesnap.io/source)) and annotations
     (C(kubesnap.io/policy), C(kubesnap.io/origin)) written in the create request itself.
-  - With O(pvc) (or O(pv)) and O(force), takes a one-off snapshot, for example before an upgrade.
+  - With O(pvc) (or O(pv)) and O(force), takes a one-off snapshot, for example before an upgrade. A forced run that
+    creates nothing because another run holds the Lease fails (set O(lease_wait) to wait for it instead).
 extends_documentation_fragment:
   - kubesnap.snapshots.k8s_auth
   - kubesnap.snapshots.backends
@@ -44,6 +49,11 @@ options:
     description: Seconds to wait; a snapshot still pending then is reported as pending, not as failed.
     type: int
     default: 300
+  stalled_after:
+    description:
+      - Seconds a snapshot may stay pending before it is reported as stalled (see above).
+      - Default is the smallest delta of the volume's policy, but at least one hour (one hour without a policy).
+    type: int
 '''
 
 EXAMPLES = r'''
@@ -107,6 +117,11 @@ volumes:
           null when it was not seen settled.
       type: float
       sample: 4.2
+    stalled:
+      description: Names of the volume's snapshots pending longer than O(stalled_after); each fails the task.
+      type: list
+      elements: str
+      sample: [data-0-20261129030000]
 problems:
   description: Objects that asked for protection but cannot get it, as in M(kubesnap.snapshots.k8s_pv_info); nothing of theirs is snapshotted.
   returned: always
@@ -130,7 +145,9 @@ problems:
       type: str
       sample: claim is not bound to a volume (phase Pending)
 lease_held:
-  description: Set when another run held the lease and nothing was created.
+  description:
+    - Set when another run held the lease and nothing was created, naming the holder and when its lease expires.
+    - The task fails then with O(fail_on_lease_held) or O(force), and warns otherwise.
   returned: when the lease was held
   type: str
   sample: lease default/kubesnap-cycle is held by cron-7f9c until 2026-11-30T04:15:00+00:00
@@ -152,12 +169,13 @@ api_calls:
     POST: 1
 '''
 
+import dataclasses
+import datetime
 import time
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import cycle
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import FAILED, PENDING
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.lease import LeaseHeld
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import (
     AUTH_SPEC, DISCOVERY_SPEC, LEASE_SPEC, TARGETS_SPEC, WRITE_SPEC, KubesnapModule, argument_spec, discovery_constraints,
 )
@@ -168,70 +186,124 @@ def volume_result(plan, action, reason=None, snapshot=None, name=None):
     return {'volume': target.display, 'pv': target.pv, 'origin': target.origin,
             'policy': target.policy.text if target.policy is not None else None, 'action': action,
             'reason': reason or plan.reason, 'snapshot': snapshot.name if snapshot else name,
-            'state': snapshot.state if snapshot else None, 'duration': None}
+            'state': snapshot.state if snapshot else None, 'duration': None,
+            'stalled': [stalled.name for stalled in plan.stalled]}
+
+
+def plan(params, registry, targets, now):
+    """The creation plans of the targets from their owned snapshots as listed now."""
+    owned = cycle.list_owned(registry, [target.backend for target in targets], params['namespace'])
+    return cycle.plan_creation(targets, owned, now, params['force'], params['stalled_after'])
+
+
+def preview(registry, plans, now):
+    """Check mode: what each target would get."""
+    return [volume_result(plan, 'would_create', name=registry.get(plan.target.backend).snapshot_name(plan.target, now))
+            if plan.due else volume_result(plan, 'skipped') for plan in plans]
+
+
+@dataclasses.dataclass
+class Creation:
+    """What a run created and how it settled: the plans acted on, [(plan, snapshot, error)], and the wait's outcome."""
+
+    plans: list
+    created: list
+    started: float
+    latest: dict = dataclasses.field(default_factory=dict)
+    settled_at: dict = dataclasses.field(default_factory=dict)
+    still_pending: str = None
+
+
+def act(module, registry, targets, plans, result):
+    """Create the due snapshots under the lease, then wait for them (the lease is released while waiting).
+
+    The plan made under the lease is the one acted on, by the clock at that moment (the name and the due check).
+    When another run holds the lease, nothing is created and the first plans are reported.
+    """
+    p = module.params
+    started = time.monotonic()
+    moment = {}
+
+    def plan_under_lease():
+        moment['now'] = datetime.datetime.now(datetime.timezone.utc)
+        return plan(p, registry, targets, moment['now'])
+
+    fresh, created = module.write_under_lease(
+        plan_under_lease, lambda plans, ensure_held: cycle.create_snapshots(registry, plans, moment['now'], p['concurrency'], ensure_held),
+        result, must_write=p['force'])
+    if fresh is None:
+        return Creation(plans, [], started)
+    creation = Creation(fresh, created, started, still_pending='still pending after %ss' % p['wait_timeout'])
+    made = [snapshot for _plan, snapshot, error in created if error is None]
+    try:
+        creation.latest, creation.settled_at = cycle.wait_until_settled(registry, made, p['wait_timeout'] if p['wait'] else 0)
+    except KubeError as exc:
+        # The snapshots exist: report each of them, as pending, rather than fail the run without them.
+        creation.latest = {snapshot.id: snapshot for snapshot in made}
+        creation.still_pending = 'state unknown, waiting failed: %s' % exc
+        module.warn('waiting for the new snapshots failed: %s' % exc)
+    return creation
+
+
+def report(params, creation, lease_held=None):
+    """One result per target from what was created and how it settled."""
+    outcome = {plan.target.key: (snapshot, error) for plan, snapshot, error in creation.created}
+    volumes = []
+    for plan in creation.plans:
+        if plan.target.key not in outcome:
+            volumes.append(volume_result(plan, 'skipped', lease_held if plan.due else None))
+            continue
+        snapshot, error = outcome[plan.target.key]
+        if error is not None:
+            volumes.append(volume_result(plan, 'failed', str(error)))
+            continue
+        snapshot = creation.latest[snapshot.id]
+        entry = volume_result(plan, 'created', snapshot=snapshot)
+        if snapshot.state == FAILED:
+            entry.update(action='failed', reason='snapshot %s failed: %s' % (snapshot.name, snapshot.error))
+        elif snapshot.state == PENDING and params['wait']:
+            entry['reason'] = '%s; %s' % (plan.reason, creation.still_pending)
+        if snapshot.id in creation.settled_at:
+            entry['duration'] = round(creation.settled_at[snapshot.id] - creation.started, 3)
+        volumes.append(entry)
+    return volumes
+
+
+def failures(params, plans, volumes):
+    """What fails the task: volumes whose snapshot failed, and every stalled snapshot (a driver that stopped)."""
+    lines = ['%s: %s' % (v['volume'], v['reason']) for v in volumes if v['action'] == 'failed']
+    for plan in plans:
+        bound = cycle.stalled_bound(plan.target, params['stalled_after'])
+        lines += ['%s: snapshot %s stalled: pending since %s, longer than %d s (stalled_after)'
+                  % (plan.target.display, s.name, s.created_at.isoformat(), bound.total_seconds()) for s in plan.stalled]
+    return lines
 
 
 def main():
     spec = argument_spec(AUTH_SPEC, TARGETS_SPEC, DISCOVERY_SPEC, LEASE_SPEC, WRITE_SPEC,
                          force={'type': 'bool', 'default': False}, wait={'type': 'bool', 'default': True},
-                         wait_timeout={'type': 'int', 'default': 300})
+                         wait_timeout={'type': 'int', 'default': 300}, stalled_after={'type': 'int'})
     module = KubesnapModule(argument_spec=spec, **discovery_constraints(spec))
     p = module.params
-    now = module.now()
+    # `now` previews a later run in check mode; a run that creates goes by the real clock.
+    now = module.now(planning=module.check_mode)
     result = {'changed': False, 'volumes': []}
     try:
         registry, targets, problems = module.targets()[1:]
-        backends = [target.backend for target in targets]
-        plans = cycle.plan_creation(targets, cycle.list_owned(registry, backends, p['namespace']), now, p['force'])
-        created = []
+        plans = plan(p, registry, targets, now)
         if module.check_mode:
-            result['volumes'] = [volume_result(plan, 'would_create', name=registry.get(plan.target.backend).snapshot_name(plan.target, now))
-                                 if plan.due else volume_result(plan, 'skipped') for plan in plans]
+            result['volumes'] = preview(registry, plans, now)
             result['changed'] = any(plan.due for plan in plans)
         elif any(plan.due for plan in plans):
-            started = time.monotonic()
-            try:
-                with module.lease():
-                    # Another run may have snapshotted while this one planned: plan again under the lease.
-                    plans = cycle.plan_creation(targets, cycle.list_owned(registry, backends, p['namespace']), now, p['force'])
-                    created = cycle.create_snapshots(registry, plans, now, p['concurrency'])
-            except LeaseHeld as exc:
-                result['lease_held'] = str(exc)
-                module.warn('%s; nothing was created' % exc)
-            made = [snapshot for _plan, snapshot, error in created if error is None]
-            still_pending = 'still pending after %ss' % p['wait_timeout']
-            try:
-                latest, settled_at = cycle.wait_until_settled(registry, made, p['wait_timeout'] if p['wait'] else 0)
-            except KubeError as exc:
-                # The snapshots exist: report each of them, as pending, rather than fail the run without them.
-                latest, settled_at = {snapshot.id: snapshot for snapshot in made}, {}
-                still_pending = 'state unknown, waiting failed: %s' % exc
-                module.warn('waiting for the new snapshots failed: %s' % exc)
-            outcome = {plan.target.key: (snapshot, error) for plan, snapshot, error in created}
-            for plan in plans:
-                if plan.target.key not in outcome:
-                    result['volumes'].append(volume_result(plan, 'skipped', result.get('lease_held') if plan.due else None))
-                    continue
-                snapshot, error = outcome[plan.target.key]
-                if error is not None:
-                    result['volumes'].append(volume_result(plan, 'failed', str(error)))
-                    continue
-                snapshot = latest[snapshot.id]
-                entry = volume_result(plan, 'created', snapshot=snapshot)
-                if snapshot.state == FAILED:
-                    entry.update(action='failed', reason='snapshot %s failed: %s' % (snapshot.name, snapshot.error))
-                elif snapshot.state == PENDING and p['wait']:
-                    entry['reason'] = '%s; %s' % (plan.reason, still_pending)
-                if snapshot.id in settled_at:
-                    entry['duration'] = round(settled_at[snapshot.id] - started, 3)
-                result['volumes'].append(entry)
-            result['changed'] = bool(made)
+            creation = act(module, registry, targets, plans, result)
+            plans = creation.plans
+            result['volumes'] = report(p, creation, result.get('lease_held'))
+            result['changed'] = any(error is None for _plan, _snapshot, error in creation.created)
         else:
             result['volumes'] = [volume_result(plan, 'skipped') for plan in plans]
     except KubeError as exc:
         module.fail_api(exc)
-    failures = ['%s: %s' % (v['volume'], v['reason']) for v in result['volumes'] if v['action'] == 'failed']
-    module.exit_or_fail(failures, 'some volumes were not snapshotted', problems, **result)
+    module.exit_or_fail(failures(p, plans, result['volumes']), 'some volumes were not snapshotted', problems, **result)
 
 
 if __name__ == '__main__':

@@ -262,7 +262,9 @@ problems:
       type: str
       sample: claim is not bound to a volume (phase Pending)
 lease_held:
-  description: Set when another run held the lease and nothing was deleted.
+  description:
+    - Set when another run held the lease and nothing was deleted, naming the holder and when its lease expires.
+    - The task fails then with O(fail_on_lease_held), and warns otherwise.
   returned: when the lease was held
   type: str
   sample: lease default/kubesnap-cycle is held by cron-7f9c until 2026-11-30T04:15:00+00:00
@@ -287,7 +289,6 @@ api_calls:
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import cycle
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import POLICY_ANNOTATION
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.lease import LeaseHeld
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import (
     AUTH_SPEC, DISCOVERY_SPEC, LEASE_SPEC, TARGETS_SPEC, WRITE_SPEC, KubesnapModule, argument_spec, discovery_constraints,
 )
@@ -332,16 +333,18 @@ def main():
         plans, doomed = plan_all()
         errors = {}
         if doomed and not module.check_mode:
-            try:
-                with module.lease():
-                    # Another run may have created or deleted snapshots since this one planned: plan again under the lease.
-                    plans, doomed = plan_all()
-                    deleted = cycle.run_parallel(lambda s: registry.get(s.backend).delete(s), doomed, p['concurrency'])
+            def delete_all(planned, ensure_held):
+                def delete(snapshot):
+                    ensure_held()
+                    registry.get(snapshot.backend).delete(snapshot)
+                return cycle.run_parallel(delete, planned[1], p['concurrency'])
+
+            fresh, deleted = module.write_under_lease(plan_all, delete_all, result)
+            if fresh is None:
+                errors = {snapshot.id: 'not deleted: %s' % result['lease_held'] for snapshot in doomed}
+            else:
+                plans, doomed = fresh
                 errors = {snapshot.id: str(error) for snapshot, _none, error in deleted if error is not None}
-            except LeaseHeld as exc:
-                result['lease_held'] = str(exc)
-                module.warn('%s; nothing was deleted' % exc)
-                errors = {snapshot.id: 'not deleted: %s' % exc for snapshot in doomed}
         before, after = {}, {}
         for label, orphan, plan in plans:
             entry = dict(plan.as_dict(now), volume=label, orphan=orphan, policy=plan.policy.text if plan.policy else None,

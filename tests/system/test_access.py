@@ -13,14 +13,29 @@ import pytest
 import yaml
 from kubernetes import client
 
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import LEASE_SPEC
+
 from .modules import DELTAS, run_module
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def documented_rules() -> list:
+def documented(kind: str) -> dict:
     manifest = yaml.safe_load((ROOT / "docs" / "rbac.yml").read_text(encoding="utf-8"))
-    [role] = [item for item in manifest["items"] if item["kind"] == "ClusterRole"]
+    [role] = [item for item in manifest["items"] if item["kind"] == kind]
+    return role
+
+
+def documented_rules() -> list:
+    return documented("ClusterRole")["rules"]
+
+
+def lease_rules() -> list:
+    """The Role's rules for the cycle's Lease, applied in the test's namespace (the lease_namespace the tests pass)."""
+    role = documented("Role")
+    assert role["metadata"]["namespace"] == LEASE_SPEC["lease_namespace"]["default"], "the Role must grant the default Lease"
+    names = {name for rule in role["rules"] for name in rule.get("resourceNames", [])}
+    assert names == {LEASE_SPEC["lease_name"]["default"]}, names
     return role["rules"]
 
 
@@ -30,15 +45,20 @@ def account(kube, namespace, cluster, tmp_path):
     rbac = client.RbacAuthorizationV1Api(kube.api)
     made = []
 
-    def make(rules: list) -> dict:
+    def make(rules: list, namespaced_rules: list) -> dict:
         name = f"kubesnap-{namespace}"[:63]
+        subjects = [{"kind": "ServiceAccount", "name": "kubesnap", "namespace": namespace}]
         kube.core.create_namespaced_service_account(namespace, {"metadata": {"name": "kubesnap"}})
         rbac.create_cluster_role({"metadata": {"name": name}, "rules": rules})
         made.append(name)
         rbac.create_cluster_role_binding({
-            "metadata": {"name": name},
+            "metadata": {"name": name}, "subjects": subjects,
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
-            "subjects": [{"kind": "ServiceAccount", "name": "kubesnap", "namespace": namespace}],
+        })
+        rbac.create_namespaced_role(namespace, {"metadata": {"name": "kubesnap-lease"}, "rules": namespaced_rules})
+        rbac.create_namespaced_role_binding(namespace, {
+            "metadata": {"name": "kubesnap-lease"}, "subjects": subjects,
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "kubesnap-lease"},
         })
         token = kube.core.create_namespaced_service_account_token("kubesnap", namespace, {"spec": {"expirationSeconds": 600}}).status.token
         state = json.loads((cluster.kubeconfig.parent / "state.json").read_text(encoding="utf-8"))
@@ -61,7 +81,7 @@ def run_as(env: dict, name: str, **args) -> dict:
 
 
 def test_the_documented_rules_are_enough_for_the_whole_cycle(kube, namespace, account, audit):
-    env = account(documented_rules())
+    env = account(documented_rules(), lease_rules())
     kube.create_pvc(namespace, "data")
     kube.core.patch_namespaced_persistent_volume_claim("data", namespace, {"metadata": {"annotations": {DELTAS: "PT1H P1D"}}})
     audit.mark()
@@ -86,7 +106,7 @@ def test_the_documented_rules_are_enough_for_the_whole_cycle(kube, namespace, ac
 
 def test_an_account_that_may_not_watch_still_reports_each_snapshot_it_created(kube, namespace, account):
     rules = [dict(rule, verbs=[verb for verb in rule["verbs"] if verb != "watch"]) for rule in documented_rules()]
-    env = account(rules)
+    env = account(rules, lease_rules())
     kube.create_pvc(namespace, "data")
     result = run_as(env, "k8s_pv_snapshot", namespace=namespace, pvc="data", force=True, lease_namespace=namespace)
     [volume] = result["volumes"]
@@ -96,3 +116,43 @@ def test_an_account_that_may_not_watch_still_reports_each_snapshot_it_created(ku
     names = [s["metadata"]["name"] for s in kube.custom.list_namespaced_custom_object(
         "snapshot.storage.k8s.io", "v1", namespace, "volumesnapshots")["items"]]
     assert names == [volume["snapshot"]]
+
+
+def as_account(env: dict) -> client.CoordinationV1Api:
+    configuration = client.Configuration(host=env["K8S_AUTH_HOST"], api_key={"authorization": "Bearer " + env["K8S_AUTH_API_KEY"]})
+    configuration.ssl_ca_cert = env["K8S_AUTH_SSL_CA_CERT"]
+    return client.CoordinationV1Api(client.ApiClient(configuration))
+
+
+def status_of(call, *args) -> int:
+    try:
+        call(*args)
+    except client.ApiException as exc:
+        return exc.status
+    return 200
+
+
+def test_the_documented_rules_reach_only_the_cycles_own_lease(kube, namespace, account):
+    env = account(documented_rules(), lease_rules())
+    leases = client.CoordinationV1Api(kube.api)
+    # Leader election and node heartbeats live in kube-system; another Lease sits next to ours.
+    foreign = {"metadata": {"name": f"kubesnap-test-{namespace}"[:63]}, "spec": {"holderIdentity": "controller", "leaseDurationSeconds": 15}}
+    leases.create_namespaced_lease("kube-system", foreign)
+    neighbour = {"metadata": {"name": "other"}, "spec": {"holderIdentity": "someone", "leaseDurationSeconds": 15}}
+    leases.create_namespaced_lease(namespace, neighbour)
+    try:
+        ours = as_account(env)
+        for where, name in (("kube-system", foreign["metadata"]["name"]), (namespace, "other")):
+            current = leases.read_namespaced_lease(name, where)
+            assert status_of(ours.read_namespaced_lease, name, where) == 403
+            assert status_of(ours.replace_namespaced_lease, name, where, current) == 403
+            assert status_of(ours.delete_namespaced_lease, name, where) == 403
+            assert leases.read_namespaced_lease(name, where).spec.holder_identity == current.spec.holder_identity
+        assert status_of(ours.create_namespaced_lease, "kube-system", {"metadata": {"name": "kubesnap-cycle"}}) == 403
+        # A run pointed at kube-system is refused before it writes anything.
+        kube.create_pvc(namespace, "data")
+        refused = run_as(env, "k8s_pv_snapshot", namespace=namespace, pvc="data", force=True, lease_namespace="kube-system")
+        assert refused.get("failed") and "403" in refused["msg"], refused
+        assert not kube.custom.list_namespaced_custom_object("snapshot.storage.k8s.io", "v1", namespace, "volumesnapshots")["items"]
+    finally:
+        leases.delete_namespaced_lease(foreign["metadata"]["name"], "kube-system")

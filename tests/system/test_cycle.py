@@ -142,10 +142,14 @@ def test_one_off_snapshot_before_an_upgrade_and_restore_from_it(kube, namespace,
     first = run("k8s_pv_snapshot", namespace=namespace, pvc="data-0", force=True)
     [volume] = first["volumes"]
     assert volume["action"] == "created" and volume["state"] == "ready", first
-    stamp = datetime.datetime.strptime(volume["snapshot"].rsplit("-", 1)[1], "%Y%m%d%H%M%S").replace(tzinfo=datetime.timezone.utc)
-    second = run("k8s_pv_snapshot", namespace=namespace, pvc="data-0", force=True, now=stamp.isoformat())
+    # Forced again within the same second: the names of the next seconds are taken (by hand), so the run's gets "-2".
+    start = datetime.datetime.now(datetime.timezone.utc)
+    taken = [f"data-0-{start + datetime.timedelta(seconds=offset):%Y%m%d%H%M%S}" for offset in range(20)]
+    for name in taken:
+        kube.create_snapshot(namespace, name, "data-0")
+    second = run("k8s_pv_snapshot", namespace=namespace, pvc="data-0", force=True)
     assert second["volumes"][0]["action"] == "created"
-    assert second["volumes"][0]["snapshot"] == volume["snapshot"] + "-2"  # forced again within the same second
+    assert second["volumes"][0]["snapshot"].removesuffix("-2") in taken and second["volumes"][0]["snapshot"].endswith("-2"), second
     restored = kube.create_pvc(namespace, "restored", from_snapshot=volume["snapshot"])
     assert restored.status.phase == "Bound"
 

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import base64
+import datetime
 import json
 import os
 import re
@@ -14,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention import expire
@@ -25,10 +29,10 @@ ROOT = Path(__file__).resolve().parents[2]
 OWNED = "app.kubernetes.io/managed-by=kubesnap"
 
 
-def run_play(kubeconfig, namespace, **extra_vars):
-    """The packaged cycle playbook on one namespace: the finished process."""
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS), ANSIBLE_NOCOLOR="1")
-    extra = {"snapshot_cycle_kubeconfig": kubeconfig, "snapshot_cycle_namespace": namespace,
+def run_play(kubeconfig, namespace, env=None, **extra_vars):
+    """The packaged cycle playbook on one namespace, its Lease in that namespace too: the finished process."""
+    env = dict(os.environ if env is None else env, ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS), ANSIBLE_NOCOLOR="1")
+    extra = {"snapshot_cycle_kubeconfig": kubeconfig, "snapshot_cycle_namespace": namespace, "snapshot_cycle_lease_namespace": namespace,
              "snapshot_cycle_label_policy": "PT1H P1D", "ansible_python_interpreter": sys.executable, **extra_vars}
     return subprocess.run([str(Path(sys.executable).with_name("ansible-playbook")), "-i", "localhost,", "-e", json.dumps(extra),
                            "kubesnap.snapshots.cycle"], capture_output=True, text=True, env=env, check=False, timeout=600)
@@ -133,3 +137,45 @@ def test_ad_hoc_snapshot_before_an_upgrade_with_credentials_from_the_environment
     [snapshot] = kube.custom.list_namespaced_custom_object("snapshot.storage.k8s.io", "v1", namespace, "volumesnapshots")["items"]
     assert snapshot["spec"]["source"]["persistentVolumeClaimName"] == "data-0"
     assert snapshot["status"]["readyToUse"] is True
+
+
+def final_failure(process):
+    """The msg of the role's last task, which fails the run naming what went wrong."""
+    failure = re.search(r"^fatal: \[localhost\]: FAILED! => (.*)$", process.stdout.split("TASK [kubesnap.snapshots.snapshot_cycle : Fail when")[-1],
+                        re.MULTILINE)
+    assert failure, process.stdout[-4000:] + process.stderr[-2000:]
+    return json.loads(failure.group(1))["msg"]
+
+
+def test_every_connection_option_reaches_the_modules(cluster, kube, namespace, tmp_path):
+    """No kubeconfig anywhere: host, CA and client certificate given to the role are all the modules have."""
+    config = yaml.safe_load(cluster.kubeconfig.read_text(encoding="utf-8"))
+    files = {}
+    for key, section, field in (("ca_cert", config["clusters"][0]["cluster"], "certificate-authority-data"),
+                                ("client_cert", config["users"][0]["user"], "client-certificate-data"),
+                                ("client_key", config["users"][0]["user"], "client-key-data")):
+        files[key] = tmp_path / key
+        files[key].write_bytes(base64.b64decode(section[field]))
+    kube.create_pvc(namespace, "data")
+    kube.core.patch_namespaced_persistent_volume_claim("data", namespace, {"metadata": {"annotations": {DELTAS: "PT1H P1D"}}})
+    env = {key: value for key, value in os.environ.items() if key != "KUBECONFIG" and not key.startswith("K8S_AUTH_")}
+    env.update(HOME=str(tmp_path), ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"))
+    process = run_play("", namespace, env=env, snapshot_cycle_host=config["clusters"][0]["cluster"]["server"],
+                       snapshot_cycle_validate_certs=True, **{f"snapshot_cycle_{key}": str(path) for key, path in files.items()})
+    assert process.returncode == 0, process.stdout[-4000:] + process.stderr[-2000:]
+    assert recap(process)["changed"] == 1
+    [snapshot] = owned_snapshots(kube, namespace)
+    assert snapshot["spec"]["source"]["persistentVolumeClaimName"] == "data"
+
+
+def test_a_scheduled_cycle_fails_when_another_run_holds_the_lease(cluster, kube, namespace):
+    kube.create_pvc(namespace, "data")
+    kube.core.patch_namespaced_persistent_volume_claim("data", namespace, {"metadata": {"annotations": {DELTAS: "PT1H P1D"}}})
+    renewed = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    client.CoordinationV1Api(kube.api).create_namespaced_lease(namespace, {"metadata": {"name": "nightly"}, "spec": {
+        "holderIdentity": "crashed-run", "leaseDurationSeconds": 900, "renewTime": renewed}})
+    process = run_play(str(cluster.kubeconfig), namespace, snapshot_cycle_lease_name="nightly")
+    assert process.returncode != 0, process.stdout[-4000:]
+    message = final_failure(process)
+    assert message.startswith("not snapshotted: ") and "held by crashed-run until " in message, message
+    assert owned_snapshots(kube, namespace) == []

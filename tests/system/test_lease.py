@@ -4,12 +4,17 @@
 from __future__ import annotations
 
 import datetime
+import json
 import re
+import time
 
 import pytest
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError, client_from_params, resource_path
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.lease import GROUP_VERSION, Lease, LeaseHeld
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.lease import GROUP_VERSION, Lease, LeaseHeld, LeaseInvalid, LeaseLost
+
+from .cluster_helpers import wait_for
+from .modules import DELTAS, run_module
 
 NAME = 'kubesnap-cycle'
 MICRO_TIME = re.compile(r'^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$')
@@ -286,3 +291,92 @@ def test_the_context_releases_even_when_the_work_fails(api):
         assert api.lease['spec']['holderIdentity'] == ours.holder
         raise RuntimeError('boom')
     assert api.lease is None and api.verbs() == ['POST', 'DELETE']
+
+
+def test_a_lease_with_a_time_out_of_range_is_named_not_a_traceback(api):
+    api.hold('crashed', '9999-12-31T23:59:59.000000Z')
+    with pytest.raises(LeaseInvalid, match=r'Lease %s/kubesnap-cycle: spec.renewTime .9999-12-31T23:59:59' % api.namespace):
+        lease(api, wait=60).acquire()
+    assert api.verbs() == ['POST', 'GET'] and api.lease['spec']['holderIdentity'] == 'crashed'
+
+
+def test_the_lease_is_renewed_while_held_and_no_longer_once_released(api):
+    ours = Lease(api, api.namespace, NAME, 3)  # renewed every second
+    with ours:
+        first = api.lease['spec']['renewTime']
+        wait_for('a renewal', lambda: api.lease['spec']['renewTime'] > first, timeout=10)
+        assert api.lease['spec']['holderIdentity'] == ours.holder
+        ours.ensure_held()
+    assert api.lease is None
+    renewals = api.verbs().count('PUT')
+    time.sleep(1.5)
+    assert api.verbs().count('PUT') == renewals
+
+
+def lost(lease_):
+    try:
+        lease_.ensure_held()
+    except LeaseLost as exc:
+        return str(exc)
+    return None
+
+
+def test_a_run_whose_lease_was_taken_over_stops_writing_and_leaves_the_new_holder_alone(api):
+    ours = Lease(api, api.namespace, NAME, 3)
+    with ours:
+        api.hold('rival', seconds_ago(0))  # another run took it over (ours looked expired to it)
+        message = wait_for('the renewal to fail', lambda: lost(ours), timeout=10)
+        assert message.startswith('lease %s/kubesnap-cycle could not be renewed' % api.namespace), message
+    assert api.lease['spec']['holderIdentity'] == 'rival'
+
+
+def test_a_lease_not_renewed_within_its_duration_stops_the_writer(api):
+    time_ = FakeTime()
+    ours = lease(api, time=time_, duration=60)
+    ours.acquire()  # no renewal thread: as if it had hung
+    ours.ensure_held()
+    time_.now += 60
+    with pytest.raises(LeaseLost, match='was not renewed within its 60 s'):
+        ours.ensure_held()
+
+
+@pytest.fixture
+def held_claim(kube, namespace, api):
+    """A protected claim, due, while another run holds the cycle's Lease in the test namespace."""
+    kube.create_pvc(namespace, 'data')
+    kube.core.patch_namespaced_persistent_volume_claim('data', namespace, {'metadata': {'annotations': {DELTAS: 'PT1H P1D'}}})
+    api.hold('awx-job-7', seconds_ago(5), duration=600)
+    return namespace
+
+
+def snapshots(kube, namespace):
+    return kube.custom.list_namespaced_custom_object('snapshot.storage.k8s.io', 'v1', namespace, 'volumesnapshots')['items']
+
+
+def test_a_held_lease_fails_a_scheduled_run_naming_holder_and_expiry(cluster, kube, held_claim):
+    result = run_module('k8s_pv_snapshot', str(cluster.kubeconfig), namespace=held_claim, lease_namespace=held_claim, fail_on_lease_held=True)
+    assert result.get('failed') and 'held by awx-job-7 until ' in result['msg'] and 'nothing was written' in result['msg'], result
+    assert result['volumes'][0]['action'] == 'skipped' and 'awx-job-7' in result['lease_held'], result
+    # Without the option the same run warns and passes, as before.
+    warned = run_module('k8s_pv_snapshot', str(cluster.kubeconfig), namespace=held_claim, lease_namespace=held_claim)
+    assert not warned.get('failed') and 'awx-job-7' in json.dumps(warned.get('warnings')), warned
+    assert snapshots(kube, held_claim) == []
+
+
+def test_a_forced_one_off_that_creates_nothing_fails(cluster, kube, held_claim):
+    result = run_module('k8s_pv_snapshot', str(cluster.kubeconfig), namespace=held_claim, pvc='data', force=True, lease_namespace=held_claim)
+    assert result.get('failed') and result['changed'] is False and 'held by awx-job-7' in result['msg'], result
+    assert snapshots(kube, held_claim) == []
+
+
+def test_a_run_meeting_a_lease_with_a_time_out_of_range_names_it(cluster, kube, namespace, api):
+    kube.create_pvc(namespace, 'data')
+    api.hold('crashed', '9999-12-31T23:59:59.000000Z')
+    result = run_module('k8s_pv_snapshot', str(cluster.kubeconfig), namespace=namespace, pvc='data', force=True, lease_namespace=namespace)
+    assert result.get('failed') and 'Lease %s/kubesnap-cycle: spec.renewTime' % namespace in result['msg'], result
+    assert 'out of range' in result['msg'] and 'Traceback' not in json_text(result), result
+    assert snapshots(kube, namespace) == []
+
+
+def json_text(result):
+    return ' '.join(str(value) for value in result.values())

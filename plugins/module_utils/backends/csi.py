@@ -14,6 +14,7 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError, resource_path
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.messages import quoted
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.retry import delays
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention import parse_timestamp
 
 GROUP_VERSION = 'snapshot.storage.k8s.io/v1'
 DEFAULT_CLASS_ANNOTATION = 'snapshot.storage.kubernetes.io/is-default-class'
@@ -28,7 +29,7 @@ DNS_SUBDOMAIN = re.compile(r'^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$')
 
 
 def parse_time(value):
-    return datetime.datetime.fromisoformat(value.replace('Z', '+00:00')) if value else None
+    return parse_timestamp(value) if value else None
 
 
 def snapshot_from_object(obj):
@@ -120,12 +121,12 @@ class CsiBackend:
         return defaults[0]
 
     def snapshot_name(self, target, now, attempt=1):
-        """`<pvc>-<YYYYMMDDhhmmss>`, and `-2`, `-3`... after it for a name already taken.
+        """`<pvc>-<YYYYMMDDhhmmss>` in UTC, and `-2`, `-3`... after it for a name already taken.
 
         The claim's name is cut, never the time: the result stays a DNS-1123 subdomain of at most
         253 characters (claim names are subdomains already; a cut can leave '-' or '.' at the end).
         """
-        suffix = '-' + now.strftime(TIME_FORMAT) + ('-%d' % attempt if attempt > 1 else '')
+        suffix = '-' + now.astimezone(datetime.timezone.utc).strftime(TIME_FORMAT) + ('-%d' % attempt if attempt > 1 else '')
         return target.pvc[:NAME_LIMIT - len(suffix)].rstrip('-.') + suffix
 
     def list_owned(self, namespaces=None):

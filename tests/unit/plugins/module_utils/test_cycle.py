@@ -6,7 +6,11 @@ import datetime
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import FAILED, HOLD_KEY, PENDING, READY, Snapshot
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import Registry
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.cycle import plan_creation, plan_expiry, snapshots_of, wait_until_settled
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.csi import CsiBackend
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.cycle import (
+    create_snapshots, plan_creation, plan_expiry, snapshots_of, stalled_bound, wait_until_settled,
+)
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.lease import LeaseLost
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention import expire, parse_policy
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.targets import Target
 
@@ -118,3 +122,60 @@ def test_a_snapshot_still_pending_at_the_timeout_is_returned_pending():
                                             clock=lambda: next(ticks))
     assert (latest['db/a'].state, latest['db/c'].state) == (READY, PENDING)
     assert set(settled_at) == {'db/a'}
+
+
+def test_a_pending_snapshot_older_than_the_bound_is_stalled_and_blocks_nothing():
+    # The default bound is the smallest delta but at least an hour: 2 h old is stalled, 0.5 h is still pending.
+    [plan] = plan_creation([target()], {'k1': [snap('a', 5), snap('stuck', 2, PENDING)]}, NOW)
+    assert plan.due and [s.name for s in plan.stalled] == ['stuck'] and plan.reason.startswith('newest ready snapshot a is older')
+    [plan] = plan_creation([target()], {'k1': [snap('a', 5), snap('slow', 0.5, PENDING)]}, NOW)
+    assert not plan.due and plan.stalled == () and plan.reason == 'snapshot slow is still pending'
+    # A given bound replaces the default, in seconds.
+    [plan] = plan_creation([target()], {'k1': [snap('a', 5), snap('slow', 2, PENDING)]}, NOW, stalled_after=3 * 3600)
+    assert not plan.due and plan.stalled == () and plan.reason == 'snapshot slow is still pending'
+
+
+def test_a_stalled_attempt_waits_out_the_smallest_delta_like_a_failed_one():
+    # Stalled after 10 minutes, but taken 20 minutes ago: the next attempt is an hour after it, not every run.
+    [plan] = plan_creation([target()], {'k1': [snap('stuck', 1 / 3, PENDING)]}, NOW, stalled_after=600)
+    assert not plan.due and plan.reason.startswith('snapshot stuck stalled; next attempt at ') and plan.stalled
+    [plan] = plan_creation([target()], {'k1': [snap('stuck', 1.5, PENDING)]}, NOW, stalled_after=600)
+    assert plan.due and plan.reason == 'no ready snapshot'
+
+
+def test_the_stalled_bound_is_the_smallest_delta_but_at_least_an_hour():
+    assert stalled_bound(target(policy=parse_policy('P1D P7D'))) == datetime.timedelta(days=1)
+    assert stalled_bound(target(policy=parse_policy('PT5M PT1H'))) == datetime.timedelta(hours=1)
+    assert stalled_bound(target(policy=None)) == datetime.timedelta(hours=1)
+    assert stalled_bound(target(), stalled_after=0) == datetime.timedelta(0)
+
+
+def test_snapshot_names_are_utc_whatever_the_offset_of_now():
+    eastern = datetime.datetime(2026, 11, 23, 7, 0, 5, tzinfo=datetime.timezone(datetime.timedelta(hours=-5)))
+    assert CsiBackend(None).snapshot_name(target(), eastern) == 'data-k1-20261123120005'
+
+
+class RecordingBackend:
+    name = 'csi'
+
+    def __init__(self):
+        self.created = []
+
+    def create(self, target, now):
+        self.created.append(target.key)
+        return snap('new-' + target.key, 0, PENDING, key=target.key)
+
+
+def test_no_create_is_sent_once_the_lease_is_lost():
+    backend = RecordingBackend()
+    plans = plan_creation([target('k1'), target('k2'), target('k3')], {}, NOW)
+    held = iter([True])
+
+    def ensure_held():
+        if not next(held, False):
+            raise LeaseLost('lease x/y could not be renewed')
+
+    outcome = create_snapshots(Registry([backend]), plans, NOW, concurrency=1, ensure_held=ensure_held)
+    assert backend.created == ['k1']
+    assert [(plan.target.key, type(error).__name__) for plan, _snapshot, error in outcome] == [
+        ('k1', 'NoneType'), ('k2', 'LeaseLost'), ('k3', 'LeaseLost')]
