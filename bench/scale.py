@@ -36,6 +36,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -93,11 +94,30 @@ def micro(moment: datetime.datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+class Pace:
+    """At most `rate` calls of wait() per second across threads: the snapshot controller binds each new
+    VolumeSnapshot with several writes (200 qps here), and a backlog of thousands would delay every other
+    snapshot on the shared stack (the system tests') until it drains."""
+
+    def __init__(self, rate: float):
+        self.interval = 1 / rate if rate > 0 else 0
+        self.next = time.monotonic()
+        self.lock = threading.Lock()
+
+    def wait(self) -> None:
+        with self.lock:
+            now = time.monotonic()
+            self.next = max(self.next + self.interval, now)
+            delay = self.next - now
+        time.sleep(delay)
+
+
 class Population:
     """Creates what is missing of the bench objects; every step tolerates what a previous run left."""
 
-    def __init__(self, api: client.ApiClient, volumes: int, per_volume: int):
+    def __init__(self, api: client.ApiClient, volumes: int, per_volume: int, rate: float):
         self.core = client.CoreV1Api(api)
+        self.pace = Pace(rate)
         self.custom = client.CustomObjectsApi(api)
         self.volumes, self.per_volume = volumes, per_volume
         self.selector = "%s=%s" % BENCH_LABEL
@@ -198,6 +218,7 @@ class Population:
                         {"status": {"readyToUse": True, "creationTime": created_ns, "snapshotHandle": f"bench-{name}", "restoreSize": 1 << 30}})
         snapshot = have["snapshots"].get(name)
         if snapshot is None:
+            self.pace.wait()
             self._write("snapshot", self.custom.create_namespaced_custom_object, SNAPSHOT_GROUP, SNAPSHOT_VERSION, NAMESPACE, "volumesnapshots", {
                 "apiVersion": f"{SNAPSHOT_GROUP}/{SNAPSHOT_VERSION}", "kind": "VolumeSnapshot",
                 "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "kubesnap", "kubesnap.io/volume": pv_uid,
@@ -350,6 +371,7 @@ def parse_args(argv):
     parser.add_argument("--volumes", type=int, default=10000)
     parser.add_argument("--per-volume", type=int, default=3, help="owned snapshots per volume")
     parser.add_argument("--workers", type=int, default=16, help="threads creating objects")
+    parser.add_argument("--rate", type=float, default=30, help="new VolumeSnapshots per second at most (0: unpaced)")
     parser.add_argument("--populate-only", action="store_true")
     parser.add_argument("--measure-only", action="store_true")
     parser.add_argument("--cleanup", action="store_true", help=f"delete {NAMESPACE} and the labelled PVs and contents, then exit")
@@ -362,7 +384,7 @@ def main(argv=None) -> int:
     if not CLUSTER.healthy(state):
         log("the local stack is not running: start it with `make cluster-up`")
         return 1
-    population = Population(api_client(state["kubeconfig"], args.workers), args.volumes, args.per_volume)
+    population = Population(api_client(state["kubeconfig"], args.workers), args.volumes, args.per_volume, args.rate)
     try:
         if args.cleanup:
             cleanup(population)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import http.client
 import json
 import random
+import re
 import ssl
 import threading
 from collections import Counter
@@ -18,6 +19,7 @@ from urllib.parse import urlsplit
 import yaml
 
 FAULTS = ("429", "503", "drop")
+NAMESPACE = re.compile(r"/namespaces/[^/]+")
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-authorization", "proxy-connection"}
 
 
@@ -26,11 +28,14 @@ class FaultProxy:
     it, so the modules' normal TLS path, CA check included, is exercised) and forwards to the apiserver as
     the admin user with the kubeconfig's client certificate.
 
-    Each request draws from a seeded RNG keyed by (seed, method, path, how many times that method and path
-    were seen): the same run meets the same faults whichever thread sends a request first. `rate` may be
-    changed while running. A dropped write is forwarded and its connection closed without an answer, so
-    the write happened although the client saw no response (the hard case for duplicates); a dropped
-    read is closed unanswered before it is forwarded.
+    Each request draws from a seeded RNG keyed by (seed, method, path without its namespace, how many times
+    that method and path were seen): the same run meets the same faults whichever thread sends a request
+    first, in whichever test namespace. `rate` may be changed while running, and `script` (method and
+    path without namespace -> list of faults, None to forward) decides the next matching requests first.
+
+    A dropped write is forwarded and its connection closed without an answer, so the write happened
+    although the client saw no response (the hard case for duplicates); a dropped read is closed
+    unanswered before it is forwarded.
     """
 
     def __init__(self, pki: Path, kubeconfig: Path, user: str, workdir: Path, rate: float = 0.2, seed: int = 0):
@@ -39,7 +44,9 @@ class FaultProxy:
         self.rate, self.seed = rate, seed
         self.injected = Counter()  # fault -> count
         self.forwarded = 0
+        self.errors = Counter()  # the proxy's own failures to reach the apiserver, by exception: a test expects none
         self._seen = Counter()
+        self.script = {}
         self._lock = threading.Lock()
         self._workdir = Path(workdir)
         self._source_kubeconfig = config
@@ -67,10 +74,14 @@ class FaultProxy:
 
     def decide(self, method: str, path: str) -> str | None:
         """The fault for this request, or None to forward it."""
+        path = NAMESPACE.sub("/namespaces/-", path)
         with self._lock:
             self._seen[method, path] += 1
-            rng = random.Random("%s %s %s %d" % (self.seed, method, path, self._seen[method, path]))
-            fault = rng.choice(FAULTS) if rng.random() < self.rate else None
+            if self.script.get((method, path)):
+                fault = self.script[method, path].pop(0)
+            else:
+                rng = random.Random("%s %s %s %d" % (self.seed, method, path, self._seen[method, path]))
+                fault = rng.choice(FAULTS) if rng.random() < self.rate else None
             if fault:
                 self.injected[fault] += 1
             else:
@@ -115,15 +126,9 @@ def _handler(proxy: FaultProxy):
             if fault == "drop" and self.command == "GET":  # a read (or a watch) gains nothing from reaching the server
                 self.close_connection = True
                 return
-            if self.upstream is None:
-                self.upstream = proxy.upstream_connection()
             headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP | {"host"}}
-            try:
-                self.upstream.request(self.command, self.path, body=body or None, headers=headers)
-                response = self.upstream.getresponse()
-            except (OSError, http.client.HTTPException):
-                self.upstream.close()
-                self.upstream = None
+            response = self._forward(body, headers)
+            if response is None:
                 self.close_connection = True
                 return
             if fault == "drop":  # a write: the apiserver did it, the client never hears of it
@@ -144,10 +149,27 @@ def _handler(proxy: FaultProxy):
                     self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
                     self.wfile.flush()
                 self.wfile.write(b"0\r\n\r\n")
+                response.close()  # read to the end: the upstream connection serves the next request
             except OSError:  # the client left (a watch closed early): the upstream stream is half read
                 self.upstream.close()
                 self.upstream = None
                 self.close_connection = True
+
+        def _forward(self, body, headers):
+            """The apiserver's response, or None; a kept-alive connection it closed meanwhile is replaced once."""
+            for stale_retry in (True, False):
+                if self.upstream is None:
+                    self.upstream = proxy.upstream_connection()
+                try:
+                    self.upstream.request(self.command, self.path, body=body or None, headers=headers)
+                    return self.upstream.getresponse()
+                except (OSError, http.client.HTTPException) as exc:
+                    self.upstream.close()
+                    self.upstream = None
+                    if not (stale_retry and isinstance(exc, (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError))):
+                        proxy.errors[type(exc).__name__] += 1
+                        return None
+            return None
 
         def finish(self):
             super().finish()

@@ -29,7 +29,7 @@ VOLUMES = 50
 POLICY = "PT1H P1D"
 # Each volume's owned snapshots before the cycle, by age. With the new snapshot or without it (the anchor
 # is the newest ready one), PT1H P1D keeps the 3-hour-old one and expires the other two: see `old_snapshots`.
-OLD_AGES = (datetime.timedelta(hours=3), datetime.timedelta(hours=30), datetime.timedelta(hours=60))
+OLD_AGES = (datetime.timedelta(hours=3), datetime.timedelta(hours=49), datetime.timedelta(hours=60))
 CONTENT_DRIVER = "faults.kubesnap.io"  # no sidecar serves it: the pre-made contents never reach a driver
 OWNED_LABELS = ("app.kubernetes.io/managed-by", "kubesnap.io/volume")
 OWNED_ANNOTATIONS = ("kubesnap.io/policy", "kubesnap.io/origin")
@@ -81,7 +81,9 @@ def protected_volume(kube, namespace, index, now):
 
 @pytest.fixture
 def volumes(kube, namespace):
-    """VOLUMES protected volumes, each with its old snapshots; yields (now, {volume: [old names]}, kept old names, expired old names).
+    """VOLUMES protected volumes, each with its old snapshots.
+
+    Yields (the `now` to expire at, {volume: [old snapshot names]}, the old names retention keeps, those it expires).
 
     The pre-made contents are cluster-scoped: deleted afterwards (Retain: nothing reaches a driver).
     """
@@ -89,15 +91,16 @@ def volumes(kube, namespace):
     with ThreadPoolExecutor(max_workers=8) as pool:
         made = dict(pool.map(lambda i: protected_volume(kube, namespace, i, now), range(VOLUMES)))
     ages = {n: now - age for n, age in enumerate(OLD_AGES)}
-    # The setup's premise: the same snapshots expire whether or not the cycle's new one (at `now`) exists yet.
-    without_new = set(expire(ages, POLICY, now=now))
-    with_new = set(expire(dict(ages, new=now), POLICY, now=now))
-    assert without_new == with_new == {1, 2}, (without_new, with_new)
+    # The setup's premise: retention keeps the same old snapshot whether or not the cycle's new one exists yet.
+    later = now + datetime.timedelta(minutes=1)
+    kept_without_new = set(expire(ages, POLICY, now=later))
+    kept_with_new = set(expire(dict(ages, new=now), POLICY, now=later)) - {"new"}
+    assert kept_without_new == kept_with_new == {0}, (kept_without_new, kept_with_new)
     kept = {names[0] for names in made.values()}
     expired = {name for names in made.values() for name in names[1:]}
     wait_for("the old snapshots to be listed ready", lambda: sum(
         1 for s in snapshots(kube, namespace) if (s.get("status") or {}).get("readyToUse")) == len(kept | expired), timeout=60)
-    yield now, made, kept, expired
+    yield stamp(later), made, kept, expired
     kube.custom.delete_collection_namespaced_custom_object(SNAPSHOT_GROUP, SNAPSHOT_VERSION, namespace, "volumesnapshots")
     wait_for("the test's snapshots to go", lambda: not snapshots(kube, namespace), timeout=120, interval=0.5)
     kube.custom.delete_collection_cluster_custom_object(SNAPSHOT_GROUP, SNAPSHOT_VERSION, "volumesnapshotcontents",
@@ -151,7 +154,7 @@ def proxy(cluster, tmp_path):
 
 
 def test_a_cycle_through_a_faulty_apiserver_completes_names_what_failed_and_converges(kube, namespace, cluster, volumes, proxy):
-    now, made, kept, expired = volumes
+    expire_at, made, kept, expired = volumes
     faulty = str(proxy.kubeconfig())
     options = {"namespace": namespace, "lease_namespace": namespace, "lease_duration": LEASE_DURATION}
 
@@ -170,7 +173,7 @@ def test_a_cycle_through_a_faulty_apiserver_completes_names_what_failed_and_conv
     created = {v for v, result in outcome.items() if result["action"] == "created"}
     assert created <= after_first.keys()  # reported created: it exists (a failed one may exist too: its answer was lost)
 
-    expire_options = dict(options, now=stamp(now + datetime.timedelta(minutes=1)))
+    expire_options = dict(options, now=expire_at)
     pruned = run_module("snapshot_expire", faulty, **expire_options)
     assert "volumes" in pruned, pruned.get("msg")
     assert kept <= live_names(kube, namespace), "deleted what retention keeps: %s" % sorted(kept - live_names(kube, namespace))
@@ -178,7 +181,7 @@ def test_a_cycle_through_a_faulty_apiserver_completes_names_what_failed_and_conv
         "an expired snapshot is left and nothing says why"
     print(f"faults injected {dict(proxy.injected)}, forwarded {proxy.forwarded}; first run failed {len(failed)}, "
           f"expiry failed {len(pruned.get('failed_volumes', []))}")
-    assert sum(proxy.injected.values()) >= 10  # the faults were real
+    assert sum(proxy.injected.values()) >= 10 and not proxy.errors, (proxy.injected, proxy.errors)  # the faults were real, and only those
 
     # Faults off: the next scheduled cycle converges.
     proxy.rate = 0
@@ -189,6 +192,25 @@ def test_a_cycle_through_a_faulty_apiserver_completes_names_what_failed_and_conv
     assert not final.get("failed"), final.get("msg")
     wait_for("the expired snapshots to go", lambda: not expired & live_names(kube, namespace), timeout=60)
     assert_converged(kube, namespace, made, kept)
+
+
+LEASES = ("POST", "/apis/coordination.k8s.io/v1/namespaces/-/leases")
+
+
+@pytest.mark.xfail(strict=True, reason="lease.py Lease._try_acquire: the lease's create is a POST, which the client does not retry "
+                                       "on 503 or a lost answer, so the whole run fails; after a lost answer the lease it created "
+                                       "also blocks the next runs, held by a run that gave up")
+@pytest.mark.parametrize("fault", ["503", "drop"])
+def test_a_failed_lease_create_is_retried_rather_than_failing_the_cycle(kube, namespace, proxy, fault):
+    pvc = kube.create_static_pv_pvc(namespace, "data", size="1Mi")
+    kube.core.patch_namespaced_persistent_volume_claim(pvc.metadata.name, namespace, {"metadata": {"annotations": {DELTAS: POLICY}}})
+    proxy.rate = 0
+    proxy.script[LEASES] = [fault]
+    result = run_module("k8s_pv_snapshot", str(proxy.kubeconfig()), namespace=namespace, lease_namespace=namespace,
+                        lease_duration=LEASE_DURATION)
+    assert proxy.injected == {fault: 1}
+    assert not result.get("failed"), result.get("msg")
+    assert [v["action"] for v in result["volumes"]] == ["created"]
 
 
 # ---------------------------------------------------------------- crashes
@@ -213,10 +235,9 @@ def kill(process: subprocess.Popen) -> bool:
 
 
 def test_runs_killed_at_random_moments_leave_nothing_half_done_and_the_next_run_converges(kube, namespace, cluster, volumes):
-    now, made, kept, expired = volumes
+    expire_at, made, kept, expired = volumes
     kubeconfig = str(cluster.kubeconfig)
     options = {"namespace": namespace, "lease_namespace": namespace, "lease_duration": LEASE_DURATION}
-    expire_at = stamp(now + datetime.timedelta(minutes=1))
 
     # A run killed while it holds the scheduled runs' lease: the next run is told who holds it. That run is
     # forced, so it has something to write whatever the killed one managed to create, and creates nothing.
