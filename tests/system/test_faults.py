@@ -85,7 +85,8 @@ def volumes(kube, namespace):
 
     Yields (the `now` to expire at, {volume: [old snapshot names]}, the old names retention keeps, those it expires).
 
-    The pre-made contents are cluster-scoped: deleted afterwards (Retain: nothing reaches a driver).
+    The pre-made contents are cluster-scoped: deleted afterwards (Retain: nothing reaches a driver), with the
+    namespace's snapshots when the namespace fixture deletes it.
     """
     now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -101,8 +102,7 @@ def volumes(kube, namespace):
     wait_for("the old snapshots to be listed ready", lambda: sum(
         1 for s in snapshots(kube, namespace) if (s.get("status") or {}).get("readyToUse")) == len(kept | expired), timeout=60)
     yield stamp(later), made, kept, expired
-    kube.custom.delete_collection_namespaced_custom_object(SNAPSHOT_GROUP, SNAPSHOT_VERSION, namespace, "volumesnapshots")
-    wait_for("the test's snapshots to go", lambda: not snapshots(kube, namespace), timeout=120, interval=0.5)
+    # Marked for deletion; the snapshot controller lets them go once the namespace's snapshots are gone.
     kube.custom.delete_collection_cluster_custom_object(SNAPSHOT_GROUP, SNAPSHOT_VERSION, "volumesnapshotcontents",
                                                         label_selector=f"kubesnap.io/test-namespace={namespace}")
 
@@ -219,7 +219,7 @@ def test_a_failed_lease_create_is_retried_rather_than_failing_the_cycle(kube, na
 def start_module(name: str, kubeconfig: str, **args) -> subprocess.Popen:
     """A module process as Ansible starts it (arguments on stdin), not waited for."""
     process = subprocess.Popen([sys.executable, "-m", f"ansible_collections.kubesnap.snapshots.plugins.modules.{name}"],
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                env=dict(os.environ, PYTHONPATH=str(COLLECTIONS)))
     process.stdin.write(json.dumps({"ANSIBLE_MODULE_ARGS": dict(args, kubeconfig=kubeconfig)}).encode())
     process.stdin.close()
@@ -230,7 +230,7 @@ def kill(process: subprocess.Popen) -> bool:
     """SIGKILL; whether the process was still running (a run that finished first was not crashed)."""
     alive = process.poll() is None
     process.send_signal(signal.SIGKILL)
-    process.communicate()
+    process.wait()
     return alive
 
 
