@@ -8,8 +8,8 @@ Run from the repository root:  .cache/venv/bin/python bench/scale.py [--volumes 
 The objects are written directly through the API into the namespace `bench-scale` (cluster-scoped ones carry the
 label kubesnap.io/bench=scale), in parallel and idempotently: a second run reuses what is there and only fills gaps.
 
-  volumes    a PV with a CSI source of the mock driver and a claimRef, pre-bound to a PVC (spec.volumeName) annotated
-             with the deltas policy; both marked Bound through their status subresources (the PV binder agrees).
+  volumes    a PVC annotated with the deltas policy naming its PV (spec.volumeName), then the PV (CSI source of the
+             mock driver, claimRef with the claim's uid), both marked Bound through their status subresources.
   snapshots  per volume, VolumeSnapshotContents (deletionPolicy Retain, source.snapshotHandle, driver
              `bench.kubesnap.io` that no sidecar serves, so no driver is ever called) with a ready status, and
              VolumeSnapshots bound to them carrying the collection's ownership labels and annotations, their ready
@@ -172,15 +172,14 @@ class Population:
                 raise
 
     def volume(self, index: int, have: dict) -> None:
-        """PV and PVC of one volume, bound both ways (claimRef with the claim's uid), and its snapshots."""
+        """PV and PVC of one volume, bound both ways (claimRef with the claim's uid), and its snapshots.
+
+        The claim comes first, naming a PV that does not exist yet (the PV binder waits without a write),
+        then the PV with the claim's uid in its claimRef, then both statuses: the binder (one worker, 20
+        requests/s, shared with every test on the stack) then finds them bound and writes nothing.
+        """
         name = self.pvc_name(index)
         pv_name = f"{NAMESPACE}-{name}"
-        if pv_name not in have["pvs"]:
-            self._write("pv", self.core.create_persistent_volume, {
-                "metadata": {"name": pv_name, "labels": dict([BENCH_LABEL])},
-                "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "persistentVolumeReclaimPolicy": "Retain",
-                         "storageClassName": "", "claimRef": {"namespace": NAMESPACE, "name": name},
-                         "csi": {"driver": HELPERS.DRIVER_NAME, "volumeHandle": f"bench-scale-{index}"}}})
         pvc = have["pvcs"].get(name)
         if pvc is None:
             pvc = self._write("pvc", self.core.create_namespaced_persistent_volume_claim, NAMESPACE, {
@@ -188,7 +187,14 @@ class Population:
                 "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}, "storageClassName": "",
                          "volumeName": pv_name}}) or json.loads(
                 self.core.read_namespaced_persistent_volume_claim(name, NAMESPACE, _preload_content=False).data)
-        pv = have["pvs"].get(pv_name) or {}
+        pv = have["pvs"].get(pv_name)
+        if pv is None:
+            pv = self._write("pv", self.core.create_persistent_volume, {
+                "metadata": {"name": pv_name, "labels": dict([BENCH_LABEL])},
+                "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "persistentVolumeReclaimPolicy": "Retain",
+                         "storageClassName": "", "claimRef": {"namespace": NAMESPACE, "name": name, "uid": pvc["metadata"]["uid"]},
+                         "csi": {"driver": HELPERS.DRIVER_NAME, "volumeHandle": f"bench-scale-{index}"}}}) or json.loads(
+                self.core.read_persistent_volume(pv_name, _preload_content=False).data)
         if ((pv.get("spec") or {}).get("claimRef") or {}).get("uid") != pvc["metadata"]["uid"]:
             self._write("pv bind", self.core.patch_persistent_volume, pv_name, {"spec": {"claimRef": {"uid": pvc["metadata"]["uid"]}}})
         if (pv.get("status") or {}).get("phase") != "Bound":
@@ -198,7 +204,7 @@ class Population:
                         {"metadata": {"annotations": {"pv.kubernetes.io/bind-completed": "yes"}}})
             self._write("pvc status", self.core.patch_namespaced_persistent_volume_claim_status, name, NAMESPACE,
                         {"status": {"phase": "Bound", "accessModes": ["ReadWriteOnce"], "capacity": {"storage": "1Gi"}}})
-        pv_uid = pv.get("metadata", {}).get("uid") or json.loads(self.core.read_persistent_volume(pv_name, _preload_content=False).data)["metadata"]["uid"]
+        pv_uid = pv["metadata"]["uid"]
         for generation in range(self.per_volume):
             self.snapshot(index, generation, pv_uid, have)
 
@@ -337,35 +343,50 @@ def iter_pages(call):
             return
 
 
-def cleanup(population: Population) -> None:
-    """Delete the bench namespace and the labelled cluster-scoped objects; nothing else."""
+def cleanup(population: Population, workers: int) -> None:
+    """Delete the bench namespace's objects and the labelled cluster-scoped ones; nothing else.
+
+    One delete-collection per kind marks them; the finalizers the controllers would remove one write at a
+    time (pv/pvc-protection at 20 requests/s, the snapshot controller's) are removed here, in parallel.
+    """
     custom, core = population.custom, population.core
-    log(f"deleting the snapshots of {NAMESPACE}, then its contents, PVs and the namespace")
-    custom.delete_collection_namespaced_custom_object(SNAPSHOT_GROUP, SNAPSHOT_VERSION, NAMESPACE, "volumesnapshots")
-
-    def snapshots_left():
-        left = custom.list_namespaced_custom_object(SNAPSHOT_GROUP, SNAPSHOT_VERSION, NAMESPACE, "volumesnapshots", limit=PAGE_SIZE)
-        for item in left["items"]:  # finalizers of a snapshot whose content no sidecar serves: nobody else removes them
-            if item["metadata"].get("finalizers"):
-                custom.patch_namespaced_custom_object(SNAPSHOT_GROUP, SNAPSHOT_VERSION, NAMESPACE, "volumesnapshots", item["metadata"]["name"],
-                                                      {"metadata": {"finalizers": None}})
-        return not left["items"]
-
-    HELPERS.wait_for("the bench snapshots to go", snapshots_left, timeout=1800, interval=1)
     selector = "%s=%s" % BENCH_LABEL
-    for item in iter_pages(lambda **kw: custom.list_cluster_custom_object(SNAPSHOT_GROUP, SNAPSHOT_VERSION, "volumesnapshotcontents",
-                                                                          label_selector=selector, **kw)):
-        if item["metadata"].get("finalizers"):
-            custom.patch_cluster_custom_object(SNAPSHOT_GROUP, SNAPSHOT_VERSION, "volumesnapshotcontents", item["metadata"]["name"],
-                                               {"metadata": {"finalizers": None}})
-    custom.delete_collection_cluster_custom_object(SNAPSHOT_GROUP, SNAPSHOT_VERSION, "volumesnapshotcontents", label_selector=selector)
-    core.delete_collection_persistent_volume(label_selector=selector)
+    kinds = [
+        ("volumesnapshots", lambda: custom.delete_collection_namespaced_custom_object(SNAPSHOT_GROUP, SNAPSHOT_VERSION, NAMESPACE, "volumesnapshots"),
+         lambda **kw: custom.list_namespaced_custom_object(SNAPSHOT_GROUP, SNAPSHOT_VERSION, NAMESPACE, "volumesnapshots", **kw),
+         lambda name, body: custom.patch_namespaced_custom_object(SNAPSHOT_GROUP, SNAPSHOT_VERSION, NAMESPACE, "volumesnapshots", name, body)),
+        ("volumesnapshotcontents",
+         lambda: custom.delete_collection_cluster_custom_object(SNAPSHOT_GROUP, SNAPSHOT_VERSION, "volumesnapshotcontents", label_selector=selector),
+         lambda **kw: custom.list_cluster_custom_object(SNAPSHOT_GROUP, SNAPSHOT_VERSION, "volumesnapshotcontents", label_selector=selector, **kw),
+         lambda name, body: custom.patch_cluster_custom_object(SNAPSHOT_GROUP, SNAPSHOT_VERSION, "volumesnapshotcontents", name, body)),
+        ("persistentvolumeclaims", lambda: core.delete_collection_namespaced_persistent_volume_claim(NAMESPACE),
+         lambda **kw: core.list_namespaced_persistent_volume_claim(NAMESPACE, **kw),
+         lambda name, body: core.patch_namespaced_persistent_volume_claim(name, NAMESPACE, body)),
+        ("persistentvolumes", lambda: core.delete_collection_persistent_volume(label_selector=selector),
+         lambda **kw: core.list_persistent_volume(label_selector=selector, **kw),
+         core.patch_persistent_volume),
+    ]
+    for kind, delete_all, list_call, patch in kinds:
+        started = time.monotonic()
+        delete_all()
+        held = [item["metadata"]["name"] for item in iter_pages(list_call) if item["metadata"].get("finalizers")]
+
+        def release(name, patch=patch):
+            try:
+                patch(name, {"metadata": {"finalizers": None}}, _preload_content=False)
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(release, held))
+        log(f"{kind}: deleted, {len(held)} finalizers removed, {time.monotonic() - started:.0f}s")
     try:
         core.delete_namespace(NAMESPACE)
     except ApiException as exc:
         if exc.status != 404:
             raise
-    log("cleanup requested; the namespace controller removes the claims")
+    log(f"namespace {NAMESPACE} deleted")
 
 
 def parse_args(argv):
@@ -389,7 +410,7 @@ def main(argv=None) -> int:
     population = Population(api_client(state["kubeconfig"], args.workers), args.volumes, args.per_volume, args.rate)
     try:
         if args.cleanup:
-            cleanup(population)
+            cleanup(population, args.workers)
             return 0
         if not args.measure_only:
             population.run(args.workers)
