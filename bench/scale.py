@@ -346,41 +346,42 @@ def iter_pages(call):
 def cleanup(population: Population, workers: int) -> None:
     """Delete the bench namespace's objects and the labelled cluster-scoped ones; nothing else.
 
-    One delete-collection per kind marks them; the finalizers the controllers would remove one write at a
-    time (pv/pvc-protection at 20 requests/s, the snapshot controller's) are removed here, in parallel.
+    Each object is deleted, then its finalizers removed, from `workers` threads: the apiserver's
+    delete-collection works one object at a time, and the controllers would remove the finalizers one
+    write at a time (pv/pvc-protection at 20 requests/s).
     """
     custom, core = population.custom, population.core
     selector = "%s=%s" % BENCH_LABEL
+    group = (SNAPSHOT_GROUP, SNAPSHOT_VERSION)
     kinds = [
-        ("volumesnapshots", lambda: custom.delete_collection_namespaced_custom_object(SNAPSHOT_GROUP, SNAPSHOT_VERSION, NAMESPACE, "volumesnapshots"),
-         lambda **kw: custom.list_namespaced_custom_object(SNAPSHOT_GROUP, SNAPSHOT_VERSION, NAMESPACE, "volumesnapshots", **kw),
-         lambda name, body: custom.patch_namespaced_custom_object(SNAPSHOT_GROUP, SNAPSHOT_VERSION, NAMESPACE, "volumesnapshots", name, body)),
-        ("volumesnapshotcontents",
-         lambda: custom.delete_collection_cluster_custom_object(SNAPSHOT_GROUP, SNAPSHOT_VERSION, "volumesnapshotcontents", label_selector=selector),
-         lambda **kw: custom.list_cluster_custom_object(SNAPSHOT_GROUP, SNAPSHOT_VERSION, "volumesnapshotcontents", label_selector=selector, **kw),
-         lambda name, body: custom.patch_cluster_custom_object(SNAPSHOT_GROUP, SNAPSHOT_VERSION, "volumesnapshotcontents", name, body)),
-        ("persistentvolumeclaims", lambda: core.delete_collection_namespaced_persistent_volume_claim(NAMESPACE),
-         lambda **kw: core.list_namespaced_persistent_volume_claim(NAMESPACE, **kw),
-         lambda name, body: core.patch_namespaced_persistent_volume_claim(name, NAMESPACE, body)),
-        ("persistentvolumes", lambda: core.delete_collection_persistent_volume(label_selector=selector),
-         lambda **kw: core.list_persistent_volume(label_selector=selector, **kw),
-         core.patch_persistent_volume),
+        ("volumesnapshots", lambda **kw: custom.list_namespaced_custom_object(*group, NAMESPACE, "volumesnapshots", **kw),
+         lambda name: custom.delete_namespaced_custom_object(*group, NAMESPACE, "volumesnapshots", name, _preload_content=False),
+         lambda name, body: custom.patch_namespaced_custom_object(*group, NAMESPACE, "volumesnapshots", name, body, _preload_content=False)),
+        ("volumesnapshotcontents", lambda **kw: custom.list_cluster_custom_object(*group, "volumesnapshotcontents", label_selector=selector, **kw),
+         lambda name: custom.delete_cluster_custom_object(*group, "volumesnapshotcontents", name, _preload_content=False),
+         lambda name, body: custom.patch_cluster_custom_object(*group, "volumesnapshotcontents", name, body, _preload_content=False)),
+        ("persistentvolumeclaims", lambda **kw: core.list_namespaced_persistent_volume_claim(NAMESPACE, **kw),
+         lambda name: core.delete_namespaced_persistent_volume_claim(name, NAMESPACE, _preload_content=False),
+         lambda name, body: core.patch_namespaced_persistent_volume_claim(name, NAMESPACE, body, _preload_content=False)),
+        ("persistentvolumes", lambda **kw: core.list_persistent_volume(label_selector=selector, **kw),
+         lambda name: core.delete_persistent_volume(name, _preload_content=False),
+         lambda name, body: core.patch_persistent_volume(name, body, _preload_content=False)),
     ]
-    for kind, delete_all, list_call, patch in kinds:
+    for kind, list_call, delete, patch in kinds:
         started = time.monotonic()
-        delete_all()
-        held = [item["metadata"]["name"] for item in iter_pages(list_call) if item["metadata"].get("finalizers")]
 
-        def release(name, patch=patch):
+        def remove(name, delete=delete, patch=patch):
             try:
-                patch(name, {"metadata": {"finalizers": None}}, _preload_content=False)
+                delete(name)
+                patch(name, {"metadata": {"finalizers": None}})
             except ApiException as exc:
                 if exc.status != 404:
                     raise
 
+        names = [item["metadata"]["name"] for item in iter_pages(list_call)]
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            list(pool.map(release, held))
-        log(f"{kind}: deleted, {len(held)} finalizers removed, {time.monotonic() - started:.0f}s")
+            list(pool.map(remove, names))
+        log(f"{kind}: {len(names)} deleted in {time.monotonic() - started:.0f}s")
     try:
         core.delete_namespace(NAMESPACE)
     except ApiException as exc:
