@@ -272,16 +272,20 @@ def test_runs_killed_at_random_moments_leave_nothing_half_done_and_the_next_run_
         key: blocked.get(key) for key in ("lease_held", "msg", "warnings")}
     assert all(v["action"] != "created" for v in blocked["volumes"])
 
-    # 20 kills at random moments of a cycle: about 1.5 s here with work to do, 0.7 s of it starting Python; a
-    # run with nothing left to do may finish before its kill. Each run has a lease of its own, so that it
-    # crashes inside its cycle rather than in front of the previous crash's lease.
+    # 20 kills at random moments of a cycle's writes: a run takes its lease just before it writes, so each is
+    # killed a random time after its lease appears (the listing before it is read-only, and its length
+    # depends on the machine's load). A run with nothing left to write takes no lease and ends by itself.
+    # Each run has a lease of its own, so that it crashes inside its cycle rather than in front of the
+    # previous crash's lease.
     rng = random.Random(20)
     crashed = []
     for attempt in range(20):
         module = rng.choice(("k8s_pv_snapshot", "snapshot_expire"))
         extra = {"now": expire_at} if module == "snapshot_expire" else {}
         process = start_module(module, kubeconfig, **dict(options, lease_name=f"crash-{attempt}", **extra))
-        delay = rng.uniform(0.3, 1.5)
+        delay = rng.uniform(0, 1.0)
+        wait_for("the run to take its lease or end",
+                 lambda run=process, lease=f"crash-{attempt}": run.poll() is not None or _lease(kube, namespace, lease), timeout=60, interval=0.05)
         time.sleep(delay)
         if kill(process):
             crashed.append((module, round(delay, 2)))
