@@ -202,7 +202,7 @@ class KubeClient:
                     items, query = [], {'limit': page_size, 'labelSelector': label_selector}
                     continue
                 raise
-            items.extend(page.get('items') or [])
+            items.extend(_slim(item) for item in page.get('items') or [])
             metadata = page.get('metadata') or {}
             if not metadata.get('continue'):
                 return items, metadata.get('resourceVersion')
@@ -276,6 +276,20 @@ def error_from_response(method, path, status, data, headers, fallback=''):
     payload = payload if isinstance(payload, dict) else {}
     message = payload.get('message') or data[:200].decode(errors='replace') or fallback
     return KubeError(method, path, status or 0, message, payload.get('reason', ''), _seconds(headers.get('Retry-After')))
+
+
+# Bookkeeping the cycle never reads and that makes up two thirds of a listed object: dropped as each
+# page arrives, so a cluster of 10,000 volumes and 30,000 snapshots stays within a few hundred MB.
+LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration'
+
+
+def _slim(item):
+    metadata = item.get('metadata') if isinstance(item, dict) else None
+    if isinstance(metadata, dict):
+        metadata.pop('managedFields', None)
+        if isinstance(metadata.get('annotations'), dict):
+            metadata['annotations'].pop(LAST_APPLIED, None)
+    return item
 
 
 def resource_path(group_version, plural, namespace=None, name=None):

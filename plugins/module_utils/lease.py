@@ -20,6 +20,7 @@ import uuid
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError, resource_path
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention import parse_timestamp
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.retry import RETRYABLE_STATUS
 
 GROUP_VERSION = 'coordination.k8s.io/v1'
 
@@ -34,6 +35,11 @@ class LeaseLost(Exception):
 
 class LeaseInvalid(Exception):
     """The stored Lease cannot be read (a field out of range or malformed); nothing is taken over."""
+
+
+def _unanswered(exc):
+    """A write that may have landed although no success came back: the connection broke or the server stumbled."""
+    return exc.status == 0 or exc.status in RETRYABLE_STATUS
 
 
 def _micro_time(moment):
@@ -81,6 +87,18 @@ class Lease:
             raise LeaseInvalid('Lease %s: spec.%s %r with spec.leaseDurationSeconds %r is not a usable time (%s); '
                                'delete the Lease if no run holds it' % (self.display, field, value, duration, exc)) from None
 
+    def _ours(self, current):
+        return ((current or {}).get('spec') or {}).get('holderIdentity') == self.holder
+
+    def _read(self):
+        """The stored Lease, or None when there is none."""
+        try:
+            return self._client.get(self._path())
+        except KubeError as exc:
+            if exc.status != 404:
+                raise
+            return None
+
     def _try_acquire(self):
         now = datetime.datetime.now(datetime.timezone.utc)
         collection = resource_path(GROUP_VERSION, 'leases', self._namespace)
@@ -90,16 +108,16 @@ class Lease:
                                                         'metadata': {'name': self._name, 'namespace': self._namespace},
                                                         'spec': self._spec(now)})
             except KubeError as exc:
-                if exc.status != 409:
+                # A lost answer or a server error may hide a create that landed: the read below tells.
+                if exc.status != 409 and not _unanswered(exc):
                     raise
-            try:
-                current = self._client.get(self._path())
+            current = self._read()
+            if current is not None:
                 break
-            except KubeError as exc:
-                if exc.status != 404:
-                    raise
         else:
             return LeaseHeld('lease %s keeps changing hands' % self.display)
+        if self._ours(current):
+            return current
         spec = current.get('spec') or {}
         expires = self._expiry(spec)
         if spec.get('holderIdentity') and expires and expires > now:
@@ -111,9 +129,13 @@ class Lease:
         try:
             return self._client.replace(self._path(), current)
         except KubeError as exc:
-            if exc.status == 409:  # another run took it between our read and write
-                return LeaseHeld('lease %s was taken by another run' % self.display)
-            raise
+            if exc.status != 409 and not _unanswered(exc):
+                raise
+            # The client repeats a PUT whose answer was lost; a 409 then may be our own write.
+            current = self._read()
+            if self._ours(current):
+                return current
+            return LeaseHeld('lease %s was taken by another run' % self.display)
 
     def acquire(self):
         deadline = self._clock() + self._wait

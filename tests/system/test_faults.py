@@ -219,9 +219,6 @@ def test_a_cycle_through_a_faulty_apiserver_completes_names_what_failed_and_conv
 LEASES = ("POST", "/apis/coordination.k8s.io/v1/namespaces/-/leases")
 
 
-@pytest.mark.xfail(strict=True, reason="lease.py Lease._try_acquire: the lease's create is a POST, which the client does not retry "
-                                       "on 503 or a lost answer, so the whole run fails; after a lost answer the lease it created "
-                                       "also blocks the next runs, held by a run that gave up")
 @pytest.mark.parametrize("fault", ["503", "drop"])
 def test_a_failed_lease_create_is_retried_rather_than_failing_the_cycle(kube, namespace, proxy, fault):
     prebound_volume(kube, namespace, "data")
@@ -232,6 +229,26 @@ def test_a_failed_lease_create_is_retried_rather_than_failing_the_cycle(kube, na
     assert proxy.injected == {fault: 1}
     assert not result.get("failed"), result.get("msg")
     assert [v["action"] for v in result["volumes"]] == ["created"]
+
+
+SNAPSHOTS = ("POST", "/apis/snapshot.storage.k8s.io/v1/namespaces/-/volumesnapshots")
+
+
+@pytest.mark.parametrize("fault", ["503", "drop"])
+def test_a_snapshot_whose_create_answer_is_lost_is_reported_as_created_when_it_landed(kube, namespace, proxy, fault):
+    prebound_volume(kube, namespace, "data")
+    proxy.rate = 0
+    proxy.script[SNAPSHOTS] = [fault]
+    result = run_module("k8s_pv_snapshot", str(proxy.kubeconfig()), namespace=namespace, lease_namespace=namespace,
+                        lease_duration=LEASE_DURATION)
+    assert proxy.injected == {fault: 1}
+    made = live_names(kube, namespace)
+    if fault == "drop":  # the create reached the server, only its answer was lost
+        assert len(made) == 1 and not result.get("failed"), result.get("msg")
+        assert [(v["action"], v["snapshot"]) for v in result["volumes"]] == [("created", next(iter(made)))]
+    else:  # the server refused it: nothing exists, and the run says so
+        assert not made and result.get("failed")
+        assert [v["action"] for v in result["volumes"]] == ["failed"]
 
 
 # ---------------------------------------------------------------- crashes

@@ -159,7 +159,28 @@ class CsiBackend:
             'spec': {'volumeSnapshotClassName': target.volume['snapshot_class'],
                      'source': {'persistentVolumeClaimName': target.pvc}},
         }
-        return snapshot_from_object(self._client.create(resource_path(GROUP_VERSION, 'volumesnapshots', target.namespace), body))
+        try:
+            return snapshot_from_object(self._client.create(resource_path(GROUP_VERSION, 'volumesnapshots', target.namespace), body))
+        except KubeError as exc:
+            if exc.status != 0 and exc.status < 500:
+                raise
+            landed = self._landed(target, name)
+            if landed is None:
+                raise
+            return landed
+
+    def _landed(self, target, name):
+        """The snapshot a create whose answer was lost made after all (ours, of this volume), or None."""
+        try:
+            obj = self._client.get(resource_path(GROUP_VERSION, 'volumesnapshots', target.namespace, name))
+        except KubeError:
+            return None
+        labels = obj['metadata'].get('labels') or {}
+        source = (obj.get('spec') or {}).get('source') or {}
+        if (labels.get(base.MANAGED_BY_KEY) != base.MANAGED_BY_VALUE or labels.get(base.VOLUME_KEY) != target.key
+                or source.get('persistentVolumeClaimName') != target.pvc):
+            return None
+        return snapshot_from_object(obj)
 
     def settle(self, snapshots, deadline, clock, sleep=time.sleep):
         """Yield each pending snapshot once it is ready or failed: one list, then a watch from its version.
