@@ -139,7 +139,7 @@ def main():
     now = module.now()
     result = {'changed': False, 'volumes': []}
     try:
-        registry, targets, problems = module.targets()[1:]
+        registry, targets, problems = module.targets(need_inventory=True)[1:]
         backends = [target.backend for target in targets]
         plans = cycle.plan_creation(targets, cycle.list_owned(registry, backends, p['namespace']), now, p['force'])
         created = []

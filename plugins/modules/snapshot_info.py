@@ -43,10 +43,13 @@ volumes:
   elements: dict
   contains:
     volume:
-      description: C(namespace/pvc), or the PV name.
+      description: C(namespace/pvc), or the PV name; for orphans and unprotected volumes C(namespace/volume key).
       type: str
     key:
       description: Volume key the snapshots are labelled with (the PV's UID).
+      type: str
+    namespace:
+      description: Namespace of the claim, or of the group's snapshots (orphans and unprotected volumes are grouped per namespace).
       type: str
     policy:
       description: Retention policy.
@@ -55,16 +58,24 @@ volumes:
       description: Number of ready snapshots.
       type: int
     snapshots:
-      description: Snapshots with C(name), C(namespace), C(state), C(created_at), C(age_seconds), C(size), C(held), C(error).
+      description:
+        - Backups of the volume with C(name), C(namespace), C(state), C(created_at), C(age_seconds), C(size), C(held), C(error),
+          C(source) (what it was taken of).
+      type: list
+      elements: dict
+    inconsistent:
+      description:
+        - Snapshots carrying the volume's ownership labels but taken of another claim or volume, each with a C(reason).
+          They are no backup of it and are not counted in RV(volumes[].ready).
       type: list
       elements: dict
 orphans:
-  description: Owned snapshots whose volume no longer exists, grouped like RV(volumes).
+  description: Owned snapshots whose volume no longer exists, grouped like RV(volumes), per volume key and namespace.
   returned: always
   type: list
   elements: dict
 unprotected:
-  description: Owned snapshots of existing volumes that no source protects any more, grouped like RV(volumes).
+  description: Owned snapshots of existing volumes that no source protects any more, grouped like RV(orphans).
   returned: always
   type: list
   elements: dict
@@ -92,9 +103,19 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import (
 )
 
 
-def group(label, key, policy, snapshots, now):
-    return {'volume': label, 'key': key, 'policy': policy, 'ready': sum(1 for s in snapshots if s.state == READY),
-            'snapshots': [s.as_dict(now) for s in snapshots]}
+def group(label, key, namespace, policy, snapshots, now, inconsistent=()):
+    return {'volume': label, 'key': key, 'namespace': namespace, 'policy': policy, 'ready': sum(1 for s in snapshots if s.state == READY),
+            'snapshots': [s.as_dict(now) for s in snapshots],
+            'inconsistent': [dict(s.as_dict(now), reason=reason) for s, reason in inconsistent]}
+
+
+def namespace_groups(keys, owned):
+    """[(key, namespace, snapshots)] of the given volume keys, one group per namespace, as expiry plans them."""
+    return cycle.orphans({key: owned[key] for key in keys}, ())
+
+
+def label(key, namespace):
+    return '%s/%s' % (namespace, key) if namespace else key
 
 
 def main():
@@ -108,10 +129,12 @@ def main():
         module.fail_api(exc)
     targeted = {target.key for target in targets}
     live = inventory.live_volume_keys()
-    volumes = [group(t.display, t.key, t.policy.text if t.policy else None, cycle.snapshots_of(t, owned), now) for t in targets]
-    orphans = [group(key, key, getattr(cycle.orphan_policy(owned[key]), 'text', None), owned[key], now)
-               for key in sorted(set(owned) - live)]
-    unprotected = [group(key, key, None, owned[key], now) for key in sorted(set(owned) & live - targeted)]
+    volumes = [group(t.display, t.key, t.namespace, t.policy.text if t.policy else None, cycle.snapshots_of(t, owned), now,
+                     cycle.inconsistent_of(t, owned)) for t in targets]
+    orphans = [group(label(key, namespace), key, namespace, getattr(cycle.orphan_policy(snapshots), 'text', None), snapshots, now)
+               for key, namespace, snapshots in namespace_groups(set(owned) - live, owned)]
+    unprotected = [group(label(key, namespace), key, namespace, None, snapshots, now)
+                   for key, namespace, snapshots in namespace_groups(set(owned) & live - targeted, owned)]
     module.exit_or_fail([], '', problems, changed=False, volumes=volumes, orphans=orphans, unprotected=unprotected)
 
 
