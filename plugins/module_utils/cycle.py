@@ -234,15 +234,15 @@ def plan_expiry(volume_key, snapshots, policy, in_use, anchor=None, unweighed='n
     return ExpiryPlan(volume_key, policy, keep, expire, namespace, list(inconsistent))
 
 
-def orphans(owned_by_key, live_keys):
-    """[(volume key, namespace, snapshots)] of deleted volumes, one group per namespace.
+def per_namespace(owned_by_key, keys):
+    """[(volume key, namespace, snapshots)] of the given volume keys, one group per namespace (orphans, unprotected volumes).
 
     A copy of a volume's labels in another namespace (a restore, a copied manifest, a hostile
     policy annotation) forms a group of its own: nothing in one namespace decides the fate of
     another's snapshots.
     """
     groups = []
-    for key in sorted(set(owned_by_key) - set(live_keys)):
+    for key in sorted(set(keys) & set(owned_by_key)):
         by_namespace = {}
         for snapshot in owned_by_key[key]:
             by_namespace.setdefault(snapshot.namespace, []).append(snapshot)

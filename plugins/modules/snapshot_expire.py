@@ -150,7 +150,7 @@ def plans_for(targets, owned, inventory, orphan_policy, anchor, one_off):
              for target in targets]
     if one_off:
         return plans
-    for key, namespace, snapshots in cycle.orphans(owned, inventory.live_volume_keys()):
+    for key, namespace, snapshots in cycle.per_namespace(owned, set(owned) - inventory.live_volume_keys()):
         policy = cycle.orphan_policy(snapshots) if orphan_policy == 'expire' else None
         reason = None
         if policy is None:

@@ -109,11 +109,6 @@ def group(label, key, namespace, policy, snapshots, now, inconsistent=()):
             'inconsistent': [dict(s.as_dict(now), reason=reason) for s, reason in inconsistent]}
 
 
-def namespace_groups(keys, owned):
-    """[(key, namespace, snapshots)] of the given volume keys, one group per namespace, as expiry plans them."""
-    return cycle.orphans({key: owned[key] for key in keys}, ())
-
-
 def label(key, namespace):
     return '%s/%s' % (namespace, key) if namespace else key
 
@@ -132,9 +127,9 @@ def main():
     volumes = [group(t.display, t.key, t.namespace, t.policy.text if t.policy else None, cycle.snapshots_of(t, owned), now,
                      cycle.inconsistent_of(t, owned)) for t in targets]
     orphans = [group(label(key, namespace), key, namespace, getattr(cycle.orphan_policy(snapshots), 'text', None), snapshots, now)
-               for key, namespace, snapshots in namespace_groups(set(owned) - live, owned)]
+               for key, namespace, snapshots in cycle.per_namespace(owned, set(owned) - live)]
     unprotected = [group(label(key, namespace), key, namespace, None, snapshots, now)
-                   for key, namespace, snapshots in namespace_groups(set(owned) & live - targeted, owned)]
+                   for key, namespace, snapshots in cycle.per_namespace(owned, set(owned) & live - targeted)]
     module.exit_or_fail([], '', problems, changed=False, volumes=volumes, orphans=orphans, unprotected=unprotected)
 
 

@@ -9,7 +9,7 @@ import pytest
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import FAILED, HOLD_KEY, PENDING, POLICY_ANNOTATION, READY, Snapshot
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import Registry
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.cycle import (
-    inconsistent_of, orphan_policy, orphans, plan_creation, plan_expiry, snapshots_of, wait_until_settled,
+    inconsistent_of, orphan_policy, per_namespace, plan_creation, plan_expiry, snapshots_of, wait_until_settled,
 )
 from ansible_collections.kubesnap.snapshots.plugins.modules.snapshot_expire import plans_for
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention import expire, parse_policy
@@ -95,7 +95,7 @@ def test_orphans_are_grouped_and_weighed_per_namespace():
     own = [snap('a%d' % h, h, key='gone', namespace='prod', policy='PT1H P1D') for h in (30, 20, 10)]
     hostile = [snap('copy', 0.5, key='gone', namespace='aaa', policy='PT1S PT2S')]
     owned = {'gone': sorted(own + hostile, key=lambda s: s.created_at), 'live': [snap('x', 1, key='live')]}
-    assert [(key, namespace, [s.name for s in group]) for key, namespace, group in orphans(owned, {'live'})] == [
+    assert [(key, namespace, [s.name for s in group]) for key, namespace, group in per_namespace(owned, {'gone'})] == [
         ('gone', 'aaa', ['copy']), ('gone', 'prod', ['a30', 'a20', 'a10'])]
     with pytest.raises(ValueError, match='one namespace at a time'):
         orphan_policy(owned['gone'])
