@@ -206,6 +206,7 @@ def test_given_targets_must_match_the_live_volume_and_claim(kube, namespace, run
     kube.core.delete_namespaced_persistent_volume_claim("c", namespace)
     wait_for("the old PV to be deleted", lambda: cached["pv"] not in {pv.metadata.name for pv in kube.core.list_persistent_volume().items})
     kube.create_pvc(namespace, "c")
+    annotate(kube, namespace, "c", {DELTAS: SHORT})
     result = run("k8s_pv_snapshot", targets=[cached], force=True)
     assert result.get("failed") is True and result["volumes"] == []
     assert [(p["object"], p["field"]) for p in result["problems"]] == [("targets[0]", "key")]
