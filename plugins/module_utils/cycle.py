@@ -200,7 +200,7 @@ def plan_expiry(volume_key, snapshots, policy, in_use, anchor=None, unweighed='n
     (else a driver that keeps failing would leave one per attempt for ever). Held ones are outside
     the policy, and a snapshot that a PVC names as its dataSource is kept while that PVC exists.
     The retention core always keeps the newest ready snapshot. `snapshots` are backups of one
-    volume in one namespace (snapshots_of, orphans); `inconsistent` ones are only reported.
+    volume in one namespace (snapshots_of, per_namespace); `inconsistent` ones are only reported.
     """
     keep = []
     weighed = {}
