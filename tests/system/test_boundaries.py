@@ -21,11 +21,23 @@ SHORT = "PT1H P1D"
 FAR = "2031-01-01T00:00:00Z"
 
 
+WRITERS = ("k8s_pv_snapshot", "snapshot_expire")
+
+
 @pytest.fixture
-def run(cluster):
+def run(cluster, namespace):
+    """Runs a module; the writing ones take their Lease in the test's namespace, so that runs elsewhere never hold it."""
     def call(name, **args):
+        if name in WRITERS:
+            args.setdefault("lease_namespace", namespace)
         return run_module(name, str(cluster.kubeconfig), **args)
     return call
+
+
+def create_pvc(kube, namespace, name):
+    """A claim provisioned and bound; the shared machine may be slow to bind."""
+    kube.create_pvc(namespace, name, wait_bound=False)
+    return kube.wait_pvc_bound(namespace, name, timeout=180)
 
 
 @pytest.fixture
@@ -83,7 +95,7 @@ def forged_claim(kube, namespace, name, pv, annotations):
 
 
 def test_a_pending_claim_naming_another_namespaces_volume_does_not_take_its_target(kube, namespace, other_namespace, run):
-    kube.create_pvc(namespace, "db")
+    create_pvc(kube, namespace, "db")
     annotate(kube, namespace, "db", {DELTAS: KEEP_ALL})
     pv = volume_of(kube, namespace, "db")
     forged = forged_claim(kube, other_namespace, "forged", pv, {DELTAS: HOSTILE})
@@ -100,7 +112,7 @@ def test_a_pending_claim_naming_another_namespaces_volume_does_not_take_its_targ
 
 
 def test_a_forged_claim_in_the_same_namespace_prunes_nothing(kube, namespace, run):
-    kube.create_pvc(namespace, "db")
+    create_pvc(kube, namespace, "db")
     annotate(kube, namespace, "db", {DELTAS: KEEP_ALL})
     last = snapshot_each_second(run, namespace)
     names = owned_names(kube, namespace)
@@ -118,7 +130,7 @@ def test_a_forged_claim_in_the_same_namespace_prunes_nothing(kube, namespace, ru
 
 
 def test_a_claim_being_deleted_gets_no_snapshot_and_is_reported(kube, namespace, run):
-    kube.create_pvc(namespace, "leaving")
+    create_pvc(kube, namespace, "leaving")
     annotate(kube, namespace, "leaving", {DELTAS: SHORT})
     kube.core.patch_namespaced_persistent_volume_claim("leaving", namespace, {"metadata": {"finalizers": ["kubesnap.io/test-linger"]}})
     kube.core.delete_namespaced_persistent_volume_claim("leaving", namespace)
@@ -135,13 +147,13 @@ def test_a_claim_being_deleted_gets_no_snapshot_and_is_reported(kube, namespace,
 
 
 def test_a_labelled_copy_in_another_namespace_does_not_decide_the_fate_of_orphans(kube, namespace, other_namespace, run):
-    kube.create_pvc(namespace, "gone")
+    create_pvc(kube, namespace, "gone")
     annotate(kube, namespace, "gone", {DELTAS: KEEP_ALL})
     last = snapshot_each_second(run, namespace)
     names = owned_names(kube, namespace)
     key = volume_of(kube, namespace, "gone").metadata.uid
     # Newer than the originals and with a hostile policy: a restore's copy or a copied manifest.
-    kube.create_pvc(other_namespace, "copy")
+    create_pvc(kube, other_namespace, "copy")
     labelled_snapshot(kube, other_namespace, "copy", "copy", key, policy=HOSTILE)
     pv_name = volume_of(kube, namespace, "gone").metadata.name
     kube.core.delete_namespaced_persistent_volume_claim("gone", namespace)
@@ -162,8 +174,8 @@ def test_a_labelled_copy_in_another_namespace_does_not_decide_the_fate_of_orphan
 
 
 def test_a_snapshot_of_another_claim_with_the_volumes_labels_is_no_backup_of_it(kube, namespace, run):
-    kube.create_pvc(namespace, "a")
-    kube.create_pvc(namespace, "b")
+    create_pvc(kube, namespace, "a")
+    create_pvc(kube, namespace, "b")
     annotate(kube, namespace, "b", {DELTAS: SHORT})
     key_b = volume_of(kube, namespace, "b").metadata.uid
     labelled_snapshot(kube, namespace, "by-hand", "a", key_b)
@@ -190,7 +202,7 @@ def test_a_snapshot_of_another_claim_with_the_volumes_labels_is_no_backup_of_it(
 
 def test_given_targets_must_match_the_live_volume_and_claim(kube, namespace, run):
     for name in ("a", "b", "c"):
-        kube.create_pvc(namespace, name)
+        create_pvc(kube, namespace, name)
         annotate(kube, namespace, name, {DELTAS: SHORT})
     targets = {t["pvc"]: t for t in run("k8s_pv_info", namespace=namespace)["targets"]}
     # Volume b's key and name, claim a: it would snapshot a under b's key.
@@ -205,7 +217,7 @@ def test_given_targets_must_match_the_live_volume_and_claim(kube, namespace, run
     cached = targets["c"]
     kube.core.delete_namespaced_persistent_volume_claim("c", namespace)
     wait_for("the old PV to be deleted", lambda: cached["pv"] not in {pv.metadata.name for pv in kube.core.list_persistent_volume().items})
-    kube.create_pvc(namespace, "c")
+    create_pvc(kube, namespace, "c")
     annotate(kube, namespace, "c", {DELTAS: SHORT})
     result = run("k8s_pv_snapshot", targets=[cached], force=True)
     assert result.get("failed") is True and result["volumes"] == []
@@ -217,7 +229,7 @@ def test_given_targets_must_match_the_live_volume_and_claim(kube, namespace, run
 
 
 def test_a_hold_label_holds_unless_it_says_false(kube, namespace, run):
-    kube.create_pvc(namespace, "data")
+    create_pvc(kube, namespace, "data")
     annotate(kube, namespace, "data", {DELTAS: SHORT})
     snapshot_each_second(run, namespace)
     oldest, middle, newest = sorted(owned_snapshots(kube, namespace), key=lambda s: s["status"]["creationTime"])
