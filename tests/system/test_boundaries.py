@@ -82,7 +82,7 @@ def labelled_snapshot(kube, namespace, name, pvc, key, policy=None):
         "spec": {"volumeSnapshotClassName": SNAPSHOT_CLASS, "source": {"persistentVolumeClaimName": pvc}},
     }
     kube.custom.create_namespaced_custom_object(SNAPSHOT_GROUP, SNAPSHOT_VERSION, namespace, "volumesnapshots", body)
-    return kube.wait_snapshot_ready(namespace, name)
+    return kube.wait_snapshot_ready(namespace, name, timeout=180)
 
 
 def forged_claim(kube, namespace, name, pv, annotations):
@@ -157,7 +157,7 @@ def test_a_labelled_copy_in_another_namespace_does_not_decide_the_fate_of_orphan
     labelled_snapshot(kube, other_namespace, "copy", "copy", key, policy=HOSTILE)
     pv_name = volume_of(kube, namespace, "gone").metadata.name
     kube.core.delete_namespaced_persistent_volume_claim("gone", namespace)
-    wait_for("the PV to be deleted", lambda: pv_name not in {pv.metadata.name for pv in kube.core.list_persistent_volume().items})
+    wait_for("the PV to be deleted", lambda: pv_name not in {pv.metadata.name for pv in kube.core.list_persistent_volume().items}, timeout=180)
 
     # Orphans of several namespaces meet only in a run over the whole cluster: check mode, so that it writes nothing.
     now = (last + datetime.timedelta(minutes=5)).isoformat()
@@ -216,7 +216,8 @@ def test_given_targets_must_match_the_live_volume_and_claim(kube, namespace, run
     # A target cached before its claim was recreated: same name, new volume.
     cached = targets["c"]
     kube.core.delete_namespaced_persistent_volume_claim("c", namespace)
-    wait_for("the old PV to be deleted", lambda: cached["pv"] not in {pv.metadata.name for pv in kube.core.list_persistent_volume().items})
+    wait_for("the old PV to be deleted", lambda: cached["pv"] not in {pv.metadata.name for pv in kube.core.list_persistent_volume().items},
+             timeout=180)
     create_pvc(kube, namespace, "c")
     annotate(kube, namespace, "c", {DELTAS: SHORT})
     result = run("k8s_pv_snapshot", targets=[cached], force=True)
@@ -243,4 +244,4 @@ def test_a_hold_label_holds_unless_it_says_false(kube, namespace, run):
     assert kept[newest["metadata"]["name"]] == "newest"
     assert [e["name"] for e in volume["expire"]] == [middle["metadata"]["name"]]
     wait_for("the expired snapshot to be removed",
-             lambda: owned_names(kube, namespace) == {oldest["metadata"]["name"], newest["metadata"]["name"]}, timeout=30)
+             lambda: owned_names(kube, namespace) == {oldest["metadata"]["name"], newest["metadata"]["name"]}, timeout=180)
