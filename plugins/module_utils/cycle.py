@@ -63,12 +63,27 @@ def list_owned(registry, backend_names, namespace=None):
 
 
 def snapshots_of(target, owned_by_key):
-    """The owned snapshots of one target, oldest first.
+    """The owned snapshots of one target that are backups of it, oldest first.
 
     Only those in the target's namespace: a VolumeSnapshot can only be of a claim in its own
     namespace, so a copy elsewhere that carries the volume's label (a restore of a backup into
     another namespace, a copied manifest) is never weighed, counted or deleted for this volume.
+    And only those taken of the volume (see inconsistent_of): labels are anyone's to write.
     """
+    return [s for s in _in_namespace(target, owned_by_key) if s.source in target.snapshot_sources]
+
+
+def inconsistent_of(target, owned_by_key):
+    """[(snapshot, reason)]: snapshots in the target's namespace carrying its volume's labels but taken of something else.
+
+    A snapshot of claim A labelled as volume B's (a hand-made one, or a forged target) is no backup
+    of B: it is reported, never weighed, never counted as B's newest, never deleted for B.
+    """
+    return [(s, 'carries the labels of volume %s (%s) but was taken of %s' % (target.key, target.display, s.source or 'an unknown source'))
+            for s in _in_namespace(target, owned_by_key) if s.source not in target.snapshot_sources]
+
+
+def _in_namespace(target, owned_by_key):
     return [s for s in owned_by_key.get(target.key, []) if s.namespace is None or s.namespace == target.namespace]
 
 
@@ -189,22 +204,34 @@ class ExpiryPlan:
     policy: object
     keep: list
     expire: list
+    namespace: str | None = None
+    # (snapshot, reason): labelled as this volume's but taken of something else; left alone, reported.
+    inconsistent: list = dataclasses.field(default_factory=list)
 
     def as_dict(self, now):
         return {
+            'namespace': self.namespace,
             'keep': [dict(s.as_dict(now), reason=reason) for s, reason in self.keep],
             'expire': [s.as_dict(now) for s in self.expire],
+            'inconsistent': [dict(s.as_dict(now), reason=reason) for s, reason in self.inconsistent],
         }
 
 
-def plan_expiry(volume_key, snapshots, policy, in_use, anchor=None, unweighed='no retention policy'):
+def _hold_reason(snapshot):
+    if snapshot.hold_unrecognised is not None:
+        return 'held: label %s=%r is neither "true" nor "false", and anything but "false" holds' % (HOLD_KEY, snapshot.hold_unrecognised)
+    return 'held (label %s=%s)' % (HOLD_KEY, snapshot.labels[HOLD_KEY])
+
+
+def plan_expiry(volume_key, snapshots, policy, in_use, anchor=None, unweighed='no retention policy', namespace=None, inconsistent=()):
     """Keep and expire for one volume (pure).
 
     Only ready, unheld snapshots are weighed by the policy. Pending ones are not backups yet and
     are kept; failed ones are kept for inspection until a later snapshot is ready, then expire
     (else a driver that keeps failing would leave one per attempt for ever). Held ones are outside
     the policy, and a snapshot that a PVC names as its dataSource is kept while that PVC exists.
-    The retention core always keeps the newest ready snapshot.
+    The retention core always keeps the newest ready snapshot. `snapshots` are backups of one
+    volume in one namespace (snapshots_of, per_namespace); `inconsistent` ones are only reported.
     """
     keep = []
     weighed = {}
@@ -212,7 +239,7 @@ def plan_expiry(volume_key, snapshots, policy, in_use, anchor=None, unweighed='n
     newest = _newest_ready(snapshots)
     for snapshot in snapshots:
         if snapshot.held:
-            keep.append((snapshot, 'held (label %s=true)' % HOLD_KEY))
+            keep.append((snapshot, _hold_reason(snapshot)))
         elif snapshot.state == PENDING:
             keep.append((snapshot, 'pending: not a backup yet'))
         elif snapshot.state == FAILED and newest is not None and snapshot.created_at < newest.created_at:
@@ -222,7 +249,8 @@ def plan_expiry(volume_key, snapshots, policy, in_use, anchor=None, unweighed='n
         else:
             weighed[snapshot.id] = snapshot
     if policy is None:
-        return ExpiryPlan(volume_key, None, keep + [(s, unweighed) for s in superseded + list(weighed.values())], [])
+        return ExpiryPlan(volume_key, None, keep + [(s, unweighed) for s in superseded + list(weighed.values())], [], namespace,
+                          list(inconsistent))
     reasons = retention.explain({sid: s.created_at for sid, s in weighed.items()}, policy, now=anchor)
     expire = []
     for sid, snapshot in weighed.items():
@@ -234,11 +262,29 @@ def plan_expiry(volume_key, snapshots, policy, in_use, anchor=None, unweighed='n
             expire.append(snapshot)
     expire = sorted(expire + superseded, key=lambda s: (s.created_at, s.id))
     keep.sort(key=lambda pair: (pair[0].created_at, pair[0].id))
-    return ExpiryPlan(volume_key, policy, keep, expire)
+    return ExpiryPlan(volume_key, policy, keep, expire, namespace, list(inconsistent))
+
+
+def per_namespace(owned_by_key, keys):
+    """[(volume key, namespace, snapshots)] of the given volume keys, one group per namespace (orphans, unprotected volumes).
+
+    A copy of a volume's labels in another namespace (a restore, a copied manifest, a hostile
+    policy annotation) forms a group of its own: nothing in one namespace decides the fate of
+    another's snapshots.
+    """
+    groups = []
+    for key in sorted(set(keys) & set(owned_by_key)):
+        by_namespace = {}
+        for snapshot in owned_by_key[key]:
+            by_namespace.setdefault(snapshot.namespace, []).append(snapshot)
+        groups.extend((key, namespace, by_namespace[namespace]) for namespace in sorted(by_namespace, key=lambda n: n or ''))
+    return groups
 
 
 def orphan_policy(snapshots):
-    """The policy recorded on a deleted volume's newest snapshot, or None when absent or invalid."""
+    """The policy recorded on the newest snapshot of one namespace's orphans, or None when absent or invalid."""
+    if len({s.namespace for s in snapshots}) > 1:
+        raise ValueError('orphan_policy weighs one namespace at a time: another namespace\'s annotations must not decide these snapshots')
     for snapshot in reversed(snapshots):
         if snapshot.policy_text:
             try:

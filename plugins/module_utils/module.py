@@ -15,7 +15,9 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils import cycle, k
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import Registry, option_spec
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.lease import Lease, LeaseHeld, LeaseInvalid
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.messages import cut
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.targets import BACKUP_LABEL, DELTAS_ANNOTATION, Options, Problem, Target
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.targets import (
+    BACKUP_LABEL, DELTAS_ANNOTATION, Options, Problem, Target, binding_problem, deletion_problem,
+)
 
 # kubernetes.core's names and K8S_AUTH_* variables, so module_defaults, inventories and environments carry over.
 # Environment values come in through the argument spec so that no_log hides a token from the environment too.
@@ -180,20 +182,40 @@ class KubesnapModule(AnsibleModule):
         return targets
 
     def _screened(self, given, inventory=None):
-        """(targets, problems): the given targets in the run's namespace and, when the inventory was listed, naming a live
-        volume; the others as problems, so that nothing acts on a stale or forged key or outside the run's scope."""
-        live = {pv['metadata']['uid']: pv['metadata']['name'] for pv in inventory.pvs} if inventory is not None else None
+        """(targets, problems): the given targets in the run's namespace and, when the inventory was listed, matching the
+        live objects; the others as problems, so that nothing acts on a stale or forged target or outside the run's scope.
+
+        Matching: the key is the UID of the live PersistentVolume the target names, and its claim (namespace/pvc) holds that
+        volume both ways (targets.binding_problem), is Bound and is not being deleted. A target cached before its claim was
+        recreated, or whose key is another claim's volume, would otherwise snapshot one volume under another's key.
+        """
+        live = {pv['metadata']['uid']: pv for pv in inventory.pvs} if inventory is not None else None
+        claims = {(c['metadata']['namespace'], c['metadata']['name']): c for c in inventory.pvcs} if inventory is not None else None
         scope = self.params.get('namespace')
         kept, problems = [], []
         for index, target in enumerate(given):
-            where = 'targets[%d]' % index
-            if live is not None and live.get(target.key) != target.pv:
-                problems.append(Problem(where, 'key', 'no live PersistentVolume %s with UID %s' % (cut(target.pv), target.key)))
-            elif scope and target.namespace != scope:
-                problems.append(Problem(where, 'namespace', '%s is outside namespace %s, which this run is limited to' % (cut(target.display), scope)))
+            problem = self._mismatch(target, live, claims) if live is not None else None
+            if problem is None and scope and target.namespace != scope:
+                problem = ('namespace', '%s is outside namespace %s, which this run is limited to' % (cut(target.display), scope))
+            if problem is not None:
+                problems.append(Problem('targets[%d]' % index, *problem))
             else:
                 kept.append(target)
         return kept, problems
+
+    @staticmethod
+    def _mismatch(target, live, claims):
+        """(field, reason) when a given target does not match the live volume and claim, else None."""
+        pv = live.get(target.key)
+        if pv is None or pv['metadata']['name'] != target.pv:
+            return 'key', 'no live PersistentVolume %s with UID %s' % (target.pv, target.key)
+        if not target.pvc:
+            return None
+        pvc = claims.get((target.namespace, target.pvc))
+        if pvc is None:
+            return 'pvc', 'no live PersistentVolumeClaim %s/%s' % (target.namespace, target.pvc)
+        reason = binding_problem(pvc, pv) or deletion_problem(pvc)
+        return ('pvc', 'does not match the live objects: %s' % reason) if reason else None
 
     def lease(self):
         p = self.params

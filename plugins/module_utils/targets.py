@@ -51,6 +51,14 @@ class Target:
     def display(self):
         return '%s/%s' % (self.namespace, self.pvc) if self.pvc else self.pv
 
+    @property
+    def snapshot_sources(self):
+        """What a backup of this volume is taken of, as Snapshot.source spells it: its claim, or its volume handle."""
+        sources = {'pvc/%s/%s' % (self.namespace, self.pvc)} if self.pvc else set()
+        if self.volume.get('volume_handle'):
+            sources.add('volume/%s' % self.volume['volume_handle'])
+        return frozenset(sources)
+
     def as_dict(self):
         return {
             'key': self.key,
@@ -174,6 +182,7 @@ class _Claim:
     pv: dict | None
     pvc: dict | None
     snapshot_class: str | None
+    binding: tuple | None = None  # (field, reason) when the claim and the volume do not hold each other
 
 
 def _meta(obj, name):
@@ -185,56 +194,106 @@ def _ref(kind, obj):
     return '%s/%s/%s' % (kind, meta['namespace'], meta['name']) if meta.get('namespace') else '%s/%s' % (kind, meta['name'])
 
 
+def binding_problem(pvc, pv):
+    """Why `pvc` does not hold `pv`, or None when it does.
+
+    A claim holds a volume only when the binding holds both ways: the claim names the volume
+    (spec.volumeName), the volume's claimRef names the claim (namespace, name and uid), and the
+    claim is Bound. spec.volumeName alone is anyone's to write: a Pending claim in another
+    namespace naming a volume must not be taken for its claim.
+    """
+    claim, volume = _ref('pvc', pvc), _ref('pv', pv)
+    if (pvc.get('spec') or {}).get('volumeName') != pv['metadata']['name']:
+        return '%s is bound to %s, not to %s' % (volume, _claim_ref_text(pv), claim)
+    ref = (pv.get('spec') or {}).get('claimRef') or {}
+    meta = pvc['metadata']
+    if (ref.get('namespace'), ref.get('name'), ref.get('uid')) != (meta['namespace'], meta['name'], meta.get('uid')):
+        return '%s names %s, but that volume is bound to %s' % (claim, volume, _claim_ref_text(pv))
+    phase = (pvc.get('status') or {}).get('phase')
+    if phase != 'Bound':
+        return '%s names %s but its phase is %s, not Bound' % (claim, volume, phase or 'unset')
+    return None
+
+
+def deletion_problem(pvc):
+    """Why a claim being deleted gets no snapshot, or None when it is not being deleted."""
+    since = pvc['metadata'].get('deletionTimestamp')
+    if not since:
+        return None
+    return '%s is being deleted (since %s): not snapshotted' % (_ref('pvc', pvc), since)
+
+
+def _claim_ref_text(pv):
+    ref = (pv.get('spec') or {}).get('claimRef') or {}
+    if not ref.get('name'):
+        return 'no claim'
+    return 'pvc/%s/%s (uid %s)' % (ref.get('namespace'), ref.get('name'), ref.get('uid') or 'unset')
+
+
 def _claims(inventory, options):
     """Every request for protection in the inventory, with the object that made it."""
     pvcs = {(p['metadata']['namespace'], p['metadata']['name']): p for p in inventory.pvcs}
     pvs = {p['metadata']['name']: p for p in inventory.pvs}
 
     def bound_pv(pvc):
-        return pvs.get((pvc.get('spec') or {}).get('volumeName') or '')
+        """(pv, binding problem): the volume a claim holds, or None and why not when it names one."""
+        name = (pvc.get('spec') or {}).get('volumeName')
+        pv = pvs.get(name or '')
+        if pv is None:
+            return None, ('spec.volumeName', 'names PersistentVolume %r, which does not exist' % name) if name else None
+        problem = binding_problem(pvc, pv)
+        return (None, ('spec.volumeName', problem)) if problem else (pv, None)
 
     def claim_of(pv):
+        """(pvc, binding problem): the claim that holds a volume, or None and why not when its claimRef names one."""
         ref = (pv.get('spec') or {}).get('claimRef') or {}
         pvc = pvcs.get((ref.get('namespace'), ref.get('name')))
-        if pvc is not None and ref.get('uid') not in (None, pvc['metadata'].get('uid')):
-            return None  # the claim was deleted and a new one with the same name is not bound here
-        return pvc
+        if pvc is None:
+            return None, None
+        problem = binding_problem(pvc, pv)
+        return (None, ('spec.claimRef', problem)) if problem else (pvc, None)
 
-    def in_scope(pvc):
-        if options.namespace and pvc['metadata']['namespace'] != options.namespace:
+    def in_scope(namespace, name):
+        if options.namespace and namespace != options.namespace:
             return False
-        return not options.pvc or pvc['metadata']['name'] == options.pvc
+        return not options.pvc or name == options.pvc
+
+    def claim_in_scope(pvc):
+        return in_scope(pvc['metadata']['namespace'], pvc['metadata']['name'])
 
     if options.pvc or options.pv:
         # A one-off call names its volume: it is protected whether or not anything asks for it.
         if options.pv:
             pv = pvs.get(options.pv)
-            pvc = claim_of(pv) if pv else None
+            pvc, binding = claim_of(pv) if pv else (None, None)
             origin = 'pv/%s' % options.pv
         else:
             pvc = pvcs.get((options.namespace, options.pvc))
-            pv = bound_pv(pvc) if pvc else None
+            pv, binding = bound_pv(pvc) if pvc else (None, None)
             origin = 'pvc/%s/%s' % (options.namespace, options.pvc)
         if pv is None and pvc is None:
-            yield _Claim(SOURCE_ADHOC, origin, 'metadata.name', None, None, None, None)
+            yield _Claim(SOURCE_ADHOC, origin, 'metadata.name', None, None, None, None, binding)
             return
         annotated = [o for o in (pvc, pv) if o is not None and options.annotation in _meta(o, 'annotations')]
         policy = options.policy or (_meta(annotated[0], 'annotations')[options.annotation] if annotated else None)
-        yield _Claim(SOURCE_ADHOC, origin, 'policy', policy, pv, pvc, options.snapshot_class)
+        yield _Claim(SOURCE_ADHOC, origin, 'policy', policy, pv, pvc, options.snapshot_class, binding)
         return
 
     if 'annotation' in options.sources:
         for pvc in inventory.pvcs:
             value = _meta(pvc, 'annotations').get(options.annotation)
-            if value is not None and in_scope(pvc):
+            if value is not None and claim_in_scope(pvc):
+                pv, binding = bound_pv(pvc)
                 yield _Claim(SOURCE_PVC, _ref('pvc', pvc), 'metadata.annotations[%s]' % options.annotation, value,
-                             bound_pv(pvc), pvc, _meta(pvc, 'annotations').get(CLASS_ANNOTATION))
+                             pv, pvc, _meta(pvc, 'annotations').get(CLASS_ANNOTATION), binding)
         for pv in inventory.pvs:
             value = _meta(pv, 'annotations').get(options.annotation)
-            pvc = claim_of(pv)
-            if value is not None and (not options.namespace or (pvc is not None and in_scope(pvc))):
+            ref = (pv.get('spec') or {}).get('claimRef') or {}
+            # Scoped by the namespace its claimRef names: the claim it is bound to, or the one it is at fault with.
+            if value is not None and (not options.namespace or in_scope(ref.get('namespace'), ref.get('name'))):
+                pvc, binding = claim_of(pv)
                 yield _Claim(SOURCE_PV, _ref('pv', pv), 'metadata.annotations[%s]' % options.annotation, value, pv, pvc,
-                             _meta(pv, 'annotations').get(CLASS_ANNOTATION))
+                             _meta(pv, 'annotations').get(CLASS_ANNOTATION), binding)
 
     if 'rule' in options.sources:
         for rule in inventory.rules or []:
@@ -247,17 +306,19 @@ def _claims(inventory, options):
             field = 'spec.persistentVolumeClaim'
             if not claim_name and (spec.get('disk') or spec.get('backend')):
                 field = 'spec.disk'
-            yield _Claim(SOURCE_RULE, _ref('snapshotrule', rule), field, spec.get('deltas'), bound_pv(pvc) if pvc else None,
+            pv, binding = bound_pv(pvc) if pvc else (None, None)
+            yield _Claim(SOURCE_RULE, _ref('snapshotrule', rule), field, spec.get('deltas'), pv,
                          pvc if pvc is not None else ({'missing': claim_name} if claim_name else None),
-                         spec.get('snapshotClassName'))
+                         spec.get('snapshotClassName'), binding)
 
     if 'label' in options.sources:
         for pvc in inventory.pvcs:
             value = _meta(pvc, 'labels').get(options.label)
             wanted = value == options.label_value if options.label_value is not None else bool(value)
-            if wanted and in_scope(pvc):
+            if wanted and claim_in_scope(pvc):
+                pv, binding = bound_pv(pvc)
                 yield _Claim(SOURCE_LABEL, _ref('pvc', pvc), 'metadata.labels[%s]' % options.label, options.label_policy,
-                             bound_pv(pvc), pvc, _meta(pvc, 'annotations').get(CLASS_ANNOTATION))
+                             pv, pvc, _meta(pvc, 'annotations').get(CLASS_ANNOTATION), binding)
 
 
 def _target(claim, options, registry):
@@ -279,9 +340,14 @@ def _target(claim, options, registry):
         except PolicyError as exc:
             raise TargetError('spec.deltas' if claim.source == SOURCE_RULE else claim.field if claim.source != SOURCE_ADHOC else 'policy',
                               str(exc)) from exc
+    if claim.binding is not None:
+        raise TargetError(*claim.binding)
     if claim.pv is None:
         phase = (claim.pvc.get('status') or {}).get('phase', 'Pending')
         raise TargetError('spec.volumeName', 'claim is not bound to a volume (phase %s)' % phase)
+    deleting = deletion_problem(claim.pvc) if claim.pvc is not None else None
+    if deleting:
+        raise TargetError('metadata.deletionTimestamp', deleting)
     backend = registry.backend_for(claim.pv)
     hints = {'snapshot_class': options.snapshot_class or claim.snapshot_class}
     volume = backend.identify(claim.pv, claim.pvc, hints)

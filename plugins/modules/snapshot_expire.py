@@ -15,8 +15,10 @@ description:
   - Never deleted, whatever the policy says, are snapshots without this collection's ownership labels,
     the newest ready snapshot of a volume, pending snapshots (they are not backups yet), failed snapshots
     until a later snapshot of the volume is ready (then they expire, as nothing is left to inspect),
-    snapshots labelled C(kubesnap.io/hold=true) (they are outside the policy too), and snapshots
-    named as the C(dataSource) of an existing PVC.
+    snapshots labelled C(kubesnap.io/hold) with any value but C(false) (they are outside the policy too; a value other
+    than C(true) or C(false) holds and is named in the C(reason)), and snapshots named as the C(dataSource) of an existing PVC.
+  - A snapshot counts as a backup of a volume only when it was taken of it (CSI, its source claim is the volume's claim,
+    or its content's C(volumeHandle) is the volume's); the others carrying the volume's labels are reported in RV(volumes[].inconsistent).
   - Snapshots of volumes that no longer exist are orphans, reported and kept unless O(orphan_policy=expire).
     A one-off run (O(pvc) or O(pv)) leaves orphans alone.
   - Check mode with diff is the dry-run plan, giving for each kept snapshot the reason (which generation keeps it).
@@ -85,9 +87,16 @@ volumes:
       failed: []
   contains:
     volume:
-      description: C(namespace/pvc), the PV name, or the volume key of an orphan.
+      description:
+        - C(namespace/pvc), the PV name, or C(namespace/volume key) of an orphan.
+        - Orphans are planned per volume key and namespace, each by the policy recorded on its own newest snapshot,
+          so that a copy of a volume's labels in one namespace never decides what is deleted in another.
       type: str
       sample: db/data-0
+    namespace:
+      description: Namespace of the claim, or of an orphan group's snapshots.
+      type: str
+      sample: db
     policy:
       description: Policy applied; null when none (an orphan kept by O(orphan_policy=keep)).
       type: str
@@ -162,6 +171,10 @@ volumes:
           description: Object that asked for the snapshot (C(kubesnap.io/origin)).
           type: str
           sample: pvc/db/data-0
+        source:
+          description: What the snapshot was taken of (C(pvc/<namespace>/<claim>) or C(volume/<handle>)); null when unknown.
+          type: str
+          sample: pvc/db/data-0
     expire:
       description: Snapshots deleted (in check mode, that would be), oldest first.
       type: list
@@ -223,6 +236,37 @@ volumes:
           description: Object that asked for the snapshot (C(kubesnap.io/origin)).
           type: str
           sample: pvc/db/data-0
+        source:
+          description: What the snapshot was taken of (C(pvc/<namespace>/<claim>) or C(volume/<handle>)); null when unknown.
+          type: str
+          sample: pvc/db/data-0
+    inconsistent:
+      description:
+        - Snapshots carrying the volume's ownership labels but taken of another claim or volume (a hand-made snapshot,
+          or a forged target), each with a C(reason) naming what it was taken of.
+        - They are no backup of the volume; never weighed, never counted as its newest, never deleted for it.
+      type: list
+      elements: dict
+      sample:
+        - {name: data-0-copy, namespace: db, source: pvc/db/data-1, state: ready, created_at: '2026-11-30T04:00:02+00:00',
+            reason: "taken of pvc/db/data-1, not of this volume's claim pvc/db/data-0"}
+      contains:
+        name:
+          description: Snapshot name.
+          type: str
+          sample: data-0-copy
+        namespace:
+          description: Namespace of the snapshot.
+          type: str
+          sample: db
+        source:
+          description: What the snapshot was taken of (C(pvc/<namespace>/<claim>) or C(volume/<handle>)); null when unknown.
+          type: str
+          sample: pvc/db/data-1
+        reason:
+          description: Why it is not counted as a backup of this volume.
+          type: str
+          sample: "taken of pvc/db/data-1, not of this volume's claim pvc/db/data-0"
     failed:
       description: Deletions that failed; those snapshots are still there.
       type: list
@@ -296,21 +340,28 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention impor
 
 
 def plans_for(targets, owned, inventory, orphan_policy, anchor, one_off):
-    """[(label, orphan, ExpiryPlan)] for every target, and for every deleted volume with owned snapshots unless `one_off`."""
+    """[(label, orphan, ExpiryPlan)] for every target, and for every deleted volume's snapshots unless `one_off`.
+
+    A target's plan weighs only its backups (in its namespace, taken of it); the snapshots that carry
+    its labels but were taken of something else are reported with it and left alone. Orphans are
+    planned per volume key and namespace, each group by the policy recorded on its own newest
+    snapshot: a labelled copy in one namespace never decides what is deleted in another.
+    """
     in_use = inventory.snapshots_in_use()
-    plans = [(target.display, False, cycle.plan_expiry(target.key, cycle.snapshots_of(target, owned), target.policy, in_use, anchor))
+    plans = [(target.display, False, cycle.plan_expiry(target.key, cycle.snapshots_of(target, owned), target.policy, in_use, anchor,
+                                                       namespace=target.namespace, inconsistent=cycle.inconsistent_of(target, owned)))
              for target in targets]
     if one_off:
         return plans
-    live = inventory.live_volume_keys()
-    for key in sorted(set(owned) - live):
-        snapshots = owned[key]
+    for key, namespace, snapshots in cycle.per_namespace(owned, set(owned) - inventory.live_volume_keys()):
         policy = cycle.orphan_policy(snapshots) if orphan_policy == 'expire' else None
         reason = None
         if policy is None:
             reason = ('orphan: volume deleted (orphan_policy=keep)' if orphan_policy == 'keep' else
-                      'orphan: volume deleted, and no snapshot records a valid policy (annotation %s) to expire by' % POLICY_ANNOTATION)
-        plans.append((key, True, cycle.plan_expiry(key, snapshots, policy, in_use, anchor, unweighed=reason)))
+                      'orphan: volume deleted, and no snapshot in namespace %s records a valid policy (annotation %s) to expire by'
+                      % (namespace, POLICY_ANNOTATION))
+        label = '%s/%s' % (namespace, key) if namespace else key
+        plans.append((label, True, cycle.plan_expiry(key, snapshots, policy, in_use, anchor, unweighed=reason, namespace=namespace)))
     return plans
 
 

@@ -53,13 +53,17 @@ volumes:
             policy: PT1H P1D P7D, origin: pvc/db/data-0}
   contains:
     volume:
-      description: C(namespace/pvc), or the PV name; for orphans and unprotected volumes the volume key.
+      description: C(namespace/pvc), or the PV name; for orphans and unprotected volumes C(namespace/volume key).
       type: str
       sample: db/data-0
     key:
       description: Volume key the snapshots are labelled with (the PV's UID).
       type: str
       sample: 5f0c2a9e-8d8b-4a53-9d6e-3a1b2c3d4e5f
+    namespace:
+      description: Namespace of the claim, or of the group's snapshots (orphans and unprotected volumes are grouped per namespace).
+      type: str
+      sample: db
     policy:
       description: Retention policy (for orphans the one recorded on their newest snapshot); null when none.
       type: str
@@ -129,8 +133,39 @@ volumes:
           description: Object that asked for the snapshot (C(kubesnap.io/origin)).
           type: str
           sample: pvc/db/data-0
+        source:
+          description: What the snapshot was taken of (C(pvc/<namespace>/<claim>) or C(volume/<handle>)); null when unknown.
+          type: str
+          sample: pvc/db/data-0
+    inconsistent:
+      description:
+        - Snapshots carrying the volume's ownership labels but taken of another claim or volume (a hand-made snapshot,
+          or a forged target), each with a C(reason) naming what it was taken of.
+        - They are no backup of the volume; never weighed, never counted as its newest, never deleted for it.
+      type: list
+      elements: dict
+      sample:
+        - {name: data-0-copy, namespace: db, source: pvc/db/data-1, state: ready, created_at: '2026-11-30T04:00:02+00:00',
+            reason: "taken of pvc/db/data-1, not of this volume's claim pvc/db/data-0"}
+      contains:
+        name:
+          description: Snapshot name.
+          type: str
+          sample: data-0-copy
+        namespace:
+          description: Namespace of the snapshot.
+          type: str
+          sample: db
+        source:
+          description: What the snapshot was taken of (C(pvc/<namespace>/<claim>) or C(volume/<handle>)); null when unknown.
+          type: str
+          sample: pvc/db/data-1
+        reason:
+          description: Why it is not counted as a backup of this volume.
+          type: str
+          sample: "taken of pvc/db/data-1, not of this volume's claim pvc/db/data-0"
 orphans:
-  description: Owned snapshots whose volume no longer exists, grouped like RV(volumes) under their volume key.
+  description: Owned snapshots whose volume no longer exists, grouped like RV(volumes), per volume key and namespace.
   returned: always
   type: list
   elements: dict
@@ -219,10 +254,14 @@ orphans:
           sample: PT1H P1D P7D
         origin:
           description: Object that asked for the snapshot (C(kubesnap.io/origin)).
+          type: str
+          sample: pvc/db/data-0
+        source:
+          description: What the snapshot was taken of (C(pvc/<namespace>/<claim>) or C(volume/<handle>)); null when unknown.
           type: str
           sample: pvc/db/data-0
 unprotected:
-  description: Owned snapshots of existing volumes that no source protects any more, grouped like RV(volumes).
+  description: Owned snapshots of existing volumes that no source protects any more, grouped like RV(orphans).
   returned: always
   type: list
   elements: dict
@@ -311,6 +350,10 @@ unprotected:
           sample: PT1H P1D P7D
         origin:
           description: Object that asked for the snapshot (C(kubesnap.io/origin)).
+          type: str
+          sample: pvc/db/data-0
+        source:
+          description: What the snapshot was taken of (C(pvc/<namespace>/<claim>) or C(volume/<handle>)); null when unknown.
           type: str
           sample: pvc/db/data-0
 problems:
@@ -360,9 +403,14 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import (
 )
 
 
-def group(label, key, policy, snapshots, now):
-    return {'volume': label, 'key': key, 'policy': policy, 'ready': sum(1 for s in snapshots if s.state == READY),
-            'snapshots': [s.as_dict(now) for s in snapshots]}
+def group(label, key, namespace, policy, snapshots, now, inconsistent=()):
+    return {'volume': label, 'key': key, 'namespace': namespace, 'policy': policy, 'ready': sum(1 for s in snapshots if s.state == READY),
+            'snapshots': [s.as_dict(now) for s in snapshots],
+            'inconsistent': [dict(s.as_dict(now), reason=reason) for s, reason in inconsistent]}
+
+
+def label(key, namespace):
+    return '%s/%s' % (namespace, key) if namespace else key
 
 
 def main():
@@ -376,10 +424,12 @@ def main():
         module.fail_api(exc)
     targeted = {target.key for target in targets}
     live = inventory.live_volume_keys()
-    volumes = [group(t.display, t.key, t.policy.text if t.policy else None, cycle.snapshots_of(t, owned), now) for t in targets]
-    orphans = [group(key, key, getattr(cycle.orphan_policy(owned[key]), 'text', None), owned[key], now)
-               for key in sorted(set(owned) - live)]
-    unprotected = [group(key, key, None, owned[key], now) for key in sorted(set(owned) & live - targeted)]
+    volumes = [group(t.display, t.key, t.namespace, t.policy.text if t.policy else None, cycle.snapshots_of(t, owned), now,
+                     cycle.inconsistent_of(t, owned)) for t in targets]
+    orphans = [group(label(key, namespace), key, namespace, getattr(cycle.orphan_policy(snapshots), 'text', None), snapshots, now)
+               for key, namespace, snapshots in cycle.per_namespace(owned, set(owned) - live)]
+    unprotected = [group(label(key, namespace), key, namespace, None, snapshots, now)
+                   for key, namespace, snapshots in cycle.per_namespace(owned, set(owned) & live - targeted)]
     module.exit_or_fail([], '', problems, changed=False, volumes=volumes, orphans=orphans, unprotected=unprotected)
 
 

@@ -19,8 +19,10 @@ MANAGED_BY_KEY = 'app.kubernetes.io/managed-by'
 MANAGED_BY_VALUE = 'kubesnap'
 VOLUME_KEY = 'kubesnap.io/volume'
 SOURCE_KEY = 'kubesnap.io/source'
-# Users set this label to "true" on a snapshot to keep it forever, outside any policy.
+# Users set this label on a snapshot to keep it forever, outside any policy. Anything but an explicit
+# "false" holds: a typo ("yes", "ture") must not be what lets a snapshot someone meant to keep be deleted.
 HOLD_KEY = 'kubesnap.io/hold'
+HOLD_VALUES = ('true', 'false')
 POLICY_ANNOTATION = 'kubesnap.io/policy'
 ORIGIN_ANNOTATION = 'kubesnap.io/origin'
 
@@ -63,10 +65,22 @@ class Snapshot:
     # The version that was planned on: a delete is conditional on it (a hold label added since, say, wins).
     uid: str | None = dataclasses.field(default=None, compare=False)
     version: str | None = dataclasses.field(default=None, compare=False)
+    # What the snapshot was taken of, as the backend read it (CSI: `pvc/<namespace>/<claim>`, or
+    # `volume/<volumeHandle>` for one made from a content; `content/<name>` when that is unknown).
+    # Only a snapshot whose source is its volume is a backup of it: labels alone are anyone's to copy.
+    source: str | None = dataclasses.field(default=None, compare=False)
 
     @property
     def held(self):
-        return self.labels.get(HOLD_KEY, '').lower() == 'true'
+        """Held unless the hold label is absent or an explicit "false" (any case)."""
+        value = self.labels.get(HOLD_KEY)
+        return value is not None and value.lower() != 'false'
+
+    @property
+    def hold_unrecognised(self):
+        """The hold label's value when it is neither "true" nor "false" (it holds, and is worth reporting); else None."""
+        value = self.labels.get(HOLD_KEY)
+        return value if value is not None and value.lower() not in HOLD_VALUES else None
 
     @property
     def policy_text(self):
@@ -86,6 +100,7 @@ class Snapshot:
             'error': self.error,
             'policy': self.policy_text,
             'origin': self.annotations.get(ORIGIN_ANNOTATION),
+            'source': self.source,
         }
         if now is not None:
             data['age_seconds'] = int((now - self.created_at).total_seconds())

@@ -4,15 +4,19 @@ from __future__ import annotations
 import dataclasses
 import datetime
 
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import FAILED, HOLD_KEY, PENDING, READY, Snapshot
+import pytest
+
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import FAILED, HOLD_KEY, PENDING, POLICY_ANNOTATION, READY, Snapshot
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import Registry
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.csi import CsiBackend
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.cycle import (
-    create_snapshots, plan_creation, plan_expiry, snapshots_of, stalled_bound, wait_until_settled,
+    create_snapshots, inconsistent_of, orphan_policy, per_namespace, plan_creation, plan_expiry, snapshots_of, stalled_bound,
+    wait_until_settled,
 )
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.lease import LeaseLost
+from ansible_collections.kubesnap.snapshots.plugins.modules.snapshot_expire import plans_for
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention import expire, parse_policy
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.targets import Target
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.targets import Inventory, Target
 
 NOW = datetime.datetime(2026, 11, 23, 12, 0, tzinfo=datetime.timezone.utc)
 POLICY = parse_policy('PT1H P1D')
@@ -20,13 +24,14 @@ POLICY = parse_policy('PT1H P1D')
 
 def target(key='k1', policy=POLICY):
     return Target(key=key, pv='pv-' + key, namespace='db', pvc='data-' + key, policy=policy, source='pvc-annotation',
-                  origin='pvc/db/data-' + key, backend='csi', volume={})
+                  origin='pvc/db/data-' + key, backend='csi', volume={'volume_handle': 'handle-' + key})
 
 
-def snap(name, hours_ago, state=READY, held=False, key='k1'):
-    labels = {HOLD_KEY: 'true'} if held else {}
-    return Snapshot(backend='csi', id='db/' + name, name=name, namespace='db', volume_key=key,
-                    created_at=NOW - datetime.timedelta(hours=hours_ago), state=state, labels=labels)
+def snap(name, hours_ago, state=READY, held=False, key='k1', namespace='db', source=None, policy=None):
+    labels = {HOLD_KEY: held if isinstance(held, str) else 'true'} if held else {}
+    return Snapshot(backend='csi', id='%s/%s' % (namespace, name), name=name, namespace=namespace, volume_key=key,
+                    created_at=NOW - datetime.timedelta(hours=hours_ago), state=state, labels=labels,
+                    annotations={POLICY_ANNOTATION: policy} if policy else {}, source=source or 'pvc/%s/data-%s' % (namespace, key))
 
 
 def reasons(plans):
@@ -53,6 +58,59 @@ def test_snapshots_of_a_volume_are_those_in_its_claims_namespace():
     copy = dataclasses.replace(snap('copy', 0.1), namespace='elsewhere', id='elsewhere/copy')
     assert plan_creation([target()], {'k1': [copy]}, NOW)[0].due
     assert plan_expiry('k1', snapshots_of(target(), {'k1': [snap('a', 5), copy]}), POLICY, in_use={}).keep[0][0].name == 'a'
+
+
+def test_a_snapshot_of_another_claim_carrying_the_volumes_labels_is_no_backup_of_it():
+    # Taken of claim data-other, labelled as k1's: not k1's newest, so k1 stays due and its own last snapshot is kept.
+    forged = snap('forged', 0.1, source='pvc/db/data-other')
+    own = snap('own', 5)
+    owned = {'k1': [own, forged]}
+    assert snapshots_of(target(), owned) == [own]
+    assert [(s.name, 'taken of pvc/db/data-other' in reason) for s, reason in inconsistent_of(target(), owned)] == [('forged', True)]
+    assert reasons(plan_creation([target()], owned, NOW)) == [(True, 'newest ready snapshot own is older than PT1H')]
+    assert plan_creation([target()], {'k1': [snap('pending', 0.1, PENDING, source='pvc/db/data-other')]}, NOW)[0].due
+    plan = plan_expiry('k1', snapshots_of(target(), owned), POLICY, in_use={}, anchor=NOW + datetime.timedelta(days=30),
+                       inconsistent=inconsistent_of(target(), owned))
+    assert [s.name for s, _reason in plan.keep] == ['own'] and plan.expire == []
+    assert [entry['name'] for entry in plan.as_dict(NOW)['inconsistent']] == ['forged']
+    # One made from a content counts when the content's volume handle is the volume's; an unresolved content does not.
+    assert snapshots_of(target(), {'k1': [snap('pre', 1, source='volume/handle-k1')]})[0].name == 'pre'
+    assert snapshots_of(target(), {'k1': [snap('pre', 1, source='content/c1')]}) == []
+
+
+@pytest.mark.parametrize('value, held, reported', [
+    ('true', True, False), ('TRUE', True, False), ('false', False, False), ('False', False, False),
+    ('yes', True, True), ('', True, True), ('0', True, True),
+])
+def test_anything_but_an_explicit_false_holds_and_an_unrecognised_value_is_reported(value, held, reported):
+    snapshot = snap('a', 5, held=value or 'x')
+    snapshot = dataclasses.replace(snapshot, labels={HOLD_KEY: value})
+    assert snapshot.held is held
+    assert (snapshot.hold_unrecognised is not None) is reported
+    plan = plan_expiry('k1', [snapshot, snap('b', 1)], POLICY, in_use={}, anchor=NOW + datetime.timedelta(days=30))
+    kept = {s.name: reason for s, reason in plan.keep}
+    assert ('a' in kept) is held
+    if reported:
+        assert repr(value) in kept['a'] and HOLD_KEY in kept['a']
+
+
+def test_orphans_are_grouped_and_weighed_per_namespace():
+    own = [snap('a%d' % h, h, key='gone', namespace='prod', policy='PT1H P1D') for h in (30, 20, 10)]
+    hostile = [snap('copy', 0.5, key='gone', namespace='aaa', policy='PT1S PT2S')]
+    owned = {'gone': sorted(own + hostile, key=lambda s: s.created_at), 'live': [snap('x', 1, key='live')]}
+    assert [(key, namespace, [s.name for s in group]) for key, namespace, group in per_namespace(owned, {'gone'})] == [
+        ('gone', 'aaa', ['copy']), ('gone', 'prod', ['a30', 'a20', 'a10'])]
+    with pytest.raises(ValueError, match='one namespace at a time'):
+        orphan_policy(owned['gone'])
+    far = NOW + datetime.timedelta(days=365)
+    inventory = Inventory(pvs=[{'metadata': {'uid': 'live', 'name': 'pv-live'}}], pvcs=[])
+    plans = {label: plan for label, orphan, plan in plans_for([], owned, inventory, 'expire', far, one_off=False) if orphan}
+    assert sorted(plans) == ['aaa/gone', 'prod/gone']
+    # prod's group is weighed by prod's own policy: its newest is kept whatever aaa's copy says.
+    assert plans['prod/gone'].policy.text == 'PT1H P1D' and plans['prod/gone'].namespace == 'prod'
+    assert [s.name for s, _reason in plans['prod/gone'].keep] == ['a10']
+    assert {s.namespace for s in plans['aaa/gone'].expire + [s for s, _r in plans['aaa/gone'].keep]} == {'aaa'}
+    assert plans['prod/gone'].as_dict(NOW)['namespace'] == 'prod'
 
 
 def test_held_snapshots_do_not_count_and_force_always_creates():

@@ -171,3 +171,68 @@ def test_a_given_target_that_cannot_be_served_is_refused_naming_the_field(change
     data = dict(run([volume], [claim]).targets[0].as_dict(), **change)
     with pytest.raises(ValueError, match=message):
         Target.from_dict(data)
+
+
+def forged_claim(ref, pv_name, annotations=None):
+    """A Pending claim naming someone else's volume: spec.volumeName is anyone's to write."""
+    claim = pvc(ref, annotations=annotations)
+    claim['spec']['volumeName'] = pv_name
+    return claim
+
+
+def test_a_pending_claim_naming_another_namespaces_volume_does_not_displace_its_claim():
+    claim, volume = bound('prod/db', 'pv-prod', pvc_annotations={DELTAS: 'P1D P7D'})
+    forged = forged_claim('aaa/forged', 'pv-prod', annotations={DELTAS: 'PT1S PT2S'})
+    for order in ([claim, forged], [forged, claim]):
+        result = run([volume], order)
+        [target] = result.targets
+        assert (target.namespace, target.pvc, target.policy.text) == ('prod', 'db', 'P1D P7D')
+        [problem] = result.problems
+        assert (problem.object, problem.field) == ('pvc/aaa/forged', 'spec.volumeName')
+        assert 'pv/pv-prod' in problem.reason and 'pvc/prod/db' in problem.reason, problem
+        assert result.warnings == []
+
+
+@pytest.mark.parametrize('break_binding, field, message', [
+    (lambda c, v: v['spec']['claimRef'].update(uid='another-uid'), 'spec.volumeName', 'bound to pvc/db/data-0 (uid another-uid)'),
+    (lambda c, v: v['spec']['claimRef'].update(namespace='web'), 'spec.volumeName', 'bound to pvc/web/data-0'),
+    (lambda c, v: v['spec'].pop('claimRef'), 'spec.volumeName', 'bound to no claim'),
+    (lambda c, v: c['status'].update(phase='Lost'), 'spec.volumeName', 'phase is Lost, not Bound'),
+    (lambda c, v: c['spec'].update(volumeName='pv-ghost'), 'spec.volumeName', "'pv-ghost', which does not exist"),
+])
+def test_a_claim_protects_a_volume_only_when_bound_both_ways(break_binding, field, message):
+    claim, volume = bound('db/data-0', 'pv-a', pvc_annotations={DELTAS: 'PT1H P1D'})
+    break_binding(claim, volume)
+    result = run([volume], [claim])
+    assert result.targets == []
+    [problem] = result.problems
+    assert (problem.object, problem.field) == ('pvc/db/data-0', field) and message in problem.reason, problem
+
+
+def test_an_annotated_volume_whose_claim_does_not_name_it_back_is_a_problem_naming_both():
+    claim, volume = bound('db/data-0', 'pv-a', pv_annotations={DELTAS: 'PT1H P1D'})
+    claim['spec']['volumeName'] = 'pv-other'
+    result = run([volume], [claim], namespace='db')
+    assert result.targets == []
+    [problem] = result.problems
+    assert (problem.object, problem.field) == ('pv/pv-a', 'spec.claimRef')
+    assert 'pv/pv-a' in problem.reason and 'pvc/db/data-0' in problem.reason
+    # A one-off by the volume's name is refused the same way.
+    [problem] = run([volume], [claim], pv='pv-a').problems
+    assert problem.field == 'spec.claimRef'
+
+
+def test_a_claim_being_deleted_is_a_problem_and_gets_no_target():
+    claim, volume = bound('db/data-0', 'pv-a', pvc_annotations={DELTAS: 'PT1H P1D'}, labels={'volumeBackup': 'true'})
+    claim['metadata']['deletionTimestamp'] = '2026-11-23T12:00:00Z'
+    for options in ({'label_policy': 'PT1H P1D'}, {'namespace': 'db', 'pvc': 'data-0'}):
+        result = run([volume], [claim], **options)
+        assert result.targets == []
+        assert {(p.object.split('/')[0], p.field) for p in result.problems} == {('pvc', 'metadata.deletionTimestamp')}
+        assert 'pvc/db/data-0 is being deleted (since 2026-11-23T12:00:00Z)' in result.problems[0].reason
+
+
+def test_a_target_names_what_its_backups_are_taken_of():
+    claim, volume = bound('db/data-0', 'pv-a', pvc_annotations={DELTAS: 'PT1H P1D'})
+    [target] = run([volume], [claim]).targets
+    assert target.snapshot_sources == {'pvc/db/data-0', 'volume/handle-pv-a'}
