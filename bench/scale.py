@@ -246,7 +246,7 @@ class Population:
         log(f"found {len(have['pvs'])} PVs, {len(have['pvcs'])} PVCs, {len(have['contents'])} contents, {len(have['snapshots'])} snapshots")
         started = time.monotonic()
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            for done, _ in enumerate(pool.map(lambda i: self.volume(i, have), range(self.volumes)), 1):
+            for done, _volume in enumerate(pool.map(lambda i: self.volume(i, have), range(self.volumes)), 1):
                 if done % 1000 == 0:
                     log(f"{done} volumes done, {sum(self.writes.values())} writes, {time.monotonic() - started:.0f}s")
         log(f"population: {dict(self.writes)} in {time.monotonic() - started:.0f}s")
@@ -295,7 +295,7 @@ def audit_requests(audit, since: int) -> Counter:
 def measure(args, state: dict, population: Population) -> None:
     bound, ready, have = population.ready_counts()
     log(f"{bound} Bound PVCs, {ready} ready owned snapshots in {NAMESPACE}")
-    pv_total = sum(1 for _ in iter_pages(population.core.list_persistent_volume))
+    pv_total = sum(1 for _pv in iter_pages(population.core.list_persistent_volume))
     pages = math.ceil(pv_total / PAGE_SIZE) + math.ceil(len(have["pvcs"]) / PAGE_SIZE) + math.ceil(ready / PAGE_SIZE) + 2
     audit = HELPERS.AuditLog(state["audit_log"])
     runs = {
@@ -391,7 +391,7 @@ def cleanup(population: Population, workers: int) -> None:
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--volumes", type=int, default=10000)
     parser.add_argument("--per-volume", type=int, default=3, help="owned snapshots per volume")
     parser.add_argument("--workers", type=int, default=16, help="threads creating objects")

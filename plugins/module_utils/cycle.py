@@ -34,10 +34,13 @@ def list_inventory(client, namespace=None, rules=True):
     )
 
 
-def discover_targets(client, options):
-    """Inventory, registry and discovery of one cluster; a one-off or a run without the rule source lists no rules."""
+def discover_targets(client, options, params):
+    """Inventory, registry and discovery of one cluster; a one-off or a run without the rule source lists no rules.
+
+    `params` are the module's: the backends they set up serve the volumes.
+    """
     inventory = list_inventory(client, options.namespace, rules='rule' in options.sources and not (options.pvc or options.pv))
-    registry = Registry.for_cluster(client, inventory.snapshot_classes)
+    registry = Registry.for_run(params, client, inventory)
     return inventory, registry, discover(inventory, options, registry)
 
 

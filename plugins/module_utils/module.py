@@ -181,20 +181,20 @@ class KubesnapModule(AnsibleModule):
             targets.append(target)
         return targets
 
-    def _screened(self, given, inventory=None):
-        """(targets, problems): the given targets in the run's namespace and, when the inventory was listed, matching the
-        live objects; the others as problems, so that nothing acts on a stale or forged target or outside the run's scope.
+    def _screened(self, given, inventory):
+        """(targets, problems): the given targets in the run's namespace and matching the live objects; the others as
+        problems, so that nothing acts on a stale or forged target or outside the run's scope.
 
         Matching: the key is the UID of the live PersistentVolume the target names, and its claim (namespace/pvc) holds that
         volume both ways (targets.binding_problem), is Bound and is not being deleted. A target cached before its claim was
         recreated, or whose key is another claim's volume, would otherwise snapshot one volume under another's key.
         """
-        live = {pv['metadata']['uid']: pv for pv in inventory.pvs} if inventory is not None else None
-        claims = {(c['metadata']['namespace'], c['metadata']['name']): c for c in inventory.pvcs} if inventory is not None else None
+        live = {pv['metadata']['uid']: pv for pv in inventory.pvs}
+        claims = {(c['metadata']['namespace'], c['metadata']['name']): c for c in inventory.pvcs}
         scope = self.params.get('namespace')
         kept, problems = [], []
         for index, target in enumerate(given):
-            problem = self._mismatch(target, live, claims) if live is not None else None
+            problem = self._mismatch(target, live, claims)
             if problem is None and scope and target.namespace != scope:
                 problem = ('namespace', '%s is outside namespace %s, which this run is limited to' % (cut(target.display), scope))
             if problem is not None:
@@ -208,7 +208,7 @@ class KubesnapModule(AnsibleModule):
         """(field, reason) when a given target does not match the live volume and claim, else None."""
         pv = live.get(target.key)
         if pv is None or pv['metadata']['name'] != target.pv:
-            return 'key', 'no live PersistentVolume %s with UID %s' % (target.pv, target.key)
+            return 'key', 'no live PersistentVolume %s with UID %s' % (cut(target.pv), target.key)
         if not target.pvc:
             return None
         pvc = claims.get((target.namespace, target.pvc))
@@ -249,20 +249,18 @@ class KubesnapModule(AnsibleModule):
     def api_calls(self):
         return dict(self._client.requests) if self._client is not None else {}
 
-    def targets(self, need_inventory=False):
+    def targets(self):
         """(inventory, registry, targets, problems): the given targets, or discovery's (warnings emitted).
 
-        The inventory is listed only when discovering or when `need_inventory` (expiry needs the
-        live volumes and the claims' dataSources whatever the targets); it is None otherwise.
+        Given targets are checked against the live volumes and claims, so the inventory is listed
+        whatever the targets (expiry needs it anyway for orphans and the claims' dataSources).
         """
         given = self.given_targets()
-        if given is not None and not need_inventory:
-            return (None, Registry.for_cluster(self.client)) + self._screened(given)
         if given is not None:
             inventory = cycle.list_inventory(self.client, self.params.get('namespace'), rules=False)
-            return (inventory, Registry.for_cluster(self.client, inventory.snapshot_classes)) + self._screened(given, inventory)
+            return (inventory, Registry.for_run(self.params, self.client, inventory)) + self._screened(given, inventory)
         options = self.discovery_options()
-        inventory, registry, discovery = cycle.discover_targets(self.client, options)
+        inventory, registry, discovery = cycle.discover_targets(self.client, options, self.params)
         self._check_namespace(options, inventory)
         for warning in discovery.warnings:
             self.warn(warning)

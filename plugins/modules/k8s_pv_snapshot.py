@@ -289,7 +289,7 @@ def main():
     now = module.now(planning=module.check_mode)
     result = {'changed': False, 'volumes': []}
     try:
-        registry, targets, problems = module.targets(need_inventory=True)[1:]
+        registry, targets, problems = module.targets()[1:]
         plans = plan(p, registry, targets, now)
         if module.check_mode:
             result['volumes'] = preview(registry, plans, now)

@@ -374,7 +374,7 @@ def main():
     anchor = parse_timestamp(p['now']) if p['now'] else None
     result = {'changed': False, 'volumes': []}
     try:
-        inventory, registry, targets, problems = module.targets(need_inventory=True)
+        inventory, registry, targets, problems = module.targets()
 
         def plan_all():
             owned = cycle.list_owned(registry, [backend.name for backend in registry], p['namespace'])

@@ -1,7 +1,7 @@
 # Pytest plugin for system tests: starts (or reuses) the local control plane of
 # tests/cluster/cluster.py and gives tests namespaces, storage helpers, CSI
 # fault switching, the audit log and a moto server.
-"""Fixtures: cluster, kube, namespace, csi_faults, audit, moto_server."""
+"""Fixtures: cluster, kube, namespace, csi_faults, audit, moto_server, rule_crd."""
 
 from __future__ import annotations
 
@@ -16,10 +16,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
+from kubernetes import client
 
-from .cluster_helpers import CLUSTER_SCRIPT, AuditLog, ClusterHandle, Kube
+from .cluster_helpers import CLUSTER_SCRIPT, AuditLog, ClusterHandle, Kube, wait_for
 
 RUN_DIR = CLUSTER_SCRIPT.parents[2] / ".cluster"
+ROOT = CLUSTER_SCRIPT.parents[2]
 
 
 def _cluster_command(*args: str) -> subprocess.CompletedProcess:
@@ -103,3 +106,18 @@ def moto_server():
     server.start()
     yield f"http://127.0.0.1:{port}"
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def rule_crd(kube):
+    """The SnapshotRule CustomResourceDefinition the collection ships, installed once."""
+    body = yaml.safe_load((ROOT / "crds" / "snapshotrules.yml").read_text(encoding="utf-8"))
+    extensions = client.ApiextensionsV1Api(kube.api)
+    try:
+        extensions.create_custom_resource_definition(body)
+    except client.ApiException as exc:
+        if exc.status != 409:
+            raise
+    wait_for("SnapshotRule CRD", lambda: any(c.type == "Established" and c.status == "True"
+                                             for c in extensions.read_custom_resource_definition(body["metadata"]["name"]).status.conditions or []))
+    return body

@@ -11,7 +11,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-import yaml
 from kubernetes import client
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import client_from_params, resource_path
@@ -29,21 +28,6 @@ MODULE_AGENT = "kubesnap.snapshots"  # the collection's client sends it on every
 DEFAULT_LEASE = (LEASE_SPEC["lease_namespace"]["default"], LEASE_SPEC["lease_name"]["default"])
 SHORT = "PT1H P1D"
 FAR = "2031-01-01T00:00:00Z"  # a `now` at which SHORT expires all but the newest of each volume's snapshots
-
-
-@pytest.fixture(scope="module")
-def rule_crd(kube):
-    """The SnapshotRule CustomResourceDefinition the collection ships, installed once."""
-    body = yaml.safe_load((ROOT / "crds" / "snapshotrules.yml").read_text(encoding="utf-8"))
-    extensions = client.ApiextensionsV1Api(kube.api)
-    try:
-        extensions.create_custom_resource_definition(body)
-    except client.ApiException as exc:
-        if exc.status != 409:
-            raise
-    wait_for("SnapshotRule CRD", lambda: any(c.type == "Established" and c.status == "True"
-                                             for c in extensions.read_custom_resource_definition(body["metadata"]["name"]).status.conditions or []))
-    return body
 
 
 @pytest.fixture

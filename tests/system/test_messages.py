@@ -12,7 +12,7 @@ import pytest
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention import DELTA_FORM
 
 from .modules import DELTAS, run_module
-from .test_cycle import annotate, rule_crd  # noqa: F401 - rule_crd is a fixture
+from .test_cycle import annotate
 
 HUGE = 15000
 INTERNALS = ("designator", "Unable to parse", "C int", "infinity", "Exceeds the limit")

@@ -257,13 +257,13 @@ class CsiBackend:
                             return
                 if heard:
                     continue
-                pause = next(pauses)  # a stream closed before its time with nothing in it is broken too
+                pause = next(pauses, WATCH_BACKOFF_CAP)  # a stream closed before its time with nothing in it is broken too
             except KubeError as exc:
                 if exc.status == 410:
                     version = None  # history compacted: list again
                 elif not (exc.method == 'GET' and exc.retryable):
                     raise
-                pause = exc.retry_after if exc.retry_after is not None else next(pauses)
+                pause = exc.retry_after if exc.retry_after is not None else next(pauses, WATCH_BACKOFF_CAP)
             sleep(max(0.0, min(pause, deadline - clock())))
 
     def delete(self, snapshot):

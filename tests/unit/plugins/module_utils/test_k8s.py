@@ -340,7 +340,7 @@ def test_an_expired_continue_token_lists_again_from_the_first_page(client, monke
                           {'items': [{'n': 1}], 'metadata': {'continue': 'new'}},
                           {'items': [{'n': 2}], 'metadata': {'resourceVersion': '9'}})
     served = iter([request, expired, request, request])
-    monkeypatch.setattr(client, 'request', lambda *args, **kwargs: next(served)(*args, **kwargs))
+    monkeypatch.setattr(client, 'request', lambda *args, **kwargs: next(served)(*args, **kwargs))  # pylint: disable=unnecessary-lambda
     assert client.list_with_version(PVS) == ([{'n': 1}, {'n': 2}], '9')  # nothing from the expired walk is kept twice
     assert [query.get('continue') for _method, _path, query in sent] == [None, None, 'new']
 
