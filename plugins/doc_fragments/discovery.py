@@ -67,7 +67,7 @@ options:
         so that one discovery serves several tasks.
       - When omitted, the module discovers the protected volumes itself.
       - Each target is checked against the live objects before anything is written (PVs, PVCs and VolumeSnapshotClasses
-        are listed again): its C(key) must be the UID of the live PV C(pv), and its claim (C(namespace)/C(pvc)) must be
+        are listed again). Its C(key) must be the UID of the live PV C(pv), and its claim (C(namespace)/C(pvc)) must be
         bound to that PV both ways, Bound, and not being deleted. A target that does not match (cached before its claim
         was recreated, or naming one claim under another volume's key) is a problem naming the target and field.
     type: list
