@@ -183,6 +183,7 @@ class _Claim:
     pvc: dict | None
     snapshot_class: str | None
     binding: tuple | None = None  # (field, reason) when the claim and the volume do not hold each other
+    invalid: tuple | None = None  # (field, reason) when the object asking is malformed (a rule field of the wrong type)
 
 
 def _meta(obj, name):
@@ -297,10 +298,10 @@ def _claims(inventory, options):
 
     if 'rule' in options.sources:
         for rule in inventory.rules or []:
-            spec = rule.get('spec') or {}
             namespace = rule['metadata']['namespace']
             if options.namespace and namespace != options.namespace:
                 continue
+            spec, invalid = _rule_spec(rule)
             claim_name = spec.get('persistentVolumeClaim')
             pvc = pvcs.get((namespace, claim_name)) if claim_name else None
             field = 'spec.persistentVolumeClaim'
@@ -309,7 +310,7 @@ def _claims(inventory, options):
             pv, binding = bound_pv(pvc) if pvc else (None, None)
             yield _Claim(SOURCE_RULE, _ref('snapshotrule', rule), field, spec.get('deltas'), pv,
                          pvc if pvc is not None else ({'missing': claim_name} if claim_name else None),
-                         spec.get('snapshotClassName'), binding)
+                         spec.get('snapshotClassName'), binding, invalid)
 
     if 'label' in options.sources:
         for pvc in inventory.pvcs:
@@ -321,8 +322,31 @@ def _claims(inventory, options):
                              pv, pvc, _meta(pvc, 'annotations').get(CLASS_ANNOTATION), binding)
 
 
+# The SnapshotRule fields read, all strings: a CRD installed with a loose schema lets any JSON value through.
+RULE_STRING_FIELDS = ('persistentVolumeClaim', 'deltas', 'snapshotClassName')
+
+
+def _rule_spec(rule):
+    """(spec, invalid): a rule's spec with only the string fields kept, and (field, reason) for the first one that is not."""
+    spec = rule.get('spec')
+    if spec is None:
+        return {}, None
+    if not isinstance(spec, dict):
+        return {}, ('spec', 'must be a mapping, not %s' % quoted(spec))
+    invalid = None
+    kept = dict(spec)
+    for name in RULE_STRING_FIELDS:
+        value = spec.get(name)
+        if value is not None and not isinstance(value, str):
+            invalid = invalid or ('spec.%s' % name, 'must be a string, not %s' % quoted(value))
+            kept[name] = None
+    return kept, invalid
+
+
 def _target(claim, options, registry):
     """Turn one claim into a Target; raises TargetError naming the field at fault."""
+    if claim.invalid is not None:
+        raise TargetError(*claim.invalid)
     if claim.source == SOURCE_RULE and claim.field == 'spec.disk':
         raise TargetError(claim.field, 'SnapshotRules for cloud disks need the gce or aws backend, not available in this version')
     if claim.pvc is not None and 'missing' in claim.pvc:

@@ -31,13 +31,6 @@ def option_spec():
     return {name: dict(option) for backend in BACKENDS for name, option in backend.option_spec.items()}
 
 
-class _Listed:
-    """What `for_cluster`'s callers listed of the inventory: the VolumeSnapshotClasses."""
-
-    def __init__(self, snapshot_classes):
-        self.snapshot_classes = list(snapshot_classes)
-
-
 class Registry:
     """The backends of one run, asked in order; the first that claims a volume serves it."""
 
@@ -49,11 +42,6 @@ class Registry:
         """Every backend the run's `params` set up, built with the Kubernetes client and what the run listed."""
         built = (backend.from_params(params, client, inventory) for backend in BACKENDS)
         return cls([backend for backend in built if backend is not None])
-
-    @classmethod
-    def for_cluster(cls, client, snapshot_classes=(), params=None):
-        """`for_run` for callers that listed only the VolumeSnapshotClasses of the inventory (or nothing)."""
-        return cls.for_run(params or {}, client, _Listed(snapshot_classes))
 
     def get(self, name):
         if name in self._backends:

@@ -143,6 +143,8 @@ class CsiBackend:
                 'snapshot_class': self._snapshot_class(driver, hints.get('snapshot_class'))}
 
     def _snapshot_class(self, driver, wanted):
+        if wanted is not None and not isinstance(wanted, str):
+            raise base.TargetError('snapshot_class', 'must be a string, not %s' % quoted(wanted))
         if wanted:
             chosen = self._classes.get(wanted)
             if chosen is None:

@@ -24,6 +24,11 @@ DELTAS = 'backup.kubernetes.io/deltas'
 CLASSES = [snapshot_class('fast', default=True)]
 
 
+def registry_of(classes=()):
+    """The registry of a run that listed `classes` and nothing else."""
+    return Registry.for_run({}, None, Inventory(pvs=[], pvcs=[], snapshot_classes=list(classes)))
+
+
 class CloudBackend:
     """A backend as the cloud ones will be: its own options, a volume type of its own, built only when set up."""
 
@@ -59,14 +64,14 @@ def with_cloud(monkeypatch):
 
 def csi_target(**change):
     claim, volume = bound('db/data-0', 'pv-a', pvc_annotations={DELTAS: 'PT1H P1D'})
-    registry = Registry.for_cluster(None, CLASSES)
-    [target] = discover(Inventory(pvs=[volume], pvcs=[claim], snapshot_classes=CLASSES), Options(), registry).targets
+    inventory = Inventory(pvs=[volume], pvcs=[claim], snapshot_classes=CLASSES)
+    [target] = discover(inventory, Options(), Registry.for_run({}, None, inventory)).targets
     return {key: value for key, value in dict(target.as_dict(), **change).items() if value is not None}
 
 
 def test_names_and_registry_come_from_the_list_of_backends():
     assert BACKEND_NAMES == tuple(backend.name for backend in BACKENDS) == ('csi',)
-    assert [type(backend) for backend in Registry.for_cluster(None, CLASSES)] == list(BACKENDS)
+    assert [type(backend) for backend in registry_of(CLASSES)] == list(BACKENDS)
     for backend in BACKENDS:
         assert backend_class(backend.name) is backend
         assert isinstance(backend.option_spec, dict) and isinstance(backend.volume_fields, tuple) and backend.volume_fields
@@ -74,20 +79,19 @@ def test_names_and_registry_come_from_the_list_of_backends():
         assert missing == [], '%s lacks %s of the protocol' % (backend.__name__, missing)
 
 
-def test_for_cluster_and_for_run_build_csi_with_the_listed_classes():
+def test_for_run_builds_csi_with_the_listed_classes():
     claim, volume = bound('db/data-0', 'pv-a')
     inventory = Inventory(pvs=[volume], pvcs=[claim], snapshot_classes=CLASSES)
-    for registry in (Registry.for_cluster(None, CLASSES), Registry.for_run({}, None, inventory)):
-        assert registry.get('csi').identify(volume, claim, {})['snapshot_class'] == 'fast'
+    assert Registry.for_run({}, None, inventory).get('csi').identify(volume, claim, {})['snapshot_class'] == 'fast'
     with pytest.raises(TargetError, match='no snapshot_class given and none marked default'):
-        Registry.for_cluster(None).get('csi').identify(volume, claim, {})
+        registry_of().get('csi').identify(volume, claim, {})
 
 
 def test_unknown_backend_names_the_known_ones_and_cuts_the_name():
     with pytest.raises(TargetError, match=r"unknown backend 'gce' \(known: csi\)"):
         backend_class('gce')
     with pytest.raises(TargetError) as info:
-        Registry.for_cluster(None).get('g' * 15000)
+        registry_of().get('g' * 15000)
     assert info.value.field == 'backend' and len(info.value.reason) < 200 and '(15000 characters)' in info.value.reason
 
 

@@ -72,6 +72,8 @@ def test_the_class_is_the_one_given_or_the_only_default_of_the_driver():
         CsiBackend(None, [snapshot_class('a', default=True), snapshot_class('b', default=True)])._snapshot_class(DRIVER, None)
     with pytest.raises(base.TargetError, match='none marked default'):
         CsiBackend(None, [snapshot_class('slow')])._snapshot_class(DRIVER, None)
+    with pytest.raises(base.TargetError, match=r"must be a string, not \['fast'\]"):
+        backend._snapshot_class(DRIVER, ['fast'])
 
 
 class CreatingClient:

@@ -14,7 +14,7 @@ CLASSES = (snapshot_class('fast', default=True), snapshot_class('other', driver=
 
 def run(pvs=(), pvcs=(), rules=(), classes=CLASSES, **options):
     inventory = Inventory(pvs=list(pvs), pvcs=list(pvcs), rules=None if rules is None else list(rules), snapshot_classes=classes)
-    return discover(inventory, Options(**options), Registry.for_cluster(None, classes))
+    return discover(inventory, Options(**options), Registry.for_run({}, None, inventory))
 
 
 def test_annotated_pvc_is_followed_to_its_volume():
@@ -123,6 +123,14 @@ BAD_RULES = [
     ({'deltas': 'P1D P7D'}, 'spec.persistentVolumeClaim', 'volume not found'),
     ({'deltas': 'P1D P7D', 'backend': 'aws', 'disk': {'region': 'eu-west-1', 'volumeId': 'vol-1'}}, 'spec.disk', 'gce or aws backend'),
     ({'deltas': 'P1D P7D', 'persistentVolumeClaim': 'data-0', 'snapshotClassName': 'nope'}, 'snapshot_class', 'does not exist'),
+    # A CRD installed with a loose schema lets any JSON value through: wrong types are the rule's problem, not a crash.
+    ({'deltas': 'P1D P7D', 'persistentVolumeClaim': ['data-0']}, 'spec.persistentVolumeClaim', "must be a string, not ['data-0']"),
+    ({'deltas': 'P1D P7D', 'persistentVolumeClaim': {'name': 'data-0'}}, 'spec.persistentVolumeClaim', 'must be a string'),
+    ({'deltas': ['P1D', 'P7D'], 'persistentVolumeClaim': 'data-0'}, 'spec.deltas', 'must be a string'),
+    ({'deltas': 7, 'persistentVolumeClaim': 'data-0'}, 'spec.deltas', 'must be a string, not 7'),
+    ({'deltas': 'P1D P7D', 'persistentVolumeClaim': 'data-0', 'snapshotClassName': ['fast']}, 'spec.snapshotClassName', 'must be a string'),
+    (['data-0'], 'spec', 'must be a mapping'),
+    ('P1D P7D', 'spec', 'must be a mapping'),
 ]
 
 
@@ -131,6 +139,15 @@ def test_bad_rules_are_problems_naming_the_rule_and_field(spec, field, message):
     claim, volume = bound('db/data-0', 'pv-a')
     [problem] = run([volume], [claim], [rule('db/r1', spec)]).problems
     assert (problem.object, problem.field) == ('snapshotrule/db/r1', field) and message in problem.reason, problem
+
+
+def test_a_malformed_rule_does_not_stop_the_others():
+    claim, volume = bound('db/data-0', 'pv-a')
+    other, volume_b = bound('db/data-1', 'pv-b')
+    result = run([volume, volume_b], [claim, other], [rule('db/bad', {'deltas': 'P1D P7D', 'persistentVolumeClaim': ['data-0']}),
+                                                      rule('db/good', {'deltas': 'P1D P7D', 'persistentVolumeClaim': 'data-1'})])
+    assert [t.origin for t in result.targets] == ['snapshotrule/db/good']
+    assert [(p.object, p.field) for p in result.problems] == [('snapshotrule/db/bad', 'spec.persistentVolumeClaim')]
 
 
 def test_unbound_claim_unsupported_volume_and_no_default_class_are_problems():
