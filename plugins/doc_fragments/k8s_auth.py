@@ -57,6 +57,8 @@ options:
   proxy:
     description:
       - URL of an HTTP or SOCKS (C(socks5://)) proxy for API requests.
+      - A SOCKS proxy needs kubernetes 37.0.0 or later (earlier releases cannot connect through one) and the
+        PySocks library; with an older kubernetes the task fails naming the proxy.
       - Overrides the kubeconfig's C(proxy-url) and the C(HTTPS_PROXY) and C(HTTP_PROXY) environment variables,
         which are used otherwise.
       - Hidden from output like O(api_key), as it can carry a user and password.
@@ -85,7 +87,7 @@ options:
           - The C(User-Agent) header sent to the proxy.
         type: str
 requirements:
-  - kubernetes >= 28.1.0 (Python library; its configuration and HTTP layer carry the connection)
+  - kubernetes >= 28.1.0 (Python library; its configuration and HTTP layer carry the connection); >= 37.0.0 for a SOCKS proxy
 notes:
   - Options fall back to the C(K8S_AUTH_*) environment variables that kubernetes.core reads; a token from the environment
     is hidden from output like O(api_key).

@@ -4,7 +4,7 @@
 
 Credentials and the connection come from the kubernetes package: its Configuration (kubeconfig,
 exec plugins, in-cluster service account, proxies) and its REST layer, which applies all of it
-(CA and client certificates, `tls-server-name`, HTTP and SOCKS proxies, NO_PROXY, proxy headers).
+(CA and client certificates, `tls-server-name`, HTTP proxies (SOCKS from 37.0.0), NO_PROXY, proxy headers).
 Responses are decoded here into plain dicts: the generated model classes cost more than the
 request itself when a cycle lists thousands of objects, and the modules only need a few fields.
 """
@@ -40,11 +40,12 @@ except ImportError as exc:  # reported by the module through missing_required_li
 else:
     KUBERNETES_IMPORT_ERROR = None
     KUBERNETES_VERSION = kubernetes.__version__
-    # Before 35 the REST layer reads the body unless told not to, and raises for an error status itself.
-    _PRELOAD_ARGUMENT = '_preload_content' in inspect.signature(k8s_rest.RESTClientObject.request).parameters
 
 # The first release whose Configuration and REST layer carry everything above (tls-server-name came last).
 MINIMUM_KUBERNETES = '28.1.0'
+# The first release whose REST layer builds a SOCKS proxy manager (before it, urllib3 rejects the scheme).
+MINIMUM_KUBERNETES_SOCKS = '37.0.0'
+SOCKS_SCHEMES = ('socks4', 'socks4a', 'socks5', 'socks5h')
 USER_AGENT = 'kubesnap.snapshots'
 
 # Large enough that a full cycle on a big cluster takes few round trips, small enough for the
@@ -53,7 +54,8 @@ PAGE_SIZE = 500
 # Times a list starts again from its first page when its `continue` token expired (410) midway.
 LIST_RESTARTS = 3
 
-_USERINFO = re.compile(r'(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]*@')
+# Up to the last '@' of the authority: a password may hold an unencoded '@' itself.
+_USERINFO = re.compile(r'(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/\s]*@')
 
 
 def redact(text):
@@ -114,9 +116,13 @@ class KubeClient:
         if not configuration.verify_ssl:
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         self._configuration = configuration
-        self._rest = k8s_rest.RESTClientObject(configuration)
+        self._rest = _rest_client(configuration)
+        # Before 37 the REST layer reads the body unless told not to (_preload_content); from 37 it never does.
+        self._preload_argument = '_preload_content' in inspect.signature(self._rest.request).parameters
         self.host = configuration.host.rstrip('/')
         self._lock = threading.Lock()
+        # The package's refresh hook (exec and OIDC tokens) writes configuration.api_key: one request thread at a time.
+        self._auth_lock = threading.Lock()
         self.requests = Counter()
 
     def _headers(self, content_type):
@@ -124,7 +130,9 @@ class KubeClient:
         if content_type:
             headers['Content-Type'] = content_type
         # The package's own view of the credentials: it refreshes expiring exec and OIDC tokens.
-        for setting in self._configuration.auth_settings().values():
+        with self._auth_lock:
+            settings = self._configuration.auth_settings()
+        for setting in settings.values():
             if setting.get('in') == 'header' and setting.get('value'):
                 headers[setting['key']] = setting['value']
         return headers
@@ -150,11 +158,11 @@ class KubeClient:
             self.requests[method] += 1
         headers = self._headers(content_type)
         try:
-            if _PRELOAD_ARGUMENT:
+            if self._preload_argument:
                 response = self._rest.request(method, url, headers=headers, body=body, _preload_content=False, _request_timeout=timeout)
             else:
                 response = self._rest.request(method, url, headers=headers, body=body, _request_timeout=timeout).response
-        except ApiException as exc:  # TLS failures; error statuses too where the REST layer preloads (the older one)
+        except ApiException as exc:  # failures before any response (TLS, connection); error statuses come back as responses
             raise error_from_response(method, path, exc.status, exc.body, exc.headers or {}, exc.reason) from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise KubeError(method, path, 0, str(exc)) from exc
@@ -202,7 +210,12 @@ class KubeClient:
                     items, query = [], {'limit': page_size, 'labelSelector': label_selector}
                     continue
                 raise
-            items.extend(_slim(item) for item in page.get('items') or [])
+            listed = page.get('items', ())
+            if listed is not None and not isinstance(listed, list):
+                # Never read as "nothing there": an empty list would make every owned snapshot look orphaned.
+                raise KubeError('GET', path, 200, 'invalid response: a list reply without an items list: %r'
+                                % json.dumps(page)[:100], 'InvalidResponse')
+            items.extend(_slim(item) for item in listed or [])
             metadata = page.get('metadata') or {}
             if not metadata.get('continue'):
                 return items, metadata.get('resourceVersion')
@@ -226,10 +239,13 @@ class KubeClient:
                     if not line.strip():
                         continue
                     event = decode_object(line, 'GET', path, response.status)
+                    if event.get('type') not in WATCH_EVENT_TYPES or not isinstance(event.get('object'), dict):
+                        raise KubeError('GET', path, response.status, 'invalid response: not a watch event: %r'
+                                        % line[:100].decode(errors='replace'), 'InvalidResponse')
                     if event.get('type') == 'ERROR':
                         status = event.get('object') or {}
                         raise KubeError('GET', path, status.get('code', 0), status.get('message', ''), status.get('reason', ''))
-                    yield event.get('type'), event.get('object') or {}
+                    yield event['type'], event['object']
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise KubeError('GET', path, 0, str(exc)) from exc
         finally:
@@ -244,6 +260,23 @@ class KubeClient:
             if exc.status == 404:
                 return None
             raise
+
+
+WATCH_EVENT_TYPES = ('ADDED', 'MODIFIED', 'DELETED', 'BOOKMARK', 'ERROR')
+
+
+def _rest_client(configuration):
+    """The package's REST layer for `configuration`; ConfigError naming the proxy (redacted) it cannot use."""
+    proxy = configuration.proxy
+    scheme = proxy.split('://', 1)[0].lower() if proxy and '://' in proxy else ''
+    where = 'proxy %s' % redact(proxy)
+    if scheme in SOCKS_SCHEMES and version_tuple(KUBERNETES_VERSION) < version_tuple(MINIMUM_KUBERNETES_SOCKS):
+        raise ConfigError(where, 'a SOCKS proxy needs the kubernetes Python library %s or later; %s is installed'
+                          % (MINIMUM_KUBERNETES_SOCKS, KUBERNETES_VERSION))
+    try:
+        return k8s_rest.RESTClientObject(configuration)
+    except (urllib3.exceptions.HTTPError, ValueError) as exc:  # LocationParseError, ProxySchemeUnknown
+        raise ConfigError(where, 'cannot be used: %s' % exc) from exc
 
 
 def _seconds(value):

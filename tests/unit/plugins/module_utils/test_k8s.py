@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import ssl
+import threading
+import time
 
 import pytest
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
@@ -432,3 +434,85 @@ def test_the_environments_proxy_and_no_proxy_apply(proxy_pool, pool, monkeypatch
     monkeypatch.setenv('NO_PROXY', '10.0.0.0/8,api.example')
     client_from_params({'host': HOST})
     assert proxy_pool.options is None and pool.options is not None
+
+
+# --------------------------------------------------------------------------------------------
+# Replies that are JSON objects but not what was asked for; connection options that cannot be used
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('page', [{}, {'metadata': {}}, {'items': {'a': 1}}, {'items': 'none'}, {'kind': 'Status', 'status': 'Success'}])
+def test_a_list_reply_without_an_items_list_is_an_invalid_response_not_an_empty_list(client, pool, page):
+    pool.responses = [FakeResponse(200, page)]
+    with pytest.raises(KubeError, match='invalid response') as raised:
+        client.list_with_version(PVS)
+    assert PVS in str(raised.value) and not raised.value.retryable
+
+
+@pytest.mark.parametrize('event', [{}, {'object': {'metadata': {}}}, {'type': 'ADDED'}, {'type': 'ADDED', 'object': []}, {'type': 'RENAMED', 'object': {}}])
+def test_a_watch_line_that_is_not_an_event_is_an_invalid_response(client, pool, event):
+    pool.responses.append(StreamingResponse(200, [event_lines(event)]))
+    with pytest.raises(KubeError, match='invalid response: not a watch event'):
+        list(client.watch('/apis/x/v1/things', None, '1', 10))
+
+
+def test_a_password_holding_an_at_sign_is_redacted_to_the_last_at_of_the_authority():
+    assert k8s.redact('proxy http://user:p@ss@w0rd@proxy.example:3128/x?q=a@b') == 'proxy http://***@proxy.example:3128/x?q=a@b'
+    assert 'w0rd' not in str(KubeError('GET', PVS, 0, 'Cannot connect to socks5://u:se@cr@et@p:1080'))
+
+
+@pytest.mark.parametrize('proxy, message', [
+    ('http://user:hunter@2@proxy:notaport', 'cannot be used'),
+    ('ftp://user:hunter@2@proxy:21', 'cannot be used'),
+])
+def test_an_unusable_proxy_is_a_config_error_naming_it_without_its_password(pool, proxy, message):
+    with pytest.raises(k8s.ConfigError, match=message) as raised:
+        client_from_params({'host': HOST, 'proxy': proxy})
+    assert str(raised.value).startswith('proxy ') and 'hunter' not in str(raised.value) and '2@proxy' not in str(raised.value)
+
+
+def test_a_socks_proxy_with_a_kubernetes_release_before_37_is_refused_by_name(pool, monkeypatch):
+    monkeypatch.setattr(k8s, 'KUBERNETES_VERSION', '35.0.0')
+    with pytest.raises(k8s.ConfigError, match=r'SOCKS proxy needs the kubernetes Python library 37\.0\.0 or later; 35\.0\.0 is installed'):
+        client_from_params({'host': HOST, 'proxy': 'socks5h://u:secret@proxy:1080'})
+
+
+class OldRestClient:
+    """The REST layer of kubernetes 28.1.0 to 36: `_preload_content` in its signature, an error status returned unread."""
+
+    def __init__(self, configuration):
+        self.configuration = configuration
+        self.calls = []
+        self.responses = []
+
+    def request(self, method, url, query_params=None, headers=None, body=None, post_params=None, _preload_content=True, _request_timeout=None):
+        self.calls.append((method, url, _preload_content))
+        return self.responses.pop(0)
+
+
+def test_the_old_rest_signature_is_asked_not_to_preload_and_error_responses_release_their_connection(monkeypatch):
+    monkeypatch.setattr(k8s.k8s_rest, 'RESTClientObject', OldRestClient)
+    client = client_from_params({'host': HOST, 'api_key': 'token'})
+    failed, served = FakeResponse(403, {'kind': 'Status', 'message': 'forbidden', 'reason': 'Forbidden'}), FakeResponse(200, {'items': []})
+    client._rest.responses = [failed, served]
+    with pytest.raises(KubeError, match='403 forbidden'):
+        client.get(PVS)
+    assert client.list_all(PVS) == []
+    assert [preload for _method, _url, preload in client._rest.calls] == [False, False]
+    assert failed.released and served.released
+
+
+def test_the_credentials_refresh_hook_runs_one_thread_at_a_time(client):
+    running, overlaps = [], []
+
+    def refresh(configuration):
+        running.append(1)
+        overlaps.append(len(running))
+        time.sleep(0.01)
+        running.pop()
+    client._configuration.refresh_api_key_hook = refresh
+    threads = [threading.Thread(target=client._headers, args=(None,)) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(overlaps) == 6 and max(overlaps) == 1
