@@ -46,6 +46,12 @@ def snapshot_source(obj, content_handles=None):
     return 'volume/%s' % handle if handle else 'content/%s' % content
 
 
+def _same_source(current, planned):
+    """Whether a snapshot read again still has the source planned on; a content's volume handle is not read again
+    (`content/<name>` for `volume/<handle>`): the content a snapshot names cannot change (spec.source is immutable)."""
+    return current == planned or (current or '').startswith('content/') and (planned or '').startswith('volume/')
+
+
 def content_handles(contents, snapshots):
     """{content name: the volume handle it was taken of}, for contents bound back to one of `snapshots` (name, namespace, uid)."""
     wanted = {}
@@ -291,6 +297,7 @@ class CsiBackend:
                 if exc.status == 404:
                     return
                 raise
-            if current.uid != snapshot.uid or current.held or current.labels.get(base.MANAGED_BY_KEY) != base.MANAGED_BY_VALUE:
-                raise base.TargetError('metadata', 'changed since expiry planned it (held, disowned or replaced); kept')
+            if current.uid != snapshot.uid or current.held or current.labels.get(base.MANAGED_BY_KEY) != base.MANAGED_BY_VALUE \
+                    or current.volume_key != snapshot.volume_key or not _same_source(current.source, snapshot.source):
+                raise base.TargetError('metadata', 'changed since expiry planned it (held, disowned, moved to another volume or replaced); kept')
             snapshot = current

@@ -294,3 +294,43 @@ def test_contents_are_listed_once_and_only_when_an_owned_snapshot_was_made_from_
     client = ListingClient({path: [of_claim] + made, contents: [content('c-b', 'h-b', 'b'), content('c-c', 'h-c', 'other')]})
     assert [s.source for s in CsiBackend(client).list_owned(['db'])] == ['pvc/db/data-0', 'volume/h-b', 'content/c-c', 'content/c-d']
     assert [p for p, _selector in client.calls] == [path, contents]
+
+
+class ConflictingClient:
+    """Refuses the first delete with 409 (the object changed since the plan) and serves the object as it is now."""
+
+    def __init__(self, current):
+        self.current = current
+        self.deletes = []
+
+    def delete(self, path, preconditions=None):
+        self.deletes.append(preconditions)
+        if len(self.deletes) == 1:
+            raise KubeError('DELETE', path, 409, 'the object has been modified', 'Conflict')
+
+    def get(self, path):
+        return self.current
+
+
+def owned(name='a', volume='uid-1', claim='data-0', version='2'):
+    obj = volume_snapshot(name, ready=True, version=version)
+    obj['metadata'].update(uid='snap-uid', labels={base.VOLUME_KEY: volume, base.MANAGED_BY_KEY: base.MANAGED_BY_VALUE})
+    obj['spec'] = {'source': {'persistentVolumeClaimName': claim}}
+    return obj
+
+
+@pytest.mark.parametrize('now, deleted', [
+    (owned(), True),  # only its version moved (the snapshot controller's status update): deleted at the new one
+    (owned(volume='uid-other'), False),  # relabelled to another volume since the plan
+    (owned(claim='data-other'), False),  # another source (a replaced object under the same uid cannot be, but never trusted)
+])
+def test_after_a_conflict_the_snapshot_is_deleted_only_if_still_the_planned_volumes(now, deleted):
+    planned = snapshot_from_object(owned(version='1'))
+    client = ConflictingClient(now)
+    if deleted:
+        CsiBackend(client).delete(planned)
+        assert client.deletes == [{'uid': 'snap-uid', 'resourceVersion': '1'}, {'uid': 'snap-uid', 'resourceVersion': '2'}]
+    else:
+        with pytest.raises(base.TargetError, match='moved to another volume'):
+            CsiBackend(client).delete(planned)
+        assert client.deletes == [{'uid': 'snap-uid', 'resourceVersion': '1'}]
