@@ -16,7 +16,7 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.lease import Lease, LeaseHeld, LeaseInvalid
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.messages import cut
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.targets import (
-    BACKUP_LABEL, DELTAS_ANNOTATION, Options, Problem, Target, binding_problem, deletion_problem,
+    BACKUP_LABEL, DELTAS_ANNOTATION, Options, Problem, Target, binding_problem, deletion_problem, volume_mismatch,
 )
 
 # kubernetes.core's names and K8S_AUTH_* variables, so module_defaults, inventories and environments carry over.
@@ -181,20 +181,22 @@ class KubesnapModule(AnsibleModule):
             targets.append(target)
         return targets
 
-    def _screened(self, given, inventory):
+    def _screened(self, given, inventory, registry):
         """(targets, problems): the given targets in the run's namespace and matching the live objects; the others as
         problems, so that nothing acts on a stale or forged target or outside the run's scope.
 
         Matching: the key is the UID of the live PersistentVolume the target names, and its claim (namespace/pvc) holds that
         volume both ways (targets.binding_problem), is Bound and is not being deleted. A target cached before its claim was
         recreated, or whose key is another claim's volume, would otherwise snapshot one volume under another's key.
+        Its `volume` fields are the backend's reading of the live volume (`identify`): they choose which snapshots count as
+        its backups (Target.snapshot_sources), so input must not pick them.
         """
         live = {pv['metadata']['uid']: pv for pv in inventory.pvs}
         claims = {(c['metadata']['namespace'], c['metadata']['name']): c for c in inventory.pvcs}
         scope = self.params.get('namespace')
         kept, problems = [], []
         for index, target in enumerate(given):
-            problem = self._mismatch(target, live, claims)
+            problem = self._mismatch(target, live, claims, registry)
             if problem is None and scope and target.namespace != scope:
                 problem = ('namespace', '%s is outside namespace %s, which this run is limited to' % (cut(target.display), scope))
             if problem is not None:
@@ -204,18 +206,20 @@ class KubesnapModule(AnsibleModule):
         return kept, problems
 
     @staticmethod
-    def _mismatch(target, live, claims):
+    def _mismatch(target, live, claims, registry):
         """(field, reason) when a given target does not match the live volume and claim, else None."""
         pv = live.get(target.key)
         if pv is None or pv['metadata']['name'] != target.pv:
             return 'key', 'no live PersistentVolume %s with UID %s' % (cut(target.pv), target.key)
-        if not target.pvc:
-            return None
-        pvc = claims.get((target.namespace, target.pvc))
-        if pvc is None:
-            return 'pvc', 'no live PersistentVolumeClaim %s/%s' % (target.namespace, target.pvc)
-        reason = binding_problem(pvc, pv) or deletion_problem(pvc)
-        return ('pvc', 'does not match the live objects: %s' % reason) if reason else None
+        pvc = None
+        if target.pvc:
+            pvc = claims.get((target.namespace, target.pvc))
+            if pvc is None:
+                return 'pvc', 'no live PersistentVolumeClaim %s/%s' % (target.namespace, target.pvc)
+            reason = binding_problem(pvc, pv) or deletion_problem(pvc)
+            if reason:
+                return 'pvc', 'does not match the live objects: %s' % reason
+        return volume_mismatch(target, pv, pvc, registry)
 
     def lease(self):
         p = self.params
@@ -258,7 +262,8 @@ class KubesnapModule(AnsibleModule):
         given = self.given_targets()
         if given is not None:
             inventory = cycle.list_inventory(self.client, self.params.get('namespace'), rules=False)
-            return (inventory, Registry.for_run(self.params, self.client, inventory)) + self._screened(given, inventory)
+            registry = Registry.for_run(self.params, self.client, inventory)
+            return (inventory, registry) + self._screened(given, inventory, registry)
         options = self.discovery_options()
         inventory, registry, discovery = cycle.discover_targets(self.client, options, self.params)
         self._check_namespace(options, inventory)

@@ -381,6 +381,27 @@ def _target(claim, options, registry):
                   volume=volume)
 
 
+def volume_mismatch(target, pv, pvc, registry):
+    """(field, reason) when a given target's backend or `volume` fields are not what its backend reads from the live
+    volume and claim, else None. The fields choose which snapshots count as its backups (Target.snapshot_sources):
+    a target given as input must not pick another volume's. Only the snapshot class is the target's own choice."""
+    try:
+        backend, serving = registry.get(target.backend), registry.backend_for(pv)
+    except TargetError as exc:
+        return 'backend', exc.reason
+    if serving is not backend:
+        return 'backend', 'is %s; the live PersistentVolume %s is served by %s' % (quoted(target.backend), pv['metadata']['name'], serving.name)
+    try:
+        volume = backend.identify(pv, pvc, {'snapshot_class': target.volume.get('snapshot_class')})
+    except TargetError as exc:
+        return 'volume.%s' % exc.field if exc.field in backend.volume_fields else 'pv', exc.reason
+    for field in sorted(set(volume) | set(target.volume)):
+        if target.volume.get(field) is not None and target.volume.get(field) != volume.get(field):
+            return 'volume.%s' % field, 'is %s; the live PersistentVolume %s has %s' % (
+                quoted(target.volume[field]), pv['metadata']['name'], quoted(volume.get(field)))
+    return None
+
+
 def _policy_text(target):
     return target.policy.text if target.policy is not None else None
 

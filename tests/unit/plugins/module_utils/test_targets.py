@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import Registry
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import KubesnapModule
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.targets import Inventory, Options, Target, discover
 
 from .factories import DRIVER, bound, pv, pvc, rule, snapshot_class
@@ -253,3 +254,37 @@ def test_a_target_names_what_its_backups_are_taken_of():
     claim, volume = bound('db/data-0', 'pv-a', pvc_annotations={DELTAS: 'PT1H P1D'})
     [target] = run([volume], [claim]).targets
     assert target.snapshot_sources == {'pvc/db/data-0', 'volume/handle-pv-a'}
+
+
+# --------------------------------------------------------------------------------------------
+# Given targets against the live objects: the volume fields are the backend's reading, never the input's
+# --------------------------------------------------------------------------------------------
+
+def given(**volume):
+    """A target as k8s_pv_info returns it for db/data-0, its `volume` fields changed by `volume`; the live objects and the registry."""
+    claim, live_pv = bound('db/data-0', 'pv-a', pvc_annotations={DELTAS: 'PT1H P1D'})
+    inventory = Inventory(pvs=[live_pv], pvcs=[claim], snapshot_classes=CLASSES + (snapshot_class('slow'),))
+    registry = Registry.for_run({}, None, inventory)
+    [target] = discover(inventory, Options(), registry).targets
+    data = target.as_dict()
+    data['volume'] = {key: value for key, value in dict(data['volume'], **volume).items() if value is not None}
+    mismatch = KubesnapModule._mismatch(Target.from_dict(data), {live_pv['metadata']['uid']: live_pv},
+                                        {('db', 'data-0'): claim}, registry)
+    return mismatch
+
+
+def test_a_given_target_matching_the_live_volume_passes_with_the_class_it_chose():
+    assert given() is None
+    assert given(snapshot_class='slow') is None  # the class is the target's own choice, among those of the driver
+    assert given(volume_handle=None, driver=None) is None  # fields not given choose nothing
+
+
+@pytest.mark.parametrize('volume, field, message', [
+    ({'volume_handle': 'handle-of-another-volume'}, 'volume.volume_handle', "is 'handle-of-another-volume'; the live PersistentVolume pv-a has 'handle-pv-a'"),
+    ({'driver': 'other.csi'}, 'volume.driver', "is 'other.csi'"),
+    ({'snapshot_class': 'other'}, 'volume.snapshot_class', "'other' is for driver 'other.csi'"),
+    ({'snapshot_class': 'gone'}, 'volume.snapshot_class', "'gone' does not exist"),
+])
+def test_a_given_target_whose_volume_fields_differ_from_the_live_volume_is_refused_naming_the_field(volume, field, message):
+    mismatch = given(**volume)
+    assert mismatch is not None and mismatch[0] == field and message in mismatch[1], mismatch
