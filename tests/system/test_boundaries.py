@@ -213,6 +213,13 @@ def test_given_targets_must_match_the_live_volume_and_claim(kube, namespace, run
     assert (problem["object"], problem["field"]) == ("targets[0]", "pvc")
     assert f"pvc/{namespace}/a" in problem["reason"] and f"pv/{targets['b']['pv']}" in problem["reason"], problem
 
+    # Claim a's target naming b's volume handle: b's content-made snapshots would count as a's backups.
+    forged = dict(targets["a"], volume=dict(targets["a"]["volume"], volume_handle=targets["b"]["volume"]["volume_handle"]))
+    result = run("k8s_pv_snapshot", targets=[forged], force=True)
+    assert result.get("failed") is True and result["volumes"] == []
+    assert [(p["object"], p["field"]) for p in result["problems"]] == [("targets[0]", "volume.volume_handle")], result["problems"]
+    assert owned_snapshots(kube, namespace) == []
+
     # A target cached before its claim was recreated: same name, new volume.
     cached = targets["c"]
     kube.core.delete_namespaced_persistent_volume_claim("c", namespace)

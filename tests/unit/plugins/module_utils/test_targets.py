@@ -268,9 +268,7 @@ def given(**volume):
     [target] = discover(inventory, Options(), registry).targets
     data = target.as_dict()
     data['volume'] = {key: value for key, value in dict(data['volume'], **volume).items() if value is not None}
-    mismatch = KubesnapModule._mismatch(Target.from_dict(data), {live_pv['metadata']['uid']: live_pv},
-                                        {('db', 'data-0'): claim}, registry)
-    return mismatch
+    return KubesnapModule._mismatch(Target.from_dict(data), {live_pv['metadata']['uid']: live_pv}, {('db', 'data-0'): claim}, registry)
 
 
 def test_a_given_target_matching_the_live_volume_passes_with_the_class_it_chose():
