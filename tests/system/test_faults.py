@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from kubernetes import client
+from kubernetes.client import ApiException
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention import expire
 
@@ -30,7 +31,8 @@ POLICY = "PT1H P1D"
 # Each volume's owned snapshots before the cycle, by age. With the new snapshot or without it (the anchor
 # is the newest ready one), PT1H P1D keeps the 3-hour-old one and expires the other two: see `old_snapshots`.
 OLD_AGES = (datetime.timedelta(hours=3), datetime.timedelta(hours=49), datetime.timedelta(hours=60))
-CONTENT_DRIVER = "faults.kubesnap.io"  # no sidecar serves it: the pre-made contents never reach a driver
+CONTENT_DRIVER = "faults.kubesnap.io"  # no sidecar serves it: the old snapshots' contents never reach a driver
+CONTENT_CLASS = "faults-unserved"
 OWNED_LABELS = ("app.kubernetes.io/managed-by", "kubesnap.io/volume")
 OWNED_ANNOTATIONS = ("kubesnap.io/policy", "kubesnap.io/origin")
 LEASE_DURATION = 15  # seconds: a crashed run's lease expires quickly
@@ -44,31 +46,47 @@ def snapshots(kube, namespace) -> list:
     return kube.custom.list_namespaced_custom_object(SNAPSHOT_GROUP, SNAPSHOT_VERSION, namespace, "volumesnapshots")["items"]
 
 
-def old_snapshot(kube, namespace, pvc, pv, index, created):
-    """An owned, ready VolumeSnapshot made `created`: a pre-made content (Retain) with that time, and the snapshot bound to it.
+def unserved_class(kube):
+    """A VolumeSnapshotClass of a driver no sidecar serves: the snapshot controller makes contents for it that never reach a driver."""
+    try:
+        kube.custom.create_cluster_custom_object(SNAPSHOT_GROUP, SNAPSHOT_VERSION, "volumesnapshotclasses", {
+            "apiVersion": f"{SNAPSHOT_GROUP}/{SNAPSHOT_VERSION}", "kind": "VolumeSnapshotClass", "metadata": {"name": CONTENT_CLASS},
+            "driver": CONTENT_DRIVER, "deletionPolicy": "Delete"})
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
 
-    The snapshot controller binds the pair and copies the content's status; the snapshot's status is set
-    here too so the test does not wait for it.
+
+def old_snapshot(kube, namespace, pvc, pv, index, created):  # pylint: disable=unused-argument
+    """An owned, ready VolumeSnapshot of the claim made `created`.
+
+    Made as the collection makes one (its source is the claim, so it is a backup of the volume) but of the
+    unserved class: the snapshot controller makes its content, and the test plays the driver by writing
+    the content's status with that time, which the controller copies to the snapshot.
     """
     name = f"{pvc.metadata.name}-old{index}"
-    content = f"{namespace}-{name}"
     custom = kube.custom
-    custom.create_cluster_custom_object(SNAPSHOT_GROUP, SNAPSHOT_VERSION, "volumesnapshotcontents", {
-        "apiVersion": f"{SNAPSHOT_GROUP}/{SNAPSHOT_VERSION}", "kind": "VolumeSnapshotContent",
-        "metadata": {"name": content, "labels": {"kubesnap.io/test-namespace": namespace}},
-        "spec": {"deletionPolicy": "Retain", "driver": CONTENT_DRIVER, "source": {"snapshotHandle": content},
-                 "volumeSnapshotRef": {"namespace": namespace, "name": name}}})
-    custom.patch_cluster_custom_object_status(SNAPSHOT_GROUP, SNAPSHOT_VERSION, "volumesnapshotcontents", content, {
-        "status": {"readyToUse": True, "creationTime": int(created.timestamp()) * 10**9, "snapshotHandle": content, "restoreSize": 1 << 20}})
-    custom.create_namespaced_custom_object(SNAPSHOT_GROUP, SNAPSHOT_VERSION, namespace, "volumesnapshots", {
+    snapshot = custom.create_namespaced_custom_object(SNAPSHOT_GROUP, SNAPSHOT_VERSION, namespace, "volumesnapshots", {
         "apiVersion": f"{SNAPSHOT_GROUP}/{SNAPSHOT_VERSION}", "kind": "VolumeSnapshot",
         "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "kubesnap", "kubesnap.io/volume": pv.metadata.uid,
                                               "kubesnap.io/source": "pvc-annotation"},
                      "annotations": {"kubesnap.io/policy": POLICY, "kubesnap.io/origin": f"pvc/{namespace}/{pvc.metadata.name}"}},
-        "spec": {"source": {"volumeSnapshotContentName": content}}})
-    custom.patch_namespaced_custom_object_status(SNAPSHOT_GROUP, SNAPSHOT_VERSION, namespace, "volumesnapshots", name, {
-        "status": {"boundVolumeSnapshotContentName": content, "readyToUse": True, "creationTime": stamp(created), "restoreSize": "1Mi"}})
+        "spec": {"volumeSnapshotClassName": CONTENT_CLASS, "source": {"persistentVolumeClaimName": pvc.metadata.name}}})
+    content = f"snapcontent-{snapshot['metadata']['uid']}"
+    wait_for(f"content {content}", lambda: _exists(custom, content), timeout=60)
+    custom.patch_cluster_custom_object_status(SNAPSHOT_GROUP, SNAPSHOT_VERSION, "volumesnapshotcontents", content, {
+        "status": {"readyToUse": True, "creationTime": int(created.timestamp()) * 10**9, "snapshotHandle": content, "restoreSize": 1 << 20}})
     return name
+
+
+def _exists(custom, content):
+    try:
+        custom.get_cluster_custom_object(SNAPSHOT_GROUP, SNAPSHOT_VERSION, "volumesnapshotcontents", content)
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
 
 
 def prebound_volume(kube, namespace, name):
@@ -107,10 +125,10 @@ def volumes(kube, namespace):
 
     Yields (the `now` to expire at, {volume: [old snapshot names]}, the old names retention keeps, those it expires).
 
-    The pre-made contents are cluster-scoped: deleted afterwards (Retain: nothing reaches a driver), with the
-    namespace's snapshots when the namespace fixture deletes it.
+    The old snapshots' contents go with them (class deletionPolicy Delete; the unserved driver is never called to delete).
     """
     now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    unserved_class(kube)
     with ThreadPoolExecutor(max_workers=8) as pool:
         made = dict(pool.map(lambda i: protected_volume(kube, namespace, i, now), range(VOLUMES)))
     ages = {n: now - age for n, age in enumerate(OLD_AGES)}
@@ -124,9 +142,6 @@ def volumes(kube, namespace):
     wait_for("the old snapshots to be listed ready", lambda: sum(
         1 for s in snapshots(kube, namespace) if (s.get("status") or {}).get("readyToUse")) == len(kept | expired), timeout=60)
     yield stamp(later), made, kept, expired
-    # Marked for deletion; the snapshot controller lets them go once the namespace's snapshots are gone.
-    kube.custom.delete_collection_cluster_custom_object(SNAPSHOT_GROUP, SNAPSHOT_VERSION, "volumesnapshotcontents",
-                                                        label_selector=f"kubesnap.io/test-namespace={namespace}")
 
 
 def new_snapshots(kube, namespace, old_names) -> dict:
