@@ -229,12 +229,16 @@ class KubesnapModule(AnsibleModule):
         `ensure_held()` before each write; it raises LeaseLost once the lease could not be renewed,
         so that write fails and is reported. When another run holds the lease, the outcome is None
         and RV(lease_held) is set; the task then fails at the end with `fail_on_lease_held` or when
-        the run `must_write` (a forced snapshot), and warns otherwise.
+        the run `must_write` (a forced snapshot), and warns otherwise. A lease that cannot be released
+        is a warning: the run's writes are done and reported.
         """
         try:
             with self.lease() as lease:
                 plans = plan()
-                return plans, act(plans, lease.ensure_held)
+                outcome = act(plans, lease.ensure_held)
+            if lease.release_failure:
+                self.warn(lease.release_failure)  # what was written stands; only the next run may have to wait
+            return plans, outcome
         except LeaseHeld as exc:
             result['lease_held'] = str(exc)
             message = '%s; nothing was written' % exc
