@@ -51,13 +51,16 @@ options:
     type: bool
     default: true
   wait_timeout:
-    description: Seconds to wait; a snapshot still pending then is reported as pending, not as failed.
+    description:
+      - Seconds to wait, from 0 to 315360000 (ten years); a snapshot still pending then is reported as pending, not as failed
+        (as failed when O(force) is set).
     type: int
     default: 300
   stalled_after:
     description:
       - Seconds a snapshot may stay pending before it is reported as stalled (see above).
       - Default is the smallest delta of the volume's policy, but at least one hour (one hour without a policy).
+      - From 0 to 315360000 (ten years).
     type: int
 '''
 
