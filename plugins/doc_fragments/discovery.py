@@ -91,12 +91,14 @@ options:
   lease_duration:
     description:
       - Seconds after which a Lease left by a crashed run may be taken over. A run renews its Lease every third of
-        this while it writes, and stops writing if a renewal fails.
+        this while it writes, and stops writing if a renewal fails or two thirds of it passed since the last renewal.
+      - From 1 to 86400 (one day).
     type: int
     default: 900
   lease_wait:
     description:
       - Seconds to wait for a Lease held by another run; after that the task reports RV(lease_held) and changes nothing.
+      - From 0 to 315360000 (ten years).
     type: int
     default: 0
   fail_on_lease_held:

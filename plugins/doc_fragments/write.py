@@ -9,7 +9,7 @@ class ModuleDocFragment:
     DOCUMENTATION = r'''
 options:
   concurrency:
-    description: Most API writes in flight at once.
+    description: Most API writes in flight at once, from 1 to 1000.
     type: int
     default: 20
   now:

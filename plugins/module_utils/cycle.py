@@ -125,7 +125,8 @@ def plan_creation(targets, owned_by_key, now, force=False, stalled_after=None):
     behind it) until it has been pending longer than `stalled_bound`: then it is stalled, reported
     in the plan, and blocks nothing (a stuck driver must not leave the volume unprotected while
     every run reports it as merely skipped). Held snapshots are outside the policy and do not
-    count. A snapshot that failed or stalled after the newest ready one waits out the smallest
+    count: a held one is no backup, blocks nothing and is never stalled (a hold on a stuck
+    snapshot keeps it for inspection, and must not fail every run after). A snapshot that failed or stalled after the newest ready one waits out the smallest
     delta before the next attempt, so runs more frequent than the policy do not pile up attempts.
     `force` overrides all of these.
     """
@@ -133,10 +134,11 @@ def plan_creation(targets, owned_by_key, now, force=False, stalled_after=None):
     for target in targets:
         snapshots = snapshots_of(target, owned_by_key)
         newest = _newest_ready(snapshots)
+        unheld = [s for s in snapshots if not s.held]
         since = now - stalled_bound(target, stalled_after)
-        stalled = tuple(s for s in snapshots if s.state == PENDING and s.created_at <= since)
-        pending = [s for s in snapshots if s.state == PENDING and s.created_at > since]
-        attempts = [s for s in snapshots if (s.state == FAILED or s in stalled) and (newest is None or s.created_at > newest.created_at)]
+        stalled = tuple(s for s in unheld if s.state == PENDING and s.created_at <= since)
+        pending = [s for s in unheld if s.state == PENDING and s.created_at > since]
+        attempts = [s for s in unheld if (s.state == FAILED or s in stalled) and (newest is None or s.created_at > newest.created_at)]
 
         def plan(due, reason, stalled=stalled, newest=newest, target=target):
             return CreatePlan(target, due, reason, newest, stalled)

@@ -6,7 +6,10 @@ Runs take it only when they are about to write, so a run with nothing to do writ
 An expired lease (its holder crashed) is taken over; the apiserver's resourceVersion check makes
 the takeover safe when two runs try at the same moment. While a run writes, a thread renews the
 lease every third of its duration; a renewal that fails means another run may take it over, so
-the writer stops (`ensure_held`).
+the writer stops (`ensure_held`). Other runs count the duration from the time written into the
+Lease, which is stamped before the request is sent (and may be retried for a while), so this run
+counts from that moment too, and stops writing once two thirds of the duration have passed since
+(a margin for clock drift between hosts and a slow request).
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ class Lease:
         self._renewer = None
         self._lost = None
         self._renewed_at = None
+        self.release_failure = None
 
     @property
     def display(self):
@@ -99,8 +103,7 @@ class Lease:
                 raise
             return None
 
-    def _try_acquire(self):
-        now = datetime.datetime.now(datetime.timezone.utc)
+    def _try_acquire(self, now):
         collection = resource_path(GROUP_VERSION, 'leases', self._namespace)
         for _attempt in range(3):  # the holder may release the lease between our create and our read
             try:
@@ -140,10 +143,11 @@ class Lease:
     def acquire(self):
         deadline = self._clock() + self._wait
         while True:
-            outcome = self._try_acquire()
+            stamped = self._clock()
+            outcome = self._try_acquire(datetime.datetime.now(datetime.timezone.utc))
             if not isinstance(outcome, LeaseHeld):
                 self._held = outcome
-                self._renewed_at = self._clock()
+                self._renewed_at = stamped
                 return
             if self._clock() >= deadline:
                 raise outcome
@@ -154,11 +158,12 @@ class Lease:
         with self._lock:
             if self._held is None or self._lost:
                 return
+            stamped = self._clock()
             body = dict(self._held, spec=dict(self._held.get('spec') or {},
                                               renewTime=_micro_time(datetime.datetime.now(datetime.timezone.utc))))
             try:
                 self._held = self._client.replace(self._path(), body)
-                self._renewed_at = self._clock()
+                self._renewed_at = stamped
             except KubeError as exc:
                 self._lost = 'lease %s could not be renewed, so another run may take it over: %s' % (self.display, exc)
 
@@ -179,8 +184,8 @@ class Lease:
         """Raise LeaseLost when this run may no longer write: a renewal failed, or the lease ran out unrenewed."""
         if self._lost:
             raise LeaseLost(self._lost)
-        if self._held is not None and self._clock() - self._renewed_at >= self._duration:
-            raise LeaseLost('lease %s was not renewed within its %d s, so another run may have taken it over'
+        if self._held is not None and self._clock() - self._renewed_at >= self._duration * 2 / 3.0:
+            raise LeaseLost('lease %s was not renewed within two thirds of its %d s, so another run may soon take it over'
                             % (self.display, self._duration))
 
     def release(self):
@@ -192,13 +197,25 @@ class Lease:
         with self._lock:
             if self._held is None:
                 return
-            meta = self._held['metadata']
-            self._held = None
-            try:
-                self._client.delete(self._path(), preconditions={'uid': meta['uid'], 'resourceVersion': meta['resourceVersion']})
-            except KubeError as exc:
-                if exc.status not in (404, 409):
-                    raise
+            held, self._held = self._held, None
+            if self._delete(held):
+                return
+            # A version we did not see was written: a renewal whose answer was lost (then retried into a 409) is still ours.
+            current = self._read()
+            if self._ours(current):
+                self._delete(current)
+
+    def _delete(self, version):
+        """Delete exactly this version of the Lease; False when another version is stored (409)."""
+        meta = version['metadata']
+        try:
+            self._client.delete(self._path(), preconditions={'uid': meta['uid'], 'resourceVersion': meta['resourceVersion']})
+        except KubeError as exc:
+            if exc.status == 409:
+                return False
+            if exc.status != 404:
+                raise
+        return True
 
     def __enter__(self):
         self.acquire()
@@ -206,4 +223,12 @@ class Lease:
         return self
 
     def __exit__(self, *exc_info):
-        self.release()
+        """Release; a release that fails is kept in `release_failure`, so the work done under the lease is not lost for it.
+
+        The Lease then stays until it expires: the next run waits for it, or finds it expired and takes it over.
+        """
+        try:
+            self.release()
+        except KubeError as exc:
+            self.release_failure = ('lease %s could not be released, so it blocks other runs until it expires in at most %d s '
+                                    '(or is deleted): %s' % (self.display, self._duration, exc))

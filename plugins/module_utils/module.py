@@ -78,8 +78,12 @@ LEASE_SPEC = {
     'fail_on_lease_held': {'type': 'bool', 'default': False},
 }
 
-# The least value each numeric option may take, checked before anything is listed.
-LOWER_BOUNDS = {'concurrency': 1, 'lease_duration': 1, 'lease_wait': 0, 'wait_timeout': 0, 'stalled_after': 0}
+# The least and the greatest value each numeric option may take, checked before anything is listed. Beyond the
+# greatest, times overflow (a timedelta, the renewal thread's wait) or make the stored Lease unreadable to other runs.
+TEN_YEARS = 10 * 365 * 24 * 3600
+ONE_DAY = 24 * 3600
+BOUNDS = {'concurrency': (1, 1000), 'lease_duration': (1, ONE_DAY), 'lease_wait': (0, TEN_YEARS), 'wait_timeout': (0, TEN_YEARS),
+          'stalled_after': (0, TEN_YEARS)}
 
 
 def argument_spec(*groups, **own):
@@ -118,10 +122,12 @@ class KubesnapModule(AnsibleModule):
             self.fail_json(msg=missing_required_lib('isodate'), exception=str(retention.ISODATE_IMPORT_ERROR))
         self._client = None
         self._lease_failure = None
-        for name, least in sorted(LOWER_BOUNDS.items()):
+        for name, (least, most) in sorted(BOUNDS.items()):
             value = self.params.get(name)
             if value is not None and value < least:
                 self.fail_json(msg='%s: must be %s, got %s' % (name, 'at least %d' % least if least else 'zero or more', value))
+            if value is not None and value > most:
+                self.fail_json(msg='%s: must be at most %d, got %s' % (name, most, value))
 
     @property
     def client(self):
@@ -233,12 +239,16 @@ class KubesnapModule(AnsibleModule):
         `ensure_held()` before each write; it raises LeaseLost once the lease could not be renewed,
         so that write fails and is reported. When another run holds the lease, the outcome is None
         and RV(lease_held) is set; the task then fails at the end with `fail_on_lease_held` or when
-        the run `must_write` (a forced snapshot), and warns otherwise.
+        the run `must_write` (a forced snapshot), and warns otherwise. A lease that cannot be released
+        is a warning: the run's writes are done and reported.
         """
         try:
             with self.lease() as lease:
                 plans = plan()
-                return plans, act(plans, lease.ensure_held)
+                outcome = act(plans, lease.ensure_held)
+            if lease.release_failure:
+                self.warn(lease.release_failure)  # what was written stands; only the next run may have to wait
+            return plans, outcome
         except LeaseHeld as exc:
             result['lease_held'] = str(exc)
             message = '%s; nothing was written' % exc

@@ -16,12 +16,17 @@ description:
   - A snapshot pending for longer than O(stalled_after) is stalled. It no longer blocks a new snapshot, is reported
     in RV(volumes[].stalled), and fails the task (after every volume was tried), as a driver that stopped taking
     snapshots would otherwise leave the volume unprotected while every run passes. It is never deleted while pending.
+  - A held snapshot (label C(kubesnap.io/hold)) is outside the policy, pending or not - it is never stalled, blocks no
+    new snapshot and is never deleted, so a hold on a stuck snapshot keeps it for inspection without failing every run.
   - Snapshot names and the due check use the current time; O(now) is used only in check mode, to preview a later run.
   - CSI volumes get a C(VolumeSnapshot) named C(<pvc>-<YYYYMMDDhhmmss>) in the claim's namespace, with ownership labels
     (C(app.kubernetes.io/managed-by=kubesnap), C(kubesnap.io/volume=<PV UID>), C(kubesnap.io/source)) and annotations
     (C(kubesnap.io/policy), C(kubesnap.io/origin)) written in the create request itself.
   - With O(pvc) (or O(pv)) and O(force), takes a one-off snapshot, for example before an upgrade. A forced run that
     creates nothing because another run holds the Lease fails (set O(lease_wait) to wait for it instead).
+  - A forced snapshot that is not ready when the wait ends (still pending after O(wait_timeout), or the wait failed)
+    fails the task, naming it, so that a playbook run before an upgrade stops without a ready backup. With O(wait=false)
+    the run does not wait, and a pending forced snapshot is reported as created.
 extends_documentation_fragment:
   - kubesnap.snapshots.k8s_auth
   - kubesnap.snapshots.backends
@@ -46,13 +51,16 @@ options:
     type: bool
     default: true
   wait_timeout:
-    description: Seconds to wait; a snapshot still pending then is reported as pending, not as failed.
+    description:
+      - Seconds to wait, from 0 to 315360000 (ten years); a snapshot still pending then is reported as pending, not as failed
+        (as failed when O(force) is set).
     type: int
     default: 300
   stalled_after:
     description:
       - Seconds a snapshot may stay pending before it is reported as stalled (see above).
       - Default is the smallest delta of the volume's policy, but at least one hour (one hour without a policy).
+      - From 0 to 315360000 (ten years).
     type: int
 '''
 
@@ -96,7 +104,9 @@ volumes:
       type: str
       sample: PT1H P1D P7D
     action:
-      description: V(created), V(would_create) (check mode), V(skipped) or V(failed).
+      description:
+        - V(created), V(would_create) (check mode), V(skipped) or V(failed).
+        - V(failed) also for a forced snapshot still pending when the wait ended (see RV(volumes[].state)).
       type: str
       sample: created
     reason:
@@ -261,6 +271,9 @@ def report(params, creation, lease_held=None):
         entry = volume_result(plan, 'created', snapshot=snapshot)
         if snapshot.state == FAILED:
             entry.update(action='failed', reason='snapshot %s failed: %s' % (snapshot.name, snapshot.error))
+        elif snapshot.state == PENDING and params['wait'] and params['force']:
+            # A one-off (before an upgrade, say) is asked for a backup now: one not ready yet must stop the playbook.
+            entry.update(action='failed', reason='forced snapshot %s is not ready: %s' % (snapshot.name, creation.still_pending))
         elif snapshot.state == PENDING and params['wait']:
             entry['reason'] = '%s; %s' % (plan.reason, creation.still_pending)
         if snapshot.id in creation.settled_at:

@@ -189,8 +189,9 @@ def test_pending_is_not_a_backup_and_failed_is_reported(kube, namespace, run, cs
     csi_faults.set(ready_delay_seconds=300)
     first = run("k8s_pv_snapshot", namespace=namespace, force=True, wait_timeout=2)
     [volume] = first["volumes"]
-    assert volume["action"] == "created" and volume["state"] == "pending" and "still pending" in volume["reason"]
-    assert "failed" not in first
+    # A forced snapshot not ready when the wait ends fails the task, naming it (a one-off must be a ready backup).
+    assert volume["action"] == "failed" and volume["state"] == "pending" and "is not ready: still pending" in volume["reason"]
+    assert first.get("failed") and volume["snapshot"] in first["msg"] and first["changed"] is True, first
     pending = volume["snapshot"]
 
     # At FAR the newest ready snapshot is overdue, and so would the pending one be if it counted as a backup:

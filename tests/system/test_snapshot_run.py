@@ -89,6 +89,12 @@ def test_a_namespace_that_does_not_exist_is_named(kube, namespace, snap, audit):
     ("k8s_pv_snapshot", "lease_wait", -1, "zero or more"),
     ("k8s_pv_snapshot", "wait_timeout", -1, "zero or more"),
     ("k8s_pv_snapshot", "stalled_after", -1, "zero or more"),
+    ("k8s_pv_snapshot", "stalled_after", 100000000000000, "at most 315360000"),
+    ("k8s_pv_snapshot", "wait_timeout", 10 ** 18, "at most 315360000"),
+    ("snapshot_expire", "lease_duration", 10 ** 12, "at most 86400"),
+    ("k8s_pv_snapshot", "lease_wait", 315360001, "at most 315360000"),
+    ("k8s_pv_snapshot", "lease_duration", 86401, "at most 86400"),
+    ("k8s_pv_snapshot", "concurrency", 1001, "at most 1000"),
 ])
 def test_option_values_out_of_bounds_fail_before_anything_is_listed(namespace, snap, module, option, value, bound):
     result = snap(module, namespace=namespace, lease_namespace=namespace, **{option: value})

@@ -193,6 +193,17 @@ def test_a_pending_snapshot_older_than_the_bound_is_stalled_and_blocks_nothing()
     assert not plan.due and plan.stalled == () and plan.reason == 'snapshot slow is still pending'
 
 
+def test_a_held_pending_snapshot_is_never_stalled_and_blocks_nothing():
+    # A hold keeps a stuck snapshot for inspection; it must not fail every later run as stalled.
+    [plan] = plan_creation([target()], {'k1': [snap('a', 5), snap('stuck', 24 * 90, PENDING, held=True)]}, NOW)
+    assert plan.due and plan.stalled == () and plan.reason.startswith('newest ready snapshot a is older')
+    [plan] = plan_creation([target()], {'k1': [snap('a', 5), snap('kept', 0.1, PENDING, held=True)]}, NOW)
+    assert plan.due and plan.stalled == ()
+    # ... and it is still never deleted.
+    expiry = plan_expiry('k1', [snap('stuck', 24 * 90, PENDING, held=True), snap('a', 5)], POLICY, in_use={})
+    assert {s.name: why for s, why in expiry.keep}['stuck'].startswith('held')
+
+
 def test_a_stalled_attempt_waits_out_the_smallest_delta_like_a_failed_one():
     # Stalled after 10 minutes, but taken 20 minutes ago: the next attempt is an hour after it, not every run.
     [plan] = plan_creation([target()], {'k1': [snap('stuck', 1 / 3, PENDING)]}, NOW, stalled_after=600)

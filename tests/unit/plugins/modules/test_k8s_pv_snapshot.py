@@ -1,0 +1,37 @@
+# Copyright: (c) 2026, kubesnap contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import PENDING, READY
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.cycle import plan_creation
+from ansible_collections.kubesnap.snapshots.plugins.modules.k8s_pv_snapshot import Creation, failures, report
+from ansible_collections.kubesnap.snapshots.tests.unit.plugins.module_utils.test_cycle import NOW, snap, target
+
+
+def settled(state, still_pending='still pending after 300s'):
+    [plan] = plan_creation([target()], {}, NOW, force=True)
+    made = snap('new', 0, state)
+    return [plan], Creation([plan], [(plan, made, None)], 0.0, latest={made.id: made}, still_pending=still_pending)
+
+
+@pytest.mark.parametrize('still_pending', ['still pending after 300s', 'state unknown, waiting failed: boom'])
+def test_a_forced_snapshot_not_ready_when_the_wait_ends_fails_the_task_naming_it(still_pending):
+    params = {'force': True, 'wait': True, 'stalled_after': None}
+    plans, creation = settled(PENDING, still_pending)
+    [volume] = report(params, creation)
+    assert (volume['action'], volume['state']) == ('failed', PENDING)
+    assert failures(params, plans, [volume]) == ['db/data-k1: forced snapshot new is not ready: %s' % still_pending]
+
+
+def test_a_scheduled_pending_snapshot_or_a_forced_ready_one_does_not_fail():
+    plans, creation = settled(PENDING)
+    params = {'force': False, 'wait': True, 'stalled_after': None}
+    assert failures(params, plans, report(params, creation)) == []
+    # Not waiting was asked for: pending is the expected outcome.
+    params = {'force': True, 'wait': False, 'stalled_after': None}
+    assert failures(params, plans, report(params, creation)) == []
+    plans, creation = settled(READY)
+    params = {'force': True, 'wait': True, 'stalled_after': None}
+    assert [v['action'] for v in report(params, creation)] == ['created']
