@@ -315,13 +315,15 @@ def test_runs_killed_at_random_moments_leave_nothing_half_done_and_the_next_run_
         module = rng.choice(("k8s_pv_snapshot", "snapshot_expire"))
         extra = {"now": expire_at} if module == "snapshot_expire" else {}
         process = start_module(module, kubeconfig, **dict(options, lease_name=f"crash-{attempt}", **extra))
-        delay = rng.uniform(0, 1.0)
+        delay = rng.uniform(0, 0.25)
         wait_for("the run to take its lease or end",
                  lambda run=process, lease=f"crash-{attempt}": run.poll() is not None or _lease(kube, namespace, lease), timeout=60, interval=0.05)
         time.sleep(delay)
         if kill(process):
             crashed.append((module, round(delay, 2)))
-    assert len(crashed) >= 5, crashed  # a good part of the kills landed inside a run
+    # The work runs out after a few runs (later ones have nothing to write and end by themselves): several kills
+    # must have landed inside a run for the test to mean anything.
+    assert len(crashed) >= 3, crashed
     wait_settled(kube, namespace)
     assert kept <= live_names(kube, namespace)
     left = new_snapshots(kube, namespace, kept | expired)
