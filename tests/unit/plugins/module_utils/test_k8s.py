@@ -510,7 +510,7 @@ def test_the_credentials_refresh_hook_runs_one_thread_at_a_time(client):
         time.sleep(0.01)
         running.pop()
     client._configuration.refresh_api_key_hook = refresh
-    threads = [threading.Thread(target=client._headers, args=(None,)) for _ in range(6)]
+    threads = [threading.Thread(target=client._headers, args=(None,)) for _thread in range(6)]
     for thread in threads:
         thread.start()
     for thread in threads:
