@@ -108,7 +108,9 @@ def test_an_account_that_may_not_watch_still_reports_each_snapshot_it_created(ku
     rules = [dict(rule, verbs=[verb for verb in rule["verbs"] if verb != "watch"]) for rule in documented_rules()]
     env = account(rules, lease_rules())
     kube.create_pvc(namespace, "data")
-    result = run_as(env, "k8s_pv_snapshot", namespace=namespace, pvc="data", force=True, lease_namespace=namespace)
+    kube.core.patch_namespaced_persistent_volume_claim("data", namespace, {"metadata": {"annotations": {DELTAS: "PT1H P1D"}}})
+    # A scheduled run: the snapshot exists, its state is unknown, and the run says so without failing.
+    result = run_as(env, "k8s_pv_snapshot", namespace=namespace, lease_namespace=namespace)
     [volume] = result["volumes"]
     assert not result.get("failed") and result["changed"] is True, result
     assert volume["action"] == "created" and volume["snapshot"] and "waiting failed" in volume["reason"], volume
@@ -116,6 +118,10 @@ def test_an_account_that_may_not_watch_still_reports_each_snapshot_it_created(ku
     names = [s["metadata"]["name"] for s in kube.custom.list_namespaced_custom_object(
         "snapshot.storage.k8s.io", "v1", namespace, "volumesnapshots")["items"]]
     assert names == [volume["snapshot"]]
+    # A forced one-off (before an upgrade) needs a ready snapshot: not knowing is a failure naming it.
+    forced = run_as(env, "k8s_pv_snapshot", namespace=namespace, pvc="data", force=True, lease_namespace=namespace)
+    [volume] = forced["volumes"]
+    assert forced.get("failed") and volume["action"] == "failed" and volume["snapshot"] in forced["msg"], forced
 
 
 def as_account(env: dict) -> client.CoordinationV1Api:
