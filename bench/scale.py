@@ -296,25 +296,37 @@ class Population:
         return bound, ready, have
 
 
+# Starts the module and reports its wall time and peak RSS. Linux carries ru_maxrss across exec, and a child
+# spawned by this bench starts from the bench's own memory (hundreds of MB of listed objects): the launcher, a fresh
+# small process, is the module's parent instead, so the figure is the module's own.
+LAUNCHER = """
+import json, os, subprocess, sys, time
+started = time.monotonic()
+process = subprocess.Popen(sys.argv[2:])
+_pid, status, usage = os.wait4(process.pid, 0)
+wall = time.monotonic() - started
+with open(sys.argv[1], "w") as out:
+    json.dump({"wall": wall, "maxrss_kb": usage.ru_maxrss, "rc": os.waitstatus_to_exitcode(status)}, out)
+"""
+
+
 def run_module(name: str, kubeconfig: str, workdir: Path, check: bool, **args) -> dict:
-    """Run a module as Ansible does; returns its result with the wall time and the process's own peak RSS (wait4)."""
+    """Run a module as Ansible does; returns its result with the wall time and the module process's own peak RSS (wait4)."""
     args = dict(args, kubeconfig=kubeconfig, _ansible_check_mode=check, _ansible_diff=False)
-    stdin_path, stdout_path = workdir / f"{name}.in.json", workdir / f"{name}.out.json"
+    stdin_path, stdout_path, usage_path = (workdir / f"{name}.{what}.json" for what in ("in", "out", "usage"))
     stdin_path.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}), encoding="utf-8")
     env = dict(os.environ, PYTHONPATH=str(COLLECTIONS))
     with open(stdin_path, "rb") as stdin, open(stdout_path, "wb") as stdout:
-        started = time.monotonic()
-        process = subprocess.Popen([str(VENV_PYTHON), "-m", f"ansible_collections.kubesnap.snapshots.plugins.modules.{name}"],
-                                   stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, env=env)
-        _pid, status, usage = os.wait4(process.pid, 0)
-        wall = time.monotonic() - started
-    process.returncode = os.waitstatus_to_exitcode(status)
+        process = subprocess.run([str(VENV_PYTHON), "-c", LAUNCHER, str(usage_path),
+                                  str(VENV_PYTHON), "-m", f"ansible_collections.kubesnap.snapshots.plugins.modules.{name}"],
+                                 stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, env=env, check=False)
     text = stdout_path.read_text(encoding="utf-8")
     try:
         result = json.loads(text)
-    except ValueError as exc:
-        raise RuntimeError(f"{name} printed no JSON (rc {process.returncode}): {text[-2000:]} {process.stderr.read()[-2000:]!r}") from exc
-    return {"result": result, "wall": wall, "maxrss_mb": usage.ru_maxrss / 1024}
+        usage = json.loads(usage_path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as exc:
+        raise RuntimeError(f"{name} printed no JSON (rc {process.returncode}): {text[-2000:]} {process.stderr[-2000:]!r}") from exc
+    return {"result": result, "wall": usage["wall"], "maxrss_mb": usage["maxrss_kb"] / 1024}
 
 
 def audit_requests(audit, since: int) -> Counter:
