@@ -185,7 +185,7 @@ class Population:
 
     def ensure_namespace_and_class(self) -> None:
         self._write("namespace", self.core.create_namespace, {"metadata": {"name": NAMESPACE, "labels": dict([BENCH_LABEL])}})
-        # Delete: the controller deletes a content with its snapshot, and with no sidecar no finalizer holds it.
+        # Delete, as a real class; no sidecar serves the driver, so no finalizer holds a content (--cleanup deletes them).
         self._write("class", self.custom.create_cluster_custom_object, SNAPSHOT_GROUP, SNAPSHOT_VERSION, "volumesnapshotclasses", {
             "apiVersion": f"{SNAPSHOT_GROUP}/{SNAPSHOT_VERSION}", "kind": "VolumeSnapshotClass",
             "metadata": {"name": BENCH_CLASS, "labels": dict([BENCH_LABEL])}, "driver": BENCH_DRIVER, "deletionPolicy": "Delete"})
@@ -415,7 +415,7 @@ def cleanup(population: Population, workers: int) -> None:
         ("volumesnapshots", lambda **kw: custom.list_namespaced_custom_object(*group, NAMESPACE, "volumesnapshots", **kw),
          lambda name: custom.delete_namespaced_custom_object(*group, NAMESPACE, "volumesnapshots", name, _preload_content=False),
          lambda name, body: custom.patch_namespaced_custom_object(*group, NAMESPACE, "volumesnapshots", name, body, _preload_content=False)),
-        # The controller deletes most with their snapshots (deletionPolicy Delete); what it has not reached yet goes here.
+        # Not deleted by the controller: the snapshots' finalizers are stripped before it handles them.
         ("volumesnapshotcontents", lambda **kw: custom.list_cluster_custom_object(*group, "volumesnapshotcontents", **kw),
          lambda name: custom.delete_cluster_custom_object(*group, "volumesnapshotcontents", name, _preload_content=False),
          lambda name, body: custom.patch_cluster_custom_object(*group, "volumesnapshotcontents", name, body, _preload_content=False)),
