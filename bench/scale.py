@@ -10,16 +10,18 @@ label kubesnap.io/bench=scale), in parallel and idempotently: a second run reuse
 
   volumes    a PVC annotated with the deltas policy naming its PV (spec.volumeName), then the PV (CSI source of the
              mock driver, claimRef with the claim's uid), both marked Bound through their status subresources.
-  snapshots  per volume, VolumeSnapshotContents (deletionPolicy Retain, source.snapshotHandle, driver
-             `bench.kubesnap.io` that no sidecar serves, so no driver is ever called) with a ready status, and
-             VolumeSnapshots bound to them carrying the collection's ownership labels and annotations, their ready
-             status and creation times (6 h apart, the newest at BASE) set through the status subresource.
+  snapshots  per volume, VolumeSnapshots as the collection makes them (source: the claim; its ownership labels and
+             annotations), of the class `bench-unserved` whose driver `bench.kubesnap.io` no sidecar serves: the
+             snapshot controller makes each one's content, `snapcontent-<snapshot uid>`, and no driver is ever
+             called. The bench then plays the driver: it writes each content's status (ready, its creation time,
+             6 h apart within a volume, the newest at BASE, the namespace's creation), which the controller copies to the snapshot.
 
 Then two module runs, as Ansible runs them (a separate process, arguments on stdin), limited to the namespace:
 
-  snapshot_expire, check mode, now = BASE + 8 days: plans expiry of every volume (retention has work).
-  k8s_pv_snapshot, now = BASE: nothing is due (each volume's newest snapshot is less than PT1H old), so it
-  lists, plans and writes nothing.
+  snapshot_expire, check mode, now = BASE + 40 days: plans expiry of every volume (two of its three snapshots).
+  k8s_pv_snapshot, a real run (`now` applies only in check mode): nothing is due (BASE is the namespace's creation
+  and each volume's newest snapshot is less than P1D old), so it lists, plans and writes nothing. Measure within
+  23 h of populating; after that the bench refuses (the run would take a snapshot of every volume).
 
 For each: wall time, peak memory of the module process (ru_maxrss from wait4), its own `api_calls`, and the
 audit log's count of its requests. Goals: peak memory <= 300 MB, wall <= 30 s, requests = the paged lists and
@@ -52,10 +54,13 @@ COLLECTIONS = ROOT / ".cache" / "collections"
 
 NAMESPACE = "bench-scale"
 BENCH_LABEL = ("kubesnap.io/bench", "scale")
-BENCH_DRIVER = "bench.kubesnap.io"  # the contents' driver: no sidecar serves it, so no controller calls a driver for them
+BENCH_DRIVER = "bench.kubesnap.io"  # the snapshot class's driver: no sidecar serves it, so no controller calls a driver for its contents
+BENCH_CLASS = "bench-unserved"
 ANNOTATION = "backup.kubernetes.io/deltas"
-POLICY = "PT1H P1D P7D"
-BASE = datetime.datetime(2026, 11, 1, tzinfo=datetime.timezone.utc)  # the newest snapshot of volume 0; fixed, so reruns agree
+# The smallest delta is a day: a real run creates by the current time (`now` only applies in check mode), so the
+# population's newest snapshots must be younger than it when k8s_pv_snapshot runs.
+POLICY = "P1D P7D P30D"
+SMALLEST_DELTA = datetime.timedelta(days=1)
 SPACING = datetime.timedelta(hours=6)  # between a volume's snapshots
 SNAPSHOT_GROUP, SNAPSHOT_VERSION = "snapshot.storage.k8s.io", "v1"
 PAGE_SIZE = 500  # the collection's page size (module_utils/k8s.py)
@@ -123,6 +128,17 @@ class Population:
         self.volumes, self.per_volume = volumes, per_volume
         self.selector = "%s=%s" % BENCH_LABEL
         self.writes = Counter()
+        # snapshot name -> its creation time, for every snapshot of the population (the contents' status)
+        self.base = None  # the newest snapshot of volume 0: the namespace's creation (see prepare)
+        self.wanted = {}
+
+    def prepare(self) -> None:
+        """The namespace and class; BASE is the namespace's creation minute, so that reruns agree on the snapshots' names and times."""
+        self.ensure_namespace_and_class()
+        created = self.core.read_namespace(NAMESPACE).metadata.creation_timestamp
+        self.base = created.replace(second=0, microsecond=0)
+        self.wanted = {self.snapshot_name(index, generation): self.snapshot_time(index, generation)
+                       for index in range(self.volumes) for generation in range(self.per_volume)}
 
     @staticmethod
     def pvc_name(index: int) -> str:
@@ -130,8 +146,11 @@ class Population:
 
     def snapshot_time(self, index: int, generation: int) -> datetime.datetime:
         # SPACING apart within a volume, the newest first; volumes a second apart, the newest of each within an
-        # hour before BASE, so that at BASE none is due under PT1H.
-        return BASE - generation * SPACING - datetime.timedelta(seconds=index % 3600)
+        # hour before BASE, so that within a day of BASE none is due under P1D.
+        return self.base - generation * SPACING - datetime.timedelta(seconds=index % 3600)
+
+    def snapshot_name(self, index: int, generation: int) -> str:
+        return f"{self.pvc_name(index)}-{self.snapshot_time(index, generation).strftime('%Y%m%d%H%M%S')}"
 
     def existing(self) -> dict:
         """What is there already, by kind: name -> object (plain dicts, paged)."""
@@ -148,8 +167,8 @@ class Population:
         return {
             "pvs": paged(lambda **kw: self.core.list_persistent_volume(label_selector=self.selector, **kw)),
             "pvcs": paged(lambda **kw: self.core.list_namespaced_persistent_volume_claim(NAMESPACE, **kw)),
-            "contents": paged(lambda **kw: self.custom.list_cluster_custom_object(
-                SNAPSHOT_GROUP, SNAPSHOT_VERSION, "volumesnapshotcontents", label_selector=self.selector, **kw)),
+            "contents": {name: content for name, content in paged(lambda **kw: self.custom.list_cluster_custom_object(
+                SNAPSHOT_GROUP, SNAPSHOT_VERSION, "volumesnapshotcontents", **kw)).items() if is_bench_content(content)},
             "snapshots": paged(lambda **kw: self.custom.list_namespaced_custom_object(
                 SNAPSHOT_GROUP, SNAPSHOT_VERSION, NAMESPACE, "volumesnapshots", **kw)),
         }
@@ -164,12 +183,12 @@ class Population:
                 return None
             raise
 
-    def ensure_namespace(self) -> None:
-        try:
-            self.core.create_namespace({"metadata": {"name": NAMESPACE, "labels": dict([BENCH_LABEL])}})
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
+    def ensure_namespace_and_class(self) -> None:
+        self._write("namespace", self.core.create_namespace, {"metadata": {"name": NAMESPACE, "labels": dict([BENCH_LABEL])}})
+        # Delete, as a real class; no sidecar serves the driver, so no finalizer holds a content (--cleanup deletes them).
+        self._write("class", self.custom.create_cluster_custom_object, SNAPSHOT_GROUP, SNAPSHOT_VERSION, "volumesnapshotclasses", {
+            "apiVersion": f"{SNAPSHOT_GROUP}/{SNAPSHOT_VERSION}", "kind": "VolumeSnapshotClass",
+            "metadata": {"name": BENCH_CLASS, "labels": dict([BENCH_LABEL])}, "driver": BENCH_DRIVER, "deletionPolicy": "Delete"})
 
     def volume(self, index: int, have: dict) -> None:
         """PV and PVC of one volume, bound both ways (claimRef with the claim's uid), and its snapshots.
@@ -206,42 +225,57 @@ class Population:
                         {"status": {"phase": "Bound", "accessModes": ["ReadWriteOnce"], "capacity": {"storage": "1Gi"}}})
         pv_uid = pv["metadata"]["uid"]
         for generation in range(self.per_volume):
-            self.snapshot(index, generation, pv_uid, have)
+            snapshot = self.snapshot_name(index, generation)
+            if snapshot not in have["snapshots"]:
+                self.pace.wait()
+                self._write("snapshot", self.custom.create_namespaced_custom_object, SNAPSHOT_GROUP, SNAPSHOT_VERSION, NAMESPACE,
+                            "volumesnapshots", {
+                                "apiVersion": f"{SNAPSHOT_GROUP}/{SNAPSHOT_VERSION}", "kind": "VolumeSnapshot",
+                                "metadata": {"name": snapshot,
+                                             "labels": {"app.kubernetes.io/managed-by": "kubesnap", "kubesnap.io/volume": pv_uid,
+                                                        "kubesnap.io/source": "pvc-annotation"},
+                                             "annotations": {"kubesnap.io/policy": POLICY, "kubesnap.io/origin": f"pvc/{NAMESPACE}/{name}"}},
+                                "spec": {"volumeSnapshotClassName": BENCH_CLASS, "source": {"persistentVolumeClaimName": name}}})
 
-    def snapshot(self, index: int, generation: int, pv_uid: str, have: dict) -> None:
-        """A ready content with a made-up handle, and the owned VolumeSnapshot bound to it, ready, at its creation time."""
-        name = f"{self.pvc_name(index)}-{self.snapshot_time(index, generation).strftime('%Y%m%d%H%M%S')}"
-        content_name = f"{NAMESPACE}-{name}"
-        created_ns = int(self.snapshot_time(index, generation).timestamp()) * 1_000_000_000
-        content = have["contents"].get(content_name)
-        if content is None:
-            self._write("content", self.custom.create_cluster_custom_object, SNAPSHOT_GROUP, SNAPSHOT_VERSION, "volumesnapshotcontents", {
-                "apiVersion": f"{SNAPSHOT_GROUP}/{SNAPSHOT_VERSION}", "kind": "VolumeSnapshotContent",
-                "metadata": {"name": content_name, "labels": dict([BENCH_LABEL])},
-                "spec": {"deletionPolicy": "Retain", "driver": BENCH_DRIVER, "source": {"snapshotHandle": f"bench-{name}"},
-                         "volumeSnapshotRef": {"namespace": NAMESPACE, "name": name}}})
-        if not (content or {}).get("status", {}).get("readyToUse"):
-            self._write("content status", self.custom.patch_cluster_custom_object_status, SNAPSHOT_GROUP, SNAPSHOT_VERSION,
-                        "volumesnapshotcontents", content_name,
-                        {"status": {"readyToUse": True, "creationTime": created_ns, "snapshotHandle": f"bench-{name}", "restoreSize": 1 << 30}})
-        snapshot = have["snapshots"].get(name)
-        if snapshot is None:
-            self.pace.wait()
-            self._write("snapshot", self.custom.create_namespaced_custom_object, SNAPSHOT_GROUP, SNAPSHOT_VERSION, NAMESPACE, "volumesnapshots", {
-                "apiVersion": f"{SNAPSHOT_GROUP}/{SNAPSHOT_VERSION}", "kind": "VolumeSnapshot",
-                "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "kubesnap", "kubesnap.io/volume": pv_uid,
-                                                      "kubesnap.io/source": "pvc-annotation"},
-                             "annotations": {"kubesnap.io/policy": POLICY, "kubesnap.io/origin": f"pvc/{NAMESPACE}/{self.pvc_name(index)}"}},
-                "spec": {"source": {"volumeSnapshotContentName": content_name}}})
-        status = (snapshot or {}).get("status") or {}
-        if not (status.get("readyToUse") and status.get("creationTime")):
-            self._write("snapshot status", self.custom.patch_namespaced_custom_object_status, SNAPSHOT_GROUP, SNAPSHOT_VERSION, NAMESPACE,
-                        "volumesnapshots", name,
-                        {"status": {"boundVolumeSnapshotContentName": content_name, "readyToUse": True,
-                                    "creationTime": micro(self.snapshot_time(index, generation)), "restoreSize": "1Gi"}})
+    def ready_contents(self, workers: int, timeout: float = 1800) -> None:
+        """Play the driver: write each content the controller made for a wanted snapshot a ready status with the
+        snapshot's creation time, in rounds until every wanted snapshot has one (the controller lags behind)."""
+        started = time.monotonic()
+        while True:
+            missing = set(self.wanted)
+            todo = []
+            for content in self.existing()["contents"].values():
+                name = content["spec"]["volumeSnapshotRef"]["name"]
+                missing.discard(name)
+                if name in self.wanted and not (content.get("status") or {}).get("readyToUse"):
+                    todo.append((content["metadata"]["name"], self.wanted[name]))
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                list(pool.map(lambda item: self._write(
+                    "content status", self.custom.patch_cluster_custom_object_status, SNAPSHOT_GROUP, SNAPSHOT_VERSION,
+                    "volumesnapshotcontents", item[0],
+                    {"status": {"readyToUse": True, "creationTime": int(item[1].timestamp()) * 1_000_000_000, "snapshotHandle": item[0],
+                                "restoreSize": 1 << 30}}), todo))
+            log(f"contents: {len(todo)} made ready, {len(missing)} not made yet, {time.monotonic() - started:.0f}s")
+            if not missing:
+                return
+            if time.monotonic() - started > timeout:
+                raise TimeoutError(f"the snapshot controller made no content for {len(missing)} snapshots in {timeout:.0f}s")
+            time.sleep(5)
+
+    def wait_ready(self, timeout: float = 1800) -> None:
+        """Until the controller has copied every content's status to its snapshot."""
+        started = time.monotonic()
+        while True:
+            snapshots = self.existing()["snapshots"]
+            unready = sum(1 for name in self.wanted if not ((snapshots.get(name) or {}).get("status") or {}).get("readyToUse"))
+            log(f"snapshots: {len(self.wanted) - unready} ready, {unready} not yet, {time.monotonic() - started:.0f}s")
+            if not unready:
+                return
+            if time.monotonic() - started > timeout:
+                raise TimeoutError(f"{unready} snapshots not ready after {timeout:.0f}s")
+            time.sleep(5)
 
     def run(self, workers: int) -> None:
-        self.ensure_namespace()
         have = self.existing()
         log(f"found {len(have['pvs'])} PVs, {len(have['pvcs'])} PVCs, {len(have['contents'])} contents, {len(have['snapshots'])} snapshots")
         started = time.monotonic()
@@ -249,6 +283,8 @@ class Population:
             for done, _volume in enumerate(pool.map(lambda i: self.volume(i, have), range(self.volumes)), 1):
                 if done % 1000 == 0:
                     log(f"{done} volumes done, {sum(self.writes.values())} writes, {time.monotonic() - started:.0f}s")
+        self.ready_contents(workers)
+        self.wait_ready()
         log(f"population: {dict(self.writes)} in {time.monotonic() - started:.0f}s")
 
     def ready_counts(self) -> tuple:
@@ -260,25 +296,37 @@ class Population:
         return bound, ready, have
 
 
+# Starts the module and reports its wall time and peak RSS. Linux carries ru_maxrss across exec, and a child
+# spawned by this bench starts from the bench's own memory (hundreds of MB of listed objects): the launcher, a fresh
+# small process, is the module's parent instead, so the figure is the module's own.
+LAUNCHER = """
+import json, os, subprocess, sys, time
+started = time.monotonic()
+process = subprocess.Popen(sys.argv[2:])
+_pid, status, usage = os.wait4(process.pid, 0)
+wall = time.monotonic() - started
+with open(sys.argv[1], "w") as out:
+    json.dump({"wall": wall, "maxrss_kb": usage.ru_maxrss, "rc": os.waitstatus_to_exitcode(status)}, out)
+"""
+
+
 def run_module(name: str, kubeconfig: str, workdir: Path, check: bool, **args) -> dict:
-    """Run a module as Ansible does; returns its result with the wall time and the process's own peak RSS (wait4)."""
+    """Run a module as Ansible does; returns its result with the wall time and the module process's own peak RSS (wait4)."""
     args = dict(args, kubeconfig=kubeconfig, _ansible_check_mode=check, _ansible_diff=False)
-    stdin_path, stdout_path = workdir / f"{name}.in.json", workdir / f"{name}.out.json"
+    stdin_path, stdout_path, usage_path = (workdir / f"{name}.{what}.json" for what in ("in", "out", "usage"))
     stdin_path.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}), encoding="utf-8")
     env = dict(os.environ, PYTHONPATH=str(COLLECTIONS))
     with open(stdin_path, "rb") as stdin, open(stdout_path, "wb") as stdout:
-        started = time.monotonic()
-        process = subprocess.Popen([str(VENV_PYTHON), "-m", f"ansible_collections.kubesnap.snapshots.plugins.modules.{name}"],
-                                   stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, env=env)
-        _pid, status, usage = os.wait4(process.pid, 0)
-        wall = time.monotonic() - started
-    process.returncode = os.waitstatus_to_exitcode(status)
+        process = subprocess.run([str(VENV_PYTHON), "-c", LAUNCHER, str(usage_path),
+                                  str(VENV_PYTHON), "-m", f"ansible_collections.kubesnap.snapshots.plugins.modules.{name}"],
+                                 stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, env=env, check=False)
     text = stdout_path.read_text(encoding="utf-8")
     try:
         result = json.loads(text)
-    except ValueError as exc:
-        raise RuntimeError(f"{name} printed no JSON (rc {process.returncode}): {text[-2000:]} {process.stderr.read()[-2000:]!r}") from exc
-    return {"result": result, "wall": wall, "maxrss_mb": usage.ru_maxrss / 1024}
+        usage = json.loads(usage_path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as exc:
+        raise RuntimeError(f"{name} printed no JSON (rc {process.returncode}): {text[-2000:]} {process.stderr[-2000:]!r}") from exc
+    return {"result": result, "wall": usage["wall"], "maxrss_mb": usage["maxrss_kb"] / 1024}
 
 
 def audit_requests(audit, since: int) -> Counter:
@@ -293,20 +341,25 @@ def audit_requests(audit, since: int) -> Counter:
 
 
 def measure(args, state: dict, population: Population) -> None:
+    # The oldest newest snapshot is BASE - 1 h; a real run at or after BASE + 23 h would take a snapshot of every volume.
+    age = datetime.datetime.now(datetime.timezone.utc) - population.base + datetime.timedelta(hours=1)
+    if age > SMALLEST_DELTA - datetime.timedelta(minutes=10):
+        raise RuntimeError(f"the newest snapshots are up to {age} old: k8s_pv_snapshot would take new ones; --cleanup and populate again")
     bound, ready, have = population.ready_counts()
     log(f"{bound} Bound PVCs, {ready} ready owned snapshots in {NAMESPACE}")
     pv_total = sum(1 for _pv in iter_pages(population.core.list_persistent_volume))
     pages = math.ceil(pv_total / PAGE_SIZE) + math.ceil(len(have["pvcs"]) / PAGE_SIZE) + math.ceil(ready / PAGE_SIZE) + 2
     audit = HELPERS.AuditLog(state["audit_log"])
     runs = {
-        "snapshot_expire --check": ("snapshot_expire", True, BASE + datetime.timedelta(days=8)),
-        "k8s_pv_snapshot (nothing due)": ("k8s_pv_snapshot", False, BASE),
+        "snapshot_expire --check": ("snapshot_expire", True, population.base + datetime.timedelta(days=40)),
+        "k8s_pv_snapshot (nothing due)": ("k8s_pv_snapshot", False, None),
     }
     rows = {}
     with tempfile.TemporaryDirectory(prefix="kubesnap-scale-") as workdir:
         for label, (module, check, now) in runs.items():
             since = audit.mark()
-            run = run_module(module, state["kubeconfig"], Path(workdir), check, namespace=NAMESPACE, now=micro(now))
+            run = run_module(module, state["kubeconfig"], Path(workdir), check, namespace=NAMESPACE,
+                             **({"now": micro(now)} if now else {}))
             result = run["result"]
             if result.get("failed"):
                 log(f"{label} failed: {result.get('msg')}")
@@ -333,6 +386,11 @@ def measure(args, state: dict, population: Population) -> None:
         print(f"{label}: api_calls {dict(run['api_calls'])}; audit {dict(run['audit'])}; results {dict(run['summary'])}")
 
 
+def is_bench_content(content: dict) -> bool:
+    """A content the snapshot controller made for a snapshot of the bench namespace (they carry no label of ours)."""
+    return ((content.get("spec") or {}).get("volumeSnapshotRef") or {}).get("namespace") == NAMESPACE
+
+
 def iter_pages(call):
     token = None
     while True:
@@ -344,7 +402,7 @@ def iter_pages(call):
 
 
 def cleanup(population: Population, workers: int) -> None:
-    """Delete the bench namespace's objects and the labelled cluster-scoped ones; nothing else.
+    """Delete the bench namespace's objects, the contents of its snapshots and the labelled cluster-scoped objects; nothing else.
 
     Each object is deleted, then its finalizers removed, from `workers` threads: the apiserver's
     delete-collection works one object at a time, and the controllers would remove the finalizers one
@@ -357,7 +415,8 @@ def cleanup(population: Population, workers: int) -> None:
         ("volumesnapshots", lambda **kw: custom.list_namespaced_custom_object(*group, NAMESPACE, "volumesnapshots", **kw),
          lambda name: custom.delete_namespaced_custom_object(*group, NAMESPACE, "volumesnapshots", name, _preload_content=False),
          lambda name, body: custom.patch_namespaced_custom_object(*group, NAMESPACE, "volumesnapshots", name, body, _preload_content=False)),
-        ("volumesnapshotcontents", lambda **kw: custom.list_cluster_custom_object(*group, "volumesnapshotcontents", label_selector=selector, **kw),
+        # Not deleted by the controller: the snapshots' finalizers are stripped before it handles them.
+        ("volumesnapshotcontents", lambda **kw: custom.list_cluster_custom_object(*group, "volumesnapshotcontents", **kw),
          lambda name: custom.delete_cluster_custom_object(*group, "volumesnapshotcontents", name, _preload_content=False),
          lambda name, body: custom.patch_cluster_custom_object(*group, "volumesnapshotcontents", name, body, _preload_content=False)),
         ("persistentvolumeclaims", lambda **kw: core.list_namespaced_persistent_volume_claim(NAMESPACE, **kw),
@@ -378,10 +437,13 @@ def cleanup(population: Population, workers: int) -> None:
                 if exc.status != 404:
                     raise
 
-        names = [item["metadata"]["name"] for item in iter_pages(list_call)]
+        names = [item["metadata"]["name"] for item in iter_pages(list_call)
+                 if kind != "volumesnapshotcontents" or is_bench_content(item)]
         with ThreadPoolExecutor(max_workers=workers) as pool:
             list(pool.map(remove, names))
         log(f"{kind}: {len(names)} deleted in {time.monotonic() - started:.0f}s")
+    for bench_class in iter_pages(lambda **kw: custom.list_cluster_custom_object(*group, "volumesnapshotclasses", label_selector=selector, **kw)):
+        custom.delete_cluster_custom_object(*group, "volumesnapshotclasses", bench_class["metadata"]["name"], _preload_content=False)
     try:
         core.delete_namespace(NAMESPACE)
     except ApiException as exc:
@@ -398,7 +460,7 @@ def parse_args(argv):
     parser.add_argument("--rate", type=float, default=30, help="new VolumeSnapshots per second at most (0: unpaced)")
     parser.add_argument("--populate-only", action="store_true")
     parser.add_argument("--measure-only", action="store_true")
-    parser.add_argument("--cleanup", action="store_true", help=f"delete {NAMESPACE} and the labelled PVs and contents, then exit")
+    parser.add_argument("--cleanup", action="store_true", help=f"delete {NAMESPACE}, its snapshots' contents, the labelled PVs and class, then exit")
     return parser.parse_args(argv)
 
 
@@ -413,6 +475,7 @@ def main(argv=None) -> int:
         if args.cleanup:
             cleanup(population, args.workers)
             return 0
+        population.prepare()
         if not args.measure_only:
             population.run(args.workers)
         if not args.populate_only:
