@@ -73,7 +73,7 @@ def snapshots_of(target, owned_by_key):
     another namespace, a copied manifest) is never weighed, counted or deleted for this volume.
     And only those taken of the volume (see inconsistent_of): labels are anyone's to write.
     """
-    return [s for s in _in_namespace(target, owned_by_key) if s.source in target.snapshot_sources]
+    return [s for s in _in_namespace(target, owned_by_key) if s.source is not None and s.source == target.snapshot_source]
 
 
 def inconsistent_of(target, owned_by_key):
@@ -83,7 +83,7 @@ def inconsistent_of(target, owned_by_key):
     of B: it is reported, never weighed, never counted as B's newest, never deleted for B.
     """
     return [(s, 'carries the labels of volume %s (%s) but was taken of %s' % (target.key, target.display, s.source or 'an unknown source'))
-            for s in _in_namespace(target, owned_by_key) if s.source not in target.snapshot_sources]
+            for s in _in_namespace(target, owned_by_key) if s.source is None or s.source != target.snapshot_source]
 
 
 def _in_namespace(target, owned_by_key):

@@ -194,8 +194,7 @@ class KubesnapModule(AnsibleModule):
         Matching: the key is the UID of the live PersistentVolume the target names, and its claim (namespace/pvc) holds that
         volume both ways (targets.binding_problem), is Bound and is not being deleted. A target cached before its claim was
         recreated, or whose key is another claim's volume, would otherwise snapshot one volume under another's key.
-        Its `volume` fields are the backend's reading of the live volume (`identify`): they choose which snapshots count as
-        its backups (Target.snapshot_sources), so input must not pick them.
+        Its `volume` fields must be the backend's reading of the live volume (`identify`): the backend acts on them.
         """
         live = {pv['metadata']['uid']: pv for pv in inventory.pvs}
         claims = {(c['metadata']['namespace'], c['metadata']['name']): c for c in inventory.pvcs}

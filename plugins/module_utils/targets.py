@@ -52,12 +52,9 @@ class Target:
         return '%s/%s' % (self.namespace, self.pvc) if self.pvc else self.pv
 
     @property
-    def snapshot_sources(self):
-        """What a backup of this volume is taken of, as Snapshot.source spells it: its claim, or its volume handle."""
-        sources = {'pvc/%s/%s' % (self.namespace, self.pvc)} if self.pvc else set()
-        if self.volume.get('volume_handle'):
-            sources.add('volume/%s' % self.volume['volume_handle'])
-        return frozenset(sources)
+    def snapshot_source(self):
+        """What a backup of this volume is taken of, as Snapshot.source spells it: its claim."""
+        return 'pvc/%s/%s' % (self.namespace, self.pvc) if self.pvc else None
 
     def as_dict(self):
         return {
@@ -383,8 +380,8 @@ def _target(claim, options, registry):
 
 def volume_mismatch(target, pv, pvc, registry):
     """(field, reason) when a given target's backend or `volume` fields are not what its backend reads from the live
-    volume and claim, else None. The fields choose which snapshots count as its backups (Target.snapshot_sources):
-    a target given as input must not pick another volume's. Only the snapshot class is the target's own choice."""
+    volume and claim, else None. The backend acts on these fields, so a target given as input must not point them at
+    another volume. Only the snapshot class is the target's own choice."""
     try:
         backend, serving = registry.get(target.backend), registry.backend_for(pv)
     except TargetError as exc:

@@ -172,7 +172,7 @@ volumes:
           type: str
           sample: pvc/db/data-0
         source:
-          description: What the snapshot was taken of (C(pvc/<namespace>/<claim>) or C(volume/<handle>)); null when unknown.
+          description: What the snapshot was taken of (C(pvc/<namespace>/<claim>), or C(content/<name>) for a pre-provisioned one).
           type: str
           sample: pvc/db/data-0
     expire:
@@ -237,7 +237,7 @@ volumes:
           type: str
           sample: pvc/db/data-0
         source:
-          description: What the snapshot was taken of (C(pvc/<namespace>/<claim>) or C(volume/<handle>)); null when unknown.
+          description: What the snapshot was taken of (C(pvc/<namespace>/<claim>), or C(content/<name>) for a pre-provisioned one).
           type: str
           sample: pvc/db/data-0
     inconsistent:
@@ -260,7 +260,7 @@ volumes:
           type: str
           sample: db
         source:
-          description: What the snapshot was taken of (C(pvc/<namespace>/<claim>) or C(volume/<handle>)); null when unknown.
+          description: What the snapshot was taken of (C(pvc/<namespace>/<claim>), or C(content/<name>) for a pre-provisioned one).
           type: str
           sample: pvc/db/data-1
         reason:

@@ -134,7 +134,7 @@ volumes:
           type: str
           sample: pvc/db/data-0
         source:
-          description: What the snapshot was taken of (C(pvc/<namespace>/<claim>) or C(volume/<handle>)); null when unknown.
+          description: What the snapshot was taken of (C(pvc/<namespace>/<claim>), or C(content/<name>) for a pre-provisioned one).
           type: str
           sample: pvc/db/data-0
     inconsistent:
@@ -157,7 +157,7 @@ volumes:
           type: str
           sample: db
         source:
-          description: What the snapshot was taken of (C(pvc/<namespace>/<claim>) or C(volume/<handle>)); null when unknown.
+          description: What the snapshot was taken of (C(pvc/<namespace>/<claim>), or C(content/<name>) for a pre-provisioned one).
           type: str
           sample: pvc/db/data-1
         reason:
@@ -257,7 +257,7 @@ orphans:
           type: str
           sample: pvc/db/data-0
         source:
-          description: What the snapshot was taken of (C(pvc/<namespace>/<claim>) or C(volume/<handle>)); null when unknown.
+          description: What the snapshot was taken of (C(pvc/<namespace>/<claim>), or C(content/<name>) for a pre-provisioned one).
           type: str
           sample: pvc/db/data-0
 unprotected:
@@ -353,7 +353,7 @@ unprotected:
           type: str
           sample: pvc/db/data-0
         source:
-          description: What the snapshot was taken of (C(pvc/<namespace>/<claim>) or C(volume/<handle>)); null when unknown.
+          description: What the snapshot was taken of (C(pvc/<namespace>/<claim>), or C(content/<name>) for a pre-provisioned one).
           type: str
           sample: pvc/db/data-0
 problems:

@@ -66,7 +66,7 @@ class Snapshot:
     uid: str | None = dataclasses.field(default=None, compare=False)
     version: str | None = dataclasses.field(default=None, compare=False)
     # What the snapshot was taken of, as the backend read it (CSI: `pvc/<namespace>/<claim>`, or
-    # `volume/<volumeHandle>` for one made from a content; `content/<name>` when that is unknown).
+    # `content/<name>` for one made from a pre-provisioned content, which shows no volume).
     # Only a snapshot whose source is its volume is a backup of it: labels alone are anyone's to copy.
     source: str | None = dataclasses.field(default=None, compare=False)
 

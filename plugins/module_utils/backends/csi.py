@@ -32,52 +32,20 @@ def parse_time(value):
     return parse_timestamp(value) if value else None
 
 
-def snapshot_source(obj, content_handles=None):
-    """What a VolumeSnapshot was taken of (Snapshot.source): `pvc/<namespace>/<claim>`; for one made from a content,
-    `volume/<volumeHandle>` when `content_handles` ({content name: volume handle}) knows it, else `content/<name>`."""
+def snapshot_source(obj):
+    """What a VolumeSnapshot was taken of (Snapshot.source): `pvc/<namespace>/<claim>`, or `content/<name>` for one
+    made from a pre-provisioned content. Such a content names only a snapshot handle (the snapshot controller refuses
+    one that names a volume), so nothing shows which volume it was taken of: it is never a backup of one."""
     meta = obj['metadata']
     source = (obj.get('spec') or {}).get('source') or {}
     if source.get('persistentVolumeClaimName'):
         return 'pvc/%s/%s' % (meta['namespace'], source['persistentVolumeClaimName'])
     content = source.get('volumeSnapshotContentName')
-    if not content:
-        return None
-    handle = (content_handles or {}).get(content)
-    return 'volume/%s' % handle if handle else 'content/%s' % content
+    return 'content/%s' % content if content else None
 
 
-def _same_source(current, planned):
-    """Whether a snapshot read again still has the source planned on; a content's volume handle is not read again
-    (`content/<name>` for `volume/<handle>`): the content a snapshot names cannot change (spec.source is immutable)."""
-    return current == planned or (current or '').startswith('content/') and (planned or '').startswith('volume/')
-
-
-def content_handles(contents, snapshots):
-    """{content name: the volume handle it was taken of}, for contents bound back to one of `snapshots` (name, namespace, uid)."""
-    wanted = {}
-    for obj in snapshots:
-        meta = obj['metadata']
-        name = ((obj.get('spec') or {}).get('source') or {}).get('volumeSnapshotContentName')
-        if name:
-            wanted[name] = (meta['namespace'], meta['name'], meta.get('uid'))
-    handles = {}
-    for content in contents:
-        name = content['metadata']['name']
-        spec = content.get('spec') or {}
-        ref = spec.get('volumeSnapshotRef') or {}
-        handle = (spec.get('source') or {}).get('volumeHandle')
-        # Two ways, as a claim and its volume: the content must name the snapshot back, else any snapshot could borrow its source.
-        if name in wanted and handle and (ref.get('namespace'), ref.get('name')) == wanted[name][:2] \
-                and ref.get('uid') in (None, wanted[name][2]):
-            handles[name] = handle
-    return handles
-
-
-def snapshot_from_object(obj, handles=None):
-    """A Snapshot record from a VolumeSnapshot; ready is status.readyToUse, failed is status.error.
-
-    `handles` ({content name: volume handle}) resolves the source of snapshots made from a content.
-    """
+def snapshot_from_object(obj):
+    """A Snapshot record from a VolumeSnapshot; ready is status.readyToUse, failed is status.error."""
     meta = obj['metadata']
     status = obj.get('status') or {}
     error = None
@@ -95,7 +63,7 @@ def snapshot_from_object(obj, handles=None):
         created_at=parse_time(status.get('creationTime')) or parse_time(meta['creationTimestamp']),
         state=state, labels=labels, annotations=meta.get('annotations') or {},
         size=status.get('restoreSize'), error=error, uid=meta.get('uid'), version=meta.get('resourceVersion'),
-        source=snapshot_source(obj, handles))
+        source=snapshot_source(obj))
 
 
 def _take_settled(waiting, kind, obj):
@@ -184,11 +152,8 @@ class CsiBackend:
                        for obj in self._client.list_all(resource_path(GROUP_VERSION, 'volumesnapshots', namespace), OWNED_SELECTOR)]
         # One being deleted (kept by finalizers until its content is gone) is no backup and nothing to plan;
         # an empty volume label is nothing this collection writes, so such a snapshot is not ours.
-        live = [obj for obj in objects if not obj['metadata'].get('deletionTimestamp') and (obj['metadata'].get('labels') or {}).get(base.VOLUME_KEY)]
-        # The source of a snapshot made from a content is that content's: one more list, only when there are such snapshots.
-        from_content = [obj for obj in live if (((obj.get('spec') or {}).get('source') or {}).get('volumeSnapshotContentName'))]
-        handles = content_handles(self._client.list_all(resource_path(GROUP_VERSION, 'volumesnapshotcontents')), from_content) if from_content else {}
-        return [snapshot_from_object(obj, handles) for obj in live]
+        return [snapshot_from_object(obj) for obj in objects
+                if not obj['metadata'].get('deletionTimestamp') and (obj['metadata'].get('labels') or {}).get(base.VOLUME_KEY)]
 
     def create(self, target, now):
         """Create the VolumeSnapshot; a name taken within the same second (a forced re-run) gets a suffix."""
@@ -298,6 +263,6 @@ class CsiBackend:
                     return
                 raise
             if current.uid != snapshot.uid or current.held or current.labels.get(base.MANAGED_BY_KEY) != base.MANAGED_BY_VALUE \
-                    or current.volume_key != snapshot.volume_key or not _same_source(current.source, snapshot.source):
+                    or current.volume_key != snapshot.volume_key or current.source != snapshot.source:
                 raise base.TargetError('metadata', 'changed since expiry planned it (held, disowned, moved to another volume or replaced); kept')
             snapshot = current

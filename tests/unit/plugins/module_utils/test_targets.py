@@ -253,7 +253,7 @@ def test_a_claim_being_deleted_is_a_problem_and_gets_no_target():
 def test_a_target_names_what_its_backups_are_taken_of():
     claim, volume = bound('db/data-0', 'pv-a', pvc_annotations={DELTAS: 'PT1H P1D'})
     [target] = run([volume], [claim]).targets
-    assert target.snapshot_sources == {'pvc/db/data-0', 'volume/handle-pv-a'}
+    assert target.snapshot_source == 'pvc/db/data-0'
 
 
 # --------------------------------------------------------------------------------------------
