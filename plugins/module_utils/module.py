@@ -154,7 +154,7 @@ class KubesnapModule(AnsibleModule):
         except ValueError as exc:
             self.fail_json(msg='now: %s' % exc)
 
-    def discovery_options(self):
+    def discovery_options(self, label_needs_policy=True):
         p = self.params
         policy = p.get('policy')
         for name, value in (('label_policy', p.get('label_policy')), ('policy', policy)):
@@ -165,7 +165,7 @@ class KubesnapModule(AnsibleModule):
                     self.fail_json(msg='%s: %s' % (name, exc))
         return Options(annotation=p['annotation'], sources=tuple(p['sources']), label=p['label'], label_value=p.get('label_value'),
                        label_policy=p.get('label_policy'), snapshot_class=p.get('snapshot_class'), namespace=p.get('namespace'),
-                       pvc=p.get('pvc'), pv=p.get('pv'), policy=policy)
+                       pvc=p.get('pvc'), pv=p.get('pv'), policy=policy, label_needs_policy=label_needs_policy)
 
     def given_targets(self):
         """Targets passed from k8s_pv_info, or None when the module should discover them.
@@ -262,7 +262,7 @@ class KubesnapModule(AnsibleModule):
     def api_calls(self):
         return dict(self._client.requests) if self._client is not None else {}
 
-    def targets(self):
+    def targets(self, label_needs_policy=True):
         """(inventory, registry, targets, problems): the given targets, or discovery's (warnings emitted).
 
         Given targets are checked against the live volumes and claims, so the inventory is listed
@@ -273,7 +273,7 @@ class KubesnapModule(AnsibleModule):
             inventory = cycle.list_inventory(self.client, self.params.get('namespace'), rules=False)
             registry = Registry.for_run(self.params, self.client, inventory)
             return (inventory, registry) + self._screened(given, inventory, registry)
-        options = self.discovery_options()
+        options = self.discovery_options(label_needs_policy)
         inventory, registry, discovery = cycle.discover_targets(self.client, options, self.params)
         self._check_namespace(options, inventory)
         for warning in discovery.warnings:

@@ -135,6 +135,8 @@ class Options:
     pvc: str | None = None
     pv: str | None = None
     policy: str | None = None
+    # A module that takes no snapshots by policy (k8s_pv_archive) selects labelled claims without a label_policy.
+    label_needs_policy: bool = True
 
 
 @dataclasses.dataclass
@@ -352,7 +354,7 @@ def _target(claim, options, registry):
         raise TargetError(claim.field, 'volume not found')
     if claim.source == SOURCE_RULE and not claim.policy_text:
         raise TargetError('spec.deltas', 'missing')
-    if claim.source == SOURCE_LABEL and not claim.policy_text:
+    if claim.source == SOURCE_LABEL and not claim.policy_text and options.label_needs_policy:
         raise TargetError(claim.field, 'labelled for backup but the module was given no label_policy')
     policy = None
     if claim.policy_text is not None:

@@ -1,0 +1,437 @@
+# Copyright: (c) 2026, kubesnap contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""k8s_pv_archive's parts: rotation slots and object keys (pure), the manifests of one volume's archive (a Job running
+volume_archive, the temporary claim it reads, the Secret carrying its credentials), and the run of one archive against
+the API: create, wait with a watch, read the outcome, clean up, advance the claim's cycle.
+
+The cycle number is k8s-pv-util's: the claim's annotation `volumeBackupSequence` holds the number of the last archive
+cycle (absent: none yet), so a volume moving over continues its rotation instead of overwriting its oldest archive.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import re
+import time
+
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import retention
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import base
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError, resource_path
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.messages import quoted
+
+SEQUENCE_ANNOTATION = 'volumeBackupSequence'
+URL_ANNOTATION = 'kubesnap.io/archive-url'
+ROLE_KEY = 'kubesnap.io/role'
+ROLE = 'archive'
+# On the Job, so that one watch with a label selector hears of this Job only.
+JOB_KEY = 'kubesnap.io/archive-job'
+SNAPSHOT_ANNOTATION = 'kubesnap.io/snapshot'
+OBJECT_ANNOTATION = 'kubesnap.io/archive-object'
+JOB_NAME_LABEL = 'batch.kubernetes.io/job-name'
+CONTAINER = 'archive'
+DATA_MOUNT = '/snapshot'
+CONFIG_MOUNT = '/config'
+S3CFG_KEY = 's3cfg'
+CREDENTIAL_KEYS = ('AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN')
+STRATEGIES = {'hanoi': retention.hanoi_slot, 'roundrobin': retention.roundrobin_slot}
+SNAPSHOT_GROUP = 'snapshot.storage.k8s.io'
+# Job and claim share one name; a Job's name is also a label value of its pods (at most 63 characters).
+NAME_LIMIT = 63
+# A finished Job left behind (the run was killed) goes after a day, and its claim and Secret with it (owner references).
+FINISHED_TTL = 24 * 3600
+# The run waits this long past the Job's own deadline (activeDeadlineSeconds) for the job controller to say so.
+WAIT_SLACK = 60
+ADVANCE_ATTEMPTS = 3
+SEGMENT_PROBLEM = re.compile(r'(^|/)(\.{1,2})?(/|$)')
+
+# What the Job's container runs: volume_archive as Ansible would (its arguments as JSON on stdin), from the collections
+# installed in the image. Its result is echoed to the log and a summary written as the termination message, where the
+# module reads the size uploaded and, on failure, the error (the log tail would be cut mid-JSON).
+RUNNER = r'''
+import json, os, subprocess, sys
+args = json.loads(sys.argv[1])
+if os.path.isfile('/config/s3cfg'):
+    args.setdefault('s3cfg', '/config/s3cfg')
+paths = os.environ.get('ANSIBLE_COLLECTIONS_PATH', '').split(os.pathsep)
+paths += [os.path.expanduser('~/.ansible/collections'), '/usr/share/ansible/collections']
+env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in paths if p))
+done = subprocess.run([sys.executable, '-m', 'ansible_collections.kubesnap.snapshots.plugins.modules.volume_archive'],
+                      input=json.dumps({'ANSIBLE_MODULE_ARGS': args}).encode(), stdout=subprocess.PIPE, env=env)
+sys.stdout.buffer.write(done.stdout)
+try:
+    result = json.loads(done.stdout)
+except ValueError:
+    result = {'failed': True, 'msg': 'volume_archive printed no result (exit status %d)' % done.returncode}
+failed = bool(result.get('failed')) or done.returncode != 0
+summary = {'failed': failed, 'msg': str(result.get('msg') or '')[:2000], 'bytes': result.get('bytes'), 'sha256': result.get('sha256')}
+with open('/dev/termination-log', 'w') as log:
+    json.dump(summary, log)
+sys.exit(1 if failed else 0)
+'''
+
+
+class ArchiveError(Exception):
+    """One volume's archive did not happen or did not finish; the message says what and where."""
+
+
+# ------------------------------------------------------------------------------------------------ pure: where and which slot
+
+def parse_base(url, where='url'):
+    """(bucket, prefix) of an archive base `s3://bucket[/prefix]`; ValueError naming `where` for anything else.
+
+    Empty, `.` and `..` segments are refused: every key then ends in `<namespace>/<claim>/<slot>.tar.gz` with nothing
+    that collapses, so a claim's own base (its annotation) can never name another namespace's objects.
+    """
+    form = 'an archive base is s3://bucket or s3://bucket/prefix'
+    if not isinstance(url, str) or not url.startswith('s3://'):
+        raise ValueError('%s: %s is not an s3:// URL; %s' % (where, quoted(url), form))
+    bucket, _slash, prefix = url[len('s3://'):].partition('/')
+    prefix = prefix.rstrip('/')
+    if not bucket:
+        raise ValueError('%s: %s names no bucket; %s' % (where, quoted(url), form))
+    if prefix and SEGMENT_PROBLEM.search(prefix):
+        raise ValueError('%s: %s has an empty, "." or ".." path segment; %s' % (where, quoted(url), form))
+    return bucket, prefix
+
+
+def last_cycle(pvc):
+    """The claim's last archive cycle (its volumeBackupSequence annotation), 0 when it has none; ValueError when unreadable."""
+    value = ((pvc.get('metadata') or {}).get('annotations') or {}).get(SEQUENCE_ANNOTATION)
+    if value is None:
+        return 0
+    if not re.match(r'^[0-9]{1,18}$', value.strip()):
+        raise ValueError('metadata.annotations[%s]: %s is not a cycle number (a whole number, 0 or more)' % (SEQUENCE_ANNOTATION, quoted(value)))
+    return int(value)
+
+
+def slot_for(cycle, sets, strategy):
+    """The rotation slot (1..sets) of archive cycle `cycle` (1, 2, ...), by the retention core's k8s-pv-util sequences."""
+    return STRATEGIES[strategy](cycle, sets)
+
+
+def object_key(prefix, namespace, claim, slot):
+    """`<prefix>/<namespace>/<claim>/<slot>.tar.gz`, k8s-pv-util's layout (no prefix: it starts at the namespace)."""
+    return '/'.join(part for part in (prefix, namespace, claim, '%d.tar.gz' % slot) if part)
+
+
+def job_name(target, cycle):
+    """`archive-<claim>-c<cycle>-<hash>`: one name per volume and cycle (a second run of the same cycle meets a 409), a DNS
+    label of at most 63 characters; the hash (of the volume's UID and the cycle) keeps cut names apart."""
+    digest = hashlib.sha256(('%s/%d' % (target.key, cycle)).encode()).hexdigest()[:6]
+    suffix = '-c%d-%s' % (cycle, digest)
+    head = re.sub(r'[^a-z0-9-]', '-', target.pvc)[:NAME_LIMIT - len('archive-') - len(suffix)].strip('-')
+    return 'archive-%s%s' % (head + '-' if head else '', suffix.lstrip('-'))
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """One volume's archive: from which snapshot, to which object, in which cycle and slot."""
+
+    target: object
+    pvc: dict
+    bucket: str
+    prefix: str
+    previous: int
+    slot: int
+    snapshot: object = None  # backends.base.Snapshot; None until `snapshot: create` made it
+    snapshot_name: str = None  # the name it has (or, in check mode, would get)
+
+    @property
+    def cycle(self):
+        return self.previous + 1
+
+    @property
+    def object_key(self):
+        return object_key(self.prefix, self.target.namespace, self.target.pvc, self.slot)
+
+    @property
+    def url(self):
+        return 's3://%s/%s' % (self.bucket, self.object_key)
+
+    @property
+    def job(self):
+        return job_name(self.target, self.cycle)
+
+
+def plan_volume(target, pvc, default_url, sets, strategy):
+    """The Plan of one target (without its snapshot); ArchiveError naming the claim and field when it cannot be archived,
+    None when it has no destination (no `url` and no annotation)."""
+    where = 'pvc/%s/%s' % (target.namespace, target.pvc)
+    annotated = ((pvc.get('metadata') or {}).get('annotations') or {}).get(URL_ANNOTATION)
+    url = annotated if annotated is not None else default_url
+    if url is None:
+        return None
+    try:
+        bucket, prefix = parse_base(url, 'metadata.annotations[%s]' % URL_ANNOTATION if annotated is not None else 'url')
+        previous = last_cycle(pvc)
+    except ValueError as exc:
+        raise ArchiveError('%s: %s' % (where, exc)) from None
+    if (pvc.get('spec') or {}).get('volumeMode') == 'Block':
+        raise ArchiveError('%s: spec.volumeMode: a Block volume holds no files to archive' % where)
+    return Plan(target, pvc, bucket, prefix, previous, slot_for(previous + 1, sets, strategy))
+
+
+def newest_ready(snapshots):
+    """The newest ready snapshot (held ones included: a hold keeps a snapshot, it is still the volume's data), or None."""
+    ready = [s for s in snapshots if s.state == base.READY]
+    return ready[-1] if ready else None
+
+
+# ------------------------------------------------------------------------------------------------ pure: manifests
+
+@dataclasses.dataclass(frozen=True)
+class JobSettings:
+    """How the Job runs: the image, its limits, and how credentials reach it."""
+
+    image: str
+    pull_policy: str = 'IfNotPresent'
+    timeout: int = 7200
+    service_account: str = None
+    run_as_user: int = None
+    # The user's Secret (in each claim's namespace), or None: then a Secret of the run's own when `credentials` is set.
+    credentials_secret: str = None
+    credentials: dict = dataclasses.field(default_factory=dict, repr=False)
+    # volume_archive's S3 options other than credentials (endpoint, region, addressing, encryption), passed as given.
+    s3_args: dict = dataclasses.field(default_factory=dict)
+
+    def secret_name(self, plan):
+        if self.credentials_secret:
+            return self.credentials_secret
+        return plan.job if self.credentials else None
+
+
+def _labels(plan):
+    return {base.MANAGED_BY_KEY: base.MANAGED_BY_VALUE, base.VOLUME_KEY: plan.target.key, ROLE_KEY: ROLE}
+
+
+def _annotations(plan):
+    return {SNAPSHOT_ANNOTATION: plan.snapshot_name or '', OBJECT_ANNOTATION: plan.url, SEQUENCE_ANNOTATION: str(plan.cycle)}
+
+
+def archive_args(plan, settings):
+    """volume_archive's options for this archive: the mounted snapshot, the object, the S3 settings, what it records."""
+    args = {name: value for name, value in settings.s3_args.items() if value is not None}
+    args.update(path=DATA_MOUNT, url=plan.url, source='%s/%s' % (plan.target.namespace, plan.target.pvc),
+                snapshot=plan.snapshot_name, cycle=plan.cycle, slot=plan.slot)
+    return args
+
+
+def job_manifest(plan, settings):
+    """The Job: one attempt (backoffLimit 0, restartPolicy Never) of the runner against the temporary claim, read-only,
+    killed by Kubernetes itself after the timeout. Credentials come from a Secret by reference only."""
+    secret = settings.secret_name(plan)
+    env, volumes = [], [{'name': 'data', 'persistentVolumeClaim': {'claimName': plan.job, 'readOnly': True}}]
+    mounts = [{'name': 'data', 'mountPath': DATA_MOUNT, 'readOnly': True}]
+    if secret:
+        # Optional keys: a Secret holding only an s3cfg file (k8s-pv-util's SECRET_S3CFG) or only AWS_* keys both work.
+        env = [{'name': key, 'valueFrom': {'secretKeyRef': {'name': secret, 'key': key, 'optional': True}}} for key in CREDENTIAL_KEYS]
+        volumes.append({'name': 'config', 'secret': {'secretName': secret, 'optional': True, 'defaultMode': 0o400,
+                                                     'items': [{'key': S3CFG_KEY, 'path': S3CFG_KEY}]}})
+        mounts.append({'name': 'config', 'mountPath': CONFIG_MOUNT, 'readOnly': True})
+    container = {'name': CONTAINER, 'image': settings.image, 'imagePullPolicy': settings.pull_policy,
+                 'command': ['python3', '-c', RUNNER, json.dumps(archive_args(plan, settings), sort_keys=True)],
+                 'env': env, 'volumeMounts': mounts, 'terminationMessagePolicy': 'FallbackToLogsOnError'}
+    pod = {'restartPolicy': 'Never', 'containers': [container], 'volumes': volumes,
+           'automountServiceAccountToken': bool(settings.service_account)}
+    if settings.service_account:
+        pod['serviceAccountName'] = settings.service_account
+    if settings.run_as_user is not None:
+        pod['securityContext'] = {'runAsUser': settings.run_as_user}
+    labels = _labels(plan)
+    return {
+        'apiVersion': 'batch/v1', 'kind': 'Job',
+        'metadata': {'name': plan.job, 'namespace': plan.target.namespace, 'labels': dict(labels, **{JOB_KEY: plan.job}),
+                     'annotations': _annotations(plan)},
+        'spec': {'backoffLimit': 0, 'activeDeadlineSeconds': max(1, settings.timeout), 'ttlSecondsAfterFinished': FINISHED_TTL,
+                 'template': {'metadata': {'labels': labels}, 'spec': pod}},
+    }
+
+
+def _owned_by(job):
+    """An owner reference to the Job: deleting the Job (or its TTL) takes the claim and the Secret with it."""
+    meta = job['metadata']
+    return [{'apiVersion': 'batch/v1', 'kind': 'Job', 'name': meta['name'], 'uid': meta['uid']}]
+
+
+def _size(plan):
+    """What the temporary claim requests: the snapshot's restore size, else the source claim's capacity or request."""
+    if plan.snapshot is not None and plan.snapshot.size:
+        return plan.snapshot.size
+    spec, status = plan.pvc.get('spec') or {}, plan.pvc.get('status') or {}
+    return (status.get('capacity') or {}).get('storage') or ((spec.get('resources') or {}).get('requests') or {}).get('storage')
+
+
+def claim_manifest(plan, job):
+    """The temporary claim from the snapshot, in the claim's namespace, with the source claim's class and access modes."""
+    spec = plan.pvc.get('spec') or {}
+    claim = {'accessModes': spec.get('accessModes') or ['ReadWriteOnce'], 'volumeMode': 'Filesystem',
+             'resources': {'requests': {'storage': _size(plan)}},
+             'dataSource': {'apiGroup': SNAPSHOT_GROUP, 'kind': 'VolumeSnapshot', 'name': plan.snapshot_name}}
+    if spec.get('storageClassName'):
+        claim['storageClassName'] = spec['storageClassName']
+    return {'apiVersion': 'v1', 'kind': 'PersistentVolumeClaim',
+            'metadata': {'name': plan.job, 'namespace': plan.target.namespace, 'labels': _labels(plan), 'annotations': _annotations(plan),
+                         'ownerReferences': _owned_by(job)},
+            'spec': claim}
+
+
+def secret_manifest(plan, job, credentials):
+    """The run's own Secret with the credentials (AWS_* keys and/or an s3cfg file), owned by the Job."""
+    return {'apiVersion': 'v1', 'kind': 'Secret', 'type': 'Opaque',
+            'metadata': {'name': plan.job, 'namespace': plan.target.namespace, 'labels': _labels(plan), 'ownerReferences': _owned_by(job)},
+            'stringData': dict(credentials)}
+
+
+def job_outcome(job):
+    """(True, None) when the Job completed, (False, why) when it failed, None while it runs."""
+    for condition in (job.get('status') or {}).get('conditions') or []:
+        if condition.get('status') != 'True':
+            continue
+        if condition.get('type') == 'Complete':
+            return True, None
+        if condition.get('type') == 'Failed':
+            return False, '%s: %s' % (condition.get('reason') or 'Failed', condition.get('message') or 'no message')
+    return None
+
+
+def termination_summary(pods):
+    """The runner's summary from the archive container's termination message, {} when there is none (or not the runner's)."""
+    for pod in pods:
+        for status in (pod.get('status') or {}).get('containerStatuses') or []:
+            message = ((status.get('state') or {}).get('terminated') or {}).get('message')
+            if status.get('name') != CONTAINER or not message:
+                continue
+            try:
+                summary = json.loads(message)
+            except ValueError:
+                return {'msg': message.strip()[-2000:]}  # the log tail (FallbackToLogsOnError): the runner never finished
+            return summary if isinstance(summary, dict) else {}
+    return {}
+
+
+# ------------------------------------------------------------------------------------------------ one archive against the API
+
+class Archiver:
+    """Runs one volume's archive: Job, temporary claim and Secret created, the Job waited for, all deleted again."""
+
+    def __init__(self, client, settings, clock=time.monotonic, sleep=time.sleep):
+        self._client = client
+        self._settings = settings
+        self._clock = clock
+        self._sleep = sleep
+
+    def run(self, plan):
+        """{'bytes', 'seconds', 'job'} of a completed archive whose cycle was advanced; ArchiveError otherwise.
+
+        Whatever happens once the Job exists, the Job (its pods with it), the claim and the run's own Secret are deleted.
+        """
+        started = self._clock()
+        namespace = plan.target.namespace
+        try:
+            job = self._client.create(resource_path('batch/v1', 'jobs', namespace), job_manifest(plan, self._settings))
+        except KubeError as exc:
+            if exc.status == 409:
+                raise ArchiveError('Job %s/%s already exists: another run is archiving cycle %d, or a killed run left it (it goes %d s'
+                                   ' after it finished; delete it to retry now)' % (namespace, plan.job, plan.cycle, FINISHED_TTL)) from None
+            raise ArchiveError('creating Job %s/%s failed: %s' % (namespace, plan.job, exc)) from None
+        cleanup = []
+        try:
+            cleanup.append(self._write(resource_path('v1', 'persistentvolumeclaims', namespace), claim_manifest(plan, job), 'claim'))
+            if not self._settings.credentials_secret and self._settings.credentials:
+                cleanup.append(self._write(resource_path('v1', 'secrets', namespace),
+                                           secret_manifest(plan, job, self._settings.credentials), 'Secret'))
+            outcome = self._wait(namespace, plan.job, started + self._settings.timeout + WAIT_SLACK)
+            summary = termination_summary(self._client.list_all(resource_path('v1', 'pods', namespace), '%s=%s' % (JOB_NAME_LABEL, plan.job)))
+        finally:
+            leftovers = self._clean(namespace, plan.job, cleanup)
+        if outcome is None:
+            raise ArchiveError('Job %s/%s did not finish within %d s (timeout); it was deleted%s'
+                               % (namespace, plan.job, self._settings.timeout, leftovers))
+        done, why = outcome
+        if not done:
+            detail = summary.get('msg') or 'no message from the archive container'
+            raise ArchiveError('Job %s/%s failed (%s): %s%s' % (namespace, plan.job, why, detail, leftovers))
+        self._advance(plan)
+        if leftovers:
+            raise ArchiveError('archived to %s and cycle %d recorded, but%s' % (plan.url, plan.cycle, leftovers))
+        return {'bytes': summary.get('bytes'), 'seconds': round(self._clock() - started, 3), 'job': plan.job}
+
+    def _write(self, path, body, what):
+        try:
+            self._client.create(path, body)
+        except KubeError as exc:
+            raise ArchiveError('creating the %s %s/%s failed: %s' % (what, body['metadata']['namespace'], body['metadata']['name'], exc)) from None
+        return path + '/' + body['metadata']['name']
+
+    def _wait(self, namespace, name, deadline):
+        """(done, why) once the Job completed or failed, None at the deadline: one list, then a watch from its version."""
+        path = resource_path('batch/v1', 'jobs', namespace)
+        selector = '%s=%s' % (JOB_KEY, name)
+        version = None
+        while self._clock() < deadline:
+            heard = False
+            try:
+                if version is None:
+                    jobs, version = self._client.list_with_version(path, selector)
+                    if not jobs:
+                        raise ArchiveError('Job %s/%s was deleted while it ran' % (namespace, name))
+                    if job_outcome(jobs[0]) is not None:
+                        return job_outcome(jobs[0])
+                    continue
+                with contextlib.closing(self._client.watch(path, selector, version, deadline - self._clock())) as events:
+                    for kind, obj in events:
+                        heard = True
+                        version = obj['metadata'].get('resourceVersion') or version
+                        if kind == 'DELETED':
+                            raise ArchiveError('Job %s/%s was deleted while it ran' % (namespace, name))
+                        if kind != 'BOOKMARK' and job_outcome(obj) is not None:
+                            return job_outcome(obj)
+            except KubeError as exc:
+                if exc.status == 410:
+                    version = None  # history compacted: list again
+                elif not exc.retryable:
+                    raise ArchiveError('waiting for Job %s/%s failed: %s' % (namespace, name, exc)) from None
+            if not heard:
+                self._sleep(max(0.0, min(1.0, deadline - self._clock())))
+        return None
+
+    def _clean(self, namespace, job, paths):
+        """Delete the Job (Background: the garbage collector takes its pods) and what the run made for it.
+        '' when all went, else '; not deleted: ...' naming what is left (their owner reference still takes them with the Job)."""
+        failed = []
+        body = {'kind': 'DeleteOptions', 'apiVersion': 'v1', 'propagationPolicy': 'Background'}
+        for path in [resource_path('batch/v1', 'jobs', namespace, job)] + list(reversed(paths)):
+            try:
+                self._client.request('DELETE', path, body=body)
+            except KubeError as exc:
+                if exc.status != 404:
+                    failed.append('%s (%s)' % (path, exc))
+        return '; not deleted: %s' % ', '.join(failed) if failed else ''
+
+    def _advance(self, plan):
+        """Record the cycle on the claim, only if it still is the claim planned on and its cycle is still the one read."""
+        meta = plan.pvc['metadata']
+        path = resource_path('v1', 'persistentvolumeclaims', meta['namespace'], meta['name'])
+        for attempt in range(ADVANCE_ATTEMPTS):
+            try:
+                current = self._client.get(path)
+                if current['metadata'].get('uid') != meta.get('uid'):
+                    raise ArchiveError('archived to %s, but claim %s/%s was replaced meanwhile: cycle %d not recorded'
+                                       % (plan.url, meta['namespace'], meta['name'], plan.cycle))
+                try:
+                    now = last_cycle(current)
+                except ValueError as exc:
+                    raise ArchiveError('archived to %s, but cycle not recorded: %s' % (plan.url, exc)) from None
+                if now != plan.previous:
+                    raise ArchiveError('archived to %s, but %s changed from %d to %d meanwhile (another run?): cycle %d not recorded'
+                                       % (plan.url, SEQUENCE_ANNOTATION, plan.previous, now, plan.cycle))
+                patch = {'metadata': {'resourceVersion': current['metadata']['resourceVersion'],
+                                      'annotations': {SEQUENCE_ANNOTATION: str(plan.cycle)}}}
+                self._client.request('PATCH', path, body=patch, content_type='application/merge-patch+json')
+                return
+            except KubeError as exc:
+                if exc.status != 409 or attempt == ADVANCE_ATTEMPTS - 1:
+                    raise ArchiveError('archived to %s, but recording cycle %d on the claim failed: %s' % (plan.url, plan.cycle, exc)) from None
