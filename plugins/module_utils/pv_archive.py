@@ -34,7 +34,9 @@ JOB_NAME_LABEL = 'batch.kubernetes.io/job-name'
 CONTAINER = 'archive'
 DATA_MOUNT = '/snapshot'
 CONFIG_MOUNT = '/config'
+# Files a credentials Secret may hold besides the AWS_* keys, mounted under CONFIG_MOUNT and handed to volume_archive.
 S3CFG_KEY = 's3cfg'
+CA_BUNDLE_KEY = 'ca_bundle'
 CREDENTIAL_KEYS = ('AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN')
 STRATEGIES = {'hanoi': retention.hanoi_slot, 'roundrobin': retention.roundrobin_slot}
 SNAPSHOT_GROUP = 'snapshot.storage.k8s.io'
@@ -53,8 +55,9 @@ SEGMENT_PROBLEM = re.compile(r'(^|/)(\.{1,2})?(/|$)')
 RUNNER = r'''
 import json, os, subprocess, sys
 args = json.loads(sys.argv[1])
-if os.path.isfile('/config/s3cfg'):
-    args.setdefault('s3cfg', '/config/s3cfg')
+for key, option in (('s3cfg', 's3cfg'), ('ca_bundle', 's3_ca_bundle')):
+    if os.path.isfile('/config/' + key):
+        args.setdefault(option, '/config/' + key)
 paths = os.environ.get('ANSIBLE_COLLECTIONS_PATH', '').split(os.pathsep)
 paths += [os.path.expanduser('~/.ansible/collections'), '/usr/share/ansible/collections']
 env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in paths if p))
@@ -226,10 +229,10 @@ def job_manifest(plan, settings):
     env, volumes = [], [{'name': 'data', 'persistentVolumeClaim': {'claimName': plan.job, 'readOnly': True}}]
     mounts = [{'name': 'data', 'mountPath': DATA_MOUNT, 'readOnly': True}]
     if secret:
-        # Optional keys: a Secret holding only an s3cfg file (k8s-pv-util's SECRET_S3CFG) or only AWS_* keys both work.
+        # Optional keys: a Secret holding only an s3cfg file (k8s-pv-util's SECRET_S3CFG) or only AWS_* keys both work;
+        # the runner hands volume_archive the files it finds under CONFIG_MOUNT.
         env = [{'name': key, 'valueFrom': {'secretKeyRef': {'name': secret, 'key': key, 'optional': True}}} for key in CREDENTIAL_KEYS]
-        volumes.append({'name': 'config', 'secret': {'secretName': secret, 'optional': True, 'defaultMode': 0o400,
-                                                     'items': [{'key': S3CFG_KEY, 'path': S3CFG_KEY}]}})
+        volumes.append({'name': 'config', 'secret': {'secretName': secret, 'optional': True, 'defaultMode': 0o400}})
         mounts.append({'name': 'config', 'mountPath': CONFIG_MOUNT, 'readOnly': True})
     container = {'name': CONTAINER, 'image': settings.image, 'imagePullPolicy': settings.pull_policy,
                  'command': ['python3', '-c', RUNNER, json.dumps(archive_args(plan, settings), sort_keys=True)],

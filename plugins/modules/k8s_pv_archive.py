@@ -1,0 +1,455 @@
+#!/usr/bin/python
+# Copyright: (c) 2026, kubesnap contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: k8s_pv_archive
+short_description: Archive the data of Kubernetes volumes to S3, from their snapshots, in rotation slots
+version_added: 0.2.0
+author: kubesnap contributors (@kubesnap)
+description:
+  - The Kubernetes side of k8s-pv-util's controller mode. For each selected volume with an archive destination, takes its
+    newest ready snapshot owned by this collection (or, with O(snapshot=create), takes one first), creates a temporary
+    claim from it, and runs a Job that archives that claim with M(kubesnap.snapshots.volume_archive) as one C(.tar.gz)
+    object. The Job, the temporary claim and the run's own credentials Secret are deleted afterwards, also when the
+    archive failed; they carry an owner reference to the Job and the Job a C(ttlSecondsAfterFinished) of one day, so
+    that what a killed run leaves behind goes too.
+  - Volumes are selected as by the other modules (the discovery options). Labelled claims need no O(label_policy) here.
+  - A volume's destination is its claim's annotation C(kubesnap.io/archive-url), else O(url); volumes with neither are
+    reported as skipped. Either is a base C(s3://bucket) or C(s3://bucket/prefix), and the object is
+    C(<prefix>/<namespace>/<claim>/<slot>.tar.gz) (k8s-pv-util's layout). Empty, C(.) and C(..) segments are refused, so
+    a claim's own annotation can never name another namespace's objects.
+  - The slot (1 to O(sets)) comes from the archive cycle, by O(strategy). The cycle is k8s-pv-util's claim annotation
+    C(volumeBackupSequence) (the last cycle archived, none when absent) plus one, so a volume moving from k8s-pv-util
+    continues its rotation. It is recorded on the claim only after the Job completed, and only if the annotation still
+    holds the value read (another run changing it meanwhile fails the volume instead).
+  - The Job runs the image O(image), which must have the collection and its Python requirements installed, in the
+    claim's namespace, mounting the temporary claim read-only. It makes one attempt (C(backoffLimit) 0); Kubernetes ends
+    it after O(job_timeout) (C(activeDeadlineSeconds)). Credentials reach it only through a Secret, by reference
+    (C(secretKeyRef) environment variables C(AWS_ACCESS_KEY_ID), C(AWS_SECRET_ACCESS_KEY), C(AWS_SESSION_TOKEN) and files
+    under C(/config)), never in the Job's spec.
+  - Two runs archiving the same volume and cycle meet on the Job's name (C(archive-<claim>-c<cycle>-<hash>)); the second
+    fails that volume. A Job of that name left by a killed run blocks the cycle until it is deleted (by hand, or its TTL).
+  - At most O(concurrency) archives run at once; one failing volume does not stop the others, and the task fails at the
+    end listing them.
+extends_documentation_fragment:
+  - kubesnap.snapshots.k8s_auth
+  - kubesnap.snapshots.backends
+  - kubesnap.snapshots.discovery
+  - kubesnap.snapshots.discovery.targets
+  - kubesnap.snapshots.discovery.lease
+  - kubesnap.snapshots.write
+  - kubesnap.snapshots.s3
+attributes:
+  check_mode:
+    support: full
+    description: Reports the snapshot, cycle, slot and object key each volume would get; creates nothing.
+  diff_mode:
+    support: none
+    description: Nothing to compare.
+options:
+  url:
+    description:
+      - Archive base, V(s3://bucket) or V(s3://bucket/prefix), of volumes whose claim has no C(kubesnap.io/archive-url)
+        annotation (k8s-pv-util's C(S3BASEURL)).
+    type: str
+  sets:
+    description: Rotation slots per volume, from 1 to 30 (k8s-pv-util's C(NUM_BACKUP_SETS)).
+    type: int
+    default: 5
+  strategy:
+    description:
+      - Rotation of the slots (k8s-pv-util's C(BACKUP_SET_STRATEGY)).
+      - V(hanoi) is the Tower of Hanoi; with 5 sets, cycles 1 to 16 use slots 2 1 3 1 2 1 4 1 2 1 3 1 2 1 5 1, a history
+        reaching back up to 32 cycles. V(roundrobin) keeps the last O(sets) cycles.
+    type: str
+    choices: [hanoi, roundrobin]
+    default: hanoi
+  snapshot:
+    description:
+      - V(newest) archives the newest ready snapshot of the volume owned by this collection; a volume without one fails.
+      - V(create) first takes a snapshot of every selected volume (under the lease, as a forced
+        M(kubesnap.snapshots.k8s_pv_snapshot) would) and archives it once ready.
+    type: str
+    choices: [newest, create]
+    default: newest
+  snapshot_timeout:
+    description: With O(snapshot=create), seconds to wait for the new snapshots to be ready; from 0 to 315360000.
+    type: int
+    default: 300
+  image:
+    description:
+      - Container image of the Job, with the collection installed. The documented choice is the execution environment
+        built from the collection's C(meta/execution-environment.yml) (C(ansible-builder build -t kubesnap-ee:latest)),
+        pushed where the cluster pulls from; name it here with its registry.
+    type: str
+    default: kubesnap-ee:latest
+  image_pull_policy:
+    description: The container's C(imagePullPolicy).
+    type: str
+    choices: [Always, IfNotPresent, Never]
+    default: IfNotPresent
+  job_timeout:
+    description:
+      - Seconds an archive Job may run (its C(activeDeadlineSeconds)), from 1 to 315360000. The run waits for it as long,
+        plus a minute.
+    type: int
+    default: 7200
+  service_account:
+    description:
+      - Service account of the Job's pod, in each claim's namespace, for stores that grant access to pod identities
+        (IRSA, workload identity). Without it the pod mounts no service account token.
+    type: str
+  run_as_user:
+    description:
+      - User id the archive container runs as. The default, root, reads every file of the volume whatever its owner
+        (k8s-pv-util's uploader does too); a namespace whose pod security forbids it needs a user that can read the data.
+    type: int
+    default: 0
+  credentials_secret:
+    description:
+      - Name of an existing Secret, in each claim's namespace, with the credentials of the Job. Its keys
+        C(AWS_ACCESS_KEY_ID), C(AWS_SECRET_ACCESS_KEY) and C(AWS_SESSION_TOKEN) become the container's environment, and
+        its keys C(s3cfg) (an s3cmd file, as in k8s-pv-util's C(SECRET_S3CFG)) and C(ca_bundle) are mounted under
+        C(/config) and given to M(kubesnap.snapshots.volume_archive) as its O(kubesnap.snapshots.volume_archive#module:s3cfg)
+        and O(kubesnap.snapshots.volume_archive#module:s3_ca_bundle).
+      - Without it, the run creates a Secret of its own per Job from O(access_key), O(secret_key), O(session_token) and
+        the contents of the files O(s3cfg) and O(s3_ca_bundle), when any is given, and deletes it with the Job.
+        Without either, the Job has no credentials but those of its O(service_account).
+      - O(profile) names a file on the controller and cannot reach the Job; it is refused.
+    type: str
+  concurrency:
+    description: Most archive Jobs at once (and snapshot creations with O(snapshot=create)), from 1 to 1000.
+    type: int
+    default: 4
+requirements:
+  - the image O(image) with this collection and boto3
+notes:
+  - The options of the S3 connection other than credentials (O(endpoint_url), O(region), O(s3_path_style),
+    O(s3_validate_certs), O(encryption), O(kms_key_id)) are passed to the Job as given.
+  - The object size is read from the Job container's termination message, which the kubelet writes; RV(volumes[].bytes)
+    is null when there is none.
+  - The RBAC the module needs is in C(docs/rbac.yml) (role C(kubesnap-archive)).
+seealso:
+  - module: kubesnap.snapshots.volume_archive
+  - module: kubesnap.snapshots.volume_restore
+'''
+
+EXAMPLES = r'''
+- name: Archive every labelled volume's newest snapshot (k8s-pv-util's controller mode, one cycle)
+  kubesnap.snapshots.k8s_pv_archive:
+    sources: [label]
+    url: s3://backups/cluster-a
+    endpoint_url: https://minio.example.com:9000
+    s3_path_style: true
+    credentials_secret: s3cfg
+    image: registry.example.com/kubesnap-ee:1.0
+
+- name: Snapshot one claim now and archive it, with keys from the environment
+  kubesnap.snapshots.k8s_pv_archive:
+    namespace: db
+    pvc: data-0
+    snapshot: create
+    url: s3://backups/cluster-a
+    image: registry.example.com/kubesnap-ee:1.0
+
+- name: Preview slots and keys
+  kubesnap.snapshots.k8s_pv_archive:
+    url: s3://backups/cluster-a
+  check_mode: true
+'''
+
+RETURN = r'''
+volumes:
+  description: One result per selected volume.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {namespace: db, pvc: data-0, pv: pvc-5f0c2a9e, key: 5f0c2a9e-8d8b-4a53-9d6e-3a1b2c3d4e5f, backend: csi,
+       snapshot: data-0-20261130040000, url: s3://backups/cluster-a/db/data-0/2.tar.gz, object_key: cluster-a/db/data-0/2.tar.gz,
+       cycle: 1, slot: 2, job: archive-data-0-c1-3f9a2b, bytes: 1048576, seconds: 42.1, state: archived, reason: null}
+  contains:
+    namespace:
+      description: Namespace of the claim.
+      type: str
+      sample: db
+    pvc:
+      description: Name of the claim.
+      type: str
+      sample: data-0
+    pv:
+      description: Name of the PersistentVolume.
+      type: str
+      sample: pvc-5f0c2a9e
+    key:
+      description: The volume's key (its PV's UID), as in the other modules.
+      type: str
+      sample: 5f0c2a9e-8d8b-4a53-9d6e-3a1b2c3d4e5f
+    backend:
+      description: The volume's snapshot backend.
+      type: str
+      sample: csi
+    snapshot:
+      description: The snapshot archived (or, in check mode, that would be); null when there is none.
+      type: str
+      sample: data-0-20261130040000
+    url:
+      description: The object written, as an C(s3://) URL; null when the volume has no destination.
+      type: str
+      sample: s3://backups/cluster-a/db/data-0/2.tar.gz
+    object_key:
+      description: The object's key in its bucket, C(<prefix>/<namespace>/<claim>/<slot>.tar.gz).
+      type: str
+      sample: cluster-a/db/data-0/2.tar.gz
+    cycle:
+      description: The archive cycle (the claim's C(volumeBackupSequence) after a successful archive).
+      type: int
+      sample: 1
+    slot:
+      description: The rotation slot, 1 to O(sets).
+      type: int
+      sample: 2
+    job:
+      description: Name of the archive Job (deleted again); null when none was created.
+      type: str
+      sample: archive-data-0-c1-3f9a2b
+    bytes:
+      description: Size of the object uploaded, from the Job's termination message; null when unknown.
+      type: int
+      sample: 1048576
+    seconds:
+      description: Seconds from creating the Job until it completed and its cycle was recorded; null unless archived.
+      type: float
+      sample: 42.1
+    state:
+      description: V(archived), V(would_archive) (check mode), V(skipped) (no destination) or V(failed).
+      type: str
+      sample: archived
+    reason:
+      description: Why the volume was skipped or failed; null otherwise.
+      type: str
+      sample: null
+problems:
+  description: Objects that asked for protection but cannot get it, as in M(kubesnap.snapshots.k8s_pv_info).
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {object: pvc/db/data-1, field: spec.volumeName, reason: claim is not bound to a volume (phase Pending)}
+  contains:
+    object:
+      description: The object at fault.
+      type: str
+      sample: pvc/db/data-1
+    field:
+      description: The field at fault.
+      type: str
+      sample: spec.volumeName
+    reason:
+      description: What is wrong.
+      type: str
+      sample: claim is not bound to a volume (phase Pending)
+lease_held:
+  description: With O(snapshot=create), set when another run held the lease and no snapshot was created.
+  returned: when the lease was held
+  type: str
+  sample: lease default/kubesnap-cycle is held by cron-7f9c until 2026-11-30T04:15:00+00:00
+failed_volumes:
+  description: What failed, one line per volume; the task fails listing them in C(msg) (the first 20 there).
+  returned: when the task failed after trying every volume
+  type: list
+  elements: str
+  sample:
+    - "db/data-0: Job db/archive-data-0-c1-3f9a2b failed (DeadlineExceeded: Job was active longer than specified deadline): ..."
+api_calls:
+  description: API requests made, by HTTP method.
+  returned: always
+  type: dict
+  sample: {GET: 6, POST: 3, PATCH: 1, DELETE: 3}
+'''
+
+import dataclasses
+import datetime
+
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import cycle, pv_archive
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import READY
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import (
+    AUTH_SPEC, DISCOVERY_SPEC, LEASE_SPEC, TARGETS_SPEC, TEN_YEARS, WRITE_SPEC, KubesnapModule, argument_spec, discovery_constraints,
+)
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.s3 import S3_REQUIRED_IF, S3_SPEC
+
+OWN_SPEC = {
+    'url': {'type': 'str'},
+    'sets': {'type': 'int', 'default': 5},
+    'strategy': {'type': 'str', 'choices': sorted(pv_archive.STRATEGIES), 'default': 'hanoi'},
+    'snapshot': {'type': 'str', 'choices': ['newest', 'create'], 'default': 'newest'},
+    'snapshot_timeout': {'type': 'int', 'default': 300},
+    'image': {'type': 'str', 'default': 'kubesnap-ee:latest'},
+    'image_pull_policy': {'type': 'str', 'choices': ['Always', 'IfNotPresent', 'Never'], 'default': 'IfNotPresent'},
+    'job_timeout': {'type': 'int', 'default': 7200},
+    'service_account': {'type': 'str'},
+    'run_as_user': {'type': 'int', 'default': 0},
+    'credentials_secret': {'type': 'str'},
+    # Archives are Jobs holding a claim each: fewer at once than API writes.
+    'concurrency': {'type': 'int', 'default': 4},
+}
+OWN_BOUNDS = {'sets': (1, 30), 'job_timeout': (1, TEN_YEARS), 'snapshot_timeout': (0, TEN_YEARS)}
+# The S3 options the Job's volume_archive gets as they are; credentials go through a Secret, files through /config.
+PASSED_S3_OPTIONS = ('endpoint_url', 'region', 's3_path_style', 's3_validate_certs', 'encryption', 'kms_key_id')
+FILE_OPTIONS = (('s3cfg', pv_archive.S3CFG_KEY), ('s3_ca_bundle', pv_archive.CA_BUNDLE_KEY))
+KEY_OPTIONS = (('access_key', 'AWS_ACCESS_KEY_ID'), ('secret_key', 'AWS_SECRET_ACCESS_KEY'), ('session_token', 'AWS_SESSION_TOKEN'))
+
+
+def volume_result(target, state, reason=None, plan=None, **outcome):
+    entry = {'namespace': target.namespace, 'pvc': target.pvc, 'pv': target.pv, 'key': target.key, 'backend': target.backend,
+             'snapshot': None, 'url': None, 'object_key': None, 'cycle': None, 'slot': None, 'job': None, 'bytes': None,
+             'seconds': None, 'state': state, 'reason': reason}
+    if plan is not None:
+        entry.update(snapshot=plan.snapshot_name, url=plan.url, object_key=plan.object_key, cycle=plan.cycle, slot=plan.slot)
+    entry.update(outcome)
+    return entry
+
+
+def job_settings(module):
+    """JobSettings from the options; the run's own credentials read here (files on the controller), never logged."""
+    p = module.params
+    if p.get('profile'):
+        module.fail_json(msg='profile: names credentials on the controller, which the archive Job cannot read; give access_key and'
+                             ' secret_key, s3cfg, or credentials_secret')
+    credentials = {}
+    if not p.get('credentials_secret'):
+        credentials = {key: p[option] for option, key in KEY_OPTIONS if p.get(option)}
+        for option, key in FILE_OPTIONS:
+            if p.get(option):
+                try:
+                    with open(p[option], encoding='utf-8') as handle:
+                        credentials[key] = handle.read()
+                except OSError as exc:
+                    module.fail_json(msg='%s: %s cannot be read: %s' % (option, p[option], exc))
+    s3_args = {name: p.get(name) for name in PASSED_S3_OPTIONS}
+    return pv_archive.JobSettings(image=p['image'], pull_policy=p['image_pull_policy'], timeout=p['job_timeout'],
+                                  service_account=p.get('service_account'), run_as_user=p.get('run_as_user'),
+                                  credentials_secret=p.get('credentials_secret'), credentials=credentials, s3_args=s3_args)
+
+
+def plan_all(params, inventory, registry, targets):
+    """([plans], [results of the volumes not planned]) from the listed claims and owned snapshots (pure but for the list)."""
+    claims = {(c['metadata']['namespace'], c['metadata']['name']): c for c in inventory.pvcs}
+    csi = [t for t in targets if t.backend == 'csi' and t.pvc]
+    owned = cycle.list_owned(registry, ['csi'], params.get('namespace')) if csi and params['snapshot'] == 'newest' else {}
+    plans, results = [], []
+    for target in targets:
+        if target not in csi:
+            results.append(volume_result(target, 'failed', 'archives are read from a claim restored from a CSI VolumeSnapshot; this volume is %s'
+                                         % ('served by the %s backend' % target.backend if target.pvc else 'not bound to a claim')))
+            continue
+        try:
+            plan = pv_archive.plan_volume(target, claims[(target.namespace, target.pvc)], params.get('url'), params['sets'], params['strategy'])
+        except pv_archive.ArchiveError as exc:
+            results.append(volume_result(target, 'failed', str(exc)))
+            continue
+        if plan is None:
+            results.append(volume_result(target, 'skipped', 'no archive destination: no url option and no %s annotation' % pv_archive.URL_ANNOTATION))
+            continue
+        if params['snapshot'] == 'newest':
+            newest = pv_archive.newest_ready(cycle.snapshots_of(target, owned))
+            if newest is None:
+                results.append(volume_result(target, 'failed', 'no ready snapshot owned by kubesnap to archive', plan))
+                continue
+            plan = dataclasses.replace(plan, snapshot=newest, snapshot_name=newest.name)
+        plans.append(plan)
+    return plans, results
+
+
+def take_snapshots(module, registry, plans, result):
+    """With `snapshot: create`: ([plans with their ready snapshot], [results of the volumes whose snapshot is not ready])."""
+    p = module.params
+    moment = {}
+
+    def plan_under_lease():
+        moment['now'] = datetime.datetime.now(datetime.timezone.utc)
+        return cycle.plan_creation([plan.target for plan in plans], {}, moment['now'], force=True)
+
+    _fresh, created = module.write_under_lease(
+        plan_under_lease, lambda creations, ensure_held: cycle.create_snapshots(registry, creations, moment['now'], p['concurrency'], ensure_held),
+        result, must_write=True)
+    by_key = {plan.target.key: plan for plan in plans}
+    if created is None:
+        return [], [volume_result(plan.target, 'failed', 'no snapshot taken: %s' % result['lease_held'], plan) for plan in plans]
+    made = [snapshot for _creation, snapshot, error in created if error is None]
+    wait_error = None
+    try:
+        latest = cycle.wait_until_settled(registry, made, p['snapshot_timeout'])[0]
+    except KubeError as exc:
+        latest, wait_error = {}, exc
+    ready, results = [], []
+    for creation, snapshot, error in created:
+        plan = by_key[creation.target.key]
+        if error is not None:
+            results.append(volume_result(plan.target, 'failed', 'snapshot not created: %s' % error, plan))
+            continue
+        plan = dataclasses.replace(plan, snapshot_name=snapshot.name)
+        settled = latest.get(snapshot.id)
+        if settled is not None and settled.state == READY:
+            ready.append(dataclasses.replace(plan, snapshot=settled))
+        elif settled is None:
+            results.append(volume_result(plan.target, 'failed', 'snapshot %s: waiting failed: %s' % (snapshot.name, wait_error), plan))
+        else:
+            why = settled.error or 'still pending after %s s (snapshot_timeout)' % p['snapshot_timeout']
+            results.append(volume_result(plan.target, 'failed', 'snapshot %s is not ready: %s' % (snapshot.name, why), plan))
+    return ready, results
+
+
+def archive(module, plans):
+    """Run the archives, at most `concurrency` at once: one result per plan."""
+    archiver = pv_archive.Archiver(module.client, job_settings(module))
+    results = []
+    for plan, outcome, error in cycle.run_parallel(archiver.run, plans, module.params['concurrency']):
+        if error is not None:
+            results.append(volume_result(plan.target, 'failed', str(error), plan, job=plan.job))
+        else:
+            results.append(volume_result(plan.target, 'archived', None, plan, **outcome))
+    return results
+
+
+def main():
+    spec = argument_spec(AUTH_SPEC, TARGETS_SPEC, DISCOVERY_SPEC, LEASE_SPEC, WRITE_SPEC, S3_SPEC, OWN_SPEC)
+    module = KubesnapModule(argument_spec=spec, required_if=S3_REQUIRED_IF, **discovery_constraints(spec))
+    p = module.params
+    for name, (least, most) in sorted(OWN_BOUNDS.items()):
+        if not least <= p[name] <= most:
+            module.fail_json(msg='%s: must be from %d to %d, got %d' % (name, least, most, p[name]))
+    if p.get('url'):
+        try:
+            pv_archive.parse_base(p['url'])
+        except ValueError as exc:
+            module.fail_json(msg=str(exc))
+    now = module.now(planning=module.check_mode)
+    result = {'changed': False, 'volumes': []}
+    try:
+        inventory, registry, targets, problems = module.targets(label_needs_policy=False)
+        plans, results = plan_all(p, inventory, registry, targets)
+        if module.check_mode:
+            if p['snapshot'] == 'create':
+                plans = [dataclasses.replace(plan, snapshot_name=registry.get('csi').snapshot_name(plan.target, now)) for plan in plans]
+            results += [volume_result(plan.target, 'would_archive', None, plan) for plan in plans]
+        elif plans:
+            if p['snapshot'] == 'create':
+                plans, unready = take_snapshots(module, registry, plans, result)
+                results += unready
+            results += archive(module, plans)
+    except KubeError as exc:
+        module.fail_api(exc)
+    result['volumes'] = sorted(results, key=lambda v: (v['namespace'] or '', v['pvc'] or '', v['pv']))
+    result['changed'] = any(v['state'] in ('archived', 'would_archive') for v in results)
+    failures = ['%s/%s: %s' % (v['namespace'], v['pvc'], v['reason']) if v['pvc'] else '%s: %s' % (v['pv'], v['reason'])
+                for v in result['volumes'] if v['state'] == 'failed']
+    module.exit_or_fail(failures, 'some volumes were not archived', problems, **result)
+
+
+if __name__ == '__main__':
+    main()
