@@ -63,10 +63,11 @@ BINARIES = [
 ]
 PROCESS_ORDER = [binary[0] for binary in BINARIES]
 
-# Only the controllers the storage flows need; no kubelet or scheduler runs.
+# Only the controllers the storage flows need, and the job controller (k8s_pv_archive's Jobs; tests play the
+# kubelet for their pods); no kubelet or scheduler runs.
 KCM_CONTROLLERS = (
     "persistentvolume-binder-controller,persistentvolumeclaim-protection-controller,"
-    "persistentvolume-protection-controller,garbage-collector-controller,namespace-controller"
+    "persistentvolume-protection-controller,garbage-collector-controller,namespace-controller,job-controller"
 )
 # The sidecars' upstream client limits (qps 5, burst 10) make 200 snapshots take minutes.
 FAST_CONTROLLER_FLAGS = ["--kube-api-qps=200", "--kube-api-burst=400", "--worker-threads=20"]
