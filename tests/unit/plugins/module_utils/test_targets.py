@@ -53,6 +53,13 @@ def test_label_needs_a_policy_and_matches_any_value_or_an_exact_one():
     assert run([volume_b], [empty], label_policy='PT1H P1D').targets == []
 
 
+def test_a_module_that_takes_no_snapshots_by_policy_selects_labelled_claims_without_one():
+    claim, volume = bound('db/data-0', 'pv-a', labels={'volumeBackup': 'yes'})
+    [target] = run([volume], [claim], label_needs_policy=False).targets
+    assert (target.source, target.policy) == ('label', None)
+    assert run([volume], [claim], label_needs_policy=False, label_value='no').targets == []
+
+
 def test_snapshot_rule_for_a_claim():
     claim, volume = bound('db/data-0', 'pv-a')
     result = run([volume], [claim], [rule('db/nightly', {'deltas': 'P1D P30D', 'persistentVolumeClaim': 'data-0'})])

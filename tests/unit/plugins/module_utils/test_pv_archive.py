@@ -1,0 +1,184 @@
+# The pure parts of k8s_pv_archive: cycles, slots, keys, names, the Job/claim/Secret manifests, the Job's outcome.
+from __future__ import annotations
+
+import datetime
+import json
+import re
+
+import pytest
+
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import pv_archive
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import READY, Snapshot
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.targets import Target
+
+from .factories import pvc
+
+NOW = datetime.datetime(2026, 11, 30, tzinfo=datetime.timezone.utc)
+
+
+def target(claim='data', namespace='db', key='5f0c2a9e-0000-4000-8000-000000000001'):
+    return Target(key=key, pv='pv-' + claim, namespace=namespace, pvc=claim, policy=None, source='label',
+                  origin='pvc/%s/%s' % (namespace, claim), backend='csi', volume={'snapshot_class': 'fast'})
+
+
+def claim(annotations=None, **spec):
+    obj = pvc('db/data', 'pv-data', annotations=annotations)
+    obj['spec'].update({'accessModes': ['ReadWriteOnce'], 'storageClassName': 'gold', 'resources': {'requests': {'storage': '1Gi'}}}, **spec)
+    obj['status']['capacity'] = {'storage': '2Gi'}
+    return obj
+
+
+def snapshot(name='data-20261130000000', size='3Gi'):
+    return Snapshot(backend='csi', id='db/' + name, name=name, volume_key='k', created_at=NOW, state=READY, namespace='db', size=size)
+
+
+def planned(annotations=None, url='s3://bucket/base', sets=5, strategy='hanoi', snap=None):
+    plan = pv_archive.plan_volume(target(), claim(annotations), url, sets, strategy)
+    snap = snap or snapshot()
+    return pv_archive.Plan(plan.target, plan.pvc, plan.bucket, plan.prefix, plan.previous, plan.slot, snap, snap.name)
+
+
+# k8s-pv-util's rotations over 32 cycles with 5 sets.
+HANOI_32 = [2, 1, 3, 1, 2, 1, 4, 1, 2, 1, 3, 1, 2, 1, 5, 1] * 2
+ROUNDROBIN_32 = ([2, 3, 4, 5, 1] * 7)[:32]
+
+
+@pytest.mark.parametrize('strategy, expected', [('hanoi', HANOI_32), ('roundrobin', ROUNDROBIN_32)])
+def test_32_cycles_give_the_sequence_and_the_keys(strategy, expected):
+    slots = [pv_archive.slot_for(cycle, 5, strategy) for cycle in range(1, 33)]
+    assert slots == expected
+    keys = {pv_archive.object_key('base', 'db', 'data', slot) for slot in slots}
+    assert keys == {'base/db/data/%d.tar.gz' % n for n in range(1, 6)}
+
+
+def test_each_cycle_continues_from_the_claims_sequence_annotation():
+    assert [planned({'volumeBackupSequence': str(last)}).cycle for last in (0, 6, 31)] == [1, 7, 32]
+    assert [planned({'volumeBackupSequence': str(last)}).slot for last in (0, 6, 31)] == [HANOI_32[0], HANOI_32[6], HANOI_32[31]]
+    assert planned().cycle == 1 and planned().previous == 0
+
+
+@pytest.mark.parametrize('value', ['', '-1', 'seven', '1.5', '9' * 19])
+def test_an_unreadable_sequence_fails_the_volume_naming_claim_and_field(value):
+    with pytest.raises(pv_archive.ArchiveError, match=r'^pvc/db/data: metadata\.annotations\[volumeBackupSequence\]: .* is not a cycle number'):
+        pv_archive.plan_volume(target(), claim({'volumeBackupSequence': value}), 's3://bucket', 5, 'hanoi')
+
+
+def test_object_keys_follow_the_seed_layout():
+    assert pv_archive.object_key('my-base', 'ns', 'vol', 1) == 'my-base/ns/vol/1.tar.gz'
+    assert pv_archive.object_key('', 'ns', 'vol', 3) == 'ns/vol/3.tar.gz'
+    assert planned(url='s3://bucket/a/b/').url == 's3://bucket/a/b/db/data/2.tar.gz'
+
+
+@pytest.mark.parametrize('url, bucket, prefix', [('s3://b', 'b', ''), ('s3://b/', 'b', ''), ('s3://b/x/y', 'b', 'x/y'), ('s3://b/x/', 'b', 'x')])
+def test_archive_bases(url, bucket, prefix):
+    assert pv_archive.parse_base(url) == (bucket, prefix)
+
+
+@pytest.mark.parametrize('url', ['http://b/x', 's3://', 's3:///x', 's3://b//x', 's3://b/./x', 's3://b/x/..', 's3://b/../other', None, 7])
+def test_bad_bases_are_refused_naming_the_field(url):
+    with pytest.raises(ValueError, match=r'^url: .*s3://bucket/prefix'):
+        pv_archive.parse_base(url)
+
+
+def test_the_claims_annotation_wins_over_url_and_no_destination_is_none():
+    assert planned({'kubesnap.io/archive-url': 's3://other/p'}).url == 's3://other/p/db/data/2.tar.gz'
+    assert pv_archive.plan_volume(target(), claim(), None, 5, 'hanoi') is None
+    with pytest.raises(pv_archive.ArchiveError, match=r'metadata\.annotations\[kubesnap\.io/archive-url\]: .*empty'):
+        planned({'kubesnap.io/archive-url': 's3://other//p'})
+
+
+def test_a_block_volume_cannot_be_archived():
+    with pytest.raises(pv_archive.ArchiveError, match='spec.volumeMode'):
+        pv_archive.plan_volume(target(), claim(volumeMode='Block'), 's3://b', 5, 'hanoi')
+
+
+def test_job_names_are_dns_labels_per_volume_and_cycle():
+    name = pv_archive.job_name(target(), 3)
+    assert name.startswith('archive-data-c3-') and name == pv_archive.job_name(target(), 3)
+    assert name != pv_archive.job_name(target(), 4) and name != pv_archive.job_name(target(key='other'), 3)
+    long = [pv_archive.job_name(target('x.' + 'a' * 250, key=str(n)), 10 ** 17) for n in range(2)]
+    for each in long + [name, pv_archive.job_name(target('---'), 1)]:
+        assert len(each) <= 63 and re.match(r'^[a-z0-9]([-a-z0-9]*[a-z0-9])?$', each), each
+    assert long[0] != long[1]
+
+
+def settings(**overrides):
+    values = {'image': 'reg/ee:1', 'timeout': 600, 's3_args': {'endpoint_url': 'http://minio:9000', 'region': None, 's3_path_style': True}}
+    values.update(overrides)
+    return pv_archive.JobSettings(**values)
+
+
+def test_the_job_runs_volume_archive_once_against_the_claim_with_credentials_by_reference_only():
+    plan = planned({'volumeBackupSequence': '6'})
+    job = pv_archive.job_manifest(plan, settings(credentials={'AWS_ACCESS_KEY_ID': 'AKIA1', 'AWS_SECRET_ACCESS_KEY': 'sekret'}))
+    assert 'AKIA1' not in json.dumps(job) and 'sekret' not in json.dumps(job)
+    assert job['metadata']['name'] == plan.job and job['metadata']['namespace'] == 'db'
+    assert job['metadata']['labels'][pv_archive.JOB_KEY] == plan.job and job['metadata']['labels']['app.kubernetes.io/managed-by'] == 'kubesnap'
+    spec, pod = job['spec'], job['spec']['template']['spec']
+    assert (spec['backoffLimit'], spec['activeDeadlineSeconds'], pod['restartPolicy']) == (0, 600, 'Never')
+    [container] = pod['containers']
+    assert container['command'][:3] == ['python3', '-c', pv_archive.RUNNER]
+    assert json.loads(container['command'][3]) == {
+        'path': '/snapshot', 'url': 's3://bucket/base/db/data/4.tar.gz', 'endpoint_url': 'http://minio:9000', 's3_path_style': True,
+        'source': 'db/data', 'snapshot': 'data-20261130000000', 'cycle': 7, 'slot': 4}
+    assert [e['valueFrom']['secretKeyRef'] for e in container['env']] == [
+        {'name': plan.job, 'key': key, 'optional': True} for key in pv_archive.CREDENTIAL_KEYS]
+    assert {'name': 'config', 'secret': {'secretName': plan.job, 'optional': True, 'defaultMode': 0o400}} in pod['volumes']
+    assert {'name': 'data', 'persistentVolumeClaim': {'claimName': plan.job, 'readOnly': True}} in pod['volumes']
+    assert pod['automountServiceAccountToken'] is False and 'serviceAccountName' not in pod and 'securityContext' not in pod
+
+
+def test_the_users_secret_and_service_account():
+    plan = planned()
+    pod = pv_archive.job_manifest(plan, settings(credentials_secret='s3cfg', service_account='archiver', run_as_user=0))['spec']['template']['spec']
+    assert {e['valueFrom']['secretKeyRef']['name'] for e in pod['containers'][0]['env']} == {'s3cfg'}
+    assert pod['serviceAccountName'] == 'archiver' and pod['automountServiceAccountToken'] is True and pod['securityContext'] == {'runAsUser': 0}
+    bare = pv_archive.job_manifest(plan, settings())['spec']['template']['spec']
+    assert bare['containers'][0]['env'] == [] and [v['name'] for v in bare['volumes']] == ['data']
+
+
+def test_the_temporary_claim_restores_the_snapshot_like_its_source_and_belongs_to_the_job():
+    plan = planned()
+    job = {'metadata': {'name': plan.job, 'uid': 'job-uid'}}
+    body = pv_archive.claim_manifest(plan, job)
+    assert body['metadata']['name'] == plan.job and body['metadata']['namespace'] == 'db'
+    assert body['metadata']['ownerReferences'] == [{'apiVersion': 'batch/v1', 'kind': 'Job', 'name': plan.job, 'uid': 'job-uid'}]
+    assert body['spec'] == {'accessModes': ['ReadWriteOnce'], 'volumeMode': 'Filesystem', 'storageClassName': 'gold',
+                            'resources': {'requests': {'storage': '3Gi'}},
+                            'dataSource': {'apiGroup': 'snapshot.storage.k8s.io', 'kind': 'VolumeSnapshot', 'name': 'data-20261130000000'}}
+    unsized = planned(snap=snapshot(size=None))
+    assert pv_archive.claim_manifest(unsized, job)['spec']['resources']['requests']['storage'] == '2Gi'  # the source's capacity
+    secret = pv_archive.secret_manifest(plan, job, {'AWS_ACCESS_KEY_ID': 'AKIA1'})
+    assert secret['stringData'] == {'AWS_ACCESS_KEY_ID': 'AKIA1'} and secret['metadata']['ownerReferences'][0]['uid'] == 'job-uid'
+
+
+def test_job_outcomes():
+    def job(*conditions):
+        return {'status': {'conditions': [dict(zip(('type', 'status', 'reason', 'message'), c)) for c in conditions]}}
+    assert pv_archive.job_outcome({}) is None
+    assert pv_archive.job_outcome(job(('SuccessCriteriaMet', 'True', '', ''))) is None
+    assert pv_archive.job_outcome(job(('Complete', 'True', '', ''))) == (True, None)
+    assert pv_archive.job_outcome(job(('Failed', 'False', '', ''), ('Complete', 'False', '', ''))) is None
+    assert pv_archive.job_outcome(job(('Failed', 'True', 'BackoffLimitExceeded', 'Job has reached the specified backoff limit'))) == (
+        False, 'BackoffLimitExceeded: Job has reached the specified backoff limit')
+
+
+def test_the_termination_message_gives_size_and_error():
+    def pod(message, name='archive'):
+        return {'status': {'containerStatuses': [{'name': name, 'state': {'terminated': {'message': message}}}]}}
+    assert pv_archive.termination_summary([pod(json.dumps({'bytes': 5, 'failed': False}))]) == {'bytes': 5, 'failed': False}
+    assert pv_archive.termination_summary([pod('Traceback...\nImportError: no module\n')]) == {'msg': 'Traceback...\nImportError: no module'}
+    assert pv_archive.termination_summary([pod('{"bytes": 5}', name='sidecar'), {'status': {}}]) == {}
+    assert pv_archive.termination_summary([]) == {}
+
+
+def test_the_runner_is_python():
+    compile(pv_archive.RUNNER, 'runner', 'exec')
+
+
+def test_newest_ready_counts_held_snapshots_and_skips_pending_ones():
+    older = snapshot('a')
+    held = Snapshot(backend='csi', id='db/b', name='b', volume_key='k', created_at=NOW, state=READY, labels={'kubesnap.io/hold': 'true'})
+    pending = Snapshot(backend='csi', id='db/c', name='c', volume_key='k', created_at=NOW, state='pending')
+    assert pv_archive.newest_ready([older, held, pending]) is held
+    assert pv_archive.newest_ready([pending]) is None
