@@ -70,7 +70,7 @@ except ValueError:
     result = {'failed': True, 'msg': 'volume_archive printed no result (exit status %d)' % done.returncode}
 failed = bool(result.get('failed')) or done.returncode != 0
 summary = {'failed': failed, 'msg': str(result.get('msg') or '')[:2000], 'bytes': result.get('bytes'), 'sha256': result.get('sha256')}
-with open('/dev/termination-log', 'w') as log:
+with open(os.environ.get('KUBESNAP_TERMINATION_LOG', '/dev/termination-log'), 'w') as log:
     json.dump(summary, log)
 sys.exit(1 if failed else 0)
 '''
