@@ -20,14 +20,14 @@ from .modules import DELTAS, run_module
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def documented(kind: str) -> dict:
+def documented(kind: str, name: str | None = None) -> dict:
     manifest = yaml.safe_load((ROOT / "docs" / "rbac.yml").read_text(encoding="utf-8"))
-    [role] = [item for item in manifest["items"] if item["kind"] == kind]
+    [role] = [item for item in manifest["items"] if item["kind"] == kind and name in (None, item["metadata"]["name"])]
     return role
 
 
-def documented_rules() -> list:
-    return documented("ClusterRole")["rules"]
+def documented_rules(name: str = "kubesnap") -> list:
+    return documented("ClusterRole", name)["rules"]
 
 
 def lease_rules() -> list:

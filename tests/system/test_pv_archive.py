@@ -16,6 +16,7 @@ from kubernetes.client.rest import ApiException
 
 from .cluster_helpers import ADMIN_USER, SNAPSHOT_GROUP, wait_for
 from .modules import run_module
+from .test_access import account, documented_rules, lease_rules, run_as  # noqa: F401 - account: a fixture
 
 ACCESS, SECRET = "AKIAKUBESNAPTEST0001", "s3cr3t-never-in-a-spec/abc+xyz"
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
@@ -229,3 +230,24 @@ def test_bad_destinations_fail_their_volume_naming_the_field(kube, namespace, cl
         kube.core.read_namespaced_secret("anything", namespace)
     bad_option = archive(namespace=namespace, url="http://bucket")
     assert bad_option.get("failed") and "url: " in bad_option["msg"] and "s3://" in bad_option["msg"], bad_option
+
+
+def test_the_documented_rules_are_enough_to_archive_with_snapshot_create(kube, namespace, account, audit, job_controller):  # noqa: F811 - account is test_access.py's fixture
+    env = account(documented_rules() + documented_rules("kubesnap-archive"), lease_rules())
+    labelled_claim(kube, namespace, "data")
+    audit.mark()
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(run_as, env, "k8s_pv_archive", namespace=namespace, sources=["label"], url="s3://bucket", snapshot="create",
+                              lease_namespace=namespace, access_key=ACCESS, secret_key=SECRET)
+        [job] = wait_job(kube, namespace)
+        play_kubelet(kube, namespace, job["metadata"]["name"], "Succeeded", {"failed": False, "bytes": 3})
+        result = running.result(timeout=120)
+    assert not result.get("failed"), result
+    [volume] = result["volumes"]
+    assert volume["state"] == "archived" and volume["snapshot"].startswith("data-") and volume["bytes"] == 3, volume
+    assert job["metadata"]["annotations"]["kubesnap.io/snapshot"] == volume["snapshot"]
+    wait_cleaned(kube, namespace)
+    assert sequence(kube, namespace, "data") == "1"
+    user = f"system:serviceaccount:{namespace}:kubesnap"
+    refused = [e for e in audit.events(user=user) if e["responseStatus"]["code"] == 403]
+    assert not refused and audit.count(user=user, verb="create", resource="jobs") == 1, refused
