@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 module: k8s_pv_archive
 short_description: Archive the data of Kubernetes volumes to S3, from their snapshots, in rotation slots
-version_added: 0.2.0
+version_added: 0.1.0
 author: kubesnap contributors (@kubesnap)
 description:
   - The Kubernetes side of k8s-pv-util's controller mode. For each selected volume with an archive destination, takes its
