@@ -340,16 +340,24 @@ class Archiver:
                 raise ArchiveError('Job %s/%s already exists: another run is archiving cycle %d, or a killed run left it (it goes %d s'
                                    ' after it finished; delete it to retry now)' % (namespace, plan.job, plan.cycle, FINISHED_TTL)) from None
             raise ArchiveError('creating Job %s/%s failed: %s' % (namespace, plan.job, exc)) from None
-        cleanup = []
+        cleanup, failure = [], None
         try:
-            cleanup.append(self._write(resource_path('v1', 'persistentvolumeclaims', namespace), claim_manifest(plan, job), 'claim'))
-            if not self._settings.credentials_secret and self._settings.credentials:
-                cleanup.append(self._write(resource_path('v1', 'secrets', namespace),
-                                           secret_manifest(plan, job, self._settings.credentials), 'Secret'))
-            outcome = self._wait(namespace, plan.job, started + self._settings.timeout + WAIT_SLACK)
-            summary = termination_summary(self._client.list_all(resource_path('v1', 'pods', namespace), '%s=%s' % (JOB_NAME_LABEL, plan.job)))
+            try:
+                cleanup.append(self._write(resource_path('v1', 'persistentvolumeclaims', namespace), claim_manifest(plan, job), 'claim'))
+                if not self._settings.credentials_secret and self._settings.credentials:
+                    cleanup.append(self._write(resource_path('v1', 'secrets', namespace),
+                                               secret_manifest(plan, job, self._settings.credentials), 'Secret'))
+                outcome = self._wait(namespace, plan.job, started + self._settings.timeout + WAIT_SLACK)
+                pods = self._client.list_all(resource_path('v1', 'pods', namespace), '%s=%s' % (JOB_NAME_LABEL, plan.job))
+                summary = termination_summary(pods)
+            except KubeError as exc:
+                failure = 'Job %s/%s: %s' % (namespace, plan.job, exc)
+            except ArchiveError as exc:
+                failure = str(exc)
         finally:
             leftovers = self._clean(namespace, plan.job, cleanup)
+        if failure is not None:
+            raise ArchiveError('%s%s' % (failure, leftovers or '; the Job and what was made for it were deleted'))
         if outcome is None:
             raise ArchiveError('Job %s/%s did not finish within %d s (timeout); it was deleted%s'
                                % (namespace, plan.job, self._settings.timeout, leftovers))

@@ -251,3 +251,19 @@ def test_the_documented_rules_are_enough_to_archive_with_snapshot_create(kube, n
     user = f"system:serviceaccount:{namespace}:kubesnap"
     refused = [e for e in audit.events(user=user) if e["responseStatus"]["code"] == 403]
     assert not refused and audit.count(user=user, verb="create", resource="jobs") == 1, refused
+
+
+def test_a_temporary_claim_that_cannot_be_created_fails_the_volume_and_deletes_its_job(kube, namespace, cluster, archive):
+    labelled_claim(kube, namespace, "data")
+    snapshot_of(cluster, namespace, "data")
+    # A quota already used up (no quota controller runs here: its status is written as that controller would).
+    kube.core.create_namespaced_resource_quota(namespace, {"metadata": {"name": "claims"}, "spec": {"hard": {"persistentvolumeclaims": "1"}}})
+    kube.core.patch_namespaced_resource_quota_status("claims", namespace, {"status": {"hard": {"persistentvolumeclaims": "1"},
+                                                                                      "used": {"persistentvolumeclaims": "1"}}})
+    result = archive(namespace=namespace, sources=["label"], url="s3://bucket", access_key=ACCESS, secret_key=SECRET)
+    assert result.get("failed"), result
+    [volume] = result["volumes"]
+    assert volume["state"] == "failed" and "creating the claim" in volume["reason"] and "exceeded quota" in volume["reason"], volume
+    assert volume["reason"].endswith("the Job and what was made for it were deleted"), volume
+    wait_cleaned(kube, namespace)
+    assert sequence(kube, namespace, "data") is None
