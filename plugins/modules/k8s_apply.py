@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 module: k8s_apply
 short_description: Server-side apply a list of Kubernetes manifests
-version_added: 0.2.0
+version_added: 0.1.0
 author: kubesnap contributors (@kubesnap)
 description:
   - Applies each manifest with server-side apply under the field manager C(kubesnap), so the apiserver validates and
