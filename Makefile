@@ -73,3 +73,8 @@ rbac-docs: venv
 
 build: collection
 	ansible-galaxy collection build --force --output-path .cache/dist
+
+# The build context of the execution environment (no container engine needed); build the image from it with
+# `ansible-builder build -f execution-environment.yml -t <registry>/kubesnap-snapshots-ee:<version>` or podman/docker.
+ee: build
+	ansible-builder create -f execution-environment.yml -c .cache/ee
