@@ -139,3 +139,17 @@ def test_the_cronjob_is_accepted_by_the_apiserver_and_holds_no_secret(kube, clus
 def test_a_cronjob_the_apiserver_rejects_fails_naming_the_field(cluster, namespace, tmp_path):
     refused = play(role_play(tmp_path, "schedule"), cronjob_vars(cluster, namespace, schedule_cron="every night"))
     assert refused.returncode != 0 and "spec.schedule" in refused.stdout, refused.stdout[-3000:]
+
+
+AWX_VARS = {"schedule_kind": "awx", "schedule_awx_project_url": "https://git.example.com/ops/snapshots.git", "schedule_awx_inventory": "clusters"}
+
+
+def test_awx_without_the_awx_collection_fails_naming_it(tmp_path):
+    refused = play(role_play(tmp_path, "schedule"), AWX_VARS)
+    assert refused.returncode != 0 and "schedule_kind awx needs the awx.awx collection" in refused.stdout, refused.stdout[-3000:]
+    assert "docs/awx.md" in refused.stdout
+    # Found next to the playbook (a playbook-adjacent collections folder), the check passes and the AWX tasks are next.
+    (tmp_path / "collections" / "ansible_collections" / "awx" / "awx").mkdir(parents=True)
+    found = play(role_play(tmp_path, "schedule"), AWX_VARS)
+    output = found.stdout + found.stderr
+    assert "needs the awx.awx collection" not in output and "couldn't resolve module/action 'awx.awx.credential_type'" in output, output[-3000:]
