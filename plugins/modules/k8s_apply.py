@@ -20,7 +20,7 @@ extends_documentation_fragment:
 options:
   manifests:
     description:
-      - The objects to apply, in order. A C(kind: List) stands for its items.
+      - The objects to apply, in order. A C(List) (C(kind=List)) stands for its items.
       - Namespaced objects must name their namespace in C(metadata.namespace).
     type: list
     elements: dict
