@@ -29,9 +29,13 @@ def two_context_kubeconfig(cluster) -> str:
     return yaml.safe_dump(config)
 
 
+# The collection's snapshot playbook with its report once it is in the tree; the cycle role per cluster until then.
+SNAPSHOT_PLAYBOOK = (ROOT / "playbooks" / "snapshot.yml").exists()
+
+
 def project_playbook() -> str:
-    """An AWX project's playbook: the collection's snapshot playbook (cycle.yml's per-cluster role until it is there)."""
-    if (ROOT / "playbooks" / "snapshot.yml").exists():
+    """An AWX project's playbook."""
+    if SNAPSHOT_PLAYBOOK:
         return yaml.safe_dump([{"name": "Snapshot", "ansible.builtin.import_playbook": "kubesnap.snapshots.snapshot"}])
     return yaml.safe_dump([{"name": "Snapshot each cluster", "hosts": "all", "connection": "local", "gather_facts": False,
                             "roles": [{"role": "kubesnap.snapshots.snapshot_cycle"}]}])
@@ -60,7 +64,9 @@ def test_a_job_run_as_awx_runs_it_covers_both_clusters(kube, cluster, namespace,
         assert not s3_env and s3_vars["snapshot_cycle_s3_secret_key"] == "s3-secret-not-shown"
         envvars = {**kube_env, **aws_env, "ANSIBLE_COLLECTIONS_PATH": str(COLLECTIONS)}
         (private / "env" / "envvars").write_text(yaml.safe_dump(envvars), encoding="utf-8")
-        (private / "env" / "extravars").write_text(yaml.safe_dump({"snapshot_cycle_label_policy": "PT1H P1D", **s3_vars}), encoding="utf-8")
+        report = tmp_path / "report.json"
+        extravars = {"snapshot_cycle_label_policy": "PT1H P1D", **s3_vars, **({"snapshot_cycle_report_path": str(report)} if SNAPSHOT_PLAYBOOK else {})}
+        (private / "env" / "extravars").write_text(yaml.safe_dump(extravars), encoding="utf-8")
 
         # Nothing but what the job carries: no KUBECONFIG, no K8S_AUTH_*, a HOME without ~/.kube.
         env = {key: value for key, value in os.environ.items() if key != "KUBECONFIG" and not key.startswith(("K8S_AUTH_", "AWS_"))}
@@ -74,12 +80,17 @@ def test_a_job_run_as_awx_runs_it_covers_both_clusters(kube, cluster, namespace,
 
         events = [json.loads(path.read_text(encoding="utf-8")) for path in sorted((artifacts / "job_events").glob("*.json"))]
         [stats] = [event["event_data"] for event in events if event["event"] == "playbook_on_stats"]
-        assert set(stats["ok"]) == {"cluster-a", "cluster-b"} and not stats["failures"] and not stats["dark"], stats
-        assert stats["changed"] == {"cluster-a": 1, "cluster-b": 1}, stats
+        # (snapshot.yml's report play runs on localhost.)
+        assert {"cluster-a", "cluster-b"} <= set(stats["ok"]) and not stats["failures"] and not stats["dark"], stats
+        assert {host: stats["changed"].get(host) for host in ("cluster-a", "cluster-b")} == {"cluster-a": 1, "cluster-b": 1}, stats
         created = {event["event_data"]["host"]: event["event_data"]["res"] for event in events
                    if event["event"] == "runner_on_ok" and event["event_data"].get("task_action") == "kubesnap.snapshots.k8s_pv_snapshot"}
         assert {host: [(v["volume"], v["action"], v["state"]) for v in result["volumes"]] for host, result in created.items()} == {
             "cluster-a": [(f"{namespace}/data", "created", "ready")], "cluster-b": [(f"{other}/data", "created", "ready")]}
+        if SNAPSHOT_PLAYBOOK:
+            clusters = {c["cluster"]: c for c in json.loads(report.read_text(encoding="utf-8"))["clusters"]}
+            assert sorted(clusters) == ["cluster-a", "cluster-b"] and all(c["status"] != "failed" for c in clusters.values()), clusters
+            assert [v["volume"] for v in clusters["cluster-b"]["volumes"]] == [f"{other}/data"], clusters["cluster-b"]
         shown = stdout + "".join(json.dumps(event) for event in events)
         assert "not-shown-anywhere" not in shown and "s3-secret-not-shown" not in shown
     finally:
