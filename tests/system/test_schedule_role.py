@@ -101,6 +101,12 @@ def test_the_environment_file_reaches_the_run_quoted(cluster, namespace, tmp_pat
     assert run.returncode == 0, (tmp_path / "log" / "snapshot.log").read_text(encoding="utf-8")[-3000:]
 
 
+def test_a_cron_schedule_without_five_fields_fails_naming_it(cluster, namespace, tmp_path):
+    refused = play(role_play(tmp_path, "schedule"), cron_vars(tmp_path, cluster, namespace, schedule_cron="@daily"), env=scratch_env(tmp_path))
+    assert refused.returncode != 0 and 'schedule_cron: five fields are needed' in refused.stdout and '"@daily"' in refused.stdout, refused.stdout[-2000:]
+    assert not (tmp_path / "lib").exists()
+
+
 def cronjob_vars(cluster, namespace, **more) -> dict:
     return {"schedule_kind": "cronjob", "schedule_namespace": namespace, "schedule_kubeconfig": str(cluster.kubeconfig),
             "schedule_cron": "30 2 * * *", "schedule_env": {"K8S_AUTH_VERIFY_SSL": "true"},
