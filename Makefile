@@ -18,7 +18,7 @@ PYTEST := cd $(COLLECTION) && PYTHONPATH=$(COLLECTIONS) ANSIBLE_COLLECTIONS_PATH
 
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: help venv collection test lint sanity units integration demo bench build
+.PHONY: help venv collection test lint sanity units integration demo bench build rbac-docs ee
 
 help:
 	@echo "make demo   - bring up the local control plane and run the snapshot cycle against it"
@@ -67,5 +67,14 @@ bench: collection cluster-up
 	$(PY) bench/retention.py
 	$(PY) bench/cycle.py
 
+# docs/rbac.yml is the rbac role's template rendered with its defaults (tests/unit/test_rbac_docs.py holds them equal).
+rbac-docs: venv
+	$(PY) tests/utils/rbac_docs.py
+
 build: collection
 	ansible-galaxy collection build --force --output-path .cache/dist
+
+# The build context of the execution environment (no container engine needed); build the image from it with
+# `ansible-builder build -f execution-environment.yml -t <registry>/kubesnap-snapshots-ee:<version>` or podman/docker.
+ee: build
+	ansible-builder create -f execution-environment.yml -c .cache/ee

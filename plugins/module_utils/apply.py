@@ -1,0 +1,106 @@
+# Copyright: (c) 2026, kubesnap contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Server-side apply of plain manifests: what k8s_apply needs beyond the JSON client, most of it pure."""
+
+from __future__ import annotations
+
+import json
+
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError, resource_path
+
+FIELD_MANAGER = 'kubesnap'
+APPLY_CONTENT_TYPE = 'application/apply-patch+yaml'
+# What the server writes on its own: a change there is no change of ours.
+SERVER_METADATA = ('managedFields', 'resourceVersion', 'generation', 'uid', 'creationTimestamp')
+
+
+class ManifestError(ValueError):
+    """A manifest that cannot be applied, named by its position and field."""
+
+
+def expand(manifests):
+    """The objects of `manifests`, a `kind: List` replaced by its items, each checked to name what it is."""
+    objects = []
+    for index, manifest in enumerate(manifests):
+        where = 'manifests[%d]' % index
+        if not isinstance(manifest, dict):
+            raise ManifestError('%s: must be a mapping, got %s' % (where, type(manifest).__name__))
+        if manifest.get('kind') == 'List':
+            items = manifest.get('items')
+            if not isinstance(items, list):
+                raise ManifestError('%s: items: a List must hold a list of objects' % where)
+            objects.extend(checked(item, '%s.items[%d]' % (where, number)) for number, item in enumerate(items))
+        else:
+            objects.append(checked(manifest, where))
+    return objects
+
+
+def checked(manifest, where):
+    if not isinstance(manifest, dict):
+        raise ManifestError('%s: must be a mapping, got %s' % (where, type(manifest).__name__))
+    for field in ('apiVersion', 'kind'):
+        if not isinstance(manifest.get(field), str) or not manifest[field]:
+            raise ManifestError('%s: %s: required' % (where, field))
+    if not isinstance(manifest.get('metadata'), dict) or not manifest['metadata'].get('name'):
+        raise ManifestError('%s (%s): metadata.name: required' % (where, manifest['kind']))
+    return manifest
+
+
+def title(manifest):
+    """`Kind namespace/name` or `Kind name`."""
+    metadata = manifest['metadata']
+    return '%s %s%s' % (manifest['kind'], metadata['namespace'] + '/' if metadata.get('namespace') else '', metadata['name'])
+
+
+def normalized(obj):
+    """An object as its owners wrote it: without status and the metadata the server keeps."""
+    if obj is None:
+        return None
+    obj = json.loads(json.dumps(obj))
+    obj.pop('status', None)
+    for field in SERVER_METADATA:
+        obj.get('metadata', {}).pop(field, None)
+    return obj
+
+
+class Resources:
+    """Kind → (plural, namespaced) per apiVersion, read from the server's discovery documents once each."""
+
+    def __init__(self, client):
+        self._client = client
+        self._known = {}
+
+    def path(self, manifest):
+        """URL path of the manifest's object; ManifestError (naming the field) when the server does not serve its kind."""
+        api_version, kind = manifest['apiVersion'], manifest['kind']
+        if api_version not in self._known:
+            prefix = '/api/' if '/' not in api_version else '/apis/'
+            try:
+                listed = self._client.get(prefix + api_version).get('resources') or []
+            except KubeError as exc:
+                if exc.status != 404:
+                    raise
+                listed = []
+            self._known[api_version] = {r['kind']: (r['name'], r.get('namespaced', False)) for r in listed if '/' not in r['name']}
+        if kind not in self._known[api_version]:
+            raise ManifestError('kind: the server does not serve %s in %s' % (kind, api_version))
+        plural, namespaced = self._known[api_version][kind]
+        namespace = manifest['metadata'].get('namespace')
+        if namespaced and not namespace:
+            raise ManifestError('metadata.namespace: required for the namespaced kind %s' % kind)
+        return resource_path(api_version, plural, namespace if namespaced else None, manifest['metadata']['name'])
+
+
+def apply(client, resources, manifest, dry_run, force):
+    """Server-side apply one object: (before, after), both normalized; before is None for a new object."""
+    path = resources.path(manifest)
+    try:
+        before = client.get(path)
+    except KubeError as exc:
+        if exc.status != 404:
+            raise
+        before = None
+    query = {'fieldManager': FIELD_MANAGER, 'force': 'true' if force else None, 'dryRun': 'All' if dry_run else None}
+    # A JSON string: JSON is YAML, and the REST layer sends a string body as it is.
+    after = client.request('PATCH', path, query, body=json.dumps(manifest), content_type=APPLY_CONTENT_TYPE)
+    return normalized(before), normalized(after)

@@ -1,0 +1,126 @@
+#!/usr/bin/python
+# Copyright: (c) 2026, kubesnap contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: k8s_apply
+short_description: Server-side apply a list of Kubernetes manifests
+version_added: 0.1.0
+author: kubesnap contributors (@kubesnap)
+description:
+  - Applies each manifest with server-side apply under the field manager C(kubesnap), so the apiserver validates and
+    merges it, and fields other managers own are left alone.
+  - A small generic module so that the C(rbac) and C(schedule) roles need nothing beyond this collection
+    (C(kubernetes.core) is not a dependency).
+  - Every object is tried; the task fails at the end naming each object that could not be applied.
+extends_documentation_fragment:
+  - kubesnap.snapshots.k8s_auth
+options:
+  manifests:
+    description:
+      - The objects to apply, in order. A C(List) (C(kind=List)) stands for its items.
+      - Namespaced objects must name their namespace in C(metadata.namespace).
+    type: list
+    elements: dict
+    required: true
+  force_conflicts:
+    description: Take over fields another field manager set to a different value, instead of failing on the conflict.
+    type: bool
+    default: false
+attributes:
+  check_mode:
+    support: full
+    description:
+      - Sends every apply with C(dryRun=All) - the apiserver validates and reports the change without storing it.
+      - Objects in a namespace the same task would create are reported as V(created) without a request (the dry run created no namespace).
+  diff_mode:
+    support: full
+    description: Each changed object before and after, without status and the metadata the server keeps.
+'''
+
+EXAMPLES = r'''
+- name: Install the service account and its rules
+  kubesnap.snapshots.k8s_apply:
+    manifests: "{{ lookup('ansible.builtin.file', 'rbac.yml') | from_yaml }}"
+'''
+
+RETURN = r'''
+objects:
+  description: One entry per object, in the order applied.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {kind: ClusterRole, name: kubesnap, namespace: null, action: created}
+  contains:
+    kind:
+      description: Kind of the object.
+      type: str
+      sample: ClusterRole
+    name:
+      description: Name of the object.
+      type: str
+      sample: kubesnap
+    namespace:
+      description: Namespace of the object; null for cluster-scoped ones.
+      type: str
+      sample: null
+    action:
+      description: V(created), V(updated), V(unchanged) or V(failed) (in check mode what would happen).
+      type: str
+      sample: created
+    reason:
+      description: Why it failed; only for V(failed).
+      type: str
+      sample: "PATCH /apis/rbac.authorization.k8s.io/v1/clusterroles/kubesnap: 403 forbidden"
+'''
+
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import apply
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import AUTH_SPEC, KubesnapModule
+
+
+def main():
+    spec = dict(AUTH_SPEC, manifests={'type': 'list', 'elements': 'dict', 'required': True},
+                force_conflicts={'type': 'bool', 'default': False})
+    module = KubesnapModule(argument_spec=spec)
+    try:
+        objects = apply.expand(module.params['manifests'])
+    except apply.ManifestError as exc:
+        module.fail_json(msg=str(exc))
+    resources = apply.Resources(module.client)
+    results, diffs, failures = [], [], []
+    new_namespaces = set()
+    for manifest in objects:
+        metadata = manifest['metadata']
+        entry = {'kind': manifest['kind'], 'name': metadata['name'], 'namespace': metadata.get('namespace')}
+        if module.check_mode and metadata.get('namespace') in new_namespaces:
+            # The dry run created no namespace, so the server cannot dry-run what goes into it: it would be created.
+            results.append(dict(entry, action='created'))
+            diffs.append({'before_header': apply.title(manifest), 'after_header': apply.title(manifest), 'before': {}, 'after': manifest})
+            continue
+        try:
+            before, after = apply.apply(module.client, resources, manifest, module.check_mode, module.params['force_conflicts'])
+        except (KubeError, apply.ManifestError) as exc:
+            failures.append('%s: %s' % (apply.title(manifest), exc))
+            results.append(dict(entry, action='failed', reason=str(exc)))
+            continue
+        action = 'created' if before is None else 'unchanged' if before == after else 'updated'
+        results.append(dict(entry, action=action))
+        if action == 'created' and manifest['kind'] == 'Namespace' and manifest['apiVersion'] == 'v1':
+            new_namespaces.add(metadata['name'])
+        if action != 'unchanged':
+            diffs.append({'before_header': apply.title(manifest), 'after_header': apply.title(manifest),
+                          'before': before or {}, 'after': after})
+    result = {'changed': bool(diffs), 'objects': results}
+    if module._diff:
+        result['diff'] = diffs
+    if failures:
+        module.fail_json(msg='objects could not be applied: %s' % '; '.join(failures), **result)
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,46 @@
+# Runs the collection's roles and playbooks through the real ansible-playbook, as a user would.
+"""play(): one ansible-playbook run; role_play(): a playbook file applying one role; recap(): its counters."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from .modules import COLLECTIONS
+
+ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
+
+
+def play(playbook: str | Path, extra_vars: dict, env: dict | None = None, inventory: str = "localhost,",
+         check: bool = False) -> subprocess.CompletedProcess:
+    """The finished ansible-playbook process; this Python runs the modules."""
+    env = dict(os.environ if env is None else env, ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS), ANSIBLE_NOCOLOR="1",
+               ANSIBLE_LOCALHOST_WARNING="false")
+    extra = {"ansible_python_interpreter": sys.executable, **extra_vars}
+    command = [str(ANSIBLE_PLAYBOOK), "-i", inventory, "-e", json.dumps(extra), str(playbook)] + (["--check", "--diff"] if check else [])
+    return subprocess.run(command, capture_output=True, text=True, env=env, check=False, timeout=600)
+
+
+def role_play(tmp_path: Path, role: str) -> Path:
+    """A playbook applying kubesnap.snapshots.<role> on localhost."""
+    path = tmp_path / f"{role}.yml"
+    path.write_text(yaml.safe_dump([{"name": role, "hosts": "localhost", "connection": "local", "gather_facts": False,
+                                     "roles": [{"role": f"kubesnap.snapshots.{role}"}]}]), encoding="utf-8")
+    return path
+
+
+def recap(process: subprocess.CompletedProcess, host: str = "localhost") -> dict:
+    line = re.search(rf"^{re.escape(host)}\s*:(.*)$", process.stdout, re.MULTILINE)
+    assert line, process.stdout[-4000:] + process.stderr[-2000:]
+    return {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", line.group(1))}
+
+
+def succeeded(process: subprocess.CompletedProcess, host: str = "localhost") -> dict:
+    assert process.returncode == 0, process.stdout[-6000:] + process.stderr[-2000:]
+    return recap(process, host)

@@ -1,0 +1,98 @@
+# The rbac role installs what a scheduled run needs, through the collection's own k8s_apply: a dry run in
+# check mode, nothing changed on the second run, and a cycle under the installed account's token succeeds;
+# with one verb taken away the cycle fails naming the verb and the resource, and the role puts it back.
+"""System tests of roles/rbac (module k8s_apply) and of a cycle under its service account."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from kubernetes import client
+
+from .modules import DELTAS, run_module
+from .playbooks import play, recap, role_play, succeeded
+
+CYCLE = "kubesnap.snapshots.cycle"
+
+
+@pytest.fixture
+def rbac_vars(namespace, kube, cluster):
+    """The role's variables for a test: its own account, rule names and Lease namespace; removed afterwards."""
+    name = f"kubesnap-{namespace}"[:63]
+    rbac = client.RbacAuthorizationV1Api(kube.api)
+    yield {"rbac_namespace": namespace, "rbac_cluster_role": name, "rbac_lease_namespace": namespace,
+           "rbac_kubeconfig": str(cluster.kubeconfig)}
+    for delete in (rbac.delete_cluster_role_binding, rbac.delete_cluster_role):
+        try:
+            delete(name)
+        except client.ApiException as exc:
+            if exc.status != 404:
+                raise
+
+
+def token_vars(kube, cluster, namespace) -> dict:
+    """The cycle's connection as a pod of the account would have it: a TokenRequest token, the CA, no kubeconfig."""
+    token = kube.core.create_namespaced_service_account_token("kubesnap", namespace, {"spec": {"expirationSeconds": 600}}).status.token
+    state = json.loads((cluster.kubeconfig.parent / "state.json").read_text(encoding="utf-8"))
+    return {"snapshot_cycle_host": state["server"], "snapshot_cycle_api_key": token,
+            "snapshot_cycle_ca_cert": str(cluster.kubeconfig.parent / "pki" / "ca.crt"),
+            "snapshot_cycle_namespace": namespace, "snapshot_cycle_lease_namespace": namespace}
+
+
+def no_kubeconfig(tmp_path) -> dict:
+    env = {key: value for key, value in os.environ.items() if key != "KUBECONFIG" and not key.startswith("K8S_AUTH_")}
+    return dict(env, HOME=str(tmp_path))
+
+
+def test_check_mode_creates_nothing_and_a_second_run_changes_nothing(kube, namespace, rbac_vars, tmp_path):
+    playbook = role_play(tmp_path, "rbac")
+    dry = play(playbook, rbac_vars, check=True)
+    assert recap(dry)["failed"] == 0 and f'"{rbac_vars["rbac_cluster_role"]}-lease"' in dry.stdout, dry.stdout[-4000:]
+    assert not kube.core.list_namespaced_service_account(namespace, field_selector="metadata.name=kubesnap").items
+    first = succeeded(play(playbook, rbac_vars))
+    assert first["changed"] >= 1
+    account = kube.core.read_namespaced_service_account("kubesnap", namespace)
+    assert account.metadata.name == "kubesnap"
+    role = client.RbacAuthorizationV1Api(kube.api).read_cluster_role(rbac_vars["rbac_cluster_role"])
+    assert {"create", "delete", "list", "watch"} == {verb for rule in role.rules if "volumesnapshots" in rule.resources for verb in rule.verbs}
+    assert any(entry.manager == "kubesnap" and entry.operation == "Apply" for entry in role.metadata.managed_fields)
+    second = succeeded(play(playbook, rbac_vars))
+    assert second["changed"] == 0, second
+
+
+def test_the_cycle_runs_under_the_roles_account_and_fails_naming_a_missing_verb(kube, cluster, namespace, rbac_vars, tmp_path):
+    succeeded(play(role_play(tmp_path, "rbac"), rbac_vars))
+    kube.create_pvc(namespace, "data")
+    kube.core.patch_namespaced_persistent_volume_claim("data", namespace, {"metadata": {"annotations": {DELTAS: "PT1H P1D"}}})
+    cycle_vars = token_vars(kube, cluster, namespace)
+    run = play(CYCLE, cycle_vars, env=no_kubeconfig(tmp_path))
+    assert succeeded(run)["changed"] == 1
+    assert cycle_vars["snapshot_cycle_api_key"] not in run.stdout + run.stderr
+    assert len(kube.custom.list_namespaced_custom_object("snapshot.storage.k8s.io", "v1", namespace, "volumesnapshots")["items"]) == 1
+
+    # Someone takes `create` on volumesnapshots away: the next (forced-due) run fails naming verb and resource.
+    rbac = client.RbacAuthorizationV1Api(kube.api)
+    name = rbac_vars["rbac_cluster_role"]
+    rules = [dict(rule.to_dict(), verbs=[v for v in rule.verbs if not ("volumesnapshots" in rule.resources and v == "create")])
+             for rule in rbac.read_cluster_role(name).rules]
+    rbac.patch_cluster_role(name, {"rules": [{"apiGroups": r["api_groups"], "resources": r["resources"], "verbs": r["verbs"]} for r in rules]})
+    kube.create_pvc(namespace, "more")
+    kube.core.patch_namespaced_persistent_volume_claim("more", namespace, {"metadata": {"annotations": {DELTAS: "PT1H P1D"}}})
+    refused = play(CYCLE, cycle_vars, env=no_kubeconfig(tmp_path))
+    assert refused.returncode != 0 and recap(refused)["failed"] == 1
+    assert 'cannot create resource \\"volumesnapshots\\"' in refused.stdout or 'cannot create resource "volumesnapshots"' in refused.stdout, \
+        refused.stdout[-4000:]
+
+    # The role puts the rules back (server-side apply owns the verbs it wrote), and the cycle works again.
+    assert succeeded(play(role_play(tmp_path, "rbac"), rbac_vars))["changed"] == 1
+    assert succeeded(play(CYCLE, cycle_vars, env=no_kubeconfig(tmp_path)))["failed"] == 0
+
+
+def test_k8s_apply_names_the_object_and_field_of_a_bad_manifest(cluster, namespace):
+    result = run_module("k8s_apply", str(cluster.kubeconfig), manifests=[{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}])
+    assert result.get("failed") and result["msg"].startswith("objects could not be applied: ConfigMap x: metadata.namespace: required"), result
+    unknown = run_module("k8s_apply", str(cluster.kubeconfig), manifests=[{"apiVersion": "example.com/v1", "kind": "Nope",
+                                                                            "metadata": {"name": "x", "namespace": namespace}}])
+    assert unknown.get("failed") and "kind: the server does not serve Nope in example.com/v1" in unknown["msg"], unknown

@@ -1,0 +1,15 @@
+# docs/rbac.yml is generated from the rbac role's template and defaults, never edited by hand.
+from __future__ import annotations
+
+import yaml
+
+from ansible_collections.kubesnap.snapshots.tests.utils.rbac_docs import DOCS, render
+
+
+def test_docs_rbac_is_the_role_template_rendered_with_its_defaults():
+    assert DOCS.read_text(encoding='utf-8') == render(), 'docs/rbac.yml is stale: run make rbac-docs'
+
+
+def test_the_rendering_is_the_documented_list_of_rbac_objects():
+    kinds = [item['kind'] for item in yaml.safe_load(render())['items']]
+    assert kinds == ['Namespace', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding']
