@@ -154,6 +154,19 @@ report:
           type: list
           elements: dict
           sample: [{object: pvc/db/data-1, field: spec.volumeName, reason: claim is not bound to a volume (phase Pending)}]
+          contains:
+            object:
+              description: The object, such as C(pvc/db/data-0).
+              type: str
+              sample: pvc/db/data-1
+            field:
+              description: The field at fault.
+              type: str
+              sample: spec.volumeName
+            reason:
+              description: What is wrong.
+              type: str
+              sample: claim is not bound to a volume (phase Pending)
         steps:
           description: Per step (C(snapshot), C(expire), C(info), C(archive), C(resource_backup)) V(ok), V(failed) or V(skipped).
           type: dict
