@@ -12,7 +12,7 @@ author: kubesnap contributors (@kubesnap)
 description:
   - Builds one report from the outcomes the C(kubesnap.snapshots.snapshot_cycle) role records per cluster
     (the results of M(kubesnap.snapshots.k8s_pv_snapshot), M(kubesnap.snapshots.snapshot_expire) and
-    M(kubesnap.snapshots.snapshot_info)): per cluster and volume what was created, kept, expired, deferred
+    M(kubesnap.snapshots.snapshot_info)), per cluster and volume what was created, kept, expired, deferred
     and failed, the newest ready snapshot and its age, and when the next snapshot is due.
   - Writes it, each only when its path is given, as JSON, as a self-contained HTML page (inline CSS and SVG
     timelines, nothing fetched, no script) and as Prometheus text-file metrics for node_exporter's textfile
