@@ -20,7 +20,7 @@ description:
     so a reader never sees half a file.
   - Then sends one GET to O(ping_url) when no cluster failed, or to O(ping_url_fail) when one did.
     A ping that fails is a warning, never a failure of the task (the backups stand).
-  - Runs on the controller; it makes no Kubernetes request. It reports C(changed=false): the files are
+  - Runs on the controller; it makes no Kubernetes request. It reports C(changed=false), as the files are
     reports of the run, not state it manages, so a run that snapshots nothing stays unchanged.
 options:
   clusters:
