@@ -308,6 +308,7 @@ pinged:
 import datetime
 import json
 import os
+from urllib.error import HTTPError
 from urllib.parse import urlsplit
 
 from ansible.module_utils.basic import AnsibleModule
@@ -321,8 +322,9 @@ def ping(module, url, timeout):
     """One GET; True when answered 2xx. Any failure is a warning naming the host only (the URL holds the monitor's secret)."""
     host = urlsplit(url).hostname or '?'
     try:
-        response = open_url(url, method='GET', timeout=timeout, follow_redirects='safe', http_agent='kubesnap')
-        status = response.status
+        status = open_url(url, method='GET', timeout=timeout, follow_redirects='safe', http_agent='kubesnap').status
+    except HTTPError as exc:
+        status = exc.code
     except Exception as exc:  # pylint: disable=broad-exception-caught  # any failure to ping must stay a warning
         module.warn('ping to %s failed: %s (the backups are not affected)' % (host, getattr(exc, 'reason', None) or type(exc).__name__))
         return False
