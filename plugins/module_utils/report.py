@@ -46,6 +46,14 @@ def tier(reason):
     return 'in use' if reason.startswith('dataSource') else 'kept'
 
 
+def _tier_of(snapshot, reason):
+    if snapshot.get('held'):
+        return 'held'
+    if not reason and snapshot['state'] in ('pending', 'failed'):
+        return snapshot['state']  # pruning did not run: its state still says why it is there
+    return tier(reason)
+
+
 def _step_state(result):
     """ok / failed / skipped for one registered result (None: the step did not run)."""
     if not result or result.get('skipped'):
@@ -65,7 +73,7 @@ def _volume(name, created, expired, info, now):
     # What exists after the run: snapshot_info's listing when it ran, else what pruning kept.
     present = (info or {}).get('snapshots') if info else expired.get('keep')
     kept = [{'name': s['name'], 'created_at': s['created_at'], 'state': s['state'], 'held': s.get('held', False),
-             'tier': 'held' if s.get('held') else tier(reasons.get(s['name'], s.get('reason')))} for s in present or []]
+             'tier': _tier_of(s, reasons.get(s['name'], s.get('reason')))} for s in present or []]
     policy = (info or {}).get('policy') or expired.get('policy') or created.get('policy')
     ready = [s for s in kept if s['state'] == 'ready']
     newest = max(ready, key=lambda s: _when(s['created_at'])) if ready else None
@@ -248,7 +256,7 @@ def metrics(report, previous_text=''):
 TIER_COLOURS = {'newest': '#1b7837', 'held': '#7b3294', 'pending': '#bababa', 'failed': '#d7301f', 'in use': '#2166ac', 'orphan': '#8c6d31'}
 # Generation tiers (P1D, P7D, ...) get these in the order of their length, finest first.
 GENERATION_COLOURS = ('#5aae61', '#a6dba0', '#4393c3', '#92c5de', '#f4a582', '#fddbc7')
-WIDTH, HEIGHT, LEFT, NOW_X = 720, 64, 10, 640
+WIDTH, HEIGHT, LEFT, NOW_X = 520, 64, 14, 430
 # Ticks of the age axis (log scale: an hourly and a yearly tier both stay readable).
 TICKS = (('now', 0), ('1h', 3600), ('1d', 86400), ('1w', 7 * 86400), ('30d', 30 * 86400), ('1y', 365 * 86400))
 SPAN = math.log10(1 + 2 * 365 * 86400 / 60)
@@ -300,8 +308,8 @@ def timeline(volume, now, colours):
         parts.append('<line x1="%d" y1="14" x2="%d" y2="46" class="due"/><text x="%d" y="12" class="due">%s</text>'
                      % (NOW_X + 40, NOW_X + 40, NOW_X + 40, esc(label)))
     if volume['failures']:
-        parts.append('<g class="failure"><title>%s</title><polygon points="%d,18 %d,42 %d,42"/><text x="%d" y="12">%d failed</text></g>'
-                     % (esc('; '.join(volume['failures'])), WIDTH - 20, WIDTH - 32, WIDTH - 8, WIDTH - 60, volume['failed']))
+        parts.append('<g class="failure"><title>%s</title><polygon points="%d,18 %d,42 %d,42"/><text x="%d" y="58">%d failed</text></g>'
+                     % (esc('; '.join(volume['failures'])), WIDTH - 20, WIDTH - 32, WIDTH - 8, WIDTH - 4, volume['failed']))
     parts.append('</svg>')
     return ''.join(parts)
 
@@ -310,12 +318,12 @@ STYLE = '''
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222;background:#fff}
 h1{font-size:1.4em}h2{font-size:1.15em;margin-top:1.6em}
 .ok{color:#1b7837}.failed{color:#d7301f}
-table{border-collapse:collapse;margin:.5em 0}td,th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:left;vertical-align:middle}
+table{border-collapse:collapse;margin:.5em 0}td,th{white-space:nowrap;padding:2px 8px;border-bottom:1px solid #ddd;text-align:left;vertical-align:middle}
 th{background:#f3f3f3}.num{text-align:right}
 svg .axis{stroke:#444;stroke-width:1}svg .tick{stroke:#888;fill:#666;font-size:10px;text-anchor:middle}
 svg .expired line{stroke:#d7301f;stroke-width:2}svg .snap{stroke:#222;stroke-width:1}svg .snap.pending{stroke-dasharray:2}
 svg .due{stroke:#2166ac;stroke-dasharray:4;fill:#2166ac;font-size:10px;text-anchor:middle}
-svg .failure polygon{fill:#d7301f}svg .failure text{fill:#d7301f;font-size:10px}
+svg text.due{stroke:none}svg .failure polygon{fill:#d7301f}svg .failure text{fill:#d7301f;font-size:10px;text-anchor:end}
 .legend span{display:inline-block;margin-right:1em}.legend i{display:inline-block;width:10px;height:10px;border-radius:5px;margin-right:4px}
 ul.errors li{color:#d7301f}
 '''

@@ -167,7 +167,7 @@ def test_timeline_positions_grow_to_the_left_with_age_on_a_log_scale():
     xs = [report._x(seconds) for seconds in (0, 3600, 86400, 30 * 86400, 10 * 365 * 86400)]
     assert xs == sorted(xs, reverse=True) and xs[0] == report.NOW_X and xs[-1] == report.LEFT
     # An hourly and a monthly snapshot are both far from the edges.
-    assert report.LEFT + 100 < xs[3] < xs[1] < report.NOW_X - 100
+    assert report.LEFT + 80 < xs[3] < xs[1] < report.NOW_X - 80
 
 
 def test_files_are_replaced_at_once_and_a_failed_write_leaves_the_old_one(tmp_path):
