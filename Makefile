@@ -60,6 +60,7 @@ integration: collection
 	$(PYTEST) -q -p no:cacheprovider tests/system
 
 demo: collection cluster-up
+	@mkdir -p .cache/demo
 	ANSIBLE_COLLECTIONS_PATH=$(COLLECTIONS) ANSIBLE_LOCALHOST_WARNING=false ansible-playbook -i localhost, \
 		-e ansible_python_interpreter=$(PY) playbooks/demo.yml
 
