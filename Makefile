@@ -18,7 +18,7 @@ PYTEST := cd $(COLLECTION) && PYTHONPATH=$(COLLECTIONS) ANSIBLE_COLLECTIONS_PATH
 
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: help venv collection test lint sanity units integration demo bench build
+.PHONY: help venv collection test lint sanity units integration molecule demo bench build
 
 help:
 	@echo "make demo   - bring up the local control plane and run the snapshot cycle against it"
@@ -58,6 +58,10 @@ units: collection
 # The pytest fixture starts the local control plane (or reuses a running one) and stops what it started.
 integration: collection
 	$(PYTEST) -q -p no:cacheprovider tests/system
+
+# Also part of `integration` (tests/system/test_molecule.py); this runs the scenario alone.
+molecule: collection cluster-up
+	MOLECULE_PYTHON=$(PY) molecule test
 
 demo: collection cluster-up
 	@mkdir -p .cache/demo
