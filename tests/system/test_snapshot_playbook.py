@@ -33,9 +33,12 @@ def inventory(path: Path, kubeconfig: str, clusters: dict) -> Path:
     return path
 
 
-def run_snapshot(inventory_path: Path, **extra_vars) -> subprocess.CompletedProcess:
+def run_snapshot(inventory_path: Path, ping_env: str | None = None, **extra_vars) -> subprocess.CompletedProcess:
+    """The playbook over the inventory; `ping_env` is PING_URL in its environment (k8s-snapshots' setting)."""
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS), ANSIBLE_NOCOLOR="1", ANSIBLE_FORKS="5")
     env.pop("PING_URL", None)
+    if ping_env:
+        env["PING_URL"] = ping_env
     extra = {"snapshot_cycle_label_policy": "PT1H P1D", "ansible_python_interpreter": sys.executable, **extra_vars}
     return subprocess.run([str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(inventory_path), "-e", json.dumps(extra),
                            "kubesnap.snapshots.snapshot"], capture_output=True, text=True, env=env, check=False, timeout=600)
@@ -86,11 +89,11 @@ def test_two_clusters_one_report_metrics_and_ping_then_one_failing_cluster(tmp_p
         assert f'kubesnap_newest_ready_snapshot_age_seconds{{cluster="west",volume="{second_namespace}/beta"}}' in metrics
         assert "<svg" in (tmp_path / "report.html").read_text(encoding="utf-8")
 
-        # A second run changes nothing and reports the snapshots kept.
-        second = run_snapshot(hosts, **paths, **pings)
+        # A second run changes nothing and reports the snapshots kept; the ping URL may come from PING_URL.
+        second = run_snapshot(hosts, ping_env=monitor.url + "/from-env", **paths)
         assert second.returncode == 0, second.stdout[-5000:]
         assert all(host["changed"] == 0 for host in recap(second).values()), recap(second)
-        assert monitor.paths == ["/ok", "/ok"]
+        assert monitor.paths == ["/ok", "/from-env"]
         report = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
         assert report["totals"] == {"created": 0, "kept": 2, "expired": 0, "deferred": 0, "failed": 0}
         successes = last_success((tmp_path / "kubesnap.prom").read_text(encoding="utf-8"))
@@ -102,7 +105,7 @@ def test_two_clusters_one_report_metrics_and_ping_then_one_failing_cluster(tmp_p
         assert third.returncode != 0
         stats = recap(third)
         assert stats["west"]["failed"] == 1 and stats["east"]["failed"] == 0, stats
-        assert monitor.paths == ["/ok", "/ok", "/fail"]
+        assert monitor.paths == ["/ok", "/from-env", "/fail"]
         report = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
         assert report["status"] == "failed"
         [west] = [c for c in report["clusters"] if c["cluster"] == "west"]
