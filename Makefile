@@ -18,7 +18,7 @@ PYTEST := cd $(COLLECTION) && PYTHONPATH=$(COLLECTIONS) ANSIBLE_COLLECTIONS_PATH
 
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: help venv collection test lint sanity units integration demo bench build rbac-docs ee
+.PHONY: help venv collection test lint sanity units integration molecule demo bench build rbac-docs ee
 
 help:
 	@echo "make demo   - bring up the local control plane and run the snapshot cycle against it"
@@ -59,7 +59,12 @@ units: collection
 integration: collection
 	$(PYTEST) -q -p no:cacheprovider tests/system
 
+# Also part of `integration` (tests/system/test_molecule.py); this runs the scenario alone.
+molecule: collection cluster-up
+	MOLECULE_PYTHON=$(PY) molecule test
+
 demo: collection cluster-up
+	@mkdir -p .cache/demo
 	ANSIBLE_COLLECTIONS_PATH=$(COLLECTIONS) ANSIBLE_LOCALHOST_WARNING=false ansible-playbook -i localhost, \
 		-e ansible_python_interpreter=$(PY) playbooks/demo.yml
 

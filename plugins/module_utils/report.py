@@ -1,0 +1,374 @@
+# Copyright: (c) 2026, kubesnap contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The end-of-run report of the snapshot cycle: built from the modules' results, no I/O but `write_atomically`.
+
+A cluster's outcome is what the role recorded for it: the registered results of k8s_pv_snapshot
+(`snapshot`), snapshot_expire (`expire`), snapshot_info after both (`info`), the optional steps
+(`archive`, `resource_backup`), its start and end times and the `errors` that fail it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import html
+import math
+import os
+import re
+import tempfile
+
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import retention
+
+COUNTS = ('created', 'kept', 'expired', 'deferred', 'failed')
+# Steps whose failure fails a cluster, in the order a cycle runs them.
+STEPS = ('snapshot', 'expire', 'info', 'archive', 'resource_backup')
+
+
+def _when(value):
+    return retention.parse_timestamp(value) if value else None
+
+
+def _iso(when):
+    return when.astimezone(datetime.timezone.utc).isoformat().replace('+00:00', 'Z') if when else None
+
+
+def tier(reason):
+    """The short tier name of a kept snapshot's reason (snapshot_expire's `keep[].reason`)."""
+    if not reason:
+        return 'kept'
+    if reason == retention.NEWEST:
+        return 'newest'
+    match = re.match(r'generation (\S+) ', reason)
+    if match:
+        return match.group(1)
+    for word in ('held', 'pending', 'failed', 'orphan'):
+        if reason.startswith(word):
+            return word
+    return 'in use' if reason.startswith('dataSource') else 'kept'
+
+
+def _tier_of(snapshot, reason):
+    if snapshot.get('held'):
+        return 'held'
+    if not reason and snapshot['state'] in ('pending', 'failed'):
+        return snapshot['state']  # pruning did not run: its state still says why it is there
+    return tier(reason)
+
+
+def _step_state(result):
+    """ok / failed / skipped for one registered result (None: the step did not run)."""
+    if not result or result.get('skipped'):
+        return 'skipped'
+    return 'failed' if result.get('failed') else 'ok'
+
+
+def _by_volume(result):
+    return {entry['volume']: entry for entry in (result or {}).get('volumes') or []}
+
+
+def _volume(name, created, expired, info, now):
+    """One volume's line: what this run did to it and what it has now."""
+    created = created or {}
+    expired = expired or {}
+    reasons = {s['name']: s.get('reason') for s in expired.get('keep') or []}
+    # What exists after the run: snapshot_info's listing when it ran, else what pruning kept.
+    present = (info or {}).get('snapshots') if info else expired.get('keep')
+    kept = [{'name': s['name'], 'created_at': s['created_at'], 'state': s['state'], 'held': s.get('held', False),
+             'tier': _tier_of(s, reasons.get(s['name'], s.get('reason')))} for s in present or []]
+    policy = (info or {}).get('policy') or expired.get('policy') or created.get('policy')
+    ready = [s for s in kept if s['state'] == 'ready']
+    newest = max(ready, key=lambda s: _when(s['created_at'])) if ready else None
+    action = created.get('action')
+    failed = ([created.get('reason')] if action == 'failed' else []) + ['%s: %s' % (f['name'], f['error']) for f in expired.get('failed') or []]
+    deferred = action == 'deferred' or created.get('state') == 'deferred'
+    newest_at = _when(newest['created_at']) if newest else None
+    next_due = None
+    if policy and not expired.get('orphan'):
+        try:
+            next_due = _iso(retention.next_due(newest_at, policy, now))
+        except (retention.PolicyError, ValueError, TypeError):
+            next_due = None  # a broken policy is a discovery problem, reported there
+    return {
+        'volume': name,
+        'policy': policy,
+        'orphan': bool(expired.get('orphan')),
+        'action': action,
+        'snapshot': created.get('snapshot') if action == 'created' else None,
+        'created': 1 if action == 'created' else 0,
+        'kept': len(kept),
+        'expired': len(expired.get('expire') or []) - len(expired.get('failed') or []),
+        'deferred': 1 if deferred else 0,
+        'failed': len(failed),
+        'failures': failed,
+        'newest_ready': newest['name'] if newest else None,
+        'newest_ready_at': newest['created_at'] if newest else None,
+        'newest_ready_age_seconds': int((now - newest_at).total_seconds()) if newest_at else None,
+        'next_due': next_due,
+        'snapshots': kept,
+        'expired_snapshots': [{'name': s['name'], 'created_at': s['created_at']}
+                              for s in expired.get('expire') or [] if s['name'] not in {f['name'] for f in expired.get('failed') or []}],
+    }
+
+
+def cluster_report(outcome, now):
+    """The report of one cluster from its outcome (see the module docstring)."""
+    created, expired, info = (_by_volume(outcome.get(step)) for step in ('snapshot', 'expire', 'info'))
+    names = list(dict.fromkeys(list(info) + list(created) + list(expired)))
+    volumes = [_volume(name, created.get(name), expired.get(name), info.get(name), now) for name in names]
+    # An orphan pruning left nothing of and that did nothing this run is not worth a line.
+    volumes = [v for v in volumes if not v['orphan'] or v['expired'] or v['failed'] or v['kept']]
+    started, finished = _when(outcome.get('started')), _when(outcome.get('finished'))
+    errors = list(outcome.get('errors') or [])
+    return {
+        'cluster': outcome.get('cluster'),
+        'status': 'failed' if errors else 'ok',
+        'started': _iso(started),
+        'finished': _iso(finished),
+        'duration_seconds': round((finished - started).total_seconds(), 3) if started and finished else None,
+        'errors': errors,
+        'problems': (outcome.get('discovery') or {}).get('problems') or [],
+        'steps': {step: _step_state(outcome.get(step)) for step in STEPS},
+        'totals': {count: sum(v[count] for v in volumes) for count in COUNTS},
+        'volumes': volumes,
+    }
+
+
+def build(outcomes, now):
+    """The report of a whole run: every cluster, the totals, and ok only when no cluster failed."""
+    clusters = [cluster_report(outcome, now) for outcome in outcomes]
+    starts = [_when(c['started']) for c in clusters if c['started']]
+    ends = [_when(c['finished']) for c in clusters if c['finished']]
+    return {
+        'generated_at': _iso(now),
+        'status': 'failed' if any(c['status'] == 'failed' for c in clusters) else 'ok',
+        'duration_seconds': round((max(ends) - min(starts)).total_seconds(), 3) if starts and ends else None,
+        'totals': {count: sum(c['totals'][count] for c in clusters) for count in COUNTS},
+        'clusters': clusters,
+    }
+
+
+def age(seconds):
+    """A short human age: 45s, 12m, 5h, 3d."""
+    if seconds is None:
+        return '-'
+    for unit, size in (('d', 86400), ('h', 3600), ('m', 60)):
+        if abs(seconds) >= size:
+            return '%d%s' % (seconds // size, unit)
+    return '%ds' % seconds
+
+
+def _due(volume, now):
+    if not volume['next_due']:
+        return '-'
+    due = _when(volume['next_due'])
+    return 'now' if due <= now else 'in %s' % age(int((due - now).total_seconds()))
+
+
+def table(report):
+    """The report as aligned text lines: one per cluster and volume, then each cluster's errors."""
+    now = _when(report['generated_at'])
+    header = ('cluster', 'volume', 'created', 'kept', 'expired', 'deferred', 'failed', 'newest ready', 'age', 'next due')
+    rows = [(c['cluster'], v['volume'], v['created'], v['kept'], v['expired'], v['deferred'], v['failed'],
+             v['newest_ready'] or '-', age(v['newest_ready_age_seconds']), _due(v, now))
+            for c in report['clusters'] for v in c['volumes']]
+    rows += [(c['cluster'], '(no volumes)') + ('',) * 8 for c in report['clusters'] if not c['volumes']]
+    rows = [tuple(str(cell) for cell in row) for row in [header] + rows]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ['  '.join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+    totals = report['totals']
+    lines.append('%s: %s' % (report['status'].upper(), ', '.join('%d %s' % (totals[c], c) for c in COUNTS)))
+    lines += ['%s: %s' % (c['cluster'], error) for c in report['clusters'] for error in c['errors']]
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------
+# Prometheus text format (node_exporter's textfile collector)
+# ---------------------------------------------------------------------------------------------
+
+METRICS = (
+    ('kubesnap_last_success_timestamp_seconds', 'End of the last cycle of the cluster that had no failure (Unix time).'),
+    ('kubesnap_last_run_timestamp_seconds', 'End of the last cycle of the cluster (Unix time).'),
+    ('kubesnap_run_success', '1 when the last cycle of the cluster had no failure, else 0.'),
+    ('kubesnap_run_duration_seconds', 'Duration of the last cycle of the cluster.'),
+    ('kubesnap_snapshots_created', 'Snapshots created by the last cycle.'),
+    ('kubesnap_snapshots_expired', 'Snapshots deleted by the last cycle.'),
+    ('kubesnap_snapshots_deferred', 'Volumes whose snapshot the last cycle deferred (cloud rate limits).'),
+    ('kubesnap_snapshots_failed', 'Snapshots not created or not deleted by the last cycle.'),
+    ('kubesnap_newest_ready_snapshot_age_seconds', 'Age of the newest ready snapshot of the volume at the end of the last cycle.'),
+    ('kubesnap_volumes_without_ready_snapshot', 'Protected volumes without any ready snapshot at the end of the last cycle.'),
+)
+
+
+def _label(value):
+    return str(value).replace('\\', '\\\\').replace('"', '\\"').replace('\n', '\\n')
+
+
+def _sample(name, labels, value):
+    inner = ','.join('%s="%s"' % (key, _label(val)) for key, val in labels)
+    return '%s{%s} %s' % (name, inner, repr(float(value)) if isinstance(value, float) else value)
+
+
+def previous_successes(text):
+    """{cluster: timestamp} of kubesnap_last_success_timestamp_seconds in an earlier metrics file's text."""
+    found = {}
+    pattern = re.compile(r'^kubesnap_last_success_timestamp_seconds\{cluster="((?:[^"\\]|\\.)*)"\} (\S+)$')
+    for line in (text or '').splitlines():
+        match = pattern.match(line)
+        if match:
+            cluster = re.sub(r'\\(.)', lambda m: '\n' if m.group(1) == 'n' else m.group(1), match.group(1))
+            try:
+                found[cluster] = float(match.group(2))
+            except ValueError:
+                continue
+    return found
+
+
+def metrics(report, previous_text=''):
+    """The report in Prometheus text format; a failed cluster keeps the last success time the previous file had."""
+    earlier = previous_successes(previous_text)
+    samples = {name: [] for name, _help in METRICS}
+    for c in report['clusters']:
+        labels = [('cluster', c['cluster'])]
+        end = _when(c['finished'] or report['generated_at']).timestamp()
+        if c['status'] == 'ok':
+            samples['kubesnap_last_success_timestamp_seconds'].append(_sample('kubesnap_last_success_timestamp_seconds', labels, end))
+        elif c['cluster'] in earlier:
+            samples['kubesnap_last_success_timestamp_seconds'].append(
+                _sample('kubesnap_last_success_timestamp_seconds', labels, earlier[c['cluster']]))
+        values = {'kubesnap_last_run_timestamp_seconds': end, 'kubesnap_run_success': int(c['status'] == 'ok'),
+                  'kubesnap_run_duration_seconds': float(c['duration_seconds'] or 0),
+                  'kubesnap_volumes_without_ready_snapshot': sum(1 for v in c['volumes'] if not v['orphan'] and not v['newest_ready'])}
+        values.update(('kubesnap_snapshots_%s' % count, c['totals'][count]) for count in ('created', 'expired', 'deferred', 'failed'))
+        for name, value in values.items():
+            samples[name].append(_sample(name, labels, value))
+        samples['kubesnap_newest_ready_snapshot_age_seconds'] += [
+            _sample('kubesnap_newest_ready_snapshot_age_seconds', labels + [('volume', v['volume'])], v['newest_ready_age_seconds'])
+            for v in c['volumes'] if v['newest_ready_age_seconds'] is not None and not v['orphan']]
+    lines = []
+    for name, help_text in METRICS:
+        lines += ['# HELP %s %s' % (name, help_text), '# TYPE %s gauge' % name] + samples[name]
+    return '\n'.join(lines) + '\n'
+
+
+# ---------------------------------------------------------------------------------------------
+# HTML: one self-contained page, a timeline per volume
+# ---------------------------------------------------------------------------------------------
+
+TIER_COLOURS = {'newest': '#1b7837', 'held': '#7b3294', 'pending': '#bababa', 'failed': '#d7301f', 'in use': '#2166ac', 'orphan': '#8c6d31'}
+# Generation tiers (P1D, P7D, ...) get these in the order of their length, finest first.
+GENERATION_COLOURS = ('#5aae61', '#a6dba0', '#4393c3', '#92c5de', '#f4a582', '#fddbc7')
+WIDTH, HEIGHT, LEFT, NOW_X = 520, 64, 14, 430
+# Ticks of the age axis (log scale: an hourly and a yearly tier both stay readable).
+TICKS = (('now', 0), ('1h', 3600), ('1d', 86400), ('1w', 7 * 86400), ('30d', 30 * 86400), ('1y', 365 * 86400))
+SPAN = math.log10(1 + 2 * 365 * 86400 / 60)
+
+
+def _x(age_seconds):
+    """Horizontal position of an age: now at NOW_X, two years at LEFT, logarithmic in between."""
+    fraction = min(1.0, math.log10(1 + max(0, age_seconds) / 60) / SPAN)
+    return round(NOW_X - fraction * (NOW_X - LEFT), 1)
+
+
+def _length(token):
+    try:
+        return retention.nominal_length(retention.parse_policy(token).smallest)
+    except (retention.PolicyError, ValueError):
+        return 0
+
+
+def _tier_colours(report):
+    tiers = {s['tier'] for c in report['clusters'] for v in c['volumes'] for s in v['snapshots']}
+    generations = sorted((t for t in tiers if t not in TIER_COLOURS and t != 'kept'), key=_length)
+    colours = dict(TIER_COLOURS, kept='#878787')
+    colours.update((t, GENERATION_COLOURS[i % len(GENERATION_COLOURS)]) for i, t in enumerate(generations))
+    return colours
+
+
+def timeline(volume, now, colours):
+    """An inline SVG of one volume: kept snapshots by tier, those expired this run, the next due time and failures."""
+    esc = html.escape
+    parts = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" role="img" aria-label="timeline of %s">'
+             % (WIDTH, HEIGHT, WIDTH, HEIGHT, esc(volume['volume'])),
+             '<line x1="%d" y1="30" x2="%d" y2="30" class="axis"/>' % (LEFT, WIDTH - 10)]
+    for label, seconds in TICKS:
+        x = _x(seconds)
+        parts.append('<line x1="%s" y1="24" x2="%s" y2="36" class="tick"/><text x="%s" y="56" class="tick">%s</text>' % (x, x, x, label))
+    for s in volume['expired_snapshots']:
+        x = _x((now - _when(s['created_at'])).total_seconds())
+        parts.append('<g class="expired"><title>%s expired this run (%s)</title><line x1="%s" y1="24" x2="%s" y2="36"/>'
+                     '<line x1="%s" y1="36" x2="%s" y2="24"/></g>'
+                     % (esc(s['name']), esc(s['created_at']), x - 6, x + 6, x - 6, x + 6))
+    for s in volume['snapshots']:
+        x = _x((now - _when(s['created_at'])).total_seconds())
+        parts.append('<circle cx="%s" cy="30" r="6" fill="%s" class="snap %s"><title>%s: %s, %s (%s)</title></circle>'
+                     % (x, colours.get(s['tier'], '#878787'), esc(s['state']), esc(s['name']), esc(s['tier']), esc(s['state']),
+                        esc(s['created_at'])))
+    if volume['next_due']:
+        due = _when(volume['next_due'])
+        label = 'due now' if due <= now else 'next due in %s' % age(int((due - now).total_seconds()))
+        parts.append('<line x1="%d" y1="14" x2="%d" y2="46" class="due"/><text x="%d" y="12" class="due">%s</text>'
+                     % (NOW_X + 40, NOW_X + 40, NOW_X + 40, esc(label)))
+    if volume['failures']:
+        parts.append('<g class="failure"><title>%s</title><polygon points="%d,18 %d,42 %d,42"/><text x="%d" y="58">%d failed</text></g>'
+                     % (esc('; '.join(volume['failures'])), WIDTH - 20, WIDTH - 32, WIDTH - 8, WIDTH - 4, volume['failed']))
+    parts.append('</svg>')
+    return ''.join(parts)
+
+
+STYLE = '''
+body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222;background:#fff}
+h1{font-size:1.4em}h2{font-size:1.15em;margin-top:1.6em}
+.ok{color:#1b7837}.failed{color:#d7301f}
+table{border-collapse:collapse;margin:.5em 0}td,th{white-space:nowrap;padding:2px 8px;border-bottom:1px solid #ddd;text-align:left;vertical-align:middle}
+th{background:#f3f3f3}.num{text-align:right}
+svg .axis{stroke:#444;stroke-width:1}svg .tick{stroke:#888;fill:#666;font-size:10px;text-anchor:middle}
+svg .expired line{stroke:#d7301f;stroke-width:2}svg .snap{stroke:#222;stroke-width:1}svg .snap.pending{stroke-dasharray:2}
+svg .due{stroke:#2166ac;stroke-dasharray:4;fill:#2166ac;font-size:10px;text-anchor:middle}
+svg text.due{stroke:none}svg .failure polygon{fill:#d7301f}svg .failure text{fill:#d7301f;font-size:10px;text-anchor:end}
+.legend span{display:inline-block;margin-right:1em}.legend i{display:inline-block;width:10px;height:10px;border-radius:5px;margin-right:4px}
+ul.errors li{color:#d7301f}
+'''
+
+
+def page(report):
+    """The report as one HTML page with inline CSS and SVG: nothing is fetched, nothing runs."""
+    esc = html.escape
+    now = _when(report['generated_at'])
+    colours = _tier_colours(report)
+    totals = report['totals']
+    out = ['<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>kubesnap report %s</title><style>%s</style></head><body>'
+           % (esc(report['generated_at']), STYLE),
+           '<h1>Snapshot cycle <span class="%s">%s</span></h1>' % (report['status'], report['status'].upper()),
+           '<p>%s &middot; %s</p>' % (esc(report['generated_at']), esc(', '.join('%d %s' % (totals[c], c) for c in COUNTS))),
+           '<p class="legend">%s<span><b class="failed">&#x2715;</b> expired this run</span></p>'
+           % ''.join('<span><i style="background:%s"></i>%s</span>' % (colour, esc(name)) for name, colour in colours.items())]
+    for c in report['clusters']:
+        out.append('<h2>%s <span class="%s">%s</span></h2>' % (esc(c['cluster']), c['status'], c['status']))
+        out.append('<p>%s &rarr; %s (%ss)</p>' % (esc(c['started'] or '?'), esc(c['finished'] or '?'), c['duration_seconds']))
+        if c['errors']:
+            out.append('<ul class="errors">%s</ul>' % ''.join('<li>%s</li>' % esc(e) for e in c['errors']))
+        out.append('<table><tr><th>volume</th><th>policy</th><th>created</th><th>kept</th><th>expired</th><th>deferred</th><th>failed</th>'
+                   '<th>newest ready</th><th>age</th><th>next due</th><th>timeline (log scale)</th></tr>')
+        for v in c['volumes']:
+            out.append('<tr><td>%s</td><td>%s</td>%s<td>%s</td><td class="num">%s</td><td>%s</td><td>%s</td></tr>'
+                       % (esc(v['volume']), esc(v['policy'] or '-'), ''.join('<td class="num">%d</td>' % v[k] for k in COUNTS),
+                          esc(v['newest_ready'] or '-'), age(v['newest_ready_age_seconds']), esc(_due(v, now)), timeline(v, now, colours)))
+        out.append('</table>')
+    out.append('</body></html>')
+    return '\n'.join(out)
+
+
+def write_atomically(path, text):
+    """Replace `path` by `text` at once: readers (node_exporter, a browser) never see half a file."""
+    directory = os.path.dirname(os.path.abspath(path))
+    descriptor, temporary = tempfile.mkstemp(prefix='.%s.' % os.path.basename(path), dir=directory)
+    try:
+        with os.fdopen(descriptor, 'w', encoding='utf-8') as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise

@@ -1,0 +1,381 @@
+#!/usr/bin/python
+# Copyright: (c) 2026, kubesnap contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: snapshot_report
+short_description: Report a snapshot cycle over one or more clusters, write it as JSON, HTML and metrics, ping a monitor
+version_added: 0.2.0
+author: kubesnap contributors (@kubesnap)
+description:
+  - Builds one report from the outcomes the C(kubesnap.snapshots.snapshot_cycle) role records per cluster
+    (the results of M(kubesnap.snapshots.k8s_pv_snapshot), M(kubesnap.snapshots.snapshot_expire) and
+    M(kubesnap.snapshots.snapshot_info)), per cluster and volume what was created, kept, expired, deferred
+    and failed, the newest ready snapshot and its age, and when the next snapshot is due.
+  - Writes it, each only when its path is given, as JSON, as a self-contained HTML page (inline CSS and SVG
+    timelines, nothing fetched, no script) and as Prometheus text-file metrics for node_exporter's textfile
+    collector. Every file is written to a temporary file in the same directory and renamed over the old one,
+    so a reader never sees half a file.
+  - Then sends one GET to O(ping_url) when no cluster failed, or to O(ping_url_fail) when one did.
+    A ping that fails is a warning, never a failure of the task (the backups stand).
+  - Runs on the controller; it makes no Kubernetes request. It reports C(changed=false), as the files are
+    reports of the run, not state it manages, so a run that snapshots nothing stays unchanged.
+options:
+  clusters:
+    description:
+      - One outcome per cluster, as the role records it in C(snapshot_cycle_outcome).
+      - Keys C(cluster) (name), C(started) and C(finished) (ISO 8601 with offset), C(errors) (what fails
+        the cluster; empty when it succeeded), C(discovery) (M(kubesnap.snapshots.k8s_pv_info)'s result),
+        C(snapshot), C(expire), C(info), C(archive), C(resource_backup) (the registered results of the steps;
+        missing or skipped when a step did not run).
+    type: list
+    elements: dict
+    required: true
+  report_path:
+    description: Path of the JSON report; not written when empty.
+    type: path
+  html_path:
+    description: Path of the HTML report; not written when empty.
+    type: path
+  metrics_path:
+    description:
+      - Path of the Prometheus metrics (name it C(*.prom) in node_exporter's textfile directory); not written when empty.
+      - A failed cluster keeps the C(kubesnap_last_success_timestamp_seconds) the previous file had, so an alert
+        on its age fires however many runs fail.
+    type: path
+  ping_url:
+    description: URL sent one GET when no cluster failed (a dead man's switch such as healthchecks.io); none when empty.
+    type: str
+  ping_url_fail:
+    description: URL sent one GET when a cluster failed; none when empty.
+    type: str
+  ping_timeout:
+    description: Seconds a ping may take, at most 300.
+    type: int
+    default: 10
+  now:
+    description: Instant ages and due times are computed from (ISO 8601 with offset); the current time by default.
+    type: str
+attributes:
+  check_mode:
+    support: full
+    description: Builds the report and returns it; writes no file and sends no ping.
+  diff_mode:
+    support: none
+    description: Nothing to compare.
+notes:
+  - The ping URLs are not logged, as monitors put their secret in them; a failed ping names only the host.
+'''
+
+EXAMPLES = r'''
+- name: Report the cycle of this cluster
+  kubesnap.snapshots.snapshot_report:
+    clusters: ["{{ snapshot_cycle_outcome }}"]
+    report_path: /var/lib/kubesnap/report.json
+    html_path: /var/www/kubesnap/index.html
+    metrics_path: /var/lib/node_exporter/textfile/kubesnap.prom
+    ping_url: "{{ lookup('ansible.builtin.env', 'PING_URL') }}"
+  register: report
+
+- name: Print the table
+  ansible.builtin.debug:
+    msg: "{{ report.table }}"
+'''
+
+RETURN = r'''
+table:
+  description: The report as aligned text lines, one per cluster and volume, a totals line, then each cluster's errors.
+  returned: always
+  type: list
+  elements: str
+  sample:
+    - "cluster  volume      created  kept  expired  deferred  failed  newest ready              age  next due"
+    - "prod     db/data-0   1        3     1        0         0       data-0-20261130040000     2m   in 59m"
+    - "OK: 1 created, 3 kept, 1 expired, 0 deferred, 0 failed"
+report:
+  description: The whole report, as written to O(report_path).
+  returned: always
+  type: dict
+  contains:
+    generated_at:
+      description: When the report was built.
+      type: str
+      sample: "2026-11-30T04:02:00Z"
+    status:
+      description: V(ok), or V(failed) when a cluster failed.
+      type: str
+      sample: ok
+    duration_seconds:
+      description: From the first cluster's start to the last cluster's end.
+      type: float
+      sample: 12.5
+    totals:
+      description: Sums over every cluster of C(created), C(kept), C(expired), C(deferred), C(failed).
+      type: dict
+      sample: {created: 1, kept: 3, expired: 1, deferred: 0, failed: 0}
+    clusters:
+      description: One report per cluster.
+      type: list
+      elements: dict
+      sample:
+        - {cluster: prod, status: ok, started: "2026-11-30T04:00:00Z", finished: "2026-11-30T04:00:12Z", duration_seconds: 12.0,
+           errors: [], problems: [], steps: {snapshot: ok, expire: ok, info: ok, archive: skipped, resource_backup: skipped},
+           totals: {created: 1, kept: 3, expired: 1, deferred: 0, failed: 0}, volumes: []}
+      contains:
+        cluster:
+          description: Name of the cluster (the inventory host).
+          type: str
+          sample: prod
+        status:
+          description: V(ok) or V(failed).
+          type: str
+          sample: ok
+        started:
+          description: Start of the cluster's cycle.
+          type: str
+          sample: "2026-11-30T04:00:00Z"
+        finished:
+          description: End of the cluster's cycle.
+          type: str
+          sample: "2026-11-30T04:00:12Z"
+        duration_seconds:
+          description: Duration of the cluster's cycle.
+          type: float
+          sample: 12.0
+        errors:
+          description: What failed the cluster.
+          type: list
+          elements: str
+          sample: ["not snapshotted: db/data-0: snapshot data-0-20261130040000 failed: quota exceeded"]
+        problems:
+          description: Objects that asked for protection but cannot get it, as M(kubesnap.snapshots.k8s_pv_info) returns them.
+          type: list
+          elements: dict
+          sample: [{object: pvc/db/data-1, field: spec.volumeName, reason: claim is not bound to a volume (phase Pending)}]
+          contains:
+            object:
+              description: The object, such as C(pvc/db/data-0).
+              type: str
+              sample: pvc/db/data-1
+            field:
+              description: The field at fault.
+              type: str
+              sample: spec.volumeName
+            reason:
+              description: What is wrong.
+              type: str
+              sample: claim is not bound to a volume (phase Pending)
+        steps:
+          description: Per step (C(snapshot), C(expire), C(info), C(archive), C(resource_backup)) V(ok), V(failed) or V(skipped).
+          type: dict
+          sample: {snapshot: ok, expire: ok, info: ok, archive: skipped, resource_backup: skipped}
+        totals:
+          description: Sums over the cluster's volumes.
+          type: dict
+          sample: {created: 1, kept: 3, expired: 1, deferred: 0, failed: 0}
+        volumes:
+          description: One entry per volume.
+          type: list
+          elements: dict
+          sample:
+            - {volume: db/data-0, policy: PT1H P1D, orphan: false, action: created, snapshot: data-0-20261130040000, created: 1, kept: 3,
+               expired: 1, deferred: 0, failed: 0, failures: [], newest_ready: data-0-20261130040000,
+               newest_ready_at: "2026-11-30T04:00:02+00:00", newest_ready_age_seconds: 118, next_due: "2026-11-30T05:00:02Z",
+               snapshots: [], expired_snapshots: []}
+          contains:
+            volume:
+              description: C(namespace/pvc), or the PV name; for orphans C(namespace/volume key).
+              type: str
+              sample: db/data-0
+            policy:
+              description: Retention policy.
+              type: str
+              sample: PT1H P1D
+            orphan:
+              description: Whether these are snapshots of a deleted volume.
+              type: bool
+              sample: false
+            action:
+              description: What M(kubesnap.snapshots.k8s_pv_snapshot) did (V(created), V(skipped), V(failed), V(deferred)); null when it did not run.
+              type: str
+              sample: created
+            snapshot:
+              description: Name of the snapshot created this run; null when none.
+              type: str
+              sample: data-0-20261130040000
+            created:
+              description: Snapshots created this run (0 or 1).
+              type: int
+              sample: 1
+            kept:
+              description: Snapshots the volume has after the run.
+              type: int
+              sample: 3
+            expired:
+              description: Snapshots deleted this run.
+              type: int
+              sample: 1
+            deferred:
+              description: 1 when the snapshot was deferred (the cloud kept answering rate or quota errors).
+              type: int
+              sample: 0
+            failed:
+              description: Snapshots not created or not deleted this run.
+              type: int
+              sample: 0
+            failures:
+              description: What failed, one line each.
+              type: list
+              elements: str
+              sample: []
+            newest_ready:
+              description: Name of the newest ready snapshot; null when none.
+              type: str
+              sample: data-0-20261130040000
+            newest_ready_at:
+              description: When the newest ready snapshot was cut.
+              type: str
+              sample: "2026-11-30T04:00:02+00:00"
+            newest_ready_age_seconds:
+              description: Its age at the end of the run.
+              type: int
+              sample: 118
+            next_due:
+              description: When the next snapshot is due by the policy; null for orphans and volumes without a policy.
+              type: str
+              sample: "2026-11-30T05:00:02Z"
+            snapshots:
+              description: The snapshots the volume has after the run, each with C(name), C(created_at), C(state), C(held) and C(tier).
+              type: list
+              elements: dict
+              sample: [{name: data-0-20261130040000, created_at: "2026-11-30T04:00:02+00:00", state: ready, held: false, tier: newest}]
+              contains:
+                name:
+                  description: Snapshot name.
+                  type: str
+                  sample: data-0-20261130040000
+                created_at:
+                  description: When it was cut.
+                  type: str
+                  sample: "2026-11-30T04:00:02+00:00"
+                state:
+                  description: V(ready), V(pending) or V(failed).
+                  type: str
+                  sample: ready
+                held:
+                  description: Whether it is held.
+                  type: bool
+                  sample: false
+                tier:
+                  description: Why the policy keeps it, short (V(newest), a generation such as V(P1D), V(held), V(pending), V(failed), V(in use)).
+                  type: str
+                  sample: newest
+            expired_snapshots:
+              description: The snapshots deleted this run, each with C(name) and C(created_at).
+              type: list
+              elements: dict
+              sample: [{name: data-0-20261129040000, created_at: "2026-11-29T04:00:02+00:00"}]
+              contains:
+                name:
+                  description: Snapshot name.
+                  type: str
+                  sample: data-0-20261129040000
+                created_at:
+                  description: When it was cut.
+                  type: str
+                  sample: "2026-11-29T04:00:02+00:00"
+failed_clusters:
+  description: Names of the clusters whose cycle failed.
+  returned: always
+  type: list
+  elements: str
+  sample: []
+written:
+  description: Paths of the files written.
+  returned: always
+  type: list
+  elements: str
+  sample: [/var/lib/kubesnap/report.json]
+pinged:
+  description: Whether a ping was sent and answered with a 2xx status; null when no URL applied (or in check mode).
+  returned: always
+  type: bool
+  sample: true
+'''
+
+import datetime
+import json
+import os
+from urllib.error import HTTPError
+from urllib.parse import urlsplit
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.urls import open_url
+
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import report
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention import parse_timestamp
+
+
+def ping(module, url, timeout):
+    """One GET; True when answered 2xx. Any failure is a warning naming the host only (the URL holds the monitor's secret)."""
+    host = urlsplit(url).hostname or '?'
+    try:
+        status = open_url(url, method='GET', timeout=timeout, follow_redirects='safe', http_agent='kubesnap').status
+    except HTTPError as exc:
+        status = exc.code
+    except Exception as exc:  # pylint: disable=broad-exception-caught  # any failure to ping must stay a warning
+        module.warn('ping to %s failed: %s (the backups are not affected)' % (host, getattr(exc, 'reason', None) or type(exc).__name__))
+        return False
+    if not 200 <= status < 300:
+        module.warn('ping to %s answered HTTP %s (the backups are not affected)' % (host, status))
+        return False
+    return True
+
+
+def read_text(path):
+    try:
+        with open(path, encoding='utf-8') as stream:
+            return stream.read()
+    except FileNotFoundError:
+        return ''
+
+
+def main():
+    module = AnsibleModule(argument_spec={
+        'clusters': {'type': 'list', 'elements': 'dict', 'required': True},
+        'report_path': {'type': 'path'}, 'html_path': {'type': 'path'}, 'metrics_path': {'type': 'path'},
+        'ping_url': {'type': 'str', 'no_log': True}, 'ping_url_fail': {'type': 'str', 'no_log': True},
+        'ping_timeout': {'type': 'int', 'default': 10}, 'now': {'type': 'str'},
+    }, supports_check_mode=True)
+    p = module.params
+    if not 0 < p['ping_timeout'] <= 300:
+        module.fail_json(msg='ping_timeout: %s is not between 1 and 300 seconds' % p['ping_timeout'])
+    try:
+        now = parse_timestamp(p['now']) if p['now'] else datetime.datetime.now(datetime.timezone.utc)
+        built = report.build(p['clusters'], now)
+    except (ValueError, TypeError, KeyError) as exc:
+        module.fail_json(msg='clusters: cannot build the report: %s: %s' % (type(exc).__name__, exc))
+    result = {'changed': False, 'report': built, 'table': report.table(built),
+              'failed_clusters': [c['cluster'] for c in built['clusters'] if c['status'] == 'failed'], 'written': [], 'pinged': None}
+    if module.check_mode:
+        module.exit_json(**result)
+    outputs = [(p['report_path'], lambda: json.dumps(built, indent=2, sort_keys=True) + '\n'),
+               (p['html_path'], lambda: report.page(built)),
+               (p['metrics_path'], lambda: report.metrics(built, read_text(p['metrics_path'])))]
+    for path, render in outputs:
+        if path:
+            try:
+                report.write_atomically(path, render())
+            except OSError as exc:
+                module.fail_json(msg='cannot write %s: %s' % (path, exc), **result)
+            result['written'].append(os.path.abspath(path))
+    url = p['ping_url'] if built['status'] == 'ok' else p['ping_url_fail']
+    if url:
+        result['pinged'] = ping(module, url, p['ping_timeout'])
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,180 @@
+# The end-of-run report built from the modules' results: counts, tiers, newest ready snapshot, next due,
+# the table, the Prometheus text and the HTML page, and the atomic write.
+from __future__ import annotations
+
+import datetime
+import os
+import re
+
+import pytest
+
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import report
+
+NOW = datetime.datetime(2026, 11, 30, 4, 10, tzinfo=datetime.timezone.utc)
+
+
+def snapshot(name, hours_ago, state='ready', **extra):
+    return dict({'name': name, 'created_at': (NOW - datetime.timedelta(hours=hours_ago)).isoformat(), 'state': state, 'held': False},
+                **extra)
+
+
+def outcome(cluster='prod', errors=(), **steps):
+    """A cluster's outcome as the role records it, by default one volume snapshotted and pruned in a good run."""
+    base = {
+        'cluster': cluster, 'started': '2026-11-30T04:00:00Z', 'finished': '2026-11-30T04:00:12.500000Z', 'errors': list(errors),
+        'discovery': {'problems': []},
+        'snapshot': {'changed': True, 'volumes': [
+            {'volume': 'db/data-0', 'policy': 'PT1H P1D', 'action': 'created', 'snapshot': 'data-0-new', 'state': 'ready', 'reason': 'due'},
+            {'volume': 'db/data-1', 'policy': 'PT1H P1D', 'action': 'failed', 'snapshot': 'data-1-new', 'state': 'failed',
+             'reason': 'snapshot data-1-new failed: quota exceeded'},
+            {'volume': 'db/data-2', 'policy': 'PT1H P1D', 'action': 'deferred', 'snapshot': None, 'state': None, 'reason': 'rate limited'}]},
+        'expire': {'changed': True, 'volumes': [
+            {'volume': 'db/data-0', 'policy': 'PT1H P1D', 'orphan': False,
+             'keep': [snapshot('data-0-day', 30, reason='generation PT1H (window P1D)'), snapshot('data-0-new', 0.1, reason='newest')],
+             'expire': [snapshot('data-0-old', 50), snapshot('data-0-stuck', 60)],
+             'failed': [{'name': 'data-0-stuck', 'error': '403 Forbidden'}]},
+            {'volume': 'db/orphan-key', 'policy': None, 'orphan': True, 'keep': [], 'expire': [], 'failed': []}]},
+        'info': {'volumes': [
+            {'volume': 'db/data-0', 'policy': 'PT1H P1D',
+             'snapshots': [snapshot('data-0-stuck', 60), snapshot('data-0-day', 30), snapshot('data-0-new', 0.1)]},
+            {'volume': 'db/data-1', 'policy': 'PT1H P1D', 'snapshots': [snapshot('data-1-new', 0.1, 'failed')]},
+            {'volume': 'db/data-2', 'policy': 'PT1H P1D', 'snapshots': [snapshot('data-2-held', 200, held=True)]}]},
+        'archive': {'skipped': True}, 'resource_backup': {},
+    }
+    base.update(steps)
+    return base
+
+
+def volumes(built):
+    return {v['volume']: v for c in built['clusters'] for v in c['volumes']}
+
+
+def test_each_volume_gets_its_counts_newest_ready_snapshot_and_next_due():
+    built = report.build([outcome()], NOW)
+    data0, data1, data2 = (volumes(built)['db/data-%d' % i] for i in range(3))
+    # A failed delete is counted as failed, not as expired; the snapshot is still there.
+    assert {k: data0[k] for k in report.COUNTS} == {'created': 1, 'kept': 3, 'expired': 1, 'deferred': 0, 'failed': 1}
+    assert data0['failures'] == ['data-0-stuck: 403 Forbidden']
+    assert [s['name'] for s in data0['expired_snapshots']] == ['data-0-old']
+    assert (data0['newest_ready'], data0['newest_ready_age_seconds']) == ('data-0-new', 360)
+    assert data0['next_due'] == '2026-11-30T05:04:00Z'
+    assert [s['tier'] for s in data0['snapshots']] == ['kept', 'PT1H', 'newest']
+    # A failed snapshot is no backup: no newest ready snapshot, due now.
+    assert (data1['failed'], data1['newest_ready'], data1['next_due']) == (1, None, '2026-11-30T04:10:00Z')
+    assert data1['failures'] == ['snapshot data-1-new failed: quota exceeded']
+    assert (data2['deferred'], data2['failed'], data2['snapshots'][0]['tier']) == (1, 0, 'held')
+    # An orphan group with nothing in it and nothing done is left out.
+    assert 'db/orphan-key' not in volumes(built)
+
+
+def test_a_cluster_with_errors_fails_the_run_and_totals_add_up_over_clusters():
+    built = report.build([outcome('a'), outcome('b', errors=['not snapshotted: db/data-1: quota'])], NOW)
+    assert built['status'] == 'failed'
+    assert [c['status'] for c in built['clusters']] == ['ok', 'failed']
+    assert built['totals'] == {'created': 2, 'kept': 10, 'expired': 2, 'deferred': 2, 'failed': 4}
+    assert built['clusters'][0]['steps'] == {'snapshot': 'ok', 'expire': 'ok', 'info': 'ok', 'archive': 'skipped', 'resource_backup': 'skipped'}
+    assert built['clusters'][0]['duration_seconds'] == 12.5 and built['duration_seconds'] == 12.5
+    assert report.build([outcome('a')], NOW)['status'] == 'ok'
+
+
+def test_without_snapshot_info_the_report_shows_what_pruning_kept():
+    built = report.build([outcome(info={'failed': True, 'msg': 'API down'})], NOW)
+    data0 = volumes(built)['db/data-0']
+    assert ([s['name'] for s in data0['snapshots']], data0['newest_ready']) == (['data-0-day', 'data-0-new'], 'data-0-new')
+    assert built['clusters'][0]['steps']['info'] == 'failed'
+
+
+def test_a_cycle_that_stopped_before_its_steps_is_a_failed_cluster_without_volumes():
+    built = report.build([{'cluster': 'gone', 'errors': ['the cycle did not run to its end']}], NOW)
+    assert built['status'] == 'failed' and built['clusters'][0]['volumes'] == [] and built['duration_seconds'] is None
+    lines = report.table(built)
+    assert lines[1].split() == ['gone', '(no', 'volumes)']
+    assert lines[-1] == 'gone: the cycle did not run to its end'
+
+
+def test_the_table_has_one_aligned_line_per_cluster_and_volume_then_totals_and_errors():
+    lines = report.table(report.build([outcome(errors=['not pruned: db/data-0: data-0-stuck: 403 Forbidden'])], NOW))
+    assert lines[0].split() == ['cluster', 'volume', 'created', 'kept', 'expired', 'deferred', 'failed', 'newest', 'ready', 'age', 'next', 'due']
+    assert lines[1].split() == ['prod', 'db/data-0', '1', '3', '1', '0', '1', 'data-0-new', '6m', 'in', '54m']
+    assert lines[2].split()[-2:] == ['-', 'now']
+    # Columns line up: every row starts its volume where the header does.
+    assert len({line.index('db/') for line in lines[1:4]}) == 1 and lines[1].index('db/') == lines[0].index('volume')
+    assert lines[4] == 'FAILED: 1 created, 5 kept, 1 expired, 1 deferred, 2 failed'
+    assert lines[5] == 'prod: not pruned: db/data-0: data-0-stuck: 403 Forbidden'
+
+
+@pytest.mark.parametrize(('seconds', 'text'), [(None, '-'), (5, '5s'), (59, '59s'), (60, '1m'), (7200, '2h'), (3 * 86400 + 5, '3d')])
+def test_ages_are_short(seconds, text):
+    assert report.age(seconds) == text
+
+
+@pytest.mark.parametrize(('reason', 'tier'), [('newest', 'newest'), ('generation P1D (window P7D)', 'P1D'), ('pending: not a backup yet', 'pending'),
+                                              ('failed: not a backup', 'failed'), ('dataSource of PVC db/x', 'in use'), (None, 'kept'),
+                                              ('orphan: volume deleted (orphan_policy=keep)', 'orphan')])
+def test_tiers_come_from_the_reasons_pruning_keeps_snapshots_for(reason, tier):
+    assert report.tier(reason) == tier
+
+
+def samples(text):
+    return {line.rsplit(' ', 1)[0]: line.rsplit(' ', 1)[1] for line in text.splitlines() if line and not line.startswith('#')}
+
+
+def test_metrics_per_cluster_and_volume_in_prometheus_text_format():
+    text = report.metrics(report.build([outcome('a"b\\c')], NOW))
+    got = samples(text)
+    cluster = 'cluster="a\\"b\\\\c"'
+    finished = datetime.datetime(2026, 11, 30, 4, 0, 12, 500000, tzinfo=datetime.timezone.utc).timestamp()
+    assert float(got['kubesnap_last_success_timestamp_seconds{%s}' % cluster]) == finished
+    assert got['kubesnap_run_success{%s}' % cluster] == '1'
+    assert got['kubesnap_snapshots_created{%s}' % cluster] == '1'
+    assert got['kubesnap_snapshots_expired{%s}' % cluster] == '1'
+    assert got['kubesnap_snapshots_failed{%s}' % cluster] == '2'
+    assert got['kubesnap_snapshots_deferred{%s}' % cluster] == '1'
+    assert float(got['kubesnap_run_duration_seconds{%s}' % cluster]) == 12.5
+    assert got['kubesnap_newest_ready_snapshot_age_seconds{%s,volume="db/data-0"}' % cluster] == '360'
+    # data-1 has only a failed snapshot; data-2's held one is ready, a backup.
+    assert got['kubesnap_volumes_without_ready_snapshot{%s}' % cluster] == '1'
+    # Every metric has its HELP and TYPE, once, before its samples.
+    for name, _help in report.METRICS:
+        assert text.count('# TYPE %s gauge' % name) == 1
+        assert text.index('# TYPE %s gauge' % name) < min((text.index(line) for line in text.splitlines() if line.startswith(name + '{')),
+                                                           default=len(text))
+
+
+def test_a_failed_cluster_keeps_the_last_success_time_of_the_previous_file():
+    earlier = report.metrics(report.build([outcome('a'), outcome('b\nc')], NOW))
+    later = report.metrics(report.build([outcome('a', errors=['x'], finished='2026-12-01T00:00:00Z'),
+                                         outcome('b\nc', errors=['y']), outcome('new', errors=['z'])], NOW), earlier)
+    finished = datetime.datetime(2026, 11, 30, 4, 0, 12, 500000, tzinfo=datetime.timezone.utc).timestamp()
+    assert report.previous_successes(later) == report.previous_successes(earlier) == {'a': finished, 'b\nc': finished}
+    assert samples(later)['kubesnap_run_success{cluster="a"}'] == '0'
+    # A cluster that never succeeded has no success time at all: its absence is what an alert looks for.
+    assert 'cluster="new"' not in ''.join(line for line in later.splitlines() if line.startswith('kubesnap_last_success'))
+
+
+def test_the_html_page_is_self_contained_with_a_timeline_per_volume():
+    page = report.page(report.build([outcome('<prod>')], NOW))
+    assert page.startswith('<!DOCTYPE html>') and page.rstrip().endswith('</html>')
+    assert '<script' not in page and not re.search(r'(src|href)\s*=|url\(|@import', page)
+    assert page.count('<svg') == 3 and '&lt;prod&gt;' in page and '<prod>' not in page
+    # Kept snapshots are circles coloured by tier; the expired one is a cross; the failed delete is named.
+    assert page.count('<circle') == 5 and page.count('class="expired"') == 1
+    assert 'data-0-old expired this run' in page and 'data-0-stuck: 403 Forbidden' in page
+    assert 'next due in 54m' in page and 'due now' in page
+
+
+def test_timeline_positions_grow_to_the_left_with_age_on_a_log_scale():
+    xs = [report._x(seconds) for seconds in (0, 3600, 86400, 30 * 86400, 10 * 365 * 86400)]
+    assert xs == sorted(xs, reverse=True) and xs[0] == report.NOW_X and xs[-1] == report.LEFT
+    # An hourly and a monthly snapshot are both far from the edges.
+    assert report.LEFT + 80 < xs[3] < xs[1] < report.NOW_X - 80
+
+
+def test_files_are_replaced_at_once_and_a_failed_write_leaves_the_old_one(tmp_path):
+    path = tmp_path / 'report.json'
+    path.write_text('old', encoding='utf-8')
+    report.write_atomically(str(path), 'new')
+    assert path.read_text(encoding='utf-8') == 'new' and oct(path.stat().st_mode & 0o777) == '0o644'
+    with pytest.raises(TypeError):
+        report.write_atomically(str(path), None)
+    assert path.read_text(encoding='utf-8') == 'new' and os.listdir(tmp_path) == ['report.json']
