@@ -104,7 +104,7 @@ def test_the_documented_rules_are_enough_for_the_whole_cycle(kube, namespace, ac
     assert len(events) > 20 and not refused, refused
 
 
-def test_an_account_that_may_not_watch_still_reports_each_snapshot_it_created(kube, namespace, account):
+def test_an_account_that_may_not_watch_still_reports_each_snapshot_it_created(kube, namespace, account, csi_faults):
     rules = [dict(rule, verbs=[verb for verb in rule["verbs"] if verb != "watch"]) for rule in documented_rules()]
     env = account(rules, lease_rules())
     kube.create_pvc(namespace, "data")
@@ -118,7 +118,9 @@ def test_an_account_that_may_not_watch_still_reports_each_snapshot_it_created(ku
     names = [s["metadata"]["name"] for s in kube.custom.list_namespaced_custom_object(
         "snapshot.storage.k8s.io", "v1", namespace, "volumesnapshots")["items"]]
     assert names == [volume["snapshot"]]
-    # A forced one-off (before an upgrade) needs a ready snapshot: not knowing is a failure naming it.
+    # A forced one-off (before an upgrade) needs a ready snapshot: not knowing is a failure naming it. The driver keeps
+    # it pending for a while, so the first list cannot already show it ready and spare the run its watch.
+    csi_faults.set(ready_delay_seconds=30)
     forced = run_as(env, "k8s_pv_snapshot", namespace=namespace, pvc="data", force=True, lease_namespace=namespace)
     [volume] = forced["volumes"]
     assert forced.get("failed") and volume["action"] == "failed" and volume["snapshot"] in forced["msg"], forced
