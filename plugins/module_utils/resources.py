@@ -395,4 +395,3 @@ def restore_order(entries):
     """Entries (path, object, resource) in apply order: namespaces, what others mount, services, workloads, custom
     resources; by path within a rank, so that runs are repeatable."""
     return sorted(entries, key=lambda entry: (entry[2].rank if entry[2] is not None else CUSTOM_RANK, entry[0]))
-
