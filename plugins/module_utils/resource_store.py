@@ -4,9 +4,10 @@
 
 from __future__ import annotations
 
+import datetime
 import tempfile
 
-from ansible_collections.kubesnap.snapshots.plugins.module_utils import encryption, resources, s3
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import encryption, resources, retention, s3
 
 try:
     import botocore.exceptions
@@ -68,3 +69,15 @@ def fetch(client, bucket, key, passphrase):
             encryption.decrypt(stored, plain, passphrase, name)
             plain.seek(0)
             return resources.read_archive(plain, name)
+
+
+def parse_age(text):
+    """A positive ISO 8601 duration; ValueError saying what a valid one looks like."""
+    try:
+        duration = retention.isodate.parse_duration(text)
+    except (retention.isodate.ISO8601Error, ValueError, TypeError) as exc:
+        raise ValueError('%r is not an ISO 8601 duration such as PT90M or P1D' % text) from exc
+    anchor = datetime.datetime(2000, 1, 1, tzinfo=datetime.timezone.utc)
+    if anchor + duration <= anchor:
+        raise ValueError('%r must be positive' % text)
+    return duration

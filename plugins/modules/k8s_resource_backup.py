@@ -83,6 +83,12 @@ options:
         before anything is uploaded.
     type: bool
     default: false
+  interval:
+    description:
+      - Make a backup only when the newest one under the prefix (by the time in its name) is at least this old, an ISO 8601
+        duration such as V(PT60M) (kube-backup's C(FREQUENCY) minutes as V(PT<minutes>M)). A run scheduled more often
+        than the interval then costs one listing of the prefix. A backup is made on every run when not given.
+    type: str
   concurrency:
     description: Kinds listed at once.
     type: int
@@ -123,7 +129,7 @@ EXAMPLES = r'''
 
 RETURN = r'''
 backup:
-  description: Key of the backup object (written, or that would be written in check mode).
+  description: Key of the backup object (written, or that would be written in check mode); the newest one when O(interval) says none is due.
   returned: always
   type: str
   sample: cluster-a/backup_20261130T120000Z.tar.gz.enc
@@ -203,6 +209,11 @@ expired:
   type: list
   elements: str
   sample: [cluster-a/backup_20261129T100000Z.tar.gz]
+skipped_reason:
+  description: Why no backup was made (O(interval) not elapsed since the newest backup), or null.
+  returned: always
+  type: str
+  sample: the newest backup cluster-a/backup_20261130T120000Z.tar.gz is younger than interval PT60M
 api_calls:
   description: Kubernetes API requests made, per HTTP method.
   returned: always
@@ -238,6 +249,7 @@ def argument_spec():
         encryption_key={'type': 'str', 'no_log': True},
         encryption=dict(s3.S3_SPEC['encryption'], default='AES256'),
         secrets_in_clear={'type': 'bool', 'default': False},
+        interval={'type': 'str'},
         concurrency={'type': 'int', 'default': 8},
     )
     return spec
@@ -342,6 +354,19 @@ def expire(module, s3_client, bucket, prefix, new_key, now):
     return expired
 
 
+def not_due(module, bucket, prefix, now):
+    """Exit without a backup when the newest one under the prefix is younger than `interval`."""
+    try:
+        backups = resource_store.list_backups(s3.client(module.params), bucket, prefix)
+    except s3.S3Error as exc:
+        module.fail_json(msg='%s; nothing was uploaded' % exc)
+    newest = resources.newest(backups)
+    if newest is not None and backups[newest] + resource_store.parse_age(module.params['interval']) > now:
+        module.exit_json(changed=False, backup=newest, url='s3://%s/%s' % (bucket, newest), counts={}, namespaces={}, left_out=[],
+                         left_out_counts={}, unserved=[], size=0, encrypted=None, expired=[], api_calls={},
+                         skipped_reason='the newest backup %s is younger than interval %s' % (newest, module.params['interval']))
+
+
 def check_options(module):
     p = module.params
     if p.get('policy'):
@@ -349,6 +374,11 @@ def check_options(module):
             retention.parse_policy(p['policy'])
         except retention.PolicyError as exc:
             module.fail_json(msg='policy: %s' % exc)
+    if p.get('interval'):
+        try:
+            resource_store.parse_age(p['interval'])
+        except ValueError as exc:
+            module.fail_json(msg='interval: %s' % exc)
     if p.get('encryption_key') and encryption.CRYPTOGRAPHY_IMPORT_ERROR is not None:
         module.fail_json(msg=missing_required_lib('cryptography'), exception=str(encryption.CRYPTOGRAPHY_IMPORT_ERROR))
     try:
@@ -362,6 +392,8 @@ def main():
     p = module.params
     bucket, prefix = check_options(module)
     now = datetime.datetime.now(datetime.timezone.utc)
+    if p.get('interval'):
+        not_due(module, bucket, prefix, now)
     try:
         served = resources.discover(module.client, p['concurrency'])
         kinds, unserved = resources.resolve(list(p['kinds']) + list(p['extra_kinds']), served)
@@ -389,7 +421,7 @@ def main():
              'left_out': dict(Counter(resources.reason_code(item['reason']) for item in collected.left_out))}
     result = {'backup': key, 'url': 's3://%s/%s' % (bucket, key), 'counts': dict(collected.counts), 'namespaces': index['namespaces'],
               'left_out': collected.left_out, 'left_out_counts': index['left_out'], 'unserved': [{'kind': k, 'reason': r} for k, r in unserved],
-              'encrypted': encrypted, 'size': 0, 'expired': []}
+              'encrypted': encrypted, 'size': 0, 'expired': [], 'skipped_reason': None}
     try:
         s3_client = s3.client(p)
         if not module.check_mode:

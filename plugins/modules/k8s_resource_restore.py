@@ -58,11 +58,11 @@ options:
     type: list
     elements: str
   kinds:
-    description: Restore only these kinds (names as in k8s_resource_backup's O(k8s_resource_backup#module:kinds)).
+    description: Restore only these kinds (names as in k8s_resource_backup's O(kubesnap.snapshots.k8s_resource_backup#module:kinds)).
     type: list
     elements: str
   encryption_key:
-    description: Passphrase the backup was encrypted with (k8s_resource_backup's O(k8s_resource_backup#module:encryption_key)).
+    description: Passphrase the backup was encrypted with (k8s_resource_backup's O(kubesnap.snapshots.k8s_resource_backup#module:encryption_key)).
     type: str
   now:
     description: Instant the backup's age is computed from (ISO 8601 with offset); the current time by default.
@@ -168,11 +168,9 @@ api_calls:
   sample: {GET: 9, PATCH: 12, POST: 1}
 '''
 
-import datetime  # noqa: E402
-
 from ansible.module_utils.basic import missing_required_lib  # noqa: E402
 
-from ansible_collections.kubesnap.snapshots.plugins.module_utils import encryption, resource_store, resources, retention, s3  # noqa: E402
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import encryption, resource_store, resources, s3  # noqa: E402
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.cycle import run_parallel  # noqa: E402
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError  # noqa: E402
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import AUTH_SPEC, MSG_ITEMS, KubesnapModule  # noqa: E402
@@ -199,18 +197,6 @@ def argument_spec():
         concurrency={'type': 'int', 'default': 10},
     )
     return spec
-
-
-def parse_age(text):
-    """A positive ISO 8601 duration; ValueError saying what a valid one looks like."""
-    try:
-        duration = retention.isodate.parse_duration(text)
-    except (retention.isodate.ISO8601Error, ValueError, TypeError) as exc:
-        raise ValueError('%r is not an ISO 8601 duration such as PT90M or P1D' % text) from exc
-    anchor = datetime.datetime(2000, 1, 1, tzinfo=datetime.timezone.utc)
-    if anchor + duration <= anchor:
-        raise ValueError('%r must be positive' % text)
-    return duration
 
 
 def choose(module, s3_client, bucket, prefix):
@@ -318,7 +304,7 @@ def check_options(module):
     p = module.params
     if p.get('max_age'):
         try:
-            parse_age(p['max_age'])
+            resource_store.parse_age(p['max_age'])
         except ValueError as exc:
             module.fail_json(msg='max_age: %s' % exc)
     if p.get('encryption_key') and encryption.CRYPTOGRAPHY_IMPORT_ERROR is not None:
@@ -350,7 +336,7 @@ def main():
                 done('no backup under s3://%s/%s; nothing to restore' % (bucket, prefix))
             module.fail_json(msg='no backup under s3://%s/%s' % (bucket, prefix), **result)
         result.update(backup=key, backup_time=when.isoformat())
-        if p.get('max_age') and when < now - parse_age(p['max_age']):
+        if p.get('max_age') and when < now - resource_store.parse_age(p['max_age']):
             module.fail_json(msg='%s backup s3://%s/%s is from %s, older than max_age %s: stale, nothing was restored'
                              % ('the given' if p.get('backup') else 'the newest', bucket, key, when.isoformat(), p['max_age']), **result)
         _index, entries = resource_store.fetch(s3_client, bucket, key, p.get('encryption_key'))

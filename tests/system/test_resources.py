@@ -253,3 +253,27 @@ def test_bad_input_is_named(cluster, namespaces, moto_server, bucket):
     assert refused['failed'] and 'would store them in clear text' in refused['msg'] and 'nothing was uploaded' in refused['msg']
     allowed = backup(cluster.kubeconfig, moto_server, bucket, namespaces, encryption='none', secrets_in_clear=True)
     assert not allowed.get('failed') and allowed['encrypted'] == 'none', allowed
+
+
+def test_retention_expires_only_our_backups_and_interval_skips_a_run(cluster, namespaces, moto_server, bucket):
+    s3c = client_for(moto_server)
+    ours = {'kubesnap-format': '1', 'kubesnap-encrypted': 'none'}
+    # Hourly backups a few days ago: PT1H P1D keeps one a day of them; one of them is someone else's (no metadata).
+    old = [f'cluster/backup_202611{day:02d}T{hour:02d}0000Z.tar.gz' for day in (1, 2) for hour in (0, 6, 12, 18)]
+    foreign = 'cluster/backup_20261101T060000Z.tar.gz'
+    for key in old:
+        s3c.put_object(Bucket=bucket, Key=key, Body=b'x', Metadata={} if key == foreign else ours)
+    s3c.put_object(Bucket=bucket, Key='cluster/notes.txt', Body=b'not a backup')
+
+    dry = backup(cluster.kubeconfig, moto_server, bucket, namespaces[:1], check=True, policy='PT1H P1D')
+    made = backup(cluster.kubeconfig, moto_server, bucket, namespaces[:1], policy='PT1H P1D')
+    assert not made.get('failed'), made
+    assert made['expired'] == dry['expired'] and made['expired'], made
+    assert foreign not in made['expired'] and any('not written by k8s_resource_backup' in str(w) for w in made['warnings'])
+    left = {item['Key'] for item in s3c.list_objects_v2(Bucket=bucket, Prefix='cluster/')['Contents']}
+    assert left == (set(old) - set(made['expired'])) | {made['backup'], 'cluster/notes.txt'}
+    assert len([key for key in left if key.startswith('cluster/backup_202611')]) >= 2  # at least one a day survives
+
+    skipped = backup(cluster.kubeconfig, moto_server, bucket, namespaces[:1], interval='PT60M')
+    assert not skipped.get('failed') and not skipped['changed'] and skipped['backup'] == made['backup']
+    assert skipped['skipped_reason'] == f"the newest backup {made['backup']} is younger than interval PT60M"
