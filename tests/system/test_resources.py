@@ -6,16 +6,21 @@ from __future__ import annotations
 
 import base64
 import io
+import json
+import os
 import random
 import secrets
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import pytest
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import k8s, resources
 
 from .cluster_helpers import wait_for
-from .modules import run_module
+from .modules import COLLECTIONS, run_module
 from .s3_helpers import s3_params
 from .test_s3 import client_for
 
@@ -277,3 +282,34 @@ def test_retention_expires_only_our_backups_and_interval_skips_a_run(cluster, na
     skipped = backup(cluster.kubeconfig, moto_server, bucket, namespaces[:1], interval='PT60M')
     assert not skipped.get('failed') and not skipped['changed'] and skipped['backup'] == made['backup']
     assert skipped['skipped_reason'] == f"the newest backup {made['backup']} is younger than interval PT60M"
+
+
+def run_playbook(name, cluster, moto, **env):
+    """A packaged playbook with kube-backup's settings as environment variables: the finished process."""
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS), ANSIBLE_NOCOLOR='1', K8S_AUTH_KUBECONFIG=str(cluster.kubeconfig),
+               ENDPOINT_URI=moto, AWS_ACCESS_KEY_ID='testing', AWS_SECRET_ACCESS_KEY='testing', AWS_REGION='us-east-1', **env)
+    return subprocess.run([str(Path(sys.executable).with_name('ansible-playbook')), '-i', 'localhost,', '-e',
+                           json.dumps({'ansible_python_interpreter': sys.executable}), f'kubesnap.snapshots.{name}'],
+                          capture_output=True, text=True, env=env, check=False, timeout=600)
+
+
+def test_playbooks_take_kube_backups_settings(cluster, kube, moto_server, bucket, flag):
+    target = f's3://{bucket}/pb'
+    first = run_playbook('resource_backup', cluster, moto_server, S3TARGET=target, FREQUENCY='60')
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-2000:]
+    keys = [item['Key'] for item in client_for(moto_server).list_objects_v2(Bucket=bucket)['Contents']]
+    assert len(keys) == 1 and keys[0].startswith('pb/backup_')
+    second = run_playbook('resource_backup', cluster, moto_server, S3TARGET=target, FREQUENCY='60')
+    assert second.returncode == 0 and f'the newest backup {keys[0]} is younger than interval PT60M' in second.stdout
+    bad = run_playbook('resource_backup', cluster, moto_server, S3TARGET=target, FREQUENCY='often')
+    assert bad.returncode != 0 and 'FREQUENCY a positive number of minutes' in bad.stdout
+
+    # The restore job (never let restore here: this backup is of the shared cluster): a stale newest backup fails it,
+    # and with the flag namespace present it does nothing.
+    old = f's3://{bucket}/old'
+    client_for(moto_server).put_object(Bucket=bucket, Key='old/backup_20200101T000000Z.tar.gz', Body=b'never read')
+    stale = run_playbook('resource_restore', cluster, moto_server, S3TARGET=old, MAXRESTOREAGE='120', RESOURCE_FLAG_NAMESPACE=flag)
+    assert stale.returncode != 0 and 'older than max_age PT120M: stale, nothing was restored' in stale.stdout, stale.stdout[-3000:]
+    kube.core.create_namespace({'metadata': {'name': flag}})
+    flagged = run_playbook('resource_restore', cluster, moto_server, S3TARGET=target, MAXRESTOREAGE='1', RESOURCE_FLAG_NAMESPACE=flag)
+    assert flagged.returncode == 0 and f'flag namespace {flag} exists' in flagged.stdout, flagged.stdout[-3000:]
