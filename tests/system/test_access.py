@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def documented(kind: str) -> dict:
     manifest = yaml.safe_load((ROOT / "docs" / "rbac.yml").read_text(encoding="utf-8"))
-    [role] = [item for item in manifest["items"] if item["kind"] == kind]
+    # The snapshot cycle's own roles (the resource backup's have names of their own).
+    [role] = [item for item in manifest["items"] if item["kind"] == kind and item["metadata"]["name"] in ("kubesnap", "kubesnap-lease")]
     return role
 
 

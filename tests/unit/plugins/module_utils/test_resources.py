@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime
 import io
+from pathlib import Path
 
 import pytest
 
@@ -189,3 +190,8 @@ def test_the_documented_snippet_decrypts_without_the_collection(monkeypatch):
     scope = {}
     exec(compile(snippet, 'snippet', 'exec'), scope)  # noqa: S102 - the documented snippet is what is tested
     assert scope['decrypt'](sealed.getvalue(), 'k') == b'secret data'
+
+
+def test_the_readme_shows_the_tested_snippet():
+    readme = (Path(__file__).resolve().parents[4] / 'README.md').read_text(encoding='utf-8')
+    assert encryption.DECRYPT_SNIPPET in readme
