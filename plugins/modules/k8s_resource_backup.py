@@ -429,7 +429,9 @@ def main():
         if p.get('policy'):
             result['expired'] = expire(module, s3_client, bucket, prefix, key, now)
     except s3.S3Error as exc:
-        module.fail_json(msg='%s; %s' % (exc, 'the backup was written' if result['size'] else 'nothing was uploaded'),
+        # A store without server-side encryption refuses the upload: say what keeps Secrets out of clear text there.
+        hint = ' (a store without server-side encryption: encryption=none with an encryption_key)' if encrypted == 'server' and not result['size'] else ''
+        module.fail_json(msg='%s; %s%s' % (exc, 'the backup was written' if result['size'] else 'nothing was uploaded', hint),
                          exception=traceback.format_exc(), api_calls=module.api_calls(), **result)
     result['changed'] = not module.check_mode
     module.exit_json(api_calls=module.api_calls(), **result)

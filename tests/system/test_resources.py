@@ -16,6 +16,8 @@ import uuid
 from pathlib import Path
 
 import pytest
+import yaml
+from kubernetes import client
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import k8s, resources
 
@@ -24,6 +26,7 @@ from .modules import COLLECTIONS, run_module
 from .s3_helpers import s3_params
 from .test_s3 import client_for
 
+ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = 'hunter2-' + secrets.token_hex(8)
 KEY = 'correct horse battery staple'
 TEMPLATE = {'metadata': {'labels': {'app': 'x'}}, 'spec': {'containers': [{'name': 'c', 'image': 'busybox'}]}}
@@ -313,3 +316,56 @@ def test_playbooks_take_kube_backups_settings(cluster, kube, moto_server, bucket
     kube.core.create_namespace({'metadata': {'name': flag}})
     flagged = run_playbook('resource_restore', cluster, moto_server, S3TARGET=target, MAXRESTOREAGE='1', RESOURCE_FLAG_NAMESPACE=flag)
     assert flagged.returncode == 0 and f'flag namespace {flag} exists' in flagged.stdout, flagged.stdout[-3000:]
+
+
+def documented_role(name):
+    manifest = yaml.safe_load((ROOT / 'docs' / 'rbac.yml').read_text(encoding='utf-8'))
+    [role] = [item for item in manifest['items'] if item['kind'] == 'ClusterRole' and item['metadata']['name'] == name]
+    return role['rules']
+
+
+@pytest.fixture
+def accounts(kube, cluster, namespaces, tmp_path):
+    """An environment per documented resource role: a service account in the first namespace bound to a copy of the role."""
+    rbac = client.RbacAuthorizationV1Api(kube.api)
+    home, made = namespaces[0], []
+    state = json.loads((cluster.kubeconfig.parent / 'state.json').read_text(encoding='utf-8'))
+
+    def make(role):
+        name = f'{role}-{secrets.token_hex(3)}'
+        kube.core.create_namespaced_service_account(home, {'metadata': {'name': role}})
+        rbac.create_cluster_role({'metadata': {'name': name}, 'rules': documented_role(role)})
+        rbac.create_cluster_role_binding({'metadata': {'name': name}, 'subjects': [{'kind': 'ServiceAccount', 'name': role, 'namespace': home}],
+                                          'roleRef': {'apiGroup': 'rbac.authorization.k8s.io', 'kind': 'ClusterRole', 'name': name}})
+        made.append(name)
+        token = kube.core.create_namespaced_service_account_token(role, home, {'spec': {'expirationSeconds': 600}}).status.token
+        env = {key: value for key, value in os.environ.items() if key != 'KUBECONFIG' and not key.startswith('K8S_AUTH_')}
+        env.update(HOME=str(tmp_path), K8S_AUTH_HOST=state['server'], K8S_AUTH_API_KEY=token,
+                   K8S_AUTH_SSL_CA_CERT=str(cluster.kubeconfig.parent / 'pki' / 'ca.crt'))
+        return env
+
+    yield make
+    for name in made:
+        rbac.delete_cluster_role_binding(name)
+        rbac.delete_cluster_role(name)
+
+
+def test_the_documented_roles_are_enough(kube, api, rule_crd, namespaces, accounts, moto_server, bucket, flag, audit):
+    first, second = namespaces
+    create(api, 'v1', 'secrets', second, {'kind': 'Secret', 'metadata': {'name': 'db'}, 'stringData': {'password': PASSWORD}})
+    create(api, 'apps/v1', 'deployments', second, {'kind': 'Deployment', 'metadata': {'name': 'api'},
+                                                   'spec': {'replicas': 1, 'selector': SELECTOR, 'template': TEMPLATE}})
+    create(api, 'k8s-snapshots.elsdoerfer.com/v1', 'snapshotrules', second, {'kind': 'SnapshotRule', 'metadata': {'name': 'rule'},
+                                                                              'spec': {'deltas': 'PT1H P1D', 'persistentVolumeClaim': 'none-here'}})
+    backup_env, restore_env = accounts('kubesnap-resource-backup'), accounts('kubesnap-resource-restore')
+    audit.mark()
+    args = s3_params(moto_server, url=f's3://{bucket}/cluster/', namespaces=[second])
+    made = run_module('k8s_resource_backup', None, env=backup_env, extra_kinds=['snapshotrules'], policy='PT1H P1D', **args)
+    assert not made.get('failed') and made['counts']['secrets'] == 1, made
+    delete_and_wait(kube, [second])
+    restored = run_module('k8s_resource_restore', None, env=restore_env, guard=True, flag_namespace=flag, **args)
+    assert not restored.get('failed') and restored['counts']['created'] == 4 and restored['flag_created'], restored['msg']
+    users = {f'system:serviceaccount:{first}:kubesnap-resource-backup', f'system:serviceaccount:{first}:kubesnap-resource-restore'}
+    events = [e for e in audit.events() if e['user']['username'] in users]
+    refused = [(e['verb'], e['objectRef'].get('resource'), e['responseStatus']['code']) for e in events if e['responseStatus']['code'] in (401, 403)]
+    assert len(events) > 10 and not refused, refused
