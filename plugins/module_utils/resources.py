@@ -391,7 +391,12 @@ def resource_of(obj, resources):
     return None
 
 
+def rank_of(entry):
+    """The apply rank of an entry (path, object, resource); a kind the server does not serve goes with the custom resources."""
+    return entry[2].rank if entry[2] is not None else CUSTOM_RANK
+
+
 def restore_order(entries):
     """Entries (path, object, resource) in apply order: namespaces, what others mount, services, workloads, custom
     resources; by path within a rank, so that runs are repeatable."""
-    return sorted(entries, key=lambda entry: (entry[2].rank if entry[2] is not None else CUSTOM_RANK, entry[0]))
+    return sorted(entries, key=lambda entry: (rank_of(entry), entry[0]))

@@ -291,8 +291,8 @@ def apply_all(module, plan, existing):
         return result
 
     results = []
-    for rank in sorted({resources.CUSTOM_RANK if resource is None else resource.rank for _, _, resource in plan}):
-        group = [entry for entry in plan if (resources.CUSTOM_RANK if entry[2] is None else entry[2].rank) == rank]
+    for rank in sorted({resources.rank_of(entry) for entry in plan}):
+        group = [entry for entry in plan if resources.rank_of(entry) == rank]
         for _entry, result, error in run_parallel(apply, group, p['concurrency']):
             if error is not None:
                 raise error
