@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import datetime
+import gzip
 import io
+import tarfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import encryption, resources
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.resources import Resource
@@ -195,3 +198,15 @@ def test_the_documented_snippet_decrypts_without_the_collection(monkeypatch):
 def test_the_readme_shows_the_tested_snippet():
     readme = (Path(__file__).resolve().parents[4] / 'README.md').read_text(encoding='utf-8')
     assert encryption.DECRYPT_SNIPPET in readme
+
+
+def test_members_are_yaml_and_hand_edited_block_yaml_reads_too():
+    obj = {'apiVersion': 'v1', 'kind': 'ConfigMap', 'metadata': {'name': 'c', 'namespace': 'n'}, 'data': {'k': 'v: "x"\nü\t'}}
+    assert yaml.safe_load(resources.dump(obj)) == obj
+    buffer = io.BytesIO()
+    with gzip.GzipFile(fileobj=buffer, mode='wb') as packed, tarfile.open(fileobj=packed, mode='w|') as archive:
+        for path, text in (('index.yaml', b'format: 1\nobjects: 1\n'), ('n/configmaps/c.yaml', yaml.safe_dump(obj).encode())):
+            info = tarfile.TarInfo(path)
+            info.size = len(text)
+            archive.addfile(info, io.BytesIO(text))
+    assert resources.read_archive(io.BytesIO(buffer.getvalue()), 'b/x')[1] == [('n/configmaps/c.yaml', obj)]
