@@ -11,7 +11,8 @@ version_added: 0.2.0
 author: kubesnap contributors (@kubesnap)
 description:
   - Lists each kind once for the whole cluster (paged), strips what belongs to this cluster only, and uploads one
-    C(<prefix>backup_YYYYMMDDTHHMMSSZ.tar.gz) (UTC) holding C(<namespace>/<kind>/<name>.yaml) per object, the
+    C(<prefix>backup_YYYYMMDDTHHMMSSZ.tar.gz) (UTC) holding C(<namespace>/<kind>/<name>.yaml) per object (YAML in its
+    JSON form, which C(kubectl apply -f) and any YAML parser read), the
     namespaces themselves (C(<namespace>/namespaces/<namespace>.yaml)) and C(index.yaml) (counts per kind, API
     versions, source cluster, time). This is kube-backup's backup, made safe to restore.
   - Stripped - C(status), C(metadata.uid), C(resourceVersion), C(generation), C(creationTimestamp), C(managedFields),
