@@ -189,12 +189,14 @@ class KubeClient:
             body['preconditions'] = preconditions
         return self.request('DELETE', path, body=body)
 
-    def list_all(self, path, label_selector=None, page_size=PAGE_SIZE):
+    def list_all(self, path, label_selector=None, page_size=PAGE_SIZE, transform=None):
         """Every item of a collection, following `continue` until the last page."""
-        return self.list_with_version(path, label_selector, page_size)[0]
+        return self.list_with_version(path, label_selector, page_size, transform)[0]
 
-    def list_with_version(self, path, label_selector=None, page_size=PAGE_SIZE):
+    def list_with_version(self, path, label_selector=None, page_size=PAGE_SIZE, transform=None):
         """(items, resourceVersion): every page comes from the first page's snapshot, so one version covers them all.
+
+        `transform` replaces each item as its page arrives (default: drop the bookkeeping the cycle never reads).
 
         A `continue` token expires with that snapshot (410 while paging a large collection slowly):
         the list starts again from the first page, a few times at most.
@@ -215,7 +217,7 @@ class KubeClient:
                 # Never read as "nothing there": an empty list would make every owned snapshot look orphaned.
                 raise KubeError('GET', path, 200, 'invalid response: a list reply without an items list: %r'
                                 % json.dumps(page)[:100], 'InvalidResponse')
-            items.extend(_slim(item) for item in listed or [])
+            items.extend((transform or _slim)(item) for item in listed or [])
             metadata = page.get('metadata') or {}
             if not metadata.get('continue'):
                 return items, metadata.get('resourceVersion')

@@ -13,4 +13,6 @@ def test_docs_rbac_is_the_role_template_rendered_with_its_defaults():
 def test_the_rendering_is_the_documented_list_of_rbac_objects():
     kinds = [item['kind'] for item in yaml.safe_load(render())['items']]
     assert kinds == ['Namespace', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding',
-                     'ClusterRole', 'ClusterRoleBinding']  # the last two: k8s_pv_archive's, shown with rbac_archive on
+                     'ClusterRole', 'ClusterRoleBinding',  # k8s_pv_archive's, shown with rbac_archive on
+                     'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding',  # k8s_resource_backup's
+                     'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding']  # k8s_resource_restore's
