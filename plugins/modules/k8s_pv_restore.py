@@ -1,0 +1,557 @@
+#!/usr/bin/python
+# Copyright: (c) 2026, kubesnap contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: k8s_pv_restore
+short_description: Restore a volume's snapshot into a new PersistentVolumeClaim
+version_added: 0.2.0
+author: kubesnap contributors (@kubesnap)
+description:
+  - Chooses a snapshot and restores it into a new PersistentVolumeClaim, then waits until that claim is C(Bound).
+  - "The snapshot: O(snapshot) names one in O(namespace) (any VolumeSnapshot, owned by this collection or not). Otherwise the
+    volume is named by O(namespace) and O(pvc), or by O(pv), and the newest ready snapshot owned by this collection that was
+    taken of it is used (held or not; pending and failed ones are no backups), or with O(before) the newest one taken at or before
+    that time. A claim that no longer exists can still be restored by name: its snapshots are found by the claim they were taken of."
+  - When O(snapshot) and a volume are both given, the snapshot must have been taken of that volume.
+  - "The new claim: O(restore_name) in O(restore_namespace), sized O(size) (at least the snapshot's restore size), with the source
+    claim's storage class, access modes, volume mode and labels unless O(storage_class), O(access_modes) or O(labels) say otherwise.
+    It is annotated C(kubesnap.io/restored-from: <backend>:<snapshot id>)."
+  - "CSI: the claim names the C(VolumeSnapshot) as its C(dataSource) and the CSI provisioner makes the volume. Into another
+    namespace it uses C(dataSourceRef) with the snapshot's namespace, which needs the cluster's C(CrossNamespaceVolumeDataSource)
+    feature (API server and CSI provisioner) and a C(ReferenceGrant) (gateway.networking.k8s.io) in the snapshot's namespace
+    allowing claims of O(restore_namespace) to use it; the module checks both (the first with a server-side dry run) and fails
+    saying which is missing."
+  - Other backends (cloud disks) create a disk from the snapshot in O(zone) (default the source volume's zone) through the backend's
+    C(volume_from_snapshot), then a PersistentVolume for it (reclaim policy C(Retain)) pre-bound to the new claim.
+  - "Idempotent: a claim of that name restored from the same snapshot is reported unchanged; any other claim of that name is an
+    error and is never changed. The default name carries the time, so give O(restore_name) to make a task idempotent."
+  - Bad input (an unknown or failed snapshot, one not ready, one of another volume, a size below the restore size, an existing
+    claim, a missing namespace) fails naming the object and the field, before anything is written.
+  - The claim is created under the cycle's Lease (O(lease_name)), after reading the snapshot again under it. The cycle's expiry
+    takes the same Lease and keeps every snapshot a claim names as its data source, so the snapshot being restored is never
+    deleted under the restore. Use the same O(lease_name) and O(lease_namespace) as the cycle.
+extends_documentation_fragment:
+  - kubesnap.snapshots.k8s_auth
+  - kubesnap.snapshots.backends
+  - kubesnap.snapshots.discovery.lease
+attributes:
+  check_mode:
+    support: full
+    description: Checks everything, then returns the manifests it would create (RV(manifests), and the diff); writes nothing.
+  diff_mode:
+    support: full
+    description: The manifests to create, against nothing.
+options:
+  namespace:
+    description:
+      - Namespace of the source claim (with O(pvc)) or of the snapshot (with O(snapshot)).
+      - With O(pv), the namespace of the volume's claim; optional, and must match it when given.
+    type: str
+  pvc:
+    description: The source claim, in O(namespace). It may have been deleted since its snapshots were taken.
+    type: str
+  pv:
+    description: The source PersistentVolume; its claim (C(spec.claimRef)) names the claim its snapshots were taken of.
+    type: str
+  snapshot:
+    description: Restore this snapshot (a C(VolumeSnapshot) name in O(namespace) for CSI; a cloud snapshot's name or id otherwise).
+    type: str
+  select:
+    description: Which snapshot of the volume, when O(snapshot) is not given. V(newest) is the newest ready one.
+    type: str
+    choices: [newest]
+    default: newest
+  before:
+    description:
+      - The newest ready snapshot taken at or before this time (ISO 8601 with an offset, such as C(2026-11-30T04:00:00+00:00)).
+    type: str
+  restore_namespace:
+    description: Namespace of the new claim; default the snapshot's namespace.
+    type: str
+  restore_name:
+    description: Name of the new claim; default C(<source claim>-restore-<YYYYMMDDhhmmss>) in UTC.
+    type: str
+  storage_class:
+    description: Storage class of the new claim; default the source claim's (the cluster's default when the claim is gone).
+    type: str
+  size:
+    description:
+      - Requested size of the new claim (a quantity such as C(10Gi)); at least the snapshot's restore size.
+      - Default the source claim's request, else the snapshot's restore size.
+    type: str
+  access_modes:
+    description: Access modes of the new claim; default the source claim's, else C(ReadWriteOnce).
+    type: list
+    elements: str
+  labels:
+    description: Labels of the new claim, instead of the source claim's (give C({}) for none).
+    type: dict
+  zone:
+    description: Cloud backends only, the zone of the new disk; default the source volume's zone.
+    type: str
+  wait_timeout:
+    description: Seconds to wait for the claim to become C(Bound), from 0 to 315360000; the task fails if it is not by then.
+    type: int
+    default: 300
+notes:
+  - The local test control plane runs no kubelet, so the collection's own tests prove binding and provisioning, not mounting.
+  - The claim is not deleted when it does not bind in time, so that its events can be read.
+'''
+
+EXAMPLES = r'''
+- name: Restore the newest backup of db/data-0 into a new claim
+  kubesnap.snapshots.k8s_pv_restore:
+    namespace: db
+    pvc: data-0
+    restore_name: data-0-restored
+
+- name: Restore the state before last night's migration
+  kubesnap.snapshots.k8s_pv_restore:
+    namespace: db
+    pvc: data-0
+    before: "2026-11-29T22:00:00+00:00"
+    restore_name: data-0-before-migration
+    size: 20Gi
+
+- name: Restore a named snapshot, showing what would be created
+  kubesnap.snapshots.k8s_pv_restore:
+    namespace: db
+    snapshot: data-0-20261130040000
+    restore_name: data-0-copy
+  check_mode: true
+  register: plan
+'''
+
+RETURN = r'''
+pvc:
+  description: The restored claim.
+  returned: when a claim was created, found or would be created
+  type: dict
+  sample: {namespace: db, name: data-0-restored, phase: Bound, size: 10Gi, storage_class: standard, volume_name: pvc-5f0c2a9e}
+  contains:
+    namespace:
+      description: Its namespace.
+      type: str
+      sample: db
+    name:
+      description: Its name.
+      type: str
+      sample: data-0-restored
+    phase:
+      description: Its phase at the end (C(Bound), or C(Pending) when the wait ended first); null in check mode.
+      type: str
+      sample: Bound
+    size:
+      description: Requested size.
+      type: str
+      sample: 10Gi
+    storage_class:
+      description: Storage class; null when left to the cluster's default.
+      type: str
+      sample: standard
+    volume_name:
+      description: The PersistentVolume bound to it; null until bound.
+      type: str
+      sample: pvc-5f0c2a9e
+pv:
+  description: Name of the PersistentVolume holding the restored data; null when not bound (or in check mode for CSI).
+  returned: when a claim was created, found or would be created
+  type: str
+  sample: pvc-5f0c2a9e
+snapshot:
+  description: The snapshot restored from, as M(kubesnap.snapshots.snapshot_info) shows snapshots.
+  returned: when one was chosen
+  type: dict
+  sample: {backend: csi, id: db/data-0-20261130040000, name: data-0-20261130040000, namespace: db, state: ready, held: false,
+           created_at: '2026-11-30T04:00:02+00:00', size: 10Gi, source: pvc/db/data-0}
+  contains:
+    id:
+      description: Backend id (CSI, C(namespace/name)).
+      type: str
+      sample: db/data-0-20261130040000
+    name:
+      description: Name.
+      type: str
+      sample: data-0-20261130040000
+    namespace:
+      description: Namespace (CSI).
+      type: str
+      sample: db
+    created_at:
+      description: When it was taken.
+      type: str
+      sample: '2026-11-30T04:00:02+00:00'
+    state:
+      description: V(ready).
+      type: str
+      sample: ready
+    size:
+      description: Its restore size, when reported.
+      type: str
+      sample: 10Gi
+    source:
+      description: What it was taken of (CSI, C(pvc/<namespace>/<claim>)).
+      type: str
+      sample: pvc/db/data-0
+backend:
+  description: The backend that restored it (V(csi), or a cloud backend's name).
+  returned: when one was chosen
+  type: str
+  sample: csi
+seconds:
+  description: Seconds from the start of the writes until the claim was seen C(Bound); null when it was not, or nothing was written.
+  returned: always
+  type: float
+  sample: 3.2
+manifests:
+  description: The objects created, or in check mode to be created (the claim, and for a cloud restore first its volume); empty when the claim existed.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {apiVersion: v1, kind: PersistentVolumeClaim, metadata: {name: data-0-restored, namespace: db}, spec: {}}
+  contains:
+    apiVersion:
+      description: API version.
+      type: str
+      sample: v1
+    kind:
+      description: C(PersistentVolumeClaim), or C(PersistentVolume) (cloud; in check mode without its volume source, unknown until the disk exists).
+      type: str
+      sample: PersistentVolumeClaim
+    metadata:
+      description: Name, namespace, labels and annotations.
+      type: dict
+      sample: {name: data-0-restored, namespace: db}
+    spec:
+      description: The spec.
+      type: dict
+      sample: {accessModes: [ReadWriteOnce]}
+api_calls:
+  description: API requests made, by HTTP method.
+  returned: always
+  type: dict
+  sample:
+    GET: 6
+    POST: 1
+'''
+
+import contextlib
+import dataclasses
+import datetime
+import time
+
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import retention
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import restore as rs
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import Registry
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import TargetError
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.csi import GROUP_VERSION, snapshot_from_object
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError, resource_path
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import AUTH_SPEC, LEASE_SPEC, KubesnapModule, argument_spec
+
+OPTIONS = {
+    'namespace': {'type': 'str'}, 'pvc': {'type': 'str'}, 'pv': {'type': 'str'}, 'snapshot': {'type': 'str'},
+    'select': {'type': 'str', 'choices': ['newest'], 'default': 'newest'}, 'before': {'type': 'str'},
+    'restore_namespace': {'type': 'str'}, 'restore_name': {'type': 'str'}, 'storage_class': {'type': 'str'}, 'size': {'type': 'str'},
+    'access_modes': {'type': 'list', 'elements': 'str'}, 'labels': {'type': 'dict'}, 'zone': {'type': 'str'},
+    'wait_timeout': {'type': 'int', 'default': 300},
+}
+
+
+@dataclasses.dataclass
+class Source:
+    """The volume asked for: its claim's namespace and name (when known), and the live claim and volume (when they exist)."""
+
+    namespace: str | None
+    pvc: str | None
+    claim: dict | None = None
+    pv: dict | None = None
+    # Set with `pv`: only snapshots labelled as that volume's.
+    volume_key: str | None = None
+
+    @property
+    def claim_source(self):
+        return 'pvc/%s/%s' % (self.namespace, self.pvc) if self.pvc else None
+
+
+def get_or_none(client, path):
+    try:
+        return client.get(path)
+    except KubeError as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def namespace_exists(client, name):
+    return get_or_none(client, resource_path('v1', 'namespaces', name=name)) is not None
+
+
+def read_source(client, p):
+    """The source volume from `pv`, or `namespace` + `pvc`, or just the snapshot's `namespace`."""
+    if p['pv']:
+        pv = get_or_none(client, resource_path('v1', 'persistentvolumes', name=p['pv']))
+        if pv is None:
+            raise rs.RestoreError('pv', 'PersistentVolume %s does not exist' % p['pv'])
+        ref = pv['spec'].get('claimRef') or {}
+        if not ref.get('name'):
+            raise rs.RestoreError('pv', 'PersistentVolume %s has no claimRef: no claim was snapshotted through it' % p['pv'])
+        if p['namespace'] and p['namespace'] != ref.get('namespace'):
+            raise rs.RestoreError('namespace', '%s, but PersistentVolume %s belongs to a claim in %s' % (p['namespace'], p['pv'], ref.get('namespace')))
+        claim = get_or_none(client, resource_path('v1', 'persistentvolumeclaims', ref['namespace'], ref['name']))
+        return Source(ref['namespace'], ref['name'], claim, pv, pv['metadata']['uid'])
+    if not p['namespace']:
+        raise rs.RestoreError('namespace', 'required with snapshot or pvc')
+    if not p['pvc']:
+        if not namespace_exists(client, p['namespace']):
+            raise rs.RestoreError('namespace', 'namespace %s does not exist' % p['namespace'])
+        return Source(p['namespace'], None)
+    claim = get_or_none(client, resource_path('v1', 'persistentvolumeclaims', p['namespace'], p['pvc']))
+    if claim is None and not namespace_exists(client, p['namespace']):
+        raise rs.RestoreError('namespace', 'namespace %s does not exist, so it has no claim %s' % (p['namespace'], p['pvc']))
+    volume = (claim or {}).get('spec', {}).get('volumeName')
+    pv = get_or_none(client, resource_path('v1', 'persistentvolumes', name=volume)) if volume else None
+    return Source(p['namespace'], p['pvc'], claim, pv)
+
+
+def backend_of(registry, source):
+    """The backend serving the source volume; CSI when no volume is left to ask (a claim restored by name)."""
+    if source.pv is None:
+        return registry.get('csi')
+    try:
+        return registry.backend_for(source.pv)
+    except TargetError as exc:
+        raise rs.RestoreError('pv %s %s' % (source.pv['metadata']['name'], exc.field), exc.reason) from exc
+
+
+def read_named_snapshot(client, backend, namespace, name):
+    """The snapshot `name` in `namespace`, owned or not (CSI); a cloud backend's owned one of that name or id."""
+    if backend.name == 'csi':
+        obj = get_or_none(client, resource_path(GROUP_VERSION, 'volumesnapshots', namespace, name))
+        if obj is None:
+            raise rs.RestoreError('snapshot', 'VolumeSnapshot %s/%s does not exist' % (namespace, name))
+        if obj['metadata'].get('deletionTimestamp'):
+            raise rs.RestoreError('snapshot', 'VolumeSnapshot %s/%s is being deleted' % (namespace, name))
+        return snapshot_from_object(obj)
+    found = [s for s in backend.list_owned([namespace]) if name in (s.name, s.id)]
+    if not found:
+        raise rs.RestoreError('snapshot', 'no %s snapshot named %s owned by kubesnap in %s' % (backend.name, name, namespace))
+    return found[0]
+
+
+def choose_snapshot(module, client, backend, source):
+    p = module.params
+    what = 'claim %s/%s' % (source.namespace, source.pvc) if source.pvc else 'namespace %s' % source.namespace
+    if p['snapshot']:
+        snapshot = read_named_snapshot(client, backend, source.namespace, p['snapshot'])
+        if (source.pvc or source.volume_key) and not rs.volume_of(snapshot, source.claim_source, source.volume_key):
+            raise rs.RestoreError('snapshot', 'snapshot %s was taken of %s (volume %s), not of %s%s' % (
+                snapshot.id, snapshot.source or 'an unknown source', snapshot.volume_key or 'unknown', what,
+                ' (volume %s)' % source.volume_key if source.volume_key else ''))
+    else:
+        before = None
+        if p['before']:
+            try:
+                before = retention.parse_timestamp(p['before'])
+            except ValueError as exc:
+                raise rs.RestoreError('before', str(exc)) from exc
+        key = source.volume_key if backend.name == 'csi' else (source.pv or {}).get('metadata', {}).get('uid')
+        candidates = [s for s in backend.list_owned([source.namespace]) if rs.volume_of(s, source.claim_source, key)]
+        snapshot = rs.choose(candidates, what, before)
+    problem = rs.usable_problem(snapshot)
+    if problem:
+        raise rs.RestoreError('snapshot', problem)
+    return snapshot
+
+
+def check_cross_namespace(client, snapshot, claim):
+    """A CSI claim in another namespace than its snapshot: the grant must exist and the server must keep dataSourceRef.namespace."""
+    grants = None
+    for group_version in rs.GRANT_GROUP_VERSIONS:
+        grants = client.list_optional(resource_path(group_version, 'referencegrants', snapshot.namespace))
+        if grants is not None:
+            break
+    if grants is None:
+        raise rs.RestoreError('restore_namespace', 'restoring snapshot %s into namespace %s needs a ReferenceGrant (gateway.networking.k8s.io), '
+                              'which this cluster does not serve; restore into %s instead' % (snapshot.id, claim['metadata']['namespace'], snapshot.namespace))
+    if not rs.grant_allows(grants, claim['metadata']['namespace'], snapshot):
+        raise rs.RestoreError('restore_namespace', 'no ReferenceGrant in namespace %s lets PersistentVolumeClaims of namespace %s use VolumeSnapshot %s'
+                              % (snapshot.namespace, claim['metadata']['namespace'], snapshot.name))
+    answer = client.request('POST', resource_path('v1', 'persistentvolumeclaims', claim['metadata']['namespace']), {'dryRun': 'All'}, claim)
+    if ((answer.get('spec') or {}).get('dataSourceRef') or {}).get('namespace') != snapshot.namespace:
+        raise rs.RestoreError('restore_namespace', 'this cluster does not serve dataSourceRef.namespace (feature CrossNamespaceVolumeDataSource is off), '
+                              'so snapshot %s can be restored only into namespace %s' % (snapshot.id, snapshot.namespace))
+
+
+@dataclasses.dataclass
+class Plan:
+    source: Source
+    backend: object
+    snapshot: object
+    claim: dict
+    existing: dict | None
+    zone: str | None = None
+    size_bytes: int = 0
+
+
+def make_plan(module, client, registry, now):
+    """Everything checked and decided before anything is written."""
+    p = module.params
+    source = read_source(client, p)
+    backend = backend_of(registry, source)
+    snapshot = choose_snapshot(module, client, backend, source)
+    namespace = p['restore_namespace'] or snapshot.namespace or source.namespace
+    if namespace != source.namespace and not namespace_exists(client, namespace):
+        raise rs.RestoreError('restore_namespace', 'namespace %s does not exist' % namespace)
+    claim_name = source.pvc or (snapshot.source or '').rpartition('/')[2] or snapshot.name
+    name = p['restore_name'] or rs.default_restore_name(claim_name, now)
+    size, size_bytes = rs.restore_size(p['size'], source.claim, snapshot)
+    overrides = {key: p[key] for key in ('labels', 'access_modes', 'storage_class')}
+    cloud = backend.name != 'csi'
+    claim = rs.claim_manifest(name, namespace, snapshot, size, source.claim, overrides,
+                              volume_name=rs.cloud_volume_name(namespace, name) if cloud else None)
+    existing = get_or_none(client, resource_path('v1', 'persistentvolumeclaims', namespace, name))
+    if existing is not None:
+        problem = rs.existing_claim_problem(existing, snapshot)
+        if problem:
+            raise rs.RestoreError('restore_name', problem)
+        return Plan(source, backend, snapshot, claim, existing)
+    zone = None
+    if cloud:
+        zone = p['zone'] or rs.volume_zone(source.pv)
+        if not zone:
+            raise rs.RestoreError('zone', 'required: the source volume shows no zone')
+    elif namespace != snapshot.namespace:
+        check_cross_namespace(client, snapshot, claim)
+    return Plan(source, backend, snapshot, claim, None, zone, size_bytes)
+
+
+def still_usable(client, backend, snapshot):
+    """Read again under the Lease: the snapshot chosen before may have been deleted or held since; RestoreError if unusable."""
+    if backend.name == 'csi':
+        current = read_named_snapshot(client, backend, snapshot.namespace, snapshot.name)
+        if current.uid != snapshot.uid:
+            raise rs.RestoreError('snapshot', 'VolumeSnapshot %s was replaced since it was chosen' % snapshot.id)
+        problem = rs.usable_problem(current)
+        if problem:
+            raise rs.RestoreError('snapshot', problem)
+
+
+def create(client, plan, ensure_held):
+    """Create what the plan says (cloud: the disk through the backend's hook, its PV, then the claim); the manifests created."""
+    created = []
+    if plan.backend.name != 'csi':
+        name = plan.claim['spec']['volumeName']
+        ensure_held()
+        answer = plan.backend.volume_from_snapshot(plan.snapshot, plan.zone, plan.size_bytes, name)
+        volume = rs.volume_manifest(answer, plan.claim, plan.snapshot)
+        ensure_held()
+        try:
+            client.create(resource_path('v1', 'persistentvolumes'), volume)
+        except KubeError as exc:
+            found = get_or_none(client, resource_path('v1', 'persistentvolumes', name=name)) if exc.status == 409 else None
+            if found is None or (found['metadata'].get('annotations') or {}).get(rs.RESTORED_FROM) != rs.restored_from_value(plan.snapshot):
+                raise
+        created.append(volume)
+    ensure_held()
+    client.create(resource_path('v1', 'persistentvolumeclaims', plan.claim['metadata']['namespace']), plan.claim)
+    created.append(plan.claim)
+    return created
+
+
+def wait_bound(client, namespace, name, timeout, clock=time.monotonic, sleep=time.sleep):
+    """The claim once Bound, or as last seen when `timeout` passes: one read, then a watch of its namespace from that version."""
+    path = resource_path('v1', 'persistentvolumeclaims', namespace)
+    deadline = clock() + timeout
+    claim = client.get(resource_path('v1', 'persistentvolumeclaims', namespace, name))
+    version = claim['metadata'].get('resourceVersion')
+    while (claim.get('status') or {}).get('phase') != 'Bound' and clock() < deadline:
+        try:
+            with contextlib.closing(client.watch(path, None, version, deadline - clock())) as events:
+                for kind, obj in events:
+                    version = obj['metadata'].get('resourceVersion') or version
+                    if kind in ('ADDED', 'MODIFIED') and obj['metadata'].get('name') == name:
+                        claim = obj
+                        if (claim.get('status') or {}).get('phase') == 'Bound':
+                            break
+        except KubeError as exc:
+            if not (exc.status == 410 or (exc.method == 'GET' and exc.retryable)):
+                raise
+            claim = client.get(resource_path('v1', 'persistentvolumeclaims', namespace, name))
+            version = claim['metadata'].get('resourceVersion')
+            sleep(min(1.0, max(0.0, deadline - clock())))
+    return claim
+
+
+def last_warning(client, namespace, name):
+    """The newest Warning event of a claim (why it does not bind: the provisioner's error), or None."""
+    query = {'fieldSelector': 'involvedObject.kind=PersistentVolumeClaim,involvedObject.name=%s' % name}
+    try:
+        events = client.request('GET', resource_path('v1', 'events', namespace), query).get('items') or []
+    except KubeError:
+        return None
+    warnings = sorted((e for e in events if e.get('type') == 'Warning'), key=lambda e: e.get('lastTimestamp') or e.get('eventTime') or '')
+    return '%s: %s' % (warnings[-1].get('reason'), warnings[-1].get('message')) if warnings else None
+
+
+def claim_result(claim):
+    spec, status = claim.get('spec') or {}, claim.get('status') or {}
+    return {'namespace': claim['metadata']['namespace'], 'name': claim['metadata']['name'], 'phase': status.get('phase'),
+            'size': ((spec.get('resources') or {}).get('requests') or {}).get('storage'),
+            'storage_class': spec.get('storageClassName'), 'volume_name': spec.get('volumeName') or None}
+
+
+def main():
+    spec = argument_spec(AUTH_SPEC, LEASE_SPEC, **OPTIONS)
+    module = KubesnapModule(argument_spec=spec, mutually_exclusive=[('pvc', 'pv'), ('snapshot', 'before')],
+                            required_one_of=[('snapshot', 'pvc', 'pv')], required_by={'pvc': 'namespace'})
+    p = module.params
+    client = module.client
+    result = {'changed': False, 'manifests': [], 'seconds': None}
+    try:
+        registry = Registry.for_run(p, client)
+        plan = make_plan(module, client, registry, datetime.datetime.now(datetime.timezone.utc))
+    except rs.RestoreError as exc:
+        module.fail_json(msg=str(exc), field=exc.field, api_calls=module.api_calls(), **result)
+    except KubeError as exc:
+        module.fail_api(exc)
+    result.update(snapshot=plan.snapshot.as_dict(), backend=plan.backend.name)
+    namespace, name = plan.claim['metadata']['namespace'], plan.claim['metadata']['name']
+    if plan.existing is None:
+        # A cloud volume's source is known once its disk exists: check mode shows the rest of it.
+        planned = ([rs.volume_manifest({'spec': {}}, plan.claim, plan.snapshot)] if plan.backend.name != 'csi' else []) + [plan.claim]
+        result.update(changed=True, manifests=planned, diff={'before': {}, 'after': {'manifests': planned}})
+        if module.check_mode:
+            module.exit_json(pvc=claim_result(plan.claim), pv=plan.claim['spec'].get('volumeName'), api_calls=module.api_calls(), **result)
+    started = time.monotonic()
+    try:
+        if plan.existing is None:
+            def act(_plan, ensure_held):
+                still_usable(client, plan.backend, plan.snapshot)
+                return create(client, plan, ensure_held)
+
+            written = module.write_under_lease(lambda: plan, act, result, must_write=True)[1]
+            if written is None:
+                module.exit_or_fail([], 'nothing was restored', **result)
+            result['manifests'] = written
+        claim = wait_bound(client, namespace, name, p['wait_timeout'])
+    except rs.RestoreError as exc:
+        module.fail_json(msg=str(exc), field=exc.field, api_calls=module.api_calls(), **result)
+    except (KubeError, TargetError) as exc:
+        module.fail_json(msg='restoring %s into %s/%s failed: %s' % (plan.snapshot.id, namespace, name, exc), api_calls=module.api_calls(), **result)
+    result.update(pvc=claim_result(claim), pv=claim['spec'].get('volumeName'))
+    failures = []
+    if claim_result(claim)['phase'] == 'Bound':
+        result['seconds'] = round(time.monotonic() - started, 3)
+    else:
+        warning = last_warning(client, namespace, name)
+        failures.append('PersistentVolumeClaim %s/%s restored from %s is not Bound after %d s (phase %s)%s' % (
+            namespace, name, plan.snapshot.id, p['wait_timeout'], claim_result(claim)['phase'], '; last warning: %s' % warning if warning else ''))
+    module.exit_or_fail(failures, 'restore did not complete', **result)
+
+
+if __name__ == '__main__':
+    main()
