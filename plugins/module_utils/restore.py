@@ -93,20 +93,22 @@ def default_restore_name(base_name, now):
 
 
 def restore_size(given, source_claim, snapshot):
-    """(size text, bytes): `given`, else the source claim's request, else the snapshot's restore size; never below the latter."""
+    """(size text, bytes): `given`, which must hold the snapshot's restore size; else the source claim's request, or the
+    restore size when that is larger (or the claim is gone)."""
     least = quantity_bytes(snapshot.size, 'snapshot %s status.restoreSize' % snapshot.id) if snapshot.size else None
     if given is not None:
-        size = str(given)
-    elif source_claim is not None and ((source_claim.get('spec') or {}).get('resources') or {}).get('requests', {}).get('storage'):
-        size = str(source_claim['spec']['resources']['requests']['storage'])
-    elif snapshot.size:
-        size = str(snapshot.size)
-    else:
+        wanted = quantity_bytes(given, 'size')
+        if least is not None and wanted < least:
+            raise RestoreError('size', '%s is smaller than the restore size %s of snapshot %s' % (quoted(given), snapshot.size, snapshot.id))
+        return str(given), wanted
+    requested = (((source_claim or {}).get('spec') or {}).get('resources') or {}).get('requests', {}).get('storage')
+    if requested:
+        wanted = quantity_bytes(requested, 'source claim spec.resources.requests.storage')
+        if least is None or wanted >= least:
+            return str(requested), wanted
+    if least is None:
         raise RestoreError('size', 'required: snapshot %s reports no restore size and the source claim is gone' % snapshot.id)
-    wanted = quantity_bytes(size, 'size' if given is not None else 'source claim spec.resources.requests.storage')
-    if least is not None and wanted < least:
-        raise RestoreError('size', '%s is smaller than the restore size %s of snapshot %s' % (quoted(size), snapshot.size, snapshot.id))
-    return size, wanted
+    return str(snapshot.size), least
 
 
 def snapshot_ref(snapshot, restore_namespace):
