@@ -123,12 +123,13 @@ def restored_from_value(snapshot):
     return '%s:%s' % (snapshot.backend, snapshot.id)
 
 
-def claim_manifest(name, namespace, snapshot, size, source_claim, overrides, volume_name=None):
+def claim_manifest(name, namespace, snapshot, size, source_claim, overrides, volume_name=None, copy_name=None):
     """The PersistentVolumeClaim a restore creates.
 
     Storage class, access modes, volume mode and labels come from the source claim unless `overrides`
     (the module's options; None means not given) say otherwise. CSI claims name the snapshot as their
-    data source; a cloud restore's claim is pre-bound to the volume made from it (`volume_name`).
+    data source (or, with `copy_name`, its copy in the claim's namespace); a cloud restore's claim is pre-bound
+    to the volume made from it (`volume_name`).
     """
     source_spec = (source_claim or {}).get('spec') or {}
     labels = overrides.get('labels')
@@ -147,7 +148,9 @@ def claim_manifest(name, namespace, snapshot, size, source_claim, overrides, vol
         spec['storageClassName'] = storage_class
     if source_spec.get('volumeMode'):
         spec['volumeMode'] = source_spec['volumeMode']
-    if volume_name is None:
+    if copy_name is not None:
+        spec['dataSource'] = {'apiGroup': SNAPSHOT_GROUP, 'kind': 'VolumeSnapshot', 'name': copy_name}
+    elif volume_name is None:
         field, ref = snapshot_ref(snapshot, namespace)
         spec[field] = ref
     return {'apiVersion': 'v1', 'kind': 'PersistentVolumeClaim',
@@ -195,17 +198,21 @@ def volume_manifest(answer, claim, snapshot):
             'spec': pv_spec}
 
 
-def existing_claim_problem(claim, snapshot):
+def existing_claim_problem(claim, snapshot, copy_name=None):
     """None when an existing claim of the restore's name was restored from `snapshot` (the restore is done), else why it is not.
 
-    CSI: its data source names the snapshot; a cloud restore: our annotation names it. Anything else
-    is someone else's claim, never overwritten.
+    CSI: its data source names the snapshot (or, restored through a copy, the copy, and our annotation
+    names the snapshot); a cloud restore: our annotation names it. Anything else is someone else's claim,
+    never overwritten.
     """
     meta, spec = claim['metadata'], claim.get('spec') or {}
     where = 'PersistentVolumeClaim %s/%s already exists' % (meta['namespace'], meta['name'])
     if meta.get('deletionTimestamp'):
         return '%s and is being deleted' % where
+    ours = (meta.get('annotations') or {}).get(RESTORED_FROM) == restored_from_value(snapshot)
     if snapshot.backend == 'csi':
+        if copy_name is not None and ours and (spec.get('dataSource') or {}).get('name') == copy_name:
+            return None
         for field in ('dataSource', 'dataSourceRef'):
             ref = spec.get(field) or {}
             if ref.get('kind') == 'VolumeSnapshot' and ref.get('name') == snapshot.name \
@@ -215,10 +222,37 @@ def existing_claim_problem(claim, snapshot):
         shown = '%s/%s' % (found.get('kind'), found.get('name')) if found else 'none'
     else:
         found = (meta.get('annotations') or {}).get(RESTORED_FROM)
-        if found == restored_from_value(snapshot):
+        if ours:
             return None
         shown = found or 'none'
     return '%s and was not restored from snapshot %s (its source: %s); it is never overwritten' % (where, snapshot.id, shown)
+
+
+def copy_manifests(snapshot, content, namespace, name):
+    """(VolumeSnapshotContent, VolumeSnapshot): a copy of `snapshot` in `namespace` for a restore there, on any cluster.
+
+    The content is pre-provisioned with the snapshot handle of the original's content and deletionPolicy
+    Retain: deleting the copy never deletes the driver's snapshot, which stays the original's. The copy
+    carries no ownership labels (it is no backup of anything) and names the original in our annotation.
+    """
+    content_name = cloud_volume_name(namespace, name)
+    annotations = {RESTORED_FROM: restored_from_value(snapshot)}
+    spec = content.get('spec') or {}
+    copy_content = {
+        'apiVersion': SNAPSHOT_GROUP + '/v1', 'kind': 'VolumeSnapshotContent',
+        'metadata': {'name': content_name, 'annotations': dict(annotations)},
+        'spec': {'deletionPolicy': 'Retain', 'driver': spec.get('driver'),
+                 'source': {'snapshotHandle': (content.get('status') or {}).get('snapshotHandle')},
+                 'volumeSnapshotRef': {'namespace': namespace, 'name': name}},
+    }
+    copy = {
+        'apiVersion': SNAPSHOT_GROUP + '/v1', 'kind': 'VolumeSnapshot',
+        'metadata': {'name': name, 'namespace': namespace, 'annotations': dict(annotations)},
+        'spec': {'source': {'volumeSnapshotContentName': content_name}},
+    }
+    if spec.get('volumeSnapshotClassName'):
+        copy_content['spec']['volumeSnapshotClassName'] = copy['spec']['volumeSnapshotClassName'] = spec['volumeSnapshotClassName']
+    return copy_content, copy
 
 
 def grant_allows(grants, claim_namespace, snapshot):

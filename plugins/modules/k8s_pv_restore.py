@@ -248,7 +248,7 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils import retentio
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import restore as rs
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import Registry
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import TargetError
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.csi import GROUP_VERSION, snapshot_from_object
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.csi import GROUP_VERSION, NAME_LIMIT, snapshot_from_object
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError, resource_path
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import AUTH_SPEC, LEASE_SPEC, KubesnapModule, argument_spec
 
@@ -258,6 +258,9 @@ OPTIONS = {
     'restore_namespace': {'type': 'str'}, 'restore_name': {'type': 'str'}, 'storage_class': {'type': 'str'}, 'size': {'type': 'str'},
     'access_modes': {'type': 'list', 'elements': 'str'}, 'labels': {'type': 'dict'}, 'zone': {'type': 'str'},
     'wait_timeout': {'type': 'int', 'default': 300},
+    'cross_namespace': {'type': 'str', 'choices': ['reference', 'copy'], 'default': 'reference'},
+    'check_job': {'type': 'dict'}, 'record_verified': {'type': 'bool', 'default': False},
+    'state': {'type': 'str', 'choices': ['present', 'absent'], 'default': 'present'},
 }
 
 
@@ -395,6 +398,8 @@ class Plan:
     existing: dict | None
     zone: str | None = None
     size_bytes: int = 0
+    # CSI across namespaces with cross_namespace=copy: (VolumeSnapshotContent, VolumeSnapshot) made before the claim.
+    copy: tuple = ()
 
 
 def make_plan(module, client, registry, now):
@@ -411,22 +416,35 @@ def make_plan(module, client, registry, now):
     size, size_bytes = rs.restore_size(p['size'], source.claim, snapshot)
     overrides = {key: p[key] for key in ('labels', 'access_modes', 'storage_class')}
     cloud = backend.name != 'csi'
+    copying = not cloud and namespace != snapshot.namespace and p['cross_namespace'] == 'copy'
     claim = rs.claim_manifest(name, namespace, snapshot, size, source.claim, overrides,
-                              volume_name=rs.cloud_volume_name(namespace, name) if cloud else None)
+                              volume_name=rs.cloud_volume_name(namespace, name) if cloud else None, copy_name=name if copying else None)
     existing = get_or_none(client, resource_path('v1', 'persistentvolumeclaims', namespace, name))
     if existing is not None:
-        problem = rs.existing_claim_problem(existing, snapshot)
+        problem = rs.existing_claim_problem(existing, snapshot, copy_name=name if copying else None)
         if problem:
             raise rs.RestoreError('restore_name', problem)
         return Plan(source, backend, snapshot, claim, existing)
-    zone = None
+    zone, copy = None, ()
     if cloud:
         zone = p['zone'] or rs.volume_zone(source.pv)
         if not zone:
             raise rs.RestoreError('zone', 'required: the source volume shows no zone')
+    elif copying:
+        copy = rs.copy_manifests(snapshot, read_content(client, snapshot), namespace, name)
     elif namespace != snapshot.namespace:
         check_cross_namespace(client, snapshot, claim)
-    return Plan(source, backend, snapshot, claim, None, zone, size_bytes)
+    return Plan(source, backend, snapshot, claim, None, zone, size_bytes, copy)
+
+
+def read_content(client, snapshot):
+    """The VolumeSnapshotContent a ready VolumeSnapshot is bound to, with the driver's snapshot handle (for a copy)."""
+    obj = client.get(resource_path(GROUP_VERSION, 'volumesnapshots', snapshot.namespace, snapshot.name))
+    name = (obj.get('status') or {}).get('boundVolumeSnapshotContentName')
+    content = get_or_none(client, resource_path(GROUP_VERSION, 'volumesnapshotcontents', name=name)) if name else None
+    if content is None or not (content.get('status') or {}).get('snapshotHandle'):
+        raise rs.RestoreError('snapshot', 'snapshot %s has no VolumeSnapshotContent with a snapshot handle to copy' % snapshot.id)
+    return content
 
 
 def still_usable(client, backend, snapshot):
@@ -440,50 +458,134 @@ def still_usable(client, backend, snapshot):
             raise rs.RestoreError('snapshot', problem)
 
 
+def create_or_find(client, path, body):
+    """Create `body` at `path`; one of that name already there counts as created when it carries the same restored-from annotation."""
+    try:
+        client.create(path, body)
+    except KubeError as exc:
+        found = get_or_none(client, '%s/%s' % (path, body['metadata']['name'])) if exc.status == 409 else None
+        if found is None or (found['metadata'].get('annotations') or {}).get(rs.RESTORED_FROM) != body['metadata']['annotations'][rs.RESTORED_FROM]:
+            raise
+
+
 def create(client, plan, ensure_held):
-    """Create what the plan says (cloud: the disk through the backend's hook, its PV, then the claim); the manifests created."""
+    """Create what the plan says (cloud: the disk through the backend's hook and its PV; a copy: its content and
+    snapshot), then the claim; the manifests created."""
     created = []
     if plan.backend.name != 'csi':
-        name = plan.claim['spec']['volumeName']
         ensure_held()
-        answer = plan.backend.volume_from_snapshot(plan.snapshot, plan.zone, plan.size_bytes, name)
-        volume = rs.volume_manifest(answer, plan.claim, plan.snapshot)
+        answer = plan.backend.volume_from_snapshot(plan.snapshot, plan.zone, plan.size_bytes, plan.claim['spec']['volumeName'])
+        created.append(rs.volume_manifest(answer, plan.claim, plan.snapshot))
+    created.extend(plan.copy)
+    for body in created:
         ensure_held()
-        try:
-            client.create(resource_path('v1', 'persistentvolumes'), volume)
-        except KubeError as exc:
-            found = get_or_none(client, resource_path('v1', 'persistentvolumes', name=name)) if exc.status == 409 else None
-            if found is None or (found['metadata'].get('annotations') or {}).get(rs.RESTORED_FROM) != rs.restored_from_value(plan.snapshot):
-                raise
-        created.append(volume)
+        create_or_find(client, object_path(body), body)
     ensure_held()
     client.create(resource_path('v1', 'persistentvolumeclaims', plan.claim['metadata']['namespace']), plan.claim)
-    created.append(plan.claim)
-    return created
+    return created + [plan.claim]
 
 
-def wait_bound(client, namespace, name, timeout, clock=time.monotonic, sleep=time.sleep):
-    """The claim once Bound, or as last seen when `timeout` passes: one read, then a watch of its namespace from that version."""
-    path = resource_path('v1', 'persistentvolumeclaims', namespace)
+def object_path(body, name=False):
+    """The collection path of a manifest (with `name`, the object's own path)."""
+    meta = body['metadata']
+    return resource_path(body['apiVersion'], body['kind'].lower() + 's', meta.get('namespace'), meta['name'] if name else None)
+
+
+def delete_if_ours(client, body):
+    """Delete an object a restore made (it carries our restored-from annotation); True when one was deleted."""
+    found = get_or_none(client, object_path(body, name=True))
+    if found is None or not (found['metadata'].get('annotations') or {}).get(rs.RESTORED_FROM):
+        return False
+    try:
+        client.delete(object_path(body, name=True), {'uid': found['metadata']['uid']})
+    except KubeError as exc:
+        if exc.status != 404:
+            raise
+        return False
+    return True
+
+
+def wait_for(client, collection, name, done, timeout, clock=time.monotonic, sleep=time.sleep):
+    """The object `name` of `collection` (None once deleted) as soon as `done(object)`, or as last seen when `timeout`
+    passes: one read, then a watch of the collection from that version (a broken or expired watch reads again)."""
     deadline = clock() + timeout
-    claim = client.get(resource_path('v1', 'persistentvolumeclaims', namespace, name))
-    version = claim['metadata'].get('resourceVersion')
-    while (claim.get('status') or {}).get('phase') != 'Bound' and clock() < deadline:
+
+    def read():
         try:
-            with contextlib.closing(client.watch(path, None, version, deadline - clock())) as events:
-                for kind, obj in events:
-                    version = obj['metadata'].get('resourceVersion') or version
-                    if kind in ('ADDED', 'MODIFIED') and obj['metadata'].get('name') == name:
-                        claim = obj
-                        if (claim.get('status') or {}).get('phase') == 'Bound':
+            obj = client.get('%s/%s' % (collection, name))
+        except KubeError as exc:
+            if exc.status != 404:
+                raise
+            return None, (client.request('GET', collection, {'limit': 1}).get('metadata') or {}).get('resourceVersion')
+        return obj, obj['metadata'].get('resourceVersion')
+
+    obj, version = read()
+    while not done(obj) and clock() < deadline:
+        try:
+            with contextlib.closing(client.watch(collection, None, version, deadline - clock())) as events:
+                for kind, event in events:
+                    version = event['metadata'].get('resourceVersion') or version
+                    if event['metadata'].get('name') == name and kind in ('ADDED', 'MODIFIED', 'DELETED'):
+                        obj = None if kind == 'DELETED' else event
+                        if done(obj):
                             break
         except KubeError as exc:
             if not (exc.status == 410 or (exc.method == 'GET' and exc.retryable)):
                 raise
-            claim = client.get(resource_path('v1', 'persistentvolumeclaims', namespace, name))
-            version = claim['metadata'].get('resourceVersion')
             sleep(min(1.0, max(0.0, deadline - clock())))
-    return claim
+            obj, version = read()
+    return obj
+
+
+def is_bound(claim):
+    return claim is not None and (claim.get('status') or {}).get('phase') == 'Bound'
+
+
+def job_outcome(job):
+    """'Complete' or 'Failed' once a Job has finished (or 'deleted'), else None."""
+    if job is None:
+        return 'deleted'
+    for condition in (job.get('status') or {}).get('conditions') or []:
+        if condition.get('type') in ('Complete', 'Failed') and condition.get('status') == 'True':
+            return condition['type']
+    return None
+
+
+def check_job_name(template, restore_name):
+    return ((template or {}).get('metadata') or {}).get('name') or restore_name[:NAME_LIMIT - 6].rstrip('-.') + '-check'
+
+
+def check_job_manifest(template, namespace, restore_name, snapshot):
+    """The drill's check Job from the user's template: in the restore's namespace, `<restore_name>-check` unless named."""
+    job = dict(template, apiVersion=template.get('apiVersion', 'batch/v1'), kind='Job')
+    meta = dict(job.get('metadata') or {})
+    meta.update(namespace=namespace, name=check_job_name(template, restore_name),
+                annotations=dict(meta.get('annotations') or {}, **{rs.RESTORED_FROM: rs.restored_from_value(snapshot)}))
+    job['metadata'] = meta
+    return job
+
+
+def run_check_job(client, job, timeout):
+    """Create the check Job, wait until it finishes, delete it (with its pods); None when it succeeded, else why not."""
+    client.create(object_path(job), job)
+    try:
+        outcome = job_outcome(wait_for(client, object_path(job), job['metadata']['name'], job_outcome, timeout))
+    finally:
+        delete_job(client, job)
+    if outcome == 'Complete':
+        return None
+    return 'check Job %s/%s %s' % (job['metadata']['namespace'], job['metadata']['name'],
+                                   'failed' if outcome == 'Failed' else 'did not finish within %d s' % timeout)
+
+
+def delete_job(client, job):
+    try:
+        client.request('DELETE', object_path(job, name=True), body={'kind': 'DeleteOptions', 'apiVersion': 'v1', 'propagationPolicy': 'Background'})
+        return True
+    except KubeError as exc:
+        if exc.status != 404:
+            raise
+        return False
 
 
 def last_warning(client, namespace, name):
@@ -504,12 +606,91 @@ def claim_result(claim):
             'storage_class': spec.get('storageClassName'), 'volume_name': spec.get('volumeName') or None}
 
 
+def restore(module, client, plan, result):
+    """Write the plan under the Lease (unless the claim exists), wait for Bound, drop a copy, run the check, record it; [failures]."""
+    p = module.params
+    namespace, name = plan.claim['metadata']['namespace'], plan.claim['metadata']['name']
+    started = time.monotonic()
+    if plan.existing is None:
+        def act(_plan, ensure_held):
+            still_usable(client, plan.backend, plan.snapshot)
+            return create(client, plan, ensure_held)
+
+        written = module.write_under_lease(lambda: plan, act, result, must_write=True)[1]
+        if written is None:
+            return []  # the Lease was held: exit_or_fail reports it
+        result['manifests'] = written
+    claim = wait_for(client, resource_path('v1', 'persistentvolumeclaims', namespace), name, is_bound, p['wait_timeout'])
+    result.update(pvc=claim_result(claim or plan.claim), pv=(claim or {}).get('spec', {}).get('volumeName'))
+    if not is_bound(claim):
+        warning = last_warning(client, namespace, name)
+        return ['PersistentVolumeClaim %s/%s restored from %s is not Bound after %d s (phase %s)%s' % (
+            namespace, name, plan.snapshot.id, p['wait_timeout'], result['pvc']['phase'], '; last warning: %s' % warning if warning else '')]
+    result['seconds'] = round(time.monotonic() - started, 3)
+    for body in reversed(plan.copy):  # bound: the volume holds the data, the copy is no longer read
+        delete_if_ours(client, body)
+    if p['check_job']:
+        problem = run_check_job(client, check_job_manifest(p['check_job'], namespace, name, plan.snapshot), p['wait_timeout'])
+        result['check'] = problem or 'succeeded'
+        if problem:
+            return [problem]
+    if p['record_verified'] and plan.source.claim is not None:
+        value = '%s %s' % (plan.snapshot.id, datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat())
+        client.request('PATCH', resource_path('v1', 'persistentvolumeclaims', plan.source.namespace, plan.source.pvc),
+                       body={'metadata': {'annotations': {rs.LAST_VERIFIED: value}}}, content_type='application/merge-patch+json')
+        result.update(changed=True, verified=value)
+    return []
+
+
+def remove(module, client):
+    """state=absent: delete what a restore named `restore_name` in `restore_namespace` made (only objects carrying our annotation)."""
+    p = module.params
+    namespace, name = p['restore_namespace'], p['restore_name']
+    claim = {'apiVersion': 'v1', 'kind': 'PersistentVolumeClaim', 'metadata': {'namespace': namespace, 'name': name}}
+    copy = [{'apiVersion': GROUP_VERSION, 'kind': 'VolumeSnapshot', 'metadata': {'namespace': namespace, 'name': name}},
+            {'apiVersion': GROUP_VERSION, 'kind': 'VolumeSnapshotContent', 'metadata': {'name': rs.cloud_volume_name(namespace, name)}}]
+    job = {'apiVersion': 'batch/v1', 'kind': 'Job', 'metadata': {'namespace': namespace, 'name': check_job_name(p['check_job'], name)}}
+    existing = get_or_none(client, object_path(claim, name=True))
+    if existing is not None and not (existing['metadata'].get('annotations') or {}).get(rs.RESTORED_FROM):
+        module.fail_json(msg='restore_name: PersistentVolumeClaim %s/%s was not made by a restore (no %s annotation); not deleted'
+                         % (namespace, name, rs.RESTORED_FROM), field='restore_name', api_calls=module.api_calls())
+    if module.check_mode:
+        module.exit_json(changed=existing is not None, api_calls=module.api_calls())
+    # In order, each gone before the next: the snapshot controller keeps a copy while a claim may still provision from it.
+    deleted = []
+    if p['check_job'] and delete_job(client, job):
+        deleted.append(job)
+    for body in [claim] + copy:
+        if not delete_if_ours(client, body):
+            continue
+        deleted.append(body)
+        meta = body['metadata']
+        left = wait_for(client, object_path(body), meta['name'], lambda obj: obj is None, p['wait_timeout'])
+        if left is None:
+            continue
+        shown = '%s %s is still there after %d s (finalizers: %s)' % (body['kind'], '/'.join(filter(None, (meta.get('namespace'), meta['name']))),
+                                                                     p['wait_timeout'], ', '.join(left['metadata'].get('finalizers') or []) or 'none')
+        if body is claim:
+            module.fail_json(msg=shown, api_calls=module.api_calls())
+        # A provisioner still retrying for the deleted claim keeps the copy; it goes once it lets go, and holds no data of its own.
+        module.warn('%s; it is being deleted and goes once released (its content is Retain: the original snapshot stays)' % shown)
+    module.exit_json(changed=bool(deleted), deleted=['%s/%s' % (b['kind'], b['metadata']['name']) for b in deleted], api_calls=module.api_calls())
+
+
 def main():
     spec = argument_spec(AUTH_SPEC, LEASE_SPEC, **OPTIONS)
     module = KubesnapModule(argument_spec=spec, mutually_exclusive=[('pvc', 'pv'), ('snapshot', 'before')],
-                            required_one_of=[('snapshot', 'pvc', 'pv')], required_by={'pvc': 'namespace'})
+                            required_if=[('state', 'absent', ('restore_namespace', 'restore_name'))],
+                            required_by={'pvc': 'namespace'})
     p = module.params
     client = module.client
+    if p['state'] == 'absent':
+        try:
+            remove(module, client)
+        except KubeError as exc:
+            module.fail_api(exc)
+    if not (p['snapshot'] or p['pvc'] or p['pv']):
+        module.fail_json(msg='one of the following is required: snapshot, pvc, pv')
     result = {'changed': False, 'manifests': [], 'seconds': None}
     try:
         registry = Registry.for_run(p, client)
@@ -519,37 +700,20 @@ def main():
     except KubeError as exc:
         module.fail_api(exc)
     result.update(snapshot=plan.snapshot.as_dict(), backend=plan.backend.name)
-    namespace, name = plan.claim['metadata']['namespace'], plan.claim['metadata']['name']
     if plan.existing is None:
         # A cloud volume's source is known once its disk exists: check mode shows the rest of it.
-        planned = ([rs.volume_manifest({'spec': {}}, plan.claim, plan.snapshot)] if plan.backend.name != 'csi' else []) + [plan.claim]
+        planned = ([rs.volume_manifest({'spec': {}}, plan.claim, plan.snapshot)] if plan.backend.name != 'csi' else []) + list(plan.copy) + [plan.claim]
         result.update(changed=True, manifests=planned, diff={'before': {}, 'after': {'manifests': planned}})
-        if module.check_mode:
-            module.exit_json(pvc=claim_result(plan.claim), pv=plan.claim['spec'].get('volumeName'), api_calls=module.api_calls(), **result)
-    started = time.monotonic()
+    if module.check_mode:
+        module.exit_json(pvc=claim_result(plan.existing or plan.claim), pv=(plan.existing or plan.claim)['spec'].get('volumeName'),
+                         api_calls=module.api_calls(), **result)
     try:
-        if plan.existing is None:
-            def act(_plan, ensure_held):
-                still_usable(client, plan.backend, plan.snapshot)
-                return create(client, plan, ensure_held)
-
-            written = module.write_under_lease(lambda: plan, act, result, must_write=True)[1]
-            if written is None:
-                module.exit_or_fail([], 'nothing was restored', **result)
-            result['manifests'] = written
-        claim = wait_bound(client, namespace, name, p['wait_timeout'])
+        failures = restore(module, client, plan, result)
     except rs.RestoreError as exc:
         module.fail_json(msg=str(exc), field=exc.field, api_calls=module.api_calls(), **result)
     except (KubeError, TargetError) as exc:
-        module.fail_json(msg='restoring %s into %s/%s failed: %s' % (plan.snapshot.id, namespace, name, exc), api_calls=module.api_calls(), **result)
-    result.update(pvc=claim_result(claim), pv=claim['spec'].get('volumeName'))
-    failures = []
-    if claim_result(claim)['phase'] == 'Bound':
-        result['seconds'] = round(time.monotonic() - started, 3)
-    else:
-        warning = last_warning(client, namespace, name)
-        failures.append('PersistentVolumeClaim %s/%s restored from %s is not Bound after %d s (phase %s)%s' % (
-            namespace, name, plan.snapshot.id, p['wait_timeout'], claim_result(claim)['phase'], '; last warning: %s' % warning if warning else ''))
+        module.fail_json(msg='restoring %s into %s/%s failed: %s' % (plan.snapshot.id, plan.claim['metadata']['namespace'],
+                                                                     plan.claim['metadata']['name'], exc), api_calls=module.api_calls(), **result)
     module.exit_or_fail(failures, 'restore did not complete', **result)
 
 
