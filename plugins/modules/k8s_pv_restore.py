@@ -23,7 +23,10 @@ description:
     namespace it uses C(dataSourceRef) with the snapshot's namespace, which needs the cluster's C(CrossNamespaceVolumeDataSource)
     feature (API server and CSI provisioner) and a C(ReferenceGrant) (gateway.networking.k8s.io) in the snapshot's namespace
     allowing claims of O(restore_namespace) to use it; the module checks both (the first with a server-side dry run) and fails
-    saying which is missing."
+    saying which is missing. With O(cross_namespace=copy) it works on any cluster instead: a copy of the snapshot is made in
+    O(restore_namespace) (a C(VolumeSnapshotContent) with the same snapshot handle and deletion policy C(Retain), and a
+    C(VolumeSnapshot) bound to it, named as the claim), the claim restores from the copy, and the copy is deleted once the
+    claim is C(Bound) (the driver's snapshot stays the original's)."
   - Other backends (cloud disks) create a disk from the snapshot in O(zone) (default the source volume's zone) through the backend's
     C(volume_from_snapshot), then a PersistentVolume for it (reclaim policy C(Retain)) pre-bound to the new claim.
   - "Idempotent: a claim of that name restored from the same snapshot is reported unchanged; any other claim of that name is an
@@ -93,9 +96,47 @@ options:
     description: Cloud backends only, the zone of the new disk; default the source volume's zone.
     type: str
   wait_timeout:
-    description: Seconds to wait for the claim to become C(Bound), from 0 to 315360000; the task fails if it is not by then.
+    description:
+      - Seconds to wait for the claim to become C(Bound), from 0 to 315360000; the task fails if it is not by then.
+      - Also the wait for O(check_job) to finish, and with O(state=absent) for each deleted object to be gone.
     type: int
     default: 300
+  cross_namespace:
+    description:
+      - How a CSI snapshot is restored into another namespace than its own (see above).
+      - V(reference) names it in C(dataSourceRef) (needs C(CrossNamespaceVolumeDataSource) and a C(ReferenceGrant));
+        V(copy) restores from a copy made in O(restore_namespace), which needs create and delete on C(VolumeSnapshotContents).
+    type: str
+    choices: [reference, copy]
+    default: reference
+  check_job:
+    description:
+      - A Job manifest (C(batch/v1); C(metadata.name) default C(<restore_name>-check)) created in O(restore_namespace) once the
+        claim is bound, whose pods mount the restored claim; it must complete within O(wait_timeout), else the task fails.
+        It is deleted (with its pods) either way.
+    type: dict
+  record_verified:
+    description:
+      - Once the claim is bound (and O(check_job) succeeded), annotate the source claim with
+        C(kubesnap.io/last-restore-verified=<snapshot id> <UTC time>). Used by the restore drill.
+    type: bool
+    default: false
+  replace:
+    description:
+      - When O(restore_name) in O(restore_namespace) is the source claim O(pvc) itself, delete it and restore a claim of the
+        same name from the snapshot (a StatefulSet's claim template names its claims). The snapshot is chosen and checked
+        first; the claim is deleted under the Lease, at the version planned on, only when no running pod mounts it. Its volume
+        goes with it when its reclaim policy is C(Delete): take a snapshot first (C(playbooks/restore.yml) takes a held one).
+    type: bool
+    default: false
+  state:
+    description:
+      - V(present) restores. V(absent) deletes what a restore named O(restore_name) in O(restore_namespace) made (the claim, a
+        copy, the O(check_job)), each only if it carries the C(kubesnap.io/restored-from) annotation, claim first, each waited
+        for; a claim without it is an error. A copy still held by a provisioner's finalizer after O(wait_timeout) is a warning.
+    type: str
+    choices: [present, absent]
+    default: present
 notes:
   - The local test control plane runs no kubelet, so the collection's own tests prove binding and provisioning, not mounting.
   - The claim is not deleted when it does not bind in time, so that its events can be read.
@@ -115,6 +156,20 @@ EXAMPLES = r'''
     before: "2026-11-29T22:00:00+00:00"
     restore_name: data-0-before-migration
     size: 20Gi
+
+- name: Restore into another namespace on any cluster, through a copy of the snapshot
+  kubesnap.snapshots.k8s_pv_restore:
+    namespace: db
+    pvc: data-0
+    restore_namespace: db-staging
+    restore_name: data-0
+    cross_namespace: copy
+
+- name: Delete that restore again
+  kubesnap.snapshots.k8s_pv_restore:
+    restore_namespace: db-staging
+    restore_name: data-0
+    state: absent
 
 - name: Restore a named snapshot, showing what would be created
   kubesnap.snapshots.k8s_pv_restore:
@@ -230,6 +285,27 @@ manifests:
       description: The spec.
       type: dict
       sample: {accessModes: [ReadWriteOnce]}
+replaced:
+  description: With O(replace), the source claim deleted (or, in check mode, to be deleted) before the restore, C(namespace/name).
+  returned: when a claim was replaced
+  type: str
+  sample: db/data-web-0
+check:
+  description: V(succeeded) when O(check_job) succeeded, else why not.
+  returned: when O(check_job) ran
+  type: str
+  sample: succeeded
+verified:
+  description: The value recorded in C(kubesnap.io/last-restore-verified) on the source claim.
+  returned: when O(record_verified) recorded it
+  type: str
+  sample: db/data-0-20261130040000 2026-11-30T05:00:00+00:00
+deleted:
+  description: With O(state=absent), the objects deleted, as C(<kind>/<name>).
+  returned: with O(state=absent)
+  type: list
+  elements: str
+  sample: [PersistentVolumeClaim/drill-data-0-5e1f0c2a9e, VolumeSnapshot/drill-data-0-5e1f0c2a9e]
 api_calls:
   description: API requests made, by HTTP method.
   returned: always
@@ -252,6 +328,8 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.csi im
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError, resource_path
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import AUTH_SPEC, LEASE_SPEC, KubesnapModule, argument_spec
 
+# How long replace=true waits for the source claim to be gone (its protection finalizer goes when no pod uses it).
+REPLACE_TIMEOUT = 120
 OPTIONS = {
     'namespace': {'type': 'str'}, 'pvc': {'type': 'str'}, 'pv': {'type': 'str'}, 'snapshot': {'type': 'str'},
     'select': {'type': 'str', 'choices': ['newest'], 'default': 'newest'}, 'before': {'type': 'str'},
@@ -261,6 +339,7 @@ OPTIONS = {
     'cross_namespace': {'type': 'str', 'choices': ['reference', 'copy'], 'default': 'reference'},
     'check_job': {'type': 'dict'}, 'record_verified': {'type': 'bool', 'default': False},
     'state': {'type': 'str', 'choices': ['present', 'absent'], 'default': 'present'},
+    'replace': {'type': 'bool', 'default': False},
 }
 
 
@@ -400,6 +479,8 @@ class Plan:
     size_bytes: int = 0
     # CSI across namespaces with cross_namespace=copy: (VolumeSnapshotContent, VolumeSnapshot) made before the claim.
     copy: tuple = ()
+    # replace=true: the source claim itself, deleted just before the restored claim of its name is created.
+    replaced: dict | None = None
 
 
 def make_plan(module, client, registry, now):
@@ -420,11 +501,15 @@ def make_plan(module, client, registry, now):
     claim = rs.claim_manifest(name, namespace, snapshot, size, source.claim, overrides,
                               volume_name=rs.cloud_volume_name(namespace, name) if cloud else None, copy_name=name if copying else None)
     existing = get_or_none(client, resource_path('v1', 'persistentvolumeclaims', namespace, name))
+    replaced = None
     if existing is not None:
         problem = rs.existing_claim_problem(existing, snapshot, copy_name=name if copying else None)
-        if problem:
-            raise rs.RestoreError('restore_name', problem)
-        return Plan(source, backend, snapshot, claim, existing)
+        if problem and p['replace'] and (namespace, name) == (source.namespace, source.pvc) and not existing['metadata'].get('deletionTimestamp'):
+            replaced, existing = existing, None
+        elif problem:
+            raise rs.RestoreError('restore_name', problem + ('' if not p['replace'] else ' (replace applies only to the source claim itself)'))
+        else:
+            return Plan(source, backend, snapshot, claim, existing)
     zone, copy = None, ()
     if cloud:
         zone = p['zone'] or rs.volume_zone(source.pv)
@@ -434,7 +519,7 @@ def make_plan(module, client, registry, now):
         copy = rs.copy_manifests(snapshot, read_content(client, snapshot), namespace, name)
     elif namespace != snapshot.namespace:
         check_cross_namespace(client, snapshot, claim)
-    return Plan(source, backend, snapshot, claim, None, zone, size_bytes, copy)
+    return Plan(source, backend, snapshot, claim, None, zone, size_bytes, copy, replaced)
 
 
 def read_content(client, snapshot):
@@ -477,12 +562,31 @@ def create(client, plan, ensure_held):
         answer = plan.backend.volume_from_snapshot(plan.snapshot, plan.zone, plan.size_bytes, plan.claim['spec']['volumeName'])
         created.append(rs.volume_manifest(answer, plan.claim, plan.snapshot))
     created.extend(plan.copy)
+    if plan.replaced is not None:
+        ensure_held()
+        replace_source(client, plan.replaced, ensure_held)
     for body in created:
         ensure_held()
         create_or_find(client, object_path(body), body)
     ensure_held()
     client.create(resource_path('v1', 'persistentvolumeclaims', plan.claim['metadata']['namespace']), plan.claim)
     return created + [plan.claim]
+
+
+def replace_source(client, claim, ensure_held, timeout=REPLACE_TIMEOUT):
+    """Delete the source claim a restore replaces (replace=true): only the version planned on, only when no pod mounts it."""
+    meta = claim['metadata']
+    users = [pod['metadata']['name'] for pod in client.list_all(resource_path('v1', 'pods', meta['namespace']))
+             if any((v.get('persistentVolumeClaim') or {}).get('claimName') == meta['name'] for v in (pod.get('spec') or {}).get('volumes') or [])
+             and (pod.get('status') or {}).get('phase') not in ('Succeeded', 'Failed')]
+    if users:
+        raise rs.RestoreError('replace', 'claim %s/%s is mounted by pods %s; scale them down first'
+                              % (meta['namespace'], meta['name'], ', '.join(sorted(users))))
+    ensure_held()
+    client.delete(resource_path('v1', 'persistentvolumeclaims', meta['namespace'], meta['name']),
+                  {'uid': meta['uid'], 'resourceVersion': meta['resourceVersion']})
+    if wait_for(client, resource_path('v1', 'persistentvolumeclaims', meta['namespace']), meta['name'], lambda obj: obj is None, timeout) is not None:
+        raise rs.RestoreError('replace', 'claim %s/%s is still there %d s after it was deleted' % (meta['namespace'], meta['name'], timeout))
 
 
 def object_path(body, name=False):
@@ -703,7 +807,10 @@ def main():
     if plan.existing is None:
         # A cloud volume's source is known once its disk exists: check mode shows the rest of it.
         planned = ([rs.volume_manifest({'spec': {}}, plan.claim, plan.snapshot)] if plan.backend.name != 'csi' else []) + list(plan.copy) + [plan.claim]
-        result.update(changed=True, manifests=planned, diff={'before': {}, 'after': {'manifests': planned}})
+        before = {'manifests': [plan.replaced]} if plan.replaced is not None else {}
+        result.update(changed=True, manifests=planned, diff={'before': before, 'after': {'manifests': planned}})
+        if plan.replaced is not None:
+            result['replaced'] = '%s/%s' % (plan.replaced['metadata']['namespace'], plan.replaced['metadata']['name'])
     if module.check_mode:
         module.exit_json(pvc=claim_result(plan.existing or plan.claim), pv=(plan.existing or plan.claim)['spec'].get('volumeName'),
                          api_calls=module.api_calls(), **result)
