@@ -126,7 +126,7 @@ options:
       - When O(restore_name) in O(restore_namespace) is the source claim O(pvc) itself, delete it and restore a claim of the
         same name from the snapshot (a StatefulSet's claim template names its claims). The snapshot is chosen and checked
         first; the claim is deleted under the Lease, at the version planned on, only when no running pod mounts it. Its volume
-        goes with it when its reclaim policy is C(Delete): take a snapshot first (C(playbooks/restore.yml) takes a held one).
+        goes with it when its reclaim policy is C(Delete), so take a snapshot first (C(playbooks/restore.yml) takes a held one).
     type: bool
     default: false
   state:
