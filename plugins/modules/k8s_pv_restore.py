@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 module: k8s_pv_restore
 short_description: Restore a volume's snapshot into a new PersistentVolumeClaim
-version_added: 0.2.0
+version_added: 0.1.0
 author: kubesnap contributors (@kubesnap)
 description:
   - Chooses a snapshot and restores it into a new PersistentVolumeClaim, then waits until that claim is C(Bound).

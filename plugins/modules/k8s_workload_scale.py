@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 module: k8s_workload_scale
 short_description: Scale the workloads that mount a claim to zero and back, for an in-place restore
-version_added: 0.2.0
+version_added: 0.1.0
 author: kubesnap contributors (@kubesnap)
 description:
   - Helper of C(playbooks/restore.yml). With O(state=down), finds the Deployments and StatefulSets in O(namespace) whose pods
