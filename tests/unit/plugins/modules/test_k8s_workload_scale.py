@@ -1,12 +1,8 @@
 # Copyright: (c) 2026, kubesnap contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-# Which workloads mount a claim, which pods are not theirs, and the swap of a pod template's claim; and the drill's check Job.
+# Which workloads mount a claim, which pods are not theirs, and the swap of a pod template's claim.
 from __future__ import annotations
 
-import datetime
-
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import READY, Snapshot
-from ansible_collections.kubesnap.snapshots.plugins.modules.k8s_pv_restore import check_job_manifest, job_outcome
 from ansible_collections.kubesnap.snapshots.plugins.modules.k8s_workload_scale import foreign_pods, mount_of, swapped
 
 
@@ -46,15 +42,3 @@ def test_swap_changes_only_the_claims_volume():
     volumes = [volume('data'), volume('logs', 'logs'), {'name': 'tmp', 'emptyDir': {}}]
     assert swapped(volumes, 'data', 'data-restored') == [volume('data-restored'), volume('logs', 'logs'), {'name': 'tmp', 'emptyDir': {}}]
     assert volumes[0] == volume('data')  # a copy
-
-
-def test_check_job_manifest_and_outcome():
-    snapshot = Snapshot('csi', 'db/s', 's', 'k', datetime.datetime(2026, 11, 30, tzinfo=datetime.timezone.utc), READY, namespace='db')
-    job = check_job_manifest({'spec': {'template': {}}}, 'scratch', 'drill-data', snapshot)
-    assert job['apiVersion'] == 'batch/v1' and job['kind'] == 'Job'
-    assert job['metadata'] == {'namespace': 'scratch', 'name': 'drill-data-check', 'annotations': {'kubesnap.io/restored-from': 'csi:db/s'}}
-    assert check_job_manifest({'metadata': {'name': 'mine'}}, 'scratch', 'drill-data', snapshot)['metadata']['name'] == 'mine'
-    assert job_outcome(None) == 'deleted'
-    assert job_outcome({'status': {'conditions': [{'type': 'Complete', 'status': 'True'}]}}) == 'Complete'
-    assert job_outcome({'status': {'conditions': [{'type': 'Failed', 'status': 'True'}]}}) == 'Failed'
-    assert job_outcome({'status': {'conditions': [{'type': 'Complete', 'status': 'False'}]}}) is None
