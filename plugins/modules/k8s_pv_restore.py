@@ -764,11 +764,14 @@ def remove(module, client):
     deleted = []
     if p['check_job'] and delete_job(client, job):
         deleted.append(job)
+    held = False
     for body in [claim] + copy:
         if not delete_if_ours(client, body):
             continue
         deleted.append(body)
         meta = body['metadata']
+        if held:
+            continue  # bound to the copy still held: it goes with it, nothing to wait for
         left = wait_for(client, object_path(body), meta['name'], lambda obj: obj is None, p['wait_timeout'])
         if left is None:
             continue
@@ -776,7 +779,9 @@ def remove(module, client):
                                                                      p['wait_timeout'], ', '.join(left['metadata'].get('finalizers') or []) or 'none')
         if body is claim:
             module.fail_json(msg=shown, api_calls=module.api_calls())
-        # A provisioner still retrying for the deleted claim keeps the copy; it goes once it lets go, and holds no data of its own.
+        # A provisioner that was still retrying for the deleted claim keeps its finalizer on the copy until it resyncs
+        # (minutes); the copy holds no data of its own and goes then.
+        held = True
         module.warn('%s; it is being deleted and goes once released (its content is Retain: the original snapshot stays)' % shown)
     module.exit_json(changed=bool(deleted), deleted=['%s/%s' % (b['kind'], b['metadata']['name']) for b in deleted], api_calls=module.api_calls())
 

@@ -81,20 +81,25 @@ def test_the_drill_restores_each_volume_records_it_and_leaves_nothing(kube, clus
 
 
 def test_a_snapshot_the_driver_fails_to_restore_is_reported_and_still_cleaned_up(kube, cluster, namespace, scratch, protected):
-    # CreateVolume calls for claims in the scratch namespace fail: more often than the provisioner retries within the
-    # drill's timeout, and not for ever (a provisioner still retrying for a deleted claim holds the copy's finalizer).
-    faults = cluster.csi_faults(scope=scratch)
-    faults.fail("CreateVolume", count=5, message="restore refused by the driver")
+    faults = cluster.csi_faults(scope=scratch)  # CreateVolume calls for claims in the scratch namespace fail
+    faults.fail("CreateVolume", count=1000, message="restore refused by the driver")
     try:
         process = drill(cluster, drill_volumes=[{"namespace": namespace, "pvc": "db-0"}], drill_namespace=scratch, drill_timeout=3,
-                        drill_cleanup_timeout=60)
+                        drill_cleanup_timeout=10)
     finally:
         faults.clear()
     assert process.returncode != 0
     assert f"{namespace}/db-0: FAILED: " in process.stdout and "restore refused by the driver" in process.stdout, process.stdout[-4000:]
     assert "restore drill failed for: " in process.stdout
     assert LAST_VERIFIED not in (kube.core.read_namespaced_persistent_volume_claim("db-0", namespace).metadata.annotations or {})
-    assert leftovers(kube, scratch) == []
+    # The claim is gone. The provisioner, retrying for it when it was deleted, keeps its finalizer on the snapshot's copy
+    # until it resyncs (minutes): the copy and its content are being deleted, and the drill says so.
+    assert kube.core.list_namespaced_persistent_volume_claim(scratch).items == []
+    for name in leftovers(kube, scratch):
+        copy = kube.get_snapshot(scratch, name) if name.startswith("drill-") else kube.get_snapshot_content(name)
+        assert copy["metadata"].get("deletionTimestamp"), copy["metadata"]
+    if leftovers(kube, scratch):
+        assert "is being deleted and goes once released" in process.stdout + process.stderr
 
 
 def test_a_check_job_that_does_not_succeed_fails_the_volume_and_is_deleted(kube, cluster, namespace, scratch, protected):
