@@ -429,7 +429,9 @@ def choose_snapshot(module, client, backend, source):
     what = 'claim %s/%s' % (source.namespace, source.pvc) if source.pvc else 'namespace %s' % source.namespace
     if p['snapshot']:
         snapshot = read_named_snapshot(client, backend, source.namespace, p['snapshot'])
-        if (source.pvc or source.volume_key) and not rs.volume_of(snapshot, source.claim_source, source.volume_key):
+        # A snapshot someone made by hand carries no volume label: what it was taken of is its claim.
+        key = source.volume_key if snapshot.volume_key or snapshot.backend != 'csi' else None
+        if (source.pvc or source.volume_key) and not rs.volume_of(snapshot, source.claim_source, key):
             raise rs.RestoreError('snapshot', 'snapshot %s was taken of %s (volume %s), not of %s%s' % (
                 snapshot.id, snapshot.source or 'an unknown source', snapshot.volume_key or 'unknown', what,
                 ' (volume %s)' % source.volume_key if source.volume_key else ''))

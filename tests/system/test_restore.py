@@ -122,12 +122,14 @@ def test_newest_owned_or_before_a_time_or_named(kube, namespace, source, run):
     # ...unless named.
     named = run("k8s_pv_restore", check=True, namespace=namespace, pvc=source, restore_name="r", snapshot="by-hand")
     assert named["snapshot"]["name"] == "by-hand" and named["snapshot"]["volume_key"] == "", named
+    pv = kube.core.read_namespaced_persistent_volume_claim(source, namespace).spec.volume_name
+    named_by_pv = run("k8s_pv_restore", check=True, pv=pv, restore_name="r", snapshot="by-hand")
+    assert named_by_pv["snapshot"]["name"] == "by-hand", named_by_pv
     # A held snapshot is still a backup.
     kube.custom.patch_namespaced_custom_object("snapshot.storage.k8s.io", "v1", namespace, "volumesnapshots", second,
                                                {"metadata": {"labels": {"kubesnap.io/hold": "true"}}})
     assert run("k8s_pv_restore", check=True, namespace=namespace, pvc=source, restore_name="r")["snapshot"]["name"] == second
     # By volume: the PV names the claim.
-    pv = kube.core.read_namespaced_persistent_volume_claim(source, namespace).spec.volume_name
     by_pv = run("k8s_pv_restore", check=True, pv=pv, restore_name="r")
     assert by_pv["snapshot"]["name"] == second and by_pv["manifests"][0]["metadata"]["namespace"] == namespace, by_pv
     # The default name: <claim>-restore-<UTC time>.
