@@ -35,7 +35,8 @@ description:
     claim, a missing namespace) fails naming the object and the field, before anything is written.
   - The claim is created under the cycle's Lease (O(lease_name)), after reading the snapshot again under it. The cycle's expiry
     takes the same Lease and keeps every snapshot a claim names as its data source, so the snapshot being restored is never
-    deleted under the restore. Use the same O(lease_name) and O(lease_namespace) as the cycle.
+    deleted under the restore. Use the same O(lease_name) and O(lease_namespace) as the cycle. The task fails when another run
+    holds the Lease (set O(lease_wait) to wait for it).
 extends_documentation_fragment:
   - kubesnap.snapshots.k8s_auth
   - kubesnap.snapshots.backends
@@ -306,6 +307,11 @@ deleted:
   type: list
   elements: str
   sample: [PersistentVolumeClaim/drill-data-0-5e1f0c2a9e, VolumeSnapshot/drill-data-0-5e1f0c2a9e]
+field:
+  description: When the task failed on bad input or a state that forbids the restore, the option or object field at fault.
+  returned: on such failures
+  type: str
+  sample: snapshot
 api_calls:
   description: API requests made, by HTTP method.
   returned: always
