@@ -56,6 +56,13 @@ options:
         (as failed when O(force) is set).
     type: int
     default: 300
+  hold:
+    description:
+      - Label each new snapshot C(kubesnap.io/hold=true) (right after creating it), so that no policy ever deletes it;
+        for a one-off, such as the safety snapshot of C(playbooks/restore.yml). CSI snapshots only.
+      - A snapshot that cannot be labelled fails its volume (it exists, not held).
+    type: bool
+    default: false
   stalled_after:
     description:
       - Seconds a snapshot may stay pending before it is reported as stalled (see above).
@@ -184,8 +191,9 @@ import datetime
 import time
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import cycle
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import FAILED, PENDING
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import FAILED, HOLD_KEY, PENDING
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.csi import GROUP_VERSION, snapshot_from_object
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError, resource_path
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import (
     AUTH_SPEC, DISCOVERY_SPEC, LEASE_SPEC, TARGETS_SPEC, WRITE_SPEC, KubesnapModule, argument_spec, discovery_constraints,
 )
@@ -238,9 +246,11 @@ def act(module, registry, targets, plans, result):
         moment['now'] = datetime.datetime.now(datetime.timezone.utc)
         return plan(p, registry, targets, moment['now'])
 
-    fresh, created = module.write_under_lease(
-        plan_under_lease, lambda plans, ensure_held: cycle.create_snapshots(registry, plans, moment['now'], p['concurrency'], ensure_held),
-        result, must_write=p['force'])
+    def create(plans, ensure_held):
+        created = cycle.create_snapshots(registry, plans, moment['now'], p['concurrency'], ensure_held)
+        return [held(module.client, plan, snapshot, error) for plan, snapshot, error in created] if p['hold'] else created
+
+    fresh, created = module.write_under_lease(plan_under_lease, create, result, must_write=p['force'])
     if fresh is None:
         return Creation(plans, [], started)
     creation = Creation(fresh, created, started, still_pending='still pending after %ss' % p['wait_timeout'])
@@ -253,6 +263,18 @@ def act(module, registry, targets, plans, result):
         creation.still_pending = 'state unknown, waiting failed: %s' % exc
         module.warn('waiting for the new snapshots failed: %s' % exc)
     return creation
+
+
+def held(client, plan, snapshot, error):
+    """(plan, snapshot, error) with the new CSI snapshot labelled as held (`hold`); a label that cannot be set is the volume's error."""
+    if error is not None:
+        return plan, snapshot, error
+    try:
+        obj = client.request('PATCH', resource_path(GROUP_VERSION, 'volumesnapshots', snapshot.namespace, snapshot.name),
+                             body={'metadata': {'labels': {HOLD_KEY: 'true'}}}, content_type='application/merge-patch+json')
+    except KubeError as exc:
+        return plan, snapshot, KubeError(exc.method, exc.path, exc.status, 'snapshot %s was created but could not be held: %s' % (snapshot.name, exc))
+    return plan, snapshot_from_object(obj), None
 
 
 def report(params, creation, lease_held=None):
@@ -295,7 +317,7 @@ def failures(params, plans, volumes):
 def main():
     spec = argument_spec(AUTH_SPEC, TARGETS_SPEC, DISCOVERY_SPEC, LEASE_SPEC, WRITE_SPEC,
                          force={'type': 'bool', 'default': False}, wait={'type': 'bool', 'default': True},
-                         wait_timeout={'type': 'int', 'default': 300}, stalled_after={'type': 'int'})
+                         wait_timeout={'type': 'int', 'default': 300}, stalled_after={'type': 'int'}, hold={'type': 'bool', 'default': False})
     module = KubesnapModule(argument_spec=spec, **discovery_constraints(spec))
     p = module.params
     # `now` previews a later run in check mode; a run that creates goes by the real clock.
@@ -303,6 +325,9 @@ def main():
     result = {'changed': False, 'volumes': []}
     try:
         registry, targets, problems = module.targets()[1:]
+        if p['hold'] and any(target.backend != 'csi' for target in targets):
+            module.fail_json(msg='hold: supported for CSI snapshots only; these volumes are not CSI: %s'
+                             % ', '.join(t.display for t in targets if t.backend != 'csi'))
         plans = plan(p, registry, targets, now)
         if module.check_mode:
             result['volumes'] = preview(registry, plans, now)

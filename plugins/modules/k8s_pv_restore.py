@@ -1,0 +1,841 @@
+#!/usr/bin/python
+# Copyright: (c) 2026, kubesnap contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: k8s_pv_restore
+short_description: Restore a volume's snapshot into a new PersistentVolumeClaim
+version_added: 0.1.0
+author: kubesnap contributors (@kubesnap)
+description:
+  - Chooses a snapshot and restores it into a new PersistentVolumeClaim, then waits until that claim is C(Bound).
+  - "The snapshot: O(snapshot) names one in O(namespace) (any VolumeSnapshot, owned by this collection or not). Otherwise the
+    volume is named by O(namespace) and O(pvc), or by O(pv), and the newest ready snapshot owned by this collection that was
+    taken of it is used (held or not; pending and failed ones are no backups), or with O(before) the newest one taken at or before
+    that time. A claim that no longer exists can still be restored by name: its snapshots are found by the claim they were taken of."
+  - When O(snapshot) and a volume are both given, the snapshot must have been taken of that volume.
+  - "The new claim: O(restore_name) in O(restore_namespace), sized O(size) (at least the snapshot's restore size), with the source
+    claim's storage class, access modes, volume mode and labels unless O(storage_class), O(access_modes) or O(labels) say otherwise.
+    It is annotated C(kubesnap.io/restored-from: <backend>:<snapshot id>)."
+  - "CSI: the claim names the C(VolumeSnapshot) as its C(dataSource) and the CSI provisioner makes the volume. Into another
+    namespace it uses C(dataSourceRef) with the snapshot's namespace, which needs the cluster's C(CrossNamespaceVolumeDataSource)
+    feature (API server and CSI provisioner) and a C(ReferenceGrant) (gateway.networking.k8s.io) in the snapshot's namespace
+    allowing claims of O(restore_namespace) to use it; the module checks both (the first with a server-side dry run) and fails
+    saying which is missing. With O(cross_namespace=copy) it works on any cluster instead: a copy of the snapshot is made in
+    O(restore_namespace) (a C(VolumeSnapshotContent) with the same snapshot handle and deletion policy C(Retain), and a
+    C(VolumeSnapshot) bound to it, named as the claim), the claim restores from the copy, and the copy is deleted once the
+    claim is C(Bound) (the driver's snapshot stays the original's)."
+  - Other backends (cloud disks) create a disk from the snapshot in O(zone) (default the source volume's zone) through the backend's
+    C(volume_from_snapshot), then a PersistentVolume for it (reclaim policy C(Retain)) pre-bound to the new claim.
+  - "Idempotent: a claim of that name restored from the same snapshot is reported unchanged; any other claim of that name is an
+    error and is never changed. The default name carries the time, so give O(restore_name) to make a task idempotent."
+  - Bad input (an unknown or failed snapshot, one not ready, one of another volume, a size below the restore size, an existing
+    claim, a missing namespace) fails naming the object and the field, before anything is written.
+  - The claim is created under the cycle's Lease (O(lease_name)), after reading the snapshot again under it. The cycle's expiry
+    takes the same Lease and keeps every snapshot a claim names as its data source, so the snapshot being restored is never
+    deleted under the restore. Use the same O(lease_name) and O(lease_namespace) as the cycle. The task fails when another run
+    holds the Lease (set O(lease_wait) to wait for it).
+extends_documentation_fragment:
+  - kubesnap.snapshots.k8s_auth
+  - kubesnap.snapshots.backends
+  - kubesnap.snapshots.discovery.lease
+attributes:
+  check_mode:
+    support: full
+    description: Checks everything, then returns the manifests it would create (RV(manifests), and the diff); writes nothing.
+  diff_mode:
+    support: full
+    description: The manifests to create, against nothing.
+options:
+  namespace:
+    description:
+      - Namespace of the source claim (with O(pvc)) or of the snapshot (with O(snapshot)).
+      - With O(pv), the namespace of the volume's claim; optional, and must match it when given.
+    type: str
+  pvc:
+    description: The source claim, in O(namespace). It may have been deleted since its snapshots were taken.
+    type: str
+  pv:
+    description: The source PersistentVolume; its claim (C(spec.claimRef)) names the claim its snapshots were taken of.
+    type: str
+  snapshot:
+    description: Restore this snapshot (a C(VolumeSnapshot) name in O(namespace) for CSI; a cloud snapshot's name or id otherwise).
+    type: str
+  select:
+    description: Which snapshot of the volume, when O(snapshot) is not given. V(newest) is the newest ready one.
+    type: str
+    choices: [newest]
+    default: newest
+  before:
+    description:
+      - The newest ready snapshot taken at or before this time (ISO 8601 with an offset, such as C(2026-11-30T04:00:00+00:00)).
+    type: str
+  restore_namespace:
+    description: Namespace of the new claim; default the snapshot's namespace.
+    type: str
+  restore_name:
+    description: Name of the new claim; default C(<source claim>-restore-<YYYYMMDDhhmmss>) in UTC.
+    type: str
+  storage_class:
+    description: Storage class of the new claim; default the source claim's (the cluster's default when the claim is gone).
+    type: str
+  size:
+    description:
+      - Requested size of the new claim (a quantity such as C(10Gi)); at least the snapshot's restore size.
+      - Default the source claim's request, else the snapshot's restore size.
+    type: str
+  access_modes:
+    description: Access modes of the new claim; default the source claim's, else C(ReadWriteOnce).
+    type: list
+    elements: str
+  labels:
+    description: Labels of the new claim, instead of the source claim's (give C({}) for none).
+    type: dict
+  zone:
+    description: Cloud backends only, the zone of the new disk; default the source volume's zone.
+    type: str
+  wait_timeout:
+    description:
+      - Seconds to wait for the claim to become C(Bound), from 0 to 315360000; the task fails if it is not by then.
+      - Also the wait for O(check_job) to finish, and with O(state=absent) for each deleted object to be gone.
+    type: int
+    default: 300
+  cross_namespace:
+    description:
+      - How a CSI snapshot is restored into another namespace than its own (see above).
+      - V(reference) names it in C(dataSourceRef) (needs C(CrossNamespaceVolumeDataSource) and a C(ReferenceGrant));
+        V(copy) restores from a copy made in O(restore_namespace), which needs create and delete on C(VolumeSnapshotContents).
+    type: str
+    choices: [reference, copy]
+    default: reference
+  check_job:
+    description:
+      - A Job manifest (C(batch/v1); C(metadata.name) default C(<restore_name>-check)) created in O(restore_namespace) once the
+        claim is bound, whose pods mount the restored claim; it must complete within O(wait_timeout), else the task fails.
+        It is deleted (with its pods) either way.
+    type: dict
+  record_verified:
+    description:
+      - Once the claim is bound (and O(check_job) succeeded), annotate the source claim with
+        C(kubesnap.io/last-restore-verified=<snapshot id> <UTC time>). Used by the restore drill.
+    type: bool
+    default: false
+  replace:
+    description:
+      - When O(restore_name) in O(restore_namespace) is the source claim O(pvc) itself, delete it and restore a claim of the
+        same name from the snapshot (a StatefulSet's claim template names its claims). The snapshot is chosen and checked
+        first; the claim is deleted under the Lease, at the version planned on, only when no running pod mounts it. Its volume
+        goes with it when its reclaim policy is C(Delete), so take a snapshot first (C(playbooks/restore.yml) takes a held one).
+    type: bool
+    default: false
+  state:
+    description:
+      - V(present) restores. V(absent) deletes what a restore named O(restore_name) in O(restore_namespace) made (the claim, a
+        copy, the O(check_job)), each only if it carries the C(kubesnap.io/restored-from) annotation, claim first, each waited
+        for; a claim without it is an error. A copy still held by a provisioner's finalizer after O(wait_timeout) is a warning.
+    type: str
+    choices: [present, absent]
+    default: present
+notes:
+  - The local test control plane runs no kubelet, so the collection's own tests prove binding and provisioning, not mounting.
+  - The claim is not deleted when it does not bind in time, so that its events can be read.
+'''
+
+EXAMPLES = r'''
+- name: Restore the newest backup of db/data-0 into a new claim
+  kubesnap.snapshots.k8s_pv_restore:
+    namespace: db
+    pvc: data-0
+    restore_name: data-0-restored
+
+- name: Restore the state before last night's migration
+  kubesnap.snapshots.k8s_pv_restore:
+    namespace: db
+    pvc: data-0
+    before: "2026-11-29T22:00:00+00:00"
+    restore_name: data-0-before-migration
+    size: 20Gi
+
+- name: Restore into another namespace on any cluster, through a copy of the snapshot
+  kubesnap.snapshots.k8s_pv_restore:
+    namespace: db
+    pvc: data-0
+    restore_namespace: db-staging
+    restore_name: data-0
+    cross_namespace: copy
+
+- name: Delete that restore again
+  kubesnap.snapshots.k8s_pv_restore:
+    restore_namespace: db-staging
+    restore_name: data-0
+    state: absent
+
+- name: Restore a named snapshot, showing what would be created
+  kubesnap.snapshots.k8s_pv_restore:
+    namespace: db
+    snapshot: data-0-20261130040000
+    restore_name: data-0-copy
+  check_mode: true
+  register: plan
+'''
+
+RETURN = r'''
+pvc:
+  description: The restored claim.
+  returned: when a claim was created, found or would be created
+  type: dict
+  sample: {namespace: db, name: data-0-restored, phase: Bound, size: 10Gi, storage_class: standard, volume_name: pvc-5f0c2a9e}
+  contains:
+    namespace:
+      description: Its namespace.
+      type: str
+      sample: db
+    name:
+      description: Its name.
+      type: str
+      sample: data-0-restored
+    phase:
+      description: Its phase at the end (C(Bound), or C(Pending) when the wait ended first); null in check mode.
+      type: str
+      sample: Bound
+    size:
+      description: Requested size.
+      type: str
+      sample: 10Gi
+    storage_class:
+      description: Storage class; null when left to the cluster's default.
+      type: str
+      sample: standard
+    volume_name:
+      description: The PersistentVolume bound to it; null until bound.
+      type: str
+      sample: pvc-5f0c2a9e
+pv:
+  description: Name of the PersistentVolume holding the restored data; null when not bound (or in check mode for CSI).
+  returned: when a claim was created, found or would be created
+  type: str
+  sample: pvc-5f0c2a9e
+snapshot:
+  description: The snapshot restored from, as M(kubesnap.snapshots.snapshot_info) shows snapshots.
+  returned: when one was chosen
+  type: dict
+  sample: {backend: csi, id: db/data-0-20261130040000, name: data-0-20261130040000, namespace: db, state: ready, held: false,
+           created_at: '2026-11-30T04:00:02+00:00', size: 10Gi, source: pvc/db/data-0}
+  contains:
+    id:
+      description: Backend id (CSI, C(namespace/name)).
+      type: str
+      sample: db/data-0-20261130040000
+    name:
+      description: Name.
+      type: str
+      sample: data-0-20261130040000
+    namespace:
+      description: Namespace (CSI).
+      type: str
+      sample: db
+    created_at:
+      description: When it was taken.
+      type: str
+      sample: '2026-11-30T04:00:02+00:00'
+    state:
+      description: V(ready).
+      type: str
+      sample: ready
+    size:
+      description: Its restore size, when reported.
+      type: str
+      sample: 10Gi
+    source:
+      description: What it was taken of (CSI, C(pvc/<namespace>/<claim>)).
+      type: str
+      sample: pvc/db/data-0
+backend:
+  description: The backend that restored it (V(csi), or a cloud backend's name).
+  returned: when one was chosen
+  type: str
+  sample: csi
+seconds:
+  description: Seconds from the start of the writes until the claim was seen C(Bound); null when it was not, or nothing was written.
+  returned: always
+  type: float
+  sample: 3.2
+manifests:
+  description: The objects created, or in check mode to be created (the claim, and for a cloud restore first its volume); empty when the claim existed.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {apiVersion: v1, kind: PersistentVolumeClaim, metadata: {name: data-0-restored, namespace: db}, spec: {}}
+  contains:
+    apiVersion:
+      description: API version.
+      type: str
+      sample: v1
+    kind:
+      description: C(PersistentVolumeClaim), or C(PersistentVolume) (cloud; in check mode without its volume source, unknown until the disk exists).
+      type: str
+      sample: PersistentVolumeClaim
+    metadata:
+      description: Name, namespace, labels and annotations.
+      type: dict
+      sample: {name: data-0-restored, namespace: db}
+    spec:
+      description: The spec.
+      type: dict
+      sample: {accessModes: [ReadWriteOnce]}
+replaced:
+  description: With O(replace), the source claim deleted (or, in check mode, to be deleted) before the restore, C(namespace/name).
+  returned: when a claim was replaced
+  type: str
+  sample: db/data-web-0
+check:
+  description: V(succeeded) when O(check_job) succeeded, else why not.
+  returned: when O(check_job) ran
+  type: str
+  sample: succeeded
+verified:
+  description: The value recorded in C(kubesnap.io/last-restore-verified) on the source claim.
+  returned: when O(record_verified) recorded it
+  type: str
+  sample: db/data-0-20261130040000 2026-11-30T05:00:00+00:00
+deleted:
+  description: With O(state=absent), the objects deleted, as C(<kind>/<name>).
+  returned: with O(state=absent)
+  type: list
+  elements: str
+  sample: [PersistentVolumeClaim/drill-data-0-5e1f0c2a9e, VolumeSnapshot/drill-data-0-5e1f0c2a9e]
+field:
+  description: When the task failed on bad input or a state that forbids the restore, the option or object field at fault.
+  returned: on such failures
+  type: str
+  sample: snapshot
+api_calls:
+  description: API requests made, by HTTP method.
+  returned: always
+  type: dict
+  sample:
+    GET: 6
+    POST: 1
+'''
+
+import contextlib
+import dataclasses
+import datetime
+import time
+
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import retention
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import restore as rs
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import Registry
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import TargetError
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.csi import GROUP_VERSION, NAME_LIMIT, snapshot_from_object
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError, resource_path
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import AUTH_SPEC, LEASE_SPEC, KubesnapModule, argument_spec
+
+# How long replace=true waits for the source claim to be gone (its protection finalizer goes when no pod uses it).
+REPLACE_TIMEOUT = 120
+OPTIONS = {
+    'namespace': {'type': 'str'}, 'pvc': {'type': 'str'}, 'pv': {'type': 'str'}, 'snapshot': {'type': 'str'},
+    'select': {'type': 'str', 'choices': ['newest'], 'default': 'newest'}, 'before': {'type': 'str'},
+    'restore_namespace': {'type': 'str'}, 'restore_name': {'type': 'str'}, 'storage_class': {'type': 'str'}, 'size': {'type': 'str'},
+    'access_modes': {'type': 'list', 'elements': 'str'}, 'labels': {'type': 'dict'}, 'zone': {'type': 'str'},
+    'wait_timeout': {'type': 'int', 'default': 300},
+    'cross_namespace': {'type': 'str', 'choices': ['reference', 'copy'], 'default': 'reference'},
+    'check_job': {'type': 'dict'}, 'record_verified': {'type': 'bool', 'default': False},
+    'state': {'type': 'str', 'choices': ['present', 'absent'], 'default': 'present'},
+    'replace': {'type': 'bool', 'default': False},
+}
+
+
+@dataclasses.dataclass
+class Source:
+    """The volume asked for: its claim's namespace and name (when known), and the live claim and volume (when they exist)."""
+
+    namespace: str | None
+    pvc: str | None
+    claim: dict | None = None
+    pv: dict | None = None
+    # Set with `pv`: only snapshots labelled as that volume's.
+    volume_key: str | None = None
+
+    @property
+    def claim_source(self):
+        return 'pvc/%s/%s' % (self.namespace, self.pvc) if self.pvc else None
+
+
+def get_or_none(client, path):
+    try:
+        return client.get(path)
+    except KubeError as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def namespace_exists(client, name):
+    return get_or_none(client, resource_path('v1', 'namespaces', name=name)) is not None
+
+
+def read_source(client, p):
+    """The source volume from `pv`, or `namespace` + `pvc`, or just the snapshot's `namespace`."""
+    if p['pv']:
+        pv = get_or_none(client, resource_path('v1', 'persistentvolumes', name=p['pv']))
+        if pv is None:
+            raise rs.RestoreError('pv', 'PersistentVolume %s does not exist' % p['pv'])
+        ref = pv['spec'].get('claimRef') or {}
+        if not ref.get('name'):
+            raise rs.RestoreError('pv', 'PersistentVolume %s has no claimRef: no claim was snapshotted through it' % p['pv'])
+        if p['namespace'] and p['namespace'] != ref.get('namespace'):
+            raise rs.RestoreError('namespace', '%s, but PersistentVolume %s belongs to a claim in %s' % (p['namespace'], p['pv'], ref.get('namespace')))
+        claim = get_or_none(client, resource_path('v1', 'persistentvolumeclaims', ref['namespace'], ref['name']))
+        return Source(ref['namespace'], ref['name'], claim, pv, pv['metadata']['uid'])
+    if not p['namespace']:
+        raise rs.RestoreError('namespace', 'required with snapshot or pvc')
+    if not p['pvc']:
+        if not namespace_exists(client, p['namespace']):
+            raise rs.RestoreError('namespace', 'namespace %s does not exist' % p['namespace'])
+        return Source(p['namespace'], None)
+    claim = get_or_none(client, resource_path('v1', 'persistentvolumeclaims', p['namespace'], p['pvc']))
+    if claim is None and not namespace_exists(client, p['namespace']):
+        raise rs.RestoreError('namespace', 'namespace %s does not exist, so it has no claim %s' % (p['namespace'], p['pvc']))
+    volume = (claim or {}).get('spec', {}).get('volumeName')
+    pv = get_or_none(client, resource_path('v1', 'persistentvolumes', name=volume)) if volume else None
+    return Source(p['namespace'], p['pvc'], claim, pv)
+
+
+def backend_of(registry, source):
+    """The backend serving the source volume; CSI when no volume is left to ask (a claim restored by name)."""
+    if source.pv is None:
+        return registry.get('csi')
+    try:
+        return registry.backend_for(source.pv)
+    except TargetError as exc:
+        raise rs.RestoreError('pv %s %s' % (source.pv['metadata']['name'], exc.field), exc.reason) from exc
+
+
+def read_named_snapshot(client, backend, namespace, name):
+    """The snapshot `name` in `namespace`, owned or not (CSI); a cloud backend's owned one of that name or id."""
+    if backend.name == 'csi':
+        obj = get_or_none(client, resource_path(GROUP_VERSION, 'volumesnapshots', namespace, name))
+        if obj is None:
+            raise rs.RestoreError('snapshot', 'VolumeSnapshot %s/%s does not exist' % (namespace, name))
+        if obj['metadata'].get('deletionTimestamp'):
+            raise rs.RestoreError('snapshot', 'VolumeSnapshot %s/%s is being deleted' % (namespace, name))
+        return snapshot_from_object(obj)
+    found = [s for s in backend.list_owned([namespace]) if name in (s.name, s.id)]
+    if not found:
+        raise rs.RestoreError('snapshot', 'no %s snapshot named %s owned by kubesnap in %s' % (backend.name, name, namespace))
+    return found[0]
+
+
+def choose_snapshot(module, client, backend, source):
+    p = module.params
+    what = 'claim %s/%s' % (source.namespace, source.pvc) if source.pvc else 'namespace %s' % source.namespace
+    if p['snapshot']:
+        snapshot = read_named_snapshot(client, backend, source.namespace, p['snapshot'])
+        # A snapshot someone made by hand carries no volume label: what it was taken of is its claim.
+        key = source.volume_key if snapshot.volume_key or snapshot.backend != 'csi' else None
+        if (source.pvc or source.volume_key) and not rs.volume_of(snapshot, source.claim_source, key):
+            raise rs.RestoreError('snapshot', 'snapshot %s was taken of %s (volume %s), not of %s%s' % (
+                snapshot.id, snapshot.source or 'an unknown source', snapshot.volume_key or 'unknown', what,
+                ' (volume %s)' % source.volume_key if source.volume_key else ''))
+    else:
+        before = None
+        if p['before']:
+            try:
+                before = retention.parse_timestamp(p['before'])
+            except ValueError as exc:
+                raise rs.RestoreError('before', str(exc)) from exc
+        key = source.volume_key if backend.name == 'csi' else (source.pv or {}).get('metadata', {}).get('uid')
+        candidates = [s for s in backend.list_owned([source.namespace]) if rs.volume_of(s, source.claim_source, key)]
+        snapshot = rs.choose(candidates, what, before)
+    problem = rs.usable_problem(snapshot)
+    if problem:
+        raise rs.RestoreError('snapshot', problem)
+    return snapshot
+
+
+def check_cross_namespace(client, snapshot, claim):
+    """A CSI claim in another namespace than its snapshot: the grant must exist and the server must keep dataSourceRef.namespace."""
+    grants = None
+    for group_version in rs.GRANT_GROUP_VERSIONS:
+        grants = client.list_optional(resource_path(group_version, 'referencegrants', snapshot.namespace))
+        if grants is not None:
+            break
+    if grants is None:
+        raise rs.RestoreError('restore_namespace', 'restoring snapshot %s into namespace %s needs a ReferenceGrant (gateway.networking.k8s.io), '
+                              'which this cluster does not serve; restore into %s instead' % (snapshot.id, claim['metadata']['namespace'], snapshot.namespace))
+    if not rs.grant_allows(grants, claim['metadata']['namespace'], snapshot):
+        raise rs.RestoreError('restore_namespace', 'no ReferenceGrant in namespace %s lets PersistentVolumeClaims of namespace %s use VolumeSnapshot %s'
+                              % (snapshot.namespace, claim['metadata']['namespace'], snapshot.name))
+    answer = client.request('POST', resource_path('v1', 'persistentvolumeclaims', claim['metadata']['namespace']), {'dryRun': 'All'}, claim)
+    if ((answer.get('spec') or {}).get('dataSourceRef') or {}).get('namespace') != snapshot.namespace:
+        raise rs.RestoreError('restore_namespace', 'this cluster does not serve dataSourceRef.namespace (feature CrossNamespaceVolumeDataSource is off), '
+                              'so snapshot %s can be restored only into namespace %s' % (snapshot.id, snapshot.namespace))
+
+
+@dataclasses.dataclass
+class Plan:
+    source: Source
+    backend: object
+    snapshot: object
+    claim: dict
+    existing: dict | None
+    zone: str | None = None
+    size_bytes: int = 0
+    # CSI across namespaces with cross_namespace=copy: (VolumeSnapshotContent, VolumeSnapshot) made before the claim.
+    copy: tuple = ()
+    # replace=true: the source claim itself, deleted just before the restored claim of its name is created.
+    replaced: dict | None = None
+
+
+def make_plan(module, client, registry, now):
+    """Everything checked and decided before anything is written."""
+    p = module.params
+    source = read_source(client, p)
+    backend = backend_of(registry, source)
+    snapshot = choose_snapshot(module, client, backend, source)
+    namespace = p['restore_namespace'] or snapshot.namespace or source.namespace
+    if namespace != source.namespace and not namespace_exists(client, namespace):
+        raise rs.RestoreError('restore_namespace', 'namespace %s does not exist' % namespace)
+    claim_name = source.pvc or (snapshot.source or '').rpartition('/')[2] or snapshot.name
+    name = p['restore_name'] or rs.default_restore_name(claim_name, now)
+    size, size_bytes = rs.restore_size(p['size'], source.claim, snapshot)
+    overrides = {key: p[key] for key in ('labels', 'access_modes', 'storage_class')}
+    cloud = backend.name != 'csi'
+    copying = not cloud and namespace != snapshot.namespace and p['cross_namespace'] == 'copy'
+    claim = rs.claim_manifest(name, namespace, snapshot, size, source.claim, overrides,
+                              volume_name=rs.cloud_volume_name(namespace, name) if cloud else None, copy_name=name if copying else None)
+    existing = get_or_none(client, resource_path('v1', 'persistentvolumeclaims', namespace, name))
+    replaced = None
+    if existing is not None:
+        problem = rs.existing_claim_problem(existing, snapshot, copy_name=name if copying else None)
+        if problem and p['replace'] and (namespace, name) == (source.namespace, source.pvc) and not existing['metadata'].get('deletionTimestamp'):
+            replaced, existing = existing, None
+        elif problem:
+            raise rs.RestoreError('restore_name', problem + ('' if not p['replace'] else ' (replace applies only to the source claim itself)'))
+        else:
+            return Plan(source, backend, snapshot, claim, existing)
+    zone, copy = None, ()
+    if cloud:
+        zone = p['zone'] or rs.volume_zone(source.pv)
+        if not zone:
+            raise rs.RestoreError('zone', 'required: the source volume shows no zone')
+    elif copying:
+        copy = rs.copy_manifests(snapshot, read_content(client, snapshot), namespace, name)
+    elif namespace != snapshot.namespace:
+        check_cross_namespace(client, snapshot, claim)
+    return Plan(source, backend, snapshot, claim, None, zone, size_bytes, copy, replaced)
+
+
+def read_content(client, snapshot):
+    """The VolumeSnapshotContent a ready VolumeSnapshot is bound to, with the driver's snapshot handle (for a copy)."""
+    obj = client.get(resource_path(GROUP_VERSION, 'volumesnapshots', snapshot.namespace, snapshot.name))
+    name = (obj.get('status') or {}).get('boundVolumeSnapshotContentName')
+    content = get_or_none(client, resource_path(GROUP_VERSION, 'volumesnapshotcontents', name=name)) if name else None
+    if content is None or not (content.get('status') or {}).get('snapshotHandle'):
+        raise rs.RestoreError('snapshot', 'snapshot %s has no VolumeSnapshotContent with a snapshot handle to copy' % snapshot.id)
+    return content
+
+
+def still_usable(client, backend, snapshot):
+    """Read again under the Lease: the snapshot chosen before may have been deleted or held since; RestoreError if unusable."""
+    if backend.name == 'csi':
+        current = read_named_snapshot(client, backend, snapshot.namespace, snapshot.name)
+        if current.uid != snapshot.uid:
+            raise rs.RestoreError('snapshot', 'VolumeSnapshot %s was replaced since it was chosen' % snapshot.id)
+        problem = rs.usable_problem(current)
+        if problem:
+            raise rs.RestoreError('snapshot', problem)
+
+
+def create_or_find(client, path, body):
+    """Create `body` at `path`; one of that name already there counts as created when it carries the same restored-from annotation."""
+    try:
+        client.create(path, body)
+    except KubeError as exc:
+        found = get_or_none(client, '%s/%s' % (path, body['metadata']['name'])) if exc.status == 409 else None
+        if found is None or (found['metadata'].get('annotations') or {}).get(rs.RESTORED_FROM) != body['metadata']['annotations'][rs.RESTORED_FROM]:
+            raise
+
+
+def create(client, plan, ensure_held):
+    """Create what the plan says (cloud: the disk through the backend's hook and its PV; a copy: its content and
+    snapshot), then the claim; the manifests created."""
+    created = []
+    if plan.backend.name != 'csi':
+        ensure_held()
+        answer = plan.backend.volume_from_snapshot(plan.snapshot, plan.zone, plan.size_bytes, plan.claim['spec']['volumeName'])
+        created.append(rs.volume_manifest(answer, plan.claim, plan.snapshot))
+    created.extend(plan.copy)
+    if plan.replaced is not None:
+        ensure_held()
+        replace_source(client, plan.replaced, ensure_held)
+    for body in created:
+        ensure_held()
+        create_or_find(client, object_path(body), body)
+    ensure_held()
+    client.create(resource_path('v1', 'persistentvolumeclaims', plan.claim['metadata']['namespace']), plan.claim)
+    return created + [plan.claim]
+
+
+def replace_source(client, claim, ensure_held, timeout=REPLACE_TIMEOUT):
+    """Delete the source claim a restore replaces (replace=true): only the version planned on, only when no pod mounts it."""
+    meta = claim['metadata']
+    users = [pod['metadata']['name'] for pod in client.list_all(resource_path('v1', 'pods', meta['namespace']))
+             if any((v.get('persistentVolumeClaim') or {}).get('claimName') == meta['name'] for v in (pod.get('spec') or {}).get('volumes') or [])
+             and (pod.get('status') or {}).get('phase') not in ('Succeeded', 'Failed')]
+    if users:
+        raise rs.RestoreError('replace', 'claim %s/%s is mounted by pods %s; scale them down first'
+                              % (meta['namespace'], meta['name'], ', '.join(sorted(users))))
+    ensure_held()
+    client.delete(resource_path('v1', 'persistentvolumeclaims', meta['namespace'], meta['name']),
+                  {'uid': meta['uid'], 'resourceVersion': meta['resourceVersion']})
+    if wait_for(client, resource_path('v1', 'persistentvolumeclaims', meta['namespace']), meta['name'], lambda obj: obj is None, timeout) is not None:
+        raise rs.RestoreError('replace', 'claim %s/%s is still there %d s after it was deleted' % (meta['namespace'], meta['name'], timeout))
+
+
+def object_path(body, name=False):
+    """The collection path of a manifest (with `name`, the object's own path)."""
+    meta = body['metadata']
+    return resource_path(body['apiVersion'], body['kind'].lower() + 's', meta.get('namespace'), meta['name'] if name else None)
+
+
+def delete_if_ours(client, body):
+    """Delete an object a restore made (it carries our restored-from annotation); True when one was deleted."""
+    found = get_or_none(client, object_path(body, name=True))
+    if found is None or not (found['metadata'].get('annotations') or {}).get(rs.RESTORED_FROM):
+        return False
+    try:
+        client.delete(object_path(body, name=True), {'uid': found['metadata']['uid']})
+    except KubeError as exc:
+        if exc.status != 404:
+            raise
+        return False
+    return True
+
+
+def wait_for(client, collection, name, done, timeout, clock=time.monotonic, sleep=time.sleep):
+    """The object `name` of `collection` (None once deleted) as soon as `done(object)`, or as last seen when `timeout`
+    passes: one read, then a watch of the collection from that version (a broken or expired watch reads again)."""
+    deadline = clock() + timeout
+
+    def read():
+        try:
+            obj = client.get('%s/%s' % (collection, name))
+        except KubeError as exc:
+            if exc.status != 404:
+                raise
+            return None, (client.request('GET', collection, {'limit': 1}).get('metadata') or {}).get('resourceVersion')
+        return obj, obj['metadata'].get('resourceVersion')
+
+    obj, version = read()
+    while not done(obj) and clock() < deadline:
+        try:
+            with contextlib.closing(client.watch(collection, None, version, deadline - clock())) as events:
+                for kind, event in events:
+                    version = event['metadata'].get('resourceVersion') or version
+                    if event['metadata'].get('name') == name and kind in ('ADDED', 'MODIFIED', 'DELETED'):
+                        obj = None if kind == 'DELETED' else event
+                        if done(obj):
+                            break
+        except KubeError as exc:
+            if not (exc.status == 410 or (exc.method == 'GET' and exc.retryable)):
+                raise
+            sleep(min(1.0, max(0.0, deadline - clock())))
+            obj, version = read()
+    return obj
+
+
+def is_bound(claim):
+    return claim is not None and (claim.get('status') or {}).get('phase') == 'Bound'
+
+
+def job_outcome(job):
+    """'Complete' or 'Failed' once a Job has finished (or 'deleted'), else None."""
+    if job is None:
+        return 'deleted'
+    for condition in (job.get('status') or {}).get('conditions') or []:
+        if condition.get('type') in ('Complete', 'Failed') and condition.get('status') == 'True':
+            return condition['type']
+    return None
+
+
+def check_job_name(template, restore_name):
+    return ((template or {}).get('metadata') or {}).get('name') or restore_name[:NAME_LIMIT - 6].rstrip('-.') + '-check'
+
+
+def check_job_manifest(template, namespace, restore_name, snapshot):
+    """The drill's check Job from the user's template: in the restore's namespace, `<restore_name>-check` unless named."""
+    job = dict(template, apiVersion=template.get('apiVersion', 'batch/v1'), kind='Job')
+    meta = dict(job.get('metadata') or {})
+    meta.update(namespace=namespace, name=check_job_name(template, restore_name),
+                annotations=dict(meta.get('annotations') or {}, **{rs.RESTORED_FROM: rs.restored_from_value(snapshot)}))
+    job['metadata'] = meta
+    return job
+
+
+def run_check_job(client, job, timeout):
+    """Create the check Job, wait until it finishes, delete it (with its pods); None when it succeeded, else why not."""
+    client.create(object_path(job), job)
+    try:
+        outcome = job_outcome(wait_for(client, object_path(job), job['metadata']['name'], job_outcome, timeout))
+    finally:
+        delete_job(client, job)
+    if outcome == 'Complete':
+        return None
+    return 'check Job %s/%s %s' % (job['metadata']['namespace'], job['metadata']['name'],
+                                   'failed' if outcome == 'Failed' else 'did not finish within %d s' % timeout)
+
+
+def delete_job(client, job):
+    try:
+        client.request('DELETE', object_path(job, name=True), body={'kind': 'DeleteOptions', 'apiVersion': 'v1', 'propagationPolicy': 'Background'})
+        return True
+    except KubeError as exc:
+        if exc.status != 404:
+            raise
+        return False
+
+
+def last_warning(client, namespace, name):
+    """The newest Warning event of a claim (why it does not bind: the provisioner's error), or None."""
+    query = {'fieldSelector': 'involvedObject.kind=PersistentVolumeClaim,involvedObject.name=%s' % name}
+    try:
+        events = client.request('GET', resource_path('v1', 'events', namespace), query).get('items') or []
+    except KubeError:
+        return None
+    warnings = sorted((e for e in events if e.get('type') == 'Warning'), key=lambda e: e.get('lastTimestamp') or e.get('eventTime') or '')
+    return '%s: %s' % (warnings[-1].get('reason'), warnings[-1].get('message')) if warnings else None
+
+
+def claim_result(claim):
+    spec, status = claim.get('spec') or {}, claim.get('status') or {}
+    return {'namespace': claim['metadata']['namespace'], 'name': claim['metadata']['name'], 'phase': status.get('phase'),
+            'size': ((spec.get('resources') or {}).get('requests') or {}).get('storage'),
+            'storage_class': spec.get('storageClassName'), 'volume_name': spec.get('volumeName') or None}
+
+
+def restore(module, client, plan, result):
+    """Write the plan under the Lease (unless the claim exists), wait for Bound, drop a copy, run the check, record it; [failures]."""
+    p = module.params
+    namespace, name = plan.claim['metadata']['namespace'], plan.claim['metadata']['name']
+    started = time.monotonic()
+    if plan.existing is None:
+        def act(_plan, ensure_held):
+            still_usable(client, plan.backend, plan.snapshot)
+            return create(client, plan, ensure_held)
+
+        written = module.write_under_lease(lambda: plan, act, result, must_write=True)[1]
+        if written is None:
+            return []  # the Lease was held: exit_or_fail reports it
+        result['manifests'] = written
+    claim = wait_for(client, resource_path('v1', 'persistentvolumeclaims', namespace), name, is_bound, p['wait_timeout'])
+    result.update(pvc=claim_result(claim or plan.claim), pv=(claim or {}).get('spec', {}).get('volumeName'))
+    if not is_bound(claim):
+        warning = last_warning(client, namespace, name)
+        return ['PersistentVolumeClaim %s/%s restored from %s is not Bound after %d s (phase %s)%s' % (
+            namespace, name, plan.snapshot.id, p['wait_timeout'], result['pvc']['phase'], '; last warning: %s' % warning if warning else '')]
+    result['seconds'] = round(time.monotonic() - started, 3)
+    for body in reversed(plan.copy):  # bound: the volume holds the data, the copy is no longer read
+        delete_if_ours(client, body)
+    if p['check_job']:
+        problem = run_check_job(client, check_job_manifest(p['check_job'], namespace, name, plan.snapshot), p['wait_timeout'])
+        result['check'] = problem or 'succeeded'
+        if problem:
+            return [problem]
+    if p['record_verified'] and plan.source.claim is not None:
+        value = '%s %s' % (plan.snapshot.id, datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat())
+        client.request('PATCH', resource_path('v1', 'persistentvolumeclaims', plan.source.namespace, plan.source.pvc),
+                       body={'metadata': {'annotations': {rs.LAST_VERIFIED: value}}}, content_type='application/merge-patch+json')
+        result.update(changed=True, verified=value)
+    return []
+
+
+def remove(module, client):
+    """state=absent: delete what a restore named `restore_name` in `restore_namespace` made (only objects carrying our annotation)."""
+    p = module.params
+    namespace, name = p['restore_namespace'], p['restore_name']
+    claim = {'apiVersion': 'v1', 'kind': 'PersistentVolumeClaim', 'metadata': {'namespace': namespace, 'name': name}}
+    copy = [{'apiVersion': GROUP_VERSION, 'kind': 'VolumeSnapshot', 'metadata': {'namespace': namespace, 'name': name}},
+            {'apiVersion': GROUP_VERSION, 'kind': 'VolumeSnapshotContent', 'metadata': {'name': rs.cloud_volume_name(namespace, name)}}]
+    job = {'apiVersion': 'batch/v1', 'kind': 'Job', 'metadata': {'namespace': namespace, 'name': check_job_name(p['check_job'], name)}}
+    existing = get_or_none(client, object_path(claim, name=True))
+    if existing is not None and not (existing['metadata'].get('annotations') or {}).get(rs.RESTORED_FROM):
+        module.fail_json(msg='restore_name: PersistentVolumeClaim %s/%s was not made by a restore (no %s annotation); not deleted'
+                         % (namespace, name, rs.RESTORED_FROM), field='restore_name', api_calls=module.api_calls())
+    if module.check_mode:
+        module.exit_json(changed=existing is not None, api_calls=module.api_calls())
+    # In order, each gone before the next: the snapshot controller keeps a copy while a claim may still provision from it.
+    deleted = []
+    if p['check_job'] and delete_job(client, job):
+        deleted.append(job)
+    held = False
+    for body in [claim] + copy:
+        if not delete_if_ours(client, body):
+            continue
+        deleted.append(body)
+        meta = body['metadata']
+        if held:
+            continue  # bound to the copy still held: it goes with it, nothing to wait for
+        left = wait_for(client, object_path(body), meta['name'], lambda obj: obj is None, p['wait_timeout'])
+        if left is None:
+            continue
+        shown = '%s %s is still there after %d s (finalizers: %s)' % (body['kind'], '/'.join(filter(None, (meta.get('namespace'), meta['name']))),
+                                                                     p['wait_timeout'], ', '.join(left['metadata'].get('finalizers') or []) or 'none')
+        if body is claim:
+            module.fail_json(msg=shown, api_calls=module.api_calls())
+        # A provisioner that was still retrying for the deleted claim keeps its finalizer on the copy until it resyncs
+        # (minutes); the copy holds no data of its own and goes then.
+        held = True
+        module.warn('%s; it is being deleted and goes once released (its content is Retain: the original snapshot stays)' % shown)
+    module.exit_json(changed=bool(deleted), deleted=['%s/%s' % (b['kind'], b['metadata']['name']) for b in deleted], api_calls=module.api_calls())
+
+
+def main():
+    spec = argument_spec(AUTH_SPEC, LEASE_SPEC, **OPTIONS)
+    module = KubesnapModule(argument_spec=spec, mutually_exclusive=[('pvc', 'pv'), ('snapshot', 'before')],
+                            required_if=[('state', 'absent', ('restore_namespace', 'restore_name'))],
+                            required_by={'pvc': 'namespace'})
+    p = module.params
+    client = module.client
+    if p['state'] == 'absent':
+        try:
+            remove(module, client)
+        except KubeError as exc:
+            module.fail_api(exc)
+    if not (p['snapshot'] or p['pvc'] or p['pv']):
+        module.fail_json(msg='one of the following is required: snapshot, pvc, pv')
+    result = {'changed': False, 'manifests': [], 'seconds': None}
+    try:
+        registry = Registry.for_run(p, client)
+        plan = make_plan(module, client, registry, datetime.datetime.now(datetime.timezone.utc))
+    except rs.RestoreError as exc:
+        module.fail_json(msg=str(exc), field=exc.field, api_calls=module.api_calls(), **result)
+    except KubeError as exc:
+        module.fail_api(exc)
+    result.update(snapshot=plan.snapshot.as_dict(), backend=plan.backend.name)
+    if plan.existing is None:
+        # A cloud volume's source is known once its disk exists: check mode shows the rest of it.
+        planned = ([rs.volume_manifest({'spec': {}}, plan.claim, plan.snapshot)] if plan.backend.name != 'csi' else []) + list(plan.copy) + [plan.claim]
+        before = {'manifests': [plan.replaced]} if plan.replaced is not None else {}
+        result.update(changed=True, manifests=planned, diff={'before': before, 'after': {'manifests': planned}})
+        if plan.replaced is not None:
+            result['replaced'] = '%s/%s' % (plan.replaced['metadata']['namespace'], plan.replaced['metadata']['name'])
+    if module.check_mode:
+        module.exit_json(pvc=claim_result(plan.existing or plan.claim), pv=(plan.existing or plan.claim)['spec'].get('volumeName'),
+                         api_calls=module.api_calls(), **result)
+    try:
+        failures = restore(module, client, plan, result)
+    except rs.RestoreError as exc:
+        module.fail_json(msg=str(exc), field=exc.field, api_calls=module.api_calls(), **result)
+    except (KubeError, TargetError) as exc:
+        module.fail_json(msg='restoring %s into %s/%s failed: %s' % (plan.snapshot.id, plan.claim['metadata']['namespace'],
+                                                                     plan.claim['metadata']['name'], exc), api_calls=module.api_calls(), **result)
+    module.exit_or_fail(failures, 'restore did not complete', **result)
+
+
+if __name__ == '__main__':
+    main()

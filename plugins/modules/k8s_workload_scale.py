@@ -1,0 +1,260 @@
+#!/usr/bin/python
+# Copyright: (c) 2026, kubesnap contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: k8s_workload_scale
+short_description: Scale the workloads that mount a claim to zero and back, for an in-place restore
+version_added: 0.1.0
+author: kubesnap contributors (@kubesnap)
+description:
+  - Helper of C(playbooks/restore.yml). With O(state=down), finds the Deployments and StatefulSets in O(namespace) whose pods
+    mount O(claim) (a C(persistentVolumeClaim) volume of their pod template, or a StatefulSet's C(volumeClaimTemplates) entry
+    that makes it), scales each to zero and returns their replica counts in RV(workloads); each also gets the annotation
+    C(kubesnap.io/restore-replicas) with its count, so that a run that stopped half way shows what to scale back to.
+    It then waits until no pod of theirs mounts the claim.
+  - It refuses, naming them, when pods it does not control (not owned by one of these workloads) mount the claim and are
+    not finished, unless O(force).
+  - With O(state=up), scales the O(workloads) of a C(down) run back to their counts, and with O(swap_claim) first points the
+    pod template volumes that mounted O(claim) at that claim instead.
+extends_documentation_fragment:
+  - kubesnap.snapshots.k8s_auth
+  - kubesnap.snapshots.backends
+attributes:
+  check_mode:
+    support: full
+    description: Reports what would be scaled or changed; writes nothing.
+  diff_mode:
+    support: none
+    description: Nothing to compare.
+options:
+  namespace:
+    description: Namespace of the claim and the workloads.
+    type: str
+    required: true
+  claim:
+    description: The PersistentVolumeClaim.
+    type: str
+    required: true
+  state:
+    description: V(down) scales to zero, V(up) scales back (and swaps).
+    type: str
+    choices: [down, up]
+    default: down
+  workloads:
+    description: With O(state=up), the RV(workloads) of the C(down) run.
+    type: list
+    elements: dict
+  swap_claim:
+    description: With O(state=up), the claim the workloads' pod template volumes mount instead of O(claim).
+    type: str
+  force:
+    description: With O(state=down), go on although pods it does not control mount the claim.
+    type: bool
+    default: false
+  wait_timeout:
+    description: Seconds to wait, with O(state=down), until no pod of the workloads mounts the claim (0 to 315360000).
+    type: int
+    default: 300
+notes:
+  - The local test control plane runs no kubelet, so its tests check the scale and the swap on the objects; no pod runs.
+'''
+
+EXAMPLES = r'''
+- name: Scale down what mounts db/data-0
+  kubesnap.snapshots.k8s_workload_scale:
+    namespace: db
+    claim: data-0
+  register: scaled
+
+- name: Scale back, mounting the restored claim
+  kubesnap.snapshots.k8s_workload_scale:
+    namespace: db
+    claim: data-0
+    state: up
+    workloads: "{{ scaled.workloads }}"
+    swap_claim: data-0-restore-20261130050000
+'''
+
+RETURN = r'''
+workloads:
+  description: The workloads that mount the claim, with the replicas they had before O(state=down) (or are scaled back to).
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {kind: Deployment, name: web, replicas: 2, mount: volume}
+  contains:
+    kind:
+      description: C(Deployment) or C(StatefulSet).
+      type: str
+      sample: Deployment
+    name:
+      description: Its name.
+      type: str
+      sample: web
+    replicas:
+      description: Its replicas before the scale-down.
+      type: int
+      sample: 2
+    mount:
+      description: V(volume) (a pod template volume names the claim) or V(template) (a StatefulSet claim template makes it).
+      type: str
+      sample: volume
+foreign_pods:
+  description: Pods that mount the claim and are not controlled by these workloads.
+  returned: always
+  type: list
+  elements: str
+  sample: [debug-shell]
+api_calls:
+  description: API requests made, by HTTP method.
+  returned: always
+  type: dict
+  sample:
+    GET: 4
+    PATCH: 1
+'''
+
+import re
+import time
+
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError, resource_path
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import AUTH_SPEC, KubesnapModule, argument_spec
+
+KINDS = {'Deployment': 'deployments', 'StatefulSet': 'statefulsets'}
+REPLICAS_ANNOTATION = 'kubesnap.io/restore-replicas'
+FINISHED = ('Succeeded', 'Failed')
+
+
+def mounts(volumes, claim):
+    return any((v.get('persistentVolumeClaim') or {}).get('claimName') == claim for v in volumes or [])
+
+
+def mount_of(workload, claim):
+    """'volume', 'template' or None: how a workload's pods mount `claim`."""
+    spec = workload.get('spec') or {}
+    if mounts(((spec.get('template') or {}).get('spec') or {}).get('volumes'), claim):
+        return 'volume'
+    name = workload['metadata']['name']
+    for template in spec.get('volumeClaimTemplates') or []:
+        if re.match(r'^%s-%s-[0-9]+$' % (re.escape(template['metadata']['name']), re.escape(name)), claim):
+            return 'template'
+    return None
+
+
+def controller(obj):
+    return next(((ref.get('kind'), ref.get('name')) for ref in obj['metadata'].get('ownerReferences') or [] if ref.get('controller')), None)
+
+
+def foreign_pods(pods, replica_sets, workloads, claim):
+    """Pods mounting `claim`, not finished, whose controller (through its ReplicaSet for a Deployment) is none of `workloads`."""
+    ours = {(w['kind'], w['name']) for w in workloads}
+    owners = {rs['metadata']['name']: controller(rs) for rs in replica_sets}
+    found = []
+    for pod in pods:
+        if not mounts((pod.get('spec') or {}).get('volumes'), claim) or (pod.get('status') or {}).get('phase') in FINISHED:
+            continue
+        owner = controller(pod)
+        if owner and owner[0] == 'ReplicaSet':
+            owner = owners.get(owner[1])
+        if owner not in ours:
+            found.append(pod['metadata']['name'])
+    return sorted(found)
+
+
+def swapped(volumes, claim, new):
+    return [dict(v, persistentVolumeClaim=dict(v['persistentVolumeClaim'], claimName=new))
+            if (v.get('persistentVolumeClaim') or {}).get('claimName') == claim else v for v in volumes]
+
+
+def path(namespace, kind, name=None):
+    return resource_path('apps/v1', KINDS[kind], namespace, name)
+
+
+def patch(client, namespace, kind, name, body):
+    return client.request('PATCH', path(namespace, kind, name), body=body, content_type='application/merge-patch+json')
+
+
+def down(module, client):
+    p = module.params
+    namespace, claim = p['namespace'], p['claim']
+    workloads = []
+    for kind in KINDS:
+        for obj in client.list_all(path(namespace, kind)):
+            mount = mount_of(obj, claim)
+            if mount:
+                workloads.append({'kind': kind, 'name': obj['metadata']['name'], 'mount': mount,
+                                  'replicas': int((obj['metadata'].get('annotations') or {}).get(REPLICAS_ANNOTATION)
+                                                  or (obj.get('spec') or {}).get('replicas', 1))})
+    pods = client.list_all(resource_path('v1', 'pods', namespace))
+    foreign = foreign_pods(pods, client.list_all(resource_path('apps/v1', 'replicasets', namespace)), workloads, claim)
+    result = {'workloads': workloads, 'foreign_pods': foreign}
+    if foreign and not p['force']:
+        module.fail_json(msg='claim %s/%s is mounted by pods not controlled by a Deployment or StatefulSet that mounts it: %s; '
+                         'stop them, or set force' % (namespace, claim, ', '.join(foreign)), api_calls=module.api_calls(), **result)
+    changed = False
+    for workload in workloads:
+        current = client.get(path(namespace, workload['kind'], workload['name']))
+        if (current.get('spec') or {}).get('replicas') != 0:
+            changed = True
+            if not module.check_mode:
+                patch(client, namespace, workload['kind'], workload['name'],
+                      {'metadata': {'annotations': {REPLICAS_ANNOTATION: str(workload['replicas'])}}, 'spec': {'replicas': 0}})
+    if not module.check_mode:
+        wait_unmounted(module, client, namespace, claim, workloads, foreign)
+    module.exit_json(changed=changed, api_calls=module.api_calls(), **result)
+
+
+def wait_unmounted(module, client, namespace, claim, workloads, foreign):
+    """Until no pod but the foreign ones (allowed by force) mounts the claim; a short poll: pods stop within seconds."""
+    deadline = time.monotonic() + module.params['wait_timeout']
+    while True:
+        pods = [pod for pod in client.list_all(resource_path('v1', 'pods', namespace))
+                if mounts((pod.get('spec') or {}).get('volumes'), claim) and pod['metadata']['name'] not in foreign]
+        if not pods:
+            return
+        if time.monotonic() >= deadline:
+            module.fail_json(msg='pods still mount claim %s/%s after %d s: %s' % (namespace, claim, module.params['wait_timeout'],
+                                                                               ', '.join(sorted(p['metadata']['name'] for p in pods))),
+                             workloads=workloads, api_calls=module.api_calls())
+        time.sleep(1)
+
+
+def up(module, client):
+    p = module.params
+    namespace, claim, new = p['namespace'], p['claim'], p['swap_claim']
+    workloads = p['workloads'] or []
+    changed = False
+    for index, workload in enumerate(workloads):
+        if workload.get('kind') not in KINDS or not workload.get('name') or not isinstance(workload.get('replicas'), int):
+            module.fail_json(msg='workloads[%d]: needs kind (Deployment or StatefulSet), name and replicas (an int), as state=down returns them'
+                             % index)
+        current = client.get(path(namespace, workload['kind'], workload['name']))
+        body = {'metadata': {'annotations': {REPLICAS_ANNOTATION: None}}, 'spec': {'replicas': workload['replicas']}}
+        volumes = ((current['spec'].get('template') or {}).get('spec') or {}).get('volumes') or []
+        if new and mounts(volumes, claim):
+            body['spec']['template'] = {'spec': {'volumes': swapped(volumes, claim, new)}}
+        if current['spec'].get('replicas') != workload['replicas'] or 'template' in body['spec'] \
+                or REPLICAS_ANNOTATION in (current['metadata'].get('annotations') or {}):
+            changed = True
+            if not module.check_mode:
+                patch(client, namespace, workload['kind'], workload['name'], body)
+    module.exit_json(changed=changed, workloads=workloads, foreign_pods=[], api_calls=module.api_calls())
+
+
+def main():
+    spec = argument_spec(AUTH_SPEC, namespace={'type': 'str', 'required': True}, claim={'type': 'str', 'required': True},
+                         state={'type': 'str', 'choices': ['down', 'up'], 'default': 'down'}, workloads={'type': 'list', 'elements': 'dict'},
+                         swap_claim={'type': 'str'}, force={'type': 'bool', 'default': False}, wait_timeout={'type': 'int', 'default': 300})
+    module = KubesnapModule(argument_spec=spec, required_if=[('state', 'up', ('workloads',))])
+    try:
+        (down if module.params['state'] == 'down' else up)(module, module.client)
+    except KubeError as exc:
+        module.fail_api(exc)
+
+
+if __name__ == '__main__':
+    main()

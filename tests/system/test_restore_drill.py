@@ -1,0 +1,135 @@
+# playbooks/restore_drill.yml through ansible-playbook on the local control plane: each protected volume's newest
+# snapshot is restored into the scratch namespace (through a copy of the snapshot there), binds, is recorded on the
+# source claim and in the report, and everything the drill made is gone afterwards, after a failure too.
+"""System tests of the restore drill (and k8s_pv_restore's cross-namespace copy)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+
+from .modules import COLLECTIONS, DELTAS, run_module
+
+LAST_VERIFIED = "kubesnap.io/last-restore-verified"
+RESTORED_FROM = "kubesnap.io/restored-from"
+
+
+def drill(cluster, **extra_vars):
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS), ANSIBLE_NOCOLOR="1")
+    extra = {"drill_kubeconfig": str(cluster.kubeconfig), "ansible_python_interpreter": sys.executable, **extra_vars}
+    return subprocess.run([str(Path(sys.executable).with_name("ansible-playbook")), "-i", "localhost,", "-e", json.dumps(extra),
+                           "kubesnap.snapshots.restore_drill"], capture_output=True, text=True, env=env, check=False, timeout=600)
+
+
+@pytest.fixture
+def scratch(kube):
+    name = kube.create_test_namespace("drill-scratch")
+    yield name
+    kube.delete_namespace(name)
+
+
+@pytest.fixture
+def protected(kube, namespace, cluster):
+    """Two protected claims, each with an owned ready snapshot; {claim: snapshot}."""
+    names = {}
+    for pvc in ("db-0", "db-1"):
+        kube.create_pvc(namespace, pvc)
+        kube.core.patch_namespaced_persistent_volume_claim(pvc, namespace, {"metadata": {"annotations": {DELTAS: "PT1H P1D"}}})
+    result = run_module("k8s_pv_snapshot", str(cluster.kubeconfig), namespace=namespace)
+    assert not result.get("failed"), result
+    for volume in result["volumes"]:
+        assert volume["state"] == "ready", volume
+        names[volume["volume"].split("/")[1]] = volume["snapshot"]
+    return names
+
+
+def leftovers(kube, scratch):
+    """Everything in the scratch namespace a restore could leave, and the snapshot contents copied for it."""
+    claims = [c.metadata.name for c in kube.core.list_namespaced_persistent_volume_claim(scratch).items]
+    snapshots = [s["metadata"]["name"] for s in kube.custom.list_namespaced_custom_object(
+        "snapshot.storage.k8s.io", "v1", scratch, "volumesnapshots")["items"]]
+    contents = [c["metadata"]["name"] for c in kube.custom.list_cluster_custom_object("snapshot.storage.k8s.io", "v1", "volumesnapshotcontents")["items"]
+                if (c["spec"].get("volumeSnapshotRef") or {}).get("namespace") == scratch]
+    return claims + snapshots + contents
+
+
+def jobs_in(kube, namespace):
+    return [j.metadata.name for j in client.BatchV1Api(kube.api).list_namespaced_job(namespace).items]
+
+
+def test_the_drill_restores_each_volume_records_it_and_leaves_nothing(kube, cluster, namespace, scratch, protected):
+    process = drill(cluster, drill_scope=namespace, drill_namespace=scratch, drill_timeout=60)
+    assert process.returncode == 0, process.stdout[-4000:] + process.stderr[-2000:]
+    for pvc, snapshot in protected.items():
+        assert f"{namespace}/{pvc}: restorable, snapshot {namespace}/{snapshot} bound in " in process.stdout, process.stdout[-3000:]
+        annotations = kube.core.read_namespaced_persistent_volume_claim(pvc, namespace).metadata.annotations
+        recorded_snapshot, recorded_time = annotations[LAST_VERIFIED].split(" ")
+        assert recorded_snapshot == f"{namespace}/{snapshot}" and recorded_time.endswith("+00:00")
+    assert leftovers(kube, scratch) == [] and jobs_in(kube, scratch) == []
+    # The copies were deleted, not the driver's snapshots: a second drill restores from them again.
+    again = drill(cluster, drill_volumes=[{"namespace": namespace, "pvc": "db-0"}], drill_namespace=scratch, drill_timeout=60)
+    assert again.returncode == 0, again.stdout[-4000:]
+    assert leftovers(kube, scratch) == []
+    for snapshot in protected.values():
+        assert kube.get_snapshot(namespace, snapshot)["status"]["readyToUse"] is True
+
+
+def test_a_snapshot_the_driver_fails_to_restore_is_reported_and_still_cleaned_up(kube, cluster, namespace, scratch, protected):
+    faults = cluster.csi_faults(scope=scratch)  # CreateVolume calls for claims in the scratch namespace fail
+    faults.fail("CreateVolume", count=1000, message="restore refused by the driver")
+    try:
+        process = drill(cluster, drill_volumes=[{"namespace": namespace, "pvc": "db-0"}], drill_namespace=scratch, drill_timeout=3,
+                        drill_cleanup_timeout=10)
+    finally:
+        faults.clear()
+    assert process.returncode != 0
+    assert f"{namespace}/db-0: FAILED: " in process.stdout and "restore refused by the driver" in process.stdout, process.stdout[-4000:]
+    assert "restore drill failed for: " in process.stdout
+    assert LAST_VERIFIED not in (kube.core.read_namespaced_persistent_volume_claim("db-0", namespace).metadata.annotations or {})
+    # The claim is gone. The provisioner, retrying for it when it was deleted, keeps its finalizer on the snapshot's copy
+    # until it resyncs (minutes): the copy and its content are being deleted, and the drill says so.
+    assert kube.core.list_namespaced_persistent_volume_claim(scratch).items == []
+    for name in leftovers(kube, scratch):
+        copy = kube.get_snapshot(scratch, name) if name.startswith("drill-") else kube.get_snapshot_content(name)
+        assert copy["metadata"].get("deletionTimestamp"), copy["metadata"]
+    if leftovers(kube, scratch):
+        assert "is being deleted and goes once released" in process.stdout + process.stderr
+
+
+def test_a_check_job_that_does_not_succeed_fails_the_volume_and_is_deleted(kube, cluster, namespace, scratch, protected):
+    # No kubelet runs here: the Job's pod never runs, so the check cannot succeed; the drill says so and cleans up.
+    check = {"metadata": {"name": "drill-check"}, "spec": {"backoffLimit": 0, "template": {"spec": {
+        "restartPolicy": "Never",
+        "containers": [{"name": "check", "image": "busybox", "command": ["test", "-d", "/data"], "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
+        "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "{{ drill_claim }}"}}]}}}}
+    process = drill(cluster, drill_volumes=[{"namespace": namespace, "pvc": "db-1"}], drill_namespace=scratch, drill_timeout=5, drill_check=check)
+    assert process.returncode != 0
+    assert f"check Job {scratch}/drill-check did not finish within 5 s" in process.stdout, process.stdout[-4000:]
+    assert LAST_VERIFIED not in (kube.core.read_namespaced_persistent_volume_claim("db-1", namespace).metadata.annotations or {})
+    assert leftovers(kube, scratch) == [] and jobs_in(kube, scratch) == []
+
+
+def test_restore_across_namespaces_through_a_copy(kube, cluster, namespace, scratch, protected, audit):
+    snapshot = protected["db-0"]
+    result = run_module("k8s_pv_restore", str(cluster.kubeconfig), namespace=namespace, pvc="db-0", restore_namespace=scratch,
+                        restore_name="copy", cross_namespace="copy")
+    assert not result.get("failed"), result
+    assert [m["kind"] for m in result["manifests"]] == ["VolumeSnapshotContent", "VolumeSnapshot", "PersistentVolumeClaim"]
+    content, copy, claim = result["manifests"]
+    assert content["spec"]["deletionPolicy"] == "Retain" and copy["metadata"]["namespace"] == scratch
+    assert claim["spec"]["dataSource"]["name"] == "copy" and claim["metadata"]["annotations"][RESTORED_FROM] == f"csi:{namespace}/{snapshot}"
+    assert result["pvc"]["phase"] == "Bound" and result["snapshot"]["name"] == snapshot
+    # Bound: the copy is deleted at once; the claim stays; the original snapshot is untouched.
+    assert leftovers(kube, scratch) == ["copy"]
+    assert kube.get_snapshot(namespace, snapshot)["status"]["readyToUse"] is True
+    again = run_module("k8s_pv_restore", str(cluster.kubeconfig), namespace=namespace, pvc="db-0", restore_namespace=scratch,
+                       restore_name="copy", cross_namespace="copy")
+    assert not again.get("failed") and again["changed"] is False, again
+    gone = run_module("k8s_pv_restore", str(cluster.kubeconfig), restore_namespace=scratch, restore_name="copy", state="absent")
+    assert gone["changed"] is True and leftovers(kube, scratch) == [], gone

@@ -1,0 +1,209 @@
+# The pure part of restores: which snapshot, sizes, and the manifests a restore creates (CSI and, from the cloud
+# backends' volume_from_snapshot answer, pre-bound PV + PVC).
+from __future__ import annotations
+
+import datetime
+
+import pytest
+
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import restore as rs
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import FAILED, PENDING, READY, Snapshot
+
+UTC = datetime.timezone.utc
+T0 = datetime.datetime(2026, 11, 30, 4, 0, tzinfo=UTC)
+
+
+def snap(name, hours=0, state=READY, source='pvc/db/data-0', key='uid-a', backend='csi', size=None, labels=None, namespace='db'):
+    return Snapshot(backend=backend, id='%s/%s' % (namespace, name) if backend == 'csi' else 'snap-' + name, name=name, volume_key=key,
+                    created_at=T0 + datetime.timedelta(hours=hours), state=state, namespace=namespace, size=size, source=source,
+                    labels=labels or {}, error='boom' if state == FAILED else None)
+
+
+def source_claim(size='10Gi', labels=None, storage_class='fast', modes=('ReadWriteOnce',), volume_mode='Filesystem'):
+    return {'metadata': {'namespace': 'db', 'name': 'data-0', 'labels': labels if labels is not None else {'app': 'db'}},
+            'spec': {'accessModes': list(modes), 'resources': {'requests': {'storage': size}}, 'storageClassName': storage_class,
+                     'volumeMode': volume_mode}}
+
+
+NO_OVERRIDES = {'labels': None, 'access_modes': None, 'storage_class': None}
+
+
+@pytest.mark.parametrize(('text', 'expected'), [
+    ('1Gi', 2 ** 30), ('500M', 500 * 10 ** 6), ('1073741824', 2 ** 30), ('1e3', 1000), ('1.5Ki', 1536), ('0.5', 1), ('+2k', 2000), (10, 10),
+])
+def test_quantities(text, expected):
+    assert rs.quantity_bytes(text) == expected
+
+
+@pytest.mark.parametrize('text', ['', 'ten', '1GB', '-1Gi', '1 Gi', None, '1Gii'])
+def test_bad_quantities_name_the_field(text):
+    with pytest.raises(rs.RestoreError) as info:
+        rs.quantity_bytes(text, 'size')
+    assert info.value.field == 'size'
+    assert 'not a storage quantity' in info.value.reason
+
+
+def test_newest_ready_held_or_not_never_pending_or_failed():
+    held = snap('b', 2, labels={'kubesnap.io/hold': 'true'})
+    chosen = rs.choose([snap('a', 1), held, snap('c', 3, PENDING), snap('d', 4, FAILED)], 'claim db/data-0')
+    assert chosen is held
+
+
+def test_before_is_inclusive_and_picks_the_newest_before():
+    snapshots = [snap('a', 1), snap('b', 2), snap('c', 3)]
+    assert rs.choose(snapshots, 'x', before=T0 + datetime.timedelta(hours=2)).name == 'b'
+    assert rs.choose(snapshots, 'x', before=T0 + datetime.timedelta(hours=2, minutes=59)).name == 'b'
+    with pytest.raises(rs.RestoreError, match='taken at or before 2026-11-30T04:59:00'):
+        rs.choose(snapshots, 'x', before=T0 + datetime.timedelta(minutes=59))
+
+
+def test_no_ready_snapshot_says_what_there_is():
+    with pytest.raises(rs.RestoreError) as info:
+        rs.choose([snap('a', 1, PENDING), snap('b', 2, FAILED)], 'claim db/data-0')
+    assert info.value.reason == 'no ready snapshot owned by kubesnap of claim db/data-0 (2 snapshots, none ready: failed, pending)'
+    with pytest.raises(rs.RestoreError, match='of claim db/data-0$'):
+        rs.choose([], 'claim db/data-0')
+
+
+def test_a_csi_snapshot_is_of_the_claim_it_was_taken_of_not_the_labels_it_carries():
+    assert rs.volume_of(snap('a'), 'pvc/db/data-0')
+    assert not rs.volume_of(snap('a', source='pvc/db/data-1'), 'pvc/db/data-0')
+    assert not rs.volume_of(snap('a', source='content/c'), 'pvc/db/data-0')
+    # With a PV named, the volume label must be that volume's too (an older incarnation of the claim is another volume).
+    assert not rs.volume_of(snap('a', key='uid-old'), 'pvc/db/data-0', 'uid-a')
+    assert rs.volume_of(snap('a'), 'pvc/db/data-0', 'uid-a')
+
+
+def test_a_cloud_snapshot_is_of_the_volume_its_label_names():
+    assert rs.volume_of(snap('a', backend='gce', source=None), 'pvc/db/data-0', 'uid-a')
+    assert not rs.volume_of(snap('a', backend='gce', source=None), 'pvc/db/data-0', 'uid-b')
+    assert not rs.volume_of(snap('a', backend='gce', source=None), 'pvc/db/data-0', None)
+
+
+def test_usable_problem():
+    assert rs.usable_problem(snap('a')) is None
+    assert rs.usable_problem(snap('a', state=FAILED)) == 'snapshot db/a failed: boom; it is no backup'
+    assert rs.usable_problem(snap('a', state=PENDING)) == 'snapshot db/a is not ready yet (pending)'
+
+
+def test_default_name_is_utc_and_cut_to_a_subdomain():
+    assert rs.default_restore_name('data-0', T0.astimezone(datetime.timezone(datetime.timedelta(hours=2)))) == 'data-0-restore-20261130040000'
+    long = rs.default_restore_name('a' * 240 + '-b', T0)
+    assert len(long) == 253 and long.endswith('a-restore-20261130040000')
+
+
+def test_size_defaults_to_the_source_and_is_never_below_the_restore_size():
+    assert rs.restore_size(None, source_claim('10Gi'), snap('a', size='5Gi')) == ('10Gi', 10 * 2 ** 30)
+    assert rs.restore_size(None, None, snap('a', size='5Gi')) == ('5Gi', 5 * 2 ** 30)
+    assert rs.restore_size('20Gi', source_claim('10Gi'), snap('a')) == ('20Gi', 20 * 2 ** 30)
+    # A source claim shrunk below the snapshot (or a driver rounding up): the restore size, not a failure.
+    assert rs.restore_size(None, source_claim('1Gi'), snap('a', size='5Gi')) == ('5Gi', 5 * 2 ** 30)
+    with pytest.raises(rs.RestoreError) as info:
+        rs.restore_size('1Gi', source_claim(), snap('a', size='5Gi'))
+    assert (info.value.field, info.value.reason) == ('size', "'1Gi' is smaller than the restore size 5Gi of snapshot db/a")
+    with pytest.raises(rs.RestoreError, match='size: required'):
+        rs.restore_size(None, None, snap('a'))
+
+
+def test_csi_claim_in_the_snapshots_namespace_names_it_as_dataSource_with_the_source_claims_fields():
+    claim = rs.claim_manifest('data-0-r', 'db', snap('a'), '10Gi', source_claim(), NO_OVERRIDES)
+    assert claim == {
+        'apiVersion': 'v1', 'kind': 'PersistentVolumeClaim',
+        'metadata': {'name': 'data-0-r', 'namespace': 'db', 'labels': {'app': 'db'}, 'annotations': {rs.RESTORED_FROM: 'csi:db/a'}},
+        'spec': {'accessModes': ['ReadWriteOnce'], 'resources': {'requests': {'storage': '10Gi'}}, 'storageClassName': 'fast',
+                 'volumeMode': 'Filesystem', 'dataSource': {'apiGroup': 'snapshot.storage.k8s.io', 'kind': 'VolumeSnapshot', 'name': 'a'}}}
+
+
+def test_overrides_win_and_empty_labels_mean_none():
+    claim = rs.claim_manifest('r', 'db', snap('a'), '1Gi', source_claim(),
+                              {'labels': {}, 'access_modes': ['ReadWriteMany'], 'storage_class': 'slow'})
+    assert claim['metadata']['labels'] == {}
+    assert claim['spec']['accessModes'] == ['ReadWriteMany']
+    assert claim['spec']['storageClassName'] == 'slow'
+
+
+def test_without_a_source_claim_the_cluster_default_class_and_rwo():
+    claim = rs.claim_manifest('r', 'db', snap('a'), '1Gi', None, NO_OVERRIDES)
+    assert 'storageClassName' not in claim['spec'] and 'volumeMode' not in claim['spec']
+    assert claim['spec']['accessModes'] == ['ReadWriteOnce'] and claim['metadata']['labels'] == {}
+
+
+def test_across_namespaces_a_dataSourceRef_with_the_snapshots_namespace():
+    claim = rs.claim_manifest('r', 'scratch', snap('a'), '1Gi', None, NO_OVERRIDES)
+    assert 'dataSource' not in claim['spec']
+    assert claim['spec']['dataSourceRef'] == {'apiGroup': 'snapshot.storage.k8s.io', 'kind': 'VolumeSnapshot', 'name': 'a', 'namespace': 'db'}
+
+
+def test_cloud_restore_builds_a_prebound_pair_from_the_hooks_answer():
+    snapshot = snap('a', backend='gce', source=None)
+    name = rs.cloud_volume_name('db', 'data-0-r')
+    claim = rs.claim_manifest('data-0-r', 'db', snapshot, '10Gi', source_claim(storage_class=None), NO_OVERRIDES, volume_name=name)
+    affinity = {'required': {'nodeSelectorTerms': [{'matchExpressions': [
+        {'key': 'topology.kubernetes.io/zone', 'operator': 'In', 'values': ['europe-west1-b']}]}]}}
+    answer = {'spec': {'csi': {'driver': 'pd.csi.storage.gke.io', 'volumeHandle': 'projects/p/zones/europe-west1-b/disks/' + name},
+                       'nodeAffinity': affinity}, 'id': 'projects/p/zones/europe-west1-b/disks/' + name}
+    volume = rs.volume_manifest(answer, claim, snapshot)
+    # The claim names the volume, carries no dataSource and no default class; the volume's claimRef names the claim.
+    assert claim['spec']['volumeName'] == name and claim['spec']['storageClassName'] == ''
+    assert 'dataSource' not in claim['spec'] and 'dataSourceRef' not in claim['spec']
+    assert volume['metadata']['name'] == name
+    assert volume['metadata']['annotations'] == {rs.RESTORED_FROM: 'gce:snap-a', rs.DISK_ANNOTATION: answer['id']}
+    assert volume['spec'] == {
+        'csi': answer['spec']['csi'], 'nodeAffinity': affinity, 'capacity': {'storage': '10Gi'}, 'accessModes': ['ReadWriteOnce'],
+        'persistentVolumeReclaimPolicy': 'Retain', 'storageClassName': '', 'volumeMode': 'Filesystem',
+        'claimRef': {'apiVersion': 'v1', 'kind': 'PersistentVolumeClaim', 'namespace': 'db', 'name': 'data-0-r'}}
+    # The hook's answer is not changed (the PV spec is a copy).
+    assert set(answer['spec']) == {'csi', 'nodeAffinity'}
+
+
+def test_cloud_volume_name_is_stable_short_and_plain():
+    name = rs.cloud_volume_name('db', 'data-0-r')
+    assert name == rs.cloud_volume_name('db', 'data-0-r') != rs.cloud_volume_name('db2', 'data-0-r')
+    assert len(name) <= 63 and name.replace('-', '').isalnum() and name.islower()
+
+
+def test_volume_zone_from_affinity_or_labels():
+    affinity = {'required': {'nodeSelectorTerms': [{'matchExpressions': [
+        {'key': 'topology.ebs.csi.aws.com/zone', 'operator': 'In', 'values': ['eu-west-1a']}]}]}}
+    assert rs.volume_zone({'spec': {'nodeAffinity': affinity}}) == 'eu-west-1a'
+    assert rs.volume_zone({'metadata': {'labels': {'failure-domain.beta.kubernetes.io/zone': 'us-east1-c'}}, 'spec': {}}) == 'us-east1-c'
+    assert rs.volume_zone({'spec': {}}) is None
+
+
+def existing(data_source=None, annotations=None, namespace='db', ref_namespace=None, deleting=False):
+    spec = {}
+    if data_source:
+        field = 'dataSourceRef' if ref_namespace else 'dataSource'
+        spec[field] = dict({'kind': 'VolumeSnapshot', 'name': data_source}, **({'namespace': ref_namespace} if ref_namespace else {}))
+    meta = {'namespace': namespace, 'name': 'r', 'annotations': annotations or {}}
+    if deleting:
+        meta['deletionTimestamp'] = '2026-11-30T04:00:00Z'
+    return {'metadata': meta, 'spec': spec}
+
+
+def test_an_existing_claim_from_the_same_snapshot_is_done_anything_else_is_refused():
+    assert rs.existing_claim_problem(existing('a'), snap('a')) is None
+    assert rs.existing_claim_problem(existing('a', namespace='scratch', ref_namespace='db'), snap('a')) is None
+    assert rs.existing_claim_problem(existing('b'), snap('a')) == (
+        'PersistentVolumeClaim db/r already exists and was not restored from snapshot db/a (its source: VolumeSnapshot/b); it is never overwritten')
+    assert 'its source: none' in rs.existing_claim_problem(existing(), snap('a'))
+    # Same name, other namespace: another snapshot.
+    assert rs.existing_claim_problem(existing('a', namespace='scratch', ref_namespace='other'), snap('a'))
+    assert 'being deleted' in rs.existing_claim_problem(existing('a', deleting=True), snap('a'))
+    cloud = snap('a', backend='gce', source=None)
+    assert rs.existing_claim_problem(existing(annotations={rs.RESTORED_FROM: 'gce:snap-a'}), cloud) is None
+    assert 'its source: gce:snap-b' in rs.existing_claim_problem(existing(annotations={rs.RESTORED_FROM: 'gce:snap-b'}), cloud)
+
+
+def grant(from_namespace='scratch', to_name=None, kind='PersistentVolumeClaim'):
+    return {'spec': {'from': [{'group': '', 'kind': kind, 'namespace': from_namespace}],
+                     'to': [dict({'group': 'snapshot.storage.k8s.io', 'kind': 'VolumeSnapshot'}, **({'name': to_name} if to_name else {}))]}}
+
+
+def test_reference_grants():
+    assert rs.grant_allows([grant()], 'scratch', snap('a'))
+    assert rs.grant_allows([grant(to_name='a')], 'scratch', snap('a'))
+    assert not rs.grant_allows([grant(to_name='b')], 'scratch', snap('a'))
+    assert not rs.grant_allows([grant(from_namespace='other')], 'scratch', snap('a'))
+    assert not rs.grant_allows([grant(kind='Pod')], 'scratch', snap('a'))
+    assert not rs.grant_allows([], 'scratch', snap('a'))
