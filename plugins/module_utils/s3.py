@@ -18,8 +18,10 @@ try:
     import boto3
     import botocore.config
     import botocore.exceptions
+    CLIENT_ERRORS = (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
 except ImportError:  # reported by the module through missing_required_lib
     boto3 = None
+    CLIENT_ERRORS = ()
 
 MiB = 1024 * 1024
 MIN_PART_SIZE = 5 * MiB  # S3's smallest part but the last
@@ -241,7 +243,7 @@ class MultipartWriter:
     def _call(self, method, **args):
         try:
             return method(**args)
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+        except CLIENT_ERRORS as exc:
             raise S3Error(f"s3://{self.bucket}/{self.key}: {method.__name__} failed: {exc}") from exc
 
     def close(self):
