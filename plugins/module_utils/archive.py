@@ -483,18 +483,15 @@ def extract(source, root, as_root):
     reader = GunzipReader(source)
     extractor = Extractor(root, as_root)
     try:
-        tar = tarfile.open(fileobj=reader, mode='r|', **ENCODING)  # pylint: disable=consider-using-with
+        with tarfile.open(fileobj=reader, mode='r|', **ENCODING) as tar:
+            while True:
+                member = tar.next()
+                if member is None:
+                    break
+                extractor.member(tar, member)
+                tar.members.clear()  # streamed: keep no list of every member
     except tarfile.TarError as exc:
-        raise ArchiveError(f'not a tar archive: {exc}') from exc
-    try:
-        while True:
-            member = tar.next()
-            if member is None:
-                break
-            extractor.member(tar, member)
-            tar.members.clear()  # streamed: keep no list of every member
-    except tarfile.TarError as exc:
-        raise ArchiveError(f'broken archive: {exc}') from exc
+        raise ArchiveError(f'not a tar archive, or a broken one: {exc}') from exc
     extractor.finish()
     reader.drain()
     return extractor, reader
