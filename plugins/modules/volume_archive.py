@@ -10,7 +10,7 @@ short_description: Archive a directory (a mounted volume) to S3 as one .tar.gz
 version_added: 0.2.0
 author: kubesnap contributors (@kubesnap)
 description:
-  - Streams O(path) as tar, gzip and a multipart upload to O(url): no temporary file, memory bounded whatever the
+  - Streams O(path) as tar, gzip and a multipart upload to O(url), with no temporary file and memory bounded whatever the
     volume's size (a few upload parts and compression chunks, plus about 100 bytes per file for the manifest).
   - Keeps regular files, directories (empty ones too), symlinks as links, hard links, modes, modification times
     (to the nanosecond, in PAX headers), numeric owners and names in any encoding. Sockets, devices and fifos are
@@ -21,7 +21,7 @@ description:
     M(kubesnap.snapshots.volume_restore) checks the extraction against it.
   - The object's metadata records the source volume, snapshot, cycle, slot, time, number of files and data bytes
     (C(x-amz-meta-kubesnap-*)). The sha256 and size of the object itself are returned (RV(sha256), RV(bytes)).
-  - A failed upload aborts its multipart upload: no part is left behind and the object previously under O(url)
+  - A failed upload aborts its multipart upload, so no part is left behind and the object previously under O(url)
     stays as it was.
   - This is the program k8s-pv-util's uploader Job ran; M(kubesnap.snapshots.k8s_pv_archive) runs it in a Job
     against a volume made from a snapshot.

@@ -10,11 +10,11 @@ short_description: Fill an empty directory (a new volume) from a .tar.gz archive
 version_added: 0.2.0
 author: kubesnap contributors (@kubesnap)
 description:
-  - k8s-pv-util's restorer, as an init container or on any host. Its contract, exactly
-    - a directory holding anything but C(lost+found) and without the marker is left alone (RV(state=kept), not changed);
-    - before extracting, an empty file C(.volume-backup-in-progress) is created in O(path), and it is removed only
-      after a complete, verified extraction;
-    - a directory holding the marker is an aborted restore: everything but C(lost+found) is removed and the restore done again.
+  - k8s-pv-util's restorer, as an init container or on any host, with its contract exactly.
+  - A directory holding anything but C(lost+found) and without the marker is left alone (RV(state=kept), not changed).
+  - Before extracting, an empty file C(.volume-backup-in-progress) is created in O(path). It is removed only
+    after a complete, verified extraction.
+  - A directory holding the marker is an aborted restore. Everything in it but C(lost+found) is removed and the restore done again.
   - Extraction is checked by the collection itself, member by member, before anything is written; an archive with an
     absolute name, a C(..), a name through a symlink, a symlink or hard link leading outside O(path), or a device file
     is refused (the task fails, the marker stays). Fifos are skipped and reported.
@@ -33,8 +33,8 @@ options:
   url:
     description:
       - With O(select=url), the archive, V(s3://bucket/key).
-      - With O(select=newest), a prefix, V(s3://bucket/base/namespace/claim/): the most recently written C(.tar.gz)
-        under it is restored (with rotation slots, the newest cycle).
+      - With O(select=newest), a prefix such as V(s3://bucket/base/namespace/claim/), and the most recently written
+        C(.tar.gz) under it is restored (with rotation slots, the newest cycle).
     type: str
     required: true
   select:

@@ -138,7 +138,9 @@ def test_backend_options_are_documented_in_the_fragment_exactly():
 def test_every_module_documents_the_backend_options(path):
     tree = ast.parse(path.read_text(encoding='utf-8'))
     [docs] = [node.value.value for node in tree.body if isinstance(node, ast.Assign) and node.targets[0].id == 'DOCUMENTATION']
-    assert 'kubesnap.snapshots.backends' in yaml.safe_load(docs)['extends_documentation_fragment']
+    fragments = yaml.safe_load(docs)['extends_documentation_fragment']
+    if 'kubesnap.snapshots.k8s_auth' in fragments:  # volume_archive/volume_restore work on a directory, not on Kubernetes volumes
+        assert 'kubesnap.snapshots.backends' in fragments
 
 
 # What a given target lacks is named, with what the backend needs, and what is echoed is cut.
