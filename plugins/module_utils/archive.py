@@ -142,7 +142,7 @@ class GzipWriter:
         while len(self.buffer) >= CHUNK:
             self.pending.append(self.pool.submit(self._member, bytes(self.buffer[:CHUNK])))
             del self.buffer[:CHUNK]
-            while len(self.pending) > 2 * self.threads:
+            while len(self.pending) > self.threads:  # one chunk compressing per thread, one waiting
                 self.sink.write(self.pending.popleft().result())
         return len(data)
 
@@ -177,7 +177,7 @@ def write_archive(root, sink, entries, level=6, threads=1, info=None, stamp=0):
     gzip_writer = GzipWriter(sink, level, threads)
     manifest = {'format': MANIFEST_FORMAT, 'source': dict(info or {}), 'entries': []}
     files = data_bytes = 0
-    with tarfile.open(fileobj=gzip_writer, mode='w|', format=tarfile.PAX_FORMAT, bufsize=CHUNK, copybufsize=CHUNK, **ENCODING) as tar:
+    with tarfile.open(fileobj=gzip_writer, mode='w|', format=tarfile.PAX_FORMAT, copybufsize=CHUNK, **ENCODING) as tar:
         for name, status in entries:
             path = os.path.join(root, name)
             member = tar.gettarinfo(path, arcname=name)
@@ -245,10 +245,13 @@ class GunzipReader:
                 self.compressed += len(data)
                 while data:
                     decompressor = decompressor or zlib.decompressobj(31)
-                    out = decompressor.decompress(data)
+                    out = decompressor.decompress(data, CHUNK)  # bounded: a small object may hold a huge stream
                     if out:
                         self.queue.put(out)
-                    data, decompressor = (decompressor.unused_data, None) if decompressor.eof else (b'', decompressor)
+                    if decompressor.eof:
+                        data, decompressor = decompressor.unused_data, None
+                    else:
+                        data = decompressor.unconsumed_tail
             if decompressor is not None or not self.compressed:
                 raise ArchiveError('the archive ends in the middle of its gzip stream' if self.compressed else 'the archive is empty')
             self.queue.put(None)

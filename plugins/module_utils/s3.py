@@ -152,9 +152,9 @@ def encryption_args(params):
 
 
 def part_size_for(size, max_parts=MAX_PARTS):
-    """A part size (whole MiB, at least 8 MiB) that keeps an object of `size` bytes under S3's part limit, with a margin."""
+    """A part size (whole MiB, at least 5 MiB) that keeps an object of `size` bytes under S3's part limit, with a margin."""
     needed = -(-int(size * 1.1) // (max_parts - 100))  # 10% growth (tar headers, incompressible data) and 100 parts spare
-    size = max(8 * MiB, -(-needed // MiB) * MiB)
+    size = max(MIN_PART_SIZE, -(-needed // MiB) * MiB)
     return min(size, MAX_PART_SIZE)
 
 
@@ -207,7 +207,8 @@ class MultipartWriter:
         self.buffer += data
         self.bytes += len(data)
         while len(self.buffer) >= self.part_size:
-            part = bytes(self.buffer[:self.part_size])
+            with memoryview(self.buffer) as view:
+                part = bytes(view[:self.part_size])
             del self.buffer[:self.part_size]
             self._send(part)
         return len(data)

@@ -48,7 +48,7 @@ options:
     type: int
   part_size:
     description:
-      - Upload part size in MiB (5 to 5120). Default from the tree's size, at least 8 MiB, keeping the object under
+      - Upload part size in MiB (5 to 5120). Default from the tree's size, at least 5 MiB, keeping the object under
         S3's 10,000 parts.
     type: int
   source:
@@ -134,7 +134,7 @@ part_size:
   description: Upload part size in bytes.
   returned: always
   type: int
-  sample: 8388608
+  sample: 5242880
 parts:
   description: Parts uploaded (0 for an object small enough for a single request).
   returned: success and not check mode

@@ -270,6 +270,6 @@ def test_check_mode_writes_nothing(moto_server, bucket, tmp_path):
     with socket.socket(socket.AF_UNIX) as sock:
         sock.bind(str(source / 'sock'))
         result = run_module('volume_archive', None, check=True, path=str(source), url=f's3://{bucket}/a.tar.gz', **s3_params(moto_server))
-    assert result['state'] == 'would_archive' and result['part_size'] == 8 * 1024 * 1024, result
+    assert result['state'] == 'would_archive' and result['part_size'] == 5 * 1024 * 1024, result
     assert result['skipped'] == [{'path': 'sock', 'reason': 'socket, device or fifo'}]
     assert not client_for(moto_server).list_objects_v2(Bucket=bucket).get('Contents')
