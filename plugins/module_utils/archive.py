@@ -30,6 +30,7 @@ MANIFEST_FORMAT = 'kubesnap-archive/1'
 MARKER = '.volume-backup-in-progress'  # k8s-pv-util's restorer marker
 LOST_FOUND = 'lost+found'
 CHUNK = 1024 * 1024
+MAX_MANIFEST = 512 * CHUNK  # read into memory: millions of entries, but not a hostile archive's terabyte
 ENCODING = {'encoding': 'utf-8', 'errors': 'surrogateescape'}
 
 
@@ -377,6 +378,8 @@ class Extractor:
         if relative == MANIFEST and member.isreg():
             if self.manifest is not None:
                 raise ArchiveError('the archive has two manifests')
+            if member.size > MAX_MANIFEST:
+                raise ArchiveError(f'the manifest has {member.size} bytes, more than {MAX_MANIFEST}')
             self.manifest = json.loads(tar.extractfile(member).read().decode('ascii'))
             return
         if member.ischr() or member.isblk():

@@ -44,7 +44,8 @@ options:
     description:
       - Compression threads. With more than one, each MiB of tar is compressed as its own gzip member in a thread,
         and the members make one gzip stream any gzip reader reads.
-      - Default the number of CPUs the process may use.
+      - Default the number of CPUs the process may use, at most 4 (a container sees the node's CPUs, not its limit).
+      - Memory grows by 1 MiB per thread.
     type: int
   part_size:
     description:
@@ -73,6 +74,7 @@ attributes:
 notes:
   - Archive a volume that does not change while it is read (a volume made from a snapshot); a file that changes
     size while it is archived fails the task.
+  - A directory holding k8s-pv-util's C(.volume-backup-in-progress) marker (a restore that has not completed) is refused.
 '''
 
 EXAMPLES = r'''
@@ -213,13 +215,16 @@ def main():
         module.fail_json(msg=f"compression_level {params['compression_level']}: must be 1 to 9")
     threads = params['threads']
     if threads is None:
-        threads = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
+        # A container sees the node's CPUs, not its limit: at most 4 by default keeps memory bounded.
+        threads = min(4, len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1)
     if threads < 1:
         module.fail_json(msg=f'threads {threads}: must be at least 1')
     try:
         bucket, key = s3.parse_url(params['url'])
         if not stat.S_ISDIR(os.stat(root).st_mode):
             module.fail_json(msg=f'path {root}: not a directory')
+        if os.path.lexists(os.path.join(root, archive.MARKER)):
+            module.fail_json(msg=f'path {root}: holds {archive.MARKER}, a restore into it has not completed; its data is not a backup')
         entries, skipped = archive.walk(root)
     except (s3.S3Error, OSError) as exc:
         module.fail_json(msg=str(exc))

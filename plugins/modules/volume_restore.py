@@ -33,8 +33,8 @@ options:
   url:
     description:
       - With O(select=url), the archive, V(s3://bucket/key).
-      - With O(select=newest), a prefix such as V(s3://bucket/base/namespace/claim/), and the most recently written
-        C(.tar.gz) under it is restored (with rotation slots, the newest cycle).
+      - With O(select=newest), a folder such as V(s3://bucket/base/namespace/claim/) (the final C(/) is implied), and the
+        most recently written C(.tar.gz) under it is restored (with rotation slots, the newest cycle).
     type: str
     required: true
   select:
@@ -181,7 +181,8 @@ def main():
         bucket, key = s3.parse_url(params['url'], key_required=params['select'] == 'url')
         client = s3.client(params)
         if params['select'] == 'newest':
-            key = newest_archive(client, bucket, key)
+            # A folder: base/ns/claim must not also match base/ns/claim-2/.
+            key = newest_archive(client, bucket, key if not key or key.endswith('/') else key + '/')
             if key is None:
                 module.fail_json(msg=f"{params['url']}: no .tar.gz archive under this prefix")
     except (s3.S3Error, OSError) as exc:

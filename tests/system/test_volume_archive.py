@@ -273,3 +273,25 @@ def test_check_mode_writes_nothing(moto_server, bucket, tmp_path):
     assert result['state'] == 'would_archive' and result['part_size'] == 5 * 1024 * 1024, result
     assert result['skipped'] == [{'path': 'sock', 'reason': 'socket, device or fifo'}]
     assert not client_for(moto_server).list_objects_v2(Bucket=bucket).get('Contents')
+
+
+def test_newest_is_the_newest_archive_in_that_folder_only(moto_server, bucket, tmp_path):
+    source, target = tmp_path / 'source', tmp_path / 'target'
+    source.mkdir()
+    target.mkdir()
+    for key, content in (('base/ns/claim/2.tar.gz', b'older'), ('base/ns/claim/1.tar.gz', b'newest'), ('base/ns/claim-2/1.tar.gz', b'other')):
+        (source / 'data').write_bytes(content)
+        assert archive(moto_server, source, f's3://{bucket}/{key}')['state'] == 'archived'
+        time.sleep(1.1)  # LastModified has a second's resolution
+    result = restore(moto_server, target, f's3://{bucket}/base/ns/claim', select='newest')
+    assert result['key'] == 'base/ns/claim/1.tar.gz', result
+    assert (target / 'data').read_bytes() == b'newest'
+
+
+def test_a_volume_being_restored_is_not_archived(moto_server, bucket, tmp_path):
+    source = tmp_path / 'source'
+    source.mkdir()
+    (source / MARKER).write_bytes(b'')
+    result = archive(moto_server, source, f's3://{bucket}/a.tar.gz')
+    assert result.get('failed') and 'has not completed' in result['msg'], result
+    assert not client_for(moto_server).list_objects_v2(Bucket=bucket).get('Contents')
