@@ -225,13 +225,18 @@ class _BytesReader:
 
 class GunzipReader:
     """Decompressed bytes of a gzip stream of any number of members, read from `source` in a background thread
-    (download and decompression run while the caller writes files); `hash` is the sha256 of the compressed bytes."""
+    (download and decompression run while the caller writes files); `hash` is the sha256 of the compressed bytes.
+
+    It seeks forward only (by reading), which is all tarfile's random-access mode does when members are read in
+    order: that mode reads headers and data straight from here, without the stream mode's small-buffer copies.
+    """
 
     def __init__(self, source):
         self.source = source
         self.hash, self.compressed = hashlib.sha256(), 0
         self.queue = queue.Queue(maxsize=8)
         self.buffer, self.offset, self.done = b'', 0, False
+        self.position = 0
         self.thread = threading.Thread(target=self._pump, daemon=True)
         self.thread.start()
 
@@ -278,7 +283,22 @@ class GunzipReader:
             self.offset += len(piece)
             want -= len(piece)
             parts.append(piece)
-        return b''.join(parts)
+        data = b''.join(parts)
+        self.position += len(data)
+        return data
+
+    def tell(self):
+        return self.position
+
+    def seekable(self):
+        return False
+
+    def seek(self, position, whence=0):
+        if whence != 0 or position < self.position:
+            raise ArchiveError(f'the archive is read once, in order (a seek back to {position} from {self.position})')
+        while self.position < position and self.read(min(CHUNK, position - self.position)):
+            pass
+        return self.position
 
     def drain(self):
         """Read to the end, so that `hash` covers the whole object."""
@@ -489,7 +509,7 @@ def extract(source, root, as_root):
     reader = GunzipReader(source)
     extractor = Extractor(root, as_root)
     try:
-        with tarfile.open(fileobj=reader, mode='r|', **ENCODING) as tar:
+        with tarfile.open(fileobj=reader, mode='r:', **ENCODING) as tar:
             while True:
                 member = tar.next()
                 if member is None:
