@@ -48,7 +48,7 @@ S3_SPEC = {
     's3_validate_certs': {'type': 'bool', 'default': True},
     's3_ca_bundle': {'type': 'path', 'fallback': (env_fallback, ['AWS_CA_BUNDLE'])},
     'encryption': {'type': 'str', 'choices': list(ENCRYPTIONS), 'default': 'none'},
-    'kms_key_id': {'type': 'str'},
+    'kms_key_id': {'type': 'str', 'no_log': False},  # names a key, is not one
 }
 
 S3_REQUIRED_IF = [('encryption', 'aws:kms', ['kms_key_id'])]

@@ -55,6 +55,11 @@ def make_tree(root: Path, big=6 * 1024 * 1024):
     os.chmod(root / 'zero', 0o640)
     os.chmod(root / 'dir' / ODD[0], 0o751)
     os.chmod(root / 'dir' / 'sub', 0o2750)
+    if os.geteuid() == 0:  # numeric owners that exist nowhere, restored as numbers
+        os.chown(root / 'zero', 1234, 5678)
+        os.chown(root / 'dir' / 'sub', 4321, 8765)
+        os.lchown(root / 'dir' / 'link-up', 2345, 6789)
+        os.chmod(root / 'dir' / 'sub', 0o2750)  # chown clears the setgid bit
     (root / 'lost+found').mkdir()
     (root / 'lost+found' / 'junk').write_bytes(b'fsck')
     for number, path in enumerate(sorted(root.rglob('*'))):
