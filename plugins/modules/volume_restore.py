@@ -107,8 +107,8 @@ files:
   type: int
   sample: 1204
 bytes:
-  description: Size of the archive object read.
-  returned: when restored
+  description: Size of the archive object.
+  returned: when an archive was chosen
   type: int
   sample: 402653184
 sha256:
@@ -185,13 +185,14 @@ def main():
             key = newest_archive(client, bucket, key if not key or key.endswith('/') else key + '/')
             if key is None:
                 module.fail_json(msg=f"{params['url']}: no .tar.gz archive under this prefix")
+        size = client.head_object(Bucket=bucket, Key=key)['ContentLength']  # before the marker: a wrong url writes nothing
     except (s3.S3Error, OSError) as exc:
         module.fail_json(msg=str(exc))
     except s3.CLIENT_ERRORS as exc:
         module.fail_json(msg=f"{params['url']}: {exc}")
     url = f's3://{bucket}/{key}'
     reason = f'an aborted restore ({archive.MARKER} present) was cleared and done again' if aborted else 'empty'
-    result = {'changed': True, 'url': url, 'key': key, 'aborted_restore': aborted, 'reason': reason}
+    result = {'changed': True, 'url': url, 'key': key, 'bytes': size, 'aborted_restore': aborted, 'reason': reason}
     if module.check_mode:
         module.exit_json(state='would_restore', **result)
     started = time.monotonic()
@@ -213,7 +214,7 @@ def main():
         module.fail_json(msg=f'{url}: restore into {root} does not match the archive, {archive.MARKER} kept: {shown}', problems=problems, **result)
     os.unlink(marker)
     module.exit_json(state='restored', verified=extractor.manifest is not None, files=sum(e['type'] == 'file' for e in extractor.seen.values()),
-                     bytes=reader.compressed, sha256=digest, seconds=round(time.monotonic() - started, 3), skipped=extractor.skipped, **result)
+                     sha256=digest, seconds=round(time.monotonic() - started, 3), skipped=extractor.skipped, **result)
 
 
 if __name__ == '__main__':

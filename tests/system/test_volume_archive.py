@@ -300,3 +300,12 @@ def test_a_volume_being_restored_is_not_archived(moto_server, bucket, tmp_path):
     result = archive(moto_server, source, f's3://{bucket}/a.tar.gz')
     assert result.get('failed') and 'has not completed' in result['msg'], result
     assert not client_for(moto_server).list_objects_v2(Bucket=bucket).get('Contents')
+
+
+def test_a_missing_archive_fails_before_the_marker_is_written(moto_server, bucket, tmp_path):
+    target = tmp_path / 'target'
+    target.mkdir()
+    for mode in (False, True):
+        result = run_module('volume_restore', None, check=mode, path=str(target), url=f's3://{bucket}/nothing.tar.gz', **s3_params(moto_server))
+        assert result.get('failed') and 'Not Found' in result['msg'], result
+        assert not list(target.iterdir())
