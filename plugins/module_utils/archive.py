@@ -59,15 +59,19 @@ def text_ns(text):
 # ---------------------------------------------------------------- archive
 
 def walk(root):
-    """(entries, skipped): entries are (relative name, lstat) in tar order; skipped are (name, reason)."""
+    """(names, skipped, sizes): relative names in tar order; skipped (name, reason); sizes of the tree
+    ('files' and 'data_bytes' counting hard links once, 'tar_bytes' near enough to size upload parts).
+
+    Only names are kept (stat again when written): memory per entry is its name."""
     device = os.lstat(root).st_dev
-    entries, skipped, stack = [], [], ['']
+    names, skipped, stack = [], [], ['']
+    linked, sizes = set(), {'files': 0, 'data_bytes': 0, 'tar_bytes': 10240}
     while stack:
         relative = stack.pop()
         with os.scandir(os.path.join(root, relative) if relative else root) as listing:
-            names = sorted(entry.name for entry in listing)
+            children = sorted(entry.name for entry in listing)
         subdirs = []
-        for name in names:
+        for name in children:
             path = f'{relative}/{name}' if relative else name
             if not relative and name in (LOST_FOUND, MANIFEST):
                 skipped.append((path, 'left out'))
@@ -78,17 +82,21 @@ def walk(root):
                     skipped.append((path, 'other file system'))
                     continue
                 subdirs.append(path)
-            elif not (stat.S_ISREG(status.st_mode) or stat.S_ISLNK(status.st_mode)):
+            elif stat.S_ISREG(status.st_mode):
+                inode = (status.st_dev, status.st_ino)
+                if status.st_nlink < 2 or inode not in linked:
+                    if status.st_nlink > 1:
+                        linked.add(inode)
+                    sizes['files'] += 1
+                    sizes['data_bytes'] += status.st_size
+                    sizes['tar_bytes'] += -(-status.st_size // 512) * 512
+            elif not stat.S_ISLNK(status.st_mode):
                 skipped.append((path, 'socket, device or fifo'))
                 continue
-            entries.append((path, status))
+            sizes['tar_bytes'] += 1024  # header and PAX header
+            names.append(path)
         stack.extend(reversed(subdirs))
-    return entries, skipped
-
-
-def tree_size(entries):
-    """Bytes of the uncompressed tar stream, near enough to size upload parts."""
-    return sum(512 + (-(-e.st_size // 512) * 512 if stat.S_ISREG(e.st_mode) else 0) for _, e in entries) + 10240
+    return names, skipped, sizes
 
 
 class _HashingReader:
@@ -170,18 +178,21 @@ def attributes(member, mtime_ns):
     return {'mode': member.mode & 0o7777, 'uid': member.uid, 'gid': member.gid, 'mtime': ns_text(mtime_ns)}
 
 
-def write_archive(root, sink, entries, level=6, threads=1, info=None, stamp=0):
-    """Write `entries` of `root` (from walk) as a .tar.gz to `sink`; returns the manifest (its 'entries' and totals).
+def write_archive(root, sink, names, level=6, threads=1, info=None, stamp=0):
+    """Write `names` of `root` (from walk) as a .tar.gz to `sink`; returns the manifest's totals (files, bytes).
 
     `stamp` (seconds since the epoch) is the manifest member's mtime.
     """
     gzip_writer = GzipWriter(sink, level, threads)
-    manifest = {'format': MANIFEST_FORMAT, 'source': dict(info or {}), 'entries': []}
+    entries = []  # each entry as its JSON text: a fraction of a dict's memory
     files = data_bytes = 0
     with tarfile.open(fileobj=gzip_writer, mode='w|', format=tarfile.PAX_FORMAT, copybufsize=CHUNK, **ENCODING) as tar:
-        for name, status in entries:
+        for name in names:
             path = os.path.join(root, name)
+            status = os.lstat(path)
             member = tar.gettarinfo(path, arcname=name)
+            if member is None:
+                raise ArchiveError(f'{shown(name)}: became a socket, device or fifo while archived')
             member.uname = member.gname = ''  # numeric ownership only
             member.mtime = status.st_mtime_ns // 10 ** 9
             member.pax_headers = {'mtime': ns_text(status.st_mtime_ns)}
@@ -199,15 +210,17 @@ def write_archive(root, sink, entries, level=6, threads=1, info=None, stamp=0):
                 data_bytes += member.size
             else:
                 tar.addfile(member)
-            manifest['entries'].append(entry)
-        manifest.update(files=files, bytes=data_bytes)
-        body = json.dumps(manifest, sort_keys=True).encode('ascii')  # non-UTF-8 names travel as \\udcXX escapes
+            entries.append(json.dumps(entry, sort_keys=True))  # non-UTF-8 names travel as \\udcXX escapes (ASCII)
+        totals = {'format': MANIFEST_FORMAT, 'source': dict(info or {}), 'files': files, 'bytes': data_bytes}
+        head = json.dumps(totals, sort_keys=True)
+        body = (head[:-1] + ', "entries": [' + ', '.join(entries) + ']}').encode('ascii')
+        del entries
         member = tarfile.TarInfo(MANIFEST)
         member.size, member.mode = len(body), 0o600
         member.mtime = int(stamp)
         tar.addfile(member, _BytesReader(body))
     gzip_writer.close()
-    return manifest
+    return totals
 
 
 class _BytesReader:

@@ -167,10 +167,10 @@ def list_keys(s3, bucket, prefix):
 
 
 class MultipartWriter:
-    """A writable stream (`write(bytes)`) that uploads to one object in parts of `part_size`.
+    """A writable stream (`write(bytes)`) that uploads to one object in parts of at least `part_size`.
 
-    A part is uploaded by a background thread while the next one fills, so at most two parts and one
-    being filled are in memory. `close()` completes the upload (an object smaller than one part goes
+    A part is uploaded by a background thread while the next one fills, so about two parts are in memory
+    (writes are gathered, then joined once into a part of `part_size` or a little more). `close()` completes the upload (an object smaller than one part goes
     up in a single PutObject); an exception in the `with` block or in an upload aborts the multipart
     upload, so no part is left behind and the previous object under the key stays as it was.
     """
@@ -180,7 +180,7 @@ class MultipartWriter:
             raise S3Error(f"part size {part_size}: must be between {MIN_PART_SIZE} and {MAX_PART_SIZE} bytes")
         self.s3, self.bucket, self.key, self.part_size = s3, bucket, key, part_size
         self.extra_args = dict(extra_args or {})
-        self.buffer = bytearray()
+        self.chunks, self.pending = [], 0
         self.upload_id = None
         self.parts = []
         self.bytes = 0
@@ -204,14 +204,17 @@ class MultipartWriter:
     def write(self, data):
         if self.closed:
             raise ValueError('write to a closed MultipartWriter')
-        self.buffer += data
+        self.chunks.append(bytes(data))
+        self.pending += len(data)
         self.bytes += len(data)
-        while len(self.buffer) >= self.part_size:
-            with memoryview(self.buffer) as view:
-                part = bytes(view[:self.part_size])
-            del self.buffer[:self.part_size]
-            self._send(part)
+        if self.pending >= self.part_size:
+            self._send(self._take())
         return len(data)
+
+    def _take(self):
+        part = b''.join(self.chunks)
+        self.chunks, self.pending = [], 0
+        return part
 
     def flush(self):
         """Parts go up when full; nothing to do."""
@@ -253,14 +256,13 @@ class MultipartWriter:
             return
         try:
             if self.upload_id is None:
-                self._call(self.s3.put_object, Bucket=self.bucket, Key=self.key, Body=bytes(self.buffer), **self.extra_args)
+                self._call(self.s3.put_object, Bucket=self.bucket, Key=self.key, Body=self._take(), **self.extra_args)
             else:
-                if self.buffer:
-                    self._send(bytes(self.buffer))
+                if self.pending:
+                    self._send(self._take())
                 self._wait()
                 self._call(self.s3.complete_multipart_upload, Bucket=self.bucket, Key=self.key, UploadId=self.upload_id,
                            MultipartUpload={'Parts': sorted(self.parts, key=lambda p: p['PartNumber'])})
-            self.buffer = bytearray()
             self.closed = True
         except BaseException:
             self.abort()
@@ -269,7 +271,7 @@ class MultipartWriter:
     def abort(self):
         """Abort the multipart upload (its parts are deleted); the object under the key is not touched."""
         self.closed = True
-        self.buffer = bytearray()
+        self.chunks, self.pending = [], 0
         if self._thread is not None:
             self._thread.join()
             self._thread = None

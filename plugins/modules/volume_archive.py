@@ -225,17 +225,16 @@ def main():
             module.fail_json(msg=f'path {root}: not a directory')
         if os.path.lexists(os.path.join(root, archive.MARKER)):
             module.fail_json(msg=f'path {root}: holds {archive.MARKER}, a restore into it has not completed; its data is not a backup')
-        entries, skipped = archive.walk(root)
+        names, skipped, sizes = archive.walk(root)
     except (s3.S3Error, OSError) as exc:
         module.fail_json(msg=str(exc))
     if params['part_size'] is not None and not 5 <= params['part_size'] <= 5120:
         module.fail_json(msg=f"part_size {params['part_size']}: must be 5 to 5120 (MiB)")
-    part_size = params['part_size'] * MiB if params['part_size'] else s3.part_size_for(archive.tree_size(entries))
-    regular = {(e.st_dev, e.st_ino): e.st_size for _, e in entries if stat.S_ISREG(e.st_mode)}
+    part_size = params['part_size'] * MiB if params['part_size'] else s3.part_size_for(sizes['tar_bytes'])
     now = datetime.datetime.now(datetime.timezone.utc)
-    metadata = object_metadata(params, now, len(regular), sum(regular.values()))
+    metadata = object_metadata(params, now, sizes['files'], sizes['data_bytes'])
     result = {'changed': True, 'url': params['url'], 'key': key, 'part_size': part_size, 'metadata': metadata,
-              'files': len(regular), 'data_bytes': sum(regular.values()),
+              'files': sizes['files'], 'data_bytes': sizes['data_bytes'],
               'skipped': [{'path': archive.shown(name), 'reason': reason} for name, reason in skipped]}
     if module.check_mode:
         module.exit_json(state='would_archive', **result)
@@ -245,7 +244,7 @@ def main():
         extra = dict(s3.encryption_args(params), Metadata=metadata, ContentType='application/gzip')
         with s3.MultipartWriter(client, bucket, key, part_size, extra) as upload:
             hashed = archive.HashingWriter(upload)
-            manifest = archive.write_archive(root, hashed, entries, params['compression_level'], threads,
+            manifest = archive.write_archive(root, hashed, names, params['compression_level'], threads,
                                              info=dict(metadata, url=params['url']), stamp=now.timestamp())
     except (s3.S3Error, archive.ArchiveError, OSError) as exc:
         module.fail_json(msg=f"{params['url']}: archive failed, the previous object is unchanged: {exc}", **result)
