@@ -5,7 +5,7 @@
 Archive: tree walk (one file system, lost+found left out, sockets/devices/fifos skipped) → PAX tar
 with exact mtimes and numeric owners → gzip (members compressed in parallel threads, one valid gzip
 stream) → any writer. The manifest (every entry, sha256 of every file) is the archive's last member,
-so nothing is read twice; memory grows with the number of entries (~100 bytes each), not their size.
+so nothing is read twice; memory grows with the number of entries (a few hundred bytes each: name and manifest line), not their size.
 
 Extraction is ours, not tarfile's: every member is checked before anything is written (relative,
 no `..`, no path through a symlink, links staying inside, no devices) and the result is checked

@@ -11,7 +11,7 @@ version_added: 0.2.0
 author: kubesnap contributors (@kubesnap)
 description:
   - Streams O(path) as tar, gzip and a multipart upload to O(url), with no temporary file and memory bounded whatever the
-    volume's size (a few upload parts and compression chunks, plus about 100 bytes per file for the manifest).
+    volume's size (a few upload parts and compression chunks, plus a few hundred bytes per entry for its name and manifest line).
   - Keeps regular files, directories (empty ones too), symlinks as links, hard links, modes, modification times
     (to the nanosecond, in PAX headers), numeric owners and names in any encoding. Sockets, devices and fifos are
     skipped and reported in RV(skipped); C(lost+found) at the top is left out (as k8s-pv-util does); the archive

@@ -309,3 +309,20 @@ def test_a_missing_archive_fails_before_the_marker_is_written(moto_server, bucke
         result = run_module('volume_restore', None, check=mode, path=str(target), url=f's3://{bucket}/nothing.tar.gz', **s3_params(moto_server))
         assert result.get('failed') and 'Not Found' in result['msg'], result
         assert not list(target.iterdir())
+
+
+def test_another_file_system_below_the_path_is_left_out(moto_server, bucket, tmp_path):
+    source, target = tmp_path / 'source', tmp_path / 'target'
+    (source / 'mnt').mkdir(parents=True)
+    target.mkdir()
+    (source / 'kept').write_bytes(b'on the volume')
+    if os.geteuid() != 0 or subprocess.run(['mount', '-t', 'tmpfs', 'kubesnap-test', str(source / 'mnt')], capture_output=True, check=False).returncode:
+        pytest.skip('mounting a tmpfs needs root and the right to mount')
+    try:
+        (source / 'mnt' / 'elsewhere').write_bytes(b'another file system')
+        made = archive(moto_server, source, f's3://{bucket}/a.tar.gz')
+    finally:
+        subprocess.run(['umount', str(source / 'mnt')], check=True)
+    assert made['skipped'] == [{'path': 'mnt', 'reason': 'other file system'}], made
+    restore(moto_server, target, f's3://{bucket}/a.tar.gz')
+    assert sorted(p.name for p in target.iterdir()) == ['kept']
