@@ -44,7 +44,7 @@ CREDENTIALS = {'region': 'us-east-1', 'access_key': 'testing', 'secret_key': 'te
 
 
 def make_tree(root: Path, size: int, seed: int = 7):
-    """The mixed tree; returns its number of files."""
+    """The mixed tree."""
     rng = random.Random(seed)
     words = [bytes(rng.choice(b'abcdefghijklmnopqrstuvwxyz') for _ in range(rng.randint(2, 10))) for _ in range(5000)]
     text = b' '.join(rng.choice(words) + (b'\n' if rng.random() < 0.1 else b'') for _ in range(800000))  # ~5 MiB of text
@@ -73,7 +73,6 @@ def make_tree(root: Path, size: int, seed: int = 7):
         start = rng.randrange(0, len(text) - chunk)
         (directory / f'f-{files}.dat').write_bytes(text[start:start + chunk] if files % 2 else rng.randbytes(chunk))
         written, files = written + chunk, files + 1
-    return files
 
 
 def free_port():
@@ -158,12 +157,15 @@ def main():
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--level', type=int, default=6, help='gzip level of ours (tar -czf uses gzip\'s default, 6)')
     parser.add_argument('--workdir', help='where the trees go (default a temporary directory, removed after)')
+    parser.add_argument('--tree', help='a tree to use (made with --size-mib if missing) and keep, for repeated runs')
     options = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix='kubesnap-bench-', dir=options.workdir))
     moto, endpoint = start_moto()
     try:
-        tree = work / 'tree'
-        files = make_tree(tree, options.size_mib * MiB)
+        tree = Path(options.tree) if options.tree else work / 'tree'
+        if not tree.exists():
+            make_tree(tree, options.size_mib * MiB)
+        files = sum(1 for p in tree.rglob('*') if p.is_file())
         data = sum(p.stat().st_size for p in tree.rglob('*') if p.is_file())
         print(f'tree: {data / MiB:.0f} MiB in {files} files; cpus: {os.cpu_count()}; load: {os.getloadavg()[0]:.2f}')
         client = boto3.client('s3', endpoint_url=endpoint, region_name='us-east-1', aws_access_key_id='testing', aws_secret_access_key='testing')
