@@ -167,10 +167,10 @@ def list_keys(s3, bucket, prefix):
 
 
 class MultipartWriter:
-    """A writable stream (`write(bytes)`) that uploads to one object in parts of at least `part_size`.
+    """A writable stream (`write(bytes)`) that uploads to one object in parts of `part_size` (the last one smaller).
 
-    A part is uploaded by a background thread while the next one fills, so about two parts are in memory
-    (writes are gathered, then joined once into a part of `part_size` or a little more). `close()` completes the upload (an object smaller than one part goes
+    A part is uploaded by a background thread while the next one fills, so about two parts are in memory,
+    whatever the size of a write. `close()` completes the upload (an object smaller than one part goes
     up in a single PutObject); an exception in the `with` block or in an upload aborts the multipart
     upload, so no part is left behind and the previous object under the key stays as it was.
     """
@@ -204,11 +204,15 @@ class MultipartWriter:
     def write(self, data):
         if self.closed:
             raise ValueError('write to a closed MultipartWriter')
-        self.chunks.append(bytes(data))
-        self.pending += len(data)
+        with memoryview(data) as view:
+            while view:
+                piece = view[:self.part_size - self.pending]
+                self.chunks.append(bytes(piece))
+                self.pending += len(piece)
+                view = view[len(piece):]
+                if self.pending == self.part_size:
+                    self._send(self._take())
         self.bytes += len(data)
-        if self.pending >= self.part_size:
-            self._send(self._take())
         return len(data)
 
     def _take(self):

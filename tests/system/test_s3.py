@@ -28,10 +28,10 @@ def bucket(moto_server):
     return name
 
 
-def upload(client, bucket, key, data, part_size=s3.MIN_PART_SIZE):
+def upload(client, bucket, key, data, part_size=s3.MIN_PART_SIZE, chunk=1000003):
     with MultipartWriter(client, bucket, key, part_size) as writer:
-        for start in range(0, len(data), 1000003):
-            writer.write(data[start:start + 1000003])
+        for start in range(0, len(data), chunk):
+            writer.write(data[start:start + chunk])
     return writer
 
 
@@ -52,15 +52,18 @@ def test_a_store_refusing_checksum_headers_accepts_our_uploads(moto_server, buck
         assert refused
 
 
-def test_multipart_writer_uploads_parts_of_at_least_the_chosen_size(moto_server, bucket):
+def test_multipart_writer_uploads_parts_of_the_chosen_size(moto_server, bucket):
     client = client_for(moto_server)
     data = os.urandom(11 * s3.MiB + 17)
     writer = upload(client, bucket, 'a/b.bin', data)
-    assert [p['PartNumber'] for p in writer.parts] == [1, 2]
+    assert [p['PartNumber'] for p in writer.parts] == [1, 2, 3]
     assert writer.bytes == len(data)
     assert client.get_object(Bucket=bucket, Key='a/b.bin')['Body'].read() == data
-    # Writes are gathered until a part is full: 6 writes of 1000003 bytes are the first part's 6000018.
-    assert client.head_object(Bucket=bucket, Key='a/b.bin', PartNumber=1)['ContentLength'] == 6 * 1000003
+    assert client.head_object(Bucket=bucket, Key='a/b.bin', PartNumber=1)['ContentLength'] == s3.MIN_PART_SIZE
+    # One write bigger than two parts is cut into parts too.
+    writer = upload(client, bucket, 'one-write', data, chunk=len(data))
+    assert len(writer.parts) == 3
+    assert client.get_object(Bucket=bucket, Key='one-write')['Body'].read() == data
 
 
 def test_a_failed_upload_aborts_and_keeps_the_previous_object(moto_server, bucket):
