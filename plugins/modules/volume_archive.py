@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 module: volume_archive
 short_description: Archive a directory (a mounted volume) to S3 as one .tar.gz
-version_added: 0.2.0
+version_added: 0.1.0
 author: kubesnap contributors (@kubesnap)
 description:
   - Streams O(path) as tar, gzip and a multipart upload to O(url), with no temporary file and memory bounded whatever the

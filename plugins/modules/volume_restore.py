@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 module: volume_restore
 short_description: Fill an empty directory (a new volume) from a .tar.gz archive in S3
-version_added: 0.2.0
+version_added: 0.1.0
 author: kubesnap contributors (@kubesnap)
 description:
   - k8s-pv-util's restorer, as an init container or on any host, with its contract exactly.
