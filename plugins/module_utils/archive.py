@@ -17,6 +17,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import hashlib
+import io
 import json
 import os
 import queue
@@ -218,20 +219,9 @@ def write_archive(root, sink, names, level=6, threads=1, info=None, stamp=0):
         member = tarfile.TarInfo(MANIFEST)
         member.size, member.mode = len(body), 0o600
         member.mtime = int(stamp)
-        tar.addfile(member, _BytesReader(body))
+        tar.addfile(member, io.BytesIO(body))
     gzip_writer.close()
     return totals
-
-
-class _BytesReader:
-    def __init__(self, data):
-        self.data, self.offset = data, 0
-
-    def read(self, size=-1):
-        end = len(self.data) if size is None or size < 0 else self.offset + size
-        chunk = self.data[self.offset:end]
-        self.offset += len(chunk)
-        return chunk
 
 
 # ---------------------------------------------------------------- extraction
@@ -262,15 +252,19 @@ class GunzipReader:
                     break
                 self.hash.update(data)
                 self.compressed += len(data)
-                while data:
+                while True:
                     decompressor = decompressor or zlib.decompressobj(31)
                     out = decompressor.decompress(data, CHUNK)  # bounded: a small object may hold a huge stream
                     if out:
                         self.queue.put(out)
                     if decompressor.eof:
                         data, decompressor = decompressor.unused_data, None
+                        if not data:
+                            break
                     else:
                         data = decompressor.unconsumed_tail
+                        if not data and len(out) < CHUNK:  # a full CHUNK may leave output held back: ask again
+                            break
             if decompressor is not None or not self.compressed:
                 raise ArchiveError('the archive ends in the middle of its gzip stream' if self.compressed else 'the archive is empty')
             self.queue.put(None)
