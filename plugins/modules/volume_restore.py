@@ -213,6 +213,8 @@ def main():
         shown = '; '.join(problems[:20])
         module.fail_json(msg=f'{url}: restore into {root} does not match the archive, {archive.MARKER} kept: {shown}', problems=problems, **result)
     os.unlink(marker)
+    if extractor.manifest is None:
+        module.warn(f'{url} has no kubesnap manifest (not written by volume_archive): restored, but not verified')
     module.exit_json(state='restored', verified=extractor.manifest is not None, files=sum(e['type'] == 'file' for e in extractor.seen.values()),
                      sha256=digest, seconds=round(time.monotonic() - started, 3), skipped=extractor.skipped, **result)
 
