@@ -81,4 +81,5 @@ notes:
     C(when_required)), so stores that reject the C(x-amz-checksum-*) headers recent botocore adds by default work.
     Requests are retried with botocore's C(standard) mode.
   - Keys given as options or environment variables are never logged (C(no_log)).
+  - Set these options once for every module that uses them with C(module_defaults) and C(group/kubesnap.snapshots.s3).
 '''

@@ -18,8 +18,10 @@ try:
     import boto3
     import botocore.config
     import botocore.exceptions
+    CLIENT_ERRORS = (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
 except ImportError:  # reported by the module through missing_required_lib
     boto3 = None
+    CLIENT_ERRORS = ()
 
 MiB = 1024 * 1024
 MIN_PART_SIZE = 5 * MiB  # S3's smallest part but the last
@@ -46,7 +48,7 @@ S3_SPEC = {
     's3_validate_certs': {'type': 'bool', 'default': True},
     's3_ca_bundle': {'type': 'path', 'fallback': (env_fallback, ['AWS_CA_BUNDLE'])},
     'encryption': {'type': 'str', 'choices': list(ENCRYPTIONS), 'default': 'none'},
-    'kms_key_id': {'type': 'str'},
+    'kms_key_id': {'type': 'str', 'no_log': False},  # names a key, is not one
 }
 
 S3_REQUIRED_IF = [('encryption', 'aws:kms', ['kms_key_id'])]
@@ -150,9 +152,9 @@ def encryption_args(params):
 
 
 def part_size_for(size, max_parts=MAX_PARTS):
-    """A part size (whole MiB, at least 8 MiB) that keeps an object of `size` bytes under S3's part limit, with a margin."""
+    """A part size (whole MiB, at least 5 MiB) that keeps an object of `size` bytes under S3's part limit, with a margin."""
     needed = -(-int(size * 1.1) // (max_parts - 100))  # 10% growth (tar headers, incompressible data) and 100 parts spare
-    size = max(8 * MiB, -(-needed // MiB) * MiB)
+    size = max(MIN_PART_SIZE, -(-needed // MiB) * MiB)
     return min(size, MAX_PART_SIZE)
 
 
@@ -165,10 +167,10 @@ def list_keys(s3, bucket, prefix):
 
 
 class MultipartWriter:
-    """A writable stream (`write(bytes)`) that uploads to one object in parts of `part_size`.
+    """A writable stream (`write(bytes)`) that uploads to one object in parts of `part_size` (the last one smaller).
 
-    A part is uploaded by a background thread while the next one fills, so at most two parts and one
-    being filled are in memory. `close()` completes the upload (an object smaller than one part goes
+    A part is uploaded by a background thread while the next one fills, so about two parts are in memory,
+    whatever the size of a write. `close()` completes the upload (an object smaller than one part goes
     up in a single PutObject); an exception in the `with` block or in an upload aborts the multipart
     upload, so no part is left behind and the previous object under the key stays as it was.
     """
@@ -178,7 +180,7 @@ class MultipartWriter:
             raise S3Error(f"part size {part_size}: must be between {MIN_PART_SIZE} and {MAX_PART_SIZE} bytes")
         self.s3, self.bucket, self.key, self.part_size = s3, bucket, key, part_size
         self.extra_args = dict(extra_args or {})
-        self.buffer = bytearray()
+        self.chunks, self.pending = [], 0
         self.upload_id = None
         self.parts = []
         self.bytes = 0
@@ -202,13 +204,21 @@ class MultipartWriter:
     def write(self, data):
         if self.closed:
             raise ValueError('write to a closed MultipartWriter')
-        self.buffer += data
+        with memoryview(data) as view:
+            while view:
+                piece = view[:self.part_size - self.pending]
+                self.chunks.append(bytes(piece))
+                self.pending += len(piece)
+                view = view[len(piece):]
+                if self.pending == self.part_size:
+                    self._send(self._take())
         self.bytes += len(data)
-        while len(self.buffer) >= self.part_size:
-            part = bytes(self.buffer[:self.part_size])
-            del self.buffer[:self.part_size]
-            self._send(part)
         return len(data)
+
+    def _take(self):
+        part = b''.join(self.chunks)
+        self.chunks, self.pending = [], 0
+        return part
 
     def flush(self):
         """Parts go up when full; nothing to do."""
@@ -241,7 +251,7 @@ class MultipartWriter:
     def _call(self, method, **args):
         try:
             return method(**args)
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+        except CLIENT_ERRORS as exc:
             raise S3Error(f"s3://{self.bucket}/{self.key}: {method.__name__} failed: {exc}") from exc
 
     def close(self):
@@ -250,14 +260,13 @@ class MultipartWriter:
             return
         try:
             if self.upload_id is None:
-                self._call(self.s3.put_object, Bucket=self.bucket, Key=self.key, Body=bytes(self.buffer), **self.extra_args)
+                self._call(self.s3.put_object, Bucket=self.bucket, Key=self.key, Body=self._take(), **self.extra_args)
             else:
-                if self.buffer:
-                    self._send(bytes(self.buffer))
+                if self.pending:
+                    self._send(self._take())
                 self._wait()
                 self._call(self.s3.complete_multipart_upload, Bucket=self.bucket, Key=self.key, UploadId=self.upload_id,
                            MultipartUpload={'Parts': sorted(self.parts, key=lambda p: p['PartNumber'])})
-            self.buffer = bytearray()
             self.closed = True
         except BaseException:
             self.abort()
@@ -266,7 +275,7 @@ class MultipartWriter:
     def abort(self):
         """Abort the multipart upload (its parts are deleted); the object under the key is not touched."""
         self.closed = True
-        self.buffer = bytearray()
+        self.chunks, self.pending = [], 0
         if self._thread is not None:
             self._thread.join()
             self._thread = None

@@ -28,10 +28,10 @@ def bucket(moto_server):
     return name
 
 
-def upload(client, bucket, key, data, part_size=s3.MIN_PART_SIZE):
+def upload(client, bucket, key, data, part_size=s3.MIN_PART_SIZE, chunk=1000003):
     with MultipartWriter(client, bucket, key, part_size) as writer:
-        for start in range(0, len(data), 1000003):
-            writer.write(data[start:start + 1000003])
+        for start in range(0, len(data), chunk):
+            writer.write(data[start:start + chunk])
     return writer
 
 
@@ -59,8 +59,11 @@ def test_multipart_writer_uploads_parts_of_the_chosen_size(moto_server, bucket):
     assert [p['PartNumber'] for p in writer.parts] == [1, 2, 3]
     assert writer.bytes == len(data)
     assert client.get_object(Bucket=bucket, Key='a/b.bin')['Body'].read() == data
-    head = client.head_object(Bucket=bucket, Key='a/b.bin', PartNumber=1)
-    assert head['ContentLength'] == s3.MIN_PART_SIZE
+    assert client.head_object(Bucket=bucket, Key='a/b.bin', PartNumber=1)['ContentLength'] == s3.MIN_PART_SIZE
+    # One write bigger than two parts is cut into parts too.
+    writer = upload(client, bucket, 'one-write', data, chunk=len(data))
+    assert len(writer.parts) == 3
+    assert client.get_object(Bucket=bucket, Key='one-write')['Body'].read() == data
 
 
 def test_a_failed_upload_aborts_and_keeps_the_previous_object(moto_server, bucket):

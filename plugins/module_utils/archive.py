@@ -1,0 +1,530 @@
+# Copyright: (c) 2026, kubesnap contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A volume as one standard .tar.gz: streaming archive with a manifest, and a safe, verified extraction.
+
+Archive: tree walk (one file system, lost+found left out, sockets/devices/fifos skipped) → PAX tar
+with exact mtimes and numeric owners → gzip (members compressed in parallel threads, one valid gzip
+stream) → any writer. The manifest (every entry, sha256 of every file) is the archive's last member,
+so nothing is read twice; memory grows with the number of entries (a few hundred bytes each: name and manifest line), not their size.
+
+Extraction is ours, not tarfile's: every member is checked before anything is written (relative,
+no `..`, no path through a symlink, links staying inside, no devices) and the result is checked
+against the manifest.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import hashlib
+import io
+import json
+import os
+import queue
+import stat
+import tarfile
+import threading
+import zlib
+
+MANIFEST = '.kubesnap-manifest.json'
+MANIFEST_FORMAT = 'kubesnap-archive/1'
+MARKER = '.volume-backup-in-progress'  # k8s-pv-util's restorer marker
+LOST_FOUND = 'lost+found'
+CHUNK = 1024 * 1024
+MAX_MANIFEST = 512 * CHUNK  # read into memory: millions of entries, but not a hostile archive's terabyte
+ENCODING = {'encoding': 'utf-8', 'errors': 'surrogateescape'}
+
+
+class ArchiveError(Exception):
+    """An archive that cannot be written or must not be extracted; the message names the member."""
+
+
+def shown(name):
+    """A path as text for results and messages, whatever its bytes."""
+    return os.fsencode(name).decode('utf-8', 'backslashreplace')
+
+
+def ns_text(ns):
+    """Nanoseconds since the epoch as a PAX decimal time."""
+    sign, ns = ('-', -ns) if ns < 0 else ('', ns)
+    return f'{sign}{ns // 10 ** 9}.{ns % 10 ** 9:09d}'
+
+
+def text_ns(text):
+    """A PAX decimal time back as integer nanoseconds, without float rounding."""
+    sign = -1 if text.startswith('-') else 1
+    whole, _, fraction = text.lstrip('-').partition('.')
+    return sign * (int(whole or 0) * 10 ** 9 + int((fraction + '000000000')[:9]))
+
+
+# ---------------------------------------------------------------- archive
+
+def walk(root):
+    """(names, skipped, sizes): relative names in tar order; skipped (name, reason); sizes of the tree
+    ('files' and 'data_bytes' counting hard links once, 'tar_bytes' near enough to size upload parts).
+
+    Only names are kept (stat again when written): memory per entry is its name."""
+    device = os.lstat(root).st_dev
+    names, skipped, stack = [], [], ['']
+    linked, sizes = set(), {'files': 0, 'data_bytes': 0, 'tar_bytes': 10240}
+    while stack:
+        relative = stack.pop()
+        with os.scandir(os.path.join(root, relative) if relative else root) as listing:
+            children = sorted(entry.name for entry in listing)
+        subdirs = []
+        for name in children:
+            path = f'{relative}/{name}' if relative else name
+            if not relative and name in (LOST_FOUND, MANIFEST):
+                skipped.append((path, 'left out'))
+                continue
+            status = os.lstat(os.path.join(root, path))
+            if stat.S_ISDIR(status.st_mode):
+                if status.st_dev != device:
+                    skipped.append((path, 'other file system'))
+                    continue
+                subdirs.append(path)
+            elif stat.S_ISREG(status.st_mode):
+                inode = (status.st_dev, status.st_ino)
+                if status.st_nlink < 2 or inode not in linked:
+                    if status.st_nlink > 1:
+                        linked.add(inode)
+                    sizes['files'] += 1
+                    sizes['data_bytes'] += status.st_size
+                    sizes['tar_bytes'] += -(-status.st_size // 512) * 512
+            elif not stat.S_ISLNK(status.st_mode):
+                skipped.append((path, 'socket, device or fifo'))
+                continue
+            sizes['tar_bytes'] += 1024  # header and PAX header
+            names.append(path)
+        stack.extend(reversed(subdirs))
+    return names, skipped, sizes
+
+
+class _HashingReader:
+    def __init__(self, handle):
+        self.handle, self.hash, self.bytes = handle, hashlib.sha256(), 0
+
+    def read(self, size=-1):
+        data = self.handle.read(size)
+        self.hash.update(data)
+        self.bytes += len(data)
+        return data
+
+
+class HashingWriter:
+    """Passes writes on to `sink`, counting bytes and hashing them."""
+
+    def __init__(self, sink):
+        self.sink, self.hash, self.bytes = sink, hashlib.sha256(), 0
+
+    def write(self, data):
+        self.hash.update(data)
+        self.bytes += len(data)
+        self.sink.write(data)
+        return len(data)
+
+    def flush(self):
+        """Nothing buffered here."""
+
+
+class GzipWriter:
+    """gzip of everything written, to `sink`. With threads > 1, each CHUNK is its own gzip member compressed in a
+    thread (zlib releases the GIL); concatenated members are one valid gzip stream that gzip, tar -xz and zlib read."""
+
+    def __init__(self, sink, level=6, threads=1):
+        self.sink, self.level, self.threads = sink, level, threads
+        self.buffer = bytearray()
+        if threads > 1:
+            self.pool = concurrent.futures.ThreadPoolExecutor(threads)
+            self.pending = collections.deque()
+        else:
+            self.pool, self.stream = None, zlib.compressobj(level, zlib.DEFLATED, 31)
+
+    def _member(self, data):
+        compressor = zlib.compressobj(self.level, zlib.DEFLATED, 31)
+        return compressor.compress(data) + compressor.flush()
+
+    def write(self, data):
+        if self.pool is None:
+            self.sink.write(self.stream.compress(data))
+            return len(data)
+        self.buffer += data
+        while len(self.buffer) >= CHUNK:
+            self.pending.append(self.pool.submit(self._member, bytes(self.buffer[:CHUNK])))
+            del self.buffer[:CHUNK]
+            while len(self.pending) > self.threads:  # one chunk compressing per thread, one waiting
+                self.sink.write(self.pending.popleft().result())
+        return len(data)
+
+    def flush(self):
+        """Members go out when full."""
+
+    def close(self):
+        if self.pool is None:
+            self.sink.write(self.stream.flush())
+            return
+        try:
+            if self.buffer or not self.pending:
+                self.pending.append(self.pool.submit(self._member, bytes(self.buffer)))
+            while self.pending:
+                self.sink.write(self.pending.popleft().result())
+        finally:
+            for future in self.pending:
+                future.cancel()
+            self.pool.shutdown()
+
+
+def attributes(member, mtime_ns):
+    """What the manifest records of a member, besides its content."""
+    return {'mode': member.mode & 0o7777, 'uid': member.uid, 'gid': member.gid, 'mtime': ns_text(mtime_ns)}
+
+
+def write_archive(root, sink, names, level=6, threads=1, info=None, stamp=0):
+    """Write `names` of `root` (from walk) as a .tar.gz to `sink`; returns the manifest's totals (files, bytes).
+
+    `stamp` (seconds since the epoch) is the manifest member's mtime.
+    """
+    gzip_writer = GzipWriter(sink, level, threads)
+    entries = []  # each entry as its JSON text: a fraction of a dict's memory
+    files = data_bytes = 0
+    with tarfile.open(fileobj=gzip_writer, mode='w|', format=tarfile.PAX_FORMAT, copybufsize=CHUNK, **ENCODING) as tar:
+        for name in names:
+            path = os.path.join(root, name)
+            status = os.lstat(path)
+            member = tar.gettarinfo(path, arcname=name)
+            if member is None:
+                raise ArchiveError(f'{shown(name)}: became a socket, device or fifo while archived')
+            member.uname = member.gname = ''  # numeric ownership only
+            member.mtime = status.st_mtime_ns // 10 ** 9
+            member.pax_headers = {'mtime': ns_text(status.st_mtime_ns)}
+            entry = {'path': name, 'type': {tarfile.DIRTYPE: 'dir', tarfile.SYMTYPE: 'symlink', tarfile.LNKTYPE: 'hardlink'}.get(member.type, 'file')}
+            if member.type in (tarfile.SYMTYPE, tarfile.LNKTYPE):
+                entry['target'] = member.linkname
+            if member.type != tarfile.LNKTYPE:
+                entry.update(attributes(member, status.st_mtime_ns))
+            if member.isreg():
+                with open(path, 'rb') as handle:
+                    reader = _HashingReader(handle)
+                    tar.addfile(member, reader)
+                entry.update(size=member.size, sha256=reader.hash.hexdigest())
+                files += 1
+                data_bytes += member.size
+            else:
+                tar.addfile(member)
+            entries.append(json.dumps(entry, sort_keys=True))  # non-UTF-8 names travel as \\udcXX escapes (ASCII)
+        totals = {'format': MANIFEST_FORMAT, 'source': dict(info or {}), 'files': files, 'bytes': data_bytes}
+        head = json.dumps(totals, sort_keys=True)
+        body = (head[:-1] + ', "entries": [' + ', '.join(entries) + ']}').encode('ascii')
+        del entries
+        member = tarfile.TarInfo(MANIFEST)
+        member.size, member.mode = len(body), 0o600
+        member.mtime = int(stamp)
+        tar.addfile(member, io.BytesIO(body))
+    gzip_writer.close()
+    return totals
+
+
+# ---------------------------------------------------------------- extraction
+
+class GunzipReader:
+    """Decompressed bytes of a gzip stream of any number of members, read from `source` in a background thread
+    (download and decompression run while the caller writes files); `hash` is the sha256 of the compressed bytes.
+
+    It seeks forward only (by reading), which is all tarfile's random-access mode does when members are read in
+    order: that mode reads headers and data straight from here, without the stream mode's small-buffer copies.
+    """
+
+    def __init__(self, source):
+        self.source = source
+        self.hash, self.compressed = hashlib.sha256(), 0
+        self.queue = queue.Queue(maxsize=8)
+        self.buffer, self.offset, self.done = b'', 0, False
+        self.position = 0
+        self.thread = threading.Thread(target=self._pump, daemon=True)
+        self.thread.start()
+
+    def _pump(self):
+        try:
+            decompressor = None
+            while True:
+                data = self.source.read(CHUNK)
+                if not data:
+                    break
+                self.hash.update(data)
+                self.compressed += len(data)
+                while True:
+                    decompressor = decompressor or zlib.decompressobj(31)
+                    out = decompressor.decompress(data, CHUNK)  # bounded: a small object may hold a huge stream
+                    if out:
+                        self.queue.put(out)
+                    if decompressor.eof:
+                        data, decompressor = decompressor.unused_data, None
+                        if not data:
+                            break
+                    else:
+                        data = decompressor.unconsumed_tail
+                        if not data and len(out) < CHUNK:  # a full CHUNK may leave output held back: ask again
+                            break
+            if decompressor is not None or not self.compressed:
+                raise ArchiveError('the archive ends in the middle of its gzip stream' if self.compressed else 'the archive is empty')
+            self.queue.put(None)
+        except Exception as exc:  # pylint: disable=broad-exception-caught
+            self.queue.put(exc if isinstance(exc, ArchiveError) else ArchiveError(f'cannot read the archive: {exc}'))
+
+    def read(self, size=-1):
+        parts = []
+        want = size if size is not None and size >= 0 else float('inf')
+        while want > 0:
+            if self.offset >= len(self.buffer):
+                if self.done:
+                    break
+                item = self.queue.get()
+                if item is None:
+                    self.done = True
+                    break
+                if isinstance(item, Exception):
+                    self.done = True
+                    raise item
+                self.buffer, self.offset = item, 0
+            piece = self.buffer[self.offset:self.offset + want] if want != float('inf') else self.buffer[self.offset:]
+            self.offset += len(piece)
+            want -= len(piece)
+            parts.append(piece)
+        data = b''.join(parts)
+        self.position += len(data)
+        return data
+
+    def tell(self):
+        return self.position
+
+    def seekable(self):
+        return False
+
+    def seek(self, position, whence=0):
+        if whence != 0 or position < self.position:
+            raise ArchiveError(f'the archive is read once, in order (a seek back to {position} from {self.position})')
+        while self.position < position and self.read(min(CHUNK, position - self.position)):
+            pass
+        return self.position
+
+    def drain(self):
+        """Read to the end, so that `hash` covers the whole object."""
+        while self.read(CHUNK):
+            pass
+
+
+def is_empty(root):
+    """True when `root` holds nothing but lost+found."""
+    with os.scandir(root) as listing:
+        return all(entry.name == LOST_FOUND for entry in listing)
+
+
+def clear(root, keep=(LOST_FOUND, MARKER)):
+    """Remove everything in `root` but `keep` (an aborted restore's leftovers)."""
+    with os.scandir(root) as listing:
+        names = [entry.name for entry in listing if entry.name not in keep]
+    for name in names:
+        path = os.path.join(root, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            _remove_tree(path)
+        else:
+            os.unlink(path)
+
+
+def _remove_tree(path):
+    for current, dirs, files in os.walk(path, topdown=False):
+        for name in files:
+            os.unlink(os.path.join(current, name))
+        for name in dirs:
+            full = os.path.join(current, name)
+            if os.path.islink(full):
+                os.unlink(full)
+            else:
+                os.chmod(full, 0o700)
+                os.rmdir(full)
+    os.chmod(path, 0o700)
+    os.rmdir(path)
+
+
+def _parts(name, what):
+    """The components of a member name (or hard link target) inside the root; refuses absolute and `..` names."""
+    if name.startswith('/'):
+        raise ArchiveError(f'{what} {shown(name)!r}: absolute path')
+    parts = [part for part in name.split('/') if part not in ('', '.')]
+    if '..' in parts:
+        raise ArchiveError(f'{what} {shown(name)!r}: contains ..')
+    return parts
+
+
+class Extractor:
+    """Writes checked members under `root`; `as_root` restores numeric ownership."""
+
+    def __init__(self, root, as_root):
+        self.root, self.as_root = root, as_root
+        self.safe_dirs = {''}
+        self.dirs = []          # (path, member) whose mode and mtime are set last, deepest first
+        self.seen = {}          # path -> manifest-like entry of what was written
+        self.skipped = []
+        self.manifest = None
+
+    def _parent(self, parts, name):
+        """Create (as needed) the directories of `parts[:-1]`, refusing any that is not a real directory."""
+        current = ''
+        for part in parts[:-1]:
+            current = f'{current}/{part}' if current else part
+            if current in self.safe_dirs:
+                continue
+            path = os.path.join(self.root, current)
+            try:
+                mode = os.lstat(path).st_mode
+            except FileNotFoundError:
+                os.mkdir(path, 0o700)
+                mode = stat.S_IFDIR
+            if not stat.S_ISDIR(mode):
+                raise ArchiveError(f'member {shown(name)!r}: goes through {shown(current)!r}, which is not a directory')
+            self.safe_dirs.add(current)
+        return os.path.join(self.root, *parts)
+
+    def _replace(self, path, relative, name):
+        """Make room for a non-directory member (a later duplicate wins, as with tar)."""
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            return
+        if stat.S_ISDIR(mode):
+            raise ArchiveError(f'member {shown(name)!r}: would replace the directory {shown(relative)!r}')
+        os.unlink(path)
+
+    def member(self, tar, member):
+        parts = _parts(member.name, 'member')
+        relative = '/'.join(parts)
+        if not parts or parts[0] == LOST_FOUND or relative == MARKER:
+            if not (not parts and member.isdir()):
+                self.skipped.append({'path': shown(member.name), 'reason': 'left out'})
+            return
+        if relative == MANIFEST and member.isreg():
+            if self.manifest is not None:
+                raise ArchiveError('the archive has two manifests')
+            if member.size > MAX_MANIFEST:
+                raise ArchiveError(f'the manifest has {member.size} bytes, more than {MAX_MANIFEST}')
+            self.manifest = json.loads(tar.extractfile(member).read().decode('ascii'))
+            return
+        if member.ischr() or member.isblk():
+            raise ArchiveError(f'member {shown(member.name)!r}: device file')
+        if member.isfifo():
+            self.skipped.append({'path': shown(member.name), 'reason': 'fifo'})
+            return
+        if not (member.isreg() or member.isdir() or member.issym() or member.islnk()):
+            raise ArchiveError(f'member {shown(member.name)!r}: unsupported type {member.type!r}')
+        path = self._parent(parts, member.name)
+        mtime = text_ns(member.pax_headers['mtime']) if 'mtime' in member.pax_headers else int(member.mtime) * 10 ** 9
+        if member.isdir():
+            try:
+                os.mkdir(path, 0o700)
+            except FileExistsError:
+                if not stat.S_ISDIR(os.lstat(path).st_mode):
+                    raise ArchiveError(f'member {shown(member.name)!r}: a non-directory is already there') from None
+            self.safe_dirs.add(relative)
+            self.dirs.append((path, member, mtime))
+            self.seen[relative] = dict(attributes(member, mtime), path=relative, type='dir')
+            return
+        self._replace(path, relative, member.name)
+        if member.issym():
+            target = member.linkname
+            if target.startswith('/') or _escapes(parts[:-1], target):
+                raise ArchiveError(f'member {shown(member.name)!r}: symlink to {shown(target)!r} points outside the volume')
+            os.symlink(target, path)
+            self.seen[relative] = dict(attributes(member, mtime), path=relative, type='symlink', target=target)
+        elif member.islnk():
+            target_parts = _parts(member.linkname, f'hard link {shown(member.name)!r} to')
+            target = '/'.join(target_parts)
+            if self.seen.get(target, {}).get('type') not in ('file', 'hardlink') or target_parts[0] == LOST_FOUND:
+                raise ArchiveError(f'member {shown(member.name)!r}: hard link to {shown(member.linkname)!r}, not a file extracted before it')
+            os.link(os.path.join(self.root, *target_parts), path, follow_symlinks=False)
+            self.seen[relative] = {'path': relative, 'type': 'hardlink', 'target': target}
+            return  # the inode's owner, mode and mtime were set with its first name
+        else:
+            digest = hashlib.sha256()
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, 'O_CLOEXEC', 0), 0o600)
+            with os.fdopen(descriptor, 'wb') as out:
+                source = tar.extractfile(member)
+                while True:
+                    data = source.read(CHUNK)
+                    if not data:
+                        break
+                    digest.update(data)
+                    out.write(data)
+            self.seen[relative] = dict(attributes(member, mtime), path=relative, type='file', size=member.size, sha256=digest.hexdigest())
+        self._attributes(path, member, mtime)
+
+    def _attributes(self, path, member, mtime):
+        link = member.issym()
+        if self.as_root:
+            os.chown(path, member.uid, member.gid, follow_symlinks=False)
+        if not link:
+            os.chmod(path, member.mode & 0o7777)
+        os.utime(path, ns=(mtime, mtime), follow_symlinks=False)
+
+    def finish(self):
+        """Directory modes and mtimes, deepest first (their contents are written by now); every symlink resolved by the
+        kernel must stay inside (a chain of links, each inside, can still lead out)."""
+        root = os.path.realpath(self.root)
+        for relative, entry in self.seen.items():
+            if entry['type'] == 'symlink':
+                resolved = os.path.realpath(os.path.join(self.root, relative))
+                if resolved != root and not resolved.startswith(root + os.sep):
+                    raise ArchiveError(f'member {shown(relative)!r}: symlink to {shown(entry["target"])!r} leads outside the volume')
+        for path, member, mtime in reversed(self.dirs):
+            self._attributes(path, member, mtime)
+
+    def verify(self):
+        """Differences between what was written and the manifest (empty when they agree); None without a manifest."""
+        if self.manifest is None:
+            return None
+        if self.manifest.get('format') != MANIFEST_FORMAT:
+            return [f"manifest format {self.manifest.get('format')!r} is not {MANIFEST_FORMAT!r}"]
+        expected = {e['path']: e for e in self.manifest.get('entries', [])}
+        problems = []
+        for path in sorted(set(expected) | set(self.seen)):
+            want, got = expected.get(path), self.seen.get(path)
+            if want is None:
+                problems.append(f'{shown(path)}: not in the manifest')
+            elif got is None:
+                problems.append(f'{shown(path)}: in the manifest, not in the archive')
+            else:
+                fields = [k for k in ('type', 'target', 'size', 'sha256', 'mode', 'uid', 'gid', 'mtime') if want.get(k) != got.get(k)]
+                if fields:
+                    problems.append(f"{shown(path)}: differs from the manifest in {', '.join(fields)}")
+        return problems
+
+
+def _escapes(directory_parts, target):
+    """True when a relative symlink target, seen from its directory, leaves the root."""
+    depth = len(directory_parts)
+    for part in target.split('/'):
+        if part == '..':
+            depth -= 1
+            if depth < 0:
+                return True
+        elif part not in ('', '.'):
+            depth += 1
+    return False
+
+
+def extract(source, root, as_root):
+    """Extract the .tar.gz read from `source` into `root`; returns (extractor, reader) for verification and totals."""
+    reader = GunzipReader(source)
+    extractor = Extractor(root, as_root)
+    try:
+        with tarfile.open(fileobj=reader, mode='r:', **ENCODING) as tar:
+            while True:
+                member = tar.next()
+                if member is None:
+                    break
+                extractor.member(tar, member)
+                tar.members.clear()  # streamed: keep no list of every member
+    except tarfile.TarError as exc:
+        raise ArchiveError(f'not a tar archive, or a broken one: {exc}') from exc
+    extractor.finish()
+    reader.drain()
+    return extractor, reader

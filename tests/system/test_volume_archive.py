@@ -1,0 +1,329 @@
+# volume_archive and volume_restore run as Ansible runs them, against moto's S3 server: a byte-for-byte round
+# trip, k8s-pv-util's marker contract (aborted restore, non-empty volume), hostile archives, a failed upload,
+# and GNU tar reading our archive.
+"""System tests of the volume_archive and volume_restore modules (no Kubernetes needed)."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tarfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import s3
+
+from .modules import COLLECTIONS, run_module
+from .s3_helpers import s3_params, strict_store
+
+MARKER = '.volume-backup-in-progress'
+ODD = ['with space', 'ünïcødé ✓', 'new\nline', os.fsdecode(b'latin1-\xe9\xff')]
+
+
+def client_for(endpoint):
+    return s3.client(dict({n: spec.get('default') for n, spec in s3.S3_SPEC.items()}, **s3_params(endpoint)))
+
+
+@pytest.fixture
+def bucket(moto_server):
+    name = f'kubesnap-{uuid.uuid4().hex[:12]}'
+    client_for(moto_server).create_bucket(Bucket=name)
+    return name
+
+
+def make_tree(root: Path, big=6 * 1024 * 1024):
+    """Big and small files, empty dirs, symlinks, a hard link, odd names, modes and mtimes (ns)."""
+    (root / 'dir' / 'sub').mkdir(parents=True)
+    (root / 'empty' / 'nested-empty').mkdir(parents=True)
+    (root / 'big.bin').write_bytes(os.urandom(big))
+    (root / 'text.txt').write_bytes(b'hello\n' * 50000)
+    (root / 'zero').write_bytes(b'')
+    for number, name in enumerate(ODD):
+        (root / 'dir' / name).write_bytes(f'odd {number}'.encode())
+    os.symlink('../text.txt', root / 'dir' / 'link-up')
+    os.symlink('sub', root / 'dir' / 'link-dir')
+    os.symlink('dangling-but-inside', root / 'dangling')
+    os.link(root / 'text.txt', root / 'dir' / 'sub' / 'hard')
+    os.chmod(root / 'zero', 0o640)
+    os.chmod(root / 'dir' / ODD[0], 0o751)
+    os.chmod(root / 'dir' / 'sub', 0o2750)
+    if os.geteuid() == 0:  # numeric owners that exist nowhere, restored as numbers
+        os.chown(root / 'zero', 1234, 5678)
+        os.chown(root / 'dir' / 'sub', 4321, 8765)
+        os.lchown(root / 'dir' / 'link-up', 2345, 6789)
+        os.chmod(root / 'dir' / 'sub', 0o2750)  # chown clears the setgid bit
+    (root / 'lost+found').mkdir()
+    (root / 'lost+found' / 'junk').write_bytes(b'fsck')
+    for number, path in enumerate(sorted(root.rglob('*'))):
+        os.utime(path, ns=(1_600_000_000_123_456_789 + number, 1_600_000_000_123_456_789 + number * 1_000_000_007), follow_symlinks=False)
+
+
+def snapshot_of(root: Path):
+    """Every entry (but lost+found): type, mode, mtime in ns, owner, content or link target, inode groups."""
+    found, inodes = {}, {}
+    for path in sorted(root.rglob('*')):
+        relative = os.fsencode(path.relative_to(root))
+        if relative.startswith(b'lost+found'):
+            continue
+        status = path.lstat()
+        entry = (stat.S_IFMT(status.st_mode), stat.S_IMODE(status.st_mode), status.st_mtime_ns, status.st_uid, status.st_gid)
+        if path.is_symlink():
+            entry += (os.readlink(path),)
+        elif path.is_file():
+            entry += (path.read_bytes(),)
+            inodes.setdefault(status.st_ino, []).append(relative)
+        found[relative] = entry
+    return found, sorted(sorted(group) for group in inodes.values())
+
+
+def archive(endpoint, path, url, **more):
+    return run_module('volume_archive', None, path=str(path), url=url, **s3_params(endpoint), **more)
+
+
+def restore(endpoint, path, url, **more):
+    return run_module('volume_restore', None, path=str(path), url=url, **s3_params(endpoint), **more)
+
+
+def test_round_trip_is_byte_for_byte(moto_server, bucket, tmp_path):
+    source, target = tmp_path / 'source', tmp_path / 'target'
+    source.mkdir()
+    make_tree(source)
+    (target / 'lost+found').mkdir(parents=True)  # lost+found alone is empty
+    os.mkfifo(source / 'fifo')
+
+    made = archive(moto_server, source, f's3://{bucket}/ns/claim/1.tar.gz', source='ns/claim', snapshot='claim-1', cycle=7, slot=1, threads=2)
+    assert made['state'] == 'archived', made
+    assert made['files'] == 7 and made['parts'] == 2  # a multipart upload of 5 MiB parts
+    assert {(s['path'], s['reason']) for s in made['skipped']} == {('lost+found', 'left out'), ('fifo', 'socket, device or fifo')}
+    head = client_for(moto_server).head_object(Bucket=bucket, Key='ns/claim/1.tar.gz')
+    assert head['Metadata']['kubesnap-source'] == 'ns/claim' and head['Metadata']['kubesnap-cycle'] == '7'
+    assert head['ContentLength'] == made['bytes']
+
+    done = restore(moto_server, target, f's3://{bucket}/ns/', select='newest')
+    assert done['state'] == 'restored' and done['verified'] is True, done
+    assert done['sha256'] == made['sha256'] and done['changed'] is True
+    os.unlink(source / 'fifo')
+    assert snapshot_of(target) == snapshot_of(source)
+    assert not (target / MARKER).exists()
+    assert not (target / 'lost+found' / 'junk').exists()
+
+    again = restore(moto_server, target, f's3://{bucket}/ns/claim/1.tar.gz')
+    assert again['changed'] is False and again['state'] == 'kept'
+
+
+def test_gnu_tar_reads_our_parallel_gzip(moto_server, bucket, tmp_path):
+    source, target = tmp_path / 'source', tmp_path / 'target'
+    source.mkdir()
+    target.mkdir()
+    make_tree(source, big=3 * 1024 * 1024)
+    assert archive(moto_server, source, f's3://{bucket}/a.tar.gz', threads=2)['state'] == 'archived'
+    data = client_for(moto_server).get_object(Bucket=bucket, Key='a.tar.gz')['Body'].read()
+    subprocess.run(['tar', '-xzf', '-', '-C', str(target)], input=data, check=True)
+    (target / '.kubesnap-manifest.json').unlink()
+    theirs, ours = snapshot_of(target), snapshot_of(source)
+    # GNU tar as non-root keeps its own uid and the mode minus its umask, so compare content and links only.
+    assert {k: (v[0], v[-1] if v[0] != stat.S_IFDIR else None) for k, v in theirs[0].items()} == \
+        {k: (v[0], v[-1] if v[0] != stat.S_IFDIR else None) for k, v in ours[0].items()}
+    assert theirs[1] == ours[1]
+
+
+def test_a_non_empty_volume_without_the_marker_is_left_alone(moto_server, bucket, tmp_path):
+    source, target = tmp_path / 'source', tmp_path / 'target'
+    source.mkdir()
+    target.mkdir()
+    (source / 'a').write_bytes(b'archived')
+    archive(moto_server, source, f's3://{bucket}/a.tar.gz')
+    (target / 'data').write_bytes(b'precious')
+    before = snapshot_of(target)
+    result = restore(moto_server, target, f's3://{bucket}/a.tar.gz')
+    assert result['changed'] is False and result['state'] == 'kept', result
+    assert snapshot_of(target) == before
+
+
+def test_killed_restore_keeps_the_marker_and_the_next_run_redoes_it(moto_server, bucket, tmp_path):
+    source, target = tmp_path / 'source', tmp_path / 'target'
+    source.mkdir()
+    target.mkdir()
+    for number in range(300):
+        (source / f'file-{number:03d}').write_bytes(os.urandom(256 * 1024))
+    archive(moto_server, source, f's3://{bucket}/big.tar.gz', compression_level=1)
+    args = {'ANSIBLE_MODULE_ARGS': dict(path=str(target), url=f's3://{bucket}/big.tar.gz', **s3_params(moto_server))}
+    process = subprocess.Popen([sys.executable, '-m', 'ansible_collections.kubesnap.snapshots.plugins.modules.volume_restore'],
+                               stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, env=dict(os.environ, PYTHONPATH=str(COLLECTIONS)))
+    process.stdin.write(__import__('json').dumps(args).encode())
+    process.stdin.close()
+    deadline = time.monotonic() + 60
+    while len(list(target.iterdir())) < 20 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert (target / MARKER).exists()
+    partial = len(list(target.iterdir())) - 1
+    assert 19 <= partial < 300
+    (target / 'stale-from-before').write_bytes(b'x')  # cleared by the redo
+
+    result = restore(moto_server, target, f's3://{bucket}/big.tar.gz')
+    assert result['state'] == 'restored' and result['aborted_restore'] is True, result
+    assert snapshot_of(target) == snapshot_of(source)
+
+
+def upload_tar(endpoint, bucket, key, members):
+    """A hostile .tar.gz made with tarfile: `members` are (TarInfo, data or None)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode='w:gz', format=tarfile.PAX_FORMAT) as tar:
+        for info, data in members:
+            if data is not None:
+                info.size = len(data)
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    client_for(endpoint).put_object(Bucket=bucket, Key=key, Body=buffer.getvalue())
+
+
+def member(name, kind=tarfile.REGTYPE, linkname=''):
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname, info.mode = kind, linkname, 0o644
+    return info
+
+
+@pytest.mark.parametrize('members, message', [
+    ([(member('../x'), b'out')], 'contains ..'),
+    ([(member('ok/../../x'), b'out')], 'contains ..'),
+    ([(member('/etc/x'), b'out')], 'absolute path'),
+    ([(member('out', tarfile.SYMTYPE, '/etc'), None)], 'points outside'),
+    ([(member('out', tarfile.SYMTYPE, '../outside'), None)], 'points outside'),
+    ([(member('up', tarfile.SYMTYPE, '..'), None)], 'points outside'),
+    ([(member('a', tarfile.DIRTYPE), None), (member('a/b', tarfile.SYMTYPE, '..'), None), (member('c', tarfile.SYMTYPE, 'a/b/..'), None)],
+     'leads outside'),
+    ([(member('in', tarfile.SYMTYPE, '.'), None), (member('in/../../x'), b'out')], 'contains ..'),
+    ([(member('d', tarfile.SYMTYPE, 'sub'), None), (member('sub', tarfile.DIRTYPE), None), (member('d/x'), b'via link')], 'not a directory'),
+    ([(member('hard', tarfile.LNKTYPE, '../outside/victim'), None)], 'contains ..'),
+    ([(member('hard', tarfile.LNKTYPE, '/etc/passwd'), None)], 'absolute path'),
+    ([(member('hard', tarfile.LNKTYPE, 'never-extracted'), None)], 'not a file extracted before it'),
+    ([(member('dev', tarfile.CHRTYPE), None)], 'device file'),
+    ([(member('blk', tarfile.BLKTYPE), None)], 'device file'),
+])
+def test_hostile_archives_are_refused_and_nothing_is_written_outside(moto_server, bucket, tmp_path, members, message):
+    outside = tmp_path / 'outside'
+    outside.mkdir()
+    (outside / 'victim').write_bytes(b'victim')
+    target = tmp_path / 'volume'
+    target.mkdir()
+    upload_tar(moto_server, bucket, 'evil.tar.gz', members)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    result = restore(moto_server, target, f's3://{bucket}/evil.tar.gz')
+    assert result.get('failed'), result
+    assert message in result['msg']
+    assert (target / MARKER).exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert [p.name for p in outside.iterdir()] == ['victim'] and (outside / 'victim').read_bytes() == b'victim'
+
+
+def test_a_changed_file_fails_verification_and_keeps_the_marker(moto_server, bucket, tmp_path):
+    source, target = tmp_path / 'source', tmp_path / 'target'
+    source.mkdir()
+    target.mkdir()
+    (source / 'a').write_bytes(b'original')
+    archive(moto_server, source, f's3://{bucket}/a.tar.gz')
+    data = client_for(moto_server).get_object(Bucket=bucket, Key='a.tar.gz')['Body'].read()
+    with tarfile.open(fileobj=io.BytesIO(data), mode='r:gz') as tar:
+        members = [(m, tar.extractfile(m).read() if m.isreg() else None) for m in tar.getmembers()]
+    members[0] = (members[0][0], b'tampered')
+    upload_tar(moto_server, bucket, 'a.tar.gz', members)
+    result = restore(moto_server, target, f's3://{bucket}/a.tar.gz')
+    assert result.get('failed') and 'a: differs from the manifest in sha256' in result['msg'], result
+    assert (target / MARKER).exists()
+
+
+def test_a_plain_tar_czf_restores_unverified(moto_server, bucket, tmp_path):
+    source, target = tmp_path / 'source', tmp_path / 'target'
+    (source / 'etc').mkdir(parents=True)
+    target.mkdir()
+    (source / 'etc' / 'app.conf').write_bytes(b'setting=1\n')
+    data = subprocess.run(['tar', '-czf', '-', '-C', str(source), '.'], capture_output=True, check=True).stdout
+    client_for(moto_server).put_object(Bucket=bucket, Key='migrated.tar.gz', Body=data)
+    result = restore(moto_server, target, f's3://{bucket}/migrated.tar.gz')
+    assert result['state'] == 'restored' and result['verified'] is False, result
+    assert 'restored, but not verified' in str(result['warnings'])  # ansible-core 2.19 returns warnings as structures
+    assert (target / 'etc' / 'app.conf').read_bytes() == b'setting=1\n'
+    assert not (target / MARKER).exists()
+
+
+def test_a_failed_upload_aborts_and_keeps_the_previous_archive(moto_server, bucket, tmp_path):
+    source = tmp_path / 'source'
+    source.mkdir()
+    (source / 'big').write_bytes(os.urandom(12 * 1024 * 1024))
+    client = client_for(moto_server)
+    client.put_object(Bucket=bucket, Key='slot/1.tar.gz', Body=b'previous')
+    with strict_store(moto_server, deny=lambda method, path: method == 'PUT' and 'partNumber=2' in path) as (url, refused):
+        result = archive(url, source, f's3://{bucket}/slot/1.tar.gz', part_size=5, compression_level=1)
+    assert refused and result.get('failed'), result
+    assert 'previous object is unchanged' in result['msg']
+    assert not client.list_multipart_uploads(Bucket=bucket).get('Uploads')
+    assert client.get_object(Bucket=bucket, Key='slot/1.tar.gz')['Body'].read() == b'previous'
+
+
+def test_check_mode_writes_nothing(moto_server, bucket, tmp_path):
+    source = tmp_path / 'source'
+    source.mkdir()
+    (source / 'a').write_bytes(b'x')
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(source / 'sock'))
+        result = run_module('volume_archive', None, check=True, path=str(source), url=f's3://{bucket}/a.tar.gz', **s3_params(moto_server))
+    assert result['state'] == 'would_archive' and result['part_size'] == 5 * 1024 * 1024, result
+    assert result['skipped'] == [{'path': 'sock', 'reason': 'socket, device or fifo'}]
+    assert not client_for(moto_server).list_objects_v2(Bucket=bucket).get('Contents')
+
+
+def test_newest_is_the_newest_archive_in_that_folder_only(moto_server, bucket, tmp_path):
+    source, target = tmp_path / 'source', tmp_path / 'target'
+    source.mkdir()
+    target.mkdir()
+    for key, content in (('base/ns/claim/2.tar.gz', b'older'), ('base/ns/claim/1.tar.gz', b'newest'), ('base/ns/claim-2/1.tar.gz', b'other')):
+        (source / 'data').write_bytes(content)
+        assert archive(moto_server, source, f's3://{bucket}/{key}')['state'] == 'archived'
+        time.sleep(1.1)  # LastModified has a second's resolution
+    result = restore(moto_server, target, f's3://{bucket}/base/ns/claim', select='newest')
+    assert result['key'] == 'base/ns/claim/1.tar.gz', result
+    assert (target / 'data').read_bytes() == b'newest'
+
+
+def test_a_volume_being_restored_is_not_archived(moto_server, bucket, tmp_path):
+    source = tmp_path / 'source'
+    source.mkdir()
+    (source / MARKER).write_bytes(b'')
+    result = archive(moto_server, source, f's3://{bucket}/a.tar.gz')
+    assert result.get('failed') and 'has not completed' in result['msg'], result
+    assert not client_for(moto_server).list_objects_v2(Bucket=bucket).get('Contents')
+
+
+def test_a_missing_archive_fails_before_the_marker_is_written(moto_server, bucket, tmp_path):
+    target = tmp_path / 'target'
+    target.mkdir()
+    for mode in (False, True):
+        result = run_module('volume_restore', None, check=mode, path=str(target), url=f's3://{bucket}/nothing.tar.gz', **s3_params(moto_server))
+        assert result.get('failed') and 'Not Found' in result['msg'], result
+        assert not list(target.iterdir())
+
+
+def test_another_file_system_below_the_path_is_left_out(moto_server, bucket, tmp_path):
+    source, target = tmp_path / 'source', tmp_path / 'target'
+    (source / 'mnt').mkdir(parents=True)
+    target.mkdir()
+    (source / 'kept').write_bytes(b'on the volume')
+    if os.geteuid() != 0 or subprocess.run(['mount', '-t', 'tmpfs', 'kubesnap-test', str(source / 'mnt')], capture_output=True, check=False).returncode:
+        pytest.skip('mounting a tmpfs needs root and the right to mount')
+    try:
+        (source / 'mnt' / 'elsewhere').write_bytes(b'another file system')
+        made = archive(moto_server, source, f's3://{bucket}/a.tar.gz')
+    finally:
+        subprocess.run(['umount', str(source / 'mnt')], check=True)
+    assert made['skipped'] == [{'path': 'mnt', 'reason': 'other file system'}], made
+    restore(moto_server, target, f's3://{bucket}/a.tar.gz')
+    assert sorted(p.name for p in target.iterdir()) == ['kept']

@@ -1,0 +1,67 @@
+# volume_archive and volume_restore: documented options equal the argument specs (with the s3 fragment),
+# and the archive helpers' pure parts (exact times, name checks, symlink escapes, object metadata).
+from __future__ import annotations
+
+import ast
+import datetime
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ansible_collections.kubesnap.snapshots.plugins.doc_fragments.s3 import ModuleDocFragment
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import archive
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.archive import ArchiveError
+from ansible_collections.kubesnap.snapshots.plugins.modules import volume_archive, volume_restore
+
+MODULES = Path(__file__).resolve().parents[4] / 'plugins' / 'modules'
+
+
+@pytest.mark.parametrize('module', [volume_archive, volume_restore], ids=lambda m: m.__name__.rsplit('.', 1)[-1])
+def test_documented_options_are_the_argument_spec(module):
+    tree = ast.parse((MODULES / f"{module.__name__.rsplit('.', 1)[-1]}.py").read_text(encoding='utf-8'))
+    [docs] = [node.value.value for node in tree.body if isinstance(node, ast.Assign) and node.targets[0].id == 'DOCUMENTATION']
+    documented = dict(yaml.safe_load(ModuleDocFragment.DOCUMENTATION)['options'], **yaml.safe_load(docs)['options'])
+    spec = module.argument_spec()
+    assert set(documented) == set(spec)
+    for name, option in spec.items():
+        doc = documented[name]
+        assert (doc.get('type'), doc.get('default'), doc.get('choices'), bool(doc.get('required'))) == \
+            (option.get('type'), option.get('default'), option.get('choices'), bool(option.get('required'))), name
+
+
+@pytest.mark.parametrize('ns', [0, 1, 1_600_000_000_123_456_789, -1_500_000_001, 999_999_999])
+def test_times_keep_every_nanosecond(ns):
+    assert archive.text_ns(archive.ns_text(ns)) == ns
+
+
+def test_pax_times_from_other_tools():
+    assert archive.text_ns('1600000000') == 1_600_000_000 * 10 ** 9
+    assert archive.text_ns('1600000000.5') == 1_600_000_000_500_000_000
+
+
+@pytest.mark.parametrize('name, parts', [('a/b', ['a', 'b']), ('./a//b/', ['a', 'b']), ('.', []), ('./', [])])
+def test_member_names(name, parts):
+    assert archive._parts(name, 'member') == parts  # pylint: disable=protected-access
+
+
+@pytest.mark.parametrize('name, message', [('/etc/x', 'absolute path'), ('a/../../x', 'contains ..'), ('..', 'contains ..')])
+def test_member_names_refused(name, message):
+    with pytest.raises(ArchiveError, match=message):
+        archive._parts(name, 'member')  # pylint: disable=protected-access
+
+
+@pytest.mark.parametrize('directory, target, escapes', [
+    ([], 'a', False), ([], '..', True), (['d'], '..', False), (['d'], '../..', True), (['d'], 'x/../../..', True),
+    (['d', 'e'], '../../f', False), ([], './a/./b', False),
+])
+def test_symlink_escapes(directory, target, escapes):
+    assert archive._escapes(directory, target) is escapes  # pylint: disable=protected-access
+
+
+def test_object_metadata_is_ascii_and_leaves_out_what_is_not_given():
+    params = {'source': 'ns/clâim', 'snapshot': None, 'cycle': 3, 'slot': 0}
+    now = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
+    assert volume_archive.object_metadata(params, now, 2, 10) == {
+        'kubesnap-source': 'ns/cl\\xe2im', 'kubesnap-cycle': '3', 'kubesnap-slot': '0', 'kubesnap-time': '2026-01-02T03:04:05Z',
+        'kubesnap-files': '2', 'kubesnap-data-bytes': '10', 'kubesnap-format': archive.MANIFEST_FORMAT}
