@@ -379,7 +379,7 @@ def main():
         inventory, registry, targets, problems = module.targets()
 
         def plan_all():
-            owned = cycle.list_owned(registry, [backend.name for backend in registry], p['namespace'])
+            owned = cycle.list_owned(registry, registry.listed(targets), p['namespace'])
             plans = plans_for(targets, owned, inventory, p['orphan_policy'], anchor, one_off=bool(p['pvc'] or p['pv']))
             return plans, [snapshot for _label, _orphan, plan in plans for snapshot in plan.expire]
 

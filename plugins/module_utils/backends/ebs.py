@@ -44,8 +44,6 @@ THROTTLED = frozenset(('SnapshotCreationPerVolumeRateExceeded', 'RequestLimitExc
                        'RequestThrottled', 'RequestThrottledException', 'TooManyRequestsException', 'PriorRequestNotComplete'))
 NOT_FOUND = frozenset(('InvalidSnapshot.NotFound', 'InvalidVolume.NotFound'))
 TIME_FORMAT = '%Y%m%d%H%M%S'
-# CreateSnapshot is not idempotent (no client token), so botocore must not resend it blindly: our loop looks for a landed one first.
-CREATE_ATTEMPTS = 6
 POLL_INTERVAL = 5.0
 PAGE_SIZE = 1000
 
@@ -168,6 +166,9 @@ class EbsBackend:
         # Which key each EBS volume's snapshots belong to, for snapshots this collection adopts (no tag of ours).
         self._key_of_volume = {}
         self._regions = set(filter(None, (params.get('aws_region'), params.get('aws_copy_to'))))
+        # Listed with no target of its own (for orphans) only when the run asks for AWS; an EBS PV that nothing protects is no reason
+        # to call a cloud the run may have no credentials for.
+        self.always_listed = bool(params.get('backend') == self.name or params.get('aws_region') or params.get('aws_endpoint_url'))
         for pv in (inventory.pvs if inventory is not None else []):
             try:
                 if self.claims(pv):
@@ -313,7 +314,9 @@ class EbsBackend:
         region = target.volume['region']
         name = self.snapshot_name(target, now)
         tags = self.tags_of(target, name)
-        pauses = delays(CREATE_ATTEMPTS - 1, base=1.0, cap=20.0)
+        # CreateSnapshot is not idempotent (no client token), so botocore must not resend it blindly: this loop looks for a
+        # landed one first. Its budget is aws_max_attempts, as for the requests botocore retries.
+        pauses = delays((self._params.get('aws_max_attempts') or 8) - 1, base=0.5, cap=10.0)
         while True:
             try:
                 item = self.client(region, retries=False).create_snapshot(
