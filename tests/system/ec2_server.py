@@ -36,6 +36,7 @@ class Ec2Server:
         self.calls = []
         self.fault_rate = 0.0
         self.faulted_actions = None  # None: any action may fail
+        self.fault_kinds = ("throttle", "lost")
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
@@ -59,16 +60,17 @@ class Ec2Server:
     def writes(self):
         return [action for action in self.actions() if action in WRITE_ACTIONS]
 
-    def reset(self, fault_rate=0.0, faulted_actions=None):
+    def reset(self, fault_rate=0.0, faulted_actions=None, fault_kinds=("throttle", "lost")):
         with self._lock:
             self.calls = []
             self.fault_rate = fault_rate
             self.faulted_actions = faulted_actions
+            self.fault_kinds = fault_kinds
 
     def _fault(self, action):
         with self._lock:
             if self.fault_rate and (self.faulted_actions is None or action in self.faulted_actions) and self._random.random() < self.fault_rate:
-                return self._random.choice(("throttle", "lost"))
+                return self._random.choice(self.fault_kinds)
             return None
 
     def _serve(self, environ, start_response):

@@ -247,7 +247,8 @@ class EbsBackend:
                 session = boto3.session.Session(aws_access_key_id=p.get('aws_access_key'), aws_secret_access_key=p.get('aws_secret_key'),
                                                 aws_session_token=p.get('aws_session_token'), profile_name=p.get('aws_profile'))
                 config = botocore.config.Config(
-                    retries={'mode': p.get('aws_retry_mode') or 'standard', 'max_attempts': (p.get('aws_max_attempts') or 8) if retries else 1},
+                    # total_max_attempts counts the first request (botocore's max_attempts in a Config counts retries only).
+                    retries={'mode': p.get('aws_retry_mode') or 'standard', 'total_max_attempts': (p.get('aws_max_attempts') or 8) if retries else 1},
                     max_pool_connections=max(10, p.get('concurrency') or 0), user_agent_extra='kubesnap')
                 self._clients[(region, retries)] = session.client('ec2', region_name=region, endpoint_url=p.get('aws_endpoint_url'), config=config)
             return self._clients[(region, retries)]
@@ -339,13 +340,17 @@ class EbsBackend:
                 self._sleep(pause)
 
     def _landed(self, region, target, name):
-        """The snapshot a create whose answer was lost made after all (ours, of this volume, by its name), or None."""
+        """The snapshot a create whose answer was lost made after all (ours, of this volume, by its name), or None.
+
+        When that cannot be read either, the create fails: trying again blindly could leave two snapshots.
+        """
         filters = [{'Name': 'tag:%s' % NAME_TAG, 'Values': [name]}, {'Name': 'volume-id', 'Values': [target.volume['volume_id']]},
                    {'Name': 'tag:%s' % base.VOLUME_KEY, 'Values': [target.key]}]
         try:
             items = list(self._describe(region, OwnerIds=['self'], Filters=filters))
-        except EbsError:
-            return None
+        except EbsError as exc:
+            raise EbsError('EC2 CreateSnapshot of %s: the answer was lost and whether it was made cannot be read: %s'
+                           % (target.volume['volume_id'], exc)) from exc
         return snapshot_from_ec2(items[0], region) if items else None
 
     def settle(self, snapshots, deadline, clock, sleep=None):
