@@ -58,6 +58,7 @@ options:
       - Attempts of one EC2 request under O(aws_retry_mode). A CreateSnapshot refused for rate limits
         (C(SnapshotCreationPerVolumeRateExceeded), C(RequestLimitExceeded), throttling) is tried again after a jittered
         backoff for about a minute, then the volume is reported as V(deferred) and tried again by the next run.
+      - From 1 to 100.
     type: int
     default: 8
   aws_copy_to:

@@ -84,7 +84,7 @@ LEASE_SPEC = {
 TEN_YEARS = 10 * 365 * 24 * 3600
 ONE_DAY = 24 * 3600
 BOUNDS = {'concurrency': (1, 1000), 'lease_duration': (1, ONE_DAY), 'lease_wait': (0, TEN_YEARS), 'wait_timeout': (0, TEN_YEARS),
-          'stalled_after': (0, TEN_YEARS)}
+          'stalled_after': (0, TEN_YEARS), 'aws_max_attempts': (1, 100)}
 
 
 def argument_spec(*groups, **own):

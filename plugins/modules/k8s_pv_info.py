@@ -65,15 +65,17 @@ targets:
         snapshot_class: csi-snapclass
   contains:
     key:
-      description: Stable identity of the volume's snapshots (the PV's UID), written to them as label C(kubesnap.io/volume).
+      description:
+        - Stable identity of the volume's snapshots (the PV's UID), written to them as label (EBS, tag) C(kubesnap.io/volume).
+        - C(<backend>:<disk>) for a SnapshotRule's cloud disk, such as C(aws:vol-0aa6f44aad0daf9f2).
       type: str
       sample: 5f0c2a9e-8d8b-4a53-9d6e-3a1b2c3d4e5f
     pv:
-      description: PersistentVolume name.
+      description: PersistentVolume name; null for a SnapshotRule's cloud disk.
       type: str
       sample: pvc-5f0c2a9e-8d8b-4a53-9d6e-3a1b2c3d4e5f
     namespace:
-      description: Namespace of the bound claim; null for a volume without one.
+      description: Namespace of the bound claim (of the SnapshotRule for its cloud disk); null for a volume without one.
       type: str
       sample: db
     pvc:
@@ -93,11 +95,13 @@ targets:
       type: str
       sample: pvc/db/data-0
     backend:
-      description: Backend that snapshots the volume.
+      description: Backend that snapshots the volume (V(csi), V(aws)); see O(backend).
       type: str
       sample: csi
     volume:
-      description: Backend fields of the volume.
+      description:
+        - Backend fields of the volume. For V(aws), C(volume_id), C(region), C(zone), C(kind) (V(csi) or V(in-tree)) and
+          C(taken_of) (the disk whose snapshots are its backups).
       type: dict
       sample:
         driver: rbd.csi.ceph.com

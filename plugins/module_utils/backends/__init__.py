@@ -70,7 +70,7 @@ class Registry:
         """The backend serving `pv`: the one named by the annotation (claim's, then volume's) or the `backend` option, else
         (`auto`) CSI for a CSI volume whose driver has a VolumeSnapshotClass, else the first backend that claims it."""
         for obj, where in ((pvc, 'pvc'), (pv, 'pv')):
-            wanted = ((obj or {}).get('metadata') or {}).get('annotations', {}).get(BACKEND_ANNOTATION)
+            wanted = (((obj or {}).get('metadata') or {}).get('annotations') or {}).get(BACKEND_ANNOTATION)
             if wanted is not None:
                 return self._chosen(pv, wanted, 'metadata.annotations[%s]' % BACKEND_ANNOTATION, '%s annotation' % where)
         if self.choice != AUTO:
