@@ -84,7 +84,7 @@ class Target:
         where = 'target %s' % cut(str(data.get('origin') or data.get('pv') or '?'))
         # A SnapshotRule's disk has no PersistentVolume: its key names its backend and disk instead.
         disk = is_disk_key(data.get('key'), data.get('backend'))
-        required = ('key', 'source', 'origin', 'backend') + (() if disk else ('pv',))
+        required = [name for name in ('key', 'pv', 'source', 'origin', 'backend') if name != 'pv' or not disk]
         missing = [name for name in required if not data.get(name)]
         if missing:
             raise ValueError('%s: missing %s' % (where, ', '.join(missing)))
