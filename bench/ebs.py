@@ -6,7 +6,7 @@
   ours   ansible-playbook, one kubesnap.snapshots.k8s_pv_snapshot task over N PVCs (CSI ebs.csi.aws.com PVs on the
          local apiserver, each an EBS volume in moto), limited to the bench's namespace.
   loop   what a playbook does with amazon.aws today: per volume, amazon.aws.ec2_snapshot_info (the volume's snapshots
-         owned by the account and tagged as the job's) then amazon.aws.ec2_snapshot (create with tags, waited) when
+         tagged as the job's) then amazon.aws.ec2_snapshot (create with tags, waited) when
          none is younger than the interval; from a bench-only virtualenv (.cache/bench-venv: the `ansible` package
          and boto3), created if missing.
 
@@ -168,7 +168,8 @@ def run_loop(args, server, ec2, scratch):
     server.reset()
     endpoint = {"endpoint_url": server.endpoint, "region": REGION}
     tasks = [
-        {"name": "Snapshots of each volume made by this job", "amazon.aws.ec2_snapshot_info": dict(endpoint, owner_ids=["self"], filters={
+        # owner_ids and filters are mutually exclusive in ec2_snapshot_info: the job's tag keeps others' snapshots out.
+        {"name": "Snapshots of each volume made by this job", "amazon.aws.ec2_snapshot_info": dict(endpoint, filters={
             "volume-id": "{{ item }}", "tag:app.kubernetes.io/managed-by": "kubesnap-loop"}),
          "loop": "{{ volumes }}", "register": "found"},
         {"name": "Snapshot the volumes with none younger than the interval", "amazon.aws.ec2_snapshot": dict(

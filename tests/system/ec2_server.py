@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import os
 import random
 import socket
@@ -30,6 +31,7 @@ class Ec2Server:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app  # pylint: disable=import-outside-toplevel
         from werkzeug.serving import make_server  # pylint: disable=import-outside-toplevel
 
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # a line per request drowns what the tests and bench print
         self._app = DomainDispatcherApplication(create_backend_app)
         self._lock = threading.Lock()
         self._random = random.Random(seed)
