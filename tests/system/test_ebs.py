@@ -234,3 +234,25 @@ def test_a_copy_refused_by_ec2_fails_the_task_naming_it(cluster, kube, namespace
     ec2_server.reset()
     assert failed.get("failed") and [c["action"] for c in failed["copies"]] == ["failed"], failed
     assert "copy of us-east-1/snap-" in failed["msg"]
+
+
+def test_targets_from_k8s_pv_info_are_served_as_given_volumes_and_rule_disks_alike(cluster, kube, namespace, rule_crd, ec2_server, aws):
+    ec2 = ec2_client(ec2_server)
+    ebs_claim(kube, ec2, namespace, "data")
+    disk = ec2.create_volume(AvailabilityZone=ZONE, Size=1)["VolumeId"]
+    kube.custom.create_namespaced_custom_object(*RULES[:2], namespace, RULES[2], {
+        "apiVersion": "%s/%s" % RULES[:2], "kind": "SnapshotRule", "metadata": {"name": "outside"},
+        "spec": {"deltas": "PT1H P1D", "backend": "aws", "disk": {"region": REGION, "volumeId": disk}}})
+    info = run_module("k8s_pv_info", str(cluster.kubeconfig), namespace=namespace, **aws)
+    targets = info["targets"]
+    assert sorted((t["backend"], t["pv"] is None) for t in targets) == [("aws", False), ("aws", True)], info
+    made = module("k8s_pv_snapshot", cluster, namespace, aws, targets=targets)
+    assert not made.get("failed") and {v["action"] for v in made["volumes"]} == {"created"}, made
+    assert module("snapshot_expire", cluster, namespace, aws, targets=targets).get("failed") is not True
+    # A disk target pointed at another disk than its rule names is refused, not snapshotted.
+    [rule_target] = [t for t in targets if t["pv"] is None]
+    other = ec2.create_volume(AvailabilityZone=ZONE, Size=1)["VolumeId"]
+    forged = dict(rule_target, key="aws:%s" % other, volume=dict(rule_target["volume"], volume_id=other, taken_of=other))
+    refused = module("k8s_pv_snapshot", cluster, namespace, aws, targets=[forged], force=True)
+    assert refused.get("failed") and refused["volumes"] == [] and "is not the disk the live snapshotrule/" in refused["msg"], refused
+    assert ours(ec2, **{"volume-id": other}) == []
