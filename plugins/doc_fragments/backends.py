@@ -63,9 +63,11 @@ options:
     default: 8
   aws_copy_to:
     description:
-      - A region every new EBS snapshot is copied to once it completed, for disaster recovery. Copies carry the ownership
-        tags and C(kubesnap.io/copy-of=<region>/<snapshot id>), and are weighed and expired by the volume's policy
-        independently of the source snapshots. A copy that fails is reported with the volume.
+      - A region every new EBS snapshot is copied to once it completed, for disaster recovery, by the first
+        M(kubesnap.snapshots.k8s_pv_snapshot) run that finds it completed (under the Lease; see its RV(copies)). Copies carry
+        the ownership tags, C(kubesnap.io/copy-of=<region>/<snapshot id>), C(kubesnap.io/copy-of-time) and
+        C(kubesnap.io/taken-of), and are weighed and expired by the volume's policy apart from the originals. A copy that
+        EC2 refuses fails the task, naming it.
     type: str
   use_claim_name:
     description:

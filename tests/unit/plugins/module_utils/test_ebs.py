@@ -10,7 +10,7 @@ from botocore.stub import ANY, Stubber
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import Registry
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import PENDING, READY, Deferred, TargetError
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.ebs import EbsBackend, region_of_zone
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.ebs import EbsBackend, region_of_zone, snapshot_from_ec2
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.targets import Inventory, Options, Target, discover
 
 from .factories import bound, pv, snapshot_class
@@ -130,7 +130,6 @@ def test_settle_polls_until_a_pending_snapshot_completes_with_one_request_per_po
 
 
 def backend_snapshot(snapshot_id):
-    from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.ebs import snapshot_from_ec2  # pylint: disable=import-outside-toplevel
     return snapshot_from_ec2(item(snapshot_id, 'pending'), 'us-east-1')
 
 
@@ -144,3 +143,35 @@ def test_a_create_throttled_past_its_budget_is_deferred():
     with pytest.raises(Deferred, match='SnapshotCreationPerVolumeRateExceeded'):
         backend.create(target, NOW)
     stub.assert_no_pending_responses()
+
+
+def copy_of(original, region='us-west-2', hours=0):
+    tags = dict(original.labels, **{'kubesnap.io/copy-of': original.id, 'kubesnap.io/copy-of-time': original.created_at.isoformat(),
+                                    'kubesnap.io/taken-of': VOL})
+    return snapshot_from_ec2({'SnapshotId': 'snap-c' + original.uid, 'VolumeId': 'vol-ffffffff', 'State': 'completed',
+                              'StartTime': NOW + datetime.timedelta(hours=hours), 'Tags': [{'Key': k, 'Value': v} for k, v in tags.items()]}, region)
+
+
+def original(snapshot_id, hours, state='completed'):
+    return snapshot_from_ec2(dict(item(snapshot_id, state), StartTime=NOW + datetime.timedelta(hours=hours)), 'us-east-1')
+
+
+def test_only_completed_originals_taken_after_the_newest_copied_one_are_copied():
+    backend = EbsBackend({'aws_region': 'us-east-1', 'aws_copy_to': 'us-west-2'})
+    old, copied, newer, pending = original('snap-1', 0), original('snap-2', 1), original('snap-3', 2), original('snap-4', 3, 'pending')
+    # The copy of snap-2 was made after snap-3 was taken: the original's time decides, not the copy's.
+    owned = {'uid-1': [old, copied, newer, pending, copy_of(copied, hours=5)]}
+    assert [s.id for s in backend.copies_missing(owned)] == ['us-east-1/snap-3']
+    assert EbsBackend({'aws_region': 'us-east-1'}).copies_missing(owned) == []
+
+
+def test_copies_are_no_backups_of_the_volume_and_are_weighed_apart():
+    from ansible_collections.kubesnap.snapshots.plugins.module_utils import cycle  # pylint: disable=import-outside-toplevel
+    target = Target(key='uid-1', pv='pv-a', namespace=None, pvc=None, policy=None, source='pv-annotation', origin='pv/pv-a', backend='aws',
+                    volume={'volume_id': VOL, 'region': 'us-east-1', 'zone': None, 'kind': 'csi', 'taken_of': VOL})
+    first = original('snap-1', 0)
+    copy = copy_of(first)
+    owned = {'uid-1': [first, copy]}
+    assert cycle.snapshots_of(target, owned) == [first] and cycle.inconsistent_of(target, owned) == []
+    assert cycle.copies_of(target, owned) == {'us-west-2': [copy]}
+    assert [len(group) for _key, _namespace, group in cycle.per_namespace(owned, {'uid-1'})] == [1, 1]
