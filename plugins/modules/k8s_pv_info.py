@@ -65,15 +65,17 @@ targets:
         snapshot_class: csi-snapclass
   contains:
     key:
-      description: Stable identity of the volume's snapshots (the PV's UID), written to them as label C(kubesnap.io/volume).
+      description:
+        - Stable identity of the volume's snapshots (the PV's UID), written to them as label (EBS, tag) C(kubesnap.io/volume).
+        - C(<backend>:<disk>) for a SnapshotRule's cloud disk, such as C(aws:vol-0aa6f44aad0daf9f2).
       type: str
       sample: 5f0c2a9e-8d8b-4a53-9d6e-3a1b2c3d4e5f
     pv:
-      description: PersistentVolume name.
+      description: PersistentVolume name; null for a SnapshotRule's cloud disk.
       type: str
       sample: pvc-5f0c2a9e-8d8b-4a53-9d6e-3a1b2c3d4e5f
     namespace:
-      description: Namespace of the bound claim; null for a volume without one.
+      description: Namespace of the bound claim (of the SnapshotRule for its cloud disk); null for a volume without one.
       type: str
       sample: db
     pvc:
@@ -93,11 +95,13 @@ targets:
       type: str
       sample: pvc/db/data-0
     backend:
-      description: Backend that snapshots the volume.
+      description: Backend that snapshots the volume (V(csi), V(aws)); see O(backend).
       type: str
       sample: csi
     volume:
-      description: Backend fields of the volume.
+      description:
+        - Backend fields of the volume. For V(aws), C(volume_id), C(region), C(zone), C(kind) (V(csi) or V(in-tree)) and
+          C(taken_of) (the disk whose snapshots are its backups).
       type: dict
       sample:
         driver: rbd.csi.ceph.com
@@ -155,6 +159,7 @@ api_calls:
     GET: 4
 '''
 
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import BackendError
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import (
     AUTH_SPEC, DISCOVERY_SPEC, KubesnapModule, argument_spec, discovery_constraints,
@@ -166,7 +171,7 @@ def main():
     module = KubesnapModule(argument_spec=spec, **discovery_constraints(spec))
     try:
         targets, problems = module.targets()[2:]
-    except KubeError as exc:
+    except (KubeError, BackendError) as exc:
         module.fail_api(exc)
     module.exit_or_fail([], 'objects asked for protection but cannot get it', problems, changed=False,
                         targets=[target.as_dict() for target in targets])

@@ -102,6 +102,14 @@ volumes:
       description: PersistentVolume name.
       type: str
       sample: pvc-5f0c2a9e-8d8b-4a53-9d6e-3a1b2c3d4e5f
+    key:
+      description: The volume's key (the PV's UID, or C(<backend>:<disk>) for a SnapshotRule's cloud disk, which has no PV).
+      type: str
+      sample: 5f0c2a9e-8d8b-4a53-9d6e-3a1b2c3d4e5f
+    backend:
+      description: The backend that serves the volume (V(csi), V(aws)...).
+      type: str
+      sample: csi
     origin:
       description: The object that asked for protection.
       type: str
@@ -112,7 +120,9 @@ volumes:
       sample: PT1H P1D P7D
     action:
       description:
-        - V(created), V(would_create) (check mode), V(skipped) or V(failed).
+        - V(created), V(would_create) (check mode), V(skipped), V(failed) or V(deferred).
+        - V(deferred) when the cloud kept answering rate or quota errors after the retry budget; the next run tries
+          again. It does not fail the task (see RV(deferred)).
         - V(failed) also for a forced snapshot still pending when the wait ended (see RV(volumes[].state)).
       type: str
       sample: created
@@ -125,7 +135,9 @@ volumes:
       type: str
       sample: data-0-20261130040000
     state:
-      description: State of the created snapshot at the end (V(ready), V(pending) or V(failed)); null when none was created.
+      description:
+        - State of the created snapshot at the end (V(ready), V(pending) or V(failed)); null when none was created.
+        - V(deferred) when the cloud's rate limit deferred it to the next run.
       type: str
       sample: ready
     duration:
@@ -139,6 +151,47 @@ volumes:
       type: list
       elements: str
       sample: [data-0-20261129030000]
+copies:
+  description:
+    - Disaster-recovery copies (O(aws_copy_to)) made by this run, of the completed snapshots of the targets that were
+      not copied yet (a snapshot made by this run is copied by the first run that finds it completed).
+    - V(would_copy) in check mode; V(failed) copies fail the task, V(deferred) ones (rate limits) are tried again next run.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {snapshot: db-data-0-20261130040000, id: us-east-1/snap-0a1b2c3d4e5f60718, volume_key: 5f0c2a9e-8d8b-4a53-9d6e-3a1b2c3d4e5f,
+       action: copied, copy: us-west-2/snap-0f1e2d3c4b5a69788, error: null}
+  contains:
+    snapshot:
+      description: The original's name.
+      type: str
+      sample: db-data-0-20261130040000
+    id:
+      description: The original's id (C(<region>/<snapshot id>) for EBS).
+      type: str
+      sample: us-east-1/snap-0a1b2c3d4e5f60718
+    volume_key:
+      description: The key of the volume it is a snapshot of.
+      type: str
+      sample: 5f0c2a9e-8d8b-4a53-9d6e-3a1b2c3d4e5f
+    action:
+      description: V(copied), V(would_copy), V(deferred) or V(failed).
+      type: str
+      sample: copied
+    copy:
+      description: The copy's id; null when none was made.
+      type: str
+      sample: us-west-2/snap-0f1e2d3c4b5a69788
+    error:
+      description: Why the copy was not made; null otherwise.
+      type: str
+      sample: null
+deferred:
+  description: How many volumes the cloud's rate or quota limits deferred to the next run (RV(volumes[].action) V(deferred)).
+  returned: always
+  type: int
+  sample: 0
 problems:
   description: Objects that asked for protection but cannot get it, as in M(kubesnap.snapshots.k8s_pv_info); nothing of theirs is snapshotted.
   returned: always
@@ -191,7 +244,7 @@ import datetime
 import time
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import cycle
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import FAILED, HOLD_KEY, PENDING
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import FAILED, HOLD_KEY, PENDING, BackendError, Deferred
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.csi import GROUP_VERSION, snapshot_from_object
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError, resource_path
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import (
@@ -201,7 +254,7 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import (
 
 def volume_result(plan, action, reason=None, snapshot=None, name=None):
     target = plan.target
-    return {'volume': target.display, 'pv': target.pv, 'origin': target.origin,
+    return {'volume': target.display, 'pv': target.pv, 'key': target.key, 'backend': target.backend, 'origin': target.origin,
             'policy': target.policy.text if target.policy is not None else None, 'action': action,
             'reason': reason or plan.reason, 'snapshot': snapshot.name if snapshot else name,
             'state': snapshot.state if snapshot else None, 'duration': None,
@@ -209,9 +262,24 @@ def volume_result(plan, action, reason=None, snapshot=None, name=None):
 
 
 def plan(params, registry, targets, now):
-    """The creation plans of the targets from their owned snapshots as listed now."""
+    """(creation plans, owned snapshots by volume key): the targets' plans from their owned snapshots as listed now."""
     owned = cycle.list_owned(registry, [target.backend for target in targets], params['namespace'])
-    return cycle.plan_creation(targets, owned, now, params['force'], params['stalled_after'])
+    return cycle.plan_creation(targets, owned, now, params['force'], params['stalled_after']), owned
+
+
+def copies_wanted(registry, targets, owned):
+    """The completed snapshots a backend with disaster-recovery copies (aws_copy_to) has not copied yet."""
+    return [snapshot for name in sorted({target.backend for target in targets})
+            for snapshot in getattr(registry.get(name), 'copies_missing', lambda _owned: [])(owned)]
+
+
+def copy_result(snapshot, copied=None, error=None, action='copied'):
+    if isinstance(error, Deferred):
+        action = 'deferred'
+    elif error is not None:
+        action = 'failed'
+    return {'snapshot': snapshot.name, 'id': snapshot.id, 'volume_key': snapshot.volume_key, 'action': action,
+            'copy': copied.id if copied is not None else None, 'error': str(error) if error is not None else None}
 
 
 def preview(registry, plans, now):
@@ -227,6 +295,7 @@ class Creation:
     plans: list
     created: list
     started: float
+    copies: list = dataclasses.field(default_factory=list)
     latest: dict = dataclasses.field(default_factory=dict)
     settled_at: dict = dataclasses.field(default_factory=dict)
     still_pending: str = None
@@ -244,20 +313,26 @@ def act(module, registry, targets, plans, result):
 
     def plan_under_lease():
         moment['now'] = datetime.datetime.now(datetime.timezone.utc)
-        return plan(p, registry, targets, moment['now'])
+        fresh, moment['owned'] = plan(p, registry, targets, moment['now'])
+        return fresh
 
-    def create(plans, ensure_held):
-        created = cycle.create_snapshots(registry, plans, moment['now'], p['concurrency'], ensure_held)
-        return [held(module.client, plan, snapshot, error) for plan, snapshot, error in created] if p['hold'] else created
+    def create_and_copy(fresh, ensure_held):
+        created = cycle.create_snapshots(registry, fresh, moment['now'], p['concurrency'], ensure_held)
+        if p['hold']:
+            created = [held(module.client, plan, snapshot, error) for plan, snapshot, error in created]
+        # Copies of what completed before this run (a snapshot made now is copied by the run that sees it completed).
+        moment['copies'] = cycle.copy_missing(registry, [target.backend for target in targets], moment['owned'], p['concurrency'], ensure_held)
+        return created
 
-    fresh, created = module.write_under_lease(plan_under_lease, create, result, must_write=p['force'])
+    fresh, created = module.write_under_lease(plan_under_lease, create_and_copy, result, must_write=p['force'])
     if fresh is None:
         return Creation(plans, [], started)
-    creation = Creation(fresh, created, started, still_pending='still pending after %ss' % p['wait_timeout'])
+    creation = Creation(fresh, created, started, still_pending='still pending after %ss' % p['wait_timeout'],
+                        copies=[copy_result(*copy) for copy in moment['copies']])
     made = [snapshot for _plan, snapshot, error in created if error is None]
     try:
         creation.latest, creation.settled_at = cycle.wait_until_settled(registry, made, p['wait_timeout'] if p['wait'] else 0)
-    except KubeError as exc:
+    except (KubeError, BackendError) as exc:
         # The snapshots exist: report each of them, as pending, rather than fail the run without them.
         creation.latest = {snapshot.id: snapshot for snapshot in made}
         creation.still_pending = 'state unknown, waiting failed: %s' % exc
@@ -286,6 +361,10 @@ def report(params, creation, lease_held=None):
             volumes.append(volume_result(plan, 'skipped', lease_held if plan.due else None))
             continue
         snapshot, error = outcome[plan.target.key]
+        if isinstance(error, Deferred):
+            # The cloud's rate limit, after the retry budget: the next run tries again; not a failure.
+            volumes.append(dict(volume_result(plan, 'deferred', 'deferred: %s' % error), state='deferred'))
+            continue
         if error is not None:
             volumes.append(volume_result(plan, 'failed', str(error)))
             continue
@@ -304,9 +383,10 @@ def report(params, creation, lease_held=None):
     return volumes
 
 
-def failures(params, plans, volumes):
+def failures(params, plans, volumes, copies=()):
     """What fails the task: volumes whose snapshot failed, and every stalled snapshot (a driver that stopped)."""
     lines = ['%s: %s' % (v['volume'], v['reason']) for v in volumes if v['action'] == 'failed']
+    lines += ['copy of %s: %s' % (c['id'], c['error']) for c in copies if c['action'] == 'failed']
     for plan in plans:
         bound = cycle.stalled_bound(plan.target, params['stalled_after'])
         lines += ['%s: snapshot %s stalled: pending since %s, longer than %d s (stalled_after)'
@@ -322,26 +402,31 @@ def main():
     p = module.params
     # `now` previews a later run in check mode; a run that creates goes by the real clock.
     now = module.now(planning=module.check_mode)
-    result = {'changed': False, 'volumes': []}
+    result = {'changed': False, 'volumes': [], 'deferred': 0, 'copies': []}
     try:
         registry, targets, problems = module.targets()[1:]
         if p['hold'] and any(target.backend != 'csi' for target in targets):
             module.fail_json(msg='hold: supported for CSI snapshots only; these volumes are not CSI: %s'
                              % ', '.join(t.display for t in targets if t.backend != 'csi'))
-        plans = plan(p, registry, targets, now)
+        plans, owned = plan(p, registry, targets, now)
+        wanted = copies_wanted(registry, targets, owned)
         if module.check_mode:
             result['volumes'] = preview(registry, plans, now)
-            result['changed'] = any(plan.due for plan in plans)
-        elif any(plan.due for plan in plans):
+            result['copies'] = [copy_result(snapshot, action='would_copy') for snapshot in wanted]
+            result['changed'] = any(plan.due for plan in plans) or bool(wanted)
+        elif any(plan.due for plan in plans) or wanted:
             creation = act(module, registry, targets, plans, result)
             plans = creation.plans
             result['volumes'] = report(p, creation, result.get('lease_held'))
-            result['changed'] = any(error is None for _plan, _snapshot, error in creation.created)
+            result['deferred'] = sum(1 for volume in result['volumes'] if volume['action'] == 'deferred')
+            result['copies'] = creation.copies
+            result['changed'] = any(error is None for _plan, _snapshot, error in creation.created) or any(
+                c['action'] == 'copied' for c in creation.copies)
         else:
             result['volumes'] = [volume_result(plan, 'skipped') for plan in plans]
-    except KubeError as exc:
+    except (KubeError, BackendError) as exc:
         module.fail_api(exc)
-    module.exit_or_fail(failures(p, plans, result['volumes']), 'some volumes were not snapshotted', problems, **result)
+    module.exit_or_fail(failures(p, plans, result['volumes'], result['copies']), 'some volumes were not snapshotted', problems, **result)
 
 
 if __name__ == '__main__':

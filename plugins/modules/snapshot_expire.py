@@ -331,7 +331,7 @@ api_calls:
 '''
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import cycle
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import POLICY_ANNOTATION
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import BackendError, POLICY_ANNOTATION
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import (
     AUTH_SPEC, DISCOVERY_SPEC, LEASE_SPEC, TARGETS_SPEC, WRITE_SPEC, KubesnapModule, argument_spec, discovery_constraints,
@@ -351,9 +351,15 @@ def plans_for(targets, owned, inventory, orphan_policy, anchor, one_off):
     plans = [(target.display, False, cycle.plan_expiry(target.key, cycle.snapshots_of(target, owned), target.policy, in_use, anchor,
                                                        namespace=target.namespace, inconsistent=cycle.inconsistent_of(target, owned)))
              for target in targets]
+    # Disaster-recovery copies (aws_copy_to) are expired by the volume's policy, apart from the originals.
+    plans += [('%s (copies in %s)' % (target.display, group), False, cycle.plan_expiry(target.key, copies, target.policy, in_use, anchor,
+                                                                                      namespace=target.namespace))
+              for target in targets for group, copies in sorted(cycle.copies_of(target, owned).items())]
     if one_off:
         return plans
-    for key, namespace, snapshots in cycle.per_namespace(owned, set(owned) - inventory.live_volume_keys()):
+    # A target's key is live whatever was listed (a disk rule's target given as input has no PV).
+    live = inventory.live_volume_keys() | {target.key for target in targets}
+    for key, namespace, snapshots in cycle.per_namespace(owned, set(owned) - live):
         policy = cycle.orphan_policy(snapshots) if orphan_policy == 'expire' else None
         reason = None
         if policy is None:
@@ -377,7 +383,7 @@ def main():
         inventory, registry, targets, problems = module.targets()
 
         def plan_all():
-            owned = cycle.list_owned(registry, [backend.name for backend in registry], p['namespace'])
+            owned = cycle.list_owned(registry, registry.listed(targets), p['namespace'])
             plans = plans_for(targets, owned, inventory, p['orphan_policy'], anchor, one_off=bool(p['pvc'] or p['pv']))
             return plans, [snapshot for _label, _orphan, plan in plans for snapshot in plan.expire]
 
@@ -409,7 +415,7 @@ def main():
         result['changed'] = len(errors) < len(doomed)
         if module._diff and result['changed']:
             result['diff'] = {'before': before, 'after': after}
-    except KubeError as exc:
+    except (KubeError, BackendError) as exc:
         module.fail_api(exc)
     failures = ['%s: %s: %s' % (v['volume'], f['name'], f['error']) for v in result['volumes'] for f in v['failed']
                 if 'lease_held' not in result]

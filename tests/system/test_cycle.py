@@ -317,7 +317,7 @@ BAD_TARGETS = [
     ({"pv": None, "origin": None}, "targets[0]: target ?: missing pv, origin"),
     ({"policy": "P1D"}, "targets[0]: retention policy 'P1D' needs at least two durations"),
     ({"policy": 5}, "targets[0]: retention policy must be a string of ISO 8601 durations, got 5"),
-    ({"backend": "gce"}, "targets[0]: target {origin}: backend: unknown backend 'gce' (known: csi)"),
+    ({"backend": "nope"}, "targets[0]: target {origin}: backend: unknown backend 'nope' (known: csi, aws"),
     ({"pvc": None}, "targets[0]: target {origin}: pvc: required for a CSI volume"),
     ({"volume": "abc"}, "targets[0]: target {origin}: volume: must be a mapping"),
     # A stale or forged key: a label-safe value that is no live volume's UID must not steer expiry.
@@ -409,9 +409,9 @@ BAD_RULES = {
     "unbound-claim": ({"deltas": SHORT, "persistentVolumeClaim": "unbound"}, "spec.volumeName", "claim is not bound to a volume"),
     "no-such-class": ({"deltas": SHORT, "persistentVolumeClaim": "data", "snapshotClassName": "no-such-class"}, "snapshot_class",
                       "'no-such-class' does not exist"),
-    "gce-disk": ({"deltas": SHORT, "backend": "google", "disk": {"name": "disk-1", "zone": "europe-west1-b"}}, "spec.disk",
-                 "need the gce or aws backend"),
-    "aws-disk": ({"deltas": SHORT, "disk": {"region": "eu-west-1", "volumeId": "vol-1"}}, "spec.disk", "need the gce or aws backend"),
+    "aws-disk-bad-id": ({"deltas": SHORT, "backend": "aws", "disk": {"region": "eu-west-1", "volumeId": "vol-1"}}, "spec.disk.volumeId",
+                        "must be an EBS volume id"),
+    "disk-without-backend": ({"deltas": SHORT, "disk": {"region": "eu-west-1", "volumeId": "vol-1"}}, "spec.backend", "needs spec.backend"),
 }
 # What the schema refuses never reaches the modules: the apiserver answers 422.
 SCHEMA_REFUSED = [{"deltas": 7, "persistentVolumeClaim": "data"}, {"persistentVolumeClaim": "data"},
