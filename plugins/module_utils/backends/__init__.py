@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import TargetError
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.csi import CsiBackend
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.gce import GceBackend
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.messages import quoted
 
 # In the order they are asked whether they serve a volume.
-BACKENDS = (CsiBackend,)
+BACKENDS = (CsiBackend, GceBackend)
 # What a target's `backend` may be.
 BACKEND_NAMES = tuple(backend.name for backend in BACKENDS)
 
