@@ -167,13 +167,12 @@ class FakeCompute:
         return disk
 
     def _snapshot(self, project, name, disk, labels, description, locations, created, status=None):
-        snapshot = {'kind': 'compute#snapshot', 'id': str(next(self.ids)), 'name': name, 'description': description,
+        return {'kind': 'compute#snapshot', 'id': str(next(self.ids)), 'name': name, 'description': description,
                     'creationTimestamp': _timestamp(created), 'status': status or 'CREATING', 'sourceDisk': disk['selfLink'],
                     'sourceDiskId': disk['id'], 'diskSizeGb': disk['sizeGb'], 'storageBytes': '0', 'labels': labels,
                     'labelFingerprint': _fingerprint(labels), 'storageLocations': locations or ['us'],
                     'selfLink': SELF_LINK_BASE + 'projects/%s/global/snapshots/%s' % (project, name), '_created': created,
                     '_fixed': status is not None}
-        return snapshot
 
     def _refresh(self):
         now = time.time()
@@ -422,7 +421,8 @@ class FakeCompute:
             return 400, {'error': 'invalid_grant', 'error_description': 'Invalid JWT Signature.'}
         now = time.time()
         # The audience is Google's token endpoint whatever token_uri the key names (google-auth sends it so).
-        if payload.get('aud') not in (GOOGLE_TOKEN_AUDIENCE, self.url + TOKEN_PATH) or not payload.get('iat', now + 600) <= now + 300 < payload.get('exp', 0) + 300:
+        in_time = payload.get('iat', now + 600) <= now + 300 and now < payload.get('exp', 0)
+        if payload.get('aud') not in (GOOGLE_TOKEN_AUDIENCE, self.url + TOKEN_PATH) or not in_time:
             return 400, {'error': 'invalid_grant', 'error_description': 'Invalid JWT: Token must be a short-lived token and in a reasonable timeframe.'}
         if 'https://www.googleapis.com/auth/compute' not in (payload.get('scope') or '').split():
             return 400, {'error': 'invalid_scope', 'error_description': 'The compute scope was not asked for.'}
