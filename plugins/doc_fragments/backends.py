@@ -12,6 +12,76 @@ from __future__ import annotations
 class ModuleDocFragment:
     DOCUMENTATION = r'''
 options:
+  backend:
+    description:
+      - Which backend snapshots a volume that more than one can serve (a CSI volume of the EBS driver C(ebs.csi.aws.com)).
+      - V(auto) takes V(csi) when a C(VolumeSnapshotClass) exists for the volume's CSI driver, else the cloud API of the
+        volume's cloud (V(aws) for in-tree C(awsElasticBlockStore) and C(ebs.csi.aws.com) volumes, V(gce) for in-tree
+        C(gcePersistentDisk) and C(pd.csi.storage.gke.io) volumes).
+      - The annotation C(kubesnap.io/backend) on a PVC (or else its PV) overrides this option for that volume.
+      - A backend that cannot serve the volume (V(aws) for a volume that is not EBS) is a problem named for the volume.
+    type: str
+    choices: [auto, csi, aws, gce]
+    default: auto
+  aws_access_key:
+    description:
+      - AWS access key id for the V(aws) backend. Environment C(AWS_ACCESS_KEY_ID), C(AWS_ACCESS_KEY) or C(EC2_ACCESS_KEY)
+        when unset; without any, boto3's own chain (profile, instance role, web identity).
+    type: str
+    aliases: [aws_access_key_id]
+  aws_secret_key:
+    description: AWS secret access key; environment C(AWS_SECRET_ACCESS_KEY), C(AWS_SECRET_KEY) or C(EC2_SECRET_KEY) when unset.
+    type: str
+    aliases: [aws_secret_access_key]
+  aws_session_token:
+    description: AWS session token of temporary credentials; environment C(AWS_SESSION_TOKEN) or C(AWS_SECURITY_TOKEN) when unset.
+    type: str
+  aws_profile:
+    description: Named profile of the AWS configuration files; environment C(AWS_PROFILE) or C(AWS_DEFAULT_PROFILE) when unset.
+    type: str
+  aws_region:
+    description:
+      - AWS region of EBS volumes whose region the PV does not show (a bare C(vol-…) id without zone labels or nodeAffinity).
+      - Its snapshots are listed whatever the run finds, so set it to expire the snapshots of deleted EBS volumes when no EBS
+        volume is left. boto3 reads C(AWS_REGION) and C(AWS_DEFAULT_REGION) itself when unset, but only this option sets up
+        the backend for a run that finds no EBS volume.
+    type: str
+  aws_endpoint_url:
+    description: EC2 endpoint URL (a VPC endpoint, a test server); boto3's C(AWS_ENDPOINT_URL) when unset.
+    type: str
+  aws_retry_mode:
+    description: botocore's retry mode for EC2 reads and deletes (V(standard), or V(adaptive) with client-side rate limiting).
+    type: str
+    choices: [standard, adaptive]
+    default: standard
+  aws_max_attempts:
+    description:
+      - Attempts of one EC2 request under O(aws_retry_mode). A CreateSnapshot refused for rate limits
+        (C(SnapshotCreationPerVolumeRateExceeded), C(RequestLimitExceeded), throttling) is tried again after a jittered
+        backoff for about a minute, then the volume is reported as V(deferred) and tried again by the next run.
+    type: int
+    default: 8
+  aws_copy_to:
+    description:
+      - A region every new EBS snapshot is copied to once it completed, for disaster recovery. Copies carry the ownership
+        tags and C(kubesnap.io/copy-of=<region>/<snapshot id>), and are weighed and expired by the volume's policy
+        independently of the source snapshots. A copy that fails is reported with the volume.
+    type: str
+  use_claim_name:
+    description:
+      - Name EBS snapshots after the claim (C(<namespace>-<claim>-<YYYYMMDDhhmmss>) in the C(Name) tag). V(false) uses the
+        PersistentVolume's name, as k8s-snapshots does without C(USE_CLAIM_NAME). Environment C(USE_CLAIM_NAME) when unset.
+    type: bool
+    default: true
+  adopt:
+    description:
+      - Snapshots made by other tools that are weighed and expired with a volume's own. V(k8s-snapshots) takes the EBS
+        snapshots tagged C(created-by=k8s-snapshots) of the volumes this run protects (by their C(VolumeId)), so a team
+        switching tools keeps its retention history. Other unowned snapshots are never touched.
+    type: list
+    elements: str
+    choices: [k8s-snapshots]
+    default: []
   gce_project:
     description:
       - Google Cloud project of the GCE backend's disks and snapshots, used where a volume does not name one (in-tree
@@ -61,13 +131,20 @@ options:
     type: int
     default: 120
 notes:
-  - Backends. A volume is snapshotted by the first backend that serves it. This version has one, V(csi),
-    which serves every CSI PersistentVolume bound to a claim, with a C(VolumeSnapshot) in the claim's namespace
-    (snapshot.storage.k8s.io/v1). Other volume types are reported as problems.
+  - >-
+    Backends. V(csi) serves every CSI PersistentVolume bound to a claim, with a C(VolumeSnapshot) in the claim's namespace
+    (snapshot.storage.k8s.io/v1). V(aws) serves EBS volumes (in-tree C(awsElasticBlockStore) with C(aws://ZONE/vol-…) or
+    C(vol-…), and CSI C(ebs.csi.aws.com)) and SnapshotRule disks (C(backend: aws), C(disk: {region, volumeId})) with EC2
+    snapshots. Other volume types are reported as problems.
+  - EBS snapshots carry the ownership tags C(app.kubernetes.io/managed-by=kubesnap), C(kubesnap.io/volume=<PV UID>)
+    (C(aws:<vol-id>) for a SnapshotRule disk), C(kubesnap.io/source), C(kubesnap.io/namespace), C(kubesnap.io/policy),
+    C(kubesnap.io/origin) and a readable C(Name), written in the CreateSnapshot request itself; a tag C(kubesnap.io/hold)
+    holds one. The region's snapshots are read with one paginated DescribeSnapshots (owner C(self), the ownership tag),
+    and only those taken of the volume (their C(VolumeId)) count as its backups. The IAM policy the backend needs is
+    C(docs/aws-iam-policy.json).
   - GCE backend (V(gce)). Serves in-tree C(gcePersistentDisk) and CSI C(pd.csi.storage.gke.io) volumes, zonal and regional,
     and SnapshotRules whose C(spec.backend) is V(google) (or V(gce)) and C(spec.disk) has C(name) and C(zone) or C(region)
-    (and optionally C(project)), through
-    the Compute Engine REST API. It needs C(google-auth) and C(requests) on the host that runs the module; the IAM
+    (and optionally C(project)), through the Compute Engine REST API. It needs C(google-auth) and C(requests) on the host that runs the module; the IAM
     permissions it uses are listed in the collection's C(docs/gcp-iam-permissions.txt).
   - GCE label keys and values allow only lowercase letters, digits, C(-) and C(_), so GCE snapshots carry
     C(kubesnap-managed-by=kubesnap), C(kubesnap-volume=<PV UID>) (a digest of C(gce:<disk>) for a SnapshotRule disk),
@@ -76,4 +153,7 @@ notes:
     Snapshots that k8s-snapshots made (C(created-by)) are not ours and never touched.
   - GCE snapshot names are C(<namespace>-<claim>-<YYYYMMDDhhmmss>) (the disk name for a SnapshotRule disk), lowercased,
     characters other than C([a-z0-9-]) replaced by C(-), cut to 63 characters.
+requirements:
+  - boto3 and botocore, for the V(aws) backend.
+  - google-auth and requests, for the V(gce) backend.
 '''

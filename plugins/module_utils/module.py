@@ -16,8 +16,9 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.lease import Lease, LeaseHeld, LeaseInvalid
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.messages import cut
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.targets import (
-    BACKUP_LABEL, DELTAS_ANNOTATION, Options, Problem, Target, binding_problem, deletion_problem, volume_mismatch,
+    BACKUP_LABEL, DELTAS_ANNOTATION, Options, Problem, Target, binding_problem, deletion_problem, disk_key, rule_disk_target, volume_mismatch,
 )
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import TargetError
 
 # kubernetes.core's names and K8S_AUTH_* variables, so module_defaults, inventories and environments carry over.
 # Environment values come in through the argument spec so that no_log hides a token from the environment too.
@@ -198,10 +199,14 @@ class KubesnapModule(AnsibleModule):
         """
         live = {pv['metadata']['uid']: pv for pv in inventory.pvs}
         claims = {(c['metadata']['namespace'], c['metadata']['name']): c for c in inventory.pvcs}
+        rules = {'snapshotrule/%s/%s' % (r['metadata']['namespace'], r['metadata']['name']): r for r in inventory.rules or []}
         scope = self.params.get('namespace')
         kept, problems = [], []
         for index, target in enumerate(given):
-            problem = self._mismatch(target, live, claims, registry)
+            if target.pv is None:
+                problem = self._disk_mismatch(target, rules, registry)
+            else:
+                problem = self._mismatch(target, live, claims, registry)
             if problem is None and scope and target.namespace != scope:
                 problem = ('namespace', '%s is outside namespace %s, which this run is limited to' % (cut(target.display), scope))
             if problem is not None:
@@ -209,6 +214,22 @@ class KubesnapModule(AnsibleModule):
             else:
                 kept.append(target)
         return kept, problems
+
+    @staticmethod
+    def _disk_mismatch(target, rules, registry):
+        """(field, reason) when a given disk target is not what its live SnapshotRule names, else None."""
+        rule = rules.get(target.origin)
+        if rule is None:
+            return 'origin', 'no live SnapshotRule %s' % cut(target.origin)
+        try:
+            backend, volume = rule_disk_target(rule)
+            registry.get(backend.name)
+        except TargetError as exc:
+            return exc.field, exc.reason
+        if (backend.name, disk_key(backend.name, volume), volume) != (target.backend, target.key, target.volume) \
+                or rule['metadata']['namespace'] != target.namespace:
+            return 'volume', 'is not the disk the live %s names (%s)' % (cut(target.origin), disk_key(backend.name, volume))
+        return None
 
     @staticmethod
     def _mismatch(target, live, claims, registry):
@@ -270,7 +291,8 @@ class KubesnapModule(AnsibleModule):
         """
         given = self.given_targets()
         if given is not None:
-            inventory = cycle.list_inventory(self.client, self.params.get('namespace'), rules=False)
+            # A disk target is checked against its SnapshotRule: rules are listed only then.
+            inventory = cycle.list_inventory(self.client, self.params.get('namespace'), rules=any(target.pv is None for target in given))
             registry = Registry.for_run(self.params, self.client, inventory)
             return (inventory, registry) + self._screened(given, inventory, registry)
         options = self.discovery_options()
@@ -323,4 +345,5 @@ class KubesnapModule(AnsibleModule):
         self.exit_json(**result)
 
     def fail_api(self, exc):
-        self.fail_json(msg='Kubernetes API error: %s' % exc, exception=traceback.format_exc(), api_calls=self.api_calls())
+        what = 'Kubernetes API error' if isinstance(exc, k8s.KubeError) else 'cloud API error'
+        self.fail_json(msg='%s: %s' % (what, exc), exception=traceback.format_exc(), api_calls=self.api_calls())

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import backend_class
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import backend_class, rule_backend_class
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import TargetError, label_value_error
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.messages import cut, quoted
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention import PolicyError, parse_policy
@@ -35,10 +35,11 @@ SOURCE_RANK = {SOURCE_ADHOC: 0, SOURCE_PVC: 1, SOURCE_PV: 2, SOURCE_RULE: 3, SOU
 
 @dataclasses.dataclass(frozen=True)
 class Target:
-    """A volume to protect. `key` identifies its snapshots for good (the PV's UID)."""
+    """A volume to protect. `key` identifies its snapshots for good: the PV's UID, or `<backend>:<disk>` for a SnapshotRule's
+    cloud disk outside Kubernetes (no PV, no claim; see disk_key)."""
 
     key: str
-    pv: str
+    pv: str | None
     namespace: str | None
     pvc: str | None
     policy: object  # retention.Policy, or None for an ad-hoc volume without one
@@ -49,11 +50,14 @@ class Target:
 
     @property
     def display(self):
-        return '%s/%s' % (self.namespace, self.pvc) if self.pvc else self.pv
+        return '%s/%s' % (self.namespace, self.pvc) if self.pvc else self.pv or self.origin
 
     @property
     def snapshot_source(self):
-        """What a backup of this volume is taken of, as Snapshot.source spells it: its claim."""
+        """What a backup of this volume is taken of, as Snapshot.source spells it: the cloud disk (`volume.taken_of`) for a
+        cloud backend, else its claim."""
+        if self.volume.get('taken_of'):
+            return self.volume['taken_of']
         return 'pvc/%s/%s' % (self.namespace, self.pvc) if self.pvc else None
 
     def as_dict(self):
@@ -78,7 +82,10 @@ class Target:
         if not isinstance(data, dict):
             raise ValueError('must be a mapping as k8s_pv_info returns it, not %s' % quoted(data))
         where = 'target %s' % cut(str(data.get('origin') or data.get('pv') or '?'))
-        missing = [name for name in ('key', 'pv', 'source', 'origin', 'backend') if not data.get(name)]
+        # A SnapshotRule's disk has no PersistentVolume: its key names its backend and disk instead.
+        disk = is_disk_key(data.get('key'), data.get('backend'))
+        required = ('key', 'source', 'origin', 'backend') + (() if disk else ('pv',))
+        missing = [name for name in required if not data.get(name)]
         if missing:
             raise ValueError('%s: missing %s' % (where, ', '.join(missing)))
         try:
@@ -87,8 +94,10 @@ class Target:
             raise ValueError('%s: %s: %s' % (where, exc.field, exc.reason)) from None
         errors = [(name, 'must be a string of at most %d characters, not %s' % (limit, quoted(data[name])))
                   for name, limit in NAME_LIMITS if data.get(name) is not None and not (isinstance(data[name], str) and len(data[name]) <= limit)]
-        # Both become label values of the snapshot (its ownership): a bad one must fail here, not as a 422 later.
-        errors += [(name, label_value_error(data[name])) for name in ('key', 'source') if label_value_error(data[name])]
+        # Both become ownership values of the snapshot (labels for CSI): a bad one must fail here, not as a 422 later.
+        # A disk rule's key (`<backend>:<disk>`) is written only to the cloud's tags, which allow it.
+        checked = ('source',) if disk and backend.rule_backends else ('key', 'source')
+        errors += [(name, label_value_error(data[name])) for name in checked if label_value_error(data[name])]
         volume = data.get('volume')
         needs = 'the %s backend needs %s' % (backend.name, ', '.join('volume.%s' % field for field in backend.volume_fields))
         if volume is None:
@@ -102,8 +111,31 @@ class Target:
         if errors:
             raise ValueError('%s: %s' % (where, '; '.join('%s: %s' % error for error in errors)))
         policy = parse_policy(data['policy']) if data.get('policy') else None
-        return cls(key=data['key'], pv=data['pv'], namespace=data.get('namespace'), pvc=data.get('pvc'), policy=policy,
+        return cls(key=data['key'], pv=data.get('pv'), namespace=data.get('namespace'), pvc=data.get('pvc'), policy=policy,
                    source=data['source'], origin=data['origin'], backend=data['backend'], volume=dict(volume))
+
+
+def disk_key(backend_name, volume):
+    """The key of a SnapshotRule's cloud disk: `<backend>:<disk identity>` (`volume.taken_of`)."""
+    return '%s:%s' % (backend_name, volume['taken_of'])
+
+
+def is_disk_key(key, backend_name):
+    """Whether a target key is a disk rule's (`<backend>:<disk>`) rather than a PV's UID."""
+    return isinstance(key, str) and isinstance(backend_name, str) and key.startswith(backend_name + ':')
+
+
+def rule_disk_target(rule):
+    """(backend class, volume) of a SnapshotRule naming a cloud disk (spec.backend and spec.disk); raises TargetError."""
+    spec = rule.get('spec') if isinstance(rule.get('spec'), dict) else {}
+    value = spec.get('backend')
+    if not isinstance(value, str) or not value:
+        raise TargetError('spec.backend', 'a rule with spec.disk needs spec.backend naming its cloud, not %s' % quoted(value))
+    backend = rule_backend_class(value)
+    disk = spec.get('disk')
+    if not isinstance(disk, dict) or not disk:
+        raise TargetError('spec.disk', 'must be a mapping naming the disk, not %s' % quoted(disk))
+    return backend, backend.rule_volume(disk)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,7 +179,16 @@ class Inventory:
     snapshot_classes: list = dataclasses.field(default_factory=list)
 
     def live_volume_keys(self):
-        return {pv['metadata']['uid'] for pv in self.pvs}
+        """The keys of live volumes: every PV's UID and every SnapshotRule disk's key (their snapshots are no orphans)."""
+        keys = {pv['metadata']['uid'] for pv in self.pvs}
+        for rule in self.rules or []:
+            if isinstance(rule.get('spec'), dict) and rule['spec'].get('disk') is not None:
+                try:
+                    backend, volume = rule_disk_target(rule)
+                except TargetError:
+                    continue
+                keys.add(disk_key(backend.name, volume))
+        return keys
 
     def snapshots_in_use(self):
         """VolumeSnapshots named as a PVC's dataSource: restores may still read them."""
@@ -181,6 +222,7 @@ class _Claim:
     snapshot_class: str | None
     binding: tuple | None = None  # (field, reason) when the claim and the volume do not hold each other
     invalid: tuple | None = None  # (field, reason) when the object asking is malformed (a rule field of the wrong type)
+    rule: dict | None = None  # the SnapshotRule naming a cloud disk (spec.disk) rather than a claim
 
 
 def _meta(obj, name):
@@ -302,12 +344,13 @@ def _claims(inventory, options):
             claim_name = spec.get('persistentVolumeClaim')
             pvc = pvcs.get((namespace, claim_name)) if claim_name else None
             field = 'spec.persistentVolumeClaim'
+            disk_rule = None
             if not claim_name and (spec.get('disk') or spec.get('backend')):
-                field = 'spec.disk'
+                field, disk_rule = 'spec.disk', rule
             pv, binding = bound_pv(pvc) if pvc else (None, None)
             yield _Claim(SOURCE_RULE, _ref('snapshotrule', rule), field, spec.get('deltas'), pv,
                          pvc if pvc is not None else ({'missing': claim_name} if claim_name else None),
-                         spec.get('snapshotClassName'), binding, invalid)
+                         spec.get('snapshotClassName'), binding, invalid, disk_rule)
 
     if 'label' in options.sources:
         for pvc in inventory.pvcs:
@@ -320,7 +363,7 @@ def _claims(inventory, options):
 
 
 # The SnapshotRule fields read, all strings: a CRD installed with a loose schema lets any JSON value through.
-RULE_STRING_FIELDS = ('persistentVolumeClaim', 'deltas', 'snapshotClassName')
+RULE_STRING_FIELDS = ('persistentVolumeClaim', 'deltas', 'snapshotClassName', 'backend')
 
 
 def _rule_spec(rule):
@@ -344,8 +387,8 @@ def _target(claim, options, registry):
     """Turn one claim into a Target; raises TargetError naming the field at fault."""
     if claim.invalid is not None:
         raise TargetError(*claim.invalid)
-    if claim.source == SOURCE_RULE and claim.field == 'spec.disk':
-        raise TargetError(claim.field, 'SnapshotRules for cloud disks need the gce or aws backend, not available in this version')
+    if claim.rule is not None:
+        return _disk_target(claim, registry)
     if claim.pvc is not None and 'missing' in claim.pvc:
         raise TargetError(claim.field, 'PersistentVolumeClaim %s does not exist' % quoted(claim.pvc['missing']))
     if claim.pv is None and claim.pvc is None:
@@ -369,7 +412,7 @@ def _target(claim, options, registry):
     deleting = deletion_problem(claim.pvc) if claim.pvc is not None else None
     if deleting:
         raise TargetError('metadata.deletionTimestamp', deleting)
-    backend = registry.backend_for(claim.pv)
+    backend = registry.backend_for(claim.pv, claim.pvc)
     hints = {'snapshot_class': options.snapshot_class or claim.snapshot_class}
     volume = backend.identify(claim.pv, claim.pvc, hints)
     pvc_meta = claim.pvc['metadata'] if claim.pvc is not None else {}
@@ -378,16 +421,31 @@ def _target(claim, options, registry):
                   volume=volume)
 
 
+def _disk_target(claim, registry):
+    """The target of a SnapshotRule naming a cloud disk: no PV and no claim, keyed by its backend and disk."""
+    if not claim.policy_text:
+        raise TargetError('spec.deltas', 'missing')
+    try:
+        policy = parse_policy(claim.policy_text)
+    except PolicyError as exc:
+        raise TargetError('spec.deltas', str(exc)) from exc
+    backend_cls, volume = rule_disk_target(claim.rule)
+    backend = registry.get(backend_cls.name)
+    return Target(key=disk_key(backend.name, volume), pv=None, namespace=claim.rule['metadata']['namespace'], pvc=None, policy=policy,
+                  source=claim.source, origin=claim.origin, backend=backend.name, volume=volume)
+
+
 def volume_mismatch(target, pv, pvc, registry):
     """(field, reason) when a given target's backend or `volume` fields are not what its backend reads from the live
     volume and claim, else None. The backend acts on these fields, so a target given as input must not point them at
     another volume. Only the snapshot class is the target's own choice."""
     try:
-        backend, serving = registry.get(target.backend), registry.backend_for(pv)
+        backend = registry.get(target.backend)
     except TargetError as exc:
         return 'backend', exc.reason
-    if serving is not backend:
-        return 'backend', 'is %s; the live PersistentVolume %s is served by %s' % (quoted(target.backend), pv['metadata']['name'], serving.name)
+    # The backend is the target's own choice (the `backend` option or annotation k8s_pv_info read), among those that can serve it.
+    if not backend.claims(pv):
+        return 'backend', 'is %s; the live PersistentVolume %s cannot be served by it' % (quoted(target.backend), pv['metadata']['name'])
     try:
         volume = backend.identify(pv, pvc, {'snapshot_class': target.volume.get('snapshot_class')})
     except TargetError as exc:

@@ -155,6 +155,7 @@ api_calls:
     GET: 4
 '''
 
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import BackendError
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import (
     AUTH_SPEC, DISCOVERY_SPEC, KubesnapModule, argument_spec, discovery_constraints,
@@ -166,7 +167,7 @@ def main():
     module = KubesnapModule(argument_spec=spec, **discovery_constraints(spec))
     try:
         targets, problems = module.targets()[2:]
-    except KubeError as exc:
+    except (KubeError, BackendError) as exc:
         module.fail_api(exc)
     module.exit_or_fail([], 'objects asked for protection but cannot get it', problems, changed=False,
                         targets=[target.as_dict() for target in targets])

@@ -95,6 +95,14 @@ volumes:
       description: PersistentVolume name.
       type: str
       sample: pvc-5f0c2a9e-8d8b-4a53-9d6e-3a1b2c3d4e5f
+    key:
+      description: The volume's key (the PV's UID, or C(<backend>:<disk>) for a SnapshotRule's cloud disk, which has no PV).
+      type: str
+      sample: 5f0c2a9e-8d8b-4a53-9d6e-3a1b2c3d4e5f
+    backend:
+      description: The backend that serves the volume (V(csi), V(aws)...).
+      type: str
+      sample: csi
     origin:
       description: The object that asked for protection.
       type: str
@@ -105,7 +113,9 @@ volumes:
       sample: PT1H P1D P7D
     action:
       description:
-        - V(created), V(would_create) (check mode), V(skipped) or V(failed).
+        - V(created), V(would_create) (check mode), V(skipped), V(failed) or V(deferred).
+        - V(deferred) when the cloud kept answering rate or quota errors after the retry budget; the next run tries
+          again. It does not fail the task (see RV(deferred)).
         - V(failed) also for a forced snapshot still pending when the wait ended (see RV(volumes[].state)).
       type: str
       sample: created
@@ -118,7 +128,9 @@ volumes:
       type: str
       sample: data-0-20261130040000
     state:
-      description: State of the created snapshot at the end (V(ready), V(pending) or V(failed)); null when none was created.
+      description:
+        - State of the created snapshot at the end (V(ready), V(pending) or V(failed)); null when none was created.
+        - V(deferred) when the cloud's rate limit deferred it to the next run.
       type: str
       sample: ready
     duration:
@@ -132,6 +144,11 @@ volumes:
       type: list
       elements: str
       sample: [data-0-20261129030000]
+deferred:
+  description: How many volumes the cloud's rate or quota limits deferred to the next run (RV(volumes[].action) V(deferred)).
+  returned: always
+  type: int
+  sample: 0
 problems:
   description: Objects that asked for protection but cannot get it, as in M(kubesnap.snapshots.k8s_pv_info); nothing of theirs is snapshotted.
   returned: always
@@ -184,7 +201,7 @@ import datetime
 import time
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import cycle
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import FAILED, PENDING
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import BackendError, FAILED, PENDING, Deferred
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import (
     AUTH_SPEC, DISCOVERY_SPEC, LEASE_SPEC, TARGETS_SPEC, WRITE_SPEC, KubesnapModule, argument_spec, discovery_constraints,
@@ -193,7 +210,7 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import (
 
 def volume_result(plan, action, reason=None, snapshot=None, name=None):
     target = plan.target
-    return {'volume': target.display, 'pv': target.pv, 'origin': target.origin,
+    return {'volume': target.display, 'pv': target.pv, 'key': target.key, 'backend': target.backend, 'origin': target.origin,
             'policy': target.policy.text if target.policy is not None else None, 'action': action,
             'reason': reason or plan.reason, 'snapshot': snapshot.name if snapshot else name,
             'state': snapshot.state if snapshot else None, 'duration': None,
@@ -247,7 +264,7 @@ def act(module, registry, targets, plans, result):
     made = [snapshot for _plan, snapshot, error in created if error is None]
     try:
         creation.latest, creation.settled_at = cycle.wait_until_settled(registry, made, p['wait_timeout'] if p['wait'] else 0)
-    except KubeError as exc:
+    except (KubeError, BackendError) as exc:
         # The snapshots exist: report each of them, as pending, rather than fail the run without them.
         creation.latest = {snapshot.id: snapshot for snapshot in made}
         creation.still_pending = 'state unknown, waiting failed: %s' % exc
@@ -264,6 +281,10 @@ def report(params, creation, lease_held=None):
             volumes.append(volume_result(plan, 'skipped', lease_held if plan.due else None))
             continue
         snapshot, error = outcome[plan.target.key]
+        if isinstance(error, Deferred):
+            # The cloud's rate limit, after the retry budget: the next run tries again; not a failure.
+            volumes.append(dict(volume_result(plan, 'deferred', 'deferred: %s' % error), state='deferred'))
+            continue
         if error is not None:
             volumes.append(volume_result(plan, 'failed', str(error)))
             continue
@@ -300,7 +321,7 @@ def main():
     p = module.params
     # `now` previews a later run in check mode; a run that creates goes by the real clock.
     now = module.now(planning=module.check_mode)
-    result = {'changed': False, 'volumes': []}
+    result = {'changed': False, 'volumes': [], 'deferred': 0}
     try:
         registry, targets, problems = module.targets()[1:]
         plans = plan(p, registry, targets, now)
@@ -311,10 +332,11 @@ def main():
             creation = act(module, registry, targets, plans, result)
             plans = creation.plans
             result['volumes'] = report(p, creation, result.get('lease_held'))
+            result['deferred'] = sum(1 for volume in result['volumes'] if volume['action'] == 'deferred')
             result['changed'] = any(error is None for _plan, _snapshot, error in creation.created)
         else:
             result['volumes'] = [volume_result(plan, 'skipped') for plan in plans]
-    except KubeError as exc:
+    except (KubeError, BackendError) as exc:
         module.fail_api(exc)
     module.exit_or_fail(failures(p, plans, result['volumes']), 'some volumes were not snapshotted', problems, **result)
 

@@ -331,7 +331,7 @@ api_calls:
 '''
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import cycle
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import POLICY_ANNOTATION
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import BackendError, POLICY_ANNOTATION
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import (
     AUTH_SPEC, DISCOVERY_SPEC, LEASE_SPEC, TARGETS_SPEC, WRITE_SPEC, KubesnapModule, argument_spec, discovery_constraints,
@@ -353,7 +353,9 @@ def plans_for(targets, owned, inventory, orphan_policy, anchor, one_off):
              for target in targets]
     if one_off:
         return plans
-    for key, namespace, snapshots in cycle.per_namespace(owned, set(owned) - inventory.live_volume_keys()):
+    # A target's key is live whatever was listed (a disk rule's target given as input has no PV).
+    live = inventory.live_volume_keys() | {target.key for target in targets}
+    for key, namespace, snapshots in cycle.per_namespace(owned, set(owned) - live):
         policy = cycle.orphan_policy(snapshots) if orphan_policy == 'expire' else None
         reason = None
         if policy is None:
@@ -409,7 +411,7 @@ def main():
         result['changed'] = len(errors) < len(doomed)
         if module._diff and result['changed']:
             result['diff'] = {'before': before, 'after': after}
-    except KubeError as exc:
+    except (KubeError, BackendError) as exc:
         module.fail_api(exc)
     failures = ['%s: %s: %s' % (v['volume'], f['name'], f['error']) for v in result['volumes'] for f in v['failed']
                 if 'lease_held' not in result]

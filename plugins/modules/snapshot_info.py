@@ -396,7 +396,7 @@ api_calls:
 '''
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import cycle
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import READY
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import BackendError, READY
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import (
     AUTH_SPEC, DISCOVERY_SPEC, KubesnapModule, argument_spec, discovery_constraints,
@@ -420,7 +420,7 @@ def main():
     try:
         inventory, registry, targets, problems = module.targets()
         owned = cycle.list_owned(registry, [backend.name for backend in registry], module.params['namespace'])
-    except KubeError as exc:
+    except (KubeError, BackendError) as exc:
         module.fail_api(exc)
     targeted = {target.key for target in targets}
     live = inventory.live_volume_keys()

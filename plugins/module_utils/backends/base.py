@@ -38,6 +38,18 @@ def label_value_error(value):
     return None
 
 
+class Deferred(Exception):
+    """The cloud kept answering rate or quota errors after the retry budget: the volume is tried again next run.
+
+    Raised by `Backend.create`; the volume is reported with state `deferred`, neither failed nor skipped, and a
+    deferred volume alone does not fail the task (the provider's limit, not a fault; the next run retries it).
+    """
+
+
+class BackendError(Exception):
+    """A snapshot store's API failed (a cloud's; the Kubernetes client raises KubeError): the message names the request."""
+
+
 class TargetError(Exception):
     """A volume cannot be served: names the object and the field at fault."""
 
@@ -123,6 +135,8 @@ class Backend(t.Protocol):
     option_spec: t.ClassVar[dict]
     #: Fields of a target's `volume` this backend cannot act without, named in messages about targets that lack them.
     volume_fields: t.ClassVar[tuple]
+    #: The SnapshotRule `spec.backend` values this backend answers (k8s-snapshots' `google`, `aws`...); () for none.
+    rule_backends: t.ClassVar[tuple]
 
     @classmethod
     def from_params(cls, params: dict, client, inventory) -> Backend | None:
@@ -137,6 +151,17 @@ class Backend(t.Protocol):
         """[(field, reason)] for what a target given as input (k8s_pv_info's `as_dict`) lacks for this backend; [] if none.
 
         Called once its `volume` is known to be a non-empty mapping; reasons quote at most the start of a value.
+        """
+
+    @classmethod
+    def rule_volume(cls, disk: dict) -> dict:
+        """The target `volume` fields of a SnapshotRule's `spec.disk` (a disk outside Kubernetes); raises
+        TargetError('spec.disk...', reason) naming what is wrong. Called only for a `spec.backend` in `rule_backends`.
+
+        A cloud backend's `volume` (from here or from `identify`) carries `taken_of`: the disk's stable identity
+        as the cloud names it (EBS: `vol-…`), which is also what its snapshots report as `Snapshot.source`, so
+        that only snapshots taken of that disk count as its backups. A disk rule's target key is
+        `<backend name>:<taken_of>`.
         """
 
     def claims(self, pv: dict) -> bool:
@@ -162,6 +187,15 @@ class Backend(t.Protocol):
 
     def delete(self, snapshot: Snapshot) -> None:
         """Delete one snapshot; one already gone counts as deleted."""
+
+
+class CloudBackend(Backend, t.Protocol):
+    """What a cloud backend adds: a new disk from one of its snapshots, for restores (CSI restores through a PVC dataSource)."""
+
+    def volume_from_snapshot(self, snapshot: Snapshot, zone: str, size_bytes: int | None, name: str) -> dict:
+        """Create a disk named `name` (idempotent: one of ours by that name is returned) from `snapshot` in `zone`,
+        tagged/labelled as ours, wait until usable; return {'spec': the PV spec fields (the volume source, in-tree or
+        csi matching the source PV's kind, and nodeAffinity for the zone), 'id': the disk id}."""
 
 
 def ownership_labels(target):

@@ -86,6 +86,8 @@ class CsiBackend:
     # The Kubernetes connection is all it needs; the class is chosen per volume (the snapshot_class discovery option).
     option_spec = {}
     volume_fields = ('snapshot_class',)
+    # Snapshots of a claim only: no SnapshotRule `disk`.
+    rule_backends = ()
 
     def __init__(self, client, snapshot_classes=()):
         self._client = client
@@ -106,8 +108,16 @@ class CsiBackend:
                            % (quoted(snapshot_class), NAME_LIMIT)))
         return errors
 
+    @classmethod
+    def rule_volume(cls, disk):
+        raise base.TargetError('spec.backend', 'CSI snapshots are taken of a claim (spec.persistentVolumeClaim), not of a disk')
+
     def claims(self, pv):
         return bool((pv.get('spec') or {}).get('csi'))
+
+    def has_class_for(self, driver):
+        """Whether a VolumeSnapshotClass exists for the CSI `driver` (the `auto` backend choice prefers CSI then)."""
+        return any(c.get('driver') == driver for c in self._classes.values())
 
     def identify(self, pv, pvc, hints):
         if pvc is None:

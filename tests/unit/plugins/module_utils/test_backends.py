@@ -70,8 +70,9 @@ def csi_target(**change):
 
 
 def test_names_and_registry_come_from_the_list_of_backends():
-    assert BACKEND_NAMES == tuple(backend.name for backend in BACKENDS) == ('csi',)
-    assert [type(backend) for backend in registry_of(CLASSES)] == list(BACKENDS)
+    assert BACKEND_NAMES == tuple(backend.name for backend in BACKENDS) == ('csi', 'aws')
+    # A cloud backend is set up only for a run that needs it (its volumes, its rules, or its options).
+    assert [type(backend) for backend in registry_of(CLASSES)] == [CsiBackend]
     for backend in BACKENDS:
         assert backend_class(backend.name) is backend
         assert isinstance(backend.option_spec, dict) and isinstance(backend.volume_fields, tuple) and backend.volume_fields
@@ -88,8 +89,8 @@ def test_for_run_builds_csi_with_the_listed_classes():
 
 
 def test_unknown_backend_names_the_known_ones_and_cuts_the_name():
-    with pytest.raises(TargetError, match=r"unknown backend 'gce' \(known: csi\)"):
-        backend_class('gce')
+    with pytest.raises(TargetError, match=r"unknown backend 'nope' \(known: csi, aws\)"):
+        backend_class('nope')
     with pytest.raises(TargetError) as info:
         registry_of().get('g' * 15000)
     assert info.value.field == 'backend' and len(info.value.reason) < 200 and '(15000 characters)' in info.value.reason
@@ -101,7 +102,7 @@ def test_a_new_backend_is_one_class_in_the_list(with_cloud):
     cloud_claim = bound('db/data-2', 'pv-c', pvc_annotations={DELTAS: 'PT1H P1D'})[0]
     inventory = Inventory(pvs=[volume, cloud_pv], pvcs=[claim, cloud_claim], snapshot_classes=CLASSES)
     # Its options reach every module's argument spec, with their no_log.
-    assert option_spec() == CloudBackend.option_spec
+    assert option_spec() == dict(CloudBackend.option_spec, backend={'type': 'str', 'choices': ['auto', 'csi', 'cloud'], 'default': 'auto'})
     assert module.argument_spec(module.AUTH_SPEC)['cloud_token'] == {'type': 'str', 'no_log': True}
     # Not set up (no token): not in the run, and a target naming it says what it needs.
     registry = Registry.for_run({}, None, inventory)
@@ -149,7 +150,7 @@ BAD_TARGETS = {
     'no-class': ({'volume': {'driver': DRIVER}}, 'volume.snapshot_class: required for a CSI volume'),
     'bad-class': ({'volume': {'snapshot_class': 'Fast Class'}}, "volume.snapshot_class: 'Fast Class' is not a VolumeSnapshotClass name"),
     'claimless': ({'pvc': None, 'namespace': None}, 'namespace: required for a CSI volume; pvc: required for a CSI volume'),
-    'unknown-backend': ({'backend': 'gce'}, "backend: unknown backend 'gce' (known: csi)"),
+    'unknown-backend': ({'backend': 'nope'}, "backend: unknown backend 'nope' (known: csi, aws)"),
     'huge-pv': ({'pv': 'p' * 15000}, "pv: must be a string of at most 253 characters, not '" + 'p' * 64 + "'\u2026(15000 characters)"),
     'huge-volume': ({'volume': ['x' * 15000]}, "volume: must be a mapping, not ['" + 'x' * 62 + "\u2026(15004 characters)"),
     'huge-class': ({'volume': {'snapshot_class': 'c' * 15000}}, "'\u2026(15000 characters) is not a VolumeSnapshotClass name"),

@@ -1,0 +1,395 @@
+# Copyright: (c) 2026, kubesnap contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""AWS EBS backend: EC2 snapshots of the EBS volumes behind PVs (in-tree and CSI) and of SnapshotRule disks, through boto3."""
+
+from __future__ import annotations
+
+import datetime
+import re
+import threading
+import time
+
+from ansible.module_utils.basic import env_fallback
+
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import base
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.messages import cut, quoted
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.retry import delays
+
+try:
+    import boto3
+    import botocore.config
+    import botocore.exceptions
+    BOTO3_IMPORT_ERROR = None
+except ImportError as _exc:  # reported by the run that needs it, naming the library
+    boto3 = None
+    BOTO3_IMPORT_ERROR = _exc
+
+CSI_DRIVER = 'ebs.csi.aws.com'
+# Tags: EBS tag keys may hold '/', so a snapshot carries the same ownership keys as a VolumeSnapshot's labels.
+NAMESPACE_TAG = 'kubesnap.io/namespace'
+COPY_OF_TAG = 'kubesnap.io/copy-of'
+NAME_TAG = 'Name'
+K8S_SNAPSHOTS_TAG = ('created-by', 'k8s-snapshots')
+TAG_VALUE_LIMIT = 256
+VOLUME_ID = re.compile(r'^vol-[0-9a-f]{8,17}$')
+ZONE_IN_HANDLE = re.compile(r'^aws://([^/]*)/(vol-[0-9a-f]+)$')
+# us-east-1a, us-west-2-lax-1a, us-gov-west-1b -> the region is the part up to the number.
+REGION_OF_ZONE = re.compile(r'^([a-z]{2}(?:-[a-z]+)+-\d+)')
+REGION = re.compile(r'^[a-z]{2}(?:-[a-z]+)+-\d+$')
+ZONE_KEYS = ('topology.kubernetes.io/zone', 'topology.ebs.csi.aws.com/zone', 'failure-domain.beta.kubernetes.io/zone')
+REGION_KEYS = ('topology.kubernetes.io/region', 'failure-domain.beta.kubernetes.io/region')
+STATES = {'pending': base.PENDING, 'completed': base.READY, 'error': base.FAILED}
+# The provider's rate limits: waited out, then the volume is deferred to the next run.
+THROTTLED = frozenset(('SnapshotCreationPerVolumeRateExceeded', 'RequestLimitExceeded', 'Throttling', 'ThrottlingException',
+                       'RequestThrottled', 'RequestThrottledException', 'TooManyRequestsException', 'PriorRequestNotComplete'))
+NOT_FOUND = frozenset(('InvalidSnapshot.NotFound', 'InvalidVolume.NotFound'))
+TIME_FORMAT = '%Y%m%d%H%M%S'
+# CreateSnapshot is not idempotent (no client token), so botocore must not resend it blindly: our loop looks for a landed one first.
+CREATE_ATTEMPTS = 6
+POLL_INTERVAL = 5.0
+PAGE_SIZE = 1000
+
+
+def _env_fallback(*names):
+    return (env_fallback, list(names))
+
+
+# amazon.aws's option names (their aws_* aliases), so that module_defaults and environments carry over. Region and endpoint
+# are read by boto3 itself from AWS_REGION/AWS_DEFAULT_REGION and AWS_ENDPOINT_URL when unset, and setting them sets up
+# the backend for a run that finds no EBS volume (to expire the snapshots of deleted ones), so they take no env fallback.
+OPTION_SPEC = {
+    'aws_access_key': {'type': 'str', 'no_log': True, 'aliases': ['aws_access_key_id'],
+                       'fallback': _env_fallback('AWS_ACCESS_KEY_ID', 'AWS_ACCESS_KEY', 'EC2_ACCESS_KEY')},
+    'aws_secret_key': {'type': 'str', 'no_log': True, 'aliases': ['aws_secret_access_key'],
+                       'fallback': _env_fallback('AWS_SECRET_ACCESS_KEY', 'AWS_SECRET_KEY', 'EC2_SECRET_KEY')},
+    'aws_session_token': {'type': 'str', 'no_log': True, 'fallback': _env_fallback('AWS_SESSION_TOKEN', 'AWS_SECURITY_TOKEN')},
+    'aws_profile': {'type': 'str', 'fallback': _env_fallback('AWS_PROFILE', 'AWS_DEFAULT_PROFILE')},
+    'aws_region': {'type': 'str'},
+    'aws_endpoint_url': {'type': 'str'},
+    'aws_retry_mode': {'type': 'str', 'choices': ['standard', 'adaptive'], 'default': 'standard'},
+    'aws_max_attempts': {'type': 'int', 'default': 8},
+    'aws_copy_to': {'type': 'str'},
+    'use_claim_name': {'type': 'bool', 'default': True, 'fallback': _env_fallback('USE_CLAIM_NAME')},
+    'adopt': {'type': 'list', 'elements': 'str', 'choices': ['k8s-snapshots'], 'default': []},
+}
+
+
+class EbsError(base.BackendError):
+    """An EC2 request that failed; the message names the operation and AWS's code."""
+
+
+def region_of_zone(zone):
+    match = REGION_OF_ZONE.match(zone or '')
+    return match.group(1) if match else None
+
+
+def _pv_labels(pv):
+    return (pv.get('metadata') or {}).get('labels') or {}
+
+
+def _affinity_values(pv, keys):
+    terms = ((((pv.get('spec') or {}).get('nodeAffinity') or {}).get('required') or {}).get('nodeSelectorTerms')) or []
+    for term in terms:
+        for expression in term.get('matchExpressions') or []:
+            if expression.get('key') in keys and expression.get('operator', 'In') == 'In' and expression.get('values'):
+                yield expression['values'][0]
+
+
+def volume_reference(pv):
+    """(kind, volume id, zone or None) of an EBS PersistentVolume, or None when it is not one."""
+    spec = pv.get('spec') or {}
+    if spec.get('awsElasticBlockStore'):
+        handle = spec['awsElasticBlockStore'].get('volumeID') or ''
+        match = ZONE_IN_HANDLE.match(handle)
+        return ('in-tree', match.group(2), match.group(1) or None) if match else ('in-tree', handle, None)
+    if (spec.get('csi') or {}).get('driver') == CSI_DRIVER:
+        return 'csi', spec['csi'].get('volumeHandle') or '', None
+    return None
+
+
+def _tags(items):
+    return {tag['Key']: tag['Value'] for tag in items or []}
+
+
+def _tag_list(tags):
+    return [{'Key': key, 'Value': cut(value, TAG_VALUE_LIMIT) if len(value) > TAG_VALUE_LIMIT else value} for key, value in tags.items() if value]
+
+
+def snapshot_from_ec2(item, region, volume_key=None):
+    """A Snapshot record from DescribeSnapshots; `volume_key` maps an adopted snapshot (no tag of ours) to its volume."""
+    tags = _tags(item.get('Tags'))
+    state = STATES.get(item.get('State'), base.PENDING)
+    return base.Snapshot(
+        backend=EbsBackend.name, id='%s/%s' % (region, item['SnapshotId']), name=tags.get(NAME_TAG) or item['SnapshotId'],
+        volume_key=volume_key or tags.get(base.VOLUME_KEY, ''), created_at=item['StartTime'], state=state, labels=tags,
+        annotations={key: tags[key] for key in (base.POLICY_ANNOTATION, base.ORIGIN_ANNOTATION) if key in tags},
+        namespace=tags.get(NAMESPACE_TAG), size='%dGi' % item['VolumeSize'] if item.get('VolumeSize') is not None else None,
+        error=(item.get('StateMessage') or 'snapshot failed') if state == base.FAILED else None,
+        uid=item['SnapshotId'], source=item.get('VolumeId'))
+
+
+def split_id(snapshot_id):
+    region, _sep, snap = snapshot_id.partition('/')
+    return region, snap
+
+
+def error_code(exc):
+    return ((getattr(exc, 'response', None) or {}).get('Error') or {}).get('Code') or ''
+
+
+def _throttled(exc):
+    return error_code(exc) in THROTTLED
+
+
+def _uncertain(exc):
+    """Whether a create may have happened although its answer was lost (a 5xx, a timeout, a dropped connection)."""
+    if boto3 is not None and isinstance(exc, (botocore.exceptions.ConnectionError, botocore.exceptions.ReadTimeoutError)):
+        return True
+    status = ((getattr(exc, 'response', None) or {}).get('ResponseMetadata') or {}).get('HTTPStatusCode') or 0
+    return status >= 500 or error_code(exc) in ('InternalError', 'ServiceUnavailable', 'Unavailable')
+
+
+class EbsBackend:
+    """EC2 snapshots of EBS volumes: one DescribeSnapshots stream per region lists every owned snapshot."""
+
+    name = 'aws'
+    option_spec = OPTION_SPEC
+    volume_fields = ('volume_id', 'region', 'taken_of')
+    rule_backends = ('aws',)
+
+    def __init__(self, params, inventory=None, sleep=time.sleep, clock=time.monotonic):
+        self._params = params
+        self._sleep = sleep
+        self._clock = clock
+        self._clients = {}
+        self._lock = threading.Lock()
+        self._copies = []
+        self.copy_errors = []
+        # Which key each EBS volume's snapshots belong to, for snapshots this collection adopts (no tag of ours).
+        self._key_of_volume = {}
+        self._regions = set(filter(None, (params.get('aws_region'), params.get('aws_copy_to'))))
+        for pv in (inventory.pvs if inventory is not None else []):
+            try:
+                if self.claims(pv):
+                    volume = self.identify(pv, None, {})
+                    self._regions.add(volume['region'])
+                    self._key_of_volume.setdefault(volume['volume_id'], pv['metadata']['uid'])
+            except base.TargetError:
+                continue  # reported by discovery, for the object that asks for it
+        for rule in (inventory.rules if inventory is not None else None) or []:
+            spec = rule.get('spec') if isinstance(rule.get('spec'), dict) else {}
+            if spec.get('backend') in self.rule_backends and isinstance(spec.get('disk'), dict):
+                try:
+                    volume = self.rule_volume(spec['disk'])
+                except base.TargetError:
+                    continue
+                self._regions.add(volume['region'])
+                self._key_of_volume.setdefault(volume['volume_id'], '%s:%s' % (self.name, volume['taken_of']))
+
+    @classmethod
+    def from_params(cls, params, client, inventory):
+        """Set up when the run has an EBS volume or an aws SnapshotRule disk, chooses `backend: aws`, or names a region or endpoint."""
+        wanted = params.get('backend') == cls.name or params.get('aws_region') or params.get('aws_endpoint_url')
+        found = inventory is not None and (any(volume_reference(pv) for pv in inventory.pvs) or any(
+            isinstance(rule.get('spec'), dict) and rule['spec'].get('backend') in cls.rule_backends for rule in inventory.rules or []))
+        return cls(params, inventory) if wanted or found else None
+
+    @classmethod
+    def target_errors(cls, data):
+        volume = data['volume']
+        errors = []
+        if not isinstance(volume.get('volume_id'), str) or not VOLUME_ID.match(volume['volume_id']):
+            errors.append(('volume.volume_id', 'must be an EBS volume id (vol-0123456789abcdef0), not %s' % quoted(volume.get('volume_id'))))
+        if not isinstance(volume.get('region'), str) or not REGION.match(volume['region']):
+            errors.append(('volume.region', 'must be an AWS region (us-east-1), not %s' % quoted(volume.get('region'))))
+        if volume.get('taken_of') != volume.get('volume_id'):
+            errors.append(('volume.taken_of', 'must be the volume id %s, not %s' % (quoted(volume.get('volume_id')), quoted(volume.get('taken_of')))))
+        return errors
+
+    @classmethod
+    def rule_volume(cls, disk):
+        """k8s-snapshots' aws disk: {region, volumeId}."""
+        volume_id, region = disk.get('volumeId'), disk.get('region')
+        if not isinstance(volume_id, str) or not VOLUME_ID.match(volume_id):
+            raise base.TargetError('spec.disk.volumeId', 'must be an EBS volume id (vol-0123456789abcdef0), not %s' % quoted(volume_id))
+        if not isinstance(region, str) or not REGION.match(region):
+            raise base.TargetError('spec.disk.region', 'must be an AWS region (us-east-1), not %s' % quoted(region))
+        return {'volume_id': volume_id, 'region': region, 'zone': None, 'kind': None, 'taken_of': volume_id}
+
+    def claims(self, pv):
+        return volume_reference(pv) is not None
+
+    def identify(self, pv, pvc, hints):
+        kind, volume_id, zone = volume_reference(pv)
+        field = 'spec.awsElasticBlockStore.volumeID' if kind == 'in-tree' else 'spec.csi.volumeHandle'
+        if not VOLUME_ID.match(volume_id):
+            raise base.TargetError(field, '%s is not an EBS volume (aws://ZONE/vol-… or vol-…)' % quoted(volume_id))
+        labels = _pv_labels(pv)
+        zone = zone or next((labels[key] for key in ZONE_KEYS if labels.get(key)), None) or next(_affinity_values(pv, ZONE_KEYS), None)
+        region = region_of_zone(zone) or next((labels[key] for key in REGION_KEYS if labels.get(key)), None) \
+            or next(_affinity_values(pv, REGION_KEYS), None) or self._params.get('aws_region')
+        if not region or not REGION.match(region):
+            # Guessing would list another region and find none of its snapshots: the volume would be snapshotted every run.
+            raise base.TargetError('spec.nodeAffinity', 'the region of %s is unknown: no zone in the volume id, labels (%s) or nodeAffinity, '
+                                   'and no aws_region option' % (volume_id, ZONE_KEYS[0]))
+        return {'volume_id': volume_id, 'region': region, 'zone': zone, 'kind': kind, 'taken_of': volume_id}
+
+    # -- clients --------------------------------------------------------------------------------------------------------
+
+    def client(self, region, retries=True):
+        """The EC2 client of a region; reads retry through botocore's own mode (standard or adaptive)."""
+        if boto3 is None:
+            raise EbsError('the aws backend needs boto3 (pip install boto3): %s' % BOTO3_IMPORT_ERROR)
+        with self._lock:
+            if (region, retries) not in self._clients:
+                p = self._params
+                session = boto3.session.Session(aws_access_key_id=p.get('aws_access_key'), aws_secret_access_key=p.get('aws_secret_key'),
+                                                aws_session_token=p.get('aws_session_token'), profile_name=p.get('aws_profile'))
+                config = botocore.config.Config(
+                    retries={'mode': p.get('aws_retry_mode') or 'standard', 'max_attempts': (p.get('aws_max_attempts') or 8) if retries else 1},
+                    max_pool_connections=max(10, p.get('concurrency') or 0), user_agent_extra='kubesnap')
+                self._clients[(region, retries)] = session.client('ec2', region_name=region, endpoint_url=p.get('aws_endpoint_url'), config=config)
+            return self._clients[(region, retries)]
+
+    def _describe(self, region, **kwargs):
+        """Every snapshot a DescribeSnapshots call answers, over all its pages."""
+        paginator = self.client(region).get_paginator('describe_snapshots')
+        try:
+            for page in paginator.paginate(PaginationConfig={'PageSize': PAGE_SIZE}, **kwargs):
+                yield from page.get('Snapshots') or []
+        except botocore.exceptions.BotoCoreError as exc:
+            raise EbsError('EC2 DescribeSnapshots in %s failed: %s' % (region, exc)) from exc
+        except botocore.exceptions.ClientError as exc:
+            raise EbsError('EC2 DescribeSnapshots in %s failed: %s' % (region, exc)) from exc
+
+    # -- the protocol ---------------------------------------------------------------------------------------------------
+
+    def snapshot_name(self, target, now, attempt=1):
+        """Readable: `<namespace>-<claim>-<YYYYMMDDhhmmss>` (or the PV's name with use_claim_name false, k8s-snapshots' way)."""
+        stamp = now.astimezone(datetime.timezone.utc).strftime(TIME_FORMAT)
+        if target.pvc and self._params.get('use_claim_name', True):
+            base_name = '%s-%s' % (target.namespace, target.pvc)
+        else:
+            base_name = target.pv or target.volume['volume_id']
+        return '%s-%s%s' % (base_name, stamp, '-%d' % attempt if attempt > 1 else '')
+
+    def list_owned(self, namespaces=None):
+        """One DescribeSnapshots stream per region (owned by this account, tagged as ours; adopted ones in a second stream)."""
+        owned = [{'Name': 'tag:%s' % base.MANAGED_BY_KEY, 'Values': [base.MANAGED_BY_VALUE]}]
+        if namespaces:
+            owned.append({'Name': 'tag:%s' % NAMESPACE_TAG, 'Values': list(namespaces)})
+        found = []
+        for region in sorted(self._regions):
+            found += [snapshot_from_ec2(item, region) for item in self._describe(region, OwnerIds=['self'], Filters=owned)
+                      if _tags(item.get('Tags')).get(base.VOLUME_KEY)]
+            if 'k8s-snapshots' in (self._params.get('adopt') or []):
+                found += self._adopted(region)
+        return found
+
+    def _adopted(self, region):
+        """k8s-snapshots' snapshots of the volumes this run knows, under those volumes' keys; the others stay untouched."""
+        key, value = K8S_SNAPSHOTS_TAG
+        items = self._describe(region, OwnerIds=['self'], Filters=[{'Name': 'tag:%s' % key, 'Values': [value]}])
+        return [snapshot_from_ec2(item, region, self._key_of_volume[item.get('VolumeId')]) for item in items
+                if item.get('VolumeId') in self._key_of_volume and base.MANAGED_BY_KEY not in _tags(item.get('Tags'))]
+
+    def tags_of(self, target, name):
+        tags = dict(base.ownership_labels(target), **base.ownership_annotations(target))
+        tags[NAME_TAG] = name
+        if target.namespace:
+            tags[NAMESPACE_TAG] = target.namespace
+        return tags
+
+    def description(self, target):
+        policy = target.policy.text if target.policy is not None else 'none'
+        return cut('kubesnap: %s (%s), policy %s' % (target.display, target.volume['volume_id'], policy), 255)
+
+    def create(self, target, now):
+        """CreateSnapshot with the ownership tags in the request; rate limits waited out, then Deferred.
+
+        The create is not idempotent, so a lost answer (5xx, timeout) is followed by a look for the snapshot it may have
+        made (by its Name tag and volume) before trying again: a retry must not leave two snapshots.
+        """
+        region = target.volume['region']
+        name = self.snapshot_name(target, now)
+        tags = self.tags_of(target, name)
+        pauses = delays(CREATE_ATTEMPTS - 1, base=1.0, cap=20.0)
+        while True:
+            try:
+                item = self.client(region, retries=False).create_snapshot(
+                    VolumeId=target.volume['volume_id'], Description=self.description(target),
+                    TagSpecifications=[{'ResourceType': 'snapshot', 'Tags': _tag_list(tags)}])
+                item.setdefault('Tags', _tag_list(tags))
+                return snapshot_from_ec2(item, region)
+            except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+                if _uncertain(exc):
+                    landed = self._landed(region, target, name)
+                    if landed is not None:
+                        return landed
+                elif not _throttled(exc):
+                    raise EbsError('EC2 CreateSnapshot of %s failed: %s' % (target.volume['volume_id'], exc)) from exc
+                pause = next(pauses, None)
+                if pause is None:
+                    if _throttled(exc):
+                        raise base.Deferred('EC2 kept refusing CreateSnapshot of %s: %s' % (target.volume['volume_id'], error_code(exc))) from exc
+                    raise EbsError('EC2 CreateSnapshot of %s failed: %s' % (target.volume['volume_id'], exc)) from exc
+                self._sleep(pause)
+
+    def _landed(self, region, target, name):
+        """The snapshot a create whose answer was lost made after all (ours, of this volume, by its name), or None."""
+        filters = [{'Name': 'tag:%s' % NAME_TAG, 'Values': [name]}, {'Name': 'volume-id', 'Values': [target.volume['volume_id']]},
+                   {'Name': 'tag:%s' % base.VOLUME_KEY, 'Values': [target.key]}]
+        try:
+            items = list(self._describe(region, OwnerIds=['self'], Filters=filters))
+        except EbsError:
+            return None
+        return snapshot_from_ec2(items[0], region) if items else None
+
+    def settle(self, snapshots, deadline, clock, sleep=None):
+        """Poll one DescribeSnapshots per region (up to 1,000 ids a request) until each is completed or error, or the deadline."""
+        sleep = sleep or self._sleep
+        waiting = {s.id: s for s in snapshots if s.state == base.PENDING}
+        while waiting and clock() < deadline:
+            by_region = {}
+            for snapshot_id in waiting:
+                region, snap = split_id(snapshot_id)
+                by_region.setdefault(region, []).append(snap)
+            for region, ids in sorted(by_region.items()):
+                for start in range(0, len(ids), PAGE_SIZE):
+                    for item in self._describe(region, SnapshotIds=ids[start:start + PAGE_SIZE]):
+                        current = snapshot_from_ec2(item, region, waiting.get('%s/%s' % (region, item['SnapshotId'])).volume_key)
+                        if current.state != base.PENDING and current.id in waiting:
+                            del waiting[current.id]
+                            self._after_completed(current)
+                            yield current
+            if waiting:
+                sleep(max(0.0, min(POLL_INTERVAL, deadline - clock())))
+
+    def _after_completed(self, snapshot):
+        """Hook for a snapshot seen completed (copies to another region)."""
+
+    def delete(self, snapshot):
+        """Delete a planned snapshot unless, since the plan, it was held or disowned; one already gone counts as deleted.
+
+        EC2 has no conditional delete: the snapshot is read again first, and kept when it changed.
+        """
+        region, snap = split_id(snapshot.id)
+        try:
+            items = list(self._describe(region, SnapshotIds=[snap]))
+        except EbsError as exc:
+            if any(code in str(exc) for code in NOT_FOUND):
+                return
+            raise
+        if not items:
+            return
+        current = snapshot_from_ec2(items[0], region, snapshot.volume_key if base.MANAGED_BY_KEY not in snapshot.labels else None)
+        adopted_still = base.MANAGED_BY_KEY not in snapshot.labels and current.labels.get(K8S_SNAPSHOTS_TAG[0]) == K8S_SNAPSHOTS_TAG[1]
+        owned_still = current.labels.get(base.MANAGED_BY_KEY) == base.MANAGED_BY_VALUE or adopted_still
+        if current.held or not owned_still or current.volume_key != snapshot.volume_key or current.source != snapshot.source:
+            raise base.TargetError('tags', 'changed since expiry planned it (held, disowned or moved to another volume); kept')
+        try:
+            self.client(region).delete_snapshot(SnapshotId=snap)
+        except botocore.exceptions.ClientError as exc:
+            if error_code(exc) in NOT_FOUND:
+                return
+            raise EbsError('EC2 DeleteSnapshot %s failed: %s' % (snap, exc)) from exc
