@@ -80,7 +80,7 @@ PAGE_SIZE = 500
 GIB = 1024 ** 3
 
 
-class GceError(Exception):
+class GceError(base.BackendError):
     """A Compute API call that failed: its HTTP status (0: no answer), the first error reason, and the message."""
 
     def __init__(self, status, reason, message, what):
@@ -91,6 +91,13 @@ class GceError(Exception):
     @property
     def retryable(self):
         return self.status == 0 or self.status in RETRYABLE_STATUS or self.reason in RATE_REASONS
+
+
+class CredentialsError(base.BackendError):
+    """The GCE backend's credentials cannot be used: the message names the option at fault."""
+
+    def __init__(self, option, reason):
+        super().__init__('%s: %s' % (option, reason))
 
 
 def _error_from_body(status, body, what):
@@ -323,28 +330,28 @@ def credentials_from(params):
             try:
                 info = json.loads(params['gce_service_account_contents'])
             except ValueError as exc:
-                raise base.TargetError('gce_service_account_contents', 'is not JSON: %s' % exc) from None
+                raise CredentialsError('gce_service_account_contents', 'is not JSON: %s' % exc) from None
         elif params.get('gce_service_account_file'):
             try:
                 with open(params['gce_service_account_file'], encoding='utf-8') as handle:
                     info = json.load(handle)
             except (OSError, ValueError) as exc:
-                raise base.TargetError('gce_service_account_file', 'cannot be read as JSON: %s' % exc) from None
+                raise CredentialsError('gce_service_account_file', 'cannot be read as JSON: %s' % exc) from None
         else:
-            raise base.TargetError('gce_auth_kind', 'serviceaccount needs gce_service_account_file or gce_service_account_contents')
+            raise CredentialsError('gce_auth_kind', 'serviceaccount needs gce_service_account_file or gce_service_account_contents')
         if not isinstance(info, dict):
-            raise base.TargetError('gce_service_account_file', 'is not a service account key (a JSON object)')
+            raise CredentialsError('gce_service_account_file', 'is not a service account key (a JSON object)')
         try:
             creds = google.oauth2.service_account.Credentials.from_service_account_info(info, scopes=[SCOPE])
         except (ValueError, KeyError) as exc:
-            raise base.TargetError('gce_service_account_file', 'is not a service account key: %s' % exc) from None
+            raise CredentialsError('gce_service_account_file', 'is not a service account key: %s' % exc) from None
         return creds, info.get('project_id')
     if kind == 'machineaccount':
         return google.auth.compute_engine.Credentials(scopes=[SCOPE]), None
     try:
         return google.auth.default(scopes=[SCOPE])
     except google.auth.exceptions.DefaultCredentialsError as exc:
-        raise base.TargetError('gce_auth_kind', 'no Application Default Credentials: %s' % exc) from None
+        raise CredentialsError('gce_auth_kind', 'no Application Default Credentials: %s' % exc) from None
 
 
 class GceBackend:
@@ -365,7 +372,8 @@ class GceBackend:
         'gce_retry_budget': {'type': 'int', 'default': 120},
         'gce_operation_timeout': {'type': 'int', 'default': 120},
     }
-    # Any of these set up the backend; the endpoint and the bounds have defaults and do not.
+    # Any of these set up the backend without a GCE volume in sight (to expire the snapshots of deleted ones); the endpoint
+    # and the bounds have defaults and do not.
     SETUP_OPTIONS = ('gce_project', 'gce_auth_kind', 'gce_service_account_file', 'gce_service_account_contents')
 
     def __init__(self, params, inventory=None, api=None, clock=time.monotonic, sleep=time.sleep):
@@ -379,17 +387,23 @@ class GceBackend:
 
     @classmethod
     def from_params(cls, params, client, inventory):
-        if not any(params.get(name) for name in cls.SETUP_OPTIONS):
-            return None
-        if GOOGLE_IMPORT_ERROR is not None:
-            raise base.TargetError('gce_auth_kind', 'the gce backend needs google-auth and requests on the host that runs the module: %s'
-                                   % GOOGLE_IMPORT_ERROR)
-        return cls(params, inventory)
+        """Set up when the run has a GCE volume or a google/gce SnapshotRule disk, chooses `backend: gce`, or sets a GCE option.
+
+        Credentials are read on the first API call: discovery alone needs none.
+        """
+        wanted = params.get('backend') == cls.name or any(params.get(name) for name in cls.SETUP_OPTIONS)
+        backend = cls(params, inventory)
+        found = inventory is not None and (any(backend.claims(pv) for pv in inventory.pvs) or any(
+            isinstance(rule.get('spec'), dict) and rule['spec'].get('backend') in cls.rule_backends for rule in inventory.rules or []))
+        return backend if wanted or found else None
 
     @property
     def api(self):
         """The Compute API client, built on first use: discovery alone needs no credentials."""
         if self._api is None:
+            if GOOGLE_IMPORT_ERROR is not None:
+                raise CredentialsError('gce_auth_kind', 'the gce backend needs google-auth and requests on the host that runs the module: %s'
+                                       % GOOGLE_IMPORT_ERROR)
             creds, self._creds_project = credentials_from(self._params)
             session = google.auth.transport.requests.AuthorizedSession(creds)
             self._api = ComputeApi(session, self._params.get('gce_endpoint') or DEFAULT_ENDPOINT, self._params.get('gce_retry_budget', 120),
@@ -404,7 +418,7 @@ class GceBackend:
         if self._api is None:
             try:
                 self.api  # noqa: B018 -- building the client reads the credentials' project
-            except base.TargetError:
+            except CredentialsError:
                 return None
         return self._creds_project
 
