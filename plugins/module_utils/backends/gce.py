@@ -549,12 +549,18 @@ class GceBackend:
             except GceError as exc:
                 if exc.reason not in ALREADY_EXISTS or attempt == NAME_ATTEMPTS:
                     raise
-            # Ours, of this disk, for this volume: a create whose answers were all lost landed after all.
-            landed = self._get_snapshot(volume['project'], name)
-            if landed is not None and landed.volume_key == target.key and landed.labels.get(base.MANAGED_BY_KEY) == base.MANAGED_BY_VALUE \
-                    and landed.source == target.snapshot_source:
+            landed = self._landed(target, volume, name)
+            if landed is not None:
                 return landed
         raise AssertionError('unreachable')
+
+    def _landed(self, target, volume, name):
+        """The snapshot `name` if it is ours, of this volume's disk: a create whose answers were lost landed after all; else None."""
+        landed = self._get_snapshot(volume['project'], name)
+        if landed is not None and landed.volume_key == target.key and landed.labels.get(base.MANAGED_BY_KEY) == base.MANAGED_BY_VALUE \
+                and landed.source == target.snapshot_source:
+            return landed
+        return None
 
     def _create(self, target, volume, name, deadline):
         body = {'name': name, 'labels': gce_labels(target), 'description': _description(target)}
@@ -578,6 +584,10 @@ class GceBackend:
                     raise
                 pause = next(pauses)
                 if self._clock() + pause > deadline:
+                    # A request whose answer was lost may have made it: then it is the snapshot, not a deferral.
+                    landed = self._landed(target, volume, name)
+                    if landed is not None:
+                        return landed
                     raise base.Deferred('%s: still rate-limited after %ss; deferred to a later run (%s)'
                                         % (disk_path(volume), self.api.retry_budget, exc)) from exc
                 self._sleep(pause)
