@@ -151,8 +151,9 @@ notes:
     C(kubesnap-source), C(kubesnap-namespace) and C(kubesnap-kind) (V(csi) or V(in-tree)), all written in the create request;
     the policy and origin are JSON in the snapshot's description. A person holds a snapshot with the label C(kubesnap-hold=true).
     Snapshots that k8s-snapshots made (C(created-by)) are not ours and never touched.
-  - GCE snapshot names are C(<namespace>-<claim>-<YYYYMMDDhhmmss>) (the disk name for a SnapshotRule disk), lowercased,
-    characters other than C([a-z0-9-]) replaced by C(-), cut to 63 characters.
+  - GCE snapshot names are C(<namespace>-<claim>-<volume>-<YYYYMMDDhhmmss>) (the disk name for a SnapshotRule disk),
+    lowercased, characters other than C([a-z0-9-]) replaced by C(-), the claim cut to fit 63 characters; C(<volume>) is six
+    hex digits of the volume's key, since snapshot names are unique per project and cut or cleaned names can meet.
 requirements:
   - boto3 and botocore, for the V(aws) backend.
   - google-auth and requests, for the V(gce) backend.

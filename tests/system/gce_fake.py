@@ -484,10 +484,12 @@ class FakeCompute:
                     return
                 with fake.lock:
                     fake._refresh()
+                    path = url.path[len(BASE):].rstrip('/')
                     try:
-                        call, status, answer = fake.handle(method, url.path[len(BASE):].rstrip('/'), query, body)
+                        call, status, answer = fake.handle(method, path, query, body)
                     except ApiError as exc:
-                        status, answer, call = exc.code, exc.body(), None
+                        # Refused (404 included): the method was still called, and still needs its permission.
+                        status, answer, call = exc.code, exc.body(), method_of(method, path)
                     if call:
                         fake.calls.append(call)
                     fake.lock.notify_all()
@@ -518,6 +520,30 @@ class FakeCompute:
     def stop(self):
         self._server.shutdown()
         self._server.server_close()
+
+
+# The API methods by HTTP method and path, to name a refused call as the reference names it.
+METHODS = (
+    ('GET', r'projects/[^/]+/global/snapshots', 'compute.snapshots.list'),
+    ('GET', r'projects/[^/]+/global/snapshots/[^/]+', 'compute.snapshots.get'),
+    ('DELETE', r'projects/[^/]+/global/snapshots/[^/]+', 'compute.snapshots.delete'),
+    ('POST', r'projects/[^/]+/global/snapshots/[^/]+/setLabels', 'compute.snapshots.setLabels'),
+    ('POST', r'projects/[^/]+/zones/[^/]+/disks', 'compute.disks.insert'),
+    ('GET', r'projects/[^/]+/zones/[^/]+/disks/[^/]+', 'compute.disks.get'),
+    ('GET', r'projects/[^/]+/regions/[^/]+/disks/[^/]+', 'compute.regionDisks.get'),
+    ('POST', r'projects/[^/]+/zones/[^/]+/disks/[^/]+/createSnapshot', 'compute.disks.createSnapshot'),
+    ('POST', r'projects/[^/]+/regions/[^/]+/disks/[^/]+/createSnapshot', 'compute.regionDisks.createSnapshot'),
+    ('GET', r'projects/[^/]+/zones/[^/]+/operations/[^/]+', 'compute.zoneOperations.get'),
+    ('POST', r'projects/[^/]+/zones/[^/]+/operations/[^/]+/wait', 'compute.zoneOperations.wait'),
+    ('GET', r'projects/[^/]+/regions/[^/]+/operations/[^/]+', 'compute.regionOperations.get'),
+    ('POST', r'projects/[^/]+/regions/[^/]+/operations/[^/]+/wait', 'compute.regionOperations.wait'),
+    ('GET', r'projects/[^/]+/global/operations/[^/]+', 'compute.globalOperations.get'),
+)
+
+
+def method_of(method, path):
+    """The API method a request names (compute.snapshots.get...), or None for a path the API does not have."""
+    return next((name for verb, pattern, name in METHODS if verb == method and re.fullmatch(pattern, path)), None)
 
 
 def resource_path(url):

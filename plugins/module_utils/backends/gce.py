@@ -163,13 +163,16 @@ def with_taken_of(volume):
     return dict(volume, taken_of=disk_path(volume))
 
 
-def snapshot_name(base_name, now, attempt=1):
-    """A GCE-valid snapshot name: `<base>-<YYYYMMDDhhmmss>` in UTC, `-2`... for a name already taken.
+def snapshot_name(base_name, key, now, attempt=1):
+    """A GCE-valid snapshot name: `<base>-<volume>-<YYYYMMDDhhmmss>` in UTC, `-2`... for a name already taken.
 
     The base (namespace and claim) is lowercased, anything but [a-z0-9-] becomes '-', it starts with a letter, and
-    it is cut, never the time, to fit 63 characters.
+    it is cut, never the time, to fit 63 characters. Snapshot names are one namespace per project, and bases cut or
+    cleaned can meet (`a-b`/`c` and `a`/`b-c`, two long claims of one long namespace): six hex digits of the volume's
+    key keep the names of different volumes apart.
     """
-    suffix = '-' + now.astimezone(datetime.timezone.utc).strftime(TIME_FORMAT) + ('-%d' % attempt if attempt > 1 else '')
+    suffix = '-%s-%s%s' % (hashlib.sha256(key.encode('utf-8')).hexdigest()[:6], now.astimezone(datetime.timezone.utc).strftime(TIME_FORMAT),
+                           '-%d' % attempt if attempt > 1 else '')
     cleaned = re.sub(r'-+', '-', re.sub(r'[^a-z0-9-]', '-', base_name.lower())).strip('-')
     if not cleaned[:1].isalpha():
         cleaned = ('k-' + cleaned).rstrip('-')
@@ -272,6 +275,10 @@ def _annotations(description):
     except ValueError:
         return {}
     return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)} if isinstance(data, dict) else {}
+
+
+def _claim_namespace(pv):
+    return ((pv.get('spec') or {}).get('claimRef') or {}).get('namespace')
 
 
 class ComputeApi:
@@ -393,7 +400,10 @@ class GceBackend:
         """
         wanted = params.get('backend') == cls.name or any(params.get(name) for name in cls.SETUP_OPTIONS)
         backend = cls(params, inventory)
-        found = inventory is not None and (any(backend.claims(pv) for pv in inventory.pvs) or any(
+        # PVs are listed cluster-wide: a run limited to a namespace is set up by the GCE volumes claimed in it only, so
+        # that another namespace's disks never make it reach for credentials it was not given.
+        scope = params.get('namespace')
+        found = inventory is not None and (any(backend.claims(pv) and (not scope or _claim_namespace(pv) == scope) for pv in inventory.pvs) or any(
             isinstance(rule.get('spec'), dict) and rule['spec'].get('backend') in cls.rule_backends for rule in inventory.rules or []))
         return backend if wanted or found else None
 
@@ -463,7 +473,7 @@ class GceBackend:
 
     def snapshot_name(self, target, now, attempt=1):
         readable = '%s-%s' % (target.namespace, target.pvc) if target.pvc else target.volume.get('disk') or target.pv
-        return snapshot_name(readable or 'kubesnap', now, attempt)
+        return snapshot_name(readable or 'kubesnap', target.key, now, attempt)
 
     # Listing -----------------------------------------------------------------------------------------------------
 

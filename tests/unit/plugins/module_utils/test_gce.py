@@ -107,25 +107,36 @@ def test_rule_volume_names_what_is_wrong(disk, field, message):
     assert info.value.field == field
 
 
+KEY6 = '-f460e8-'  # sha256(UID)[:6]
+
+
 @pytest.mark.parametrize(('base_name', 'expected'), [
-    ('db-data-0', 'db-data-0-20261130040506'),
-    ('Prod.DB-Data_0', 'prod-db-data-0-20261130040506'),
-    ('0-data', 'k-0-data-20261130040506'),
-    ('a' * 100, 'a' * 48 + '-20261130040506'),
+    ('db-data-0', 'db-data-0' + KEY6 + '20261130040506'),
+    ('Prod.DB-Data_0', 'prod-db-data-0' + KEY6 + '20261130040506'),
+    ('0-data', 'k-0-data' + KEY6 + '20261130040506'),
+    ('a' * 100, 'a' * 41 + KEY6 + '20261130040506'),
 ])
 def test_snapshot_names_are_valid_gce_names(base_name, expected):
-    assert gce.snapshot_name(base_name, NOW) == expected
+    assert gce.snapshot_name(base_name, UID, NOW) == expected
 
 
 def test_a_taken_name_gets_a_suffix_and_the_claim_is_cut_for_it():
-    assert gce.snapshot_name('a' * 100, NOW, 3) == 'a' * 46 + '-20261130040506-3'
+    assert gce.snapshot_name('a' * 100, UID, NOW, 3) == 'a' * 39 + KEY6 + '20261130040506-3'
+
+
+def test_volumes_whose_cut_or_cleaned_bases_meet_get_different_names():
+    # GCE snapshot names are one namespace per project: 50 claims of one long namespace must not collide in one second.
+    long_namespace = 't-test-with-a-fifth-of-requests-failing-a-8dcae2'
+    names = {gce.snapshot_name('%s-data-%02d' % (long_namespace, index), 'uid-%d' % index, NOW) for index in range(50)}
+    assert len(names) == 50
+    assert gce.snapshot_name('a-b-c', 'uid-1', NOW) != gce.snapshot_name('a-b-c', 'uid-2', NOW)
 
 
 @given(st.text(min_size=1, max_size=300), st.integers(min_value=1, max_value=5))
 def test_any_claim_gives_a_valid_gce_name_ending_in_the_time(text, attempt):
-    name = gce.snapshot_name(text, NOW, attempt)
+    name = gce.snapshot_name(text, UID, NOW, attempt)
     assert gce.GCE_NAME.match(name) and len(name) <= 63
-    assert name.endswith('-20261130040506' + ('-%d' % attempt if attempt > 1 else ''))
+    assert name.endswith(KEY6 + '20261130040506' + ('-%d' % attempt if attempt > 1 else ''))
 
 
 def target(**change):
