@@ -554,14 +554,12 @@ class GceBackend:
         deadline = self._clock() + self.api.retry_budget
         for attempt in range(1, NAME_ATTEMPTS + 1):
             name = self.snapshot_name(target, now, attempt)
+            # A name taken is another request's (a retry of ours carries its requestId and gets its own operation back).
             try:
                 return self._create(target, volume, name, deadline)
             except GceError as exc:
                 if exc.reason not in ALREADY_EXISTS or attempt == NAME_ATTEMPTS:
                     raise
-            landed = self._landed(target, volume, name)
-            if landed is not None:
-                return landed
         raise AssertionError('unreachable')
 
     def _landed(self, target, volume, name):
