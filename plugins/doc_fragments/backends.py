@@ -69,7 +69,7 @@ options:
     type: str
   use_claim_name:
     description:
-      - Name EBS snapshots after the claim (C(<namespace>-<claim>-<YYYYMMDDhhmmss>) in the C(Name) tag). V(false) uses the
+      - Name EBS and GCE snapshots after the claim (C(<namespace>-<claim>-<YYYYMMDDhhmmss>) in the C(Name) tag). V(false) uses the
         PersistentVolume's name, as k8s-snapshots does without C(USE_CLAIM_NAME). Environment C(USE_CLAIM_NAME) when unset.
     type: bool
     default: true
@@ -77,7 +77,8 @@ options:
     description:
       - Snapshots made by other tools that are weighed and expired with a volume's own. V(k8s-snapshots) takes the EBS
         snapshots tagged C(created-by=k8s-snapshots) of the volumes this run protects (by their C(VolumeId)), so a team
-        switching tools keeps its retention history. Other unowned snapshots are never touched.
+        switching tools keeps its retention history. For V(gce), the GCE snapshots labelled C(created-by=k8s-snapshots) of
+        the run's GCE disks (by their C(sourceDisk)). Other unowned snapshots are never touched.
     type: list
     elements: str
     choices: [k8s-snapshots]

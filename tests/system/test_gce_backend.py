@@ -183,6 +183,27 @@ def test_every_page_of_the_list_is_read(cluster, namespace, harness):
     assert harness.fake.calls == ["compute.snapshots.list"] * 3 and harness.writes() == []
 
 
+def test_adopted_k8s_snapshots_snapshots_count_and_expire_with_the_volume(cluster, namespace, harness):
+    disk = harness.claim(namespace, "data", annotations={DELTAS: "PT1H P1D"})
+    other = harness.fake.add_disk("not-protected", zone=ZONE)
+    k8s_snapshots = {"created-by": "k8s-snapshots"}
+    harness.fake.add_snapshot("pvc-data-recent", disk, k8s_snapshots, age=60)
+    for days in (9, 10, 11):
+        harness.fake.add_snapshot("pvc-data-%dd" % days, disk, k8s_snapshots, age=3600 * 24 * days)
+    harness.fake.add_snapshot("pvc-other", other, k8s_snapshots, age=3600 * 24 * 11)
+    # Not adopted: k8s-snapshots' recent snapshot is not ours, the volume is due.
+    assert [v["action"] for v in snap(cluster, namespace, harness, check=True)["volumes"]] == ["would_create"]
+    # Adopted: it is the volume's newest backup, and the old ones expire by the volume's policy.
+    assert [v["action"] for v in snap(cluster, namespace, harness, adopt=["k8s-snapshots"])["volumes"]] == ["skipped"]
+    harness.mark()
+    expired = run_module("snapshot_expire", str(cluster.kubeconfig), namespace=namespace, lease_namespace=namespace, gce_project=PROJECT,
+                         adopt=["k8s-snapshots"], **harness.args)
+    assert not expired.get("failed"), expired
+    left = {s["name"] for s in harness.fake.live_snapshots()}
+    assert "pvc-data-recent" in left and "pvc-other" in left, "the newest backup stays; another disk's snapshots are never touched"
+    assert 1 <= harness.writes().count("compute.snapshots.delete") == len({"pvc-data-9d", "pvc-data-10d", "pvc-data-11d"} - left)
+
+
 def test_a_disk_rate_limited_past_the_budget_is_deferred_not_failed(cluster, namespace, harness):
     disk = harness.claim(namespace, "data", annotations={DELTAS: "PT1H P1D"})
     harness.fake.add_snapshot("by-hand", disk, {"team": "db"}, age=60)  # not ours: the volume is due, but GCE refuses a second one

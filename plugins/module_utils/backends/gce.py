@@ -53,6 +53,8 @@ NAMESPACE_LABEL = 'kubesnap-namespace'
 KIND_LABEL = 'kubesnap-kind'
 RESTORED_FROM_LABEL = 'kubesnap-restored-from'
 CANONICAL_KEYS = {gce: ours for ours, gce in LABEL_KEYS.items()}
+# What k8s-snapshots labels its snapshots with (after they complete): `adopt: [k8s-snapshots]` weighs and expires them.
+K8S_SNAPSHOTS_LABEL = ('created-by', 'k8s-snapshots')
 
 # GCE resource names (RFC 1035): snapshots, disks.
 NAME_LIMIT = 63
@@ -472,7 +474,11 @@ class GceBackend:
         return volume
 
     def snapshot_name(self, target, now, attempt=1):
-        readable = '%s-%s' % (target.namespace, target.pvc) if target.pvc else target.volume.get('disk') or target.pv
+        """Readable: the namespace and claim (or the PV's name with use_claim_name false, k8s-snapshots' way; a rule's disk name)."""
+        if target.pvc and self._params.get('use_claim_name', True):
+            readable = '%s-%s' % (target.namespace, target.pvc)
+        else:
+            readable = target.pv or target.volume.get('disk')
         return snapshot_name(readable or 'kubesnap', target.key, now, attempt)
 
     # Listing -----------------------------------------------------------------------------------------------------
@@ -511,7 +517,45 @@ class GceBackend:
             label_filter += ' (labels.%s = "%s")' % (NAMESPACE_LABEL, namespaces[0])
         snapshots = [self.snapshot_from_resource(item) for project in self._projects() for item in self._list(project, label_filter)
                      if item.get('status') in STATES]
+        if 'k8s-snapshots' in (self._params.get('adopt') or []):
+            snapshots += self._adopted()
         return [s for s in snapshots if s.volume_key and (not namespaces or s.namespace in namespaces)]
+
+    def _adopted(self):
+        """k8s-snapshots' snapshots of the run's GCE volumes and rule disks (label created-by=k8s-snapshots, disk from sourceDisk),
+        as backups of those volumes: one more list per project. Those of other disks stay untouchable."""
+        disks = self._adoptable()
+        label_filter = '(labels.%s = "%s")' % K8S_SNAPSHOTS_LABEL
+        adopted = []
+        for project in self._projects():
+            for item in self._list(project, label_filter):
+                disk = resource_path(item.get('sourceDisk'))
+                if item.get('status') in STATES and disk in disks and LABEL_KEYS[base.MANAGED_BY_KEY] not in (item.get('labels') or {}):
+                    key, namespace, source = disks[disk]
+                    adopted.append(dataclasses.replace(self.snapshot_from_resource(item), volume_key=key, namespace=namespace, source=source))
+        return adopted
+
+    def _adoptable(self):
+        """{sourceDisk path: (volume key, namespace, Snapshot.source)} of the GCE volumes and rule disks the run sees."""
+        inventory = self._inventory
+        disks = {}
+        for pv in inventory.pvs if inventory is not None else []:
+            if self.claims(pv):
+                try:
+                    volume = volume_from_pv(pv, self.default_project)
+                except base.TargetError:
+                    continue  # reported by discovery, for the object that asks for it
+                disks[volume['taken_of']] = (pv['metadata']['uid'], _claim_namespace(pv), volume['taken_of'])
+        for rule in (inventory.rules if inventory is not None else None) or []:
+            spec = rule.get('spec') if isinstance(rule.get('spec'), dict) else {}
+            if spec.get('backend') in self.rule_backends and isinstance(spec.get('disk'), dict):
+                try:
+                    volume = self.rule_volume(spec['disk'])
+                except base.TargetError:
+                    continue
+                path = volume['taken_of'] if volume.get('project') else 'projects/%s/%s' % (self.default_project, volume['taken_of'])
+                disks[path] = ('%s:%s' % (self.name, volume['taken_of']), rule['metadata'].get('namespace'), volume['taken_of'])
+        return disks
 
     def snapshot_from_resource(self, item):
         """A Snapshot record from a GCE snapshot resource; labels under the collection's keys, annotations from the description."""
@@ -651,8 +695,11 @@ class GceBackend:
         current = self._get_snapshot(project, snapshot.name)
         if current is None:
             return
-        if current.uid != snapshot.uid or current.held or current.labels.get(base.MANAGED_BY_KEY) != base.MANAGED_BY_VALUE \
-                or current.volume_key != snapshot.volume_key:
+        if base.MANAGED_BY_KEY in snapshot.labels:
+            owned_still = current.labels.get(base.MANAGED_BY_KEY) == base.MANAGED_BY_VALUE and current.volume_key == snapshot.volume_key
+        else:  # adopted from k8s-snapshots: still its, and still not ours (the same resource: its disk cannot change)
+            owned_still = current.labels.get(K8S_SNAPSHOTS_LABEL[0]) == K8S_SNAPSHOTS_LABEL[1] and base.MANAGED_BY_KEY not in current.labels
+        if current.uid != snapshot.uid or current.held or not owned_still:
             raise base.TargetError('labels', 'changed since expiry planned it (held, disowned, moved to another volume or replaced); kept')
         try:
             self.api.call('DELETE', 'projects/%s/global/snapshots/%s' % (project, snapshot.name))

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import base, gce
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.targets import Target
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.targets import Inventory, Target
 
 from .factories import pv
 
@@ -236,3 +236,14 @@ def test_rate_limits_are_retried_with_backoff_within_the_budget_then_raised():
     with pytest.raises(gce.GceError, match='denied'):
         gce.ComputeApi(session, 'http://x', 30, lambda: clock[0], sleep).call('GET', 'p')
     assert session.calls == 1
+
+
+def test_set_up_by_a_gce_volume_or_rule_in_the_runs_namespace_or_by_its_options():
+    elsewhere = Inventory(pvs=[intree_pv()], pvcs=[])  # claimed in namespace db
+    assert gce.GceBackend.from_params({'namespace': 'web'}, None, elsewhere) is None, "another namespace's disk needs no credentials here"
+    assert gce.GceBackend.from_params({'namespace': 'db'}, None, elsewhere) is not None
+    assert gce.GceBackend.from_params({}, None, elsewhere) is not None
+    assert gce.GceBackend.from_params({}, None, Inventory(pvs=[pv('pv-b', 'db/x')], pvcs=[])) is None
+    assert gce.GceBackend.from_params({'gce_project': 'my-proj'}, None, Inventory(pvs=[], pvcs=[])) is not None
+    rule = {'metadata': {'namespace': 'db', 'name': 'r'}, 'spec': {'backend': 'google', 'disk': {'name': 'd', 'zone': 'europe-west1-b'}}}
+    assert gce.GceBackend.from_params({}, None, Inventory(pvs=[], pvcs=[], rules=[rule])) is not None
