@@ -73,7 +73,30 @@ def snapshots_of(target, owned_by_key):
     another namespace, a copied manifest) is never weighed, counted or deleted for this volume.
     And only those taken of the volume (see inconsistent_of): labels are anyone's to write.
     """
-    return [s for s in _in_namespace(target, owned_by_key) if s.source is not None and s.source == target.snapshot_source]
+    return [s for s in _in_namespace(target, owned_by_key)
+            if s.copy_group is None and s.source is not None and s.source == target.snapshot_source]
+
+
+def copies_of(target, owned_by_key):
+    """{copy group: copies, oldest first}: a target's disaster-recovery copies (another region), each group weighed by the
+    volume's policy apart from the originals and the other groups, so each place keeps its own history."""
+    groups = {}
+    for snapshot in _in_namespace(target, owned_by_key):
+        if snapshot.copy_group is not None and snapshot.source == target.snapshot_source:
+            groups.setdefault(snapshot.copy_group, []).append(snapshot)
+    return groups
+
+
+def copy_missing(registry, backend_names, owned_by_key, concurrency, ensure_held=lambda: None):
+    """Copy what the backends say is not copied yet (`copies_missing`, backends with copies only): [(snapshot, copy, error)]."""
+    work = [(backend, snapshot) for backend in (registry.get(name) for name in sorted(set(backend_names)))
+            for snapshot in getattr(backend, 'copies_missing', lambda _owned: [])(owned_by_key)]
+
+    def copy(item):
+        ensure_held()
+        return item[0].copy(item[1])
+
+    return [(snapshot, copied, error) for (_backend, snapshot), copied, error in run_parallel(copy, work, concurrency)]
 
 
 def inconsistent_of(target, owned_by_key):
@@ -83,7 +106,7 @@ def inconsistent_of(target, owned_by_key):
     of B: it is reported, never weighed, never counted as B's newest, never deleted for B.
     """
     return [(s, 'carries the labels of volume %s (%s) but was taken of %s' % (target.key, target.display, s.source or 'an unknown source'))
-            for s in _in_namespace(target, owned_by_key) if s.source is None or s.source != target.snapshot_source]
+            for s in _in_namespace(target, owned_by_key) if s.copy_group is None and (s.source is None or s.source != target.snapshot_source)]
 
 
 def _in_namespace(target, owned_by_key):
@@ -281,8 +304,10 @@ def per_namespace(owned_by_key, keys):
     for key in sorted(set(keys) & set(owned_by_key)):
         by_namespace = {}
         for snapshot in owned_by_key[key]:
-            by_namespace.setdefault(snapshot.namespace, []).append(snapshot)
-        groups.extend((key, namespace, by_namespace[namespace]) for namespace in sorted(by_namespace, key=lambda n: n or ''))
+            # Disaster-recovery copies are weighed apart from the originals, per place.
+            by_namespace.setdefault((snapshot.namespace, snapshot.copy_group), []).append(snapshot)
+        groups.extend((key, namespace, by_namespace[(namespace, group)])
+                      for namespace, group in sorted(by_namespace, key=lambda pair: (pair[0] or '', pair[1] or '')))
     return groups
 
 

@@ -144,6 +144,42 @@ volumes:
       type: list
       elements: str
       sample: [data-0-20261129030000]
+copies:
+  description:
+    - Disaster-recovery copies (O(aws_copy_to)) made by this run, of the completed snapshots of the targets that were
+      not copied yet (a snapshot made by this run is copied by the first run that finds it completed).
+    - V(would_copy) in check mode; V(failed) copies fail the task, V(deferred) ones (rate limits) are tried again next run.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {snapshot: db-data-0-20261130040000, id: us-east-1/snap-0a1b2c3d4e5f60718, volume_key: 5f0c2a9e-8d8b-4a53-9d6e-3a1b2c3d4e5f,
+       action: copied, copy: us-west-2/snap-0f1e2d3c4b5a69788, error: null}
+  contains:
+    snapshot:
+      description: The original's name.
+      type: str
+      sample: db-data-0-20261130040000
+    id:
+      description: The original's id (C(<region>/<snapshot id>) for EBS).
+      type: str
+      sample: us-east-1/snap-0a1b2c3d4e5f60718
+    volume_key:
+      description: The key of the volume it is a snapshot of.
+      type: str
+      sample: 5f0c2a9e-8d8b-4a53-9d6e-3a1b2c3d4e5f
+    action:
+      description: V(copied), V(would_copy), V(deferred) or V(failed).
+      type: str
+      sample: copied
+    copy:
+      description: The copy's id; null when none was made.
+      type: str
+      sample: us-west-2/snap-0f1e2d3c4b5a69788
+    error:
+      description: Why the copy was not made; null otherwise.
+      type: str
+      sample: null
 deferred:
   description: How many volumes the cloud's rate or quota limits deferred to the next run (RV(volumes[].action) V(deferred)).
   returned: always
@@ -218,9 +254,24 @@ def volume_result(plan, action, reason=None, snapshot=None, name=None):
 
 
 def plan(params, registry, targets, now):
-    """The creation plans of the targets from their owned snapshots as listed now."""
+    """(creation plans, owned snapshots by volume key): the targets' plans from their owned snapshots as listed now."""
     owned = cycle.list_owned(registry, [target.backend for target in targets], params['namespace'])
-    return cycle.plan_creation(targets, owned, now, params['force'], params['stalled_after'])
+    return cycle.plan_creation(targets, owned, now, params['force'], params['stalled_after']), owned
+
+
+def copies_wanted(registry, targets, owned):
+    """The completed snapshots a backend with disaster-recovery copies (aws_copy_to) has not copied yet."""
+    return [snapshot for name in sorted({target.backend for target in targets})
+            for snapshot in getattr(registry.get(name), 'copies_missing', lambda _owned: [])(owned)]
+
+
+def copy_result(snapshot, copied=None, error=None, action='copied'):
+    if isinstance(error, Deferred):
+        action = 'deferred'
+    elif error is not None:
+        action = 'failed'
+    return {'snapshot': snapshot.name, 'id': snapshot.id, 'volume_key': snapshot.volume_key, 'action': action,
+            'copy': copied.id if copied is not None else None, 'error': str(error) if error is not None else None}
 
 
 def preview(registry, plans, now):
@@ -236,6 +287,7 @@ class Creation:
     plans: list
     created: list
     started: float
+    copies: list = dataclasses.field(default_factory=list)
     latest: dict = dataclasses.field(default_factory=dict)
     settled_at: dict = dataclasses.field(default_factory=dict)
     still_pending: str = None
@@ -253,14 +305,20 @@ def act(module, registry, targets, plans, result):
 
     def plan_under_lease():
         moment['now'] = datetime.datetime.now(datetime.timezone.utc)
-        return plan(p, registry, targets, moment['now'])
+        fresh, moment['owned'] = plan(p, registry, targets, moment['now'])
+        return fresh
 
-    fresh, created = module.write_under_lease(
-        plan_under_lease, lambda plans, ensure_held: cycle.create_snapshots(registry, plans, moment['now'], p['concurrency'], ensure_held),
-        result, must_write=p['force'])
+    def create_and_copy(fresh, ensure_held):
+        created = cycle.create_snapshots(registry, fresh, moment['now'], p['concurrency'], ensure_held)
+        # Copies of what completed before this run (a snapshot made now is copied by the run that sees it completed).
+        moment['copies'] = cycle.copy_missing(registry, [target.backend for target in targets], moment['owned'], p['concurrency'], ensure_held)
+        return created
+
+    fresh, created = module.write_under_lease(plan_under_lease, create_and_copy, result, must_write=p['force'])
     if fresh is None:
         return Creation(plans, [], started)
-    creation = Creation(fresh, created, started, still_pending='still pending after %ss' % p['wait_timeout'])
+    creation = Creation(fresh, created, started, still_pending='still pending after %ss' % p['wait_timeout'],
+                        copies=[copy_result(*copy) for copy in moment['copies']])
     made = [snapshot for _plan, snapshot, error in created if error is None]
     try:
         creation.latest, creation.settled_at = cycle.wait_until_settled(registry, made, p['wait_timeout'] if p['wait'] else 0)
@@ -303,9 +361,10 @@ def report(params, creation, lease_held=None):
     return volumes
 
 
-def failures(params, plans, volumes):
+def failures(params, plans, volumes, copies=()):
     """What fails the task: volumes whose snapshot failed, and every stalled snapshot (a driver that stopped)."""
     lines = ['%s: %s' % (v['volume'], v['reason']) for v in volumes if v['action'] == 'failed']
+    lines += ['copy of %s: %s' % (c['id'], c['error']) for c in copies if c['action'] == 'failed']
     for plan in plans:
         bound = cycle.stalled_bound(plan.target, params['stalled_after'])
         lines += ['%s: snapshot %s stalled: pending since %s, longer than %d s (stalled_after)'
@@ -321,24 +380,28 @@ def main():
     p = module.params
     # `now` previews a later run in check mode; a run that creates goes by the real clock.
     now = module.now(planning=module.check_mode)
-    result = {'changed': False, 'volumes': [], 'deferred': 0}
+    result = {'changed': False, 'volumes': [], 'deferred': 0, 'copies': []}
     try:
         registry, targets, problems = module.targets()[1:]
-        plans = plan(p, registry, targets, now)
+        plans, owned = plan(p, registry, targets, now)
+        wanted = copies_wanted(registry, targets, owned)
         if module.check_mode:
             result['volumes'] = preview(registry, plans, now)
-            result['changed'] = any(plan.due for plan in plans)
-        elif any(plan.due for plan in plans):
+            result['copies'] = [copy_result(snapshot, action='would_copy') for snapshot in wanted]
+            result['changed'] = any(plan.due for plan in plans) or bool(wanted)
+        elif any(plan.due for plan in plans) or wanted:
             creation = act(module, registry, targets, plans, result)
             plans = creation.plans
             result['volumes'] = report(p, creation, result.get('lease_held'))
             result['deferred'] = sum(1 for volume in result['volumes'] if volume['action'] == 'deferred')
-            result['changed'] = any(error is None for _plan, _snapshot, error in creation.created)
+            result['copies'] = creation.copies
+            result['changed'] = any(error is None for _plan, _snapshot, error in creation.created) or any(
+                c['action'] == 'copied' for c in creation.copies)
         else:
             result['volumes'] = [volume_result(plan, 'skipped') for plan in plans]
     except (KubeError, BackendError) as exc:
         module.fail_api(exc)
-    module.exit_or_fail(failures(p, plans, result['volumes']), 'some volumes were not snapshotted', problems, **result)
+    module.exit_or_fail(failures(p, plans, result['volumes'], result['copies']), 'some volumes were not snapshotted', problems, **result)
 
 
 if __name__ == '__main__':

@@ -351,6 +351,10 @@ def plans_for(targets, owned, inventory, orphan_policy, anchor, one_off):
     plans = [(target.display, False, cycle.plan_expiry(target.key, cycle.snapshots_of(target, owned), target.policy, in_use, anchor,
                                                        namespace=target.namespace, inconsistent=cycle.inconsistent_of(target, owned)))
              for target in targets]
+    # Disaster-recovery copies (aws_copy_to) are expired by the volume's policy, apart from the originals.
+    plans += [('%s (copies in %s)' % (target.display, group), False, cycle.plan_expiry(target.key, copies, target.policy, in_use, anchor,
+                                                                                      namespace=target.namespace))
+              for target in targets for group, copies in sorted(cycle.copies_of(target, owned).items())]
     if one_off:
         return plans
     # A target's key is live whatever was listed (a disk rule's target given as input has no PV).
@@ -379,7 +383,7 @@ def main():
         inventory, registry, targets, problems = module.targets()
 
         def plan_all():
-            owned = cycle.list_owned(registry, [backend.name for backend in registry], p['namespace'])
+            owned = cycle.list_owned(registry, registry.listed(targets), p['namespace'])
             plans = plans_for(targets, owned, inventory, p['orphan_policy'], anchor, one_off=bool(p['pvc'] or p['pv']))
             return plans, [snapshot for _label, _orphan, plan in plans for snapshot in plan.expire]
 

@@ -419,7 +419,7 @@ def main():
     now = module.now()
     try:
         inventory, registry, targets, problems = module.targets()
-        owned = cycle.list_owned(registry, [backend.name for backend in registry], module.params['namespace'])
+        owned = cycle.list_owned(registry, registry.listed(targets), module.params['namespace'])
     except (KubeError, BackendError) as exc:
         module.fail_api(exc)
     targeted = {target.key for target in targets}

@@ -100,5 +100,10 @@ class Registry:
             raise TargetError(field, 'the %s chooses %s, which cannot snapshot this volume' % (what, wanted))
         return backend
 
+    def listed(self, targets):
+        """The names of the backends whose owned snapshots a run reads: those serving a target, and those always listed
+        (CSI; a cloud whose options were given), so orphans are found without listing a cloud no target and no option asks for."""
+        return sorted({target.backend for target in targets} | {backend.name for backend in self if getattr(backend, 'always_listed', True)})
+
     def __iter__(self):
         return iter(self._backends.values())

@@ -81,6 +81,8 @@ class Snapshot:
     # `content/<name>` for one made from a pre-provisioned content, which shows no volume).
     # Only a snapshot whose source is its volume is a backup of it: labels alone are anyone's to copy.
     source: str | None = dataclasses.field(default=None, compare=False)
+    # A disaster-recovery copy (EBS `aws_copy_to`): the group its copies form (the region), weighed apart from the originals.
+    copy_group: str | None = dataclasses.field(default=None, compare=False)
 
     @property
     def held(self):

@@ -13,6 +13,7 @@ from ansible.module_utils.basic import env_fallback
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import base
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.messages import cut, quoted
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention import parse_timestamp
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.retry import delays
 
 try:
@@ -29,6 +30,15 @@ CSI_DRIVER = 'ebs.csi.aws.com'
 NAMESPACE_TAG = 'kubesnap.io/namespace'
 COPY_OF_TAG = 'kubesnap.io/copy-of'
 NAME_TAG = 'Name'
+# What the snapshot's volume was (in-tree or csi): a restore gives the new PV the same kind of source.
+KIND_TAG = 'kubesnap.io/volume-kind'
+RESTORED_FROM_TAG = 'kubesnap.io/restored-from'
+# A copy's volume id is not its source's (EC2 gives copies an arbitrary one): the volume it was taken of is kept in a tag.
+TAKEN_OF_TAG = 'kubesnap.io/taken-of'
+# When a copy's original was taken: which originals are newer than the newest copy, after the originals expired.
+COPY_OF_TIME_TAG = 'kubesnap.io/copy-of-time'
+GIB = 1024 ** 3
+RESTORE_TIMEOUT = 600.0
 K8S_SNAPSHOTS_TAG = ('created-by', 'k8s-snapshots')
 TAG_VALUE_LIMIT = 256
 VOLUME_ID = re.compile(r'^vol-[0-9a-f]{8,17}$')
@@ -44,8 +54,6 @@ THROTTLED = frozenset(('SnapshotCreationPerVolumeRateExceeded', 'RequestLimitExc
                        'RequestThrottled', 'RequestThrottledException', 'TooManyRequestsException', 'PriorRequestNotComplete'))
 NOT_FOUND = frozenset(('InvalidSnapshot.NotFound', 'InvalidVolume.NotFound'))
 TIME_FORMAT = '%Y%m%d%H%M%S'
-# CreateSnapshot is not idempotent (no client token), so botocore must not resend it blindly: our loop looks for a landed one first.
-CREATE_ATTEMPTS = 6
 POLL_INTERVAL = 5.0
 PAGE_SIZE = 1000
 
@@ -119,13 +127,14 @@ def snapshot_from_ec2(item, region, volume_key=None):
     """A Snapshot record from DescribeSnapshots; `volume_key` maps an adopted snapshot (no tag of ours) to its volume."""
     tags = _tags(item.get('Tags'))
     state = STATES.get(item.get('State'), base.PENDING)
+    copy = COPY_OF_TAG in tags
     return base.Snapshot(
         backend=EbsBackend.name, id='%s/%s' % (region, item['SnapshotId']), name=tags.get(NAME_TAG) or item['SnapshotId'],
         volume_key=volume_key or tags.get(base.VOLUME_KEY, ''), created_at=item['StartTime'], state=state, labels=tags,
         annotations={key: tags[key] for key in (base.POLICY_ANNOTATION, base.ORIGIN_ANNOTATION) if key in tags},
         namespace=tags.get(NAMESPACE_TAG), size='%dGi' % item['VolumeSize'] if item.get('VolumeSize') is not None else None,
         error=(item.get('StateMessage') or 'snapshot failed') if state == base.FAILED else None,
-        uid=item['SnapshotId'], source=item.get('VolumeId'))
+        uid=item['SnapshotId'], source=tags.get(TAKEN_OF_TAG) if copy else item.get('VolumeId'), copy_group=region if copy else None)
 
 
 def split_id(snapshot_id):
@@ -163,11 +172,12 @@ class EbsBackend:
         self._clock = clock
         self._clients = {}
         self._lock = threading.Lock()
-        self._copies = []
-        self.copy_errors = []
         # Which key each EBS volume's snapshots belong to, for snapshots this collection adopts (no tag of ours).
         self._key_of_volume = {}
         self._regions = set(filter(None, (params.get('aws_region'), params.get('aws_copy_to'))))
+        # Listed with no target of its own (for orphans) only when the run asks for AWS; an EBS PV that nothing protects is no reason
+        # to call a cloud the run may have no credentials for.
+        self.always_listed = bool(params.get('backend') == self.name or params.get('aws_region') or params.get('aws_endpoint_url'))
         for pv in (inventory.pvs if inventory is not None else []):
             try:
                 if self.claims(pv):
@@ -246,7 +256,8 @@ class EbsBackend:
                 session = boto3.session.Session(aws_access_key_id=p.get('aws_access_key'), aws_secret_access_key=p.get('aws_secret_key'),
                                                 aws_session_token=p.get('aws_session_token'), profile_name=p.get('aws_profile'))
                 config = botocore.config.Config(
-                    retries={'mode': p.get('aws_retry_mode') or 'standard', 'max_attempts': (p.get('aws_max_attempts') or 8) if retries else 1},
+                    # total_max_attempts counts the first request (botocore's max_attempts in a Config counts retries only).
+                    retries={'mode': p.get('aws_retry_mode') or 'standard', 'total_max_attempts': (p.get('aws_max_attempts') or 8) if retries else 1},
                     max_pool_connections=max(10, p.get('concurrency') or 0), user_agent_extra='kubesnap')
                 self._clients[(region, retries)] = session.client('ec2', region_name=region, endpoint_url=p.get('aws_endpoint_url'), config=config)
             return self._clients[(region, retries)]
@@ -296,6 +307,8 @@ class EbsBackend:
     def tags_of(self, target, name):
         tags = dict(base.ownership_labels(target), **base.ownership_annotations(target))
         tags[NAME_TAG] = name
+        if target.volume.get('kind'):
+            tags[KIND_TAG] = target.volume['kind']
         if target.namespace:
             tags[NAMESPACE_TAG] = target.namespace
         return tags
@@ -313,7 +326,9 @@ class EbsBackend:
         region = target.volume['region']
         name = self.snapshot_name(target, now)
         tags = self.tags_of(target, name)
-        pauses = delays(CREATE_ATTEMPTS - 1, base=1.0, cap=20.0)
+        # CreateSnapshot is not idempotent (no client token), so botocore must not resend it blindly: this loop looks for a
+        # landed one first. Its budget is aws_max_attempts, as for the requests botocore retries.
+        pauses = delays((self._params.get('aws_max_attempts') or 8) - 1, base=0.5, cap=10.0)
         while True:
             try:
                 item = self.client(region, retries=False).create_snapshot(
@@ -336,13 +351,17 @@ class EbsBackend:
                 self._sleep(pause)
 
     def _landed(self, region, target, name):
-        """The snapshot a create whose answer was lost made after all (ours, of this volume, by its name), or None."""
+        """The snapshot a create whose answer was lost made after all (ours, of this volume, by its name), or None.
+
+        When that cannot be read either, the create fails: trying again blindly could leave two snapshots.
+        """
         filters = [{'Name': 'tag:%s' % NAME_TAG, 'Values': [name]}, {'Name': 'volume-id', 'Values': [target.volume['volume_id']]},
                    {'Name': 'tag:%s' % base.VOLUME_KEY, 'Values': [target.key]}]
         try:
             items = list(self._describe(region, OwnerIds=['self'], Filters=filters))
-        except EbsError:
-            return None
+        except EbsError as exc:
+            raise EbsError('EC2 CreateSnapshot of %s: the answer was lost and whether it was made cannot be read: %s'
+                           % (target.volume['volume_id'], exc)) from exc
         return snapshot_from_ec2(items[0], region) if items else None
 
     def settle(self, snapshots, deadline, clock, sleep=None):
@@ -360,13 +379,9 @@ class EbsBackend:
                         current = snapshot_from_ec2(item, region, waiting.get('%s/%s' % (region, item['SnapshotId'])).volume_key)
                         if current.state != base.PENDING and current.id in waiting:
                             del waiting[current.id]
-                            self._after_completed(current)
                             yield current
             if waiting:
                 sleep(max(0.0, min(POLL_INTERVAL, deadline - clock())))
-
-    def _after_completed(self, snapshot):
-        """Hook for a snapshot seen completed (copies to another region)."""
 
     def delete(self, snapshot):
         """Delete a planned snapshot unless, since the plan, it was held or disowned; one already gone counts as deleted.
@@ -393,3 +408,83 @@ class EbsBackend:
             if error_code(exc) in NOT_FOUND:
                 return
             raise EbsError('EC2 DeleteSnapshot %s failed: %s' % (snap, exc)) from exc
+
+    def volume_from_snapshot(self, snapshot, zone, size_bytes, name):
+        """A new EBS volume from `snapshot` in `zone` (of the snapshot's region), tagged as ours with `name`, once available.
+
+        Idempotent by name: a volume of ours already called `name` is waited for and returned rather than made again.
+        The PV spec has the source kind of the snapshot's volume (tag kubesnap.io/volume-kind; CSI when unknown).
+        """
+        region, snap = split_id(snapshot.id)
+        if region_of_zone(zone) != region:
+            raise EbsError('zone %s is not in region %s, where snapshot %s is' % (quoted(zone), region, snap))
+        ec2 = self.client(region)
+        ours = [{'Name': 'tag:%s' % NAME_TAG, 'Values': [name]}, {'Name': 'tag:%s' % base.MANAGED_BY_KEY, 'Values': [base.MANAGED_BY_VALUE]}]
+        try:
+            found = [v for v in ec2.describe_volumes(Filters=ours)['Volumes'] if v['State'] not in ('deleting', 'deleted', 'error')]
+            if found:
+                volume = found[0]
+            else:
+                tags = {base.MANAGED_BY_KEY: base.MANAGED_BY_VALUE, NAME_TAG: name, RESTORED_FROM_TAG: snap}
+                extra = {'Size': -(-size_bytes // GIB)} if size_bytes else {}
+                volume = ec2.create_volume(SnapshotId=snap, AvailabilityZone=zone, TagSpecifications=[
+                    {'ResourceType': 'volume', 'Tags': _tag_list(tags)}], **extra)
+            volume = self._wait_available(ec2, volume)
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+            raise EbsError('EC2 volume %s from snapshot %s failed: %s' % (name, snap, exc)) from exc
+        if snapshot.labels.get(KIND_TAG) == 'in-tree':
+            source = {'awsElasticBlockStore': {'volumeID': 'aws://%s/%s' % (zone, volume['VolumeId'])}}
+            zone_key = 'topology.kubernetes.io/zone'
+        else:
+            source = {'csi': {'driver': CSI_DRIVER, 'volumeHandle': volume['VolumeId']}}
+            zone_key = 'topology.ebs.csi.aws.com/zone'
+        affinity = {'required': {'nodeSelectorTerms': [{'matchExpressions': [{'key': zone_key, 'operator': 'In', 'values': [zone]}]}]}}
+        spec = dict(source, nodeAffinity=affinity, capacity={'storage': '%dGi' % volume['Size']})
+        return {'spec': spec, 'id': volume['VolumeId']}
+
+    def _wait_available(self, ec2, volume):
+        deadline = self._clock() + RESTORE_TIMEOUT
+        while volume['State'] != 'available':
+            if volume['State'] in ('error', 'deleting', 'deleted') or self._clock() > deadline:
+                raise EbsError('volume %s is %s, not available' % (volume['VolumeId'], volume['State']))
+            self._sleep(POLL_INTERVAL)
+            volume = ec2.describe_volumes(VolumeIds=[volume['VolumeId']])['Volumes'][0]
+        return volume
+
+    def copies_missing(self, owned_by_key):
+        """Completed snapshots of ours to copy to `aws_copy_to`: those taken after the original of their volume's newest copy there.
+
+        Only those: an original whose copy has already expired (or that predates the copies) is not copied again.
+        """
+        region = self._params.get('aws_copy_to')
+        if not region:
+            return []
+        missing = []
+        for snapshots in owned_by_key.values():
+            ours = [s for s in snapshots if s.backend == self.name and s.labels.get(base.MANAGED_BY_KEY) == base.MANAGED_BY_VALUE]
+            copies = [s for s in ours if s.copy_group == region]
+            copied = {s.labels.get(COPY_OF_TAG) for s in copies}
+            since = max((parse_timestamp(s.labels[COPY_OF_TIME_TAG]) for s in copies if s.labels.get(COPY_OF_TIME_TAG)), default=None)
+            missing += [s for s in ours if s.copy_group is None and s.state == base.READY and split_id(s.id)[0] != region
+                        and s.id not in copied and (since is None or s.created_at > since)]
+        return missing
+
+    def copy(self, snapshot):
+        """CopySnapshot to `aws_copy_to` with the original's ownership tags and kubesnap.io/copy-of in the request."""
+        region, (source_region, snap) = self._params['aws_copy_to'], split_id(snapshot.id)
+        keep = (base.MANAGED_BY_KEY, base.VOLUME_KEY, base.SOURCE_KEY, base.POLICY_ANNOTATION, base.ORIGIN_ANNOTATION, NAMESPACE_TAG,
+                NAME_TAG, KIND_TAG)
+        tags = {key: snapshot.labels[key] for key in keep if snapshot.labels.get(key)}
+        tags.update({COPY_OF_TAG: snapshot.id, TAKEN_OF_TAG: snapshot.source, COPY_OF_TIME_TAG: snapshot.created_at.isoformat()})
+        try:
+            # Not idempotent either: not resent; a copy whose answer was lost is found by the next run, which copies nothing again.
+            item = self.client(region, retries=False).copy_snapshot(SourceRegion=source_region, SourceSnapshotId=snap,
+                                                     Description=cut('kubesnap copy of %s: %s' % (snapshot.id, snapshot.name), 255),
+                                                     TagSpecifications=[{'ResourceType': 'snapshot', 'Tags': _tag_list(tags)}])
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+            if _throttled(exc):
+                raise base.Deferred('EC2 kept refusing CopySnapshot of %s: %s' % (snapshot.id, error_code(exc))) from exc
+            raise EbsError('EC2 CopySnapshot of %s to %s failed: %s' % (snapshot.id, region, exc)) from exc
+        return base.Snapshot(backend=self.name, id='%s/%s' % (region, item['SnapshotId']), name=snapshot.name, volume_key=snapshot.volume_key,
+                             created_at=snapshot.created_at, state=base.PENDING, labels=tags, namespace=snapshot.namespace,
+                             uid=item['SnapshotId'], source=snapshot.source, copy_group=region)

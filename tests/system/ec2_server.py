@@ -1,0 +1,107 @@
+# A moto server whose EC2 requests are recorded (the action of each) and can be answered with the faults a real EC2
+# gives under load: 503 RequestLimitExceeded before the request reaches moto, or moto's answer lost after it acted.
+"""Ec2Server: moto behind a recording, fault-injecting WSGI layer."""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+import socket
+import threading
+import urllib.parse
+
+WRITE_ACTIONS = frozenset(("CreateSnapshot", "DeleteSnapshot", "CopySnapshot", "CreateTags", "DeleteTags", "CreateVolume", "DeleteVolume"))
+THROTTLED = (b'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>RequestLimitExceeded</Code>'
+             b"<Message>Request limit exceeded.</Message></Error></Errors><RequestID>injected</RequestID></Response>")
+UNAVAILABLE = (b'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>Unavailable</Code>'
+               b"<Message>injected: answer lost</Message></Error></Errors><RequestID>injected</RequestID></Response>")
+
+
+class Ec2Server:
+    """moto on a loopback port. `calls` lists (action, outcome) of every EC2 request; set `fault_rate` to fail a share of them.
+
+    A fault is, at random, a throttle answered before moto sees the request (nothing happened), or moto's own answer
+    replaced by a 503 after it acted (the client cannot know that it happened: a create must not be repeated blindly).
+    """
+
+    def __init__(self, seed=7):
+        os.environ.setdefault("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")  # read when moto loads EC2
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app  # pylint: disable=import-outside-toplevel
+        from werkzeug.serving import make_server  # pylint: disable=import-outside-toplevel
+
+        self._app = DomainDispatcherApplication(create_backend_app)
+        self._lock = threading.Lock()
+        self._random = random.Random(seed)
+        self.calls = []
+        self.fault_rate = 0.0
+        self.faulted_actions = None  # None: any action may fail
+        self.fault_kinds = ("throttle", "lost")
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        self._server = make_server("127.0.0.1", port, self._serve, threaded=True)
+        self.endpoint = f"http://127.0.0.1:{port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._server.shutdown()
+        self._thread.join()
+
+    def actions(self, outcome=None):
+        """The actions called since the last reset (only those answered with `outcome` when given)."""
+        with self._lock:
+            return [action for action, result in self.calls if outcome is None or result == outcome]
+
+    def writes(self):
+        return [action for action in self.actions() if action in WRITE_ACTIONS]
+
+    def reset(self, fault_rate=0.0, faulted_actions=None, fault_kinds=("throttle", "lost")):
+        with self._lock:
+            self.calls = []
+            self.fault_rate = fault_rate
+            self.faulted_actions = faulted_actions
+            self.fault_kinds = fault_kinds
+
+    def _fault(self, action):
+        with self._lock:
+            if self.fault_rate and (self.faulted_actions is None or action in self.faulted_actions) and self._random.random() < self.fault_rate:
+                return self._random.choice(self.fault_kinds)
+            return None
+
+    def _serve(self, environ, start_response):
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        query = urllib.parse.parse_qs(body.decode("utf-8", "replace")) if body else urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
+        action = (query.get("Action") or [None])[0]
+        if action is None:  # not EC2's query API (S3 and others): passed through, unrecorded
+            return self._app(environ, start_response)
+        fault = self._fault(action)
+        if fault == "throttle":
+            self._record(action, "throttled")
+            start_response("503 Service Unavailable", [("Content-Type", "text/xml"), ("Content-Length", str(len(THROTTLED)))])
+            return [THROTTLED]
+        captured = {}
+
+        def capture(status, headers, exc_info=None):
+            captured["status"], captured["headers"] = status, headers
+            return lambda data: None
+
+        answer = b"".join(self._app(environ, capture))
+        if fault == "lost":
+            self._record(action, "lost")
+            start_response("503 Service Unavailable", [("Content-Type", "text/xml"), ("Content-Length", str(len(UNAVAILABLE)))])
+            return [UNAVAILABLE]
+        self._record(action, "ok" if captured["status"].startswith("2") else captured["status"].split()[0])
+        headers = [(key, value) for key, value in captured["headers"] if key.lower() != "content-length"]
+        start_response(captured["status"], headers + [("Content-Length", str(len(answer)))])
+        return [answer]
+
+    def _record(self, action, outcome):
+        with self._lock:
+            self.calls.append((action, outcome))

@@ -1,0 +1,146 @@
+# The EBS backend's pure parts, and what moto cannot show: DescribeSnapshots pages (moto answers in one page) and
+# snapshots that stay pending (moto completes them at once), through botocore's Stubber on a real client.
+from __future__ import annotations
+
+import datetime
+
+import boto3
+import pytest
+from botocore.stub import ANY, Stubber
+
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import Registry
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import PENDING, READY, Deferred, TargetError
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.ebs import EbsBackend, region_of_zone
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.targets import Inventory, Options, Target, discover
+
+from .factories import bound, pv, snapshot_class
+
+VOL = 'vol-0123456789abcdef0'
+NOW = datetime.datetime(2026, 11, 30, 4, 0, tzinfo=datetime.timezone.utc)
+DELTAS = 'backup.kubernetes.io/deltas'
+OWNED = {'Key': 'app.kubernetes.io/managed-by', 'Value': 'kubesnap'}
+OWNED_TAGS = (OWNED, {'Key': 'kubesnap.io/volume', 'Value': 'uid-1'})
+
+
+def ebs_pv(name, claim, source, labels=None, affinity=None):
+    volume = pv(name, claim, csi=False, spec=source)
+    volume['metadata']['labels'] = labels or {}
+    if affinity:
+        volume['spec']['nodeAffinity'] = {'required': {'nodeSelectorTerms': [{'matchExpressions': [
+            {'key': affinity[0], 'operator': 'In', 'values': [affinity[1]]}]}]}}
+    return volume
+
+
+CSI_EBS = {'csi': {'driver': 'ebs.csi.aws.com', 'volumeHandle': VOL}}
+
+
+@pytest.mark.parametrize('source, labels, affinity, params, region', [
+    ({'awsElasticBlockStore': {'volumeID': 'aws://eu-west-1b/%s' % VOL}}, None, None, {}, 'eu-west-1'),
+    ({'awsElasticBlockStore': {'volumeID': VOL}}, {'topology.kubernetes.io/zone': 'us-west-2-lax-1a'}, None, {}, 'us-west-2'),
+    ({'awsElasticBlockStore': {'volumeID': VOL}}, {'failure-domain.beta.kubernetes.io/region': 'ap-south-1'}, None, {}, 'ap-south-1'),
+    (CSI_EBS, None, ('topology.ebs.csi.aws.com/zone', 'us-gov-west-1a'), {}, 'us-gov-west-1'),
+    (CSI_EBS, None, ('topology.kubernetes.io/zone', 'eu-central-1c'), {'aws_region': 'us-east-1'}, 'eu-central-1'),
+    (CSI_EBS, None, None, {'aws_region': 'us-east-1'}, 'us-east-1'),
+], ids=['zone-in-handle', 'zone-label-local-zone', 'region-label', 'csi-affinity', 'affinity-over-option', 'option'])
+def test_the_region_comes_from_the_volume_then_the_option(source, labels, affinity, params, region):
+    volume = ebs_pv('pv-a', 'db/data', source, labels, affinity)
+    assert EbsBackend(params).identify(volume, None, {})['region'] == region
+
+
+def test_a_volume_whose_region_is_unknown_is_refused_not_guessed():
+    with pytest.raises(TargetError, match='the region of %s is unknown' % VOL):
+        EbsBackend({}).identify(ebs_pv('pv-a', 'db/data', CSI_EBS), None, {})
+    with pytest.raises(TargetError, match="'vol-nope' is not an EBS volume"):
+        EbsBackend({}).identify(ebs_pv('pv-a', 'db/data', {'awsElasticBlockStore': {'volumeID': 'vol-nope'}}), None, {})
+    assert region_of_zone('us-east-1a') == 'us-east-1' and region_of_zone('nowhere') is None
+
+
+def registry(pvs, pvcs, params, classes=()):
+    inventory = Inventory(pvs=pvs, pvcs=pvcs, snapshot_classes=list(classes))
+    return inventory, Registry.for_run(params, None, inventory)
+
+
+def test_auto_takes_csi_when_the_driver_has_a_class_and_the_cloud_otherwise():
+    claim, _volume = bound('db/data', 'pv-a', pvc_annotations={DELTAS: 'PT1H P1D'})
+    volume = ebs_pv('pv-a', 'db/data', CSI_EBS, affinity=('topology.ebs.csi.aws.com/zone', 'eu-west-1a'))
+    ebs_class = snapshot_class('ebs', driver='ebs.csi.aws.com', default=True)
+    for classes, params, backend in (([], {}, 'aws'), ([ebs_class], {}, 'csi'), ([ebs_class], {'backend': 'aws'}, 'aws'),
+                                     ([], {'backend': 'csi'}, None)):
+        inventory, reg = registry([volume], [claim], params, classes)
+        found = discover(inventory, Options(), reg)
+        assert [t.backend for t in found.targets] == ([backend] if backend else []), (classes, params, found.problems)
+    # The claim's annotation overrides the option; one naming a backend that cannot serve the volume is a problem.
+    claim['metadata']['annotations']['kubesnap.io/backend'] = 'aws'
+    inventory, reg = registry([volume], [claim], {'backend': 'csi'}, [ebs_class])
+    assert [t.backend for t in discover(inventory, Options(), reg).targets] == ['aws']
+    claim['metadata']['annotations']['kubesnap.io/backend'] = 'gcs'
+    [problem] = discover(inventory, Options(), reg).problems
+    assert problem.field == 'metadata.annotations[kubesnap.io/backend]' and "'gcs' is not a backend" in problem.reason
+
+
+def test_a_disk_rule_target_round_trips_and_is_checked_as_given():
+    rule = {'metadata': {'namespace': 'db', 'name': 'mysql'}, 'spec': {'deltas': 'P1D P30D', 'backend': 'aws',
+                                                                       'disk': {'region': 'eu-west-1', 'volumeId': VOL}}}
+    inventory = Inventory(pvs=[], pvcs=[], rules=[rule])
+    [target] = discover(inventory, Options(), Registry.for_run({}, None, inventory)).targets
+    assert (target.key, target.pv, target.namespace, target.backend, target.snapshot_source) == ('aws:%s' % VOL, None, 'db', 'aws', VOL)
+    assert Target.from_dict(target.as_dict()) == target
+    assert inventory.live_volume_keys() == {'aws:%s' % VOL}
+    with pytest.raises(ValueError, match='volume.region: must be an AWS region'):
+        Target.from_dict(dict(target.as_dict(), volume=dict(target.volume, region='moon')))
+
+
+def stubbed(backend, region='us-east-1', retries=True):
+    client = boto3.client('ec2', region_name=region, aws_access_key_id='a', aws_secret_access_key='b')
+    backend._clients[(region, retries)] = client  # pylint: disable=protected-access
+    stub = Stubber(client)
+    stub.activate()
+    return stub
+
+
+def item(snapshot_id, state='completed', tags=OWNED_TAGS):
+    return {'SnapshotId': snapshot_id, 'VolumeId': VOL, 'State': state, 'StartTime': NOW, 'VolumeSize': 1, 'Tags': list(tags)}
+
+
+def test_every_page_of_the_listing_is_read_with_the_owner_and_tag_filter():
+    backend = EbsBackend({'aws_region': 'us-east-1'})
+    stub = stubbed(backend)
+    expected = {'OwnerIds': ['self'], 'Filters': [{'Name': 'tag:app.kubernetes.io/managed-by', 'Values': ['kubesnap']}], 'MaxResults': 1000}
+    stub.add_response('describe_snapshots', {'Snapshots': [item('snap-1')], 'NextToken': 'page2'}, expected)
+    stub.add_response('describe_snapshots', {'Snapshots': [item('snap-2', 'pending'), item('snap-3', tags=[OWNED])]},
+                      dict(expected, NextToken='page2'))
+    found = backend.list_owned()
+    stub.assert_no_pending_responses()
+    # snap-3 has no volume tag: not ours, whatever its other tags.
+    assert [(s.id, s.state, s.volume_key, s.source) for s in found] == [
+        ('us-east-1/snap-1', READY, 'uid-1', VOL), ('us-east-1/snap-2', PENDING, 'uid-1', VOL)]
+
+
+def test_settle_polls_until_a_pending_snapshot_completes_with_one_request_per_poll():
+    backend = EbsBackend({'aws_region': 'us-east-1'})
+    stub = stubbed(backend)
+    for state in ('pending', 'pending', 'completed'):
+        stub.add_response('describe_snapshots', {'Snapshots': [item('snap-1', state), item('snap-2', 'error')][:1 if state != 'completed' else 2]},
+                          {'SnapshotIds': ANY, 'MaxResults': 1000})
+    pending = [backend_snapshot('snap-1'), backend_snapshot('snap-2')]
+    ticks = iter(range(100))
+    settled = list(backend.settle(pending, deadline=50, clock=lambda: next(ticks), sleep=lambda _s: None))
+    stub.assert_no_pending_responses()
+    assert sorted((s.id, s.state) for s in settled) == [('us-east-1/snap-1', READY), ('us-east-1/snap-2', 'failed')]
+
+
+def backend_snapshot(snapshot_id):
+    from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.ebs import snapshot_from_ec2  # pylint: disable=import-outside-toplevel
+    return snapshot_from_ec2(item(snapshot_id, 'pending'), 'us-east-1')
+
+
+def test_a_create_throttled_past_its_budget_is_deferred():
+    backend = EbsBackend({'aws_region': 'us-east-1', 'aws_max_attempts': 3}, sleep=lambda _s: None)
+    stub = stubbed(backend, retries=False)
+    for code in ('SnapshotCreationPerVolumeRateExceeded', 'RequestLimitExceeded', 'SnapshotCreationPerVolumeRateExceeded'):
+        stub.add_client_error('create_snapshot', service_error_code=code, http_status_code=400)
+    target = Target(key='uid-1', pv='pv-a', namespace='db', pvc='data', policy=None, source='pvc-annotation', origin='pvc/db/data',
+                    backend='aws', volume={'volume_id': VOL, 'region': 'us-east-1', 'zone': None, 'kind': 'csi', 'taken_of': VOL})
+    with pytest.raises(Deferred, match='SnapshotCreationPerVolumeRateExceeded'):
+        backend.create(target, NOW)
+    stub.assert_no_pending_responses()
