@@ -13,95 +13,16 @@ import pytest
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import gce
 
+from .gce_harness import PROJECT, ZONE, GceHarness
 from .modules import DELTAS, by_volume, run_module
 
-PROJECT = "kubesnap-test"
-ZONE = "europe-west1-b"
-REGION = "europe-west1"
 RULES = ("k8s-snapshots.elsdoerfer.com", "v1", "snapshotrules")
 PERMISSIONS = Path(__file__).resolve().parents[2] / "docs" / "gcp-iam-permissions.txt"
 
 
-class GceHarness:
-    """GCE disks in the fake behind PVs (CSI pd.csi.storage.gke.io or in-tree gcePersistentDisk); writes counted by the fake."""
-
-    name = "gce"
-
-    def __init__(self, kube, fake):
-        self.kube, self.fake = kube, fake
-        self.args = {"gce_service_account_file": str(fake.key_file), "gce_endpoint": fake.endpoint, "gce_retry_budget": 20,
-                     "gce_operation_timeout": 30}
-        self.disks = {}
-        fake.rate_limit_window = 0  # scenarios that take several snapshots of a disk at once; the limit has its own test
-
-    def claim(self, namespace, name, annotations=None, labels=None, kind="csi", region=False, wait=True):
-        disk = self.fake.add_disk("%s-%s" % (namespace, name), zone=None if region else ZONE, region=REGION if region else None)
-        self.disks[(namespace, name)] = disk
-        create_gce_pv(self.kube, namespace, name, disk, kind)
-        self.kube.create_pvc(namespace, name, size="1Gi", storage_class="", volume_name="%s-%s" % (namespace, name), wait_bound=wait)
-        if annotations or labels:
-            self.kube.core.patch_namespaced_persistent_volume_claim(name, namespace, {"metadata": {"annotations": annotations or {},
-                                                                                                  "labels": labels or {}}})
-        return disk
-
-    def mark(self):
-        self.fake.calls.clear()
-
-    def writes(self):
-        return self.fake.writes()
-
-    def backend(self):
-        return gce.GceBackend(dict(self.args, gce_project=PROJECT))
-
-    def owned(self, namespace):
-        return self.backend().list_owned([namespace])
-
-    def hold(self, snapshot):
-        """As a person would: setLabels with the snapshot's fingerprint."""
-        current = self.backend().api.call("GET", snapshot.id)
-        self.backend().api.call("POST", "%s/setLabels" % snapshot.id, body={
-            "labels": dict(current["labels"], **{"kubesnap-hold": "true"}), "labelFingerprint": current["labelFingerprint"]})
-
-    def unowned(self, namespace, claim):
-        """Snapshots of the claim's disk made by others (k8s-snapshots' label; ours but of another disk); a function telling
-        whether both still exist."""
-        disk = self.disks[(namespace, claim)]
-        other = self.fake.add_disk("other-%s" % claim, zone=ZONE)
-        self.fake.add_snapshot("by-k8s-snapshots", disk, {"created-by": "k8s-snapshots"}, age=3600 * 24 * 20)
-        self.fake.add_snapshot("labelled-as-ours", other, {"kubesnap-managed-by": "kubesnap", "kubesnap-namespace": namespace,
-                                                           "kubesnap-volume": self.pv_uid(namespace, claim)}, age=3600 * 24 * 20)
-
-        def exists():
-            return all(self.fake.snapshot(name) and self.fake.snapshot(name)["status"] == "READY"
-                       for name in ("by-k8s-snapshots", "labelled-as-ours"))
-        return exists
-
-    def pv_uid(self, namespace, claim):
-        return self.kube.core.read_persistent_volume("%s-%s" % (namespace, claim)).metadata.uid
-
-
-def create_gce_pv(kube, namespace, name, disk, kind="csi"):
-    """A PersistentVolume of a GCE disk, pre-bound to the claim `name` (deleted with the test's namespace)."""
-    match = gce.HANDLE.match(disk)
-    zones = [match["location"]] if match["scope"] == "zones" else ["%s-b" % match["location"], "%s-c" % match["location"]]
-    labels = {"kubesnap.io/test-namespace": namespace}
-    if kind == "csi":
-        source = {"csi": {"driver": gce.DRIVER, "volumeHandle": disk, "fsType": "ext4"},
-                  "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
-                      {"key": "topology.gke.io/zone", "operator": "In", "values": zones}]}]}}}
-    else:
-        source = {"gcePersistentDisk": {"pdName": match["disk"], "fsType": "ext4"}}
-        labels["topology.kubernetes.io/zone"] = "__".join(zones)
-    kube.core.create_persistent_volume({
-        "metadata": {"name": "%s-%s" % (namespace, name), "labels": labels},
-        "spec": dict(source, capacity={"storage": "1Gi"}, accessModes=["ReadWriteOnce"], persistentVolumeReclaimPolicy="Retain",
-                     storageClassName="", claimRef={"namespace": namespace, "name": name}),
-    })
-
-
 @pytest.fixture
-def harness(kube, gce_compute):
-    return GceHarness(kube, gce_compute)
+def harness(cluster, kube, audit, gce_compute):
+    return GceHarness(cluster, kube, audit, gce_compute)
 
 
 def snap(cluster, namespace, harness, **args):
@@ -109,7 +30,7 @@ def snap(cluster, namespace, harness, **args):
                       **dict(harness.args, gce_project=PROJECT, **args))
 
 
-def test_annotation_label_rule_and_disk_rule_are_snapshotted_once_with_gce_labels(cluster, kube, namespace, rule_crd, harness):
+def test_intree_regional_and_disk_rule_volumes_get_gce_names_and_labels_and_one_list_per_run(cluster, kube, namespace, rule_crd, harness):
     harness.claim(namespace, "by-annotation", annotations={DELTAS: "PT1H P1D"})
     harness.claim(namespace, "by-label", labels={"volumeBackup": "yes"}, kind="in-tree")
     harness.claim(namespace, "by-rule", region=True)
@@ -139,34 +60,6 @@ def test_annotation_label_rule_and_disk_rule_are_snapshotted_once_with_gce_label
     second = snap(cluster, namespace, harness, label_policy="PT1H P1D")
     assert {v["action"] for v in second["volumes"]} == {"skipped"} and harness.writes() == [], second
     assert harness.fake.calls == ["compute.snapshots.list"], "one list per run, whatever the number of volumes"
-
-
-def test_check_mode_makes_no_write_call(cluster, namespace, harness):
-    harness.claim(namespace, "data", annotations={DELTAS: "PT1H P1D"})
-    harness.mark()
-    preview = snap(cluster, namespace, harness, check=True)
-    assert [v["action"] for v in preview["volumes"]] == ["would_create"] and preview["changed"], preview
-    assert harness.writes() == [] and harness.fake.calls == ["compute.snapshots.list"]
-    assert harness.fake.live_snapshots() == []
-
-
-def test_expiry_deletes_only_its_own_unheld_backups(cluster, namespace, harness):
-    harness.claim(namespace, "data", annotations={DELTAS: "PT1H P1D"})
-    made = [snap(cluster, namespace, harness, pvc="data", force=True)["volumes"][0] for _ in range(3)]
-    assert [m["state"] for m in made] == ["ready"] * 3, made
-    oldest, middle, newest = sorted(harness.owned(namespace), key=lambda s: s.created_at)
-    harness.hold(oldest)
-    unowned_exist = harness.unowned(namespace, "data")
-    later = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=30)).isoformat()
-
-    harness.mark()
-    expired = run_module("snapshot_expire", str(cluster.kubeconfig), namespace=namespace, lease_namespace=namespace, now=later,
-                         gce_project=PROJECT, **harness.args)
-    assert not expired.get("failed"), expired
-    assert harness.writes() == ["compute.snapshots.delete"]
-    left = {s["name"] for s in harness.fake.live_snapshots()}
-    assert {oldest.name, newest.name} <= left and middle.name not in left, "the middle one alone expires; the held one stays"
-    assert unowned_exist(), "k8s-snapshots' snapshot and one labelled as ours but taken of another disk are never deleted"
 
 
 def test_every_page_of_the_list_is_read(cluster, namespace, harness):
