@@ -62,6 +62,19 @@ def test_intree_regional_and_disk_rule_volumes_get_gce_names_and_labels_and_one_
     assert harness.fake.calls == ["compute.snapshots.list"], "one list per run, whatever the number of volumes"
 
 
+def test_an_operation_past_its_bound_leaves_the_snapshot_pending_and_one_list_per_poll_settles_it(cluster, namespace, harness):
+    harness.claim(namespace, "data", annotations={DELTAS: "PT1H P1D"})
+    harness.fake.uploading_seconds = 3.0
+    harness.mark()
+    result = snap(cluster, namespace, harness, gce_operation_timeout=0, gce_storage_locations=["eu"])
+    [volume] = result["volumes"]
+    assert (volume["action"], volume["state"]) == ("created", "ready"), volume
+    assert harness.fake.calls.count("compute.zoneOperations.wait") == 0, "a bound of 0 waits for no operation"
+    polls = harness.fake.calls.count("compute.snapshots.list")
+    assert 2 <= polls <= 6, "the run's list, then one list per poll until it is READY: %s" % harness.fake.calls
+    assert harness.fake.snapshot(volume["snapshot"])["storageLocations"] == ["eu"]
+
+
 def test_every_page_of_the_list_is_read(cluster, namespace, harness):
     disk = harness.claim(namespace, "data", annotations={DELTAS: "PT1H P1D"})
     uid = harness.pv_uid(namespace, "data")
