@@ -87,8 +87,10 @@ options:
     description:
       - Google Cloud project of the GCE backend's disks and snapshots, used where a volume does not name one (in-tree
         C(gcePersistentDisk) volumes, SnapshotRule disks without C(project)). Defaults to the project the credentials name.
-      - Setting any of O(gce_project), O(gce_auth_kind), O(gce_service_account_file) or O(gce_service_account_contents)
-        sets the GCE backend up; without them GCE volumes are reported as problems.
+      - The GCE backend is set up by a GCE volume or a C(google)/C(gce) SnapshotRule disk that the run sees (in its
+        O(namespace) when one is given), by O(backend=gce), or by any of O(gce_project), O(gce_auth_kind),
+        O(gce_service_account_file) and O(gce_service_account_contents) (so that a run can expire the snapshots of deleted
+        volumes when no GCE volume is left). Credentials are read on its first API call.
       - Falls back to the E(GCP_PROJECT) then E(GCLOUD_PROJECT) environment variables.
     type: str
   gce_auth_kind:
