@@ -1,7 +1,7 @@
 # Pytest plugin for system tests: starts (or reuses) the local control plane of
 # tests/cluster/cluster.py and gives tests namespaces, storage helpers, CSI
 # fault switching, the audit log and a moto server.
-"""Fixtures: cluster, kube, namespace, csi_faults, audit, moto_server, rule_crd."""
+"""Fixtures: cluster, kube, namespace, csi_faults, audit, moto_server, gce_compute, rule_crd."""
 
 from __future__ import annotations
 
@@ -106,6 +106,19 @@ def moto_server():
     server.start()
     yield f"http://127.0.0.1:{port}"
     server.stop()
+
+
+@pytest.fixture
+def gce_compute(tmp_path):
+    """A fake Compute Engine API (gce_fake.FakeCompute) on a free loopback port, with a service account whose key file
+    (naming the fake's token endpoint) is `key_file`; `endpoint` is the API's base URL."""
+    from .gce_fake import FakeCompute  # pylint: disable=import-outside-toplevel
+
+    fake = FakeCompute().serve()
+    fake.key_file = tmp_path / "gce-key.json"
+    fake.key_file.write_text(json.dumps(fake.add_service_account().info), encoding="utf-8")
+    yield fake
+    fake.stop()
 
 
 @pytest.fixture(scope="session")

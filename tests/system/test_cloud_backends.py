@@ -1,5 +1,6 @@
 # The cycle's scenarios on every backend, against real parts: PVs and claims on the local apiserver, snapshots in the CSI
-# snapshot stack or in EC2 (moto's server, reached by boto3 through the module as a user's run would). One scenario, one
+# snapshot stack, in EC2 (moto's server, reached by boto3 through the module as a user's run would) or in a fake of the
+# Compute Engine API (gce_fake.py, reached through google-auth's service-account flow). One scenario, one
 # test, parametrised over the backends' harnesses; a new backend adds its harness to HARNESSES.
 """System tests of discovery, idempotence, check mode and expiry on each backend."""
 
@@ -16,6 +17,7 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.ebs im
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import client_from_params
 
 from .ec2_server import Ec2Server
+from .gce_harness import GceHarness
 from .modules import DELTAS, by_volume, run_module
 
 REGION = "us-east-1"
@@ -42,6 +44,7 @@ class CsiHarness:
     """CSI volumes of the mock driver; writes counted in the apiserver's audit log."""
 
     name = "csi"
+    delete_call = "delete"
 
     def __init__(self, cluster, kube, audit, ec2_server):
         self.cluster, self.kube, self.audit = cluster, kube, audit
@@ -80,6 +83,7 @@ class AwsHarness:
     """EBS volumes in moto behind PVs (CSI ebs.csi.aws.com or in-tree); writes counted by the EC2 server."""
 
     name = "aws"
+    delete_call = "DeleteSnapshot"
 
     def __init__(self, cluster, kube, audit, ec2_server):
         self.kube, self.server = kube, ec2_server
@@ -130,12 +134,14 @@ def create_ebs_pv(kube, namespace, name, volume_id, kind="csi"):
     })
 
 
-HARNESSES = {"csi": CsiHarness, "aws": AwsHarness}
+# Each harness, and the fixture of the cloud it is given (started only for its own scenarios).
+HARNESSES = {"csi": (CsiHarness, "ec2_server"), "aws": (AwsHarness, "ec2_server"), "gce": (GceHarness, "gce_compute")}
 
 
 @pytest.fixture(params=sorted(HARNESSES))
-def backend(request, cluster, kube, audit, ec2_server):
-    return HARNESSES[request.param](cluster, kube, audit, ec2_server)
+def backend(request, cluster, kube, audit):
+    harness, cloud = HARNESSES[request.param]
+    return harness(cluster, kube, audit, request.getfixturevalue(cloud))
 
 
 def snap(cluster, namespace, backend, **args):
@@ -188,4 +194,4 @@ def test_expiry_deletes_only_its_own_unheld_snapshots(cluster, namespace, backen
     assert sorted(s.id for s in backend.owned(namespace)) == sorted((oldest.id, newest.id)), "the middle one alone expires"
     assert middle.id not in {s.id for s in backend.owned(namespace)}
     assert unowned_exists(), "a snapshot the collection did not make is never deleted"
-    assert backend.writes().count("delete" if backend.name == "csi" else "DeleteSnapshot") == 1
+    assert backend.writes().count(backend.delete_call) == 1

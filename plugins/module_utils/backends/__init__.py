@@ -11,10 +11,11 @@ from __future__ import annotations
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import TargetError
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.csi import CsiBackend
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.ebs import EbsBackend
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.gce import GceBackend
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.messages import quoted
 
 # In the order they are asked whether they serve a volume (after the `backend` choice, see Registry.backend_for).
-BACKENDS = (CsiBackend, EbsBackend)
+BACKENDS = (CsiBackend, EbsBackend, GceBackend)
 # What a target's `backend` may be.
 BACKEND_NAMES = tuple(backend.name for backend in BACKENDS)
 AUTO = 'auto'

@@ -70,7 +70,7 @@ def csi_target(**change):
 
 
 def test_names_and_registry_come_from_the_list_of_backends():
-    assert BACKEND_NAMES == tuple(backend.name for backend in BACKENDS) == ('csi', 'aws')
+    assert BACKEND_NAMES == tuple(backend.name for backend in BACKENDS) == ('csi', 'aws', 'gce')
     # A cloud backend is set up only for a run that needs it (its volumes, its rules, or its options).
     assert [type(backend) for backend in registry_of(CLASSES)] == [CsiBackend]
     for backend in BACKENDS:
@@ -89,7 +89,7 @@ def test_for_run_builds_csi_with_the_listed_classes():
 
 
 def test_unknown_backend_names_the_known_ones_and_cuts_the_name():
-    with pytest.raises(TargetError, match=r"unknown backend 'nope' \(known: csi, aws\)"):
+    with pytest.raises(TargetError, match=r"unknown backend 'nope' \(known: csi, aws, gce\)"):
         backend_class('nope')
     with pytest.raises(TargetError) as info:
         registry_of().get('g' * 15000)
@@ -157,7 +157,7 @@ BAD_TARGETS = {
     'no-class': ({'volume': {'driver': DRIVER}}, 'volume.snapshot_class: required for a CSI volume'),
     'bad-class': ({'volume': {'snapshot_class': 'Fast Class'}}, "volume.snapshot_class: 'Fast Class' is not a VolumeSnapshotClass name"),
     'claimless': ({'pvc': None, 'namespace': None}, 'namespace: required for a CSI volume; pvc: required for a CSI volume'),
-    'unknown-backend': ({'backend': 'nope'}, "backend: unknown backend 'nope' (known: csi, aws)"),
+    'unknown-backend': ({'backend': 'nope'}, "backend: unknown backend 'nope' (known: csi, aws, gce)"),
     'huge-pv': ({'pv': 'p' * 15000}, "pv: must be a string of at most 253 characters, not '" + 'p' * 64 + "'\u2026(15000 characters)"),
     'huge-volume': ({'volume': ['x' * 15000]}, "volume: must be a mapping, not ['" + 'x' * 62 + "\u2026(15004 characters)"),
     'huge-class': ({'volume': {'snapshot_class': 'c' * 15000}}, "'\u2026(15000 characters) is not a VolumeSnapshotClass name"),

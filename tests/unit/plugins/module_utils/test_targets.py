@@ -193,7 +193,7 @@ def test_a_broken_stronger_source_is_not_replaced_by_a_weaker_one():
 
 
 @pytest.mark.parametrize('change, message', [
-    ({'backend': 'gce'}, "backend: unknown backend 'gce'"),
+    ({'backend': 'nope'}, "backend: unknown backend 'nope'"),
     ({'volume': 'abc'}, 'volume: must be a mapping'),
     ({'pvc': None}, 'pvc: required for a CSI volume'),
     ({'volume': {'driver': 'x'}}, 'volume.snapshot_class: required for a CSI volume'),

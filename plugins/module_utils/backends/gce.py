@@ -1,0 +1,760 @@
+# Copyright: (c) 2026, kubesnap contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""GCE backend: Persistent Disk snapshots through the Compute Engine REST API (v1), with google-auth's authorized session.
+
+No discovery client: the few methods used are plain REST calls (docs/gcp-iam-permissions.txt lists them and the
+permissions they need). GCE label keys and values allow only lowercase [a-z0-9_-], so the collection's ownership
+and hold labels are written under GCE-valid keys (LABEL_KEYS) and read back under their usual names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import json
+import math
+import re
+import time
+import uuid
+
+from ansible.module_utils.basic import env_fallback
+
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import base
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.messages import quoted
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention import parse_timestamp
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.retry import delays
+
+try:
+    import google.auth
+    import google.auth.compute_engine
+    import google.auth.exceptions
+    import google.auth.transport.requests
+    import google.oauth2.service_account
+    import requests
+except ImportError as exc:  # reported when a run sets the backend up, not when the collection is imported
+    GOOGLE_IMPORT_ERROR = exc
+else:
+    GOOGLE_IMPORT_ERROR = None
+
+DRIVER = 'pd.csi.storage.gke.io'
+DEFAULT_ENDPOINT = 'https://compute.googleapis.com/compute/v1'
+SCOPE = 'https://www.googleapis.com/auth/compute'
+
+# The collection's labels under keys GCE accepts; distinct from k8s-snapshots' `created-by`.
+LABEL_KEYS = {
+    base.MANAGED_BY_KEY: 'kubesnap-managed-by',
+    base.VOLUME_KEY: 'kubesnap-volume',
+    base.SOURCE_KEY: 'kubesnap-source',
+    base.HOLD_KEY: 'kubesnap-hold',
+}
+NAMESPACE_LABEL = 'kubesnap-namespace'
+# How the volume was attached (csi or in-tree): a disk restored from the snapshot is offered to Kubernetes the same way.
+KIND_LABEL = 'kubesnap-kind'
+RESTORED_FROM_LABEL = 'kubesnap-restored-from'
+CANONICAL_KEYS = {gce: ours for ours, gce in LABEL_KEYS.items()}
+# What k8s-snapshots labels its snapshots with (after they complete): `adopt: [k8s-snapshots]` weighs and expires them.
+K8S_SNAPSHOTS_LABEL = ('created-by', 'k8s-snapshots')
+
+# GCE resource names (RFC 1035): snapshots, disks.
+NAME_LIMIT = 63
+GCE_NAME = re.compile(r'^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$')
+# Label values: at most 63 characters of lowercase letters, digits, '-' and '_'.
+GCE_LABEL_VALUE = re.compile(r'^[a-z0-9_-]{0,63}$')
+PROJECT = re.compile(r'^(?:[a-z][-a-z0-9.]*:)?[a-z][-a-z0-9]{4,28}[a-z0-9]$')
+ZONE = re.compile(r'^[a-z]+-[a-z]+[0-9]+-[a-z]$')
+REGION = re.compile(r'^[a-z]+-[a-z]+[0-9]+$')
+HANDLE = re.compile(r'^projects/(?P<project>[^/]+)/(?P<scope>zones|regions)/(?P<location>[^/]+)/disks/(?P<disk>[^/]+)$')
+SNAPSHOT_ID = re.compile(r'^projects/(?P<project>[^/]+)/global/snapshots/(?P<name>[^/]+)$')
+ZONE_LABELS = ('topology.kubernetes.io/zone', 'failure-domain.beta.kubernetes.io/zone')
+ZONE_AFFINITY_KEYS = ZONE_LABELS + ('topology.gke.io/zone',)
+TIME_FORMAT = '%Y%m%d%H%M%S'
+NAME_ATTEMPTS = 5
+
+STATES = {'READY': base.READY, 'FAILED': base.FAILED, 'CREATING': base.PENDING, 'UPLOADING': base.PENDING}
+# Errors that mean "later": quota and rate limits (by status, by reason in the error body or in a finished operation).
+RATE_REASONS = frozenset(('rateLimitExceeded', 'userRateLimitExceeded', 'RESOURCE_OPERATION_RATE_EXCEEDED', 'quotaExceeded',
+                          'RATE_LIMIT_EXCEEDED', 'backendError'))
+RETRYABLE_STATUS = frozenset((429, 500, 502, 503, 504))
+ALREADY_EXISTS = frozenset(('alreadyExists', 'RESOURCE_ALREADY_EXISTS'))
+REQUEST_TIMEOUT = 60
+PAGE_SIZE = 500
+GIB = 1024 ** 3
+
+
+class GceError(base.BackendError):
+    """A Compute API call that failed: its HTTP status (0: no answer), the first error reason, and the message."""
+
+    def __init__(self, status, reason, message, what):
+        super().__init__('%s: %s%s' % (what, message, ' (%s)' % reason if reason else ''))
+        self.status = status
+        self.reason = reason
+
+    @property
+    def retryable(self):
+        return self.status == 0 or self.status in RETRYABLE_STATUS or self.reason in RATE_REASONS
+
+
+class CredentialsError(base.BackendError):
+    """The GCE backend's credentials cannot be used: the message names the option at fault."""
+
+    def __init__(self, option, reason):
+        super().__init__('%s: %s' % (option, reason))
+
+
+def _error_from_body(status, body, what):
+    """GceError from the documented error shape: {"error": {"code", "message", "errors": [{"reason", "message"}]}}."""
+    error = body.get('error') if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return GceError(status, None, 'HTTP %d' % status, what)
+    details = [e for e in error.get('errors') or [] if isinstance(e, dict)]
+    reason = details[0].get('reason') if details else error.get('status')
+    return GceError(status, reason, error.get('message') or 'HTTP %d' % status, what)
+
+
+def _operation_error(operation, what):
+    """GceError of a finished operation that failed, or None. Its errors carry codes like RESOURCE_OPERATION_RATE_EXCEEDED."""
+    errors = (operation.get('error') or {}).get('errors') or []
+    if not errors:
+        return None
+    first = errors[0]
+    return GceError(operation.get('httpErrorStatusCode') or 400, first.get('code'),
+                    '; '.join(e.get('message') or e.get('code') or '?' for e in errors), what)
+
+
+def gce_label_value(value):
+    """A GCE label value standing for `value`: itself when valid, else `h-` and a digest (stable, never mistaken for a PV UID)."""
+    if GCE_LABEL_VALUE.match(value):
+        return value
+    return 'h-' + hashlib.sha256(value.encode('utf-8')).hexdigest()[:40]
+
+
+def gce_labels(target):
+    """The ownership labels of a snapshot of `target`, under GCE-valid keys and values, written in the create request."""
+    labels = {LABEL_KEYS[key]: gce_label_value(value) for key, value in base.ownership_labels(target).items()}
+    if target.namespace:
+        labels[NAMESPACE_LABEL] = target.namespace
+    if target.volume.get('kind'):
+        labels[KIND_LABEL] = target.volume['kind']
+    return labels
+
+
+def canonical_labels(labels):
+    """GCE labels read back under the collection's usual keys (kubesnap.io/hold...); others unchanged."""
+    return {CANONICAL_KEYS.get(key, key): value for key, value in (labels or {}).items()}
+
+
+def resource_path(url):
+    """`projects/...` of a resource URL or path (sourceDisk, selfLink, targetLink); None when it names none."""
+    if not url:
+        return None
+    at = url.find('projects/')
+    return url[at:] if at >= 0 else None
+
+
+def disk_path(volume):
+    """`projects/P/zones/Z/disks/D` or `projects/P/regions/R/disks/D` of a target's volume fields; without `projects/P/`
+    for a SnapshotRule disk that names no project (it is in the run's gce_project)."""
+    scope, location = ('regions', volume['region']) if volume.get('region') else ('zones', volume['zone'])
+    path = '%s/%s/disks/%s' % (scope, location, volume['disk'])
+    return 'projects/%s/%s' % (volume['project'], path) if volume.get('project') else path
+
+
+def with_taken_of(volume):
+    """The volume fields with `taken_of`, the disk's path: what its snapshots report as their source (`sourceDisk`)."""
+    return dict(volume, taken_of=disk_path(volume))
+
+
+def snapshot_name(base_name, key, now, attempt=1):
+    """A GCE-valid snapshot name: `<base>-<volume>-<YYYYMMDDhhmmss>` in UTC, `-2`... for a name already taken.
+
+    The base (namespace and claim) is lowercased, anything but [a-z0-9-] becomes '-', it starts with a letter, and
+    it is cut, never the time, to fit 63 characters. Snapshot names are one namespace per project, and bases cut or
+    cleaned can meet (`a-b`/`c` and `a`/`b-c`, two long claims of one long namespace): six hex digits of the volume's
+    key keep the names of different volumes apart.
+    """
+    suffix = '-%s-%s%s' % (hashlib.sha256(key.encode('utf-8')).hexdigest()[:6], now.astimezone(datetime.timezone.utc).strftime(TIME_FORMAT),
+                           '-%d' % attempt if attempt > 1 else '')
+    cleaned = re.sub(r'-+', '-', re.sub(r'[^a-z0-9-]', '-', base_name.lower())).strip('-')
+    if not cleaned[:1].isalpha():
+        cleaned = ('k-' + cleaned).rstrip('-')
+    return cleaned[:NAME_LIMIT - len(suffix)].rstrip('-') + suffix
+
+
+def _region_of(zone):
+    return zone.rsplit('-', 1)[0]
+
+
+def location_from_zones(zones, field):
+    """{'zone': Z} or {'region': R} from zone values: one zone is zonal; `a__b` or two zones of one region is regional."""
+    values = sorted({part for value in zones for part in value.split('__') if part})
+    if not values:
+        return None
+    bad = [value for value in values if not ZONE.match(value)]
+    if bad:
+        raise base.TargetError(field, '%s is not a zone (like europe-west1-b)' % quoted(bad[0]))
+    if len(values) == 1:
+        return {'zone': values[0]}
+    regions = {_region_of(value) for value in values}
+    if len(regions) != 1:
+        raise base.TargetError(field, 'zones %s are in different regions: not one disk' % ', '.join(values))
+    return {'region': regions.pop()}
+
+
+def _affinity_zones(pv):
+    terms = ((((pv.get('spec') or {}).get('nodeAffinity') or {}).get('required') or {}).get('nodeSelectorTerms') or [])
+    return [value for term in terms for expr in term.get('matchExpressions') or []
+            if expr.get('key') in ZONE_AFFINITY_KEYS and expr.get('operator', 'In') == 'In' for value in expr.get('values') or []]
+
+
+def volume_from_pv(pv, default_project):
+    """The disk behind a GCE PersistentVolume: {project, zone | region, disk, kind}; TargetError naming the field otherwise.
+
+    CSI: the volumeHandle names it all. In-tree: pdName, the zone from the topology label, then the deprecated
+    failure-domain label, then nodeAffinity (a `__`-joined value or two zones of one region: a regional disk), and
+    the project from the options or the credentials.
+    """
+    spec = pv.get('spec') or {}
+    if spec.get('csi'):
+        handle = spec['csi'].get('volumeHandle') or ''
+        match = HANDLE.match(handle)
+        if not match:
+            raise base.TargetError('spec.csi.volumeHandle', '%s is not projects/P/zones/Z/disks/D or projects/P/regions/R/disks/D' % quoted(handle))
+        volume = {'project': match['project'], 'disk': match['disk'], 'kind': 'csi',
+                  ('zone' if match['scope'] == 'zones' else 'region'): match['location']}
+        return with_taken_of(_checked(volume, 'spec.csi.volumeHandle'))
+    disk = (spec.get('gcePersistentDisk') or {}).get('pdName')
+    if not disk:
+        raise base.TargetError('spec.gcePersistentDisk.pdName', 'missing')
+    labels = (pv.get('metadata') or {}).get('labels') or {}
+    location = None
+    for key in ZONE_LABELS:
+        if labels.get(key):
+            location = location_from_zones([labels[key]], 'metadata.labels[%s]' % key)
+            break
+    if location is None:
+        location = location_from_zones(_affinity_zones(pv), 'spec.nodeAffinity')
+    if location is None:
+        raise base.TargetError('metadata.labels[%s]' % ZONE_LABELS[0], 'no zone: set the label, or a nodeAffinity on %s' % ZONE_LABELS[0])
+    if not default_project:
+        raise base.TargetError('spec.gcePersistentDisk', 'an in-tree disk names no project: set gce_project (or use credentials that name one)')
+    return with_taken_of(_checked(dict(location, project=default_project, disk=disk, kind='in-tree'), 'spec.gcePersistentDisk.pdName'))
+
+
+def _checked(volume, field):
+    """`volume` when its project, zone/region and disk are well-formed GCE names; TargetError on `field` otherwise."""
+    errors = volume_errors(volume)
+    if errors:
+        raise base.TargetError(field, '; '.join('%s %s' % (name, reason) for name, reason in errors))
+    return volume
+
+
+def volume_errors(volume):
+    """[(field, reason)] for malformed GCE volume fields (project optional: the run's default fills it in)."""
+    errors = []
+    if volume.get('project') is not None and not (isinstance(volume['project'], str) and PROJECT.match(volume['project'])):
+        errors.append(('project', '%s is not a project id' % quoted(volume['project'])))
+    if not isinstance(volume.get('disk'), str) or not GCE_NAME.match(volume['disk']):
+        errors.append(('disk', '%s is not a disk name (%s)' % (quoted(volume.get('disk')), GCE_NAME.pattern)))
+    zone, region = volume.get('zone'), volume.get('region')
+    if (zone is None) == (region is None):
+        errors.append(('zone', 'exactly one of zone and region is needed'))
+    elif zone is not None and not (isinstance(zone, str) and ZONE.match(zone)):
+        errors.append(('zone', '%s is not a zone (like europe-west1-b)' % quoted(zone)))
+    elif region is not None and not (isinstance(region, str) and REGION.match(region)):
+        errors.append(('region', '%s is not a region (like europe-west1)' % quoted(region)))
+    return errors
+
+
+def _description(target):
+    """The snapshot's description: the policy and origin annotations as JSON (labels cannot hold them)."""
+    return json.dumps(base.ownership_annotations(target), sort_keys=True)
+
+
+def _annotations(description):
+    try:
+        data = json.loads(description or '{}')
+    except ValueError:
+        return {}
+    return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)} if isinstance(data, dict) else {}
+
+
+def _claim_namespace(pv):
+    return ((pv.get('spec') or {}).get('claimRef') or {}).get('namespace')
+
+
+class ComputeApi:
+    """The Compute REST API over google-auth's AuthorizedSession; rate and quota errors retried with jittered backoff within a budget."""
+
+    def __init__(self, session, endpoint, retry_budget, clock=time.monotonic, sleep=time.sleep):
+        self._session = session
+        self._endpoint = endpoint.rstrip('/')
+        self.retry_budget = retry_budget
+        self._clock = clock
+        self._sleep = sleep
+
+    def call(self, method, path, params=None, body=None, deadline=None):
+        """The JSON answer of one call; retryable errors are tried again until `deadline` (default: now + the retry budget)."""
+        deadline = self._clock() + self.retry_budget if deadline is None else deadline
+        pauses = delays(None, base=0.5, cap=16.0)
+        while True:
+            try:
+                return self._once(method, path, params, body)
+            except GceError as exc:
+                if not exc.retryable:
+                    raise
+                pause = next(pauses)
+                if self._clock() + pause > deadline:
+                    raise
+                self._sleep(pause)
+
+    def _once(self, method, path, params, body):
+        what = '%s %s' % (method, path)
+        try:
+            response = self._session.request(method, '%s/%s' % (self._endpoint, path), params=params, json=body, timeout=REQUEST_TIMEOUT)
+        except google.auth.exceptions.RefreshError as exc:
+            raise GceError(401, 'credentials', 'could not get an access token: %s' % exc, what) from exc
+        except google.auth.exceptions.TransportError as exc:
+            raise GceError(0, 'connection', str(exc), what) from exc
+        except requests.RequestException as exc:
+            raise GceError(0, 'connection', str(exc), what) from exc
+        try:
+            data = response.json()
+        except ValueError:
+            data = None
+        if response.status_code >= 400:
+            raise _error_from_body(response.status_code, data, what)
+        if not isinstance(data, dict):
+            raise GceError(response.status_code, 'invalid', 'the answer is not a JSON object', what)
+        return data
+
+
+def credentials_from(params):
+    """(credentials, project they name or None) for the auth kind: service account file or JSON, ADC, or the metadata server."""
+    kind = params.get('gce_auth_kind')
+    if kind is None:
+        kind = 'serviceaccount' if params.get('gce_service_account_file') or params.get('gce_service_account_contents') else 'application'
+    if kind == 'serviceaccount':
+        if params.get('gce_service_account_contents'):
+            try:
+                info = json.loads(params['gce_service_account_contents'])
+            except ValueError as exc:
+                raise CredentialsError('gce_service_account_contents', 'is not JSON: %s' % exc) from None
+        elif params.get('gce_service_account_file'):
+            try:
+                with open(params['gce_service_account_file'], encoding='utf-8') as handle:
+                    info = json.load(handle)
+            except (OSError, ValueError) as exc:
+                raise CredentialsError('gce_service_account_file', 'cannot be read as JSON: %s' % exc) from None
+        else:
+            raise CredentialsError('gce_auth_kind', 'serviceaccount needs gce_service_account_file or gce_service_account_contents')
+        if not isinstance(info, dict):
+            raise CredentialsError('gce_service_account_file', 'is not a service account key (a JSON object)')
+        try:
+            creds = google.oauth2.service_account.Credentials.from_service_account_info(info, scopes=[SCOPE])
+        except (ValueError, KeyError) as exc:
+            raise CredentialsError('gce_service_account_file', 'is not a service account key: %s' % exc) from None
+        return creds, info.get('project_id')
+    if kind == 'machineaccount':
+        return google.auth.compute_engine.Credentials(scopes=[SCOPE]), None
+    try:
+        return google.auth.default(scopes=[SCOPE])
+    except google.auth.exceptions.DefaultCredentialsError as exc:
+        raise CredentialsError('gce_auth_kind', 'no Application Default Credentials: %s' % exc) from None
+
+
+class GceBackend:
+    """Snapshots GCE Persistent Disks (in-tree gcePersistentDisk and CSI pd.csi.storage.gke.io), zonal and regional."""
+
+    name = 'gce'
+    rule_backends = ('google', 'gce')
+    volume_fields = ('disk', 'taken_of')
+    option_spec = {
+        'gce_project': {'type': 'str', 'fallback': (env_fallback, ['GCP_PROJECT', 'GCLOUD_PROJECT'])},
+        'gce_auth_kind': {'type': 'str', 'choices': ['application', 'machineaccount', 'serviceaccount'],
+                          'fallback': (env_fallback, ['GCP_AUTH_KIND'])},
+        'gce_service_account_file': {'type': 'path', 'fallback': (env_fallback, ['GCP_SERVICE_ACCOUNT_FILE', 'GCLOUD_JSON_KEYFILE_NAME'])},
+        'gce_service_account_contents': {'type': 'str', 'no_log': True,
+                                         'fallback': (env_fallback, ['GCP_SERVICE_ACCOUNT_CONTENTS', 'GCLOUD_JSON_KEYFILE_STRING'])},
+        'gce_endpoint': {'type': 'str', 'default': DEFAULT_ENDPOINT},
+        'gce_storage_locations': {'type': 'list', 'elements': 'str'},
+        'gce_retry_budget': {'type': 'int', 'default': 120},
+        'gce_operation_timeout': {'type': 'int', 'default': 120},
+    }
+    # Any of these set up the backend without a GCE volume in sight (to expire the snapshots of deleted ones); the endpoint
+    # and the bounds have defaults and do not.
+    SETUP_OPTIONS = ('gce_project', 'gce_auth_kind', 'gce_service_account_file', 'gce_service_account_contents')
+
+    def __init__(self, params, inventory=None, api=None, clock=time.monotonic, sleep=time.sleep):
+        self._params = params
+        self._api = api
+        self._clock = clock
+        self._sleep = sleep
+        self._project = params.get('gce_project')
+        self._creds_project = None
+        self._inventory = inventory
+
+    @classmethod
+    def from_params(cls, params, client, inventory):
+        """Set up when the run has a GCE volume or a google/gce SnapshotRule disk, chooses `backend: gce`, or sets a GCE option.
+
+        Credentials are read on the first API call: discovery alone needs none.
+        """
+        wanted = params.get('backend') == cls.name or any(params.get(name) for name in cls.SETUP_OPTIONS)
+        backend = cls(params, inventory)
+        # PVs are listed cluster-wide: a run limited to a namespace is set up by the GCE volumes claimed in it only, so
+        # that another namespace's disks never make it reach for credentials it was not given.
+        scope = params.get('namespace')
+        found = inventory is not None and (any(backend.claims(pv) and (not scope or _claim_namespace(pv) == scope) for pv in inventory.pvs) or any(
+            isinstance(rule.get('spec'), dict) and rule['spec'].get('backend') in cls.rule_backends for rule in inventory.rules or []))
+        return backend if wanted or found else None
+
+    @property
+    def api(self):
+        """The Compute API client, built on first use: discovery alone needs no credentials."""
+        if self._api is None:
+            if GOOGLE_IMPORT_ERROR is not None:
+                raise CredentialsError('gce_auth_kind', 'the gce backend needs google-auth and requests on the host that runs the module: %s'
+                                       % GOOGLE_IMPORT_ERROR)
+            creds, self._creds_project = credentials_from(self._params)
+            session = google.auth.transport.requests.AuthorizedSession(creds)
+            self._api = ComputeApi(session, self._params.get('gce_endpoint') or DEFAULT_ENDPOINT, self._params.get('gce_retry_budget', 120),
+                                   self._clock, self._sleep)
+        return self._api
+
+    @property
+    def default_project(self):
+        """gce_project, else the project the credentials name (a service account key's, ADC's); None when neither does."""
+        if self._project:
+            return self._project
+        if self._api is None:
+            try:
+                self.api  # noqa: B018 -- building the client reads the credentials' project
+            except CredentialsError:
+                return None
+        return self._creds_project
+
+    @classmethod
+    def target_errors(cls, data):
+        volume = data['volume']
+        errors = [('volume.%s' % field, reason) for field, reason in volume_errors(volume)]
+        if not errors and volume.get('taken_of') != disk_path(volume):
+            errors.append(('volume.taken_of', '%s is not the disk the other fields name (%s)' % (quoted(volume.get('taken_of')), disk_path(volume))))
+        return errors
+
+    @classmethod
+    def rule_volume(cls, disk):
+        """A SnapshotRule's `spec.disk` (k8s-snapshots: {name, zone} or {name, region}; `project` optional) as volume fields."""
+        if not isinstance(disk, dict):
+            raise base.TargetError('spec.disk', 'must be a mapping {name, zone} or {name, region}, not %s' % quoted(disk))
+        unknown = sorted(set(disk) - {'name', 'zone', 'region', 'project'})
+        if unknown:
+            raise base.TargetError('spec.disk', 'unknown field %s (a GCE disk has name, zone or region, and optionally project)' % quoted(unknown[0]))
+        volume = {'disk': disk.get('name')}
+        volume.update({key: disk[key] for key in ('zone', 'region', 'project') if disk.get(key) is not None})
+        errors = volume_errors(volume)
+        if errors:
+            raise base.TargetError('spec.disk.%s' % ('name' if errors[0][0] == 'disk' else errors[0][0]), errors[0][1])
+        return with_taken_of(volume)
+
+    def claims(self, pv):
+        spec = pv.get('spec') or {}
+        return bool(spec.get('gcePersistentDisk')) or (spec.get('csi') or {}).get('driver') == DRIVER
+
+    def identify(self, pv, pvc, hints):
+        return volume_from_pv(pv, self.default_project)
+
+    def _volume(self, target):
+        """The target's volume with its project filled in from the run (a SnapshotRule disk may name none)."""
+        volume = dict(target.volume)
+        if not volume.get('project'):
+            volume['project'] = self.default_project
+            if not volume['project']:
+                raise base.TargetError('volume.project', 'the disk names no project: set gce_project (or use credentials that name one)')
+        return volume
+
+    def snapshot_name(self, target, now, attempt=1):
+        """Readable: the namespace and claim (or the PV's name with use_claim_name false, k8s-snapshots' way; a rule's disk name)."""
+        if target.pvc and self._params.get('use_claim_name', True):
+            readable = '%s-%s' % (target.namespace, target.pvc)
+        else:
+            readable = target.pv or target.volume.get('disk')
+        return snapshot_name(readable or 'kubesnap', target.key, now, attempt)
+
+    # Listing -----------------------------------------------------------------------------------------------------
+
+    def _projects(self):
+        """Every project a run's snapshots may live in: the default one and those the GCE volumes name."""
+        projects = {self.default_project} - {None}
+        inventory = self._inventory
+        for pv in inventory.pvs if inventory is not None else []:
+            match = HANDLE.match(((pv.get('spec') or {}).get('csi') or {}).get('volumeHandle') or '')
+            if match and self.claims(pv):
+                projects.add(match['project'])
+        for rule in (inventory.rules or []) if inventory is not None else []:
+            spec = rule.get('spec') if isinstance(rule.get('spec'), dict) else {}
+            disk = spec.get('disk') if isinstance(spec.get('disk'), dict) else {}
+            if spec.get('backend') in self.rule_backends and isinstance(disk.get('project'), str) and PROJECT.match(disk['project']):
+                projects.add(disk['project'])
+        return sorted(projects)
+
+    def _list(self, project, label_filter):
+        """Every snapshot of `project` matching the filter, page after page (nextPageToken until none)."""
+        items, token = [], None
+        while True:
+            params = {'filter': label_filter, 'maxResults': PAGE_SIZE}
+            if token:
+                params['pageToken'] = token
+            page = self.api.call('GET', 'projects/%s/global/snapshots' % project, params)
+            items.extend(page.get('items') or [])
+            token = page.get('nextPageToken')
+            if not token:
+                return items
+
+    def list_owned(self, namespaces=None):
+        label_filter = '(labels.%s = "%s")' % (LABEL_KEYS[base.MANAGED_BY_KEY], base.MANAGED_BY_VALUE)
+        if namespaces and len(namespaces) == 1:
+            label_filter += ' (labels.%s = "%s")' % (NAMESPACE_LABEL, namespaces[0])
+        snapshots = [self.snapshot_from_resource(item) for project in self._projects() for item in self._list(project, label_filter)
+                     if item.get('status') in STATES]
+        if 'k8s-snapshots' in (self._params.get('adopt') or []):
+            snapshots += self._adopted()
+        return [s for s in snapshots if s.volume_key and (not namespaces or s.namespace in namespaces)]
+
+    def _adopted(self):
+        """k8s-snapshots' snapshots of the run's GCE volumes and rule disks (label created-by=k8s-snapshots, disk from sourceDisk),
+        as backups of those volumes: one more list per project. Those of other disks stay untouchable."""
+        disks = self._adoptable()
+        label_filter = '(labels.%s = "%s")' % K8S_SNAPSHOTS_LABEL
+        adopted = []
+        for project in self._projects():
+            for item in self._list(project, label_filter):
+                disk = resource_path(item.get('sourceDisk'))
+                if item.get('status') in STATES and disk in disks and LABEL_KEYS[base.MANAGED_BY_KEY] not in (item.get('labels') or {}):
+                    key, namespace, source = disks[disk]
+                    adopted.append(dataclasses.replace(self.snapshot_from_resource(item), volume_key=key, namespace=namespace, source=source))
+        return adopted
+
+    def _adoptable(self):
+        """{sourceDisk path: (volume key, namespace, Snapshot.source)} of the GCE volumes and rule disks the run sees."""
+        inventory = self._inventory
+        disks = {}
+        for pv in inventory.pvs if inventory is not None else []:
+            if self.claims(pv):
+                try:
+                    volume = volume_from_pv(pv, self.default_project)
+                except base.TargetError:
+                    continue  # reported by discovery, for the object that asks for it
+                disks[volume['taken_of']] = (pv['metadata']['uid'], _claim_namespace(pv), volume['taken_of'])
+        for rule in (inventory.rules if inventory is not None else None) or []:
+            spec = rule.get('spec') if isinstance(rule.get('spec'), dict) else {}
+            if spec.get('backend') in self.rule_backends and isinstance(spec.get('disk'), dict):
+                try:
+                    volume = self.rule_volume(spec['disk'])
+                except base.TargetError:
+                    continue
+                path = volume['taken_of'] if volume.get('project') else 'projects/%s/%s' % (self.default_project, volume['taken_of'])
+                disks[path] = ('%s:%s' % (self.name, volume['taken_of']), rule['metadata'].get('namespace'), volume['taken_of'])
+        return disks
+
+    def snapshot_from_resource(self, item):
+        """A Snapshot record from a GCE snapshot resource; labels under the collection's keys, annotations from the description."""
+        labels = canonical_labels(item.get('labels'))
+        state = STATES.get(item.get('status'), base.PENDING)
+        project = (SNAPSHOT_ID.match(resource_path(item.get('selfLink')) or '') or {'project': None})['project'] or self.default_project
+        source, volume_key = self._source_and_key(resource_path(item.get('sourceDisk')), labels.get(base.VOLUME_KEY, ''))
+        labels[base.VOLUME_KEY] = volume_key
+        return base.Snapshot(
+            backend=self.name, id='projects/%s/global/snapshots/%s' % (project, item['name']), name=item['name'],
+            volume_key=volume_key, created_at=parse_timestamp(item['creationTimestamp']), state=state,
+            labels=labels, annotations=_annotations(item.get('description')), namespace=labels.get(NAMESPACE_LABEL),
+            size='%sGi' % item['diskSizeGb'] if item.get('diskSizeGb') else None,
+            error='snapshot failed' if state == base.FAILED else None, uid=str(item.get('id')) if item.get('id') else None,
+            version=item.get('labelFingerprint'), source=source)
+
+    def _source_and_key(self, disk, label):
+        """(Snapshot.source, volume key) of a snapshot of `disk` (its sourceDisk path) carrying volume label `label`.
+
+        A PV's UID is its own label value. A SnapshotRule disk's key (`gce:<disk>`) is not a valid GCE label value, so its
+        label is a digest: the key is the one of the disk the snapshot was taken of whose digest it is. A rule disk named
+        without a project is in the run's gce_project: its snapshots' source is the project-less path, as its `taken_of`.
+        """
+        if not disk:
+            return None, label
+        for source in (disk, disk.split('/', 2)[2] if disk.startswith('projects/%s/' % self.default_project) else None):
+            if source and gce_label_value('%s:%s' % (self.name, source)) == label:
+                return source, '%s:%s' % (self.name, source)
+        return disk, label
+
+    # Creating ----------------------------------------------------------------------------------------------------
+
+    def create(self, target, now):
+        """Create the snapshot with its labels in the request; a name taken within the same second gets a suffix.
+
+        Rate and quota errors (an HTTP 429/503 or an operation failing with RESOURCE_OPERATION_RATE_EXCEEDED) are tried
+        again with jittered backoff until the retry budget is spent; then the volume is deferred to a later run.
+        """
+        volume = self._volume(target)
+        deadline = self._clock() + self.api.retry_budget
+        for attempt in range(1, NAME_ATTEMPTS + 1):
+            name = self.snapshot_name(target, now, attempt)
+            # A name taken is another request's (a retry of ours carries its requestId and gets its own operation back).
+            try:
+                return self._create(target, volume, name, deadline)
+            except GceError as exc:
+                if exc.reason not in ALREADY_EXISTS or attempt == NAME_ATTEMPTS:
+                    raise
+        raise AssertionError('unreachable')
+
+    def _landed(self, target, volume, name):
+        """The snapshot `name` if it is ours, of this volume's disk: a create whose answers were lost landed after all; else None."""
+        landed = self._get_snapshot(volume['project'], name)
+        if landed is not None and landed.volume_key == target.key and landed.labels.get(base.MANAGED_BY_KEY) == base.MANAGED_BY_VALUE \
+                and landed.source == target.snapshot_source:
+            return landed
+        return None
+
+    def _create(self, target, volume, name, deadline):
+        body = {'name': name, 'labels': gce_labels(target), 'description': _description(target)}
+        if self._params.get('gce_storage_locations'):
+            body['storageLocations'] = list(self._params['gce_storage_locations'])
+        pauses = delays(None, base=2.0, cap=60.0)
+        # A retried request with the same id whose first answer was lost is the same request, not a second snapshot.
+        # An operation that finished failing is done for the server: the next attempt is a new request.
+        request_id = str(uuid.uuid4())
+        while True:
+            try:
+                operation = self.api.call('POST', '%s/createSnapshot' % disk_path(volume), {'requestId': request_id}, body, deadline)
+                operation = self._wait(operation)
+                error = _operation_error(operation, 'snapshot %s of %s' % (name, disk_path(volume)))
+                if error is not None:
+                    request_id = str(uuid.uuid4())
+                    raise error
+                break
+            except GceError as exc:
+                if not exc.retryable:
+                    raise
+                pause = next(pauses)
+                if self._clock() + pause > deadline:
+                    # A request whose answer was lost may have made it: then it is the snapshot, not a deferral.
+                    landed = self._landed(target, volume, name)
+                    if landed is not None:
+                        return landed
+                    raise base.Deferred('%s: still rate-limited after %ss; deferred to a later run (%s)'
+                                        % (disk_path(volume), self.api.retry_budget, exc)) from exc
+                self._sleep(pause)
+        return self._get_snapshot(volume['project'], name) or self._pending_record(target, volume, name, body)
+
+    def _wait(self, operation):
+        """The operation once DONE, or as last seen when the bound (gce_operation_timeout) passes: zone/region operations' wait."""
+        deadline = self._clock() + self._params.get('gce_operation_timeout', 120)
+        while operation.get('status') != 'DONE' and self._clock() < deadline:
+            operation = self.api.call('POST', '%s/wait' % resource_path(operation['selfLink']))
+        return operation
+
+    def _get_snapshot(self, project, name):
+        try:
+            return self.snapshot_from_resource(self.api.call('GET', 'projects/%s/global/snapshots/%s' % (project, name)))
+        except GceError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def _pending_record(self, target, volume, name, body):
+        """The record of a snapshot whose operation has not finished within the bound (it exists or will: the operation is accepted)."""
+        return base.Snapshot(backend=self.name, id='projects/%s/global/snapshots/%s' % (volume['project'], name), name=name,
+                             volume_key=target.key, created_at=datetime.datetime.now(datetime.timezone.utc), state=base.PENDING,
+                             labels=canonical_labels(body['labels']), annotations=base.ownership_annotations(target),
+                             namespace=target.namespace, source=target.snapshot_source)
+
+    def settle(self, snapshots, deadline, clock, sleep=None):
+        """Yield each pending snapshot as it becomes READY or FAILED: one list per project per poll (the API has no watch)."""
+        sleep = sleep or self._sleep
+        waiting = {s.id: s for s in snapshots if s.state == base.PENDING}
+        pauses = delays(None, base=1.0, cap=15.0)
+        while waiting and clock() < deadline:
+            sleep(max(0.0, min(1.0 + next(pauses), deadline - clock())))
+            current = {s.id: s for s in self.list_owned()}
+            for sid in list(waiting):
+                snapshot = current.get(sid)
+                if snapshot is None:
+                    yield dataclasses.replace(waiting.pop(sid), state=base.FAILED, error='deleted before it became ready')
+                elif snapshot.state != base.PENDING:
+                    del waiting[sid]
+                    yield snapshot
+
+    # Deleting ----------------------------------------------------------------------------------------------------
+
+    def delete(self, snapshot):
+        """Delete a planned snapshot unless, since the plan, it was held, disowned or replaced; one already gone counts as deleted.
+
+        GCE deletes are not conditional, so the snapshot is read first: the window between that read and the delete is
+        one round trip, not the whole run.
+        """
+        project = SNAPSHOT_ID.match(snapshot.id)['project']
+        current = self._get_snapshot(project, snapshot.name)
+        if current is None:
+            return
+        if base.MANAGED_BY_KEY in snapshot.labels:
+            owned_still = current.labels.get(base.MANAGED_BY_KEY) == base.MANAGED_BY_VALUE and current.volume_key == snapshot.volume_key
+        else:  # adopted from k8s-snapshots: still its, and still not ours (the same resource: its disk cannot change)
+            owned_still = current.labels.get(K8S_SNAPSHOTS_LABEL[0]) == K8S_SNAPSHOTS_LABEL[1] and base.MANAGED_BY_KEY not in current.labels
+        if current.uid != snapshot.uid or current.held or not owned_still:
+            raise base.TargetError('labels', 'changed since expiry planned it (held, disowned, moved to another volume or replaced); kept')
+        try:
+            self.api.call('DELETE', 'projects/%s/global/snapshots/%s' % (project, snapshot.name))
+        except GceError as exc:
+            if exc.status != 404:
+                raise
+
+    # Restoring ---------------------------------------------------------------------------------------------------
+
+    def volume_from_snapshot(self, snapshot, zone, size_bytes, name):
+        """A disk `name` in `zone` made from one of our snapshots (idempotent by name), labelled, waited until READY.
+
+        Returns {'spec': the PV's volume source (as the source volume was attached: csi or in-tree) and its
+        nodeAffinity, 'id': the disk's path}.
+        """
+        project = SNAPSHOT_ID.match(snapshot.id)['project']
+        if not (isinstance(zone, str) and ZONE.match(zone)):
+            raise base.TargetError('zone', '%s is not a zone (like europe-west1-b)' % quoted(zone))
+        if not GCE_NAME.match(name):
+            raise base.TargetError('name', '%s is not a GCE disk name (%s)' % (quoted(name), GCE_NAME.pattern))
+        path = 'projects/%s/zones/%s/disks/%s' % (project, zone, name)
+        disk = self._get_disk(path)
+        if disk is None:
+            body = {'name': name, 'sourceSnapshot': snapshot.id,
+                    'labels': {LABEL_KEYS[base.MANAGED_BY_KEY]: base.MANAGED_BY_VALUE, RESTORED_FROM_LABEL: gce_label_value(snapshot.name)}}
+            if size_bytes:
+                body['sizeGb'] = str(max(1, math.ceil(size_bytes / GIB)))
+            operation = self._wait(self.api.call('POST', 'projects/%s/zones/%s/disks' % (project, zone), {'requestId': str(uuid.uuid4())}, body))
+            error = _operation_error(operation, 'disk %s from snapshot %s' % (path, snapshot.name))
+            if error is not None and error.reason not in ALREADY_EXISTS:
+                raise error
+            disk = self._get_disk(path)
+        if disk is None or resource_path(disk.get('sourceSnapshot')) != snapshot.id:
+            raise base.TargetError('name', 'disk %s exists and was not made from snapshot %s' % (path, snapshot.name))
+        deadline = self._clock() + self._params.get('gce_operation_timeout', 120)
+        pauses = delays(None, base=1.0, cap=10.0)
+        while disk.get('status') != 'READY':
+            if disk.get('status') == 'FAILED' or self._clock() >= deadline:
+                raise GceError(0, disk.get('status'), 'disk is %s' % disk.get('status'), path)
+            self._sleep(next(pauses))
+            disk = self._get_disk(path) or disk
+        kind = snapshot.labels.get(KIND_LABEL, 'csi')
+        if kind == 'in-tree':
+            source = {'gcePersistentDisk': {'pdName': name}}
+            affinity_key = ZONE_LABELS[0]
+        else:
+            source = {'csi': {'driver': DRIVER, 'volumeHandle': path}}
+            affinity_key = 'topology.gke.io/zone'
+        affinity = {'required': {'nodeSelectorTerms': [{'matchExpressions': [{'key': affinity_key, 'operator': 'In', 'values': [zone]}]}]}}
+        return {'spec': dict(source, nodeAffinity=affinity), 'id': path}
+
+    def _get_disk(self, path):
+        try:
+            return self.api.call('GET', path)
+        except GceError as exc:
+            if exc.status == 404:
+                return None
+            raise
