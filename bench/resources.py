@@ -85,7 +85,7 @@ def plan(namespaces, per_namespace):
 
 
 def populate(api, objects):
-    namespaces = sorted({namespace for namespace, _, _ in objects})
+    namespaces = sorted({namespace for namespace, _kind, _name in objects})
     for namespace in namespaces:
         try:
             api.create('/api/v1/namespaces', {'apiVersion': 'v1', 'kind': 'Namespace', 'metadata': {'name': namespace, 'labels': dict(LABEL)}})
@@ -151,7 +151,7 @@ def kube_backup_way(kubectl, kubeconfig, namespaces, api):
                                          capture_output=True, check=True)
                 size += len(process.stdout)
     else:
-        served, _ = resources.resolve(KUBECTL_KINDS, resources.discover(api))
+        served, _unserved = resources.resolve(KUBECTL_KINDS, resources.discover(api))
         for namespace in namespaces:
             for resource in served:
                 size += len(resources.dump({'items': api.list_all(resource.path(namespace), transform=lambda item: item)}))
@@ -181,7 +181,7 @@ def main():
 
     api = k8s.client_from_params({'kubeconfig': options.kubeconfig})
     objects = plan(options.namespaces, options.per_namespace)
-    namespaces = sorted({namespace for namespace, _, _ in objects})
+    namespaces = sorted({namespace for namespace, _kind, _name in objects})
     started = time.monotonic()
     populate(api, objects)
     print('populated %d objects in %d namespaces in %.1f s' % (len(objects), len(namespaces), time.monotonic() - started))

@@ -137,7 +137,7 @@ def resources_from(documents):
     """[Resource] from (groupVersion, APIResourceList) pairs; subresources left out."""
     found = []
     for group_version, document in documents:
-        group, _, version = group_version.rpartition('/')
+        group, _slash, version = group_version.rpartition('/')
         for item in document.get('resources') or []:
             if '/' in item.get('name', '/'):
                 continue
@@ -158,7 +158,7 @@ def resolve(wanted, resources):
     chosen, unserved = [], []
     for name in wanted:
         text = str(name).strip()
-        bare, _, group = text.partition('.')
+        bare, _dot, group = text.partition('.')
         qualified = bool(group) and group in groups
         candidates = [r for r in resources if bare.lower() in r.names() and (not qualified or r.group == group)] if qualified \
             else [r for r in resources if text.lower() in r.names()]
@@ -388,7 +388,7 @@ def manifest_problem(path, obj):
 
 def resource_of(obj, resources):
     """The served Resource of an archived object (by apiVersion and kind), or None when the server lacks it."""
-    group, _, version = obj['apiVersion'].rpartition('/')
+    group, _slash, version = obj['apiVersion'].rpartition('/')
     for resource in resources:
         if resource.group == group and resource.version == version and resource.kind == obj['kind']:
             return resource

@@ -67,7 +67,7 @@ def parse_url(url, key_required=True):
     text = str(url or '')
     if not text.startswith('s3://'):
         raise S3Error(f"url {text[:64]!r}: not an s3:// url (expected s3://bucket/key)")
-    bucket, _, key = text[len('s3://'):].partition('/')
+    bucket, _slash, key = text[len('s3://'):].partition('/')
     if not bucket:
         raise S3Error(f"url {text[:64]!r}: no bucket (expected s3://bucket/key)")
     if key_required and (not key or key.endswith('/')):

@@ -293,7 +293,7 @@ OWN_SPEC = {
     'job_timeout': {'type': 'int', 'default': 7200},
     'service_account': {'type': 'str'},
     'run_as_user': {'type': 'int', 'default': 0},
-    'credentials_secret': {'type': 'str'},
+    'credentials_secret': {'type': 'str', 'no_log': False},
     # Archives are Jobs holding a claim each: fewer at once than API writes.
     'concurrency': {'type': 'int', 'default': 4},
 }

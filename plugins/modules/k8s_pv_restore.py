@@ -312,6 +312,11 @@ field:
   returned: on such failures
   type: str
   sample: snapshot
+lease_held:
+  description: Set when another run held the lease, so nothing was created (the task then fails).
+  returned: when the lease was held
+  type: str
+  sample: lease default/kubesnap-cycle is held by cron-7f9c until 2026-11-30T04:15:00+00:00
 api_calls:
   description: API requests made, by HTTP method.
   returned: always
@@ -784,7 +789,7 @@ def remove(module, client):
         if left is None:
             continue
         shown = '%s %s is still there after %d s (finalizers: %s)' % (body['kind'], '/'.join(filter(None, (meta.get('namespace'), meta['name']))),
-                                                                     p['wait_timeout'], ', '.join(left['metadata'].get('finalizers') or []) or 'none')
+                                                                      p['wait_timeout'], ', '.join(left['metadata'].get('finalizers') or []) or 'none')
         if body is claim:
             module.fail_json(msg=shown, api_calls=module.api_calls())
         # A provisioner that was still retrying for the deleted claim keeps its finalizer on the copy until it resyncs

@@ -251,7 +251,7 @@ def planned(entries, served, params):
         kinds = {resource.key for resource in chosen}
     kept = []
     for path, obj in entries:
-        namespace, key, _ = path.split('/')
+        namespace, key, _name = path.split('/')
         if namespace == params['flag_namespace'] or (wanted_namespaces and namespace not in wanted_namespaces):
             continue
         if kinds is not None and key not in kinds and key != 'namespaces':
@@ -351,7 +351,7 @@ def main():
             plan = planned(entries, served, p)
         except ValueError as exc:
             module.fail_json(msg='%s; nothing was restored' % exc, **result)
-        kinds = {resource for _, _, resource in plan if resource is not None} | {NAMESPACES}
+        kinds = {resource for _rank, _obj, resource in plan if resource is not None} | {NAMESPACES}
         existing = existing_names(module.client, sorted(kinds, key=lambda r: r.key))
         result['objects'] = apply_all(module, plan, existing)
         for item in result['objects']:

@@ -218,7 +218,7 @@ def wait_unmounted(module, client, namespace, claim, workloads, foreign):
             return
         if time.monotonic() >= deadline:
             module.fail_json(msg='pods still mount claim %s/%s after %d s: %s' % (namespace, claim, module.params['wait_timeout'],
-                                                                               ', '.join(sorted(p['metadata']['name'] for p in pods))),
+                                                                                  ', '.join(sorted(p['metadata']['name'] for p in pods))),
                              workloads=workloads, api_calls=module.api_calls())
         time.sleep(1)
 

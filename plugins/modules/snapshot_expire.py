@@ -353,7 +353,7 @@ def plans_for(targets, owned, inventory, orphan_policy, anchor, one_off):
              for target in targets]
     # Disaster-recovery copies (aws_copy_to) are expired by the volume's policy, apart from the originals.
     plans += [('%s (copies in %s)' % (target.display, group), False, cycle.plan_expiry(target.key, copies, target.policy, in_use, anchor,
-                                                                                      namespace=target.namespace))
+                                                                                       namespace=target.namespace))
               for target in targets for group, copies in sorted(cycle.copies_of(target, owned).items())]
     if one_off:
         return plans

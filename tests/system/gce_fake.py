@@ -168,11 +168,11 @@ class FakeCompute:
 
     def _snapshot(self, project, name, disk, labels, description, locations, created, status=None):
         return {'kind': 'compute#snapshot', 'id': str(next(self.ids)), 'name': name, 'description': description,
-                    'creationTimestamp': _timestamp(created), 'status': status or 'CREATING', 'sourceDisk': disk['selfLink'],
-                    'sourceDiskId': disk['id'], 'diskSizeGb': disk['sizeGb'], 'storageBytes': '0', 'labels': labels,
-                    'labelFingerprint': _fingerprint(labels), 'storageLocations': locations or ['us'],
-                    'selfLink': SELF_LINK_BASE + 'projects/%s/global/snapshots/%s' % (project, name), '_created': created,
-                    '_fixed': status is not None}
+                'creationTimestamp': _timestamp(created), 'status': status or 'CREATING', 'sourceDisk': disk['selfLink'],
+                'sourceDiskId': disk['id'], 'diskSizeGb': disk['sizeGb'], 'storageBytes': '0', 'labels': labels,
+                'labelFingerprint': _fingerprint(labels), 'storageLocations': locations or ['us'],
+                'selfLink': SELF_LINK_BASE + 'projects/%s/global/snapshots/%s' % (project, name), '_created': created,
+                '_fixed': status is not None}
 
     def _refresh(self):
         now = time.time()

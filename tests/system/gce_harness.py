@@ -32,7 +32,7 @@ class GceHarness:
         self.kube.create_pvc(namespace, name, size="1Gi", storage_class="", volume_name="%s-%s" % (namespace, name), wait_bound=wait)
         if annotations or labels:
             self.kube.core.patch_namespaced_persistent_volume_claim(name, namespace, {"metadata": {"annotations": annotations or {},
-                                                                                                  "labels": labels or {}}})
+                                                                                                   "labels": labels or {}}})
         return disk
 
     def mark(self, namespace=None):
@@ -52,7 +52,7 @@ class GceHarness:
         api = self.backend().api
         current = api.call("GET", snapshot.id)
         api.call("POST", "%s/setLabels" % snapshot.id, body={"labels": dict(current["labels"], **{"kubesnap-hold": "true"}),
-                                                              "labelFingerprint": current["labelFingerprint"]})
+                                                             "labelFingerprint": current["labelFingerprint"]})
 
     def unowned(self, namespace, claim):
         """A snapshot of the claim's disk made by k8s-snapshots (its label); a function telling whether it still exists."""

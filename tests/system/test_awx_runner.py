@@ -56,9 +56,9 @@ def test_a_job_run_as_awx_runs_it_covers_both_clusters(kube, cluster, namespace,
             "cluster-b": {"snapshot_cycle_context": "cluster-b", "snapshot_cycle_namespace": other, "snapshot_cycle_lease_namespace": other},
         }, "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}), encoding="utf-8")
 
-        kube_env, _ = inject("kubesnap Kubernetes", {"kubeconfig": two_context_kubeconfig(cluster)}, private / "env")
-        aws_env, _ = inject("kubesnap AWS", {"access_key": "AKIAKUBESNAPTEST", "secret_key": "not-shown-anywhere", "region": "eu-west-1"},
-                            private / "env")
+        kube_env, _kube_vars = inject("kubesnap Kubernetes", {"kubeconfig": two_context_kubeconfig(cluster)}, private / "env")
+        aws_env, _aws_vars = inject("kubesnap AWS", {"access_key": "AKIAKUBESNAPTEST", "secret_key": "not-shown-anywhere", "region": "eu-west-1"},
+                                    private / "env")
         s3_env, s3_vars = inject("kubesnap S3", {"region": "eu-west-1", "access_key": "s3-key", "secret_key": "s3-secret-not-shown"},
                                  private / "env")
         assert not s3_env and s3_vars["snapshot_cycle_s3_secret_key"] == "s3-secret-not-shown"

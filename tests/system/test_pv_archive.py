@@ -52,7 +52,7 @@ def archive(cluster, job_controller):  # pylint: disable=redefined-outer-name,un
 def labelled_claim(kube, namespace, name, annotations=None):
     kube.create_pvc(namespace, name)
     kube.core.patch_namespaced_persistent_volume_claim(name, namespace, {"metadata": {"labels": {"volumeBackup": "yes"},
-                                                                                    "annotations": annotations or {}}})
+                                                                                      "annotations": annotations or {}}})
 
 
 def snapshot_of(cluster, namespace, claim):

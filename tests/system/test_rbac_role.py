@@ -94,5 +94,5 @@ def test_k8s_apply_names_the_object_and_field_of_a_bad_manifest(cluster, namespa
     result = run_module("k8s_apply", str(cluster.kubeconfig), manifests=[{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}])
     assert result.get("failed") and result["msg"].startswith("objects could not be applied: ConfigMap x: metadata.namespace: required"), result
     unknown = run_module("k8s_apply", str(cluster.kubeconfig), manifests=[{"apiVersion": "example.com/v1", "kind": "Nope",
-                                                                            "metadata": {"name": "x", "namespace": namespace}}])
+                                                                           "metadata": {"name": "x", "namespace": namespace}}])
     assert unknown.get("failed") and "kind: the server does not serve Nope in example.com/v1" in unknown["msg"], unknown

@@ -92,9 +92,9 @@ def populate(api, first, second):
         create(api, 'v1', 'services', first, {'kind': 'Service', 'metadata': {'name': name}, 'spec': dict(spec, selector={'app': 'x'})})
     create(api, 'networking.k8s.io/v1', 'ingresses', first, {'kind': 'Ingress', 'metadata': {'name': 'web'}, 'spec': {'rules': [{
         'host': 'shop.example.com', 'http': {'paths': [{'path': '/', 'pathType': 'Prefix',
-                                                         'backend': {'service': {'name': 'web', 'port': {'number': 80}}}}]}}]}})
+                                                        'backend': {'service': {'name': 'web', 'port': {'number': 80}}}}]}}]}})
     create(api, 'k8s-snapshots.elsdoerfer.com/v1', 'snapshotrules', first, {'kind': 'SnapshotRule', 'metadata': {'name': 'rule'},
-                                                                             'spec': {'deltas': 'PT1H P1D', 'persistentVolumeClaim': 'none-here'}})
+                                                                            'spec': {'deltas': 'PT1H P1D', 'persistentVolumeClaim': 'none-here'}})
     create(api, 'v1', 'configmaps', second, {'kind': 'ConfigMap', 'metadata': {'name': 'other'}, 'data': {'b': '2'}})
     create(api, 'v1', 'secrets', second, {'kind': 'Secret', 'metadata': {'name': 'other'}, 'stringData': {'k': 'v'}})
     return node_port
@@ -102,7 +102,7 @@ def populate(api, first, second):
 
 def snapshot_of(api, namespaces, kinds):
     """{path: stripped object} of the namespaces, as a backup would hold them (left-out objects too, marked)."""
-    served, _ = resources.resolve(kinds, resources.discover(api))
+    served, _unserved = resources.resolve(kinds, resources.discover(api))
     found = {}
     for resource in served:
         for namespace in namespaces:
@@ -356,7 +356,7 @@ def test_the_documented_roles_are_enough(kube, api, rule_crd, namespaces, accoun
     create(api, 'apps/v1', 'deployments', second, {'kind': 'Deployment', 'metadata': {'name': 'api'},
                                                    'spec': {'replicas': 1, 'selector': SELECTOR, 'template': TEMPLATE}})
     create(api, 'k8s-snapshots.elsdoerfer.com/v1', 'snapshotrules', second, {'kind': 'SnapshotRule', 'metadata': {'name': 'rule'},
-                                                                              'spec': {'deltas': 'PT1H P1D', 'persistentVolumeClaim': 'none-here'}})
+                                                                             'spec': {'deltas': 'PT1H P1D', 'persistentVolumeClaim': 'none-here'}})
     backup_env, restore_env = accounts('kubesnap-resource-backup'), accounts('kubesnap-resource-restore')
     audit.mark()
     args = s3_params(moto_server, url=f's3://{bucket}/cluster/', namespaces=[second])

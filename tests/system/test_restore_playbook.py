@@ -46,7 +46,7 @@ def owned_snapshot(cluster, namespace, claim):
 
 def snapshots(kube, namespace):
     return {s["metadata"]["name"]: s for s in kube.custom.list_namespaced_custom_object("snapshot.storage.k8s.io", "v1", namespace,
-                                                                                         "volumesnapshots")["items"]}
+                                                                                        "volumesnapshots")["items"]}
 
 
 def module_patches(audit, namespace, resource):
@@ -82,11 +82,11 @@ def test_a_statefulset_claim_template_claim_is_recreated_from_the_snapshot(kube,
     chosen = owned_snapshot(cluster, namespace, "data-db-0")
     apps = client.AppsV1Api(kube.api)
     template = {"metadata": {"labels": {"app": "db"}}, "spec": {"containers": [{"name": "db", "image": "busybox",
-                                                                                 "volumeMounts": [{"name": "data", "mountPath": "/data"}]}]}}
+                                                                                "volumeMounts": [{"name": "data", "mountPath": "/data"}]}]}}
     apps.create_namespaced_stateful_set(namespace, {"metadata": {"name": "db"}, "spec": {
         "replicas": 1, "serviceName": "db", "selector": {"matchLabels": {"app": "db"}}, "template": template,
         "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"],
-                                                                       "resources": {"requests": {"storage": "1Mi"}}}}]}})
+                                                                         "resources": {"requests": {"storage": "1Mi"}}}}]}})
     process = play(cluster, namespace, "data-db-0")
     assert process.returncode == 0, process.stdout[-4000:] + process.stderr[-2000:]
     claim = kube.core.read_namespaced_persistent_volume_claim("data-db-0", namespace)

@@ -96,7 +96,7 @@ def test_the_environment_file_reaches_the_run_quoted(cluster, namespace, tmp_pat
         "- hosts: localhost\n  gather_facts: false\n  tasks:\n    - ansible.builtin.assert:\n"
         "        that: lookup('ansible.builtin.env', 'KUBESNAP_TEST_SECRET') == \"it's a $secret\"\n", encoding="utf-8")
     succeeded(play(role_play(tmp_path, "schedule"), variables, env=scratch_env(tmp_path)))
-    _, command = cron_command(tmp_path / "cron.d" / "kubesnap")
+    _schedule, command = cron_command(tmp_path / "cron.d" / "kubesnap")
     run = subprocess.run(["/bin/sh", "-c", command], capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}, check=False, timeout=300)
     assert run.returncode == 0, (tmp_path / "log" / "snapshot.log").read_text(encoding="utf-8")[-3000:]
 

@@ -479,8 +479,8 @@ class EbsBackend:
         try:
             # Not idempotent either: not resent; a copy whose answer was lost is found by the next run, which copies nothing again.
             item = self.client(region, retries=False).copy_snapshot(SourceRegion=source_region, SourceSnapshotId=snap,
-                                                     Description=cut('kubesnap copy of %s: %s' % (snapshot.id, snapshot.name), 255),
-                                                     TagSpecifications=[{'ResourceType': 'snapshot', 'Tags': _tag_list(tags)}])
+                                                                    Description=cut('kubesnap copy of %s: %s' % (snapshot.id, snapshot.name), 255),
+                                                                    TagSpecifications=[{'ResourceType': 'snapshot', 'Tags': _tag_list(tags)}])
         except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
             if _throttled(exc):
                 raise base.Deferred('EC2 kept refusing CopySnapshot of %s: %s' % (snapshot.id, error_code(exc))) from exc

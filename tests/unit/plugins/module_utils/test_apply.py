@@ -30,6 +30,6 @@ def test_a_bad_manifest_is_named_by_position_and_field(manifests, message):
 
 def test_what_the_server_keeps_is_no_change():
     stored = dict(ROLE, metadata=dict(ROLE['metadata'], resourceVersion='7', uid='u', generation=2, managedFields=[{}],
-                                       creationTimestamp='2026-01-01T00:00:00Z'), status={'x': 1})
+                                      creationTimestamp='2026-01-01T00:00:00Z'), status={'x': 1})
     assert normalized(stored) == ROLE and normalized(None) is None
     assert normalized(dict(stored, rules=[{'verbs': ['get']}])) != ROLE

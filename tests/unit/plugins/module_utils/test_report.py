@@ -138,7 +138,7 @@ def test_metrics_per_cluster_and_volume_in_prometheus_text_format():
     for name, _help in report.METRICS:
         assert text.count('# TYPE %s gauge' % name) == 1
         assert text.index('# TYPE %s gauge' % name) < min((text.index(line) for line in text.splitlines() if line.startswith(name + '{')),
-                                                           default=len(text))
+                                                          default=len(text))
 
 
 def test_a_failed_cluster_keeps_the_last_success_time_of_the_previous_file():

@@ -30,7 +30,7 @@ SERVED = [SERVICES, SECRETS, CONFIGMAPS, EVENTS_CORE, NODES, DEPLOYMENTS, REPLIC
 # the allocated clusterIP and ipFamilies appear in no entry; a node port appears only when the client sent it.
 CHOSEN = [{'manager': 'kubectl', 'operation': 'Update', 'fieldsType': 'FieldsV1', 'fieldsV1': {'f:spec': {
     'f:externalTrafficPolicy': {}, 'f:ports': {'.': {}, 'k:{"port":80,"protocol":"TCP"}': {'.': {}, 'f:nodePort': {}, 'f:port': {},
-                                                                                          'f:protocol': {}, 'f:targetPort': {}},
+                                                                                           'f:protocol': {}, 'f:targetPort': {}},
                                                'k:{"port":53,"protocol":"UDP"}': {'.': {}, 'f:port': {}}},
     'f:selector': {}, 'f:type': {}}}}]
 
@@ -45,7 +45,7 @@ def test_kinds_resolve_by_any_name_core_first_and_unserved_are_reported():
     wanted = ['Service', 'svc', 'deploy', 'ReplicaSet', 'events', 'events.events.k8s.io', 'SnapshotRule.kubesnap.io', 'nodes', 'widgets']
     chosen, unserved = resources.resolve(wanted, SERVED)
     assert chosen == [SERVICES, DEPLOYMENTS, REPLICASETS, EVENTS_CORE, EVENTS_GROUP, RULES]
-    assert [name for name, _ in unserved] == ['nodes', 'widgets']
+    assert [name for name, _reason in unserved] == ['nodes', 'widgets']
     assert 'cluster-scoped' in unserved[0][1] and 'does not serve' in unserved[1][1]
 
 
@@ -140,7 +140,7 @@ def test_the_archive_round_trips_and_corruption_is_named():
     with pytest.raises(resources.ArchiveError, match="shop/secrets/db.yaml: the path does not match the object's namespace 'other'"):
         buffer = io.BytesIO()
         resources.write_archive(buffer, {'format': 1, 'objects': 1}, [('shop/secrets/db.yaml', {'apiVersion': 'v1', 'kind': 'Secret',
-                                                                                  'metadata': {'name': 'db', 'namespace': 'other'}})])
+                                                                                                'metadata': {'name': 'db', 'namespace': 'other'}})])
         resources.read_archive(io.BytesIO(buffer.getvalue()), 'b/x')
 
 
