@@ -46,8 +46,8 @@ CREDENTIALS = {'region': 'us-east-1', 'access_key': 'testing', 'secret_key': 'te
 def make_tree(root: Path, size: int, seed: int = 7):
     """The mixed tree."""
     rng = random.Random(seed)
-    words = [bytes(rng.choice(b'abcdefghijklmnopqrstuvwxyz') for _ in range(rng.randint(2, 10))) for _ in range(5000)]
-    text = b' '.join(rng.choice(words) + (b'\n' if rng.random() < 0.1 else b'') for _ in range(800000))  # ~5 MiB of text
+    words = [bytes(rng.choice(b'abcdefghijklmnopqrstuvwxyz') for _index in range(rng.randint(2, 10))) for _index in range(5000)]
+    text = b' '.join(rng.choice(words) + (b'\n' if rng.random() < 0.1 else b'') for _index in range(800000))  # ~5 MiB of text
     files = 0
     written = 0
     (root / 'blobs').mkdir(parents=True)
@@ -86,7 +86,7 @@ def start_moto():
     process = subprocess.Popen([sys.executable, '-m', 'moto.server', '-H', '127.0.0.1', '-p', str(port)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     endpoint = f'http://127.0.0.1:{port}'
-    for _ in range(100):
+    for _index in range(100):
         try:
             socket.create_connection(('127.0.0.1', port), timeout=0.2).close()
             return process, endpoint
@@ -118,7 +118,7 @@ def run_module(name: str, args: dict):
     peak, done = [0], threading.Event()
     watcher = threading.Thread(target=peak_rss, args=(process.pid, peak, done))
     watcher.start()
-    output, _ = process.communicate(json.dumps({'ANSIBLE_MODULE_ARGS': args}).encode())
+    output, _errors = process.communicate(json.dumps({'ANSIBLE_MODULE_ARGS': args}).encode())
     seconds = time.monotonic() - started
     done.set()
     watcher.join()

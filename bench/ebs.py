@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 # Copyright: (c) 2026, kubesnap contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """One EBS snapshot cycle over N volumes on moto, two ways in the same run.
@@ -167,7 +167,7 @@ def run_loop(args, server, ec2, scratch):
     venv = ensure_bench_venv()
     collections = sorted(venv.glob("lib/python*/site-packages/ansible_collections"))[0].parent
     count = min(args.loop_sample, args.volumes) if args.loop_sample else args.volumes
-    volumes = [ec2.create_volume(AvailabilityZone=ZONE, Size=1)["VolumeId"] for _ in range(count)]
+    volumes = [ec2.create_volume(AvailabilityZone=ZONE, Size=1)["VolumeId"] for _index in range(count)]
     server.reset()
     endpoint = {"endpoint_url": server.endpoint, "region": REGION}
     tasks = [

@@ -65,7 +65,8 @@ options:
   aws_copy_to:
     description:
       - A region every new EBS snapshot is copied to once it completed, for disaster recovery, by the first
-        M(kubesnap.snapshots.k8s_pv_snapshot) run that finds it completed (under the Lease; see its RV(copies)). Copies carry
+        M(kubesnap.snapshots.k8s_pv_snapshot) run that finds it completed (under the Lease; see its
+        RV(kubesnap.snapshots.k8s_pv_snapshot#module:copies)). Copies carry
         the ownership tags, C(kubesnap.io/copy-of=<region>/<snapshot id>), C(kubesnap.io/copy-of-time) and
         C(kubesnap.io/taken-of), and are weighed and expired by the volume's policy apart from the originals. A copy that
         EC2 refuses fails the task, naming it.

@@ -14,38 +14,33 @@ options:
         AWS S3 itself when not given.
       - Environment variable C(AWS_ENDPOINT_URL_S3) or C(AWS_ENDPOINT_URL) when not given.
     type: str
-    aliases: [aws_endpoint_url, s3_url]
+    aliases: [s3_url]
   region:
     description:
       - The bucket's region.
       - Environment variable C(AWS_REGION) or C(AWS_DEFAULT_REGION) when not given.
     type: str
-    aliases: [aws_region]
   access_key:
     description:
       - Access key id.
       - Environment variable C(AWS_ACCESS_KEY_ID) when not given. Without keys (options, variables or O(s3cfg)),
         boto3's own chain is used (O(profile), shared credentials file, instance or pod role).
     type: str
-    aliases: [aws_access_key_id, aws_access_key]
   secret_key:
     description:
       - Secret access key.
       - Environment variable C(AWS_SECRET_ACCESS_KEY) when not given.
     type: str
-    aliases: [aws_secret_access_key, aws_secret_key]
   session_token:
     description:
       - Session token of temporary credentials.
       - Environment variable C(AWS_SESSION_TOKEN) when not given.
     type: str
-    aliases: [aws_session_token]
   profile:
     description:
       - Profile of the shared AWS configuration to use when no keys are given.
       - Environment variable C(AWS_PROFILE) when not given.
     type: str
-    aliases: [aws_profile]
   s3_path_style:
     description:
       - Address buckets in the path (V(https://host/bucket/key)) rather than in the host name

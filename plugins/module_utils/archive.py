@@ -53,7 +53,7 @@ def ns_text(ns):
 def text_ns(text):
     """A PAX decimal time back as integer nanoseconds, without float rounding."""
     sign = -1 if text.startswith('-') else 1
-    whole, _, fraction = text.lstrip('-').partition('.')
+    whole, _dot, fraction = text.lstrip('-').partition('.')
     return sign * (int(whole or 0) * 10 ** 9 + int((fraction + '000000000')[:9]))
 
 

@@ -31,17 +31,15 @@ MAX_PARTS = 10000
 ENCRYPTIONS = ('none', 'AES256', 'aws:kms')
 
 # Environment values come in through the argument spec so that no_log hides a key from the environment too.
+# No aws_* aliases: k8s_pv_archive takes the EBS backend's aws_* options too, which are another account's.
 S3_SPEC = {
-    'endpoint_url': {'type': 'str', 'aliases': ['aws_endpoint_url', 's3_url'],
+    'endpoint_url': {'type': 'str', 'aliases': ['s3_url'],
                      'fallback': (env_fallback, ['AWS_ENDPOINT_URL_S3', 'AWS_ENDPOINT_URL'])},
-    'region': {'type': 'str', 'aliases': ['aws_region'], 'fallback': (env_fallback, ['AWS_REGION', 'AWS_DEFAULT_REGION'])},
-    'access_key': {'type': 'str', 'no_log': True, 'aliases': ['aws_access_key_id', 'aws_access_key'],
-                   'fallback': (env_fallback, ['AWS_ACCESS_KEY_ID'])},
-    'secret_key': {'type': 'str', 'no_log': True, 'aliases': ['aws_secret_access_key', 'aws_secret_key'],
-                   'fallback': (env_fallback, ['AWS_SECRET_ACCESS_KEY'])},
-    'session_token': {'type': 'str', 'no_log': True, 'aliases': ['aws_session_token'],
-                      'fallback': (env_fallback, ['AWS_SESSION_TOKEN'])},
-    'profile': {'type': 'str', 'aliases': ['aws_profile'], 'fallback': (env_fallback, ['AWS_PROFILE'])},
+    'region': {'type': 'str', 'fallback': (env_fallback, ['AWS_REGION', 'AWS_DEFAULT_REGION'])},
+    'access_key': {'type': 'str', 'no_log': True, 'fallback': (env_fallback, ['AWS_ACCESS_KEY_ID'])},
+    'secret_key': {'type': 'str', 'no_log': True, 'fallback': (env_fallback, ['AWS_SECRET_ACCESS_KEY'])},
+    'session_token': {'type': 'str', 'no_log': True, 'fallback': (env_fallback, ['AWS_SESSION_TOKEN'])},
+    'profile': {'type': 'str', 'fallback': (env_fallback, ['AWS_PROFILE'])},
     's3_path_style': {'type': 'bool'},
     's3cfg': {'type': 'path'},
     # Not `validate_certs`: modules that talk to Kubernetes too have that option for the API server.

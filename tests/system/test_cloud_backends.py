@@ -180,7 +180,7 @@ def test_check_mode_writes_nothing(cluster, namespace, backend):
 
 def test_expiry_deletes_only_its_own_unheld_snapshots(cluster, namespace, backend):
     backend.claim(namespace, "data", annotations={DELTAS: "PT1H P1D"})
-    made = [snap(cluster, namespace, backend, pvc="data", force=True)["volumes"][0] for _ in range(3)]
+    made = [snap(cluster, namespace, backend, pvc="data", force=True)["volumes"][0] for _index in range(3)]
     assert [m["state"] for m in made] == ["ready"] * 3, made
     oldest, middle, newest = sorted(backend.owned(namespace), key=lambda s: s.created_at)
     backend.hold(oldest)

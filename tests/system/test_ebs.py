@@ -134,7 +134,7 @@ def test_the_iam_policy_allows_exactly_the_ec2_actions_a_cycle_makes(cluster, ku
     ec2 = ec2_client(ec2_server)
     ebs_claim(kube, ec2, namespace, "data")
     ec2_server.reset()
-    for _ in range(2):
+    for _index in range(2):
         assert not module("k8s_pv_snapshot", cluster, namespace, aws, pvc="data", force=True).get("failed")
     assert not module("snapshot_expire", cluster, namespace, aws, now="2099-01-01T00:00:00+00:00").get("failed")
     info = run_module("snapshot_info", str(cluster.kubeconfig), namespace=namespace, **aws)
@@ -179,7 +179,7 @@ def test_adopted_k8s_snapshots_snapshots_are_weighed_and_other_unowned_ones_neve
     theirs = ec2.create_snapshot(VolumeId=volume_id, TagSpecifications=[{"ResourceType": "snapshot", "Tags": [
         {"Key": "created-by", "Value": "k8s-snapshots"}]}])["SnapshotId"]
     stranger = ec2.create_snapshot(VolumeId=volume_id, Description="someone else's")["SnapshotId"]
-    for _ in range(2):
+    for _index in range(2):
         assert module("k8s_pv_snapshot", cluster, namespace, aws, pvc="data", force=True)["volumes"][0]["state"] == "ready"
     later = "2099-01-01T00:00:00+00:00"
 
@@ -201,7 +201,7 @@ def test_copies_to_another_region_carry_the_ownership_tags_and_are_expired_apart
     ec2 = ec2_client(ec2_server)
     oregon = boto3.client("ec2", endpoint_url=ec2_server.endpoint, region_name="us-west-2", aws_access_key_id="testing", aws_secret_access_key="testing")
     volume_id = ebs_claim(kube, ec2, namespace, "data")
-    originals = [module("k8s_pv_snapshot", cluster, namespace, aws, pvc="data", force=True)["volumes"][0] for _ in range(2)]
+    originals = [module("k8s_pv_snapshot", cluster, namespace, aws, pvc="data", force=True)["volumes"][0] for _index in range(2)]
     assert [o["state"] for o in originals] == ["ready", "ready"]
     with_copies = dict(aws, aws_copy_to="us-west-2")
     preview = module("k8s_pv_snapshot", cluster, namespace, with_copies, check=True)

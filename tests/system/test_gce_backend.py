@@ -158,7 +158,7 @@ def read_permissions():
     needs = {}
     for line in PERMISSIONS.read_text(encoding="utf-8").splitlines():
         if line.strip() and not line.startswith("#"):
-            permission, _, methods = line.partition("#")
+            permission, _hash, methods = line.partition("#")
             needs[permission.strip()] = {method.strip() for method in methods.split(",")}
     return needs
 

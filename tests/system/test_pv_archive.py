@@ -16,7 +16,10 @@ from kubernetes.client.rest import ApiException
 
 from .cluster_helpers import ADMIN_USER, SNAPSHOT_GROUP, wait_for
 from .modules import run_module
-from .test_access import account, documented_rules, lease_rules, run_as  # noqa: F401 - account: a fixture
+from . import test_access
+from .test_access import documented_rules, lease_rules, run_as
+
+account = test_access.account  # the fixture of a service account with given rules
 
 ACCESS, SECRET = "AKIAKUBESNAPTEST0001", "s3cr3t-never-in-a-spec/abc+xyz"
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"

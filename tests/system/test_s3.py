@@ -82,7 +82,7 @@ def test_a_failed_part_aborts_and_says_so(moto_server, bucket):
     with strict_store(moto_server, deny=lambda method, path: method == 'PUT' and 'partNumber=2' in path) as (url, refused):
         client = client_for(url)
         with pytest.raises(S3Error, match='part upload failed'), MultipartWriter(client, bucket, 'k', s3.MIN_PART_SIZE) as writer:
-            for _ in range(4):
+            for _index in range(4):
                 writer.write(os.urandom(5 * s3.MiB))
         assert refused
     client = client_for(moto_server)

@@ -673,7 +673,7 @@ class GceBackend:
         waiting = {s.id: s for s in snapshots if s.state == base.PENDING}
         pauses = delays(None, base=1.0, cap=15.0)
         while waiting and clock() < deadline:
-            sleep(max(0.0, min(1.0 + next(pauses), deadline - clock())))
+            sleep(max(0.0, min(1.0 + next(pauses, 15.0), deadline - clock())))
             current = {s.id: s for s in self.list_owned()}
             for sid in list(waiting):
                 snapshot = current.get(sid)

@@ -177,8 +177,8 @@ def test_target_errors_check_the_disk_fields_and_that_taken_of_is_that_disk():
     data = target().as_dict()
     assert gce.GceBackend.target_errors(data) == []
     errors = gce.GceBackend.target_errors(dict(data, volume=dict(data['volume'], taken_of='projects/my-proj/zones/europe-west1-b/disks/other')))
-    assert [field for field, _ in errors] == ['volume.taken_of']
-    assert [field for field, _ in gce.GceBackend.target_errors(dict(data, volume=dict(data['volume'], disk='Disk A')))] == ['volume.disk']
+    assert [field for field, _reason in errors] == ['volume.taken_of']
+    assert [field for field, _reason in gce.GceBackend.target_errors(dict(data, volume=dict(data['volume'], disk='Disk A')))] == ['volume.disk']
 
 
 def test_errors_read_from_the_documented_shape_and_rate_limits_are_retryable():
