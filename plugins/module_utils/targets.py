@@ -47,6 +47,8 @@ class Target:
     origin: str
     backend: str
     volume: dict
+    # A one-off that no policy may delete (k8s_pv_snapshot's `hold`): its snapshot is created with the hold label.
+    hold: bool = False
 
     @property
     def display(self):

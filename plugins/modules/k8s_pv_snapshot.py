@@ -58,9 +58,9 @@ options:
     default: 300
   hold:
     description:
-      - Label each new snapshot C(kubesnap.io/hold=true) (right after creating it), so that no policy ever deletes it;
-        for a one-off, such as the safety snapshot of C(playbooks/restore.yml). CSI snapshots only.
-      - A snapshot that cannot be labelled fails its volume (it exists, not held).
+      - Label each new snapshot C(kubesnap.io/hold=true), so that no policy ever deletes it; for a one-off, such as the
+        safety snapshot of C(playbooks/restore.yml). The label (on GCE C(kubesnap-hold), on EBS a tag) is part of the create
+        request, so the snapshot is held from its first moment.
     type: bool
     default: false
   stalled_after:
@@ -244,9 +244,8 @@ import datetime
 import time
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import cycle
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import FAILED, HOLD_KEY, PENDING, BackendError, Deferred
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.csi import GROUP_VERSION, snapshot_from_object
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError, resource_path
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import FAILED, PENDING, BackendError, Deferred
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import (
     AUTH_SPEC, DISCOVERY_SPEC, LEASE_SPEC, TARGETS_SPEC, WRITE_SPEC, KubesnapModule, argument_spec, discovery_constraints,
 )
@@ -318,8 +317,6 @@ def act(module, registry, targets, plans, result):
 
     def create_and_copy(fresh, ensure_held):
         created = cycle.create_snapshots(registry, fresh, moment['now'], p['concurrency'], ensure_held)
-        if p['hold']:
-            created = [held(module.client, plan, snapshot, error) for plan, snapshot, error in created]
         # Copies of what completed before this run (a snapshot made now is copied by the run that sees it completed).
         moment['copies'] = cycle.copy_missing(registry, [target.backend for target in targets], moment['owned'], p['concurrency'], ensure_held)
         return created
@@ -338,18 +335,6 @@ def act(module, registry, targets, plans, result):
         creation.still_pending = 'state unknown, waiting failed: %s' % exc
         module.warn('waiting for the new snapshots failed: %s' % exc)
     return creation
-
-
-def held(client, plan, snapshot, error):
-    """(plan, snapshot, error) with the new CSI snapshot labelled as held (`hold`); a label that cannot be set is the volume's error."""
-    if error is not None:
-        return plan, snapshot, error
-    try:
-        obj = client.request('PATCH', resource_path(GROUP_VERSION, 'volumesnapshots', snapshot.namespace, snapshot.name),
-                             body={'metadata': {'labels': {HOLD_KEY: 'true'}}}, content_type='application/merge-patch+json')
-    except KubeError as exc:
-        return plan, snapshot, KubeError(exc.method, exc.path, exc.status, 'snapshot %s was created but could not be held: %s' % (snapshot.name, exc))
-    return plan, snapshot_from_object(obj), None
 
 
 def report(params, creation, lease_held=None):
@@ -405,9 +390,9 @@ def main():
     result = {'changed': False, 'volumes': [], 'deferred': 0, 'copies': []}
     try:
         registry, targets, problems = module.targets()[1:]
-        if p['hold'] and any(target.backend != 'csi' for target in targets):
-            module.fail_json(msg='hold: supported for CSI snapshots only; these volumes are not CSI: %s'
-                             % ', '.join(t.display for t in targets if t.backend != 'csi'))
+        if p['hold']:
+            # The hold label goes into the create request with the ownership labels: no moment where the snapshot is unheld.
+            targets = [dataclasses.replace(target, hold=True) for target in targets]
         plans, owned = plan(p, registry, targets, now)
         wanted = copies_wanted(registry, targets, owned)
         if module.check_mode:

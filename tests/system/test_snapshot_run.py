@@ -1,6 +1,6 @@
 # What a k8s_pv_snapshot run does when things are not as planned, against the real apiserver and CSI
 # stack: a snapshot that never becomes ready, a pretended `now` in a real run, a namespace that does
-# not exist, and option values out of bounds.
+# not exist, option values out of bounds, and a held one-off that is held from its first version.
 """System tests of k8s_pv_snapshot's guards: stalled snapshots, the clock, namespaces, option bounds."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import json
 import time
 
 import pytest
+from kubernetes import watch
 
 from .modules import DELTAS, run_module
 
@@ -65,6 +66,24 @@ def test_a_real_run_names_and_plans_by_the_real_clock_and_in_utc(kube, namespace
     # Check mode previews a later run: there, `now` names what it would create, in UTC.
     preview = snap(namespace=namespace, pvc="data", force=True, now="2030-01-01T00:00:00+05:00", check=True)
     assert preview["volumes"][0]["snapshot"] == "data-20291231190000", preview
+
+
+def test_a_held_snapshot_carries_the_hold_label_from_its_create_request_on(kube, namespace, snap, audit):
+    kube.create_pvc(namespace, "data")
+    since = kube.custom.list_namespaced_custom_object("snapshot.storage.k8s.io", "v1", namespace, "volumesnapshots")["metadata"]["resourceVersion"]
+    audit.mark()
+    result = snap(namespace=namespace, pvc="data", force=True, hold=True, lease_namespace=namespace)
+    [volume] = result["volumes"]
+    assert not result.get("failed") and volume["state"] == "ready", result
+    # Every version of the snapshot since before the run, oldest first: the first one stored is already held.
+    versions = [event["object"] for event in watch.Watch().stream(
+        kube.custom.list_namespaced_custom_object, "snapshot.storage.k8s.io", "v1", namespace, "volumesnapshots",
+        resource_version=since, timeout_seconds=2) if event["object"]["metadata"]["name"] == volume["snapshot"]]
+    assert versions and all(v["metadata"]["labels"].get("kubesnap.io/hold") == "true" for v in versions), versions[:1]
+    # One write made it: the create; the module never patched or updated the snapshot.
+    writes = [e["verb"] for e in audit.events(resource="volumesnapshots", namespace=namespace)
+              if e["verb"] in ("create", "patch", "update") and e.get("userAgent", "").startswith("kubesnap.snapshots")]
+    assert writes == ["create"], writes
 
 
 def test_a_namespace_that_does_not_exist_is_named(kube, namespace, snap, audit):

@@ -15,4 +15,5 @@ def test_the_rendering_is_the_documented_list_of_rbac_objects():
     assert kinds == ['Namespace', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding',
                      'ClusterRole', 'ClusterRoleBinding',  # k8s_pv_archive's, shown with rbac_archive on
                      'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding',  # k8s_resource_backup's
-                     'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding']  # k8s_resource_restore's
+                     'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding',  # k8s_resource_restore's
+                     'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'ClusterRoleBinding', 'RoleBinding']  # restores'

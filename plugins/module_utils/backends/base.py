@@ -201,12 +201,16 @@ class CloudBackend(Backend, t.Protocol):
 
 
 def ownership_labels(target):
-    """Labels that make a snapshot ours; written in the create request itself."""
-    return {
+    """Labels that make a snapshot ours, and hold it when the target asks (`hold`); written in the create request
+    itself, so that no crash can leave a snapshot unowned or a one-off unheld."""
+    labels = {
         MANAGED_BY_KEY: MANAGED_BY_VALUE,
         VOLUME_KEY: target.key,
         SOURCE_KEY: target.source,
     }
+    if target.hold:
+        labels[HOLD_KEY] = 'true'
+    return labels
 
 
 def ownership_annotations(target):

@@ -1,6 +1,7 @@
 # The CSI backend's own logic: names, states, class choice, name clashes and waiting by watch.
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import re
 
@@ -99,6 +100,15 @@ def test_a_name_taken_in_the_same_second_gets_the_next_suffix_and_ownership_is_i
     labels = client.bodies[-1]['metadata']['labels']
     assert labels == {base.MANAGED_BY_KEY: base.MANAGED_BY_VALUE, base.VOLUME_KEY: 'uid-1', base.SOURCE_KEY: 'adhoc'}
     assert client.bodies[-1]['spec'] == {'volumeSnapshotClassName': 'fast', 'source': {'persistentVolumeClaimName': 'data-0'}}
+
+
+def test_a_held_target_is_created_held_in_the_same_request():
+    client = CreatingClient([])
+    snapshot = CsiBackend(client).create(dataclasses.replace(target(), hold=True), NOW)
+    [body] = client.bodies
+    assert body['metadata']['labels'] == {base.MANAGED_BY_KEY: base.MANAGED_BY_VALUE, base.VOLUME_KEY: 'uid-1', base.SOURCE_KEY: 'adhoc',
+                                          base.HOLD_KEY: 'true'}
+    assert snapshot.held
 
 
 def test_other_create_errors_are_not_retried_under_another_name():
