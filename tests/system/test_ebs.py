@@ -118,15 +118,17 @@ def test_with_a_fifth_of_ec2_requests_failing_a_cycle_over_50_volumes_completes_
     assert after == {i for ids in per_volume.values() for i in ids}, "each volume's only snapshot is its newest: kept"
 
 
-def test_a_create_throttled_past_the_budget_is_deferred_not_failed(cluster, kube, namespace, ec2_server, aws):
+def test_a_create_throttled_past_the_budget_is_deferred_and_fails_the_volume_that_has_no_backup(cluster, kube, namespace, ec2_server, aws):
     ec2 = ec2_client(ec2_server)
     volume_id = ebs_claim(kube, ec2, namespace, "busy")
     ec2_server.reset(fault_rate=1.0, faulted_actions={"CreateSnapshot"}, fault_kinds=("throttle",))
     made = module("k8s_pv_snapshot", cluster, namespace, aws, aws_max_attempts=2)
     ec2_server.reset()
-    assert not made.get("failed") and made["deferred"] == 1, made
+    # Deferred (not retried blindly), but a volume with no backup at all must not pass silently run after run.
+    assert made.get("failed") and made["deferred"] == 0, made
     [volume] = made["volumes"]
-    assert (volume["action"], volume["state"]) == ("deferred", "deferred") and "RequestLimitExceeded" in volume["reason"], volume
+    assert (volume["action"], volume["state"]) == ("failed", "deferred") and "RequestLimitExceeded" in volume["reason"], volume
+    assert made["failed_volumes"] == ["%s/busy: %s" % (namespace, volume["reason"])] and volume["reason"].endswith("the volume has no ready backup")
     assert ours(ec2, **{"volume-id": volume_id}) == []
 
 
