@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import re
 import threading
@@ -56,6 +57,12 @@ NOT_FOUND = frozenset(('InvalidSnapshot.NotFound', 'InvalidVolume.NotFound'))
 TIME_FORMAT = '%Y%m%d%H%M%S'
 POLL_INTERVAL = 5.0
 PAGE_SIZE = 1000
+# Values one DescribeSnapshots filter takes; a settle poll asks for this many ids a request.
+FILTER_VALUES = 200
+# Polls in a row a new snapshot may be missing from the listings (eventually consistent) before it counts as deleted.
+MISSED_POLLS = 3
+# Pauses between the looks for the snapshot of a create whose answer was lost (listings are eventually consistent).
+LANDED_PAUSES = (0.5, 1.0, 2.0, 4.0)
 
 
 def _env_fallback(*names):
@@ -320,14 +327,14 @@ class EbsBackend:
     def create(self, target, now):
         """CreateSnapshot with the ownership tags in the request; rate limits waited out, then Deferred.
 
-        The create is not idempotent, so a lost answer (5xx, timeout) is followed by a look for the snapshot it may have
-        made (by its Name tag and volume) before trying again: a retry must not leave two snapshots.
+        The create is not idempotent (no client token), so a lost answer (5xx, timeout) is never followed by another create:
+        the snapshot it may have made is looked for (by its Name tag and volume) over LANDED_PAUSES (7.5 s), as listings are
+        eventually consistent; when it does not show, the volume is deferred and the next run's listing decides.
         """
         region = target.volume['region']
         name = self.snapshot_name(target, now)
         tags = self.tags_of(target, name)
-        # CreateSnapshot is not idempotent (no client token), so botocore must not resend it blindly: this loop looks for a
-        # landed one first. Its budget is aws_max_attempts, as for the requests botocore retries.
+        # Not resent by botocore (retries=False): only a rate limit's refusal is tried again here, within aws_max_attempts.
         pauses = delays((self._params.get('aws_max_attempts') or 8) - 1, base=0.5, cap=10.0)
         while True:
             try:
@@ -337,18 +344,26 @@ class EbsBackend:
                 item.setdefault('Tags', _tag_list(tags))
                 return snapshot_from_ec2(item, region)
             except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
-                if _uncertain(exc):
-                    landed = self._landed(region, target, name)
-                    if landed is not None:
-                        return landed
-                elif not _throttled(exc):
+                # A rate limit refuses the request (nothing was made): waited out and tried again.
+                if not _throttled(exc):
+                    if _uncertain(exc):
+                        return self._landed_or_deferred(region, target, name, exc)
                     raise EbsError('EC2 CreateSnapshot of %s failed: %s' % (target.volume['volume_id'], exc)) from exc
                 pause = next(pauses, None)
                 if pause is None:
-                    if _throttled(exc):
-                        raise base.Deferred('EC2 kept refusing CreateSnapshot of %s: %s' % (target.volume['volume_id'], error_code(exc))) from exc
-                    raise EbsError('EC2 CreateSnapshot of %s failed: %s' % (target.volume['volume_id'], exc)) from exc
+                    raise base.Deferred('EC2 kept refusing CreateSnapshot of %s: %s' % (target.volume['volume_id'], error_code(exc))) from exc
                 self._sleep(pause)
+
+    def _landed_or_deferred(self, region, target, name, exc):
+        """The snapshot a create whose answer was lost made, looked for a while; Deferred when it does not show."""
+        for pause in (*LANDED_PAUSES, None):
+            landed = self._landed(region, target, name)
+            if landed is not None:
+                return landed
+            if pause is not None:
+                self._sleep(pause)
+        raise base.Deferred('EC2 CreateSnapshot of %s: the answer was lost (%s) and no snapshot %s showed within %g s; not created again, '
+                            'the next run finds it or takes one' % (target.volume['volume_id'], error_code(exc) or exc, name, sum(LANDED_PAUSES))) from exc
 
     def _landed(self, region, target, name):
         """The snapshot a create whose answer was lost made after all (ours, of this volume, by its name), or None.
@@ -365,20 +380,37 @@ class EbsBackend:
         return snapshot_from_ec2(items[0], region) if items else None
 
     def settle(self, snapshots, deadline, clock, sleep=None):
-        """Poll one DescribeSnapshots per region (up to 1,000 ids a request) until each is completed or error, or the deadline."""
+        """Poll one DescribeSnapshots per region (by a snapshot-id filter, FILTER_VALUES ids a request) until each is completed or
+        error, or the deadline.
+
+        A filter, not SnapshotIds: one id deleted meanwhile would make EC2 refuse the whole request (InvalidSnapshot.NotFound),
+        and every other snapshot of the region would stay unsettled. A missing one is reported failed, once seen and then gone,
+        or after MISSED_POLLS polls in a row without it (listings are eventually consistent: a new one may show late).
+        """
         sleep = sleep or self._sleep
         waiting = {s.id: s for s in snapshots if s.state == base.PENDING}
+        missed = dict.fromkeys(waiting, 0)
         while waiting and clock() < deadline:
             by_region = {}
             for snapshot_id in waiting:
                 region, snap = split_id(snapshot_id)
                 by_region.setdefault(region, []).append(snap)
             for region, ids in sorted(by_region.items()):
-                for start in range(0, len(ids), PAGE_SIZE):
-                    for item in self._describe(region, SnapshotIds=ids[start:start + PAGE_SIZE]):
-                        current = snapshot_from_ec2(item, region, waiting.get('%s/%s' % (region, item['SnapshotId'])).volume_key)
-                        if current.state != base.PENDING and current.id in waiting:
-                            del waiting[current.id]
+                for start in range(0, len(ids), FILTER_VALUES):
+                    chunk = ids[start:start + FILTER_VALUES]
+                    answered = {item['SnapshotId']: item for item in self._describe(
+                        region, OwnerIds=['self'], Filters=[{'Name': 'snapshot-id', 'Values': chunk}])}
+                    for snap in chunk:
+                        snapshot_id = '%s/%s' % (region, snap)
+                        if snap not in answered:
+                            missed[snapshot_id] = MISSED_POLLS if missed[snapshot_id] < 0 else missed[snapshot_id] + 1
+                            if missed[snapshot_id] >= MISSED_POLLS:
+                                yield dataclasses.replace(waiting.pop(snapshot_id), state=base.FAILED, error='deleted before it became ready')
+                            continue
+                        missed[snapshot_id] = -1  # seen: gone from a later listing means deleted
+                        current = snapshot_from_ec2(answered[snap], region, waiting[snapshot_id].volume_key)
+                        if current.state != base.PENDING:
+                            del waiting[snapshot_id]
                             yield current
             if waiting:
                 sleep(max(0.0, min(POLL_INTERVAL, deadline - clock())))

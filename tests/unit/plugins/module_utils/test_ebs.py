@@ -9,7 +9,7 @@ import pytest
 from botocore.stub import ANY, Stubber
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import Registry
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import PENDING, READY, Deferred, TargetError
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import FAILED, PENDING, READY, Deferred, TargetError
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.ebs import EbsBackend, region_of_zone, snapshot_from_ec2
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.targets import Inventory, Options, Target, discover
 
@@ -121,12 +121,31 @@ def test_settle_polls_until_a_pending_snapshot_completes_with_one_request_per_po
     stub = stubbed(backend)
     for state in ('pending', 'pending', 'completed'):
         stub.add_response('describe_snapshots', {'Snapshots': [item('snap-1', state), item('snap-2', 'error')][:1 if state != 'completed' else 2]},
-                          {'SnapshotIds': ANY, 'MaxResults': 1000})
+                          {'OwnerIds': ['self'], 'Filters': [{'Name': 'snapshot-id', 'Values': ANY}], 'MaxResults': 1000})
     pending = [backend_snapshot('snap-1'), backend_snapshot('snap-2')]
     ticks = iter(range(100))
     settled = list(backend.settle(pending, deadline=50, clock=lambda: next(ticks), sleep=lambda _s: None))
     stub.assert_no_pending_responses()
     assert sorted((s.id, s.state) for s in settled) == [('us-east-1/snap-1', READY), ('us-east-1/snap-2', 'failed')]
+
+
+def test_a_snapshot_deleted_while_pending_fails_alone_and_the_others_of_its_region_still_settle():
+    # By SnapshotIds, EC2 refuses the whole request when one id is gone (InvalidSnapshot.NotFound): a filter ignores it.
+    backend = EbsBackend({'aws_region': 'us-east-1'})
+    stub = stubbed(backend)
+    by_filter = {'OwnerIds': ['self'], 'Filters': [{'Name': 'snapshot-id', 'Values': ['snap-1', 'snap-2', 'snap-3']}], 'MaxResults': 1000}
+    stub.add_response('describe_snapshots', {'Snapshots': [item('snap-1', 'pending'), item('snap-3', 'pending')]}, by_filter)
+    stub.add_response('describe_snapshots', {'Snapshots': [item('snap-1', 'completed')]}, by_filter)
+    # snap-3 was seen and is gone now: deleted. snap-2 never showed up: deleted after three polls (listings may lag).
+    stub.add_response('describe_snapshots', {'Snapshots': []},
+                      dict(by_filter, Filters=[{'Name': 'snapshot-id', 'Values': ['snap-2']}]))
+    pending = [backend_snapshot('snap-1'), backend_snapshot('snap-2'), backend_snapshot('snap-3')]
+    ticks = iter(range(100))
+    settled = list(backend.settle(pending, deadline=50, clock=lambda: next(ticks), sleep=lambda _s: None))
+    stub.assert_no_pending_responses()
+    assert [(s.id, s.state, s.error) for s in settled] == [
+        ('us-east-1/snap-1', READY, None), ('us-east-1/snap-3', FAILED, 'deleted before it became ready'),
+        ('us-east-1/snap-2', FAILED, 'deleted before it became ready')]
 
 
 def backend_snapshot(snapshot_id):
@@ -143,6 +162,42 @@ def test_a_create_throttled_past_its_budget_is_deferred():
     with pytest.raises(Deferred, match='SnapshotCreationPerVolumeRateExceeded'):
         backend.create(target, NOW)
     stub.assert_no_pending_responses()
+
+
+def ebs_target():
+    return Target(key='uid-1', pv='pv-a', namespace='db', pvc='data', policy=None, source='pvc-annotation', origin='pvc/db/data',
+                  backend='aws', volume={'volume_id': VOL, 'region': 'us-east-1', 'zone': None, 'kind': 'csi', 'taken_of': VOL})
+
+
+@pytest.mark.parametrize('lost', [{'service_error_code': 'InternalError', 'http_status_code': 500},
+                                  {'service_error_code': 'Unavailable', 'http_status_code': 503}])
+def test_a_create_whose_answer_was_lost_is_never_sent_again_and_is_deferred_when_it_does_not_show(lost):
+    slept = []
+    backend = EbsBackend({'aws_region': 'us-east-1', 'aws_max_attempts': 8}, sleep=slept.append)
+    creates, reads = stubbed(backend, retries=False), stubbed(backend)
+    creates.add_client_error('create_snapshot', **lost)
+    look = {'OwnerIds': ['self'], 'Filters': ANY, 'MaxResults': 1000}
+    for _look in range(5):  # the listing may lag the create: looked for over several seconds, never created again
+        reads.add_response('describe_snapshots', {'Snapshots': []}, look)
+    with pytest.raises(Deferred, match='the answer was lost .* not created again'):
+        backend.create(ebs_target(), NOW)
+    creates.assert_no_pending_responses()
+    reads.assert_no_pending_responses()
+    assert sum(slept) == 7.5
+
+
+def test_a_create_whose_answer_was_lost_returns_the_snapshot_once_the_listing_shows_it():
+    backend = EbsBackend({'aws_region': 'us-east-1'}, sleep=lambda _s: None)
+    creates, reads = stubbed(backend, retries=False), stubbed(backend)
+    creates.add_client_error('create_snapshot', service_error_code='InternalError', http_status_code=500)
+    name = backend.snapshot_name(ebs_target(), NOW)
+    look = {'OwnerIds': ['self'], 'Filters': [{'Name': 'tag:Name', 'Values': [name]}, {'Name': 'volume-id', 'Values': [VOL]},
+                                              {'Name': 'tag:kubesnap.io/volume', 'Values': ['uid-1']}], 'MaxResults': 1000}
+    reads.add_response('describe_snapshots', {'Snapshots': []}, look)
+    reads.add_response('describe_snapshots', {'Snapshots': [item('snap-9', 'pending')]}, look)
+    assert backend.create(ebs_target(), NOW).id == 'us-east-1/snap-9'
+    creates.assert_no_pending_responses()
+    reads.assert_no_pending_responses()
 
 
 def copy_of(original, region='us-west-2', hours=0):
