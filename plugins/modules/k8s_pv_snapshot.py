@@ -124,8 +124,8 @@ volumes:
         - V(deferred) when the cloud kept answering rate or quota errors after the retry budget; the next run tries
           again. It does not fail the task (see RV(deferred)), unless the volume has gone too long without a backup.
         - V(failed) with RV(volumes[].state) V(deferred) when the create was deferred and the volume has no ready backup,
-          or its newest ready one is older than twice the smallest delta of its policy, or the snapshot was forced: a
-          backup that the cloud's limits keep postponing must not stop silently.
+          or its newest ready one is older than twice the smallest delta of its policy, or the snapshot was forced, so that a
+          backup the cloud's limits keep postponing does not stop silently.
         - V(failed) also for a forced snapshot still pending when the wait ended (see RV(volumes[].state)).
       type: str
       sample: created

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import os
 import re
 import threading
 import time
@@ -70,8 +71,10 @@ def _env_fallback(*names):
 
 
 # amazon.aws's option names (their aws_* aliases), so that module_defaults and environments carry over. Region and endpoint
-# are read by boto3 itself from AWS_REGION/AWS_DEFAULT_REGION and AWS_ENDPOINT_URL when unset, and setting them sets up
-# the backend for a run that finds no EBS volume (to expire the snapshots of deleted ones), so they take no env fallback.
+# take no Ansible env fallback: setting them sets up the backend for a run that finds no EBS volume (to expire the snapshots
+# of deleted ones), and an AWS_REGION that every pod on EKS has must not make a CSI-only run call EC2. The region of a volume
+# that shows none is read from REGION_ENV when the option is unset (see _region_option); boto3 reads AWS_ENDPOINT_URL itself.
+REGION_ENV = ('AWS_REGION', 'AWS_DEFAULT_REGION')
 OPTION_SPEC = {
     'aws_access_key': {'type': 'str', 'no_log': True, 'aliases': ['aws_access_key_id'],
                        'fallback': _env_fallback('AWS_ACCESS_KEY_ID', 'AWS_ACCESS_KEY', 'EC2_ACCESS_KEY')},
@@ -91,6 +94,11 @@ OPTION_SPEC = {
 
 class EbsError(base.BackendError):
     """An EC2 request that failed; the message names the operation and AWS's code."""
+
+
+def _region_option(params):
+    """aws_region, else the environment's AWS_REGION or AWS_DEFAULT_REGION (as boto3 and amazon.aws read them), else None."""
+    return params.get('aws_region') or next((os.environ[name] for name in REGION_ENV if os.environ.get(name)), None)
 
 
 def region_of_zone(zone):
@@ -244,11 +252,11 @@ class EbsBackend:
         labels = _pv_labels(pv)
         zone = zone or next((labels[key] for key in ZONE_KEYS if labels.get(key)), None) or next(_affinity_values(pv, ZONE_KEYS), None)
         region = region_of_zone(zone) or next((labels[key] for key in REGION_KEYS if labels.get(key)), None) \
-            or next(_affinity_values(pv, REGION_KEYS), None) or self._params.get('aws_region')
+            or next(_affinity_values(pv, REGION_KEYS), None) or _region_option(self._params)
         if not region or not REGION.match(region):
             # Guessing would list another region and find none of its snapshots: the volume would be snapshotted every run.
             raise base.TargetError('spec.nodeAffinity', 'the region of %s is unknown: no zone in the volume id, labels (%s) or nodeAffinity, '
-                                   'and no aws_region option' % (volume_id, ZONE_KEYS[0]))
+                                   'and no aws_region option (nor %s)' % (volume_id, ZONE_KEYS[0], ' or '.join(REGION_ENV)))
         return {'volume_id': volume_id, 'region': region, 'zone': zone, 'kind': kind, 'taken_of': volume_id}
 
     # -- clients --------------------------------------------------------------------------------------------------------

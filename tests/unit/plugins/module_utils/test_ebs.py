@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import datetime
+import json
+from pathlib import Path
 
 import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import Registry
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import FAILED, PENDING, READY, Deferred, TargetError
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.ebs import EbsBackend, region_of_zone, snapshot_from_ec2
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import (
+    FAILED, MANAGED_BY_KEY, MANAGED_BY_VALUE, PENDING, READY, Deferred, TargetError,
+)
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.ebs import K8S_SNAPSHOTS_TAG, EbsBackend, region_of_zone, snapshot_from_ec2
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.targets import Inventory, Options, Target, discover
 
 from .factories import bound, pv, snapshot_class
@@ -47,12 +51,28 @@ def test_the_region_comes_from_the_volume_then_the_option(source, labels, affini
     assert EbsBackend(params).identify(volume, None, {})['region'] == region
 
 
-def test_a_volume_whose_region_is_unknown_is_refused_not_guessed():
+def test_a_volume_whose_region_is_unknown_is_refused_not_guessed(monkeypatch):
+    monkeypatch.delenv('AWS_REGION', raising=False)
+    monkeypatch.delenv('AWS_DEFAULT_REGION', raising=False)
     with pytest.raises(TargetError, match='the region of %s is unknown' % VOL):
         EbsBackend({}).identify(ebs_pv('pv-a', 'db/data', CSI_EBS), None, {})
     with pytest.raises(TargetError, match="'vol-nope' is not an EBS volume"):
         EbsBackend({}).identify(ebs_pv('pv-a', 'db/data', {'awsElasticBlockStore': {'volumeID': 'vol-nope'}}), None, {})
     assert region_of_zone('us-east-1a') == 'us-east-1' and region_of_zone('nowhere') is None
+
+
+@pytest.mark.parametrize('env, region', [({'AWS_REGION': 'eu-north-1', 'AWS_DEFAULT_REGION': 'us-east-2'}, 'eu-north-1'),
+                                         ({'AWS_DEFAULT_REGION': 'us-east-2'}, 'us-east-2')])
+def test_a_bare_volume_takes_the_region_of_the_environment_when_the_option_is_unset(monkeypatch, env, region):
+    for name in ('AWS_REGION', 'AWS_DEFAULT_REGION'):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    bare = ebs_pv('pv-a', 'db/data', CSI_EBS)
+    assert EbsBackend({}).identify(bare, None, {})['region'] == region
+    assert EbsBackend({'aws_region': 'ap-east-1'}).identify(bare, None, {})['region'] == 'ap-east-1', 'the option wins'
+    # The environment is no reason to call EC2 in a run that finds no EBS volume (every EKS pod has AWS_REGION).
+    assert EbsBackend.from_params({}, None, Inventory(pvs=[], pvcs=[])) is None
 
 
 def registry(pvs, pvcs, params, classes=()):
@@ -230,3 +250,30 @@ def test_copies_are_no_backups_of_the_volume_and_are_weighed_apart():
     assert cycle.snapshots_of(target, owned) == [first] and cycle.inconsistent_of(target, owned) == []
     assert cycle.copies_of(target, owned) == {'us-west-2': [copy]}
     assert [len(group) for _key, _namespace, group in cycle.per_namespace(owned, {'uid-1'})] == [1, 1]
+
+
+DOCS = Path(__file__).resolve().parents[4] / 'docs'
+
+
+def policy_statements(name):
+    return json.loads((DOCS / name).read_text(encoding='utf-8'))['Statement']
+
+
+def test_the_iam_policy_deletes_only_snapshots_tagged_ours_and_tags_only_in_create_requests():
+    statements = policy_statements('aws-iam-policy.json')
+    deletes = [s for s in statements if 'ec2:DeleteSnapshot' in s['Action']]
+    # Without the adopt policy, no statement lets the run delete a snapshot it did not tag as its own.
+    assert [(s['Action'], s['Resource'], s['Condition']) for s in deletes] == [
+        (['ec2:DeleteSnapshot'], 'arn:aws:ec2:*:*:snapshot/*', {'StringEquals': {'aws:ResourceTag/%s' % MANAGED_BY_KEY: MANAGED_BY_VALUE}})]
+    [tagging] = [s for s in statements if 'ec2:CreateTags' in s['Action']]
+    creates = sorted(a.split(':')[1] for s in statements for a in s['Action'] if a in ('ec2:CreateSnapshot', 'ec2:CopySnapshot', 'ec2:CreateVolume'))
+    assert tagging['Action'] == ['ec2:CreateTags'] and sorted(tagging['Condition']['StringEquals']['ec2:CreateAction']) == creates
+    assert all(s['Effect'] == 'Allow' and ('Condition' in s or not set(s['Action']) & {'ec2:DeleteSnapshot', 'ec2:CreateTags'})
+               for s in statements)
+
+
+def test_the_optional_adopt_policy_deletes_only_k8s_snapshots_snapshots():
+    [statement] = policy_statements('aws-iam-policy-adopt.json')
+    key, value = K8S_SNAPSHOTS_TAG
+    assert (statement['Effect'], statement['Action'], statement['Resource'], statement['Condition']) == (
+        'Allow', ['ec2:DeleteSnapshot'], 'arn:aws:ec2:*:*:snapshot/*', {'StringEquals': {'aws:ResourceTag/%s' % key: value}})
