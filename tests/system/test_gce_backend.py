@@ -169,6 +169,33 @@ def test_with_a_fifth_of_requests_failing_a_cycle_over_50_volumes_completes_with
     assert collections.Counter(v["action"] for v in again["volumes"]) == {"skipped": 50 - len(deferred), "created": len(deferred)}
 
 
+def test_with_a_fifth_of_requests_failing_expiry_deletes_nothing_it_should_keep(cluster, namespace, harness):
+    claims = ["data-%d" % index for index in range(10)]
+    for claim in claims:
+        harness.claim(namespace, claim, annotations={DELTAS: "PT1H P1D"}, wait=False)
+    kept_anyway = set()
+    for claim in claims:
+        harness.kube.wait_pvc_bound(namespace, claim)
+        disk, labels = harness.disks[(namespace, claim)], owned_labels(harness, namespace, claim)
+        harness.fake.add_snapshot("%s-newest" % claim, disk, labels, age=60)
+        for hours in (30, 31, 50, 51):  # two in each of two days: P1D keeps one of each pair
+            harness.fake.add_snapshot("%s-%dh" % (claim, hours), disk, labels, age=hours * 3600)
+        harness.fake.add_snapshot("%s-by-hand" % claim, disk, {"team": "db"}, age=60 * 3600)
+        harness.fake.add_snapshot("%s-k8s-snapshots" % claim, disk, {"created-by": "k8s-snapshots"}, age=60 * 3600)
+        kept_anyway |= {"%s-newest" % claim, "%s-by-hand" % claim, "%s-k8s-snapshots" % claim}
+    harness.fake.fault_rate = 0.2  # 429, 503, or carried out with the answer lost
+    expired = run_module("snapshot_expire", str(cluster.kubeconfig), namespace=namespace, lease_namespace=namespace, gce_project=PROJECT,
+                         **dict(harness.args, gce_retry_budget=10))
+    harness.fake.fault_rate = 0.0
+    left = {s["name"] for s in harness.fake.live_snapshots()}
+    # Each disk's newest backup, and what is not ours, survive whatever the faults; so does everything the plan kept.
+    assert kept_anyway <= left, sorted(kept_anyway - left)
+    planned_kept = {s["name"] for volume in expired["volumes"] for s in volume["keep"]}
+    assert {"%s-newest" % claim for claim in claims} <= planned_kept and planned_kept <= left, sorted(planned_kept - left)
+    deleted = {s["name"] for volume in expired["volumes"] for s in volume["expire"]} - left
+    assert deleted and all(name.endswith("h") for name in deleted), "it expired something, and only old snapshots of ours"
+
+
 def read_permissions():
     """{permission: {REST methods that need it}} from docs/gcp-iam-permissions.txt (`permission  # method, method`)."""
     needs = {}

@@ -138,6 +138,14 @@ def _tag_list(tags):
     return [{'Key': key, 'Value': cut(value, TAG_VALUE_LIMIT) if len(value) > TAG_VALUE_LIMIT else value} for key, value in tags.items() if value]
 
 
+def _copy_of_time(tags):
+    """When a copy's original was taken, else None: a copy is weighed by the moment its data is of, not when it was copied."""
+    try:
+        return parse_timestamp(tags[COPY_OF_TIME_TAG])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def snapshot_from_ec2(item, region, volume_key=None):
     """A Snapshot record from DescribeSnapshots; `volume_key` maps an adopted snapshot (no tag of ours) to its volume."""
     tags = _tags(item.get('Tags'))
@@ -145,7 +153,8 @@ def snapshot_from_ec2(item, region, volume_key=None):
     copy = COPY_OF_TAG in tags
     return base.Snapshot(
         backend=EbsBackend.name, id='%s/%s' % (region, item['SnapshotId']), name=tags.get(NAME_TAG) or item['SnapshotId'],
-        volume_key=volume_key or tags.get(base.VOLUME_KEY, ''), created_at=item['StartTime'], state=state, labels=tags,
+        volume_key=volume_key or tags.get(base.VOLUME_KEY, ''), created_at=(_copy_of_time(tags) if copy else None) or item['StartTime'],
+        state=state, labels=tags,
         annotations={key: tags[key] for key in (base.POLICY_ANNOTATION, base.ORIGIN_ANNOTATION) if key in tags},
         namespace=tags.get(NAMESPACE_TAG), size='%dGi' % item['VolumeSize'] if item.get('VolumeSize') is not None else None,
         error=(item.get('StateMessage') or 'snapshot failed') if state == base.FAILED else None,
@@ -492,9 +501,11 @@ class EbsBackend:
         return volume
 
     def copies_missing(self, owned_by_key):
-        """Completed snapshots of ours to copy to `aws_copy_to`: those taken after the original of their volume's newest copy there.
+        """Completed snapshots of ours to copy to `aws_copy_to`: those taken after the original of their volume's newest copy there,
+        or only the newest completed one of a volume with no copy yet.
 
-        Only those: an original whose copy has already expired (or that predates the copies) is not copied again.
+        Only those: an original whose copy has already expired (or that predates the copies) is not copied again, and turning
+        copies on does not copy a volume's whole history at once (copies of old originals would mostly expire at once).
         """
         region = self._params.get('aws_copy_to')
         if not region:
@@ -505,8 +516,9 @@ class EbsBackend:
             copies = [s for s in ours if s.copy_group == region]
             copied = {s.labels.get(COPY_OF_TAG) for s in copies}
             since = max((parse_timestamp(s.labels[COPY_OF_TIME_TAG]) for s in copies if s.labels.get(COPY_OF_TIME_TAG)), default=None)
-            missing += [s for s in ours if s.copy_group is None and s.state == base.READY and split_id(s.id)[0] != region
-                        and s.id not in copied and (since is None or s.created_at > since)]
+            wanted = [s for s in ours if s.copy_group is None and s.state == base.READY and split_id(s.id)[0] != region
+                      and s.id not in copied and (since is None or s.created_at > since)]
+            missing += wanted if copies or not wanted else [max(wanted, key=lambda s: s.created_at)]
         return missing
 
     def copy(self, snapshot):

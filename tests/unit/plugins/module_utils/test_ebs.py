@@ -240,6 +240,21 @@ def test_only_completed_originals_taken_after_the_newest_copied_one_are_copied()
     assert EbsBackend({'aws_region': 'us-east-1'}).copies_missing(owned) == []
 
 
+def test_turning_copies_on_copies_only_the_newest_completed_snapshot_of_each_volume():
+    backend = EbsBackend({'aws_region': 'us-east-1', 'aws_copy_to': 'us-west-2'})
+    history = [original('snap-%d' % hours, hours) for hours in range(5)] + [original('snap-9', 9, 'pending')]
+    other = [snapshot_from_ec2(dict(item('snap-o'), Tags=[OWNED, {'Key': 'kubesnap.io/volume', 'Value': 'uid-2'}]), 'us-east-1')]
+    assert [s.id for s in backend.copies_missing({'uid-1': history, 'uid-2': other})] == ['us-east-1/snap-4', 'us-east-1/snap-o']
+
+
+def test_a_copy_is_weighed_by_when_its_original_was_taken_not_when_it_was_copied():
+    copy = copy_of(original('snap-1', -48), hours=5)
+    assert copy.created_at == NOW - datetime.timedelta(hours=48) and copy.copy_group == 'us-west-2'
+    untimed = snapshot_from_ec2({'SnapshotId': 'snap-c', 'VolumeId': 'vol-ffffffff', 'State': 'completed', 'StartTime': NOW,
+                                 'Tags': [{'Key': 'kubesnap.io/copy-of', 'Value': 'us-east-1/snap-1'}]}, 'us-west-2')
+    assert untimed.created_at == NOW, "a copy without the tag: its own start time"
+
+
 def test_copies_are_no_backups_of_the_volume_and_are_weighed_apart():
     from ansible_collections.kubesnap.snapshots.plugins.module_utils import cycle  # pylint: disable=import-outside-toplevel
     target = Target(key='uid-1', pv='pv-a', namespace=None, pvc=None, policy=None, source='pv-annotation', origin='pv/pv-a', backend='aws',
