@@ -42,9 +42,11 @@ options:
   aws_region:
     description:
       - AWS region of EBS volumes whose region the PV does not show (a bare C(vol-…) id without zone labels or nodeAffinity).
+      - Environment C(AWS_REGION), then C(AWS_DEFAULT_REGION), when unset (as boto3 and amazon.aws read them).
       - Its snapshots are listed whatever the run finds, so set it to expire the snapshots of deleted EBS volumes when no EBS
-        volume is left. boto3 reads C(AWS_REGION) and C(AWS_DEFAULT_REGION) itself when unset, but only this option sets up
-        the backend for a run that finds no EBS volume.
+        volume is left. Only the option does that; the environment variables give the region of volumes the run finds, but
+        do not set up the backend for a run that finds no EBS volume (a CSI-only run on EKS, where every pod has C(AWS_REGION),
+        does not call EC2).
     type: str
   aws_endpoint_url:
     description: EC2 endpoint URL (a VPC endpoint, a test server); boto3's C(AWS_ENDPOINT_URL) when unset.
@@ -81,7 +83,9 @@ options:
     description:
       - Snapshots made by other tools that are weighed and expired with a volume's own. V(k8s-snapshots) takes the EBS
         snapshots tagged C(created-by=k8s-snapshots) of the volumes this run protects (by their C(VolumeId)), so a team
-        switching tools keeps its retention history. For V(gce), the GCE snapshots labelled C(created-by=k8s-snapshots) of
+        switching tools keeps its retention history. Deleting them needs the optional IAM policy
+        C(docs/aws-iam-policy-adopt.json) besides C(docs/aws-iam-policy.json), which lets the run delete only snapshots tagged
+        as its own. For V(gce), the GCE snapshots labelled C(created-by=k8s-snapshots) of
         the run's GCE disks (by their C(sourceDisk)). Other unowned snapshots are never touched.
     type: list
     elements: str
@@ -148,7 +152,7 @@ notes:
     C(kubesnap.io/origin) and a readable C(Name), written in the CreateSnapshot request itself; a tag C(kubesnap.io/hold)
     holds one. The region's snapshots are read with one paginated DescribeSnapshots (owner C(self), the ownership tag),
     and only those taken of the volume (their C(VolumeId)) count as its backups. The IAM policy the backend needs is
-    C(docs/aws-iam-policy.json).
+    C(docs/aws-iam-policy.json); with O(adopt=[k8s-snapshots]) also C(docs/aws-iam-policy-adopt.json).
   - GCE backend (V(gce)). Serves in-tree C(gcePersistentDisk) and CSI C(pd.csi.storage.gke.io) volumes, zonal and regional,
     and SnapshotRules whose C(spec.backend) is V(google) (or V(gce)) and C(spec.disk) has C(name) and C(zone) or C(region)
     (and optionally C(project)), through the Compute Engine REST API. It needs C(google-auth) and C(requests) on the host that runs the module; the IAM

@@ -122,7 +122,10 @@ volumes:
       description:
         - V(created), V(would_create) (check mode), V(skipped), V(failed) or V(deferred).
         - V(deferred) when the cloud kept answering rate or quota errors after the retry budget; the next run tries
-          again. It does not fail the task (see RV(deferred)).
+          again. It does not fail the task (see RV(deferred)), unless the volume has gone too long without a backup.
+        - V(failed) with RV(volumes[].state) V(deferred) when the create was deferred and the volume has no ready backup,
+          or its newest ready one is older than twice the smallest delta of its policy, or the snapshot was forced, so that a
+          backup the cloud's limits keep postponing does not stop silently.
         - V(failed) also for a forced snapshot still pending when the wait ended (see RV(volumes[].state)).
       type: str
       sample: created
@@ -188,7 +191,11 @@ copies:
       type: str
       sample: null
 deferred:
-  description: How many volumes the cloud's rate or quota limits deferred to the next run (RV(volumes[].action) V(deferred)).
+  description:
+    - How many volumes the cloud's rate or quota limits deferred to the next run (RV(volumes[].action) V(deferred)).
+    - A deferred volume does not fail the task while its newest ready backup is younger than twice the smallest delta of
+      its policy. One with no ready backup, with an older one, or forced (O(force)) fails the task, naming it and its newest
+      backup; it is reported with RV(volumes[].action) V(failed) and RV(volumes[].state) V(deferred), and not counted here.
   returned: always
   type: int
   sample: 0
@@ -243,7 +250,7 @@ import dataclasses
 import datetime
 import time
 
-from ansible_collections.kubesnap.snapshots.plugins.module_utils import cycle
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import cycle, retention
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import FAILED, PENDING, BackendError, Deferred
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import (
@@ -298,6 +305,8 @@ class Creation:
     latest: dict = dataclasses.field(default_factory=dict)
     settled_at: dict = dataclasses.field(default_factory=dict)
     still_pending: str = None
+    # The clock the plans were made by, under the lease: how old a deferred volume's newest backup is.
+    now: datetime.datetime = None
 
 
 def act(module, registry, targets, plans, result):
@@ -325,7 +334,7 @@ def act(module, registry, targets, plans, result):
     if fresh is None:
         return Creation(plans, [], started)
     creation = Creation(fresh, created, started, still_pending='still pending after %ss' % p['wait_timeout'],
-                        copies=[copy_result(*copy) for copy in moment['copies']])
+                        copies=[copy_result(*copy) for copy in moment['copies']], now=moment['now'])
     made = [snapshot for _plan, snapshot, error in created if error is None]
     try:
         creation.latest, creation.settled_at = cycle.wait_until_settled(registry, made, p['wait_timeout'] if p['wait'] else 0)
@@ -335,6 +344,25 @@ def act(module, registry, targets, plans, result):
         creation.still_pending = 'state unknown, waiting failed: %s' % exc
         module.warn('waiting for the new snapshots failed: %s' % exc)
     return creation
+
+
+DEFERRED_GRACE = 2  # smallest deltas a deferred volume's newest ready backup may be old before the deferral fails it
+
+
+def deferred_overdue(plan, force, now):
+    """Why a deferred create must fail the volume, or None: a rate limit that keeps postponing a backup must not be silent."""
+    newest = plan.newest
+    if force:
+        return 'a forced snapshot was not made'
+    if newest is None:
+        return 'the volume has no ready backup'
+    if plan.target.policy is None:
+        return None
+    bound = DEFERRED_GRACE * datetime.timedelta(microseconds=retention.nominal_length(plan.target.policy.smallest))
+    if now - newest.created_at > bound:
+        return 'its newest ready backup %s (%s) is older than %d x %s' % (
+            newest.name, newest.created_at.isoformat(), DEFERRED_GRACE, plan.target.policy.tokens[0])
+    return None
 
 
 def report(params, creation, lease_held=None):
@@ -347,8 +375,10 @@ def report(params, creation, lease_held=None):
             continue
         snapshot, error = outcome[plan.target.key]
         if isinstance(error, Deferred):
-            # The cloud's rate limit, after the retry budget: the next run tries again; not a failure.
-            volumes.append(dict(volume_result(plan, 'deferred', 'deferred: %s' % error), state='deferred'))
+            # The cloud's rate limit, after the retry budget: the next run tries again; a failure only once the backup is overdue.
+            overdue = deferred_overdue(plan, params['force'], creation.now or datetime.datetime.now(datetime.timezone.utc))
+            entry = volume_result(plan, 'failed' if overdue else 'deferred', 'deferred: %s%s' % (error, '; %s' % overdue if overdue else ''))
+            volumes.append(dict(entry, state='deferred'))
             continue
         if error is not None:
             volumes.append(volume_result(plan, 'failed', str(error)))

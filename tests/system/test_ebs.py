@@ -118,15 +118,17 @@ def test_with_a_fifth_of_ec2_requests_failing_a_cycle_over_50_volumes_completes_
     assert after == {i for ids in per_volume.values() for i in ids}, "each volume's only snapshot is its newest: kept"
 
 
-def test_a_create_throttled_past_the_budget_is_deferred_not_failed(cluster, kube, namespace, ec2_server, aws):
+def test_a_create_throttled_past_the_budget_is_deferred_and_fails_the_volume_that_has_no_backup(cluster, kube, namespace, ec2_server, aws):
     ec2 = ec2_client(ec2_server)
     volume_id = ebs_claim(kube, ec2, namespace, "busy")
     ec2_server.reset(fault_rate=1.0, faulted_actions={"CreateSnapshot"}, fault_kinds=("throttle",))
     made = module("k8s_pv_snapshot", cluster, namespace, aws, aws_max_attempts=2)
     ec2_server.reset()
-    assert not made.get("failed") and made["deferred"] == 1, made
+    # Deferred (not retried blindly), but a volume with no backup at all must not pass silently run after run.
+    assert made.get("failed") and made["deferred"] == 0, made
     [volume] = made["volumes"]
-    assert (volume["action"], volume["state"]) == ("deferred", "deferred") and "RequestLimitExceeded" in volume["reason"], volume
+    assert (volume["action"], volume["state"]) == ("failed", "deferred") and "RequestLimitExceeded" in volume["reason"], volume
+    assert made["failed_volumes"] == ["%s/busy: %s" % (namespace, volume["reason"])] and volume["reason"].endswith("the volume has no ready backup")
     assert ours(ec2, **{"volume-id": volume_id}) == []
 
 
@@ -204,10 +206,16 @@ def test_copies_to_another_region_carry_the_ownership_tags_and_are_expired_apart
     originals = [module("k8s_pv_snapshot", cluster, namespace, aws, pvc="data", force=True)["volumes"][0] for _index in range(2)]
     assert [o["state"] for o in originals] == ["ready", "ready"]
     with_copies = dict(aws, aws_copy_to="us-west-2")
+    # Turned on, copies start from the newest completed snapshot: the older history is not copied all at once.
     preview = module("k8s_pv_snapshot", cluster, namespace, with_copies, check=True)
-    assert [c["action"] for c in preview["copies"]] == ["would_copy"] * 2 and ours(oregon, **{"tag:kubesnap.io/namespace": namespace}) == []
+    assert [(c["action"], c["snapshot"]) for c in preview["copies"]] == [("would_copy", originals[1]["snapshot"])], preview
+    assert ours(oregon, **{"tag:kubesnap.io/namespace": namespace}) == []
     copied = module("k8s_pv_snapshot", cluster, namespace, with_copies)
-    assert not copied.get("failed") and [c["action"] for c in copied["copies"]] == ["copied"] * 2, copied
+    assert not copied.get("failed") and [c["action"] for c in copied["copies"]] == ["copied"], copied
+    # A snapshot taken later is copied by the first run that finds it completed.
+    assert module("k8s_pv_snapshot", cluster, namespace, with_copies, pvc="data", force=True)["volumes"][0]["state"] == "ready"
+    later = module("k8s_pv_snapshot", cluster, namespace, with_copies)
+    assert not later.get("failed") and [c["action"] for c in later["copies"]] == ["copied"], later
     copies = ours(oregon, **{"tag:kubesnap.io/namespace": namespace})
     assert len(copies) == 2
     for copy in copies:
@@ -221,7 +229,7 @@ def test_copies_to_another_region_carry_the_ownership_tags_and_are_expired_apart
     assert not expired.get("failed"), expired
     plans = {v["volume"]: v for v in expired["volumes"]}
     assert sorted(plans) == ["%s/data" % namespace, "%s/data (copies in us-west-2)" % namespace]
-    assert [len(plan["expire"]) for plan in plans.values()] == [1, 1] and [len(plan["keep"]) for plan in plans.values()] == [1, 1], plans
+    assert [len(plan["expire"]) for plan in plans.values()] == [2, 1] and [len(plan["keep"]) for plan in plans.values()] == [1, 1], plans
     assert len(ours(oregon, **{"tag:kubesnap.io/namespace": namespace})) == 1 and len(ours(ec2, **{"volume-id": volume_id})) == 1
 
 

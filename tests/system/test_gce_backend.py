@@ -110,17 +110,31 @@ def test_adopted_k8s_snapshots_snapshots_count_and_expire_with_the_volume(cluste
     assert 1 <= harness.writes().count("compute.snapshots.delete") == len({"pvc-data-9d", "pvc-data-10d", "pvc-data-11d"} - left)
 
 
-def test_a_disk_rate_limited_past_the_budget_is_deferred_not_failed(cluster, namespace, harness):
+def owned_labels(harness, namespace, claim):
+    return {"kubesnap-managed-by": "kubesnap", "kubesnap-volume": harness.pv_uid(namespace, claim), "kubesnap-namespace": namespace,
+            "kubesnap-source": "pvc-annotation"}
+
+
+def test_a_disk_rate_limited_past_the_budget_is_deferred_and_fails_only_once_its_backup_is_overdue(cluster, namespace, harness):
     disk = harness.claim(namespace, "data", annotations={DELTAS: "PT1H P1D"})
     harness.fake.add_snapshot("by-hand", disk, {"team": "db"}, age=60)  # not ours: the volume is due, but GCE refuses a second one
     harness.fake.rate_limit_window = 600
+    # Its newest backup is 90 minutes old: due (PT1H), but younger than twice the smallest delta, a deferral is no failure yet.
+    harness.fake.add_snapshot("ours-90m", disk, owned_labels(harness, namespace, "data"), age=90 * 60)
     result = snap(cluster, namespace, harness, gce_retry_budget=4)
     assert not result.get("failed"), result
     [volume] = result["volumes"]
     assert (volume["action"], volume["state"], result["deferred"]) == ("deferred", "deferred", 1), volume
     assert "RESOURCE_OPERATION_RATE_EXCEEDED" in volume["reason"]
     assert harness.writes().count("compute.disks.createSnapshot") >= 2, "retried with backoff before deferring"
-    assert [s["name"] for s in harness.fake.live_snapshots()] == ["by-hand"]
+    assert sorted(s["name"] for s in harness.fake.live_snapshots()) == ["by-hand", "ours-90m"]
+    # Three hours old: a limit that keeps deferring the volume fails it, naming it and its newest backup.
+    harness.fake.snapshots.pop((PROJECT, "ours-90m"))
+    harness.fake.add_snapshot("ours-3h", disk, owned_labels(harness, namespace, "data"), age=3 * 3600)
+    overdue = snap(cluster, namespace, harness, gce_retry_budget=4)
+    [volume] = overdue["volumes"]
+    assert overdue.get("failed") and (volume["action"], volume["state"], overdue["deferred"]) == ("failed", "deferred", 0), overdue
+    assert overdue["failed_volumes"] == ["%s/data: %s" % (namespace, volume["reason"])] and "newest ready backup ours-3h" in volume["reason"]
 
 
 def test_with_a_fifth_of_requests_failing_a_cycle_over_50_volumes_completes_without_duplicates(cluster, namespace, harness):
@@ -131,6 +145,8 @@ def test_with_a_fifth_of_requests_failing_a_cycle_over_50_volumes_completes_with
         harness.kube.wait_pvc_bound(namespace, claim)
     for claim in claims[:5]:  # snapshotted by hand a minute ago: GCE refuses another one of these disks for ten minutes
         harness.fake.add_snapshot("by-hand-%s" % claim, harness.disks[(namespace, claim)], {"team": "db"}, age=60)
+        # A backup of ours 90 minutes old: due, but recent enough that a deferral does not fail the task.
+        harness.fake.add_snapshot("earlier-%s" % claim, harness.disks[(namespace, claim)], owned_labels(harness, namespace, claim), age=90 * 60)
     harness.fake.fault_rate = 0.2  # 429 rateLimitExceeded, 503 backendError, or carried out with the answer lost
     harness.fake.rate_limit_window = 600
     result = snap(cluster, namespace, harness, gce_retry_budget=10)
@@ -140,7 +156,7 @@ def test_with_a_fifth_of_requests_failing_a_cycle_over_50_volumes_completes_with
     deferred = {v["volume"] for v in result["volumes"] if v["action"] == "deferred"}
     assert deferred >= {"%s/%s" % (namespace, claim) for claim in claims[:5]} and result["deferred"] == len(deferred)
     for snapshot in harness.fake.live_snapshots():
-        if snapshot["name"].startswith("by-hand-"):
+        if snapshot["name"].startswith(("by-hand-", "earlier-")):
             harness.fake.snapshots.pop((PROJECT, snapshot["name"]))  # out of the way of the count below
     per_disk = collections.Counter(gce.resource_path(s["sourceDisk"]) for s in harness.fake.live_snapshots())
     assert max(per_disk.values()) == 1, "a retried create (the same requestId) never makes a second snapshot"
@@ -151,6 +167,33 @@ def test_with_a_fifth_of_requests_failing_a_cycle_over_50_volumes_completes_with
     again = snap(cluster, namespace, harness)
     assert {v["volume"] for v in again["volumes"] if v["action"] == "created"} == deferred, again
     assert collections.Counter(v["action"] for v in again["volumes"]) == {"skipped": 50 - len(deferred), "created": len(deferred)}
+
+
+def test_with_a_fifth_of_requests_failing_expiry_deletes_nothing_it_should_keep(cluster, namespace, harness):
+    claims = ["data-%d" % index for index in range(10)]
+    for claim in claims:
+        harness.claim(namespace, claim, annotations={DELTAS: "PT1H P1D"}, wait=False)
+    kept_anyway = set()
+    for claim in claims:
+        harness.kube.wait_pvc_bound(namespace, claim)
+        disk, labels = harness.disks[(namespace, claim)], owned_labels(harness, namespace, claim)
+        harness.fake.add_snapshot("%s-newest" % claim, disk, labels, age=60)
+        for hours in (30, 31, 50, 51):  # two in each of two days: P1D keeps one of each pair
+            harness.fake.add_snapshot("%s-%dh" % (claim, hours), disk, labels, age=hours * 3600)
+        harness.fake.add_snapshot("%s-by-hand" % claim, disk, {"team": "db"}, age=60 * 3600)
+        harness.fake.add_snapshot("%s-k8s-snapshots" % claim, disk, {"created-by": "k8s-snapshots"}, age=60 * 3600)
+        kept_anyway |= {"%s-newest" % claim, "%s-by-hand" % claim, "%s-k8s-snapshots" % claim}
+    harness.fake.fault_rate = 0.2  # 429, 503, or carried out with the answer lost
+    expired = run_module("snapshot_expire", str(cluster.kubeconfig), namespace=namespace, lease_namespace=namespace, gce_project=PROJECT,
+                         **dict(harness.args, gce_retry_budget=10))
+    harness.fake.fault_rate = 0.0
+    left = {s["name"] for s in harness.fake.live_snapshots()}
+    # Each disk's newest backup, and what is not ours, survive whatever the faults; so does everything the plan kept.
+    assert kept_anyway <= left, sorted(kept_anyway - left)
+    planned_kept = {s["name"] for volume in expired["volumes"] for s in volume["keep"]}
+    assert {"%s-newest" % claim for claim in claims} <= planned_kept and planned_kept <= left, sorted(planned_kept - left)
+    deleted = {s["name"] for volume in expired["volumes"] for s in volume["expire"]} - left
+    assert deleted and all(name.endswith("h") for name in deleted), "it expired something, and only old snapshots of ours"
 
 
 def read_permissions():

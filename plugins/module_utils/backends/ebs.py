@@ -4,7 +4,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
+import os
 import re
 import threading
 import time
@@ -56,6 +58,12 @@ NOT_FOUND = frozenset(('InvalidSnapshot.NotFound', 'InvalidVolume.NotFound'))
 TIME_FORMAT = '%Y%m%d%H%M%S'
 POLL_INTERVAL = 5.0
 PAGE_SIZE = 1000
+# Values one DescribeSnapshots filter takes; a settle poll asks for this many ids a request.
+FILTER_VALUES = 200
+# Polls in a row a new snapshot may be missing from the listings (eventually consistent) before it counts as deleted.
+MISSED_POLLS = 3
+# Pauses between the looks for the snapshot of a create whose answer was lost (listings are eventually consistent).
+LANDED_PAUSES = (0.5, 1.0, 2.0, 4.0)
 
 
 def _env_fallback(*names):
@@ -63,8 +71,10 @@ def _env_fallback(*names):
 
 
 # amazon.aws's option names (their aws_* aliases), so that module_defaults and environments carry over. Region and endpoint
-# are read by boto3 itself from AWS_REGION/AWS_DEFAULT_REGION and AWS_ENDPOINT_URL when unset, and setting them sets up
-# the backend for a run that finds no EBS volume (to expire the snapshots of deleted ones), so they take no env fallback.
+# take no Ansible env fallback: setting them sets up the backend for a run that finds no EBS volume (to expire the snapshots
+# of deleted ones), and an AWS_REGION that every pod on EKS has must not make a CSI-only run call EC2. The region of a volume
+# that shows none is read from REGION_ENV when the option is unset (see _region_option); boto3 reads AWS_ENDPOINT_URL itself.
+REGION_ENV = ('AWS_REGION', 'AWS_DEFAULT_REGION')
 OPTION_SPEC = {
     'aws_access_key': {'type': 'str', 'no_log': True, 'aliases': ['aws_access_key_id'],
                        'fallback': _env_fallback('AWS_ACCESS_KEY_ID', 'AWS_ACCESS_KEY', 'EC2_ACCESS_KEY')},
@@ -84,6 +94,11 @@ OPTION_SPEC = {
 
 class EbsError(base.BackendError):
     """An EC2 request that failed; the message names the operation and AWS's code."""
+
+
+def _region_option(params):
+    """aws_region, else the environment's AWS_REGION or AWS_DEFAULT_REGION (as boto3 and amazon.aws read them), else None."""
+    return params.get('aws_region') or next((os.environ[name] for name in REGION_ENV if os.environ.get(name)), None)
 
 
 def region_of_zone(zone):
@@ -123,6 +138,14 @@ def _tag_list(tags):
     return [{'Key': key, 'Value': cut(value, TAG_VALUE_LIMIT) if len(value) > TAG_VALUE_LIMIT else value} for key, value in tags.items() if value]
 
 
+def _copy_of_time(tags):
+    """When a copy's original was taken, else None: a copy is weighed by the moment its data is of, not when it was copied."""
+    try:
+        return parse_timestamp(tags[COPY_OF_TIME_TAG])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def snapshot_from_ec2(item, region, volume_key=None):
     """A Snapshot record from DescribeSnapshots; `volume_key` maps an adopted snapshot (no tag of ours) to its volume."""
     tags = _tags(item.get('Tags'))
@@ -130,7 +153,8 @@ def snapshot_from_ec2(item, region, volume_key=None):
     copy = COPY_OF_TAG in tags
     return base.Snapshot(
         backend=EbsBackend.name, id='%s/%s' % (region, item['SnapshotId']), name=tags.get(NAME_TAG) or item['SnapshotId'],
-        volume_key=volume_key or tags.get(base.VOLUME_KEY, ''), created_at=item['StartTime'], state=state, labels=tags,
+        volume_key=volume_key or tags.get(base.VOLUME_KEY, ''), created_at=(_copy_of_time(tags) if copy else None) or item['StartTime'],
+        state=state, labels=tags,
         annotations={key: tags[key] for key in (base.POLICY_ANNOTATION, base.ORIGIN_ANNOTATION) if key in tags},
         namespace=tags.get(NAMESPACE_TAG), size='%dGi' % item['VolumeSize'] if item.get('VolumeSize') is not None else None,
         error=(item.get('StateMessage') or 'snapshot failed') if state == base.FAILED else None,
@@ -237,11 +261,11 @@ class EbsBackend:
         labels = _pv_labels(pv)
         zone = zone or next((labels[key] for key in ZONE_KEYS if labels.get(key)), None) or next(_affinity_values(pv, ZONE_KEYS), None)
         region = region_of_zone(zone) or next((labels[key] for key in REGION_KEYS if labels.get(key)), None) \
-            or next(_affinity_values(pv, REGION_KEYS), None) or self._params.get('aws_region')
+            or next(_affinity_values(pv, REGION_KEYS), None) or _region_option(self._params)
         if not region or not REGION.match(region):
             # Guessing would list another region and find none of its snapshots: the volume would be snapshotted every run.
             raise base.TargetError('spec.nodeAffinity', 'the region of %s is unknown: no zone in the volume id, labels (%s) or nodeAffinity, '
-                                   'and no aws_region option' % (volume_id, ZONE_KEYS[0]))
+                                   'and no aws_region option (nor %s)' % (volume_id, ZONE_KEYS[0], ' or '.join(REGION_ENV)))
         return {'volume_id': volume_id, 'region': region, 'zone': zone, 'kind': kind, 'taken_of': volume_id}
 
     # -- clients --------------------------------------------------------------------------------------------------------
@@ -320,14 +344,14 @@ class EbsBackend:
     def create(self, target, now):
         """CreateSnapshot with the ownership tags in the request; rate limits waited out, then Deferred.
 
-        The create is not idempotent, so a lost answer (5xx, timeout) is followed by a look for the snapshot it may have
-        made (by its Name tag and volume) before trying again: a retry must not leave two snapshots.
+        The create is not idempotent (no client token), so a lost answer (5xx, timeout) is never followed by another create:
+        the snapshot it may have made is looked for (by its Name tag and volume) over LANDED_PAUSES (7.5 s), as listings are
+        eventually consistent; when it does not show, the volume is deferred and the next run's listing decides.
         """
         region = target.volume['region']
         name = self.snapshot_name(target, now)
         tags = self.tags_of(target, name)
-        # CreateSnapshot is not idempotent (no client token), so botocore must not resend it blindly: this loop looks for a
-        # landed one first. Its budget is aws_max_attempts, as for the requests botocore retries.
+        # Not resent by botocore (retries=False): only a rate limit's refusal is tried again here, within aws_max_attempts.
         pauses = delays((self._params.get('aws_max_attempts') or 8) - 1, base=0.5, cap=10.0)
         while True:
             try:
@@ -337,18 +361,26 @@ class EbsBackend:
                 item.setdefault('Tags', _tag_list(tags))
                 return snapshot_from_ec2(item, region)
             except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
-                if _uncertain(exc):
-                    landed = self._landed(region, target, name)
-                    if landed is not None:
-                        return landed
-                elif not _throttled(exc):
+                # A rate limit refuses the request (nothing was made): waited out and tried again.
+                if not _throttled(exc):
+                    if _uncertain(exc):
+                        return self._landed_or_deferred(region, target, name, exc)
                     raise EbsError('EC2 CreateSnapshot of %s failed: %s' % (target.volume['volume_id'], exc)) from exc
                 pause = next(pauses, None)
                 if pause is None:
-                    if _throttled(exc):
-                        raise base.Deferred('EC2 kept refusing CreateSnapshot of %s: %s' % (target.volume['volume_id'], error_code(exc))) from exc
-                    raise EbsError('EC2 CreateSnapshot of %s failed: %s' % (target.volume['volume_id'], exc)) from exc
+                    raise base.Deferred('EC2 kept refusing CreateSnapshot of %s: %s' % (target.volume['volume_id'], error_code(exc))) from exc
                 self._sleep(pause)
+
+    def _landed_or_deferred(self, region, target, name, exc):
+        """The snapshot a create whose answer was lost made, looked for a while; Deferred when it does not show."""
+        for pause in (*LANDED_PAUSES, None):
+            landed = self._landed(region, target, name)
+            if landed is not None:
+                return landed
+            if pause is not None:
+                self._sleep(pause)
+        raise base.Deferred('EC2 CreateSnapshot of %s: the answer was lost (%s) and no snapshot %s showed within %g s; not created again, '
+                            'the next run finds it or takes one' % (target.volume['volume_id'], error_code(exc) or exc, name, sum(LANDED_PAUSES))) from exc
 
     def _landed(self, region, target, name):
         """The snapshot a create whose answer was lost made after all (ours, of this volume, by its name), or None.
@@ -365,20 +397,37 @@ class EbsBackend:
         return snapshot_from_ec2(items[0], region) if items else None
 
     def settle(self, snapshots, deadline, clock, sleep=None):
-        """Poll one DescribeSnapshots per region (up to 1,000 ids a request) until each is completed or error, or the deadline."""
+        """Poll one DescribeSnapshots per region (by a snapshot-id filter, FILTER_VALUES ids a request) until each is completed or
+        error, or the deadline.
+
+        A filter, not SnapshotIds: one id deleted meanwhile would make EC2 refuse the whole request (InvalidSnapshot.NotFound),
+        and every other snapshot of the region would stay unsettled. A missing one is reported failed, once seen and then gone,
+        or after MISSED_POLLS polls in a row without it (listings are eventually consistent: a new one may show late).
+        """
         sleep = sleep or self._sleep
         waiting = {s.id: s for s in snapshots if s.state == base.PENDING}
+        missed = dict.fromkeys(waiting, 0)
         while waiting and clock() < deadline:
             by_region = {}
             for snapshot_id in waiting:
                 region, snap = split_id(snapshot_id)
                 by_region.setdefault(region, []).append(snap)
             for region, ids in sorted(by_region.items()):
-                for start in range(0, len(ids), PAGE_SIZE):
-                    for item in self._describe(region, SnapshotIds=ids[start:start + PAGE_SIZE]):
-                        current = snapshot_from_ec2(item, region, waiting.get('%s/%s' % (region, item['SnapshotId'])).volume_key)
-                        if current.state != base.PENDING and current.id in waiting:
-                            del waiting[current.id]
+                for start in range(0, len(ids), FILTER_VALUES):
+                    chunk = ids[start:start + FILTER_VALUES]
+                    answered = {item['SnapshotId']: item for item in self._describe(
+                        region, OwnerIds=['self'], Filters=[{'Name': 'snapshot-id', 'Values': chunk}])}
+                    for snap in chunk:
+                        snapshot_id = '%s/%s' % (region, snap)
+                        if snap not in answered:
+                            missed[snapshot_id] = MISSED_POLLS if missed[snapshot_id] < 0 else missed[snapshot_id] + 1
+                            if missed[snapshot_id] >= MISSED_POLLS:
+                                yield dataclasses.replace(waiting.pop(snapshot_id), state=base.FAILED, error='deleted before it became ready')
+                            continue
+                        missed[snapshot_id] = -1  # seen: gone from a later listing means deleted
+                        current = snapshot_from_ec2(answered[snap], region, waiting[snapshot_id].volume_key)
+                        if current.state != base.PENDING:
+                            del waiting[snapshot_id]
                             yield current
             if waiting:
                 sleep(max(0.0, min(POLL_INTERVAL, deadline - clock())))
@@ -452,9 +501,11 @@ class EbsBackend:
         return volume
 
     def copies_missing(self, owned_by_key):
-        """Completed snapshots of ours to copy to `aws_copy_to`: those taken after the original of their volume's newest copy there.
+        """Completed snapshots of ours to copy to `aws_copy_to`: those taken after the original of their volume's newest copy there,
+        or only the newest completed one of a volume with no copy yet.
 
-        Only those: an original whose copy has already expired (or that predates the copies) is not copied again.
+        Only those: an original whose copy has already expired (or that predates the copies) is not copied again, and turning
+        copies on does not copy a volume's whole history at once (copies of old originals would mostly expire at once).
         """
         region = self._params.get('aws_copy_to')
         if not region:
@@ -465,8 +516,9 @@ class EbsBackend:
             copies = [s for s in ours if s.copy_group == region]
             copied = {s.labels.get(COPY_OF_TAG) for s in copies}
             since = max((parse_timestamp(s.labels[COPY_OF_TIME_TAG]) for s in copies if s.labels.get(COPY_OF_TIME_TAG)), default=None)
-            missing += [s for s in ours if s.copy_group is None and s.state == base.READY and split_id(s.id)[0] != region
-                        and s.id not in copied and (since is None or s.created_at > since)]
+            wanted = [s for s in ours if s.copy_group is None and s.state == base.READY and split_id(s.id)[0] != region
+                      and s.id not in copied and (since is None or s.created_at > since)]
+            missing += wanted if copies or not wanted else [max(wanted, key=lambda s: s.created_at)]
         return missing
 
     def copy(self, snapshot):

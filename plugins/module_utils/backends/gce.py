@@ -652,13 +652,18 @@ class GceBackend:
             operation = self.api.call('POST', '%s/wait' % resource_path(operation['selfLink']))
         return operation
 
-    def _get_snapshot(self, project, name):
+    def _get_item(self, project, name):
+        """The snapshot resource `name` of `project`, or None when there is none."""
         try:
-            return self.snapshot_from_resource(self.api.call('GET', 'projects/%s/global/snapshots/%s' % (project, name)))
+            return self.api.call('GET', 'projects/%s/global/snapshots/%s' % (project, name))
         except GceError as exc:
             if exc.status == 404:
                 return None
             raise
+
+    def _get_snapshot(self, project, name):
+        item = self._get_item(project, name)
+        return self.snapshot_from_resource(item) if item is not None else None
 
     def _pending_record(self, target, volume, name, body):
         """The record of a snapshot whose operation has not finished within the bound (it exists or will: the operation is accepted)."""
@@ -668,20 +673,29 @@ class GceBackend:
                              namespace=target.namespace, source=target.snapshot_source)
 
     def settle(self, snapshots, deadline, clock, sleep=None):
-        """Yield each pending snapshot as it becomes READY or FAILED: one list per project per poll (the API has no watch)."""
+        """Yield each pending snapshot as it becomes READY or FAILED: one list per project per poll (the API has no watch).
+
+        The list asks only for our snapshots that are not READY, so a poll does not read the project's whole history; a waited
+        one missing from it became READY or was deleted, which one GET tells (once per snapshot).
+        """
         sleep = sleep or self._sleep
         waiting = {s.id: s for s in snapshots if s.state == base.PENDING}
         pauses = delays(None, base=1.0, cap=15.0)
+        unready = '(labels.%s = "%s") (status != "READY")' % (LABEL_KEYS[base.MANAGED_BY_KEY], base.MANAGED_BY_VALUE)
         while waiting and clock() < deadline:
             sleep(max(0.0, min(1.0 + next(pauses, 15.0), deadline - clock())))
-            current = {s.id: s for s in self.list_owned()}
-            for sid in list(waiting):
-                snapshot = current.get(sid)
-                if snapshot is None:
-                    yield dataclasses.replace(waiting.pop(sid), state=base.FAILED, error='deleted before it became ready')
-                elif snapshot.state != base.PENDING:
-                    del waiting[sid]
-                    yield snapshot
+            for project in sorted({SNAPSHOT_ID.match(sid)['project'] for sid in waiting}):
+                listed = {item.get('name'): item for item in self._list(project, unready)}
+                for sid in [sid for sid in waiting if SNAPSHOT_ID.match(sid)['project'] == project]:
+                    name = waiting[sid].name
+                    item = listed[name] if name in listed else self._get_item(project, name)
+                    if item is None or item.get('status') not in STATES:  # gone, or DELETING
+                        yield dataclasses.replace(waiting.pop(sid), state=base.FAILED, error='deleted before it became ready')
+                        continue
+                    snapshot = self.snapshot_from_resource(item)
+                    if snapshot.state != base.PENDING:
+                        del waiting[sid]
+                        yield snapshot
 
     # Deleting ----------------------------------------------------------------------------------------------------
 

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import datetime
+import json
+from pathlib import Path
 
 import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import Registry
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import PENDING, READY, Deferred, TargetError
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.ebs import EbsBackend, region_of_zone, snapshot_from_ec2
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import (
+    FAILED, MANAGED_BY_KEY, MANAGED_BY_VALUE, PENDING, READY, Deferred, TargetError,
+)
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.ebs import K8S_SNAPSHOTS_TAG, EbsBackend, region_of_zone, snapshot_from_ec2
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.targets import Inventory, Options, Target, discover
 
 from .factories import bound, pv, snapshot_class
@@ -47,12 +51,28 @@ def test_the_region_comes_from_the_volume_then_the_option(source, labels, affini
     assert EbsBackend(params).identify(volume, None, {})['region'] == region
 
 
-def test_a_volume_whose_region_is_unknown_is_refused_not_guessed():
+def test_a_volume_whose_region_is_unknown_is_refused_not_guessed(monkeypatch):
+    monkeypatch.delenv('AWS_REGION', raising=False)
+    monkeypatch.delenv('AWS_DEFAULT_REGION', raising=False)
     with pytest.raises(TargetError, match='the region of %s is unknown' % VOL):
         EbsBackend({}).identify(ebs_pv('pv-a', 'db/data', CSI_EBS), None, {})
     with pytest.raises(TargetError, match="'vol-nope' is not an EBS volume"):
         EbsBackend({}).identify(ebs_pv('pv-a', 'db/data', {'awsElasticBlockStore': {'volumeID': 'vol-nope'}}), None, {})
     assert region_of_zone('us-east-1a') == 'us-east-1' and region_of_zone('nowhere') is None
+
+
+@pytest.mark.parametrize('env, region', [({'AWS_REGION': 'eu-north-1', 'AWS_DEFAULT_REGION': 'us-east-2'}, 'eu-north-1'),
+                                         ({'AWS_DEFAULT_REGION': 'us-east-2'}, 'us-east-2')])
+def test_a_bare_volume_takes_the_region_of_the_environment_when_the_option_is_unset(monkeypatch, env, region):
+    for name in ('AWS_REGION', 'AWS_DEFAULT_REGION'):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    bare = ebs_pv('pv-a', 'db/data', CSI_EBS)
+    assert EbsBackend({}).identify(bare, None, {})['region'] == region
+    assert EbsBackend({'aws_region': 'ap-east-1'}).identify(bare, None, {})['region'] == 'ap-east-1', 'the option wins'
+    # The environment is no reason to call EC2 in a run that finds no EBS volume (every EKS pod has AWS_REGION).
+    assert EbsBackend.from_params({}, None, Inventory(pvs=[], pvcs=[])) is None
 
 
 def registry(pvs, pvcs, params, classes=()):
@@ -121,12 +141,31 @@ def test_settle_polls_until_a_pending_snapshot_completes_with_one_request_per_po
     stub = stubbed(backend)
     for state in ('pending', 'pending', 'completed'):
         stub.add_response('describe_snapshots', {'Snapshots': [item('snap-1', state), item('snap-2', 'error')][:1 if state != 'completed' else 2]},
-                          {'SnapshotIds': ANY, 'MaxResults': 1000})
+                          {'OwnerIds': ['self'], 'Filters': [{'Name': 'snapshot-id', 'Values': ANY}], 'MaxResults': 1000})
     pending = [backend_snapshot('snap-1'), backend_snapshot('snap-2')]
     ticks = iter(range(100))
     settled = list(backend.settle(pending, deadline=50, clock=lambda: next(ticks), sleep=lambda _s: None))
     stub.assert_no_pending_responses()
     assert sorted((s.id, s.state) for s in settled) == [('us-east-1/snap-1', READY), ('us-east-1/snap-2', 'failed')]
+
+
+def test_a_snapshot_deleted_while_pending_fails_alone_and_the_others_of_its_region_still_settle():
+    # By SnapshotIds, EC2 refuses the whole request when one id is gone (InvalidSnapshot.NotFound): a filter ignores it.
+    backend = EbsBackend({'aws_region': 'us-east-1'})
+    stub = stubbed(backend)
+    by_filter = {'OwnerIds': ['self'], 'Filters': [{'Name': 'snapshot-id', 'Values': ['snap-1', 'snap-2', 'snap-3']}], 'MaxResults': 1000}
+    stub.add_response('describe_snapshots', {'Snapshots': [item('snap-1', 'pending'), item('snap-3', 'pending')]}, by_filter)
+    stub.add_response('describe_snapshots', {'Snapshots': [item('snap-1', 'completed')]}, by_filter)
+    # snap-3 was seen and is gone now: deleted. snap-2 never showed up: deleted after three polls (listings may lag).
+    stub.add_response('describe_snapshots', {'Snapshots': []},
+                      dict(by_filter, Filters=[{'Name': 'snapshot-id', 'Values': ['snap-2']}]))
+    pending = [backend_snapshot('snap-1'), backend_snapshot('snap-2'), backend_snapshot('snap-3')]
+    ticks = iter(range(100))
+    settled = list(backend.settle(pending, deadline=50, clock=lambda: next(ticks), sleep=lambda _s: None))
+    stub.assert_no_pending_responses()
+    assert [(s.id, s.state, s.error) for s in settled] == [
+        ('us-east-1/snap-1', READY, None), ('us-east-1/snap-3', FAILED, 'deleted before it became ready'),
+        ('us-east-1/snap-2', FAILED, 'deleted before it became ready')]
 
 
 def backend_snapshot(snapshot_id):
@@ -143,6 +182,42 @@ def test_a_create_throttled_past_its_budget_is_deferred():
     with pytest.raises(Deferred, match='SnapshotCreationPerVolumeRateExceeded'):
         backend.create(target, NOW)
     stub.assert_no_pending_responses()
+
+
+def ebs_target():
+    return Target(key='uid-1', pv='pv-a', namespace='db', pvc='data', policy=None, source='pvc-annotation', origin='pvc/db/data',
+                  backend='aws', volume={'volume_id': VOL, 'region': 'us-east-1', 'zone': None, 'kind': 'csi', 'taken_of': VOL})
+
+
+@pytest.mark.parametrize('lost', [{'service_error_code': 'InternalError', 'http_status_code': 500},
+                                  {'service_error_code': 'Unavailable', 'http_status_code': 503}])
+def test_a_create_whose_answer_was_lost_is_never_sent_again_and_is_deferred_when_it_does_not_show(lost):
+    slept = []
+    backend = EbsBackend({'aws_region': 'us-east-1', 'aws_max_attempts': 8}, sleep=slept.append)
+    creates, reads = stubbed(backend, retries=False), stubbed(backend)
+    creates.add_client_error('create_snapshot', **lost)
+    look = {'OwnerIds': ['self'], 'Filters': ANY, 'MaxResults': 1000}
+    for _look in range(5):  # the listing may lag the create: looked for over several seconds, never created again
+        reads.add_response('describe_snapshots', {'Snapshots': []}, look)
+    with pytest.raises(Deferred, match='the answer was lost .* not created again'):
+        backend.create(ebs_target(), NOW)
+    creates.assert_no_pending_responses()
+    reads.assert_no_pending_responses()
+    assert sum(slept) == 7.5
+
+
+def test_a_create_whose_answer_was_lost_returns_the_snapshot_once_the_listing_shows_it():
+    backend = EbsBackend({'aws_region': 'us-east-1'}, sleep=lambda _s: None)
+    creates, reads = stubbed(backend, retries=False), stubbed(backend)
+    creates.add_client_error('create_snapshot', service_error_code='InternalError', http_status_code=500)
+    name = backend.snapshot_name(ebs_target(), NOW)
+    look = {'OwnerIds': ['self'], 'Filters': [{'Name': 'tag:Name', 'Values': [name]}, {'Name': 'volume-id', 'Values': [VOL]},
+                                              {'Name': 'tag:kubesnap.io/volume', 'Values': ['uid-1']}], 'MaxResults': 1000}
+    reads.add_response('describe_snapshots', {'Snapshots': []}, look)
+    reads.add_response('describe_snapshots', {'Snapshots': [item('snap-9', 'pending')]}, look)
+    assert backend.create(ebs_target(), NOW).id == 'us-east-1/snap-9'
+    creates.assert_no_pending_responses()
+    reads.assert_no_pending_responses()
 
 
 def copy_of(original, region='us-west-2', hours=0):
@@ -165,6 +240,21 @@ def test_only_completed_originals_taken_after_the_newest_copied_one_are_copied()
     assert EbsBackend({'aws_region': 'us-east-1'}).copies_missing(owned) == []
 
 
+def test_turning_copies_on_copies_only_the_newest_completed_snapshot_of_each_volume():
+    backend = EbsBackend({'aws_region': 'us-east-1', 'aws_copy_to': 'us-west-2'})
+    history = [original('snap-%d' % hours, hours) for hours in range(5)] + [original('snap-9', 9, 'pending')]
+    other = [snapshot_from_ec2(dict(item('snap-o'), Tags=[OWNED, {'Key': 'kubesnap.io/volume', 'Value': 'uid-2'}]), 'us-east-1')]
+    assert [s.id for s in backend.copies_missing({'uid-1': history, 'uid-2': other})] == ['us-east-1/snap-4', 'us-east-1/snap-o']
+
+
+def test_a_copy_is_weighed_by_when_its_original_was_taken_not_when_it_was_copied():
+    copy = copy_of(original('snap-1', -48), hours=5)
+    assert copy.created_at == NOW - datetime.timedelta(hours=48) and copy.copy_group == 'us-west-2'
+    untimed = snapshot_from_ec2({'SnapshotId': 'snap-c', 'VolumeId': 'vol-ffffffff', 'State': 'completed', 'StartTime': NOW,
+                                 'Tags': [{'Key': 'kubesnap.io/copy-of', 'Value': 'us-east-1/snap-1'}]}, 'us-west-2')
+    assert untimed.created_at == NOW, "a copy without the tag: its own start time"
+
+
 def test_copies_are_no_backups_of_the_volume_and_are_weighed_apart():
     from ansible_collections.kubesnap.snapshots.plugins.module_utils import cycle  # pylint: disable=import-outside-toplevel
     target = Target(key='uid-1', pv='pv-a', namespace=None, pvc=None, policy=None, source='pv-annotation', origin='pv/pv-a', backend='aws',
@@ -175,3 +265,30 @@ def test_copies_are_no_backups_of_the_volume_and_are_weighed_apart():
     assert cycle.snapshots_of(target, owned) == [first] and cycle.inconsistent_of(target, owned) == []
     assert cycle.copies_of(target, owned) == {'us-west-2': [copy]}
     assert [len(group) for _key, _namespace, group in cycle.per_namespace(owned, {'uid-1'})] == [1, 1]
+
+
+DOCS = Path(__file__).resolve().parents[4] / 'docs'
+
+
+def policy_statements(name):
+    return json.loads((DOCS / name).read_text(encoding='utf-8'))['Statement']
+
+
+def test_the_iam_policy_deletes_only_snapshots_tagged_ours_and_tags_only_in_create_requests():
+    statements = policy_statements('aws-iam-policy.json')
+    deletes = [s for s in statements if 'ec2:DeleteSnapshot' in s['Action']]
+    # Without the adopt policy, no statement lets the run delete a snapshot it did not tag as its own.
+    assert [(s['Action'], s['Resource'], s['Condition']) for s in deletes] == [
+        (['ec2:DeleteSnapshot'], 'arn:aws:ec2:*:*:snapshot/*', {'StringEquals': {'aws:ResourceTag/%s' % MANAGED_BY_KEY: MANAGED_BY_VALUE}})]
+    [tagging] = [s for s in statements if 'ec2:CreateTags' in s['Action']]
+    creates = sorted(a.split(':')[1] for s in statements for a in s['Action'] if a in ('ec2:CreateSnapshot', 'ec2:CopySnapshot', 'ec2:CreateVolume'))
+    assert tagging['Action'] == ['ec2:CreateTags'] and sorted(tagging['Condition']['StringEquals']['ec2:CreateAction']) == creates
+    assert all(s['Effect'] == 'Allow' and ('Condition' in s or not set(s['Action']) & {'ec2:DeleteSnapshot', 'ec2:CreateTags'})
+               for s in statements)
+
+
+def test_the_optional_adopt_policy_deletes_only_k8s_snapshots_snapshots():
+    [statement] = policy_statements('aws-iam-policy-adopt.json')
+    key, value = K8S_SNAPSHOTS_TAG
+    assert (statement['Effect'], statement['Action'], statement['Resource'], statement['Condition']) == (
+        'Allow', ['ec2:DeleteSnapshot'], 'arn:aws:ec2:*:*:snapshot/*', {'StringEquals': {'aws:ResourceTag/%s' % key: value}})

@@ -247,3 +247,49 @@ def test_set_up_by_a_gce_volume_or_rule_in_the_runs_namespace_or_by_its_options(
     assert gce.GceBackend.from_params({'gce_project': 'my-proj'}, None, Inventory(pvs=[], pvcs=[])) is not None
     rule = {'metadata': {'namespace': 'db', 'name': 'r'}, 'spec': {'backend': 'google', 'disk': {'name': 'd', 'zone': 'europe-west1-b'}}}
     assert gce.GceBackend.from_params({}, None, Inventory(pvs=[], pvcs=[], rules=[rule])) is not None
+
+
+class RecordedApi:
+    """Answers list and get calls from `answers` ({(method, path): [answer, ...]}, a GceError is raised); records each call."""
+
+    def __init__(self, answers):
+        self.answers = answers
+        self.calls = []
+
+    def call(self, method, path, params=None):
+        self.calls.append((method, path, (params or {}).get('filter')))
+        answer = self.answers[(method, path)].pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+def resource(name, status):
+    return {'name': name, 'status': status, 'creationTimestamp': NOW.isoformat(), 'selfLink': 'projects/p/global/snapshots/%s' % name,
+            'labels': {'kubesnap-managed-by': 'kubesnap', 'kubesnap-volume': UID}}
+
+
+def test_settle_lists_only_snapshots_not_ready_and_reads_a_missing_one_once():
+    listing = ('GET', 'projects/p/global/snapshots')
+    api = RecordedApi({
+        listing: [{'items': [resource('a', 'UPLOADING'), resource('b', 'CREATING')]}, {'items': [resource('b', 'FAILED')]}],
+        ('GET', 'projects/p/global/snapshots/a'): [resource('a', 'READY')],
+    })
+    backend = gce.GceBackend({'gce_project': 'p'}, api=api, sleep=lambda _s: None)
+    waiting = [backend.snapshot_from_resource(resource(name, 'CREATING')) for name in ('a', 'b')]
+    ticks = iter(range(100))
+    settled = list(backend.settle(waiting, deadline=50, clock=lambda: next(ticks)))
+    assert [(s.name, s.state) for s in settled] == [('a', base.READY), ('b', base.FAILED)]
+    # Each poll lists our snapshots that are not READY (not the project's whole history); `a`, gone from it, is read once.
+    assert [filter_ for _method, path, filter_ in api.calls if path == listing[1]] == [
+        '(labels.kubesnap-managed-by = "kubesnap") (status != "READY")'] * 2
+    assert [path for _method, path, _filter in api.calls if path != listing[1]] == ['projects/p/global/snapshots/a']
+
+
+def test_settle_reports_a_snapshot_deleted_while_pending_as_failed():
+    api = RecordedApi({('GET', 'projects/p/global/snapshots'): [{}],
+                       ('GET', 'projects/p/global/snapshots/a'): [gce.GceError(404, 'notFound', 'gone', 'snapshot a')]})
+    backend = gce.GceBackend({'gce_project': 'p'}, api=api, sleep=lambda _s: None)
+    ticks = iter(range(100))
+    [settled] = backend.settle([backend.snapshot_from_resource(resource('a', 'CREATING'))], deadline=50, clock=lambda: next(ticks))
+    assert (settled.state, settled.error) == (base.FAILED, 'deleted before it became ready')

@@ -2,12 +2,14 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 from __future__ import annotations
 
+import datetime
+
 import pytest
 
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import PENDING, READY
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import FAILED, PENDING, READY, Deferred
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.cycle import plan_creation
 from ansible_collections.kubesnap.snapshots.plugins.modules.k8s_pv_snapshot import Creation, failures, report
-from ansible_collections.kubesnap.snapshots.tests.unit.plugins.module_utils.test_cycle import NOW, snap, target
+from ansible_collections.kubesnap.snapshots.tests.unit.plugins.module_utils.test_cycle import NOW, POLICY, snap, target
 
 
 def settled(state, still_pending='still pending after 300s'):
@@ -35,3 +37,28 @@ def test_a_scheduled_pending_snapshot_or_a_forced_ready_one_does_not_fail():
     plans, creation = settled(READY)
     params = {'force': True, 'wait': True, 'stalled_after': None}
     assert [v['action'] for v in report(params, creation)] == ['created']
+
+
+def deferred(snapshots, force=False, policy=POLICY):
+    [plan] = plan_creation([target(policy=policy)], {'k1': snapshots}, NOW, force=force)
+    creation = Creation([plan], [(plan, snap('new', 0, PENDING), Deferred('EC2 kept refusing: RequestLimitExceeded'))], 0.0, now=NOW)
+    params = {'force': force, 'wait': True, 'stalled_after': None}
+    [volume] = report(params, creation)
+    return volume, failures(params, [plan], [volume])
+
+
+def test_a_deferral_fails_the_volume_once_its_newest_backup_is_older_than_twice_the_smallest_delta():
+    # PT1H P1D: a backup 1.5 h old is due but still recent, a deferral is not a failure.
+    volume, failed = deferred([snap('recent', 1.5)])
+    assert (volume['action'], volume['state'], failed) == ('deferred', 'deferred', [])
+    volume, failed = deferred([snap('old', 2.5)])
+    assert (volume['action'], volume['state']) == ('failed', 'deferred')
+    assert failed == ['db/data-k1: deferred: EC2 kept refusing: RequestLimitExceeded; its newest ready backup old (%s) is older than 2 x PT1H'
+                      % (NOW - datetime.timedelta(hours=2.5)).isoformat()]
+
+
+def test_a_deferral_of_a_volume_with_no_ready_backup_or_of_a_forced_snapshot_fails_naming_it():
+    volume, failed = deferred([snap('broken', 3, FAILED)])
+    assert volume['action'] == 'failed' and failed == ['db/data-k1: deferred: EC2 kept refusing: RequestLimitExceeded; the volume has no ready backup']
+    volume, failed = deferred([snap('recent', 0.1)], force=True)
+    assert volume['action'] == 'failed' and failed[0].endswith('a forced snapshot was not made')
