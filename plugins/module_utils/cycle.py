@@ -34,12 +34,13 @@ def list_inventory(client, namespace=None, rules=True):
     )
 
 
-def discover_targets(client, options, params):
-    """Inventory, registry and discovery of one cluster; a one-off or a run without the rule source lists no rules.
+def discover_targets(client, options, params, orphans=False):
+    """Inventory, registry and discovery of one cluster; rules are listed for the rule source (not in a one-off, which names
+    its volume) and whenever the run plans `orphans` (a rule's disk is a live volume).
 
     `params` are the module's: the backends they set up serve the volumes.
     """
-    inventory = list_inventory(client, options.namespace, rules='rule' in options.sources and not (options.pvc or options.pv))
+    inventory = list_inventory(client, options.namespace, rules=orphans or ('rule' in options.sources and not (options.pvc or options.pv)))
     registry = Registry.for_run(params, client, inventory)
     return inventory, registry, discover(inventory, options, registry)
 
