@@ -74,6 +74,12 @@ def test_a_k8s_snapshots_aws_rule_works_as_written(cluster, kube, namespace, rul
     # The disk has no PV, but its rule is alive: its snapshots are no orphans, even with orphan_policy=expire.
     expired = module("snapshot_expire", cluster, namespace, aws, orphan_policy="expire")
     assert not expired.get("failed") and len(ours(ireland, **{"volume-id": volume_id})) == 1, expired
+    # Nor when the run reads no rules as a source: the rules are listed whenever orphans are planned.
+    for name, args in (("snapshot_expire", {"orphan_policy": "expire"}), ("snapshot_info", {})):
+        result = module(name, cluster, namespace, aws, sources=["annotation"], **args)
+        orphans = [v for v in result["volumes"] if v.get("orphan")] if name == "snapshot_expire" else result["orphans"]
+        assert not result.get("failed") and orphans == [], result
+    assert len(ours(ireland, **{"volume-id": volume_id})) == 1
 
 
 def test_an_in_tree_volume_gets_a_readable_tagged_snapshot_in_its_region(cluster, kube, namespace, ec2_server, aws):
