@@ -194,7 +194,8 @@ def test_a_run_that_names_no_gce_option_and_serves_no_gce_volume_needs_no_gce_cr
     env = dict(os.environ, GOOGLE_APPLICATION_CREDENTIALS=str(tmp_path / "no-such-key.json"), GCE_METADATA_HOST="127.0.0.1:9")
     harness.mark()
     for name in ("snapshot_expire", "snapshot_info"):
-        result = run_module(name, str(cluster.kubeconfig), namespace=namespace, lease_namespace=namespace, env=env)
+        lease = {"lease_namespace": namespace} if name == "snapshot_expire" else {}
+        result = run_module(name, str(cluster.kubeconfig), namespace=namespace, env=env, **lease)
         assert not result.get("failed"), result
     assert harness.fake.calls == []
 
@@ -203,7 +204,7 @@ def test_a_disk_rule_may_not_send_the_run_to_another_project(cluster, kube, name
     harness.fake.add_disk("elsewhere", zone=ZONE, project="someone-elses-1")
     kube.custom.create_namespaced_custom_object(*RULES[:2], namespace, RULES[2], {
         "apiVersion": "%s/%s" % RULES[:2], "kind": "SnapshotRule", "metadata": {"name": "elsewhere"},
-        "spec": {"backend": "google", "deltas": "PT1H", "disk": {"name": "elsewhere", "zone": ZONE, "project": "someone-elses-1"}}})
+        "spec": {"backend": "google", "deltas": "PT1H P1D", "disk": {"name": "elsewhere", "zone": ZONE, "project": "someone-elses-1"}}})
     harness.mark()
     result = snap(cluster, namespace, harness)
     assert result["volumes"] == [] and harness.writes() == [], result
