@@ -34,12 +34,13 @@ def list_inventory(client, namespace=None, rules=True):
     )
 
 
-def discover_targets(client, options, params):
-    """Inventory, registry and discovery of one cluster; a one-off or a run without the rule source lists no rules.
+def discover_targets(client, options, params, orphans=False):
+    """Inventory, registry and discovery of one cluster; rules are listed for the rule source (not in a one-off, which names
+    its volume) and whenever the run plans `orphans` (a rule's disk is a live volume).
 
     `params` are the module's: the backends they set up serve the volumes.
     """
-    inventory = list_inventory(client, options.namespace, rules='rule' in options.sources and not (options.pvc or options.pv))
+    inventory = list_inventory(client, options.namespace, rules=orphans or ('rule' in options.sources and not (options.pvc or options.pv)))
     registry = Registry.for_run(params, client, inventory)
     return inventory, registry, discover(inventory, options, registry)
 
@@ -105,8 +106,19 @@ def inconsistent_of(target, owned_by_key):
     A snapshot of claim A labelled as volume B's (a hand-made one, or a forged target) is no backup
     of B: it is reported, never weighed, never counted as B's newest, never deleted for B.
     """
-    return [(s, 'carries the labels of volume %s (%s) but was taken of %s' % (target.key, target.display, s.source or 'an unknown source'))
-            for s in _in_namespace(target, owned_by_key) if s.copy_group is None and (s.source is None or s.source != target.snapshot_source)]
+    return [(s, _inconsistency(target, s)) for s in _in_namespace(target, owned_by_key)
+            if s.copy_group is None and (s.source is None or s.source != target.snapshot_source)]
+
+
+def _inconsistency(target, snapshot):
+    # A volume whose backend changed (the `backend` option or annotation, a new VolumeSnapshotClass) keeps its key: the old
+    # backend's backups are its, but no longer taken the way it is served. They are kept and named, never weighed or expired
+    # by the new backend's plan: switch back to expire them by the policy, or delete them by hand.
+    if snapshot.backend != target.backend:
+        return ('taken by the %s backend, which no longer serves volume %s (%s; now %s): kept, not weighed or expired; switch the '
+                'volume back to %s to expire them, or delete them by hand' % (snapshot.backend, target.key, target.display, target.backend,
+                                                                            snapshot.backend))
+    return 'carries the labels of volume %s (%s) but was taken of %s' % (target.key, target.display, snapshot.source or 'an unknown source')
 
 
 def _in_namespace(target, owned_by_key):

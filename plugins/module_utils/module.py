@@ -16,7 +16,7 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.lease import Lease, LeaseHeld, LeaseInvalid
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.messages import cut
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.targets import (
-    BACKUP_LABEL, DELTAS_ANNOTATION, Options, Problem, Target, binding_problem, deletion_problem, disk_key, rule_disk_target, volume_mismatch,
+    BACKUP_LABEL, DELTAS_ANNOTATION, Options, Problem, Target, binding_problem, deletion_problem, checked_rule_disk, disk_key, volume_mismatch,
 )
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import TargetError
 
@@ -222,8 +222,7 @@ class KubesnapModule(AnsibleModule):
         if rule is None:
             return 'origin', 'no live SnapshotRule %s' % cut(target.origin)
         try:
-            backend, volume = rule_disk_target(rule)
-            registry.get(backend.name)
+            backend, volume = checked_rule_disk(rule, registry)
         except TargetError as exc:
             return exc.field, exc.reason
         if (backend.name, disk_key(backend.name, volume), volume) != (target.backend, target.key, target.volume) \
@@ -283,20 +282,22 @@ class KubesnapModule(AnsibleModule):
     def api_calls(self):
         return dict(self._client.requests) if self._client is not None else {}
 
-    def targets(self, label_needs_policy=True):
+    def targets(self, label_needs_policy=True, orphans=False):
         """(inventory, registry, targets, problems): the given targets, or discovery's (warnings emitted).
 
         Given targets are checked against the live volumes and claims, so the inventory is listed
         whatever the targets (expiry needs it anyway for orphans and the claims' dataSources).
+        A run that plans `orphans` always lists the SnapshotRules: a rule's disk is a live volume
+        whatever the targets and sources, and its snapshots are no orphans.
         """
         given = self.given_targets()
         if given is not None:
-            # A disk target is checked against its SnapshotRule: rules are listed only then.
-            inventory = cycle.list_inventory(self.client, self.params.get('namespace'), rules=any(target.pv is None for target in given))
+            # A disk target is checked against its SnapshotRule: rules are listed then, and for orphans.
+            inventory = cycle.list_inventory(self.client, self.params.get('namespace'), rules=orphans or any(target.pv is None for target in given))
             registry = Registry.for_run(self.params, self.client, inventory)
             return (inventory, registry) + self._screened(given, inventory, registry)
         options = self.discovery_options(label_needs_policy)
-        inventory, registry, discovery = cycle.discover_targets(self.client, options, self.params)
+        inventory, registry, discovery = cycle.discover_targets(self.client, options, self.params, orphans=orphans)
         self._check_namespace(options, inventory)
         for warning in discovery.warnings:
             self.warn(warning)

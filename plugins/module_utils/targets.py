@@ -140,6 +140,17 @@ def rule_disk_target(rule):
     return backend, backend.rule_volume(disk)
 
 
+def checked_rule_disk(rule, registry):
+    """(backend, volume) of a SnapshotRule's cloud disk that the run's backend lets a rule name (not a PersistentVolume's disk,
+    not in a project or account the run was not given: rule_disk_problem); TargetError naming the field otherwise."""
+    backend_cls, volume = rule_disk_target(rule)
+    backend = registry.get(backend_cls.name)
+    problem = backend.rule_disk_problem(volume)
+    if problem is not None:
+        raise TargetError(*problem)
+    return backend, volume
+
+
 @dataclasses.dataclass(frozen=True)
 class Problem:
     """An object that asked for protection but cannot get it, and why."""
@@ -433,8 +444,7 @@ def _disk_target(claim, registry):
         policy = parse_policy(claim.policy_text)
     except PolicyError as exc:
         raise TargetError('spec.deltas', str(exc)) from exc
-    backend_cls, volume = rule_disk_target(claim.rule)
-    backend = registry.get(backend_cls.name)
+    backend, volume = checked_rule_disk(claim.rule, registry)
     return Target(key=disk_key(backend.name, volume), pv=None, namespace=claim.rule['metadata']['namespace'], pvc=None, policy=policy,
                   source=claim.source, origin=claim.origin, backend=backend.name, volume=volume)
 

@@ -380,7 +380,7 @@ def main():
     anchor = parse_timestamp(p['now']) if p['now'] else None
     result = {'changed': False, 'volumes': []}
     try:
-        inventory, registry, targets, problems = module.targets()
+        inventory, registry, targets, problems = module.targets(orphans=not (p['pvc'] or p['pv']))
 
         def plan_all():
             owned = cycle.list_owned(registry, registry.listed(targets), p['namespace'])

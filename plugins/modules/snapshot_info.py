@@ -418,7 +418,7 @@ def main():
     module = KubesnapModule(argument_spec=spec, **discovery_constraints(spec))
     now = module.now()
     try:
-        inventory, registry, targets, problems = module.targets()
+        inventory, registry, targets, problems = module.targets(orphans=True)
         owned = cycle.list_owned(registry, registry.listed(targets), module.params['namespace'])
     except (KubeError, BackendError) as exc:
         module.fail_api(exc)

@@ -63,6 +63,20 @@ class GceHarness:
             return found is not None and found["status"] == "READY"
         return exists
 
+    def rule_disk(self, namespace, claim):
+        """A SnapshotRule's `spec.disk` naming the claim's disk, as k8s-snapshots writes it (the project is the run's)."""
+        match = gce.HANDLE.match(self.disks[(namespace, claim)])
+        return {"backend": "google", "disk": {"name": match["disk"], match["scope"][:-1]: match["location"]}}
+
+    def k8s_snapshots(self, namespace, claim, name, days):
+        """A snapshot of the claim's disk as k8s-snapshots leaves it (its label, none of ours), `days` old; returns its name."""
+        self.fake.add_snapshot(name, self.disks[(namespace, claim)], {"created-by": "k8s-snapshots"}, age=3600 * 24 * days)
+        return name
+
+    def exists(self, name):
+        found = self.fake.snapshot(name)
+        return found is not None and found["status"] == "READY"
+
     def pv_uid(self, namespace, claim):
         return self.kube.core.read_persistent_volume("%s-%s" % (namespace, claim)).metadata.uid
 

@@ -111,6 +111,18 @@ class AwsHarness:
     def hold(self, snapshot):
         self.ec2.create_tags(Resources=[snapshot.uid], Tags=[{"Key": HOLD_KEY, "Value": "true"}])
 
+    def rule_disk(self, namespace, claim):
+        """A SnapshotRule's `spec.disk` naming the claim's volume, as k8s-snapshots writes it."""
+        return {"backend": "aws", "disk": {"region": REGION, "volumeId": self.volumes[(namespace, claim)]}}
+
+    def k8s_snapshots(self, namespace, claim, name, days):
+        """A snapshot of the claim's volume as k8s-snapshots leaves it (its tag, no tag of ours); returns its id."""
+        return self.ec2.create_snapshot(VolumeId=self.volumes[(namespace, claim)], Description=name, TagSpecifications=[
+            {"ResourceType": "snapshot", "Tags": [{"Key": "created-by", "Value": "k8s-snapshots"}]}])["SnapshotId"]
+
+    def exists(self, snapshot_id):
+        return bool(self.ec2.describe_snapshots(Filters=[{"Name": "snapshot-id", "Values": [snapshot_id]}])["Snapshots"])
+
     def unowned(self, namespace, claim):
         snapshot_id = self.ec2.create_snapshot(VolumeId=self.volumes[(namespace, claim)], Description="by hand")["SnapshotId"]
 
@@ -195,3 +207,49 @@ def test_expiry_deletes_only_its_own_unheld_snapshots(cluster, namespace, backen
     assert middle.id not in {s.id for s in backend.owned(namespace)}
     assert unowned_exists(), "a snapshot the collection did not make is never deleted"
     assert backend.writes().count(backend.delete_call) == 1
+
+
+@pytest.fixture(params=["aws", "gce"])
+def cloud(request, cluster, kube, audit):
+    harness, fixture = HARNESSES[request.param]
+    return harness(cluster, kube, audit, request.getfixturevalue(fixture))
+
+
+@pytest.fixture
+def other_namespace(kube, namespace):
+    name = kube.create_test_namespace("other")
+    yield name
+    kube.delete_namespace(name)
+
+
+def test_a_disk_rule_naming_another_namespaces_volume_is_refused_and_takes_over_nothing(cluster, kube, namespace, other_namespace,
+                                                                                        rule_crd, cloud):
+    # Namespace B (the fixture's) protects its volume and has k8s-snapshots' history of it; namespace A names B's disk in a rule.
+    victim = namespace
+    cloud.claim(victim, "data", annotations={DELTAS: "PT1H P1D"})
+    # k8s-snapshots' history of B's disk: made now (EC2 and the fake both date them at creation), weighed as days apart below.
+    history = [cloud.k8s_snapshots(victim, "data", "pvc-data-%d" % index, index) for index in range(3)]
+    kube.custom.create_namespaced_custom_object(*RULES[:2], other_namespace, RULES[2], {
+        "apiVersion": "%s/%s" % RULES[:2], "kind": "SnapshotRule", "metadata": {"name": "steal"},
+        "spec": dict(cloud.rule_disk(victim, "data"), deltas="PT1M PT2M")})
+    pv_name = "%s-data" % victim
+
+    cloud.mark(other_namespace)
+    taken = snap(cluster, other_namespace, cloud, adopt=["k8s-snapshots"])
+    assert taken["volumes"] == [] and cloud.writes() == [], "namespace A's rule snapshots nothing of B's volume: %s" % taken
+    assert [(p["object"], p["field"]) for p in taken["problems"]] == [("snapshotrule/%s/steal" % other_namespace, "spec.disk")], taken
+    assert pv_name in taken["problems"][0]["reason"] and "PersistentVolume" in taken["problems"][0]["reason"], taken
+
+    later = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=30)).isoformat()
+    for orphan_policy in ("keep", "expire"):
+        expired = run_module("snapshot_expire", str(cluster.kubeconfig), namespace=other_namespace, lease_namespace=other_namespace,
+                             now=later, adopt=["k8s-snapshots"], orphan_policy=orphan_policy, **cloud.args)
+        # The refused rule is a problem (it fails the task, loudly); nothing of B's is weighed or expired for it.
+        assert ["snapshotrule/%s/steal: spec.disk:" % other_namespace in failure for failure in expired.get("failed_volumes", [])] == [True], expired
+        assert all(cloud.exists(snapshot) for snapshot in history), "B's history is never weighed or expired by A's rule: %s" % expired
+    assert cloud.delete_call not in cloud.writes()
+
+    # B's own run adopts its history (the PV wins; A's rule does not move it to A's key or namespace).
+    info = run_module("snapshot_info", str(cluster.kubeconfig), namespace=victim, adopt=["k8s-snapshots"], **cloud.args)
+    assert not info.get("failed"), info
+    assert [len(volume["snapshots"]) for volume in info["volumes"]] == [3], info

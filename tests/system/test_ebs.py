@@ -74,6 +74,13 @@ def test_a_k8s_snapshots_aws_rule_works_as_written(cluster, kube, namespace, rul
     # The disk has no PV, but its rule is alive: its snapshots are no orphans, even with orphan_policy=expire.
     expired = module("snapshot_expire", cluster, namespace, aws, orphan_policy="expire")
     assert not expired.get("failed") and len(ours(ireland, **{"volume-id": volume_id})) == 1, expired
+    # Nor when the run reads no rules as a source (and lists the disk's region anyway): the rules are listed whenever orphans are planned.
+    for name, args in (("snapshot_expire", {"orphan_policy": "expire", "aws_region": "eu-west-1"}), ("snapshot_info", {"aws_region": "eu-west-1"})):
+        lease = {"lease_namespace": namespace} if name == "snapshot_expire" else {}
+        result = run_module(name, str(cluster.kubeconfig), namespace=namespace, sources=["annotation"], **dict(aws, **dict(args, **lease)))
+        orphans = [v for v in result["volumes"] if v.get("orphan")] if name == "snapshot_expire" else result["orphans"]
+        assert not result.get("failed") and orphans == [], result
+    assert len(ours(ireland, **{"volume-id": volume_id})) == 1
 
 
 def test_an_in_tree_volume_gets_a_readable_tagged_snapshot_in_its_region(cluster, kube, namespace, ec2_server, aws):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import collections
 import datetime
+import os
 import re
 from pathlib import Path
 
@@ -228,3 +229,26 @@ def test_the_documented_permissions_are_exactly_what_a_full_cycle_uses(cluster, 
     used = {call[len("compute."):] for call in harness.fake.calls}
     documented = set().union(*read_permissions().values())
     assert used == documented, "used but not documented: %s; documented but not used: %s" % (used - documented, documented - used)
+
+
+def test_a_run_that_names_no_gce_option_and_serves_no_gce_volume_needs_no_gce_credentials(cluster, namespace, harness, tmp_path):
+    # A GCE volume in the namespace that nothing protects (or that CSI serves): expiry and the report list no GCE snapshots.
+    harness.claim(namespace, "unprotected")
+    env = dict(os.environ, GOOGLE_APPLICATION_CREDENTIALS=str(tmp_path / "no-such-key.json"), GCE_METADATA_HOST="127.0.0.1:9")
+    harness.mark()
+    for name in ("snapshot_expire", "snapshot_info"):
+        lease = {"lease_namespace": namespace} if name == "snapshot_expire" else {}
+        result = run_module(name, str(cluster.kubeconfig), namespace=namespace, env=env, **lease)
+        assert not result.get("failed"), result
+    assert harness.fake.calls == []
+
+
+def test_a_disk_rule_may_not_send_the_run_to_another_project(cluster, kube, namespace, rule_crd, harness):
+    harness.fake.add_disk("elsewhere", zone=ZONE, project="someone-elses-1")
+    kube.custom.create_namespaced_custom_object(*RULES[:2], namespace, RULES[2], {
+        "apiVersion": "%s/%s" % RULES[:2], "kind": "SnapshotRule", "metadata": {"name": "elsewhere"},
+        "spec": {"backend": "google", "deltas": "PT1H P1D", "disk": {"name": "elsewhere", "zone": ZONE, "project": "someone-elses-1"}}})
+    harness.mark()
+    result = snap(cluster, namespace, harness)
+    assert result["volumes"] == [] and harness.writes() == [], result
+    assert [(p["object"], p["field"]) for p in result["problems"]] == [("snapshotrule/%s/elsewhere" % namespace, "spec.disk.project")], result

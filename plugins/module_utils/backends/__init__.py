@@ -8,6 +8,8 @@ the names targets may carry, the module options and the checks of given targets 
 
 from __future__ import annotations
 
+from ansible.module_utils.basic import env_fallback
+
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import TargetError
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.csi import CsiBackend
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.ebs import EbsBackend
@@ -40,9 +42,17 @@ def rule_backend_class(value):
     raise TargetError('spec.backend', '%s is not a cloud backend (known: %s)' % (quoted(value), ', '.join(known) or 'none'))
 
 
+# The cloud backends' shared options (k8s-snapshots' names): how snapshots are named, and whose unowned ones are weighed.
+SHARED_OPTIONS = {
+    'use_claim_name': {'type': 'bool', 'default': True, 'fallback': (env_fallback, ['USE_CLAIM_NAME'])},
+    'adopt': {'type': 'list', 'elements': 'str', 'choices': ['k8s-snapshots'], 'default': []},
+}
+
+
 def option_spec():
     """The module options all backends add, merged (copies: a module's spec may be changed by AnsibleModule)."""
     spec = {'backend': {'type': 'str', 'choices': [AUTO] + list(BACKEND_NAMES), 'default': AUTO}}
+    spec.update({name: dict(option) for name, option in SHARED_OPTIONS.items()})
     spec.update({name: dict(option) for backend in BACKENDS for name, option in backend.option_spec.items()})
     return spec
 

@@ -87,8 +87,6 @@ OPTION_SPEC = {
     'aws_retry_mode': {'type': 'str', 'choices': ['standard', 'adaptive'], 'default': 'standard'},
     'aws_max_attempts': {'type': 'int', 'default': 8},
     'aws_copy_to': {'type': 'str'},
-    'use_claim_name': {'type': 'bool', 'default': True, 'fallback': _env_fallback('USE_CLAIM_NAME')},
-    'adopt': {'type': 'list', 'elements': 'str', 'choices': ['k8s-snapshots'], 'default': []},
 }
 
 
@@ -196,20 +194,24 @@ class EbsBackend:
         self._clock = clock
         self._clients = {}
         self._lock = threading.Lock()
-        # Which key each EBS volume's snapshots belong to, for snapshots this collection adopts (no tag of ours).
-        self._key_of_volume = {}
         self._regions = set(filter(None, (params.get('aws_region'), params.get('aws_copy_to'))))
         # Listed with no target of its own (for orphans) only when the run asks for AWS; an EBS PV that nothing protects is no reason
         # to call a cloud the run may have no credentials for.
         self.always_listed = bool(params.get('backend') == self.name or params.get('aws_region') or params.get('aws_endpoint_url'))
+        # The PersistentVolumes of each EBS volume id (cluster-wide): a SnapshotRule may not name their volumes.
+        self._pv_volumes = {}
         for pv in (inventory.pvs if inventory is not None else []):
+            reference = volume_reference(pv)
+            if reference is None:
+                continue
+            self._pv_volumes.setdefault(reference[1], []).append(pv)
             try:
-                if self.claims(pv):
-                    volume = self.identify(pv, None, {})
-                    self._regions.add(volume['region'])
-                    self._key_of_volume.setdefault(volume['volume_id'], pv['metadata']['uid'])
+                self._regions.add(self.identify(pv, None, {})['region'])
             except base.TargetError:
                 continue  # reported by discovery, for the object that asks for it
+        # Who owns each volume's snapshots this collection adopts (no tag of ours): (volume key, namespace), PVs before rules.
+        owners = {volume_id: {(pv['metadata']['uid'], ((pv.get('spec') or {}).get('claimRef') or {}).get('namespace')) for pv in pvs}
+                  for volume_id, pvs in self._pv_volumes.items()}
         for rule in (inventory.rules if inventory is not None else None) or []:
             spec = rule.get('spec') if isinstance(rule.get('spec'), dict) else {}
             if spec.get('backend') in self.rule_backends and isinstance(spec.get('disk'), dict):
@@ -217,8 +219,11 @@ class EbsBackend:
                     volume = self.rule_volume(spec['disk'])
                 except base.TargetError:
                     continue
-                self._regions.add(volume['region'])
-                self._key_of_volume.setdefault(volume['volume_id'], '%s:%s' % (self.name, volume['taken_of']))
+                if self.rule_disk_problem(volume) is None:
+                    self._regions.add(volume['region'])
+                    owners.setdefault(volume['volume_id'], set()).add(('%s:%s' % (self.name, volume['taken_of']), rule['metadata'].get('namespace')))
+        # A volume named by more than one object (two PVs, rules in two namespaces) is nobody's: its history is not adopted.
+        self._owner_of_volume = {volume_id: named.pop() for volume_id, named in owners.items() if len(named) == 1}
 
     @classmethod
     def from_params(cls, params, client, inventory):
@@ -249,6 +254,15 @@ class EbsBackend:
         if not isinstance(region, str) or not REGION.match(region):
             raise base.TargetError('spec.disk.region', 'must be an AWS region (us-east-1), not %s' % quoted(region))
         return {'volume_id': volume_id, 'region': region, 'zone': None, 'kind': None, 'taken_of': volume_id}
+
+    def rule_disk_problem(self, volume):
+        """(field, reason) when a SnapshotRule may not name this volume, else None: one a PersistentVolume uses is protected
+        through its claim only, so that a rule in one namespace never snapshots, adopts or expires another namespace's volume."""
+        pvs = self._pv_volumes.get(volume['volume_id'])
+        if pvs:
+            return 'spec.disk', '%s is the volume of PersistentVolume %s: a volume in Kubernetes is protected through its claim, ' \
+                'not by a SnapshotRule disk' % (volume['volume_id'], pvs[0]['metadata']['name'])
+        return None
 
     def claims(self, pv):
         return volume_reference(pv) is not None
@@ -318,15 +332,20 @@ class EbsBackend:
             found += [snapshot_from_ec2(item, region) for item in self._describe(region, OwnerIds=['self'], Filters=owned)
                       if _tags(item.get('Tags')).get(base.VOLUME_KEY)]
             if 'k8s-snapshots' in (self._params.get('adopt') or []):
-                found += self._adopted(region)
+                found += [s for s in self._adopted(region) if not namespaces or s.namespace in namespaces]
         return found
 
     def _adopted(self, region):
         """k8s-snapshots' snapshots of the volumes this run knows, under those volumes' keys; the others stay untouched."""
         key, value = K8S_SNAPSHOTS_TAG
         items = self._describe(region, OwnerIds=['self'], Filters=[{'Name': 'tag:%s' % key, 'Values': [value]}])
-        return [snapshot_from_ec2(item, region, self._key_of_volume[item.get('VolumeId')]) for item in items
-                if item.get('VolumeId') in self._key_of_volume and base.MANAGED_BY_KEY not in _tags(item.get('Tags'))]
+        adopted = []
+        for item in items:
+            owner = self._owner_of_volume.get(item.get('VolumeId'))
+            if owner is not None and base.MANAGED_BY_KEY not in _tags(item.get('Tags')):
+                # In its owner's namespace, as the snapshots of ours: only that namespace's target weighs it.
+                adopted.append(dataclasses.replace(snapshot_from_ec2(item, region, owner[0]), namespace=owner[1]))
+        return adopted
 
     def tags_of(self, target, name):
         tags = dict(base.ownership_labels(target), **base.ownership_annotations(target))

@@ -393,6 +393,10 @@ class GceBackend:
         self._project = params.get('gce_project')
         self._creds_project = None
         self._inventory = inventory
+        self._pv_disk_map = None
+        # Listed with no target of its own (for orphans) only when the run asks for GCE, as the aws backend: a pd.csi volume that
+        # CSI serves, or that nothing protects, is no reason to call a cloud the run may have no credentials for.
+        self.always_listed = bool(params.get('backend') == self.name or any(params.get(name) for name in self.SETUP_OPTIONS))
 
     @classmethod
     def from_params(cls, params, client, inventory):
@@ -484,19 +488,46 @@ class GceBackend:
     # Listing -----------------------------------------------------------------------------------------------------
 
     def _projects(self):
-        """Every project a run's snapshots may live in: the default one and those the GCE volumes name."""
+        """Every project a run's snapshots may live in: the default one and those the GCE volumes name (a SnapshotRule disk may
+        name no other, see rule_disk_problem)."""
         projects = {self.default_project} - {None}
-        inventory = self._inventory
-        for pv in inventory.pvs if inventory is not None else []:
+        for pv in self._inventory.pvs if self._inventory is not None else []:
             match = HANDLE.match(((pv.get('spec') or {}).get('csi') or {}).get('volumeHandle') or '')
             if match and self.claims(pv):
                 projects.add(match['project'])
-        for rule in (inventory.rules or []) if inventory is not None else []:
-            spec = rule.get('spec') if isinstance(rule.get('spec'), dict) else {}
-            disk = spec.get('disk') if isinstance(spec.get('disk'), dict) else {}
-            if spec.get('backend') in self.rule_backends and isinstance(disk.get('project'), str) and PROJECT.match(disk['project']):
-                projects.add(disk['project'])
         return sorted(projects)
+
+    def _pv_disks(self):
+        """{disk path: [PV]} of the GCE PersistentVolumes in the inventory (cluster-wide), read once."""
+        if self._pv_disk_map is None:
+            self._pv_disk_map = {}
+            for pv in self._inventory.pvs if self._inventory is not None else []:
+                if self.claims(pv):
+                    try:
+                        volume = volume_from_pv(pv, self.default_project)
+                    except base.TargetError:
+                        continue  # reported by discovery, for the object that asks for it
+                    self._pv_disk_map.setdefault(volume['taken_of'], []).append(pv)
+        return self._pv_disk_map
+
+    def rule_disk_problem(self, volume):
+        """(field, reason) when a SnapshotRule may not name this disk, else None.
+
+        A rule in one namespace must not reach another namespace's volume (snapshot it into its own namespace, adopt or expire
+        its history, use up its snapshot rate): a disk some PersistentVolume uses is protected through its claim only. Nor may a
+        rule send the run to a project it was not given: only gce_project (or the credentials' project) and those PVs name.
+        """
+        project = volume.get('project')
+        if project is not None and project not in self._projects():
+            return 'spec.disk.project', '%s is neither gce_project nor a project a PersistentVolume names: a SnapshotRule may not ' \
+                'send the run to another project' % quoted(project)
+        path = volume['taken_of'] if project else ('projects/%s/%s' % (self.default_project, volume['taken_of']) if self.default_project else None)
+        users = [pv for disk, pvs in self._pv_disks().items() for pv in pvs
+                 if disk == path or (path is None and disk.endswith('/' + volume['taken_of']))]
+        if users:
+            return 'spec.disk', 'names the disk of PersistentVolume %s: a volume in Kubernetes is protected through its claim, not by a ' \
+                'SnapshotRule disk' % users[0]['metadata']['name']
+        return None
 
     def _list(self, project, label_filter):
         """Every snapshot of `project` matching the filter, page after page (nextPageToken until none)."""
@@ -536,26 +567,26 @@ class GceBackend:
         return adopted
 
     def _adoptable(self):
-        """{sourceDisk path: (volume key, namespace, Snapshot.source)} of the GCE volumes and rule disks the run sees."""
-        inventory = self._inventory
-        disks = {}
-        for pv in inventory.pvs if inventory is not None else []:
-            if self.claims(pv):
-                try:
-                    volume = volume_from_pv(pv, self.default_project)
-                except base.TargetError:
-                    continue  # reported by discovery, for the object that asks for it
-                disks[volume['taken_of']] = (pv['metadata']['uid'], _claim_namespace(pv), volume['taken_of'])
-        for rule in (inventory.rules if inventory is not None else None) or []:
+        """{sourceDisk path: (volume key, namespace, Snapshot.source)} of the GCE volumes and rule disks the run sees.
+
+        A disk named by more than one object (two PVs, rules in two namespaces) is nobody's: its k8s-snapshots history is not
+        adopted. A rule naming a PV's disk is refused (rule_disk_problem), so the PV wins.
+        """
+        owners = {}
+        for path, pvs in self._pv_disks().items():
+            owners[path] = {(pv['metadata']['uid'], _claim_namespace(pv), path) for pv in pvs}
+        for rule in (self._inventory.rules if self._inventory is not None else None) or []:
             spec = rule.get('spec') if isinstance(rule.get('spec'), dict) else {}
             if spec.get('backend') in self.rule_backends and isinstance(spec.get('disk'), dict):
                 try:
                     volume = self.rule_volume(spec['disk'])
                 except base.TargetError:
                     continue
+                if self.rule_disk_problem(volume) is not None or not (volume.get('project') or self.default_project):
+                    continue
                 path = volume['taken_of'] if volume.get('project') else 'projects/%s/%s' % (self.default_project, volume['taken_of'])
-                disks[path] = ('%s:%s' % (self.name, volume['taken_of']), rule['metadata'].get('namespace'), volume['taken_of'])
-        return disks
+                owners.setdefault(path, set()).add(('%s:%s' % (self.name, volume['taken_of']), rule['metadata'].get('namespace'), volume['taken_of']))
+        return {path: named.pop() for path, named in owners.items() if len(named) == 1}
 
     def snapshot_from_resource(self, item):
         """A Snapshot record from a GCE snapshot resource; labels under the collection's keys, annotations from the description."""

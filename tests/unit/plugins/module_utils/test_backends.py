@@ -11,7 +11,7 @@ import yaml
 from ansible_collections.kubesnap.snapshots.plugins.doc_fragments.backends import ModuleDocFragment
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import backends, module
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import (
-    BACKEND_NAMES, BACKENDS, Registry, backend_class, option_spec,
+    BACKEND_NAMES, BACKENDS, SHARED_OPTIONS, Registry, backend_class, option_spec,
 )
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import Backend, TargetError
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.csi import CsiBackend
@@ -102,7 +102,8 @@ def test_a_new_backend_is_one_class_in_the_list(with_cloud):
     cloud_claim = bound('db/data-2', 'pv-c', pvc_annotations={DELTAS: 'PT1H P1D'})[0]
     inventory = Inventory(pvs=[volume, cloud_pv], pvcs=[claim, cloud_claim], snapshot_classes=CLASSES)
     # Its options reach every module's argument spec, with their no_log.
-    assert option_spec() == dict(CloudBackend.option_spec, backend={'type': 'str', 'choices': ['auto', 'csi', 'cloud'], 'default': 'auto'})
+    assert option_spec() == dict(CloudBackend.option_spec, backend={'type': 'str', 'choices': ['auto', 'csi', 'cloud'], 'default': 'auto'},
+                                 **SHARED_OPTIONS)
     assert module.argument_spec(module.AUTH_SPEC)['cloud_token'] == {'type': 'str', 'no_log': True}
     # Not set up (no token): not in the run, and a target naming it says what it needs.
     registry = Registry.for_run({}, None, inventory)

@@ -247,3 +247,13 @@ def test_no_create_is_sent_once_the_lease_is_lost():
     assert backend.created == ['k1']
     assert [(plan.target.key, type(error).__name__) for plan, _snapshot, error in outcome] == [
         ('k1', 'NoneType'), ('k2', 'LeaseLost'), ('k3', 'LeaseLost')]
+
+
+def test_backups_of_a_volume_taken_by_the_backend_that_served_it_before_are_kept_and_named():
+    # The volume is served by CSI now; the gce backend snapshotted it before (same key, the disk as source).
+    before = dataclasses.replace(snap('by-gce', 48, source='projects/p/zones/z/disks/d'), backend='gce', id='projects/p/global/snapshots/by-gce')
+    owned = {'k1': [before, snap('own', 5)]}
+    [(kept, reason)] = inconsistent_of(target(), owned)
+    assert kept is before and reason.startswith('taken by the gce backend, which no longer serves volume k1') and 'now csi' in reason
+    plan = plan_expiry('k1', snapshots_of(target(), owned), POLICY, in_use={}, inconsistent=inconsistent_of(target(), owned))
+    assert before not in plan.expire
