@@ -107,7 +107,7 @@ def test_round_trip_is_byte_for_byte(moto_server, bucket, tmp_path):
     assert head['Metadata']['kubesnap-source'] == 'ns/claim' and head['Metadata']['kubesnap-cycle'] == '7'
     assert head['ContentLength'] == made['bytes']
 
-    done = restore(moto_server, target, f's3://{bucket}/ns/', select='newest')
+    done = restore(moto_server, target, f's3://{bucket}/ns/claim/', select='newest', expect_source='ns/claim', require_verified=True)
     assert done['state'] == 'restored' and done['verified'] is True, done
     assert done['sha256'] == made['sha256'] and done['changed'] is True
     os.unlink(source / 'fifo')
