@@ -22,7 +22,7 @@ description:
   - The object's metadata records the source volume, snapshot, cycle, slot, time, number of files and data bytes
     (C(x-amz-meta-kubesnap-*)). The sha256 and size of the object itself are returned (RV(sha256), RV(bytes)).
   - A failed upload aborts its multipart upload, so no part is left behind and the object previously under O(url)
-    stays as it was. So does a SIGTERM (a Job's C(activeDeadlineSeconds), a deleted Pod): the task fails after the abort.
+    stays as it was. So does a SIGTERM (a Job's C(activeDeadlineSeconds), a deleted Pod), and the task fails after the abort.
   - This is the program k8s-pv-util's uploader Job ran; M(kubesnap.snapshots.k8s_pv_archive) runs it in a Job
     against a volume made from a snapshot.
 extends_documentation_fragment:

@@ -24,7 +24,7 @@ description:
     owner, mtime, and the size and sha256 of every file) is checked against it, and a difference fails the task and
     keeps the marker. An archive without one (a plain C(tar czf), k8s-pv-util's migration from outside Kubernetes)
     restores too, reported with RV(verified=false), unless O(require_verified=true).
-  - An object whose metadata says volume_archive wrote it (C(x-amz-meta-kubesnap-format)) must hold its manifest:
+  - An object whose metadata says volume_archive wrote it (C(x-amz-meta-kubesnap-format)) must hold its manifest;
     without it (stripped, or the object cut short at a gzip member boundary, which still reads as a complete tar)
     the task fails and keeps the marker. The object must also be read to its full size.
   - A tar header (PAX or GNU long name) or manifest bigger than 64 MiB is refused, so a small hostile archive cannot
