@@ -53,6 +53,7 @@ options:
         C(access_key), C(secret_key), C(access_token), C(host_base), C(use_https) (default V(true)), C(host_bucket) and
         C(bucket_location) (V(US) and V(EU) as in s3cmd) are read.
       - Options given, directly or through their environment variables, take precedence over the file's values.
+      - A file that cannot be parsed is reported by the kind of error and its line number, never the line's text (it may hold a key).
     type: path
   s3_validate_certs:
     description: Whether to verify the store's TLS certificate.

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
+import errno
 import hashlib
 import io
 import json
@@ -31,7 +33,11 @@ MANIFEST_FORMAT = 'kubesnap-archive/1'
 MARKER = '.volume-backup-in-progress'  # k8s-pv-util's restorer marker
 LOST_FOUND = 'lost+found'
 CHUNK = 1024 * 1024
-MAX_MANIFEST = 512 * CHUNK  # read into memory: millions of entries, but not a hostile archive's terabyte
+MAX_MANIFEST = 64 * CHUNK  # read into memory: some 300,000 entries, but not a hostile archive's terabyte
+MAX_READ = 64 * CHUNK  # one read of the decompressed stream: tarfile reads a PAX or GNU long-name header whole
+# A directory opened to walk through or create in (O_PATH: its mode may lack read), or to set its attributes; never a symlink.
+WALK_DIR = getattr(os, 'O_PATH', os.O_RDONLY) | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, 'O_CLOEXEC', 0)
+OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, 'O_CLOEXEC', 0)
 ENCODING = {'encoding': 'utf-8', 'errors': 'surrogateescape'}
 
 
@@ -272,8 +278,10 @@ class GunzipReader:
             self.queue.put(exc if isinstance(exc, ArchiveError) else ArchiveError(f'cannot read the archive: {exc}'))
 
     def read(self, size=-1):
+        if size is not None and size > MAX_READ:
+            raise ArchiveError(f'a header or member of {size} bytes read at once, more than {MAX_READ}: refused (a hostile archive?)')
         parts = []
-        want = size if size is not None and size >= 0 else float('inf')
+        want = size if size is not None and size >= 0 else MAX_READ + 1
         while want > 0:
             if self.offset >= len(self.buffer):
                 if self.done:
@@ -286,10 +294,12 @@ class GunzipReader:
                     self.done = True
                     raise item
                 self.buffer, self.offset = item, 0
-            piece = self.buffer[self.offset:self.offset + want] if want != float('inf') else self.buffer[self.offset:]
+            piece = self.buffer[self.offset:self.offset + want]
             self.offset += len(piece)
             want -= len(piece)
             parts.append(piece)
+        if want == 0 and (size is None or size < 0):
+            raise ArchiveError(f'more than {MAX_READ} bytes read at once: refused')
         data = b''.join(parts)
         self.position += len(data)
         return data
@@ -340,10 +350,19 @@ def _remove_tree(path):
             if os.path.islink(full):
                 os.unlink(full)
             else:
-                os.chmod(full, 0o700)
+                _make_writable(full)
                 os.rmdir(full)
-    os.chmod(path, 0o700)
+    _make_writable(path)
     os.rmdir(path)
+
+
+def _make_writable(path):
+    """chmod 700 a directory to empty, never through a symlink put in its place."""
+    descriptor = os.open(path, OPEN_DIR)
+    try:
+        os.fchmod(descriptor, 0o700)
+    finally:
+        os.close(descriptor)
 
 
 def _parts(name, what):
@@ -357,43 +376,88 @@ def _parts(name, what):
 
 
 class Extractor:
-    """Writes checked members under `root`; `as_root` restores numeric ownership."""
+    """Writes checked members under `root`; `as_root` restores numeric ownership.
+
+    Every write goes through directory descriptors opened from the root down, one component at a time, with
+    O_NOFOLLOW: a directory that a concurrent writer swaps for a symlink while we extract is refused, not followed.
+    Modes, owners and times are set on a descriptor of what was written (a symlink's without following it), never
+    through a path. Call close() when done.
+    """
 
     def __init__(self, root, as_root):
         self.root, self.as_root = root, as_root
-        self.safe_dirs = {''}
-        self.dirs = []          # (path, member) whose mode and mtime are set last, deepest first
+        self.root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | getattr(os, 'O_CLOEXEC', 0))
+        self.dirs = []          # (parts, member, mtime) of directories, whose mode and mtime are set last, deepest first
         self.seen = {}          # path -> manifest-like entry of what was written
         self.skipped = []
         self.manifest = None
+        self._parent = ((), None)  # the directory members were last written to: (parts, descriptor), members come grouped
 
-    def _parent(self, parts, name):
-        """Create (as needed) the directories of `parts[:-1]`, refusing any that is not a real directory."""
-        current = ''
-        for part in parts[:-1]:
-            current = f'{current}/{part}' if current else part
-            if current in self.safe_dirs:
-                continue
-            path = os.path.join(self.root, current)
-            try:
-                mode = os.lstat(path).st_mode
-            except FileNotFoundError:
-                os.mkdir(path, 0o700)
-                mode = stat.S_IFDIR
-            if not stat.S_ISDIR(mode):
-                raise ArchiveError(f'member {shown(name)!r}: goes through {shown(current)!r}, which is not a directory')
-            self.safe_dirs.add(current)
-        return os.path.join(self.root, *parts)
+    def close(self):
+        self._forget()
+        if self.root_fd is not None:
+            os.close(self.root_fd)
+            self.root_fd = None
 
-    def _replace(self, path, relative, name):
+    def _forget(self):
+        if self._parent[1] is not None:
+            os.close(self._parent[1])
+        self._parent = ((), None)
+
+    def _open_dir(self, parts, name, create=False, walk_only=True):
+        """A new descriptor of directory `parts` (created as needed when `create`), opened component by component
+        without following a symlink; ArchiveError when one is not a directory. Only for *at calls when `walk_only`."""
+        descriptor = os.dup(self.root_fd)
+        try:
+            for index, part in enumerate(parts):
+                if create:
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(part, 0o700, dir_fd=descriptor)
+                try:
+                    child = os.open(part, WALK_DIR if index < len(parts) - 1 or walk_only else OPEN_DIR, dir_fd=descriptor)
+                except OSError as exc:
+                    if exc.errno not in (errno.ELOOP, errno.ENOTDIR, errno.ENOENT):
+                        raise
+                    raise ArchiveError(f"member {shown(name)!r}: goes through {shown('/'.join(parts[:index + 1]))!r}, which is not a directory") from None
+                os.close(descriptor)
+                descriptor = child
+        except BaseException:
+            os.close(descriptor)
+            raise
+        return descriptor
+
+    def _directory(self, parts, name):
+        """The (cached) descriptor of the directory `parts`, created as needed: where the member `name` goes."""
+        parts = tuple(parts)
+        if self._parent[1] is None or self._parent[0] != parts:
+            self._forget()
+            self._parent = (parts, self._open_dir(parts, name, create=True))
+        return self._parent[1]
+
+    @staticmethod
+    def _replace(parent, leaf, relative, name):
         """Make room for a non-directory member (a later duplicate wins, as with tar)."""
         try:
-            mode = os.lstat(path).st_mode
+            mode = os.lstat(leaf, dir_fd=parent).st_mode
         except FileNotFoundError:
             return
         if stat.S_ISDIR(mode):
             raise ArchiveError(f'member {shown(name)!r}: would replace the directory {shown(relative)!r}')
-        os.unlink(path)
+        os.unlink(leaf, dir_fd=parent)
+
+    def _read_manifest(self, tar, member):
+        if self.manifest is not None:
+            raise ArchiveError('the archive has two manifests')
+        if member.size > MAX_MANIFEST:
+            raise ArchiveError(f'the manifest has {member.size} bytes, more than {MAX_MANIFEST}')
+        try:
+            manifest = json.loads(tar.extractfile(member).read().decode('ascii'))
+        except ValueError as exc:  # not ASCII, not JSON
+            raise ArchiveError(f'the manifest is not JSON: {exc}') from None
+        entries = manifest.get('entries', []) if isinstance(manifest, dict) else None
+        if not isinstance(entries, list) or not all(isinstance(e, dict) and isinstance(e.get('path'), str) for e in entries):
+            raise ArchiveError('the manifest is not a kubesnap manifest (an object whose entries are objects with a path)')
+        self.manifest = manifest
 
     def member(self, tar, member):
         parts = _parts(member.name, 'member')
@@ -403,11 +467,7 @@ class Extractor:
                 self.skipped.append({'path': shown(member.name), 'reason': 'left out'})
             return
         if relative == MANIFEST and member.isreg():
-            if self.manifest is not None:
-                raise ArchiveError('the archive has two manifests')
-            if member.size > MAX_MANIFEST:
-                raise ArchiveError(f'the manifest has {member.size} bytes, more than {MAX_MANIFEST}')
-            self.manifest = json.loads(tar.extractfile(member).read().decode('ascii'))
+            self._read_manifest(tar, member)
             return
         if member.ischr() or member.isblk():
             raise ArchiveError(f'member {shown(member.name)!r}: device file')
@@ -416,36 +476,42 @@ class Extractor:
             return
         if not (member.isreg() or member.isdir() or member.issym() or member.islnk()):
             raise ArchiveError(f'member {shown(member.name)!r}: unsupported type {member.type!r}')
-        path = self._parent(parts, member.name)
+        parent, leaf = self._directory(parts[:-1], member.name), parts[-1]
         mtime = text_ns(member.pax_headers['mtime']) if 'mtime' in member.pax_headers else int(member.mtime) * 10 ** 9
         if member.isdir():
             try:
-                os.mkdir(path, 0o700)
+                os.mkdir(leaf, 0o700, dir_fd=parent)
             except FileExistsError:
-                if not stat.S_ISDIR(os.lstat(path).st_mode):
+                if not stat.S_ISDIR(os.lstat(leaf, dir_fd=parent).st_mode):
                     raise ArchiveError(f'member {shown(member.name)!r}: a non-directory is already there') from None
-            self.safe_dirs.add(relative)
-            self.dirs.append((path, member, mtime))
+            self.dirs.append((tuple(parts), member, mtime))
             self.seen[relative] = dict(attributes(member, mtime), path=relative, type='dir')
             return
-        self._replace(path, relative, member.name)
+        self._replace(parent, leaf, relative, member.name)
         if member.issym():
             target = member.linkname
             if target.startswith('/') or _escapes(parts[:-1], target):
                 raise ArchiveError(f'member {shown(member.name)!r}: symlink to {shown(target)!r} points outside the volume')
-            os.symlink(target, path)
+            os.symlink(target, leaf, dir_fd=parent)
+            if self.as_root:
+                os.chown(leaf, member.uid, member.gid, dir_fd=parent, follow_symlinks=False)
+            os.utime(leaf, ns=(mtime, mtime), dir_fd=parent, follow_symlinks=False)
             self.seen[relative] = dict(attributes(member, mtime), path=relative, type='symlink', target=target)
         elif member.islnk():
             target_parts = _parts(member.linkname, f'hard link {shown(member.name)!r} to')
             target = '/'.join(target_parts)
             if self.seen.get(target, {}).get('type') not in ('file', 'hardlink') or target_parts[0] == LOST_FOUND:
                 raise ArchiveError(f'member {shown(member.name)!r}: hard link to {shown(member.linkname)!r}, not a file extracted before it')
-            os.link(os.path.join(self.root, *target_parts), path, follow_symlinks=False)
+            source_parent = self._open_dir(target_parts[:-1], member.name)
+            try:
+                os.link(target_parts[-1], leaf, src_dir_fd=source_parent, dst_dir_fd=parent, follow_symlinks=False)
+            finally:
+                os.close(source_parent)
+            # the inode's owner, mode and mtime were set with its first name
             self.seen[relative] = {'path': relative, 'type': 'hardlink', 'target': target}
-            return  # the inode's owner, mode and mtime were set with its first name
         else:
             digest = hashlib.sha256()
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, 'O_CLOEXEC', 0), 0o600)
+            descriptor = os.open(leaf, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, 'O_CLOEXEC', 0), 0o600, dir_fd=parent)
             with os.fdopen(descriptor, 'wb') as out:
                 source = tar.extractfile(member)
                 while True:
@@ -454,16 +520,16 @@ class Extractor:
                         break
                     digest.update(data)
                     out.write(data)
+                out.flush()
+                self._attributes(out.fileno(), member, mtime)
             self.seen[relative] = dict(attributes(member, mtime), path=relative, type='file', size=member.size, sha256=digest.hexdigest())
-        self._attributes(path, member, mtime)
 
-    def _attributes(self, path, member, mtime):
-        link = member.issym()
+    def _attributes(self, descriptor, member, mtime):
+        """Owner (as root), mode and mtime of an open file or directory; chown first, as it clears set-id bits."""
         if self.as_root:
-            os.chown(path, member.uid, member.gid, follow_symlinks=False)
-        if not link:
-            os.chmod(path, member.mode & 0o7777)
-        os.utime(path, ns=(mtime, mtime), follow_symlinks=False)
+            os.fchown(descriptor, member.uid, member.gid)
+        os.fchmod(descriptor, member.mode & 0o7777)
+        os.utime(descriptor, ns=(mtime, mtime))
 
     def finish(self):
         """Directory modes and mtimes, deepest first (their contents are written by now); every symlink resolved by the
@@ -474,8 +540,12 @@ class Extractor:
                 resolved = os.path.realpath(os.path.join(self.root, relative))
                 if resolved != root and not resolved.startswith(root + os.sep):
                     raise ArchiveError(f'member {shown(relative)!r}: symlink to {shown(entry["target"])!r} leads outside the volume')
-        for path, member, mtime in reversed(self.dirs):
-            self._attributes(path, member, mtime)
+        for parts, member, mtime in reversed(self.dirs):
+            descriptor = self._open_dir(parts, member.name, walk_only=False)
+            try:
+                self._attributes(descriptor, member, mtime)
+            finally:
+                os.close(descriptor)
 
     def verify(self):
         """Differences between what was written and the manifest (empty when they agree); None without a manifest."""
@@ -523,8 +593,10 @@ def extract(source, root, as_root):
                     break
                 extractor.member(tar, member)
                 tar.members.clear()  # streamed: keep no list of every member
+        extractor.finish()
     except tarfile.TarError as exc:
         raise ArchiveError(f'not a tar archive, or a broken one: {exc}') from exc
-    extractor.finish()
+    finally:
+        extractor.close()
     reader.drain()
     return extractor, reader

@@ -10,6 +10,7 @@ sends `x-amz-checksum-*` headers that MinIO-like stores reject) and botocore's s
 from __future__ import annotations
 
 import configparser
+import re
 import threading
 
 from ansible.module_utils.basic import env_fallback
@@ -83,8 +84,11 @@ def read_s3cfg(path):
     try:
         with open(path, encoding='utf-8') as handle:
             parser.read_file(handle)
-    except (OSError, configparser.Error) as exc:
-        raise S3Error(f"s3cfg {path}: cannot be read: {exc}") from exc
+    except OSError as exc:
+        raise S3Error(f"s3cfg {path}: cannot be read: {exc.strerror or type(exc).__name__}") from None
+    except (configparser.Error, ValueError) as exc:
+        # configparser's messages quote the offending line, which may be `secret_key = ...`: only its kind and number.
+        raise S3Error(f"s3cfg {path}: cannot be read: {type(exc).__name__}{_line_of(exc)}") from None
     if not parser.has_section('default'):
         raise S3Error(f"s3cfg {path}: no [default] section")
     cfg = {k: v.strip() for k, v in parser.items('default') if v.strip()}
@@ -100,6 +104,12 @@ def read_s3cfg(path):
     if location:
         found['region'] = LEGACY_LOCATIONS.get(location, location)
     return found
+
+
+def _line_of(exc):
+    """' at line N' of a configparser error (never the line's text), or ''."""
+    number = getattr(exc, 'lineno', None) or next((line for line, _text in getattr(exc, 'errors', ())), None)
+    return f' at line {number}' if number else ''
 
 
 def settings(params):
@@ -156,12 +166,28 @@ def part_size_for(size, max_parts=MAX_PARTS):
     return min(size, MAX_PART_SIZE)
 
 
-def list_keys(s3, bucket, prefix):
-    """Every object under `prefix` as dicts (Key, Size, LastModified, ...), all pages."""
+def list_keys(s3, bucket, prefix, delimiter=None):
+    """Every object under `prefix` as dicts (Key, Size, LastModified, ...), all pages; with `delimiter`, only those
+    whose key has no delimiter after the prefix (no nested "folders")."""
     found = []
-    for page in s3.get_paginator('list_objects_v2').paginate(Bucket=bucket, Prefix=prefix):
+    extra = {'Delimiter': delimiter} if delimiter else {}
+    for page in s3.get_paginator('list_objects_v2').paginate(Bucket=bucket, Prefix=prefix, **extra):
         found.extend(page.get('Contents') or [])
     return found
+
+
+SLOT_ARCHIVE = re.compile(r'[0-9]+\.tar\.gz')
+
+
+def newest_archive(s3, bucket, folder):
+    """The key of the most recently written `<folder>/<digits>.tar.gz` (a rotation slot), or None.
+
+    Only that folder: keys nested below it (`<folder>/<ns>/<claim>/1.tar.gz`, which another namespace's
+    archive-url could make) and other names are never candidates.
+    """
+    prefix = folder if not folder or folder.endswith('/') else folder + '/'
+    found = [o for o in list_keys(s3, bucket, prefix, delimiter='/') if SLOT_ARCHIVE.fullmatch(o['Key'][len(prefix):])]
+    return max(found, key=lambda o: (o['LastModified'], o['Key']))['Key'] if found else None
 
 
 class MultipartWriter:

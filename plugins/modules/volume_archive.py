@@ -22,7 +22,7 @@ description:
   - The object's metadata records the source volume, snapshot, cycle, slot, time, number of files and data bytes
     (C(x-amz-meta-kubesnap-*)). The sha256 and size of the object itself are returned (RV(sha256), RV(bytes)).
   - A failed upload aborts its multipart upload, so no part is left behind and the object previously under O(url)
-    stays as it was.
+    stays as it was. So does a SIGTERM (a Job's C(activeDeadlineSeconds), a deleted Pod), and the task fails after the abort.
   - This is the program k8s-pv-util's uploader Job ran; M(kubesnap.snapshots.k8s_pv_archive) runs it in a Job
     against a volume made from a snapshot.
 extends_documentation_fragment:
@@ -75,6 +75,8 @@ notes:
   - Archive a volume that does not change while it is read (a volume made from a snapshot); a file that changes
     size while it is archived fails the task.
   - A directory holding k8s-pv-util's C(.volume-backup-in-progress) marker (a restore that has not completed) is refused.
+  - A SIGKILL (or a node lost) cannot abort; give the bucket a lifecycle rule C(AbortIncompleteMultipartUpload)
+    (for example after 1 day) so parts of such uploads do not stay, and cost, forever.
 '''
 
 EXAMPLES = r'''
@@ -171,6 +173,7 @@ skipped:
 
 import datetime
 import os
+import signal
 import stat
 import time
 
@@ -203,6 +206,14 @@ def object_metadata(params, now, files, data_bytes):
              'time': now.strftime('%Y-%m-%dT%H:%M:%SZ'), 'files': files, 'data-bytes': data_bytes, 'format': archive.MANIFEST_FORMAT}
     # S3 metadata is ASCII: a name out of it is quoted rather than refused.
     return {f'kubesnap-{k}': str(v).encode('ascii', 'backslashreplace').decode('ascii') for k, v in found.items() if v is not None}
+
+
+class Terminated(Exception):
+    """SIGTERM arrived: raised in the main thread so the upload is aborted on the way out."""
+
+
+def terminate(signum, _frame):
+    raise Terminated(f'stopped by {signal.Signals(signum).name}, the upload aborted')
 
 
 def main():
@@ -239,6 +250,7 @@ def main():
     if module.check_mode:
         module.exit_json(state='would_archive', **result)
     started = time.monotonic()
+    signal.signal(signal.SIGTERM, terminate)
     try:
         client = s3.client(params)
         extra = dict(s3.encryption_args(params), Metadata=metadata, ContentType='application/gzip')
@@ -246,7 +258,8 @@ def main():
             hashed = archive.HashingWriter(upload)
             manifest = archive.write_archive(root, hashed, names, params['compression_level'], threads,
                                              info=dict(metadata, url=params['url']), stamp=now.timestamp())
-    except (s3.S3Error, archive.ArchiveError, OSError) as exc:
+    except (s3.S3Error, archive.ArchiveError, OSError, Terminated) as exc:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         module.fail_json(msg=f"{params['url']}: archive failed, the previous object is unchanged: {exc}", **result)
     result.update(files=manifest['files'], data_bytes=manifest['bytes'])
     module.exit_json(state='archived', bytes=hashed.bytes, sha256=hashed.hash.hexdigest(), parts=len(upload.parts),

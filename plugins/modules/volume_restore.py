@@ -15,6 +15,7 @@ description:
   - Before extracting, an empty file C(.volume-backup-in-progress) is created in O(path). It is removed only
     after a complete, verified extraction.
   - A directory holding the marker is an aborted restore. Everything in it but C(lost+found) is removed and the restore done again.
+    The marker must be a regular file; anything else there (a symlink, a directory) fails the task and nothing is touched.
   - Extraction is checked by the collection itself, member by member, before anything is written; an archive with an
     absolute name, a C(..), a name through a symlink, a symlink or hard link leading outside O(path), or a device file
     is refused (the task fails, the marker stays). Fifos are skipped and reported.
@@ -22,7 +23,12 @@ description:
   - An archive written by M(kubesnap.snapshots.volume_archive) carries a manifest; every entry (type, link target, mode,
     owner, mtime, and the size and sha256 of every file) is checked against it, and a difference fails the task and
     keeps the marker. An archive without one (a plain C(tar czf), k8s-pv-util's migration from outside Kubernetes)
-    restores too, reported with RV(verified=false).
+    restores too, reported with RV(verified=false), unless O(require_verified=true).
+  - An object whose metadata says volume_archive wrote it (C(x-amz-meta-kubesnap-format)) must hold its manifest;
+    without it (stripped, or the object cut short at a gzip member boundary, which still reads as a complete tar)
+    the task fails and keeps the marker. The object must also be read to its full size.
+  - A tar header (PAX or GNU long name) or manifest bigger than 64 MiB is refused, so a small hostile archive cannot
+    exhaust memory.
 extends_documentation_fragment:
   - kubesnap.snapshots.s3
 options:
@@ -34,7 +40,8 @@ options:
     description:
       - With O(select=url), the archive, V(s3://bucket/key).
       - With O(select=newest), a folder such as V(s3://bucket/base/namespace/claim/) (the final C(/) is implied), and the
-        most recently written C(.tar.gz) under it is restored (with rotation slots, the newest cycle).
+        most recently written rotation slot in it, C(<digits>.tar.gz), is restored (the newest cycle). Keys in folders
+        below it (where another namespace's C(kubesnap.io/archive-url) could point) and other names are never chosen.
     type: str
     required: true
   select:
@@ -45,6 +52,19 @@ options:
   sha256:
     description: The sha256 the archive object must have (RV(kubesnap.snapshots.volume_archive#module:sha256)); checked after extraction.
     type: str
+  expect_source:
+    description:
+      - The volume the archive must have been made from, as volume_archive recorded it
+        (O(kubesnap.snapshots.volume_archive#module:source), for example V(namespace/claim)).
+      - When given, an object whose C(x-amz-meta-kubesnap-source) differs (or is missing) is refused before anything
+        is written.
+    type: str
+  require_verified:
+    description:
+      - Fail (and keep the marker) when the archive has no manifest to verify the extraction against, whoever wrote it.
+      - When V(false), only an archive without volume_archive's metadata (a plain C(tar czf)) may restore unverified.
+    type: bool
+    default: false
 attributes:
   check_mode:
     support: full
@@ -52,6 +72,9 @@ attributes:
   diff_mode:
     support: none
     description: Nothing to compare.
+notes:
+  - Whoever can write to the volume can create the marker, and so have the next run clear the volume and restore it
+    from the archive (a rollback). Mount the volume read-only in containers that do not need to write it.
 '''
 
 EXAMPLES = r'''
@@ -154,14 +177,35 @@ def argument_spec():
         url={'type': 'str', 'required': True},
         select={'type': 'str', 'choices': ['url', 'newest'], 'default': 'url'},
         sha256={'type': 'str'},
+        expect_source={'type': 'str'},
+        require_verified={'type': 'bool', 'default': False},
     )
     return spec
 
 
-def newest_archive(client, bucket, prefix):
-    """The key of the most recently written .tar.gz under `prefix`, or None."""
-    found = [o for o in s3.list_keys(client, bucket, prefix) if o['Key'].endswith('.tar.gz')]
-    return max(found, key=lambda o: (o['LastModified'], o['Key']))['Key'] if found else None
+def marker_state(marker):
+    """Whether the marker is there; ArchiveError when something else than a regular file is."""
+    try:
+        mode = os.lstat(marker).st_mode
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISREG(mode):
+        raise archive.ArchiveError(f'{marker}: not a regular file (a symlink or directory planted there?): refused, nothing touched')
+    return True
+
+
+def create_marker(marker):
+    """Create (or keep) the marker, never through a symlink put in its place."""
+    os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | getattr(os, 'O_CLOEXEC', 0), 0o600))
+
+
+def source_problem(metadata, expected):
+    """Why an object's kubesnap-source metadata is not the expected volume, or None."""
+    wanted = expected.encode('ascii', 'backslashreplace').decode('ascii')  # as volume_archive writes it
+    found = metadata.get('kubesnap-source')
+    if found != wanted:
+        return f'made from {found!r}, not {expected!r} (x-amz-meta-kubesnap-source): refused, nothing written'
+    return None
 
 
 def main():
@@ -174,19 +218,22 @@ def main():
     try:
         if not stat.S_ISDIR(os.stat(root).st_mode):
             module.fail_json(msg=f'path {root}: not a directory')
-        aborted = os.path.lexists(marker)
+        aborted = marker_state(marker)
         if not aborted and not archive.is_empty(root):
             module.exit_json(changed=False, state='kept', aborted_restore=False,
                              reason=f'not empty and no {archive.MARKER} marker: left alone')
         bucket, key = s3.parse_url(params['url'], key_required=params['select'] == 'url')
         client = s3.client(params)
         if params['select'] == 'newest':
-            # A folder: base/ns/claim must not also match base/ns/claim-2/.
-            key = newest_archive(client, bucket, key if not key or key.endswith('/') else key + '/')
+            key = s3.newest_archive(client, bucket, key)
             if key is None:
-                module.fail_json(msg=f"{params['url']}: no .tar.gz archive under this prefix")
-        size = client.head_object(Bucket=bucket, Key=key)['ContentLength']  # before the marker: a wrong url writes nothing
-    except (s3.S3Error, OSError) as exc:
+                module.fail_json(msg=f"{params['url']}: no <digits>.tar.gz archive in this folder")
+        head = client.head_object(Bucket=bucket, Key=key)  # before the marker: a wrong url writes nothing
+        size, metadata = head['ContentLength'], head.get('Metadata') or {}
+        mismatch = source_problem(metadata, params['expect_source']) if params['expect_source'] is not None else None
+        if mismatch:
+            module.fail_json(msg=f's3://{bucket}/{key}: {mismatch}', url=f's3://{bucket}/{key}', key=key)
+    except (s3.S3Error, archive.ArchiveError, OSError) as exc:
         module.fail_json(msg=str(exc))
     except s3.CLIENT_ERRORS as exc:
         module.fail_json(msg=f"{params['url']}: {exc}")
@@ -197,13 +244,18 @@ def main():
         module.exit_json(state='would_restore', **result)
     started = time.monotonic()
     try:
-        with open(marker, 'wb'):
-            pass
+        create_marker(marker)
         if aborted:
             archive.clear(root)
         body = client.get_object(Bucket=bucket, Key=key)['Body']
         extractor, reader = archive.extract(body, root, as_root=os.geteuid() == 0)
         problems = extractor.verify() or []
+        if extractor.manifest is None and 'kubesnap-format' in metadata:
+            problems.append('no manifest, yet the object was written by volume_archive (x-amz-meta-kubesnap-format): stripped or cut short')
+        elif extractor.manifest is None and params['require_verified']:
+            problems.append('no manifest to verify the extraction against (require_verified)')
+        if reader.compressed != size:
+            problems.append(f'{reader.compressed} bytes read of an object of {size}')
         digest = reader.hash.hexdigest()
         if params['sha256'] and params['sha256'].lower() != digest:
             problems.append(f"the object's sha256 is {digest}, expected {params['sha256']}")

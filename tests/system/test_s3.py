@@ -98,3 +98,14 @@ def test_list_keys_reads_every_page(moto_server, bucket):
     keys = [o['Key'] for o in s3.list_keys(client, bucket, 'base/ns/')]
     assert len(keys) == 1005
     assert 'base/other' not in keys
+
+
+def test_newest_archive_is_a_slot_of_that_folder_only(moto_server, bucket):
+    client = client_for(moto_server)
+    for key in ('base/ns/claim/1.tar.gz', 'base/ns/claim/2.tar.gz', 'base/ns/claim/evil/x/3.tar.gz', 'base/ns/claim/3.tar.gz.part',
+                'base/ns/claim/latest.tar.gz', 'base/ns/claim-2/4.tar.gz'):
+        client.put_object(Bucket=bucket, Key=key, Body=b'')
+    # Same second: the key breaks the tie; every later key above is newer or as new, and none may win.
+    assert s3.newest_archive(client, bucket, 'base/ns/claim') == 'base/ns/claim/2.tar.gz'
+    assert s3.newest_archive(client, bucket, 'base/ns/claim/') == 'base/ns/claim/2.tar.gz'
+    assert s3.newest_archive(client, bucket, 'base/ns/none/') is None

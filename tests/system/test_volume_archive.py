@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import socket
@@ -13,7 +14,9 @@ import stat
 import subprocess
 import sys
 import tarfile
+import threading
 import time
+import zlib
 import uuid
 from pathlib import Path
 
@@ -107,7 +110,7 @@ def test_round_trip_is_byte_for_byte(moto_server, bucket, tmp_path):
     assert head['Metadata']['kubesnap-source'] == 'ns/claim' and head['Metadata']['kubesnap-cycle'] == '7'
     assert head['ContentLength'] == made['bytes']
 
-    done = restore(moto_server, target, f's3://{bucket}/ns/', select='newest')
+    done = restore(moto_server, target, f's3://{bucket}/ns/claim/', select='newest', expect_source='ns/claim', require_verified=True)
     assert done['state'] == 'restored' and done['verified'] is True, done
     assert done['sha256'] == made['sha256'] and done['changed'] is True
     os.unlink(source / 'fifo')
@@ -158,7 +161,7 @@ def test_killed_restore_keeps_the_marker_and_the_next_run_redoes_it(moto_server,
     args = {'ANSIBLE_MODULE_ARGS': dict(path=str(target), url=f's3://{bucket}/big.tar.gz', **s3_params(moto_server))}
     process = subprocess.Popen([sys.executable, '-m', 'ansible_collections.kubesnap.snapshots.plugins.modules.volume_restore'],
                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, env=dict(os.environ, PYTHONPATH=str(COLLECTIONS)))
-    process.stdin.write(__import__('json').dumps(args).encode())
+    process.stdin.write(json.dumps(args).encode())
     process.stdin.close()
     deadline = time.monotonic() + 60
     while len(list(target.iterdir())) < 20 and time.monotonic() < deadline:
@@ -208,6 +211,8 @@ def member(name, kind=tarfile.REGTYPE, linkname=''):
     ([(member('hard', tarfile.LNKTYPE, 'never-extracted'), None)], 'not a file extracted before it'),
     ([(member('dev', tarfile.CHRTYPE), None)], 'device file'),
     ([(member('blk', tarfile.BLKTYPE), None)], 'device file'),
+    ([(member('a'), b'x'), (member('.kubesnap-manifest.json'), b'{"entries": [oops')], 'the manifest is not JSON'),
+    ([(member('.kubesnap-manifest.json'), b'["a list"]')], 'not a kubesnap manifest'),
 ])
 def test_hostile_archives_are_refused_and_nothing_is_written_outside(moto_server, bucket, tmp_path, members, message):
     outside = tmp_path / 'outside'
@@ -327,3 +332,144 @@ def test_another_file_system_below_the_path_is_left_out(moto_server, bucket, tmp
     assert made['skipped'] == [{'path': 'mnt', 'reason': 'other file system'}], made
     restore(moto_server, target, f's3://{bucket}/a.tar.gz')
     assert sorted(p.name for p in target.iterdir()) == ['kept']
+
+
+def test_newest_never_takes_a_key_nested_below_the_folder(moto_server, bucket, tmp_path):
+    source, target = tmp_path / 'source', tmp_path / 'target'
+    source.mkdir()
+    target.mkdir()
+    # Another namespace's claim annotated with archive-url s3://bucket/base/db/data writes base/db/data/evil/x/N.tar.gz.
+    for key, content in (('base/db/data/1.tar.gz', b'ours'), ('base/db/data/evil/x/2.tar.gz', b'attacker'),
+                         ('base/db/data/latest.tar.gz', b'not a slot')):
+        (source / 'data').write_bytes(content)
+        assert archive(moto_server, source, f's3://{bucket}/{key}', source='db/data')['state'] == 'archived'
+        time.sleep(1.1)  # LastModified has a second's resolution: the attacker's are newer
+    result = restore(moto_server, target, f's3://{bucket}/base/db/data/', select='newest')
+    assert result['key'] == 'base/db/data/1.tar.gz', result
+    assert (target / 'data').read_bytes() == b'ours'
+
+
+def test_an_archive_of_another_volume_is_refused_before_anything_is_written(moto_server, bucket, tmp_path):
+    source, target = tmp_path / 'source', tmp_path / 'target'
+    source.mkdir()
+    target.mkdir()
+    (source / 'data').write_bytes(b'attacker')
+    archive(moto_server, source, f's3://{bucket}/base/db/data/1.tar.gz', source='evil/x')
+    client_for(moto_server).put_object(Bucket=bucket, Key='base/db/data/2.tar.gz', Body=b'no metadata')
+    for key in ('1.tar.gz', '2.tar.gz'):
+        result = restore(moto_server, target, f's3://{bucket}/base/db/data/{key}', expect_source='db/data')
+        assert result.get('failed') and 'not \'db/data\' (x-amz-meta-kubesnap-source)' in result['msg'], result
+        assert not list(target.iterdir())
+
+
+def reupload(endpoint, bucket, key, body):
+    """Replace the object's content, keeping its metadata (what volume_archive wrote)."""
+    client = client_for(endpoint)
+    metadata = client.head_object(Bucket=bucket, Key=key)['Metadata']
+    assert metadata['kubesnap-format'] == 'kubesnap-archive/1'
+    client.put_object(Bucket=bucket, Key=key, Body=body, Metadata=metadata)
+
+
+def test_our_archive_without_its_manifest_fails_and_keeps_the_marker(moto_server, bucket, tmp_path):
+    source, target = tmp_path / 'source', tmp_path / 'target'
+    source.mkdir()
+    target.mkdir()
+    (source / 'a').write_bytes(b'original')
+    archive(moto_server, source, f's3://{bucket}/a.tar.gz')
+    data = client_for(moto_server).get_object(Bucket=bucket, Key='a.tar.gz')['Body'].read()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=io.BytesIO(data), mode='r:gz') as tar, tarfile.open(fileobj=buffer, mode='w:gz', format=tarfile.PAX_FORMAT) as out:
+        for info in tar.getmembers():
+            if info.name != '.kubesnap-manifest.json':
+                out.addfile(info, tar.extractfile(info) if info.isreg() else None)
+    reupload(moto_server, bucket, 'a.tar.gz', buffer.getvalue())
+    result = restore(moto_server, target, f's3://{bucket}/a.tar.gz')
+    assert result.get('failed') and 'no manifest, yet the object was written by volume_archive' in result['msg'], result
+    assert (target / MARKER).exists()
+
+
+def gzip_members(data):
+    """Offsets where each gzip member of `data` ends."""
+    ends, offset = [], 0
+    while offset < len(data):
+        decompressor = zlib.decompressobj(31)
+        decompressor.decompress(data[offset:])
+        offset = len(data) - len(decompressor.unused_data)
+        ends.append(offset)
+    return ends
+
+
+def test_our_archive_cut_at_a_gzip_member_boundary_fails(moto_server, bucket, tmp_path):
+    source, target = tmp_path / 'source', tmp_path / 'target'
+    source.mkdir()
+    target.mkdir()
+    # 'a' (PAX header, header, data) fills the first MiB of tar exactly: the first gzip member ends with it.
+    (source / 'a').write_bytes(os.urandom(1024 * 1024 - 3 * 512))
+    (source / 'b').write_bytes(b'after the cut')
+    archive(moto_server, source, f's3://{bucket}/a.tar.gz', threads=2)
+    data = client_for(moto_server).get_object(Bucket=bucket, Key='a.tar.gz')['Body'].read()
+    cut = data[:gzip_members(data)[0]]
+    with tarfile.open(fileobj=io.BytesIO(cut), mode='r:gz') as tar:
+        assert tar.getnames() == ['a']  # a valid gzip and a clean end of tar: only the manifest tells
+    reupload(moto_server, bucket, 'a.tar.gz', cut)
+    result = restore(moto_server, target, f's3://{bucket}/a.tar.gz')
+    assert result.get('failed') and 'stripped or cut short' in result['msg'], result
+    assert (target / MARKER).exists()
+
+
+def test_require_verified_refuses_an_archive_without_a_manifest(moto_server, bucket, tmp_path):
+    source, target = tmp_path / 'source', tmp_path / 'target'
+    source.mkdir()
+    target.mkdir()
+    (source / 'app.conf').write_bytes(b'setting=1\n')
+    data = subprocess.run(['tar', '-czf', '-', '-C', str(source), '.'], capture_output=True, check=True).stdout
+    client_for(moto_server).put_object(Bucket=bucket, Key='migrated.tar.gz', Body=data)
+    result = restore(moto_server, target, f's3://{bucket}/migrated.tar.gz', require_verified=True)
+    assert result.get('failed') and 'no manifest to verify the extraction against' in result['msg'], result
+    assert (target / MARKER).exists()
+
+
+def test_a_marker_that_is_not_a_regular_file_is_refused(moto_server, bucket, tmp_path):
+    source, target, outside = tmp_path / 'source', tmp_path / 'target', tmp_path / 'outside'
+    for path in (source, target, outside):
+        path.mkdir()
+    (source / 'a').write_bytes(b'archived')
+    archive(moto_server, source, f's3://{bucket}/a.tar.gz')
+    (target / 'data').write_bytes(b'precious')
+    os.symlink(outside / 'planted', target / MARKER)  # written by whoever can write the volume
+    result = restore(moto_server, target, f's3://{bucket}/a.tar.gz')
+    assert result.get('failed') and 'not a regular file' in result['msg'], result
+    assert (target / 'data').read_bytes() == b'precious'
+    assert not list(outside.iterdir())
+
+
+def test_sigterm_aborts_the_upload(moto_server, bucket, tmp_path):
+    source = tmp_path / 'source'
+    source.mkdir()
+    (source / 'big').write_bytes(os.urandom(16 * 1024 * 1024))
+    client = client_for(moto_server)
+    client.put_object(Bucket=bucket, Key='slot/1.tar.gz', Body=b'previous')
+    second_part = threading.Event()
+
+    def slow(method, path):  # the second part takes a while: time for a Job's deadline
+        if method == 'PUT' and 'partNumber=2' in path:
+            second_part.set()
+            time.sleep(2)
+        return False
+
+    with strict_store(moto_server, deny=slow) as (url, _refused):
+        args = {'ANSIBLE_MODULE_ARGS': dict(path=str(source), url=f's3://{bucket}/slot/1.tar.gz', part_size=5, compression_level=1,
+                                            **s3_params(url))}
+        process = subprocess.Popen([sys.executable, '-m', 'ansible_collections.kubesnap.snapshots.plugins.modules.volume_archive'],
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=dict(os.environ, PYTHONPATH=str(COLLECTIONS)))
+        process.stdin.write(json.dumps(args).encode())
+        process.stdin.close()
+        assert second_part.wait(60)
+        assert client.list_multipart_uploads(Bucket=bucket).get('Uploads')
+        process.send_signal(signal.SIGTERM)
+        output = process.stdout.read()
+        process.wait(60)
+    result = json.loads(output)
+    assert result.get('failed') and 'stopped by SIGTERM, the upload aborted' in result['msg'], result
+    assert not client.list_multipart_uploads(Bucket=bucket).get('Uploads')
+    assert client.get_object(Bucket=bucket, Key='slot/1.tar.gz')['Body'].read() == b'previous'

@@ -1,14 +1,20 @@
 # The gzip halves of the archive: parallel members make one gzip stream, and the reader takes any number of
-# members and streams that expand a thousandfold without holding them whole.
+# members and streams that expand a thousandfold without holding them whole; reads are capped (a giant PAX header);
+# a malformed manifest is an ArchiveError; the extraction never follows a symlink a concurrent writer puts in place.
 from __future__ import annotations
 
 import gzip
 import io
 import os
+import stat
+import tarfile
+import zlib
 
 import pytest
 
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.archive import CHUNK, ArchiveError, GunzipReader, GzipWriter
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.archive import (
+    CHUNK, MANIFEST, MAX_READ, ArchiveError, Extractor, GunzipReader, GzipWriter, extract,
+)
 
 DATA = os.urandom(CHUNK) + b'\0' * (5 * CHUNK) + b'text ' * 100000
 
@@ -50,3 +56,117 @@ def test_gunzip_reader_seeks_forward_only():
     assert reader.read(3) == DATA[CHUNK + 5:CHUNK + 8]
     with pytest.raises(ArchiveError, match='read once, in order'):
         reader.seek(0)
+
+
+def gzipped(*pieces):
+    """One gzip member of the concatenated pieces, compressed piece by piece (a big run of zeros costs little)."""
+    compressor = zlib.compressobj(6, zlib.DEFLATED, 31)
+    return b''.join(compressor.compress(piece) for piece in pieces) + compressor.flush()
+
+
+def test_a_giant_pax_header_is_refused_before_it_is_read(tmp_path):
+    header = tarfile.TarInfo('././@PaxHeader')
+    header.type, header.size = tarfile.XHDTYPE, MAX_READ + 512  # tarfile reads a PAX header whole
+    zeros = b'\0' * CHUNK
+    compressed = gzipped(header.tobuf(tarfile.USTAR_FORMAT), *([zeros] * (MAX_READ // CHUNK + 1)))
+    with pytest.raises(ArchiveError, match=f'more than {MAX_READ}'):
+        extract(io.BytesIO(compressed), str(tmp_path), as_root=False)
+    assert not list(tmp_path.iterdir())
+
+
+def test_unbounded_reads_are_capped():
+    reader = GunzipReader(io.BytesIO(gzipped(b'\0' * (MAX_READ + 1))))
+    with pytest.raises(ArchiveError, match=f'more than {MAX_READ}'):
+        reader.read()
+    with pytest.raises(ArchiveError, match='read at once'):
+        GunzipReader(io.BytesIO(gzipped(b'x'))).read(MAX_READ + 1)
+
+
+def tar_of(*members):
+    """An uncompressed tar of (TarInfo, data or None)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode='w', format=tarfile.PAX_FORMAT) as tar:
+        for info, data in members:
+            if data is not None:
+                info.size = len(data)
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return buffer.getvalue()
+
+
+def entry(name, kind=tarfile.REGTYPE, mode=0o644):
+    info = tarfile.TarInfo(name)
+    info.type, info.mode = kind, mode
+    return info
+
+
+@pytest.mark.parametrize('manifest, message', [
+    (b'{not json', 'the manifest is not JSON'),
+    (b'\xff\xfe', 'the manifest is not JSON'),
+    (b'[1, 2]', 'not a kubesnap manifest'),
+    (b'{"format": "kubesnap-archive/1", "entries": [1]}', 'not a kubesnap manifest'),
+    (b'{"format": "kubesnap-archive/1", "entries": [{"type": "file"}]}', 'not a kubesnap manifest'),
+    (b'{"entries": {"a": 1}}', 'not a kubesnap manifest'),
+])
+def test_a_malformed_manifest_is_an_archive_error(tmp_path, manifest, message):
+    compressed = gzipped(tar_of((entry('a'), b'data'), (entry(MANIFEST), manifest)))
+    with pytest.raises(ArchiveError, match=message):
+        extract(io.BytesIO(compressed), str(tmp_path), as_root=False)
+
+
+def run_members(root, members, between):
+    """Extract `members` one by one into `root`, calling between(index) before each; returns the extractor."""
+    extractor = Extractor(str(root), as_root=False)
+    try:
+        with tarfile.open(fileobj=io.BytesIO(tar_of(*members)), mode='r:') as tar:
+            for index, member in enumerate(tar):
+                between(index)
+                extractor.member(tar, member)
+            between(len(members))
+            extractor.finish()
+    finally:
+        extractor.close()
+    return extractor
+
+
+def swap_for_symlink(path, target):
+    os.rename(path, f'{path}.moved')
+    os.symlink(target, path)
+
+
+def test_a_directory_swapped_for_a_symlink_during_extraction_is_not_followed(tmp_path):
+    root, outside = tmp_path / 'volume', tmp_path / 'outside'
+    root.mkdir()
+    outside.mkdir()
+    members = [(entry('d', tarfile.DIRTYPE, 0o755), None), (entry('d/one'), b'1'), (entry('d/two'), b'2')]
+
+    def writer(index):  # a concurrent writer on the volume, between two members
+        if index == 2:
+            swap_for_symlink(root / 'd', outside)
+
+    with pytest.raises(ArchiveError, match="goes through 'd', which is not a directory"):
+        run_members(root, members, writer)
+    assert not list(outside.iterdir())
+
+
+def test_modes_are_never_set_through_a_symlink(tmp_path):
+    root, outside = tmp_path / 'volume', tmp_path / 'outside'
+    root.mkdir()
+    outside.mkdir()
+    os.chmod(outside, 0o700)
+    members = [(entry('d', tarfile.DIRTYPE, 0o777), None), (entry('d/file'), b'x')]
+
+    def writer(index):  # after the last member, before directory modes are set
+        if index == len(members):
+            swap_for_symlink(root / 'd', outside)
+
+    with pytest.raises(ArchiveError, match='not a directory'):
+        run_members(root, members, writer)
+    assert stat.S_IMODE(outside.stat().st_mode) == 0o700
+
+
+def test_files_get_their_mode_and_mtime(tmp_path):
+    info = entry('f', mode=0o4751)
+    info.mtime = 1_600_000_000
+    run_members(tmp_path, [(info, b'content')], lambda index: None)
+    status = (tmp_path / 'f').lstat()
+    assert stat.S_IMODE(status.st_mode) == 0o4751 and status.st_mtime_ns == 1_600_000_000 * 10 ** 9

@@ -127,3 +127,26 @@ def test_doc_fragment_documents_the_argument_spec():
         assert doc.get('aliases', []) == spec.get('aliases', []), name
         assert doc.get('choices') == spec.get('choices'), name
     assert {name for name, spec in s3.S3_SPEC.items() if spec.get('no_log')} == {'access_key', 'secret_key', 'session_token'}
+
+
+@pytest.mark.parametrize('content, line', [
+    ('access_key = AKIAEXAMPLE\nsecret_key = SECRETwithoutSECTION\n', 1),  # no [default] header: configparser quotes the line
+    ('[default]\naccess_key = AKIAEXAMPLE\nSECRETwithoutEQUALS s3cr3t\n', 3),
+])
+def test_a_malformed_s3cfg_never_shows_its_lines(tmp_path, content, line):
+    path = tmp_path / 's3cfg'
+    path.write_text(content, encoding='utf-8')
+    with pytest.raises(S3Error) as raised:
+        s3.read_s3cfg(str(path))
+    message = str(raised.value)
+    assert f'at line {line}' in message and str(path) in message
+    assert 'SECRET' not in message and 'AKIA' not in message
+    assert raised.value.__cause__ is None and raised.value.__suppress_context__  # no chained exception quoting the line either
+
+
+def test_a_non_utf8_s3cfg_is_a_clear_error(tmp_path):
+    path = tmp_path / 's3cfg'
+    path.write_bytes(b'[default]\nsecret_key = \xff\xfeSECRET\n')
+    with pytest.raises(S3Error, match='cannot be read: UnicodeDecodeError') as raised:
+        s3.read_s3cfg(str(path))
+    assert 'SECRET' not in str(raised.value)
