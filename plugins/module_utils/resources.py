@@ -30,7 +30,11 @@ except ImportError:  # reported through k8s.KUBERNETES_IMPORT_ERROR (the kuberne
 # kube-backup's eight kinds.
 DEFAULT_KINDS = ('services', 'ingresses', 'replicasets', 'secrets', 'configmaps', 'deployments', 'daemonsets', 'statefulsets')
 DEFAULT_EXCLUDED_NAMESPACES = ('kube-system',)
+# The cluster's own namespaces: a restore never writes into them unless asked to (exclude_namespaces).
+RESTORE_EXCLUDED_NAMESPACES = ('kube-system', 'kube-public', 'kube-node-lease')
 FLAG_NAMESPACE = 'backuprestore-donotuse'
+# Where a namespace itself is archived: <namespace>/namespaces/<namespace>.yaml.
+NAMESPACES_KEY = 'namespaces'
 FIELD_MANAGER = 'kubesnap'
 
 # kube-backup's name, UTC; the suffix says what the object holds.
@@ -40,6 +44,9 @@ ENCRYPTED_SUFFIX = '.tar.gz.enc'
 BACKUP_NAME = re.compile(r'^backup_(?P<time>\d{8}T\d{6}Z)(?:\.tar\.gz(?:\.enc)?)?$')
 INDEX_NAME = 'index.yaml'
 FORMAT_VERSION = 1
+# A backup dated later than now by more than this (clock skew between hosts) is not trusted as the newest one: a key
+# planted far in the future would otherwise be kept forever, expire every real backup and stop new ones.
+FUTURE_MARGIN = datetime.timedelta(minutes=5)
 # Archives up to this size stay in memory while they are read or written; larger ones spill to a temporary file.
 SPOOL_BYTES = 64 * 1024 * 1024
 
@@ -301,6 +308,16 @@ def newest(backups):
     return max(backups, key=lambda key: (backups[key], key)) if backups else None
 
 
+def split_future(backups, now):
+    """({key: time} of the backups not later than now + FUTURE_MARGIN, sorted [keys] of those dated after it).
+
+    Future-dated keys are left out of the newest-backup choice, the interval check and retention (neither kept as the
+    newest nor deleted): one planted key must not expire every real backup or stop new ones.
+    """
+    limit = now + FUTURE_MARGIN
+    return {key: when for key, when in backups.items() if when <= limit}, sorted(key for key, when in backups.items() if when > limit)
+
+
 # ------------------------------------------------------------------------------------ archive
 
 def member_path(namespace, resource_key, name):
@@ -371,16 +388,39 @@ def _load(data, name, member):
 
 
 def manifest_problem(path, obj):
-    """What makes an archived object unusable, or None."""
+    """What makes an archived object unusable, or None: the path must be <namespace>/<kind>/<name>.yaml of the object."""
     if not isinstance(obj, dict):
         return 'not a mapping'
     metadata = obj.get('metadata')
     if not obj.get('apiVersion') or not obj.get('kind') or not isinstance(metadata, dict) or not metadata.get('name'):
         return 'apiVersion, kind and metadata.name are required'
+    if not all(isinstance(obj[field], str) for field in ('apiVersion', 'kind')) or not isinstance(metadata['name'], str):
+        return 'apiVersion, kind and metadata.name must be strings'
     parts = path.split('/')
-    namespace = metadata.get('name') if obj['kind'] == 'Namespace' else metadata.get('namespace')
+    is_namespace = obj['kind'] == 'Namespace' and obj['apiVersion'] == 'v1'
+    namespace = metadata['name'] if is_namespace else metadata.get('namespace')
     if len(parts) != 3 or parts[0] != namespace:
         return "the path does not match the object's namespace %r" % namespace
+    if parts[2] != metadata['name'] + '.yaml':
+        return 'the file name does not match metadata.name %r' % metadata['name']
+    if (parts[1] == NAMESPACES_KEY) != is_namespace:
+        return 'only a v1 Namespace is archived under %s/' % NAMESPACES_KEY
+    return None
+
+
+def served_problem(path, obj, resource):
+    """What forbids restoring an archived object as the served `resource`, or None.
+
+    The path's kind must be the object's: the restore's filters read the path, and a ClusterRoleBinding filed
+    under configmaps/ must not pass them. Cluster-scoped kinds are never restored, but for the Namespace itself.
+    """
+    if resource is None:
+        return None  # reported per object as not served
+    kind = path.split('/')[1]
+    if kind != resource.key:
+        return 'the path says %s, the object is %s %s (%s)' % (kind, obj['apiVersion'], obj['kind'], resource.key)
+    if not resource.namespaced and resource.key != NAMESPACES_KEY:
+        return '%s is cluster-scoped; only namespaced objects and namespaces are restored' % resource.key
     return None
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ansible_collections.kubesnap.snapshots.plugins.module_utils import encryption, resources
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import encryption, resources, retention
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.resources import Resource
 
 UTC = datetime.timezone.utc
@@ -210,3 +210,19 @@ def test_members_are_yaml_and_hand_edited_block_yaml_reads_too():
             info.size = len(text)
             archive.addfile(info, io.BytesIO(text))
     assert resources.read_archive(io.BytesIO(buffer.getvalue()), 'b/x')[1] == [('n/configmaps/c.yaml', obj)]
+
+
+def test_a_backup_dated_in_the_future_is_neither_the_newest_nor_expired():
+    now = datetime.datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    hourly = {f'b/backup_{(now - datetime.timedelta(hours=hours)).strftime(resources.NAME_TIME)}.tar.gz': now - datetime.timedelta(hours=hours)
+              for hours in range(72)}
+    planted = 'b/backup_29991231T235959Z.tar.gz'
+    skewed = 'b/' + resources.backup_name(now + datetime.timedelta(minutes=3)) + '.tar.gz'  # within the clock-skew margin
+    found = resources.backups_under([*hourly, planted, skewed], 'b/')
+    current, future = resources.split_future(found, now)
+    assert future == [planted] and resources.newest(current) == skewed
+    # What the backup module hands retention: only the current backups, anchored at now.
+    keep = retention.expire(current, 'PT1H P1D', now=now)
+    assert planted not in keep and len(keep) >= 24 and skewed in keep
+    # Without the split, the planted key is the newest and the only backup retention keeps.
+    assert retention.expire(found, 'PT1H P1D', now=now) == {planted}
