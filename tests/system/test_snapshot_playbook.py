@@ -33,9 +33,11 @@ def inventory(path: Path, kubeconfig: str, clusters: dict) -> Path:
     return path
 
 
-def run_snapshot(inventory_path: Path, ping_env: str | None = None, *, check: bool = False, **extra_vars) -> subprocess.CompletedProcess:
-    """The playbook over the inventory (with --check when `check`); `ping_env` is PING_URL in its environment (k8s-snapshots' setting)."""
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS), ANSIBLE_NOCOLOR="1", ANSIBLE_FORKS="5")
+def run_snapshot(inventory_path: Path, ping_env: str | None = None, *, check: bool = False, env: dict | None = None,
+                 **extra_vars) -> subprocess.CompletedProcess:
+    """The playbook over the inventory (with --check when `check`, `env` added to its environment); `ping_env` is
+    PING_URL in its environment (k8s-snapshots' setting)."""
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS), ANSIBLE_NOCOLOR="1", ANSIBLE_FORKS="5", **(env or {}))
     env.pop("PING_URL", None)
     if ping_env:
         env["PING_URL"] = ping_env
