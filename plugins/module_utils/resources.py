@@ -12,7 +12,6 @@ import gzip
 import io
 import json
 import re
-import shutil
 import tarfile
 import tempfile
 import zlib
@@ -23,7 +22,6 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils import k8s
 try:
     import yaml
     _DUMPER = getattr(yaml, 'CSafeDumper', yaml.SafeDumper)
-    _LOADER = getattr(yaml, 'CSafeLoader', yaml.SafeLoader)
 except ImportError:  # reported through k8s.KUBERNETES_IMPORT_ERROR (the kubernetes package needs PyYAML)
     yaml = None
 
@@ -49,6 +47,10 @@ FORMAT_VERSION = 1
 FUTURE_MARGIN = datetime.timedelta(minutes=5)
 # Archives up to this size stay in memory while they are read or written; larger ones spill to a temporary file.
 SPOOL_BYTES = 64 * 1024 * 1024
+# Limits on what an archive may unpack to: a file larger than any object the apiserver stores (1.5 MiB in etcd, as JSON
+# with indentation a few times that), and a whole archive; a gzip bomb is refused instead of filling the disk.
+MAX_MEMBER_BYTES = 16 * 1024 * 1024
+MAX_ARCHIVE_BYTES = 8 * 1024 * 1024 * 1024
 
 LAST_APPLIED = k8s.LAST_APPLIED
 # Bookkeeping of this cluster's apiserver and controllers: meaningless, or harmful, on another cluster.
@@ -352,12 +354,14 @@ def read_archive(fileobj, name):
     index, entries = None, []
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as tar:
         try:
-            with gzip.GzipFile(fileobj=fileobj, mode='rb') as unpacked:
-                shutil.copyfileobj(unpacked, tar, 1024 * 1024)
+            _unpack(fileobj, tar, name)
             tar.seek(0)
             with tarfile.open(fileobj=tar, mode='r:') as archive:
                 for member in archive:
                     if member.isfile():
+                        if member.size > MAX_MEMBER_BYTES:
+                            raise ArchiveError('%s: %s holds %d bytes, more than any object (%d): not a backup of ours'
+                                               % (name, member.name, member.size, MAX_MEMBER_BYTES))
                         value = _load(archive.extractfile(member).read(), name, member.name)
                         if member.name == INDEX_NAME:
                             index = value
@@ -376,13 +380,37 @@ def read_archive(fileobj, name):
     return index, entries
 
 
+def _unpack(fileobj, target, name):
+    """Decompress the gzip stream into `target`, refusing one that unpacks to more than MAX_ARCHIVE_BYTES."""
+    total = 0
+    with gzip.GzipFile(fileobj=fileobj, mode='rb') as unpacked:
+        while True:
+            block = unpacked.read(1024 * 1024)
+            if not block:
+                return
+            total += len(block)
+            if total > MAX_ARCHIVE_BYTES:
+                raise ArchiveError('%s unpacks to more than %d bytes: refused' % (name, MAX_ARCHIVE_BYTES))
+            target.write(block)
+
+
+if yaml is not None:
+    class _NoAliasLoader(yaml.SafeLoader):  # pylint: disable=too-many-ancestors
+        """SafeLoader without aliases: nothing we write uses them, and nested aliases expand exponentially (a YAML bomb)."""
+
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent):
+                raise yaml.composer.ComposerError(None, None, 'aliases (*name) are not accepted in a backup', self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+
+
 def _load(data, name, member):
     try:
         return json.loads(data)
     except ValueError:
         pass  # written or edited as block YAML
     try:
-        return yaml.load(data, Loader=_LOADER)
+        return yaml.load(data, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as exc:
         raise ArchiveError('%s: %s is not valid YAML: %s' % (name, member, exc)) from exc
 

@@ -226,3 +226,49 @@ def test_a_backup_dated_in_the_future_is_neither_the_newest_nor_expired():
     assert planted not in keep and len(keep) >= 24 and skewed in keep
     # Without the split, the planted key is the newest and the only backup retention keeps.
     assert retention.expire(found, 'PT1H P1D', now=now) == {planted}
+
+
+def archive_of(members):
+    buffer = io.BytesIO()
+    with gzip.GzipFile(fileobj=buffer, mode='wb') as packed, tarfile.open(fileobj=packed, mode='w|') as archive:
+        for path, text in members:
+            info = tarfile.TarInfo(path)
+            info.size = len(text)
+            archive.addfile(info, io.BytesIO(text))
+    return buffer.getvalue()
+
+
+def test_a_yaml_alias_bomb_is_refused():
+    bomb = b'a: &a ["x","x"]\nb: &b [*a,*a]\nc: &c [*b,*b]\nd: [*c,*c]\n'
+    with pytest.raises(resources.ArchiveError, match='n/configmaps/c.yaml is not valid YAML: .*aliases'):
+        resources.read_archive(io.BytesIO(archive_of([('index.yaml', b'format: 1\nobjects: 1\n'), ('n/configmaps/c.yaml', bomb)])), 'b/x')
+
+
+def test_an_archive_unpacking_beyond_the_limits_is_refused(monkeypatch):
+    data = archive_of([('index.yaml', b'format: 1\nobjects: 1\n'), ('n/configmaps/c.yaml', b'{' + b' ' * 5000 + b'}')])
+    monkeypatch.setattr(resources, 'MAX_MEMBER_BYTES', 4096)
+    with pytest.raises(resources.ArchiveError, match='n/configmaps/c.yaml holds 5002 bytes, more than any object'):
+        resources.read_archive(io.BytesIO(data), 'b/x')
+    monkeypatch.setattr(resources, 'MAX_ARCHIVE_BYTES', 4096)
+    with pytest.raises(resources.ArchiveError, match='b/x unpacks to more than 4096 bytes'):
+        resources.read_archive(io.BytesIO(data), 'b/x')
+
+
+def test_a_chunk_length_beyond_a_chunk_is_refused_before_it_is_read(monkeypatch):
+    monkeypatch.setattr(encryption, 'ITERATIONS', 1000)
+    sealed = io.BytesIO()
+    writer = encryption.EncryptingWriter(sealed, 'k')
+    writer.write(b'data')
+    writer.close()
+    header = len(encryption.MAGIC) + encryption.SALT_BYTES
+    forged = sealed.getvalue()[:header] + (0xFFFFFFF0).to_bytes(4, 'big') + sealed.getvalue()[header + 4:]
+
+    class Counting(io.BytesIO):
+        asked = 0
+
+        def read(self, size=-1):
+            Counting.asked = max(Counting.asked, size)
+            return super().read(size)
+    with pytest.raises(encryption.DecryptionError, match='chunk 0 claims 4294967280 bytes, more than a chunk'):
+        encryption.decrypt(Counting(forged), io.BytesIO(), 'k', 'b/x')
+    assert Counting.asked < 1024
