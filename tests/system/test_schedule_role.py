@@ -161,6 +161,15 @@ def test_awx_without_the_awx_collection_fails_naming_it(tmp_path):
     assert "needs the awx.awx collection" not in output and "couldn't resolve module/action 'awx.awx.credential_type'" in output, output[-3000:]
 
 
+def test_awx_collection_in_site_packages_is_found(tmp_path):
+    # Where `pip install ansible` puts its collections: a directory on the controller Python's sys.path.
+    site = tmp_path / "site-packages"
+    (site / "ansible_collections" / "awx" / "awx").mkdir(parents=True)
+    found = play(role_play(tmp_path, "schedule"), AWX_VARS, env=dict(os.environ, PYTHONPATH=str(site)))
+    output = found.stdout + found.stderr
+    assert "TASK [kubesnap.snapshots.schedule : Check the AWX settings]" in output and "needs the awx.awx collection" not in output, output[-3000:]
+
+
 def test_cron_setup_leaves_an_existing_log_directory_alone_and_finds_ansible_playbook(cluster, namespace, tmp_path):
     shared = tmp_path / "var-log"
     shared.mkdir()
