@@ -159,7 +159,7 @@ def resolve(wanted, resources):
     """(resources, unserved): each wanted kind as a served resource, in the order given, once each.
 
     A kind is a resource name, its singular, its Kind or a short name, any case, optionally qualified
-    by its group (`ingresses.networking.k8s.io`, `SnapshotRule.kubesnap.io`). A bare name served by
+    by its group (`ingresses.networking.k8s.io`, `SnapshotRule.k8s-snapshots.elsdoerfer.com`). A bare name served by
     several groups is the core group's, else the first group in the server's priority order.
     `unserved` is [(kind, reason)] for kinds the server does not serve as namespaced, listable objects.
     """

@@ -39,7 +39,7 @@ options:
   kinds:
     description:
       - Kinds to back up - resource names, singular names, Kinds or short names, any case, optionally qualified by their
-        group (V(ingresses.networking.k8s.io), V(SnapshotRule.kubesnap.io)), resolved through API discovery.
+        group (V(ingresses.networking.k8s.io), V(SnapshotRule.k8s-snapshots.elsdoerfer.com)), resolved through API discovery.
       - A kind the server does not serve (or that is cluster-scoped) is reported in RV(unserved) and warned about, not fatal.
     type: list
     elements: str
@@ -445,7 +445,8 @@ def main():
         hint = ' (a store without server-side encryption: encryption=none with an encryption_key)' if encrypted == 'server' and not result['size'] else ''
         module.fail_json(msg='%s; %s%s' % (exc, 'the backup was written' if result['size'] else 'nothing was uploaded', hint),
                          exception=traceback.format_exc(), api_calls=module.api_calls(), **result)
-    result['changed'] = not module.check_mode
+    # A backup was (in check mode, would be) written.
+    result['changed'] = True
     module.exit_json(api_calls=module.api_calls(), **result)
 
 

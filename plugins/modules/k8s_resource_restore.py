@@ -161,7 +161,9 @@ objects:
       type: str
       sample: created
     reason:
-      description: Why it was skipped or failed (the server's message), or null.
+      description:
+        - Why it was skipped or failed (the server's message), or null. V(exists) - O(existing=skip) left it;
+          V(unchanged) - O(existing=update) applied it and nothing changed (so a repeated restore reports no change).
       type: str
       sample: exists
 counts:
@@ -245,13 +247,13 @@ def flag_exists(client, name):
 
 
 def existing_names(client, served_kinds):
-    """{resource key: {(namespace, name)}} of the kinds to restore: one paged list per kind."""
+    """{resource key: {(namespace, name): resourceVersion}} of the kinds to restore: one paged list per kind."""
     def names(resource):
         def identity(item):
             metadata = item.get('metadata') or {}
             # A namespace is archived under its own name: <namespace>/namespaces/<namespace>.yaml.
-            return (metadata.get('namespace') if resource.namespaced else metadata.get('name')), metadata.get('name')
-        return set(client.list_all(resource.path(), transform=identity))
+            return ((metadata.get('namespace') if resource.namespaced else metadata.get('name')), metadata.get('name')), metadata.get('resourceVersion')
+        return dict(client.list_all(resource.path(), transform=identity))
     found = {}
     for resource, listed, error in run_parallel(names, served_kinds, 8):
         if error is not None:
@@ -292,6 +294,17 @@ def planned(entries, served, params):
     return resources.restore_order(kept), sorted(skipped_namespaces)
 
 
+def unchanged(listed_version, live, applied):
+    """Whether an apply left an existing object as it was: its resourceVersion, or in check mode (a dry run writes
+    nothing, so keeps it) the object read before against the dry run's answer, bookkeeping aside."""
+    def content(obj):
+        metadata = {name: value for name, value in (obj.get('metadata') or {}).items() if name not in ('managedFields', 'resourceVersion')}
+        return dict(obj, metadata=metadata)
+    if live is not None:
+        return content(live) == content(applied)
+    return (applied.get('metadata') or {}).get('resourceVersion') == listed_version
+
+
 def apply_all(module, plan, existing):
     """Per object result dicts, in apply order; ranks one after the other, objects of a rank in parallel."""
     p = module.params
@@ -321,7 +334,11 @@ def apply_all(module, plan, existing):
                 # A create, never an apply: an object made since the list above is left as it is.
                 module.client.request('POST', resource.path(scope), create_query, body)
             else:
-                module.client.request('PATCH', resource.path(scope, name), apply_query, body, APPLY)
+                live = module.client.get(resource.path(scope, name)) if there and module.check_mode else None
+                applied = module.client.request('PATCH', resource.path(scope, name), apply_query, body, APPLY)
+                if there and unchanged(existing[resource.key][namespace, name], live, applied):
+                    result.update(state='skipped', reason='unchanged')
+                    return result
         except KubeError as exc:
             if exc.status == 409 and p['existing'] == 'skip':
                 result.update(state='skipped', reason='exists')

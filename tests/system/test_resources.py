@@ -183,6 +183,11 @@ def test_round_trip_restores_every_object_as_it_was(cluster, kube, api, rule_crd
     update = restore(cluster.kubeconfig, moto_server, bucket, flag, existing='update', namespaces=namespaces, encryption_key=KEY)
     assert not update.get('failed'), update
     assert update['counts']['updated'] == len(update['objects'])
+    # Applied again, nothing changes: no object is reported updated, neither by a run nor by check mode.
+    for check in (False, True):
+        same = restore(cluster.kubeconfig, moto_server, bucket, flag, check=check, existing='update', namespaces=namespaces, encryption_key=KEY)
+        assert not same.get('failed') and not same['changed'] and same['counts']['updated'] == 0, same['counts']
+        assert {(o['state'], o['reason']) for o in same['objects']} == {('skipped', 'unchanged')}
 
 
 def test_guard_does_nothing_without_a_backup_and_fails_on_a_stale_one(cluster, kube, namespaces, moto_server, bucket, flag):
@@ -279,7 +284,7 @@ def test_retention_expires_only_our_backups_and_interval_skips_a_run(cluster, na
     dry = backup(cluster.kubeconfig, moto_server, bucket, namespaces[:1], check=True, policy='PT1H P1D')
     made = backup(cluster.kubeconfig, moto_server, bucket, namespaces[:1], policy='PT1H P1D')
     assert not made.get('failed'), made
-    assert made['expired'] == dry['expired'] and made['expired'], made
+    assert dry['changed'] and made['changed'] and made['expired'] == dry['expired'] and made['expired'], made
     assert foreign not in made['expired'] and any('not written by k8s_resource_backup' in str(w) for w in made['warnings'])
     left = {item['Key'] for item in s3c.list_objects_v2(Bucket=bucket, Prefix='cluster/')['Contents']}
     assert left == (set(old) - set(made['expired'])) | {made['backup'], 'cluster/notes.txt'}

@@ -7,7 +7,7 @@ import pytest
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import resources
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.resources import Resource
-from ansible_collections.kubesnap.snapshots.plugins.modules.k8s_resource_restore import argument_spec, planned
+from ansible_collections.kubesnap.snapshots.plugins.modules.k8s_resource_restore import argument_spec, planned, unchanged
 
 CONFIGMAPS = Resource('', 'v1', 'configmaps', 'ConfigMap', True, ('list',), 'configmap', ('cm',))
 SECRETS = Resource('', 'v1', 'secrets', 'Secret', True, ('list',), 'secret')
@@ -77,3 +77,13 @@ def test_the_clusters_own_namespaces_are_not_restored_unless_asked():
     assert [path for path, _obj, _resource in plan] == ['shop/configmaps/c.yaml'] and excluded == ['kube-system']
     plan, excluded = planned(entries, SERVED, params(exclude_namespaces=[]))
     assert len(plan) == 4 and excluded == []
+
+
+def test_an_apply_that_changed_nothing_is_not_an_update():
+    live = {'apiVersion': 'v1', 'kind': 'ConfigMap', 'data': {'a': '1'},
+            'metadata': {'name': 'c', 'resourceVersion': '7', 'managedFields': [{'manager': 'kubectl'}]}}
+    assert unchanged('7', None, live)
+    assert not unchanged('6', None, live)
+    # Check mode: the dry run's answer against the object read before; its manager entry is bookkeeping.
+    assert unchanged('7', live, dict(live, metadata=dict(live['metadata'], managedFields=[{'manager': 'kubesnap'}])))
+    assert not unchanged('7', live, dict(live, data={'a': '2'}))
