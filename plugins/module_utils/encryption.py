@@ -100,6 +100,9 @@ def decrypt(source, target, passphrase, name):
         if len(frame) < 4 + NONCE_BYTES:
             raise DecryptionError('%s is cut short: chunk %d is missing or incomplete' % (name, index))
         (length,) = struct.unpack('>I', frame[:4])
+        if length > CHUNK + TAG_BYTES:
+            # Checked before reading: a forged length would otherwise make us read up to 4 GiB before the tag fails.
+            raise DecryptionError('%s is not a backup of ours: chunk %d claims %d bytes, more than a chunk' % (name, index, length))
         sealed = source.read(length)
         if len(sealed) != length or length < TAG_BYTES:
             raise DecryptionError('%s is cut short in chunk %d' % (name, index))

@@ -12,7 +12,6 @@ import gzip
 import io
 import json
 import re
-import shutil
 import tarfile
 import tempfile
 import zlib
@@ -23,14 +22,17 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils import k8s
 try:
     import yaml
     _DUMPER = getattr(yaml, 'CSafeDumper', yaml.SafeDumper)
-    _LOADER = getattr(yaml, 'CSafeLoader', yaml.SafeLoader)
 except ImportError:  # reported through k8s.KUBERNETES_IMPORT_ERROR (the kubernetes package needs PyYAML)
     yaml = None
 
 # kube-backup's eight kinds.
 DEFAULT_KINDS = ('services', 'ingresses', 'replicasets', 'secrets', 'configmaps', 'deployments', 'daemonsets', 'statefulsets')
 DEFAULT_EXCLUDED_NAMESPACES = ('kube-system',)
+# The cluster's own namespaces: a restore never writes into them unless asked to (exclude_namespaces).
+RESTORE_EXCLUDED_NAMESPACES = ('kube-system', 'kube-public', 'kube-node-lease')
 FLAG_NAMESPACE = 'backuprestore-donotuse'
+# Where a namespace itself is archived: <namespace>/namespaces/<namespace>.yaml.
+NAMESPACES_KEY = 'namespaces'
 FIELD_MANAGER = 'kubesnap'
 
 # kube-backup's name, UTC; the suffix says what the object holds.
@@ -40,8 +42,15 @@ ENCRYPTED_SUFFIX = '.tar.gz.enc'
 BACKUP_NAME = re.compile(r'^backup_(?P<time>\d{8}T\d{6}Z)(?:\.tar\.gz(?:\.enc)?)?$')
 INDEX_NAME = 'index.yaml'
 FORMAT_VERSION = 1
+# A backup dated later than now by more than this (clock skew between hosts) is not trusted as the newest one: a key
+# planted far in the future would otherwise be kept forever, expire every real backup and stop new ones.
+FUTURE_MARGIN = datetime.timedelta(minutes=5)
 # Archives up to this size stay in memory while they are read or written; larger ones spill to a temporary file.
 SPOOL_BYTES = 64 * 1024 * 1024
+# Limits on what an archive may unpack to: a file larger than any object the apiserver stores (1.5 MiB in etcd, as JSON
+# with indentation a few times that), and a whole archive; a gzip bomb is refused instead of filling the disk.
+MAX_MEMBER_BYTES = 16 * 1024 * 1024
+MAX_ARCHIVE_BYTES = 8 * 1024 * 1024 * 1024
 
 LAST_APPLIED = k8s.LAST_APPLIED
 # Bookkeeping of this cluster's apiserver and controllers: meaningless, or harmful, on another cluster.
@@ -150,7 +159,7 @@ def resolve(wanted, resources):
     """(resources, unserved): each wanted kind as a served resource, in the order given, once each.
 
     A kind is a resource name, its singular, its Kind or a short name, any case, optionally qualified
-    by its group (`ingresses.networking.k8s.io`, `SnapshotRule.kubesnap.io`). A bare name served by
+    by its group (`ingresses.networking.k8s.io`, `SnapshotRule.k8s-snapshots.elsdoerfer.com`). A bare name served by
     several groups is the core group's, else the first group in the server's priority order.
     `unserved` is [(kind, reason)] for kinds the server does not serve as namespaced, listable objects.
     """
@@ -301,6 +310,16 @@ def newest(backups):
     return max(backups, key=lambda key: (backups[key], key)) if backups else None
 
 
+def split_future(backups, now):
+    """({key: time} of the backups not later than now + FUTURE_MARGIN, sorted [keys] of those dated after it).
+
+    Future-dated keys are left out of the newest-backup choice, the interval check and retention (neither kept as the
+    newest nor deleted): one planted key must not expire every real backup or stop new ones.
+    """
+    limit = now + FUTURE_MARGIN
+    return {key: when for key, when in backups.items() if when <= limit}, sorted(key for key, when in backups.items() if when > limit)
+
+
 # ------------------------------------------------------------------------------------ archive
 
 def member_path(namespace, resource_key, name):
@@ -335,12 +354,14 @@ def read_archive(fileobj, name):
     index, entries = None, []
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as tar:
         try:
-            with gzip.GzipFile(fileobj=fileobj, mode='rb') as unpacked:
-                shutil.copyfileobj(unpacked, tar, 1024 * 1024)
+            _unpack(fileobj, tar, name)
             tar.seek(0)
             with tarfile.open(fileobj=tar, mode='r:') as archive:
                 for member in archive:
                     if member.isfile():
+                        if member.size > MAX_MEMBER_BYTES:
+                            raise ArchiveError('%s: %s holds %d bytes, more than any object (%d): not a backup of ours'
+                                               % (name, member.name, member.size, MAX_MEMBER_BYTES))
                         value = _load(archive.extractfile(member).read(), name, member.name)
                         if member.name == INDEX_NAME:
                             index = value
@@ -359,28 +380,75 @@ def read_archive(fileobj, name):
     return index, entries
 
 
+def _unpack(fileobj, target, name):
+    """Decompress the gzip stream into `target`, refusing one that unpacks to more than MAX_ARCHIVE_BYTES."""
+    total = 0
+    with gzip.GzipFile(fileobj=fileobj, mode='rb') as unpacked:
+        while True:
+            block = unpacked.read(1024 * 1024)
+            if not block:
+                return
+            total += len(block)
+            if total > MAX_ARCHIVE_BYTES:
+                raise ArchiveError('%s unpacks to more than %d bytes: refused' % (name, MAX_ARCHIVE_BYTES))
+            target.write(block)
+
+
+if yaml is not None:
+    class _NoAliasLoader(yaml.SafeLoader):  # pylint: disable=too-many-ancestors
+        """SafeLoader without aliases: nothing we write uses them, and nested aliases expand exponentially (a YAML bomb)."""
+
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent):
+                raise yaml.composer.ComposerError(None, None, 'aliases (*name) are not accepted in a backup', self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+
+
 def _load(data, name, member):
     try:
         return json.loads(data)
     except ValueError:
         pass  # written or edited as block YAML
     try:
-        return yaml.load(data, Loader=_LOADER)
+        return yaml.load(data, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as exc:
         raise ArchiveError('%s: %s is not valid YAML: %s' % (name, member, exc)) from exc
 
 
 def manifest_problem(path, obj):
-    """What makes an archived object unusable, or None."""
+    """What makes an archived object unusable, or None: the path must be <namespace>/<kind>/<name>.yaml of the object."""
     if not isinstance(obj, dict):
         return 'not a mapping'
     metadata = obj.get('metadata')
     if not obj.get('apiVersion') or not obj.get('kind') or not isinstance(metadata, dict) or not metadata.get('name'):
         return 'apiVersion, kind and metadata.name are required'
+    if not all(isinstance(obj[field], str) for field in ('apiVersion', 'kind')) or not isinstance(metadata['name'], str):
+        return 'apiVersion, kind and metadata.name must be strings'
     parts = path.split('/')
-    namespace = metadata.get('name') if obj['kind'] == 'Namespace' else metadata.get('namespace')
+    is_namespace = obj['kind'] == 'Namespace' and obj['apiVersion'] == 'v1'
+    namespace = metadata['name'] if is_namespace else metadata.get('namespace')
     if len(parts) != 3 or parts[0] != namespace:
         return "the path does not match the object's namespace %r" % namespace
+    if parts[2] != metadata['name'] + '.yaml':
+        return 'the file name does not match metadata.name %r' % metadata['name']
+    if (parts[1] == NAMESPACES_KEY) != is_namespace:
+        return 'only a v1 Namespace is archived under %s/' % NAMESPACES_KEY
+    return None
+
+
+def served_problem(path, obj, resource):
+    """What forbids restoring an archived object as the served `resource`, or None.
+
+    The path's kind must be the object's: the restore's filters read the path, and a ClusterRoleBinding filed
+    under configmaps/ must not pass them. Cluster-scoped kinds are never restored, but for the Namespace itself.
+    """
+    if resource is None:
+        return None  # reported per object as not served
+    kind = path.split('/')[1]
+    if kind != resource.key:
+        return 'the path says %s, the object is %s %s (%s)' % (kind, obj['apiVersion'], obj['kind'], resource.key)
+    if not resource.namespaced and resource.key != NAMESPACES_KEY:
+        return '%s is cluster-scoped; only namespaced objects and namespaces are restored' % resource.key
     return None
 
 

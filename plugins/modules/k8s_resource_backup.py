@@ -39,7 +39,7 @@ options:
   kinds:
     description:
       - Kinds to back up - resource names, singular names, Kinds or short names, any case, optionally qualified by their
-        group (V(ingresses.networking.k8s.io), V(SnapshotRule.kubesnap.io)), resolved through API discovery.
+        group (V(ingresses.networking.k8s.io), V(SnapshotRule.k8s-snapshots.elsdoerfer.com)), resolved through API discovery.
       - A kind the server does not serve (or that is cluster-scoped) is reported in RV(unserved) and warned about, not fatal.
     type: list
     elements: str
@@ -66,6 +66,8 @@ options:
     description:
       - Retention of the backups under the prefix, ISO 8601 durations such as V(PT1H P1D P30D) (see the
         C(backup.kubernetes.io/deltas) annotation). All backups are kept when not given (kube-backup's behaviour).
+      - A key dated more than five minutes after now is left out of retention (neither kept as the newest nor deleted)
+        and of O(interval), and warned about.
     type: str
   encryption_key:
     description:
@@ -334,12 +336,21 @@ def upload(s3_client, bucket, key, params, index, entries):
     return writer.bytes
 
 
+def current_backups(module, backups, bucket, now):
+    """The backups not dated in the future; each one that is gets a warning and is otherwise left alone."""
+    current, future = resources.split_future(backups, now)
+    for key in future:
+        module.warn('s3://%s/%s is dated in the future: not counted as the newest backup and never expired; delete it if it '
+                    'is not a real backup' % (bucket, key))
+    return current
+
+
 def expire(module, s3_client, bucket, prefix, new_key, now):
     """Keys deleted (or, in check mode, to delete) by the policy; only objects this module wrote."""
-    backups = resource_store.list_backups(s3_client, bucket, prefix)
+    backups = current_backups(module, resource_store.list_backups(s3_client, bucket, prefix), bucket, now)
     if new_key:
         backups[new_key] = now
-    keep = retention.expire(backups, module.params['policy'])
+    keep = retention.expire(backups, module.params['policy'], now=now)
     doomed = sorted(key for key in backups if key not in keep)
     expired = []
     for key in doomed:
@@ -361,7 +372,7 @@ def not_due(module, bucket, prefix, now):
         backups = resource_store.list_backups(s3.client(module.params), bucket, prefix)
     except s3.S3Error as exc:
         module.fail_json(msg='%s; nothing was uploaded' % exc)
-    newest = resources.newest(backups)
+    newest = resources.newest(current_backups(module, backups, bucket, now))
     if newest is not None and backups[newest] + resource_store.parse_age(module.params['interval']) > now:
         module.exit_json(changed=False, backup=newest, url='s3://%s/%s' % (bucket, newest), counts={}, namespaces={}, left_out=[],
                          left_out_counts={}, unserved=[], size=0, encrypted=None, expired=[], api_calls={},
@@ -434,7 +445,8 @@ def main():
         hint = ' (a store without server-side encryption: encryption=none with an encryption_key)' if encrypted == 'server' and not result['size'] else ''
         module.fail_json(msg='%s; %s%s' % (exc, 'the backup was written' if result['size'] else 'nothing was uploaded', hint),
                          exception=traceback.format_exc(), api_calls=module.api_calls(), **result)
-    result['changed'] = not module.check_mode
+    # A backup was (in check mode, would be) written.
+    result['changed'] = True
     module.exit_json(api_calls=module.api_calls(), **result)
 
 

@@ -16,7 +16,12 @@ description:
     wrong O(encryption_key) writes nothing.
   - Order - namespaces, then service accounts, secrets and config maps (and what else pods mount or RBAC), then
     services, ingresses and network policies, then workloads and other built-in kinds, custom resources last.
-    Each object is sent with server-side apply, field manager C(kubesnap). Objects of the O(flag_namespace) are never restored.
+    With O(existing=skip) each object is created (an object that exists by then is left as it is and reported
+    V(skipped)); with O(existing=update) it is sent with server-side apply, field manager C(kubesnap), taking over
+    the fields it sets. Objects of the O(flag_namespace) and of O(exclude_namespaces) are never restored.
+  - An archive is refused whole, before anything is applied, when an object's path is not
+    C(<namespace>/<kind>/<name>.yaml) of that very object (its namespace, served kind and name) or when it holds a
+    cluster-scoped object other than a Namespace at C(<namespace>/namespaces/<namespace>.yaml).
   - Every object is tried; one failure does not stop the others. The task fails at the end listing the failed objects
     with the server's message.
   - With O(guard=true), kube-backup's start-up guard - the flag namespace exists, do nothing; no backup, do nothing;
@@ -34,6 +39,7 @@ options:
     description:
       - Name of the backup under the prefix (V(backup_20261130T120000Z), with or without its C(.tar.gz) or C(.tar.gz.enc)
         suffix). The newest backup by the time in its name when not given.
+      - A backup dated more than five minutes after now is never chosen as the newest (warned about) and refused when named.
     type: str
   guard:
     description: kube-backup's guard (see the description); the playbook's restore job sets it.
@@ -57,6 +63,13 @@ options:
     description: Restore only these namespaces.
     type: list
     elements: str
+  exclude_namespaces:
+    description:
+      - Namespaces never restored, even when the backup holds them or O(namespaces) names them (warned about). The
+        cluster's own namespaces by default; give V([]) to restore into them.
+    type: list
+    elements: str
+    default: [kube-system, kube-public, kube-node-lease]
   kinds:
     description: Restore only these kinds (names as in k8s_resource_backup's O(kubesnap.snapshots.k8s_resource_backup#module:kinds)).
     type: list
@@ -82,8 +95,8 @@ attributes:
     support: none
     description: Not supported.
 notes:
-  - Needs C(list) and C(patch) on every restored kind, C(get) and C(create) on namespaces, and C(s3:ListBucket) and
-    C(s3:GetObject) on the bucket. See C(docs/rbac.yml).
+  - Needs C(list) and C(create) (O(existing=skip)) or C(patch) (O(existing=update)) on every restored kind, C(get)
+    and C(create) on namespaces, and C(s3:ListBucket) and C(s3:GetObject) on the bucket. See C(docs/rbac.yml).
 requirements:
   - kubernetes >= 28.1.0
   - boto3
@@ -148,7 +161,9 @@ objects:
       type: str
       sample: created
     reason:
-      description: Why it was skipped or failed (the server's message), or null.
+      description:
+        - Why it was skipped or failed (the server's message), or null. V(exists) - O(existing=skip) left it;
+          V(unchanged) - O(existing=update) applied it and nothing changed (so a repeated restore reports no change).
       type: str
       sample: exists
 counts:
@@ -191,6 +206,7 @@ def argument_spec():
         max_age={'type': 'str'},
         existing={'type': 'str', 'choices': ['skip', 'update'], 'default': 'skip'},
         namespaces={'type': 'list', 'elements': 'str'},
+        exclude_namespaces={'type': 'list', 'elements': 'str', 'default': list(resources.RESTORE_EXCLUDED_NAMESPACES)},
         kinds={'type': 'list', 'elements': 'str'},
         encryption_key={'type': 'str', 'no_log': True},
         now={'type': 'str'},
@@ -199,16 +215,22 @@ def argument_spec():
     return spec
 
 
-def choose(module, s3_client, bucket, prefix):
-    """(key, time) of the backup to restore, or (None, None) when there is none."""
+def choose(module, s3_client, bucket, prefix, now):
+    """(key, time) of the backup to restore, or (None, None) when there is none; never one dated in the future."""
     backups = resource_store.list_backups(s3_client, bucket, prefix)
+    current, future = resources.split_future(backups, now)
     name = module.params.get('backup')
     if not name:
-        key = resources.newest(backups)
-        return key, backups.get(key)
+        for key in future:
+            module.warn('s3://%s/%s is dated in the future: not taken as the newest backup' % (bucket, key))
+        key = resources.newest(current)
+        return key, current.get(key)
     for key, when in sorted(backups.items()):
         base = key[len(prefix):]
         if name in (base, base.split('.', 1)[0]):
+            if key in future:
+                module.fail_json(msg='backup: s3://%s/%s is dated %s, later than now (%s): refusing a backup from the future; '
+                                     'nothing was restored' % (bucket, key, when.isoformat(), now.isoformat()))
             return key, when
     module.fail_json(msg='backup: no backup %r under s3://%s/%s (%d backups there)' % (name, bucket, prefix, len(backups)))
     return None, None
@@ -225,13 +247,13 @@ def flag_exists(client, name):
 
 
 def existing_names(client, served_kinds):
-    """{resource key: {(namespace, name)}} of the kinds to restore: one paged list per kind."""
+    """{resource key: {(namespace, name): resourceVersion}} of the kinds to restore: one paged list per kind."""
     def names(resource):
         def identity(item):
             metadata = item.get('metadata') or {}
             # A namespace is archived under its own name: <namespace>/namespaces/<namespace>.yaml.
-            return (metadata.get('namespace') if resource.namespaced else metadata.get('name')), metadata.get('name')
-        return set(client.list_all(resource.path(), transform=identity))
+            return ((metadata.get('namespace') if resource.namespaced else metadata.get('name')), metadata.get('name')), metadata.get('resourceVersion')
+        return dict(client.list_all(resource.path(), transform=identity))
     found = {}
     for resource, listed, error in run_parallel(names, served_kinds, 8):
         if error is not None:
@@ -241,31 +263,55 @@ def existing_names(client, served_kinds):
 
 
 def planned(entries, served, params):
-    """[(path, object, resource)] within the filters, in apply order; the flag namespace's objects never."""
+    """([(path, object, resource)] within the filters, in apply order, [excluded namespaces met]); the flag namespace's
+    objects never. ValueError naming the object when the archive holds one that may not be restored: nothing is applied."""
     wanted_namespaces = set(params.get('namespaces') or ())
+    excluded = set(params.get('exclude_namespaces') or ())
     kinds = None
     if params.get('kinds'):
         chosen, unknown = resources.resolve(params['kinds'], served + [NAMESPACES])
         if unknown:
             raise ValueError('kinds: %s' % '; '.join('%s: %s' % pair for pair in unknown))
         kinds = {resource.key for resource in chosen}
-    kept = []
+    kept, refused, skipped_namespaces = [], [], set()
     for path, obj in entries:
         namespace, key, _name = path.split('/')
+        resource = NAMESPACES if obj['kind'] == 'Namespace' and obj['apiVersion'] == 'v1' else resources.resource_of(obj, served)
+        problem = resources.served_problem(path, obj, resource)
+        if problem:
+            refused.append('%s: %s' % (path, problem))
+            continue
         if namespace == params['flag_namespace'] or (wanted_namespaces and namespace not in wanted_namespaces):
             continue
-        if kinds is not None and key not in kinds and key != 'namespaces':
+        if namespace in excluded:
+            skipped_namespaces.add(namespace)
             continue
-        resource = NAMESPACES if obj['kind'] == 'Namespace' and obj['apiVersion'] == 'v1' else resources.resource_of(obj, served)
+        if kinds is not None and key not in kinds and key != resources.NAMESPACES_KEY:
+            continue
         kept.append((path, obj, resource))
-    return resources.restore_order(kept)
+    if refused:
+        raise ValueError('the backup holds %d objects that may not be restored: %s' % (len(refused), '; '.join(refused[:MSG_ITEMS])))
+    return resources.restore_order(kept), sorted(skipped_namespaces)
+
+
+def unchanged(listed_version, live, applied):
+    """Whether an apply left an existing object as it was: its resourceVersion, or in check mode (a dry run writes
+    nothing, so keeps it) the object read before against the dry run's answer, bookkeeping aside."""
+    def content(obj):
+        metadata = {name: value for name, value in (obj.get('metadata') or {}).items() if name not in ('managedFields', 'resourceVersion')}
+        return dict(obj, metadata=metadata)
+    if live is not None:
+        return content(live) == content(applied)
+    return (applied.get('metadata') or {}).get('resourceVersion') == listed_version
 
 
 def apply_all(module, plan, existing):
     """Per object result dicts, in apply order; ranks one after the other, objects of a rank in parallel."""
     p = module.params
     namespaces_now = existing.get('namespaces', set())
-    query = {'fieldManager': resources.FIELD_MANAGER, 'force': 'true', 'dryRun': 'All' if module.check_mode else None}
+    dry_run = 'All' if module.check_mode else None
+    create_query = {'fieldManager': resources.FIELD_MANAGER, 'dryRun': dry_run}
+    apply_query = dict(create_query, force='true')
 
     def apply(entry):
         path, obj, resource = entry
@@ -282,9 +328,21 @@ def apply_all(module, plan, existing):
             result.update(state='created', reason='not checked by the apiserver: its namespace does not exist yet')
             return result
         body = dict(obj, metadata=dict(obj['metadata'], namespace=namespace) if resource.namespaced else obj['metadata'])
+        scope = namespace if resource.namespaced else None
         try:
-            module.client.request('PATCH', resource.path(namespace if resource.namespaced else None, name), query, body, APPLY)
+            if p['existing'] == 'skip':
+                # A create, never an apply: an object made since the list above is left as it is.
+                module.client.request('POST', resource.path(scope), create_query, body)
+            else:
+                live = module.client.get(resource.path(scope, name)) if there and module.check_mode else None
+                applied = module.client.request('PATCH', resource.path(scope, name), apply_query, body, APPLY)
+                if there and unchanged(existing[resource.key][namespace, name], live, applied):
+                    result.update(state='skipped', reason='unchanged')
+                    return result
         except KubeError as exc:
+            if exc.status == 409 and p['existing'] == 'skip':
+                result.update(state='skipped', reason='exists')
+                return result
             result['reason'] = exc.message
             return result
         result['state'] = 'updated' if there else 'created'
@@ -330,7 +388,7 @@ def main():
         if p['guard'] and flag_exists(module.client, p['flag_namespace']):
             done('flag namespace %s exists; a restore already happened on this cluster' % p['flag_namespace'])
         s3_client = s3.client(p)
-        key, when = choose(module, s3_client, bucket, prefix)
+        key, when = choose(module, s3_client, bucket, prefix, now)
         if key is None:
             if p['guard']:
                 done('no backup under s3://%s/%s; nothing to restore' % (bucket, prefix))
@@ -348,9 +406,11 @@ def main():
     try:
         served = resources.discover(module.client)
         try:
-            plan = planned(entries, served, p)
+            plan, excluded = planned(entries, served, p)
         except ValueError as exc:
             module.fail_json(msg='%s; nothing was restored' % exc, **result)
+        for name in excluded:
+            module.warn('namespace %s is in exclude_namespaces: nothing of it was restored' % name)
         kinds = {resource for _rank, _obj, resource in plan if resource is not None} | {NAMESPACES}
         existing = existing_names(module.client, sorted(kinds, key=lambda r: r.key))
         result['objects'] = apply_all(module, plan, existing)

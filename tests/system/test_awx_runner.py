@@ -61,8 +61,9 @@ def test_a_job_run_as_awx_runs_it_covers_both_clusters(kube, cluster, namespace,
                                     private / "env")
         s3_env, s3_vars = inject("kubesnap S3", {"region": "eu-west-1", "access_key": "s3-key", "secret_key": "s3-secret-not-shown"},
                                  private / "env")
-        assert not s3_env and s3_vars["snapshot_cycle_s3_secret_key"] == "s3-secret-not-shown"
-        envvars = {**kube_env, **aws_env, "ANSIBLE_COLLECTIONS_PATH": str(COLLECTIONS)}
+        # Secrets as environment variables only: extra vars are shown to everyone who can read the job.
+        assert not s3_vars and s3_env["KUBESNAP_S3_SECRET_ACCESS_KEY"] == "s3-secret-not-shown"
+        envvars = {**kube_env, **aws_env, **s3_env, "ANSIBLE_COLLECTIONS_PATH": str(COLLECTIONS)}
         (private / "env" / "envvars").write_text(yaml.safe_dump(envvars), encoding="utf-8")
         report = tmp_path / "report.json"
         extravars = {"snapshot_cycle_label_policy": "PT1H P1D", **s3_vars, **({"snapshot_cycle_report_path": str(report)} if SNAPSHOT_PLAYBOOK else {})}

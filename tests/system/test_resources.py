@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import base64
+import datetime
 import io
 import json
 import os
@@ -182,6 +183,11 @@ def test_round_trip_restores_every_object_as_it_was(cluster, kube, api, rule_crd
     update = restore(cluster.kubeconfig, moto_server, bucket, flag, existing='update', namespaces=namespaces, encryption_key=KEY)
     assert not update.get('failed'), update
     assert update['counts']['updated'] == len(update['objects'])
+    # Applied again, nothing changes: no object is reported updated, neither by a run nor by check mode.
+    for check in (False, True):
+        same = restore(cluster.kubeconfig, moto_server, bucket, flag, check=check, existing='update', namespaces=namespaces, encryption_key=KEY)
+        assert not same.get('failed') and not same['changed'] and same['counts']['updated'] == 0, same['counts']
+        assert {(o['state'], o['reason']) for o in same['objects']} == {('skipped', 'unchanged')}
 
 
 def test_guard_does_nothing_without_a_backup_and_fails_on_a_stale_one(cluster, kube, namespaces, moto_server, bucket, flag):
@@ -211,9 +217,11 @@ def test_wrong_key_and_corrupt_archive_write_nothing(cluster, kube, namespaces, 
     assert wrong['failed'] and 'cannot be decrypted with the encryption_key given' in wrong['msg'] and 'nothing was restored' in wrong['msg']
     missing = restore(cluster.kubeconfig, moto_server, bucket, flag)
     assert missing['failed'] and 'is encrypted: give the encryption_key' in missing['msg']
-    client_for(moto_server).put_object(Bucket=bucket, Key='cluster/backup_20991231T000000Z.tar.gz', Body=b'\x1f\x8b garbage')
+    # Newer than the real one (by less than the clock-skew margin): the newest.
+    garbage = 'cluster/' + resources.backup_name(datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=1)) + '.tar.gz'
+    client_for(moto_server).put_object(Bucket=bucket, Key=garbage, Body=b'\x1f\x8b garbage')
     corrupt = restore(cluster.kubeconfig, moto_server, bucket, flag)
-    assert corrupt['failed'] and 'cluster/backup_20991231T000000Z.tar.gz is not a readable tar.gz archive' in corrupt['msg']
+    assert corrupt['failed'] and f'{garbage} is not a readable tar.gz archive' in corrupt['msg'], corrupt
     assert namespaces[0] not in {ns.metadata.name for ns in kube.core.list_namespace().items}
 
 
@@ -225,7 +233,7 @@ def test_a_rejected_manifest_fails_by_name_and_the_rest_is_restored(cluster, kub
     buffer = io.BytesIO()
     resources.write_archive(buffer, {'format': 1, 'objects': 3}, [(f'{namespace}/namespaces/{namespace}.yaml', ns),
                                                                   (f'{namespace}/configmaps/good.yaml', good), (f'{namespace}/services/bad.yaml', bad)])
-    client_for(moto_server).put_object(Bucket=bucket, Key='cluster/backup_20261130T120000Z.tar.gz', Body=buffer.getvalue())
+    client_for(moto_server).put_object(Bucket=bucket, Key='cluster/backup_20261101T120000Z.tar.gz', Body=buffer.getvalue())
 
     # Check mode asks the apiserver (dryRun=All): its validation answers, and nothing is written.
     checked = restore(cluster.kubeconfig, moto_server, bucket, flag, check=True)
@@ -276,7 +284,7 @@ def test_retention_expires_only_our_backups_and_interval_skips_a_run(cluster, na
     dry = backup(cluster.kubeconfig, moto_server, bucket, namespaces[:1], check=True, policy='PT1H P1D')
     made = backup(cluster.kubeconfig, moto_server, bucket, namespaces[:1], policy='PT1H P1D')
     assert not made.get('failed'), made
-    assert made['expired'] == dry['expired'] and made['expired'], made
+    assert dry['changed'] and made['changed'] and made['expired'] == dry['expired'] and made['expired'], made
     assert foreign not in made['expired'] and any('not written by k8s_resource_backup' in str(w) for w in made['warnings'])
     left = {item['Key'] for item in s3c.list_objects_v2(Bucket=bucket, Prefix='cluster/')['Contents']}
     assert left == (set(old) - set(made['expired'])) | {made['backup'], 'cluster/notes.txt'}
@@ -369,3 +377,29 @@ def test_the_documented_roles_are_enough(kube, api, rule_crd, namespaces, accoun
     events = [e for e in audit.events() if e['user']['username'] in users]
     refused = [(e['verb'], e['objectRef'].get('resource'), e['responseStatus']['code']) for e in events if e['responseStatus']['code'] in (401, 403)]
     assert len(events) > 10 and not refused, refused
+
+
+def test_a_backup_dated_in_the_future_neither_expires_the_others_nor_stops_new_ones(cluster, namespaces, moto_server, bucket, flag):
+    s3c = client_for(moto_server)
+    ours = {'kubesnap-format': '1', 'kubesnap-encrypted': 'none'}
+    first = backup(cluster.kubeconfig, moto_server, bucket, namespaces[:1])
+    assert not first.get('failed'), first
+    body = stored(moto_server, bucket, first['backup'])
+    s3c.delete_object(Bucket=bucket, Key=first['backup'])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    # Hourly backups of the last few hours, which PT1H P1D keeps, and one planted far in the future.
+    hourly = ['cluster/' + resources.backup_name(now - datetime.timedelta(hours=hours, minutes=5)) + '.tar.gz' for hours in (1, 2, 3)]
+    planted = 'cluster/backup_29991231T235959Z.tar.gz'
+    for key in [*hourly, planted]:
+        s3c.put_object(Bucket=bucket, Key=key, Body=body, Metadata=ours)
+    made = backup(cluster.kubeconfig, moto_server, bucket, namespaces[:1], policy='PT1H P1D', interval='PT30M')
+    # Unguarded, the planted key is the newest: "younger than interval" on every run, and retention keeps only it.
+    assert not made.get('failed') and made['changed'] and made['skipped_reason'] is None, made
+    assert made['expired'] == [], made
+    assert any(planted in str(w) and 'dated in the future' in str(w) for w in made['warnings'])
+    left = {item['Key'] for item in s3c.list_objects_v2(Bucket=bucket, Prefix='cluster/')['Contents']}
+    assert left == {made['backup'], planted, *hourly}
+    chosen = restore(cluster.kubeconfig, moto_server, bucket, flag, check=True, max_age='PT1H')
+    assert not chosen.get('failed') and chosen['backup'] == made['backup'], chosen
+    named = restore(cluster.kubeconfig, moto_server, bucket, flag, check=True, backup='backup_29991231T235959Z')
+    assert named['failed'] and 'refusing a backup from the future' in named['msg'], named

@@ -159,3 +159,37 @@ def test_awx_without_the_awx_collection_fails_naming_it(tmp_path):
     found = play(role_play(tmp_path, "schedule"), AWX_VARS)
     output = found.stdout + found.stderr
     assert "needs the awx.awx collection" not in output and "couldn't resolve module/action 'awx.awx.credential_type'" in output, output[-3000:]
+
+
+def test_awx_collection_in_site_packages_is_found(tmp_path):
+    # Where `pip install ansible` puts its collections: a directory on the controller Python's sys.path.
+    site = tmp_path / "site-packages"
+    (site / "ansible_collections" / "awx" / "awx").mkdir(parents=True)
+    found = play(role_play(tmp_path, "schedule"), AWX_VARS, env=dict(os.environ, PYTHONPATH=str(site)))
+    output = found.stdout + found.stderr
+    assert "TASK [kubesnap.snapshots.schedule : Check the AWX settings]" in output and "needs the awx.awx collection" not in output, output[-3000:]
+
+
+def test_cron_setup_leaves_an_existing_log_directory_alone_and_finds_ansible_playbook(cluster, namespace, tmp_path):
+    shared = tmp_path / "var-log"
+    shared.mkdir()
+    shared.chmod(0o755)
+    variables = cron_vars(tmp_path, cluster, namespace, schedule_log=str(shared / "kubesnap.log"), schedule_virtualenv="")
+    env = scratch_env(tmp_path)
+    env["PATH"] = f"{env['PATH'].split(':', 1)[0]}:{Path(sys.executable).parent}:/usr/bin:/bin"
+    succeeded(play(role_play(tmp_path, "schedule"), variables, env=env))
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o755  # /var/log must never become 0700
+    assert stat.S_IMODE((shared / "kubesnap.log").stat().st_mode) == 0o600
+    for made in ("lib", "lib/kubesnap-run", "lib/kubesnap-vars.yml", "lib/kubesnap-environment", "var-log/kubesnap.log"):
+        assert (tmp_path / made).stat().st_uid == os.getuid(), made
+    wrapper = (tmp_path / "lib" / "kubesnap-run").read_text(encoding="utf-8")
+    assert f"{Path(sys.executable).with_name('ansible-playbook')} -i" in wrapper, wrapper
+
+
+def test_cron_refuses_environment_names_and_paths_that_would_run_as_code(cluster, namespace, tmp_path):
+    injected = cron_vars(tmp_path, cluster, namespace, schedule_environment={"X=1; touch /tmp/pwned; Y": "v", "GOOD": "v"})
+    refused = play(role_play(tmp_path, "schedule"), injected, env=scratch_env(tmp_path))
+    assert refused.returncode != 0 and "are not shell variable names" in refused.stdout and "X=1; touch" in refused.stdout, refused.stdout[-2000:]
+    assert not (tmp_path / "lib").exists()
+    percent = play(role_play(tmp_path, "schedule"), cron_vars(tmp_path, cluster, namespace, schedule_dir=str(tmp_path / "a%b")), env=scratch_env(tmp_path))
+    assert percent.returncode != 0 and "cron reads % on its command line" in percent.stdout, percent.stdout[-2000:]

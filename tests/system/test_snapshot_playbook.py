@@ -33,15 +33,17 @@ def inventory(path: Path, kubeconfig: str, clusters: dict) -> Path:
     return path
 
 
-def run_snapshot(inventory_path: Path, ping_env: str | None = None, **extra_vars) -> subprocess.CompletedProcess:
-    """The playbook over the inventory; `ping_env` is PING_URL in its environment (k8s-snapshots' setting)."""
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS), ANSIBLE_NOCOLOR="1", ANSIBLE_FORKS="5")
+def run_snapshot(inventory_path: Path, ping_env: str | None = None, *, check: bool = False, env: dict | None = None,
+                 **extra_vars) -> subprocess.CompletedProcess:
+    """The playbook over the inventory (with --check when `check`, `env` added to its environment); `ping_env` is
+    PING_URL in its environment (k8s-snapshots' setting)."""
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS), ANSIBLE_NOCOLOR="1", ANSIBLE_FORKS="5", **(env or {}))
     env.pop("PING_URL", None)
     if ping_env:
         env["PING_URL"] = ping_env
     extra = {"snapshot_cycle_label_policy": "PT1H P1D", "ansible_python_interpreter": sys.executable, **extra_vars}
     return subprocess.run([str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(inventory_path), "-e", json.dumps(extra),
-                           "kubesnap.snapshots.snapshot"], capture_output=True, text=True, env=env, check=False, timeout=600)
+                           *(["--check"] if check else []), "kubesnap.snapshots.snapshot"], capture_output=True, text=True, env=env, check=False, timeout=600)
 
 
 def recap(process) -> dict:

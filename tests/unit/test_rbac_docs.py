@@ -17,3 +17,12 @@ def test_the_rendering_is_the_documented_list_of_rbac_objects():
                      'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding',  # k8s_resource_backup's
                      'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding',  # k8s_resource_restore's
                      'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'ClusterRoleBinding', 'RoleBinding']  # restores'
+
+
+def test_the_scheduled_cycle_can_be_given_the_resource_backups_rights():
+    def backup_subjects(**overrides):
+        items = yaml.safe_load(render(**overrides))['items']
+        [binding] = [i for i in items if i['kind'] == 'ClusterRoleBinding' and i['metadata']['name'] == 'kubesnap-resource-backup']
+        return [subject['name'] for subject in binding['subjects']]
+    assert backup_subjects() == ['kubesnap-resource-backup']
+    assert backup_subjects(rbac_resource_backup_cycle=True) == ['kubesnap-resource-backup', 'kubesnap']

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ansible_collections.kubesnap.snapshots.plugins.module_utils import encryption, resources
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import encryption, resources, retention
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.resources import Resource
 
 UTC = datetime.timezone.utc
@@ -210,3 +210,65 @@ def test_members_are_yaml_and_hand_edited_block_yaml_reads_too():
             info.size = len(text)
             archive.addfile(info, io.BytesIO(text))
     assert resources.read_archive(io.BytesIO(buffer.getvalue()), 'b/x')[1] == [('n/configmaps/c.yaml', obj)]
+
+
+def test_a_backup_dated_in_the_future_is_neither_the_newest_nor_expired():
+    now = datetime.datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    hourly = {f'b/backup_{(now - datetime.timedelta(hours=hours)).strftime(resources.NAME_TIME)}.tar.gz': now - datetime.timedelta(hours=hours)
+              for hours in range(72)}
+    planted = 'b/backup_29991231T235959Z.tar.gz'
+    skewed = 'b/' + resources.backup_name(now + datetime.timedelta(minutes=3)) + '.tar.gz'  # within the clock-skew margin
+    found = resources.backups_under([*hourly, planted, skewed], 'b/')
+    current, future = resources.split_future(found, now)
+    assert future == [planted] and resources.newest(current) == skewed
+    # What the backup module hands retention: only the current backups, anchored at now.
+    keep = retention.expire(current, 'PT1H P1D', now=now)
+    assert planted not in keep and len(keep) >= 24 and skewed in keep
+    # Without the split, the planted key is the newest and the only backup retention keeps.
+    assert retention.expire(found, 'PT1H P1D', now=now) == {planted}
+
+
+def archive_of(members):
+    buffer = io.BytesIO()
+    with gzip.GzipFile(fileobj=buffer, mode='wb') as packed, tarfile.open(fileobj=packed, mode='w|') as archive:
+        for path, text in members:
+            info = tarfile.TarInfo(path)
+            info.size = len(text)
+            archive.addfile(info, io.BytesIO(text))
+    return buffer.getvalue()
+
+
+def test_a_yaml_alias_bomb_is_refused():
+    bomb = b'a: &a ["x","x"]\nb: &b [*a,*a]\nc: &c [*b,*b]\nd: [*c,*c]\n'
+    with pytest.raises(resources.ArchiveError, match='n/configmaps/c.yaml is not valid YAML: .*aliases'):
+        resources.read_archive(io.BytesIO(archive_of([('index.yaml', b'format: 1\nobjects: 1\n'), ('n/configmaps/c.yaml', bomb)])), 'b/x')
+
+
+def test_an_archive_unpacking_beyond_the_limits_is_refused(monkeypatch):
+    data = archive_of([('index.yaml', b'format: 1\nobjects: 1\n'), ('n/configmaps/c.yaml', b'{' + b' ' * 5000 + b'}')])
+    monkeypatch.setattr(resources, 'MAX_MEMBER_BYTES', 4096)
+    with pytest.raises(resources.ArchiveError, match='n/configmaps/c.yaml holds 5002 bytes, more than any object'):
+        resources.read_archive(io.BytesIO(data), 'b/x')
+    monkeypatch.setattr(resources, 'MAX_ARCHIVE_BYTES', 4096)
+    with pytest.raises(resources.ArchiveError, match='b/x unpacks to more than 4096 bytes'):
+        resources.read_archive(io.BytesIO(data), 'b/x')
+
+
+def test_a_chunk_length_beyond_a_chunk_is_refused_before_it_is_read(monkeypatch):
+    monkeypatch.setattr(encryption, 'ITERATIONS', 1000)
+    sealed = io.BytesIO()
+    writer = encryption.EncryptingWriter(sealed, 'k')
+    writer.write(b'data')
+    writer.close()
+    header = len(encryption.MAGIC) + encryption.SALT_BYTES
+    forged = sealed.getvalue()[:header] + (0xFFFFFFF0).to_bytes(4, 'big') + sealed.getvalue()[header + 4:]
+
+    class Counting(io.BytesIO):
+        asked = 0
+
+        def read(self, size=-1):
+            Counting.asked = max(Counting.asked, size)
+            return super().read(size)
+    with pytest.raises(encryption.DecryptionError, match='chunk 0 claims 4294967280 bytes, more than a chunk'):
+        encryption.decrypt(Counting(forged), io.BytesIO(), 'k', 'b/x')
+    assert Counting.asked < 1024
