@@ -1,0 +1,125 @@
+# k8s_pv_restore on the cloud backends, end to end: a protected claim on an EBS volume (moto's EC2 server) or a GCE disk (the
+# fake Compute API) behind a PV on the local apiserver, a snapshot taken by k8s_pv_snapshot, restored by k8s_pv_restore. The
+# cloud side is read back directly (moto's volume SnapshotId, the fake disk's sourceSnapshot); binding is the real apiserver's
+# PV binder (kube-controller-manager runs here; no kubelet, so nothing mounts).
+"""System tests of restoring EBS and GCE snapshots into a disk, a pre-bound PV and a bound claim."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import restore as rs
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import gce
+
+from .ec2_server import Ec2Server
+from .modules import DELTAS, run_module
+from .test_cloud_backends import HARNESSES, ec2_client, snap
+
+OTHER_ZONES = {"aws": "us-east-1b", "gce": "europe-west1-c"}
+
+
+@pytest.fixture(scope="module")
+def ec2_server():
+    server = Ec2Server().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["aws", "gce"])
+def cloud(request, cluster, kube, audit):
+    harness, fixture = HARNESSES[request.param]
+    return harness(cluster, kube, audit, request.getfixturevalue(fixture))
+
+
+@pytest.fixture
+def restored_pvs(kube):
+    """Names of the PersistentVolumes a test's restores make (cluster-scoped, not labelled as the test's): deleted afterwards."""
+    names = []
+    yield names
+    for name in names:
+        with contextlib.suppress(ApiException):  # never made (a failed test)
+            kube.core.delete_persistent_volume(name)
+
+
+def restore(cluster, namespace, cloud, check=False, **args):
+    return run_module("k8s_pv_restore", str(cluster.kubeconfig), check=check, namespace=namespace, pvc="data", select="newest",
+                      lease_namespace=namespace, wait_timeout=60, **dict(cloud.args, **args))
+
+
+def cloud_disk(cloud, pv_spec):
+    """(zone, the snapshot it was made from) of the disk a PV names, read from the cloud itself; None when there is no such disk."""
+    if cloud.name == "aws":
+        handle = (pv_spec.get("csi") or {}).get("volumeHandle") or pv_spec["awsElasticBlockStore"]["volumeID"].rpartition("/")[2]
+        found = ec2_client(cloud.server).describe_volumes(Filters=[{"Name": "volume-id", "Values": [handle]}])["Volumes"]
+        return (found[0]["AvailabilityZone"], "%s/%s" % ("us-east-1", found[0]["SnapshotId"])) if found else None
+    handle = pv_spec["csi"]["volumeHandle"]
+    disk = cloud.fake.disks.get(handle)
+    if disk is None:
+        return None
+    return disk["zone"].rpartition("/zones/")[2], gce.resource_path(disk["sourceSnapshot"])
+
+
+def read_pv(kube, name):
+    return kube.api.sanitize_for_serialization(kube.core.read_persistent_volume(name))
+
+
+def affinity_zones(pv_spec):
+    terms = pv_spec["nodeAffinity"]["required"]["nodeSelectorTerms"]
+    return [value for term in terms for expression in term["matchExpressions"] for value in expression["values"]]
+
+
+def snapshots_of_data(cluster, namespace, cloud, count):
+    """`count` snapshots of the claim `data` (the last is the newest), their ids."""
+    taken = [snap(cluster, namespace, cloud, pvc="data", force=True)["volumes"][0] for _index in range(count)]
+    assert [t["state"] for t in taken] == ["ready"] * count, taken
+    owned = sorted(cloud.owned(namespace), key=lambda s: (s.created_at, s.id))
+    assert len(owned) == count
+    return [s.id for s in owned]
+
+
+@pytest.mark.parametrize("zone_option", [False, True], ids=["source-zone", "zone-option"])
+def test_a_restore_makes_a_disk_from_the_newest_snapshot_and_its_claim_binds(cluster, kube, namespace, cloud, restored_pvs, zone_option):
+    cloud.claim(namespace, "data", annotations={DELTAS: "PT1H P1D"})
+    source_zone = affinity_zones(read_pv(kube, "%s-data" % namespace)["spec"])[0]
+    _older, newest = snapshots_of_data(cluster, namespace, cloud, 2)
+    zone = OTHER_ZONES[cloud.name] if zone_option else source_zone
+    args = {"restore_name": "restored"}
+    if zone_option:
+        args["zone"] = zone
+    volume_name = rs.cloud_volume_name(namespace, "restored")
+    restored_pvs.append(volume_name)
+
+    # Check mode: the plan shows the PV and the claim, and nothing is written on either side.
+    cloud.mark(namespace)
+    preview = restore(cluster, namespace, cloud, check=True, **args)
+    assert not preview.get("failed") and preview["changed"], preview
+    assert [m["kind"] for m in preview["manifests"]] == ["PersistentVolume", "PersistentVolumeClaim"], preview
+    assert preview["snapshot"]["id"] == newest and preview["backend"] == cloud.name, preview
+    assert cloud.writes() == [], "check mode makes no disk"
+    assert kube.core.list_persistent_volume(field_selector="metadata.name=%s" % volume_name).items == []
+    assert [c.metadata.name for c in kube.core.list_namespaced_persistent_volume_claim(namespace).items] == ["data"]
+
+    result = restore(cluster, namespace, cloud, **args)
+    assert not result.get("failed"), result
+    assert result["changed"] and result["backend"] == cloud.name and result["snapshot"]["id"] == newest, result
+    assert result["pvc"]["phase"] == "Bound" and result["pv"] == volume_name, result
+
+    pv = read_pv(kube, volume_name)
+    claim = kube.api.sanitize_for_serialization(kube.core.read_namespaced_persistent_volume_claim("restored", namespace))
+    # The disk exists on the cloud side, made from the newest snapshot, in the zone asked for (or the source's).
+    assert cloud_disk(cloud, pv["spec"]) == (zone, newest), pv["spec"]
+    assert affinity_zones(pv["spec"]) == [zone], pv["spec"]
+    assert pv["spec"]["claimRef"]["namespace"] == namespace and pv["spec"]["claimRef"]["name"] == "restored", pv["spec"]
+    assert pv["spec"]["persistentVolumeReclaimPolicy"] == "Retain" and pv["status"]["phase"] == "Bound", pv
+    assert claim["spec"]["volumeName"] == volume_name and claim["status"]["phase"] == "Bound", claim
+    assert claim["metadata"]["annotations"][rs.RESTORED_FROM] == "%s:%s" % (cloud.name, newest), claim
+
+    # A second run finds the restore done: nothing written on either side.
+    cloud.mark(namespace)
+    again = restore(cluster, namespace, cloud, **args)
+    assert not again.get("failed") and not again["changed"] and again["manifests"] == [], again
+    assert again["pv"] == volume_name and again["pvc"]["phase"] == "Bound", again
+    assert cloud.writes() == [], "the second run makes no disk"
