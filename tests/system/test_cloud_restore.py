@@ -14,9 +14,13 @@ from kubernetes.client.exceptions import ApiException
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import restore as rs
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import gce
 
+from . import test_restore_access as access
 from .ec2_server import Ec2Server
 from .modules import DELTAS, run_module
 from .test_cloud_backends import HARNESSES, ec2_client, snap
+
+# The restore service account with given rules (test_restore_access.py's fixture).
+restore_account = access.restore_account
 
 OTHER_ZONES = {"aws": "us-east-1b", "gce": "europe-west1-c"}
 
@@ -123,3 +127,16 @@ def test_a_restore_makes_a_disk_from_the_newest_snapshot_and_its_claim_binds(clu
     assert not again.get("failed") and not again["changed"] and again["manifests"] == [], again
     assert again["pv"] == volume_name and again["pvc"]["phase"] == "Bound", again
     assert cloud.writes() == [], "the second run makes no disk"
+
+
+@pytest.mark.parametrize("cloud", ["aws"], indirect=True)
+def test_the_documented_restore_account_can_restore_a_cloud_snapshot(kube, cluster, namespace, cloud, restored_pvs, restore_account):
+    # docs/rbac.yml's rules for kubesnap-restore, exactly: a cloud restore also creates the PersistentVolume of its disk.
+    cluster_rules, lease_rules = access.restore_rules()
+    env = restore_account(cluster_rules, lease_rules)
+    cloud.claim(namespace, "data", annotations={DELTAS: "PT1H P1D"})
+    [newest] = snapshots_of_data(cluster, namespace, cloud, 1)
+    restored_pvs.append(rs.cloud_volume_name(namespace, "restored"))
+    result = access.run_as(env, "k8s_pv_restore", namespace=namespace, pvc="data", restore_name="restored", lease_namespace=namespace,
+                           wait_timeout=60, **cloud.args)
+    assert not result.get("failed") and result["pvc"]["phase"] == "Bound" and result["snapshot"]["id"] == newest, result
