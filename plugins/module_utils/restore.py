@@ -166,14 +166,21 @@ def cloud_volume_name(namespace, name):
 
 
 def volume_zone(pv):
-    """The zone a volume lives in, from its node affinity (or legacy zone labels), or None."""
+    """The zone a volume lives in, from its node affinity (or legacy zone labels, or an in-tree EBS `aws://<zone>/<id>`), or None."""
     terms = ((((pv or {}).get('spec') or {}).get('nodeAffinity') or {}).get('required') or {}).get('nodeSelectorTerms') or []
     for term in terms:
         for expression in term.get('matchExpressions') or []:
             if expression.get('key') in ZONE_KEYS and expression.get('operator') == 'In' and len(expression.get('values') or []) == 1:
                 return expression['values'][0]
     labels = ((pv or {}).get('metadata') or {}).get('labels') or {}
-    return next((labels[key] for key in ZONE_KEYS if labels.get(key)), None)
+    labelled = next((labels[key] for key in ZONE_KEYS if labels.get(key)), None)
+    if labelled:
+        return labelled
+    # An in-tree EBS volume made by hand often carries neither; its volume ID names the zone.
+    ebs_id = str(((((pv or {}).get('spec') or {}).get('awsElasticBlockStore') or {}).get('volumeID')) or '')
+    scheme, _sep, rest = ebs_id.partition('://')
+    zone = rest.partition('/')[0] if scheme == 'aws' and '/' in rest else ''
+    return zone or None
 
 
 def volume_manifest(answer, claim, snapshot):

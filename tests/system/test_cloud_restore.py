@@ -59,7 +59,9 @@ def cloud_disk(cloud, pv_spec):
         handle = (pv_spec.get("csi") or {}).get("volumeHandle") or pv_spec["awsElasticBlockStore"]["volumeID"].rpartition("/")[2]
         found = ec2_client(cloud.server).describe_volumes(Filters=[{"Name": "volume-id", "Values": [handle]}])["Volumes"]
         return (found[0]["AvailabilityZone"], "%s/%s" % ("us-east-1", found[0]["SnapshotId"])) if found else None
-    handle = pv_spec["csi"]["volumeHandle"]
+    handle = (pv_spec.get("csi") or {}).get("volumeHandle")
+    if handle is None:  # in-tree: the disk's name, in the zone the PV is pinned to
+        handle = "projects/%s/zones/%s/disks/%s" % (cloud.fake.project, affinity_zones(pv_spec)[0], pv_spec["gcePersistentDisk"]["pdName"])
     disk = cloud.fake.disks.get(handle)
     if disk is None:
         return None
@@ -84,10 +86,11 @@ def snapshots_of_data(cluster, namespace, cloud, count):
     return [s.id for s in owned]
 
 
-@pytest.mark.parametrize("zone_option", [False, True], ids=["source-zone", "zone-option"])
-def test_a_restore_makes_a_disk_from_the_newest_snapshot_and_its_claim_binds(cluster, kube, namespace, cloud, restored_pvs, zone_option):
-    cloud.claim(namespace, "data", annotations={DELTAS: "PT1H P1D"})
-    source_zone = affinity_zones(read_pv(kube, "%s-data" % namespace)["spec"])[0]
+@pytest.mark.parametrize(("kind", "zone_option"), [("csi", False), ("csi", True), ("in-tree", False)],
+                         ids=["csi-source-zone", "csi-zone-option", "in-tree-source-zone"])
+def test_a_restore_makes_a_disk_from_the_newest_snapshot_and_its_claim_binds(cluster, kube, namespace, cloud, restored_pvs, kind, zone_option):
+    cloud.claim(namespace, "data", annotations={DELTAS: "PT1H P1D"}, kind=kind)
+    source_zone = rs.volume_zone(read_pv(kube, "%s-data" % namespace))
     _older, newest = snapshots_of_data(cluster, namespace, cloud, 2)
     zone = OTHER_ZONES[cloud.name] if zone_option else source_zone
     args = {"restore_name": "restored"}
@@ -116,6 +119,8 @@ def test_a_restore_makes_a_disk_from_the_newest_snapshot_and_its_claim_binds(clu
     # The disk exists on the cloud side, made from the newest snapshot, in the zone asked for (or the source's).
     assert cloud_disk(cloud, pv["spec"]) == (zone, newest), pv["spec"]
     assert affinity_zones(pv["spec"]) == [zone], pv["spec"]
+    # The source's kind of volume source: the CSI driver it used, or the in-tree plugin.
+    assert ("csi" in pv["spec"]) == (kind == "csi"), pv["spec"]
     assert pv["spec"]["claimRef"]["namespace"] == namespace and pv["spec"]["claimRef"]["name"] == "restored", pv["spec"]
     assert pv["spec"]["persistentVolumeReclaimPolicy"] == "Retain" and pv["status"]["phase"] == "Bound", pv
     assert claim["spec"]["volumeName"] == volume_name and claim["status"]["phase"] == "Bound", claim

@@ -168,6 +168,9 @@ def test_volume_zone_from_affinity_or_labels():
     assert rs.volume_zone({'spec': {'nodeAffinity': affinity}}) == 'eu-west-1a'
     assert rs.volume_zone({'metadata': {'labels': {'failure-domain.beta.kubernetes.io/zone': 'us-east1-c'}}, 'spec': {}}) == 'us-east1-c'
     assert rs.volume_zone({'spec': {}}) is None
+    # An in-tree EBS volume without zone labels: its volume ID names the zone; one without a zone in it names none.
+    assert rs.volume_zone({'spec': {'awsElasticBlockStore': {'volumeID': 'aws://us-east-1a/vol-0123'}}}) == 'us-east-1a'
+    assert rs.volume_zone({'spec': {'awsElasticBlockStore': {'volumeID': 'vol-0123'}}}) is None
 
 
 def existing(data_source=None, annotations=None, namespace='db', ref_namespace=None, deleting=False):
