@@ -117,7 +117,7 @@ def _inconsistency(target, snapshot):
     if snapshot.backend != target.backend:
         return ('taken by the %s backend, which no longer serves volume %s (%s; now %s): kept, not weighed or expired; switch the '
                 'volume back to %s to expire them, or delete them by hand' % (snapshot.backend, target.key, target.display, target.backend,
-                                                                            snapshot.backend))
+                                                                              snapshot.backend))
     return 'carries the labels of volume %s (%s) but was taken of %s' % (target.key, target.display, snapshot.source or 'an unknown source')
 
 

@@ -123,7 +123,7 @@ def workloads(kube, namespace):
     apps.create_namespaced_stateful_set(namespace, {"metadata": {"name": "db"}, "spec": {
         "replicas": 1, "serviceName": "db", "selector": {"matchLabels": {"app": "db"}}, "template": template,
         "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"],
-                                                                       "resources": {"requests": {"storage": "1Mi"}}}}]}})
+                                                                         "resources": {"requests": {"storage": "1Mi"}}}}]}})
 
 
 def protected_with_snapshots(kube, cluster, namespace, claims):
