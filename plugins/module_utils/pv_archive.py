@@ -171,7 +171,7 @@ def within_base(bucket, prefix, base_url, namespace):
     where a restore taking the newest object under that folder would read them."""
     base_bucket, base_prefix = parse_base(base_url)
     own = '/'.join(part for part in (base_prefix, namespace) if part)
-    return bucket == base_bucket and (prefix == base_prefix or prefix == own or prefix.startswith(own + '/'))
+    return bucket == base_bucket and (prefix in (base_prefix, own) or prefix.startswith(own + '/'))
 
 
 def plan_volume(target, pvc, default_url, sets, strategy):

@@ -131,7 +131,7 @@ options:
         reaching other tenants' archives.
       - Without it, the run creates a Secret of its own per Job from O(access_key), O(secret_key), O(session_token) and
         the contents of the files O(s3cfg) and O(s3_ca_bundle), when any is given, and deletes it with the Job. That
-        Secret puts these credentials in each claim's namespace while its Job runs, so they must be given explicitly:
+        Secret puts these credentials in each claim's namespace while its Job runs, so they must be given explicitly;
         here the C(AWS_*) environment variables are not read for O(access_key), O(secret_key), O(session_token) and
         O(profile). Without either, the Job has no credentials but those of its O(service_account).
       - O(profile) names a file on the controller and cannot reach the Job; it is refused.
