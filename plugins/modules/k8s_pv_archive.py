@@ -132,8 +132,8 @@ options:
       - Without it, the run creates a Secret of its own per Job from O(access_key), O(secret_key), O(session_token) and
         the contents of the files O(s3cfg) and O(s3_ca_bundle), when any is given, and deletes it with the Job. That
         Secret puts these credentials in each claim's namespace while its Job runs, so they must be given explicitly;
-        here the C(AWS_*) environment variables are not read for O(access_key), O(secret_key), O(session_token) and
-        O(profile). Without either, the Job has no credentials but those of its O(service_account).
+        here the C(AWS_*) environment variables are not read for O(access_key), O(secret_key), O(session_token),
+        O(profile) and O(s3_ca_bundle). Without either, the Job has no credentials but those of its O(service_account).
       - O(profile) names a file on the controller and cannot reach the Job; it is refused.
     type: str
   concurrency:
@@ -322,10 +322,10 @@ OWN_SPEC = {
     # Archives are Jobs holding a claim each: fewer at once than API writes.
     'concurrency': {'type': 'int', 'default': 4},
 }
-# Credentials the run may ship into each claim's namespace (its own Secret): never taken from the controller's AWS_*
-# environment, where they would be the operator's without anyone having named them.
-SHIPPED_CREDENTIALS = ('access_key', 'secret_key', 'session_token', 'profile')
-ARCHIVE_S3_SPEC = {name: {k: v for k, v in option.items() if not (name in SHIPPED_CREDENTIALS and k == 'fallback')}
+# What the run may ship into each claim's namespace (its own Secret): never taken from the controller's AWS_*
+# environment, where it would be the operator's without anyone having named it.
+SHIPPED_OPTIONS = ('access_key', 'secret_key', 'session_token', 'profile', 's3_ca_bundle')
+ARCHIVE_S3_SPEC = {name: {k: v for k, v in option.items() if not (name in SHIPPED_OPTIONS and k == 'fallback')}
                    for name, option in S3_SPEC.items()}
 OWN_BOUNDS = {'sets': (1, 30), 'job_timeout': (1, TEN_YEARS), 'snapshot_timeout': (0, TEN_YEARS)}
 # The S3 options the Job's volume_archive gets as they are; credentials go through a Secret, files through /config.
