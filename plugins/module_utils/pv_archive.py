@@ -30,6 +30,8 @@ ROLE = 'archive'
 JOB_KEY = 'kubesnap.io/archive-job'
 SNAPSHOT_ANNOTATION = 'kubesnap.io/snapshot'
 OBJECT_ANNOTATION = 'kubesnap.io/archive-object'
+# On the source claim after a completed archive: `<object url> <sha256 of the object>`, what a restore passes as `sha256`.
+SHA256_ANNOTATION = 'kubesnap.io/archive-sha256'
 JOB_NAME_LABEL = 'batch.kubernetes.io/job-name'
 CONTAINER = 'archive'
 DATA_MOUNT = '/snapshot'
@@ -53,7 +55,7 @@ SEGMENT_PROBLEM = re.compile(r'(^|/)(\.{1,2})?(/|$)')
 # installed in the image. Its result is echoed to the log and a summary written as the termination message, where the
 # module reads the size uploaded and, on failure, the error (the log tail would be cut mid-JSON).
 RUNNER = r'''
-import json, os, subprocess, sys
+import json, os, signal, subprocess, sys
 args = json.loads(sys.argv[1])
 for key, option in (('s3cfg', 's3cfg'), ('ca_bundle', 's3_ca_bundle')):
     if os.path.isfile('/config/' + key):
@@ -61,14 +63,18 @@ for key, option in (('s3cfg', 's3cfg'), ('ca_bundle', 's3_ca_bundle')):
 paths = os.environ.get('ANSIBLE_COLLECTIONS_PATH', '').split(os.pathsep)
 paths += [os.path.expanduser('~/.ansible/collections'), '/usr/share/ansible/collections']
 env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in paths if p))
-done = subprocess.run([sys.executable, '-m', 'ansible_collections.kubesnap.snapshots.plugins.modules.volume_archive'],
-                      input=json.dumps({'ANSIBLE_MODULE_ARGS': args}).encode(), stdout=subprocess.PIPE, env=env)
-sys.stdout.buffer.write(done.stdout)
+child = subprocess.Popen([sys.executable, '-m', 'ansible_collections.kubesnap.snapshots.plugins.modules.volume_archive'],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+# PID 1 of the container: the deadline or a deleted Job sends SIGTERM here; the upload must hear it to abort itself.
+for number in (signal.SIGTERM, signal.SIGINT):
+    signal.signal(number, lambda received, _frame: child.send_signal(received))
+out = child.communicate(json.dumps({'ANSIBLE_MODULE_ARGS': args}).encode())[0]
+sys.stdout.buffer.write(out)
 try:
-    result = json.loads(done.stdout)
+    result = json.loads(out)
 except ValueError:
-    result = {'failed': True, 'msg': 'volume_archive printed no result (exit status %d)' % done.returncode}
-failed = bool(result.get('failed')) or done.returncode != 0
+    result = {'failed': True, 'msg': 'volume_archive printed no result (exit status %d)' % child.returncode}
+failed = bool(result.get('failed')) or child.returncode != 0
 summary = {'failed': failed, 'msg': str(result.get('msg') or '')[:2000], 'bytes': result.get('bytes'), 'sha256': result.get('sha256')}
 with open(os.environ.get('KUBESNAP_TERMINATION_LOG', '/dev/termination-log'), 'w') as log:
     json.dump(summary, log)
@@ -159,6 +165,15 @@ class Plan:
         return job_name(self.target, self.cycle)
 
 
+def within_base(bucket, prefix, base_url, namespace):
+    """Whether a claim's own archive base (bucket, prefix) lies where its namespace may write: the `url` base itself or
+    under `<base>/<namespace>/`. Anywhere else its keys could sit inside another namespace's folder (`<base>/<ns>/<claim>/`),
+    where a restore taking the newest object under that folder would read them."""
+    base_bucket, base_prefix = parse_base(base_url)
+    own = '/'.join(part for part in (base_prefix, namespace) if part)
+    return bucket == base_bucket and (prefix in (base_prefix, own) or prefix.startswith(own + '/'))
+
+
 def plan_volume(target, pvc, default_url, sets, strategy):
     """The Plan of one target (without its snapshot); ArchiveError naming the claim and field when it cannot be archived,
     None when it has no destination (no `url` and no annotation)."""
@@ -167,11 +182,17 @@ def plan_volume(target, pvc, default_url, sets, strategy):
     url = annotated if annotated is not None else default_url
     if url is None:
         return None
+    field = 'metadata.annotations[%s]' % URL_ANNOTATION
     try:
-        bucket, prefix = parse_base(url, 'metadata.annotations[%s]' % URL_ANNOTATION if annotated is not None else 'url')
+        bucket, prefix = parse_base(url, field if annotated is not None else 'url')
         previous = last_cycle(pvc)
     except ValueError as exc:
         raise ArchiveError('%s: %s' % (where, exc)) from None
+    if annotated is not None and default_url is None:
+        raise ArchiveError('%s: %s: %s is refused without the url option, the base it must lie under' % (where, field, quoted(annotated)))
+    if annotated is not None and not within_base(bucket, prefix, default_url, target.namespace):
+        raise ArchiveError('%s: %s: %s is outside the base %s: a claim may name only the base or a prefix under %s/%s/'
+                           % (where, field, quoted(annotated), default_url, default_url.rstrip('/'), target.namespace))
     if (pvc.get('spec') or {}).get('volumeMode') == 'Block':
         raise ArchiveError('%s: spec.volumeMode: a Block volume holds no files to archive' % where)
     return Plan(target, pvc, bucket, prefix, previous, slot_for(previous + 1, sets, strategy))
@@ -229,10 +250,10 @@ def job_manifest(plan, settings):
     env, volumes = [], [{'name': 'data', 'persistentVolumeClaim': {'claimName': plan.job, 'readOnly': True}}]
     mounts = [{'name': 'data', 'mountPath': DATA_MOUNT, 'readOnly': True}]
     if secret:
-        # Optional keys: a Secret holding only an s3cfg file (k8s-pv-util's SECRET_S3CFG) or only AWS_* keys both work;
-        # the runner hands volume_archive the files it finds under CONFIG_MOUNT.
+        # Optional keys (the Secret itself is not: no pod starts without it): a Secret holding only an s3cfg file
+        # (k8s-pv-util's SECRET_S3CFG) or only AWS_* keys both work; the runner hands volume_archive the files it finds under CONFIG_MOUNT.
         env = [{'name': key, 'valueFrom': {'secretKeyRef': {'name': secret, 'key': key, 'optional': True}}} for key in CREDENTIAL_KEYS]
-        volumes.append({'name': 'config', 'secret': {'secretName': secret, 'optional': True, 'defaultMode': 0o400}})
+        volumes.append({'name': 'config', 'secret': {'secretName': secret, 'defaultMode': 0o400}})
         mounts.append({'name': 'config', 'mountPath': CONFIG_MOUNT, 'readOnly': True})
     container = {'name': CONTAINER, 'image': settings.image, 'imagePullPolicy': settings.pull_policy,
                  'command': ['python3', '-c', RUNNER, json.dumps(archive_args(plan, settings), sort_keys=True)],
@@ -248,7 +269,8 @@ def job_manifest(plan, settings):
         'apiVersion': 'batch/v1', 'kind': 'Job',
         'metadata': {'name': plan.job, 'namespace': plan.target.namespace, 'labels': dict(labels, **{JOB_KEY: plan.job}),
                      'annotations': _annotations(plan)},
-        'spec': {'backoffLimit': 0, 'activeDeadlineSeconds': max(1, settings.timeout), 'ttlSecondsAfterFinished': FINISHED_TTL,
+        # Suspended until its claim and Secret exist (they are owned by it, so it comes first): no pod starts without them.
+        'spec': {'suspend': True, 'backoffLimit': 0, 'activeDeadlineSeconds': max(1, settings.timeout), 'ttlSecondsAfterFinished': FINISHED_TTL,
                  'template': {'metadata': {'labels': labels}, 'spec': pod}},
     }
 
@@ -333,6 +355,7 @@ class Archiver:
         """
         started = self._clock()
         namespace = plan.target.namespace
+        self._check_secret(namespace)
         try:
             job = self._client.create(resource_path('batch/v1', 'jobs', namespace), job_manifest(plan, self._settings))
         except KubeError as exc:
@@ -347,6 +370,8 @@ class Archiver:
                 if not self._settings.credentials_secret and self._settings.credentials:
                     cleanup.append(self._write(resource_path('v1', 'secrets', namespace),
                                                secret_manifest(plan, job, self._settings.credentials), 'Secret'))
+                self._client.request('PATCH', resource_path('batch/v1', 'jobs', namespace, plan.job), body={'spec': {'suspend': False}},
+                                     content_type='application/merge-patch+json')
                 outcome = self._wait(namespace, plan.job, started + self._settings.timeout + WAIT_SLACK)
                 pods = self._client.list_all(resource_path('v1', 'pods', namespace), '%s=%s' % (JOB_NAME_LABEL, plan.job))
                 summary = termination_summary(pods)
@@ -365,10 +390,24 @@ class Archiver:
         if not done:
             detail = summary.get('msg') or 'no message from the archive container'
             raise ArchiveError('Job %s/%s failed (%s): %s%s' % (namespace, plan.job, why, detail, leftovers))
-        self._advance(plan)
+        sha256 = summary.get('sha256') if re.match(r'^[0-9a-f]{64}$', str(summary.get('sha256'))) else None
+        self._advance(plan, sha256)
         if leftovers:
             raise ArchiveError('archived to %s and cycle %d recorded, but%s' % (plan.url, plan.cycle, leftovers))
-        return {'bytes': summary.get('bytes'), 'seconds': round(self._clock() - started, 3), 'job': plan.job}
+        return {'bytes': summary.get('bytes'), 'sha256': sha256, 'seconds': round(self._clock() - started, 3), 'job': plan.job}
+
+    def _check_secret(self, namespace):
+        """The named credentials Secret exists in the claim's namespace: without it the Job would run with no credentials."""
+        name = self._settings.credentials_secret
+        if not name:
+            return
+        try:
+            self._client.get(resource_path('v1', 'secrets', namespace, name))
+        except KubeError as exc:
+            if exc.status == 404:
+                raise ArchiveError('credentials_secret: Secret %s/%s does not exist; no Job was created' % (namespace, name)) from None
+            raise ArchiveError('credentials_secret: Secret %s/%s cannot be checked (%s); no Job was created (the run needs get on'
+                               ' this Secret, see docs/rbac.yml)' % (namespace, name, exc)) from None
 
     def _write(self, path, body, what):
         try:
@@ -422,8 +461,9 @@ class Archiver:
                     failed.append('%s (%s)' % (path, exc))
         return '; not deleted: %s' % ', '.join(failed) if failed else ''
 
-    def _advance(self, plan):
-        """Record the cycle on the claim, only if it still is the claim planned on and its cycle is still the one read."""
+    def _advance(self, plan, sha256):
+        """Record the cycle (and the object's checksum, or none when the Job gave none) on the claim, only if it still is
+        the claim planned on and its cycle is still the one read."""
         meta = plan.pvc['metadata']
         path = resource_path('v1', 'persistentvolumeclaims', meta['namespace'], meta['name'])
         for attempt in range(ADVANCE_ATTEMPTS):
@@ -440,7 +480,8 @@ class Archiver:
                     raise ArchiveError('archived to %s, but %s changed from %d to %d meanwhile (another run?): cycle %d not recorded'
                                        % (plan.url, SEQUENCE_ANNOTATION, plan.previous, now, plan.cycle))
                 patch = {'metadata': {'resourceVersion': current['metadata']['resourceVersion'],
-                                      'annotations': {SEQUENCE_ANNOTATION: str(plan.cycle)}}}
+                                      'annotations': {SEQUENCE_ANNOTATION: str(plan.cycle),
+                                                      SHA256_ANNOTATION: '%s %s' % (plan.url, sha256) if sha256 else None}}}
                 self._client.request('PATCH', path, body=patch, content_type='application/merge-patch+json')
                 return
             except KubeError as exc:

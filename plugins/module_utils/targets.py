@@ -15,6 +15,7 @@ import dataclasses
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import backend_class, rule_backend_class
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import TargetError, label_value_error
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.messages import cut, quoted
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.restore import RESTORED_FROM
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention import PolicyError, parse_policy
 
 DELTAS_ANNOTATION = 'backup.kubernetes.io/deltas'
@@ -206,14 +207,22 @@ class Inventory:
         return keys
 
     def snapshots_in_use(self):
-        """VolumeSnapshots named as a PVC's dataSource: restores may still read them."""
+        """VolumeSnapshots named as a PVC's dataSource: restores may still read them. A claim restored through a copy
+        (k8s_pv_restore cross_namespace=copy) names the copy; its restored-from annotation (`csi:<namespace>/<name>`) names
+        the original, which the copy's content shares the driver's snapshot with: it is in use too."""
         used = {}
         for pvc in self.pvcs:
             meta = pvc['metadata']
+            claim = '%s/%s' % (meta['namespace'], meta['name'])
+            from_snapshot = False
             for field in ('dataSource', 'dataSourceRef'):
                 ref = (pvc.get('spec') or {}).get(field) or {}
                 if ref.get('kind') == 'VolumeSnapshot' and ref.get('name'):
-                    used['%s/%s' % (ref.get('namespace') or meta['namespace'], ref['name'])] = '%s/%s' % (meta['namespace'], meta['name'])
+                    used['%s/%s' % (ref.get('namespace') or meta['namespace'], ref['name'])] = claim
+                    from_snapshot = True
+            original = (meta.get('annotations') or {}).get(RESTORED_FROM) or ''
+            if from_snapshot and original.startswith('csi:') and original.count('/') == 1:
+                used[original[len('csi:'):]] = claim
         return used
 
 

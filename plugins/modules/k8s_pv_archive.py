@@ -19,8 +19,14 @@ description:
   - Volumes are selected as by the other modules (the discovery options). Labelled claims need no O(label_policy) here.
   - A volume's destination is its claim's annotation C(kubesnap.io/archive-url), else O(url); volumes with neither are
     reported as skipped. Either is a base C(s3://bucket) or C(s3://bucket/prefix), and the object is
-    C(<prefix>/<namespace>/<claim>/<slot>.tar.gz) (k8s-pv-util's layout). Empty, C(.) and C(..) segments are refused, so
-    a claim's own annotation can never name another namespace's objects.
+    C(<prefix>/<namespace>/<claim>/<slot>.tar.gz) (k8s-pv-util's layout). Empty, C(.) and C(..) segments are refused.
+  - The annotation is written by whoever may edit the claim, so it is accepted only in O(url)'s bucket, as the base itself
+    or under C(<base>/<namespace>/) of the claim's own namespace; anything else (or any annotation without O(url)) fails
+    the volume naming the annotation. Its objects then never land in another namespace's folder, where a restore would
+    take them for that namespace's.
+  - After a completed archive the claim gets the annotation C(kubesnap.io/archive-sha256), C(<object url> <sha256>), the
+    checksum the Job computed while uploading; a restore passes it as
+    O(kubesnap.snapshots.volume_restore#module:sha256) to refuse any other object.
   - The slot (1 to O(sets)) comes from the archive cycle, by O(strategy). The cycle is k8s-pv-util's claim annotation
     C(volumeBackupSequence) (the last cycle archived, none when absent) plus one, so a volume moving from k8s-pv-util
     continues its rotation. It is recorded on the claim only after the Job completed, and only if the annotation still
@@ -30,6 +36,9 @@ description:
     it after O(job_timeout) (C(activeDeadlineSeconds)). Credentials reach it only through a Secret, by reference
     (C(secretKeyRef) environment variables C(AWS_ACCESS_KEY_ID), C(AWS_SECRET_ACCESS_KEY), C(AWS_SESSION_TOKEN) and files
     under C(/config)), never in the Job's spec.
+  - The Job is created suspended, and started once its temporary claim and Secret exist. A deadline or a deleted Job
+    stops the upload, which then aborts its multipart upload; parts of an upload killed harder stay in the bucket, so give
+    the bucket an C(AbortIncompleteMultipartUpload) lifecycle rule.
   - Two runs archiving the same volume and cycle meet on the Job's name (C(archive-<claim>-c<cycle>-<hash>)); the second
     fails that volume. A Job of that name left by a killed run blocks the cycle until it is deleted (by hand, or its TTL).
   - At most O(concurrency) archives run at once; one failing volume does not stop the others, and the task fails at the
@@ -115,9 +124,16 @@ options:
         its keys C(s3cfg) (an s3cmd file, as in k8s-pv-util's C(SECRET_S3CFG)) and C(ca_bundle) are mounted under
         C(/config) and given to M(kubesnap.snapshots.volume_archive) as its O(kubesnap.snapshots.volume_archive#module:s3cfg)
         and O(kubesnap.snapshots.volume_archive#module:s3_ca_bundle).
+      - The Secret must exist in every archived namespace (the volume fails before any Job otherwise); checking it needs
+        C(get) on that Secret (C(docs/rbac.yml)).
+      - B(The safe mode.) A Secret per namespace with credentials that may write only under C(<base>/<namespace>/) keeps
+        each tenant's Job (which runs in the tenant's namespace, where the tenant may read Secrets and exec into pods) from
+        reaching other tenants' archives.
       - Without it, the run creates a Secret of its own per Job from O(access_key), O(secret_key), O(session_token) and
-        the contents of the files O(s3cfg) and O(s3_ca_bundle), when any is given, and deletes it with the Job.
-        Without either, the Job has no credentials but those of its O(service_account).
+        the contents of the files O(s3cfg) and O(s3_ca_bundle), when any is given, and deletes it with the Job. That
+        Secret puts these credentials in each claim's namespace while its Job runs, so they must be given explicitly;
+        here the C(AWS_*) environment variables are not read for O(access_key), O(secret_key), O(session_token),
+        O(profile) and O(s3_ca_bundle). Without either, the Job has no credentials but those of its O(service_account).
       - O(profile) names a file on the controller and cannot reach the Job; it is refused.
     type: str
   concurrency:
@@ -147,12 +163,14 @@ EXAMPLES = r'''
     credentials_secret: s3cfg
     image: registry.example.com/kubesnap-ee:1.0
 
-- name: Snapshot one claim now and archive it, with keys from the environment
+- name: Snapshot one claim now and archive it, with keys given explicitly (the run's own Secret carries them to the Job)
   kubesnap.snapshots.k8s_pv_archive:
     namespace: db
     pvc: data-0
     snapshot: create
     url: s3://backups/cluster-a
+    access_key: "{{ archive_access_key }}"
+    secret_key: "{{ archive_secret_key }}"
     image: registry.example.com/kubesnap-ee:1.0
 
 - name: Preview slots and keys
@@ -170,7 +188,8 @@ volumes:
   sample:
     - {namespace: db, pvc: data-0, pv: pvc-5f0c2a9e, key: 5f0c2a9e-8d8b-4a53-9d6e-3a1b2c3d4e5f, backend: csi,
        snapshot: data-0-20261130040000, url: s3://backups/cluster-a/db/data-0/2.tar.gz, object_key: cluster-a/db/data-0/2.tar.gz,
-       cycle: 1, slot: 2, job: archive-data-0-c1-3f9a2b, bytes: 1048576, seconds: 42.1, state: archived, reason: null}
+       cycle: 1, slot: 2, job: archive-data-0-c1-3f9a2b, bytes: 1048576,
+       sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08, seconds: 42.1, state: archived, reason: null}
   contains:
     namespace:
       description: Namespace of the claim.
@@ -220,6 +239,12 @@ volumes:
       description: Size of the object uploaded, from the Job's termination message; null when unknown.
       type: int
       sample: 1048576
+    sha256:
+      description:
+        - SHA-256 of the object uploaded, from the Job's termination message, as recorded in the claim's
+          C(kubesnap.io/archive-sha256) annotation; null when unknown.
+      type: str
+      sample: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
     seconds:
       description: Seconds from creating the Job until it completed and its cycle was recorded; null unless archived.
       type: float
@@ -297,6 +322,11 @@ OWN_SPEC = {
     # Archives are Jobs holding a claim each: fewer at once than API writes.
     'concurrency': {'type': 'int', 'default': 4},
 }
+# What the run may ship into each claim's namespace (its own Secret): never taken from the controller's AWS_*
+# environment, where it would be the operator's without anyone having named it.
+SHIPPED_OPTIONS = ('access_key', 'secret_key', 'session_token', 'profile', 's3_ca_bundle')
+ARCHIVE_S3_SPEC = {name: {k: v for k, v in option.items() if not (name in SHIPPED_OPTIONS and k == 'fallback')}
+                   for name, option in S3_SPEC.items()}
 OWN_BOUNDS = {'sets': (1, 30), 'job_timeout': (1, TEN_YEARS), 'snapshot_timeout': (0, TEN_YEARS)}
 # The S3 options the Job's volume_archive gets as they are; credentials go through a Secret, files through /config.
 PASSED_S3_OPTIONS = ('endpoint_url', 'region', 's3_path_style', 's3_validate_certs', 'encryption', 'kms_key_id')
@@ -307,7 +337,7 @@ KEY_OPTIONS = (('access_key', 'AWS_ACCESS_KEY_ID'), ('secret_key', 'AWS_SECRET_A
 def volume_result(target, state, reason=None, plan=None, **outcome):
     entry = {'namespace': target.namespace, 'pvc': target.pvc, 'pv': target.pv, 'key': target.key, 'backend': target.backend,
              'snapshot': None, 'url': None, 'object_key': None, 'cycle': None, 'slot': None, 'job': None, 'bytes': None,
-             'seconds': None, 'state': state, 'reason': reason}
+             'sha256': None, 'seconds': None, 'state': state, 'reason': reason}
     if plan is not None:
         entry.update(snapshot=plan.snapshot_name, url=plan.url, object_key=plan.object_key, cycle=plan.cycle, slot=plan.slot)
     entry.update(outcome)
@@ -417,7 +447,7 @@ def archive(module, plans):
 
 
 def main():
-    spec = argument_spec(AUTH_SPEC, TARGETS_SPEC, DISCOVERY_SPEC, LEASE_SPEC, WRITE_SPEC, S3_SPEC, OWN_SPEC)
+    spec = argument_spec(AUTH_SPEC, TARGETS_SPEC, DISCOVERY_SPEC, LEASE_SPEC, WRITE_SPEC, ARCHIVE_S3_SPEC, OWN_SPEC)
     module = KubesnapModule(argument_spec=spec, required_if=S3_REQUIRED_IF, **discovery_constraints(spec))
     p = module.params
     for name, (least, most) in sorted(OWN_BOUNDS.items()):

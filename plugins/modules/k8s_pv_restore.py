@@ -696,8 +696,14 @@ def run_check_job(client, job, timeout):
 
 
 def delete_job(client, job):
+    """Delete a check Job a restore made (it carries our restored-from annotation; a Job of that name that does not is
+    someone else's and stays), its pods with it; True when one was deleted."""
+    found = get_or_none(client, object_path(job, name=True))
+    if found is None or not (found['metadata'].get('annotations') or {}).get(rs.RESTORED_FROM):
+        return False
     try:
-        client.request('DELETE', object_path(job, name=True), body={'kind': 'DeleteOptions', 'apiVersion': 'v1', 'propagationPolicy': 'Background'})
+        client.request('DELETE', object_path(job, name=True), body={'kind': 'DeleteOptions', 'apiVersion': 'v1', 'propagationPolicy': 'Background',
+                                                                    'preconditions': {'uid': found['metadata']['uid']}})
         return True
     except KubeError as exc:
         if exc.status != 404:

@@ -15,6 +15,11 @@ description:
     that makes it), scales each to zero and returns their replica counts in RV(workloads); each also gets the annotation
     C(kubesnap.io/restore-replicas) with its count, so that a run that stopped half way shows what to scale back to.
     It then waits until no pod of theirs mounts the claim.
+  - It refuses, scaling nothing, a StatefulSet whose C(persistentVolumeClaimRetentionPolicy.whenScaled) is C(Delete) (its
+    controller would delete the claims of the ordinals scaled away), and a workload whose C(kubesnap.io/restore-replicas)
+    annotation is not a replica count.
+  - Pods that finished (C(Succeeded), or C(Failed), as evicted pods are) hold no mount and are not waited for.
+  - When it fails after scaling, RV(workloads) still lists what it scaled, so that the caller can scale them back.
   - It refuses, naming them, when pods it does not control (not owned by one of these workloads) mount the claim and are
     not finished, unless O(force).
   - With O(state=up), scales the O(workloads) of a C(down) run back to their counts, and with O(swap_claim) first points the
@@ -133,6 +138,23 @@ def mounts(volumes, claim):
     return any((v.get('persistentVolumeClaim') or {}).get('claimName') == claim for v in volumes or [])
 
 
+def replicas_of(workload):
+    """The replicas to scale back to: the annotation a stopped run left, else the spec's; ValueError naming a bad annotation."""
+    recorded = (workload['metadata'].get('annotations') or {}).get(REPLICAS_ANNOTATION)
+    if recorded is None:
+        return (workload.get('spec') or {}).get('replicas', 1)
+    if not re.match(r'^[0-9]{1,9}$', recorded.strip()):
+        raise ValueError('%s %s: metadata.annotations[%s]: %r is not a replica count (a whole number, 0 or more); fix or remove it'
+                         % (workload['kind'], workload['metadata']['name'], REPLICAS_ANNOTATION, recorded))
+    return int(recorded)
+
+
+def deletes_claims(workload):
+    """Whether scaling down a StatefulSet makes its controller delete the claims of the ordinals scaled away."""
+    policy = (workload.get('spec') or {}).get('persistentVolumeClaimRetentionPolicy') or {}
+    return workload['kind'] == 'StatefulSet' and policy.get('whenScaled') == 'Delete'
+
+
 def mount_of(workload, claim):
     """'volume', 'template' or None: how a workload's pods mount `claim`."""
     spec = workload.get('spec') or {}
@@ -181,14 +203,23 @@ def patch(client, namespace, kind, name, body):
 def down(module, client):
     p = module.params
     namespace, claim = p['namespace'], p['claim']
-    workloads = []
+    workloads, refused = [], []
     for kind in KINDS:
         for obj in client.list_all(path(namespace, kind)):
             mount = mount_of(obj, claim)
-            if mount:
-                workloads.append({'kind': kind, 'name': obj['metadata']['name'], 'mount': mount,
-                                  'replicas': int((obj['metadata'].get('annotations') or {}).get(REPLICAS_ANNOTATION)
-                                                  or (obj.get('spec') or {}).get('replicas', 1))})
+            if not mount:
+                continue
+            obj = dict(obj, kind=kind)
+            try:
+                workloads.append({'kind': kind, 'name': obj['metadata']['name'], 'mount': mount, 'replicas': replicas_of(obj)})
+            except ValueError as exc:
+                refused.append(str(exc))
+            if deletes_claims(obj):
+                refused.append('StatefulSet %s: spec.persistentVolumeClaimRetentionPolicy.whenScaled is Delete: scaling it to zero'
+                               ' would delete its claims; set it to Retain for the restore' % obj['metadata']['name'])
+    if refused:
+        module.fail_json(msg='claim %s/%s: nothing was scaled: %s' % (namespace, claim, '; '.join(refused)), workloads=[], foreign_pods=[],
+                         api_calls=module.api_calls())
     pods = client.list_all(resource_path('v1', 'pods', namespace))
     foreign = foreign_pods(pods, client.list_all(resource_path('apps/v1', 'replicasets', namespace)), workloads, claim)
     result = {'workloads': workloads, 'foreign_pods': foreign}
@@ -196,13 +227,17 @@ def down(module, client):
         module.fail_json(msg='claim %s/%s is mounted by pods not controlled by a Deployment or StatefulSet that mounts it: %s; '
                          'stop them, or set force' % (namespace, claim, ', '.join(foreign)), api_calls=module.api_calls(), **result)
     changed = False
-    for workload in workloads:
-        current = client.get(path(namespace, workload['kind'], workload['name']))
-        if (current.get('spec') or {}).get('replicas') != 0:
-            changed = True
-            if not module.check_mode:
-                patch(client, namespace, workload['kind'], workload['name'],
-                      {'metadata': {'annotations': {REPLICAS_ANNOTATION: str(workload['replicas'])}}, 'spec': {'replicas': 0}})
+    try:
+        for workload in workloads:
+            current = client.get(path(namespace, workload['kind'], workload['name']))
+            if (current.get('spec') or {}).get('replicas') != 0:
+                changed = True
+                if not module.check_mode:
+                    patch(client, namespace, workload['kind'], workload['name'],
+                          {'metadata': {'annotations': {REPLICAS_ANNOTATION: str(workload['replicas'])}}, 'spec': {'replicas': 0}})
+    except KubeError as exc:
+        # The workloads go with the failure: the playbook scales back those already scaled down.
+        module.fail_json(msg='Kubernetes API error: %s' % exc, api_calls=module.api_calls(), **result)
     if not module.check_mode:
         wait_unmounted(module, client, namespace, claim, workloads, foreign)
     module.exit_json(changed=changed, api_calls=module.api_calls(), **result)
@@ -212,14 +247,16 @@ def wait_unmounted(module, client, namespace, claim, workloads, foreign):
     """Until no pod but the foreign ones (allowed by force) mounts the claim; a short poll: pods stop within seconds."""
     deadline = time.monotonic() + module.params['wait_timeout']
     while True:
+        # Finished pods (completed, failed, evicted) hold no mount; they may stay listed for good.
         pods = [pod for pod in client.list_all(resource_path('v1', 'pods', namespace))
-                if mounts((pod.get('spec') or {}).get('volumes'), claim) and pod['metadata']['name'] not in foreign]
+                if mounts((pod.get('spec') or {}).get('volumes'), claim) and pod['metadata']['name'] not in foreign
+                and (pod.get('status') or {}).get('phase') not in FINISHED]
         if not pods:
             return
         if time.monotonic() >= deadline:
             module.fail_json(msg='pods still mount claim %s/%s after %d s: %s' % (namespace, claim, module.params['wait_timeout'],
                                                                                   ', '.join(sorted(p['metadata']['name'] for p in pods))),
-                             workloads=workloads, api_calls=module.api_calls())
+                             workloads=workloads, foreign_pods=foreign, api_calls=module.api_calls())
         time.sleep(1)
 
 

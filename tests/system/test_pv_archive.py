@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -136,12 +137,16 @@ def test_a_successful_archive_runs_the_job_as_specified_cleans_up_and_advances_t
         # The temporary claim from the snapshot and the run's Secret exist, owned by the Job, before the pod ends.
         temporary = wait_for("the temporary claim", lambda: claims(kube, namespace).get(name))
         secret = wait_for("the run's Secret", lambda: {s.metadata.name: s for s in kube.core.list_namespaced_secret(namespace).items}.get(name))
-        play_kubelet(kube, namespace, name, "Succeeded", {"failed": False, "bytes": 4242, "msg": ""})
+        assert job["spec"]["suspend"] is True  # started only once its claim and Secret exist
+        play_kubelet(kube, namespace, name, "Succeeded", {"failed": False, "bytes": 4242, "msg": "", "sha256": "5e" * 32})
         result = running.result(timeout=120)
     assert not result.get("failed"), result
     [volume] = result["volumes"]
     assert (volume["state"], volume["cycle"], volume["slot"], volume["bytes"], volume["job"]) == ("archived", 1, 2, 4242, name), volume
     assert volume["object_key"] == f"base/{namespace}/data/2.tar.gz" and volume["snapshot"] == snapshot and volume["seconds"] > 0
+    assert volume["sha256"] == "5e" * 32
+    recorded = claims(kube, namespace)["data"].metadata.annotations["kubesnap.io/archive-sha256"]
+    assert recorded == f"s3://bucket/base/{namespace}/data/2.tar.gz {'5e' * 32}"
 
     source = temporary.spec.data_source
     assert (source.api_group, source.kind, source.name) == (SNAPSHOT_GROUP, "VolumeSnapshot", snapshot)
@@ -181,7 +186,7 @@ def test_a_successful_archive_runs_the_job_as_specified_cleans_up_and_advances_t
 def test_one_failing_archive_does_not_stop_the_others_and_only_successes_advance(kube, namespace, cluster, archive):
     kube.core.create_namespaced_secret(namespace, {"metadata": {"name": "s3cfg"}, "stringData": {"s3cfg": "[default]\naccess_key = x\n"}})
     labelled_claim(kube, namespace, "bad")
-    labelled_claim(kube, namespace, "good", {"kubesnap.io/archive-url": "s3://elsewhere/team"})
+    labelled_claim(kube, namespace, "good", {"kubesnap.io/archive-url": f"s3://bucket/{namespace}/team"})
     labelled_claim(kube, namespace, "nosnap")
     labelled_claim(kube, namespace, "nowhere")
     kube.core.patch_namespaced_persistent_volume_claim("nowhere", namespace, {"metadata": {"labels": {"volumeBackup": "other"}}})
@@ -203,7 +208,7 @@ def test_one_failing_archive_does_not_stop_the_others_and_only_successes_advance
     assert result.get("failed"), result
     volumes = {v["pvc"]: v for v in result["volumes"]}
     assert set(volumes) == {"bad", "good", "nosnap"}, result  # "nowhere" has another label value
-    assert volumes["good"]["state"] == "archived" and volumes["good"]["url"] == f"s3://elsewhere/team/{namespace}/good/2.tar.gz"
+    assert volumes["good"]["state"] == "archived" and volumes["good"]["url"] == f"s3://bucket/{namespace}/team/{namespace}/good/2.tar.gz"
     assert volumes["bad"]["state"] == "failed" and "AccessDenied on PutObject" in volumes["bad"]["reason"], volumes["bad"]
     assert volumes["nosnap"]["state"] == "failed" and "no ready snapshot" in volumes["nosnap"]["reason"]
     assert sorted(line.split(":")[0] for line in result["failed_volumes"]) == [f"{namespace}/bad", f"{namespace}/nosnap"], result
@@ -231,6 +236,17 @@ def test_bad_destinations_fail_their_volume_naming_the_field(kube, namespace, cl
     assert not jobs(kube, namespace)
     with pytest.raises(ApiException):
         kube.core.read_namespaced_secret("anything", namespace)
+    # A claim's annotation may not leave the url base, nor reach into another namespace's folder under it.
+    for claim, url in (("elsewhere", "s3://other-bucket/x"), ("neighbour", "s3://bucket/base/kube-system/data")):
+        labelled_claim(kube, namespace, claim, {"kubesnap.io/archive-url": url})
+        snapshot_of(cluster, namespace, claim)
+    outside = archive(namespace=namespace, sources=["label"], url="s3://bucket/base")
+    reasons = {v["pvc"]: v["reason"] for v in outside["volumes"]}
+    for claim in ("elsewhere", "neighbour"):
+        assert f"pvc/{namespace}/{claim}: metadata.annotations[kubesnap.io/archive-url]: " in reasons[claim], reasons
+        assert f"is outside the base s3://bucket/base: a claim may name only the base or a prefix under s3://bucket/base/{namespace}/" \
+            in reasons[claim], reasons
+    assert not jobs(kube, namespace)
     bad_option = archive(namespace=namespace, url="http://bucket")
     assert bad_option.get("failed") and "url: " in bad_option["msg"] and "s3://" in bad_option["msg"], bad_option
 
@@ -270,3 +286,33 @@ def test_a_temporary_claim_that_cannot_be_created_fails_the_volume_and_deletes_i
     assert volume["reason"].endswith("the Job and what was made for it were deleted"), volume
     wait_cleaned(kube, namespace)
     assert sequence(kube, namespace, "data") is None
+
+
+def test_a_named_credentials_secret_that_is_missing_fails_the_volume_before_any_job(kube, namespace, cluster, archive, audit):
+    labelled_claim(kube, namespace, "data")
+    snapshot_of(cluster, namespace, "data")
+    audit.mark()
+    result = archive(namespace=namespace, sources=["label"], url="s3://bucket", credentials_secret="s3-creds")
+    assert result.get("failed"), result
+    [volume] = result["volumes"]
+    assert volume["state"] == "failed" and volume["reason"] == f"credentials_secret: Secret {namespace}/s3-creds does not exist; no Job was created"
+    assert audit.count(user=ADMIN_USER, namespace=namespace, verb="create") == 0 and not jobs(kube, namespace)
+
+
+def test_credentials_in_the_controllers_environment_are_never_shipped_into_the_namespace(kube, namespace, cluster, archive):
+    labelled_claim(kube, namespace, "data")
+    snapshot_of(cluster, namespace, "data")
+    env = dict(os.environ, AWS_ACCESS_KEY_ID=ACCESS, AWS_SECRET_ACCESS_KEY=SECRET)
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(run_module, "k8s_pv_archive", str(cluster.kubeconfig), env=env, namespace=namespace, sources=["label"],
+                              url="s3://bucket", job_timeout=300)
+        [job] = wait_job(kube, namespace)
+        name = job["metadata"]["name"]
+        wait_for("the temporary claim", lambda: claims(kube, namespace).get(name))
+        pod = job["spec"]["template"]["spec"]
+        assert not pod["containers"][0].get("env") and not [v for v in pod["volumes"] if "secret" in v], pod
+        assert not [s.metadata.name for s in kube.core.list_namespaced_secret(namespace).items if s.metadata.name == name]
+        play_kubelet(kube, namespace, name, "Succeeded", {"failed": False, "bytes": 1})
+        result = running.result(timeout=120)
+    assert not result.get("failed") and ACCESS not in json.dumps(result), result
+    wait_cleaned(kube, namespace)

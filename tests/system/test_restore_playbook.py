@@ -122,3 +122,70 @@ def test_a_claim_mounted_by_a_pod_it_does_not_control_is_refused(kube, cluster, 
     forced = run_module("k8s_workload_scale", str(cluster.kubeconfig), check=True, namespace=namespace, claim="data", force=True)
     assert forced["changed"] is True and forced["foreign_pods"] == ["debug-shell"] and forced["workloads"] == [
         {"kind": "Deployment", "name": "web", "mount": "volume", "replicas": 2}]
+
+
+def pod_of_web(kube, namespace, name, claim, phase=None, reason=None):
+    """A pod of Deployment web as its controllers would make it (none runs here): through a ReplicaSet it controls."""
+    apps = client.AppsV1Api(kube.api)
+    web = apps.read_namespaced_deployment("web", namespace)
+    try:
+        replica_set = apps.read_namespaced_replica_set("web-1", namespace)
+    except client.ApiException:
+        replica_set = apps.create_namespaced_replica_set(namespace, {
+            "metadata": {"name": "web-1", "labels": {"app": "web"}, "ownerReferences": [
+                {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": web.metadata.uid, "controller": True}]},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}}, "template": pod_template(claim)}})
+    kube.core.create_namespaced_pod(namespace, {"metadata": {"name": name, "labels": {"app": "web"}, "ownerReferences": [
+        {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-1", "uid": replica_set.metadata.uid, "controller": True}]},
+        "spec": pod_template(claim)["spec"]})
+    if phase:
+        kube.core.patch_namespaced_pod_status(name, namespace, {"status": {"phase": phase, "reason": reason}})
+
+
+def test_finished_pods_of_the_workload_are_not_waited_for(kube, cluster, namespace):
+    kube.create_pvc(namespace, "data")
+    web = deployment(kube, namespace, "data")
+    pod_of_web(kube, namespace, "web-done", "data", "Succeeded")
+    pod_of_web(kube, namespace, "web-evicted", "data", "Failed", "Evicted")
+    result = run_module("k8s_workload_scale", str(cluster.kubeconfig), namespace=namespace, claim="data", wait_timeout=3)
+    assert not result.get("failed") and result["changed"], result
+    assert web().spec.replicas == 0
+
+
+def test_a_scale_down_that_fails_scales_back(kube, cluster, namespace):
+    kube.create_pvc(namespace, "data")
+    owned_snapshot(cluster, namespace, "data")
+    web = deployment(kube, namespace, "data", replicas=3)
+    pod_of_web(kube, namespace, "web-stuck", "data")  # no kubelet stops it: the wait for the unmount times out
+    process = play(cluster, namespace, "data", restore_timeout=3)
+    assert process.returncode != 0
+    assert "failed at 'Scale the workloads that mount the claim to zero'" in process.stdout, process.stdout[-4000:]
+    assert "pods still mount claim" in process.stdout and "the workloads were scaled back" in process.stdout, process.stdout[-4000:]
+    after = web()
+    assert after.spec.replicas == 3 and "kubesnap.io/restore-replicas" not in (after.metadata.annotations or {})
+
+
+def test_a_statefulset_that_deletes_its_claims_when_scaled_is_refused(kube, cluster, namespace):
+    kube.create_pvc(namespace, "data-db-0")
+    apps = client.AppsV1Api(kube.api)
+    template = {"metadata": {"labels": {"app": "db"}}, "spec": {"containers": [{"name": "db", "image": "busybox"}]}}
+    apps.create_namespaced_stateful_set(namespace, {"metadata": {"name": "db"}, "spec": {
+        "replicas": 1, "serviceName": "db", "selector": {"matchLabels": {"app": "db"}}, "template": template,
+        "persistentVolumeClaimRetentionPolicy": {"whenScaled": "Delete", "whenDeleted": "Retain"},
+        "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"],
+                                                                         "resources": {"requests": {"storage": "1Mi"}}}}]}})
+    assert apps.read_namespaced_stateful_set("db", namespace).spec.persistent_volume_claim_retention_policy.when_scaled == "Delete"
+    result = run_module("k8s_workload_scale", str(cluster.kubeconfig), namespace=namespace, claim="data-db-0")
+    assert result.get("failed") and "StatefulSet db: spec.persistentVolumeClaimRetentionPolicy.whenScaled is Delete" in result["msg"], result
+    assert result["workloads"] == [] and apps.read_namespaced_stateful_set("db", namespace).spec.replicas == 1
+
+
+def test_a_bad_restore_replicas_annotation_is_named(kube, cluster, namespace):
+    kube.create_pvc(namespace, "data")
+    web = deployment(kube, namespace, "data")
+    client.AppsV1Api(kube.api).patch_namespaced_deployment("web", namespace, {"metadata": {"annotations": {
+        "kubesnap.io/restore-replicas": "lots"}}})
+    result = run_module("k8s_workload_scale", str(cluster.kubeconfig), namespace=namespace, claim="data")
+    assert result.get("failed") and "Deployment web: metadata.annotations[kubesnap.io/restore-replicas]: 'lots' is not a replica count" \
+        in result["msg"], result
+    assert "Traceback" not in json.dumps(result) and web().spec.replicas == 2

@@ -7,6 +7,8 @@ import subprocess
 import sys
 import json
 import re
+import signal
+import time
 
 import pytest
 
@@ -84,10 +86,29 @@ def test_bad_bases_are_refused_naming_the_field(url):
 
 
 def test_the_claims_annotation_wins_over_url_and_no_destination_is_none():
-    assert planned({'kubesnap.io/archive-url': 's3://other/p'}).url == 's3://other/p/db/data/2.tar.gz'
+    assert planned({'kubesnap.io/archive-url': 's3://bucket/base/db/p'}).url == 's3://bucket/base/db/p/db/data/2.tar.gz'
+    assert planned({'kubesnap.io/archive-url': 's3://bucket/base/'}).url == 's3://bucket/base/db/data/2.tar.gz'
     assert pv_archive.plan_volume(target(), claim(), None, 5, 'hanoi') is None
     with pytest.raises(pv_archive.ArchiveError, match=r'metadata\.annotations\[kubesnap\.io/archive-url\]: .*empty'):
         planned({'kubesnap.io/archive-url': 's3://other//p'})
+
+
+@pytest.mark.parametrize('annotated', [
+    's3://other/base/db',  # another bucket
+    's3://bucket/elsewhere',  # outside the base
+    's3://bucket/base/web/data',  # inside namespace web's folder: its restores would read these objects
+    's3://bucket/base/dbx',  # a namespace named like it
+    's3://bucket/basement/db',
+])
+def test_an_annotated_url_outside_the_base_or_the_namespaces_folder_fails_naming_the_annotation(annotated):
+    with pytest.raises(pv_archive.ArchiveError, match=r'^pvc/db/data: metadata\.annotations\[kubesnap\.io/archive-url\]: .* is outside the base '
+                       r's3://bucket/base: a claim may name only the base or a prefix under s3://bucket/base/db/$'):
+        planned({'kubesnap.io/archive-url': annotated})
+
+
+def test_an_annotated_url_without_the_url_option_is_refused():
+    with pytest.raises(pv_archive.ArchiveError, match=r'archive-url\]: .* is refused without the url option'):
+        pv_archive.plan_volume(target(), claim({'kubesnap.io/archive-url': 's3://bucket/db'}), None, 5, 'hanoi')
 
 
 def test_a_block_volume_cannot_be_archived():
@@ -126,7 +147,8 @@ def test_the_job_runs_volume_archive_once_against_the_claim_with_credentials_by_
         'source': 'db/data', 'snapshot': 'data-20261130000000', 'cycle': 7, 'slot': 4}
     assert [e['valueFrom']['secretKeyRef'] for e in container['env']] == [
         {'name': plan.job, 'key': key, 'optional': True} for key in pv_archive.CREDENTIAL_KEYS]
-    assert {'name': 'config', 'secret': {'secretName': plan.job, 'optional': True, 'defaultMode': 0o400}} in pod['volumes']
+    assert {'name': 'config', 'secret': {'secretName': plan.job, 'defaultMode': 0o400}} in pod['volumes']
+    assert spec['suspend'] is True  # started once its claim and Secret exist
     assert {'name': 'data', 'persistentVolumeClaim': {'claimName': plan.job, 'readOnly': True}} in pod['volumes']
     assert pod['automountServiceAccountToken'] is False and 'serviceAccountName' not in pod and 'securityContext' not in pod
 
@@ -213,3 +235,37 @@ def test_the_runner_runs_volume_archive_from_the_installed_collections_and_write
     else:
         assert summary == {'failed': False, 'msg': '', 'bytes': 11, 'sha256': 'ab' * 32}
         assert json.loads(done.stdout)['got'] == {'path': '/snapshot', 'url': url, 'cycle': 3}  # the result is in the log too
+
+
+FAKE_SLOW_ARCHIVE = '''
+import json, pathlib, signal, sys, time
+json.load(sys.stdin)
+
+
+def aborted(_number, _frame):
+    print(json.dumps({'failed': True, 'msg': 'terminated; multipart upload aborted'}))
+    sys.exit(1)
+
+
+signal.signal(signal.SIGTERM, aborted)
+pathlib.Path(sys.argv[0]).with_name('started').write_text('yes')
+time.sleep(60)
+'''
+
+
+def test_the_runner_forwards_sigterm_so_that_the_upload_aborts(tmp_path):
+    modules = tmp_path / 'collections' / 'ansible_collections' / 'kubesnap' / 'snapshots' / 'plugins' / 'modules'
+    modules.mkdir(parents=True)
+    (modules / 'volume_archive.py').write_text(FAKE_SLOW_ARCHIVE, encoding='utf-8')
+    env = {'PATH': os.environ['PATH'], 'HOME': str(tmp_path), 'ANSIBLE_COLLECTIONS_PATH': str(tmp_path / 'collections'),
+           'KUBESNAP_TERMINATION_LOG': str(tmp_path / 'termination-log')}
+    with subprocess.Popen([sys.executable, '-c', pv_archive.RUNNER, json.dumps({'url': 's3://b/k/1.tar.gz'})], env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as runner:
+        deadline = time.monotonic() + 30
+        while not (modules / 'started').exists():
+            assert time.monotonic() < deadline and runner.poll() is None, runner.stderr.read()
+            time.sleep(0.05)
+        runner.send_signal(signal.SIGTERM)  # what Kubernetes does at the Job's deadline
+        assert runner.wait(timeout=30) == 1
+    summary = json.loads((tmp_path / 'termination-log').read_text(encoding='utf-8'))
+    assert summary == {'failed': True, 'msg': 'terminated; multipart upload aborted', 'bytes': None, 'sha256': None}

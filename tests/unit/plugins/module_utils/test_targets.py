@@ -301,3 +301,12 @@ def test_a_given_target_matching_the_live_volume_passes_with_the_class_it_chose(
 def test_a_given_target_whose_volume_fields_differ_from_the_live_volume_is_refused_naming_the_field(volume, field, message):
     mismatch = given(**volume)
     assert mismatch is not None and mismatch[0] == field and message in mismatch[1], mismatch
+
+
+def test_a_claim_restored_through_a_copy_keeps_the_original_snapshot_in_use():
+    plain = pvc('db/restored', 'pv-1', data_source='data-1')
+    copied = pvc('drill/drill-data', 'pv-2', annotations={'kubesnap.io/restored-from': 'csi:db/data-2'}, data_source='drill-data')
+    # The annotation alone (no snapshot data source: not a restore) protects nothing.
+    stray = pvc('web/other', 'pv-3', annotations={'kubesnap.io/restored-from': 'csi:db/data-3'})
+    used = Inventory(pvs=[], pvcs=[plain, copied, stray]).snapshots_in_use()
+    assert used == {'db/data-1': 'db/restored', 'drill/drill-data': 'drill/drill-data', 'db/data-2': 'drill/drill-data'}
