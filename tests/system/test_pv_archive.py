@@ -125,7 +125,7 @@ def test_check_mode_shows_snapshot_slot_and_key_and_creates_nothing(kube, namesp
     assert create["volumes"][0]["object_key"] == f"{namespace}/data/4.tar.gz", create
 
 
-def test_a_successful_archive_runs_the_job_as_specified_cleans_up_and_advances_the_cycle(kube, namespace, cluster, archive):
+def test_a_successful_archive_runs_the_job_as_specified_cleans_up_and_advances_the_cycle(kube, namespace, cluster, archive, audit):
     labelled_claim(kube, namespace, "data")
     snapshot = snapshot_of(cluster, namespace, "data")
     args = {"namespace": namespace, "sources": ["label"], "url": "s3://bucket/base", "access_key": ACCESS, "secret_key": SECRET,
@@ -137,10 +137,14 @@ def test_a_successful_archive_runs_the_job_as_specified_cleans_up_and_advances_t
         # The temporary claim from the snapshot and the run's Secret exist, owned by the Job, before the pod ends.
         temporary = wait_for("the temporary claim", lambda: claims(kube, namespace).get(name))
         secret = wait_for("the run's Secret", lambda: {s.metadata.name: s for s in kube.core.list_namespaced_secret(namespace).items}.get(name))
-        assert job["spec"]["suspend"] is True  # started only once its claim and Secret exist
         play_kubelet(kube, namespace, name, "Succeeded", {"failed": False, "bytes": 4242, "msg": "", "sha256": "5e" * 32})
         result = running.result(timeout=120)
     assert not result.get("failed"), result
+    # The Job was created suspended and started (a patch) only once its claim and Secret existed; all three share its name.
+    writes = [(e["verb"], e["objectRef"]["resource"]) for e in audit.events(user=ADMIN_USER, namespace=namespace, name=name)
+              if e["verb"] in ("create", "patch")]
+    started = writes.index(("patch", "jobs"))
+    assert writes[0] == ("create", "jobs") and started > max(writes.index(("create", "persistentvolumeclaims")), writes.index(("create", "secrets"))), writes
     [volume] = result["volumes"]
     assert (volume["state"], volume["cycle"], volume["slot"], volume["bytes"], volume["job"]) == ("archived", 1, 2, 4242, name), volume
     assert volume["object_key"] == f"base/{namespace}/data/2.tar.gz" and volume["snapshot"] == snapshot and volume["seconds"] > 0
