@@ -7,6 +7,8 @@ from __future__ import annotations
 import datetime
 import tempfile
 
+from ansible.module_utils.basic import missing_required_lib
+
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import encryption, resources, retention, s3
 
 try:
@@ -18,6 +20,17 @@ except ImportError:
 # Written on every backup object: retention deletes only objects that carry it.
 FORMAT_METADATA = 'kubesnap-format'
 ENCRYPTED_METADATA = 'kubesnap-encrypted'
+
+
+def checked_location(module):
+    """(bucket, prefix) of the module's `url`, after checking what both resource modules need; fails the module otherwise."""
+    p = module.params
+    if p.get('encryption_key') and encryption.CRYPTOGRAPHY_IMPORT_ERROR is not None:
+        module.fail_json(msg=missing_required_lib('cryptography'), exception=str(encryption.CRYPTOGRAPHY_IMPORT_ERROR))
+    try:
+        return location(p['url'])
+    except s3.S3Error as exc:
+        module.fail_json(msg=str(exc))
 
 
 def location(url):

@@ -228,7 +228,6 @@ import datetime  # noqa: E402
 import traceback  # noqa: E402
 from collections import Counter  # noqa: E402
 
-from ansible.module_utils.basic import missing_required_lib  # noqa: E402
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import encryption, resource_store, resources, retention, s3  # noqa: E402
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.cycle import run_parallel  # noqa: E402
@@ -391,12 +390,7 @@ def check_options(module):
             resource_store.parse_age(p['interval'])
         except ValueError as exc:
             module.fail_json(msg='interval: %s' % exc)
-    if p.get('encryption_key') and encryption.CRYPTOGRAPHY_IMPORT_ERROR is not None:
-        module.fail_json(msg=missing_required_lib('cryptography'), exception=str(encryption.CRYPTOGRAPHY_IMPORT_ERROR))
-    try:
-        return resource_store.location(p['url'])
-    except s3.S3Error as exc:
-        module.fail_json(msg=str(exc))
+    return resource_store.checked_location(module)
 
 
 def main():

@@ -183,7 +183,6 @@ api_calls:
   sample: {GET: 9, PATCH: 12, POST: 1}
 '''
 
-from ansible.module_utils.basic import missing_required_lib  # noqa: E402
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import encryption, resource_store, resources, s3  # noqa: E402
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.cycle import run_parallel  # noqa: E402
@@ -365,12 +364,7 @@ def check_options(module):
             resource_store.parse_age(p['max_age'])
         except ValueError as exc:
             module.fail_json(msg='max_age: %s' % exc)
-    if p.get('encryption_key') and encryption.CRYPTOGRAPHY_IMPORT_ERROR is not None:
-        module.fail_json(msg=missing_required_lib('cryptography'), exception=str(encryption.CRYPTOGRAPHY_IMPORT_ERROR))
-    try:
-        return resource_store.location(p['url'])
-    except s3.S3Error as exc:
-        module.fail_json(msg=str(exc))
+    return resource_store.checked_location(module)
 
 
 def main():
