@@ -2,14 +2,15 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """A volume as one standard .tar.gz: streaming archive with a manifest, and a safe, verified extraction.
 
-Archive: tree walk (one file system, lost+found left out, sockets/devices/fifos skipped) → PAX tar
-with exact mtimes and numeric owners → gzip (members compressed in parallel threads, one valid gzip
+Archive: tree walk in GNU tar's order (one file system, lost+found, sockets/devices/fifos left out) → PAX tar
+as GNU tar writes it, with exact mtimes and numeric owners → gzip (members compressed in parallel threads, one valid gzip
 stream) → any writer. The manifest (every entry, sha256 of every file) is the archive's last member,
 so nothing is read twice; memory grows with the number of entries (a few hundred bytes each: name and manifest line), not their size.
 
 Extraction is ours, not tarfile's: every member is checked before anything is written (relative,
-no `..`, no path through a symlink, links staying inside, no devices) and the result is checked
-against the manifest.
+no `..`, no path through a symlink, hard links staying inside, no devices, sizes within what the archive
+declares and the volume holds) and the result is checked against the manifest. Symlinks are content:
+restored with their target unchanged, never followed.
 """
 
 from __future__ import annotations
@@ -66,44 +67,47 @@ def text_ns(text):
 # ---------------------------------------------------------------- archive
 
 def walk(root):
-    """(names, skipped, sizes): relative names in tar order; skipped (name, reason); sizes of the tree
+    """(names, left_out, sizes): relative names in GNU tar's order; left_out (name, reason); sizes of the tree
     ('files' and 'data_bytes' counting hard links once, 'tar_bytes' near enough to size upload parts).
 
+    The order is GNU tar's (depth first, each directory followed by its whole subtree): a tar extracting it sets a
+    directory's mode and mtime when it leaves the directory, after its last member, so they come out as archived.
     Only names are kept (stat again when written): memory per entry is its name."""
     device = os.lstat(root).st_dev
-    names, skipped, stack = [], [], ['']
+    names, left_out, pending = [], [], _children(root, '')  # pending: names still to visit, the next one last
     linked, sizes = set(), {'files': 0, 'data_bytes': 0, 'tar_bytes': 10240}
-    while stack:
-        relative = stack.pop()
-        with os.scandir(os.path.join(root, relative) if relative else root) as listing:
-            children = sorted(entry.name for entry in listing)
-        subdirs = []
-        for name in children:
-            path = f'{relative}/{name}' if relative else name
-            if not relative and name in (LOST_FOUND, MANIFEST):
-                skipped.append((path, 'left out'))
+    while pending:
+        path = pending.pop()
+        if '/' not in path and path in (LOST_FOUND, MANIFEST):
+            left_out.append((path, 'left out'))
+            continue
+        status = os.lstat(os.path.join(root, path))
+        if stat.S_ISDIR(status.st_mode):
+            if status.st_dev != device:
+                left_out.append((path, 'other file system'))
                 continue
-            status = os.lstat(os.path.join(root, path))
-            if stat.S_ISDIR(status.st_mode):
-                if status.st_dev != device:
-                    skipped.append((path, 'other file system'))
-                    continue
-                subdirs.append(path)
-            elif stat.S_ISREG(status.st_mode):
-                inode = (status.st_dev, status.st_ino)
-                if status.st_nlink < 2 or inode not in linked:
-                    if status.st_nlink > 1:
-                        linked.add(inode)
-                    sizes['files'] += 1
-                    sizes['data_bytes'] += status.st_size
-                    sizes['tar_bytes'] += -(-status.st_size // 512) * 512
-            elif not stat.S_ISLNK(status.st_mode):
-                skipped.append((path, 'socket, device or fifo'))
-                continue
-            sizes['tar_bytes'] += 1024  # header and PAX header
-            names.append(path)
-        stack.extend(reversed(subdirs))
-    return names, skipped, sizes
+            pending.extend(_children(root, path))
+        elif stat.S_ISREG(status.st_mode):
+            inode = (status.st_dev, status.st_ino)
+            if status.st_nlink < 2 or inode not in linked:
+                if status.st_nlink > 1:
+                    linked.add(inode)
+                sizes['files'] += 1
+                sizes['data_bytes'] += status.st_size
+                sizes['tar_bytes'] += -(-status.st_size // 512) * 512
+        elif not stat.S_ISLNK(status.st_mode):
+            left_out.append((path, 'socket, device or fifo'))
+            continue
+        sizes['tar_bytes'] += 1024  # header and PAX header
+        names.append(path)
+    return names, left_out, sizes
+
+
+def _children(root, relative):
+    """The names in directory `relative` of `root`, as paths from `root`, in reverse order (popped from the end)."""
+    with os.scandir(os.path.join(root, relative) if relative else root) as listing:
+        children = sorted((entry.name for entry in listing), reverse=True)
+    return [f'{relative}/{name}' if relative else name for name in children]
 
 
 class _HashingReader:
@@ -180,6 +184,24 @@ class GzipWriter:
             self.pool.shutdown()
 
 
+class PaxInfo(tarfile.TarInfo):
+    """A member whose PAX headers are written as GNU tar writes them (`tar --format=posix`): a name or link target that
+    is not UTF-8 goes into `path`/`linkpath` as its own bytes. tarfile would add `hdrcharset=BINARY` to such a header,
+    a keyword GNU tar warns it ignores on every member that has it; tarfile and GNU tar both read the bytes back."""
+
+    @classmethod
+    def _create_pax_generic_header(cls, pax_headers, type, encoding):  # pylint: disable=redefined-builtin
+        records = b''
+        for keyword, value in pax_headers.items():
+            record = b' %s=%s\n' % (keyword.encode('utf-8'), value.encode('utf-8', 'surrogateescape'))
+            length = len(record) + 1
+            while length != len(record) + len(str(length)):  # a record's length counts its own digits
+                length = len(record) + len(str(length))
+            records += str(length).encode('ascii') + record
+        info = {'name': '././@PaxHeader', 'type': type, 'size': len(records), 'magic': tarfile.POSIX_MAGIC}
+        return cls._create_header(info, tarfile.USTAR_FORMAT, 'ascii', 'replace') + cls._create_payload(records)
+
+
 def attributes(member, mtime_ns):
     """What the manifest records of a member, besides its content."""
     return {'mode': member.mode & 0o7777, 'uid': member.uid, 'gid': member.gid, 'mtime': ns_text(mtime_ns)}
@@ -193,7 +215,7 @@ def write_archive(root, sink, names, level=6, threads=1, info=None, stamp=0):
     gzip_writer = GzipWriter(sink, level, threads)
     entries = []  # each entry as its JSON text: a fraction of a dict's memory
     files = data_bytes = 0
-    with tarfile.open(fileobj=gzip_writer, mode='w|', format=tarfile.PAX_FORMAT, copybufsize=CHUNK, **ENCODING) as tar:
+    with tarfile.open(fileobj=gzip_writer, mode='w|', format=tarfile.PAX_FORMAT, copybufsize=CHUNK, tarinfo=PaxInfo, **ENCODING) as tar:
         for name in names:
             path = os.path.join(root, name)
             status = os.lstat(path)
@@ -222,7 +244,7 @@ def write_archive(root, sink, names, level=6, threads=1, info=None, stamp=0):
         head = json.dumps(totals, sort_keys=True)
         body = (head[:-1] + ', "entries": [' + ', '.join(entries) + ']}').encode('ascii')
         del entries
-        member = tarfile.TarInfo(MANIFEST)
+        member = PaxInfo(MANIFEST)
         member.size, member.mode = len(body), 0o600
         member.mtime = int(stamp)
         tar.addfile(member, io.BytesIO(body))
@@ -384,12 +406,16 @@ class Extractor:
     through a path. Call close() when done.
     """
 
-    def __init__(self, root, as_root):
+    def __init__(self, root, as_root, declared_bytes=None):
         self.root, self.as_root = root, as_root
         self.root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | getattr(os, 'O_CLOEXEC', 0))
+        volume = os.fstatvfs(self.root_fd)
+        # What the files may take: the volume's free space (in whole blocks), and for our archives the bytes they declare.
+        self.block, self.free = volume.f_frsize or 512, volume.f_bavail * (volume.f_frsize or 512)
+        self.declared_bytes, self.data_bytes, self.blocks_bytes = declared_bytes, 0, 0
         self.dirs = []          # (parts, member, mtime) of directories, whose mode and mtime are set last, deepest first
         self.seen = {}          # path -> manifest-like entry of what was written
-        self.skipped = []
+        self.left_out = []
         self.manifest = None
         self._parent = ((), None)  # the directory members were last written to: (parts, descriptor), members come grouped
 
@@ -464,7 +490,7 @@ class Extractor:
         relative = '/'.join(parts)
         if not parts or parts[0] == LOST_FOUND or relative == MARKER:
             if not (not parts and member.isdir()):
-                self.skipped.append({'path': shown(member.name), 'reason': 'left out'})
+                self.left_out.append({'path': shown(member.name), 'reason': 'left out'})
             return
         if relative == MANIFEST and member.isreg():
             self._read_manifest(tar, member)
@@ -472,7 +498,7 @@ class Extractor:
         if member.ischr() or member.isblk():
             raise ArchiveError(f'member {shown(member.name)!r}: device file')
         if member.isfifo():
-            self.skipped.append({'path': shown(member.name), 'reason': 'fifo'})
+            self.left_out.append({'path': shown(member.name), 'reason': 'fifo'})
             return
         if not (member.isreg() or member.isdir() or member.issym() or member.islnk()):
             raise ArchiveError(f'member {shown(member.name)!r}: unsupported type {member.type!r}')
@@ -489,9 +515,9 @@ class Extractor:
             return
         self._replace(parent, leaf, relative, member.name)
         if member.issym():
+            # A symlink is content, restored as it was whatever it points to (`/data/releases/7`, `../shared`): nothing
+            # is ever written through one, as every member's directories are opened without following a link.
             target = member.linkname
-            if target.startswith('/') or _escapes(parts[:-1], target):
-                raise ArchiveError(f'member {shown(member.name)!r}: symlink to {shown(target)!r} points outside the volume')
             os.symlink(target, leaf, dir_fd=parent)
             if self.as_root:
                 os.chown(leaf, member.uid, member.gid, dir_fd=parent, follow_symlinks=False)
@@ -510,6 +536,7 @@ class Extractor:
             # the inode's owner, mode and mtime were set with its first name
             self.seen[relative] = {'path': relative, 'type': 'hardlink', 'target': target}
         else:
+            self._reserve(member)
             digest = hashlib.sha256()
             descriptor = os.open(leaf, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, 'O_CLOEXEC', 0), 0o600, dir_fd=parent)
             with os.fdopen(descriptor, 'wb') as out:
@@ -524,6 +551,18 @@ class Extractor:
                 self._attributes(out.fileno(), member, mtime)
             self.seen[relative] = dict(attributes(member, mtime), path=relative, type='file', size=member.size, sha256=digest.hexdigest())
 
+    def _reserve(self, member):
+        """Count a file's size (a sparse member's real size, holes included) before writing it: refused when the files would
+        exceed what our archive declares, or need more than the volume's free space (a sparse or gzip bomb never fills it)."""
+        self.data_bytes += member.size
+        self.blocks_bytes += -(-member.size // self.block) * self.block
+        if self.declared_bytes is not None and self.data_bytes > self.declared_bytes:
+            raise ArchiveError(f'member {shown(member.name)!r} of {member.size} bytes: the files would exceed the {self.declared_bytes}'
+                               ' bytes the archive declares (x-amz-meta-kubesnap-data-bytes): refused (a forged or sparse member?)')
+        if self.blocks_bytes > self.free:
+            raise ArchiveError(f'member {shown(member.name)!r} of {member.size} bytes: the files would need more than the volume\'s'
+                               f' {self.free} bytes of free space: refused before filling it')
+
     def _attributes(self, descriptor, member, mtime):
         """Owner (as root), mode and mtime of an open file or directory; chown first, as it clears set-id bits."""
         if self.as_root:
@@ -532,14 +571,7 @@ class Extractor:
         os.utime(descriptor, ns=(mtime, mtime))
 
     def finish(self):
-        """Directory modes and mtimes, deepest first (their contents are written by now); every symlink resolved by the
-        kernel must stay inside (a chain of links, each inside, can still lead out)."""
-        root = os.path.realpath(self.root)
-        for relative, entry in self.seen.items():
-            if entry['type'] == 'symlink':
-                resolved = os.path.realpath(os.path.join(self.root, relative))
-                if resolved != root and not resolved.startswith(root + os.sep):
-                    raise ArchiveError(f'member {shown(relative)!r}: symlink to {shown(entry["target"])!r} leads outside the volume')
+        """Directory modes and mtimes, deepest first (their contents are written by now)."""
         for parts, member, mtime in reversed(self.dirs):
             descriptor = self._open_dir(parts, member.name, walk_only=False)
             try:
@@ -568,23 +600,11 @@ class Extractor:
         return problems
 
 
-def _escapes(directory_parts, target):
-    """True when a relative symlink target, seen from its directory, leaves the root."""
-    depth = len(directory_parts)
-    for part in target.split('/'):
-        if part == '..':
-            depth -= 1
-            if depth < 0:
-                return True
-        elif part not in ('', '.'):
-            depth += 1
-    return False
-
-
-def extract(source, root, as_root):
-    """Extract the .tar.gz read from `source` into `root`; returns (extractor, reader) for verification and totals."""
+def extract(source, root, as_root, declared_bytes=None):
+    """Extract the .tar.gz read from `source` into `root`; returns (extractor, reader) for verification and totals.
+    `declared_bytes`: the files' total size our archive declares (its object metadata), which they may not exceed."""
+    extractor = Extractor(root, as_root, declared_bytes)
     reader = GunzipReader(source)
-    extractor = Extractor(root, as_root)
     try:
         with tarfile.open(fileobj=reader, mode='r:', **ENCODING) as tar:
             while True:

@@ -212,8 +212,10 @@ expired:
   type: list
   elements: str
   sample: [cluster-a/backup_20261129T100000Z.tar.gz]
-skipped_reason:
-  description: Why no backup was made (O(interval) not elapsed since the newest backup), or null.
+reason:
+  description:
+    - Why no backup was made (O(interval) not elapsed since the newest backup), or null.
+    - Formerly C(skipped_reason), a name ansible-core writes into results itself.
   returned: always
   type: str
   sample: the newest backup cluster-a/backup_20261130T120000Z.tar.gz is younger than interval PT60M
@@ -375,7 +377,7 @@ def not_due(module, bucket, prefix, now):
     if newest is not None and backups[newest] + resource_store.parse_age(module.params['interval']) > now:
         module.exit_json(changed=False, backup=newest, url='s3://%s/%s' % (bucket, newest), counts={}, namespaces={}, left_out=[],
                          left_out_counts={}, unserved=[], size=0, encrypted=None, expired=[], api_calls={},
-                         skipped_reason='the newest backup %s is younger than interval %s' % (newest, module.params['interval']))
+                         reason='the newest backup %s is younger than interval %s' % (newest, module.params['interval']))
 
 
 def check_options(module):
@@ -427,7 +429,7 @@ def main():
              'left_out': dict(Counter(resources.reason_code(item['reason']) for item in collected.left_out))}
     result = {'backup': key, 'url': 's3://%s/%s' % (bucket, key), 'counts': dict(collected.counts), 'namespaces': index['namespaces'],
               'left_out': collected.left_out, 'left_out_counts': index['left_out'], 'unserved': [{'kind': k, 'reason': r} for k, r in unserved],
-              'encrypted': encrypted, 'size': 0, 'expired': [], 'skipped_reason': None}
+              'encrypted': encrypted, 'size': 0, 'expired': [], 'reason': None}
     try:
         s3_client = s3.client(p)
         if not module.check_mode:

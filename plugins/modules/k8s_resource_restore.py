@@ -130,8 +130,10 @@ backup_time:
   returned: when a backup was chosen
   type: str
   sample: '2026-11-30T12:00:00+00:00'
-skipped_reason:
-  description: Why nothing was restored (the guard's answer), or null.
+reason:
+  description:
+    - Why nothing was restored (the guard's answer), or null.
+    - Formerly C(skipped_reason), a name ansible-core writes into results itself.
   returned: always
   type: str
   sample: flag namespace backuprestore-donotuse exists; a restore already happened on this cluster
@@ -372,10 +374,10 @@ def main():
     p = module.params
     bucket, prefix = check_options(module)
     now = module.now()
-    result = {'changed': False, 'backup': None, 'skipped_reason': None, 'objects': [], 'counts': dict.fromkeys(STATES, 0), 'flag_created': False}
+    result = {'changed': False, 'backup': None, 'reason': None, 'objects': [], 'counts': dict.fromkeys(STATES, 0), 'flag_created': False}
 
     def done(reason):
-        result['skipped_reason'] = reason
+        result['reason'] = reason
         module.exit_json(api_calls=module.api_calls(), **result)
 
     try:

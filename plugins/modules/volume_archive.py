@@ -12,13 +12,17 @@ author: kubesnap contributors (@kubesnap)
 description:
   - Streams O(path) as tar, gzip and a multipart upload to O(url), with no temporary file and memory bounded whatever the
     volume's size (a few upload parts and compression chunks, plus a few hundred bytes per entry for its name and manifest line).
-  - Keeps regular files, directories (empty ones too), symlinks as links, hard links, modes, modification times
-    (to the nanosecond, in PAX headers), numeric owners and names in any encoding. Sockets, devices and fifos are
-    skipped and reported in RV(skipped); C(lost+found) at the top is left out (as k8s-pv-util does); the archive
-    stays on the file system of O(path) (mount points below it are reported and left out).
-  - The object is a standard C(.tar.gz) (C(tar -xzf) reads it). Its last member, C(.kubesnap-manifest.json),
-    lists every entry with its mode, owner, mtime and, for files, size and sha256;
-    M(kubesnap.snapshots.volume_restore) checks the extraction against it.
+  - Keeps regular files, directories (empty ones too), symlinks as links (whatever they point to), hard links, modes,
+    modification times (to the nanosecond, in PAX headers), numeric owners and names in any encoding. Sockets, devices
+    and fifos are left out and reported in RV(left_out); C(lost+found) at the top is left out (as k8s-pv-util does);
+    the archive stays on the file system of O(path) (mount points below it are reported and left out).
+  - The object is a standard C(.tar.gz) in the order and PAX form GNU tar writes (each directory followed by its
+    whole subtree; a name that is not UTF-8 as its own bytes), so
+    C(tar -xzf - --preserve-permissions --same-owner --numeric-owner) (k8s-pv-util's restorer) restores contents,
+    modes, owners, links and modification times exactly, without a warning.
+  - Its last member, C(.kubesnap-manifest.json), lists every entry with its mode, owner, mtime and, for files, size and
+    sha256; M(kubesnap.snapshots.volume_restore) checks the extraction against it and does not write it. A plain
+    C(tar -x) does write it, and that file at the top of the directory is the only thing such an extraction adds.
   - The object's metadata records the source volume, snapshot, cycle, slot, time, number of files and data bytes
     (C(x-amz-meta-kubesnap-*)). The sha256 and size of the object itself are returned (RV(sha256), RV(bytes)).
   - A failed upload aborts its multipart upload, so no part is left behind and the object previously under O(url)
@@ -59,15 +63,15 @@ options:
     description: The snapshot the archived volume was made from, recorded in the object's metadata.
     type: str
   cycle:
-    description: The rotation cycle number, recorded in the object's metadata.
+    description: The rotation cycle number (0 to 999999999999999999), recorded in the object's metadata.
     type: int
   slot:
-    description: The rotation slot, recorded in the object's metadata.
+    description: The rotation slot (1 to 30), recorded in the object's metadata.
     type: int
 attributes:
   check_mode:
     support: full
-    description: Walks the tree and reports its size, the part size and what would be skipped; uploads nothing.
+    description: Walks the tree and reports its size, the part size and what would be left out; uploads nothing.
   diff_mode:
     support: none
     description: Nothing to compare.
@@ -154,8 +158,10 @@ metadata:
   returned: always
   type: dict
   sample: {kubesnap-source: db/data-0, kubesnap-cycle: '12', kubesnap-slot: '3', kubesnap-files: '1204'}
-skipped:
-  description: Entries not archived and why (C(lost+found), sockets, devices, fifos, other file systems).
+left_out:
+  description:
+    - Entries not archived and why (C(lost+found), sockets, devices, fifos, other file systems).
+    - Formerly C(skipped), a name Ansible reserves for itself (the task showed as skipped).
   returned: always
   type: list
   elements: dict
@@ -166,104 +172,34 @@ skipped:
       type: str
       sample: run/app.sock
     reason:
-      description: Why it was skipped.
+      description: Why it was left out.
       type: str
       sample: socket, device or fifo
 '''
 
 import datetime
-import os
-import signal
-import stat
-import time
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.kubesnap.snapshots.plugins.module_utils import archive, s3
-
-MiB = s3.MiB
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import s3, volume
 
 
-def argument_spec():
-    spec = dict(s3.S3_SPEC)
-    spec.update(
-        path={'type': 'path', 'required': True},
-        url={'type': 'str', 'required': True},
-        compression_level={'type': 'int', 'default': 6},
-        threads={'type': 'int'},
-        part_size={'type': 'int'},
-        source={'type': 'str'},
-        snapshot={'type': 'str'},
-        cycle={'type': 'int'},
-        slot={'type': 'int'},
-    )
-    return spec
-
-
-def object_metadata(params, now, files, data_bytes):
-    """User metadata of the object: what a restore or a person looking at the bucket wants to know."""
-    found = {'source': params['source'], 'snapshot': params['snapshot'], 'cycle': params['cycle'], 'slot': params['slot'],
-             'time': now.strftime('%Y-%m-%dT%H:%M:%SZ'), 'files': files, 'data-bytes': data_bytes, 'format': archive.MANIFEST_FORMAT}
-    # S3 metadata is ASCII: a name out of it is quoted rather than refused.
-    return {f'kubesnap-{k}': str(v).encode('ascii', 'backslashreplace').decode('ascii') for k, v in found.items() if v is not None}
-
-
-class Terminated(Exception):
-    """SIGTERM arrived: raised in the main thread so the upload is aborted on the way out."""
-
-
-def terminate(signum, _frame):
-    raise Terminated(f'stopped by {signal.Signals(signum).name}, the upload aborted')
+def run_module(module):
+    """Plan (options, the tree walked), act (tar, gzip, upload), report."""
+    if s3.boto3 is None:
+        module.fail_json(msg=missing_required_lib('boto3'))
+    try:
+        plan, result = volume.plan_archive(module.params, datetime.datetime.now(datetime.timezone.utc))
+        if module.check_mode:
+            module.exit_json(state='would_archive', **result)
+        result = volume.act_archive(module.params, plan, result)
+    except volume.VolumeError as exc:
+        module.fail_json(msg=str(exc), **exc.result)
+    module.exit_json(**result)
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), required_if=s3.S3_REQUIRED_IF, supports_check_mode=True)
-    params = module.params
-    if s3.boto3 is None:
-        module.fail_json(msg=missing_required_lib('boto3'))
-    root = params['path']
-    if not 1 <= params['compression_level'] <= 9:
-        module.fail_json(msg=f"compression_level {params['compression_level']}: must be 1 to 9")
-    threads = params['threads']
-    if threads is None:
-        # A container sees the node's CPUs, not its limit: at most 4 by default keeps memory bounded.
-        threads = min(4, len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1)
-    if threads < 1:
-        module.fail_json(msg=f'threads {threads}: must be at least 1')
-    try:
-        bucket, key = s3.parse_url(params['url'])
-        if not stat.S_ISDIR(os.stat(root).st_mode):
-            module.fail_json(msg=f'path {root}: not a directory')
-        if os.path.lexists(os.path.join(root, archive.MARKER)):
-            module.fail_json(msg=f'path {root}: holds {archive.MARKER}, a restore into it has not completed; its data is not a backup')
-        names, skipped, sizes = archive.walk(root)
-    except (s3.S3Error, OSError) as exc:
-        module.fail_json(msg=str(exc))
-    if params['part_size'] is not None and not 5 <= params['part_size'] <= 5120:
-        module.fail_json(msg=f"part_size {params['part_size']}: must be 5 to 5120 (MiB)")
-    part_size = params['part_size'] * MiB if params['part_size'] else s3.part_size_for(sizes['tar_bytes'])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    metadata = object_metadata(params, now, sizes['files'], sizes['data_bytes'])
-    result = {'changed': True, 'url': params['url'], 'key': key, 'part_size': part_size, 'metadata': metadata,
-              'files': sizes['files'], 'data_bytes': sizes['data_bytes'],
-              'skipped': [{'path': archive.shown(name), 'reason': reason} for name, reason in skipped]}
-    if module.check_mode:
-        module.exit_json(state='would_archive', **result)
-    started = time.monotonic()
-    signal.signal(signal.SIGTERM, terminate)
-    try:
-        client = s3.client(params)
-        extra = dict(s3.encryption_args(params), Metadata=metadata, ContentType='application/gzip')
-        with s3.MultipartWriter(client, bucket, key, part_size, extra) as upload:
-            hashed = archive.HashingWriter(upload)
-            manifest = archive.write_archive(root, hashed, names, params['compression_level'], threads,
-                                             info=dict(metadata, url=params['url']), stamp=now.timestamp())
-    except (s3.S3Error, archive.ArchiveError, OSError, Terminated) as exc:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        module.fail_json(msg=f"{params['url']}: archive failed, the previous object is unchanged: {exc}", **result)
-    result.update(files=manifest['files'], data_bytes=manifest['bytes'])
-    module.exit_json(state='archived', bytes=hashed.bytes, sha256=hashed.hash.hexdigest(), parts=len(upload.parts),
-                     seconds=round(time.monotonic() - started, 3), **result)
+    run_module(AnsibleModule(argument_spec=volume.archive_spec(), required_if=s3.S3_REQUIRED_IF, supports_check_mode=True))
 
 
 if __name__ == '__main__':

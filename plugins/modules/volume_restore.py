@@ -17,8 +17,15 @@ description:
   - A directory holding the marker is an aborted restore. Everything in it but C(lost+found) is removed and the restore done again.
     The marker must be a regular file; anything else there (a symlink, a directory) fails the task and nothing is touched.
   - Extraction is checked by the collection itself, member by member, before anything is written; an archive with an
-    absolute name, a C(..), a name through a symlink, a symlink or hard link leading outside O(path), or a device file
-    is refused (the task fails, the marker stays). Fifos are skipped and reported.
+    absolute name, a C(..), a name through a symlink, a hard link leading outside O(path), or a device file
+    is refused (the task fails, the marker stays). Fifos are left out and reported.
+  - Symlinks are content, each restored as a link with its target unchanged, absolute or with C(..), and none is
+    ever followed while extracting (every directory on a member's path is opened without following a link).
+  - Before a file is written its size (the real size of a sparse member, holes included) is counted, and the files may not
+    exceed the total an archive of volume_archive declares (C(x-amz-meta-kubesnap-data-bytes)), nor need more than
+    the free space of O(path); such an archive is refused before the volume fills up.
+  - Nothing of the collection's stays in O(path), as the manifest is read, not written, and the marker goes once the
+    restore is verified.
   - Owners are restored (numerically) when running as root; modes and modification times always.
   - An archive written by M(kubesnap.snapshots.volume_archive) carries a manifest; every entry (type, link target, mode,
     owner, mtime, and the size and sha256 of every file) is checked against it, and a difference fails the task and
@@ -50,7 +57,9 @@ options:
     choices: [url, newest]
     default: url
   sha256:
-    description: The sha256 the archive object must have (RV(kubesnap.snapshots.volume_archive#module:sha256)); checked after extraction.
+    description:
+      - The sha256 the archive object must have (RV(kubesnap.snapshots.volume_archive#module:sha256)).
+      - Its form (64 hexadecimal digits) is checked before anything is written; the object's hash after extraction.
     type: str
   expect_source:
     description:
@@ -144,8 +153,10 @@ seconds:
   returned: when restored
   type: float
   sample: 8.2
-skipped:
-  description: Archive members not written and why (C(lost+found), the marker, fifos).
+left_out:
+  description:
+    - Archive members not written and why (C(lost+found), the marker, fifos).
+    - Formerly C(skipped), a name Ansible reserves for itself (the task showed as skipped).
   returned: when restored
   type: list
   elements: dict
@@ -156,119 +167,34 @@ skipped:
       type: str
       sample: lost+found/
     reason:
-      description: Why it was skipped.
+      description: Why it was left out.
       type: str
       sample: left out
 '''
 
-import os
-import stat
-import time
-
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.kubesnap.snapshots.plugins.module_utils import archive, s3
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import s3, volume
 
 
-def argument_spec():
-    spec = dict(s3.S3_SPEC)
-    spec.update(
-        path={'type': 'path', 'required': True},
-        url={'type': 'str', 'required': True},
-        select={'type': 'str', 'choices': ['url', 'newest'], 'default': 'url'},
-        sha256={'type': 'str'},
-        expect_source={'type': 'str'},
-        require_verified={'type': 'bool', 'default': False},
-    )
-    return spec
-
-
-def marker_state(marker):
-    """Whether the marker is there; ArchiveError when something else than a regular file is."""
+def run_module(module):
+    """Plan (options, the directory's state, the archive chosen and its metadata), act (extract, verify), report."""
+    if s3.boto3 is None:
+        module.fail_json(msg=missing_required_lib('boto3'))
     try:
-        mode = os.lstat(marker).st_mode
-    except FileNotFoundError:
-        return False
-    if not stat.S_ISREG(mode):
-        raise archive.ArchiveError(f'{marker}: not a regular file (a symlink or directory planted there?): refused, nothing touched')
-    return True
-
-
-def create_marker(marker):
-    """Create (or keep) the marker, never through a symlink put in its place."""
-    os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | getattr(os, 'O_CLOEXEC', 0), 0o600))
-
-
-def source_problem(metadata, expected):
-    """Why an object's kubesnap-source metadata is not the expected volume, or None."""
-    wanted = expected.encode('ascii', 'backslashreplace').decode('ascii')  # as volume_archive writes it
-    found = metadata.get('kubesnap-source')
-    if found != wanted:
-        return f'made from {found!r}, not {expected!r} (x-amz-meta-kubesnap-source): refused, nothing written'
-    return None
+        plan, result = volume.plan_restore(module.params)
+        if plan is None or module.check_mode:
+            module.exit_json(**dict(result, state=result.get('state', 'would_restore')))
+        result, warning = volume.act_restore(module.params, plan, result)
+    except volume.VolumeError as exc:
+        module.fail_json(msg=str(exc), **exc.result)
+    if warning:
+        module.warn(warning)
+    module.exit_json(**result)
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), required_if=s3.S3_REQUIRED_IF, supports_check_mode=True)
-    params = module.params
-    if s3.boto3 is None:
-        module.fail_json(msg=missing_required_lib('boto3'))
-    root = params['path']
-    marker = os.path.join(root, archive.MARKER)
-    try:
-        if not stat.S_ISDIR(os.stat(root).st_mode):
-            module.fail_json(msg=f'path {root}: not a directory')
-        aborted = marker_state(marker)
-        if not aborted and not archive.is_empty(root):
-            module.exit_json(changed=False, state='kept', aborted_restore=False,
-                             reason=f'not empty and no {archive.MARKER} marker: left alone')
-        bucket, key = s3.parse_url(params['url'], key_required=params['select'] == 'url')
-        client = s3.client(params)
-        if params['select'] == 'newest':
-            key = s3.newest_archive(client, bucket, key)
-            if key is None:
-                module.fail_json(msg=f"{params['url']}: no <digits>.tar.gz archive in this folder")
-        head = client.head_object(Bucket=bucket, Key=key)  # before the marker: a wrong url writes nothing
-        size, metadata = head['ContentLength'], head.get('Metadata') or {}
-        mismatch = source_problem(metadata, params['expect_source']) if params['expect_source'] is not None else None
-        if mismatch:
-            module.fail_json(msg=f's3://{bucket}/{key}: {mismatch}', url=f's3://{bucket}/{key}', key=key)
-    except (s3.S3Error, archive.ArchiveError, OSError) as exc:
-        module.fail_json(msg=str(exc))
-    except s3.CLIENT_ERRORS as exc:
-        module.fail_json(msg=f"{params['url']}: {exc}")
-    url = f's3://{bucket}/{key}'
-    reason = f'an aborted restore ({archive.MARKER} present) was cleared and done again' if aborted else 'empty'
-    result = {'changed': True, 'url': url, 'key': key, 'bytes': size, 'aborted_restore': aborted, 'reason': reason}
-    if module.check_mode:
-        module.exit_json(state='would_restore', **result)
-    started = time.monotonic()
-    try:
-        create_marker(marker)
-        if aborted:
-            archive.clear(root)
-        body = client.get_object(Bucket=bucket, Key=key)['Body']
-        extractor, reader = archive.extract(body, root, as_root=os.geteuid() == 0)
-        problems = extractor.verify() or []
-        if extractor.manifest is None and 'kubesnap-format' in metadata:
-            problems.append('no manifest, yet the object was written by volume_archive (x-amz-meta-kubesnap-format): stripped or cut short')
-        elif extractor.manifest is None and params['require_verified']:
-            problems.append('no manifest to verify the extraction against (require_verified)')
-        if reader.compressed != size:
-            problems.append(f'{reader.compressed} bytes read of an object of {size}')
-        digest = reader.hash.hexdigest()
-        if params['sha256'] and params['sha256'].lower() != digest:
-            problems.append(f"the object's sha256 is {digest}, expected {params['sha256']}")
-    except (archive.ArchiveError, OSError, *s3.CLIENT_ERRORS) as exc:
-        module.fail_json(msg=f'{url}: restore into {root} failed, {archive.MARKER} kept: {exc}', **result)
-    if problems:
-        shown = '; '.join(problems[:20])
-        module.fail_json(msg=f'{url}: restore into {root} does not match the archive, {archive.MARKER} kept: {shown}', problems=problems, **result)
-    os.unlink(marker)
-    if extractor.manifest is None:
-        module.warn(f'{url} has no kubesnap manifest (not written by volume_archive): restored, but not verified')
-    module.exit_json(state='restored', verified=extractor.manifest is not None, files=sum(e['type'] == 'file' for e in extractor.seen.values()),
-                     sha256=digest, seconds=round(time.monotonic() - started, 3), skipped=extractor.skipped, **result)
+    run_module(AnsibleModule(argument_spec=volume.restore_spec(), required_if=s3.S3_REQUIRED_IF, supports_check_mode=True))
 
 
 if __name__ == '__main__':

@@ -179,7 +179,7 @@ def test_round_trip_restores_every_object_as_it_was(cluster, kube, api, rule_crd
     assert services['headless']['clusterIP'] == 'None' and 'clusterIP' not in services['web']
 
     again = restore(cluster.kubeconfig, moto_server, bucket, flag, guard=True, namespaces=namespaces, encryption_key=KEY)
-    assert not again.get('failed') and not again['changed'] and again['skipped_reason'].startswith(f'flag namespace {flag} exists')
+    assert not again.get('failed') and not again['changed'] and again['reason'].startswith(f'flag namespace {flag} exists')
     update = restore(cluster.kubeconfig, moto_server, bucket, flag, existing='update', namespaces=namespaces, encryption_key=KEY)
     assert not update.get('failed'), update
     assert update['counts']['updated'] == len(update['objects'])
@@ -192,7 +192,7 @@ def test_round_trip_restores_every_object_as_it_was(cluster, kube, api, rule_crd
 
 def test_guard_does_nothing_without_a_backup_and_fails_on_a_stale_one(cluster, kube, namespaces, moto_server, bucket, flag):
     nothing = restore(cluster.kubeconfig, moto_server, bucket, flag, guard=True, max_age='PT10M')
-    assert not nothing.get('failed') and not nothing['changed'] and nothing['skipped_reason'].startswith('no backup under')
+    assert not nothing.get('failed') and not nothing['changed'] and nothing['reason'].startswith('no backup under')
     unguarded = restore(cluster.kubeconfig, moto_server, bucket, flag)  # without the guard, no backup is a failure
     assert unguarded['failed'] and unguarded['msg'] == f'no backup under s3://{bucket}/cluster/'
 
@@ -206,7 +206,7 @@ def test_guard_does_nothing_without_a_backup_and_fails_on_a_stale_one(cluster, k
 
     kube.core.create_namespace({'metadata': {'name': flag}})
     flagged = restore(cluster.kubeconfig, moto_server, bucket, flag, guard=True, max_age='PT10M', now='2099-01-01T00:00:00Z')
-    assert not flagged.get('failed') and flagged['skipped_reason'].startswith(f'flag namespace {flag} exists') and flagged['objects'] == []
+    assert not flagged.get('failed') and flagged['reason'].startswith(f'flag namespace {flag} exists') and flagged['objects'] == []
 
 
 def test_wrong_key_and_corrupt_archive_write_nothing(cluster, kube, namespaces, moto_server, bucket, flag):
@@ -294,7 +294,7 @@ def test_retention_expires_only_our_backups_and_interval_skips_a_run(cluster, na
 
     skipped = backup(cluster.kubeconfig, moto_server, bucket, namespaces[:1], interval='PT60M')
     assert not skipped.get('failed') and not skipped['changed'] and skipped['backup'] == made['backup']
-    assert skipped['skipped_reason'] == f"the newest backup {made['backup']} is younger than interval PT60M"
+    assert skipped['reason'] == f"the newest backup {made['backup']} is younger than interval PT60M"
 
 
 def run_playbook(name, cluster, moto, **env):
@@ -396,7 +396,7 @@ def test_a_backup_dated_in_the_future_neither_expires_the_others_nor_stops_new_o
         s3c.put_object(Bucket=bucket, Key=key, Body=body, Metadata=ours)
     made = backup(cluster.kubeconfig, moto_server, bucket, namespaces[:1], policy='PT1H P1D', interval='PT30M')
     # Unguarded, the planted key is the newest: "younger than interval" on every run, and retention keeps only it.
-    assert not made.get('failed') and made['changed'] and made['skipped_reason'] is None, made
+    assert not made.get('failed') and made['changed'] and made['reason'] is None, made
     assert made['expired'] == [], made
     assert any(planted in str(w) and 'dated in the future' in str(w) for w in made['warnings'])
     left = {item['Key'] for item in s3c.list_objects_v2(Bucket=bucket, Prefix='cluster/')['Contents']}
