@@ -72,6 +72,24 @@ options:
   kms_key_id:
     description: The KMS key of O(encryption=aws:kms) (its id, ARN or alias).
     type: str
+  s3_connect_timeout:
+    description: Seconds to wait for a connection to the store, per attempt (1 to 3600).
+    type: int
+    default: 10
+  s3_read_timeout:
+    description:
+      - Seconds to wait for the store's answer, or for the next bytes of a body being read, per attempt (1 to 3600).
+    type: int
+    default: 60
+  s3_deadline:
+    description:
+      - Seconds after which a request is not tried again (1 to 86400). A request that fails (a timeout, an error
+        answer) once this much time passed since it began fails the task, so a store that accepts connections and never
+        answers holds a run for at most about O(s3_deadline) plus one attempt's O(s3_connect_timeout) and
+        O(s3_read_timeout), not botocore's five attempts of 60 seconds.
+      - A body being streamed (an upload part, a download) is not limited by it, only by O(s3_read_timeout) between bytes.
+    type: int
+    default: 180
 notes:
   - S3-compatible stores. Checksums are sent only where an S3 operation requires them (botocore's
     C(when_required)), so stores that reject the C(x-amz-checksum-*) headers recent botocore adds by default work.

@@ -21,3 +21,15 @@ def quoted(value, limit=ECHO_LIMIT):
     if isinstance(value, str):
         return repr(value) if len(value) <= limit else '%r%s(%d characters)' % (value[:limit], _ELLIPSIS, len(value))
     return cut(repr(value), limit)
+
+
+def bounds_problem(params, bounds):
+    """`name: must be at least A` (`zero or more`) or `at most B, got V` for the first option (by name) given outside its
+    (least, most) in `bounds`, else None: the one check of every module's numeric options."""
+    for name, (least, most) in sorted(bounds.items()):
+        value = params.get(name)
+        if value is not None and value < least:
+            return '%s: must be %s, got %s' % (name, 'at least %d' % least if least else 'zero or more', value)
+        if value is not None and value > most:
+            return '%s: must be at most %d, got %s' % (name, most, value)
+    return None

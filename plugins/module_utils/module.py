@@ -14,7 +14,7 @@ from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_requ
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import cycle, k8s, retention
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import Registry, option_spec
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.lease import Lease, LeaseHeld, LeaseInvalid
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.messages import cut
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.messages import bounds_problem, cut
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.targets import (
     BACKUP_LABEL, DELTAS_ANNOTATION, Options, Problem, Target, binding_problem, deletion_problem, checked_rule_disk, disk_key, volume_mismatch,
 )
@@ -111,7 +111,9 @@ def _listed(what, items):
 class KubesnapModule(AnsibleModule):
     """AnsibleModule with the collection's client, clock, targets and failure reporting."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, bounds=None, **kwargs):
+        """`bounds`: the module's own numeric options' (least, most), checked with the shared BOUNDS."""
+        bounds = bounds or {}
         kwargs.setdefault('supports_check_mode', True)
         super().__init__(*args, **kwargs)
         if k8s.KUBERNETES_IMPORT_ERROR is not None:
@@ -123,12 +125,9 @@ class KubesnapModule(AnsibleModule):
             self.fail_json(msg=missing_required_lib('isodate'), exception=str(retention.ISODATE_IMPORT_ERROR))
         self._client = None
         self._lease_failure = None
-        for name, (least, most) in sorted(BOUNDS.items()):
-            value = self.params.get(name)
-            if value is not None and value < least:
-                self.fail_json(msg='%s: must be %s, got %s' % (name, 'at least %d' % least if least else 'zero or more', value))
-            if value is not None and value > most:
-                self.fail_json(msg='%s: must be at most %d, got %s' % (name, most, value))
+        problem = bounds_problem(self.params, dict(BOUNDS, **bounds))
+        if problem:
+            self.fail_json(msg=problem)
 
     @property
     def client(self):

@@ -12,14 +12,22 @@ from __future__ import annotations
 import configparser
 import re
 import threading
+import time
 
 from ansible.module_utils.basic import env_fallback
+
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.messages import bounds_problem
 
 try:
     import boto3
     import botocore.config
     import botocore.exceptions
     CLIENT_ERRORS = (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
+
+    class DeadlineExceeded(botocore.exceptions.BotoCoreError):
+        """A request (its retries included) ran past `s3_deadline`: raised instead of another attempt."""
+
+        fmt = '{operation} gave up: {seconds} s (s3_deadline) passed after {attempts} attempt(s); last error: {error}'
 except ImportError:  # reported by the module through missing_required_lib
     boto3 = None
     CLIENT_ERRORS = ()
@@ -48,7 +56,12 @@ S3_SPEC = {
     's3_ca_bundle': {'type': 'path', 'fallback': (env_fallback, ['AWS_CA_BUNDLE'])},
     'encryption': {'type': 'str', 'choices': list(ENCRYPTIONS), 'default': 'none'},
     'kms_key_id': {'type': 'str', 'no_log': False},  # names a key, is not one
+    # A store that accepts and never answers must not hold a run for botocore's 60 s times 5 attempts.
+    's3_connect_timeout': {'type': 'int', 'default': 10},
+    's3_read_timeout': {'type': 'int', 'default': 60},
+    's3_deadline': {'type': 'int', 'default': 180},
 }
+TIMEOUT_BOUNDS = {'s3_connect_timeout': (1, 3600), 's3_read_timeout': (1, 3600), 's3_deadline': (1, 86400)}
 
 S3_REQUIRED_IF = [('encryption', 'aws:kms', ['kms_key_id'])]
 
@@ -123,14 +136,35 @@ def settings(params):
     return chosen
 
 
-def client_config(path_style=False):
+def client_config(path_style=False, connect_timeout=10, read_timeout=60):
     """The botocore Config every client of the collection uses."""
     return botocore.config.Config(
         request_checksum_calculation='when_required',
         response_checksum_validation='when_required',
         retries={'mode': 'standard', 'max_attempts': 5},
         s3={'addressing_style': 'path' if path_style else 'auto'},
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
     )
+
+
+def add_deadline(events, seconds, clock=time.monotonic):
+    """No request of the client is tried again once `seconds` passed since it began (botocore's retries stop there):
+    a request ends within the deadline plus one attempt's connect and read timeouts. A body being streamed is not a
+    request: a long download or upload part runs as long as bytes keep coming."""
+
+    def started(context, **_kwargs):
+        context['kubesnap_deadline'] = clock() + seconds
+
+    def before_retry(request_dict, attempts, response=None, caught_exception=None, operation=None, **_kwargs):
+        failed = caught_exception is not None or (response is not None and response[0].status_code >= 400)
+        deadline = (request_dict.get('context') or {}).get('kubesnap_deadline')
+        if failed and deadline is not None and clock() >= deadline:
+            error = caught_exception if caught_exception is not None else 'HTTP %d' % response[0].status_code
+            raise DeadlineExceeded(operation=getattr(operation, 'name', 'the request'), seconds=seconds, attempts=attempts, error=error)
+
+    events.register_first('before-call.s3', started)
+    events.register_first('needs-retry.s3', before_retry)
 
 
 def client(params):
@@ -138,13 +172,19 @@ def client(params):
     if boto3 is None:
         raise S3Error('boto3 is required for S3')
     chosen = settings(params)
+    problem = bounds_problem(params, TIMEOUT_BOUNDS)
+    if problem:
+        raise S3Error(problem)
     try:
         session = boto3.session.Session(
             aws_access_key_id=chosen['access_key'], aws_secret_access_key=chosen['secret_key'],
             aws_session_token=chosen['session_token'], region_name=chosen['region'],
             profile_name=None if chosen['access_key'] else params.get('profile'))
         verify = params.get('s3_ca_bundle') or params.get('s3_validate_certs', True)
-        return session.client('s3', endpoint_url=chosen['endpoint_url'], verify=verify, config=client_config(chosen['path_style']))
+        config = client_config(chosen['path_style'], params.get('s3_connect_timeout') or 10, params.get('s3_read_timeout') or 60)
+        made = session.client('s3', endpoint_url=chosen['endpoint_url'], verify=verify, config=config)
+        add_deadline(made.meta.events, params.get('s3_deadline') or 180)
+        return made
     except (botocore.exceptions.BotoCoreError, ValueError) as exc:
         raise S3Error(f"S3 client: {exc}") from exc
 

@@ -13,6 +13,7 @@ import stat
 import time
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import archive, s3
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.messages import bounds_problem
 
 MiB = s3.MiB
 # The greatest cycle number k8s_pv_archive reads from a claim (18 digits), and its greatest number of rotation sets.
@@ -60,15 +61,6 @@ def restore_spec():
     return spec
 
 
-def bounds_problem(params, bounds):
-    """`name: must be from A to B, got V` for the first option given outside its bounds, else None."""
-    for name, (least, most) in sorted(bounds.items()):
-        value = params.get(name)
-        if value is not None and not least <= value <= most:
-            return '%s: must be from %d to %d, got %d' % (name, least, most, value)
-    return None
-
-
 def directory(path):
     """`path` when it is a directory; VolumeError naming the option otherwise (an empty or missing path too)."""
     if not path:
@@ -109,6 +101,7 @@ def plan_archive(params, now):
     root = directory(params['path'])
     try:
         bucket, key = s3.parse_url(params['url'])
+        client = s3.client(params)  # its settings checked here, check mode too; no request yet
     except s3.S3Error as exc:
         raise VolumeError(str(exc)) from None
     if os.path.lexists(os.path.join(root, archive.MARKER)):
@@ -119,7 +112,7 @@ def plan_archive(params, now):
         raise VolumeError(f'path {root}: cannot be read: {exc}') from None
     part_size = params['part_size'] * MiB if params['part_size'] else s3.part_size_for(sizes['tar_bytes'])
     metadata = object_metadata(params, now, sizes['files'], sizes['data_bytes'])
-    plan = {'root': root, 'bucket': bucket, 'key': key, 'names': names, 'now': now,
+    plan = {'root': root, 'client': client, 'bucket': bucket, 'key': key, 'names': names, 'now': now,
             'threads': params['threads'] or default_threads()}
     result = {'changed': True, 'url': params['url'], 'key': key, 'part_size': part_size, 'metadata': metadata,
               'files': sizes['files'], 'data_bytes': sizes['data_bytes'], 'left_out': left_out_entries(left_out)}
@@ -139,9 +132,8 @@ def act_archive(params, plan, result):
     started = time.monotonic()
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        client = s3.client(params)
         extra = dict(s3.encryption_args(params), Metadata=result['metadata'], ContentType='application/gzip')
-        with s3.MultipartWriter(client, plan['bucket'], plan['key'], result['part_size'], extra) as upload:
+        with s3.MultipartWriter(plan['client'], plan['bucket'], plan['key'], result['part_size'], extra) as upload:
             hashed = archive.HashingWriter(upload)
             manifest = archive.write_archive(plan['root'], hashed, plan['names'], params['compression_level'], plan['threads'],
                                              info=dict(result['metadata'], url=params['url']), stamp=plan['now'].timestamp())

@@ -305,7 +305,7 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import Kube
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import (
     AUTH_SPEC, DISCOVERY_SPEC, LEASE_SPEC, TARGETS_SPEC, TEN_YEARS, WRITE_SPEC, KubesnapModule, argument_spec, discovery_constraints,
 )
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.s3 import S3_REQUIRED_IF, S3_SPEC
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.s3 import S3_REQUIRED_IF, S3_SPEC, TIMEOUT_BOUNDS
 
 OWN_SPEC = {
     'url': {'type': 'str'},
@@ -329,7 +329,8 @@ ARCHIVE_S3_SPEC = {name: {k: v for k, v in option.items() if not (name in SHIPPE
                    for name, option in S3_SPEC.items()}
 OWN_BOUNDS = {'sets': (1, 30), 'job_timeout': (1, TEN_YEARS), 'snapshot_timeout': (0, TEN_YEARS)}
 # The S3 options the Job's volume_archive gets as they are; credentials go through a Secret, files through /config.
-PASSED_S3_OPTIONS = ('endpoint_url', 'region', 's3_path_style', 's3_validate_certs', 'encryption', 'kms_key_id')
+PASSED_S3_OPTIONS = ('endpoint_url', 'region', 's3_path_style', 's3_validate_certs', 'encryption', 'kms_key_id',
+                     's3_connect_timeout', 's3_read_timeout', 's3_deadline')
 FILE_OPTIONS = (('s3cfg', pv_archive.S3CFG_KEY), ('s3_ca_bundle', pv_archive.CA_BUNDLE_KEY))
 KEY_OPTIONS = (('access_key', 'AWS_ACCESS_KEY_ID'), ('secret_key', 'AWS_SECRET_ACCESS_KEY'), ('session_token', 'AWS_SESSION_TOKEN'))
 
@@ -448,11 +449,8 @@ def archive(module, plans):
 
 def main():
     spec = argument_spec(AUTH_SPEC, TARGETS_SPEC, DISCOVERY_SPEC, LEASE_SPEC, WRITE_SPEC, ARCHIVE_S3_SPEC, OWN_SPEC)
-    module = KubesnapModule(argument_spec=spec, required_if=S3_REQUIRED_IF, **discovery_constraints(spec))
+    module = KubesnapModule(argument_spec=spec, required_if=S3_REQUIRED_IF, bounds=dict(OWN_BOUNDS, **TIMEOUT_BOUNDS), **discovery_constraints(spec))
     p = module.params
-    for name, (least, most) in sorted(OWN_BOUNDS.items()):
-        if not least <= p[name] <= most:
-            module.fail_json(msg='%s: must be from %d to %d, got %d' % (name, least, most, p[name]))
     if p.get('url'):
         try:
             pv_archive.parse_base(p['url'])

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -605,12 +606,56 @@ def test_a_missing_path_names_the_option(moto_server, bucket, module, path, mess
 
 
 @pytest.mark.parametrize('option, value, message', [
-    ('cycle', -5, 'cycle: must be from 0 to 999999999999999999, got -5'),
-    ('slot', 99999999999, 'slot: must be from 1 to 30, got 99999999999'),
-    ('compression_level', 10, 'compression_level: must be from 1 to 9, got 10'),
+    ('cycle', -5, 'cycle: must be zero or more, got -5'),
+    ('slot', 99999999999, 'slot: must be at most 30, got 99999999999'),
+    ('compression_level', 10, 'compression_level: must be at most 9, got 10'),
 ])
 def test_numbers_out_of_bounds_are_refused_before_anything_is_written(moto_server, bucket, tmp_path, option, value, message):
     (tmp_path / 'a').write_bytes(b'x')
     result = archive(moto_server, tmp_path, f's3://{bucket}/a.tar.gz', **{option: value})
     assert result.get('failed') and result['msg'] == message, result
     assert not client_for(moto_server).list_objects_v2(Bucket=bucket).get('Contents')
+
+
+class SilentStore:
+    """A listener that accepts every connection and never answers (a hung S3 endpoint)."""
+
+    def __init__(self):
+        self.server = socket.socket()
+        self.server.bind(('127.0.0.1', 0))
+        self.server.listen(16)
+        self.url = 'http://127.0.0.1:%d' % self.server.getsockname()[1]
+        self.accepted = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+
+    def _accept(self):
+        with contextlib.suppress(OSError):
+            while True:
+                self.accepted.append(self.server.accept()[0])
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.server.close()
+        for connection in self.accepted:
+            connection.close()
+
+
+def test_a_store_that_never_answers_fails_at_the_deadline(moto_server, bucket, tmp_path):
+    target = tmp_path / 'volume'
+    target.mkdir()
+    with SilentStore() as store:
+        started = time.monotonic()
+        result = restore(store.url, target, 's3://bucket/a.tar.gz', s3_connect_timeout=1, s3_read_timeout=1, s3_deadline=2)
+        took = time.monotonic() - started
+    assert result.get('failed') and 's3_deadline' in result['msg'] and 'Read timeout' in result['msg'], result
+    assert 2 <= len(store.accepted) < 5  # tried again until the deadline, not botocore's 5 attempts
+    assert took < 30, took  # not 5 attempts x 60 s
+    assert not list(target.iterdir())
+
+
+def test_timeouts_out_of_bounds_are_refused(moto_server, bucket, tmp_path):
+    result = restore(moto_server, tmp_path, f's3://{bucket}/a.tar.gz', s3_read_timeout=0)
+    assert result.get('failed') and result['msg'] == 's3_read_timeout: must be at least 1, got 0', result

@@ -1,6 +1,9 @@
 # What messages echo of a user's input: cut, with the length, so that output stays small.
 from __future__ import annotations
 
+import pytest
+
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import messages
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.messages import ECHO_LIMIT, cut, quoted
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import MSG_ITEMS, _listed
 
@@ -26,3 +29,12 @@ def test_a_task_msg_lists_at_most_a_few_failures():
     many = ['volume %d: failed' % n for n in range(MSG_ITEMS + 5)]
     text = _listed('not snapshotted', many)
     assert text.endswith('volume %d: failed; and 5 more (see failed_volumes)' % (MSG_ITEMS - 1)) and 'volume %d:' % MSG_ITEMS not in text
+
+
+@pytest.mark.parametrize('params, problem', [
+    ({'a': 0, 'b': 5}, None), ({'a': None}, None), ({'a': -1}, 'a: must be zero or more, got -1'),
+    ({'b': 0}, 'b: must be at least 1, got 0'), ({'b': 31}, 'b: must be at most 30, got 31'),
+    ({'a': 11, 'b': 0}, 'a: must be at most 10, got 11'),
+])
+def test_bounds_problem_names_the_first_option_out_of_bounds(params, problem):
+    assert messages.bounds_problem(params, {'a': (0, 10), 'b': (1, 30)}) == problem
