@@ -58,10 +58,20 @@ class ClusterHandle:
         self.kubeconfig = Path(state["kubeconfig"])
         self.audit_log_path = Path(state["audit_log"])
         self.csi_faults_path = Path(state["csi_faults_file"])
+        self.driver_log_path = _CLUSTER.LOGS / "csi-mock-driver.log"
 
     def api_client(self) -> client.ApiClient:
         """A new kubernetes ApiClient authenticated as ADMIN_USER."""
         return config.new_client_from_config(config_file=str(self.kubeconfig))
+
+    def driver_calls(self, method: str, namespace: str, code: str | None = None) -> list:
+        """The mock driver's log lines of `method` calls attributed to `namespace` (and answered with `code`: OK, Unavailable...)."""
+        try:
+            lines = self.driver_log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+        except FileNotFoundError:
+            return []
+        call = f" {method} namespace={json.dumps(namespace)} code={code or ''}"
+        return [line for line in lines if call in line]
 
     def csi_faults(self, scope: str = "*") -> CsiFaults:
         """Fault switch for one namespace, or "*" for all calls without a namespace scope of their own."""

@@ -197,10 +197,6 @@ def test_the_termination_message_gives_size_and_error():
     assert pv_archive.termination_summary([]) == {}
 
 
-def test_the_runner_is_python():
-    compile(pv_archive.RUNNER, 'runner', 'exec')
-
-
 def test_newest_ready_counts_held_snapshots_and_skips_pending_ones():
     older = snapshot('a')
     held = Snapshot(backend='csi', id='db/b', name='b', volume_key='k', created_at=NOW, state=READY, labels={'kubesnap.io/hold': 'true'})
@@ -212,29 +208,33 @@ def test_newest_ready_counts_held_snapshots_and_skips_pending_ones():
 FAKE_ARCHIVE = '''
 import json, sys
 args = json.load(sys.stdin)['ANSIBLE_MODULE_ARGS']
-if args.get('url', '').endswith('/fail.tar.gz'):
+if '/fail/' in args.get('url', ''):
     print(json.dumps({'failed': True, 'msg': 'AccessDenied on ' + args['url']}))
     sys.exit(1)
 print(json.dumps({'changed': True, 'bytes': 11, 'sha256': 'ab' * 32, 'got': args}))
 '''
 
 
-@pytest.mark.parametrize('url, failed', [('s3://b/k/1.tar.gz', False), ('s3://b/fail.tar.gz', True)])
-def test_the_runner_runs_volume_archive_from_the_installed_collections_and_writes_its_summary(tmp_path, url, failed):
+@pytest.mark.parametrize('url, failed', [('s3://b/k', False), ('s3://b/fail', True)])
+def test_the_command_the_job_stores_runs_volume_archive_from_the_installed_collections_and_writes_its_summary(tmp_path, url, failed):
     modules = tmp_path / 'collections' / 'ansible_collections' / 'kubesnap' / 'snapshots' / 'plugins' / 'modules'
     modules.mkdir(parents=True)
     (modules / 'volume_archive.py').write_text(FAKE_ARCHIVE, encoding='utf-8')
     env = {'PATH': os.environ['PATH'], 'HOME': str(tmp_path), 'ANSIBLE_COLLECTIONS_PATH': str(tmp_path / 'collections'),
            'KUBESNAP_TERMINATION_LOG': str(tmp_path / 'termination-log')}
-    done = subprocess.run([sys.executable, '-c', pv_archive.RUNNER, json.dumps({'path': '/snapshot', 'url': url, 'cycle': 3})],
-                          env=env, capture_output=True, check=False)
+    plan = planned({'volumeBackupSequence': '6'}, url=url, sets=1)
+    [container] = pv_archive.job_manifest(plan, settings())['spec']['template']['spec']['containers']
+    interpreter, *command = container['command']  # the image's python3 is this test's interpreter
+    assert interpreter == 'python3'
+    done = subprocess.run([sys.executable, *command], env=env, capture_output=True, check=False)
     assert done.returncode == (1 if failed else 0), done.stderr
     summary = json.loads((tmp_path / 'termination-log').read_text(encoding='utf-8'))
+    key = '%s/db/data/1.tar.gz' % url
     if failed:
-        assert summary == {'failed': True, 'msg': 'AccessDenied on s3://b/fail.tar.gz', 'bytes': None, 'sha256': None}
+        assert summary == {'failed': True, 'msg': 'AccessDenied on %s' % key, 'bytes': None, 'sha256': None}
     else:
         assert summary == {'failed': False, 'msg': '', 'bytes': 11, 'sha256': 'ab' * 32}
-        assert json.loads(done.stdout)['got'] == {'path': '/snapshot', 'url': url, 'cycle': 3}  # the result is in the log too
+        assert json.loads(done.stdout)['got'] == json.loads(command[-1])  # the result is in the log too
 
 
 FAKE_SLOW_ARCHIVE = '''
