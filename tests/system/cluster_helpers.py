@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import datetime
 import fcntl
 import importlib.util
 import json
@@ -37,6 +38,12 @@ SNAPSHOT_CLASS = _CLUSTER.SNAPSHOT_CLASS  # default VolumeSnapshotClass for the 
 ADMIN_USER = _CLUSTER.ADMIN_USER  # audit-log user name of the tests' kubeconfig
 fault_scopes = _CLUSTER.fault_scopes  # csi-faults.json text -> {scope: fault set}, read as the driver reads it
 SNAPSHOT_GROUP, SNAPSHOT_VERSION = "snapshot.storage.k8s.io", "v1"
+
+
+def years_ahead(years: int = 4) -> str:
+    """A `now` years after the real clock's (which stamps the objects the tests make), as the modules take it."""
+    later = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=365 * years)
+    return later.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def wait_for(what: str, check, timeout: float = 60, interval: float = 0.2):

@@ -15,6 +15,7 @@ from kubernetes import client
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import LEASE_SPEC
 
+from .cluster_helpers import years_ahead
 from .modules import DELTAS, run_module
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,7 +93,7 @@ def test_the_documented_rules_are_enough_for_the_whole_cycle(kube, namespace, ac
     forced = run_as(env, "k8s_pv_snapshot", namespace=namespace, lease_namespace=namespace, force=True)
     assert forced["volumes"][0]["state"] == "ready", forced
     newest = forced["volumes"][0]["snapshot"]
-    expired = run_as(env, "snapshot_expire", namespace=namespace, lease_namespace=namespace, now="2030-01-01T00:00:00Z")
+    expired = run_as(env, "snapshot_expire", namespace=namespace, lease_namespace=namespace, now=years_ahead())
     assert [s["name"] for s in expired["volumes"][0]["keep"]] == [newest] and len(expired["volumes"][0]["expire"]) == 1, expired
     info = run_as(env, "snapshot_info", namespace=namespace)
     assert [s["name"] for s in info["volumes"][0]["snapshots"]] == [newest], info

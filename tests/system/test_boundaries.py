@@ -11,14 +11,14 @@ import time
 
 import pytest
 
-from .cluster_helpers import SNAPSHOT_CLASS, SNAPSHOT_GROUP, SNAPSHOT_VERSION, wait_for
+from .cluster_helpers import SNAPSHOT_CLASS, SNAPSHOT_GROUP, SNAPSHOT_VERSION, wait_for, years_ahead
 from .modules import DELTAS, by_volume, run_module
 
 OWNED = "app.kubernetes.io/managed-by=kubesnap"
 KEEP_ALL = "PT1S PT1H"  # snapshots taken seconds apart, planned minutes later: all kept
 HOSTILE = "PT1S PT2S"  # the same, planned minutes later: all but the newest expire
 SHORT = "PT1H P1D"
-FAR = "2031-01-01T00:00:00Z"
+FAR = years_ahead()
 
 
 WRITERS = ("k8s_pv_snapshot", "snapshot_expire")

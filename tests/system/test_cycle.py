@@ -17,7 +17,7 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import clie
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import LEASE_SPEC
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention import expire
 
-from .cluster_helpers import ADMIN_USER, SNAPSHOT_CLASS, wait_for
+from .cluster_helpers import ADMIN_USER, SNAPSHOT_CLASS, wait_for, years_ahead
 from .modules import DELTAS, by_volume, run_module
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,7 +27,7 @@ MODULE_AGENT = "kubesnap.snapshots"  # the collection's client sends it on every
 # Where the modules take their Lease unless told otherwise: outside the test's namespace.
 DEFAULT_LEASE = (LEASE_SPEC["lease_namespace"]["default"], LEASE_SPEC["lease_name"]["default"])
 SHORT = "PT1H P1D"
-FAR = "2031-01-01T00:00:00Z"  # a `now` at which SHORT expires all but the newest of each volume's snapshots
+FAR = years_ahead()  # a `now` at which SHORT expires all but the newest of each volume's snapshots
 
 
 @pytest.fixture
@@ -481,7 +481,7 @@ def test_snapshots_of_a_deleted_volume_are_orphans_kept_unless_asked(kube, names
     kube.core.delete_namespaced_persistent_volume_claim("gone", namespace)
     wait_for("the PV to be deleted", lambda: volume_name not in {pv.metadata.name for pv in kube.core.list_persistent_volume().items})
 
-    far = "2030-01-01T00:00:00Z"
+    far = years_ahead(3)
     kept = run("snapshot_expire", namespace=namespace, now=far)
     [orphan] = kept["volumes"]
     assert orphan["orphan"] is True and orphan["expire"] == [] and len(orphan["keep"]) == 3 and kept["changed"] is False
