@@ -11,13 +11,15 @@ cycle (absent: none yet), so a volume moving over continues its rotation instead
 from __future__ import annotations
 
 import contextlib
+import datetime
 import dataclasses
 import hashlib
 import json
 import re
 import time
 
-from ansible_collections.kubesnap.snapshots.plugins.module_utils import retention
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import cycle, retention
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.cycle import run_parallel
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import base
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError, resource_path
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.messages import quoted
@@ -49,6 +51,11 @@ FINISHED_TTL = 24 * 3600
 # The run waits this long past the Job's own deadline (activeDeadlineSeconds) for the job controller to say so.
 WAIT_SLACK = 60
 ADVANCE_ATTEMPTS = 3
+# The S3 options the Job's volume_archive gets as they are; credentials go through a Secret, files through /config.
+PASSED_S3_OPTIONS = ('endpoint_url', 'region', 's3_path_style', 's3_validate_certs', 'encryption', 'kms_key_id',
+                     's3_connect_timeout', 's3_read_timeout', 's3_deadline')
+FILE_OPTIONS = (('s3cfg', S3CFG_KEY), ('s3_ca_bundle', CA_BUNDLE_KEY))
+KEY_OPTIONS = (('access_key', 'AWS_ACCESS_KEY_ID'), ('secret_key', 'AWS_SECRET_ACCESS_KEY'), ('session_token', 'AWS_SESSION_TOKEN'))
 SEGMENT_PROBLEM = re.compile(r'(^|/)(\.{1,2})?(/|$)')
 
 # What the Job's container runs: volume_archive as Ansible would (its arguments as JSON on stdin), from the collections
@@ -337,10 +344,107 @@ def termination_summary(pods):
     return {}
 
 
-# ------------------------------------------------------------------------------------------------ one archive against the API
+# ------------------------------------------------------------------------------------------------ pure: a run's volumes
+
+def volume_result(target, state, reason=None, plan=None, **outcome):
+    """One volume's entry in the module's `volumes`."""
+    entry = {'namespace': target.namespace, 'pvc': target.pvc, 'pv': target.pv, 'key': target.key, 'backend': target.backend,
+             'snapshot': None, 'url': None, 'object_key': None, 'cycle': None, 'slot': None, 'job': None, 'bytes': None,
+             'sha256': None, 'seconds': None, 'state': state, 'reason': reason}
+    if plan is not None:
+        entry.update(snapshot=plan.snapshot_name, url=plan.url, object_key=plan.object_key, cycle=plan.cycle, slot=plan.slot)
+    entry.update(outcome)
+    return entry
+
+
+def plan_volumes(targets, claims, default_url, sets, strategy):
+    """([plans without their snapshot], [results of the volumes that cannot be archived]) (pure).
+
+    A selected volume without a destination fails, naming it: someone asked for it to be archived, and a run that
+    archives nothing must not look like one that archived everything."""
+    plans, results = [], []
+    for target in targets:
+        if target.backend != 'csi' or not target.pvc:
+            results.append(volume_result(target, 'failed', 'archives are read from a claim restored from a CSI VolumeSnapshot; this volume is %s'
+                                         % ('served by the %s backend' % target.backend if target.pvc else 'not bound to a claim')))
+            continue
+        try:
+            plan = plan_volume(target, claims[(target.namespace, target.pvc)], default_url, sets, strategy)
+        except ArchiveError as exc:
+            results.append(volume_result(target, 'failed', str(exc)))
+            continue
+        if plan is None:
+            results.append(volume_result(target, 'failed', 'no archive destination: no url option (and a claim\'s %s annotation is'
+                                         ' only taken under it); the volume was selected but is not archived' % URL_ANNOTATION))
+            continue
+        plans.append(plan)
+    return plans, results
+
+
+def choose_snapshots(plans, snapshots_of):
+    """([plans with the newest ready snapshot of their volume], [results of those without one]) (pure);
+    `snapshots_of(target)` lists a volume's owned snapshots, oldest first."""
+    chosen, results = [], []
+    for plan in plans:
+        newest = newest_ready(snapshots_of(plan.target))
+        if newest is None:
+            results.append(volume_result(plan.target, 'failed', 'no ready snapshot owned by kubesnap to archive', plan))
+        else:
+            chosen.append(dataclasses.replace(plan, snapshot=newest, snapshot_name=newest.name))
+    return chosen, results
+
+
+def job_settings(params):
+    """JobSettings from the module's options; the run's own credentials read here (files on the controller), never logged.
+    ArchiveError naming the option that cannot be used."""
+    if params.get('profile'):
+        raise ArchiveError('profile: names credentials on the controller, which the archive Job cannot read; give access_key and'
+                           ' secret_key, s3cfg, or credentials_secret')
+    credentials = {}
+    if not params.get('credentials_secret'):
+        credentials = {key: params[option] for option, key in KEY_OPTIONS if params.get(option)}
+        for option, key in FILE_OPTIONS:
+            if params.get(option):
+                try:
+                    with open(params[option], encoding='utf-8') as handle:
+                        credentials[key] = handle.read()
+                except OSError as exc:
+                    raise ArchiveError('%s: %s cannot be read: %s' % (option, params[option], exc)) from None
+    return JobSettings(image=params['image'], pull_policy=params['image_pull_policy'], timeout=params['job_timeout'],
+                       service_account=params.get('service_account'), run_as_user=params.get('run_as_user'),
+                       credentials_secret=params.get('credentials_secret'), credentials=credentials,
+                       s3_args={name: params.get(name) for name in PASSED_S3_OPTIONS})
+
+
+def job_outcomes(names, jobs):
+    """{name: (done, why), or None while it runs} of the Jobs `names` among `jobs`; one not among them was deleted."""
+    seen = {job['metadata']['name']: job for job in jobs}
+    return {name: job_outcome(seen[name]) if name in seen else (False, 'the Job was deleted while it ran') for name in names}
+
+
+def all_finished(names):
+    """The predicate of a namespace's wait: the outcomes of `names` once every one completed, failed or is gone, else None."""
+    def finished(jobs):
+        outcomes = job_outcomes(names, jobs)
+        return outcomes if all(outcome is not None for outcome in outcomes.values()) else None
+    return finished
+
+
+# ------------------------------------------------------------------------------------------------ archives against the API
+
+@dataclasses.dataclass
+class Started:
+    """An archive whose Job runs: what it made (deleted afterwards) and when it started."""
+
+    plan: Plan
+    started: float
+    cleanup: list
+
 
 class Archiver:
-    """Runs one volume's archive: Job, temporary claim and Secret created, the Job waited for, all deleted again."""
+    """Runs archives: each Job, temporary claim and Secret created (`start`, under the Lease: the snapshot is the
+    claim's source from then on), every Job of a namespace waited for with one list and watch (`wait`), then read,
+    deleted again and the cycle advanced (`finish`)."""
 
     def __init__(self, client, settings, clock=time.monotonic, sleep=time.sleep):
         self._client = client
@@ -348,11 +452,8 @@ class Archiver:
         self._clock = clock
         self._sleep = sleep
 
-    def run(self, plan):
-        """{'bytes', 'seconds', 'job'} of a completed archive whose cycle was advanced; ArchiveError otherwise.
-
-        Whatever happens once the Job exists, the Job (its pods with it), the claim and the run's own Secret are deleted.
-        """
+    def start(self, plan):
+        """Started once the Job runs against its claim; ArchiveError (what was made deleted) otherwise."""
         started = self._clock()
         namespace = plan.target.namespace
         self._check_secret(namespace)
@@ -363,26 +464,72 @@ class Archiver:
                 raise ArchiveError('Job %s/%s already exists: another run is archiving cycle %d, or a killed run left it (it goes %d s'
                                    ' after it finished; delete it to retry now)' % (namespace, plan.job, plan.cycle, FINISHED_TTL)) from None
             raise ArchiveError('creating Job %s/%s failed: %s' % (namespace, plan.job, exc)) from None
-        cleanup, failure = [], None
+        cleanup = []
         try:
-            try:
-                cleanup.append(self._write(resource_path('v1', 'persistentvolumeclaims', namespace), claim_manifest(plan, job), 'claim'))
-                if not self._settings.credentials_secret and self._settings.credentials:
-                    cleanup.append(self._write(resource_path('v1', 'secrets', namespace),
-                                               secret_manifest(plan, job, self._settings.credentials), 'Secret'))
-                self._client.request('PATCH', resource_path('batch/v1', 'jobs', namespace, plan.job), body={'spec': {'suspend': False}},
-                                     content_type='application/merge-patch+json')
-                outcome = self._wait(namespace, plan.job, started + self._settings.timeout + WAIT_SLACK)
-                pods = self._client.list_all(resource_path('v1', 'pods', namespace), '%s=%s' % (JOB_NAME_LABEL, plan.job))
-                summary = termination_summary(pods)
-            except KubeError as exc:
-                failure = 'Job %s/%s: %s' % (namespace, plan.job, exc)
-            except ArchiveError as exc:
-                failure = str(exc)
-        finally:
+            cleanup.append(self._write(resource_path('v1', 'persistentvolumeclaims', namespace), claim_manifest(plan, job), 'claim'))
+            if not self._settings.credentials_secret and self._settings.credentials:
+                cleanup.append(self._write(resource_path('v1', 'secrets', namespace),
+                                           secret_manifest(plan, job, self._settings.credentials), 'Secret'))
+            self._client.request('PATCH', resource_path('batch/v1', 'jobs', namespace, plan.job), body={'spec': {'suspend': False}},
+                                 content_type='application/merge-patch+json')
+        except (KubeError, ArchiveError) as exc:
+            failure = 'Job %s/%s: %s' % (namespace, plan.job, exc) if isinstance(exc, KubeError) else str(exc)
             leftovers = self._clean(namespace, plan.job, cleanup)
-        if failure is not None:
-            raise ArchiveError('%s%s' % (failure, leftovers or '; the Job and what was made for it were deleted'))
+            raise ArchiveError('%s%s' % (failure, leftovers or '; the Job and what was made for it were deleted')) from None
+        return Started(plan, started, cleanup)
+
+    def wait(self, namespace, runs):
+        """{job name: (done, why) or None at the deadline} of the runs in one namespace: one list and one watch of the
+        namespace's archive Jobs (label kubesnap.io/role=archive) hear of them all."""
+        names = [run.plan.job for run in runs]
+        deadline = max(run.started for run in runs) + self._settings.timeout + WAIT_SLACK
+        path = resource_path('batch/v1', 'jobs', namespace)
+        finished, seen, version = all_finished(names), {}, None
+        while self._clock() < deadline:
+            heard = False
+            try:
+                if version is None:
+                    jobs, version = self._client.list_with_version(path, '%s=%s' % (ROLE_KEY, ROLE))
+                    seen, heard = {job['metadata']['name']: job for job in jobs}, True
+                else:
+                    with contextlib.closing(self._client.watch(path, '%s=%s' % (ROLE_KEY, ROLE), version, deadline - self._clock())) as events:
+                        for kind, obj in events:
+                            heard = True
+                            version = obj['metadata'].get('resourceVersion') or version
+                            if kind == 'DELETED':
+                                seen.pop(obj['metadata']['name'], None)
+                            elif kind != 'BOOKMARK':
+                                seen[obj['metadata']['name']] = obj
+                            if kind != 'BOOKMARK' and finished(list(seen.values())):
+                                break
+                outcomes = finished(list(seen.values()))
+                if outcomes:
+                    return outcomes
+            except KubeError as exc:
+                if exc.status == 410:
+                    version = None  # history compacted: list again
+                elif not exc.retryable:
+                    why = (False, 'waiting for the Jobs in %s failed: %s' % (namespace, exc))
+                    return dict.fromkeys(names, why)
+            if not heard:
+                self._sleep(max(0.0, min(1.0, deadline - self._clock())))
+        return job_outcomes(names, seen.values())
+
+    def summaries(self, namespace):
+        """{job name: the runner's summary} of the namespace's archive pods, from one list."""
+        found = {}
+        for pod in self._client.list_all(resource_path('v1', 'pods', namespace), '%s=%s' % (ROLE_KEY, ROLE)):
+            job = ((pod.get('metadata') or {}).get('labels') or {}).get(JOB_NAME_LABEL)
+            summary = termination_summary([pod])
+            if job and (summary or job not in found):
+                found[job] = summary
+        return found
+
+    def finish(self, run, outcome, summary):
+        """{'bytes', 'sha256', 'seconds', 'job'} of a completed archive whose cycle was advanced; ArchiveError otherwise.
+        The Job (its pods with it), the claim and the run's own Secret are deleted whatever the outcome."""
+        plan, namespace = run.plan, run.plan.target.namespace
+        leftovers = self._clean(namespace, plan.job, run.cleanup)
         if outcome is None:
             raise ArchiveError('Job %s/%s did not finish within %d s (timeout); it was deleted%s'
                                % (namespace, plan.job, self._settings.timeout, leftovers))
@@ -394,7 +541,29 @@ class Archiver:
         self._advance(plan, sha256)
         if leftovers:
             raise ArchiveError('archived to %s and cycle %d recorded, but%s' % (plan.url, plan.cycle, leftovers))
-        return {'bytes': summary.get('bytes'), 'sha256': sha256, 'seconds': round(self._clock() - started, 3), 'job': plan.job}
+        return {'bytes': summary.get('bytes'), 'sha256': sha256, 'seconds': round(self._clock() - run.started, 3), 'job': plan.job}
+
+    def wait_and_finish(self, runs, concurrency):
+        """[(run, outcome or None, error or None)]: each namespace's runs waited for together, then finished."""
+        by_namespace = {}
+        for run in runs:
+            by_namespace.setdefault(run.plan.target.namespace, []).append(run)
+
+        def namespace_done(namespace):
+            outcomes = self.wait(namespace, by_namespace[namespace])
+            try:
+                summaries = self.summaries(namespace)
+            except KubeError:
+                summaries = {}
+            return [(run, outcomes.get(run.plan.job), summaries.get(run.plan.job, {})) for run in by_namespace[namespace]]
+
+        waited = []
+        for namespace, found, error in run_parallel(namespace_done, sorted(by_namespace), concurrency):
+            if error is not None:
+                why = (False, 'waiting for the Jobs in %s failed: %s' % (namespace, error))
+                found = [(run, why, {}) for run in by_namespace[namespace]]
+            waited.extend(found)
+        return run_parallel(lambda item: self.finish(*item), waited, concurrency)
 
     def _check_secret(self, namespace):
         """The named credentials Secret exists in the claim's namespace: without it the Job would run with no credentials."""
@@ -416,37 +585,12 @@ class Archiver:
             raise ArchiveError('creating the %s %s/%s failed: %s' % (what, body['metadata']['namespace'], body['metadata']['name'], exc)) from None
         return path + '/' + body['metadata']['name']
 
-    def _wait(self, namespace, name, deadline):
-        """(done, why) once the Job completed or failed, None at the deadline: one list, then a watch from its version."""
-        path = resource_path('batch/v1', 'jobs', namespace)
-        selector = '%s=%s' % (JOB_KEY, name)
-        version = None
-        while self._clock() < deadline:
-            heard = False
-            try:
-                if version is None:
-                    jobs, version = self._client.list_with_version(path, selector)
-                    if not jobs:
-                        raise ArchiveError('Job %s/%s was deleted while it ran' % (namespace, name))
-                    if job_outcome(jobs[0]) is not None:
-                        return job_outcome(jobs[0])
-                    continue
-                with contextlib.closing(self._client.watch(path, selector, version, deadline - self._clock())) as events:
-                    for kind, obj in events:
-                        heard = True
-                        version = obj['metadata'].get('resourceVersion') or version
-                        if kind == 'DELETED':
-                            raise ArchiveError('Job %s/%s was deleted while it ran' % (namespace, name))
-                        if kind != 'BOOKMARK' and job_outcome(obj) is not None:
-                            return job_outcome(obj)
-            except KubeError as exc:
-                if exc.status == 410:
-                    version = None  # history compacted: list again
-                elif not exc.retryable:
-                    raise ArchiveError('waiting for Job %s/%s failed: %s' % (namespace, name, exc)) from None
-            if not heard:
-                self._sleep(max(0.0, min(1.0, deadline - self._clock())))
-        return None
+    def _write(self, path, body, what):
+        try:
+            self._client.create(path, body)
+        except KubeError as exc:
+            raise ArchiveError('creating the %s %s/%s failed: %s' % (what, body['metadata']['namespace'], body['metadata']['name'], exc)) from None
+        return path + '/' + body['metadata']['name']
 
     def _clean(self, namespace, job, paths):
         """Delete the Job (Background: the garbage collector takes its pods) and what the run made for it.
@@ -487,3 +631,94 @@ class Archiver:
             except KubeError as exc:
                 if exc.status != 409 or attempt == ADVANCE_ATTEMPTS - 1:
                     raise ArchiveError('archived to %s, but recording cycle %d on the claim failed: %s' % (plan.url, plan.cycle, exc)) from None
+
+
+# ------------------------------------------------------------------------------------------------ the module's acts
+
+def take_snapshots(module, registry, plans, result):
+    """With `snapshot: create`: ([plans with their ready snapshot], [results of the volumes whose snapshot is not ready])."""
+    p = module.params
+    moment = {}
+
+    def plan_under_lease():
+        moment['now'] = datetime.datetime.now(datetime.timezone.utc)  # snapshots are named by the real clock
+        return cycle.plan_creation([plan.target for plan in plans], {}, moment['now'], force=True)
+
+    _fresh, created = module.write_under_lease(
+        plan_under_lease, lambda creations, ensure_held: cycle.create_snapshots(registry, creations, moment['now'], p['concurrency'], ensure_held),
+        result, must_write=True)
+    by_key = {plan.target.key: plan for plan in plans}
+    if created is None:
+        return [], [volume_result(plan.target, 'failed', 'no snapshot taken: %s' % result['lease_held'], plan) for plan in plans]
+    made = [snapshot for _creation, snapshot, error in created if error is None]
+    wait_error = None
+    try:
+        latest = cycle.wait_until_settled(registry, made, p['snapshot_timeout'])[0]
+    except KubeError as exc:
+        latest, wait_error = {}, exc
+    ready, results = [], []
+    for creation, snapshot, error in created:
+        plan = by_key[creation.target.key]
+        if error is not None:
+            results.append(volume_result(plan.target, 'failed', 'snapshot not created: %s' % error, plan))
+            continue
+        plan = dataclasses.replace(plan, snapshot_name=snapshot.name)
+        settled = latest.get(snapshot.id)
+        if settled is not None and settled.state == base.READY:
+            ready.append(dataclasses.replace(plan, snapshot=settled))
+        elif settled is None:
+            results.append(volume_result(plan.target, 'failed', 'snapshot %s: waiting failed: %s' % (snapshot.name, wait_error), plan))
+        else:
+            why = settled.error or 'still pending after %s s (snapshot_timeout)' % p['snapshot_timeout']
+            results.append(volume_result(plan.target, 'failed', 'snapshot %s is not ready: %s' % (snapshot.name, why), plan))
+    return ready, results
+
+
+def archive_volumes(module, registry, plans, settings, result):
+    """Run the archives: one result per plan.
+
+    Under the Lease (the one expiry runs under), each volume's newest ready snapshot is chosen (with `snapshot: newest`)
+    and its Job and temporary claim are made: from then on the claim's data source protects the snapshot, so expiry can
+    never take it between choice and claim. The Jobs are waited for after the Lease is released."""
+    p = module.params
+    archiver = Archiver(module.client, settings)
+
+    def plan_under_lease():
+        if p['snapshot'] != 'newest':
+            return plans, []
+        owned = cycle.list_owned(registry, ['csi'], p.get('namespace'))
+        return choose_snapshots(plans, lambda target: cycle.snapshots_of(target, owned))
+
+    def start_all(planned, ensure_held):
+        chosen, unready = planned
+
+        def start(plan):
+            ensure_held()
+            return archiver.start(plan)
+        return run_parallel(start, chosen, p['concurrency']), unready
+
+    _planned, outcome = module.write_under_lease(plan_under_lease, start_all, result, must_write=True)
+    if outcome is None:
+        return [volume_result(plan.target, 'failed', 'no archive started: %s' % result['lease_held'], plan) for plan in plans]
+    started, results = outcome
+    runs = []
+    for plan, run, error in started:
+        if error is not None:
+            results.append(volume_result(plan.target, 'failed', str(error), plan, job=plan.job))
+        else:
+            runs.append(run)
+    for (run, _outcome, _summary), done, error in archiver.wait_and_finish(runs, p['concurrency']):
+        if error is not None:
+            results.append(volume_result(run.plan.target, 'failed', str(error), run.plan, job=run.plan.job))
+        else:
+            results.append(volume_result(run.plan.target, 'archived', None, run.plan, **done))
+    return results
+
+
+def plan_check_mode(module, registry, plans, now):
+    """What a run would archive (check mode): the snapshot each volume would get, without the Lease (nothing is written)."""
+    if module.params['snapshot'] == 'create':
+        csi = registry.get('csi')
+        return [dataclasses.replace(plan, snapshot_name=csi.snapshot_name(plan.target, now)) for plan in plans], []
+    owned = cycle.list_owned(registry, ['csi'], module.params.get('namespace')) if plans else {}
+    return choose_snapshots(plans, lambda target: cycle.snapshots_of(target, owned))

@@ -16,9 +16,15 @@ description:
     object. The Job, the temporary claim and the run's own credentials Secret are deleted afterwards, also when the
     archive failed; they carry an owner reference to the Job and the Job a C(ttlSecondsAfterFinished) of one day, so
     that what a killed run leaves behind goes too.
+  - Under the Lease expiry runs under (the lease options), each volume's newest ready snapshot is chosen and its Job
+    and temporary claim are created; from then on the claim's data source protects the snapshot. Expiry can
+    therefore never delete the chosen snapshot before the temporary claim exists. The Jobs are waited for after
+    the Lease is released, the Jobs of one namespace with one list and one watch (label C(kubesnap.io/role=archive)),
+    whatever the number of volumes. Another run holding the Lease fails the task (RV(lease_held)); nothing is started.
   - Volumes are selected as by the other modules (the discovery options). Labelled claims need no O(label_policy) here.
-  - A volume's destination is its claim's annotation C(kubesnap.io/archive-url), else O(url); volumes with neither are
-    reported as skipped. Either is a base C(s3://bucket) or C(s3://bucket/prefix), and the object is
+  - A volume's destination is its claim's annotation C(kubesnap.io/archive-url), else O(url). A selected volume with
+    neither fails, named in RV(failed_volumes), and so does the task; without O(url) and without any selected volume
+    the task fails naming O(url). A run that archives nothing never reports success. Either is a base C(s3://bucket) or C(s3://bucket/prefix), and the object is
     C(<prefix>/<namespace>/<claim>/<slot>.tar.gz) (k8s-pv-util's layout). Empty, C(.) and C(..) segments are refused.
   - The annotation is written by whoever may edit the claim, so it is accepted only in O(url)'s bucket, as the base itself
     or under C(<base>/<namespace>/) of the claim's own namespace; anything else (or any annotation without O(url)) fails
@@ -250,11 +256,11 @@ volumes:
       type: float
       sample: 42.1
     state:
-      description: V(archived), V(would_archive) (check mode), V(skipped) (no destination) or V(failed).
+      description: V(archived), V(would_archive) (check mode) or V(failed) (no destination among the reasons).
       type: str
       sample: archived
     reason:
-      description: Why the volume was skipped or failed; null otherwise.
+      description: Why the volume failed; null otherwise.
       type: str
       sample: null
 problems:
@@ -278,7 +284,7 @@ problems:
       type: str
       sample: claim is not bound to a volume (phase Pending)
 lease_held:
-  description: With O(snapshot=create), set when another run held the lease and no snapshot was created.
+  description: Set when another run held the lease, and no snapshot was taken and no archive started.
   returned: when the lease was held
   type: str
   sample: lease default/kubesnap-cycle is held by cron-7f9c until 2026-11-30T04:15:00+00:00
@@ -296,11 +302,7 @@ api_calls:
   sample: {GET: 6, POST: 3, PATCH: 1, DELETE: 3}
 '''
 
-import dataclasses
-import datetime
-
-from ansible_collections.kubesnap.snapshots.plugins.module_utils import cycle, pv_archive
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import READY
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import pv_archive
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import (
     AUTH_SPEC, DISCOVERY_SPEC, LEASE_SPEC, TARGETS_SPEC, TEN_YEARS, WRITE_SPEC, KubesnapModule, argument_spec, discovery_constraints,
@@ -327,156 +329,48 @@ OWN_SPEC = {
 SHIPPED_OPTIONS = ('access_key', 'secret_key', 'session_token', 'profile', 's3_ca_bundle')
 ARCHIVE_S3_SPEC = {name: {k: v for k, v in option.items() if not (name in SHIPPED_OPTIONS and k == 'fallback')}
                    for name, option in S3_SPEC.items()}
-OWN_BOUNDS = {'sets': (1, 30), 'job_timeout': (1, TEN_YEARS), 'snapshot_timeout': (0, TEN_YEARS)}
-# The S3 options the Job's volume_archive gets as they are; credentials go through a Secret, files through /config.
-PASSED_S3_OPTIONS = ('endpoint_url', 'region', 's3_path_style', 's3_validate_certs', 'encryption', 'kms_key_id',
-                     's3_connect_timeout', 's3_read_timeout', 's3_deadline')
-FILE_OPTIONS = (('s3cfg', pv_archive.S3CFG_KEY), ('s3_ca_bundle', pv_archive.CA_BUNDLE_KEY))
-KEY_OPTIONS = (('access_key', 'AWS_ACCESS_KEY_ID'), ('secret_key', 'AWS_SECRET_ACCESS_KEY'), ('session_token', 'AWS_SESSION_TOKEN'))
+OWN_BOUNDS = dict(TIMEOUT_BOUNDS, sets=(1, 30), job_timeout=(1, TEN_YEARS), snapshot_timeout=(0, TEN_YEARS))
 
 
-def volume_result(target, state, reason=None, plan=None, **outcome):
-    entry = {'namespace': target.namespace, 'pvc': target.pvc, 'pv': target.pv, 'key': target.key, 'backend': target.backend,
-             'snapshot': None, 'url': None, 'object_key': None, 'cycle': None, 'slot': None, 'job': None, 'bytes': None,
-             'sha256': None, 'seconds': None, 'state': state, 'reason': reason}
-    if plan is not None:
-        entry.update(snapshot=plan.snapshot_name, url=plan.url, object_key=plan.object_key, cycle=plan.cycle, slot=plan.slot)
-    entry.update(outcome)
-    return entry
-
-
-def job_settings(module):
-    """JobSettings from the options; the run's own credentials read here (files on the controller), never logged."""
+def run_module(module):
+    """Plan (options, the selected volumes' destinations and cycles), act (snapshots, Jobs), report (one result per volume)."""
     p = module.params
-    if p.get('profile'):
-        module.fail_json(msg='profile: names credentials on the controller, which the archive Job cannot read; give access_key and'
-                             ' secret_key, s3cfg, or credentials_secret')
-    credentials = {}
-    if not p.get('credentials_secret'):
-        credentials = {key: p[option] for option, key in KEY_OPTIONS if p.get(option)}
-        for option, key in FILE_OPTIONS:
-            if p.get(option):
-                try:
-                    with open(p[option], encoding='utf-8') as handle:
-                        credentials[key] = handle.read()
-                except OSError as exc:
-                    module.fail_json(msg='%s: %s cannot be read: %s' % (option, p[option], exc))
-    s3_args = {name: p.get(name) for name in PASSED_S3_OPTIONS}
-    return pv_archive.JobSettings(image=p['image'], pull_policy=p['image_pull_policy'], timeout=p['job_timeout'],
-                                  service_account=p.get('service_account'), run_as_user=p.get('run_as_user'),
-                                  credentials_secret=p.get('credentials_secret'), credentials=credentials, s3_args=s3_args)
-
-
-def plan_all(params, inventory, registry, targets):
-    """([plans], [results of the volumes not planned]) from the listed claims and owned snapshots (pure but for the list)."""
-    claims = {(c['metadata']['namespace'], c['metadata']['name']): c for c in inventory.pvcs}
-    csi = [t for t in targets if t.backend == 'csi' and t.pvc]
-    owned = cycle.list_owned(registry, ['csi'], params.get('namespace')) if csi and params['snapshot'] == 'newest' else {}
-    plans, results = [], []
-    for target in targets:
-        if target not in csi:
-            results.append(volume_result(target, 'failed', 'archives are read from a claim restored from a CSI VolumeSnapshot; this volume is %s'
-                                         % ('served by the %s backend' % target.backend if target.pvc else 'not bound to a claim')))
-            continue
-        try:
-            plan = pv_archive.plan_volume(target, claims[(target.namespace, target.pvc)], params.get('url'), params['sets'], params['strategy'])
-        except pv_archive.ArchiveError as exc:
-            results.append(volume_result(target, 'failed', str(exc)))
-            continue
-        if plan is None:
-            results.append(volume_result(target, 'skipped', 'no archive destination: no url option and no %s annotation' % pv_archive.URL_ANNOTATION))
-            continue
-        if params['snapshot'] == 'newest':
-            newest = pv_archive.newest_ready(cycle.snapshots_of(target, owned))
-            if newest is None:
-                results.append(volume_result(target, 'failed', 'no ready snapshot owned by kubesnap to archive', plan))
-                continue
-            plan = dataclasses.replace(plan, snapshot=newest, snapshot_name=newest.name)
-        plans.append(plan)
-    return plans, results
-
-
-def take_snapshots(module, registry, plans, result):
-    """With `snapshot: create`: ([plans with their ready snapshot], [results of the volumes whose snapshot is not ready])."""
-    p = module.params
-    moment = {}
-
-    def plan_under_lease():
-        moment['now'] = datetime.datetime.now(datetime.timezone.utc)
-        return cycle.plan_creation([plan.target for plan in plans], {}, moment['now'], force=True)
-
-    _fresh, created = module.write_under_lease(
-        plan_under_lease, lambda creations, ensure_held: cycle.create_snapshots(registry, creations, moment['now'], p['concurrency'], ensure_held),
-        result, must_write=True)
-    by_key = {plan.target.key: plan for plan in plans}
-    if created is None:
-        return [], [volume_result(plan.target, 'failed', 'no snapshot taken: %s' % result['lease_held'], plan) for plan in plans]
-    made = [snapshot for _creation, snapshot, error in created if error is None]
-    wait_error = None
     try:
-        latest = cycle.wait_until_settled(registry, made, p['snapshot_timeout'])[0]
-    except KubeError as exc:
-        latest, wait_error = {}, exc
-    ready, results = [], []
-    for creation, snapshot, error in created:
-        plan = by_key[creation.target.key]
-        if error is not None:
-            results.append(volume_result(plan.target, 'failed', 'snapshot not created: %s' % error, plan))
-            continue
-        plan = dataclasses.replace(plan, snapshot_name=snapshot.name)
-        settled = latest.get(snapshot.id)
-        if settled is not None and settled.state == READY:
-            ready.append(dataclasses.replace(plan, snapshot=settled))
-        elif settled is None:
-            results.append(volume_result(plan.target, 'failed', 'snapshot %s: waiting failed: %s' % (snapshot.name, wait_error), plan))
-        else:
-            why = settled.error or 'still pending after %s s (snapshot_timeout)' % p['snapshot_timeout']
-            results.append(volume_result(plan.target, 'failed', 'snapshot %s is not ready: %s' % (snapshot.name, why), plan))
-    return ready, results
-
-
-def archive(module, plans):
-    """Run the archives, at most `concurrency` at once: one result per plan."""
-    archiver = pv_archive.Archiver(module.client, job_settings(module))
-    results = []
-    for plan, outcome, error in cycle.run_parallel(archiver.run, plans, module.params['concurrency']):
-        if error is not None:
-            results.append(volume_result(plan.target, 'failed', str(error), plan, job=plan.job))
-        else:
-            results.append(volume_result(plan.target, 'archived', None, plan, **outcome))
-    return results
-
-
-def main():
-    spec = argument_spec(AUTH_SPEC, TARGETS_SPEC, DISCOVERY_SPEC, LEASE_SPEC, WRITE_SPEC, ARCHIVE_S3_SPEC, OWN_SPEC)
-    module = KubesnapModule(argument_spec=spec, required_if=S3_REQUIRED_IF, bounds=dict(OWN_BOUNDS, **TIMEOUT_BOUNDS), **discovery_constraints(spec))
-    p = module.params
-    if p.get('url'):
-        try:
+        if p.get('url'):
             pv_archive.parse_base(p['url'])
-        except ValueError as exc:
-            module.fail_json(msg=str(exc))
+        settings = pv_archive.job_settings(p)
+    except (ValueError, pv_archive.ArchiveError) as exc:
+        module.fail_json(msg=str(exc))
     now = module.now(planning=module.check_mode)
     result = {'changed': False, 'volumes': []}
     try:
         inventory, registry, targets, problems = module.targets(label_needs_policy=False)
-        plans, results = plan_all(p, inventory, registry, targets)
+        claims = {(c['metadata']['namespace'], c['metadata']['name']): c for c in inventory.pvcs}
+        plans, results = pv_archive.plan_volumes(targets, claims, p.get('url'), p['sets'], p['strategy'])
         if module.check_mode:
-            if p['snapshot'] == 'create':
-                plans = [dataclasses.replace(plan, snapshot_name=registry.get('csi').snapshot_name(plan.target, now)) for plan in plans]
-            results += [volume_result(plan.target, 'would_archive', None, plan) for plan in plans]
+            plans, unready = pv_archive.plan_check_mode(module, registry, plans, now)
+            results += unready + [pv_archive.volume_result(plan.target, 'would_archive', None, plan) for plan in plans]
         elif plans:
             if p['snapshot'] == 'create':
-                plans, unready = take_snapshots(module, registry, plans, result)
+                plans, unready = pv_archive.take_snapshots(module, registry, plans, result)
                 results += unready
-            results += archive(module, plans)
+            if plans:
+                results += pv_archive.archive_volumes(module, registry, plans, settings, result)
     except KubeError as exc:
         module.fail_api(exc)
+    if not p.get('url') and not targets:
+        module.fail_json(msg='url: not given, so no volume can be archived (a claim\'s %s annotation is only taken under it)'
+                         % pv_archive.URL_ANNOTATION, api_calls=module.api_calls(), **result)
     result['volumes'] = sorted(results, key=lambda v: (v['namespace'] or '', v['pvc'] or '', v['pv']))
     result['changed'] = any(v['state'] in ('archived', 'would_archive') for v in results)
     failures = ['%s/%s: %s' % (v['namespace'], v['pvc'], v['reason']) if v['pvc'] else '%s: %s' % (v['pv'], v['reason'])
                 for v in result['volumes'] if v['state'] == 'failed']
     module.exit_or_fail(failures, 'some volumes were not archived', problems, **result)
+
+
+def main():
+    spec = argument_spec(AUTH_SPEC, TARGETS_SPEC, DISCOVERY_SPEC, LEASE_SPEC, WRITE_SPEC, ARCHIVE_S3_SPEC, OWN_SPEC)
+    run_module(KubesnapModule(argument_spec=spec, required_if=S3_REQUIRED_IF, bounds=OWN_BOUNDS, **discovery_constraints(spec)))
 
 
 if __name__ == '__main__':

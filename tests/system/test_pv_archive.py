@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import subprocess
@@ -319,4 +320,72 @@ def test_credentials_in_the_controllers_environment_are_never_shipped_into_the_n
         play_kubelet(kube, namespace, name, "Succeeded", {"failed": False, "bytes": 1})
         result = running.result(timeout=120)
     assert not result.get("failed") and ACCESS not in json.dumps(result), result
+    wait_cleaned(kube, namespace)
+
+
+MODULE_AGENT = "kubesnap.snapshots"  # the collection's client sends it on every request
+
+
+def module_requests(audit, **filters):
+    return [e for e in audit.events(user=ADMIN_USER, **filters) if e.get("userAgent", "").startswith(MODULE_AGENT)]
+
+
+def test_selected_volumes_without_a_destination_fail_naming_them(kube, namespace, cluster, archive):
+    labelled_claim(kube, namespace, "data")
+    snapshot_of(cluster, namespace, "data")
+    result = archive(namespace=namespace, sources=["label"], lease_namespace=namespace)
+    assert result.get("failed") and f"{namespace}/data: no archive destination: no url option" in result["msg"], result
+    assert [(v["pvc"], v["state"]) for v in result["volumes"]] == [("data", "failed")]
+    assert result["failed_volumes"][0].startswith(f"{namespace}/data: no archive destination")
+    assert not jobs(kube, namespace)
+    # Nothing selected and no url: nothing could ever be archived, which is said, not reported as success.
+    nothing = archive(namespace=namespace, sources=["label"], label_value="no-such-value", lease_namespace=namespace)
+    assert nothing.get("failed") and nothing["msg"].startswith("url: not given, so no volume can be archived"), nothing
+
+
+def test_one_list_and_one_watch_serve_every_volume_of_a_namespace(kube, namespace, cluster, archive, audit):
+    names = ("a", "b", "c")
+    for claim in names:
+        labelled_claim(kube, namespace, claim)
+        snapshot_of(cluster, namespace, claim)
+    audit.mark()
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(archive, namespace=namespace, sources=["label"], url="s3://bucket", job_timeout=300, lease_namespace=namespace)
+        found = wait_for("three archive Jobs", lambda: len(jobs(kube, namespace)) == 3 and jobs(kube, namespace))
+        for job in found:
+            play_kubelet(kube, namespace, job["metadata"]["name"], "Succeeded", {"failed": False, "bytes": 1})
+        result = running.result(timeout=120)
+    assert not result.get("failed") and [v["state"] for v in result["volumes"]] == ["archived"] * 3, result
+    waits = [(e["verb"], e["objectRef"]["resource"]) for e in module_requests(audit, namespace=namespace)
+             if e["verb"] in ("list", "watch") and e["objectRef"]["resource"] in ("jobs", "pods")]
+    assert waits.count(("list", "jobs")) == 1 and waits.count(("watch", "jobs")) <= 1 and waits.count(("list", "pods")) == 1, waits
+    wait_cleaned(kube, namespace)
+
+
+def test_the_snapshot_is_chosen_and_its_claim_made_under_the_lease(kube, namespace, cluster, archive, audit):
+    labelled_claim(kube, namespace, "data")
+    snapshot_of(cluster, namespace, "data")
+    leases = client.CoordinationV1Api(kube.api)
+    renewed = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    leases.create_namespaced_lease(namespace, {"metadata": {"name": "cycle"}, "spec": {
+        "holderIdentity": "expiry-run", "leaseDurationSeconds": 600, "renewTime": renewed}})
+    held = archive(namespace=namespace, sources=["label"], url="s3://bucket", lease_namespace=namespace, lease_name="cycle")
+    assert held.get("failed") and "expiry-run" in held["lease_held"], held
+    assert [v["state"] for v in held["volumes"]] == ["failed"] and "no archive started" in held["volumes"][0]["reason"]
+    assert not jobs(kube, namespace)
+    leases.delete_namespaced_lease("cycle", namespace)
+    audit.mark()
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(archive, namespace=namespace, sources=["label"], url="s3://bucket", job_timeout=300,
+                              lease_namespace=namespace, lease_name="cycle")
+        [job] = wait_job(kube, namespace)
+        play_kubelet(kube, namespace, job["metadata"]["name"], "Succeeded", {"failed": False, "bytes": 1})
+        result = running.result(timeout=120)
+    assert not result.get("failed"), result
+    order = [(e["verb"], e["objectRef"]["resource"]) for e in module_requests(audit)
+             if (e["verb"], e["objectRef"]["resource"]) in (("create", "leases"), ("list", "volumesnapshots"), ("create", "persistentvolumeclaims"),
+                                                            ("delete", "leases"), ("update", "leases"), ("patch", "leases"))]
+    taken, claimed = order.index(("create", "leases")), order.index(("create", "persistentvolumeclaims"))
+    released = max(i for i, call in enumerate(order) if call[1] == "leases" and call[0] in ("delete", "update", "patch"))
+    assert ("list", "volumesnapshots") in order[taken:claimed] and claimed < released, order
     wait_cleaned(kube, namespace)

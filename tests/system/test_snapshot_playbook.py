@@ -118,3 +118,12 @@ def test_two_clusters_one_report_metrics_and_ping_then_one_failing_cluster(tmp_p
         assert later["west"] == successes["west"]
         assert later["east"] > successes["east"]
         assert 'kubesnap_run_success{cluster="west"} 0' in (tmp_path / "kubesnap.prom").read_text(encoding="utf-8")
+
+
+def test_archive_without_a_url_fails_the_cycle_naming_the_volume(tmp_path, cluster, kube, namespace):
+    kube.create_pvc(namespace, "data")
+    kube.core.patch_namespaced_persistent_volume_claim("data", namespace, {"metadata": {"labels": {"volumeBackup": "true"}}})
+    hosts = inventory(tmp_path / "clusters.yml", str(cluster.kubeconfig), {"east": namespace})
+    done = run_snapshot(hosts, snapshot_cycle_archive=True, snapshot_cycle_report_path=str(tmp_path / "report.json"))
+    assert done.returncode != 0, done.stdout[-5000:]
+    assert f"not archived: {namespace}/data: no archive destination" in done.stdout, done.stdout[-5000:]

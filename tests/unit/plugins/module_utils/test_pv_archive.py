@@ -188,6 +188,48 @@ def test_job_outcomes():
         False, 'BackoffLimitExceeded: Job has reached the specified backoff limit')
 
 
+def test_a_selected_volume_without_a_destination_fails_naming_it():
+    plans, results = pv_archive.plan_volumes([target()], {('db', 'data'): claim()}, None, 5, 'hanoi')
+    assert plans == []
+    [result] = results
+    assert (result['namespace'], result['pvc'], result['state']) == ('db', 'data', 'failed')
+    assert result['reason'].startswith('no archive destination: no url option')
+    plans, results = pv_archive.plan_volumes([target()], {('db', 'data'): claim()}, 's3://bucket', 5, 'hanoi')
+    assert [plan.url for plan in plans] == ['s3://bucket/db/data/2.tar.gz'] and results == []
+
+
+def test_each_plan_gets_its_volumes_newest_ready_snapshot_or_fails():
+    with_one, without = pv_archive.plan_volume(target(), claim(), 's3://b', 5, 'hanoi'), pv_archive.plan_volume(
+        target('logs', key='k2'), pvc('db/logs', 'pv-logs'), 's3://b', 5, 'hanoi')
+    newest = snapshot('data-2')
+    chosen, results = pv_archive.choose_snapshots([with_one, without], lambda t: [snapshot('data-1'), newest] if t.pvc == 'data' else [])
+    assert [(plan.target.pvc, plan.snapshot, plan.snapshot_name) for plan in chosen] == [('data', newest, 'data-2')]
+    assert [(r['pvc'], r['state'], r['reason']) for r in results] == [('logs', 'failed', 'no ready snapshot owned by kubesnap to archive')]
+
+
+def test_a_namespaces_wait_ends_once_every_job_of_the_run_finished_or_is_gone():
+    def job(name, *conditions):
+        return {'metadata': {'name': name}, 'status': {'conditions': [{'type': c, 'status': 'True'} for c in conditions]}}
+    finished = pv_archive.all_finished(['a', 'b'])
+    assert finished([job('a', 'Complete'), job('b'), job('other-run', 'Complete')]) is None  # b still runs
+    assert finished([job('a', 'Complete'), job('b', 'Failed')]) == {'a': (True, None), 'b': (False, 'Failed: no message')}
+    assert finished([job('a', 'Complete')]) == {'a': (True, None), 'b': (False, 'the Job was deleted while it ran')}
+    assert pv_archive.job_outcomes(['a'], [job('a')]) == {'a': None}
+
+
+def test_job_settings_refuse_a_profile_and_read_credential_files(tmp_path):
+    params = {'image': 'ee', 'image_pull_policy': 'Never', 'job_timeout': 60, 'profile': 'ops'}
+    with pytest.raises(pv_archive.ArchiveError, match='^profile: names credentials on the controller'):
+        pv_archive.job_settings(params)
+    (tmp_path / 's3cfg').write_text('[default]\n', encoding='utf-8')
+    settings = pv_archive.job_settings(dict(params, profile=None, access_key='AKIA1', secret_key='s', s3cfg=str(tmp_path / 's3cfg'),
+                                            endpoint_url='http://minio', s3_read_timeout=5))
+    assert settings.credentials == {'AWS_ACCESS_KEY_ID': 'AKIA1', 'AWS_SECRET_ACCESS_KEY': 's', 's3cfg': '[default]\n'}
+    assert settings.s3_args['endpoint_url'] == 'http://minio' and settings.s3_args['s3_read_timeout'] == 5
+    with pytest.raises(pv_archive.ArchiveError, match='^s3cfg: /nonexistent cannot be read'):
+        pv_archive.job_settings(dict(params, profile=None, s3cfg='/nonexistent'))
+
+
 def test_the_termination_message_gives_size_and_error():
     def pod(message, name='archive'):
         return {'status': {'containerStatuses': [{'name': name, 'state': {'terminated': {'message': message}}}]}}
