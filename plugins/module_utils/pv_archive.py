@@ -585,13 +585,6 @@ class Archiver:
             raise ArchiveError('creating the %s %s/%s failed: %s' % (what, body['metadata']['namespace'], body['metadata']['name'], exc)) from None
         return path + '/' + body['metadata']['name']
 
-    def _write(self, path, body, what):
-        try:
-            self._client.create(path, body)
-        except KubeError as exc:
-            raise ArchiveError('creating the %s %s/%s failed: %s' % (what, body['metadata']['namespace'], body['metadata']['name'], exc)) from None
-        return path + '/' + body['metadata']['name']
-
     def _clean(self, namespace, job, paths):
         """Delete the Job (Background: the garbage collector takes its pods) and what the run made for it.
         '' when all went, else '; not deleted: ...' naming what is left (their owner reference still takes them with the Job)."""
