@@ -13,7 +13,7 @@ import zlib
 import pytest
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.archive import (
-    CHUNK, MANIFEST, MAX_READ, ArchiveError, Extractor, GunzipReader, GzipWriter, extract,
+    CHUNK, MANIFEST, MAX_READ, ArchiveError, Extractor, GunzipReader, GzipWriter, extract, walk, write_archive,
 )
 
 DATA = os.urandom(CHUNK) + b'\0' * (5 * CHUNK) + b'text ' * 100000
@@ -170,3 +170,15 @@ def test_files_get_their_mode_and_mtime(tmp_path):
     run_members(tmp_path, [(info, b'content')], lambda index: None)
     status = (tmp_path / 'f').lstat()
     assert stat.S_IMODE(status.st_mode) == 0o4751 and status.st_mtime_ns == 1_600_000_000 * 10 ** 9
+
+
+def test_a_name_that_is_not_utf8_is_written_as_gnu_tar_writes_it(tmp_path):
+    name = os.fsdecode(b'caf\xe9-' + b'x' * 120)  # too long for the ustar name field: a PAX path record
+    (tmp_path / name).write_bytes(b'data')
+    out = io.BytesIO()
+    names, _left_out, _sizes = walk(str(tmp_path))
+    write_archive(str(tmp_path), out, names)
+    raw = gzip.decompress(out.getvalue())
+    assert b'hdrcharset' not in raw and b' path=caf\xe9-' in raw
+    with tarfile.open(fileobj=io.BytesIO(raw), encoding='utf-8', errors='surrogateescape') as tar:
+        assert tar.getnames()[0] == name

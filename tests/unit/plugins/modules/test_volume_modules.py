@@ -59,3 +59,33 @@ def test_object_metadata_is_ascii_and_leaves_out_what_is_not_given():
     assert volume.object_metadata(params, now, 2, 10) == {
         'kubesnap-source': 'ns/cl\\xe2im', 'kubesnap-cycle': '3', 'kubesnap-slot': '0', 'kubesnap-time': '2026-01-02T03:04:05Z',
         'kubesnap-files': '2', 'kubesnap-data-bytes': '10', 'kubesnap-format': archive.MANIFEST_FORMAT}
+
+
+@pytest.mark.parametrize('metadata, declared', [
+    ({}, None), ({'kubesnap-data-bytes': '5'}, None),  # a foreign archive declares nothing
+    ({'kubesnap-format': archive.MANIFEST_FORMAT, 'kubesnap-data-bytes': '4096'}, 4096),
+])
+def test_what_an_archive_declares(metadata, declared):
+    assert volume.declared_bytes(metadata) == declared
+
+
+def test_a_forged_declaration_is_refused():
+    with pytest.raises(volume.VolumeError, match='kubesnap-data-bytes .*not a size'):
+        volume.declared_bytes({'kubesnap-format': archive.MANIFEST_FORMAT, 'kubesnap-data-bytes': '-1'})
+
+
+@pytest.mark.parametrize('value', ['XYZ', 'ab' * 31, 'ab' * 33, 'g' * 64, ' ' + 'ab' * 32])
+def test_a_malformed_sha256_is_refused_before_anything(tmp_path, value):
+    params = dict({name: spec.get('default') for name, spec in volume.restore_spec().items()}, path=str(tmp_path), url='s3://b/k', sha256=value)
+    with pytest.raises(volume.VolumeError, match='^sha256 .*: not a sha256'):
+        volume.plan_restore(params)
+    assert not list(tmp_path.iterdir())
+
+
+def test_walk_lists_each_directory_followed_by_its_whole_subtree(tmp_path):
+    for path in ('a/x/deep', 'a/y', 'b'):
+        (tmp_path / path).mkdir(parents=True)
+    (tmp_path / 'a' / 'x' / 'f').write_bytes(b'1')
+    (tmp_path / 'a' / 'z').write_bytes(b'2')
+    names, left_out, _sizes = archive.walk(str(tmp_path))
+    assert names == ['a', 'a/x', 'a/x/deep', 'a/x/f', 'a/y', 'a/z', 'b'] and left_out == []
