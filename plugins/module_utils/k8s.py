@@ -11,6 +11,7 @@ request itself when a cycle lists thousands of objects, and the modules only nee
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import logging
@@ -27,6 +28,7 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils.retry import RE
 
 try:
     import urllib3
+    from urllib3._collections import HTTPHeaderDict  # top-level only from urllib3 2
     import yaml
     import kubernetes
     from kubernetes import client as k8s_client
@@ -110,7 +112,7 @@ class ConfigError(KubeError):
 class KubeClient:
     """Thread-safe JSON requests against one apiserver, counting requests by verb."""
 
-    def __init__(self, configuration, pool_size=32):
+    def __init__(self, configuration, pool_size=32, impersonation=None):
         configuration.connection_pool_maxsize = pool_size
         configuration.retries = False  # retries are ours (retry.py), with jitter and Retry-After
         if not configuration.verify_ssl:
@@ -123,6 +125,8 @@ class KubeClient:
         self._lock = threading.Lock()
         # The package's refresh hook (exec and OIDC tokens) writes configuration.api_key: one request thread at a time.
         self._auth_lock = threading.Lock()
+        # Impersonate-User/-Group headers (impersonation_headers), sent with every request; None when not impersonating.
+        self._impersonation = impersonation
         self.requests = Counter()
 
     def _headers(self, content_type):
@@ -135,6 +139,9 @@ class KubeClient:
         for setting in settings.values():
             if setting.get('in') == 'header' and setting.get('value'):
                 headers[setting['key']] = setting['value']
+        if self._impersonation:
+            headers = HTTPHeaderDict(headers)
+            headers.extend(self._impersonation)
         return headers
 
     def request(self, method, path, query=None, body=None, content_type='application/json', timeout=60):
@@ -339,20 +346,36 @@ def resource_path(group_version, plural, namespace=None, name=None):
     return path
 
 
+# Options kubernetes.core takes that this collection refuses, by name, with why: never silently ignored.
+REFUSED_AUTH_OPTIONS = {
+    'username': 'HTTP basic authentication is not supported (the Kubernetes API server removed it in 1.19);'
+                ' use api_key, client_cert and client_key, or a kubeconfig',
+    'password': 'HTTP basic authentication is not supported (the Kubernetes API server removed it in 1.19);'
+                ' use api_key, client_cert and client_key, or a kubeconfig',
+}
+
+
 def client_from_params(params, pool_size=32):
     """A KubeClient from kubernetes.core-compatible auth options (their K8S_AUTH_* fallbacks are in the argument spec).
 
     Order: explicit host/api_key, then a kubeconfig (option, K8S_AUTH_KUBECONFIG, KUBECONFIG or
     ~/.kube/config) when one exists, else the pod's service account.
     """
+    for option, reason in REFUSED_AUTH_OPTIONS.items():
+        if params.get(option):
+            raise ConfigError(option, 'refused (set by the option or K8S_AUTH_%s): %s' % (option.upper(), reason))
     configuration = k8s_client.Configuration()
+    # Recent packages fill both from the environment when constructed; _environment_proxy decides that below, once it
+    # knows whether the kubeconfig or the options named a proxy (NO_PROXY must not apply to those).
+    configuration.proxy = None
+    configuration.no_proxy = None
     kubeconfig = params.get('kubeconfig')
     context = params.get('context')
     host = params.get('host')
     api_key = params.get('api_key')
     default_kubeconfig = os.path.expanduser(os.environ.get('KUBECONFIG', '~/.kube/config').split(os.pathsep)[0])
     if kubeconfig or context or (not host and os.path.exists(default_kubeconfig)):
-        load_kubeconfig(kubeconfig, context, configuration)
+        load_kubeconfig(kubeconfig, context, configuration, persist=bool(params.get('persist_config')))
     elif not host:
         try:
             k8s_config.load_incluster_config(client_configuration=configuration)
@@ -377,41 +400,100 @@ def client_from_params(params, pool_size=32):
     if headers:
         configuration.proxy_headers = urllib3.util.make_headers(**headers)
     _environment_proxy(configuration)
-    return KubeClient(configuration, pool_size=pool_size)
+    return KubeClient(configuration, pool_size=pool_size,
+                      impersonation=impersonation_headers(params.get('impersonate_user'), params.get('impersonate_groups')))
+
+
+def impersonation_headers(user=None, groups=None):
+    """The Impersonate-User and Impersonate-Group headers (one per group, as the apiserver reads them); None without a user.
+
+    The apiserver refuses groups without a user, so that is refused here too, naming the options.
+    """
+    groups = [group for group in groups or () if group]
+    if not user:
+        if groups:
+            raise ConfigError('impersonate_groups', 'impersonating groups needs impersonate_user (or K8S_AUTH_IMPERSONATE_USER):'
+                              ' the Kubernetes API server refuses groups without a user')
+        return None
+    headers = HTTPHeaderDict()
+    headers.add('Impersonate-User', user)
+    for group in groups:
+        headers.add('Impersonate-Group', group)
+    return headers
 
 
 def _environment_proxy(configuration):
-    """HTTPS_PROXY/HTTP_PROXY and NO_PROXY as kubectl reads them, whatever the package version does with them."""
+    """HTTPS_PROXY/HTTP_PROXY and NO_PROXY as kubectl reads them, whatever the package version does with them.
+
+    NO_PROXY belongs to the environment's proxies: a proxy named by the kubeconfig (proxy-url) or the `proxy` option
+    is used for every request, as kubectl uses a kubeconfig's proxy-url whatever NO_PROXY says.
+    """
+    if configuration.proxy:
+        return
     environment = getproxies()
-    if not configuration.proxy:
-        scheme = configuration.host.split('://', 1)[0].lower()
-        configuration.proxy = environment.get(scheme) or environment.get('all') or None
-    if configuration.no_proxy is None:
+    scheme = configuration.host.split('://', 1)[0].lower()
+    configuration.proxy = environment.get(scheme) or environment.get('all') or None
+    if configuration.proxy and configuration.no_proxy is None:
         configuration.no_proxy = environment.get('no')
 
 
-def load_kubeconfig(kubeconfig, context, configuration):
-    """Load a kubeconfig (None: KUBECONFIG or ~/.kube/config) into `configuration`; ConfigError naming the file and
-    what is wrong with it, where the loader would raise its internals, say "No configuration found", or swallow a
-    failed credential plugin and let every request go out anonymous."""
-    given = kubeconfig or os.environ.get('KUBECONFIG') or '~/.kube/config'
-    paths = [os.path.expanduser(path) for path in given.split(os.pathsep) if path]
-    where = 'kubeconfig %s' % given
-    existing = [path for path in paths if os.path.exists(path)]
-    if not existing:
-        raise ConfigError(where, 'the file does not exist' if len(paths) == 1 else 'none of these files exists')
-    contents = [_read_kubeconfig(path) for path in existing]
+def load_kubeconfig(kubeconfig, context, configuration, persist=False):
+    """Load a kubeconfig (None: KUBECONFIG or ~/.kube/config; a dict: the kubeconfig itself) into `configuration`;
+    ConfigError naming the file and what is wrong with it, where the loader would raise its internals, say "No
+    configuration found", or swallow a failed credential plugin and let every request go out anonymous.
+
+    `persist`: the loader writes refreshed tokens back to the file (kubernetes.core's persist_config).
+    """
+    if isinstance(kubeconfig, dict):
+        where = 'kubeconfig (given as a mapping)'
+        contents = [checked_kubeconfig(kubeconfig, where)]
+        load = functools.partial(k8s_config.load_kube_config_from_dict, config_dict=kubeconfig)
+    elif kubeconfig is not None and not isinstance(kubeconfig, str):
+        raise ConfigError('kubeconfig', 'must be a path or a mapping, got a %s' % type(kubeconfig).__name__)
+    else:
+        given = kubeconfig or os.environ.get('KUBECONFIG') or '~/.kube/config'
+        paths = [os.path.expanduser(path) for path in given.split(os.pathsep) if path]
+        where = 'kubeconfig %s' % given
+        existing = [path for path in paths if os.path.exists(path)]
+        if not existing:
+            raise ConfigError(where, 'the file does not exist' if len(paths) == 1 else 'none of these files exists')
+        contents = [_read_kubeconfig(path) for path in existing]
+        load = functools.partial(k8s_config.load_kube_config, config_file=kubeconfig)
     failures = _LoaderErrors()
     root = logging.getLogger()
     root.addHandler(failures)
     try:
-        k8s_config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=configuration, persist_config=False)
+        load(context=context, client_configuration=configuration, persist_config=persist)
     except (ConfigException, OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
         raise ConfigError(where, 'cannot be used: %s' % exc) from exc
     finally:
         root.removeHandler(failures)
     if failures.messages:
         raise ConfigError(where, '%s failed: %s' % (_credential_plugin(contents, context), '; '.join(failures.messages)))
+
+
+# The credentials a kubeconfig's user entry can hold, by key; everything under an auth-provider's config and exec's env.
+_SECRET_USER_KEYS = ('token', 'password', 'client-key-data')
+
+
+def kubeconfig_secrets(kubeconfig):
+    """The credential strings of a kubeconfig given as a mapping, for the module to hide like no_log values."""
+    if not isinstance(kubeconfig, dict) or not isinstance(kubeconfig.get('users'), list):
+        return set()
+    secrets = set()
+    for entry in kubeconfig['users']:
+        user = entry.get('user') if isinstance(entry, dict) else None
+        if not isinstance(user, dict):
+            continue
+        secrets.update(str(user[key]) for key in _SECRET_USER_KEYS if user.get(key))
+        config = (user.get('auth-provider') or {}).get('config') if isinstance(user.get('auth-provider'), dict) else None
+        if isinstance(config, dict):
+            secrets.update(str(value) for value in config.values() if value)
+        env = (user.get('exec') or {}).get('env') if isinstance(user.get('exec'), dict) else None
+        for variable in env if isinstance(env, list) else ():
+            if isinstance(variable, dict) and variable.get('value'):
+                secrets.add(str(variable['value']))
+    return secrets
 
 
 class _LoaderErrors(logging.Handler):
@@ -438,6 +520,11 @@ def _read_kubeconfig(path):
         mark = getattr(exc, 'problem_mark', None)
         position = ' at line %d, column %d' % (mark.line + 1, mark.column + 1) if mark else ''
         raise ConfigError(where, 'is not valid YAML: %s%s' % (getattr(exc, 'problem', None) or exc, position)) from exc
+    return checked_kubeconfig(content, where)
+
+
+def checked_kubeconfig(content, where):
+    """`content` when it is a kubeconfig; ConfigError naming `where` and what is wrong otherwise."""
     if content is None:
         raise ConfigError(where, 'is empty')
     if not isinstance(content, dict) or not {'clusters', 'contexts', 'users', 'current-context'} & set(content):

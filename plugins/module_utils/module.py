@@ -22,23 +22,34 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base i
 
 # kubernetes.core's names and K8S_AUTH_* variables, so module_defaults, inventories and environments carry over.
 # Environment values come in through the argument spec so that no_log hides a token from the environment too.
+# Every option and variable kubernetes.core reads is here (tests/unit/test_auth_options.py holds the list against
+# its documented one): honoured, or refused by name in k8s.client_from_params (REFUSED_AUTH_OPTIONS), never ignored.
+# Where kubernetes.core reads two variables for one option, the option's own name comes first, as it does.
 AUTH_SPEC = {
-    'kubeconfig': {'type': 'path', 'fallback': (env_fallback, ['K8S_AUTH_KUBECONFIG'])},
+    # A path (several joined by ':'), or the kubeconfig itself as a mapping, as kubernetes.core takes it.
+    'kubeconfig': {'type': 'raw', 'fallback': (env_fallback, ['K8S_AUTH_KUBECONFIG'])},
     'context': {'type': 'str', 'fallback': (env_fallback, ['K8S_AUTH_CONTEXT'])},
     'host': {'type': 'str', 'fallback': (env_fallback, ['K8S_AUTH_HOST'])},
     'api_key': {'type': 'str', 'no_log': True, 'fallback': (env_fallback, ['K8S_AUTH_API_KEY'])},
-    'validate_certs': {'type': 'bool', 'aliases': ['verify_ssl'], 'fallback': (env_fallback, ['K8S_AUTH_VERIFY_SSL', 'K8S_AUTH_VALIDATE_CERTS'])},
-    'ca_cert': {'type': 'path', 'aliases': ['ssl_ca_cert'], 'fallback': (env_fallback, ['K8S_AUTH_SSL_CA_CERT', 'K8S_AUTH_CA_CERT'])},
-    'client_cert': {'type': 'path', 'aliases': ['cert_file'], 'fallback': (env_fallback, ['K8S_AUTH_CERT_FILE', 'K8S_AUTH_CLIENT_CERT'])},
-    'client_key': {'type': 'path', 'aliases': ['key_file'], 'no_log': False, 'fallback': (env_fallback, ['K8S_AUTH_KEY_FILE', 'K8S_AUTH_CLIENT_KEY'])},
+    'username': {'type': 'str', 'fallback': (env_fallback, ['K8S_AUTH_USERNAME'])},
+    'password': {'type': 'str', 'no_log': True, 'fallback': (env_fallback, ['K8S_AUTH_PASSWORD'])},
+    'validate_certs': {'type': 'bool', 'aliases': ['verify_ssl'], 'fallback': (env_fallback, ['K8S_AUTH_VALIDATE_CERTS', 'K8S_AUTH_VERIFY_SSL'])},
+    'ca_cert': {'type': 'path', 'aliases': ['ssl_ca_cert'], 'fallback': (env_fallback, ['K8S_AUTH_CA_CERT', 'K8S_AUTH_SSL_CA_CERT'])},
+    'client_cert': {'type': 'path', 'aliases': ['cert_file'], 'fallback': (env_fallback, ['K8S_AUTH_CLIENT_CERT', 'K8S_AUTH_CERT_FILE'])},
+    'client_key': {'type': 'path', 'aliases': ['key_file'], 'no_log': False, 'fallback': (env_fallback, ['K8S_AUTH_CLIENT_KEY', 'K8S_AUTH_KEY_FILE'])},
     # A proxy URL can carry a user and password.
     'proxy': {'type': 'str', 'no_log': True, 'fallback': (env_fallback, ['K8S_AUTH_PROXY'])},
     'no_proxy': {'type': 'str', 'fallback': (env_fallback, ['K8S_AUTH_NO_PROXY'])},
-    'proxy_headers': {'type': 'dict', 'options': {
-        'proxy_basic_auth': {'type': 'str', 'no_log': True},
-        'basic_auth': {'type': 'str', 'no_log': True},
-        'user_agent': {'type': 'str'},
+    # apply_defaults: the suboptions' variables are read when the dict is not given.
+    'proxy_headers': {'type': 'dict', 'apply_defaults': True, 'options': {
+        'proxy_basic_auth': {'type': 'str', 'no_log': True, 'fallback': (env_fallback, ['K8S_AUTH_PROXY_HEADERS_PROXY_BASIC_AUTH'])},
+        'basic_auth': {'type': 'str', 'no_log': True, 'fallback': (env_fallback, ['K8S_AUTH_PROXY_HEADERS_BASIC_AUTH'])},
+        'user_agent': {'type': 'str', 'fallback': (env_fallback, ['K8S_AUTH_PROXY_HEADERS_USER_AGENT'])},
     }},
+    'persist_config': {'type': 'bool', 'fallback': (env_fallback, ['K8S_AUTH_PERSIST_CONFIG'])},
+    'impersonate_user': {'type': 'str', 'fallback': (env_fallback, ['K8S_AUTH_IMPERSONATE_USER'])},
+    # 'a,b' from the environment is two groups, as kubernetes.core splits it.
+    'impersonate_groups': {'type': 'list', 'elements': 'str', 'fallback': (env_fallback, ['K8S_AUTH_IMPERSONATE_GROUPS'])},
 }
 
 TARGETS_SPEC = {'targets': {'type': 'list', 'elements': 'dict'}}
@@ -116,6 +127,7 @@ class KubesnapModule(AnsibleModule):
         bounds = bounds or {}
         kwargs.setdefault('supports_check_mode', True)
         super().__init__(*args, **kwargs)
+        self._hide_kubeconfig_secrets()
         if k8s.KUBERNETES_IMPORT_ERROR is not None:
             self.fail_json(msg=missing_required_lib('kubernetes >= %s' % k8s.MINIMUM_KUBERNETES), exception=str(k8s.KUBERNETES_IMPORT_ERROR))
         if k8s.version_problem():
@@ -128,6 +140,15 @@ class KubesnapModule(AnsibleModule):
         problem = bounds_problem(self.params, dict(BOUNDS, **bounds))
         if problem:
             self.fail_json(msg=problem)
+
+    def _hide_kubeconfig_secrets(self):
+        """A kubeconfig given as a mapping (kubernetes.core takes one) carries credentials: hidden like no_log values."""
+        self.no_log_values.update(k8s.kubeconfig_secrets(self.params.get('kubeconfig')))
+
+    def _log_invocation(self):
+        # Called by AnsibleModule.__init__ before it returns: the secrets are hidden before the invocation is logged.
+        self._hide_kubeconfig_secrets()
+        super()._log_invocation()
 
     @property
     def client(self):

@@ -108,8 +108,7 @@ notes:
     identifies the source cluster in the index) and, on the bucket, C(s3:ListBucket), C(s3:PutObject) and, with
     O(policy), C(s3:GetObject) and C(s3:DeleteObject). See C(docs/rbac.yml).
 requirements:
-  - kubernetes >= 28.1.0
-  - boto3
+  - boto3 and botocore (Python libraries)
   - cryptography (with O(encryption_key))
 '''
 

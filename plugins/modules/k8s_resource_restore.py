@@ -98,8 +98,7 @@ notes:
   - Needs C(list) and C(create) (O(existing=skip)) or C(patch) (O(existing=update)) on every restored kind, C(get)
     and C(create) on namespaces, and C(s3:ListBucket) and C(s3:GetObject) on the bucket. See C(docs/rbac.yml).
 requirements:
-  - kubernetes >= 28.1.0
-  - boto3
+  - boto3 and botocore (Python libraries)
   - cryptography (for encrypted backups)
 '''
 

@@ -22,6 +22,8 @@ description:
     A ping that fails is a warning, never a failure of the task (the backups stand).
   - Runs on the controller; it makes no Kubernetes request. It reports C(changed=false), as the files are
     reports of the run, not state it manages, so a run that snapshots nothing stays unchanged.
+requirements:
+  - isodate (Python library; reads the retention policies to say when the next snapshot is due)
 options:
   clusters:
     description:
@@ -311,10 +313,10 @@ import os
 from urllib.error import HTTPError
 from urllib.parse import urlsplit
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible.module_utils.urls import open_url
 
-from ansible_collections.kubesnap.snapshots.plugins.module_utils import report
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import report, retention
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention import parse_timestamp
 
 
@@ -349,6 +351,8 @@ def main():
         'ping_url': {'type': 'str', 'no_log': True}, 'ping_url_fail': {'type': 'str', 'no_log': True},
         'ping_timeout': {'type': 'int', 'default': 10}, 'now': {'type': 'str'},
     }, supports_check_mode=True)
+    if not retention.HAS_ISODATE:
+        module.fail_json(msg=missing_required_lib('isodate'), exception=str(retention.ISODATE_IMPORT_ERROR))
     p = module.params
     if not 0 < p['ping_timeout'] <= 300:
         module.fail_json(msg='ping_timeout: %s is not between 1 and 300 seconds' % p['ping_timeout'])

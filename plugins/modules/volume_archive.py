@@ -31,6 +31,8 @@ description:
     against a volume made from a snapshot.
 extends_documentation_fragment:
   - kubesnap.snapshots.s3
+requirements:
+  - boto3 and botocore (Python libraries, on the host that archives; the archive Job's image when M(kubesnap.snapshots.k8s_pv_archive) runs it)
 options:
   path:
     description: The directory to archive.

@@ -38,6 +38,8 @@ description:
     exhaust memory.
 extends_documentation_fragment:
   - kubesnap.snapshots.s3
+requirements:
+  - boto3 and botocore (Python libraries, on the host that restores; the archive Job's image when M(kubesnap.snapshots.k8s_pv_archive) runs it)
 options:
   path:
     description: The directory to fill. It must exist.

@@ -14,7 +14,7 @@ COLLECTIONS = Path(__file__).resolve().parents[2] / ".cache" / "collections"
 DELTAS = "backup.kubernetes.io/deltas"
 
 
-def run_module(name: str, kubeconfig: str | None, check: bool = False, diff: bool = False, env: dict | None = None, **args) -> dict:
+def run_module(name: str, kubeconfig: str | dict | None, check: bool = False, diff: bool = False, env: dict | None = None, **args) -> dict:
     """The module's result dict; `failed` is set when it failed. Without kubeconfig, credentials come from `env`."""
     args = dict(args, _ansible_check_mode=check, _ansible_diff=diff)
     if kubeconfig is not None:

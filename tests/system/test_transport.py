@@ -181,3 +181,66 @@ def test_a_kubeconfig_that_cannot_be_used_is_named_with_what_is_wrong(cluster, t
     assert all(word in message for word in words), message
     for internal in ("Traceback", "object does not support", "No configuration found", "anonymous", "403"):
         assert internal not in json.dumps(result), result
+
+
+@pytest.fixture
+def readers_group(kube, namespace):
+    """A group bound to cluster-admin for this test (the tests' kubeconfig user may impersonate anyone); its name."""
+    rbac = client.RbacAuthorizationV1Api(kube.api)
+    group = binding = f"kubesnap-readers-{namespace}"[:63]
+    rbac.create_cluster_role_binding({
+        "metadata": {"name": binding},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+        "subjects": [{"kind": "Group", "name": group, "apiGroup": "rbac.authorization.k8s.io"}],
+    })
+    yield group
+    rbac.delete_cluster_role_binding(binding)
+
+
+@pytest.mark.parametrize("where", ["option", "environment"])
+def test_an_impersonated_user_without_rights_is_refused(cluster, namespace, where):
+    """Before: the variable was ignored (the run had the kubeconfig's full rights) and the option was 'Unsupported'."""
+    user = "kubesnap-nobody"
+    if where == "option":
+        result = run_module("k8s_pv_info", str(cluster.kubeconfig), env=clean_env(), namespace=namespace, impersonate_user=user)
+    else:
+        result = run_module("k8s_pv_info", str(cluster.kubeconfig), env=clean_env(K8S_AUTH_IMPERSONATE_USER=user), namespace=namespace)
+    assert result.get("failed"), result
+    assert "403" in result["msg"] and f'User "{user}" cannot' in result["msg"], result
+
+
+def test_impersonated_groups_are_each_sent_and_grant_their_rights(cluster, namespace, audit, readers_group):
+    # Two groups from the variable: the second one holds the rights, so it must arrive as its own header.
+    env = clean_env(K8S_AUTH_IMPERSONATE_USER="kubesnap-jane", K8S_AUTH_IMPERSONATE_GROUPS=f"kubesnap-other,{readers_group}")
+    audit.mark()
+    result = run_module("k8s_pv_info", str(cluster.kubeconfig), env=env, namespace=namespace)
+    assert not result.get("failed"), result
+    events = [e for e in audit.events() if (e.get("impersonatedUser") or {}).get("username") == "kubesnap-jane"]
+    assert events and len(events) == sum(result["api_calls"].values()), (events, result["api_calls"])
+    assert all(sorted(e["impersonatedUser"]["groups"]) == sorted(["kubesnap-other", readers_group, "system:authenticated"])
+               for e in events), events
+    # The same user without the group is refused: the groups, not the kubeconfig's rights, made the first run work.
+    alone = run_module("k8s_pv_info", str(cluster.kubeconfig), env=clean_env(K8S_AUTH_IMPERSONATE_USER="kubesnap-jane"), namespace=namespace)
+    assert alone.get("failed") and "403" in alone["msg"], alone
+
+
+def test_a_kubeconfig_given_as_a_mapping_is_used_and_its_credentials_never_printed(cluster, namespace):
+    """kubernetes.core takes the kubeconfig itself as a dict (module_defaults shared with it); before: 'not a path'."""
+    config = yaml.safe_load(cluster.kubeconfig.read_text(encoding="utf-8"))
+    result = run_module("k8s_pv_info", config, env=clean_env(), namespace=namespace)
+    assert not result.get("failed"), result
+    user = config["users"][0]["user"]
+    secrets = [value for key, value in user.items() if key in ("token", "client-key-data")]
+    assert secrets, user  # the tests' kubeconfig carries a credential to hide
+    assert not [secret for secret in secrets if secret in json.dumps(result)], result
+
+
+def test_no_proxy_is_not_applied_to_a_kubeconfig_proxy_url(cluster, namespace, tmp_path):
+    """kubectl sends every request through a kubeconfig's proxy-url, whatever NO_PROXY says; before, NO_PROXY bypassed it."""
+    proxied = kubeconfig_copy(cluster, tmp_path, "proxied", {"proxy-url": f"http://127.0.0.1:{dead_port()}"})
+    result = run_module("k8s_pv_info", proxied, env=clean_env(NO_PROXY="localhost,127.0.0.1", no_proxy="localhost,127.0.0.1"),
+                        namespace=namespace)
+    assert result.get("failed") and "proxy" in result["msg"].lower(), result
+    # The explicit no_proxy option still applies to it: the user named the hosts.
+    direct = run_module("k8s_pv_info", proxied, env=clean_env(), namespace=namespace, no_proxy="127.0.0.1")
+    assert not direct.get("failed"), direct
