@@ -29,7 +29,16 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
-venv: $(VENV)/.installed
+# A .pth line run by every start of the venv's Python puts the venv's bin/ first on PATH, so its tools work without
+# activating it: `.cache/venv/bin/molecule test` finds ansible-config and ansible-playbook there (it ran them from
+# PATH and ended in a traceback), and `python3` in the molecule scenario is the venv's, which has the requirements.
+VENV_PATH_HOOK := $(VENV)/.path-hook
+
+$(VENV_PATH_HOOK): $(VENV)/.installed
+	$(PY) -c 'import sysconfig; open(sysconfig.get_paths()["purelib"] + "/kubesnap-venv-path.pth", "w").write("import os, sys; b = os.path.dirname(sys.executable); p = os.environ.get(\"PATH\", \"\"); os.environ[\"PATH\"] = p if b in p.split(os.pathsep) else b + os.pathsep + p\n")'
+	touch $@
+
+venv: $(VENV)/.installed $(VENV_PATH_HOOK)
 
 # ansible-test and the plugins' imports need the collection at ansible_collections/kubesnap/snapshots.
 collection: venv
@@ -76,10 +85,17 @@ bench: collection cluster-up
 rbac-docs: venv
 	$(PY) tests/utils/rbac_docs.py
 
+# galaxy.yml holds the version; the tarball, the EE's staged input and the image tag are named from it here.
+VERSION := $(shell sed -n 's/^version:[[:space:]]*//p' galaxy.yml)
+TARBALL := .cache/dist/kubesnap-snapshots-$(VERSION).tar.gz
+
 build: collection
 	ansible-galaxy collection build --force --output-path .cache/dist
 
-# The build context of the execution environment (no container engine needed); build the image from it with
-# `ansible-builder build -f execution-environment.yml -t <registry>/kubesnap-snapshots-ee:<version>` or podman/docker.
+# The build context of the execution environment (no container engine needed), complete from a fresh clone: the
+# collection tarball is built and staged where execution-environment.yml takes it (a name without the version).
 ee: build
+	@test -f $(TARBALL) || { echo "$(TARBALL) was not built" >&2; exit 1; }
+	rm -rf .cache/ee-input && mkdir -p .cache/ee-input && cp $(TARBALL) .cache/ee-input/kubesnap-snapshots.tar.gz
 	ansible-builder create -f execution-environment.yml -c .cache/ee
+	@echo "Build the image: ansible-builder build -f execution-environment.yml -c .cache/ee -t <registry>/kubesnap-snapshots-ee:$(VERSION)"
