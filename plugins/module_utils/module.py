@@ -331,14 +331,14 @@ class KubesnapModule(AnsibleModule):
         if not options.namespace or options.pv:
             return
         found = [claim for claim in inventory.pvcs if not options.pvc or claim['metadata']['name'] == options.pvc]
-        if found or self._namespace_exists(options.namespace):
+        if found or self.namespace_exists(options.namespace):
             return
         if options.pvc:
             self.fail_json(msg='namespace %s does not exist, so it has no claim %s' % (options.namespace, options.pvc),
                            api_calls=self.api_calls())
         self.warn('namespace %s does not exist: no volume of it is protected' % options.namespace)
 
-    def _namespace_exists(self, name):
+    def namespace_exists(self, name):
         try:
             self.client.get(k8s.resource_path('v1', 'namespaces', name=name))
         except k8s.KubeError as exc:

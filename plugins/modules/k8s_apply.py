@@ -35,6 +35,9 @@ attributes:
     description:
       - Sends every apply with C(dryRun=All) - the apiserver validates and reports the change without storing it.
       - Objects in a namespace the same task would create are reported as V(created) without a request (the dry run created no namespace).
+      - Objects in a namespace that does not exist are reported as V(created) with RV(objects[].namespace_missing) and a
+        warning, so that check mode of a fresh install (the C(rbac) role, then the C(schedule) role) plans it instead of
+        failing; a real run fails on them unless an earlier step creates the namespace.
   diff_mode:
     support: full
     description: Each changed object before and after, without status and the metadata the server keeps.
@@ -71,6 +74,11 @@ objects:
       description: V(created), V(updated), V(unchanged) or V(failed) (in check mode what would happen).
       type: str
       sample: created
+    namespace_missing:
+      description: Check mode only - the object's namespace does not exist yet, so the server could not check the object.
+      type: bool
+      returned: when true
+      sample: true
     reason:
       description: Why it failed; only for V(failed).
       type: str
@@ -92,7 +100,7 @@ def main():
         module.fail_json(msg=str(exc))
     resources = apply.Resources(module.client)
     results, diffs, failures = [], [], []
-    new_namespaces = set()
+    new_namespaces, missing_namespaces = set(), set()
     for manifest in objects:
         metadata = manifest['metadata']
         entry = {'kind': manifest['kind'], 'name': metadata['name'], 'namespace': metadata.get('namespace')}
@@ -103,7 +111,21 @@ def main():
             continue
         try:
             before, after = apply.apply(module.client, resources, manifest, module.check_mode, module.params['force_conflicts'])
-        except (KubeError, apply.ManifestError) as exc:
+        except KubeError as exc:
+            if module.check_mode and exc.status == 404 and metadata.get('namespace') and not module.namespace_exists(metadata['namespace']):
+                # A fresh install planned in check mode: an earlier task or role (the rbac role before the schedule role)
+                # would have made the namespace. The object is planned as created; the server could not check it.
+                if metadata['namespace'] not in missing_namespaces:
+                    missing_namespaces.add(metadata['namespace'])
+                    module.warn('namespace %s does not exist: check mode plans its objects as created without the server checking them;'
+                                ' a real run fails unless an earlier step creates the namespace' % metadata['namespace'])
+                results.append(dict(entry, action='created', namespace_missing=True))
+                diffs.append({'before_header': apply.title(manifest), 'after_header': apply.title(manifest), 'before': {}, 'after': manifest})
+                continue
+            failures.append('%s: %s' % (apply.title(manifest), exc))
+            results.append(dict(entry, action='failed', reason=str(exc)))
+            continue
+        except apply.ManifestError as exc:
             failures.append('%s: %s' % (apply.title(manifest), exc))
             results.append(dict(entry, action='failed', reason=str(exc)))
             continue

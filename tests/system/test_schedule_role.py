@@ -193,3 +193,21 @@ def test_cron_refuses_environment_names_and_paths_that_would_run_as_code(cluster
     assert not (tmp_path / "lib").exists()
     percent = play(role_play(tmp_path, "schedule"), cron_vars(tmp_path, cluster, namespace, schedule_dir=str(tmp_path / "a%b")), env=scratch_env(tmp_path))
     assert percent.returncode != 0 and "cron reads % on its command line" in percent.stdout, percent.stdout[-2000:]
+
+
+def test_check_mode_of_rbac_then_schedule_on_a_fresh_cluster_plans_the_install(kube, cluster, namespace, tmp_path):
+    """Before: the schedule role's dry run failed with 404, as the namespace the rbac role's dry run would create is not there."""
+    fresh = f"{namespace}-new"[:63]  # never created: the cluster has not seen this install
+    playbook = tmp_path / "install.yml"
+    playbook.write_text(json.dumps([{"name": "install", "hosts": "localhost", "connection": "local", "gather_facts": False,
+                                     "roles": [{"role": "kubesnap.snapshots.rbac"}, {"role": "kubesnap.snapshots.schedule"}]}]),
+                        encoding="utf-8")
+    role_name = f"kubesnap-{namespace}"[:63]
+    variables = dict(cronjob_vars(cluster, fresh), rbac_namespace=fresh, rbac_lease_namespace=fresh, rbac_kubeconfig=str(cluster.kubeconfig),
+                     rbac_cluster_role=role_name)
+    dry = play(playbook, variables, check=True)
+    # The CRD, the RBAC objects and the CronJob with its ConfigMap: three applies planned, none failed.
+    assert recap(dry)["failed"] == 0 and recap(dry)["changed"] == 3, dry.stdout[-4000:] + dry.stderr[-2000:]
+    assert f"namespace {fresh} does not exist: check mode plans its objects as created" in dry.stdout + dry.stderr
+    assert fresh not in [n.metadata.name for n in kube.core.list_namespace().items]
+    assert not client.RbacAuthorizationV1Api(kube.api).list_cluster_role(field_selector=f"metadata.name={role_name}").items
