@@ -133,3 +133,54 @@ def test_restore_across_namespaces_through_a_copy(kube, cluster, namespace, scra
     assert not again.get("failed") and again["changed"] is False, again
     gone = run_module("k8s_pv_restore", str(cluster.kubeconfig), restore_namespace=scratch, restore_name="copy", state="absent")
     assert gone["changed"] is True and leftovers(kube, scratch) == [], gone
+
+
+@pytest.fixture
+def labelled(kube, namespace, cluster):
+    """Two claims protected only by k8s-pv-util's volumeBackup label, each with an owned ready snapshot; {claim: snapshot}."""
+    for pvc in ("lab-0", "lab-1"):
+        kube.create_pvc(namespace, pvc)
+        kube.core.patch_namespaced_persistent_volume_claim(pvc, namespace, {"metadata": {"labels": {"volumeBackup": "true"}}})
+    result = run_module("k8s_pv_snapshot", str(cluster.kubeconfig), namespace=namespace, label_policy="PT1H P1D")
+    assert not result.get("failed"), result
+    assert sorted(v["volume"] for v in result["volumes"] if v["state"] == "ready") == [f"{namespace}/lab-0", f"{namespace}/lab-1"], result
+    return {v["volume"].split("/")[1]: v["snapshot"] for v in result["volumes"]}
+
+
+def test_a_drill_of_label_protected_volumes_takes_the_cycles_label_policy(kube, cluster, namespace, scratch, labelled):
+    """Before: the drill had no label policy, found nothing, reported [] and exited 0."""
+    # Without the policy the drill finds nothing, and says so by failing.
+    empty = drill(cluster, drill_scope=namespace, drill_namespace=scratch, drill_timeout=60)
+    assert empty.returncode != 0 and "no protected volume found in namespace " + namespace in empty.stdout, empty.stdout[-3000:]
+    assert "drill_label_policy" in empty.stdout
+    # The cycle's variable is the drill's default: the same extra vars serve both playbooks.
+    process = drill(cluster, drill_scope=namespace, drill_namespace=scratch, drill_timeout=60, snapshot_cycle_label_policy="PT1H P1D")
+    assert process.returncode == 0, process.stdout[-4000:] + process.stderr[-2000:]
+    for pvc, snapshot in labelled.items():
+        assert f"{namespace}/{pvc}: restorable, snapshot {namespace}/{snapshot} bound in " in process.stdout, process.stdout[-3000:]
+        assert LAST_VERIFIED in kube.core.read_namespaced_persistent_volume_claim(pvc, namespace).metadata.annotations
+    assert leftovers(kube, scratch) == []
+
+
+def test_a_drill_that_finds_nothing_passes_only_when_told_none_is_fine(cluster, namespace, scratch):
+    failed = drill(cluster, drill_scope=namespace, drill_namespace=scratch)
+    assert failed.returncode != 0 and "nothing was verified" in failed.stdout, failed.stdout[-3000:]
+    allowed = drill(cluster, drill_scope=namespace, drill_namespace=scratch, drill_allow_empty=True)
+    assert allowed.returncode == 0, allowed.stdout[-3000:]
+
+
+def test_volumes_are_drilled_together_up_to_drill_concurrency(kube, cluster, namespace, scratch, protected, audit):
+    """Before: one include per volume, each restoring, waiting and cleaning up before the next began."""
+    kube.create_pvc(namespace, "db-2")
+    kube.core.patch_namespaced_persistent_volume_claim("db-2", namespace, {"metadata": {"annotations": {DELTAS: "PT1H P1D"}}})
+    assert not run_module("k8s_pv_snapshot", str(cluster.kubeconfig), namespace=namespace, pvc="db-2").get("failed")
+    audit.mark()
+    process = drill(cluster, drill_scope=namespace, drill_namespace=scratch, drill_timeout=60, drill_concurrency=2)
+    assert process.returncode == 0, process.stdout[-4000:] + process.stderr[-2000:]
+    assert process.stdout.count(": restorable, snapshot ") == 3, process.stdout[-3000:]
+    # In the scratch namespace's request order: two claims created before the first is deleted (a batch of 2), then the third.
+    order = [(e["verb"], e["objectRef"]["name"]) for e in audit.events(resource="persistentvolumeclaims", namespace=scratch)
+             if e["verb"] in ("create", "delete") and e["responseStatus"]["code"] < 300]
+    verbs = [verb for verb, _name in order]
+    assert verbs == ["create", "create", "delete", "delete", "create", "delete"], order
+    assert leftovers(kube, scratch) == []
