@@ -22,15 +22,22 @@ FORMAT_METADATA = 'kubesnap-format'
 ENCRYPTED_METADATA = 'kubesnap-encrypted'
 
 
-def checked_location(module):
-    """(bucket, prefix) of the module's `url`, after checking what both resource modules need; fails the module otherwise."""
-    p = module.params
-    if p.get('encryption_key') and encryption.CRYPTOGRAPHY_IMPORT_ERROR is not None:
-        module.fail_json(msg=missing_required_lib('cryptography'), exception=str(encryption.CRYPTOGRAPHY_IMPORT_ERROR))
+class ResourceError(Exception):
+    """What stops a resource backup or restore, said so that the task fails with it; `result` goes with the failure."""
+
+    def __init__(self, msg, **result):
+        super().__init__(msg)
+        self.result = result
+
+
+def checked_location(params):
+    """(bucket, prefix) of `url`, after checking what both resource modules need; ResourceError otherwise."""
+    if params.get('encryption_key') and encryption.CRYPTOGRAPHY_IMPORT_ERROR is not None:
+        raise ResourceError(missing_required_lib('cryptography'), exception=str(encryption.CRYPTOGRAPHY_IMPORT_ERROR))
     try:
-        return location(p['url'])
+        return location(params['url'])
     except s3.S3Error as exc:
-        module.fail_json(msg=str(exc))
+        raise ResourceError(str(exc)) from exc
 
 
 def location(url):

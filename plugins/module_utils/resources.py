@@ -39,9 +39,20 @@ FIELD_MANAGER = 'kubesnap'
 NAME_TIME = '%Y%m%dT%H%M%SZ'
 ARCHIVE_SUFFIX = '.tar.gz'
 ENCRYPTED_SUFFIX = '.tar.gz.enc'
-BACKUP_NAME = re.compile(r'^backup_(?P<time>\d{8}T\d{6}Z)(?:\.tar\.gz(?:\.enc)?)?$')
-INDEX_NAME = 'index.yaml'
-FORMAT_VERSION = 1
+# kube-backup's own backups are backup_<time>.tgz: restored too.
+KUBE_BACKUP_SUFFIX = '.tgz'
+BACKUP_NAME = re.compile(r'^backup_(?P<time>\d{8}T\d{6}Z)(?:\.tar\.gz(?:\.enc)?|\.tgz)?$')
+# The index is YAML, named so that `kubectl apply -R -f` of an extracted backup passes it by (kubectl reads only
+# .json, .yaml and .yml files of a directory). Format 1 named it index.yaml, which made that apply fail.
+INDEX_NAME = 'kubesnap-index.txt'
+FORMAT_1_INDEX_NAME = 'index.yaml'
+# A namespace's own object, in its folder ahead of every kind's folder: `kubectl apply -R -f <namespace>/` walks names
+# in order and creates the namespace before what goes in it. Format 1 filed it under namespaces/, after configmaps/.
+NAMESPACE_FILE = '00-namespace.yaml'
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)
+# The index read_archive gives a backup made by kube-backup's script.
+KUBE_BACKUP_FORMAT = 'kube-backup'
 # A backup dated later than now by more than this (clock skew between hosts) is not trusted as the newest one: a key
 # planted far in the future would otherwise be kept forever, expire every real backup and stop new ones.
 FUTURE_MARGIN = datetime.timedelta(minutes=5)
@@ -63,6 +74,12 @@ STRIPPED_ANNOTATIONS = (LAST_APPLIED, 'deployment.kubernetes.io/revision', 'depl
 ALLOCATED_SERVICE_FIELDS = ('clusterIP', 'clusterIPs', 'ipFamilies', 'ipFamilyPolicy', 'healthCheckNodePort')
 
 SERVICE_ACCOUNT_TOKEN = 'kubernetes.io/service-account-token'
+# What binds a claim to one volume of this cluster: restored as they are, the claim points at a volume that is gone
+# (or another claim's) and the PV controller marks it Lost. Without them its class provisions it anew.
+CLAIM_BIND_ANNOTATIONS = ('pv.kubernetes.io/bind-completed', 'pv.kubernetes.io/bound-by-controller',
+                          'volume.beta.kubernetes.io/storage-provisioner', 'volume.kubernetes.io/storage-provisioner',
+                          'volume.kubernetes.io/selected-node')
+CLAIMS_KEY = 'persistentvolumeclaims'
 # Published into every namespace by the cluster's root CA publisher: this cluster's CA.
 CLUSTER_PUBLISHED_CONFIGMAP = 'kube-root-ca.crt'
 
@@ -120,6 +137,10 @@ class Resource:
 
     def names(self):
         return {self.plural, self.singular, self.kind.lower()} | {name.lower() for name in self.short_names} - {''}
+
+
+# Where namespaces are listed and created.
+NAMESPACE_RESOURCE = Resource('', 'v1', 'namespaces', 'Namespace', False)
 
 
 # ------------------------------------------------------------------------------------ discovery
@@ -242,6 +263,8 @@ def strip(obj, resource):
         metadata.pop('annotations', None)
     stripped = {'apiVersion': obj.get('apiVersion') or resource.api_version, 'kind': obj.get('kind') or resource.kind, 'metadata': metadata}
     stripped.update((name, value) for name, value in obj.items() if name not in ('apiVersion', 'kind', 'metadata', 'status'))
+    if resource.key == CLAIMS_KEY:
+        return unbound_claim(stripped)
     spec = stripped.get('spec')
     if isinstance(spec, dict):
         if resource.key == 'services':
@@ -249,6 +272,36 @@ def strip(obj, resource):
         elif isinstance(spec.get('volumeClaimTemplates'), list):
             stripped['spec'] = dict(spec, volumeClaimTemplates=[_claim_template(template) for template in spec['volumeClaimTemplates']])
     return stripped
+
+
+def unbound_claim(obj):
+    """A copy of a PersistentVolumeClaim without what bound it to a volume here: no spec.volumeName, no bind annotations."""
+    metadata = dict(obj.get('metadata') or {})
+    annotations = {name: value for name, value in (metadata.get('annotations') or {}).items() if name not in CLAIM_BIND_ANNOTATIONS}
+    if annotations:
+        metadata['annotations'] = annotations
+    else:
+        metadata.pop('annotations', None)
+    claim = dict(obj, metadata=metadata)
+    if isinstance(claim.get('spec'), dict):
+        claim['spec'] = {name: value for name, value in claim['spec'].items() if name != 'volumeName'}
+    return claim
+
+
+def claim_volume(claim):
+    """How a restored claim gets its volume, for the result."""
+    storage_class = (claim.get('spec') or {}).get('storageClassName')
+    if storage_class == '':
+        return 'binds an existing volume that matches it (storageClassName is empty); none is provisioned'
+    return 'provisioned anew by %s' % ('storage class %s' % storage_class if storage_class else 'the default storage class')
+
+
+def restore_skip_reason(obj, resource):
+    """Why an archived object is never restored, or None: backups never hold a service account token (the cluster
+    issues them, for its own keys), so one in an archive was put there by hand."""
+    if resource is not None and resource.key == 'secrets' and obj.get('type') == SERVICE_ACCOUNT_TOKEN:
+        return 'service account token: issued by the cluster, never restored'
+    return None
 
 
 def _service_spec(spec, managed_fields):
@@ -277,6 +330,25 @@ def selected_namespace(namespace, namespaces, excluded):
 
 
 # ------------------------------------------------------------------------------------ names
+
+# A namespace name is a DNS-1123 label (the apiserver's rule); any object's name is at least a path segment.
+DNS_LABEL = re.compile(r'^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$')
+
+
+def namespace_name_problem(name):
+    """What makes `name` no namespace name (said after the name), or None."""
+    if not isinstance(name, str) or not DNS_LABEL.match(name):
+        return ('is not a valid namespace name (at most 63 lower-case letters, digits and "-", starting and ending with a '
+                'letter or digit)')
+    return None
+
+
+def object_name_problem(name):
+    """What makes `name` no object name of any kind, or None: the apiserver refuses it in a path whatever the kind."""
+    if not name or name in ('.', '..') or '/' in name or '%' in name or len(name) > 253:
+        return 'is not a valid object name (no "/" or "%", not "." or "..", at most 253 characters)'
+    return None
+
 
 def backup_name(when):
     return 'backup_%s' % when.astimezone(datetime.timezone.utc).strftime(NAME_TIME)
@@ -323,7 +395,23 @@ def split_future(backups, now):
 # ------------------------------------------------------------------------------------ archive
 
 def member_path(namespace, resource_key, name):
+    """Where an object is in a backup, as the restore reads it: <namespace>/<kind>/<name>.yaml, a namespace itself
+    at <namespace>/namespaces/<namespace>.yaml (stored as <namespace>/00-namespace.yaml, see archive_name)."""
     return '%s/%s/%s.yaml' % (namespace, resource_key, name)
+
+
+def archive_name(path):
+    """The member name of a member_path in the archive: a namespace is stored as <namespace>/00-namespace.yaml."""
+    namespace, _slash, rest = path.partition('/')
+    return '%s/%s' % (namespace, NAMESPACE_FILE) if rest == '%s/%s.yaml' % (NAMESPACES_KEY, namespace) else path
+
+
+def path_of_member(name, obj):
+    """The member_path of an archive member (archive_name undone); a name that is no namespace file is kept as it is."""
+    namespace, _slash, rest = name.partition('/')
+    if rest == NAMESPACE_FILE and isinstance(obj, dict) and obj.get('kind') == 'Namespace' and obj.get('apiVersion') == 'v1':
+        return member_path(namespace, NAMESPACES_KEY, namespace)
+    return name
 
 
 def dump(obj):
@@ -337,7 +425,7 @@ def write_archive(fileobj, index, entries):
     # gzip level 6 (tarfile's stream mode would take 9: twice the time for a few per cent).
     with gzip.GzipFile(fileobj=fileobj, mode='wb', compresslevel=6, mtime=0) as packed, tarfile.open(fileobj=packed, mode='w|') as archive:
         index_text = yaml.dump(index, Dumper=_DUMPER, default_flow_style=False, sort_keys=False).encode()
-        for path, data in [(INDEX_NAME, index_text)] + [(path, dump(obj)) for path, obj in entries]:
+        for path, data in [(INDEX_NAME, index_text)] + [(archive_name(path), dump(obj)) for path, obj in entries]:
             info = tarfile.TarInfo(path)
             info.size = len(data)
             info.mode = 0o600
@@ -350,27 +438,39 @@ def read_archive(fileobj, name):
 
     The archive is read to the end before anything is applied: a corrupt or cut one applies nothing.
     The gzip stream is checked whole first (tarfile reading a stream takes a cut one for its end).
+    An archive without our index whose files are *.json at its top is kube-backup's: its index is
+    {'format': KUBE_BACKUP_FORMAT}, and its entries have no path yet (None): see kube_backup_path.
     """
-    index, entries = None, []
+    index, entries, json_files, others = None, [], [], []
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as tar:
         try:
             _unpack(fileobj, tar, name)
             tar.seek(0)
             with tarfile.open(fileobj=tar, mode='r:') as archive:
                 for member in archive:
-                    if member.isfile():
-                        if member.size > MAX_MEMBER_BYTES:
-                            raise ArchiveError('%s: %s holds %d bytes, more than any object (%d): not a backup of ours'
-                                               % (name, member.name, member.size, MAX_MEMBER_BYTES))
-                        value = _load(archive.extractfile(member).read(), name, member.name)
-                        if member.name == INDEX_NAME:
-                            index = value
-                        else:
-                            entries.append((member.name, value))
+                    if not member.isfile():
+                        continue
+                    if member.size > MAX_MEMBER_BYTES:
+                        raise ArchiveError('%s: %s holds %d bytes, more than any object (%d): not a backup of ours'
+                                           % (name, member.name, member.size, MAX_MEMBER_BYTES))
+                    data = archive.extractfile(member).read()
+                    member_name = member.name[2:] if member.name.startswith('./') else member.name
+                    if member_name in (INDEX_NAME, FORMAT_1_INDEX_NAME):
+                        index = _load(data, name, member_name)
+                    elif '/' not in member_name and member_name.endswith('.json'):
+                        json_files.append((member_name, data))
+                    else:
+                        others.append((member_name, data))
         except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
             raise ArchiveError('%s is not a readable tar.gz archive: %s' % (name, exc)) from exc
-    if not isinstance(index, dict) or index.get('format') != FORMAT_VERSION:
-        raise ArchiveError('%s has no %s of format %d: not a backup of k8s_resource_backup' % (name, INDEX_NAME, FORMAT_VERSION))
+    if index is None and json_files and not others:
+        return {'format': KUBE_BACKUP_FORMAT, 'objects': None}, kube_backup_objects(json_files, name)
+    if not isinstance(index, dict) or index.get('format') not in READABLE_FORMATS:
+        raise ArchiveError('%s has no %s of format %s: not a backup of k8s_resource_backup, nor one of kube-backup'
+                           % (name, INDEX_NAME, ' or '.join(str(f) for f in READABLE_FORMATS)))
+    for member_name, data in others + json_files:
+        value = _load(data, name, member_name)
+        entries.append((path_of_member(member_name, value), value))
     if index.get('objects') != len(entries):
         raise ArchiveError('%s holds %d objects where its index says %s: the archive is incomplete' % (name, len(entries), index.get('objects')))
     for path, obj in entries:
@@ -378,6 +478,73 @@ def read_archive(fileobj, name):
         if problem:
             raise ArchiveError('%s: %s: %s' % (name, path, problem))
     return index, entries
+
+
+def kube_backup_objects(json_files, name):
+    """[(None, object)] of kube-backup's files in name order (00-ns.json, then 01-dump.json), as its restore applies
+    them: each file a stream of JSON values, each an object or a List of them."""
+    decoder = json.JSONDecoder()
+    found = []
+    for member_name, data in sorted(json_files):
+        try:
+            text = data.decode('utf-8')
+        except UnicodeDecodeError as exc:
+            raise ArchiveError('%s: %s is not UTF-8 text: %s' % (name, member_name, exc)) from exc
+        position, count = 0, 0
+        while True:
+            while position < len(text) and text[position].isspace():
+                position += 1
+            if position >= len(text):
+                break
+            try:
+                value, position = decoder.raw_decode(text, position)
+            except ValueError as exc:
+                raise ArchiveError('%s: %s: object %d is not valid JSON: %s' % (name, member_name, count + 1, exc)) from exc
+            count += 1
+            items = value.get('items') if isinstance(value, dict) and value.get('kind') == 'List' else [value]
+            for item in items if isinstance(items, list) else [items]:
+                problem = kube_backup_problem(item)
+                if problem:
+                    raise ArchiveError('%s: %s: object %d: %s' % (name, member_name, count, problem))
+                found.append((None, item))
+    return found
+
+
+def kube_backup_problem(obj):
+    """What makes an object of a kube-backup file unusable, or None; every one but a Namespace must say its namespace
+    (kube-backup's restore would put it in the default namespace of whoever runs it)."""
+    if not isinstance(obj, dict):
+        return 'not a mapping'
+    metadata = obj.get('metadata')
+    if not all(isinstance(obj.get(field), str) and obj[field] for field in ('apiVersion', 'kind')) or not isinstance(metadata, dict) \
+            or not isinstance(metadata.get('name'), str) or not metadata['name']:
+        return 'apiVersion, kind and metadata.name are required (strings)'
+    if not (obj['kind'] == 'Namespace' and obj['apiVersion'] == 'v1') and not (isinstance(metadata.get('namespace'), str) and metadata['namespace']):
+        return '%s %s %s has no metadata.namespace' % (obj['apiVersion'], obj['kind'], metadata['name'])
+    return None
+
+
+def kube_backup_path(obj, resource):
+    """The member_path of an object of a kube-backup file, from what it is (its served resource, else its kind)."""
+    metadata = obj['metadata']
+    if obj['kind'] == 'Namespace' and obj['apiVersion'] == 'v1':
+        return member_path(metadata['name'], NAMESPACES_KEY, metadata['name'])
+    group = obj['apiVersion'].rpartition('/')[0]
+    key = resource.key if resource is not None else obj['kind'].lower() + ('.' + group if group else '')
+    return member_path(metadata['namespace'], key, metadata['name'])
+
+
+def from_kube_backup(obj, resource):
+    """An object of a kube-backup file as k8s_resource_backup would have stored it: kube-backup deletes a Service's
+    clusterIP but keeps clusterIPs and node ports, which belong to the old cluster (a headless Service stays one)."""
+    if resource is None:
+        return obj
+    headless = resource.key == 'services' and isinstance(obj.get('spec'), dict) and \
+        (obj['spec'].get('clusterIP') == 'None' or obj['spec'].get('clusterIPs') == ['None'])
+    stripped = strip(obj, resource)
+    if headless:
+        stripped['spec'] = dict(stripped['spec'], clusterIP='None', clusterIPs=['None'])
+    return stripped
 
 
 def _unpack(fileobj, target, name):

@@ -12,13 +12,20 @@ author: kubesnap contributors (@kubesnap)
 description:
   - Lists each kind once for the whole cluster (paged), strips what belongs to this cluster only, and uploads one
     C(<prefix>backup_YYYYMMDDTHHMMSSZ.tar.gz) (UTC) holding C(<namespace>/<kind>/<name>.yaml) per object (YAML in its
-    JSON form, which C(kubectl apply -f) and any YAML parser read), the
-    namespaces themselves (C(<namespace>/namespaces/<namespace>.yaml)) and C(index.yaml) (counts per kind, API
-    versions, source cluster, time). This is kube-backup's backup, made safe to restore.
+    JSON form, which C(kubectl apply -f) and any YAML parser read), each namespace itself as
+    C(<namespace>/00-namespace.yaml) and C(kubesnap-index.txt) (YAML - counts per kind, API versions, source cluster,
+    time). This is kube-backup's backup, made safe to restore.
+  - An extracted backup applies with kubectl alone - C(kubectl apply -R -f <dir>) for all of it, or
+    C(kubectl apply -R -f <dir>/<namespace>/) for one namespace; the namespace comes first in either walk, and kubectl
+    passes the index by.
   - Stripped - C(status), C(metadata.uid), C(resourceVersion), C(generation), C(creationTimestamp), C(managedFields),
     C(selfLink), C(ownerReferences), the C(kubectl.kubernetes.io/last-applied-configuration) and C(deployment.kubernetes.io/*)
     revision annotations; a Service's cluster IPs, IP families and node ports unless a client asked for them (a
     field some manager in C(managedFields) set; the apiserver's allocators are no manager). A headless Service keeps V(None).
+  - A PersistentVolumeClaim (O(extra_kinds=[persistentvolumeclaims])) is stored unbound - without C(spec.volumeName)
+    and the bind annotations (C(pv.kubernetes.io/bind-completed), C(pv.kubernetes.io/bound-by-controller), the
+    storage-provisioner and selected-node annotations) - so a restored claim is provisioned anew by its class instead
+    of waiting C(Lost) for a volume that is gone.
   - Left out and counted - objects a controller owns (an C(ownerReferences) entry with C(controller=true), such as a
     Deployment's ReplicaSets, which would restore as duplicates), Secrets of type C(kubernetes.io/service-account-token)
     and the C(kube-root-ca.crt) ConfigMaps the cluster publishes.
@@ -41,6 +48,7 @@ options:
       - Kinds to back up - resource names, singular names, Kinds or short names, any case, optionally qualified by their
         group (V(ingresses.networking.k8s.io), V(SnapshotRule.k8s-snapshots.elsdoerfer.com)), resolved through API discovery.
       - A kind the server does not serve (or that is cluster-scoped) is reported in RV(unserved) and warned about, not fatal.
+        The run fails when none is served, or when O(kinds) and O(extra_kinds) are both empty.
     type: list
     elements: str
     default: [services, ingresses, replicasets, secrets, configmaps, deployments, daemonsets, statefulsets]
@@ -225,17 +233,10 @@ api_calls:
   sample: {GET: 14}
 '''
 
-import datetime  # noqa: E402
-import traceback  # noqa: E402
-from collections import Counter  # noqa: E402
-
-
-from ansible_collections.kubesnap.snapshots.plugins.module_utils import encryption, resource_store, resources, retention, s3  # noqa: E402
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.cycle import run_parallel  # noqa: E402
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import resource_backup, resources, s3  # noqa: E402
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError  # noqa: E402
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import AUTH_SPEC, KubesnapModule  # noqa: E402
-
-NAMESPACES = resources.Resource('', 'v1', 'namespaces', 'Namespace', False)
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.resource_store import ResourceError  # noqa: E402
 
 
 def argument_spec():
@@ -258,191 +259,30 @@ def argument_spec():
     return spec
 
 
-class Collected:
-    """What the lists gave: archive entries, counts, and what was left out."""
-
-    def __init__(self):
-        self.entries = []
-        self.counts = Counter()
-        self.per_namespace = {}
-        self.left_out = []
-
-    def add(self, namespace, resource, name, obj):
-        self.entries.append((resources.member_path(namespace, resource.key, name), obj))
-        self.counts[resource.key] += 1
-        self.per_namespace.setdefault(namespace, Counter())[resource.key] += 1
-
-
-def collect(client, kinds, params, concurrency):
-    """Collected objects of the kinds in the selected namespaces: one paged cluster-wide list per kind."""
-    wanted, excluded = set(params.get('namespaces') or ()), set(params['exclude_namespaces'])
-    namespaces = {ns['metadata']['name']: ns for ns in client.list_all(NAMESPACES.path(), transform=lambda item: item)
-                  if resources.selected_namespace(ns['metadata']['name'], wanted, excluded)}
-
-    def kept(resource):
-        def transform(item):
-            metadata = item.get('metadata') or {}
-            if metadata.get('namespace') not in namespaces:
-                return None  # dropped as the page arrives: other namespaces cost no memory
-            reason = resources.left_out_reason(item, resource)
-            if reason:
-                return ('left_out', metadata['namespace'], metadata.get('name'), reason)
-            return ('kept', metadata['namespace'], metadata.get('name'), resources.strip(item, resource))
-        return client.list_all(resource.path(), params.get('label_selector'), transform=transform)
-
-    collected = Collected()
-    for resource, listed, error in run_parallel(kept, kinds, concurrency):
-        if error is not None:
-            raise error
-        for item in listed:
-            if item is None:
-                continue
-            state, namespace, name, value = item
-            if state == 'kept':
-                collected.add(namespace, resource, name, value)
-            else:
-                collected.left_out.append({'namespace': namespace, 'kind': resource.key, 'name': name, 'reason': value})
-    for name in sorted(namespaces):
-        if not params.get('label_selector') or name in collected.per_namespace:
-            collected.add(name, NAMESPACES, name, resources.strip(namespaces[name], NAMESPACES))
-    missing = sorted(wanted - set(namespaces) - excluded)
-    return collected, missing
-
-
-def source_cluster(client):
-    """The apiserver's URL and the kube-system namespace's UID (stable for a cluster's life); None where unreadable."""
-    try:
-        uid = client.get(NAMESPACES.path(name='kube-system'))['metadata'].get('uid')
-    except KubeError:
-        uid = None
-    return {'server': client.host, 'kube_system_uid': uid}
-
-
-def upload(s3_client, bucket, key, params, index, entries):
-    """Stream the archive (encrypted when a key is given) to the object; the multipart upload is aborted on any failure."""
-    extra = s3.encryption_args(params)
-    extra['Metadata'] = {resource_store.FORMAT_METADATA: str(resources.FORMAT_VERSION),
-                         resource_store.ENCRYPTED_METADATA: 'aes-256-gcm' if params.get('encryption_key') else 'none'}
-    writer = s3.MultipartWriter(s3_client, bucket, key, s3.part_size_for(0), extra)
-    try:
-        target = encryption.EncryptingWriter(writer, params['encryption_key']) if params.get('encryption_key') else writer
-        resources.write_archive(target, index, entries)
-        if target is not writer:
-            target.close()
-        writer.close()
-    except BaseException:
-        writer.abort()
-        raise
-    return writer.bytes
-
-
-def current_backups(module, backups, bucket, now):
-    """The backups not dated in the future; each one that is gets a warning and is otherwise left alone."""
-    current, future = resources.split_future(backups, now)
-    for key in future:
-        module.warn('s3://%s/%s is dated in the future: not counted as the newest backup and never expired; delete it if it '
-                    'is not a real backup' % (bucket, key))
-    return current
-
-
-def expire(module, s3_client, bucket, prefix, new_key, now):
-    """Keys deleted (or, in check mode, to delete) by the policy; only objects this module wrote."""
-    backups = current_backups(module, resource_store.list_backups(s3_client, bucket, prefix), bucket, now)
-    if new_key:
-        backups[new_key] = now
-    keep = retention.expire(backups, module.params['policy'], now=now)
-    doomed = sorted(key for key in backups if key not in keep)
-    expired = []
-    for key in doomed:
-        if not resource_store.is_ours(s3_client, bucket, key):
-            module.warn('s3://%s/%s: not written by k8s_resource_backup, so never expired' % (bucket, key))
-            continue
-        if not module.check_mode:
-            try:
-                s3_client.delete_object(Bucket=bucket, Key=key)
-            except resource_store.BOTO_ERRORS as exc:
-                raise s3.S3Error('s3://%s/%s: cannot be deleted: %s' % (bucket, key, exc)) from exc
-        expired.append(key)
-    return expired
-
-
-def not_due(module, bucket, prefix, now):
-    """Exit without a backup when the newest one under the prefix is younger than `interval`."""
-    try:
-        backups = resource_store.list_backups(s3.client(module.params), bucket, prefix)
-    except s3.S3Error as exc:
-        module.fail_json(msg='%s; nothing was uploaded' % exc)
-    newest = resources.newest(current_backups(module, backups, bucket, now))
-    if newest is not None and backups[newest] + resource_store.parse_age(module.params['interval']) > now:
-        module.exit_json(changed=False, backup=newest, url='s3://%s/%s' % (bucket, newest), counts={}, namespaces={}, left_out=[],
-                         left_out_counts={}, unserved=[], size=0, encrypted=None, expired=[], api_calls={},
-                         reason='the newest backup %s is younger than interval %s' % (newest, module.params['interval']))
-
-
-def check_options(module):
+def run_module():
+    module = KubesnapModule(argument_spec=argument_spec(), required_if=s3.S3_REQUIRED_IF)
     p = module.params
-    if p.get('policy'):
-        try:
-            retention.parse_policy(p['policy'])
-        except retention.PolicyError as exc:
-            module.fail_json(msg='policy: %s' % exc)
-    if p.get('interval'):
-        try:
-            resource_store.parse_age(p['interval'])
-        except ValueError as exc:
-            module.fail_json(msg='interval: %s' % exc)
-    return resource_store.checked_location(module)
+    try:
+        bucket, prefix = resource_backup.check_options(p)
+        # The backup is named after this instant: the real clock, as the module gives it.
+        now = module.now(planning=False)
+        s3_client = s3.client(p)
+        newest = p.get('interval') and resource_backup.newest_if_not_due(s3_client, bucket, prefix, p['interval'], now, module.warn)
+        if newest:
+            module.exit_json(api_calls=module.api_calls(), **resource_backup.not_due_result(bucket, newest, p['interval']))
+        backup_plan = resource_backup.plan(module.client, p, bucket, prefix, now, module.warn)
+        result = resource_backup.act(s3_client, backup_plan, p, now, module.check_mode, module.warn)
+    except ResourceError as exc:
+        module.fail_json(msg=str(exc), api_calls=module.api_calls(), **exc.result)
+    except s3.S3Error as exc:
+        module.fail_json(msg='%s; nothing was uploaded' % exc, api_calls=module.api_calls())
+    except KubeError as exc:
+        module.fail_api(exc)
+    module.exit_json(api_calls=module.api_calls(), **result)
 
 
 def main():
-    module = KubesnapModule(argument_spec=argument_spec(), required_if=s3.S3_REQUIRED_IF)
-    p = module.params
-    bucket, prefix = check_options(module)
-    now = datetime.datetime.now(datetime.timezone.utc)
-    if p.get('interval'):
-        not_due(module, bucket, prefix, now)
-    try:
-        served = resources.discover(module.client, p['concurrency'])
-        kinds, unserved = resources.resolve(list(p['kinds']) + list(p['extra_kinds']), served)
-        for kind, reason in unserved:
-            module.warn('kinds: %s: %s' % (kind, reason))
-        if not kinds:
-            module.fail_json(msg='kinds: none of %s is served by the cluster' % ', '.join(p['kinds'] + p['extra_kinds']),
-                             unserved=[{'kind': k, 'reason': r} for k, r in unserved], api_calls=module.api_calls())
-        collected, missing = collect(module.client, kinds, p, p['concurrency'])
-        source = source_cluster(module.client)
-    except KubeError as exc:
-        module.fail_api(exc)
-    for name in missing:
-        module.warn('namespaces: %s does not exist: nothing of it is backed up' % name)
-
-    encrypted = 'client' if p.get('encryption_key') else 'server' if p['encryption'] != 'none' else 'none'
-    if encrypted == 'none' and collected.counts.get('secrets') and not p['secrets_in_clear']:
-        module.fail_json(msg='the backup holds %d Secrets and would store them in clear text: give encryption_key or encryption, '
-                             'or set secrets_in_clear=true; nothing was uploaded' % collected.counts['secrets'], api_calls=module.api_calls())
-    key = prefix + resources.backup_name(now) + (resources.ENCRYPTED_SUFFIX if p.get('encryption_key') else resources.ARCHIVE_SUFFIX)
-    index = {'format': resources.FORMAT_VERSION, 'created': now.isoformat(), 'source': source, 'objects': len(collected.entries),
-             'kinds': {resource.key: {'apiVersion': resource.api_version, 'kind': resource.kind, 'count': collected.counts[resource.key]}
-                       for resource in kinds + [NAMESPACES]},
-             'namespaces': {name: dict(counts) for name, counts in sorted(collected.per_namespace.items())},
-             'left_out': dict(Counter(resources.reason_code(item['reason']) for item in collected.left_out))}
-    result = {'backup': key, 'url': 's3://%s/%s' % (bucket, key), 'counts': dict(collected.counts), 'namespaces': index['namespaces'],
-              'left_out': collected.left_out, 'left_out_counts': index['left_out'], 'unserved': [{'kind': k, 'reason': r} for k, r in unserved],
-              'encrypted': encrypted, 'size': 0, 'expired': [], 'reason': None}
-    try:
-        s3_client = s3.client(p)
-        if not module.check_mode:
-            result['size'] = upload(s3_client, bucket, key, p, index, collected.entries)
-        if p.get('policy'):
-            result['expired'] = expire(module, s3_client, bucket, prefix, key, now)
-    except s3.S3Error as exc:
-        # A store without server-side encryption refuses the upload: say what keeps Secrets out of clear text there.
-        hint = ' (a store without server-side encryption: encryption=none with an encryption_key)' if encrypted == 'server' and not result['size'] else ''
-        module.fail_json(msg='%s; %s%s' % (exc, 'the backup was written' if result['size'] else 'nothing was uploaded', hint),
-                         exception=traceback.format_exc(), api_calls=module.api_calls(), **result)
-    # A backup was (in check mode, would be) written.
-    result['changed'] = True
-    module.exit_json(api_calls=module.api_calls(), **result)
+    run_module()
 
 
 if __name__ == '__main__':

@@ -12,6 +12,15 @@ author: kubesnap contributors (@kubesnap)
 description:
   - Restores the backup O(backup) under O(url), or the newest one there - chosen by the time in its
     C(backup_YYYYMMDDTHHMMSSZ) name; every other key under the prefix is ignored.
+  - kube-backup's own backups (C(backup_YYYYMMDDTHHMMSSZ.tgz) holding C(00-ns.json) and C(01-dump.json), streams of
+    JSON objects) are restored too, newest by name among ours, with the same guard and the same rules - objects are
+    stripped as a backup of ours is (a Service's old cluster IPs and node ports are left out), cluster-scoped kinds and
+    objects without a namespace are refused, O(exclude_namespaces) and O(existing) apply.
+  - Every namespace and object name is checked before the first write (and O(flag_namespace), O(namespaces),
+    O(exclude_namespaces) before anything is read). A Secret of type C(kubernetes.io/service-account-token) is never
+    restored (backups never hold one; the cluster issues them) and is reported V(skipped).
+  - A PersistentVolumeClaim is restored unbound (no C(spec.volumeName), no bind annotations, whatever the backup
+    holds), so its storage class provisions it anew; RV(objects[].volume) says so per claim.
   - The whole archive is downloaded, decrypted and read before anything is applied, so a corrupt archive or a
     wrong O(encryption_key) writes nothing.
   - Order - namespaces, then service accounts, secrets and config maps (and what else pods mount or RBAC), then
@@ -21,7 +30,8 @@ description:
     the fields it sets. Objects of the O(flag_namespace) and of O(exclude_namespaces) are never restored.
   - An archive is refused whole, before anything is applied, when an object's path is not
     C(<namespace>/<kind>/<name>.yaml) of that very object (its namespace, served kind and name) or when it holds a
-    cluster-scoped object other than a Namespace at C(<namespace>/namespaces/<namespace>.yaml).
+    cluster-scoped object other than a Namespace at C(<namespace>/00-namespace.yaml) (C(<namespace>/namespaces/<namespace>.yaml)
+    in backups of format 1).
   - Every object is tried; one failure does not stop the others. The task fails at the end listing the failed objects
     with the server's message.
   - With O(guard=true), kube-backup's start-up guard - the flag namespace exists, do nothing; no backup, do nothing;
@@ -37,8 +47,10 @@ options:
     required: true
   backup:
     description:
-      - Name of the backup under the prefix (V(backup_20261130T120000Z), with or without its C(.tar.gz) or C(.tar.gz.enc)
-        suffix). The newest backup by the time in its name when not given.
+      - The backup to restore - the key k8s_resource_backup returned (its RV(kubesnap.snapshots.k8s_resource_backup#module:backup)),
+        its V(s3://) url, or its name under the prefix (V(backup_20261130T120000Z), with or without its C(.tar.gz),
+        C(.tar.gz.enc) or C(.tgz) suffix). It must be directly under O(url). The newest backup by the time in its
+        name when not given.
       - A backup dated more than five minutes after now is never chosen as the newest (warned about) and refused when named.
     type: str
   guard:
@@ -71,7 +83,9 @@ options:
     elements: str
     default: [kube-system, kube-public, kube-node-lease]
   kinds:
-    description: Restore only these kinds (names as in k8s_resource_backup's O(kubesnap.snapshots.k8s_resource_backup#module:kinds)).
+    description:
+      - Restore only these kinds (names as in k8s_resource_backup's O(kubesnap.snapshots.k8s_resource_backup#module:kinds)).
+        Every kind of the backup when not given; an empty list is refused.
     type: list
     elements: str
   encryption_key:
@@ -129,6 +143,11 @@ backup_time:
   returned: when a backup was chosen
   type: str
   sample: '2026-11-30T12:00:00+00:00'
+backup_format:
+  description: What wrote the backup - V(2) or V(1) (k8s_resource_backup's formats) or V(kube-backup) (its script's C(.tgz)).
+  returned: when a backup was read
+  type: str
+  sample: '2'
 reason:
   description:
     - Why nothing was restored (the guard's answer), or null.
@@ -164,9 +183,15 @@ objects:
     reason:
       description:
         - Why it was skipped or failed (the server's message), or null. V(exists) - O(existing=skip) left it;
-          V(unchanged) - O(existing=update) applied it and nothing changed (so a repeated restore reports no change).
+          V(unchanged) - O(existing=update) applied it and nothing changed (so a repeated restore reports no change);
+          a service account token is never restored.
       type: str
       sample: exists
+    volume:
+      description: How a restored PersistentVolumeClaim gets its volume.
+      returned: for claims created or updated
+      type: str
+      sample: provisioned anew by storage class standard
 counts:
   description: Objects per state.
   returned: always
@@ -185,14 +210,10 @@ api_calls:
 '''
 
 
-from ansible_collections.kubesnap.snapshots.plugins.module_utils import encryption, resource_store, resources, s3  # noqa: E402
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.cycle import run_parallel  # noqa: E402
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import resource_restore, resources, s3  # noqa: E402
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError  # noqa: E402
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import AUTH_SPEC, MSG_ITEMS, KubesnapModule  # noqa: E402
-
-NAMESPACES = resources.Resource('', 'v1', 'namespaces', 'Namespace', False)
-APPLY = 'application/apply-patch+yaml'
-STATES = ('created', 'updated', 'skipped', 'failed')
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import AUTH_SPEC, KubesnapModule  # noqa: E402
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.resource_store import ResourceError  # noqa: E402
 
 
 def argument_spec():
@@ -215,214 +236,26 @@ def argument_spec():
     return spec
 
 
-def choose(module, s3_client, bucket, prefix, now):
-    """(key, time) of the backup to restore, or (None, None) when there is none; never one dated in the future."""
-    backups = resource_store.list_backups(s3_client, bucket, prefix)
-    current, future = resources.split_future(backups, now)
-    name = module.params.get('backup')
-    if not name:
-        for key in future:
-            module.warn('s3://%s/%s is dated in the future: not taken as the newest backup' % (bucket, key))
-        key = resources.newest(current)
-        return key, current.get(key)
-    for key, when in sorted(backups.items()):
-        base = key[len(prefix):]
-        if name in (base, base.split('.', 1)[0]):
-            if key in future:
-                module.fail_json(msg='backup: s3://%s/%s is dated %s, later than now (%s): refusing a backup from the future; '
-                                     'nothing was restored' % (bucket, key, when.isoformat(), now.isoformat()))
-            return key, when
-    module.fail_json(msg='backup: no backup %r under s3://%s/%s (%d backups there)' % (name, bucket, prefix, len(backups)))
-    return None, None
-
-
-def flag_exists(client, name):
-    try:
-        client.get(NAMESPACES.path(name=name))
-    except KubeError as exc:
-        if exc.status == 404:
-            return False
-        raise
-    return True
-
-
-def existing_names(client, served_kinds):
-    """{resource key: {(namespace, name): resourceVersion}} of the kinds to restore: one paged list per kind."""
-    def names(resource):
-        def identity(item):
-            metadata = item.get('metadata') or {}
-            # A namespace is archived under its own name: <namespace>/namespaces/<namespace>.yaml.
-            return ((metadata.get('namespace') if resource.namespaced else metadata.get('name')), metadata.get('name')), metadata.get('resourceVersion')
-        return dict(client.list_all(resource.path(), transform=identity))
-    found = {}
-    for resource, listed, error in run_parallel(names, served_kinds, 8):
-        if error is not None:
-            raise error
-        found[resource.key] = listed
-    return found
-
-
-def planned(entries, served, params):
-    """([(path, object, resource)] within the filters, in apply order, [excluded namespaces met]); the flag namespace's
-    objects never. ValueError naming the object when the archive holds one that may not be restored: nothing is applied."""
-    wanted_namespaces = set(params.get('namespaces') or ())
-    excluded = set(params.get('exclude_namespaces') or ())
-    kinds = None
-    if params.get('kinds'):
-        chosen, unknown = resources.resolve(params['kinds'], served + [NAMESPACES])
-        if unknown:
-            raise ValueError('kinds: %s' % '; '.join('%s: %s' % pair for pair in unknown))
-        kinds = {resource.key for resource in chosen}
-    kept, refused, skipped_namespaces = [], [], set()
-    for path, obj in entries:
-        namespace, key, _name = path.split('/')
-        resource = NAMESPACES if obj['kind'] == 'Namespace' and obj['apiVersion'] == 'v1' else resources.resource_of(obj, served)
-        problem = resources.served_problem(path, obj, resource)
-        if problem:
-            refused.append('%s: %s' % (path, problem))
-            continue
-        if namespace == params['flag_namespace'] or (wanted_namespaces and namespace not in wanted_namespaces):
-            continue
-        if namespace in excluded:
-            skipped_namespaces.add(namespace)
-            continue
-        if kinds is not None and key not in kinds and key != resources.NAMESPACES_KEY:
-            continue
-        kept.append((path, obj, resource))
-    if refused:
-        raise ValueError('the backup holds %d objects that may not be restored: %s' % (len(refused), '; '.join(refused[:MSG_ITEMS])))
-    return resources.restore_order(kept), sorted(skipped_namespaces)
-
-
-def unchanged(listed_version, live, applied):
-    """Whether an apply left an existing object as it was: its resourceVersion, or in check mode (a dry run writes
-    nothing, so keeps it) the object read before against the dry run's answer, bookkeeping aside."""
-    def content(obj):
-        metadata = {name: value for name, value in (obj.get('metadata') or {}).items() if name not in ('managedFields', 'resourceVersion')}
-        return dict(obj, metadata=metadata)
-    if live is not None:
-        return content(live) == content(applied)
-    return (applied.get('metadata') or {}).get('resourceVersion') == listed_version
-
-
-def apply_all(module, plan, existing):
-    """Per object result dicts, in apply order; ranks one after the other, objects of a rank in parallel."""
-    p = module.params
-    namespaces_now = existing.get('namespaces', set())
-    dry_run = 'All' if module.check_mode else None
-    create_query = {'fieldManager': resources.FIELD_MANAGER, 'dryRun': dry_run}
-    apply_query = dict(create_query, force='true')
-
-    def apply(entry):
-        path, obj, resource = entry
-        namespace, key, name = path.split('/')[0], path.split('/')[1], obj['metadata']['name']
-        result = {'namespace': namespace, 'kind': resource.key if resource else key, 'name': name, 'state': 'failed', 'reason': None}
-        if resource is None:
-            result['reason'] = 'the server does not serve %s %s' % (obj['apiVersion'], obj['kind'])
-            return result
-        there = (namespace, name) in existing.get(resource.key, ())
-        if there and p['existing'] == 'skip':
-            result.update(state='skipped', reason='exists')
-            return result
-        if module.check_mode and resource.namespaced and (namespace, namespace) not in namespaces_now:
-            result.update(state='created', reason='not checked by the apiserver: its namespace does not exist yet')
-            return result
-        body = dict(obj, metadata=dict(obj['metadata'], namespace=namespace) if resource.namespaced else obj['metadata'])
-        scope = namespace if resource.namespaced else None
-        try:
-            if p['existing'] == 'skip':
-                # A create, never an apply: an object made since the list above is left as it is.
-                module.client.request('POST', resource.path(scope), create_query, body)
-            else:
-                live = module.client.get(resource.path(scope, name)) if there and module.check_mode else None
-                applied = module.client.request('PATCH', resource.path(scope, name), apply_query, body, APPLY)
-                if there and unchanged(existing[resource.key][namespace, name], live, applied):
-                    result.update(state='skipped', reason='unchanged')
-                    return result
-        except KubeError as exc:
-            if exc.status == 409 and p['existing'] == 'skip':
-                result.update(state='skipped', reason='exists')
-                return result
-            result['reason'] = exc.message
-            return result
-        result['state'] = 'updated' if there else 'created'
-        return result
-
-    results = []
-    for rank in sorted({resources.rank_of(entry) for entry in plan}):
-        group = [entry for entry in plan if resources.rank_of(entry) == rank]
-        for _entry, result, error in run_parallel(apply, group, p['concurrency']):
-            if error is not None:
-                raise error
-            results.append(result)
-    return results
-
-
-def check_options(module):
-    p = module.params
-    if p.get('max_age'):
-        try:
-            resource_store.parse_age(p['max_age'])
-        except ValueError as exc:
-            module.fail_json(msg='max_age: %s' % exc)
-    return resource_store.checked_location(module)
-
-
-def main():
+def run_module():
     module = KubesnapModule(argument_spec=argument_spec(), required_if=s3.S3_REQUIRED_IF)
     p = module.params
-    bucket, prefix = check_options(module)
-    now = module.now()
-    result = {'changed': False, 'backup': None, 'reason': None, 'objects': [], 'counts': dict.fromkeys(STATES, 0), 'flag_created': False}
-
-    def done(reason):
-        result['reason'] = reason
-        module.exit_json(api_calls=module.api_calls(), **result)
-
     try:
-        if p['guard'] and flag_exists(module.client, p['flag_namespace']):
-            done('flag namespace %s exists; a restore already happened on this cluster' % p['flag_namespace'])
-        s3_client = s3.client(p)
-        key, when = choose(module, s3_client, bucket, prefix, now)
-        if key is None:
-            if p['guard']:
-                done('no backup under s3://%s/%s; nothing to restore' % (bucket, prefix))
-            module.fail_json(msg='no backup under s3://%s/%s' % (bucket, prefix), **result)
-        result.update(backup=key, backup_time=when.isoformat())
-        if p.get('max_age') and when < now - resource_store.parse_age(p['max_age']):
-            module.fail_json(msg='%s backup s3://%s/%s is from %s, older than max_age %s: stale, nothing was restored'
-                             % ('the given' if p.get('backup') else 'the newest', bucket, key, when.isoformat(), p['max_age']), **result)
-        _index, entries = resource_store.fetch(s3_client, bucket, key, p.get('encryption_key'))
-    except (s3.S3Error, encryption.DecryptionError, resources.ArchiveError) as exc:
-        module.fail_json(msg='%s; nothing was restored' % exc, api_calls=module.api_calls(), **result)
-    except KubeError as exc:
-        module.fail_api(exc)
-
-    try:
-        served = resources.discover(module.client)
-        try:
-            plan, excluded = planned(entries, served, p)
-        except ValueError as exc:
-            module.fail_json(msg='%s; nothing was restored' % exc, **result)
-        for name in excluded:
-            module.warn('namespace %s is in exclude_namespaces: nothing of it was restored' % name)
-        kinds = {resource for _rank, _obj, resource in plan if resource is not None} | {NAMESPACES}
-        existing = existing_names(module.client, sorted(kinds, key=lambda r: r.key))
-        result['objects'] = apply_all(module, plan, existing)
-        for item in result['objects']:
-            result['counts'][item['state']] += 1
-        failed = ['%s/%s/%s: %s' % (o['namespace'], o['kind'], o['name'], o['reason']) for o in result['objects'] if o['state'] == 'failed']
-        result['changed'] = bool(result['counts']['created'] + result['counts']['updated'])
-        if not failed and not module.check_mode and not flag_exists(module.client, p['flag_namespace']):
-            module.client.create(NAMESPACES.path(), {'apiVersion': 'v1', 'kind': 'Namespace', 'metadata': {'name': p['flag_namespace']}})
-            result.update(flag_created=True, changed=True)
+        bucket, prefix = resource_restore.check_options(p)
+        restore_plan = resource_restore.plan(module.client, s3.client(p), p, bucket, prefix, module.now(), module.warn)
+        result, failed = resource_restore.act(module.client, restore_plan, p, module.check_mode)
+    except ResourceError as exc:
+        module.fail_json(msg=str(exc), api_calls=module.api_calls(), **exc.result)
+    except s3.S3Error as exc:
+        module.fail_json(msg='%s; nothing was restored' % exc, api_calls=module.api_calls())
     except KubeError as exc:
         module.fail_api(exc)
     if failed:
-        shown = failed[:MSG_ITEMS] + (['and %d more (see objects)' % (len(failed) - MSG_ITEMS)] if len(failed) > MSG_ITEMS else [])
-        module.fail_json(msg='%d objects could not be restored (the flag namespace was not created): %s' % (len(failed), '; '.join(shown)),
-                         api_calls=module.api_calls(), **result)
+        module.fail_json(msg=resource_restore.failure_message(failed), api_calls=module.api_calls(), **result)
     module.exit_json(api_calls=module.api_calls(), **result)
+
+
+def main():
+    run_module()
 
 
 if __name__ == '__main__':

@@ -11,8 +11,10 @@ import json
 import os
 import random
 import secrets
+import shutil
 import subprocess
 import sys
+import tarfile
 import uuid
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from kubernetes import client
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import k8s, resources
 
 from .cluster_helpers import wait_for
+from .kubectl import kubectl
 from .modules import COLLECTIONS, run_module
 from .s3_helpers import s3_params
 from .test_s3 import client_for
@@ -405,3 +408,178 @@ def test_a_backup_dated_in_the_future_neither_expires_the_others_nor_stops_new_o
     assert not chosen.get('failed') and chosen['backup'] == made['backup'], chosen
     named = restore(cluster.kubeconfig, moto_server, bucket, flag, check=True, backup='backup_29991231T235959Z')
     assert named['failed'] and 'refusing a backup from the future' in named['msg'], named
+
+
+def test_the_key_the_url_and_the_name_a_backup_returns_all_restore_it(cluster, namespaces, moto_server, bucket, flag):
+    made = backup(cluster.kubeconfig, moto_server, bucket, namespaces[:1])
+    assert not made.get('failed'), made
+    name = made['backup'].rsplit('/', 1)[1]
+    for asked in (made['backup'], made['url'], name, name.split('.', 1)[0]):
+        chosen = restore(cluster.kubeconfig, moto_server, bucket, flag, check=True, backup=asked)
+        assert not chosen.get('failed') and chosen['backup'] == made['backup'], (asked, chosen.get('msg'))
+    elsewhere = restore(cluster.kubeconfig, moto_server, bucket, flag, check=True, backup=f's3://other-{bucket}/{made["backup"]}')
+    assert elsewhere['failed'] and f'is in bucket other-{bucket}, not in url s3://{bucket}/cluster/' in elsewhere['msg']
+
+
+def test_a_restored_claim_binds_to_a_new_volume_never_lost(cluster, kube, namespaces, moto_server, bucket, flag):
+    namespace = namespaces[0]
+    old = kube.create_pvc(namespace, 'data')
+    assert old.metadata.annotations.get('pv.kubernetes.io/bind-completed') and old.spec.volume_name
+    made = backup(cluster.kubeconfig, moto_server, bucket, [namespace], kinds=[], extra_kinds=['persistentvolumeclaims'])
+    assert not made.get('failed') and made['counts']['persistentvolumeclaims'] == 1, made
+    delete_and_wait(kube, [namespace])
+    restored = restore(cluster.kubeconfig, moto_server, bucket, flag, namespaces=[namespace])
+    assert not restored.get('failed'), restored
+    [claim] = [o for o in restored['objects'] if o['kind'] == 'persistentvolumeclaims']
+    assert claim['state'] == 'created' and claim['volume'] == f'provisioned anew by storage class {old.spec.storage_class_name}'
+    bound = kube.wait_pvc_bound(namespace, 'data')
+    assert bound.spec.volume_name != old.spec.volume_name and bound.status.phase == 'Bound'
+
+
+def test_a_backup_made_before_claims_were_stored_unbound_restores_them_unbound(cluster, kube, namespaces, moto_server, bucket, flag):
+    namespace = namespaces[0]
+    old = kube.create_pvc(namespace, 'data')
+    claim = {'apiVersion': 'v1', 'kind': 'PersistentVolumeClaim',
+             'metadata': {'name': 'data', 'namespace': namespace, 'annotations': dict(old.metadata.annotations)},
+             'spec': {'accessModes': ['ReadWriteOnce'], 'resources': {'requests': {'storage': '1Mi'}},
+                      'storageClassName': old.spec.storage_class_name, 'volumeName': old.spec.volume_name}}
+    buffer = io.BytesIO()
+    resources.write_archive(buffer, {'format': 1, 'objects': 2}, [(f'{namespace}/namespaces/{namespace}.yaml', namespace_object(namespace)),
+                                                                  (f'{namespace}/persistentvolumeclaims/data.yaml', claim)])
+    client_for(moto_server).put_object(Bucket=bucket, Key='cluster/backup_20261101T120000Z.tar.gz', Body=buffer.getvalue())
+    delete_and_wait(kube, [namespace])
+    restored = restore(cluster.kubeconfig, moto_server, bucket, flag, namespaces=[namespace])
+    assert not restored.get('failed'), restored
+    assert kube.wait_pvc_bound(namespace, 'data').spec.volume_name != old.spec.volume_name
+
+
+def namespace_object(name):
+    return {'apiVersion': 'v1', 'kind': 'Namespace', 'metadata': {'name': name}}
+
+
+def test_a_bad_flag_namespace_is_refused_before_anything_is_written(cluster, kube, namespaces, moto_server, bucket):
+    made = backup(cluster.kubeconfig, moto_server, bucket, namespaces[:1])
+    assert not made.get('failed'), made
+    delete_and_wait(kube, namespaces[:1])
+    for guard in (False, True):
+        refused = restore(cluster.kubeconfig, moto_server, bucket, 'Bad_NS!', guard=guard)
+        assert refused['failed'] and "flag_namespace: 'Bad_NS!' is not a valid namespace name" in refused['msg'], refused
+        assert namespaces[0] not in {ns.metadata.name for ns in kube.core.list_namespace().items}
+
+
+def test_a_service_account_token_in_a_backup_is_skipped_and_reported(cluster, kube, namespaces, moto_server, bucket, flag):
+    namespace = namespaces[0]
+    token = {'apiVersion': 'v1', 'kind': 'Secret', 'type': 'kubernetes.io/service-account-token',
+             'metadata': {'name': 'planted', 'namespace': namespace, 'annotations': {'kubernetes.io/service-account.name': 'default'}}}
+    plain = {'apiVersion': 'v1', 'kind': 'ConfigMap', 'metadata': {'name': 'cfg', 'namespace': namespace}, 'data': {'a': '1'}}
+    buffer = io.BytesIO()
+    resources.write_archive(buffer, {'format': 2, 'objects': 2}, [(f'{namespace}/secrets/planted.yaml', token),
+                                                                  (f'{namespace}/configmaps/cfg.yaml', plain)])
+    client_for(moto_server).put_object(Bucket=bucket, Key='cluster/backup_20261101T120000Z.tar.gz', Body=buffer.getvalue())
+    restored = restore(cluster.kubeconfig, moto_server, bucket, flag, namespaces=[namespace])
+    assert not restored.get('failed'), restored
+    states = {(o['kind'], o['name']): (o['state'], o['reason']) for o in restored['objects']}
+    assert states == {('secrets', 'planted'): ('skipped', 'service account token: issued by the cluster, never restored'),
+                      ('configmaps', 'cfg'): ('created', None)}
+    assert not [s for s in kube.core.list_namespaced_secret(namespace).items if s.metadata.name == 'planted']
+
+
+def test_kubectl_applies_an_extracted_backup_whole_and_one_namespace_folder(cluster, kube, api, namespaces, moto_server, bucket, tmp_path):
+    first, second = namespaces
+    populate(api, first, second)
+    made = backup(cluster.kubeconfig, moto_server, bucket, namespaces, encryption='none', secrets_in_clear=True)
+    assert not made.get('failed'), made
+    (tmp_path / 'backup.tar.gz').write_bytes(stored(moto_server, bucket, made['backup']))
+    tree = tmp_path / 'tree'
+    tree.mkdir()
+    subprocess.run(['tar', '-xzf', str(tmp_path / 'backup.tar.gz'), '-C', str(tree)], check=True)
+    delete_and_wait(kube, namespaces)
+
+    whole = kubectl(cluster.kubeconfig, 'apply', '-R', '-f', str(tree), check=False)
+    assert whole.returncode == 0, whole.stdout + whole.stderr
+    assert kube.core.read_namespaced_config_map('cfg', first).data == {'a': '1'}
+    assert kube.core.read_namespaced_secret('other', second)
+
+    delete_and_wait(kube, [second])
+    one = kubectl(cluster.kubeconfig, 'apply', '-R', '-f', str(tree / second), check=False)
+    assert one.returncode == 0, one.stdout + one.stderr
+    assert one.stdout.splitlines()[0] == f'namespace/{second} created', one.stdout
+    assert kube.core.read_namespaced_config_map('other', second).data == {'b': '2'}
+
+
+KUBE_BACKUP_DELETED = ('.metadata.uid', '.metadata.selfLink', '.metadata.resourceVersion', '.metadata.creationTimestamp',
+                       '.metadata.generation', '.status', '.spec.clusterIP', '.spec.template.spec.dnsPolicy',
+                       '.spec.template.spec.terminationGracePeriodSeconds', '.spec.template.spec.securityContext')
+# kube-backup's kinds: svc, ingress, rc, secrets, configmap, deployment, ds, statefulset.
+KUBE_BACKUP_KINDS = (('v1', 'services', 'Service'), ('networking.k8s.io/v1', 'ingresses', 'Ingress'),
+                     ('v1', 'replicationcontrollers', 'ReplicationController'), ('v1', 'secrets', 'Secret'), ('v1', 'configmaps', 'ConfigMap'),
+                     ('apps/v1', 'deployments', 'Deployment'), ('apps/v1', 'daemonsets', 'DaemonSet'), ('apps/v1', 'statefulsets', 'StatefulSet'))
+
+
+def kubectl_list(api, api_version, plural, kind, namespaces):
+    """What `kubectl get <kind> --all-namespaces -o json` prints, of the given namespaces: a List whose items carry their kind."""
+    items = [dict(item, apiVersion=api_version, kind=kind) for item in api.get(k8s.resource_path(api_version, plural))['items']
+             if (item['metadata'].get('namespace') or item['metadata']['name']) in namespaces]
+    return json.dumps({'apiVersion': 'v1', 'kind': 'List', 'items': items})
+
+
+def jq(document, program):
+    done = subprocess.run(['jq', program], input=document, capture_output=True, text=True, check=True)
+    return done.stdout
+
+
+def kube_backup_archive(api, namespaces, directory):
+    """A backup made as kube-backup's script makes it: 00-ns.json and 01-dump.json printed by jq, `tar czf -C dir .`."""
+    deleted = 'del(%s)' % ', '.join(KUBE_BACKUP_DELETED)
+    directory.mkdir()
+    (directory / '00-ns.json').write_text(jq(kubectl_list(api, 'v1', 'namespaces', 'Namespace', namespaces), f'.items[] | {deleted}'))
+    dump = ''.join(jq(kubectl_list(api, version, plural, kind, namespaces),
+                      f'.items[] | select(.type != "kubernetes.io/service-account-token") | {deleted}')
+                   for version, plural, kind in KUBE_BACKUP_KINDS)
+    (directory / '01-dump.json').write_text(dump)
+    archive = directory.with_suffix('.tgz')
+    subprocess.run(['tar', 'czf', str(archive), '-C', str(directory), '.'], check=True)
+    return archive.read_bytes()
+
+
+@pytest.mark.skipif(not shutil.which('jq'), reason='jq (Debian package jq) makes the kube-backup fixture as kube-backup does')
+def test_kube_backups_own_backups_restore_through_the_playbook(cluster, kube, api, namespaces, moto_server, bucket, flag, tmp_path):
+    first, second = namespaces
+    populate(api, first, second)
+    protected = 'kube-public'
+    planted = {'apiVersion': 'v1', 'kind': 'ConfigMap', 'metadata': {'name': f'kb-{flag}', 'namespace': protected}, 'data': {'x': 'y'}}
+    s3c = client_for(moto_server)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    older = kube_backup_archive(api, namespaces, tmp_path / 'older')
+    api.request('PATCH', k8s.resource_path('v1', 'configmaps', first, 'cfg'), None, {'data': {'a': 'newest'}}, 'application/merge-patch+json')
+    newest = kube_backup_archive(api, namespaces, tmp_path / 'newest')
+    # One object of a namespace the restore protects, as a dump of kube-backup's would hold it.
+    with tarfile.open(tmp_path / 'newest.tgz', 'r:gz') as archive:
+        assert sorted(archive.getnames()) == ['.', './00-ns.json', './01-dump.json']
+        assert archive.extractfile('./01-dump.json').read().decode().startswith('{\n  "apiVersion": ')
+    (tmp_path / 'newest' / '01-dump.json').write_text((tmp_path / 'newest' / '01-dump.json').read_text() + json.dumps(planted, indent=2) + '\n')
+    subprocess.run(['tar', 'czf', str(tmp_path / 'newest.tgz'), '-C', str(tmp_path / 'newest'), '.'], check=True)
+    newest = (tmp_path / 'newest.tgz').read_bytes()
+    for age, body in ((timedelta_minutes(130), older), (timedelta_minutes(20), newest)):
+        s3c.put_object(Bucket=bucket, Key=f'kb/{resources.backup_name(now - age)}.tgz', Body=body)
+    delete_and_wait(kube, namespaces)
+
+    stale = run_playbook('resource_restore', cluster, moto_server, S3TARGET=f's3://{bucket}/kb', MAXRESTOREAGE='10', RESOURCE_FLAG_NAMESPACE=flag)
+    assert stale.returncode != 0 and 'older than max_age PT10M: stale, nothing was restored' in stale.stdout, stale.stdout[-3000:]
+    done = run_playbook('resource_restore', cluster, moto_server, S3TARGET=f's3://{bucket}/kb', MAXRESTOREAGE='60', RESOURCE_FLAG_NAMESPACE=flag)
+    assert done.returncode == 0, done.stdout[-5000:]
+    assert f'namespace {protected} is in exclude_namespaces' in done.stdout
+    assert kube.core.read_namespaced_config_map('cfg', first).data == {'a': 'newest'}
+    assert kube.core.read_namespaced_secret('db', first) and not [s for s in kube.core.list_namespaced_secret(first).items if s.metadata.name == 'tok']
+    services = {s.metadata.name: s.spec for s in kube.core.list_namespaced_service(first).items}
+    assert services['headless'].cluster_ip == 'None' and services['web'].cluster_ip not in (None, 'None')
+    assert api.get(k8s.resource_path('apps/v1', 'deployments', first, 'api'))['spec']['replicas'] == 1
+    assert kube.core.read_namespaced_config_map('other', second).data == {'b': '2'}
+    assert not [c for c in kube.core.list_namespaced_config_map(protected).items if c.metadata.name == planted['metadata']['name']]
+    kube.core.read_namespace(flag)
+    again = run_playbook('resource_restore', cluster, moto_server, S3TARGET=f's3://{bucket}/kb', MAXRESTOREAGE='60', RESOURCE_FLAG_NAMESPACE=flag)
+    assert again.returncode == 0 and f'flag namespace {flag} exists' in again.stdout
+
+
+def timedelta_minutes(minutes):
+    return datetime.timedelta(minutes=minutes)

@@ -133,7 +133,7 @@ def test_the_archive_round_trips_and_corruption_is_named():
     assert index['objects'] == 2 and read == entries
     with pytest.raises(resources.ArchiveError, match='b/x is not a readable tar.gz'):
         resources.read_archive(io.BytesIO(data[:len(data) // 2]), 'b/x')
-    with pytest.raises(resources.ArchiveError, match='no index.yaml'):
+    with pytest.raises(resources.ArchiveError, match='has no kubesnap-index.txt of format 1 or 2'):
         buffer = io.BytesIO()
         resources.write_archive(buffer, {'format': 99, 'objects': 2}, entries)
         resources.read_archive(io.BytesIO(buffer.getvalue()), 'b/x')

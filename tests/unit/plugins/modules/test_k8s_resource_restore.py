@@ -7,7 +7,8 @@ import pytest
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import resources
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.resources import Resource
-from ansible_collections.kubesnap.snapshots.plugins.modules.k8s_resource_restore import argument_spec, planned, unchanged
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.resource_restore import planned, unchanged
+from ansible_collections.kubesnap.snapshots.plugins.modules.k8s_resource_restore import argument_spec
 
 CONFIGMAPS = Resource('', 'v1', 'configmaps', 'ConfigMap', True, ('list',), 'configmap', ('cm',))
 SECRETS = Resource('', 'v1', 'secrets', 'Secret', True, ('list',), 'secret')
