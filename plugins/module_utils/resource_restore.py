@@ -106,13 +106,36 @@ def existing_names(client, served_kinds):
     return found
 
 
+def kube_backup_path(obj, resource):
+    """The member_path of an object of a kube-backup file, from what it is (its served resource, else its kind)."""
+    metadata = obj['metadata']
+    if obj['kind'] == 'Namespace' and obj['apiVersion'] == 'v1':
+        return resources.member_path(metadata['name'], resources.NAMESPACES_KEY, metadata['name'])
+    group = obj['apiVersion'].rpartition('/')[0]
+    key = resource.key if resource is not None else obj['kind'].lower() + ('.' + group if group else '')
+    return resources.member_path(metadata['namespace'], key, metadata['name'])
+
+
+def from_kube_backup(obj, resource):
+    """An object of a kube-backup file as k8s_resource_backup would have stored it: kube-backup deletes a Service's
+    clusterIP but keeps clusterIPs and node ports, which belong to the old cluster (a headless Service stays one)."""
+    if resource is None:
+        return obj
+    headless = resource.key == 'services' and isinstance(obj.get('spec'), dict) and \
+        (obj['spec'].get('clusterIP') == 'None' or obj['spec'].get('clusterIPs') == ['None'])
+    stripped = resources.strip(obj, resource)
+    if headless:
+        stripped['spec'] = dict(stripped['spec'], clusterIP='None', clusterIPs=['None'])
+    return stripped
+
+
 def kube_backup_entries(objects, served):
     """[(path, object)] of the objects of a kube-backup archive, filed where a backup of ours would hold them and
     stripped as ours are; what may not be restored is then refused by `planned` like anything else."""
     entries = []
     for _none, obj in objects:
         resource = NAMESPACES if obj['kind'] == 'Namespace' and obj['apiVersion'] == 'v1' else resources.resource_of(obj, served)
-        entries.append((resources.kube_backup_path(obj, resource), resources.from_kube_backup(obj, resource)))
+        entries.append((kube_backup_path(obj, resource), from_kube_backup(obj, resource)))
     return entries
 
 

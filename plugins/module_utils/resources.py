@@ -524,29 +524,6 @@ def kube_backup_problem(obj):
     return None
 
 
-def kube_backup_path(obj, resource):
-    """The member_path of an object of a kube-backup file, from what it is (its served resource, else its kind)."""
-    metadata = obj['metadata']
-    if obj['kind'] == 'Namespace' and obj['apiVersion'] == 'v1':
-        return member_path(metadata['name'], NAMESPACES_KEY, metadata['name'])
-    group = obj['apiVersion'].rpartition('/')[0]
-    key = resource.key if resource is not None else obj['kind'].lower() + ('.' + group if group else '')
-    return member_path(metadata['namespace'], key, metadata['name'])
-
-
-def from_kube_backup(obj, resource):
-    """An object of a kube-backup file as k8s_resource_backup would have stored it: kube-backup deletes a Service's
-    clusterIP but keeps clusterIPs and node ports, which belong to the old cluster (a headless Service stays one)."""
-    if resource is None:
-        return obj
-    headless = resource.key == 'services' and isinstance(obj.get('spec'), dict) and \
-        (obj['spec'].get('clusterIP') == 'None' or obj['spec'].get('clusterIPs') == ['None'])
-    stripped = strip(obj, resource)
-    if headless:
-        stripped['spec'] = dict(stripped['spec'], clusterIP='None', clusterIPs=['None'])
-    return stripped
-
-
 def _unpack(fileobj, target, name):
     """Decompress the gzip stream into `target`, refusing one that unpacks to more than MAX_ARCHIVE_BYTES."""
     total = 0

@@ -260,6 +260,8 @@ def test_bad_input_is_named(cluster, namespaces, moto_server, bucket):
     assert any('kinds: widgets: the server does not serve this kind' in str(w) for w in unknown['warnings'])
     only = backup(cluster.kubeconfig, moto_server, bucket, namespaces, kinds=['widgets'])
     assert only['failed'] and 'kinds: none of widgets is served' in only['msg']
+    empty = backup(cluster.kubeconfig, moto_server, bucket, namespaces, kinds=[])
+    assert empty['failed'] and empty['msg'] == 'kinds: no kind to back up (kinds and extra_kinds are both empty); nothing was uploaded', empty
     absent = backup(cluster.kubeconfig, moto_server, 'no-such-bucket-' + secrets.token_hex(4), namespaces)
     assert absent['failed'] and 'no-such-bucket' in absent['msg'] and 'nothing was uploaded' in absent['msg']
     unreachable = run_module('k8s_resource_backup', str(cluster.kubeconfig), **s3_params('http://127.0.0.1:9', url=f's3://{bucket}/x/', namespaces=namespaces))
@@ -484,7 +486,7 @@ def test_a_service_account_token_in_a_backup_is_skipped_and_reported(cluster, ku
     assert not [s for s in kube.core.list_namespaced_secret(namespace).items if s.metadata.name == 'planted']
 
 
-def test_kubectl_applies_an_extracted_backup_whole_and_one_namespace_folder(cluster, kube, api, namespaces, moto_server, bucket, tmp_path):
+def test_kubectl_applies_an_extracted_backup_whole_and_one_namespace_folder(cluster, kube, api, rule_crd, namespaces, moto_server, bucket, tmp_path):
     first, second = namespaces
     populate(api, first, second)
     made = backup(cluster.kubeconfig, moto_server, bucket, namespaces, encryption='none', secrets_in_clear=True)
@@ -510,17 +512,8 @@ def test_kubectl_applies_an_extracted_backup_whole_and_one_namespace_folder(clus
 KUBE_BACKUP_DELETED = ('.metadata.uid', '.metadata.selfLink', '.metadata.resourceVersion', '.metadata.creationTimestamp',
                        '.metadata.generation', '.status', '.spec.clusterIP', '.spec.template.spec.dnsPolicy',
                        '.spec.template.spec.terminationGracePeriodSeconds', '.spec.template.spec.securityContext')
-# kube-backup's kinds: svc, ingress, rc, secrets, configmap, deployment, ds, statefulset.
-KUBE_BACKUP_KINDS = (('v1', 'services', 'Service'), ('networking.k8s.io/v1', 'ingresses', 'Ingress'),
-                     ('v1', 'replicationcontrollers', 'ReplicationController'), ('v1', 'secrets', 'Secret'), ('v1', 'configmaps', 'ConfigMap'),
-                     ('apps/v1', 'deployments', 'Deployment'), ('apps/v1', 'daemonsets', 'DaemonSet'), ('apps/v1', 'statefulsets', 'StatefulSet'))
-
-
-def kubectl_list(api, api_version, plural, kind, namespaces):
-    """What `kubectl get <kind> --all-namespaces -o json` prints, of the given namespaces: a List whose items carry their kind."""
-    items = [dict(item, apiVersion=api_version, kind=kind) for item in api.get(k8s.resource_path(api_version, plural))['items']
-             if (item['metadata'].get('namespace') or item['metadata']['name']) in namespaces]
-    return json.dumps({'apiVersion': 'v1', 'kind': 'List', 'items': items})
+# kube-backup's kinds, as its script names them to kubectl.
+KUBE_BACKUP_KINDS = 'svc,ingress,rc,secrets,configmap,deployment,ds,statefulset'
 
 
 def jq(document, program):
@@ -528,35 +521,36 @@ def jq(document, program):
     return done.stdout
 
 
-def kube_backup_archive(api, namespaces, directory):
-    """A backup made as kube-backup's script makes it: 00-ns.json and 01-dump.json printed by jq, `tar czf -C dir .`."""
+def kube_backup_archive(kubeconfig, namespaces, directory):
+    """A backup made as kube-backup's script makes it: kubectl's lists through jq into 00-ns.json and 01-dump.json
+    (of the test's namespaces only: the cluster is shared), then `tar czf -C dir .`."""
+    ours = ' or '.join(f'(.metadata.namespace // .metadata.name) == "{name}"' for name in namespaces)
     deleted = 'del(%s)' % ', '.join(KUBE_BACKUP_DELETED)
     directory.mkdir()
-    (directory / '00-ns.json').write_text(jq(kubectl_list(api, 'v1', 'namespaces', 'Namespace', namespaces), f'.items[] | {deleted}'))
-    dump = ''.join(jq(kubectl_list(api, version, plural, kind, namespaces),
-                      f'.items[] | select(.type != "kubernetes.io/service-account-token") | {deleted}')
-                   for version, plural, kind in KUBE_BACKUP_KINDS)
-    (directory / '01-dump.json').write_text(dump)
+    listed = kubectl(kubeconfig, 'get', 'namespaces', '-o', 'json').stdout
+    (directory / '00-ns.json').write_text(jq(listed, f'.items[] | select({ours}) | {deleted}'))
+    listed = kubectl(kubeconfig, 'get', KUBE_BACKUP_KINDS, '--all-namespaces', '-o', 'json').stdout
+    (directory / '01-dump.json').write_text(jq(listed, f'.items[] | select({ours}) | select(.type != "kubernetes.io/service-account-token") | {deleted}'))
     archive = directory.with_suffix('.tgz')
     subprocess.run(['tar', 'czf', str(archive), '-C', str(directory), '.'], check=True)
     return archive.read_bytes()
 
 
 @pytest.mark.skipif(not shutil.which('jq'), reason='jq (Debian package jq) makes the kube-backup fixture as kube-backup does')
-def test_kube_backups_own_backups_restore_through_the_playbook(cluster, kube, api, namespaces, moto_server, bucket, flag, tmp_path):
+def test_kube_backups_own_backups_restore_through_the_playbook(cluster, kube, api, rule_crd, namespaces, moto_server, bucket, flag, tmp_path):
     first, second = namespaces
     populate(api, first, second)
     protected = 'kube-public'
     planted = {'apiVersion': 'v1', 'kind': 'ConfigMap', 'metadata': {'name': f'kb-{flag}', 'namespace': protected}, 'data': {'x': 'y'}}
     s3c = client_for(moto_server)
     now = datetime.datetime.now(datetime.timezone.utc)
-    older = kube_backup_archive(api, namespaces, tmp_path / 'older')
+    older = kube_backup_archive(cluster.kubeconfig, namespaces, tmp_path / 'older')
     api.request('PATCH', k8s.resource_path('v1', 'configmaps', first, 'cfg'), None, {'data': {'a': 'newest'}}, 'application/merge-patch+json')
-    newest = kube_backup_archive(api, namespaces, tmp_path / 'newest')
-    # One object of a namespace the restore protects, as a dump of kube-backup's would hold it.
+    newest = kube_backup_archive(cluster.kubeconfig, namespaces, tmp_path / 'newest')
     with tarfile.open(tmp_path / 'newest.tgz', 'r:gz') as archive:
         assert sorted(archive.getnames()) == ['.', './00-ns.json', './01-dump.json']
         assert archive.extractfile('./01-dump.json').read().decode().startswith('{\n  "apiVersion": ')
+    # One object of a namespace the restore protects, as a dump of kube-backup's would hold it.
     (tmp_path / 'newest' / '01-dump.json').write_text((tmp_path / 'newest' / '01-dump.json').read_text() + json.dumps(planted, indent=2) + '\n')
     subprocess.run(['tar', 'czf', str(tmp_path / 'newest.tgz'), '-C', str(tmp_path / 'newest'), '.'], check=True)
     newest = (tmp_path / 'newest.tgz').read_bytes()
@@ -568,7 +562,7 @@ def test_kube_backups_own_backups_restore_through_the_playbook(cluster, kube, ap
     assert stale.returncode != 0 and 'older than max_age PT10M: stale, nothing was restored' in stale.stdout, stale.stdout[-3000:]
     done = run_playbook('resource_restore', cluster, moto_server, S3TARGET=f's3://{bucket}/kb', MAXRESTOREAGE='60', RESOURCE_FLAG_NAMESPACE=flag)
     assert done.returncode == 0, done.stdout[-5000:]
-    assert f'namespace {protected} is in exclude_namespaces' in done.stdout
+    assert f'namespace {protected} is in exclude_namespaces: nothing of it was restored' in done.stderr
     assert kube.core.read_namespaced_config_map('cfg', first).data == {'a': 'newest'}
     assert kube.core.read_namespaced_secret('db', first) and not [s for s in kube.core.list_namespaced_secret(first).items if s.metadata.name == 'tok']
     services = {s.metadata.name: s.spec for s in kube.core.list_namespaced_service(first).items}
