@@ -106,6 +106,15 @@ def argument_spec(*groups, **own):
     return spec
 
 
+def nothing_found_warning(options):
+    """What a discovery that found no volume to protect says: a run that protects nothing must not pass unnoticed."""
+    where = ' in namespace %s' % options.namespace if options.namespace else ''
+    hint = ''
+    if 'label' in options.sources and not options.label_policy:
+        hint = '; claims labelled %s are protected only with label_policy (snapshot_cycle_label_policy)' % options.label
+    return 'no volume to protect found%s (sources: %s): this run protects nothing%s' % (where, ', '.join(options.sources), hint)
+
+
 PROBLEMS_MSG = 'objects asked for protection but cannot get it'
 # A task's msg lists this many failures; failed_volumes has them all.
 MSG_ITEMS = 20
@@ -321,6 +330,8 @@ class KubesnapModule(AnsibleModule):
         self._check_namespace(options, inventory)
         for warning in discovery.warnings:
             self.warn(warning)
+        if not discovery.targets and not discovery.problems and not (options.pvc or options.pv):
+            self.warn(nothing_found_warning(options))
         return inventory, registry, discovery.targets, discovery.problems
 
     def _check_namespace(self, options, inventory):
