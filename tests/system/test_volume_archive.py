@@ -9,6 +9,7 @@ import contextlib
 import io
 import json
 import os
+import random
 import signal
 import socket
 import stat
@@ -36,6 +37,11 @@ K8S_PV_UTIL_RESTORE = ['tar', '-xzf', '-', '--preserve-permissions', '--same-own
 ODD = ['with space', 'ünïcødé ✓', 'new\nline', os.fsdecode(b'latin1-\xe9\xff')]
 
 
+def noise(size):
+    """Incompressible bytes from a seeded source: the same on every run."""
+    return random.Random(size).randbytes(size)
+
+
 def client_for(endpoint):
     return s3.client(dict({n: spec.get('default') for n, spec in s3.S3_SPEC.items()}, **s3_params(endpoint)))
 
@@ -51,7 +57,7 @@ def make_tree(root: Path, big=6 * 1024 * 1024):
     """Big and small files, empty dirs, symlinks, a hard link, odd names, modes and mtimes (ns)."""
     (root / 'dir' / 'sub').mkdir(parents=True)
     (root / 'empty' / 'nested-empty').mkdir(parents=True)
-    (root / 'big.bin').write_bytes(os.urandom(big))
+    (root / 'big.bin').write_bytes(noise(big))
     (root / 'text.txt').write_bytes(b'hello\n' * 50000)
     (root / 'zero').write_bytes(b'')
     for number, name in enumerate(ODD):
@@ -203,7 +209,7 @@ def test_killed_restore_keeps_the_marker_and_the_next_run_redoes_it(moto_server,
     source.mkdir()
     target.mkdir()
     for number in range(300):
-        (source / f'file-{number:03d}').write_bytes(os.urandom(256 * 1024))
+        (source / f'file-{number:03d}').write_bytes(noise(256 * 1024))
     archive(moto_server, source, f's3://{bucket}/big.tar.gz', compression_level=1)
     args = {'ANSIBLE_MODULE_ARGS': dict(path=str(target), url=f's3://{bucket}/big.tar.gz', **s3_params(moto_server))}
     process = subprocess.Popen([sys.executable, '-m', 'ansible_collections.kubesnap.snapshots.plugins.modules.volume_restore'],
@@ -327,7 +333,7 @@ def test_a_plain_tar_czf_restores_unverified(moto_server, bucket, tmp_path):
 def test_a_failed_upload_aborts_and_keeps_the_previous_archive(moto_server, bucket, tmp_path):
     source = tmp_path / 'source'
     source.mkdir()
-    (source / 'big').write_bytes(os.urandom(12 * 1024 * 1024))
+    (source / 'big').write_bytes(noise(12 * 1024 * 1024))
     client = client_for(moto_server)
     client.put_object(Bucket=bucket, Key='slot/1.tar.gz', Body=b'previous')
     with strict_store(moto_server, deny=lambda method, path: method == 'PUT' and 'partNumber=2' in path) as (url, refused):
@@ -468,7 +474,7 @@ def test_our_archive_cut_at_a_gzip_member_boundary_fails(moto_server, bucket, tm
     source.mkdir()
     target.mkdir()
     # 'a' (PAX header, header, data) fills the first MiB of tar exactly: the first gzip member ends with it.
-    (source / 'a').write_bytes(os.urandom(1024 * 1024 - 3 * 512))
+    (source / 'a').write_bytes(noise(1024 * 1024 - 3 * 512))
     (source / 'b').write_bytes(b'after the cut')
     archive(moto_server, source, f's3://{bucket}/a.tar.gz', threads=2)
     data = client_for(moto_server).get_object(Bucket=bucket, Key='a.tar.gz')['Body'].read()
@@ -510,7 +516,7 @@ def test_a_marker_that_is_not_a_regular_file_is_refused(moto_server, bucket, tmp
 def test_sigterm_aborts_the_upload(moto_server, bucket, tmp_path):
     source = tmp_path / 'source'
     source.mkdir()
-    (source / 'big').write_bytes(os.urandom(16 * 1024 * 1024))
+    (source / 'big').write_bytes(noise(16 * 1024 * 1024))
     client = client_for(moto_server)
     client.put_object(Bucket=bucket, Key='slot/1.tar.gz', Body=b'previous')
     second_part = threading.Event()

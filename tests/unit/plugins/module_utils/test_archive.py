@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import random
 import stat
 import tarfile
 import zlib
@@ -16,7 +17,7 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils.archive import 
     CHUNK, MANIFEST, MAX_READ, ArchiveError, Extractor, GunzipReader, GzipWriter, extract, walk, write_archive,
 )
 
-DATA = os.urandom(CHUNK) + b'\0' * (5 * CHUNK) + b'text ' * 100000
+DATA = random.Random(0).randbytes(CHUNK) + b'\0' * (5 * CHUNK) + b'text ' * 100000
 
 
 @pytest.mark.parametrize('threads', [1, 2, 3])
