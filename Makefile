@@ -61,12 +61,18 @@ sanity: collection
 	cd $(SANITY_TREE) && git init -q && git add -A
 	cd $(SANITY_TREE) && ansible-test sanity --venv --python 3.11 --color no
 
+# Tests run side by side (pytest-xdist; 0 runs them in one process). The system tests mostly wait (on the apiserver,
+# the controllers, module processes), so they take more workers than the machine has cores; tests that share state
+# are kept apart by markers (tests/system/conftest.py).
+UNIT_WORKERS ?= 2
+SYSTEM_WORKERS ?= 4
+
 units: collection
-	$(PYTEST) -q -p no:cacheprovider tests/unit
+	$(PYTEST) -q -p no:cacheprovider -n $(UNIT_WORKERS) tests/unit
 
 # The pytest fixture starts the local control plane (or reuses a running one) and stops what it started.
 integration: collection
-	$(PYTEST) -q -p no:cacheprovider tests/system
+	$(PYTEST) -q -p no:cacheprovider -n $(SYSTEM_WORKERS) --dist loadgroup tests/system
 
 # Also part of `integration` (tests/system/test_molecule.py); this runs the scenario alone.
 molecule: collection cluster-up

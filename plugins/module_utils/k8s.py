@@ -49,6 +49,9 @@ MINIMUM_KUBERNETES = '28.1.0'
 MINIMUM_KUBERNETES_SOCKS = '37.0.0'
 SOCKS_SCHEMES = ('socks4', 'socks4a', 'socks5', 'socks5h')
 USER_AGENT = 'kubesnap.snapshots'
+# Appended to USER_AGENT when set (printable ASCII only), so that the apiserver's audit log tells one caller's requests
+# from another's: a job id of a scheduler, a test's id when tests run side by side.
+USER_AGENT_COMMENT_ENV = 'KUBESNAP_USER_AGENT_COMMENT'
 
 # Large enough that a full cycle on a big cluster takes few round trips, small enough for the
 # apiserver's default response size limits.
@@ -76,6 +79,12 @@ def version_problem(version=None):
     if version_tuple(version) < version_tuple(MINIMUM_KUBERNETES):
         return 'the kubernetes Python library %s is installed; %s or later is required' % (version, MINIMUM_KUBERNETES)
     return None
+
+
+def user_agent(environ=os.environ):
+    """USER_AGENT, followed by the comment in USER_AGENT_COMMENT_ENV when one is set."""
+    comment = re.sub(r'[^\x20-\x7e]', '', environ.get(USER_AGENT_COMMENT_ENV, '')).strip()
+    return '%s %s' % (USER_AGENT, comment) if comment else USER_AGENT
 
 
 class KubeError(Exception):
@@ -130,7 +139,7 @@ class KubeClient:
         self.requests = Counter()
 
     def _headers(self, content_type):
-        headers = {'Accept': 'application/json', 'User-Agent': USER_AGENT}
+        headers = {'Accept': 'application/json', 'User-Agent': user_agent()}
         if content_type:
             headers['Content-Type'] = content_type
         # The package's own view of the credentials: it refreshes expiring exec and OIDC tokens.

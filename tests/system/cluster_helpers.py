@@ -38,6 +38,8 @@ SNAPSHOT_CLASS = _CLUSTER.SNAPSHOT_CLASS  # default VolumeSnapshotClass for the 
 ADMIN_USER = _CLUSTER.ADMIN_USER  # audit-log user name of the tests' kubeconfig
 fault_scopes = _CLUSTER.fault_scopes  # csi-faults.json text -> {scope: fault set}, read as the driver reads it
 SNAPSHOT_GROUP, SNAPSHOT_VERSION = "snapshot.storage.k8s.io", "v1"
+MODULE_AGENT = "kubesnap.snapshots"  # k8s.py's USER_AGENT: how the audit log names the collection's requests
+USER_AGENT_COMMENT_ENV = "KUBESNAP_USER_AGENT_COMMENT"  # k8s.py's: appended to MODULE_AGENT
 
 
 def years_ahead(years: int = 4) -> str:
@@ -142,9 +144,10 @@ class CsiFaults:
 class AuditLog:
     """Reads the apiserver's JSON-lines audit log from a byte offset mark on."""
 
-    def __init__(self, path: Path, since: int | None = None):
+    def __init__(self, path: Path, since: int | None = None, module_agent: str | None = None):
         self.path = Path(path)
         self.since = self.size() if since is None else since
+        self.module_agent = module_agent  # the user agent of this test's modules (the module_agent fixture)
 
     def size(self) -> int:
         try:
@@ -197,6 +200,11 @@ class AuditLog:
 
     def count(self, **filters) -> int:
         return len(self.events(**filters))
+
+    def module_events(self, **filters) -> list:
+        """events() made by the modules and playbooks of this test: those with its module_agent."""
+        assert self.module_agent, "AuditLog made without the module_agent of a test"
+        return [e for e in self.events(**filters) if e.get("userAgent") == self.module_agent]
 
 
 class Kube:

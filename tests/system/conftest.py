@@ -10,6 +10,7 @@ import fcntl
 import json
 import os
 import re
+import secrets
 import socket
 import subprocess
 import sys
@@ -19,10 +20,70 @@ import pytest
 import yaml
 from kubernetes import client
 
-from .cluster_helpers import CLUSTER_SCRIPT, AuditLog, ClusterHandle, Kube, wait_for
+from .cluster_helpers import CLUSTER_SCRIPT, MODULE_AGENT, USER_AGENT_COMMENT_ENV, AuditLog, ClusterHandle, Kube, wait_for
 
 RUN_DIR = CLUSTER_SCRIPT.parents[2] / ".cluster"
 ROOT = CLUSTER_SCRIPT.parents[2]
+
+
+# Side by side (pytest-xdist, `make integration`): what one test does must not change what another sees. Namespaces,
+# CSI fault scopes and per-test user agents keep most tests apart; two markers cover the state all tests share.
+DEFAULT_LEASE = "default_lease"
+CLUSTER_WIDE = "cluster_wide"
+SERIAL_GROUP = "shared-state"  # the xdist_group of both: one worker runs them one after another
+LEASE_NAMESPACE = "default"  # the modules' default lease_namespace (docs/rbac.yml grants the Lease there)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", f"{DEFAULT_LEASE}: runs modules that take their Lease in `{LEASE_NAMESPACE}` (no lease_namespace "
+                                       "given): such tests run one after another (xdist_group), never holding it at once")
+    config.addinivalue_line("markers", f"{CLUSTER_WIDE}: runs modules over all namespaces, or changes what every test shares: "
+                                       "no other test runs beside it")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.get_closest_marker(DEFAULT_LEASE) or item.get_closest_marker(CLUSTER_WIDE):
+            item.add_marker(pytest.mark.xdist_group(SERIAL_GROUP))
+
+
+@contextlib.contextmanager
+def _shared_state(exclusive: bool):
+    """A readers-writer lock over the cluster: every test holds it shared, a cluster_wide test alone.
+
+    The turnstile keeps a waiting cluster_wide test from being starved by the other workers' next tests.
+    """
+    RUN_DIR.mkdir(exist_ok=True)
+    with open(RUN_DIR / "pytest-turnstile.lock", "w", encoding="utf-8") as turnstile, \
+            open(RUN_DIR / "pytest-shared.lock", "w", encoding="utf-8") as shared:
+        fcntl.flock(turnstile, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(shared, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        finally:
+            if not exclusive:
+                fcntl.flock(turnstile, fcntl.LOCK_UN)
+        yield  # both are unlocked when the files close
+
+
+@pytest.fixture(autouse=True)
+def side_by_side(request):
+    """Runs the test under the shared-state lock; afterwards, a test whose modules took the Lease in `default` unmarked fails.
+
+    Without the marker such a test may find the Lease held by a test beside it (lease_wait is 0: nothing done).
+    """
+    exclusive = request.node.get_closest_marker(CLUSTER_WIDE) is not None
+    with _shared_state(exclusive):
+        if "cluster" not in request.fixturenames:
+            yield
+            return
+        audit_log = AuditLog(request.getfixturevalue("cluster").audit_log_path,
+                             module_agent=request.getfixturevalue("module_agent"))
+        yield
+    if exclusive or request.node.get_closest_marker(DEFAULT_LEASE):
+        return
+    leases = audit_log.module_events(resource="leases", namespace=LEASE_NAMESPACE)
+    assert not leases, (f"the modules of this test took the Lease in `{LEASE_NAMESPACE}`: pass lease_namespace, or mark the "
+                        f"test @pytest.mark.{DEFAULT_LEASE} so that tests beside it do not hold it at the same time")
 
 
 def _cluster_command(*args: str) -> subprocess.CompletedProcess:
@@ -87,10 +148,20 @@ def csi_faults(cluster, namespace):  # pylint: disable=redefined-outer-name
     faults.clear()
 
 
+@pytest.fixture(autouse=True)
+def module_agent(monkeypatch):
+    """The user agent of the collection's requests made for this test: modules and playbooks it starts inherit the
+    comment from the environment (k8s.py's USER_AGENT_COMMENT_ENV), so the audit log tells them from other tests'."""
+    comment = f"test/{secrets.token_hex(6)}"
+    monkeypatch.setenv(USER_AGENT_COMMENT_ENV, comment)
+    return f"{MODULE_AGENT} {comment}"
+
+
 @pytest.fixture
-def audit(cluster):  # pylint: disable=redefined-outer-name
-    """AuditLog marked at the start of the test: events() returns only this test's period."""
-    return AuditLog(cluster.audit_log_path)
+def audit(cluster, module_agent):  # pylint: disable=redefined-outer-name
+    """AuditLog marked at the start of the test: events() returns only this test's period, module_events() only the
+    requests of the modules this test ran (not those of tests running beside it)."""
+    return AuditLog(cluster.audit_log_path, module_agent=module_agent)
 
 
 @pytest.fixture(scope="session")

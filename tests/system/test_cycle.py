@@ -23,7 +23,6 @@ from .modules import DELTAS, by_volume, run_module
 ROOT = Path(__file__).resolve().parents[2]
 WRITES = ("create", "update", "patch", "delete", "deletecollection")
 OWNED = "app.kubernetes.io/managed-by=kubesnap"
-MODULE_AGENT = "kubesnap.snapshots"  # the collection's client sends it on every request
 # Where the modules take their Lease unless told otherwise: outside the test's namespace.
 DEFAULT_LEASE = (LEASE_SPEC["lease_namespace"]["default"], LEASE_SPEC["lease_name"]["default"])
 SHORT = "PT1H P1D"
@@ -51,11 +50,11 @@ def owned_names(kube, namespace):
 
 
 def module_requests(audit):
-    """Every request of the collection's modules in the audit window, in any namespace: the Lease's is not the test's.
+    """Every request of this test's module runs in the audit window, in any namespace: the Lease's is not the test's.
 
-    The suite runs serially, so the window holds this test's module runs only.
+    Tests run side by side: their modules' requests carry each test's own user agent (the module_agent fixture).
     """
-    return [e for e in audit.events(user=ADMIN_USER) if e.get("userAgent", "").startswith(MODULE_AGENT)]
+    return audit.module_events(user=ADMIN_USER)
 
 
 def module_writes(audit):

@@ -16,7 +16,6 @@ from .cluster_helpers import ADMIN_USER
 from .modules import run_module
 
 WRITES = ("create", "update", "patch", "delete", "deletecollection")
-MODULE_AGENT = "kubesnap.snapshots"
 RESTORED_FROM = "kubesnap.io/restored-from"
 
 
@@ -30,8 +29,8 @@ def run(cluster):
 def writes_in(audit, *namespaces):
     """(verb, resource, name) of the modules' writes in these namespaces, but Leases: other runs share the cluster and its Lease."""
     return [(e["verb"], e["objectRef"].get("resource"), e["objectRef"].get("name"))
-            for e in audit.events(user=ADMIN_USER) if e.get("userAgent", "").startswith(MODULE_AGENT)
-            and e["verb"] in WRITES and e["objectRef"].get("namespace") in namespaces and e["objectRef"].get("resource") != "leases"]
+            for e in audit.module_events(user=ADMIN_USER)
+            if e["verb"] in WRITES and e["objectRef"].get("namespace") in namespaces and e["objectRef"].get("resource") != "leases"]
 
 
 def claims(kube, namespace):

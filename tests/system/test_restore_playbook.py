@@ -50,7 +50,7 @@ def snapshots(kube, namespace):
 
 
 def module_patches(audit, namespace, resource):
-    return [e for e in audit.events(verb="patch", resource=resource, namespace=namespace) if e.get("userAgent", "").startswith("kubesnap.snapshots")]
+    return audit.module_events(verb="patch", resource=resource, namespace=namespace)
 
 
 def test_a_deployment_is_scaled_down_swapped_to_the_restored_claim_and_scaled_back(kube, cluster, namespace, audit):

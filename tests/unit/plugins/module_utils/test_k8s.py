@@ -516,3 +516,10 @@ def test_the_credentials_refresh_hook_runs_one_thread_at_a_time(client):
     for thread in threads:
         thread.join()
     assert len(overlaps) == 6 and max(overlaps) == 1
+
+
+def test_the_user_agent_carries_a_comment_from_the_environment_printable_only():
+    assert k8s.user_agent({}) == 'kubesnap.snapshots'
+    assert k8s.user_agent({k8s.USER_AGENT_COMMENT_ENV: ' job/42 '}) == 'kubesnap.snapshots job/42'
+    assert k8s.user_agent({k8s.USER_AGENT_COMMENT_ENV: 'job\r\nX-Injected: 1'}) == 'kubesnap.snapshots jobX-Injected: 1'
+    assert k8s.user_agent({k8s.USER_AGENT_COMMENT_ENV: '\n'}) == 'kubesnap.snapshots'
