@@ -149,10 +149,10 @@ def csi_faults(cluster, namespace):  # pylint: disable=redefined-outer-name
 
 
 @pytest.fixture(autouse=True)
-def module_agent(monkeypatch):
+def module_agent(request, monkeypatch):
     """The user agent of the collection's requests made for this test: modules and playbooks it starts inherit the
     comment from the environment (k8s.py's USER_AGENT_COMMENT_ENV), so the audit log tells them from other tests'."""
-    comment = f"test/{secrets.token_hex(6)}"
+    comment = f"test/{re.sub(r'[^A-Za-z0-9_.-]+', '-', request.node.name)[:80]}-{secrets.token_hex(4)}"
     monkeypatch.setenv(USER_AGENT_COMMENT_ENV, comment)
     return f"{MODULE_AGENT} {comment}"
 

@@ -94,6 +94,7 @@ def forged_claim(kube, namespace, name, pv, annotations):
     return kube.core.read_namespaced_persistent_volume_claim(name, namespace)
 
 
+@pytest.mark.cluster_wide  # a read of the whole cluster: no other test's objects change under it
 def test_a_pending_claim_naming_another_namespaces_volume_does_not_take_its_target(kube, namespace, other_namespace, run):
     create_pvc(kube, namespace, "db")
     annotate(kube, namespace, "db", {DELTAS: KEEP_ALL})
@@ -146,6 +147,7 @@ def test_a_claim_being_deleted_gets_no_snapshot_and_is_reported(kube, namespace,
         kube.core.patch_namespaced_persistent_volume_claim("leaving", namespace, {"metadata": {"finalizers": None}})
 
 
+@pytest.mark.cluster_wide  # a read of the whole cluster: no other test's objects change under it
 def test_a_labelled_copy_in_another_namespace_does_not_decide_the_fate_of_orphans(kube, namespace, other_namespace, run):
     create_pvc(kube, namespace, "gone")
     annotate(kube, namespace, "gone", {DELTAS: KEEP_ALL})

@@ -20,6 +20,9 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention impor
 from .cluster_helpers import ADMIN_USER, SNAPSHOT_CLASS, wait_for, years_ahead
 from .modules import DELTAS, by_volume, run_module
 
+# Side by side with other tests (tests/system/conftest.py): their modules take the Lease where they take it by default (one test asserts it).
+pytestmark = pytest.mark.default_lease
+
 ROOT = Path(__file__).resolve().parents[2]
 WRITES = ("create", "update", "patch", "delete", "deletecollection")
 OWNED = "app.kubernetes.io/managed-by=kubesnap"

@@ -14,6 +14,9 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention impor
 from .modules import DELTAS, run_module
 from .test_cycle import annotate
 
+# Side by side with other tests (tests/system/conftest.py): their modules take the Lease where they take it by default.
+pytestmark = pytest.mark.default_lease
+
 HUGE = 15000
 INTERNALS = ("designator", "Unable to parse", "C int", "infinity", "Exceeds the limit")
 

@@ -15,6 +15,9 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention impor
 from .cluster_helpers import ADMIN_USER
 from .modules import run_module
 
+# Side by side with other tests (tests/system/conftest.py): k8s_pv_restore takes the Lease where it takes it by default.
+pytestmark = pytest.mark.default_lease
+
 WRITES = ("create", "update", "patch", "delete", "deletecollection")
 RESTORED_FROM = "kubesnap.io/restored-from"
 

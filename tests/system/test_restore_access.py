@@ -18,6 +18,9 @@ from kubernetes import client
 
 from .modules import COLLECTIONS, DELTAS, run_module
 
+# Side by side with other tests (tests/system/conftest.py): the restore playbooks take the Lease where they take it by default (the documented Role's).
+pytestmark = pytest.mark.default_lease
+
 ROOT = Path(__file__).resolve().parents[2]
 ACCOUNT = "kubesnap-restore"
 # Rules a restore may need that these runs need not: a claim's events are read only when it does not bind (to say why);

@@ -16,6 +16,9 @@ from kubernetes import client
 
 from .modules import COLLECTIONS, DELTAS, run_module
 
+# Side by side with other tests (tests/system/conftest.py): the drill's restores take the Lease where they take it by default.
+pytestmark = pytest.mark.default_lease
+
 LAST_VERIFIED = "kubesnap.io/last-restore-verified"
 RESTORED_FROM = "kubesnap.io/restored-from"
 

@@ -10,9 +10,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from kubernetes import client
 
 from .modules import COLLECTIONS, run_module
+
+# Side by side with other tests (tests/system/conftest.py): the restore playbooks take the Lease where they take it by default.
+pytestmark = pytest.mark.default_lease
 
 HOLD = "kubesnap.io/hold"
 RESTORED_FROM = "kubesnap.io/restored-from"
