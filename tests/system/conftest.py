@@ -78,6 +78,10 @@ def side_by_side(request):
             return
         audit_log = AuditLog(request.getfixturevalue("cluster").audit_log_path,
                              module_agent=request.getfixturevalue("module_agent"))
+        if exclusive:  # alone, and not beside the objects of finished tests either: their namespaces go asynchronously
+            core = request.getfixturevalue("kube").core
+            wait_for("the namespaces of earlier tests to be deleted",
+                     lambda: not core.list_namespace(label_selector="kubesnap.io/test=true").items, timeout=300, interval=1)
         yield
     if exclusive or request.node.get_closest_marker(DEFAULT_LEASE):
         return

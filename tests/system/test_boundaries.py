@@ -164,6 +164,7 @@ def test_a_labelled_copy_in_another_namespace_does_not_decide_the_fate_of_orphan
     # Orphans of several namespaces meet only in a run over the whole cluster: check mode, so that it writes nothing.
     now = (last + datetime.timedelta(minutes=5)).isoformat()
     plan = run("snapshot_expire", check=True, now=now, orphan_policy="expire")
+    assert "volumes" in plan, plan
     groups = {v["volume"]: v for v in plan["volumes"] if v["orphan"] and key in v["volume"]}
     assert sorted(groups) == sorted([f"{namespace}/{key}", f"{other_namespace}/{key}"])
     mine = groups[f"{namespace}/{key}"]
