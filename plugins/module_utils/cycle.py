@@ -91,7 +91,7 @@ def copies_of(target, owned_by_key):
 def copy_missing(registry, backend_names, owned_by_key, concurrency, ensure_held=lambda: None):
     """Copy what the backends say is not copied yet (`copies_missing`, backends with copies only): [(snapshot, copy, error)]."""
     work = [(backend, snapshot) for backend in (registry.get(name) for name in sorted(set(backend_names)))
-            for snapshot in getattr(backend, 'copies_missing', lambda _owned: [])(owned_by_key)]
+            for snapshot in backend.copies_missing(owned_by_key)]
 
     def copy(item):
         ensure_held()

@@ -12,7 +12,7 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import cycle, k8s, retention
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import Registry, option_spec
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import Registry, option_bounds, option_spec
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.lease import Lease, LeaseHeld, LeaseInvalid
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.messages import bounds_problem, cut
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.targets import (
@@ -95,7 +95,7 @@ LEASE_SPEC = {
 TEN_YEARS = 10 * 365 * 24 * 3600
 ONE_DAY = 24 * 3600
 BOUNDS = {'concurrency': (1, 1000), 'lease_duration': (1, ONE_DAY), 'lease_wait': (0, TEN_YEARS), 'wait_timeout': (0, TEN_YEARS),
-          'stalled_after': (0, TEN_YEARS), 'aws_max_attempts': (1, 100)}
+          'stalled_after': (0, TEN_YEARS)}
 
 
 def argument_spec(*groups, **own):
@@ -146,7 +146,7 @@ class KubesnapModule(AnsibleModule):
             self.fail_json(msg=missing_required_lib('isodate'), exception=str(retention.ISODATE_IMPORT_ERROR))
         self._client = None
         self._lease_failure = None
-        problem = bounds_problem(self.params, dict(BOUNDS, **bounds))
+        problem = bounds_problem(self.params, dict(BOUNDS, **option_bounds(), **bounds))
         if problem:
             self.fail_json(msg=problem)
 

@@ -276,7 +276,7 @@ def plan(params, registry, targets, now):
 def copies_wanted(registry, targets, owned):
     """The completed snapshots a backend with disaster-recovery copies (aws_copy_to) has not copied yet."""
     return [snapshot for name in sorted({target.backend for target in targets})
-            for snapshot in getattr(registry.get(name), 'copies_missing', lambda _owned: [])(owned)]
+            for snapshot in registry.get(name).copies_missing(owned)]
 
 
 def copy_result(snapshot, copied=None, error=None, action='copied'):

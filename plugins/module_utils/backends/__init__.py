@@ -49,6 +49,11 @@ SHARED_OPTIONS = {
 }
 
 
+def option_bounds():
+    """{option: (least, greatest)} of every backend's numeric options (the module checks them with its own)."""
+    return {name: bound for backend in BACKENDS for name, bound in backend.bounds.items()}
+
+
 def option_spec():
     """The module options all backends add, merged (copies: a module's spec may be changed by AnsibleModule)."""
     spec = {'backend': {'type': 'str', 'choices': [AUTO] + list(BACKEND_NAMES), 'default': AUTO}}
@@ -77,6 +82,10 @@ class Registry:
         raise TargetError('backend', 'the %s backend is not set up in this run (its options: %s)'
                           % (name, ', '.join(sorted(backend.option_spec)) or 'none'))
 
+    def claim_backend(self):
+        """The backend that restores a claim whose volume is gone (its snapshots name the claim: CSI)."""
+        return next(backend for backend in self if backend.finds_snapshots_by_claim)
+
     def backend_for(self, pv, pvc=None):
         """The backend serving `pv`: the one named by the annotation (claim's, then volume's) or the `backend` option, else
         (`auto`) CSI for a CSI volume whose driver has a VolumeSnapshotClass, else the first backend that claims it."""
@@ -93,7 +102,7 @@ class Registry:
         driver = ((pv.get('spec') or {}).get('csi') or {}).get('driver')
         for backend in claiming:
             # CSI (the only one with snapshot classes) only when its driver has a class; then a cloud backend that claims it.
-            if not hasattr(backend, 'has_class_for') or backend.has_class_for(driver):
+            if backend.has_class_for(driver):
                 return backend
         if claiming:
             return claiming[0]  # CSI without a class: its identify says what is missing
@@ -113,7 +122,7 @@ class Registry:
     def listed(self, targets):
         """The names of the backends whose owned snapshots a run reads: those serving a target, and those always listed
         (CSI; a cloud whose options were given), so orphans are found without listing a cloud no target and no option asks for."""
-        return sorted({target.backend for target in targets} | {backend.name for backend in self if getattr(backend, 'always_listed', True)})
+        return sorted({target.backend for target in targets} | {backend.name for backend in self if backend.always_listed})
 
     def __iter__(self):
         return iter(self._backends.values())

@@ -79,10 +79,11 @@ def _take_settled(waiting, kind, obj):
     return snapshot
 
 
-class CsiBackend:
+class CsiBackend(base.Backend):
     """Snapshots any CSI volume through the external-snapshotter API."""
 
     name = 'csi'
+    finds_snapshots_by_claim = True
     # The Kubernetes connection is all it needs; the class is chosen per volume (the snapshot_class discovery option).
     option_spec = {}
     volume_fields = ('snapshot_class',)
@@ -114,6 +115,34 @@ class CsiBackend:
 
     def claims(self, pv):
         return bool((pv.get('spec') or {}).get('csi'))
+
+    def restore_volume_key(self, pv, named):
+        """A VolumeSnapshot shows the claim it was taken of: the volume's key is asked for only when the volume was named (`pv`)."""
+        return pv['metadata']['uid'] if named and pv is not None else None
+
+    def is_backup_of(self, snapshot, claim_source, volume_key):
+        """Taken of the claim (`pvc/<namespace>/<claim>`; labels are anyone's to copy), and of its volume when one is named.
+        A snapshot someone made by hand carries no volume label: what it was taken of is its claim."""
+        return snapshot.source == claim_source and (volume_key is None or not snapshot.volume_key or snapshot.volume_key == volume_key)
+
+    def named_snapshot(self, namespace, name):
+        """The VolumeSnapshot `name` in `namespace`, owned by this collection or not."""
+        try:
+            obj = self._client.get(resource_path(GROUP_VERSION, 'volumesnapshots', namespace, name))
+        except KubeError as exc:
+            if exc.status != 404:
+                raise
+            raise base.TargetError('snapshot', 'VolumeSnapshot %s/%s does not exist' % (namespace, name)) from None
+        if obj['metadata'].get('deletionTimestamp'):
+            raise base.TargetError('snapshot', 'VolumeSnapshot %s/%s is being deleted' % (namespace, name))
+        return snapshot_from_object(obj)
+
+    def reread(self, snapshot):
+        """The VolumeSnapshot read again: TargetError when it was deleted or replaced since it was chosen."""
+        current = self.named_snapshot(snapshot.namespace, snapshot.name)
+        if current.uid != snapshot.uid:
+            raise base.TargetError('snapshot', 'VolumeSnapshot %s was replaced since it was chosen' % snapshot.id)
+        return current
 
     def has_class_for(self, driver):
         """Whether a VolumeSnapshotClass exists for the CSI `driver` (the `auto` backend choice prefers CSI then)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import itertools
 import os
 import re
 import threading
@@ -104,18 +105,6 @@ def region_of_zone(zone):
     return match.group(1) if match else None
 
 
-def _pv_labels(pv):
-    return (pv.get('metadata') or {}).get('labels') or {}
-
-
-def _affinity_values(pv, keys):
-    terms = ((((pv.get('spec') or {}).get('nodeAffinity') or {}).get('required') or {}).get('nodeSelectorTerms')) or []
-    for term in terms:
-        for expression in term.get('matchExpressions') or []:
-            if expression.get('key') in keys and expression.get('operator', 'In') == 'In' and expression.get('values'):
-                yield expression['values'][0]
-
-
 def volume_reference(pv):
     """(kind, volume id, zone or None) of an EBS PersistentVolume, or None when it is not one."""
     spec = pv.get('spec') or {}
@@ -180,24 +169,28 @@ def _uncertain(exc):
     return status >= 500 or error_code(exc) in ('InternalError', 'ServiceUnavailable', 'Unavailable')
 
 
-class EbsBackend:
+class EbsBackend(base.CloudBackend):
     """EC2 snapshots of EBS volumes: one DescribeSnapshots stream per region lists every owned snapshot."""
 
     name = 'aws'
     option_spec = OPTION_SPEC
+    # Region and endpoint set it up with no EBS volume in sight; the bounds have defaults and do not.
+    setup_options = ('aws_region', 'aws_endpoint_url')
+    marks_field = 'tags'
+    adopted_mark = K8S_SNAPSHOTS_TAG
+    landed_pauses = LANDED_PAUSES
+    bounds = {'aws_max_attempts': (1, 100)}
+    kind_label = KIND_TAG
+    max_disk_bytes = 64 * 1024 * GIB  # io2 Block Express; smaller types refuse less at CreateVolume
+    zone_keys = ZONE_KEYS
     volume_fields = ('volume_id', 'region', 'taken_of')
     rule_backends = ('aws',)
 
     def __init__(self, params, inventory=None, sleep=time.sleep, clock=time.monotonic):
-        self._params = params
-        self._sleep = sleep
-        self._clock = clock
+        super().__init__(params, inventory, sleep, clock)
         self._clients = {}
         self._lock = threading.Lock()
         self._regions = set(filter(None, (params.get('aws_region'), params.get('aws_copy_to'))))
-        # Listed with no target of its own (for orphans) only when the run asks for AWS; an EBS PV that nothing protects is no reason
-        # to call a cloud the run may have no credentials for.
-        self.always_listed = bool(params.get('backend') == self.name or params.get('aws_region') or params.get('aws_endpoint_url'))
         # The PersistentVolumes of each EBS volume id (cluster-wide): a SnapshotRule may not name their volumes.
         self._pv_volumes = {}
         for pv in (inventory.pvs if inventory is not None else []):
@@ -209,29 +202,7 @@ class EbsBackend:
                 self._regions.add(self.identify(pv, None, {})['region'])
             except base.TargetError:
                 continue  # reported by discovery, for the object that asks for it
-        # Who owns each volume's snapshots this collection adopts (no tag of ours): (volume key, namespace), PVs before rules.
-        owners = {volume_id: {(pv['metadata']['uid'], ((pv.get('spec') or {}).get('claimRef') or {}).get('namespace')) for pv in pvs}
-                  for volume_id, pvs in self._pv_volumes.items()}
-        for rule in (inventory.rules if inventory is not None else None) or []:
-            spec = rule.get('spec') if isinstance(rule.get('spec'), dict) else {}
-            if spec.get('backend') in self.rule_backends and isinstance(spec.get('disk'), dict):
-                try:
-                    volume = self.rule_volume(spec['disk'])
-                except base.TargetError:
-                    continue
-                if self.rule_disk_problem(volume) is None:
-                    self._regions.add(volume['region'])
-                    owners.setdefault(volume['volume_id'], set()).add(('%s:%s' % (self.name, volume['taken_of']), rule['metadata'].get('namespace')))
-        # A volume named by more than one object (two PVs, rules in two namespaces) is nobody's: its history is not adopted.
-        self._owner_of_volume = {volume_id: named.pop() for volume_id, named in owners.items() if len(named) == 1}
-
-    @classmethod
-    def from_params(cls, params, client, inventory):
-        """Set up when the run has an EBS volume or an aws SnapshotRule disk, chooses `backend: aws`, or names a region or endpoint."""
-        wanted = params.get('backend') == cls.name or params.get('aws_region') or params.get('aws_endpoint_url')
-        found = inventory is not None and (any(volume_reference(pv) for pv in inventory.pvs) or any(
-            isinstance(rule.get('spec'), dict) and rule['spec'].get('backend') in cls.rule_backends for rule in inventory.rules or []))
-        return cls(params, inventory) if wanted or found else None
+        self._regions.update(volume['region'] for _rule, volume in self.rule_disks())
 
     @classmethod
     def target_errors(cls, data):
@@ -264,7 +235,8 @@ class EbsBackend:
                 'not by a SnapshotRule disk' % (volume['volume_id'], pvs[0]['metadata']['name'])
         return None
 
-    def claims(self, pv):
+    @classmethod
+    def claims(cls, pv):
         return volume_reference(pv) is not None
 
     def identify(self, pv, pvc, hints):
@@ -272,10 +244,9 @@ class EbsBackend:
         field = 'spec.awsElasticBlockStore.volumeID' if kind == 'in-tree' else 'spec.csi.volumeHandle'
         if not VOLUME_ID.match(volume_id):
             raise base.TargetError(field, '%s is not an EBS volume (aws://ZONE/vol-… or vol-…)' % quoted(volume_id))
-        labels = _pv_labels(pv)
-        zone = zone or next((labels[key] for key in ZONE_KEYS if labels.get(key)), None) or next(_affinity_values(pv, ZONE_KEYS), None)
-        region = region_of_zone(zone) or next((labels[key] for key in REGION_KEYS if labels.get(key)), None) \
-            or next(_affinity_values(pv, REGION_KEYS), None) or _region_option(self._params)
+        zone = zone or next((value for _key, value in base.labelled(pv, self.zone_keys)), None) or next(iter(base.affinity_values(pv, self.zone_keys)), None)
+        region = region_of_zone(zone) or next((value for _key, value in base.labelled(pv, REGION_KEYS)), None) \
+            or next(iter(base.affinity_values(pv, REGION_KEYS)), None) or _region_option(self._params)
         if not region or not REGION.match(region):
             # Guessing would list another region and find none of its snapshots: the volume would be snapshotted every run.
             raise base.TargetError('spec.nodeAffinity', 'the region of %s is unknown: no zone in the volume id, labels (%s) or nodeAffinity, '
@@ -332,20 +303,16 @@ class EbsBackend:
             found += [snapshot_from_ec2(item, region) for item in self._describe(region, OwnerIds=['self'], Filters=owned)
                       if _tags(item.get('Tags')).get(base.VOLUME_KEY)]
             if 'k8s-snapshots' in (self._params.get('adopt') or []):
-                found += [s for s in self._adopted(region) if not namespaces or s.namespace in namespaces]
+                found += [s for s in self.adopted(region) if not namespaces or s.namespace in namespaces]
         return found
 
-    def _adopted(self, region):
-        """k8s-snapshots' snapshots of the volumes this run knows, under those volumes' keys; the others stay untouched."""
+    def list_marked(self, region):
         key, value = K8S_SNAPSHOTS_TAG
         items = self._describe(region, OwnerIds=['self'], Filters=[{'Name': 'tag:%s' % key, 'Values': [value]}])
-        adopted = []
-        for item in items:
-            owner = self._owner_of_volume.get(item.get('VolumeId'))
-            if owner is not None and base.MANAGED_BY_KEY not in _tags(item.get('Tags')):
-                # In its owner's namespace, as the snapshots of ours: only that namespace's target weighs it.
-                adopted.append(dataclasses.replace(snapshot_from_ec2(item, region, owner[0]), namespace=owner[1]))
-        return adopted
+        return [(snapshot_from_ec2(item, region), item.get('VolumeId')) for item in items]
+
+    def pv_disks(self):
+        return self._pv_volumes
 
     def tags_of(self, target, name):
         tags = dict(base.ownership_labels(target), **base.ownership_annotations(target))
@@ -383,29 +350,19 @@ class EbsBackend:
                 # A rate limit refuses the request (nothing was made): waited out and tried again.
                 if not _throttled(exc):
                     if _uncertain(exc):
-                        return self._landed_or_deferred(region, target, name, exc)
+                        return self.landed_or_deferred(target, name, 'EC2 CreateSnapshot of %s: the answer was lost (%s) and no snapshot %s '
+                                                       'showed within %g s; not created again, the next run finds it or takes one' % (
+                                                           target.volume['volume_id'], error_code(exc) or exc, name, sum(LANDED_PAUSES)), exc)
                     raise EbsError('EC2 CreateSnapshot of %s failed: %s' % (target.volume['volume_id'], exc)) from exc
                 pause = next(pauses, None)
                 if pause is None:
                     raise base.Deferred('EC2 kept refusing CreateSnapshot of %s: %s' % (target.volume['volume_id'], error_code(exc))) from exc
                 self._sleep(pause)
 
-    def _landed_or_deferred(self, region, target, name, exc):
-        """The snapshot a create whose answer was lost made, looked for a while; Deferred when it does not show."""
-        for pause in (*LANDED_PAUSES, None):
-            landed = self._landed(region, target, name)
-            if landed is not None:
-                return landed
-            if pause is not None:
-                self._sleep(pause)
-        raise base.Deferred('EC2 CreateSnapshot of %s: the answer was lost (%s) and no snapshot %s showed within %g s; not created again, '
-                            'the next run finds it or takes one' % (target.volume['volume_id'], error_code(exc) or exc, name, sum(LANDED_PAUSES))) from exc
-
-    def _landed(self, region, target, name):
-        """The snapshot a create whose answer was lost made after all (ours, of this volume, by its name), or None.
-
-        When that cannot be read either, the create fails: trying again blindly could leave two snapshots.
-        """
+    def find_snapshot(self, target, name):
+        """Ours of this volume by its name (filters: its Name tag, volume and volume key); when that cannot be read either the create
+        fails: trying again blindly could leave two snapshots."""
+        region = target.volume['region']
         filters = [{'Name': 'tag:%s' % NAME_TAG, 'Values': [name]}, {'Name': 'volume-id', 'Values': [target.volume['volume_id']]},
                    {'Name': 'tag:%s' % base.VOLUME_KEY, 'Values': [target.key]}]
         try:
@@ -415,61 +372,52 @@ class EbsBackend:
                            % (target.volume['volume_id'], exc)) from exc
         return snapshot_from_ec2(items[0], region) if items else None
 
-    def settle(self, snapshots, deadline, clock, sleep=None):
-        """Poll one DescribeSnapshots per region (by a snapshot-id filter, FILTER_VALUES ids a request) until each is completed or
-        error, or the deadline.
+    def settle_pauses(self):
+        return itertools.repeat(POLL_INTERVAL)
+
+    def poll(self, waiting, memo):
+        """One DescribeSnapshots per region, by a snapshot-id filter (FILTER_VALUES ids a request).
 
         A filter, not SnapshotIds: one id deleted meanwhile would make EC2 refuse the whole request (InvalidSnapshot.NotFound),
         and every other snapshot of the region would stay unsettled. A missing one is reported failed, once seen and then gone,
         or after MISSED_POLLS polls in a row without it (listings are eventually consistent: a new one may show late).
         """
-        sleep = sleep or self._sleep
-        waiting = {s.id: s for s in snapshots if s.state == base.PENDING}
-        missed = dict.fromkeys(waiting, 0)
-        while waiting and clock() < deadline:
-            by_region = {}
-            for snapshot_id in waiting:
-                region, snap = split_id(snapshot_id)
-                by_region.setdefault(region, []).append(snap)
-            for region, ids in sorted(by_region.items()):
-                for start in range(0, len(ids), FILTER_VALUES):
-                    chunk = ids[start:start + FILTER_VALUES]
-                    answered = {item['SnapshotId']: item for item in self._describe(
-                        region, OwnerIds=['self'], Filters=[{'Name': 'snapshot-id', 'Values': chunk}])}
-                    for snap in chunk:
-                        snapshot_id = '%s/%s' % (region, snap)
-                        if snap not in answered:
-                            missed[snapshot_id] = MISSED_POLLS if missed[snapshot_id] < 0 else missed[snapshot_id] + 1
-                            if missed[snapshot_id] >= MISSED_POLLS:
-                                yield dataclasses.replace(waiting.pop(snapshot_id), state=base.FAILED, error='deleted before it became ready')
-                            continue
-                        missed[snapshot_id] = -1  # seen: gone from a later listing means deleted
-                        current = snapshot_from_ec2(answered[snap], region, waiting[snapshot_id].volume_key)
-                        if current.state != base.PENDING:
-                            del waiting[snapshot_id]
-                            yield current
-            if waiting:
-                sleep(max(0.0, min(POLL_INTERVAL, deadline - clock())))
+        by_region = {}
+        for snapshot_id in waiting:
+            region, snap = split_id(snapshot_id)
+            by_region.setdefault(region, []).append(snap)
+        for region, ids in sorted(by_region.items()):
+            for start in range(0, len(ids), FILTER_VALUES):
+                chunk = ids[start:start + FILTER_VALUES]
+                answered = {item['SnapshotId']: item for item in self._describe(region, OwnerIds=['self'], Filters=[{'Name': 'snapshot-id', 'Values': chunk}])}
+                for snap in chunk:
+                    snapshot_id = '%s/%s' % (region, snap)
+                    missed = memo.get(snapshot_id, 0)
+                    if snap not in answered:
+                        memo[snapshot_id] = missed = MISSED_POLLS if missed < 0 else missed + 1
+                        if missed >= MISSED_POLLS:
+                            yield dataclasses.replace(waiting.pop(snapshot_id), state=base.FAILED, error='deleted before it became ready')
+                        continue
+                    memo[snapshot_id] = -1  # seen: gone from a later listing means deleted
+                    current = snapshot_from_ec2(answered[snap], region, waiting[snapshot_id].volume_key)
+                    if current.state != base.PENDING:
+                        del waiting[snapshot_id]
+                        yield current
 
-    def delete(self, snapshot):
-        """Delete a planned snapshot unless, since the plan, it was held or disowned; one already gone counts as deleted.
-
-        EC2 has no conditional delete: the snapshot is read again first, and kept when it changed.
-        """
+    def read_snapshot(self, snapshot):
         region, snap = split_id(snapshot.id)
         try:
             items = list(self._describe(region, SnapshotIds=[snap]))
         except EbsError as exc:
             if any(code in str(exc) for code in NOT_FOUND):
-                return
+                return None
             raise
         if not items:
-            return
-        current = snapshot_from_ec2(items[0], region, snapshot.volume_key if base.MANAGED_BY_KEY not in snapshot.labels else None)
-        adopted_still = base.MANAGED_BY_KEY not in snapshot.labels and current.labels.get(K8S_SNAPSHOTS_TAG[0]) == K8S_SNAPSHOTS_TAG[1]
-        owned_still = current.labels.get(base.MANAGED_BY_KEY) == base.MANAGED_BY_VALUE or adopted_still
-        if current.held or not owned_still or current.volume_key != snapshot.volume_key or current.source != snapshot.source:
-            raise base.TargetError('tags', 'changed since expiry planned it (held, disowned or moved to another volume); kept')
+            return None
+        return snapshot_from_ec2(items[0], region, snapshot.volume_key if base.MANAGED_BY_KEY not in snapshot.labels else None)
+
+    def delete_snapshot(self, snapshot):
+        region, snap = split_id(snapshot.id)
         try:
             self.client(region).delete_snapshot(SnapshotId=snap)
         except botocore.exceptions.ClientError as exc:
@@ -490,6 +438,8 @@ class EbsBackend:
         ours = [{'Name': 'tag:%s' % NAME_TAG, 'Values': [name]}, {'Name': 'tag:%s' % base.MANAGED_BY_KEY, 'Values': [base.MANAGED_BY_VALUE]}]
         try:
             found = [v for v in ec2.describe_volumes(Filters=ours)['Volumes'] if v['State'] not in ('deleting', 'deleted', 'error')]
+            if found and found[0].get('SnapshotId') != snap:
+                raise base.TargetError('name', 'volume %s (%s) exists and was not made from snapshot %s' % (name, found[0]['VolumeId'], snap))
             if found:
                 volume = found[0]
             else:
@@ -500,15 +450,32 @@ class EbsBackend:
             volume = self._wait_available(ec2, volume)
         except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
             raise EbsError('EC2 volume %s from snapshot %s failed: %s' % (name, snap, exc)) from exc
-        if snapshot.labels.get(KIND_TAG) == 'in-tree':
-            source = {'awsElasticBlockStore': {'volumeID': 'aws://%s/%s' % (zone, volume['VolumeId'])}}
-            zone_key = 'topology.kubernetes.io/zone'
-        else:
-            source = {'csi': {'driver': CSI_DRIVER, 'volumeHandle': volume['VolumeId']}}
-            zone_key = 'topology.ebs.csi.aws.com/zone'
-        affinity = {'required': {'nodeSelectorTerms': [{'matchExpressions': [{'key': zone_key, 'operator': 'In', 'values': [zone]}]}]}}
-        spec = dict(source, nodeAffinity=affinity, capacity={'storage': '%dGi' % volume['Size']})
-        return {'spec': spec, 'id': volume['VolumeId']}
+        return {'spec': self.volume_spec(snapshot, zone, volume['VolumeId']), 'id': volume['VolumeId']}
+
+    def volume_source(self, kind, zone, disk):
+        if kind == 'in-tree':
+            return {'awsElasticBlockStore': {'volumeID': 'aws://%s/%s' % (zone, disk)}}, 'topology.kubernetes.io/zone'
+        return {'csi': {'driver': CSI_DRIVER, 'volumeHandle': disk}}, 'topology.ebs.csi.aws.com/zone'
+
+    def planned_disk(self, snapshot, zone, name):
+        return 'vol-00000000000000000'  # EC2 names a volume when it makes it
+
+    def disk_of(self, pv, snapshot):
+        volume = self.identify(pv, None, {})
+        region = split_id(snapshot.id)[0]
+        if volume['region'] != region:
+            raise base.TargetError('spec.nodeAffinity', 'the volume is in region %s, snapshot %s in %s' % (volume['region'], snapshot.id, region))
+        return volume['volume_id']
+
+    def disk_source(self, disk, snapshot):
+        region = split_id(snapshot.id)[0]
+        try:
+            found = self.client(region).describe_volumes(Filters=[{'Name': 'volume-id', 'Values': [disk]}])['Volumes']
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+            raise EbsError('EC2 DescribeVolumes %s failed: %s' % (disk, exc)) from exc
+        if not found:
+            return None
+        return '%s/%s' % (region, found[0]['SnapshotId']) if found[0].get('SnapshotId') else ''
 
     def _wait_available(self, ec2, volume):
         deadline = self._clock() + RESTORE_TIMEOUT

@@ -66,8 +66,8 @@ ZONE = re.compile(r'^[a-z]+-[a-z]+[0-9]+-[a-z]$')
 REGION = re.compile(r'^[a-z]+-[a-z]+[0-9]+$')
 HANDLE = re.compile(r'^projects/(?P<project>[^/]+)/(?P<scope>zones|regions)/(?P<location>[^/]+)/disks/(?P<disk>[^/]+)$')
 SNAPSHOT_ID = re.compile(r'^projects/(?P<project>[^/]+)/global/snapshots/(?P<name>[^/]+)$')
-ZONE_LABELS = ('topology.kubernetes.io/zone', 'failure-domain.beta.kubernetes.io/zone')
-ZONE_AFFINITY_KEYS = ZONE_LABELS + ('topology.gke.io/zone',)
+# Where a volume's zone is read (labels, then nodeAffinity), in this order; the first is what an in-tree PV is pinned with.
+ZONE_KEYS = ('topology.kubernetes.io/zone', 'failure-domain.beta.kubernetes.io/zone', 'topology.gke.io/zone')
 TIME_FORMAT = '%Y%m%d%H%M%S'
 NAME_ATTEMPTS = 5
 
@@ -201,12 +201,6 @@ def location_from_zones(zones, field):
     return {'region': regions.pop()}
 
 
-def _affinity_zones(pv):
-    terms = ((((pv.get('spec') or {}).get('nodeAffinity') or {}).get('required') or {}).get('nodeSelectorTerms') or [])
-    return [value for term in terms for expr in term.get('matchExpressions') or []
-            if expr.get('key') in ZONE_AFFINITY_KEYS and expr.get('operator', 'In') == 'In' for value in expr.get('values') or []]
-
-
 def volume_from_pv(pv, default_project):
     """The disk behind a GCE PersistentVolume: {project, zone | region, disk, kind}; TargetError naming the field otherwise.
 
@@ -226,16 +220,13 @@ def volume_from_pv(pv, default_project):
     disk = (spec.get('gcePersistentDisk') or {}).get('pdName')
     if not disk:
         raise base.TargetError('spec.gcePersistentDisk.pdName', 'missing')
-    labels = (pv.get('metadata') or {}).get('labels') or {}
-    location = None
-    for key in ZONE_LABELS:
-        if labels.get(key):
-            location = location_from_zones([labels[key]], 'metadata.labels[%s]' % key)
-            break
+    labelled = base.labelled(pv, ZONE_KEYS)
+    if labelled:
+        location = location_from_zones([labelled[0][1]], 'metadata.labels[%s]' % labelled[0][0])
+    else:
+        location = location_from_zones(base.affinity_values(pv, ZONE_KEYS), 'spec.nodeAffinity')
     if location is None:
-        location = location_from_zones(_affinity_zones(pv), 'spec.nodeAffinity')
-    if location is None:
-        raise base.TargetError('metadata.labels[%s]' % ZONE_LABELS[0], 'no zone: set the label, or a nodeAffinity on %s' % ZONE_LABELS[0])
+        raise base.TargetError('metadata.labels[%s]' % ZONE_KEYS[0], 'no zone: set the label, or a nodeAffinity on %s' % ZONE_KEYS[0])
     if not default_project:
         raise base.TargetError('spec.gcePersistentDisk', 'an in-tree disk names no project: set gce_project (or use credentials that name one)')
     return with_taken_of(_checked(dict(location, project=default_project, disk=disk, kind='in-tree'), 'spec.gcePersistentDisk.pdName'))
@@ -277,10 +268,6 @@ def _annotations(description):
     except ValueError:
         return {}
     return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)} if isinstance(data, dict) else {}
-
-
-def _claim_namespace(pv):
-    return ((pv.get('spec') or {}).get('claimRef') or {}).get('namespace')
 
 
 class ComputeApi:
@@ -363,10 +350,15 @@ def credentials_from(params):
         raise CredentialsError('gce_auth_kind', 'no Application Default Credentials: %s' % exc) from None
 
 
-class GceBackend:
+class GceBackend(base.CloudBackend):
     """Snapshots GCE Persistent Disks (in-tree gcePersistentDisk and CSI pd.csi.storage.gke.io), zonal and regional."""
 
     name = 'gce'
+    zone_keys = ZONE_KEYS
+    kind_label = KIND_LABEL
+    max_disk_bytes = 64 * 1024 * GIB
+    # Seconds: beyond a day a run would outlive its Lease many times over; a timeout of 0 would never wait for an operation.
+    bounds = {'gce_retry_budget': (0, 24 * 3600), 'gce_operation_timeout': (1, 24 * 3600)}
     rule_backends = ('google', 'gce')
     volume_fields = ('disk', 'taken_of')
     option_spec = {
@@ -383,35 +375,16 @@ class GceBackend:
     }
     # Any of these set up the backend without a GCE volume in sight (to expire the snapshots of deleted ones); the endpoint
     # and the bounds have defaults and do not.
-    SETUP_OPTIONS = ('gce_project', 'gce_auth_kind', 'gce_service_account_file', 'gce_service_account_contents')
+    setup_options = ('gce_project', 'gce_auth_kind', 'gce_service_account_file', 'gce_service_account_contents')
+    adopted_mark = K8S_SNAPSHOTS_LABEL
+    settle_waits_first = True
 
     def __init__(self, params, inventory=None, api=None, clock=time.monotonic, sleep=time.sleep):
-        self._params = params
+        super().__init__(params, inventory, sleep, clock)
         self._api = api
-        self._clock = clock
-        self._sleep = sleep
         self._project = params.get('gce_project')
         self._creds_project = None
-        self._inventory = inventory
         self._pv_disk_map = None
-        # Listed with no target of its own (for orphans) only when the run asks for GCE, as the aws backend: a pd.csi volume that
-        # CSI serves, or that nothing protects, is no reason to call a cloud the run may have no credentials for.
-        self.always_listed = bool(params.get('backend') == self.name or any(params.get(name) for name in self.SETUP_OPTIONS))
-
-    @classmethod
-    def from_params(cls, params, client, inventory):
-        """Set up when the run has a GCE volume or a google/gce SnapshotRule disk, chooses `backend: gce`, or sets a GCE option.
-
-        Credentials are read on the first API call: discovery alone needs none.
-        """
-        wanted = params.get('backend') == cls.name or any(params.get(name) for name in cls.SETUP_OPTIONS)
-        backend = cls(params, inventory)
-        # PVs are listed cluster-wide: a run limited to a namespace is set up by the GCE volumes claimed in it only, so
-        # that another namespace's disks never make it reach for credentials it was not given.
-        scope = params.get('namespace')
-        found = inventory is not None and (any(backend.claims(pv) and (not scope or _claim_namespace(pv) == scope) for pv in inventory.pvs) or any(
-            isinstance(rule.get('spec'), dict) and rule['spec'].get('backend') in cls.rule_backends for rule in inventory.rules or []))
-        return backend if wanted or found else None
 
     @property
     def api(self):
@@ -461,7 +434,8 @@ class GceBackend:
             raise base.TargetError('spec.disk.%s' % ('name' if errors[0][0] == 'disk' else errors[0][0]), errors[0][1])
         return with_taken_of(volume)
 
-    def claims(self, pv):
+    @classmethod
+    def claims(cls, pv):
         spec = pv.get('spec') or {}
         return bool(spec.get('gcePersistentDisk')) or (spec.get('csi') or {}).get('driver') == DRIVER
 
@@ -497,7 +471,7 @@ class GceBackend:
                 projects.add(match['project'])
         return sorted(projects)
 
-    def _pv_disks(self):
+    def pv_disks(self):
         """{disk path: [PV]} of the GCE PersistentVolumes in the inventory (cluster-wide), read once."""
         if self._pv_disk_map is None:
             self._pv_disk_map = {}
@@ -522,7 +496,7 @@ class GceBackend:
             return 'spec.disk.project', '%s is neither gce_project nor a project a PersistentVolume names: a SnapshotRule may not ' \
                 'send the run to another project' % quoted(project)
         path = volume['taken_of'] if project else ('projects/%s/%s' % (self.default_project, volume['taken_of']) if self.default_project else None)
-        users = [pv for disk, pvs in self._pv_disks().items() for pv in pvs
+        users = [pv for disk, pvs in self.pv_disks().items() for pv in pvs
                  if disk == path or (path is None and disk.endswith('/' + volume['taken_of']))]
         if users:
             return 'spec.disk', 'names the disk of PersistentVolume %s: a volume in Kubernetes is protected through its claim, not by a ' \
@@ -549,44 +523,19 @@ class GceBackend:
         snapshots = [self.snapshot_from_resource(item) for project in self._projects() for item in self._list(project, label_filter)
                      if item.get('status') in STATES]
         if 'k8s-snapshots' in (self._params.get('adopt') or []):
-            snapshots += self._adopted()
+            snapshots += [s for project in self._projects() for s in self.adopted(project)]
         return [s for s in snapshots if s.volume_key and (not namespaces or s.namespace in namespaces)]
 
-    def _adopted(self):
-        """k8s-snapshots' snapshots of the run's GCE volumes and rule disks (label created-by=k8s-snapshots, disk from sourceDisk),
-        as backups of those volumes: one more list per project. Those of other disks stay untouchable."""
-        disks = self._adoptable()
+    def list_marked(self, project):
         label_filter = '(labels.%s = "%s")' % K8S_SNAPSHOTS_LABEL
-        adopted = []
-        for project in self._projects():
-            for item in self._list(project, label_filter):
-                disk = resource_path(item.get('sourceDisk'))
-                if item.get('status') in STATES and disk in disks and LABEL_KEYS[base.MANAGED_BY_KEY] not in (item.get('labels') or {}):
-                    key, namespace, source = disks[disk]
-                    adopted.append(dataclasses.replace(self.snapshot_from_resource(item), volume_key=key, namespace=namespace, source=source))
-        return adopted
+        return [(self.snapshot_from_resource(item), resource_path(item.get('sourceDisk'))) for item in self._list(project, label_filter)
+                if item.get('status') in STATES]
 
-    def _adoptable(self):
-        """{sourceDisk path: (volume key, namespace, Snapshot.source)} of the GCE volumes and rule disks the run sees.
-
-        A disk named by more than one object (two PVs, rules in two namespaces) is nobody's: its k8s-snapshots history is not
-        adopted. A rule naming a PV's disk is refused (rule_disk_problem), so the PV wins.
-        """
-        owners = {}
-        for path, pvs in self._pv_disks().items():
-            owners[path] = {(pv['metadata']['uid'], _claim_namespace(pv), path) for pv in pvs}
-        for rule in (self._inventory.rules if self._inventory is not None else None) or []:
-            spec = rule.get('spec') if isinstance(rule.get('spec'), dict) else {}
-            if spec.get('backend') in self.rule_backends and isinstance(spec.get('disk'), dict):
-                try:
-                    volume = self.rule_volume(spec['disk'])
-                except base.TargetError:
-                    continue
-                if self.rule_disk_problem(volume) is not None or not (volume.get('project') or self.default_project):
-                    continue
-                path = volume['taken_of'] if volume.get('project') else 'projects/%s/%s' % (self.default_project, volume['taken_of'])
-                owners.setdefault(path, set()).add(('%s:%s' % (self.name, volume['taken_of']), rule['metadata'].get('namespace'), volume['taken_of']))
-        return {path: named.pop() for path, named in owners.items() if len(named) == 1}
+    def rule_disk_id(self, volume):
+        """A rule disk named without a project is in the run's gce_project (None when there is none)."""
+        if volume.get('project'):
+            return volume['taken_of']
+        return 'projects/%s/%s' % (self.default_project, volume['taken_of']) if self.default_project else None
 
     def snapshot_from_resource(self, item):
         """A Snapshot record from a GCE snapshot resource; labels under the collection's keys, annotations from the description."""
@@ -637,13 +586,8 @@ class GceBackend:
                     raise
         raise AssertionError('unreachable')
 
-    def _landed(self, target, volume, name):
-        """The snapshot `name` if it is ours, of this volume's disk: a create whose answers were lost landed after all; else None."""
-        landed = self._get_snapshot(volume['project'], name)
-        if landed is not None and landed.volume_key == target.key and landed.labels.get(base.MANAGED_BY_KEY) == base.MANAGED_BY_VALUE \
-                and landed.source == target.snapshot_source:
-            return landed
-        return None
+    def find_snapshot(self, target, name):
+        return self._get_snapshot(self._volume(target)['project'], name)
 
     def _create(self, target, volume, name, deadline):
         body = {'name': name, 'labels': gce_labels(target), 'description': _description(target)}
@@ -668,11 +612,8 @@ class GceBackend:
                 pause = next(pauses)
                 if self._clock() + pause > deadline:
                     # A request whose answer was lost may have made it: then it is the snapshot, not a deferral.
-                    landed = self._landed(target, volume, name)
-                    if landed is not None:
-                        return landed
-                    raise base.Deferred('%s: still rate-limited after %ss; deferred to a later run (%s)'
-                                        % (disk_path(volume), self.api.retry_budget, exc)) from exc
+                    return self.landed_or_deferred(target, name, '%s: still rate-limited after %ss; deferred to a later run (%s)'
+                                                   % (disk_path(volume), self.api.retry_budget, exc), exc)
                 self._sleep(pause)
         return self._get_snapshot(volume['project'], name) or self._pending_record(target, volume, name, body)
 
@@ -703,51 +644,34 @@ class GceBackend:
                              labels=canonical_labels(body['labels']), annotations=base.ownership_annotations(target),
                              namespace=target.namespace, source=target.snapshot_source)
 
-    def settle(self, snapshots, deadline, clock, sleep=None):
-        """Yield each pending snapshot as it becomes READY or FAILED: one list per project per poll (the API has no watch).
+    def settle_pauses(self):
+        return (1.0 + pause for pause in delays(None, base=1.0, cap=15.0))
 
-        The list asks only for our snapshots that are not READY, so a poll does not read the project's whole history; a waited
-        one missing from it became READY or was deleted, which one GET tells (once per snapshot).
-        """
-        sleep = sleep or self._sleep
-        waiting = {s.id: s for s in snapshots if s.state == base.PENDING}
-        pauses = delays(None, base=1.0, cap=15.0)
+    def poll(self, waiting, memo):
+        """One list per project of our snapshots that are not READY, so a poll does not read the project's whole history; a waited
+        one missing from it became READY or was deleted, which one GET tells (once per snapshot)."""
         unready = '(labels.%s = "%s") (status != "READY")' % (LABEL_KEYS[base.MANAGED_BY_KEY], base.MANAGED_BY_VALUE)
-        while waiting and clock() < deadline:
-            sleep(max(0.0, min(1.0 + next(pauses, 15.0), deadline - clock())))
-            for project in sorted({SNAPSHOT_ID.match(sid)['project'] for sid in waiting}):
-                listed = {item.get('name'): item for item in self._list(project, unready)}
-                for sid in [sid for sid in waiting if SNAPSHOT_ID.match(sid)['project'] == project]:
-                    name = waiting[sid].name
-                    item = listed[name] if name in listed else self._get_item(project, name)
-                    if item is None or item.get('status') not in STATES:  # gone, or DELETING
-                        yield dataclasses.replace(waiting.pop(sid), state=base.FAILED, error='deleted before it became ready')
-                        continue
-                    snapshot = self.snapshot_from_resource(item)
-                    if snapshot.state != base.PENDING:
-                        del waiting[sid]
-                        yield snapshot
+        for project in sorted({SNAPSHOT_ID.match(sid)['project'] for sid in waiting}):
+            listed = {item.get('name'): item for item in self._list(project, unready)}
+            for sid in [sid for sid in waiting if SNAPSHOT_ID.match(sid)['project'] == project]:
+                name = waiting[sid].name
+                item = listed[name] if name in listed else self._get_item(project, name)
+                if item is None or item.get('status') not in STATES:  # gone, or DELETING
+                    yield dataclasses.replace(waiting.pop(sid), state=base.FAILED, error='deleted before it became ready')
+                    continue
+                snapshot = self.snapshot_from_resource(item)
+                if snapshot.state != base.PENDING:
+                    del waiting[sid]
+                    yield snapshot
 
     # Deleting ----------------------------------------------------------------------------------------------------
 
-    def delete(self, snapshot):
-        """Delete a planned snapshot unless, since the plan, it was held, disowned or replaced; one already gone counts as deleted.
+    def read_snapshot(self, snapshot):
+        return self._get_snapshot(SNAPSHOT_ID.match(snapshot.id)['project'], snapshot.name)
 
-        GCE deletes are not conditional, so the snapshot is read first: the window between that read and the delete is
-        one round trip, not the whole run.
-        """
-        project = SNAPSHOT_ID.match(snapshot.id)['project']
-        current = self._get_snapshot(project, snapshot.name)
-        if current is None:
-            return
-        if base.MANAGED_BY_KEY in snapshot.labels:
-            owned_still = current.labels.get(base.MANAGED_BY_KEY) == base.MANAGED_BY_VALUE and current.volume_key == snapshot.volume_key
-        else:  # adopted from k8s-snapshots: still its, and still not ours (the same resource: its disk cannot change)
-            owned_still = current.labels.get(K8S_SNAPSHOTS_LABEL[0]) == K8S_SNAPSHOTS_LABEL[1] and base.MANAGED_BY_KEY not in current.labels
-        if current.uid != snapshot.uid or current.held or not owned_still:
-            raise base.TargetError('labels', 'changed since expiry planned it (held, disowned, moved to another volume or replaced); kept')
+    def delete_snapshot(self, snapshot):
         try:
-            self.api.call('DELETE', 'projects/%s/global/snapshots/%s' % (project, snapshot.name))
+            self.api.call('DELETE', 'projects/%s/global/snapshots/%s' % (SNAPSHOT_ID.match(snapshot.id)['project'], snapshot.name))
         except GceError as exc:
             if exc.status != 404:
                 raise
@@ -786,15 +710,22 @@ class GceBackend:
                 raise GceError(0, disk.get('status'), 'disk is %s' % disk.get('status'), path)
             self._sleep(next(pauses))
             disk = self._get_disk(path) or disk
-        kind = snapshot.labels.get(KIND_LABEL, 'csi')
+        return {'spec': self.volume_spec(snapshot, zone, path), 'id': path}
+
+    def volume_source(self, kind, zone, disk):
         if kind == 'in-tree':
-            source = {'gcePersistentDisk': {'pdName': name}}
-            affinity_key = ZONE_LABELS[0]
-        else:
-            source = {'csi': {'driver': DRIVER, 'volumeHandle': path}}
-            affinity_key = 'topology.gke.io/zone'
-        affinity = {'required': {'nodeSelectorTerms': [{'matchExpressions': [{'key': affinity_key, 'operator': 'In', 'values': [zone]}]}]}}
-        return {'spec': dict(source, nodeAffinity=affinity), 'id': path}
+            return {'gcePersistentDisk': {'pdName': disk.rpartition('/')[2]}}, ZONE_KEYS[0]
+        return {'csi': {'driver': DRIVER, 'volumeHandle': disk}}, 'topology.gke.io/zone'
+
+    def planned_disk(self, snapshot, zone, name):
+        return 'projects/%s/zones/%s/disks/%s' % (SNAPSHOT_ID.match(snapshot.id)['project'], zone, name)
+
+    def disk_of(self, pv, snapshot):
+        return volume_from_pv(pv, SNAPSHOT_ID.match(snapshot.id)['project'])['taken_of']
+
+    def disk_source(self, disk, snapshot):
+        found = self._get_disk(disk)
+        return None if found is None else resource_path(found.get('sourceSnapshot')) or ''
 
     def _get_disk(self, path):
         try:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import ast
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -29,8 +33,9 @@ def registry_of(classes=()):
     return Registry.for_run({}, None, Inventory(pvs=[], pvcs=[], snapshot_classes=list(classes)))
 
 
-class CloudBackend:
-    """A backend as the cloud ones will be: its own options, a volume type of its own, built only when set up."""
+class CloudBackend(Backend):
+    """A backend as the cloud ones are: its own options, a volume type of its own, built only when set up; every hook it does
+    not need comes from the base class."""
 
     name = 'cloud'
     option_spec = {'cloud_token': {'type': 'str', 'no_log': True}}
@@ -180,3 +185,22 @@ def test_a_huge_origin_is_cut_where_it_names_the_target():
         Target.from_dict(csi_target(origin='o' * 15000))
     message = str(info.value)
     assert message.startswith('target ' + 'o' * 64 + '\u2026(15000 characters): origin: must be a string of at most 340') and len(message) < 400
+
+
+def module_result(name, **args):
+    """A module's result, run as Ansible runs it (arguments on stdin); for what fails before any cluster is reached."""
+    collections = Path(module.__file__).parents[5]  # the ansible_collections tree the collection is imported from
+    process = subprocess.run([sys.executable, '-m', 'ansible_collections.kubesnap.snapshots.plugins.modules.%s' % name],
+                             input=json.dumps({'ANSIBLE_MODULE_ARGS': args}), capture_output=True, text=True, check=False, timeout=120,
+                             env=dict(os.environ, PYTHONPATH=str(collections)))
+    return json.loads(process.stdout)
+
+
+def test_every_backends_bounds_are_its_own_and_checked_by_every_module():
+    assert backends.option_bounds() == {'aws_max_attempts': (1, 100), 'gce_retry_budget': (0, 86400), 'gce_operation_timeout': (1, 86400)}
+    assert 'aws_max_attempts' not in module.BOUNDS
+    # GCE's timeouts and retry budget are range-checked as EBS's attempts are, before anything is listed.
+    for option, value, message in (('gce_retry_budget', -1, 'must be zero or more'), ('gce_operation_timeout', 0, 'must be at least 1'),
+                                   ('gce_operation_timeout', 10 ** 9, 'must be at most 86400'), ('aws_max_attempts', 0, 'must be at least 1')):
+        result = module_result('k8s_pv_snapshot', **{option: value})
+        assert result.get('failed') and result['msg'] == '%s: %s, got %s' % (option, message, value), result

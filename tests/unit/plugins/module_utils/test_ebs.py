@@ -292,3 +292,16 @@ def test_the_optional_adopt_policy_deletes_only_k8s_snapshots_snapshots():
     key, value = K8S_SNAPSHOTS_TAG
     assert (statement['Effect'], statement['Action'], statement['Resource'], statement['Condition']) == (
         'Allow', ['ec2:DeleteSnapshot'], 'arn:aws:ec2:*:*:snapshot/*', {'StringEquals': {'aws:ResourceTag/%s' % key: value}})
+
+
+def test_a_run_limited_to_a_namespace_is_set_up_by_the_ebs_volumes_claimed_in_it_only():
+    # As the gce backend: another namespace's EBS volume is no reason for this namespace's run to reach for AWS credentials.
+    volume = ebs_pv('pv-a', 'other/data', CSI_EBS, affinity=('topology.ebs.csi.aws.com/zone', 'eu-west-1a'))
+    inventory = Inventory(pvs=[volume], pvcs=[])
+    assert EbsBackend.from_params({'namespace': 'db'}, None, inventory) is None
+    assert EbsBackend.from_params({'namespace': 'other'}, None, inventory) is not None
+    assert EbsBackend.from_params({}, None, inventory) is not None
+    # Set up for its own volume, it still knows every namespace's (a SnapshotRule may not name their disks).
+    mine = ebs_pv('pv-b', 'db/data', CSI_EBS, affinity=('topology.ebs.csi.aws.com/zone', 'eu-west-1a'))
+    backend = EbsBackend.from_params({'namespace': 'db'}, None, Inventory(pvs=[volume, mine], pvcs=[]))
+    assert backend.rule_disk_problem({'volume_id': VOL})[0] == 'spec.disk'
