@@ -24,13 +24,18 @@ LAST_VERIFIED = 'kubesnap.io/last-restore-verified'
 GRANT_GROUP_VERSIONS = ('gateway.networking.k8s.io/v1beta1', 'gateway.networking.k8s.io/v1')
 NAME_LIMIT = 253
 TIME_FORMAT = '%Y%m%d%H%M%S'
-ZONE_KEYS = ('topology.kubernetes.io/zone', 'failure-domain.beta.kubernetes.io/zone', 'topology.gke.io/zone',
-             'topology.ebs.csi.aws.com/zone')
 
 _SUFFIXES = {'Ki': 2 ** 10, 'Mi': 2 ** 20, 'Gi': 2 ** 30, 'Ti': 2 ** 40, 'Pi': 2 ** 50, 'Ei': 2 ** 60,
              'n': decimal.Decimal('1e-9'), 'u': decimal.Decimal('1e-6'), 'm': decimal.Decimal('1e-3'), '': 1,
              'k': 10 ** 3, 'M': 10 ** 6, 'G': 10 ** 9, 'T': 10 ** 12, 'P': 10 ** 15, 'E': 10 ** 18}
 _QUANTITY = re.compile(r'^\+?([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:([eE][+-]?[0-9]+)|(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?)$')
+
+
+# Names the API server takes: a claim's (a DNS subdomain) and a namespace's (a DNS label).
+DNS_SUBDOMAIN = re.compile(r'^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$')
+DNS_LABEL = re.compile(r'^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$')
+# The largest quantity Kubernetes holds (an int64 of bytes): a larger size cannot be a claim's request.
+MAX_QUANTITY_BYTES = 2 ** 63 - 1
 
 
 class RestoreError(Exception):
@@ -52,15 +57,21 @@ def quantity_bytes(text, field='size'):
     return int(value.to_integral_value(rounding=decimal.ROUND_CEILING))
 
 
-def volume_of(snapshot, claim_source, volume_key=None):
-    """Whether `snapshot` is a backup of the volume asked for.
-
-    CSI: taken of the claim (`pvc/<namespace>/<claim>`; labels are anyone's to copy), and of its
-    volume when one is named (`pv`). A cloud snapshot shows no claim: its volume label is what it is of.
-    """
-    if snapshot.backend == 'csi':
-        return snapshot.source == claim_source and (volume_key is None or snapshot.volume_key == volume_key)
-    return volume_key is not None and snapshot.volume_key == volume_key
+def name_problem(params):
+    """(field, reason) for the first name option the API server would refuse, else None: checked before anything is read, so
+    check mode refuses what the real run would."""
+    checks = (('restore_name', DNS_SUBDOMAIN, 'a DNS subdomain: at most 253 characters of [a-z0-9.-], starting and ending alphanumeric'),
+              ('restore_namespace', DNS_LABEL, 'a namespace name: at most 63 characters of [a-z0-9-], starting and ending alphanumeric'),
+              ('storage_class', DNS_SUBDOMAIN, 'a StorageClass name (a DNS subdomain)'))
+    for field, pattern, what in checks:
+        value = params.get(field)
+        if value is not None and not (isinstance(value, str) and pattern.match(value)):
+            return field, '%s is not %s' % (quoted(value), what)
+    for key, value in (params.get('labels') or {}).items():
+        problem = base.label_value_error(value if isinstance(value, str) else str(value))
+        if problem:
+            return 'labels.%s' % key, problem
+    return None
 
 
 def choose(candidates, what, before=None):
@@ -92,12 +103,17 @@ def default_restore_name(base_name, now):
     return base_name[:NAME_LIMIT - len(suffix)].rstrip('-.') + suffix
 
 
-def restore_size(given, source_claim, snapshot):
-    """(size text, bytes): `given`, which must hold the snapshot's restore size; else the source claim's request, or the
-    restore size when that is larger (or the claim is gone)."""
+def restore_size(given, source_claim, snapshot, most=None):
+    """(size text, bytes): `given`, which must hold the snapshot's restore size and at most `most` bytes (the backend's
+    largest disk; any: what Kubernetes holds); else the source claim's request, or the restore size when that is larger
+    (or the claim is gone)."""
     least = quantity_bytes(snapshot.size, 'snapshot %s status.restoreSize' % snapshot.id) if snapshot.size else None
     if given is not None:
         wanted = quantity_bytes(given, 'size')
+        if wanted > MAX_QUANTITY_BYTES:
+            raise RestoreError('size', '%s is larger than any volume Kubernetes can hold (%d bytes)' % (quoted(given), MAX_QUANTITY_BYTES))
+        if most is not None and wanted > most:
+            raise RestoreError('size', '%s is larger than the largest disk this backend makes (%d GiB)' % (quoted(given), most // 2 ** 30))
         if least is not None and wanted < least:
             raise RestoreError('size', '%s is smaller than the restore size %s of snapshot %s' % (quoted(given), snapshot.size, snapshot.id))
         return str(given), wanted
@@ -165,24 +181,6 @@ def cloud_volume_name(namespace, name):
     return 'kubesnap-restore-' + hashlib.sha256(('%s/%s' % (namespace, name)).encode()).hexdigest()[:24]
 
 
-def volume_zone(pv):
-    """The zone a volume lives in, from its node affinity (or legacy zone labels, or an in-tree EBS `aws://<zone>/<id>`), or None."""
-    terms = ((((pv or {}).get('spec') or {}).get('nodeAffinity') or {}).get('required') or {}).get('nodeSelectorTerms') or []
-    for term in terms:
-        for expression in term.get('matchExpressions') or []:
-            if expression.get('key') in ZONE_KEYS and expression.get('operator') == 'In' and len(expression.get('values') or []) == 1:
-                return expression['values'][0]
-    labels = ((pv or {}).get('metadata') or {}).get('labels') or {}
-    labelled = next((labels[key] for key in ZONE_KEYS if labels.get(key)), None)
-    if labelled:
-        return labelled
-    # An in-tree EBS volume made by hand often carries neither; its volume ID names the zone.
-    ebs_id = str(((((pv or {}).get('spec') or {}).get('awsElasticBlockStore') or {}).get('volumeID')) or '')
-    scheme, _sep, rest = ebs_id.partition('://')
-    zone = rest.partition('/')[0] if scheme == 'aws' and '/' in rest else ''
-    return zone or None
-
-
 def volume_manifest(answer, claim, snapshot):
     """The PersistentVolume for a disk a cloud backend made from `snapshot` (its `volume_from_snapshot` answer), pre-bound to `claim`.
 
@@ -205,19 +203,21 @@ def volume_manifest(answer, claim, snapshot):
             'spec': pv_spec}
 
 
-def existing_claim_problem(claim, snapshot, copy_name=None):
-    """None when an existing claim of the restore's name was restored from `snapshot` (the restore is done), else why it is not.
+def existing_claim_problem(claim, snapshot, backend, copy_name=None, volume=None):
+    """None when an existing claim of the restore's name is that restore (it is done), else why it is not.
 
-    CSI: its data source names the snapshot (or, restored through a copy, the copy, and our annotation
-    names the snapshot); a cloud restore: our annotation names it. Anything else is someone else's claim,
-    never overwritten.
+    What counts is what the claim holds, never our annotation alone (anyone who can write a claim can write it):
+    CSI, its data source names the snapshot (or, restored through a copy, the copy of its name, see copy_problem);
+    a cloud restore, the volume it is bound to (`volume`, read by the caller) is held by it and is the disk the
+    backend made from the snapshot (backend.restored_disk_problem asks the cloud). Anything else is someone else's
+    claim, never overwritten.
     """
     meta, spec = claim['metadata'], claim.get('spec') or {}
     where = 'PersistentVolumeClaim %s/%s already exists' % (meta['namespace'], meta['name'])
     if meta.get('deletionTimestamp'):
         return '%s and is being deleted' % where
     ours = (meta.get('annotations') or {}).get(RESTORED_FROM) == restored_from_value(snapshot)
-    if snapshot.backend == 'csi':
+    if not backend.makes_disks:
         if copy_name is not None and ours and (spec.get('dataSource') or {}).get('name') == copy_name:
             return None
         for field in ('dataSource', 'dataSourceRef'):
@@ -230,9 +230,36 @@ def existing_claim_problem(claim, snapshot, copy_name=None):
     else:
         found = (meta.get('annotations') or {}).get(RESTORED_FROM)
         if ours:
-            return None
+            problem = bound_volume_problem(claim, volume) or backend.restored_disk_problem(volume, snapshot)
+            if problem is None:
+                return None
+            return '%s and says it was restored from snapshot %s, but %s; it is never overwritten' % (where, snapshot.id, problem)
         shown = found or 'none'
     return '%s and was not restored from snapshot %s (its source: %s); it is never overwritten' % (where, snapshot.id, shown)
+
+
+def bound_volume_problem(claim, volume):
+    """Why `volume` (the PersistentVolume the claim's spec.volumeName names, None when there is none) is not the claim's own."""
+    meta = claim['metadata']
+    name = (claim.get('spec') or {}).get('volumeName')
+    if not name or volume is None:
+        return 'it is bound to no volume' if not name else 'its volume %s does not exist' % name
+    ref = (volume.get('spec') or {}).get('claimRef') or {}
+    if (ref.get('namespace'), ref.get('name')) != (meta['namespace'], meta['name']) or (ref.get('uid') and meta.get('uid') and ref['uid'] != meta['uid']):
+        return 'its volume %s is held by another claim (%s/%s)' % (name, ref.get('namespace'), ref.get('name'))
+    return None
+
+
+def copy_problem(copy, copy_content, content, namespace, name):
+    """Why the copy `copy` (the VolumeSnapshot a claim restored through a copy names, None when deleted) is not a copy of the
+    snapshot whose VolumeSnapshotContent is `content`, or None. `copy_content` is the content the copy is bound to (or None)."""
+    if copy is None:
+        return None
+    bound = (copy.get('status') or {}).get('boundVolumeSnapshotContentName') or ((copy.get('spec') or {}).get('source') or {}).get('volumeSnapshotContentName')
+    handle = (((copy_content or {}).get('spec') or {}).get('source') or {}).get('snapshotHandle')
+    if bound != cloud_volume_name(namespace, name) or not handle or handle != ((content or {}).get('status') or {}).get('snapshotHandle'):
+        return 'its data source VolumeSnapshot %s/%s is not a copy of that snapshot (content %s)' % (namespace, name, bound or 'none')
+    return None
 
 
 def copy_manifests(snapshot, content, namespace, name):

@@ -335,9 +335,10 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils import retentio
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import restore as rs
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import Registry
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import TargetError
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.csi import GROUP_VERSION, NAME_LIMIT, snapshot_from_object
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.csi import GROUP_VERSION, NAME_LIMIT
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError, resource_path
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import AUTH_SPEC, LEASE_SPEC, KubesnapModule, argument_spec
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.targets import Inventory
 
 # How long replace=true waits for the source claim to be gone (its protection finalizer goes when no pod uses it).
 REPLACE_TIMEOUT = 120
@@ -413,36 +414,27 @@ def read_source(client, p):
 def backend_of(registry, source):
     """The backend serving the source volume; CSI when no volume is left to ask (a claim restored by name)."""
     if source.pv is None:
-        return registry.get('csi')
+        return registry.claim_backend()
     try:
-        return registry.backend_for(source.pv)
+        backend = registry.backend_for(source.pv)
     except TargetError as exc:
         raise rs.RestoreError('pv %s %s' % (source.pv['metadata']['name'], exc.field), exc.reason) from exc
-
-
-def read_named_snapshot(client, backend, namespace, name):
-    """The snapshot `name` in `namespace`, owned or not (CSI); a cloud backend's owned one of that name or id."""
-    if backend.name == 'csi':
-        obj = get_or_none(client, resource_path(GROUP_VERSION, 'volumesnapshots', namespace, name))
-        if obj is None:
-            raise rs.RestoreError('snapshot', 'VolumeSnapshot %s/%s does not exist' % (namespace, name))
-        if obj['metadata'].get('deletionTimestamp'):
-            raise rs.RestoreError('snapshot', 'VolumeSnapshot %s/%s is being deleted' % (namespace, name))
-        return snapshot_from_object(obj)
-    found = [s for s in backend.list_owned([namespace]) if name in (s.name, s.id)]
-    if not found:
-        raise rs.RestoreError('snapshot', 'no %s snapshot named %s owned by kubesnap in %s' % (backend.name, name, namespace))
-    return found[0]
+    problem = backend.source_problem(source.pv)
+    if problem:
+        raise rs.RestoreError('pv %s %s' % (source.pv['metadata']['name'], problem[0]), problem[1])
+    return backend
 
 
 def choose_snapshot(module, client, backend, source):
     p = module.params
     what = 'claim %s/%s' % (source.namespace, source.pvc) if source.pvc else 'namespace %s' % source.namespace
+    key = backend.restore_volume_key(source.pv, named=source.volume_key is not None)
     if p['snapshot']:
-        snapshot = read_named_snapshot(client, backend, source.namespace, p['snapshot'])
-        # A snapshot someone made by hand carries no volume label: what it was taken of is its claim.
-        key = source.volume_key if snapshot.volume_key or snapshot.backend != 'csi' else None
-        if (source.pvc or source.volume_key) and not rs.volume_of(snapshot, source.claim_source, key):
+        try:
+            snapshot = backend.named_snapshot(source.namespace, p['snapshot'])
+        except TargetError as exc:
+            raise rs.RestoreError(exc.field, exc.reason) from exc
+        if (source.pvc or source.volume_key) and not backend.is_backup_of(snapshot, source.claim_source, key):
             raise rs.RestoreError('snapshot', 'snapshot %s was taken of %s (volume %s), not of %s%s' % (
                 snapshot.id, snapshot.source or 'an unknown source', snapshot.volume_key or 'unknown', what,
                 ' (volume %s)' % source.volume_key if source.volume_key else ''))
@@ -453,8 +445,7 @@ def choose_snapshot(module, client, backend, source):
                 before = retention.parse_timestamp(p['before'])
             except ValueError as exc:
                 raise rs.RestoreError('before', str(exc)) from exc
-        key = source.volume_key if backend.name == 'csi' else (source.pv or {}).get('metadata', {}).get('uid')
-        candidates = [s for s in backend.list_owned([source.namespace]) if rs.volume_of(s, source.claim_source, key)]
+        candidates = [s for s in backend.list_owned([source.namespace]) if backend.is_backup_of(s, source.claim_source, key)]
         snapshot = rs.choose(candidates, what, before)
     problem = rs.usable_problem(snapshot)
     if problem:
@@ -494,45 +485,91 @@ class Plan:
     copy: tuple = ()
     # replace=true: the source claim itself, deleted just before the restored claim of its name is created.
     replaced: dict | None = None
+    # Whether the restore is known to hold the snapshot's data (made and seen bound here, or an existing claim shown to be
+    # it): only then is verification recorded on the source claim.
+    proven: bool = True
 
 
-def make_plan(module, client, registry, now):
+def make_plan(module, client, now):
     """Everything checked and decided before anything is written."""
     p = module.params
+    bad_name = rs.name_problem(p)
+    if bad_name:
+        raise rs.RestoreError(*bad_name)
     source = read_source(client, p)
-    backend = backend_of(registry, source)
+    # The backends see the source volume as the cycle's discovery does: the region of an EBS volume from its topology.
+    inventory = Inventory(pvs=[source.pv] if source.pv else [], pvcs=[source.claim] if source.claim else [])
+    backend = backend_of(Registry.for_run(p, client, inventory), source)
     snapshot = choose_snapshot(module, client, backend, source)
     namespace = p['restore_namespace'] or snapshot.namespace or source.namespace
     if namespace != source.namespace and not namespace_exists(client, namespace):
         raise rs.RestoreError('restore_namespace', 'namespace %s does not exist' % namespace)
     claim_name = source.pvc or (snapshot.source or '').rpartition('/')[2] or snapshot.name
     name = p['restore_name'] or rs.default_restore_name(claim_name, now)
-    size, size_bytes = rs.restore_size(p['size'], source.claim, snapshot)
+    size, size_bytes = rs.restore_size(p['size'], source.claim, snapshot, backend.max_disk_bytes)
     overrides = {key: p[key] for key in ('labels', 'access_modes', 'storage_class')}
-    cloud = backend.name != 'csi'
+    cloud = backend.makes_disks
     copying = not cloud and namespace != snapshot.namespace and p['cross_namespace'] == 'copy'
     claim = rs.claim_manifest(name, namespace, snapshot, size, source.claim, overrides,
                               volume_name=rs.cloud_volume_name(namespace, name) if cloud else None, copy_name=name if copying else None)
     existing = get_or_none(client, resource_path('v1', 'persistentvolumeclaims', namespace, name))
     replaced = None
     if existing is not None:
-        problem = rs.existing_claim_problem(existing, snapshot, copy_name=name if copying else None)
+        volume_name = (existing.get('spec') or {}).get('volumeName')
+        volume = get_or_none(client, resource_path('v1', 'persistentvolumes', name=volume_name)) if backend.makes_disks and volume_name else None
+        problem = rs.existing_claim_problem(existing, snapshot, backend, copy_name=name if copying else None, volume=volume)
+        proven = True
+        if problem is None and copying:
+            problem, proven = copy_evidence(client, snapshot, existing, namespace, name)
         if problem and p['replace'] and (namespace, name) == (source.namespace, source.pvc) and not existing['metadata'].get('deletionTimestamp'):
             replaced, existing = existing, None
         elif problem:
             raise rs.RestoreError('restore_name', problem + ('' if not p['replace'] else ' (replace applies only to the source claim itself)'))
         else:
-            return Plan(source, backend, snapshot, claim, existing)
+            return Plan(source, backend, snapshot, claim, existing, proven=proven)
     zone, copy = None, ()
     if cloud:
-        zone = p['zone'] or rs.volume_zone(source.pv)
+        zone = p['zone'] or backend.volume_zone(source.pv)
         if not zone:
             raise rs.RestoreError('zone', 'required: the source volume shows no zone')
     elif copying:
         copy = rs.copy_manifests(snapshot, read_content(client, snapshot), namespace, name)
     elif namespace != snapshot.namespace:
         check_cross_namespace(client, snapshot, claim)
+    if cloud or copy:
+        # Nothing is made before the API server has said it takes every object: a refused restore leaves no disk or copy behind.
+        volume = [rs.volume_manifest({'spec': backend.volume_spec(snapshot, zone, backend.planned_disk(snapshot, zone, claim['spec']['volumeName']))},
+                                     claim, snapshot)] if cloud else []
+        for body in volume + list(copy) + [claim]:
+            dry_run(client, body)
     return Plan(source, backend, snapshot, claim, None, zone, size_bytes, copy, replaced)
+
+
+def dry_run(client, body):
+    """A server-side dry run of creating `body`; RestoreError naming the object and the API server's reason when refused."""
+    try:
+        client.request('POST', object_path(body), {'dryRun': 'All'}, body)
+    except KubeError as exc:
+        if exc.status == 409 or not 400 <= (exc.status or 0) < 500:
+            return  # one of that name exists (create_or_find decides), or an answer that says nothing of the object
+        meta = body['metadata']
+        raise rs.RestoreError('restore_name', 'the API server refuses to create %s %s: %s; nothing was created' % (
+            body['kind'], '/'.join(filter(None, (meta.get('namespace'), meta['name']))), exc)) from exc
+
+
+def copy_evidence(client, snapshot, claim, namespace, name):
+    """(problem, proven) for an existing claim restored through a copy: its copy, while it is still there, must be bound to the
+    content a restore makes, with the original's snapshot handle. Once the copy is deleted (after a restore binds) nothing left
+    shows what the claim was restored from: it is taken as done, unproven."""
+    copy = get_or_none(client, resource_path(GROUP_VERSION, 'volumesnapshots', namespace, name))
+    if copy is None:
+        return None, False
+    copy_content = get_or_none(client, resource_path(GROUP_VERSION, 'volumesnapshotcontents', name=rs.cloud_volume_name(namespace, name)))
+    problem = rs.copy_problem(copy, copy_content, read_content(client, snapshot), namespace, name)
+    if problem:
+        meta = claim['metadata']
+        return 'PersistentVolumeClaim %s/%s already exists and %s; it is never overwritten' % (meta['namespace'], meta['name'], problem), False
+    return None, True
 
 
 def read_content(client, snapshot):
@@ -545,15 +582,15 @@ def read_content(client, snapshot):
     return content
 
 
-def still_usable(client, backend, snapshot):
+def still_usable(backend, snapshot):
     """Read again under the Lease: the snapshot chosen before may have been deleted or held since; RestoreError if unusable."""
-    if backend.name == 'csi':
-        current = read_named_snapshot(client, backend, snapshot.namespace, snapshot.name)
-        if current.uid != snapshot.uid:
-            raise rs.RestoreError('snapshot', 'VolumeSnapshot %s was replaced since it was chosen' % snapshot.id)
-        problem = rs.usable_problem(current)
-        if problem:
-            raise rs.RestoreError('snapshot', problem)
+    try:
+        current = backend.reread(snapshot)
+    except TargetError as exc:
+        raise rs.RestoreError(exc.field, exc.reason) from exc
+    problem = rs.usable_problem(current)
+    if problem:
+        raise rs.RestoreError('snapshot', problem)
 
 
 def create_or_find(client, path, body):
@@ -570,7 +607,7 @@ def create(client, plan, ensure_held):
     """Create what the plan says (cloud: the disk through the backend's hook and its PV; a copy: its content and
     snapshot), then the claim; the manifests created."""
     created = []
-    if plan.backend.name != 'csi':
+    if plan.backend.makes_disks:
         ensure_held()
         answer = plan.backend.volume_from_snapshot(plan.snapshot, plan.zone, plan.size_bytes, plan.claim['spec']['volumeName'])
         created.append(rs.volume_manifest(answer, plan.claim, plan.snapshot))
@@ -736,7 +773,7 @@ def restore(module, client, plan, result):
     started = time.monotonic()
     if plan.existing is None:
         def act(_plan, ensure_held):
-            still_usable(client, plan.backend, plan.snapshot)
+            still_usable(plan.backend, plan.snapshot)
             return create(client, plan, ensure_held)
 
         written = module.write_under_lease(lambda: plan, act, result, must_write=True)[1]
@@ -757,7 +794,10 @@ def restore(module, client, plan, result):
         result['check'] = problem or 'succeeded'
         if problem:
             return [problem]
-    if p['record_verified'] and plan.source.claim is not None:
+    if p['record_verified'] and plan.source.claim is not None and not plan.proven:
+        module.warn('PersistentVolumeClaim %s/%s exists and nothing left shows it was restored from %s (its copy is gone): '
+                    'verification not recorded' % (namespace, name, plan.snapshot.id))
+    elif p['record_verified'] and plan.source.claim is not None:
         value = '%s %s' % (plan.snapshot.id, datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat())
         client.request('PATCH', resource_path('v1', 'persistentvolumeclaims', plan.source.namespace, plan.source.pvc),
                        body={'metadata': {'annotations': {rs.LAST_VERIFIED: value}}}, content_type='application/merge-patch+json')
@@ -821,8 +861,7 @@ def main():
         module.fail_json(msg='one of the following is required: snapshot, pvc, pv')
     result = {'changed': False, 'manifests': [], 'seconds': None}
     try:
-        registry = Registry.for_run(p, client)
-        plan = make_plan(module, client, registry, datetime.datetime.now(datetime.timezone.utc))
+        plan = make_plan(module, client, datetime.datetime.now(datetime.timezone.utc))
     except rs.RestoreError as exc:
         module.fail_json(msg=str(exc), field=exc.field, api_calls=module.api_calls(), **result)
     except KubeError as exc:
@@ -830,7 +869,7 @@ def main():
     result.update(snapshot=plan.snapshot.as_dict(), backend=plan.backend.name)
     if plan.existing is None:
         # A cloud volume's source is known once its disk exists: check mode shows the rest of it.
-        planned = ([rs.volume_manifest({'spec': {}}, plan.claim, plan.snapshot)] if plan.backend.name != 'csi' else []) + list(plan.copy) + [plan.claim]
+        planned = ([rs.volume_manifest({'spec': {}}, plan.claim, plan.snapshot)] if plan.backend.makes_disks else []) + list(plan.copy) + [plan.claim]
         before = {'manifests': [plan.replaced]} if plan.replaced is not None else {}
         result.update(changed=True, manifests=planned, diff={'before': before, 'after': {'manifests': planned}})
         if plan.replaced is not None:

@@ -17,7 +17,7 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import
 from . import test_restore_access as access
 from .ec2_server import Ec2Server
 from .modules import DELTAS, run_module
-from .test_cloud_backends import HARNESSES, ec2_client, snap
+from .test_cloud_backends import HARNESSES, ec2_client, other_namespace, snap
 
 # The restore service account with given rules (test_restore_access.py's fixture).
 restore_account = access.restore_account
@@ -90,7 +90,8 @@ def snapshots_of_data(cluster, namespace, cloud, count):
                          ids=["csi-source-zone", "csi-zone-option", "in-tree-source-zone"])
 def test_a_restore_makes_a_disk_from_the_newest_snapshot_and_its_claim_binds(cluster, kube, namespace, cloud, restored_pvs, kind, zone_option):
     cloud.claim(namespace, "data", annotations={DELTAS: "PT1H P1D"}, kind=kind)
-    source_zone = rs.volume_zone(read_pv(kube, "%s-data" % namespace))
+    source_zone = affinity_zones(read_pv(kube, "%s-data" % namespace)["spec"])[0] if kind == "csi" else cloud_disk(
+        cloud, read_pv(kube, "%s-data" % namespace)["spec"])[0]
     _older, newest = snapshots_of_data(cluster, namespace, cloud, 2)
     zone = OTHER_ZONES[cloud.name] if zone_option else source_zone
     args = {"restore_name": "restored"}
@@ -145,3 +146,63 @@ def test_the_documented_restore_account_can_restore_a_cloud_snapshot(kube, clust
     result = access.run_as(env, "k8s_pv_restore", namespace=namespace, pvc="data", restore_name="restored", lease_namespace=namespace,
                            wait_timeout=60, **cloud.args)
     assert not result.get("failed") and result["pvc"]["phase"] == "Bound" and result["snapshot"]["id"] == newest, result
+
+
+# other_namespace (test_cloud_backends.py): the tenant's namespace.
+_ = other_namespace
+
+
+def test_a_tenants_claim_annotated_as_a_restore_of_anothers_snapshot_is_refused_and_verifies_nothing(cluster, kube, namespace, other_namespace,
+                                                                                                      cloud, restored_pvs):
+    # Namespace A protects its claim; a tenant of namespace B makes a claim on a volume of its own (no snapshot behind it)
+    # and annotates it as a restore of A's newest snapshot, then has a drill "restore" A's claim into it.
+    cloud.claim(namespace, "data", annotations={DELTAS: "PT1H P1D"})
+    [newest] = snapshots_of_data(cluster, namespace, cloud, 1)
+    cloud.claim(other_namespace, "fake")
+    kube.core.patch_namespaced_persistent_volume_claim("fake", other_namespace, {"metadata": {"annotations": {
+        rs.RESTORED_FROM: "%s:%s" % (cloud.name, newest)}}})
+    cloud.mark(namespace)
+    result = restore(cluster, namespace, cloud, restore_namespace=other_namespace, restore_name="fake", record_verified=True)
+    assert result.get("failed") and result["field"] == "restore_name", result
+    assert "not from snapshot %s" % newest in result["msg"] and "never overwritten" in result["msg"], result
+    # Nothing recorded on A's claim, nothing made on either side.
+    annotations = kube.core.read_namespaced_persistent_volume_claim("data", namespace).metadata.annotations or {}
+    assert rs.LAST_VERIFIED not in annotations, annotations
+    assert cloud.writes() == []
+    assert kube.core.list_persistent_volume(field_selector="metadata.name=%s" % rs.cloud_volume_name(other_namespace, "fake")).items == []
+
+
+@pytest.mark.parametrize("cloud", ["aws"], indirect=True)
+def test_an_ebs_restore_takes_the_region_from_the_volume_like_the_cycle(cluster, kube, namespace, cloud, restored_pvs):
+    # The cycle finds the region in the volume's topology (no aws_region); so does the restore, and it finds the snapshot.
+    cloud.claim(namespace, "data", annotations={DELTAS: "PT1H P1D"})
+    args = {key: value for key, value in cloud.args.items() if key != "aws_region"}
+    made = run_module("k8s_pv_snapshot", str(cluster.kubeconfig), namespace=namespace, lease_namespace=namespace, pvc="data", force=True, **args)
+    assert [v["state"] for v in made["volumes"]] == ["ready"], made
+    restored_pvs.append(rs.cloud_volume_name(namespace, "restored"))
+    result = run_module("k8s_pv_restore", str(cluster.kubeconfig), namespace=namespace, pvc="data", restore_name="restored",
+                        lease_namespace=namespace, wait_timeout=60, **args)
+    assert not result.get("failed") and result["snapshot"]["name"] == made["volumes"][0]["snapshot"], result
+    # A volume that shows no region names the real cause, not "no snapshot".
+    kube.core.patch_persistent_volume("%s-data" % namespace, {"spec": {"nodeAffinity": None}})
+    unknown = run_module("k8s_pv_restore", str(cluster.kubeconfig), namespace=namespace, pvc="data", restore_name="other",
+                         lease_namespace=namespace, **args)
+    assert unknown.get("failed") and "the region of" in unknown["msg"] and "is unknown" in unknown["msg"], unknown
+    assert "no ready snapshot" not in unknown["msg"], unknown
+
+
+@pytest.mark.parametrize("cloud", ["aws", "gce"], indirect=True)
+def test_a_restore_the_api_server_refuses_leaves_no_disk_behind(kube, cluster, namespace, cloud, restored_pvs, restore_account):
+    # An account that may create claims but not PersistentVolumes: the dry run says so before any disk is made.
+    cluster_rules, lease_rules = access.restore_rules()
+    without = [dict(rule, verbs=[v for v in rule["verbs"] if v != "create"]) if rule["resources"] == ["persistentvolumes"] else rule
+               for rule in cluster_rules]
+    env = restore_account(without, lease_rules)
+    cloud.claim(namespace, "data", annotations={DELTAS: "PT1H P1D"})
+    snapshots_of_data(cluster, namespace, cloud, 1)
+    cloud.mark(namespace)
+    result = access.run_as(env, "k8s_pv_restore", namespace=namespace, pvc="data", restore_name="restored", lease_namespace=namespace,
+                           wait_timeout=60, **cloud.args)
+    assert result.get("failed") and result["field"] == "restore_name", result
+    assert "refuses to create PersistentVolume" in result["msg"] and "403" in result["msg"] and "nothing was created" in result["msg"], result
+    assert cloud.writes() == [], "no disk is made for a restore the API server refuses"

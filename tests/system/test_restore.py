@@ -206,6 +206,10 @@ BAD = [
     ({"pvc": "data", "before": "2000-01-01T00:00:00Z"}, "snapshot", "no ready snapshot owned by kubesnap of claim {ns}/data taken at or before"),
     ({"pvc": "gone"}, "snapshot", "no ready snapshot owned by kubesnap of claim {ns}/gone"),
     ({"pv": "kubesnap-no-such-pv"}, "pv", "PersistentVolume kubesnap-no-such-pv does not exist"),
+    # Refused before anything is read, in check mode as in the real run (the API server would refuse them with a 422).
+    ({"pvc": "data", "restore_name": "Bad_Name"}, "restore_name", "'Bad_Name' is not a DNS subdomain"),
+    ({"pvc": "data", "restore_namespace": "Bad_NS!"}, "restore_namespace", "'Bad_NS!' is not a namespace name"),
+    ({"pvc": "data", "size": "999999999999Ti"}, "size", "'999999999999Ti' is larger than any volume Kubernetes can hold"),
 ]
 
 
@@ -218,8 +222,11 @@ def test_bad_input_is_named_and_nothing_is_created(kube, namespace, bad_inputs, 
         if "pv" not in args:
             args.setdefault("namespace", namespace)
         audit.mark()
-        result = run("k8s_pv_restore", restore_name=args.pop("restore_name", "restored"), **args)
-        assert result.get("failed") and result.get("field") == field, (args, result)
-        assert message.format(**values) in result["msg"], (args, result["msg"])
+        name = args.pop("restore_name", "restored")
+        # Check mode refuses what the real run refuses (names and sizes: once a check mode run said "changed" for them).
+        for check in (True, False) if field in ("restore_name", "restore_namespace", "size") else (False,):
+            result = run("k8s_pv_restore", check=check, restore_name=name, **args)
+            assert result.get("failed") and result.get("field") == field, (args, check, result)
+            assert message.format(**values) in result["msg"], (args, check, result["msg"])
         assert claims(kube, namespace) == before, args
         assert writes_in(audit, namespace, "default") == [], args

@@ -7,7 +7,10 @@ import datetime
 import pytest
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import restore as rs
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import FAILED, PENDING, READY, Snapshot
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import FAILED, PENDING, READY, CloudBackend, Snapshot
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.csi import CsiBackend
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.ebs import EbsBackend
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.gce import GceBackend
 
 UTC = datetime.timezone.utc
 T0 = datetime.datetime(2026, 11, 30, 4, 0, tzinfo=UTC)
@@ -66,18 +69,26 @@ def test_no_ready_snapshot_says_what_there_is():
 
 
 def test_a_csi_snapshot_is_of_the_claim_it_was_taken_of_not_the_labels_it_carries():
-    assert rs.volume_of(snap('a'), 'pvc/db/data-0')
-    assert not rs.volume_of(snap('a', source='pvc/db/data-1'), 'pvc/db/data-0')
-    assert not rs.volume_of(snap('a', source='content/c'), 'pvc/db/data-0')
+    csi = CsiBackend(None)
+    assert csi.is_backup_of(snap('a'), 'pvc/db/data-0', None)
+    assert not csi.is_backup_of(snap('a', source='pvc/db/data-1'), 'pvc/db/data-0', None)
+    assert not csi.is_backup_of(snap('a', source='content/c'), 'pvc/db/data-0', None)
     # With a PV named, the volume label must be that volume's too (an older incarnation of the claim is another volume).
-    assert not rs.volume_of(snap('a', key='uid-old'), 'pvc/db/data-0', 'uid-a')
-    assert rs.volume_of(snap('a'), 'pvc/db/data-0', 'uid-a')
+    assert not csi.is_backup_of(snap('a', key='uid-old'), 'pvc/db/data-0', 'uid-a')
+    assert csi.is_backup_of(snap('a'), 'pvc/db/data-0', 'uid-a')
+    # A snapshot made by hand carries no volume label: its claim is what it is of.
+    assert csi.is_backup_of(snap('a', key=''), 'pvc/db/data-0', 'uid-a')
+    pv = {'metadata': {'uid': 'uid-a'}}
+    assert csi.restore_volume_key(pv, named=False) is None and csi.restore_volume_key(pv, named=True) == 'uid-a'
 
 
 def test_a_cloud_snapshot_is_of_the_volume_its_label_names():
-    assert rs.volume_of(snap('a', backend='gce', source=None), 'pvc/db/data-0', 'uid-a')
-    assert not rs.volume_of(snap('a', backend='gce', source=None), 'pvc/db/data-0', 'uid-b')
-    assert not rs.volume_of(snap('a', backend='gce', source=None), 'pvc/db/data-0', None)
+    gce = GceBackend({'gce_project': 'proj-123456'})
+    assert gce.is_backup_of(snap('a', backend='gce', source=None), 'pvc/db/data-0', 'uid-a')
+    assert not gce.is_backup_of(snap('a', backend='gce', source=None), 'pvc/db/data-0', 'uid-b')
+    assert not gce.is_backup_of(snap('a', backend='gce', source=None), 'pvc/db/data-0', None)
+    # Named by its claim or by its volume: the live volume's key either way.
+    assert gce.restore_volume_key({'metadata': {'uid': 'uid-a'}}, named=False) == 'uid-a'
 
 
 def test_usable_problem():
@@ -162,15 +173,23 @@ def test_cloud_volume_name_is_stable_short_and_plain():
     assert len(name) <= 63 and name.replace('-', '').isalnum() and name.islower()
 
 
-def test_volume_zone_from_affinity_or_labels():
+def test_the_default_zone_of_a_restore_is_read_as_discovery_reads_it():
+    ebs = EbsBackend({})
     affinity = {'required': {'nodeSelectorTerms': [{'matchExpressions': [
         {'key': 'topology.ebs.csi.aws.com/zone', 'operator': 'In', 'values': ['eu-west-1a']}]}]}}
-    assert rs.volume_zone({'spec': {'nodeAffinity': affinity}}) == 'eu-west-1a'
-    assert rs.volume_zone({'metadata': {'labels': {'failure-domain.beta.kubernetes.io/zone': 'us-east1-c'}}, 'spec': {}}) == 'us-east1-c'
-    assert rs.volume_zone({'spec': {}}) is None
+    csi = {'csi': {'driver': 'ebs.csi.aws.com', 'volumeHandle': 'vol-0123456789abcdef0'}}
+    assert ebs.volume_zone({'metadata': {}, 'spec': dict(csi, nodeAffinity=affinity)}) == 'eu-west-1a'
+    assert ebs.volume_zone({'metadata': {'labels': {'failure-domain.beta.kubernetes.io/zone': 'us-east-1c'}}, 'spec': csi}) == 'us-east-1c'
     # An in-tree EBS volume without zone labels: its volume ID names the zone; one without a zone in it names none.
-    assert rs.volume_zone({'spec': {'awsElasticBlockStore': {'volumeID': 'aws://us-east-1a/vol-0123'}}}) == 'us-east-1a'
-    assert rs.volume_zone({'spec': {'awsElasticBlockStore': {'volumeID': 'vol-0123'}}}) is None
+    assert ebs.volume_zone({'metadata': {}, 'spec': {'awsElasticBlockStore': {'volumeID': 'aws://us-east-1a/vol-0123456789abcdef0'}}}) == 'us-east-1a'
+    assert ebs.volume_zone({'metadata': {}, 'spec': {'awsElasticBlockStore': {'volumeID': 'vol-0123456789abcdef0'}}}) is None
+    gce = GceBackend({'gce_project': 'proj-123456'})
+    handle = 'projects/proj-123456/zones/europe-west1-b/disks/d'
+    assert gce.volume_zone({'metadata': {}, 'spec': {'csi': {'driver': 'pd.csi.storage.gke.io', 'volumeHandle': handle}}}) == 'europe-west1-b'
+    # A regional disk has no one zone: the restore must be told.
+    regional = 'projects/proj-123456/regions/europe-west1/disks/d'
+    assert gce.volume_zone({'metadata': {}, 'spec': {'csi': {'driver': 'pd.csi.storage.gke.io', 'volumeHandle': regional}}}) is None
+    assert CsiBackend(None).volume_zone({'spec': {}}) is None
 
 
 def existing(data_source=None, annotations=None, namespace='db', ref_namespace=None, deleting=False):
@@ -184,18 +203,65 @@ def existing(data_source=None, annotations=None, namespace='db', ref_namespace=N
     return {'metadata': meta, 'spec': spec}
 
 
+class Cloud(CloudBackend):
+    """A cloud whose disks are a dict {disk id: snapshot id it was made from}, behind PVs naming `disk: <id>`."""
+
+    name = 'gce'
+
+    def __init__(self, disks):
+        self.disks = disks
+
+    def claims(self, pv):
+        return 'disk' in pv['spec']
+
+    def disk_of(self, pv, snapshot):
+        return pv['spec']['disk']
+
+    def disk_source(self, disk, snapshot):
+        return self.disks.get(disk)
+
+
+def bound_pv(disk, claim='r', namespace='db'):
+    return {'metadata': {'name': 'pv-1'}, 'spec': {'disk': disk, 'claimRef': {'namespace': namespace, 'name': claim}}}
+
+
 def test_an_existing_claim_from_the_same_snapshot_is_done_anything_else_is_refused():
-    assert rs.existing_claim_problem(existing('a'), snap('a')) is None
-    assert rs.existing_claim_problem(existing('a', namespace='scratch', ref_namespace='db'), snap('a')) is None
-    assert rs.existing_claim_problem(existing('b'), snap('a')) == (
+    csi = CsiBackend(None)
+    assert rs.existing_claim_problem(existing('a'), snap('a'), csi) is None
+    assert rs.existing_claim_problem(existing('a', namespace='scratch', ref_namespace='db'), snap('a'), csi) is None
+    assert rs.existing_claim_problem(existing('b'), snap('a'), csi) == (
         'PersistentVolumeClaim db/r already exists and was not restored from snapshot db/a (its source: VolumeSnapshot/b); it is never overwritten')
-    assert 'its source: none' in rs.existing_claim_problem(existing(), snap('a'))
+    assert 'its source: none' in rs.existing_claim_problem(existing(), snap('a'), csi)
     # Same name, other namespace: another snapshot.
-    assert rs.existing_claim_problem(existing('a', namespace='scratch', ref_namespace='other'), snap('a'))
-    assert 'being deleted' in rs.existing_claim_problem(existing('a', deleting=True), snap('a'))
-    cloud = snap('a', backend='gce', source=None)
-    assert rs.existing_claim_problem(existing(annotations={rs.RESTORED_FROM: 'gce:snap-a'}), cloud) is None
-    assert 'its source: gce:snap-b' in rs.existing_claim_problem(existing(annotations={rs.RESTORED_FROM: 'gce:snap-b'}), cloud)
+    assert rs.existing_claim_problem(existing('a', namespace='scratch', ref_namespace='other'), snap('a'), csi)
+    assert 'being deleted' in rs.existing_claim_problem(existing('a', deleting=True), snap('a'), csi)
+    cloud, backend = snap('a', backend='gce', source=None), Cloud({'disk-1': 'snap-a', 'disk-2': 'snap-b'})
+    claim = dict(existing(annotations={rs.RESTORED_FROM: 'gce:snap-a'}), spec={'volumeName': 'pv-1'})
+    assert rs.existing_claim_problem(claim, cloud, backend, volume=bound_pv('disk-1')) is None
+    assert 'its source: gce:snap-b' in rs.existing_claim_problem(existing(annotations={rs.RESTORED_FROM: 'gce:snap-b'}), cloud, backend)
+
+
+def test_a_claim_annotated_as_a_cloud_restore_is_one_only_when_its_volume_is_the_disk_made_from_the_snapshot():
+    cloud, backend = snap('a', backend='gce', source=None), Cloud({'disk-1': 'snap-a', 'disk-2': 'snap-b', 'disk-3': ''})
+    claim = dict(existing(annotations={rs.RESTORED_FROM: 'gce:snap-a'}), spec={'volumeName': 'pv-1'})
+    # The annotation is anyone's to write: the volume behind the claim decides.
+    assert 'made from snap-b, not from snapshot snap-a' in rs.existing_claim_problem(claim, cloud, backend, volume=bound_pv('disk-2'))
+    assert 'made from no snapshot' in rs.existing_claim_problem(claim, cloud, backend, volume=bound_pv('disk-3'))
+    assert 'does not exist' in rs.existing_claim_problem(claim, cloud, backend, volume=bound_pv('disk-9'))
+    assert 'not a gce disk' in rs.existing_claim_problem(claim, cloud, backend, volume={'metadata': {'name': 'pv-1'}, 'spec': {
+        'hostPath': {}, 'claimRef': {'namespace': 'db', 'name': 'r'}}})
+    assert 'held by another claim (db/other)' in rs.existing_claim_problem(claim, cloud, backend, volume=bound_pv('disk-1', claim='other'))
+    assert 'bound to no volume' in rs.existing_claim_problem(existing(annotations={rs.RESTORED_FROM: 'gce:snap-a'}), cloud, backend)
+    assert 'volume pv-1 does not exist' in rs.existing_claim_problem(claim, cloud, backend, volume=None)
+
+
+def test_a_copy_counts_only_when_bound_to_a_content_with_the_originals_handle():
+    original = {'status': {'snapshotHandle': 'h-1'}}
+    copy = {'status': {'boundVolumeSnapshotContentName': rs.cloud_volume_name('scratch', 'r')}}
+    assert rs.copy_problem(copy, {'spec': {'source': {'snapshotHandle': 'h-1'}}}, original, 'scratch', 'r') is None
+    assert rs.copy_problem(None, None, original, 'scratch', 'r') is None  # gone: nothing to hold against it (unproven)
+    assert 'not a copy' in rs.copy_problem(copy, {'spec': {'source': {'snapshotHandle': 'h-2'}}}, original, 'scratch', 'r')
+    assert 'not a copy' in rs.copy_problem({'status': {'boundVolumeSnapshotContentName': 'theirs'}}, None, original, 'scratch', 'r')
 
 
 def grant(from_namespace='scratch', to_name=None, kind='PersistentVolumeClaim'):
@@ -210,3 +276,24 @@ def test_reference_grants():
     assert not rs.grant_allows([grant(from_namespace='other')], 'scratch', snap('a'))
     assert not rs.grant_allows([grant(kind='Pod')], 'scratch', snap('a'))
     assert not rs.grant_allows([], 'scratch', snap('a'))
+
+
+@pytest.mark.parametrize(('params', 'field'), [
+    ({'restore_name': 'Bad_Name'}, 'restore_name'), ({'restore_name': 'a' * 254}, 'restore_name'), ({'restore_namespace': 'Bad_NS!'}, 'restore_namespace'),
+    ({'restore_namespace': 'a.b'}, 'restore_namespace'), ({'storage_class': 'Fast'}, 'storage_class'), ({'labels': {'app': 'not ok'}}, 'labels.app'),
+])
+def test_names_the_api_server_would_refuse_are_refused_first(params, field):
+    assert rs.name_problem(params)[0] == field
+
+
+def test_good_names_pass():
+    assert rs.name_problem({'restore_name': 'data-0.restored', 'restore_namespace': 'scratch', 'storage_class': 'fast', 'labels': {'app': 'db'},
+                            'pvc': 'Any_Thing'}) is None
+
+
+def test_a_size_no_volume_can_have_is_refused_naming_the_field():
+    with pytest.raises(rs.RestoreError, match="size: '999999999999Ti' is larger than any volume Kubernetes can hold"):
+        rs.restore_size('999999999999Ti', None, snap('a', size='1Gi'))
+    with pytest.raises(rs.RestoreError, match="size: '65Ti' is larger than the largest disk this backend makes \\(65536 GiB\\)"):
+        rs.restore_size('65Ti', None, snap('a', size='1Gi'), EbsBackend.max_disk_bytes)
+    assert rs.restore_size('64Ti', None, snap('a', size='1Gi'), EbsBackend.max_disk_bytes) == ('64Ti', 64 * 2 ** 40)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import restore as rs
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import READY, Snapshot
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import READY, CloudBackend, Snapshot
 from ansible_collections.kubesnap.snapshots.plugins.modules.k8s_pv_restore import Plan, Source, check_job_manifest, create, job_outcome
 
 
@@ -34,7 +34,7 @@ class FakeClient:
         return body
 
 
-class FakeCloud:
+class FakeCloud(CloudBackend):
     name = 'gce'
 
     def __init__(self):
