@@ -27,12 +27,18 @@ description:
     O(restore_namespace) (a C(VolumeSnapshotContent) with the same snapshot handle and deletion policy C(Retain), and a
     C(VolumeSnapshot) bound to it, named as the claim), the claim restores from the copy, and the copy is deleted once the
     claim is C(Bound) (the driver's snapshot stays the original's)."
-  - Other backends (cloud disks) create a disk from the snapshot in O(zone) (default the source volume's zone) through the backend's
-    C(volume_from_snapshot), then a PersistentVolume for it (reclaim policy C(Retain)) pre-bound to the new claim.
+  - Other backends (cloud disks) create a disk from the snapshot in O(zone) (default the source volume's zone, read from its
+    topology as the cycle reads it, which also gives an EBS volume's region) through the backend's C(volume_from_snapshot), then a
+    PersistentVolume for it (reclaim policy C(Retain)) pre-bound to the new claim. The API server is asked first (a server-side
+    dry run of the PersistentVolume and the claim), so a restore it refuses leaves no disk behind.
   - "Idempotent: a claim of that name restored from the same snapshot is reported unchanged; any other claim of that name is an
-    error and is never changed. The default name carries the time, so give O(restore_name) to make a task idempotent."
-  - Bad input (an unknown or failed snapshot, one not ready, one of another volume, a size below the restore size, an existing
-    claim, a missing namespace) fails naming the object and the field, before anything is written.
+    error and is never changed. What counts is what the claim holds, never the C(kubesnap.io/restored-from) annotation alone:
+    a cloud restore's claim must be bound to the disk the cloud says was made from the snapshot; a CSI claim's data source must
+    name the snapshot (or, while it exists, a copy bound to a content with the snapshot's handle). The default name carries the
+    time, so give O(restore_name) to make a task idempotent."
+  - Bad input (an unknown or failed snapshot, one not ready, one of another volume, a size below the restore size or above what
+    the backend makes, a name the API server refuses, an existing claim, a missing namespace) fails naming the object and the
+    field, before anything is written, in check mode as in the real run.
   - The claim is created under the cycle's Lease (O(lease_name)), after reading the snapshot again under it. The cycle's expiry
     takes the same Lease and keeps every snapshot a claim names as its data source, so the snapshot being restored is never
     deleted under the restore. Use the same O(lease_name) and O(lease_namespace) as the cycle. The task fails when another run
@@ -120,6 +126,8 @@ options:
     description:
       - Once the claim is bound (and O(check_job) succeeded), annotate the source claim with
         C(kubesnap.io/last-restore-verified=<snapshot id> <UTC time>). Used by the restore drill.
+      - Never recorded for an existing claim that nothing left shows was restored from the snapshot (one restored through a copy
+        that has since been deleted): the task warns instead.
     type: bool
     default: false
   replace:
