@@ -127,7 +127,7 @@ options:
       - Once the claim is bound (and O(check_job) succeeded), annotate the source claim with
         C(kubesnap.io/last-restore-verified=<snapshot id> <UTC time>). Used by the restore drill.
       - Never recorded for an existing claim that nothing left shows was restored from the snapshot (one restored through a copy
-        that has since been deleted): the task warns instead.
+        that has since been deleted); the task warns instead.
     type: bool
     default: false
   replace:
