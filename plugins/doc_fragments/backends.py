@@ -64,6 +64,22 @@ options:
       - From 1 to 100.
     type: int
     default: 8
+  aws_connect_timeout:
+    description:
+      - Seconds to wait for a connection to EC2, each attempt. From 1 to 600.
+    type: int
+    default: 10
+  aws_read_timeout:
+    description:
+      - Seconds to wait for EC2's answer once a request is sent, each attempt. From 1 to 3600.
+    type: int
+    default: 30
+  aws_deadline:
+    description:
+      - Seconds one EC2 call may take, its retries included (O(aws_max_attempts)); no attempt starts after it, so an endpoint
+        that accepts and never answers ends the call within about this and one O(aws_read_timeout). From 1 to 86400.
+    type: int
+    default: 180
   aws_copy_to:
     description:
       - A region every new EBS snapshot is copied to once it completed, for disaster recovery, by the first
@@ -141,6 +157,17 @@ options:
         operation is still running then is reported pending and waited for with the others.
     type: int
     default: 120
+  gce_connect_timeout:
+    description:
+      - Seconds to wait for a connection to the Compute API, each request. From 1 to 600.
+    type: int
+    default: 10
+  gce_read_timeout:
+    description:
+      - Seconds to wait for the Compute API's answer once a request is sent, each request. A request that times out is tried
+        again within O(gce_retry_budget), which bounds one call in all. From 1 to 3600.
+    type: int
+    default: 60
 notes:
   - >-
     Backends. V(csi) serves every CSI PersistentVolume bound to a claim, with a C(VolumeSnapshot) in the claim's namespace

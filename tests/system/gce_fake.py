@@ -110,6 +110,9 @@ class FakeCompute:
         self.fault_rate = 0.0           # share of API requests answered with a fault
         self.faults = ('429', '503', 'lost')
         self.token_lifetime = 3600
+        self.hang = False               # API requests are read and never answered (a hung endpoint); `hung` counts them
+        self.hung = 0
+        self._released = threading.Event()
         self.url = None
         self._server = None
 
@@ -469,6 +472,11 @@ class FakeCompute:
                     error = ApiError(401, 'required', 'Request is missing required authentication credential.', 'global')
                     self._answer(401, error.body())
                     return
+                if fake.hang:
+                    fake.hung += 1
+                    fake._released.wait()
+                    self.close_connection = True
+                    return
                 fault = fake.random.choice(fake.faults) if fake.fault_rate and fake.random.random() < fake.fault_rate else None
                 if fault == '429':
                     self._answer(429, ApiError(429, 'rateLimitExceeded', 'Rate Limit Exceeded', 'usageLimits').body())
@@ -518,6 +526,7 @@ class FakeCompute:
         return self.url + BASE.rstrip('/')
 
     def stop(self):
+        self._released.set()
         self._server.shutdown()
         self._server.server_close()
 

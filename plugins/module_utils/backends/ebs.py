@@ -87,12 +87,37 @@ OPTION_SPEC = {
     'aws_endpoint_url': {'type': 'str'},
     'aws_retry_mode': {'type': 'str', 'choices': ['standard', 'adaptive'], 'default': 'standard'},
     'aws_max_attempts': {'type': 'int', 'default': 8},
+    # A hung endpoint (accepts, never answers) ends one request after the read timeout and one call, retries included, after the deadline.
+    'aws_connect_timeout': {'type': 'int', 'default': 10},
+    'aws_read_timeout': {'type': 'int', 'default': 30},
+    'aws_deadline': {'type': 'int', 'default': 180},
     'aws_copy_to': {'type': 'str'},
 }
 
 
 class EbsError(base.BackendError):
     """An EC2 request that failed; the message names the operation and AWS's code."""
+
+
+if boto3 is not None:
+    class DeadlineExceeded(botocore.exceptions.BotoCoreError):
+        """One EC2 call, its retries included, took longer than aws_deadline: not tried again (a botocore error, handled as one)."""
+
+        fmt = 'EC2 {operation} gave up after {seconds} s (aws_deadline) and {attempts} attempts'
+
+
+def _started(context, **_kwargs):
+    """botocore's before-call: when one call (all its attempts) began."""
+    context.setdefault('kubesnap_started', time.monotonic())
+
+
+def _deadline_check(seconds):
+    """botocore's request-created, before every attempt: the call ends once its deadline has passed."""
+    def check(request, operation_name=None, **_kwargs):
+        started = request.context.get('kubesnap_started')
+        if started is not None and time.monotonic() - started > seconds:
+            raise DeadlineExceeded(operation=operation_name, seconds=seconds, attempts=(request.context.get('retries') or {}).get('attempt', 1) - 1)
+    return check
 
 
 def _region_option(params):
@@ -179,7 +204,7 @@ class EbsBackend(base.CloudBackend):
     marks_field = 'tags'
     adopted_mark = K8S_SNAPSHOTS_TAG
     landed_pauses = LANDED_PAUSES
-    bounds = {'aws_max_attempts': (1, 100)}
+    bounds = {'aws_max_attempts': (1, 100), 'aws_connect_timeout': (1, 600), 'aws_read_timeout': (1, 3600), 'aws_deadline': (1, 24 * 3600)}
     kind_label = KIND_TAG
     max_disk_bytes = 64 * 1024 * GIB  # io2 Block Express; smaller types refuse less at CreateVolume
     zone_keys = ZONE_KEYS
@@ -267,8 +292,12 @@ class EbsBackend(base.CloudBackend):
                 config = botocore.config.Config(
                     # total_max_attempts counts the first request (botocore's max_attempts in a Config counts retries only).
                     retries={'mode': p.get('aws_retry_mode') or 'standard', 'total_max_attempts': (p.get('aws_max_attempts') or 8) if retries else 1},
-                    max_pool_connections=max(10, p.get('concurrency') or 0), user_agent_extra='kubesnap')
-                self._clients[(region, retries)] = session.client('ec2', region_name=region, endpoint_url=p.get('aws_endpoint_url'), config=config)
+                    max_pool_connections=max(10, p.get('concurrency') or 0), user_agent_extra='kubesnap',
+                    connect_timeout=p.get('aws_connect_timeout') or 10, read_timeout=p.get('aws_read_timeout') or 30)
+                ec2 = session.client('ec2', region_name=region, endpoint_url=p.get('aws_endpoint_url'), config=config)
+                ec2.meta.events.register('before-call.ec2', _started)
+                ec2.meta.events.register_first('request-created.ec2', _deadline_check(p.get('aws_deadline') or 180))
+                self._clients[(region, retries)] = ec2
             return self._clients[(region, retries)]
 
     def _describe(self, region, **kwargs):

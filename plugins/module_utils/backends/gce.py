@@ -273,10 +273,12 @@ def _annotations(description):
 class ComputeApi:
     """The Compute REST API over google-auth's AuthorizedSession; rate and quota errors retried with jittered backoff within a budget."""
 
-    def __init__(self, session, endpoint, retry_budget, clock=time.monotonic, sleep=time.sleep):
+    def __init__(self, session, endpoint, retry_budget, clock=time.monotonic, sleep=time.sleep, timeouts=(10, REQUEST_TIMEOUT)):
         self._session = session
         self._endpoint = endpoint.rstrip('/')
         self.retry_budget = retry_budget
+        # (connect, read) of one request: a hung endpoint ends each request after them, and a call after its retry budget.
+        self.timeouts = timeouts
         self._clock = clock
         self._sleep = sleep
 
@@ -298,7 +300,7 @@ class ComputeApi:
     def _once(self, method, path, params, body):
         what = '%s %s' % (method, path)
         try:
-            response = self._session.request(method, '%s/%s' % (self._endpoint, path), params=params, json=body, timeout=REQUEST_TIMEOUT)
+            response = self._session.request(method, '%s/%s' % (self._endpoint, path), params=params, json=body, timeout=self.timeouts)
         except google.auth.exceptions.RefreshError as exc:
             raise GceError(401, 'credentials', 'could not get an access token: %s' % exc, what) from exc
         except google.auth.exceptions.TransportError as exc:
@@ -358,7 +360,8 @@ class GceBackend(base.CloudBackend):
     kind_label = KIND_LABEL
     max_disk_bytes = 64 * 1024 * GIB
     # Seconds: beyond a day a run would outlive its Lease many times over; a timeout of 0 would never wait for an operation.
-    bounds = {'gce_retry_budget': (0, 24 * 3600), 'gce_operation_timeout': (1, 24 * 3600)}
+    bounds = {'gce_retry_budget': (0, 24 * 3600), 'gce_operation_timeout': (1, 24 * 3600), 'gce_connect_timeout': (1, 600),
+              'gce_read_timeout': (1, 3600)}
     rule_backends = ('google', 'gce')
     volume_fields = ('disk', 'taken_of')
     option_spec = {
@@ -372,6 +375,8 @@ class GceBackend(base.CloudBackend):
         'gce_storage_locations': {'type': 'list', 'elements': 'str'},
         'gce_retry_budget': {'type': 'int', 'default': 120},
         'gce_operation_timeout': {'type': 'int', 'default': 120},
+        'gce_connect_timeout': {'type': 'int', 'default': 10},
+        'gce_read_timeout': {'type': 'int', 'default': 60},
     }
     # Any of these set up the backend without a GCE volume in sight (to expire the snapshots of deleted ones); the endpoint
     # and the bounds have defaults and do not.
@@ -396,7 +401,8 @@ class GceBackend(base.CloudBackend):
             creds, self._creds_project = credentials_from(self._params)
             session = google.auth.transport.requests.AuthorizedSession(creds)
             self._api = ComputeApi(session, self._params.get('gce_endpoint') or DEFAULT_ENDPOINT, self._params.get('gce_retry_budget', 120),
-                                   self._clock, self._sleep)
+                                   self._clock, self._sleep,
+                                   (self._params.get('gce_connect_timeout') or 10, self._params.get('gce_read_timeout') or REQUEST_TIMEOUT))
         return self._api
 
     @property
