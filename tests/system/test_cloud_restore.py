@@ -152,8 +152,7 @@ def test_the_documented_restore_account_can_restore_a_cloud_snapshot(kube, clust
 _ = other_namespace
 
 
-def test_a_tenants_claim_annotated_as_a_restore_of_anothers_snapshot_is_refused_and_verifies_nothing(cluster, kube, namespace, other_namespace,
-                                                                                                      cloud, restored_pvs):
+def test_a_tenants_claim_annotated_as_a_restore_of_anothers_snapshot_is_refused(cluster, kube, namespace, other_namespace, cloud, restored_pvs):
     # Namespace A protects its claim; a tenant of namespace B makes a claim on a volume of its own (no snapshot behind it)
     # and annotates it as a restore of A's newest snapshot, then has a drill "restore" A's claim into it.
     cloud.claim(namespace, "data", annotations={DELTAS: "PT1H P1D"})
