@@ -25,9 +25,9 @@ try:
     CLIENT_ERRORS = (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
 
     class DeadlineExceeded(botocore.exceptions.BotoCoreError):
-        """A request (its retries included) ran past `s3_deadline`: raised instead of another attempt."""
+        """A request (its retries included) ran past its deadline option (`s3_deadline`, `aws_deadline`): raised instead of another attempt."""
 
-        fmt = '{operation} gave up: {seconds} s (s3_deadline) passed after {attempts} attempt(s); last error: {error}'
+        fmt = '{operation} gave up: {seconds} s ({option}) passed after {attempts} attempt(s); last error: {error}'
 except ImportError:  # reported by the module through missing_required_lib
     boto3 = None
     CLIENT_ERRORS = ()
@@ -148,10 +148,10 @@ def client_config(path_style=False, connect_timeout=10, read_timeout=60):
     )
 
 
-def add_deadline(events, seconds, clock=time.monotonic):
-    """No request of the client is tried again once `seconds` passed since it began (botocore's retries stop there):
-    a request ends within the deadline plus one attempt's connect and read timeouts. A body being streamed is not a
-    request: a long download or upload part runs as long as bytes keep coming."""
+def add_deadline(events, seconds, clock=time.monotonic, service='s3', option='s3_deadline'):
+    """No request of the client (of `service`: s3, or ec2 for the aws backend) is tried again once `seconds` passed since it
+    began (botocore's retries stop there): a request ends within the deadline plus one attempt's connect and read timeouts.
+    A body being streamed is not a request: a long download or upload part runs as long as bytes keep coming."""
 
     def started(context, **_kwargs):
         context['kubesnap_deadline'] = clock() + seconds
@@ -161,10 +161,11 @@ def add_deadline(events, seconds, clock=time.monotonic):
         deadline = (request_dict.get('context') or {}).get('kubesnap_deadline')
         if failed and deadline is not None and clock() >= deadline:
             error = caught_exception if caught_exception is not None else 'HTTP %d' % response[0].status_code
-            raise DeadlineExceeded(operation=getattr(operation, 'name', 'the request'), seconds=seconds, attempts=attempts, error=error)
+            raise DeadlineExceeded(operation=getattr(operation, 'name', 'the request'), seconds=seconds, option=option, attempts=attempts,
+                                   error=error)
 
-    events.register_first('before-call.s3', started)
-    events.register_first('needs-retry.s3', before_retry)
+    events.register_first('before-call.%s' % service, started)
+    events.register_first('needs-retry.%s' % service, before_retry)
 
 
 def client(params):

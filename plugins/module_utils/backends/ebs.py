@@ -14,6 +14,7 @@ import time
 
 from ansible.module_utils.basic import env_fallback
 
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import s3
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import base
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.messages import cut, quoted
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention import parse_timestamp
@@ -97,27 +98,6 @@ OPTION_SPEC = {
 
 class EbsError(base.BackendError):
     """An EC2 request that failed; the message names the operation and AWS's code."""
-
-
-if boto3 is not None:
-    class DeadlineExceeded(botocore.exceptions.BotoCoreError):
-        """One EC2 call, its retries included, took longer than aws_deadline: not tried again (a botocore error, handled as one)."""
-
-        fmt = 'EC2 {operation} gave up after {seconds} s (aws_deadline) and {attempts} attempts'
-
-
-def _started(context, **_kwargs):
-    """botocore's before-call: when one call (all its attempts) began."""
-    context.setdefault('kubesnap_started', time.monotonic())
-
-
-def _deadline_check(seconds):
-    """botocore's request-created, before every attempt: the call ends once its deadline has passed."""
-    def check(request, operation_name=None, **_kwargs):
-        started = request.context.get('kubesnap_started')
-        if started is not None and time.monotonic() - started > seconds:
-            raise DeadlineExceeded(operation=operation_name, seconds=seconds, attempts=(request.context.get('retries') or {}).get('attempt', 1) - 1)
-    return check
 
 
 def _region_option(params):
@@ -295,8 +275,7 @@ class EbsBackend(base.CloudBackend):
                     max_pool_connections=max(10, p.get('concurrency') or 0), user_agent_extra='kubesnap',
                     connect_timeout=p.get('aws_connect_timeout') or 10, read_timeout=p.get('aws_read_timeout') or 30)
                 ec2 = session.client('ec2', region_name=region, endpoint_url=p.get('aws_endpoint_url'), config=config)
-                ec2.meta.events.register('before-call.ec2', _started)
-                ec2.meta.events.register_first('request-created.ec2', _deadline_check(p.get('aws_deadline') or 180))
+                s3.add_deadline(ec2.meta.events, p.get('aws_deadline') or 180, service='ec2', option='aws_deadline')
                 self._clients[(region, retries)] = ec2
             return self._clients[(region, retries)]
 
