@@ -90,8 +90,9 @@ def snapshots_of_data(cluster, namespace, cloud, count):
                          ids=["csi-source-zone", "csi-zone-option", "in-tree-source-zone"])
 def test_a_restore_makes_a_disk_from_the_newest_snapshot_and_its_claim_binds(cluster, kube, namespace, cloud, restored_pvs, kind, zone_option):
     cloud.claim(namespace, "data", annotations={DELTAS: "PT1H P1D"}, kind=kind)
-    source_zone = affinity_zones(read_pv(kube, "%s-data" % namespace)["spec"])[0] if kind == "csi" else cloud_disk(
-        cloud, read_pv(kube, "%s-data" % namespace)["spec"])[0]
+    source = read_pv(kube, "%s-data" % namespace)["spec"]
+    # Pinned by its nodeAffinity, or (an in-tree EBS volume made by hand) named in its volume id.
+    source_zone = affinity_zones(source)[0] if source.get("nodeAffinity") else source["awsElasticBlockStore"]["volumeID"].split("/")[2]
     _older, newest = snapshots_of_data(cluster, namespace, cloud, 2)
     zone = OTHER_ZONES[cloud.name] if zone_option else source_zone
     args = {"restore_name": "restored"}
