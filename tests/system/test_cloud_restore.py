@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 
 import pytest
 from kubernetes.client.exceptions import ApiException
@@ -90,9 +91,11 @@ def snapshots_of_data(cluster, namespace, cloud, count):
                          ids=["csi-source-zone", "csi-zone-option", "in-tree-source-zone"])
 def test_a_restore_makes_a_disk_from_the_newest_snapshot_and_its_claim_binds(cluster, kube, namespace, cloud, restored_pvs, kind, zone_option):
     cloud.claim(namespace, "data", annotations={DELTAS: "PT1H P1D"}, kind=kind)
-    source = read_pv(kube, "%s-data" % namespace)["spec"]
-    # Pinned by its nodeAffinity, or (an in-tree EBS volume made by hand) named in its volume id.
-    source_zone = affinity_zones(source)[0] if source.get("nodeAffinity") else source["awsElasticBlockStore"]["volumeID"].split("/")[2]
+    source = read_pv(kube, "%s-data" % namespace)
+    # Pinned by its nodeAffinity, labelled, or (an in-tree EBS volume made by hand) named in its volume id.
+    labelled = (source["metadata"].get("labels") or {}).get("topology.kubernetes.io/zone")
+    source_zone = affinity_zones(source["spec"])[0] if source["spec"].get("nodeAffinity") else labelled or \
+        source["spec"]["awsElasticBlockStore"]["volumeID"].split("/")[2]
     _older, newest = snapshots_of_data(cluster, namespace, cloud, 2)
     zone = OTHER_ZONES[cloud.name] if zone_option else source_zone
     args = {"restore_name": "restored"}
@@ -183,9 +186,15 @@ def test_an_ebs_restore_takes_the_region_from_the_volume_like_the_cycle(cluster,
     result = run_module("k8s_pv_restore", str(cluster.kubeconfig), namespace=namespace, pvc="data", restore_name="restored",
                         lease_namespace=namespace, wait_timeout=60, **args)
     assert not result.get("failed") and result["snapshot"]["name"] == made["volumes"][0]["snapshot"], result
-    # A volume that shows no region names the real cause, not "no snapshot".
-    kube.core.patch_persistent_volume("%s-data" % namespace, {"spec": {"nodeAffinity": None}})
-    unknown = run_module("k8s_pv_restore", str(cluster.kubeconfig), namespace=namespace, pvc="data", restore_name="other",
+    # A volume that shows no region (no zone in its id, no labels, no nodeAffinity) names the real cause, not "no snapshot".
+    volume_id = ec2_client(cloud.server).create_volume(AvailabilityZone="us-east-1a", Size=1)["VolumeId"]
+    kube.core.create_persistent_volume({
+        "metadata": {"name": "%s-bare" % namespace, "labels": {"kubesnap.io/test-namespace": namespace}},
+        "spec": {"csi": {"driver": "ebs.csi.aws.com", "volumeHandle": volume_id}, "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                 "persistentVolumeReclaimPolicy": "Retain", "storageClassName": "", "claimRef": {"namespace": namespace, "name": "bare"}}})
+    kube.create_pvc(namespace, "bare", size="1Gi", storage_class="", volume_name="%s-bare" % namespace)
+    env = {key: value for key, value in os.environ.items() if key not in ("AWS_REGION", "AWS_DEFAULT_REGION")}
+    unknown = run_module("k8s_pv_restore", str(cluster.kubeconfig), env=env, namespace=namespace, pvc="bare", restore_name="other",
                          lease_namespace=namespace, **args)
     assert unknown.get("failed") and "the region of" in unknown["msg"] and "is unknown" in unknown["msg"], unknown
     assert "no ready snapshot" not in unknown["msg"], unknown
