@@ -18,10 +18,13 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import
 from . import test_restore_access as access
 from .ec2_server import Ec2Server
 from .modules import DELTAS, run_module
-from .test_cloud_backends import HARNESSES, ec2_client, other_namespace, snap
+from . import test_cloud_backends as cloud_backends
+from .test_cloud_backends import HARNESSES, ec2_client, snap
 
 # The restore service account with given rules (test_restore_access.py's fixture).
 restore_account = access.restore_account
+# A second namespace: the tenant's.
+other_namespace = cloud_backends.other_namespace
 
 OTHER_ZONES = {"aws": "us-east-1b", "gce": "europe-west1-c"}
 
@@ -150,10 +153,6 @@ def test_the_documented_restore_account_can_restore_a_cloud_snapshot(kube, clust
     result = access.run_as(env, "k8s_pv_restore", namespace=namespace, pvc="data", restore_name="restored", lease_namespace=namespace,
                            wait_timeout=60, **cloud.args)
     assert not result.get("failed") and result["pvc"]["phase"] == "Bound" and result["snapshot"]["id"] == newest, result
-
-
-# other_namespace (test_cloud_backends.py): the tenant's namespace.
-_ = other_namespace
 
 
 def test_a_tenants_claim_annotated_as_a_restore_of_anothers_snapshot_is_refused(cluster, kube, namespace, other_namespace, cloud, restored_pvs):

@@ -314,7 +314,9 @@ class EbsBackend(base.CloudBackend):
                 found += [s for s in self.adopted(region) if not namespaces or s.namespace in namespaces]
         return found
 
-    def list_marked(self, region):
+    def list_marked(self, scope):
+        """In `scope`, a region."""
+        region = scope
         key, value = K8S_SNAPSHOTS_TAG
         items = self._describe(region, OwnerIds=['self'], Filters=[{'Name': 'tag:%s' % key, 'Values': [value]}])
         return [(snapshot_from_ec2(item, region), item.get('VolumeId')) for item in items]

@@ -532,9 +532,10 @@ class GceBackend(base.CloudBackend):
             snapshots += [s for project in self._projects() for s in self.adopted(project)]
         return [s for s in snapshots if s.volume_key and (not namespaces or s.namespace in namespaces)]
 
-    def list_marked(self, project):
+    def list_marked(self, scope):
+        """In `scope`, a project."""
         label_filter = '(labels.%s = "%s")' % K8S_SNAPSHOTS_LABEL
-        return [(self.snapshot_from_resource(item), resource_path(item.get('sourceDisk'))) for item in self._list(project, label_filter)
+        return [(self.snapshot_from_resource(item), resource_path(item.get('sourceDisk'))) for item in self._list(scope, label_filter)
                 if item.get('status') in STATES]
 
     def rule_disk_id(self, volume):

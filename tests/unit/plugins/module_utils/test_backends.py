@@ -54,11 +54,11 @@ class CloudBackend(Backend):
     def target_errors(cls, data):
         return [] if str(data['volume'].get('disk', '')).startswith('disk-') else [('volume.disk', 'not a cloud disk id')]
 
-    def claims(self, volume):
-        return 'cloudDisk' in (volume.get('spec') or {})
+    def claims(self, pv):
+        return 'cloudDisk' in (pv.get('spec') or {})
 
-    def identify(self, volume, claim, hints):
-        return {'disk': volume['spec']['cloudDisk']['id']}
+    def identify(self, pv, pvc, hints):
+        return {'disk': pv['spec']['cloudDisk']['id']}
 
 
 @pytest.fixture
