@@ -127,3 +127,11 @@ def test_archive_without_a_url_fails_the_cycle_naming_the_volume(tmp_path, clust
     done = run_snapshot(hosts, snapshot_cycle_archive=True, snapshot_cycle_report_path=str(tmp_path / "report.json"))
     assert done.returncode != 0, done.stdout[-5000:]
     assert f"not archived: {namespace}/data: no archive destination" in done.stdout, done.stdout[-5000:]
+
+
+def test_a_cluster_pattern_that_matches_nothing_fails_instead_of_going_green(tmp_path, cluster, namespace):
+    """Before: `-e snapshot_clusters=<typo>` skipped every play's hosts, wrote an empty report and exited 0."""
+    path = inventory(tmp_path / "clusters.yml", str(cluster.kubeconfig), {"a": namespace})
+    process = run_snapshot(path, snapshot_clusters="no-such-cluster")
+    assert process.returncode != 0, process.stdout[-3000:]
+    assert "no cluster matched no-such-cluster (the inventory has 1 hosts): nothing was snapshotted" in process.stdout, process.stdout[-3000:]
