@@ -18,7 +18,7 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils import retentio
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import Registry
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import FAILED, HOLD_KEY, PENDING, READY
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import resource_path
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.targets import Inventory, discover
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.targets import Inventory, discover, volume_record
 
 RULES_GROUP_VERSION = 'k8s-snapshots.elsdoerfer.com/v1'
 
@@ -27,8 +27,8 @@ def list_inventory(client, namespace=None, rules=True):
     """PVs, PVCs, SnapshotRules (when asked for) and VolumeSnapshotClasses: one paged list per kind."""
     return Inventory(
         # PVs are cluster-scoped and always listed whole: orphan detection needs every live volume.
-        pvs=client.list_all(resource_path('v1', 'persistentvolumes')),
-        pvcs=client.list_all(resource_path('v1', 'persistentvolumeclaims', namespace)),
+        pvs=client.list_all(resource_path('v1', 'persistentvolumes'), transform=volume_record),
+        pvcs=client.list_all(resource_path('v1', 'persistentvolumeclaims', namespace), transform=volume_record),
         rules=client.list_optional(resource_path(RULES_GROUP_VERSION, 'snapshotrules', namespace)) if rules else [],
         snapshot_classes=client.list_optional(resource_path('snapshot.storage.k8s.io/v1', 'volumesnapshotclasses')) or [],
     )

@@ -12,6 +12,7 @@ request itself when a cycle lists thousands of objects, and the modules only nee
 from __future__ import annotations
 
 import functools
+import importlib.util
 import inspect
 import json
 import logging
@@ -19,6 +20,7 @@ import math
 import os
 import re
 import shlex
+import sys
 import threading
 from collections import Counter
 from urllib.parse import quote, urlencode
@@ -26,22 +28,73 @@ from urllib.request import getproxies
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.retry import RETRYABLE_STATUS, call_with_retry
 
+
+def _deferred_package(name):
+    """Register the package `name` without running its __init__ until something asks it for a name it defines.
+
+    The kubernetes package's __init__ files import every generated API and model class (some 30 MB, a third of a
+    module's memory at 10,000 volumes); this client needs only its Configuration, REST layer and kubeconfig loader,
+    which are submodules. Any other name (`kubernetes.client.CoreV1Api` in a test of the same process) runs the
+    real __init__ into the same module object first, so the package behaves as if it had been imported whole.
+    """
+    if name in sys.modules:
+        return
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.loader is None:
+        return
+    module = importlib.util.module_from_spec(spec)
+
+    def load(attribute):
+        if module.__dict__.get('__getattr__') is not load:  # loaded already: the name does not exist
+            raise AttributeError(attribute)
+        del module.__getattr__
+        spec.loader.exec_module(module)
+        return getattr(module, attribute)
+
+    module.__getattr__ = load
+    sys.modules[name] = module
+    parent, _dot, child = name.rpartition('.')
+    if parent:
+        setattr(sys.modules[parent], child, module)
+
+
+def _import_kubeconfig_loader():
+    """The kubeconfig loader, which imports `ApiClient` (all the models) only to build one for an OIDC refresh: while it is
+    imported, a deferred `kubernetes.client` lends it a function that imports the class when first called."""
+    client = sys.modules.get('kubernetes.client')
+    lend = client is not None and client.__dict__.get('__getattr__') is not None and 'ApiClient' not in client.__dict__
+    if lend:
+        def api_client(*args, **kwargs):
+            from kubernetes.client.api_client import ApiClient  # pylint: disable=import-outside-toplevel
+            return ApiClient(*args, **kwargs)
+        client.ApiClient = api_client
+    try:
+        import kubernetes.config  # pylint: disable=import-outside-toplevel
+    finally:
+        if lend:
+            del client.ApiClient
+    return kubernetes.config
+
+
 try:
     import urllib3
     from urllib3._collections import HTTPHeaderDict  # top-level only from urllib3 2
     import yaml
-    import kubernetes
-    from kubernetes import client as k8s_client
-    from kubernetes import config as k8s_config
-    from kubernetes.client import rest as k8s_rest
+    for _package in ('kubernetes', 'kubernetes.client', 'kubernetes.utils'):
+        _deferred_package(_package)
+    # `import a.b as c`, not `from a import b`: a from-import asks the deferred package for the name first.
+    from kubernetes.client.configuration import Configuration
+    k8s_config = _import_kubeconfig_loader()
+    import kubernetes.client.rest as k8s_rest
     from kubernetes.client.exceptions import ApiException
     from kubernetes.config.config_exception import ConfigException
+    from importlib.metadata import version as _distribution_version
 except ImportError as exc:  # reported by the module through missing_required_lib
     KUBERNETES_IMPORT_ERROR = exc
     KUBERNETES_VERSION = None
 else:
     KUBERNETES_IMPORT_ERROR = None
-    KUBERNETES_VERSION = kubernetes.__version__
+    KUBERNETES_VERSION = _distribution_version('kubernetes')
 
 # The first release whose Configuration and REST layer carry everything above (tls-server-name came last).
 MINIMUM_KUBERNETES = '28.1.0'
@@ -212,7 +265,9 @@ class KubeClient:
     def list_with_version(self, path, label_selector=None, page_size=PAGE_SIZE, transform=None):
         """(items, resourceVersion): every page comes from the first page's snapshot, so one version covers them all.
 
-        `transform` replaces each item as its page arrives (default: drop the bookkeeping the cycle never reads).
+        `transform` replaces each item as its page arrives (default: drop the bookkeeping the cycle never reads); an item
+        it turns into None is not kept. Only what it returns outlives the page: memory follows what the caller keeps
+        (a compact record per object), not what the apiserver sends.
 
         A `continue` token expires with that snapshot (410 while paging a large collection slowly):
         the list starts again from the first page, a few times at most.
@@ -233,8 +288,11 @@ class KubeClient:
                 # Never read as "nothing there": an empty list would make every owned snapshot look orphaned.
                 raise KubeError('GET', path, 200, 'invalid response: a list reply without an items list: %r'
                                 % json.dumps(page)[:100], 'InvalidResponse')
-            items.extend((transform or _slim)(item) for item in listed or [])
+            kept = (transform or _slim)
+            items.extend(record for record in map(kept, listed or ()) if record is not None)
             metadata = page.get('metadata') or {}
+            # The page goes before the next one is read: at most one page is held besides what was kept.
+            del page, listed
             if not metadata.get('continue'):
                 return items, metadata.get('resourceVersion')
             query['continue'] = metadata['continue']
@@ -270,10 +328,10 @@ class KubeClient:
             # Closed, not returned to the pool: a stream left early still has unread events on it.
             response.close()
 
-    def list_optional(self, path, label_selector=None):
+    def list_optional(self, path, label_selector=None, transform=None):
         """Like list_all, but a resource the server does not serve (CRD not installed) lists as None."""
         try:
-            return self.list_all(path, label_selector)
+            return self.list_all(path, label_selector, transform=transform)
         except KubeError as exc:
             if exc.status == 404:
                 return None
@@ -343,6 +401,38 @@ def _slim(item):
     return item
 
 
+def interned(value):
+    """`value` with every string in it (keys included) interned: listed objects repeat the same few (namespace, phase,
+    driver, access mode, policy text, label keys) thousands of times, and each page decodes its own copies."""
+    if isinstance(value, str):
+        return sys.intern(value)
+    if isinstance(value, dict):
+        return {sys.intern(key) if isinstance(key, str) else key: interned(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [interned(item) for item in value]
+    return value
+
+
+def compact(item, metadata=(), spec=None, status=()):
+    """A listed object cut down to what its reader uses, strings interned: the named metadata and status fields, and
+    the spec whole (`spec=True`), not at all (None) or the named fields. Anything but an object with a metadata mapping
+    is returned as it came, for the reader to report."""
+    if not isinstance(item, dict) or not isinstance(item.get('metadata'), dict):
+        return item
+    kept = {'metadata': _fields(item['metadata'], metadata)}
+    if spec and 'spec' in item:
+        kept['spec'] = interned(item['spec']) if spec is True else _fields(item['spec'], spec)
+    if status and isinstance(item.get('status'), dict):
+        kept['status'] = _fields(item['status'], status)
+    return kept
+
+
+def _fields(mapping, names):
+    if not isinstance(mapping, dict):
+        return mapping
+    return {sys.intern(name): interned(mapping[name]) for name in names if name in mapping}
+
+
 def resource_path(group_version, plural, namespace=None, name=None):
     """URL path of a collection or object: core group when group_version has no slash."""
     prefix = '/api/' if '/' not in group_version else '/apis/'
@@ -373,7 +463,7 @@ def client_from_params(params, pool_size=32):
     for option, reason in REFUSED_AUTH_OPTIONS.items():
         if params.get(option):
             raise ConfigError(option, 'refused (set by the option or K8S_AUTH_%s): %s' % (option.upper(), reason))
-    configuration = k8s_client.Configuration()
+    configuration = Configuration()
     # Recent packages fill both from the environment when constructed; _environment_proxy decides that below, once it
     # knows whether the kubeconfig or the options named a proxy (NO_PROXY must not apply to those).
     configuration.proxy = None

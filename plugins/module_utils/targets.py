@@ -14,6 +14,7 @@ import dataclasses
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import backend_class, rule_backend_class
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import TargetError, label_value_error
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import LAST_APPLIED, compact
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.messages import cut, quoted
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.restore import RESTORED_FROM
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention import PolicyError, parse_policy
@@ -183,6 +184,27 @@ class Options:
     policy: str | None = None
     # A module that takes no snapshots by policy (k8s_pv_archive) selects labelled claims without a label_policy.
     label_needs_policy: bool = True
+
+
+# What discovery, the backends, archives and restores read of a listed PV or PVC: the rest (managedFields, finalizers,
+# status conditions) is dropped as each page arrives (`volume_record`), so memory follows the volumes, not the payload.
+VOLUME_METADATA = ('name', 'namespace', 'uid', 'deletionTimestamp', 'labels', 'annotations')
+VOLUME_STATUS = ('phase', 'capacity')
+CLAIM_REF = ('namespace', 'name', 'uid')
+
+
+def volume_record(item):
+    """The compact record of a listed PersistentVolume or claim kept in an Inventory (a dict of the fields read)."""
+    record = compact(item, VOLUME_METADATA, True, VOLUME_STATUS)
+    if record is item:
+        return record  # not an object: left for discovery to report
+    annotations = record['metadata'].get('annotations')
+    if isinstance(annotations, dict):
+        annotations.pop(LAST_APPLIED, None)
+    spec = record.get('spec')
+    if isinstance(spec, dict) and isinstance(spec.get('claimRef'), dict):
+        spec['claimRef'] = {name: spec['claimRef'][name] for name in CLAIM_REF if name in spec['claimRef']}
+    return record
 
 
 @dataclasses.dataclass

@@ -407,6 +407,8 @@ def main():
             entry = dict(plan.as_dict(now), volume=label, orphan=orphan, policy=plan.policy.text if plan.policy else None,
                          failed=[{'name': s.name, 'error': errors[s.id]} for s in plan.expire if s.id in errors])
             result['volumes'].append(entry)
+            if not module._diff:
+                continue  # two more lines per snapshot: built only when asked for
             # Every line of a kept snapshot changes from its creation time to why it is kept, so the
             # rendered diff lists all of them with their reason, and expired ones as removed lines.
             before[label] = {s.name: 'created %s' % s.created_at.isoformat() for s in [pair[0] for pair in plan.keep] + plan.expire}

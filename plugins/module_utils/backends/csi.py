@@ -11,7 +11,7 @@ import re
 import time
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import base
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError, resource_path
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import LAST_APPLIED, KubeError, interned, resource_path
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.messages import quoted
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.retry import delays
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention import parse_timestamp
@@ -55,15 +55,26 @@ def snapshot_from_object(obj):
         state = base.READY
     else:
         state = base.PENDING
-    labels = meta.get('labels') or {}
+    # Interned: a volume's snapshots repeat its key, namespace, policy and origin, and thousands are kept at once.
+    labels = interned(meta.get('labels') or {})
+    annotations = interned({key: value for key, value in (meta.get('annotations') or {}).items() if key != LAST_APPLIED})
+    namespace = interned(meta['namespace'])
     return base.Snapshot(
-        backend='csi', id='%s/%s' % (meta['namespace'], meta['name']), name=meta['name'], namespace=meta['namespace'],
+        backend='csi', id='%s/%s' % (namespace, meta['name']), name=meta['name'], namespace=namespace,
         volume_key=labels.get(base.VOLUME_KEY, ''),
         # The driver's cut time when known; the object's creation otherwise (pending snapshots).
         created_at=parse_time(status.get('creationTime')) or parse_time(meta['creationTimestamp']),
-        state=state, labels=labels, annotations=meta.get('annotations') or {},
-        size=status.get('restoreSize'), error=error, uid=meta.get('uid'), version=meta.get('resourceVersion'),
-        source=snapshot_source(obj))
+        state=state, labels=labels, annotations=annotations,
+        size=interned(status.get('restoreSize')), error=error, uid=meta.get('uid'), version=meta.get('resourceVersion'),
+        source=interned(snapshot_source(obj)))
+
+
+def _owned_record(obj):
+    """The Snapshot record of a listed VolumeSnapshot that is ours and not being deleted, else None."""
+    meta = obj['metadata']
+    if meta.get('deletionTimestamp') or not (meta.get('labels') or {}).get(base.VOLUME_KEY):
+        return None
+    return snapshot_from_object(obj)
 
 
 def _take_settled(waiting, kind, obj):
@@ -184,15 +195,11 @@ class CsiBackend(base.Backend):
         return target.pvc[:NAME_LIMIT - len(suffix)].rstrip('-.') + suffix
 
     def list_owned(self, namespaces=None):
-        if not namespaces:
-            objects = self._client.list_all(resource_path(GROUP_VERSION, 'volumesnapshots'), OWNED_SELECTOR)
-        else:
-            objects = [obj for namespace in namespaces
-                       for obj in self._client.list_all(resource_path(GROUP_VERSION, 'volumesnapshots', namespace), OWNED_SELECTOR)]
-        # One being deleted (kept by finalizers until its content is gone) is no backup and nothing to plan;
-        # an empty volume label is nothing this collection writes, so such a snapshot is not ours.
-        return [snapshot_from_object(obj) for obj in objects
-                if not obj['metadata'].get('deletionTimestamp') and (obj['metadata'].get('labels') or {}).get(base.VOLUME_KEY)]
+        paths = [resource_path(GROUP_VERSION, 'volumesnapshots', namespace) for namespace in namespaces or [None]]
+        # Each object becomes its Snapshot record as its page arrives. One being deleted (kept by finalizers until its
+        # content is gone) is no backup and nothing to plan; an empty volume label is nothing this collection writes,
+        # so such a snapshot is not ours.
+        return [snapshot for path in paths for snapshot in self._client.list_all(path, OWNED_SELECTOR, transform=_owned_record)]
 
     def create(self, target, now):
         """Create the VolumeSnapshot; a name taken within the same second (a forced re-run) gets a suffix."""

@@ -258,9 +258,11 @@ class ListingClient:
         self.by_path = by_path
         self.calls = []
 
-    def list_all(self, path, label_selector=None):
+    def list_all(self, path, label_selector=None, transform=None):
+        """As KubeClient.list_all: each item through `transform` as its page arrives, those it turns into None left out."""
         self.calls.append((path, label_selector))
-        return self.by_path.get(path, [])
+        items = self.by_path.get(path, [])
+        return items if transform is None else [record for record in map(transform, items) if record is not None]
 
 
 def test_owned_snapshots_are_listed_by_the_ownership_selector_without_those_being_deleted_or_unlabelled():

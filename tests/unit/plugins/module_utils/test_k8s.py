@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import json
+import os
 import ssl
+import subprocess
+import sys
 import threading
 import time
 
@@ -10,7 +13,7 @@ import pytest
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import k8s
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError, client_from_params
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError, client_from_params, compact
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import AUTH_SPEC
 
 HOST = 'https://api.example:6443'
@@ -103,6 +106,36 @@ def test_list_all_stops_at_a_page_without_continue_and_tolerates_null_items(clie
         {'limit': 2, 'labelSelector': None},
         {'limit': 2, 'labelSelector': None, 'continue': 'next'},
     ]
+
+
+def test_a_transform_keeps_only_its_records_and_drops_what_it_turns_into_none(client, monkeypatch):
+    request, _sent = pages({'items': [{'n': 1}, {'n': 2}], 'metadata': {'continue': 'next'}}, {'items': [{'n': 3}, {'n': 4}], 'metadata': {}})
+    monkeypatch.setattr(client, 'request', request)
+    assert client.list_all(PVS, transform=lambda item: ('odd', item['n']) if item['n'] % 2 else None) == [('odd', 1), ('odd', 3)]
+
+
+def test_compact_keeps_the_named_fields_interned_and_leaves_a_non_object_for_its_reader():
+    first = {'metadata': {'name': 'a', 'namespace': ''.join(['team', '-a']), 'managedFields': [{'manager': 'x'}], 'finalizers': ['f']},
+             'spec': {'csi': {'driver': 'd'}}, 'status': {'phase': 'Bound', 'conditions': [{'type': 'Resizing'}]}}
+    second = {'metadata': {'name': 'b', 'namespace': ''.join(['team', '-a'])}, 'status': {'phase': 'Pending'}}
+    kept = [compact(item, ('name', 'namespace', 'uid'), True, ('phase',)) for item in (first, second)]
+    assert kept[0] == {'metadata': {'name': 'a', 'namespace': 'team-a'}, 'spec': {'csi': {'driver': 'd'}}, 'status': {'phase': 'Bound'}}
+    assert kept[1] == {'metadata': {'name': 'b', 'namespace': 'team-a'}, 'status': {'phase': 'Pending'}}
+    assert kept[0]['metadata']['namespace'] is kept[1]['metadata']['namespace']  # one string for thousands of objects
+    assert compact(['not', 'an', 'object']) == ['not', 'an', 'object']
+    assert compact({'metadata': None}) == {'metadata': None}
+
+
+def test_the_kubernetes_package_is_loaded_whole_only_when_a_name_outside_what_the_client_uses_is_asked_for():
+    code = ('import sys\n'
+            'from ansible_collections.kubesnap.snapshots.plugins.module_utils import k8s\n'
+            'assert k8s.KUBERNETES_IMPORT_ERROR is None and k8s.KUBERNETES_VERSION\n'
+            'assert "kubernetes.client.models" not in sys.modules and "kubernetes.client.api_client" not in sys.modules\n'
+            'from kubernetes import client\n'
+            'assert client.CoreV1Api.__name__ == "CoreV1Api" and isinstance(client.ApiClient, type)\n'
+            'import kubernetes\n'
+            'assert kubernetes.__version__ == k8s.KUBERNETES_VERSION and kubernetes.watch.Watch\n')
+    subprocess.run([sys.executable, '-c', code], check=True, env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
 
 
 def test_list_on_the_wire_omits_an_unset_selector_and_encodes_the_token(client, pool):

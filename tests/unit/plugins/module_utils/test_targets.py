@@ -5,7 +5,7 @@ import pytest
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import Registry
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import KubesnapModule
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.targets import Inventory, Options, Target, discover
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.targets import Inventory, Options, Target, discover, volume_record
 
 from .factories import DRIVER, bound, pv, pvc, rule, snapshot_class
 
@@ -310,3 +310,25 @@ def test_a_claim_restored_through_a_copy_keeps_the_original_snapshot_in_use():
     stray = pvc('web/other', 'pv-3', annotations={'kubesnap.io/restored-from': 'csi:db/data-3'})
     used = Inventory(pvs=[], pvcs=[plain, copied, stray]).snapshots_in_use()
     assert used == {'db/data-1': 'db/restored', 'drill/drill-data': 'drill/drill-data', 'db/data-2': 'drill/drill-data'}
+
+
+def test_a_listed_volume_keeps_what_discovery_backends_and_archives_read_and_nothing_else():
+    claim, volume = bound('team-a/data', 'pv-data', pvc_annotations={'backup.kubernetes.io/deltas': 'PT1H P1D'})
+    claim['metadata'].update(managedFields=[{'manager': 'kubectl'}], finalizers=['kubernetes.io/pvc-protection'], resourceVersion='7',
+                             annotations=dict(claim['metadata']['annotations'], **{'kubectl.kubernetes.io/last-applied-configuration': '{}'}))
+    claim['status'].update(capacity={'storage': '1Gi'}, conditions=[{'type': 'Resizing'}], accessModes=['ReadWriteOnce'])
+    volume['spec']['claimRef'].update(kind='PersistentVolumeClaim', apiVersion='v1', resourceVersion='3')
+    volume['metadata']['labels'] = {'topology.kubernetes.io/zone': 'eu-west-1a'}
+    kept_claim, kept_volume = volume_record(claim), volume_record(volume)
+    assert kept_claim == {'metadata': {'namespace': 'team-a', 'name': 'data', 'uid': claim['metadata']['uid'],
+                                       'annotations': {'backup.kubernetes.io/deltas': 'PT1H P1D'}, 'labels': {}},
+                          'spec': claim['spec'], 'status': {'phase': 'Bound', 'capacity': {'storage': '1Gi'}}}
+    assert kept_volume['spec']['claimRef'] == {'namespace': 'team-a', 'name': 'data', 'uid': claim['metadata']['uid']}
+    assert kept_volume['metadata']['labels'] == {'topology.kubernetes.io/zone': 'eu-west-1a'}
+    assert kept_volume['spec']['csi'] == volume['spec']['csi']
+    # Discovery reads the records as it read the objects.
+    registry = Registry.for_run({'backend': 'auto'}, None, Inventory([], [], snapshot_classes=[snapshot_class('csi', default=True)]))
+    full = discover(Inventory([volume], [claim]), Options(), registry)
+    kept = discover(Inventory([kept_volume], [kept_claim]), Options(), registry)
+    assert kept == full and [target.pvc for target in kept.targets] == ['data']
+    assert volume_record('not an object') == 'not an object'
