@@ -10,6 +10,7 @@ A cluster's outcome is what the role recorded for it: the registered results of 
 from __future__ import annotations
 
 import datetime
+import functools
 import html
 import math
 import os
@@ -54,6 +55,12 @@ def _tier_of(snapshot, reason):
     return tier(reason)
 
 
+@functools.lru_cache(maxsize=256)
+def _policy(text):
+    """A policy parsed once per text: ten thousand volumes share a handful of policies."""
+    return retention.parse_policy(text)
+
+
 def _step_state(result):
     """ok / failed / skipped for one registered result (None: the step did not run)."""
     if not result or result.get('skipped'):
@@ -75,16 +82,15 @@ def _volume(name, created, expired, info, now):
     kept = [{'name': s['name'], 'created_at': s['created_at'], 'state': s['state'], 'held': s.get('held', False),
              'tier': _tier_of(s, reasons.get(s['name'], s.get('reason')))} for s in present or []]
     policy = (info or {}).get('policy') or expired.get('policy') or created.get('policy')
-    ready = [s for s in kept if s['state'] == 'ready']
-    newest = max(ready, key=lambda s: _when(s['created_at'])) if ready else None
+    ready = [(_when(s['created_at']), s) for s in kept if s['state'] == 'ready']
+    newest_at, newest = max(ready, key=lambda pair: pair[0]) if ready else (None, None)
     action = created.get('action')
     failed = ([created.get('reason')] if action == 'failed' else []) + ['%s: %s' % (f['name'], f['error']) for f in expired.get('failed') or []]
     deferred = action == 'deferred' or created.get('state') == 'deferred'
-    newest_at = _when(newest['created_at']) if newest else None
     next_due = None
     if policy and not expired.get('orphan'):
         try:
-            next_due = _iso(retention.next_due(newest_at, policy, now))
+            next_due = _iso(retention.next_due(newest_at, _policy(policy), now))
         except (retention.PolicyError, ValueError, TypeError):
             next_due = None  # a broken policy is a discovery problem, reported there
     return {
@@ -250,13 +256,13 @@ def metrics(report, previous_text=''):
 
 
 # ---------------------------------------------------------------------------------------------
-# HTML: one self-contained page, a timeline per volume
+# HTML: one self-contained page, summaries first, a timeline per volume on demand
 # ---------------------------------------------------------------------------------------------
 
 TIER_COLOURS = {'newest': '#1b7837', 'held': '#7b3294', 'pending': '#bababa', 'failed': '#d7301f', 'in use': '#2166ac', 'orphan': '#8c6d31'}
 # Generation tiers (P1D, P7D, ...) get these in the order of their length, finest first.
 GENERATION_COLOURS = ('#5aae61', '#a6dba0', '#4393c3', '#92c5de', '#f4a582', '#fddbc7')
-WIDTH, HEIGHT, LEFT, NOW_X = 520, 64, 14, 430
+WIDTH, HEIGHT, LEFT, NOW_X = 520, 36, 14, 430
 # Ticks of the age axis (log scale: an hourly and a yearly tier both stay readable).
 TICKS = (('now', 0), ('1h', 3600), ('1d', 86400), ('1w', 7 * 86400), ('30d', 30 * 86400), ('1y', 365 * 86400))
 SPAN = math.log10(1 + 2 * 365 * 86400 / 60)
@@ -283,54 +289,92 @@ def _tier_colours(report):
     return colours
 
 
-def timeline(volume, now, colours):
-    """An inline SVG of one volume: kept snapshots by tier, those expired this run, the next due time and failures."""
-    esc = html.escape
-    parts = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" role="img" aria-label="timeline of %s">'
-             % (WIDTH, HEIGHT, WIDTH, HEIGHT, esc(volume['volume'])),
-             '<line x1="%d" y1="30" x2="%d" y2="30" class="axis"/>' % (LEFT, WIDTH - 10)]
+def axis():
+    """The age axis with its ticks, drawn once in each table's header: the rows' timelines share its scale."""
+    parts = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="22" viewBox="0 0 %d 22" role="img" aria-label="age axis, log scale">'
+             % (WIDTH, WIDTH), '<line x1="%d" y1="4" x2="%d" y2="4" class="axis"/>' % (LEFT, WIDTH - 10)]
     for label, seconds in TICKS:
         x = _x(seconds)
-        parts.append('<line x1="%s" y1="24" x2="%s" y2="36" class="tick"/><text x="%s" y="56" class="tick">%s</text>' % (x, x, x, label))
+        parts.append('<line x1="%s" y1="0" x2="%s" y2="8" class="tick"/><text x="%s" y="19" class="tick">%s</text>' % (x, x, x, label))
+    parts.append('</svg>')
+    return ''.join(parts)
+
+
+def timeline(volume, now, colours):
+    """An inline SVG of one volume on the header's axis: kept snapshots by tier, those expired this run, the next due time
+    and failures. Only the marks: at ten thousand volumes every element a row repeats is ten thousand more to parse."""
+    esc = html.escape
+    parts = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" role="img" aria-label="timeline of %s">'
+             '<line x1="%d" y1="18" x2="%d" y2="18" class="axis"/>' % (WIDTH, HEIGHT, WIDTH, HEIGHT, esc(volume['volume']), LEFT, WIDTH - 10)]
     for s in volume['expired_snapshots']:
         x = _x((now - _when(s['created_at'])).total_seconds())
-        parts.append('<g class="expired"><title>%s expired this run (%s)</title><line x1="%s" y1="24" x2="%s" y2="36"/>'
-                     '<line x1="%s" y1="36" x2="%s" y2="24"/></g>'
+        parts.append('<g class="expired"><title>%s expired this run (%s)</title><line x1="%s" y1="12" x2="%s" y2="24"/>'
+                     '<line x1="%s" y1="24" x2="%s" y2="12"/></g>'
                      % (esc(s['name']), esc(s['created_at']), x - 6, x + 6, x - 6, x + 6))
     for s in volume['snapshots']:
         x = _x((now - _when(s['created_at'])).total_seconds())
-        parts.append('<circle cx="%s" cy="30" r="6" fill="%s" class="snap %s"><title>%s: %s, %s (%s)</title></circle>'
+        parts.append('<circle cx="%s" cy="18" r="6" fill="%s" class="snap %s"><title>%s: %s, %s (%s)</title></circle>'
                      % (x, colours.get(s['tier'], '#878787'), esc(s['state']), esc(s['name']), esc(s['tier']), esc(s['state']),
                         esc(s['created_at'])))
     if volume['next_due']:
         due = _when(volume['next_due'])
         label = 'due now' if due <= now else 'next due in %s' % age(int((due - now).total_seconds()))
-        parts.append('<line x1="%d" y1="14" x2="%d" y2="46" class="due"/><text x="%d" y="12" class="due">%s</text>'
-                     % (NOW_X + 40, NOW_X + 40, NOW_X + 40, esc(label)))
+        parts.append('<line x1="%d" y1="8" x2="%d" y2="28" class="due"><title>%s</title></line>' % (NOW_X + 40, NOW_X + 40, esc(label)))
     if volume['failures']:
-        parts.append('<g class="failure"><title>%s</title><polygon points="%d,18 %d,42 %d,42"/><text x="%d" y="58">%d failed</text></g>'
-                     % (esc('; '.join(volume['failures'])), WIDTH - 20, WIDTH - 32, WIDTH - 8, WIDTH - 4, volume['failed']))
+        parts.append('<g class="failure"><title>%s</title><polygon points="%d,8 %d,28 %d,28"/></g>'
+                     % (esc('; '.join(volume['failures'])), WIDTH - 20, WIDTH - 32, WIDTH - 8))
     parts.append('</svg>')
     return ''.join(parts)
 
 
 STYLE = '''
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222;background:#fff}
-h1{font-size:1.4em}h2{font-size:1.15em;margin-top:1.6em}
+h1{font-size:1.4em}h2{font-size:1.15em;margin-top:1.6em}h3{font-size:1em;margin:1em 0 .3em}
 .ok{color:#1b7837}.failed{color:#d7301f}
 table{border-collapse:collapse;margin:.5em 0}td,th{white-space:nowrap;padding:2px 8px;border-bottom:1px solid #ddd;text-align:left;vertical-align:middle}
 th{background:#f3f3f3}.num{text-align:right}
-svg .axis{stroke:#444;stroke-width:1}svg .tick{stroke:#888;fill:#666;font-size:10px;text-anchor:middle}
+details{margin:.2em 0}summary{cursor:pointer}details>table{margin-left:1.2em}
+svg .axis{stroke:#444;stroke-width:1}svg .tick{stroke:#888;fill:#666;font-size:10px;text-anchor:middle}svg text.tick{stroke:none}
 svg .expired line{stroke:#d7301f;stroke-width:2}svg .snap{stroke:#222;stroke-width:1}svg .snap.pending{stroke-dasharray:2}
-svg .due{stroke:#2166ac;stroke-dasharray:4;fill:#2166ac;font-size:10px;text-anchor:middle}
-svg text.due{stroke:none}svg .failure polygon{fill:#d7301f}svg .failure text{fill:#d7301f;font-size:10px;text-anchor:end}
+svg .due{stroke:#2166ac;stroke-dasharray:4}svg .failure polygon{fill:#d7301f}
 .legend span{display:inline-block;margin-right:1em}.legend i{display:inline-block;width:10px;height:10px;border-radius:5px;margin-right:4px}
 ul.errors li{color:#d7301f}
 '''
 
+VOLUME_HEADER = ('<tr><th>volume</th><th>policy</th><th>created</th><th>kept</th><th>expired</th><th>deferred</th><th>failed</th>'
+                 '<th>newest ready</th><th>age</th><th>next due</th><th>%s</th></tr>')
+
+
+def _group(volume):
+    """The namespace of a volume's line (`<namespace>/<claim>`), or the kind of line it is."""
+    name = volume['volume']
+    if volume['orphan']:
+        return '(orphans)'
+    return name.split('/', 1)[0] if '/' in name else '(cluster-scoped)'
+
+
+def _attention(volume):
+    """Whether a volume belongs in the summary: something failed or was deferred, or it has no ready snapshot."""
+    return bool(volume['failed'] or volume['deferred'] or (not volume['orphan'] and not volume['newest_ready']))
+
+
+def _volume_table(volumes, now, colours):
+    esc = html.escape
+    rows = [VOLUME_HEADER % axis()]
+    for v in volumes:
+        rows.append('<tr><td>%s</td><td>%s</td>%s<td>%s</td><td class="num">%s</td><td>%s</td><td>%s</td></tr>'
+                    % (esc(v['volume']), esc(v['policy'] or '-'), ''.join('<td class="num">%d</td>' % v[k] for k in COUNTS),
+                       esc(v['newest_ready'] or '-'), age(v['newest_ready_age_seconds']), esc(_due(v, now)), timeline(v, now, colours)))
+    return '<table>%s</table>' % ''.join(rows)
+
 
 def page(report):
-    """The report as one HTML page with inline CSS and SVG: nothing is fetched, nothing runs."""
+    """The report as one HTML page with inline CSS and SVG: nothing is fetched, nothing runs.
+
+    Summaries first: the run, each cluster's totals and the volumes that need attention (failed, deferred, no ready
+    snapshot); every volume's line and timeline is on demand, in a closed <details> per namespace, so that a page of
+    ten thousand volumes opens at once (a browser lays out only what is open).
+    """
     esc = html.escape
     now = _when(report['generated_at'])
     colours = _tier_colours(report)
@@ -343,16 +387,24 @@ def page(report):
            % ''.join('<span><i style="background:%s"></i>%s</span>' % (colour, esc(name)) for name, colour in colours.items())]
     for c in report['clusters']:
         out.append('<h2>%s <span class="%s">%s</span></h2>' % (esc(c['cluster']), c['status'], c['status']))
-        out.append('<p>%s &rarr; %s (%ss)</p>' % (esc(c['started'] or '?'), esc(c['finished'] or '?'), c['duration_seconds']))
+        out.append('<p>%s &rarr; %s (%ss) &middot; %d volumes &middot; %s</p>' % (
+            esc(c['started'] or '?'), esc(c['finished'] or '?'), c['duration_seconds'], len(c['volumes']),
+            esc(', '.join('%d %s' % (c['totals'][k], k) for k in COUNTS))))
         if c['errors']:
             out.append('<ul class="errors">%s</ul>' % ''.join('<li>%s</li>' % esc(e) for e in c['errors']))
-        out.append('<table><tr><th>volume</th><th>policy</th><th>created</th><th>kept</th><th>expired</th><th>deferred</th><th>failed</th>'
-                   '<th>newest ready</th><th>age</th><th>next due</th><th>timeline (log scale)</th></tr>')
+        attention = [v for v in c['volumes'] if _attention(v)]
+        if attention:
+            out.append('<h3>Needs attention: %d volumes</h3>' % len(attention))
+            out.append(_volume_table(attention, now, colours))
+        groups = {}
         for v in c['volumes']:
-            out.append('<tr><td>%s</td><td>%s</td>%s<td>%s</td><td class="num">%s</td><td>%s</td><td>%s</td></tr>'
-                       % (esc(v['volume']), esc(v['policy'] or '-'), ''.join('<td class="num">%d</td>' % v[k] for k in COUNTS),
-                          esc(v['newest_ready'] or '-'), age(v['newest_ready_age_seconds']), esc(_due(v, now)), timeline(v, now, colours)))
-        out.append('</table>')
+            groups.setdefault(_group(v), []).append(v)
+        for name in sorted(groups):
+            members = groups[name]
+            counts = ', '.join('%d %s' % (sum(v[k] for v in members), k) for k in COUNTS)
+            ages = [v['newest_ready_age_seconds'] for v in members if v['newest_ready_age_seconds'] is not None]
+            out.append('<details><summary><b>%s</b>: %d volumes, %s; oldest newest ready %s</summary>%s</details>'
+                       % (esc(name), len(members), esc(counts), age(max(ages)) if ages else '-', _volume_table(members, now, colours)))
     out.append('</body></html>')
     return '\n'.join(out)
 

@@ -156,11 +156,30 @@ def test_the_html_page_is_self_contained_with_a_timeline_per_volume():
     page = report.page(report.build([outcome('<prod>')], NOW))
     assert page.startswith('<!DOCTYPE html>') and page.rstrip().endswith('</html>')
     assert '<script' not in page and not re.search(r'(src|href)\s*=|url\(|@import', page)
-    assert page.count('<svg') == 3 and '&lt;prod&gt;' in page and '<prod>' not in page
+    assert '&lt;prod&gt;' in page and '<prod>' not in page
+    # All three volumes need attention (a failed delete, a failed create, a deferred one): each is in the summary and in
+    # its namespace's details, with an axis atop each table.
+    assert page.count('<svg') == 2 * (1 + 3) and page.count('aria-label="timeline of db/data-0"') == 2
     # Kept snapshots are circles coloured by tier; the expired one is a cross; the failed delete is named.
-    assert page.count('<circle') == 5 and page.count('class="expired"') == 1
+    assert page.count('<circle') == 2 * 5 and page.count('class="expired"') == 2 * 1
     assert 'data-0-old expired this run' in page and 'data-0-stuck: 403 Forbidden' in page
     assert 'next due in 54m' in page and 'due now' in page
+
+
+def test_the_page_summarises_first_and_gives_each_namespace_its_volumes_on_demand():
+    quiet = outcome('prod', snapshot={'volumes': [{'volume': 'db/data-0', 'policy': 'PT1H P1D', 'action': 'created', 'snapshot': 'data-0-new'}]},
+                    expire={'volumes': [{'volume': 'db/data-0', 'policy': 'PT1H P1D', 'orphan': False, 'failed': [],
+                                         'keep': [snapshot('data-0-new', 0.1, reason='newest')], 'expire': [snapshot('data-0-old', 50)]}]},
+                    info={'volumes': [{'volume': 'web/www', 'policy': 'PT1H P1D', 'snapshots': [snapshot('www-1', 2)]}]})
+    page = report.page(report.build([quiet], NOW))
+    # Nothing needs attention: no summary table, and every line is in a closed <details> of its namespace, after the totals.
+    assert 'Needs attention' not in page and '<details open' not in page
+    assert page.index('1 created, 2 kept, 1 expired') < page.index('<details>')
+    assert re.findall(r'<summary><b>([^<]+)</b>: (\d+) volumes', page) == [('db', '1'), ('web', '1')]
+    assert page.count('aria-label="timeline of') == 2
+    broken = report.page(report.build([outcome('prod')], NOW))
+    summary = broken[broken.index('Needs attention: 3 volumes'):broken.index('<details>')]
+    assert all('timeline of db/data-%d' % i in summary for i in range(3))
 
 
 def test_timeline_positions_grow_to_the_left_with_age_on_a_log_scale():
