@@ -1,75 +1,105 @@
 #!/usr/bin/env python
 # Copyright: (c) 2026, kubesnap contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Benchmark the cycle's reads at scale: 10,000 protected volumes and 30,000 owned snapshots.
+"""Benchmark the cycle at scale: 10,000 protected volumes and 30,000 owned snapshots (or --volumes N), reads and writes.
 
-Run from the repository root:  .cache/venv/bin/python bench/scale.py [--volumes 10000] [--per-volume 3] [--cleanup]
+Run from the repository root:  .cache/venv/bin/python bench/scale.py [--volumes 10000] [--due 2000] [--expire 10000] [--cleanup]
 
-The objects are written directly through the API into the namespace `bench-scale` (cluster-scoped ones carry the
-label kubesnap.io/bench=scale), in parallel and idempotently: a second run reuses what is there and only fills gaps.
+Population, with the snapshot controller stopped (its process on this worktree's stack; started again after, and
+watched for --settle seconds: it finds nothing to do), written in parallel and idempotently (a rerun fills gaps):
 
-  volumes    a PVC annotated with the deltas policy naming its PV (spec.volumeName), then the PV (CSI source of the
-             mock driver, claimRef with the claim's uid), both marked Bound through their status subresources.
-  snapshots  per volume, VolumeSnapshots as the collection makes them (source: the claim; its ownership labels and
-             annotations), of the class `bench-unserved` whose driver `bench.kubesnap.io` no sidecar serves: the
-             snapshot controller makes each one's content, `snapcontent-<snapshot uid>`, and no driver is ever
-             called. The bench then plays the driver: it writes each content's status (ready, its creation time,
-             6 h apart within a volume, the newest at BASE, the namespace's creation), which the controller copies to the snapshot.
+  bench-scale       --volumes claims annotated `P1D P7D P30D`, each naming its PV (CSI source of the mock driver,
+                    claimRef with the claim's uid), both Bound through their status subresources, and --per-volume
+                    owned VolumeSnapshots per volume as the collection creates them (source: the claim; ownership
+                    labels and annotations) with what the snapshot controller and a driver leave: the finalizers, the
+                    content `snapcontent-<snapshot uid>` (finalizer, volumeSnapshotRef with the snapshot's uid, ready
+                    status with a handle, creation time and size) and the snapshot's status (bound content, ready,
+                    creation time, restore size). 6 h apart within a volume, the newest at BASE (the namespace's
+                    creation, to the minute) less up to an hour. Their class `bench-unserved` names a driver no
+                    sidecar serves: nothing ever calls a driver for them.
+  bench-scale-due   --due claims and PVs of the unserved driver, without snapshots: all due.
+  bench-scale-old   --expire / 2 volumes whose three snapshots are 40 days old: two of each expire by the clock.
 
-Then two module runs, as Ansible runs them (a separate process, arguments on stdin), limited to the namespace:
+Then, limited to a namespace, as Ansible runs them (a separate process, arguments on stdin):
 
   snapshot_expire, check mode, now = BASE + 40 days: plans expiry of every volume (two of its three snapshots).
-  k8s_pv_snapshot, a real run (`now` applies only in check mode): nothing is due (BASE is the namespace's creation
-  and each volume's newest snapshot is less than P1D old), so it lists, plans and writes nothing. Measure within
-  23 h of populating; after that the bench refuses (the run would take a snapshot of every volume).
+  k8s_pv_snapshot, a real run (`now` applies only in check mode): nothing is due (the newest snapshot of each volume is
+  less than P1D old), so it lists, plans and writes nothing. Measure within 23 h of populating; after that the bench
+  refuses (the run would take a snapshot of every volume).
+  k8s_pv_snapshot in bench-scale-due (wait: false): one create per volume, --concurrency at once.
+  snapshot_expire in bench-scale-old: one delete per expired snapshot, --concurrency at once.
 
-For each: wall time, peak memory of the module process (ru_maxrss from wait4), its own `api_calls`, and the
-audit log's count of its requests. Goals: peak memory <= 300 MB, wall <= 30 s, requests = the paged lists and
-nothing per volume. A benchmark reports: it exits 0 whatever the figures, non-zero only on errors.
+For each: wall time, peak memory of the module process alone (ru_maxrss from wait4 in a small launcher), its own
+`api_calls`, the audit log's count of its requests, the load average. Goals (10,000 volumes: 100 MB, 15 s; 50,000:
+400 MB, 60 s; linear between), requests = the paged lists and nothing per volume. Each phase prints its time, the
+load average and the bench's own peak memory. A benchmark reports: it exits 0 whatever the figures, non-zero only on
+errors. --cleanup deletes the namespaces' objects and the bench's contents, PVs and class: a delete-collection per
+namespace and kind, then the finalizers removed from what is left, with the controller stopped.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
+import functools
 import importlib.util
 import json
 import math
 import os
+import resource
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import quote
 
-from kubernetes import client, config
-from kubernetes.client.rest import ApiException
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_PYTHON = ROOT / ".cache" / "venv" / "bin" / "python"
 COLLECTIONS = ROOT / ".cache" / "collections"
+sys.path.insert(0, str(COLLECTIONS))
+
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import k8s as K8S  # noqa: E402  (after the path)
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention import parse_timestamp  # noqa: E402
 
 NAMESPACE = "bench-scale"
+DUE_NAMESPACE = "bench-scale-due"  # claims without snapshots: every one is due (the writing path's creates)
+OLD_NAMESPACE = "bench-scale-old"  # snapshots 40 days old: two of each volume's three expire by the clock (its deletes)
+NAMESPACES = (NAMESPACE, DUE_NAMESPACE, OLD_NAMESPACE)
 BENCH_LABEL = ("kubesnap.io/bench", "scale")
 BENCH_DRIVER = "bench.kubesnap.io"  # the snapshot class's driver: no sidecar serves it, so no controller calls a driver for its contents
 BENCH_CLASS = "bench-unserved"
 ANNOTATION = "backup.kubernetes.io/deltas"
+CLASS_ANNOTATION = "kubesnap.io/snapshot-class"
 # The smallest delta is a day: a real run creates by the current time (`now` only applies in check mode), so the
 # population's newest snapshots must be younger than it when k8s_pv_snapshot runs.
 POLICY = "P1D P7D P30D"
 SMALLEST_DELTA = datetime.timedelta(days=1)
 SPACING = datetime.timedelta(hours=6)  # between a volume's snapshots
-SNAPSHOT_GROUP, SNAPSHOT_VERSION = "snapshot.storage.k8s.io", "v1"
-PAGE_SIZE = 500  # the collection's page size (module_utils/k8s.py)
+OLD_AGE = datetime.timedelta(days=40)  # the old namespace's newest snapshots: by the clock, two of each volume's three expire
+SNAPSHOT_GROUP_VERSION = "snapshot.storage.k8s.io/v1"
+PAGE_SIZE = K8S.PAGE_SIZE
 HELPER_AGENT = "kubesnap-bench/helper"
 MODULE_AGENT = "kubesnap.snapshots"
+CONTROLLER = "snapshot-controller"
+# What the snapshot controller writes on a dynamically provisioned snapshot and its content (external-snapshotter v8).
+SNAPSHOT_FINALIZERS = ["snapshot.storage.kubernetes.io/volumesnapshot-as-source-protection",
+                       "snapshot.storage.kubernetes.io/volumesnapshot-bound-protection"]
+CONTENT_FINALIZERS = ["snapshot.storage.kubernetes.io/volumesnapshotcontent-bound-protection"]
+RESTORE_SIZE = 1 << 30
 
-GOAL_MEMORY_MB = 300
-GOAL_WALL_S = 30
+GOAL_MEMORY_MB = {10000: 100, 50000: 400}  # by volumes; between them, linear
+GOAL_WALL_S = {10000: 15, 50000: 60}
 SPARE_REQUESTS = 3  # beyond the paged lists: a rules list that 404s, retries; never one per volume
+
+
+def goal(table: dict, volumes: int) -> float:
+    (low, low_goal), (high, high_goal) = sorted(table.items())
+    return max(low_goal, low_goal + (high_goal - low_goal) * (volumes - low) / (high - low))
 
 
 def load_script(name: str, path: Path):
@@ -87,213 +117,254 @@ def log(msg: str) -> None:
     print(f"[scale] {msg}", flush=True)
 
 
-def api_client(kubeconfig: str, workers: int) -> client.ApiClient:
-    configuration = client.Configuration()
-    config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
-    configuration.connection_pool_maxsize = workers + 4
-    api = client.ApiClient(configuration)
-    api.user_agent = HELPER_AGENT
+def load() -> str:
+    return "load %.1f %.1f %.1f" % os.getloadavg()
+
+
+def own_peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class Phase:
+    """Times a phase and prints it with the load average and the bench process's own peak memory."""
+
+    def __init__(self, name: str, results: list):
+        self.name, self.results = name, results
+
+    def __enter__(self):
+        self.started, self.load = time.monotonic(), load()
+        log(f"{self.name}: start ({self.load})")
+        return self
+
+    def __exit__(self, *exc):
+        seconds = time.monotonic() - self.started
+        self.results.append((self.name, seconds, own_peak_mb(), self.load, load()))
+        log(f"{self.name}: {seconds:.1f} s, bench peak {own_peak_mb():.0f} MB ({self.load} at start, {load()} at end)")
+
+
+class BenchClient(K8S.KubeClient):
+    """The collection's JSON client under the bench's own user agent (the audit counts of the module leave it out)."""
+
+    def _headers(self, content_type):
+        headers = super()._headers(content_type)
+        headers["User-Agent"] = HELPER_AGENT
+        return headers
+
+    def patch(self, path, body, subresource=None):
+        return self.request("PATCH", path + ("/" + subresource if subresource else ""), body=body,
+                            content_type="application/merge-patch+json")
+
+
+def api_client(kubeconfig: str, workers: int) -> BenchClient:
+    api = K8S.client_from_params({"kubeconfig": kubeconfig}, pool_size=workers + 4)
+    api.__class__ = BenchClient
     return api
 
 
-def micro(moment: datetime.datetime) -> str:
+def path(plural: str, namespace: str | None = None, name: str | None = None) -> str:
+    group_version = "v1" if plural in ("persistentvolumes", "persistentvolumeclaims", "namespaces") else SNAPSHOT_GROUP_VERSION
+    return K8S.resource_path(group_version, plural, namespace, name)
+
+
+def stamp(moment: datetime.datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class Pace:
-    """At most `rate` calls of wait() per second across threads: the snapshot controller binds each new
-    VolumeSnapshot with several writes (200 qps here), and a backlog of thousands would delay every other
-    snapshot on the shared stack (the system tests') until it drains."""
-
-    def __init__(self, rate: float):
-        self.interval = 1 / rate if rate > 0 else 0
-        self.next = time.monotonic()
-        self.lock = threading.Lock()
-
-    def wait(self) -> None:
-        with self.lock:
-            now = time.monotonic()
-            self.next = max(self.next + self.interval, now)
-            delay = self.next - now
-        time.sleep(delay)
+@contextlib.contextmanager
+def controller_paused(state: dict):
+    """The snapshot controller stopped while the bench writes snapshots, contents and their status itself (as the
+    controller and a driver would), started again after: with nothing left to do, it writes nothing."""
+    with CLUSTER.file_lock(CLUSTER.RUN / "lock"):
+        current = CLUSTER.load_state()
+        entry = current["processes"].get(CONTROLLER)
+        if entry and not CLUSTER.stop_process(CONTROLLER, entry):
+            raise RuntimeError(f"could not stop {CONTROLLER} (pid {entry['pid']})")
+    log(f"{CONTROLLER} paused")
+    try:
+        yield
+    finally:
+        with CLUSTER.file_lock(CLUSTER.RUN / "lock"):
+            current = CLUSTER.load_state()
+            CLUSTER.spawn(current, CONTROLLER, CLUSTER.process_argv(CONTROLLER, current))
+        state.update(CLUSTER.load_state())
+        log(f"{CONTROLLER} started again")
 
 
 class Population:
-    """Creates what is missing of the bench objects; every step tolerates what a previous run left."""
+    """Writes what is missing of one namespace's bench objects, as the PV binder, the snapshot controller and a driver
+    leave them; every step tolerates what a previous run left."""
 
-    def __init__(self, api: client.ApiClient, volumes: int, per_volume: int, rate: float):
-        self.core = client.CoreV1Api(api)
-        self.pace = Pace(rate)
-        self.custom = client.CustomObjectsApi(api)
-        self.volumes, self.per_volume = volumes, per_volume
-        self.selector = "%s=%s" % BENCH_LABEL
+    def __init__(self, api: BenchClient, namespace: str, volumes: int, times, driver: str, class_annotation: str | None = None):
+        self.api, self.namespace, self.volumes = api, namespace, volumes
+        self.times = times  # index -> the creation times of the volume's snapshots, newest first
+        self.driver, self.class_annotation = driver, class_annotation
         self.writes = Counter()
-        # snapshot name -> its creation time, for every snapshot of the population (the contents' status)
-        self.base = None  # the newest snapshot of volume 0: the namespace's creation (see prepare)
-        self.wanted = {}
 
-    def prepare(self) -> None:
-        """The namespace and class; BASE is the namespace's creation minute, so that reruns agree on the snapshots' names and times."""
-        self.ensure_namespace_and_class()
-        created = self.core.read_namespace(NAMESPACE).metadata.creation_timestamp
-        self.base = created.replace(second=0, microsecond=0)
-        self.wanted = {self.snapshot_name(index, generation): self.snapshot_time(index, generation)
-                       for index in range(self.volumes) for generation in range(self.per_volume)}
-
-    @staticmethod
-    def pvc_name(index: int) -> str:
+    def pvc_name(self, index: int) -> str:
         return f"vol-{index:05d}"
 
-    def snapshot_time(self, index: int, generation: int) -> datetime.datetime:
-        # SPACING apart within a volume, the newest first; volumes a second apart, the newest of each within an
-        # hour before BASE, so that within a day of BASE none is due under P1D.
-        return self.base - generation * SPACING - datetime.timedelta(seconds=index % 3600)
-
-    def snapshot_name(self, index: int, generation: int) -> str:
-        return f"{self.pvc_name(index)}-{self.snapshot_time(index, generation).strftime('%Y%m%d%H%M%S')}"
+    def pv_name(self, index: int) -> str:
+        return f"{self.namespace}-{self.pvc_name(index)}"
 
     def existing(self) -> dict:
-        """What is there already, by kind: name -> object (plain dicts, paged)."""
+        """What is there already, compact: name -> (uid, ready or bound)."""
+        selector = "%s=%s" % BENCH_LABEL
 
-        def paged(call, *args):
-            items, token = [], None
-            while True:
-                page = json.loads(call(*args, limit=PAGE_SIZE, _continue=token, _preload_content=False).data)
-                items.extend(page["items"])
-                token = page["metadata"].get("continue")
-                if not token:
-                    return {item["metadata"]["name"]: item for item in items}
+        def bound(item):
+            return item["metadata"]["name"], (item["metadata"]["uid"], (item.get("status") or {}).get("phase") == "Bound",
+                                              ((item.get("spec") or {}).get("claimRef") or {}).get("uid"))
+
+        def ready(item):
+            return item["metadata"]["name"], (item["metadata"]["uid"], bool((item.get("status") or {}).get("readyToUse")),
+                                              item["metadata"]["resourceVersion"])
 
         return {
-            "pvs": paged(lambda **kw: self.core.list_persistent_volume(label_selector=self.selector, **kw)),
-            "pvcs": paged(lambda **kw: self.core.list_namespaced_persistent_volume_claim(NAMESPACE, **kw)),
-            "contents": {name: content for name, content in paged(lambda **kw: self.custom.list_cluster_custom_object(
-                SNAPSHOT_GROUP, SNAPSHOT_VERSION, "volumesnapshotcontents", **kw)).items() if is_bench_content(content)},
-            "snapshots": paged(lambda **kw: self.custom.list_namespaced_custom_object(
-                SNAPSHOT_GROUP, SNAPSHOT_VERSION, NAMESPACE, "volumesnapshots", **kw)),
+            "pvcs": dict(self.api.list_all(path("persistentvolumeclaims", self.namespace), transform=bound)),
+            "pvs": dict(pv for pv in self.api.list_all(path("persistentvolumes"), selector, transform=bound)
+                        if pv[0].startswith(self.namespace + "-vol-")),
+            "snapshots": dict(self.api.list_all(path("volumesnapshots", self.namespace), transform=ready)),
+            "contents": dict(self.api.list_all(path("volumesnapshotcontents"), selector, transform=ready)),
         }
 
-    def _write(self, what: str, call, *args, **kwargs) -> dict | None:
-        """One write; an object that exists already is fine (a rerun, or the PV binder won the race)."""
+    def _create(self, what: str, where: str, body: dict) -> dict | None:
+        """One create; None when it exists already (a rerun)."""
         self.writes[what] += 1
         try:
-            return json.loads(call(*args, _preload_content=False, **kwargs).data)
-        except ApiException as exc:
+            return self.api.create(where, body)
+        except K8S.KubeError as exc:
             if exc.status == 409:
                 return None
             raise
 
-    def ensure_namespace_and_class(self) -> None:
-        self._write("namespace", self.core.create_namespace, {"metadata": {"name": NAMESPACE, "labels": dict([BENCH_LABEL])}})
-        # Delete, as a real class; no sidecar serves the driver, so no finalizer holds a content (--cleanup deletes them).
-        self._write("class", self.custom.create_cluster_custom_object, SNAPSHOT_GROUP, SNAPSHOT_VERSION, "volumesnapshotclasses", {
-            "apiVersion": f"{SNAPSHOT_GROUP}/{SNAPSHOT_VERSION}", "kind": "VolumeSnapshotClass",
-            "metadata": {"name": BENCH_CLASS, "labels": dict([BENCH_LABEL])}, "driver": BENCH_DRIVER, "deletionPolicy": "Delete"})
+    def _patch(self, what: str, where: str, body: dict, subresource: str | None = None) -> dict:
+        self.writes[what] += 1
+        return self.api.patch(where, body, subresource)
 
     def volume(self, index: int, have: dict) -> None:
-        """PV and PVC of one volume, bound both ways (claimRef with the claim's uid), and its snapshots.
+        """PVC and PV bound both ways (claimRef with the claim's uid, both Bound, the binder's annotations), then each
+        snapshot, its content and both statuses.
 
-        The claim comes first, naming a PV that does not exist yet (the PV binder waits without a write),
-        then the PV with the claim's uid in its claimRef, then both statuses: the binder (one worker, 20
-        requests/s, shared with every test on the stack) then finds them bound and writes nothing.
+        The claim comes first, naming a PV that does not exist yet (the PV binder waits without a write), then the PV
+        with the claim's uid in its claimRef, then both statuses: the binder then finds them bound and writes nothing.
         """
-        name = self.pvc_name(index)
-        pv_name = f"{NAMESPACE}-{name}"
-        pvc = have["pvcs"].get(name)
-        if pvc is None:
-            pvc = self._write("pvc", self.core.create_namespaced_persistent_volume_claim, NAMESPACE, {
-                "metadata": {"name": name, "annotations": {ANNOTATION: POLICY}},
+        name, pv_name = self.pvc_name(index), self.pv_name(index)
+        annotations = {ANNOTATION: POLICY, "pv.kubernetes.io/bind-completed": "yes"}
+        if self.class_annotation:
+            annotations[CLASS_ANNOTATION] = self.class_annotation
+        claim = have["pvcs"].get(name)
+        if claim is None:
+            created = self._create("pvc", path("persistentvolumeclaims", self.namespace), {
+                "metadata": {"name": name, "annotations": annotations},
                 "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}, "storageClassName": "",
-                         "volumeName": pv_name}}) or json.loads(
-                self.core.read_namespaced_persistent_volume_claim(name, NAMESPACE, _preload_content=False).data)
-        pv = have["pvs"].get(pv_name)
-        if pv is None:
-            pv = self._write("pv", self.core.create_persistent_volume, {
-                "metadata": {"name": pv_name, "labels": dict([BENCH_LABEL])},
+                         "volumeName": pv_name}}) or self.api.get(path("persistentvolumeclaims", self.namespace, name))
+            claim = (created["metadata"]["uid"], False, None)
+        volume = have["pvs"].get(pv_name)
+        if volume is None:
+            created = self._create("pv", path("persistentvolumes"), {
+                "metadata": {"name": pv_name, "labels": dict([BENCH_LABEL]), "annotations": {"pv.kubernetes.io/bound-by-controller": "yes"}},
                 "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "persistentVolumeReclaimPolicy": "Retain",
-                         "storageClassName": "", "claimRef": {"namespace": NAMESPACE, "name": name, "uid": pvc["metadata"]["uid"]},
-                         "csi": {"driver": HELPERS.DRIVER_NAME, "volumeHandle": f"bench-scale-{index}"}}}) or json.loads(
-                self.core.read_persistent_volume(pv_name, _preload_content=False).data)
-        if ((pv.get("spec") or {}).get("claimRef") or {}).get("uid") != pvc["metadata"]["uid"]:
-            self._write("pv bind", self.core.patch_persistent_volume, pv_name, {"spec": {"claimRef": {"uid": pvc["metadata"]["uid"]}}})
-        if (pv.get("status") or {}).get("phase") != "Bound":
-            self._write("pv status", self.core.patch_persistent_volume_status, pv_name, {"status": {"phase": "Bound"}})
-        if (pvc.get("status") or {}).get("phase") != "Bound":
-            self._write("pvc status", self.core.patch_namespaced_persistent_volume_claim, name, NAMESPACE,
-                        {"metadata": {"annotations": {"pv.kubernetes.io/bind-completed": "yes"}}})
-            self._write("pvc status", self.core.patch_namespaced_persistent_volume_claim_status, name, NAMESPACE,
-                        {"status": {"phase": "Bound", "accessModes": ["ReadWriteOnce"], "capacity": {"storage": "1Gi"}}})
-        pv_uid = pv["metadata"]["uid"]
-        for generation in range(self.per_volume):
-            snapshot = self.snapshot_name(index, generation)
-            if snapshot not in have["snapshots"]:
-                self.pace.wait()
-                self._write("snapshot", self.custom.create_namespaced_custom_object, SNAPSHOT_GROUP, SNAPSHOT_VERSION, NAMESPACE,
-                            "volumesnapshots", {
-                                "apiVersion": f"{SNAPSHOT_GROUP}/{SNAPSHOT_VERSION}", "kind": "VolumeSnapshot",
-                                "metadata": {"name": snapshot,
-                                             "labels": {"app.kubernetes.io/managed-by": "kubesnap", "kubesnap.io/volume": pv_uid,
-                                                        "kubesnap.io/source": "pvc-annotation"},
-                                             "annotations": {"kubesnap.io/policy": POLICY, "kubesnap.io/origin": f"pvc/{NAMESPACE}/{name}"}},
-                                "spec": {"volumeSnapshotClassName": BENCH_CLASS, "source": {"persistentVolumeClaimName": name}}})
+                         "storageClassName": "", "claimRef": {"kind": "PersistentVolumeClaim", "apiVersion": "v1", "namespace": self.namespace,
+                                                             "name": name, "uid": claim[0]},
+                         "csi": {"driver": self.driver, "volumeHandle": pv_name}}}) or self.api.get(path("persistentvolumes", name=pv_name))
+            volume = (created["metadata"]["uid"], False, claim[0])
+        if volume[2] != claim[0]:
+            self._patch("pv bind", path("persistentvolumes", name=pv_name), {"spec": {"claimRef": {"uid": claim[0]}}})
+        if not volume[1]:
+            self._patch("pv status", path("persistentvolumes", name=pv_name), {"status": {"phase": "Bound"}}, "status")
+        if not claim[1]:
+            self._patch("pvc status", path("persistentvolumeclaims", self.namespace, name),
+                        {"status": {"phase": "Bound", "accessModes": ["ReadWriteOnce"], "capacity": {"storage": "1Gi"}}}, "status")
+        for moment in self.times(index):
+            self.snapshot(index, moment, volume[0], have)
 
-    def ready_contents(self, workers: int, timeout: float = 1800) -> None:
-        """Play the driver: write each content the controller made for a wanted snapshot a ready status with the
-        snapshot's creation time, in rounds until every wanted snapshot has one (the controller lags behind)."""
-        started = time.monotonic()
-        while True:
-            missing = set(self.wanted)
-            todo = []
-            for content in self.existing()["contents"].values():
-                name = content["spec"]["volumeSnapshotRef"]["name"]
-                missing.discard(name)
-                if name in self.wanted and not (content.get("status") or {}).get("readyToUse"):
-                    todo.append((content["metadata"]["name"], self.wanted[name]))
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                list(pool.map(lambda item: self._write(
-                    "content status", self.custom.patch_cluster_custom_object_status, SNAPSHOT_GROUP, SNAPSHOT_VERSION,
-                    "volumesnapshotcontents", item[0],
-                    {"status": {"readyToUse": True, "creationTime": int(item[1].timestamp()) * 1_000_000_000, "snapshotHandle": item[0],
-                                "restoreSize": 1 << 30}}), todo))
-            log(f"contents: {len(todo)} made ready, {len(missing)} not made yet, {time.monotonic() - started:.0f}s")
-            if not missing:
-                return
-            if time.monotonic() - started > timeout:
-                raise TimeoutError(f"the snapshot controller made no content for {len(missing)} snapshots in {timeout:.0f}s")
-            time.sleep(5)
-
-    def wait_ready(self, timeout: float = 1800) -> None:
-        """Until the controller has copied every content's status to its snapshot."""
-        started = time.monotonic()
-        while True:
-            snapshots = self.existing()["snapshots"]
-            unready = sum(1 for name in self.wanted if not ((snapshots.get(name) or {}).get("status") or {}).get("readyToUse"))
-            log(f"snapshots: {len(self.wanted) - unready} ready, {unready} not yet, {time.monotonic() - started:.0f}s")
-            if not unready:
-                return
-            if time.monotonic() - started > timeout:
-                raise TimeoutError(f"{unready} snapshots not ready after {timeout:.0f}s")
-            time.sleep(5)
+    def snapshot(self, index: int, moment: datetime.datetime, pv_uid: str, have: dict) -> None:
+        """A VolumeSnapshot as the collection creates it, then what the controller and a driver would write: the content
+        `snapcontent-<snapshot uid>` (the driver's ready status on it) and the snapshot's status."""
+        name = f"{self.pvc_name(index)}-{moment.strftime('%Y%m%d%H%M%S')}"
+        known = have["snapshots"].get(name)
+        if known is not None and known[1]:
+            return
+        if known is None:
+            created = self._create("snapshot", path("volumesnapshots", self.namespace), {
+                "apiVersion": SNAPSHOT_GROUP_VERSION, "kind": "VolumeSnapshot",
+                "metadata": {"name": name, "finalizers": SNAPSHOT_FINALIZERS,
+                             "labels": {"app.kubernetes.io/managed-by": "kubesnap", "kubesnap.io/volume": pv_uid, "kubesnap.io/source": "pvc-annotation"},
+                             "annotations": {"kubesnap.io/policy": POLICY, "kubesnap.io/origin": f"pvc/{self.namespace}/{self.pvc_name(index)}"}},
+                "spec": {"volumeSnapshotClassName": BENCH_CLASS, "source": {"persistentVolumeClaimName": self.pvc_name(index)}}}) \
+                or self.api.get(path("volumesnapshots", self.namespace, name))
+            known = (created["metadata"]["uid"], False, created["metadata"]["resourceVersion"])
+        content = f"snapcontent-{known[0]}"
+        handle = f"{self.pv_name(index)}-{moment.strftime('%Y%m%d%H%M%S')}"
+        if content not in have["contents"]:
+            self._create("content", path("volumesnapshotcontents"), {
+                "apiVersion": SNAPSHOT_GROUP_VERSION, "kind": "VolumeSnapshotContent",
+                "metadata": {"name": content, "labels": dict([BENCH_LABEL]), "finalizers": CONTENT_FINALIZERS},
+                "spec": {"deletionPolicy": "Delete", "driver": BENCH_DRIVER, "source": {"volumeHandle": self.pv_name(index)},
+                         "sourceVolumeMode": "Filesystem", "volumeSnapshotClassName": BENCH_CLASS,
+                         "volumeSnapshotRef": {"apiVersion": SNAPSHOT_GROUP_VERSION, "kind": "VolumeSnapshot", "name": name,
+                                               "namespace": self.namespace, "uid": known[0], "resourceVersion": known[-1]}}})
+        self._patch("content status", path("volumesnapshotcontents", name=content), {"status": {
+            "readyToUse": True, "creationTime": int(moment.timestamp()) * 1_000_000_000, "snapshotHandle": handle, "restoreSize": RESTORE_SIZE}},
+            "status")
+        self._patch("snapshot status", path("volumesnapshots", self.namespace, name), {"status": {
+            "boundVolumeSnapshotContentName": content, "creationTime": stamp(moment), "readyToUse": True, "restoreSize": "1Gi"}}, "status")
 
     def run(self, workers: int) -> None:
         have = self.existing()
-        log(f"found {len(have['pvs'])} PVs, {len(have['pvcs'])} PVCs, {len(have['contents'])} contents, {len(have['snapshots'])} snapshots")
+        log(f"{self.namespace}: found {len(have['pvcs'])} PVCs, {len(have['pvs'])} PVs, {len(have['snapshots'])} snapshots, "
+            f"{len(have['contents'])} bench contents")
         started = time.monotonic()
-        with ThreadPoolExecutor(max_workers=workers) as pool:
+        pool = ThreadPoolExecutor(max_workers=workers)
+        try:
             for done, _volume in enumerate(pool.map(lambda i: self.volume(i, have), range(self.volumes)), 1):
                 if done % 1000 == 0:
-                    log(f"{done} volumes done, {sum(self.writes.values())} writes, {time.monotonic() - started:.0f}s")
-        self.ready_contents(workers)
-        self.wait_ready()
-        log(f"population: {dict(self.writes)} in {time.monotonic() - started:.0f}s")
+                    log(f"{self.namespace}: {done} volumes, {sum(self.writes.values())} writes, {time.monotonic() - started:.0f} s")
+        finally:
+            pool.shutdown(cancel_futures=True)  # an interrupted run stops at once (and the controller starts again)
+        seconds = time.monotonic() - started
+        log(f"{self.namespace}: {dict(self.writes)}: {sum(self.writes.values())} writes in {seconds:.0f} s "
+            f"({sum(self.writes.values()) / max(seconds, 0.001):.0f}/s)")
 
-    def ready_counts(self) -> tuple:
-        """(Bound PVCs, ready owned snapshots) in the namespace, as the module will list them."""
-        have = self.existing()
-        bound = sum(1 for pvc in have["pvcs"].values() if (pvc.get("status") or {}).get("phase") == "Bound")
-        ready = sum(1 for s in have["snapshots"].values() if (s.get("status") or {}).get("readyToUse") is True
-                    and (s["metadata"].get("labels") or {}).get("app.kubernetes.io/managed-by") == "kubesnap")
-        return bound, ready, have
+
+def ensure_namespaces_and_class(api: BenchClient) -> datetime.datetime:
+    """The namespaces and the unserved class; returns BASE, the main namespace's creation minute (reruns agree on it)."""
+    terminating = api.list_all(path("namespaces"), transform=lambda item: item["metadata"]["name"]
+                               if (item.get("status") or {}).get("phase") == "Terminating" else None)
+    _wait_gone(api, [namespace for namespace in NAMESPACES if namespace in terminating])
+    for namespace in NAMESPACES:
+        try:
+            api.create(path("namespaces"), {"metadata": {"name": namespace, "labels": dict([BENCH_LABEL])}})
+        except K8S.KubeError as exc:
+            if exc.status != 409:
+                raise
+    try:
+        # Delete, as a real class; no sidecar serves the driver, so no finalizer of a driver holds a content.
+        api.create(path("volumesnapshotclasses"), {
+            "apiVersion": SNAPSHOT_GROUP_VERSION, "kind": "VolumeSnapshotClass",
+            "metadata": {"name": BENCH_CLASS, "labels": dict([BENCH_LABEL])}, "driver": BENCH_DRIVER, "deletionPolicy": "Delete"})
+    except K8S.KubeError as exc:
+        if exc.status != 409:
+            raise
+    created = parse_timestamp(api.get(path("namespaces", name=NAMESPACE))["metadata"]["creationTimestamp"])
+    return created.replace(second=0, microsecond=0)
+
+
+def populations(api: BenchClient, args, base: datetime.datetime) -> list:
+    """The main namespace (SPACING apart within a volume, the newest of each within an hour before BASE, so that within
+    a day of BASE none is due under P1D), the due claims, and the old snapshots that expire by the clock."""
+    def recent(index):
+        return [base - generation * SPACING - datetime.timedelta(seconds=index % 3600) for generation in range(args.per_volume)]
+
+    def old(index):
+        return [moment - OLD_AGE for moment in recent(index)]
+
+    result = [Population(api, NAMESPACE, args.volumes, recent, HELPERS.DRIVER_NAME)]
+    if args.due:
+        # The unserved driver: the controller makes the contents of the module's snapshots, and no driver is called.
+        result.append(Population(api, DUE_NAMESPACE, args.due, lambda index: [], BENCH_DRIVER, BENCH_CLASS))
+    if args.expire:
+        result.append(Population(api, OLD_NAMESPACE, math.ceil(args.expire / (args.per_volume - 1)), old, HELPERS.DRIVER_NAME))
+    return result
 
 
 # Starts the module and reports its wall time and peak RSS. Linux carries ru_maxrss across exec, and a child
@@ -310,12 +381,12 @@ with open(sys.argv[1], "w") as out:
 """
 
 
-def run_module(name: str, kubeconfig: str, workdir: Path, check: bool, **args) -> dict:
+def run_module(name: str, kubeconfig: str, workdir: Path, check: bool, collections: Path = COLLECTIONS, **args) -> dict:
     """Run a module as Ansible does; returns its result with the wall time and the module process's own peak RSS (wait4)."""
     args = dict(args, kubeconfig=kubeconfig, _ansible_check_mode=check, _ansible_diff=False)
     stdin_path, stdout_path, usage_path = (workdir / f"{name}.{what}.json" for what in ("in", "out", "usage"))
     stdin_path.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}), encoding="utf-8")
-    env = dict(os.environ, PYTHONPATH=str(COLLECTIONS))
+    env = dict(os.environ, PYTHONPATH=str(collections))
     with open(stdin_path, "rb") as stdin, open(stdout_path, "wb") as stdout:
         process = subprocess.run([str(VENV_PYTHON), "-c", LAUNCHER, str(usage_path),
                                   str(VENV_PYTHON), "-m", f"ansible_collections.kubesnap.snapshots.plugins.modules.{name}"],
@@ -329,138 +400,191 @@ def run_module(name: str, kubeconfig: str, workdir: Path, check: bool, **args) -
     return {"result": result, "wall": usage["wall"], "maxrss_mb": usage["maxrss_kb"] / 1024}
 
 
-def audit_requests(audit, since: int) -> Counter:
-    """The module's requests in the window: admin user, the collection's agent, in the bench namespace or cluster-scoped."""
+def audit_requests(audit, since: int, namespace: str) -> Counter:
+    """The module's requests in the window: admin user, the collection's agent, in the namespace or cluster-scoped."""
     audit.since = since
     counts = Counter()
     for event in audit.events(user=HELPERS.ADMIN_USER):
         ref = event.get("objectRef") or {}
-        if event.get("userAgent", "").startswith(MODULE_AGENT) and ref.get("namespace") in (None, NAMESPACE):
+        if event.get("userAgent", "").startswith(MODULE_AGENT) and ref.get("namespace") in (None, namespace):
             counts[f"{event['verb']} {ref.get('resource')}"] += 1
     return counts
 
 
-def measure(args, state: dict, population: Population) -> None:
+def controller_writes(audit, since: int) -> Counter:
+    """The snapshot controller's writes in the bench namespaces since `since`: none when the bench left its objects as
+    the controller leaves them (it has nothing to do on them)."""
+    audit.since = since
+    counts = Counter()
+    for event in audit.events(user="kubesnap:snapshot-controller"):
+        ref = event.get("objectRef") or {}
+        if event["verb"] not in ("get", "list", "watch") and (ref.get("namespace") in NAMESPACES or ref.get("resource") == "volumesnapshotcontents"):
+            counts[f"{event['verb']} {ref.get('resource')}{'/' + ref['subresource'] if ref.get('subresource') else ''}"] += 1
+    return counts
+
+
+def module_run(label: str, module: str, state: dict, workdir: Path, audit, args, namespace: str, check: bool, **params) -> dict:
+    since = audit.mark()
+    started_load = load()
+    run = run_module(module, state["kubeconfig"], workdir, check, args.collections, namespace=namespace, **params)
+    result = run["result"]
+    if result.get("failed"):
+        log(f"{label} failed: {str(result.get('msg'))[:500]}")
+    run["load"] = started_load
+    run["api_calls"] = result.get("api_calls") or {}
+    run["audit"] = audit_requests(audit, since, namespace)
+    run["volumes"] = len(result.get("volumes") or [])
+    run["summary"] = Counter(v.get("action") or ("expire %d" % len(v.get("expire") or [])) for v in result.get("volumes") or [])
+    log(f"{label}: {run['wall']:.1f} s, peak {run['maxrss_mb']:.0f} MB, api_calls {dict(run['api_calls'])}, audit {sum(run['audit'].values())}, "
+        f"{started_load} at start; results {dict(run['summary'].most_common(4))}")
+    return run
+
+
+def measure(args, state: dict, base: datetime.datetime, api: BenchClient) -> dict:
+    """The reads at scale (check-mode expiry, the nothing-due cycle), then the writing path when asked for."""
     # The oldest newest snapshot is BASE - 1 h; a real run at or after BASE + 23 h would take a snapshot of every volume.
-    age = datetime.datetime.now(datetime.timezone.utc) - population.base + datetime.timedelta(hours=1)
+    age = datetime.datetime.now(datetime.timezone.utc) - base + datetime.timedelta(hours=1)
     if age > SMALLEST_DELTA - datetime.timedelta(minutes=10):
         raise RuntimeError(f"the newest snapshots are up to {age} old: k8s_pv_snapshot would take new ones; --cleanup and populate again")
-    bound, ready, have = population.ready_counts()
-    log(f"{bound} Bound PVCs, {ready} ready owned snapshots in {NAMESPACE}")
-    pv_total = sum(1 for _pv in iter_pages(population.core.list_persistent_volume))
-    pages = math.ceil(pv_total / PAGE_SIZE) + math.ceil(len(have["pvcs"]) / PAGE_SIZE) + math.ceil(ready / PAGE_SIZE) + 2
+    pvcs = api.list_all(path("persistentvolumeclaims", NAMESPACE), transform=lambda item: (item.get("status") or {}).get("phase"))
+    ready = sum(api.list_all(path("volumesnapshots", NAMESPACE), "app.kubernetes.io/managed-by=kubesnap",
+                             transform=lambda item: bool((item.get("status") or {}).get("readyToUse"))))
+    pv_total = len(api.list_all(path("persistentvolumes"), transform=lambda item: 1))
+    pages = math.ceil(pv_total / PAGE_SIZE) + math.ceil(len(pvcs) / PAGE_SIZE) + math.ceil(ready / PAGE_SIZE) + 2
+    log(f"{pvcs.count('Bound')} Bound PVCs, {ready} ready owned snapshots in {NAMESPACE}; {pv_total} PVs in the cluster")
     audit = HELPERS.AuditLog(state["audit_log"])
-    runs = {
-        "snapshot_expire --check": ("snapshot_expire", True, population.base + datetime.timedelta(days=40)),
-        "k8s_pv_snapshot (nothing due)": ("k8s_pv_snapshot", False, None),
-    }
     rows = {}
     with tempfile.TemporaryDirectory(prefix="kubesnap-scale-") as workdir:
-        for label, (module, check, now) in runs.items():
-            since = audit.mark()
-            run = run_module(module, state["kubeconfig"], Path(workdir), check, namespace=NAMESPACE,
-                             **({"now": micro(now)} if now else {}))
-            result = run["result"]
-            if result.get("failed"):
-                log(f"{label} failed: {result.get('msg')}")
-            run["api_calls"] = result.get("api_calls") or {}
-            run["audit"] = audit_requests(audit, since)
-            run["volumes"] = len(result.get("volumes") or [])
-            run["summary"] = Counter(v.get("action") or ("expire %d" % len(v.get("expire") or [])) for v in result.get("volumes") or [])
-            rows[label] = run
+        for _repeat in range(args.repeat):
+            rows.setdefault("snapshot_expire --check", []).append(module_run(
+                "snapshot_expire --check", "snapshot_expire", state, Path(workdir), audit, args, NAMESPACE, True,
+                now=stamp(base + datetime.timedelta(days=40))))
+            rows.setdefault("k8s_pv_snapshot (nothing due)", []).append(module_run(
+                "k8s_pv_snapshot (nothing due)", "k8s_pv_snapshot", state, Path(workdir), audit, args, NAMESPACE, False))
+        if args.due:
+            rows["k8s_pv_snapshot (creates)"] = [module_run(
+                "k8s_pv_snapshot (creates)", "k8s_pv_snapshot", state, Path(workdir), audit, args, DUE_NAMESPACE, False,
+                wait=False, concurrency=args.concurrency)]
+        if args.expire:
+            rows["snapshot_expire (deletes)"] = [module_run(
+                "snapshot_expire (deletes)", "snapshot_expire", state, Path(workdir), audit, args, OLD_NAMESPACE, False,
+                concurrency=args.concurrency)]
     print()
     print(f"{args.volumes} volumes, {ready} owned ready snapshots in {NAMESPACE}; {pv_total} PVs in the cluster; "
           f"paged lists at {PAGE_SIZE} per page: {pages} requests (+{SPARE_REQUESTS} spare)")
-    print(f"{'run':32} {'wall s':>7} {'peak MB':>8} {'api_calls':>10} {'audit':>6}  volumes")
-    for label, run in rows.items():
-        print(f"{label:32} {run['wall']:7.1f} {run['maxrss_mb']:8.0f} {sum(run['api_calls'].values()):10} {sum(run['audit'].values()):6}  "
-              f"{run['volumes']}")
+    print(f"{'run':32} {'wall s':>7} {'peak MB':>8} {'api_calls':>10} {'audit':>6} {'volumes':>8}  load at start")
+    for label, runs in rows.items():
+        for run in runs:
+            print(f"{label:32} {run['wall']:7.1f} {run['maxrss_mb']:8.0f} {sum(run['api_calls'].values()):10} {sum(run['audit'].values()):6} "
+                  f"{run['volumes']:8}  {run['load']}")
     print()
-    for label, run in rows.items():
-        calls = sum(run["api_calls"].values())
-        goals = [(f"peak memory {run['maxrss_mb']:.0f} MB <= {GOAL_MEMORY_MB}", run["maxrss_mb"] <= GOAL_MEMORY_MB),
-                 (f"wall {run['wall']:.1f} s <= {GOAL_WALL_S}", run["wall"] <= GOAL_WALL_S),
-                 (f"requests {calls} <= {pages} paged lists + {SPARE_REQUESTS}", calls <= pages + SPARE_REQUESTS)]
-        for text, passed in goals:
-            print(f"{label}: {text}: {'PASS' if passed else 'MISS'}")
-        print(f"{label}: api_calls {dict(run['api_calls'])}; audit {dict(run['audit'])}; results {dict(run['summary'])}")
+    memory_goal, wall_goal = goal(GOAL_MEMORY_MB, args.volumes), goal(GOAL_WALL_S, args.volumes)
+    for label in ("snapshot_expire --check", "k8s_pv_snapshot (nothing due)"):
+        for run in rows[label]:
+            calls = sum(run["api_calls"].values())
+            goals = [(f"peak memory {run['maxrss_mb']:.0f} MB <= {memory_goal:.0f}", run["maxrss_mb"] <= memory_goal),
+                     (f"wall {run['wall']:.1f} s <= {wall_goal:.0f}", run["wall"] <= wall_goal),
+                     (f"requests {calls} <= {pages} paged lists + {SPARE_REQUESTS}", calls <= pages + SPARE_REQUESTS)]
+            for text, passed in goals:
+                print(f"{label}: {text}: {'PASS' if passed else 'MISS'}")
+            print(f"{label}: api_calls {dict(run['api_calls'])}; audit {dict(run['audit'])}; results {dict(run['summary'])}")
+    for label, verb in (("k8s_pv_snapshot (creates)", "POST"), ("snapshot_expire (deletes)", "DELETE")):
+        for run in rows.get(label, []):
+            writes = run["api_calls"].get(verb, 0)
+            print(f"{label}: {writes} {verb} in {run['wall']:.1f} s: {writes / max(run['wall'], 0.001):.0f}/s, "
+                  f"{sum(run['api_calls'].values()) / max(run['volumes'], 1):.2f} requests per volume, peak {run['maxrss_mb']:.0f} MB; "
+                  f"api_calls {dict(run['api_calls'])}")
+    return rows
 
 
-def is_bench_content(content: dict) -> bool:
-    """A content the snapshot controller made for a snapshot of the bench namespace (they carry no label of ours)."""
-    return ((content.get("spec") or {}).get("volumeSnapshotRef") or {}).get("namespace") == NAMESPACE
+def cleanup(api: BenchClient, state: dict, workers: int, results: list) -> None:
+    """Delete the bench namespaces' objects, the bench's contents and the labelled cluster-scoped objects; nothing else.
 
-
-def iter_pages(call):
-    token = None
-    while True:
-        page = json.loads(call(limit=PAGE_SIZE, _continue=token, _preload_content=False).data)
-        yield from page["items"]
-        token = page["metadata"].get("continue")
-        if not token:
-            return
-
-
-def cleanup(population: Population, workers: int) -> None:
-    """Delete the bench namespace's objects, the contents of its snapshots and the labelled cluster-scoped objects; nothing else.
-
-    Each object is deleted, then its finalizers removed, from `workers` threads: the apiserver's
-    delete-collection works one object at a time, and the controllers would remove the finalizers one
-    write at a time (pv/pvc-protection at 20 requests/s).
+    With the snapshot controller paused (it would remove each finalizer with a write of its own, and a content's only
+    when its snapshot is gone): each object's finalizers are removed from `workers` threads, then one delete-collection
+    per namespace and kind deletes them all (one request where the apiserver loops, not one per object).
     """
-    custom, core = population.custom, population.core
     selector = "%s=%s" % BENCH_LABEL
-    group = (SNAPSHOT_GROUP, SNAPSHOT_VERSION)
-    kinds = [
-        ("volumesnapshots", lambda **kw: custom.list_namespaced_custom_object(*group, NAMESPACE, "volumesnapshots", **kw),
-         lambda name: custom.delete_namespaced_custom_object(*group, NAMESPACE, "volumesnapshots", name, _preload_content=False),
-         lambda name, body: custom.patch_namespaced_custom_object(*group, NAMESPACE, "volumesnapshots", name, body, _preload_content=False)),
-        # Not deleted by the controller: the snapshots' finalizers are stripped before it handles them.
-        ("volumesnapshotcontents", lambda **kw: custom.list_cluster_custom_object(*group, "volumesnapshotcontents", **kw),
-         lambda name: custom.delete_cluster_custom_object(*group, "volumesnapshotcontents", name, _preload_content=False),
-         lambda name, body: custom.patch_cluster_custom_object(*group, "volumesnapshotcontents", name, body, _preload_content=False)),
-        ("persistentvolumeclaims", lambda **kw: core.list_namespaced_persistent_volume_claim(NAMESPACE, **kw),
-         lambda name: core.delete_namespaced_persistent_volume_claim(name, NAMESPACE, _preload_content=False),
-         lambda name, body: core.patch_namespaced_persistent_volume_claim(name, NAMESPACE, body, _preload_content=False)),
-        ("persistentvolumes", lambda **kw: core.list_persistent_volume(label_selector=selector, **kw),
-         lambda name: core.delete_persistent_volume(name, _preload_content=False),
-         lambda name, body: core.patch_persistent_volume(name, body, _preload_content=False)),
-    ]
-    for kind, list_call, delete, patch in kinds:
-        started = time.monotonic()
+    kinds = [("volumesnapshots", namespace, None) for namespace in NAMESPACES] + [("volumesnapshotcontents", None, selector)]
+    kinds += [("persistentvolumeclaims", namespace, None) for namespace in NAMESPACES] + [("persistentvolumes", None, selector)]
 
-        def remove(name, delete=delete, patch=patch):
+    with controller_paused(state):
+        for plural, namespace, labels in kinds:
+            where = f"{plural}{' in ' + namespace if namespace else ''}"
+            with Phase(f"cleanup {where}", results):
+                log(f"{where}: {_delete_collection(api, path(plural, namespace), labels, workers)} deleted")
+    for bench_class in api.list_all(path("volumesnapshotclasses"), selector):
+        api.delete(path("volumesnapshotclasses", name=bench_class["metadata"]["name"]))
+    for namespace in NAMESPACES:
+        try:
+            api.delete(path("namespaces", name=namespace))
+        except K8S.KubeError as exc:
+            if exc.status != 404:
+                raise
+    _wait_gone(api, NAMESPACES)
+    log(f"namespaces {', '.join(NAMESPACES)} deleted")
+
+
+def _wait_gone(api: BenchClient, namespaces, timeout: float = 300) -> None:
+    """Until the namespaces being deleted are gone (a namespace being terminated takes no new objects)."""
+    deadline = time.monotonic() + timeout
+    for namespace in namespaces:
+        while True:
             try:
-                delete(name)
-                patch(name, {"metadata": {"finalizers": None}})
-            except ApiException as exc:
-                if exc.status != 404:
-                    raise
+                api.get(path("namespaces", name=namespace))
+            except K8S.KubeError as exc:
+                if exc.status == 404:
+                    break
+                raise
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"namespace {namespace} still being deleted after {timeout:.0f} s")
+            time.sleep(1)
 
-        names = [item["metadata"]["name"] for item in iter_pages(list_call)
-                 if kind != "volumesnapshotcontents" or is_bench_content(item)]
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            list(pool.map(remove, names))
-        log(f"{kind}: {len(names)} deleted in {time.monotonic() - started:.0f}s")
-    for bench_class in iter_pages(lambda **kw: custom.list_cluster_custom_object(*group, "volumesnapshotclasses", label_selector=selector, **kw)):
-        custom.delete_cluster_custom_object(*group, "volumesnapshotclasses", bench_class["metadata"]["name"], _preload_content=False)
+
+def _unfinalize(api: BenchClient, where: str) -> None:
     try:
-        core.delete_namespace(NAMESPACE)
-    except ApiException as exc:
+        api.patch(where, {"metadata": {"finalizers": None}})
+    except K8S.KubeError as exc:
         if exc.status != 404:
             raise
-    log(f"namespace {NAMESPACE} deleted")
+
+
+def _delete_collection(api: BenchClient, where: str, labels: str | None, workers: int) -> int:
+    """Delete every object of a collection (the selected ones): one delete-collection (the apiserver's loop deletes those
+    without finalizers and marks the others), then each one left has its finalizers removed, which ends it. In that
+    order: the PVC and PV protection controllers put their finalizer back on an object that is not being deleted."""
+    total = len(api.list_all(where, labels, transform=lambda item: 1))
+    for _attempt in range(10):
+        try:
+            api.request("DELETE", where, {"labelSelector": labels, "timeoutSeconds": 600}, timeout=660)
+        except K8S.KubeError as exc:
+            if exc.status not in (0, 500, 504):  # a loop longer than the request: what it did not reach is deleted next time
+                raise
+        left = api.list_all(where, labels, transform=lambda item: item["metadata"]["name"])
+        if not left:
+            return total
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(functools.partial(_unfinalize, api), [where + "/" + quote(name, safe="") for name in left]))
+        if not api.list_all(where, labels, transform=lambda item: 1):
+            return total
+    raise RuntimeError(f"{where}: objects left after ten delete-collections")
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--volumes", type=int, default=10000)
     parser.add_argument("--per-volume", type=int, default=3, help="owned snapshots per volume")
-    parser.add_argument("--workers", type=int, default=16, help="threads creating objects")
-    parser.add_argument("--rate", type=float, default=30, help="new VolumeSnapshots per second at most (0: unpaced)")
+    parser.add_argument("--workers", type=int, default=24, help="threads writing objects")
+    parser.add_argument("--due", type=int, default=0, help=f"claims without snapshots in {DUE_NAMESPACE}: a k8s_pv_snapshot run creates one each")
+    parser.add_argument("--expire", type=int, default=0, help=f"snapshots a snapshot_expire run deletes in {OLD_NAMESPACE} (two per volume)")
+    parser.add_argument("--concurrency", type=int, default=20, help="the writing runs' concurrency option")
+    parser.add_argument("--repeat", type=int, default=1, help="measure the reads this many times")
+    parser.add_argument("--collections", type=Path, default=COLLECTIONS,
+                        help="the ansible_collections parent the module runs import (another checkout's, to compare)")
+    parser.add_argument("--settle", type=float, default=30, help="seconds the controller is watched after it starts again")
     parser.add_argument("--populate-only", action="store_true")
     parser.add_argument("--measure-only", action="store_true")
-    parser.add_argument("--cleanup", action="store_true", help=f"delete {NAMESPACE}, its snapshots' contents, the labelled PVs and class, then exit")
+    parser.add_argument("--cleanup", action="store_true", help="delete the bench namespaces, the bench's contents, PVs and class, then exit")
     return parser.parse_args(argv)
 
 
@@ -470,19 +594,33 @@ def main(argv=None) -> int:
     if not CLUSTER.healthy(state):
         log("the local stack is not running: start it with `make cluster-up`")
         return 1
-    population = Population(api_client(state["kubeconfig"], args.workers), args.volumes, args.per_volume, args.rate)
+    api = api_client(state["kubeconfig"], args.workers)
+    phases = []
     try:
         if args.cleanup:
-            cleanup(population, args.workers)
-            return 0
-        population.prepare()
-        if not args.measure_only:
-            population.run(args.workers)
-        if not args.populate_only:
-            measure(args, state, population)
-    except (ApiException, RuntimeError, TimeoutError) as exc:
+            cleanup(api, state, args.workers, phases)
+        else:
+            base = ensure_namespaces_and_class(api)
+            if not args.measure_only:
+                audit = HELPERS.AuditLog(state["audit_log"])
+                with controller_paused(state):
+                    for population in populations(api, args, base):
+                        with Phase(f"populate {population.namespace} ({population.volumes} volumes)", phases):
+                            population.run(args.workers)
+                since = audit.mark()
+                time.sleep(args.settle)
+                written = controller_writes(audit, since)
+                log(f"{CONTROLLER} writes on the bench objects in the {args.settle:.0f} s after it started again: {dict(written) or 'none'}")
+            if not args.populate_only:
+                with Phase("measure", phases):
+                    measure(args, state, base, api)
+    except (K8S.KubeError, RuntimeError, TimeoutError) as exc:
         log(f"error: {exc}")
         return 1
+    finally:
+        print()
+        for name, seconds, peak, started_load, ended_load in phases:
+            print(f"phase {name:48} {seconds:8.1f} s  bench peak {peak:5.0f} MB  {started_load} -> {ended_load}")
     return 0
 
 
