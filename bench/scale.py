@@ -18,7 +18,7 @@ watched for --settle seconds: it finds nothing to do), written in parallel and i
                     creation, to the minute) less up to an hour. Their class `bench-unserved` names a driver no
                     sidecar serves: nothing ever calls a driver for them.
   bench-scale-due   --due claims and PVs of the unserved driver, without snapshots: all due.
-  bench-scale-old   --expire / 2 volumes whose three snapshots are 40 days old: two of each expire by the clock.
+  bench-scale-old   --expire volumes whose three snapshots are 40 days old: one of each expires by the clock.
 
 Then, limited to a namespace, as Ansible runs them (a separate process, arguments on stdin):
 
@@ -68,7 +68,7 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention impor
 
 NAMESPACE = "bench-scale"
 DUE_NAMESPACE = "bench-scale-due"  # claims without snapshots: every one is due (the writing path's creates)
-OLD_NAMESPACE = "bench-scale-old"  # snapshots 40 days old: two of each volume's three expire by the clock (its deletes)
+OLD_NAMESPACE = "bench-scale-old"  # snapshots 40 days old: one of each volume's three expires by the clock (its deletes)
 NAMESPACES = (NAMESPACE, DUE_NAMESPACE, OLD_NAMESPACE)
 BENCH_LABEL = ("kubesnap.io/bench", "scale")
 BENCH_DRIVER = "bench.kubesnap.io"  # the snapshot class's driver: no sidecar serves it, so no controller calls a driver for its contents
@@ -80,7 +80,7 @@ CLASS_ANNOTATION = "kubesnap.io/snapshot-class"
 POLICY = "P1D P7D P30D"
 SMALLEST_DELTA = datetime.timedelta(days=1)
 SPACING = datetime.timedelta(hours=6)  # between a volume's snapshots
-OLD_AGE = datetime.timedelta(days=40)  # the old namespace's newest snapshots: by the clock, two of each volume's three expire
+OLD_AGE = datetime.timedelta(days=40)  # the old namespace's newest snapshots: by the clock, one of each volume's three expires
 SNAPSHOT_GROUP_VERSION = "snapshot.storage.k8s.io/v1"
 PAGE_SIZE = K8S.PAGE_SIZE
 HELPER_AGENT = "kubesnap-bench/helper"
@@ -363,7 +363,7 @@ def populations(api: BenchClient, args, base: datetime.datetime) -> list:
         # The unserved driver: the controller makes the contents of the module's snapshots, and no driver is called.
         result.append(Population(api, DUE_NAMESPACE, args.due, lambda index: [], BENCH_DRIVER, BENCH_CLASS))
     if args.expire:
-        result.append(Population(api, OLD_NAMESPACE, math.ceil(args.expire / (args.per_volume - 1)), old, HELPERS.DRIVER_NAME))
+        result.append(Population(api, OLD_NAMESPACE, args.expire, old, HELPERS.DRIVER_NAME))
     return result
 
 
@@ -576,7 +576,7 @@ def parse_args(argv):
     parser.add_argument("--per-volume", type=int, default=3, help="owned snapshots per volume")
     parser.add_argument("--workers", type=int, default=24, help="threads writing objects")
     parser.add_argument("--due", type=int, default=0, help=f"claims without snapshots in {DUE_NAMESPACE}: a k8s_pv_snapshot run creates one each")
-    parser.add_argument("--expire", type=int, default=0, help=f"snapshots a snapshot_expire run deletes in {OLD_NAMESPACE} (two per volume)")
+    parser.add_argument("--expire", type=int, default=0, help=f"snapshots a snapshot_expire run deletes in {OLD_NAMESPACE} (one per volume)")
     parser.add_argument("--concurrency", type=int, default=20, help="the writing runs' concurrency option")
     parser.add_argument("--repeat", type=int, default=1, help="measure the reads this many times")
     parser.add_argument("--collections", type=Path, default=COLLECTIONS,
