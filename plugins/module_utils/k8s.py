@@ -134,8 +134,9 @@ def version_problem(version=None):
     return None
 
 
-def user_agent(environ=os.environ):
-    """USER_AGENT, followed by the comment in USER_AGENT_COMMENT_ENV when one is set."""
+def user_agent(environ=None):
+    """USER_AGENT, followed by the comment in USER_AGENT_COMMENT_ENV (of `environ`, default the process's) when one is set."""
+    environ = os.environ if environ is None else environ
     comment = re.sub(r'[^\x20-\x7e]', '', environ.get(USER_AGENT_COMMENT_ENV, '')).strip()
     return '%s %s' % (USER_AGENT, comment) if comment else USER_AGENT
 

@@ -59,7 +59,7 @@ def unparsed_extra_vars(words):
     return bad
 
 
-def run(words, tmp_path):
+def run(words):
     return subprocess.run(words, cwd=ROOT, env=environment(), capture_output=True, text=True, timeout=300, check=False)
 
 
@@ -81,22 +81,22 @@ def test_the_extraction_finds_the_documented_commands():
 
 
 @pytest.mark.parametrize('document, command', COMMANDS, ids=[command[:60] for _document, command in COMMANDS])
-def test_each_documented_command_runs_as_written(document, command, tmp_path):
+def test_each_documented_command_runs_as_written(document, command):
     words = shlex.split(command)
     if words[0] == 'ansible-playbook':
         assert not unparsed_extra_vars(words), '%s: %s: %s' % (document, command, unparsed_extra_vars(words))
-        process = run([str(BIN / 'ansible-playbook'), '--syntax-check'] + words[1:], tmp_path)
+        process = run([str(BIN / 'ansible-playbook'), '--syntax-check'] + words[1:])
         assert process.returncode == 0, '%s: %s\n%s%s' % (document, command, process.stdout[-2000:], process.stderr[-2000:])
     elif words[0] == 'ansible':
         process = run([str(BIN / 'ansible'), '-i', 'localhost,', '-c', 'local', '-e', 'ansible_python_interpreter=%s' % sys.executable]
-                      + words[1:], tmp_path)
+                      + words[1:])
         output = process.stdout + process.stderr
         # The module got as far as connecting: its arguments parsed and validated.
         assert 'kubesnap-docs-kubeconfig' in output, '%s: %s\n%s' % (document, command, output[-3000:])
         for refusal in ('Unsupported parameters', 'missing required', 'ERROR!', 'is not a valid', 'must be one of'):
             assert refusal not in output, '%s: %s\n%s' % (document, command, output[-3000:])
     elif words[0] == 'make':
-        process = run(['make', '-n'] + words[1:], tmp_path)
+        process = run(['make', '-n'] + words[1:])
         assert process.returncode == 0, '%s: %s\n%s' % (document, command, process.stderr[-2000:])
     else:
         pytest.skip('not run here: %s' % command)
@@ -106,5 +106,5 @@ def test_each_documented_command_runs_as_written(document, command, tmp_path):
 def test_each_documented_play_passes_the_syntax_check(document, index, body, tmp_path):
     playbook = tmp_path / 'play.yml'
     playbook.write_text(body, encoding='utf-8')
-    process = run([str(BIN / 'ansible-playbook'), '--syntax-check', '-i', 'localhost,', str(playbook)], tmp_path)
+    process = run([str(BIN / 'ansible-playbook'), '--syntax-check', '-i', 'localhost,', str(playbook)])
     assert process.returncode == 0, '%s block %d:\n%s%s' % (document, index, process.stdout[-2000:], process.stderr[-2000:])
