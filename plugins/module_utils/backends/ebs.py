@@ -460,7 +460,7 @@ class EbsBackend(base.CloudBackend):
             volume = self._wait_available(ec2, volume)
         except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
             raise EbsError('EC2 volume %s from snapshot %s failed: %s' % (name, snap, exc)) from exc
-        return {'spec': self.volume_spec(snapshot, zone, volume['VolumeId']), 'id': volume['VolumeId']}
+        return {'spec': dict(self.volume_spec(snapshot, zone, volume['VolumeId']), capacity={'storage': '%dGi' % volume['Size']}), 'id': volume['VolumeId']}
 
     def volume_source(self, kind, zone, disk):
         if kind == 'in-tree':

@@ -359,8 +359,8 @@ class GceBackend(base.CloudBackend):
     zone_keys = ZONE_KEYS
     kind_label = KIND_LABEL
     max_disk_bytes = 64 * 1024 * GIB
-    # Seconds: beyond a day a run would outlive its Lease many times over; a timeout of 0 would never wait for an operation.
-    bounds = {'gce_retry_budget': (0, 24 * 3600), 'gce_operation_timeout': (1, 24 * 3600), 'gce_connect_timeout': (1, 600),
+    # Seconds: beyond a day a run would outlive its Lease many times over (an operation timeout of 0 leaves it pending at once).
+    bounds = {'gce_retry_budget': (0, 24 * 3600), 'gce_operation_timeout': (0, 24 * 3600), 'gce_connect_timeout': (1, 600),
               'gce_read_timeout': (1, 3600)}
     rule_backends = ('google', 'gce')
     volume_fields = ('disk', 'taken_of')

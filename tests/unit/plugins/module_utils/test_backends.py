@@ -198,11 +198,11 @@ def module_result(name, **args):
 
 def test_every_backends_bounds_are_its_own_and_checked_by_every_module():
     assert backends.option_bounds() == {'aws_max_attempts': (1, 100), 'aws_connect_timeout': (1, 600), 'aws_read_timeout': (1, 3600),
-                                        'aws_deadline': (1, 86400), 'gce_retry_budget': (0, 86400), 'gce_operation_timeout': (1, 86400),
+                                        'aws_deadline': (1, 86400), 'gce_retry_budget': (0, 86400), 'gce_operation_timeout': (0, 86400),
                                         'gce_connect_timeout': (1, 600), 'gce_read_timeout': (1, 3600)}
     assert 'aws_max_attempts' not in module.BOUNDS
     # GCE's timeouts and retry budget are range-checked as EBS's attempts are, before anything is listed.
-    for option, value, message in (('gce_retry_budget', -1, 'must be zero or more'), ('gce_operation_timeout', 0, 'must be at least 1'),
+    for option, value, message in (('gce_retry_budget', -1, 'must be zero or more'), ('gce_operation_timeout', -1, 'must be zero or more'),
                                    ('gce_operation_timeout', 10 ** 9, 'must be at most 86400'), ('aws_max_attempts', 0, 'must be at least 1')):
         result = module_result('k8s_pv_snapshot', **{option: value})
         assert result.get('failed') and result['msg'] == '%s: %s, got %s' % (option, message, value), result
