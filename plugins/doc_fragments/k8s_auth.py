@@ -11,7 +11,7 @@ options:
   kubeconfig:
     description:
       - Path to a kubeconfig file (several joined by C(:) are merged), or the kubeconfig itself as a mapping,
-        as kubernetes.core takes it. The credentials of a mapping are hidden from output.
+        as kubernetes.core takes it. The credentials of a mapping (and a C(proxy-url) with a password) are hidden from output.
       - When no connection option is given, V(KUBECONFIG) or C(~/.kube/config) is read if it exists,
         and the pod's service account is used otherwise.
       - Environment variable C(K8S_AUTH_KUBECONFIG) when not given.
@@ -96,12 +96,15 @@ options:
     description:
       - The user to act as (C(Impersonate-User)); the account connecting needs the C(impersonate) verb on it.
       - Every request is then authorized as this user alone, so a user without the rights a step needs is refused.
-      - Environment variable C(K8S_AUTH_IMPERSONATE_USER) when not given.
+      - Environment variable C(K8S_AUTH_IMPERSONATE_USER) when not given, then the C(as) of the kubeconfig's user, as kubectl
+        reads it (with its C(as-groups), C(as-uid) and C(as-user-extra)); kubernetes.core ignores those fields and acts with
+        the user's own rights.
     type: str
   impersonate_groups:
     description:
       - Groups to act as, with O(impersonate_user) (C(Impersonate-Group), one header per group).
-      - Environment variable C(K8S_AUTH_IMPERSONATE_GROUPS) when not given, comma-separated (C(ops,backup)).
+      - Environment variable C(K8S_AUTH_IMPERSONATE_GROUPS) when not given, comma-separated (C(ops,backup)), then the
+        C(as-groups) of the kubeconfig's user.
     type: list
     elements: str
   persist_config:

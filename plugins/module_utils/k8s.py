@@ -474,8 +474,9 @@ def client_from_params(params, pool_size=32):
     host = params.get('host')
     api_key = params.get('api_key')
     default_kubeconfig = os.path.expanduser(os.environ.get('KUBECONFIG', '~/.kube/config').split(os.pathsep)[0])
+    kubeconfig_user = {}
     if kubeconfig or context or (not host and os.path.exists(default_kubeconfig)):
-        load_kubeconfig(kubeconfig, context, configuration, persist=bool(params.get('persist_config')))
+        kubeconfig_user = load_kubeconfig(kubeconfig, context, configuration, persist=bool(params.get('persist_config')))
     elif not host:
         try:
             k8s_config.load_incluster_config(client_configuration=configuration)
@@ -500,25 +501,42 @@ def client_from_params(params, pool_size=32):
     if headers:
         configuration.proxy_headers = urllib3.util.make_headers(**headers)
     _environment_proxy(configuration)
-    return KubeClient(configuration, pool_size=pool_size,
-                      impersonation=impersonation_headers(params.get('impersonate_user'), params.get('impersonate_groups')))
+    # The kubeconfig user's as/as-groups/as-uid/as-user-extra, as kubectl applies them (the options override each field, as
+    # kubectl's --as and --as-group do). The kubernetes package ignores them: every request would carry the user's own,
+    # wider rights instead of the identity the kubeconfig limits it to.
+    impersonation = impersonation_headers(params.get('impersonate_user') or kubeconfig_user.get('as'),
+                                          params.get('impersonate_groups') or kubeconfig_user.get('as-groups'),
+                                          kubeconfig_user.get('as-uid'), kubeconfig_user.get('as-user-extra'),
+                                          where='impersonate_groups' if params.get('impersonate_groups') else 'kubeconfig user')
+    return KubeClient(configuration, pool_size=pool_size, impersonation=impersonation)
 
 
-def impersonation_headers(user=None, groups=None):
-    """The Impersonate-User and Impersonate-Group headers (one per group, as the apiserver reads them); None without a user.
+def impersonation_headers(user=None, groups=None, uid=None, extra=None, where='impersonate_groups'):
+    """The Impersonate-User, -Group (one per group, as the apiserver reads them), -Uid and -Extra-<key> headers; None
+    without a user or anything else to impersonate.
 
-    The apiserver refuses groups without a user, so that is refused here too, naming the options.
+    The apiserver refuses groups, a uid or extras without a user, so that is refused here too, naming `where` they came from.
     """
     groups = [group for group in groups or () if group]
+    extra = extra or {}
+    if not isinstance(extra, dict) or not all(isinstance(values, list) for values in extra.values()):
+        raise ConfigError('kubeconfig user', 'as-user-extra: must map each key to a list of values')
     if not user:
-        if groups:
-            raise ConfigError('impersonate_groups', 'impersonating groups needs impersonate_user (or K8S_AUTH_IMPERSONATE_USER):'
-                              ' the Kubernetes API server refuses groups without a user')
+        if groups or uid or extra:
+            raise ConfigError(where, 'impersonating groups, a uid or extras (as-groups, as-uid, as-user-extra) needs a user'
+                              ' (impersonate_user, K8S_AUTH_IMPERSONATE_USER or the kubeconfig user\'s as):'
+                              ' the Kubernetes API server refuses them without one')
         return None
     headers = HTTPHeaderDict()
-    headers.add('Impersonate-User', user)
+    headers.add('Impersonate-User', str(user))
     for group in groups:
-        headers.add('Impersonate-Group', group)
+        headers.add('Impersonate-Group', str(group))
+    if uid:
+        headers.add('Impersonate-Uid', str(uid))
+    for key, values in extra.items():
+        for value in values:
+            # The key is part of the header's name: percent-encoded as client-go does, the apiserver decodes it.
+            headers.add('Impersonate-Extra-' + quote(str(key), safe=''), str(value))
     return headers
 
 
@@ -543,6 +561,7 @@ def load_kubeconfig(kubeconfig, context, configuration, persist=False):
     configuration found", or swallow a failed credential plugin and let every request go out anonymous.
 
     `persist`: the loader writes refreshed tokens back to the file (kubernetes.core's persist_config).
+    Returns the user entry of the context used ({} when the files do not name one): its impersonation fields.
     """
     if isinstance(kubeconfig, dict):
         where = 'kubeconfig (given as a mapping)'
@@ -570,6 +589,8 @@ def load_kubeconfig(kubeconfig, context, configuration, persist=False):
         root.removeHandler(failures)
     if failures.messages:
         raise ConfigError(where, '%s failed: %s' % (_credential_plugin(contents, context), '; '.join(failures.messages)))
+    user = _context_user(contents, context)[1]
+    return user if isinstance(user, dict) else {}
 
 
 # The credentials a kubeconfig's user entry can hold, by key; everything under an auth-provider's config and exec's env.
@@ -577,11 +598,21 @@ _SECRET_USER_KEYS = ('token', 'password', 'client-key-data')
 
 
 def kubeconfig_secrets(kubeconfig):
-    """The credential strings of a kubeconfig given as a mapping, for the module to hide like no_log values."""
-    if not isinstance(kubeconfig, dict) or not isinstance(kubeconfig.get('users'), list):
+    """The credential strings of a kubeconfig given as a mapping, for the module to hide like no_log values: the users'
+    credentials, and a cluster's proxy-url that carries a user and password (the option `proxy` is no_log for that)."""
+    if not isinstance(kubeconfig, dict):
         return set()
     secrets = set()
-    for entry in kubeconfig['users']:
+    for entry in kubeconfig.get('clusters') if isinstance(kubeconfig.get('clusters'), list) else ():
+        cluster = entry.get('cluster') if isinstance(entry, dict) else None
+        proxy = cluster.get('proxy-url') if isinstance(cluster, dict) else None
+        if proxy and redact(proxy) != str(proxy):
+            secrets.add(str(proxy))
+            # The password alone too: an error message shows the URL redacted, a library may show it in parts.
+            password = str(proxy).split('://', 1)[-1].split('/', 1)[0].rpartition('@')[0].partition(':')[2]
+            if password:
+                secrets.add(password)
+    for entry in kubeconfig.get('users') if isinstance(kubeconfig.get('users'), list) else ():
         user = entry.get('user') if isinstance(entry, dict) else None
         if not isinstance(user, dict):
             continue
@@ -638,14 +669,21 @@ def checked_kubeconfig(content, where):
     return content
 
 
-def _credential_plugin(contents, context):
-    """'the exec credential plugin of user U (command C)' for the context used, as far as the files tell."""
+def _context_user(contents, context):
+    """(name, user entry) of the context used, merged as the kubernetes package merges files: the first file naming an
+    entry wins, the last one setting current-context; (None, {}) when the files do not tell."""
     def first(section, name):
         return next((entry for content in contents for entry in content.get(section) or [] if entry.get('name') == name), {})
 
     current = context or next((content['current-context'] for content in reversed(contents) if content.get('current-context')), None)
     user_name = (first('contexts', current).get('context') or {}).get('user')
-    command = ((first('users', user_name).get('user') or {}).get('exec') or {}).get('command')
+    return user_name, first('users', user_name).get('user') or {}
+
+
+def _credential_plugin(contents, context):
+    """'the exec credential plugin of user U (command C)' for the context used, as far as the files tell."""
+    user_name, user = _context_user(contents, context)
+    command = (user.get('exec') or {}).get('command')
     if not command:
         return 'a credential plugin of user %r' % user_name if user_name else 'a credential plugin'
     return 'the exec credential plugin of user %r (command %s)' % (user_name, shlex.quote(str(command)))

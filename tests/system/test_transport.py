@@ -244,3 +244,33 @@ def test_no_proxy_is_not_applied_to_a_kubeconfig_proxy_url(cluster, namespace, t
     # The explicit no_proxy option still applies to it: the user named the hosts.
     direct = run_module("k8s_pv_info", proxied, env=clean_env(), namespace=namespace, no_proxy="127.0.0.1")
     assert not direct.get("failed"), direct
+
+
+def test_a_kubeconfig_users_impersonation_fields_are_applied_as_kubectl_does(cluster, namespace, tmp_path, audit, readers_group):
+    """A kubeconfig user with `as` acts as that identity under kubectl. Before: the kubernetes package ignores as/as-groups,
+    so every request went out with the user's own (here: unrestricted) rights."""
+    config = yaml.safe_load(cluster.kubeconfig.read_text(encoding="utf-8"))
+    user = dict(config["users"][0]["user"], **{"as": "kubesnap-nobody"})
+    limited = kubeconfig_copy(cluster, tmp_path, "as-nobody", user=user)
+    refused = run_module("k8s_pv_info", limited, env=clean_env(), namespace=namespace)
+    assert refused.get("failed") and 'User "kubesnap-nobody" cannot' in refused["msg"], refused
+    # as-groups too, each group its own header: the second one holds the rights.
+    grouped = kubeconfig_copy(cluster, tmp_path, "as-jane", user=dict(user, **{"as": "kubesnap-jane", "as-groups": ["kubesnap-other", readers_group]}))
+    audit.mark()
+    allowed = run_module("k8s_pv_info", grouped, env=clean_env(), namespace=namespace)
+    assert not allowed.get("failed"), allowed
+    events = [e for e in audit.events() if (e.get("impersonatedUser") or {}).get("username") == "kubesnap-jane"]
+    assert events and len(events) == sum(allowed["api_calls"].values()), (events, allowed["api_calls"])
+    # The options override the kubeconfig's fields, as kubectl's --as and --as-group do.
+    overridden = run_module("k8s_pv_info", limited, env=clean_env(), namespace=namespace, impersonate_user="kubesnap-jane",
+                            impersonate_groups=[readers_group])
+    assert not overridden.get("failed"), overridden
+
+
+def test_a_kubeconfig_mappings_proxy_credentials_are_never_printed(cluster, namespace):
+    """The option `proxy` is no_log because a proxy URL carries a password; before, a mapping's proxy-url was printed."""
+    config = yaml.safe_load(cluster.kubeconfig.read_text(encoding="utf-8"))
+    config["clusters"][0]["cluster"]["proxy-url"] = f"http://proxyuser:pr0xy-pass-77@127.0.0.1:{dead_port()}"
+    result = run_module("k8s_pv_info", config, env=clean_env(), namespace=namespace)
+    assert result.get("failed") and "proxy" in result["msg"].lower(), result
+    assert "pr0xy-pass-77" not in json.dumps(result), result

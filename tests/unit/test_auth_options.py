@@ -97,3 +97,28 @@ def test_a_kubeconfig_mapping_has_its_credentials_hidden():
                                                'auth-provider': {'config': {'refresh-token': 'refresh-1'}}}}]}
     assert k8s.kubeconfig_secrets(config) == {'tok-123456', 'KEYDATA', 'prod-secret', 'refresh-1'}
     assert k8s.kubeconfig_secrets('/path/to/config') == set()
+
+
+def test_a_kubeconfig_mappings_proxy_url_credentials_are_hidden():
+    config = {'clusters': [{'name': 'c', 'cluster': {'server': 'https://h', 'proxy-url': 'http://me:p4ss@proxy:3128'}},
+                           {'name': 'd', 'cluster': {'server': 'https://h', 'proxy-url': 'http://proxy:3128'}}], 'users': []}
+    assert k8s.kubeconfig_secrets(config) == {'http://me:p4ss@proxy:3128', 'p4ss'}
+
+
+def kubeconfig_mapping(**user):
+    return {'current-context': 'c', 'contexts': [{'name': 'c', 'context': {'cluster': 'c', 'user': 'u'}}],
+            'clusters': [{'name': 'c', 'cluster': {'server': 'https://127.0.0.1:1'}}],
+            'users': [{'name': 'u', 'user': dict({'token': 't'}, **user)}]}
+
+
+def test_a_kubeconfig_users_impersonation_fields_become_headers_the_options_override():
+    config = kubeconfig_mapping(**{'as': 'jane', 'as-groups': ['ops', 'backup'], 'as-uid': '42', 'as-user-extra': {'scopes.example/a b': ['x', 'y']}})
+    headers = k8s.client_from_params({'kubeconfig': config})._headers(None)
+    assert headers.getlist('Impersonate-User') == ['jane'] and headers.getlist('Impersonate-Group') == ['ops', 'backup']
+    assert headers.getlist('Impersonate-Uid') == ['42'] and headers.getlist('Impersonate-Extra-scopes.example%2Fa%20b') == ['x', 'y']
+    overridden = k8s.client_from_params({'kubeconfig': config, 'impersonate_user': 'bob', 'impersonate_groups': ['g']})._headers(None)
+    assert overridden.getlist('Impersonate-User') == ['bob'] and overridden.getlist('Impersonate-Group') == ['g']
+    plain = k8s.client_from_params({'kubeconfig': kubeconfig_mapping()})._headers(None)
+    assert 'Impersonate-User' not in plain
+    with pytest.raises(k8s.ConfigError, match='needs a user'):
+        k8s.client_from_params({'kubeconfig': kubeconfig_mapping(**{'as-groups': ['ops']})})
