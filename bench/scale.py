@@ -263,8 +263,9 @@ class Population:
             created = self._create("pv", path("persistentvolumes"), {
                 "metadata": {"name": pv_name, "labels": dict([BENCH_LABEL]), "annotations": {"pv.kubernetes.io/bound-by-controller": "yes"}},
                 "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "persistentVolumeReclaimPolicy": "Retain",
-                         "storageClassName": "", "claimRef": {"kind": "PersistentVolumeClaim", "apiVersion": "v1", "namespace": self.namespace,
-                                                             "name": name, "uid": claim[0]},
+                         "storageClassName": "",
+                         "claimRef": {"kind": "PersistentVolumeClaim", "apiVersion": "v1", "namespace": self.namespace,
+                                      "name": name, "uid": claim[0]},
                          "csi": {"driver": self.driver, "volumeHandle": pv_name}}}) or self.api.get(path("persistentvolumes", name=pv_name))
             volume = (created["metadata"]["uid"], False, claim[0])
         if volume[2] != claim[0]:
