@@ -152,7 +152,8 @@ def planned(entries, served, params):
         kinds = {resource.key for resource in chosen}
     kept, refused, skipped_namespaces = [], [], set()
     for path, obj in entries:
-        namespace, key, _name = path.split('/')
+        # At most three parts: a kube-backup object's name with a '/' is refused below by name_problem, naming it.
+        namespace, key, _name = path.split('/', 2)
         resource = NAMESPACES if obj['kind'] == 'Namespace' and obj['apiVersion'] == 'v1' else resources.resource_of(obj, served)
         problem = resources.served_problem(path, obj, resource) or name_problem(namespace, obj)
         if problem:
@@ -318,8 +319,10 @@ def act(client, restore_plan, params, check_mode):
         result['counts'][item['state']] += 1
     failed = ['%s/%s/%s: %s' % (o['namespace'], o['kind'], o['name'], o['reason']) for o in result['objects'] if o['state'] == 'failed']
     result['changed'] = bool(result['counts']['created'] + result['counts']['updated'])
-    if not failed and not check_mode and not flag_exists(client, params['flag_namespace']):
-        client.create(NAMESPACES.path(), {'apiVersion': 'v1', 'kind': 'Namespace', 'metadata': {'name': params['flag_namespace']}})
+    if not failed and not flag_exists(client, params['flag_namespace']):
+        # In check mode too: a run whose objects all exist still changes the cluster by its flag, and says so.
+        if not check_mode:
+            client.create(NAMESPACES.path(), {'apiVersion': 'v1', 'kind': 'Namespace', 'metadata': {'name': params['flag_namespace']}})
         result.update(flag_created=True, changed=True)
     return result, failed
 

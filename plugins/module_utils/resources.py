@@ -62,6 +62,9 @@ SPOOL_BYTES = 64 * 1024 * 1024
 # with indentation a few times that), and a whole archive; a gzip bomb is refused instead of filling the disk.
 MAX_MEMBER_BYTES = 16 * 1024 * 1024
 MAX_ARCHIVE_BYTES = 8 * 1024 * 1024 * 1024
+# Nesting an object may have: far beyond any real manifest, far below Python's recursion limit, which the parsers, the
+# copies and the JSON encoder of the apply reach on a crafted one (a RecursionError, not an error naming the file).
+MAX_DEPTH = 100
 
 LAST_APPLIED = k8s.LAST_APPLIED
 # Bookkeeping of this cluster's apiserver and controllers: meaningless, or harmful, on another cluster.
@@ -498,9 +501,12 @@ def kube_backup_objects(json_files, name):
                 break
             try:
                 value, position = decoder.raw_decode(text, position)
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:
                 raise ArchiveError('%s: %s: object %d is not valid JSON: %s' % (name, member_name, count + 1, exc)) from exc
             count += 1
+            if too_deep(value):
+                raise ArchiveError('%s: %s: object %d is nested more than %d levels deep: not an object of a cluster'
+                                   % (name, member_name, count, MAX_DEPTH))
             items = value.get('items') if isinstance(value, dict) and value.get('kind') == 'List' else [value]
             for item in items if isinstance(items, list) else [items]:
                 problem = kube_backup_problem(item)
@@ -550,13 +556,29 @@ if yaml is not None:
 
 def _load(data, name, member):
     try:
-        return json.loads(data)
-    except ValueError:
-        pass  # written or edited as block YAML
-    try:
-        return yaml.load(data, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader
-    except yaml.YAMLError as exc:
-        raise ArchiveError('%s: %s is not valid YAML: %s' % (name, member, exc)) from exc
+        value = json.loads(data)
+    except (ValueError, RecursionError):
+        try:  # written or edited as block YAML
+            value = yaml.load(data, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader
+        except (yaml.YAMLError, RecursionError) as exc:
+            raise ArchiveError('%s: %s is not valid YAML: %s' % (name, member, exc)) from exc
+    if too_deep(value):
+        raise ArchiveError('%s: %s is nested more than %d levels deep: not an object of a cluster' % (name, member, MAX_DEPTH))
+    return value
+
+
+def too_deep(value, limit=MAX_DEPTH):
+    """Whether lists and mappings in `value` nest more than `limit` levels (walked without recursion)."""
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        for child in children:
+            if isinstance(child, (dict, list)):
+                if depth + 1 > limit:
+                    return True
+                pending.append((child, depth + 1))
+    return False
 
 
 def manifest_problem(path, obj):

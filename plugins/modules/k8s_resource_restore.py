@@ -198,7 +198,7 @@ counts:
   type: dict
   sample: {created: 12, skipped: 1, failed: 0, updated: 0}
 flag_created:
-  description: Whether the flag namespace was created by this run.
+  description: Whether the flag namespace was created by this run (in check mode, whether it would be; that alone makes the run changed).
   returned: always
   type: bool
   sample: true

@@ -10,6 +10,7 @@ import tarfile
 import pytest
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import resource_restore, resources
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.resource_store import ResourceError
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.resources import Resource
 from ansible_collections.kubesnap.snapshots.plugins.modules.k8s_resource_restore import argument_spec
@@ -180,3 +181,49 @@ def test_our_archive_keeps_the_index_and_each_namespace_where_kubectl_apply_need
     assert names == ['kubesnap-index.txt', 'shop/configmaps/c.yaml', 'shop/00-namespace.yaml']
     assert sorted(names[1:]) == ['shop/00-namespace.yaml', 'shop/configmaps/c.yaml']  # the namespace first in a walk by name
     assert resources.read_archive(io.BytesIO(buffer.getvalue()), 'b/x')[1] == entries
+
+
+@pytest.mark.parametrize('members', [
+    [('01-dump.json', b'[' * 100000 + b']' * 100000)],
+    [('kubesnap-index.txt', b'format: 2\nobjects: 1\n'), ('shop/configmaps/c.yaml', b'[' * 100000 + b']' * 100000)],
+    [('kubesnap-index.txt', b'format: 2\nobjects: 1\n'), ('shop/configmaps/c.yaml', b'[' * 5000)],
+    [('kubesnap-index.txt', b'format: 2\nobjects: 1\n'), ('shop/configmaps/c.yaml', b'{"a": ' * 150 + b'1' + b'}' * 150)],
+])
+def test_a_deeply_nested_object_is_refused_naming_its_file(members):
+    # A RecursionError from the parser (or later from the apply's encoder) would end the module with a traceback.
+    with pytest.raises(resources.ArchiveError, match=r'b/k: (01-dump.json: object 1|shop/configmaps/c.yaml) (is not valid|is nested more than 100)'):
+        resources.read_archive(tgz(members), 'b/k')
+    nested = {'apiVersion': 'v1', 'kind': 'ConfigMap', 'metadata': {'name': 'c', 'namespace': 'shop', 'annotations': {'a': 'b'}}}
+    assert not resources.too_deep(nested) and resources.too_deep({'a': [[[]]]}, limit=3) and not resources.too_deep({'a': [[]]}, limit=3)
+
+
+def test_a_kube_backup_object_named_with_a_slash_is_refused_by_name():
+    odd = {'apiVersion': 'v1', 'kind': 'ConfigMap', 'metadata': {'name': 'a/b', 'namespace': 'shop'}}
+    _index, objects = resources.read_archive(tgz([('01-dump.json', pretty(odd))]), 'b/k')
+    with pytest.raises(ValueError, match=r"shop/configmaps/a/b.yaml: name 'a/b' is not a valid object name"):
+        resource_restore.planned(resource_restore.kube_backup_entries(objects, SERVED), SERVED, params())
+
+
+class NoFlagCluster:
+    """A cluster without the flag namespace whose objects all exist: lists answer empty, reads 404, writes recorded."""
+
+    def __init__(self):
+        self.writes = []
+
+    def list_all(self, path, transform=None):
+        return []
+
+    def get(self, path):
+        raise KubeError('GET', path, 404, 'not found')
+
+    def create(self, path, body):
+        self.writes.append(('POST', path, body['metadata']['name']))
+        return body
+
+
+@pytest.mark.parametrize('check_mode', [True, False])
+def test_the_flag_namespace_is_a_change_in_check_mode_too(check_mode):
+    cluster = NoFlagCluster()
+    result, failed = resource_restore.act(cluster, resource_restore.RestorePlan(resource_restore.empty_result()), params(), check_mode)
+    assert not failed and result['changed'] and result['flag_created']
+    assert cluster.writes == ([] if check_mode else [('POST', '/api/v1/namespaces', resources.FLAG_NAMESPACE)])
