@@ -62,6 +62,9 @@ SPOOL_BYTES = 64 * 1024 * 1024
 # with indentation a few times that), and a whole archive; a gzip bomb is refused instead of filling the disk.
 MAX_MEMBER_BYTES = 16 * 1024 * 1024
 MAX_ARCHIVE_BYTES = 8 * 1024 * 1024 * 1024
+# kube-backup keeps a whole cluster's objects in one file (01-dump.json): a stream of objects, bounded as one; a cluster
+# of a few thousand objects passes MAX_MEMBER_BYTES.
+MAX_STREAM_BYTES = 1024 * 1024 * 1024
 # Nesting an object may have: far beyond any real manifest, far below Python's recursion limit, which the parsers, the
 # copies and the JSON encoder of the apply reach on a crafted one (a RecursionError, not an error naming the file).
 MAX_DEPTH = 100
@@ -453,14 +456,16 @@ def read_archive(fileobj, name):
                 for member in archive:
                     if not member.isfile():
                         continue
-                    if member.size > MAX_MEMBER_BYTES:
-                        raise ArchiveError('%s: %s holds %d bytes, more than any object (%d): not a backup of ours'
-                                           % (name, member.name, member.size, MAX_MEMBER_BYTES))
-                    data = archive.extractfile(member).read()
                     member_name = member.name[2:] if member.name.startswith('./') else member.name
+                    stream = '/' not in member_name and member_name.endswith('.json')
+                    if member.size > (MAX_STREAM_BYTES if stream else MAX_MEMBER_BYTES):
+                        raise ArchiveError('%s: %s holds %d bytes, more than %s (%d): not a backup of ours'
+                                           % (name, member.name, member.size, 'a file of kube-backup may' if stream else 'any object',
+                                              MAX_STREAM_BYTES if stream else MAX_MEMBER_BYTES))
+                    data = archive.extractfile(member).read()
                     if member_name in (INDEX_NAME, FORMAT_1_INDEX_NAME):
                         index = _load(data, name, member_name)
-                    elif '/' not in member_name and member_name.endswith('.json'):
+                    elif stream:
                         json_files.append((member_name, data))
                     else:
                         others.append((member_name, data))

@@ -227,3 +227,17 @@ def test_the_flag_namespace_is_a_change_in_check_mode_too(check_mode):
     result, failed = resource_restore.act(cluster, resource_restore.RestorePlan(resource_restore.empty_result()), params(), check_mode)
     assert not failed and result['changed'] and result['flag_created']
     assert cluster.writes == ([] if check_mode else [('POST', '/api/v1/namespaces', resources.FLAG_NAMESPACE)])
+
+
+def test_kube_backups_dump_of_a_whole_cluster_is_not_held_to_the_size_of_one_object(monkeypatch):
+    # 01-dump.json holds every object of the cluster: past MAX_MEMBER_BYTES on a cluster of a few thousand objects.
+    monkeypatch.setattr(resources, 'MAX_MEMBER_BYTES', 4096)
+    maps = [{'apiVersion': 'v1', 'kind': 'ConfigMap', 'metadata': {'name': 'c%d' % n, 'namespace': 'shop'}, 'data': {'a': 'x' * 100}}
+            for n in range(100)]
+    dump = pretty(*maps)
+    assert len(dump) > 4096
+    _index, objects = resources.read_archive(tgz([('00-ns.json', pretty(namespace('shop'))), ('01-dump.json', dump)]), 'b/k')
+    assert len(objects) == 101
+    monkeypatch.setattr(resources, 'MAX_STREAM_BYTES', 4096)
+    with pytest.raises(resources.ArchiveError, match=r'b/k: ./01-dump.json holds \d+ bytes, more than a file of kube-backup may \(4096\)'):
+        resources.read_archive(tgz([('01-dump.json', dump)]), 'b/k')
