@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import json
 
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError, resource_path
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import k8s_service
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import resource_path
 
-FIELD_MANAGER = 'kubesnap'
-APPLY_CONTENT_TYPE = 'application/apply-patch+yaml'
 # What the server writes on its own: a change there is no change of ours.
 SERVER_METADATA = ('managedFields', 'resourceVersion', 'generation', 'uid', 'creationTimestamp')
 
@@ -64,27 +63,18 @@ def normalized(obj):
 
 
 class Resources:
-    """Kind → (plural, namespaced) per apiVersion, read from the server's discovery documents once each."""
+    """A manifest's object path, its kind looked up in the server's discovery documents (once per apiVersion)."""
 
     def __init__(self, client):
-        self._client = client
-        self._known = {}
+        self._discovery = k8s_service.Discovery(client)
 
     def path(self, manifest):
         """URL path of the manifest's object; ManifestError (naming the field) when the server does not serve its kind."""
         api_version, kind = manifest['apiVersion'], manifest['kind']
-        if api_version not in self._known:
-            prefix = '/api/' if '/' not in api_version else '/apis/'
-            try:
-                listed = self._client.get(prefix + api_version).get('resources') or []
-            except KubeError as exc:
-                if exc.status != 404:
-                    raise
-                listed = []
-            self._known[api_version] = {r['kind']: (r['name'], r.get('namespaced', False)) for r in listed if '/' not in r['name']}
-        if kind not in self._known[api_version]:
+        served = self._discovery.kind(api_version, kind)
+        if served is None:
             raise ManifestError('kind: the server does not serve %s in %s' % (kind, api_version))
-        plural, namespaced = self._known[api_version][kind]
+        plural, namespaced = served
         namespace = manifest['metadata'].get('namespace')
         if namespaced and not namespace:
             raise ManifestError('metadata.namespace: required for the namespaced kind %s' % kind)
@@ -94,13 +84,6 @@ class Resources:
 def apply(client, resources, manifest, dry_run, force):
     """Server-side apply one object: (before, after), both normalized; before is None for a new object."""
     path = resources.path(manifest)
-    try:
-        before = client.get(path)
-    except KubeError as exc:
-        if exc.status != 404:
-            raise
-        before = None
-    query = {'fieldManager': FIELD_MANAGER, 'force': 'true' if force else None, 'dryRun': 'All' if dry_run else None}
-    # A JSON string: JSON is YAML, and the REST layer sends a string body as it is.
-    after = client.request('PATCH', path, query, body=json.dumps(manifest), content_type=APPLY_CONTENT_TYPE)
+    before = k8s_service.get_or_none(client, path)
+    after = k8s_service.apply(client, path, manifest, force=force, dry_run=dry_run)
     return normalized(before), normalized(after)

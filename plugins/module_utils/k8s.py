@@ -263,25 +263,27 @@ class KubeClient:
         """Every item of a collection, following `continue` until the last page."""
         return self.list_with_version(path, label_selector, page_size, transform)[0]
 
-    def list_with_version(self, path, label_selector=None, page_size=PAGE_SIZE, transform=None):
+    def list_with_version(self, path, label_selector=None, page_size=PAGE_SIZE, transform=None, field_selector=None):
         """(items, resourceVersion): every page comes from the first page's snapshot, so one version covers them all.
 
         `transform` replaces each item as its page arrives (default: drop the bookkeeping the cycle never reads); an item
         it turns into None is not kept. Only what it returns outlives the page: memory follows what the caller keeps
         (a compact record per object), not what the apiserver sends.
+        `field_selector` narrows the list on the server (`metadata.name=x`: one object, and the version to watch it from).
 
         A `continue` token expires with that snapshot (410 while paging a large collection slowly):
         the list starts again from the first page, a few times at most.
         """
         restarts = 0
-        items, query = [], {'limit': page_size, 'labelSelector': label_selector}
+        first = dict({'limit': page_size, 'labelSelector': label_selector}, **({'fieldSelector': field_selector} if field_selector else {}))
+        items, query = [], dict(first)
         while True:
             try:
                 page = self.request('GET', path, query)
             except KubeError as exc:
                 if exc.status == 410 and 'continue' in query and restarts < LIST_RESTARTS:
                     restarts += 1
-                    items, query = [], {'limit': page_size, 'labelSelector': label_selector}
+                    items, query = [], dict(first)
                     continue
                 raise
             listed = page.get('items', ())
@@ -298,13 +300,13 @@ class KubeClient:
                 return items, metadata.get('resourceVersion')
             query['continue'] = metadata['continue']
 
-    def watch(self, path, label_selector, resource_version, timeout):
+    def watch(self, path, label_selector, resource_version, timeout, field_selector=None):
         """Change events of a collection after `resource_version`, as (type, object), until the server ends the stream.
 
         The server closes the stream after `timeout` seconds. An expired version (the history was
         compacted) raises KubeError 410: the caller lists again. Close the generator to stop early.
         """
-        query = {'watch': 'true', 'labelSelector': label_selector, 'resourceVersion': resource_version,
+        query = {'watch': 'true', 'labelSelector': label_selector, 'fieldSelector': field_selector, 'resourceVersion': resource_version,
                  'allowWatchBookmarks': 'true', 'timeoutSeconds': max(1, int(math.ceil(timeout)))}
         response = self._send('GET', path, query, timeout=(30, query['timeoutSeconds'] + 30))
         try:

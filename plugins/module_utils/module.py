@@ -11,7 +11,7 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
 
-from ansible_collections.kubesnap.snapshots.plugins.module_utils import cycle, k8s, retention
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import cycle, k8s, k8s_wait, retention
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import Registry, option_bounds, option_spec
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.lease import Lease, LeaseHeld, LeaseInvalid
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.messages import bounds_problem, cut
@@ -167,6 +167,11 @@ class KubesnapModule(AnsibleModule):
             except k8s.KubeError as exc:
                 self.fail_json(msg=str(exc))
         return self._client
+
+    @property
+    def waiter(self):
+        """The run's k8s_wait waiter; in check mode one that waits for nothing (nothing was written to wait for)."""
+        return k8s_wait.waiter_for(None if self.check_mode else self.client, self.check_mode)
 
     def now(self, planning=True):
         """The run's clock: the `now` option when given and the run only plans, else the current UTC time.

@@ -18,6 +18,7 @@ import zlib
 from dataclasses import dataclass
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import k8s
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s_service import FIELD_MANAGER  # noqa: F401 (k8s_resource_restore reads it here)
 
 try:
     import yaml
@@ -33,7 +34,6 @@ RESTORE_EXCLUDED_NAMESPACES = ('kube-system', 'kube-public', 'kube-node-lease')
 FLAG_NAMESPACE = 'backuprestore-donotuse'
 # Where a namespace itself is archived: <namespace>/namespaces/<namespace>.yaml.
 NAMESPACES_KEY = 'namespaces'
-FIELD_MANAGER = 'kubesnap'
 
 # kube-backup's name, UTC; the suffix says what the object holds.
 NAME_TIME = '%Y%m%dT%H%M%SZ'

@@ -7,13 +7,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import random
 import re
 import time
 
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import k8s_wait
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import base
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import LAST_APPLIED, KubeError, interned, resource_path
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.messages import quoted
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.retry import delays
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention import parse_timestamp
 
 GROUP_VERSION = 'snapshot.storage.k8s.io/v1'
@@ -22,8 +23,6 @@ OWNED_SELECTOR = '%s=%s,%s' % (base.MANAGED_BY_KEY, base.MANAGED_BY_VALUE, base.
 NAME_LIMIT = 253
 NAME_ATTEMPTS = 5
 DELETE_ATTEMPTS = 3
-# Longest pause between two attempts to watch (or list) again after a broken watch.
-WATCH_BACKOFF_CAP = 10.0
 TIME_FORMAT = '%Y%m%d%H%M%S'
 DNS_SUBDOMAIN = re.compile(r'^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$')
 
@@ -77,13 +76,17 @@ def _owned_record(obj):
     return snapshot_from_object(obj)
 
 
+def _deleted(waiting, key):
+    return dataclasses.replace(waiting.pop(key), state=base.FAILED, error='deleted before it became ready')
+
+
 def _take_settled(waiting, kind, obj):
     """The settled record of a snapshot being waited for, no longer waited for; None while it is pending or not ours to wait for."""
     snapshot = snapshot_from_object(obj) if kind != 'BOOKMARK' else None
     if snapshot is None or snapshot.id not in waiting:
         return None
     if kind == 'DELETED':
-        snapshot = dataclasses.replace(waiting[snapshot.id], state=base.FAILED, error='deleted before it became ready')
+        return _deleted(waiting, snapshot.id)
     if snapshot.state == base.PENDING:
         return None
     del waiting[snapshot.id]
@@ -243,47 +246,26 @@ class CsiBackend(base.Backend):
             return None
         return snapshot_from_object(obj)
 
-    def settle(self, snapshots, deadline, clock, sleep=time.sleep):
-        """Yield each pending snapshot once it is ready or failed: one list, then a watch from its version.
+    def settle(self, snapshots, deadline, clock, sleep=time.sleep, rng=random.random):
+        """Yield each pending snapshot once it is ready or failed, as k8s_wait hears of it (one list, then a watch).
 
-        A watch hears of each change as it happens, so waiting costs a few requests in all and
-        ends as soon as the last snapshot settles, where polling costs a list per interval and
-        up to an interval of lag. A broken stream is watched again from the last version heard,
-        a compacted history (410) is listed again, and both only after a growing jittered pause
-        (or the server's Retry-After): a server that breaks every watch sees no storm of requests.
+        A snapshot being waited for that a later list (after an expired watch, or when polling) no longer
+        shows was deleted before it became ready.
         """
         waiting = {s.id: s for s in snapshots if s.state == base.PENDING}
         namespaces = {s.namespace for s in waiting.values()}
         path = resource_path(GROUP_VERSION, 'volumesnapshots', namespaces.pop() if len(namespaces) == 1 else None)
-        version = None
-        pauses = delays(None, base=0.5, cap=WATCH_BACKOFF_CAP)
-        while waiting and clock() < deadline:
-            try:
-                if version is None:
-                    objects, version = self._client.list_with_version(path, OWNED_SELECTOR)
-                    settled = [_take_settled(waiting, 'MODIFIED', obj) for obj in objects]
-                    yield from (snapshot for snapshot in settled if snapshot is not None)
-                    continue
-                heard = False
-                with contextlib.closing(self._client.watch(path, OWNED_SELECTOR, version, deadline - clock())) as events:
-                    for kind, obj in events:
-                        heard = True
-                        version = obj['metadata'].get('resourceVersion') or version
-                        settled = _take_settled(waiting, kind, obj)
-                        if settled is not None:
-                            yield settled
-                        if not waiting:
-                            return
-                if heard:
-                    continue
-                pause = next(pauses, WATCH_BACKOFF_CAP)  # a stream closed before its time with nothing in it is broken too
-            except KubeError as exc:
-                if exc.status == 410:
-                    version = None  # history compacted: list again
-                elif not (exc.method == 'GET' and exc.retryable):
-                    raise
-                pause = exc.retry_after if exc.retry_after is not None else next(pauses, WATCH_BACKOFF_CAP)
-            sleep(max(0.0, min(pause, deadline - clock())))
+        with contextlib.closing(k8s_wait.observe(self._client, path, deadline, OWNED_SELECTOR, clock=clock, sleep=sleep, rng=rng)) as changes:
+            for kind, objects in changes:
+                if kind == k8s_wait.LISTED:
+                    listed = {'%s/%s' % (obj['metadata']['namespace'], obj['metadata']['name']) for obj in objects}
+                    settled = [_take_settled(waiting, 'MODIFIED', obj) for obj in objects] \
+                        + [_deleted(waiting, key) for key in list(waiting) if key not in listed]
+                else:
+                    settled = [_take_settled(waiting, kind, objects[0])]
+                yield from (snapshot for snapshot in settled if snapshot is not None)
+                if not waiting:
+                    return
 
     def delete(self, snapshot):
         """Delete a planned snapshot unless, since the plan, it was held or disowned; one already gone counts as deleted.

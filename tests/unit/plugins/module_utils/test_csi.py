@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import random
 import re
 
 import pytest
@@ -124,7 +125,7 @@ def test_other_create_errors_are_not_retried_under_another_name():
 
 # Watch streams that fail when opened, as the apiserver answers them.
 STREAM_ERRORS = {'expired': (410, 'too old resource version'), 'forbidden': (403, 'forbidden'), 'broken': (0, 'connection reset'),
-                 'throttled': (429, 'too many requests')}
+                 'throttled': (429, 'too many requests'), 'refused': (422, 'unprocessable')}
 
 
 class WatchingClient:
@@ -209,15 +210,32 @@ def test_settle_stops_at_the_deadline_with_snapshots_still_pending():
 
 def test_other_watch_errors_are_raised():
     clock = Clock()
-    client = WatchingClient([volume_snapshot('a')], ['forbidden'])
-    with pytest.raises(KubeError, match='forbidden'):
+    client = WatchingClient([volume_snapshot('a')], ['refused'])
+    with pytest.raises(KubeError, match='unprocessable'):
         list(CsiBackend(client).settle([pending('a')], deadline=100, clock=clock, sleep=clock.sleep))
+
+
+def test_an_account_that_may_not_watch_hears_by_polling_lists_and_a_snapshot_gone_from_them_failed():
+    clock = Clock()
+    client = WatchingClient([volume_snapshot('a'), volume_snapshot('b')], ['forbidden'])
+    original = client.list_with_version
+
+    def list_then_change(path, label_selector):
+        result = original(path, label_selector)
+        if len(client.calls) == 3:
+            client.listed = [volume_snapshot('a', ready=True)]
+        return result
+    client.list_with_version = list_then_change
+    settled = list(CsiBackend(client).settle([pending('a'), pending('b')], deadline=100, clock=clock, sleep=clock.sleep))
+    assert [(s.name, s.state, s.error) for s in settled] == [('a', base.READY, None), ('b', base.FAILED, 'deleted before it became ready')]
+    assert [call[0] for call in client.calls] == ['list', 'watch', 'list', 'list']
 
 
 def test_a_server_that_breaks_every_watch_gets_a_slowing_trickle_of_watches_not_a_storm_of_lists():
     clock = Clock()
     client = WatchingClient([volume_snapshot('a')], ['broken'] * 1000)
-    assert list(CsiBackend(client).settle([pending('a')], deadline=120, clock=clock, sleep=clock.sleep)) == []
+    # The jitter seeded: the sum of the pauses is a sum of random draws.
+    assert list(CsiBackend(client).settle([pending('a')], deadline=120, clock=clock, sleep=clock.sleep, rng=random.Random(24).random)) == []
     kinds = [call[0] for call in client.calls]
     assert kinds.count('list') == 1 and all(version == '100' for kind, version in client.calls if kind == 'watch')  # watched again from where it was
     assert len(kinds) < 40, kinds  # ~120 s of waiting: pauses grow to WATCH_BACKOFF_CAP, not a request per clock tick

@@ -1,0 +1,96 @@
+# Copyright: (c) 2026, kubesnap contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The Kubernetes verbs every module uses, on top of the JSON client in k8s.py.
+
+One place says what a missing object is (None), how a change is sent (merge patch, server-side
+apply under one field manager), how a delete is kept from touching anything it did not plan on
+(preconditions), and how kinds are found on the server (discovery, once per apiVersion).
+Waiting lives beside it, in k8s_wait.py.
+"""
+
+from __future__ import annotations
+
+import json
+
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError
+
+# The field manager of every server-side apply and create of the collection: one owner of the fields it writes.
+FIELD_MANAGER = 'kubesnap'
+APPLY_CONTENT_TYPE = 'application/apply-patch+yaml'
+MERGE_PATCH = 'application/merge-patch+json'
+
+
+def get_or_none(client, path):
+    """The object at `path`, or None when there is none (404); every other error is raised."""
+    try:
+        return client.get(path)
+    except KubeError as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def patch(client, path, body):
+    """A JSON merge patch (RFC 7386): null removes a key; a metadata.resourceVersion in `body` makes it conditional."""
+    return client.request('PATCH', path, body=body, content_type=MERGE_PATCH)
+
+
+def apply(client, path, manifest, force=False, dry_run=False):
+    """Server-side apply of `manifest` at its object `path` under FIELD_MANAGER; the object as the server answers it."""
+    query = {'fieldManager': FIELD_MANAGER, 'force': 'true' if force else None, 'dryRun': 'All' if dry_run else None}
+    # A JSON string: JSON is YAML, and the REST layer sends a string body as it is.
+    return client.request('PATCH', path, query, body=json.dumps(manifest), content_type=APPLY_CONTENT_TYPE)
+
+
+def create(client, collection, body, dry_run=False):
+    """Create `body` in `collection` under FIELD_MANAGER (a 409 when the name is taken is raised)."""
+    return client.request('POST', collection, {'fieldManager': FIELD_MANAGER, 'dryRun': 'All' if dry_run else None}, body)
+
+
+def delete_if_unchanged(client, path, uid=None, resource_version=None, propagation=None):
+    """Delete the object at `path` only if it still is the one planned on (its uid, and its resourceVersion when given).
+
+    True when deleted, False when it was already gone (404). A 409 (replaced or changed since) is raised:
+    the caller decides whether to read it again.
+    """
+    body = {'kind': 'DeleteOptions', 'apiVersion': 'v1'}
+    preconditions = {key: value for key, value in (('uid', uid), ('resourceVersion', resource_version)) if value}
+    if preconditions:
+        body['preconditions'] = preconditions
+    if propagation:
+        body['propagationPolicy'] = propagation
+    try:
+        client.request('DELETE', path, body=body)
+    except KubeError as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
+
+
+class Discovery:
+    """What the server serves, read from its discovery documents once per apiVersion for the whole run."""
+
+    def __init__(self, client):
+        self._client = client
+        self._lists = {}
+
+    def resources(self, group_version):
+        """The APIResourceList entries of `group_version` (subresources left out); [] when the server does not serve it (404)."""
+        if group_version not in self._lists:
+            prefix = '/api/' if '/' not in group_version else '/apis/'
+            document = get_or_none(self._client, prefix + group_version) or {}
+            self._lists[group_version] = [item for item in document.get('resources') or [] if '/' not in item.get('name', '/')]
+        return self._lists[group_version]
+
+    def kind(self, group_version, kind):
+        """(plural, namespaced) of `kind` in `group_version`, or None when the server does not serve it."""
+        for item in self.resources(group_version):
+            if item.get('kind') == kind:
+                return item['name'], bool(item.get('namespaced', False))
+        return None
+
+    def preferred_versions(self):
+        """The groupVersion the server prefers for each API group, in the server's priority order (core `v1` not included)."""
+        groups = self._client.get('/apis').get('groups') or []
+        return [version for version in ((group.get('preferredVersion') or {}).get('groupVersion') for group in groups) if version]

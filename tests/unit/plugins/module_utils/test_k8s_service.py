@@ -1,0 +1,70 @@
+"""Unit tests of plugins/module_utils/k8s_service.py: the verbs every module uses."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import k8s_service
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError
+
+
+class Client:
+    """Answers requests from `answers` (path -> object or a status to raise), recording them."""
+
+    def __init__(self, answers):
+        self.answers = answers
+        self.requests = []
+
+    def request(self, method, path, query=None, body=None, content_type='application/json'):
+        self.requests.append((method, path, query, body, content_type))
+        answer = self.answers.get((method, path), self.answers.get(path))
+        if isinstance(answer, int):
+            raise KubeError(method, path, answer, 'status %d' % answer)
+        return answer
+
+    def get(self, path, **query):
+        return self.request('GET', path, query)
+
+
+def test_get_or_none_reads_a_404_as_none_and_raises_the_rest():
+    client = Client({'/a': {'kind': 'A'}, '/b': 404, '/c': 403})
+    assert k8s_service.get_or_none(client, '/a') == {'kind': 'A'}
+    assert k8s_service.get_or_none(client, '/b') is None
+    with pytest.raises(KubeError, match='403'):
+        k8s_service.get_or_none(client, '/c')
+
+
+def test_apply_sends_the_manifest_under_the_one_field_manager():
+    client = Client({'/x': {'applied': True}})
+    assert k8s_service.apply(client, '/x', {'kind': 'ConfigMap'}, force=True, dry_run=True) == {'applied': True}
+    [(method, path, query, body, content_type)] = client.requests
+    assert (method, content_type) == ('PATCH', 'application/apply-patch+yaml') and json.loads(body) == {'kind': 'ConfigMap'}
+    assert query == {'fieldManager': k8s_service.FIELD_MANAGER, 'force': 'true', 'dryRun': 'All'}
+
+
+def test_patch_is_a_merge_patch():
+    client = Client({'/x': {}})
+    k8s_service.patch(client, '/x', {'spec': {'replicas': 0}})
+    assert client.requests == [('PATCH', '/x', None, {'spec': {'replicas': 0}}, 'application/merge-patch+json')]
+
+
+def test_delete_if_unchanged_sends_its_preconditions_and_reads_a_404_as_already_gone():
+    client = Client({'/x': {}, '/gone': 404, '/changed': 409})
+    assert k8s_service.delete_if_unchanged(client, '/x', uid='u1', resource_version='7', propagation='Background') is True
+    assert client.requests[0][3] == {'kind': 'DeleteOptions', 'apiVersion': 'v1', 'preconditions': {'uid': 'u1', 'resourceVersion': '7'},
+                                     'propagationPolicy': 'Background'}
+    assert k8s_service.delete_if_unchanged(client, '/gone', uid='u1') is False
+    with pytest.raises(KubeError, match='409'):
+        k8s_service.delete_if_unchanged(client, '/changed', uid='u1')
+
+
+def test_discovery_reads_each_api_version_once_and_an_unserved_one_serves_nothing():
+    client = Client({'/api/v1': {'resources': [{'name': 'pods', 'kind': 'Pod', 'namespaced': True}, {'name': 'pods/log', 'kind': 'Pod'}]},
+                     '/apis/example.com/v1': 404, '/apis': {'groups': [{'preferredVersion': {'groupVersion': 'apps/v1'}}, {}]}})
+    discovery = k8s_service.Discovery(client)
+    assert discovery.kind('v1', 'Pod') == ('pods', True)
+    assert discovery.kind('v1', 'Secret') is None and discovery.kind('example.com/v1', 'Thing') is None
+    assert discovery.kind('example.com/v1', 'Other') is None
+    assert [path for _method, path, *_rest in client.requests] == ['/api/v1', '/apis/example.com/v1']
+    assert discovery.preferred_versions() == ['apps/v1']
