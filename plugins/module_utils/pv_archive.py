@@ -10,7 +10,6 @@ cycle (absent: none yet), so a volume moving over continues its rotation instead
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import dataclasses
 import hashlib
@@ -18,7 +17,7 @@ import json
 import re
 import time
 
-from ansible_collections.kubesnap.snapshots.plugins.module_utils import cycle, retention
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import cycle, k8s_wait, retention
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.cycle import run_parallel
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import base
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError, resource_path
@@ -479,41 +478,16 @@ class Archiver:
         return Started(plan, started, cleanup)
 
     def wait(self, namespace, runs):
-        """{job name: (done, why) or None at the deadline} of the runs in one namespace: one list and one watch of the
-        namespace's archive Jobs (label kubesnap.io/role=archive) hear of them all."""
+        """{job name: (done, why) or None at the deadline} of the runs in one namespace: k8s_wait's one list and one watch
+        of the namespace's archive Jobs (label kubesnap.io/role=archive) hear of them all."""
         names = [run.plan.job for run in runs]
         deadline = max(run.started for run in runs) + self._settings.timeout + WAIT_SLACK
-        path = resource_path('batch/v1', 'jobs', namespace)
-        finished, seen, version = all_finished(names), {}, None
-        while self._clock() < deadline:
-            heard = False
-            try:
-                if version is None:
-                    jobs, version = self._client.list_with_version(path, '%s=%s' % (ROLE_KEY, ROLE))
-                    seen, heard = {job['metadata']['name']: job for job in jobs}, True
-                else:
-                    with contextlib.closing(self._client.watch(path, '%s=%s' % (ROLE_KEY, ROLE), version, deadline - self._clock())) as events:
-                        for kind, obj in events:
-                            heard = True
-                            version = obj['metadata'].get('resourceVersion') or version
-                            if kind == 'DELETED':
-                                seen.pop(obj['metadata']['name'], None)
-                            elif kind != 'BOOKMARK':
-                                seen[obj['metadata']['name']] = obj
-                            if kind != 'BOOKMARK' and finished(list(seen.values())):
-                                break
-                outcomes = finished(list(seen.values()))
-                if outcomes:
-                    return outcomes
-            except KubeError as exc:
-                if exc.status == 410:
-                    version = None  # history compacted: list again
-                elif not exc.retryable:
-                    why = (False, 'waiting for the Jobs in %s failed: %s' % (namespace, exc))
-                    return dict.fromkeys(names, why)
-            if not heard:
-                self._sleep(max(0.0, min(1.0, deadline - self._clock())))
-        return job_outcomes(names, seen.values())
+        try:
+            waited = k8s_wait.watch_until(self._client, resource_path('batch/v1', 'jobs', namespace), all_finished(names), deadline,
+                                          selector='%s=%s' % (ROLE_KEY, ROLE), clock=self._clock, sleep=self._sleep)
+        except KubeError as exc:
+            return dict.fromkeys(names, (False, 'waiting for the Jobs in %s failed: %s' % (namespace, exc)))
+        return waited.value or job_outcomes(names, waited.objects)
 
     def summaries(self, namespace):
         """{job name: the runner's summary} of the namespace's archive pods, from one list."""

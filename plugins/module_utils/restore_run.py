@@ -8,12 +8,11 @@ The decisions are restore.py's (pure); this file asks the cluster and the backen
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime
 import time
 
-from ansible_collections.kubesnap.snapshots.plugins.module_utils import retention
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import k8s_wait, retention
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import restore as rs
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import Registry
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import TargetError
@@ -329,34 +328,10 @@ def delete_if_ours(client, body):
 
 def wait_for(client, collection, name, done, timeout, clock=time.monotonic, sleep=time.sleep):
     """The object `name` of `collection` (None once deleted) as soon as `done(object)`, or as last seen when `timeout`
-    passes: one read, then a watch of the collection from that version (a broken or expired watch reads again)."""
-    deadline = clock() + timeout
-
-    def read():
-        try:
-            obj = client.get('%s/%s' % (collection, name))
-        except KubeError as exc:
-            if exc.status != 404:
-                raise
-            return None, (client.request('GET', collection, {'limit': 1}).get('metadata') or {}).get('resourceVersion')
-        return obj, obj['metadata'].get('resourceVersion')
-
-    obj, version = read()
-    while not done(obj) and clock() < deadline:
-        try:
-            with contextlib.closing(client.watch(collection, None, version, deadline - clock())) as events:
-                for kind, event in events:
-                    version = event['metadata'].get('resourceVersion') or version
-                    if event['metadata'].get('name') == name and kind in ('ADDED', 'MODIFIED', 'DELETED'):
-                        obj = None if kind == 'DELETED' else event
-                        if done(obj):
-                            break
-        except KubeError as exc:
-            if not (exc.status == 410 or (exc.method == 'GET' and exc.retryable)):
-                raise
-            sleep(min(1.0, max(0.0, deadline - clock())))
-            obj, version = read()
-    return obj
+    passes: k8s_wait's list narrowed to the name, then a watch from its version."""
+    waited = k8s_wait.watch_until(client, collection, lambda objects: done(objects[0] if objects else None), clock() + timeout,
+                                  name=name, clock=clock, sleep=sleep)
+    return waited.objects[0] if waited.objects else None
 
 
 def is_bound(claim):

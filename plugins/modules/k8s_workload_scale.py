@@ -124,7 +124,6 @@ api_calls:
 '''
 
 import re
-import time
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError, resource_path
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import AUTH_SPEC, KubesnapModule, argument_spec
@@ -238,26 +237,25 @@ def down(module, client):
     except KubeError as exc:
         # The workloads go with the failure: the playbook scales back those already scaled down.
         module.fail_json(msg='Kubernetes API error: %s' % exc, api_calls=module.api_calls(), **result)
-    if not module.check_mode:
-        wait_unmounted(module, client, namespace, claim, workloads, foreign)
+    wait_unmounted(module, namespace, claim, workloads, foreign)
     module.exit_json(changed=changed, api_calls=module.api_calls(), **result)
 
 
-def wait_unmounted(module, client, namespace, claim, workloads, foreign):
-    """Until no pod but the foreign ones (allowed by force) mounts the claim; a short poll: pods stop within seconds."""
-    deadline = time.monotonic() + module.params['wait_timeout']
-    while True:
-        # Finished pods (completed, failed, evicted) hold no mount; they may stay listed for good.
-        pods = [pod for pod in client.list_all(resource_path('v1', 'pods', namespace))
-                if mounts((pod.get('spec') or {}).get('volumes'), claim) and pod['metadata']['name'] not in foreign
-                and (pod.get('status') or {}).get('phase') not in FINISHED]
-        if not pods:
-            return
-        if time.monotonic() >= deadline:
-            module.fail_json(msg='pods still mount claim %s/%s after %d s: %s' % (namespace, claim, module.params['wait_timeout'],
-                                                                                  ', '.join(sorted(p['metadata']['name'] for p in pods))),
-                             workloads=workloads, foreign_pods=foreign, api_calls=module.api_calls())
-        time.sleep(1)
+def mounting(pods, claim, foreign):
+    """The pods still mounting `claim` but the `foreign` ones; finished pods (completed, failed, evicted) hold no mount
+    and may stay listed for good."""
+    return sorted(pod['metadata']['name'] for pod in pods if mounts((pod.get('spec') or {}).get('volumes'), claim)
+                  and pod['metadata']['name'] not in foreign and (pod.get('status') or {}).get('phase') not in FINISHED)
+
+
+def wait_unmounted(module, namespace, claim, workloads, foreign):
+    """Until no pod but the foreign ones (allowed by force) mounts the claim."""
+    waited = module.waiter.until(resource_path('v1', 'pods', namespace), lambda pods: not mounting(pods, claim, foreign),
+                                 timeout=module.params['wait_timeout'])
+    if not waited.done:
+        module.fail_json(msg='pods still mount claim %s/%s after %d s: %s' % (namespace, claim, module.params['wait_timeout'],
+                                                                              ', '.join(mounting(waited.objects, claim, foreign))),
+                         workloads=workloads, foreign_pods=foreign, api_calls=module.api_calls())
 
 
 def up(module, client):
