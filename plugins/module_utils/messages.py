@@ -33,3 +33,16 @@ def bounds_problem(params, bounds):
         if value is not None and value > most:
             return '%s: must be at most %d, got %s' % (name, most, value)
     return None
+
+
+#: A task's msg lists this many items (failures, problems); the result's list has them all.
+MSG_ITEMS = 20
+
+
+def listed(what, items, see='failed_volumes'):
+    """`what: a; b; c`, at most MSG_ITEMS of `items` and how many more (in the result's `see`); '' when there are none."""
+    items = [str(item) for item in items]
+    if not items:
+        return ''
+    more = ['and %d more (see %s)' % (len(items) - MSG_ITEMS, see)] if len(items) > MSG_ITEMS else []
+    return '%s: %s' % (what, '; '.join(items[:MSG_ITEMS] + more))

@@ -14,7 +14,8 @@ from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_requ
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import cycle, k8s, k8s_wait, retention
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import Registry, option_bounds, option_spec
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.lease import Lease, LeaseHeld, LeaseInvalid
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.messages import bounds_problem, cut
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.errors import KubesnapError
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.messages import MSG_ITEMS, bounds_problem, cut, listed  # noqa: F401 (MSG_ITEMS: its name here before)
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.targets import (
     BACKUP_LABEL, DELTAS_ANNOTATION, Options, Problem, Target, binding_problem, deletion_problem, checked_rule_disk, disk_key, volume_mismatch,
 )
@@ -116,16 +117,22 @@ def nothing_found_warning(options):
 
 
 PROBLEMS_MSG = 'objects asked for protection but cannot get it'
-# A task's msg lists this many failures; failed_volumes has them all.
-MSG_ITEMS = 20
 
 
-def _listed(what, items):
-    """`what: a; b; c`, at most MSG_ITEMS of them; '' when there are none."""
-    if not items:
-        return ''
-    more = ['and %d more (see failed_volumes)' % (len(items) - MSG_ITEMS)] if len(items) > MSG_ITEMS else []
-    return '%s: %s' % (what, '; '.join(items[:MSG_ITEMS] + more))
+def exit_or_fail(module, result, failures=(), msg='', problems=()):
+    """The one way a module ends: every volume has been tried; fail at the end, listing the volumes (and, if asked,
+    problems) at fault, else exit with `result`. Both carry `api_calls`, and msg lists at most MSG_ITEMS of each.
+
+    `msg` says what went wrong with the `failures`; problems get their own words, so that a run whose
+    only fault is a bad annotation does not read as if a snapshot had failed.
+    """
+    result = dict(result, problems=[problem.as_dict() for problem in problems], api_calls=module.api_calls())
+    shown = [str(problem) for problem in problems] if module.params.get('fail_on_problems') else []
+    failures = list(failures) + ([module.lease_failure] if module.lease_failure else [])
+    parts = [listed(msg, failures), listed(PROBLEMS_MSG, shown)]
+    if failures or shown:
+        module.fail_json(msg='; '.join(part for part in parts if part), failed_volumes=failures + shown, **result)
+    module.exit_json(**result)
 
 
 class KubesnapModule(AnsibleModule):
@@ -366,21 +373,30 @@ class KubesnapModule(AnsibleModule):
         return True
 
     def exit_or_fail(self, failures, msg, problems=(), **result):
-        """Every volume has been tried; fail at the end, listing the volumes (and, if asked, problems) at fault.
+        """module.exit_or_fail(self, result, failures, msg, problems)."""
+        exit_or_fail(self, result, failures, msg, problems)
 
-        `msg` says what went wrong with the `failures`; problems get their own words, so that a run whose
-        only fault is a bad annotation does not read as if a snapshot had failed.
-        """
-        result['problems'] = [problem.as_dict() for problem in problems]
-        shown = [str(problem) for problem in problems] if self.params.get('fail_on_problems') else []
-        if self._lease_failure:
-            failures = failures + [self._lease_failure]
-        result['api_calls'] = self.api_calls()
-        parts = [_listed(msg, failures), _listed(PROBLEMS_MSG, shown)]
-        if failures or shown:
-            self.fail_json(msg='; '.join(part for part in parts if part), failed_volumes=failures + shown, **result)
-        self.exit_json(**result)
+    @property
+    def lease_failure(self):
+        """Why the run must fail because another run held the lease (fail_on_lease_held, or a run that must write), or None."""
+        return self._lease_failure
 
-    def fail_api(self, exc):
+    def exit_json(self, **result):
+        result.setdefault('api_calls', self.api_calls())
+        super().exit_json(**result)
+
+    def fail_json(self, msg, **result):
+        """Fail; every failure reports the API calls made up to it."""
+        result.setdefault('api_calls', self.api_calls())
+        super().fail_json(msg=msg, **result)
+
+    def fail(self, error, **result):
+        """Fail for a KubesnapError (naming its object and field) or an API error, with what the run has so far."""
+        if isinstance(error, KubesnapError):
+            self.fail_json(msg=str(error), **dict({'field': error.field} if error.field else {}, **result))
+            return
+        self.fail_api(error, **result)
+
+    def fail_api(self, exc, **result):
         what = 'Kubernetes API error' if isinstance(exc, k8s.KubeError) else 'cloud API error'
-        self.fail_json(msg='%s: %s' % (what, exc), exception=traceback.format_exc(), api_calls=self.api_calls())
+        self.fail_json(msg='%s: %s' % (what, exc), exception=traceback.format_exc(), **result)

@@ -11,7 +11,8 @@ from __future__ import annotations
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import encryption, resource_store, resources, s3
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.cycle import run_parallel
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import MSG_ITEMS
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import messages
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.messages import MSG_ITEMS
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.resource_store import ResourceError
 
 NAMESPACES = resources.NAMESPACE_RESOURCE
@@ -328,5 +329,4 @@ def act(client, restore_plan, params, check_mode):
 
 
 def failure_message(failed):
-    shown = failed[:MSG_ITEMS] + (['and %d more (see objects)' % (len(failed) - MSG_ITEMS)] if len(failed) > MSG_ITEMS else [])
-    return '%d objects could not be restored (the flag namespace was not created): %s' % (len(failed), '; '.join(shown))
+    return messages.listed('%d objects could not be restored (the flag namespace was not created)' % len(failed), failed, see='objects')

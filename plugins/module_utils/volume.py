@@ -13,7 +13,7 @@ import stat
 import time
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import archive, s3
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.messages import bounds_problem
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.messages import bounds_problem, listed
 
 MiB = s3.MiB
 # The greatest cycle number k8s_pv_archive reads from a claim (18 digits), and its greatest number of rotation sets.
@@ -242,7 +242,7 @@ def act_restore(params, plan, result):
     if params['sha256'] and params['sha256'].lower() != digest:
         problems.append(f"the object's sha256 is {digest}, expected {params['sha256']}")
     if problems:
-        raise VolumeError(f"{url}: restore into {root} does not match the archive, {archive.MARKER} kept: {'; '.join(problems[:20])}",
+        raise VolumeError(listed(f'{url}: restore into {root} does not match the archive, {archive.MARKER} kept', problems, see='problems'),
                           problems=problems, **result)
     os.unlink(plan['marker'])
     warning = None if extractor.manifest is not None else f'{url} has no kubesnap manifest (not written by volume_archive): restored, but not verified'

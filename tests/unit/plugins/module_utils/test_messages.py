@@ -4,8 +4,7 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import messages
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.messages import ECHO_LIMIT, cut, quoted
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import MSG_ITEMS, _listed
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.messages import ECHO_LIMIT, MSG_ITEMS, cut, listed, quoted
 
 
 def test_short_values_are_quoted_whole():
@@ -24,10 +23,10 @@ def test_long_values_are_cut_and_counted():
 
 
 def test_a_task_msg_lists_at_most_a_few_failures():
-    assert _listed('snapshots could not be deleted', []) == ''
-    assert _listed('snapshots could not be deleted', ['a: gone', 'b: 403']) == 'snapshots could not be deleted: a: gone; b: 403'
+    assert listed('snapshots could not be deleted', []) == ''
+    assert listed('snapshots could not be deleted', ['a: gone', 'b: 403']) == 'snapshots could not be deleted: a: gone; b: 403'
     many = ['volume %d: failed' % n for n in range(MSG_ITEMS + 5)]
-    text = _listed('not snapshotted', many)
+    text = listed('not snapshotted', many)
     assert text.endswith('volume %d: failed; and 5 more (see failed_volumes)' % (MSG_ITEMS - 1)) and 'volume %d:' % MSG_ITEMS not in text
 
 
