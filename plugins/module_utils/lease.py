@@ -21,6 +21,7 @@ import threading
 import time
 import uuid
 
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.errors import KubesnapError
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError, resource_path
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention import parse_timestamp
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.retry import RETRYABLE_STATUS
@@ -36,7 +37,7 @@ class LeaseLost(Exception):
     """The lease could not be renewed while this run was writing: it must stop writing."""
 
 
-class LeaseInvalid(Exception):
+class LeaseInvalid(KubesnapError):
     """The stored Lease cannot be read (a field out of range or malformed); nothing is taken over."""
 
 
@@ -232,3 +233,57 @@ class Lease:
         except KubeError as exc:
             self.release_failure = ('lease %s could not be released, so it blocks other runs until it expires in at most %d s '
                                     '(or is deleted): %s' % (self.display, self._duration, exc))
+
+
+class LeasedWrite:
+    """A plan written under the Lease; write_under_lease records on it how that went.
+
+    Another run may have written between this run's first plan and taking the lease, so the plan
+    acted on is always the one `replan()` makes under it; `act(ensure_held)` writes it, calling
+    `ensure_held()` before each write (LeaseLost once the lease could not be renewed, so that write
+    fails and is reported) and returns its outcome. After write_under_lease: `written`, `outcome`,
+    `held_by` (another run held the lease: nothing was written) and `release_failure`.
+    """
+
+    must_write = False  # a run that must write (a forced snapshot) fails when another run holds the lease
+
+    def __init__(self):
+        self.written = False
+        self.outcome = None
+        self.held_by = None
+        self.release_failure = None
+
+    def replan(self):
+        """Plan again, the lease held; the plan made before stands when nothing can have changed it."""
+
+    def act(self, ensure_held):
+        raise NotImplementedError
+
+
+class Write(LeasedWrite):
+    """A LeasedWrite of a plan that needs no second planning: `act(ensure_held)` is given."""
+
+    def __init__(self, act, must_write=False):
+        super().__init__()
+        self._act = act
+        self.must_write = must_write
+
+    def act(self, ensure_held):
+        return self._act(ensure_held)
+
+
+def write_under_lease(lease, work):
+    """Take `lease`, `work.replan()` under it, `work.act(ensure_held)`, release; `work` returned with how it went.
+
+    A held lease is recorded (held_by), not raised; a release that fails is recorded (release_failure):
+    what was written stands, only the next run may have to wait. LeaseInvalid is raised.
+    """
+    try:
+        with lease:
+            work.replan()
+            work.outcome = work.act(lease.ensure_held)
+        work.written = True
+    except LeaseHeld as exc:
+        work.held_by = str(exc)
+    work.release_failure = lease.release_failure
+    return work

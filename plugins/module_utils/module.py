@@ -13,7 +13,7 @@ from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_requ
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import cycle, k8s, k8s_wait, retention
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import Registry, option_bounds, option_spec
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.lease import Lease, LeaseHeld, LeaseInvalid
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.lease import Lease, LeaseInvalid, write_under_lease
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.errors import KubesnapError
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.messages import MSG_ITEMS, bounds_problem, cut, listed  # noqa: F401 (MSG_ITEMS: its name here before)
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.targets import (
@@ -291,34 +291,28 @@ class KubesnapModule(AnsibleModule):
         p = self.params
         return Lease(self.client, p['lease_namespace'], p['lease_name'], p['lease_duration'], p['lease_wait'])
 
-    def write_under_lease(self, plan, act, result, must_write=False):
-        """(plans, outcome): take the lease, plan again under it, and act on that plan.
+    def write_under_lease(self, work, result):
+        """lease.write_under_lease(the run's Lease, work): `work` (a LeasedWrite) returned with how it went.
 
-        Another run may have written between this run's first plan and taking the lease, so the
-        plan that is acted on is always the one made under it. `act(plans, ensure_held)` calls
-        `ensure_held()` before each write; it raises LeaseLost once the lease could not be renewed,
-        so that write fails and is reported. When another run holds the lease, the outcome is None
-        and RV(lease_held) is set; the task then fails at the end with `fail_on_lease_held` or when
-        the run `must_write` (a forced snapshot), and warns otherwise. A lease that cannot be released
-        is a warning: the run's writes are done and reported.
+        When another run holds the lease, RV(lease_held) is set; the task then fails at the end with
+        `fail_on_lease_held` or when `work.must_write` (a forced snapshot), and warns otherwise. A lease
+        that cannot be released is a warning: the run's writes are done and reported. An unreadable
+        Lease fails the task now.
         """
         try:
-            with self.lease() as lease:
-                plans = plan()
-                outcome = act(plans, lease.ensure_held)
-            if lease.release_failure:
-                self.warn(lease.release_failure)  # what was written stands; only the next run may have to wait
-            return plans, outcome
-        except LeaseHeld as exc:
-            result['lease_held'] = str(exc)
-            message = '%s; nothing was written' % exc
-            if self.params.get('fail_on_lease_held') or must_write:
+            write_under_lease(self.lease(), work)
+        except LeaseInvalid as exc:
+            self.fail_json(msg=str(exc), **result)
+        if work.release_failure:
+            self.warn(work.release_failure)
+        if work.held_by:
+            result['lease_held'] = work.held_by
+            message = '%s; nothing was written' % work.held_by
+            if self.params.get('fail_on_lease_held') or work.must_write:
                 self._lease_failure = message
             else:
                 self.warn(message)
-            return None, None
-        except LeaseInvalid as exc:
-            self.fail_json(msg=str(exc), api_calls=self.api_calls(), **result)
+        return work
 
     def api_calls(self):
         return dict(self._client.requests) if self._client is not None else {}

@@ -22,6 +22,7 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils.cycle import ru
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import base
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError, resource_path
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.messages import quoted
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.lease import LeasedWrite
 
 SEQUENCE_ANNOTATION = 'volumeBackupSequence'
 URL_ANNOTATION = 'kubesnap.io/archive-url'
@@ -602,18 +603,50 @@ class Archiver:
 
 # ------------------------------------------------------------------------------------------------ the module's acts
 
+class ForcedSnapshots(LeasedWrite):
+    """A snapshot of each target, forced, named by the real clock when the lease was taken."""
+
+    must_write = True
+
+    def __init__(self, registry, targets, concurrency):
+        super().__init__()
+        self.registry, self.targets, self.concurrency = registry, targets, concurrency
+        self.now = self.creations = None
+
+    def replan(self):
+        self.now = datetime.datetime.now(datetime.timezone.utc)
+        self.creations = cycle.plan_creation(self.targets, {}, self.now, force=True)
+
+    def act(self, ensure_held):
+        return cycle.create_snapshots(self.registry, self.creations, self.now, self.concurrency, ensure_held)
+
+
+class ArchiveStarts(LeasedWrite):
+    """Each volume's snapshot chosen under the Lease (with `snapshot: newest`) and its Job and temporary claim made."""
+
+    must_write = True
+
+    def __init__(self, archiver, registry, plans, params):
+        super().__init__()
+        self.archiver, self.registry, self.plans, self.params = archiver, registry, plans, params
+        self.chosen, self.unready = plans, []
+
+    def replan(self):
+        if self.params['snapshot'] == 'newest':
+            owned = cycle.list_owned(self.registry, ['csi'], self.params.get('namespace'))
+            self.chosen, self.unready = choose_snapshots(self.plans, lambda target: cycle.snapshots_of(target, owned))
+
+    def act(self, ensure_held):
+        def start(plan):
+            ensure_held()
+            return self.archiver.start(plan)
+        return run_parallel(start, self.chosen, self.params['concurrency'])
+
+
 def take_snapshots(module, registry, plans, result):
     """With `snapshot: create`: ([plans with their ready snapshot], [results of the volumes whose snapshot is not ready])."""
     p = module.params
-    moment = {}
-
-    def plan_under_lease():
-        moment['now'] = datetime.datetime.now(datetime.timezone.utc)  # snapshots are named by the real clock
-        return cycle.plan_creation([plan.target for plan in plans], {}, moment['now'], force=True)
-
-    _fresh, created = module.write_under_lease(
-        plan_under_lease, lambda creations, ensure_held: cycle.create_snapshots(registry, creations, moment['now'], p['concurrency'], ensure_held),
-        result, must_write=True)
+    created = module.write_under_lease(ForcedSnapshots(registry, [plan.target for plan in plans], p['concurrency']), result).outcome
     by_key = {plan.target.key: plan for plan in plans}
     if created is None:
         return [], [volume_result(plan.target, 'failed', 'no snapshot taken: %s' % result['lease_held'], plan) for plan in plans]
@@ -649,25 +682,10 @@ def archive_volumes(module, registry, plans, settings, result):
     never take it between choice and claim. The Jobs are waited for after the Lease is released."""
     p = module.params
     archiver = Archiver(module.client, settings)
-
-    def plan_under_lease():
-        if p['snapshot'] != 'newest':
-            return plans, []
-        owned = cycle.list_owned(registry, ['csi'], p.get('namespace'))
-        return choose_snapshots(plans, lambda target: cycle.snapshots_of(target, owned))
-
-    def start_all(planned, ensure_held):
-        chosen, unready = planned
-
-        def start(plan):
-            ensure_held()
-            return archiver.start(plan)
-        return run_parallel(start, chosen, p['concurrency']), unready
-
-    _planned, outcome = module.write_under_lease(plan_under_lease, start_all, result, must_write=True)
-    if outcome is None:
+    work = module.write_under_lease(ArchiveStarts(archiver, registry, plans, p), result)
+    if not work.written:
         return [volume_result(plan.target, 'failed', 'no archive started: %s' % result['lease_held'], plan) for plan in plans]
-    started, results = outcome
+    started, results = work.outcome, list(work.unready)
     runs = []
     for plan, run, error in started:
         if error is not None:

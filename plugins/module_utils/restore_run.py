@@ -18,6 +18,7 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import TargetError
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.csi import GROUP_VERSION, NAME_LIMIT
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError, resource_path
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.lease import Write
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.targets import Inventory
 
 # How long replace=true waits for the source claim to be gone (its protection finalizer goes when no pod uses it).
@@ -415,11 +416,11 @@ def restore(module, client, plan, result):
     namespace, name = plan.claim['metadata']['namespace'], plan.claim['metadata']['name']
     started = time.monotonic()
     if plan.existing is None:
-        def act(_plan, ensure_held):
+        def act(ensure_held):
             still_usable(plan.backend, plan.snapshot)
             return create(client, plan, ensure_held)
 
-        written = module.write_under_lease(lambda: plan, act, result, must_write=True)[1]
+        written = module.write_under_lease(Write(act, must_write=True), result).outcome
         if written is None:
             return []  # the Lease was held: exit_or_fail reports it
         result['manifests'] = written

@@ -253,6 +253,7 @@ import time
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import cycle, retention
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import FAILED, PENDING, BackendError, Deferred
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.lease import LeasedWrite
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import (
     AUTH_SPEC, DISCOVERY_SPEC, LEASE_SPEC, TARGETS_SPEC, WRITE_SPEC, KubesnapModule, argument_spec, discovery_constraints,
 )
@@ -309,33 +310,42 @@ class Creation:
     now: datetime.datetime = None
 
 
+class Snapshotting(LeasedWrite):
+    """The due snapshots of `targets`, planned again under the lease by the clock at that moment (the name and the due
+    check), created, and the copies of what completed before this run made (a snapshot made now is copied by the run
+    that sees it completed)."""
+
+    def __init__(self, params, registry, targets):
+        super().__init__()
+        self.params, self.registry, self.targets = params, registry, targets
+        self.must_write = params['force']
+        self.now = self.plans = self.owned = None
+        self.copies = []
+
+    def replan(self):
+        self.now = datetime.datetime.now(datetime.timezone.utc)
+        self.plans, self.owned = plan(self.params, self.registry, self.targets, self.now)
+
+    def act(self, ensure_held):
+        p = self.params
+        created = cycle.create_snapshots(self.registry, self.plans, self.now, p['concurrency'], ensure_held)
+        self.copies = cycle.copy_missing(self.registry, [target.backend for target in self.targets], self.owned, p['concurrency'], ensure_held)
+        return created
+
+
 def act(module, registry, targets, plans, result):
     """Create the due snapshots under the lease, then wait for them (the lease is released while waiting).
 
-    The plan made under the lease is the one acted on, by the clock at that moment (the name and the due check).
     When another run holds the lease, nothing is created and the first plans are reported.
     """
     p = module.params
     started = time.monotonic()
-    moment = {}
-
-    def plan_under_lease():
-        moment['now'] = datetime.datetime.now(datetime.timezone.utc)
-        fresh, moment['owned'] = plan(p, registry, targets, moment['now'])
-        return fresh
-
-    def create_and_copy(fresh, ensure_held):
-        created = cycle.create_snapshots(registry, fresh, moment['now'], p['concurrency'], ensure_held)
-        # Copies of what completed before this run (a snapshot made now is copied by the run that sees it completed).
-        moment['copies'] = cycle.copy_missing(registry, [target.backend for target in targets], moment['owned'], p['concurrency'], ensure_held)
-        return created
-
-    fresh, created = module.write_under_lease(plan_under_lease, create_and_copy, result, must_write=p['force'])
-    if fresh is None:
+    work = module.write_under_lease(Snapshotting(p, registry, targets), result)
+    if not work.written:
         return Creation(plans, [], started)
-    creation = Creation(fresh, created, started, still_pending='still pending after %ss' % p['wait_timeout'],
-                        copies=[copy_result(*copy) for copy in moment['copies']], now=moment['now'])
-    made = [snapshot for _plan, snapshot, error in created if error is None]
+    creation = Creation(work.plans, work.outcome, started, still_pending='still pending after %ss' % p['wait_timeout'],
+                        copies=[copy_result(*copy) for copy in work.copies], now=work.now)
+    made = [snapshot for _plan, snapshot, error in work.outcome if error is None]
     try:
         creation.latest, creation.settled_at = cycle.wait_until_settled(registry, made, p['wait_timeout'] if p['wait'] else 0)
     except (KubeError, BackendError) as exc:

@@ -333,6 +333,7 @@ api_calls:
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import cycle
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import BackendError, POLICY_ANNOTATION
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.lease import LeasedWrite
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import (
     AUTH_SPEC, DISCOVERY_SPEC, LEASE_SPEC, TARGETS_SPEC, WRITE_SPEC, KubesnapModule, argument_spec, discovery_constraints,
 )
@@ -371,6 +372,28 @@ def plans_for(targets, owned, inventory, orphan_policy, anchor, one_off):
     return plans
 
 
+class Expiry(LeasedWrite):
+    """The snapshots the targets' policies (and orphan_policy) expire, planned from the owned snapshots as listed
+    (again under the lease), and deleted in parallel."""
+
+    def __init__(self, params, registry, targets, inventory, anchor):
+        super().__init__()
+        self.params, self.registry, self.targets, self.inventory, self.anchor = params, registry, targets, inventory, anchor
+        self.plans, self.doomed = [], []
+
+    def replan(self):
+        p = self.params
+        owned = cycle.list_owned(self.registry, self.registry.listed(self.targets), p['namespace'])
+        self.plans = plans_for(self.targets, owned, self.inventory, p['orphan_policy'], self.anchor, one_off=bool(p['pvc'] or p['pv']))
+        self.doomed = [snapshot for _label, _orphan, plan in self.plans for snapshot in plan.expire]
+
+    def act(self, ensure_held):
+        def delete(snapshot):
+            ensure_held()
+            self.registry.get(snapshot.backend).delete(snapshot)
+        return cycle.run_parallel(delete, self.doomed, self.params['concurrency'])
+
+
 def main():
     spec = argument_spec(AUTH_SPEC, TARGETS_SPEC, DISCOVERY_SPEC, LEASE_SPEC, WRITE_SPEC,
                          orphan_policy={'type': 'str', 'choices': ['keep', 'expire'], 'default': 'keep'})
@@ -382,26 +405,17 @@ def main():
     try:
         inventory, registry, targets, problems = module.targets(orphans=not (p['pvc'] or p['pv']))
 
-        def plan_all():
-            owned = cycle.list_owned(registry, registry.listed(targets), p['namespace'])
-            plans = plans_for(targets, owned, inventory, p['orphan_policy'], anchor, one_off=bool(p['pvc'] or p['pv']))
-            return plans, [snapshot for _label, _orphan, plan in plans for snapshot in plan.expire]
-
-        plans, doomed = plan_all()
+        expiry = Expiry(p, registry, targets, inventory, anchor)
+        expiry.replan()
+        plans, doomed = expiry.plans, expiry.doomed
         errors = {}
         if doomed and not module.check_mode:
-            def delete_all(planned, ensure_held):
-                def delete(snapshot):
-                    ensure_held()
-                    registry.get(snapshot.backend).delete(snapshot)
-                return cycle.run_parallel(delete, planned[1], p['concurrency'])
-
-            fresh, deleted = module.write_under_lease(plan_all, delete_all, result)
-            if fresh is None:
+            module.write_under_lease(expiry, result)
+            if not expiry.written:
                 errors = {snapshot.id: 'not deleted: %s' % result['lease_held'] for snapshot in doomed}
             else:
-                plans, doomed = fresh
-                errors = {snapshot.id: str(error) for snapshot, _none, error in deleted if error is not None}
+                plans, doomed = expiry.plans, expiry.doomed
+                errors = {snapshot.id: str(error) for snapshot, _none, error in expiry.outcome if error is not None}
         before, after = {}, {}
         for label, orphan, plan in plans:
             entry = dict(plan.as_dict(now), volume=label, orphan=orphan, policy=plan.policy.text if plan.policy else None,

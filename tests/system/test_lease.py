@@ -11,7 +11,7 @@ import threading
 import pytest
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError, client_from_params, resource_path
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.lease import GROUP_VERSION, Lease, LeaseHeld, LeaseInvalid, LeaseLost
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.lease import GROUP_VERSION, Lease, LeaseHeld, LeaseInvalid, LeaseLost, Write
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import KubesnapModule
 
 from .cluster_helpers import wait_for
@@ -399,8 +399,8 @@ def test_a_lease_that_cannot_be_released_is_a_warning_and_the_writes_stand(api):
     api.errors['DELETE'] = KubeError('DELETE', api.object, 403, 'forbidden')
     module = ModuleStub(lease(api))
     result = {}
-    plans, outcome = KubesnapModule.write_under_lease(module, lambda: ['plan'], lambda plans, ensure_held: 'created', result)
-    assert (plans, outcome) == (['plan'], 'created')
+    work = KubesnapModule.write_under_lease(module, Write(lambda ensure_held: 'created'), result)
+    assert work.written and work.outcome == 'created'
     [warning] = module.warnings
     assert warning.startswith('lease %s/kubesnap-cycle could not be released' % api.namespace) and 'forbidden' in warning
     assert api.lease is not None and result == {}
