@@ -16,9 +16,7 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.lease import Lease, LeaseInvalid, write_under_lease
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.errors import KubesnapError
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.messages import MSG_ITEMS, bounds_problem, cut, listed  # noqa: F401 (MSG_ITEMS: its name here before)
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.targets import (
-    BACKUP_LABEL, DELTAS_ANNOTATION, Options, Problem, Target, binding_problem, deletion_problem, checked_rule_disk, disk_key, volume_mismatch,
-)
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.targets import BACKUP_LABEL, DELTAS_ANNOTATION, Options, parse_targets, screen
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import TargetError
 
 # kubernetes.core's names and K8S_AUTH_* variables, so module_defaults, inventories and environments carry over.
@@ -210,82 +208,12 @@ class KubesnapModule(AnsibleModule):
                        pvc=p.get('pvc'), pv=p.get('pv'), policy=policy, label_needs_policy=label_needs_policy)
 
     def given_targets(self):
-        """Targets passed from k8s_pv_info, or None when the module should discover them.
-
-        A malformed entry, or two entries for the same volume (their plans would both act on its
-        snapshots), fails the task before anything is listed or written.
-        """
-        if self.params.get('targets') is None:
-            return None
-        targets, seen = [], {}
-        for index, data in enumerate(self.params['targets']):
-            try:
-                target = Target.from_dict(data)
-            except (ValueError, TypeError) as exc:
-                self.fail_json(msg='targets[%d]: %s' % (index, exc))
-            if target.key in seen:
-                self.fail_json(msg='targets[%d]: key: volume %s is already targets[%d]' % (index, target.key, seen[target.key]))
-            seen[target.key] = index
-            targets.append(target)
-        return targets
-
-    def _screened(self, given, inventory, registry):
-        """(targets, problems): the given targets in the run's namespace and matching the live objects; the others as
-        problems, so that nothing acts on a stale or forged target or outside the run's scope.
-
-        Matching: the key is the UID of the live PersistentVolume the target names, and its claim (namespace/pvc) holds that
-        volume both ways (targets.binding_problem), is Bound and is not being deleted. A target cached before its claim was
-        recreated, or whose key is another claim's volume, would otherwise snapshot one volume under another's key.
-        Its `volume` fields must be the backend's reading of the live volume (`identify`): the backend acts on them.
-        """
-        live = {pv['metadata']['uid']: pv for pv in inventory.pvs}
-        claims = {(c['metadata']['namespace'], c['metadata']['name']): c for c in inventory.pvcs}
-        rules = {'snapshotrule/%s/%s' % (r['metadata']['namespace'], r['metadata']['name']): r for r in inventory.rules or []}
-        scope = self.params.get('namespace')
-        kept, problems = [], []
-        for index, target in enumerate(given):
-            if target.pv is None:
-                problem = self._disk_mismatch(target, rules, registry)
-            else:
-                problem = self._mismatch(target, live, claims, registry)
-            if problem is None and scope and target.namespace != scope:
-                problem = ('namespace', '%s is outside namespace %s, which this run is limited to' % (cut(target.display), scope))
-            if problem is not None:
-                problems.append(Problem('targets[%d]' % index, *problem))
-            else:
-                kept.append(target)
-        return kept, problems
-
-    @staticmethod
-    def _disk_mismatch(target, rules, registry):
-        """(field, reason) when a given disk target is not what its live SnapshotRule names, else None."""
-        rule = rules.get(target.origin)
-        if rule is None:
-            return 'origin', 'no live SnapshotRule %s' % cut(target.origin)
+        """Targets passed from k8s_pv_info, or None when the module should discover them; a malformed entry, or two for the
+        same volume, fails the task before anything is listed or written."""
         try:
-            backend, volume = checked_rule_disk(rule, registry)
+            return parse_targets(self.params.get('targets'))
         except TargetError as exc:
-            return exc.field, exc.reason
-        if (backend.name, disk_key(backend.name, volume), volume) != (target.backend, target.key, target.volume) \
-                or rule['metadata']['namespace'] != target.namespace:
-            return 'volume', 'is not the disk the live %s names (%s)' % (cut(target.origin), disk_key(backend.name, volume))
-        return None
-
-    @staticmethod
-    def _mismatch(target, live, claims, registry):
-        """(field, reason) when a given target does not match the live volume and claim, else None."""
-        pv = live.get(target.key)
-        if pv is None or pv['metadata']['name'] != target.pv:
-            return 'key', 'no live PersistentVolume %s with UID %s' % (cut(target.pv), target.key)
-        pvc = None
-        if target.pvc:
-            pvc = claims.get((target.namespace, target.pvc))
-            if pvc is None:
-                return 'pvc', 'no live PersistentVolumeClaim %s/%s' % (target.namespace, target.pvc)
-            reason = binding_problem(pvc, pv) or deletion_problem(pvc)
-            if reason:
-                return 'pvc', 'does not match the live objects: %s' % reason
-        return volume_mismatch(target, pv, pvc, registry)
+            self.fail_json(msg='%s: %s' % (exc.field, exc.reason))
 
     def lease(self):
         p = self.params
@@ -330,7 +258,7 @@ class KubesnapModule(AnsibleModule):
             # A disk target is checked against its SnapshotRule: rules are listed then, and for orphans.
             inventory = cycle.list_inventory(self.client, self.params.get('namespace'), rules=orphans or any(target.pv is None for target in given))
             registry = Registry.for_run(self.params, self.client, inventory)
-            return (inventory, registry) + self._screened(given, inventory, registry)
+            return (inventory, registry) + screen(given, inventory, registry, self.params.get('namespace'))
         options = self.discovery_options(label_needs_policy)
         inventory, registry, discovery = cycle.discover_targets(self.client, options, self.params, orphans=orphans)
         self._check_namespace(options, inventory)

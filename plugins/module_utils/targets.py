@@ -540,3 +540,81 @@ def discover(inventory, options, registry):
         warnings.append('SnapshotRule custom resource is not installed; rules are not read')
     targets = sorted(chosen.values(), key=lambda tgt: (tgt.namespace or '', tgt.pvc or '', tgt.pv))
     return Discovery(targets=targets, problems=problems, warnings=warnings)
+
+
+# ------------------------------------------------------------------------------------ given targets
+
+def parse_targets(data):
+    """The Targets of the `targets` option (None when not given); TargetError naming `targets[i]` for a malformed entry,
+    or for a second entry for the same volume (both plans would act on its snapshots)."""
+    if data is None:
+        return None
+    targets, seen = [], {}
+    for index, entry in enumerate(data):
+        try:
+            target = Target.from_dict(entry)
+        except (ValueError, TypeError) as exc:
+            raise TargetError('targets[%d]' % index, str(exc)) from None
+        if target.key in seen:
+            raise TargetError('targets[%d]' % index, 'key: volume %s is already targets[%d]' % (target.key, seen[target.key]))
+        seen[target.key] = index
+        targets.append(target)
+    return targets
+
+
+def screen(given, inventory, registry, scope=None):
+    """(targets, problems): the given targets in the run's namespace `scope` and matching the live objects; the others as
+    problems, so that nothing acts on a stale or forged target or outside the run's scope.
+
+    Matching: the key is the UID of the live PersistentVolume the target names, and its claim (namespace/pvc) holds that
+    volume both ways (binding_problem), is Bound and is not being deleted. A target cached before its claim was
+    recreated, or whose key is another claim's volume, would otherwise snapshot one volume under another's key.
+    Its `volume` fields must be the backend's reading of the live volume (`identify`): the backend acts on them.
+    """
+    live = {pv['metadata']['uid']: pv for pv in inventory.pvs}
+    claims = {(c['metadata']['namespace'], c['metadata']['name']): c for c in inventory.pvcs}
+    rules = {'snapshotrule/%s/%s' % (r['metadata']['namespace'], r['metadata']['name']): r for r in inventory.rules or []}
+    kept, problems = [], []
+    for index, target in enumerate(given):
+        if target.pv is None:
+            problem = disk_target_mismatch(target, rules, registry)
+        else:
+            problem = live_target_mismatch(target, live, claims, registry)
+        if problem is None and scope and target.namespace != scope:
+            problem = ('namespace', '%s is outside namespace %s, which this run is limited to' % (cut(target.display), scope))
+        if problem is not None:
+            problems.append(Problem('targets[%d]' % index, *problem))
+        else:
+            kept.append(target)
+    return kept, problems
+
+
+def disk_target_mismatch(target, rules, registry):
+    """(field, reason) when a given disk target is not what its live SnapshotRule names, else None."""
+    rule = rules.get(target.origin)
+    if rule is None:
+        return 'origin', 'no live SnapshotRule %s' % cut(target.origin)
+    try:
+        backend, volume = checked_rule_disk(rule, registry)
+    except TargetError as exc:
+        return exc.field, exc.reason
+    if (backend.name, disk_key(backend.name, volume), volume) != (target.backend, target.key, target.volume) \
+            or rule['metadata']['namespace'] != target.namespace:
+        return 'volume', 'is not the disk the live %s names (%s)' % (cut(target.origin), disk_key(backend.name, volume))
+    return None
+
+
+def live_target_mismatch(target, live, claims, registry):
+    """(field, reason) when a given target does not match the live volume and claim, else None."""
+    pv = live.get(target.key)
+    if pv is None or pv['metadata']['name'] != target.pv:
+        return 'key', 'no live PersistentVolume %s with UID %s' % (cut(target.pv), target.key)
+    pvc = None
+    if target.pvc:
+        pvc = claims.get((target.namespace, target.pvc))
+        if pvc is None:
+            return 'pvc', 'no live PersistentVolumeClaim %s/%s' % (target.namespace, target.pvc)
+        reason = binding_problem(pvc, pv) or deletion_problem(pvc)
+        if reason:
+            return 'pvc', 'does not match the live objects: %s' % reason
+    return volume_mismatch(target, pv, pvc, registry)

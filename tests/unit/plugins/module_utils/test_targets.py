@@ -4,8 +4,10 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import Registry
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import KubesnapModule
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.targets import Inventory, Options, Target, discover, volume_record
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import TargetError
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.targets import (
+    Inventory, Options, Target, discover, live_target_mismatch, parse_targets, screen, volume_record,
+)
 
 from .factories import DRIVER, bound, pv, pvc, rule, snapshot_class
 
@@ -283,7 +285,7 @@ def given(**volume):
     [target] = discover(inventory, Options(), registry).targets
     data = target.as_dict()
     data['volume'] = {key: value for key, value in dict(data['volume'], **volume).items() if value is not None}
-    return KubesnapModule._mismatch(Target.from_dict(data), {live_pv['metadata']['uid']: live_pv}, {('db', 'data-0'): claim}, registry)
+    return live_target_mismatch(Target.from_dict(data), {live_pv['metadata']['uid']: live_pv}, {('db', 'data-0'): claim}, registry)
 
 
 def test_a_given_target_matching_the_live_volume_passes_with_the_class_it_chose():
@@ -332,3 +334,27 @@ def test_a_listed_volume_keeps_what_discovery_backends_and_archives_read_and_not
     kept = discover(Inventory([kept_volume], [kept_claim]), Options(), registry)
     assert kept == full and [target.pvc for target in kept.targets] == ['data']
     assert volume_record('not an object') == 'not an object'
+
+
+def test_given_targets_are_parsed_naming_a_malformed_or_repeated_entry():
+    claim, live_pv = bound('db/data-0', 'pv-a', pvc_annotations={DELTAS: 'PT1H P1D'})
+    inventory = Inventory(pvs=[live_pv], pvcs=[claim], snapshot_classes=CLASSES)
+    [target] = discover(inventory, Options(), Registry.for_run({}, None, inventory)).targets
+    assert parse_targets(None) is None
+    assert [t.key for t in parse_targets([target.as_dict()])] == [target.key]
+    with pytest.raises(TargetError, match='already targets') as raised:
+        parse_targets([target.as_dict(), target.as_dict()])
+    assert raised.value.field == 'targets[1]'
+    with pytest.raises(TargetError) as raised:
+        parse_targets([{'key': 'x'}])
+    assert raised.value.field == 'targets[0]'
+
+
+def test_screening_keeps_the_matching_targets_and_names_the_others_outside_the_runs_namespace():
+    claim, live_pv = bound('db/data-0', 'pv-a', pvc_annotations={DELTAS: 'PT1H P1D'})
+    inventory = Inventory(pvs=[live_pv], pvcs=[claim], snapshot_classes=CLASSES)
+    registry = Registry.for_run({}, None, inventory)
+    [target] = discover(inventory, Options(), registry).targets
+    assert screen([target], inventory, registry, 'db') == ([target], [])
+    kept, [problem] = screen([target], inventory, registry, 'web')
+    assert kept == [] and (problem.object, problem.field) == ('targets[0]', 'namespace')
