@@ -18,6 +18,7 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import TargetError
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.csi import GROUP_VERSION, NAME_LIMIT
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError, resource_path
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s_service import get_or_none
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.lease import Write
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.targets import Inventory
 
@@ -39,15 +40,6 @@ class Source:
     @property
     def claim_source(self):
         return 'pvc/%s/%s' % (self.namespace, self.pvc) if self.pvc else None
-
-
-def get_or_none(client, path):
-    try:
-        return client.get(path)
-    except KubeError as exc:
-        if exc.status == 404:
-            return None
-        raise
 
 
 def namespace_exists(client, name):

@@ -44,3 +44,19 @@ def rule(ref, spec):
 def snapshot_class(name, driver=DRIVER, default=False):
     annotations = {'snapshot.storage.kubernetes.io/is-default-class': 'true'} if default else {}
     return {'metadata': {'name': name, 'annotations': annotations}, 'driver': driver}
+
+
+class Clock:
+    """Time that moves a second per reading, and by what the code under test sleeps."""
+
+    def __init__(self):
+        self.now = 0.0
+        self.sleeps = []
+
+    def __call__(self):
+        self.now += 1.0
+        return self.now
+
+    def sleep(self, seconds):
+        self.sleeps.append(seconds)
+        self.now += seconds

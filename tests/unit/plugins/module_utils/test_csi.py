@@ -13,7 +13,7 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.csi im
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.targets import Target
 
-from .factories import DRIVER, snapshot_class
+from .factories import DRIVER, Clock, snapshot_class
 
 NOW = datetime.datetime(2026, 11, 23, 12, 30, 5, tzinfo=datetime.timezone.utc)
 DNS_SUBDOMAIN = re.compile(r'^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')
@@ -147,22 +147,6 @@ class WatchingClient:
             status, message = STREAM_ERRORS[stream]
             raise KubeError('GET', path, status, message, retry_after=7.0 if status == 429 else None)
         yield from stream
-
-
-class Clock:
-    """Time that moves a second per reading, and by what the code under test sleeps."""
-
-    def __init__(self):
-        self.now = 0.0
-        self.sleeps = []
-
-    def __call__(self):
-        self.now += 1.0
-        return self.now
-
-    def sleep(self, seconds):
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def pending(name):

@@ -8,6 +8,8 @@ import pytest
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import k8s_wait
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError
 
+from .factories import Clock
+
 STREAM_ERRORS = {'expired': (410, 'too old resource version'), 'forbidden': (403, 'forbidden'), 'broken': (0, 'connection reset'),
                  'throttled': (429, 'too many requests'), 'refused': (422, 'invalid')}
 
@@ -39,22 +41,6 @@ class Server:
     def watch(self, path, label_selector, version, timeout, field_selector=None):
         self.calls.append(('watch', version, field_selector))
         yield from self._next(self.streams, [], path)
-
-
-class Clock:
-    """Time that moves a second per reading, and by what the code under test sleeps."""
-
-    def __init__(self):
-        self.now = 0.0
-        self.sleeps = []
-
-    def __call__(self):
-        self.now += 1.0
-        return self.now
-
-    def sleep(self, seconds):
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def wait(server, predicate, deadline=100, clock=None, **kwargs):
