@@ -14,7 +14,7 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils.cycle import (
     wait_until_settled,
 )
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.lease import LeaseLost
-from ansible_collections.kubesnap.snapshots.plugins.modules.snapshot_expire import plans_for
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.expiry import plans_for
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention import expire, parse_policy
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.targets import Inventory, Target
 
