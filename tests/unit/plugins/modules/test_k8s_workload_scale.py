@@ -3,7 +3,7 @@
 # Which workloads mount a claim, which pods are not theirs, and the swap of a pod template's claim.
 from __future__ import annotations
 
-from ansible_collections.kubesnap.snapshots.plugins.modules.k8s_workload_scale import foreign_pods, mount_of, swapped
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.workloads import foreign_pods, mount_of, mounting, swapped
 
 
 def volume(claim, name='data'):
@@ -42,3 +42,9 @@ def test_swap_changes_only_the_claims_volume():
     volumes = [volume('data'), volume('logs', 'logs'), {'name': 'tmp', 'emptyDir': {}}]
     assert swapped(volumes, 'data', 'data-restored') == [volume('data-restored'), volume('logs', 'logs'), {'name': 'tmp', 'emptyDir': {}}]
     assert volumes[0] == volume('data')  # a copy
+
+
+def test_the_wait_is_over_once_only_foreign_or_finished_pods_mount_the_claim():
+    pods = [pod('web-1', 'data'), pod('shell', 'data'), pod('done', 'data', phase='Succeeded'), pod('other', 'logs')]
+    assert mounting(pods, 'data', foreign=['shell']) == ['web-1']
+    assert mounting(pods[1:], 'data', foreign=['shell']) == []
