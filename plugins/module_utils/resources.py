@@ -566,10 +566,20 @@ def _load(data, name, member):
         try:  # written or edited as block YAML
             value = yaml.load(data, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader
         except (yaml.YAMLError, RecursionError) as exc:
-            raise ArchiveError('%s: %s is not valid YAML: %s' % (name, member, exc)) from exc
+            raise ArchiveError('%s: %s is not valid YAML: %s' % (name, member, yaml_problem(exc))) from exc
     if too_deep(value):
         raise ArchiveError('%s: %s is nested more than %d levels deep: not an object of a cluster' % (name, member, MAX_DEPTH))
     return value
+
+
+def yaml_problem(exc):
+    """What a YAML error says and where, without the text around it, which PyYAML quotes: a Secret's value otherwise
+    ends in the task's message and every log of it."""
+    problem = getattr(exc, 'problem', None) or getattr(exc, 'context', None)
+    if not problem:
+        return str(exc) if isinstance(exc, RecursionError) else type(exc).__name__
+    mark = getattr(exc, 'problem_mark', None) or getattr(exc, 'context_mark', None)
+    return '%s (line %d, column %d)' % (problem, mark.line + 1, mark.column + 1) if mark else problem
 
 
 def too_deep(value, limit=MAX_DEPTH):

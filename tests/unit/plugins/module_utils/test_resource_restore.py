@@ -241,3 +241,12 @@ def test_kube_backups_dump_of_a_whole_cluster_is_not_held_to_the_size_of_one_obj
     monkeypatch.setattr(resources, 'MAX_STREAM_BYTES', 4096)
     with pytest.raises(resources.ArchiveError, match=r'b/k: ./01-dump.json holds \d+ bytes, more than a file of kube-backup may \(4096\)'):
         resources.read_archive(tgz([('01-dump.json', dump)]), 'b/k')
+
+
+def test_a_yaml_error_says_where_but_never_quotes_the_file():
+    # PyYAML's message quotes the line with a caret under it: a Secret's value would end in the task's msg and its logs.
+    secret = b'apiVersion: v1\nkind: Secret\nmetadata: {name: s, namespace: shop}\ndata:\n  password: c2VjcmV0LXZhbHVl: x\n'
+    members = [('kubesnap-index.txt', b'format: 2\nobjects: 1\n'), ('shop/secrets/s.yaml', secret)]
+    with pytest.raises(resources.ArchiveError) as refused:
+        resources.read_archive(tgz(members), 'b/k')
+    assert str(refused.value) == 'b/k: shop/secrets/s.yaml is not valid YAML: mapping values are not allowed here (line 5, column 29)'
