@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -111,10 +112,16 @@ def test_a_check_job_that_does_not_succeed_fails_the_volume_and_is_deleted(kube,
         "restartPolicy": "Never",
         "containers": [{"name": "check", "image": "busybox", "command": ["test", "-d", "/data"], "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
         "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "{{ drill_claim }}"}}]}}}}
-    process = drill(cluster, drill_volumes=[{"namespace": namespace, "pvc": "db-1"}], drill_namespace=scratch, drill_timeout=5, drill_check=check)
+    # Both volumes at once, the manifest naming its Job: each volume's check is a Job of its own, named after its claim.
+    # Before: the second volume's Job was refused (409 AlreadyExists, the first one's name) and its drill failed for that.
+    volumes = [{"namespace": namespace, "pvc": pvc} for pvc in ("db-0", "db-1")]
+    process = drill(cluster, drill_volumes=volumes, drill_namespace=scratch, drill_timeout=5, drill_check=check, drill_concurrency=2)
     assert process.returncode != 0
-    assert f"check Job {scratch}/drill-check did not finish within 5 s" in process.stdout, process.stdout[-4000:]
-    assert LAST_VERIFIED not in (kube.core.read_namespaced_persistent_volume_claim("db-1", namespace).metadata.annotations or {})
+    assert "AlreadyExists" not in process.stdout, process.stdout[-4000:]
+    for pvc in ("db-0", "db-1"):
+        assert re.search(rf"{namespace}/{pvc}: FAILED: [^\n]*check Job {scratch}/drill-{pvc}-[0-9a-f]{{10}}-check did not finish within 5 s",
+                         process.stdout), process.stdout[-4000:]
+        assert LAST_VERIFIED not in (kube.core.read_namespaced_persistent_volume_claim(pvc, namespace).metadata.annotations or {})
     assert leftovers(kube, scratch) == [] and jobs_in(kube, scratch) == []
 
 
@@ -183,7 +190,7 @@ def test_volumes_are_drilled_together_up_to_drill_concurrency(kube, cluster, nam
     assert process.stdout.count(": restorable, snapshot ") == 3, process.stdout[-3000:]
     # In the scratch namespace's request order: two claims created before the first is deleted (a batch of 2), then the third.
     order = [(e["verb"], e["objectRef"]["name"]) for e in audit.events(resource="persistentvolumeclaims", namespace=scratch)
-             if e["verb"] in ("create", "delete") and e["responseStatus"]["code"] < 300]
+             if e["verb"] in ("create", "delete") and e["responseStatus"]["code"] < 300 and "dryRun=" not in e["requestURI"]]
     verbs = [verb for verb, _name in order]
     assert verbs == ["create", "create", "delete", "delete", "create", "delete"], order
     assert leftovers(kube, scratch) == []
