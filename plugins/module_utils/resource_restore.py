@@ -125,6 +125,10 @@ def from_kube_backup(obj, resource):
     headless = resource.key == 'services' and isinstance(obj.get('spec'), dict) and \
         (obj['spec'].get('clusterIP') == 'None' or obj['spec'].get('clusterIPs') == ['None'])
     stripped = resources.strip(obj, resource)
+    controllers = resources.controllers_of(obj['metadata'])
+    if controllers:
+        # Kept so that restore_skip_reason reports the object as a controller's and never applies it.
+        stripped['metadata']['ownerReferences'] = controllers
     if headless:
         stripped['spec'] = dict(stripped['spec'], clusterIP='None', clusterIPs=['None'])
     return stripped

@@ -216,14 +216,20 @@ def resolve(wanted, resources):
 def left_out_reason(obj, resource):
     """Why an object is not backed up, or None: a controller recreates it, or it belongs to this cluster only."""
     metadata = obj.get('metadata') or {}
-    for owner in metadata.get('ownerReferences') or ():
-        if owner.get('controller'):
-            return 'controlled by %s %s' % (owner.get('kind'), owner.get('name'))
+    controllers = controllers_of(metadata)
+    if controllers:
+        return 'controlled by %s %s' % (controllers[0].get('kind'), controllers[0].get('name'))
     if resource.key == 'secrets' and obj.get('type') == SERVICE_ACCOUNT_TOKEN:
         return 'service account token (issued by this cluster)'
     if resource.key == 'configmaps' and metadata.get('name') == CLUSTER_PUBLISHED_CONFIGMAP:
         return "this cluster's CA, published by the cluster"
     return None
+
+
+def controllers_of(metadata):
+    """The ownerReferences of an object's metadata that are its controller (one at most, unless an archive was made up)."""
+    owners = metadata.get('ownerReferences') if isinstance(metadata, dict) else None
+    return [owner for owner in owners if isinstance(owner, dict) and owner.get('controller')] if isinstance(owners, list) else []
 
 
 def reason_code(reason):
@@ -305,9 +311,14 @@ def claim_volume(claim):
 def restore_skip_reason(obj, resource):
     """Why an archived object is never restored, or None: backups never hold a service account token (the cluster
     issues them, for its own keys), so one in an archive was put there by hand."""
-    if resource is not None and resource.key == 'secrets' and obj.get('type') == SERVICE_ACCOUNT_TOKEN:
+    if resource is None:
+        return None
+    if resource.key == 'secrets' and obj.get('type') == SERVICE_ACCOUNT_TOKEN:
         return 'service account token: issued by the cluster, never restored'
-    return None
+    # What a backup of ours leaves out, which a kube-backup dump holds: a controller's object restored beside its
+    # restored controller is a duplicate (a Deployment's old ReplicaSet runs its pods twice); the cluster's CA is this one's.
+    reason = left_out_reason(obj, resource)
+    return '%s: never restored' % reason if reason else None
 
 
 def _service_spec(spec, managed_fields):

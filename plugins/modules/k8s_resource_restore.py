@@ -18,7 +18,9 @@ description:
     objects without a namespace are refused, O(exclude_namespaces) and O(existing) apply.
   - Every namespace and object name is checked before the first write (and O(flag_namespace), O(namespaces),
     O(exclude_namespaces) before anything is read). A Secret of type C(kubernetes.io/service-account-token) is never
-    restored (backups never hold one; the cluster issues them) and is reported V(skipped).
+    restored (backups never hold one; the cluster issues them) and is reported V(skipped); so is what a backup of ours
+    leaves out and a kube-backup dump holds - an object with a controller (a Deployment's ReplicaSet, a duplicate
+    beside its restored Deployment) and the C(kube-root-ca.crt) ConfigMap (the old cluster's CA).
   - A PersistentVolumeClaim is restored unbound (no C(spec.volumeName), no bind annotations, whatever the backup
     holds), so its storage class provisions it anew; RV(objects[].volume) says so per claim.
   - The whole archive is downloaded, decrypted and read before anything is applied, so a corrupt archive or a

@@ -250,3 +250,21 @@ def test_a_yaml_error_says_where_but_never_quotes_the_file():
     with pytest.raises(resources.ArchiveError) as refused:
         resources.read_archive(tgz(members), 'b/k')
     assert str(refused.value) == 'b/k: shop/secrets/s.yaml is not valid YAML: mapping values are not allowed here (line 5, column 29)'
+
+
+def test_what_a_backup_of_ours_leaves_out_is_never_restored_from_a_kube_backup_dump():
+    replica_sets = Resource('apps', 'v1', 'replicasets', 'ReplicaSet', True, ('list',), 'replicaset', ('rs',))
+    owned = {'apiVersion': 'apps/v1', 'kind': 'ReplicaSet', 'metadata': {'name': 'api-5d8f', 'namespace': 'shop', 'ownerReferences': [
+        {'apiVersion': 'apps/v1', 'kind': 'Deployment', 'name': 'api', 'uid': 'u1', 'controller': True}]}, 'spec': {'replicas': 1}}
+    ca = {'apiVersion': 'v1', 'kind': 'ConfigMap', 'metadata': {'name': 'kube-root-ca.crt', 'namespace': 'shop'}, 'data': {'ca.crt': 'old'}}
+    mine = {'apiVersion': 'v1', 'kind': 'ConfigMap', 'metadata': {'name': 'cfg', 'namespace': 'shop', 'ownerReferences': 'junk'}}
+    _index, objects = resources.read_archive(tgz([('01-dump.json', pretty(owned, ca, mine))]), 'b/k')
+    served = SERVED + [replica_sets]
+    plan, _excluded = resource_restore.planned(resource_restore.kube_backup_entries(objects, served), served, params())
+    client = Recorder()
+    results = resource_restore.apply_all(client, plan, {}, params(), False)
+    assert sorted((r['name'], r['state'], r['reason']) for r in results) == [
+        ('api-5d8f', 'skipped', 'controlled by Deployment api: never restored'),
+        ('cfg', 'created', None),
+        ('kube-root-ca.crt', 'skipped', "this cluster's CA, published by the cluster: never restored")]
+    assert client.requests == [('POST', '/api/v1/namespaces/shop/configmaps', 'cfg')]
