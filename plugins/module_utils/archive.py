@@ -28,6 +28,7 @@ import stat
 import tarfile
 import threading
 import zlib
+from tarfile import BLOCKSIZE, nti
 
 MANIFEST = '.kubesnap-manifest.json'
 MANIFEST_FORMAT = 'kubesnap-archive/1'
@@ -36,6 +37,8 @@ LOST_FOUND = 'lost+found'
 CHUNK = 1024 * 1024
 MAX_MANIFEST = 64 * CHUNK  # read into memory: some 300,000 entries, but not a hostile archive's terabyte
 MAX_READ = 64 * CHUNK  # one read of the decompressed stream: tarfile reads a PAX or GNU long-name header whole
+# Regions of one sparse member's map: tarfile keeps the whole map in memory, and a gzip bomb of map lines would fill it.
+MAX_SPARSE_REGIONS = 1 << 20
 # A directory opened to walk through or create in (O_PATH: its mode may lack read), or to set its attributes; never a symlink.
 WALK_DIR = getattr(os, 'O_PATH', os.O_RDONLY) | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, 'O_CLOEXEC', 0)
 OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, 'O_CLOEXEC', 0)
@@ -345,6 +348,67 @@ class GunzipReader:
             pass
 
 
+class ReadInfo(tarfile.TarInfo):
+    """A member as read: its sparse map (GNU 1.0 in the data, old GNU in extension blocks) read with a bound on its
+    regions and refused as an ArchiveError when it is not numbers, ends early, or its regions overlap, go backwards or
+    lie beyond the file's size (tarfile would keep a map of any length and write such a map's data somewhere)."""
+
+    def _proc_gnusparse_10(self, next, pax_headers, tarfile):  # pylint: disable=redefined-builtin,redefined-outer-name
+        numbers, buf = [], b''
+        count = None
+        while count is None or len(numbers) < 2 * count:
+            if b'\n' not in buf:
+                block = tarfile.fileobj.read(BLOCKSIZE)
+                if not block:
+                    raise ArchiveError(f'member {shown(next.name)!r}: its sparse map ends early')
+                buf += block
+                if len(buf) > 64 and b'\n' not in buf:
+                    raise ArchiveError(f'member {shown(next.name)!r}: its sparse map holds a line that is not a number')
+                continue
+            line, buf = buf.split(b'\n', 1)
+            if not line.isdigit() or len(line) > 20:
+                raise ArchiveError(f'member {shown(next.name)!r}: its sparse map holds {line[:24]!r}, not a number')
+            if count is None:
+                count = int(line)
+                if count > MAX_SPARSE_REGIONS:
+                    raise ArchiveError(f'member {shown(next.name)!r}: its sparse map declares {count} regions, more than {MAX_SPARSE_REGIONS}')
+            else:
+                numbers.append(int(line))
+        next.offset_data = tarfile.fileobj.tell()
+        next.sparse = list(zip(numbers[::2], numbers[1::2]))
+
+    def _proc_sparse(self, tarfile):  # pylint: disable=redefined-outer-name
+        structs, extended, real_size = self._sparse_structs
+        while extended:  # old GNU format: 21 regions per extension block
+            if len(structs) > MAX_SPARSE_REGIONS:
+                raise ArchiveError(f'member {shown(self.name)!r}: its sparse map holds more than {MAX_SPARSE_REGIONS} regions')
+            block = tarfile.fileobj.read(BLOCKSIZE)
+            if len(block) < BLOCKSIZE:
+                raise ArchiveError(f'member {shown(self.name)!r}: its sparse map ends early')
+            for position in range(0, 21 * 24, 24):
+                try:
+                    offset, length = nti(block[position:position + 12]), nti(block[position + 12:position + 24])
+                except ValueError:
+                    break
+                if offset and length:
+                    structs.append((offset, length))
+            extended = bool(block[504])
+        self._sparse_structs = (structs, False, real_size)
+        return super()._proc_sparse(tarfile)
+
+
+def check_sparse_map(member):
+    """ArchiveError unless a sparse member's regions come in order, apart, and within its size."""
+    end = 0
+    for offset, length in member.sparse or ():
+        if not length:  # GNU tar's map may end with an empty region; it writes nothing
+            continue
+        if offset < end or offset + length > member.size:
+            raise ArchiveError(f'member {shown(member.name)!r}: its sparse map has a region at {offset} of {length} bytes, overlapping'
+                               f' the one before or beyond the file\'s {member.size} bytes')
+        end = offset + length
+
+
 def is_empty(root):
     """True when `root` holds nothing but lost+found."""
     with os.scandir(root) as listing:
@@ -502,6 +566,8 @@ class Extractor:
             return
         if not (member.isreg() or member.isdir() or member.issym() or member.islnk()):
             raise ArchiveError(f'member {shown(member.name)!r}: unsupported type {member.type!r}')
+        if member.issparse():
+            check_sparse_map(member)
         parent, leaf = self._directory(parts[:-1], member.name), parts[-1]
         mtime = text_ns(member.pax_headers['mtime']) if 'mtime' in member.pax_headers else int(member.mtime) * 10 ** 9
         if member.isdir():
@@ -606,16 +672,19 @@ def extract(source, root, as_root, declared_bytes=None):
     extractor = Extractor(root, as_root, declared_bytes)
     reader = GunzipReader(source)
     try:
-        with tarfile.open(fileobj=reader, mode='r:', **ENCODING) as tar:
+        with tarfile.open(fileobj=reader, mode='r:', tarinfo=ReadInfo, **ENCODING) as tar:
             while True:
                 member = tar.next()
                 if member is None:
                     break
-                extractor.member(tar, member)
+                try:
+                    extractor.member(tar, member)
+                except ValueError as exc:  # a PAX time that is not a decimal number
+                    raise ArchiveError(f'member {shown(member.name)!r}: {exc}') from None
                 tar.members.clear()  # streamed: keep no list of every member
         extractor.finish()
-    except tarfile.TarError as exc:
-        raise ArchiveError(f'not a tar archive, or a broken one: {exc}') from exc
+    except (tarfile.TarError, ValueError) as exc:  # ValueError: a header number tarfile reads without checking
+        raise ArchiveError(f'not a tar archive, or a broken one: {exc}') from None
     finally:
         extractor.close()
     reader.drain()

@@ -7,14 +7,16 @@ import gzip
 import io
 import os
 import random
+import shutil
 import stat
+import subprocess
 import tarfile
 import zlib
 
 import pytest
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.archive import (
-    CHUNK, MANIFEST, MAX_READ, ArchiveError, Extractor, GunzipReader, GzipWriter, extract, walk, write_archive,
+    CHUNK, MANIFEST, MAX_READ, MAX_SPARSE_REGIONS, ArchiveError, Extractor, GunzipReader, GzipWriter, extract, walk, write_archive,
 )
 
 DATA = random.Random(0).randbytes(CHUNK) + b'\0' * (5 * CHUNK) + b'text ' * 100000
@@ -183,3 +185,48 @@ def test_a_name_that_is_not_utf8_is_written_as_gnu_tar_writes_it(tmp_path):
     assert b'hdrcharset' not in raw and b' path=caf\xe9-' in raw
     with tarfile.open(fileobj=io.BytesIO(raw), encoding='utf-8', errors='surrogateescape') as tar:
         assert tar.getnames()[0] == name
+
+
+def sparse_member(sparse_map, realsize, stored):
+    """A .tar.gz of one PAX sparse (1.0) member `f`: `sparse_map` (its lines) in the data, then `stored`."""
+    data = sparse_map.ljust(512, b'\0') + stored
+    info = tarfile.TarInfo('GNUSparseFile.0/f')
+    info.pax_headers = {'GNU.sparse.major': '1', 'GNU.sparse.minor': '0', 'GNU.sparse.name': 'f', 'GNU.sparse.realsize': str(realsize)}
+    return gzip.compress(tar_of((info, data)))
+
+
+@pytest.mark.parametrize('sparse_map, realsize, stored, message', [
+    (b'2\n0\n8\n4\n8\n', 16, b'y' * 16, 'overlapping'),
+    (b'2\n8\n1\n0\n1\n', 100, b'ab', 'overlapping'),
+    (b'1\n100\n8\n', 10, b'z' * 8, 'beyond'),
+    (b'1\nabc\n1\n', 10, b'x', 'not a number'),
+    (b'3\n0\n', 10, b'', 'not a number'),
+    (b'%d\n' % (MAX_SPARSE_REGIONS + 1), 10, b'', f'more than {MAX_SPARSE_REGIONS}'),  # tarfile would read map lines to the end
+], ids=['overlap', 'backwards', 'beyond-size', 'garbage', 'cut-short', 'too-many-regions'])
+def test_a_hostile_sparse_map_is_an_archive_error(tmp_path, sparse_map, realsize, stored, message):
+    with pytest.raises(ArchiveError, match=message):
+        extract(io.BytesIO(sparse_member(sparse_map, realsize, stored)), str(tmp_path), as_root=False)
+    assert not (tmp_path / 'f').exists()
+
+
+def test_a_pax_time_that_is_not_decimal_is_an_archive_error(tmp_path):
+    info = entry('f')
+    info.pax_headers = {'mtime': '1e9'}  # tarfile takes it (a float); the exact time cannot be read from it
+    with pytest.raises(ArchiveError, match="member 'f'"):
+        extract(io.BytesIO(gzip.compress(tar_of((info, b'x')))), str(tmp_path), as_root=False)
+
+
+@pytest.mark.skipif(shutil.which('tar') is None, reason='GNU tar')
+@pytest.mark.parametrize('options', [['--format=gnu'], ['--format=posix'], ['--format=posix', '--sparse-version=0.1']])
+def test_gnu_tar_sparse_archives_restore_exactly(tmp_path, options):
+    source, target = tmp_path / 'source', tmp_path / 'target'
+    source.mkdir()
+    target.mkdir()
+    with open(source / 's', 'wb') as handle:
+        handle.seek(CHUNK)
+        handle.write(b'abc')
+        handle.seek(5 * CHUNK)
+        handle.write(b'def')
+    made = subprocess.run(['tar', '--sparse', *options, '-czf', '-', '-C', str(source), 's'], capture_output=True, check=True)
+    extract(io.BytesIO(made.stdout), str(target), as_root=False)
+    assert (target / 's').read_bytes() == (source / 's').read_bytes()
