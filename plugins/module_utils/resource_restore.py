@@ -8,7 +8,7 @@ what the result holds so far, never an exit from a helper.
 
 from __future__ import annotations
 
-from ansible_collections.kubesnap.snapshots.plugins.module_utils import encryption, resource_store, resources, s3
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import encryption, k8s_service, resource_store, resources, s3
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.cycle import run_parallel
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import messages
@@ -16,7 +16,6 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils.messages import
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.resource_store import ResourceError
 
 NAMESPACES = resources.NAMESPACE_RESOURCE
-APPLY = 'application/apply-patch+yaml'
 STATES = ('created', 'updated', 'skipped', 'failed')
 
 
@@ -82,13 +81,7 @@ def choose(backups, bucket, prefix, name, now, warn):
 
 
 def flag_exists(client, name):
-    try:
-        client.get(NAMESPACES.path(name=name))
-    except KubeError as exc:
-        if exc.status == 404:
-            return False
-        raise
-    return True
+    return k8s_service.get_or_none(client, NAMESPACES.path(name=name)) is not None
 
 
 def existing_names(client, served_kinds):
@@ -202,9 +195,6 @@ def unchanged(listed_version, live, applied):
 def apply_all(client, plan_entries, existing, params, check_mode):
     """Per object result dicts, in apply order; ranks one after the other, objects of a rank in parallel."""
     namespaces_now = existing.get('namespaces', set())
-    dry_run = 'All' if check_mode else None
-    create_query = {'fieldManager': resources.FIELD_MANAGER, 'dryRun': dry_run}
-    apply_query = dict(create_query, force='true')
 
     def apply(entry):
         result = attempt(entry)
@@ -235,10 +225,10 @@ def apply_all(client, plan_entries, existing, params, check_mode):
         try:
             if params['existing'] == 'skip':
                 # A create, never an apply: an object made since the list above is left as it is.
-                client.request('POST', resource.path(scope), create_query, body)
+                k8s_service.create(client, resource.path(scope), body, dry_run=check_mode)
             else:
                 live = client.get(resource.path(scope, name)) if there and check_mode else None
-                applied = client.request('PATCH', resource.path(scope, name), apply_query, body, APPLY)
+                applied = k8s_service.apply(client, resource.path(scope, name), body, force=True, dry_run=check_mode)
                 if there and unchanged(existing[resource.key][namespace, name], live, applied):
                     result.update(state='skipped', reason='unchanged')
                     return result
@@ -327,7 +317,7 @@ def act(client, restore_plan, params, check_mode):
     if not failed and not flag_exists(client, params['flag_namespace']):
         # In check mode too: a run whose objects all exist still changes the cluster by its flag, and says so.
         if not check_mode:
-            client.create(NAMESPACES.path(), {'apiVersion': 'v1', 'kind': 'Namespace', 'metadata': {'name': params['flag_namespace']}})
+            k8s_service.create(client, NAMESPACES.path(), {'apiVersion': 'v1', 'kind': 'Namespace', 'metadata': {'name': params['flag_namespace']}})
         result.update(flag_created=True, changed=True)
     return result, failed
 

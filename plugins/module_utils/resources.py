@@ -18,7 +18,6 @@ import zlib
 from dataclasses import dataclass
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import k8s
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s_service import FIELD_MANAGER  # noqa: F401 (k8s_resource_restore reads it here)
 
 try:
     import yaml

@@ -216,8 +216,8 @@ class NoFlagCluster:
     def get(self, path):
         raise KubeError('GET', path, 404, 'not found')
 
-    def create(self, path, body):
-        self.writes.append(('POST', path, body['metadata']['name']))
+    def request(self, method, path, query=None, body=None, content_type=None):
+        self.writes.append((method, path, body['metadata']['name'], query['fieldManager']))
         return body
 
 
@@ -226,7 +226,7 @@ def test_the_flag_namespace_is_a_change_in_check_mode_too(check_mode):
     cluster = NoFlagCluster()
     result, failed = resource_restore.act(cluster, resource_restore.RestorePlan(resource_restore.empty_result()), params(), check_mode)
     assert not failed and result['changed'] and result['flag_created']
-    assert cluster.writes == ([] if check_mode else [('POST', '/api/v1/namespaces', resources.FLAG_NAMESPACE)])
+    assert cluster.writes == ([] if check_mode else [('POST', '/api/v1/namespaces', resources.FLAG_NAMESPACE, 'kubesnap')])
 
 
 def test_kube_backups_dump_of_a_whole_cluster_is_not_held_to_the_size_of_one_object(monkeypatch):
