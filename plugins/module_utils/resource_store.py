@@ -10,6 +10,7 @@ import tempfile
 from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import encryption, resources, retention, s3
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.errors import KubesnapError
 
 try:
     import botocore.exceptions
@@ -22,7 +23,7 @@ FORMAT_METADATA = 'kubesnap-format'
 ENCRYPTED_METADATA = 'kubesnap-encrypted'
 
 
-class ResourceError(Exception):
+class ResourceError(KubesnapError):
     """What stops a resource backup or restore, said so that the task fails with it; `result` goes with the failure."""
 
     def __init__(self, msg, **result):

@@ -10,6 +10,7 @@ import tarfile
 import pytest
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import resource_restore, resources
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.errors import KubesnapError
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.resource_store import ResourceError
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.resources import Resource
@@ -268,3 +269,8 @@ def test_what_a_backup_of_ours_leaves_out_is_never_restored_from_a_kube_backup_d
         ('cfg', 'created', None),
         ('kube-root-ca.crt', 'skipped', "this cluster's CA, published by the cluster: never restored")]
     assert client.requests == [('POST', '/api/v1/namespaces/shop/configmaps', 'cfg')]
+
+
+def test_a_resource_error_is_one_of_the_collections_errors():
+    error = ResourceError('backup: no backup', backup=None)
+    assert isinstance(error, KubesnapError) and str(error) == error.reason == 'backup: no backup' and error.result == {'backup': None}
