@@ -416,39 +416,36 @@ def is_empty(root):
 
 
 def clear(root, keep=(LOST_FOUND, MARKER)):
-    """Remove everything in `root` but `keep` (an aborted restore's leftovers)."""
-    with os.scandir(root) as listing:
-        names = [entry.name for entry in listing if entry.name not in keep]
-    for name in names:
-        path = os.path.join(root, name)
-        if os.path.isdir(path) and not os.path.islink(path):
-            _remove_tree(path)
-        else:
-            os.unlink(path)
+    """Remove everything in `root` but `keep` (an aborted restore's leftovers).
 
-
-def _remove_tree(path):
-    for current, dirs, files in os.walk(path, topdown=False):
-        for name in files:
-            os.unlink(os.path.join(current, name))
-        for name in dirs:
-            full = os.path.join(current, name)
-            if os.path.islink(full):
-                os.unlink(full)
-            else:
-                _make_writable(full)
-                os.rmdir(full)
-    _make_writable(path)
-    os.rmdir(path)
-
-
-def _make_writable(path):
-    """chmod 700 a directory to empty, never through a symlink put in its place."""
-    descriptor = os.open(path, OPEN_DIR)
+    Through directory descriptors opened without following a symlink, as the extraction writes; each directory is made
+    writable (700) before its entries go, so a directory whose mode the aborted restore already set (555, 000) is
+    emptied without root's right to ignore modes."""
+    descriptor = os.open(root, OPEN_DIR)
     try:
-        os.fchmod(descriptor, 0o700)
+        _empty(descriptor, keep)
     finally:
         os.close(descriptor)
+
+
+def _empty(descriptor, keep=()):
+    with os.scandir(descriptor) as listing:
+        entries = [(entry.name, entry.is_dir(follow_symlinks=False)) for entry in listing if entry.name not in keep]
+    for name, is_dir in entries:
+        if not is_dir:
+            os.unlink(name, dir_fd=descriptor)
+            continue
+        handle = os.open(name, WALK_DIR, dir_fd=descriptor)
+        try:
+            os.chmod(f'/proc/self/fd/{handle}', 0o700)  # the directory itself: an O_PATH descriptor is not a path to follow
+        finally:
+            os.close(handle)
+        child = os.open(name, OPEN_DIR, dir_fd=descriptor)
+        try:
+            _empty(child)
+        finally:
+            os.close(child)
+        os.rmdir(name, dir_fd=descriptor)
 
 
 def _parts(name, what):

@@ -6,17 +6,19 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import pathlib
 import random
 import shutil
 import stat
 import subprocess
+import tempfile
 import tarfile
 import zlib
 
 import pytest
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.archive import (
-    CHUNK, MANIFEST, MAX_READ, MAX_SPARSE_REGIONS, ArchiveError, Extractor, GunzipReader, GzipWriter, extract, walk, write_archive,
+    CHUNK, MANIFEST, MAX_READ, MAX_SPARSE_REGIONS, ArchiveError, Extractor, GunzipReader, GzipWriter, clear, extract, walk, write_archive,
 )
 
 DATA = random.Random(0).randbytes(CHUNK) + b'\0' * (5 * CHUNK) + b'text ' * 100000
@@ -230,3 +232,43 @@ def test_gnu_tar_sparse_archives_restore_exactly(tmp_path, options):
     made = subprocess.run(['tar', '--sparse', *options, '-czf', '-', '-C', str(source), 's'], capture_output=True, check=True)
     extract(io.BytesIO(made.stdout), str(target), as_root=False)
     assert (target / 's').read_bytes() == (source / 's').read_bytes()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="becomes another user")
+def test_clear_empties_directories_an_aborted_restore_left_read_only_and_follows_no_symlink(tmp_path_factory):
+    tmp_path = pathlib.Path(tempfile.mkdtemp(dir=tmp_path_factory.getbasetemp().parent.parent))  # /tmp: the user reaches it
+    try:
+        _clear_as_user(tmp_path)
+    finally:
+        shutil.rmtree(tmp_path)
+
+
+def _clear_as_user(tmp_path):
+    outside = tmp_path / 'outside'
+    outside.mkdir()
+    (outside / 'keep').write_bytes(b'x')
+    root = tmp_path / 'root'
+    for name in ('ro/deeper', 'none'):
+        (root / name).mkdir(parents=True)
+    (root / 'ro' / 'f').write_bytes(b'x')
+    (root / 'ro' / 'deeper' / 'g').write_bytes(b'x')
+    (root / 'none' / 'h').write_bytes(b'x')
+    (root / 'ro' / 'link').symlink_to(outside)
+    (root / 'lost+found').mkdir()
+    for name, mode in (('ro/deeper', 0o555), ('ro', 0o555), ('none', 0o000)):  # as a restore's last step sets them
+        os.chmod(root / name, mode)
+    os.chown(tmp_path, 65534, 65534)
+    for path in [root, outside, *root.rglob('*'), *outside.iterdir()]:
+        os.chown(path, 65534, 65534, follow_symlinks=False)
+    pid = os.fork()
+    if pid == 0:  # a restore that runs as the volume's user: no right to ignore a directory's mode
+        status = 1
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            clear(str(root))
+            status = 0
+        finally:
+            os._exit(status)  # pylint: disable=protected-access
+    assert os.waitpid(pid, 0)[1] == 0
+    assert sorted(os.listdir(root)) == ['lost+found'] and (outside / 'keep').exists()
