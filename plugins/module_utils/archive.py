@@ -634,8 +634,13 @@ class Extractor:
         os.utime(descriptor, ns=(mtime, mtime))
 
     def finish(self):
-        """Directory modes and mtimes, deepest first (their contents are written by now)."""
+        """Directory modes and mtimes, deepest first (their contents are written by now); a directory that comes twice
+        gets its last member's, as with GNU tar."""
+        done = set()
         for parts, member, mtime in reversed(self.dirs):
+            if parts in done:
+                continue
+            done.add(parts)
             descriptor = self._open_dir(parts, member.name, walk_only=False)
             try:
                 self._attributes(descriptor, member, mtime)

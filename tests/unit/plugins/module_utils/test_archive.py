@@ -272,3 +272,11 @@ def _clear_as_user(tmp_path):
             os._exit(status)  # pylint: disable=protected-access
     assert os.waitpid(pid, 0)[1] == 0
     assert sorted(os.listdir(root)) == ['lost+found'] and (outside / 'keep').exists()
+
+
+def test_a_directory_that_comes_twice_gets_its_last_members_mode_and_mtime_as_with_gnu_tar(tmp_path):
+    first, last = entry('d', tarfile.DIRTYPE, 0o755), entry('d', tarfile.DIRTYPE, 0o700)
+    first.mtime, last.mtime = 1000, 2000
+    run_members(tmp_path, [(first, None), (entry('d/f'), b''), (last, None)], lambda index: None)
+    status = (tmp_path / 'd').stat()
+    assert stat.S_IMODE(status.st_mode) == 0o700 and status.st_mtime_ns == 2000 * 10 ** 9
