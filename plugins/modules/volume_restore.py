@@ -26,7 +26,9 @@ description:
     the free space of O(path); such an archive is refused before the volume fills up.
   - Nothing of the collection's stays in O(path), as the manifest is read, not written, and the marker goes once the
     restore is verified.
-  - Owners are restored (numerically) when running as root; modes and modification times always.
+  - Owners are restored (numerically) when running as root; modes and modification times always. O(path) itself
+    keeps its own mode, owner and time; an archive's C(./) member (C(tar czf - -C /data .) writes one) is not applied to
+    it, as volume_archive writes none. A sparse member whose map overlaps, goes backwards or lies beyond its size is refused.
   - An archive written by M(kubesnap.snapshots.volume_archive) carries a manifest; every entry (type, link target, mode,
     owner, mtime, and the size and sha256 of every file) is checked against it, and a difference fails the task and
     keeps the marker. An archive without one (a plain C(tar czf), k8s-pv-util's migration from outside Kubernetes)
