@@ -377,6 +377,16 @@ class ReadInfo(tarfile.TarInfo):
         next.offset_data = tarfile.fileobj.tell()
         next.sparse = list(zip(numbers[::2], numbers[1::2]))
 
+    def _proc_gnusparse_00(self, next, pax_headers, buf):  # pylint: disable=redefined-builtin
+        if buf.count(b' GNU.sparse.offset=') > MAX_SPARSE_REGIONS:
+            raise ArchiveError(f'member {shown(next.name)!r}: its sparse map holds more than {MAX_SPARSE_REGIONS} regions')
+        return super()._proc_gnusparse_00(next, pax_headers, buf)
+
+    def _proc_gnusparse_01(self, next, pax_headers):  # pylint: disable=redefined-builtin
+        if pax_headers['GNU.sparse.map'].count(',') >= 2 * MAX_SPARSE_REGIONS:
+            raise ArchiveError(f'member {shown(next.name)!r}: its sparse map holds more than {MAX_SPARSE_REGIONS} regions')
+        return super()._proc_gnusparse_01(next, pax_headers)
+
     def _proc_sparse(self, tarfile):  # pylint: disable=redefined-outer-name
         structs, extended, real_size = self._sparse_structs
         while extended:  # old GNU format: 21 regions per extension block

@@ -17,6 +17,7 @@ import zlib
 
 import pytest
 
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import archive as archive_module
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.archive import (
     CHUNK, MANIFEST, MAX_READ, MAX_SPARSE_REGIONS, ArchiveError, Extractor, GunzipReader, GzipWriter, clear, extract, walk, write_archive,
 )
@@ -280,3 +281,27 @@ def test_a_directory_that_comes_twice_gets_its_last_members_mode_and_mtime_as_wi
     run_members(tmp_path, [(first, None), (entry('d/f'), b''), (last, None)], lambda index: None)
     status = (tmp_path / 'd').stat()
     assert stat.S_IMODE(status.st_mode) == 0o700 and status.st_mtime_ns == 2000 * 10 ** 9
+
+
+@pytest.mark.parametrize('version', ['0.1', '0.0'])
+def test_a_pax_sparse_map_of_too_many_regions_is_refused(tmp_path, monkeypatch, version):
+    monkeypatch.setattr(archive_module, 'MAX_SPARSE_REGIONS', 1000)  # the bound, read when a map is
+    records = ({'GNU.sparse.map': '0,1,' * 1000 + '0,1'} if version == '0.1'  # one map record
+               else [('GNU.sparse.offset', '0'), ('GNU.sparse.numbytes', '1')] * 1001)  # a record per number
+    items = records.items() if isinstance(records, dict) else records
+    body = b''.join(pax_record(key, value) for key, value in [('GNU.sparse.size', '10'), ('GNU.sparse.numblocks', '1')] + list(items))
+    header = tarfile.TarInfo('././@PaxHeader')
+    header.type, header.size = tarfile.XHDTYPE, len(body)
+    member = entry('f')
+    member.size = 1
+    raw = header.tobuf(tarfile.USTAR_FORMAT) + body.ljust(-(-len(body) // 512) * 512, b'\0') + member.tobuf(tarfile.USTAR_FORMAT) + b'x'.ljust(512, b'\0')
+    with pytest.raises(ArchiveError, match='more than 1000 regions'):
+        extract(io.BytesIO(gzip.compress(raw + b'\0' * 1024)), str(tmp_path), as_root=False)
+    assert not (tmp_path / 'f').exists()
+
+
+def pax_record(key, value):
+    record = f' {key}={value}\n'.encode()
+    length = len(record) + len(str(len(record)))
+    length = len(record) + len(str(length))
+    return str(length).encode() + record
