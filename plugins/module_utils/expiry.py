@@ -9,7 +9,7 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base i
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.lease import LeasedWrite
 
 
-def plans_for(targets, owned, inventory, orphan_policy, anchor, one_off):
+def plans_for(targets, owned, inventory, orphan_policy, anchor, one_off, read_content=None):
     """[(label, orphan, ExpiryPlan)] for every target, and for every deleted volume's snapshots unless `one_off`.
 
     A target's plan weighs only its backups (in its namespace, taken of it); the snapshots that carry
@@ -17,7 +17,7 @@ def plans_for(targets, owned, inventory, orphan_policy, anchor, one_off):
     planned per volume key and namespace, each group by the policy recorded on its own newest
     snapshot: a labelled copy in one namespace never decides what is deleted in another.
     """
-    in_use = inventory.snapshots_in_use()
+    in_use = inventory.snapshots_in_use(read_content)
     plans = [(target.display, False, cycle.plan_expiry(target.key, cycle.snapshots_of(target, owned), target.policy, in_use, anchor,
                                                        namespace=target.namespace, inconsistent=cycle.inconsistent_of(target, owned)))
              for target in targets]
@@ -43,17 +43,20 @@ def plans_for(targets, owned, inventory, orphan_policy, anchor, one_off):
 
 class Expiry(LeasedWrite):
     """The snapshots the targets' policies (and orphan_policy) expire, planned from the owned snapshots as listed
-    (again under the lease), and deleted in parallel."""
+    (again under the lease), and deleted in parallel. `read_content(name)` reads a VolumeSnapshotContent (None when gone):
+    a restore's copy names the original it keeps in use (Inventory.snapshots_in_use)."""
 
-    def __init__(self, params, registry, targets, inventory, anchor):
+    def __init__(self, params, registry, targets, inventory, anchor, read_content=None):
         super().__init__()
         self.params, self.registry, self.targets, self.inventory, self.anchor = params, registry, targets, inventory, anchor
+        self.read_content = read_content
         self.plans, self.doomed = [], []
 
     def replan(self):
         p = self.params
         owned = cycle.list_owned(self.registry, self.registry.listed(self.targets), p['namespace'])
-        self.plans = plans_for(self.targets, owned, self.inventory, p['orphan_policy'], self.anchor, one_off=bool(p['pvc'] or p['pv']))
+        self.plans = plans_for(self.targets, owned, self.inventory, p['orphan_policy'], self.anchor, one_off=bool(p['pvc'] or p['pv']),
+                               read_content=self.read_content)
         self.doomed = [snapshot for _label, _orphan, plan in self.plans for snapshot in plan.expire]
 
     def act(self, ensure_held):

@@ -16,7 +16,7 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import TargetError, label_value_error
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import LAST_APPLIED, compact
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.messages import cut, quoted
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.restore import RESTORED_FROM
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.restore import RESTORED_FROM, cloud_volume_name
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention import PolicyError, parse_policy
 
 DELTAS_ANNOTATION = 'backup.kubernetes.io/deltas'
@@ -228,24 +228,42 @@ class Inventory:
                 keys.add(disk_key(backend.name, volume))
         return keys
 
-    def snapshots_in_use(self):
+    def snapshots_in_use(self, read_content=None):
         """VolumeSnapshots named as a PVC's dataSource: restores may still read them. A claim restored through a copy
-        (k8s_pv_restore cross_namespace=copy) names the copy; its restored-from annotation (`csi:<namespace>/<name>`) names
-        the original, which the copy's content shares the driver's snapshot with: it is in use too."""
+        (k8s_pv_restore cross_namespace=copy) names the copy, whose content shares the driver's snapshot with the original:
+        the original is in use too. The claim's restored-from annotation is its namespace's to write, so the original is
+        taken from the copy's VolumeSnapshotContent (cluster-scoped: no tenant makes one), read by `read_content(name)`
+        (None when gone), and only while that content is the copy's; without `read_content` no copy counts."""
         used = {}
         for pvc in self.pvcs:
             meta = pvc['metadata']
             claim = '%s/%s' % (meta['namespace'], meta['name'])
-            from_snapshot = False
+            local = []
             for field in ('dataSource', 'dataSourceRef'):
                 ref = (pvc.get('spec') or {}).get(field) or {}
                 if ref.get('kind') == 'VolumeSnapshot' and ref.get('name'):
                     used['%s/%s' % (ref.get('namespace') or meta['namespace'], ref['name'])] = claim
-                    from_snapshot = True
-            original = (meta.get('annotations') or {}).get(RESTORED_FROM) or ''
-            if from_snapshot and original.startswith('csi:') and original.count('/') == 1:
-                used[original[len('csi:'):]] = claim
+                    if ref.get('namespace') in (None, '', meta['namespace']):
+                        local.append(ref['name'])
+            if read_content is None or not (meta.get('annotations') or {}).get(RESTORED_FROM):
+                continue
+            for name in dict.fromkeys(local):
+                original = copy_original(read_content(cloud_volume_name(meta['namespace'], name)), meta['namespace'], name)
+                if original:
+                    used[original] = claim
         return used
+
+
+def copy_original(content, namespace, name):
+    """`<namespace>/<name>` of the VolumeSnapshot that `content` (a VolumeSnapshotContent, or None) is a restore's copy of,
+    when it is the copy `namespace`/`name`'s; None otherwise."""
+    if not isinstance(content, dict):
+        return None
+    ref = (content.get('spec') or {}).get('volumeSnapshotRef') or {}
+    original = ((content.get('metadata') or {}).get('annotations') or {}).get(RESTORED_FROM) or ''
+    if (ref.get('namespace'), ref.get('name')) != (namespace, name) or not original.startswith('csi:') or original.count('/') != 1:
+        return None
+    return original[len('csi:'):]
 
 
 @dataclasses.dataclass

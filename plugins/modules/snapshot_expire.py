@@ -332,7 +332,9 @@ api_calls:
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import BackendError
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.expiry import Expiry, deletion_errors, failures, report
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.csi import GROUP_VERSION
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError, resource_path
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s_service import get_or_none
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import (
     AUTH_SPEC, DISCOVERY_SPEC, LEASE_SPEC, TARGETS_SPEC, WRITE_SPEC, KubesnapModule, argument_spec, discovery_constraints,
 )
@@ -347,7 +349,8 @@ def run_module(module):
     problems = ()
     try:
         inventory, registry, targets, problems = module.targets(orphans=not (p['pvc'] or p['pv']))
-        expiry = Expiry(p, registry, targets, inventory, parse_timestamp(p['now']) if p['now'] else None)
+        expiry = Expiry(p, registry, targets, inventory, parse_timestamp(p['now']) if p['now'] else None,
+                        read_content=lambda name: get_or_none(module.client, resource_path(GROUP_VERSION, 'volumesnapshotcontents', name=name)))
         expiry.replan()
         doomed, errors = expiry.doomed, {}
         if doomed and not module.check_mode:

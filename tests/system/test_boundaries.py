@@ -176,6 +176,27 @@ def test_a_labelled_copy_in_another_namespace_does_not_decide_the_fate_of_orphan
     assert sorted(orphans) == sorted(groups) and orphans[f"{namespace}/{key}"]["policy"] == KEEP_ALL
 
 
+@pytest.mark.cluster_wide  # a read of the whole cluster: no other test's objects change under it
+def test_a_tenants_restored_from_annotation_pins_no_snapshot_of_another_namespace(kube, namespace, other_namespace, run):
+    create_pvc(kube, namespace, "db")
+    annotate(kube, namespace, "db", {DELTAS: HOSTILE})
+    last = snapshot_each_second(run, namespace)
+    oldest = min(owned_snapshots(kube, namespace), key=lambda s: s["metadata"]["creationTimestamp"] + s["metadata"]["name"])["metadata"]["name"]
+    # The tenant of the other namespace writes what a restore through a copy leaves on its claim: a snapshot data source
+    # of its own namespace and our annotation naming the original. No copy's content (cluster-scoped) backs it.
+    kube.core.create_namespaced_persistent_volume_claim(other_namespace, {
+        "metadata": {"name": "pin", "annotations": {"kubesnap.io/restored-from": f"csi:{namespace}/{oldest}"}},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Mi"}}, "storageClassName": "kubesnap-csi",
+                 "dataSource": {"apiGroup": SNAPSHOT_GROUP, "kind": "VolumeSnapshot", "name": "pin"}}})
+
+    # Both namespaces' claims meet only in a run over the whole cluster: check mode, so that it writes nothing.
+    plan = run("snapshot_expire", check=True, now=(last + datetime.timedelta(minutes=5)).isoformat())
+    assert "volumes" in plan, plan
+    volume = by_volume(plan)[f"{namespace}/db"]
+    assert oldest in {e["name"] for e in volume["expire"]}, volume
+    assert not [k for k in volume["keep"] if "dataSource" in k["reason"]], volume
+
+
 def test_a_snapshot_of_another_claim_with_the_volumes_labels_is_no_backup_of_it(kube, namespace, run):
     create_pvc(kube, namespace, "a")
     create_pvc(kube, namespace, "b")

@@ -5,6 +5,7 @@ import pytest
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import Registry
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import TargetError
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.restore import cloud_volume_name
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.targets import (
     Inventory, Options, Target, discover, live_target_mismatch, parse_targets, screen, volume_record,
 )
@@ -310,8 +311,24 @@ def test_a_claim_restored_through_a_copy_keeps_the_original_snapshot_in_use():
     copied = pvc('drill/drill-data', 'pv-2', annotations={'kubesnap.io/restored-from': 'csi:db/data-2'}, data_source='drill-data')
     # The annotation alone (no snapshot data source: not a restore) protects nothing.
     stray = pvc('web/other', 'pv-3', annotations={'kubesnap.io/restored-from': 'csi:db/data-3'})
-    used = Inventory(pvs=[], pvcs=[plain, copied, stray]).snapshots_in_use()
+    contents = {cloud_volume_name('drill', 'drill-data'): {
+        'metadata': {'annotations': {'kubesnap.io/restored-from': 'csi:db/data-2'}},
+        'spec': {'volumeSnapshotRef': {'namespace': 'drill', 'name': 'drill-data'}}}}
+    used = Inventory(pvs=[], pvcs=[plain, copied, stray]).snapshots_in_use(contents.get)
     assert used == {'db/data-1': 'db/restored', 'drill/drill-data': 'drill/drill-data', 'db/data-2': 'drill/drill-data'}
+
+
+@pytest.mark.parametrize('content', [
+    None,  # no copy: the claim's annotation is all there is
+    {'metadata': {'annotations': {'kubesnap.io/restored-from': 'csi:db/data-2'}},
+     'spec': {'volumeSnapshotRef': {'namespace': 'drill', 'name': 'another-copy'}}},  # the content of another copy
+    {'metadata': {'annotations': {}}, 'spec': {'volumeSnapshotRef': {'namespace': 'drill', 'name': 'drill-data'}}},  # no original named
+])
+def test_a_claims_restored_from_annotation_pins_no_other_namespaces_snapshot_without_the_copys_content(content):
+    forged = pvc('drill/drill-data', 'pv-2', annotations={'kubesnap.io/restored-from': 'csi:db/data-2'}, data_source='drill-data')
+    used = Inventory(pvs=[], pvcs=[forged]).snapshots_in_use(lambda name: content)
+    assert used == {'drill/drill-data': 'drill/drill-data'}
+    assert Inventory(pvs=[], pvcs=[forged]).snapshots_in_use() == {'drill/drill-data': 'drill/drill-data'}
 
 
 def test_a_listed_volume_keeps_what_discovery_backends_and_archives_read_and_nothing_else():
