@@ -219,12 +219,18 @@ def existing_claim_problem(claim, snapshot, backend, copy_name=None, volume=None
     ours = (meta.get('annotations') or {}).get(RESTORED_FROM) == restored_from_value(snapshot)
     if not backend.makes_disks:
         if copy_name is not None and ours and (spec.get('dataSource') or {}).get('name') == copy_name:
-            return None
+            problem = spec.get('volumeName') and provisioned_volume_problem(claim, volume)
+            if not problem:
+                return None
+            return '%s and names the copy %s as its data source, but %s; it is never overwritten' % (where, copy_name, problem)
         for field in ('dataSource', 'dataSourceRef'):
             ref = spec.get(field) or {}
             if ref.get('kind') == 'VolumeSnapshot' and ref.get('name') == snapshot.name \
                     and (ref.get('namespace') or meta['namespace']) == snapshot.namespace:
-                return None
+                problem = spec.get('volumeName') and provisioned_volume_problem(claim, volume)
+                if not problem:
+                    return None
+                return '%s and names snapshot %s as its data source, but %s; it is never overwritten' % (where, snapshot.id, problem)
         found = spec.get('dataSourceRef') or spec.get('dataSource')
         shown = '%s/%s' % (found.get('kind'), found.get('name')) if found else 'none'
     else:
@@ -236,6 +242,24 @@ def existing_claim_problem(claim, snapshot, backend, copy_name=None, volume=None
             return '%s and says it was restored from snapshot %s, but %s; it is never overwritten' % (where, snapshot.id, problem)
         shown = found or 'none'
     return '%s and was not restored from snapshot %s (its source: %s); it is never overwritten' % (where, snapshot.id, shown)
+
+
+PROVISIONED_BY = 'pv.kubernetes.io/provisioned-by'
+
+
+def provisioned_volume_problem(claim, volume):
+    """Why `volume` (the PersistentVolume the claim's spec.volumeName names, None when there is none) is not one a provisioner
+    made for the claim from its data source, or None. A data source is read only when the claim is provisioned: a claim
+    pre-bound (spec.volumeName, anyone's to write) to an existing volume gets that volume's data whatever it names. A
+    provisioned volume carries the provisioner's annotation and was made after the claim."""
+    problem = bound_volume_problem(claim, volume)
+    if problem:
+        return problem
+    created = (volume.get('metadata') or {}).get('creationTimestamp') or ''
+    if not ((volume.get('metadata') or {}).get('annotations') or {}).get(PROVISIONED_BY) or created < (claim['metadata'].get('creationTimestamp') or ''):
+        return 'its volume %s was not provisioned for it (no %s annotation, or made before the claim): the data source was never read' % (
+            volume['metadata']['name'], PROVISIONED_BY)
+    return None
 
 
 def bound_volume_problem(claim, volume):

@@ -176,7 +176,7 @@ def make_plan(p, client, now):
     replaced = None
     if existing is not None:
         volume_name = (existing.get('spec') or {}).get('volumeName')
-        volume = get_or_none(client, resource_path('v1', 'persistentvolumes', name=volume_name)) if backend.makes_disks and volume_name else None
+        volume = get_or_none(client, resource_path('v1', 'persistentvolumes', name=volume_name)) if volume_name else None
         problem = rs.existing_claim_problem(existing, snapshot, backend, copy_name=name if copying else None, volume=volume)
         proven = True
         if problem is None and copying:
@@ -191,7 +191,7 @@ def make_plan(p, client, now):
     if cloud:
         zone = p['zone'] or backend.volume_zone(source.pv)
         if not zone:
-            raise rs.RestoreError('zone', 'required: the source volume shows no zone')
+            raise rs.RestoreError('zone', missing_zone(backend, source.pv))
     elif copying:
         copy = rs.copy_manifests(snapshot, read_content(client, snapshot), namespace, name)
     elif namespace != snapshot.namespace:
@@ -215,6 +215,20 @@ def dry_run(client, body):
         meta = body['metadata']
         raise rs.RestoreError('restore_name', 'the API server refuses to create %s %s: %s; nothing was created' % (
             body['kind'], '/'.join(filter(None, (meta.get('namespace'), meta['name']))), exc)) from exc
+
+
+def missing_zone(backend, pv):
+    """Why the option zone is needed: the source volume shows no zone (gone, or a regional disk, which spans a region)."""
+    if pv is None:
+        return 'required: the source volume is gone, so it shows no zone to make the new disk in'
+    try:
+        region = backend.identify(pv, None, {}).get('region')
+    except TargetError:
+        region = None
+    if region:
+        return ('required: PersistentVolume %s is a regional disk (region %s) and a restore makes a zonal disk: '
+                'give one of the zones of %s, like %s-b' % (pv['metadata']['name'], region, region, region))
+    return 'required: PersistentVolume %s shows no zone (no zone label or nodeAffinity)' % pv['metadata']['name']
 
 
 def copy_evidence(client, snapshot, claim, namespace, name):
@@ -422,6 +436,12 @@ def restore(module, client, plan, result):
         warning = last_warning(client, namespace, name)
         return ['PersistentVolumeClaim %s/%s restored from %s is not Bound after %d s (phase %s)%s' % (
             namespace, name, plan.snapshot.id, p['wait_timeout'], result['pvc']['phase'], '; last warning: %s' % warning if warning else '')]
+    if not plan.backend.makes_disks:
+        # Bound: to a volume provisioned from the data source, not one the claim was pre-bound to since it was planned.
+        volume = get_or_none(client, resource_path('v1', 'persistentvolumes', name=claim['spec']['volumeName']))
+        problem = rs.provisioned_volume_problem(claim, volume)
+        if problem:
+            return ['PersistentVolumeClaim %s/%s is Bound, but %s: it was not restored from %s' % (namespace, name, problem, plan.snapshot.id)]
     result['seconds'] = round(time.monotonic() - started, 3)
     for body in reversed(plan.copy):  # bound: the volume holds the data, the copy is no longer read
         delete_if_ours(client, body)

@@ -100,7 +100,9 @@ options:
     description: Labels of the new claim, instead of the source claim's (give C({}) for none).
     type: dict
   zone:
-    description: Cloud backends only, the zone of the new disk; default the source volume's zone.
+    description:
+      - Cloud backends only, the zone of the new disk; default the source volume's zone.
+      - Required when the source volume is a GCE regional disk (or gone): a restore makes a zonal disk, in one of the region's zones.
     type: str
   wait_timeout:
     description:

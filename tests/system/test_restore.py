@@ -230,3 +230,26 @@ def test_bad_input_is_named_and_nothing_is_created(kube, namespace, bad_inputs, 
             assert message.format(**values) in result["msg"], (args, check, result["msg"])
         assert claims(kube, namespace) == before, args
         assert writes_in(audit, namespace, "default") == [], args
+
+
+def test_a_claim_pre_bound_to_an_unrelated_volume_is_no_restore_whatever_its_data_source(kube, namespace, source, run):
+    """A claim of the restore's name naming the snapshot as its data source, but pre-bound (spec.volumeName) to a volume that
+    was there before it: the provisioner never ran and the data source was never read, so the restore neither succeeds
+    nor records a verification."""
+    snapshot = snapshot_of(run, namespace, source)
+    stray = f"stray-{namespace}"
+    kube.core.create_persistent_volume({
+        "metadata": {"name": stray, "labels": {"kubesnap.io/test-namespace": namespace}},
+        "spec": {"capacity": {"storage": "2Mi"}, "accessModes": ["ReadWriteOnce"], "storageClassName": "kubesnap-csi",
+                 "persistentVolumeReclaimPolicy": "Retain", "hostPath": {"path": "/tmp/" + stray}}})
+    kube.core.create_namespaced_persistent_volume_claim(namespace, {
+        "metadata": {"name": "data-back", "annotations": {RESTORED_FROM: f"csi:{namespace}/{snapshot}"}},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "2Mi"}}, "storageClassName": "kubesnap-csi",
+                 "volumeName": stray, "dataSource": {"apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot", "name": snapshot}}})
+    kube.wait_pvc_bound(namespace, "data-back", timeout=120)
+
+    result = run("k8s_pv_restore", namespace=namespace, pvc=source, restore_name="data-back", record_verified=True)
+    assert result.get("failed") and result.get("verified") is None, result
+    assert f"PersistentVolumeClaim {namespace}/data-back" in result["msg"] and f"its volume {stray} was not provisioned for it" in result["msg"], result
+    annotations = kube.core.read_namespaced_persistent_volume_claim(source, namespace).metadata.annotations or {}
+    assert "kubesnap.io/last-restore-verified" not in annotations

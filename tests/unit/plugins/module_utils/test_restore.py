@@ -297,3 +297,21 @@ def test_a_size_no_volume_can_have_is_refused_naming_the_field():
     with pytest.raises(rs.RestoreError, match="size: '65Ti' is larger than the largest disk this backend makes \\(65536 GiB\\)"):
         rs.restore_size('65Ti', None, snap('a', size='1Gi'), EbsBackend.max_disk_bytes)
     assert rs.restore_size('64Ti', None, snap('a', size='1Gi'), EbsBackend.max_disk_bytes) == ('64Ti', 64 * 2 ** 40)
+
+
+def test_a_csi_claim_naming_the_snapshot_is_the_restore_only_when_its_volume_was_provisioned_for_it():
+    csi = CsiBackend(None)
+    claim = existing('a', namespace='scratch', ref_namespace='db')
+    claim['metadata'].update(uid='u-1', creationTimestamp='2026-11-30T04:00:00Z')
+    claim['spec']['volumeName'] = 'pv-1'
+
+    def volume(annotations, created='2026-11-30T04:00:01Z', holder='r'):
+        return {'metadata': {'name': 'pv-1', 'annotations': annotations, 'creationTimestamp': created},
+                'spec': {'claimRef': {'namespace': 'scratch', 'name': holder, 'uid': 'u-1'}}}
+    provisioned = {rs.PROVISIONED_BY: 'hostpath.csi.k8s.io'}
+    assert rs.existing_claim_problem(claim, snap('a'), csi, volume=volume(provisioned)) is None
+    # Pre-bound to a volume that was there before it (or that no provisioner made): its data source was never read.
+    assert 'was not provisioned for it' in rs.existing_claim_problem(claim, snap('a'), csi, volume=volume(provisioned, created='2026-11-29T04:00:00Z'))
+    assert 'was not provisioned for it' in rs.existing_claim_problem(claim, snap('a'), csi, volume=volume({}))
+    assert 'held by another claim' in rs.existing_claim_problem(claim, snap('a'), csi, volume=volume(provisioned, holder='other'))
+    assert 'does not exist' in rs.existing_claim_problem(claim, snap('a'), csi, volume=None)

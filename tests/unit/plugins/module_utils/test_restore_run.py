@@ -13,7 +13,7 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base i
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.ebs import EbsBackend
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.restore_run import (
-    Plan, Source, check_job_manifest, copy_evidence, create, job_outcome, make_plan, removal)
+    Plan, Source, check_job_manifest, copy_evidence, create, job_outcome, make_plan, missing_zone, removal)
 
 NOW = datetime.datetime(2026, 11, 30, 4, 0, tzinfo=datetime.timezone.utc)
 
@@ -148,3 +148,12 @@ def test_a_claim_restored_through_a_copy_that_is_gone_is_done_but_unproven():
     claim = {'metadata': {'namespace': 'scratch', 'name': 'r'}}
     snapshot = Snapshot('csi', 'db/s', 's', 'k', NOW, READY, namespace='db')
     assert copy_evidence(Cluster(), snapshot, claim, 'scratch', 'r') == (None, False)
+
+
+def test_a_missing_zone_names_the_volume_and_says_why_a_regional_disk_needs_one():
+    from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.gce import DRIVER, GceBackend
+    regional = {'metadata': {'name': 'pv-r', 'labels': {}}, 'spec': {'csi': {
+        'driver': DRIVER, 'volumeHandle': 'projects/my-proj/regions/europe-west1/disks/d'}}}
+    message = missing_zone(GceBackend({'gce_project': 'my-proj'}), regional)
+    assert 'PersistentVolume pv-r is a regional disk (region europe-west1)' in message and 'europe-west1-b' in message, message
+    assert 'source volume is gone' in missing_zone(GceBackend({'gce_project': 'p'}), None)
