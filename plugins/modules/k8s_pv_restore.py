@@ -102,7 +102,7 @@ options:
   zone:
     description:
       - Cloud backends only, the zone of the new disk; default the source volume's zone.
-      - Required when the source volume is a GCE regional disk (or gone): a restore makes a zonal disk, in one of the region's zones.
+      - Required when the source volume is a GCE regional disk, or is gone. A restore makes a zonal disk, so give one of the region's zones.
     type: str
   wait_timeout:
     description:
