@@ -85,7 +85,10 @@ def _take_settled(waiting, kind, obj):
     snapshot = snapshot_from_object(obj) if kind != 'BOOKMARK' else None
     if snapshot is None or snapshot.id not in waiting:
         return None
-    if kind == 'DELETED':
+    # Another object under the same name (ours deleted, one made again since) is not the snapshot waited for: its
+    # readiness says nothing of ours, which is gone.
+    replaced = waiting[snapshot.id].uid and snapshot.uid and snapshot.uid != waiting[snapshot.id].uid
+    if kind == 'DELETED' or replaced:
         return _deleted(waiting, snapshot.id)
     if snapshot.state == base.PENDING:
         return None

@@ -24,14 +24,14 @@ def target(pvc='data-0', key='uid-1'):
                   backend='csi', volume={'snapshot_class': 'fast'})
 
 
-def volume_snapshot(name, ready=None, error=None, version='1', namespace='db'):
+def volume_snapshot(name, ready=None, error=None, version='1', namespace='db', uid=None):
     status = {}
     if ready is not None:
         status['readyToUse'] = ready
     if error:
         status['error'] = {'message': error}
     return {'metadata': {'name': name, 'namespace': namespace, 'resourceVersion': version, 'creationTimestamp': '2026-11-23T12:30:05Z',
-                         'labels': {base.VOLUME_KEY: 'uid-1'}},
+                         'labels': {base.VOLUME_KEY: 'uid-1'}, **({'uid': uid} if uid else {})},
             'status': status}
 
 
@@ -183,6 +183,26 @@ def test_settle_lists_again_when_the_version_expired_and_a_deleted_snapshot_is_f
     settled = list(CsiBackend(client).settle([pending('a'), pending('b')], deadline=100, clock=clock, sleep=clock.sleep))
     assert [(s.name, s.state, s.error) for s in settled] == [('b', base.READY, None), ('a', base.FAILED, 'deleted before it became ready')]
     assert [call[0] for call in client.calls] == ['list', 'watch', 'list', 'watch']
+
+
+@pytest.mark.parametrize('relisted', [False, True])
+def test_a_snapshot_deleted_and_made_again_under_its_name_is_not_the_one_waited_for(relisted):
+    """Ours was deleted and another object took its name (heard as a change, or only in a list after an expired watch):
+    that one's readiness is no backup of ours."""
+    clock = Clock()
+    made_again = volume_snapshot('a', ready=True, version='105', uid='uid-other')
+    client = WatchingClient([volume_snapshot('a', uid='uid-ours')], ['expired'] if relisted else [[('MODIFIED', made_again)]])
+    if relisted:
+        original = client.list_with_version
+
+        def list_then_change(path, label_selector):
+            result = original(path, label_selector)
+            client.listed = [made_again]
+            return result
+        client.list_with_version = list_then_change
+    ours = snapshot_from_object(volume_snapshot('a', ready=False, uid='uid-ours'))
+    settled = list(CsiBackend(client).settle([ours], deadline=100, clock=clock, sleep=clock.sleep))
+    assert [(s.name, s.state, s.error, s.uid) for s in settled] == [('a', base.FAILED, 'deleted before it became ready', 'uid-ours')]
 
 
 def test_settle_stops_at_the_deadline_with_snapshots_still_pending():
