@@ -103,17 +103,23 @@ def _key(obj):
     return meta.get('namespace'), meta['name']
 
 
-def watch_until(client, path, predicate, deadline, selector=None, name=None, clock=time.monotonic, sleep=time.sleep, rng=random.random):
+def watch_until(client, path, predicate, deadline, selector=None, name=None, clock=time.monotonic, sleep=time.sleep, rng=random.random,
+                uid=None):
     """Wait until `predicate(objects)` is truthy for the objects at `path` (narrowed by `selector`, or to the one `name`).
 
+    With `uid`, only that object counts: another one under its name (it was deleted and made again) is not there.
     Returns Waited(value, objects): `value` is the predicate's answer, or None when `deadline` passed first;
     `objects` are the objects as last seen.
     """
     seen = {}
     with contextlib.closing(observe(client, path, deadline, selector, name, clock, sleep, rng)) as changes:
         for kind, objects in changes:
+            if uid is not None:
+                objects = [obj for obj in objects if obj['metadata'].get('uid') == uid] if kind != 'DELETED' else objects
             if kind == LISTED:
                 seen = {_key(obj): obj for obj in objects}
+            elif not objects:
+                seen.clear()  # another object under the name: the one waited for is gone
             elif kind == 'DELETED':
                 seen.pop(_key(objects[0]), None)
             else:

@@ -333,11 +333,12 @@ def delete_if_ours(client, body):
     return True
 
 
-def wait_for(client, collection, name, done, timeout, clock=time.monotonic, sleep=time.sleep):
+def wait_for(client, collection, name, done, timeout, clock=time.monotonic, sleep=time.sleep, uid=None):
     """The object `name` of `collection` (None once deleted) as soon as `done(object)`, or as last seen when `timeout`
-    passes: k8s_wait's list narrowed to the name, then a watch from its version."""
+    passes: k8s_wait's list narrowed to the name, then a watch from its version. With `uid`, another object under the
+    name is not the one waited for (None)."""
     waited = k8s_wait.watch_until(client, collection, lambda objects: done(objects[0] if objects else None), clock() + timeout,
-                                  name=name, clock=clock, sleep=sleep)
+                                  name=name, clock=clock, sleep=sleep, uid=uid)
     return waited.objects[0] if waited.objects else None
 
 
@@ -371,9 +372,11 @@ def check_job_manifest(template, namespace, restore_name, snapshot):
 
 def run_check_job(client, job, timeout):
     """Create the check Job, wait until it finishes, delete it (with its pods); None when it succeeded, else why not."""
-    client.create(object_path(job), job)
+    made = client.create(object_path(job), job)
     try:
-        outcome = job_outcome(wait_for(client, object_path(job), job['metadata']['name'], job_outcome, timeout))
+        # Its uid: a Job deleted and made again under the name meanwhile is not the check that ran on this restore.
+        outcome = job_outcome(wait_for(client, object_path(job), job['metadata']['name'], job_outcome, timeout,
+                                       uid=((made or {}).get('metadata') or {}).get('uid')))
     finally:
         delete_job(client, job)
     if outcome == 'Complete':

@@ -14,9 +14,10 @@ STREAM_ERRORS = {'expired': (410, 'too old resource version'), 'forbidden': (403
                  'throttled': (429, 'too many requests'), 'refused': (422, 'invalid')}
 
 
-def job(name, condition=None, version='1'):
+def job(name, condition=None, version='1', uid=None):
     conditions = [{'type': condition, 'status': 'True'}] if condition else []
-    return {'metadata': {'name': name, 'namespace': 'ns', 'resourceVersion': version}, 'status': {'conditions': conditions}}
+    return {'metadata': {'name': name, 'namespace': 'ns', 'resourceVersion': version, **({'uid': uid} if uid else {})},
+            'status': {'conditions': conditions}}
 
 
 class Server:
@@ -69,6 +70,16 @@ def test_an_expired_history_is_listed_again_and_a_deletion_ends_a_wait_for_gone(
     waited = wait(server, k8s_wait.gone)
     assert waited.done and waited.objects == []
     assert [call[0] for call in server.calls] == ['list', 'watch', 'list', 'watch']
+
+
+@pytest.mark.parametrize('relisted', [False, True])
+def test_an_object_made_again_under_the_name_is_not_the_one_waited_for(relisted):
+    """Ours deleted and another Job under its name finished (heard as an event, or in a list after an expired history):
+    the wait hears that ours is gone, never the other one's Complete."""
+    other = job('a', 'Complete', version='9', uid='uid-other')
+    server = Server([[job('a', uid='uid-ours')], [other]], ['expired'] if relisted else [[('ADDED', other)]])
+    waited = wait(server, k8s_wait.job_finished, name='a', uid='uid-ours')
+    assert waited.value == 'deleted' and waited.objects == []
 
 
 def test_the_deadline_ends_the_wait_with_the_objects_last_seen():
