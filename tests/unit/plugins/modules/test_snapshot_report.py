@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 
 import pytest
 
@@ -61,11 +60,10 @@ def test_a_ping_to_a_server_that_never_answers_gives_up_after_the_timeout(tmp_pa
     with socket.socket() as silent:
         silent.bind(('127.0.0.1', 0))
         silent.listen(1)  # connections are queued, never answered
-        started = time.monotonic()
         result = report(tmp_path, [GOOD], ping_url='http://127.0.0.1:%d/x' % silent.getsockname()[1], ping_timeout=1)
-    assert time.monotonic() - started < 8
     assert not result.get('failed') and result['pinged'] is False
-    assert warnings(result)[0].startswith('ping to 127.0.0.1 failed: ')
+    # What ended the ping is its timeout (not a refusal or a reset): no stopwatch, the standards keep timing in bench/.
+    assert warnings(result) == ['ping to 127.0.0.1 failed: TimeoutError (the backups are not affected)']
 
 
 def test_check_mode_returns_the_report_and_writes_and_sends_nothing(tmp_path):
