@@ -47,16 +47,17 @@ def create(client, collection, body, dry_run=False):
     return client.request('POST', collection, {'fieldManager': FIELD_MANAGER, 'dryRun': 'All' if dry_run else None}, body)
 
 
-def delete_if_unchanged(client, path, uid=None, resource_version=None, propagation=None):
+def delete_if_unchanged(client, path, uid, resource_version=None, propagation=None):
     """Delete the object at `path` only if it still is the one planned on (its uid, and its resourceVersion when given).
 
     True when deleted, False when it was already gone (404). A 409 (replaced or changed since) is raised:
-    the caller decides whether to read it again.
+    the caller decides whether to read it again. Without a uid there is nothing to hold the server to: refused.
     """
-    body = {'kind': 'DeleteOptions', 'apiVersion': 'v1'}
-    preconditions = {key: value for key, value in (('uid', uid), ('resourceVersion', resource_version)) if value}
-    if preconditions:
-        body['preconditions'] = preconditions
+    if not uid:
+        raise ValueError('delete_if_unchanged(%s): no uid to make the delete conditional on' % path)
+    body = {'kind': 'DeleteOptions', 'apiVersion': 'v1', 'preconditions': {'uid': uid}}
+    if resource_version:
+        body['preconditions']['resourceVersion'] = resource_version
     if propagation:
         body['propagationPolicy'] = propagation
     try:

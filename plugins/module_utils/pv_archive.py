@@ -17,7 +17,7 @@ import json
 import re
 import time
 
-from ansible_collections.kubesnap.snapshots.plugins.module_utils import cycle, k8s_wait, retention
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import cycle, k8s_service, k8s_wait, retention
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.cycle import run_parallel
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import base
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError, resource_path
@@ -470,8 +470,7 @@ class Archiver:
             if not self._settings.credentials_secret and self._settings.credentials:
                 cleanup.append(self._write(resource_path('v1', 'secrets', namespace),
                                            secret_manifest(plan, job, self._settings.credentials), 'Secret'))
-            self._client.request('PATCH', resource_path('batch/v1', 'jobs', namespace, plan.job), body={'spec': {'suspend': False}},
-                                 content_type='application/merge-patch+json')
+            k8s_service.patch(self._client, resource_path('batch/v1', 'jobs', namespace, plan.job), {'spec': {'suspend': False}})
         except (KubeError, ArchiveError) as exc:
             failure = 'Job %s/%s: %s' % (namespace, plan.job, exc) if isinstance(exc, KubeError) else str(exc)
             leftovers = self._clean(namespace, plan.job, cleanup)
@@ -594,7 +593,7 @@ class Archiver:
                 patch = {'metadata': {'resourceVersion': current['metadata']['resourceVersion'],
                                       'annotations': {SEQUENCE_ANNOTATION: str(plan.cycle),
                                                       SHA256_ANNOTATION: '%s %s' % (plan.url, sha256) if sha256 else None}}}
-                self._client.request('PATCH', path, body=patch, content_type='application/merge-patch+json')
+                k8s_service.patch(self._client, path, patch)
                 return
             except KubeError as exc:
                 if exc.status != 409 or attempt == ADVANCE_ATTEMPTS - 1:

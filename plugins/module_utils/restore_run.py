@@ -18,7 +18,7 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import TargetError
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.csi import GROUP_VERSION, NAME_LIMIT
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError, resource_path
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s_service import get_or_none
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s_service import delete_if_unchanged, get_or_none, patch
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.lease import Write
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.targets import Inventory
 
@@ -324,13 +324,7 @@ def delete_if_ours(client, body):
     found = get_or_none(client, object_path(body, name=True))
     if found is None or not (found['metadata'].get('annotations') or {}).get(rs.RESTORED_FROM):
         return False
-    try:
-        client.delete(object_path(body, name=True), {'uid': found['metadata']['uid']})
-    except KubeError as exc:
-        if exc.status != 404:
-            raise
-        return False
-    return True
+    return delete_if_unchanged(client, object_path(body, name=True), found['metadata']['uid'])
 
 
 def wait_for(client, collection, name, done, timeout, clock=time.monotonic, sleep=time.sleep, uid=None):
@@ -458,8 +452,8 @@ def restore(module, client, plan, result):
                     'verification not recorded' % (namespace, name, plan.snapshot.id))
     elif p['record_verified'] and plan.source.claim is not None:
         value = '%s %s' % (plan.snapshot.id, datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat())
-        client.request('PATCH', resource_path('v1', 'persistentvolumeclaims', plan.source.namespace, plan.source.pvc),
-                       body={'metadata': {'annotations': {rs.LAST_VERIFIED: value}}}, content_type='application/merge-patch+json')
+        patch(client, resource_path('v1', 'persistentvolumeclaims', plan.source.namespace, plan.source.pvc),
+              {'metadata': {'annotations': {rs.LAST_VERIFIED: value}}})
         result.update(changed=True, verified=value)
     return []
 

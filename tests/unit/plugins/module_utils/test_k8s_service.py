@@ -57,6 +57,10 @@ def test_delete_if_unchanged_sends_its_preconditions_and_reads_a_404_as_already_
     assert k8s_service.delete_if_unchanged(client, '/gone', uid='u1') is False
     with pytest.raises(KubeError, match='409'):
         k8s_service.delete_if_unchanged(client, '/changed', uid='u1')
+    sent = len(client.requests)
+    with pytest.raises(ValueError, match='no uid'):  # an unconditional delete is never sent under this name
+        k8s_service.delete_if_unchanged(client, '/x', uid=None)
+    assert len(client.requests) == sent
 
 
 def test_discovery_reads_each_api_version_once_and_an_unserved_one_serves_nothing():
