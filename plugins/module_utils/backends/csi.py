@@ -11,7 +11,7 @@ import random
 import re
 import time
 
-from ansible_collections.kubesnap.snapshots.plugins.module_utils import k8s_wait
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import k8s_service, k8s_wait
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import base
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import LAST_APPLIED, KubeError, interned, resource_path
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.messages import quoted
@@ -279,20 +279,18 @@ class CsiBackend(base.Backend):
         """
         path = resource_path(GROUP_VERSION, 'volumesnapshots', snapshot.namespace, snapshot.name)
         for attempt in range(DELETE_ATTEMPTS):
+            if not snapshot.uid:  # nothing to hold the server to: never an unconditional delete
+                raise base.TargetError('metadata', 'no uid to make its delete conditional on; kept')
             try:
-                self._client.delete(path, {'uid': snapshot.uid, 'resourceVersion': snapshot.version} if snapshot.uid else None)
+                k8s_service.delete_if_unchanged(self._client, path, snapshot.uid, snapshot.version)
                 return
             except KubeError as exc:
-                if exc.status == 404:
-                    return
                 if exc.status != 409 or attempt == DELETE_ATTEMPTS - 1:
                     raise
-            try:
-                current = snapshot_from_object(self._client.get(path))
-            except KubeError as exc:
-                if exc.status == 404:
-                    return
-                raise
+            found = k8s_service.get_or_none(self._client, path)
+            if found is None:
+                return
+            current = snapshot_from_object(found)
             if current.uid != snapshot.uid or current.held or current.labels.get(base.MANAGED_BY_KEY) != base.MANAGED_BY_VALUE \
                     or current.volume_key != snapshot.volume_key or current.source != snapshot.source:
                 raise base.TargetError('metadata', 'changed since expiry planned it (held, disowned, moved to another volume or replaced); kept')

@@ -319,8 +319,9 @@ class ConflictingClient:
         self.current = current
         self.deletes = []
 
-    def delete(self, path, preconditions=None):
-        self.deletes.append(preconditions)
+    def request(self, method, path, body=None, **_options):
+        assert method == 'DELETE'
+        self.deletes.append(body['preconditions'])
         if len(self.deletes) == 1:
             raise KubeError('DELETE', path, 409, 'the object has been modified', 'Conflict')
 
@@ -350,3 +351,11 @@ def test_after_a_conflict_the_snapshot_is_deleted_only_if_still_the_planned_volu
         with pytest.raises(base.TargetError, match='moved to another volume'):
             CsiBackend(client).delete(planned)
         assert client.deletes == [{'uid': 'snap-uid', 'resourceVersion': '1'}]
+
+
+def test_a_planned_snapshot_without_a_uid_is_kept_not_deleted_unconditionally():
+    planned = dataclasses.replace(snapshot_from_object(owned()), uid=None)
+    client = ConflictingClient(owned())
+    with pytest.raises(base.TargetError, match='no uid'):
+        CsiBackend(client).delete(planned)
+    assert client.deletes == []
