@@ -337,17 +337,12 @@ def wait_for(client, collection, name, done, timeout, clock=time.monotonic, slee
 
 
 def is_bound(claim):
-    return claim is not None and (claim.get('status') or {}).get('phase') == 'Bound'
+    return k8s_wait.claim_bound([claim] if claim is not None else []) is not None
 
 
 def job_outcome(job):
     """'Complete' or 'Failed' once a Job has finished (or 'deleted'), else None."""
-    if job is None:
-        return 'deleted'
-    for condition in (job.get('status') or {}).get('conditions') or []:
-        if condition.get('type') in ('Complete', 'Failed') and condition.get('status') == 'True':
-            return condition['type']
-    return None
+    return k8s_wait.job_finished([job] if job is not None else [])
 
 
 def check_job_name(template, restore_name):
