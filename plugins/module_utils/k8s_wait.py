@@ -38,6 +38,7 @@ def observe(client, path, deadline, selector=None, name=None, clock=time.monoton
     `selector` is a label selector; `name` narrows the collection at `path` to one object (a field selector).
     """
     fields = 'metadata.name=%s' % name if name else None
+    # Endless backoffs; next()'s default (never reached) keeps a StopIteration from ever escaping this generator.
     pauses = delays(None, base=0.5, cap=WATCH_BACKOFF_CAP, rng=rng)
     polls = delays(None, base=0.5, cap=POLL_JITTER_CAP, rng=rng)
     version, polling = None, False
@@ -49,7 +50,7 @@ def observe(client, path, deadline, selector=None, name=None, clock=time.monoton
                 yield LISTED, objects
                 if not polling:
                     continue
-                pause = POLL_INTERVAL + next(polls)
+                pause = POLL_INTERVAL + next(polls, POLL_JITTER_CAP)
             else:
                 heard = False
                 for kind, obj in _watch(client, path, selector, fields, version, deadline - clock()):
@@ -59,16 +60,16 @@ def observe(client, path, deadline, selector=None, name=None, clock=time.monoton
                         yield kind, [obj]
                 if heard:
                     continue
-                pause = next(pauses)  # a stream closed before its time with nothing in it is broken too
+                pause = next(pauses, WATCH_BACKOFF_CAP)  # a stream closed before its time with nothing in it is broken too
         except _WatchForbidden:
             polling = True  # may list, may not watch: poll lists from now on
-            pause = POLL_INTERVAL + next(polls)
+            pause = POLL_INTERVAL + next(polls, POLL_JITTER_CAP)
         except KubeError as exc:
             if exc.status == 410:
                 version = None  # history compacted: list again
             elif not (exc.method == 'GET' and exc.retryable):
                 raise
-            pause = exc.retry_after if exc.retry_after is not None else next(pauses)
+            pause = exc.retry_after if exc.retry_after is not None else next(pauses, WATCH_BACKOFF_CAP)
         sleep(max(0.0, min(pause, deadline - clock())))
 
 

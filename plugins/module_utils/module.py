@@ -15,7 +15,7 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils import cycle, k
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import Registry, option_bounds, option_spec
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.lease import Lease, LeaseInvalid, write_under_lease
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.errors import KubesnapError
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.messages import MSG_ITEMS, bounds_problem, cut, listed  # noqa: F401 (MSG_ITEMS: its name here before)
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.messages import bounds_problem, listed
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.targets import BACKUP_LABEL, DELTAS_ANNOTATION, Options, parse_targets, screen
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import TargetError
 
