@@ -111,14 +111,49 @@ def inconsistent_of(target, owned_by_key):
 
 
 def _inconsistency(target, snapshot):
-    # A volume whose backend changed (the `backend` option or annotation, a new VolumeSnapshotClass) keeps its key: the old
-    # backend's backups are its, but no longer taken the way it is served. They are kept and named, never weighed or expired
-    # by the new backend's plan: switch back to expire them by the policy, or delete them by hand.
     if snapshot.backend != target.backend:
-        return ('taken by the %s backend, which no longer serves volume %s (%s; now %s): kept, not weighed or expired; switch the '
-                'volume back to %s to expire them, or delete them by hand' % (snapshot.backend, target.key, target.display, target.backend,
-                                                                              snapshot.backend))
+        if _switched(target, snapshot):
+            return ('taken by the %s backend, which no longer serves volume %s (%s; now %s): weighed by the volume\'s policy apart '
+                    'from the %s backups, the newest ready snapshot across backends always kept (snapshot_expire)'
+                    % (snapshot.backend, target.key, target.display, target.backend, target.backend))
+        return ('taken by the %s backend, which no longer serves volume %s (%s; now %s), of %s, which is not this volume: kept, not '
+                'weighed or expired; delete it by hand' % (snapshot.backend, target.key, target.display, target.backend,
+                                                           snapshot.source or 'an unknown source'))
     return 'carries the labels of volume %s (%s) but was taken of %s' % (target.key, target.display, snapshot.source or 'an unknown source')
+
+
+def _switched(target, snapshot):
+    # A volume whose backend changed (the `backend` option or annotation, a new VolumeSnapshotClass) keeps its key: the old
+    # backend's backups are its when taken of what that backend would have read (its claim, its disk, its CSI handle). Labels
+    # are anyone's to write: a snapshot of something else stays inconsistent and is never weighed, so never deleted for it.
+    known = {target.snapshot_source, 'pvc/%s/%s' % (target.namespace, target.pvc) if target.pvc else None,
+             target.volume.get('taken_of'), target.volume.get('volume_handle')} - {None}
+    return snapshot.backend != target.backend and snapshot.source is not None and snapshot.source in known
+
+
+def switched_of(target, inconsistent):
+    """{backend: snapshots, oldest first}: of a target's inconsistent snapshots (inconsistent_of), its backups taken by a backend
+    that served the volume before. snapshot_expire weighs each group by the volume's policy (plan_expiry's `alongside`)."""
+    groups = {}
+    for snapshot, _reason in inconsistent:
+        if _switched(target, snapshot):
+            groups.setdefault(snapshot.backend, []).append(snapshot)
+    for snapshots in groups.values():
+        snapshots.sort(key=lambda s: (s.created_at, s.id))
+    return groups
+
+
+def elsewhere(targets, owned_by_key):
+    """{volume key: snapshots}: those carrying a target's labels in a namespace other than its claim's (a restore's copy, a
+    copied manifest). No backups of it (snapshots_of) nor inconsistent with it (inconsistent_of, its namespace only): listed
+    apart, per namespace (per_namespace), so that nothing written there is weighed with the volume's backups."""
+    found = {}
+    for target in targets:
+        inside = {id(s) for s in _in_namespace(target, owned_by_key)}
+        outside = [s for s in owned_by_key.get(target.key, []) if id(s) not in inside]
+        if outside:
+            found[target.key] = outside
+    return found
 
 
 def _in_namespace(target, owned_by_key):
@@ -137,6 +172,8 @@ class CreatePlan:
     reason: str
     newest: object = None
     stalled: tuple = ()
+    # (snapshot, reason): labelled as the volume's but no backup of it (inconsistent_of), reported with the plan.
+    inconsistent: tuple = ()
 
 
 MIN_STALLED_AFTER = datetime.timedelta(hours=1)
@@ -175,8 +212,10 @@ def plan_creation(targets, owned_by_key, now, force=False, stalled_after=None):
         pending = [s for s in unheld if s.state == PENDING and s.created_at > since]
         attempts = [s for s in unheld if (s.state == FAILED or s in stalled) and (newest is None or s.created_at > newest.created_at)]
 
-        def plan(due, reason, stalled=stalled, newest=newest, target=target):
-            return CreatePlan(target, due, reason, newest, stalled)
+        inconsistent = tuple(inconsistent_of(target, owned_by_key))
+
+        def plan(due, reason, stalled=stalled, newest=newest, target=target, inconsistent=inconsistent):
+            return CreatePlan(target, due, reason, newest, stalled, inconsistent)
 
         if force:
             plans.append(plan(True, 'forced'))
@@ -247,10 +286,13 @@ class ExpiryPlan:
     namespace: str | None = None
     # (snapshot, reason): labelled as this volume's but taken of something else; left alone, reported.
     inconsistent: list = dataclasses.field(default_factory=list)
+    # The backend that served the volume before, when these are its backups taken there (switched_of).
+    switched_from: str | None = None
 
     def as_dict(self, now):
         return {
             'namespace': self.namespace,
+            'switched_from': self.switched_from,
             'keep': [dict(s.as_dict(now), reason=reason) for s, reason in self.keep],
             'expire': [s.as_dict(now) for s in self.expire],
             'inconsistent': [dict(s.as_dict(now), reason=reason) for s, reason in self.inconsistent],
@@ -263,7 +305,8 @@ def _hold_reason(snapshot):
     return 'held (label %s=%s)' % (HOLD_KEY, snapshot.labels[HOLD_KEY])
 
 
-def plan_expiry(volume_key, snapshots, policy, in_use, anchor=None, unweighed='no retention policy', namespace=None, inconsistent=()):
+def plan_expiry(volume_key, snapshots, policy, in_use, anchor=None, unweighed='no retention policy', namespace=None, inconsistent=(),
+                alongside=(), switched_from=None):
     """Keep and expire for one volume (pure).
 
     Only ready, unheld snapshots are weighed by the policy. Pending ones are not backups yet and
@@ -272,11 +315,14 @@ def plan_expiry(volume_key, snapshots, policy, in_use, anchor=None, unweighed='n
     the policy, and a snapshot that a PVC names as its dataSource is kept while that PVC exists.
     The retention core always keeps the newest ready snapshot. `snapshots` are backups of one
     volume in one namespace (snapshots_of, per_namespace); `inconsistent` ones are only reported.
+    `alongside` are the volume's other backups (another backend's, switched_of): weighed with these, so that the newest ready
+    snapshot across backends is the one always kept, but never kept or expired by this plan.
     """
     keep = []
     weighed = {}
     superseded = []
-    newest = _newest_ready(snapshots)
+    others = {s.id: s for s in alongside if s.state == READY and not s.held}
+    newest = _newest_ready(sorted(list(snapshots) + list(others.values()), key=lambda s: (s.created_at, s.id)))
     for snapshot in snapshots:
         if snapshot.held:
             keep.append((snapshot, _hold_reason(snapshot)))
@@ -290,8 +336,8 @@ def plan_expiry(volume_key, snapshots, policy, in_use, anchor=None, unweighed='n
             weighed[snapshot.id] = snapshot
     if policy is None:
         return ExpiryPlan(volume_key, None, keep + [(s, unweighed) for s in superseded + list(weighed.values())], [], namespace,
-                          list(inconsistent))
-    reasons = retention.explain({sid: s.created_at for sid, s in weighed.items()}, policy, now=anchor)
+                          list(inconsistent), switched_from)
+    reasons = retention.explain({sid: s.created_at for sid, s in dict(others, **weighed).items()}, policy, now=anchor)
     expire = []
     for sid, snapshot in weighed.items():
         if sid in reasons:
@@ -302,7 +348,7 @@ def plan_expiry(volume_key, snapshots, policy, in_use, anchor=None, unweighed='n
             expire.append(snapshot)
     expire = sorted(expire + superseded, key=lambda s: (s.created_at, s.id))
     keep.sort(key=lambda pair: (pair[0].created_at, pair[0].id))
-    return ExpiryPlan(volume_key, policy, keep, expire, namespace, list(inconsistent))
+    return ExpiryPlan(volume_key, policy, keep, expire, namespace, list(inconsistent), switched_from)
 
 
 def per_namespace(owned_by_key, keys):

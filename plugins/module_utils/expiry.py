@@ -18,9 +18,19 @@ def plans_for(targets, owned, inventory, orphan_policy, anchor, one_off, read_co
     snapshot: a labelled copy in one namespace never decides what is deleted in another.
     """
     in_use = inventory.snapshots_in_use(read_content)
-    plans = [(target.display, False, cycle.plan_expiry(target.key, cycle.snapshots_of(target, owned), target.policy, in_use, anchor,
-                                                       namespace=target.namespace, inconsistent=cycle.inconsistent_of(target, owned)))
-             for target in targets]
+    plans = []
+    for target in targets:
+        backups, inconsistent = cycle.snapshots_of(target, owned), cycle.inconsistent_of(target, owned)
+        switched = cycle.switched_of(target, inconsistent)
+        apart = {s.id for snapshots in switched.values() for s in snapshots}
+        plans.append((target.display, False, cycle.plan_expiry(target.key, backups, target.policy, in_use, anchor, namespace=target.namespace,
+                                                               inconsistent=[pair for pair in inconsistent if pair[0].id not in apart])))
+        # A backend that served the volume before: its backups are weighed by the volume's policy with every other backup of
+        # the volume (the newest ready one across backends is kept), and only they are kept or expired by this plan.
+        for backend, snapshots in sorted(switched.items()):
+            alongside = backups + [s for other, group in switched.items() if other != backend for s in group]
+            plans.append(('%s (taken by %s before)' % (target.display, backend), False, cycle.plan_expiry(
+                target.key, snapshots, target.policy, in_use, anchor, namespace=target.namespace, alongside=alongside, switched_from=backend)))
     # Disaster-recovery copies (aws_copy_to) are expired by the volume's policy, apart from the originals.
     plans += [('%s (copies in %s)' % (target.display, group), False, cycle.plan_expiry(target.key, copies, target.policy, in_use, anchor,
                                                                                        namespace=target.namespace))

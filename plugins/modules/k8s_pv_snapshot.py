@@ -154,6 +154,36 @@ volumes:
       type: list
       elements: str
       sample: [data-0-20261129030000]
+    inconsistent:
+      description:
+        - Snapshots that carry the volume's labels but are no backup of it (taken of another claim or disk, or by a
+          backend that no longer serves the volume), as M(kubesnap.snapshots.snapshot_info) reports them; they never
+          count as the volume's newest backup, so they never make it not due.
+      type: list
+      elements: dict
+      sample: [{name: by-hand, id: db/by-hand, backend: csi, source: pvc/db/data-1,
+                reason: carries the labels of volume 5f0c2a9e-8d8b-4a53-9d6e-3a1b2c3d4e5f (db/data-0) but was taken of pvc/db/data-1}]
+      contains:
+        name:
+          description: Snapshot name.
+          type: str
+          sample: by-hand
+        id:
+          description: The backend's id of the snapshot (for CSI C(namespace/name)).
+          type: str
+          sample: db/by-hand
+        backend:
+          description: Backend that holds the snapshot.
+          type: str
+          sample: csi
+        source:
+          description: What the snapshot was taken of, as its backend reports it; null when unknown.
+          type: str
+          sample: pvc/db/data-1
+        reason:
+          description: Why it is not counted as a backup of this volume.
+          type: str
+          sample: carries the labels of volume 5f0c2a9e-8d8b-4a53-9d6e-3a1b2c3d4e5f (db/data-0) but was taken of pvc/db/data-1
 copies:
   description:
     - Disaster-recovery copies (O(aws_copy_to)) made by this run, of the completed snapshots of the targets that were
@@ -265,7 +295,9 @@ def volume_result(plan, action, reason=None, snapshot=None, name=None):
             'policy': target.policy.text if target.policy is not None else None, 'action': action,
             'reason': reason or plan.reason, 'snapshot': snapshot.name if snapshot else name,
             'state': snapshot.state if snapshot else None, 'duration': None,
-            'stalled': [stalled.name for stalled in plan.stalled]}
+            'stalled': [stalled.name for stalled in plan.stalled],
+            'inconsistent': [{'name': s.name, 'id': s.id, 'backend': s.backend, 'source': s.source, 'reason': why}
+                             for s, why in plan.inconsistent]}
 
 
 def plan(params, registry, targets, now):

@@ -19,6 +19,10 @@ description:
     than C(true) or C(false) holds and is named in the C(reason)), and snapshots named as the C(dataSource) of an existing PVC.
   - A snapshot counts as a backup of a volume only when it was taken of it (CSI, its source claim is the volume's claim,
     or its content's C(volumeHandle) is the volume's); the others carrying the volume's labels are reported in RV(volumes[].inconsistent).
+  - A volume whose backend changed (O(backend), the C(kubesnap.io/backend) annotation, a new VolumeSnapshotClass) keeps its
+    key; the backups its old backend took of it (of its claim or disk), when that backend is listed, are weighed by the volume's
+    policy in an entry of their own (RV(volumes[].switched_from) names that backend), together with the volume's other backups;
+    the newest ready snapshot across backends is always kept, and only the old backend's are kept or expired there.
   - Snapshots of volumes that no longer exist are orphans, reported and kept unless O(orphan_policy=expire).
     A one-off run (O(pvc) or O(pv)) leaves orphans alone.
   - Check mode with diff is the dry-run plan, giving for each kept snapshot the reason (which generation keeps it).
@@ -105,6 +109,12 @@ volumes:
       description: Whether the volume no longer exists.
       type: bool
       sample: false
+    switched_from:
+      description:
+        - The backend that served the volume before its backend changed, when this entry weighs the backups that backend took
+          of it (C(volume) is then C(<volume> (taken by <backend> before))); null otherwise.
+      type: str
+      sample: null
     keep:
       description: Snapshots kept, oldest first, each with the C(reason) it is kept.
       type: list

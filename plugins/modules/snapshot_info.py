@@ -261,7 +261,10 @@ orphans:
           type: str
           sample: pvc/db/data-0
 unprotected:
-  description: Owned snapshots of existing volumes that no source protects any more, grouped like RV(orphans).
+  description:
+    - Owned snapshots of existing volumes that no source protects any more, grouped like RV(orphans).
+    - Also those that carry a protected volume's labels in a namespace other than its claim's (a restore's copy, a copied
+      manifest), grouped per namespace; no backups of that volume, never weighed with its backups.
   returned: always
   type: list
   elements: dict
@@ -428,8 +431,10 @@ def main():
                      cycle.inconsistent_of(t, owned)) for t in targets]
     orphans = [group(label(key, namespace), key, namespace, getattr(cycle.orphan_policy(snapshots), 'text', None), snapshots, now)
                for key, namespace, snapshots in cycle.per_namespace(owned, set(owned) - live)]
+    # A targeted volume's labels in another namespace are no backup of it: listed with the unprotected, per namespace.
+    copies = cycle.elsewhere(targets, owned)
     unprotected = [group(label(key, namespace), key, namespace, None, snapshots, now)
-                   for key, namespace, snapshots in cycle.per_namespace(owned, set(owned) & live - targeted)]
+                   for key, namespace, snapshots in cycle.per_namespace(owned, set(owned) & live - targeted) + cycle.per_namespace(copies, copies)]
     module.exit_or_fail([], '', problems, changed=False, volumes=volumes, orphans=orphans, unprotected=unprotected)
 
 

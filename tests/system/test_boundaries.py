@@ -276,3 +276,43 @@ def test_a_hold_label_holds_unless_it_says_false(kube, namespace, run):
     assert [e["name"] for e in volume["expire"]] == [middle["metadata"]["name"]]
     wait_for("the expired snapshot to be removed",
              lambda: owned_names(kube, namespace) == {oldest["metadata"]["name"], newest["metadata"]["name"]}, timeout=180)
+
+
+def test_k8s_pv_snapshot_reports_the_snapshots_labelled_as_a_volumes_that_are_no_backup_of_it(kube, namespace, run):
+    create_pvc(kube, namespace, "a")
+    create_pvc(kube, namespace, "b")
+    annotate(kube, namespace, "b", {DELTAS: SHORT})
+    key_b = volume_of(kube, namespace, "b").metadata.uid
+    labelled_snapshot(kube, namespace, "by-hand", "a", key_b)
+
+    planned = by_volume(run("k8s_pv_snapshot", check=True, namespace=namespace))
+    assert [(s["name"], s["source"]) for s in planned[f"{namespace}/b"]["inconsistent"]] == [("by-hand", f"pvc/{namespace}/a")], planned
+    assert f"pvc/{namespace}/a" in planned[f"{namespace}/b"]["inconsistent"][0]["reason"]
+    assert planned[f"{namespace}/a"]["inconsistent"] == []
+    created = by_volume(run("k8s_pv_snapshot", namespace=namespace))[f"{namespace}/b"]
+    assert created["state"] == "ready" and [s["name"] for s in created["inconsistent"]] == ["by-hand"], created
+
+
+@pytest.mark.cluster_wide  # a read of the whole cluster: no other test's objects change under it
+def test_snapshot_info_lists_a_targeted_volumes_labels_in_another_namespace_apart_from_its_backups(kube, namespace, other_namespace, run):
+    create_pvc(kube, namespace, "data")
+    annotate(kube, namespace, "data", {DELTAS: SHORT})
+    key = volume_of(kube, namespace, "data").metadata.uid
+    created = by_volume(run("k8s_pv_snapshot", namespace=namespace))[f"{namespace}/data"]
+    assert created["state"] == "ready", created
+    # A newer copy of the volume's labels elsewhere, with a hostile policy: a restore's copy or a copied manifest.
+    create_pvc(kube, other_namespace, "copy")
+    labelled_snapshot(kube, other_namespace, "copy", "copy", key, policy=HOSTILE)
+
+    info = run("snapshot_info")
+    mine = by_volume(info)[f"{namespace}/data"]
+    assert [s["name"] for s in mine["snapshots"]] == [created["snapshot"]] and mine["inconsistent"] == []
+    elsewhere = [g for g in info["unprotected"] + info["orphans"] if g["key"] == key]
+    assert [(g["volume"], g["namespace"], [s["name"] for s in g["snapshots"]]) for g in elsewhere] == [
+        (f"{other_namespace}/{key}", other_namespace, ["copy"])], elsewhere
+    assert not [g for g in info["orphans"] if g["key"] == key]
+    # Expiry over the whole cluster leaves both alone: the copy is weighed with nothing, the backup is the newest.
+    plan = run("snapshot_expire", check=True, now=FAR)
+    assert "volumes" in plan, plan
+    assert "copy" not in {e["name"] for v in plan["volumes"] for e in v["expire"]}
+    assert by_volume(plan)[f"{namespace}/data"]["expire"] == []

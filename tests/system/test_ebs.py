@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.ebs im
 from .ec2_server import Ec2Server
 from .modules import DELTAS, run_module
 from .test_cloud_backends import REGION, ZONE, RULES, annotate, create_ebs_pv, ec2_client
+from .test_faults import old_snapshot, unserved_class
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -271,3 +273,42 @@ def test_targets_from_k8s_pv_info_are_served_as_given_volumes_and_rule_disks_ali
     refused = module("k8s_pv_snapshot", cluster, namespace, aws, targets=[forged], force=True)
     assert refused.get("failed") and refused["volumes"] == [] and "is not the disk the live snapshotrule/" in refused["msg"], refused
     assert ours(ec2, **{"volume-id": other}) == []
+
+
+def test_the_backups_a_volumes_old_backend_took_are_weighed_by_its_policy_across_backends(cluster, kube, namespace, ec2_server, aws):
+    # Served by CSI until its claim's annotation switched it to aws: the CSI snapshots of its claim are its old backups.
+    ec2 = ec2_client(ec2_server)
+    volume_id = ebs_claim(kube, ec2, namespace, "data", annotations={DELTAS: "PT1H P1D", "kubesnap.io/backend": "aws"})
+    pvc = kube.core.read_namespaced_persistent_volume_claim("data", namespace)
+    pv = kube.core.read_persistent_volume(pvc.spec.volume_name)
+    unserved_class(kube)
+    start = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    old = [old_snapshot(kube, namespace, pvc, pv, index, start - datetime.timedelta(hours=hours)) for index, hours in enumerate((50, 40, 30))]
+    for name in old:
+        kube.wait_snapshot_ready(namespace, name, timeout=120)
+
+    # No aws backup yet: the newest CSI one is the volume's newest ready snapshot, kept; the policy expires the others.
+    first = module("snapshot_expire", cluster, namespace, aws, now=start.isoformat())
+    assert not first.get("failed"), first
+    volumes = {v["volume"]: v for v in first["volumes"]}
+    switched = volumes[f"{namespace}/data (taken by csi before)"]
+    assert (switched["switched_from"], switched["policy"], switched["orphan"]) == ("csi", "PT1H P1D", False)
+    assert [(k["name"], k["reason"], k["backend"]) for k in switched["keep"]] == [(old[2], "newest", "csi")]
+    assert sorted(e["name"] for e in switched["expire"]) == sorted(old[:2])
+    assert volumes[f"{namespace}/data"]["switched_from"] is None and volumes[f"{namespace}/data"]["inconsistent"] == []
+    deleting = {name for name in old if "deletionTimestamp" in kube.get_snapshot(namespace, name)["metadata"]}
+    assert deleting == set(old[:2])
+
+    # The aws backup is made and reports the old backend's one it does not count as its own.
+    made = module("k8s_pv_snapshot", cluster, namespace, aws)
+    [volume] = made["volumes"]
+    assert (volume["backend"], volume["state"]) == ("aws", "ready"), made
+    assert [(s["name"], s["backend"]) for s in volume["inconsistent"]] == [(old[2], "csi")]
+    assert "weighed by the volume's policy" in volume["inconsistent"][0]["reason"]
+    # Now the newest ready snapshot is the aws one: a day on, the last CSI backup is older than the policy keeps, and goes.
+    second = module("snapshot_expire", cluster, namespace, aws, now=(start + datetime.timedelta(days=1, minutes=5)).isoformat())
+    volumes = {v["volume"]: v for v in second["volumes"]}
+    assert [e["name"] for e in volumes[f"{namespace}/data (taken by csi before)"]["expire"]] == [old[2]], second
+    assert [(k["name"], k["reason"]) for k in volumes[f"{namespace}/data"]["keep"]] == [(volume["snapshot"], "newest")]
+    assert "deletionTimestamp" in kube.get_snapshot(namespace, old[2])["metadata"]
+    assert [t["Value"] for s in ours(ec2, **{"volume-id": volume_id}) for t in s["Tags"] if t["Key"] == "Name"] == [volume["snapshot"]]

@@ -10,7 +10,7 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base i
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import Registry
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.csi import CsiBackend
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.cycle import (
-    create_snapshots, inconsistent_of, orphan_policy, per_namespace, plan_creation, plan_expiry, snapshots_of, stalled_bound,
+    create_snapshots, elsewhere, inconsistent_of, orphan_policy, per_namespace, plan_creation, plan_expiry, snapshots_of, stalled_bound,
     wait_until_settled,
 )
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.lease import LeaseLost
@@ -257,3 +257,68 @@ def test_backups_of_a_volume_taken_by_the_backend_that_served_it_before_are_kept
     assert kept is before and reason.startswith('taken by the gce backend, which no longer serves volume k1') and 'now csi' in reason
     plan = plan_expiry('k1', snapshots_of(target(), owned), POLICY, in_use={}, inconsistent=inconsistent_of(target(), owned))
     assert before not in plan.expire
+
+
+def test_a_creation_plan_reports_the_snapshots_labelled_as_the_volumes_that_are_no_backup_of_it():
+    by_hand = snap('by-hand', 0.1, source='pvc/db/other')
+    [plan] = plan_creation([target()], {'k1': [snap('own', 5), by_hand]}, NOW)
+    assert plan.due and plan.newest.name == 'own'
+    assert [(s.name, reason.split(' but ')[1]) for s, reason in plan.inconsistent] == [('by-hand', 'was taken of pvc/db/other')]
+    assert plan.inconsistent == tuple(inconsistent_of(target(), {'k1': [snap('own', 5), by_hand]}))
+    assert plan_creation([target()], {'k1': [snap('own', 5)]}, NOW)[0].inconsistent == ()
+
+
+def test_a_targets_labels_in_another_namespace_are_found_apart_and_grouped_per_namespace():
+    copy = dataclasses.replace(snap('copy', 0.1), namespace='elsewhere', id='elsewhere/copy')
+    own, cloud = snap('own', 5), dataclasses.replace(snap('cloud', 4, namespace=None), backend='aws', id='snap-1')
+    owned = {'k1': [own, cloud, copy], 'k2': [snap('other', 1, key='k2')]}
+    found = elsewhere([target(), target('k3')], owned)
+    assert found == {'k1': [copy]}
+    assert per_namespace(found, found) == [('k1', 'elsewhere', [copy])]
+    assert copy not in snapshots_of(target(), owned) and copy not in [s for s, _ in inconsistent_of(target(), owned)]
+
+
+def aws_target(key='k1', policy=POLICY):
+    return dataclasses.replace(target(key, policy), backend='aws', volume={'volume_id': 'vol-1', 'region': 'r', 'taken_of': 'vol-1'})
+
+
+def by_aws(name, hours_ago, source='vol-1', **kwargs):
+    return dataclasses.replace(snap(name, hours_ago, namespace=None, source=source, **kwargs), backend='aws', id='snap-' + name)
+
+
+def expiry_plans(targets, owned, anchor=NOW):
+    inventory = Inventory(pvs=[{'metadata': {'uid': t.key, 'name': t.pv}} for t in targets], pvcs=[])
+    return {label: plan for label, _orphan, plan in plans_for(targets, owned, inventory, 'keep', anchor, one_off=False)}
+
+
+def test_backups_the_old_backend_took_are_weighed_by_the_policy_with_the_new_backends():
+    # Served by CSI until the annotation switched it to aws: the CSI snapshots of its claim are its old backups.
+    old = [snap('csi-%d' % hours, hours) for hours in (50, 49, 30, 26)]
+    new = [by_aws('aws-%d' % hours, hours) for hours in (3, 2, 1)]
+    plans = expiry_plans([aws_target()], {'k1': old + new})
+    current, switched = plans['db/data-k1'], plans['db/data-k1 (taken by csi before)']
+    assert (current.switched_from, switched.switched_from) == (None, 'csi')
+    assert current.inconsistent == [] and {s.name for s, _ in current.keep} | {s.name for s in current.expire} == {s.name for s in new}
+    # PT1H P1D over both backends' backups, newest aws-1: the hourly generation reaches csi-26 and no further.
+    assert {s.name for s in switched.expire} == {'csi-50', 'csi-49', 'csi-30'}
+    assert [s.name for s, _reason in switched.keep] == ['csi-26']
+    assert switched.as_dict(NOW)['switched_from'] == 'csi'
+
+
+def test_the_newest_ready_snapshot_across_backends_is_kept_wherever_it_is():
+    # Switched to aws, whose first snapshot is still pending: the newest ready backup is the CSI one.
+    old = [snap('csi-%d' % hours, hours) for hours in (80, 60, 40)]
+    plans = expiry_plans([aws_target()], {'k1': old + [by_aws('aws-0', 0.1, state=PENDING)]}, anchor=NOW + datetime.timedelta(days=30))
+    switched = plans['db/data-k1 (taken by csi before)']
+    assert [(s.name, reason) for s, reason in switched.keep] == [('csi-40', 'newest')]
+    # Once a later aws backup is ready, the old backend's last one is no longer the newest: the policy weighs it.
+    plans = expiry_plans([aws_target()], {'k1': old + [by_aws('aws-0', 0.1)]}, anchor=NOW + datetime.timedelta(days=30))
+    assert plans['db/data-k1 (taken by csi before)'].keep == [] and plans['db/data-k1'].keep[0][1] == 'newest'
+
+
+def test_an_old_backends_snapshot_of_something_else_is_never_weighed_for_the_volume():
+    forged = snap('forged', 48, source='pvc/db/other')
+    plans = expiry_plans([aws_target()], {'k1': [forged, by_aws('aws-1', 1)]}, anchor=NOW + datetime.timedelta(days=30))
+    assert list(plans) == ['db/data-k1']
+    [(kept, reason)] = plans['db/data-k1'].inconsistent
+    assert kept is forged and 'pvc/db/other, which is not this volume' in reason and 'not weighed' in reason
