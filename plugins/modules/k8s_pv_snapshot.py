@@ -156,9 +156,11 @@ volumes:
       sample: [data-0-20261129030000]
     inconsistent:
       description:
-        - Snapshots that carry the volume's labels but are no backup of it (taken of another claim or disk, or by a
-          backend that no longer serves the volume), as M(kubesnap.snapshots.snapshot_info) reports them; they never
-          count as the volume's newest backup, so they never make it not due.
+        - Snapshots that carry the volume's labels but are no backup of it (taken of another claim or disk), as
+          M(kubesnap.snapshots.snapshot_info) reports them; they never count as the volume's newest backup, so they never
+          make it not due.
+        - Only the backends serving the run's volumes are listed here (one list each); a backend that served the volume
+          before is listed by M(kubesnap.snapshots.snapshot_info) and M(kubesnap.snapshots.snapshot_expire).
       type: list
       elements: dict
       sample: [{name: by-hand, id: db/by-hand, backend: csi, source: pvc/db/data-1,

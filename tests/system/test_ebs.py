@@ -299,12 +299,14 @@ def test_the_backups_a_volumes_old_backend_took_are_weighed_by_its_policy_across
     deleting = {name for name in old if "deletionTimestamp" in kube.get_snapshot(namespace, name)["metadata"]}
     assert deleting == set(old[:2])
 
-    # The aws backup is made and reports the old backend's one it does not count as its own.
+    # snapshot_info names the old backend's one left, by its backend, apart from the volume's aws backups.
     made = module("k8s_pv_snapshot", cluster, namespace, aws)
     [volume] = made["volumes"]
     assert (volume["backend"], volume["state"]) == ("aws", "ready"), made
-    assert [(s["name"], s["backend"]) for s in volume["inconsistent"]] == [(old[2], "csi")]
-    assert "weighed by the volume's policy" in volume["inconsistent"][0]["reason"]
+    [listed] = run_module("snapshot_info", str(cluster.kubeconfig), namespace=namespace, **aws)["volumes"]
+    assert [s["name"] for s in listed["snapshots"]] == [volume["snapshot"]]
+    assert [(s["name"], s["backend"]) for s in listed["inconsistent"]] == [(old[2], "csi")]
+    assert "weighed by the volume's policy" in listed["inconsistent"][0]["reason"]
     # Now the newest ready snapshot is the aws one: a day on, the last CSI backup is older than the policy keeps, and goes.
     second = module("snapshot_expire", cluster, namespace, aws, now=(start + datetime.timedelta(days=1, minutes=5)).isoformat())
     volumes = {v["volume"]: v for v in second["volumes"]}
