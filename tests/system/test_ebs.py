@@ -11,6 +11,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+from kubernetes.client import ApiException
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.ebs import EbsBackend
 
@@ -18,6 +19,7 @@ from .ec2_server import Ec2Server
 from .modules import DELTAS, run_module
 from .test_cloud_backends import REGION, ZONE, RULES, annotate, create_ebs_pv, ec2_client
 from .test_faults import old_snapshot, unserved_class
+from .cluster_helpers import SNAPSHOT_GROUP, SNAPSHOT_VERSION
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -284,6 +286,39 @@ def test_the_backups_a_volumes_old_backend_took_are_weighed_by_its_policy_across
     unserved_class(kube)
     start = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
     old = [old_snapshot(kube, namespace, pvc, pv, index, start - datetime.timedelta(hours=hours)) for index, hours in enumerate((50, 40, 30))]
+    try:
+        switched_backend_expiry(cluster, kube, namespace, aws, ec2, volume_id, start, old)
+    finally:
+        release(kube, namespace, old)
+
+
+def release(kube, namespace, names):
+    """Plays the driver no sidecar serves for the unserved class: lets the snapshots and their contents go (their finalizers
+    would otherwise keep the test's namespace terminating, and every cluster_wide test after it waiting)."""
+    for name in names:
+        try:
+            snapshot = kube.get_snapshot(namespace, name)
+        except ApiException as exc:
+            if exc.status == 404:
+                continue
+            raise
+        content = (snapshot.get("status") or {}).get("boundVolumeSnapshotContentName") or f"snapcontent-{snapshot['metadata']['uid']}"
+        custom = kube.custom
+        for patch, args in ((custom.patch_cluster_custom_object, ("volumesnapshotcontents", content)),
+                            (custom.patch_namespaced_custom_object, (namespace, "volumesnapshots", name))):
+            try:
+                patch(SNAPSHOT_GROUP, SNAPSHOT_VERSION, *args, {"metadata": {"finalizers": None}})
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+        try:
+            kube.custom.delete_cluster_custom_object(SNAPSHOT_GROUP, SNAPSHOT_VERSION, "volumesnapshotcontents", content)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+
+def switched_backend_expiry(cluster, kube, namespace, aws, ec2, volume_id, start, old):
     for name in old:
         kube.wait_snapshot_ready(namespace, name, timeout=120)
 
