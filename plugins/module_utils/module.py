@@ -243,7 +243,9 @@ class KubesnapModule(AnsibleModule):
         return work
 
     def api_calls(self):
-        return dict(self._client.requests) if self._client is not None else {}
+        # AnsibleModule's own argument checks fail before __init__ has made a client.
+        client = getattr(self, '_client', None)
+        return dict(client.requests) if client is not None else {}
 
     def targets(self, label_needs_policy=True, orphans=False):
         """(inventory, registry, targets, problems): the given targets, or discovery's (warnings emitted).
