@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
@@ -123,6 +124,7 @@ def test_a_volume_that_cannot_be_snapshotted_does_not_stop_pruning(cluster, kube
     assert all(s["status"]["readyToUse"] is True for name, s in remaining.items() if name in names)
 
 
+@pytest.mark.default_lease  # an ad hoc k8s_pv_snapshot takes the cycle's Lease in default
 def test_ad_hoc_snapshot_before_an_upgrade_with_credentials_from_the_environment(cluster, kube, namespace, tmp_path):
     kube.create_pvc(namespace, "data-0")
     # No kubeconfig option, no KUBECONFIG and no ~/.kube/config: only kubernetes.core's variable.

@@ -21,6 +21,9 @@ from .modules import run_module
 from . import test_access
 from .test_access import documented_rules, lease_rules, run_as
 
+# k8s_pv_archive takes the cycle's Lease in default (snapshot chosen and claim made under it).
+pytestmark = pytest.mark.default_lease
+
 account = test_access.account  # the fixture of a service account with given rules
 
 ACCESS, SECRET = "AKIAKUBESNAPTEST0001", "s3cr3t-never-in-a-spec/abc+xyz"
