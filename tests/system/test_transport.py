@@ -215,8 +215,10 @@ def test_impersonated_groups_are_each_sent_and_grant_their_rights(cluster, names
     audit.mark()
     result = run_module("k8s_pv_info", str(cluster.kubeconfig), env=env, namespace=namespace)
     assert not result.get("failed"), result
-    events = [e for e in audit.events() if (e.get("impersonatedUser") or {}).get("username") == "kubesnap-jane"]
+    # This run's requests only (its user agent): the kubeconfig test beside it impersonates kubesnap-jane too.
+    events = audit.module_events()
     assert events and len(events) == sum(result["api_calls"].values()), (events, result["api_calls"])
+    assert all((e.get("impersonatedUser") or {}).get("username") == "kubesnap-jane" for e in events), events
     assert all(sorted(e["impersonatedUser"]["groups"]) == sorted(["kubesnap-other", readers_group, "system:authenticated"])
                for e in events), events
     # The same user without the group is refused: the groups, not the kubeconfig's rights, made the first run work.
@@ -259,8 +261,11 @@ def test_a_kubeconfig_users_impersonation_fields_are_applied_as_kubectl_does(clu
     audit.mark()
     allowed = run_module("k8s_pv_info", grouped, env=clean_env(), namespace=namespace)
     assert not allowed.get("failed"), allowed
-    events = [e for e in audit.events() if (e.get("impersonatedUser") or {}).get("username") == "kubesnap-jane"]
+    events = audit.module_events()  # this run's requests only: other tests impersonate kubesnap-jane too
     assert events and len(events) == sum(allowed["api_calls"].values()), (events, allowed["api_calls"])
+    assert all((e.get("impersonatedUser") or {}).get("username") == "kubesnap-jane" for e in events), events
+    assert all(sorted(e["impersonatedUser"]["groups"]) == sorted(["kubesnap-other", readers_group, "system:authenticated"])
+               for e in events), events
     # The options override the kubeconfig's fields, as kubectl's --as and --as-group do.
     overridden = run_module("k8s_pv_info", limited, env=clean_env(), namespace=namespace, impersonate_user="kubesnap-jane",
                             impersonate_groups=[readers_group])
