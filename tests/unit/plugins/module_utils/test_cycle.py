@@ -275,7 +275,7 @@ def test_a_targets_labels_in_another_namespace_are_found_apart_and_grouped_per_n
     found = elsewhere([target(), target('k3')], owned)
     assert found == {'k1': [copy]}
     assert per_namespace(found, found) == [('k1', 'elsewhere', [copy])]
-    assert copy not in snapshots_of(target(), owned) and copy not in [s for s, _ in inconsistent_of(target(), owned)]
+    assert copy not in snapshots_of(target(), owned) and copy not in [s for s, _why in inconsistent_of(target(), owned)]
 
 
 def aws_target(key='k1', policy=POLICY):
@@ -298,7 +298,7 @@ def test_backups_the_old_backend_took_are_weighed_by_the_policy_with_the_new_bac
     plans = expiry_plans([aws_target()], {'k1': old + new})
     current, switched = plans['db/data-k1'], plans['db/data-k1 (taken by csi before)']
     assert (current.switched_from, switched.switched_from) == (None, 'csi')
-    assert current.inconsistent == [] and {s.name for s, _ in current.keep} | {s.name for s in current.expire} == {s.name for s in new}
+    assert current.inconsistent == [] and {s.name for s, _why in current.keep} | {s.name for s in current.expire} == {s.name for s in new}
     # PT1H P1D over both backends' backups, newest aws-1: the hourly generation reaches csi-26 and no further.
     assert {s.name for s in switched.expire} == {'csi-50', 'csi-49', 'csi-30'}
     assert [s.name for s, _reason in switched.keep] == ['csi-26']
