@@ -236,8 +236,10 @@ def test_gnu_tar_sparse_archives_restore_exactly(tmp_path, options):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="becomes another user")
-def test_clear_empties_directories_an_aborted_restore_left_read_only_and_follows_no_symlink(tmp_path_factory):
-    tmp_path = pathlib.Path(tempfile.mkdtemp(dir=tmp_path_factory.getbasetemp().parent.parent))  # /tmp: the user reaches it
+def test_clear_empties_directories_an_aborted_restore_left_read_only_and_follows_no_symlink():
+    # The system temporary directory, which the unprivileged user can reach: pytest's own (pytest-of-root, and under
+    # xdist its parent too) is 0700.
+    tmp_path = pathlib.Path(tempfile.mkdtemp())
     try:
         _clear_as_user(tmp_path)
     finally:
