@@ -156,8 +156,19 @@ class AuditLog:
             return 0
 
     def mark(self) -> int:
-        """Forget the events so far; returns the new offset."""
-        self.since = self.size()
+        """Forget the events so far; returns the new offset.
+
+        The offset is the end of the last complete line: a mark taken while the apiserver writes an event must not
+        start reading in the middle of it.
+        """
+        end = self.size()
+        try:
+            with open(self.path, "rb") as handle:
+                handle.seek(max(0, end - 65536))
+                tail = handle.read(end - handle.tell())
+        except FileNotFoundError:
+            tail = b""
+        self.since = end - len(tail) + tail.rfind(b"\n") + 1 if b"\n" in tail else end - len(tail)
         return self.since
 
     def events(
