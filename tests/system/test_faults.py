@@ -256,7 +256,7 @@ def test_a_snapshot_whose_create_answer_is_lost_is_reported_as_created_when_it_l
     proxy.script[SNAPSHOTS] = [fault]
     result = run_module("k8s_pv_snapshot", str(proxy.kubeconfig()), namespace=namespace, lease_namespace=namespace,
                         lease_duration=LEASE_DURATION)
-    assert proxy.injected == {fault: 1}
+    assert proxy.injected == {fault: 1}, (proxy.forwarded, result.get("msg"), result.get("volumes"))
     made = live_names(kube, namespace)
     if fault == "drop":  # the create reached the server, only its answer was lost
         assert len(made) == 1 and not result.get("failed"), result.get("msg")
