@@ -1,7 +1,7 @@
 # Local Kubernetes control plane for the kubesnap system tests: builds etcd,
 # kube-apiserver, kube-controller-manager, the CSI snapshot/provisioner
 # sidecars and a CSI mock driver from their Go modules and runs them as local
-# processes.  Usage: python tests/cluster/cluster.py up|down|status|build
+# processes.  Usage: python tests/cluster/cluster.py up|down|status|build [--second]
 """Bring the local test control plane up or down (see tests/cluster/README.md)."""
 
 from __future__ import annotations
@@ -62,6 +62,61 @@ BINARIES = [
     ("csi-provisioner", "kube", "github.com/kubernetes-csi/external-provisioner/v6/cmd/csi-provisioner"),
 ]
 PROCESS_ORDER = [binary[0] for binary in BINARIES]
+# The driver is cluster A's alone: B's sidecars call it on A's socket, as two clusters of one cloud project call one
+# disk service, so a snapshot handle made through A names the same snapshot for B.
+SHARED_STORAGE_PROCESSES = ("csi-mock-driver",)
+
+
+class Site:
+    """One control plane's run-time folder and process set: A (`.cluster/`, every test's) or B (`.cluster-b/`).
+
+    A plain class: this script is loaded by path (not in sys.modules), where dataclasses cannot resolve annotations.
+    """
+
+    def __init__(self, name: str, run: Path, processes: tuple, context: str):
+        self.name, self.run = name, run
+        self.processes = processes  # start order
+        self.context = context  # cluster and context name in its kubeconfig: the two files merge without clashes
+
+    @property
+    def logs(self) -> Path:
+        return self.run / "logs"
+
+    @property
+    def pki(self) -> Path:
+        return self.run / "pki"
+
+    @property
+    def state_file(self) -> Path:
+        return self.run / "state.json"
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.run / "kubeconfig"
+
+    @property
+    def audit_log(self) -> Path:
+        return self.run / "audit.log"
+
+    @property
+    def lock(self) -> Path:
+        return self.run / "lock"
+
+
+SITE_A = Site("a", RUN, tuple(PROCESS_ORDER), "kubesnap")
+SITE_B = Site("b", ROOT / ".cluster-b", tuple(p for p in PROCESS_ORDER if p not in SHARED_STORAGE_PROCESSES), "kubesnap-b")
+SITES = {site.name: site for site in (SITE_A, SITE_B)}
+
+
+def site_of(state: dict) -> Site:
+    """The site a state belongs to (states written before B existed are A's)."""
+    return SITES[state.get("site", "a")]
+
+
+def site_prefix(site: Site) -> str:
+    """What B's progress lines start with (A's are as they were before B existed)."""
+    return "" if site is SITE_A else f"cluster {site.name.upper()}: "
+
 
 # Only the controllers the storage flows need, and the job controller (k8s_pv_archive's Jobs; tests play the
 # kubelet for their pods); no kubelet or scheduler runs.
@@ -176,17 +231,17 @@ def stage_crds(cache: Path) -> None:
 # ---------------------------------------------------------------- certificates
 
 
-def generate_pki() -> None:
-    """CA, apiserver serving cert, one client cert per component, SA key pair."""
+def generate_pki(site: Site = SITE_A) -> None:
+    """CA, apiserver serving cert, one client cert per component, SA key pair (each site its own CA)."""
     # Imported here so `down` and `status` work without the dev requirements.
     from cryptography import x509  # pylint: disable=import-outside-toplevel
     from cryptography.hazmat.primitives import hashes, serialization  # pylint: disable=import-outside-toplevel
     from cryptography.hazmat.primitives.asymmetric import ec  # pylint: disable=import-outside-toplevel
     from cryptography.x509.oid import NameOID  # pylint: disable=import-outside-toplevel
 
-    if (PKI / "ca.crt").exists():
+    if (site.pki / "ca.crt").exists():
         return
-    tmp = RUN / "pki.tmp"
+    tmp = site.run / "pki.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     now = datetime.datetime.now(datetime.timezone.utc)
@@ -236,8 +291,8 @@ def generate_pki() -> None:
     sa_key = ec.generate_private_key(ec.SECP256R1())
     write_key("sa", sa_key)
     (tmp / "sa.pub").write_bytes(sa_key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
-    shutil.rmtree(PKI, ignore_errors=True)
-    tmp.rename(PKI)
+    shutil.rmtree(site.pki, ignore_errors=True)
+    tmp.rename(site.pki)
 
 
 def client_users() -> dict:
@@ -251,17 +306,19 @@ def client_users() -> dict:
     }
 
 
-def write_kubeconfig(path: Path, server: str, user: str) -> None:
+def write_kubeconfig(path: Path, server: str, user: str, site: Site = SITE_A) -> None:
     def b64(name: str) -> str:
-        return base64.b64encode((PKI / name).read_bytes()).decode()
+        return base64.b64encode((site.pki / name).read_bytes()).decode()
 
+    # The user's entry is named after the site too (its certificate keeps the user name the audit log shows).
+    entry = user if site is SITE_A else f"{user}@{site.context}"
     config = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "kubesnap", "cluster": {"server": server, "certificate-authority-data": b64("ca.crt")}}],
-        "users": [{"name": user, "user": {"client-certificate-data": b64(f"{user}.crt"), "client-key-data": b64(f"{user}.key")}}],
-        "contexts": [{"name": "kubesnap", "context": {"cluster": "kubesnap", "user": user}}],
-        "current-context": "kubesnap",
+        "clusters": [{"name": site.context, "cluster": {"server": server, "certificate-authority-data": b64("ca.crt")}}],
+        "users": [{"name": entry, "user": {"client-certificate-data": b64(f"{user}.crt"), "client-key-data": b64(f"{user}.key")}}],
+        "contexts": [{"name": site.context, "context": {"cluster": site.context, "user": entry}}],
+        "current-context": site.context,
     }
     path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")  # JSON is valid YAML
     path.chmod(0o600)
@@ -296,27 +353,29 @@ def port_in_use(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def load_state() -> dict:
+def load_state(site: Site = SITE_A) -> dict:
     try:
-        return json.loads(STATE_FILE.read_text(encoding="utf-8"))
+        return json.loads(site.state_file.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
 
 
 def save_state(state: dict) -> None:
-    tmp = STATE_FILE.with_suffix(".tmp")
+    state_file = site_of(state).state_file
+    tmp = state_file.with_suffix(".tmp")
     tmp.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
-    tmp.rename(STATE_FILE)
+    tmp.rename(state_file)
 
 
 def spawn(state: dict, name: str, argv: list) -> None:
-    """Start detached (own session) so the stack outlives `up`; log to .cluster/logs."""
-    LOGS.mkdir(parents=True, exist_ok=True)
-    with open(LOGS / f"{name}.log", "ab") as out:
+    """Start detached (own session) so the stack outlives `up`; log to the site's logs/ (.cluster/logs)."""
+    site = site_of(state)
+    site.logs.mkdir(parents=True, exist_ok=True)
+    with open(site.logs / f"{name}.log", "ab") as out:
         out.write(f"=== {datetime.datetime.now().isoformat()} {' '.join(argv)}\n".encode())
         out.flush()
         proc = subprocess.Popen(  # pylint: disable=consider-using-with
-            argv, cwd=RUN, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True
+            argv, cwd=site.run, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True
         )
     start_time = None
     for _attempt in range(50):  # /proc may lag a moment behind fork
@@ -328,9 +387,9 @@ def spawn(state: dict, name: str, argv: list) -> None:
     save_state(state)
 
 
-def log_tail(name: str, lines: int = 40) -> str:
+def log_tail(name: str, lines: int = 40, site: Site = SITE_A) -> str:
     try:
-        text = (LOGS / f"{name}.log").read_text(encoding="utf-8", errors="replace")
+        text = (site.logs / f"{name}.log").read_text(encoding="utf-8", errors="replace")
     except OSError:
         return "(no log)"
     return "\n".join(text.splitlines()[-lines:])
@@ -360,14 +419,15 @@ def stop_all(state: dict) -> None:
     failures are raised together at the end.
     """
     processes = state.get("processes", {})
+    site = site_of(state)
     state["ready"] = False
     save_state(state)
     failures = []
-    for name in reversed(PROCESS_ORDER):
+    for name in reversed(site.processes):
         if name not in processes:
             continue
         if stop_process(name, processes[name]):
-            log(f"stopped {name}")
+            log(f"{site_prefix(site)}stopped {name}")
             del processes[name]
             save_state(state)
         else:
@@ -380,7 +440,7 @@ def stop_all(state: dict) -> None:
     if busy:
         failures.append(f"ports still in use after stop: {busy}")
     socket_path = state.get("csi_socket")
-    if socket_path:
+    if socket_path and "csi-mock-driver" in site.processes:  # B's is A's socket
         with contextlib.suppress(FileNotFoundError):
             os.unlink(socket_path)
     if failures:
@@ -392,12 +452,14 @@ def stop_all(state: dict) -> None:
 
 def wait_until(what: str, check, timeout: float, watch: list, state: dict, interval: float = 0.2):
     """Poll check() until truthy; fail early with the log of a watched process that died."""
+    site = site_of(state)
+    watch = [name for name in watch if name in site.processes]
     deadline = time.monotonic() + timeout
     last_error = None
     while time.monotonic() < deadline:
         for name in watch:
             if not alive(state["processes"][name]):
-                raise ClusterError(f"{name} exited while waiting for {what}; tail of {LOGS / (name + '.log')}:\n{log_tail(name)}")
+                raise ClusterError(f"{name} exited while waiting for {what}; tail of {site.logs / (name + '.log')}:\n{log_tail(name, site=site)}")
         try:
             result = check()
             if result:
@@ -405,13 +467,14 @@ def wait_until(what: str, check, timeout: float, watch: list, state: dict, inter
         except Exception as exc:  # noqa: BLE001  # pylint: disable=broad-exception-caught
             last_error = exc  # not up yet: connection refused, 404, ...
         time.sleep(interval)
-    tails = "\n".join(f"--- {name}:\n{log_tail(name, 15)}" for name in watch)
+    tails = "\n".join(f"--- {name}:\n{log_tail(name, 15, site)}" for name in watch)
     raise ClusterError(f"timed out after {timeout:.0f}s waiting for {what} (last error: {last_error})\n{tails}")
 
 
 def https_get(state: dict, path: str) -> bytes:
-    context = ssl.create_default_context(cafile=str(PKI / "ca.crt"))
-    context.load_cert_chain(str(PKI / f"{ADMIN_USER}.crt"), str(PKI / f"{ADMIN_USER}.key"))
+    pki = site_of(state).pki
+    context = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+    context.load_cert_chain(str(pki / f"{ADMIN_USER}.crt"), str(pki / f"{ADMIN_USER}.key"))
     with urllib.request.urlopen(state["server"] + path, context=context, timeout=5) as response:
         return response.read()
 
@@ -440,7 +503,9 @@ def process_argv(name: str, state: dict) -> list:
     """Command line of each component."""
     binary = str(Path(state["bin_dir"]) / name)
     ports = state["ports"]
-    kubeconfig = str(RUN / "kubeconfigs" / f"{name}.kubeconfig")
+    site = site_of(state)
+    pki = site.pki
+    kubeconfig = str(site.run / "kubeconfigs" / f"{name}.kubeconfig")
     tuning = FAST_CONTROLLER_FLAGS if state["controllers"] == "fast" else []
     # --extra-create-metadata passes the PVC / VolumeSnapshot namespace to the driver, which scopes faults by it.
     sidecar = ["--leader-election=false", f"--kubeconfig={kubeconfig}", f"--csi-address={state['csi_socket']}", "--extra-create-metadata", "--v=2", *tuning]
@@ -448,7 +513,7 @@ def process_argv(name: str, state: dict) -> list:
     argvs = {
         "etcd": [
             "--name=kubesnap",
-            f"--data-dir={RUN / 'etcd-data'}",
+            f"--data-dir={site.run / 'etcd-data'}",
             f"--listen-client-urls={etcd_url}",
             f"--advertise-client-urls={etcd_url}",
             f"--listen-peer-urls={peer_url}",
@@ -461,18 +526,18 @@ def process_argv(name: str, state: dict) -> list:
             f"--etcd-servers={etcd_url}",
             f"--secure-port={ports['apiserver']}",
             "--bind-address=127.0.0.1",
-            f"--tls-cert-file={PKI / 'apiserver.crt'}",
-            f"--tls-private-key-file={PKI / 'apiserver.key'}",
-            f"--client-ca-file={PKI / 'ca.crt'}",
+            f"--tls-cert-file={pki / 'apiserver.crt'}",
+            f"--tls-private-key-file={pki / 'apiserver.key'}",
+            f"--client-ca-file={pki / 'ca.crt'}",
             "--service-cluster-ip-range=10.0.0.0/24",
             "--authorization-mode=RBAC",
             "--allow-privileged=true",
             "--disable-admission-plugins=ServiceAccount",
             "--service-account-issuer=https://kubernetes.default.svc",
-            f"--service-account-key-file={PKI / 'sa.pub'}",
-            f"--service-account-signing-key-file={PKI / 'sa.key'}",
-            f"--audit-policy-file={RUN / 'audit-policy.yaml'}",
-            f"--audit-log-path={AUDIT_LOG}",
+            f"--service-account-key-file={pki / 'sa.pub'}",
+            f"--service-account-signing-key-file={pki / 'sa.key'}",
+            f"--audit-policy-file={site.run / 'audit-policy.yaml'}",
+            f"--audit-log-path={site.audit_log}",
             "--audit-log-format=json",
             # blocking: each event is written before the response, so tests can read it right away.
             "--audit-log-mode=blocking",
@@ -494,10 +559,10 @@ def process_argv(name: str, state: dict) -> list:
     return [binary, *argvs[name]]
 
 
-def api_client():
+def api_client(site: Site = SITE_A):
     from kubernetes import config  # pylint: disable=import-outside-toplevel
 
-    return config.new_client_from_config(config_file=str(KUBECONFIG))
+    return config.new_client_from_config(config_file=str(site.kubeconfig))
 
 
 def install_crds(state: dict, crd_dir: Path) -> None:
@@ -505,7 +570,7 @@ def install_crds(state: dict, crd_dir: Path) -> None:
     import yaml  # pylint: disable=import-outside-toplevel
     from kubernetes import client  # pylint: disable=import-outside-toplevel
 
-    ext = client.ApiextensionsV1Api(api_client())
+    ext = client.ApiextensionsV1Api(api_client(site_of(state)))
     names = []
     for path in sorted(crd_dir.glob("*.yaml")):
         body = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -522,11 +587,11 @@ def install_crds(state: dict, crd_dir: Path) -> None:
     wait_until("snapshot CRDs to be Established", established, 60, ["kube-apiserver"], state)
 
 
-def create_classes() -> None:
-    """Default StorageClass and VolumeSnapshotClass for the mock driver."""
+def create_classes(site: Site = SITE_A) -> None:
+    """Default StorageClass and VolumeSnapshotClass for the mock driver (the same names in B)."""
     from kubernetes import client  # pylint: disable=import-outside-toplevel
 
-    api = api_client()
+    api = api_client(site)
     client.CoreV1Api(api).create_namespace({"metadata": {"name": SYSTEM_NAMESPACE}})
     client.StorageV1Api(api).create_storage_class(
         {
@@ -556,7 +621,7 @@ def smoke_test(state: dict) -> None:
     from kubernetes import client  # pylint: disable=import-outside-toplevel
     from kubernetes.client.rest import ApiException  # pylint: disable=import-outside-toplevel
 
-    api = api_client()
+    api = api_client(site_of(state))
     core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
     name = f"smoke-{secrets.token_hex(3)}"
     snap_args = ("snapshot.storage.k8s.io", "v1", SYSTEM_NAMESPACE, "volumesnapshots")
@@ -609,9 +674,15 @@ def smoke_test(state: dict) -> None:
 
 def healthy(state: dict) -> bool:
     processes = state.get("processes", {})
-    if sorted(processes) != sorted(PROCESS_ORDER) or not all(alive(p) for p in processes.values()):
+    if sorted(processes) != sorted(site_of(state).processes) or not all(alive(p) for p in processes.values()):
         return False
     return state.get("ready", False) and apiserver_ready(state)
+
+
+def second_healthy(state: dict, storage: dict) -> bool:
+    """B is healthy on the storage it started on: the driver of A's run that B's volumes and snapshots live in
+    (a restarted A has a new, empty driver, and B's sidecars lost their connection to the old one)."""
+    return healthy(state) and healthy(storage) and state.get("storage_started_at") == storage.get("started_at")
 
 
 # The keys of one fault set; any of them at the top of the file makes it a bare set (scope "*").
@@ -649,61 +720,91 @@ def write_faults(faults: str | None) -> None:
     tmp.rename(CSI_FAULTS_FILE)
 
 
-def start(controllers: str, cache: Path) -> dict:
-    """Fresh start of the whole stack; returns the state."""
-    shutil.rmtree(RUN / "etcd-data", ignore_errors=True)  # the mock driver's volumes do not survive a restart either
-    shutil.rmtree(LOGS, ignore_errors=True)
+def start(controllers: str, cache: Path, site: Site = SITE_A, storage: dict | None = None) -> dict:
+    """Fresh start of a site's whole stack; returns the state. B's needs `storage`, the state of A whose driver it uses."""
+    shutil.rmtree(site.run / "etcd-data", ignore_errors=True)  # the mock driver's volumes do not survive a restart either
+    shutil.rmtree(site.logs, ignore_errors=True)
     with contextlib.suppress(FileNotFoundError):
-        AUDIT_LOG.unlink()
-    generate_pki()
-    (RUN / "audit-policy.yaml").write_text(AUDIT_POLICY, encoding="utf-8")
+        site.audit_log.unlink()
+    generate_pki(site)
+    (site.run / "audit-policy.yaml").write_text(AUDIT_POLICY, encoding="utf-8")
     ports = {"etcd": free_port(), "etcd_peer": free_port(), "apiserver": free_port()}
     state = {
+        "site": site.name,
         "started_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
         "ready": False,
         "controllers": controllers,
         "bin_dir": str(cache / "bin"),
         "ports": ports,
         "server": f"https://127.0.0.1:{ports['apiserver']}",
-        "kubeconfig": str(KUBECONFIG),
-        "audit_log": str(AUDIT_LOG),
+        "kubeconfig": str(site.kubeconfig),
+        "context": site.context,
+        "audit_log": str(site.audit_log),
+        # B has no driver or faults file of its own: its calls reach A's driver, whose faults file scopes them by
+        # namespace as it does A's.
         "csi_faults_file": str(CSI_FAULTS_FILE),
-        "csi_socket": csi_socket_path(),
+        "csi_socket": storage["csi_socket"] if storage else csi_socket_path(),
         "driver_name": DRIVER_NAME,
         "storage_class": STORAGE_CLASS,
         "snapshot_class": SNAPSHOT_CLASS,
         "admin_user": ADMIN_USER,
         "processes": {},
     }
+    if storage:
+        state["storage_started_at"] = storage["started_at"]  # the run of A whose driver holds B's volumes
     save_state(state)
-    (RUN / "kubeconfigs").mkdir(exist_ok=True)
+    (site.run / "kubeconfigs").mkdir(exist_ok=True)
     for user, component in client_users().items():
-        write_kubeconfig(RUN / "kubeconfigs" / f"{component}.kubeconfig", state["server"], user)
-    write_kubeconfig(KUBECONFIG, state["server"], ADMIN_USER)
+        write_kubeconfig(site.run / "kubeconfigs" / f"{component}.kubeconfig", state["server"], user, site)
+    write_kubeconfig(site.kubeconfig, state["server"], ADMIN_USER, site)
 
     def step(name: str, ready=None, what: str = "", timeout: float = 60) -> None:
         started = time.monotonic()
         spawn(state, name, process_argv(name, state))
         if ready:
             wait_until(what, ready, timeout, [name], state)
-        log(f"started {name} (pid {state['processes'][name]['pid']}) in {time.monotonic() - started:.1f}s")
+        log(f"{prefix}started {name} (pid {state['processes'][name]['pid']}) in {time.monotonic() - started:.1f}s")
 
+    prefix = site_prefix(site)
     step("etcd", lambda: etcd_healthy(ports["etcd"]), "etcd /health")
     step("kube-apiserver", lambda: apiserver_ready(state), "kube-apiserver /readyz", 120)
     started = time.monotonic()
     install_crds(state, cache / "crds")
-    create_classes()
-    log(f"installed the snapshot CRDs and classes in {time.monotonic() - started:.1f}s")
+    create_classes(site)
+    log(f"{prefix}installed the snapshot CRDs and classes in {time.monotonic() - started:.1f}s")
     step("kube-controller-manager")
-    step("csi-mock-driver", lambda: Path(state["csi_socket"]).exists(), "the CSI socket")
+    if "csi-mock-driver" in site.processes:
+        step("csi-mock-driver", lambda: Path(state["csi_socket"]).exists(), "the CSI socket")
     for name in ("snapshot-controller", "csi-snapshotter", "csi-provisioner"):
         step(name)
     started = time.monotonic()
     smoke_test(state)
-    log(f"smoke test passed (PVC bound, VolumeSnapshot ready) in {time.monotonic() - started:.1f}s")
+    log(f"{prefix}smoke test passed (PVC bound, VolumeSnapshot ready) in {time.monotonic() - started:.1f}s")
     state["ready"] = True
     save_state(state)
     return state
+
+
+def stop_site(site: Site) -> None:
+    """Stop a site's processes, if any (the caller holds the site's lock)."""
+    state = load_state(site)
+    if state.get("processes"):
+        stop_all(state)
+
+
+def start_or_stop_rest(controllers: str, cache: Path, site: Site = SITE_A, storage: dict | None = None) -> dict:
+    """start(), and on failure stop what it started and raise a ClusterError."""
+    try:
+        return start(controllers, cache, site, storage)
+    except Exception as exc:
+        log("start failed, stopping the rest")
+        try:
+            stop_all(load_state(site))
+        except ClusterError as stop_error:
+            log(f"warning: {stop_error}")  # the start failure is the error to report
+        if isinstance(exc, ClusterError):
+            raise
+        raise ClusterError(f"{type(exc).__name__}: {exc}") from exc
 
 
 # ---------------------------------------------------------------- commands
@@ -716,51 +817,78 @@ def cmd_build(_args) -> int:
     return 0
 
 
-def cmd_up(args) -> int:
+def up_first(args, cache: Path) -> dict:
+    """Start or reuse cluster A (the caller holds A's lock); returns its state."""
     began = time.monotonic()
+    state = load_state()
+    reuse = healthy(state)
+    if reuse and state.get("bin_dir") != str(cache / "bin"):
+        log("the pinned versions changed since the stack started: restarting it")
+        reuse = False
+    if reuse:
+        if state["controllers"] != args.controllers:
+            log(f"warning: the running stack uses --controllers={state['controllers']}; run `down` then `up` to switch to {args.controllers}")
+        write_faults(args.csi_faults)
+        log(f"reusing the running stack (started {state['started_at']})")
+        return state
+    with file_lock(SITE_B.lock):
+        # B's volumes live in the driver about to go; its sidecars would only lose their connection.
+        stop_site(SITE_B)
+    if state.get("processes"):
+        log("stopping the previous stack")
+        stop_all(state)
+    build(cache)
+    write_faults("{}")  # the smoke test must not trip over requested faults
+    state = start_or_stop_rest(args.controllers, cache)
+    write_faults(args.csi_faults)
+    log(f"stack up in {time.monotonic() - began:.1f}s (controllers: {args.controllers}; logs in {LOGS})")
+    return state
+
+
+def up_second(args, cache: Path, storage: dict) -> None:
+    """Start or reuse cluster B on A's storage (the caller holds A's lock, so A stays as it is meanwhile)."""
+    began = time.monotonic()
+    SITE_B.run.mkdir(exist_ok=True)
+    with file_lock(SITE_B.lock):
+        state = load_state(SITE_B)
+        if second_healthy(state, storage) and state.get("bin_dir") == str(cache / "bin"):
+            log(f"reusing the running cluster B (started {state['started_at']})")
+            return
+        if state.get("processes"):
+            log("stopping the previous cluster B")
+            stop_all(state)
+        start_or_stop_rest(args.controllers, cache, SITE_B, storage)
+        log(f"cluster B up in {time.monotonic() - began:.1f}s (storage: the CSI driver of cluster A; logs in {SITE_B.logs})")
+
+
+def cmd_up(args) -> int:
     try:
         fault_scopes(args.csi_faults or "")
     except ValueError as exc:
         raise ClusterError(f"--csi-faults / KUBESNAP_CSI_FAULTS is not a fault document the driver reads: {exc}") from exc
     cache = cache_dir()
     RUN.mkdir(exist_ok=True)
-    with file_lock(RUN / "lock"):
-        state = load_state()
-        reuse = healthy(state)
-        if reuse and state.get("bin_dir") != str(cache / "bin"):
-            log("the pinned versions changed since the stack started: restarting it")
-            reuse = False
-        if reuse:
-            if state["controllers"] != args.controllers:
-                log(f"warning: the running stack uses --controllers={state['controllers']}; run `down` then `up` to switch to {args.controllers}")
-            write_faults(args.csi_faults)
-            log(f"reusing the running stack (started {state['started_at']})")
-        else:
-            if state.get("processes"):
-                log("stopping the previous stack")
-                stop_all(state)
-            build(cache)
-            write_faults("{}")  # the smoke test must not trip over requested faults
-            try:
-                state = start(args.controllers, cache)
-                write_faults(args.csi_faults)
-            except Exception as exc:
-                log("start failed, stopping the rest")
-                try:
-                    stop_all(load_state())
-                except ClusterError as stop_error:
-                    log(f"warning: {stop_error}")  # the start failure is the error to report
-                if isinstance(exc, ClusterError):
-                    raise
-                raise ClusterError(f"{type(exc).__name__}: {exc}") from exc
-            log(f"stack up in {time.monotonic() - began:.1f}s (controllers: {args.controllers}; logs in {LOGS})")
-    print(f"export KUBECONFIG={KUBECONFIG}")
+    with file_lock(SITE_A.lock):
+        state = up_first(args, cache)
+        if args.second:
+            up_second(args, cache, state)
+    print(f"export KUBECONFIG={(SITE_B if args.second else SITE_A).kubeconfig}")
     return 0
 
 
-def cmd_down(_args) -> int:
+def cmd_down(args) -> int:
+    """Stop B, then (without --second) A: B's sidecars use A's driver, so B never outlives A."""
     RUN.mkdir(exist_ok=True)
-    with file_lock(RUN / "lock"):
+    SITE_B.run.mkdir(exist_ok=True)
+    with file_lock(SITE_A.lock):
+        with file_lock(SITE_B.lock):
+            second = load_state(SITE_B)
+            if second.get("processes"):
+                stop_all(second)
+            elif args.second:
+                log("cluster B: nothing running")
+        if args.second:
+            return 0
         state = load_state()
         if not state.get("processes"):
             log("nothing running")
@@ -768,16 +896,18 @@ def cmd_down(_args) -> int:
     return 0
 
 
-def cmd_status(_args) -> int:
-    state = load_state()
+def cmd_status(args) -> int:
+    site = SITE_B if args.second else SITE_A
+    state = load_state(site)
     processes = state.get("processes", {})
-    for name in PROCESS_ORDER:
+    for name in site.processes:
         entry = processes.get(name)
         print(f"{name:24} {'running pid ' + str(entry['pid']) if entry and alive(entry) else 'stopped'}")
-    ok = healthy(state)
-    print(f"apiserver {state.get('server', '-')}: {'ready' if ok else 'not ready'}; controllers: {state.get('controllers', '-')}")
+    ok = second_healthy(state, load_state()) if args.second else healthy(state)
+    storage = " (storage: cluster A's CSI driver)" if args.second else ""
+    print(f"apiserver {state.get('server', '-')}: {'ready' if ok else 'not ready'}; controllers: {state.get('controllers', '-')}{storage}")
     if ok:
-        print(f"export KUBECONFIG={KUBECONFIG}")
+        print(f"export KUBECONFIG={site.kubeconfig}")
     return 0 if ok else 1
 
 
@@ -796,9 +926,15 @@ def main(argv=None) -> int:
         default=os.environ.get("KUBESNAP_CSI_FAULTS"),
         help="CSI driver faults to set once the stack is up, JSON as in .cluster/csi-faults.json (env KUBESNAP_CSI_FAULTS)",
     )
+    second_help = "the second cluster (B, in .cluster-b/): its own control plane on cluster A's CSI driver"
+    up.add_argument("--second", action="store_true", help=f"also start or reuse {second_help}; prints B's KUBECONFIG")
     up.set_defaults(func=cmd_up)
-    sub.add_parser("down", help="stop every process of the stack").set_defaults(func=cmd_down)
-    sub.add_parser("status", help="show the processes; exit 1 unless healthy").set_defaults(func=cmd_status)
+    down = sub.add_parser("down", help="stop every process of both stacks (B first)")
+    down.add_argument("--second", action="store_true", help=f"stop only {second_help}")
+    down.set_defaults(func=cmd_down)
+    status = sub.add_parser("status", help="show the processes; exit 1 unless healthy")
+    status.add_argument("--second", action="store_true", help=f"of {second_help}")
+    status.set_defaults(func=cmd_status)
     sub.add_parser("build", help="only build the binaries into the cache").set_defaults(func=cmd_build)
     args = parser.parse_args(argv)
     try:

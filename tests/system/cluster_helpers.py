@@ -61,13 +61,27 @@ def wait_for(what: str, check, timeout: float = 60, interval: float = 0.2):
 
 
 class ClusterHandle:
-    """What the `cluster` fixture gives: paths of the running stack and API clients."""
+    """What the `cluster` and `second_cluster` fixtures give: paths of the running stack and API clients.
+
+    Cluster B has no CSI driver of its own: its driver log and faults file are A's (which scopes faults by namespace).
+    """
 
     def __init__(self, state: dict):
         self.kubeconfig = Path(state["kubeconfig"])
+        self.context = state.get("context", "kubesnap")  # the kubeconfig's only context
+        self.server = state["server"]
         self.audit_log_path = Path(state["audit_log"])
+        self.logs_path = Path(state["kubeconfig"]).parent / "logs"  # this cluster's process logs
         self.csi_faults_path = Path(state["csi_faults_file"])
         self.driver_log_path = _CLUSTER.LOGS / "csi-mock-driver.log"
+        self._kube = None
+
+    @property
+    def kube(self) -> Kube:
+        """Kube helpers on this cluster as ADMIN_USER (one client, made on first use)."""
+        if self._kube is None:
+            self._kube = Kube(self.api_client())
+        return self._kube
 
     def api_client(self) -> client.ApiClient:
         """A new kubernetes ApiClient authenticated as ADMIN_USER."""

@@ -1,7 +1,8 @@
 # Pytest plugin for system tests: starts (or reuses) the local control plane of
 # tests/cluster/cluster.py and gives tests namespaces, storage helpers, CSI
 # fault switching, the audit log and a moto server.
-"""Fixtures: cluster, kube, namespace, csi_faults, audit, moto_server, gce_compute, rule_crd."""
+"""Fixtures: cluster, kube, namespace, csi_faults, audit, second_cluster, second_namespace, second_audit, moto_server,
+gce_compute, rule_crd."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from kubernetes import client
 from .cluster_helpers import CLUSTER_SCRIPT, MODULE_AGENT, USER_AGENT_COMMENT_ENV, AuditLog, ClusterHandle, Kube, wait_for
 
 RUN_DIR = CLUSTER_SCRIPT.parents[2] / ".cluster"
+SECOND_RUN_DIR = CLUSTER_SCRIPT.parents[2] / ".cluster-b"  # cluster B's (cluster.py up --second)
 ROOT = CLUSTER_SCRIPT.parents[2]
 
 
@@ -30,6 +32,7 @@ ROOT = CLUSTER_SCRIPT.parents[2]
 # CSI fault scopes and per-test user agents keep most tests apart; two markers cover the state all tests share.
 DEFAULT_LEASE = "default_lease"
 CLUSTER_WIDE = "cluster_wide"
+SECOND_CLUSTER = "second_cluster"  # the fixture, and the marker of the tests that use it
 SERIAL_GROUP = "shared-state"  # the xdist_group of both: one worker runs them one after another
 LEASE_NAMESPACE = "default"  # the modules' default lease_namespace (docs/rbac.yml grants the Lease there)
 
@@ -39,6 +42,8 @@ def pytest_configure(config):
                                        "given): such tests run one after another (xdist_group), never holding it at once")
     config.addinivalue_line("markers", f"{CLUSTER_WIDE}: runs modules over all namespaces, or changes what every test shares: "
                                        "no other test runs beside it")
+    config.addinivalue_line("markers", f"{SECOND_CLUSTER}: uses the second cluster (B) beside cluster A (set for every test "
+                                       f"that asks for the {SECOND_CLUSTER} fixture; select or skip them with -m)")
 
 
 def pytest_collection_modifyitems(items):
@@ -47,6 +52,8 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if item.get_closest_marker(DEFAULT_LEASE) or item.get_closest_marker(CLUSTER_WIDE):
             item.add_marker(pytest.mark.xdist_group(SERIAL_GROUP))
+        if SECOND_CLUSTER in getattr(item, "fixturenames", ()):
+            item.add_marker(getattr(pytest.mark, SECOND_CLUSTER))
 
 
 @contextlib.contextmanager
@@ -91,18 +98,22 @@ def side_by_side(request):
         if "cluster" not in request.fixturenames:
             yield
             return
-        audit_log = AuditLog(request.getfixturevalue("cluster").audit_log_path,
-                             module_agent=request.getfixturevalue("module_agent"))
+        # Cluster B is shared by the workers as A is (and under the same lock): its `default` Lease too.
+        handles = [request.getfixturevalue(name) for name in ("cluster", SECOND_CLUSTER) if name in request.fixturenames]
+        audit_logs = [AuditLog(handle.audit_log_path, module_agent=request.getfixturevalue("module_agent")) for handle in handles]
         if exclusive:  # alone, and not beside the objects of finished tests either: their namespaces go asynchronously
-            core = request.getfixturevalue("kube").core
-            wait_for("the namespaces of earlier tests to be deleted",
-                     lambda: not core.list_namespace(label_selector="kubesnap.io/test=true").items, timeout=300, interval=1)
+            for handle in handles:
+                wait_for(f"the namespaces of earlier tests to be deleted ({handle.context})",
+                         lambda core=handle.kube.core: not core.list_namespace(label_selector="kubesnap.io/test=true").items,
+                         timeout=300, interval=1)
         yield
     if exclusive or request.node.get_closest_marker(DEFAULT_LEASE):
         return
-    leases = audit_log.module_events(resource="leases", namespace=LEASE_NAMESPACE)
-    assert not leases, (f"the modules of this test took the Lease in `{LEASE_NAMESPACE}`: pass lease_namespace, or mark the "
-                        f"test @pytest.mark.{DEFAULT_LEASE} so that tests beside it do not hold it at the same time")
+    for audit_log in audit_logs:
+        leases = audit_log.module_events(resource="leases", namespace=LEASE_NAMESPACE)
+        assert not leases, (f"the modules of this test took the Lease in `{LEASE_NAMESPACE}` of {audit_log.path.parent.name}: pass "
+                            f"lease_namespace, or mark the test @pytest.mark.{DEFAULT_LEASE} so that tests beside it do not hold "
+                            "it at the same time")
 
 
 def _cluster_command(*args: str) -> subprocess.CompletedProcess:
@@ -110,39 +121,57 @@ def _cluster_command(*args: str) -> subprocess.CompletedProcess:
 
 
 @contextlib.contextmanager
-def _session_lock():
-    RUN_DIR.mkdir(exist_ok=True)
-    with open(RUN_DIR / "pytest.lock", "w", encoding="utf-8") as handle:
+def _session_lock(run_dir: Path = RUN_DIR):
+    run_dir.mkdir(exist_ok=True)
+    with open(run_dir / "pytest.lock", "w", encoding="utf-8") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         yield
 
 
-@pytest.fixture(scope="session")
-def cluster():
-    """Start the stack, or reuse a running one; stopped at the end only if this run started it.
+@contextlib.contextmanager
+def _session_stack(run_dir: Path, *flags: str):
+    """Start a stack (cluster.py up [flags]), or reuse a running one; stop it at the end only if this run started it.
 
     With pytest-xdist every worker registers itself and the last one to finish
     stops a stack that pytest started. KUBESNAP_CLUSTER_KEEP=1 keeps it running.
     """
-    sessions = RUN_DIR / "pytest-sessions"
-    owned_marker = RUN_DIR / "pytest-owned"
-    with _session_lock():
-        if _cluster_command("status").returncode != 0:
-            owned_marker.parent.mkdir(exist_ok=True)
+    sessions = run_dir / "pytest-sessions"
+    owned_marker = run_dir / "pytest-owned"
+    with _session_lock(run_dir):
+        if _cluster_command("status", *flags).returncode != 0:
             owned_marker.touch()
-        result = _cluster_command("up")
+        result = _cluster_command("up", *flags)
         if result.returncode != 0:
-            pytest.fail(f"cluster.py up failed:\n{result.stdout}\n{result.stderr}", pytrace=False)
+            pytest.fail(f"cluster.py up {' '.join(flags)} failed:\n{result.stdout}\n{result.stderr}", pytrace=False)
         sessions.mkdir(exist_ok=True)
         (sessions / str(os.getpid())).touch()
-    state = json.loads((RUN_DIR / "state.json").read_text(encoding="utf-8"))
-    yield ClusterHandle(state)
-    with _session_lock():
+    yield ClusterHandle(json.loads((run_dir / "state.json").read_text(encoding="utf-8")))
+    with _session_lock(run_dir):
         (sessions / str(os.getpid())).unlink(missing_ok=True)
         others = [p for p in sessions.iterdir() if Path(f"/proc/{p.name}").exists()]
         if not others and owned_marker.exists() and os.environ.get("KUBESNAP_CLUSTER_KEEP") != "1":
             owned_marker.unlink()
-            _cluster_command("down")
+            _cluster_command("down", *flags)
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    """Cluster A, every test's: started or reused, stopped at the end only if this run started it (see _session_stack)."""
+    with _session_stack(RUN_DIR) as handle:
+        yield handle
+
+
+@pytest.fixture(scope="session")
+def second_cluster(cluster):  # pylint: disable=redefined-outer-name,unused-argument
+    """Cluster B: a second, independent control plane (own etcd, apiserver, controllers, pki, audit log) whose sidecars
+    use cluster A's CSI driver, as two clusters of one cloud project share its disks and snapshots.
+
+    Started on first use (`cluster.py up --second`), shared by the xdist workers, stopped at the end only if this run
+    started it (before A's fixture ends: it depends on it). `kubeconfig` (context `kubesnap-b`), `api_client()`,
+    `kube` (Kube helpers), `audit_log_path`; `driver_calls` and `csi_faults` are the shared driver's, by namespace.
+    """
+    with _session_stack(SECOND_RUN_DIR, "--second") as handle:
+        yield handle
 
 
 @pytest.fixture(scope="session")
@@ -181,6 +210,21 @@ def audit(cluster, module_agent):  # pylint: disable=redefined-outer-name
     """AuditLog marked at the start of the test: events() returns only this test's period, module_events() only the
     requests of the modules this test ran (not those of tests running beside it)."""
     return AuditLog(cluster.audit_log_path, module_agent=module_agent)
+
+
+@pytest.fixture
+def second_namespace(request, second_cluster):  # pylint: disable=redefined-outer-name
+    """A fresh namespace in cluster B per test, deleted (with its static PVs) afterwards."""
+    kube_b = second_cluster.kube
+    name = kube_b.create_test_namespace(re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower()).strip("-")[:40].strip("-"))
+    yield name
+    kube_b.delete_namespace(name)
+
+
+@pytest.fixture
+def second_audit(second_cluster, module_agent):  # pylint: disable=redefined-outer-name
+    """AuditLog of cluster B marked at the start of the test (as `audit` is for A)."""
+    return AuditLog(second_cluster.audit_log_path, module_agent=module_agent)
 
 
 @pytest.fixture(scope="session")

@@ -30,3 +30,22 @@ def test_fault_documents_are_read_as_the_driver_reads_them(cluster_script):
     for unreadable in ("not json", "[]", '{"ns": 5}'):
         with pytest.raises(ValueError):
             fault_scopes(unreadable)
+
+
+def test_the_second_cluster_runs_its_own_control_plane_on_the_first_ones_driver(cluster_script):
+    site_a, site_b = cluster_script.SITE_A, cluster_script.SITE_B
+    assert cluster_script.site_of({}) is site_a  # a state written before B existed
+    assert site_b.run != site_a.run and site_b.context != site_a.context
+    assert "csi-mock-driver" not in site_b.processes
+    assert [p for p in site_a.processes if p != "csi-mock-driver"] == list(site_b.processes)
+    state = {"site": "b", "bin_dir": "/bin", "controllers": "fast", "csi_socket": "/run/a/csi.sock",
+             "ports": {"etcd": 1, "etcd_peer": 2, "apiserver": 3}}
+    assert cluster_script.site_of(state) is site_b
+    argv = {name: cluster_script.process_argv(name, state) for name in site_b.processes}
+    for sidecar in ("csi-snapshotter", "csi-provisioner"):
+        assert "--csi-address=/run/a/csi.sock" in argv[sidecar]  # A's driver: one disk service for both clusters
+        assert f"--kubeconfig={site_b.run / 'kubeconfigs' / (sidecar + '.kubeconfig')}" in argv[sidecar]
+    assert f"--data-dir={site_b.run / 'etcd-data'}" in argv["etcd"]
+    assert f"--audit-log-path={site_b.audit_log}" in argv["kube-apiserver"]
+    assert f"--client-ca-file={site_b.pki / 'ca.crt'}" in argv["kube-apiserver"]
+    assert not any(str(site_a.run) + "/" in arg for args in argv.values() for arg in args)
