@@ -128,9 +128,9 @@ def _session_lock(run_dir: Path = RUN_DIR):
         yield
 
 
-@contextlib.contextmanager
 def _session_stack(run_dir: Path, *flags: str):
-    """Start a stack (cluster.py up [flags]), or reuse a running one; stop it at the end only if this run started it.
+    """The body of a session fixture (`yield from` it): start a stack (cluster.py up [flags]), or reuse a running one;
+    stop it at the end only if this run started it.
 
     With pytest-xdist every worker registers itself and the last one to finish
     stops a stack that pytest started. KUBESNAP_CLUSTER_KEEP=1 keeps it running.
@@ -157,8 +157,7 @@ def _session_stack(run_dir: Path, *flags: str):
 @pytest.fixture(scope="session")
 def cluster():
     """Cluster A, every test's: started or reused, stopped at the end only if this run started it (see _session_stack)."""
-    with _session_stack(RUN_DIR) as handle:
-        yield handle
+    yield from _session_stack(RUN_DIR)
 
 
 @pytest.fixture(scope="session")
@@ -170,8 +169,7 @@ def second_cluster(cluster):  # pylint: disable=redefined-outer-name,unused-argu
     started it (before A's fixture ends: it depends on it). `kubeconfig` (context `kubesnap-b`), `api_client()`,
     `kube` (Kube helpers), `audit_log_path`; `driver_calls` and `csi_faults` are the shared driver's, by namespace.
     """
-    with _session_stack(SECOND_RUN_DIR, "--second") as handle:
-        yield handle
+    yield from _session_stack(SECOND_RUN_DIR, "--second")
 
 
 @pytest.fixture(scope="session")
