@@ -207,6 +207,22 @@ class KubeClient:
             headers.extend(self._impersonation)
         return headers
 
+    def exec_configuration(self, where):
+        """The package's Configuration, for its websocket stream (k8s_exec), with credentials refreshed; counts the call.
+
+        The stream builds its own connection from the Configuration and sends only its Authorization header: with
+        impersonation the command would run with the user's own, wider rights, so that is refused, naming `where`.
+        """
+        if self._impersonation:
+            raise ConfigError(where, 'exec with impersonation (impersonate_user or the kubeconfig user\'s as) is not supported:'
+                              ' the kubernetes package\'s websocket stream does not send Impersonate headers, and the'
+                              ' command would run with the rights of the user itself')
+        with self._lock:
+            self.requests['EXEC'] += 1
+        with self._auth_lock:  # a token about to expire is refreshed here, under the lock, not by the stream's thread
+            self._configuration.auth_settings()
+        return self._configuration
+
     def request(self, method, path, query=None, body=None, content_type='application/json', timeout=60):
         """One API call as a dict, retried with backoff when the server throttles or stumbles."""
         return call_with_retry(lambda: self._request_once(method, path, query, body, content_type, timeout),

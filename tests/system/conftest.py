@@ -266,3 +266,30 @@ def rule_crd(kube):
     wait_for("SnapshotRule CRD", lambda: any(c.type == "Established" and c.status == "True"
                                              for c in extensions.read_custom_resource_definition(body["metadata"]["name"]).status.conditions or []))
     return body
+
+
+@pytest.fixture(scope="session")
+def exec_server(cluster, tmp_path_factory):  # pylint: disable=redefined-outer-name
+    """The harness's exec path (exec_server.ExecServer) in front of the apiserver, one per test session (per xdist
+    worker); `exec_server.kubeconfig()` is the admin's kubeconfig through it. Tests tell calls apart by namespace."""
+    from .cluster_helpers import ADMIN_USER  # pylint: disable=import-outside-toplevel
+    from .exec_server import ExecServer  # pylint: disable=import-outside-toplevel
+
+    with ExecServer(cluster.kubeconfig.parent / "pki", cluster.kubeconfig, ADMIN_USER, tmp_path_factory.mktemp("exec-server")) as server:
+        yield server
+
+
+@pytest.fixture
+def exec_kubeconfig(exec_server):  # pylint: disable=redefined-outer-name
+    """The admin's kubeconfig through the exec server: modules given it can exec into the test's running pods."""
+    return exec_server.kubeconfig()
+
+
+@pytest.fixture
+def running_pod(kube, namespace, exec_server):  # pylint: disable=redefined-outer-name
+    """Creates pods in the test's namespace that the exec server treats as running: `running_pod(name, claims=(),
+    containers=("app",), env=None, labels=None)` returns the pod (a dict). The test's exec rules are cleared afterwards."""
+    from .exec_server import create_running_pod  # pylint: disable=import-outside-toplevel
+
+    yield lambda name, claims=(), **how: create_running_pod(kube.core, namespace, name, claims, **how)
+    exec_server.clear(namespace)
