@@ -288,7 +288,8 @@ def exec_kubeconfig(exec_server):  # pylint: disable=redefined-outer-name
 @pytest.fixture
 def running_pod(kube, namespace, exec_server):  # pylint: disable=redefined-outer-name
     """Creates pods in the test's namespace that the exec server treats as running: `running_pod(name, claims=(),
-    containers=("app",), env=None, labels=None)` returns the pod (a dict). The test's exec rules are cleared afterwards."""
+    containers=("app",), env=None, labels=None)` returns the pod (a dict; `env` a mapping or an EnvVar list).
+    The test's exec rules are cleared afterwards, ending what they hold."""
     from .exec_server import create_running_pod  # pylint: disable=import-outside-toplevel
 
     yield lambda name, claims=(), **how: create_running_pod(kube.core, namespace, name, claims, **how)

@@ -12,6 +12,7 @@ import hashlib
 import http.client
 import json
 import os
+import queue
 import re
 import shutil
 import signal
@@ -71,6 +72,16 @@ class ExecRule:
             raise ValueError(f"hang must be 'upgrade' or 'command', not {hang!r}")
         self.namespace, self.pod, self.container = namespace, pod, container
         self.delay, self.hang, self.fail, self.times = delay, hang, fail, times
+        self.released = threading.Event()  # set by clear() and release(): what the rule holds ends
+
+    def wait(self, seconds: float, gone: threading.Event | None = None) -> None:
+        """Waits `seconds`, less when the rule is released or the caller `gone`."""
+        deadline = time.monotonic() + seconds
+        while not self.released.is_set() and not (gone is not None and gone.is_set()):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self.released.wait(min(left, 0.1))
 
     def matches(self, namespace, pod, container) -> bool:
         return (self.namespace == namespace and self.pod in (None, pod) and self.container in (None, container)
@@ -100,10 +111,9 @@ class ExecServer:
         self.rules: list[ExecRule] = []
         self._calls: list[dict] = []
         self._lock = threading.Lock()
-        self._released = threading.Event()
-        self._stopping = threading.Event()
         self._processes: set = set()
         self._tokens: dict = {}  # sha256 of a token -> (Identity or None, until)
+        self._idle: queue.LifoQueue = queue.LifoQueue()  # the admin's kept-alive connections to the apiserver
         self._source_kubeconfig = config
         self._admin_tls = ssl.create_default_context(cafile=str(pki / "ca.crt"))
         self._admin_tls.load_cert_chain(str(pki / f"{admin_user}.crt"), str(pki / f"{admin_user}.key"))
@@ -126,7 +136,9 @@ class ExecServer:
     @property
     def calls(self) -> list:
         """Every exec request so far (copies): namespace, pod, uid, container, command, user, protocol, answer (101 or the
-        refusal's HTTP status), started, ended (epoch seconds; ended is when the command ended), rc, sandbox."""
+        refusal's HTTP status), error, sandbox, rc, and epoch seconds: `started` (the request came), `ran` (the command
+        started; None when none did), `ended` (the command ended, or the request was answered without one),
+        `client_left` (the caller closed the stream; None while it is open)."""
         with self._lock:
             return [dict(call) for call in self._calls]
 
@@ -141,12 +153,19 @@ class ExecServer:
         return rule
 
     def clear(self, namespace: str) -> None:
+        """Remove the namespace's rules; what they hold (a hang, a delay) ends now."""
         with self._lock:
+            removed = [rule for rule in self.rules if rule.namespace == namespace]
             self.rules = [rule for rule in self.rules if rule.namespace != namespace]
+        for rule in removed:
+            rule.released.set()
 
     def release(self) -> None:
-        """End every hang now (and every later one: a released server does not hang)."""
-        self._released.set()
+        """End every hang and delay now; the rules stay, but release again what they start."""
+        with self._lock:
+            rules = list(self.rules)
+        for rule in rules:
+            rule.released.set()
 
     def sandbox(self, namespace: str, pod: str, container: str) -> Path:
         """The sandbox of the pod's current incarnation: `<workdir>/pods/<ns>/<pod>/<container>` (a link to the UID's own)."""
@@ -183,27 +202,37 @@ class ExecServer:
         return self
 
     def __exit__(self, *exc_info):
-        self._stopping.set()
-        self._released.set()
+        self.release()
         self._server.shutdown()
         self._server.server_close()
         with self._lock:
             processes = list(self._processes)
         for process in processes:
             _kill(process)
+        while not self._idle.empty():
+            self._idle.get_nowait().close()
 
     # --- the apiserver's side ---
 
     def admin_request(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
         """(status, decoded body) of a request as the admin."""
-        connection = http.client.HTTPSConnection(self.upstream.hostname, self.upstream.port, context=self._admin_tls, timeout=60)
-        try:
-            data = json.dumps(body).encode() if body is not None else None
-            connection.request(method, path, body=data, headers={"Content-Type": "application/json", "Accept": "application/json"})
-            response = connection.getresponse()
-            raw = response.read()
-        finally:
-            connection.close()
+        data = json.dumps(body).encode() if body is not None else None
+        for attempt in (1, 2):  # a kept connection the apiserver closed meanwhile is replaced once
+            try:
+                connection = self._idle.get_nowait()
+            except queue.Empty:
+                connection = http.client.HTTPSConnection(self.upstream.hostname, self.upstream.port, context=self._admin_tls, timeout=60)
+            try:
+                connection.request(method, path, body=data, headers={"Content-Type": "application/json", "Accept": "application/json"})
+                response = connection.getresponse()
+                raw = response.read()
+            except (OSError, http.client.HTTPException):
+                connection.close()
+                if attempt == 2:
+                    raise
+                continue
+            self._idle.put(connection)
+            break
         try:
             decoded = json.loads(raw)
         except ValueError:
@@ -310,15 +339,37 @@ class ExecServer:
         return own
 
     def environment(self, pod: dict, container: str, sandbox: Path) -> dict:
-        """What a process exec'd into the container sees: the container's literal `env` and a minimal base."""
+        """What a process exec'd into the container sees: a minimal base, the container's `envFrom` and `env` (values,
+        and keys of Secrets and ConfigMaps of the pod's namespace, as the kubelet resolves them when the container starts)."""
         env = {"PATH": SANDBOX_PATH, "HOME": str(sandbox), "LANG": "C.UTF-8", "KUBESNAP_SANDBOX": str(sandbox),
                "HOSTNAME": pod["metadata"]["name"]}
-        spec = pod.get("spec") or {}
+        namespace, spec = pod["metadata"]["namespace"], pod.get("spec") or {}
         for entry in (c for key in ("initContainers", "containers") for c in spec.get(key) or [] if c["name"] == container):
+            for source in entry.get("envFrom") or []:
+                reference = source.get("secretRef") or source.get("configMapRef") or {}
+                data = self.key_values(namespace, "secrets" if "secretRef" in source else "configmaps", reference.get("name", ""))
+                env.update({source.get("prefix", "") + key: value for key, value in data.items()})
             for variable in entry.get("env") or []:
                 if "value" in variable:
                     env[variable["name"]] = variable["value"]
+                    continue
+                reference = (variable.get("valueFrom") or {})
+                for kind, plural in (("secretKeyRef", "secrets"), ("configMapKeyRef", "configmaps")):
+                    if kind in reference:
+                        value = self.key_values(namespace, plural, reference[kind].get("name", "")).get(reference[kind].get("key"))
+                        if value is not None:
+                            env[variable["name"]] = value
         return env
+
+    def key_values(self, namespace: str, plural: str, name: str) -> dict:
+        """A Secret's (decoded) or ConfigMap's data; {} when it is missing."""
+        code, found = self.admin_request("GET", f"/api/v1/namespaces/{quote(namespace)}/{plural}/{quote(name)}")
+        if code != 200:
+            return {}
+        data = found.get("data") or {}
+        if plural == "secrets":
+            return {key: base64.b64decode(value).decode(errors="replace") for key, value in data.items()}
+        return dict(data)
 
     def track(self, process, started: bool) -> None:
         with self._lock:
@@ -452,8 +503,8 @@ def _handler(server: ExecServer):
             command = query.get("command") or []
             container = (query.get("container") or [""])[0]
             call = server.record({"namespace": namespace, "pod": pod, "uid": None, "container": container or None, "command": command,
-                                  "user": identity.user, "protocol": None, "answer": None, "started": time.time(), "ended": None,
-                                  "rc": None, "sandbox": None})
+                                  "user": identity.user, "protocol": None, "answer": None, "error": None, "sandbox": None, "rc": None,
+                                  "started": time.time(), "ran": None, "ended": None, "client_left": None})
             if self.headers.get("Upgrade", "").lower() != "websocket":
                 server.update(call, answer=400, ended=time.time())
                 self.answer(400, status_object(400, "BadRequest", "exec server: only websocket upgrades are served (SPDY is not)"))
@@ -474,7 +525,7 @@ def _handler(server: ExecServer):
             server.update(call, uid=found["metadata"]["uid"], container=container, protocol=chosen)
             rule = server.rule_for(namespace, pod, container)
             if rule and rule.hang == "upgrade":
-                server._released.wait(MAX_RUNTIME)  # pylint: disable=protected-access
+                rule.wait(MAX_RUNTIME)
                 server.update(call, answer=504, ended=time.time(), error="hung before the upgrade")
                 self.close_connection = True
                 return
@@ -492,7 +543,7 @@ def _handler(server: ExecServer):
             self.wfile.flush()
             self.close_connection = True
             server.update(call, answer=101)
-            Stream(server, self, call, found, container, command, rule).run()
+            Stream(server, self, call, found, container, query, rule).run()
 
         # --- everything else: to the apiserver, as the caller ---
 
@@ -571,9 +622,11 @@ def _handler(server: ExecServer):
 class Stream:
     """One upgraded exec: the command's output on channels 1 and 2, its end on channel 3, then the close."""
 
-    def __init__(self, server: ExecServer, handler, call: dict, pod: dict, container: str, command: list, rule: ExecRule | None):
+    def __init__(self, server: ExecServer, handler, call: dict, pod: dict, container: str, query: dict, rule: ExecRule | None):
         self.server, self.handler, self.call = server, handler, call
-        self.pod, self.container, self.command, self.rule = pod, container, command, rule
+        self.pod, self.container, self.command, self.rule = pod, container, query.get("command") or [], rule
+        # Output not asked for goes nowhere, as the runtime discards it.
+        self.wanted = {name: (query.get(name) or ["false"])[0].lower() in ("true", "1") for name in ("stdout", "stderr")}
         self._send_lock = threading.Lock()
         self.client_gone = threading.Event()
 
@@ -596,6 +649,7 @@ class Stream:
             if frame is None or frame[0] == OPCODE_CLOSE:
                 if frame is not None:
                     self.send(OPCODE_CLOSE, frame[1][:2])
+                self.server.update(self.call, client_left=time.time())
                 self.client_gone.set()
                 return
             if frame[0] == OPCODE_PING:
@@ -605,7 +659,7 @@ class Stream:
     def run(self) -> None:
         threading.Thread(target=self.listen, name="exec-listen", daemon=True).start()
         # The kubelet's first frame: an empty one on the lowest channel written, telling the client the stream is up.
-        self.send(OPCODE_BINARY, bytes([STDOUT]))
+        self.send(OPCODE_BINARY, bytes([STDOUT if self.wanted["stdout"] else STDERR if self.wanted["stderr"] else STATUS]))
         status = self.execute()
         if status is not None:
             self.send(OPCODE_BINARY, bytes([STATUS]) + json.dumps(status).encode())
@@ -620,10 +674,9 @@ class Stream:
         sandbox = self.server.prepare_sandbox(namespace, self.pod, self.container)
         self.server.update(self.call, sandbox=str(sandbox))
         if rule and rule.delay:
-            self.server._released.wait(rule.delay)  # pylint: disable=protected-access
+            rule.wait(rule.delay, self.client_gone)
         if rule and rule.hang == "command":
-            while not (self.client_gone.is_set() or self.server._released.is_set()):  # pylint: disable=protected-access
-                self.client_gone.wait(0.1)
+            rule.wait(MAX_RUNTIME, self.client_gone)
             self.server.update(self.call, ended=time.time(), error="hung by rule")
             return None
         if rule and isinstance(rule.fail, str):
@@ -633,8 +686,9 @@ class Stream:
             self.server.update(self.call, ended=time.time(), error="no command")
             return internal_error("failed to exec in container: no command given")
         try:
+            outputs = {name: subprocess.PIPE if wanted else subprocess.DEVNULL for name, wanted in self.wanted.items()}
             process = subprocess.Popen(self.command, cwd=sandbox, env=self.server.environment(self.pod, self.container, sandbox),  # noqa: S603
-                                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+                                       stdin=subprocess.DEVNULL, start_new_session=True, **outputs)
         except OSError as exc:
             # What containerd and runc say of a command they cannot start, after the upgrade: on the status channel.
             why = "executable file not found in $PATH" if isinstance(exc, FileNotFoundError) else exc.strerror
@@ -643,9 +697,10 @@ class Stream:
             self.server.update(self.call, ended=time.time(), error=message)
             return internal_error(message)
         self.server.track(process, True)
+        self.server.update(self.call, ran=time.time())
         try:
             pumps = [threading.Thread(target=self.pump, args=(pipe, channel), daemon=True)
-                     for pipe, channel in ((process.stdout, STDOUT), (process.stderr, STDERR))]
+                     for pipe, channel in ((process.stdout, STDOUT), (process.stderr, STDERR)) if pipe is not None]
             for pump in pumps:
                 pump.start()
             try:
@@ -662,20 +717,22 @@ class Stream:
         return exit_status(rc, self.command)
 
     def pump(self, pipe, channel: int) -> None:
-        """Copies a pipe to its channel; once the client left, reads on so the command never blocks on a full pipe."""
+        """Copies a pipe to its channel. Once the caller left, the pipe is closed, as the runtime closes an exec's
+        streams: a command that writes on meets a closed pipe (SIGPIPE), one that stays silent runs on."""
         with pipe:
-            while True:
+            while not self.client_gone.is_set():
                 data = pipe.read1(32 * 1024)
                 if not data:
                     return
                 self.send(OPCODE_BINARY, bytes([channel]) + data)
 
 
-def create_running_pod(core, namespace: str, name: str, claims=(), containers=("app",), env: dict | None = None,
+def create_running_pod(core, namespace: str, name: str, claims=(), containers=("app",), env: dict | list | None = None,
                        node: str = "exec-node", labels: dict | None = None) -> dict:
     """A pod mounting `claims` (one volume each, at /data/<claim>), bound to `node`, its phase set to Running through
-    the status subresource as a kubelet would; returns the pod as the apiserver has it (uid included)."""
-    env_list = [{"name": key, "value": value} for key, value in (env or {}).items()]
+    the status subresource as a kubelet would; returns the pod as the apiserver has it (uid included). `env`: a
+    mapping of literal values, or the containers' `env` list as the API has it (valueFrom included)."""
+    env_list = [{"name": key, "value": value} for key, value in env.items()] if isinstance(env, dict) else list(env or [])
     body = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": dict(labels or {})},
             # No kubelet ends a bound pod's graceful deletion: a grace period of 0 lets the namespace's deletion remove it.
             "spec": {"nodeName": node, "restartPolicy": "Always", "terminationGracePeriodSeconds": 0,

@@ -4,7 +4,9 @@
 """System tests of k8s_exec.exec_in_pod and of the exec server."""
 from __future__ import annotations
 
+import concurrent.futures
 import json
+import signal
 
 import pytest
 from kubernetes import client
@@ -13,7 +15,7 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils.errors import K
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import client_from_params
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s_exec import exec_in_pod
 
-from .cluster_helpers import ADMIN_USER
+from .cluster_helpers import ADMIN_USER, wait_for
 from .exec_server import V4, V5, ExecServer, create_running_pod, replace_running_pod
 
 
@@ -152,7 +154,8 @@ def test_the_refusals_are_those_of_the_apiserver_itself(kube, cluster, exec_serv
     running_pod('db')
     state = json.loads((cluster.kubeconfig.parent / 'state.json').read_text(encoding='utf-8'))
     ca = str(cluster.kubeconfig.parent / 'pki' / 'ca.crt')
-    tokens = {'nothing': account(kube, namespace, 'nothing', []), 'getonly': account(kube, namespace, 'getonly', ['get'])}
+    tokens = {'nothing': account(kube, namespace, 'nothing', []), 'getonly': account(kube, namespace, 'getonly', ['get']),
+              'unknown': 'not-a-token-the-apiserver-issued'}
     direct_admin = client_from_params({'kubeconfig': str(cluster.kubeconfig)})
     served_admin = client_from_params({'kubeconfig': str(exec_server.kubeconfig())})
     cases = [(direct_admin, served_admin, 'db', 'nope'), (direct_admin, served_admin, 'ghost', 'app')]
@@ -181,3 +184,46 @@ def test_both_channel_protocols_carry_output_and_exit_codes(cluster, kube, names
         api = client_from_params({'kubeconfig': str(server.kubeconfig())})
         result = exec_in_pod(api, namespace, 'db', 'app', ['sh', '-c', 'echo out; echo err >&2; exit 7'], timeout=30)
     assert (result.protocol, result.rc, result.stdout, result.stderr) == (protocols[0], 7, 'out\n', 'err\n'), result
+
+
+def test_a_command_that_prints_without_end_is_cut_ends_at_the_deadline_and_meets_a_closed_pipe(through, exec_server, namespace, running_pod):
+    running_pod('db')
+    result = exec_in_pod(through, namespace, 'db', 'app', ['yes'], timeout=2, max_output=1000)
+    assert (result.rc, result.timed_out, result.truncated, result.stdout) == (None, True, True, 'y\n' * 500), result.as_dict() | {'stdout': '...'}
+    wait_for('yes to end', lambda: exec_server.calls_in(namespace)[0]['ended'], timeout=60)
+    [call] = exec_server.calls_in(namespace)
+    assert call['client_left'] is not None and call['rc'] == 128 + signal.SIGPIPE, call  # the runtime closed its streams
+
+
+def test_execs_into_many_pods_run_at_the_same_time(through, namespace, running_pod, tmp_path):
+    """Each command waits until all have started: run one after another, the first would wait until its deadline."""
+    count = 8
+    for index in range(count):
+        running_pod('db-%d' % index)
+    barrier = ('touch %s/$HOSTNAME; while [ "$(ls %s | wc -l)" -lt %d ]; do sleep 0.05; done; echo through' % (tmp_path, tmp_path, count))
+    with concurrent.futures.ThreadPoolExecutor(count) as pool:
+        results = list(pool.map(lambda index: exec_in_pod(through, namespace, 'db-%d' % index, 'app', ['sh', '-c', barrier], timeout=60),
+                                range(count)))
+    assert [(r.rc, r.stdout) for r in results] == [(0, 'through\n')] * count, results
+    assert through.requests['EXEC'] == count
+
+
+def test_the_containers_environment_is_resolved_as_the_kubelet_does(through, kube, namespace, running_pod):
+    kube.core.create_namespaced_secret(namespace, {'metadata': {'name': 'db'}, 'stringData': {'password': 's3cret', 'user': 'root'}})
+    kube.core.create_namespaced_config_map(namespace, {'metadata': {'name': 'db'}, 'data': {'mode': 'replica'}})
+    running_pod('db', env=[{'name': 'PASSWORD', 'valueFrom': {'secretKeyRef': {'name': 'db', 'key': 'password'}}},
+                           {'name': 'MODE', 'valueFrom': {'configMapKeyRef': {'name': 'db', 'key': 'mode'}}},
+                           {'name': 'PLAIN', 'value': 'yes'}])
+    command = ['sh', '-c', 'echo "$PASSWORD $MODE $PLAIN ${HOME#$KUBESNAP_SANDBOX}."']
+    assert exec_in_pod(through, namespace, 'db', 'app', command, timeout=30).stdout == 's3cret replica yes .\n'
+
+
+def test_a_hung_command_keeps_the_stream_open_until_the_deadline(through, exec_server, namespace, running_pod):
+    running_pod('db')
+    exec_server.behave(namespace, 'db', hang='command', times=1)
+    result = exec_in_pod(through, namespace, 'db', 'app', ['true'], timeout=1)
+    assert (result.rc, result.timed_out, result.error) == (None, True, None), result
+    wait_for('the hang to end as the caller leaves', lambda: exec_server.calls_in(namespace)[0]['ended'], timeout=30)
+    [call] = exec_server.calls_in(namespace)
+    assert call['client_left'] is not None and call['ran'] is None and call['rc'] is None and call['error'] == 'hung by rule'
+    assert exec_in_pod(through, namespace, 'db', 'app', ['true'], timeout=30).rc == 0  # times=1: the next call runs
