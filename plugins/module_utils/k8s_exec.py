@@ -38,6 +38,15 @@ STATUS_LIMIT = 64 * 1024
 CLOSE_WAIT = 1.0
 
 
+class ExecNotOpened(KubesnapError):
+    """The exec stream did not open. `status`: the HTTP status of the apiserver's refusal (nothing ran), or None when
+    the connection failed during the upgrade (the command may have started)."""
+
+    def __init__(self, reason, obj=None, status=None):
+        super().__init__(reason, obj)
+        self.status = status
+
+
 class ExecResult:
     """What one exec did: `rc` (None when the deadline passed or the status channel never answered), the output cut
     to the bound (`truncated` when it was cut), `timed_out`, `error` (the status channel's message of a failure that is
@@ -72,7 +81,8 @@ def exec_in_pod(kube, namespace, pod, container, command, timeout, max_output=64
     """Run `command` (an argv list, no shell) in `container` of `pod` and wait for its end, at most `timeout` seconds.
 
     Raises KubesnapError naming the pod and container when the exec cannot start: the apiserver refused it (403 no
-    `pods/exec`, 404 no such pod, 400 unknown container or pod without a node) or could not be reached. Everything
+    `pods/exec`, 404 no such pod, 400 unknown container or pod without a node: ExecNotOpened with the HTTP status,
+    nothing ran) or the connection failed while the stream opened (status None: the command may have started). Everything
     after the stream opened is in the ExecResult: a command that runs past the deadline is not an exception, its caller
     decides (a hook's on-error), and it may still be running in the container (the apiserver has no way to stop it).
     """
@@ -95,7 +105,7 @@ def exec_in_pod(kube, namespace, pod, container, command, timeout, max_output=64
     stdout, stdout_cut = reader.text(STDOUT_CHANNEL)
     stderr, stderr_cut = reader.text(STDERR_CHANNEL)
     return ExecResult(rc=rc, stdout=stdout, stderr=stderr, truncated=stdout_cut or stderr_cut, timed_out=reader.timed_out,
-                      error=error, started=started, ended=time.time(), protocol=client.subprotocol)
+                      error=error, started=started, ended=time.time(), protocol=_subprotocol(client))
 
 
 class _Opening:
@@ -159,7 +169,7 @@ def _refusal(exc, where):
         cause = cause.__cause__ or cause.__context__
     if cause is None:
         reason = getattr(exc, 'reason', None) or str(exc) or type(exc).__name__
-        return KubesnapError('exec failed before the command started: %s' % reason, where)
+        return ExecNotOpened('the exec stream could not be opened: %s' % reason, where)
     body = getattr(cause, 'resp_body', None) or b''
     try:
         status = json.loads(body.decode('utf-8', 'replace') if isinstance(body, bytes) else body)
@@ -170,9 +180,7 @@ def _refusal(exc, where):
     else:
         text = body.decode('utf-8', 'replace') if isinstance(body, bytes) else str(body)
         reason = '%s %s%s' % (cause.status_code, cause.status_message or '', (': ' + text.strip()[:200]) if text.strip() else '')
-    error = KubesnapError('the apiserver refused the exec: %s' % reason.strip(), where)
-    error.status = cause.status_code
-    return error
+    return ExecNotOpened('the apiserver refused the exec: %s' % reason.strip(), where, status=cause.status_code)
 
 
 class ChannelReader:
@@ -284,3 +292,8 @@ def _close(client, timed_out):
     """Close the websocket; after a deadline, without waiting long for the server's close frame."""
     with contextlib.suppress(Exception):  # closing a connection the server dropped already
         client.close(timeout=CLOSE_WAIT if timed_out else 3)
+
+
+def _subprotocol(client):
+    """The negotiated subprotocol: WSClient records it from kubernetes 35 on; before, the websocket library knows it."""
+    return getattr(client, 'subprotocol', None) or getattr(client.sock, 'subprotocol', None)

@@ -505,17 +505,17 @@ def _handler(server: ExecServer):
             call = server.record({"namespace": namespace, "pod": pod, "uid": None, "container": container or None, "command": command,
                                   "user": identity.user, "protocol": None, "answer": None, "error": None, "sandbox": None, "rc": None,
                                   "started": time.time(), "ran": None, "ended": None, "client_left": None})
-            if self.headers.get("Upgrade", "").lower() != "websocket":
-                server.update(call, answer=400, ended=time.time())
-                self.answer(400, status_object(400, "BadRequest", "exec server: only websocket upgrades are served (SPDY is not)"))
-                return
-            offered = [p.strip() for p in self.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
-            chosen = next((p for p in offered if p in server.protocols), None)
-            if chosen is None:
-                server.update(call, answer=400, ended=time.time())
-                self.answer(400, status_object(400, "BadRequest", f"requested protocol(s) are not supported: {offered}; supports {list(server.protocols)}"))
-                return
             refused, found = server.refusal(identity, namespace, pod, container, self.command)
+            if refused is None:  # the apiserver's checks passed: the upgrade-aware proxy and the kubelet's handshake
+                upgrade = self.headers.get("Upgrade", "").lower()
+                offered = [p.strip() for p in self.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
+                chosen = next((p for p in offered if p in server.protocols), None)
+                if not upgrade:
+                    refused = status_object(400, "BadRequest", "Upgrade request required")
+                elif upgrade != "websocket":
+                    refused = status_object(400, "BadRequest", f"exec server: {upgrade} upgrades are not served, only websocket")
+                elif chosen is None:
+                    refused = status_object(400, "BadRequest", f"requested protocol(s) are not supported: {offered}; supports {list(server.protocols)}")
             if refused is not None:
                 code = refused.get("code") or 500
                 server.update(call, answer=code, ended=time.time(), error=refused.get("message") or refused.get("plain"))

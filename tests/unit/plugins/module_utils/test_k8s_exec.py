@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import socket
 
 import pytest
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.errors import KubesnapError
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeClient
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s_exec import ChannelReader, exec_in_pod, status_result
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s_exec import ChannelReader, ExecNotOpened, exec_in_pod, status_result
 
 
 def status(**fields):
@@ -80,3 +81,16 @@ def test_an_impersonating_client_is_refused_before_anything_is_sent():
     with pytest.raises(KubesnapError, match='pod ns/p container c: exec with impersonation .* is not supported'):
         exec_in_pod(kube, 'ns', 'p', 'c', ['true'], timeout=1)
     assert not kube.requests
+
+
+def test_a_connection_that_fails_while_opening_is_not_a_refusal():
+    from kubernetes.client.configuration import Configuration  # pylint: disable=import-outside-toplevel
+
+    with socket.socket() as unused:  # a port nothing listens on
+        unused.bind(('127.0.0.1', 0))
+        port = unused.getsockname()[1]
+    configuration = Configuration()
+    configuration.host = 'https://127.0.0.1:%d' % port
+    with pytest.raises(ExecNotOpened, match='pod ns/p container c: the exec stream could not be opened: ') as raised:
+        exec_in_pod(KubeClient(configuration), 'ns', 'p', 'c', ['true'], timeout=10)
+    assert raised.value.status is None  # unknown whether anything ran, unlike a refusal with its HTTP status
