@@ -151,11 +151,14 @@ class _Opening:
 
     def wait(self, deadline):
         """The open WSClient, None when the deadline passed first; KubesnapError when the exec was refused."""
-        self._done.wait(max(0.0, deadline - time.monotonic()))
-        with self._lock:
-            if not self._done.is_set():
-                self._abandoned = True
-                return None
+        try:
+            self._done.wait(max(0.0, deadline - time.monotonic()))
+        finally:  # the deadline, or an exception in the caller's thread (SIGTERM's handler): a later open is closed
+            with self._lock:
+                self._abandoned = not self._done.is_set()
+                abandoned = self._abandoned
+        if abandoned:
+            return None
         if self.failure is not None:
             raise _refusal(self.failure, self._where)
         return self.client

@@ -97,7 +97,7 @@ class ExecServer:
     for the GET itself, then the `create` the apiserver also demands of a websocket upgrade), the pod (404), the
     container (400), a node assigned (400); then what the kubelet says of a pod whose container is not running (500
     `container not found`). Everything else goes to the apiserver as the caller: a bearer token as it came, a client
-    certificate's user and groups through the admin's impersonation.
+    certificate's user and groups through the admin's impersonation (the admin's own requests go as they came).
 
     `calls` lists every exec request with its outcome; `rules` (behave()) make calls slow, hang or fail;
     `protocols` are the subprotocols spoken, in the server's order of preference among those the client offers.
@@ -117,6 +117,8 @@ class ExecServer:
         self._source_kubeconfig = config
         self._admin_tls = ssl.create_default_context(cafile=str(pki / "ca.crt"))
         self._admin_tls.load_cert_chain(str(pki / f"{admin_user}.crt"), str(pki / f"{admin_user}.key"))
+        certificate = x509.load_pem_x509_certificate((pki / f"{admin_user}.crt").read_bytes())
+        self.admin_user = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
         self._anonymous_tls = ssl.create_default_context(cafile=str(pki / "ca.crt"))
         serving = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         serving.load_cert_chain(str(pki / "apiserver.crt"), str(pki / "apiserver.key"))
@@ -468,7 +470,9 @@ def _handler(server: ExecServer):
                 subject = x509.load_der_x509_certificate(der).subject
                 user = [a.value for a in subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
                 groups = [a.value for a in subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)]
-                return Identity(user[0] if user else "", groups + ["system:authenticated"], certificate=True)
+                # The apiserver's extra of a certificate user: which certificate it was.
+                extra = {"authentication.kubernetes.io/credential-id": ["X509SHA256=" + hashlib.sha256(der).hexdigest()]}
+                return Identity(user[0] if user else "", groups + ["system:authenticated"], extra=extra, certificate=True)
             return Identity("system:anonymous", ["system:unauthenticated"])
 
         def answer(self, code: int, body: dict | str, headers: dict | None = None):
@@ -549,11 +553,15 @@ def _handler(server: ExecServer):
 
         def relay(self, identity: Identity):
             headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP | {"host"}}
-            if identity.certificate:
+            if identity.certificate and identity.user == server.admin_user:
+                groups, key = [], ("admin",)  # the admin itself: its own certificate, its request as it came
+            elif identity.certificate:
                 if any(k.lower().startswith("impersonate-") for k in headers):
                     self.answer(403, status_object(403, "Forbidden", "exec server: a client-certificate caller cannot impersonate through it"))
                     return
                 headers["Impersonate-User"] = identity.user
+                for key, values in identity.extra.items():
+                    headers["Impersonate-Extra-" + quote(key, safe="")] = values[0]
                 groups = [g for g in identity.groups if g != "system:authenticated"]
                 key = ("admin",)
             else:

@@ -227,3 +227,24 @@ def test_a_hung_command_keeps_the_stream_open_until_the_deadline(through, exec_s
     [call] = exec_server.calls_in(namespace)
     assert call['client_left'] is not None and call['ran'] is None and call['rc'] is None and call['error'] == 'hung by rule'
     assert exec_in_pod(through, namespace, 'db', 'app', ['true'], timeout=30).rc == 0  # times=1: the next call runs
+
+
+def test_requests_passed_on_keep_the_callers_identity(kube, cluster, exec_server, namespace):
+    """What the apiserver makes of each caller (SelfSubjectReview) is the same directly and through the server."""
+    pki = cluster.kubeconfig.parent / 'pki'
+    state = json.loads((cluster.kubeconfig.parent / 'state.json').read_text(encoding='utf-8'))
+    token = account(kube, namespace, 'reader', [])
+    callers = {'admin': ({'kubeconfig': str(cluster.kubeconfig)}, {'kubeconfig': str(exec_server.kubeconfig())}),
+               'token': ({'host': state['server'], 'api_key': token, 'ca_cert': str(pki / 'ca.crt')},
+                         {'kubeconfig': str(exec_server.token_kubeconfig(token, 'reader.kubeconfig'))})}
+    certificate = {'ca_cert': str(pki / 'ca.crt'), 'client_cert': str(pki / 'kubesnap:csi-provisioner.crt'),
+                   'client_key': str(pki / 'kubesnap:csi-provisioner.key')}
+    callers['certificate'] = (dict(certificate, host=state['server']), dict(certificate, host=exec_server.url))
+    review = {'apiVersion': 'authentication.k8s.io/v1', 'kind': 'SelfSubjectReview'}
+    seen = {}
+    for name, (direct, served) in callers.items():
+        users = [client_from_params(params).create('/apis/authentication.k8s.io/v1/selfsubjectreviews', review)['status']['userInfo']
+                 for params in (direct, served)]
+        seen[name] = users[1]['username']
+        assert users[1] == users[0], name
+    assert seen == {'admin': ADMIN_USER, 'token': 'system:serviceaccount:%s:reader' % namespace, 'certificate': 'kubesnap:csi-provisioner'}
