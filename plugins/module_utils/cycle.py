@@ -306,7 +306,7 @@ def _hold_reason(snapshot):
 
 
 def plan_expiry(volume_key, snapshots, policy, in_use, anchor=None, unweighed='no retention policy', namespace=None, inconsistent=(),
-                alongside=(), switched_from=None):
+                alongside=(), switched_from=None, points=None):
     """Keep and expire for one volume (pure).
 
     Only ready, unheld snapshots are weighed by the policy. Pending ones are not backups yet and
@@ -317,6 +317,7 @@ def plan_expiry(volume_key, snapshots, policy, in_use, anchor=None, unweighed='n
     volume in one namespace (snapshots_of, per_namespace); `inconsistent` ones are only reported.
     `alongside` are the volume's other backups (another backend's, switched_of): weighed with these, so that the newest ready
     snapshot across backends is the one always kept, but never kept or expired by this plan.
+    `points` ({snapshot id: the recovery point that names it}) are kept while their point is kept.
     """
     keep = []
     weighed = {}
@@ -344,6 +345,8 @@ def plan_expiry(volume_key, snapshots, policy, in_use, anchor=None, unweighed='n
             keep.append((snapshot, reasons[sid]))
         elif sid in in_use:
             keep.append((snapshot, 'dataSource of PVC %s' % in_use[sid]))
+        elif sid in (points or {}):
+            keep.append((snapshot, 'named by recovery point %s' % points[sid]))
         else:
             expire.append(snapshot)
     expire = sorted(expire + superseded, key=lambda s: (s.created_at, s.id))

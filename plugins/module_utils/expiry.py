@@ -9,13 +9,14 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base i
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.lease import LeasedWrite
 
 
-def plans_for(targets, owned, inventory, orphan_policy, anchor, one_off, read_content=None):
+def plans_for(targets, owned, inventory, orphan_policy, anchor, one_off, read_content=None, points=None):
     """[(label, orphan, ExpiryPlan)] for every target, and for every deleted volume's snapshots unless `one_off`.
 
     A target's plan weighs only its backups (in its namespace, taken of it); the snapshots that carry
     its labels but were taken of something else are reported with it and left alone. Orphans are
     planned per volume key and namespace, each group by the policy recorded on its own newest
     snapshot: a labelled copy in one namespace never decides what is deleted in another.
+    `points` ({snapshot id: recovery point}) are never expired, whatever plan weighs them.
     """
     in_use = inventory.snapshots_in_use(read_content)
     plans = []
@@ -23,17 +24,17 @@ def plans_for(targets, owned, inventory, orphan_policy, anchor, one_off, read_co
         backups, inconsistent = cycle.snapshots_of(target, owned), cycle.inconsistent_of(target, owned)
         switched = cycle.switched_of(target, inconsistent)
         apart = {s.id for snapshots in switched.values() for s in snapshots}
-        plans.append((target.display, False, cycle.plan_expiry(target.key, backups, target.policy, in_use, anchor, namespace=target.namespace,
+        plans.append((target.display, False, cycle.plan_expiry(target.key, backups, target.policy, in_use, anchor, namespace=target.namespace, points=points,
                                                                inconsistent=[pair for pair in inconsistent if pair[0].id not in apart])))
         # A backend that served the volume before: its backups are weighed by the volume's policy with every other backup of
         # the volume (the newest ready one across backends is kept), and only they are kept or expired by this plan.
         for backend, snapshots in sorted(switched.items()):
             alongside = backups + [s for other, group in switched.items() if other != backend for s in group]
             plans.append(('%s (taken by %s before)' % (target.display, backend), False, cycle.plan_expiry(
-                target.key, snapshots, target.policy, in_use, anchor, namespace=target.namespace, alongside=alongside, switched_from=backend)))
+                target.key, snapshots, target.policy, in_use, anchor, namespace=target.namespace, alongside=alongside, switched_from=backend, points=points)))
     # Disaster-recovery copies (aws_copy_to) are expired by the volume's policy, apart from the originals.
     plans += [('%s (copies in %s)' % (target.display, group), False, cycle.plan_expiry(target.key, copies, target.policy, in_use, anchor,
-                                                                                       namespace=target.namespace))
+                                                                                       namespace=target.namespace, points=points))
               for target in targets for group, copies in sorted(cycle.copies_of(target, owned).items())]
     if one_off:
         return plans
@@ -47,7 +48,7 @@ def plans_for(targets, owned, inventory, orphan_policy, anchor, one_off, read_co
                       'orphan: volume deleted, and no snapshot in namespace %s records a valid policy (annotation %s) to expire by'
                       % (namespace, POLICY_ANNOTATION))
         label = '%s/%s' % (namespace, key) if namespace else key
-        plans.append((label, True, cycle.plan_expiry(key, snapshots, policy, in_use, anchor, unweighed=reason, namespace=namespace)))
+        plans.append((label, True, cycle.plan_expiry(key, snapshots, policy, in_use, anchor, unweighed=reason, namespace=namespace, points=points)))
     return plans
 
 
@@ -56,17 +57,19 @@ class Expiry(LeasedWrite):
     (again under the lease), and deleted in parallel. `read_content(name)` reads a VolumeSnapshotContent (None when gone):
     a restore's copy names the original it keeps in use (Inventory.snapshots_in_use)."""
 
-    def __init__(self, params, registry, targets, inventory, anchor, read_content=None):
+    def __init__(self, params, registry, targets, inventory, anchor, read_content=None, read_points=None):
         super().__init__()
         self.params, self.registry, self.targets, self.inventory, self.anchor = params, registry, targets, inventory, anchor
         self.read_content = read_content
+        # () -> {snapshot id: recovery point}: the snapshots the kept recovery points name, read again under the lease.
+        self.read_points = read_points
         self.plans, self.doomed = [], []
 
     def replan(self):
         p = self.params
         owned = cycle.list_owned(self.registry, self.registry.listed(self.targets), p['namespace'])
         self.plans = plans_for(self.targets, owned, self.inventory, p['orphan_policy'], self.anchor, one_off=bool(p['pvc'] or p['pv']),
-                               read_content=self.read_content)
+                               read_content=self.read_content, points=self.read_points() if self.read_points else None)
         self.doomed = [snapshot for _label, _orphan, plan in self.plans for snapshot in plan.expire]
 
     def act(self, ensure_held):

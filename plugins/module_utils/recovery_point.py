@@ -5,15 +5,17 @@
 A manifest is one small JSON object per namespace and time, written after every piece it names exists: the resource
 backup of the namespace and the data of each of its claims (a CSI snapshot, an EBS or GCE snapshot, or an archive in
 S3). k8s_recovery_point writes it; k8s_namespace_restore and snapshot_expire read it only through this file.
-Everything here but `find_points` (one paged list) is pure.
+Everything here but `find_points`, `read_manifest` and `protected_snapshots` (S3 reads) is pure.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime
 import json
 import re
 
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import s3
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.errors import KubesnapError
 
 FORMAT = 'kubesnap.io/recovery-point'
@@ -229,6 +231,17 @@ def validate_manifest(manifest, key):
 
 # ------------------------------------------------------------------------------------ finding and choosing
 
+def point_keys(keys, prefix):
+    """The keys among `keys` that are points under `prefix` of any cluster and namespace (<cluster>/<namespace>/rp_<time>.json)."""
+    folder = normal_prefix(prefix)
+    found = []
+    for key in keys:
+        parts = key[len(folder):].split('/') if key.startswith(folder) else ()
+        if len(parts) == 3 and all(parts) and key_time(key, '%s%s/%s/' % (folder, parts[0], parts[1])) is not None:
+            found.append(key)
+    return found
+
+
 def find_points(s3_client, bucket, prefix, cluster, namespace):
     """[(key, created)] of a namespace's points, newest first: one paged list of its folder, only rp_<time>.json keys."""
     folder = points_prefix(prefix, cluster, namespace)
@@ -288,3 +301,31 @@ def volume_backups(manifest):
         data = claim.get('data') or {}
         held[snapshot_id(data) or data.get('url') or data.get('snapshot_handle')] = claim.get('name')
     return held
+
+
+def read_manifest(s3_client, bucket, key):
+    """(manifest, object metadata) of the point at `key`, parsed and checked: s3.S3Error when it cannot be read,
+    ManifestError when it is no manifest this version reads."""
+    try:
+        answer = s3_client.get_object(Bucket=bucket, Key=key)
+        body = answer['Body'].read(MAX_MANIFEST_BYTES + 1)
+    except s3.CLIENT_ERRORS as exc:
+        raise s3.S3Error('s3://%s/%s: cannot be read: %s' % (bucket, key, exc)) from exc
+    return parse_manifest(body, 's3://%s/%s' % (bucket, key)), answer.get('Metadata') or {}
+
+
+def protected_snapshots(s3_client, bucket, prefix, concurrency=8):
+    """{snapshot id or archive URL: manifest URL} of every volume backup a kept point under `prefix` names (any cluster,
+    any namespace): one paged list and one GET per manifest, `concurrency` at once. A manifest that cannot be read
+    raises (s3.S3Error, ManifestError): what it keeps is unknown, so whoever expires must delete nothing."""
+    try:
+        listed = s3.list_keys(s3_client, bucket, normal_prefix(prefix))
+    except s3.CLIENT_ERRORS as exc:
+        raise s3.S3Error('s3://%s/%s: cannot list recovery points: %s' % (bucket, prefix, exc)) from exc
+    keys = point_keys([item['Key'] for item in listed], prefix)
+    protected = {}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(keys) or 1))) as pool:
+        for key, (manifest, _metadata) in zip(keys, pool.map(lambda key: read_manifest(s3_client, bucket, key), keys)):
+            for backup in volume_backups(manifest):
+                protected.setdefault(backup, 's3://%s/%s' % (bucket, key))
+    return protected

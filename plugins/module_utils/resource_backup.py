@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from ansible_collections.kubesnap.snapshots.plugins.module_utils import encryption, resource_store, resources, retention, s3
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import archive, encryption, resource_store, resources, retention, s3
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.cycle import run_parallel
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.resource_store import ResourceError
@@ -167,21 +167,28 @@ def plan(client, params, bucket, prefix, now, warn):
 
 
 def upload(s3_client, bucket, key, params, index, entries):
-    """Stream the archive (encrypted when a key is given) to the object; the multipart upload is aborted on any failure."""
+    """Stream the archive (encrypted when a key is given) to the object; the multipart upload is aborted on any failure.
+    Bytes uploaded."""
+    return upload_hashed(s3_client, bucket, key, params, index, entries)[0]
+
+
+def upload_hashed(s3_client, bucket, key, params, index, entries):
+    """upload(), returning (bytes uploaded, sha256 hex of the object as stored): what a recovery point names."""
     extra = s3.encryption_args(params)
     extra['Metadata'] = {resource_store.FORMAT_METADATA: str(resources.FORMAT_VERSION),
                          resource_store.ENCRYPTED_METADATA: 'aes-256-gcm' if params.get('encryption_key') else 'none'}
     writer = s3.MultipartWriter(s3_client, bucket, key, s3.part_size_for(0), extra)
+    stored = archive.HashingWriter(writer)
     try:
-        target = encryption.EncryptingWriter(writer, params['encryption_key']) if params.get('encryption_key') else writer
+        target = encryption.EncryptingWriter(stored, params['encryption_key']) if params.get('encryption_key') else stored
         resources.write_archive(target, index, entries)
-        if target is not writer:
+        if target is not stored:
             target.close()
         writer.close()
     except BaseException:
         writer.abort()
         raise
-    return writer.bytes
+    return writer.bytes, stored.hash.hexdigest()
 
 
 def expire(s3_client, bucket, prefix, new_key, policy, now, check_mode, warn):

@@ -33,6 +33,7 @@ extends_documentation_fragment:
   - kubesnap.snapshots.discovery.targets
   - kubesnap.snapshots.discovery.lease
   - kubesnap.snapshots.write
+  - kubesnap.snapshots.s3
 attributes:
   check_mode:
     support: full
@@ -51,6 +52,16 @@ options:
     type: str
     choices: [keep, expire]
     default: keep
+  recovery_points:
+    description:
+      - Where M(kubesnap.snapshots.k8s_recovery_point) writes its points (its O(kubesnap.snapshots.k8s_recovery_point#module:url),
+        V(s3://bucket/prefix/)). Every snapshot a kept point under it names (of any cluster and namespace) is never
+        deleted while the point is kept, whatever the policy says; its reason reads C(named by recovery point <url>).
+      - The manifests are listed and read (one GET each) before planning and again under the Lease. When one cannot be
+        read, nothing is deleted and the task fails naming it. Once a point expires, its snapshots are weighed by their
+        volumes' policies again.
+      - Uses the S3 connection options (O(endpoint_url), O(region), ...). Without it, points protect nothing.
+    type: str
 notes:
   - A snapshot is kept as a C(dataSource) only for claims that the run lists; with O(namespace), a claim in another
     namespace that restores from it through a cross-namespace C(dataSourceRef) is not seen.
@@ -68,6 +79,11 @@ EXAMPLES = r'''
 - name: Prune old snapshots
   kubesnap.snapshots.snapshot_expire:
     label_policy: PT1H P1D P7D
+
+- name: Prune old snapshots, keeping every snapshot a kept recovery point names
+  kubesnap.snapshots.snapshot_expire:
+    label_policy: PT1H P1D P7D
+    recovery_points: s3://backups/points/
 '''
 
 RETURN = r'''
@@ -340,7 +356,9 @@ api_calls:
     DELETE: 3
 '''
 
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import recovery_point, s3
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import BackendError
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.errors import KubesnapError
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.expiry import Expiry, deletion_errors, failures, report
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.csi import GROUP_VERSION
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError, resource_path
@@ -349,6 +367,15 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import (
     AUTH_SPEC, DISCOVERY_SPEC, LEASE_SPEC, TARGETS_SPEC, WRITE_SPEC, KubesnapModule, argument_spec, discovery_constraints,
 )
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention import parse_timestamp
+
+
+def points_reader(params):
+    """() -> {snapshot id: recovery point} of the kept points under `recovery_points`, or None without it."""
+    if not params.get('recovery_points'):
+        return None
+    bucket, prefix = s3.parse_url(params['recovery_points'], key_required=False)
+    s3_client = s3.client(params)
+    return lambda: recovery_point.protected_snapshots(s3_client, bucket, prefix, params['concurrency'])
 
 
 def run_module(module):
@@ -360,7 +387,8 @@ def run_module(module):
     try:
         inventory, registry, targets, problems = module.targets(orphans=not (p['pvc'] or p['pv']))
         expiry = Expiry(p, registry, targets, inventory, parse_timestamp(p['now']) if p['now'] else None,
-                        read_content=lambda name: get_or_none(module.client, resource_path(GROUP_VERSION, 'volumesnapshotcontents', name=name)))
+                        read_content=lambda name: get_or_none(module.client, resource_path(GROUP_VERSION, 'volumesnapshotcontents', name=name)),
+                        read_points=points_reader(p))
         expiry.replan()
         doomed, errors = expiry.doomed, {}
         if doomed and not module.check_mode:
@@ -374,12 +402,15 @@ def run_module(module):
             result['diff'] = diff
     except (KubeError, BackendError) as exc:
         module.fail_api(exc)
+    except (s3.S3Error, KubesnapError) as exc:
+        module.fail_json(msg='recovery_points: %s; nothing was deleted' % exc, **result)
     module.exit_or_fail([] if 'lease_held' in result else failures(result['volumes']), 'snapshots could not be deleted', problems, **result)
 
 
 def main():
     spec = argument_spec(AUTH_SPEC, TARGETS_SPEC, DISCOVERY_SPEC, LEASE_SPEC, WRITE_SPEC,
-                         orphan_policy={'type': 'str', 'choices': ['keep', 'expire'], 'default': 'keep'})
+                         s3.S3_SPEC, orphan_policy={'type': 'str', 'choices': ['keep', 'expire'], 'default': 'keep'},
+                         recovery_points={'type': 'str'})
     run_module(KubesnapModule(argument_spec=spec, **discovery_constraints(spec)))
 
 

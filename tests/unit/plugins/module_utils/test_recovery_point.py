@@ -172,3 +172,10 @@ def test_volume_backups_of_a_point_by_their_backend_ids():
     assert rp.volume_backups(manifest()) == {
         'shop/s-data-db-0': 'data-db-0', 'shop/s-data-db-1': 'data-db-1', 'eu-west-1/snap-1': 'logs',
         'projects/p/global/snapshots/cache-1': 'cache', 's3://b/a/volume.tar.gz': 'uploads'}
+
+
+def test_point_keys_are_three_levels_under_the_prefix():
+    keys = ['p/a/shop/rp_20261206T020000Z.json', 'p/b/db/rp_20261205T020000Z.json', 'p/a/shop/backup_20261206T020000Z.tar.gz',
+            'p/a/rp_20261206T020000Z.json', 'p/a/shop/x/rp_20261206T020000Z.json', 'q/a/shop/rp_20261206T020000Z.json']
+    assert rp.point_keys(keys, 'p') == keys[:2]
+    assert rp.point_keys(keys, 'p/') == keys[:2]

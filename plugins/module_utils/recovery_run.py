@@ -1,0 +1,323 @@
+# Copyright: (c) 2026, kubesnap contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""k8s_recovery_point's run: plan (namespaces, claims, the data of each), act (snapshots, resource backups, manifests
+last), retention of points and the check of kept points, and the per-namespace results.
+
+One list per kind and per backend for the whole run, whatever the number of namespaces: the namespaces, the claims
+and volumes (cycle.list_inventory), one resource backup's lists (resource_backup.plan) split per namespace, and the
+owned snapshots of each backend (for `data: existing` and the check of kept points).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import (
+    cycle, recovery_point, resource_store, resources, retention, s3)
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import READY, BackendError
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.cycle import run_parallel
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.errors import KubesnapError
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError, resource_path
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.targets import Options, discover
+
+# Metadata on every manifest this module writes: retention deletes only manifests that carry it.
+MANIFEST_METADATA = 'kubesnap-recovery-point'
+CONTENTS = resource_path('snapshot.storage.k8s.io/v1', 'volumesnapshotcontents')
+
+
+class PointError(KubesnapError):
+    """What stops the whole run before any namespace is tried (an option, the listing); `result` goes with the failure."""
+
+    def __init__(self, reason, field=None, **result):
+        super().__init__(reason, field=field)
+        self.result = result
+
+
+# ------------------------------------------------------------------------------------------------ options
+
+def check_options(params):
+    """(bucket, prefix) once every option is known good; PointError naming the option otherwise. Nothing is read yet."""
+    for field in ('namespaces', 'exclude_namespaces'):
+        for name in params.get(field) or ():
+            problem = resources.namespace_name_problem(name)
+            if problem:
+                raise PointError('%r %s; nothing was written' % (name, problem), field=field)
+    if params.get('cluster_name') and recovery_point.cluster_name_problem(params['cluster_name']):
+        raise PointError('%r %s' % (params['cluster_name'], recovery_point.cluster_name_problem(params['cluster_name'])), field='cluster_name')
+    for field in ('interval', 'max_age'):
+        if params.get(field):
+            try:
+                resource_store.parse_age(params[field])
+            except ValueError as exc:
+                raise PointError(str(exc), field=field) from exc
+    if params.get('policy'):
+        try:
+            retention.parse_policy(params['policy'])
+        except retention.PolicyError as exc:
+            raise PointError(str(exc), field='policy') from exc
+    if params['data'] == 'existing' and not params.get('max_age'):
+        raise PointError('data=existing needs max_age: how old the newest ready snapshot of a claim may be', field='max_age')
+    try:
+        return resource_store.checked_location(params)
+    except resource_store.ResourceError as exc:
+        raise PointError(str(exc), field='url') from exc
+
+
+def backup_params(params, namespaces):
+    """k8s_resource_backup's params for this run's resource backups: the selected namespaces, claims always included."""
+    kinds = list(params['kinds'])
+    if resources.CLAIMS_KEY not in kinds + list(params['extra_kinds']):
+        kinds.append(resources.CLAIMS_KEY)
+    return {'kinds': kinds, 'extra_kinds': list(params['extra_kinds']), 'namespaces': list(namespaces), 'exclude_namespaces': [],
+            'label_selector': None, 'concurrency': params['concurrency'], 'encryption_key': params.get('encryption_key'),
+            'encryption': params['encryption'], 'kms_key_id': params.get('kms_key_id'), 'secrets_in_clear': params['secrets_in_clear']}
+
+
+# ------------------------------------------------------------------------------------------------ plan
+
+@dataclasses.dataclass
+class ClaimPlan:
+    """One claim of a point: the claim object, its target (how its backend snapshots it), and its data once known."""
+
+    pvc: dict
+    target: object = None
+    error: str | None = None
+    snapshot: object = None
+    data: dict | None = None
+
+    @property
+    def name(self):
+        return self.pvc['metadata']['name']
+
+    def as_dict(self):
+        return {'name': self.name, 'backend': self.target.backend if self.target else None,
+                'snapshot': self.snapshot.id if self.snapshot is not None else None,
+                'data': self.data, 'error': self.error}
+
+
+@dataclasses.dataclass
+class NamespacePlan:
+    """One namespace's point: its key, claims, the resource backup to write, and how it went."""
+
+    namespace: str
+    key: str
+    claims: list
+    state: str = 'planned'
+    error: str | None = None
+    backup_key: str | None = None
+    backup: object = None
+    resources: dict | None = None
+    reason: str | None = None
+
+    @property
+    def failed(self):
+        return self.error is not None or any(claim.error for claim in self.claims)
+
+    def fail(self, error):
+        self.error = self.error or error
+        self.state = 'failed'
+
+    def problems(self):
+        return ([self.error] if self.error else []) + ['claim %s: %s' % (claim.name, claim.error) for claim in self.claims if claim.error]
+
+    def as_dict(self, bucket):
+        return {'namespace': self.namespace, 'state': self.state, 'manifest': self.key,
+                'url': 's3://%s/%s' % (bucket, self.key), 'resources': self.resources, 'reason': self.reason,
+                'claims': [claim.as_dict() for claim in self.claims], 'errors': self.problems()}
+
+
+def selected_namespaces(client, params):
+    """(sorted names of the selected namespaces that exist, sorted names asked for that do not): one list."""
+    wanted, excluded = set(params.get('namespaces') or ()), set(params['exclude_namespaces'])
+    names = {ns['metadata']['name'] for ns in client.list_all(resources.NAMESPACE_RESOURCE.path(), transform=lambda item: item)}
+    found = sorted(name for name in names if resources.selected_namespace(name, wanted, excluded))
+    return found, sorted(wanted - names - excluded)
+
+
+def claim_targets(inventory, registry, namespace, snapshot_class=None):
+    """[ClaimPlan] of every claim in the namespace: each one named as a one-off target (the claim's backend, its volume);
+    a claim that cannot be snapshotted (unbound, no snapshot class, ...) carries the reason."""
+    plans = []
+    for pvc in sorted((p for p in inventory.pvcs if p['metadata']['namespace'] == namespace), key=lambda p: p['metadata']['name']):
+        name = pvc['metadata']['name']
+        found = discover(inventory, Options(sources=(), namespace=namespace, pvc=name, snapshot_class=snapshot_class), registry)
+        if found.targets:
+            plans.append(ClaimPlan(pvc, target=found.targets[0]))
+        else:
+            problem = found.problems[0] if found.problems else None
+            plans.append(ClaimPlan(pvc, error='%s: %s' % (problem.field, problem.reason) if problem else 'no volume found'))
+    return plans
+
+
+def newest_points(s3_client, bucket, prefix, cluster, namespaces):
+    """{namespace: [(key, created)] newest first}: one list per namespace's folder."""
+    def points(namespace):
+        return recovery_point.find_points(s3_client, bucket, prefix, cluster, namespace)
+    found = {}
+    for namespace, listed, error in run_parallel(points, namespaces, 8):
+        if error is not None:
+            raise s3.S3Error('s3://%s/%s: cannot list recovery points: %s' % (
+                bucket, recovery_point.points_prefix(prefix, cluster, namespace), error)) from error
+        found[namespace] = listed
+    return found
+
+
+def not_due(points, interval, now):
+    """Why no point is due (the newest is younger than `interval`), or None."""
+    current = [point for point in points if point[1] <= now + resources.FUTURE_MARGIN]
+    if interval and current and current[0][1] + resource_store.parse_age(interval) > now:
+        return 'the newest point %s is younger than interval %s' % (current[0][0].rsplit('/', 1)[-1], interval)
+    return None
+
+
+def split_backup(backup_plan, namespace, key):
+    """(index, entries, counts) of one namespace's resource backup, cut from the run's one BackupPlan."""
+    entries = [(path, obj) for path, obj in backup_plan.entries if path.startswith(namespace + '/')]
+    counts = backup_plan.index['namespaces'].get(namespace, {})
+    index = dict(backup_plan.index, objects=len(entries), namespaces={namespace: counts},
+                 kinds={kind: dict(about, count=counts.get(kind, 0)) for kind, about in backup_plan.index['kinds'].items()},
+                 left_out=dict(retention_counter(item for item in backup_plan.result['left_out'] if item['namespace'] == namespace)))
+    return index, entries, counts
+
+
+def retention_counter(items):
+    found = {}
+    for item in items:
+        code = resources.reason_code(item['reason'])
+        found[code] = found.get(code, 0) + 1
+    return found
+
+
+# ------------------------------------------------------------------------------------------------ the data of claims
+
+def choose_existing(claims, owned, max_age, now):
+    """Each claim's newest ready snapshot no older than `max_age` (an error naming the claim when there is none)."""
+    bound = now - resource_store.parse_age(max_age)
+    for claim in claims:
+        if claim.error:
+            continue
+        ready = [s for s in cycle.snapshots_of(claim.target, owned) if s.state == READY]
+        if not ready:
+            claim.error = 'no ready snapshot of the claim to use (data=existing)'
+        elif ready[-1].created_at < bound:
+            claim.error = 'the newest ready snapshot %s was taken %s, older than max_age %s' % (
+                ready[-1].name, ready[-1].created_at.isoformat(), max_age)
+        else:
+            claim.snapshot = ready[-1]
+
+
+def content_of(contents, snapshot):
+    """The VolumeSnapshotContent bound to a CSI snapshot `<namespace>/<name>`, among those listed, or None."""
+    namespace, name = snapshot.id.split('/', 1)
+    for content in contents:
+        ref = (content.get('spec') or {}).get('volumeSnapshotRef') or {}
+        if (ref.get('namespace'), ref.get('name')) == (namespace, name):
+            return content
+    return None
+
+
+def claim_data(claim, contents):
+    """The manifest's `data` of a claim's ready snapshot, as a restore in any cluster needs it; KubesnapError when the
+    backend does not say where the data is (a CSI snapshot without a bound content and its handle)."""
+    snapshot, volume = claim.snapshot, claim.target.volume
+    if claim.target.backend == 'csi':
+        content = content_of(contents, snapshot)
+        handle = ((content or {}).get('status') or {}).get('snapshotHandle')
+        if not handle:
+            raise KubesnapError('has no VolumeSnapshotContent with a snapshot handle', obj='snapshot %s' % snapshot.id)
+        return {'kind': 'csi', 'driver': content['spec'].get('driver') or volume.get('driver'), 'snapshot_handle': handle,
+                'volume_snapshot': snapshot.id, 'snapshot_class': content['spec'].get('volumeSnapshotClassName') or volume.get('snapshot_class'),
+                'restore_size': snapshot.size, 'content': content['metadata']['name']}
+    if claim.target.backend == 'ebs':
+        region, snapshot_id = snapshot.id.split('/', 1)
+        return {'kind': 'ebs', 'snapshot_id': snapshot_id, 'region': region, 'zone': volume.get('zone'),
+                'volume_type': volume.get('volume_type')}
+    if claim.target.backend == 'gce':
+        return {'kind': 'gce', 'snapshot': snapshot.id, 'zone': volume.get('zone'), 'disk_type': volume.get('disk_type')}
+    raise KubesnapError('backend %s cannot be named in a recovery point' % claim.target.backend, obj='claim %s' % claim.name)
+
+
+def new_snapshots(registry, claims, now, concurrency, ensure_held):
+    """A new snapshot of every claim on its backend, in parallel: [(CreatePlan, snapshot, error)]."""
+    plans = [cycle.CreatePlan(claim.target, True, 'recovery point') for claim in claims]
+    return cycle.create_snapshots(registry, plans, now, concurrency, ensure_held)
+
+
+def settle_snapshots(registry, claims, created, timeout):
+    """Record each claim's settled snapshot (ready) or the reason it has none."""
+    by_key = {claim.target.key: claim for claim in claims}
+    made = [snapshot for _plan, snapshot, error in created if error is None]
+    latest, wait_error = {}, None
+    try:
+        latest = cycle.wait_until_settled(registry, made, timeout)[0]
+    except (KubeError, BackendError) as exc:  # every claim waited for is reported with it
+        wait_error = exc
+    for plan, snapshot, error in created:
+        claim = by_key[plan.target.key]
+        if error is not None:
+            claim.error = 'snapshot not created: %s' % error
+            continue
+        settled = latest.get(snapshot.id)
+        if settled is None:
+            claim.error = 'snapshot %s: waiting failed: %s' % (snapshot.name, wait_error)
+        elif settled.state != READY:
+            claim.error = 'snapshot %s is not ready: %s' % (snapshot.name, settled.error or 'still pending after %s s (wait_timeout)' % timeout)
+        else:
+            claim.snapshot = settled
+
+
+# ------------------------------------------------------------------------------------------------ writing
+
+def write_manifest(s3_client, bucket, key, manifest, params):
+    """Put the manifest: one object, last, with the metadata that lets retention delete it."""
+    extra = s3.encryption_args(params)
+    s3_client.put_object(Bucket=bucket, Key=key, Body=recovery_point.serialise(manifest), ContentType='application/json',
+                         Metadata={MANIFEST_METADATA: str(recovery_point.VERSION)}, **extra)
+
+
+# ------------------------------------------------------------------------------------------------ retention and checks
+
+def expire_points(s3_client, bucket, points, policy, now, check_mode, warn):
+    """(expired keys, {kept key: manifest}) of one namespace's points by `policy`.
+
+    A point expires whole: its manifest first (from then on nothing names its pieces), then its resource backup when it
+    lies beside the manifest. Its volume snapshots are left to their volumes' own retention, which no longer sees them
+    held by the point. Only manifests this module wrote (their metadata says so) are deleted; the newest point is always
+    kept (the retention core's rule), and a point dated in the future is left alone.
+    """
+    current = {key: created for key, created in points if created <= now + resources.FUTURE_MARGIN}
+    keep = retention.expire(current, retention.parse_policy(policy), now=now)
+    expired = []
+    for key in sorted(set(current) - set(keep)):
+        try:
+            manifest, metadata = recovery_point.read_manifest(s3_client, bucket, key)
+        except recovery_point.ManifestError as exc:
+            warn('%s: not expired: %s' % (key, exc))
+            continue
+        if MANIFEST_METADATA not in metadata:
+            warn('s3://%s/%s: not written by k8s_recovery_point, so never expired' % (bucket, key))
+            continue
+        backup_bucket, backup_key = s3.parse_url(manifest['resources']['url'])
+        beside = backup_bucket == bucket and backup_key.rsplit('/', 1)[0] == key.rsplit('/', 1)[0]
+        if not check_mode:
+            for doomed in [key] + ([backup_key] if beside else []):
+                try:
+                    s3_client.delete_object(Bucket=bucket, Key=doomed)
+                except resource_store.BOTO_ERRORS as exc:
+                    raise s3.S3Error('s3://%s/%s: cannot be deleted: %s' % (bucket, doomed, exc)) from exc
+        expired.append(key)
+    return expired
+
+
+def damaged(manifest, owned_ids, listed_backends):
+    """The claims of a kept point whose volume snapshot is no longer listed by its backend: ['claim: why']."""
+    found = []
+    for claim in manifest['claims']:
+        data = claim['data']
+        backend = data['kind']
+        if backend not in listed_backends:
+            continue
+        sid = recovery_point.snapshot_id(data)
+        if sid and sid not in owned_ids:
+            found.append('claim %s: its %s snapshot %s no longer exists' % (claim['name'], backend, sid))
+    return found

@@ -1,0 +1,462 @@
+#!/usr/bin/python
+# Copyright: (c) 2026, kubesnap contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: k8s_recovery_point
+short_description: Take recovery points - a namespace's objects and the data of every claim in it, named by one manifest in S3
+version_added: 0.2.0
+author: kubesnap contributors (@kubesnap)
+description:
+  - One run over the selected namespaces takes, for each of them, a recovery point - a resource backup of the namespace
+    (as M(kubesnap.snapshots.k8s_resource_backup) writes it, claims included) and the data of every claim in it (a new
+    snapshot on the claim's backend - CSI, EBS or GCE - or, with O(data=existing), its newest ready snapshot) - and writes
+    one manifest C(<prefix>/<cluster>/<namespace>/rp_YYYYMMDDTHHMMSSZ.json) naming them all
+    (see C(docs/recovery-points.md) for its format). M(kubesnap.snapshots.k8s_namespace_restore) restores a point.
+  - The manifest is written last, after the snapshots are ready and the resource backup is uploaded - a manifest
+    exists only for a complete point. A namespace that cannot have a complete point (a claim that is not bound, a
+    snapshot that failed or stays pending past O(wait_timeout), no recent enough snapshot with O(data=existing)) gets no
+    manifest; the other namespaces still get theirs and the task fails at the end naming the namespace and the claim.
+  - Snapshots are taken (or chosen) under the Lease that M(kubesnap.snapshots.snapshot_expire) holds, so expiry
+    cannot take a chosen snapshot before the point names it. While a point is kept, its snapshots are never expired -
+    M(kubesnap.snapshots.snapshot_expire) reads the kept manifests (its O(kubesnap.snapshots.snapshot_expire#module:recovery_points) option).
+  - With O(policy), older points of each namespace are expired by the collection's retention (by the time in their
+    names; the newest is always kept). An expired point loses its manifest first, then its resource backup; its
+    snapshots fall back to their volumes' own retention.
+  - Every kept point of the selected namespaces is checked (O(verify_points)) - a point whose snapshot no longer exists
+    on its backend is reported in RV(damaged) and fails the task.
+  - Each run writes a new point (that is what it is for). With O(interval), a namespace whose newest point is younger
+    than the interval gets none, and a second run within the interval reports V(changed=false) and writes nothing.
+extends_documentation_fragment:
+  - kubesnap.snapshots.k8s_auth
+  - kubesnap.snapshots.backends
+  - kubesnap.snapshots.discovery.lease
+  - kubesnap.snapshots.write
+  - kubesnap.snapshots.s3
+options:
+  url:
+    description:
+      - Where points go, V(s3://bucket/prefix/). Each namespace's points are under C(<prefix>/<cluster>/<namespace>/),
+        its resource backups beside them.
+    type: str
+    required: true
+  cluster_name:
+    description:
+      - The name of this cluster in the points' keys and manifests (lower-case letters, digits, C(.) and C(-)).
+      - By default the apiserver's host and port, made of those characters (V(https://10.0.0.1:6443) is V(10.0.0.1-6443)).
+        Give a name that stays the same when the apiserver's address changes.
+    type: str
+  namespaces:
+    description: Take points of only these namespaces; of all namespaces but O(exclude_namespaces) when not given.
+    type: list
+    elements: str
+  exclude_namespaces:
+    description: Namespaces that never get a point.
+    type: list
+    elements: str
+    default: [kube-system, kube-public, kube-node-lease]
+  data:
+    description:
+      - How each claim's data is kept - V(snapshot) takes a new snapshot on the claim's backend (CSI, EBS or GCE, as
+        M(kubesnap.snapshots.k8s_pv_snapshot) would); V(existing) names the claim's newest ready snapshot taken by the
+        collection, no older than O(max_age) (the claim fails when there is none).
+    type: str
+    choices: [snapshot, existing]
+    default: snapshot
+  max_age:
+    description: With O(data=existing), how old the newest ready snapshot of a claim may be, an ISO 8601 duration (V(PT6H)).
+    type: str
+  snapshot_class:
+    description: VolumeSnapshotClass of new CSI snapshots; by default the claim's annotation, else the driver's default class.
+    type: str
+  wait_timeout:
+    description: Seconds to wait for new snapshots to be ready; a claim whose snapshot is not ready by then fails its namespace.
+    type: int
+    default: 600
+  kinds:
+    description:
+      - Kinds in each point's resource backup (see M(kubesnap.snapshots.k8s_resource_backup)); PersistentVolumeClaims are
+        always added.
+    type: list
+    elements: str
+    default: [services, ingresses, replicasets, secrets, configmaps, deployments, daemonsets, statefulsets, persistentvolumeclaims]
+  extra_kinds:
+    description: Kinds backed up on top of O(kinds), such as custom resources.
+    type: list
+    elements: str
+    default: []
+  encryption_key:
+    description: Passphrase for client-side encryption of the resource backups (see M(kubesnap.snapshots.k8s_resource_backup)).
+    type: str
+  encryption:
+    description: Server-side encryption of the resource backups and manifests.
+    type: str
+    choices: [none, AES256, 'aws:kms']
+    default: AES256
+  secrets_in_clear:
+    description: Allow resource backups that hold Secrets with O(encryption=none) and no O(encryption_key).
+    type: bool
+    default: false
+  policy:
+    description:
+      - Retention of each namespace's points, ISO 8601 durations such as V(P1D P7D P30D) (the C(backup.kubernetes.io/deltas)
+        rule). All points are kept when not given.
+    type: str
+  interval:
+    description:
+      - Take a point of a namespace only when its newest point is at least this old, an ISO 8601 duration (V(PT23H)).
+    type: str
+  verify_points:
+    description:
+      - Check every kept point of the selected namespaces - one GET per manifest and one list per backend - and fail when a
+        point's snapshot no longer exists.
+    type: bool
+    default: true
+attributes:
+  check_mode:
+    support: full
+    description: Lists and reports the plan - per namespace the manifest key, the objects and the claims with their backend; nothing is written.
+  diff_mode:
+    support: none
+    description: A point is new each time.
+notes:
+  - Needs what M(kubesnap.snapshots.k8s_resource_backup) and M(kubesnap.snapshots.k8s_pv_snapshot) need (in C(docs/rbac.yml),
+    the rights of C(kubesnap-resource-backup) and of the cycle's C(kubesnap) account together), C(list) on
+    VolumeSnapshotContents (their handles are named in the manifest) and, on the bucket, C(s3:ListBucket),
+    C(s3:PutObject), C(s3:GetObject) and, with O(policy), C(s3:DeleteObject).
+  - The manifest format, what a point protects and what happens when it expires - C(docs/recovery-points.md).
+requirements:
+  - cryptography (with O(encryption_key))
+'''
+
+EXAMPLES = r'''
+- name: A recovery point of two namespaces, keeping a week of dailies and a month of weeklies
+  kubesnap.snapshots.k8s_recovery_point:
+    url: s3://backups/points/
+    cluster_name: prod-eu
+    namespaces: [shop, billing]
+    policy: P1D P7D P30D
+    interval: PT23H
+    encryption_key: "{{ vault_backup_passphrase }}"
+  register: points
+
+- name: A point of every namespace from the snapshots the cycle took in the last six hours
+  kubesnap.snapshots.k8s_recovery_point:
+    url: s3://backups/points/
+    cluster_name: prod-eu
+    data: existing
+    max_age: PT6H
+
+- name: What would be in the points
+  kubesnap.snapshots.k8s_recovery_point:
+    url: s3://backups/points/
+    namespaces: [shop]
+  check_mode: true
+'''
+
+RETURN = r'''
+cluster:
+  description: The cluster name in the keys.
+  returned: always
+  type: str
+  sample: prod-eu
+points:
+  description: One entry per selected namespace.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {namespace: shop, state: written, manifest: points/prod-eu/shop/rp_20261206T020000Z.json, reason: null, errors: []}
+  contains:
+    namespace:
+      description: The namespace.
+      type: str
+      sample: shop
+    state:
+      description:
+        - V(written), V(planned) (check mode), V(not_due) (O(interval); RV(points[].manifest) is the newest point) or V(failed)
+          (no manifest written; see RV(points[].errors)).
+      type: str
+      sample: written
+    manifest:
+      description: The manifest's key.
+      type: str
+      sample: points/prod-eu/shop/rp_20261206T020000Z.json
+    url:
+      description: The manifest as an V(s3://) url.
+      type: str
+      sample: s3://backups/points/prod-eu/shop/rp_20261206T020000Z.json
+    resources:
+      description: The resource backup - V(url), V(sha256), V(bytes), V(objects) (planned - V(url), V(objects), V(counts)).
+      type: dict
+      sample: {url: s3://backups/points/prod-eu/shop/backup_20261206T020000Z.tar.gz, sha256: 9f2c..., bytes: 5120, objects: 14}
+    claims:
+      description: Each claim of the namespace and the backup of its data.
+      type: list
+      elements: dict
+      sample: [{name: data-db-0, backend: csi, snapshot: shop/data-db-0-20261206t020000z, data: {kind: csi}, error: null}]
+      contains:
+        name:
+          description: The claim.
+          type: str
+          sample: data-db-0
+        backend:
+          description: The backend that snapshots its volume (V(csi), V(ebs), V(gce)), or null when it has none.
+          type: str
+          sample: csi
+        snapshot:
+          description: The id of its snapshot as its backend lists it, or null.
+          type: str
+          sample: shop/data-db-0-20261206t020000z
+        data:
+          description: Its C(data) as in the manifest (in check mode, V(kind) and the snapshot it would get).
+          type: dict
+          sample: {kind: csi, driver: mock.csi.kubesnap.io, snapshot_handle: 4b1e..., volume_snapshot: shop/data-db-0-20261206t020000z}
+        error:
+          description: Why the claim has no data, or null.
+          type: str
+          sample: 'spec.volumeName: claim is not bound to a volume (phase Pending)'
+    reason:
+      description: Why no point was taken (O(interval)), or null.
+      type: str
+      sample: the newest point rp_20261206T020000Z.json is younger than interval PT23H
+    errors:
+      description: What kept the namespace from a complete point, naming the claim.
+      type: list
+      elements: str
+      sample: ['claim data-db-1: snapshot data-db-1-20261206t020000z is not ready: still pending after 600 s (wait_timeout)']
+expired:
+  description: Manifests of points expired by O(policy) (in check mode, those that would be).
+  returned: always
+  type: list
+  elements: str
+  sample: [points/prod-eu/shop/rp_20261101T020000Z.json]
+damaged:
+  description: Kept points whose volume backup no longer exists, or whose manifest cannot be read (with O(verify_points)).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{manifest: points/prod-eu/shop/rp_20261201T020000Z.json, problems: ['claim data-db-0: its csi snapshot shop/x no longer exists']}]
+  contains:
+    manifest:
+      description: The point's manifest key.
+      type: str
+      sample: points/prod-eu/shop/rp_20261201T020000Z.json
+    problems:
+      description: What is missing, naming the claim.
+      type: list
+      elements: str
+      sample: ['claim data-db-0: its csi snapshot shop/x no longer exists']
+lease_held:
+  description: Who held the Lease when this run could not take it (no snapshot was taken or chosen).
+  returned: when another run held the Lease
+  type: str
+  sample: kubesnap-cycle is held by runner-2 until 2026-12-06T02:15:00Z
+api_calls:
+  description: Kubernetes API requests made, per HTTP method.
+  returned: always
+  type: dict
+  sample: {GET: 14, POST: 4}
+'''
+
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import (  # noqa: E402
+    cycle, recovery_point, recovery_run, resource_backup, resource_store, resources, s3)
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import Registry  # noqa: E402
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import BackendError  # noqa: E402
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.cycle import run_parallel  # noqa: E402
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.errors import KubesnapError  # noqa: E402
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError  # noqa: E402
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.lease import Write  # noqa: E402
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import (  # noqa: E402
+    AUTH_SPEC, LEASE_SPEC, WRITE_SPEC, KubesnapModule, argument_spec)
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.recovery_run import PointError  # noqa: E402
+
+DEFAULT_KINDS = list(resources.DEFAULT_KINDS) + [resources.CLAIMS_KEY]
+
+
+def module_spec():
+    return argument_spec(
+        AUTH_SPEC, LEASE_SPEC, WRITE_SPEC, s3.S3_SPEC,
+        url={'type': 'str', 'required': True},
+        cluster_name={'type': 'str'},
+        namespaces={'type': 'list', 'elements': 'str'},
+        exclude_namespaces={'type': 'list', 'elements': 'str', 'default': list(resources.RESTORE_EXCLUDED_NAMESPACES)},
+        data={'type': 'str', 'choices': ['snapshot', 'existing'], 'default': 'snapshot'},
+        max_age={'type': 'str'},
+        snapshot_class={'type': 'str'},
+        wait_timeout={'type': 'int', 'default': 600},
+        kinds={'type': 'list', 'elements': 'str', 'default': DEFAULT_KINDS},
+        extra_kinds={'type': 'list', 'elements': 'str', 'default': []},
+        encryption_key={'type': 'str', 'no_log': True},
+        encryption=dict(s3.S3_SPEC['encryption'], default='AES256'),
+        secrets_in_clear={'type': 'bool', 'default': False},
+        policy={'type': 'str'},
+        interval={'type': 'str'},
+        verify_points={'type': 'bool', 'default': True},
+    )
+
+
+def plan_namespaces(module, s3_client, bucket, prefix, cluster, now):
+    """[NamespacePlan] of every selected namespace, {namespace: its points}, and those due a point now."""
+    p = module.params
+    names, missing = recovery_run.selected_namespaces(module.client, p)
+    for name in missing:
+        module.warn('namespaces: %s does not exist: it gets no recovery point' % name)
+    if not names:
+        raise PointError('no namespace selected (namespaces %s, exclude_namespaces %s): no recovery point was taken' % (
+            p.get('namespaces') or 'all', p['exclude_namespaces']), field='namespaces')
+    points = recovery_run.newest_points(s3_client, bucket, prefix, cluster, names)
+    plans = []
+    for name in names:
+        plan = recovery_run.NamespacePlan(name, recovery_point.manifest_key(prefix, cluster, name, now), [])
+        plan.reason = recovery_run.not_due(points[name], p.get('interval'), now)
+        if plan.reason:
+            plan.state, plan.key = 'not_due', points[name][0][0]
+        plans.append(plan)
+    return plans, points
+
+
+def plan_backups(module, due, bucket, prefix, cluster, now):
+    """Each due namespace's resource backup: one set of lists for all of them, cut per namespace."""
+    p = module.params
+    params = recovery_run.backup_params(p, [plan.namespace for plan in due])
+    backup_plan = resource_backup.plan(module.client, params, bucket, prefix, now, module.warn)
+    suffix = resources.ENCRYPTED_SUFFIX if p.get('encryption_key') else resources.ARCHIVE_SUFFIX
+    for plan in due:
+        plan.backup_key = recovery_point.points_prefix(prefix, cluster, plan.namespace) + resources.backup_name(now) + suffix
+        plan.backup = recovery_run.split_backup(backup_plan, plan.namespace, plan.backup_key)
+        plan.resources = {'url': 's3://%s/%s' % (bucket, plan.backup_key), 'objects': len(plan.backup[1]), 'counts': plan.backup[2]}
+    return params
+
+
+def plan_data(module, registry, claims, now):
+    """Check mode: the snapshot each claim would get (its name, or the existing one chosen); nothing is written."""
+    p = module.params
+    if p['data'] == 'existing' and claims:
+        owned = cycle.list_owned(registry, registry.listed([claim.target for claim in claims]))
+        recovery_run.choose_existing(claims, owned, p['max_age'], now)
+    for claim in claims:
+        if not claim.error:
+            claim.data = {'kind': claim.target.backend, 'snapshot': claim.snapshot.id if claim.snapshot is not None else
+                          registry.get(claim.target.backend).snapshot_name(claim.target, now)}
+
+
+def take_points(module, registry, s3_client, bucket, due, params, cluster, now, ensure_held):
+    """Under the Lease (the one expiry runs under, held until the manifests are written, so that expiry never takes a
+    snapshot a point is about to name): each claim's snapshot taken (or chosen), waited for and named, then each complete
+    namespace's resource backup and, last, its manifest."""
+    p = module.params
+    claims = [claim for plan in due for claim in plan.claims if not claim.error]
+    if p['data'] == 'existing' and claims:
+        owned = cycle.list_owned(registry, registry.listed([claim.target for claim in claims]))
+        recovery_run.choose_existing(claims, owned, p['max_age'], now)
+    elif claims:
+        created = recovery_run.new_snapshots(registry, claims, now, p['concurrency'], ensure_held)
+        recovery_run.settle_snapshots(registry, claims, created, p['wait_timeout'])
+    ready = [claim for claim in claims if claim.snapshot is not None and not claim.error]
+    contents = module.client.list_all(recovery_run.CONTENTS) if any(claim.target.backend == 'csi' for claim in ready) else []
+    for claim in ready:
+        try:
+            claim.data = recovery_run.claim_data(claim, contents)
+        except KubesnapError as exc:
+            claim.error = str(exc)
+
+    def write(plan):
+        ensure_held()
+        index, entries, _counts = plan.backup
+        size, digest = resource_backup.upload_hashed(s3_client, bucket, plan.backup_key, params, index, entries)
+        plan.resources = {'url': 's3://%s/%s' % (bucket, plan.backup_key), 'sha256': digest, 'bytes': size, 'objects': len(entries)}
+        manifest = recovery_point.build_manifest(cluster, plan.namespace, now, plan.resources,
+                                                 [recovery_point.claim_record(claim.pvc, claim.data) for claim in plan.claims])
+        ensure_held()
+        recovery_run.write_manifest(s3_client, bucket, plan.key, manifest, p)
+
+    for plan, _none, error in run_parallel(write, [plan for plan in due if not plan.failed], p['concurrency']):
+        if error is None:
+            plan.state = 'written'
+        else:
+            plan.fail('no recovery point written: %s' % error)
+
+
+def incomplete(plans):
+    """Mark each planned namespace with a claim without data failed: it gets no manifest."""
+    for plan in plans:
+        if plan.state in ('planned', 'written') and plan.failed:
+            plan.fail('no recovery point written: %d of %d claims have no data' % (sum(1 for c in plan.claims if c.error), len(plan.claims)))
+
+
+def keep_and_check(module, s3_client, bucket, plans, points, registry, now):
+    """(expired manifests, damaged points) after retention of each namespace's points and the check of those kept."""
+    p = module.params
+    expired, kept = [], set()
+    for plan in plans:
+        listed = list(points[plan.namespace]) + ([(plan.key, now)] if plan.state in ('written', 'planned') else [])
+        gone = recovery_run.expire_points(s3_client, bucket, listed, p['policy'], now, module.check_mode, module.warn) if p.get('policy') else []
+        expired += gone
+        # A planned point (check mode) is weighed by retention but not read: it is not written.
+        kept.update(key for key, _created in listed if key not in gone and not (plan.state == 'planned' and key == plan.key))
+    if not p['verify_points'] or not kept:
+        return expired, []
+    manifests, damaged = {}, []
+    for key, manifest, error in run_parallel(lambda key: recovery_point.read_manifest(s3_client, bucket, key)[0], sorted(kept), p['concurrency']):
+        if error is not None:
+            damaged.append({'manifest': key, 'problems': [str(error)]})
+        else:
+            manifests[key] = manifest
+    kinds = {claim['data']['kind'] for manifest in manifests.values() for claim in manifest['claims']}
+    backends = sorted(kinds & {backend.name for backend in registry})
+    owned = cycle.list_owned(registry, backends) if backends else {}
+    ids = {snapshot.id for snapshots in owned.values() for snapshot in snapshots}
+    for key, manifest in sorted(manifests.items()):
+        problems = recovery_run.damaged(manifest, ids, backends)
+        if problems:
+            damaged.append({'manifest': key, 'problems': problems})
+    return expired, damaged
+
+
+def main():
+    module = KubesnapModule(argument_spec=module_spec(), required_if=s3.S3_REQUIRED_IF)
+    p = module.params
+    result = {'changed': False, 'cluster': None, 'points': [], 'expired': [], 'damaged': []}
+    try:
+        bucket, prefix = recovery_run.check_options(p)
+        # A point is named by the real clock when it is written; check mode may plan as if it were `now`.
+        now = recovery_point.utc(module.now(planning=module.check_mode))
+        cluster = result['cluster'] = p.get('cluster_name') or recovery_point.cluster_name(module.client.host)
+        s3_client = s3.client(p)
+        plans, points = plan_namespaces(module, s3_client, bucket, prefix, cluster, now)
+        due = [plan for plan in plans if plan.state == 'planned']
+        inventory = cycle.list_inventory(module.client, p['namespaces'][0] if len(p.get('namespaces') or ()) == 1 else None, rules=False)
+        registry = Registry.for_run(p, module.client, inventory)
+        if due:
+            for plan in due:
+                plan.claims = recovery_run.claim_targets(inventory, registry, plan.namespace, p.get('snapshot_class'))
+            params = plan_backups(module, due, bucket, prefix, cluster, now)
+            if module.check_mode:
+                plan_data(module, registry, [claim for plan in due for claim in plan.claims if not claim.error], now)
+            else:
+                work = module.write_under_lease(Write(lambda ensure_held: take_points(
+                    module, registry, s3_client, bucket, due, params, cluster, now, ensure_held), must_write=True), result)
+                for plan in due if not work.written else ():
+                    plan.fail('no recovery point taken: %s' % result.get('lease_held'))
+            incomplete(due)
+        result['expired'], result['damaged'] = keep_and_check(module, s3_client, bucket, plans, points, registry, now)
+    except (PointError, resource_store.ResourceError, recovery_point.ManifestError) as exc:
+        module.fail(exc, **dict(result, **getattr(exc, 'result', {})))
+    except s3.S3Error as exc:
+        module.fail_json(msg=str(exc), **result)
+    except (KubeError, BackendError) as exc:
+        module.fail_api(exc, **result)
+    result['points'] = [plan.as_dict(bucket) for plan in plans]
+    result['changed'] = any(plan.state in ('written', 'planned') for plan in plans) or bool(result['expired'])
+    failures = ['%s: %s' % (plan.namespace, '; '.join(plan.problems())) for plan in plans if plan.state == 'failed']
+    failures += ['%s: %s' % (item['manifest'], '; '.join(item['problems'])) for item in result['damaged']]
+    for item in result['damaged']:
+        module.warn('recovery point %s is damaged: %s' % (item['manifest'], '; '.join(item['problems'])))
+    module.exit_or_fail(failures, 'some namespaces have no complete recovery point, or a kept point lost a volume backup', **result)
+
+
+if __name__ == '__main__':
+    main()
