@@ -52,6 +52,11 @@ options:
     description: Take points of only these namespaces; of all namespaces but O(exclude_namespaces) when not given.
     type: list
     elements: str
+  namespace:
+    description:
+      - One namespace, as the other modules take it - the same as O(namespaces=[namespace]), added to O(namespaces) when
+        both are given. The claims and volumes are then listed in it alone.
+    type: str
   exclude_namespaces:
     description: Namespaces that never get a point.
     type: list
@@ -282,6 +287,7 @@ def module_spec():
         url={'type': 'str', 'required': True},
         cluster_name={'type': 'str'},
         namespaces={'type': 'list', 'elements': 'str'},
+        namespace={'type': 'str'},
         exclude_namespaces={'type': 'list', 'elements': 'str', 'default': list(resources.RESTORE_EXCLUDED_NAMESPACES)},
         data={'type': 'str', 'choices': ['snapshot', 'existing'], 'default': 'snapshot'},
         max_age={'type': 'str'},
@@ -419,6 +425,8 @@ def keep_and_check(module, s3_client, bucket, plans, points, registry, now):
 def main():
     module = KubesnapModule(argument_spec=module_spec(), required_if=s3.S3_REQUIRED_IF)
     p = module.params
+    if p.get('namespace'):
+        p['namespaces'] = sorted(set(p.get('namespaces') or ()) | {p['namespace']})
     result = {'changed': False, 'cluster': None, 'points': [], 'expired': [], 'damaged': []}
     try:
         bucket, prefix = recovery_run.check_options(p)
@@ -428,7 +436,8 @@ def main():
         s3_client = s3.client(p)
         plans, points = plan_namespaces(module, s3_client, bucket, prefix, cluster, now)
         due = [plan for plan in plans if plan.state == 'planned']
-        inventory = cycle.list_inventory(module.client, p['namespaces'][0] if len(p.get('namespaces') or ()) == 1 else None, rules=False)
+        names = [plan.namespace for plan in plans]
+        inventory = cycle.list_inventory(module.client, names[0] if len(names) == 1 else None, rules=False)
         registry = Registry.for_run(p, module.client, inventory)
         if due:
             for plan in due:
