@@ -19,8 +19,9 @@ on one moto S3 server started here:
   restore floor  into a new namespace of the target cluster, from what the point floor read: the namespace, every
                  claim at once (a pre-provisioned VolumeSnapshotContent with the snapshot's handle, deletionPolicy
                  Retain, its VolumeSnapshot, the claim with dataSource on it), one watch until all are Bound, then the
-                 objects (workloads last) from `--workers` threads.
-  restore ours   k8s_namespace_restore of ours' point into another new namespace of the target cluster.
+                 objects (workloads last) from `--concurrency` threads (10).
+  restore ours   k8s_namespace_restore of ours' point into another new namespace of the target cluster, with the same
+                 `--concurrency` (its default): the two differ in how they wait and what they ask, not in threads.
 
 Each phase prints its wall time, its requests (the audit log of the cluster it writes to - A for points, the target
 for restores - counting the requests with the phase's user agent; the floors' reads of A are counted too) and the
@@ -344,7 +345,8 @@ def main() -> int:
     parser.add_argument("--objects", type=int, default=1000, help="objects besides the claims")
     parser.add_argument("--target", choices=("second", "same"), default="second",
                         help="restore into cluster B (sharing A's CSI driver) or into A under a new name")
-    parser.add_argument("--workers", type=int, default=20, help="the restore floor's threads for the objects")
+    parser.add_argument("--concurrency", type=int, default=10,
+                        help="objects created at once by both restores (the floor's threads, the module's concurrency: its default)")
     parser.add_argument("--keep", action="store_true", help="keep the bench namespaces")
     options = parser.parse_args()
 
@@ -390,7 +392,7 @@ def main() -> int:
 
         phase = phases["restore floor"] = Phase("restore floor", "floor", [audit_t])
         with phase.run():
-            slowest = floor_restore(target, point, floor_ns, state_t["snapshot_class"], options.workers)
+            slowest = floor_restore(target, point, floor_ns, state_t["snapshot_class"], options.concurrency)
         log(f"{phase.line()}; slowest claim {slowest:.2f} s from create to Bound")
 
         phase = phases["restore ours"] = Phase("restore ours", "ours", [audit_t, audit_a])
@@ -398,7 +400,7 @@ def main() -> int:
             with phase.run():
                 result = run_module("k8s_namespace_restore", dict(
                     s3, kubeconfig=state_t["kubeconfig"], url=f"s3://{BUCKET}/{PREFIX}/", cluster_name=POINT_CLUSTER,
-                    namespace=namespace, target_namespace=ours_ns))
+                    namespace=namespace, target_namespace=ours_ns, concurrency=options.concurrency))
             phase.api_calls = result.get("api_calls")
             log(phase.line())
         else:
