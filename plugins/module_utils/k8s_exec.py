@@ -89,9 +89,17 @@ def exec_in_pod(kube, namespace, pod, container, command, timeout, max_output=64
     where = 'pod %s/%s container %s' % (namespace, pod, container)
     if not isinstance(command, (list, tuple)) or not command or not all(isinstance(part, str) for part in command):
         raise KubesnapError('the command must be a non-empty list of strings (an argv, run without a shell), got %r' % (command,), where)
+    try:
+        configuration = kube.exec_configuration('%s/%s' % (namespace, pod))
+    except KubeError as exc:
+        raise KubesnapError(exc.message, where) from exc
+    try:
+        open_stream = _stream_opener()  # before the clock starts: the first import takes seconds on a busy machine
+    except ImportError as exc:
+        raise KubesnapError('exec needs the kubernetes Python library\'s stream module and websocket-client: %s' % exc, where) from exc
     started = time.time()
     deadline = time.monotonic() + float(timeout)
-    opening = _Opening(kube, namespace, pod, container, list(command))
+    opening = _Opening(open_stream, configuration, namespace, pod, container, list(command))
     client = opening.wait(deadline)
     if client is None:  # no answer to the upgrade before the deadline
         return ExecResult(timed_out=True, error='the apiserver did not answer the exec request within %ss' % timeout,
@@ -113,32 +121,20 @@ class _Opening:
     never answers the upgrade would hold the caller past any deadline. A connection that opens after the caller gave up
     is closed at once."""
 
-    def __init__(self, kube, namespace, pod, container, command):
+    def __init__(self, open_stream, configuration, namespace, pod, container, command):
         self._lock = threading.Lock()
         self._abandoned = False
         self._done = threading.Event()
         self.client = None
         self.failure = None
         self._where = 'pod %s/%s container %s' % (namespace, pod, container)
-        try:
-            configuration = kube.exec_configuration('%s/%s' % (namespace, pod))
-        except KubeError as exc:
-            raise KubesnapError(exc.message, self._where) from exc
-        thread = threading.Thread(target=self._open, args=(configuration, namespace, pod, container, command),
+        thread = threading.Thread(target=self._open, args=(open_stream, configuration, namespace, pod, container, command),
                                   name='exec %s/%s' % (namespace, pod), daemon=True)
         thread.start()
 
-    def _open(self, configuration, namespace, pod, container, command):
+    def _open(self, open_stream, configuration, namespace, pod, container, command):
         try:
-            # Imported here: the generated API classes cost some 30 MB, paid only by a run that executes something.
-            # pylint: disable=import-outside-toplevel
-            from kubernetes.client.api.core_v1_api import CoreV1Api
-            from kubernetes.client.api_client import ApiClient
-            from kubernetes.stream import stream
-            # One ApiClient per call: stream() swaps the client's call_api while it opens the connection.
-            api = CoreV1Api(ApiClient(configuration))
-            client = stream(api.connect_get_namespaced_pod_exec, pod, namespace, command=command, container=container,
-                            stdin=False, stdout=True, stderr=True, tty=False, _preload_content=False)
+            client = open_stream(configuration, namespace, pod, container, command)
         except Exception as exc:  # pylint: disable=broad-exception-caught  # reported by wait() in the caller's thread
             self.failure = exc
             client = None
@@ -162,6 +158,22 @@ class _Opening:
         if self.failure is not None:
             raise _refusal(self.failure, self._where)
         return self.client
+
+
+def _stream_opener():
+    """A function opening the exec stream the way kubernetes.core's k8s_exec does. The generated API classes are imported
+    on first use: some 30 MB and seconds of a busy machine, paid only by a run that executes something."""
+    # pylint: disable=import-outside-toplevel
+    from kubernetes.client.api.core_v1_api import CoreV1Api
+    from kubernetes.client.api_client import ApiClient
+    from kubernetes.stream import stream
+
+    def open_stream(configuration, namespace, pod, container, command):
+        # One ApiClient per call: stream() swaps the client's call_api while it opens the connection.
+        api = CoreV1Api(ApiClient(configuration))
+        return stream(api.connect_get_namespaced_pod_exec, pod, namespace, command=command, container=container,
+                      stdin=False, stdout=True, stderr=True, tty=False, _preload_content=False)
+    return open_stream
 
 
 def _refusal(exc, where):
