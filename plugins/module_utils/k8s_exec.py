@@ -78,7 +78,8 @@ class ExecResult:
 
 
 def exec_in_pod(kube, namespace, pod, container, command, timeout, max_output=64 * 1024):
-    """Run `command` (an argv list, no shell) in `container` of `pod` and wait for its end, at most `timeout` seconds.
+    """Run `command` (an argv list, no shell) in `container` of `pod` (None: the pod's only container, as the apiserver
+    chooses it) and wait for its end, at most `timeout` seconds.
 
     Raises KubesnapError naming the pod and container when the exec cannot start: the apiserver refused it (403 no
     `pods/exec`, 404 no such pod, 400 unknown container or pod without a node: ExecNotOpened with the HTTP status,
@@ -86,7 +87,7 @@ def exec_in_pod(kube, namespace, pod, container, command, timeout, max_output=64
     after the stream opened is in the ExecResult: a command that runs past the deadline is not an exception, its caller
     decides (a hook's on-error), and it may still be running in the container (the apiserver has no way to stop it).
     """
-    where = 'pod %s/%s container %s' % (namespace, pod, container)
+    where = _where(namespace, pod, container)
     if not isinstance(command, (list, tuple)) or not command or not all(isinstance(part, str) for part in command):
         raise KubesnapError('the command must be a non-empty list of strings (an argv, run without a shell), got %r' % (command,), where)
     try:
@@ -127,7 +128,7 @@ class _Opening:
         self._done = threading.Event()
         self.client = None
         self.failure = None
-        self._where = 'pod %s/%s container %s' % (namespace, pod, container)
+        self._where = _where(namespace, pod, container)
         thread = threading.Thread(target=self._open, args=(open_stream, configuration, namespace, pod, container, command),
                                   name='exec %s/%s' % (namespace, pod), daemon=True)
         thread.start()
@@ -158,6 +159,10 @@ class _Opening:
         if self.failure is not None:
             raise _refusal(self.failure, self._where)
         return self.client
+
+
+def _where(namespace, pod, container):
+    return 'pod %s/%s%s' % (namespace, pod, ' container %s' % container if container else '')
 
 
 def _stream_opener():

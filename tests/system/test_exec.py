@@ -61,10 +61,12 @@ def test_a_command_runs_in_the_pods_sandbox_and_exits_0_with_its_output(through,
     assert through.requests['EXEC'] == 1
 
 
-def test_an_exit_code_and_stderr_come_from_the_status_channel(through, namespace, running_pod):
+def test_an_exit_code_and_stderr_come_from_the_status_channel(through, exec_server, namespace, running_pod):
     running_pod('db')
     result = exec_in_pod(through, namespace, 'db', 'app', ['sh', '-c', 'echo partial; echo "no lock" >&2; exit 3'], timeout=30)
     assert (result.rc, result.stdout, result.stderr, result.error, result.timed_out) == (3, 'partial\n', 'no lock\n', None, False), result
+    assert exec_in_pod(through, namespace, 'db', None, ['sh', '-c', 'exit 0'], timeout=30).rc == 0  # no container named: the only one
+    assert [call['container'] for call in exec_server.calls_in(namespace)] == ['app', 'app']
 
 
 def test_output_over_the_bound_is_cut_and_marked(through, namespace, running_pod):
@@ -152,13 +154,17 @@ def test_a_caller_without_pods_exec_is_refused_in_the_apiservers_words(kube, clu
 def test_the_refusals_are_those_of_the_apiserver_itself(kube, cluster, exec_server, namespace, running_pod):
     """The same requests sent to the real apiserver (which stops at the node it cannot reach) and through the server."""
     running_pod('db')
+    running_pod('two', containers=['app', 'sidecar'])
+    kube.core.create_namespaced_pod(namespace, {'metadata': {'name': 'pending'}, 'spec': {
+        'initContainers': [{'name': 'init', 'image': 'registry.invalid/none'}], 'containers': [{'name': 'app', 'image': 'registry.invalid/none'}]}})
     state = json.loads((cluster.kubeconfig.parent / 'state.json').read_text(encoding='utf-8'))
     ca = str(cluster.kubeconfig.parent / 'pki' / 'ca.crt')
     tokens = {'nothing': account(kube, namespace, 'nothing', []), 'getonly': account(kube, namespace, 'getonly', ['get']),
               'unknown': 'not-a-token-the-apiserver-issued'}
     direct_admin = client_from_params({'kubeconfig': str(cluster.kubeconfig)})
     served_admin = client_from_params({'kubeconfig': str(exec_server.kubeconfig())})
-    cases = [(direct_admin, served_admin, 'db', 'nope'), (direct_admin, served_admin, 'ghost', 'app')]
+    cases = [(direct_admin, served_admin, pod, container)
+             for pod, container in (('db', 'nope'), ('ghost', 'app'), ('pending', 'app'), ('pending', 'init'), ('two', None))]
     for name, token in tokens.items():
         direct = client_from_params({'host': state['server'], 'api_key': token, 'ca_cert': ca})
         served = client_from_params({'kubeconfig': str(exec_server.token_kubeconfig(token, name + '.kubeconfig'))})
