@@ -58,10 +58,11 @@ FILE_OPTIONS = (('s3cfg', S3CFG_KEY), ('s3_ca_bundle', CA_BUNDLE_KEY))
 KEY_OPTIONS = (('access_key', 'AWS_ACCESS_KEY_ID'), ('secret_key', 'AWS_SECRET_ACCESS_KEY'), ('session_token', 'AWS_SESSION_TOKEN'))
 SEGMENT_PROBLEM = re.compile(r'(^|/)(\.{1,2})?(/|$)')
 
-# What the Job's container runs: volume_archive as Ansible would (its arguments as JSON on stdin), from the collections
-# installed in the image. Its result is echoed to the log and a summary written as the termination message, where the
-# module reads the size uploaded and, on failure, the error (the log tail would be cut mid-JSON).
-RUNNER = r'''
+# What the Job's container runs: a module of the collection (volume_archive here; k8s_namespace_restore's fill Job runs
+# volume_restore) as Ansible would (its arguments as JSON on stdin), from the collections installed in the image. Its
+# result is echoed to the log and a summary written as the termination message, where the module reads the size
+# uploaded and, on failure, the error (the log tail would be cut mid-JSON).
+RUNNER_TEMPLATE = r'''
 import json, os, signal, subprocess, sys
 args = json.loads(sys.argv[1])
 for key, option in (('s3cfg', 's3cfg'), ('ca_bundle', 's3_ca_bundle')):
@@ -70,7 +71,7 @@ for key, option in (('s3cfg', 's3cfg'), ('ca_bundle', 's3_ca_bundle')):
 paths = os.environ.get('ANSIBLE_COLLECTIONS_PATH', '').split(os.pathsep)
 paths += [os.path.expanduser('~/.ansible/collections'), '/usr/share/ansible/collections']
 env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in paths if p))
-child = subprocess.Popen([sys.executable, '-m', 'ansible_collections.kubesnap.snapshots.plugins.modules.volume_archive'],
+child = subprocess.Popen([sys.executable, '-m', 'ansible_collections.kubesnap.snapshots.plugins.modules.@MODULE@'],
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
 # PID 1 of the container: the deadline or a deleted Job sends SIGTERM here; the upload must hear it to abort itself.
 for number in (signal.SIGTERM, signal.SIGINT):
@@ -80,13 +81,21 @@ sys.stdout.buffer.write(out)
 try:
     result = json.loads(out)
 except ValueError:
-    result = {'failed': True, 'msg': 'volume_archive printed no result (exit status %d)' % child.returncode}
+    result = {'failed': True, 'msg': '@MODULE@ printed no result (exit status %d)' % child.returncode}
 failed = bool(result.get('failed')) or child.returncode != 0
 summary = {'failed': failed, 'msg': str(result.get('msg') or '')[:2000], 'bytes': result.get('bytes'), 'sha256': result.get('sha256')}
 with open(os.environ.get('KUBESNAP_TERMINATION_LOG', '/dev/termination-log'), 'w') as log:
     json.dump(summary, log)
 sys.exit(1 if failed else 0)
 '''
+
+
+def runner(module):
+    """The container's program running the collection's module `module` (volume_archive, volume_restore)."""
+    return RUNNER_TEMPLATE.replace('@MODULE@', module)
+
+
+RUNNER = runner('volume_archive')
 
 
 class ArchiveError(Exception):

@@ -1,0 +1,373 @@
+# Copyright: (c) 2026, kubesnap contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""k8s_namespace_restore's decisions, pure: how each claim of a recovery point is made again in the target cluster, the
+point's objects moved into the target namespace, what in an existing namespace is not the point's, the result.
+
+No I/O here: namespace_restore_run.py reads the cluster and S3, these functions decide, and it writes what they say.
+A point is read only through recovery_point.py (parse_manifest, find_points, select_point).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import resources
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import restore as rs
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.errors import KubesnapError
+
+SNAPSHOT_API = rs.SNAPSHOT_GROUP + '/v1'
+# How a claim gets its data: a dataSource on the point's own VolumeSnapshot (same cluster, same namespace); a copy of it
+# (a pre-provisioned VolumeSnapshotContent with the snapshot handle, Retain, and its VolumeSnapshot in the target namespace)
+# then a dataSource on the copy; an empty claim filled by a Job running volume_restore from the archive in S3.
+SNAPSHOT, COPY, ARCHIVE = 'snapshot', 'copy', 'archive'
+# Set on a restored claim once its archive is in it (the Job completed): `<archive url> <sha256>`. A claim without it is
+# filled (again) by the next run: volume_restore's marker makes an interrupted fill start over.
+FILLED_ANNOTATION = 'kubesnap.io/restore-filled'
+# The namespace's objects that are the cluster's, never the point's: they never make a namespace "hold other objects".
+CLUSTER_MADE = {('serviceaccounts', 'default'), ('configmaps', resources.CLUSTER_PUBLISHED_CONFIGMAP)}
+JOB_NAME_LIMIT = 63
+ROLE_KEY = 'kubesnap.io/role'
+FILL_ROLE = 'restore-fill'
+
+
+class PlanError(KubesnapError):
+    """The point cannot be restored as asked: names the claim or object and the field; nothing was created."""
+
+
+@dataclasses.dataclass
+class ClaimPlan:
+    """One claim of the point: how it is made, the objects made for it (in order), and whether it exists already."""
+
+    name: str
+    method: str
+    claim: dict
+    # Made before the claim (a copy: its VolumeSnapshotContent, then its VolumeSnapshot); deleted once the claim is bound.
+    before: list = dataclasses.field(default_factory=list)
+    # 'create', 'exists' (ours, restored by an earlier run: waited for, filled if need be), 'filled' (nothing left to do).
+    state: str = 'create'
+    url: str | None = None
+    sha256: str | None = None
+
+    @property
+    def needs_fill(self):
+        return self.method == ARCHIVE and self.state != 'filled'
+
+
+def restored_from(data):
+    """The value of kubesnap.io/restored-from a claim of this point carries: what its data came from."""
+    if data['kind'] == 'csi':
+        return 'csi:%s' % data['snapshot_handle']
+    if data['kind'] == 'archive':
+        return 'archive:%s' % data['sha256']
+    return '%s:%s' % (data['kind'], data.get('snapshot_id') or data.get('snapshot'))
+
+
+def copy_name(namespace, claim):
+    """The name of a copy's VolumeSnapshot and VolumeSnapshotContent: stable for one claim (a second run finds them) and
+    never another namespace's (the content is cluster-scoped)."""
+    return 'kubesnap-restore-' + hashlib.sha256(('%s/%s' % (namespace, claim)).encode()).hexdigest()[:24]
+
+
+def fill_job_name(claim):
+    """The fill Job of a claim: `kubesnap-fill-<claim>` cut, with a hash so that two long names never meet (a label value)."""
+    digest = hashlib.sha256(claim.encode()).hexdigest()[:8]
+    head = 'kubesnap-fill-'
+    return (head + claim)[:JOB_NAME_LIMIT - 9].rstrip('-.') + '-' + digest
+
+
+def checked_class_map(mapping):
+    """The storage class mapping {point class: target class}, each name a StorageClass name; PlanError naming the entry."""
+    checked = {}
+    for source, target in (mapping or {}).items():
+        for value in (source, target):
+            if not isinstance(value, str) or not rs.DNS_SUBDOMAIN.match(value):
+                raise PlanError('%r is not a StorageClass name' % (value,), field='storage_class_map.%s' % source)
+        checked[source] = target
+    return checked
+
+
+def target_namespace(manifest, asked):
+    """The namespace restored into: `asked`, else the point's own; PlanError when it is no namespace name."""
+    name = asked or manifest['namespace']
+    problem = resources.namespace_name_problem(name)
+    if problem:
+        raise PlanError('%r %s' % (name, problem), field='target_namespace')
+    return name
+
+
+def mapped_class(record, class_map):
+    storage_class = record.get('storage_class')
+    if storage_class is None:
+        return None
+    return class_map.get(storage_class, storage_class)
+
+
+def claim_size(record):
+    """The size asked for: the claim's, or the snapshot's restore size when that is larger (a claim smaller than its
+    data source is refused by the provisioner)."""
+    size = record['size']
+    restore_size = (record.get('data') or {}).get('restore_size')
+    if restore_size and rs.quantity_bytes(restore_size, 'restore_size') > rs.quantity_bytes(size, 'size'):
+        return restore_size
+    return size
+
+
+def claim_manifest(record, namespace, class_map, backed_up=None, data_source=None):
+    """The claim a restore makes: the point's size, access modes, volume mode and (mapped) class; labels and annotations of
+    the backed-up claim object when the point's resource backup holds it (bind annotations never); `data_source` (a
+    VolumeSnapshot's name in `namespace`) or none (an archive fills it)."""
+    kept = resources.unbound_claim(backed_up) if backed_up else {}
+    meta = kept.get('metadata') or {}
+    annotations = dict(meta.get('annotations') or {})
+    annotations[rs.RESTORED_FROM] = restored_from(record['data'])
+    spec = {'accessModes': list(record.get('access_modes') or ['ReadWriteOnce']),
+            'resources': {'requests': {'storage': claim_size(record)}},
+            'volumeMode': record.get('volume_mode') or 'Filesystem'}
+    storage_class = mapped_class(record, class_map)
+    if storage_class is not None:
+        spec['storageClassName'] = storage_class
+    if data_source:
+        spec['dataSource'] = {'apiGroup': rs.SNAPSHOT_GROUP, 'kind': 'VolumeSnapshot', 'name': data_source}
+    metadata = {'name': record['name'], 'namespace': namespace, 'annotations': annotations}
+    if meta.get('labels'):
+        metadata['labels'] = dict(meta['labels'])
+    return {'apiVersion': 'v1', 'kind': 'PersistentVolumeClaim', 'metadata': metadata, 'spec': spec}
+
+
+def copy_manifests(data, namespace, claim, value):
+    """(VolumeSnapshotContent, VolumeSnapshot): the point's snapshot handle pre-provisioned in the target cluster, Retain
+    (deleting the copy never deletes the snapshot, which stays the point's), and its VolumeSnapshot in `namespace`."""
+    name = copy_name(namespace, claim)
+    annotations = {rs.RESTORED_FROM: value}
+    content = {'apiVersion': SNAPSHOT_API, 'kind': 'VolumeSnapshotContent',
+               'metadata': {'name': name, 'annotations': dict(annotations)},
+               'spec': {'deletionPolicy': 'Retain', 'driver': data['driver'], 'source': {'snapshotHandle': data['snapshot_handle']},
+                        'volumeSnapshotRef': {'namespace': namespace, 'name': name}}}
+    snapshot = {'apiVersion': SNAPSHOT_API, 'kind': 'VolumeSnapshot',
+                'metadata': {'name': name, 'namespace': namespace, 'annotations': dict(annotations)},
+                'spec': {'source': {'volumeSnapshotContentName': name}}}
+    if data.get('snapshot_class'):
+        content['spec']['volumeSnapshotClassName'] = snapshot['spec']['volumeSnapshotClassName'] = data['snapshot_class']
+    return content, snapshot
+
+
+def handles_of(contents):
+    """{snapshot handle: [VolumeSnapshotContent]} of the target cluster's contents (status, or a pre-provisioned spec)."""
+    found = {}
+    for content in contents:
+        handle = ((content.get('status') or {}).get('snapshotHandle')
+                  or (((content.get('spec') or {}).get('source') or {}).get('snapshotHandle')))
+        if handle:
+            found.setdefault(handle, []).append(content)
+    return found
+
+
+def own_snapshot(data, namespace, handles, snapshots):
+    """The point's own VolumeSnapshot when a claim in `namespace` may name it as its data source: it is in that namespace,
+    ready, and bound to a content holding the point's handle. `snapshots`: {name: VolumeSnapshot} of `namespace`."""
+    source = data.get('volume_snapshot') or ''
+    source_namespace, _slash, name = source.partition('/')
+    if source_namespace != namespace or name not in snapshots:
+        return None
+    snapshot = snapshots[name]
+    status = snapshot.get('status') or {}
+    bound = status.get('boundVolumeSnapshotContentName')
+    if status.get('readyToUse') is not True or not any(c['metadata']['name'] == bound for c in handles.get(data['snapshot_handle'], ())):
+        return None
+    return name
+
+
+def claim_problem(existing, claim):
+    """None when a claim found under the name is this restore's (an earlier run made it), else why it is not."""
+    meta = existing['metadata']
+    where = 'PersistentVolumeClaim %s/%s already exists' % (meta['namespace'], meta['name'])
+    if meta.get('deletionTimestamp'):
+        return '%s and is being deleted' % where
+    found = (meta.get('annotations') or {}).get(rs.RESTORED_FROM)
+    wanted = claim['metadata']['annotations'][rs.RESTORED_FROM]
+    if found != wanted:
+        return '%s and was not restored from this point (its %s: %s, the point\'s: %s); it is never overwritten' % (
+            where, rs.RESTORED_FROM, found or 'none', wanted)
+    return None
+
+
+def plan_claims(manifest, namespace, class_map, backed_up, existing, handles, snapshots, same_cluster, archive_missing):
+    """[ClaimPlan] of every claim of the point, or PlanError naming the first claim that cannot be restored (nothing made).
+
+    `backed_up`: {name: claim object of the resource backup}; `existing`: {name: claim} of the target namespace;
+    `handles`: handles_of(the target cluster's contents); `snapshots`: {name: VolumeSnapshot} of the target namespace;
+    `same_cluster`: the target is the point's cluster (its snapshots are there, or gone); `archive_missing`: {url: why}.
+    """
+    plans = []
+    for record in manifest['claims']:
+        name, data = record['name'], record['data']
+        where = 'claims[%s]' % name
+        try:
+            rs.quantity_bytes(record['size'], 'size')
+        except rs.RestoreError as exc:
+            raise PlanError(str(exc), obj=where) from exc
+        if data['kind'] == 'csi':
+            source = own_snapshot(data, namespace, handles, snapshots)
+            if source is not None:
+                plan = ClaimPlan(name, SNAPSHOT, claim_manifest(record, namespace, class_map, backed_up.get(name), source))
+            elif same_cluster and data['snapshot_handle'] not in handles:
+                raise PlanError('the point\'s snapshot %s (handle %s) is no longer in cluster %s: its volume backup was deleted; '
+                                'nothing was restored' % (data.get('volume_snapshot') or '-', data['snapshot_handle'], manifest['cluster']),
+                                obj=where, field='data.snapshot_handle')
+            else:
+                value = restored_from(data)
+                before = list(copy_manifests(data, namespace, name, value))
+                plan = ClaimPlan(name, COPY, claim_manifest(record, namespace, class_map, backed_up.get(name), copy_name(namespace, name)), before)
+        elif data['kind'] == 'archive':
+            if data['url'] in archive_missing:
+                raise PlanError('archive %s: %s; nothing was restored' % (data['url'], archive_missing[data['url']]), obj=where, field='data.url')
+            plan = ClaimPlan(name, ARCHIVE, claim_manifest(record, namespace, class_map, backed_up.get(name)), url=data['url'], sha256=data['sha256'])
+        else:
+            raise PlanError('%s snapshots are not restored by k8s_namespace_restore yet; restore this claim with k8s_pv_restore '
+                            '(nothing was restored)' % data['kind'].upper(), obj=where, field='data.kind')
+        found = existing.get(name)
+        if found is not None:
+            problem = claim_problem(found, plan.claim)
+            if problem:
+                raise PlanError(problem, obj=where)
+            filled = (found['metadata'].get('annotations') or {}).get(FILLED_ANNOTATION) == '%s %s' % (plan.url, plan.sha256)
+            plan.state = 'filled' if plan.method == ARCHIVE and filled else 'exists'
+            if plan.method != ARCHIVE:
+                plan.state = 'exists'
+        plans.append(plan)
+    return plans
+
+
+def moved(path, obj, source, target):
+    """(path, object) of the point's object in the target namespace: its namespace (the Namespace itself renamed), and a
+    RoleBinding's subjects of the point's namespace (its service accounts) with it."""
+    _namespace, key, rest = path.split('/', 2)
+    obj = dict(obj, metadata=dict(obj['metadata']))
+    if key == resources.NAMESPACES_KEY:
+        obj['metadata']['name'] = target
+        return resources.member_path(target, key, target), obj
+    obj['metadata']['namespace'] = target
+    if key == 'rolebindings.rbac.authorization.k8s.io' and isinstance(obj.get('subjects'), list):
+        obj['subjects'] = [dict(s, namespace=target) if isinstance(s, dict) and s.get('namespace') == source else s for s in obj['subjects']]
+    return '%s/%s/%s' % (target, key, rest), obj
+
+
+def split_entries(entries, manifest, target):
+    """(claims {name: backed-up claim}, [(path, object)] of the other objects in the target namespace): the point's
+    resource backup, moved. PlanError naming an object of another namespace (not a point of this namespace) or a claim
+    the point holds no data for (restored empty, it would look restored and hold nothing)."""
+    source = manifest['namespace']
+    names = {record['name'] for record in manifest['claims']}
+    claims, others, foreign, dataless = {}, [], [], []
+    for path, obj in entries:
+        namespace, key, _rest = path.split('/', 2)
+        if namespace != source:
+            foreign.append(path)
+            continue
+        if key == resources.CLAIMS_KEY:
+            if obj['metadata']['name'] in names:
+                claims[obj['metadata']['name']] = obj
+            else:
+                dataless.append(obj['metadata']['name'])
+            continue
+        others.append(moved(path, obj, source, target))
+    if foreign:
+        raise PlanError('the resource backup holds objects of other namespaces than %s (%s): not a point of this namespace; nothing '
+                        'was restored' % (source, ', '.join(sorted(foreign)[:5])), obj=manifest['resources']['url'])
+    if dataless:
+        raise PlanError('the resource backup holds claims the point has no data for (%s); nothing was restored' % ', '.join(sorted(dataless)),
+                        obj=manifest['resources']['url'], field='claims')
+    return claims, others
+
+
+def others_in_namespace(listed, planned, claims):
+    """['kind/name'] of what the target namespace holds that is not the point's: `listed` {resource key: [object]} of the
+    kinds the point restores; what a controller owns and what the cluster puts in every namespace never counts."""
+    mine = {(key, name) for key, name in planned} | {(resources.CLAIMS_KEY, name) for name in claims}
+    found = []
+    for key, objects in listed.items():
+        for obj in objects:
+            meta = obj.get('metadata') or {}
+            name = meta.get('name')
+            if (key, name) in mine or (key, name) in CLUSTER_MADE or resources.controllers_of(meta):
+                continue
+            if key == 'secrets' and obj.get('type') == resources.SERVICE_ACCOUNT_TOKEN:
+                continue
+            if (meta.get('annotations') or {}).get(rs.RESTORED_FROM):
+                continue  # a copy or a claim a restore made
+            found.append('%s/%s' % (key, name))
+    return sorted(found)
+
+
+def all_bound(names):
+    """The predicate of the one watch on the target namespace's claims: {name: claim} once every one of `names` is Bound."""
+    def bound(claims):
+        seen = {claim['metadata']['name']: claim for claim in claims if claim['metadata']['name'] in names}
+        if len(seen) == len(names) and all((c.get('status') or {}).get('phase') == 'Bound' for c in seen.values()):
+            return seen
+        return None
+    return bound
+
+
+def claim_result(plan, claim=None, **more):
+    """One claim's entry in the module's `claims`."""
+    spec = (claim or plan.claim).get('spec') or {}
+    entry = {'name': plan.name, 'method': plan.method, 'state': plan.state, 'phase': ((claim or {}).get('status') or {}).get('phase'),
+             'volume_name': spec.get('volumeName'), 'storage_class': spec.get('storageClassName'),
+             'size': ((spec.get('resources') or {}).get('requests') or {}).get('storage'),
+             'restored_from': plan.claim['metadata']['annotations'][rs.RESTORED_FROM]}
+    entry.update(more)
+    return entry
+
+
+FILL_MOUNT = '/volume'
+FILL_CONTAINER = 'restore'
+
+
+def fill_args(plan, settings):
+    """volume_restore's options in the fill Job: the mounted claim, the archive and its checksum, the S3 settings."""
+    args = {name: value for name, value in settings.s3_args.items() if value is not None}
+    args.update(path=FILL_MOUNT, url=plan.url, sha256=plan.sha256, select='url')
+    return args
+
+
+def fill_job_manifest(plan, namespace, settings, program):
+    """The Job filling an archive claim: one attempt (backoffLimit 0) of `program` (pv_archive.runner('volume_restore'))
+    against the claim mounted read-write, killed by Kubernetes after the timeout; credentials from a Secret by reference.
+    Suspended: started once its own Secret (owned by it) exists."""
+    name = fill_job_name(plan.name)
+    secret = settings.credentials_secret or (name if settings.credentials else None)
+    env, volumes = [], [{'name': 'data', 'persistentVolumeClaim': {'claimName': plan.name}}]
+    mounts = [{'name': 'data', 'mountPath': FILL_MOUNT}]
+    if secret:
+        env = [{'name': key, 'valueFrom': {'secretKeyRef': {'name': secret, 'key': key, 'optional': True}}}
+               for key in ('AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN')]
+        volumes.append({'name': 'config', 'secret': {'secretName': secret, 'defaultMode': 0o400}})
+        mounts.append({'name': 'config', 'mountPath': '/config', 'readOnly': True})
+    container = {'name': FILL_CONTAINER, 'image': settings.image, 'imagePullPolicy': settings.pull_policy,
+                 'command': ['python3', '-c', program, json.dumps(fill_args(plan, settings), sort_keys=True)],
+                 'env': env, 'volumeMounts': mounts, 'terminationMessagePolicy': 'FallbackToLogsOnError'}
+    pod = {'restartPolicy': 'Never', 'containers': [container], 'volumes': volumes,
+           'automountServiceAccountToken': bool(settings.service_account)}
+    if settings.service_account:
+        pod['serviceAccountName'] = settings.service_account
+    if settings.run_as_user is not None:
+        pod['securityContext'] = {'runAsUser': settings.run_as_user}
+    labels = {ROLE_KEY: FILL_ROLE}
+    return {'apiVersion': 'batch/v1', 'kind': 'Job',
+            'metadata': {'name': name, 'namespace': namespace, 'labels': dict(labels),
+                         'annotations': {rs.RESTORED_FROM: plan.claim['metadata']['annotations'][rs.RESTORED_FROM]}},
+            'spec': {'suspend': bool(secret and not settings.credentials_secret), 'backoffLimit': 0,
+                     'activeDeadlineSeconds': max(1, settings.timeout),
+                     'template': {'metadata': {'labels': labels}, 'spec': pod}}}
+
+
+def fill_secret_manifest(job, credentials):
+    """The run's own Secret with the fill Job's credentials, owned by the Job (deleted with it)."""
+    meta = job['metadata']
+    return {'apiVersion': 'v1', 'kind': 'Secret', 'type': 'Opaque',
+            'metadata': {'name': meta['name'], 'namespace': meta['namespace'], 'labels': dict(meta['labels']),
+                         'ownerReferences': [{'apiVersion': 'batch/v1', 'kind': 'Job', 'name': meta['name'], 'uid': meta['uid']}]},
+            'stringData': dict(credentials)}

@@ -1,0 +1,374 @@
+# Copyright: (c) 2026, kubesnap contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""k8s_namespace_restore's run, the part that reads and writes: the point and its resource backup from S3, the target
+cluster read once per kind, then (plan -> act) the namespace, the claims (in parallel, one watch until bound, archive
+claims filled by Jobs, one watch on them), the objects (workloads last), the report.
+
+The decisions are namespace_restore.py's (pure); every check that can refuse the restore runs before the first write.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import encryption, k8s_service, k8s_wait, pv_archive, recovery_point
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import resource_restore, resource_store, resources, retention, s3
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import namespace_restore as nr
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import restore as rs
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.cycle import run_parallel
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.errors import KubesnapError
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError, resource_path
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.restore_run import create_or_find, delete_if_ours
+
+SNAPSHOT_API = nr.SNAPSHOT_API
+FILL_PROGRAM = pv_archive.runner('volume_restore')
+
+
+def empty_result():
+    return {'changed': False, 'point': None, 'target_namespace': None, 'reason': None, 'claims': [], 'objects': [],
+            'counts': dict.fromkeys(resource_restore.STATES, 0), 'namespace_created': False, 'flag_created': False}
+
+
+@dataclasses.dataclass
+class Plan:
+    """Everything decided before the first write."""
+
+    result: dict
+    manifest: dict = None
+    namespace: str = None
+    namespace_entry: tuple = None
+    namespace_exists: bool = False
+    claims: list = dataclasses.field(default_factory=list)
+    entries: list = dataclasses.field(default_factory=list)
+
+
+def check_options(params):
+    """(bucket, prefix) of `url` once every option is known good; KubesnapError naming the option. Nothing is read yet."""
+    for field in ('cluster_name', 'target_cluster_name'):
+        if params.get(field) and recovery_point.cluster_name_problem(params[field]):
+            raise KubesnapError('%r %s' % (params[field], recovery_point.cluster_name_problem(params[field])), field=field)
+    for field in ('namespace', 'target_namespace', 'flag_namespace'):
+        problem = params.get(field) and resources.namespace_name_problem(params[field])
+        if problem:
+            raise KubesnapError('%r %s' % (params[field], problem), field=field)
+    target = params.get('target_namespace') or params['namespace']
+    if target in resources.RESTORE_EXCLUDED_NAMESPACES or target == params['flag_namespace']:
+        raise KubesnapError('%s is the cluster\'s own (or the flag) namespace: a point is never restored into it' % target, field='target_namespace')
+    if params.get('point') and params.get('before'):
+        raise KubesnapError('give point or before, not both', field='before')
+    if params.get('before'):
+        try:
+            retention.parse_timestamp(params['before'])
+        except (ValueError, TypeError) as exc:
+            raise KubesnapError(str(exc), field='before') from exc
+    if params.get('max_age'):
+        try:
+            resource_store.parse_age(params['max_age'])
+        except ValueError as exc:
+            raise KubesnapError(str(exc), field='max_age') from exc
+    nr.checked_class_map(params.get('storage_class_map'))
+    try:
+        return resource_store.location(params['url'])
+    except s3.S3Error as exc:
+        raise KubesnapError(str(exc), field='url') from exc
+
+
+def read_point(s3_client, params, bucket, prefix, cluster):
+    """(key, manifest) of the point asked for (named, newest at or before `before`, or the newest); KubesnapError otherwise."""
+    try:
+        points = recovery_point.find_points(s3_client, bucket, prefix, cluster, params['namespace'])
+    except resource_store.BOTO_ERRORS as exc:
+        raise KubesnapError('cannot list recovery points under %s: %s' % (
+            's3://%s/%s' % (bucket, recovery_point.points_prefix(prefix, cluster, params['namespace'])), exc), field='url') from exc
+    before = retention.parse_timestamp(params['before']) if params.get('before') else None
+    where = ' under s3://%s/%s' % (bucket, recovery_point.points_prefix(prefix, cluster, params['namespace']))
+    try:
+        key, _created = recovery_point.select_point(points, before=before, name=params.get('point'))
+    except KubesnapError as exc:
+        raise KubesnapError(exc.reason + where, field=exc.field) from exc
+    try:
+        body = s3_client.get_object(Bucket=bucket, Key=key)['Body'].read()
+    except resource_store.BOTO_ERRORS as exc:
+        raise KubesnapError('cannot be read: %s' % exc, obj='s3://%s/%s' % (bucket, key)) from exc
+    return key, recovery_point.parse_manifest(body, 's3://%s/%s' % (bucket, key))
+
+
+class HashingStore:
+    """An S3 client whose downloads are hashed on the way (sha256), so a resource backup is checked against its point."""
+
+    def __init__(self, client):
+        self._client = client
+        self.digest = hashlib.sha256()
+
+    def download_fileobj(self, bucket, key, fileobj):
+        digest = self.digest
+
+        class Writer:
+            def write(self, data):
+                digest.update(data)
+                return fileobj.write(data)
+
+        self._client.download_fileobj(bucket, key, Writer())
+
+
+def read_resources(s3_client, manifest, passphrase):
+    """The entries [(path, object)] of the point's resource backup, read whole and checked against the point's sha256."""
+    url = manifest['resources']['url']
+    store = HashingStore(s3_client)
+    try:
+        bucket, key = s3.parse_url(url)
+        _index, entries = resource_store.fetch(store, bucket, key, passphrase)
+    except (s3.S3Error, resources.ArchiveError, encryption.DecryptionError) as exc:
+        raise KubesnapError('%s; nothing was restored' % exc, obj='resources.url') from exc
+    if store.digest.hexdigest() != manifest['resources']['sha256']:
+        raise KubesnapError('%s holds sha256 %s, the point names %s: changed since the point was taken; nothing was restored' % (
+            url, store.digest.hexdigest(), manifest['resources']['sha256']), obj='resources.url', field='sha256')
+    return entries
+
+
+def missing_archives(s3_client, manifest, concurrency):
+    """{url: why} of the point's archives that are not in S3 (any more): one HEAD each, in parallel."""
+    urls = sorted({record['data']['url'] for record in manifest['claims'] if record['data']['kind'] == 'archive'})
+
+    def head(url):
+        bucket, key = s3.parse_url(url)
+        s3_client.head_object(Bucket=bucket, Key=key)
+
+    missing = {}
+    for url, _none, error in run_parallel(head, urls, concurrency):
+        if error is not None:
+            missing[url] = 'cannot be read (%s): its volume backup was deleted or is out of reach' % error
+    return missing
+
+
+def list_in(client, path):
+    return {obj['metadata']['name']: obj for obj in client.list_all(path)}
+
+
+def plan(client, s3_client, params, bucket, prefix, now, warn):
+    """The Plan, every check done and nothing written; KubesnapError (with `result`) when the restore may not go on."""
+    result = empty_result()
+    target_cluster = params.get('target_cluster_name') or recovery_point.cluster_name(client.host)
+    cluster = params.get('cluster_name') or target_cluster
+    if params['guard'] and resource_restore.flag_exists(client, params['flag_namespace']):
+        result['reason'] = 'flag namespace %s exists; a restore already happened on this cluster' % params['flag_namespace']
+        return Plan(result)
+    key, manifest = read_point(s3_client, params, bucket, prefix, cluster)
+    created = recovery_point.created_time(manifest, key)
+    result['point'] = {'key': key, 'url': 's3://%s/%s' % (bucket, key), 'created': manifest['created'], 'cluster': manifest['cluster'],
+                       'namespace': manifest['namespace'], 'claims': len(manifest['claims']),
+                       'objects': manifest['resources'].get('objects')}
+    if params.get('max_age') and created < now - resource_store.parse_age(params['max_age']):
+        raise PlanFailure('the point s3://%s/%s was taken at %s, older than max_age %s: stale, nothing was restored'
+                          % (bucket, key, manifest['created'], params['max_age']), result, field='max_age')
+    namespace = nr.target_namespace(manifest, params.get('target_namespace'))
+    result['target_namespace'] = namespace
+    class_map = nr.checked_class_map(params.get('storage_class_map'))
+    entries = read_resources(s3_client, manifest, params.get('encryption_key'))
+    backed_up, moved = nr.split_entries(entries, manifest, namespace)
+    missing = missing_archives(s3_client, manifest, params['concurrency'])
+    served = resources.discover(client)
+    try:
+        ordered, _excluded = resource_restore.planned(moved, served, {'namespaces': [namespace], 'exclude_namespaces': [],
+                                                                      'kinds': None, 'flag_namespace': params['flag_namespace']})
+    except ValueError as exc:
+        raise PlanFailure('%s; nothing was restored' % exc, result, obj='resources.url') from exc
+    namespace_entry = next((entry for entry in ordered if entry[0].split('/')[1] == resources.NAMESPACES_KEY), None)
+    if namespace_entry is None:
+        namespace_entry = (resources.member_path(namespace, resources.NAMESPACES_KEY, namespace),
+                           {'apiVersion': 'v1', 'kind': 'Namespace', 'metadata': {'name': namespace}}, resource_restore.NAMESPACES)
+    rest = [entry for entry in ordered if entry is not namespace_entry and entry[0].split('/')[1] != resources.NAMESPACES_KEY]
+    exists = resource_restore.flag_exists(client, namespace)
+    csi = any(record['data']['kind'] == 'csi' for record in manifest['claims'])
+    existing = list_in(client, resource_path('v1', 'persistentvolumeclaims', namespace)) if exists else {}
+    handles = nr.handles_of(client.list_all(resource_path(SNAPSHOT_API, 'volumesnapshotcontents'))) if csi else {}
+    snapshots = list_in(client, resource_path(SNAPSHOT_API, 'volumesnapshots', namespace)) if csi and exists else {}
+    try:
+        claims = nr.plan_claims(manifest, namespace, class_map, backed_up, existing, handles, snapshots,
+                                manifest['cluster'] == target_cluster, missing)
+    except KubesnapError as exc:
+        raise PlanFailure(str(exc), result) from exc
+    if exists and not params['into_existing_namespace']:
+        kinds = sorted({entry[2] for entry in rest if entry[2] is not None}, key=lambda r: r.key)
+        listed = {resource.key: list(client.list_all(resource.path(namespace))) for resource in kinds}
+        listed[resources.CLAIMS_KEY] = list(existing.values())
+        others = nr.others_in_namespace(listed, [(entry[2].key, entry[1]['metadata']['name']) for entry in rest if entry[2] is not None],
+                                        [c.name for c in claims])
+        if others:
+            raise PlanFailure('namespace %s exists and holds %d objects that are not the point\'s (%s): restoring into it needs '
+                              'into_existing_namespace=true; nothing was restored' % (namespace, len(others), ', '.join(others[:5])),
+                              result, field='into_existing_namespace')
+    return Plan(result, manifest, namespace, namespace_entry, exists, claims, rest)
+
+
+class PlanFailure(KubesnapError):
+    """A KubesnapError with the result so far."""
+
+    def __init__(self, reason, result, obj=None, field=None):
+        super().__init__(reason, obj=obj, field=field)
+        self.result = result
+
+
+def existing_names(client, entries):
+    kinds = sorted({entry[2] for entry in entries if entry[2] is not None}, key=lambda r: r.key)
+    return resource_restore.existing_names(client, kinds)
+
+
+def make_claim(client, claim_plan):
+    """Create what a claim is made from (a copy) and the claim; one of ours found under a name counts as made."""
+    for body in claim_plan.before:
+        create_or_find(client, restore_object_path(body), body)
+    namespace = claim_plan.claim['metadata']['namespace']
+    try:
+        client.create(resource_path('v1', 'persistentvolumeclaims', namespace), claim_plan.claim)
+    except KubeError as exc:
+        if exc.status != 409:
+            raise
+        found = k8s_service.get_or_none(client, resource_path('v1', 'persistentvolumeclaims', namespace, claim_plan.name))
+        problem = nr.claim_problem(found, claim_plan.claim) if found is not None else 'it was deleted meanwhile'
+        if problem:
+            raise KubesnapError(problem, obj='claims[%s]' % claim_plan.name) from exc
+    return True
+
+
+def restore_object_path(body, name=False):
+    meta = body['metadata']
+    plural = body['kind'].lower() + 's'
+    return resource_path(body['apiVersion'], plural, meta.get('namespace'), meta['name'] if name else None)
+
+
+def start_fill(client, claim_plan, namespace, settings):
+    """Create the fill Job (and its Secret); a Job of ours already there (a killed run's) is waited for as it is."""
+    job = nr.fill_job_manifest(claim_plan, namespace, settings, FILL_PROGRAM)
+    path = resource_path('batch/v1', 'jobs', namespace)
+    try:
+        made = client.create(path, job)
+    except KubeError as exc:
+        if exc.status != 409:
+            raise
+        found = k8s_service.get_or_none(client, '%s/%s' % (path, job['metadata']['name']))
+        if found is None or (found['metadata'].get('annotations') or {}).get(rs.RESTORED_FROM) != job['metadata']['annotations'][rs.RESTORED_FROM]:
+            raise KubesnapError('Job %s/%s exists and is not this restore\'s fill Job; not touched' % (namespace, job['metadata']['name']),
+                                obj='claims[%s]' % claim_plan.name) from exc
+        made = found
+        if not (found.get('spec') or {}).get('suspend'):
+            return job['metadata']['name']
+    if job['spec']['suspend']:
+        secret = nr.fill_secret_manifest(dict(job, metadata=dict(job['metadata'], uid=made['metadata']['uid'])), settings.credentials)
+        create_or_ignore(client, resource_path('v1', 'secrets', namespace), secret)
+        k8s_service.patch(client, '%s/%s' % (path, job['metadata']['name']), {'spec': {'suspend': False}})
+    return job['metadata']['name']
+
+
+def create_or_ignore(client, path, body):
+    try:
+        client.create(path, body)
+    except KubeError as exc:
+        if exc.status != 409:
+            raise
+
+
+def fill_outcomes(client, namespace, names, deadline):
+    """{job name: (done, why)} of the fill Jobs: one list and one watch of the namespace's fill Jobs hear of them all."""
+    waited = k8s_wait.watch_until(client, resource_path('batch/v1', 'jobs', namespace), pv_archive.all_finished(names), deadline,
+                                  selector='%s=%s' % (nr.ROLE_KEY, nr.FILL_ROLE))
+    outcomes = waited.value or pv_archive.job_outcomes(names, waited.objects)
+    return {name: outcome or (False, 'did not finish before wait_timeout') for name, outcome in outcomes.items()}
+
+
+def delete_job(client, namespace, name):
+    try:
+        client.request('DELETE', resource_path('batch/v1', 'jobs', namespace, name),
+                       body={'kind': 'DeleteOptions', 'apiVersion': 'v1', 'propagationPolicy': 'Background'})
+    except KubeError as exc:
+        if exc.status != 404:
+            raise
+
+
+def act(client, the_plan, params, check_mode, settings_of):
+    """Write the plan: the namespace, the claims, their data, the objects; (result, [failures])."""
+    result = the_plan.result
+    if result['reason']:
+        return result, []
+    namespace = the_plan.namespace
+    apply_params = {'existing': params['existing'], 'concurrency': params['concurrency']}
+    to_make = [c for c in the_plan.claims if c.state == 'create']
+    if check_mode:
+        result['claims'] = [nr.claim_result(c, manifests=c.before + [c.claim]) for c in the_plan.claims]
+        existing = existing_names(client, [the_plan.namespace_entry] + the_plan.entries)
+        result['objects'] = resource_restore.apply_all(client, [the_plan.namespace_entry] + the_plan.entries, existing, apply_params, True)
+        return finish(result, to_make, params, client, check_mode=True), []
+    started = time.monotonic()
+    failures = []
+    existing = existing_names(client, [the_plan.namespace_entry])
+    objects = resource_restore.apply_all(client, [the_plan.namespace_entry], existing, apply_params, False)
+    result['namespace_created'] = objects[0]['state'] == 'created'
+    failures += ['%s: %s' % (o['name'], o['reason']) for o in objects if o['state'] == 'failed']
+    if failures:
+        result['objects'] = objects
+        return result, failures
+    made = {}
+    for claim_plan, _done, error in run_parallel(lambda c: make_claim(client, c), to_make, params['concurrency']):
+        made[claim_plan.name] = error
+        if error is not None:
+            failures.append('claim %s: %s' % (claim_plan.name, error))
+    fills = [c for c in the_plan.claims if c.needs_fill and made.get(c.name) is None]
+    settings = settings_of() if fills else None
+    jobs = {}
+    for claim_plan, name, error in run_parallel(lambda c: start_fill(client, c, namespace, settings), fills, params['concurrency']):
+        if error is not None:
+            failures.append('claim %s: the fill Job: %s' % (claim_plan.name, error))
+        else:
+            jobs[claim_plan.name] = name
+    deadline = time.monotonic() + params['wait_timeout']
+    names = [c.name for c in the_plan.claims if made.get(c.name) is None]
+    waited = k8s_wait.watch_until(client, resource_path('v1', 'persistentvolumeclaims', namespace), nr.all_bound(set(names)), deadline)
+    seen = {claim['metadata']['name']: claim for claim in waited.objects}
+    outcomes = fill_outcomes(client, namespace, sorted(jobs.values()), deadline) if jobs else {}
+    for claim_plan in the_plan.claims:
+        if made.get(claim_plan.name) is not None:
+            result['claims'].append(nr.claim_result(claim_plan, state='failed', reason=str(made[claim_plan.name])))
+            continue
+        claim = seen.get(claim_plan.name)
+        entry = nr.claim_result(claim_plan, claim, state='created' if claim_plan.state == 'create' else claim_plan.state, reason=None)
+        if (claim or {}).get('status', {}).get('phase') != 'Bound':
+            entry.update(state='failed', reason='not Bound after %d s (wait_timeout)' % params['wait_timeout'])
+            failures.append('claim %s: %s' % (claim_plan.name, entry['reason']))
+        elif claim_plan.name in jobs:
+            done, why = outcomes.get(jobs[claim_plan.name], (False, 'not waited for'))
+            if done:
+                k8s_service.patch(client, resource_path('v1', 'persistentvolumeclaims', namespace, claim_plan.name),
+                                  {'metadata': {'annotations': {nr.FILLED_ANNOTATION: '%s %s' % (claim_plan.url, claim_plan.sha256)}}})
+                entry['filled'] = True
+                delete_job(client, namespace, jobs[claim_plan.name])
+            else:
+                entry.update(state='failed', reason='fill Job %s/%s: %s' % (namespace, jobs[claim_plan.name], why))
+                failures.append('claim %s: %s' % (claim_plan.name, entry['reason']))
+        if entry['state'] != 'failed':
+            for body in reversed(claim_plan.before):  # bound: the copy is read no more; Retain keeps the point's snapshot
+                delete_if_ours(client, body)
+        result['claims'].append(entry)
+    result['claim_seconds'] = round(time.monotonic() - started, 3)
+    if failures:
+        # The objects wait for their claims: workloads never start on claims without their data.
+        return finish(result, to_make, params, client), failures
+    existing = existing_names(client, the_plan.entries)
+    result['objects'] = objects + resource_restore.apply_all(client, the_plan.entries, existing, apply_params, False)
+    failures += ['%s/%s: %s' % (o['kind'], o['name'], o['reason']) for o in result['objects'] if o['state'] == 'failed']
+    return finish(result, to_make, params, client, flag=not failures), failures
+
+
+def finish(result, to_make, params, client, check_mode=False, flag=False):
+    """Counts, changed and (guard, after a restore without failures) the flag namespace."""
+    for item in result['objects']:
+        result['counts'][item['state']] += 1
+    result['changed'] = bool(to_make) or bool(result['counts']['created'] + result['counts']['updated']) or any(
+        c.get('filled') for c in result['claims'])
+    if params['guard'] and (flag or check_mode) and not resource_restore.flag_exists(client, params['flag_namespace']):
+        if not check_mode:
+            k8s_service.create(client, resource_restore.NAMESPACES.path(),
+                               {'apiVersion': 'v1', 'kind': 'Namespace', 'metadata': {'name': params['flag_namespace']}})
+        result.update(flag_created=True, changed=True)
+    return result

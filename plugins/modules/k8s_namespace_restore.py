@@ -1,0 +1,388 @@
+#!/usr/bin/python
+# Copyright: (c) 2026, kubesnap contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: k8s_namespace_restore
+short_description: Restore a whole namespace - its claims with their data, then its objects - from a recovery point
+version_added: 0.3.0
+author: kubesnap contributors (@kubesnap)
+description:
+  - Restores a recovery point of namespace O(namespace) (written by M(kubesnap.snapshots.k8s_recovery_point) under
+    C(<url>/<cluster>/<namespace>/rp_<time>.json)) into the cluster this module connects to (any kubeconfig and
+    context), into the same namespace or O(target_namespace).
+  - The point is O(point) (its name C(rp_<time>) or key), else the newest taken at or before O(before), else the newest.
+    A point of a newer manifest format version than this collection reads is refused, naming the key and C(version).
+  - Order - the namespace; then every claim of the point, each from the point's data, created in parallel (at most
+    O(concurrency) at a time) and waited for with one watch until all are Bound (archive claims also filled);
+    then the point's other objects (its resource backup, checked against the point's sha256), workloads last, so no
+    workload starts on a claim without its data; then the report.
+  - How a claim gets its data - a CSI snapshot restored into its own namespace of the cluster that holds it
+    C(dataSource) on the point's VolumeSnapshot; anywhere else (a new namespace name, another cluster with the same CSI
+    driver and storage) a pre-provisioned VolumeSnapshotContent with the point's snapshot handle and
+    C(deletionPolicy=Retain) and its VolumeSnapshot in the target namespace, then C(dataSource) on it (both are deleted
+    once the claim is Bound; the point's snapshot stays). An archive in S3 - an empty claim filled by a Job running
+    M(kubesnap.snapshots.volume_restore) (the image O(image)), which checks the archive's sha256.
+  - EBS and GCE snapshots of a point are not restored by this module yet; such a point is refused, naming the claim,
+    before anything is created (restore those claims with M(kubesnap.snapshots.k8s_pv_restore)).
+  - Everything that can refuse the restore is checked before the first write - the point, its resource backup
+    (downloaded whole, its sha256 checked), every claim's data (a CSI snapshot the point's own cluster no longer holds,
+    an archive no longer in S3 fails the task naming the claim), names the API server would refuse, and what the target
+    namespace already holds.
+  - A target namespace that exists and holds objects that are not the point's (other than what the cluster puts in every
+    namespace and what controllers own) is refused unless O(into_existing_namespace=true).
+  - An existing object is never overwritten (O(existing=skip), the default); O(existing=update) applies the point's
+    objects with server-side apply. A claim is never overwritten - one of the point's name that a restore of this
+    point did not make fails the task.
+  - A second run of a finished restore changes nothing. A run interrupted anywhere (even killed) is finished by the
+    next one, with no duplicate - every object a restore makes has a name fixed by the point.
+  - Nothing outside the target namespace is written but the copies' VolumeSnapshotContents (cluster-scoped, deleted
+    again) and, with O(guard=true), the flag namespace.
+  - With O(guard=true), kube-backup's start-up guard for unattended runs in a fresh cluster - when the flag namespace
+    exists, do nothing; a point older than O(max_age) fails; after a restore without failures the flag namespace is
+    created.
+extends_documentation_fragment:
+  - kubesnap.snapshots.k8s_auth
+  - kubesnap.snapshots.s3
+options:
+  url:
+    description: Where the points are, V(s3://bucket/prefix), as given to M(kubesnap.snapshots.k8s_recovery_point).
+    type: str
+    required: true
+  namespace:
+    description: The namespace whose point is restored (the point's own namespace).
+    type: str
+    required: true
+  cluster_name:
+    description:
+      - The name of the cluster the point was taken in (k8s_recovery_point's O(cluster_name)).
+      - Default - the name of the cluster restored into (its apiserver's host:port in C([a-z0-9.-])), as
+        k8s_recovery_point names a cluster by default.
+    type: str
+  target_cluster_name:
+    description:
+      - The name of the cluster restored into, as a point taken there would name it. A point of this name is restored
+        from snapshots this cluster holds, and a CSI snapshot missing from it fails the task before anything is made.
+      - Default - its apiserver's host:port in C([a-z0-9.-]).
+    type: str
+  point:
+    description: The point to restore, C(rp_<YYYYMMDDTHHMMSSZ>) or its key. Default - the newest (see O(before)).
+    type: str
+  before:
+    description: Restore the newest point taken at or before this time (ISO 8601 with an offset, such as V(2026-12-06T02:00:00Z)).
+    type: str
+  target_namespace:
+    description: The namespace to restore into. Default - the point's own.
+    type: str
+  storage_class_map:
+    description: The StorageClass of a restored claim for each class of the point (point class -> target class); others keep theirs.
+    type: dict
+    default: {}
+  into_existing_namespace:
+    description: Restore into a target namespace that exists and holds objects that are not the point's.
+    type: bool
+    default: false
+  existing:
+    description: V(skip) leaves an existing object as it is; V(update) applies the point's objects over existing ones (claims never).
+    type: str
+    choices: [skip, update]
+    default: skip
+  guard:
+    description: kube-backup's guard for unattended runs (see the description).
+    type: bool
+    default: false
+  flag_namespace:
+    description: The guard's flag namespace.
+    type: str
+    default: backuprestore-donotuse
+  max_age:
+    description: Fail when the point is older than this ISO 8601 duration (such as V(P1D)).
+    type: str
+  encryption_key:
+    description: The passphrase the point's resource backup was encrypted with.
+    type: str
+  wait_timeout:
+    description: Seconds to wait for the claims to bind and be filled.
+    type: int
+    default: 600
+  concurrency:
+    description: Claims created, and objects applied, at the same time.
+    type: int
+    default: 10
+  now:
+    description: The time taken as now (for O(max_age)), ISO 8601 with an offset; default the clock's.
+    type: str
+  image:
+    description: The image of the fill Jobs (archive claims), with this collection and boto3 installed.
+    type: str
+    default: kubesnap-ee:latest
+  image_pull_policy:
+    description: The fill Jobs' image pull policy.
+    type: str
+    default: IfNotPresent
+  job_timeout:
+    description: Seconds a fill Job may run (its activeDeadlineSeconds).
+    type: int
+    default: 7200
+  service_account:
+    description: The service account of the fill Jobs' pods; none by default (no token mounted).
+    type: str
+  run_as_user:
+    description: The user id the fill Jobs run as.
+    type: int
+  credentials_secret:
+    description:
+      - A Secret in the target namespace with the fill Jobs' S3 credentials (C(AWS_ACCESS_KEY_ID), C(AWS_SECRET_ACCESS_KEY),
+        C(AWS_SESSION_TOKEN), an C(s3cfg) file). Without it, O(access_key) and O(secret_key) are put in a Secret of the
+        run's own, owned by the Job and deleted with it.
+    type: str
+attributes:
+  check_mode:
+    support: full
+    details: Reads the point and the target cluster and reports the plan (each claim's way and manifests, each object's
+      dry-run outcome); writes nothing.
+  diff_mode:
+    support: none
+notes:
+  - Needs, in the target namespace, create and get on the point's kinds, persistentvolumeclaims, volumesnapshots, jobs
+    and secrets (fill Jobs), list and watch on persistentvolumeclaims and jobs; cluster-wide, list on
+    volumesnapshotcontents and create/delete of the copies, and get/create on namespaces.
+requirements:
+  - boto3 and botocore (Python libraries)
+  - cryptography (for encrypted resource backups)
+'''
+
+EXAMPLES = r'''
+- name: Bring namespace shop back, as it was at 02:00, under a new name, on fast disks
+  kubesnap.snapshots.k8s_namespace_restore:
+    url: s3://backups/points
+    cluster_name: prod-eu
+    namespace: shop
+    before: "2026-12-06T02:00:00Z"
+    target_namespace: shop-restored
+    storage_class_map:
+      standard: fast
+
+- name: Unattended, in a fresh cluster - restore once, never again
+  kubesnap.snapshots.k8s_namespace_restore:
+    kubeconfig: /etc/kubesnap/dr-cluster.kubeconfig
+    url: s3://backups/points
+    cluster_name: prod-eu
+    namespace: shop
+    guard: true
+    max_age: P1D
+'''
+
+RETURN = r'''
+point:
+  description: The point restored (null when the guard found the flag namespace).
+  returned: always
+  type: dict
+  sample: {key: points/prod-eu/shop/rp_20261206T020000Z.json, created: "2026-12-06T02:00:00Z", cluster: prod-eu, namespace: shop,
+           claims: 2, objects: 57, url: "s3://backups/points/prod-eu/shop/rp_20261206T020000Z.json"}
+target_namespace:
+  description: The namespace restored into.
+  returned: always
+  type: str
+  sample: shop-restored
+reason:
+  description: Why nothing was done (the guard's flag namespace exists), else null.
+  returned: always
+  type: str
+namespace_created:
+  description: Whether this run created the target namespace.
+  returned: always
+  type: bool
+claims:
+  description: One entry per claim of the point.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{name: data-db-0, method: copy, state: created, phase: Bound, volume_name: pvc-0b1c, storage_class: fast, size: 10Gi,
+            restored_from: "csi:snap-4f2a"}]
+  contains:
+    name:
+      description: The claim's name.
+      type: str
+      sample: data-db-0
+    method:
+      description: V(snapshot) (dataSource on the point's VolumeSnapshot), V(copy) (a pre-provisioned copy of its handle), V(archive) (filled by a Job).
+      type: str
+      sample: copy
+    state:
+      description: V(created), V(exists) (an earlier run made it), V(filled) (an earlier run made and filled it), V(failed); V(create) in check mode.
+      type: str
+      sample: created
+    phase:
+      description: The claim's phase when last seen (null in check mode).
+      type: str
+      sample: Bound
+    volume_name:
+      description: The PersistentVolume it is bound to.
+      type: str
+      sample: pvc-0b1c
+    storage_class:
+      description: Its StorageClass (after O(storage_class_map)).
+      type: str
+      sample: fast
+    size:
+      description: The storage it requests.
+      type: str
+      sample: 10Gi
+    reason:
+      description: Why it failed.
+      type: str
+      sample: not Bound after 600 s (wait_timeout)
+    filled:
+      description: Set when this run's fill Job filled it from its archive.
+      type: bool
+      sample: true
+    restored_from:
+      description: The value of its C(kubesnap.io/restored-from) annotation - C(csi:<snapshot handle>) or C(archive:<sha256>).
+      type: str
+      sample: "csi:snap-4f2a"
+    manifests:
+      description: In check mode, what would be created for it, in order.
+      type: list
+      elements: dict
+      sample: [{apiVersion: v1, kind: PersistentVolumeClaim, metadata: {name: data-db-0, namespace: shop-restored}}]
+      contains:
+        apiVersion:
+          description: The object's apiVersion.
+          type: str
+          sample: v1
+        kind:
+          description: Its kind (VolumeSnapshotContent, VolumeSnapshot, PersistentVolumeClaim).
+          type: str
+          sample: PersistentVolumeClaim
+        metadata:
+          description: Its metadata.
+          type: dict
+          sample: {name: data-db-0, namespace: shop-restored}
+        spec:
+          description: Its spec.
+          type: dict
+          sample: {accessModes: [ReadWriteOnce], dataSource: {kind: VolumeSnapshot, name: kubesnap-restore-0b1c}}
+objects:
+  description: The point's other objects, as M(kubesnap.snapshots.k8s_resource_restore) reports them (the namespace first).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{namespace: shop-restored, kind: deployments.apps, name: web, state: created, reason: null}]
+  contains:
+    namespace:
+      description: The target namespace.
+      type: str
+      sample: shop-restored
+    kind:
+      description: The resource (C(deployments.apps), C(configmaps), C(namespaces)).
+      type: str
+      sample: deployments.apps
+    name:
+      description: The object's name.
+      type: str
+      sample: web
+    state:
+      description: V(created), V(updated), V(skipped) or V(failed) (in check mode, what would happen).
+      type: str
+      sample: created
+    reason:
+      description: Why it was skipped or failed, or null.
+      type: str
+      sample: exists
+counts:
+  description: Objects per state.
+  returned: always
+  type: dict
+  sample: {created: 12, skipped: 1, failed: 0, updated: 0}
+claim_seconds:
+  description: Seconds from the first write until every claim was bound (and filled).
+  returned: when claims were restored
+  type: float
+flag_created:
+  description: Whether the guard's flag namespace was created (in check mode, would be).
+  returned: always
+  type: bool
+api_calls:
+  description: Kubernetes API requests made, per HTTP method.
+  returned: always
+  type: dict
+  sample: {GET: 9, POST: 14, PATCH: 1}
+'''
+
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import namespace_restore_run as run  # noqa: E402
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import pv_archive, resources, s3  # noqa: E402
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.errors import KubesnapError  # noqa: E402
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError  # noqa: E402
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import AUTH_SPEC, KubesnapModule  # noqa: E402
+
+
+def argument_spec():
+    spec = dict(AUTH_SPEC)
+    spec.update(s3.S3_SPEC)
+    spec.update(
+        url={'type': 'str', 'required': True},
+        namespace={'type': 'str', 'required': True},
+        cluster_name={'type': 'str'},
+        target_cluster_name={'type': 'str'},
+        point={'type': 'str'},
+        before={'type': 'str'},
+        target_namespace={'type': 'str'},
+        storage_class_map={'type': 'dict', 'default': {}},
+        into_existing_namespace={'type': 'bool', 'default': False},
+        existing={'type': 'str', 'choices': ['skip', 'update'], 'default': 'skip'},
+        guard={'type': 'bool', 'default': False},
+        flag_namespace={'type': 'str', 'default': resources.FLAG_NAMESPACE},
+        max_age={'type': 'str'},
+        encryption_key={'type': 'str', 'no_log': True},
+        wait_timeout={'type': 'int', 'default': 600},
+        concurrency={'type': 'int', 'default': 10},
+        now={'type': 'str'},
+        image={'type': 'str', 'default': 'kubesnap-ee:latest'},
+        image_pull_policy={'type': 'str', 'default': 'IfNotPresent'},
+        job_timeout={'type': 'int', 'default': 7200},
+        service_account={'type': 'str'},
+        run_as_user={'type': 'int'},
+        credentials_secret={'type': 'str'},
+    )
+    return spec
+
+
+def run_module():
+    module = KubesnapModule(argument_spec=argument_spec(), required_if=s3.S3_REQUIRED_IF, supports_check_mode=True,
+                            mutually_exclusive=[('point', 'before')])
+    p = module.params
+    result = run.empty_result()
+    try:
+        bucket, prefix = run.check_options(p)
+        s3_client = s3.client(p)
+        the_plan = run.plan(module.client, s3_client, p, bucket, prefix, module.now(), module.warn)
+        result = the_plan.result
+
+        def settings():
+            return pv_archive.job_settings(p)
+
+        result, failures = run.act(module.client, the_plan, p, module.check_mode, settings)
+    except run.PlanFailure as exc:
+        module.fail(exc, **exc.result)
+    except KubesnapError as exc:
+        module.fail(exc, **result)
+    except pv_archive.ArchiveError as exc:
+        module.fail_json(msg='%s; nothing was restored' % exc, **result)
+    except s3.S3Error as exc:
+        module.fail_json(msg='%s; nothing was restored' % exc, **result)
+    except KubeError as exc:
+        module.fail_api(exc, **result)
+    if failures:
+        module.fail_json(msg='the restore of namespace %s is not complete: %s' % (result['target_namespace'], '; '.join(failures[:10])), **result)
+    module.exit_json(**result)
+
+
+def main():
+    run_module()
+
+
+if __name__ == '__main__':
+    main()

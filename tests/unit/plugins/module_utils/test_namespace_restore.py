@@ -1,0 +1,174 @@
+# Copyright: (c) 2026, kubesnap contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""namespace_restore's pure decisions: each claim's way, the moved objects, what an existing namespace may hold."""
+
+from __future__ import annotations
+
+import datetime
+import json
+
+import pytest
+
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import namespace_restore as nr
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import pv_archive, recovery_point
+
+WHEN = datetime.datetime(2026, 12, 6, 2, 0, tzinfo=datetime.timezone.utc)
+CSI = {'kind': 'csi', 'driver': 'mock.csi', 'snapshot_handle': 'h-1', 'volume_snapshot': 'shop/data-snap', 'snapshot_class': 'snapclass',
+       'restore_size': '2Gi'}
+ARCHIVE = {'kind': 'archive', 'url': 's3://b/p/shop/uploads/1.tar.gz', 'sha256': 'ab' * 32, 'bytes': 9}
+
+
+def record(name, data, size='1Gi', storage_class='standard'):
+    return {'name': name, 'uid': 'u-' + name, 'size': size, 'storage_class': storage_class, 'access_modes': ['ReadWriteOnce'],
+            'volume_mode': 'Filesystem', 'data': dict(data)}
+
+
+def manifest(*claims):
+    return recovery_point.build_manifest('prod', 'shop', WHEN, {'url': 's3://b/r/backup.tar.gz', 'sha256': 'cd' * 32, 'bytes': 1, 'objects': 3},
+                                         list(claims))
+
+
+def content(name, handle, namespace='shop', snapshot='data-snap'):
+    return {'metadata': {'name': name}, 'spec': {'volumeSnapshotRef': {'namespace': namespace, 'name': snapshot}},
+            'status': {'snapshotHandle': handle, 'readyToUse': True}}
+
+
+def ready(name, bound):
+    return {'metadata': {'name': name}, 'status': {'readyToUse': True, 'boundVolumeSnapshotContentName': bound}}
+
+
+def plan(point, namespace='shop', existing=None, contents=(), snapshots=None, same_cluster=True, missing=None, class_map=None):
+    return nr.plan_claims(point, namespace, class_map or {}, {}, existing or {}, nr.handles_of(contents), snapshots or {}, same_cluster,
+                          missing or {})
+
+
+def test_same_namespace_of_the_same_cluster_uses_the_points_own_snapshot():
+    [claim] = plan(manifest(record('data', CSI)), contents=[content('c1', 'h-1')], snapshots={'data-snap': ready('data-snap', 'c1')})
+    assert (claim.method, claim.before, claim.state) == (nr.SNAPSHOT, [], 'create')
+    assert claim.claim['spec']['dataSource'] == {'apiGroup': 'snapshot.storage.k8s.io', 'kind': 'VolumeSnapshot', 'name': 'data-snap'}
+    # The snapshot's restore size is larger than the claim's request: the claim asks for it.
+    assert claim.claim['spec']['resources']['requests']['storage'] == '2Gi'
+    assert claim.claim['metadata']['annotations']['kubesnap.io/restored-from'] == 'csi:h-1'
+
+
+def test_a_new_namespace_or_another_cluster_restores_through_a_retained_copy_of_the_handle():
+    for kwargs in ({'namespace': 'shop-2', 'contents': [content('c1', 'h-1')]}, {'same_cluster': False}):
+        [claim] = plan(manifest(record('data', CSI)), class_map={'standard': 'fast'}, **kwargs)
+        namespace = kwargs.get('namespace', 'shop')
+        copy = nr.copy_name(namespace, 'data')
+        assert claim.method == nr.COPY and [b['kind'] for b in claim.before] == ['VolumeSnapshotContent', 'VolumeSnapshot']
+        vsc, vs = claim.before
+        assert vsc['spec'] == {'deletionPolicy': 'Retain', 'driver': 'mock.csi', 'source': {'snapshotHandle': 'h-1'},
+                               'volumeSnapshotRef': {'namespace': namespace, 'name': copy}, 'volumeSnapshotClassName': 'snapclass'}
+        assert vs['metadata']['namespace'] == namespace and vs['spec']['source'] == {'volumeSnapshotContentName': copy}
+        assert claim.claim['spec']['dataSource']['name'] == copy and claim.claim['spec']['storageClassName'] == 'fast'
+
+
+def test_copy_names_are_stable_and_differ_per_namespace():
+    assert nr.copy_name('a', 'data') == nr.copy_name('a', 'data') != nr.copy_name('b', 'data')
+    assert len(nr.copy_name('a', 'x' * 253)) < 63
+
+
+def test_a_snapshot_gone_from_its_own_cluster_fails_naming_the_claim():
+    with pytest.raises(nr.PlanError) as raised:
+        plan(manifest(record('data', CSI), record('logs', dict(CSI, snapshot_handle='h-2'))), contents=[content('c1', 'h-1')])
+    assert 'claims[logs]' in str(raised.value) and 'data.snapshot_handle' in str(raised.value) and 'deleted' in str(raised.value)
+
+
+def test_an_archive_missing_from_s3_fails_naming_the_claim_and_a_present_one_is_an_empty_claim():
+    point = manifest(record('uploads', ARCHIVE))
+    with pytest.raises(nr.PlanError) as raised:
+        plan(point, missing={ARCHIVE['url']: 'cannot be read'})
+    assert 'claims[uploads]' in str(raised.value) and 'data.url' in str(raised.value)
+    [claim] = plan(point)
+    assert claim.method == nr.ARCHIVE and claim.needs_fill and 'dataSource' not in claim.claim['spec']
+
+
+def test_cloud_snapshots_are_refused_before_anything():
+    point = manifest(record('logs', {'kind': 'ebs', 'snapshot_id': 'snap-1', 'region': 'eu-west-1', 'zone': 'eu-west-1a'}))
+    with pytest.raises(nr.PlanError) as raised:
+        plan(point)
+    assert 'claims[logs]' in str(raised.value) and 'data.kind' in str(raised.value)
+
+
+def test_an_existing_claim_is_this_restores_only_by_its_source():
+    point = manifest(record('data', CSI), record('uploads', ARCHIVE))
+    ours = {'metadata': {'name': 'data', 'namespace': 'shop-2', 'annotations': {'kubesnap.io/restored-from': 'csi:h-1'}}}
+    filled = {'metadata': {'name': 'uploads', 'namespace': 'shop-2', 'annotations': {
+        'kubesnap.io/restored-from': 'archive:' + 'ab' * 32, nr.FILLED_ANNOTATION: '%s %s' % (ARCHIVE['url'], 'ab' * 32)}}}
+    states = {c.name: (c.state, c.needs_fill) for c in plan(point, namespace='shop-2', existing={'data': ours, 'uploads': filled}, same_cluster=False)}
+    assert states == {'data': ('exists', False), 'uploads': ('filled', False)}
+    unfilled = {'metadata': dict(filled['metadata'], annotations={'kubesnap.io/restored-from': 'archive:' + 'ab' * 32})}
+    assert [c.needs_fill for c in plan(point, namespace='shop-2', existing={'uploads': unfilled}, same_cluster=False)] == [False, True]
+    theirs = {'metadata': {'name': 'data', 'namespace': 'shop-2'}}
+    with pytest.raises(nr.PlanError) as raised:
+        plan(point, namespace='shop-2', existing={'data': theirs}, same_cluster=False)
+    assert 'never overwritten' in str(raised.value) and 'claims[data]' in str(raised.value)
+
+
+def test_objects_move_into_the_target_namespace_with_their_rolebinding_subjects():
+    entries = [('shop/namespaces/shop.yaml', {'apiVersion': 'v1', 'kind': 'Namespace', 'metadata': {'name': 'shop', 'labels': {'team': 'a'}}}),
+               ('shop/configmaps/settings.yaml', {'apiVersion': 'v1', 'kind': 'ConfigMap', 'metadata': {'name': 'settings', 'namespace': 'shop'}}),
+               ('shop/rolebindings.rbac.authorization.k8s.io/rb.yaml', {
+                   'apiVersion': 'rbac.authorization.k8s.io/v1', 'kind': 'RoleBinding', 'metadata': {'name': 'rb', 'namespace': 'shop'},
+                   'subjects': [{'kind': 'ServiceAccount', 'name': 'app', 'namespace': 'shop'}, {'kind': 'ServiceAccount', 'name': 'x', 'namespace': 'ops'}]}),
+               ('shop/persistentvolumeclaims/data.yaml', {'apiVersion': 'v1', 'kind': 'PersistentVolumeClaim',
+                                                     'metadata': {'name': 'data', 'namespace': 'shop', 'labels': {'app': 'db'}}})]
+    claims, moved = nr.split_entries(entries, manifest(record('data', CSI)), 'shop-2')
+    assert list(claims) == ['data']
+    paths = dict(moved)
+    assert paths['shop-2/namespaces/shop-2.yaml']['metadata'] == {'name': 'shop-2', 'labels': {'team': 'a'}}
+    assert paths['shop-2/configmaps/settings.yaml']['metadata']['namespace'] == 'shop-2'
+    assert [s['namespace'] for s in paths['shop-2/rolebindings.rbac.authorization.k8s.io/rb.yaml']['subjects']] == ['shop-2', 'ops']
+    # The point's own objects are left as they were.
+    assert entries[1][1]['metadata']['namespace'] == 'shop'
+
+
+def test_a_backup_with_another_namespace_or_a_claim_without_data_is_refused():
+    point = manifest(record('data', CSI))
+    other = [('ops/configmaps/x.yaml', {'apiVersion': 'v1', 'kind': 'ConfigMap', 'metadata': {'name': 'x', 'namespace': 'ops'}})]
+    with pytest.raises(nr.PlanError, match='other namespaces'):
+        nr.split_entries(other, point, 'shop')
+    dataless = [('shop/persistentvolumeclaims/cache.yaml', {'apiVersion': 'v1', 'kind': 'PersistentVolumeClaim', 'metadata': {'name': 'cache'}})]
+    with pytest.raises(nr.PlanError, match='cache'):
+        nr.split_entries(dataless, point, 'shop')
+
+
+def test_what_counts_as_other_objects_in_an_existing_namespace():
+    listed = {'configmaps': [{'metadata': {'name': 'settings'}}, {'metadata': {'name': 'kube-root-ca.crt'}}, {'metadata': {'name': 'theirs'}}],
+              'replicasets.apps': [{'metadata': {'name': 'web-1', 'ownerReferences': [{'kind': 'Deployment', 'name': 'web', 'controller': True}]}}],
+              'serviceaccounts': [{'metadata': {'name': 'default'}}],
+              'persistentvolumeclaims': [{'metadata': {'name': 'data'}}, {'metadata': {'name': 'scratch'}}]}
+    assert nr.others_in_namespace(listed, [('configmaps', 'settings')], ['data']) == ['configmaps/theirs', 'persistentvolumeclaims/scratch']
+
+
+def test_the_one_watch_ends_once_every_claim_is_bound():
+    bound = nr.all_bound({'a', 'b'})
+    a = {'metadata': {'name': 'a'}, 'status': {'phase': 'Bound'}}
+    assert bound([a, {'metadata': {'name': 'b'}, 'status': {'phase': 'Pending'}}]) is None
+    assert set(bound([a, {'metadata': {'name': 'b'}, 'status': {'phase': 'Bound'}}, {'metadata': {'name': 'z'}}])) == {'a', 'b'}
+
+
+def test_the_fill_job_runs_volume_restore_on_the_claim_with_credentials_by_reference():
+    [claim] = plan(manifest(record('uploads', ARCHIVE)), namespace='shop-2')
+    settings = pv_archive.JobSettings(image='ee:1', credentials={'AWS_ACCESS_KEY_ID': 'AK', 'AWS_SECRET_ACCESS_KEY': 'SK'},
+                                      s3_args={'endpoint_url': 'http://s3', 'region': None})
+    job = nr.fill_job_manifest(claim, 'shop-2', settings, pv_archive.runner('volume_restore'))
+    assert job['metadata']['name'] == nr.fill_job_name('uploads') and job['spec']['suspend'] is True and job['spec']['backoffLimit'] == 0
+    [container] = job['spec']['template']['spec']['containers']
+    assert 'plugins.modules.volume_restore' in container['command'][2] and 'volume_archive' not in container['command'][2]
+    assert json.loads(container['command'][3]) == {'path': '/volume', 'url': ARCHIVE['url'], 'sha256': 'ab' * 32, 'select': 'url',
+                                                   'endpoint_url': 'http://s3'}
+    assert {'name': 'data', 'persistentVolumeClaim': {'claimName': 'uploads'}} in job['spec']['template']['spec']['volumes']
+    assert 'AK' not in json.dumps(job) and 'SK' not in json.dumps(job)
+    secret = nr.fill_secret_manifest(dict(job, metadata=dict(job['metadata'], uid='u1')), settings.credentials)
+    assert secret['metadata']['ownerReferences'][0]['uid'] == 'u1' and secret['stringData']['AWS_ACCESS_KEY_ID'] == 'AK'
+    assert len(nr.fill_job_name('x' * 253)) <= 63
+
+
+def test_class_map_and_target_namespace_are_checked():
+    with pytest.raises(nr.PlanError, match='storage_class_map.standard'):
+        nr.checked_class_map({'standard': 'Not A Class'})
+    with pytest.raises(nr.PlanError, match='target_namespace'):
+        nr.target_namespace(manifest(), 'Bad_Name')
+    assert nr.target_namespace(manifest(), None) == 'shop'
