@@ -285,7 +285,7 @@ def split_entries(entries, manifest, target):
 def others_in_namespace(listed, planned, claims):
     """['kind/name'] of what the target namespace holds that is not the point's: `listed` {resource key: [object]} of the
     kinds the point restores; what a controller owns and what the cluster puts in every namespace never counts."""
-    mine = {(key, name) for key, name in planned} | {(resources.CLAIMS_KEY, name) for name in claims}
+    mine = set(planned) | {(resources.CLAIMS_KEY, name) for name in claims}
     found = []
     for key, objects in listed.items():
         for obj in objects:

@@ -141,10 +141,12 @@ options:
 attributes:
   check_mode:
     support: full
-    details: Reads the point and the target cluster and reports the plan (each claim's way and manifests, each object's
-      dry-run outcome); writes nothing.
+    description:
+      - Reads the point and the target cluster and reports the plan (each claim's way and manifests, each object's
+        dry-run outcome); writes nothing.
   diff_mode:
     support: none
+    description: No diff is reported.
 notes:
   - Needs, in the target namespace, create and get on the point's kinds, persistentvolumeclaims, volumesnapshots, jobs
     and secrets (fill Jobs), list and watch on persistentvolumeclaims and jobs; cluster-wide, list on
@@ -345,7 +347,7 @@ def argument_spec():
         job_timeout={'type': 'int', 'default': 7200},
         service_account={'type': 'str'},
         run_as_user={'type': 'int'},
-        credentials_secret={'type': 'str'},
+        credentials_secret={'type': 'str', 'no_log': False},
     )
     return spec
 

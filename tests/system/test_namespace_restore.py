@@ -14,18 +14,22 @@ import signal
 import subprocess
 import sys
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from kubernetes.client import BatchV1Api
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import namespace_restore, recovery_point
 
 from .cluster_helpers import SNAPSHOT_CLASS, SNAPSHOT_GROUP, STORAGE_CLASS, wait_for
 from .modules import COLLECTIONS, run_module
 from .s3_helpers import s3_params
+from . import test_pv_archive
 from .test_s3 import client_for
 
 TEMPLATE = {'metadata': {'labels': {'app': 'db'}}, 'spec': {'containers': [{'name': 'c', 'image': 'busybox'}]}}
 CLAIMS = ('data-db-0', 'data-db-1')
+job_controller = test_pv_archive.job_controller  # the fixture: a job controller beside the stack's
 WRITES = ('create', 'update', 'patch', 'delete', 'deletecollection')
 
 
@@ -79,9 +83,10 @@ def take_point(cluster, kube, moto, bucket, namespace, created, cluster_name='pr
         snapshot = kube.wait_snapshot_ready(namespace, name)
         content = kube.get_snapshot_content(snapshot['status']['boundVolumeSnapshotContentName'])
         pvc = kube.api.sanitize_for_serialization(kube.core.read_namespaced_persistent_volume_claim(claim, namespace))
+        restore_size = snapshot['status'].get('restoreSize') or pvc['spec']['resources']['requests']['storage']
         records.append(recovery_point.claim_record(pvc, {
             'kind': 'csi', 'driver': content['spec']['driver'], 'snapshot_handle': content['status']['snapshotHandle'],
-            'volume_snapshot': f'{namespace}/{name}', 'snapshot_class': SNAPSHOT_CLASS, 'restore_size': snapshot['status'].get('restoreSize') or pvc['spec']['resources']['requests']['storage']}))
+            'volume_snapshot': f'{namespace}/{name}', 'snapshot_class': SNAPSHOT_CLASS, 'restore_size': restore_size}))
     manifest = recovery_point.build_manifest(cluster_name, namespace, created, {
         'url': f's3://{bucket}/{key}', 'sha256': hashlib.sha256(body).hexdigest(), 'bytes': len(body), 'objects': 8}, records)
     if version is not None:
@@ -98,6 +103,12 @@ def restore(cluster, moto, bucket, namespace, check=False, **more):
 
 def names(items):
     return sorted(item.metadata.name for item in items)
+
+
+def copies_of(kube, target):
+    """The VolumeSnapshotContents bound ahead to VolumeSnapshots of `target`: the copies a restore made there."""
+    found = kube.custom.list_cluster_custom_object(SNAPSHOT_GROUP, 'v1', 'volumesnapshotcontents')['items']
+    return [c for c in found if (c['spec'].get('volumeSnapshotRef') or {}).get('namespace') == target]
 
 
 def contents_named(kube, name):
@@ -193,7 +204,7 @@ def test_a_point_of_a_newer_format_is_refused_naming_the_version(cluster, kube, 
     assert not [e for e in audit.module_events() if e['verb'] in WRITES]
 
 
-def test_a_namespace_holding_other_objects_needs_the_option_and_a_killed_restore_converges(cluster, kube, namespace, target, moto_server, bucket):
+def test_a_namespace_holding_other_objects_needs_the_option_and_a_killed_restore_converges(cluster, kube, namespace, target, moto_server, bucket, audit):
     application(kube, namespace)
     take_point(cluster, kube, moto_server, bucket, namespace, datetime.datetime(2026, 12, 6, 2, 0, tzinfo=datetime.timezone.utc))
     # Killed halfway: after the namespace and some of the claims, before the objects.
@@ -215,11 +226,12 @@ def test_a_namespace_holding_other_objects_needs_the_option_and_a_killed_restore
     claims = kube.core.list_namespaced_persistent_volume_claim(target).items
     assert sorted(c.metadata.name for c in claims) == list(CLAIMS) and all(c.status.phase == 'Bound' for c in claims)
     assert names(__import__('kubernetes').client.AppsV1Api(kube.api).list_namespaced_deployment(target).items) == ['web']
-    made = [c for c in kube.custom.list_cluster_custom_object(SNAPSHOT_GROUP, 'v1', 'volumesnapshotcontents')['items']
-            if (c['spec'].get('volumeSnapshotRef') or {}).get('namespace') == target]
-    wait_for('the copies to go', lambda: not [c for c in kube.custom.list_cluster_custom_object(SNAPSHOT_GROUP, 'v1', 'volumesnapshotcontents')['items']
-                                            if (c['spec'].get('volumeSnapshotRef') or {}).get('namespace') == target] or None, timeout=60)
-    assert len(made) <= len(CLAIMS)
+    # No duplicate: across the killed run and the one that finished it, each object was made once (other creates met 409).
+    made = [(e['objectRef']['resource'], e['objectRef'].get('namespace')) for e in audit.module_events(verb='create')
+            if (e.get('responseStatus') or {}).get('code') == 201]
+    assert made.count(('persistentvolumeclaims', target)) == len(CLAIMS) and made.count(('deployments', target)) == 1, made
+    assert made.count(('volumesnapshotcontents', None)) == len(CLAIMS) and made.count(('namespaces', None)) == 1, made
+    wait_for('the copies to go', lambda: not copies_of(kube, target), timeout=60)
 
     # Someone else's object in the namespace: a further restore is refused unless asked.
     kube.core.create_namespaced_config_map(target, {'metadata': {'name': 'not-the-points'}, 'data': {}})
@@ -227,3 +239,108 @@ def test_a_namespace_holding_other_objects_needs_the_option_and_a_killed_restore
     assert refused.get('failed') and 'configmaps/not-the-points' in refused['msg'] and 'into_existing_namespace' in refused['msg'], refused
     allowed = restore(cluster, moto_server, bucket, namespace, target_namespace=target, into_existing_namespace=True)
     assert not allowed.get('failed') and not allowed['changed'], allowed
+
+
+def test_a_point_of_cluster_a_is_restored_into_cluster_b_under_a_new_name(cluster, kube, namespace, second_cluster, moto_server, bucket,
+                                                                          second_audit):
+    application(kube, namespace)
+    manifest, _key = take_point(cluster, kube, moto_server, bucket, namespace, datetime.datetime(2026, 12, 6, 2, 0, tzinfo=datetime.timezone.utc))
+    kube_b, target = second_cluster.kube, f't-nsr-b-{uuid.uuid4().hex[:6]}'
+    try:
+        second_audit.mark()
+        args = s3_params(moto_server, url=f's3://{bucket}/points', namespace=namespace, cluster_name='prod-a', target_namespace=target,
+                         wait_timeout=120, storage_class_map={STORAGE_CLASS: STORAGE_CLASS})
+        done = run_module('k8s_namespace_restore', str(second_cluster.kubeconfig), **args)
+        assert not done.get('failed'), done
+        assert {c['name']: (c['method'], c['state'], c['phase']) for c in done['claims']} == dict.fromkeys(CLAIMS, ('copy', 'created', 'Bound'))
+        handles = {record['name']: record['data']['snapshot_handle'] for record in manifest['claims']}
+        for claim in kube_b.core.list_namespaced_persistent_volume_claim(target).items:
+            assert claim.status.phase == 'Bound' and claim.metadata.annotations['kubesnap.io/restored-from'] == f'csi:{handles[claim.metadata.name]}'
+            pv = kube_b.core.read_persistent_volume(claim.spec.volume_name)
+            assert pv.metadata.annotations.get('pv.kubernetes.io/provisioned-by') and claim.spec.data_source.kind == 'VolumeSnapshot'
+        apps = __import__('kubernetes').client.AppsV1Api(kube_b.api)
+        assert names(apps.list_namespaced_deployment(target).items) == ['web'] and names(apps.list_namespaced_stateful_set(target).items) == ['db']
+        assert names(kube_b.core.list_namespaced_service(target).items) == ['db']
+        # Cluster A was only read from S3: its objects and snapshots are as they were.
+        for name in CLAIMS:
+            assert kube.get_snapshot(namespace, f'{name}-point')['status']['readyToUse'] is True
+        # In B, nothing outside the target namespace was written but the copies' contents.
+        outside = {(e['verb'], (e.get('objectRef') or {}).get('resource')) for e in second_audit.module_events()
+                   if e['verb'] in WRITES and (e.get('objectRef') or {}).get('namespace') != target
+                   and (e.get('objectRef') or {}).get('name') != target}
+        assert outside <= {('create', 'volumesnapshotcontents'), ('delete', 'volumesnapshotcontents')}, outside
+        again = run_module('k8s_namespace_restore', str(second_cluster.kubeconfig), **args)
+        assert not again.get('failed') and not again['changed'], again
+    finally:
+        kube_b.delete_namespace(target)
+
+
+def play_kubelet(kube, namespace, job, message):
+    """End the fill Job's pod as a kubelet would (no kubelet runs): Succeeded, with the runner's termination message."""
+    def pod():
+        return kube.core.list_namespaced_pod(namespace, label_selector=f'batch.kubernetes.io/job-name={job}').items
+    [found] = wait_for(f'the pod of Job {job}', pod, timeout=60)
+    status = {'phase': 'Succeeded', 'containerStatuses': [{
+        'name': 'restore', 'image': found.spec.containers[0].image, 'imageID': '', 'ready': False, 'restartCount': 0,
+        'state': {'terminated': {'exitCode': 0, 'reason': 'Completed', 'message': json.dumps(message)}}}]}
+    kube.core.patch_namespaced_pod_status(found.metadata.name, namespace, {'status': status})
+
+
+def test_an_archive_claim_is_made_empty_filled_by_a_job_running_volume_restore_then_the_objects(cluster, kube, namespace, target, moto_server,
+                                                                                                bucket, tmp_path, job_controller):  # pylint: disable=redefined-outer-name,unused-argument
+    # The point: an archive of the claim's files by volume_archive, the namespace's objects, the manifest.
+    kube.create_pvc(namespace, 'uploads')
+    kube.core.create_namespaced_config_map(namespace, {'metadata': {'name': 'settings'}, 'data': {'mode': 'prod'}})
+    source = tmp_path / 'source'
+    (source / 'img').mkdir(parents=True)
+    (source / 'img' / 'a.png').write_bytes(b'\x89PNG' + bytes(range(256)) * 40)
+    (source / 'index.txt').write_text('uploads\n', encoding='utf-8')
+    url = f's3://{bucket}/archives/{namespace}/uploads/1.tar.gz'
+    archived = run_module('volume_archive', None, path=str(source), url=url, **s3_params(moto_server))
+    assert not archived.get('failed'), archived
+    backup = run_module('k8s_resource_backup', str(cluster.kubeconfig), **s3_params(
+        moto_server, url=f's3://{bucket}/resources/{namespace}/', namespaces=[namespace], kinds=['configmaps', 'persistentvolumeclaims']))
+    assert not backup.get('failed'), backup
+    s3 = client_for(moto_server)
+    key = backup['backup'] if not backup['backup'].startswith('s3://') else backup['backup'].split('/', 3)[3]
+    body = s3.get_object(Bucket=bucket, Key=key)['Body'].read()
+    pvc = kube.api.sanitize_for_serialization(kube.core.read_namespaced_persistent_volume_claim('uploads', namespace))
+    when = datetime.datetime(2026, 12, 6, 2, 0, tzinfo=datetime.timezone.utc)
+    manifest = recovery_point.build_manifest('prod-a', namespace, when, {
+        'url': f's3://{bucket}/{key}', 'sha256': hashlib.sha256(body).hexdigest(), 'bytes': len(body), 'objects': 3},
+        [recovery_point.claim_record(pvc, {'kind': 'archive', 'url': url, 'sha256': archived['sha256'], 'bytes': archived['bytes']})])
+    s3.put_object(Bucket=bucket, Key=recovery_point.manifest_key('points', 'prod-a', namespace, when), Body=recovery_point.serialise(manifest))
+
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(restore, cluster, moto_server, bucket, namespace, target_namespace=target, image='registry.example/ee:1')
+        job = wait_for('the fill Job', lambda: [j for j in BatchV1Api(kube.api).list_namespaced_job(target).items if not j.spec.suspend], timeout=120)[0]
+        # The half against the apiserver: an empty claim (no data source), the Job mounting it, credentials by reference only.
+        claim = kube.core.read_namespaced_persistent_volume_claim('uploads', target)
+        assert claim.spec.data_source is None and claim.metadata.annotations['kubesnap.io/restored-from'] == f"archive:{archived['sha256']}"
+        spec = kube.api.sanitize_for_serialization(job)['spec']['template']['spec']
+        assert {'name': 'data', 'persistentVolumeClaim': {'claimName': 'uploads'}} in spec['volumes']
+        [container] = spec['containers']
+        assert 'testing' not in json.dumps(container) and container['image'] == 'registry.example/ee:1'
+        assert not kube.core.list_namespaced_config_map(target).items or names(kube.core.list_namespaced_config_map(target).items) == ['kube-root-ca.crt']
+        # The half against moto: the Job's very program, run here on an empty directory, fills it from the point's archive.
+        filled, log = tmp_path / 'volume', tmp_path / 'termination-log'
+        filled.mkdir()
+        interpreter, program, args = container['command'][0], container['command'][2], json.loads(container['command'][3])
+        assert interpreter == 'python3' and args['path'] == '/volume' and args['sha256'] == archived['sha256'] and args['url'] == url
+        env = dict(os.environ, PYTHONPATH=str(COLLECTIONS), AWS_ACCESS_KEY_ID='testing', AWS_SECRET_ACCESS_KEY='testing',
+                   KUBESNAP_TERMINATION_LOG=str(log))
+        done = subprocess.run([sys.executable, '-c', program, json.dumps(dict(args, path=str(filled)))], env=env, capture_output=True, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert (filled / 'img' / 'a.png').read_bytes() == (source / 'img' / 'a.png').read_bytes()
+        assert (filled / 'index.txt').read_text(encoding='utf-8') == 'uploads\n' and not (filled / '.volume-backup-in-progress').exists()
+        play_kubelet(kube, target, job.metadata.name, json.loads(log.read_text(encoding='utf-8')))
+        result = running.result(timeout=180)
+    assert not result.get('failed'), result
+    [entry] = result['claims']
+    assert (entry['method'], entry['state'], entry['phase'], entry.get('filled')) == ('archive', 'created', 'Bound', True), entry
+    claim = kube.core.read_namespaced_persistent_volume_claim('uploads', target)
+    assert claim.metadata.annotations['kubesnap.io/restore-filled'] == f"{url} {archived['sha256']}"
+    assert 'settings' in names(kube.core.list_namespaced_config_map(target).items)
+    wait_for('the fill Job to go', lambda: not BatchV1Api(kube.api).list_namespaced_job(target).items, timeout=60)
+    again = restore(cluster, moto_server, bucket, namespace, target_namespace=target, image='registry.example/ee:1')
+    assert not again.get('failed') and not again['changed'] and again['claims'][0]['state'] == 'filled', again

@@ -112,8 +112,8 @@ def test_objects_move_into_the_target_namespace_with_their_rolebinding_subjects(
                ('shop/rolebindings.rbac.authorization.k8s.io/rb.yaml', {
                    'apiVersion': 'rbac.authorization.k8s.io/v1', 'kind': 'RoleBinding', 'metadata': {'name': 'rb', 'namespace': 'shop'},
                    'subjects': [{'kind': 'ServiceAccount', 'name': 'app', 'namespace': 'shop'}, {'kind': 'ServiceAccount', 'name': 'x', 'namespace': 'ops'}]}),
-               ('shop/persistentvolumeclaims/data.yaml', {'apiVersion': 'v1', 'kind': 'PersistentVolumeClaim',
-                                                     'metadata': {'name': 'data', 'namespace': 'shop', 'labels': {'app': 'db'}}})]
+               ('shop/persistentvolumeclaims/data.yaml',
+                {'apiVersion': 'v1', 'kind': 'PersistentVolumeClaim', 'metadata': {'name': 'data', 'namespace': 'shop', 'labels': {'app': 'db'}}})]
     claims, moved = nr.split_entries(entries, manifest(record('data', CSI)), 'shop-2')
     assert list(claims) == ['data']
     paths = dict(moved)
