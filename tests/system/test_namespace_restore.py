@@ -286,8 +286,9 @@ def play_kubelet(kube, namespace, job, message):
     kube.core.patch_namespaced_pod_status(found.metadata.name, namespace, {'status': status})
 
 
+# pylint: disable-next=redefined-outer-name,unused-argument
 def test_an_archive_claim_is_made_empty_filled_by_a_job_running_volume_restore_then_the_objects(cluster, kube, namespace, target, moto_server,
-                                                                                                bucket, tmp_path, job_controller):  # pylint: disable=redefined-outer-name,unused-argument
+                                                                                                bucket, tmp_path, job_controller):
     # The point: an archive of the claim's files by volume_archive, the namespace's objects, the manifest.
     kube.create_pvc(namespace, 'uploads')
     kube.core.create_namespaced_config_map(namespace, {'metadata': {'name': 'settings'}, 'data': {'mode': 'prod'}})
