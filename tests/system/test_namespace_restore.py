@@ -345,3 +345,21 @@ def test_an_archive_claim_is_made_empty_filled_by_a_job_running_volume_restore_t
     wait_for('the fill Job to go', lambda: not BatchV1Api(kube.api).list_namespaced_job(target).items, timeout=60)
     again = restore(cluster, moto_server, bucket, namespace, target_namespace=target, image='registry.example/ee:1')
     assert not again.get('failed') and not again['changed'] and again['claims'][0]['state'] == 'filled', again
+
+
+def test_a_point_taken_by_k8s_recovery_point_is_restored_under_a_new_name(cluster, kube, namespace, target, moto_server, bucket):
+    application(kube, namespace)
+    point = run_module('k8s_recovery_point', str(cluster.kubeconfig), **s3_params(
+        moto_server, url=f's3://{bucket}/points/', cluster_name='prod-a', namespaces=[namespace], lease_namespace=namespace,
+        extra_kinds=['serviceaccounts']))
+    assert not point.get('failed'), point
+    done = restore(cluster, moto_server, bucket, namespace, target_namespace=target)
+    assert not done.get('failed'), done
+    assert done['point']['cluster'] == 'prod-a' and done['point']['namespace'] == namespace
+    assert {c['name']: (c['method'], c['phase']) for c in done['claims']} == dict.fromkeys(CLAIMS, ('copy', 'Bound'))
+    apps = __import__('kubernetes').client.AppsV1Api(kube.api)
+    assert names(apps.list_namespaced_deployment(target).items) == ['web'] and names(apps.list_namespaced_stateful_set(target).items) == ['db']
+    assert names(kube.core.list_namespaced_service(target).items) == ['db'] and 'app' in names(kube.core.list_namespaced_service_account(target).items)
+    assert 'db-password' in names(kube.core.list_namespaced_secret(target).items)
+    again = restore(cluster, moto_server, bucket, namespace, target_namespace=target)
+    assert not again.get('failed') and not again['changed'], again
