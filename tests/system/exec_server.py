@@ -64,14 +64,15 @@ class ExecRule:
     """What the server does with the exec calls it matches (a namespace, optionally one pod and container): wait
     `delay` seconds after the upgrade before running the command; `hang` "upgrade" (never answer the upgrade) or
     "command" (upgrade, run nothing, never send a status, until the caller leaves or release()); `fail` a message (the
-    status channel reports an internal error, nothing runs) or an HTTP status (the upgrade is refused with it).
+    status channel reports an internal error, nothing runs) or an HTTP status (the upgrade is refused with it);
+    `drop` the connection once the command ended, without its status or a close (a node or apiserver lost midway).
     `times` calls, or every call while None."""
 
-    def __init__(self, namespace, pod=None, container=None, delay=0.0, hang=None, fail=None, times=None):
+    def __init__(self, namespace, pod=None, container=None, delay=0.0, hang=None, fail=None, drop=False, times=None):
         if hang not in (None, "upgrade", "command"):
             raise ValueError(f"hang must be 'upgrade' or 'command', not {hang!r}")
         self.namespace, self.pod, self.container = namespace, pod, container
-        self.delay, self.hang, self.fail, self.times = delay, hang, fail, times
+        self.delay, self.hang, self.fail, self.drop, self.times = delay, hang, fail, drop, times
         self.released = threading.Event()  # set by clear() and release(): what the rule holds ends
 
     def wait(self, seconds: float, gone: threading.Event | None = None) -> None:
@@ -669,6 +670,11 @@ class Stream:
         # The kubelet's first frame: an empty one on the lowest channel written, telling the client the stream is up.
         self.send(OPCODE_BINARY, bytes([STDOUT if self.wanted["stdout"] else STDERR if self.wanted["stderr"] else STATUS]))
         status = self.execute()
+        if self.rule and self.rule.drop:
+            self.client_gone.set()  # nothing more is written
+            with contextlib.suppress(OSError):
+                self.handler.connection.shutdown(2)
+            return
         if status is not None:
             self.send(OPCODE_BINARY, bytes([STATUS]) + json.dumps(status).encode())
         self.send(OPCODE_CLOSE, (1000).to_bytes(2, "big"))

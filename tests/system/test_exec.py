@@ -254,3 +254,12 @@ def test_requests_passed_on_keep_the_callers_identity(kube, cluster, exec_server
         seen[name] = users[1]['username']
         assert users[1] == users[0], name
     assert seen == {'admin': ADMIN_USER, 'token': 'system:serviceaccount:%s:reader' % namespace, 'certificate': 'kubesnap:csi-provisioner'}
+
+
+def test_a_connection_lost_before_the_status_leaves_the_exit_code_unknown(through, exec_server, namespace, running_pod):
+    running_pod('db')
+    exec_server.behave(namespace, 'db', drop=True, times=1)
+    result = exec_in_pod(through, namespace, 'db', 'app', ['sh', '-c', 'echo started; exit 0'], timeout=30)
+    assert (result.rc, result.timed_out, result.stdout) == (None, False, 'started\n'), result
+    assert result.error == 'the server dropped the connection without a status: the exit code is unknown'
+    assert exec_server.calls_in(namespace)[0]['rc'] == 0  # it ran to its end: only the caller does not know
