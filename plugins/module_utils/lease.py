@@ -15,6 +15,7 @@ counts from that moment too, and stops writing once two thirds of the duration h
 from __future__ import annotations
 
 import datetime
+import itertools
 import os
 import socket
 import threading
@@ -24,7 +25,8 @@ import uuid
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.errors import KubesnapError
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError, resource_path
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention import parse_timestamp
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.retry import RETRYABLE_STATUS
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s_service import get_or_none
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.retry import RETRYABLE_STATUS, delays, poll_until
 
 GROUP_VERSION = 'coordination.k8s.io/v1'
 
@@ -97,28 +99,23 @@ class Lease:
 
     def _read(self):
         """The stored Lease, or None when there is none."""
+        return get_or_none(self._client, self._path())
+
+    def _create_or_read(self, now):
+        """Our new Lease, or the one stored when the name is taken (409) or the create's answer was lost (it may have landed);
+        None when the stored one was gone again by the read (its holder released it meanwhile)."""
         try:
-            return self._client.get(self._path())
+            return self._client.create(resource_path(GROUP_VERSION, 'leases', self._namespace),
+                                       {'apiVersion': GROUP_VERSION, 'kind': 'Lease',
+                                        'metadata': {'name': self._name, 'namespace': self._namespace}, 'spec': self._spec(now)})
         except KubeError as exc:
-            if exc.status != 404:
+            if exc.status != 409 and not _unanswered(exc):
                 raise
-            return None
+        return self._read()
 
     def _try_acquire(self, now):
-        collection = resource_path(GROUP_VERSION, 'leases', self._namespace)
-        for _attempt in range(3):  # the holder may release the lease between our create and our read
-            try:
-                return self._client.create(collection, {'apiVersion': GROUP_VERSION, 'kind': 'Lease',
-                                                        'metadata': {'name': self._name, 'namespace': self._namespace},
-                                                        'spec': self._spec(now)})
-            except KubeError as exc:
-                # A lost answer or a server error may hide a create that landed: the read below tells.
-                if exc.status != 409 and not _unanswered(exc):
-                    raise
-            current = self._read()
-            if current is not None:
-                break
-        else:
+        current = poll_until(lambda: self._create_or_read(now), lambda found: found is not None, delays(2), sleep=self._sleep)
+        if current is None:
             return LeaseHeld('lease %s keeps changing hands' % self.display)
         if self._ours(current):
             return current
@@ -141,18 +138,21 @@ class Lease:
                 return current
             return LeaseHeld('lease %s was taken by another run' % self.display)
 
+    def _attempt(self):
+        """One try to take the Lease: held from then on, or the LeaseHeld that says by whom."""
+        stamped = self._clock()
+        outcome = self._try_acquire(datetime.datetime.now(datetime.timezone.utc))
+        if not isinstance(outcome, LeaseHeld):
+            self._held = outcome
+            self._renewed_at = stamped
+        return outcome
+
     def acquire(self):
-        deadline = self._clock() + self._wait
-        while True:
-            stamped = self._clock()
-            outcome = self._try_acquire(datetime.datetime.now(datetime.timezone.utc))
-            if not isinstance(outcome, LeaseHeld):
-                self._held = outcome
-                self._renewed_at = stamped
-                return
-            if self._clock() >= deadline:
-                raise outcome
-            self._sleep(min(2.0, max(0.1, deadline - self._clock())))
+        """Take the Lease, trying again every 2 s for `wait` seconds while another run holds it."""
+        outcome = poll_until(self._attempt, lambda tried: not isinstance(tried, LeaseHeld), itertools.repeat(2.0),
+                             self._clock() + self._wait, self._clock, self._sleep)
+        if isinstance(outcome, LeaseHeld):
+            raise outcome
 
     def renew(self):
         """Write a new renewTime on the version we hold; a conflict means another run took the lease over."""

@@ -15,6 +15,7 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils import cycle, k
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import Registry, option_bounds, option_spec
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.lease import Lease, LeaseInvalid, write_under_lease
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.errors import KubesnapError
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s_service import get_or_none
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.messages import bounds_problem, listed
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.targets import BACKUP_LABEL, DELTAS_ANNOTATION, Options, parse_targets, screen
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import TargetError
@@ -287,14 +288,11 @@ class KubesnapModule(AnsibleModule):
 
     def namespace_exists(self, name):
         try:
-            self.client.get(k8s.resource_path('v1', 'namespaces', name=name))
+            return get_or_none(self.client, k8s.resource_path('v1', 'namespaces', name=name)) is not None
         except k8s.KubeError as exc:
-            if exc.status == 404:
-                return False
             if exc.status == 403:  # an account that may not read namespaces: nothing known, nothing to say
                 return True
             raise
-        return True
 
     def exit_or_fail(self, failures, msg, problems=(), **result):
         """module.exit_or_fail(self, result, failures, msg, problems)."""

@@ -425,16 +425,18 @@ def job_settings(params):
                        s3_args={name: params.get(name) for name in PASSED_S3_OPTIONS})
 
 
-def job_outcomes(names, jobs):
-    """{name: (done, why), or None while it runs} of the Jobs `names` among `jobs`; one not among them was deleted."""
-    seen = {job['metadata']['name']: job for job in jobs}
-    return {name: job_outcome(seen[name]) if name in seen else (False, 'the Job was deleted while it ran') for name in names}
+def job_outcomes(uids, jobs):
+    """{name: (done, why), or None while it runs} of the Jobs `uids` ({name: uid}) among `jobs`; one not among them was deleted,
+    and so was one whose name another Job carries now (another uid: deleted and made again by someone else)."""
+    seen = {job['metadata']['name']: job for job in jobs if job['metadata'].get('uid') == uids.get(job['metadata']['name'])}
+    return {name: job_outcome(seen[name]) if name in seen else (False, 'the Job was deleted while it ran') for name in uids}
 
 
-def all_finished(names):
-    """The predicate of a namespace's wait: the outcomes of `names` once every one completed, failed or is gone, else None."""
+def all_finished(uids):
+    """The predicate of a namespace's wait: the outcomes of the Jobs `uids` ({name: uid}) once every one completed, failed or
+    is gone, else None."""
     def finished(jobs):
-        outcomes = job_outcomes(names, jobs)
+        outcomes = job_outcomes(uids, jobs)
         return outcomes if all(outcome is not None for outcome in outcomes.values()) else None
     return finished
 
@@ -448,6 +450,7 @@ class Started:
     plan: Plan
     started: float
     cleanup: list
+    job_uid: str
 
 
 class Archiver:
@@ -484,19 +487,19 @@ class Archiver:
             failure = 'Job %s/%s: %s' % (namespace, plan.job, exc) if isinstance(exc, KubeError) else str(exc)
             leftovers = self._clean(namespace, plan.job, cleanup)
             raise ArchiveError('%s%s' % (failure, leftovers or '; the Job and what was made for it were deleted')) from None
-        return Started(plan, started, cleanup)
+        return Started(plan, started, cleanup, job['metadata']['uid'])
 
     def wait(self, namespace, runs):
         """{job name: (done, why) or None at the deadline} of the runs in one namespace: k8s_wait's one list and one watch
         of the namespace's archive Jobs (label kubesnap.io/role=archive) hear of them all."""
-        names = [run.plan.job for run in runs]
+        uids = {run.plan.job: run.job_uid for run in runs}
         deadline = max(run.started for run in runs) + self._settings.timeout + WAIT_SLACK
         try:
-            waited = k8s_wait.watch_until(self._client, resource_path('batch/v1', 'jobs', namespace), all_finished(names), deadline,
+            waited = k8s_wait.watch_until(self._client, resource_path('batch/v1', 'jobs', namespace), all_finished(uids), deadline,
                                           selector='%s=%s' % (ROLE_KEY, ROLE), clock=self._clock, sleep=self._sleep)
         except KubeError as exc:
-            return dict.fromkeys(names, (False, 'waiting for the Jobs in %s failed: %s' % (namespace, exc)))
-        return waited.value or job_outcomes(names, waited.objects)
+            return dict.fromkeys(uids, (False, 'waiting for the Jobs in %s failed: %s' % (namespace, exc)))
+        return waited.value or job_outcomes(uids, waited.objects)
 
     def summaries(self, namespace):
         """{job name: the runner's summary} of the namespace's archive pods, from one list."""
@@ -554,12 +557,12 @@ class Archiver:
         if not name:
             return
         try:
-            self._client.get(resource_path('v1', 'secrets', namespace, name))
+            found = k8s_service.get_or_none(self._client, resource_path('v1', 'secrets', namespace, name))
         except KubeError as exc:
-            if exc.status == 404:
-                raise ArchiveError('credentials_secret: Secret %s/%s does not exist; no Job was created' % (namespace, name)) from None
             raise ArchiveError('credentials_secret: Secret %s/%s cannot be checked (%s); no Job was created (the run needs get on'
                                ' this Secret, see docs/rbac.yml)' % (namespace, name, exc)) from None
+        if found is None:
+            raise ArchiveError('credentials_secret: Secret %s/%s does not exist; no Job was created' % (namespace, name))
 
     def _write(self, path, body, what):
         try:
@@ -572,13 +575,11 @@ class Archiver:
         """Delete the Job (Background: the garbage collector takes its pods) and what the run made for it.
         '' when all went, else '; not deleted: ...' naming what is left (their owner reference still takes them with the Job)."""
         failed = []
-        body = {'kind': 'DeleteOptions', 'apiVersion': 'v1', 'propagationPolicy': 'Background'}
         for path in [resource_path('batch/v1', 'jobs', namespace, job)] + list(reversed(paths)):
             try:
-                self._client.request('DELETE', path, body=body)
+                k8s_service.delete_made(self._client, path, propagation='Background')
             except KubeError as exc:
-                if exc.status != 404:
-                    failed.append('%s (%s)' % (path, exc))
+                failed.append('%s (%s)' % (path, exc))
         return '; not deleted: %s' % ', '.join(failed) if failed else ''
 
     def _advance(self, plan, sha256):

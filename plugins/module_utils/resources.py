@@ -17,7 +17,7 @@ import tempfile
 import zlib
 from dataclasses import dataclass
 
-from ansible_collections.kubesnap.snapshots.plugins.module_utils import k8s
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import k8s, k8s_service
 
 try:
     import yaml
@@ -154,17 +154,16 @@ def discover(client, concurrency=8):
     """Every served resource, core first, then the groups in the server's priority order (one request per group)."""
     from ansible_collections.kubesnap.snapshots.plugins.module_utils.cycle import run_parallel  # pylint: disable=import-outside-toplevel
 
-    documents = [('v1', client.get('/api/v1'))]
-    groups = client.get('/apis').get('groups') or []
-    versions = [(group.get('name', ''), (group.get('preferredVersion') or {}).get('groupVersion')) for group in groups]
-    versions = [(name, version) for name, version in versions if version]
-    for (_name, version), document, error in run_parallel(lambda item: client.get('/apis/' + item[1]), versions, concurrency):
+    discovery = k8s_service.Discovery(client)
+    documents = [('v1', {'resources': discovery.resources('v1')})]
+    for version, served, error in run_parallel(discovery.resources, discovery.preferred_versions(), concurrency):
         if error is not None:
             # An aggregated API that is down (503) must not hide every other kind: its kinds are reported as not served.
-            if isinstance(error, k8s.KubeError) and error.status in (503, 404):
+            # (One the server stopped serving since /apis was read is a 404: Discovery's empty list.)
+            if isinstance(error, k8s.KubeError) and error.status == 503:
                 continue
             raise error
-        documents.append((version, document))
+        documents.append((version, {'resources': served}))
     return resources_from(documents)
 
 

@@ -277,9 +277,17 @@ def create_or_find(client, path, body):
             raise
 
 
+@dataclasses.dataclass
+class Created:
+    """What a restore wrote: the manifests, and the uid the server gave the claim (its wait is for that object only)."""
+
+    manifests: list
+    claim_uid: str
+
+
 def create(client, plan, ensure_held):
     """Create what the plan says (cloud: the disk through the backend's hook and its PV; a copy: its content and
-    snapshot), then the claim; the manifests created."""
+    snapshot), then the claim."""
     created = []
     if plan.backend.makes_disks:
         ensure_held()
@@ -293,8 +301,8 @@ def create(client, plan, ensure_held):
         ensure_held()
         create_or_find(client, object_path(body), body)
     ensure_held()
-    client.create(resource_path('v1', 'persistentvolumeclaims', plan.claim['metadata']['namespace']), plan.claim)
-    return created + [plan.claim]
+    made = client.create(resource_path('v1', 'persistentvolumeclaims', plan.claim['metadata']['namespace']), plan.claim)
+    return Created(created + [plan.claim], made['metadata']['uid'])
 
 
 def replace_source(client, claim, ensure_held, timeout=REPLACE_TIMEOUT):
@@ -309,7 +317,8 @@ def replace_source(client, claim, ensure_held, timeout=REPLACE_TIMEOUT):
     ensure_held()
     client.delete(resource_path('v1', 'persistentvolumeclaims', meta['namespace'], meta['name']),
                   {'uid': meta['uid'], 'resourceVersion': meta['resourceVersion']})
-    if wait_for(client, resource_path('v1', 'persistentvolumeclaims', meta['namespace']), meta['name'], lambda obj: obj is None, timeout) is not None:
+    if wait_for(client, resource_path('v1', 'persistentvolumeclaims', meta['namespace']), meta['name'], lambda obj: obj is None, timeout,
+                uid=meta['uid']) is not None:
         raise rs.RestoreError('replace', 'claim %s/%s is still there %d s after it was deleted' % (meta['namespace'], meta['name'], timeout))
 
 
@@ -380,14 +389,7 @@ def delete_job(client, job):
     found = get_or_none(client, object_path(job, name=True))
     if found is None or not (found['metadata'].get('annotations') or {}).get(rs.RESTORED_FROM):
         return False
-    try:
-        client.request('DELETE', object_path(job, name=True), body={'kind': 'DeleteOptions', 'apiVersion': 'v1', 'propagationPolicy': 'Background',
-                                                                    'preconditions': {'uid': found['metadata']['uid']}})
-        return True
-    except KubeError as exc:
-        if exc.status != 404:
-            raise
-        return False
+    return delete_if_unchanged(client, object_path(job, name=True), found['metadata']['uid'], propagation='Background')
 
 
 def last_warning(client, namespace, name):
@@ -421,8 +423,11 @@ def restore(module, client, plan, result):
         written = module.write_under_lease(Write(act, must_write=True), result).outcome
         if written is None:
             return []  # the Lease was held: exit_or_fail reports it
-        result['manifests'] = written
-    claim = wait_for(client, resource_path('v1', 'persistentvolumeclaims', namespace), name, is_bound, p['wait_timeout'])
+        result['manifests'], uid = written.manifests, written.claim_uid
+    else:
+        uid = plan.existing['metadata']['uid']
+    # By uid: a claim deleted and made again under the name meanwhile is not the restore that was written or found.
+    claim = wait_for(client, resource_path('v1', 'persistentvolumeclaims', namespace), name, is_bound, p['wait_timeout'], uid=uid)
     result.update(pvc=claim_result(claim or plan.claim), pv=(claim or {}).get('spec', {}).get('volumeName'))
     if not is_bound(claim):
         warning = last_warning(client, namespace, name)

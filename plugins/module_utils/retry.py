@@ -18,9 +18,12 @@ def delays(attempts=5, base=0.25, cap=8.0, rng=random.random):
         yield rng() * min(cap, base * 2 ** min(attempt, 32))
 
 
-def call_with_retry(call, is_retryable, retry_after=lambda exc: None, attempts=5, sleep=time.sleep):
-    """Run `call`, retrying errors `is_retryable` accepts; a server's Retry-After wins over the backoff."""
-    schedule = delays(attempts)
+def call_with_retry(call, is_retryable, retry_after=lambda exc: None, attempts=5, sleep=time.sleep, pauses=None, deadline=None,
+                    clock=time.monotonic):
+    """Run `call`, retrying errors `is_retryable` accepts after each pause of `pauses` (default: `delays(attempts)`); a server's
+    Retry-After wins over the backoff. The last error is raised when the pauses run out or the next pause would end past
+    `deadline` (a `clock` time)."""
+    schedule = delays(attempts) if pauses is None else iter(pauses)
     while True:
         try:
             return call()
@@ -31,4 +34,42 @@ def call_with_retry(call, is_retryable, retry_after=lambda exc: None, attempts=5
             if delay is None:
                 raise
             hinted = retry_after(exc)
-            sleep(hinted if hinted is not None else delay)
+            delay = hinted if hinted is not None else delay
+            if deadline is not None and clock() + delay > deadline:
+                raise
+            sleep(delay)
+
+
+def paced(pauses, deadline=None, clock=time.monotonic, sleep=time.sleep, pause_first=False):
+    """Yield once per attempt while `clock` is before `deadline`, a pause of `pauses` between attempts (and before the first one
+    with `pause_first`); no pause ends past the deadline, and the attempts end with the pauses.
+
+    The one pacing of every poll of the collection: the caller breaks out when it has what it waited for.
+    """
+    schedule = iter(pauses)
+
+    def pause():
+        delay = next(schedule, None)
+        if delay is not None:
+            sleep(delay if deadline is None else max(0.0, min(delay, deadline - clock())))
+        return delay is not None
+
+    while deadline is None or clock() < deadline:
+        if pause_first and not pause():
+            return
+        yield
+        if not pause_first and not pause():
+            return
+
+
+def poll_until(read, done, pauses, deadline=None, clock=time.monotonic, sleep=time.sleep, seen=None):
+    """`read()` until `done(value)`, paced by `pauses` and `deadline` (see `paced`); the value last read, done or not: the caller
+    tells a deadline from done. The first read is made whatever the deadline, unless `seen` is a value already read."""
+    value = read() if seen is None else seen
+    if done(value):
+        return value
+    for _attempt in paced(pauses, deadline, clock, sleep, pause_first=True):
+        value = read()
+        if done(value):
+            break
+    return value

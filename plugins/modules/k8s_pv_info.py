@@ -166,15 +166,20 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import (
 )
 
 
-def main():
-    spec = argument_spec(AUTH_SPEC, DISCOVERY_SPEC, fail_on_problems={'type': 'bool', 'default': False})
-    module = KubesnapModule(argument_spec=spec, **discovery_constraints(spec))
+def run_module(module):
+    """Plan only: the targets discovery finds (or the given ones, checked against the live objects) and the problems; no report
+    beyond them, nothing written."""
     try:
         targets, problems = module.targets()[2:]
     except (KubeError, BackendError) as exc:
         module.fail_api(exc)
     module.exit_or_fail([], 'objects asked for protection but cannot get it', problems, changed=False,
                         targets=[target.as_dict() for target in targets])
+
+
+def main():
+    spec = argument_spec(AUTH_SPEC, DISCOVERY_SPEC, fail_on_problems={'type': 'bool', 'default': False})
+    run_module(KubesnapModule(argument_spec=spec, **discovery_constraints(spec)))
 
 
 if __name__ == '__main__':

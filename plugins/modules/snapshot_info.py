@@ -399,43 +399,28 @@ api_calls:
 '''
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import cycle
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import BackendError, READY
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import BackendError
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import (
     AUTH_SPEC, DISCOVERY_SPEC, KubesnapModule, argument_spec, discovery_constraints,
 )
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.snapshot_listing import report
 
 
-def group(label, key, namespace, policy, snapshots, now, inconsistent=()):
-    return {'volume': label, 'key': key, 'namespace': namespace, 'policy': policy, 'ready': sum(1 for s in snapshots if s.state == READY),
-            'snapshots': [s.as_dict(now) for s in snapshots],
-            'inconsistent': [dict(s.as_dict(now), reason=reason) for s, reason in inconsistent]}
-
-
-def label(key, namespace):
-    return '%s/%s' % (namespace, key) if namespace else key
-
-
-def main():
-    spec = argument_spec(AUTH_SPEC, DISCOVERY_SPEC, now={'type': 'str'})
-    module = KubesnapModule(argument_spec=spec, **discovery_constraints(spec))
+def run_module(module):
+    """Plan (the targets, and every owned snapshot of the backends they and the run name: one list each), report."""
     now = module.now()
     try:
         inventory, registry, targets, problems = module.targets(orphans=True)
         owned = cycle.list_owned(registry, registry.listed(targets), module.params['namespace'])
     except (KubeError, BackendError) as exc:
         module.fail_api(exc)
-    targeted = {target.key for target in targets}
-    live = inventory.live_volume_keys()
-    volumes = [group(t.display, t.key, t.namespace, t.policy.text if t.policy else None, cycle.snapshots_of(t, owned), now,
-                     cycle.inconsistent_of(t, owned)) for t in targets]
-    orphans = [group(label(key, namespace), key, namespace, getattr(cycle.orphan_policy(snapshots), 'text', None), snapshots, now)
-               for key, namespace, snapshots in cycle.per_namespace(owned, set(owned) - live)]
-    # A targeted volume's labels in another namespace are no backup of it: listed with the unprotected, per namespace.
-    copies = cycle.elsewhere(targets, owned)
-    unprotected = [group(label(key, namespace), key, namespace, None, snapshots, now)
-                   for key, namespace, snapshots in cycle.per_namespace(owned, set(owned) & live - targeted) + cycle.per_namespace(copies, copies)]
-    module.exit_or_fail([], '', problems, changed=False, volumes=volumes, orphans=orphans, unprotected=unprotected)
+    module.exit_or_fail([], '', problems, changed=False, **report(targets, owned, inventory.live_volume_keys(), now))
+
+
+def main():
+    spec = argument_spec(AUTH_SPEC, DISCOVERY_SPEC, now={'type': 'str'})
+    run_module(KubesnapModule(argument_spec=spec, **discovery_constraints(spec)))
 
 
 if __name__ == '__main__':

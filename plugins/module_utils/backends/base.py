@@ -10,6 +10,7 @@ import re
 import typing as t
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.messages import quoted
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.retry import paced, poll_until
 
 PENDING = 'pending'
 READY = 'ready'
@@ -335,13 +336,13 @@ class CloudBackend(Backend):
     def landed_or_deferred(self, target, name, why, cause=None):
         """The snapshot `name` a create whose answer was lost made after all, looked for over `landed_pauses`; Deferred(`why`)
         when it does not show: it is never created again blindly (that could leave two), the next run's listing decides."""
-        for pause in (*self.landed_pauses, None):
-            landed = self.find_snapshot(target, name)
-            if landed is not None and landed.labels.get(MANAGED_BY_KEY) == MANAGED_BY_VALUE and landed.volume_key == target.key \
-                    and landed.source == target.snapshot_source:
-                return landed
-            if pause is not None:
-                self._sleep(pause)
+        def made_by_us(landed):
+            return landed is not None and landed.labels.get(MANAGED_BY_KEY) == MANAGED_BY_VALUE and landed.volume_key == target.key \
+                and landed.source == target.snapshot_source
+
+        landed = poll_until(lambda: self.find_snapshot(target, name), made_by_us, self.landed_pauses, sleep=self._sleep)
+        if made_by_us(landed):
+            return landed
         raise Deferred(why) from cause
 
     def find_snapshot(self, target, name):
@@ -353,20 +354,14 @@ class CloudBackend(Backend):
     def settle(self, snapshots, deadline, clock, sleep=None):
         """Yield each pending snapshot as it becomes ready or failed, until none is left or the deadline: one poll (`poll`) for all
         of them at a time, `settle_pauses` apart (the clouds have no watch)."""
-        sleep = sleep or self._sleep
         waiting = {s.id: s for s in snapshots if s.state == PENDING}
-        pauses = self.settle_pauses()
         memo = {}
-
-        def pause():
-            sleep(max(0.0, min(next(pauses), deadline - clock())))
-
-        while waiting and clock() < deadline:
-            if self.settle_waits_first:
-                pause()
+        if not waiting:
+            return
+        for _attempt in paced(self.settle_pauses(), deadline, clock, sleep or self._sleep, pause_first=self.settle_waits_first):
             yield from self.poll(waiting, memo)
-            if waiting and not self.settle_waits_first:
-                pause()
+            if not waiting:
+                return
 
     def settle_pauses(self):
         """The pauses between polls, in seconds (an endless iterator)."""

@@ -144,12 +144,9 @@ class CsiBackend(base.Backend):
 
     def named_snapshot(self, namespace, name):
         """The VolumeSnapshot `name` in `namespace`, owned by this collection or not."""
-        try:
-            obj = self._client.get(resource_path(GROUP_VERSION, 'volumesnapshots', namespace, name))
-        except KubeError as exc:
-            if exc.status != 404:
-                raise
-            raise base.TargetError('snapshot', 'VolumeSnapshot %s/%s does not exist' % (namespace, name)) from None
+        obj = k8s_service.get_or_none(self._client, resource_path(GROUP_VERSION, 'volumesnapshots', namespace, name))
+        if obj is None:
+            raise base.TargetError('snapshot', 'VolumeSnapshot %s/%s does not exist' % (namespace, name))
         if obj['metadata'].get('deletionTimestamp'):
             raise base.TargetError('snapshot', 'VolumeSnapshot %s/%s is being deleted' % (namespace, name))
         return snapshot_from_object(obj)

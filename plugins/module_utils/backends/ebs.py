@@ -18,7 +18,7 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils import s3
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import base
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.messages import cut, quoted
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention import parse_timestamp
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.retry import delays
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.retry import call_with_retry, delays, poll_until
 
 try:
     import boto3
@@ -347,27 +347,22 @@ class EbsBackend(base.CloudBackend):
         region = target.volume['region']
         name = self.snapshot_name(target, now)
         tags = self.tags_of(target, name)
-        # Not resent by botocore (retries=False): only a rate limit's refusal is tried again here, within aws_max_attempts.
-        pauses = delays((self._params.get('aws_max_attempts') or 8) - 1, base=0.5, cap=10.0)
-        while True:
-            try:
-                item = self.client(region, retries=False).create_snapshot(
-                    VolumeId=target.volume['volume_id'], Description=self.description(target),
-                    TagSpecifications=[{'ResourceType': 'snapshot', 'Tags': _tag_list(tags)}])
-                item.setdefault('Tags', _tag_list(tags))
-                return snapshot_from_ec2(item, region)
-            except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
-                # A rate limit refuses the request (nothing was made): waited out and tried again.
-                if not _throttled(exc):
-                    if _uncertain(exc):
-                        return self.landed_or_deferred(target, name, 'EC2 CreateSnapshot of %s: the answer was lost (%s) and no snapshot %s '
-                                                       'showed within %g s; not created again, the next run finds it or takes one' % (
-                                                           target.volume['volume_id'], error_code(exc) or exc, name, sum(LANDED_PAUSES)), exc)
-                    raise EbsError('EC2 CreateSnapshot of %s failed: %s' % (target.volume['volume_id'], exc)) from exc
-                pause = next(pauses, None)
-                if pause is None:
-                    raise base.Deferred('EC2 kept refusing CreateSnapshot of %s: %s' % (target.volume['volume_id'], error_code(exc))) from exc
-                self._sleep(pause)
+        # Not resent by botocore (retries=False): only a rate limit's refusal (nothing was made) is tried again, within aws_max_attempts.
+        try:
+            item = call_with_retry(lambda: self.client(region, retries=False).create_snapshot(
+                VolumeId=target.volume['volume_id'], Description=self.description(target),
+                TagSpecifications=[{'ResourceType': 'snapshot', 'Tags': _tag_list(tags)}]),
+                _throttled, pauses=delays((self._params.get('aws_max_attempts') or 8) - 1, base=0.5, cap=10.0), sleep=self._sleep)
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+            if _throttled(exc):
+                raise base.Deferred('EC2 kept refusing CreateSnapshot of %s: %s' % (target.volume['volume_id'], error_code(exc))) from exc
+            if _uncertain(exc):
+                return self.landed_or_deferred(target, name, 'EC2 CreateSnapshot of %s: the answer was lost (%s) and no snapshot %s '
+                                               'showed within %g s; not created again, the next run finds it or takes one' % (
+                                                   target.volume['volume_id'], error_code(exc) or exc, name, sum(LANDED_PAUSES)), exc)
+            raise EbsError('EC2 CreateSnapshot of %s failed: %s' % (target.volume['volume_id'], exc)) from exc
+        item.setdefault('Tags', _tag_list(tags))
+        return snapshot_from_ec2(item, region)
 
     def find_snapshot(self, target, name):
         """Ours of this volume by its name (filters: its Name tag, volume and volume key); when that cannot be read either the create
@@ -488,12 +483,11 @@ class EbsBackend(base.CloudBackend):
         return '%s/%s' % (region, found[0]['SnapshotId']) if found[0].get('SnapshotId') else ''
 
     def _wait_available(self, ec2, volume):
-        deadline = self._clock() + RESTORE_TIMEOUT
-        while volume['State'] != 'available':
-            if volume['State'] in ('error', 'deleting', 'deleted') or self._clock() > deadline:
-                raise EbsError('volume %s is %s, not available' % (volume['VolumeId'], volume['State']))
-            self._sleep(POLL_INTERVAL)
-            volume = ec2.describe_volumes(VolumeIds=[volume['VolumeId']])['Volumes'][0]
+        volume = poll_until(lambda: ec2.describe_volumes(VolumeIds=[volume['VolumeId']])['Volumes'][0],
+                            lambda found: found['State'] in ('available', 'error', 'deleting', 'deleted'), itertools.repeat(POLL_INTERVAL),
+                            self._clock() + RESTORE_TIMEOUT, self._clock, self._sleep, seen=volume)
+        if volume['State'] != 'available':
+            raise EbsError('volume %s is %s, not available' % (volume['VolumeId'], volume['State']))
         return volume
 
     def copies_missing(self, owned_by_key):

@@ -23,7 +23,7 @@ from ansible.module_utils.basic import env_fallback
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import base
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.messages import quoted
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention import parse_timestamp
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.retry import delays
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.retry import call_with_retry, delays, poll_until
 
 try:
     import google.auth
@@ -100,6 +100,10 @@ class CredentialsError(base.BackendError):
 
     def __init__(self, option, reason):
         super().__init__('%s: %s' % (option, reason))
+
+
+def _retryable(exc):
+    return isinstance(exc, GceError) and exc.retryable
 
 
 def _error_from_body(status, body, what):
@@ -285,17 +289,24 @@ class ComputeApi:
     def call(self, method, path, params=None, body=None, deadline=None):
         """The JSON answer of one call; retryable errors are tried again until `deadline` (default: now + the retry budget)."""
         deadline = self._clock() + self.retry_budget if deadline is None else deadline
-        pauses = delays(None, base=0.5, cap=16.0)
-        while True:
-            try:
-                return self._once(method, path, params, body)
-            except GceError as exc:
-                if not exc.retryable:
-                    raise
-                pause = next(pauses)
-                if self._clock() + pause > deadline:
-                    raise
-                self._sleep(pause)
+        return call_with_retry(lambda: self._once(method, path, params, body), _retryable, pauses=delays(None, base=0.5, cap=16.0),
+                               deadline=deadline, clock=self._clock, sleep=self._sleep)
+
+    def get_or_none(self, path):
+        """The resource at `path`, or None when there is none (404); every other error is raised."""
+        return self._unless_missing('GET', path)
+
+    def delete(self, path):
+        """Delete the resource at `path`; one already gone (404) counts as deleted (the operation, or None)."""
+        return self._unless_missing('DELETE', path)
+
+    def _unless_missing(self, method, path):
+        try:
+            return self.call(method, path)
+        except GceError as exc:
+            if exc.status == 404:
+                return None
+            raise
 
     def _once(self, method, path, params, body):
         what = '%s %s' % (method, path)
@@ -600,28 +611,27 @@ class GceBackend(base.CloudBackend):
         body = {'name': name, 'labels': gce_labels(target), 'description': _description(target)}
         if self._params.get('gce_storage_locations'):
             body['storageLocations'] = list(self._params['gce_storage_locations'])
-        pauses = delays(None, base=2.0, cap=60.0)
         # A retried request with the same id whose first answer was lost is the same request, not a second snapshot.
         # An operation that finished failing is done for the server: the next attempt is a new request.
         request_id = str(uuid.uuid4())
-        while True:
-            try:
-                operation = self.api.call('POST', '%s/createSnapshot' % disk_path(volume), {'requestId': request_id}, body, deadline)
-                operation = self._wait(operation)
-                error = _operation_error(operation, 'snapshot %s of %s' % (name, disk_path(volume)))
-                if error is not None:
-                    request_id = str(uuid.uuid4())
-                    raise error
-                break
-            except GceError as exc:
-                if not exc.retryable:
-                    raise
-                pause = next(pauses)
-                if self._clock() + pause > deadline:
-                    # A request whose answer was lost may have made it: then it is the snapshot, not a deferral.
-                    return self.landed_or_deferred(target, name, '%s: still rate-limited after %ss; deferred to a later run (%s)'
-                                                   % (disk_path(volume), self.api.retry_budget, exc), exc)
-                self._sleep(pause)
+
+        def attempt():
+            nonlocal request_id
+            operation = self._wait(self.api.call('POST', '%s/createSnapshot' % disk_path(volume), {'requestId': request_id}, body, deadline))
+            error = _operation_error(operation, 'snapshot %s of %s' % (name, disk_path(volume)))
+            if error is not None:
+                request_id = str(uuid.uuid4())
+                raise error
+
+        try:
+            call_with_retry(attempt, _retryable, pauses=delays(None, base=2.0, cap=60.0), deadline=deadline, clock=self._clock,
+                            sleep=self._sleep)
+        except GceError as exc:
+            if not exc.retryable:
+                raise
+            # A request whose answer was lost may have made it: then it is the snapshot, not a deferral.
+            return self.landed_or_deferred(target, name, '%s: still rate-limited after %ss; deferred to a later run (%s)'
+                                           % (disk_path(volume), self.api.retry_budget, exc), exc)
         return self._get_snapshot(volume['project'], name) or self._pending_record(target, volume, name, body)
 
     def _wait(self, operation):
@@ -633,12 +643,7 @@ class GceBackend(base.CloudBackend):
 
     def _get_item(self, project, name):
         """The snapshot resource `name` of `project`, or None when there is none."""
-        try:
-            return self.api.call('GET', 'projects/%s/global/snapshots/%s' % (project, name))
-        except GceError as exc:
-            if exc.status == 404:
-                return None
-            raise
+        return self.api.get_or_none('projects/%s/global/snapshots/%s' % (project, name))
 
     def _get_snapshot(self, project, name):
         item = self._get_item(project, name)
@@ -677,11 +682,7 @@ class GceBackend(base.CloudBackend):
         return self._get_snapshot(SNAPSHOT_ID.match(snapshot.id)['project'], snapshot.name)
 
     def delete_snapshot(self, snapshot):
-        try:
-            self.api.call('DELETE', 'projects/%s/global/snapshots/%s' % (SNAPSHOT_ID.match(snapshot.id)['project'], snapshot.name))
-        except GceError as exc:
-            if exc.status != 404:
-                raise
+        self.api.delete('projects/%s/global/snapshots/%s' % (SNAPSHOT_ID.match(snapshot.id)['project'], snapshot.name))
 
     # Restoring ---------------------------------------------------------------------------------------------------
 
@@ -710,13 +711,12 @@ class GceBackend(base.CloudBackend):
             disk = self._get_disk(path)
         if disk is None or resource_path(disk.get('sourceSnapshot')) != snapshot.id:
             raise base.TargetError('name', 'disk %s exists and was not made from snapshot %s' % (path, snapshot.name))
-        deadline = self._clock() + self._params.get('gce_operation_timeout', 120)
-        pauses = delays(None, base=1.0, cap=10.0)
-        while disk.get('status') != 'READY':
-            if disk.get('status') == 'FAILED' or self._clock() >= deadline:
-                raise GceError(0, disk.get('status'), 'disk is %s' % disk.get('status'), path)
-            self._sleep(next(pauses))
-            disk = self._get_disk(path) or disk
+        made = disk
+        disk = poll_until(lambda: self._get_disk(path) or made, lambda found: found.get('status') in ('READY', 'FAILED'),
+                          delays(None, base=1.0, cap=10.0), self._clock() + self._params.get('gce_operation_timeout', 120),
+                          self._clock, self._sleep, seen=disk)
+        if disk.get('status') != 'READY':
+            raise GceError(0, disk.get('status'), 'disk is %s' % disk.get('status'), path)
         return {'spec': self.volume_spec(snapshot, zone, path), 'id': path}
 
     def volume_source(self, kind, zone, disk):
@@ -735,9 +735,4 @@ class GceBackend(base.CloudBackend):
         return None if found is None else resource_path(found.get('sourceSnapshot')) or ''
 
     def _get_disk(self, path):
-        try:
-            return self.api.call('GET', path)
-        except GceError as exc:
-            if exc.status == 404:
-                return None
-            raise
+        return self.api.get_or_none(path)

@@ -249,8 +249,9 @@ def test_set_up_by_a_gce_volume_or_rule_in_the_runs_namespace_or_by_its_options(
     assert gce.GceBackend.from_params({}, None, Inventory(pvs=[], pvcs=[], rules=[rule])) is not None
 
 
-class RecordedApi:
-    """Answers list and get calls from `answers` ({(method, path): [answer, ...]}, a GceError is raised); records each call."""
+class RecordedApi(gce.ComputeApi):
+    """Answers list and get calls from `answers` ({(method, path): [answer, ...]}, a GceError is raised); records each call.
+    The rest (get_or_none, delete) is ComputeApi's own, on top of these answers."""
 
     def __init__(self, answers):
         self.answers = answers

@@ -208,13 +208,16 @@ def test_each_plan_gets_its_volumes_newest_ready_snapshot_or_fails():
 
 
 def test_a_namespaces_wait_ends_once_every_job_of_the_run_finished_or_is_gone():
-    def job(name, *conditions):
-        return {'metadata': {'name': name}, 'status': {'conditions': [{'type': c, 'status': 'True'} for c in conditions]}}
-    finished = pv_archive.all_finished(['a', 'b'])
+    def job(name, *conditions, uid=None):
+        return {'metadata': {'name': name, 'uid': uid or 'uid-' + name}, 'status': {'conditions': [{'type': c, 'status': 'True'} for c in conditions]}}
+    finished = pv_archive.all_finished({'a': 'uid-a', 'b': 'uid-b'})
     assert finished([job('a', 'Complete'), job('b'), job('other-run', 'Complete')]) is None  # b still runs
     assert finished([job('a', 'Complete'), job('b', 'Failed')]) == {'a': (True, None), 'b': (False, 'Failed: no message')}
     assert finished([job('a', 'Complete')]) == {'a': (True, None), 'b': (False, 'the Job was deleted while it ran')}
-    assert pv_archive.job_outcomes(['a'], [job('a')]) == {'a': None}
+    # A Job made again under b's name (another uid) is not the one this run started: b is gone, whatever the other one did.
+    assert finished([job('a', 'Complete'), job('b', 'Complete', uid='uid-b2')]) == {
+        'a': (True, None), 'b': (False, 'the Job was deleted while it ran')}
+    assert pv_archive.job_outcomes({'a': 'uid-a'}, [job('a')]) == {'a': None}
 
 
 def test_job_settings_refuse_a_profile_and_read_credential_files(tmp_path):

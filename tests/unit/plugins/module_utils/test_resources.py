@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ansible_collections.kubesnap.snapshots.plugins.module_utils import encryption, resources, retention
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import encryption, k8s, resources, retention
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.resources import Resource
 
 UTC = datetime.timezone.utc
@@ -272,3 +272,31 @@ def test_a_chunk_length_beyond_a_chunk_is_refused_before_it_is_read(monkeypatch)
     with pytest.raises(encryption.DecryptionError, match='chunk 0 claims 4294967280 bytes, more than a chunk'):
         encryption.decrypt(Counting(forged), io.BytesIO(), 'k', 'b/x')
     assert Counting.asked < 1024
+
+
+class DiscoveryClient:
+    """Answers discovery GETs from `answers` (path -> document, or a status to raise); records the paths asked for."""
+
+    def __init__(self, answers):
+        self.answers = answers
+        self.asked = []
+
+    def get(self, path):
+        self.asked.append(path)
+        answer = self.answers[path]
+        if isinstance(answer, int):
+            raise k8s.KubeError('GET', path, answer, 'status %d' % answer)
+        return answer
+
+
+def test_discovery_reads_core_and_each_preferred_group_once_and_passes_a_group_that_is_down():
+    deployments = {'name': 'deployments', 'kind': 'Deployment', 'namespaced': True, 'verbs': ['list'], 'singularName': 'deployment',
+                   'shortNames': ['deploy']}
+    groups = [{'preferredVersion': {'groupVersion': version}} for version in ('apps/v1', 'metrics.k8s.io/v1beta1', 'gone.example/v1')]
+    client = DiscoveryClient({'/api/v1': {'resources': []}, '/apis': {'groups': groups}, '/apis/apps/v1': {'resources': [deployments]},
+                              '/apis/metrics.k8s.io/v1beta1': 503, '/apis/gone.example/v1': 404})
+    assert resources.discover(client, concurrency=1) == [DEPLOYMENTS]
+    assert sorted(client.asked) == sorted(['/api/v1', '/apis', '/apis/apps/v1', '/apis/metrics.k8s.io/v1beta1', '/apis/gone.example/v1'])
+    client.answers['/apis/apps/v1'] = 403  # anything else is an error, never a kind quietly missing
+    with pytest.raises(k8s.KubeError, match='403'):
+        resources.discover(client, concurrency=1)

@@ -37,8 +37,9 @@ class FakeClient:
         self.created = []
 
     def create(self, path, body):
+        """The object as the server answers a create: with the uid it gave it."""
         self.created.append((path, body))
-        return body
+        return dict(body, metadata=dict(body['metadata'], uid='uid-%d' % len(self.created)))
 
 
 class FakeCloud(CloudBackend):
@@ -61,7 +62,8 @@ def test_a_cloud_restore_calls_the_hook_then_creates_the_prebound_pv_then_the_cl
     written = create(client, Plan(Source('db', 'data-0'), backend, snapshot, claim, None, 'europe-west1-b', 10 * 2 ** 30), lambda: checks.append(1))
     assert backend.calls == [('snap-1', 'europe-west1-b', 10 * 2 ** 30, name)]
     assert [path for path, _body in client.created] == ['/api/v1/persistentvolumes', '/api/v1/namespaces/db/persistentvolumeclaims']
-    pv, pvc = written
+    pv, pvc = written.manifests
+    assert written.claim_uid == 'uid-2'  # the claim's wait is for the object the server made, by its uid
     assert pv['spec']['gcePersistentDisk'] == {'pdName': name} and pv['spec']['claimRef']['name'] == 'data-0-r'
     assert pvc is claim and pvc['spec']['volumeName'] == pv['metadata']['name'] == name
     assert len(checks) == 3  # the Lease is checked before the disk, the PV and the claim

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.retry import call_with_retry, delays
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.retry import call_with_retry, delays, paced, poll_until
 
 
 def flaky(errors):
@@ -48,3 +48,51 @@ def test_gives_up_after_the_last_attempt():
     with pytest.raises(KubeError):
         retry(call, [])
     assert len(calls) == 6
+
+
+class Clock:
+    """A clock that only sleeping moves; the sleeps are recorded."""
+
+    def __init__(self):
+        self.now = 0.0
+        self.sleeps = []
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def test_a_deadline_ends_the_retries_before_a_pause_would_pass_it():
+    clock = Clock()
+    call, calls = flaky([KubeError('GET', '/x', 503, 'busy')] * 10)
+    with pytest.raises(KubeError):
+        call_with_retry(call, lambda exc: exc.retryable, pauses=[2.0] * 10, deadline=5.0, clock=clock, sleep=clock.sleep)
+    # 0 -> 2 -> 4; a third pause would end at 6, past the deadline: the error is raised instead.
+    assert clock.sleeps == [2.0, 2.0] and len(calls) == 3
+
+
+def test_paced_attempts_end_at_the_deadline_and_no_pause_passes_it():
+    clock = Clock()
+    attempts = [clock() for _attempt in paced([2.0] * 10, deadline=5.0, clock=clock, sleep=clock.sleep)]
+    assert attempts == [0.0, 2.0, 4.0] and clock.sleeps == [2.0, 2.0, 1.0]
+    clock = Clock()
+    assert [clock() for _attempt in paced([2.0] * 10, 5.0, clock, clock.sleep, pause_first=True)] == [2.0, 4.0, 5.0]
+    # Without a deadline the attempts end with the pauses.
+    assert len(list(paced([1.0, 1.0], clock=clock, sleep=clock.sleep))) == 3
+
+
+def test_poll_until_returns_the_first_value_done_or_the_last_one_read():
+    clock = Clock()
+    values = iter(['creating', 'creating', 'ready', 'never read'])
+    assert poll_until(lambda: next(values), lambda value: value == 'ready', [1.0] * 10, 60.0, clock, clock.sleep) == 'ready'
+    assert clock.sleeps == [1.0, 1.0]
+    clock = Clock()
+    reads = []
+    assert poll_until(lambda: reads.append(1) or 'creating', lambda value: value == 'ready', [4.0] * 10, 10.0, clock, clock.sleep) == 'creating'
+    assert clock.sleeps == [4.0, 4.0, 2.0] and len(reads) == 4
+    # A value already read is not read again before the first pause; one already done is returned without a pause.
+    clock = Clock()
+    assert poll_until(lambda: 'read', bool, [1.0], 60.0, clock, clock.sleep, seen='seen') == 'seen' and clock.sleeps == []
