@@ -123,105 +123,37 @@ api_calls:
     PATCH: 1
 '''
 
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError, resource_path
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s_service import patch as merge_patch
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import workloads as scale
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import AUTH_SPEC, KubesnapModule, argument_spec
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.workloads import (
-    KINDS, REPLICAS_ANNOTATION, deletes_claims, foreign_pods, mount_of, mounting, mounts, replicas_of, swapped,
-)
 
 
-def path(namespace, kind, name=None):
-    return resource_path('apps/v1', KINDS[kind], namespace, name)
-
-
-def patch(client, namespace, kind, name, body):
-    return merge_patch(client, path(namespace, kind, name), body)
-
-
-def down(module, client):
+def run_module(module):
+    """state=down: plan (the claim's workloads, the pods they do not control) -> act (scale to zero) -> wait until no pod of
+    theirs mounts the claim -> report; state=up: scale back (the claim swapped) -> report."""
     p = module.params
-    namespace, claim = p['namespace'], p['claim']
-    workloads, refused = [], []
-    for kind in KINDS:
-        for obj in client.list_all(path(namespace, kind)):
-            mount = mount_of(obj, claim)
-            if not mount:
-                continue
-            obj = dict(obj, kind=kind)
-            try:
-                workloads.append({'kind': kind, 'name': obj['metadata']['name'], 'mount': mount, 'replicas': replicas_of(obj)})
-            except ValueError as exc:
-                refused.append(str(exc))
-            if deletes_claims(obj):
-                refused.append('StatefulSet %s: spec.persistentVolumeClaimRetentionPolicy.whenScaled is Delete: scaling it to zero'
-                               ' would delete its claims; set it to Retain for the restore' % obj['metadata']['name'])
-    if refused:
-        module.fail_json(msg='claim %s/%s: nothing was scaled: %s' % (namespace, claim, '; '.join(refused)), workloads=[], foreign_pods=[],
-                         api_calls=module.api_calls())
-    pods = client.list_all(resource_path('v1', 'pods', namespace))
-    foreign = foreign_pods(pods, client.list_all(resource_path('apps/v1', 'replicasets', namespace)), workloads, claim)
-    result = {'workloads': workloads, 'foreign_pods': foreign}
-    if foreign and not p['force']:
-        module.fail_json(msg='claim %s/%s is mounted by pods not controlled by a Deployment or StatefulSet that mounts it: %s; '
-                         'stop them, or set force' % (namespace, claim, ', '.join(foreign)), api_calls=module.api_calls(), **result)
-    changed = False
     try:
-        for workload in workloads:
-            current = client.get(path(namespace, workload['kind'], workload['name']))
-            if (current.get('spec') or {}).get('replicas') != 0:
-                changed = True
-                if not module.check_mode:
-                    patch(client, namespace, workload['kind'], workload['name'],
-                          {'metadata': {'annotations': {REPLICAS_ANNOTATION: str(workload['replicas'])}}, 'spec': {'replicas': 0}})
+        if p['state'] == 'down':
+            plan = scale.plan_down(module.client, p['namespace'], p['claim'], p['force'])
+            changed = scale.scale_down(module.client, plan, module.check_mode)
+            scale.wait_unmounted(module.waiter, plan, p['wait_timeout'])
+            result = plan.result
+        else:
+            workloads = p['workloads'] or []
+            changed = scale.scale_up(module.client, p['namespace'], p['claim'], p['swap_claim'], workloads, module.check_mode)
+            result = {'workloads': workloads, 'foreign_pods': []}
+    except scale.ScaleError as exc:
+        module.fail_json(msg=str(exc), **exc.result)
     except KubeError as exc:
-        # The workloads go with the failure: the playbook scales back those already scaled down.
-        module.fail_json(msg='Kubernetes API error: %s' % exc, api_calls=module.api_calls(), **result)
-    wait_unmounted(module, namespace, claim, workloads, foreign)
-    module.exit_json(changed=changed, api_calls=module.api_calls(), **result)
-
-
-def wait_unmounted(module, namespace, claim, workloads, foreign):
-    """Until no pod but the foreign ones (allowed by force) mounts the claim."""
-    waited = module.waiter.until(resource_path('v1', 'pods', namespace), lambda pods: not mounting(pods, claim, foreign),
-                                 timeout=module.params['wait_timeout'])
-    if not waited.done:
-        module.fail_json(msg='pods still mount claim %s/%s after %d s: %s' % (namespace, claim, module.params['wait_timeout'],
-                                                                              ', '.join(mounting(waited.objects, claim, foreign))),
-                         workloads=workloads, foreign_pods=foreign, api_calls=module.api_calls())
-
-
-def up(module, client):
-    p = module.params
-    namespace, claim, new = p['namespace'], p['claim'], p['swap_claim']
-    workloads = p['workloads'] or []
-    changed = False
-    for index, workload in enumerate(workloads):
-        if workload.get('kind') not in KINDS or not workload.get('name') or not isinstance(workload.get('replicas'), int):
-            module.fail_json(msg='workloads[%d]: needs kind (Deployment or StatefulSet), name and replicas (an int), as state=down returns them'
-                             % index)
-        current = client.get(path(namespace, workload['kind'], workload['name']))
-        body = {'metadata': {'annotations': {REPLICAS_ANNOTATION: None}}, 'spec': {'replicas': workload['replicas']}}
-        volumes = ((current['spec'].get('template') or {}).get('spec') or {}).get('volumes') or []
-        if new and mounts(volumes, claim):
-            body['spec']['template'] = {'spec': {'volumes': swapped(volumes, claim, new)}}
-        if current['spec'].get('replicas') != workload['replicas'] or 'template' in body['spec'] \
-                or REPLICAS_ANNOTATION in (current['metadata'].get('annotations') or {}):
-            changed = True
-            if not module.check_mode:
-                patch(client, namespace, workload['kind'], workload['name'], body)
-    module.exit_json(changed=changed, workloads=workloads, foreign_pods=[], api_calls=module.api_calls())
+        module.fail_api(exc)
+    module.exit_json(changed=changed, **result)
 
 
 def main():
     spec = argument_spec(AUTH_SPEC, namespace={'type': 'str', 'required': True}, claim={'type': 'str', 'required': True},
                          state={'type': 'str', 'choices': ['down', 'up'], 'default': 'down'}, workloads={'type': 'list', 'elements': 'dict'},
                          swap_claim={'type': 'str'}, force={'type': 'bool', 'default': False}, wait_timeout={'type': 'int', 'default': 300})
-    module = KubesnapModule(argument_spec=spec, required_if=[('state', 'up', ('workloads',))])
-    try:
-        (down if module.params['state'] == 'down' else up)(module, module.client)
-    except KubeError as exc:
-        module.fail_api(exc)
+    run_module(KubesnapModule(argument_spec=spec, required_if=[('state', 'up', ('workloads',))]))
 
 
 if __name__ == '__main__':
