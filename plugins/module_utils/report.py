@@ -15,7 +15,12 @@ import html
 import math
 import os
 import re
+import json
 import tempfile
+from urllib.error import HTTPError
+from urllib.parse import urlsplit
+
+from ansible.module_utils.urls import open_url
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import retention
 
@@ -424,3 +429,51 @@ def write_atomically(path, text):
         if os.path.exists(temporary):
             os.unlink(temporary)
         raise
+
+
+def read_text(path):
+    """The file's text, or '' when there is none yet (the first run's previous metrics)."""
+    try:
+        with open(path, encoding='utf-8') as stream:
+            return stream.read()
+    except FileNotFoundError:
+        return ''
+
+
+class WriteError(Exception):
+    """A report file that could not be written; `written` are the files written before it (they stand)."""
+
+    def __init__(self, path, cause, written):
+        super().__init__('cannot write %s: %s' % (path, cause))
+        self.written = written
+
+
+def write_files(report, report_path=None, html_path=None, metrics_path=None):
+    """Write the report's JSON, HTML page and metrics to the paths given (the metrics keep the previous file's last success
+    times); [absolute paths written], or WriteError at the first that cannot be written."""
+    outputs = [(report_path, lambda: json.dumps(report, indent=2, sort_keys=True) + '\n'),
+               (html_path, lambda: page(report)),
+               (metrics_path, lambda: metrics(report, read_text(metrics_path)))]
+    written = []
+    for path, render in outputs:
+        if path:
+            try:
+                write_atomically(path, render())
+            except OSError as exc:
+                raise WriteError(path, exc, written) from exc
+            written.append(os.path.abspath(path))
+    return written
+
+
+def ping(url, timeout):
+    """One GET; None when answered 2xx, else the warning to give. It names the host only (the URL holds the monitor's secret)."""
+    host = urlsplit(url).hostname or '?'
+    try:
+        status = open_url(url, method='GET', timeout=timeout, follow_redirects='safe', http_agent='kubesnap').status
+    except HTTPError as exc:
+        status = exc.code
+    except Exception as exc:  # pylint: disable=broad-exception-caught  # any failure to ping must stay a warning
+        return 'ping to %s failed: %s (the backups are not affected)' % (host, getattr(exc, 'reason', None) or type(exc).__name__)
+    if not 200 <= status < 300:
+        return 'ping to %s answered HTTP %s (the backups are not affected)' % (host, status)
+    return None

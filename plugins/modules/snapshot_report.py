@@ -308,51 +308,15 @@ pinged:
 '''
 
 import datetime
-import json
-import os
-from urllib.error import HTTPError
-from urllib.parse import urlsplit
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible.module_utils.urls import open_url
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import report, retention
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention import parse_timestamp
 
 
-def ping(module, url, timeout):
-    """One GET; True when answered 2xx. Any failure is a warning naming the host only (the URL holds the monitor's secret)."""
-    host = urlsplit(url).hostname or '?'
-    try:
-        status = open_url(url, method='GET', timeout=timeout, follow_redirects='safe', http_agent='kubesnap').status
-    except HTTPError as exc:
-        status = exc.code
-    except Exception as exc:  # pylint: disable=broad-exception-caught  # any failure to ping must stay a warning
-        module.warn('ping to %s failed: %s (the backups are not affected)' % (host, getattr(exc, 'reason', None) or type(exc).__name__))
-        return False
-    if not 200 <= status < 300:
-        module.warn('ping to %s answered HTTP %s (the backups are not affected)' % (host, status))
-        return False
-    return True
-
-
-def read_text(path):
-    try:
-        with open(path, encoding='utf-8') as stream:
-            return stream.read()
-    except FileNotFoundError:
-        return ''
-
-
-def main():
-    module = AnsibleModule(argument_spec={
-        'clusters': {'type': 'list', 'elements': 'dict', 'required': True},
-        'report_path': {'type': 'path'}, 'html_path': {'type': 'path'}, 'metrics_path': {'type': 'path'},
-        'ping_url': {'type': 'str', 'no_log': True}, 'ping_url_fail': {'type': 'str', 'no_log': True},
-        'ping_timeout': {'type': 'int', 'default': 10}, 'now': {'type': 'str'},
-    }, supports_check_mode=True)
-    if not retention.HAS_ISODATE:
-        module.fail_json(msg=missing_required_lib('isodate'), exception=str(retention.ISODATE_IMPORT_ERROR))
+def run_module(module):
+    """Plan (the report built from the clusters' outcomes) -> act (its files written, the monitor pinged) -> report."""
     p = module.params
     if not 0 < p['ping_timeout'] <= 300:
         module.fail_json(msg='ping_timeout: %s is not between 1 and 300 seconds' % p['ping_timeout'])
@@ -365,20 +329,29 @@ def main():
               'failed_clusters': [c['cluster'] for c in built['clusters'] if c['status'] == 'failed'], 'written': [], 'pinged': None}
     if module.check_mode:
         module.exit_json(**result)
-    outputs = [(p['report_path'], lambda: json.dumps(built, indent=2, sort_keys=True) + '\n'),
-               (p['html_path'], lambda: report.page(built)),
-               (p['metrics_path'], lambda: report.metrics(built, read_text(p['metrics_path'])))]
-    for path, render in outputs:
-        if path:
-            try:
-                report.write_atomically(path, render())
-            except OSError as exc:
-                module.fail_json(msg='cannot write %s: %s' % (path, exc), **result)
-            result['written'].append(os.path.abspath(path))
+    try:
+        result['written'] = report.write_files(built, p['report_path'], p['html_path'], p['metrics_path'])
+    except report.WriteError as exc:
+        module.fail_json(msg=str(exc), **dict(result, written=exc.written))
     url = p['ping_url'] if built['status'] == 'ok' else p['ping_url_fail']
     if url:
-        result['pinged'] = ping(module, url, p['ping_timeout'])
+        warning = report.ping(url, p['ping_timeout'])
+        if warning:
+            module.warn(warning)
+        result['pinged'] = warning is None
     module.exit_json(**result)
+
+
+def main():
+    module = AnsibleModule(argument_spec={
+        'clusters': {'type': 'list', 'elements': 'dict', 'required': True},
+        'report_path': {'type': 'path'}, 'html_path': {'type': 'path'}, 'metrics_path': {'type': 'path'},
+        'ping_url': {'type': 'str', 'no_log': True}, 'ping_url_fail': {'type': 'str', 'no_log': True},
+        'ping_timeout': {'type': 'int', 'default': 10}, 'now': {'type': 'str'},
+    }, supports_check_mode=True)
+    if not retention.HAS_ISODATE:
+        module.fail_json(msg=missing_required_lib('isodate'), exception=str(retention.ISODATE_IMPORT_ERROR))
+    run_module(module)
 
 
 if __name__ == '__main__':

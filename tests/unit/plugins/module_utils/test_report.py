@@ -197,3 +197,13 @@ def test_files_are_replaced_at_once_and_a_failed_write_leaves_the_old_one(tmp_pa
     with pytest.raises(TypeError):
         report.write_atomically(str(path), None)
     assert path.read_text(encoding='utf-8') == 'new' and os.listdir(tmp_path) == ['report.json']
+
+
+def test_the_files_are_written_in_order_and_a_failure_names_its_path_keeping_the_earlier_ones(tmp_path):
+    built = report.build([outcome()], NOW)
+    (tmp_path / 'm.prom').write_text('# previous\n', encoding='utf-8')
+    written = report.write_files(built, str(tmp_path / 'r.json'), None, str(tmp_path / 'm.prom'))
+    assert written == [str(tmp_path / 'r.json'), str(tmp_path / 'm.prom')]
+    with pytest.raises(report.WriteError, match='^cannot write %s: ' % re.escape(str(tmp_path / 'missing' / 'r.html'))) as raised:
+        report.write_files(built, str(tmp_path / 'r.json'), str(tmp_path / 'missing' / 'r.html'))
+    assert raised.value.written == [str(tmp_path / 'r.json')]
