@@ -425,18 +425,23 @@ def job_settings(params):
                        s3_args={name: params.get(name) for name in PASSED_S3_OPTIONS})
 
 
-def job_outcomes(uids, jobs):
-    """{name: (done, why), or None while it runs} of the Jobs `uids` ({name: uid}) among `jobs`; one not among them was deleted,
-    and so was one whose name another Job carries now (another uid: deleted and made again by someone else)."""
-    seen = {job['metadata']['name']: job for job in jobs if job['metadata'].get('uid') == uids.get(job['metadata']['name'])}
-    return {name: job_outcome(seen[name]) if name in seen else (False, 'the Job was deleted while it ran') for name in uids}
+def job_outcomes(wanted, jobs):
+    """{name: (done, why), or None while it runs} of the Jobs `wanted` among `jobs`; one not among them was deleted.
+
+    `wanted` is {name: uid}: a Job of the name with another uid was deleted and made again by someone else, and counts as
+    deleted too. Names alone (or a uid of None) take any Job of the name.
+    """
+    wanted = wanted if isinstance(wanted, dict) else dict.fromkeys(wanted)
+    seen = {job['metadata']['name']: job for job in jobs
+            if job['metadata']['name'] in wanted and wanted[job['metadata']['name']] in (None, job['metadata'].get('uid'))}
+    return {name: job_outcome(seen[name]) if name in seen else (False, 'the Job was deleted while it ran') for name in wanted}
 
 
-def all_finished(uids):
-    """The predicate of a namespace's wait: the outcomes of the Jobs `uids` ({name: uid}) once every one completed, failed or
-    is gone, else None."""
+def all_finished(wanted):
+    """The predicate of a namespace's wait: the outcomes of the Jobs `wanted` ({name: uid}, or names) once every one completed,
+    failed or is gone, else None."""
     def finished(jobs):
-        outcomes = job_outcomes(uids, jobs)
+        outcomes = job_outcomes(wanted, jobs)
         return outcomes if all(outcome is not None for outcome in outcomes.values()) else None
     return finished
 

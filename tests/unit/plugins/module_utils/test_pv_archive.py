@@ -218,6 +218,8 @@ def test_a_namespaces_wait_ends_once_every_job_of_the_run_finished_or_is_gone():
     assert finished([job('a', 'Complete'), job('b', 'Complete', uid='uid-b2')]) == {
         'a': (True, None), 'b': (False, 'the Job was deleted while it ran')}
     assert pv_archive.job_outcomes({'a': 'uid-a'}, [job('a')]) == {'a': None}
+    # Names alone take any Job of the name.
+    assert pv_archive.job_outcomes(['b'], [job('b', 'Complete', uid='uid-b2')]) == {'b': (True, None)}
 
 
 def test_job_settings_refuse_a_profile_and_read_credential_files(tmp_path):
