@@ -10,6 +10,7 @@ sends `x-amz-checksum-*` headers that MinIO-like stores reject) and botocore's s
 from __future__ import annotations
 
 import configparser
+import importlib.util
 import re
 import threading
 import time
@@ -19,18 +20,22 @@ from ansible.module_utils.basic import env_fallback
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.messages import bounds_problem
 
 try:
-    import boto3
-    import botocore.config
+    # Only botocore's error classes here (a few MB): boto3 and botocore's client machinery (some 15 MB more) are imported
+    # when the first client is made (session(), client_config()), so a run that never talks to AWS (CSI volumes only,
+    # no S3 store) does not carry them.
     import botocore.exceptions
     CLIENT_ERRORS = (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
+    BOTO3_IMPORT_ERROR = None if importlib.util.find_spec('boto3') else ImportError('No module named boto3')
 
     class DeadlineExceeded(botocore.exceptions.BotoCoreError):
         """A request (its retries included) ran past its deadline option (`s3_deadline`, `aws_deadline`): raised instead of another attempt."""
 
         fmt = '{operation} gave up: {seconds} s ({option}) passed after {attempts} attempt(s); last error: {error}'
-except ImportError:  # reported by the module through missing_required_lib
-    boto3 = None
+except ImportError as exc:  # reported by the module through missing_required_lib
+    botocore = None
     CLIENT_ERRORS = ()
+    BOTO3_IMPORT_ERROR = exc
+HAS_BOTO3 = BOTO3_IMPORT_ERROR is None
 
 MiB = 1024 * 1024
 MIN_PART_SIZE = 5 * MiB  # S3's smallest part but the last
@@ -136,9 +141,21 @@ def settings(params):
     return chosen
 
 
+def session(**kwargs):
+    """A boto3 Session; boto3 is imported with the first one (see the imports above)."""
+    import boto3.session  # pylint: disable=import-outside-toplevel
+    return boto3.session.Session(**kwargs)
+
+
+def botocore_config(**kwargs):
+    """A botocore Config; botocore's client machinery is imported with the first one (see the imports above)."""
+    import botocore.config  # pylint: disable=import-outside-toplevel,redefined-outer-name
+    return botocore.config.Config(**kwargs)
+
+
 def client_config(path_style=False, connect_timeout=10, read_timeout=60):
     """The botocore Config every client of the collection uses."""
-    return botocore.config.Config(
+    return botocore_config(
         request_checksum_calculation='when_required',
         response_checksum_validation='when_required',
         retries={'mode': 'standard', 'max_attempts': 5},
@@ -170,20 +187,20 @@ def add_deadline(events, seconds, clock=time.monotonic, service='s3', option='s3
 
 def client(params):
     """An S3 client from module params (S3_SPEC)."""
-    if boto3 is None:
+    if not HAS_BOTO3:
         raise S3Error('boto3 is required for S3')
     chosen = settings(params)
     problem = bounds_problem(params, TIMEOUT_BOUNDS)
     if problem:
         raise S3Error(problem)
     try:
-        session = boto3.session.Session(
+        made_session = session(
             aws_access_key_id=chosen['access_key'], aws_secret_access_key=chosen['secret_key'],
             aws_session_token=chosen['session_token'], region_name=chosen['region'],
             profile_name=None if chosen['access_key'] else params.get('profile'))
         verify = params.get('s3_ca_bundle') or params.get('s3_validate_certs', True)
         config = client_config(chosen['path_style'], params.get('s3_connect_timeout') or 10, params.get('s3_read_timeout') or 60)
-        made = session.client('s3', endpoint_url=chosen['endpoint_url'], verify=verify, config=config)
+        made = made_session.client('s3', endpoint_url=chosen['endpoint_url'], verify=verify, config=config)
         add_deadline(made.meta.events, params.get('s3_deadline') or 180)
         return made
     except (botocore.exceptions.BotoCoreError, ValueError) as exc:

@@ -183,7 +183,7 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils import s3, volu
 
 def run_module(module):
     """Plan (options, the directory's state, the archive chosen and its metadata), act (extract, verify), report."""
-    if s3.boto3 is None:
+    if not s3.HAS_BOTO3:
         module.fail_json(msg=missing_required_lib('boto3'))
     try:
         plan, result = volume.plan_restore(module.params)

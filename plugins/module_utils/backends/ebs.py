@@ -20,14 +20,11 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils.messages import
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention import parse_timestamp
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.retry import call_with_retry, delays, poll_until
 
-try:
-    import boto3
-    import botocore.config
+try:  # the error classes only: boto3 is imported with the first client (s3.session), so a run without EBS volumes does not carry it
     import botocore.exceptions
-    BOTO3_IMPORT_ERROR = None
-except ImportError as _exc:  # reported by the run that needs it, naming the library
-    boto3 = None
-    BOTO3_IMPORT_ERROR = _exc
+except ImportError:
+    botocore = None
+BOTO3_IMPORT_ERROR = s3.BOTO3_IMPORT_ERROR  # reported by the run that needs it, naming the library
 
 CSI_DRIVER = 'ebs.csi.aws.com'
 # Tags: EBS tag keys may hold '/', so a snapshot carries the same ownership keys as a VolumeSnapshot's labels.
@@ -168,7 +165,7 @@ def _throttled(exc):
 
 def _uncertain(exc):
     """Whether a create may have happened although its answer was lost (a 5xx, a timeout, a dropped connection)."""
-    if boto3 is not None and isinstance(exc, (botocore.exceptions.ConnectionError, botocore.exceptions.ReadTimeoutError)):
+    if botocore is not None and isinstance(exc, (botocore.exceptions.ConnectionError, botocore.exceptions.ReadTimeoutError)):
         return True
     status = ((getattr(exc, 'response', None) or {}).get('ResponseMetadata') or {}).get('HTTPStatusCode') or 0
     return status >= 500 or error_code(exc) in ('InternalError', 'ServiceUnavailable', 'Unavailable')
@@ -262,14 +259,14 @@ class EbsBackend(base.CloudBackend):
 
     def client(self, region, retries=True):
         """The EC2 client of a region; reads retry through botocore's own mode (standard or adaptive)."""
-        if boto3 is None:
+        if BOTO3_IMPORT_ERROR is not None:
             raise EbsError('the aws backend needs boto3 (pip install boto3): %s' % BOTO3_IMPORT_ERROR)
         with self._lock:
             if (region, retries) not in self._clients:
                 p = self._params
-                session = boto3.session.Session(aws_access_key_id=p.get('aws_access_key'), aws_secret_access_key=p.get('aws_secret_key'),
-                                                aws_session_token=p.get('aws_session_token'), profile_name=p.get('aws_profile'))
-                config = botocore.config.Config(
+                session = s3.session(aws_access_key_id=p.get('aws_access_key'), aws_secret_access_key=p.get('aws_secret_key'),
+                                     aws_session_token=p.get('aws_session_token'), profile_name=p.get('aws_profile'))
+                config = s3.botocore_config(
                     # total_max_attempts counts the first request (botocore's max_attempts in a Config counts retries only).
                     retries={'mode': p.get('aws_retry_mode') or 'standard', 'total_max_attempts': (p.get('aws_max_attempts') or 8) if retries else 1},
                     max_pool_connections=max(10, p.get('concurrency') or 0), user_agent_extra='kubesnap',
