@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -25,10 +26,11 @@ RULES_GROUP_VERSION = 'k8s-snapshots.elsdoerfer.com/v1'
 
 def list_inventory(client, namespace=None, rules=True):
     """PVs, PVCs, SnapshotRules (when asked for) and VolumeSnapshotClasses: one paged list per kind."""
+    record = functools.partial(volume_record, shared={})  # one object per value many volumes have alike
     return Inventory(
         # PVs are cluster-scoped and always listed whole: orphan detection needs every live volume.
-        pvs=client.list_all(resource_path('v1', 'persistentvolumes'), transform=volume_record),
-        pvcs=client.list_all(resource_path('v1', 'persistentvolumeclaims', namespace), transform=volume_record),
+        pvs=client.list_all(resource_path('v1', 'persistentvolumes'), transform=record),
+        pvcs=client.list_all(resource_path('v1', 'persistentvolumeclaims', namespace), transform=record),
         rules=client.list_optional(resource_path(RULES_GROUP_VERSION, 'snapshotrules', namespace)) if rules else [],
         snapshot_classes=client.list_optional(resource_path('snapshot.storage.k8s.io/v1', 'volumesnapshotclasses')) or [],
     )

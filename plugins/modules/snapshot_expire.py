@@ -380,6 +380,13 @@ def points_reader(params):
 
 def run_module(module):
     """Plan (the targets' and orphans' expiry), act (delete under the Lease, planning again there), report."""
+    result, problems = expire(module)
+    module.exit_or_fail([] if 'lease_held' in result else failures(result['volumes']), 'snapshots could not be deleted', problems, **result)
+
+
+def expire(module):
+    """(result, problems). What was listed and planned is gone when this returns: Ansible's copy of the result and its
+    JSON (72 MB at 50,000 volumes) do not sit on top of the inventory, the snapshot records and the plans."""
     p = module.params
     now = module.now()
     result = {'changed': False, 'volumes': []}
@@ -404,7 +411,7 @@ def run_module(module):
         module.fail_api(exc)
     except (s3.S3Error, KubesnapError) as exc:
         module.fail_json(msg='recovery_points: %s; nothing was deleted' % exc, **result)
-    module.exit_or_fail([] if 'lease_held' in result else failures(result['volumes']), 'snapshots could not be deleted', problems, **result)
+    return result, problems
 
 
 def main():

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import functools
 import random
 import re
 import time
@@ -43,8 +44,12 @@ def snapshot_source(obj):
     return 'content/%s' % content if content else None
 
 
-def snapshot_from_object(obj):
-    """A Snapshot record from a VolumeSnapshot; ready is status.readyToUse, failed is status.error."""
+def snapshot_from_object(obj, seen=None):
+    """A Snapshot record from a VolumeSnapshot; ready is status.readyToUse, failed is status.error.
+
+    `seen` ({volume key: (labels, annotations)}, one per list): a snapshot whose labels and annotations equal those of
+    the volume's snapshot before it gets the same (read-only) dicts, so a volume's snapshots hold one pair, not one each.
+    """
     meta = obj['metadata']
     status = obj.get('status') or {}
     error = None
@@ -58,9 +63,12 @@ def snapshot_from_object(obj):
     labels = interned(meta.get('labels') or {})
     annotations = interned({key: value for key, value in (meta.get('annotations') or {}).items() if key != LAST_APPLIED})
     namespace = interned(meta['namespace'])
+    volume_key = labels.get(base.VOLUME_KEY, '')
+    if seen is not None:
+        labels, annotations = _same_as_before(seen, volume_key, labels, annotations)
     return base.Snapshot(
         backend='csi', id='%s/%s' % (namespace, meta['name']), name=meta['name'], namespace=namespace,
-        volume_key=labels.get(base.VOLUME_KEY, ''),
+        volume_key=volume_key,
         # The driver's cut time when known; the object's creation otherwise (pending snapshots).
         created_at=parse_time(status.get('creationTime')) or parse_time(meta['creationTimestamp']),
         state=state, labels=labels, annotations=annotations,
@@ -68,12 +76,21 @@ def snapshot_from_object(obj):
         source=interned(snapshot_source(obj)))
 
 
-def _owned_record(obj):
+def _same_as_before(seen, volume_key, labels, annotations):
+    """(labels, annotations): the pair kept for the volume's snapshot before when both are equal, else these (kept next)."""
+    before = seen.get(volume_key)
+    if before is not None and before[0] == labels and before[1] == annotations:
+        return before
+    seen[volume_key] = (labels, annotations)
+    return labels, annotations
+
+
+def _owned_record(obj, seen=None):
     """The Snapshot record of a listed VolumeSnapshot that is ours and not being deleted, else None."""
     meta = obj['metadata']
     if meta.get('deletionTimestamp') or not (meta.get('labels') or {}).get(base.VOLUME_KEY):
         return None
-    return snapshot_from_object(obj)
+    return snapshot_from_object(obj, seen)
 
 
 def _deleted(waiting, key):
@@ -202,7 +219,9 @@ class CsiBackend(base.Backend):
         # Each object becomes its Snapshot record as its page arrives. One being deleted (kept by finalizers until its
         # content is gone) is no backup and nothing to plan; an empty volume label is nothing this collection writes,
         # so such a snapshot is not ours.
-        return [snapshot for path in paths for snapshot in self._client.list_all(path, OWNED_SELECTOR, transform=_owned_record)]
+        seen = {}
+        return [snapshot for path in paths
+                for snapshot in self._client.list_all(path, OWNED_SELECTOR, transform=functools.partial(_owned_record, seen=seen))]
 
     def create(self, target, now):
         """Create the VolumeSnapshot; a name taken within the same second (a forced re-run) gets a suffix."""

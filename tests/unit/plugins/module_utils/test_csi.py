@@ -312,6 +312,25 @@ def test_the_source_of_a_snapshot_is_its_claim_and_a_content_is_never_listed():
     assert [p for p, _selector in client.calls] == [path]
 
 
+def test_a_volumes_snapshots_share_their_labels_and_annotations_only_while_they_are_equal():
+    # Memory at scale: one pair of dicts per volume, not per snapshot; a snapshot whose labels differ (held) keeps its own.
+    path = '/apis/snapshot.storage.k8s.io/v1/namespaces/db/volumesnapshots'
+
+    def owned(name, key='uid-1', held=False):
+        obj = volume_snapshot(name, ready=True)
+        obj['metadata']['labels'] = dict({base.VOLUME_KEY: key}, **({base.HOLD_KEY: 'true'} if held else {}))
+        obj['metadata']['annotations'] = {base.POLICY_ANNOTATION: 'P1D', 'kubectl.kubernetes.io/last-applied-configuration': '{}'}
+        return obj
+
+    a, b, held, c, other = CsiBackend(ListingClient({path: [owned('a'), owned('b'), owned('held', held=True), owned('c'),
+                                                               owned('other', key='uid-2')]})).list_owned(['db'])
+    assert a.labels is b.labels and a.annotations is b.annotations
+    assert held.labels == {base.VOLUME_KEY: 'uid-1', base.HOLD_KEY: 'true'} and held.held and not a.held
+    assert c.labels == a.labels and not c.held
+    assert other.labels == {base.VOLUME_KEY: 'uid-2'} and other.labels is not a.labels
+    assert a.annotations == other.annotations == {base.POLICY_ANNOTATION: 'P1D'}
+
+
 class ConflictingClient:
     """Refuses the first delete with 409 (the object changed since the plan) and serves the object as it is now."""
 
