@@ -40,6 +40,7 @@ Expiry algorithm
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import sys
 from bisect import bisect_right
 from collections.abc import Mapping
@@ -202,6 +203,17 @@ def _parse_token(token, text):
     if length > MAX_LENGTH_US:
         raise PolicyError(f"duration {where} is longer than 1000 years")
     return delta
+
+
+def policy_of(text):
+    """parse_policy(text), a policy text parsed once per run: ten thousand volumes share a handful of policies, and
+    each then holds the same (immutable) Policy rather than its own."""
+    return _parsed(text) if isinstance(text, str) else parse_policy(text)
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed(text):
+    return parse_policy(text)
 
 
 def parse_policy(text):

@@ -18,7 +18,7 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base i
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import LAST_APPLIED, compact
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.messages import cut, quoted
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.restore import RESTORED_FROM, cloud_volume_name
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention import PolicyError, parse_policy
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention import PolicyError, parse_policy, policy_of
 
 DELTAS_ANNOTATION = 'backup.kubernetes.io/deltas'
 BACKUP_LABEL = 'volumeBackup'
@@ -487,7 +487,7 @@ def _target(claim, options, registry):
     policy = None
     if claim.policy_text is not None:
         try:
-            policy = parse_policy(claim.policy_text)
+            policy = policy_of(claim.policy_text)
         except PolicyError as exc:
             raise TargetError('spec.deltas' if claim.source == SOURCE_RULE else claim.field if claim.source != SOURCE_ADHOC else 'policy',
                               str(exc)) from exc
@@ -513,7 +513,7 @@ def _disk_target(claim, registry):
     if not claim.policy_text:
         raise TargetError('spec.deltas', 'missing')
     try:
-        policy = parse_policy(claim.policy_text)
+        policy = policy_of(claim.policy_text)
     except PolicyError as exc:
         raise TargetError('spec.deltas', str(exc)) from exc
     backend, volume = checked_rule_disk(claim.rule, registry)

@@ -764,3 +764,14 @@ def test_walk_searches_at_most_twice_per_instant_and_generation(monkeypatch, sna
 def test_one_second_steps_over_sparse_snapshots_keep_each():
     # each is the closest to some one-second step: all kept, as tarsnapper would after its ~31 million steps
     assert expire(SPARSE, "PT1S P365D") == {"a", "b", "c"}
+
+
+def test_policy_of_parses_a_text_once_and_still_refuses_a_bad_one_every_time():
+    # Ten thousand volumes with one policy hold one Policy object (memory at scale), equal to what parse_policy makes.
+    first, second = retention.policy_of("P1D P7D P30D"), retention.policy_of("P1D P7D P30D")
+    assert first is second and first == retention.parse_policy("P1D P7D P30D")
+    assert retention.policy_of(["P1D", "P7D"]) == retention.parse_policy("P1D P7D")
+    with pytest.raises(retention.PolicyError, match="P0D"):
+        retention.policy_of("P0D P1D")
+    with pytest.raises(retention.PolicyError, match="P0D"):  # an error is not remembered as an answer
+        retention.policy_of("P0D P1D")
