@@ -322,8 +322,8 @@ def test_a_volumes_snapshots_share_their_labels_and_annotations_only_while_they_
         obj['metadata']['annotations'] = {base.POLICY_ANNOTATION: 'P1D', 'kubectl.kubernetes.io/last-applied-configuration': '{}'}
         return obj
 
-    a, b, held, c, other = CsiBackend(ListingClient({path: [owned('a'), owned('b'), owned('held', held=True), owned('c'),
-                                                               owned('other', key='uid-2')]})).list_owned(['db'])
+    listed = [owned('a'), owned('b'), owned('held', held=True), owned('c'), owned('other', key='uid-2')]
+    a, b, held, c, other = CsiBackend(ListingClient({path: listed})).list_owned(['db'])
     assert a.labels is b.labels and a.annotations is b.annotations
     assert held.labels == {base.VOLUME_KEY: 'uid-1', base.HOLD_KEY: 'true'} and held.held and not a.held
     assert c.labels == a.labels and not c.held
