@@ -86,62 +86,30 @@ objects:
 '''
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import apply
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import AUTH_SPEC, KubesnapModule
+
+
+def run_module(module):
+    """Plan (the manifests checked and expanded) -> act (each object applied, or dry-run in check mode) -> report."""
+    try:
+        objects = apply.expand(module.params['manifests'])
+    except apply.ManifestError as exc:
+        module.fail_json(msg=str(exc))
+    applied = apply.apply_all(module.client, objects, module.check_mode, module.params['force_conflicts'], module.namespace_exists)
+    for warning in applied.warnings:
+        module.warn(warning)
+    result = {'changed': bool(applied.diffs), 'objects': applied.objects}
+    if module._diff:
+        result['diff'] = applied.diffs
+    if applied.failures:
+        module.fail_json(msg='objects could not be applied: %s' % '; '.join(applied.failures), **result)
+    module.exit_json(**result)
 
 
 def main():
     spec = dict(AUTH_SPEC, manifests={'type': 'list', 'elements': 'dict', 'required': True},
                 force_conflicts={'type': 'bool', 'default': False})
-    module = KubesnapModule(argument_spec=spec)
-    try:
-        objects = apply.expand(module.params['manifests'])
-    except apply.ManifestError as exc:
-        module.fail_json(msg=str(exc))
-    resources = apply.Resources(module.client)
-    results, diffs, failures = [], [], []
-    new_namespaces, missing_namespaces = set(), set()
-    for manifest in objects:
-        metadata = manifest['metadata']
-        entry = {'kind': manifest['kind'], 'name': metadata['name'], 'namespace': metadata.get('namespace')}
-        if module.check_mode and metadata.get('namespace') in new_namespaces:
-            # The dry run created no namespace, so the server cannot dry-run what goes into it: it would be created.
-            results.append(dict(entry, action='created'))
-            diffs.append({'before_header': apply.title(manifest), 'after_header': apply.title(manifest), 'before': {}, 'after': manifest})
-            continue
-        try:
-            before, after = apply.apply(module.client, resources, manifest, module.check_mode, module.params['force_conflicts'])
-        except KubeError as exc:
-            if module.check_mode and exc.status == 404 and metadata.get('namespace') and not module.namespace_exists(metadata['namespace']):
-                # A fresh install planned in check mode: an earlier task or role (the rbac role before the schedule role)
-                # would have made the namespace. The object is planned as created; the server could not check it.
-                if metadata['namespace'] not in missing_namespaces:
-                    missing_namespaces.add(metadata['namespace'])
-                    module.warn('namespace %s does not exist: check mode plans its objects as created without the server checking them;'
-                                ' a real run fails unless an earlier step creates the namespace' % metadata['namespace'])
-                results.append(dict(entry, action='created', namespace_missing=True))
-                diffs.append({'before_header': apply.title(manifest), 'after_header': apply.title(manifest), 'before': {}, 'after': manifest})
-                continue
-            failures.append('%s: %s' % (apply.title(manifest), exc))
-            results.append(dict(entry, action='failed', reason=str(exc)))
-            continue
-        except apply.ManifestError as exc:
-            failures.append('%s: %s' % (apply.title(manifest), exc))
-            results.append(dict(entry, action='failed', reason=str(exc)))
-            continue
-        action = 'created' if before is None else 'unchanged' if before == after else 'updated'
-        results.append(dict(entry, action=action))
-        if action == 'created' and manifest['kind'] == 'Namespace' and manifest['apiVersion'] == 'v1':
-            new_namespaces.add(metadata['name'])
-        if action != 'unchanged':
-            diffs.append({'before_header': apply.title(manifest), 'after_header': apply.title(manifest),
-                          'before': before or {}, 'after': after})
-    result = {'changed': bool(diffs), 'objects': results}
-    if module._diff:
-        result['diff'] = diffs
-    if failures:
-        module.fail_json(msg='objects could not be applied: %s' % '; '.join(failures), **result)
-    module.exit_json(**result)
+    run_module(KubesnapModule(argument_spec=spec))
 
 
 if __name__ == '__main__':
