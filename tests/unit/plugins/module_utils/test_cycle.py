@@ -322,3 +322,14 @@ def test_an_old_backends_snapshot_of_something_else_is_never_weighed_for_the_vol
     assert list(plans) == ['db/data-k1']
     [(kept, reason)] = plans['db/data-k1'].inconsistent
     assert kept is forged and 'pvc/db/other, which is not this volume' in reason and 'not weighed' in reason
+
+
+def test_expiry_keeps_what_a_kept_recovery_point_names_and_says_so():
+    hourly = [snap('h%02d' % h, h) for h in range(10)]
+    point = 's3://b/p/a/db/rp_20261123T030000Z.json'
+    plan = plan_expiry('k1', hourly, POLICY, in_use={}, anchor=NOW + datetime.timedelta(days=365), points={'db/h09': point})
+    assert {s.name: reason for s, reason in plan.keep} == {'h00': 'newest', 'h09': 'named by recovery point %s' % point}
+    assert 'h09' not in [s.name for s in plan.expire] and len(plan.expire) == 8
+    # A point naming another namespace's snapshot id keeps nothing here: ids carry their namespace.
+    other = plan_expiry('k1', hourly, POLICY, in_use={}, anchor=NOW + datetime.timedelta(days=365), points={'shop/h09': point})
+    assert 'h09' in [s.name for s in other.expire]
