@@ -206,6 +206,15 @@ def choose_existing(claims, owned, max_age, now):
             claim.snapshot = ready[-1]
 
 
+# The backend (backends.*.name) that lists the snapshots of each kind of claim data.
+BACKEND_OF_KIND = {'csi': 'csi', 'ebs': 'aws', 'gce': 'gce'}
+
+
+def known(data):
+    """`data` without the fields the backend did not know (a restore chooses then)."""
+    return {name: value for name, value in data.items() if value is not None}
+
+
 def content_of(contents, snapshot):
     """The VolumeSnapshotContent bound to a CSI snapshot `<namespace>/<name>`, among those listed, or None."""
     namespace, name = snapshot.id.split('/', 1)
@@ -228,12 +237,13 @@ def claim_data(claim, contents):
         return {'kind': 'csi', 'driver': content['spec'].get('driver') or volume.get('driver'), 'snapshot_handle': handle,
                 'volume_snapshot': snapshot.id, 'snapshot_class': content['spec'].get('volumeSnapshotClassName') or volume.get('snapshot_class'),
                 'restore_size': snapshot.size, 'content': content['metadata']['name']}
-    if claim.target.backend == 'ebs':
+    if claim.target.backend == 'aws':
         region, snapshot_id = snapshot.id.split('/', 1)
-        return {'kind': 'ebs', 'snapshot_id': snapshot_id, 'region': region, 'zone': volume.get('zone'),
-                'volume_type': volume.get('volume_type')}
+        return known({'kind': 'ebs', 'snapshot_id': snapshot_id, 'region': region, 'zone': volume.get('zone'),
+                      'volume_type': volume.get('volume_type'), 'volume_id': volume.get('volume_id')})
     if claim.target.backend == 'gce':
-        return {'kind': 'gce', 'snapshot': snapshot.id, 'zone': volume.get('zone'), 'disk_type': volume.get('disk_type')}
+        return known({'kind': 'gce', 'snapshot': snapshot.id, 'zone': volume.get('zone'), 'region': volume.get('region'),
+                      'disk_type': volume.get('disk_type'), 'disk': volume.get('disk')})
     raise KubesnapError('backend %s cannot be named in a recovery point' % claim.target.backend, obj='claim %s' % claim.name)
 
 
@@ -310,14 +320,14 @@ def expire_points(s3_client, bucket, points, policy, now, check_mode, warn):
 
 
 def damaged(manifest, owned_ids, listed_backends):
-    """The claims of a kept point whose volume snapshot is no longer listed by its backend: ['claim: why']."""
+    """The claims of a kept point whose volume snapshot is no longer listed by its backend (among `listed_backends`,
+    backend names): ['claim <name>: why']."""
     found = []
     for claim in manifest['claims']:
         data = claim['data']
-        backend = data['kind']
-        if backend not in listed_backends:
+        if BACKEND_OF_KIND.get(data['kind']) not in listed_backends:
             continue
         sid = recovery_point.snapshot_id(data)
         if sid and sid not in owned_ids:
-            found.append('claim %s: its %s snapshot %s no longer exists' % (claim['name'], backend, sid))
+            found.append('claim %s: its %s snapshot %s no longer exists' % (claim['name'], data['kind'], sid))
     return found

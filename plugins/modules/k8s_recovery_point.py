@@ -411,8 +411,8 @@ def keep_and_check(module, s3_client, bucket, plans, points, registry, now):
             damaged.append({'manifest': key, 'problems': [str(error)]})
         else:
             manifests[key] = manifest
-    kinds = {claim['data']['kind'] for manifest in manifests.values() for claim in manifest['claims']}
-    backends = sorted(kinds & {backend.name for backend in registry})
+    wanted = {recovery_run.BACKEND_OF_KIND.get(claim['data']['kind']) for manifest in manifests.values() for claim in manifest['claims']}
+    backends = sorted(wanted & {backend.name for backend in registry})
     owned = cycle.list_owned(registry, backends) if backends else {}
     ids = {snapshot.id for snapshots in owned.values() for snapshot in snapshots}
     for key, manifest in sorted(manifests.items()):

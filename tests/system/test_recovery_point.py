@@ -12,14 +12,18 @@ import hashlib
 import io
 import uuid
 
+import boto3
 import pytest
 from kubernetes import client
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import recovery_point, resources
 
 from .cluster_helpers import DRIVER_NAME, SNAPSHOT_CLASS, STORAGE_CLASS
+from .gce_harness import PROJECT, GceHarness
+from .gce_harness import ZONE as GCE_ZONE
 from .modules import DELTAS, run_module
 from .s3_helpers import s3_params
+from .test_cloud_backends import REGION, ZONE, create_ebs_pv
 from .test_s3 import client_for
 
 
@@ -196,3 +200,39 @@ def test_a_namespace_with_an_unbound_claim_gets_no_point_and_the_others_do(clust
     assert states[namespace]['state'] == 'failed' and 'claim waiting: spec.volumeName' in ' '.join(states[namespace]['errors'])
     assert namespace in ran['msg'] and 'waiting' in ran['msg']
     assert [k for k in keys_of(s3c, bucket) if k.endswith('.json')] == [states[other_namespace]['manifest']]
+
+
+def written_manifest(s3c, bucket, result):
+    assert not result.get('failed'), result.get('msg')
+    [written] = result['points']
+    assert written['state'] == 'written', written
+    return recovery_point.parse_manifest(s3c.get_object(Bucket=bucket, Key=written['manifest'])['Body'].read(), written['manifest'])
+
+
+def test_an_ebs_claims_point_names_its_cloud_snapshot_and_the_zone_of_its_disk(cluster, kube, namespace, moto_server, store):
+    bucket, s3c = store
+    ec2 = boto3.client('ec2', endpoint_url=moto_server, region_name=REGION, aws_access_key_id='testing', aws_secret_access_key='testing')
+    volume_id = ec2.create_volume(AvailabilityZone=ZONE, Size=1)['VolumeId']
+    create_ebs_pv(kube, namespace, 'data', volume_id)
+    kube.create_pvc(namespace, 'data', size='1Gi', storage_class='', volume_name=f'{namespace}-data')
+    manifest = written_manifest(s3c, bucket, point(cluster, namespace, moto_server, bucket, aws_endpoint_url=moto_server, aws_region=REGION,
+                                                   aws_access_key='testing', aws_secret_key='testing'))
+    [claim] = manifest['claims']
+    data = claim['data']
+    assert (data['kind'], data['region'], data['zone'], data['volume_id']) == ('ebs', REGION, ZONE, volume_id)
+    [snapshot] = ec2.describe_snapshots(SnapshotIds=[data['snapshot_id']])['Snapshots']
+    assert snapshot['VolumeId'] == volume_id and snapshot['State'] == 'completed'
+
+
+def test_a_gce_claims_point_names_its_cloud_snapshot_and_the_zone_of_its_disk(cluster, kube, namespace, audit, gce_compute, moto_server,
+                                                                              store):
+    bucket, s3c = store
+    gce = GceHarness(cluster, kube, audit, gce_compute)
+    disk = gce.claim(namespace, 'cache')
+    manifest = written_manifest(s3c, bucket, point(cluster, namespace, moto_server, bucket, **gce.args))
+    [claim] = manifest['claims']
+    data = claim['data']
+    assert data['kind'] == 'gce' and data['zone'] == GCE_ZONE
+    assert data['snapshot'].startswith(f'projects/{PROJECT}/global/snapshots/')
+    [owned] = gce.owned(namespace)
+    assert owned.id == data['snapshot'] and owned.state == 'ready' and owned.source and disk in str(owned.source)

@@ -94,9 +94,8 @@ def test_existing_takes_the_newest_ready_snapshot_within_max_age_else_names_the_
 def test_a_csi_claims_data_is_its_contents_handle_and_a_missing_handle_is_named():
     chosen = claim()
     chosen.snapshot = snap('s1', 1)
-    content = {'metadata': {'name': 'snapcontent-1'}, 'spec': {'driver': 'd', 'volumeSnapshotClassName': 'c',
-                                                                'volumeSnapshotRef': {'namespace': 'shop', 'name': 's1'}},
-               'status': {'snapshotHandle': 'handle-1'}}
+    spec = {'driver': 'd', 'volumeSnapshotClassName': 'c', 'volumeSnapshotRef': {'namespace': 'shop', 'name': 's1'}}
+    content = {'metadata': {'name': 'snapcontent-1'}, 'spec': spec, 'status': {'snapshotHandle': 'handle-1'}}
     other = {'metadata': {'name': 'snapcontent-2'}, 'spec': {'volumeSnapshotRef': {'namespace': 'shop-2', 'name': 's1'}},
              'status': {'snapshotHandle': 'handle-2'}}
     assert recovery_run.claim_data(chosen, [other, content]) == {
