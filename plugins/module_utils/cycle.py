@@ -252,6 +252,31 @@ def create_snapshots(registry, plans, now, concurrency, ensure_held=lambda: None
     return run_parallel(create, [plan for plan in plans if plan.due], concurrency)
 
 
+CUT_PAUSES = (0.1, 0.2, 0.4, 0.8, 1.0)  # a cut takes a moment: look soon, then every second
+
+
+def wait_until_cut(registry, snapshots, deadline, clock=time.monotonic, sleep=time.sleep, stop=None):
+    """{id: latest Snapshot} once every snapshot is cut (Snapshot.cut: its data is taken, or it failed), or gone (absent from
+    the result), or clock() passes `deadline`, or `stop` (a threading.Event) is set. One read per snapshot not yet cut per
+    pause (a window holds a few); a backend whose create returns the cut (EBS) makes no request.
+    """
+    latest = {s.id: s for s in snapshots}
+    waiting = [s for s in snapshots if not s.cut]
+    pauses = iter(CUT_PAUSES)
+    while waiting and clock() < deadline and not (stop is not None and stop.is_set()):
+        sleep(max(0.0, min(next(pauses, CUT_PAUSES[-1]), deadline - clock())))
+        for snapshot in list(waiting):
+            now = registry.get(snapshot.backend).current(snapshot)
+            if now is None:
+                latest.pop(snapshot.id, None)
+                waiting.remove(snapshot)
+                continue
+            latest[snapshot.id] = now
+            if now.cut:
+                waiting.remove(snapshot)
+    return latest
+
+
 def wait_until_settled(registry, snapshots, timeout, clock=time.monotonic):
     """Wait until every snapshot is ready or failed, or the timeout passes; each backend waits in its own thread.
 

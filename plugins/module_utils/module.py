@@ -220,8 +220,8 @@ class KubesnapModule(AnsibleModule):
         p = self.params
         return Lease(self.client, p['lease_namespace'], p['lease_name'], p['lease_duration'], p['lease_wait'])
 
-    def write_under_lease(self, work, result):
-        """lease.write_under_lease(the run's Lease, work): `work` (a LeasedWrite) returned with how it went.
+    def write_under_lease(self, work, result, lease=None):
+        """lease.write_under_lease(`lease`, the run's Lease by default, work): `work` (a LeasedWrite) returned with how it went.
 
         When another run holds the lease, RV(lease_held) is set; the task then fails at the end with
         `fail_on_lease_held` or when `work.must_write` (a forced snapshot), and warns otherwise. A lease
@@ -229,7 +229,7 @@ class KubesnapModule(AnsibleModule):
         Lease fails the task now.
         """
         try:
-            write_under_lease(self.lease(), work)
+            write_under_lease(lease or self.lease(), work)
         except LeaseInvalid as exc:
             self.fail_json(msg=str(exc), **result)
         if work.release_failure:

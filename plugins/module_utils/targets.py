@@ -52,6 +52,8 @@ class Target:
     volume: dict
     # A one-off that no policy may delete (k8s_pv_snapshot's `hold`): its snapshot is created with the hold label.
     hold: bool = False
+    # Hooks asked to quiesce its application and the pre hook failed with on-error Continue: labelled crash-consistent.
+    crash_consistent: bool = False
 
     @property
     def display(self):

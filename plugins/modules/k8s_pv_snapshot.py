@@ -27,6 +27,22 @@ description:
   - A forced snapshot that is not ready when the wait ends (still pending after O(wait_timeout), or the wait failed)
     fails the task, naming it, so that a playbook run before an upgrade stops without a ready backup. With O(wait=false)
     the run does not wait, and a pending forced snapshot is reported as created.
+  - With O(run_hooks) (or O(hooks)), application-consistent snapshots. Every running pod that mounts a claim about to be
+    snapshotted and asks for hooks (Velero's pod annotations C(pre.hook.backup.velero.io/command) and
+    C(post.hook.backup.velero.io/command), with C(container), C(on-error) and C(timeout) beside them, or an entry of
+    O(hooks)) gets a window: the pod is marked (annotation C(kubesnap.io/hook-mark)), its pre hook runs, all the claims of
+    the window are snapshotted, the run waits until each snapshot is cut (CSI: its C(status.creationTime); EBS: the
+    create returned; GCE: the snapshot left C(CREATING)), the post hook runs and the mark is removed. Only then does the
+    run wait for the snapshots to become ready. See docs/hooks.md.
+  - The post hook runs on every path (a failed create, a cut that does not come within O(cut_timeout), a lost Lease,
+    SIGTERM). A run killed outright leaves the mark; every later run with hooks, and M(kubesnap.snapshots.k8s_pv_thaw),
+    first runs the post hook the mark records, then removes it.
+  - A pre hook that fails (exit code, timeout, no C(pods/exec), unknown container) with C(on-error) V(Fail) (the default)
+    leaves the pod's claims unsnapshotted (V(failed), the task fails at the end) and its post hook still runs; with
+    V(Continue) they are snapshotted and labelled C(kubesnap.io/consistency=crash) in the create request. A hook that
+    cannot be run as written (a command that is not valid JSON, an unknown container, a bad timeout) fails its pod's claims,
+    naming the pod and the annotation. Hooks run in parallel, at most O(concurrency) windows at once.
+  - Hooks need C(create) on C(pods/exec) and C(get), C(list) and C(patch) on C(pods) (the C(rbac) role's C(rbac_hooks)).
 extends_documentation_fragment:
   - kubesnap.snapshots.k8s_auth
   - kubesnap.snapshots.backends
@@ -69,6 +85,53 @@ options:
       - Default is the smallest delta of the volume's policy, but at least one hour (one hour without a policy).
       - From 0 to 315360000 (ten years).
     type: int
+  run_hooks:
+    description:
+      - Run the pre and post hooks of the pods that mount the claims being snapshotted (see above). Off by default: a run
+        without hooks lists no pod and execs nothing.
+    type: bool
+    default: false
+  hooks:
+    description:
+      - Hooks for pods nobody may annotate, matched by label; switches O(run_hooks) on. A pod's own annotations win, phase by
+        phase; the first matching entry is used.
+    type: list
+    elements: dict
+    suboptions:
+      namespace:
+        description: Only pods of this namespace; any namespace when absent.
+        type: str
+      selector:
+        description: Labels a pod must carry (all of them), as C(matchLabels).
+        type: dict
+        required: true
+      window:
+        description: V(pod) or V(workload), as the C(kubesnap.io/hook-window) annotation (see O(hook_window)).
+        type: str
+        choices: [pod, workload]
+      pre:
+        description:
+          - The pre hook, C({container, command, on_error, timeout}) like the annotations; C(command) a list of words or a
+            string (a JSON array, or words split on whitespace; no shell), C(on_error) V(Fail) or V(Continue), C(timeout) a
+            Go duration (V(30s) by default), C(container) the pod's first by default.
+        type: dict
+      post:
+        description: The post hook, as O(hooks[].pre).
+        type: dict
+  hook_window:
+    description:
+      - Which pods share one window when their pods do not say (annotation C(kubesnap.io/hook-window)). V(pod) quiesces each pod
+        alone, with all its claims cut between its hooks; V(workload) quiesces all the pods of one controller (a StatefulSet, a
+        Deployment) together. Pods sharing a claim (ReadWriteMany) always share a window.
+    type: str
+    choices: [pod, workload]
+    default: pod
+  cut_timeout:
+    description:
+      - Seconds a window waits for its snapshots to be cut before it runs the post hooks anyway (from 1 to 86400). A snapshot
+        cut later is reported with RV(volumes[].consistency) C(crash: not cut within cut_timeout...).
+    type: int
+    default: 60
 '''
 
 EXAMPLES = r'''
@@ -81,6 +144,14 @@ EXAMPLES = r'''
     namespace: db
     pvc: data-0
     force: true
+
+- name: Snapshot with the Velero hooks the pods carry, and a freeze for pods nobody may annotate
+  kubesnap.snapshots.k8s_pv_snapshot:
+    namespace: db
+    run_hooks: true
+    hooks:
+      - selector: {app: postgres}
+        pre: {container: postgres, command: [psql, -U, postgres, -c, CHECKPOINT], timeout: 2m}
 '''
 
 RETURN = r'''
@@ -143,6 +214,13 @@ volumes:
         - V(deferred) when the cloud's rate limit deferred it to the next run.
       type: str
       sample: ready
+    consistency:
+      description:
+        - For a volume cut in a hook window, V(application) (its pods were quiesced), V(crash) (a pre hook failed with
+          C(on-error) V(Continue); the snapshot carries the label C(kubesnap.io/consistency=crash)), or C(crash: not cut
+          within cut_timeout ...). Null for a volume no hooked pod mounts.
+      type: str
+      sample: application
     duration:
       description:
         - Seconds from the start of the run's writes (taking the lease, then creating) until the snapshot was seen ready or failed;
@@ -269,6 +347,69 @@ failed_volumes:
   elements: str
   sample:
     - "db/data-0: snapshot data-0-20261130040000 failed: quota exceeded"
+hooks:
+  description:
+    - One entry per pod in a hook window (RV(hooks[].window) numbers the windows); in check mode the windows planned, with
+      C(action) V(would_run).
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {pod: db/pg-0, uid: 0f6c7d2e-1a2b-4c3d-9e8f-001122334455, claims: [data-pg-0, wal-pg-0], window: 0, on_error: Fail,
+       pre: {rc: 0, timed_out: false, error: null, started: 1796551200.1, ended: 1796551200.4, stdout: '', stderr: '', truncated: false},
+       pre_error: null, post: {rc: 0, timed_out: false, error: null, started: 1796551201.2, ended: 1796551201.3, stdout: '', stderr: '',
+       truncated: false}, post_error: null, started: '2026-12-06T10:00:00.100000+00:00', ended: '2026-12-06T10:00:01.300000+00:00',
+       window_seconds: 1.2, restarted: null, gone: false, clear_error: null}
+  contains:
+    pod:
+      description: C(namespace/name).
+      type: str
+      sample: db/pg-0
+    claims:
+      description: The pod's claims cut in its window.
+      type: list
+      elements: str
+      sample: [data-pg-0, wal-pg-0]
+    window:
+      description: The number of the pod's window; pods sharing one were quiesced together.
+      type: int
+      sample: 0
+    pre:
+      description:
+        - How the pre hook ran (C(rc), C(timed_out), C(error), C(started), C(ended) in epoch seconds, C(stdout) and C(stderr) cut
+          to 4096 characters, C(truncated)); null when the pod has none or it did not start.
+      type: dict
+    pre_error:
+      description: Why the pre hook failed (or the mark could not be written); null when it succeeded.
+      type: str
+    post:
+      description: How the post hook ran, as RV(hooks[].pre).
+      type: dict
+    post_error:
+      description: Why the post hook failed; the pod stays marked and the task fails.
+      type: str
+    window_seconds:
+      description:
+        - The freeze window of the pod, from its mark (just before its pre hook) until its post hook returned; the cut, never the
+          upload.
+      type: float
+      sample: 1.2
+    restarted:
+      description: The uid of the pod found under the name at the post hook, when it was recreated within the window; else null.
+      type: str
+    gone:
+      description: The pod was deleted within the window (nothing left to resume).
+      type: bool
+thawed:
+  description:
+    - Pods an earlier run left marked (killed between their pre and post hooks), whose recorded post hook this run ran first;
+      V(thawed), V(failed) (fails the task) or V(in_window) (its run still holds its Lease). V(would_thaw) in check mode.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {pod: db/pg-0, uid: 0f6c7d2e-1a2b-4c3d-9e8f-001122334455, run: cron-7f9c-1234-ab12cd34, since: '2026-12-06T09:00:00+00:00',
+       action: thawed, post: null, error: null}
 api_calls:
   description: API requests made, by HTTP method.
   returned: always
@@ -278,214 +419,16 @@ api_calls:
     POST: 1
 '''
 
-import dataclasses
-import datetime
-import time
-
-from ansible_collections.kubesnap.snapshots.plugins.module_utils import cycle, retention
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import FAILED, PENDING, BackendError, Deferred
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.lease import LeasedWrite
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import snapshot_run
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import (
     AUTH_SPEC, DISCOVERY_SPEC, LEASE_SPEC, TARGETS_SPEC, WRITE_SPEC, KubesnapModule, argument_spec, discovery_constraints,
 )
 
 
-def volume_result(plan, action, reason=None, snapshot=None, name=None):
-    target = plan.target
-    return {'volume': target.display, 'pv': target.pv, 'key': target.key, 'backend': target.backend, 'origin': target.origin,
-            'policy': target.policy.text if target.policy is not None else None, 'action': action,
-            'reason': reason or plan.reason, 'snapshot': snapshot.name if snapshot else name,
-            'state': snapshot.state if snapshot else None, 'duration': None,
-            'stalled': [stalled.name for stalled in plan.stalled],
-            'inconsistent': [{'name': s.name, 'id': s.id, 'backend': s.backend, 'source': s.source, 'reason': why}
-                             for s, why in plan.inconsistent]}
-
-
-def plan(params, registry, targets, now):
-    """(creation plans, owned snapshots by volume key): the targets' plans from their owned snapshots as listed now."""
-    owned = cycle.list_owned(registry, [target.backend for target in targets], params['namespace'])
-    return cycle.plan_creation(targets, owned, now, params['force'], params['stalled_after']), owned
-
-
-def copies_wanted(registry, targets, owned):
-    """The completed snapshots a backend with disaster-recovery copies (aws_copy_to) has not copied yet."""
-    return [snapshot for name in sorted({target.backend for target in targets})
-            for snapshot in registry.get(name).copies_missing(owned)]
-
-
-def copy_result(snapshot, copied=None, error=None, action='copied'):
-    if isinstance(error, Deferred):
-        action = 'deferred'
-    elif error is not None:
-        action = 'failed'
-    return {'snapshot': snapshot.name, 'id': snapshot.id, 'volume_key': snapshot.volume_key, 'action': action,
-            'copy': copied.id if copied is not None else None, 'error': str(error) if error is not None else None}
-
-
-def preview(registry, plans, now):
-    """Check mode: what each target would get."""
-    return [volume_result(plan, 'would_create', name=registry.get(plan.target.backend).snapshot_name(plan.target, now))
-            if plan.due else volume_result(plan, 'skipped') for plan in plans]
-
-
-@dataclasses.dataclass
-class Creation:
-    """What a run created and how it settled: the plans acted on, [(plan, snapshot, error)], and the wait's outcome."""
-
-    plans: list
-    created: list
-    started: float
-    copies: list = dataclasses.field(default_factory=list)
-    latest: dict = dataclasses.field(default_factory=dict)
-    settled_at: dict = dataclasses.field(default_factory=dict)
-    still_pending: str = None
-    # The clock the plans were made by, under the lease: how old a deferred volume's newest backup is.
-    now: datetime.datetime = None
-
-
-class Snapshotting(LeasedWrite):
-    """The due snapshots of `targets`, planned again under the lease by the clock at that moment (the name and the due
-    check), created, and the copies of what completed before this run made (a snapshot made now is copied by the run
-    that sees it completed)."""
-
-    def __init__(self, params, registry, targets):
-        super().__init__()
-        self.params, self.registry, self.targets = params, registry, targets
-        self.must_write = params['force']
-        self.now = self.plans = self.owned = None
-        self.copies = []
-
-    def replan(self):
-        self.now = datetime.datetime.now(datetime.timezone.utc)
-        self.plans, self.owned = plan(self.params, self.registry, self.targets, self.now)
-
-    def act(self, ensure_held):
-        p = self.params
-        created = cycle.create_snapshots(self.registry, self.plans, self.now, p['concurrency'], ensure_held)
-        self.copies = cycle.copy_missing(self.registry, [target.backend for target in self.targets], self.owned, p['concurrency'], ensure_held)
-        return created
-
-
-def act(module, registry, targets, plans, result):
-    """Create the due snapshots under the lease, then wait for them (the lease is released while waiting).
-
-    When another run holds the lease, nothing is created and the first plans are reported.
-    """
-    p = module.params
-    started = time.monotonic()
-    work = module.write_under_lease(Snapshotting(p, registry, targets), result)
-    if not work.written:
-        return Creation(plans, [], started)
-    creation = Creation(work.plans, work.outcome, started, still_pending='still pending after %ss' % p['wait_timeout'],
-                        copies=[copy_result(*copy) for copy in work.copies], now=work.now)
-    made = [snapshot for _plan, snapshot, error in work.outcome if error is None]
-    try:
-        creation.latest, creation.settled_at = cycle.wait_until_settled(registry, made, p['wait_timeout'] if p['wait'] else 0)
-    except (KubeError, BackendError) as exc:
-        # The snapshots exist: report each of them, as pending, rather than fail the run without them.
-        creation.latest = {snapshot.id: snapshot for snapshot in made}
-        creation.still_pending = 'state unknown, waiting failed: %s' % exc
-        module.warn('waiting for the new snapshots failed: %s' % exc)
-    return creation
-
-
-DEFERRED_GRACE = 2  # smallest deltas a deferred volume's newest ready backup may be old before the deferral fails it
-
-
-def deferred_overdue(plan, force, now):
-    """Why a deferred create must fail the volume, or None: a rate limit that keeps postponing a backup must not be silent."""
-    newest = plan.newest
-    if force:
-        return 'a forced snapshot was not made'
-    if newest is None:
-        return 'the volume has no ready backup'
-    if plan.target.policy is None:
-        return None
-    bound = DEFERRED_GRACE * datetime.timedelta(microseconds=retention.nominal_length(plan.target.policy.smallest))
-    if now - newest.created_at > bound:
-        return 'its newest ready backup %s (%s) is older than %d x %s' % (
-            newest.name, newest.created_at.isoformat(), DEFERRED_GRACE, plan.target.policy.tokens[0])
-    return None
-
-
-def report(params, creation, lease_held=None):
-    """One result per target from what was created and how it settled."""
-    outcome = {plan.target.key: (snapshot, error) for plan, snapshot, error in creation.created}
-    volumes = []
-    for plan in creation.plans:
-        if plan.target.key not in outcome:
-            volumes.append(volume_result(plan, 'skipped', lease_held if plan.due else None))
-            continue
-        snapshot, error = outcome[plan.target.key]
-        if isinstance(error, Deferred):
-            # The cloud's rate limit, after the retry budget: the next run tries again; a failure only once the backup is overdue.
-            overdue = deferred_overdue(plan, params['force'], creation.now or datetime.datetime.now(datetime.timezone.utc))
-            entry = volume_result(plan, 'failed' if overdue else 'deferred', 'deferred: %s%s' % (error, '; %s' % overdue if overdue else ''))
-            volumes.append(dict(entry, state='deferred'))
-            continue
-        if error is not None:
-            volumes.append(volume_result(plan, 'failed', str(error)))
-            continue
-        snapshot = creation.latest[snapshot.id]
-        entry = volume_result(plan, 'created', snapshot=snapshot)
-        if snapshot.state == FAILED:
-            entry.update(action='failed', reason='snapshot %s failed: %s' % (snapshot.name, snapshot.error))
-        elif snapshot.state == PENDING and params['wait'] and params['force']:
-            # A one-off (before an upgrade, say) is asked for a backup now: one not ready yet must stop the playbook.
-            entry.update(action='failed', reason='forced snapshot %s is not ready: %s' % (snapshot.name, creation.still_pending))
-        elif snapshot.state == PENDING and params['wait']:
-            entry['reason'] = '%s; %s' % (plan.reason, creation.still_pending)
-        if snapshot.id in creation.settled_at:
-            entry['duration'] = round(creation.settled_at[snapshot.id] - creation.started, 3)
-        volumes.append(entry)
-    return volumes
-
-
-def failures(params, plans, volumes, copies=()):
-    """What fails the task: volumes whose snapshot failed, and every stalled snapshot (a driver that stopped)."""
-    lines = ['%s: %s' % (v['volume'], v['reason']) for v in volumes if v['action'] == 'failed']
-    lines += ['copy of %s: %s' % (c['id'], c['error']) for c in copies if c['action'] == 'failed']
-    for plan in plans:
-        bound = cycle.stalled_bound(plan.target, params['stalled_after'])
-        lines += ['%s: snapshot %s stalled: pending since %s, longer than %d s (stalled_after)'
-                  % (plan.target.display, s.name, s.created_at.isoformat(), bound.total_seconds()) for s in plan.stalled]
-    return lines
-
-
 def main():
-    spec = argument_spec(AUTH_SPEC, TARGETS_SPEC, DISCOVERY_SPEC, LEASE_SPEC, WRITE_SPEC,
-                         force={'type': 'bool', 'default': False}, wait={'type': 'bool', 'default': True},
-                         wait_timeout={'type': 'int', 'default': 300}, stalled_after={'type': 'int'}, hold={'type': 'bool', 'default': False})
-    module = KubesnapModule(argument_spec=spec, **discovery_constraints(spec))
-    p = module.params
-    # `now` previews a later run in check mode; a run that creates goes by the real clock.
-    now = module.now(planning=module.check_mode)
-    result = {'changed': False, 'volumes': [], 'deferred': 0, 'copies': []}
-    try:
-        registry, targets, problems = module.targets()[1:]
-        if p['hold']:
-            # The hold label goes into the create request with the ownership labels: no moment where the snapshot is unheld.
-            targets = [dataclasses.replace(target, hold=True) for target in targets]
-        plans, owned = plan(p, registry, targets, now)
-        wanted = copies_wanted(registry, targets, owned)
-        if module.check_mode:
-            result['volumes'] = preview(registry, plans, now)
-            result['copies'] = [copy_result(snapshot, action='would_copy') for snapshot in wanted]
-            result['changed'] = any(plan.due for plan in plans) or bool(wanted)
-        elif any(plan.due for plan in plans) or wanted:
-            creation = act(module, registry, targets, plans, result)
-            plans = creation.plans
-            result['volumes'] = report(p, creation, result.get('lease_held'))
-            result['deferred'] = sum(1 for volume in result['volumes'] if volume['action'] == 'deferred')
-            result['copies'] = creation.copies
-            result['changed'] = any(error is None for _plan, _snapshot, error in creation.created) or any(
-                c['action'] == 'copied' for c in creation.copies)
-        else:
-            result['volumes'] = [volume_result(plan, 'skipped') for plan in plans]
-    except (KubeError, BackendError) as exc:
-        module.fail_api(exc)
-    module.exit_or_fail(failures(p, plans, result['volumes'], result['copies']), 'some volumes were not snapshotted', problems, **result)
+    spec = argument_spec(AUTH_SPEC, TARGETS_SPEC, DISCOVERY_SPEC, LEASE_SPEC, WRITE_SPEC, **snapshot_run.OWN_SPEC)
+    module = KubesnapModule(argument_spec=spec, bounds=snapshot_run.BOUNDS, **discovery_constraints(spec))
+    snapshot_run.run(module)
 
 
 if __name__ == '__main__':

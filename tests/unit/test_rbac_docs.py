@@ -26,3 +26,12 @@ def test_the_scheduled_cycle_can_be_given_the_resource_backups_rights():
         return [subject['name'] for subject in binding['subjects']]
     assert backup_subjects() == ['kubesnap-resource-backup']
     assert backup_subjects(rbac_resource_backup_cycle=True) == ['kubesnap-resource-backup', 'kubesnap']
+
+
+def test_pods_exec_is_granted_only_with_rbac_hooks():
+    def main_rules(**overrides):
+        items = yaml.safe_load(render(**overrides))['items']
+        [role] = [i for i in items if i['kind'] == 'ClusterRole' and i['metadata']['name'] == 'kubesnap']
+        return role['rules']
+    assert {'apiGroups': [''], 'resources': ['pods/exec'], 'verbs': ['create']} in main_rules()
+    assert not [rule for rule in main_rules(rbac_hooks=False) if set(rule['resources']) & {'pods', 'pods/exec'}]

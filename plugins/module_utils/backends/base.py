@@ -24,6 +24,10 @@ SOURCE_KEY = 'kubesnap.io/source'
 # "false" holds: a typo ("yes", "ture") must not be what lets a snapshot someone meant to keep be deleted.
 HOLD_KEY = 'kubesnap.io/hold'
 HOLD_VALUES = ('true', 'false')
+# A snapshot cut without its application quiesced although hooks asked for it (a pre hook failed with on-error Continue):
+# written in the create request, so it is never mistaken for an application-consistent one.
+CONSISTENCY_KEY = 'kubesnap.io/consistency'
+CRASH_CONSISTENT = 'crash'
 POLICY_ANNOTATION = 'kubesnap.io/policy'
 ORIGIN_ANNOTATION = 'kubesnap.io/origin'
 
@@ -84,6 +88,14 @@ class Snapshot:
     source: str | None = dataclasses.field(default=None, compare=False)
     # A disaster-recovery copy (EBS `aws_copy_to`): the group its copies form (the region), weighed apart from the originals.
     copy_group: str | None = dataclasses.field(default=None, compare=False)
+    # When the backend cut it (the point in time its data is of), once known: CSI the content's creationTime, EBS the
+    # create's StartTime, GCE the creation once the snapshot left CREATING. None while it is not cut yet.
+    cut_at: datetime.datetime | None = dataclasses.field(default=None, compare=False)
+
+    @property
+    def cut(self):
+        """Whether the data is taken (an application quiesced for it may resume): cut, or settled without a cut (failed)."""
+        return self.cut_at is not None or self.state != PENDING
 
     @property
     def held(self):
@@ -230,6 +242,10 @@ class Backend:
     def delete(self, snapshot: Snapshot) -> None:
         """Delete one snapshot; one already gone counts as deleted."""
         raise NotImplementedError
+
+    def current(self, snapshot: Snapshot) -> Snapshot | None:
+        """The snapshot as it is now (one read), or None when it is gone: how a run waits for a cut (cycle.wait_until_cut)."""
+        return snapshot
 
     def copies_missing(self, owned_by_key: dict) -> list:
         """Snapshots of ours to copy elsewhere (EBS `aws_copy_to`) this run; [] for a backend that makes no copies."""
@@ -400,6 +416,9 @@ class CloudBackend(Backend):
         """The snapshot as it is now (an adopted one under its planned volume key), or None when it is gone."""
         raise NotImplementedError
 
+    def current(self, snapshot):
+        return self.read_snapshot(snapshot)
+
     def delete_snapshot(self, snapshot):
         """The delete call; a snapshot already gone counts as deleted."""
         raise NotImplementedError
@@ -525,6 +544,8 @@ def ownership_labels(target):
     }
     if target.hold:
         labels[HOLD_KEY] = 'true'
+    if target.crash_consistent:
+        labels[CONSISTENCY_KEY] = CRASH_CONSISTENT
     return labels
 
 

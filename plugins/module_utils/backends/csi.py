@@ -73,7 +73,9 @@ def snapshot_from_object(obj, seen=None):
         created_at=parse_time(status.get('creationTime')) or parse_time(meta['creationTimestamp']),
         state=state, labels=labels, annotations=annotations,
         size=interned(status.get('restoreSize')), error=error, uid=meta.get('uid'), version=meta.get('resourceVersion'),
-        source=interned(snapshot_source(obj)))
+        source=interned(snapshot_source(obj)),
+        # The snapshot controller copies the content's creationTime once the driver's CreateSnapshot returned: the cut.
+        cut_at=parse_time(status.get('creationTime')))
 
 
 def _same_as_before(seen, volume_key, labels, annotations):
@@ -264,6 +266,10 @@ class CsiBackend(base.Backend):
                 or source.get('persistentVolumeClaimName') != target.pvc):
             return None
         return snapshot_from_object(obj)
+
+    def current(self, snapshot):
+        found = k8s_service.get_or_none(self._client, resource_path(GROUP_VERSION, 'volumesnapshots', snapshot.namespace, snapshot.name))
+        return snapshot_from_object(found) if found is not None else None
 
     def settle(self, snapshots, deadline, clock, sleep=time.sleep, rng=random.random):
         """Yield each pending snapshot once it is ready or failed, as k8s_wait hears of it (one list, then a watch).

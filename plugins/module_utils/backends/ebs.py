@@ -147,7 +147,9 @@ def snapshot_from_ec2(item, region, volume_key=None):
         annotations={key: tags[key] for key in (base.POLICY_ANNOTATION, base.ORIGIN_ANNOTATION) if key in tags},
         namespace=tags.get(NAMESPACE_TAG), size='%dGi' % item['VolumeSize'] if item.get('VolumeSize') is not None else None,
         error=(item.get('StateMessage') or 'snapshot failed') if state == base.FAILED else None,
-        uid=item['SnapshotId'], source=tags.get(TAKEN_OF_TAG) if copy else item.get('VolumeId'), copy_group=region if copy else None)
+        uid=item['SnapshotId'], source=tags.get(TAKEN_OF_TAG) if copy else item.get('VolumeId'), copy_group=region if copy else None,
+        # EBS takes the point-in-time data when CreateSnapshot answers (StartTime); the rest is the upload.
+        cut_at=item['StartTime'])
 
 
 def split_id(snapshot_id):

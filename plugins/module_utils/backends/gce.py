@@ -47,6 +47,7 @@ LABEL_KEYS = {
     base.VOLUME_KEY: 'kubesnap-volume',
     base.SOURCE_KEY: 'kubesnap-source',
     base.HOLD_KEY: 'kubesnap-hold',
+    base.CONSISTENCY_KEY: 'kubesnap-consistency',
 }
 NAMESPACE_LABEL = 'kubesnap-namespace'
 # How the volume was attached (csi or in-tree): a disk restored from the snapshot is offered to Kubernetes the same way.
@@ -568,7 +569,9 @@ class GceBackend(base.CloudBackend):
             labels=labels, annotations=_annotations(item.get('description')), namespace=labels.get(NAMESPACE_LABEL),
             size='%sGi' % item['diskSizeGb'] if item.get('diskSizeGb') else None,
             error='snapshot failed' if state == base.FAILED else None, uid=str(item.get('id')) if item.get('id') else None,
-            version=item.get('labelFingerprint'), source=source)
+            version=item.get('labelFingerprint'), source=source,
+            # CREATING: the disk is being read; UPLOADING: the data is taken, only its upload goes on.
+            cut_at=parse_timestamp(item['creationTimestamp']) if item.get('status') in ('UPLOADING', 'READY') else None)
 
     def _source_and_key(self, disk, label):
         """(Snapshot.source, volume key) of a snapshot of `disk` (its sourceDisk path) carrying volume label `label`.

@@ -8,7 +8,7 @@ import pytest
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import FAILED, PENDING, READY, Deferred
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.cycle import plan_creation
-from ansible_collections.kubesnap.snapshots.plugins.modules.k8s_pv_snapshot import Creation, failures, report
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.snapshot_run import Creation, failures, report
 from ansible_collections.kubesnap.snapshots.tests.unit.plugins.module_utils.test_cycle import NOW, POLICY, snap, target
 
 
