@@ -30,9 +30,9 @@ description:
   - With O(run_hooks) (or O(hooks)), application-consistent snapshots. Every running pod that mounts a claim about to be
     snapshotted and asks for hooks (Velero's pod annotations C(pre.hook.backup.velero.io/command) and
     C(post.hook.backup.velero.io/command), with C(container), C(on-error) and C(timeout) beside them, or an entry of
-    O(hooks)) gets a window: the pod is marked (annotation C(kubesnap.io/hook-mark)), its pre hook runs, all the claims of
-    the window are snapshotted, the run waits until each snapshot is cut (CSI: its C(status.creationTime); EBS: the
-    create returned; GCE: the snapshot left C(CREATING)), the post hook runs and the mark is removed. Only then does the
+    O(hooks)) gets a window. The pod is marked (annotation C(kubesnap.io/hook-mark)), its pre hook runs, all the claims of
+    the window are snapshotted, the run waits until each snapshot is cut (CSI - its C(status.creationTime), EBS - the
+    create returned, GCE - the snapshot left C(CREATING)), the post hook runs and the mark is removed. Only then does the
     run wait for the snapshots to become ready. See docs/hooks.md.
   - The post hook runs on every path (a failed create, a cut that does not come within O(cut_timeout), a lost Lease,
     SIGTERM). A run killed outright leaves the mark; every later run with hooks, and M(kubesnap.snapshots.k8s_pv_thaw),
@@ -87,7 +87,7 @@ options:
     type: int
   run_hooks:
     description:
-      - Run the pre and post hooks of the pods that mount the claims being snapshotted (see above). Off by default: a run
+      - Run the pre and post hooks of the pods that mount the claims being snapshotted (see above). Off by default, so that a run
         without hooks lists no pod and execs nothing.
     type: bool
     default: false
@@ -129,7 +129,7 @@ options:
   cut_timeout:
     description:
       - Seconds a window waits for its snapshots to be cut before it runs the post hooks anyway (from 1 to 86400). A snapshot
-        cut later is reported with RV(volumes[].consistency) C(crash: not cut within cut_timeout...).
+        cut later is reported with RV(volumes[].consistency) starting with V(crash), saying so.
     type: int
     default: 60
 '''
@@ -217,8 +217,9 @@ volumes:
     consistency:
       description:
         - For a volume cut in a hook window, V(application) (its pods were quiesced), V(crash) (a pre hook failed with
-          C(on-error) V(Continue); the snapshot carries the label C(kubesnap.io/consistency=crash)), or C(crash: not cut
-          within cut_timeout ...). Null for a volume no hooked pod mounts.
+          C(on-error) V(Continue); the snapshot carries the label C(kubesnap.io/consistency=crash)), or V(crash) followed by
+          why (not cut within O(cut_timeout), so the post hook ran before the backend took the data). Null for a volume no hooked
+          pod mounts.
       type: str
       sample: application
     duration:
@@ -374,20 +375,44 @@ hooks:
       description: The number of the pod's window; pods sharing one were quiesced together.
       type: int
       sample: 0
+    uid:
+      description: The pod's uid when the window was planned.
+      type: str
+      sample: 0f6c7d2e-1a2b-4c3d-9e8f-001122334455
+    on_error:
+      description: The pre hook's C(on-error), V(Fail) or V(Continue); null without a pre hook.
+      type: str
+      sample: Fail
     pre:
       description:
         - How the pre hook ran (C(rc), C(timed_out), C(error), C(started), C(ended) in epoch seconds, C(stdout) and C(stderr) cut
           to 4096 characters, C(truncated)); null when the pod has none or it did not start.
       type: dict
+      sample: {rc: 0, timed_out: false, error: null, started: 1796551200.1, ended: 1796551200.4, stdout: '', stderr: '', truncated: false}
     pre_error:
       description: Why the pre hook failed (or the mark could not be written); null when it succeeded.
       type: str
+      sample: exited 1, could not lock
     post:
       description: How the post hook ran, as RV(hooks[].pre).
       type: dict
+      sample: {rc: 0, timed_out: false, error: null, started: 1796551201.2, ended: 1796551201.3, stdout: '', stderr: '', truncated: false}
     post_error:
       description: Why the post hook failed; the pod stays marked and the task fails.
       type: str
+      sample: timed out
+    started:
+      description: When the pod was marked, just before its pre hook (ISO 8601).
+      type: str
+      sample: '2026-12-06T10:00:00.100000+00:00'
+    ended:
+      description: When its post hook returned (ISO 8601).
+      type: str
+      sample: '2026-12-06T10:00:01.300000+00:00'
+    clear_error:
+      description: Why the mark could not be removed after a post hook that succeeded (the next run runs the post hook again).
+      type: str
+      sample: null
     window_seconds:
       description:
         - The freeze window of the pod, from its mark (just before its pre hook) until its post hook returned; the cut, never the
@@ -397,9 +422,11 @@ hooks:
     restarted:
       description: The uid of the pod found under the name at the post hook, when it was recreated within the window; else null.
       type: str
+      sample: 7a1b2c3d-4e5f-4a6b-8c7d-8e9f00112233
     gone:
       description: The pod was deleted within the window (nothing left to resume).
       type: bool
+      sample: false
 thawed:
   description:
     - Pods an earlier run left marked (killed between their pre and post hooks), whose recorded post hook this run ran first;
@@ -410,6 +437,35 @@ thawed:
   sample:
     - {pod: db/pg-0, uid: 0f6c7d2e-1a2b-4c3d-9e8f-001122334455, run: cron-7f9c-1234-ab12cd34, since: '2026-12-06T09:00:00+00:00',
        action: thawed, post: null, error: null}
+  contains:
+    pod:
+      description: C(namespace/name).
+      type: str
+      sample: db/pg-0
+    uid:
+      description: The pod's uid.
+      type: str
+      sample: 0f6c7d2e-1a2b-4c3d-9e8f-001122334455
+    run:
+      description: The run that left the mark (its Lease holder identity).
+      type: str
+      sample: cron-7f9c-1234-ab12cd34
+    since:
+      description: When that run marked the pod, just before its pre hook.
+      type: str
+      sample: '2026-12-06T09:00:00+00:00'
+    action:
+      description: V(thawed), V(would_thaw) (check mode), V(in_window) (its run still holds its Lease) or V(failed).
+      type: str
+      sample: thawed
+    post:
+      description: How the recorded post hook ran (as RV(hooks[].post)); null when none ran.
+      type: dict
+      sample: {rc: 0, timed_out: false, error: null, started: 1796551200.1, ended: 1796551200.3, stdout: '', stderr: '', truncated: false}
+    error:
+      description: Why the pod was not thawed; null otherwise.
+      type: str
+      sample: null
 api_calls:
   description: API requests made, by HTTP method.
   returned: always

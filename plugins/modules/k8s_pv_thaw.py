@@ -13,7 +13,7 @@ description:
   - M(kubesnap.snapshots.k8s_pv_snapshot) marks a pod (annotation C(kubesnap.io/hook-mark)) before its pre hook and removes
     the mark after its post hook. A run killed in between (SIGKILL, a lost node) leaves the mark. This module finds every
     marked pod, runs the post hook the mark records (no configuration needed) and removes the mark.
-  - A mark whose run still holds the Lease it was taken under is a window open now: it is left alone (V(in_window)) unless
+  - A mark whose run still holds the Lease it was taken under is a window open now, and is left alone (V(in_window)) unless
     O(force).
   - A post hook that fails keeps the mark and fails the task. A mark that is not one this collection writes is reported and
     fails the task; it is never guessed at.
@@ -70,12 +70,15 @@ thawed:
     uid:
       description: The pod's uid.
       type: str
+      sample: 0f6c7d2e-1a2b-4c3d-9e8f-001122334455
     run:
       description: The run that left the mark (its Lease holder identity).
       type: str
+      sample: cron-7f9c-1234-ab12cd34
     since:
       description: When that run marked the pod, just before its pre hook.
       type: str
+      sample: '2026-12-06T09:00:00+00:00'
     action:
       description: V(thawed), V(would_thaw) (check mode), V(in_window) or V(failed).
       type: str
@@ -83,9 +86,11 @@ thawed:
     post:
       description: How the recorded post hook ran (as RV(kubesnap.snapshots.k8s_pv_snapshot#module:hooks[].post)); null when none ran.
       type: dict
+      sample: {rc: 0, timed_out: false, error: null, started: 1796551200.1, ended: 1796551200.3, stdout: '', stderr: '', truncated: false}
     error:
       description: Why the pod was not thawed; null otherwise.
       type: str
+      sample: null
 failed_volumes:
   description: One line per pod that could not be thawed; the task fails listing them.
   returned: when a pod could not be thawed
@@ -101,12 +106,13 @@ api_calls:
 '''
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import hook_run
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import AUTH_SPEC, KubesnapModule, argument_spec
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import AUTH_SPEC, KubesnapModule
 
 
 def main():
-    spec = argument_spec(AUTH_SPEC, namespace={'type': 'str'}, force={'type': 'bool', 'default': False},
-                         concurrency={'type': 'int', 'default': 20})
+    # The connection only: a thaw reads pods and Leases and execs; no backend is set up.
+    spec = dict({name: dict(option) for name, option in AUTH_SPEC.items()}, namespace={'type': 'str'},
+                force={'type': 'bool', 'default': False}, concurrency={'type': 'int', 'default': 20})
     module = KubesnapModule(argument_spec=spec)
     hook_run.thaw_run(module)
 
