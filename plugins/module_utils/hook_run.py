@@ -118,6 +118,12 @@ class PodRun:
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
 
     @property
+    def quiesced(self):
+        """Whether anything may have quiesced the pod: it was marked and its pre hook (if any) started. A pre hook the
+        apiserver refused (no pods/exec, pod gone) ran nothing: its post hook is still tried, but its refusal keeps no mark."""
+        return self.marked and (self.pod.pre is None or self.pre is not None)
+
+    @property
     def pre_failed_with(self):
         """The pre hook's on-error (Fail or Continue) when it failed (or the mark could not be written), else None."""
         if self.pre_error is None:
@@ -211,7 +217,7 @@ class WindowRun:
                     # is not frozen does no harm. A failure keeps the mark: the next run tries again, first.
                     pod_run.post, error = self.side.execute(pod.namespace, pod.name, pod.post)
                     pod_run.post_error = error or hooks.exec_failure(pod_run.post)
-                if pod_run.post_error is None:
+                if pod_run.post_error is None or not pod_run.quiesced:
                     try:
                         self.side.clear(pod.namespace, pod.name, pod.uid)
                     except KubeError as exc:
@@ -235,7 +241,7 @@ class WindowRun:
         """One line per pod whose post hook failed (its application may still be quiesced) or whose mark stayed."""
         lines = []
         for pod_run in self.pods:
-            if pod_run.post_error:
+            if pod_run.post_error and pod_run.quiesced:
                 lines.append('pod %s: post hook failed, the application may still be quiesced (the next run or k8s_pv_thaw runs '
                              'it again): %s' % (pod_run.pod.display, pod_run.post_error))
             if pod_run.clear_error:

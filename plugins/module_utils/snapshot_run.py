@@ -141,10 +141,9 @@ class Snapshotting(LeasedWrite):
             snapshots = [snapshot for _claim, snapshot, error in made if error is None]
             latest = cycle.wait_until_cut(self.registry, snapshots, time.monotonic() + p['cut_timeout'], stop=self.stop)
             for claim, snapshot, error in made:
-                if error is None:
-                    current = latest.get(snapshot.id, snapshot)
-                    self.consistency[by_claim[claim].target.key] = (
-                        hooks_consistency(claim in crash, current.cut, p['cut_timeout']))
+                current = latest.get(snapshot.id) if error is None else None
+                if current is not None and current.state != FAILED:  # a failed snapshot is no backup, consistent or not
+                    self.consistency[by_claim[claim].target.key] = hooks_consistency(claim in crash, current.cut, p['cut_timeout'])
             return {claim: (snapshot, error) for claim, snapshot, error in made}
 
         try:

@@ -42,7 +42,7 @@ description:
     V(Continue) they are snapshotted and labelled C(kubesnap.io/consistency=crash) in the create request. A hook that
     cannot be run as written (a command that is not valid JSON, an unknown container, a bad timeout) fails its pod's claims,
     naming the pod and the annotation. Hooks run in parallel, at most O(concurrency) windows at once.
-  - Hooks need C(create) on C(pods/exec) and C(get), C(list) and C(patch) on C(pods) (the C(rbac) role's C(rbac_hooks)).
+  - Hooks need C(get) and C(create) on C(pods/exec) and C(get), C(list) and C(patch) on C(pods) (the C(rbac) role's C(rbac_hooks)).
 extends_documentation_fragment:
   - kubesnap.snapshots.k8s_auth
   - kubesnap.snapshots.backends

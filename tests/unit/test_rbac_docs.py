@@ -33,5 +33,5 @@ def test_pods_exec_is_granted_only_with_rbac_hooks():
         items = yaml.safe_load(render(**overrides))['items']
         [role] = [i for i in items if i['kind'] == 'ClusterRole' and i['metadata']['name'] == 'kubesnap']
         return role['rules']
-    assert {'apiGroups': [''], 'resources': ['pods/exec'], 'verbs': ['create']} in main_rules()
+    assert {'apiGroups': [''], 'resources': ['pods/exec'], 'verbs': ['get', 'create']} in main_rules()
     assert not [rule for rule in main_rules(rbac_hooks=False) if set(rule['resources']) & {'pods', 'pods/exec'}]

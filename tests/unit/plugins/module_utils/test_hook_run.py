@@ -33,9 +33,11 @@ class RecordingSide:
     def execute(self, namespace, name, hook):
         if hook.phase == 'pre' and self.pre_pause:
             time.sleep(self.pre_pause)
-        self.record(hook.phase, name, hook.command)
         outcome = self.results.get((name, hook.phase), Result())
-        return (None, outcome) if isinstance(outcome, str) else (outcome, None)
+        if isinstance(outcome, str):  # refused before the stream opened: nothing ran
+            return None, outcome
+        self.record(hook.phase, name, hook.command)
+        return outcome, None
 
     def mark(self, pod_hooks, since):
         if (pod_hooks.name, 'mark') in self.results:
@@ -185,3 +187,11 @@ def test_thaw_marked_runs_the_recorded_post_hook_of_other_runs_and_leaves_live_w
     assert side.events == [('post', 'a', ('/bin/unfreeze', '/data')), ('clear', 'a')]
     forced = hook_run.thaw_marked([marked('b', 'run-alive')], side, force=True)
     assert forced[0]['action'] == 'thawed'
+
+
+def test_a_pre_hook_the_apiserver_refused_ran_nothing_so_a_refused_post_keeps_no_mark():
+    refused = 'pods "db-0" is forbidden: cannot get resource "pods/exec" (403 Forbidden)'
+    side = RecordingSide({('db-0', 'pre'): refused, ('db-0', 'post'): refused})
+    window_run = hook_run.WindowRun(window_of(hooked('db-0', ['data'])), side, threading.Event()).run(cutter(side))
+    assert [e[0] for e in side.events] == ['mark', 'cut', 'clear'] and window_run.failures() == []
+    assert window_run.refused()[('db', 'data')].endswith(refused)

@@ -125,14 +125,13 @@ def test_workload_window_joins_the_pods_of_one_controller():
     pods = [hooked('pg-%d' % i, ['data-pg-%d' % i], owner=('StatefulSet', 'pg')) for i in range(3)]
     pods.append(hooked('cache-1', ['c1'], owner=('StatefulSet', 'cache')))
     claims = {('db', c) for c in ('data-pg-0', 'data-pg-1', 'data-pg-2', 'c1')}
-    per_pod, _ = hooks.plan_windows(pods, claims)
+    per_pod = hooks.plan_windows(pods, claims)[0]
     assert len(per_pod) == 4
-    joined, _ = hooks.plan_windows(pods, claims, default_window='workload')
+    joined = hooks.plan_windows(pods, claims, default_window='workload')[0]
     assert sorted(len(w.pods) for w in joined) == [1, 3]
-    by_annotation, _ = hooks.plan_windows([hooked('pg-0', ['data-pg-0'], owner=('StatefulSet', 'pg'),
-                                                  annotations={hooks.WINDOW_ANNOTATION: 'workload'}),
-                                           hooked('pg-1', ['data-pg-1'], owner=('StatefulSet', 'pg'),
-                                                  annotations={hooks.WINDOW_ANNOTATION: 'workload'})], claims)
+    annotated = [hooked('pg-%d' % i, ['data-pg-%d' % i], owner=('StatefulSet', 'pg'), annotations={hooks.WINDOW_ANNOTATION: 'workload'})
+                 for i in range(2)]
+    by_annotation = hooks.plan_windows(annotated, claims)[0]
     assert len(by_annotation) == 1
 
 
