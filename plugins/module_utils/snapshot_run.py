@@ -164,7 +164,7 @@ class Snapshotting(LeasedWrite):
     def create(self, plan, crash, ensure_held):
         ensure_held()
         target = dataclasses.replace(plan.target, crash_consistent=True) if crash else plan.target
-        return self.registry.get(target.backend).create(target, self.now)
+        return self.registry.get(target.backend).create(target, self.now, cut_only=True)
 
 
 def hooks_consistency(crash, cut, cut_timeout):

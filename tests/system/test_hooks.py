@@ -236,8 +236,8 @@ def test_a_pod_recreated_within_its_window_is_reported_and_gets_the_post_hook(ku
     ({PRE + "container": "nope"}, PRE + "container", "container 'nope' is not in the pod (it has app)"),
     ({PRE + "command": '["/bin/sh", "-c", "sync"'}, PRE + "command", "is not valid JSON"),
 ])
-def test_hooks_that_cannot_run_as_written_fail_their_claims_naming_pod_and_annotation(kube, namespace, exec_server, running_pod, snap,
-                                                                                       annotations, field, words):
+def test_hooks_that_cannot_run_as_written_fail_their_claims_naming_pod_and_annotation(
+        kube, namespace, exec_server, running_pod, snap, annotations, field, words):
     protect(kube, namespace, "data", "other")
     hooked_pod(kube, running_pod, namespace, "db", ["data"])
     kube.core.patch_namespaced_pod("db", namespace, {"metadata": {"annotations": annotations}})
@@ -279,3 +279,61 @@ def test_an_account_without_pods_exec_fails_clearly_and_leaves_no_mark(kube, clu
     assert volume["reason"].startswith(f"pre hook of pod {namespace}/db failed (on-error Fail), so it was not snapshotted: "), volume
     assert f'cannot get resource "pods/exec" in API group "" in the namespace "{namespace}"' in volume["reason"], volume
     assert mark_of(kube, namespace, "db") is None and volume_snapshots(kube, namespace) == {}
+
+
+@pytest.fixture
+def ec2_server():
+    from .ec2_server import Ec2Server  # pylint: disable=import-outside-toplevel
+
+    server = Ec2Server(seed=21).start()
+    yield server
+    server.stop()
+
+
+def test_ebs_claims_are_cut_in_their_window_and_continue_tags_the_snapshot_crash_consistent(kube, namespace, ec2_server, exec_server,
+                                                                                            exec_kubeconfig, running_pod):
+    from .test_cloud_backends import REGION, ec2_client  # pylint: disable=import-outside-toplevel
+    from .test_ebs import ebs_claim  # pylint: disable=import-outside-toplevel
+
+    ec2 = ec2_client(ec2_server)
+    ebs_claim(kube, ec2, namespace, "quiet")
+    ebs_claim(kube, ec2, namespace, "busy")
+    hooked_pod(kube, running_pod, namespace, "quiet", ["quiet"])
+    hooked_pod(kube, running_pod, namespace, "busy", ["busy"], pre='["/bin/sh", "-c", "exit 1"]', pre_on_error="Continue")
+    aws = {"aws_endpoint_url": ec2_server.endpoint, "aws_region": REGION, "aws_access_key": "testing", "aws_secret_key": "testing"}
+    result = run_module("k8s_pv_snapshot", str(exec_kubeconfig), namespace=namespace, lease_namespace=namespace, run_hooks=True, **aws)
+    assert not result.get("failed"), result
+    volumes = {v["volume"]: v for v in result["volumes"]}
+    assert volumes[f"{namespace}/quiet"]["consistency"] == "application" and volumes[f"{namespace}/busy"]["consistency"] == "crash", result
+    tags = {}
+    for snapshot in ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"]:
+        found = {tag["Key"]: tag["Value"] for tag in snapshot.get("Tags") or []}
+        if found.get("kubesnap.io/namespace") == namespace:
+            tags[found["Name"]] = found
+    assert tags[volumes[f"{namespace}/busy"]["snapshot"]].get("kubesnap.io/consistency") == "crash"
+    assert "kubesnap.io/consistency" not in tags[volumes[f"{namespace}/quiet"]["snapshot"]]
+    for pod in ("quiet", "busy"):
+        [pre] = [c for c in exec_server.calls_in(namespace) if c["pod"] == pod and c["command"][-1] != "echo thawed > state"]
+        [post] = calls_of(exec_server, namespace, pod, THAW)
+        assert pre["ended"] <= post["started"] and mark_of(kube, namespace, pod) is None
+
+
+def test_a_gce_window_closes_when_the_snapshot_left_creating_not_when_it_is_uploaded(
+        kube, namespace, audit, cluster, gce_compute, exec_server, exec_kubeconfig, running_pod):
+    from .gce_harness import PROJECT, GceHarness  # pylint: disable=import-outside-toplevel
+
+    harness = GceHarness(cluster, kube, audit, gce_compute)
+    harness.claim(namespace, "data", annotations={DELTAS: "PT1H P1D"})
+    gce_compute.creating_seconds, gce_compute.uploading_seconds = 1.0, 8.0
+    hooked_pod(kube, running_pod, namespace, "db", ["data"])
+    result = run_module("k8s_pv_snapshot", str(exec_kubeconfig), namespace=namespace, lease_namespace=namespace, run_hooks=True,
+                        wait_timeout=60, **dict(harness.args, gce_project=PROJECT))
+    assert not result.get("failed"), result
+    [volume] = result["volumes"]
+    assert volume["state"] == "ready" and volume["consistency"] == "application", volume
+    [made] = [s for s in gce_compute.snapshots.values() if s["name"] == volume["snapshot"]]
+    cut = made["_created"] + gce_compute.creating_seconds  # it left CREATING then
+    uploaded = cut + gce_compute.uploading_seconds
+    [pre] = calls_of(exec_server, namespace, "db", FREEZE)
+    [post] = calls_of(exec_server, namespace, "db", THAW)
+    assert pre["ended"] <= made["_created"] and cut <= post["started"] < uploaded, (pre, made["_created"], cut, post, uploaded)

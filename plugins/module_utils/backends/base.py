@@ -228,8 +228,12 @@ class Backend:
         """The name a snapshot of this target taken at `now` gets (`attempt` > 1: the earlier names were taken)."""
         raise NotImplementedError
 
-    def create(self, target, now: datetime.datetime) -> Snapshot:
-        """Create a snapshot named by snapshot_name, with the ownership labels in the same request."""
+    def create(self, target, now: datetime.datetime, cut_only: bool = False) -> Snapshot:
+        """Create a snapshot named by snapshot_name, with the ownership labels in the same request.
+
+        `cut_only`: return as soon as the data is taken (a hook window waits for the cut, never for the upload); a backend
+        whose create returns at the cut anyway (CSI, EBS) ignores it.
+        """
         raise NotImplementedError
 
     def settle(self, snapshots: list, deadline: float, clock) -> t.Iterator[Snapshot]:

@@ -225,8 +225,9 @@ class CsiBackend(base.Backend):
         return [snapshot for path in paths
                 for snapshot in self._client.list_all(path, OWNED_SELECTOR, transform=functools.partial(_owned_record, seen=seen))]
 
-    def create(self, target, now):
-        """Create the VolumeSnapshot; a name taken within the same second (a forced re-run) gets a suffix."""
+    def create(self, target, now, cut_only=False):
+        """Create the VolumeSnapshot; a name taken within the same second (a forced re-run) gets a suffix. The create returns at
+        once (`cut_only` changes nothing): the cut shows later as status.creationTime (cycle.wait_until_cut)."""
         for attempt in range(1, NAME_ATTEMPTS):
             try:
                 return self._create(target, self.snapshot_name(target, now, attempt))

@@ -336,8 +336,9 @@ class EbsBackend(base.CloudBackend):
         policy = target.policy.text if target.policy is not None else 'none'
         return cut('kubesnap: %s (%s), policy %s' % (target.display, target.volume['volume_id'], policy), 255)
 
-    def create(self, target, now):
-        """CreateSnapshot with the ownership tags in the request; rate limits waited out, then Deferred.
+    def create(self, target, now, cut_only=False):
+        """CreateSnapshot with the ownership tags in the request; rate limits waited out, then Deferred. Its answer is the cut
+        (the point in time of the data), `cut_only` or not.
 
         The create is not idempotent (no client token), so a lost answer (5xx, timeout) is never followed by another create:
         the snapshot it may have made is looked for (by its Name tag and volume) over LANDED_PAUSES (7.5 s), as listings are

@@ -589,8 +589,11 @@ class GceBackend(base.CloudBackend):
 
     # Creating ----------------------------------------------------------------------------------------------------
 
-    def create(self, target, now):
+    def create(self, target, now, cut_only=False):
         """Create the snapshot with its labels in the request; a name taken within the same second gets a suffix.
+
+        The operation is DONE only once the snapshot is READY (uploaded); with `cut_only` (a hook window) the create returns
+        as soon as the snapshot left CREATING (UPLOADING: its data is taken), and settle() waits for READY as usual.
 
         Rate and quota errors (an HTTP 429/503 or an operation failing with RESOURCE_OPERATION_RATE_EXCEEDED) are tried
         again with jittered backoff until the retry budget is spent; then the volume is deferred to a later run.
@@ -601,7 +604,7 @@ class GceBackend(base.CloudBackend):
             name = self.snapshot_name(target, now, attempt)
             # A name taken is another request's (a retry of ours carries its requestId and gets its own operation back).
             try:
-                return self._create(target, volume, name, deadline)
+                return self._create(target, volume, name, deadline, cut_only)
             except GceError as exc:
                 if exc.reason not in ALREADY_EXISTS or attempt == NAME_ATTEMPTS:
                     raise
@@ -610,7 +613,7 @@ class GceBackend(base.CloudBackend):
     def find_snapshot(self, target, name):
         return self._get_snapshot(self._volume(target)['project'], name)
 
-    def _create(self, target, volume, name, deadline):
+    def _create(self, target, volume, name, deadline, cut_only=False):
         body = {'name': name, 'labels': gce_labels(target), 'description': _description(target)}
         if self._params.get('gce_storage_locations'):
             body['storageLocations'] = list(self._params['gce_storage_locations'])
@@ -620,7 +623,8 @@ class GceBackend(base.CloudBackend):
 
         def attempt():
             nonlocal request_id
-            operation = self._wait(self.api.call('POST', '%s/createSnapshot' % disk_path(volume), {'requestId': request_id}, body, deadline))
+            operation = self.api.call('POST', '%s/createSnapshot' % disk_path(volume), {'requestId': request_id}, body, deadline)
+            operation = self._wait_cut(operation, volume['project'], name) if cut_only else self._wait(operation)
             error = _operation_error(operation, 'snapshot %s of %s' % (name, disk_path(volume)))
             if error is not None:
                 request_id = str(uuid.uuid4())
@@ -636,6 +640,26 @@ class GceBackend(base.CloudBackend):
             return self.landed_or_deferred(target, name, '%s: still rate-limited after %ss; deferred to a later run (%s)'
                                            % (disk_path(volume), self.api.retry_budget, exc), exc)
         return self._get_snapshot(volume['project'], name) or self._pending_record(target, volume, name, body)
+
+    # Reads of a snapshot being cut that may find it absent before the operation is read instead (a create refused for quota
+    # makes no snapshot: its operation says why).
+    CUT_ABSENT_READS = 10
+    CUT_PAUSE = 0.2
+
+    def _wait_cut(self, operation, project, name):
+        """The operation as it was accepted once the snapshot `name` left CREATING (its data taken), else as _wait finds it: the
+        snapshot failed, or did not show within CUT_ABSENT_READS reads, or gce_operation_timeout passed."""
+        deadline = self._clock() + self._params.get('gce_operation_timeout', 120)
+        absent = 0
+        while operation.get('status') != 'DONE' and self._clock() < deadline:
+            item = self._get_item(project, name)
+            if item is not None and item.get('status') in ('UPLOADING', 'READY'):
+                return operation
+            absent = absent + 1 if item is None else 0
+            if (item is not None and item.get('status') != 'CREATING') or absent >= self.CUT_ABSENT_READS:
+                break
+            self._sleep(self.CUT_PAUSE)
+        return self._wait(operation)
 
     def _wait(self, operation):
         """The operation once DONE, or as last seen when the bound (gce_operation_timeout) passes: zone/region operations' wait."""
