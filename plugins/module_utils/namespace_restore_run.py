@@ -28,7 +28,7 @@ FILL_PROGRAM = pv_archive.runner('volume_restore')
 
 def empty_result():
     return {'changed': False, 'point': None, 'target_namespace': None, 'reason': None, 'claims': [], 'objects': [],
-            'counts': dict.fromkeys(resource_restore.STATES, 0), 'namespace_created': False, 'flag_created': False}
+            'counts': dict.fromkeys(resource_restore.STATES, 0), 'namespace_created': False, 'flag_created': False, 'copies_left': []}
 
 
 @dataclasses.dataclass
@@ -327,6 +327,7 @@ def act(client, the_plan, params, check_mode, settings_of):
     waited = k8s_wait.watch_until(client, resource_path('v1', 'persistentvolumeclaims', namespace), nr.all_bound(set(names)), deadline)
     seen = {claim['metadata']['name']: claim for claim in waited.objects}
     outcomes = fill_outcomes(client, namespace, sorted(jobs.values()), deadline) if jobs else {}
+    dropped = []
     for claim_plan in the_plan.claims:
         if made.get(claim_plan.name) is not None:
             result['claims'].append(nr.claim_result(claim_plan, state='failed', reason=str(made[claim_plan.name])))
@@ -346,10 +347,10 @@ def act(client, the_plan, params, check_mode, settings_of):
             else:
                 entry.update(state='failed', reason='fill Job %s/%s: %s' % (namespace, jobs[claim_plan.name], why))
                 failures.append('claim %s: %s' % (claim_plan.name, entry['reason']))
-        if entry['state'] != 'failed':
-            for body in reversed(claim_plan.before):  # bound: the copy is read no more; Retain keeps the point's snapshot
-                delete_if_ours(client, body)
+        if entry['state'] != 'failed' and claim_plan.before:
+            dropped.append(claim_plan)
         result['claims'].append(entry)
+    result['copies_left'] = drop_copies(client, dropped, params['concurrency'])
     result['claim_seconds'] = round(time.monotonic() - started, 3)
     if failures:
         # The objects wait for their claims: workloads never start on claims without their data.
@@ -358,6 +359,20 @@ def act(client, the_plan, params, check_mode, settings_of):
     result['objects'] = objects + resource_restore.apply_all(client, the_plan.entries, existing, apply_params, False)
     failures += ['%s/%s: %s' % (o['kind'], o['name'], o['reason']) for o in result['objects'] if o['state'] == 'failed']
     return finish(result, to_make, params, client, flag=not failures), failures
+
+
+def drop_copies(client, claim_plans, concurrency):
+    """Delete the copies of bound claims, claims in parallel (each its VolumeSnapshot, then its content): a bound claim
+    reads its copy no more, and Retain keeps the point's snapshot. ['claim: why'] of copies that could not be deleted
+    (they hold no data of their own; reported, the restore stands)."""
+    def drop(claim_plan):
+        for body in reversed(claim_plan.before):
+            delete_if_ours(client, body)
+    left = []
+    for claim_plan, _none, error in run_parallel(drop, claim_plans, concurrency):
+        if error is not None:
+            left.append('%s: %s' % (claim_plan.name, error))
+    return left
 
 
 def finish(result, to_make, params, client, check_mode=False, flag=False):

@@ -303,6 +303,14 @@ claim_seconds:
   description: Seconds from the first write until every claim was bound (and filled).
   returned: when claims were restored
   type: float
+copies_left:
+  description:
+    - Copies (VolumeSnapshot and VolumeSnapshotContent of a bound claim) that could not be deleted, as C(claim - why).
+      They hold no data of their own (the content is Retain); delete them by hand. Also given as a warning.
+  returned: always
+  type: list
+  elements: str
+  sample: []
 flag_created:
   description: Whether the guard's flag namespace was created (in check mode, would be).
   returned: always
@@ -377,6 +385,8 @@ def run_module():
         module.fail_json(msg='%s; nothing was restored' % exc, **result)
     except KubeError as exc:
         module.fail_api(exc, **result)
+    for left in result.get('copies_left') or ():
+        module.warn('the copy of claim %s was not deleted (delete it by hand; the point\'s snapshot is not affected)' % left)
     if failures:
         module.fail_json(msg='the restore of namespace %s is not complete: %s' % (result['target_namespace'], '; '.join(failures[:10])), **result)
     module.exit_json(**result)
