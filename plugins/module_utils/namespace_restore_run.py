@@ -181,6 +181,12 @@ def plan(client, s3_client, params, bucket, prefix, now, warn):
                            {'apiVersion': 'v1', 'kind': 'Namespace', 'metadata': {'name': namespace}}, resource_restore.NAMESPACES)
     rest = [entry for entry in ordered if entry is not namespace_entry and entry[0].split('/')[1] != resources.NAMESPACES_KEY]
     exists = resource_restore.flag_exists(client, namespace)
+    if not exists:
+        # The namespace a restore creates says so (never one that existed, whatever existing=update applies):
+        # state=absent (the drill's clean-up) deletes only a namespace a restore made.
+        path, obj, resource = namespace_entry
+        annotations = dict(obj['metadata'].get('annotations') or {}, **{rs.RESTORED_FROM: 'point:%s' % result['point']['url']})
+        namespace_entry = (path, dict(obj, metadata=dict(obj['metadata'], annotations=annotations)), resource)
     csi = any(record['data']['kind'] == 'csi' for record in manifest['claims'])
     existing = list_in(client, resource_path('v1', 'persistentvolumeclaims', namespace)) if exists else {}
     handles = nr.handles_of(client.list_all(resource_path(SNAPSHOT_API, 'volumesnapshotcontents'))) if csi else {}
@@ -386,4 +392,26 @@ def finish(result, to_make, params, client, check_mode=False, flag=False):
             k8s_service.create(client, resource_restore.NAMESPACES.path(),
                                {'apiVersion': 'v1', 'kind': 'Namespace', 'metadata': {'name': params['flag_namespace']}})
         result.update(flag_created=True, changed=True)
+    return result
+
+
+def remove(client, params, wait_timeout, clock=time.monotonic):
+    """state=absent: delete the target namespace (and all it holds) only when a restore made it (its restored-from
+    annotation names a point), the version read (uid); wait until it is gone. The result."""
+    namespace = params.get('target_namespace') or params['namespace']
+    result = dict(empty_result(), target_namespace=namespace, state='absent')
+    path = resource_path('v1', 'namespaces', name=namespace)
+    found = k8s_service.get_or_none(client, path)
+    if found is None:
+        return result
+    marked = (found['metadata'].get('annotations') or {}).get(rs.RESTORED_FROM) or ''
+    if not marked.startswith('point:'):
+        raise KubesnapError('namespace %s was not made by a restore of a recovery point (no %s annotation naming one); not deleted'
+                            % (namespace, rs.RESTORED_FROM), field='target_namespace')
+    if found['metadata'].get('deletionTimestamp') is None:
+        k8s_service.delete_if_unchanged(client, path, found['metadata']['uid'])
+    result.update(changed=True, deleted=namespace)
+    waited = k8s_wait.watch_until(client, resource_path('v1', 'namespaces'), k8s_wait.gone, clock() + wait_timeout, name=namespace)
+    if not waited.value:
+        raise KubesnapError('namespace %s is still there %d s after it was deleted (wait_timeout)' % (namespace, wait_timeout), field='wait_timeout')
     return result

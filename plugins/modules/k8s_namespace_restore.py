@@ -40,6 +40,9 @@ description:
     next one, with no duplicate - every object a restore makes has a name fixed by the point.
   - Nothing outside the target namespace is written but the copies' VolumeSnapshotContents (cluster-scoped, deleted
     again) and, with O(guard=true), the flag namespace.
+  - With O(state=absent), the target namespace is deleted with all it holds - only when a restore of a point made it
+    (the namespace a restore creates carries C(kubesnap.io/restored-from=point:<url>)) - and waited for until gone; the
+    restore drill cleans up so. Nothing is read from S3 then.
   - With O(guard=true), kube-backup's start-up guard for unattended runs in a fresh cluster - when the flag namespace
     exists, do nothing; a point older than O(max_age) fails; after a restore without failures the flag namespace is
     created.
@@ -67,6 +70,11 @@ options:
         from snapshots this cluster holds, and a CSI snapshot missing from it fails the task before anything is made.
       - Default - its apiserver's host:port in C([a-z0-9.-]).
     type: str
+  state:
+    description: V(present) restores the point; V(absent) deletes the target namespace a restore made (see the description).
+    type: str
+    choices: [present, absent]
+    default: present
   point:
     description: The point to restore, C(rp_<YYYYMMDDTHHMMSSZ>) or its key. Default - the newest (see O(before)).
     type: str
@@ -315,6 +323,16 @@ flag_created:
   description: Whether the guard's flag namespace was created (in check mode, would be).
   returned: always
   type: bool
+deleted:
+  description: With O(state=absent), the namespace deleted.
+  returned: when a namespace was deleted
+  type: str
+  sample: shop-drill
+state:
+  description: V(absent) with O(state=absent).
+  returned: with O(state=absent)
+  type: str
+  sample: absent
 api_calls:
   description: Kubernetes API requests made, per HTTP method.
   returned: always
@@ -337,6 +355,7 @@ def argument_spec():
         namespace={'type': 'str', 'required': True},
         cluster_name={'type': 'str'},
         target_cluster_name={'type': 'str'},
+        state={'type': 'str', 'choices': ['present', 'absent'], 'default': 'present'},
         point={'type': 'str'},
         before={'type': 'str'},
         target_namespace={'type': 'str'},
@@ -367,6 +386,11 @@ def run_module():
     result = run.empty_result()
     try:
         bucket, prefix = run.check_options(p)
+        if p['state'] == 'absent':
+            if module.check_mode:
+                module.exit_json(**dict(result, target_namespace=p.get('target_namespace') or p['namespace'], state='absent',
+                                        changed=module.namespace_exists(p.get('target_namespace') or p['namespace'])))
+            module.exit_json(**run.remove(module.client, p, p['wait_timeout']))
         s3_client = s3.client(p)
         the_plan = run.plan(module.client, s3_client, p, bucket, prefix, module.now(), module.warn)
         result = the_plan.result

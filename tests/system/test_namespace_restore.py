@@ -21,8 +21,9 @@ from kubernetes.client import BatchV1Api
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import namespace_restore, recovery_point
 
-from .cluster_helpers import SNAPSHOT_CLASS, SNAPSHOT_GROUP, STORAGE_CLASS, wait_for
+from .cluster_helpers import ROOT, SNAPSHOT_CLASS, SNAPSHOT_GROUP, STORAGE_CLASS, wait_for
 from .modules import COLLECTIONS, run_module
+from .playbooks import play, recap
 from .s3_helpers import s3_params
 from . import test_pv_archive
 from .test_s3 import client_for
@@ -363,3 +364,21 @@ def test_a_point_taken_by_k8s_recovery_point_is_restored_under_a_new_name(cluste
     assert 'db-password' in names(kube.core.list_namespaced_secret(target).items)
     again = restore(cluster, moto_server, bucket, namespace, target_namespace=target)
     assert not again.get('failed') and not again['changed'], again
+
+
+def test_the_drill_restores_a_namespace_point_into_scratch_verifies_records_and_cleans_up(cluster, kube, namespace, moto_server, bucket):
+    application(kube, namespace)
+    point = run_module('k8s_recovery_point', str(cluster.kubeconfig), **s3_params(
+        moto_server, url=f's3://{bucket}/points/', cluster_name='prod-a', namespaces=[namespace], lease_namespace=namespace))
+    assert not point.get('failed'), point
+    env = dict(os.environ, AWS_ACCESS_KEY_ID='testing', AWS_SECRET_ACCESS_KEY='testing', AWS_REGION='us-east-1')
+    ran = play(ROOT / 'playbooks' / 'restore_drill.yml', {
+        'drill_kubeconfig': str(cluster.kubeconfig), 'drill_point_namespaces': [namespace], 'drill_point_url': f's3://{bucket}/points',
+        'drill_point_cluster': 'prod-a', 'drill_point_endpoint': moto_server, 'drill_timeout': 120}, env=env)
+    assert ran.returncode == 0, ran.stdout[-4000:] + ran.stderr[-2000:]
+    assert recap(ran)['failed'] == 0
+    verified = kube.core.read_namespace(namespace).metadata.annotations['kubesnap.io/last-restore-verified']
+    assert verified.startswith('rp_') and verified.split(' ')[0] + '.json' == point['points'][0]['manifest'].rsplit('/', 1)[1], (verified, point)
+    # The scratch namespace is gone (the namespace controller emptied it); the drilled namespace's objects are as they were.
+    wait_for('the scratch namespace to go', lambda: f'{namespace}-drill' not in names(kube.core.list_namespace().items), timeout=120)
+    assert sorted(c.metadata.name for c in kube.core.list_namespaced_persistent_volume_claim(namespace).items) == list(CLAIMS)
