@@ -388,9 +388,11 @@ def run_module():
         bucket, prefix = run.check_options(p)
         if p['state'] == 'absent':
             if module.check_mode:
-                module.exit_json(**dict(result, target_namespace=p.get('target_namespace') or p['namespace'], state='absent',
-                                        changed=module.namespace_exists(p.get('target_namespace') or p['namespace'])))
-            module.exit_json(**run.remove(module.client, p, p['wait_timeout']))
+                target = p.get('target_namespace') or p['namespace']
+                result.update(target_namespace=target, state='absent', changed=module.namespace_exists(target))
+            else:
+                result = run.remove(module.client, p, p['wait_timeout'])
+            module.exit_json(**result)
         s3_client = s3.client(p)
         the_plan = run.plan(module.client, s3_client, p, bucket, prefix, module.now(), module.warn)
         result = the_plan.result
