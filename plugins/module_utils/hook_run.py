@@ -19,7 +19,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as wait_for_futures
 
-from ansible_collections.kubesnap.snapshots.plugins.module_utils import hooks, k8s_service
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import hooks, k8s_exec, k8s_service
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.errors import KubesnapError
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError, resource_path
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention import parse_timestamp
@@ -52,12 +52,6 @@ def terminating():
         signal.signal(signal.SIGTERM, previous)
 
 
-def exec_in_pod():
-    """k8s_exec.exec_in_pod, imported when a hook first runs: a run without hooks never loads the websocket client."""
-    from ansible_collections.kubesnap.snapshots.plugins.module_utils import k8s_exec  # pylint: disable=import-outside-toplevel
-    return k8s_exec.exec_in_pod
-
-
 def iso(moment):
     return datetime.datetime.fromtimestamp(moment, datetime.timezone.utc).isoformat()
 
@@ -68,15 +62,23 @@ class PodSide:
 
     def __init__(self, client, run, lease, exec_fn=None, wall=time.time):
         self.client, self.run, self.lease = client, run, lease
-        self._exec = exec_fn
+        # k8s_exec loads the kubernetes package's websocket client only when a hook first runs.
+        self._exec = exec_fn or k8s_exec.exec_in_pod
         self.wall = wall
 
     def execute(self, namespace, name, hook):
-        """(ExecResult, None), or (None, why) when the exec could not start (no pods/exec, pod gone, unknown container)."""
-        if self._exec is None:
-            self._exec = exec_in_pod()
+        """(ExecResult, None), or (None, why) when the exec could not start (no pods/exec, pod gone, unknown container).
+
+        A connection lost while the stream opened (ExecNotOpened without an HTTP status) is not "could not start": the
+        command may have run. It comes back as an ExecResult without an exit code, so that a pre hook counts as started
+        (its pod keeps its mark until a post hook succeeds) and a post hook as failed."""
+        started = self.wall()
         try:
             return self._exec(self.client, namespace, name, hook.container, list(hook.command), hook.timeout, max_output=MAX_OUTPUT), None
+        except k8s_exec.ExecNotOpened as exc:
+            if exc.status is not None:
+                return None, str(exc)
+            return k8s_exec.ExecResult(error='%s; the command may have run' % exc, started=started, ended=self.wall()), None
         except (KubesnapError, KubeError) as exc:
             return None, str(exc)
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from ansible_collections.kubesnap.snapshots.plugins.module_utils import hook_run, hooks
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import hook_run, hooks, k8s_exec
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError
 from ansible_collections.kubesnap.snapshots.tests.unit.plugins.module_utils.test_hooks import PRE, POST, Result, hooked, pod
 
@@ -195,3 +195,54 @@ def test_a_pre_hook_the_apiserver_refused_ran_nothing_so_a_refused_post_keeps_no
     window_run = hook_run.WindowRun(window_of(hooked('db-0', ['data'])), side, threading.Event()).run(cutter(side))
     assert [e[0] for e in side.events] == ['mark', 'cut', 'clear'] and window_run.failures() == []
     assert window_run.refused()[('db', 'data')].endswith(refused)
+
+
+class ExecSide(hook_run.PodSide):
+    """The real PodSide.execute over an exec function `outcomes` drives ({phase: ExecResult-like or exception}); the pod verbs
+    recorded as RecordingSide does."""
+
+    def __init__(self, outcomes):
+        super().__init__(None, 'run-me', 'default/kubesnap-cycle', exec_fn=self.fake_exec)
+        self.outcomes, self.recorder = outcomes, RecordingSide()
+        self.events = self.recorder.events
+
+    def fake_exec(self, client, namespace, name, container, command, timeout, max_output):
+        outcome = self.outcomes[command[0]]
+        self.recorder.record(command[0], name)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def mark(self, pod_hooks, since):
+        self.recorder.mark(pod_hooks, since)
+
+    def clear(self, namespace, name, uid):
+        self.recorder.clear(namespace, name, uid)
+
+    def pod(self, namespace, name):
+        return self.recorder.pod(namespace, name)
+
+
+LOST = k8s_exec.ExecNotOpened('the exec stream could not be opened: Connection reset by peer', 'pod db/db-0 container app')
+REFUSED = k8s_exec.ExecNotOpened('the apiserver refused the exec: forbidden (403 Forbidden)', 'pod db/db-0 container app', status=403)
+
+
+def test_a_pre_hook_whose_connection_was_lost_while_opening_may_have_run_so_its_pod_keeps_the_mark_until_a_post_succeeds():
+    side = ExecSide({'freeze': LOST, 'thaw': REFUSED})
+    window_run = hook_run.WindowRun(window_of(hooked('db-0', ['data'])), side, threading.Event()).run(cutter(side.recorder))
+    pod_run = window_run.pods[0]
+    assert pod_run.quiesced and pod_run.pre.rc is None and 'may have run' in pod_run.pre_error
+    # on-error Fail: nothing cut; the post hook refused: the mark stays
+    assert side.events == [('mark', 'db-0'), ('freeze', 'db-0'), ('cut', (), ()), ('thaw', 'db-0')]
+    assert len(window_run.failures()) == 1 and 'db/db-0: post hook failed' in window_run.failures()[0]
+
+    side = ExecSide({'freeze': LOST, 'thaw': Result()})
+    hook_run.WindowRun(window_of(hooked('db-0', ['data'])), side, threading.Event()).run(cutter(side.recorder))
+    assert [e[0] for e in side.events] == ['mark', 'freeze', 'cut', 'thaw', 'clear']
+
+
+def test_a_refusal_with_an_http_status_ran_nothing():
+    side = ExecSide({'freeze': REFUSED, 'thaw': REFUSED})
+    window_run = hook_run.WindowRun(window_of(hooked('db-0', ['data'])), side, threading.Event()).run(cutter(side.recorder))
+    assert not window_run.pods[0].quiesced and window_run.pods[0].pre is None and window_run.failures() == []
+    assert [e[0] for e in side.events] == ['mark', 'freeze', 'cut', 'thaw', 'clear']
