@@ -148,7 +148,8 @@ def test_expire_deletes_exactly_what_retention_says_and_spares_the_rest(kube, na
     kube.create_pvc(namespace, "data")
     annotate(kube, namespace, "data", {DELTAS: "PT1H P1D"})
     for _round in range(5):
-        assert run("k8s_pv_snapshot", namespace=namespace, force=True)["changed"] is True
+        forced = run("k8s_pv_snapshot", namespace=namespace, force=True)
+        assert forced["changed"] is True, {key: forced.get(key) for key in ("msg", "lease_held", "volumes", "warnings")}
     names = sorted(s["metadata"]["name"] for s in owned_snapshots(kube, namespace))
     # A held snapshot, an unowned one, and one a PVC restores from.
     kube.custom.patch_namespaced_custom_object("snapshot.storage.k8s.io", "v1", namespace, "volumesnapshots", names[0],

@@ -298,7 +298,12 @@ def test_runs_killed_at_random_moments_leave_nothing_half_done_and_the_next_run_
     lease = wait_for("the run to take the lease", lambda: _lease(kube, namespace, "kubesnap-cycle"), timeout=30, interval=0.05)
     kill(process)
     holder = lease["spec"]["holderIdentity"]
+    # The dead run's lease is made fresh for the check (as if it had died just now): on a loaded machine the next
+    # run may take longer than LEASE_DURATION to start and read it, and would rightly take an expired one over.
+    leases = client.CoordinationV1Api(kube.api)
+    leases.patch_namespaced_lease("kubesnap-cycle", namespace, {"spec": {"leaseDurationSeconds": 300, "renewTime": _now_micro()}})
     blocked = run_module("k8s_pv_snapshot", kubeconfig, **dict(options, force=True))
+    leases.patch_namespaced_lease("kubesnap-cycle", namespace, {"spec": {"leaseDurationSeconds": LEASE_DURATION, "renewTime": _now_micro()}})
     said = blocked.get("lease_held") or (blocked.get("msg") if blocked.get("failed") else "")
     assert holder in (said or ""), "a dead run's lease blocks the next run silently: %s" % {
         key: blocked.get(key) for key in ("lease_held", "msg", "warnings")}
@@ -350,6 +355,10 @@ def _lease(kube, namespace, name):
         if exc.status == 404:
             return None
         raise
+
+
+def _now_micro():
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _expired(lease):
