@@ -55,22 +55,9 @@ def delete_if_unchanged(client, path, uid, resource_version=None, propagation=No
     """
     if not uid:
         raise ValueError('delete_if_unchanged(%s): no uid to make the delete conditional on' % path)
-    preconditions = {'uid': uid}
+    body = {'kind': 'DeleteOptions', 'apiVersion': 'v1', 'preconditions': {'uid': uid}}
     if resource_version:
-        preconditions['resourceVersion'] = resource_version
-    return _delete(client, path, preconditions, propagation)
-
-
-def delete_made(client, path, propagation=None):
-    """Delete, by name, an object the run made itself under a name of its own (an archive's Job, its claim and Secret):
-    True when deleted, False when already gone (404). Anything planned from a list goes through `delete_if_unchanged`."""
-    return _delete(client, path, None, propagation)
-
-
-def _delete(client, path, preconditions, propagation):
-    body = {'kind': 'DeleteOptions', 'apiVersion': 'v1'}
-    if preconditions:
-        body['preconditions'] = preconditions
+        body['preconditions']['resourceVersion'] = resource_version
     if propagation:
         body['propagationPolicy'] = propagation
     try:

@@ -454,7 +454,7 @@ class Started:
 
     plan: Plan
     started: float
-    cleanup: list
+    cleanup: list  # [(path, uid)] of the claim and Secret made for the Job
     job_uid: str
 
 
@@ -490,7 +490,7 @@ class Archiver:
             k8s_service.patch(self._client, resource_path('batch/v1', 'jobs', namespace, plan.job), {'spec': {'suspend': False}})
         except (KubeError, ArchiveError) as exc:
             failure = 'Job %s/%s: %s' % (namespace, plan.job, exc) if isinstance(exc, KubeError) else str(exc)
-            leftovers = self._clean(namespace, plan.job, cleanup)
+            leftovers = self._clean(namespace, plan.job, job['metadata']['uid'], cleanup)
             raise ArchiveError('%s%s' % (failure, leftovers or '; the Job and what was made for it were deleted')) from None
         return Started(plan, started, cleanup, job['metadata']['uid'])
 
@@ -520,7 +520,7 @@ class Archiver:
         """{'bytes', 'sha256', 'seconds', 'job'} of a completed archive whose cycle was advanced; ArchiveError otherwise.
         The Job (its pods with it), the claim and the run's own Secret are deleted whatever the outcome."""
         plan, namespace = run.plan, run.plan.target.namespace
-        leftovers = self._clean(namespace, plan.job, run.cleanup)
+        leftovers = self._clean(namespace, plan.job, run.job_uid, run.cleanup)
         if outcome is None:
             raise ArchiveError('Job %s/%s did not finish within %d s (timeout); it was deleted%s'
                                % (namespace, plan.job, self._settings.timeout, leftovers))
@@ -570,21 +570,26 @@ class Archiver:
             raise ArchiveError('credentials_secret: Secret %s/%s does not exist; no Job was created' % (namespace, name))
 
     def _write(self, path, body, what):
+        """(the object's path, its uid): what `_clean` deletes again, only while it is the object made here."""
         try:
-            self._client.create(path, body)
+            made = self._client.create(path, body)
         except KubeError as exc:
             raise ArchiveError('creating the %s %s/%s failed: %s' % (what, body['metadata']['namespace'], body['metadata']['name'], exc)) from None
-        return path + '/' + body['metadata']['name']
+        return path + '/' + body['metadata']['name'], made['metadata']['uid']
 
-    def _clean(self, namespace, job, paths):
-        """Delete the Job (Background: the garbage collector takes its pods) and what the run made for it.
-        '' when all went, else '; not deleted: ...' naming what is left (their owner reference still takes them with the Job)."""
+    def _clean(self, namespace, job, job_uid, made):
+        """Delete the Job (Background: the garbage collector takes its pods) and what the run made for it ([(path, uid)]).
+        '' when all went, else '; not deleted: ...' naming what is left (their owner reference still takes them with the Job).
+
+        Each delete is conditional on the uid the create answered: the wait counts a Job deleted and made again under the
+        name (by another run, or by hand) as gone, and that one, or a claim or Secret made again, is not this run's to delete."""
         failed = []
-        for path in [resource_path('batch/v1', 'jobs', namespace, job)] + list(reversed(paths)):
+        for path, uid in [(resource_path('batch/v1', 'jobs', namespace, job), job_uid)] + list(reversed(made)):
             try:
-                k8s_service.delete_made(self._client, path, propagation='Background')
+                k8s_service.delete_if_unchanged(self._client, path, uid, propagation='Background')
             except KubeError as exc:
-                failed.append('%s (%s)' % (path, exc))
+                if exc.status != 409:  # 409: the uid precondition failed, the name holds someone else's object now
+                    failed.append('%s (%s)' % (path, exc))
         return '; not deleted: %s' % ', '.join(failed) if failed else ''
 
     def _advance(self, plan, sha256):

@@ -72,12 +72,3 @@ def test_discovery_reads_each_api_version_once_and_an_unserved_one_serves_nothin
     assert discovery.kind('example.com/v1', 'Other') is None
     assert [path for _method, path, *_rest in client.requests] == ['/api/v1', '/apis/example.com/v1']
     assert discovery.preferred_versions() == ['apps/v1']
-
-
-def test_delete_made_deletes_by_name_and_reads_a_404_as_already_gone():
-    client = Client({'/job': {}, '/gone': 404, '/refused': 403})
-    assert k8s_service.delete_made(client, '/job', propagation='Background') is True
-    assert client.requests[0][3] == {'kind': 'DeleteOptions', 'apiVersion': 'v1', 'propagationPolicy': 'Background'}
-    assert k8s_service.delete_made(client, '/gone') is False
-    with pytest.raises(KubeError, match='403'):
-        k8s_service.delete_made(client, '/refused')

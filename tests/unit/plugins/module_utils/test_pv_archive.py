@@ -14,6 +14,7 @@ import pytest
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import pv_archive
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import READY, Snapshot
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.targets import Target
 
 from .factories import pvc
@@ -316,3 +317,32 @@ def test_the_runner_forwards_sigterm_so_that_the_upload_aborts(tmp_path):
         assert runner.wait(timeout=30) == 1
     summary = json.loads((tmp_path / 'termination-log').read_text(encoding='utf-8'))
     assert summary == {'failed': True, 'msg': 'terminated; multipart upload aborted', 'bytes': None, 'sha256': None}
+
+
+class DeletingClient:
+    """Answers each DELETE from `answers` (path -> a status to raise; else deleted), recording the bodies sent."""
+
+    def __init__(self, answers):
+        self.answers = answers
+        self.deletes = []
+
+    def request(self, method, path, query=None, body=None, content_type='application/json'):
+        assert method == 'DELETE'
+        self.deletes.append((path, body))
+        if path in self.answers:
+            raise KubeError(method, path, self.answers[path], 'status %d' % self.answers[path])
+        return {}
+
+
+def test_cleanup_deletes_only_the_objects_the_run_made_by_their_uids_and_leaves_a_replacement_alone():
+    # The wait counts a Job deleted and made again under the name as gone: the new one (another run's) is not deleted.
+    plan = planned()
+    jobs = '/apis/batch/v1/namespaces/db/jobs/%s' % plan.job
+    claims, secrets = '/api/v1/namespaces/db/persistentvolumeclaims/%s' % plan.job, '/api/v1/namespaces/db/secrets/%s' % plan.job
+    client = DeletingClient({jobs: 409, secrets: 500})
+    run = pv_archive.Started(plan, 0.0, [(claims, 'uid-claim'), (secrets, 'uid-secret')], 'uid-job')
+    with pytest.raises(pv_archive.ArchiveError) as failed:
+        pv_archive.Archiver(client, settings()).finish(run, None, {})
+    assert [(path, body['preconditions']) for path, body in client.deletes] == [
+        (jobs, {'uid': 'uid-job'}), (secrets, {'uid': 'uid-secret'}), (claims, {'uid': 'uid-claim'})]
+    assert 'not deleted: %s (' % secrets in str(failed.value) and jobs not in str(failed.value).split('not deleted')[1]
