@@ -375,10 +375,13 @@ def _rest_client(configuration):
 
 
 def _seconds(value):
+    """A Retry-After in seconds, at most 30; None when it is none, an HTTP date, negative or not a number (a proxy's -1
+    or nan would otherwise reach sleep() and end the run with a ValueError instead of the backoff)."""
     try:
-        return min(float(value), 30.0) if value else None
+        seconds = float(value) if value else None
     except ValueError:
         return None
+    return min(seconds, 30.0) if seconds is not None and 0 <= seconds <= math.inf else None
 
 
 def decode_object(data, method, path, status):

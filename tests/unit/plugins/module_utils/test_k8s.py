@@ -187,6 +187,15 @@ def test_an_error_response_becomes_a_kube_error_with_the_servers_reason(client, 
     assert pool.requests[0][2] == {'metadata': {'name': 'x'}} and pool.requests[0][3]['Content-Type'] == 'application/json'
 
 
+@pytest.mark.parametrize('header', ['-1', 'nan', 'Wed, 21 Oct 2026 07:28:00 GMT', ''])
+def test_a_retry_after_that_is_no_pause_in_seconds_is_no_hint(client, pool, header):
+    # The backoff's own pause then; a negative or nan hint would reach time.sleep and end the run with a ValueError.
+    pool.responses = [FakeResponse(409, {'kind': 'Status', 'message': 'taken', 'reason': 'AlreadyExists'}, {'Retry-After': header})]
+    with pytest.raises(KubeError) as raised:
+        client.create('/apis/coordination.k8s.io/v1/namespaces/ops/leases', {'metadata': {'name': 'x'}})
+    assert raised.value.status == 409 and raised.value.retry_after is None
+
+
 def test_an_error_without_a_status_body_keeps_the_raw_text(client, pool):
     pool.responses = [FakeResponse(403, b'<html>denied by proxy</html>')]
     with pytest.raises(KubeError, match='denied by proxy') as raised:
