@@ -14,7 +14,8 @@ description:
     merges it, and fields other managers own are left alone.
   - A small generic module so that the C(rbac) and C(schedule) roles need nothing beyond this collection
     (C(kubernetes.core) is not a dependency).
-  - Every object is tried; the task fails at the end naming each object that could not be applied.
+  - Every object is tried; the task fails at the end naming the objects that could not be applied (the first 20 in the
+    message, every one in RV(objects) with V(failed) and its reason).
 extends_documentation_fragment:
   - kubesnap.snapshots.k8s_auth
 options:
@@ -86,6 +87,7 @@ objects:
 '''
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import apply
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.messages import listed
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import AUTH_SPEC, KubesnapModule
 
 
@@ -102,7 +104,7 @@ def run_module(module):
     if module._diff:
         result['diff'] = applied.diffs
     if applied.failures:
-        module.fail_json(msg='objects could not be applied: %s' % '; '.join(applied.failures), **result)
+        module.fail_json(msg=listed('objects could not be applied', applied.failures, see='objects'), **result)
     module.exit_json(**result)
 
 
