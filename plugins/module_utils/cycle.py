@@ -19,6 +19,7 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils import retentio
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import Registry
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import FAILED, HOLD_KEY, PENDING, READY
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import resource_path
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.retry import cut_pauses, paced
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.targets import Inventory, discover, volume_record
 
 RULES_GROUP_VERSION = 'k8s-snapshots.elsdoerfer.com/v1'
@@ -252,19 +253,20 @@ def create_snapshots(registry, plans, now, concurrency, ensure_held=lambda: None
     return run_parallel(create, [plan for plan in plans if plan.due], concurrency)
 
 
-CUT_PAUSES = (0.1, 0.2, 0.4, 0.8, 1.0)  # a cut takes a moment: look soon, then every second
-
-
 def wait_until_cut(registry, snapshots, deadline, clock=time.monotonic, sleep=time.sleep, stop=None):
     """{id: latest Snapshot} once every snapshot is cut (Snapshot.cut: its data is taken, or it failed), or gone (absent from
     the result), or clock() passes `deadline`, or `stop` (a threading.Event) is set. One read per snapshot not yet cut per
-    pause (a window holds a few); a backend whose create returns the cut (EBS) makes no request.
+    pause of retry.cut_pauses (a window holds a few); a backend whose create returns the cut (EBS) makes no request.
     """
     latest = {s.id: s for s in snapshots}
     waiting = [s for s in snapshots if not s.cut]
-    pauses = iter(CUT_PAUSES)
-    while waiting and clock() < deadline and not (stop is not None and stop.is_set()):
-        sleep(max(0.0, min(next(pauses, CUT_PAUSES[-1]), deadline - clock())))
+
+    def stopped():
+        return stop is not None and stop.is_set()
+
+    if not waiting or stopped():
+        return latest
+    for _attempt in paced(cut_pauses(), deadline, clock, sleep, pause_first=True):
         for snapshot in list(waiting):
             now = registry.get(snapshot.backend).current(snapshot)
             if now is None:
@@ -274,6 +276,8 @@ def wait_until_cut(registry, snapshots, deadline, clock=time.monotonic, sleep=ti
             latest[snapshot.id] = now
             if now.cut:
                 waiting.remove(snapshot)
+        if not waiting or stopped():
+            break
     return latest
 
 

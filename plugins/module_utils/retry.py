@@ -40,6 +40,12 @@ def call_with_retry(call, is_retryable, retry_after=lambda exc: None, attempts=5
             sleep(delay)
 
 
+def cut_pauses():
+    """The pauses of every wait for a snapshot's cut (cycle.wait_until_cut, a GCE create with cut_only): an application is
+    quiesced meanwhile, so look soon, then once a second (endless; the wait's deadline ends it)."""
+    return itertools.chain((0.1, 0.2, 0.4, 0.8), itertools.repeat(1.0))
+
+
 def paced(pauses, deadline=None, clock=time.monotonic, sleep=time.sleep, pause_first=False):
     """Yield once per attempt while `clock` is before `deadline`, a pause of `pauses` between attempts (and before the first one
     with `pause_first`); no pause ends past the deadline, and the attempts end with the pauses.

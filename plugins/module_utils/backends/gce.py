@@ -23,7 +23,7 @@ from ansible.module_utils.basic import env_fallback
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import base
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.messages import quoted
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention import parse_timestamp
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.retry import call_with_retry, delays, poll_until
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.retry import call_with_retry, cut_pauses, delays, paced, poll_until
 
 try:
     import google.auth
@@ -644,21 +644,22 @@ class GceBackend(base.CloudBackend):
     # Reads of a snapshot being cut that may find it absent before the operation is read instead (a create refused for quota
     # makes no snapshot: its operation says why).
     CUT_ABSENT_READS = 10
-    CUT_PAUSE = 0.2
 
     def _wait_cut(self, operation, project, name):
         """The operation as it was accepted once the snapshot `name` left CREATING (its data taken), else as _wait finds it: the
-        snapshot failed, or did not show within CUT_ABSENT_READS reads, or gce_operation_timeout passed."""
+        snapshot failed, or did not show within CUT_ABSENT_READS reads, or gce_operation_timeout passed. Paced as every wait
+        for a cut (retry.cut_pauses)."""
         deadline = self._clock() + self._params.get('gce_operation_timeout', 120)
         absent = 0
-        while operation.get('status') != 'DONE' and self._clock() < deadline:
+        if operation.get('status') == 'DONE':
+            return self._wait(operation)
+        for _attempt in paced(cut_pauses(), deadline, self._clock, self._sleep):
             item = self._get_item(project, name)
             if item is not None and item.get('status') in ('UPLOADING', 'READY'):
                 return operation
             absent = absent + 1 if item is None else 0
             if (item is not None and item.get('status') != 'CREATING') or absent >= self.CUT_ABSENT_READS:
                 break
-            self._sleep(self.CUT_PAUSE)
         return self._wait(operation)
 
     def _wait(self, operation):

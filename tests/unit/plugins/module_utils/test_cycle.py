@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import threading
 
 import pytest
 
@@ -11,7 +12,7 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.csi import CsiBackend
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.cycle import (
     create_snapshots, elsewhere, inconsistent_of, orphan_policy, per_namespace, plan_creation, plan_expiry, snapshots_of, stalled_bound,
-    wait_until_settled,
+    wait_until_cut, wait_until_settled,
 )
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.lease import LeaseLost
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.expiry import plans_for
@@ -333,3 +334,52 @@ def test_expiry_keeps_what_a_kept_recovery_point_names_and_says_so():
     # A point naming another namespace's snapshot id keeps nothing here: ids carry their namespace.
     other = plan_expiry('k1', hourly, POLICY, in_use={}, anchor=NOW + datetime.timedelta(days=365), points={'shop/h09': point})
     assert 'h09' in [s.name for s in other.expire]
+
+
+class CuttingBackend:
+    """Cuts each snapshot at the `cut_on` read of it (None: never, b'gone': gone at its first read); records the reads."""
+
+    name = 'csi'
+
+    def __init__(self, cut_on):
+        self.cut_on, self.reads = cut_on, []
+
+    def current(self, snapshot):
+        self.reads.append(snapshot.name)
+        when = self.cut_on[snapshot.name]
+        if when == 'gone':
+            return None
+        cut = when is not None and self.reads.count(snapshot.name) >= when
+        return dataclasses.replace(snapshot, cut_at=NOW if cut else None)
+
+
+class FakeClock:
+    def __init__(self):
+        self.now, self.pauses = 0.0, []
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.pauses.append(seconds)
+        self.now += seconds
+
+
+def test_the_wait_for_a_cut_reads_each_uncut_snapshot_once_a_pause_of_the_shared_cut_pacing():
+    backend, clock = CuttingBackend({'a': 1, 'b': 3, 'c': 'gone'}), FakeClock()
+    snapshots = [snap('a', 0, PENDING), snap('b', 0, PENDING), snap('c', 0, PENDING), snap('d', 0, READY)]
+    latest = wait_until_cut(Registry([backend]), snapshots, deadline=60, clock=clock, sleep=clock.sleep)
+    assert backend.reads == ['a', 'b', 'c', 'b', 'b']  # d is settled (cut), c is gone, each read until cut
+    assert clock.pauses == [0.1, 0.2, 0.4] and latest['db/b'].cut and 'db/c' not in latest and latest['db/d'].cut
+
+
+def test_the_wait_for_a_cut_ends_at_its_deadline_and_when_told_to_stop():
+    backend, clock = CuttingBackend({'a': None}), FakeClock()
+    latest = wait_until_cut(Registry([backend]), [snap('a', 0, PENDING)], deadline=5, clock=clock, sleep=clock.sleep)
+    assert not latest['db/a'].cut and clock.now == 5 and clock.pauses[:5] == [0.1, 0.2, 0.4, 0.8, 1.0] and max(clock.pauses) == 1.0
+    stop = threading.Event()
+    stop.set()
+    backend = CuttingBackend({'a': None})
+    assert not wait_until_cut(Registry([backend]), [snap('a', 0, PENDING)], deadline=5, clock=clock, sleep=clock.sleep,
+                              stop=stop)['db/a'].cut
+    assert backend.reads == []

@@ -294,3 +294,20 @@ def test_settle_reports_a_snapshot_deleted_while_pending_as_failed():
     ticks = iter(range(100))
     [settled] = backend.settle([backend.snapshot_from_resource(resource('a', 'CREATING'))], deadline=50, clock=lambda: next(ticks))
     assert (settled.state, settled.error) == (base.FAILED, 'deleted before it became ready')
+
+
+def test_a_cut_only_create_reads_its_snapshot_paced_as_every_cut_wait_and_returns_once_it_left_creating():
+    path = ('GET', 'projects/p/global/snapshots/a')
+    api = RecordedApi({path: [resource('a', 'CREATING'), gce.GceError(404, 'notFound', 'not yet', 'snapshot a'),
+                              resource('a', 'CREATING'), resource('a', 'UPLOADING')]})
+    now, pauses = [0.0], []
+
+    def sleep(seconds):
+        pauses.append(seconds)
+        now[0] += seconds
+
+    backend = gce.GceBackend({'gce_project': 'p'}, api=api, clock=lambda: now[0], sleep=sleep)
+    operation = {'status': 'RUNNING', 'selfLink': 'projects/p/global/operations/op-1'}
+    assert backend._wait_cut(operation, 'p', 'a') is operation  # pylint: disable=protected-access
+    assert [call[1] for call in api.calls] == [path[1]] * 4  # no operation wait: the upload is not waited for
+    assert pauses == [0.1, 0.2, 0.4]
