@@ -339,7 +339,10 @@ def thaw_marked(pods, side, concurrency=20, force=False, leases=None, dry_run=Fa
             error = error or hooks.exec_failure(result)
             if error:
                 return dict(entry, action='failed', error='post hook recorded by run %s failed: %s' % (mark.run, error))
-        side.clear(meta['namespace'], meta['name'], meta.get('uid'))
+        try:
+            side.clear(meta['namespace'], meta['name'], meta.get('uid'))
+        except KubeError as exc:  # one pod's mark must not stop the other thaws, nor the run after them
+            return dict(entry, action='failed', error='post hook ran, but %s could not be removed: %s' % (hooks.MARK_ANNOTATION, exc))
         return dict(entry, action='thawed')
 
     if dry_run or not found:

@@ -246,3 +246,17 @@ def test_a_refusal_with_an_http_status_ran_nothing():
     window_run = hook_run.WindowRun(window_of(hooked('db-0', ['data'])), side, threading.Event()).run(cutter(side.recorder))
     assert not window_run.pods[0].quiesced and window_run.pods[0].pre is None and window_run.failures() == []
     assert [e[0] for e in side.events] == ['mark', 'freeze', 'cut', 'thaw', 'clear']
+
+
+def test_a_mark_that_cannot_be_removed_fails_that_pod_only():
+    class Unclearable(RecordingSide):
+        def clear(self, namespace, name, uid):
+            if name == 'a':
+                raise KubeError('PATCH', '/pods/a', 403, 'pods "a" is forbidden: cannot patch resource "pods"')
+            super().clear(namespace, name, uid)
+
+    side = Unclearable()
+    entries = hook_run.thaw_marked([marked('a', 'run-dead'), marked('b', 'run-dead')], side, leases={'default/kubesnap-cycle': None})
+    assert [(e['pod'], e['action']) for e in entries] == [('db/a', 'failed'), ('db/b', 'thawed')]
+    assert 'could not be removed' in entries[0]['error'] and 'forbidden' in entries[0]['error']
+    assert sorted(side.events) == [('clear', 'b'), ('post', 'a', ('thaw',)), ('post', 'b', ('thaw',))]
