@@ -18,6 +18,7 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils.lease import Le
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.expiry import plans_for
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention import expire, parse_policy
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.targets import Inventory, Target
+from ansible_collections.kubesnap.snapshots.tests.unit.plugins.module_utils.test_retry import Clock
 
 NOW = datetime.datetime(2026, 11, 23, 12, 0, tzinfo=datetime.timezone.utc)
 POLICY = parse_policy('PT1H P1D')
@@ -353,30 +354,18 @@ class CuttingBackend:
         return dataclasses.replace(snapshot, cut_at=NOW if cut else None)
 
 
-class FakeClock:
-    def __init__(self):
-        self.now, self.pauses = 0.0, []
-
-    def __call__(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.pauses.append(seconds)
-        self.now += seconds
-
-
 def test_the_wait_for_a_cut_reads_each_uncut_snapshot_once_a_pause_of_the_shared_cut_pacing():
-    backend, clock = CuttingBackend({'a': 1, 'b': 3, 'c': 'gone'}), FakeClock()
+    backend, clock = CuttingBackend({'a': 1, 'b': 3, 'c': 'gone'}), Clock()
     snapshots = [snap('a', 0, PENDING), snap('b', 0, PENDING), snap('c', 0, PENDING), snap('d', 0, READY)]
     latest = wait_until_cut(Registry([backend]), snapshots, deadline=60, clock=clock, sleep=clock.sleep)
     assert backend.reads == ['a', 'b', 'c', 'b', 'b']  # d is settled (cut), c is gone, each read until cut
-    assert clock.pauses == [0.1, 0.2, 0.4] and latest['db/b'].cut and 'db/c' not in latest and latest['db/d'].cut
+    assert clock.sleeps == [0.1, 0.2, 0.4] and latest['db/b'].cut and 'db/c' not in latest and latest['db/d'].cut
 
 
 def test_the_wait_for_a_cut_ends_at_its_deadline_and_when_told_to_stop():
-    backend, clock = CuttingBackend({'a': None}), FakeClock()
+    backend, clock = CuttingBackend({'a': None}), Clock()
     latest = wait_until_cut(Registry([backend]), [snap('a', 0, PENDING)], deadline=5, clock=clock, sleep=clock.sleep)
-    assert not latest['db/a'].cut and clock.now == 5 and clock.pauses[:5] == [0.1, 0.2, 0.4, 0.8, 1.0] and max(clock.pauses) == 1.0
+    assert not latest['db/a'].cut and clock.now == 5 and clock.sleeps[:5] == [0.1, 0.2, 0.4, 0.8, 1.0] and max(clock.sleeps) == 1.0
     stop = threading.Event()
     stop.set()
     backend = CuttingBackend({'a': None})
