@@ -1,6 +1,8 @@
 # Discovery: from listed objects to targets and problems, without a cluster.
 from __future__ import annotations
 
+import copy
+
 import pytest
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import Registry
@@ -375,3 +377,21 @@ def test_screening_keeps_the_matching_targets_and_names_the_others_outside_the_r
     assert screen([target], inventory, registry, 'db') == ([target], [])
     kept, [problem] = screen([target], inventory, registry, 'web')
     assert kept == [] and (problem.object, problem.field) == ('targets[0]', 'namespace')
+
+
+def test_records_sharing_their_parts_across_namespaces_come_out_of_discovery_unchanged():
+    # Listed claims and volumes share equal parts (memory at scale): one namespace's annotations are another's object, so
+    # nothing that reads them may write into them, or one namespace's change would reach the other's volumes.
+    shared = {}
+    objects = [bound('%s/data' % ns, 'pv-%s' % ns, pvc_annotations={DELTAS: 'PT1H P1D'}, labels={'app': 'db'}) for ns in ('team-a', 'team-b')]
+    claims = [volume_record(claim, shared) for claim, _volume in objects]
+    volumes = [volume_record(volume, shared) for _claim, volume in objects]
+    assert claims[0]['metadata']['annotations'] is claims[1]['metadata']['annotations']
+    assert claims[0]['metadata']['labels'] is claims[1]['metadata']['labels']
+    before = copy.deepcopy((claims, volumes))
+    inventory = Inventory(volumes, claims, rules=None, snapshot_classes=CLASSES)
+    found = discover(inventory, Options(), Registry.for_run({}, None, inventory))
+    assert sorted(t.namespace for t in found.targets) == ['team-a', 'team-b'] and found.problems == []
+    for target in found.targets:
+        target.volume['snapshot_class'] = 'changed by a caller'  # a target's own: no record holds it
+    assert (claims, volumes) == before
