@@ -213,8 +213,8 @@ class ExecSide(hook_run.PodSide):
             raise outcome
         return outcome
 
-    def mark(self, pod_hooks, since):
-        self.recorder.mark(pod_hooks, since)
+    def mark(self, pod, since):
+        self.recorder.mark(pod, since)
 
     def clear(self, namespace, name, uid):
         self.recorder.clear(namespace, name, uid)
