@@ -142,11 +142,14 @@ def object_key(prefix, namespace, claim, slot):
     return '/'.join(part for part in (prefix, namespace, claim, '%d.tar.gz' % slot) if part)
 
 
-def job_name(target, cycle):
+def job_name(target, cycle, key=None):
     """`archive-<claim>-c<cycle>-<hash>`: one name per volume and cycle (a second run of the same cycle meets a 409), a DNS
-    label of at most 63 characters; the hash (of the volume's UID and the cycle) keeps cut names apart."""
-    digest = hashlib.sha256(('%s/%d' % (target.key, cycle)).encode()).hexdigest()[:6]
-    suffix = '-c%d-%s' % (cycle, digest)
+    label of at most 63 characters; the hash (of the volume's UID and the cycle) keeps cut names apart. An archive to a
+    key of its own (a recovery point's) is `archive-<claim>-p-<hash of the volume's UID and the key>`: one name per key."""
+    if key:
+        suffix = '-p-%s' % hashlib.sha256(('%s/%s' % (target.key, key)).encode()).hexdigest()[:8]
+    else:
+        suffix = '-c%d-%s' % (cycle, hashlib.sha256(('%s/%d' % (target.key, cycle)).encode()).hexdigest()[:6])
     head = re.sub(r'[^a-z0-9-]', '-', target.pvc)[:NAME_LIMIT - len('archive-') - len(suffix)].strip('-')
     return 'archive-%s%s' % (head + '-' if head else '', suffix.lstrip('-'))
 
@@ -163,14 +166,17 @@ class Plan:
     slot: int
     snapshot: object = None  # backends.base.Snapshot; None until `snapshot: create` made it
     snapshot_name: str = None  # the name it has (or, in check mode, would get)
+    # A key of its own outside every rotation (a recovery point's archive, beside its manifest): no cycle, no slot, and
+    # the claim's cycle is not advanced.
+    key: str = None
 
     @property
     def cycle(self):
-        return self.previous + 1
+        return None if self.key else self.previous + 1
 
     @property
     def object_key(self):
-        return object_key(self.prefix, self.target.namespace, self.target.pvc, self.slot)
+        return self.key or object_key(self.prefix, self.target.namespace, self.target.pvc, self.slot)
 
     @property
     def url(self):
@@ -178,7 +184,7 @@ class Plan:
 
     @property
     def job(self):
-        return job_name(self.target, self.cycle)
+        return job_name(self.target, self.previous + 1, self.key)
 
 
 def within_base(bucket, prefix, base_url, namespace):
@@ -248,14 +254,19 @@ def _labels(plan):
 
 
 def _annotations(plan):
-    return {SNAPSHOT_ANNOTATION: plan.snapshot_name or '', OBJECT_ANNOTATION: plan.url, SEQUENCE_ANNOTATION: str(plan.cycle)}
+    found = {SNAPSHOT_ANNOTATION: plan.snapshot_name or '', OBJECT_ANNOTATION: plan.url}
+    if plan.cycle is not None:
+        found[SEQUENCE_ANNOTATION] = str(plan.cycle)
+    return found
 
 
 def archive_args(plan, settings):
     """volume_archive's options for this archive: the mounted snapshot, the object, the S3 settings, what it records."""
     args = {name: value for name, value in settings.s3_args.items() if value is not None}
     args.update(path=DATA_MOUNT, url=plan.url, source='%s/%s' % (plan.target.namespace, plan.target.pvc),
-                snapshot=plan.snapshot_name, cycle=plan.cycle, slot=plan.slot)
+                snapshot=plan.snapshot_name)
+    if plan.cycle is not None:
+        args.update(cycle=plan.cycle, slot=plan.slot)
     return args
 
 
@@ -478,8 +489,9 @@ class Archiver:
             job = self._client.create(resource_path('batch/v1', 'jobs', namespace), job_manifest(plan, self._settings))
         except KubeError as exc:
             if exc.status == 409:
-                raise ArchiveError('Job %s/%s already exists: another run is archiving cycle %d, or a killed run left it (it goes %d s'
-                                   ' after it finished; delete it to retry now)' % (namespace, plan.job, plan.cycle, FINISHED_TTL)) from None
+                what = 'to %s' % plan.url if plan.cycle is None else 'cycle %d' % plan.cycle
+                raise ArchiveError('Job %s/%s already exists: another run is archiving %s, or a killed run left it (it goes %d s'
+                                   ' after it finished; delete it to retry now)' % (namespace, plan.job, what, FINISHED_TTL)) from None
             raise ArchiveError('creating Job %s/%s failed: %s' % (namespace, plan.job, exc)) from None
         cleanup = []
         try:
@@ -529,9 +541,10 @@ class Archiver:
             detail = summary.get('msg') or 'no message from the archive container'
             raise ArchiveError('Job %s/%s failed (%s): %s%s' % (namespace, plan.job, why, detail, leftovers))
         sha256 = summary.get('sha256') if re.match(r'^[0-9a-f]{64}$', str(summary.get('sha256'))) else None
-        self._advance(plan, sha256)
+        if plan.cycle is not None:
+            self._advance(plan, sha256)
         if leftovers:
-            raise ArchiveError('archived to %s and cycle %d recorded, but%s' % (plan.url, plan.cycle, leftovers))
+            raise ArchiveError('archived to %s%s, but%s' % (plan.url, '' if plan.cycle is None else ' and cycle %d recorded' % plan.cycle, leftovers))
         return {'bytes': summary.get('bytes'), 'sha256': sha256, 'seconds': round(self._clock() - run.started, 3), 'job': plan.job}
 
     def wait_and_finish(self, runs, concurrency):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import (
-    cycle, recovery_point, resource_store, resources, retention, s3)
+    cycle, pv_archive, recovery_point, resource_store, resources, retention, s3)
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import READY, BackendError
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.cycle import run_parallel
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.errors import KubesnapError
@@ -276,6 +276,56 @@ def settle_snapshots(registry, claims, created, timeout):
             claim.snapshot = settled
 
 
+def archive_key(manifest_key, claim):
+    """`<prefix>/<cluster>/<namespace>/rp_<time>/<claim>.tar.gz`: a point's archive of a claim, beside its manifest and
+    outside every k8s_pv_archive rotation (its keys end in `<claim>/<slot>.tar.gz`, and no claim name holds `_`), so a
+    rotation never overwrites it; it goes when the point expires."""
+    return '%s/%s.tar.gz' % (manifest_key[:-len('.json')], claim)
+
+
+def archive_plan(claim, bucket, manifest_key):
+    """The pv_archive.Plan of a claim's archive from its ready snapshot, to its point's own key; KubesnapError when the
+    claim's volume cannot be archived (not CSI, a Block volume)."""
+    if claim.target.backend != 'csi':
+        raise KubesnapError('data=archive reads a claim restored from a CSI VolumeSnapshot; this claim is served by the %s backend'
+                            % claim.target.backend, obj='claim %s' % claim.name)
+    if (claim.pvc.get('spec') or {}).get('volumeMode') == 'Block':
+        raise KubesnapError('a Block volume holds no files to archive', obj='claim %s' % claim.name, field='spec.volumeMode')
+    return pv_archive.Plan(claim.target, claim.pvc, bucket, '', 0, 0, snapshot=claim.snapshot,
+                           snapshot_name=claim.snapshot.name if claim.snapshot is not None else None,
+                           key=archive_key(manifest_key, claim.name))
+
+
+def archive_claims(archiver, pairs, bucket, concurrency, ensure_held):
+    """Archive each (claim, manifest key) from its ready snapshot through k8s_pv_archive's Job (started under the Lease,
+    all of a namespace waited for with one watch); record its `data` ({kind: archive, url, sha256, bytes}) or its error."""
+    planned = []
+    for claim, key in pairs:
+        try:
+            planned.append((claim, archive_plan(claim, bucket, key)))
+        except KubesnapError as exc:
+            claim.error = str(exc)
+    by_job = {plan.job: claim for claim, plan in planned}
+
+    def start(plan):
+        ensure_held()
+        return archiver.start(plan)
+    runs = []
+    for plan, run, error in run_parallel(start, [plan for _claim, plan in planned], concurrency):
+        if error is not None:
+            by_job[plan.job].error = 'archive not started: %s' % error
+        else:
+            runs.append(run)
+    for (run, _outcome, _summary), done, error in archiver.wait_and_finish(runs, concurrency):
+        claim = by_job[run.plan.job]
+        if error is not None:
+            claim.error = 'archive failed: %s' % error
+        elif not done.get('sha256') or not isinstance(done.get('bytes'), int):
+            claim.error = 'archive %s: the Job reported no sha256 and size of the object (%s)' % (run.plan.url, done)
+        else:
+            claim.data = {'kind': 'archive', 'url': run.plan.url, 'sha256': done['sha256'], 'bytes': done['bytes']}
+
+
 # ------------------------------------------------------------------------------------------------ writing
 
 def write_manifest(s3_client, bucket, key, manifest, params):
@@ -290,8 +340,8 @@ def write_manifest(s3_client, bucket, key, manifest, params):
 def expire_points(s3_client, bucket, points, policy, now, check_mode, warn):
     """(expired keys, {kept key: manifest}) of one namespace's points by `policy`.
 
-    A point expires whole: its manifest first (from then on nothing names its pieces), then its resource backup when it
-    lies beside the manifest. Its volume snapshots are left to their volumes' own retention, which no longer sees them
+    A point expires whole: its manifest first (from then on nothing names its pieces), then its resource backup and its
+    archives when they lie beside the manifest. Its volume snapshots are left to their volumes' own retention, which no longer sees them
     held by the point. Only manifests this module wrote (their metadata says so) are deleted; the newest point is always
     kept (the retention core's rule), and a point dated in the future is left alone.
     """
@@ -307,16 +357,30 @@ def expire_points(s3_client, bucket, points, policy, now, check_mode, warn):
         if MANIFEST_METADATA not in metadata:
             warn('s3://%s/%s: not written by k8s_recovery_point, so never expired' % (bucket, key))
             continue
-        backup_bucket, backup_key = s3.parse_url(manifest['resources']['url'])
-        beside = backup_bucket == bucket and backup_key.rsplit('/', 1)[0] == key.rsplit('/', 1)[0]
         if not check_mode:
-            for doomed in [key] + ([backup_key] if beside else []):
+            for doomed in [key] + beside(manifest, bucket, key):
                 try:
                     s3_client.delete_object(Bucket=bucket, Key=doomed)
                 except resource_store.BOTO_ERRORS as exc:
                     raise s3.S3Error('s3://%s/%s: cannot be deleted: %s' % (bucket, doomed, exc)) from exc
         expired.append(key)
     return expired
+
+
+def beside(manifest, bucket, key):
+    """The keys of the objects a point names (its resource backup, its archives) that lie in its own folder: they are
+    the point's alone and go with it; anything elsewhere is left alone."""
+    folder = key.rsplit('/', 1)[0] + '/'
+    urls = [manifest['resources']['url']] + [claim['data']['url'] for claim in manifest['claims'] if claim['data'].get('kind') == 'archive']
+    found = []
+    for url in urls:
+        try:
+            named_bucket, named_key = s3.parse_url(url)
+        except s3.S3Error:
+            continue
+        if named_bucket == bucket and named_key.startswith(folder) and '/../' not in '/' + named_key:
+            found.append(named_key)
+    return found
 
 
 def damaged(manifest, owned_ids, listed_backends):

@@ -66,10 +66,45 @@ options:
     description:
       - How each claim's data is kept - V(snapshot) takes a new snapshot on the claim's backend (CSI, EBS or GCE, as
         M(kubesnap.snapshots.k8s_pv_snapshot) would); V(existing) names the claim's newest ready snapshot taken by the
-        collection, no older than O(max_age) (the claim fails when there is none).
+        collection, no older than O(max_age) (the claim fails when there is none); V(archive) takes a new CSI snapshot
+        and archives the claim's files from it to S3 through the Job M(kubesnap.snapshots.k8s_pv_archive) runs (its
+        image, credentials and limits are O(image), O(credentials_secret), O(job_timeout), ...), then names the
+        archive (its URL, sha256 and size) instead of the snapshot.
+      - With V(archive), each archive is written to C(<prefix>/<cluster>/<namespace>/rp_<time>/<claim>.tar.gz), beside
+        the manifest, never into a rotation slot of M(kubesnap.snapshots.k8s_pv_archive) - no rotation overwrites it, and
+        it is deleted only when its point expires (O(policy)). Only CSI claims in V(Filesystem) mode can be archived.
+      - With V(archive) and no O(credentials_secret), the S3 credentials this module uses (options or environment) are
+        shipped into each claim's namespace as a Secret owned by the Job and deleted with it, as
+        M(kubesnap.snapshots.k8s_pv_archive) does.
     type: str
-    choices: [snapshot, existing]
+    choices: [snapshot, existing, archive]
     default: snapshot
+  image:
+    description: With O(data=archive), the image of the archive Job; it must hold Python and this collection.
+    type: str
+    default: kubesnap-ee:latest
+  image_pull_policy:
+    description: With O(data=archive), the archive Job's image pull policy.
+    type: str
+    choices: [Always, IfNotPresent, Never]
+    default: IfNotPresent
+  job_timeout:
+    description: With O(data=archive), seconds an archive Job may run (its C(activeDeadlineSeconds)); a claim whose archive takes longer fails its namespace.
+    type: int
+    default: 7200
+  service_account:
+    description: With O(data=archive), the service account the archive Job runs as; none (no token mounted) by default.
+    type: str
+  run_as_user:
+    description: With O(data=archive), the user the archive container runs as (reading every file of the volume needs V(0)).
+    type: int
+    default: 0
+  credentials_secret:
+    description:
+      - With O(data=archive), a Secret in each claim's namespace holding the Job's S3 credentials (C(AWS_ACCESS_KEY_ID),
+        C(AWS_SECRET_ACCESS_KEY), or an C(s3cfg) file), as M(kubesnap.snapshots.k8s_pv_archive) takes it - then no
+        credentials leave the controller.
+    type: str
   max_age:
     description: With O(data=existing), how old the newest ready snapshot of a claim may be, an ISO 8601 duration (V(PT6H)).
     type: str
@@ -267,7 +302,7 @@ api_calls:
 '''
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import (  # noqa: E402
-    cycle, recovery_point, recovery_run, resource_backup, resource_store, resources, s3)
+    cycle, pv_archive, recovery_point, recovery_run, resource_backup, resource_store, resources, s3)
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import Registry  # noqa: E402
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import BackendError  # noqa: E402
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.cycle import run_parallel  # noqa: E402
@@ -289,7 +324,13 @@ def module_spec():
         namespaces={'type': 'list', 'elements': 'str'},
         namespace={'type': 'str'},
         exclude_namespaces={'type': 'list', 'elements': 'str', 'default': list(resources.RESTORE_EXCLUDED_NAMESPACES)},
-        data={'type': 'str', 'choices': ['snapshot', 'existing'], 'default': 'snapshot'},
+        data={'type': 'str', 'choices': ['snapshot', 'existing', 'archive'], 'default': 'snapshot'},
+        image={'type': 'str', 'default': 'kubesnap-ee:latest'},
+        image_pull_policy={'type': 'str', 'choices': ['Always', 'IfNotPresent', 'Never'], 'default': 'IfNotPresent'},
+        job_timeout={'type': 'int', 'default': 7200},
+        service_account={'type': 'str'},
+        run_as_user={'type': 'int', 'default': 0},
+        credentials_secret={'type': 'str', 'no_log': False},
         max_age={'type': 'str'},
         snapshot_class={'type': 'str'},
         wait_timeout={'type': 'int', 'default': 600},
@@ -349,11 +390,28 @@ def plan_data(module, registry, claims, now):
                           registry.get(claim.target.backend).snapshot_name(claim.target, now)}
 
 
-def take_points(module, registry, s3_client, bucket, due, params, cluster, now, ensure_held):
+def plan_archives(due, bucket):
+    """Check mode with data=archive: each claim's archive URL (or why it cannot be archived)."""
+    for plan in due:
+        for claim in plan.claims:
+            if claim.error:
+                continue
+            try:
+                planned = recovery_run.archive_plan(claim, bucket, plan.key)
+            except KubesnapError as exc:
+                claim.error = str(exc)
+            else:
+                if claim.data is not None:  # check mode: shown with the snapshot it would be read from
+                    claim.data = dict(claim.data, kind='archive', url=planned.url)
+
+
+def take_points(module, registry, s3_client, bucket, due, params, cluster, now, ensure_held, archiver=None):
     """Under the Lease (the one expiry runs under, held until the manifests are written, so that expiry never takes a
     snapshot a point is about to name): each claim's snapshot taken (or chosen), waited for and named, then each complete
     namespace's resource backup and, last, its manifest."""
     p = module.params
+    if archiver is not None:
+        plan_archives(due, bucket)  # a claim that cannot be archived gets no snapshot either
     claims = [claim for plan in due for claim in plan.claims if not claim.error]
     if p['data'] == 'existing' and claims:
         owned = cycle.list_owned(registry, registry.listed([claim.target for claim in claims]))
@@ -361,7 +419,10 @@ def take_points(module, registry, s3_client, bucket, due, params, cluster, now, 
     elif claims:
         created = recovery_run.new_snapshots(registry, claims, now, p['concurrency'], ensure_held)
         recovery_run.settle_snapshots(registry, claims, created, p['wait_timeout'])
-    ready = [claim for claim in claims if claim.snapshot is not None and not claim.error]
+    if archiver is not None:
+        pairs = [(claim, plan.key) for plan in due for claim in plan.claims if claim.snapshot is not None and not claim.error]
+        recovery_run.archive_claims(archiver, pairs, bucket, p['concurrency'], ensure_held)
+    ready = [claim for claim in claims if claim.snapshot is not None and not claim.error and claim.data is None]
     contents = module.client.list_all(recovery_run.CONTENTS) if any(claim.target.backend == 'csi' for claim in ready) else []
     for claim in ready:
         try:
@@ -430,6 +491,7 @@ def main():
     result = {'changed': False, 'cluster': None, 'points': [], 'expired': [], 'damaged': []}
     try:
         bucket, prefix = recovery_run.check_options(p)
+        settings = pv_archive.job_settings(p) if p['data'] == 'archive' else None
         # A point is named by the real clock when it is written; check mode may plan as if it were `now`.
         now = recovery_point.utc(module.now(planning=module.check_mode))
         cluster = result['cluster'] = p.get('cluster_name') or recovery_point.cluster_name(module.client.host)
@@ -445,15 +507,20 @@ def main():
             params = plan_backups(module, due, bucket, prefix, cluster, now)
             if module.check_mode:
                 plan_data(module, registry, [claim for plan in due for claim in plan.claims if not claim.error], now)
+                if p['data'] == 'archive':
+                    plan_archives(due, bucket)
             else:
+                archiver = pv_archive.Archiver(module.client, settings) if settings else None
                 work = module.write_under_lease(Write(lambda ensure_held: take_points(
-                    module, registry, s3_client, bucket, due, params, cluster, now, ensure_held), must_write=True), result)
+                    module, registry, s3_client, bucket, due, params, cluster, now, ensure_held, archiver), must_write=True), result)
                 for plan in due if not work.written else ():
                     plan.fail('no recovery point taken: %s' % result.get('lease_held'))
             incomplete(due)
         result['expired'], result['damaged'] = keep_and_check(module, s3_client, bucket, plans, points, registry, now)
     except (PointError, resource_store.ResourceError, recovery_point.ManifestError) as exc:
         module.fail(exc, **dict(result, **getattr(exc, 'result', {})))
+    except pv_archive.ArchiveError as exc:
+        module.fail_json(msg=str(exc), **result)
     except s3.S3Error as exc:
         module.fail_json(msg=str(exc), **result)
     except (KubeError, BackendError) as exc:

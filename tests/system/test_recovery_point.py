@@ -10,7 +10,9 @@ from __future__ import annotations
 import datetime
 import hashlib
 import io
+import json
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import boto3
 import pytest
@@ -25,6 +27,7 @@ from .modules import DELTAS, run_module
 from .s3_helpers import s3_params
 from .test_cloud_backends import REGION, ZONE, create_ebs_pv
 from .test_s3 import client_for
+from . import test_pv_archive
 
 
 def labels(app):
@@ -236,3 +239,36 @@ def test_a_gce_claims_point_names_its_cloud_snapshot_and_the_zone_of_its_disk(cl
     assert data['snapshot'].startswith(f'projects/{PROJECT}/global/snapshots/')
     [owned] = gce.owned(namespace)
     assert owned.id == data['snapshot'] and owned.state == 'ready' and owned.source and disk in str(owned.source)
+
+
+job_controller = test_pv_archive.job_controller  # the fixture running the job controller (no kubelet: the test plays it)
+
+
+def test_an_archive_point_names_the_archive_the_job_reported_beside_its_manifest(
+        cluster, kube, namespace, moto_server, store, job_controller):  # pylint: disable=redefined-outer-name,unused-argument
+    bucket, s3c = store
+    kube.create_pvc(namespace, 'uploads')
+    digest = hashlib.sha256(b'the archive').hexdigest()
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(point, cluster, namespace, moto_server, bucket, data='archive', image='registry.example/kubesnap-ee:1',
+                              job_timeout=300)
+        [job] = test_pv_archive.wait_job(kube, namespace, timeout=120)
+        name = job['metadata']['name']
+        [container] = job['spec']['template']['spec']['containers']
+        args = json.loads(container['command'][-1])
+        test_pv_archive.play_kubelet(kube, namespace, name, 'Succeeded', {'failed': False, 'msg': '', 'bytes': 11, 'sha256': digest})
+        taken = running.result(timeout=180)
+    assert not taken.get('failed'), taken.get('msg')
+    [written] = taken['points']
+    key = written['manifest']
+    url = f's3://{bucket}/{key[:-len(".json")]}/uploads.tar.gz'
+    # The Job archives the point's snapshot to the point's own key: no rotation cycle or slot, the claim's cycle untouched.
+    assert (args['url'], args['source'], container['image']) == (url, f'{namespace}/uploads', 'registry.example/kubesnap-ee:1'), args
+    assert 'cycle' not in args and 'slot' not in args and args['snapshot'] in snapshots_in(kube, namespace)
+    assert name.startswith('archive-uploads-p-')
+    claim = kube.core.read_namespaced_persistent_volume_claim('uploads', namespace)
+    assert 'volumeBackupSequence' not in (claim.metadata.annotations or {})
+    manifest = recovery_point.parse_manifest(s3c.get_object(Bucket=bucket, Key=key)['Body'].read(), key)
+    [entry] = manifest['claims']
+    assert entry['data'] == {'kind': 'archive', 'url': url, 'sha256': digest, 'bytes': 11}, entry
+    test_pv_archive.wait_cleaned(kube, namespace)

@@ -10,6 +10,7 @@ import pytest
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import recovery_point, recovery_run
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import FAILED, READY, Snapshot
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.errors import KubesnapError
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.resource_backup import BackupPlan
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.targets import Target
 from ansible_collections.kubesnap.snapshots.plugins.modules.k8s_recovery_point import module_spec
@@ -167,3 +168,31 @@ def test_protected_snapshots_reads_every_kept_point_and_refuses_an_unreadable_on
     store.objects[key] = (json.dumps(newer).encode(), {})
     with pytest.raises(recovery_point.ManifestError, match='version: 2 is newer'):
         recovery_point.protected_snapshots(store, 'b', 'p/')
+
+
+def test_an_expired_point_takes_its_archives_beside_it_and_leaves_anything_elsewhere():
+    when = NOW - datetime.timedelta(days=2)
+    key = recovery_point.manifest_key('p', 'a', 'shop', when)
+    own = 's3://b/%s' % recovery_run.archive_key(key, 'uploads')
+    assert own == 's3://b/p/a/shop/rp_20261204T020000Z/uploads.tar.gz'
+    claims = [recovery_point.claim_record({'metadata': {'name': name}, 'spec': {'resources': {'requests': {'storage': '1Gi'}}}},
+                                          {'kind': 'archive', 'url': url, 'sha256': 'x', 'bytes': 1})
+              for name, url in (('uploads', own), ('rotated', 's3://b/archives/shop/rotated/3.tar.gz'), ('other', 's3://c/' + key[:-5] + '/o.tar.gz'))]
+    manifest = recovery_point.build_manifest('a', 'shop', when, {'url': 's3://b/p/a/shop/backup_x.tar.gz', 'sha256': 'x'}, claims)
+    newer = recovery_point.manifest_key('p', 'a', 'shop', NOW)
+    store = Store({key: (recovery_point.serialise(manifest), {recovery_run.MANIFEST_METADATA: '1'})})
+    assert recovery_run.expire_points(store, 'b', [(newer, NOW), (key, when)], 'PT1H P1D', NOW, False, None) == [key]
+    # A rotation slot (k8s_pv_archive's) or another bucket is never the point's to delete.
+    assert store.deleted == [key, 'p/a/shop/backup_x.tar.gz', 'p/a/shop/rp_20261204T020000Z/uploads.tar.gz']
+
+
+def test_an_archive_goes_to_the_points_own_key_outside_every_rotation():
+    target = Target(key='uid-1', pv='pv-1', namespace='shop', pvc='uploads', policy=None, source='pvc', origin='test', backend='csi', volume={})
+    snapshot = Snapshot(id='shop/s1', name='s1', backend='csi', volume_key='uid-1', created_at=NOW, state=READY)
+    claim = recovery_run.ClaimPlan({'metadata': {'name': 'uploads', 'namespace': 'shop'}, 'spec': {}}, target=target, snapshot=snapshot)
+    plan = recovery_run.archive_plan(claim, 'b', 'p/a/shop/rp_20261206T020000Z.json')
+    assert (plan.url, plan.cycle, plan.snapshot_name) == ('s3://b/p/a/shop/rp_20261206T020000Z/uploads.tar.gz', None, 's1')
+    assert plan.job.startswith('archive-uploads-p-') and len(plan.job) <= 63
+    block = recovery_run.ClaimPlan({'metadata': {'name': 'raw'}, 'spec': {'volumeMode': 'Block'}}, target=target, snapshot=snapshot)
+    with pytest.raises(KubesnapError, match='Block volume'):
+        recovery_run.archive_plan(block, 'b', 'p/a/shop/rp_20261206T020000Z.json')
