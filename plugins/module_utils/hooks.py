@@ -62,6 +62,18 @@ def parse_duration(text):
     return total
 
 
+def parse_timeout(value):
+    """A hook's timeout in seconds: DEFAULT_TIMEOUT when absent, else a Go duration above zero. Velero reads a zero timeout
+    as "no timeout"; a hook here always has one (its freeze must end), so zero is refused rather than read as "time out at once"."""
+    if value in (None, ''):
+        return DEFAULT_TIMEOUT
+    seconds = parse_duration(value)
+    if seconds <= 0:
+        raise ValueError('%s is no timeout: a hook here always has one (Velero reads 0 as none); write the longest the application '
+                         'may stay quiesced, at most 24h' % quoted(value))
+    return seconds
+
+
 def parse_command(value):
     """The argv of a hook command: a JSON array of strings (`["/bin/sh", "-c", "sync"]`), or a plain string split on whitespace.
 
@@ -144,7 +156,7 @@ def _hook(pod, phase, fields, origin, where):
     except ValueError as exc:
         raise bad('on-error', str(exc)) from None
     try:
-        timeout = DEFAULT_TIMEOUT if fields.get('timeout') in (None, '') else parse_duration(fields['timeout'])
+        timeout = parse_timeout(fields.get('timeout'))
     except ValueError as exc:
         raise bad('timeout', str(exc)) from None
     containers = containers_of(pod)
@@ -208,7 +220,7 @@ def check_rules(rules):
             if unknown:
                 raise HookError('unknown field; the fields are %s' % ', '.join(HOOK_FIELDS), where, '%s.%s' % (phase, unknown[0]))
             for field, check in (('command', parse_command), ('on_error', parse_on_error),
-                                 ('timeout', lambda v: v is None or parse_duration(v))):
+                                 ('timeout', parse_timeout)):
                 try:
                     check(hook.get(field))
                 except ValueError as exc:

@@ -113,7 +113,7 @@ options:
         description:
           - The pre hook, C({container, command, on_error, timeout}) like the annotations; C(command) a list of words or a
             string (a JSON array, or words split on whitespace; no shell), C(on_error) V(Fail) or V(Continue), C(timeout) a
-            Go duration (V(30s) by default), C(container) the pod's first by default.
+            Go duration above zero, at most V(24h) (V(30s) by default), C(container) the pod's first by default.
         type: dict
       post:
         description: The post hook, as O(hooks[].pre).

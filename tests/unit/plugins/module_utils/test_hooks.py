@@ -65,6 +65,7 @@ def test_annotations_read_as_velero_writes_them():
     ({PRE + 'command': 'sync', PRE + 'container': 'nope'}, PRE + 'container', "container 'nope' is not in the pod"),
     ({PRE + 'command': 'sync', PRE + 'on-error': 'Ignore'}, PRE + 'on-error', 'neither Fail nor Continue'),
     ({POST + 'command': 'sync', POST + 'timeout': '30'}, POST + 'timeout', 'not a duration'),
+    ({PRE + 'command': 'sync', PRE + 'timeout': '0'}, PRE + 'timeout', 'no timeout: a hook here always has one'),
     ({POST + 'container': 'db'}, POST + 'container', 'without %scommand' % POST),
 ])
 def test_bad_annotations_name_the_pod_and_the_annotation(annotations, field, words):
@@ -91,6 +92,7 @@ def test_rules_for_pods_nobody_may_annotate_and_annotations_win_phase_by_phase()
 @pytest.mark.parametrize('rule, field', [
     ({'selector': {'app': 'pg'}, 'pre': {'command': '[oops'}}, 'pre.command'),
     ({'selector': {'app': 'pg'}, 'post': {'command': 'x', 'timeout': '5'}}, 'post.timeout'),
+    ({'selector': {'app': 'pg'}, 'post': {'command': 'x', 'timeout': '0s'}}, 'post.timeout'),
     ({'selector': {'app': 'pg'}, 'post': {'command': 'x', 'on_error': 'Maybe'}}, 'post.on_error'),
     ({'selector': {}, 'pre': {'command': 'x'}}, 'selector'),
     ({'selector': {'app': 'pg'}, 'window': 'node', 'pre': {'command': 'x'}}, 'window'),
