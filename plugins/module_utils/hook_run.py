@@ -323,7 +323,12 @@ def thaw_marked(pods, side, concurrency=20, force=False, leases=None, dry_run=Fa
         if mark is None or mark.run == side.run:
             continue
         entry.update(run=mark.run, since=mark.since)
-        if not force and holder_alive(side.client, mark.lease, leases) == mark.run:
+        try:
+            alive = None if force else holder_alive(side.client, mark.lease, leases)
+        except KubeError as exc:  # the mark names the Lease, and anyone who may annotate the pod writes the mark: that pod only
+            found.append((pod, None, dict(entry, action='failed', error='could not read lease %s of run %s: %s' % (mark.lease, mark.run, exc))))
+            continue
+        if alive == mark.run:
             found.append((pod, None, dict(entry, action='in_window', error='run %s holds lease %s: it is in its window now' % (mark.run, mark.lease))))
             continue
         found.append((pod, mark, entry))

@@ -260,3 +260,16 @@ def test_a_mark_that_cannot_be_removed_fails_that_pod_only():
     assert [(e['pod'], e['action']) for e in entries] == [('db/a', 'failed'), ('db/b', 'thawed')]
     assert 'could not be removed' in entries[0]['error'] and 'forbidden' in entries[0]['error']
     assert sorted(side.events) == [('clear', 'b'), ('post', 'a', ('thaw',)), ('post', 'b', ('thaw',))]
+
+
+def test_a_mark_naming_a_lease_the_run_cannot_read_fails_that_pod_only(monkeypatch):
+    def holder_alive(client, lease, cache):
+        if lease == 'kube-system/elsewhere':
+            raise KubeError('GET', '/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/elsewhere', 403, 'forbidden')
+
+    monkeypatch.setattr(hook_run, 'holder_alive', holder_alive)
+    side = RecordingSide()
+    entries = hook_run.thaw_marked([marked('a', 'run-x', lease='kube-system/elsewhere'), marked('b', 'run-dead')], side)
+    assert [(e['pod'], e['action']) for e in entries] == [('db/a', 'failed'), ('db/b', 'thawed')]
+    assert 'could not read lease kube-system/elsewhere of run run-x' in entries[0]['error']
+    assert side.events == [('post', 'b', ('thaw',)), ('clear', 'b')]
