@@ -162,6 +162,10 @@ class Snapshotting(LeasedWrite):
         return created, [plan for plan in due if claim_of(plan.target) not in handled]
 
     def create(self, plan, crash, ensure_held):
+        if self.stop.is_set():
+            # SIGTERM thawed every window from the main thread while this one was on its way to its cut: a snapshot taken
+            # now would be of a resumed application, yet reported as cut in its window.
+            raise HookRefused('not snapshotted: the run was stopping (SIGTERM) and its windows were thawed')
         ensure_held()
         target = dataclasses.replace(plan.target, crash_consistent=True) if crash else plan.target
         return self.registry.get(target.backend).create(target, self.now, cut_only=True)

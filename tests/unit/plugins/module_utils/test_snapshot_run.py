@@ -8,7 +8,7 @@ import pytest
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import FAILED, PENDING, READY, Deferred
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.cycle import plan_creation
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.snapshot_run import Creation, failures, report
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.snapshot_run import Creation, HookRefused, Snapshotting, failures, report
 from ansible_collections.kubesnap.snapshots.tests.unit.plugins.module_utils.test_cycle import NOW, POLICY, snap, target
 
 
@@ -62,3 +62,14 @@ def test_a_deferral_of_a_volume_with_no_ready_backup_or_of_a_forced_snapshot_fai
     assert volume['action'] == 'failed' and failed == ['db/data-k1: deferred: EC2 kept refusing: RequestLimitExceeded; the volume has no ready backup']
     volume, failed = deferred([snap('recent', 0.1)], force=True)
     assert volume['action'] == 'failed' and failed[0].endswith('a forced snapshot was not made')
+
+
+def test_no_create_starts_in_a_window_once_the_run_is_stopping():
+    class Registry:
+        def get(self, name):
+            raise AssertionError('no backend is asked to create')
+
+    work = Snapshotting({'force': False}, Registry(), [])
+    work.stop.set()
+    with pytest.raises(HookRefused, match='the run was stopping'):
+        work.create(object(), False, lambda: None)
