@@ -55,6 +55,25 @@ class ClaimPlan:
         return self.method == ARCHIVE and self.state != 'filled'
 
 
+def marked_namespace(obj, found, point_url):
+    """The point's Namespace object as a restore writes it. Our restored-from annotation (what lets state=absent delete a
+    namespace) is never the backup's own: a backed-up namespace that was itself restored, or a backup written by anyone
+    who can write S3, would otherwise mark an existing namespace, through existing=update, as one a restore made. It
+    names the point when the restore creates the namespace (`found` None); on a namespace that exists it is kept as it
+    is only when a restore made that namespace (an earlier run: existing=update's apply must not drop it)."""
+    annotations = {key: value for key, value in ((obj.get('metadata') or {}).get('annotations') or {}).items() if key != rs.RESTORED_FROM}
+    if found is None:
+        annotations[rs.RESTORED_FROM] = 'point:%s' % point_url
+    else:
+        marker = ((found.get('metadata') or {}).get('annotations') or {}).get(rs.RESTORED_FROM) or ''
+        if marker.startswith('point:'):
+            annotations[rs.RESTORED_FROM] = marker
+    metadata = dict(obj['metadata'], annotations=annotations)
+    if not annotations:
+        metadata.pop('annotations')
+    return dict(obj, metadata=metadata)
+
+
 def restored_from(data):
     """The value of kubesnap.io/restored-from a claim of this point carries: what its data came from."""
     if data['kind'] == 'csi':
@@ -179,9 +198,16 @@ def own_snapshot(data, namespace, handles, snapshots):
     return name
 
 
-def claim_problem(existing, claim):
-    """None when a claim found under the name is this restore's (an earlier run made it), else why it is not."""
-    meta = existing['metadata']
+def claim_problem(existing, claim, volumes=None):
+    """None when a claim found under the name is this restore's (an earlier run made it), else why it is not.
+
+    As k8s_pv_restore's rule (restore.existing_claim_problem), what counts is what the claim holds, never our annotation
+    alone (anyone who can write a claim in the namespace can write it): its data source is the one this restore names
+    (a CSI claim: the point's snapshot or its copy; an archive claim: none, a Job fills it), and a claim bound to a
+    volume is bound to one a provisioner made for it (a claim pre-bound to another volume never reads its data source).
+    `volumes`: {name: PersistentVolume} holding at least the one the claim names.
+    """
+    meta, spec = existing['metadata'], existing.get('spec') or {}
     where = 'PersistentVolumeClaim %s/%s already exists' % (meta['namespace'], meta['name'])
     if meta.get('deletionTimestamp'):
         return '%s and is being deleted' % where
@@ -190,15 +216,27 @@ def claim_problem(existing, claim):
     if found != wanted:
         return '%s and was not restored from this point (its %s: %s, the point\'s: %s); it is never overwritten' % (
             where, rs.RESTORED_FROM, found or 'none', wanted)
+    source, planned = spec.get('dataSourceRef') or spec.get('dataSource'), claim['spec'].get('dataSource')
+    names = {planned['name'], copy_name(meta['namespace'], meta['name'])} if planned else set()
+    if bool(source) != bool(planned) or (source and (source.get('kind') != 'VolumeSnapshot' or source.get('name') not in names
+                                                     or source.get('namespace', meta['namespace']) != meta['namespace'])):
+        shown = '%s/%s' % (source.get('kind'), source.get('name')) if source else 'none'
+        return '%s and its data source (%s) is not this restore\'s (%s); it is never overwritten' % (
+            where, shown, 'VolumeSnapshot/%s' % planned['name'] if planned else 'none')
+    if spec.get('volumeName'):
+        problem = rs.provisioned_volume_problem(existing, (volumes or {}).get(spec['volumeName']))
+        if problem:
+            return '%s and %s; it is never overwritten' % (where, problem)
     return None
 
 
-def plan_claims(manifest, namespace, class_map, backed_up, existing, handles, snapshots, same_cluster, archive_missing):
+def plan_claims(manifest, namespace, class_map, backed_up, existing, handles, snapshots, same_cluster, archive_missing, volumes=None):
     """[ClaimPlan] of every claim of the point, or PlanError naming the first claim that cannot be restored (nothing made).
 
     `backed_up`: {name: claim object of the resource backup}; `existing`: {name: claim} of the target namespace;
     `handles`: handles_of(the target cluster's contents); `snapshots`: {name: VolumeSnapshot} of the target namespace;
-    `same_cluster`: the target is the point's cluster (its snapshots are there, or gone); `archive_missing`: {url: why}.
+    `same_cluster`: the target is the point's cluster (its snapshots are there, or gone); `archive_missing`: {url: why};
+    `volumes`: {name: PersistentVolume} of the volumes existing claims are bound to.
     """
     plans = []
     for record in manifest['claims']:
@@ -229,7 +267,7 @@ def plan_claims(manifest, namespace, class_map, backed_up, existing, handles, sn
                             '(nothing was restored)' % data['kind'].upper(), obj=where, field='data.kind')
         found = existing.get(name)
         if found is not None:
-            problem = claim_problem(found, plan.claim)
+            problem = claim_problem(found, plan.claim, volumes)
             if problem:
                 raise PlanError(problem, obj=where)
             filled = (found['metadata'].get('annotations') or {}).get(FILLED_ANNOTATION) == '%s %s' % (plan.url, plan.sha256)

@@ -180,20 +180,20 @@ def plan(client, s3_client, params, bucket, prefix, now, warn):
         namespace_entry = (resources.member_path(namespace, resources.NAMESPACES_KEY, namespace),
                            {'apiVersion': 'v1', 'kind': 'Namespace', 'metadata': {'name': namespace}}, resource_restore.NAMESPACES)
     rest = [entry for entry in ordered if entry is not namespace_entry and entry[0].split('/')[1] != resources.NAMESPACES_KEY]
-    exists = resource_restore.flag_exists(client, namespace)
-    if not exists:
-        # The namespace a restore creates says so (never one that existed, whatever existing=update applies):
-        # state=absent (the drill's clean-up) deletes only a namespace a restore made.
-        path, obj, resource = namespace_entry
-        annotations = dict(obj['metadata'].get('annotations') or {}, **{rs.RESTORED_FROM: 'point:%s' % result['point']['url']})
-        namespace_entry = (path, dict(obj, metadata=dict(obj['metadata'], annotations=annotations)), resource)
+    found = k8s_service.get_or_none(client, resource_restore.NAMESPACES.path(name=namespace))
+    exists = found is not None
+    path, obj, resource = namespace_entry
+    namespace_entry = (path, nr.marked_namespace(obj, found, result['point']['url']), resource)
     csi = any(record['data']['kind'] == 'csi' for record in manifest['claims'])
     existing = list_in(client, resource_path('v1', 'persistentvolumeclaims', namespace)) if exists else {}
     handles = nr.handles_of(client.list_all(resource_path(SNAPSHOT_API, 'volumesnapshotcontents'))) if csi else {}
     snapshots = list_in(client, resource_path(SNAPSHOT_API, 'volumesnapshots', namespace)) if csi and exists else {}
+    # The volumes of existing claims (an earlier run's): one list, only when a claim is bound.
+    bound = any((claim.get('spec') or {}).get('volumeName') for claim in existing.values())
+    volumes = list_in(client, resource_path('v1', 'persistentvolumes')) if bound else {}
     try:
         claims = nr.plan_claims(manifest, namespace, class_map, backed_up, existing, handles, snapshots,
-                                manifest['cluster'] == target_cluster, missing)
+                                manifest['cluster'] == target_cluster, missing, volumes)
     except KubesnapError as exc:
         raise PlanFailure(str(exc), result) from exc
     if exists and not params['into_existing_namespace']:
@@ -233,7 +233,9 @@ def make_claim(client, claim_plan):
         if exc.status != 409:
             raise
         found = k8s_service.get_or_none(client, resource_path('v1', 'persistentvolumeclaims', namespace, claim_plan.name))
-        problem = nr.claim_problem(found, claim_plan.claim) if found is not None else 'it was deleted meanwhile'
+        volume_name = ((found or {}).get('spec') or {}).get('volumeName')
+        volume = k8s_service.get_or_none(client, resource_path('v1', 'persistentvolumes', name=volume_name)) if volume_name else None
+        problem = nr.claim_problem(found, claim_plan.claim, {volume_name: volume}) if found is not None else 'it was deleted meanwhile'
         if problem:
             raise KubesnapError(problem, obj='claims[%s]' % claim_plan.name) from exc
     return True

@@ -37,9 +37,9 @@ def ready(name, bound):
     return {'metadata': {'name': name}, 'status': {'readyToUse': True, 'boundVolumeSnapshotContentName': bound}}
 
 
-def plan(point, namespace='shop', existing=None, contents=(), snapshots=None, same_cluster=True, missing=None, class_map=None):
+def plan(point, namespace='shop', existing=None, contents=(), snapshots=None, same_cluster=True, missing=None, class_map=None, volumes=None):
     return nr.plan_claims(point, namespace, class_map or {}, {}, existing or {}, nr.handles_of(contents), snapshots or {}, same_cluster,
-                          missing or {})
+                          missing or {}, volumes)
 
 
 def test_same_namespace_of_the_same_cluster_uses_the_points_own_snapshot():
@@ -93,7 +93,8 @@ def test_cloud_snapshots_are_refused_before_anything():
 
 def test_an_existing_claim_is_this_restores_only_by_its_source():
     point = manifest(record('data', CSI), record('uploads', ARCHIVE))
-    ours = {'metadata': {'name': 'data', 'namespace': 'shop-2', 'annotations': {'kubesnap.io/restored-from': 'csi:h-1'}}}
+    ours = {'metadata': {'name': 'data', 'namespace': 'shop-2', 'annotations': {'kubesnap.io/restored-from': 'csi:h-1'}},
+            'spec': {'dataSource': {'apiGroup': 'snapshot.storage.k8s.io', 'kind': 'VolumeSnapshot', 'name': nr.copy_name('shop-2', 'data')}}}
     filled = {'metadata': {'name': 'uploads', 'namespace': 'shop-2', 'annotations': {
         'kubesnap.io/restored-from': 'archive:' + 'ab' * 32, nr.FILLED_ANNOTATION: '%s %s' % (ARCHIVE['url'], 'ab' * 32)}}}
     states = {c.name: (c.state, c.needs_fill) for c in plan(point, namespace='shop-2', existing={'data': ours, 'uploads': filled}, same_cluster=False)}
@@ -172,3 +173,46 @@ def test_class_map_and_target_namespace_are_checked():
     with pytest.raises(nr.PlanError, match='target_namespace'):
         nr.target_namespace(manifest(), 'Bad_Name')
     assert nr.target_namespace(manifest(), None) == 'shop'
+
+
+def test_the_namespace_marker_is_never_the_backups_own():
+    """Only a namespace the restore creates (or one a restore made) carries restored-from: a backed-up Namespace that says
+    it was restored never marks an existing namespace as one state=absent may delete."""
+    forged = {'apiVersion': 'v1', 'kind': 'Namespace',
+              'metadata': {'name': 'shop', 'annotations': {'kubesnap.io/restored-from': 'point:s3://x/y.json', 'team': 'a'}}}
+    created = nr.marked_namespace(forged, None, 's3://b/p/rp.json')
+    assert created['metadata']['annotations'] == {'kubesnap.io/restored-from': 'point:s3://b/p/rp.json', 'team': 'a'}
+    tenant = {'metadata': {'name': 'shop', 'annotations': {'kubesnap.io/restored-from': 'csi:h-1'}}}
+    assert nr.marked_namespace(forged, tenant, 's3://b/p/rp.json')['metadata']['annotations'] == {'team': 'a'}
+    assert 'annotations' not in nr.marked_namespace({'metadata': {'name': 'shop'}}, {'metadata': {'name': 'shop'}}, 'u')['metadata']
+    restored = {'metadata': {'name': 'shop', 'annotations': {'kubesnap.io/restored-from': 'point:s3://b/p/old.json'}}}
+    assert nr.marked_namespace(forged, restored, 's3://b/p/rp.json')['metadata']['annotations']['kubesnap.io/restored-from'] == \
+        'point:s3://b/p/old.json'
+    assert forged['metadata']['annotations']['kubesnap.io/restored-from'] == 'point:s3://x/y.json'
+
+
+def test_an_existing_claim_is_never_taken_on_the_annotation_alone():
+    """Anyone who can write a claim can write restored-from: a claim of another data source, or pre-bound to a volume no
+    provisioner made for it, is someone else's, and the restore stops naming it."""
+    point = manifest(record('data', CSI), record('uploads', ARCHIVE))
+    annotated = {'annotations': {'kubesnap.io/restored-from': 'csi:h-1'}, 'name': 'data', 'namespace': 'shop-2',
+                 'creationTimestamp': '2026-12-06T03:00:00Z', 'uid': 'c-1'}
+    copy = {'apiGroup': 'snapshot.storage.k8s.io', 'kind': 'VolumeSnapshot', 'name': nr.copy_name('shop-2', 'data')}
+    forged = [{'metadata': annotated},
+              {'metadata': annotated, 'spec': {'dataSource': dict(copy, name='tenants-own')}},
+              {'metadata': annotated, 'spec': {'dataSource': copy, 'volumeName': 'pv-tenant'}}]
+    tenant_volume = {'metadata': {'name': 'pv-tenant', 'creationTimestamp': '2026-12-01T00:00:00Z'},
+                     'spec': {'claimRef': {'namespace': 'shop-2', 'name': 'data', 'uid': 'c-1'}}}
+    for claim in forged:
+        with pytest.raises(nr.PlanError) as raised:
+            plan(point, namespace='shop-2', existing={'data': claim}, same_cluster=False, volumes={'pv-tenant': tenant_volume})
+        assert 'never overwritten' in str(raised.value) and 'claims[data]' in str(raised.value)
+    provisioned = dict(tenant_volume, metadata={'name': 'pv-tenant', 'creationTimestamp': '2026-12-06T03:00:01Z',
+                                                'annotations': {'pv.kubernetes.io/provisioned-by': 'mock.csi'}})
+    [data, _uploads] = plan(point, namespace='shop-2', existing={'data': forged[2]}, same_cluster=False, volumes={'pv-tenant': provisioned})
+    assert data.state == 'exists'
+    # An archive claim with a data source would hold that source's data, not the archive's.
+    archive = {'metadata': {'name': 'uploads', 'namespace': 'shop-2', 'annotations': {'kubesnap.io/restored-from': 'archive:' + 'ab' * 32}},
+               'spec': {'dataSource': copy}}
+    with pytest.raises(nr.PlanError):
+        plan(point, namespace='shop-2', existing={'uploads': archive}, same_cluster=False)
