@@ -92,7 +92,9 @@ def read_point(s3_client, params, bucket, prefix, cluster):
         body = s3_client.get_object(Bucket=bucket, Key=key)['Body'].read()
     except resource_store.BOTO_ERRORS as exc:
         raise KubesnapError('cannot be read: %s' % exc, obj='s3://%s/%s' % (bucket, key)) from exc
-    return key, recovery_point.parse_manifest(body, 's3://%s/%s' % (bucket, key))
+    manifest = recovery_point.parse_manifest(body, 's3://%s/%s' % (bucket, key))
+    recovery_point.check_key(manifest, key, prefix, 's3://%s/%s' % (bucket, key))
+    return key, manifest
 
 
 class HashingStore:

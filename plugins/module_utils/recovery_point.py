@@ -38,6 +38,8 @@ DATA_KINDS = {
 }
 CLUSTER_NAME = re.compile(r'^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$')
 NAMESPACE_NAME = re.compile(r'^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$')
+# A claim's name (a DNS subdomain, as the API server takes it).
+CLAIM_NAME = re.compile(r'^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$')
 TYPE_NAMES = {str: 'non-empty string', int: 'number', dict: 'mapping', list: 'list'}
 
 
@@ -212,6 +214,8 @@ def validate_manifest(manifest, key):
         if not isinstance(claim, dict):
             raise ManifestError('not a mapping', obj=key, field=where[:-1])
         name = require(claim, 'name', str, key, where)
+        if not CLAIM_NAME.match(name):
+            raise ManifestError('%r is not a claim name' % name, obj=key, field=where + 'name')
         where = 'claims[%s].' % name
         if name in names:
             raise ManifestError('named twice', obj=key, field=where[:-1])
@@ -226,6 +230,10 @@ def validate_manifest(manifest, key):
             raise ManifestError('%r is not one of %s' % (kind, ', '.join(sorted(DATA_KINDS))), obj=key, field=where + 'data.kind')
         for field in DATA_KINDS[kind]:
             require(data, field, str, key, where + 'data.')
+        if kind == 'csi' and data.get('volume_snapshot') and data['volume_snapshot'].partition('/')[0] != namespace:
+            # A point keeps (snapshot_expire) and restores only its own namespace's snapshots.
+            raise ManifestError('%r is not a VolumeSnapshot of namespace %s' % (data['volume_snapshot'], namespace), obj=key,
+                                field=where + 'data.volume_snapshot')
     return manifest
 
 
@@ -240,6 +248,16 @@ def point_keys(keys, prefix):
         if len(parts) == 3 and all(parts) and key_time(key, '%s%s/%s/' % (folder, parts[0], parts[1])) is not None:
             found.append(key)
     return found
+
+
+def check_key(manifest, key, prefix, where):
+    """ManifestError unless the point's cluster and namespace are those of its key (<prefix>/<cluster>/<namespace>/...): a
+    manifest put in another namespace's folder is never that namespace's point (restored or kept as it)."""
+    parts = key[len(normal_prefix(prefix)):].split('/')
+    for field, found in (('cluster', parts[0]), ('namespace', parts[1] if len(parts) > 1 else '')):
+        if manifest[field] != found:
+            raise ManifestError('%r is not %r, the %s of its key: a point of another folder' % (manifest[field], found, field), obj=where,
+                                field=field)
 
 
 def find_points(s3_client, bucket, prefix, cluster, namespace):
@@ -326,6 +344,7 @@ def protected_snapshots(s3_client, bucket, prefix, concurrency=8):
     protected = {}
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(keys) or 1))) as pool:
         for key, (manifest, _metadata) in zip(keys, pool.map(lambda key: read_manifest(s3_client, bucket, key), keys)):
+            check_key(manifest, key, prefix, 's3://%s/%s' % (bucket, key))
             for backup in volume_backups(manifest):
                 protected.setdefault(backup, 's3://%s/%s' % (bucket, key))
     return protected

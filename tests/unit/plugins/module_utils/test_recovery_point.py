@@ -109,6 +109,8 @@ def test_a_reader_refuses_naming_the_key_and_field(change, field, message):
     (lambda c: c['data'].pop('snapshot'), 'claims[cache].data.snapshot'),
     (lambda c: c.update(access_modes=[1]), 'claims[cache].access_modes'),
     (lambda c: c.update(name='data-db-0'), 'claims[data-db-0]'),
+    (lambda c: c.update(name='../secrets/x'), 'claims[0].name'),
+    (lambda c: c.update(name='Data'), 'claims[0].name'),
 ])
 def test_a_bad_claim_is_named(change, field):
     built = manifest()
@@ -179,3 +181,23 @@ def test_point_keys_are_three_levels_under_the_prefix():
             'p/a/rp_20261206T020000Z.json', 'p/a/shop/x/rp_20261206T020000Z.json', 'q/a/shop/rp_20261206T020000Z.json']
     assert rp.point_keys(keys, 'p') == keys[:2]
     assert rp.point_keys(keys, 'p/') == keys[:2]
+
+
+def test_a_csi_claim_names_a_snapshot_of_the_points_own_namespace():
+    """A point keeps (snapshot_expire) and restores only its namespace's snapshots: one naming another's is refused."""
+    built = manifest()
+    csi = next(c for c in built['claims'] if c['data']['kind'] == 'csi')
+    csi['data']['volume_snapshot'] = 'bank/s-' + csi['name']
+    with pytest.raises(KubesnapError) as caught:
+        rp.parse_manifest(json.dumps(built), 'k')
+    assert caught.value.field == 'claims[%s].data.volume_snapshot' % csi['name']
+
+
+def test_a_point_is_its_keys_cluster_and_namespace():
+    key = rp.manifest_key('p', 'prod-eu', 'shop', CREATED)
+    rp.check_key(manifest(), key, 'p', 's3://b/' + key)
+    for cluster, namespace, field in (('prod-eu', 'bank', 'namespace'), ('dev', 'shop', 'cluster')):
+        other = rp.manifest_key('p', cluster, namespace, CREATED)
+        with pytest.raises(KubesnapError) as caught:
+            rp.check_key(manifest(), other, 'p/', 's3://b/' + other)
+        assert caught.value.field == field and caught.value.obj == 's3://b/' + other

@@ -168,6 +168,10 @@ def test_protected_snapshots_reads_every_kept_point_and_refuses_an_unreadable_on
     store.objects[key] = (json.dumps(newer).encode(), {})
     with pytest.raises(recovery_point.ManifestError, match='version: 2 is newer'):
         recovery_point.protected_snapshots(store, 'b', 'p/')
+    # A point of another namespace put in shop's folder keeps nothing: expiry deletes nothing and says why.
+    store.objects[key] = (recovery_point.serialise(dict(manifest, namespace='bank', claims=[])), {})
+    with pytest.raises(recovery_point.ManifestError, match="namespace: 'bank' is not 'shop'"):
+        recovery_point.protected_snapshots(store, 'b', 'p/')
 
 
 def test_an_expired_point_takes_its_archives_beside_it_and_leaves_anything_elsewhere():
