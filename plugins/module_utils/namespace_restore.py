@@ -27,6 +27,8 @@ SNAPSHOT, COPY, ARCHIVE = 'snapshot', 'copy', 'archive'
 FILLED_ANNOTATION = 'kubesnap.io/restore-filled'
 # The namespace's objects that are the cluster's, never the point's: they never make a namespace "hold other objects".
 CLUSTER_MADE = {('serviceaccounts', 'default'), ('configmaps', resources.CLUSTER_PUBLISHED_CONFIGMAP)}
+# The kinds a restore makes in a namespace beside the point's objects (claims, the VolumeSnapshots of copies, fill Jobs).
+RESTORE_MADE = {resources.CLAIMS_KEY, 'volumesnapshots.' + rs.SNAPSHOT_GROUP, 'jobs.batch'}
 JOB_NAME_LIMIT = 63
 ROLE_KEY = 'kubesnap.io/role'
 FILL_ROLE = 'restore-fill'
@@ -333,8 +335,8 @@ def others_in_namespace(listed, planned, claims):
                 continue
             if key == 'secrets' and obj.get('type') == resources.SERVICE_ACCOUNT_TOKEN:
                 continue
-            if (meta.get('annotations') or {}).get(rs.RESTORED_FROM):
-                continue  # a copy or a claim a restore made
+            if key in RESTORE_MADE and (meta.get('annotations') or {}).get(rs.RESTORED_FROM):
+                continue  # a copy or a claim a restore made (of the kinds a restore makes: anyone can write the annotation)
             found.append('%s/%s' % (key, name))
     return sorted(found)
 

@@ -141,6 +141,11 @@ def test_what_counts_as_other_objects_in_an_existing_namespace():
               'serviceaccounts': [{'metadata': {'name': 'default'}}],
               'persistentvolumeclaims': [{'metadata': {'name': 'data'}}, {'metadata': {'name': 'scratch'}}]}
     assert nr.others_in_namespace(listed, [('configmaps', 'settings')], ['data']) == ['configmaps/theirs', 'persistentvolumeclaims/scratch']
+    # restored-from passes only on the kinds a restore makes: on a ConfigMap anyone could have written it.
+    marked = {'metadata': {'name': 'marked', 'annotations': {'kubesnap.io/restored-from': 'csi:h'}}}
+    listed = {'configmaps': [marked], 'persistentvolumeclaims': [dict(marked, metadata=dict(marked['metadata'], name='copy'))],
+              'volumesnapshots.snapshot.storage.k8s.io': [marked]}
+    assert nr.others_in_namespace(listed, [], []) == ['configmaps/marked']
 
 
 def test_the_one_watch_ends_once_every_claim_is_bound():
