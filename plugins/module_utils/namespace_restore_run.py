@@ -399,9 +399,10 @@ def finish(result, to_make, params, client, check_mode=False, flag=False):
     return result
 
 
-def remove(client, params, wait_timeout, clock=time.monotonic):
+def remove(client, params, wait_timeout, clock=time.monotonic, check_mode=False):
     """state=absent: delete the target namespace (and all it holds) only when a restore made it (its restored-from
-    annotation names a point), the version read (uid); wait until it is gone. The result."""
+    annotation names a point), the version read (uid); wait until it is gone. The result. Check mode reads and refuses
+    as the run would, and deletes nothing."""
     namespace = params.get('target_namespace') or params['namespace']
     result = dict(empty_result(), target_namespace=namespace, state='absent')
     path = resource_path('v1', 'namespaces', name=namespace)
@@ -412,9 +413,11 @@ def remove(client, params, wait_timeout, clock=time.monotonic):
     if not marked.startswith('point:'):
         raise KubesnapError('namespace %s was not made by a restore of a recovery point (no %s annotation naming one); not deleted'
                             % (namespace, rs.RESTORED_FROM), field='target_namespace')
+    result.update(changed=True, deleted=namespace)
+    if check_mode:
+        return result
     if found['metadata'].get('deletionTimestamp') is None:
         k8s_service.delete_if_unchanged(client, path, found['metadata']['uid'])
-    result.update(changed=True, deleted=namespace)
     waited = k8s_wait.watch_until(client, resource_path('v1', 'namespaces'), k8s_wait.gone, clock() + wait_timeout, name=namespace)
     if not waited.value:
         raise KubesnapError('namespace %s is still there %d s after it was deleted (wait_timeout)' % (namespace, wait_timeout), field='wait_timeout')

@@ -35,14 +35,17 @@ description:
     namespace and what controllers own) is refused unless O(into_existing_namespace=true).
   - An existing object is never overwritten (O(existing=skip), the default); O(existing=update) applies the point's
     objects with server-side apply. A claim is never overwritten - one of the point's name that a restore of this
-    point did not make fails the task.
+    point did not make fails the task. An existing claim is an earlier run's only by what it holds - the
+    C(kubesnap.io/restored-from) annotation, the data source this restore names (the point's VolumeSnapshot or its copy;
+    none for an archive) and, once bound, a volume a provisioner made for it - never by the annotation alone.
   - A second run of a finished restore changes nothing. A run interrupted anywhere (even killed) is finished by the
     next one, with no duplicate - every object a restore makes has a name fixed by the point.
   - Nothing outside the target namespace is written but the copies' VolumeSnapshotContents (cluster-scoped, deleted
     again) and, with O(guard=true), the flag namespace.
   - With O(state=absent), the target namespace is deleted with all it holds - only when a restore of a point made it
-    (the namespace a restore creates carries C(kubesnap.io/restored-from=point:<url>)) - and waited for until gone; the
-    restore drill cleans up so. Nothing is read from S3 then.
+    (the namespace a restore creates carries C(kubesnap.io/restored-from=point:<url>); a restore never writes it on a
+    namespace that existed, nor takes it from the point's backup) - by its uid, and waited for until gone; the restore
+    drill cleans up so. Check mode refuses as the run does and deletes nothing. Nothing is read from S3 then.
   - With O(guard=true), kube-backup's start-up guard for unattended runs in a fresh cluster - when the flag namespace
     exists, do nothing; a point older than O(max_age) fails; after a restore without failures the flag namespace is
     created.
@@ -387,11 +390,7 @@ def run_module():
     try:
         bucket, prefix = run.check_options(p)
         if p['state'] == 'absent':
-            if module.check_mode:
-                target = p.get('target_namespace') or p['namespace']
-                result.update(target_namespace=target, state='absent', changed=module.namespace_exists(target))
-            else:
-                result = run.remove(module.client, p, p['wait_timeout'])
+            result = run.remove(module.client, p, p['wait_timeout'], check_mode=module.check_mode)
             module.exit_json(**result)
         s3_client = s3.client(p)
         the_plan = run.plan(module.client, s3_client, p, bucket, prefix, module.now(), module.warn)

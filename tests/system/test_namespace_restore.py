@@ -382,3 +382,17 @@ def test_the_drill_restores_a_namespace_point_into_scratch_verifies_records_and_
     # The scratch namespace is gone (the namespace controller emptied it); the drilled namespace's objects are as they were.
     wait_for('the scratch namespace to go', lambda: f'{namespace}-drill' not in names(kube.core.list_namespace().items), timeout=120)
     assert sorted(c.metadata.name for c in kube.core.list_namespaced_persistent_volume_claim(namespace).items) == list(CLAIMS)
+
+
+def test_state_absent_deletes_only_a_namespace_a_restore_made_and_check_mode_refuses_as_the_run(cluster, kube, namespace, moto_server, bucket):
+    """A namespace without the restore's marker (or with another restore's, such as a claim's csi:) is never deleted, in
+    check mode as in the run, and the error names target_namespace; check mode of a marked one says changed, deletes nothing."""
+    for check in (True, False):
+        result = restore(cluster, moto_server, bucket, namespace, check=check, state='absent')
+        assert result.get('failed') and 'not deleted' in result['msg'] and 'target_namespace' in result['msg'], result
+    kube.core.patch_namespace(namespace, {'metadata': {'annotations': {'kubesnap.io/restored-from': 'csi:h-1'}}})
+    assert restore(cluster, moto_server, bucket, namespace, state='absent').get('failed')
+    kube.core.patch_namespace(namespace, {'metadata': {'annotations': {'kubesnap.io/restored-from': 'point:s3://b/p/rp.json'}}})
+    planned = restore(cluster, moto_server, bucket, namespace, check=True, state='absent')
+    assert not planned.get('failed') and planned['changed'] and planned['deleted'] == namespace, planned
+    assert kube.core.read_namespace(namespace).metadata.deletion_timestamp is None
