@@ -267,14 +267,30 @@ def still_usable(backend, snapshot):
         raise rs.RestoreError('snapshot', problem)
 
 
+# The kinds whose spec create_or_find compares: a copy's VolumeSnapshot (in the restore's namespace, anyone's there to
+# write, annotation included) must be bound ahead to our content, and the content hold the snapshot's handle.
+COMPARED_SPECS = ('VolumeSnapshot', 'VolumeSnapshotContent')
+
+
+def holds(found, wanted):
+    """Whether `found` holds every field of `wanted` with its value (a controller may add fields, never change ours)."""
+    if isinstance(wanted, dict):
+        return isinstance(found, dict) and all(holds(found.get(key), value) for key, value in wanted.items())
+    return found == wanted
+
+
 def create_or_find(client, path, body):
-    """Create `body` at `path`; one of that name already there counts as created when it carries the same restored-from annotation."""
+    """Create `body` at `path`; one of that name already there counts as created when it carries the same restored-from
+    annotation and (a copy's VolumeSnapshot or content) the spec the restore gives it: never the annotation alone."""
     try:
         client.create(path, body)
     except KubeError as exc:
         found = get_or_none(client, '%s/%s' % (path, body['metadata']['name'])) if exc.status == 409 else None
         if found is None or (found['metadata'].get('annotations') or {}).get(rs.RESTORED_FROM) != body['metadata']['annotations'][rs.RESTORED_FROM]:
             raise
+        if body['kind'] in COMPARED_SPECS and not holds(found.get('spec'), body['spec']):
+            raise KubeError('POST', path, 409, '%s %s exists with another spec than this restore gives it: not this restore\'s; not touched' % (
+                body['kind'], body['metadata']['name'])) from exc
 
 
 @dataclasses.dataclass

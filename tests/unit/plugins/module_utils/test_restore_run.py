@@ -13,7 +13,7 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base i
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.ebs import EbsBackend
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.restore_run import (
-    Plan, Source, check_job_manifest, copy_evidence, create, job_outcome, make_plan, missing_zone, removal)
+    Plan, Source, check_job_manifest, copy_evidence, create, create_or_find, job_outcome, make_plan, missing_zone, removal)
 
 NOW = datetime.datetime(2026, 11, 30, 4, 0, tzinfo=datetime.timezone.utc)
 
@@ -159,3 +159,28 @@ def test_a_missing_zone_names_the_volume_and_says_why_a_regional_disk_needs_one(
     message = missing_zone(GceBackend({'gce_project': 'my-proj'}), regional)
     assert 'PersistentVolume pv-r is a regional disk (region europe-west1)' in message and 'europe-west1-b' in message, message
     assert 'source volume is gone' in missing_zone(GceBackend({'gce_project': 'p'}), None)
+
+
+class Taken(Cluster):
+    """Every create answers 409: the name is taken by the object at that path."""
+
+    def create(self, path, body):
+        raise KubeError('POST', path, 409, 'already exists')
+
+
+def test_a_copy_found_under_its_name_is_ours_only_with_our_spec_not_our_annotation_alone():
+    """A VolumeSnapshot in the restore's namespace (anyone's there to write) with our annotation, bound ahead to another
+    content, is not our copy: a claim made from it would hold someone else's data."""
+    snapshot = Snapshot('csi', 'db/s', 's', 'k', NOW, READY, namespace='db')
+    content = {'spec': {'driver': 'mock.csi', 'volumeSnapshotClassName': 'c'}, 'status': {'snapshotHandle': 'h-1'}}
+    copy_content, copy = rs.copy_manifests(snapshot, content, 'scratch', 'r')
+    path = '/apis/snapshot.storage.k8s.io/v1/namespaces/scratch/volumesnapshots'
+    found = dict(copy, spec={'source': {'volumeSnapshotContentName': 'tenants-own'}, 'volumeSnapshotClassName': 'c'})
+    with pytest.raises(KubeError, match='another spec'):
+        create_or_find(Taken({path + '/r': found}), path, copy)
+    bound = dict(copy, spec=dict(copy['spec'], extra=1), status={'readyToUse': True})
+    create_or_find(Taken({path + '/r': bound}), path, copy)  # a controller's additions are fine
+    contents = '/apis/snapshot.storage.k8s.io/v1/volumesnapshotcontents'
+    other_handle = dict(copy_content, spec=dict(copy_content['spec'], source={'snapshotHandle': 'h-2'}))
+    with pytest.raises(KubeError, match='another spec'):
+        create_or_find(Taken({contents + '/' + copy_content['metadata']['name']: other_handle}), contents, copy_content)
