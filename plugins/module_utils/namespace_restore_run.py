@@ -404,7 +404,8 @@ def remove(client, params, wait_timeout, clock=time.monotonic, check_mode=False)
     annotation names a point), the version read (uid); wait until it is gone. The result. Check mode reads and refuses
     as the run would, and deletes nothing."""
     namespace = params.get('target_namespace') or params['namespace']
-    result = dict(empty_result(), target_namespace=namespace, state='absent')
+    result = empty_result()
+    result.update(target_namespace=namespace, state='absent')
     path = resource_path('v1', 'namespaces', name=namespace)
     found = k8s_service.get_or_none(client, path)
     if found is None:
