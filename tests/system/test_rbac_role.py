@@ -13,6 +13,8 @@ from kubernetes import client
 
 from .modules import DELTAS, run_module
 from .playbooks import play, recap, role_play, succeeded
+from .s3_helpers import s3_params
+from .test_s3 import client_for
 
 CYCLE = "kubesnap.snapshots.cycle"
 
@@ -96,3 +98,29 @@ def test_k8s_apply_names_the_object_and_field_of_a_bad_manifest(cluster, namespa
     unknown = run_module("k8s_apply", str(cluster.kubeconfig), manifests=[{"apiVersion": "example.com/v1", "kind": "Nope",
                                                                            "metadata": {"name": "x", "namespace": namespace}}])
     assert unknown.get("failed") and "kind: the server does not serve Nope in example.com/v1" in unknown["msg"], unknown
+
+
+@pytest.mark.cluster_wide  # the resource backup's ClusterRole and binding have fixed, cluster-wide names
+def test_a_recovery_point_runs_under_the_roles_account_with_rbac_recovery_points(kube, cluster, namespace, rbac_vars, tmp_path, moto_server):
+    role_vars = dict(rbac_vars, rbac_recovery_points=True)
+    succeeded(play(role_play(tmp_path, "rbac"), role_vars))
+    rbac = client.RbacAuthorizationV1Api(kube.api)
+    try:
+        kube.create_pvc(namespace, "data")
+        bucket = f"rbac-{namespace}"[:63]
+        client_for(moto_server).create_bucket(Bucket=bucket)
+        connection = token_vars(kube, cluster, namespace)
+        args = {"host": connection["snapshot_cycle_host"], "api_key": connection["snapshot_cycle_api_key"],
+                "ca_cert": connection["snapshot_cycle_ca_cert"], "url": f"s3://{bucket}/points/", "cluster_name": "a",
+                "namespaces": [namespace], "lease_namespace": namespace, "wait_timeout": 120}
+        taken = run_module("k8s_recovery_point", None, env=no_kubeconfig(tmp_path), **s3_params(moto_server, **args))
+        assert not taken.get("failed"), taken.get("msg")
+        assert [p["state"] for p in taken["points"]] == ["written"] and taken["points"][0]["claims"][0]["data"]["snapshot_handle"], taken
+    finally:
+        for name in (f"{rbac_vars['rbac_cluster_role']}-recovery-points", "kubesnap-resource-backup"):
+            for delete in (rbac.delete_cluster_role_binding, rbac.delete_cluster_role):
+                try:
+                    delete(name)
+                except client.ApiException as exc:
+                    if exc.status != 404:
+                        raise
