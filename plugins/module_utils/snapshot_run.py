@@ -321,7 +321,14 @@ def preview_windows(module, plans):
 
 
 def run(module):
-    """k8s_pv_snapshot: plan -> act -> report."""
+    """k8s_pv_snapshot: plan -> act -> report, then exit."""
+    lines, problems, result = snapshot(module)
+    module.exit_or_fail(lines, 'some volumes were not snapshotted', problems, **result)
+
+
+def snapshot(module):
+    """(failure lines, problems, result). The inventory, the owned snapshots, the plans and the registry are gone when
+    this returns: Ansible's copy of the result and its JSON do not sit on top of them (as in snapshot_expire)."""
     p = module.params
     try:
         hooks.check_rules(p.get('hooks'))
@@ -360,5 +367,4 @@ def run(module):
             result['volumes'] = [volume_result(plan, 'skipped') for plan in plans]
     except (KubeError, BackendError) as exc:
         module.fail_api(exc)
-    module.exit_or_fail(failures(p, plans, result['volumes'], result['copies']) + extra_failures, 'some volumes were not snapshotted',
-                        problems, **result)
+    return failures(p, plans, result['volumes'], result['copies']) + extra_failures, problems, result
