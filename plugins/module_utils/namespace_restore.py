@@ -13,15 +13,22 @@ import dataclasses
 import hashlib
 import json
 
-from ansible_collections.kubesnap.snapshots.plugins.module_utils import resources
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import recovery_point, resources
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import restore as rs
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import base
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.errors import KubesnapError
 
 SNAPSHOT_API = rs.SNAPSHOT_GROUP + '/v1'
 # How a claim gets its data: a dataSource on the point's own VolumeSnapshot (same cluster, same namespace); a copy of it
 # (a pre-provisioned VolumeSnapshotContent with the snapshot handle, Retain, and its VolumeSnapshot in the target namespace)
 # then a dataSource on the copy; an empty claim filled by a Job running volume_restore from the archive in S3.
-SNAPSHOT, COPY, ARCHIVE = 'snapshot', 'copy', 'archive'
+# A cloud snapshot (EBS, GCE): a disk made from it in a zone of the target cluster, then a PersistentVolume pre-bound to the
+# claim (k8s_pv_restore's cloud restore).
+SNAPSHOT, COPY, ARCHIVE, DISK = 'snapshot', 'copy', 'archive', 'disk'
+# The backend (base.Backend.name) that restores each cloud kind of a point's claim data.
+CLOUD_BACKENDS = {'ebs': 'aws', 'gce': 'gce'}
+# The field of a claim's data naming its cloud snapshot.
+CLOUD_SNAPSHOT_FIELDS = {'ebs': 'data.snapshot_id', 'gce': 'data.snapshot'}
 # Set on a restored claim once its archive is in it (the Job completed): `<archive url> <sha256>`. A claim without it is
 # filled (again) by the next run: volume_restore's marker makes an interrupted fill start over.
 FILLED_ANNOTATION = 'kubesnap.io/restore-filled'
@@ -51,6 +58,11 @@ class ClaimPlan:
     state: str = 'create'
     url: str | None = None
     sha256: str | None = None
+    # A disk: the point's snapshot as its backend read it (base.Snapshot), the zone of the disk, and the PersistentVolume
+    # planned for it (the disk's id a stand-in until the disk is made).
+    snapshot: object = None
+    zone: str | None = None
+    volume: dict | None = None
 
     @property
     def needs_fill(self):
@@ -82,7 +94,8 @@ def restored_from(data):
         return 'csi:%s' % data['snapshot_handle']
     if data['kind'] == 'archive':
         return 'archive:%s' % data['sha256']
-    return '%s:%s' % (data['kind'], data.get('snapshot_id') or data.get('snapshot'))
+    # As k8s_pv_restore marks a cloud restore (restore.restored_from_value): `<backend>:<Snapshot.id>`.
+    return '%s:%s' % (CLOUD_BACKENDS[data['kind']], recovery_point.snapshot_id(data))
 
 
 def copy_name(namespace, claim):
@@ -107,6 +120,23 @@ def checked_class_map(mapping):
                 raise PlanError('%r is not a StorageClass name' % (value,), field='storage_class_map.%s' % source)
         checked[source] = target
     return checked
+
+
+def checked_zone_map(mapping):
+    """The zone mapping {point zone: target zone} of cloud disks, each a zone name; PlanError naming the entry."""
+    checked = {}
+    for source, target in (mapping or {}).items():
+        for value in (source, target):
+            if not isinstance(value, str) or not rs.DNS_LABEL.match(value):
+                raise PlanError('%r is not a zone name (such as eu-west-1a or europe-west1-b)' % (value,), field='zone_map.%s' % source)
+        checked[source] = target
+    return checked
+
+
+def disk_zone(data, zone_map):
+    """The zone a cloud claim's disk is made in: the point's zone mapped by `zone_map` (a zone the target cluster has), else its own."""
+    zone = data.get('zone')
+    return zone_map.get(zone, zone) if zone else zone_map.get('*')
 
 
 def target_namespace(manifest, asked):
@@ -135,10 +165,11 @@ def claim_size(record):
     return size
 
 
-def claim_manifest(record, namespace, class_map, backed_up=None, data_source=None):
+def claim_manifest(record, namespace, class_map, backed_up=None, data_source=None, volume_name=None):
     """The claim a restore makes: the point's size, access modes, volume mode and (mapped) class; labels and annotations of
     the backed-up claim object when the point's resource backup holds it (bind annotations never); `data_source` (a
-    VolumeSnapshot's name in `namespace`) or none (an archive fills it)."""
+    VolumeSnapshot's name in `namespace`), `volume_name` (a cloud disk's PersistentVolume it is pre-bound to) or neither (an
+    archive fills it)."""
     kept = resources.unbound_claim(backed_up) if backed_up else {}
     meta = kept.get('metadata') or {}
     annotations = dict(meta.get('annotations') or {})
@@ -147,7 +178,11 @@ def claim_manifest(record, namespace, class_map, backed_up=None, data_source=Non
             'resources': {'requests': {'storage': claim_size(record)}},
             'volumeMode': record.get('volume_mode') or 'Filesystem'}
     storage_class = mapped_class(record, class_map)
-    if storage_class is not None:
+    if volume_name is not None:
+        # Pre-bound: the default class must not be written in, or the claim would not match its volume.
+        spec['storageClassName'] = storage_class or ''
+        spec['volumeName'] = volume_name
+    elif storage_class is not None:
         spec['storageClassName'] = storage_class
     if data_source:
         spec['dataSource'] = {'apiGroup': rs.SNAPSHOT_GROUP, 'kind': 'VolumeSnapshot', 'name': data_source}
@@ -200,14 +235,16 @@ def own_snapshot(data, namespace, handles, snapshots):
     return name
 
 
-def claim_problem(existing, claim, volumes=None):
+def claim_problem(existing, claim, volumes=None, disk_problem=None):
     """None when a claim found under the name is this restore's (an earlier run made it), else why it is not.
 
     As k8s_pv_restore's rule (restore.existing_claim_problem), what counts is what the claim holds, never our annotation
     alone (anyone who can write a claim in the namespace can write it): its data source is the one this restore names
     (a CSI claim: the point's snapshot or its copy; an archive claim: none, a Job fills it), and a claim bound to a
     volume is bound to one a provisioner made for it (a claim pre-bound to another volume never reads its data source).
-    `volumes`: {name: PersistentVolume} holding at least the one the claim names.
+    `volumes`: {name: PersistentVolume} holding at least the one the claim names. A cloud claim (pre-bound to its disk's
+    volume) is this restore's when it is bound to the volume the restore names and `disk_problem` (what the run read of
+    that volume and the cloud: restore.bound_volume_problem, then the backend's restored_disk_problem) is None.
     """
     meta, spec = existing['metadata'], existing.get('spec') or {}
     where = 'PersistentVolumeClaim %s/%s already exists' % (meta['namespace'], meta['name'])
@@ -225,6 +262,14 @@ def claim_problem(existing, claim, volumes=None):
         shown = '%s/%s' % (source.get('kind'), source.get('name')) if source else 'none'
         return '%s and its data source (%s) is not this restore\'s (%s); it is never overwritten' % (
             where, shown, 'VolumeSnapshot/%s' % planned['name'] if planned else 'none')
+    planned_volume = claim['spec'].get('volumeName')
+    if planned_volume:
+        if spec.get('volumeName') != planned_volume:
+            return '%s and is bound to volume %s, not %s, which this restore makes; it is never overwritten' % (
+                where, spec.get('volumeName') or 'none', planned_volume)
+        if disk_problem:
+            return '%s and %s; it is never overwritten' % (where, disk_problem)
+        return None
     if spec.get('volumeName'):
         problem = rs.provisioned_volume_problem(existing, (volumes or {}).get(spec['volumeName']))
         if problem:
@@ -232,13 +277,16 @@ def claim_problem(existing, claim, volumes=None):
     return None
 
 
-def plan_claims(manifest, namespace, class_map, backed_up, existing, handles, snapshots, same_cluster, archive_missing, volumes=None):
+def plan_claims(manifest, namespace, class_map, backed_up, existing, handles, snapshots, same_cluster, archive_missing, volumes=None,
+                cloud_snapshots=None, zone_map=None, disk_problems=None):
     """[ClaimPlan] of every claim of the point, or PlanError naming the first claim that cannot be restored (nothing made).
 
     `backed_up`: {name: claim object of the resource backup}; `existing`: {name: claim} of the target namespace;
     `handles`: handles_of(the target cluster's contents); `snapshots`: {name: VolumeSnapshot} of the target namespace;
     `same_cluster`: the target is the point's cluster (its snapshots are there, or gone); `archive_missing`: {url: why};
-    `volumes`: {name: PersistentVolume} of the volumes existing claims are bound to.
+    `volumes`: {name: PersistentVolume} of the volumes existing claims are bound to; `cloud_snapshots`: {claim name: the
+    point's cloud snapshot (base.Snapshot) as its backend reads it now, or why it cannot be restored from (gone, not ready)};
+    `zone_map`: {point zone: target zone}; `disk_problems`: {claim name: claim_problem's disk_problem} of existing cloud claims.
     """
     plans = []
     for record in manifest['claims']:
@@ -265,11 +313,10 @@ def plan_claims(manifest, namespace, class_map, backed_up, existing, handles, sn
                 raise PlanError('archive %s: %s; nothing was restored' % (data['url'], archive_missing[data['url']]), obj=where, field='data.url')
             plan = ClaimPlan(name, ARCHIVE, claim_manifest(record, namespace, class_map, backed_up.get(name)), url=data['url'], sha256=data['sha256'])
         else:
-            raise PlanError('%s snapshots are not restored by k8s_namespace_restore yet; restore this claim with k8s_pv_restore '
-                            '(nothing was restored)' % data['kind'].upper(), obj=where, field='data.kind')
+            plan = disk_plan(record, namespace, class_map, backed_up.get(name), (cloud_snapshots or {}).get(name), zone_map or {})
         found = existing.get(name)
         if found is not None:
-            problem = claim_problem(found, plan.claim, volumes)
+            problem = claim_problem(found, plan.claim, volumes, (disk_problems or {}).get(name))
             if problem:
                 raise PlanError(problem, obj=where)
             filled = (found['metadata'].get('annotations') or {}).get(FILLED_ANNOTATION) == '%s %s' % (plan.url, plan.sha256)
@@ -278,6 +325,29 @@ def plan_claims(manifest, namespace, class_map, backed_up, existing, handles, sn
                 plan.state = 'exists'
         plans.append(plan)
     return plans
+
+
+def disk_plan(record, namespace, class_map, backed_up, snapshot, zone_map):
+    """The ClaimPlan of a cloud claim: pre-bound to the volume of the disk made from `snapshot` (or why it cannot be: PlanError
+    naming the claim) in the point's zone or the one `zone_map` maps it to."""
+    name, data = record['name'], record['data']
+    where = 'claims[%s]' % name
+    if not isinstance(snapshot, base.Snapshot):
+        raise PlanError('the point\'s %s snapshot %s %s: its volume backup was deleted or is out of reach; nothing was restored'
+                        % (data['kind'].upper(), recovery_point.snapshot_id(data), snapshot or 'was not read'),
+                        obj=where, field=CLOUD_SNAPSHOT_FIELDS[data['kind']])
+    zone = disk_zone(data, zone_map)
+    if not zone:
+        raise PlanError('the point names no zone for this disk: give the zone to make it in as zone_map[\'*\']; nothing was restored',
+                        obj=where, field='data.zone')
+    if data['kind'] == 'ebs' and not zone.startswith(data['region']):
+        raise PlanError('zone %s is not in region %s, where the point\'s snapshot %s is (EBS makes a disk in its snapshot\'s region); '
+                        'nothing was restored' % (zone, data['region'], data['snapshot_id']), obj=where, field='zone_map')
+    if snapshot.size:
+        # A disk is never smaller than its snapshot (the cloud refuses it): the claim asks for the snapshot's size when larger.
+        record = dict(record, data=dict(data, restore_size=snapshot.size))
+    claim = claim_manifest(record, namespace, class_map, backed_up, volume_name=rs.cloud_volume_name(namespace, name))
+    return ClaimPlan(name, DISK, claim, snapshot=snapshot, zone=zone)
 
 
 def moved(path, obj, source, target):

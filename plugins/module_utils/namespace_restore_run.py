@@ -20,7 +20,9 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils import restore 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.cycle import run_parallel
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.errors import KubesnapError
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError, resource_path
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.restore_run import create_or_find, delete_if_ours
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import backend_class
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import base
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.restore_run import create_or_find, delete_if_ours, dry_run
 
 SNAPSHOT_API = nr.SNAPSHOT_API
 FILL_PROGRAM = pv_archive.runner('volume_restore')
@@ -42,6 +44,8 @@ class Plan:
     namespace_exists: bool = False
     claims: list = dataclasses.field(default_factory=list)
     entries: list = dataclasses.field(default_factory=list)
+    # {backend name: backend} of the point's cloud claims (EBS, GCE): they make the disks.
+    backends: dict = dataclasses.field(default_factory=dict)
 
 
 def check_options(params):
@@ -69,6 +73,7 @@ def check_options(params):
         except ValueError as exc:
             raise KubesnapError(str(exc), field='max_age') from exc
     nr.checked_class_map(params.get('storage_class_map'))
+    nr.checked_zone_map(params.get('zone_map'))
     try:
         return resource_store.location(params['url'])
     except s3.S3Error as exc:
@@ -145,6 +150,64 @@ def missing_archives(s3_client, manifest, concurrency):
     return missing
 
 
+def cloud_backends(params, manifest):
+    """{backend name: backend} for the point's cloud claims, built from the module's backend options (credentials are read on
+    the first call). k8s_pv_restore's backends: the same disk creation, ownership tags/labels and checks."""
+    kinds = {record['data']['kind'] for record in manifest['claims']} & set(nr.CLOUD_BACKENDS)
+    return {nr.CLOUD_BACKENDS[kind]: backend_class(nr.CLOUD_BACKENDS[kind])(params) for kind in sorted(kinds)}
+
+
+def read_cloud_snapshots(backends, manifest, concurrency):
+    """{claim name: the point's cloud snapshot as its backend reads it now (base.Snapshot), or why it cannot be restored
+    from}: one read each, in parallel, before anything is made."""
+    records = [record for record in manifest['claims'] if record['data']['kind'] in nr.CLOUD_BACKENDS]
+
+    def read(record):
+        data = record['data']
+        snapshot_id = recovery_point.snapshot_id(data)
+        probe = base.Snapshot(backend=nr.CLOUD_BACKENDS[data['kind']], id=snapshot_id, name=snapshot_id.rpartition('/')[2], volume_key='',
+                              created_at=recovery_point.created_time(manifest, None), state=base.READY)
+        current = backends[probe.backend].read_snapshot(probe)
+        if current is None:
+            return 'no longer exists'
+        problem = rs.usable_problem(current)
+        return ('cannot be restored from (%s)' % problem) if problem else current
+
+    found = {}
+    for record, answer, error in run_parallel(read, records, concurrency):
+        found[record['name']] = answer if error is None else 'cannot be read (%s)' % error
+    return found
+
+
+def disk_problems(backends, manifest, existing, volumes, snapshots):
+    """{claim name: why an existing cloud claim is not this restore's, or None}: the volume it is bound to is held by it and
+    is a disk the cloud says was made from the point's snapshot (restore.existing_claim_problem's rule)."""
+    problems = {}
+    for record in manifest['claims']:
+        claim, snapshot = existing.get(record['name']), snapshots.get(record['name'])
+        if claim is None or not isinstance(snapshot, base.Snapshot):
+            continue
+        volume = volumes.get((claim.get('spec') or {}).get('volumeName') or '')
+        problems[record['name']] = rs.bound_volume_problem(claim, volume) or backends[snapshot.backend].restored_disk_problem(volume, snapshot)
+    return problems
+
+
+def check_disks(client, backends, claims, namespace_exists):
+    """The server-side dry run of each disk's PersistentVolume (and claim, once the namespace exists) before any disk is
+    made: a restore the API server refuses leaves no disk behind. Sets each plan's planned volume."""
+    for claim_plan in claims:
+        if claim_plan.method != nr.DISK or claim_plan.state != 'create':
+            continue
+        backend, snapshot, name = backends[claim_plan.snapshot.backend], claim_plan.snapshot, claim_plan.claim['spec']['volumeName']
+        spec = backend.volume_spec(snapshot, claim_plan.zone, backend.planned_disk(snapshot, claim_plan.zone, name))
+        claim_plan.volume = rs.volume_manifest({'spec': spec}, claim_plan.claim, snapshot)
+        try:
+            for body in [claim_plan.volume] + ([claim_plan.claim] if namespace_exists else []):
+                dry_run(client, body)
+        except rs.RestoreError as exc:
+            raise nr.PlanError(exc.reason, obj='claims[%s]' % claim_plan.name) from exc
+
+
 def list_in(client, path):
     return {obj['metadata']['name']: obj for obj in client.list_all(path)}
 
@@ -193,9 +256,14 @@ def plan(client, s3_client, params, bucket, prefix, now, warn):
     # The volumes of existing claims (an earlier run's): one list, only when a claim is bound.
     bound = any((claim.get('spec') or {}).get('volumeName') for claim in existing.values())
     volumes = list_in(client, resource_path('v1', 'persistentvolumes')) if bound else {}
+    backends = cloud_backends(params, manifest)
+    clouds = read_cloud_snapshots(backends, manifest, params['concurrency']) if backends else {}
     try:
         claims = nr.plan_claims(manifest, namespace, class_map, backed_up, existing, handles, snapshots,
-                                manifest['cluster'] == target_cluster, missing, volumes)
+                                manifest['cluster'] == target_cluster, missing, volumes, cloud_snapshots=clouds,
+                                zone_map=nr.checked_zone_map(params.get('zone_map')),
+                                disk_problems=disk_problems(backends, manifest, existing, volumes, clouds))
+        check_disks(client, backends, claims, exists)
     except KubesnapError as exc:
         raise PlanFailure(str(exc), result) from exc
     if exists and not params['into_existing_namespace']:
@@ -208,7 +276,7 @@ def plan(client, s3_client, params, bucket, prefix, now, warn):
             raise PlanFailure('namespace %s exists and holds %d objects that are not the point\'s (%s): restoring into it needs '
                               'into_existing_namespace=true; nothing was restored' % (namespace, len(others), ', '.join(others[:5])),
                               result, field='into_existing_namespace')
-    return Plan(result, manifest, namespace, namespace_entry, exists, claims, rest)
+    return Plan(result, manifest, namespace, namespace_entry, exists, claims, rest, backends)
 
 
 class PlanFailure(KubesnapError):
@@ -224,10 +292,17 @@ def existing_names(client, entries):
     return resource_restore.existing_names(client, kinds)
 
 
-def make_claim(client, claim_plan):
-    """Create what a claim is made from (a copy) and the claim; one of ours found under a name counts as made."""
+def make_claim(client, claim_plan, backends):
+    """Create what a claim is made from (a copy; a cloud disk, then its PersistentVolume) and the claim; one of ours found
+    under a name counts as made (a disk: one of ours of its name made from the point's snapshot)."""
     for body in claim_plan.before:
         create_or_find(client, restore_object_path(body), body)
+    backend = backends.get(claim_plan.snapshot.backend) if claim_plan.method == nr.DISK else None
+    if backend is not None:
+        size = rs.quantity_bytes(claim_plan.claim['spec']['resources']['requests']['storage'])
+        answer = backend.volume_from_snapshot(claim_plan.snapshot, claim_plan.zone, size, claim_plan.claim['spec']['volumeName'])
+        volume = rs.volume_manifest(answer, claim_plan.claim, claim_plan.snapshot)
+        create_or_find(client, restore_object_path(volume), volume)
     namespace = claim_plan.claim['metadata']['namespace']
     try:
         client.create(resource_path('v1', 'persistentvolumeclaims', namespace), claim_plan.claim)
@@ -237,7 +312,8 @@ def make_claim(client, claim_plan):
         found = k8s_service.get_or_none(client, resource_path('v1', 'persistentvolumeclaims', namespace, claim_plan.name))
         volume_name = ((found or {}).get('spec') or {}).get('volumeName')
         volume = k8s_service.get_or_none(client, resource_path('v1', 'persistentvolumes', name=volume_name)) if volume_name else None
-        problem = nr.claim_problem(found, claim_plan.claim, {volume_name: volume}) if found is not None else 'it was deleted meanwhile'
+        disk = backend and (rs.bound_volume_problem(found, volume) or backend.restored_disk_problem(volume, claim_plan.snapshot)) if found else None
+        problem = nr.claim_problem(found, claim_plan.claim, {volume_name: volume}, disk) if found is not None else 'it was deleted meanwhile'
         if problem:
             raise KubesnapError(problem, obj='claims[%s]' % claim_plan.name) from exc
     return True
@@ -306,7 +382,7 @@ def act(client, the_plan, params, check_mode, settings_of):
     apply_params = {'existing': params['existing'], 'concurrency': params['concurrency']}
     to_make = [c for c in the_plan.claims if c.state == 'create']
     if check_mode:
-        result['claims'] = [nr.claim_result(c, manifests=c.before + [c.claim]) for c in the_plan.claims]
+        result['claims'] = [nr.claim_result(c, manifests=c.before + ([c.volume] if c.volume else []) + [c.claim]) for c in the_plan.claims]
         existing = existing_names(client, [the_plan.namespace_entry] + the_plan.entries)
         result['objects'] = resource_restore.apply_all(client, [the_plan.namespace_entry] + the_plan.entries, existing, apply_params, True)
         return finish(result, to_make, params, client, check_mode=True), []
@@ -320,7 +396,7 @@ def act(client, the_plan, params, check_mode, settings_of):
         result['objects'] = objects
         return result, failures
     made = {}
-    for claim_plan, _done, error in run_parallel(lambda c: make_claim(client, c), to_make, params['concurrency']):
+    for claim_plan, _done, error in run_parallel(lambda c: make_claim(client, c, the_plan.backends), to_make, params['concurrency']):
         made[claim_plan.name] = error
         if error is not None:
             failures.append('claim %s: %s' % (claim_plan.name, error))

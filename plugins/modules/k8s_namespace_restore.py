@@ -25,23 +25,30 @@ description:
     C(deletionPolicy=Retain) and its VolumeSnapshot in the target namespace, then C(dataSource) on it (both are deleted
     once the claim is Bound; the point's snapshot stays). An archive in S3 - an empty claim filled by a Job running
     M(kubesnap.snapshots.volume_restore) (the image O(image)), which checks the archive's sha256.
-  - EBS and GCE snapshots of a point are not restored by this module yet; such a point is refused, naming the claim,
-    before anything is created (restore those claims with M(kubesnap.snapshots.k8s_pv_restore)).
+  - An EBS or GCE snapshot - as M(kubesnap.snapshots.k8s_pv_restore) restores one - a disk made from the point's
+    snapshot in the point's zone (or the one O(zone_map) maps it to, a zone the target cluster has), tagged (EBS) or
+    labelled (GCE) as the collection's in the create call itself, then a PersistentVolume (C(Retain), pinned to the zone,
+    the source volume's kind - CSI or in-tree) pre-bound to the claim, and the claim bound to it. The disk and the
+    volume are named after the target namespace and claim, so a second run or a run after a kill finds them; they are
+    never deleted by the restore. The backend options (O(aws_region), O(aws_endpoint_url), O(gce_project) and the
+    credentials) set up the clouds' clients; an EBS disk is made in its snapshot's region.
   - Everything that can refuse the restore is checked before the first write - the point, its resource backup
     (downloaded whole, its sha256 checked), every claim's data (a CSI snapshot the point's own cluster no longer holds,
-    an archive no longer in S3 fails the task naming the claim), names the API server would refuse, and what the target
-    namespace already holds.
+    an EBS or GCE snapshot the cloud no longer holds or that is not ready, an archive no longer in S3 fails the task
+    naming the claim), names the API server would refuse (a server-side dry run of each disk's PersistentVolume, and of
+    its claim when the namespace exists, before any disk is made), and what the target namespace already holds.
   - A target namespace that exists and holds objects that are not the point's (other than what the cluster puts in every
     namespace and what controllers own) is refused unless O(into_existing_namespace=true).
   - An existing object is never overwritten (O(existing=skip), the default); O(existing=update) applies the point's
     objects with server-side apply. A claim is never overwritten - one of the point's name that a restore of this
     point did not make fails the task. An existing claim is an earlier run's only by what it holds - the
     C(kubesnap.io/restored-from) annotation, the data source this restore names (the point's VolumeSnapshot or its copy;
-    none for an archive) and, once bound, a volume a provisioner made for it - never by the annotation alone.
+    none for an archive) and, once bound, a volume a provisioner made for it (a cloud claim - the volume this restore
+    names, held by the claim, whose disk the cloud says was made from the point's snapshot) - never by the annotation alone.
   - A second run of a finished restore changes nothing. A run interrupted anywhere (even killed) is finished by the
     next one, with no duplicate - every object a restore makes has a name fixed by the point.
   - Nothing outside the target namespace is written but the copies' VolumeSnapshotContents (cluster-scoped, deleted
-    again) and, with O(guard=true), the flag namespace.
+    again), the cloud disks and their PersistentVolumes, and, with O(guard=true), the flag namespace.
   - With O(state=absent), the target namespace is deleted with all it holds - only when a restore of a point made it
     (the namespace a restore creates carries C(kubesnap.io/restored-from=point:<url>); a restore never writes it on a
     namespace that existed, nor takes it from the point's backup) - by its uid, and waited for until gone; the restore
@@ -52,6 +59,7 @@ description:
 extends_documentation_fragment:
   - kubesnap.snapshots.k8s_auth
   - kubesnap.snapshots.s3
+  - kubesnap.snapshots.backends
 options:
   url:
     description: Where the points are, V(s3://bucket/prefix), as given to M(kubesnap.snapshots.k8s_recovery_point).
@@ -89,6 +97,13 @@ options:
     type: str
   storage_class_map:
     description: The StorageClass of a restored claim for each class of the point (point class -> target class); others keep theirs.
+    type: dict
+    default: {}
+  zone_map:
+    description:
+      - The zone of a restored EBS or GCE disk for each zone of the point (point zone -> target zone); others keep the
+        point's zone. The key V(*) gives the zone of a claim whose point names none.
+      - An EBS disk is made in its snapshot's region, so an EBS zone maps to a zone of that region.
     type: dict
     default: {}
   into_existing_namespace:
@@ -186,6 +201,16 @@ EXAMPLES = r'''
     namespace: shop
     guard: true
     max_age: P1D
+
+- name: A point with EBS claims taken in eu-west-1a, restored into a cluster whose nodes are in eu-west-1b
+  kubesnap.snapshots.k8s_namespace_restore:
+    url: s3://backups/points
+    cluster_name: prod-eu
+    namespace: shop
+    target_namespace: shop-restored
+    aws_region: eu-west-1
+    zone_map:
+      eu-west-1a: eu-west-1b
 '''
 
 RETURN = r'''
@@ -221,7 +246,9 @@ claims:
       type: str
       sample: data-db-0
     method:
-      description: V(snapshot) (dataSource on the point's VolumeSnapshot), V(copy) (a pre-provisioned copy of its handle), V(archive) (filled by a Job).
+      description:
+        - V(snapshot) (dataSource on the point's VolumeSnapshot), V(copy) (a pre-provisioned copy of its handle), V(archive)
+          (filled by a Job), V(disk) (an EBS or GCE disk made from the point's snapshot, its PersistentVolume pre-bound).
       type: str
       sample: copy
     state:
@@ -344,7 +371,7 @@ api_calls:
 '''
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import namespace_restore_run as run  # noqa: E402
-from ansible_collections.kubesnap.snapshots.plugins.module_utils import pv_archive, resources, s3  # noqa: E402
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import backends, pv_archive, resources, s3  # noqa: E402
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.errors import KubesnapError  # noqa: E402
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError  # noqa: E402
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import AUTH_SPEC, KubesnapModule  # noqa: E402
@@ -353,6 +380,7 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import A
 def argument_spec():
     spec = dict(AUTH_SPEC)
     spec.update(s3.S3_SPEC)
+    spec.update(backends.option_spec())
     spec.update(
         url={'type': 'str', 'required': True},
         namespace={'type': 'str', 'required': True},
@@ -363,6 +391,7 @@ def argument_spec():
         before={'type': 'str'},
         target_namespace={'type': 'str'},
         storage_class_map={'type': 'dict', 'default': {}},
+        zone_map={'type': 'dict', 'default': {}},
         into_existing_namespace={'type': 'bool', 'default': False},
         existing={'type': 'str', 'choices': ['skip', 'update'], 'default': 'skip'},
         guard={'type': 'bool', 'default': False},

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 
@@ -11,6 +12,8 @@ import pytest
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import namespace_restore as nr
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import pv_archive, recovery_point
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import restore as rs
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import base
 
 WHEN = datetime.datetime(2026, 12, 6, 2, 0, tzinfo=datetime.timezone.utc)
 CSI = {'kind': 'csi', 'driver': 'mock.csi', 'snapshot_handle': 'h-1', 'volume_snapshot': 'shop/data-snap', 'snapshot_class': 'snapclass',
@@ -84,11 +87,69 @@ def test_an_archive_missing_from_s3_fails_naming_the_claim_and_a_present_one_is_
     assert claim.method == nr.ARCHIVE and claim.needs_fill and 'dataSource' not in claim.claim['spec']
 
 
-def test_cloud_snapshots_are_refused_before_anything():
-    point = manifest(record('logs', {'kind': 'ebs', 'snapshot_id': 'snap-1', 'region': 'eu-west-1', 'zone': 'eu-west-1a'}))
+EBS = {'kind': 'ebs', 'snapshot_id': 'snap-1', 'region': 'eu-west-1', 'zone': 'eu-west-1a', 'volume_type': 'gp3'}
+GCE = {'kind': 'gce', 'snapshot': 'projects/p/global/snapshots/cache-1', 'zone': 'europe-west1-b', 'disk_type': 'pd-balanced'}
+
+
+def cloud_snapshot(backend, snapshot_id):
+    return base.Snapshot(backend=backend, id=snapshot_id, name=snapshot_id.rpartition('/')[2], volume_key='k', created_at=WHEN, state=base.READY)
+
+
+SNAPSHOTS = {'logs': cloud_snapshot('aws', 'eu-west-1/snap-1'), 'cache': cloud_snapshot('gce', GCE['snapshot'])}
+
+
+def cloud_plan(point, zone_map=None, existing=None, disk_problems=None, snapshots=None):
+    return nr.plan_claims(point, 'shop-2', {'standard': 'fast'}, {}, existing or {}, {}, {}, False, {}, None,
+                          cloud_snapshots=SNAPSHOTS if snapshots is None else snapshots, zone_map=zone_map or {}, disk_problems=disk_problems)
+
+
+def test_a_cloud_claim_is_pre_bound_to_the_volume_of_a_disk_made_in_the_points_zone_or_the_mapped_one():
+    point = manifest(record('logs', EBS), record('cache', GCE))
+    plans = {c.name: c for c in cloud_plan(point, zone_map={'europe-west1-b': 'europe-west1-c'})}
+    logs, cache = plans['logs'], plans['cache']
+    assert (logs.method, logs.zone, logs.snapshot) == (nr.DISK, 'eu-west-1a', SNAPSHOTS['logs']) and logs.before == []
+    assert (cache.method, cache.zone) == (nr.DISK, 'europe-west1-c')
+    spec = logs.claim['spec']
+    assert spec['volumeName'] == rs.cloud_volume_name('shop-2', 'logs') and spec['storageClassName'] == 'fast' and 'dataSource' not in spec
+    # The mark k8s_pv_restore gives a cloud restore: <backend>:<Snapshot.id>.
+    assert logs.claim['metadata']['annotations'][rs.RESTORED_FROM] == rs.restored_from_value(SNAPSHOTS['logs']) == 'aws:eu-west-1/snap-1'
+    assert cache.claim['metadata']['annotations'][rs.RESTORED_FROM] == 'gce:' + GCE['snapshot']
+    # A disk is never smaller than its snapshot: the claim asks for the snapshot's size when it is larger.
+    assert spec['resources']['requests']['storage'] == '1Gi'
+    larger = dict(SNAPSHOTS, logs=dataclasses.replace(SNAPSHOTS['logs'], size='10Gi'))
+    [logs] = cloud_plan(manifest(record('logs', EBS)), snapshots=larger)
+    assert logs.claim['spec']['resources']['requests']['storage'] == '10Gi'
+
+
+@pytest.mark.parametrize(('data', 'snapshots', 'zone_map', 'field'), [
+    (EBS, {}, {}, 'data.snapshot_id'),
+    (EBS, {'logs': 'no longer exists'}, {}, 'data.snapshot_id'),
+    (GCE, {'logs': 'no longer exists'}, {}, 'data.snapshot'),
+    (dict(EBS, zone=None), None, {}, 'data.zone'),
+    (EBS, None, {'eu-west-1a': 'us-east-1a'}, 'zone_map'),
+])
+def test_a_cloud_claim_that_cannot_be_made_fails_naming_the_claim_and_field(data, snapshots, zone_map, field):
     with pytest.raises(nr.PlanError) as raised:
-        plan(point)
-    assert 'claims[logs]' in str(raised.value) and 'data.kind' in str(raised.value)
+        cloud_plan(manifest(record('logs', {k: v for k, v in data.items() if v is not None})), zone_map=zone_map, snapshots=snapshots)
+    assert 'claims[logs]' in str(raised.value) and field in str(raised.value), raised.value
+    # A point naming no zone is made in the zone_map's '*'.
+    if field == 'data.zone':
+        [logs] = cloud_plan(manifest(record('logs', {k: v for k, v in data.items() if v is not None})), zone_map={'*': 'eu-west-1c'})
+        assert logs.zone == 'eu-west-1c'
+
+
+def test_an_existing_cloud_claim_is_this_restores_only_bound_to_its_volume_whose_disk_was_made_from_the_snapshot():
+    point = manifest(record('logs', EBS))
+    volume = rs.cloud_volume_name('shop-2', 'logs')
+    found = {'metadata': {'name': 'logs', 'namespace': 'shop-2', 'annotations': {rs.RESTORED_FROM: 'aws:eu-west-1/snap-1'}},
+             'spec': {'volumeName': volume}}
+    [logs] = cloud_plan(point, existing={'logs': found}, disk_problems={'logs': None})
+    assert logs.state == 'exists'
+    with pytest.raises(nr.PlanError, match='made from snap-2'):
+        cloud_plan(point, existing={'logs': found}, disk_problems={'logs': 'its volume is disk vol-1, made from snap-2'})
+    elsewhere = dict(found, spec={'volumeName': 'someone-elses'})
+    with pytest.raises(nr.PlanError, match='bound to volume someone-elses'):
+        cloud_plan(point, existing={'logs': elsewhere}, disk_problems={'logs': None})
 
 
 def test_an_existing_claim_is_this_restores_only_by_its_source():

@@ -1,0 +1,141 @@
+# k8s_namespace_restore of a point whose claims are EBS (moto's EC2 server) or GCE (the fake Compute API) snapshots: the claim's
+# volume on the cloud behind a PV on the local apiserver, its snapshot taken by k8s_pv_snapshot, the namespace's resource
+# backup by k8s_resource_backup in moto's S3, the manifest as recovery_point.py builds it. Restored under a new name: the cloud
+# side is read back directly (moto's volume SnapshotId, the fake disk's sourceSnapshot); binding is the apiserver's PV binder.
+"""System tests of k8s_namespace_restore on EBS and GCE claims."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import hashlib
+import uuid
+
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import recovery_point
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import restore as rs
+
+from .modules import run_module
+from .s3_helpers import s3_params
+from .test_cloud_backends import HARNESSES, snap
+from .test_cloud_restore import OTHER_ZONES, affinity_zones, cloud_disk, ec2_server, read_pv  # noqa: F401 (ec2_server: the fixture)
+from .test_s3 import client_for
+
+WHEN = datetime.datetime(2026, 12, 6, 2, 0, tzinfo=datetime.timezone.utc)
+
+
+@pytest.fixture(params=["aws", "gce"])
+def cloud(request, cluster, kube, audit):
+    harness, fixture = HARNESSES[request.param]
+    return harness(cluster, kube, audit, request.getfixturevalue(fixture))
+
+
+@pytest.fixture
+def bucket(moto_server):
+    name = f'kubesnap-{uuid.uuid4().hex[:12]}'
+    client_for(moto_server).create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def target(kube):
+    """A namespace name for the restore (not created), deleted afterwards with what the restore made; the restored PVs
+    (cluster-scoped, Retain) with it."""
+    name = f't-nsc-{uuid.uuid4().hex[:6]}'
+    yield name
+    kube.delete_namespace(name)
+    for claim in ('data', 'gone'):
+        with contextlib.suppress(ApiException):  # never made (a failed test, or the refused restore)
+            kube.core.delete_persistent_volume(rs.cloud_volume_name(name, claim))
+
+
+def cloud_data(cloud, snapshot_id, zone):
+    """A claim's `data` in a point, as k8s_recovery_point writes it for the cloud's snapshot `snapshot_id` (a Snapshot.id)."""
+    if cloud.name == 'aws':
+        region, _slash, snapshot = snapshot_id.partition('/')
+        return {'kind': 'ebs', 'snapshot_id': snapshot, 'region': region, 'zone': zone, 'volume_type': 'gp3'}
+    return {'kind': 'gce', 'snapshot': snapshot_id, 'zone': zone, 'disk_type': 'pd-balanced'}
+
+
+def take_point(cluster, kube, moto, bucket, namespace, cloud, extra=()):
+    """A point of `namespace`: its claim `data` on the cloud, snapshotted; a ConfigMap; the resource backup; the manifest with
+    the claims `extra` [(record name, data)] beside it. Returns (snapshot id, source zone)."""
+    cloud.claim(namespace, 'data')
+    kube.core.create_namespaced_config_map(namespace, {'metadata': {'name': 'settings'}, 'data': {'mode': 'prod'}})
+    taken = snap(cluster, namespace, cloud, pvc='data', force=True)
+    assert taken['volumes'][0]['state'] == 'ready', taken
+    [snapshot] = cloud.owned(namespace)
+    zone = affinity_zones(read_pv(kube, '%s-data' % namespace)['spec'])[0]
+    backup = run_module('k8s_resource_backup', str(cluster.kubeconfig), **s3_params(
+        moto, url=f's3://{bucket}/resources/{namespace}/', namespaces=[namespace], kinds=['configmaps', 'persistentvolumeclaims']))
+    assert not backup.get('failed'), backup
+    s3 = client_for(moto)
+    key = backup['backup'] if not backup['backup'].startswith('s3://') else backup['backup'].split('/', 3)[3]
+    body = s3.get_object(Bucket=bucket, Key=key)['Body'].read()
+    pvc = kube.api.sanitize_for_serialization(kube.core.read_namespaced_persistent_volume_claim('data', namespace))
+    records = [recovery_point.claim_record(pvc, cloud_data(cloud, snapshot.id, zone))]
+    for name, data in extra:
+        records.append(recovery_point.claim_record(dict(pvc, metadata=dict(pvc['metadata'], name=name, uid=name)), data))
+    manifest = recovery_point.build_manifest('prod-a', namespace, WHEN, {
+        'url': f's3://{bucket}/{key}', 'sha256': hashlib.sha256(body).hexdigest(), 'bytes': len(body), 'objects': 3}, records)
+    s3.put_object(Bucket=bucket, Key=recovery_point.manifest_key('points', 'prod-a', namespace, WHEN), Body=recovery_point.serialise(manifest))
+    return snapshot.id, zone
+
+
+def restore(cluster, moto, bucket, namespace, cloud, check=False, **more):
+    args = s3_params(moto, url=f's3://{bucket}/points', namespace=namespace, cluster_name='prod-a', wait_timeout=120, **dict(cloud.args, **more))
+    return run_module('k8s_namespace_restore', str(cluster.kubeconfig), check=check, **args)
+
+
+def test_a_cloud_claim_is_restored_from_a_disk_made_from_the_points_snapshot_in_the_mapped_zone(cluster, kube, namespace, target, moto_server,
+                                                                                                 bucket, cloud):
+    snapshot_id, source_zone = take_point(cluster, kube, moto_server, bucket, namespace, cloud)
+    zone = OTHER_ZONES[cloud.name]
+    volume_name = rs.cloud_volume_name(target, 'data')
+
+    # Check mode: the plan shows the claim's PV and claim; nothing is written on either side.
+    cloud.mark(namespace)
+    preview = restore(cluster, moto_server, bucket, namespace, cloud, check=True, target_namespace=target, zone_map={source_zone: zone})
+    assert not preview.get('failed') and preview['changed'], preview
+    [entry] = preview['claims']
+    assert entry['method'] == 'disk' and [m['kind'] for m in entry['manifests']] == ['PersistentVolume', 'PersistentVolumeClaim'], entry
+    assert cloud.writes() == [], 'check mode makes no disk'
+    assert kube.core.list_persistent_volume(field_selector='metadata.name=%s' % volume_name).items == []
+    assert target not in [n.metadata.name for n in kube.core.list_namespace().items]
+
+    result = restore(cluster, moto_server, bucket, namespace, cloud, target_namespace=target, zone_map={source_zone: zone})
+    assert not result.get('failed'), (result.get('msg'), result['claims'])
+    [entry] = result['claims']
+    assert (entry['method'], entry['state'], entry['phase'], entry['volume_name']) == ('disk', 'created', 'Bound', volume_name), entry
+    pv = read_pv(kube, volume_name)
+    claim = kube.api.sanitize_for_serialization(kube.core.read_namespaced_persistent_volume_claim('data', target))
+    # The disk exists on the cloud side, made from the point's snapshot, in the zone the map gives.
+    assert cloud_disk(cloud, pv['spec']) == (zone, snapshot_id), pv['spec']
+    assert affinity_zones(pv['spec']) == [zone] and pv['spec']['persistentVolumeReclaimPolicy'] == 'Retain', pv['spec']
+    assert (pv['spec']['claimRef']['namespace'], pv['spec']['claimRef']['name'], pv['status']['phase']) == (target, 'data', 'Bound'), pv
+    assert claim['spec']['volumeName'] == volume_name and claim['status']['phase'] == 'Bound', claim
+    assert claim['metadata']['annotations'][rs.RESTORED_FROM] == '%s:%s' % (cloud.name, snapshot_id), claim
+    assert [c.metadata.name for c in kube.core.list_namespaced_config_map(target).items if c.metadata.name == 'settings'] == ['settings']
+
+    # A second run finds the restore done: nothing written on either side.
+    cloud.mark(namespace)
+    again = restore(cluster, moto_server, bucket, namespace, cloud, target_namespace=target, zone_map={source_zone: zone})
+    assert not again.get('failed') and not again['changed'] and again['claims'][0]['state'] == 'exists', again
+    assert cloud.writes() == [], 'the second run makes no disk'
+
+
+def test_a_point_whose_cloud_snapshot_is_gone_fails_naming_the_claim_before_anything_is_made(cluster, kube, namespace, target, moto_server,
+                                                                                             bucket, cloud):
+    gone = cloud_data(cloud, 'us-east-1/snap-0123456789abcdef0' if cloud.name == 'aws' else 'projects/%s/global/snapshots/gone-1'
+                      % cloud.fake.project, 'us-east-1a' if cloud.name == 'aws' else 'europe-west1-b')
+    take_point(cluster, kube, moto_server, bucket, namespace, cloud, extra=[('gone', gone)])
+    cloud.mark(namespace)
+    result = restore(cluster, moto_server, bucket, namespace, cloud, target_namespace=target)
+    assert result.get('failed'), result
+    field = 'data.snapshot_id' if cloud.name == 'aws' else 'data.snapshot'
+    assert 'claims[gone]' in result['msg'] and field in result['msg'] and 'nothing was restored' in result['msg'], result['msg']
+    assert cloud.writes() == [], 'no disk is made'
+    assert target not in [n.metadata.name for n in kube.core.list_namespace().items]
+    assert kube.core.list_persistent_volume(field_selector='metadata.name=%s' % rs.cloud_volume_name(target, 'data')).items == []
