@@ -178,7 +178,6 @@ notes:
     and secrets (fill Jobs), list and watch on persistentvolumeclaims and jobs; cluster-wide, list on
     volumesnapshotcontents and create/delete of the copies, and get/create on namespaces.
 requirements:
-  - boto3 and botocore (Python libraries)
   - cryptography (for encrypted resource backups)
 '''
 
