@@ -89,8 +89,8 @@ def restore(cluster, moto, bucket, namespace, cloud, check=False, **more):
     return run_module('k8s_namespace_restore', str(cluster.kubeconfig), check=check, **args)
 
 
-def test_a_cloud_claim_is_restored_from_a_disk_made_from_the_points_snapshot_in_the_mapped_zone(cluster, kube, namespace, target, moto_server,
-                                                                                                 bucket, cloud):
+def test_a_cloud_claim_is_restored_from_a_disk_made_from_the_points_snapshot_in_the_mapped_zone(
+        cluster, kube, namespace, target, moto_server, bucket, cloud):
     snapshot_id, source_zone = take_point(cluster, kube, moto_server, bucket, namespace, cloud)
     zone = OTHER_ZONES[cloud.name]
     volume_name = rs.cloud_volume_name(target, 'data')
@@ -126,8 +126,8 @@ def test_a_cloud_claim_is_restored_from_a_disk_made_from_the_points_snapshot_in_
     assert cloud.writes() == [], 'the second run makes no disk'
 
 
-def test_a_point_whose_cloud_snapshot_is_gone_fails_naming_the_claim_before_anything_is_made(cluster, kube, namespace, target, moto_server,
-                                                                                             bucket, cloud):
+def test_a_point_whose_cloud_snapshot_is_gone_fails_naming_the_claim_before_anything_is_made(
+        cluster, kube, namespace, target, moto_server, bucket, cloud):
     gone = cloud_data(cloud, 'us-east-1/snap-0123456789abcdef0' if cloud.name == 'aws' else 'projects/%s/global/snapshots/gone-1'
                       % cloud.fake.project, 'us-east-1a' if cloud.name == 'aws' else 'europe-west1-b')
     take_point(cluster, kube, moto_server, bucket, namespace, cloud, extra=[('gone', gone)])
