@@ -20,9 +20,12 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils import restore 
 from .modules import run_module
 from .s3_helpers import s3_params
 from .test_cloud_backends import HARNESSES, snap
-from .test_cloud_restore import OTHER_ZONES, affinity_zones, cloud_disk, ec2_server, read_pv  # noqa: F401 (ec2_server: the fixture)
+from . import test_cloud_restore
+from .test_cloud_restore import OTHER_ZONES, affinity_zones, cloud_disk, read_pv
 from .test_s3 import client_for
 
+# The EC2 server (test_cloud_restore.py's fixture).
+ec2_server = test_cloud_restore.ec2_server
 WHEN = datetime.datetime(2026, 12, 6, 2, 0, tzinfo=datetime.timezone.utc)
 
 
