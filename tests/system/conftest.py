@@ -15,6 +15,7 @@ import secrets
 import socket
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -86,6 +87,17 @@ def _shared_state(exclusive: bool):
         yield  # both are unlocked when the files close
 
 
+def _wait_for_earlier_namespaces(handle):
+    """Waits for the test namespaces of finished tests to go. One that is still Terminating after 300 s (an object whose
+    finalizer a controller has not removed) is another test's leftover: it is named in a warning and the test runs."""
+    def remaining():
+        return [item.metadata.name for item in handle.kube.core.list_namespace(label_selector="kubesnap.io/test=true").items]
+    try:
+        wait_for(f"the namespaces of earlier tests to be deleted ({handle.context})", lambda: not remaining(), timeout=300, interval=1)
+    except TimeoutError:
+        warnings.warn(f"namespaces of earlier tests still there after 300 s ({handle.context}): {', '.join(remaining())}", stacklevel=2)
+
+
 @pytest.fixture(autouse=True)
 def side_by_side(request):
     """Runs the test under the shared-state lock; afterwards, a test whose modules took the Lease in `default` unmarked fails.
@@ -103,9 +115,7 @@ def side_by_side(request):
         audit_logs = [AuditLog(handle.audit_log_path, module_agent=request.getfixturevalue("module_agent")) for handle in handles]
         if exclusive:  # alone, and not beside the objects of finished tests either: their namespaces go asynchronously
             for handle in handles:
-                wait_for(f"the namespaces of earlier tests to be deleted ({handle.context})",
-                         lambda core=handle.kube.core: not core.list_namespace(label_selector="kubesnap.io/test=true").items,
-                         timeout=300, interval=1)
+                _wait_for_earlier_namespaces(handle)
         yield
     if exclusive or request.node.get_closest_marker(DEFAULT_LEASE):
         return

@@ -95,7 +95,7 @@ def test_every_pod_is_cut_between_its_pre_and_post_hooks_and_a_two_claim_pod_in_
     hooked_pod(kube, running_pod, namespace, "db-0", ["data", "wal"])
     hooked_pod(kube, running_pod, namespace, "web-0", ["web"])
     result = snap()
-    assert not result.get("failed"), result
+    assert not result.get("failed"), (result.get("failed_volumes"), result.get("msg"))
     volumes = {v["volume"]: v for v in result["volumes"]}
     assert {v["action"] for v in volumes.values()} == {"created"} and {v["consistency"] for v in volumes.values()} == {"application"}, result
     windows = {entry["pod"]: entry for entry in result["hooks"]}
@@ -195,7 +195,7 @@ def test_sigkill_between_pre_and_post_leaves_a_mark_that_the_next_run_thaws_firs
     kube.core.patch_namespaced_persistent_volume_claim("data", namespace, {"metadata": {"annotations": {DELTAS: "PT1S P1D"}}})
     # The next run waits for the killed run's Lease to expire, takes it over, and thaws first.
     result = snap(lease_wait=60)
-    assert not result.get("failed"), result
+    assert not result.get("failed"), (result.get("failed_volumes"), result.get("msg"))
     assert [(t["pod"], t["action"], t["run"]) for t in result["thawed"]] == [(f"{namespace}/db", "thawed", mark["run"])], result
     # The thaw came first: the recorded post hook, then this run's own pre and post hooks.
     order = [tuple(call["command"]) for call in exec_server.calls_in(namespace)]
@@ -302,7 +302,7 @@ def test_ebs_claims_are_cut_in_their_window_and_continue_tags_the_snapshot_crash
     hooked_pod(kube, running_pod, namespace, "busy", ["busy"], pre='["/bin/sh", "-c", "exit 1"]', pre_on_error="Continue")
     aws = {"aws_endpoint_url": ec2_server.endpoint, "aws_region": REGION, "aws_access_key": "testing", "aws_secret_key": "testing"}
     result = run_module("k8s_pv_snapshot", str(exec_kubeconfig), namespace=namespace, lease_namespace=namespace, run_hooks=True, **aws)
-    assert not result.get("failed"), result
+    assert not result.get("failed"), (result.get("failed_volumes"), result.get("msg"))
     volumes = {v["volume"]: v for v in result["volumes"]}
     assert volumes[f"{namespace}/quiet"]["consistency"] == "application" and volumes[f"{namespace}/busy"]["consistency"] == "crash", result
     tags = {}
@@ -328,7 +328,7 @@ def test_a_gce_window_closes_when_the_snapshot_left_creating_not_when_it_is_uplo
     hooked_pod(kube, running_pod, namespace, "db", ["data"])
     result = run_module("k8s_pv_snapshot", str(exec_kubeconfig), namespace=namespace, lease_namespace=namespace, run_hooks=True,
                         wait_timeout=60, **dict(harness.args, gce_project=PROJECT))
-    assert not result.get("failed"), result
+    assert not result.get("failed"), (result.get("failed_volumes"), result.get("msg"))
     [volume] = result["volumes"]
     assert volume["state"] == "ready" and volume["consistency"] == "application", volume
     [made] = [s for s in gce_compute.snapshots.values() if s["name"] == volume["snapshot"]]
