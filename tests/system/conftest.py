@@ -15,6 +15,7 @@ import secrets
 import socket
 import subprocess
 import sys
+import uuid
 import warnings
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import yaml
 from kubernetes import client
 
 from .cluster_helpers import CLUSTER_SCRIPT, MODULE_AGENT, USER_AGENT_COMMENT_ENV, AuditLog, ClusterHandle, Kube, wait_for
+from .s3_helpers import client_for
 
 RUN_DIR = CLUSTER_SCRIPT.parents[2] / ".cluster"
 SECOND_RUN_DIR = CLUSTER_SCRIPT.parents[2] / ".cluster-b"  # cluster B's (cluster.py up --second)
@@ -233,6 +235,14 @@ def second_namespace(request, second_cluster):  # pylint: disable=redefined-oute
 def second_audit(second_cluster, module_agent):  # pylint: disable=redefined-outer-name
     """AuditLog of cluster B marked at the start of the test (as `audit` is for A)."""
     return AuditLog(second_cluster.audit_log_path, module_agent=module_agent)
+
+
+@pytest.fixture
+def bucket(moto_server):
+    """A new bucket on the moto server, named for this test alone."""
+    name = f"kubesnap-{uuid.uuid4().hex[:12]}"
+    client_for(moto_server).create_bucket(Bucket=name)
+    return name
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,14 @@ import http.server
 import threading
 import urllib.parse
 
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import s3
+
 CHECKSUM_HEADERS = ('x-amz-checksum-', 'x-amz-sdk-checksum-algorithm', 'x-amz-trailer')
+
+
+def client_for(endpoint: str):
+    """Our own S3 client (module_utils/s3.py) on the moto server, with the options' defaults."""
+    return s3.client(dict({name: spec.get('default') for name, spec in s3.S3_SPEC.items()}, **s3_params(endpoint)))
 
 
 def s3_params(endpoint: str, **more) -> dict:

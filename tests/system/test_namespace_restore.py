@@ -24,21 +24,13 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils import namespac
 from .cluster_helpers import ROOT, SNAPSHOT_CLASS, SNAPSHOT_GROUP, STORAGE_CLASS, wait_for
 from .modules import COLLECTIONS, run_module
 from .playbooks import play, recap
-from .s3_helpers import s3_params
+from .s3_helpers import client_for, s3_params
 from . import test_pv_archive
-from .test_s3 import client_for
 
 TEMPLATE = {'metadata': {'labels': {'app': 'db'}}, 'spec': {'containers': [{'name': 'c', 'image': 'busybox'}]}}
 CLAIMS = ('data-db-0', 'data-db-1')
 job_controller = test_pv_archive.job_controller  # the fixture: a job controller beside the stack's
 WRITES = ('create', 'update', 'patch', 'delete', 'deletecollection')
-
-
-@pytest.fixture
-def bucket(moto_server):
-    name = f'kubesnap-{uuid.uuid4().hex[:12]}'
-    client_for(moto_server).create_bucket(Bucket=name)
-    return name
 
 
 @pytest.fixture

@@ -18,11 +18,10 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils import recovery
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import restore as rs
 
 from .modules import run_module
-from .s3_helpers import s3_params
+from .s3_helpers import client_for, s3_params
 from .test_cloud_backends import HARNESSES, snap
 from . import test_cloud_restore
 from .test_cloud_restore import OTHER_ZONES, affinity_zones, cloud_disk, read_pv
-from .test_s3 import client_for
 
 # The EC2 server (test_cloud_restore.py's fixture).
 ec2_server = test_cloud_restore.ec2_server
@@ -33,13 +32,6 @@ WHEN = datetime.datetime(2026, 12, 6, 2, 0, tzinfo=datetime.timezone.utc)
 def cloud(request, cluster, kube, audit):
     harness, fixture = HARNESSES[request.param]
     return harness(cluster, kube, audit, request.getfixturevalue(fixture))
-
-
-@pytest.fixture
-def bucket(moto_server):
-    name = f'kubesnap-{uuid.uuid4().hex[:12]}'
-    client_for(moto_server).create_bucket(Bucket=name)
-    return name
 
 
 @pytest.fixture

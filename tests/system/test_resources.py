@@ -15,7 +15,6 @@ import shutil
 import subprocess
 import sys
 import tarfile
-import uuid
 from pathlib import Path
 
 import pytest
@@ -27,21 +26,13 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils import k8s, res
 from .cluster_helpers import wait_for
 from .kubectl import kubectl
 from .modules import COLLECTIONS, run_module
-from .s3_helpers import s3_params
-from .test_s3 import client_for
+from .s3_helpers import client_for, s3_params
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = 'hunter2-' + secrets.token_hex(8)
 KEY = 'correct horse battery staple'
 TEMPLATE = {'metadata': {'labels': {'app': 'x'}}, 'spec': {'containers': [{'name': 'c', 'image': 'busybox'}]}}
 SELECTOR = {'matchLabels': {'app': 'x'}}
-
-
-@pytest.fixture
-def bucket(moto_server):
-    name = f'kubesnap-{uuid.uuid4().hex[:12]}'
-    client_for(moto_server).create_bucket(Bucket=name)
-    return name
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import os
-import uuid
 
 import boto3
 import botocore.config
@@ -14,18 +13,7 @@ import pytest
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import s3
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.s3 import MultipartWriter, S3Error
 
-from .s3_helpers import s3_params, strict_store
-
-
-def client_for(endpoint):
-    return s3.client(dict({n: spec.get('default') for n, spec in s3.S3_SPEC.items()}, **s3_params(endpoint)))
-
-
-@pytest.fixture
-def bucket(moto_server):
-    name = f'kubesnap-{uuid.uuid4().hex[:12]}'
-    client_for(moto_server).create_bucket(Bucket=name)
-    return name
+from .s3_helpers import client_for, strict_store
 
 
 def upload(client, bucket, key, data, part_size=s3.MIN_PART_SIZE, chunk=1000003):

@@ -19,15 +19,13 @@ import tarfile
 import threading
 import time
 import zlib
-import uuid
 from pathlib import Path
 
 import pytest
 
-from ansible_collections.kubesnap.snapshots.plugins.module_utils import s3
 
 from .modules import COLLECTIONS, run_module
-from .s3_helpers import s3_params, strict_store
+from .s3_helpers import client_for, s3_params, strict_store
 
 MARKER = '.volume-backup-in-progress'
 MANIFEST = '.kubesnap-manifest.json'
@@ -40,17 +38,6 @@ ODD = ['with space', 'ünïcødé ✓', 'new\nline', os.fsdecode(b'latin1-\xe9\x
 def noise(size):
     """Incompressible bytes from a seeded source: the same on every run."""
     return random.Random(size).randbytes(size)
-
-
-def client_for(endpoint):
-    return s3.client(dict({n: spec.get('default') for n, spec in s3.S3_SPEC.items()}, **s3_params(endpoint)))
-
-
-@pytest.fixture
-def bucket(moto_server):
-    name = f'kubesnap-{uuid.uuid4().hex[:12]}'
-    client_for(moto_server).create_bucket(Bucket=name)
-    return name
 
 
 def make_tree(root: Path, big=6 * 1024 * 1024):
