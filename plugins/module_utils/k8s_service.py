@@ -11,8 +11,10 @@ Waiting lives beside it, in k8s_wait.py.
 from __future__ import annotations
 
 import json
+import time
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.retry import call_with_retry, delays
 
 # The field manager of every server-side apply and create of the collection: one owner of the fields it writes.
 FIELD_MANAGER = 'kubesnap'
@@ -30,9 +32,21 @@ def get_or_none(client, path):
         raise
 
 
-def patch(client, path, body):
-    """A JSON merge patch (RFC 7386): null removes a key; a metadata.resourceVersion in `body` makes it conditional."""
-    return client.request('PATCH', path, body=body, content_type=MERGE_PATCH)
+def patch(client, path, body, uid=None):
+    """A JSON merge patch (RFC 7386): null removes a key; a metadata.resourceVersion in `body` makes it conditional.
+
+    With `uid`, only that object is patched: another one made under the name since is refused by the server (a uid
+    cannot change), raised here as a 409 like delete_if_unchanged's; a gone one is a 404.
+    """
+    if uid:
+        body = dict(body, metadata=dict(body.get('metadata') or {}, uid=uid))
+    try:
+        return client.request('PATCH', path, body=body, content_type=MERGE_PATCH)
+    except KubeError as exc:
+        # The apiserver's answer to a uid that differs from the object's: 422, "metadata.uid: ... field is immutable".
+        if uid and exc.status == 422 and 'metadata.uid' in exc.message:
+            raise KubeError('PATCH', path, 409, 'another object holds the name now (not uid %s)' % uid, 'Conflict') from None
+        raise
 
 
 def apply(client, path, manifest, force=False, dry_run=False):
@@ -67,6 +81,17 @@ def delete_if_unchanged(client, path, uid, resource_version=None, propagation=No
             return False
         raise
     return True
+
+
+def is_conflict(exc):
+    """A conditional write refused because the object changed (or was replaced) since it was read: 409."""
+    return isinstance(exc, KubeError) and exc.status == 409
+
+
+def retry_on_conflict(call, attempts, sleep=time.sleep):
+    """`call()` again while it fails with a conflict, `attempts` calls at most, after short jittered pauses (retry.py);
+    `call` reads the object anew and decides again each time (client-go's RetryOnConflict). The last conflict is raised."""
+    return call_with_retry(call, is_conflict, pauses=delays(attempts - 1, base=0.05, cap=0.5), sleep=sleep)
 
 
 class Discovery:

@@ -34,7 +34,6 @@ SNAPSHOT_ANNOTATION = 'kubesnap.io/snapshot'
 OBJECT_ANNOTATION = 'kubesnap.io/archive-object'
 # On the source claim after a completed archive: `<object url> <sha256 of the object>`, what a restore passes as `sha256`.
 SHA256_ANNOTATION = 'kubesnap.io/archive-sha256'
-JOB_NAME_LABEL = 'batch.kubernetes.io/job-name'
 CONTAINER = 'archive'
 DATA_MOUNT = '/snapshot'
 CONFIG_MOUNT = '/config'
@@ -364,6 +363,25 @@ def termination_summary(pods):
     return {}
 
 
+def job_uid_of(pod):
+    """The uid of the Job that made `pod` (its controller's owner reference), or None."""
+    for owner in (pod.get('metadata') or {}).get('ownerReferences') or []:
+        if owner.get('kind') == 'Job' and owner.get('controller'):
+            return owner.get('uid')
+    return None
+
+
+def summaries_by_job(pods):
+    """{Job uid: the runner's summary} of `pods` (a pod with a summary wins over one without). By the owner's uid, not the
+    job-name label: the pods of a Job made again under the name by someone else are not the pods of this run's Job."""
+    found = {}
+    for pod in pods:
+        uid, summary = job_uid_of(pod), termination_summary([pod])
+        if uid and (summary or uid not in found):
+            found[uid] = summary
+    return found
+
+
 # ------------------------------------------------------------------------------------------------ pure: a run's volumes
 
 def volume_result(target, state, reason=None, plan=None, **outcome):
@@ -486,7 +504,7 @@ class Archiver:
         namespace = plan.target.namespace
         self._check_secret(namespace)
         try:
-            job = self._client.create(resource_path('batch/v1', 'jobs', namespace), job_manifest(plan, self._settings))
+            job = k8s_service.create(self._client, resource_path('batch/v1', 'jobs', namespace), job_manifest(plan, self._settings))
         except KubeError as exc:
             if exc.status == 409:
                 what = 'to %s' % plan.url if plan.cycle is None else 'cycle %d' % plan.cycle
@@ -499,7 +517,9 @@ class Archiver:
             if not self._settings.credentials_secret and self._settings.credentials:
                 cleanup.append(self._write(resource_path('v1', 'secrets', namespace),
                                            secret_manifest(plan, job, self._settings.credentials), 'Secret'))
-            k8s_service.patch(self._client, resource_path('batch/v1', 'jobs', namespace, plan.job), {'spec': {'suspend': False}})
+            # By uid: a Job deleted and made again under the name meanwhile is not this run's to start.
+            k8s_service.patch(self._client, resource_path('batch/v1', 'jobs', namespace, plan.job), {'spec': {'suspend': False}},
+                              uid=job['metadata']['uid'])
         except (KubeError, ArchiveError) as exc:
             failure = 'Job %s/%s: %s' % (namespace, plan.job, exc) if isinstance(exc, KubeError) else str(exc)
             leftovers = self._clean(namespace, plan.job, job['metadata']['uid'], cleanup)
@@ -519,14 +539,8 @@ class Archiver:
         return waited.value or job_outcomes(uids, waited.objects)
 
     def summaries(self, namespace):
-        """{job name: the runner's summary} of the namespace's archive pods, from one list."""
-        found = {}
-        for pod in self._client.list_all(resource_path('v1', 'pods', namespace), '%s=%s' % (ROLE_KEY, ROLE)):
-            job = ((pod.get('metadata') or {}).get('labels') or {}).get(JOB_NAME_LABEL)
-            summary = termination_summary([pod])
-            if job and (summary or job not in found):
-                found[job] = summary
-        return found
+        """{Job uid: the runner's summary} of the namespace's archive pods, from one list."""
+        return summaries_by_job(self._client.list_all(resource_path('v1', 'pods', namespace), '%s=%s' % (ROLE_KEY, ROLE)))
 
     def finish(self, run, outcome, summary):
         """{'bytes', 'sha256', 'seconds', 'job'} of a completed archive whose cycle was advanced; ArchiveError otherwise.
@@ -559,7 +573,7 @@ class Archiver:
                 summaries = self.summaries(namespace)
             except KubeError:
                 summaries = {}
-            return [(run, outcomes.get(run.plan.job), summaries.get(run.plan.job, {})) for run in by_namespace[namespace]]
+            return [(run, outcomes.get(run.plan.job), summaries.get(run.job_uid, {})) for run in by_namespace[namespace]]
 
         waited = []
         for namespace, found, error in run_parallel(namespace_done, sorted(by_namespace), concurrency):
@@ -585,7 +599,7 @@ class Archiver:
     def _write(self, path, body, what):
         """(the object's path, its uid): what `_clean` deletes again, only while it is the object made here."""
         try:
-            made = self._client.create(path, body)
+            made = k8s_service.create(self._client, path, body)
         except KubeError as exc:
             raise ArchiveError('creating the %s %s/%s failed: %s' % (what, body['metadata']['namespace'], body['metadata']['name'], exc)) from None
         return path + '/' + body['metadata']['name'], made['metadata']['uid']
@@ -607,30 +621,32 @@ class Archiver:
 
     def _advance(self, plan, sha256):
         """Record the cycle (and the object's checksum, or none when the Job gave none) on the claim, only if it still is
-        the claim planned on and its cycle is still the one read."""
+        the claim planned on and its cycle is still the one read; a write that lost a race (409) reads the claim again,
+        up to ADVANCE_ATTEMPTS times."""
         meta = plan.pvc['metadata']
         path = resource_path('v1', 'persistentvolumeclaims', meta['namespace'], meta['name'])
-        for attempt in range(ADVANCE_ATTEMPTS):
+
+        def record():
+            current = k8s_service.get_or_none(self._client, path)
+            if current is None or current['metadata'].get('uid') != meta.get('uid'):
+                raise ArchiveError('archived to %s, but claim %s/%s was %s meanwhile: cycle %d not recorded'
+                                   % (plan.url, meta['namespace'], meta['name'], 'deleted' if current is None else 'replaced', plan.cycle))
             try:
-                current = self._client.get(path)
-                if current['metadata'].get('uid') != meta.get('uid'):
-                    raise ArchiveError('archived to %s, but claim %s/%s was replaced meanwhile: cycle %d not recorded'
-                                       % (plan.url, meta['namespace'], meta['name'], plan.cycle))
-                try:
-                    now = last_cycle(current)
-                except ValueError as exc:
-                    raise ArchiveError('archived to %s, but cycle not recorded: %s' % (plan.url, exc)) from None
-                if now != plan.previous:
-                    raise ArchiveError('archived to %s, but %s changed from %d to %d meanwhile (another run?): cycle %d not recorded'
-                                       % (plan.url, SEQUENCE_ANNOTATION, plan.previous, now, plan.cycle))
-                patch = {'metadata': {'resourceVersion': current['metadata']['resourceVersion'],
-                                      'annotations': {SEQUENCE_ANNOTATION: str(plan.cycle),
-                                                      SHA256_ANNOTATION: '%s %s' % (plan.url, sha256) if sha256 else None}}}
-                k8s_service.patch(self._client, path, patch)
-                return
-            except KubeError as exc:
-                if exc.status != 409 or attempt == ADVANCE_ATTEMPTS - 1:
-                    raise ArchiveError('archived to %s, but recording cycle %d on the claim failed: %s' % (plan.url, plan.cycle, exc)) from None
+                now = last_cycle(current)
+            except ValueError as exc:
+                raise ArchiveError('archived to %s, but cycle not recorded: %s' % (plan.url, exc)) from None
+            if now != plan.previous:
+                raise ArchiveError('archived to %s, but %s changed from %d to %d meanwhile (another run?): cycle %d not recorded'
+                                   % (plan.url, SEQUENCE_ANNOTATION, plan.previous, now, plan.cycle))
+            patch = {'metadata': {'resourceVersion': current['metadata']['resourceVersion'],
+                                  'annotations': {SEQUENCE_ANNOTATION: str(plan.cycle),
+                                                  SHA256_ANNOTATION: '%s %s' % (plan.url, sha256) if sha256 else None}}}
+            k8s_service.patch(self._client, path, patch)
+
+        try:
+            k8s_service.retry_on_conflict(record, ADVANCE_ATTEMPTS, self._sleep)
+        except KubeError as exc:
+            raise ArchiveError('archived to %s, but recording cycle %d on the claim failed: %s' % (plan.url, plan.cycle, exc)) from None
 
 
 # ------------------------------------------------------------------------------------------------ the module's acts

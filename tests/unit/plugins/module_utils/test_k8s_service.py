@@ -72,3 +72,19 @@ def test_discovery_reads_each_api_version_once_and_an_unserved_one_serves_nothin
     assert discovery.kind('example.com/v1', 'Other') is None
     assert [path for _method, path, *_rest in client.requests] == ['/api/v1', '/apis/example.com/v1']
     assert discovery.preferred_versions() == ['apps/v1']
+
+
+def test_a_patch_by_uid_names_the_uid_and_reads_the_servers_refusal_of_another_object_as_a_conflict():
+    client = Client({'/x': {}, '/replaced': 422})
+    k8s_service.patch(client, '/x', {'metadata': {'labels': {'a': 'b'}}, 'spec': {'suspend': False}}, uid='u1')
+    assert client.requests[0][3] == {'metadata': {'labels': {'a': 'b'}, 'uid': 'u1'}, 'spec': {'suspend': False}}
+
+    class Refusing(Client):
+        def request(self, method, path, query=None, body=None, content_type='application/json'):
+            raise KubeError(method, path, 422, 'Job "x" is invalid: metadata.uid: Invalid value: "u1": field is immutable')
+    with pytest.raises(KubeError) as replaced:
+        k8s_service.patch(Refusing({}), '/x', {'spec': {}}, uid='u1')
+    assert replaced.value.status == 409 and 'another object holds the name now' in str(replaced.value)
+    with pytest.raises(KubeError) as invalid:  # without a uid a 422 stays what it is
+        k8s_service.patch(Refusing({}), '/x', {'spec': {}})
+    assert invalid.value.status == 422

@@ -346,3 +346,148 @@ def test_cleanup_deletes_only_the_objects_the_run_made_by_their_uids_and_leaves_
     assert [(path, body['preconditions']) for path, body in client.deletes] == [
         (jobs, {'uid': 'uid-job'}), (secrets, {'uid': 'uid-secret'}), (claims, {'uid': 'uid-claim'})]
     assert 'not deleted: %s (' % secrets in str(failed.value) and jobs not in str(failed.value).split('not deleted')[1]
+
+
+class Api:
+    """An apiserver's answers to the requests an Archiver makes, on objects kept by path: a create takes a free name and
+    gives a new uid; a merge patch naming another uid is refused (422, as the apiserver does), one naming an old
+    resourceVersion conflicts (409); a delete holds to its uid precondition. `after` runs a hook after a request."""
+
+    def __init__(self, objects=None):
+        self.objects = dict(objects or {})
+        self.requests = []
+        self.after = {}
+        self.made = 0
+
+    def request(self, method, path, query=None, body=None, content_type='application/json'):
+        self.requests.append((method, path, query, body))
+        try:
+            return json.loads(json.dumps(getattr(self, 'answer_' + method.lower())(path, body)))  # the caller's copy, as sent
+        finally:
+            hook = self.after.pop((method, path), None)
+            if hook is not None:
+                hook()
+
+    def make(self, path, body):
+        self.made += 1
+        obj = json.loads(json.dumps(body))
+        obj['metadata'].update(uid='uid-%d' % self.made, resourceVersion=str(self.made))
+        self.objects[path] = obj
+        return obj
+
+    def get(self, path, **_query):
+        return self.request('GET', path)
+
+    def answer_post(self, collection, body):
+        path = '%s/%s' % (collection, body['metadata']['name'])
+        if path in self.objects:
+            raise KubeError('POST', collection, 409, 'already exists')
+        return self.make(path, body)
+
+    def answer_get(self, path, _body=None):
+        if path not in self.objects:
+            raise KubeError('GET', path, 404, 'not found')
+        return self.objects[path]
+
+    def answer_patch(self, path, body):
+        current = self.answer_get(path)
+        meta = body.get('metadata') or {}
+        if meta.get('uid') not in (None, current['metadata']['uid']):
+            raise KubeError('PATCH', path, 422, 'metadata.uid: Invalid value: "%s": field is immutable' % meta['uid'])
+        if meta.get('resourceVersion') not in (None, current['metadata']['resourceVersion']):
+            raise KubeError('PATCH', path, 409, 'the object has been modified')
+        for key, value in body.items():
+            if key == 'metadata':
+                current['metadata'].setdefault('annotations', {}).update(meta.get('annotations') or {})
+            else:
+                current.setdefault(key, {}).update(value)
+        self.made += 1
+        current['metadata']['resourceVersion'] = str(self.made)
+        return current
+
+    def answer_delete(self, path, body):
+        current = self.answer_get(path)
+        if body['preconditions']['uid'] != current['metadata']['uid']:
+            raise KubeError('DELETE', path, 409, 'precondition failed')
+        del self.objects[path]
+        return {}
+
+
+JOBS = '/apis/batch/v1/namespaces/db/jobs'
+CLAIMS = '/api/v1/namespaces/db/persistentvolumeclaims'
+
+
+def test_a_job_made_again_under_its_name_before_it_was_started_is_neither_started_nor_deleted():
+    plan = planned()
+    api = Api()
+    other = {}
+
+    def replace_job():  # after the claim is made, someone deletes the run's Job and makes one of their own under the name
+        del api.objects['%s/%s' % (JOBS, plan.job)]
+        other.update(api.make('%s/%s' % (JOBS, plan.job), {'metadata': {'name': plan.job}, 'spec': {'suspend': True}}))
+    api.after[('POST', CLAIMS)] = replace_job
+    with pytest.raises(pv_archive.ArchiveError, match='another object holds the name now'):
+        pv_archive.Archiver(api, settings()).start(plan)
+    assert api.objects == {'%s/%s' % (JOBS, plan.job): other} and other['spec'] == {'suspend': True}  # theirs: untouched
+    posts = [(path, query) for method, path, query, _body in api.requests if method == 'POST']
+    assert posts == [(JOBS, {'fieldManager': 'kubesnap', 'dryRun': None}), (CLAIMS, {'fieldManager': 'kubesnap', 'dryRun': None})]
+
+
+def test_a_started_job_is_unsuspended_by_its_uid():
+    plan = planned()
+    api = Api()
+    run = pv_archive.Archiver(api, settings()).start(plan)
+    job = api.objects['%s/%s' % (JOBS, plan.job)]
+    assert job['spec']['suspend'] is False and run.job_uid == job['metadata']['uid']
+    [patch] = [body for method, _path, _query, body in api.requests if method == 'PATCH']
+    assert patch == {'spec': {'suspend': False}, 'metadata': {'uid': run.job_uid}}
+
+
+def test_summaries_are_the_pods_of_the_jobs_uid_not_of_its_name():
+    def pod(owner, message=None, controller=True):
+        status = {'containerStatuses': [{'name': 'archive', 'state': {'terminated': {'message': json.dumps(message)}}}]} if message else {}
+        return {'metadata': {'labels': {'batch.kubernetes.io/job-name': 'archive-x'},
+                             'ownerReferences': [{'kind': 'Job', 'name': 'archive-x', 'uid': owner, 'controller': controller}]},
+                'status': status}
+    found = pv_archive.summaries_by_job([pod('ours', {'bytes': 1}), pod('ours'), pod('theirs', {'bytes': 2}), pod('loose', {'bytes': 3}, False)])
+    assert found == {'ours': {'bytes': 1}, 'theirs': {'bytes': 2}}
+    assert pv_archive.summaries_by_job([pod('ours'), pod('ours', {'bytes': 1})]) == {'ours': {'bytes': 1}}
+
+
+def archived_claim(api, plan):
+    path = '%s/%s' % (CLAIMS, plan.pvc['metadata']['name'])
+    api.objects[path] = json.loads(json.dumps(plan.pvc))
+    api.objects[path]['metadata']['resourceVersion'] = '1'
+    return path
+
+
+def test_the_cycle_is_recorded_again_after_a_lost_race_and_not_over_another_runs():
+    plan = planned({'volumeBackupSequence': '6'})
+    api = Api()
+    path = archived_claim(api, plan)
+    pauses = []
+    # Someone labels the claim between the run's read and its write: the write conflicts, is read again and made.
+    api.after[('GET', path)] = lambda: api.objects[path]['metadata'].update(resourceVersion='2')
+    pv_archive.Archiver(api, settings(), sleep=pauses.append)._advance(plan, 'a' * 64)
+    assert api.objects[path]['metadata']['annotations']['volumeBackupSequence'] == '7'
+    assert [method for method, *_rest in api.requests] == ['GET', 'PATCH', 'GET', 'PATCH'] and len(pauses) == 1 and 0 <= pauses[0] <= 0.1
+    # Another run recorded cycle 7 meanwhile: nothing is written and nothing tried again.
+    api.requests.clear()
+    with pytest.raises(pv_archive.ArchiveError, match='changed from 6 to 7 meanwhile'):
+        pv_archive.Archiver(api, settings(), sleep=pauses.append)._advance(plan, None)
+    assert [method for method, *_rest in api.requests] == ['GET']
+
+
+def test_recording_the_cycle_gives_up_after_its_attempts():
+    plan = planned()
+    api = Api()
+    path = archived_claim(api, plan)
+    pauses = []
+
+    def bump():  # every read is outdated by the time it is written
+        api.objects[path]['metadata']['resourceVersion'] += '+'
+        api.after[('GET', path)] = bump
+    api.after[('GET', path)] = bump
+    with pytest.raises(pv_archive.ArchiveError, match='recording cycle 1 on the claim failed: .*409'):
+        pv_archive.Archiver(api, settings(), sleep=pauses.append)._advance(plan, None)
+    assert len([r for r in api.requests if r[0] == 'PATCH']) == pv_archive.ADVANCE_ATTEMPTS and len(pauses) == pv_archive.ADVANCE_ATTEMPTS - 1
