@@ -40,22 +40,28 @@ namespace and kind, then the finalizers removed from what is left, with the cont
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
+import copy
 import datetime
 import functools
 import importlib.util
 import json
 import math
 import os
+import re
 import resource
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import quote
+
+import urllib3
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,11 +92,15 @@ PAGE_SIZE = K8S.PAGE_SIZE
 HELPER_AGENT = "kubesnap-bench/helper"
 MODULE_AGENT = "kubesnap.snapshots"
 CONTROLLER = "snapshot-controller"
+KCM = "kube-controller-manager"
+KCM_USER = "system:kube-controller-manager"
 # What the snapshot controller writes on a dynamically provisioned snapshot and its content (external-snapshotter v8).
 SNAPSHOT_FINALIZERS = ["snapshot.storage.kubernetes.io/volumesnapshot-as-source-protection",
                        "snapshot.storage.kubernetes.io/volumesnapshot-bound-protection"]
 CONTENT_FINALIZERS = ["snapshot.storage.kubernetes.io/volumesnapshotcontent-bound-protection"]
 RESTORE_SIZE = 1 << 30
+# What kube-controller-manager's PVC-unused controller writes on a claim no pod uses (it would write it on each claim).
+UNUSED_CONDITION = {"type": "Unused", "status": "True", "reason": "NoPodsUsingPVC", "message": "No pods are currently referencing this PVC"}
 
 GOAL_MEMORY_MB = {10000: 100, 50000: 400}  # by volumes; between them, linear
 GOAL_WALL_S = {10000: 15, 50000: 60}
@@ -171,23 +181,148 @@ def stamp(moment: datetime.datetime) -> str:
 
 
 @contextlib.contextmanager
-def controller_paused(state: dict):
-    """The snapshot controller stopped while the bench writes snapshots, contents and their status itself (as the
-    controller and a driver would), started again after: with nothing left to do, it writes nothing."""
-    with CLUSTER.file_lock(CLUSTER.RUN / "lock"):
-        current = CLUSTER.load_state()
-        entry = current["processes"].get(CONTROLLER)
-        if entry and not CLUSTER.stop_process(CONTROLLER, entry):
-            raise RuntimeError(f"could not stop {CONTROLLER} (pid {entry['pid']})")
-    log(f"{CONTROLLER} paused")
+def controller_paused(state: dict, names=(CONTROLLER,)):
+    """The controllers stopped while the bench writes what they would (the snapshot controller: snapshots, contents and
+    their status), started again after (in reverse order): with nothing left to do, they write nothing.
+
+    Objects written into etcd reach each informer by its own watch, claims and PVs in no set order: the PV binder
+    (kube-controller-manager) would mark a claim Lost whose PV it has not seen yet, for good. Stopped, it starts again
+    with both lists complete."""
+    stopped = []
     try:
+        for name in names:
+            with CLUSTER.file_lock(CLUSTER.RUN / "lock"):
+                current = CLUSTER.load_state()
+                entry = current["processes"].get(name)
+                if entry and not CLUSTER.stop_process(name, entry):
+                    raise RuntimeError(f"could not stop {name} (pid {entry['pid']})")
+            stopped.append(name)
+            log(f"{name} paused")
         yield
     finally:
-        with CLUSTER.file_lock(CLUSTER.RUN / "lock"):
-            current = CLUSTER.load_state()
-            CLUSTER.spawn(current, CONTROLLER, CLUSTER.process_argv(CONTROLLER, current))
+        for name in reversed(stopped):
+            with CLUSTER.file_lock(CLUSTER.RUN / "lock"):
+                current = CLUSTER.load_state()
+                CLUSTER.spawn(current, name, CLUSTER.process_argv(name, current))
+            log(f"{name} started again")
         state.update(CLUSTER.load_state())
-        log(f"{CONTROLLER} started again")
+
+
+ETCD_PREFIX = "/registry"  # the apiserver's --etcd-prefix (the harness keeps the default)
+ETCD_TXN_OPS = 128  # etcd's default --max-txn-ops
+ETCD_WORKERS = 4  # transactions in flight: etcd applies them one at a time; more threads only queue
+SNAPSHOT_GROUP = "snapshot.storage.k8s.io"
+
+
+def etcd_key(plural: str, namespace: str | None = None, name: str = "") -> str:
+    """Where the apiserver keeps an object: /registry/[<group>/]<plural>/[<namespace>/]<name>."""
+    group = "" if plural in ("persistentvolumes", "persistentvolumeclaims", "namespaces") else SNAPSHOT_GROUP + "/"
+    return f"{ETCD_PREFIX}/{group}{plural}/" + (f"{namespace}/" if namespace else "") + name
+
+
+def _b64(data) -> str:
+    return base64.b64encode(data.encode() if isinstance(data, str) else data).decode()
+
+
+def _prefix_end(prefix: str) -> str:
+    """The range end that covers every key starting with `prefix` (its last byte plus one)."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+class Etcd:
+    """The stack's etcd through its v3 JSON gateway (plain HTTP on localhost, no TLS in the harness).
+
+    The population writes the objects the apiserver would store, whole, in transactions of up to ETCD_TXN_OPS puts:
+    the apiserver's watch on etcd turns them into ADDED events for its cache and every informer, exactly as for
+    objects it wrote itself. One put per object instead of four API writes, each of which costs the apiserver its
+    authentication, audit, admission, field manager, validation, a read of the current object and a conversion.
+    """
+
+    def __init__(self, port: int, workers: int):
+        self.url = f"http://127.0.0.1:{port}/v3/"
+        self.http = urllib3.PoolManager(maxsize=workers + 2, retries=False)
+        self.requests = Counter()
+
+    def call(self, method: str, body: dict) -> dict:
+        self.requests[method] += 1
+        response = self.http.request("POST", self.url + method, body=json.dumps(body).encode(), headers={"Content-Type": "application/json"},
+                                     timeout=urllib3.Timeout(connect=10, read=600))
+        answer = json.loads(response.data or b"{}")
+        if response.status != 200 or "error" in answer or "code" in answer:
+            raise RuntimeError(f"etcd {method}: HTTP {response.status}: {str(answer)[:500]}")
+        return answer
+
+    def revision(self) -> int:
+        return int(self.call("kv/range", {"key": _b64(ETCD_PREFIX + "/"), "limit": 1, "keys_only": True})["header"]["revision"])
+
+    def put_all(self, items: list) -> int:
+        """(key, JSON text) pairs in one transaction; returns its revision (the objects' resourceVersion)."""
+        answer = self.call("kv/txn", {"success": [{"requestPut": {"key": _b64(key), "value": _b64(value)}} for key, value in items]})
+        return int(answer["header"]["revision"])
+
+    def scan(self, prefix: str, keys_only: bool = True, page: int = 2000):
+        """(key, value or None) of every key under `prefix`, a page at a time."""
+        start, end = prefix, _prefix_end(prefix)
+        while True:
+            answer = self.call("kv/range", {"key": _b64(start), "range_end": _b64(end), "limit": page, "keys_only": keys_only})
+            kvs = answer.get("kvs") or []
+            for kv in kvs:
+                yield base64.b64decode(kv["key"]).decode(), (None if keys_only else base64.b64decode(kv.get("value", "")))
+            if not answer.get("more"):
+                return
+            start = base64.b64decode(kvs[-1]["key"]).decode() + "\x00"
+
+    def delete_prefix(self, prefix: str) -> int:
+        return int(self.call("kv/deleterange", {"key": _b64(prefix), "range_end": _b64(_prefix_end(prefix))}).get("deleted", 0))
+
+    def delete_keys(self, keys: list) -> int:
+        deleted = 0
+        for start in range(0, len(keys), ETCD_TXN_OPS):
+            answer = self.call("kv/txn", {"success": [{"requestDeleteRange": {"key": _b64(key)}} for key in keys[start:start + ETCD_TXN_OPS]]})
+            deleted += sum(int((r.get("response_delete_range") or {}).get("deleted", 0)) for r in answer.get("responses") or [])
+        return deleted
+
+
+class Shape:
+    """One written object as JSON text with its varying fields cut out: a copy is the pieces joined around the new
+    values (a few microseconds, where a deep copy and an encoding of the dict would take a hundred)."""
+
+    MARK = re.compile(r'"\\u0000(\w+)\\u0000"')
+
+    def __init__(self, item: dict, fields: dict):
+        """`fields`: name -> path of keys inside `item` (each value is replaced, by JSON, on render)."""
+        item = copy.deepcopy(item)
+        item["metadata"].pop("resourceVersion", None)  # etcd's revision is the version; the apiserver stores none
+        for name, keys in fields.items():
+            holder = item
+            for key in keys[:-1]:
+                holder = holder[key]
+            if keys[-1] not in holder:
+                raise RuntimeError(f"template {item['metadata']['name']}: no {'.'.join(keys)}")
+            holder[keys[-1]] = f"\x00{name}\x00"
+        pieces = self.MARK.split(json.dumps(item, separators=(",", ":")))
+        self.texts, self.names = pieces[0::2], pieces[1::2]
+        if sorted(self.names) != sorted(fields):
+            raise RuntimeError(f"template {item['metadata']['name']}: fields {sorted(self.names)} != {sorted(fields)}")
+
+    def render(self, **values) -> str:
+        parts = [self.texts[0]]
+        for name, text in zip(self.names, self.texts[1:]):
+            parts.append(json.dumps(values[name]))
+            parts.append(text)
+        return "".join(parts)
+
+
+CLAIM_FIELDS = {"name": ("metadata", "name"), "uid": ("metadata", "uid"), "volume": ("spec", "volumeName")}
+VOLUME_FIELDS = {"name": ("metadata", "name"), "uid": ("metadata", "uid"), "claim": ("spec", "claimRef", "name"),
+                 "claim_uid": ("spec", "claimRef", "uid"), "handle": ("spec", "csi", "volumeHandle")}
+SNAPSHOT_FIELDS = {"name": ("metadata", "name"), "uid": ("metadata", "uid"), "volume_uid": ("metadata", "labels", "kubesnap.io/volume"),
+                   "origin": ("metadata", "annotations", "kubesnap.io/origin"), "claim": ("spec", "source", "persistentVolumeClaimName"),
+                   "content": ("status", "boundVolumeSnapshotContentName"), "created": ("status", "creationTime")}
+CONTENT_FIELDS = {"name": ("metadata", "name"), "uid": ("metadata", "uid"), "source": ("spec", "source", "volumeHandle"),
+                  "snapshot": ("spec", "volumeSnapshotRef", "name"), "snapshot_uid": ("spec", "volumeSnapshotRef", "uid"),
+                  "snapshot_version": ("spec", "volumeSnapshotRef", "resourceVersion"), "created": ("status", "creationTime"),
+                  "handle": ("status", "snapshotHandle")}
 
 
 class Population:
@@ -274,14 +409,16 @@ class Population:
             self._patch("pv status", path("persistentvolumes", name=pv_name), {"status": {"phase": "Bound"}}, "status")
         if not claim[1]:
             self._patch("pvc status", path("persistentvolumeclaims", self.namespace, name),
-                        {"status": {"phase": "Bound", "accessModes": ["ReadWriteOnce"], "capacity": {"storage": "1Gi"}}}, "status")
+                        {"status": {"phase": "Bound", "accessModes": ["ReadWriteOnce"], "capacity": {"storage": "1Gi"},
+                                    "conditions": [dict(UNUSED_CONDITION, lastTransitionTime=stamp(datetime.datetime.now(datetime.timezone.utc)))]}},
+                        "status")
         for moment in self.times(index):
             self.snapshot(index, moment, volume[0], have)
 
     def snapshot(self, index: int, moment: datetime.datetime, pv_uid: str, have: dict) -> None:
         """A VolumeSnapshot as the collection creates it, then what the controller and a driver would write: the content
         `snapcontent-<snapshot uid>` (the driver's ready status on it) and the snapshot's status."""
-        name = f"{self.pvc_name(index)}-{moment.strftime('%Y%m%d%H%M%S')}"
+        name = self.snapshot_name(index, moment)
         known = have["snapshots"].get(name)
         if known is not None and known[1]:
             return
@@ -295,7 +432,7 @@ class Population:
                 or self.api.get(path("volumesnapshots", self.namespace, name))
             known = (created["metadata"]["uid"], False, created["metadata"]["resourceVersion"])
         content = f"snapcontent-{known[0]}"
-        handle = f"{self.pv_name(index)}-{moment.strftime('%Y%m%d%H%M%S')}"
+        handle = self.snapshot_handle(index, moment)
         if content not in have["contents"]:
             self._create("content", path("volumesnapshotcontents"), {
                 "apiVersion": SNAPSHOT_GROUP_VERSION, "kind": "VolumeSnapshotContent",
@@ -310,21 +447,117 @@ class Population:
         self._patch("snapshot status", path("volumesnapshots", self.namespace, name), {"status": {
             "boundVolumeSnapshotContentName": content, "creationTime": stamp(moment), "readyToUse": True, "restoreSize": "1Gi"}}, "status")
 
-    def run(self, workers: int) -> None:
+    def snapshot_name(self, index: int, moment: datetime.datetime) -> str:
+        return f"{self.pvc_name(index)}-{moment.strftime('%Y%m%d%H%M%S')}"
+
+    def snapshot_handle(self, index: int, moment: datetime.datetime) -> str:
+        return f"{self.pv_name(index)}-{moment.strftime('%Y%m%d%H%M%S')}"
+
+    def run(self, workers: int, etcd: Etcd | None = None) -> None:
+        """Through the API alone (`etcd` None), or: what an earlier run left checked and completed through the API, one
+        volume written through the API as the template, and every other volume its copy, written into etcd."""
+        started = time.monotonic()
+        if etcd is None:
+            self.through_api(range(self.volumes), workers)
+        else:
+            present = self.present_in_etcd(etcd)
+            absent = [index for index in range(self.volumes) if index not in present]
+            if present:
+                self.through_api(sorted(present), workers)
+            if absent:
+                template = min(present) if present else absent.pop(0)
+                if not present:
+                    self.through_api([template], 1)
+                self.through_etcd(absent, etcd, self.shapes(template), min(workers, ETCD_WORKERS))
+        seconds = time.monotonic() - started
+        log(f"{self.namespace}: {dict(self.writes)}: {sum(self.writes.values())} writes in {seconds:.0f} s "
+            f"({sum(self.writes.values()) / max(seconds, 0.001):.0f}/s)")
+
+    def through_api(self, indexes, workers: int) -> None:
         have = self.existing()
         log(f"{self.namespace}: found {len(have['pvcs'])} PVCs, {len(have['pvs'])} PVs, {len(have['snapshots'])} snapshots, "
             f"{len(have['contents'])} bench contents")
         started = time.monotonic()
         pool = ThreadPoolExecutor(max_workers=workers)
         try:
-            for done, _volume in enumerate(pool.map(lambda i: self.volume(i, have), range(self.volumes)), 1):
+            for done, _volume in enumerate(pool.map(lambda i: self.volume(i, have), indexes), 1):
                 if done % 1000 == 0:
                     log(f"{self.namespace}: {done} volumes, {sum(self.writes.values())} writes, {time.monotonic() - started:.0f} s")
         finally:
             pool.shutdown(cancel_futures=True)  # an interrupted run stops at once (and the controller starts again)
-        seconds = time.monotonic() - started
-        log(f"{self.namespace}: {dict(self.writes)}: {sum(self.writes.values())} writes in {seconds:.0f} s "
-            f"({sum(self.writes.values()) / max(seconds, 0.001):.0f}/s)")
+
+    def present_in_etcd(self, etcd: Etcd) -> set:
+        """The indexes below --volumes of which any object exists (by key: claim, PV or snapshot)."""
+        present = set()
+        for prefix in (etcd_key("persistentvolumeclaims", self.namespace, "vol-"), etcd_key("persistentvolumes", None, f"{self.namespace}-vol-"),
+                       etcd_key("volumesnapshots", self.namespace, "vol-")):
+            for key, _value in etcd.scan(prefix):
+                digits = key[len(prefix):len(prefix) + 5]
+                if digits.isdigit() and int(digits) < self.volumes:
+                    present.add(int(digits))
+        return present
+
+    def shapes(self, index: int) -> dict:
+        """The objects of a complete volume, as the apiserver stores them (read back through it), with what differs
+        between volumes cut out; checked on a copy for another volume: nothing of the template's may be left in it."""
+        claim = self.api.get(path("persistentvolumeclaims", self.namespace, self.pvc_name(index)))
+        volume = self.api.get(path("persistentvolumes", name=self.pv_name(index)))
+        shapes = {"claim": Shape(claim, CLAIM_FIELDS), "volume": Shape(volume, VOLUME_FIELDS)}
+        identities = [self.pvc_name(index), claim["metadata"]["uid"], volume["metadata"]["uid"]]
+        moments = self.times(index)
+        if moments:
+            snapshot = self.api.get(path("volumesnapshots", self.namespace, self.snapshot_name(index, moments[0])))
+            content = self.api.get(path("volumesnapshotcontents", name=snapshot["status"]["boundVolumeSnapshotContentName"]))
+            shapes.update(snapshot=Shape(snapshot, SNAPSHOT_FIELDS), content=Shape(content, CONTENT_FIELDS))
+            identities += [snapshot["metadata"]["uid"], content["metadata"]["uid"], self.snapshot_handle(index, moments[0])]
+        copies = "".join(text for _key, text in self.copy_of(index + 1, shapes, 1))
+        left = [identity for identity in identities if identity in copies]
+        if left:
+            raise RuntimeError(f"{self.namespace}: a copy of volume {index} still names {left}")
+        return shapes
+
+    def copy_of(self, index: int, shapes: dict, version: int):
+        """(etcd key, JSON) of each object of volume `index`: the template's shapes with this volume's names, fresh uids,
+        and its snapshots' times. A content refers to its snapshot at `version`, a revision before the snapshot's own
+        (the controller binds a content to the snapshot as created, before its status is written)."""
+        name, pv_name = self.pvc_name(index), self.pv_name(index)
+        claim_uid, volume_uid = str(uuid.uuid4()), str(uuid.uuid4())
+        yield etcd_key("persistentvolumeclaims", self.namespace, name), shapes["claim"].render(name=name, uid=claim_uid, volume=pv_name)
+        yield etcd_key("persistentvolumes", None, pv_name), shapes["volume"].render(
+            name=pv_name, uid=volume_uid, claim=name, claim_uid=claim_uid, handle=pv_name)
+        for moment in self.times(index):
+            snapshot, snapshot_uid = self.snapshot_name(index, moment), str(uuid.uuid4())
+            content = f"snapcontent-{snapshot_uid}"
+            yield etcd_key("volumesnapshots", self.namespace, snapshot), shapes["snapshot"].render(
+                name=snapshot, uid=snapshot_uid, volume_uid=volume_uid, origin=f"pvc/{self.namespace}/{name}", claim=name, content=content,
+                created=stamp(moment))
+            yield etcd_key("volumesnapshotcontents", None, content), shapes["content"].render(
+                name=content, uid=str(uuid.uuid4()), source=pv_name, snapshot=snapshot, snapshot_uid=snapshot_uid,
+                snapshot_version=str(version), created=int(moment.timestamp()) * 1_000_000_000, handle=self.snapshot_handle(index, moment))
+
+    def through_etcd(self, indexes: list, etcd: Etcd, shapes: dict, workers: int) -> None:
+        """Copies of the template, a transaction of whole volumes at a time, from `workers` threads."""
+        per_volume = 2 + 2 * len(self.times(0))
+        batch = max(1, ETCD_TXN_OPS // per_volume)
+        chunks = [indexes[start:start + batch] for start in range(0, len(indexes), batch)]
+        revision = [etcd.revision()]
+        started = time.monotonic()
+
+        def write(chunk):
+            items = [item for index in chunk for item in self.copy_of(index, shapes, revision[0])]
+            revision[0] = max(revision[0], etcd.put_all(items))
+            return len(items)
+
+        pool = ThreadPoolExecutor(max_workers=workers)
+        written = 0
+        try:
+            for done, count in enumerate(pool.map(write, chunks), 1):
+                written += count
+                if done % max(1, 2000 // batch) == 0:
+                    log(f"{self.namespace}: {done * batch} volumes into etcd, {written} objects, {time.monotonic() - started:.0f} s")
+        finally:
+            pool.shutdown(cancel_futures=True)
+        self.writes["etcd put"] += written
 
 
 def ensure_namespaces_and_class(api: BenchClient) -> datetime.datetime:
@@ -413,14 +646,17 @@ def audit_requests(audit, since: int, namespace: str) -> Counter:
 
 
 def controller_writes(audit, since: int) -> Counter:
-    """The snapshot controller's writes in the bench namespaces since `since`: none when the bench left its objects as
-    the controller leaves them (it has nothing to do on them)."""
+    """The snapshot controller's and kube-controller-manager's writes on the bench's objects since `since`: none when
+    the bench left its objects as the controllers leave them (they have nothing to do on them)."""
     audit.since = since
     counts = Counter()
-    for event in audit.events(user="kubesnap:snapshot-controller"):
-        ref = event.get("objectRef") or {}
-        if event["verb"] not in ("get", "list", "watch") and (ref.get("namespace") in NAMESPACES or ref.get("resource") == "volumesnapshotcontents"):
-            counts[f"{event['verb']} {ref.get('resource')}{'/' + ref['subresource'] if ref.get('subresource') else ''}"] += 1
+    for event in audit.events():
+        user, ref = event.get("user", {}).get("username"), event.get("objectRef") or {}
+        if user not in ("kubesnap:snapshot-controller", KCM_USER) or event["verb"] in ("get", "list", "watch"):
+            continue
+        if ref.get("namespace") in NAMESPACES or ref.get("resource") == "volumesnapshotcontents" or \
+                (ref.get("resource") == "persistentvolumes" and (ref.get("name") or "").startswith(NAMESPACE + "-")):
+            counts[f"{user.split(':')[-1]} {event['verb']} {ref.get('resource')}{'/' + ref['subresource'] if ref.get('subresource') else ''}"] += 1
     return counts
 
 
@@ -498,6 +734,30 @@ def measure(args, state: dict, base: datetime.datetime, api: BenchClient) -> dic
     return rows
 
 
+def cleanup_etcd(api: BenchClient, etcd: Etcd, state: dict, results: list) -> None:
+    """Delete the bench's objects from etcd (a delete of a key range per namespace and kind; the contents of the bench
+    and of snapshots in its namespaces by key), with the snapshot controller paused, then the class and namespaces
+    through the API. The apiserver's watch turns each into a DELETED event, as for its own deletes; finalizers are
+    not asked (the objects go at once, as when their last finalizer is removed)."""
+    with controller_paused(state, (KCM, CONTROLLER)):
+        for namespace in NAMESPACES:
+            with Phase(f"cleanup {namespace}", results):
+                deleted = Counter()
+                deleted["volumesnapshots"] = etcd.delete_prefix(etcd_key("volumesnapshots", namespace))
+                deleted["persistentvolumes"] = etcd.delete_prefix(etcd_key("persistentvolumes", None, f"{namespace}-vol-"))
+                deleted["persistentvolumeclaims"] = etcd.delete_prefix(etcd_key("persistentvolumeclaims", namespace))
+                log(f"{namespace}: deleted {dict(deleted)}")
+        with Phase("cleanup volumesnapshotcontents", results):
+            keys = []
+            for key, value in etcd.scan(etcd_key("volumesnapshotcontents"), keys_only=False, page=1000):
+                item = json.loads(value)
+                labels = item["metadata"].get("labels") or {}
+                if labels.get(BENCH_LABEL[0]) == BENCH_LABEL[1] or item["spec"].get("volumeSnapshotRef", {}).get("namespace") in NAMESPACES:
+                    keys.append(key)
+            log(f"volumesnapshotcontents: deleted {etcd.delete_keys(keys)}")
+    _delete_class_and_namespaces(api)
+
+
 def cleanup(api: BenchClient, state: dict, workers: int, results: list) -> None:
     """Delete the bench namespaces' objects, the bench's contents and the labelled cluster-scoped objects; nothing else.
 
@@ -514,7 +774,11 @@ def cleanup(api: BenchClient, state: dict, workers: int, results: list) -> None:
             where = f"{plural}{' in ' + namespace if namespace else ''}"
             with Phase(f"cleanup {where}", results):
                 log(f"{where}: {_delete_collection(api, path(plural, namespace), labels, workers)} deleted")
-    for bench_class in api.list_all(path("volumesnapshotclasses"), selector):
+    _delete_class_and_namespaces(api)
+
+
+def _delete_class_and_namespaces(api: BenchClient) -> None:
+    for bench_class in api.list_all(path("volumesnapshotclasses"), "%s=%s" % BENCH_LABEL):
         api.delete(path("volumesnapshotclasses", name=bench_class["metadata"]["name"]))
     for namespace in NAMESPACES:
         try:
@@ -575,7 +839,10 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--volumes", type=int, default=10000)
     parser.add_argument("--per-volume", type=int, default=3, help="owned snapshots per volume")
-    parser.add_argument("--workers", type=int, default=24, help="threads writing objects")
+    parser.add_argument("--workers", type=int, default=24, help="threads writing objects through the API")
+    parser.add_argument("--via", choices=("etcd", "api"), default="etcd",
+                        help="etcd: one volume written through the API, the others its copies written into etcd, and the cleanup "
+                             "there (minutes at 50,000); api: every write through the API (four per object, the old way)")
     parser.add_argument("--due", type=int, default=0, help=f"claims without snapshots in {DUE_NAMESPACE}: a k8s_pv_snapshot run creates one each")
     parser.add_argument("--expire", type=int, default=0, help=f"snapshots a snapshot_expire run deletes in {OLD_NAMESPACE} (one per volume)")
     parser.add_argument("--concurrency", type=int, default=20, help="the writing runs' concurrency option")
@@ -596,22 +863,26 @@ def main(argv=None) -> int:
         log("the local stack is not running: start it with `make cluster-up`")
         return 1
     api = api_client(state["kubeconfig"], args.workers)
+    etcd = Etcd(state["ports"]["etcd"], ETCD_WORKERS) if args.via == "etcd" else None
     phases = []
     try:
         if args.cleanup:
-            cleanup(api, state, args.workers, phases)
+            if etcd:
+                cleanup_etcd(api, etcd, state, phases)
+            else:
+                cleanup(api, state, args.workers, phases)
         else:
             base = ensure_namespaces_and_class(api)
             if not args.measure_only:
                 audit = HELPERS.AuditLog(state["audit_log"])
-                with controller_paused(state):
+                with controller_paused(state, (KCM, CONTROLLER) if etcd else (CONTROLLER,)):
                     for population in populations(api, args, base):
                         with Phase(f"populate {population.namespace} ({population.volumes} volumes)", phases):
-                            population.run(args.workers)
+                            population.run(args.workers, etcd)
                 since = audit.mark()
                 time.sleep(args.settle)
                 written = controller_writes(audit, since)
-                log(f"{CONTROLLER} writes on the bench objects in the {args.settle:.0f} s after it started again: {dict(written) or 'none'}")
+                log(f"controllers' writes on the bench objects in the {args.settle:.0f} s after they started again: {dict(written) or 'none'}")
             if not args.populate_only:
                 with Phase("measure", phases):
                     measure(args, state, base, api)

@@ -520,6 +520,9 @@ def process_argv(name: str, state: dict) -> list:
             f"--initial-advertise-peer-urls={peer_url}",
             f"--initial-cluster=kubesnap={peer_url}",
             "--unsafe-no-fsync",  # test data: durability is not worth the fsync latency
+            # bench/scale.py at 50,000 volumes stores some 400,000 objects (over 1 GB with their history until the
+            # apiserver compacts it); the default quota of 2 GiB would stop every write ("mvcc: database space exceeded").
+            "--quota-backend-bytes=8589934592",
             "--log-level=warn",
         ],
         "kube-apiserver": [
