@@ -474,6 +474,7 @@ class Population:
             f"({sum(self.writes.values()) / max(seconds, 0.001):.0f}/s)")
 
     def through_api(self, indexes, workers: int) -> None:
+        caught_up(self.api, self.namespace)
         have = self.existing()
         log(f"{self.namespace}: found {len(have['pvcs'])} PVCs, {len(have['pvs'])} PVs, {len(have['snapshots'])} snapshots, "
             f"{len(have['contents'])} bench contents")
@@ -558,6 +559,27 @@ class Population:
         finally:
             pool.shutdown(cancel_futures=True)
         self.writes["etcd put"] += written
+        caught_up(self.api, self.namespace)
+
+
+def caught_up(api: BenchClient, namespace: str, timeout: float = 3600) -> None:
+    """Until the apiserver's watch caches hold what was written into etcd: a list is served from the cache once it has
+    reached etcd's current revision, and answers 504 (`Too large resource version`) while it lags behind (it decodes
+    every object of the write, on a loaded machine for a minute or more)."""
+    started = time.monotonic()
+    deadline = started + timeout
+    for plural, where in (("persistentvolumeclaims", namespace), ("persistentvolumes", None), ("volumesnapshots", namespace),
+                          ("volumesnapshotcontents", None)):
+        while True:
+            try:
+                api.get(path(plural, where), limit=1)
+                break
+            except K8S.KubeError as exc:
+                if exc.status != 504 or time.monotonic() > deadline:
+                    raise
+                log(f"{plural}: the apiserver's cache is behind etcd ({exc}), {time.monotonic() - started:.0f} s")
+    if time.monotonic() - started > 1:
+        log(f"the apiserver's caches caught up with etcd in {time.monotonic() - started:.0f} s")
 
 
 def ensure_namespaces_and_class(api: BenchClient) -> datetime.datetime:
