@@ -358,7 +358,8 @@ class Population:
             "pvs": dict(pv for pv in self.api.list_all(path("persistentvolumes"), selector, transform=bound)
                         if pv[0].startswith(self.namespace + "-vol-")),
             "snapshots": dict(self.api.list_all(path("volumesnapshots", self.namespace), transform=ready)),
-            "contents": dict(self.api.list_all(path("volumesnapshotcontents"), selector, transform=ready)),
+            # every bench content of the cluster (they have no namespace): only where this population has snapshots
+            "contents": dict(self.api.list_all(path("volumesnapshotcontents"), selector, transform=ready)) if self.times(0) else {},
         }
 
     def _create(self, what: str, where: str, body: dict) -> dict | None:
@@ -467,15 +468,17 @@ class Population:
             if absent:
                 template = min(present) if present else absent.pop(0)
                 if not present:
-                    self.through_api([template], 1)
+                    self.through_api([template], 1, {"pvcs": {}, "pvs": {}, "snapshots": {}, "contents": {}})
                 self.through_etcd(absent, etcd, self.shapes(template), min(workers, ETCD_WORKERS))
         seconds = time.monotonic() - started
         log(f"{self.namespace}: {dict(self.writes)}: {sum(self.writes.values())} writes in {seconds:.0f} s "
             f"({sum(self.writes.values()) / max(seconds, 0.001):.0f}/s)")
 
-    def through_api(self, indexes, workers: int) -> None:
-        caught_up(self.api, self.namespace)
-        have = self.existing()
+    def through_api(self, indexes, workers: int, have: dict | None = None) -> None:
+        """`have`: what exists of these volumes (None: listed here; the template of an empty namespace has nothing)."""
+        if have is None:
+            caught_up(self.api, self.namespace)
+            have = self.existing()
         log(f"{self.namespace}: found {len(have['pvcs'])} PVCs, {len(have['pvs'])} PVs, {len(have['snapshots'])} snapshots, "
             f"{len(have['contents'])} bench contents")
         started = time.monotonic()
