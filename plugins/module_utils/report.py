@@ -4,7 +4,8 @@
 
 A cluster's outcome is what the role recorded for it: the registered results of k8s_pv_snapshot
 (`snapshot`), snapshot_expire (`expire`), snapshot_info after both (`info`), the optional steps
-(`archive`, `resource_backup`), its start and end times and the `errors` that fail it.
+(`archive`, `resource_backup`, `recovery_point` - k8s_recovery_point's, with `recovery_point_stale_after`, the age
+past which a namespace's newest point is stale), its start and end times and the `errors` that fail it.
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ from urllib.parse import urlsplit
 
 from ansible.module_utils.urls import open_url
 
-from ansible_collections.kubesnap.snapshots.plugins.module_utils import retention
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import recovery_point, retention
 
 COUNTS = ('created', 'kept', 'expired', 'deferred', 'failed')
 # Steps whose failure fails a cluster, in the order a cycle runs them.
-STEPS = ('snapshot', 'expire', 'info', 'archive', 'resource_backup')
+STEPS = ('snapshot', 'expire', 'info', 'recovery_point', 'archive', 'resource_backup')
+# Counts of the recovery point step, per cluster.
+POINT_COUNTS = ('written', 'not_due', 'failed', 'expired', 'damaged', 'marked')
 
 
 def _when(value):
@@ -49,6 +52,8 @@ def tier(reason):
     for word in ('held', 'pending', 'failed', 'orphan'):
         if reason.startswith(word):
             return word
+    if reason.startswith('named by recovery point'):
+        return 'point'  # kept while a recovery point names it (snapshot_expire's recovery_points)
     return 'in use' if reason.startswith('dataSource') else 'kept'
 
 
@@ -120,6 +125,66 @@ def _volume(name, created, expired, info, now):
     }
 
 
+def stale_bound(text, now):
+    """The instant before which a newest point is stale (`text` an ISO 8601 duration), or None when there is no bound."""
+    if not text:
+        return None
+    try:
+        return now - retention.isodate.parse_duration(text)
+    except (retention.isodate.ISO8601Error, ValueError, TypeError, OverflowError):
+        return None  # the role refuses a bad one before the step runs
+
+
+def _point(entry, bound, now):
+    """One namespace's recovery point line: its newest point (written this run, or the one that made it not due), its age
+    and the bytes it stores (the resource backup and the archives, known for a point written this run), and a marker
+    when the namespace has no point this run can name, or a stale one."""
+    state = entry.get('state')
+    key = entry.get('manifest') if state in ('written', 'not_due') else None
+    created = recovery_point.key_time(key, key.rsplit('/', 1)[0] + '/') if key else None
+    stored, claims = None, None
+    if state == 'written':
+        resources = entry.get('resources') or {}
+        claims = len(entry.get('claims') or [])
+        stored = int(resources.get('bytes') or 0) + sum(int((claim.get('data') or {}).get('bytes') or 0) for claim in entry.get('claims') or []
+                                                        if (claim.get('data') or {}).get('kind') == 'archive')
+    if state == 'failed':
+        marker = 'failed'
+    elif state == 'planned':
+        marker = None  # check mode: nothing is written, nothing is wrong
+    elif created is None:
+        marker = 'no point'
+    elif bound is not None and created < bound:
+        marker = 'stale'
+    else:
+        marker = None
+    return {
+        'namespace': entry.get('namespace'),
+        'state': state,
+        'point': key.rsplit('/', 1)[-1][:-len('.json')] if key else None,
+        'manifest': key,
+        'url': entry.get('url') if key else None,
+        'created': _iso(created),
+        'age_seconds': int((now - created).total_seconds()) if created else None,
+        'bytes': stored,
+        'claims': claims,
+        'marker': marker,
+        'reason': entry.get('reason'),
+        'errors': list(entry.get('errors') or []),
+    }
+
+
+def points_report(result, stale_after, now):
+    """([per namespace line], {count: n}) of the recovery point step's result (k8s_recovery_point's)."""
+    result = result or {}
+    bound = stale_bound(stale_after, now)
+    points = [_point(entry, bound, now) for entry in result.get('points') or []]
+    counts = {state: sum(1 for p in points if p['state'] == state) for state in ('written', 'not_due', 'failed')}
+    counts.update(expired=len(result.get('expired') or []), damaged=len(result.get('damaged') or []),
+                  marked=sum(1 for p in points if p['marker']))
+    return points, counts
+
+
 def cluster_report(outcome, now):
     """The report of one cluster from its outcome (see the module docstring)."""
     created, expired, info = (_by_volume(outcome.get(step)) for step in ('snapshot', 'expire', 'info'))
@@ -129,6 +194,7 @@ def cluster_report(outcome, now):
     volumes = [v for v in volumes if not v['orphan'] or v['expired'] or v['failed'] or v['kept']]
     started, finished = _when(outcome.get('started')), _when(outcome.get('finished'))
     errors = list(outcome.get('errors') or [])
+    points, point_counts = points_report(outcome.get('recovery_point'), outcome.get('recovery_point_stale_after'), now)
     return {
         'cluster': outcome.get('cluster'),
         'status': 'failed' if errors else 'ok',
@@ -140,6 +206,9 @@ def cluster_report(outcome, now):
         'steps': {step: _step_state(outcome.get(step)) for step in STEPS},
         'totals': {count: sum(v[count] for v in volumes) for count in COUNTS},
         'volumes': volumes,
+        'recovery_points': points,
+        'recovery_point_totals': point_counts,
+        'recovery_point_stale_after': outcome.get('recovery_point_stale_after') if points else None,
     }
 
 
@@ -187,8 +256,51 @@ def table(report):
     lines = ['  '.join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
     totals = report['totals']
     lines.append('%s: %s' % (report['status'].upper(), ', '.join('%d %s' % (totals[c], c) for c in COUNTS)))
+    lines += points_table(report)
     lines += ['%s: %s' % (c['cluster'], error) for c in report['clusters'] for error in c['errors']]
     return lines
+
+
+def size(count):
+    """A short human size: 512 B, 4.0 KiB, 1.5 GiB."""
+    if count is None:
+        return '-'
+    for unit, scale in (('GiB', 1 << 30), ('MiB', 1 << 20), ('KiB', 1 << 10)):
+        if count >= scale:
+            return '%.1f %s' % (count / scale, unit)
+    return '%d B' % count
+
+
+def marker(point, stale_after=None):
+    """The loud words of a namespace's recovery point line ('' when all is well)."""
+    if not point['marker']:
+        return ''
+    if point['marker'] == 'stale':
+        return '!! STALE: older than %s' % stale_after
+    if point['marker'] == 'failed':
+        return '!! FAILED: no point written this run'
+    return '!! NO POINT'
+
+
+def _point_rows(c):
+    """(namespace, point, state, age, size, claims, marker) of each namespace of a cluster; one failed row when the step
+    failed before it named any namespace."""
+    rows = [(p['namespace'], p['point'] or '-', p['state'], age(p['age_seconds']), size(p['bytes']),
+             '-' if p['claims'] is None else str(p['claims']), marker(p, c['recovery_point_stale_after'])) for p in c['recovery_points']]
+    if not rows and c['steps']['recovery_point'] == 'failed':
+        rows.append(('(no namespace)', '-', 'failed', '-', '-', '-', '!! FAILED: no point written (see the errors)'))
+    return rows
+
+
+def points_table(report):
+    """The recovery point lines, one per cluster and namespace, aligned; none when no cluster took points."""
+    rows = [(c['cluster'],) + row for c in report['clusters'] for row in _point_rows(c)]
+    if not rows:
+        return []
+    header = ('cluster', 'namespace', 'recovery point', 'state', 'age', 'size', 'claims', '')
+    rows = [header] + rows
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    return ['  '.join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -207,6 +319,17 @@ METRICS = (
     ('kubesnap_newest_ready_snapshot_age_seconds', 'Age of the newest ready snapshot of the volume at the end of the last cycle.'),
     ('kubesnap_volumes_without_ready_snapshot', 'Protected volumes without any ready snapshot at the end of the last cycle.'),
 )
+# Only in the file of a run whose clusters take recovery points.
+POINT_METRICS = (
+    ('kubesnap_recovery_point_last_timestamp_seconds', 'Time of the newest recovery point of the namespace (Unix time); kept from the '
+     'previous file while no new point is written.'),
+    ('kubesnap_recovery_point_bytes', 'Bytes the newest recovery point of the namespace stores (resource backup and archives).'),
+    ('kubesnap_recovery_points_written', 'Recovery points written by the last cycle.'),
+    ('kubesnap_recovery_points_failed', 'Namespaces the last cycle wrote no recovery point of because it failed.'),
+    ('kubesnap_recovery_points_expired', 'Recovery points expired by the last cycle.'),
+    ('kubesnap_recovery_points_damaged', 'Kept recovery points whose volume backup is gone, found by the last cycle.'),
+    ('kubesnap_namespaces_without_current_recovery_point', 'Namespaces with no recovery point, a stale one, or whose point failed.'),
+)
 
 
 def _label(value):
@@ -218,19 +341,79 @@ def _sample(name, labels, value):
     return '%s{%s} %s' % (name, inner, repr(float(value)) if isinstance(value, float) else value)
 
 
-def previous_successes(text):
-    """{cluster: timestamp} of kubesnap_last_success_timestamp_seconds in an earlier metrics file's text."""
+def _unescape(value):
+    return re.sub(r'\\(.)', lambda m: '\n' if m.group(1) == 'n' else m.group(1), value)
+
+
+def previous_samples(text, name):
+    """{((label, value), ...): number} of the metric `name` in an earlier metrics file's text."""
     found = {}
-    pattern = re.compile(r'^kubesnap_last_success_timestamp_seconds\{cluster="((?:[^"\\]|\\.)*)"\} (\S+)$')
+    pattern = re.compile(r'^%s\{((?:[a-z_]+="(?:[^"\\]|\\.)*",?)*)\} (\S+)$' % re.escape(name))
     for line in (text or '').splitlines():
         match = pattern.match(line)
         if match:
-            cluster = re.sub(r'\\(.)', lambda m: '\n' if m.group(1) == 'n' else m.group(1), match.group(1))
+            labels = tuple((key, _unescape(value)) for key, value in re.findall(r'([a-z_]+)="((?:[^"\\]|\\.)*)"', match.group(1)))
             try:
-                found[cluster] = float(match.group(2))
+                found[labels] = float(match.group(2))
             except ValueError:
                 continue
     return found
+
+
+def previous_successes(text):
+    """{cluster: timestamp} of kubesnap_last_success_timestamp_seconds in an earlier metrics file's text."""
+    return {dict(labels).get('cluster'): value for labels, value in previous_samples(text, 'kubesnap_last_success_timestamp_seconds').items()
+            if [key for key, _value in labels] == ['cluster']}
+
+
+def _number(value):
+    return int(value) if float(value).is_integer() and abs(value) < 2 ** 53 else value
+
+
+def point_samples(report, previous_text=''):
+    """{metric: [sample lines]} of the recovery points. A namespace whose point was not written this run keeps the time and
+    size the previous file gave its newest point (so that an alert on the time's age fires however many runs fail), and a
+    failed cluster whose step named no namespace keeps every one of its namespaces' samples."""
+    earlier = {name: previous_samples(previous_text, name) for name in ('kubesnap_recovery_point_last_timestamp_seconds',
+                                                                        'kubesnap_recovery_point_bytes')}
+    samples = {name: [] for name, _help in POINT_METRICS}
+    for c in report['clusters']:
+        ran = c['steps']['recovery_point'] != 'skipped'
+        if not ran and not c['recovery_points'] and c['status'] == 'ok':
+            continue  # points are off for this cluster
+        labels = [('cluster', c['cluster'])]
+        if ran:
+            for count in ('written', 'failed', 'expired', 'damaged'):
+                samples['kubesnap_recovery_points_%s' % count].append(
+                    _sample('kubesnap_recovery_points_%s' % count, labels, c['recovery_point_totals'][count]))
+            samples['kubesnap_namespaces_without_current_recovery_point'].append(_sample(
+                'kubesnap_namespaces_without_current_recovery_point', labels, c['recovery_point_totals']['marked']))
+        values = {}
+        for name, found in earlier.items():  # what the previous file knew of the cluster's namespaces
+            for key, value in found.items():
+                if dict(key).get('cluster') == c['cluster'] and 'namespace' in dict(key):
+                    values.setdefault(dict(key)['namespace'], {})[name] = value
+        if c['recovery_points']:
+            reported = {}
+            for p in c['recovery_points']:
+                before = values.get(p['namespace'], {})
+                known = {}
+                when = _when(p['created']).timestamp() if p['created'] else None
+                if p['state'] == 'written':
+                    known = {'kubesnap_recovery_point_last_timestamp_seconds': when, 'kubesnap_recovery_point_bytes': p['bytes']}
+                elif when is not None:  # not due: the newest point is known, its size only when the previous file had it
+                    known = {'kubesnap_recovery_point_last_timestamp_seconds': when}
+                    if before.get('kubesnap_recovery_point_last_timestamp_seconds') == when and 'kubesnap_recovery_point_bytes' in before:
+                        known['kubesnap_recovery_point_bytes'] = before['kubesnap_recovery_point_bytes']
+                elif p['state'] == 'failed':
+                    known = before
+                reported[p['namespace']] = known
+            values = reported
+        for namespace in sorted(values):
+            for name, value in sorted(values[namespace].items()):
+                if value is not None:
+                    samples[name].append(_sample(name, labels + [('namespace', namespace)], _number(value)))
+    return samples
 
 
 def metrics(report, previous_text=''):
@@ -254,9 +437,13 @@ def metrics(report, previous_text=''):
         samples['kubesnap_newest_ready_snapshot_age_seconds'] += [
             _sample('kubesnap_newest_ready_snapshot_age_seconds', labels + [('volume', v['volume'])], v['newest_ready_age_seconds'])
             for v in c['volumes'] if v['newest_ready_age_seconds'] is not None and not v['orphan']]
+    points = point_samples(report, previous_text)
     lines = []
     for name, help_text in METRICS:
         lines += ['# HELP %s %s' % (name, help_text), '# TYPE %s gauge' % name] + samples[name]
+    if any(points.values()):
+        for name, help_text in POINT_METRICS:
+            lines += ['# HELP %s %s' % (name, help_text), '# TYPE %s gauge' % name] + points[name]
     return '\n'.join(lines) + '\n'
 
 
@@ -264,7 +451,8 @@ def metrics(report, previous_text=''):
 # HTML: one self-contained page, summaries first, a timeline per volume on demand
 # ---------------------------------------------------------------------------------------------
 
-TIER_COLOURS = {'newest': '#1b7837', 'held': '#7b3294', 'pending': '#bababa', 'failed': '#d7301f', 'in use': '#2166ac', 'orphan': '#8c6d31'}
+TIER_COLOURS = {'newest': '#1b7837', 'held': '#7b3294', 'pending': '#bababa', 'failed': '#d7301f', 'in use': '#2166ac', 'orphan': '#8c6d31',
+                'point': '#e08214'}
 # Generation tiers (P1D, P7D, ...) get these in the order of their length, finest first.
 GENERATION_COLOURS = ('#5aae61', '#a6dba0', '#4393c3', '#92c5de', '#f4a582', '#fddbc7')
 WIDTH, HEIGHT, LEFT, NOW_X = 520, 36, 14, 430
@@ -373,6 +561,23 @@ def _volume_table(volumes, now, colours):
     return '<table>%s</table>' % ''.join(rows)
 
 
+POINT_HEADER = ('<tr><th>namespace</th><th>recovery point</th><th>state</th><th>age</th><th>size</th><th>claims</th><th></th></tr>')
+
+
+def _points_html(c):
+    """A cluster's recovery points: one row per namespace, its marker in red; '' when the cluster takes none."""
+    esc = html.escape
+    rows = _point_rows(c)
+    if not rows:
+        return ''
+    marked = sum(1 for row in rows if row[-1])
+    body = ''.join('<tr><td>%s</td><td>%s</td><td>%s</td><td class="num">%s</td><td class="num">%s</td><td class="num">%s</td>'
+                   '<td class="failed"><b>%s</b></td></tr>' % tuple(esc(cell) for cell in row) for row in rows)
+    title = 'Recovery points: %d namespaces%s' % (len(c['recovery_points']), ', <span class="failed">%d need attention</span>' % marked
+                                                  if marked else '')
+    return '<h3>%s</h3><table>%s%s</table>' % (title, POINT_HEADER, body)
+
+
 def page(report):
     """The report as one HTML page with inline CSS and SVG: nothing is fetched, nothing runs.
 
@@ -397,6 +602,7 @@ def page(report):
             esc(', '.join('%d %s' % (c['totals'][k], k) for k in COUNTS))))
         if c['errors']:
             out.append('<ul class="errors">%s</ul>' % ''.join('<li>%s</li>' % esc(e) for e in c['errors']))
+        out.append(_points_html(c))
         attention = [v for v in c['volumes'] if _attention(v)]
         if attention:
             out.append('<h3>Needs attention: %d volumes</h3>' % len(attention))

@@ -14,6 +14,9 @@ description:
     (the results of M(kubesnap.snapshots.k8s_pv_snapshot), M(kubesnap.snapshots.snapshot_expire) and
     M(kubesnap.snapshots.snapshot_info)), per cluster and volume what was created, kept, expired, deferred
     and failed, the newest ready snapshot and its age, and when the next snapshot is due.
+  - When the cycle takes recovery points (M(kubesnap.snapshots.k8s_recovery_point)), one line per namespace - its newest
+    point, its age and the bytes it stores - marked loudly (C(!! FAILED), C(!! NO POINT), C(!! STALE)) when the namespace
+    got no point this run, has none, or its newest is older than the cluster's C(recovery_point_stale_after).
   - Writes it, each only when its path is given, as JSON, as a self-contained HTML page (inline CSS and SVG
     timelines, nothing fetched, no script) and as Prometheus text-file metrics for node_exporter's textfile
     collector. Every file is written to a temporary file in the same directory and renamed over the old one,
@@ -30,8 +33,9 @@ options:
       - One outcome per cluster, as the role records it in C(snapshot_cycle_outcome).
       - Keys C(cluster) (name), C(started) and C(finished) (ISO 8601 with offset), C(errors) (what fails
         the cluster; empty when it succeeded), C(discovery) (M(kubesnap.snapshots.k8s_pv_info)'s result),
-        C(snapshot), C(expire), C(info), C(archive), C(resource_backup) (the registered results of the steps;
-        missing or skipped when a step did not run).
+        C(snapshot), C(expire), C(info), C(recovery_point), C(archive), C(resource_backup) (the registered results of the
+        steps; missing or skipped when a step did not run), and C(recovery_point_stale_after) (an ISO 8601 duration:
+        a namespace whose newest recovery point is older is marked stale; none when empty).
     type: list
     elements: dict
     required: true
@@ -45,7 +49,8 @@ options:
     description:
       - Path of the Prometheus metrics (name it C(*.prom) in node_exporter's textfile directory); not written when empty.
       - A failed cluster keeps the C(kubesnap_last_success_timestamp_seconds) the previous file had, so an alert
-        on its age fires however many runs fail.
+        on its age fires however many runs fail; so does a namespace whose recovery point was not written this run keep
+        C(kubesnap_recovery_point_last_timestamp_seconds) (and C(kubesnap_recovery_point_bytes) of that point).
     type: path
   ping_url:
     description: URL sent one GET when no cluster failed (a dead man's switch such as healthchecks.io); none when empty.
@@ -96,6 +101,8 @@ table:
     - "cluster  volume      created  kept  expired  deferred  failed  newest ready              age  next due"
     - "prod     db/data-0   1        3     1        0         0       data-0-20261130040000     2m   in 59m"
     - "OK: 1 created, 3 kept, 1 expired, 0 deferred, 0 failed"
+    - "cluster  namespace  recovery point       state    age  size     claims"
+    - "prod     db         rp_20261130T040000Z  written  2m   5.0 KiB  1"
 report:
   description: The whole report, as written to O(report_path).
   returned: always
@@ -123,8 +130,11 @@ report:
       elements: dict
       sample:
         - {cluster: prod, status: ok, started: "2026-11-30T04:00:00Z", finished: "2026-11-30T04:00:12Z", duration_seconds: 12.0,
-           errors: [], problems: [], steps: {snapshot: ok, expire: ok, info: ok, archive: skipped, resource_backup: skipped},
-           totals: {created: 1, kept: 3, expired: 1, deferred: 0, failed: 0}, volumes: []}
+           errors: [], problems: [], steps: {snapshot: ok, expire: ok, info: ok, recovery_point: skipped, archive: skipped,
+                                             resource_backup: skipped},
+           totals: {created: 1, kept: 3, expired: 1, deferred: 0, failed: 0}, volumes: [], recovery_points: [],
+           recovery_point_totals: {written: 0, not_due: 0, failed: 0, expired: 0, damaged: 0, marked: 0},
+           recovery_point_stale_after: null}
       contains:
         cluster:
           description: Name of the cluster (the inventory host).
@@ -170,13 +180,83 @@ report:
               type: str
               sample: claim is not bound to a volume (phase Pending)
         steps:
-          description: Per step (C(snapshot), C(expire), C(info), C(archive), C(resource_backup)) V(ok), V(failed) or V(skipped).
+          description:
+            - Per step (C(snapshot), C(expire), C(info), C(recovery_point), C(archive), C(resource_backup)) V(ok), V(failed)
+              or V(skipped).
           type: dict
-          sample: {snapshot: ok, expire: ok, info: ok, archive: skipped, resource_backup: skipped}
+          sample: {snapshot: ok, expire: ok, info: ok, recovery_point: ok, archive: skipped, resource_backup: skipped}
         totals:
           description: Sums over the cluster's volumes.
           type: dict
           sample: {created: 1, kept: 3, expired: 1, deferred: 0, failed: 0}
+        recovery_points:
+          description: One entry per namespace of the recovery point step (none when the cluster takes no points).
+          type: list
+          elements: dict
+          sample:
+            - {namespace: db, state: written, point: rp_20261130T040000Z, manifest: points/prod/db/rp_20261130T040000Z.json,
+               url: s3://backups/points/prod/db/rp_20261130T040000Z.json, created: "2026-11-30T04:00:00Z", age_seconds: 120,
+               bytes: 5120, claims: 1, marker: null, reason: null, errors: []}
+          contains:
+            namespace:
+              description: The namespace.
+              type: str
+              sample: db
+            state:
+              description: What the step did (M(kubesnap.snapshots.k8s_recovery_point)'s V(written), V(not_due), V(failed), V(planned)).
+              type: str
+              sample: written
+            point:
+              description: The newest point this run knows of (written now, or the one that made a new one not due); null when none.
+              type: str
+              sample: rp_20261130T040000Z
+            manifest:
+              description: Its manifest's key; null when none.
+              type: str
+              sample: points/prod/db/rp_20261130T040000Z.json
+            url:
+              description: Its manifest as an V(s3://) URL; null when none.
+              type: str
+              sample: s3://backups/points/prod/db/rp_20261130T040000Z.json
+            created:
+              description: When the point was taken (the time in its name).
+              type: str
+              sample: "2026-11-30T04:00:00Z"
+            age_seconds:
+              description: Its age when the report was built.
+              type: int
+              sample: 120
+            bytes:
+              description: Bytes the point stores - its resource backup and its archives; null for a point not written this run.
+              type: int
+              sample: 5120
+            claims:
+              description: Claims the point names; null for a point not written this run.
+              type: int
+              sample: 1
+            marker:
+              description: V(failed) (no point written this run), V(no point), V(stale) (older than C(recovery_point_stale_after)), or null.
+              type: str
+              sample: null
+            reason:
+              description: Why no point was due (the module's O(kubesnap.snapshots.k8s_recovery_point#module:interval)), or null.
+              type: str
+              sample: null
+            errors:
+              description: What kept the namespace from a point, naming the claim.
+              type: list
+              elements: str
+              sample: []
+        recovery_point_totals:
+          description:
+            - Namespaces whose point was V(written), V(not_due) or V(failed); points V(expired) and kept points found V(damaged);
+              namespaces V(marked) (failed, no point, stale).
+          type: dict
+          sample: {written: 1, not_due: 0, failed: 0, expired: 0, damaged: 0, marked: 0}
+        recovery_point_stale_after:
+          description: The age past which a newest point is marked stale; null when the cluster takes no points.
+          type: str
+          sample: P1DT12H
         volumes:
           description: One entry per volume.
           type: list
@@ -271,7 +351,8 @@ report:
                   type: bool
                   sample: false
                 tier:
-                  description: Why the policy keeps it, short (V(newest), a generation such as V(P1D), V(held), V(pending), V(failed), V(in use)).
+                  description: Why the policy keeps it, short (V(newest), a generation such as V(P1D), V(held), V(pending), V(failed), V(in use),
+                    V(point) - named by a kept recovery point).
                   type: str
                   sample: newest
             expired_snapshots:

@@ -72,7 +72,8 @@ def test_a_cluster_with_errors_fails_the_run_and_totals_add_up_over_clusters():
     assert built['status'] == 'failed'
     assert [c['status'] for c in built['clusters']] == ['ok', 'failed']
     assert built['totals'] == {'created': 2, 'kept': 10, 'expired': 2, 'deferred': 2, 'failed': 4}
-    assert built['clusters'][0]['steps'] == {'snapshot': 'ok', 'expire': 'ok', 'info': 'ok', 'archive': 'skipped', 'resource_backup': 'skipped'}
+    assert built['clusters'][0]['steps'] == {'snapshot': 'ok', 'expire': 'ok', 'info': 'ok', 'recovery_point': 'skipped', 'archive': 'skipped',
+                                             'resource_backup': 'skipped'}
     assert built['clusters'][0]['duration_seconds'] == 12.5 and built['duration_seconds'] == 12.5
     assert report.build([outcome('a')], NOW)['status'] == 'ok'
 
@@ -110,7 +111,8 @@ def test_ages_are_short(seconds, text):
 
 @pytest.mark.parametrize(('reason', 'tier'), [('newest', 'newest'), ('generation P1D (window P7D)', 'P1D'), ('pending: not a backup yet', 'pending'),
                                               ('failed: not a backup', 'failed'), ('dataSource of PVC db/x', 'in use'), (None, 'kept'),
-                                              ('orphan: volume deleted (orphan_policy=keep)', 'orphan')])
+                                              ('orphan: volume deleted (orphan_policy=keep)', 'orphan'),
+                                              ('named by recovery point s3://b/p/a/db/rp_20261130T040000Z.json', 'point')])
 def test_tiers_come_from_the_reasons_pruning_keeps_snapshots_for(reason, tier):
     assert report.tier(reason) == tier
 
@@ -207,3 +209,140 @@ def test_the_files_are_written_in_order_and_a_failure_names_its_path_keeping_the
     with pytest.raises(report.WriteError, match='^cannot write %s: ' % re.escape(str(tmp_path / 'missing' / 'r.html'))) as raised:
         report.write_files(built, str(tmp_path / 'r.json'), str(tmp_path / 'missing' / 'r.html'))
     assert raised.value.written == [str(tmp_path / 'r.json')]
+
+
+# ------------------------------------------------------------------------------------------------ recovery points
+
+def point_entry(namespace, state, key_time=None, resource_bytes=None, claims=(), errors=(), reason=None):
+    """One k8s_recovery_point `points[]` entry as the module returns it."""
+    key = 'points/prod/%s/rp_%s.json' % (namespace, key_time or '20261130T040500Z')
+    return {'namespace': namespace, 'state': state, 'manifest': key, 'url': 's3://backups/' + key,
+            'resources': {'url': 's3://backups/points/x.tgz', 'sha256': 'ab', 'bytes': resource_bytes, 'objects': 3} if resource_bytes else None,
+            'claims': list(claims), 'errors': list(errors), 'reason': reason}
+
+
+def points_outcome(cluster='prod', errors=(), stale_after='P1DT12H', **result):
+    result = dict({'changed': True, 'points': [
+        point_entry('shop', 'written', resource_bytes=4096, claims=[
+            {'name': 'data', 'backend': 'csi', 'data': {'kind': 'csi', 'snapshot_handle': 'h'}, 'error': None},
+            {'name': 'uploads', 'backend': 'csi', 'data': {'kind': 'archive', 'url': 's3://b/u.tar.gz', 'sha256': 'cd', 'bytes': 2048},
+             'error': None}]),
+        point_entry('billing', 'not_due', key_time='20261129T100000Z', reason='the newest point rp_20261129T100000Z.json is younger than interval PT23H'),
+        point_entry('old', 'not_due', key_time='20261125T040000Z'),
+        point_entry('broken', 'failed', errors=['claim data: snapshot not created: quota'])],
+        'expired': ['points/prod/shop/rp_20261101T040000Z.json'], 'damaged': []}, **result)
+    return outcome(cluster, errors=errors, recovery_point=result, recovery_point_stale_after=stale_after)
+
+
+def test_each_namespace_gets_its_newest_point_its_age_its_size_and_a_marker_when_it_has_no_current_one():
+    built = report.build([points_outcome()], NOW)
+    [cluster] = built['clusters']
+    points = {p['namespace']: p for p in cluster['recovery_points']}
+    assert cluster['steps']['recovery_point'] == 'ok'
+    shop = points['shop']
+    # Written this run: named by its key's time, 5 minutes old; it stores its resource backup and its archive.
+    assert (shop['point'], shop['created'], shop['age_seconds'], shop['bytes'], shop['claims'], shop['marker']) == (
+        'rp_20261130T040500Z', '2026-11-30T04:05:00Z', 300, 4096 + 2048, 2, None)
+    # Not due: the newest point is the one that made it so; its size is not known to this run.
+    billing = points['billing']
+    assert (billing['point'], billing['age_seconds'], billing['bytes'], billing['marker']) == ('rp_20261129T100000Z', 18 * 3600 + 600, None, None)
+    assert billing['reason'].startswith('the newest point')
+    # Older than stale_after (36 hours): marked.
+    assert (points['old']['age_seconds'], points['old']['marker']) == (5 * 86400 + 600, 'stale')
+    # Failed: no point this run, marked; its errors name the claim.
+    assert (points['broken']['point'], points['broken']['marker'], points['broken']['errors']) == (
+        None, 'failed', ['claim data: snapshot not created: quota'])
+    assert cluster['recovery_point_totals'] == {'written': 1, 'not_due': 2, 'failed': 1, 'expired': 1, 'damaged': 0, 'marked': 2}
+
+
+def test_without_a_stale_bound_or_in_check_mode_nothing_is_marked_but_failures():
+    built = report.build([points_outcome(stale_after='')], NOW)
+    assert {p['namespace']: p['marker'] for p in built['clusters'][0]['recovery_points']} == {
+        'shop': None, 'billing': None, 'old': None, 'broken': 'failed'}
+    planned = report.build([points_outcome(points=[point_entry('shop', 'planned')], expired=[])], NOW)
+    [shop] = planned['clusters'][0]['recovery_points']
+    assert (shop['state'], shop['point'], shop['marker']) == ('planned', None, None)
+    # A cluster that takes no points has none, and no recovery point lines in the table.
+    plain = report.build([outcome()], NOW)
+    assert plain['clusters'][0]['recovery_points'] == [] and report.points_table(plain) == []
+
+
+def test_the_table_has_a_recovery_point_line_per_namespace_with_loud_markers():
+    lines = report.table(report.build([points_outcome(errors=['no recovery point: broken: claim data: snapshot not created: quota'])], NOW))
+    start = next(i for i, line in enumerate(lines) if line.startswith('FAILED: '))
+    header, shop, billing, old, broken = lines[start + 1:start + 6]
+    assert header.split() == ['cluster', 'namespace', 'recovery', 'point', 'state', 'age', 'size', 'claims']
+    assert shop.split() == ['prod', 'shop', 'rp_20261130T040500Z', 'written', '5m', '6.0', 'KiB', '2']
+    assert billing.split() == ['prod', 'billing', 'rp_20261129T100000Z', 'not_due', '18h', '-', '-']
+    assert old.endswith('!! STALE: older than P1DT12H') and '5d' in old.split()
+    assert broken.split()[:4] == ['prod', 'broken', '-', 'failed'] and broken.endswith('!! FAILED: no point written this run')
+    assert header.index('namespace') == shop.index('shop') == broken.index('broken')
+    assert lines[start + 6] == 'prod: no recovery point: broken: claim data: snapshot not created: quota'
+
+
+def test_a_step_that_failed_before_naming_a_namespace_is_one_loud_line():
+    failed = {'failed': True, 'msg': 's3://gone/points/prod/shop/: cannot list recovery points: NoSuchBucket', 'points': []}
+    built = report.build([outcome(errors=['no recovery point: ' + failed['msg']], recovery_point=failed)], NOW)
+    lines = report.points_table(built)
+    assert lines[1].split()[:4] == ['prod', '(no', 'namespace)', '-'] and lines[1].endswith('!! FAILED: no point written (see the errors)')
+    page = report.page(built)
+    assert 'Recovery points: 0 namespaces, <span class="failed">1 need attention</span>' in page and '<td>(no namespace)</td>' in page
+
+
+@pytest.mark.parametrize(('count', 'text'), [(None, '-'), (0, '0 B'), (1023, '1023 B'), (1024, '1.0 KiB'), (3 * 2 ** 20 // 2, '1.5 MiB'),
+                                             (2 ** 31, '2.0 GiB')])
+def test_sizes_are_short(count, text):
+    assert report.size(count) == text
+
+
+def test_the_page_lists_each_cluster_s_recovery_points_with_its_markers():
+    page = report.page(report.build([points_outcome()], NOW))
+    assert '<h3>Recovery points: 4 namespaces, <span class="failed">2 need attention</span></h3>' in page
+    assert '<td>rp_20261130T040500Z</td><td>written</td>' in page
+    assert '!! STALE: older than P1DT12H' in page and '!! FAILED: no point written this run' in page
+    assert 'Recovery points' not in report.page(report.build([outcome()], NOW))
+
+
+def test_recovery_point_metrics_per_namespace_and_per_cluster():
+    text = report.metrics(report.build([points_outcome()], NOW))
+    got = samples(text)
+    shop, billing = 'cluster="prod",namespace="shop"', 'cluster="prod",namespace="billing"'
+    written = datetime.datetime(2026, 11, 30, 4, 5, tzinfo=datetime.timezone.utc).timestamp()
+    assert got['kubesnap_recovery_point_last_timestamp_seconds{%s}' % shop] == str(int(written))
+    assert got['kubesnap_recovery_point_bytes{%s}' % shop] == '6144'
+    assert float(got['kubesnap_recovery_point_last_timestamp_seconds{%s}' % billing]) == written - 18 * 3600 - 300
+    # Its size is not known to a run that did not write it, nor to the previous file: no sample rather than a wrong one.
+    assert 'kubesnap_recovery_point_bytes{%s}' % billing not in got
+    # A failed namespace without a previous point has no time at all: its absence is what an alert looks for.
+    assert not [name for name in got if 'namespace="broken"' in name]
+    assert {name: got[name + '{cluster="prod"}'] for name in ('kubesnap_recovery_points_written', 'kubesnap_recovery_points_failed',
+                                                              'kubesnap_recovery_points_expired', 'kubesnap_recovery_points_damaged',
+                                                              'kubesnap_namespaces_without_current_recovery_point')} == {
+        'kubesnap_recovery_points_written': '1', 'kubesnap_recovery_points_failed': '1', 'kubesnap_recovery_points_expired': '1',
+        'kubesnap_recovery_points_damaged': '0', 'kubesnap_namespaces_without_current_recovery_point': '2'}
+    for name, _help in report.POINT_METRICS:
+        assert text.count('# TYPE %s gauge' % name) == 1
+    # A run without recovery points has none of their metrics.
+    assert 'recovery_point' not in report.metrics(report.build([outcome()], NOW))
+
+
+def test_a_point_not_written_this_run_keeps_the_time_and_size_the_previous_file_gave_it():
+    first = report.metrics(report.build([points_outcome(points=[
+        point_entry('shop', 'written', resource_bytes=4096), point_entry('billing', 'written', key_time='20261129T100000Z', resource_bytes=10),
+        point_entry('broken', 'written', key_time='20261129T100000Z', resource_bytes=99)])], NOW))
+    later_run = points_outcome(points=[
+        point_entry('shop', 'not_due'), point_entry('billing', 'written', key_time='20261130T040000Z', resource_bytes=20),
+        point_entry('broken', 'failed', errors=['claim data: quota'])])
+    got = samples(report.metrics(report.build([later_run], NOW), first))
+    before = samples(first)
+    for namespace in ('shop', 'broken'):
+        for name in ('kubesnap_recovery_point_last_timestamp_seconds', 'kubesnap_recovery_point_bytes'):
+            key = '%s{cluster="prod",namespace="%s"}' % (name, namespace)
+            assert got[key] == before[key], key
+    assert got['kubesnap_recovery_point_bytes{cluster="prod",namespace="billing"}'] == '20'
+    # A failed step that named no namespace keeps them all; a cluster that turned points off drops them.
+    failed = outcome(errors=['no recovery point: NoSuchBucket'], recovery_point={'failed': True, 'msg': 'NoSuchBucket'})
+    kept = samples(report.metrics(report.build([failed], NOW), first))
+    assert {k: v for k, v in kept.items() if 'namespace=' in k} == {k: v for k, v in before.items() if 'namespace=' in k}
+    assert kept['kubesnap_recovery_points_written{cluster="prod"}'] == '0'
+    assert 'recovery_point' not in report.metrics(report.build([outcome()], NOW), first)
