@@ -23,13 +23,17 @@ from urllib.parse import urlsplit
 
 from ansible.module_utils.urls import open_url
 
-from ansible_collections.kubesnap.snapshots.plugins.module_utils import recovery_point, retention
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import retention
 
 COUNTS = ('created', 'kept', 'expired', 'deferred', 'failed')
 # Steps whose failure fails a cluster, in the order a cycle runs them.
 STEPS = ('snapshot', 'expire', 'info', 'recovery_point', 'archive', 'resource_backup')
 # Counts of the recovery point step, per cluster.
 POINT_COUNTS = ('written', 'not_due', 'failed', 'expired', 'damaged', 'marked')
+# The time in a recovery point's key (recovery_point.POINT_NAME, a unit test holds them equal). Not imported from there:
+# it brings the S3 client's libraries, which the report, on the controller, neither needs nor lists as requirements.
+POINT_NAME = re.compile(r'(?:^|/)(?P<name>rp_(?P<time>\d{8}T\d{6}Z))\.json$')
+POINT_TIME_FORMAT = '%Y%m%dT%H%M%SZ'
 
 
 def _when(value):
@@ -141,7 +145,8 @@ def _point(entry, bound, now):
     when the namespace has no point this run can name, or a stale one."""
     state = entry.get('state')
     key = entry.get('manifest') if state in ('written', 'not_due') else None
-    created = recovery_point.key_time(key, key.rsplit('/', 1)[0] + '/') if key else None
+    match = POINT_NAME.search(key or '')
+    created = datetime.datetime.strptime(match.group('time'), POINT_TIME_FORMAT).replace(tzinfo=datetime.timezone.utc) if match else None
     stored, claims = None, None
     if state == 'written':
         resources = entry.get('resources') or {}
@@ -161,7 +166,7 @@ def _point(entry, bound, now):
     return {
         'namespace': entry.get('namespace'),
         'state': state,
-        'point': key.rsplit('/', 1)[-1][:-len('.json')] if key else None,
+        'point': match.group('name') if match else None,
         'manifest': key,
         'url': entry.get('url') if key else None,
         'created': _iso(created),

@@ -34,7 +34,7 @@ options:
       - Keys C(cluster) (name), C(started) and C(finished) (ISO 8601 with offset), C(errors) (what fails
         the cluster; empty when it succeeded), C(discovery) (M(kubesnap.snapshots.k8s_pv_info)'s result),
         C(snapshot), C(expire), C(info), C(recovery_point), C(archive), C(resource_backup) (the registered results of the
-        steps; missing or skipped when a step did not run), and C(recovery_point_stale_after) (an ISO 8601 duration:
+        steps; missing or skipped when a step did not run), and C(recovery_point_stale_after) (an ISO 8601 duration -
         a namespace whose newest recovery point is older is marked stale; none when empty).
     type: list
     elements: dict

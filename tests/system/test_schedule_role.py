@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
 from kubernetes import client
 
 from .modules import COLLECTIONS, DELTAS
@@ -226,3 +227,14 @@ def test_check_mode_of_rbac_then_schedule_on_a_fresh_cluster_plans_the_install(k
     assert f"namespace {fresh} does not exist: check mode plans its objects as created" in dry.stdout + dry.stderr
     assert fresh not in [n.metadata.name for n in kube.core.list_namespace().items]
     assert not client.RbacAuthorizationV1Api(kube.api).list_cluster_role(field_selector=f"metadata.name={role_name}").items
+
+
+def test_recovery_points_ride_on_the_cycle_s_runs_and_need_their_destination(cluster, namespace, tmp_path):
+    variables = cron_vars(tmp_path, cluster, namespace, schedule_recovery_points=True)
+    refused = play(role_play(tmp_path, "schedule"), variables, env=scratch_env(tmp_path))
+    assert refused.returncode != 0 and "schedule_recovery_points needs snapshot_cycle_recovery_point_url" in refused.stdout, refused.stdout[-3000:]
+    assert not (tmp_path / "lib").exists()
+    variables["schedule_vars"]["snapshot_cycle_recovery_point_url"] = "s3://backups/points/"
+    succeeded(play(role_play(tmp_path, "schedule"), variables, env=scratch_env(tmp_path)))
+    written = yaml.safe_load((tmp_path / "lib" / "kubesnap-vars.yml").read_text(encoding="utf-8"))
+    assert written == dict(variables["schedule_vars"], snapshot_cycle_recovery_points=True), written

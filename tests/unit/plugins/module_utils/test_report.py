@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from ansible_collections.kubesnap.snapshots.plugins.module_utils import report
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import recovery_point, report
 
 NOW = datetime.datetime(2026, 11, 30, 4, 10, tzinfo=datetime.timezone.utc)
 
@@ -346,3 +346,13 @@ def test_a_point_not_written_this_run_keeps_the_time_and_size_the_previous_file_
     assert {k: v for k, v in kept.items() if 'namespace=' in k} == {k: v for k, v in before.items() if 'namespace=' in k}
     assert kept['kubesnap_recovery_points_written{cluster="prod"}'] == '0'
     assert 'recovery_point' not in report.metrics(report.build([outcome()], NOW), first)
+
+
+def test_the_report_reads_a_point_s_time_from_its_key_as_recovery_point_names_it():
+    when = datetime.datetime(2026, 12, 6, 2, 17, 5, tzinfo=datetime.timezone.utc)
+    key = recovery_point.manifest_key('points', 'prod', 'shop', when)
+    assert report.POINT_NAME.search(key).group('name') == recovery_point.point_name(when)
+    assert report.POINT_TIME_FORMAT == recovery_point.TIME_FORMAT
+    [line] = report.build([points_outcome(points=[dict(point_entry('shop', 'written', resource_bytes=1), manifest=key)])], NOW)[
+        'clusters'][0]['recovery_points']
+    assert line['created'] == '2026-12-06T02:17:05Z'
