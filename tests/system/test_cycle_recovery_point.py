@@ -52,8 +52,8 @@ def read_report(tmp_path):
     return json.loads((tmp_path / 'report.json').read_text(encoding='utf-8'))
 
 
-def test_the_cycle_takes_a_point_per_namespace_reports_it_and_pruning_keeps_its_snapshots(tmp_path, cluster, kube, namespace,
-                                                                                         moto_server, bucket):
+def test_the_cycle_takes_a_point_per_namespace_reports_it_and_pruning_keeps_its_snapshots(
+        tmp_path, cluster, kube, namespace, moto_server, bucket):
     s3c = client_for(moto_server)
     protected_claims(kube, namespace)
     hosts = inventory(tmp_path / 'hosts.yml', str(cluster.kubeconfig), {'local': namespace})
