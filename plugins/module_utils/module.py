@@ -137,9 +137,11 @@ def exit_or_fail(module, result, failures=(), msg='', problems=()):
 class KubesnapModule(AnsibleModule):
     """AnsibleModule with the collection's client, clock, targets and failure reporting."""
 
-    def __init__(self, *args, bounds=None, **kwargs):
-        """`bounds`: the module's own numeric options' (least, most), checked with the shared BOUNDS."""
+    def __init__(self, *args, bounds=None, pool_size=None, **kwargs):
+        """`bounds`: the module's own numeric options' (least, most), checked with the shared BOUNDS; `pool_size`: the
+        client's connections when the module makes more requests at once than its `concurrency`."""
         bounds = bounds or {}
+        self._pool_size = pool_size or 0
         kwargs.setdefault('supports_check_mode', True)
         super().__init__(*args, **kwargs)
         self._hide_kubeconfig_secrets()
@@ -169,7 +171,7 @@ class KubesnapModule(AnsibleModule):
     def client(self):
         if self._client is None:
             try:
-                self._client = k8s.client_from_params(self.params, pool_size=max(8, self.params.get('concurrency') or 0))
+                self._client = k8s.client_from_params(self.params, pool_size=max(8, self.params.get('concurrency') or 0, self._pool_size))
             except k8s.KubeError as exc:
                 self.fail_json(msg=str(exc))
         return self._client

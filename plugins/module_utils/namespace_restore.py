@@ -13,7 +13,7 @@ import dataclasses
 import hashlib
 import json
 
-from ansible_collections.kubesnap.snapshots.plugins.module_utils import recovery_point, resources
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import pv_archive, recovery_point, resources
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import restore as rs
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import base
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.errors import KubesnapError
@@ -310,7 +310,8 @@ def plan_claims(manifest, namespace, class_map, backed_up, existing, handles, sn
                 plan = ClaimPlan(name, COPY, claim_manifest(record, namespace, class_map, backed_up.get(name), copy_name(namespace, name)), before)
         elif data['kind'] == 'archive':
             if data['url'] in archive_missing:
-                raise PlanError('archive %s: %s; nothing was restored' % (data['url'], archive_missing[data['url']]), obj=where, field='data.url')
+                raise PlanError('the point\'s archive %s %s: its volume backup was deleted, changed or is out of reach; nothing was restored'
+                                % (data['url'], archive_missing[data['url']]), obj=where, field='data.url')
             plan = ClaimPlan(name, ARCHIVE, claim_manifest(record, namespace, class_map, backed_up.get(name)), url=data['url'], sha256=data['sha256'])
         else:
             plan = disk_plan(record, namespace, class_map, backed_up.get(name), (cloud_snapshots or {}).get(name), zone_map or {})
@@ -434,6 +435,14 @@ def claim_result(plan, claim=None, **more):
 
 FILL_MOUNT = '/volume'
 FILL_CONTAINER = 'restore'
+
+
+def fill_access_problem(plans, credentials_secret=None, job_credentials=None, service_account=None):
+    """None when no claim is to be filled or the fill Jobs have a way to S3 of their own (pv_archive.job_access_problem),
+    else why not, naming the first claim to fill."""
+    filled = [plan.name for plan in plans if plan.needs_fill]
+    problem = pv_archive.job_access_problem(credentials_secret, job_credentials, service_account) if filled else None
+    return 'claims[%s]: an archive claim is filled by a Job: %s; nothing was restored' % (filled[0], problem) if problem else None
 
 
 def fill_args(plan, settings):

@@ -14,17 +14,21 @@ import hashlib
 import time
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import encryption, k8s_service, k8s_wait, pv_archive, recovery_point
-from ansible_collections.kubesnap.snapshots.plugins.module_utils import resource_restore, resource_store, resources, retention, s3
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import recovery_run, resource_restore, resource_store, resources, retention, s3
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import namespace_restore as nr
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import restore as rs
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.cycle import run_parallel
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.errors import KubesnapError
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError, resource_path
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.lease import LeasedWrite
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import backend_class
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import base
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.restore_run import create_or_find, delete_if_ours, dry_run
 
 SNAPSHOT_API = nr.SNAPSHOT_API
+# Claims (each with its copy or disk) are made all at once up to this many at a time, whatever `concurrency` (the objects'):
+# a restore's time is then its slowest claim's, not the sum of rounds. The module's client has as many connections.
+CLAIMS_AT_ONCE = 64
 FILL_PROGRAM = pv_archive.runner('volume_restore')
 
 
@@ -135,21 +139,6 @@ def read_resources(s3_client, manifest, passphrase):
     return entries
 
 
-def missing_archives(s3_client, manifest, concurrency):
-    """{url: why} of the point's archives that are not in S3 (any more): one HEAD each, in parallel."""
-    urls = sorted({record['data']['url'] for record in manifest['claims'] if record['data']['kind'] == 'archive'})
-
-    def head(url):
-        bucket, key = s3.parse_url(url)
-        s3_client.head_object(Bucket=bucket, Key=key)
-
-    missing = {}
-    for url, _none, error in run_parallel(head, urls, concurrency):
-        if error is not None:
-            missing[url] = 'cannot be read (%s): its volume backup was deleted or is out of reach' % error
-    return missing
-
-
 def cloud_backends(params, manifest):
     """{backend name: backend} for the point's cloud claims, built from the module's backend options (credentials are read on
     the first call). k8s_pv_restore's backends: the same disk creation, ownership tags/labels and checks."""
@@ -212,15 +201,24 @@ def list_in(client, path):
     return {obj['metadata']['name']: obj for obj in client.list_all(path)}
 
 
-def plan(client, s3_client, params, bucket, prefix, now, warn):
-    """The Plan, every check done and nothing written; KubesnapError (with `result`) when the restore may not go on."""
+def plan(client, s3_client, params, bucket, prefix, now, warn, memo=None):
+    """The Plan, every check done and nothing written; KubesnapError (with `result`) when the restore may not go on.
+    `memo` ({}): what was read from S3 (the point, its resource backup, the archives' presence) is kept there, so that
+    planning again under the Lease reads only the cluster and the clouds again."""
+    memo = {} if memo is None else memo
+
+    def once(name, read):
+        if name not in memo:
+            memo[name] = read()
+        return memo[name]
+
     result = empty_result()
     target_cluster = params.get('target_cluster_name') or recovery_point.cluster_name(client.host)
     cluster = params.get('cluster_name') or target_cluster
     if params['guard'] and resource_restore.flag_exists(client, params['flag_namespace']):
         result['reason'] = 'flag namespace %s exists; a restore already happened on this cluster' % params['flag_namespace']
         return Plan(result)
-    key, manifest = read_point(s3_client, params, bucket, prefix, cluster)
+    key, manifest = once('point', lambda: read_point(s3_client, params, bucket, prefix, cluster))
     created = recovery_point.created_time(manifest, key)
     result['point'] = {'key': key, 'url': 's3://%s/%s' % (bucket, key), 'created': manifest['created'], 'cluster': manifest['cluster'],
                        'namespace': manifest['namespace'], 'claims': len(manifest['claims']),
@@ -231,9 +229,9 @@ def plan(client, s3_client, params, bucket, prefix, now, warn):
     namespace = nr.target_namespace(manifest, params.get('target_namespace'))
     result['target_namespace'] = namespace
     class_map = nr.checked_class_map(params.get('storage_class_map'))
-    entries = read_resources(s3_client, manifest, params.get('encryption_key'))
+    entries = once('entries', lambda: read_resources(s3_client, manifest, params.get('encryption_key')))
     backed_up, moved = nr.split_entries(entries, manifest, namespace)
-    missing = missing_archives(s3_client, manifest, params['concurrency'])
+    missing = once('missing', lambda: recovery_run.archive_problems(s3_client, recovery_run.archives_of([manifest]), params['concurrency']))
     served = resources.discover(client)
     try:
         ordered, _excluded = resource_restore.planned(moved, served, {'namespaces': [namespace], 'exclude_namespaces': [],
@@ -266,17 +264,37 @@ def plan(client, s3_client, params, bucket, prefix, now, warn):
         check_disks(client, backends, claims, exists)
     except KubesnapError as exc:
         raise PlanFailure(str(exc), result) from exc
+    check_fill_access(client, claims, params, namespace, exists, result)
     if exists and not params['into_existing_namespace']:
         kinds = sorted({entry[2] for entry in rest if entry[2] is not None}, key=lambda r: r.key)
         listed = {resource.key: list(client.list_all(resource.path(namespace))) for resource in kinds}
         listed[resources.CLAIMS_KEY] = list(existing.values())
-        others = nr.others_in_namespace(listed, [(entry[2].key, entry[1]['metadata']['name']) for entry in rest if entry[2] is not None],
-                                        [c.name for c in claims])
+        planned = [(entry[2].key, entry[1]['metadata']['name']) for entry in rest if entry[2] is not None]
+        if params.get('credentials_secret'):
+            planned.append(('secrets', params['credentials_secret']))  # the user's, made there for the fill Jobs
+        others = nr.others_in_namespace(listed, planned, [c.name for c in claims])
         if others:
             raise PlanFailure('namespace %s exists and holds %d objects that are not the point\'s (%s): restoring into it needs '
                               'into_existing_namespace=true; nothing was restored' % (namespace, len(others), ', '.join(others[:5])),
                               result, field='into_existing_namespace')
     return Plan(result, manifest, namespace, namespace_entry, exists, claims, rest, backends)
+
+
+def check_fill_access(client, claims, params, namespace, exists, result):
+    """The claims to fill have a way to S3 (namespace_restore.fill_access_problem), and a named credentials_secret is in
+    the target namespace (a new namespace holds none yet); PlanFailure naming the option otherwise. One read, only when
+    a claim is to be filled."""
+    problem = nr.fill_access_problem(claims, params.get('credentials_secret'), params.get('job_credentials'), params.get('service_account'))
+    if problem:
+        raise PlanFailure(problem, result, field='credentials_secret')
+    name = params.get('credentials_secret')
+    if not name or not any(c.needs_fill for c in claims):
+        return
+    found = k8s_service.get_or_none(client, resource_path('v1', 'secrets', namespace, name)) if exists else None
+    if found is None:
+        raise PlanFailure('Secret %s/%s does not exist%s: the fill Jobs of the archive claims would run without credentials; make it '
+                          'first, or give job_credentials; nothing was restored'
+                          % (namespace, name, '' if exists else ' (the namespace does not exist yet)'), result, field='credentials_secret')
 
 
 class PlanFailure(KubesnapError):
@@ -373,8 +391,83 @@ def delete_job(client, namespace, name):
             raise
 
 
-def act(client, the_plan, params, check_mode, settings_of):
-    """Write the plan: the namespace, the claims, their data, the objects; (result, [failures])."""
+def needs_lease(the_plan):
+    """Whether the restore writes what the Lease guards: the namespace or a claim to make or fill. A run finding its restore
+    done (a second run) takes no Lease and writes nothing."""
+    return not the_plan.result['reason'] and (not the_plan.namespace_exists or any(c.state == 'create' or c.needs_fill for c in the_plan.claims))
+
+
+@dataclasses.dataclass
+class ClaimsWritten:
+    """What the claim phase (under the Lease) did: the namespace's outcome, each claim's error (None: made or found), the
+    fill Jobs started, the claims as the one watch last saw them."""
+
+    started: float
+    objects: list
+    failures: list
+    made: dict = dataclasses.field(default_factory=dict)
+    jobs: dict = dataclasses.field(default_factory=dict)
+    seen: dict = dataclasses.field(default_factory=dict)
+    deadline: float = 0.0
+
+
+class ClaimsUnderLease(LeasedWrite):
+    """The claim phase under the collection's Lease (the one snapshot_expire and the cycle take): planned again once the
+    Lease is held (`replan` - another restore of the point may have made them meanwhile, or a prune deleted a snapshot),
+    then the namespace, the claims (and their copies or disks) and the fill Jobs made, and waited for until Bound. The
+    point's snapshots are read by the provisioner or the cloud by then; fills and objects need the Lease no more."""
+
+    must_write = True
+
+    def __init__(self, the_plan, make_plan, client, params, settings):
+        super().__init__()
+        self.plan, self._make_plan, self._client, self._params, self._settings = the_plan, make_plan, client, params, settings
+
+    def replan(self):
+        self.plan = self._make_plan()
+
+    def act(self, ensure_held):
+        return write_claims(self._client, self.plan, self._params, self._settings, ensure_held)
+
+
+def write_claims(client, the_plan, params, settings, ensure_held=lambda: None):
+    """The namespace, every claim to make (in parallel), the fill Jobs, one watch until all are Bound: ClaimsWritten."""
+    namespace = the_plan.namespace
+    apply_params = {'existing': params['existing'], 'concurrency': params['concurrency']}
+    written = ClaimsWritten(time.monotonic(), [], [])
+    if not the_plan.namespace_exists:
+        ensure_held()
+    existing = existing_names(client, [the_plan.namespace_entry])
+    written.objects = resource_restore.apply_all(client, [the_plan.namespace_entry], existing, apply_params, False)
+    written.failures += ['%s: %s' % (o['name'], o['reason']) for o in written.objects if o['state'] == 'failed']
+    if written.failures:
+        return written
+    to_make = [c for c in the_plan.claims if c.state == 'create']
+
+    def make(claim_plan):
+        ensure_held()
+        return make_claim(client, claim_plan, the_plan.backends)
+
+    for claim_plan, _done, error in run_parallel(make, to_make, CLAIMS_AT_ONCE):
+        written.made[claim_plan.name] = error
+        if error is not None:
+            written.failures.append('claim %s: %s' % (claim_plan.name, error))
+    fills = [c for c in the_plan.claims if c.needs_fill and written.made.get(c.name) is None]
+    for claim_plan, name, error in run_parallel(lambda c: start_fill(client, c, namespace, settings), fills, params['concurrency']):
+        if error is not None:
+            written.failures.append('claim %s: the fill Job: %s' % (claim_plan.name, error))
+        else:
+            written.jobs[claim_plan.name] = name
+    written.deadline = time.monotonic() + params['wait_timeout']
+    names = [c.name for c in the_plan.claims if written.made.get(c.name) is None]
+    waited = k8s_wait.watch_until(client, resource_path('v1', 'persistentvolumeclaims', namespace), nr.all_bound(set(names)), written.deadline)
+    written.seen = {claim['metadata']['name']: claim for claim in waited.objects}
+    return written
+
+
+def act(client, the_plan, params, check_mode, settings_of, written=None):
+    """Write the plan: the namespace, the claims, their data (`written`: the claim phase done under the Lease, else done
+    here), the objects; (result, [failures])."""
     result = the_plan.result
     if result['reason']:
         return result, []
@@ -386,39 +479,20 @@ def act(client, the_plan, params, check_mode, settings_of):
         existing = existing_names(client, [the_plan.namespace_entry] + the_plan.entries)
         result['objects'] = resource_restore.apply_all(client, [the_plan.namespace_entry] + the_plan.entries, existing, apply_params, True)
         return finish(result, to_make, params, client, check_mode=True), []
-    started = time.monotonic()
-    failures = []
-    existing = existing_names(client, [the_plan.namespace_entry])
-    objects = resource_restore.apply_all(client, [the_plan.namespace_entry], existing, apply_params, False)
-    result['namespace_created'] = objects[0]['state'] == 'created'
-    failures += ['%s: %s' % (o['name'], o['reason']) for o in objects if o['state'] == 'failed']
-    if failures:
+    if written is None:
+        written = write_claims(client, the_plan, params, settings_of() if any(c.needs_fill for c in the_plan.claims) else None)
+    objects, failures, made, jobs = written.objects, list(written.failures), written.made, written.jobs
+    result['namespace_created'] = bool(objects) and objects[0]['state'] == 'created'
+    if any(o['state'] == 'failed' for o in objects):  # the namespace: nothing else was made
         result['objects'] = objects
         return result, failures
-    made = {}
-    for claim_plan, _done, error in run_parallel(lambda c: make_claim(client, c, the_plan.backends), to_make, params['concurrency']):
-        made[claim_plan.name] = error
-        if error is not None:
-            failures.append('claim %s: %s' % (claim_plan.name, error))
-    fills = [c for c in the_plan.claims if c.needs_fill and made.get(c.name) is None]
-    settings = settings_of() if fills else None
-    jobs = {}
-    for claim_plan, name, error in run_parallel(lambda c: start_fill(client, c, namespace, settings), fills, params['concurrency']):
-        if error is not None:
-            failures.append('claim %s: the fill Job: %s' % (claim_plan.name, error))
-        else:
-            jobs[claim_plan.name] = name
-    deadline = time.monotonic() + params['wait_timeout']
-    names = [c.name for c in the_plan.claims if made.get(c.name) is None]
-    waited = k8s_wait.watch_until(client, resource_path('v1', 'persistentvolumeclaims', namespace), nr.all_bound(set(names)), deadline)
-    seen = {claim['metadata']['name']: claim for claim in waited.objects}
-    outcomes = fill_outcomes(client, namespace, sorted(jobs.values()), deadline) if jobs else {}
+    outcomes = fill_outcomes(client, namespace, sorted(jobs.values()), written.deadline) if jobs else {}
     dropped = []
     for claim_plan in the_plan.claims:
         if made.get(claim_plan.name) is not None:
             result['claims'].append(nr.claim_result(claim_plan, state='failed', reason=str(made[claim_plan.name])))
             continue
-        claim = seen.get(claim_plan.name)
+        claim = written.seen.get(claim_plan.name)
         entry = nr.claim_result(claim_plan, claim, state='created' if claim_plan.state == 'create' else claim_plan.state, reason=None)
         if (claim or {}).get('status', {}).get('phase') != 'Bound':
             entry.update(state='failed', reason='not Bound after %d s (wait_timeout)' % params['wait_timeout'])
@@ -437,7 +511,7 @@ def act(client, the_plan, params, check_mode, settings_of):
             dropped.append(claim_plan)
         result['claims'].append(entry)
     result['copies_left'] = drop_copies(client, dropped, params['concurrency'])
-    result['claim_seconds'] = round(time.monotonic() - started, 3)
+    result['claim_seconds'] = round(time.monotonic() - written.started, 3)
     if failures:
         # The objects wait for their claims: workloads never start on claims without their data.
         return finish(result, to_make, params, client), failures

@@ -454,6 +454,49 @@ def job_settings(params):
                        s3_args={name: params.get(name) for name in PASSED_S3_OPTIONS})
 
 
+# The credentials a Job gets when the run ships them (k8s_recovery_point with data=archive, k8s_namespace_restore's fill
+# Jobs): given for the Job alone, never the run's own S3 options nor the environment they fall back to.
+JOB_CREDENTIALS_SPEC = {'type': 'dict', 'no_log': True, 'options': {
+    'access_key': {'type': 'str', 'no_log': True},
+    'secret_key': {'type': 'str', 'no_log': True},
+    'session_token': {'type': 'str', 'no_log': True}}}
+
+
+def job_access_problem(credentials_secret=None, job_credentials=None, service_account=None):
+    """None when a Job the run starts in a tenant's namespace has a way to S3 of its own, else what to give (pure).
+
+    The run's own S3 credentials (access_key, secret_key, session_token, or the controller's AWS_* environment those fall
+    back to) are never put in a tenant's namespace, where whoever may read its Secrets would hold the operator's access to
+    the whole backup store (k8s_pv_archive strips that fallback; modules that read S3 themselves cannot). The Job's come
+    from a Secret the user made there (`credentials_secret`), credentials given for the Jobs alone (`job_credentials`, in a
+    Secret owned by the Job, deleted with it) or its pod's identity (`service_account`)."""
+    if credentials_secret or service_account or any((job_credentials or {}).values()):
+        return None
+    return ('the Job runs in the claim\'s namespace and needs S3 credentials of its own: give credentials_secret (a Secret '
+            'there), job_credentials (put in a Secret owned by the Job, deleted with it) or service_account (the pod\'s '
+            'identity); the run\'s own S3 credentials (access_key, secret_key, the AWS_* environment) are never shipped')
+
+
+def given_job_settings(params):
+    """JobSettings of a module that reads S3 itself: credentials from `credentials_secret`, else only those given as
+    `job_credentials` (and then the O(s3_ca_bundle) file's contents) in a Secret of the Job's own. ArchiveError naming
+    the option that cannot be used."""
+    credentials = {}
+    if not params.get('credentials_secret'):
+        given = params.get('job_credentials') or {}
+        credentials = {key: given[option] for option, key in KEY_OPTIONS if given.get(option)}
+        if credentials and params.get('s3_ca_bundle'):
+            try:
+                with open(params['s3_ca_bundle'], encoding='utf-8') as handle:
+                    credentials[CA_BUNDLE_KEY] = handle.read()
+            except OSError as exc:
+                raise ArchiveError('s3_ca_bundle: %s cannot be read: %s' % (params['s3_ca_bundle'], exc)) from None
+    return JobSettings(image=params['image'], pull_policy=params['image_pull_policy'], timeout=params['job_timeout'],
+                       service_account=params.get('service_account'), run_as_user=params.get('run_as_user'),
+                       credentials_secret=params.get('credentials_secret'), credentials=credentials,
+                       s3_args={name: params.get(name) for name in PASSED_S3_OPTIONS})
+
+
 def job_outcomes(wanted, jobs):
     """{name: (done, why), or None while it runs} of the Jobs `wanted` among `jobs`; one not among them was deleted.
 

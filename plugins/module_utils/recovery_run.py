@@ -383,12 +383,40 @@ def beside(manifest, bucket, key):
     return found
 
 
-def damaged(manifest, owned_ids, listed_backends):
+def archives_of(manifests):
+    """{url: bytes named} of the archives the points name (an archive is one object, whoever names it)."""
+    return {claim['data']['url']: claim['data'].get('bytes') for manifest in manifests
+            for claim in manifest['claims'] if claim['data'].get('kind') == 'archive'}
+
+
+def archive_problems(s3_client, archives, concurrency):
+    """{url: why} of the archives ({url: bytes named, or None}) that are not in S3 as their point names them: one HEAD each,
+    in parallel. Gone (404), unreadable (any other error: out of reach is no backup either) or of another size."""
+    def head(url):
+        bucket, key = s3.parse_url(url)
+        return s3_client.head_object(Bucket=bucket, Key=key).get('ContentLength')
+
+    problems = {}
+    for url, size, error in run_parallel(head, sorted(archives), concurrency):
+        status = str(((getattr(error, 'response', None) or {}).get('Error') or {}).get('Code') or '')
+        if error is not None and status in ('404', 'NoSuchKey', 'NotFound'):
+            problems[url] = 'no longer exists'
+        elif error is not None:
+            problems[url] = 'cannot be read (%s)' % error
+        elif archives[url] is not None and size is not None and size != archives[url]:
+            problems[url] = 'holds %d bytes, the point names %d: changed since the point was taken' % (size, archives[url])
+    return problems
+
+
+def damaged(manifest, owned_ids, listed_backends, archives=None):
     """The claims of a kept point whose volume snapshot is no longer listed by its backend (among `listed_backends`,
-    backend names): ['claim <name>: why']."""
+    backend names), or whose archive has a problem in `archives` ({url: why}, archive_problems): ['claim <name>: why']."""
     found = []
     for claim in manifest['claims']:
         data = claim['data']
+        if data.get('kind') == 'archive' and data.get('url') in (archives or {}):
+            found.append('claim %s: its archive %s %s' % (claim['name'], data['url'], archives[data['url']]))
+            continue
         if BACKEND_OF_KIND.get(data['kind']) not in listed_backends:
             continue
         sid = recovery_point.snapshot_id(data)

@@ -15,8 +15,8 @@ description:
     context), into the same namespace or O(target_namespace).
   - The point is O(point) (its name C(rp_<time>) or key), else the newest taken at or before O(before), else the newest.
     A point of a newer manifest format version than this collection reads is refused, naming the key and C(version).
-  - Order - the namespace; then every claim of the point, each from the point's data, created in parallel (at most
-    O(concurrency) at a time) and waited for with one watch until all are Bound (archive claims also filled);
+  - Order - the namespace; then every claim of the point, each from the point's data, created all at once (at most
+    64 at a time) and waited for with one watch until all are Bound (archive claims also filled);
     then the point's other objects (its resource backup, checked against the point's sha256), workloads last, so no
     workload starts on a claim without its data; then the report.
   - How a claim gets its data - a CSI snapshot restored into its own namespace of the cluster that holds it
@@ -32,6 +32,11 @@ description:
     volume are named after the target namespace and claim, so a second run or a run after a kill finds them; they are
     never deleted by the restore. The backend options (O(aws_region), O(aws_endpoint_url), O(gce_project) and the
     credentials) set up the clouds' clients; an EBS disk is made in its snapshot's region.
+  - The namespace and the claims are made under the collection's Lease (O(lease_name) in O(lease_namespace) - the one
+    M(kubesnap.snapshots.snapshot_expire) and the cycle take), planned again once it is held and held until every claim
+    is Bound - no prune of the point's snapshots in this cluster and no second restore of the point runs meanwhile. A
+    second restore waits for it (O(lease_wait)) and then finds the claims made, or fails naming the holder, with nothing
+    restored. Fills and objects are waited for and applied once it is released; a run with nothing to make takes none.
   - Everything that can refuse the restore is checked before the first write - the point, its resource backup
     (downloaded whole, its sha256 checked), every claim's data (a CSI snapshot the point's own cluster no longer holds,
     an EBS or GCE snapshot the cloud no longer holds or that is not ready, an archive no longer in S3 fails the task
@@ -58,6 +63,7 @@ description:
     created.
 extends_documentation_fragment:
   - kubesnap.snapshots.k8s_auth
+  - kubesnap.snapshots.discovery.lease
   - kubesnap.snapshots.s3
   - kubesnap.snapshots.backends
 options:
@@ -134,7 +140,9 @@ options:
     type: int
     default: 600
   concurrency:
-    description: Claims created, and objects applied, at the same time.
+    description:
+      - Objects applied, fill Jobs started and cloud snapshots read at the same time. The claims (with their copies or
+        disks) are made all at once, at most 64 at a time, so that the restore takes about as long as its slowest claim.
     type: int
     default: 10
   now:
@@ -153,7 +161,9 @@ options:
     type: int
     default: 7200
   service_account:
-    description: The service account of the fill Jobs' pods; none by default (no token mounted).
+    description:
+      - The service account of the fill Jobs' pods, in the target namespace; none by default (no token mounted). With
+        neither O(credentials_secret) nor O(job_credentials), the pods reach S3 through its identity (such as IRSA).
     type: str
   run_as_user:
     description: The user id the fill Jobs run as.
@@ -161,9 +171,30 @@ options:
   credentials_secret:
     description:
       - A Secret in the target namespace with the fill Jobs' S3 credentials (C(AWS_ACCESS_KEY_ID), C(AWS_SECRET_ACCESS_KEY),
-        C(AWS_SESSION_TOKEN), an C(s3cfg) file). Without it, O(access_key) and O(secret_key) are put in a Secret of the
-        run's own, owned by the Job and deleted with it.
+        C(AWS_SESSION_TOKEN), an C(s3cfg) file, a C(ca_bundle)). It must exist before the restore when a claim is to be
+        filled (checked before anything is written); a namespace the restore creates holds none yet - use O(job_credentials)
+        there.
+      - B(The fill Jobs never get the run's own S3 credentials) (O(access_key), O(secret_key), O(session_token) or the
+        C(AWS_*) environment they fall back to) - whoever may read Secrets in the target namespace would hold credentials
+        to the whole backup store. A point with archive claims to fill and none of O(credentials_secret),
+        O(job_credentials) and O(service_account) is refused before anything is written, naming this option.
     type: str
+  job_credentials:
+    description:
+      - S3 credentials for the fill Jobs alone (best - read-only on the archives), put in a Secret owned by each fill Job in
+        the target namespace and deleted with it (with the contents of O(s3_ca_bundle), when given). Never taken from the
+        environment. Ignored with O(credentials_secret). As M(kubesnap.snapshots.k8s_recovery_point) takes them.
+    type: dict
+    suboptions:
+      access_key:
+        description: The access key id (C(AWS_ACCESS_KEY_ID) in the Job).
+        type: str
+      secret_key:
+        description: The secret access key (C(AWS_SECRET_ACCESS_KEY) in the Job).
+        type: str
+      session_token:
+        description: A session token (C(AWS_SESSION_TOKEN) in the Job).
+        type: str
 attributes:
   check_mode:
     support: full
@@ -174,9 +205,8 @@ attributes:
     support: none
     description: No diff is reported.
 notes:
-  - Needs, in the target namespace, create and get on the point's kinds, persistentvolumeclaims, volumesnapshots, jobs
-    and secrets (fill Jobs), list and watch on persistentvolumeclaims and jobs; cluster-wide, list on
-    volumesnapshotcontents and create/delete of the copies, and get/create on namespaces.
+  - The rbac role's O(kubesnap.snapshots.rbac#role:main:rbac_namespace_restore) grants what it needs in the cluster restored
+    into (the service account C(kubesnap-namespace-restore)), the Lease included.
 requirements:
   - cryptography (for encrypted resource backups)
 '''
@@ -362,6 +392,11 @@ state:
   returned: with O(state=absent)
   type: str
   sample: absent
+lease_held:
+  description: Who held the Lease when this run could not take it (the task fails; nothing was restored).
+  returned: when another run held the Lease
+  type: str
+  sample: "lease default/kubesnap-cycle is held by host-123-ab12cd34 until 2026-12-06T02:15:00+00:00 (812 s from now)"
 api_calls:
   description: Kubernetes API requests made, per HTTP method.
   returned: always
@@ -373,11 +408,12 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils import namespac
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import backends, pv_archive, resources, s3  # noqa: E402
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.errors import KubesnapError  # noqa: E402
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError  # noqa: E402
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import AUTH_SPEC, KubesnapModule  # noqa: E402
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import AUTH_SPEC, LEASE_SPEC, KubesnapModule  # noqa: E402
 
 
 def argument_spec():
     spec = dict(AUTH_SPEC)
+    spec.update(LEASE_SPEC)
     spec.update(s3.S3_SPEC)
     spec.update(backends.option_spec())
     spec.update(
@@ -406,13 +442,14 @@ def argument_spec():
         service_account={'type': 'str'},
         run_as_user={'type': 'int'},
         credentials_secret={'type': 'str', 'no_log': False},
+        job_credentials=pv_archive.JOB_CREDENTIALS_SPEC,
     )
     return spec
 
 
 def run_module():
     module = KubesnapModule(argument_spec=argument_spec(), required_if=s3.S3_REQUIRED_IF, supports_check_mode=True,
-                            mutually_exclusive=[('point', 'before')])
+                            mutually_exclusive=[('point', 'before')], pool_size=run.CLAIMS_AT_ONCE)
     p = module.params
     result = run.empty_result()
     try:
@@ -420,21 +457,28 @@ def run_module():
         if p['state'] == 'absent':
             result = run.remove(module.client, p, p['wait_timeout'], check_mode=module.check_mode)
             module.exit_json(**result)
+        settings = pv_archive.given_job_settings(p)
         s3_client = s3.client(p)
-        the_plan = run.plan(module.client, s3_client, p, bucket, prefix, module.now(), module.warn)
+        memo = {}
+
+        def make_plan():
+            return run.plan(module.client, s3_client, p, bucket, prefix, module.now(), module.warn, memo)
+
+        the_plan = make_plan()
         result = the_plan.result
-
-        def settings():
-            return pv_archive.job_settings(p)
-
-        result, failures = run.act(module.client, the_plan, p, module.check_mode, settings)
+        written = None
+        if not module.check_mode and run.needs_lease(the_plan):
+            work = module.write_under_lease(run.ClaimsUnderLease(the_plan, make_plan, module.client, p, settings), result)
+            if not work.written:
+                module.fail_json(msg='%s; nothing was restored' % module.lease_failure, **result)
+            the_plan, written = work.plan, work.outcome
+            result = the_plan.result
+        result, failures = run.act(module.client, the_plan, p, module.check_mode, lambda: settings, written)
     except run.PlanFailure as exc:
         module.fail(exc, **exc.result)
     except KubesnapError as exc:
         module.fail(exc, **result)
-    except pv_archive.ArchiveError as exc:
-        module.fail_json(msg='%s; nothing was restored' % exc, **result)
-    except s3.S3Error as exc:
+    except (s3.S3Error, pv_archive.ArchiveError) as exc:
         module.fail_json(msg='%s; nothing was restored' % exc, **result)
     except KubeError as exc:
         module.fail_api(exc, **result)

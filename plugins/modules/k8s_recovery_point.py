@@ -26,7 +26,8 @@ description:
     names; the newest is always kept). An expired point loses its manifest first, then its resource backup; its
     snapshots fall back to their volumes' own retention.
   - Every kept point of the selected namespaces is checked (O(verify_points)) - a point whose snapshot no longer exists
-    on its backend is reported in RV(damaged) and fails the task.
+    on its backend, or whose archive is no longer in S3 (or of another size than the point names), is reported in
+    RV(damaged) and fails the task.
   - Each run writes a new point (that is what it is for). With O(interval), a namespace whose newest point is younger
     than the interval gets none, and a second run within the interval reports V(changed=false) and writes nothing.
 extends_documentation_fragment:
@@ -73,9 +74,10 @@ options:
       - With V(archive), each archive is written to C(<prefix>/<cluster>/<namespace>/rp_<time>/<claim>.tar.gz), beside
         the manifest, never into a rotation slot of M(kubesnap.snapshots.k8s_pv_archive) - no rotation overwrites it, and
         it is deleted only when its point expires (O(policy)). Only CSI claims in V(Filesystem) mode can be archived.
-      - With V(archive) and no O(credentials_secret), the S3 credentials this module uses (options or environment) are
-        shipped into each claim's namespace as a Secret owned by the Job and deleted with it, as
-        M(kubesnap.snapshots.k8s_pv_archive) does.
+      - With V(archive), the Job needs S3 credentials of its own - O(credentials_secret), O(job_credentials) or
+        O(service_account). The S3 credentials this module uses (O(access_key), O(secret_key), O(session_token) or the
+        C(AWS_*) environment) are never shipped into a claim's namespace, where whoever may read its Secrets would hold
+        them; with none of the three the task fails before anything is written, naming O(credentials_secret).
     type: str
     choices: [snapshot, existing, archive]
     default: snapshot
@@ -105,6 +107,22 @@ options:
         C(AWS_SECRET_ACCESS_KEY), or an C(s3cfg) file), as M(kubesnap.snapshots.k8s_pv_archive) takes it - then no
         credentials leave the controller.
     type: str
+  job_credentials:
+    description:
+      - With O(data=archive) and no O(credentials_secret), S3 credentials for the archive Jobs alone (best - allowed to
+        write only under O(url)), put in a Secret owned by each Job in the claim's namespace and deleted with it (with the
+        contents of O(s3_ca_bundle), when given). Never taken from the environment.
+    type: dict
+    suboptions:
+      access_key:
+        description: The access key id (C(AWS_ACCESS_KEY_ID) in the Job).
+        type: str
+      secret_key:
+        description: The secret access key (C(AWS_SECRET_ACCESS_KEY) in the Job).
+        type: str
+      session_token:
+        description: A session token (C(AWS_SESSION_TOKEN) in the Job).
+        type: str
   max_age:
     description: With O(data=existing), how old the newest ready snapshot of a claim may be, an ISO 8601 duration (V(PT6H)).
     type: str
@@ -150,8 +168,8 @@ options:
     type: str
   verify_points:
     description:
-      - Check every kept point of the selected namespaces - one GET per manifest and one list per backend - and fail when a
-        point's snapshot no longer exists.
+      - Check every kept point of the selected namespaces - one GET per manifest, one list per backend and one HEAD per
+        archive - and fail when a point's snapshot no longer exists or its archive is gone, unreadable or of another size.
     type: bool
     default: true
 attributes:
@@ -331,6 +349,7 @@ def module_spec():
         service_account={'type': 'str'},
         run_as_user={'type': 'int', 'default': 0},
         credentials_secret={'type': 'str', 'no_log': False},
+        job_credentials=pv_archive.JOB_CREDENTIALS_SPEC,
         max_age={'type': 'str'},
         snapshot_class={'type': 'str'},
         wait_timeout={'type': 'int', 'default': 600},
@@ -476,8 +495,9 @@ def keep_and_check(module, s3_client, bucket, plans, points, registry, now):
     backends = sorted(wanted & {backend.name for backend in registry})
     owned = cycle.list_owned(registry, backends) if backends else {}
     ids = {snapshot.id for snapshots in owned.values() for snapshot in snapshots}
+    archives = recovery_run.archive_problems(s3_client, recovery_run.archives_of(manifests.values()), p['concurrency'])
     for key, manifest in sorted(manifests.items()):
-        problems = recovery_run.damaged(manifest, ids, backends)
+        problems = recovery_run.damaged(manifest, ids, backends, archives)
         if problems:
             damaged.append({'manifest': key, 'problems': problems})
     return expired, damaged
@@ -491,7 +511,12 @@ def main():
     result = {'changed': False, 'cluster': None, 'points': [], 'expired': [], 'damaged': []}
     try:
         bucket, prefix = recovery_run.check_options(p)
-        settings = pv_archive.job_settings(p) if p['data'] == 'archive' else None
+        settings = None
+        if p['data'] == 'archive':
+            problem = pv_archive.job_access_problem(p.get('credentials_secret'), p.get('job_credentials'), p.get('service_account'))
+            if problem:
+                raise PointError('data=archive: %s; nothing was written' % problem, field='credentials_secret')
+            settings = pv_archive.given_job_settings(p)
         # A point is named by the real clock when it is written; check mode may plan as if it were `now`.
         now = recovery_point.utc(module.now(planning=module.check_mode))
         cluster = result['cluster'] = p.get('cluster_name') or recovery_point.cluster_name(module.client.host)

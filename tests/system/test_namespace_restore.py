@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime
 import hashlib
 import json
@@ -90,8 +91,22 @@ def take_point(cluster, kube, moto, bucket, namespace, created, cluster_name='pr
 
 
 def restore(cluster, moto, bucket, namespace, check=False, **more):
-    args = s3_params(moto, url=f's3://{bucket}/points', namespace=namespace, cluster_name='prod-a', wait_timeout=120, **more)
+    """The module on cluster A; its Lease in the point's namespace (its own, beside other tests)."""
+    args = s3_params(moto, **dict({'url': f's3://{bucket}/points', 'namespace': namespace, 'cluster_name': 'prod-a', 'wait_timeout': 120,
+                                   'lease_namespace': namespace}, **more))
     return run_module('k8s_namespace_restore', str(cluster.kubeconfig), check=check, **args)
+
+
+def written_outside(audit, target, lease_namespace):
+    """{(verb, resource)} of the module's writes outside the target namespace (and its Namespace object), but the Lease's."""
+    return {(e['verb'], (e.get('objectRef') or {}).get('resource')) for e in audit.module_events()
+            if e['verb'] in WRITES and (e.get('objectRef') or {}).get('namespace') not in (target, lease_namespace)
+            and (e.get('objectRef') or {}).get('name') != target}
+
+
+def lease_writes(audit, lease_namespace):
+    return [e['verb'] for e in audit.module_events(resource='leases') if e['verb'] in WRITES
+            and (e.get('objectRef') or {}).get('namespace') == lease_namespace]
 
 
 def names(items):
@@ -157,11 +172,10 @@ def test_a_point_is_restored_under_a_new_name_claims_first_from_their_snapshots(
     writes = [(e['objectRef']['resource'], e['stageTimestamp']) for e in audit.module_events(verb='create', namespace=target)]
     first_workload = min(t for r, t in writes if r in ('deployments', 'statefulsets'))
     assert max(t for r, t in writes if r == 'persistentvolumeclaims') < first_workload
-    # Nothing outside the target namespace was written but the copies' contents.
-    outside = {(e['verb'], (e.get('objectRef') or {}).get('resource')) for e in audit.module_events()
-               if e['verb'] in WRITES and (e.get('objectRef') or {}).get('namespace') != target
-               and (e.get('objectRef') or {}).get('name') != target}
+    # Nothing outside the target namespace was written but the copies' contents, and the Lease (taken, released).
+    outside = written_outside(audit, target, namespace)
     assert outside <= {('create', 'volumesnapshotcontents'), ('delete', 'volumesnapshotcontents')}, outside
+    assert lease_writes(audit, namespace)[0] == 'create' and lease_writes(audit, namespace)[-1] == 'delete', lease_writes(audit, namespace)
 
     # A second run changes nothing.
     audit.mark()
@@ -201,8 +215,10 @@ def test_a_namespace_holding_other_objects_needs_the_option_and_a_killed_restore
     application(kube, namespace)
     take_point(cluster, kube, moto_server, bucket, namespace, datetime.datetime(2026, 12, 6, 2, 0, tzinfo=datetime.timezone.utc))
     # Killed halfway: after the namespace and some of the claims, before the objects.
+    # Its Lease is short: the killed run cannot release it, and the next run takes it over once it has expired.
     args = s3_params(moto_server, url=f's3://{bucket}/points', namespace=namespace, cluster_name='prod-a', target_namespace=target,
-                     wait_timeout=120, concurrency=1, kubeconfig=str(cluster.kubeconfig), _ansible_check_mode=False, _ansible_diff=False)
+                     wait_timeout=120, concurrency=1, kubeconfig=str(cluster.kubeconfig), _ansible_check_mode=False, _ansible_diff=False,
+                     lease_namespace=namespace, lease_duration=6)
     process = subprocess.Popen([sys.executable, '-m', 'ansible_collections.kubesnap.snapshots.plugins.modules.k8s_namespace_restore'],
                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                env=dict(os.environ, PYTHONPATH=str(COLLECTIONS)))
@@ -214,7 +230,7 @@ def test_a_namespace_holding_other_objects_needs_the_option_and_a_killed_restore
     process.wait(timeout=30)
     assert not __import__('kubernetes').client.AppsV1Api(kube.api).list_namespaced_deployment(target).items
 
-    finished = restore(cluster, moto_server, bucket, namespace, target_namespace=target)
+    finished = restore(cluster, moto_server, bucket, namespace, target_namespace=target, lease_wait=60)
     assert not finished.get('failed'), finished
     claims = kube.core.list_namespaced_persistent_volume_claim(target).items
     assert sorted(c.metadata.name for c in claims) == list(CLAIMS) and all(c.status.phase == 'Bound' for c in claims)
@@ -234,6 +250,28 @@ def test_a_namespace_holding_other_objects_needs_the_option_and_a_killed_restore
     assert not allowed.get('failed') and not allowed['changed'], allowed
 
 
+def test_two_restores_of_a_point_at_once_take_turns_under_the_lease_and_converge_without_duplicates(
+        cluster, kube, namespace, target, moto_server, bucket, audit):
+    application(kube, namespace)
+    take_point(cluster, kube, moto_server, bucket, namespace, datetime.datetime(2026, 12, 6, 2, 0, tzinfo=datetime.timezone.utc))
+    audit.mark()
+    with ThreadPoolExecutor(2) as pool:
+        runs = [pool.submit(restore, cluster, moto_server, bucket, namespace, target_namespace=target, lease_wait=120) for _ in range(2)]
+        first, second = sorted((run.result(timeout=300) for run in runs), key=lambda r: not r['namespace_created'])
+    assert not first.get('failed') and not second.get('failed'), (first.get('msg'), second.get('msg'))
+    # One made the namespace and the claims; the other, planning again once it held the Lease, found them made.
+    assert first['namespace_created'] and {c['state'] for c in first['claims']} == {'created'}, first['claims']
+    assert not second['namespace_created'] and {c['state'] for c in second['claims']} == {'exists'}, second['claims']
+    made = [(e['objectRef']['resource'], e['objectRef'].get('namespace')) for e in audit.module_events(verb='create')
+            if (e.get('responseStatus') or {}).get('code') == 201]
+    assert made.count(('persistentvolumeclaims', target)) == len(CLAIMS) and made.count(('volumesnapshotcontents', None)) == len(CLAIMS), made
+    assert made.count(('namespaces', None)) == 1 and made.count(('deployments', target)) == 1, made
+    assert made.count(('leases', namespace)) == 2, made  # taken in turn: created, released, created again
+    claims = kube.core.list_namespaced_persistent_volume_claim(target).items
+    assert sorted(c.metadata.name for c in claims) == list(CLAIMS) and all(c.status.phase == 'Bound' for c in claims)
+
+
+@pytest.mark.default_lease  # cluster B's `default` Lease: the point's namespace is not in B
 def test_a_point_of_cluster_a_is_restored_into_cluster_b_under_a_new_name(cluster, kube, namespace, second_cluster, moto_server, bucket,
                                                                           second_audit):
     application(kube, namespace)
@@ -257,11 +295,10 @@ def test_a_point_of_cluster_a_is_restored_into_cluster_b_under_a_new_name(cluste
         # Cluster A was only read from S3: its objects and snapshots are as they were.
         for name in CLAIMS:
             assert kube.get_snapshot(namespace, f'{name}-point')['status']['readyToUse'] is True
-        # In B, nothing outside the target namespace was written but the copies' contents.
-        outside = {(e['verb'], (e.get('objectRef') or {}).get('resource')) for e in second_audit.module_events()
-                   if e['verb'] in WRITES and (e.get('objectRef') or {}).get('namespace') != target
-                   and (e.get('objectRef') or {}).get('name') != target}
+        # In B, nothing outside the target namespace was written but the copies' contents and B's Lease.
+        outside = written_outside(second_audit, target, 'default')
         assert outside <= {('create', 'volumesnapshotcontents'), ('delete', 'volumesnapshotcontents')}, outside
+        assert 'create' in lease_writes(second_audit, 'default')
         again = run_module('k8s_namespace_restore', str(second_cluster.kubeconfig), **args)
         assert not again.get('failed') and not again['changed'], again
     finally:
@@ -280,9 +317,9 @@ def play_kubelet(kube, namespace, job, message):
 
 
 # pylint: disable-next=redefined-outer-name,unused-argument
-def test_an_archive_claim_is_made_empty_filled_by_a_job_running_volume_restore_then_the_objects(cluster, kube, namespace, target, moto_server,
-                                                                                                bucket, tmp_path, job_controller):
-    # The point: an archive of the claim's files by volume_archive, the namespace's objects, the manifest.
+def archive_point(cluster, kube, moto_server, bucket, namespace, tmp_path):
+    """A point of `namespace` whose claim `uploads` is an archive (volume_archive's, of a few files) and whose resource
+    backup holds a ConfigMap. Returns (the source directory, the archive's url, volume_archive's result, the manifest key)."""
     kube.create_pvc(namespace, 'uploads')
     kube.core.create_namespaced_config_map(namespace, {'metadata': {'name': 'settings'}, 'data': {'mode': 'prod'}})
     source = tmp_path / 'source'
@@ -303,11 +340,31 @@ def test_an_archive_claim_is_made_empty_filled_by_a_job_running_volume_restore_t
     manifest = recovery_point.build_manifest('prod-a', namespace, when, {
         'url': f's3://{bucket}/{key}', 'sha256': hashlib.sha256(body).hexdigest(), 'bytes': len(body), 'objects': 3},
         [recovery_point.claim_record(pvc, {'kind': 'archive', 'url': url, 'sha256': archived['sha256'], 'bytes': archived['bytes']})])
-    s3.put_object(Bucket=bucket, Key=recovery_point.manifest_key('points', 'prod-a', namespace, when), Body=recovery_point.serialise(manifest))
+    point_key = recovery_point.manifest_key('points', 'prod-a', namespace, when)
+    s3.put_object(Bucket=bucket, Key=point_key, Body=recovery_point.serialise(manifest))
+    return source, url, archived, point_key
 
+
+def test_an_archive_claim_is_made_empty_filled_by_a_job_running_volume_restore_then_the_objects(cluster, kube, namespace, target, moto_server,
+                                                                                                bucket, tmp_path, job_controller):
+    # The point: an archive of the claim's files by volume_archive, the namespace's objects, the manifest.
+    source, url, archived, _key = archive_point(cluster, kube, moto_server, bucket, namespace, tmp_path)
+
+    # The run's own S3 keys (access_key 'testing') never go into the target namespace: without credentials of the fill Jobs'
+    # own, or with a credentials_secret the new namespace cannot hold yet, the restore is refused before anything is made.
+    for more in ({}, {'credentials_secret': 's3-read'}):
+        refused = restore(cluster, moto_server, bucket, namespace, target_namespace=target, **more)
+        assert refused.get('failed') and 'credentials_secret' in refused['msg'] and 'nothing was restored' in refused['msg'], refused
+        assert 'claims[uploads]' in refused['msg'] or 's3-read' in refused['msg'], refused['msg']
+        assert target not in names(kube.core.list_namespace().items)
+    fill = {'access_key': 'fill-ak', 'secret_key': 'fill-sk'}
     with ThreadPoolExecutor(1) as pool:
-        running = pool.submit(restore, cluster, moto_server, bucket, namespace, target_namespace=target, image='registry.example/ee:1')
+        running = pool.submit(restore, cluster, moto_server, bucket, namespace, target_namespace=target, image='registry.example/ee:1',
+                              job_credentials=fill)
         job = wait_for('the fill Job', lambda: [j for j in BatchV1Api(kube.api).list_namespaced_job(target).items if not j.spec.suspend], timeout=120)[0]
+        secret = kube.core.read_namespaced_secret(job.metadata.name, target)
+        shipped = {key: base64.b64decode(value).decode() for key, value in secret.data.items() if key != 'ca_bundle'}  # a CA is no secret
+        assert shipped == {'AWS_ACCESS_KEY_ID': 'fill-ak', 'AWS_SECRET_ACCESS_KEY': 'fill-sk'}, sorted(shipped)
         # The half against the apiserver: an empty claim (no data source), the Job mounting it, credentials by reference only.
         claim = kube.core.read_namespaced_persistent_volume_claim('uploads', target)
         assert claim.spec.data_source is None and claim.metadata.annotations['kubesnap.io/restored-from'] == f"archive:{archived['sha256']}"
@@ -340,6 +397,25 @@ def test_an_archive_claim_is_made_empty_filled_by_a_job_running_volume_restore_t
     assert not again.get('failed') and not again['changed'] and again['claims'][0]['state'] == 'filled', again
 
 
+def test_a_point_whose_archive_was_deleted_is_reported_damaged_and_its_restore_fails_naming_the_claim(
+        cluster, kube, namespace, target, moto_server, bucket, tmp_path, audit):
+    _source, url, _archived, key = archive_point(cluster, kube, moto_server, bucket, namespace, tmp_path)
+    archive_bucket, archive_key = url[len('s3://'):].split('/', 1)
+    client_for(moto_server).delete_object(Bucket=archive_bucket, Key=archive_key)  # out of band
+    audit.mark()
+    # k8s_recovery_point's check of the kept points (check mode, no point due within the interval) HEADs the archive.
+    checked = run_module('k8s_recovery_point', str(cluster.kubeconfig), check=True, **s3_params(
+        moto_server, url=f's3://{bucket}/points/', cluster_name='prod-a', namespaces=[namespace], interval='PT1H', now='2026-12-06T02:01:00Z',
+        lease_namespace=namespace))
+    assert checked.get('failed') and key in checked['msg'], checked.get('msg')
+    assert checked['damaged'] == [{'manifest': key, 'problems': [f'claim uploads: its archive {url} no longer exists']}], checked['damaged']
+    # A restore from it fails naming the claim and the field before anything is written.
+    failed = restore(cluster, moto_server, bucket, namespace, target_namespace=target, job_credentials={'access_key': 'fill-ak', 'secret_key': 'fill-sk'})
+    assert failed.get('failed') and 'claims[uploads]' in failed['msg'] and 'data.url' in failed['msg'], failed['msg']
+    assert 'no longer exists' in failed['msg'] and 'nothing was restored' in failed['msg'], failed['msg']
+    assert not [e for e in audit.module_events() if e['verb'] in WRITES and 'dryRun=All' not in e['requestURI']]
+
+
 def test_a_point_taken_by_k8s_recovery_point_is_restored_under_a_new_name(cluster, kube, namespace, target, moto_server, bucket):
     application(kube, namespace)
     point = run_module('k8s_recovery_point', str(cluster.kubeconfig), **s3_params(
@@ -358,6 +434,7 @@ def test_a_point_taken_by_k8s_recovery_point_is_restored_under_a_new_name(cluste
     assert not again.get('failed') and not again['changed'], again
 
 
+@pytest.mark.default_lease  # the drill playbook's restore takes the Lease in `default`
 def test_the_drill_restores_a_namespace_point_into_scratch_verifies_records_and_cleans_up(cluster, kube, namespace, moto_server, bucket):
     application(kube, namespace)
     point = run_module('k8s_recovery_point', str(cluster.kubeconfig), **s3_params(

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime
 import hashlib
 import io
@@ -20,7 +21,7 @@ from kubernetes import client
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import recovery_point, resources
 
-from .cluster_helpers import DRIVER_NAME, SNAPSHOT_CLASS, STORAGE_CLASS
+from .cluster_helpers import DRIVER_NAME, SNAPSHOT_CLASS, STORAGE_CLASS, wait_for
 from .gce_harness import PROJECT, GceHarness
 from .gce_harness import ZONE as GCE_ZONE
 from .modules import DELTAS, run_module
@@ -251,11 +252,17 @@ def test_an_archive_point_names_the_archive_the_job_reported_beside_its_manifest
     digest = hashlib.sha256(b'the archive').hexdigest()
     with ThreadPoolExecutor(1) as pool:
         running = pool.submit(point, cluster, namespace, moto_server, bucket, data='archive', image='registry.example/kubesnap-ee:1',
-                              job_timeout=300)
+                              job_timeout=300, job_credentials={'access_key': 'job-ak', 'secret_key': 'job-sk'})
         [job] = test_pv_archive.wait_job(kube, namespace, timeout=120)
         name = job['metadata']['name']
+        # The Job's Secret holds the credentials given for it, never the run's own (access_key 'testing').
+        secret = wait_for('the Job\'s Secret', lambda: [s for s in kube.core.list_namespaced_secret(namespace).items if s.metadata.name == name])[0]
+        shipped = {key: base64.b64decode(value).decode() for key, value in secret.data.items() if key != 'ca_bundle'}  # a CA is no secret
+        assert shipped == {'AWS_ACCESS_KEY_ID': 'job-ak', 'AWS_SECRET_ACCESS_KEY': 'job-sk'}, sorted(shipped)
         [container] = job['spec']['template']['spec']['containers']
         args = json.loads(container['command'][-1])
+        # What the Job's volume_archive would have uploaded (no kubelet runs it): the run's check of kept points HEADs it.
+        s3c.put_object(Bucket=bucket, Key=args['url'].split('/', 3)[3], Body=b'the archive')
         test_pv_archive.play_kubelet(kube, namespace, name, 'Succeeded', {'failed': False, 'msg': '', 'bytes': 11, 'sha256': digest})
         taken = running.result(timeout=180)
     assert not taken.get('failed'), taken.get('msg')
@@ -272,3 +279,15 @@ def test_an_archive_point_names_the_archive_the_job_reported_beside_its_manifest
     [entry] = manifest['claims']
     assert entry['data'] == {'kind': 'archive', 'url': url, 'sha256': digest, 'bytes': 11}, entry
     test_pv_archive.wait_cleaned(kube, namespace)
+
+
+def test_an_archive_point_without_credentials_of_the_jobs_own_is_refused_before_anything_is_written(cluster, kube, namespace, moto_server, store):
+    """The run's own S3 keys (here access_key/secret_key, as the AWS_* environment would give them) are never shipped into
+    the claim's namespace: without credentials_secret, job_credentials or service_account the task fails naming the option."""
+    bucket, s3c = store
+    kube.create_pvc(namespace, 'uploads')
+    for check in (True, False):
+        refused = point(cluster, namespace, moto_server, bucket, check=check, data='archive')
+        assert refused.get('failed') and 'credentials_secret' in refused['msg'] and 'nothing was written' in refused['msg'], refused
+    assert keys_of(s3c, bucket) == [] and snapshots_in(kube, namespace) == [] and test_pv_archive.jobs(kube, namespace) == []
+    assert [s.metadata.name for s in kube.core.list_namespaced_secret(namespace).items if s.type != 'kubernetes.io/service-account-token'] == []

@@ -282,3 +282,26 @@ def test_an_existing_claim_is_never_taken_on_the_annotation_alone():
                'spec': {'dataSource': copy}}
     with pytest.raises(nr.PlanError):
         plan(point, namespace='shop-2', existing={'uploads': archive}, same_cluster=False)
+
+
+def test_a_claim_to_fill_needs_credentials_of_the_jobs_own_never_the_runs():
+    claims = plan(manifest(record('uploads', ARCHIVE)), namespace='shop-2')
+    problem = nr.fill_access_problem(claims)
+    assert 'claims[uploads]' in problem and 'credentials_secret' in problem and 'job_credentials' in problem
+    for given in ({'credentials_secret': 's3'}, {'job_credentials': {'access_key': 'AK'}}, {'service_account': 'restorer'}):
+        assert nr.fill_access_problem(claims, **given) is None
+    assert nr.fill_access_problem(claims, job_credentials={'access_key': None}) is not None
+    # Nothing to fill (filled by an earlier run), nothing needed.
+    assert nr.fill_access_problem([dataclasses.replace(claims[0], state='filled')]) is None
+
+
+def test_the_jobs_settings_ship_only_the_credentials_given_for_them(tmp_path):
+    bundle = tmp_path / 'ca.pem'
+    bundle.write_text('CA', encoding='utf-8')
+    params = {'image': 'ee:1', 'image_pull_policy': 'IfNotPresent', 'job_timeout': 60, 'access_key': 'RUN-AK', 'secret_key': 'RUN-SK',
+              'job_credentials': {'access_key': 'AK', 'secret_key': 'SK', 'session_token': None}, 's3_ca_bundle': str(bundle)}
+    settings = pv_archive.given_job_settings(params)
+    assert settings.credentials == {'AWS_ACCESS_KEY_ID': 'AK', 'AWS_SECRET_ACCESS_KEY': 'SK', 'ca_bundle': 'CA'}
+    assert pv_archive.given_job_settings(dict(params, job_credentials=None)).credentials == {}
+    named = pv_archive.given_job_settings(dict(params, credentials_secret='s3'))
+    assert named.credentials == {} and named.credentials_secret == 's3'

@@ -6,6 +6,7 @@ import datetime
 import io
 import json
 
+import botocore.exceptions
 import pytest
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import recovery_point, recovery_run
@@ -200,3 +201,31 @@ def test_an_archive_goes_to_the_points_own_key_outside_every_rotation():
     block = recovery_run.ClaimPlan({'metadata': {'name': 'raw'}, 'spec': {'volumeMode': 'Block'}}, target=target, snapshot=snapshot)
     with pytest.raises(KubesnapError, match='Block volume'):
         recovery_run.archive_plan(block, 'b', 'p/a/shop/rp_20261206T020000Z.json')
+
+
+def test_damaged_names_the_claim_whose_archive_is_gone_or_changed():
+    manifest = {'claims': [{'name': 'up', 'data': {'kind': 'archive', 'url': 's3://b/p/up.tar.gz', 'sha256': 'ab', 'bytes': 10}},
+                           {'name': 'ok', 'data': {'kind': 'archive', 'url': 's3://b/p/ok.tar.gz', 'sha256': 'cd', 'bytes': 5}}]}
+    assert recovery_run.archives_of([manifest]) == {'s3://b/p/up.tar.gz': 10, 's3://b/p/ok.tar.gz': 5}
+    assert recovery_run.damaged(manifest, set(), [], {'s3://b/p/up.tar.gz': 'no longer exists'}) == [
+        'claim up: its archive s3://b/p/up.tar.gz no longer exists']
+    assert recovery_run.damaged(manifest, set(), []) == []
+
+
+class Heads:
+    """head_object on a dict {key: size}; a missing key answers as S3 does (a ClientError with code 404)."""
+
+    def __init__(self, sizes):
+        self.sizes = sizes
+
+    def head_object(self, Bucket, Key):  # noqa: N803 - boto3's names
+        if Key not in self.sizes:
+            raise botocore.exceptions.ClientError({'Error': {'Code': '404', 'Message': 'Not Found'}}, 'HeadObject')
+        return {'ContentLength': self.sizes[Key]}
+
+
+def test_archive_problems_head_each_archive_once_and_name_gone_and_changed_ones():
+    store = Heads({'p/ok.tar.gz': 5, 'p/grown.tar.gz': 11})
+    problems = recovery_run.archive_problems(store, {'s3://b/p/ok.tar.gz': 5, 's3://b/p/grown.tar.gz': 10, 's3://b/p/gone.tar.gz': 3}, 2)
+    assert problems == {'s3://b/p/grown.tar.gz': 'holds 11 bytes, the point names 10: changed since the point was taken',
+                        's3://b/p/gone.tar.gz': 'no longer exists'}
