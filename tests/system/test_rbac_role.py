@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 
@@ -124,3 +125,46 @@ def test_a_recovery_point_runs_under_the_roles_account_with_rbac_recovery_points
                 except client.ApiException as exc:
                     if exc.status != 404:
                         raise
+
+
+def test_a_namespace_restore_runs_under_the_roles_account_with_rbac_namespace_restore(kube, cluster, namespace, rbac_vars, tmp_path,
+                                                                                      moto_server, bucket):
+    """k8s_namespace_restore with exactly the rules of rbac_namespace_restore: the plan (check mode), the restore under a
+    new name (copies of the point's snapshot handles, claims bound, the objects), a second run, state=absent."""
+    from .test_namespace_restore import CLAIMS, application, take_point  # pylint: disable=import-outside-toplevel
+
+    succeeded(play(role_play(tmp_path, "rbac"), dict(rbac_vars, rbac_namespace_restore=True)))
+    rbac = client.RbacAuthorizationV1Api(kube.api)
+    target = f"{namespace}-r"
+    try:
+        application(kube, namespace)
+        take_point(cluster, kube, moto_server, bucket, namespace, datetime.datetime(2026, 12, 6, 2, 0, tzinfo=datetime.timezone.utc))
+        token = kube.core.create_namespaced_service_account_token("kubesnap-namespace-restore", namespace,
+                                                                  {"spec": {"expirationSeconds": 600}}).status.token
+        connection = token_vars(kube, cluster, namespace)
+        args = s3_params(moto_server, host=connection["snapshot_cycle_host"], api_key=token, ca_cert=connection["snapshot_cycle_ca_cert"],
+                         url=f"s3://{bucket}/points", namespace=namespace, cluster_name="prod-a", target_namespace=target, wait_timeout=120,
+                         lease_namespace=namespace)
+
+        def restore(check=False, **more):
+            return run_module("k8s_namespace_restore", None, env=no_kubeconfig(tmp_path), check=check, **dict(args, **more))
+
+        planned = restore(check=True)
+        assert not planned.get("failed") and planned["changed"], planned.get("msg")
+        done = restore()
+        assert not done.get("failed"), done.get("msg")
+        assert {c["name"]: (c["method"], c["phase"]) for c in done["claims"]} == dict.fromkeys(CLAIMS, ("copy", "Bound")), done["claims"]
+        assert done["counts"]["failed"] == 0 and done["counts"]["created"] >= 6, done["counts"]
+        again = restore()
+        assert not again.get("failed") and not again["changed"], again.get("msg")
+        gone = restore(state="absent")
+        assert not gone.get("failed") and gone["deleted"] == target, gone
+    finally:
+        kube.delete_namespace(target)
+        name = f"{rbac_vars['rbac_cluster_role']}-namespace-restore"
+        for delete in (rbac.delete_cluster_role_binding, rbac.delete_cluster_role):
+            try:
+                delete(name)
+            except client.ApiException as exc:
+                if exc.status != 404:
+                    raise

@@ -17,7 +17,8 @@ def test_the_rendering_is_the_documented_list_of_rbac_objects():
                      'ClusterRole', 'ClusterRoleBinding',  # k8s_recovery_point's, shown with rbac_recovery_points on
                      'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding',  # k8s_resource_backup's
                      'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding',  # k8s_resource_restore's
-                     'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'ClusterRoleBinding', 'RoleBinding']  # restores'
+                     'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'ClusterRoleBinding', 'RoleBinding',  # restores'
+                     'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'RoleBinding']  # k8s_namespace_restore's
 
 
 def test_the_scheduled_cycle_can_be_given_the_resource_backups_rights():
@@ -39,10 +40,18 @@ def test_pods_exec_is_granted_only_with_rbac_hooks():
 
 
 def test_recovery_points_get_the_resource_backups_rights_and_the_snapshot_contents_list():
-    items = yaml.safe_load(render(rbac_archive=False, rbac_resource_backup=False, rbac_resource_restore=False, rbac_restore=False))['items']
+    items = yaml.safe_load(render(rbac_archive=False, rbac_resource_backup=False, rbac_resource_restore=False, rbac_restore=False,
+                                  rbac_namespace_restore=False))['items']
     bindings = {i['metadata']['name']: [s['name'] for s in i['subjects']] for i in items if i['kind'] == 'ClusterRoleBinding'}
     assert bindings == {'kubesnap': ['kubesnap'], 'kubesnap-recovery-points': ['kubesnap'],
                         'kubesnap-resource-backup': ['kubesnap-resource-backup', 'kubesnap']}
     [role] = [i for i in items if i['kind'] == 'ClusterRole' and i['metadata']['name'] == 'kubesnap-recovery-points']
     assert {'list', 'get'} <= {verb for rule in role['rules'] if 'volumesnapshotcontents' in rule['resources'] for verb in rule['verbs']}
     assert not [i for i in yaml.safe_load(render(rbac_recovery_points=False))['items'] if 'recovery-points' in i['metadata']['name']]
+
+
+def test_the_namespace_restore_runs_as_its_own_account_only_with_rbac_namespace_restore():
+    items = yaml.safe_load(render())['items']
+    [binding] = [i for i in items if i['kind'] == 'ClusterRoleBinding' and i['metadata']['name'] == 'kubesnap-namespace-restore']
+    assert [s['name'] for s in binding['subjects']] == ['kubesnap-namespace-restore'] and binding['roleRef']['name'] == 'kubesnap-namespace-restore'
+    assert not [i for i in yaml.safe_load(render(rbac_namespace_restore=False))['items'] if 'namespace-restore' in i['metadata']['name']]

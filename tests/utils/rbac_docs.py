@@ -20,7 +20,7 @@ def render(**overrides) -> str:
     defaults = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text(encoding="utf-8"))
     # The docs show every rule a feature may need, each under its own object: readers apply what they use.
     defaults.update({'rbac_archive': True, 'rbac_hooks': True, 'rbac_recovery_points': True, 'rbac_resource_backup': True,
-                     'rbac_resource_restore': True, 'rbac_restore': True, **overrides})
+                     'rbac_resource_restore': True, 'rbac_restore': True, 'rbac_namespace_restore': True, **overrides})
     environment = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, trim_blocks=True, autoescape=False)  # noqa: S701 - YAML, not HTML
     return environment.from_string((ROLE / "templates" / "rbac.yml.j2").read_text(encoding="utf-8")).render(defaults)
 
