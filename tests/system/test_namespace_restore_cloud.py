@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import hashlib
+import os
 import uuid
 
 import pytest
@@ -17,7 +18,9 @@ from kubernetes.client.exceptions import ApiException
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import recovery_point
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import restore as rs
 
+from .cluster_helpers import ROOT, wait_for
 from .modules import run_module
+from .playbooks import play, succeeded
 from .s3_helpers import client_for, s3_params
 from .test_cloud_backends import HARNESSES, snap
 from . import test_cloud_restore
@@ -80,7 +83,8 @@ def take_point(cluster, kube, moto, bucket, namespace, cloud, extra=()):
 
 
 def restore(cluster, moto, bucket, namespace, cloud, check=False, **more):
-    args = s3_params(moto, url=f's3://{bucket}/points', namespace=namespace, cluster_name='prod-a', wait_timeout=120, **dict(cloud.args, **more))
+    args = s3_params(moto, url=f's3://{bucket}/points', namespace=namespace, cluster_name='prod-a', wait_timeout=120, lease_namespace=namespace,
+                     **dict(cloud.args, **more))
     return run_module('k8s_namespace_restore', str(cluster.kubeconfig), check=check, **args)
 
 
@@ -134,3 +138,43 @@ def test_a_point_whose_cloud_snapshot_is_gone_fails_naming_the_claim_before_anyt
     assert cloud.writes() == [], 'no disk is made'
     assert target not in [n.metadata.name for n in kube.core.list_namespace().items]
     assert kube.core.list_persistent_volume(field_selector='metadata.name=%s' % rs.cloud_volume_name(target, 'data')).items == []
+
+
+# The cloud options the playbooks expose (restore_<option>, drill_point_<option>); the harness's others keep their defaults.
+PLAYBOOK_CLOUD_OPTIONS = ('aws_region', 'aws_endpoint_url', 'aws_access_key', 'aws_secret_key', 'gce_project', 'gce_service_account_file',
+                          'gce_endpoint')
+
+
+@pytest.mark.default_lease  # the playbooks' restores take the Lease in `default`
+def test_the_playbooks_restore_and_drill_a_cloud_point_with_the_zone_map_and_the_clouds_options(
+        cluster, kube, namespace, target, moto_server, bucket, cloud):
+    """namespace_restore.yml and restore_drill.yml hand zone_map and the cloud's options to k8s_namespace_restore: the
+    endpoints (aws_endpoint_url, gce_endpoint) have no environment fallback, so a restore without them never reaches
+    moto or the fake. The S3 keys come from the environment, as an operator's would."""
+    snapshot_id, source_zone = take_point(cluster, kube, moto_server, bucket, namespace, cloud)
+    zone = OTHER_ZONES[cloud.name]
+    options = {name: value for name, value in cloud.args.items() if name in PLAYBOOK_CLOUD_OPTIONS}
+    env = dict(os.environ, AWS_ACCESS_KEY_ID='testing', AWS_SECRET_ACCESS_KEY='testing', AWS_REGION='us-east-1')
+    ran = play(ROOT / 'playbooks' / 'namespace_restore.yml', dict({
+        'restore_kubeconfig': str(cluster.kubeconfig), 'restore_url': f's3://{bucket}/points', 'restore_source_namespace': namespace,
+        'restore_cluster': 'prod-a', 'restore_target_namespace': target, 'restore_endpoint': moto_server, 'restore_wait_timeout': 120,
+        'restore_zone_map': {source_zone: zone}}, **{f'restore_{name}': value for name, value in options.items()}), env=env)
+    succeeded(ran)
+    pv = read_pv(kube, rs.cloud_volume_name(target, 'data'))
+    assert cloud_disk(cloud, pv['spec']) == (zone, snapshot_id) and pv['status']['phase'] == 'Bound', pv
+
+    scratch = f'{namespace}-drill'
+    try:
+        drilled = play(ROOT / 'playbooks' / 'restore_drill.yml', dict({
+            'drill_kubeconfig': str(cluster.kubeconfig), 'drill_point_namespaces': [namespace], 'drill_point_url': f's3://{bucket}/points',
+            'drill_point_cluster': 'prod-a', 'drill_point_endpoint': moto_server, 'drill_timeout': 120,
+            'drill_point_zone_map': {source_zone: zone}}, **{f'drill_point_{name}': value for name, value in options.items()}), env=env)
+        succeeded(drilled)
+        verified = kube.core.read_namespace(namespace).metadata.annotations['kubesnap.io/last-restore-verified']
+        assert verified.startswith('rp_20261206T020000Z '), verified
+        drill_pv = read_pv(kube, rs.cloud_volume_name(scratch, 'data'))
+        assert cloud_disk(cloud, drill_pv['spec']) == (zone, snapshot_id), drill_pv['spec']
+        wait_for('the scratch namespace to go', lambda: scratch not in [n.metadata.name for n in kube.core.list_namespace().items], timeout=120)
+    finally:
+        with contextlib.suppress(ApiException):
+            kube.core.delete_persistent_volume(rs.cloud_volume_name(scratch, 'data'))
