@@ -256,7 +256,7 @@ def test_two_restores_of_a_point_at_once_take_turns_under_the_lease_and_converge
     take_point(cluster, kube, moto_server, bucket, namespace, datetime.datetime(2026, 12, 6, 2, 0, tzinfo=datetime.timezone.utc))
     audit.mark()
     with ThreadPoolExecutor(2) as pool:
-        runs = [pool.submit(restore, cluster, moto_server, bucket, namespace, target_namespace=target, lease_wait=120) for _ in range(2)]
+        runs = [pool.submit(restore, cluster, moto_server, bucket, namespace, target_namespace=target, lease_wait=120) for _attempt in range(2)]
         first, second = sorted((run.result(timeout=300) for run in runs), key=lambda r: not r['namespace_created'])
     assert not first.get('failed') and not second.get('failed'), (first.get('msg'), second.get('msg'))
     # One made the namespace and the claims; the other, planning again once it held the Lease, found them made.
