@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import pv_archive, recovery_point, resources
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import restore as rs
@@ -453,34 +452,16 @@ def fill_args(plan, settings):
 
 
 def fill_job_manifest(plan, namespace, settings, program):
-    """The Job filling an archive claim: one attempt (backoffLimit 0) of `program` (pv_archive.runner('volume_restore'))
-    against the claim mounted read-write, killed by Kubernetes after the timeout; credentials from a Secret by reference.
-    Suspended: started once its own Secret (owned by it) exists."""
+    """The Job filling an archive claim (pv_archive.job_body, as the archive Job): `program` (pv_archive.runner('volume_restore'))
+    against the claim mounted read-write. Suspended when it has a Secret of its own: started once that Secret (owned by it)
+    exists."""
     name = fill_job_name(plan.name)
     secret = settings.credentials_secret or (name if settings.credentials else None)
-    env, volumes = [], [{'name': 'data', 'persistentVolumeClaim': {'claimName': plan.name}}]
-    mounts = [{'name': 'data', 'mountPath': FILL_MOUNT}]
-    if secret:
-        env = [{'name': key, 'valueFrom': {'secretKeyRef': {'name': secret, 'key': key, 'optional': True}}}
-               for key in ('AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN')]
-        volumes.append({'name': 'config', 'secret': {'secretName': secret, 'defaultMode': 0o400}})
-        mounts.append({'name': 'config', 'mountPath': '/config', 'readOnly': True})
-    container = {'name': FILL_CONTAINER, 'image': settings.image, 'imagePullPolicy': settings.pull_policy,
-                 'command': ['python3', '-c', program, json.dumps(fill_args(plan, settings), sort_keys=True)],
-                 'env': env, 'volumeMounts': mounts, 'terminationMessagePolicy': 'FallbackToLogsOnError'}
-    pod = {'restartPolicy': 'Never', 'containers': [container], 'volumes': volumes,
-           'automountServiceAccountToken': bool(settings.service_account)}
-    if settings.service_account:
-        pod['serviceAccountName'] = settings.service_account
-    if settings.run_as_user is not None:
-        pod['securityContext'] = {'runAsUser': settings.run_as_user}
-    labels = {ROLE_KEY: FILL_ROLE}
-    return {'apiVersion': 'batch/v1', 'kind': 'Job',
-            'metadata': {'name': name, 'namespace': namespace, 'labels': dict(labels),
-                         'annotations': {rs.RESTORED_FROM: plan.claim['metadata']['annotations'][rs.RESTORED_FROM]}},
-            'spec': {'suspend': bool(secret and not settings.credentials_secret), 'backoffLimit': 0,
-                     'activeDeadlineSeconds': max(1, settings.timeout),
-                     'template': {'metadata': {'labels': labels}, 'spec': pod}}}
+    shape = pv_archive.JobShape(name=name, namespace=namespace, container=FILL_CONTAINER, program=program, args=fill_args(plan, settings),
+                                claim=plan.name, mount=FILL_MOUNT, read_only=False, labels={ROLE_KEY: FILL_ROLE}, job_labels={},
+                                annotations={rs.RESTORED_FROM: plan.claim['metadata']['annotations'][rs.RESTORED_FROM]},
+                                suspend=bool(secret and not settings.credentials_secret))
+    return pv_archive.job_body(shape, settings, secret)
 
 
 def fill_secret_manifest(job, credentials):

@@ -269,20 +269,40 @@ def archive_args(plan, settings):
     return args
 
 
-def job_manifest(plan, settings):
-    """The Job: one attempt (backoffLimit 0, restartPolicy Never) of the runner against the temporary claim, read-only,
-    killed by Kubernetes itself after the timeout. Credentials come from a Secret by reference only."""
-    secret = settings.secret_name(plan)
-    env, volumes = [], [{'name': 'data', 'persistentVolumeClaim': {'claimName': plan.job, 'readOnly': True}}]
-    mounts = [{'name': 'data', 'mountPath': DATA_MOUNT, 'readOnly': True}]
+@dataclasses.dataclass(frozen=True)
+class JobShape:
+    """What differs between the collection's Jobs (an archive's, a restore's fill): their names, the module the container
+    runs and its options, the claim it mounts where and how, labels and annotations, whether it starts suspended."""
+
+    name: str
+    namespace: str
+    container: str
+    program: str
+    args: dict
+    claim: str
+    mount: str
+    read_only: bool
+    labels: dict
+    job_labels: dict
+    annotations: dict
+    suspend: bool
+    ttl: int = None
+
+
+def job_body(shape, settings, secret):
+    """A Job of the collection: one attempt (backoffLimit 0, restartPolicy Never) of `shape.program` (runner(module)) against
+    the claim, killed by Kubernetes itself after settings.timeout; credentials from Secret `secret` by reference only."""
+    mode = {'readOnly': True} if shape.read_only else {}
+    env, volumes = [], [{'name': 'data', 'persistentVolumeClaim': dict({'claimName': shape.claim}, **mode)}]
+    mounts = [dict({'name': 'data', 'mountPath': shape.mount}, **mode)]
     if secret:
         # Optional keys (the Secret itself is not: no pod starts without it): a Secret holding only an s3cfg file
-        # (k8s-pv-util's SECRET_S3CFG) or only AWS_* keys both work; the runner hands volume_archive the files it finds under CONFIG_MOUNT.
+        # (k8s-pv-util's SECRET_S3CFG) or only AWS_* keys both work; the runner hands the module the files it finds under CONFIG_MOUNT.
         env = [{'name': key, 'valueFrom': {'secretKeyRef': {'name': secret, 'key': key, 'optional': True}}} for key in CREDENTIAL_KEYS]
         volumes.append({'name': 'config', 'secret': {'secretName': secret, 'defaultMode': 0o400}})
         mounts.append({'name': 'config', 'mountPath': CONFIG_MOUNT, 'readOnly': True})
-    container = {'name': CONTAINER, 'image': settings.image, 'imagePullPolicy': settings.pull_policy,
-                 'command': ['python3', '-c', RUNNER, json.dumps(archive_args(plan, settings), sort_keys=True)],
+    container = {'name': shape.container, 'image': settings.image, 'imagePullPolicy': settings.pull_policy,
+                 'command': ['python3', '-c', shape.program, json.dumps(shape.args, sort_keys=True)],
                  'env': env, 'volumeMounts': mounts, 'terminationMessagePolicy': 'FallbackToLogsOnError'}
     pod = {'restartPolicy': 'Never', 'containers': [container], 'volumes': volumes,
            'automountServiceAccountToken': bool(settings.service_account)}
@@ -290,15 +310,23 @@ def job_manifest(plan, settings):
         pod['serviceAccountName'] = settings.service_account
     if settings.run_as_user is not None:
         pod['securityContext'] = {'runAsUser': settings.run_as_user}
-    labels = _labels(plan)
-    return {
-        'apiVersion': 'batch/v1', 'kind': 'Job',
-        'metadata': {'name': plan.job, 'namespace': plan.target.namespace, 'labels': dict(labels, **{JOB_KEY: plan.job}),
-                     'annotations': _annotations(plan)},
-        # Suspended until its claim and Secret exist (they are owned by it, so it comes first): no pod starts without them.
-        'spec': {'suspend': True, 'backoffLimit': 0, 'activeDeadlineSeconds': max(1, settings.timeout), 'ttlSecondsAfterFinished': FINISHED_TTL,
-                 'template': {'metadata': {'labels': labels}, 'spec': pod}},
-    }
+    spec = {'suspend': shape.suspend, 'backoffLimit': 0, 'activeDeadlineSeconds': max(1, settings.timeout)}
+    if shape.ttl:
+        spec['ttlSecondsAfterFinished'] = shape.ttl
+    spec['template'] = {'metadata': {'labels': dict(shape.labels)}, 'spec': pod}
+    return {'apiVersion': 'batch/v1', 'kind': 'Job',
+            'metadata': {'name': shape.name, 'namespace': shape.namespace, 'labels': dict(shape.labels, **shape.job_labels),
+                         'annotations': dict(shape.annotations)},
+            'spec': spec}
+
+
+def job_manifest(plan, settings):
+    """The archive Job (job_body): volume_archive against the temporary claim, read-only. Suspended until its claim and
+    Secret exist (they are owned by it, so it comes first): no pod starts without them."""
+    shape = JobShape(name=plan.job, namespace=plan.target.namespace, container=CONTAINER, program=RUNNER, args=archive_args(plan, settings),
+                     claim=plan.job, mount=DATA_MOUNT, read_only=True, labels=_labels(plan), job_labels={JOB_KEY: plan.job},
+                     annotations=_annotations(plan), suspend=True, ttl=FINISHED_TTL)
+    return job_body(shape, settings, settings.secret_name(plan))
 
 
 def _owned_by(job):
