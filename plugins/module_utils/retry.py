@@ -40,6 +40,13 @@ def call_with_retry(call, is_retryable, retry_after=lambda exc: None, attempts=5
             sleep(delay)
 
 
+def call_with_next_name(call, is_taken, attempts):
+    """`call(n)` for n = 1, 2, ... until it is not refused for a name already taken (`is_taken(error)`), `attempts` calls at
+    most; the last refusal is raised. No pause: the next call is a new request under the next name, not the same one again."""
+    numbers = itertools.count(1)
+    return call_with_retry(lambda: call(next(numbers)), is_taken, pauses=itertools.repeat(0.0, attempts - 1), sleep=lambda _pause: None)
+
+
 def cut_pauses():
     """The pauses of every wait for a snapshot's cut (cycle.wait_until_cut, a GCE create with cut_only): an application is
     quiesced meanwhile, so look soon, then once a second (endless; the wait's deadline ends it)."""

@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import datetime
 import functools
+import itertools
 import random
 import re
 import time
@@ -17,6 +18,7 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import LAST_APPLIED, KubeError, interned, resource_path
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.messages import quoted
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention import parse_timestamp
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.retry import call_with_next_name
 
 GROUP_VERSION = 'snapshot.storage.k8s.io/v1'
 DEFAULT_CLASS_ANNOTATION = 'snapshot.storage.kubernetes.io/is-default-class'
@@ -126,8 +128,9 @@ class CsiBackend(base.Backend):
     # Snapshots of a claim only: no SnapshotRule `disk`.
     rule_backends = ()
 
-    def __init__(self, client, snapshot_classes=()):
+    def __init__(self, client, snapshot_classes=(), sleep=time.sleep):
         self._client = client
+        self._sleep = sleep
         self._classes = {c['metadata']['name']: c for c in snapshot_classes}
 
     @classmethod
@@ -228,13 +231,8 @@ class CsiBackend(base.Backend):
     def create(self, target, now, cut_only=False):
         """Create the VolumeSnapshot; a name taken within the same second (a forced re-run) gets a suffix. The create returns at
         once (`cut_only` changes nothing): the cut shows later as status.creationTime (cycle.wait_until_cut)."""
-        for attempt in range(1, NAME_ATTEMPTS):
-            try:
-                return self._create(target, self.snapshot_name(target, now, attempt))
-            except KubeError as exc:
-                if exc.status != 409:
-                    raise
-        return self._create(target, self.snapshot_name(target, now, NAME_ATTEMPTS))
+        return call_with_next_name(lambda attempt: self._create(target, self.snapshot_name(target, now, attempt)), k8s_service.is_conflict,
+                                   NAME_ATTEMPTS)
 
     def _create(self, target, name):
         body = {
@@ -300,21 +298,26 @@ class CsiBackend(base.Backend):
         objects too, so on a conflict the current object is read: still ours and not held, it is
         deleted at its new version; otherwise it is kept.
         """
+        if not snapshot.uid:  # nothing to hold the server to: never an unconditional delete
+            raise base.TargetError('metadata', 'no uid to make its delete conditional on; kept')
         path = resource_path(GROUP_VERSION, 'volumesnapshots', snapshot.namespace, snapshot.name)
-        for attempt in range(DELETE_ATTEMPTS):
-            if not snapshot.uid:  # nothing to hold the server to: never an unconditional delete
-                raise base.TargetError('metadata', 'no uid to make its delete conditional on; kept')
-            try:
-                k8s_service.delete_if_unchanged(self._client, path, snapshot.uid, snapshot.version)
-                return
-            except KubeError as exc:
-                if exc.status != 409 or attempt == DELETE_ATTEMPTS - 1:
-                    raise
-            found = k8s_service.get_or_none(self._client, path)
-            if found is None:
-                return
-            current = snapshot_from_object(found)
-            if current.uid != snapshot.uid or current.held or current.labels.get(base.MANAGED_BY_KEY) != base.MANAGED_BY_VALUE \
-                    or current.volume_key != snapshot.volume_key or current.source != snapshot.source:
-                raise base.TargetError('metadata', 'changed since expiry planned it (held, disowned, moved to another volume or replaced); kept')
-            snapshot = current
+        tries = itertools.count()
+
+        def attempt():
+            current = snapshot if next(tries) == 0 else self._unchanged_since_plan(path, snapshot)
+            if current is not None:
+                k8s_service.delete_if_unchanged(self._client, path, current.uid, current.version)
+
+        k8s_service.retry_on_conflict(attempt, DELETE_ATTEMPTS, self._sleep)
+
+    def _unchanged_since_plan(self, path, planned):
+        """The snapshot as it is now (None when gone); TargetError when, since the plan, it was held, disowned, moved to
+        another volume or replaced."""
+        found = k8s_service.get_or_none(self._client, path)
+        if found is None:
+            return None
+        current = snapshot_from_object(found)
+        if current.uid != planned.uid or current.held or current.labels.get(base.MANAGED_BY_KEY) != base.MANAGED_BY_VALUE \
+                or current.volume_key != planned.volume_key or current.source != planned.source:
+            raise base.TargetError('metadata', 'changed since expiry planned it (held, disowned, moved to another volume or replaced); kept')
+        return current

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import hashlib
+import itertools
 import json
 import math
 import re
@@ -23,7 +24,7 @@ from ansible.module_utils.basic import env_fallback
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import base
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.messages import quoted
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention import parse_timestamp
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.retry import call_with_retry, cut_pauses, delays, paced, poll_until
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.retry import call_with_next_name, call_with_retry, cut_pauses, delays, paced, poll_until
 
 try:
     import google.auth
@@ -79,6 +80,8 @@ RATE_REASONS = frozenset(('rateLimitExceeded', 'userRateLimitExceeded', 'RESOURC
 RETRYABLE_STATUS = frozenset((429, 500, 502, 503, 504))
 ALREADY_EXISTS = frozenset(('alreadyExists', 'RESOURCE_ALREADY_EXISTS'))
 REQUEST_TIMEOUT = 60
+# The longest pause between two operation `wait` calls that came back before the operation was DONE.
+OPERATION_WAIT_PAUSE_CAP = 8.0
 PAGE_SIZE = 500
 GIB = 1024 ** 3
 
@@ -105,6 +108,10 @@ class CredentialsError(base.BackendError):
 
 def _retryable(exc):
     return isinstance(exc, GceError) and exc.retryable
+
+
+def _name_taken(exc):
+    return isinstance(exc, GceError) and exc.reason in ALREADY_EXISTS
 
 
 def _error_from_body(status, body, what):
@@ -600,15 +607,9 @@ class GceBackend(base.CloudBackend):
         """
         volume = self._volume(target)
         deadline = self._clock() + self.api.retry_budget
-        for attempt in range(1, NAME_ATTEMPTS + 1):
-            name = self.snapshot_name(target, now, attempt)
-            # A name taken is another request's (a retry of ours carries its requestId and gets its own operation back).
-            try:
-                return self._create(target, volume, name, deadline, cut_only)
-            except GceError as exc:
-                if exc.reason not in ALREADY_EXISTS or attempt == NAME_ATTEMPTS:
-                    raise
-        raise AssertionError('unreachable')
+        # A name taken is another request's (a retry of ours carries its requestId and gets its own operation back).
+        return call_with_next_name(lambda attempt: self._create(target, volume, self.snapshot_name(target, now, attempt), deadline, cut_only),
+                                   _name_taken, NAME_ATTEMPTS)
 
     def find_snapshot(self, target, name):
         return self._get_snapshot(self._volume(target)['project'], name)
@@ -663,11 +664,20 @@ class GceBackend(base.CloudBackend):
         return self._wait(operation)
 
     def _wait(self, operation):
-        """The operation once DONE, or as last seen when the bound (gce_operation_timeout) passes: zone/region operations' wait."""
-        deadline = self._clock() + self._params.get('gce_operation_timeout', 120)
-        while operation.get('status') != 'DONE' and self._clock() < deadline:
-            operation = self.api.call('POST', '%s/wait' % resource_path(operation['selfLink']))
-        return operation
+        """The operation once DONE, or as last seen when the bound (gce_operation_timeout) passes: zone/region operations' wait.
+
+        `wait` holds the request until the operation is DONE or about two minutes passed, but may answer sooner ("best
+        effort"): the first call goes at once, later ones after retry.py's jittered pauses, so a server that answers at once
+        is asked a few times a minute at most, not in a loop."""
+        wait_path = '%s/wait' % resource_path(operation['selfLink'])
+        return poll_until(lambda: self.api.call('POST', wait_path), lambda found: found.get('status') == 'DONE',
+                          self.operation_pauses(), self._clock() + self._params.get('gce_operation_timeout', 120), self._clock,
+                          self._sleep, seen=operation)
+
+    @staticmethod
+    def operation_pauses():
+        """The pauses before each `wait` call of an operation: none before the first."""
+        return itertools.chain((0.0,), delays(None, base=0.5, cap=OPERATION_WAIT_PAUSE_CAP))
 
     def _get_item(self, project, name):
         """The snapshot resource `name` of `project`, or None when there is none."""

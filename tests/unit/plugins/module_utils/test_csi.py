@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import base
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import base, csi
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.csi import CsiBackend, snapshot_from_object
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.targets import Target
@@ -110,6 +110,14 @@ def test_a_held_target_is_created_held_in_the_same_request():
     assert body['metadata']['labels'] == {base.MANAGED_BY_KEY: base.MANAGED_BY_VALUE, base.VOLUME_KEY: 'uid-1', base.SOURCE_KEY: 'adhoc',
                                           base.HOLD_KEY: 'true'}
     assert snapshot.held
+
+
+def test_a_create_gives_up_after_its_name_attempts():
+    names = [CsiBackend(None).snapshot_name(target(), NOW, attempt) for attempt in range(1, csi.NAME_ATTEMPTS + 1)]
+    client = CreatingClient(names)
+    with pytest.raises(KubeError, match='409'):
+        CsiBackend(client).create(target(), NOW)
+    assert [body['metadata']['name'] for body in client.bodies] == names
 
 
 def test_other_create_errors_are_not_retried_under_another_name():
@@ -362,14 +370,26 @@ def owned(name='a', volume='uid-1', claim='data-0', version='2'):
 ])
 def test_after_a_conflict_the_snapshot_is_deleted_only_if_still_the_planned_volumes(now, deleted):
     planned = snapshot_from_object(owned(version='1'))
-    client = ConflictingClient(now)
+    client, pauses = ConflictingClient(now), []
     if deleted:
-        CsiBackend(client).delete(planned)
+        CsiBackend(client, sleep=pauses.append).delete(planned)
         assert client.deletes == [{'uid': 'snap-uid', 'resourceVersion': '1'}, {'uid': 'snap-uid', 'resourceVersion': '2'}]
+        assert len(pauses) == 1 and 0 <= pauses[0] <= 0.05  # retry.py's jittered pause before the read and the second delete
     else:
         with pytest.raises(base.TargetError, match='moved to another volume'):
-            CsiBackend(client).delete(planned)
+            CsiBackend(client, sleep=pauses.append).delete(planned)
         assert client.deletes == [{'uid': 'snap-uid', 'resourceVersion': '1'}]
+
+
+def test_a_snapshot_changed_before_every_delete_is_kept_after_the_attempts():
+    class AlwaysConflicting(ConflictingClient):
+        def request(self, method, path, body=None, **_options):
+            self.deletes.append(body['preconditions'])
+            raise KubeError('DELETE', path, 409, 'the object has been modified', 'Conflict')
+    client, pauses = AlwaysConflicting(owned()), []
+    with pytest.raises(KubeError, match='409'):
+        CsiBackend(client, sleep=pauses.append).delete(snapshot_from_object(owned(version='1')))
+    assert len(client.deletes) == csi.DELETE_ATTEMPTS and len(pauses) == csi.DELETE_ATTEMPTS - 1
 
 
 def test_a_planned_snapshot_without_a_uid_is_kept_not_deleted_unconditionally():

@@ -311,3 +311,71 @@ def test_a_cut_only_create_reads_its_snapshot_paced_as_every_cut_wait_and_return
     assert backend._wait_cut(operation, 'p', 'a') is operation  # pylint: disable=protected-access
     assert [call[1] for call in api.calls] == [path[1]] * 4  # no operation wait: the upload is not waited for
     assert pauses == [0.1, 0.2, 0.4]
+
+
+class WaitingApi:
+    """An operation's `wait` that answers `answers` in turn (the last one again once they run out), each after `held`
+    seconds of the test's clock (a long poll)."""
+
+    retry_budget = 60
+
+    def __init__(self, answers, now, held=0.0):
+        self.answers, self.now, self.held = list(answers), now, held
+        self.calls = []
+
+    def call(self, method, path, params=None, body=None, deadline=None):
+        self.calls.append((method, path))
+        self.now[0] += self.held
+        return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+
+
+def operation_backend(answers, held=0.0, timeout=120):
+    now, pauses = [0.0], []
+
+    def sleep(seconds):
+        pauses.append(seconds)
+        now[0] += seconds
+
+    api = WaitingApi(answers, now, held)
+    return gce.GceBackend({'gce_project': 'p', 'gce_operation_timeout': timeout}, api=api, clock=lambda: now[0], sleep=sleep), api, pauses
+
+
+RUNNING = {'status': 'RUNNING', 'selfLink': 'https://compute.googleapis.com/compute/v1/projects/p/zones/z/operations/op-1'}
+
+
+def test_an_operation_is_waited_for_with_wait_calls_the_first_at_once_the_next_after_growing_jittered_pauses():
+    backend, api, pauses = operation_backend([dict(RUNNING)] * 4 + [dict(RUNNING, status='DONE')])
+    assert backend._wait(dict(RUNNING))['status'] == 'DONE'  # pylint: disable=protected-access
+    assert api.calls == [('POST', 'projects/p/zones/z/operations/op-1/wait')] * 5
+    # A wait that comes back before DONE is not called again at once: the pauses are retry.py's full jitter, growing.
+    assert pauses[0] == 0.0 and len(pauses) == 5 and all(0.0 <= pause <= 0.5 * 2 ** n for n, pause in enumerate(pauses[1:]))
+    done = dict(RUNNING, status='DONE')
+    assert backend._wait(done) is done and len(api.calls) == 5  # pylint: disable=protected-access
+
+
+def test_an_operation_wait_ends_at_gce_operation_timeout_with_the_operation_as_last_seen():
+    # Each wait holds 50 s: two calls fit in 60 s, the third would start after the bound.
+    backend, api, _pauses = operation_backend([dict(RUNNING, progress=n) for n in range(10)], held=50.0, timeout=60)
+    assert backend._wait(dict(RUNNING)) == dict(RUNNING, progress=1)  # pylint: disable=protected-access
+    assert len(api.calls) == 2
+    backend, api, _pauses = operation_backend([dict(RUNNING)], timeout=0)
+    assert backend._wait(dict(RUNNING)) == RUNNING and api.calls == []  # pylint: disable=protected-access
+
+
+def test_a_create_takes_the_next_name_while_one_is_taken_and_gives_up_after_its_attempts():
+    backend = gce.GceBackend({'gce_project': 'p'}, api=WaitingApi([{}], [0.0]), clock=lambda: 0.0, sleep=lambda _s: None)
+    names = [backend.snapshot_name(target(), NOW, attempt) for attempt in range(1, gce.NAME_ATTEMPTS + 1)]
+    taken, tried = set(names[:2]), []
+
+    def create(_target, _volume, name, _deadline, _cut_only):
+        tried.append(name)
+        if name in taken:
+            raise gce.GceError(409, 'alreadyExists', "The resource '%s' already exists" % name, 'snapshot')
+        return name
+    backend._create = create  # pylint: disable=protected-access
+    assert backend.create(target(), NOW) == names[2] and tried == names[:3]
+    taken.update(names)
+    tried.clear()
+    with pytest.raises(gce.GceError, match='already exists'):
+        backend.create(target(), NOW)
+    assert tried == names

@@ -88,3 +88,26 @@ def test_a_patch_by_uid_names_the_uid_and_reads_the_servers_refusal_of_another_o
     with pytest.raises(KubeError) as invalid:  # without a uid a 422 stays what it is
         k8s_service.patch(Refusing({}), '/x', {'spec': {}})
     assert invalid.value.status == 422
+
+
+def test_a_conflict_is_tried_again_after_short_jittered_pauses_up_to_the_attempts_and_nothing_else_is():
+    calls, pauses = [], []
+
+    def write(errors):
+        def call():
+            calls.append(1)
+            if len(calls) <= len(errors):
+                raise errors[len(calls) - 1]
+            return 'written'
+        return call
+    conflict = KubeError('PATCH', '/x', 409, 'the object has been modified')
+    assert k8s_service.retry_on_conflict(write([conflict, conflict]), 3, pauses.append) == 'written'
+    assert len(calls) == 3 and len(pauses) == 2 and all(0 <= pause <= 0.5 for pause in pauses)
+    calls.clear()
+    with pytest.raises(KubeError, match='409'):
+        k8s_service.retry_on_conflict(write([conflict] * 3), 3, pauses.append)
+    assert len(calls) == 3
+    calls.clear()
+    with pytest.raises(KubeError, match='422'):
+        k8s_service.retry_on_conflict(write([KubeError('PATCH', '/x', 422, 'invalid')]), 3, pauses.append)
+    assert len(calls) == 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.retry import call_with_retry, delays, paced, poll_until
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.retry import call_with_next_name, call_with_retry, delays, paced, poll_until
 
 
 def flaky(errors):
@@ -96,3 +96,26 @@ def test_poll_until_returns_the_first_value_done_or_the_last_one_read():
     # A value already read is not read again before the first pause; one already done is returned without a pause.
     clock = Clock()
     assert poll_until(lambda: 'read', bool, [1.0], 60.0, clock, clock.sleep, seen='seen') == 'seen' and clock.sleeps == []
+
+
+def test_the_next_name_is_tried_at_once_while_the_name_is_taken_and_the_last_refusal_is_raised():
+    tried = []
+
+    def create(number):
+        tried.append(number)
+        if number < 3:
+            raise KubeError('POST', '/x', 409, 'already exists')
+        return 'made %d' % number
+    assert call_with_next_name(create, lambda exc: exc.status == 409, 5) == 'made 3' and tried == [1, 2, 3]
+
+    def taken(number):
+        tried.append(number)
+        raise KubeError('POST', '/x', 409, 'already exists %d' % number)
+    tried.clear()
+    with pytest.raises(KubeError, match='already exists 5'):
+        call_with_next_name(taken, lambda exc: exc.status == 409, 5)
+    assert tried == [1, 2, 3, 4, 5]
+    tried.clear()
+    with pytest.raises(KubeError, match='403'):  # any other refusal is not a taken name: no other name is tried
+        call_with_next_name(lambda n: tried.append(n) or flaky([KubeError('POST', '/x', 403, 'forbidden')])[0](), lambda exc: exc.status == 409, 5)
+    assert tried == [1]
