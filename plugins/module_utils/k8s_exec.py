@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import dataclasses
 import json
 import select
 import ssl
@@ -47,23 +48,21 @@ class ExecNotOpened(KubesnapError):
         self.status = status
 
 
+@dataclasses.dataclass
 class ExecResult:
     """What one exec did: `rc` (None when the deadline passed or the status channel never answered), the output cut
     to the bound (`truncated` when it was cut), `timed_out`, `error` (the status channel's message of a failure that is
     not an exit code, or why no status came), `started`/`ended` (epoch seconds) and the negotiated `protocol`."""
 
-    __slots__ = ('rc', 'stdout', 'stderr', 'truncated', 'timed_out', 'error', 'started', 'ended', 'protocol')
-
-    def __init__(self, rc=None, stdout='', stderr='', truncated=False, timed_out=False, error=None, started=0.0, ended=0.0, protocol=None):
-        self.rc = rc
-        self.stdout = stdout
-        self.stderr = stderr
-        self.truncated = truncated
-        self.timed_out = timed_out
-        self.error = error
-        self.started = started
-        self.ended = ended
-        self.protocol = protocol
+    rc: int | None = None
+    stdout: str = ''
+    stderr: str = ''
+    truncated: bool = False
+    timed_out: bool = False
+    error: str | None = None
+    started: float = 0.0
+    ended: float = 0.0
+    protocol: str | None = None
 
     @property
     def ok(self):
@@ -71,10 +70,7 @@ class ExecResult:
         return self.rc == 0
 
     def as_dict(self):
-        return {name: getattr(self, name) for name in self.__slots__}
-
-    def __repr__(self):
-        return 'ExecResult(%s)' % ', '.join('%s=%r' % (name, getattr(self, name)) for name in self.__slots__)
+        return dataclasses.asdict(self)
 
 
 def exec_in_pod(kube, namespace, pod, container, command, timeout, max_output=64 * 1024):
