@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import inspect
+import itertools
 import json
 import logging
 import math
@@ -161,6 +162,10 @@ class KubeError(Exception):
         return self.method != 'POST' and (self.status == 0 or self.status in RETRYABLE_STATUS)
 
 
+class ContinueExpired(KubeError):
+    """A 410 for a list's `continue` token: the snapshot its pages came from is gone (compacted); the list starts again."""
+
+
 class ConfigError(KubeError):
     """The connection could not be configured: `source` (a file, or 'in-cluster') and what is wrong with it."""
 
@@ -290,17 +295,21 @@ class KubeClient:
         A `continue` token expires with that snapshot (410 while paging a large collection slowly):
         the list starts again from the first page, a few times at most.
         """
-        restarts = 0
         first = dict({'limit': page_size, 'labelSelector': label_selector}, **({'fieldSelector': field_selector} if field_selector else {}))
+        # No pause before a restart: the server answered, only the snapshot the pages came from is gone.
+        return call_with_retry(lambda: self._pages(path, first, transform), lambda exc: isinstance(exc, ContinueExpired),
+                               pauses=itertools.repeat(0.0, LIST_RESTARTS), sleep=lambda _pause: None)
+
+    def _pages(self, path, first, transform):
+        """(items, resourceVersion) of one walk through the pages from the first; ContinueExpired when a later page's
+        token expired."""
         items, query = [], dict(first)
         while True:
             try:
                 page = self.request('GET', path, query)
             except KubeError as exc:
-                if exc.status == 410 and 'continue' in query and restarts < LIST_RESTARTS:
-                    restarts += 1
-                    items, query = [], dict(first)
-                    continue
+                if exc.status == 410 and 'continue' in query:
+                    raise ContinueExpired(exc.method, path, exc.status, exc.message, exc.reason) from exc
                 raise
             listed = page.get('items', ())
             if listed is not None and not isinstance(listed, list):
