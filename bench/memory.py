@@ -187,7 +187,18 @@ def serve(objects: Objects) -> ThreadingHTTPServer:
         def refuse_write(self):
             self.refuse(405, "the bench's page server serves reads only")
 
-        do_POST = do_PUT = do_PATCH = do_DELETE = refuse_write
+        def write(self):
+            # Objects that take writes (bench/report.py's, whose cycle takes the Lease and prunes) answer (code, body);
+            # these refuse them all.
+            length = int(self.headers.get("Content-Length") or 0)
+            body = json.loads(self.rfile.read(length) or b"null") if length else None
+            answer = objects.write(self.command, urlparse(self.path).path, body) if hasattr(objects, "write") else None
+            if answer is None:
+                self.refuse_write()
+            else:
+                self.reply(*answer)
+
+        do_POST = do_PUT = do_PATCH = do_DELETE = write
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True

@@ -17,10 +17,17 @@ description:
   - When the cycle takes recovery points (M(kubesnap.snapshots.k8s_recovery_point)), one line per namespace - its newest
     point, its age and the bytes it stores - marked loudly (C(!! FAILED), C(!! NO POINT), C(!! STALE)) when the namespace
     got no point this run, has none, or its newest is older than the cluster's C(recovery_point_stale_after).
-  - Writes it, each only when its path is given, as JSON, as a self-contained HTML page (inline CSS and SVG
-    timelines, nothing fetched, no script) and as Prometheus text-file metrics for node_exporter's textfile
-    collector. Every file is written to a temporary file in the same directory and renamed over the old one,
-    so a reader never sees half a file.
+  - Writes it, each only when its path is given, as JSON (on one line), as a self-contained HTML page and as
+    Prometheus text-file metrics for node_exporter's textfile collector. Every file is written to a temporary file
+    in the same directory and renamed over the old one, so a reader never sees half a file.
+  - The HTML page fetches nothing (inline CSS, SVG and one small inline script). It opens on the summaries, each
+    cluster's totals and errors, the volumes that need attention (failed, deferred, without a ready snapshot, or
+    stale - a snapshot was due and none was made) with their timelines, and the totals per namespace, backend and
+    tier. Every volume's line is on demand, in a closed section per namespace whose timelines are drawn when it is
+    opened, so that a page of ten thousand volumes opens in a second or two; without scripts the lines say the
+    same in words.
+  - The result echoes each cluster's outcome by its name only (in C(invocation)); the outcomes are the playbook's
+    own variables.
   - Then sends one GET to O(ping_url) when no cluster failed, or to O(ping_url_fail) when one did.
     A ping that fails is a warning, never a failure of the task (the backups stand).
   - Runs on the controller; it makes no Kubernetes request. It reports C(changed=false), as the files are
@@ -65,6 +72,13 @@ options:
   now:
     description: Instant ages and due times are computed from (ISO 8601 with offset); the current time by default.
     type: str
+  return_volumes:
+    description:
+      - Whether RV(report) in the result lists every volume (C(clusters[].volumes)).
+      - The role sets V(false), as at ten thousand volumes the lines are megabytes that Ansible copies, encodes and keeps
+        in a variable, and the files (and RV(table)) have them all the same.
+    type: bool
+    default: true
 attributes:
   check_mode:
     support: full
@@ -258,11 +272,11 @@ report:
           type: str
           sample: P1DT12H
         volumes:
-          description: One entry per volume.
+          description: One entry per volume; not in the result with O(return_volumes=false) (the JSON file has it).
           type: list
           elements: dict
           sample:
-            - {volume: db/data-0, policy: PT1H P1D, orphan: false, action: created, snapshot: data-0-20261130040000, created: 1, kept: 3,
+            - {volume: db/data-0, backend: csi, policy: PT1H P1D, orphan: false, action: created, snapshot: data-0-20261130040000, created: 1, kept: 3,
                expired: 1, deferred: 0, failed: 0, failures: [], newest_ready: data-0-20261130040000,
                newest_ready_at: "2026-11-30T04:00:02+00:00", newest_ready_age_seconds: 118, next_due: "2026-11-30T05:00:02Z",
                snapshots: [], expired_snapshots: []}
@@ -271,6 +285,10 @@ report:
               description: C(namespace/pvc), or the PV name; for orphans C(namespace/volume key).
               type: str
               sample: db/data-0
+            backend:
+              description: The backend that snapshots the volume (V(csi), V(ebs), V(gce)); null when no step said.
+              type: str
+              sample: csi
             policy:
               description: Retention policy.
               type: str
@@ -396,6 +414,26 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils import report, 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention import parse_timestamp
 
 
+class ReportModule(AnsibleModule):
+    """AnsibleModule whose result echoes each cluster's outcome by its name only: the outcomes are the earlier steps'
+    results, which the playbook has already, and echoing them doubled what Ansible copies, encodes and stores (tens of
+    megabytes at ten thousand volumes)."""
+
+    def _invocation(self):
+        clusters = self.params.get('clusters')
+        if isinstance(clusters, list):
+            clusters = [{'cluster': c.get('cluster')} if isinstance(c, dict) else c for c in clusters]
+        return {'module_args': dict(self.params, clusters=clusters)}
+
+    def exit_json(self, **kwargs):
+        kwargs.setdefault('invocation', self._invocation())
+        super().exit_json(**kwargs)
+
+    def fail_json(self, msg, **kwargs):
+        kwargs.setdefault('invocation', self._invocation())
+        super().fail_json(msg=msg, **kwargs)
+
+
 def run_module(module):
     """Plan (the report built from the clusters' outcomes) -> act (its files written, the monitor pinged) -> report."""
     p = module.params
@@ -406,7 +444,8 @@ def run_module(module):
         built = report.build(p['clusters'], now)
     except (ValueError, TypeError, KeyError) as exc:
         module.fail_json(msg='clusters: cannot build the report: %s: %s' % (type(exc).__name__, exc))
-    result = {'changed': False, 'report': built, 'table': report.table(built),
+    returned = built if p['return_volumes'] else dict(built, clusters=[{k: v for k, v in c.items() if k != 'volumes'} for c in built['clusters']])
+    result = {'changed': False, 'report': returned, 'table': report.table(built),
               'failed_clusters': [c['cluster'] for c in built['clusters'] if c['status'] == 'failed'], 'written': [], 'pinged': None}
     if module.check_mode:
         module.exit_json(**result)
@@ -424,11 +463,11 @@ def run_module(module):
 
 
 def main():
-    module = AnsibleModule(argument_spec={
+    module = ReportModule(argument_spec={
         'clusters': {'type': 'list', 'elements': 'dict', 'required': True},
         'report_path': {'type': 'path'}, 'html_path': {'type': 'path'}, 'metrics_path': {'type': 'path'},
         'ping_url': {'type': 'str', 'no_log': True}, 'ping_url_fail': {'type': 'str', 'no_log': True},
-        'ping_timeout': {'type': 'int', 'default': 10}, 'now': {'type': 'str'},
+        'ping_timeout': {'type': 'int', 'default': 10}, 'now': {'type': 'str'}, 'return_volumes': {'type': 'bool', 'default': True},
     }, supports_check_mode=True)
     if not retention.HAS_ISODATE:
         module.fail_json(msg=missing_required_lib('isodate'), exception=str(retention.ISODATE_IMPORT_ERROR))

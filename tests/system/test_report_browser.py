@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import struct
 import subprocess
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import report
-from ansible_collections.kubesnap.snapshots.tests.unit.plugins.module_utils.test_report import NOW, outcome
+from ansible_collections.kubesnap.snapshots.tests.unit.plugins.module_utils.test_report import NOW, outcome, snapshot
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(
@@ -66,10 +67,58 @@ def test_the_report_renders_without_errors_and_the_screenshot_shows_it(tmp_path,
     assert screenshot.stat().st_size > 20_000 and len(set(pixels)) > 64, screenshot
     dom = chromium(tmp_path, html_report, "--dump-dom")
     assert dom.returncode == 0 and page_errors(dom.stderr) == []
-    # The browser parsed what was written: every timeline is an SVG element with its marks (two clusters, each with three
-    # volumes that need attention, in the summary and in their namespace's details, and an axis atop each table).
-    assert dom.stdout.count("<svg") == 16 and dom.stdout.count("<circle") == 20
+    # The browser parsed what was written: every timeline in the summary is an SVG element with its marks (two clusters,
+    # each with three volumes that need attention and an axis atop their table); the namespaces' are not drawn until opened.
+    drawn = without_pending_timelines(dom.stdout)
+    assert drawn.count("<svg") == 8 and drawn.count("<circle") == 10
     assert "staging" in dom.stdout and "403 Forbidden" in dom.stdout
+
+
+def without_pending_timelines(dom: str) -> str:
+    """The DOM without what waits to be opened: the namespaces' tables held as text in <noscript> (serialized as their
+    markup) and the timelines held in data-svg attributes."""
+    return re.sub(r'data-svg="[^"]*"', "", re.sub(r"<noscript>.*?</noscript>", "", dom, flags=re.S))
+
+
+def large_outcome(volumes: int, namespaces: int) -> dict:
+    """A cluster's outcome of `volumes` volumes over `namespaces` namespaces: three snapshots each, one expired this run,
+    every 100th volume's snapshot failed (so it needs attention)."""
+    names = [f"ns-{index % namespaces:02d}/data-{index:05d}" for index in range(volumes)]
+    created = [{"volume": name, "policy": "PT1H P1D", "action": "failed" if index % 100 == 0 else "skipped",
+                "reason": "snapshot failed: quota exceeded" if index % 100 == 0 else "not due", "backend": "csi"}
+               for index, name in enumerate(names)]
+    expired = [{"volume": name, "policy": "PT1H P1D", "orphan": False, "failed": [], "expire": [snapshot(f"{name}-old", 30)],
+                "keep": [snapshot(f"{name}-day", 20, reason="generation PT1H (window P1D)"), snapshot(f"{name}-new", 0.5, reason="newest")]}
+               for name in names]
+    return outcome("big", snapshot={"volumes": created}, expire={"volumes": expired}, info={"failed": True})
+
+
+def test_a_large_report_opens_on_its_summaries_and_draws_a_namespace_when_it_is_opened(tmp_path):
+    built = report.build([large_outcome(3000, 30)], NOW)
+    page = tmp_path / "large.html"
+    report.write_atomically(str(page), report.page(built))
+    dom = chromium(tmp_path, page, "--dump-dom")
+    assert dom.returncode == 0 and page_errors(dom.stderr) == []
+    # Summaries: the volumes needing attention (every 100th: 30, drawn), totals per namespace, backend and tier.
+    assert "Needs attention: 30 volumes" in dom.stdout and "quota exceeded" in dom.stdout
+    assert len(re.findall(r"<tr><td>ns-\d\d</td><td class=\"num\">100</td>", dom.stdout)) == 30
+    assert re.search(r"<tr><td>csi</td><td class=\"num\">3000</td>", dom.stdout)
+    # Each namespace's 100 lines are in the page, closed, neither rows nor timelines built: only the summary's are elements.
+    assert len(re.findall(r"<details><summary><b>ns-\d\d</b>: 100 volumes", dom.stdout)) == 30
+    assert without_pending_timelines(dom.stdout).count("<svg") == 1 + 30
+    assert without_pending_timelines(dom.stdout).count("<tr><td>ns-") == 30 + 30  # the attention list and the totals
+    # Opened (as a click does), a namespace draws its timelines, and only its own.
+    opened = tmp_path / "opened.html"
+    opened.write_text(page.read_text(encoding="utf-8").replace(
+        "</body>", "<script>addEventListener('load', () => { document.querySelectorAll('details')[5].open = true; });</script></body>"),
+        encoding="utf-8")
+    dom = chromium(tmp_path, opened, "--dump-dom")
+    assert dom.returncode == 0 and page_errors(dom.stderr) == []
+    drawn = without_pending_timelines(dom.stdout)
+    assert drawn.count("<svg") == 1 + 30 + 1 + 100 and drawn.count('aria-label="timeline of ns-04/') == 100
+    assert drawn.count("<tr><td>ns-04/") == 100 and "<noscript>" in dom.stdout.split("<b>ns-05</b>")[1].split("</details>")[0]
+    # Each line says in words what its timeline draws (what a reader without scripts has).
+    assert dom.stdout.count("<td>PT1H, newest</td>") == 3000 + 30
 
 
 def test_the_error_check_sees_an_error_when_there_is_one(tmp_path):

@@ -157,31 +157,53 @@ def test_a_failed_cluster_keeps_the_last_success_time_of_the_previous_file():
 def test_the_html_page_is_self_contained_with_a_timeline_per_volume():
     page = report.page(report.build([outcome('<prod>')], NOW))
     assert page.startswith('<!DOCTYPE html>') and page.rstrip().endswith('</html>')
-    assert '<script' not in page and not re.search(r'(src|href)\s*=|url\(|@import', page)
+    # One inline script (it draws a namespace's timelines when opened); nothing is fetched.
+    assert re.findall(r'<script[^>]*>', page) == ['<script>'] and not re.search(r'(src|href)\s*=|url\(|@import', page)
     assert '&lt;prod&gt;' in page and '<prod>' not in page
-    # All three volumes need attention (a failed delete, a failed create, a deferred one): each is in the summary and in
-    # its namespace's details, with an axis atop each table.
-    assert page.count('<svg') == 2 * (1 + 3) and page.count('aria-label="timeline of db/data-0"') == 2
+    # All three volumes need attention (a failed delete, a failed create, a deferred one): each is drawn in the summary,
+    # with an axis atop its table; in its namespace's details the same timeline waits in data-svg until opened.
+    assert page.count('<svg xmlns="') == 1 + 3 and page.count('aria-label="timeline of db/data-0"') == 1
+    assert len(re.findall('<t[dh] data-svg="', page)) == 1 + 3 and page.count("aria-label='timeline of db/data-0'") == 1
     # Kept snapshots are circles coloured by tier; the expired one is a cross; the failed delete is named.
-    assert page.count('<circle') == 2 * 5 and page.count('class="expired"') == 2 * 1
+    assert page.count('<circle cx="') == 5 and page.count("<circle cx='") == 5 and page.count('class="expired"') == 1
     assert 'data-0-old expired this run' in page and 'data-0-stuck: 403 Forbidden' in page
     assert 'next due in 54m' in page and 'due now' in page
+    # Without scripts the rows say in words what the timeline draws.
+    assert '<td>kept, PT1H, newest</td>' in page
 
 
 def test_the_page_summarises_first_and_gives_each_namespace_its_volumes_on_demand():
     quiet = outcome('prod', snapshot={'volumes': [{'volume': 'db/data-0', 'policy': 'PT1H P1D', 'action': 'created', 'snapshot': 'data-0-new'}]},
                     expire={'volumes': [{'volume': 'db/data-0', 'policy': 'PT1H P1D', 'orphan': False, 'failed': [],
                                          'keep': [snapshot('data-0-new', 0.1, reason='newest')], 'expire': [snapshot('data-0-old', 50)]}]},
-                    info={'volumes': [{'volume': 'web/www', 'policy': 'PT1H P1D', 'snapshots': [snapshot('www-1', 2)]}]})
+                    info={'volumes': [{'volume': 'web/www', 'policy': 'PT1H P1D', 'snapshots': [snapshot('www-1', 0.5)]}]})
     page = report.page(report.build([quiet], NOW))
-    # Nothing needs attention: no summary table, and every line is in a closed <details> of its namespace, after the totals.
+    # Nothing needs attention: no such table, totals per namespace, backend and tier, and every line in a closed <details>
+    # of its namespace, after the totals.
     assert 'Needs attention' not in page and '<details open' not in page
-    assert page.index('1 created, 2 kept, 1 expired') < page.index('<details>')
+    assert page.index('1 created, 2 kept, 1 expired') < page.index('Per namespace') < page.index('Per tier') < page.index('<details>')
     assert re.findall(r'<summary><b>([^<]+)</b>: (\d+) volumes', page) == [('db', '1'), ('web', '1')]
-    assert page.count('aria-label="timeline of') == 2
+    assert page.count("aria-label='timeline of") == 2 and '<svg xmlns="' not in page.split('Volumes per namespace')[1]
     broken = report.page(report.build([outcome('prod')], NOW))
-    summary = broken[broken.index('Needs attention: 3 volumes'):broken.index('<details>')]
+    summary = broken[broken.index('Needs attention: 3 volumes'):broken.index('Per namespace')]
     assert all('timeline of db/data-%d' % i in summary for i in range(3))
+    # Failures first, each with why it is there.
+    assert re.findall(r'<tr><td>(db/data-\d)</td>', summary) == ['db/data-0', 'db/data-1', 'db/data-2']
+    assert 'data-0-stuck: 403 Forbidden' in summary and '<td class="why">deferred</td>' in summary
+
+
+def test_a_stale_volume_and_many_needing_attention_are_summarised_and_the_rest_waits_closed():
+    stale = outcome('prod', snapshot={'volumes': []}, expire={'volumes': []},
+                    info={'volumes': [{'volume': 'web/www', 'policy': 'PT1H P1D', 'snapshots': [snapshot('www-1', 2)]}]})
+    page = report.page(report.build([stale], NOW))
+    assert 'Needs attention: 1 volumes' in page and '<td class="why">stale: due, the newest ready snapshot is 2h old</td>' in page
+    many = outcome('prod', snapshot={'volumes': []}, expire={'volumes': []},
+                   info={'volumes': [{'volume': 'ns%d/v%d' % (i % 7, i), 'policy': 'PT1H', 'snapshots': []} for i in range(report.ATTENTION_SHOWN + 1)]})
+    page = report.page(report.build([many], NOW))
+    # More than ATTENTION_SHOWN: listed closed, timelines on demand; the namespace totals count them.
+    assert '<details><summary><h3 style="display:inline">Needs attention: %d volumes</h3>' % (report.ATTENTION_SHOWN + 1) in page
+    assert '<svg xmlns="' not in page.split('Needs attention')[1].split('Per namespace')[0]
+    assert '<tr><td>ns0</td><td class="num">29</td>' in page
 
 
 def test_timeline_positions_grow_to_the_left_with_age_on_a_log_scale():
@@ -356,3 +378,33 @@ def test_the_report_reads_a_point_s_time_from_its_key_as_recovery_point_names_it
     [line] = report.build([points_outcome(points=[dict(point_entry('shop', 'written', resource_bytes=1), manifest=key)])], NOW)[
         'clusters'][0]['recovery_points']
     assert line['created'] == '2026-12-06T02:17:05Z'
+
+
+def registered(result):
+    """A step's result as a task registers it: what the report reads and much it does not (every snapshot's id, size
+    and source, each volume's key and PV)."""
+    def full(entry):
+        return dict(entry, id='ns/' + entry['name'], size='1Gi', source='pvc/db/x', origin='pvc/db/x', age_seconds=60) if 'name' in entry else entry
+    volumes = []
+    for volume in result.get('volumes', []):
+        volume = dict(volume, key='uid', namespace='db', pv='pv-1', inconsistent=[], stalled=[])
+        volumes.append({k: [full(e) for e in v] if isinstance(v, list) and k != 'failed' else v for k, v in volume.items()})
+    return dict(result, volumes=volumes, api_calls={'GET': 3}, failed=False)
+
+
+@pytest.mark.parametrize('info', [None, {'failed': True, 'msg': 'API down'}, {'skipped': True}])
+def test_report_input_keeps_what_the_report_reads_and_drops_the_rest(info):
+    whole = outcome()
+    for step in ('snapshot', 'expire', 'info'):
+        whole[step] = registered(whole[step])
+    if info is not None:
+        whole['info'] = info
+    whole['recovery_point'] = {'points': [{'namespace': 'db', 'manifest': 'k'}]}
+    whole['archive'] = {'changed': True, 'volumes': [{'volume': 'db/data-0', 'object': 's3://b/k'}]}
+    slim = report.report_input(whole)
+    assert report.build([slim], NOW) == report.build([whole], NOW)
+    assert len(repr(slim)) < 0.6 * len(repr(whole)) and not re.search(r"'(size|id|source|origin|pv|api_calls)'", repr(slim))
+    # Steps it does not know stay whole; a step's state stays what it was.
+    assert slim['recovery_point'] == whole['recovery_point'] and slim['archive'] == {'changed': True}
+    assert report.report_input({'cluster': 'gone', 'errors': ['x']}) == {'cluster': 'gone', 'errors': ['x']}
+    assert report.report_input(dict(outcome(), resource_backup={'api_calls': {}}))['resource_backup'] == {'changed': False}

@@ -6,9 +6,11 @@ import json
 import socket
 
 import pytest
+import yaml
 
 from ansible_collections.kubesnap.snapshots.tests.system.modules import run_module
 from ansible_collections.kubesnap.snapshots.tests.system.ping_listener import PingListener
+from ansible_collections.kubesnap.snapshots.tests.system.playbooks import play, succeeded
 
 GOOD = {'cluster': 'east', 'started': '2026-11-30T04:00:00Z', 'finished': '2026-11-30T04:00:05Z', 'errors': [],
         'snapshot': {'volumes': [{'volume': 'db/a', 'policy': 'PT1H', 'action': 'created', 'snapshot': 'a-1', 'state': 'ready'}]},
@@ -78,3 +80,21 @@ def test_bad_input_fails_naming_it_and_writes_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
     result = report(tmp_path, [GOOD], ping_timeout=0)
     assert result['failed'] and 'ping_timeout' in result['msg']
+
+
+def test_the_task_reports_through_the_action_plugin_and_echoes_the_outcomes_by_name(tmp_path):
+    # A real ansible-playbook: the action plugin cuts the outcomes to what the report reads, the module reports the same.
+    outcome = dict(GOOD, snapshot=dict(GOOD['snapshot'], api_calls={'GET': 2}, changed=False, failed=False))
+    playbook = tmp_path / 'report.yml'
+    playbook.write_text(yaml.safe_dump([{'hosts': 'localhost', 'connection': 'local', 'gather_facts': False, 'tasks': [
+        {'kubesnap.snapshots.snapshot_report': {'clusters': [outcome], 'now': '2026-11-30T04:10:00Z', 'report_path': str(tmp_path / 'r.json')},
+         'register': 'reported'},
+        {'ansible.builtin.copy': {'content': '{{ reported | to_json }}', 'dest': str(tmp_path / 'registered.json')}}]}]), encoding='utf-8')
+    succeeded(play(playbook, {}))
+    registered = json.loads((tmp_path / 'registered.json').read_text(encoding='utf-8'))
+    (tmp_path / 'direct').mkdir()
+    direct = report(tmp_path / 'direct', [outcome], check=True)
+    assert json.loads((tmp_path / 'r.json').read_text(encoding='utf-8')) == registered['report'] == direct['report']
+    assert registered['table'] == direct['table'] and registered['written'] == [str(tmp_path / 'r.json')]
+    # The module's own result names the outcomes it was given, not their contents.
+    assert direct['invocation']['module_args']['clusters'] == [{'cluster': 'east'}]
