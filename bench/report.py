@@ -275,7 +275,7 @@ def main(argv=None) -> int:
         if not chromium or not paths["html_path"].exists():
             print("Chromium: not measured (no chromium, or no page)")
         else:
-            timings = [browser_timing(chromium, paths["html_path"], scratch) for _ in range(max(1, args.loads))]
+            timings = [browser_timing(chromium, paths["html_path"], scratch) for _load in range(max(1, args.loads))]
             best = min(timings, key=lambda timing: timing["load"])
             print(f"Chromium, best of {len(timings)} (ms from navigation start): first contentful paint {best['fcp']:.0f}, "
                   f"DOMContentLoaded {best['dcl']:.0f}, load {best['load']:.0f} ({verdict(best['load'], GOAL_LOAD_MS)}); "
