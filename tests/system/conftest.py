@@ -42,7 +42,8 @@ LEASE_NAMESPACE = "default"  # the modules' default lease_namespace (docs/rbac.y
 
 def pytest_configure(config):
     config.addinivalue_line("markers", f"{DEFAULT_LEASE}: runs modules that take their Lease in `{LEASE_NAMESPACE}` (no lease_namespace "
-                                       "given): such tests run one after another (xdist_group), never holding it at once")
+                                       "given; only a test about that Lease: others take it in their own namespace, see the "
+                                       "lease_namespace fixture): such tests run one after another, never holding it at once")
     config.addinivalue_line("markers", f"{CLUSTER_WIDE}: runs modules over all namespaces, or changes what every test shares: "
                                        "no other test runs beside it")
     config.addinivalue_line("markers", f"{SECOND_CLUSTER}: uses the second cluster (B) beside cluster A (set for every test "
@@ -50,6 +51,10 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(items):
+    # cluster_wide tests first, while the cluster is fresh: each waits until the namespaces of every earlier test are gone
+    # (side_by_side), which later in a run means minutes for namespaces whose snapshots are still being deleted. xdist
+    # hands the first tests out one per worker, so they start them all at once and the exclusive lock runs them in turn.
+    items.sort(key=lambda item: item.get_closest_marker(CLUSTER_WIDE) is None)
     # A scheduling hint only: xdist 3.8 groups by rewriting item._nodeid, which pytest 9.2 no longer reads (it keeps
     # the id in item._id), so the group is not honoured. What keeps these tests apart is the locks of side_by_side.
     for item in items:
@@ -196,6 +201,13 @@ def namespace(request, kube):  # pylint: disable=redefined-outer-name
     name = kube.create_test_namespace(re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower()).strip("-")[:40].strip("-"))
     yield name
     kube.delete_namespace(name)
+
+
+@pytest.fixture
+def lease_namespace(request, namespace):  # pylint: disable=redefined-outer-name
+    """Where the test's modules take the Lease (modules.with_lease): its own namespace, so that tests run side by side;
+    None (the modules' default, `default`) for a test marked default_lease, which is about that Lease."""
+    return None if request.node.get_closest_marker(DEFAULT_LEASE) else namespace
 
 
 @pytest.fixture

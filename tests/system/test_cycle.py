@@ -18,10 +18,7 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import L
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention import expire
 
 from .cluster_helpers import ADMIN_USER, SNAPSHOT_CLASS, wait_for, years_ahead
-from .modules import DELTAS, by_volume, run_module
-
-# Side by side with other tests (tests/system/conftest.py): their modules take the Lease where they take it by default (one test asserts it).
-pytestmark = pytest.mark.default_lease
+from .modules import DELTAS, by_volume, run_module, with_lease
 
 ROOT = Path(__file__).resolve().parents[2]
 WRITES = ("create", "update", "patch", "delete", "deletecollection")
@@ -33,9 +30,10 @@ FAR = years_ahead()  # a `now` at which SHORT expires all but the newest of each
 
 
 @pytest.fixture
-def run(cluster):
+def run(cluster, lease_namespace):
+    """Runs a module; one that takes the Lease takes it in the test's namespace (conftest's lease_namespace), unless told."""
     def call(name, **args):
-        return run_module(name, str(cluster.kubeconfig), **args)
+        return run_module(name, str(cluster.kubeconfig), **with_lease(name, lease_namespace, args))
     return call
 
 
@@ -66,6 +64,7 @@ def module_writes(audit):
             for e in module_requests(audit) if e["verb"] in WRITES]
 
 
+@pytest.mark.default_lease  # where the modules take the Lease unless told: asserted below
 def test_every_source_is_snapshotted_with_our_labels_then_nothing_changes(kube, namespace, run, audit, rule_crd):
     for name in ("by-pvc", "by-pv", "by-label", "by-rule", "ignored"):
         kube.create_pvc(namespace, name)
@@ -259,7 +258,8 @@ def expirable(cluster, kube):
         kube.create_pvc(namespace, "labelled")
         annotate(kube, namespace, "labelled", labels={"volumeBackup": "true"})
         for _round in range(3):
-            result = run_module("k8s_pv_snapshot", str(cluster.kubeconfig), namespace=namespace, label_policy=SHORT, force=True)
+            result = run_module("k8s_pv_snapshot", str(cluster.kubeconfig), namespace=namespace, label_policy=SHORT, force=True,
+                                lease_namespace=namespace)
             assert [v["state"] for v in result["volumes"]] == ["ready", "ready"], result
         info = run_module("k8s_pv_info", str(cluster.kubeconfig), namespace=namespace, pvc="annotated")
         yield namespace, owned_names(kube, namespace), info["targets"][0]

@@ -16,7 +16,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
@@ -124,7 +123,6 @@ def test_a_volume_that_cannot_be_snapshotted_does_not_stop_pruning(cluster, kube
     assert all(s["status"]["readyToUse"] is True for name, s in remaining.items() if name in names)
 
 
-@pytest.mark.default_lease  # an ad hoc k8s_pv_snapshot takes the cycle's Lease in default
 def test_ad_hoc_snapshot_before_an_upgrade_with_credentials_from_the_environment(cluster, kube, namespace, tmp_path):
     kube.create_pvc(namespace, "data-0")
     # No kubeconfig option, no KUBECONFIG and no ~/.kube/config: only kubernetes.core's variable.
@@ -133,7 +131,7 @@ def test_ad_hoc_snapshot_before_an_upgrade_with_credentials_from_the_environment
                K8S_AUTH_KUBECONFIG=str(cluster.kubeconfig))
     process = subprocess.run([str(Path(sys.executable).with_name("ansible")), "localhost", "-i", "localhost,", "-c", "local",
                               "-e", "ansible_python_interpreter=" + sys.executable, "-m", "kubesnap.snapshots.k8s_pv_snapshot",
-                              "-a", f"namespace={namespace} pvc=data-0 force=true"],
+                              "-a", f"namespace={namespace} pvc=data-0 force=true lease_namespace={namespace}"],
                              capture_output=True, text=True, env=env, check=False, timeout=300)
     assert process.returncode == 0 and "CHANGED" in process.stdout, process.stdout[-4000:] + process.stderr[-2000:]
     [snapshot] = kube.custom.list_namespaced_custom_object("snapshot.storage.k8s.io", "v1", namespace, "volumesnapshots")["items"]

@@ -11,20 +11,17 @@ import pytest
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention import DELTA_FORM
 
-from .modules import DELTAS, run_module
+from .modules import DELTAS, run_module, with_lease
 from .test_cycle import annotate
-
-# Side by side with other tests (tests/system/conftest.py): their modules take the Lease where they take it by default.
-pytestmark = pytest.mark.default_lease
 
 HUGE = 15000
 INTERNALS = ("designator", "Unable to parse", "C int", "infinity", "Exceeds the limit")
 
 
 @pytest.fixture
-def run(cluster):
+def run(cluster, lease_namespace):
     def call(name, **args):
-        result = run_module(name, str(cluster.kubeconfig), **args)
+        result = run_module(name, str(cluster.kubeconfig), **with_lease(name, lease_namespace, args))
         result.pop("invocation", None)  # the module's own arguments echoed back, not a message
         return result
     return call

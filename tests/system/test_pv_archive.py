@@ -17,12 +17,9 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from .cluster_helpers import ADMIN_USER, SNAPSHOT_GROUP, wait_for
-from .modules import run_module
+from .modules import run_module, with_lease
 from . import test_access
 from .test_access import documented_rules, lease_rules, run_as
-
-# k8s_pv_archive takes the cycle's Lease in default (snapshot chosen and claim made under it).
-pytestmark = pytest.mark.default_lease
 
 account = test_access.account  # the fixture of a service account with given rules
 
@@ -51,9 +48,10 @@ def job_controller(cluster):
 
 
 @pytest.fixture
-def archive(cluster, job_controller):  # pylint: disable=redefined-outer-name,unused-argument
+def archive(cluster, job_controller, lease_namespace):  # pylint: disable=redefined-outer-name,unused-argument
+    """Runs k8s_pv_archive, which takes the cycle's Lease (the snapshot chosen and its claim made under it): in the test's namespace."""
     def call(check=False, **args):
-        return run_module("k8s_pv_archive", str(cluster.kubeconfig), check=check, **args)
+        return run_module("k8s_pv_archive", str(cluster.kubeconfig), check=check, **with_lease("k8s_pv_archive", lease_namespace, args))
     return call
 
 

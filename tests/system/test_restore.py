@@ -13,19 +13,17 @@ import pytest
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention import parse_timestamp
 
 from .cluster_helpers import ADMIN_USER
-from .modules import run_module
-
-# Side by side with other tests (tests/system/conftest.py): k8s_pv_restore takes the Lease where it takes it by default.
-pytestmark = pytest.mark.default_lease
+from .modules import run_module, with_lease
 
 WRITES = ("create", "update", "patch", "delete", "deletecollection")
 RESTORED_FROM = "kubesnap.io/restored-from"
 
 
 @pytest.fixture
-def run(cluster):
+def run(cluster, lease_namespace):
+    """Runs a module; one that takes the Lease takes it in the test's namespace (conftest's lease_namespace)."""
     def call(name, **args):
-        return run_module(name, str(cluster.kubeconfig), **args)
+        return run_module(name, str(cluster.kubeconfig), **with_lease(name, lease_namespace, args))
     return call
 
 

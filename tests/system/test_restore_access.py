@@ -18,9 +18,6 @@ from kubernetes import client
 
 from .modules import COLLECTIONS, DELTAS, run_module
 
-# Side by side with other tests (tests/system/conftest.py): the restore playbooks take the Lease where they take it by default (the documented Role's).
-pytestmark = pytest.mark.default_lease
-
 ROOT = Path(__file__).resolve().parents[2]
 ACCOUNT = "kubesnap-restore"
 # Rules a restore may need that these runs need not: a claim's events are read only when it does not bind (to say why);
@@ -60,12 +57,12 @@ def own_rules() -> set:
 
 @pytest.fixture
 def restore_account(kube, namespace, cluster, tmp_path):
-    """The restore service account with the given rules; the Lease rules in the test's namespace and in `default` (where the
-    playbooks take the cycle's Lease). Returns the environment of a run as the account (K8S_AUTH_* only, no kubeconfig)."""
+    """The restore service account with the given rules; the Lease rules (docs/rbac.yml's, for `default`) in the test's
+    namespace, where its modules and playbooks take the cycle's Lease. Returns the environment of a run as the account
+    (K8S_AUTH_* only, no kubeconfig)."""
     rbac = client.RbacAuthorizationV1Api(kube.api)
     name = f"{ACCOUNT}-{namespace}"[:63]
     subjects = [{"kind": "ServiceAccount", "name": ACCOUNT, "namespace": namespace}]
-    lease_namespaces = (namespace, "default")
     made = []
 
     def make(rules: list, lease_rules: list) -> dict:
@@ -74,9 +71,8 @@ def restore_account(kube, namespace, cluster, tmp_path):
         made.append(name)
         rbac.create_cluster_role_binding({"metadata": {"name": name}, "subjects": subjects,
                                           "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name}})
-        for where in lease_namespaces:
-            rbac.create_namespaced_role(where, {"metadata": {"name": name}, "rules": lease_rules})
-            rbac.create_namespaced_role_binding(where, {"metadata": {"name": name}, "subjects": subjects,
+        rbac.create_namespaced_role(namespace, {"metadata": {"name": name}, "rules": lease_rules})
+        rbac.create_namespaced_role_binding(namespace, {"metadata": {"name": name}, "subjects": subjects,
                                                         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name}})
         token = kube.core.create_namespaced_service_account_token(ACCOUNT, namespace, {"spec": {"expirationSeconds": 1200}}).status.token
         state = json.loads((cluster.kubeconfig.parent / "state.json").read_text(encoding="utf-8"))
@@ -89,8 +85,6 @@ def restore_account(kube, namespace, cluster, tmp_path):
     if made:
         rbac.delete_cluster_role_binding(name)
         rbac.delete_cluster_role(name)
-        rbac.delete_namespaced_role_binding(name, "default")
-        rbac.delete_namespaced_role(name, "default")
 
 
 @pytest.fixture
@@ -143,18 +137,19 @@ def test_the_documented_rules_are_enough_for_both_restore_playbooks_and_every_re
     workloads(kube, namespace)
     audit.mark()
     # The drill: discovery, a copy of each snapshot in the scratch namespace, the claim bound, verified, all deleted again.
-    drill = play(env, "restore_drill", drill_scope=namespace, drill_namespace=scratch, drill_timeout=60)
+    drill = play(env, "restore_drill", drill_scope=namespace, drill_namespace=scratch, drill_timeout=60, snapshot_cycle_lease_namespace=namespace)
     assert drill.returncode == 0, drill.stdout[-4000:] + drill.stderr[-2000:]
     assert "kubesnap.io/last-restore-verified" in kube.core.read_namespaced_persistent_volume_claim("data", namespace).metadata.annotations
     # In place: a held safety snapshot, the Deployment scaled down and swapped to a new claim; the StatefulSet's claim replaced.
     for claim in ("data", "data-db-0"):
-        process = play(env, "restore", restore_namespace=namespace, restore_claim=claim, restore_timeout=60)
+        process = play(env, "restore", restore_namespace=namespace, restore_claim=claim, restore_timeout=60, restore_lease_namespace=namespace)
         assert process.returncode == 0, process.stdout[-4000:] + process.stderr[-2000:]
     # A check Job (no kubelet runs here: it cannot finish, and is deleted), then state=absent with it.
     checked = run_as(env, "k8s_pv_restore", namespace=namespace, pvc="data", restore_namespace=scratch, restore_name="checked",
                      cross_namespace="copy", check_job=CHECK_JOB, wait_timeout=5, lease_namespace=namespace)
     assert checked.get("failed") and checked["msg"].endswith("did not finish within 5 s"), checked
-    gone = run_as(env, "k8s_pv_restore", restore_namespace=scratch, restore_name="checked", check_job=CHECK_JOB, state="absent")
+    gone = run_as(env, "k8s_pv_restore", restore_namespace=scratch, restore_name="checked", check_job=CHECK_JOB, state="absent",
+                  lease_namespace=namespace)
     assert not gone.get("failed") and "PersistentVolumeClaim/checked" in gone["deleted"], gone
     # By reference across namespaces: the module looks for a ReferenceGrant and, refused for want of one, says so.
     referenced = run_as(env, "k8s_pv_restore", namespace=namespace, pvc="data", restore_namespace=scratch, restore_name="referenced",

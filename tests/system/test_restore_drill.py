@@ -17,16 +17,16 @@ from kubernetes import client
 
 from .modules import COLLECTIONS, DELTAS, run_module
 
-# Side by side with other tests (tests/system/conftest.py): the drill's restores take the Lease where they take it by default.
-pytestmark = pytest.mark.default_lease
-
 LAST_VERIFIED = "kubesnap.io/last-restore-verified"
 RESTORED_FROM = "kubesnap.io/restored-from"
 
 
-def drill(cluster, **extra_vars):
+def drill(cluster, lease_namespace, **extra_vars):
+    """The playbook's run. Its restores take the cycle's Lease where the snapshot_cycle role's variables say (in the test's
+    namespace here, so that tests run side by side)."""
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS), ANSIBLE_NOCOLOR="1")
-    extra = {"drill_kubeconfig": str(cluster.kubeconfig), "ansible_python_interpreter": sys.executable, **extra_vars}
+    extra = {"drill_kubeconfig": str(cluster.kubeconfig), "ansible_python_interpreter": sys.executable,
+             "snapshot_cycle_lease_namespace": lease_namespace, **extra_vars}
     return subprocess.run([str(Path(sys.executable).with_name("ansible-playbook")), "-i", "localhost,", "-e", json.dumps(extra),
                            "kubesnap.snapshots.restore_drill"], capture_output=True, text=True, env=env, check=False, timeout=600)
 
@@ -45,7 +45,7 @@ def protected(kube, namespace, cluster):
     for pvc in ("db-0", "db-1"):
         kube.create_pvc(namespace, pvc)
         kube.core.patch_namespaced_persistent_volume_claim(pvc, namespace, {"metadata": {"annotations": {DELTAS: "PT1H P1D"}}})
-    result = run_module("k8s_pv_snapshot", str(cluster.kubeconfig), namespace=namespace)
+    result = run_module("k8s_pv_snapshot", str(cluster.kubeconfig), namespace=namespace, lease_namespace=namespace)
     assert not result.get("failed"), result
     for volume in result["volumes"]:
         assert volume["state"] == "ready", volume
@@ -68,7 +68,7 @@ def jobs_in(kube, namespace):
 
 
 def test_the_drill_restores_each_volume_records_it_and_leaves_nothing(kube, cluster, namespace, scratch, protected):
-    process = drill(cluster, drill_scope=namespace, drill_namespace=scratch, drill_timeout=60)
+    process = drill(cluster, namespace, drill_scope=namespace, drill_namespace=scratch, drill_timeout=60)
     assert process.returncode == 0, process.stdout[-4000:] + process.stderr[-2000:]
     for pvc, snapshot in protected.items():
         assert f"{namespace}/{pvc}: restorable, snapshot {namespace}/{snapshot} bound in " in process.stdout, process.stdout[-3000:]
@@ -77,7 +77,7 @@ def test_the_drill_restores_each_volume_records_it_and_leaves_nothing(kube, clus
         assert recorded_snapshot == f"{namespace}/{snapshot}" and recorded_time.endswith("+00:00")
     assert leftovers(kube, scratch) == [] and jobs_in(kube, scratch) == []
     # The copies were deleted, not the driver's snapshots: a second drill restores from them again.
-    again = drill(cluster, drill_volumes=[{"namespace": namespace, "pvc": "db-0"}], drill_namespace=scratch, drill_timeout=60)
+    again = drill(cluster, namespace, drill_volumes=[{"namespace": namespace, "pvc": "db-0"}], drill_namespace=scratch, drill_timeout=60)
     assert again.returncode == 0, again.stdout[-4000:]
     assert leftovers(kube, scratch) == []
     for snapshot in protected.values():
@@ -88,7 +88,7 @@ def test_a_snapshot_the_driver_fails_to_restore_is_reported_and_still_cleaned_up
     faults = cluster.csi_faults(scope=scratch)  # CreateVolume calls for claims in the scratch namespace fail
     faults.fail("CreateVolume", count=1000, message="restore refused by the driver")
     try:
-        process = drill(cluster, drill_volumes=[{"namespace": namespace, "pvc": "db-0"}], drill_namespace=scratch, drill_timeout=3,
+        process = drill(cluster, namespace, drill_volumes=[{"namespace": namespace, "pvc": "db-0"}], drill_namespace=scratch, drill_timeout=3,
                         drill_cleanup_timeout=10)
     finally:
         faults.clear()
@@ -115,7 +115,7 @@ def test_a_check_job_that_does_not_succeed_fails_the_volume_and_is_deleted(kube,
     # Both volumes at once, the manifest naming its Job: each volume's check is a Job of its own, named after its claim.
     # Before: the second volume's Job was refused (409 AlreadyExists, the first one's name) and its drill failed for that.
     volumes = [{"namespace": namespace, "pvc": pvc} for pvc in ("db-0", "db-1")]
-    process = drill(cluster, drill_volumes=volumes, drill_namespace=scratch, drill_timeout=5, drill_check=check, drill_concurrency=2)
+    process = drill(cluster, namespace, drill_volumes=volumes, drill_namespace=scratch, drill_timeout=5, drill_check=check, drill_concurrency=2)
     assert process.returncode != 0
     assert "AlreadyExists" not in process.stdout, process.stdout[-4000:]
     for pvc in ("db-0", "db-1"):
@@ -128,7 +128,7 @@ def test_a_check_job_that_does_not_succeed_fails_the_volume_and_is_deleted(kube,
 def test_restore_across_namespaces_through_a_copy(kube, cluster, namespace, scratch, protected, audit):
     snapshot = protected["db-0"]
     result = run_module("k8s_pv_restore", str(cluster.kubeconfig), namespace=namespace, pvc="db-0", restore_namespace=scratch,
-                        restore_name="copy", cross_namespace="copy")
+                        restore_name="copy", cross_namespace="copy", lease_namespace=namespace)
     assert not result.get("failed"), result
     assert [m["kind"] for m in result["manifests"]] == ["VolumeSnapshotContent", "VolumeSnapshot", "PersistentVolumeClaim"]
     content, copy, claim = result["manifests"]
@@ -139,9 +139,10 @@ def test_restore_across_namespaces_through_a_copy(kube, cluster, namespace, scra
     assert leftovers(kube, scratch) == ["copy"]
     assert kube.get_snapshot(namespace, snapshot)["status"]["readyToUse"] is True
     again = run_module("k8s_pv_restore", str(cluster.kubeconfig), namespace=namespace, pvc="db-0", restore_namespace=scratch,
-                       restore_name="copy", cross_namespace="copy")
+                       restore_name="copy", cross_namespace="copy", lease_namespace=namespace)
     assert not again.get("failed") and again["changed"] is False, again
-    gone = run_module("k8s_pv_restore", str(cluster.kubeconfig), restore_namespace=scratch, restore_name="copy", state="absent")
+    gone = run_module("k8s_pv_restore", str(cluster.kubeconfig), restore_namespace=scratch, restore_name="copy", state="absent",
+                      lease_namespace=namespace)
     assert gone["changed"] is True and leftovers(kube, scratch) == [], gone
 
 
@@ -151,7 +152,8 @@ def labelled(kube, namespace, cluster):
     for pvc in ("lab-0", "lab-1"):
         kube.create_pvc(namespace, pvc)
         kube.core.patch_namespaced_persistent_volume_claim(pvc, namespace, {"metadata": {"labels": {"volumeBackup": "true"}}})
-    result = run_module("k8s_pv_snapshot", str(cluster.kubeconfig), namespace=namespace, label_policy="PT1H P1D")
+    result = run_module("k8s_pv_snapshot", str(cluster.kubeconfig), namespace=namespace, label_policy="PT1H P1D",
+                        lease_namespace=namespace)
     assert not result.get("failed"), result
     assert sorted(v["volume"] for v in result["volumes"] if v["state"] == "ready") == [f"{namespace}/lab-0", f"{namespace}/lab-1"], result
     return {v["volume"].split("/")[1]: v["snapshot"] for v in result["volumes"]}
@@ -160,11 +162,11 @@ def labelled(kube, namespace, cluster):
 def test_a_drill_of_label_protected_volumes_takes_the_cycles_label_policy(kube, cluster, namespace, scratch, labelled):
     """Before: the drill had no label policy, found nothing, reported [] and exited 0."""
     # Without the policy the drill finds nothing, and says so by failing.
-    empty = drill(cluster, drill_scope=namespace, drill_namespace=scratch, drill_timeout=60)
+    empty = drill(cluster, namespace, drill_scope=namespace, drill_namespace=scratch, drill_timeout=60)
     assert empty.returncode != 0 and "no protected volume found in namespace " + namespace in empty.stdout, empty.stdout[-3000:]
     assert "drill_label_policy" in empty.stdout
     # The cycle's variable is the drill's default: the same extra vars serve both playbooks.
-    process = drill(cluster, drill_scope=namespace, drill_namespace=scratch, drill_timeout=60, snapshot_cycle_label_policy="PT1H P1D")
+    process = drill(cluster, namespace, drill_scope=namespace, drill_namespace=scratch, drill_timeout=60, snapshot_cycle_label_policy="PT1H P1D")
     assert process.returncode == 0, process.stdout[-4000:] + process.stderr[-2000:]
     for pvc, snapshot in labelled.items():
         assert f"{namespace}/{pvc}: restorable, snapshot {namespace}/{snapshot} bound in " in process.stdout, process.stdout[-3000:]
@@ -173,9 +175,9 @@ def test_a_drill_of_label_protected_volumes_takes_the_cycles_label_policy(kube, 
 
 
 def test_a_drill_that_finds_nothing_passes_only_when_told_none_is_fine(cluster, namespace, scratch):
-    failed = drill(cluster, drill_scope=namespace, drill_namespace=scratch)
+    failed = drill(cluster, namespace, drill_scope=namespace, drill_namespace=scratch)
     assert failed.returncode != 0 and "nothing was verified" in failed.stdout, failed.stdout[-3000:]
-    allowed = drill(cluster, drill_scope=namespace, drill_namespace=scratch, drill_allow_empty=True)
+    allowed = drill(cluster, namespace, drill_scope=namespace, drill_namespace=scratch, drill_allow_empty=True)
     assert allowed.returncode == 0, allowed.stdout[-3000:]
 
 
@@ -183,9 +185,9 @@ def test_volumes_are_drilled_together_up_to_drill_concurrency(kube, cluster, nam
     """Before: one include per volume, each restoring, waiting and cleaning up before the next began."""
     kube.create_pvc(namespace, "db-2")
     kube.core.patch_namespaced_persistent_volume_claim("db-2", namespace, {"metadata": {"annotations": {DELTAS: "PT1H P1D"}}})
-    assert not run_module("k8s_pv_snapshot", str(cluster.kubeconfig), namespace=namespace, pvc="db-2").get("failed")
+    assert not run_module("k8s_pv_snapshot", str(cluster.kubeconfig), namespace=namespace, pvc="db-2", lease_namespace=namespace).get("failed")
     audit.mark()
-    process = drill(cluster, drill_scope=namespace, drill_namespace=scratch, drill_timeout=60, drill_concurrency=2)
+    process = drill(cluster, namespace, drill_scope=namespace, drill_namespace=scratch, drill_timeout=60, drill_concurrency=2)
     assert process.returncode == 0, process.stdout[-4000:] + process.stderr[-2000:]
     assert process.stdout.count(": restorable, snapshot ") == 3, process.stdout[-3000:]
     # In the scratch namespace's request order: two claims created before the first is deleted (a batch of 2), then the third.

@@ -10,13 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from kubernetes import client
 
 from .modules import COLLECTIONS, run_module
-
-# Side by side with other tests (tests/system/conftest.py): the restore playbooks take the Lease where they take it by default.
-pytestmark = pytest.mark.default_lease
 
 HOLD = "kubesnap.io/hold"
 RESTORED_FROM = "kubesnap.io/restored-from"
@@ -25,7 +21,7 @@ RESTORED_FROM = "kubesnap.io/restored-from"
 def play(cluster, namespace, claim, **extra_vars):
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS), ANSIBLE_NOCOLOR="1")
     extra = {"restore_kubeconfig": str(cluster.kubeconfig), "restore_namespace": namespace, "restore_claim": claim,
-             "ansible_python_interpreter": sys.executable, **extra_vars}
+             "restore_lease_namespace": namespace, "ansible_python_interpreter": sys.executable, **extra_vars}
     return subprocess.run([str(Path(sys.executable).with_name("ansible-playbook")), "-i", "localhost,", "-e", json.dumps(extra),
                            "kubesnap.snapshots.restore"], capture_output=True, text=True, env=env, check=False, timeout=600)
 
@@ -43,7 +39,7 @@ def deployment(kube, namespace, claim, replicas=2):
 
 
 def owned_snapshot(cluster, namespace, claim):
-    result = run_module("k8s_pv_snapshot", str(cluster.kubeconfig), namespace=namespace, pvc=claim, force=True)
+    result = run_module("k8s_pv_snapshot", str(cluster.kubeconfig), namespace=namespace, pvc=claim, force=True, lease_namespace=namespace)
     assert result["volumes"][0]["state"] == "ready", result
     return result["volumes"][0]["snapshot"]
 
