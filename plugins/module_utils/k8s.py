@@ -23,6 +23,7 @@ import re
 import shlex
 import sys
 import threading
+import types
 from collections import Counter
 from urllib.parse import quote, urlencode
 from urllib.request import getproxies
@@ -59,21 +60,73 @@ def _deferred_package(name):
         setattr(sys.modules[parent], child, module)
 
 
+# What the kubeconfig loader imports at its top but uses only for two auth-providers: OIDC refreshes a token with oauthlib
+# and requests_oauthlib (which bring requests), gcp with google-auth. Together some 18 MB of every module's memory; they
+# are imported when one of those providers first needs them. The top-level names of each chain are those checked to be
+# installed (the loader needs oauthlib and requests_oauthlib; google-auth is optional to it).
+ON_DEMAND_CHAINS = (('oauthlib', 'oauthlib.oauth2'), ('requests_oauthlib',),
+                    ('google.auth', 'google.auth.transport', 'google.auth.transport.requests'))
+
+
+class ModuleOnDemand(types.ModuleType):
+    """Stands in for a module while the kubeconfig loader is imported; each name asked of it afterwards is the real
+    module's, which is imported on the first ask."""
+
+    def __getattr__(self, attribute):
+        if attribute.startswith('__'):  # the import system's own probes (__path__, ...) do not import the module
+            raise AttributeError(attribute)
+        if sys.modules.get(self.__name__) is self:
+            del sys.modules[self.__name__]
+        return getattr(importlib.import_module(self.__name__), attribute)
+
+
+def _installed(name):
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _stand_ins(chains):
+    """{name: ModuleOnDemand} for each chain whose first module is installed and not imported yet, each linked to its
+    parent as the import system links a submodule (a from-import of a name is answered by a function that calls the
+    real one: requests_oauthlib's OAuth2Session)."""
+    stand_ins = {}
+    for chain in chains:
+        if chain[0] in sys.modules or not _installed(chain[0]):
+            continue
+        for name in chain:
+            stand_ins[name] = ModuleOnDemand(name)
+            parent, _dot, child = name.rpartition('.')
+            if parent:
+                setattr(stand_ins.get(parent) or sys.modules[parent], child, stand_ins[name])
+    if 'requests_oauthlib' in stand_ins:
+        stand_ins['requests_oauthlib'].OAuth2Session = functools.partial(_call_real, 'requests_oauthlib', 'OAuth2Session')
+    return stand_ins
+
+
+def _call_real(module, name, *args, **kwargs):
+    return getattr(importlib.import_module(module), name)(*args, **kwargs)
+
+
 def _import_kubeconfig_loader():
-    """The kubeconfig loader, which imports `ApiClient` (all the models) only to build one for an OIDC refresh: while it is
-    imported, a deferred `kubernetes.client` lends it a function that imports the class when first called."""
+    """The kubeconfig loader, imported without what it needs only for some auth-providers (ON_DEMAND_CHAINS) and without
+    `ApiClient` (all the models), which it imports only to build one for an OIDC refresh: while it is imported, a
+    deferred `kubernetes.client` lends it a function that imports the class when first called."""
     client = sys.modules.get('kubernetes.client')
     lend = client is not None and client.__dict__.get('__getattr__') is not None and 'ApiClient' not in client.__dict__
     if lend:
-        def api_client(*args, **kwargs):
-            from kubernetes.client.api_client import ApiClient  # pylint: disable=import-outside-toplevel
-            return ApiClient(*args, **kwargs)
-        client.ApiClient = api_client
+        client.ApiClient = functools.partial(_call_real, 'kubernetes.client.api_client', 'ApiClient')
+    stand_ins = _stand_ins(ON_DEMAND_CHAINS) if 'kubernetes.config.kube_config' not in sys.modules else {}
+    sys.modules.update(stand_ins)
     try:
         import kubernetes.config  # pylint: disable=import-outside-toplevel
     finally:
         if lend:
             del client.ApiClient
+        for name, stand_in in stand_ins.items():
+            if sys.modules.get(name) is stand_in:
+                del sys.modules[name]
     return kubernetes.config
 
 

@@ -12,10 +12,12 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import hashlib
+import importlib
 import itertools
 import json
 import math
 import re
+import sys
 import time
 import uuid
 
@@ -26,17 +28,19 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils.messages import
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention import parse_timestamp
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.retry import call_with_next_name, call_with_retry, cut_pauses, delays, paced, poll_until
 
-try:
-    import google.auth
-    import google.auth.compute_engine
-    import google.auth.exceptions
-    import google.auth.transport.requests
-    import google.oauth2.service_account
-    import requests
-except ImportError as exc:  # reported when a run sets the backend up, not when the collection is imported
-    GOOGLE_IMPORT_ERROR = exc
-else:
-    GOOGLE_IMPORT_ERROR = None
+
+# The parts of google-auth the backend uses (and requests, its transport).
+GOOGLE_MODULES = ('google.auth', 'google.auth.compute_engine', 'google.auth.exceptions', 'google.auth.transport.requests',
+                  'google.oauth2.service_account', 'requests')
+
+
+def google_libraries():
+    """(google, requests), imported when a run first calls the API or reads credentials, so that a run without GCE disks
+    does not carry them (some 17 MB of every module's memory); ImportError when they are not installed."""
+    for name in GOOGLE_MODULES:
+        importlib.import_module(name)
+    return sys.modules['google'], sys.modules['requests']
+
 
 DRIVER = 'pd.csi.storage.gke.io'
 DEFAULT_ENDPOINT = 'https://compute.googleapis.com/compute/v1'
@@ -318,6 +322,7 @@ class ComputeApi:
 
     def _once(self, method, path, params, body):
         what = '%s %s' % (method, path)
+        google, requests = google_libraries()
         try:
             response = self._session.request(method, '%s/%s' % (self._endpoint, path), params=params, json=body, timeout=self.timeouts)
         except google.auth.exceptions.RefreshError as exc:
@@ -339,6 +344,7 @@ class ComputeApi:
 
 def credentials_from(params):
     """(credentials, project they name or None) for the auth kind: service account file or JSON, ADC, or the metadata server."""
+    google, _requests = google_libraries()
     kind = params.get('gce_auth_kind')
     if kind is None:
         kind = 'serviceaccount' if params.get('gce_service_account_file') or params.get('gce_service_account_contents') else 'application'
@@ -414,9 +420,11 @@ class GceBackend(base.CloudBackend):
     def api(self):
         """The Compute API client, built on first use: discovery alone needs no credentials."""
         if self._api is None:
-            if GOOGLE_IMPORT_ERROR is not None:
+            try:
+                google, _requests = google_libraries()
+            except ImportError as exc:
                 raise CredentialsError('gce_auth_kind', 'the gce backend needs google-auth and requests on the host that runs the module: %s'
-                                       % GOOGLE_IMPORT_ERROR)
+                                       % exc) from None
             creds, self._creds_project = credentials_from(self._params)
             session = google.auth.transport.requests.AuthorizedSession(creds)
             self._api = ComputeApi(session, self._params.get('gce_endpoint') or DEFAULT_ENDPOINT, self._params.get('gce_retry_budget', 120),

@@ -138,6 +138,23 @@ def test_the_kubernetes_package_is_loaded_whole_only_when_a_name_outside_what_th
     subprocess.run([sys.executable, '-c', code], check=True, env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
 
 
+def test_what_the_kubeconfig_loader_needs_only_for_oidc_and_gcp_is_imported_when_it_is_first_used():
+    code = ('import sys\n'
+            'from ansible_collections.kubesnap.snapshots.plugins.modules import snapshot_expire, k8s_pv_snapshot\n'
+            'heavy = [m for m in ("requests", "oauthlib", "oauthlib.oauth2", "requests_oauthlib", "google.auth") if m in sys.modules]\n'
+            'assert not heavy, heavy\n'
+            'loader = sys.modules["kubernetes.config.kube_config"]\n'
+            'assert loader.google_auth_available\n'
+            'assert loader.oauthlib.oauth2.rfc6749.errors.InvalidClientIdError.__name__ == "InvalidClientIdError"\n'
+            'assert loader.google.auth.transport.requests.Request.__module__ == "google.auth.transport.requests"\n'
+            'assert callable(loader.google.auth.default)\n'
+            'import requests_oauthlib, oauthlib.oauth2, google.auth.transport.requests\n'
+            'assert all(type(sys.modules[m]) is type(sys) for m in ("oauthlib", "oauthlib.oauth2", "requests_oauthlib", "google.auth"))\n'
+            'assert isinstance(loader.OAuth2Session(client_id="c"), requests_oauthlib.OAuth2Session)\n'
+            'assert google.auth.transport.requests.Request is loader.google.auth.transport.requests.Request\n')
+    subprocess.run([sys.executable, '-c', code], check=True, env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+
+
 def test_list_on_the_wire_omits_an_unset_selector_and_encodes_the_token(client, pool):
     pool.responses = [FakeResponse(200, {'items': [{'n': 1}], 'metadata': {'continue': 'a/b=c&d'}}),
                       FakeResponse(200, {'items': [{'n': 2}], 'metadata': {}})]
