@@ -89,12 +89,16 @@ def deletion_errors(expiry, lease_held):
 def report(plans, errors, now, diff=False):
     """(volumes, diff): one result per plan, and with `diff` the before/after of every snapshot named in them.
 
+    `plans` is emptied as their results are made, so that a plan's snapshot records are freed once its result
+    holds what it reports (at 10,000 volumes the records and the results would otherwise be held together).
     Every line of a kept snapshot changes from its creation time to why it is kept, so the rendered
     diff lists all of them with their reason, and expired ones as removed lines. Two more lines per
     snapshot: built only when asked for.
     """
     volumes, before, after = [], {}, {}
-    for label, orphan, plan in plans:
+    plans.reverse()
+    while plans:
+        label, orphan, plan = plans.pop()
         volumes.append(dict(plan.as_dict(now), volume=label, orphan=orphan, policy=plan.policy.text if plan.policy else None,
                             failed=[{'name': s.name, 'error': errors[s.id]} for s in plan.expire if s.id in errors]))
         if not diff:

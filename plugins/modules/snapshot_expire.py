@@ -403,8 +403,12 @@ def expire(module):
             errors = deletion_errors(expiry, result.get('lease_held'))
             if expiry.written:
                 doomed = expiry.doomed
-        result['volumes'], diff = report(expiry.plans, errors, now, diff=module._diff)
         result['changed'] = len(errors) < len(doomed)
+        plans = expiry.plans
+        # The listed volumes and claims, the targets and the snapshots no plan holds are freed before the result is built
+        # (its entries take their place), and report() lets each plan go once its entry is made.
+        del inventory, registry, targets, expiry, doomed
+        result['volumes'], diff = report(plans, errors, now, diff=module._diff)
         if module._diff and result['changed']:
             result['diff'] = diff
     except (KubeError, BackendError) as exc:

@@ -1,10 +1,14 @@
 """Unit tests of module.exit_or_fail: the one way a module ends."""
 from __future__ import annotations
 
+import io
+import json
+
 import pytest
+from ansible.module_utils.common.json import Direction, get_module_encoder
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.messages import MSG_ITEMS
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import PROBLEMS_MSG, exit_or_fail
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import PROBLEMS_MSG, exit_or_fail, write_json
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.targets import Problem
 
 
@@ -57,3 +61,25 @@ def test_problems_fail_in_their_own_words_only_when_asked_and_a_held_lease_fails
     assert end(Module(fail_on_problems=False), {}, [], 'x', [problem])[0] == 'exit'
     how, result = end(Module(lease_failure='lease held; nothing was written'), {}, [], 'not snapshotted')
     assert how == 'fail' and result['failed_volumes'] == ['lease held; nothing was written']
+
+
+RESULT = {'changed': True, 'volumes': [{'volume': 'db/data-0', 'keep': [{'name': 'snap-1', 'held': False, 'size': None, 'age_seconds': 3600,
+                                                                   'reason': 'generation P1D (window P7D)'}], 'expire': []},
+                                       {'volume': 'caf\u00e9/\u65e5\u672c', 'keep': [], 'expire': [{'name': 'a"b\\c\n', 'ratio': 0.1}]}],
+          'problems': [], 'empty': {}, 'nested': {'list': [1, [2, 3]]}, 'lease_held': None, 'api_calls': {'GET': 5}}
+
+
+@pytest.mark.parametrize('profile', ['legacy', 'modern'])
+def test_the_result_written_a_volume_at_a_time_is_the_text_ansible_prints_whole(profile):
+    encoder = get_module_encoder(profile, Direction.MODULE_TO_CONTROLLER)
+    written = io.StringIO()
+    write_json(RESULT, written.write, encoder().encode)
+    assert written.getvalue() == '\n%s\n' % json.dumps(RESULT, cls=encoder)
+    assert json.loads(written.getvalue()) == RESULT
+
+
+def test_the_result_is_written_in_pieces_no_larger_than_a_volume():
+    pieces = []
+    write_json(RESULT, pieces.append, json.JSONEncoder().encode)
+    assert ''.join(pieces) == '\n%s\n' % json.dumps(RESULT)
+    assert max(len(piece) for piece in pieces) <= max(len(json.dumps(volume)) for volume in RESULT['volumes']) + 2
