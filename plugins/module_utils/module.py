@@ -129,7 +129,8 @@ def write_json(result, write, encode):
     write('\n{')
     for index, (key, value) in enumerate(result.items()):
         write('%s%s: ' % (', ' if index else '', encode(key)))
-        if type(value) is list:  # pylint: disable=unidiomatic-typecheck  (a subclass may encode as something else)
+        # A list exactly: the encoder may turn a subclass into something else.
+        if type(value) is list:  # pylint: disable=unidiomatic-typecheck
             write('[')
             for position, element in enumerate(value):
                 write('%s%s' % (', ' if position else '', encode(element)))
