@@ -63,10 +63,11 @@ def test_problems_fail_in_their_own_words_only_when_asked_and_a_held_lease_fails
     assert how == 'fail' and result['failed_volumes'] == ['lease held; nothing was written']
 
 
-RESULT = {'changed': True, 'volumes': [{'volume': 'db/data-0', 'keep': [{'name': 'snap-1', 'held': False, 'size': None, 'age_seconds': 3600,
-                                                                   'reason': 'generation P1D (window P7D)'}], 'expire': []},
-                                       {'volume': 'caf\u00e9/\u65e5\u672c', 'keep': [], 'expire': [{'name': 'a"b\\c\n', 'ratio': 0.1}]}],
-          'problems': [], 'empty': {}, 'nested': {'list': [1, [2, 3]]}, 'lease_held': None, 'api_calls': {'GET': 5}}
+KEPT = {'name': 'snap-1', 'held': False, 'size': None, 'age_seconds': 3600, 'reason': 'generation P1D (window P7D)'}
+VOLUMES = [{'volume': 'db/data-0', 'keep': [KEPT], 'expire': []},
+           {'volume': 'caf\u00e9/\u65e5\u672c', 'keep': [], 'expire': [{'name': 'a"b\\c\n', 'ratio': 0.1}]}]
+RESULT = {'changed': True, 'volumes': VOLUMES, 'problems': [], 'empty': {}, 'nested': {'list': [1, [2, 3]]}, 'lease_held': None,
+          'api_calls': {'GET': 5}}
 
 
 @pytest.mark.parametrize('profile', ['legacy', 'modern'])
