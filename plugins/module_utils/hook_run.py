@@ -86,13 +86,13 @@ class PodSide:
         """Write the mark, on this pod only (its uid: a pod recreated since it was listed is refused, 409)."""
         value = hooks.mark_value(self.run, iso(since), pod, self.lease)
         k8s_service.patch(self.client, resource_path('v1', 'pods', pod.namespace, pod.name),
-                          {'metadata': {'uid': pod.uid, 'annotations': {hooks.MARK_ANNOTATION: value}}})
+                          {'metadata': {'annotations': {hooks.MARK_ANNOTATION: value}}}, uid=pod.uid)
 
     def clear(self, namespace, name, uid):
         """Remove the mark from the pod `uid` (a pod recreated under the name has none); one gone counts as cleared."""
         try:
             k8s_service.patch(self.client, resource_path('v1', 'pods', namespace, name),
-                              {'metadata': {'uid': uid, 'annotations': {hooks.MARK_ANNOTATION: None}}})
+                              {'metadata': {'annotations': {hooks.MARK_ANNOTATION: None}}}, uid=uid)
         except KubeError as exc:
             if exc.status not in (404, 409):
                 raise

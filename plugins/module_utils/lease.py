@@ -25,7 +25,7 @@ import uuid
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.errors import KubesnapError
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError, resource_path
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention import parse_timestamp
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s_service import get_or_none
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s_service import create, get_or_none
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.retry import RETRYABLE_STATUS, delays, poll_until
 
 GROUP_VERSION = 'coordination.k8s.io/v1'
@@ -105,9 +105,9 @@ class Lease:
         """Our new Lease, or the one stored when the name is taken (409) or the create's answer was lost (it may have landed);
         None when the stored one was gone again by the read (its holder released it meanwhile)."""
         try:
-            return self._client.create(resource_path(GROUP_VERSION, 'leases', self._namespace),
-                                       {'apiVersion': GROUP_VERSION, 'kind': 'Lease',
-                                        'metadata': {'name': self._name, 'namespace': self._namespace}, 'spec': self._spec(now)})
+            return create(self._client, resource_path(GROUP_VERSION, 'leases', self._namespace),
+                          {'apiVersion': GROUP_VERSION, 'kind': 'Lease',
+                           'metadata': {'name': self._name, 'namespace': self._namespace}, 'spec': self._spec(now)})
         except KubeError as exc:
             if exc.status != 409 and not _unanswered(exc):
                 raise

@@ -323,7 +323,7 @@ def make_claim(client, claim_plan, backends):
         create_or_find(client, restore_object_path(volume), volume)
     namespace = claim_plan.claim['metadata']['namespace']
     try:
-        client.create(resource_path('v1', 'persistentvolumeclaims', namespace), claim_plan.claim)
+        k8s_service.create(client, resource_path('v1', 'persistentvolumeclaims', namespace), claim_plan.claim)
     except KubeError as exc:
         if exc.status != 409:
             raise
@@ -344,11 +344,12 @@ def restore_object_path(body, name=False):
 
 
 def start_fill(client, claim_plan, namespace, settings):
-    """Create the fill Job (and its Secret); a Job of ours already there (a killed run's) is waited for as it is."""
+    """Create the fill Job (and its Secret) and start it: (name, uid), the Job waited for and deleted afterwards by that
+    uid. A Job of ours already there (a killed run's) is waited for as it is."""
     job = nr.fill_job_manifest(claim_plan, namespace, settings, FILL_PROGRAM)
     path = resource_path('batch/v1', 'jobs', namespace)
     try:
-        made = client.create(path, job)
+        made = k8s_service.create(client, path, job)
     except KubeError as exc:
         if exc.status != 409:
             raise
@@ -358,37 +359,42 @@ def start_fill(client, claim_plan, namespace, settings):
                                 obj='claims[%s]' % claim_plan.name) from exc
         made = found
         if not (found.get('spec') or {}).get('suspend'):
-            return job['metadata']['name']
+            return job['metadata']['name'], made['metadata']['uid']
+    uid = made['metadata']['uid']
     if job['spec']['suspend']:
-        secret = nr.fill_secret_manifest(dict(job, metadata=dict(job['metadata'], uid=made['metadata']['uid'])), settings.credentials)
+        secret = nr.fill_secret_manifest(dict(job, metadata=dict(job['metadata'], uid=uid)), settings.credentials)
         create_or_ignore(client, resource_path('v1', 'secrets', namespace), secret)
-        k8s_service.patch(client, '%s/%s' % (path, job['metadata']['name']), {'spec': {'suspend': False}})
-    return job['metadata']['name']
+        # By uid: a Job deleted and made again under the name meanwhile is not this restore's to start (a 409).
+        k8s_service.patch(client, '%s/%s' % (path, job['metadata']['name']), {'spec': {'suspend': False}}, uid=uid)
+    return job['metadata']['name'], uid
 
 
 def create_or_ignore(client, path, body):
     try:
-        client.create(path, body)
+        k8s_service.create(client, path, body)
     except KubeError as exc:
         if exc.status != 409:
             raise
 
 
-def fill_outcomes(client, namespace, names, deadline):
-    """{job name: (done, why)} of the fill Jobs: one list and one watch of the namespace's fill Jobs hear of them all."""
-    waited = k8s_wait.watch_until(client, resource_path('batch/v1', 'jobs', namespace), pv_archive.all_finished(names), deadline,
+def fill_outcomes(client, namespace, uids, deadline):
+    """{job name: (done, why)} of the fill Jobs `uids` ({name: uid}): one list and one watch of the namespace's fill Jobs
+    hear of them all. By uid: a Job deleted and made again under the name by someone else counts as deleted, not as ours."""
+    waited = k8s_wait.watch_until(client, resource_path('batch/v1', 'jobs', namespace), pv_archive.all_finished(uids), deadline,
                                   selector='%s=%s' % (nr.ROLE_KEY, nr.FILL_ROLE))
-    outcomes = waited.value or pv_archive.job_outcomes(names, waited.objects)
+    outcomes = waited.value or pv_archive.job_outcomes(uids, waited.objects)
     return {name: outcome or (False, 'did not finish before wait_timeout') for name, outcome in outcomes.items()}
 
 
-def delete_job(client, namespace, name):
+def delete_job(client, namespace, name, uid):
+    """Delete the fill Job `uid` (its pods and Secret with it); True when deleted. One gone, or another one made under the
+    name since (not ours: left alone), is not deleted."""
     try:
-        client.request('DELETE', resource_path('batch/v1', 'jobs', namespace, name),
-                       body={'kind': 'DeleteOptions', 'apiVersion': 'v1', 'propagationPolicy': 'Background'})
+        return k8s_service.delete_if_unchanged(client, resource_path('batch/v1', 'jobs', namespace, name), uid, propagation='Background')
     except KubeError as exc:
-        if exc.status != 404:
+        if not k8s_service.is_conflict(exc):
             raise
+    return False
 
 
 def needs_lease(the_plan):
@@ -400,7 +406,7 @@ def needs_lease(the_plan):
 @dataclasses.dataclass
 class ClaimsWritten:
     """What the claim phase (under the Lease) did: the namespace's outcome, each claim's error (None: made or found), the
-    fill Jobs started, the claims as the one watch last saw them."""
+    fill Jobs started ({claim: (Job name, uid)}), the claims as the one watch last saw them."""
 
     started: float
     objects: list
@@ -453,11 +459,11 @@ def write_claims(client, the_plan, params, settings, ensure_held=lambda: None):
         if error is not None:
             written.failures.append('claim %s: %s' % (claim_plan.name, error))
     fills = [c for c in the_plan.claims if c.needs_fill and written.made.get(c.name) is None]
-    for claim_plan, name, error in run_parallel(lambda c: start_fill(client, c, namespace, settings), fills, params['concurrency']):
+    for claim_plan, job, error in run_parallel(lambda c: start_fill(client, c, namespace, settings), fills, params['concurrency']):
         if error is not None:
             written.failures.append('claim %s: the fill Job: %s' % (claim_plan.name, error))
         else:
-            written.jobs[claim_plan.name] = name
+            written.jobs[claim_plan.name] = job
     written.deadline = time.monotonic() + params['wait_timeout']
     names = [c.name for c in the_plan.claims if written.made.get(c.name) is None]
     waited = k8s_wait.watch_until(client, resource_path('v1', 'persistentvolumeclaims', namespace), nr.all_bound(set(names)), written.deadline)
@@ -486,7 +492,7 @@ def act(client, the_plan, params, check_mode, settings_of, written=None):
     if any(o['state'] == 'failed' for o in objects):  # the namespace: nothing else was made
         result['objects'] = objects
         return result, failures
-    outcomes = fill_outcomes(client, namespace, sorted(jobs.values()), written.deadline) if jobs else {}
+    outcomes = fill_outcomes(client, namespace, dict(jobs.values()), written.deadline) if jobs else {}
     dropped = []
     for claim_plan in the_plan.claims:
         if made.get(claim_plan.name) is not None:
@@ -498,14 +504,15 @@ def act(client, the_plan, params, check_mode, settings_of, written=None):
             entry.update(state='failed', reason='not Bound after %d s (wait_timeout)' % params['wait_timeout'])
             failures.append('claim %s: %s' % (claim_plan.name, entry['reason']))
         elif claim_plan.name in jobs:
-            done, why = outcomes.get(jobs[claim_plan.name], (False, 'not waited for'))
+            job_name, job_uid = jobs[claim_plan.name]
+            done, why = outcomes.get(job_name, (False, 'not waited for'))
             if done:
                 k8s_service.patch(client, resource_path('v1', 'persistentvolumeclaims', namespace, claim_plan.name),
                                   {'metadata': {'annotations': {nr.FILLED_ANNOTATION: '%s %s' % (claim_plan.url, claim_plan.sha256)}}})
                 entry['filled'] = True
-                delete_job(client, namespace, jobs[claim_plan.name])
+                delete_job(client, namespace, job_name, job_uid)
             else:
-                entry.update(state='failed', reason='fill Job %s/%s: %s' % (namespace, jobs[claim_plan.name], why))
+                entry.update(state='failed', reason='fill Job %s/%s: %s' % (namespace, job_name, why))
                 failures.append('claim %s: %s' % (claim_plan.name, entry['reason']))
         if entry['state'] != 'failed' and claim_plan.before:
             dropped.append(claim_plan)

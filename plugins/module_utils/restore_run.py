@@ -12,7 +12,7 @@ import dataclasses
 import datetime
 import time
 
-from ansible_collections.kubesnap.snapshots.plugins.module_utils import k8s_wait, retention
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import k8s_service, k8s_wait, retention
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import restore as rs
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import Registry
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import TargetError
@@ -283,7 +283,7 @@ def create_or_find(client, path, body):
     """Create `body` at `path`; one of that name already there counts as created when it carries the same restored-from
     annotation and (a copy's VolumeSnapshot or content) the spec the restore gives it: never the annotation alone."""
     try:
-        client.create(path, body)
+        k8s_service.create(client, path, body)
     except KubeError as exc:
         found = get_or_none(client, '%s/%s' % (path, body['metadata']['name'])) if exc.status == 409 else None
         if found is None or (found['metadata'].get('annotations') or {}).get(rs.RESTORED_FROM) != body['metadata']['annotations'][rs.RESTORED_FROM]:
@@ -317,7 +317,7 @@ def create(client, plan, ensure_held):
         ensure_held()
         create_or_find(client, object_path(body), body)
     ensure_held()
-    made = client.create(resource_path('v1', 'persistentvolumeclaims', plan.claim['metadata']['namespace']), plan.claim)
+    made = k8s_service.create(client, resource_path('v1', 'persistentvolumeclaims', plan.claim['metadata']['namespace']), plan.claim)
     return Created(created + [plan.claim], made['metadata']['uid'])
 
 
@@ -386,7 +386,7 @@ def check_job_manifest(template, namespace, restore_name, snapshot):
 
 def run_check_job(client, job, timeout):
     """Create the check Job, wait until it finishes, delete it (with its pods); None when it succeeded, else why not."""
-    made = client.create(object_path(job), job)
+    made = k8s_service.create(client, object_path(job), job)
     try:
         # Its uid: a Job deleted and made again under the name meanwhile is not the check that ran on this restore.
         outcome = job_outcome(wait_for(client, object_path(job), job['metadata']['name'], job_outcome, timeout,

@@ -32,7 +32,7 @@ def seconds_ago(seconds):
 
 
 class RecordingLeaseApi:
-    """The four client calls lease.py makes, served by the apiserver and recorded.
+    """The four client calls lease.py makes (its create through k8s_service), served by the apiserver and recorded.
 
     `between[verb]` runs once just before that call is sent: another run acting between two of ours.
     `errors[verb]` is raised instead of sending the call (a refusal the test account cannot provoke).
@@ -82,9 +82,10 @@ class RecordingLeaseApi:
     def verbs(self):
         return [verb for verb, _path, _body in self.calls]
 
-    def create(self, path, body):
-        self._record('POST', path, body)
-        return self._client.create(path, body)
+    def request(self, method, path, query=None, body=None, **kwargs):
+        """The create (k8s_service.create: a POST under the collection's field manager)."""
+        self._record(method, path, body)
+        return self._client.request(method, path, query, body, **kwargs)
 
     def get(self, path):
         self._record('GET', path)

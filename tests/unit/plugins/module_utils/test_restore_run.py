@@ -36,8 +36,9 @@ class FakeClient:
     def __init__(self):
         self.created = []
 
-    def create(self, path, body):
-        """The object as the server answers a create: with the uid it gave it."""
+    def request(self, method, path, query=None, body=None, **_kwargs):
+        """The object as the server answers a create (a POST under the field manager): with the uid it gave it."""
+        assert method == 'POST' and query['fieldManager'] == 'kubesnap', (method, query)
         self.created.append((path, body))
         return dict(body, metadata=dict(body['metadata'], uid='uid-%d' % len(self.created)))
 
@@ -164,7 +165,9 @@ def test_a_missing_zone_names_the_volume_and_says_why_a_regional_disk_needs_one(
 class Taken(Cluster):
     """Every create answers 409: the name is taken by the object at that path."""
 
-    def create(self, path, body):
+    def request(self, method, path, query=None, body=None, **_kwargs):
+        if method != 'POST':
+            return super().request(method, path, query, body)
         raise KubeError('POST', path, 409, 'already exists')
 
 
