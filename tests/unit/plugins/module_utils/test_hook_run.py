@@ -12,6 +12,7 @@ import pytest
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import hook_run, hooks, k8s_exec
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError
 from ansible_collections.kubesnap.snapshots.tests.unit.plugins.module_utils.test_hooks import PRE, POST, Result, hooked, pod
+from ansible_collections.kubesnap.snapshots.tests.unit.plugins.module_utils.test_pv_archive import Api
 
 
 class RecordingSide:
@@ -273,3 +274,15 @@ def test_a_mark_naming_a_lease_the_run_cannot_read_fails_that_pod_only(monkeypat
     assert [(e['pod'], e['action']) for e in entries] == [('db/a', 'failed'), ('db/b', 'thawed')]
     assert 'could not read lease kube-system/elsewhere of run run-x' in entries[0]['error']
     assert side.events == [('post', 'b', ('thaw',)), ('clear', 'b')]
+
+
+def test_the_mark_is_written_and_cleared_only_on_the_pod_of_its_uid():
+    """The apiserver refuses a merge patch naming another uid with a 422; by the service layer's patch(uid=) it is a 409, so
+    a pod recreated under the name is refused the mark and counts as cleared (it has none)."""
+    path = '/api/v1/namespaces/db/pods/db-0'
+    api = Api({path: {'metadata': {'name': 'db-0', 'namespace': 'db', 'uid': 'uid-new', 'resourceVersion': '1'}}})
+    side = hook_run.PodSide(api, 'run-1', 'default/kubesnap-cycle')
+    side.clear('db', 'db-0', 'uid-old')
+    assert api.objects[path]['metadata'].get('annotations') is None
+    assert api.requests == [('PATCH', path, None, {'metadata': {'annotations': {hooks.MARK_ANNOTATION: None}, 'uid': 'uid-old'}})]
+    side.clear('db', 'db-1', 'uid-gone')  # a pod gone counts as cleared too
