@@ -411,6 +411,24 @@ def others_in_namespace(listed, planned, claims):
     return sorted(found)
 
 
+def restored_volumes(volumes, namespace):
+    """[(PersistentVolume, the point's snapshot as base.Snapshot)] of the volumes a restore into `namespace` made for its cloud
+    claims (restore.volume_manifest): ours (label, restored-from annotation naming a cloud snapshot), Retain, pre-bound to a
+    claim of `namespace` and named for it (restore.cloud_volume_name). Deleting the namespace leaves them (and their disks)."""
+    found = []
+    for pv in volumes:
+        meta, spec = pv['metadata'], pv.get('spec') or {}
+        ref = spec.get('claimRef') or {}
+        backend, _colon, snapshot_id = ((meta.get('annotations') or {}).get(rs.RESTORED_FROM) or '').partition(':')
+        if (ref.get('namespace') != namespace or not ref.get('name') or meta['name'] != rs.cloud_volume_name(namespace, ref['name'])
+                or backend not in CLOUD_BACKENDS.values() or not snapshot_id or spec.get('persistentVolumeReclaimPolicy') != 'Retain'
+                or (meta.get('labels') or {}).get(base.MANAGED_BY_KEY) != base.MANAGED_BY_VALUE):
+            continue
+        found.append((pv, base.Snapshot(backend=backend, id=snapshot_id, name=snapshot_id.rpartition('/')[2], volume_key='',
+                                        created_at=None, state=base.READY)))
+    return sorted(found, key=lambda item: item[0]['metadata']['name'])
+
+
 def all_bound(names):
     """The predicate of the one watch on the target namespace's claims: {name: claim} once every one of `names` is Bound."""
     def bound(claims):

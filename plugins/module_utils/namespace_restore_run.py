@@ -556,13 +556,14 @@ def finish(result, to_make, params, client, check_mode=False, flag=False):
     return result
 
 
-def remove(client, params, wait_timeout, clock=time.monotonic, check_mode=False):
+def remove(client, params, wait_timeout, clock=time.monotonic, check_mode=False, make_backend=None):
     """state=absent: delete the target namespace (and all it holds) only when a restore made it (its restored-from
-    annotation names a point), the version read (uid); wait until it is gone. The result. Check mode reads and refuses
-    as the run would, and deletes nothing."""
+    annotation names a point), the version read (uid); wait until it is gone; then the PersistentVolumes (Retain) the
+    restore made for its cloud claims and their disks, each disk only when the cloud says that restore made it. The
+    result. Check mode reads and refuses as the run would, and deletes nothing."""
     namespace = params.get('target_namespace') or params['namespace']
     result = empty_result()
-    result.update(target_namespace=namespace, state='absent')
+    result.update(target_namespace=namespace, state='absent', volumes_deleted=[], disks_deleted=[])
     path = resource_path('v1', 'namespaces', name=namespace)
     found = k8s_service.get_or_none(client, path)
     if found is None:
@@ -571,12 +572,50 @@ def remove(client, params, wait_timeout, clock=time.monotonic, check_mode=False)
     if not marked.startswith('point:'):
         raise KubesnapError('namespace %s was not made by a restore of a recovery point (no %s annotation naming one); not deleted'
                             % (namespace, rs.RESTORED_FROM), field='target_namespace')
-    result.update(changed=True, deleted=namespace)
+    # Read before the namespace goes: only a namespace a restore made has its volumes deleted.
+    listed = client.get(resource_path('v1', 'persistentvolumes'), labelSelector='%s=%s' % (base.MANAGED_BY_KEY, base.MANAGED_BY_VALUE))
+    volumes = nr.restored_volumes(listed.get('items') or [], namespace)
+    make_backend = make_backend or (lambda name: backend_class(name)(params))
+    backends = {name: make_backend(name) for name in sorted({snapshot.backend for _pv, snapshot in volumes})}
+    result.update(changed=True, deleted=namespace, volumes_deleted=[pv['metadata']['name'] for pv, _snapshot in volumes])
     if check_mode:
+        result['disks_deleted'] = [backends[snapshot.backend].disk_of(pv, snapshot) for pv, snapshot in volumes]
         return result
     if found['metadata'].get('deletionTimestamp') is None:
         k8s_service.delete_if_unchanged(client, path, found['metadata']['uid'])
-    waited = k8s_wait.watch_until(client, resource_path('v1', 'namespaces'), k8s_wait.gone, clock() + wait_timeout, name=namespace)
+    deadline = clock() + wait_timeout
+    waited = k8s_wait.watch_until(client, resource_path('v1', 'namespaces'), k8s_wait.gone, deadline, name=namespace)
     if not waited.value:
         raise KubesnapError('namespace %s is still there %d s after it was deleted (wait_timeout)' % (namespace, wait_timeout), field='wait_timeout')
+    result['disks_deleted'], failures = delete_volumes(client, volumes, backends, deadline, params['concurrency'])
+    if failures:
+        raise KubesnapError('namespace %s was deleted; %s' % (namespace, '; '.join(failures[:10])), field='target_namespace')
     return result
+
+
+def delete_volumes(client, volumes, backends, deadline, concurrency):
+    """Delete the restore's PersistentVolumes (each the version read), wait until they are gone (one watch), then the disks
+    behind them in parallel: ([disk ids deleted], ['what: why'] of those left)."""
+    failures, names = [], set()
+    if not volumes:
+        return [], []
+    for pv, _snapshot in volumes:
+        try:
+            k8s_service.delete_if_unchanged(client, resource_path('v1', 'persistentvolumes', name=pv['metadata']['name']), pv['metadata']['uid'])
+        except KubeError as exc:  # 409: another volume under the name since it was read; it and its disk are not ours to delete
+            failures.append('PersistentVolume %s: %s' % (pv['metadata']['name'], exc))
+            continue
+        names.add(pv['metadata']['name'])
+    waited = k8s_wait.watch_until(client, resource_path('v1', 'persistentvolumes'),
+                                  lambda objects: not any(o['metadata']['name'] in names for o in objects), deadline,
+                                  selector='%s=%s' % (base.MANAGED_BY_KEY, base.MANAGED_BY_VALUE))
+    left = {o['metadata']['name'] for o in waited.objects if o['metadata']['name'] in names} if not waited.value else set()
+    failures += ['PersistentVolume %s is still there (wait_timeout); its disk is kept' % name for name in sorted(left)]
+    gone = [(pv, snapshot) for pv, snapshot in volumes if pv['metadata']['name'] in names - left]
+    deleted = []
+    for item, disk, error in run_parallel(lambda item: backends[item[1].backend].delete_restored_disk(*item), gone, concurrency):
+        if error is not None:
+            failures.append('the disk of PersistentVolume %s: %s' % (item[0]['metadata']['name'], error))
+        elif disk is not None:
+            deleted.append(disk)
+    return sorted(deleted), failures

@@ -57,7 +57,13 @@ description:
   - With O(state=absent), the target namespace is deleted with all it holds - only when a restore of a point made it
     (the namespace a restore creates carries C(kubesnap.io/restored-from=point:<url>); a restore never writes it on a
     namespace that existed, nor takes it from the point's backup) - by its uid, and waited for until gone; the restore
-    drill cleans up so. Check mode refuses as the run does and deletes nothing. Nothing is read from S3 then.
+    drill cleans up so. Once it is gone, the PersistentVolumes the restore made for its cloud claims (Retain, labelled
+    as ours, pre-bound to a claim of the namespace and named for it) are deleted by their uid, and then the disk behind
+    each (its volume handle) - only when the cloud says a restore made it under the volume's name from the snapshot the
+    volume names (the ownership tags or labels written in the create call, the name, the source snapshot); another disk
+    is never deleted and fails the task naming it. The backend options (O(aws_region), O(gce_project)...) reach the
+    cloud. Volumes of a namespace that is already gone are not looked for. Check mode refuses as the run does, plans
+    the volumes and disks, and deletes nothing. Nothing is read from S3 then.
   - With O(guard=true), kube-backup's start-up guard for unattended runs in a fresh cluster - when the flag namespace
     exists, do nothing; a point older than O(max_age) fails; after a restore without failures the flag namespace is
     created.
@@ -387,6 +393,20 @@ deleted:
   returned: when a namespace was deleted
   type: str
   sample: shop-drill
+volumes_deleted:
+  description: With O(state=absent), the PersistentVolumes the restore made for its cloud claims, deleted (in check mode, to delete).
+  returned: with O(state=absent)
+  type: list
+  elements: str
+  sample: [kubesnap-restore-0f3a5c9e1b2d4a6c8e0f1a2b]
+disks_deleted:
+  description:
+    - With O(state=absent), the cloud disks behind those volumes, deleted (in check mode, to delete) - EBS C(<volume id>),
+      GCE C(projects/<project>/zones/<zone>/disks/<name>). A disk already gone is not listed.
+  returned: with O(state=absent)
+  type: list
+  elements: str
+  sample: [vol-0123456789abcdef0]
 state:
   description: V(absent) with O(state=absent).
   returned: with O(state=absent)

@@ -48,7 +48,7 @@ PACIFIC = datetime.timezone(datetime.timedelta(hours=-8))
 GOOGLE_TOKEN_AUDIENCE = 'https://oauth2.googleapis.com/token'
 JWT_BEARER = 'urn:ietf:params:oauth:grant-type:jwt-bearer'
 WRITES = frozenset(('compute.disks.createSnapshot', 'compute.regionDisks.createSnapshot', 'compute.snapshots.delete',
-                    'compute.snapshots.setLabels', 'compute.disks.insert'))
+                    'compute.snapshots.setLabels', 'compute.disks.insert', 'compute.disks.delete'))
 
 
 class ApiError(Exception):
@@ -263,10 +263,14 @@ class FakeCompute:
         path = '%s/disks/%s' % (scope, tail[0])
         if tail[1:] == ['createSnapshot'] and method == 'POST':
             return 'compute.%s.createSnapshot' % family, 200, self._create_snapshot(scope, path, query, body)
-        if tail[1:] or method != 'GET':
+        if tail[1:] or method not in ('GET', 'DELETE') or (method == 'DELETE' and regional):
             raise ApiError(404, 'notFound', 'The requested URL was not found.')
         if path not in self.disks:
             raise ApiError(404, 'notFound', "The resource '%s' was not found" % path)
+        if method == 'DELETE':
+            # disks.delete: a zone Operation; the disk is gone once it is DONE (no instance holds one here).
+            disk = self.disks.pop(path)
+            return 'compute.disks.delete', 200, self._public(self._operation(scope, 'delete', disk['selfLink'], lambda: True))
         return 'compute.%s.get' % family, 200, self._public(self.disks[path])
 
     @staticmethod
@@ -539,6 +543,7 @@ METHODS = (
     ('POST', r'projects/[^/]+/global/snapshots/[^/]+/setLabels', 'compute.snapshots.setLabels'),
     ('POST', r'projects/[^/]+/zones/[^/]+/disks', 'compute.disks.insert'),
     ('GET', r'projects/[^/]+/zones/[^/]+/disks/[^/]+', 'compute.disks.get'),
+    ('DELETE', r'projects/[^/]+/zones/[^/]+/disks/[^/]+', 'compute.disks.delete'),
     ('GET', r'projects/[^/]+/regions/[^/]+/disks/[^/]+', 'compute.regionDisks.get'),
     ('POST', r'projects/[^/]+/zones/[^/]+/disks/[^/]+/createSnapshot', 'compute.disks.createSnapshot'),
     ('POST', r'projects/[^/]+/regions/[^/]+/disks/[^/]+/createSnapshot', 'compute.regionDisks.createSnapshot'),

@@ -18,11 +18,11 @@ from kubernetes.client.exceptions import ApiException
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import recovery_point
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import restore as rs
 
-from .cluster_helpers import ROOT, wait_for
+from .cluster_helpers import ROOT
 from .modules import run_module
 from .playbooks import play, succeeded
 from .s3_helpers import client_for, s3_params
-from .test_cloud_backends import HARNESSES, snap
+from .test_cloud_backends import HARNESSES, ec2_client, snap
 from . import test_cloud_restore
 from .test_cloud_restore import OTHER_ZONES, affinity_zones, cloud_disk, read_pv
 
@@ -82,6 +82,14 @@ def take_point(cluster, kube, moto, bucket, namespace, cloud, extra=()):
     return snapshot.id, zone
 
 
+def cloud_disks(cloud):
+    """[(name, id)] of every disk the cloud holds (moto's volumes by their Name tag, the fake's disks by name)."""
+    if cloud.name == 'aws':
+        volumes = ec2_client(cloud.server).describe_volumes()['Volumes']
+        return [({t['Key']: t['Value'] for t in v.get('Tags') or []}.get('Name'), v['VolumeId']) for v in volumes]
+    return [(disk['name'], path) for path, disk in cloud.fake.disks.items()]
+
+
 def restore(cluster, moto, bucket, namespace, cloud, check=False, **more):
     args = s3_params(moto, url=f's3://{bucket}/points', namespace=namespace, cluster_name='prod-a', wait_timeout=120, lease_namespace=namespace,
                      **dict(cloud.args, **more))
@@ -124,6 +132,20 @@ def test_a_cloud_claim_is_restored_from_a_disk_made_from_the_points_snapshot_in_
     assert not again.get('failed') and not again['changed'] and again['claims'][0]['state'] == 'exists', again
     assert cloud.writes() == [], 'the second run makes no disk'
 
+    # state=absent: the namespace, then the restore's PV and the disk made from the point's snapshot; the source's disk stays.
+    others = {d for d in cloud_disks(cloud) if d[0] != volume_name}  # the source's disk at least: no restore made them
+    assert others, cloud_disks(cloud)
+    disk = cloud_disk(cloud, pv['spec'])
+    planned = restore(cluster, moto_server, bucket, namespace, cloud, check=True, target_namespace=target, state='absent')
+    assert planned['changed'] and planned['volumes_deleted'] == [volume_name] and len(planned['disks_deleted']) == 1, planned
+    assert cloud_disk(cloud, pv['spec']) == disk and read_pv(kube, volume_name), 'check mode deletes nothing'
+    removed = restore(cluster, moto_server, bucket, namespace, cloud, target_namespace=target, state='absent')
+    assert not removed.get('failed') and removed['volumes_deleted'] == [volume_name], removed
+    assert removed['disks_deleted'] == planned['disks_deleted'], removed
+    assert cloud_disk(cloud, pv['spec']) is None, 'the restore\'s disk is deleted'
+    assert kube.core.list_persistent_volume(field_selector='metadata.name=%s' % volume_name).items == []
+    assert others <= set(cloud_disks(cloud)), 'a disk the restore did not make stays'
+
 
 def test_a_point_whose_cloud_snapshot_is_gone_fails_naming_the_claim_before_anything_is_made(
         cluster, kube, namespace, target, moto_server, bucket, cloud):
@@ -164,6 +186,7 @@ def test_the_playbooks_restore_and_drill_a_cloud_point_with_the_zone_map_and_the
     assert cloud_disk(cloud, pv['spec']) == (zone, snapshot_id) and pv['status']['phase'] == 'Bound', pv
 
     scratch = f'{namespace}-drill'
+    others = set(cloud_disks(cloud))  # the source's and the restore's above: the drill made none of them
     try:
         drilled = play(ROOT / 'playbooks' / 'restore_drill.yml', dict({
             'drill_kubeconfig': str(cluster.kubeconfig), 'drill_point_namespaces': [namespace], 'drill_point_url': f's3://{bucket}/points',
@@ -172,9 +195,14 @@ def test_the_playbooks_restore_and_drill_a_cloud_point_with_the_zone_map_and_the
         succeeded(drilled)
         verified = kube.core.read_namespace(namespace).metadata.annotations['kubesnap.io/last-restore-verified']
         assert verified.startswith('rp_20261206T020000Z '), verified
-        drill_pv = read_pv(kube, rs.cloud_volume_name(scratch, 'data'))
-        assert cloud_disk(cloud, drill_pv['spec']) == (zone, snapshot_id), drill_pv['spec']
-        wait_for('the scratch namespace to go', lambda: scratch not in [n.metadata.name for n in kube.core.list_namespace().items], timeout=120)
+        # The drill's cleanup deleted its scratch namespace, the PV and the disk it restored; the restore's disk above and the
+        # source's disk (not made by the drill) stay.
+        assert scratch not in [n.metadata.name for n in kube.core.list_namespace().items]
+        assert kube.core.list_persistent_volume(field_selector='metadata.name=%s' % rs.cloud_volume_name(scratch, 'data')).items == []
+        made = [d for d in cloud_disks(cloud) if d[0] == rs.cloud_volume_name(scratch, 'data')]
+        assert made == [], made
+        assert cloud_disk(cloud, pv['spec']) == (zone, snapshot_id), 'the disk of the restore (not the drill) stays'
+        assert len(others) >= 2 and others <= set(cloud_disks(cloud)), 'the disks the drill did not make stay'
     finally:
         with contextlib.suppress(ApiException):
             kube.core.delete_persistent_volume(rs.cloud_volume_name(scratch, 'data'))

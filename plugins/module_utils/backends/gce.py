@@ -780,5 +780,22 @@ class GceBackend(base.CloudBackend):
         found = self._get_disk(disk)
         return None if found is None else resource_path(found.get('sourceSnapshot')) or ''
 
+    def delete_restored_disk(self, pv, snapshot):
+        path = self.disk_of(pv, snapshot)
+        disk = self._get_disk(path)
+        if disk is None:
+            return None
+        labels = disk.get('labels') or {}
+        if (labels.get(LABEL_KEYS[base.MANAGED_BY_KEY]) != base.MANAGED_BY_VALUE or labels.get(RESTORED_FROM_LABEL) != gce_label_value(snapshot.name)
+                or disk.get('name') != pv['metadata']['name'] or resource_path(disk.get('sourceSnapshot')) != snapshot.id):
+            raise base.TargetError('spec', 'disk %s was not made by a restore of snapshot %s as %s (its labels %s, %s, its sourceSnapshot); '
+                                   'not deleted' % (path, snapshot.name, pv['metadata']['name'], LABEL_KEYS[base.MANAGED_BY_KEY], RESTORED_FROM_LABEL))
+        operation = self.api.delete(path)
+        if operation is not None:
+            error = _operation_error(self._wait(operation), 'deleting disk %s' % path)
+            if error is not None and error.status != 404:
+                raise error
+        return path
+
     def _get_disk(self, path):
         return self.api.get_or_none(path)
