@@ -434,7 +434,6 @@ def test_a_point_taken_by_k8s_recovery_point_is_restored_under_a_new_name(cluste
     assert not again.get('failed') and not again['changed'], again
 
 
-@pytest.mark.default_lease  # the drill playbook's restore takes the Lease in `default`
 def test_the_drill_restores_a_namespace_point_into_scratch_verifies_records_and_cleans_up(cluster, kube, namespace, moto_server, bucket):
     application(kube, namespace)
     point = run_module('k8s_recovery_point', str(cluster.kubeconfig), **s3_params(
@@ -443,7 +442,8 @@ def test_the_drill_restores_a_namespace_point_into_scratch_verifies_records_and_
     env = dict(os.environ, AWS_ACCESS_KEY_ID='testing', AWS_SECRET_ACCESS_KEY='testing', AWS_REGION='us-east-1')
     ran = play(ROOT / 'playbooks' / 'restore_drill.yml', {
         'drill_kubeconfig': str(cluster.kubeconfig), 'drill_point_namespaces': [namespace], 'drill_point_url': f's3://{bucket}/points',
-        'drill_point_cluster': 'prod-a', 'drill_point_endpoint': moto_server, 'drill_timeout': 120}, env=env)
+        'drill_point_cluster': 'prod-a', 'drill_point_endpoint': moto_server, 'drill_timeout': 120,
+        'drill_lease_namespace': namespace}, env=env)
     assert ran.returncode == 0, ran.stdout[-4000:] + ran.stderr[-2000:]
     assert recap(ran)['failed'] == 0
     verified = kube.core.read_namespace(namespace).metadata.annotations['kubesnap.io/last-restore-verified']
@@ -451,6 +451,31 @@ def test_the_drill_restores_a_namespace_point_into_scratch_verifies_records_and_
     # The scratch namespace is gone (the namespace controller emptied it); the drilled namespace's objects are as they were.
     wait_for('the scratch namespace to go', lambda: f'{namespace}-drill' not in names(kube.core.list_namespace().items), timeout=120)
     assert sorted(c.metadata.name for c in kube.core.list_namespaced_persistent_volume_claim(namespace).items) == list(CLAIMS)
+
+
+def test_the_playbooks_take_the_cycles_lease_where_the_cycle_does(cluster, kube, namespace, target, moto_server, bucket):
+    """namespace_restore.yml and restore_drill.yml's whole namespaces take the Lease the cycle's variables name (not
+    default/kubesnap-cycle): while a cycle holds it there, both fail naming the holder and make nothing."""
+    application(kube, namespace)
+    point = run_module('k8s_recovery_point', str(cluster.kubeconfig), **s3_params(
+        moto_server, url=f's3://{bucket}/points/', cluster_name='prod-a', namespaces=[namespace], lease_namespace=namespace))
+    assert not point.get('failed'), point
+    renewed = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%S.%fZ')
+    __import__('kubernetes').client.CoordinationV1Api(kube.api).create_namespaced_lease(namespace, {
+        'metadata': {'name': 'nightly'}, 'spec': {'holderIdentity': 'cycle-run', 'leaseDurationSeconds': 900, 'renewTime': renewed}})
+    env = dict(os.environ, AWS_ACCESS_KEY_ID='testing', AWS_SECRET_ACCESS_KEY='testing', AWS_REGION='us-east-1')
+    cycle_lease = {'snapshot_cycle_lease_namespace': namespace, 'snapshot_cycle_lease_name': 'nightly'}
+    restored = play(ROOT / 'playbooks' / 'namespace_restore.yml', dict({
+        'restore_kubeconfig': str(cluster.kubeconfig), 'restore_url': f's3://{bucket}/points', 'restore_source_namespace': namespace,
+        'restore_cluster': 'prod-a', 'restore_target_namespace': target, 'restore_endpoint': moto_server}, **cycle_lease), env=env)
+    assert restored.returncode != 0 and 'is held by cycle-run until' in restored.stdout, restored.stdout[-4000:] + restored.stderr[-2000:]
+    assert target not in names(kube.core.list_namespace().items)
+    drilled = play(ROOT / 'playbooks' / 'restore_drill.yml', dict({
+        'drill_kubeconfig': str(cluster.kubeconfig), 'drill_point_namespaces': [namespace], 'drill_point_url': f's3://{bucket}/points',
+        'drill_point_cluster': 'prod-a', 'drill_point_endpoint': moto_server, 'drill_timeout': 120}, **cycle_lease), env=env)
+    assert drilled.returncode != 0 and 'is held by cycle-run until' in drilled.stdout, drilled.stdout[-4000:] + drilled.stderr[-2000:]
+    assert f'{namespace}-drill' not in names(kube.core.list_namespace().items)
+    assert 'kubesnap.io/last-restore-verified' not in (kube.core.read_namespace(namespace).metadata.annotations or {})
 
 
 def test_state_absent_deletes_only_a_namespace_a_restore_made_and_check_mode_refuses_as_the_run(cluster, kube, namespace, moto_server, bucket):
