@@ -133,3 +133,25 @@ def test_a_missing_bucket_fails_the_play_naming_the_namespace_after_the_report(t
     assert 'TASK [kubesnap.snapshots.snapshot_cycle : Fail when volumes were not snapshotted' in done.stdout
     assert f'no recovery point: s3://{gone}/points/{CLUSTER_NAME}/{namespace}/' in done.stdout.split('Fail when volumes were not')[-1]
     assert '!! FAILED: no point written (see the errors)' in done.stdout
+
+
+def test_archive_points_need_the_jobs_own_credentials_which_the_cycle_passes_and_never_logs(tmp_path, cluster, kube, namespace, moto_server, bucket):
+    """With data=archive, the cycle's S3 keys are never shipped into a namespace: without credentials for the Jobs the step
+    fails naming the role's variables; with snapshot_cycle_recovery_point_job_credentials the step plans, and even at -vvv
+    the keys are not in the output."""
+    protected_claims(kube, namespace, names=('data',))
+    hosts = inventory(tmp_path / 'hosts.yml', str(cluster.kubeconfig), {'local': namespace})
+    env = dict(store_env(moto_server), ANSIBLE_VERBOSITY='3')
+    refused = run_snapshot(hosts, check=True, env=env, **points_vars(tmp_path, bucket, snapshot_cycle_recovery_point_data='archive'))
+    assert refused.returncode != 0, refused.stdout[-5000:]
+    verdict = refused.stdout.split('Fail when volumes were not')[-1]
+    assert 'no recovery point: snapshot_cycle_recovery_point_data is archive' in verdict, refused.stdout[-5000:]
+    assert 'snapshot_cycle_recovery_point_credentials_secret' in verdict and 'snapshot_cycle_recovery_point_job_credentials' in verdict
+    secret = f'job-secret-{uuid.uuid4().hex}'
+    planned = run_snapshot(hosts, check=True, env=env, **points_vars(
+        tmp_path, bucket, snapshot_cycle_recovery_point_data='archive',
+        snapshot_cycle_recovery_point_job_credentials={'access_key': 'job-key-id', 'secret_key': secret}))
+    assert planned.returncode == 0, planned.stdout[-5000:] + planned.stderr[-2000:]
+    assert 'TASK [kubesnap.snapshots.snapshot_cycle : Take a recovery point of each namespace]' in planned.stdout
+    assert secret not in planned.stdout + planned.stderr
+    assert manifests(client_for(moto_server), bucket) == []
