@@ -13,6 +13,7 @@ import os
 import uuid
 
 import pytest
+from kubernetes.client import RbacAuthorizationV1Api
 from kubernetes.client.exceptions import ApiException
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import recovery_point
@@ -206,3 +207,36 @@ def test_the_playbooks_restore_and_drill_a_cloud_point_with_the_zone_map_and_the
     finally:
         with contextlib.suppress(ApiException):
             kube.core.delete_persistent_volume(rs.cloud_volume_name(scratch, 'data'))
+
+
+@pytest.mark.parametrize('cloud', ['aws'], indirect=True)
+def test_a_cloud_restore_and_its_removal_run_under_the_rbac_roles_namespace_restore_account(
+        cluster, kube, namespace, target, moto_server, bucket, cloud, tmp_path):
+    """rbac_namespace_restore's rules cover a cloud claim's restore and state=absent, which deletes (and watches go) the PV the
+    restore made: run with the account's token only."""
+    from .playbooks import role_play  # pylint: disable=import-outside-toplevel
+    from .test_rbac_role import no_kubeconfig, token_vars  # pylint: disable=import-outside-toplevel
+
+    rbac = RbacAuthorizationV1Api(kube.api)
+    role = f'kubesnap-{namespace}'[:50]
+    try:
+        succeeded(play(role_play(tmp_path, 'rbac'), {'rbac_namespace': namespace, 'rbac_cluster_role': role, 'rbac_lease_namespace': namespace,
+                                                     'rbac_kubeconfig': str(cluster.kubeconfig), 'rbac_namespace_restore': True}))
+        take_point(cluster, kube, moto_server, bucket, namespace, cloud)
+        token = kube.core.create_namespaced_service_account_token('kubesnap-namespace-restore', namespace,
+                                                                  {'spec': {'expirationSeconds': 600}}).status.token
+        connection = token_vars(kube, cluster, namespace)
+        args = s3_params(moto_server, host=connection['snapshot_cycle_host'], api_key=token, ca_cert=connection['snapshot_cycle_ca_cert'],
+                         url=f's3://{bucket}/points', namespace=namespace, cluster_name='prod-a', target_namespace=target, wait_timeout=120,
+                         lease_namespace=namespace, **cloud.args)
+        done = run_module('k8s_namespace_restore', None, env=no_kubeconfig(tmp_path), **args)
+        assert not done.get('failed'), done.get('msg')
+        volume_name = rs.cloud_volume_name(target, 'data')
+        removed = run_module('k8s_namespace_restore', None, env=no_kubeconfig(tmp_path), state='absent', **args)
+        assert not removed.get('failed') and removed['volumes_deleted'] == [volume_name], removed.get('msg')
+        assert kube.core.list_persistent_volume(field_selector='metadata.name=%s' % volume_name).items == []
+    finally:
+        for name in (role, f'{role}-namespace-restore'):
+            for delete in (rbac.delete_cluster_role_binding, rbac.delete_cluster_role):
+                with contextlib.suppress(ApiException):
+                    delete(name)
