@@ -3,10 +3,15 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 
 import pytest
+from ansible.module_utils import basic
 from ansible.module_utils.common.json import Direction, get_module_encoder
 
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import module
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.messages import MSG_ITEMS
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import PROBLEMS_MSG, exit_or_fail, write_json
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.targets import Problem
@@ -84,3 +89,41 @@ def test_the_result_is_written_in_pieces_no_larger_than_a_volume():
     write_json(RESULT, pieces.append, json.JSONEncoder().encode)
     assert ''.join(pieces) == '\n%s\n' % json.dumps(RESULT)
     assert max(len(piece) for piece in pieces) <= max(len(json.dumps(volume)) for volume in RESULT['volumes']) + 2
+
+
+# A module run as Ansible runs it (arguments on stdin, the profile the controller asks for): its result must reach the
+# controller through write_json, and what no_log hides must be hidden there too (AnsibleModule strips the no_log values
+# before it calls _record_module_result, which KubesnapModule overrides).
+STREAMED_MODULE = r'''
+import sys
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import module as kubesnap_module
+pieces = []
+real = kubesnap_module.write_json
+kubesnap_module.write_json = lambda result, write, encode: real(result, lambda text: (pieces.append(text), write(text)), encode)
+m = kubesnap_module.KubesnapModule(argument_spec={'token': {'type': 'str', 'no_log': True}, 'kubeconfig': {'type': 'raw'}})
+try:
+    m.exit_json(changed=False, volumes=[{'volume': 'db/data-0', 'error': 'token %s refused' % m.params['token']},
+                                        {'volume': 'db/data-1', 'error': 'user token s3cr3t-kubeconfig-t0ken refused'}], api_calls={})
+finally:
+    sys.stderr.write('pieces=%d\n' % len(pieces))
+'''
+
+
+def test_a_streamed_result_hides_the_no_log_values_and_the_kubeconfig_credentials():
+    args = {'ANSIBLE_MODULE_ARGS': {'token': 'hunter2-very-secret', 'kubeconfig': {'users': [{'name': 'u', 'user': {'token': 's3cr3t-kubeconfig-t0ken'}}]}}}
+    for profile in ('legacy', 'modern'):
+        run = subprocess.run([sys.executable, '-c', STREAMED_MODULE, '--profile', profile], input=json.dumps(args), capture_output=True,
+                             text=True, check=True, env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+        assert int(run.stderr.rsplit('pieces=', 1)[1]) > 10  # written in pieces: the streaming path, not a print of the whole
+        assert 'hunter2-very-secret' not in run.stdout and 's3cr3t-kubeconfig-t0ken' not in run.stdout
+        volumes = json.loads(run.stdout)['volumes']
+        assert [v['error'] for v in volumes] == ['token ******** refused', 'user token ******** refused']
+
+
+def test_without_the_controller_s_profile_the_result_is_printed_as_ansible_prints_it(monkeypatch):
+    printed = []
+    monkeypatch.delattr(basic, '_ANSIBLE_PROFILE', raising=False)
+    monkeypatch.setattr(basic.AnsibleModule, '_record_module_result', lambda self, o: printed.append(o))
+    monkeypatch.setattr(module, 'write_json', lambda *args: pytest.fail('streamed without a profile'))
+    module.KubesnapModule._record_module_result(object.__new__(module.KubesnapModule), RESULT)
+    assert printed == [RESULT]
