@@ -18,6 +18,7 @@ import os
 import re
 import json
 import tempfile
+from collections import Counter
 from collections.abc import Mapping
 from urllib.error import HTTPError
 from urllib.parse import urlsplit
@@ -287,7 +288,14 @@ def cluster_report(outcome, now):
 
 
 def build(outcomes, now):
-    """The report of a whole run: every cluster, the totals, and ok only when no cluster failed."""
+    """The report of a whole run: every cluster, the totals, and ok only when no cluster failed.
+
+    Two outcomes of one cluster are refused (ValueError): the metrics file would repeat each of its series, and a
+    Prometheus scrape (node_exporter's textfile collector) rejects a whole file that does, its alerts going quiet."""
+    named = Counter(outcome.get('cluster') for outcome in outcomes if isinstance(outcome, Mapping))
+    twice = sorted(str(name) for name, count in named.items() if count > 1)
+    if twice:
+        raise ValueError('more than one outcome of cluster %s: each cluster is reported once' % ', '.join(twice))
     clusters = [cluster_report(outcome, now) for outcome in outcomes]
     starts = [_when(c['started']) for c in clusters if c['started']]
     ends = [_when(c['finished']) for c in clusters if c['finished']]

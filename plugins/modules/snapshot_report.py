@@ -37,7 +37,7 @@ requirements:
 options:
   clusters:
     description:
-      - One outcome per cluster, as the role records it in C(snapshot_cycle_outcome).
+      - One outcome per cluster, as the role records it in C(snapshot_cycle_outcome); a cluster named twice fails the task.
       - Keys C(cluster) (name), C(started) and C(finished) (ISO 8601 with offset), C(errors) (what fails
         the cluster; empty when it succeeded), C(discovery) (M(kubesnap.snapshots.k8s_pv_info)'s result),
         C(snapshot), C(expire), C(info), C(recovery_point), C(archive), C(resource_backup) (the registered results of the

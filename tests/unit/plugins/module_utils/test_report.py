@@ -143,6 +143,15 @@ def test_metrics_per_cluster_and_volume_in_prometheus_text_format():
                                                           default=len(text))
 
 
+def test_no_series_is_written_twice_and_two_outcomes_of_one_cluster_are_refused_naming_it():
+    # A Prometheus scrape rejects a whole file that repeats a series: each (name, labels) once.
+    text = report.metrics(report.build([outcome('a'), outcome('b'), outcome('c', errors=['x'])], NOW))
+    series = [line.rsplit(' ', 1)[0] for line in text.splitlines() if line and not line.startswith('#')]
+    assert len(series) == len(set(series)) and len(series) > 20
+    with pytest.raises(ValueError, match='more than one outcome of cluster a: '):
+        report.build([outcome('a'), outcome('b'), outcome('a', errors=['x'])], NOW)
+
+
 def test_a_failed_cluster_keeps_the_last_success_time_of_the_previous_file():
     earlier = report.metrics(report.build([outcome('a'), outcome('b\nc')], NOW))
     later = report.metrics(report.build([outcome('a', errors=['x'], finished='2026-12-01T00:00:00Z'),

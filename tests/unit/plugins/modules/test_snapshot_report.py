@@ -78,6 +78,10 @@ def test_bad_input_fails_naming_it_and_writes_nothing(tmp_path):
     result = report(tmp_path, [dict(GOOD, started='2026-11-30 04:00')])
     assert result['failed'] and result['msg'].startswith('clusters: cannot build the report: ValueError')
     assert list(tmp_path.iterdir()) == []
+    result = report(tmp_path, [GOOD, BAD, dict(GOOD, errors=['x'])])
+    assert result['failed'] and result['msg'] == ('clusters: cannot build the report: ValueError: more than one outcome of cluster east:'
+                                                  ' each cluster is reported once')
+    assert list(tmp_path.iterdir()) == []
     result = report(tmp_path, [GOOD], ping_timeout=0)
     assert result['failed'] and 'ping_timeout' in result['msg']
 
