@@ -18,10 +18,16 @@ class ActionModule(ActionBase):
     is the same.
     """
 
+    _supports_check_mode = True
+    _supports_async = True  # as the module alone was (the normal action); ActionBase.cleanup keeps an async run's tmp
+
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
+        del tmp  # unused since ansible-core 2.5: _execute_module makes and removes its own
         args = dict(self._task.args)
         if isinstance(args.get('clusters'), list):
             args['clusters'] = [report_input(outcome) for outcome in args['clusters']]
-        result.update(self._execute_module(module_name='kubesnap.snapshots.snapshot_report', module_args=args, task_vars=task_vars))
+        wrap_async = self._task.async_val and not self._connection.has_native_async
+        result.update(self._execute_module(module_name='kubesnap.snapshots.snapshot_report', module_args=args, task_vars=task_vars,
+                                           wrap_async=wrap_async))
         return result

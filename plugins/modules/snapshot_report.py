@@ -80,6 +80,10 @@ options:
     type: bool
     default: true
 attributes:
+  action:
+    support: full
+    description: An action plugin of the same name cuts each outcome to what the report reads, on the controller, before
+      the module runs; C(async) is supported.
   check_mode:
     support: full
     description: Builds the report and returns it; writes no file and sends no ping.

@@ -93,9 +93,13 @@ def test_the_task_reports_through_the_action_plugin_and_echoes_the_outcomes_by_n
     playbook.write_text(yaml.safe_dump([{'hosts': 'localhost', 'connection': 'local', 'gather_facts': False, 'tasks': [
         {'kubesnap.snapshots.snapshot_report': {'clusters': [outcome], 'now': '2026-11-30T04:10:00Z', 'report_path': str(tmp_path / 'r.json')},
          'register': 'reported'},
-        {'ansible.builtin.copy': {'content': '{{ reported | to_json }}', 'dest': str(tmp_path / 'registered.json')}}]}]), encoding='utf-8')
+        {'ansible.builtin.copy': {'content': '{{ reported | to_json }}', 'dest': str(tmp_path / 'registered.json')}},
+        # As the module alone did, the task runs in the background when asked.
+        {'kubesnap.snapshots.snapshot_report': {'clusters': [outcome], 'now': '2026-11-30T04:10:00Z', 'report_path': str(tmp_path / 'a.json')},
+         'async': 120, 'poll': 1}]}]), encoding='utf-8')
     succeeded(play(playbook, {}))
     registered = json.loads((tmp_path / 'registered.json').read_text(encoding='utf-8'))
+    assert (tmp_path / 'a.json').read_text(encoding='utf-8') == (tmp_path / 'r.json').read_text(encoding='utf-8')
     (tmp_path / 'direct').mkdir()
     direct = report(tmp_path / 'direct', [outcome], check=True)
     assert json.loads((tmp_path / 'r.json').read_text(encoding='utf-8')) == registered['report'] == direct['report']
