@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import collections
+import html.parser
 import re
 import shutil
 import struct
@@ -126,3 +128,48 @@ def test_the_error_check_sees_an_error_when_there_is_one(tmp_path):
     broken.write_text('<!DOCTYPE html><html><body><img src="missing.png"><script>undefinedFunction()</script></body></html>', encoding="utf-8")
     errors = page_errors(chromium(tmp_path, broken, "--dump-dom").stderr)
     assert any("undefinedFunction" in line for line in errors), errors
+
+
+# Names from the cluster are the attacker's text: a namespace, a claim, a snapshot, a policy, an error. An element they
+# made would load `x` (a failed load the error check sees) or run its handler (a console message).
+HOSTILE = "</noscript></details><script>console.error('ran')</script><img src=x onerror=\"console.error('img')\">'&amp;"
+
+
+def hostile_outcome() -> dict:
+    volume = f"ns{HOSTILE}/claim{HOSTILE}"
+    return outcome(f"prod{HOSTILE}", errors=[HOSTILE],
+                   snapshot={"volumes": [{"volume": volume, "policy": "PT1H", "action": "failed", "reason": HOSTILE, "backend": HOSTILE},
+                                         {"volume": "quiet/" + HOSTILE, "policy": "PT1H", "action": "skipped"}]},
+                   expire={"volumes": [{"volume": volume, "policy": "PT1H", "orphan": False, "expire": [snapshot(f"old{HOSTILE}", 30)],
+                                        "failed": [{"name": f"old{HOSTILE}", "error": HOSTILE}], "keep": []}]},
+                   info={"volumes": [{"volume": volume, "policy": "PT1H", "snapshots": [snapshot(f"s{HOSTILE}", 0.5, reason=HOSTILE)]},
+                                     {"volume": "quiet/" + HOSTILE, "policy": "PT1H", "snapshots": [snapshot("q", 0.5, reason="newest")]}]})
+
+
+def test_names_from_the_cluster_stay_text_with_scripts_and_every_namespace_opened_and_without_scripts(tmp_path):
+    page = tmp_path / "hostile.html"
+    report.write_atomically(str(page), report.page(report.build([hostile_outcome()], NOW)).replace(
+        "</body>", "<script>addEventListener('load', () => { document.querySelectorAll('details').forEach(d => { d.open = true; }); });"
+                   "</script></body>"))
+    dom = chromium(tmp_path, page, "--dump-dom")
+    assert dom.returncode == 0 and page_errors(dom.stderr) == []
+    drawn = without_pending_timelines(dom.stdout)
+    # Both namespaces drawn from their held text: rows and timelines, the names in them as text.
+    assert "<noscript>" not in dom.stdout and drawn.count("<tr><td>quiet/") == 1 and drawn.count('aria-label="timeline of ') == 2 + 1
+    assert "<img" not in drawn and drawn.count("<script>") == 2 and "&lt;img src=x" in drawn
+    # Without scripts a browser parses the held tables as markup (Chromium's --dump-dom needs scripts, so the page is
+    # read as it does then, by a parser that gives <noscript> no special treatment): rows, and no element made of a name.
+    parsed = StartTags()
+    parsed.feed(report.page(report.build([hostile_outcome()], NOW)))
+    assert parsed.tags["script"] == 1 and parsed.tags["img"] == 0 and parsed.tags["noscript"] == 2 and parsed.tags["tr"] > 8
+
+
+class StartTags(html.parser.HTMLParser):
+    """Counts the elements a page makes, <noscript>'s content parsed as markup (what a browser without scripts does)."""
+
+    def __init__(self):
+        super().__init__()
+        self.tags = collections.Counter()
+
+    def handle_starttag(self, tag, attrs):
+        self.tags[tag] += 1
