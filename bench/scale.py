@@ -44,6 +44,7 @@ import base64
 import contextlib
 import copy
 import datetime
+import fcntl
 import functools
 import importlib.util
 import json
@@ -188,6 +189,29 @@ def controller_paused(state: dict, names=(CONTROLLER,)):
     Objects written into etcd reach each informer by its own watch, claims and PVs in no set order: the PV binder
     (kube-controller-manager) would mark a claim Lost whose PV it has not seen yet, for good. Stopped, it starts again
     with both lists complete."""
+    with tests_kept_out():
+        yield from _paused(state, names)
+
+
+@contextlib.contextmanager
+def tests_kept_out(run_dir: Path | None = None):
+    """The system tests' readers-writer lock over this worktree's stack (tests/system/conftest.py's _shared_state: every
+    test holds it shared, a cluster_wide test alone) held alone, as a cluster_wide test holds it: the bench stops
+    controllers every test needs and writes into etcd, so it waits for the running tests, and tests wait for it."""
+    run_dir = run_dir or CLUSTER.RUN
+    run_dir.mkdir(exist_ok=True)
+    with open(run_dir / "pytest-turnstile.lock", "w", encoding="utf-8") as turnstile, \
+            open(run_dir / "pytest-shared.lock", "w", encoding="utf-8") as shared:
+        fcntl.flock(turnstile, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(shared, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"waiting for the system tests running on this stack ({run_dir})")
+            fcntl.flock(shared, fcntl.LOCK_EX)
+        yield
+
+
+def _paused(state: dict, names):
     stopped = []
     try:
         for name in names:
