@@ -32,7 +32,8 @@ def test_the_bench_waits_for_the_running_system_tests_and_holds_them_off_while_i
             leave.wait(60)
 
     worker = threading.Thread(target=bench)
-    with conftest._shared_state(exclusive=False):  # pylint: disable=protected-access  (a test running, as the suite runs it)
+    # A test running, as the suite runs it.
+    with conftest._shared_state(exclusive=False):  # pylint: disable=protected-access
         worker.start()
         assert waiting.wait(60) and not entered.is_set()  # the bench found the test there and waits
     assert entered.wait(60)
@@ -41,5 +42,6 @@ def test_the_bench_waits_for_the_running_system_tests_and_holds_them_off_while_i
         fcntl.flock(shared, fcntl.LOCK_SH | fcntl.LOCK_NB)
     leave.set()
     worker.join(60)
-    with conftest._shared_state(exclusive=False):  # pylint: disable=protected-access  (and takes it once the bench is done)
+    # And a test takes it once the bench is done.
+    with conftest._shared_state(exclusive=False):  # pylint: disable=protected-access
         pass
