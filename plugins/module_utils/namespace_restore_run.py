@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import time
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import encryption, k8s_service, k8s_wait, pv_archive, recovery_point
@@ -20,7 +21,7 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils import restore 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.cycle import run_parallel
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.errors import KubesnapError
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError, resource_path
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.lease import LeasedWrite
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.lease import LeasedWrite, LeaseLost
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import backend_class
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import base
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.restore_run import create_or_find, delete_if_ours, dry_run
@@ -345,36 +346,105 @@ def restore_object_path(body, name=False):
 
 def start_fill(client, claim_plan, namespace, settings):
     """Create the fill Job (and its Secret) and start it: (name, uid), the Job waited for and deleted afterwards by that
-    uid. A Job of ours already there (a killed run's) is waited for as it is."""
+    uid. Credentials are written only for a Job this run made (the uid its create returned), in a Secret owned by that
+    uid. A suspended Job of the name (a killed run's, or one planted there) is deleted by its uid and made again; a started
+    one is waited for only when it is verifiably the fill Job this run would make (fill_job_problem)."""
     job = nr.fill_job_manifest(claim_plan, namespace, settings, FILL_PROGRAM)
+    name = job['metadata']['name']
     path = resource_path('batch/v1', 'jobs', namespace)
+    where = 'Job %s/%s' % (namespace, name)
     try:
         made = k8s_service.create(client, path, job)
     except KubeError as exc:
         if exc.status != 409:
             raise
-        found = k8s_service.get_or_none(client, '%s/%s' % (path, job['metadata']['name']))
+        found = k8s_service.get_or_none(client, '%s/%s' % (path, name))
         if found is None or (found['metadata'].get('annotations') or {}).get(rs.RESTORED_FROM) != job['metadata']['annotations'][rs.RESTORED_FROM]:
-            raise KubesnapError('Job %s/%s exists and is not this restore\'s fill Job; not touched' % (namespace, job['metadata']['name']),
-                                obj='claims[%s]' % claim_plan.name) from exc
-        made = found
+            raise KubesnapError('%s exists and is not this restore\'s fill Job; not touched' % where, obj='claims[%s]' % claim_plan.name) from exc
         if not (found.get('spec') or {}).get('suspend'):
-            return job['metadata']['name'], made['metadata']['uid']
+            problem = fill_job_problem(client, found, job)
+            if problem:
+                raise KubesnapError('%s exists and was started, but %s: it is not taken as the claim\'s fill; nothing was started'
+                                    % (where, problem), obj='claims[%s]' % claim_plan.name) from exc
+            return name, found['metadata']['uid']
+        # Never started: whoever made it, it gets no credentials. Deleted by its uid (one made again meanwhile is a 409) and made anew.
+        k8s_service.delete_if_unchanged(client, '%s/%s' % (path, name), found['metadata']['uid'], propagation='Background')
+        try:
+            made = k8s_service.create(client, path, job)
+        except KubeError as again:
+            if again.status != 409:
+                raise
+            raise KubesnapError('%s (never started) was deleted and another one holds the name again; nothing was started' % where,
+                                obj='claims[%s]' % claim_plan.name) from again
     uid = made['metadata']['uid']
     if job['spec']['suspend']:
-        secret = nr.fill_secret_manifest(dict(job, metadata=dict(job['metadata'], uid=uid)), settings.credentials)
-        create_or_ignore(client, resource_path('v1', 'secrets', namespace), secret)
+        write_fill_secret(client, nr.fill_secret_manifest(dict(job, metadata=dict(job['metadata'], uid=uid)), settings.credentials), uid)
         # By uid: a Job deleted and made again under the name meanwhile is not this restore's to start (a 409).
-        k8s_service.patch(client, '%s/%s' % (path, job['metadata']['name']), {'spec': {'suspend': False}}, uid=uid)
-    return job['metadata']['name'], uid
+        k8s_service.patch(client, '%s/%s' % (path, name), {'spec': {'suspend': False}}, uid=uid)
+    return name, uid
 
 
-def create_or_ignore(client, path, body):
+# The labels the apiserver gives a Job's pod template from the Job's name and uid.
+JOB_MADE_LABELS = ('controller-uid', 'job-name', 'batch.kubernetes.io/controller-uid', 'batch.kubernetes.io/job-name')
+
+
+def job_work(job):
+    """What a Job runs: its spec without what the apiserver derives from its name and uid (selector, the template's job
+    labels, creationTimestamp) and without suspend."""
+    spec = json.loads(json.dumps(job.get('spec') or {}))
+    spec.pop('selector', None)
+    spec.pop('suspend', None)
+    meta = (spec.get('template') or {}).get('metadata') or {}
+    meta.pop('creationTimestamp', None)
+    for key in JOB_MADE_LABELS:
+        (meta.get('labels') or {}).pop(key, None)
+    return spec
+
+
+def fill_job_problem(client, found, job):
+    """None when the started Job `found` is the fill Job `job` made: its spec is what the apiserver makes of `job` (a dry
+    run under another name, so defaults count alike), and the Secret it reads (when the run writes one) is owned by its
+    uid. Else why not."""
+    probe = dict(job, metadata={key: value for key, value in job['metadata'].items() if key != 'name'})
+    probe['metadata']['generateName'] = 'kubesnap-fill-check-'
+    planned = k8s_service.create(client, resource_path('batch/v1', 'jobs', job['metadata']['namespace']), probe, dry_run=True)
+    if job_work(found) != job_work(planned):
+        return 'its spec is not the one this restore makes'
+    if not job['spec']['suspend']:
+        return None  # the user's credentials_secret or service account: no Secret of the run's
+    secret = k8s_service.get_or_none(client, resource_path('v1', 'secrets', job['metadata']['namespace'], job['metadata']['name']))
+    if secret is None or found['metadata']['uid'] not in owner_uids(secret):
+        return 'its Secret %s is not owned by it' % job['metadata']['name']
+    return None
+
+
+def owner_uids(obj):
+    return {ref.get('uid') for ref in obj['metadata'].get('ownerReferences') or ()}
+
+
+def write_fill_secret(client, secret, uid):
+    """Create the fill Job `uid`'s Secret. One under the name owned by a Job of the name (a killed run's Job, deleted, its
+    Secret not yet collected) is taken over: the run's credentials and owner written on the version read. Any other
+    Secret under the name is not touched: KubesnapError, the Job stays suspended."""
+    meta = secret['metadata']
+    collection = resource_path('v1', 'secrets', meta['namespace'])
     try:
-        k8s_service.create(client, path, body)
+        k8s_service.create(client, collection, secret)
+        return
     except KubeError as exc:
         if exc.status != 409:
             raise
+        found = k8s_service.get_or_none(client, '%s/%s' % (collection, meta['name']))
+    if found is not None and uid in owner_uids(found):
+        return
+    refs = (found or {}).get('metadata', {}).get('ownerReferences') or ()
+    if found is None or not refs or any(ref.get('kind') != 'Job' or ref.get('name') != meta['name'] for ref in refs):
+        raise KubesnapError('Secret %s/%s exists and is not a fill Job\'s of that name; the Job is not started' % (meta['namespace'], meta['name']),
+                            obj='Secret %s/%s' % (meta['namespace'], meta['name']))
+    k8s_service.patch(client, '%s/%s' % (collection, meta['name']),
+                      {'metadata': {'resourceVersion': found['metadata']['resourceVersion'], 'ownerReferences': meta['ownerReferences'],
+                                    'labels': meta['labels']},
+                       'data': None, 'stringData': secret['stringData']})
 
 
 def fill_outcomes(client, namespace, uids, deadline):
@@ -442,7 +512,10 @@ def write_claims(client, the_plan, params, settings, ensure_held=lambda: None):
     apply_params = {'existing': params['existing'], 'concurrency': params['concurrency']}
     written = ClaimsWritten(time.monotonic(), [], [])
     if not the_plan.namespace_exists:
-        ensure_held()
+        try:
+            ensure_held()
+        except LeaseLost as exc:
+            raise KubesnapError('%s; nothing was restored (namespace %s was not made)' % (exc, namespace), field='lease_name') from exc
     existing = existing_names(client, [the_plan.namespace_entry])
     written.objects = resource_restore.apply_all(client, [the_plan.namespace_entry], existing, apply_params, False)
     written.failures += ['%s: %s' % (o['name'], o['reason']) for o in written.objects if o['state'] == 'failed']

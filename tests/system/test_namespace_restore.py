@@ -20,7 +20,11 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from kubernetes.client import BatchV1Api
 
-from ansible_collections.kubesnap.snapshots.plugins.module_utils import namespace_restore, recovery_point
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import namespace_restore, pv_archive, recovery_point
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import namespace_restore_run as nrr
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.errors import KubesnapError
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import client_from_params
+from ansible_collections.kubesnap.snapshots.tests.unit.plugins.module_utils import test_namespace_restore as unit_restore
 
 from .cluster_helpers import ROOT, SNAPSHOT_CLASS, SNAPSHOT_GROUP, STORAGE_CLASS, wait_for
 from .modules import COLLECTIONS, run_module
@@ -395,6 +399,41 @@ def test_an_archive_claim_is_made_empty_filled_by_a_job_running_volume_restore_t
     wait_for('the fill Job to go', lambda: not BatchV1Api(kube.api).list_namespaced_job(target).items, timeout=60)
     again = restore(cluster, moto_server, bucket, namespace, target_namespace=target, image='registry.example/ee:1')
     assert not again.get('failed') and not again['changed'] and again['claims'][0]['state'] == 'filled', again
+
+
+def test_a_fill_job_is_taken_over_only_when_this_restore_made_it_or_it_runs_the_very_fill(cluster, kube, namespace):
+    """Against the apiserver's defaults: a run's own started fill Job is found again as the fill (a killed run's); a planted
+    suspended one is deleted by uid and made again, credentials going only to the Job this run made; a started Job under
+    the name that runs something else is refused, nothing written."""
+    api = client_from_params({'kubeconfig': str(cluster.kubeconfig)})
+    [claim_plan] = unit_restore.plan(unit_restore.manifest(unit_restore.record('uploads', unit_restore.ARCHIVE)), namespace=namespace)
+    settings = pv_archive.JobSettings(image='ee:1', credentials={'AWS_ACCESS_KEY_ID': 'AK', 'AWS_SECRET_ACCESS_KEY': 'SK'},
+                                      s3_args={'endpoint_url': 'http://s3', 'region': None})
+    jobs, made = BatchV1Api(kube.api), namespace_restore.fill_job_manifest(claim_plan, namespace, settings, nrr.FILL_PROGRAM)
+    name = made['metadata']['name']
+    planted = jobs.create_namespaced_job(namespace, dict(made, spec=dict(made['spec'], template={
+        'spec': {'restartPolicy': 'Never', 'containers': [{'name': 'steal', 'image': 'evil:1', 'envFrom': [{'secretRef': {'name': name}}]}]}})))
+    assert planted.spec.suspend
+
+    started, uid = nrr.start_fill(api, claim_plan, namespace, settings)
+    job = jobs.read_namespaced_job(name, namespace)
+    assert (started, uid) == (name, job.metadata.uid) and uid != planted.metadata.uid and not job.spec.suspend
+    assert [c.image for c in job.spec.template.spec.containers] == ['ee:1']
+    secret = kube.core.read_namespaced_secret(name, namespace)
+    assert [ref.uid for ref in secret.metadata.owner_references] == [uid]
+    # A killed run's started Job, found again: the fill, waited for by its uid; nothing written.
+    assert nrr.start_fill(api, claim_plan, namespace, settings) == (name, uid)
+    assert jobs.read_namespaced_job(name, namespace).metadata.generation == job.metadata.generation
+
+    jobs.delete_namespaced_job(name, namespace, propagation_policy='Background')
+    wait_for('the Job to go', lambda: name not in names(jobs.list_namespaced_job(namespace).items), timeout=30)
+    other = dict(made, spec=dict(made['spec'], suspend=False))
+    other['spec']['template'] = json.loads(json.dumps(made['spec']['template']))
+    other['spec']['template']['spec']['containers'][0]['image'] = 'evil:1'
+    theirs = jobs.create_namespaced_job(namespace, other)
+    with pytest.raises(KubesnapError, match=f'Job {namespace}/{name} exists and was started, but its spec is not the one'):
+        nrr.start_fill(api, claim_plan, namespace, settings)
+    assert jobs.read_namespaced_job(name, namespace).metadata.generation == theirs.metadata.generation
 
 
 def test_a_point_whose_archive_was_deleted_is_reported_damaged_and_its_restore_fails_naming_the_claim(

@@ -399,6 +399,9 @@ class Api:
         for key, value in body.items():
             if key == 'metadata':
                 current['metadata'].setdefault('annotations', {}).update(meta.get('annotations') or {})
+                current['metadata'].update({k: v for k, v in meta.items() if k in ('ownerReferences', 'labels')})  # lists: replaced
+            elif value is None:  # merge patch: null removes the key
+                current.pop(key, None)
             else:
                 current.setdefault(key, {}).update(value)
         self.made += 1
