@@ -305,3 +305,58 @@ def test_the_jobs_settings_ship_only_the_credentials_given_for_them(tmp_path):
     assert pv_archive.given_job_settings(dict(params, job_credentials=None)).credentials == {}
     named = pv_archive.given_job_settings(dict(params, credentials_secret='s3'))
     assert named.credentials == {} and named.credentials_secret == 's3'
+
+
+def restored_pv(namespace='shop-drill', claim='data', **changes):
+    """A PersistentVolume as restore.volume_manifest writes it for `claim` of `namespace` restored from an EBS snapshot;
+    `changes` replace (None: drop) one of what makes it a restore's: name, labels, annotations, reclaim, claim_ref."""
+    parts = {'name': rs.cloud_volume_name(namespace, claim), 'labels': {base.MANAGED_BY_KEY: base.MANAGED_BY_VALUE},
+             'annotations': {rs.RESTORED_FROM: 'aws:us-east-1/snap-0123456789abcdef0'}, 'reclaim': 'Retain',
+             'claim_ref': {'kind': 'PersistentVolumeClaim', 'namespace': namespace, 'name': claim}}
+    parts.update(changes)
+    metadata = {'name': parts['name'], 'uid': 'u-' + parts['name']}
+    metadata.update({key: parts[key] for key in ('labels', 'annotations') if parts[key] is not None})
+    spec = {'awsElasticBlockStore': {'volumeID': 'aws://us-east-1a/vol-0123456789abcdef0'}}
+    spec.update({key: parts[part] for key, part in (('persistentVolumeReclaimPolicy', 'reclaim'), ('claimRef', 'claim_ref'))
+                 if parts[part] is not None})
+    return {'metadata': metadata, 'spec': spec}
+
+
+def test_restored_volumes_chooses_the_volume_a_restore_made_for_a_claim_of_the_namespace_with_its_snapshot():
+    gce = restored_pv(claim='logs', annotations={rs.RESTORED_FROM: 'gce:projects/p/global/snapshots/logs-1'})
+    [(first, aws_snapshot), (second, gce_snapshot)] = sorted(nr.restored_volumes([restored_pv(), gce], 'shop-drill'),
+                                                             key=lambda item: item[1].backend)
+    assert first == restored_pv() and (aws_snapshot.backend, aws_snapshot.id, aws_snapshot.name) == (
+        'aws', 'us-east-1/snap-0123456789abcdef0', 'snap-0123456789abcdef0')
+    assert second == gce and (gce_snapshot.backend, gce_snapshot.id, gce_snapshot.name) == ('gce', 'projects/p/global/snapshots/logs-1', 'logs-1')
+
+
+@pytest.mark.parametrize('changes', [
+    pytest.param({'labels': None}, id='no-labels'),
+    pytest.param({'labels': {base.MANAGED_BY_KEY: 'someone-else'}}, id='managed-by-another'),
+    pytest.param({'labels': {'app': 'shop'}}, id='no-managed-by-label'),
+    pytest.param({'annotations': None}, id='no-annotations'),
+    pytest.param({'annotations': {rs.RESTORED_FROM: 'csi:shop/data-snap'}}, id='restored-from-csi'),
+    pytest.param({'annotations': {rs.RESTORED_FROM: 'point:s3://b/points/x.json'}}, id='restored-from-a-point'),
+    pytest.param({'annotations': {rs.RESTORED_FROM: 'aws:'}}, id='restored-from-aws-without-snapshot'),
+    pytest.param({'annotations': {rs.RESTORED_FROM: 'us-east-1/snap-0123456789abcdef0'}}, id='restored-from-without-cloud'),
+    pytest.param({'annotations': {'kubesnap.io/other': 'aws:us-east-1/snap-0123456789abcdef0'}}, id='another-annotation'),
+    pytest.param({'reclaim': 'Delete'}, id='reclaim-delete'),
+    pytest.param({'reclaim': 'Recycle'}, id='reclaim-recycle'),
+    pytest.param({'reclaim': None}, id='no-reclaim-policy'),
+    pytest.param({'claim_ref': None}, id='no-claim-ref'),
+    pytest.param({'claim_ref': {'namespace': 'shop', 'name': 'data'}}, id='claim-ref-in-another-namespace'),
+    pytest.param({'claim_ref': {'name': 'data'}}, id='claim-ref-without-namespace'),
+    pytest.param({'claim_ref': {'namespace': 'shop-drill'}}, id='claim-ref-without-name'),
+    pytest.param({'claim_ref': {'namespace': 'shop-drill', 'name': 'other'}}, id='claim-ref-to-another-claim-than-the-name'),
+    pytest.param({'name': 'pvc-0f3a5c9e-1b2d-4a6c-8e0f-1a2b3c4d5e6f'}, id='provisioners-name'),
+    pytest.param({'name': rs.cloud_volume_name('shop', 'data')}, id='name-for-another-namespace'),
+])
+def test_restored_volumes_never_chooses_a_volume_lacking_one_mark_of_a_restore_into_the_namespace(changes):
+    assert nr.restored_volumes([restored_pv()], 'shop-drill') != [], 'the volume unchanged is chosen'
+    assert nr.restored_volumes([restored_pv(**changes)], 'shop-drill') == []
+
+
+def test_restored_volumes_of_one_namespace_leave_anothers():
+    volumes = [restored_pv(namespace='shop'), restored_pv(namespace='shop-drill-2'), restored_pv(namespace='shop-drill')]
+    assert [pv['metadata']['name'] for pv, _snapshot in nr.restored_volumes(volumes, 'shop-drill')] == [rs.cloud_volume_name('shop-drill', 'data')]
