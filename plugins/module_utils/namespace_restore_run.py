@@ -632,8 +632,9 @@ def finish(result, to_make, params, client, check_mode=False, flag=False):
 def remove(client, params, wait_timeout, clock=time.monotonic, check_mode=False, make_backend=None):
     """state=absent: delete the target namespace (and all it holds) only when a restore made it (its restored-from
     annotation names a point), the version read (uid); wait until it is gone; then the PersistentVolumes (Retain) the
-    restore made for its cloud claims and their disks, each disk only when the cloud says that restore made it. The
-    result. Check mode reads and refuses as the run would, and deletes nothing."""
+    restore made for its cloud claims and their disks, each only when the cloud says that restore made the disk (asked
+    first; the others are kept and fail the task). The result. Check mode reads and refuses as the run would, and
+    deletes nothing."""
     namespace = params.get('target_namespace') or params['namespace']
     result = empty_result()
     result.update(target_namespace=namespace, state='absent', volumes_deleted=[], disks_deleted=[])
@@ -650,9 +651,14 @@ def remove(client, params, wait_timeout, clock=time.monotonic, check_mode=False,
     volumes = nr.restored_volumes(listed.get('items') or [], namespace)
     make_backend = make_backend or (lambda name: backend_class(name)(params))
     backends = {name: make_backend(name) for name in sorted({snapshot.backend for _pv, snapshot in volumes})}
+    # The cloud is asked before anything is deleted: a volume whose disk a restore did not make (a PV anyone who can write
+    # PVs could have made to look like ours) is kept with its disk, and the task fails naming it.
+    volumes, disks, failures = restored_disks(volumes, backends, params['concurrency'])
     result.update(changed=True, deleted=namespace, volumes_deleted=[pv['metadata']['name'] for pv, _snapshot in volumes])
     if check_mode:
-        result['disks_deleted'] = [backends[snapshot.backend].disk_of(pv, snapshot) for pv, snapshot in volumes]
+        result['disks_deleted'] = sorted(disk for disk in disks if disk is not None)
+        if failures:
+            raise KubesnapError('namespace %s would be deleted; %s' % (namespace, '; '.join(failures[:10])), field='target_namespace')
         return result
     if found['metadata'].get('deletionTimestamp') is None:
         k8s_service.delete_if_unchanged(client, path, found['metadata']['uid'])
@@ -660,10 +666,24 @@ def remove(client, params, wait_timeout, clock=time.monotonic, check_mode=False,
     waited = k8s_wait.watch_until(client, resource_path('v1', 'namespaces'), k8s_wait.gone, deadline, name=namespace)
     if not waited.value:
         raise KubesnapError('namespace %s is still there %d s after it was deleted (wait_timeout)' % (namespace, wait_timeout), field='wait_timeout')
-    result['disks_deleted'], failures = delete_volumes(client, volumes, backends, deadline, params['concurrency'])
+    result['disks_deleted'], left = delete_volumes(client, volumes, backends, deadline, params['concurrency'])
+    failures += left
     if failures:
         raise KubesnapError('namespace %s was deleted; %s' % (namespace, '; '.join(failures[:10])), field='target_namespace')
     return result
+
+
+def restored_disks(volumes, backends, concurrency):
+    """Ask the cloud (reads only, in parallel) which of the restore's volumes have the disk a restore made (or none left):
+    ([(PersistentVolume, snapshot)] of those, [their disk ids, None when gone], ['what: why'] of the others, kept)."""
+    ours, disks, failures = [], [], []
+    for item, disk, error in run_parallel(lambda item: backends[item[1].backend].restored_disk(*item), volumes, concurrency):
+        if error is not None:  # not the restore's disk, or the cloud could not say: the volume and its disk stay
+            failures.append('PersistentVolume %s is kept with its disk: %s' % (item[0]['metadata']['name'], error))
+            continue
+        ours.append(item)
+        disks.append(disk)
+    return ours, disks, failures
 
 
 def delete_volumes(client, volumes, backends, deadline, concurrency):

@@ -60,8 +60,9 @@ description:
     drill cleans up so. Once it is gone, the PersistentVolumes the restore made for its cloud claims (Retain, labelled
     as ours, pre-bound to a claim of the namespace and named for it) are deleted by their uid, and then the disk behind
     each (its volume handle) - only when the cloud says a restore made it under the volume's name from the snapshot the
-    volume names (the ownership tags or labels written in the create call, the name, the source snapshot); another disk
-    is never deleted and fails the task naming it. The backend options (O(aws_region), O(gce_project)...) reach the
+    volume names (the ownership tags or labels written in the create call, the name, the source snapshot), asked of the
+    cloud before any volume is deleted; a volume naming another disk is kept with that disk and fails the task naming both
+    (check mode too), the others are deleted. The backend options (O(aws_region), O(gce_project)...) reach the
     cloud. Volumes of a namespace that is already gone are not looked for. Check mode refuses as the run does, plans
     the volumes and disks, and deletes nothing. Nothing is read from S3 then.
   - With O(guard=true), kube-backup's start-up guard for unattended runs in a fresh cluster - when the flag namespace

@@ -18,13 +18,14 @@ from kubernetes.client.exceptions import ApiException
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import recovery_point
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import restore as rs
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import base, gce
 
 from .cluster_helpers import ROOT
 from .modules import run_module
 from .playbooks import play, succeeded
 from .s3_helpers import client_for, s3_params
 from .test_cloud_backends import HARNESSES, ec2_client, snap
-from . import test_cloud_restore
+from . import gce_fake, test_cloud_restore
 from .test_cloud_restore import OTHER_ZONES, affinity_zones, cloud_disk, read_pv
 
 # The EC2 server (test_cloud_restore.py's fixture).
@@ -240,3 +241,106 @@ def test_a_cloud_restore_and_its_removal_run_under_the_rbac_roles_namespace_rest
             for delete in (rbac.delete_cluster_role_binding, rbac.delete_cluster_role):
                 with contextlib.suppress(ApiException):
                     delete(name)
+
+
+def disk_id(cloud, pv_spec):
+    """The id of the disk a PV names (an EBS volume id, a GCE disk path)."""
+    handle = (pv_spec.get('csi') or {}).get('volumeHandle')
+    if cloud.name == 'aws':
+        return handle or pv_spec['awsElasticBlockStore']['volumeID'].rpartition('/')[2]
+    return handle or 'projects/%s/zones/%s/disks/%s' % (cloud.fake.project, affinity_zones(pv_spec)[0], pv_spec['gcePersistentDisk']['pdName'])
+
+
+def foreign_disk(cloud, zone, name, snapshot_id, tagged):
+    """A disk in `zone` made from `snapshot_id` ('' for a blank one) that no restore made: named (its Name tag on EBS) `name`,
+    with the tags/labels a restore writes when `tagged`. Its id."""
+    if cloud.name == 'aws':
+        snapshot = snapshot_id.rpartition('/')[2]
+        tags = [{'Key': 'Name', 'Value': name}]
+        if tagged:
+            tags += [{'Key': 'kubesnap.io/managed-by', 'Value': 'kubesnap'}, {'Key': 'kubesnap.io/restored-from', 'Value': tagged}]
+        extra = {'SnapshotId': snapshot} if snapshot else {'Size': 1}
+        return ec2_client(cloud.server).create_volume(AvailabilityZone=zone, TagSpecifications=[{'ResourceType': 'volume', 'Tags': tags}],
+                                                      **extra)['VolumeId']
+    path = cloud.fake.add_disk(name, zone=zone)
+    with cloud.fake.lock:
+        if snapshot_id:
+            cloud.fake.disks[path]['sourceSnapshot'] = gce_fake.SELF_LINK_BASE + snapshot_id
+        if tagged:
+            cloud.fake.disks[path]['labels'] = {gce.LABEL_KEYS[base.MANAGED_BY_KEY]: base.MANAGED_BY_VALUE,
+                                                gce.RESTORED_FROM_LABEL: gce.gce_label_value(tagged)}
+    return path
+
+
+def forged_pv(cloud, kube, restored, target, claim, disk):
+    """A PersistentVolume made to look like the restore's for `claim` of `target` (its labels, annotations, Retain, claimRef, name),
+    as anyone who may write PVs could make it, naming `disk`."""
+    spec = {key: value for key, value in restored['spec'].items() if key not in ('claimRef',)}
+    spec['claimRef'] = {'apiVersion': 'v1', 'kind': 'PersistentVolumeClaim', 'namespace': target, 'name': claim}
+    if spec.get('csi'):
+        spec['csi'] = dict(spec['csi'], volumeHandle=disk)
+    elif cloud.name == 'aws':
+        zone = restored['spec']['awsElasticBlockStore']['volumeID'].split('/')[2]
+        spec['awsElasticBlockStore'] = dict(spec['awsElasticBlockStore'], volumeID='aws://%s/%s' % (zone, disk))
+    else:
+        spec['gcePersistentDisk'] = dict(spec['gcePersistentDisk'], pdName=disk.rpartition('/')[2])
+    name = rs.cloud_volume_name(target, claim)
+    kube.core.create_persistent_volume({'metadata': {'name': name, 'labels': restored['metadata']['labels'],
+                                                     'annotations': restored['metadata']['annotations']}, 'spec': spec})
+    return name
+
+
+def test_state_absent_never_deletes_a_disk_no_restore_made_behind_a_volume_forged_for_the_namespace(
+        cluster, kube, namespace, target, moto_server, bucket, cloud):
+    """A PV made to look like one the restore made for a claim of the namespace (labels, annotation, Retain, claimRef, name),
+    naming a disk the restore did not make: the source's disk, one from the point's snapshot without our tags, one with our
+    tags made from another snapshot, one with our tags under another name. Check mode and the run delete none of them and
+    fail naming each PV and why; the restore's own PV and disk are deleted, the forged PVs kept."""
+    snapshot_id, source_zone = take_point(cluster, kube, moto_server, bucket, namespace, cloud)
+    zone = OTHER_ZONES[cloud.name]
+    result = restore(cluster, moto_server, bucket, namespace, cloud, target_namespace=target, zone_map={source_zone: zone})
+    assert not result.get('failed'), (result.get('msg'), result['claims'])
+    restored = read_pv(kube, rs.cloud_volume_name(target, 'data'))
+    own = disk_id(cloud, restored['spec'])
+    snapshot_name = snapshot_id.rpartition('/')[2]
+    if cloud.name == 'aws':
+        another = 'us-east-1/' + ec2_client(cloud.server).create_snapshot(VolumeId=disk_id(cloud, read_pv(kube, '%s-data' % namespace)['spec']))['SnapshotId']
+    else:
+        another = 'projects/%s/global/snapshots/another-1' % cloud.fake.project
+    claims = ('source', 'untagged', 'another-snapshot', 'another-name')
+    names = {claim: rs.cloud_volume_name(target, claim) for claim in claims}
+    disks = {
+        'source': disk_id(cloud, read_pv(kube, '%s-data' % namespace)['spec']),
+        'untagged': foreign_disk(cloud, zone, names['untagged'], snapshot_id, None),
+        'another-snapshot': foreign_disk(cloud, zone, names['another-snapshot'], another, snapshot_name),
+        'another-name': foreign_disk(cloud, zone, rs.cloud_volume_name(namespace, 'another-name'), snapshot_id, snapshot_name),
+    }
+    try:
+        for claim in claims:
+            forged_pv(cloud, kube, restored, target, claim, disks[claim])
+        before = set(cloud_disks(cloud))
+
+        def refused(outcome):
+            assert outcome.get('failed'), outcome
+            for claim in claims:
+                assert 'PersistentVolume %s is kept with its disk' % names[claim] in outcome['msg'], (claim, outcome['msg'])
+                assert disks[claim] in outcome['msg'] and 'not deleted' in outcome['msg'], (claim, outcome['msg'])
+            assert all(d in [i for _n, i in cloud_disks(cloud)] for d in disks.values()), 'no foreign disk is deleted'
+            for claim in claims:
+                assert read_pv(kube, names[claim])['metadata']['name'] == names[claim], 'the forged PV is kept'
+
+        cloud.mark(namespace)
+        planned = restore(cluster, moto_server, bucket, namespace, cloud, check=True, target_namespace=target, state='absent')
+        refused(planned)
+        assert set(cloud_disks(cloud)) == before and cloud.writes() == [], 'check mode deletes nothing'
+        assert read_pv(kube, restored['metadata']['name']) and target in [n.metadata.name for n in kube.core.list_namespace().items]
+
+        removed = restore(cluster, moto_server, bucket, namespace, cloud, target_namespace=target, state='absent')
+        refused(removed)
+        # Only the restore's own disk is gone (the one the cloud says it made), and its PV; the namespace the restore made.
+        assert {i for _n, i in before} - {i for _n, i in cloud_disks(cloud)} == {own}, cloud_disks(cloud)
+        assert kube.core.list_persistent_volume(field_selector='metadata.name=%s' % restored['metadata']['name']).items == []
+    finally:
+        for name in names.values():
+            with contextlib.suppress(ApiException):
+                kube.core.delete_persistent_volume(name)

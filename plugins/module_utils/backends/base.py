@@ -537,6 +537,12 @@ class CloudBackend(Backend):
         """The id (as Snapshot.id) of the snapshot `disk` was made from; '' when none; None when there is no such disk."""
         raise NotImplementedError
 
+    def restored_disk(self, pv: dict, snapshot: Snapshot) -> str | None:
+        """The id of the disk behind PersistentVolume `pv` (its volume handle) when the cloud says a restore made it from
+        `snapshot` under the PV's name: the ownership tags/labels written in the create call, the name, the source snapshot.
+        None when there is no such disk; TargetError for a disk not made so. Reads only."""
+        raise NotImplementedError
+
     def delete_restored_disk(self, pv: dict, snapshot: Snapshot) -> str | None:
         """Delete the disk behind PersistentVolume `pv` (its volume handle) when the cloud says a restore made it from `snapshot`
         under the PV's name: the ownership tags/labels written in the create call, the name, the source snapshot. The disk's id,

@@ -482,21 +482,33 @@ class EbsBackend(base.CloudBackend):
             return None
         return '%s/%s' % (region, found[0]['SnapshotId']) if found[0].get('SnapshotId') else ''
 
-    def delete_restored_disk(self, pv, snapshot):
+    def restored_disk(self, pv, snapshot):
         region, snap = split_id(snapshot.id)
         disk = self.disk_of(pv, snapshot)
-        ec2 = self.client(region)
         try:
-            found = [v for v in ec2.describe_volumes(Filters=[{'Name': 'volume-id', 'Values': [disk]}])['Volumes']
+            found = [v for v in self.client(region).describe_volumes(Filters=[{'Name': 'volume-id', 'Values': [disk]}])['Volumes']
                      if v['State'] not in ('deleting', 'deleted')]
-            if not found:
+        except botocore.exceptions.ClientError as exc:
+            if error_code(exc) in NOT_FOUND:
                 return None
-            tags = _tags(found[0].get('Tags'))
-            if (tags.get(base.MANAGED_BY_KEY) != base.MANAGED_BY_VALUE or tags.get(NAME_TAG) != pv['metadata']['name']
-                    or tags.get(RESTORED_FROM_TAG) != snap or found[0].get('SnapshotId') != snap):
-                raise base.TargetError('spec', 'volume %s was not made by a restore of snapshot %s as %s (its tags %s, %s, %s); not deleted' % (
-                    disk, snap, pv['metadata']['name'], base.MANAGED_BY_KEY, NAME_TAG, RESTORED_FROM_TAG))
-            ec2.delete_volume(VolumeId=disk)
+            raise EbsError('EC2 DescribeVolumes %s failed: %s' % (disk, exc)) from exc
+        except botocore.exceptions.BotoCoreError as exc:
+            raise EbsError('EC2 DescribeVolumes %s failed: %s' % (disk, exc)) from exc
+        if not found:
+            return None
+        tags = _tags(found[0].get('Tags'))
+        if (tags.get(base.MANAGED_BY_KEY) != base.MANAGED_BY_VALUE or tags.get(NAME_TAG) != pv['metadata']['name']
+                or tags.get(RESTORED_FROM_TAG) != snap or found[0].get('SnapshotId') != snap):
+            raise base.TargetError('spec', 'volume %s was not made by a restore of snapshot %s as %s (its tags %s, %s, %s); not deleted' % (
+                disk, snap, pv['metadata']['name'], base.MANAGED_BY_KEY, NAME_TAG, RESTORED_FROM_TAG))
+        return disk
+
+    def delete_restored_disk(self, pv, snapshot):
+        disk = self.restored_disk(pv, snapshot)
+        if disk is None:
+            return None
+        try:
+            self.client(split_id(snapshot.id)[0]).delete_volume(VolumeId=disk)
         except botocore.exceptions.ClientError as exc:
             if error_code(exc) in NOT_FOUND:
                 return None

@@ -780,7 +780,7 @@ class GceBackend(base.CloudBackend):
         found = self._get_disk(disk)
         return None if found is None else resource_path(found.get('sourceSnapshot')) or ''
 
-    def delete_restored_disk(self, pv, snapshot):
+    def restored_disk(self, pv, snapshot):
         path = self.disk_of(pv, snapshot)
         disk = self._get_disk(path)
         if disk is None:
@@ -790,6 +790,12 @@ class GceBackend(base.CloudBackend):
                 or disk.get('name') != pv['metadata']['name'] or resource_path(disk.get('sourceSnapshot')) != snapshot.id):
             raise base.TargetError('spec', 'disk %s was not made by a restore of snapshot %s as %s (its labels %s, %s, its sourceSnapshot); '
                                    'not deleted' % (path, snapshot.name, pv['metadata']['name'], LABEL_KEYS[base.MANAGED_BY_KEY], RESTORED_FROM_LABEL))
+        return path
+
+    def delete_restored_disk(self, pv, snapshot):
+        path = self.restored_disk(pv, snapshot)
+        if path is None:
+            return None
         operation = self.api.delete(path)
         if operation is not None:
             error = _operation_error(self._wait(operation), 'deleting disk %s' % path)
