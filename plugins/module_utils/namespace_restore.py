@@ -439,6 +439,20 @@ def all_bound(names):
     return bound
 
 
+WAIT_FOR_FIRST_CONSUMER = 'WaitForFirstConsumer'
+# A claim of a WaitForFirstConsumer class, made, not yet bound: it binds when its first pod (a workload restored after it,
+# or its fill Job) is scheduled.
+WAITING_FOR_FIRST_CONSUMER = 'waiting_for_first_consumer'
+
+
+def first_consumer_claims(plans, binding_modes):
+    """The names of the claims that bind only once a pod uses them: their class binds WaitForFirstConsumer
+    (`binding_modes`: {class name: volumeBindingMode}) and they are not pre-bound to a volume (a disk's claim binds to its
+    PersistentVolume at once)."""
+    return {plan.name for plan in plans
+            if plan.method != DISK and binding_modes.get((plan.claim.get('spec') or {}).get('storageClassName')) == WAIT_FOR_FIRST_CONSUMER}
+
+
 def claim_result(plan, claim=None, **more):
     """One claim's entry in the module's `claims`."""
     spec = (claim or plan.claim).get('spec') or {}

@@ -51,6 +51,8 @@ class Plan:
     entries: list = dataclasses.field(default_factory=list)
     # {backend name: backend} of the point's cloud claims (EBS, GCE): they make the disks.
     backends: dict = dataclasses.field(default_factory=dict)
+    # The claims that bind only once a pod uses them (WaitForFirstConsumer): not waited for until Bound.
+    first_consumer: set = dataclasses.field(default_factory=set)
 
 
 def check_options(params):
@@ -278,7 +280,19 @@ def plan(client, s3_client, params, bucket, prefix, now, warn, memo=None):
             raise PlanFailure('namespace %s exists and holds %d objects that are not the point\'s (%s): restoring into it needs '
                               'into_existing_namespace=true; nothing was restored' % (namespace, len(others), ', '.join(others[:5])),
                               result, field='into_existing_namespace')
-    return Plan(result, manifest, namespace, namespace_entry, exists, claims, rest, backends)
+    return Plan(result, manifest, namespace, namespace_entry, exists, claims, rest, backends,
+                nr.first_consumer_claims(claims, binding_modes(client, claims)))
+
+
+def binding_modes(client, claims):
+    """{class name: its volumeBindingMode} of the target classes of `claims`, each class read once (a class not there: left
+    out, its claims waited for as before)."""
+    modes = {}
+    for name in sorted({(c.claim.get('spec') or {}).get('storageClassName') for c in claims} - {None, ''}):
+        found = k8s_service.get_or_none(client, resource_path('storage.k8s.io/v1', 'storageclasses', name=name))
+        if found is not None:
+            modes[name] = found.get('volumeBindingMode') or 'Immediate'
+    return modes
 
 
 def check_fill_access(client, claims, params, namespace, exists, result):
@@ -538,9 +552,12 @@ def write_claims(client, the_plan, params, settings, ensure_held=lambda: None):
         else:
             written.jobs[claim_plan.name] = job
     written.deadline = time.monotonic() + params['wait_timeout']
-    names = [c.name for c in the_plan.claims if written.made.get(c.name) is None]
-    waited = k8s_wait.watch_until(client, resource_path('v1', 'persistentvolumeclaims', namespace), nr.all_bound(set(names)), written.deadline)
-    written.seen = {claim['metadata']['name']: claim for claim in waited.objects}
+    # A WaitForFirstConsumer claim binds once a pod uses it: its fill Job (waited for afterwards) or the workloads restored
+    # after it. Waiting for it here would hold the Lease until wait_timeout for nothing.
+    names = {c.name for c in the_plan.claims if written.made.get(c.name) is None} - the_plan.first_consumer
+    claims_path = resource_path('v1', 'persistentvolumeclaims', namespace)
+    seen = k8s_wait.watch_until(client, claims_path, nr.all_bound(names), written.deadline).objects if names else client.list_all(claims_path)
+    written.seen = {claim['metadata']['name']: claim for claim in seen}
     return written
 
 
@@ -573,7 +590,8 @@ def act(client, the_plan, params, check_mode, settings_of, written=None):
             continue
         claim = written.seen.get(claim_plan.name)
         entry = nr.claim_result(claim_plan, claim, state='created' if claim_plan.state == 'create' else claim_plan.state, reason=None)
-        if (claim or {}).get('status', {}).get('phase') != 'Bound':
+        bound = (claim or {}).get('status', {}).get('phase') == 'Bound'
+        if claim is None or not (bound or claim_plan.name in the_plan.first_consumer):
             entry.update(state='failed', reason='not Bound after %d s (wait_timeout)' % params['wait_timeout'])
             failures.append('claim %s: %s' % (claim_plan.name, entry['reason']))
         elif claim_plan.name in jobs:
@@ -587,7 +605,10 @@ def act(client, the_plan, params, check_mode, settings_of, written=None):
             else:
                 entry.update(state='failed', reason='fill Job %s/%s: %s' % (namespace, job_name, why))
                 failures.append('claim %s: %s' % (claim_plan.name, entry['reason']))
-        if entry['state'] != 'failed' and claim_plan.before:
+        elif not bound:
+            entry['state'] = nr.WAITING_FOR_FIRST_CONSUMER
+        # A claim not bound yet still reads its copy when it is provisioned: the copy stays.
+        if entry['state'] != 'failed' and claim_plan.before and bound:
             dropped.append(claim_plan)
         result['claims'].append(entry)
     result['copies_left'] = drop_copies(client, dropped, params['concurrency'])

@@ -16,7 +16,9 @@ description:
   - The point is O(point) (its name C(rp_<time>) or key), else the newest taken at or before O(before), else the newest.
     A point of a newer manifest format version than this collection reads is refused, naming the key and C(version).
   - Order - the namespace; then every claim of the point, each from the point's data, created all at once (at most
-    64 at a time) and waited for with one watch until all are Bound (archive claims also filled);
+    64 at a time) and waited for with one watch until all are Bound (archive claims also filled); a claim whose target
+    StorageClass binds C(WaitForFirstConsumer) (each class read once) is not waited for - it binds once a pod uses it,
+    the workloads restored after it or its fill Job (waited for instead) - and is reported V(waiting_for_first_consumer);
     then the point's other objects (its resource backup, checked against the point's sha256), workloads last, so no
     workload starts on a claim without its data; then the report.
   - How a claim gets its data - a CSI snapshot restored into its own namespace of the cluster that holds it
@@ -143,7 +145,9 @@ options:
     description: The passphrase the point's resource backup was encrypted with.
     type: str
   wait_timeout:
-    description: Seconds to wait for the claims to bind and be filled.
+    description:
+      - Seconds to wait for the claims to bind and be filled.
+      - Claims of a C(WaitForFirstConsumer) StorageClass are not waited for until Bound (they bind once a pod uses them).
     type: int
     default: 600
   concurrency:
@@ -288,7 +292,11 @@ claims:
       type: str
       sample: copy
     state:
-      description: V(created), V(exists) (an earlier run made it), V(filled) (an earlier run made and filled it), V(failed); V(create) in check mode.
+      description:
+        - V(created), V(exists) (an earlier run made it), V(filled) (an earlier run made and filled it), V(failed); V(create) in check mode.
+        - V(waiting_for_first_consumer) - made (or found) with its data source, its StorageClass binds C(WaitForFirstConsumer)
+          and no pod has used it yet; the restored workloads (its first consumers) are applied. Its copy of the point's
+          snapshot is kept until it is provisioned (the provisioner reads it then).
       type: str
       sample: created
     phase:

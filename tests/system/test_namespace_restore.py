@@ -18,7 +18,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from kubernetes.client import BatchV1Api
+from kubernetes.client import BatchV1Api, StorageV1Api
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import namespace_restore, pv_archive, recovery_point
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import namespace_restore_run as nrr
@@ -213,6 +213,42 @@ def test_a_point_of_a_newer_format_is_refused_naming_the_version(cluster, kube, 
     failed = restore(cluster, moto_server, bucket, namespace, target_namespace=target)
     assert failed.get('failed') and key in failed['msg'] and 'version' in failed['msg'] and 'newer' in failed['msg'], failed
     assert not [e for e in audit.module_events() if e['verb'] in WRITES]
+
+
+@pytest.fixture
+def late_binding_class(kube):
+    """A StorageClass of the CSI driver binding WaitForFirstConsumer (EKS's and GKE's default type); deleted afterwards.
+    No scheduler runs here: its claims stay Pending."""
+    storage = StorageV1Api(kube.api)
+    standard = storage.read_storage_class(STORAGE_CLASS)
+    name = f'late-{uuid.uuid4().hex[:6]}'
+    storage.create_storage_class({'metadata': {'name': name}, 'provisioner': standard.provisioner, 'reclaimPolicy': 'Delete',
+                                  'volumeBindingMode': 'WaitForFirstConsumer'})
+    yield name
+    storage.delete_storage_class(name)
+
+
+def test_claims_of_a_wait_for_first_consumer_class_are_made_not_waited_for_and_the_workloads_applied(
+        cluster, kube, namespace, target, moto_server, bucket, late_binding_class):
+    application(kube, namespace)
+    take_point(cluster, kube, moto_server, bucket, namespace, datetime.datetime(2026, 12, 6, 2, 0, tzinfo=datetime.timezone.utc))
+    result = restore(cluster, moto_server, bucket, namespace, target_namespace=target, wait_timeout=30,
+                     storage_class_map={STORAGE_CLASS: late_binding_class})
+    assert not result.get('failed'), result
+    states = {c['name']: (c['state'], c['phase'], c['storage_class']) for c in result['claims']}
+    assert states == dict.fromkeys(CLAIMS, ('waiting_for_first_consumer', 'Pending', late_binding_class)), states
+    # Made with their data source (the copy of the point's snapshot, kept until the claim is provisioned), still Pending.
+    claims = kube.core.list_namespaced_persistent_volume_claim(target).items
+    assert sorted(c.metadata.name for c in claims) == list(CLAIMS) and all(c.status.phase == 'Pending' for c in claims)
+    assert all(c.spec.data_source.kind == 'VolumeSnapshot' and c.spec.storage_class_name == late_binding_class for c in claims)
+    assert len(copies_of(kube, target)) == len(CLAIMS)
+    # The workloads are their first consumers: applied.
+    apps = __import__('kubernetes').client.AppsV1Api(kube.api)
+    assert names(apps.list_namespaced_deployment(target).items) == ['web'] and names(apps.list_namespaced_stateful_set(target).items) == ['db']
+    again = restore(cluster, moto_server, bucket, namespace, target_namespace=target, wait_timeout=30,
+                    storage_class_map={STORAGE_CLASS: late_binding_class})
+    assert not again.get('failed') and not again['changed'], again
+    assert {c['state'] for c in again['claims']} == {'waiting_for_first_consumer'}, again['claims']
 
 
 def test_a_namespace_holding_other_objects_needs_the_option_and_a_killed_restore_converges(cluster, kube, namespace, target, moto_server, bucket, audit):

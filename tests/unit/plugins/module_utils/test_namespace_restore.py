@@ -360,3 +360,12 @@ def test_restored_volumes_never_chooses_a_volume_lacking_one_mark_of_a_restore_i
 def test_restored_volumes_of_one_namespace_leave_anothers():
     volumes = [restored_pv(namespace='shop'), restored_pv(namespace='shop-drill-2'), restored_pv(namespace='shop-drill')]
     assert [pv['metadata']['name'] for pv, _snapshot in nr.restored_volumes(volumes, 'shop-drill')] == [rs.cloud_volume_name('shop-drill', 'data')]
+
+
+def test_only_claims_of_a_wait_for_first_consumer_class_not_pre_bound_are_left_unwaited():
+    plans = plan(manifest(record('data', CSI), record('uploads', ARCHIVE), record('slow', CSI, storage_class='slow')), same_cluster=False)
+    modes = {'standard': 'WaitForFirstConsumer', 'slow': 'Immediate'}
+    assert nr.first_consumer_claims(plans, modes) == {'data', 'uploads'}
+    assert nr.first_consumer_claims(plans, {}) == set()  # a class not read (not there): waited for as before
+    disks = cloud_plan(manifest(record('logs', EBS)))
+    assert nr.first_consumer_claims(disks, {'fast': 'WaitForFirstConsumer'}) == set()  # pre-bound to its disk's volume
