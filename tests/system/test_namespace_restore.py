@@ -306,7 +306,9 @@ def test_two_restores_of_a_point_at_once_take_turns_under_the_lease_and_converge
             if (e.get('responseStatus') or {}).get('code') == 201]
     assert made.count(('persistentvolumeclaims', target)) == len(CLAIMS) and made.count(('volumesnapshotcontents', None)) == len(CLAIMS), made
     assert made.count(('namespaces', None)) == 1 and made.count(('deployments', target)) == 1, made
-    assert made.count(('leases', namespace)) == 2, made  # taken in turn: created, released, created again
+    # The Lease is taken only for something to make: created, released (deleted) and created again when both runs
+    # planned before either wrote; only once when the second planned after the first was done and found all made.
+    assert made.count(('leases', namespace)) in (1, 2), made
     claims = kube.core.list_namespaced_persistent_volume_claim(target).items
     assert sorted(c.metadata.name for c in claims) == list(CLAIMS) and all(c.status.phase == 'Bound' for c in claims)
 
