@@ -160,7 +160,7 @@ class AuditLog:
 
     def __init__(self, path: Path, since: int | None = None, module_agent: str | None = None):
         self.path = Path(path)
-        self.since = self.size() if since is None else since
+        self.since = since if since is not None else self.mark()  # mark(): never in the middle of an event being written
         self.module_agent = module_agent  # the user agent of this test's modules (the module_agent fixture)
 
     def size(self) -> int:
