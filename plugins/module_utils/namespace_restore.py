@@ -110,26 +110,25 @@ def fill_job_name(claim):
     return (head + claim)[:JOB_NAME_LIMIT - 9].rstrip('-.') + '-' + digest
 
 
-def checked_class_map(mapping):
-    """The storage class mapping {point class: target class}, each name a StorageClass name; PlanError naming the entry."""
+def checked_name_map(mapping, pattern, field, what):
+    """{source name: target name}, each matching `pattern`; PlanError naming `field.<source>` and saying what a name is."""
     checked = {}
     for source, target in (mapping or {}).items():
         for value in (source, target):
-            if not isinstance(value, str) or not rs.DNS_SUBDOMAIN.match(value):
-                raise PlanError('%r is not a StorageClass name' % (value,), field='storage_class_map.%s' % source)
+            if not isinstance(value, str) or not pattern.match(value):
+                raise PlanError('%r is not %s' % (value, what), field='%s.%s' % (field, source))
         checked[source] = target
     return checked
+
+
+def checked_class_map(mapping):
+    """The storage class mapping {point class: target class}."""
+    return checked_name_map(mapping, rs.DNS_SUBDOMAIN, 'storage_class_map', 'a StorageClass name')
 
 
 def checked_zone_map(mapping):
-    """The zone mapping {point zone: target zone} of cloud disks, each a zone name; PlanError naming the entry."""
-    checked = {}
-    for source, target in (mapping or {}).items():
-        for value in (source, target):
-            if not isinstance(value, str) or not rs.DNS_LABEL.match(value):
-                raise PlanError('%r is not a zone name (such as eu-west-1a or europe-west1-b)' % (value,), field='zone_map.%s' % source)
-        checked[source] = target
-    return checked
+    """The zone mapping {point zone: target zone} of cloud disks."""
+    return checked_name_map(mapping, rs.DNS_LABEL, 'zone_map', 'a zone name (such as eu-west-1a or europe-west1-b)')
 
 
 def disk_zone(data, zone_map):
