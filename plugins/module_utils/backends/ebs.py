@@ -161,6 +161,18 @@ def error_code(exc):
     return ((getattr(exc, 'response', None) or {}).get('Error') or {}).get('Code') or ''
 
 
+def ec2_call(operation, subject, call):
+    """The answer of one EC2 call on `subject`; None when EC2 says it is not found; EbsError naming both otherwise."""
+    try:
+        return call()
+    except botocore.exceptions.ClientError as exc:
+        if error_code(exc) in NOT_FOUND:
+            return None
+        raise EbsError('EC2 %s %s failed: %s' % (operation, subject, exc)) from exc
+    except botocore.exceptions.BotoCoreError as exc:
+        raise EbsError('EC2 %s %s failed: %s' % (operation, subject, exc)) from exc
+
+
 def _throttled(exc):
     return error_code(exc) in THROTTLED
 
@@ -485,15 +497,9 @@ class EbsBackend(base.CloudBackend):
     def restored_disk(self, pv, snapshot):
         region, snap = split_id(snapshot.id)
         disk = self.disk_of(pv, snapshot)
-        try:
-            found = [v for v in self.client(region).describe_volumes(Filters=[{'Name': 'volume-id', 'Values': [disk]}])['Volumes']
-                     if v['State'] not in ('deleting', 'deleted')]
-        except botocore.exceptions.ClientError as exc:
-            if error_code(exc) in NOT_FOUND:
-                return None
-            raise EbsError('EC2 DescribeVolumes %s failed: %s' % (disk, exc)) from exc
-        except botocore.exceptions.BotoCoreError as exc:
-            raise EbsError('EC2 DescribeVolumes %s failed: %s' % (disk, exc)) from exc
+        answer = ec2_call('DescribeVolumes', disk, lambda: self.client(region).describe_volumes(
+            Filters=[{'Name': 'volume-id', 'Values': [disk]}]))
+        found = [v for v in (answer or {}).get('Volumes', []) if v['State'] not in ('deleting', 'deleted')]
         if not found:
             return None
         tags = _tags(found[0].get('Tags'))
@@ -507,14 +513,8 @@ class EbsBackend(base.CloudBackend):
         disk = self.restored_disk(pv, snapshot)
         if disk is None:
             return None
-        try:
-            self.client(split_id(snapshot.id)[0]).delete_volume(VolumeId=disk)
-        except botocore.exceptions.ClientError as exc:
-            if error_code(exc) in NOT_FOUND:
-                return None
-            raise EbsError('EC2 DeleteVolume %s failed: %s' % (disk, exc)) from exc
-        except botocore.exceptions.BotoCoreError as exc:
-            raise EbsError('EC2 DeleteVolume %s failed: %s' % (disk, exc)) from exc
+        if ec2_call('DeleteVolume', disk, lambda: self.client(split_id(snapshot.id)[0]).delete_volume(VolumeId=disk)) is None:
+            return None
         return disk
 
     def _wait_available(self, ec2, volume):
