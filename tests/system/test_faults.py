@@ -110,7 +110,16 @@ def prebound_volume(kube, namespace, name):
     kube.core.patch_namespaced_persistent_volume_claim(name, namespace, {"metadata": {"annotations": {"pv.kubernetes.io/bind-completed": "yes"}}})
     kube.core.patch_namespaced_persistent_volume_claim_status(name, namespace, {
         "status": {"phase": "Bound", "accessModes": ["ReadWriteOnce"], "capacity": {"storage": "1Mi"}}})
+    # The PV binder and the claim-protection controller write these objects too, from their own caches:
+    # the module must meet the binding as the test wrote it, so it is read back both ways before any run.
+    wait_for(f"claim {namespace}/{name} and {pv_name} to read Bound", lambda: _bound_both_ways(kube, namespace, name, pv_name), timeout=60)
     return pvc, kube.core.read_persistent_volume(pv_name)
+
+
+def _bound_both_ways(kube, namespace, name, pv_name):
+    claim, volume = kube.core.read_namespaced_persistent_volume_claim(name, namespace), kube.core.read_persistent_volume(pv_name)
+    return (claim.status.phase == "Bound" and volume.status.phase == "Bound" and claim.spec.volume_name == pv_name
+            and volume.spec.claim_ref.uid == claim.metadata.uid)
 
 
 def protected_volume(kube, namespace, index, now):
@@ -241,7 +250,7 @@ def test_a_failed_lease_create_is_retried_rather_than_failing_the_cycle(kube, na
     proxy.script[LEASES] = [fault]
     result = run_module("k8s_pv_snapshot", str(proxy.kubeconfig()), namespace=namespace, lease_namespace=namespace,
                         lease_duration=LEASE_DURATION)
-    assert proxy.injected == {fault: 1}
+    assert proxy.injected == {fault: 1}, (proxy.forwarded, proxy.errors, result.get("msg"), result.get("volumes"))
     assert not result.get("failed"), result.get("msg")
     assert [v["action"] for v in result["volumes"]] == ["created"]
 
