@@ -92,8 +92,11 @@ def _exists(custom, content):
 def prebound_volume(kube, namespace, name):
     """A static PV of the mock driver and its claim, bound both ways as the PV binder binds them; returns (PVC, PV).
 
-    Written here rather than waited for: the binder (one worker, 20 requests/s) is shared by every test
-    on the stack, and 50 claims behind another test's hundreds would take minutes. The PV carries the
+    The claim's side is written here rather than waited for: the binder (one worker, 20 requests/s) is shared by
+    every test on the stack, and 50 claims behind another test's hundreds would take minutes. Its volume side is
+    the binder's one write, though, and waited for: the binder meets claims and PVs by two watches in no set
+    order, and a claim marked bind-completed whose PV it has not yet seen with the claim's uid is marked Lost
+    (pv_controller syncBoundClaim); its own "all is bound" phase on the PV is the sign it has. The PV carries the
     namespace fixture's label, so it is deleted with the namespace.
     """
     pv_name = f"{namespace}-{name}"
@@ -106,20 +109,12 @@ def prebound_volume(kube, namespace, name):
         "metadata": {"name": name, "annotations": {DELTAS: POLICY}},
         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Mi"}}, "storageClassName": "", "volumeName": pv_name}})
     kube.core.patch_persistent_volume(pv_name, {"spec": {"claimRef": {"uid": pvc.metadata.uid}}})
-    kube.core.patch_persistent_volume_status(pv_name, {"status": {"phase": "Bound"}})
+    wait_for(f"the PV binder to see {pv_name} bound to claim {namespace}/{name}",
+             lambda: kube.core.read_persistent_volume(pv_name).status.phase == "Bound", timeout=120)
     kube.core.patch_namespaced_persistent_volume_claim(name, namespace, {"metadata": {"annotations": {"pv.kubernetes.io/bind-completed": "yes"}}})
     kube.core.patch_namespaced_persistent_volume_claim_status(name, namespace, {
         "status": {"phase": "Bound", "accessModes": ["ReadWriteOnce"], "capacity": {"storage": "1Mi"}}})
-    # The PV binder and the claim-protection controller write these objects too, from their own caches:
-    # the module must meet the binding as the test wrote it, so it is read back both ways before any run.
-    wait_for(f"claim {namespace}/{name} and {pv_name} to read Bound", lambda: _bound_both_ways(kube, namespace, name, pv_name), timeout=60)
     return pvc, kube.core.read_persistent_volume(pv_name)
-
-
-def _bound_both_ways(kube, namespace, name, pv_name):
-    claim, volume = kube.core.read_namespaced_persistent_volume_claim(name, namespace), kube.core.read_persistent_volume(pv_name)
-    return (claim.status.phase == "Bound" and volume.status.phase == "Bound" and claim.spec.volume_name == pv_name
-            and volume.spec.claim_ref.uid == claim.metadata.uid)
 
 
 def protected_volume(kube, namespace, index, now):
