@@ -127,3 +127,15 @@ def test_without_the_controller_s_profile_the_result_is_printed_as_ansible_print
     monkeypatch.setattr(module, 'write_json', lambda *args: pytest.fail('streamed without a profile'))
     module.KubesnapModule._record_module_result(object.__new__(module.KubesnapModule), RESULT)
     assert printed == [RESULT]
+
+
+def test_with_nothing_to_hide_the_result_lists_are_printed_as_they_are_not_copied(monkeypatch):
+    printed = []
+    monkeypatch.delattr(basic, '_ANSIBLE_PROFILE', raising=False)
+    monkeypatch.setattr(basic.AnsibleModule, '_record_module_result', lambda self, o: printed.append(o))
+    bare = object.__new__(module.KubesnapModule)
+    bare.no_log_values = set()
+    scrubbed_by_ansible = bare._set_lists_aside(RESULT)
+    assert all(scrubbed_by_ansible[key] == [] for key, value in RESULT.items() if isinstance(value, list))
+    bare._record_module_result(scrubbed_by_ansible)
+    assert printed == [RESULT] and printed[0]['volumes'] is RESULT['volumes']
