@@ -97,3 +97,26 @@ notes:
   - Keys given as options or environment variables are never logged (C(no_log)).
   - Set these options once for every module that uses them with C(module_defaults) and C(group/kubesnap.snapshots.s3).
 '''
+
+    # The Jobs' own S3 credentials (k8s_recovery_point's archive Jobs, k8s_namespace_restore's fill Jobs);
+    # pv_archive.JOB_CREDENTIALS_SPEC under the same names.
+    JOB_CREDENTIALS = r'''
+options:
+  job_credentials:
+    description:
+      - S3 credentials for the Jobs the run starts in a namespace and for nothing else - a recovery point's archive Jobs
+        (best - allowed to write only under O(url)) or a namespace restore's fill Jobs (best - read-only on the archives).
+      - Put in a Secret owned by each Job, in the Job's namespace, and deleted with it (with the contents of
+        O(s3_ca_bundle), when given). Never taken from the environment. Ignored with O(credentials_secret).
+    type: dict
+    suboptions:
+      access_key:
+        description: The access key id (C(AWS_ACCESS_KEY_ID) in the Job).
+        type: str
+      secret_key:
+        description: The secret access key (C(AWS_SECRET_ACCESS_KEY) in the Job).
+        type: str
+      session_token:
+        description: A session token (C(AWS_SESSION_TOKEN) in the Job).
+        type: str
+'''

@@ -74,6 +74,7 @@ extends_documentation_fragment:
   - kubesnap.snapshots.k8s_auth
   - kubesnap.snapshots.discovery.lease
   - kubesnap.snapshots.s3
+  - kubesnap.snapshots.s3.job_credentials
   - kubesnap.snapshots.backends
 options:
   url:
@@ -190,22 +191,6 @@ options:
         to the whole backup store. A point with archive claims to fill and none of O(credentials_secret),
         O(job_credentials) and O(service_account) is refused before anything is written, naming this option.
     type: str
-  job_credentials:
-    description:
-      - S3 credentials for the fill Jobs alone (best - read-only on the archives), put in a Secret owned by each fill Job in
-        the target namespace and deleted with it (with the contents of O(s3_ca_bundle), when given). Never taken from the
-        environment. Ignored with O(credentials_secret). As M(kubesnap.snapshots.k8s_recovery_point) takes them.
-    type: dict
-    suboptions:
-      access_key:
-        description: The access key id (C(AWS_ACCESS_KEY_ID) in the Job).
-        type: str
-      secret_key:
-        description: The secret access key (C(AWS_SECRET_ACCESS_KEY) in the Job).
-        type: str
-      session_token:
-        description: A session token (C(AWS_SESSION_TOKEN) in the Job).
-        type: str
 attributes:
   check_mode:
     support: full

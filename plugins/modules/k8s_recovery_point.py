@@ -36,6 +36,7 @@ extends_documentation_fragment:
   - kubesnap.snapshots.discovery.lease
   - kubesnap.snapshots.write
   - kubesnap.snapshots.s3
+  - kubesnap.snapshots.s3.job_credentials
 options:
   url:
     description:
@@ -107,22 +108,6 @@ options:
         C(AWS_SECRET_ACCESS_KEY), or an C(s3cfg) file), as M(kubesnap.snapshots.k8s_pv_archive) takes it - then no
         credentials leave the controller.
     type: str
-  job_credentials:
-    description:
-      - With O(data=archive) and no O(credentials_secret), S3 credentials for the archive Jobs alone (best - allowed to
-        write only under O(url)), put in a Secret owned by each Job in the claim's namespace and deleted with it (with the
-        contents of O(s3_ca_bundle), when given). Never taken from the environment.
-    type: dict
-    suboptions:
-      access_key:
-        description: The access key id (C(AWS_ACCESS_KEY_ID) in the Job).
-        type: str
-      secret_key:
-        description: The secret access key (C(AWS_SECRET_ACCESS_KEY) in the Job).
-        type: str
-      session_token:
-        description: A session token (C(AWS_SESSION_TOKEN) in the Job).
-        type: str
   max_age:
     description: With O(data=existing), how old the newest ready snapshot of a claim may be, an ISO 8601 duration (V(PT6H)).
     type: str
