@@ -269,6 +269,17 @@ class Kube:
 
         return wait_for(f"PVC {namespace}/{name} to bind", bound, timeout)
 
+    def wait_pvcs_bound(self, namespace: str, names, timeout: float = 60):
+        """Wait until every claim of `names` is Bound, by one list of the namespace per poll (a read per claim from
+        each of many threads costs the shared apiserver thousands of requests while the provisioner works)."""
+        names = set(names)
+
+        def all_bound():
+            phases = {pvc.metadata.name: pvc.status.phase for pvc in self.core.list_namespaced_persistent_volume_claim(namespace).items}
+            return all(phases.get(name) == "Bound" for name in names)
+
+        wait_for(f"{len(names)} PVCs in {namespace} to bind", all_bound, timeout, interval=0.5)
+
     def create_static_pv_pvc(self, namespace: str, name: str, size: str = "1Gi", volume_handle: str | None = None):
         """A pre-made PV with a CSI source for the mock driver, pre-bound to a new PVC; returns the bound PVC.
 

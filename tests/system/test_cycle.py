@@ -456,7 +456,7 @@ def test_api_cost_of_a_cycle_with_nothing_due_is_constant(kube, namespace, run, 
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda i: kube.create_pvc(namespace, f"vol-{i:03d}", wait_bound=False), range(count)))
         list(pool.map(lambda i: annotate(kube, namespace, f"vol-{i:03d}", {DELTAS: "PT1H P1D"}), range(count)))
-        list(pool.map(lambda i: kube.wait_pvc_bound(namespace, f"vol-{i:03d}", timeout=120), range(count)))
+    kube.wait_pvcs_bound(namespace, [f"vol-{i:03d}" for i in range(count)], timeout=120)
     created = run("k8s_pv_snapshot", namespace=namespace, wait_timeout=120)
     assert sum(v["state"] == "ready" for v in created["volumes"]) == count, created.get("msg")
     audit.mark()
