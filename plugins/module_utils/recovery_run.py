@@ -1,7 +1,9 @@
 # Copyright: (c) 2026, kubesnap contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """k8s_recovery_point's run: plan (namespaces, claims, the data of each), act (snapshots, resource backups, manifests
-last), retention of points and the check of kept points, and the per-namespace results.
+last, under the Lease), retention of points and the check of kept points, and the per-namespace results. The module
+holds its argument spec and calls, in order, plan_run -> preview (check mode) or PointsUnderLease -> incomplete ->
+keep_and_check -> report.
 
 One list per kind and per backend for the whole run, whatever the number of namespaces: the namespaces, the claims
 and volumes (cycle.list_inventory), one resource backup's lists (resource_backup.plan) split per namespace, and the
@@ -11,13 +13,16 @@ owned snapshots of each backend (for `data: existing` and the check of kept poin
 from __future__ import annotations
 
 import dataclasses
+import datetime
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import (
-    cycle, pv_archive, recovery_point, resource_store, resources, retention, s3)
+    cycle, pv_archive, recovery_point, resource_backup, resource_store, resources, retention, s3)
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import Registry
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import READY, BackendError
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.cycle import run_parallel
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.errors import KubesnapError
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError, resource_path
+from ansible_collections.kubesnap.snapshots.plugins.module_utils.lease import LeasedWrite
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.targets import Options, discover
 
 # Metadata on every manifest this module writes: retention deletes only manifests that carry it.
@@ -61,6 +66,23 @@ def check_options(params):
         return resource_store.checked_location(params)
     except resource_store.ResourceError as exc:
         raise PointError(str(exc), field='url') from exc
+
+
+def join_namespace(params):
+    """`namespace` (one namespace, as the other modules take it) joins `namespaces`: the run reads `namespaces` only."""
+    if params.get('namespace'):
+        params['namespaces'] = sorted(set(params.get('namespaces') or ()) | {params['namespace']})
+
+
+def archive_settings(params):
+    """The archive Jobs' pv_archive.JobSettings with data=archive, else None. PointError naming credentials_secret when
+    the Job would have no S3 credentials of its own: this module's are never shipped into a claim's namespace."""
+    if params['data'] != 'archive':
+        return None
+    problem = pv_archive.job_access_problem(params.get('credentials_secret'), params.get('job_credentials'), params.get('service_account'))
+    if problem:
+        raise PointError('data=archive: %s; nothing was written' % problem, field='credentials_secret')
+    return pv_archive.given_job_settings(params)
 
 
 def backup_params(params, namespaces):
@@ -423,3 +445,230 @@ def damaged(manifest, owned_ids, listed_backends, archives=None):
         if sid and sid not in owned_ids:
             found.append('claim %s: its %s snapshot %s no longer exists' % (claim['name'], data['kind'], sid))
     return found
+
+
+# ------------------------------------------------------------------------------------------------ the run
+
+def empty_result():
+    """The module's result before anything is known: what a failure before the plan carries."""
+    return {'changed': False, 'cluster': None, 'points': [], 'expired': [], 'damaged': []}
+
+
+@dataclasses.dataclass
+class RunPlan:
+    """Everything decided before the first write: where points go (`bucket`, `prefix`, `cluster`) and the run's time,
+    every selected namespace's NamespacePlan (`namespaces`), those due a point now (`due`, fixed when planned: their
+    states change as the run goes), the points each namespace already has ({namespace: [(key, created)] newest first}),
+    the run's backends and the params of the due namespaces' resource backups (None when none is due)."""
+
+    bucket: str
+    prefix: str
+    cluster: str
+    now: datetime.datetime
+    namespaces: list
+    due: list
+    points: dict
+    registry: object
+    backup_params: dict | None = None
+
+
+def plan_run(client, s3_client, params, bucket, prefix, cluster, now, warn):
+    """The RunPlan: the namespaces and their points, one inventory and registry for them all, then each due namespace's
+    claims (with the backend of each) and its cut of one resource backup. Only reads."""
+    plans, points = plan_namespaces(client, s3_client, params, bucket, prefix, cluster, now, warn)
+    due = [plan for plan in plans if plan.state == 'planned']
+    names = [plan.namespace for plan in plans]
+    inventory = cycle.list_inventory(client, names[0] if len(names) == 1 else None, rules=False)
+    registry = Registry.for_run(params, client, inventory)
+    run_plan = RunPlan(bucket, prefix, cluster, now, plans, due, points, registry)
+    if due:
+        for plan in due:
+            plan.claims = claim_targets(inventory, registry, plan.namespace, params.get('snapshot_class'))
+        run_plan.backup_params = plan_backups(client, params, due, bucket, prefix, cluster, now, warn)
+    return run_plan
+
+
+def plan_namespaces(client, s3_client, params, bucket, prefix, cluster, now, warn):
+    """([NamespacePlan] of every selected namespace, {namespace: its points}); those with a point younger than
+    `interval` are not_due, naming their newest point. PointError when no namespace is selected: a run that would take
+    no point fails rather than pass unnoticed."""
+    names, missing = selected_namespaces(client, params)
+    for name in missing:
+        warn('namespaces: %s does not exist: it gets no recovery point' % name)
+    if not names:
+        raise PointError('no namespace selected (namespaces %s, exclude_namespaces %s): no recovery point was taken' % (
+            params.get('namespaces') or 'all', params['exclude_namespaces']), field='namespaces')
+    points = newest_points(s3_client, bucket, prefix, cluster, names)
+    plans = []
+    for name in names:
+        plan = NamespacePlan(name, recovery_point.manifest_key(prefix, cluster, name, now), [])
+        plan.reason = not_due(points[name], params.get('interval'), now)
+        if plan.reason:
+            plan.state, plan.key = 'not_due', points[name][0][0]
+        plans.append(plan)
+    return plans, points
+
+
+def plan_backups(client, params, due, bucket, prefix, cluster, now, warn):
+    """Each due namespace's resource backup: one set of lists for all of them, cut per namespace. Returns the resource
+    backups' params (backup_params)."""
+    run_params = backup_params(params, [plan.namespace for plan in due])
+    backup_plan = resource_backup.plan(client, run_params, bucket, prefix, now, warn)
+    suffix = resources.ENCRYPTED_SUFFIX if params.get('encryption_key') else resources.ARCHIVE_SUFFIX
+    for plan in due:
+        plan.backup_key = recovery_point.points_prefix(prefix, cluster, plan.namespace) + resources.backup_name(now) + suffix
+        plan.backup = split_backup(backup_plan, plan.namespace, plan.backup_key)
+        plan.resources = {'url': 's3://%s/%s' % (bucket, plan.backup_key), 'objects': len(plan.backup[1]), 'counts': plan.backup[2]}
+    return run_params
+
+
+def preview(run_plan, params):
+    """Check mode: the snapshot each due claim would get and, with data=archive, its archive's URL. Nothing is written."""
+    plan_data(params, run_plan.registry, [claim for plan in run_plan.due for claim in plan.claims if not claim.error], run_plan.now)
+    if params['data'] == 'archive':
+        plan_archives(run_plan.due, run_plan.bucket)
+
+
+def plan_data(params, registry, claims, now):
+    """Check mode: the snapshot each claim would get (its name, or the existing one chosen); nothing is written."""
+    if params['data'] == 'existing' and claims:
+        owned = cycle.list_owned(registry, registry.listed([claim.target for claim in claims]))
+        choose_existing(claims, owned, params['max_age'], now)
+    for claim in claims:
+        if not claim.error:
+            claim.data = {'kind': claim.target.backend, 'snapshot': claim.snapshot.id if claim.snapshot is not None else
+                          registry.get(claim.target.backend).snapshot_name(claim.target, now)}
+
+
+def plan_archives(due, bucket):
+    """With data=archive: each claim's archive URL (in check mode, on its data) or why it cannot be archived."""
+    for plan in due:
+        for claim in plan.claims:
+            if claim.error:
+                continue
+            try:
+                planned = archive_plan(claim, bucket, plan.key)
+            except KubesnapError as exc:
+                claim.error = str(exc)
+            else:
+                if claim.data is not None:  # check mode: shown with the snapshot it would be read from
+                    claim.data = dict(claim.data, kind='archive', url=planned.url)
+
+
+class PointsUnderLease(LeasedWrite):
+    """take_points as the run's LeasedWrite. Nothing is planned again once the Lease is held: the namespaces and claims
+    stand, and the snapshots are taken (or chosen) under it. A run that cannot take the Lease fails (must_write): a
+    recovery point that silently was not taken is no backup."""
+
+    must_write = True
+
+    def __init__(self, run_plan, client, s3_client, params, archiver=None):
+        super().__init__()
+        self.run_plan, self.client, self.s3_client, self.params, self.archiver = run_plan, client, s3_client, params, archiver
+
+    def act(self, ensure_held):
+        take_points(self.run_plan, self.client, self.s3_client, self.params, ensure_held, self.archiver)
+
+
+def take_points(run_plan, client, s3_client, params, ensure_held, archiver=None):
+    """Under the Lease (the one expiry runs under, held until the manifests are written, so that expiry never takes a
+    snapshot a point is about to name): each claim's snapshot taken (or chosen), waited for and named, then each complete
+    namespace's resource backup and, last, its manifest."""
+    due = run_plan.due
+    if archiver is not None:
+        plan_archives(due, run_plan.bucket)  # a claim that cannot be archived gets no snapshot either
+    claims = [claim for plan in due for claim in plan.claims if not claim.error]
+    if params['data'] == 'existing' and claims:
+        owned = cycle.list_owned(run_plan.registry, run_plan.registry.listed([claim.target for claim in claims]))
+        choose_existing(claims, owned, params['max_age'], run_plan.now)
+    elif claims:
+        created = new_snapshots(run_plan.registry, claims, run_plan.now, params['concurrency'], ensure_held)
+        settle_snapshots(run_plan.registry, claims, created, params['wait_timeout'])
+    if archiver is not None:
+        pairs = [(claim, plan.key) for plan in due for claim in plan.claims if claim.snapshot is not None and not claim.error]
+        archive_claims(archiver, pairs, run_plan.bucket, params['concurrency'], ensure_held)
+    ready = [claim for claim in claims if claim.snapshot is not None and not claim.error and claim.data is None]
+    contents = client.list_all(CONTENTS) if any(claim.target.backend == 'csi' for claim in ready) else []
+    for claim in ready:
+        try:
+            claim.data = claim_data(claim, contents)
+        except KubesnapError as exc:
+            claim.error = str(exc)
+
+    def write(plan):
+        write_point(s3_client, run_plan, plan, params, ensure_held)
+
+    for plan, _none, error in run_parallel(write, [plan for plan in due if not plan.failed], params['concurrency']):
+        if error is None:
+            plan.state = 'written'
+        else:
+            plan.fail('no recovery point written: %s' % error)
+
+
+def write_point(s3_client, run_plan, plan, params, ensure_held):
+    """One namespace's resource backup, then its manifest naming it and every claim's data: the manifest last, so a
+    manifest exists only for a complete point. The Lease is checked before each of the two writes."""
+    ensure_held()
+    index, entries, _counts = plan.backup
+    size, digest = resource_backup.upload_hashed(s3_client, run_plan.bucket, plan.backup_key, run_plan.backup_params, index, entries)
+    plan.resources = {'url': 's3://%s/%s' % (run_plan.bucket, plan.backup_key), 'sha256': digest, 'bytes': size, 'objects': len(entries)}
+    manifest = recovery_point.build_manifest(run_plan.cluster, plan.namespace, run_plan.now, plan.resources,
+                                             [recovery_point.claim_record(claim.pvc, claim.data) for claim in plan.claims])
+    ensure_held()
+    write_manifest(s3_client, run_plan.bucket, plan.key, manifest, params)
+
+
+def fail_due(due, error):
+    """Every due namespace failed with `error` (no point was taken: another run held the Lease)."""
+    for plan in due:
+        plan.fail(error)
+
+
+def incomplete(plans):
+    """Mark each planned namespace with a claim without data failed: it gets no manifest."""
+    for plan in plans:
+        if plan.state in ('planned', 'written') and plan.failed:
+            plan.fail('no recovery point written: %d of %d claims have no data' % (sum(1 for c in plan.claims if c.error), len(plan.claims)))
+
+
+def keep_and_check(s3_client, run_plan, params, check_mode, warn):
+    """(expired manifests, damaged points) after retention of each namespace's points and the check of those kept."""
+    bucket, now = run_plan.bucket, run_plan.now
+    expired, kept = [], set()
+    for plan in run_plan.namespaces:
+        listed = list(run_plan.points[plan.namespace]) + ([(plan.key, now)] if plan.state in ('written', 'planned') else [])
+        gone = expire_points(s3_client, bucket, listed, params['policy'], now, check_mode, warn) if params.get('policy') else []
+        expired += gone
+        # A planned point (check mode) is weighed by retention but not read: it is not written.
+        kept.update(key for key, _created in listed if key not in gone and not (plan.state == 'planned' and key == plan.key))
+    if not params['verify_points'] or not kept:
+        return expired, []
+    manifests, damaged_points = {}, []
+    for key, manifest, error in run_parallel(lambda key: recovery_point.read_manifest(s3_client, bucket, key)[0], sorted(kept), params['concurrency']):
+        if error is not None:
+            damaged_points.append({'manifest': key, 'problems': [str(error)]})
+        else:
+            manifests[key] = manifest
+    wanted = {BACKEND_OF_KIND.get(claim['data']['kind']) for manifest in manifests.values() for claim in manifest['claims']}
+    backends = sorted(wanted & {backend.name for backend in run_plan.registry})
+    owned = cycle.list_owned(run_plan.registry, backends) if backends else {}
+    ids = {snapshot.id for snapshots in owned.values() for snapshot in snapshots}
+    archives = archive_problems(s3_client, archives_of(manifests.values()), params['concurrency'])
+    for key, manifest in sorted(manifests.items()):
+        problems = damaged(manifest, ids, backends, archives)
+        if problems:
+            damaged_points.append({'manifest': key, 'problems': problems})
+    return expired, damaged_points
+
+
+def report(result, run_plan, warn):
+    """`result` completed (each namespace's entry, changed) and the failure lines of the task: each failed namespace
+    and each damaged point (each damaged point is also a warning)."""
+    plans = run_plan.namespaces
+    result['points'] = [plan.as_dict(run_plan.bucket) for plan in plans]
+    result['changed'] = any(plan.state in ('written', 'planned') for plan in plans) or bool(result['expired'])
+    failures = ['%s: %s' % (plan.namespace, '; '.join(plan.problems())) for plan in plans if plan.state == 'failed']
+    failures += ['%s: %s' % (item['manifest'], '; '.join(item['problems'])) for item in result['damaged']]
+    for item in result['damaged']:
+        warn('recovery point %s is damaged: %s' % (item['manifest'], '; '.join(item['problems'])))
+    return failures

@@ -304,17 +304,12 @@ api_calls:
   sample: {GET: 14, POST: 4}
 '''
 
-from ansible_collections.kubesnap.snapshots.plugins.module_utils import (  # noqa: E402
-    cycle, pv_archive, recovery_point, recovery_run, resource_backup, resource_store, resources, s3)
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends import Registry  # noqa: E402
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import pv_archive, recovery_point, resource_store, resources, s3  # noqa: E402
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import recovery_run as run  # noqa: E402
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.backends.base import BackendError  # noqa: E402
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.cycle import run_parallel  # noqa: E402
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.errors import KubesnapError  # noqa: E402
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.k8s import KubeError  # noqa: E402
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.lease import Write  # noqa: E402
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.module import (  # noqa: E402
     AUTH_SPEC, LEASE_SPEC, WRITE_SPEC, KubesnapModule, argument_spec)
-from ansible_collections.kubesnap.snapshots.plugins.module_utils.recovery_run import PointError  # noqa: E402
 
 DEFAULT_KINDS = list(resources.DEFAULT_KINDS) + [resources.CLAIMS_KEY]
 
@@ -349,199 +344,40 @@ def module_spec():
     )
 
 
-def plan_namespaces(module, s3_client, bucket, prefix, cluster, now):
-    """[NamespacePlan] of every selected namespace, {namespace: its points}, and those due a point now."""
-    p = module.params
-    names, missing = recovery_run.selected_namespaces(module.client, p)
-    for name in missing:
-        module.warn('namespaces: %s does not exist: it gets no recovery point' % name)
-    if not names:
-        raise PointError('no namespace selected (namespaces %s, exclude_namespaces %s): no recovery point was taken' % (
-            p.get('namespaces') or 'all', p['exclude_namespaces']), field='namespaces')
-    points = recovery_run.newest_points(s3_client, bucket, prefix, cluster, names)
-    plans = []
-    for name in names:
-        plan = recovery_run.NamespacePlan(name, recovery_point.manifest_key(prefix, cluster, name, now), [])
-        plan.reason = recovery_run.not_due(points[name], p.get('interval'), now)
-        if plan.reason:
-            plan.state, plan.key = 'not_due', points[name][0][0]
-        plans.append(plan)
-    return plans, points
-
-
-def plan_backups(module, due, bucket, prefix, cluster, now):
-    """Each due namespace's resource backup: one set of lists for all of them, cut per namespace."""
-    p = module.params
-    params = recovery_run.backup_params(p, [plan.namespace for plan in due])
-    backup_plan = resource_backup.plan(module.client, params, bucket, prefix, now, module.warn)
-    suffix = resources.ENCRYPTED_SUFFIX if p.get('encryption_key') else resources.ARCHIVE_SUFFIX
-    for plan in due:
-        plan.backup_key = recovery_point.points_prefix(prefix, cluster, plan.namespace) + resources.backup_name(now) + suffix
-        plan.backup = recovery_run.split_backup(backup_plan, plan.namespace, plan.backup_key)
-        plan.resources = {'url': 's3://%s/%s' % (bucket, plan.backup_key), 'objects': len(plan.backup[1]), 'counts': plan.backup[2]}
-    return params
-
-
-def plan_data(module, registry, claims, now):
-    """Check mode: the snapshot each claim would get (its name, or the existing one chosen); nothing is written."""
-    p = module.params
-    if p['data'] == 'existing' and claims:
-        owned = cycle.list_owned(registry, registry.listed([claim.target for claim in claims]))
-        recovery_run.choose_existing(claims, owned, p['max_age'], now)
-    for claim in claims:
-        if not claim.error:
-            claim.data = {'kind': claim.target.backend, 'snapshot': claim.snapshot.id if claim.snapshot is not None else
-                          registry.get(claim.target.backend).snapshot_name(claim.target, now)}
-
-
-def plan_archives(due, bucket):
-    """Check mode with data=archive: each claim's archive URL (or why it cannot be archived)."""
-    for plan in due:
-        for claim in plan.claims:
-            if claim.error:
-                continue
-            try:
-                planned = recovery_run.archive_plan(claim, bucket, plan.key)
-            except KubesnapError as exc:
-                claim.error = str(exc)
-            else:
-                if claim.data is not None:  # check mode: shown with the snapshot it would be read from
-                    claim.data = dict(claim.data, kind='archive', url=planned.url)
-
-
-def take_points(module, registry, s3_client, bucket, due, params, cluster, now, ensure_held, archiver=None):
-    """Under the Lease (the one expiry runs under, held until the manifests are written, so that expiry never takes a
-    snapshot a point is about to name): each claim's snapshot taken (or chosen), waited for and named, then each complete
-    namespace's resource backup and, last, its manifest."""
-    p = module.params
-    if archiver is not None:
-        plan_archives(due, bucket)  # a claim that cannot be archived gets no snapshot either
-    claims = [claim for plan in due for claim in plan.claims if not claim.error]
-    if p['data'] == 'existing' and claims:
-        owned = cycle.list_owned(registry, registry.listed([claim.target for claim in claims]))
-        recovery_run.choose_existing(claims, owned, p['max_age'], now)
-    elif claims:
-        created = recovery_run.new_snapshots(registry, claims, now, p['concurrency'], ensure_held)
-        recovery_run.settle_snapshots(registry, claims, created, p['wait_timeout'])
-    if archiver is not None:
-        pairs = [(claim, plan.key) for plan in due for claim in plan.claims if claim.snapshot is not None and not claim.error]
-        recovery_run.archive_claims(archiver, pairs, bucket, p['concurrency'], ensure_held)
-    ready = [claim for claim in claims if claim.snapshot is not None and not claim.error and claim.data is None]
-    contents = module.client.list_all(recovery_run.CONTENTS) if any(claim.target.backend == 'csi' for claim in ready) else []
-    for claim in ready:
-        try:
-            claim.data = recovery_run.claim_data(claim, contents)
-        except KubesnapError as exc:
-            claim.error = str(exc)
-
-    def write(plan):
-        ensure_held()
-        index, entries, _counts = plan.backup
-        size, digest = resource_backup.upload_hashed(s3_client, bucket, plan.backup_key, params, index, entries)
-        plan.resources = {'url': 's3://%s/%s' % (bucket, plan.backup_key), 'sha256': digest, 'bytes': size, 'objects': len(entries)}
-        manifest = recovery_point.build_manifest(cluster, plan.namespace, now, plan.resources,
-                                                 [recovery_point.claim_record(claim.pvc, claim.data) for claim in plan.claims])
-        ensure_held()
-        recovery_run.write_manifest(s3_client, bucket, plan.key, manifest, p)
-
-    for plan, _none, error in run_parallel(write, [plan for plan in due if not plan.failed], p['concurrency']):
-        if error is None:
-            plan.state = 'written'
-        else:
-            plan.fail('no recovery point written: %s' % error)
-
-
-def incomplete(plans):
-    """Mark each planned namespace with a claim without data failed: it gets no manifest."""
-    for plan in plans:
-        if plan.state in ('planned', 'written') and plan.failed:
-            plan.fail('no recovery point written: %d of %d claims have no data' % (sum(1 for c in plan.claims if c.error), len(plan.claims)))
-
-
-def keep_and_check(module, s3_client, bucket, plans, points, registry, now):
-    """(expired manifests, damaged points) after retention of each namespace's points and the check of those kept."""
-    p = module.params
-    expired, kept = [], set()
-    for plan in plans:
-        listed = list(points[plan.namespace]) + ([(plan.key, now)] if plan.state in ('written', 'planned') else [])
-        gone = recovery_run.expire_points(s3_client, bucket, listed, p['policy'], now, module.check_mode, module.warn) if p.get('policy') else []
-        expired += gone
-        # A planned point (check mode) is weighed by retention but not read: it is not written.
-        kept.update(key for key, _created in listed if key not in gone and not (plan.state == 'planned' and key == plan.key))
-    if not p['verify_points'] or not kept:
-        return expired, []
-    manifests, damaged = {}, []
-    for key, manifest, error in run_parallel(lambda key: recovery_point.read_manifest(s3_client, bucket, key)[0], sorted(kept), p['concurrency']):
-        if error is not None:
-            damaged.append({'manifest': key, 'problems': [str(error)]})
-        else:
-            manifests[key] = manifest
-    wanted = {recovery_run.BACKEND_OF_KIND.get(claim['data']['kind']) for manifest in manifests.values() for claim in manifest['claims']}
-    backends = sorted(wanted & {backend.name for backend in registry})
-    owned = cycle.list_owned(registry, backends) if backends else {}
-    ids = {snapshot.id for snapshots in owned.values() for snapshot in snapshots}
-    archives = recovery_run.archive_problems(s3_client, recovery_run.archives_of(manifests.values()), p['concurrency'])
-    for key, manifest in sorted(manifests.items()):
-        problems = recovery_run.damaged(manifest, ids, backends, archives)
-        if problems:
-            damaged.append({'manifest': key, 'problems': problems})
-    return expired, damaged
-
-
-def main():
+def run_module():
     module = KubesnapModule(argument_spec=module_spec(), required_if=s3.S3_REQUIRED_IF)
     p = module.params
-    if p.get('namespace'):
-        p['namespaces'] = sorted(set(p.get('namespaces') or ()) | {p['namespace']})
-    result = {'changed': False, 'cluster': None, 'points': [], 'expired': [], 'damaged': []}
+    run.join_namespace(p)
+    result = run.empty_result()
     try:
-        bucket, prefix = recovery_run.check_options(p)
-        settings = None
-        if p['data'] == 'archive':
-            problem = pv_archive.job_access_problem(p.get('credentials_secret'), p.get('job_credentials'), p.get('service_account'))
-            if problem:
-                raise PointError('data=archive: %s; nothing was written' % problem, field='credentials_secret')
-            settings = pv_archive.given_job_settings(p)
+        bucket, prefix = run.check_options(p)
+        settings = run.archive_settings(p)
         # A point is named by the real clock when it is written; check mode may plan as if it were `now`.
         now = recovery_point.utc(module.now(planning=module.check_mode))
         cluster = result['cluster'] = p.get('cluster_name') or recovery_point.cluster_name(module.client.host)
         s3_client = s3.client(p)
-        plans, points = plan_namespaces(module, s3_client, bucket, prefix, cluster, now)
-        due = [plan for plan in plans if plan.state == 'planned']
-        names = [plan.namespace for plan in plans]
-        inventory = cycle.list_inventory(module.client, names[0] if len(names) == 1 else None, rules=False)
-        registry = Registry.for_run(p, module.client, inventory)
-        if due:
-            for plan in due:
-                plan.claims = recovery_run.claim_targets(inventory, registry, plan.namespace, p.get('snapshot_class'))
-            params = plan_backups(module, due, bucket, prefix, cluster, now)
-            if module.check_mode:
-                plan_data(module, registry, [claim for plan in due for claim in plan.claims if not claim.error], now)
-                if p['data'] == 'archive':
-                    plan_archives(due, bucket)
-            else:
-                archiver = pv_archive.Archiver(module.client, settings) if settings else None
-                work = module.write_under_lease(Write(lambda ensure_held: take_points(
-                    module, registry, s3_client, bucket, due, params, cluster, now, ensure_held, archiver), must_write=True), result)
-                for plan in due if not work.written else ():
-                    plan.fail('no recovery point taken: %s' % result.get('lease_held'))
-            incomplete(due)
-        result['expired'], result['damaged'] = keep_and_check(module, s3_client, bucket, plans, points, registry, now)
-    except (PointError, resource_store.ResourceError, recovery_point.ManifestError) as exc:
+        the_plan = run.plan_run(module.client, s3_client, p, bucket, prefix, cluster, now, module.warn)
+        if the_plan.due and module.check_mode:
+            run.preview(the_plan, p)
+        elif the_plan.due:
+            archiver = pv_archive.Archiver(module.client, settings) if settings else None
+            work = module.write_under_lease(run.PointsUnderLease(the_plan, module.client, s3_client, p, archiver), result)
+            if not work.written:
+                run.fail_due(the_plan.due, 'no recovery point taken: %s' % work.held_by)
+        run.incomplete(the_plan.due)
+        result['expired'], result['damaged'] = run.keep_and_check(s3_client, the_plan, p, module.check_mode, module.warn)
+    except (run.PointError, resource_store.ResourceError, recovery_point.ManifestError) as exc:
         module.fail(exc, **dict(result, **getattr(exc, 'result', {})))
-    except pv_archive.ArchiveError as exc:
-        module.fail_json(msg=str(exc), **result)
-    except s3.S3Error as exc:
+    except (pv_archive.ArchiveError, s3.S3Error) as exc:
         module.fail_json(msg=str(exc), **result)
     except (KubeError, BackendError) as exc:
         module.fail_api(exc, **result)
-    result['points'] = [plan.as_dict(bucket) for plan in plans]
-    result['changed'] = any(plan.state in ('written', 'planned') for plan in plans) or bool(result['expired'])
-    failures = ['%s: %s' % (plan.namespace, '; '.join(plan.problems())) for plan in plans if plan.state == 'failed']
-    failures += ['%s: %s' % (item['manifest'], '; '.join(item['problems'])) for item in result['damaged']]
-    for item in result['damaged']:
-        module.warn('recovery point %s is damaged: %s' % (item['manifest'], '; '.join(item['problems'])))
+    failures = run.report(result, the_plan, module.warn)
     module.exit_or_fail(failures, 'some namespaces have no complete recovery point, or a kept point lost a volume backup', **result)
+
+
+def main():
+    run_module()
 
 
 if __name__ == '__main__':
