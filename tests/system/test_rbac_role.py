@@ -27,6 +27,11 @@ def rbac_vars(namespace, kube, cluster):
     rbac = client.RbacAuthorizationV1Api(kube.api)
     yield {"rbac_namespace": namespace, "rbac_cluster_role": name, "rbac_lease_namespace": namespace,
            "rbac_kubeconfig": str(cluster.kubeconfig)}
+    delete_cluster_role_and_binding(rbac, name)
+
+
+def delete_cluster_role_and_binding(rbac, name):
+    """The role's ClusterRole and its binding, both named `name`; gone already is fine."""
     for delete in (rbac.delete_cluster_role_binding, rbac.delete_cluster_role):
         try:
             delete(name)
@@ -161,10 +166,4 @@ def test_a_namespace_restore_runs_under_the_roles_account_with_rbac_namespace_re
         assert not gone.get("failed") and gone["deleted"] == target, gone
     finally:
         kube.delete_namespace(target)
-        name = f"{rbac_vars['rbac_cluster_role']}-namespace-restore"
-        for delete in (rbac.delete_cluster_role_binding, rbac.delete_cluster_role):
-            try:
-                delete(name)
-            except client.ApiException as exc:
-                if exc.status != 404:
-                    raise
+        delete_cluster_role_and_binding(rbac, f"{rbac_vars['rbac_cluster_role']}-namespace-restore")
