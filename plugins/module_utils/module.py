@@ -183,14 +183,17 @@ class KubesnapModule(AnsibleModule):
 
     def _hide_kubeconfig_secrets(self):
         """A kubeconfig given as a mapping (kubernetes.core takes one) carries credentials: hidden like no_log values."""
-        self.no_log_values.update(k8s.kubeconfig_secrets(self.params.get('kubeconfig')))
+        # getattr: AnsibleModule may fail (a bad locale) before it has read the arguments.
+        self.no_log_values.update(k8s.kubeconfig_secrets((getattr(self, 'params', None) or {}).get('kubeconfig')))
 
     def _set_lists_aside(self, result):
         """Take the result's top-level lists (the per-volume records: 560,000 values at 10,000 volumes) out of what
         AnsibleModule scrubs for no_log values, leaving empty lists in their places; `_record_module_result` puts them
         back scrubbed the same way, or as they are when there is nothing to hide. AnsibleModule copies every container
-        of the result while it scrubs, even for no values at all (7 s and a second copy of the result at 10,000)."""
-        self._lists_aside = {key: value for key, value in result.items() if type(value) is list}  # pylint: disable=unidiomatic-typecheck
+        of the result while it scrubs, even for no values at all (7 s and a second copy of the result at 10,000).
+        `warnings` and `deprecations` stay: AnsibleModule replaces them with what warn() and deprecate() collected."""
+        self._lists_aside = {key: value for key, value in result.items()
+                             if type(value) is list and key not in ('warnings', 'deprecations')}  # pylint: disable=unidiomatic-typecheck
         return dict(result, **{key: [] for key in self._lists_aside})
 
     def _record_module_result(self, o):
@@ -354,6 +357,9 @@ class KubesnapModule(AnsibleModule):
 
     def fail_json(self, msg, **result):
         """Fail; every failure reports the API calls made up to it."""
+        # AnsibleModule fails a bad argument before _log_invocation, and the failure carries the invocation (the
+        # kubeconfig mapping among its module_args): its credentials are hidden here too.
+        self._hide_kubeconfig_secrets()
         result.setdefault('api_calls', self.api_calls())
         super().fail_json(msg=msg, **self._set_lists_aside(result))
 

@@ -139,3 +139,31 @@ def test_with_nothing_to_hide_the_result_lists_are_printed_as_they_are_not_copie
     assert all(scrubbed_by_ansible[key] == [] for key, value in RESULT.items() if isinstance(value, list))
     bare._record_module_result(scrubbed_by_ansible)
     assert printed == [RESULT] and printed[0]['volumes'] is RESULT['volumes']
+
+
+def test_a_bad_argument_s_failure_hides_the_kubeconfig_credentials_in_its_invocation():
+    # AnsibleModule fails a bad argument before it logs the invocation, and the failure carries the invocation.
+    args = {'ANSIBLE_MODULE_ARGS': {'token': 'hunter2-very-secret', 'not_an_option': 1,
+                                    'kubeconfig': {'users': [{'name': 'u', 'user': {'token': 's3cr3t-kubeconfig-t0ken'}}]}}}
+    run = subprocess.run([sys.executable, '-c', STREAMED_MODULE, '--profile', 'legacy'], input=json.dumps(args), capture_output=True,
+                         text=True, check=False, env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    result = json.loads(run.stdout)
+    assert result['failed'] is True and 'not_an_option' in result['msg']
+    assert result['invocation']['module_args']['kubeconfig']['users'][0]['user']['token'] == 'VALUE_SPECIFIED_IN_NO_LOG_PARAMETER'
+    assert 'hunter2-very-secret' not in run.stdout and 's3cr3t-kubeconfig-t0ken' not in run.stdout
+
+
+# warn() collects a module's warnings; AnsibleModule puts them, and any passed as `warnings`, in the result's `warnings`.
+WARNING_MODULE = r'''
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import module as kubesnap_module
+m = kubesnap_module.KubesnapModule(argument_spec={})
+m.warn('said by warn')
+m.exit_json(changed=False, warnings=['passed as a key'], volumes=[])
+'''
+
+
+def test_the_warnings_a_module_passes_do_not_replace_those_it_said_by_warn():
+    run = subprocess.run([sys.executable, '-c', WARNING_MODULE, '--profile', 'legacy'], input=json.dumps({'ANSIBLE_MODULE_ARGS': {}}),
+                         capture_output=True, text=True, check=True, env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    warnings = json.loads(run.stdout)['warnings']
+    assert [warning['event']['msg'] for warning in warnings] == ['said by warn', 'passed as a key']
