@@ -191,9 +191,12 @@ class KubesnapModule(AnsibleModule):
         AnsibleModule scrubs for no_log values, leaving empty lists in their places; `_record_module_result` puts them
         back scrubbed the same way, or as they are when there is nothing to hide. AnsibleModule copies every container
         of the result while it scrubs, even for no values at all (7 s and a second copy of the result at 10,000).
-        `warnings` and `deprecations` stay: AnsibleModule replaces them with what warn() and deprecate() collected."""
-        self._lists_aside = {key: value for key, value in result.items()
-                             if type(value) is list and key not in ('warnings', 'deprecations')}  # pylint: disable=unidiomatic-typecheck
+        `warnings` and `deprecations` stay: AnsibleModule replaces them with what warn() and deprecate() collected.
+        Nothing is set aside where AnsibleModule prints the result without the hook (ansible-core 2.19.0): the lists
+        would never come back."""
+        hooked = '_record_module_result' in AnsibleModule._return_formatted.__code__.co_names
+        self._lists_aside = {key: value for key, value in result.items() if hooked
+                             and type(value) is list and key not in ('warnings', 'deprecations')}  # pylint: disable=unidiomatic-typecheck
         return dict(result, **{key: [] for key in self._lists_aside})
 
     def _record_module_result(self, o):

@@ -10,6 +10,7 @@ import sys
 import pytest
 from ansible.module_utils import basic
 from ansible.module_utils.common.json import Direction, get_module_encoder
+from ansible.module_utils.common.parameters import remove_values
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import module
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.messages import MSG_ITEMS
@@ -167,3 +168,13 @@ def test_the_warnings_a_module_passes_do_not_replace_those_it_said_by_warn():
                          capture_output=True, text=True, check=True, env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
     warnings = json.loads(run.stdout)['warnings']
     assert [warning['event']['msg'] for warning in warnings] == ['said by warn', 'passed as a key']
+
+
+def test_where_ansible_prints_the_result_without_the_hook_the_lists_are_not_set_aside(monkeypatch):
+    # ansible-core 2.19.0's _return_formatted scrubs and prints the result itself; it has no _record_module_result.
+    printed = []
+    monkeypatch.setattr(basic.AnsibleModule, '_return_formatted', lambda self, kwargs: printed.append(remove_values(kwargs, self.no_log_values)))
+    bare = object.__new__(module.KubesnapModule)
+    bare.no_log_values = set()
+    bare._return_formatted(bare._set_lists_aside(RESULT))
+    assert printed == [RESULT]
