@@ -105,7 +105,8 @@ options:
   job_credentials:
     description:
       - S3 credentials for the Jobs the run starts in a namespace and for nothing else - a recovery point's archive Jobs
-        (best - allowed to write only under O(url)) or a namespace restore's fill Jobs (best - read-only on the archives).
+        (with C(data=archive); best - allowed to write only under O(url)) or a namespace restore's fill Jobs (best -
+        read-only on the archives).
       - Put in a Secret owned by each Job, in the Job's namespace, and deleted with it (with the contents of
         O(s3_ca_bundle), when given). Never taken from the environment. Ignored with O(credentials_secret).
     type: dict
