@@ -211,6 +211,12 @@ class KubesnapModule(AnsibleModule):
             return
         write_json(o, sys.stdout.write, get_module_encoder(profile, Direction.MODULE_TO_CONTROLLER)().encode)
 
+    def warn(self, warning):
+        """AnsibleModule.warn with the no_log values hidden: ansible-core 2.19 does not scrub warnings, and ours may quote
+        an API or cloud error, which may quote what it was sent."""
+        hidden = getattr(self, 'no_log_values', None)
+        super().warn(remove_values(warning, hidden) if hidden and isinstance(warning, str) else warning)
+
     def _log_invocation(self):
         # Called by AnsibleModule.__init__ before it returns: the secrets are hidden before the invocation is logged.
         self._hide_kubeconfig_secrets()

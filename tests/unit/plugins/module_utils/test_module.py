@@ -178,3 +178,21 @@ def test_where_ansible_prints_the_result_without_the_hook_the_lists_are_not_set_
     bare.no_log_values = set()
     bare._return_formatted(bare._set_lists_aside(RESULT))
     assert printed == [RESULT]
+
+
+SECRET_WARNING_MODULE = r'''
+from ansible_collections.kubesnap.snapshots.plugins.module_utils import module as kubesnap_module
+m = kubesnap_module.KubesnapModule(argument_spec={'token': {'type': 'str', 'no_log': True}, 'kubeconfig': {'type': 'raw'}})
+m.warn('the server said: bad token %s' % m.params['token'])
+m.warn('user token s3cr3t-kubeconfig-t0ken refused')
+m.exit_json(changed=False)
+'''
+
+
+def test_a_warning_quoting_a_no_log_value_or_a_kubeconfig_credential_hides_it():
+    args = {'ANSIBLE_MODULE_ARGS': {'token': 'hunter2-very-secret', 'kubeconfig': {'users': [{'name': 'u', 'user': {'token': 's3cr3t-kubeconfig-t0ken'}}]}}}
+    run = subprocess.run([sys.executable, '-c', SECRET_WARNING_MODULE], input=json.dumps(args), capture_output=True, text=True, check=True,
+                         env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    assert 'hunter2-very-secret' not in run.stdout and 's3cr3t-kubeconfig-t0ken' not in run.stdout
+    warnings = json.loads(run.stdout)['warnings']
+    assert [warning['event']['msg'] for warning in warnings] == ['the server said: bad token ********', 'user token ******** refused']
