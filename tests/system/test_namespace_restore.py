@@ -18,7 +18,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from kubernetes.client import BatchV1Api, StorageV1Api
+from kubernetes.client import AppsV1Api, BatchV1Api, CoordinationV1Api, StorageV1Api
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import namespace_restore, pv_archive, recovery_point
 from ansible_collections.kubesnap.snapshots.plugins.module_utils import namespace_restore_run as nrr
@@ -48,7 +48,7 @@ def target(kube):
 
 def application(kube, namespace):
     """A Deployment, a StatefulSet with two claims, a Service, a ConfigMap and a Secret."""
-    apps = __import__('kubernetes').client.AppsV1Api(kube.api)
+    apps = AppsV1Api(kube.api)
     kube.core.create_namespaced_config_map(namespace, {'metadata': {'name': 'settings'}, 'data': {'mode': 'prod'}})
     kube.core.create_namespaced_secret(namespace, {'metadata': {'name': 'db-password'}, 'stringData': {'password': 'p4ss'}})
     kube.core.create_namespaced_service(namespace, {'metadata': {'name': 'db'}, 'spec': {'selector': {'app': 'db'}, 'ports': [{'port': 5432}]}})
@@ -155,7 +155,7 @@ def test_a_point_is_restored_under_a_new_name_claims_first_from_their_snapshots(
     assert [n for n in names(kube.core.list_namespaced_config_map(target).items) if n != 'kube-root-ca.crt'] == ['settings']
     assert 'db-password' in names(kube.core.list_namespaced_secret(target).items)
     assert names(kube.core.list_namespaced_service(target).items) == ['db']
-    apps = __import__('kubernetes').client.AppsV1Api(kube.api)
+    apps = AppsV1Api(kube.api)
     assert names(apps.list_namespaced_deployment(target).items) == ['web'] and names(apps.list_namespaced_stateful_set(target).items) == ['db']
     claims = {c.metadata.name: c for c in kube.core.list_namespaced_persistent_volume_claim(target).items}
     assert sorted(claims) == list(CLAIMS)
@@ -243,7 +243,7 @@ def test_claims_of_a_wait_for_first_consumer_class_are_made_not_waited_for_and_t
     assert all(c.spec.data_source.kind == 'VolumeSnapshot' and c.spec.storage_class_name == late_binding_class for c in claims)
     assert len(copies_of(kube, target)) == len(CLAIMS)
     # The workloads are their first consumers: applied.
-    apps = __import__('kubernetes').client.AppsV1Api(kube.api)
+    apps = AppsV1Api(kube.api)
     assert names(apps.list_namespaced_deployment(target).items) == ['web'] and names(apps.list_namespaced_stateful_set(target).items) == ['db']
     again = restore(cluster, moto_server, bucket, namespace, target_namespace=target, wait_timeout=30,
                     storage_class_map={STORAGE_CLASS: late_binding_class})
@@ -268,13 +268,13 @@ def test_a_namespace_holding_other_objects_needs_the_option_and_a_killed_restore
              if target in names(kube.core.list_namespace().items) else None, timeout=120, interval=0.05)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
-    assert not __import__('kubernetes').client.AppsV1Api(kube.api).list_namespaced_deployment(target).items
+    assert not AppsV1Api(kube.api).list_namespaced_deployment(target).items
 
     finished = restore(cluster, moto_server, bucket, namespace, target_namespace=target, lease_wait=60)
     assert not finished.get('failed'), finished
     claims = kube.core.list_namespaced_persistent_volume_claim(target).items
     assert sorted(c.metadata.name for c in claims) == list(CLAIMS) and all(c.status.phase == 'Bound' for c in claims)
-    assert names(__import__('kubernetes').client.AppsV1Api(kube.api).list_namespaced_deployment(target).items) == ['web']
+    assert names(AppsV1Api(kube.api).list_namespaced_deployment(target).items) == ['web']
     # No duplicate: across the killed run and the one that finished it, each object was made once (other creates met 409).
     made = [(e['objectRef']['resource'], e['objectRef'].get('namespace')) for e in audit.module_events(verb='create')
             if (e.get('responseStatus') or {}).get('code') == 201]
@@ -331,7 +331,7 @@ def test_a_point_of_cluster_a_is_restored_into_cluster_b_under_a_new_name(cluste
             assert claim.status.phase == 'Bound' and claim.metadata.annotations['kubesnap.io/restored-from'] == f'csi:{handles[claim.metadata.name]}'
             pv = kube_b.core.read_persistent_volume(claim.spec.volume_name)
             assert pv.metadata.annotations.get('pv.kubernetes.io/provisioned-by') and claim.spec.data_source.kind == 'VolumeSnapshot'
-        apps = __import__('kubernetes').client.AppsV1Api(kube_b.api)
+        apps = AppsV1Api(kube_b.api)
         assert names(apps.list_namespaced_deployment(target).items) == ['web'] and names(apps.list_namespaced_stateful_set(target).items) == ['db']
         assert names(kube_b.core.list_namespaced_service(target).items) == ['db']
         # Cluster A was only read from S3: its objects and snapshots are as they were.
@@ -503,7 +503,7 @@ def test_a_point_taken_by_k8s_recovery_point_is_restored_under_a_new_name(cluste
     assert not done.get('failed'), done
     assert done['point']['cluster'] == 'prod-a' and done['point']['namespace'] == namespace
     assert {c['name']: (c['method'], c['phase']) for c in done['claims']} == dict.fromkeys(CLAIMS, ('copy', 'Bound'))
-    apps = __import__('kubernetes').client.AppsV1Api(kube.api)
+    apps = AppsV1Api(kube.api)
     assert names(apps.list_namespaced_deployment(target).items) == ['web'] and names(apps.list_namespaced_stateful_set(target).items) == ['db']
     assert names(kube.core.list_namespaced_service(target).items) == ['db'] and 'app' in names(kube.core.list_namespaced_service_account(target).items)
     assert 'db-password' in names(kube.core.list_namespaced_secret(target).items)
@@ -538,7 +538,7 @@ def test_the_playbooks_take_the_cycles_lease_where_the_cycle_does(cluster, kube,
         moto_server, url=f's3://{bucket}/points/', cluster_name='prod-a', namespaces=[namespace], lease_namespace=namespace))
     assert not point.get('failed'), point
     renewed = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%S.%fZ')
-    __import__('kubernetes').client.CoordinationV1Api(kube.api).create_namespaced_lease(namespace, {
+    CoordinationV1Api(kube.api).create_namespaced_lease(namespace, {
         'metadata': {'name': 'nightly'}, 'spec': {'holderIdentity': 'cycle-run', 'leaseDurationSeconds': 900, 'renewTime': renewed}})
     env = dict(os.environ, AWS_ACCESS_KEY_ID='testing', AWS_SECRET_ACCESS_KEY='testing', AWS_REGION='us-east-1')
     cycle_lease = {'snapshot_cycle_lease_namespace': namespace, 'snapshot_cycle_lease_name': 'nightly'}
