@@ -326,11 +326,9 @@ def test_credentials_in_the_controllers_environment_are_never_shipped_into_the_n
     wait_cleaned(kube, namespace)
 
 
-MODULE_AGENT = "kubesnap.snapshots"  # the collection's client sends it on every request
-
-
 def module_requests(audit, **filters):
-    return [e for e in audit.events(user=ADMIN_USER, **filters) if e.get("userAgent", "").startswith(MODULE_AGENT)]
+    """Requests of this test's module runs only: other tests run beside it with their own user agents."""
+    return audit.module_events(user=ADMIN_USER, **filters)
 
 
 def test_selected_volumes_without_a_destination_fail_naming_them(kube, namespace, cluster, archive):
