@@ -4,13 +4,24 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import signal
+import socket
+import struct
 import subprocess
 import sys
+import tempfile
+import threading
 from pathlib import Path
 
 COLLECTIONS = Path(__file__).resolve().parents[2] / ".cache" / "collections"
+MODULE_SERVER = Path(__file__).with_name("module_server.py")
+# The environment the fork server starts with: this process's before any test changed it.
+BASE_ENV = dict(os.environ)
+# KUBESNAP_TEST_FORK=0 runs every module in a fresh interpreter, as before the fork server.
+FORK = os.environ.get("KUBESNAP_TEST_FORK", "1") != "0"
 DELTAS = "backup.kubernetes.io/deltas"
 # The modules that take the cycle's Lease (module_utils/module.py's LEASE_SPEC) when they write.
 LEASE_MODULES = frozenset({"k8s_pv_snapshot", "snapshot_expire", "k8s_pv_restore", "k8s_pv_archive", "k8s_recovery_point"})
@@ -21,14 +32,78 @@ def run_module(name: str, kubeconfig: str | dict | None, check: bool = False, di
     args = dict(args, _ansible_check_mode=check, _ansible_diff=diff)
     if kubeconfig is not None:
         args["kubeconfig"] = kubeconfig
-    payload = {"ANSIBLE_MODULE_ARGS": args}
+    payload = json.dumps({"ANSIBLE_MODULE_ARGS": args})
     env = dict(env if env is not None else os.environ, PYTHONPATH=str(COLLECTIONS))
-    process = subprocess.run([sys.executable, "-m", f"ansible_collections.kubesnap.snapshots.plugins.modules.{name}"],
-                             input=json.dumps(payload), capture_output=True, text=True, env=env, check=False, timeout=600)
+    module = f"ansible_collections.kubesnap.snapshots.plugins.modules.{name}"
+    forked = ForkServer.shared("modules").run(["-m", module], payload, env) if FORK else None
+    if forked is not None:
+        returncode, stdout, stderr = forked
+    else:
+        process = subprocess.run([sys.executable, "-m", module], input=payload, capture_output=True, text=True, env=env,
+                                 check=False, timeout=600)
+        returncode, stdout, stderr = process.returncode, process.stdout, process.stderr
     try:
-        return json.loads(process.stdout)
+        return json.loads(stdout)
     except ValueError as exc:
-        raise AssertionError(f"{name} printed no JSON (rc {process.returncode}):\n{process.stdout}\n{process.stderr}") from exc
+        raise AssertionError(f"{name} printed no JSON (rc {returncode}):\n{stdout}\n{stderr}") from exc
+
+
+class ForkServer:
+    """This process's module_server.py of one kind ("modules" or "scripts"), started on first use."""
+
+    lock = threading.Lock()
+    started: dict = {}
+
+    @classmethod
+    def shared(cls, kind: str) -> ForkServer:
+        with cls.lock:
+            server = cls.started.get(kind)
+            if server is None or server.process.poll() is not None:
+                server = cls.started[kind] = cls(kind)
+            return server
+
+    def __init__(self, kind: str):
+        self.directory = tempfile.TemporaryDirectory(prefix=f"kubesnap-{kind}-")
+        self.path = os.path.join(self.directory.name, "socket")
+        self.process = subprocess.Popen([sys.executable, str(MODULE_SERVER), kind, self.path], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, env=dict(BASE_ENV, PYTHONPATH=str(COLLECTIONS)), text=True)
+        if not json.loads(self.process.stdout.readline() or "{}").get("ready"):
+            raise AssertionError(f"{MODULE_SERVER.name} {kind} did not start (rc {self.process.poll()})")
+        atexit.register(self.stop)
+
+    def run(self, argv: list, payload: str, env: dict, timeout: float = 600) -> tuple[int, str, str] | None:
+        """(returncode, stdout, stderr) of one run, as subprocess.run gives them; None if it must not be forked."""
+        with tempfile.TemporaryFile("w+") as stdin, tempfile.TemporaryFile("w+") as stdout, \
+                tempfile.TemporaryFile("w+") as stderr, socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+            stdin.write(payload)
+            stdin.flush()
+            stdin.seek(0)
+            request = json.dumps({"argv": argv, "env": env, "cwd": os.getcwd()}).encode()
+            connection.settimeout(timeout)
+            connection.connect(self.path)
+            socket.send_fds(connection, [struct.pack("!I", len(request)) + request], [stdin.fileno(), stdout.fileno(), stderr.fileno()])
+            reply = connection.makefile("r")
+            started = reply.readline().split()
+            if started == ["fallback"]:
+                return None
+            if len(started) != 2 or started[0] != "pid":
+                raise AssertionError(f"{MODULE_SERVER.name} did not start {argv}: {started}")
+            try:
+                ended = reply.readline().split()
+            except (socket.timeout, TimeoutError):
+                os.kill(int(started[1]), signal.SIGKILL)
+                raise subprocess.TimeoutExpired(argv, timeout) from None
+            if len(ended) != 2 or ended[0] != "status":
+                raise AssertionError(f"{MODULE_SERVER.name} lost the run of {argv}")
+            stdout.seek(0)
+            stderr.seek(0)
+            return os.waitstatus_to_exitcode(int(ended[1])), stdout.read(), stderr.read()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.stdin.close()
+            self.process.wait(timeout=30)
+        self.directory.cleanup()
 
 
 def with_lease(name: str, lease_namespace: str | None, args: dict) -> dict:

@@ -8,13 +8,32 @@ import os
 import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import yaml
 
-from .modules import COLLECTIONS
+from .modules import COLLECTIONS, FORK, ForkServer
+
+FORKED_PYTHON = Path(__file__).with_name("forked_python.py")
 
 ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
+
+
+def module_interpreter() -> str:
+    """The ansible_python_interpreter for the tests' plays: this Python, with each module run forked by this process's
+    "scripts" server (forked_python.py) unless KUBESNAP_TEST_FORK=0."""
+    if not FORK:
+        return sys.executable
+    server = ForkServer.shared("scripts")
+    path = Path(server.directory.name) / "python"
+    if not path.exists():
+        source = FORKED_PYTHON.read_text(encoding="utf-8").replace('SERVER_PATH = ""', f"SERVER_PATH = {server.path!r}", 1)
+        written = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}")
+        written.write_text(f"#!{sys.executable} -S\n{source}", encoding="utf-8")
+        written.chmod(0o755)
+        os.replace(written, path)
+    return str(path)
 
 
 def play(playbook: str | Path, extra_vars: dict, env: dict | None = None, inventory: str = "localhost,",
@@ -22,7 +41,7 @@ def play(playbook: str | Path, extra_vars: dict, env: dict | None = None, invent
     """The finished ansible-playbook process; this Python runs the modules."""
     env = dict(os.environ if env is None else env, ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS), ANSIBLE_NOCOLOR="1",
                ANSIBLE_LOCALHOST_WARNING="false")
-    extra = {"ansible_python_interpreter": sys.executable, **extra_vars}
+    extra = {"ansible_python_interpreter": module_interpreter(), **extra_vars}
     command = [str(ANSIBLE_PLAYBOOK), "-i", inventory, "-e", json.dumps(extra), str(playbook)] + (["--check", "--diff"] if check else [])
     return subprocess.run(command, capture_output=True, text=True, env=env, check=False, timeout=600)
 

@@ -24,6 +24,7 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention impor
 
 from .cluster_helpers import wait_for
 from .modules import COLLECTIONS, DELTAS, run_module
+from .playbooks import module_interpreter
 
 ROOT = Path(__file__).resolve().parents[2]
 OWNED = "app.kubernetes.io/managed-by=kubesnap"
@@ -33,7 +34,7 @@ def run_play(kubeconfig, namespace, env=None, **extra_vars):
     """The packaged cycle playbook on one namespace, its Lease in that namespace too: the finished process."""
     env = dict(os.environ if env is None else env, ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS), ANSIBLE_NOCOLOR="1")
     extra = {"snapshot_cycle_kubeconfig": kubeconfig, "snapshot_cycle_namespace": namespace, "snapshot_cycle_lease_namespace": namespace,
-             "snapshot_cycle_label_policy": "PT1H P1D", "ansible_python_interpreter": sys.executable, **extra_vars}
+             "snapshot_cycle_label_policy": "PT1H P1D", "ansible_python_interpreter": module_interpreter(), **extra_vars}
     return subprocess.run([str(Path(sys.executable).with_name("ansible-playbook")), "-i", "localhost,", "-e", json.dumps(extra),
                            "kubesnap.snapshots.cycle"], capture_output=True, text=True, env=env, check=False, timeout=600)
 
@@ -130,7 +131,7 @@ def test_ad_hoc_snapshot_before_an_upgrade_with_credentials_from_the_environment
     env.update(ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS), ANSIBLE_NOCOLOR="1", HOME=str(tmp_path), ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"),
                K8S_AUTH_KUBECONFIG=str(cluster.kubeconfig))
     process = subprocess.run([str(Path(sys.executable).with_name("ansible")), "localhost", "-i", "localhost,", "-c", "local",
-                              "-e", "ansible_python_interpreter=" + sys.executable, "-m", "kubesnap.snapshots.k8s_pv_snapshot",
+                              "-e", "ansible_python_interpreter=" + module_interpreter(), "-m", "kubesnap.snapshots.k8s_pv_snapshot",
                               "-a", f"namespace={namespace} pvc=data-0 force=true lease_namespace={namespace}"],
                              capture_output=True, text=True, env=env, check=False, timeout=300)
     assert process.returncode == 0 and "CHANGED" in process.stdout, process.stdout[-4000:] + process.stderr[-2000:]

@@ -26,6 +26,7 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils import k8s, res
 from .cluster_helpers import wait_for
 from .kubectl import kubectl
 from .modules import COLLECTIONS, run_module
+from .playbooks import module_interpreter
 from .s3_helpers import client_for, s3_params
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -298,7 +299,7 @@ def run_playbook(name, cluster, moto, **env):
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS), ANSIBLE_NOCOLOR='1', K8S_AUTH_KUBECONFIG=str(cluster.kubeconfig),
                ENDPOINT_URI=moto, AWS_ACCESS_KEY_ID='testing', AWS_SECRET_ACCESS_KEY='testing', AWS_REGION='us-east-1', **env)
     return subprocess.run([str(Path(sys.executable).with_name('ansible-playbook')), '-i', 'localhost,', '-e',
-                           json.dumps({'ansible_python_interpreter': sys.executable}), f'kubesnap.snapshots.{name}'],
+                           json.dumps({'ansible_python_interpreter': module_interpreter()}), f'kubesnap.snapshots.{name}'],
                           capture_output=True, text=True, env=env, check=False, timeout=600)
 
 

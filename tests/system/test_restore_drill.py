@@ -16,6 +16,7 @@ import pytest
 from kubernetes import client
 
 from .modules import COLLECTIONS, DELTAS, run_module
+from .playbooks import module_interpreter
 
 LAST_VERIFIED = "kubesnap.io/last-restore-verified"
 RESTORED_FROM = "kubesnap.io/restored-from"
@@ -25,7 +26,7 @@ def drill(cluster, lease_namespace, **extra_vars):
     """The playbook's run. Its restores take the cycle's Lease where the snapshot_cycle role's variables say (in the test's
     namespace here, so that tests run side by side)."""
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS), ANSIBLE_NOCOLOR="1")
-    extra = {"drill_kubeconfig": str(cluster.kubeconfig), "ansible_python_interpreter": sys.executable,
+    extra = {"drill_kubeconfig": str(cluster.kubeconfig), "ansible_python_interpreter": module_interpreter(),
              "snapshot_cycle_lease_namespace": lease_namespace, **extra_vars}
     return subprocess.run([str(Path(sys.executable).with_name("ansible-playbook")), "-i", "localhost,", "-e", json.dumps(extra),
                            "kubesnap.snapshots.restore_drill"], capture_output=True, text=True, env=env, check=False, timeout=600)

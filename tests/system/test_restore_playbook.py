@@ -13,6 +13,7 @@ from pathlib import Path
 from kubernetes import client
 
 from .modules import COLLECTIONS, run_module
+from .playbooks import module_interpreter
 
 HOLD = "kubesnap.io/hold"
 RESTORED_FROM = "kubesnap.io/restored-from"
@@ -21,7 +22,7 @@ RESTORED_FROM = "kubesnap.io/restored-from"
 def play(cluster, namespace, claim, **extra_vars):
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS), ANSIBLE_NOCOLOR="1")
     extra = {"restore_kubeconfig": str(cluster.kubeconfig), "restore_namespace": namespace, "restore_claim": claim,
-             "restore_lease_namespace": namespace, "ansible_python_interpreter": sys.executable, **extra_vars}
+             "restore_lease_namespace": namespace, "ansible_python_interpreter": module_interpreter(), **extra_vars}
     return subprocess.run([str(Path(sys.executable).with_name("ansible-playbook")), "-i", "localhost,", "-e", json.dumps(extra),
                            "kubesnap.snapshots.restore"], capture_output=True, text=True, env=env, check=False, timeout=600)
 

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from .modules import COLLECTIONS, DELTAS
+from .playbooks import module_interpreter
 from .ping_listener import PingListener
 
 
@@ -28,7 +29,7 @@ def second_namespace(kube):
 def inventory(path: Path, kubeconfig: str, clusters: dict) -> Path:
     """An inventory with one host per cluster: its namespace (and Lease there) as host vars."""
     hosts = {name: {"snapshot_cycle_kubeconfig": kubeconfig, "snapshot_cycle_namespace": ns, "snapshot_cycle_lease_namespace": ns,
-                    "ansible_python_interpreter": sys.executable} for name, ns in clusters.items()}
+                    "ansible_python_interpreter": module_interpreter()} for name, ns in clusters.items()}
     path.write_text(yaml.safe_dump({"all": {"hosts": hosts}}), encoding="utf-8")
     return path
 
@@ -41,7 +42,7 @@ def run_snapshot(inventory_path: Path, ping_env: str | None = None, *, check: bo
     env.pop("PING_URL", None)
     if ping_env:
         env["PING_URL"] = ping_env
-    extra = {"snapshot_cycle_label_policy": "PT1H P1D", "ansible_python_interpreter": sys.executable, **extra_vars}
+    extra = {"snapshot_cycle_label_policy": "PT1H P1D", "ansible_python_interpreter": module_interpreter(), **extra_vars}
     return subprocess.run([str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(inventory_path), "-e", json.dumps(extra),
                            *(["--check"] if check else []), "kubesnap.snapshots.snapshot"], capture_output=True, text=True, env=env, check=False, timeout=600)
 

@@ -1,0 +1,186 @@
+# A fork server for the system tests' module runs. Each run is still its own process, with its own stdin, stdout,
+# stderr, environment and working directory, and it ends as a module ends; it is forked from a process that has already
+# imported what modules import, and it leaves without tearing those modules down. A fresh interpreter spent ~0.4 s of
+# CPU on that (imports ~0.25 s, teardown ~0.15 s); the module's own work is often 0.02 s. The suite starts ~1,000
+# module runs and ~500 playbook tasks.
+#
+# Two kinds of server:
+# - `modules` (modules.py's run_module): the collection's module_utils are imported too; a run is `python -m <module>`.
+# - `scripts` (the interpreter the playbook tests give Ansible, playbooks.py): only the libraries are imported, and a
+#   run is `python <AnsiballZ_x.py>`, so the collection's module_utils still come from the zip Ansible built: what a
+#   playbook test proves about packaging stays proven.
+#
+# A run whose environment differs from the server's in a variable the imports read (a fresh interpreter could have
+# imported something else) is not forked: the server answers "fallback" and the client starts a fresh interpreter.
+#
+# Protocol, one connection per run on a Unix socket: the client sends a length-prefixed JSON request (argv, env, cwd)
+# with three file descriptors (stdin, stdout, stderr); a forked handler forks the run and writes "pid <n>\n", then
+# "status <wait status>\n" when it ends. The server exits when its stdin closes (its client ended).
+"""Runs collection modules (or AnsiballZ scripts) in processes forked from one that has their libraries imported."""
+
+from __future__ import annotations
+
+import atexit
+import importlib
+import json
+import os
+import pkgutil
+import runpy
+import selectors
+import signal
+import socket
+import struct
+import sys
+import threading
+import traceback
+
+PACKAGE = "ansible_collections.kubesnap.snapshots.plugins.module_utils"
+LIBRARIES = ("ansible.module_utils.basic", "kubernetes", "boto3", "botocore.session", "yaml", "urllib3")
+
+
+class RecordingEnviron(type(os.environ)):  # type: ignore[misc]
+    """os.environ that remembers the names read from it."""
+
+    read: set = set()
+
+    def __getitem__(self, key):
+        RecordingEnviron.read.add(key)
+        return super().__getitem__(key)
+
+
+def preload(kind: str) -> dict:
+    """Imports what the runs import; returns the environment variables those imports read, with their values."""
+    os.environ.__class__ = RecordingEnviron
+    try:
+        for name in LIBRARIES:
+            importlib.import_module(name)
+        if kind == "modules":
+            package = importlib.import_module(PACKAGE)
+            for info in pkgutil.walk_packages(package.__path__, PACKAGE + "."):
+                importlib.import_module(info.name)
+    finally:
+        os.environ.__class__ = RecordingEnviron.__bases__[0]
+    return {name: os.environ.get(name) for name in RecordingEnviron.read}
+
+
+def receive(connection: socket.socket) -> tuple[dict, list]:
+    data, fds, _flags, _address = socket.recv_fds(connection, 1 << 16, 3)
+    (length,) = struct.unpack("!I", data[:4])
+    data = data[4:]
+    while len(data) < length:
+        more = connection.recv(length - len(data))
+        if not more:
+            raise EOFError("the client closed the connection mid-request")
+        data += more
+    return json.loads(data), fds
+
+
+def run(request: dict, fds: list) -> None:
+    """The forked run, set up as the interpreter would be for `python -m <module>` or `python <script> args...`.
+
+    What it runs then ends the process by sys.exit or an error, as it would end an interpreter (main() below).
+    """
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target)
+        os.close(fd)
+    os.environ.clear()
+    os.environ.update(request["env"])
+    os.chdir(request["cwd"])
+    argv = request["argv"]
+    # sys.path[0] is this file's directory here; an interpreter puts the working directory there for -m, or the
+    # script's directory.
+    if argv[0] == "-m":
+        sys.argv = argv[1:]
+        sys.path[0] = os.getcwd()
+        runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
+    else:
+        sys.argv = list(argv)
+        sys.path[0] = os.path.dirname(os.path.realpath(argv[0]))
+        runpy.run_path(argv[0], run_name="__main__")
+
+
+def handle(connection: socket.socket, imported_with: dict) -> None:
+    """The forked handler: forks the run, reports its pid and then how it ended. Returns only in the run's process."""
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    try:
+        request, fds = receive(connection)
+        if any(request["env"].get(name) != value for name, value in imported_with.items()):
+            connection.sendall(b"fallback\n")
+            os._exit(0)  # pylint: disable=protected-access
+        pid = os.fork()
+    except BaseException:  # pylint: disable=broad-except
+        traceback.print_exc()
+        os._exit(1)  # pylint: disable=protected-access
+    if pid == 0:
+        connection.close()
+        run(request, fds)
+        return
+    try:
+        for fd in fds:
+            os.close(fd)
+        connection.sendall(f"pid {pid}\n".encode())
+        _pid, status = os.waitpid(pid, 0)
+        connection.sendall(f"status {status}\n".encode())
+    except BaseException:  # pylint: disable=broad-except
+        traceback.print_exc()
+    os._exit(0)  # pylint: disable=protected-access
+
+
+def serve(kind: str, path: str) -> None:
+    """Answers requests until stdin closes; returns in a run's process too, once the run has ended (main())."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(64)
+    imported_with = preload(kind)
+    sys.stdout.write(json.dumps({"ready": True}) + "\n")
+    sys.stdout.flush()
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the handlers
+    selector = selectors.DefaultSelector()
+    selector.register(listener, selectors.EVENT_READ)
+    selector.register(sys.stdin, selectors.EVENT_READ)
+    while True:
+        for key, _events in selector.select():
+            if key.fileobj is sys.stdin:
+                return
+            connection, _address = listener.accept()
+            if os.fork() == 0:
+                selector.close()
+                listener.close()
+                handle(connection, imported_with)
+                return
+            connection.close()
+
+
+def exit_code(exc: SystemExit) -> int:
+    """The status an interpreter exits with on this SystemExit (a message is printed, then 1)."""
+    if exc.code is None or isinstance(exc.code, int):
+        return exc.code or 0
+    print(exc.code, file=sys.stderr)
+    return 1
+
+
+def main() -> None:
+    server_pid = os.getpid()
+    try:
+        serve(sys.argv[1], sys.argv[2])
+        code = 0
+    except SystemExit as exc:
+        code = exit_code(exc)
+    except BaseException:  # pylint: disable=broad-except
+        if os.getpid() == server_pid:
+            raise
+        traceback.print_exc()
+        code = 1
+    if os.getpid() != server_pid:
+        # The run's process ends as an interpreter does (non-daemon threads joined, atexit handlers run, streams
+        # flushed) but without tearing down the thousands of modules imported: that cost more than most runs' work.
+        threading._shutdown()  # pylint: disable=protected-access
+        atexit._run_exitfuncs()  # pylint: disable=protected-access
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        os._exit(code)  # pylint: disable=protected-access
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""The system tests' fork server (tests/system/module_server.py) runs a module or script as a fresh interpreter would."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from ansible_collections.kubesnap.snapshots.tests.system import modules, playbooks
+
+# Prints what it was given and whether it was forked (a fresh interpreter has not imported kubernetes).
+SCRIPT = """
+import os, sys
+forked = "kubernetes" in sys.modules
+sys.stdout.write(f"{forked} {os.environ.get('PROBE', '-')} {os.getcwd()} {' '.join(sys.argv[1:])}\\n")
+sys.stderr.write(sys.stdin.read())
+sys.exit(int(sys.argv[1]))
+"""
+
+
+@pytest.fixture(scope="module")
+def scripts():
+    return modules.ForkServer.shared("scripts")
+
+
+def test_a_forked_module_run_answers_as_a_fresh_interpreter_does(tmp_path):
+    args = {"namespace": "shop", "kubeconfig": str(tmp_path / "missing")}
+    forked = modules.run_module("snapshot_info", **args)
+    fresh = subprocess.run([sys.executable, "-m", "ansible_collections.kubesnap.snapshots.plugins.modules.snapshot_info"],
+                           input=json.dumps({"ANSIBLE_MODULE_ARGS": {**args, "_ansible_check_mode": False, "_ansible_diff": False}}),
+                           capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(modules.COLLECTIONS)), check=False)
+    assert forked["failed"] and forked["msg"].endswith("the file does not exist"), forked
+    assert forked == json.loads(fresh.stdout) and fresh.returncode == 1
+
+
+def test_a_run_has_the_requests_streams_environment_directory_and_exit_code(tmp_path, scripts, monkeypatch):
+    script = tmp_path / "probe.py"
+    script.write_text(SCRIPT, encoding="utf-8")
+    env = dict(modules.BASE_ENV, PROBE="from-the-request")
+    monkeypatch.chdir(tmp_path)
+    returncode, stdout, stderr = scripts.run([str(script), "3", "x"], "what stdin held", env)
+    assert (returncode, stdout, stderr) == (3, f"True from-the-request {tmp_path} 3 x\n", "what stdin held")
+
+
+def test_a_run_killed_by_a_signal_reports_it_as_subprocess_does(tmp_path, scripts):
+    script = tmp_path / "killed.py"
+    script.write_text("import os, signal\nos.kill(os.getpid(), signal.SIGTERM)\n", encoding="utf-8")
+    assert scripts.run([str(script)], "", dict(modules.BASE_ENV))[0] == -signal.SIGTERM
+
+
+def test_an_environment_the_imports_read_differently_is_not_forked(tmp_path, scripts):
+    script = tmp_path / "probe.py"
+    script.write_text(SCRIPT, encoding="utf-8")
+    # HOME is read when the libraries are imported (expanduser at import time): another HOME might import otherwise.
+    assert scripts.run([str(script), "0"], "", dict(modules.BASE_ENV, HOME=str(tmp_path))) is None
+
+
+def test_the_interpreter_given_to_ansible_forks_its_script_and_exits_as_it_did(tmp_path):
+    script = tmp_path / "probe.py"
+    script.write_text(SCRIPT, encoding="utf-8")
+    python = playbooks.module_interpreter()
+    assert python != sys.executable and open(python, encoding="utf-8").readline() == f"#!{sys.executable} -S\n"
+    done = subprocess.run([python, str(script), "5"], input="in", capture_output=True, text=True, cwd=tmp_path,
+                          env=dict(modules.BASE_ENV, PROBE="p"), check=False)
+    assert (done.returncode, done.stdout, done.stderr) == (5, f"True p {tmp_path} 5\n", "in")
+    # Refused by the server (another HOME): the same answer, from the real interpreter it became.
+    fallback = subprocess.run([python, str(script), "6"], input="in", capture_output=True, text=True, cwd=tmp_path,
+                              env=dict(modules.BASE_ENV, PROBE="p", HOME=str(tmp_path)), check=False)
+    assert (fallback.returncode, fallback.stdout, fallback.stderr) == (6, f"False p {tmp_path} 6\n", "in")
