@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import re
@@ -197,3 +198,25 @@ def test_volumes_are_drilled_together_up_to_drill_concurrency(kube, cluster, nam
     verbs = [verb for verb, _name in order]
     assert verbs == ["create", "create", "delete", "delete", "create", "delete"], order
     assert leftovers(kube, scratch) == []
+
+
+def test_restores_wait_for_the_lease_up_to_drill_lease_wait_and_fail_naming_its_holder_after(kube, cluster, namespace, scratch, protected):
+    # The drill starts its restores at once and each takes the Lease: they must wait for each other (and for a short
+    # holder, as here) rather than fail at once, and still fail naming a holder that keeps it longer than the wait.
+    leases = client.CoordinationV1Api(kube.api)
+
+    def hold(seconds):
+        renewed = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        leases.create_namespaced_lease(namespace, {"metadata": {"name": "kubesnap-cycle"}, "spec": {
+            "holderIdentity": "nightly-cycle", "leaseDurationSeconds": seconds, "renewTime": renewed}})
+
+    hold(600)
+    refused = drill(cluster, namespace, drill_scope=namespace, drill_namespace=scratch, drill_timeout=60, drill_lease_wait=3)
+    assert refused.returncode != 0 and not leftovers(kube, scratch), refused.stdout[-3000:]
+    for pvc in protected:
+        assert re.search(rf"{namespace}/{pvc}: FAILED: [^\n]*lease {namespace}/kubesnap-cycle is held by nightly-cycle", refused.stdout), refused.stdout[-3000:]
+    leases.delete_namespaced_lease("kubesnap-cycle", namespace)
+    hold(8)
+    waited = drill(cluster, namespace, drill_scope=namespace, drill_namespace=scratch, drill_timeout=60, drill_lease_wait=60)
+    assert waited.returncode == 0, waited.stdout[-4000:] + waited.stderr[-2000:]
+    assert all(f"{namespace}/{pvc}: restorable" in waited.stdout for pvc in protected) and not leftovers(kube, scratch), waited.stdout[-3000:]
