@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -63,7 +64,7 @@ def test_the_interpreter_given_to_ansible_forks_its_script_and_exits_as_it_did(t
     script = tmp_path / "probe.py"
     script.write_text(SCRIPT, encoding="utf-8")
     python = playbooks.module_interpreter()
-    assert python != sys.executable and open(python, encoding="utf-8").readline() == f"#!{sys.executable} -S\n"
+    assert python != sys.executable and Path(python).read_text(encoding="utf-8").startswith(f"#!{sys.executable} -S\n")
     done = subprocess.run([python, str(script), "5"], input="in", capture_output=True, text=True, cwd=tmp_path,
                           env=dict(modules.BASE_ENV, PROBE="p"), check=False)
     assert (done.returncode, done.stdout, done.stderr) == (5, f"True p {tmp_path} 5\n", "in")
