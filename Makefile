@@ -52,11 +52,12 @@ include tests/cluster/cluster.mk
 # The four parts run side by side, each one's output printed whole when it ends. Lint, sanity and the unit tests are
 # mostly one process each: beside the system tests they take the cores those leave idle while the control plane
 # starts and the cluster-wide tests run one at a time (measured: ~50% busy on 2 cores for the first 7 minutes when
-# run in turn). A part that fails fails `make test`, after the others ended. TEST_JOBS=1 runs them in turn.
+# run in turn). Every part runs even when another failed (-k), and a failed part fails `make test`. TEST_JOBS=1 runs
+# them in turn.
 TEST_JOBS ?= 4
 
 test: collection
-	$(MAKE) --no-print-directory -j$(TEST_JOBS) --output-sync=target lint sanity units integration
+	$(MAKE) --no-print-directory -k -j$(TEST_JOBS) --output-sync=target lint sanity units integration
 
 lint: collection
 	ruff check plugins tests bench

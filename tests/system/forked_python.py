@@ -25,6 +25,10 @@ def forked(path: str) -> int | None:
             started = reply.readline().split()
             if started[:1] != ["pid"]:
                 return None
+            # What would have reached a child interpreter reaches the run (and if this process is killed outright,
+            # the server kills the run when the connection closes).
+            for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                signal.signal(number, lambda number, _frame, pid=int(started[1]): os.kill(pid, number))
             ended = reply.readline().split()
     except OSError:
         return None

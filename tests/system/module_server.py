@@ -8,10 +8,13 @@
 # - `modules` (modules.py's run_module): the collection's module_utils are imported too; a run is `python -m <module>`.
 # - `scripts` (the interpreter the playbook tests give Ansible, playbooks.py): only the libraries are imported, and a
 #   run is `python <AnsiballZ_x.py>`, so the collection's module_utils still come from the zip Ansible built: what a
-#   playbook test proves about packaging stays proven.
+#   playbook test proves about packaging the collection stays proven (ansible.module_utils is the venv's, as in the zip).
 #
-# A run whose environment differs from the server's in a variable the imports read (a fresh interpreter could have
-# imported something else) is not forked: the server answers "fallback" and the client starts a fresh interpreter.
+# A run whose environment differs from the server's in a variable the interpreter reads as it starts (PYTHON*, the
+# locale, TZ) or one the imports read is not forked: the server answers "fallback" and the client starts a fresh
+# interpreter. What stays the server's: the modules already imported (a run that uses a module it never imports works
+# here and not in a fresh interpreter; `KUBESNAP_TEST_FORK=0 make integration` runs every module fresh) and the hash
+# seed (one per server, not one per run).
 #
 # Protocol, one connection per run on a Unix socket: the client sends a length-prefixed JSON request (argv, env, cwd)
 # with three file descriptors (stdin, stdout, stderr); a forked handler forks the run and writes "pid <n>\n", then
@@ -21,10 +24,12 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import importlib
 import json
 import os
 import pkgutil
+import re
 import runpy
 import selectors
 import signal
@@ -48,8 +53,19 @@ class RecordingEnviron(type(os.environ)):  # type: ignore[misc]
         return super().__getitem__(key)
 
 
+# Read by the interpreter as it starts, not through os.environ: the path, the hash seed, the locale, the time zone.
+READ_AT_START = re.compile(r"PYTHON|LC_|LANG$|TZ$")
+
+
+def differs(env: dict, imported_with: dict) -> bool:
+    """Whether a fresh interpreter with `env` could have started or imported otherwise than this server did."""
+    names = set(imported_with) | {name for name in set(env) | set(imported_with) if READ_AT_START.match(name)}
+    return any(env.get(name) != imported_with.get(name) for name in names)
+
+
 def preload(kind: str) -> dict:
-    """Imports what the runs import; returns the environment variables those imports read, with their values."""
+    """Imports what the runs import; returns the environment they saw: the variables the interpreter reads as it starts
+    and those the imports read, with their values (None: unset)."""
     os.environ.__class__ = RecordingEnviron
     try:
         for name in LIBRARIES:
@@ -60,7 +76,8 @@ def preload(kind: str) -> dict:
                 importlib.import_module(info.name)
     finally:
         os.environ.__class__ = RecordingEnviron.__bases__[0]
-    return {name: os.environ.get(name) for name in RecordingEnviron.read}
+    read = RecordingEnviron.read | {name for name in os.environ if READ_AT_START.match(name)}
+    return {name: os.environ.get(name) for name in read}
 
 
 def receive(connection: socket.socket) -> tuple[dict, list]:
@@ -100,11 +117,14 @@ def run(request: dict, fds: list) -> None:
 
 
 def handle(connection: socket.socket, imported_with: dict) -> None:
-    """The forked handler: forks the run, reports its pid and then how it ended. Returns only in the run's process."""
+    """The forked handler: forks the run, reports its pid and then how it ended. Returns only in the run's process.
+
+    A client that goes away (killed by a task timeout, Ctrl-C) takes its run with it, as it would a child interpreter.
+    """
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     try:
         request, fds = receive(connection)
-        if any(request["env"].get(name) != value for name, value in imported_with.items()):
+        if differs(request["env"], imported_with):
             connection.sendall(b"fallback\n")
             os._exit(0)  # pylint: disable=protected-access
         pid = os.fork()
@@ -119,8 +139,16 @@ def handle(connection: socket.socket, imported_with: dict) -> None:
         for fd in fds:
             os.close(fd)
         connection.sendall(f"pid {pid}\n".encode())
+        ended = selectors.DefaultSelector()
+        ended.register(os.pidfd_open(pid), selectors.EVENT_READ)
+        ended.register(connection, selectors.EVENT_READ)
+        while not any(key.fileobj is not connection for key, _events in ended.select()):
+            if not connection.recv(1):  # the client is gone
+                os.kill(pid, signal.SIGKILL)
+                ended.unregister(connection)
         _pid, status = os.waitpid(pid, 0)
-        connection.sendall(f"status {status}\n".encode())
+        with contextlib.suppress(OSError):  # a client that went away hears nothing
+            connection.sendall(f"status {status}\n".encode())
     except BaseException:  # pylint: disable=broad-except
         traceback.print_exc()
     os._exit(0)  # pylint: disable=protected-access

@@ -7,7 +7,6 @@ from __future__ import annotations
 import atexit
 import json
 import os
-import signal
 import socket
 import struct
 import subprocess
@@ -65,10 +64,13 @@ class ForkServer:
     def __init__(self, kind: str):
         self.directory = tempfile.TemporaryDirectory(prefix=f"kubesnap-{kind}-")
         self.path = os.path.join(self.directory.name, "socket")
-        self.process = subprocess.Popen([sys.executable, str(MODULE_SERVER), kind, self.path], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, env=dict(BASE_ENV, PYTHONPATH=str(COLLECTIONS)), text=True)
+        # Its own errors (a handler's traceback) go to a file: pytest's capture at start would be some test's.
+        self.log = os.path.join(self.directory.name, "server.log")
+        with open(self.log, "w", encoding="utf-8") as log:
+            self.process = subprocess.Popen([sys.executable, str(MODULE_SERVER), kind, self.path], stdin=subprocess.PIPE,
+                                            stdout=subprocess.PIPE, stderr=log, env=dict(BASE_ENV, PYTHONPATH=str(COLLECTIONS)), text=True)
         if not json.loads(self.process.stdout.readline() or "{}").get("ready"):
-            raise AssertionError(f"{MODULE_SERVER.name} {kind} did not start (rc {self.process.poll()})")
+            raise AssertionError(f"{MODULE_SERVER.name} {kind} did not start (rc {self.process.poll()}): {self.log_tail()}")
         atexit.register(self.stop)
 
     def run(self, argv: list, payload: str, env: dict, timeout: float = 600) -> tuple[int, str, str] | None:
@@ -83,21 +85,24 @@ class ForkServer:
             connection.connect(self.path)
             socket.send_fds(connection, [struct.pack("!I", len(request)) + request], [stdin.fileno(), stdout.fileno(), stderr.fileno()])
             reply = connection.makefile("r")
-            started = reply.readline().split()
-            if started == ["fallback"]:
-                return None
-            if len(started) != 2 or started[0] != "pid":
-                raise AssertionError(f"{MODULE_SERVER.name} did not start {argv}: {started}")
             try:
+                started = reply.readline().split()
+                if started == ["fallback"]:
+                    return None
+                if len(started) != 2 or started[0] != "pid":
+                    raise AssertionError(f"{MODULE_SERVER.name} did not start {argv}: {started}; {self.log_tail()}")
                 ended = reply.readline().split()
             except (socket.timeout, TimeoutError):
-                os.kill(int(started[1]), signal.SIGKILL)
-                raise subprocess.TimeoutExpired(argv, timeout) from None
+                raise subprocess.TimeoutExpired(argv, timeout) from None  # the connection closes: the server kills the run
             if len(ended) != 2 or ended[0] != "status":
-                raise AssertionError(f"{MODULE_SERVER.name} lost the run of {argv}")
+                raise AssertionError(f"{MODULE_SERVER.name} lost the run of {argv}: {self.log_tail()}")
             stdout.seek(0)
             stderr.seek(0)
             return os.waitstatus_to_exitcode(int(ended[1])), stdout.read(), stderr.read()
+
+    def log_tail(self) -> str:
+        with open(self.log, encoding="utf-8", errors="replace") as log:
+            return log.read()[-2000:] or "its log is empty"
 
     def stop(self) -> None:
         if self.process.poll() is None:

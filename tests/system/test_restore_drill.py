@@ -200,7 +200,7 @@ def test_volumes_are_drilled_together_up_to_drill_concurrency(kube, cluster, nam
     assert leftovers(kube, scratch) == []
 
 
-def test_restores_wait_for_the_lease_up_to_drill_lease_wait_and_fail_naming_its_holder_after(kube, cluster, namespace, scratch, protected):
+def test_restores_wait_for_the_lease_up_to_drill_lease_wait_and_fail_naming_its_holder_after(kube, cluster, namespace, scratch, protected, audit):
     # The drill starts its restores at once and each takes the Lease: they must wait for each other (and for a short
     # holder, as here) rather than fail at once, and still fail naming a holder that keeps it longer than the wait.
     leases = client.CoordinationV1Api(kube.api)
@@ -216,7 +216,14 @@ def test_restores_wait_for_the_lease_up_to_drill_lease_wait_and_fail_naming_its_
     for pvc in protected:
         assert re.search(rf"{namespace}/{pvc}: FAILED: [^\n]*lease {namespace}/kubesnap-cycle is held by nightly-cycle", refused.stdout), refused.stdout[-3000:]
     leases.delete_namespaced_lease("kubesnap-cycle", namespace)
-    hold(8)
-    waited = drill(cluster, namespace, drill_scope=namespace, drill_namespace=scratch, drill_timeout=60, drill_lease_wait=60)
+    hold(20)
+    audit.mark()
+    waited = drill(cluster, namespace, drill_scope=namespace, drill_namespace=scratch, drill_timeout=60, drill_lease_wait=90)
     assert waited.returncode == 0, waited.stdout[-4000:] + waited.stderr[-2000:]
     assert all(f"{namespace}/{pvc}: restorable" in waited.stdout for pvc in protected) and not leftovers(kube, scratch), waited.stdout[-3000:]
+    # They met the holder (a create refused: the name was taken) and waited it out, rather than starting after it ended.
+    refused = [e for e in audit.module_events(resource="leases", namespace=namespace, verb="create") if e["responseStatus"]["code"] == 409]
+    assert refused, "the drill's restores never found the Lease held: nothing proved they waited"
+    # A setting `int` would read as 0 is refused before anything is done.
+    bad = drill(cluster, namespace, drill_scope=namespace, drill_namespace=scratch, drill_lease_wait="2m")
+    assert bad.returncode != 0 and "drill_lease_wait: must be a whole number of seconds (0 or more), got 2m" in bad.stdout, bad.stdout[-2000:]

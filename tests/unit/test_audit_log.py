@@ -18,6 +18,10 @@ def event(number, user, verb, namespace=None, name=None, agent=AGENT, stage="Res
     return line.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
+def ids(events):
+    return [e["auditID"] for e in events]
+
+
 def test_filters_and_the_tests_own_agent_select_the_same_events_with_lines_skipped_unparsed(tmp_path):
     path = tmp_path / "audit.log"
     path.write_text("", encoding="utf-8")
@@ -32,7 +36,6 @@ def test_filters_and_the_tests_own_agent_select_the_same_events_with_lines_skipp
         event(6, "kubesnap-admin", "get", None, None, agent="<kubectl> & friends"),
     ]
     path.write_text("\n".join(lines) + "\n" + lines[0][:40], encoding="utf-8")  # and half a line being written
-    ids = lambda events: [e["auditID"] for e in events]  # noqa: E731
     assert ids(audit.events(user="kubesnap-admin", namespace="shop")) == ["id-1", "id-2", "id-3"]
     assert ids(audit.events(namespace="shop", name="data")) == ["id-1", "id-2"]
     assert ids(audit.events(user="system:kube-controller-manager")) == ["id-4"]

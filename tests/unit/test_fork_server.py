@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -72,3 +73,26 @@ def test_the_interpreter_given_to_ansible_forks_its_script_and_exits_as_it_did(t
     fallback = subprocess.run([python, str(script), "6"], input="in", capture_output=True, text=True, cwd=tmp_path,
                               env=dict(modules.BASE_ENV, PROBE="p", HOME=str(tmp_path)), check=False)
     assert (fallback.returncode, fallback.stdout, fallback.stderr) == (6, f"False p {tmp_path} 6\n", "in")
+
+
+def test_a_run_whose_client_is_killed_is_killed_too(tmp_path):
+    # As Ansible kills a task's interpreter at its async timeout: the run must not go on writing after it.
+    script = tmp_path / "slow.py"
+    marker = tmp_path / "still-running"
+    script.write_text(f"import time\ntime.sleep(3)\nopen({str(marker)!r}, 'w').close()\n", encoding="utf-8")
+    client = subprocess.Popen([playbooks.module_interpreter(), str(script)], env=dict(modules.BASE_ENV))
+    time.sleep(1)
+    client.kill()
+    client.wait()
+    time.sleep(4)
+    assert not marker.exists()
+
+
+def test_a_signal_to_the_interpreter_ansible_started_reaches_the_run(tmp_path):
+    script = tmp_path / "waits.py"
+    # The run answers SIGTERM with exit code 7: the interpreter exits so only if the signal reached the run.
+    script.write_text("import signal, sys, time\nsignal.signal(signal.SIGTERM, lambda *_: sys.exit(7))\ntime.sleep(30)\n", encoding="utf-8")
+    client = subprocess.Popen([playbooks.module_interpreter(), str(script)], env=dict(modules.BASE_ENV))
+    time.sleep(1)
+    client.terminate()
+    assert client.wait(timeout=10) == 7
