@@ -122,6 +122,10 @@ def test_check_mode_shows_snapshot_slot_and_key_and_creates_nothing(kube, namesp
     assert [audit.count(user=ADMIN_USER, namespace=namespace, verb=verb) for verb in ("create", "patch", "update", "delete")] == [0] * 4
     assert not jobs(kube, namespace) and set(claims(kube, namespace)) == {"data", "other"}
     assert sequence(kube, namespace, "data") == "6"
+    # Names carry the second they were taken in; a run within the snapshot's own second would name the same one (a real
+    # create then adds a suffix, which the preview does not foresee).
+    wait_for("the second after the snapshot's", lambda: datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d%H%M%S") > snapshot.rsplit("-", 1)[1],
+             timeout=5, interval=0.05)
     create = archive(check=True, namespace=namespace, pvc="data", snapshot="create", url="s3://bucket")
     assert create["volumes"][0]["snapshot"].startswith("data-") and create["volumes"][0]["snapshot"] != snapshot, create
     assert create["volumes"][0]["object_key"] == f"{namespace}/data/4.tar.gz", create

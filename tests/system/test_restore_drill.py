@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
+from .cluster_helpers import wait_for
 from .modules import COLLECTIONS, DELTAS, run_module
 from .playbooks import module_interpreter
 
@@ -137,8 +138,9 @@ def test_restore_across_namespaces_through_a_copy(kube, cluster, namespace, scra
     assert content["spec"]["deletionPolicy"] == "Retain" and copy["metadata"]["namespace"] == scratch
     assert claim["spec"]["dataSource"]["name"] == "copy" and claim["metadata"]["annotations"][RESTORED_FROM] == f"csi:{namespace}/{snapshot}"
     assert result["pvc"]["phase"] == "Bound" and result["snapshot"]["name"] == snapshot
-    # Bound: the copy is deleted at once; the claim stays; the original snapshot is untouched.
-    assert leftovers(kube, scratch) == ["copy"]
+    # Bound: the copy's deletion is asked for at once, and it goes when the snapshot controller lets its content go;
+    # the claim stays; the original snapshot is untouched.
+    wait_for("the copy of the snapshot to go", lambda: leftovers(kube, scratch) == ["copy"], timeout=60)
     assert kube.get_snapshot(namespace, snapshot)["status"]["readyToUse"] is True
     again = run_module("k8s_pv_restore", str(cluster.kubeconfig), namespace=namespace, pvc="db-0", restore_namespace=scratch,
                        restore_name="copy", cross_namespace="copy", lease_namespace=namespace)
