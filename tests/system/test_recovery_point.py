@@ -186,6 +186,8 @@ def test_expiry_keeps_a_points_snapshots_and_a_vanished_one_is_reported(cluster,
 
     # The point's snapshot deleted out of band: the next run reports the point and fails naming the claim.
     kube.delete_snapshot(namespace, named.split('/')[1])
+    wait_for('the snapshot to be gone', lambda: named.split('/')[1] not in {
+        s['metadata']['name'] for s in kube.custom.list_namespaced_custom_object('snapshot.storage.k8s.io', 'v1', namespace, 'volumesnapshots')['items']})
     checked = point(cluster, namespace, moto_server, bucket, interval='PT1H')
     assert checked.get('failed'), checked
     assert checked['damaged'] == [{'manifest': key, 'problems': [f'claim data: its csi snapshot {named} no longer exists']}]

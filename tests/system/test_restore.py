@@ -12,7 +12,7 @@ import pytest
 
 from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention import parse_timestamp
 
-from .cluster_helpers import ADMIN_USER
+from .cluster_helpers import ADMIN_USER, wait_for
 from .modules import run_module, with_lease
 
 WRITES = ("create", "update", "patch", "delete", "deletecollection")
@@ -140,6 +140,8 @@ def test_newest_owned_or_before_a_time_or_named(kube, namespace, source, run):
 def test_a_claim_deleted_since_is_restored_by_name(kube, namespace, source, run):
     snapshot = snapshot_of(run, namespace, source)
     kube.core.delete_namespaced_persistent_volume_claim(source, namespace)
+    # Deleted means gone: a claim still Terminating holds the name (the restore refuses it, naming restore_name).
+    wait_for("the claim to be gone", lambda: source not in {c.metadata.name for c in kube.core.list_namespaced_persistent_volume_claim(namespace).items})
     result = run("k8s_pv_restore", namespace=namespace, pvc=source, restore_name=source, size="2Mi", wait_timeout=60)
     assert not result.get("failed"), result
     assert result["snapshot"]["name"] == snapshot and result["pvc"]["phase"] == "Bound"
