@@ -14,28 +14,50 @@ import sys
 SERVER_PATH = ""  # the server's socket: playbooks.module_interpreter() writes it into the copy it gives Ansible
 
 
+class LostRun(ConnectionError):
+    """The server started the run but did not say how it ended."""
+
+
+def ask(path: str, argv: list, fds: list, env: dict | None = None, on_pid=None, timeout: float | None = None) -> int | None:
+    """Runs `argv` (["-m", module] or [script, args...]) through the server at `path` with `fds` as its stdin, stdout
+    and stderr, in `env` (default: this process's environment) and this process's directory; its wait status, or None
+    when the server refuses to fork it. `on_pid(pid)` is called once it runs. Closing the connection (this process killed, a timeout) kills the run.
+    The one client of module_server.py's protocol: modules.py and this program's main() use it."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+        connection.settimeout(timeout)
+        connection.connect(path)
+        request = json.dumps({"argv": argv, "env": dict(os.environ if env is None else env), "cwd": os.getcwd()}).encode()
+        socket.send_fds(connection, [struct.pack("!I", len(request)) + request], fds)
+        reply = connection.makefile("r")
+        started = reply.readline().split()
+        if started == ["fallback"]:
+            return None
+        if started[:1] != ["pid"]:
+            raise LostRun(f"the server did not start {argv}: {started}")
+        if on_pid is not None:
+            on_pid(int(started[1]))
+        ended = reply.readline().split()
+    if ended[:1] != ["status"]:
+        raise LostRun(f"the server lost the run of {argv}")
+    return int(ended[1])
+
+
+def forward_signals(pid: int) -> None:
+    """What would have reached a child interpreter reaches the run."""
+    for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(number, lambda number, _frame: os.kill(pid, number))
+
+
 def forked(path: str) -> int | None:
     """The run's exit code, or None to run the script here."""
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
-            connection.connect(path)
-            request = json.dumps({"argv": sys.argv[1:], "env": dict(os.environ), "cwd": os.getcwd()}).encode()
-            socket.send_fds(connection, [struct.pack("!I", len(request)) + request], [0, 1, 2])
-            reply = connection.makefile("r")
-            started = reply.readline().split()
-            if started[:1] != ["pid"]:
-                return None
-            # What would have reached a child interpreter reaches the run (and if this process is killed outright,
-            # the server kills the run when the connection closes).
-            for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-                signal.signal(number, lambda number, _frame, pid=int(started[1]): os.kill(pid, number))
-            ended = reply.readline().split()
+        status = ask(path, sys.argv[1:], [0, 1, 2], on_pid=forward_signals)
+    except LostRun as exc:
+        sys.stderr.write(f"{exc}\n")
+        return 1
     except OSError:
         return None
-    if ended[:1] != ["status"]:
-        sys.stderr.write(f"{sys.argv[1]}: the script server lost the run\n")
-        return 1
-    return os.waitstatus_to_exitcode(int(ended[1]))
+    return None if status is None else os.waitstatus_to_exitcode(status)
 
 
 def main() -> None:

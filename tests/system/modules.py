@@ -8,12 +8,13 @@ import atexit
 import json
 import os
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
 import threading
 from pathlib import Path
+
+from .forked_python import LostRun, ask
 
 COLLECTIONS = Path(__file__).resolve().parents[2] / ".cache" / "collections"
 MODULE_SERVER = Path(__file__).with_name("module_server.py")
@@ -75,30 +76,21 @@ class ForkServer:
 
     def run(self, argv: list, payload: str, env: dict, timeout: float = 600) -> tuple[int, str, str] | None:
         """(returncode, stdout, stderr) of one run, as subprocess.run gives them; None if it must not be forked."""
-        with tempfile.TemporaryFile("w+") as stdin, tempfile.TemporaryFile("w+") as stdout, \
-                tempfile.TemporaryFile("w+") as stderr, socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+        with tempfile.TemporaryFile("w+") as stdin, tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:
             stdin.write(payload)
             stdin.flush()
             stdin.seek(0)
-            request = json.dumps({"argv": argv, "env": env, "cwd": os.getcwd()}).encode()
-            connection.settimeout(timeout)
-            connection.connect(self.path)
-            socket.send_fds(connection, [struct.pack("!I", len(request)) + request], [stdin.fileno(), stdout.fileno(), stderr.fileno()])
-            reply = connection.makefile("r")
             try:
-                started = reply.readline().split()
-                if started == ["fallback"]:
-                    return None
-                if len(started) != 2 or started[0] != "pid":
-                    raise AssertionError(f"{MODULE_SERVER.name} did not start {argv}: {started}; {self.log_tail()}")
-                ended = reply.readline().split()
+                status = ask(self.path, argv, [stdin.fileno(), stdout.fileno(), stderr.fileno()], env, timeout=timeout)
             except (socket.timeout, TimeoutError):
-                raise subprocess.TimeoutExpired(argv, timeout) from None  # the connection closes: the server kills the run
-            if len(ended) != 2 or ended[0] != "status":
-                raise AssertionError(f"{MODULE_SERVER.name} lost the run of {argv}: {self.log_tail()}")
+                raise subprocess.TimeoutExpired(argv, timeout) from None  # the connection closed: the server killed the run
+            except LostRun as exc:
+                raise AssertionError(f"{MODULE_SERVER.name}: {exc}; {self.log_tail()}") from None
+            if status is None:
+                return None
             stdout.seek(0)
             stderr.seek(0)
-            return os.waitstatus_to_exitcode(int(ended[1])), stdout.read(), stderr.read()
+            return os.waitstatus_to_exitcode(status), stdout.read(), stderr.read()
 
     def log_tail(self) -> str:
         with open(self.log, encoding="utf-8", errors="replace") as log:
