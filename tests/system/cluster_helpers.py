@@ -186,19 +186,11 @@ class AuditLog:
         self.since = end - len(tail) + tail.rfind(b"\n") + 1 if b"\n" in tail else end - len(tail)
         return self.since
 
-    def events(
-        self,
-        user: str | None = None,
-        verb: str | None = None,
-        resource: str | None = None,
-        namespace: str | None = None,
-        name: str | None = None,
-        subresource: str | None = None,
-        api_group: str | None = None,
-    ) -> list:
-        """Events since the mark, one per request (deduplicated by auditID), filtered by the given fields."""
-        wanted = {"user": user, "verb": verb, "resource": resource, "namespace": namespace, "name": name, "subresource": subresource, "api_group": api_group}
-        return self._matching(wanted, (user, namespace, name))
+    FIELDS = ("user", "verb", "resource", "namespace", "name", "subresource", "api_group")
+
+    def events(self, **filters) -> list:
+        """Events since the mark, one per request (deduplicated by auditID), whose FIELDS equal the given filters."""
+        return self._matching(filters, agent=None)
 
     def count(self, **filters) -> int:
         return len(self.events(**filters))
@@ -206,20 +198,22 @@ class AuditLog:
     def module_events(self, **filters) -> list:
         """events() made by the modules and playbooks of this test: those with its module_agent."""
         assert self.module_agent, "AuditLog made without the module_agent of a test"
-        wanted = dict(dict.fromkeys(("user", "verb", "resource", "namespace", "name", "subresource", "api_group")), **filters)
-        return [e for e in self._matching(wanted, (wanted["user"], wanted["namespace"], wanted["name"], self.module_agent))
-                if e.get("userAgent") == self.module_agent]
+        return self._matching(filters, agent=self.module_agent)
 
-    def _matching(self, wanted: dict, plain: tuple) -> list:
+    def _matching(self, wanted: dict, agent: str | None) -> list:
+        unknown = set(wanted) - set(self.FIELDS)
+        if unknown:
+            raise TypeError(f"AuditLog has no field {sorted(unknown)}; it filters by {self.FIELDS}")
         try:
             with open(self.path, "rb") as handle:
                 handle.seek(self.since)
                 data = handle.read()
         except FileNotFoundError:
             return []
-        # Bytes each wanted event's line holds: the plain values among `plain` as JSON strings (Go's encoder writes <, >
+        # Bytes each wanted event's line holds: the plain values among these as JSON strings (Go's encoder writes <, >
         # and & as \\u escapes, so only values without them are used). Other tests' events, most of the log, are then
         # skipped unparsed; a line that holds them all is still parsed and compared field by field.
+        plain = (wanted.get("user"), wanted.get("namespace"), wanted.get("name"), agent)
         needles = [json.dumps(value).encode() for value in plain if value is not None and re.fullmatch(r"[A-Za-z0-9:._/ -]+", value)]
         seen, result = set(), []
         for line in data.split(b"\n")[:-1]:  # the last piece may be a line still being written
@@ -239,7 +233,7 @@ class AuditLog:
                 "subresource": ref.get("subresource"),
                 "api_group": ref.get("apiGroup", ""),
             }
-            if all(value is None or actual[key] == value for key, value in wanted.items()):
+            if all(value is None or actual[key] == value for key, value in wanted.items()) and agent in (None, event.get("userAgent")):
                 result.append(event)
         return result
 

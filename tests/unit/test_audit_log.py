@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from ansible_collections.kubesnap.snapshots.tests.system.cluster_helpers import AuditLog
 
 AGENT = "kubesnap.snapshots test/test_one-1a2b3c4d"
@@ -45,3 +47,12 @@ def test_filters_and_the_tests_own_agent_select_the_same_events_with_lines_skipp
     assert audit.count(user="kubesnap-admin") == 5
     audit.mark()
     assert audit.events() == []
+
+
+def test_a_field_it_does_not_know_is_an_error_not_a_filter_that_matches_everything(tmp_path):
+    path = tmp_path / "audit.log"
+    path.write_text(event(1, "kubesnap-admin", "get", "shop", "data") + "\n", encoding="utf-8")
+    audit = AuditLog(path, since=0, module_agent=AGENT)
+    for read in (audit.events, audit.module_events, audit.count):
+        with pytest.raises(TypeError, match="no field"):
+            read(usr="nobody")
