@@ -121,15 +121,6 @@ def nothing_found_warning(options):
 PROBLEMS_MSG = 'objects asked for protection but cannot get it'
 
 
-def prints_through_hook(module_class=AnsibleModule):
-    """Whether the class prints its result through _record_module_result (ansible-core 2.19.1 on; 2.19.0 has no hook):
-    only then may lists be set aside from its no_log scrub, since only the hook puts them back."""
-    return '_record_module_result' in module_class._return_formatted.__code__.co_names  # pylint: disable=protected-access
-
-
-RESULT_HOOK = prints_through_hook()
-
-
 def write_json(result, write, encode):
     """Write what print('\\n%s' % encode(result)) prints, in pieces: a top-level list element by element.
 
@@ -203,7 +194,8 @@ class KubesnapModule(AnsibleModule):
         `warnings` and `deprecations` stay: AnsibleModule replaces them with what warn() and deprecate() collected.
         Nothing is set aside where AnsibleModule prints the result without the hook (ansible-core 2.19.0): the lists
         would never come back."""
-        self._lists_aside = {key: value for key, value in result.items() if RESULT_HOOK
+        hooked = '_record_module_result' in AnsibleModule._return_formatted.__code__.co_names
+        self._lists_aside = {key: value for key, value in result.items() if hooked
                              and type(value) is list and key not in ('warnings', 'deprecations')}  # pylint: disable=unidiomatic-typecheck
         return dict(result, **{key: [] for key in self._lists_aside})
 
