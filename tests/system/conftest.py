@@ -23,8 +23,11 @@ import pytest
 import yaml
 from kubernetes import client
 
+from .botocore_models import share_loaded_models
 from .cluster_helpers import CLUSTER_SCRIPT, MODULE_AGENT, USER_AGENT_COMMENT_ENV, AuditLog, ClusterHandle, Kube, wait_for
 from .s3_helpers import client_for
+
+share_loaded_models()  # the workers make a client per test or assertion: botocore's JSON is read once per worker
 
 RUN_DIR = CLUSTER_SCRIPT.parents[2] / ".cluster"
 SECOND_RUN_DIR = CLUSTER_SCRIPT.parents[2] / ".cluster-b"  # cluster B's (cluster.py up --second)

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import os
@@ -19,6 +20,13 @@ UNAVAILABLE = (b'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error>
                b"<Message>injected: answer lost</Message></Error></Errors><RequestID>injected</RequestID></Response>")
 
 
+@functools.lru_cache(maxsize=None)
+def _moto_app(dispatcher_class, create_backend_app):
+    """One moto application per process: it builds each service's Flask app on that service's first request (~0.5 s
+    of CPU for EC2), and moto keeps its backends' state per process anyway, whichever application serves them."""
+    return dispatcher_class(create_backend_app)
+
+
 class Ec2Server:
     """moto on a loopback port. `calls` lists (action, outcome) of every EC2 request; set `fault_rate` to fail a share of them.
 
@@ -32,7 +40,7 @@ class Ec2Server:
         from werkzeug.serving import make_server  # pylint: disable=import-outside-toplevel
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # a line per request drowns what the tests and bench print
-        self._app = DomainDispatcherApplication(create_backend_app)
+        self._app = _moto_app(DomainDispatcherApplication, create_backend_app)
         self._lock = threading.Lock()
         self._random = random.Random(seed)
         self.calls = []

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import functools
 import hashlib
 import itertools
 import json
@@ -73,12 +74,18 @@ def _timestamp(when):
     return datetime.datetime.fromtimestamp(when, PACIFIC).isoformat(timespec='milliseconds')
 
 
+@functools.lru_cache(maxsize=None)
+def _private_key(email):
+    """One RSA key per account email and process: making one costs ~50 ms of CPU, and a fake per test made one each."""
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
 class ServiceAccount:
     """A test service account: an RSA key made here, and its key file (JSON) naming the fake's token endpoint."""
 
     def __init__(self, email, project, token_uri):
         self.email = email
-        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.key = _private_key(email)
         self.key_id = hashlib.sha1(email.encode()).hexdigest()
         pem = self.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
         self.info = {'type': 'service_account', 'project_id': project, 'private_key_id': self.key_id, 'private_key': pem,

@@ -76,6 +76,10 @@ def preload(kind: str) -> dict:
                 importlib.import_module(info.name)
     finally:
         os.environ.__class__ = RecordingEnviron.__bases__[0]
+    # The runs' clients find botocore's JSON read (botocore_models.py, beside this file). Outside the recording: what
+    # is kept, botocore's data files, depends only on the search paths, which key it; the warming Session and client,
+    # which read the AWS_* settings and every proxy variable, are thrown away.
+    importlib.import_module("botocore_models").share_loaded_models("s3", "ec2")
     read = RecordingEnviron.read | {name for name in os.environ if READ_AT_START.match(name)}
     return {name: os.environ.get(name) for name in read}
 
