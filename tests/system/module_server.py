@@ -38,6 +38,9 @@ import struct
 import sys
 import threading
 import traceback
+import types
+import zipimport
+from pathlib import Path
 
 PACKAGE = "ansible_collections.kubesnap.snapshots.plugins.module_utils"
 LIBRARIES = ("ansible.module_utils.basic", "kubernetes", "boto3", "botocore.session", "yaml", "urllib3")
@@ -80,8 +83,38 @@ def preload(kind: str) -> dict:
     # is kept, botocore's data files, depends only on the search paths, which key it; the warming Session and client,
     # which read the AWS_* settings and every proxy variable, are thrown away.
     importlib.import_module("botocore_models").share_loaded_models("s3", "ec2")
+    if kind == "scripts":
+        compile_sources_once(Path(__file__).resolve().parents[2] / "plugins")
     read = RecordingEnviron.read | {name for name in os.environ if READ_AT_START.match(name)}
     return {name: os.environ.get(name) for name in read}
+
+
+def compile_sources_once(plugins: Path) -> None:
+    """Compiles the collection's plugin files here, once, for the scripts' runs.
+
+    A run imports the collection from the zip Ansible built, and Python's zipimport compiles each file's source on
+    every import (a zip holds no .pyc): ~0.15 s of CPU in each playbook task. What is compiled here is matched by the
+    source bytes found in the zip, and handed out under the run's own file name: the same code object as compiling that
+    source would give. A source not found here (another copy of the collection, a changed file) is compiled as before.
+    Nothing of the collection is imported here: its modules still come from the zip.
+    """
+    compiled = {}
+    for path in sorted(plugins.rglob("*.py")):
+        source = path.read_bytes()
+        compiled[source] = compile(source.replace(b"\r\n", b"\n").replace(b"\r", b"\n"), str(path), "exec", dont_inherit=True)
+    compile_source = zipimport._compile_source  # pylint: disable=protected-access
+
+    def compile_once(pathname, source):
+        code = compiled.get(source)
+        return compile_source(pathname, source) if code is None else renamed(code, pathname)
+
+    zipimport._compile_source = compile_once  # pylint: disable=protected-access
+
+
+def renamed(code: types.CodeType, filename: str) -> types.CodeType:
+    """`code` as compiled under `filename`: the file name is all that differs, in it and every code object it holds."""
+    constants = tuple(renamed(item, filename) if isinstance(item, types.CodeType) else item for item in code.co_consts)
+    return code.replace(co_filename=filename, co_consts=constants)
 
 
 def receive(connection: socket.socket) -> tuple[dict, list]:

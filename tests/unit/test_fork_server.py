@@ -8,11 +8,12 @@ import signal
 import subprocess
 import sys
 import time
+import zipimport
 from pathlib import Path
 
 import pytest
 
-from ansible_collections.kubesnap.snapshots.tests.system import modules, playbooks
+from ansible_collections.kubesnap.snapshots.tests.system import module_server, modules, playbooks
 
 # Prints what it was given and whether it was forked (a fresh interpreter has not imported kubernetes).
 SCRIPT = """
@@ -96,3 +97,22 @@ def test_a_signal_to_the_interpreter_ansible_started_reaches_the_run(tmp_path):
     time.sleep(1)
     client.terminate()
     assert client.wait(timeout=10) == 7
+
+
+def shape(code):
+    """What a code object is made of, its nested code objects' included."""
+    constants = tuple(shape(item) if isinstance(item, type(code)) else item for item in code.co_consts)
+    return (code.co_filename, code.co_name, code.co_qualname, code.co_firstlineno, code.co_code, code.co_linetable, code.co_names,
+            code.co_varnames, code.co_flags, constants)
+
+
+def test_a_collection_source_compiled_in_the_server_is_the_code_the_runs_zip_would_give(tmp_path, monkeypatch):
+    monkeypatch.setattr(zipimport, "_compile_source", zipimport._compile_source)  # put back after the test  # pylint: disable=protected-access
+    source = b"def outer(a):\r\n    def inner():\r\n        return lambda: a\r\n    return inner\r\n\r\nclass Kind:\r\n    def name(self):\r\n        raise ValueError(1)\r\n"
+    (tmp_path / "plugins" / "module_utils").mkdir(parents=True)
+    (tmp_path / "plugins" / "module_utils" / "probe.py").write_bytes(source)
+    module_server.compile_sources_once(tmp_path / "plugins")
+    inside = str(tmp_path / "run" / "ansible_probe_payload.zip" / "ansible_collections" / "probe.py")
+    for text in (source, source + b"# another copy of the collection\r\n"):  # found in the server; compiled in the run
+        expected = compile(text.replace(b"\r\n", b"\n"), inside, "exec", dont_inherit=True)
+        assert shape(zipimport._compile_source(inside, text)) == shape(expected)  # pylint: disable=protected-access
