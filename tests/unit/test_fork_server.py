@@ -108,7 +108,8 @@ def shape(code):
 
 def test_a_collection_source_compiled_in_the_server_is_the_code_the_runs_zip_would_give(tmp_path, monkeypatch):
     monkeypatch.setattr(zipimport, "_compile_source", zipimport._compile_source)  # put back after the test  # pylint: disable=protected-access
-    source = b"def outer(a):\r\n    def inner():\r\n        return lambda: a\r\n    return inner\r\n\r\nclass Kind:\r\n    def name(self):\r\n        raise ValueError(1)\r\n"
+    source = (b"def outer(a):\r\n    def inner():\r\n        return lambda: a\r\n    return inner\r\n\r\n"
+              b"class Kind:\r\n    def name(self):\r\n        raise ValueError(1)\r\n")
     (tmp_path / "plugins" / "module_utils").mkdir(parents=True)
     (tmp_path / "plugins" / "module_utils" / "probe.py").write_bytes(source)
     module_server.compile_sources_once(tmp_path / "plugins")
