@@ -3,29 +3,52 @@
 # is already read. The collection makes one Session per client, as a module run should (one run, few clients). The
 # test processes make thousands of clients (a helper per test, a backend per assertion), and so do the module runs
 # forked from tests/system/module_server.py: profiled, the pytest workers spent more CPU reading botocore's JSON than on
-# anything else. So in those processes every Loader with the same search paths shares one cache. What is cached is
-# botocore's own data files, as each Loader would have read them; nothing about a request or a client is shared.
-"""share_loaded_models(): every botocore Loader of this process with the same search paths shares one cache."""
+# anything else. So in those processes the Loaders share what they read. What is cached is botocore's own data files,
+# as each Loader would have read them; nothing about a request or a client is shared.
+"""share_loaded_models(): botocore Loaders of this process that would read the same files share what they read."""
 
 from __future__ import annotations
 
 import botocore.loaders
 import botocore.session
 
-_CACHES: dict = {}
+_READ: dict = {}
+
+
+class SharedCache:
+    """A Loader's cache (botocore's `instance_cache` reads and writes `loader._cache`) kept in one dict for the process.
+
+    An entry is keyed by what decides the data read, looked up at each use: the Loader's class, its search paths (boto3
+    adds its own after the Loader is made; AWS_DATA_PATH adds more) and the extras merged into the models it loads.
+    """
+
+    def __init__(self, loader):
+        self.loader = loader
+
+    def _key(self, key):
+        loader = self.loader
+        return (type(loader), tuple(loader.search_paths), tuple(loader.extras_types), key)
+
+    def __contains__(self, key):
+        return self._key(key) in _READ
+
+    def __getitem__(self, key):
+        return _READ[self._key(key)]
+
+    def __setitem__(self, key, value):
+        _READ[self._key(key)] = value
 
 
 def share_loaded_models(*warm_services: str) -> None:
-    """Make Loaders share their cache by search paths (once per process); read the models of `warm_services` now, so
-    that processes forked later find them read."""
+    """Make Loaders share what they read (once per process); read the models of `warm_services` now, so that processes
+    forked later find them read."""
     loader_class = botocore.loaders.Loader
     if not getattr(loader_class.__init__, "shares_cache", False):
         original = loader_class.__init__
 
         def init(self, *args, **kwargs):
             original(self, *args, **kwargs)
-            # The paths decide which files are read: a Loader given other paths (AWS_DATA_PATH) gets its own cache.
-            self._cache = _CACHES.setdefault(tuple(self.search_paths), {})  # pylint: disable=protected-access
+            self._cache = SharedCache(self)  # pylint: disable=protected-access
 
         init.shares_cache = True
         loader_class.__init__ = init

@@ -220,10 +220,14 @@ class ExecServer:
     def admin_request(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
         """(status, decoded body) of a request as the admin."""
         data = json.dumps(body).encode() if body is not None else None
-        for attempt in (1, 2):  # a kept connection the apiserver closed meanwhile is replaced once
+        # A kept connection the apiserver closed meanwhile is replaced once, by a new one: the others kept may be as old
+        # (a second kept one failed the same way in a clean-clone run).
+        for attempt in (1, 2):
             try:
-                connection = self._idle.get_nowait()
+                connection = self._idle.get_nowait() if attempt == 1 else None
             except queue.Empty:
+                connection = None
+            if connection is None:
                 connection = http.client.HTTPSConnection(self.upstream.hostname, self.upstream.port, context=self._admin_tls, timeout=60)
             try:
                 connection.request(method, path, body=data, headers={"Content-Type": "application/json", "Accept": "application/json"})

@@ -14,7 +14,8 @@
 # locale, TZ) or one the imports read is not forked: the server answers "fallback" and the client starts a fresh
 # interpreter. What stays the server's: the modules already imported (a run that uses a module it never imports works
 # here and not in a fresh interpreter; `KUBESNAP_TEST_FORK=0 make integration` runs every module fresh) and the hash
-# seed (one per server, not one per run).
+# seed (one per server, not one per run). Also the server's, and read-only: botocore's data files as read once
+# (botocore_models.py) and, in the scripts server, the collection's plugin files as compiled once (compile_sources_once).
 #
 # Protocol, one connection per run on a Unix socket: the client sends a length-prefixed JSON request (argv, env, cwd)
 # with three file descriptors (stdin, stdout, stderr); a forked handler forks the run and writes "pid <n>\n", then
@@ -101,7 +102,10 @@ def compile_sources_once(plugins: Path) -> None:
     compiled = {}
     for path in sorted(plugins.rglob("*.py")):
         source = path.read_bytes()
-        compiled[source] = compile(source.replace(b"\r\n", b"\n").replace(b"\r", b"\n"), str(path), "exec", dont_inherit=True)
+        try:
+            compiled[source] = compile(source.replace(b"\r\n", b"\n").replace(b"\r", b"\n"), str(path), "exec", dont_inherit=True)
+        except (SyntaxError, ValueError):
+            continue  # left to the run that imports it, which reports the error as a fresh interpreter would
     compile_source = zipimport._compile_source  # pylint: disable=protected-access
 
     def compile_once(pathname, source):

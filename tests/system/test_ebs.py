@@ -51,7 +51,7 @@ def ours(ec2, region=REGION, **filters):
 
 
 def module(name, cluster, namespace, aws, **args):
-    if name == "k8s_pv_snapshot":
+    if name == "k8s_pv_snapshot" and not args.get("check"):
         in_a_new_second()
     return run_module(name, str(cluster.kubeconfig), namespace=namespace, lease_namespace=namespace, **dict(aws, **args))
 
