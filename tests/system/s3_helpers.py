@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import http.client
 import http.server
 import threading
@@ -15,8 +16,10 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils import s3
 CHECKSUM_HEADERS = ('x-amz-checksum-', 'x-amz-sdk-checksum-algorithm', 'x-amz-trailer')
 
 
+@functools.lru_cache(maxsize=None)
 def client_for(endpoint: str):
-    """Our own S3 client (module_utils/s3.py) on the moto server, with the options' defaults."""
+    """Our own S3 client (module_utils/s3.py) on the moto server, with the options' defaults; one per endpoint and
+    process (a client is thread-safe, and tests only call it: a new one per test cost a new botocore Session)."""
     return s3.client(dict({name: spec.get('default') for name, spec in s3.S3_SPEC.items()}, **s3_params(endpoint)))
 
 
