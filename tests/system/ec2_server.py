@@ -11,6 +11,7 @@ import os
 import random
 import socket
 import threading
+import time
 import urllib.parse
 
 WRITE_ACTIONS = frozenset(("CreateSnapshot", "DeleteSnapshot", "CopySnapshot", "CreateTags", "DeleteTags", "CreateVolume", "DeleteVolume"))
@@ -47,6 +48,7 @@ class Ec2Server:
         self.fault_rate = 0.0
         self.faulted_actions = None  # None: any action may fail
         self.fault_kinds = ("throttle", "lost")
+        self._snapshot_seconds = {}  # VolumeId -> the whole second in which moto last answered a CreateSnapshot of it
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
@@ -96,6 +98,9 @@ class Ec2Server:
             self._record(action, "throttled")
             start_response("503 Service Unavailable", [("Content-Type", "text/xml"), ("Content-Length", str(len(THROTTLED)))])
             return [THROTTLED]
+        volume_id = (query.get("VolumeId") or [""])[0] if action == "CreateSnapshot" else None
+        if volume_id:
+            self._wait_for_a_new_second(volume_id)
         captured = {}
 
         def capture(status, headers, exc_info=None):
@@ -103,6 +108,9 @@ class Ec2Server:
             return lambda data: None
 
         answer = b"".join(self._app(environ, capture))
+        if volume_id:
+            with self._lock:
+                self._snapshot_seconds[volume_id] = int(time.time())
         if fault == "lost":
             self._record(action, "lost")
             start_response("503 Service Unavailable", [("Content-Type", "text/xml"), ("Content-Length", str(len(UNAVAILABLE)))])
@@ -111,6 +119,17 @@ class Ec2Server:
         headers = [(key, value) for key, value in captured["headers"] if key.lower() != "content-length"]
         start_response(captured["status"], headers + [("Content-Length", str(len(answer)))])
         return [answer]
+
+    def _wait_for_a_new_second(self, volume_id):
+        """moto gives a snapshot's StartTime in whole seconds, EC2 in milliseconds: two snapshots of one volume taken in
+        one second would tie for the newest here, as EC2's do not. A second CreateSnapshot of a volume within the second
+        of its last one waits for the next second (fast module runs take several snapshots of a volume in a second)."""
+        while True:
+            with self._lock:
+                last = self._snapshot_seconds.get(volume_id)
+            if last is None or int(time.time()) > last:
+                return
+            time.sleep(1.01 - time.time() % 1)
 
     def _record(self, action, outcome):
         with self._lock:

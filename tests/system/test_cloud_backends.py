@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime
 import functools
-import time
 
 import boto3
 import pytest
@@ -164,15 +163,7 @@ def backend(request, cluster, kube, audit):
     return harness(cluster, kube, audit, request.getfixturevalue(cloud))
 
 
-def in_a_new_second():
-    """Waits for the next whole second. moto gives a snapshot's StartTime in whole seconds (EC2 in milliseconds), so
-    snapshots taken within one second tie for the newest there, as EC2's do not: forked module runs take well under one."""
-    time.sleep(1.01 - time.time() % 1)
-
-
 def snap(cluster, namespace, backend, **args):
-    if backend.name == "aws" and not args.get("check"):
-        in_a_new_second()
     return run_module("k8s_pv_snapshot", str(cluster.kubeconfig), namespace=namespace, lease_namespace=namespace, **dict(backend.args, **args))
 
 
