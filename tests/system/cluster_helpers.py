@@ -157,10 +157,15 @@ class CsiFaults:
 
 
 class AuditLog:
-    """Reads the apiserver's JSON-lines audit log from a byte offset mark on."""
+    """Reads the apiserver's JSON-lines audit log from a byte offset mark on: the requests received since the mark.
+
+    An event is written when its request ends, so a request received before the mark can be written after it (a watch
+    that ended then): events received before the moment of the mark are left out too.
+    """
 
     def __init__(self, path: Path, since: int | None = None, module_agent: str | None = None):
         self.path = Path(path)
+        self.marked_at = None  # the moment of the last mark(); None: every event after the offset `since`
         self.since = since if since is not None else self.mark()  # mark(): never in the middle of an event being written
         self.module_agent = module_agent  # the user agent of this test's modules (the module_agent fixture)
 
@@ -184,7 +189,12 @@ class AuditLog:
         except FileNotFoundError:
             tail = b""
         self.since = end - len(tail) + tail.rfind(b"\n") + 1 if b"\n" in tail else end - len(tail)
+        self.marked_at = datetime.datetime.now(datetime.timezone.utc)
         return self.since
+
+    def _received_before_the_mark(self, event: dict) -> bool:
+        received = event.get("requestReceivedTimestamp")
+        return self.marked_at is not None and received is not None and datetime.datetime.fromisoformat(received) < self.marked_at
 
     FIELDS = ("user", "verb", "resource", "namespace", "name", "subresource", "api_group")
 
@@ -233,7 +243,8 @@ class AuditLog:
                 "subresource": ref.get("subresource"),
                 "api_group": ref.get("apiGroup", ""),
             }
-            if all(value is None or actual[key] == value for key, value in wanted.items()) and agent in (None, event.get("userAgent")):
+            if all(value is None or actual[key] == value for key, value in wanted.items()) and agent in (None, event.get("userAgent")) \
+                    and not self._received_before_the_mark(event):
                 result.append(event)
         return result
 

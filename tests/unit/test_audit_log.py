@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 
 import pytest
@@ -56,3 +57,16 @@ def test_a_field_it_does_not_know_is_an_error_not_a_filter_that_matches_everythi
     for read in (audit.events, audit.module_events, audit.count):
         with pytest.raises(TypeError, match="no field"):
             read(usr="nobody")
+
+
+def test_a_request_received_before_the_mark_and_written_after_it_is_left_out(tmp_path):
+    path = tmp_path / "audit.log"
+    path.write_text("", encoding="utf-8")
+    audit = AuditLog(path, module_agent=AGENT)
+    before = (audit.marked_at - datetime.timedelta(milliseconds=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    after = (audit.marked_at + datetime.timedelta(milliseconds=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    lines = [json.dumps(dict(json.loads(event(1, "kubesnap-admin", "watch", "shop")), requestReceivedTimestamp=before)),
+             json.dumps(dict(json.loads(event(2, "kubesnap-admin", "list", "shop")), requestReceivedTimestamp=after))]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")  # both written after the mark
+    assert ids(audit.module_events(namespace="shop")) == ["id-2"]
+    assert ids(AuditLog(path, since=0, module_agent=AGENT).module_events(namespace="shop")) == ["id-1", "id-2"]  # no mark: all
