@@ -240,10 +240,13 @@ def test_a_claim_pre_bound_to_an_unrelated_volume_is_no_restore_whatever_its_dat
     nor records a verification."""
     snapshot = snapshot_of(run, namespace, source)
     stray = f"stray-{namespace}"
+    # Pre-bound both ways: a volume that names no claim is free to any Pending claim of its class, and other tests' claims
+    # of kubesnap-csi run beside this one.
     kube.core.create_persistent_volume({
         "metadata": {"name": stray, "labels": {"kubesnap.io/test-namespace": namespace}},
         "spec": {"capacity": {"storage": "2Mi"}, "accessModes": ["ReadWriteOnce"], "storageClassName": "kubesnap-csi",
-                 "persistentVolumeReclaimPolicy": "Retain", "hostPath": {"path": "/tmp/" + stray}}})
+                 "persistentVolumeReclaimPolicy": "Retain", "hostPath": {"path": "/tmp/" + stray},
+                 "claimRef": {"namespace": namespace, "name": "data-back"}}})
     kube.core.create_namespaced_persistent_volume_claim(namespace, {
         "metadata": {"name": "data-back", "annotations": {RESTORED_FROM: f"csi:{namespace}/{snapshot}"}},
         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "2Mi"}}, "storageClassName": "kubesnap-csi",
