@@ -4,11 +4,16 @@
 # CPU on that (imports ~0.25 s, teardown ~0.15 s); the module's own work is often 0.02 s. The suite starts ~1,000
 # module runs and ~500 playbook tasks.
 #
-# Two kinds of server:
+# Three kinds of server:
 # - `modules` (modules.py's run_module): the collection's module_utils are imported too; a run is `python -m <module>`.
 # - `scripts` (the interpreter the playbook tests give Ansible, playbooks.py): only the libraries are imported, and a
 #   run is `python <AnsiballZ_x.py>`, so the collection's module_utils still come from the zip Ansible built: what a
 #   playbook test proves about packaging the collection stays proven (ansible.module_utils is the venv's, as in the zip).
+# - `playbooks` (playbooks.py's ansible_playbook): ansible-playbook's libraries are imported, and a run is the venv's
+#   `ansible-playbook <args>` script. Ansible reads its settings as it is imported (ansible.cfg and ANSIBLE_*), so a run
+#   is forked only in the server's working directory with the same ansible.cfg, and the runs share ansible's local
+#   temporary directory, where the zips it builds for modules are cached (keep_local_tmp). Each run spent ~0.5 s of CPU
+#   importing before; the suite starts ~130.
 #
 # A run whose environment differs from the server's in a variable the interpreter reads as it starts (PYTHON*, the
 # locale, TZ) or one the imports read is not forked: the server answers "fallback" and the client starts a fresh
@@ -45,6 +50,13 @@ from pathlib import Path
 
 PACKAGE = "ansible_collections.kubesnap.snapshots.plugins.module_utils"
 LIBRARIES = ("ansible.module_utils.basic", "kubernetes", "boto3", "botocore.session", "yaml", "urllib3")
+# What an ansible-playbook run imports, in its own process and in the workers it forks for tasks. Its plugins (strategy,
+# callback, action, connection) are loaded by file by the run itself, as before.
+PLAYBOOK_LIBRARIES = ("ansible.cli.playbook", "ansible.executor.process.worker", "ansible.executor.task_executor",
+                      "ansible.playbook.handler", "ansible.playbook.included_file", "ansible.playbook.role_include",
+                      "ansible.plugins.cache", "ansible.plugins.connection", "ansible.plugins.inventory", "ansible.plugins.shell",
+                      "ansible.plugins.strategy", "ansible.plugins.vars", "ansible.utils.hashing", "multiprocessing.popen_fork",
+                      "multiprocessing.synchronize")
 
 
 class RecordingEnviron(type(os.environ)):  # type: ignore[misc]
@@ -72,7 +84,7 @@ def preload(kind: str) -> dict:
     and those the imports read, with their values (None: unset)."""
     os.environ.__class__ = RecordingEnviron
     try:
-        for name in LIBRARIES:
+        for name in PLAYBOOK_LIBRARIES if kind == "playbooks" else LIBRARIES:
             importlib.import_module(name)
         if kind == "modules":
             package = importlib.import_module(PACKAGE)
@@ -80,14 +92,72 @@ def preload(kind: str) -> dict:
                 importlib.import_module(info.name)
     finally:
         os.environ.__class__ = RecordingEnviron.__bases__[0]
-    # The runs' clients find botocore's JSON read (botocore_models.py, beside this file). Outside the recording: what
-    # is kept, botocore's data files, depends only on the search paths, which key it; the warming Session and client,
-    # which read the AWS_* settings and every proxy variable, are thrown away.
-    importlib.import_module("botocore_models").share_loaded_models("s3", "ec2")
+    if kind == "playbooks":
+        keep_local_tmp()
+    else:
+        # The runs' clients find botocore's JSON read (botocore_models.py, beside this file). Outside the recording:
+        # what is kept, botocore's data files, depends only on the search paths, which key it; the warming Session and
+        # client, which read the AWS_* settings and every proxy variable, are thrown away.
+        importlib.import_module("botocore_models").share_loaded_models("s3", "ec2")
     if kind == "scripts":
         compile_sources_once(Path(__file__).resolve().parents[2] / "plugins")
     read = RecordingEnviron.read | {name for name in os.environ if READ_AT_START.match(name)}
     return {name: os.environ.get(name) for name in read}
+
+
+def keep_local_tmp() -> None:
+    """The playbook runs share ansible's local temporary directory, made as its settings were read at import, and this
+    server removes it when it ends; a run ending must not (ansible registers that removal with atexit, which each run's
+    process calls as it ends, main()).
+
+    So one run's AnsiballZ zips (ansible's ansiballz_cache, keyed by module name) serve the next: built by the real
+    ansible from the same collection files, which no test changes while the suite runs.
+    """
+    # pylint: disable=import-outside-toplevel
+    from ansible import constants
+    from ansible.utils.path import cleanup_tmp_file
+
+    atexit.unregister(cleanup_tmp_file)
+    server_pid = os.getpid()
+    local_tmp = constants.DEFAULT_LOCAL_TMP  # pylint: disable=no-member
+    atexit.register(lambda: os.getpid() == server_pid and cleanup_tmp_file(local_tmp))
+
+
+def config_file() -> tuple:
+    """The ansible.cfg an ansible run would read in this process's environment and directory: (path, its bytes)."""
+    from ansible.config.manager import find_ini_config_file  # pylint: disable=import-outside-toplevel
+
+    path = find_ini_config_file()
+    if path is None:
+        return (None, None)
+    with open(path, "rb") as config:
+        return (path, config.read())
+
+
+class Preloaded:
+    """What a server's runs inherit that depends on how it started: the environment read (preload()), and for
+    ansible-playbook runs the working directory and ansible.cfg, which ansible read as it was imported."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self.env = preload(kind)
+        self.cwd = os.getcwd()
+        self.config = config_file() if kind == "playbooks" else None
+
+    def serves(self, request: dict) -> bool:
+        """Whether a fresh interpreter would have started and imported for `request` as this server did. Called in a
+        handler's process, which it leaves in the request's environment and directory."""
+        if differs(request["env"], self.env):
+            return False
+        if self.kind != "playbooks":
+            return True
+        os.environ.clear()
+        os.environ.update(request["env"])
+        try:
+            os.chdir(request["cwd"])
+            return os.getcwd() == self.cwd and config_file() == self.config
+        except OSError:
+            return False
 
 
 def compile_sources_once(plugins: Path) -> None:
@@ -157,7 +227,7 @@ def run(request: dict, fds: list) -> None:
         runpy.run_path(argv[0], run_name="__main__")
 
 
-def handle(connection: socket.socket, imported_with: dict) -> None:
+def handle(connection: socket.socket, preloaded: Preloaded) -> None:
     """The forked handler: forks the run, reports its pid and then how it ended. Returns only in the run's process.
 
     A client that goes away (killed by a task timeout, Ctrl-C) takes its run with it, as it would a child interpreter.
@@ -165,7 +235,7 @@ def handle(connection: socket.socket, imported_with: dict) -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     try:
         request, fds = receive(connection)
-        if differs(request["env"], imported_with):
+        if not preloaded.serves(request):
             connection.sendall(b"fallback\n")
             os._exit(0)  # pylint: disable=protected-access
         pid = os.fork()
@@ -200,7 +270,7 @@ def serve(kind: str, path: str) -> None:
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen(64)
-    imported_with = preload(kind)
+    preloaded = Preloaded(kind)
     sys.stdout.write(json.dumps({"ready": True}) + "\n")
     sys.stdout.flush()
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the handlers
@@ -215,7 +285,7 @@ def serve(kind: str, path: str) -> None:
             if os.fork() == 0:
                 selector.close()
                 listener.close()
-                handle(connection, imported_with)
+                handle(connection, preloaded)
                 return
             connection.close()
 

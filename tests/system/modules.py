@@ -20,7 +20,9 @@ COLLECTIONS = Path(__file__).resolve().parents[2] / ".cache" / "collections"
 MODULE_SERVER = Path(__file__).with_name("module_server.py")
 # The environment the fork server starts with: this process's before any test changed it.
 BASE_ENV = dict(os.environ)
-# KUBESNAP_TEST_FORK=0 runs every module in a fresh interpreter, as before the fork server.
+# What the tests' ansible-playbook runs have in their environment beside the test's own (playbooks.py).
+PLAYBOOK_ENV = {"ANSIBLE_COLLECTIONS_PATH": str(COLLECTIONS), "ANSIBLE_NOCOLOR": "1", "ANSIBLE_LOCALHOST_WARNING": "false"}
+# KUBESNAP_TEST_FORK=0 runs every module and playbook in a fresh interpreter, as before the fork servers.
 FORK = os.environ.get("KUBESNAP_TEST_FORK", "1") != "0"
 DELTAS = "backup.kubernetes.io/deltas"
 # The modules that take the cycle's Lease (module_utils/module.py's LEASE_SPEC) when they write.
@@ -49,7 +51,7 @@ def run_module(name: str, kubeconfig: str | dict | None, check: bool = False, di
 
 
 class ForkServer:
-    """This process's module_server.py of one kind ("modules" or "scripts"), started on first use."""
+    """This process's module_server.py of one kind ("modules", "scripts" or "playbooks"), started on first use."""
 
     lock = threading.Lock()
     started: dict = {}
@@ -62,17 +64,23 @@ class ForkServer:
                 server = cls.started[kind] = cls(kind)
             return server
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, env: dict | None = None):
+        """A server of `kind` started in `env` (default: the runs' usual environment, environment())."""
         self.directory = tempfile.TemporaryDirectory(prefix=f"kubesnap-{kind}-")
         self.path = os.path.join(self.directory.name, "socket")
         # Its own errors (a handler's traceback) go to a file: pytest's capture at start would be some test's.
         self.log = os.path.join(self.directory.name, "server.log")
         with open(self.log, "w", encoding="utf-8") as log:
             self.process = subprocess.Popen([sys.executable, str(MODULE_SERVER), kind, self.path], stdin=subprocess.PIPE,
-                                            stdout=subprocess.PIPE, stderr=log, env=dict(BASE_ENV, PYTHONPATH=str(COLLECTIONS)), text=True)
+                                            stdout=subprocess.PIPE, stderr=log, env=env or self.environment(kind), text=True)
         if not json.loads(self.process.stdout.readline() or "{}").get("ready"):
             raise AssertionError(f"{MODULE_SERVER.name} {kind} did not start (rc {self.process.poll()}): {self.log_tail()}")
         atexit.register(self.stop)
+
+    @staticmethod
+    def environment(kind: str) -> dict:
+        """The environment a server starts with: that of the runs it is to serve."""
+        return dict(BASE_ENV, **PLAYBOOK_ENV) if kind == "playbooks" else dict(BASE_ENV, PYTHONPATH=str(COLLECTIONS))
 
     def run(self, argv: list, payload: str, env: dict, timeout: float = 600) -> tuple[int, str, str] | None:
         """(returncode, stdout, stderr) of one run, as subprocess.run gives them; None if it must not be forked."""

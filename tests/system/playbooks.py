@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from .modules import COLLECTIONS, FORK, ForkServer
+from .modules import FORK, PLAYBOOK_ENV, ForkServer
 
 FORKED_PYTHON = Path(__file__).with_name("forked_python.py")
 
@@ -36,14 +36,26 @@ def module_interpreter() -> str:
     return str(path)
 
 
+def ansible_playbook(*arguments: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The finished `ansible-playbook <arguments>`, as subprocess.run(capture_output=True, text=True) gives it, in `env`
+    (default: this process's) with the collection's path set.
+
+    The run is forked by this process's "playbooks" server (module_server.py), which has ansible-playbook's libraries
+    imported, unless KUBESNAP_TEST_FORK=0 or the server says it must not be: then it is a fresh process, as before.
+    """
+    env = dict(os.environ if env is None else env, **PLAYBOOK_ENV)
+    command = [str(ANSIBLE_PLAYBOOK), *arguments]
+    forked = ForkServer.shared("playbooks").run(command, "", env) if FORK else None
+    if forked is None:
+        return subprocess.run(command, capture_output=True, text=True, env=env, check=False, timeout=600)
+    return subprocess.CompletedProcess(command, *forked)
+
+
 def play(playbook: str | Path, extra_vars: dict, env: dict | None = None, inventory: str = "localhost,",
          check: bool = False) -> subprocess.CompletedProcess:
     """The finished ansible-playbook process; this Python runs the modules."""
-    env = dict(os.environ if env is None else env, ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS), ANSIBLE_NOCOLOR="1",
-               ANSIBLE_LOCALHOST_WARNING="false")
     extra = {"ansible_python_interpreter": module_interpreter(), **extra_vars}
-    command = [str(ANSIBLE_PLAYBOOK), "-i", inventory, "-e", json.dumps(extra), str(playbook)] + (["--check", "--diff"] if check else [])
-    return subprocess.run(command, capture_output=True, text=True, env=env, check=False, timeout=600)
+    return ansible_playbook("-i", inventory, "-e", json.dumps(extra), str(playbook), *(["--check", "--diff"] if check else []), env=env)
 
 
 def role_play(tmp_path: Path, role: str) -> Path:

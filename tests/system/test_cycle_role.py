@@ -24,7 +24,7 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils.retention impor
 
 from .cluster_helpers import wait_for
 from .modules import COLLECTIONS, DELTAS, run_module
-from .playbooks import module_interpreter
+from .playbooks import ansible_playbook, module_interpreter
 
 ROOT = Path(__file__).resolve().parents[2]
 OWNED = "app.kubernetes.io/managed-by=kubesnap"
@@ -32,11 +32,10 @@ OWNED = "app.kubernetes.io/managed-by=kubesnap"
 
 def run_play(kubeconfig, namespace, env=None, **extra_vars):
     """The packaged cycle playbook on one namespace, its Lease in that namespace too: the finished process."""
-    env = dict(os.environ if env is None else env, ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS), ANSIBLE_NOCOLOR="1")
+    env = dict(os.environ if env is None else env)
     extra = {"snapshot_cycle_kubeconfig": kubeconfig, "snapshot_cycle_namespace": namespace, "snapshot_cycle_lease_namespace": namespace,
              "snapshot_cycle_label_policy": "PT1H P1D", "ansible_python_interpreter": module_interpreter(), **extra_vars}
-    return subprocess.run([str(Path(sys.executable).with_name("ansible-playbook")), "-i", "localhost,", "-e", json.dumps(extra),
-                           "kubesnap.snapshots.cycle"], capture_output=True, text=True, env=env, check=False, timeout=600)
+    return ansible_playbook("-i", "localhost,", "-e", json.dumps(extra), "kubesnap.snapshots.cycle", env=env)
 
 
 def recap(process):

@@ -13,7 +13,6 @@ import random
 import secrets
 import shutil
 import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
@@ -25,8 +24,8 @@ from ansible_collections.kubesnap.snapshots.plugins.module_utils import k8s, res
 
 from .cluster_helpers import wait_for
 from .kubectl import kubectl
-from .modules import COLLECTIONS, run_module
-from .playbooks import module_interpreter
+from .modules import run_module
+from .playbooks import ansible_playbook, module_interpreter
 from .s3_helpers import client_for, s3_params
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -296,11 +295,10 @@ def test_retention_expires_only_our_backups_and_interval_skips_a_run(cluster, na
 
 def run_playbook(name, cluster, moto, **env):
     """A packaged playbook with kube-backup's settings as environment variables: the finished process."""
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS), ANSIBLE_NOCOLOR='1', K8S_AUTH_KUBECONFIG=str(cluster.kubeconfig),
+    env = dict(os.environ, K8S_AUTH_KUBECONFIG=str(cluster.kubeconfig),
                ENDPOINT_URI=moto, AWS_ACCESS_KEY_ID='testing', AWS_SECRET_ACCESS_KEY='testing', AWS_REGION='us-east-1', **env)
-    return subprocess.run([str(Path(sys.executable).with_name('ansible-playbook')), '-i', 'localhost,', '-e',
-                           json.dumps({'ansible_python_interpreter': module_interpreter()}), f'kubesnap.snapshots.{name}'],
-                          capture_output=True, text=True, env=env, check=False, timeout=600)
+    return ansible_playbook('-i', 'localhost,', '-e', json.dumps({'ansible_python_interpreter': module_interpreter()}),
+                            f'kubesnap.snapshots.{name}', env=env)
 
 
 def test_playbooks_take_kube_backups_settings(cluster, kube, moto_server, bucket, flag):

@@ -9,15 +9,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from kubernetes import client
 
-from .modules import COLLECTIONS, DELTAS, run_module
-from .playbooks import module_interpreter
+from .modules import DELTAS, run_module
+from .playbooks import ansible_playbook, module_interpreter
 
 ROOT = Path(__file__).resolve().parents[2]
 ACCOUNT = "kubesnap-restore"
@@ -102,10 +101,8 @@ def run_as(env: dict, name: str, **args) -> dict:
 
 
 def play(env: dict, playbook: str, **extra_vars) -> subprocess.CompletedProcess:
-    env = dict(env, ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS), ANSIBLE_NOCOLOR="1")
     extra = {"ansible_python_interpreter": module_interpreter(), **extra_vars}
-    process = subprocess.run([str(Path(sys.executable).with_name("ansible-playbook")), "-i", "localhost,", "-e", json.dumps(extra),
-                              f"kubesnap.snapshots.{playbook}"], capture_output=True, text=True, env=env, check=False, timeout=600)
+    process = ansible_playbook("-i", "localhost,", "-e", json.dumps(extra), f"kubesnap.snapshots.{playbook}", env=env)
     assert env["K8S_AUTH_API_KEY"] not in process.stdout + process.stderr, f"{playbook} printed the token"
     return process
 

@@ -7,18 +7,14 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from kubernetes import client
 
 from .cluster_helpers import wait_for
-from .modules import COLLECTIONS, DELTAS, run_module
-from .playbooks import module_interpreter
+from .modules import DELTAS, run_module
+from .playbooks import ansible_playbook, module_interpreter
 
 LAST_VERIFIED = "kubesnap.io/last-restore-verified"
 RESTORED_FROM = "kubesnap.io/restored-from"
@@ -27,11 +23,9 @@ RESTORED_FROM = "kubesnap.io/restored-from"
 def drill(cluster, lease_namespace, **extra_vars):
     """The playbook's run. Its restores take the cycle's Lease where the snapshot_cycle role's variables say (in the test's
     namespace here, so that tests run side by side)."""
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS), ANSIBLE_NOCOLOR="1")
     extra = {"drill_kubeconfig": str(cluster.kubeconfig), "ansible_python_interpreter": module_interpreter(),
              "snapshot_cycle_lease_namespace": lease_namespace, **extra_vars}
-    return subprocess.run([str(Path(sys.executable).with_name("ansible-playbook")), "-i", "localhost,", "-e", json.dumps(extra),
-                           "kubesnap.snapshots.restore_drill"], capture_output=True, text=True, env=env, check=False, timeout=600)
+    return ansible_playbook("-i", "localhost,", "-e", json.dumps(extra), "kubesnap.snapshots.restore_drill")
 
 
 @pytest.fixture

@@ -5,26 +5,20 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 from kubernetes import client
 
-from .modules import COLLECTIONS, run_module
-from .playbooks import module_interpreter
+from .modules import run_module
+from .playbooks import ansible_playbook, module_interpreter
 
 HOLD = "kubesnap.io/hold"
 RESTORED_FROM = "kubesnap.io/restored-from"
 
 
 def play(cluster, namespace, claim, **extra_vars):
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS), ANSIBLE_NOCOLOR="1")
     extra = {"restore_kubeconfig": str(cluster.kubeconfig), "restore_namespace": namespace, "restore_claim": claim,
              "restore_lease_namespace": namespace, "ansible_python_interpreter": module_interpreter(), **extra_vars}
-    return subprocess.run([str(Path(sys.executable).with_name("ansible-playbook")), "-i", "localhost,", "-e", json.dumps(extra),
-                           "kubesnap.snapshots.restore"], capture_output=True, text=True, env=env, check=False, timeout=600)
+    return ansible_playbook("-i", "localhost,", "-e", json.dumps(extra), "kubesnap.snapshots.restore")
 
 
 def pod_template(claim):

@@ -8,14 +8,13 @@ import json
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from .modules import COLLECTIONS, DELTAS
-from .playbooks import module_interpreter
+from .modules import DELTAS
+from .playbooks import ansible_playbook, module_interpreter
 from .ping_listener import PingListener
 
 
@@ -38,13 +37,13 @@ def run_snapshot(inventory_path: Path, ping_env: str | None = None, *, check: bo
                  **extra_vars) -> subprocess.CompletedProcess:
     """The playbook over the inventory (with --check when `check`, `env` added to its environment); `ping_env` is
     PING_URL in its environment (k8s-snapshots' setting)."""
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS), ANSIBLE_NOCOLOR="1", ANSIBLE_FORKS="5", **(env or {}))
+    env = dict(os.environ, **(env or {}))
     env.pop("PING_URL", None)
     if ping_env:
         env["PING_URL"] = ping_env
     extra = {"snapshot_cycle_label_policy": "PT1H P1D", "ansible_python_interpreter": module_interpreter(), **extra_vars}
-    return subprocess.run([str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(inventory_path), "-e", json.dumps(extra),
-                           *(["--check"] if check else []), "kubesnap.snapshots.snapshot"], capture_output=True, text=True, env=env, check=False, timeout=600)
+    return ansible_playbook("-i", str(inventory_path), "--forks", "5", "-e", json.dumps(extra), *(["--check"] if check else []),
+                            "kubesnap.snapshots.snapshot", env=env)
 
 
 def recap(process) -> dict:

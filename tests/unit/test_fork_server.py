@@ -117,3 +117,73 @@ def test_a_collection_source_compiled_in_the_server_is_the_code_the_runs_zip_wou
     for text in (source, source + b"# another copy of the collection\r\n"):  # found in the server; compiled in the run
         expected = compile(text.replace(b"\r\n", b"\n"), inside, "exec", dont_inherit=True)
         assert shape(zipimport._compile_source(inside, text)) == shape(expected)  # pylint: disable=protected-access
+
+
+PLAY = """
+- hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - ansible.builtin.ping:
+    - ansible.builtin.debug: {msg: "{{ lookup('ansible.builtin.env', 'PROBE') }} {{ ansible_config_file }}"}
+    - ansible.builtin.fail: {msg: "stops here"}
+      when: stop | bool
+"""
+
+
+def playbook_run(playbook, env, stop):
+    return [str(playbooks.ANSIBLE_PLAYBOOK), "-i", "localhost,", "-e",
+            json.dumps({"ansible_python_interpreter": playbooks.module_interpreter(), "stop": stop}), str(playbook)]
+
+
+@pytest.mark.parametrize("stop", [False, True])
+def test_a_forked_ansible_playbook_run_answers_as_a_fresh_one_does(tmp_path, stop):
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(PLAY, encoding="utf-8")
+    env = dict(modules.BASE_ENV, **modules.PLAYBOOK_ENV, PROBE="from-the-request")
+    forked = modules.ForkServer.shared("playbooks").run(playbook_run(playbook, env, stop), "", env)
+    fresh = subprocess.run(playbook_run(playbook, env, stop), capture_output=True, text=True, env=env, check=False)
+    assert forked is not None, "not forked"
+    assert forked == (fresh.returncode, fresh.stdout, fresh.stderr) and fresh.returncode == (2 if stop else 0), forked
+    assert '"msg": "from-the-request "' in fresh.stdout and ("stops here" in fresh.stdout) == stop, fresh.stdout
+
+
+def test_ansible_playbook_runs_read_settings_as_the_server_did_or_are_not_forked(tmp_path, monkeypatch):
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(PLAY, encoding="utf-8")
+    config = tmp_path / "ansible.cfg"
+    config.write_text("[defaults]\nforks = 3\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    server = modules.ForkServer("playbooks")  # started here, where ansible.cfg is: it imported ansible with that file
+    try:
+        env = dict(modules.BASE_ENV, **modules.PLAYBOOK_ENV, PROBE="p")
+        forked = server.run(playbook_run(playbook, env, False), "", env)
+        assert forked is not None and f'"msg": "p {config}"' in forked[1], forked
+        # ansible read ANSIBLE_* as it was imported, and where it found ansible.cfg and what the file said.
+        assert server.run(playbook_run(playbook, env, False), "", dict(env, ANSIBLE_FORKS="4")) is None
+        monkeypatch.chdir(tmp_path.parent)
+        assert server.run(playbook_run(playbook, env, False), "", env) is None
+        monkeypatch.chdir(tmp_path)
+        config.write_text("[defaults]\nforks = 4\n", encoding="utf-8")
+        assert server.run(playbook_run(playbook, env, False), "", env) is None
+        config.write_text("[defaults]\nforks = 3\n", encoding="utf-8")
+        assert server.run(playbook_run(playbook, env, False), "", env) is not None
+    finally:
+        server.stop()
+
+
+def test_ansible_playbook_runs_share_the_servers_local_tmp_which_it_removes_as_it_ends(tmp_path):
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(PLAY, encoding="utf-8")
+    local_tmp = tmp_path / "local"
+    env = dict(modules.BASE_ENV, **modules.PLAYBOOK_ENV, ANSIBLE_LOCAL_TEMP=str(local_tmp))
+    server = modules.ForkServer("playbooks", env)
+    try:
+        for _run in range(2):
+            assert server.run(playbook_run(playbook, env, False), "", env)[0] == 0
+        [shared] = local_tmp.iterdir()  # the runs made none of their own
+        assert shared.name.startswith(f"ansible-local-{server.process.pid}")
+        assert (shared / "ansiballz_cache" / "ansible.modules.ping-ZIP_DEFLATED-none").is_file()
+    finally:
+        server.stop()
+    assert not shared.exists()
