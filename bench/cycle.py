@@ -362,7 +362,7 @@ class Bench:
         self.core, self.custom = client.CoreV1Api(helper), client.CustomObjectsApi(helper)
         self.audit = HELPERS.AuditLog(state["audit_log"])
         self.admin = state["admin_user"]
-        self.controller_users = [user for user in CLUSTER.client_users() if user != self.admin]
+        self.controller_users = list(CLUSTER.component_users())
         self.env = dict(os.environ, KUBECONFIG=str(self.kubeconfig))
         self.namespaces = []
         self.bench_venv = None

@@ -10,22 +10,24 @@
 #   run is `python <AnsiballZ_x.py>`, so the collection's module_utils still come from the zip Ansible built: what a
 #   playbook test proves about packaging the collection stays proven (ansible.module_utils is the venv's, as in the zip).
 # - `playbooks` (playbooks.py's ansible_playbook): ansible-playbook's libraries are imported, and a run is the venv's
-#   `ansible-playbook <args>` script. Ansible reads its settings as it is imported (ansible.cfg and ANSIBLE_*), so a run
-#   is forked only in the server's working directory with the same ansible.cfg, and the runs share ansible's local
-#   temporary directory, where the zips it builds for modules are cached (keep_local_tmp). Each run spent ~0.5 s of CPU
-#   importing before; the suite starts ~130.
+#   `ansible-playbook <args>` script: ~0.5 s less CPU per run, of which the suite has ~130. Ansible reads its settings
+#   as it is imported (ansible.cfg, ANSIBLE_*), so a run is forked only where a fresh one would have read the same
+#   (ansible_runs.py); the runs share ansible's local temporary directory, and so the zips it builds for modules.
 #
 # A run whose environment differs from the server's in a variable the interpreter reads as it starts (PYTHON*, the
-# locale, TZ) or one the imports read is not forked: the server answers "fallback" and the client starts a fresh
-# interpreter. What stays the server's: the modules already imported (a run that uses a module it never imports works
-# here and not in a fresh interpreter; `KUBESNAP_TEST_FORK=0 make integration` runs every module fresh) and the hash
-# seed (one per server, not one per run). Also the server's, and read-only: botocore's data files as read once
-# (botocore_models.py) and, in the scripts server, the collection's plugin files as compiled once (compile_sources_once).
+# locale, TZ) or one the imports read is not forked: the server answers "fallback" (and says why in its log) and
+# the client starts a fresh interpreter. A run's PATH is what the venv's path hook makes it in a fresh one (enter()).
+# What stays the server's: the modules already imported (a run that uses a
+# module it never imports works here and not in a fresh interpreter; `KUBESNAP_TEST_FORK=0 make integration` runs every
+# module and playbook fresh) and the hash seed (one per server, not one per run). Also the server's, and read-only:
+# botocore's data files as read once (botocore_models.py), in the scripts server the collection's plugin files as
+# compiled once (compile_sources_once), and in the playbooks server ansible's local temporary directory.
 #
 # Protocol, one connection per run on a Unix socket: the client sends a length-prefixed JSON request (argv, env, cwd)
 # with three file descriptors (stdin, stdout, stderr); a forked handler forks the run and writes "pid <n>\n", then
 # "status <wait status>\n" when it ends. The server exits when its stdin closes (its client ended).
-"""Runs collection modules (or AnsiballZ scripts) in processes forked from one that has their libraries imported."""
+"""Runs collection modules, AnsiballZ scripts or ansible-playbook in processes forked from one that has their libraries
+imported."""
 
 from __future__ import annotations
 
@@ -42,6 +44,7 @@ import signal
 import socket
 import struct
 import sys
+import sysconfig
 import threading
 import traceback
 import types
@@ -50,13 +53,6 @@ from pathlib import Path
 
 PACKAGE = "ansible_collections.kubesnap.snapshots.plugins.module_utils"
 LIBRARIES = ("ansible.module_utils.basic", "kubernetes", "boto3", "botocore.session", "yaml", "urllib3")
-# What an ansible-playbook run imports, in its own process and in the workers it forks for tasks. Its plugins (strategy,
-# callback, action, connection) are loaded by file by the run itself, as before.
-PLAYBOOK_LIBRARIES = ("ansible.cli.playbook", "ansible.executor.process.worker", "ansible.executor.task_executor",
-                      "ansible.playbook.handler", "ansible.playbook.included_file", "ansible.playbook.role_include",
-                      "ansible.plugins.cache", "ansible.plugins.connection", "ansible.plugins.inventory", "ansible.plugins.shell",
-                      "ansible.plugins.strategy", "ansible.plugins.vars", "ansible.utils.hashing", "multiprocessing.popen_fork",
-                      "multiprocessing.synchronize")
 
 
 class RecordingEnviron(type(os.environ)):  # type: ignore[misc]
@@ -71,12 +67,15 @@ class RecordingEnviron(type(os.environ)):  # type: ignore[misc]
 
 # Read by the interpreter as it starts, not through os.environ: the path, the hash seed, the locale, the time zone.
 READ_AT_START = re.compile(r"PYTHON|LC_|LANG$|TZ$")
+# The venv's path hook (Makefile) puts its bin/ first on PATH as an interpreter starts, unless PATH has it.
+PATH_HOOK = Path(sysconfig.get_paths()["purelib"]) / "kubesnap-venv-path.pth"
 
 
-def differs(env: dict, imported_with: dict) -> bool:
-    """Whether a fresh interpreter with `env` could have started or imported otherwise than this server did."""
+def difference(env: dict, imported_with: dict) -> str | None:
+    """A variable for which a fresh interpreter with `env` could have started or imported otherwise than this server
+    did; None if there is none."""
     names = set(imported_with) | {name for name in set(env) | set(imported_with) if READ_AT_START.match(name)}
-    return any(env.get(name) != imported_with.get(name) for name in names)
+    return next((name for name in sorted(names) if env.get(name) != imported_with.get(name)), None)
 
 
 def preload(kind: str) -> dict:
@@ -84,7 +83,7 @@ def preload(kind: str) -> dict:
     and those the imports read, with their values (None: unset)."""
     os.environ.__class__ = RecordingEnviron
     try:
-        for name in PLAYBOOK_LIBRARIES if kind == "playbooks" else LIBRARIES:
+        for name in importlib.import_module("ansible_runs").LIBRARIES if kind == "playbooks" else LIBRARIES:
             importlib.import_module(name)
         if kind == "modules":
             package = importlib.import_module(PACKAGE)
@@ -92,9 +91,7 @@ def preload(kind: str) -> dict:
                 importlib.import_module(info.name)
     finally:
         os.environ.__class__ = RecordingEnviron.__bases__[0]
-    if kind == "playbooks":
-        keep_local_tmp()
-    else:
+    if kind != "playbooks":
         # The runs' clients find botocore's JSON read (botocore_models.py, beside this file). Outside the recording:
         # what is kept, botocore's data files, depends only on the search paths, which key it; the warming Session and
         # client, which read the AWS_* settings and every proxy variable, are thrown away.
@@ -105,59 +102,40 @@ def preload(kind: str) -> dict:
     return {name: os.environ.get(name) for name in read}
 
 
-def keep_local_tmp() -> None:
-    """The playbook runs share ansible's local temporary directory, made as its settings were read at import, and this
-    server removes it when it ends; a run ending must not (ansible registers that removal with atexit, which each run's
-    process calls as it ends, main()).
-
-    So one run's AnsiballZ zips (ansible's ansiballz_cache, keyed by module name) serve the next: built by the real
-    ansible from the same collection files, which no test changes while the suite runs.
-    """
-    # pylint: disable=import-outside-toplevel
-    from ansible import constants
-    from ansible.utils.path import cleanup_tmp_file
-
-    atexit.unregister(cleanup_tmp_file)
-    server_pid = os.getpid()
-    local_tmp = constants.DEFAULT_LOCAL_TMP  # pylint: disable=no-member
-    atexit.register(lambda: os.getpid() == server_pid and cleanup_tmp_file(local_tmp))
-
-
-def config_file() -> tuple:
-    """The ansible.cfg an ansible run would read in this process's environment and directory: (path, its bytes)."""
-    from ansible.config.manager import find_ini_config_file  # pylint: disable=import-outside-toplevel
-
-    path = find_ini_config_file()
-    if path is None:
-        return (None, None)
-    with open(path, "rb") as config:
-        return (path, config.read())
-
-
 class Preloaded:
     """What a server's runs inherit that depends on how it started: the environment read (preload()), and for
-    ansible-playbook runs the working directory and ansible.cfg, which ansible read as it was imported."""
+    ansible-playbook runs what else ansible's import read (ansible_runs.ImportedAnsible)."""
 
     def __init__(self, kind: str):
-        self.kind = kind
         self.env = preload(kind)
-        self.cwd = os.getcwd()
-        self.config = config_file() if kind == "playbooks" else None
+        self.ansible = importlib.import_module("ansible_runs").ImportedAnsible() if kind == "playbooks" else None
 
-    def serves(self, request: dict) -> bool:
-        """Whether a fresh interpreter would have started and imported for `request` as this server did. Called in a
-        handler's process, which it leaves in the request's environment and directory."""
-        if differs(request["env"], self.env):
-            return False
-        if self.kind != "playbooks":
-            return True
-        os.environ.clear()
-        os.environ.update(request["env"])
+    def refusal(self, request: dict) -> str | None:
+        """Why a fresh interpreter might have started or imported otherwise for `request` than this server did; None
+        if it would not. Called in a handler's process, which it leaves as the run will be (enter())."""
+        name = difference(request["env"], self.env)
+        if name is not None:
+            return f"{name} differs from the server's"
         try:
-            os.chdir(request["cwd"])
-            return os.getcwd() == self.cwd and config_file() == self.config
-        except OSError:
-            return False
+            enter(request)
+        except OSError as exc:
+            return f"its working directory: {exc}"
+        return None if self.ansible is None else self.ansible.refusal(request["argv"])
+
+    def prepare(self) -> None:
+        """Makes a forked run's process what a fresh interpreter's would be where forking changed it."""
+        if self.ansible is not None:
+            importlib.import_module("ansible_runs").as_a_fresh_process()
+
+
+def enter(request: dict) -> None:
+    """This process in the request's environment, as an interpreter started in it has it, and working directory."""
+    os.environ.clear()
+    os.environ.update(request["env"])
+    bin_dir = os.path.dirname(sys.executable)
+    if PATH_HOOK.exists() and bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
+    os.chdir(request["cwd"])
 
 
 def compile_sources_once(plugins: Path) -> None:
@@ -203,7 +181,7 @@ def receive(connection: socket.socket) -> tuple[dict, list]:
     return json.loads(data), fds
 
 
-def run(request: dict, fds: list) -> None:
+def run(request: dict, fds: list, preloaded: Preloaded) -> None:
     """The forked run, set up as the interpreter would be for `python -m <module>` or `python <script> args...`.
 
     What it runs then ends the process by sys.exit or an error, as it would end an interpreter (main() below).
@@ -211,9 +189,8 @@ def run(request: dict, fds: list) -> None:
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
         os.close(fd)
-    os.environ.clear()
-    os.environ.update(request["env"])
-    os.chdir(request["cwd"])
+    enter(request)
+    preloaded.prepare()
     argv = request["argv"]
     # sys.path[0] is this file's directory here; an interpreter puts the working directory there for -m, or the
     # script's directory.
@@ -235,7 +212,9 @@ def handle(connection: socket.socket, preloaded: Preloaded) -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     try:
         request, fds = receive(connection)
-        if not preloaded.serves(request):
+        refusal = preloaded.refusal(request)
+        if refusal is not None:
+            print(f"fallback: {' '.join(request['argv'])[:200]}: {refusal}", file=sys.stderr, flush=True)
             connection.sendall(b"fallback\n")
             os._exit(0)  # pylint: disable=protected-access
         pid = os.fork()
@@ -244,7 +223,7 @@ def handle(connection: socket.socket, preloaded: Preloaded) -> None:
         os._exit(1)  # pylint: disable=protected-access
     if pid == 0:
         connection.close()
-        run(request, fds)
+        run(request, fds, preloaded)
         return
     try:
         for fd in fds:

@@ -18,8 +18,9 @@ from .forked_python import LostRun, ask
 
 COLLECTIONS = Path(__file__).resolve().parents[2] / ".cache" / "collections"
 MODULE_SERVER = Path(__file__).with_name("module_server.py")
-# The environment the fork server starts with: this process's before any test changed it.
+# The environment and working directory the fork servers start in: this process's before any test changed them.
 BASE_ENV = dict(os.environ)
+BASE_CWD = os.getcwd()
 # What the tests' ansible-playbook runs have in their environment beside the test's own (playbooks.py).
 PLAYBOOK_ENV = {"ANSIBLE_COLLECTIONS_PATH": str(COLLECTIONS), "ANSIBLE_NOCOLOR": "1", "ANSIBLE_LOCALHOST_WARNING": "false"}
 # KUBESNAP_TEST_FORK=0 runs every module and playbook in a fresh interpreter, as before the fork servers.
@@ -64,15 +65,18 @@ class ForkServer:
                 server = cls.started[kind] = cls(kind)
             return server
 
-    def __init__(self, kind: str, env: dict | None = None):
-        """A server of `kind` started in `env` (default: the runs' usual environment, environment())."""
+    def __init__(self, kind: str, env: dict | None = None, cwd: str | None = None):
+        """A server of `kind` started in `env` (default: the runs' usual environment, environment()) and `cwd` (default:
+        BASE_CWD)."""
         self.directory = tempfile.TemporaryDirectory(prefix=f"kubesnap-{kind}-")
         self.path = os.path.join(self.directory.name, "socket")
-        # Its own errors (a handler's traceback) go to a file: pytest's capture at start would be some test's.
+        # Its own errors (a handler's traceback) and why it did not fork a run go to a file: pytest's capture at start
+        # would be some test's.
         self.log = os.path.join(self.directory.name, "server.log")
+        env = self.environment(kind) if env is None else env
         with open(self.log, "w", encoding="utf-8") as log:
             self.process = subprocess.Popen([sys.executable, str(MODULE_SERVER), kind, self.path], stdin=subprocess.PIPE,
-                                            stdout=subprocess.PIPE, stderr=log, env=env or self.environment(kind), text=True)
+                                            stdout=subprocess.PIPE, stderr=log, env=env, cwd=cwd or BASE_CWD, text=True)
         if not json.loads(self.process.stdout.readline() or "{}").get("ready"):
             raise AssertionError(f"{MODULE_SERVER.name} {kind} did not start (rc {self.process.poll()}): {self.log_tail()}")
         atexit.register(self.stop)

@@ -38,7 +38,8 @@ def module_interpreter() -> str:
 
 def ansible_playbook(*arguments: str, env: dict | None = None) -> subprocess.CompletedProcess:
     """The finished `ansible-playbook <arguments>`, as subprocess.run(capture_output=True, text=True) gives it, in `env`
-    (default: this process's) with the collection's path set.
+    (default: this process's) with PLAYBOOK_ENV's settings over it: the collection's path, no colour, no warning about
+    an implicit localhost.
 
     The run is forked by this process's "playbooks" server (module_server.py), which has ansible-playbook's libraries
     imported, unless KUBESNAP_TEST_FORK=0 or the server says it must not be: then it is a fresh process, as before.

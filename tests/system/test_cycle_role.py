@@ -32,7 +32,6 @@ OWNED = "app.kubernetes.io/managed-by=kubesnap"
 
 def run_play(kubeconfig, namespace, env=None, **extra_vars):
     """The packaged cycle playbook on one namespace, its Lease in that namespace too: the finished process."""
-    env = dict(os.environ if env is None else env)
     extra = {"snapshot_cycle_kubeconfig": kubeconfig, "snapshot_cycle_namespace": namespace, "snapshot_cycle_lease_namespace": namespace,
              "snapshot_cycle_label_policy": "PT1H P1D", "ansible_python_interpreter": module_interpreter(), **extra_vars}
     return ansible_playbook("-i", "localhost,", "-e", json.dumps(extra), "kubesnap.snapshots.cycle", env=env)

@@ -154,7 +154,7 @@ def test_ansible_playbook_runs_read_settings_as_the_server_did_or_are_not_forked
     config = tmp_path / "ansible.cfg"
     config.write_text("[defaults]\nforks = 3\n", encoding="utf-8")
     monkeypatch.chdir(tmp_path)
-    server = modules.ForkServer("playbooks")  # started here, where ansible.cfg is: it imported ansible with that file
+    server = modules.ForkServer("playbooks", cwd=str(tmp_path))  # where ansible.cfg is: it imported ansible with that file
     try:
         env = dict(modules.BASE_ENV, **modules.PLAYBOOK_ENV, PROBE="p")
         forked = server.run(playbook_run(playbook, env, False), "", env)
@@ -187,3 +187,88 @@ def test_ansible_playbook_runs_share_the_servers_local_tmp_which_it_removes_as_i
     finally:
         server.stop()
     assert not shared.exists()
+
+
+def test_a_run_elsewhere_is_not_forked_even_where_it_finds_the_same_ansible_cfg(tmp_path, monkeypatch):
+    # Relative settings were resolved against the server's directory as ansible was imported.
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(PLAY, encoding="utf-8")
+    config = tmp_path / "ansible.cfg"
+    config.write_text("[defaults]\nforks = 3\n", encoding="utf-8")
+    env = dict(modules.BASE_ENV, **modules.PLAYBOOK_ENV, ANSIBLE_CONFIG=str(config))
+    server = modules.ForkServer("playbooks", env, cwd=str(tmp_path))
+    try:
+        monkeypatch.chdir(tmp_path)
+        assert server.run(playbook_run(playbook, env, False), "", env) is not None
+        monkeypatch.chdir(tmp_path.parent)
+        assert server.run(playbook_run(playbook, env, False), "", env) is None
+        assert f"fallback: {playbooks.ANSIBLE_PLAYBOOK}" in server.log_tail() and f"imported ansible in {tmp_path}" in server.log_tail()
+    finally:
+        server.stop()
+
+
+def test_a_server_whose_import_of_ansible_warned_forks_no_run(tmp_path):
+    # The warning went to the server's log as it imported ansible: a fresh run shows it to whoever started it.
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(PLAY, encoding="utf-8")
+    config = tmp_path / "ansible.cfg"
+    config.write_text("[defaults]\njinja2_native = True\n", encoding="utf-8")
+    env = dict(modules.BASE_ENV, **modules.PLAYBOOK_ENV, ANSIBLE_CONFIG=str(config))
+    server = modules.ForkServer("playbooks", env)
+    try:
+        assert server.run(playbook_run(playbook, env, False), "", env) is None
+        fresh = subprocess.run(playbook_run(playbook, env, False), capture_output=True, text=True, env=env, check=False)
+        assert "DEFAULT_JINJA2_NATIVE" in fresh.stderr and "ansible warned as the server imported it" in server.log_tail()
+    finally:
+        server.stop()
+
+
+def test_a_run_that_may_find_modules_the_shared_zips_do_not_hold_is_not_forked(tmp_path):
+    # Ansible keys the zips it builds by module name alone.
+    collections = tmp_path / "collections"
+    modules_dir = collections / "ansible_collections" / "acme" / "demo" / "plugins" / "modules"
+    modules_dir.mkdir(parents=True)
+    (modules_dir.parents[1] / "galaxy.yml").write_text("namespace: acme\nname: demo\nversion: 1.0.0\n", encoding="utf-8")
+    module = modules_dir / "say.py"
+    module.write_text("from ansible.module_utils.basic import AnsibleModule\nAnsibleModule({}).exit_json(said='first')\n", encoding="utf-8")
+    playbook = tmp_path / "plays" / "play.yml"
+    playbook.parent.mkdir()
+    playbook.write_text("- hosts: localhost\n  connection: local\n  gather_facts: false\n  tasks:\n    - acme.demo.say:\n", encoding="utf-8")
+    env = dict(modules.BASE_ENV, **dict(modules.PLAYBOOK_ENV, ANSIBLE_COLLECTIONS_PATH=str(collections)))
+    server = modules.ForkServer("playbooks", env)
+    try:
+        command = playbook_run(playbook, env, False)
+        assert server.run(command, "", env)[0] == 0
+        assert server.run(command[:1] + ["-M", str(tmp_path)] + command[1:], "", env) is None
+        (playbook.parent / "library").mkdir()
+        assert server.run(command, "", env) is None
+        (playbook.parent / "library").rmdir()
+        assert server.run(command, "", env)[0] == 0
+        module.write_text(module.read_text(encoding="utf-8").replace("first", "second"), encoding="utf-8")
+        assert server.run(command, "", env) is None
+        assert "plugin files changed" in server.log_tail()
+    finally:
+        server.stop()
+
+
+def test_a_forked_runs_writes_hold_ansibles_stream_lock_again(tmp_path):
+    # Display makes stdout's writes take its lock, and drops the lock in forked children: a run forked twice (server,
+    # handler) takes it again, as a fresh ansible-playbook's process does before it forks workers.
+    script = tmp_path / "probe.py"
+    script.write_text(
+        "import os, sys, threading, time\n"
+        "from ansible.utils.display import Display\n"
+        "lock = Display()._lock\n"
+        "held = threading.Event()\n"
+        "def hold():\n"
+        "    with lock:\n"
+        "        held.set()\n"
+        "        time.sleep(1)\n"
+        "threading.Thread(target=hold).start()\n"
+        "held.wait()\n"
+        "started = time.monotonic()\n"
+        "sys.stdout.buffer.write(b'x')\n"
+        "os.write(2, b'%.1f' % (time.monotonic() - started))\n", encoding="utf-8")
+    env = dict(modules.BASE_ENV, **modules.PLAYBOOK_ENV)
+    returncode, stdout, stderr = modules.ForkServer.shared("playbooks").run([str(script)], "", env)
+    assert (returncode, stdout) == (0, "x") and float(stderr) >= 0.5, stderr
