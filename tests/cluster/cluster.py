@@ -243,14 +243,15 @@ def stage_crds(cache: Path) -> None:
 
 
 def generate_pki(site: Site = SITE_A) -> None:
-    """CA, apiserver serving cert, the admin's client cert, the components' tokens, SA key pair (each site its own CA)."""
+    """CA, apiserver serving cert, a client cert per user, the components' tokens, SA key pair (each site its own CA)."""
     # Imported here so `down` and `status` work without the dev requirements.
     from cryptography import x509  # pylint: disable=import-outside-toplevel
     from cryptography.hazmat.primitives import hashes, serialization  # pylint: disable=import-outside-toplevel
     from cryptography.hazmat.primitives.asymmetric import ec  # pylint: disable=import-outside-toplevel
     from cryptography.x509.oid import NameOID  # pylint: disable=import-outside-toplevel
 
-    if (site.pki / "ca.crt").exists() and (site.pki / TOKEN_FILE).exists():  # a pki/ of before the tokens is made anew
+    # A pki/ missing a file this version makes (one of before the tokens) is made anew.
+    if all((site.pki / name).exists() for name in ["ca.crt", TOKEN_FILE, *(f"{user}.crt" for user in [ADMIN_USER, *component_users()])]):
         return
     tmp = site.run / "pki.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -294,12 +295,14 @@ def generate_pki(site: Site = SITE_A) -> None:
         ca_key,
         ca_cert,
     )
-    # The tests' user (cluster admin: system:masters) has a client certificate, as most kubeconfigs do.
-    subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"), x509.NameAttribute(NameOID.COMMON_NAME, ADMIN_USER)])
-    issue(ADMIN_USER, subject, [leaf_usage, (x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.CLIENT_AUTH]), False)], ca_key, ca_cert)
-    # The components have bearer tokens: the apiserver verifies a client certificate's chain on every request (an ECDSA
-    # verify, profiled at ~7% of its CPU mid-suite), and the components send three quarters of the requests. Distinct
-    # user names keep them apart in the audit log; all are cluster admins, so no RBAC setup is needed for them.
+    # Distinct user names keep the components apart in the audit log; all are cluster admins (system:masters), so no
+    # RBAC setup is needed for them. Each has a client certificate (the tests' kubeconfig has the admin's, test_exec
+    # calls as a component), and each component also a bearer token, which its kubeconfig holds: the apiserver verifies
+    # a client certificate's chain on every request (an ECDSA verify, profiled at ~7% of its CPU mid-suite), and the
+    # components send three quarters of the requests.
+    for user in [ADMIN_USER, *component_users()]:
+        subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"), x509.NameAttribute(NameOID.COMMON_NAME, user)])
+        issue(user, subject, [leaf_usage, (x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.CLIENT_AUTH]), False)], ca_key, ca_cert)
     (tmp / TOKEN_FILE).write_text("".join(f'{secrets.token_hex(24)},{user},{user},"system:masters"\n' for user in component_users()),
                                   encoding="utf-8")
     sa_key = ec.generate_private_key(ec.SECP256R1())
