@@ -261,6 +261,7 @@ def generate_pki(site: Site = SITE_A) -> None:
     def write_key(name: str, key) -> None:
         pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
         (tmp / f"{name}.key").write_bytes(pem)
+        (tmp / f"{name}.key").chmod(0o600)
 
     def issue(name: str, subject: x509.Name, extensions, ca_key=None, ca_cert=None):
         key = ec.generate_private_key(ec.SECP256R1())
@@ -305,6 +306,7 @@ def generate_pki(site: Site = SITE_A) -> None:
         issue(user, subject, [leaf_usage, (x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.CLIENT_AUTH]), False)], ca_key, ca_cert)
     (tmp / TOKEN_FILE).write_text("".join(f'{secrets.token_hex(24)},{user},{user},"system:masters"\n' for user in component_users()),
                                   encoding="utf-8")
+    (tmp / TOKEN_FILE).chmod(0o600)
     sa_key = ec.generate_private_key(ec.SECP256R1())
     write_key("sa", sa_key)
     (tmp / "sa.pub").write_bytes(sa_key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))

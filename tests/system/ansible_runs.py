@@ -18,7 +18,6 @@ LIBRARIES = ("ansible.cli.playbook", "ansible.executor.process.worker", "ansible
              "ansible.plugins.cache", "ansible.plugins.connection", "ansible.plugins.inventory", "ansible.plugins.shell",
              "ansible.plugins.strategy", "ansible.plugins.vars", "ansible.utils.hashing", "multiprocessing.popen_fork",
              "multiprocessing.synchronize")
-MODULE_PATH_OPTIONS = ("-M", "--module-path")
 
 # pylint: disable=import-outside-toplevel  # ansible is imported by module_server.preload, inside its recording
 
@@ -56,8 +55,9 @@ def keep_local_tmp() -> None:
     process calls as it ends, module_server.main()).
 
     So the AnsiballZ zips a run builds (ansible's ansiballz_cache) serve the next runs. Ansible keys them by the
-    module's name alone, which names one file only while no run brings modules of its own and no collection file
-    changes: ImportedAnsible.refusal sends every other run to a fresh process.
+    module's full name (with the compression and extensions), which names one content only while no run brings modules
+    or module_utils of its own and no collection file changes: ImportedAnsible.refusal sends every other run to a
+    fresh process.
     """
     from ansible import constants
     from ansible.utils.path import cleanup_tmp_file
@@ -102,15 +102,26 @@ def plugin_files() -> dict:
 
 
 def modules_beside(argv: list) -> str | None:
-    """Why modules other than the collections' might serve this run: a module path given, or a playbook (or inventory)
-    file with a library/ or collections/ folder beside it or under its roles; None if neither."""
-    if any(arg in MODULE_PATH_OPTIONS or arg.startswith("--module-path=") for arg in argv):
+    """Why modules or module_utils other than the collections' might serve this run: a module path given, or a file
+    named on the command line (a playbook, an inventory) with a library/, module_utils/ or collections/ folder beside
+    it or under its roles; None if neither. Playbooks that one of those imports from elsewhere are not looked at."""
+    from ansible import context
+    from ansible.cli.playbook import PlaybookCLI
+
+    if os.path.basename(argv[0]) != "ansible-playbook":  # a script of a test's own (tests/unit/test_fork_server.py)
+        return None
+    try:
+        PlaybookCLI(list(argv)).parse()  # as the run will read them: -M/x, --module-path=x and --mod x alike
+    except (SystemExit, Exception):  # pylint: disable=broad-except  # a fresh run reports its own error
+        return "its arguments do not parse"
+    if context.CLIARGS.get("module_path"):
         return "a module path is given"
     for arg in argv[1:]:
         path = Path(arg)
         if path.suffix in (".yml", ".yaml") and path.is_file():
             folder = path.resolve().parent
-            if (folder / "library").exists() or (folder / "collections").exists() or any(folder.glob("roles/*/library")):
+            found = [folder / name for name in ("library", "module_utils", "collections")]
+            if any(place.exists() for place in found) or any(folder.glob("roles/*/library")) or any(folder.glob("roles/*/module_utils")):
                 return f"modules beside {arg}"
     return None
 

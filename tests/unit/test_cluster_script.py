@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -48,4 +49,24 @@ def test_the_second_cluster_runs_its_own_control_plane_on_the_first_ones_driver(
     assert f"--data-dir={site_b.run / 'etcd-data'}" in argv["etcd"]
     assert f"--audit-log-path={site_b.audit_log}" in argv["kube-apiserver"]
     assert f"--client-ca-file={site_b.pki / 'ca.crt'}" in argv["kube-apiserver"]
+    assert f"--token-auth-file={site_b.pki / 'tokens.csv'}" in argv["kube-apiserver"]
     assert not any(str(site_a.run) + "/" in arg for args in argv.values() for arg in args)
+
+
+def test_the_components_kubeconfigs_hold_their_tokens_and_the_admins_its_certificate(cluster_script, tmp_path):
+    site = cluster_script.Site("t", tmp_path / "run", (), "kubesnap-t")
+    site.run.mkdir()
+    cluster_script.generate_pki(site)
+    lines = (site.pki / "tokens.csv").read_text(encoding="utf-8").splitlines()
+    # kube-apiserver's --token-auth-file: token,user,uid,"groups"
+    assert sorted(line.split(",")[1] for line in lines) == sorted(cluster_script.component_users())
+    assert all(len(line.split(",")) == 4 and line.endswith(',"system:masters"') for line in lines), lines
+    assert oct((site.pki / "tokens.csv").stat().st_mode & 0o777) == "0o600"
+    for user in cluster_script.component_users():
+        cluster_script.write_kubeconfig(tmp_path / "component", "https://127.0.0.1:1", user, site)
+        [entry] = json.loads((tmp_path / "component").read_text(encoding="utf-8"))["users"]
+        assert entry == {"name": f"{user}@kubesnap-t", "user": {"token": cluster_script.component_token(user, site)}}
+        assert (site.pki / f"{user}.crt").exists()  # kept: a test calls as a component with its certificate
+    cluster_script.write_kubeconfig(tmp_path / "admin", "https://127.0.0.1:1", cluster_script.ADMIN_USER, site)
+    [admin] = json.loads((tmp_path / "admin").read_text(encoding="utf-8"))["users"]
+    assert set(admin["user"]) == {"client-certificate-data", "client-key-data"}

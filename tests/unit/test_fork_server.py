@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -239,10 +240,12 @@ def test_a_run_that_may_find_modules_the_shared_zips_do_not_hold_is_not_forked(t
     try:
         command = playbook_run(playbook, env, False)
         assert server.run(command, "", env)[0] == 0
-        assert server.run(command[:1] + ["-M", str(tmp_path)] + command[1:], "", env) is None
-        (playbook.parent / "library").mkdir()
-        assert server.run(command, "", env) is None
-        (playbook.parent / "library").rmdir()
+        for given in (["-M", str(tmp_path)], [f"-M{tmp_path}"], [f"--module-path={tmp_path}"], ["--mod", str(tmp_path)]):
+            assert server.run(command[:1] + given + command[1:], "", env) is None, given
+        for beside in ("library", "module_utils", "collections", "roles/db/library"):
+            (playbook.parent / beside).mkdir(parents=True)
+            assert server.run(command, "", env) is None, beside
+            shutil.rmtree(playbook.parent / beside.split("/")[0])
         assert server.run(command, "", env)[0] == 0
         module.write_text(module.read_text(encoding="utf-8").replace("first", "second"), encoding="utf-8")
         assert server.run(command, "", env) is None
@@ -252,23 +255,53 @@ def test_a_run_that_may_find_modules_the_shared_zips_do_not_hold_is_not_forked(t
 
 
 def test_a_forked_runs_writes_hold_ansibles_stream_lock_again(tmp_path):
-    # Display makes stdout's writes take its lock, and drops the lock in forked children: a run forked twice (server,
-    # handler) takes it again, as a fresh ansible-playbook's process does before it forks workers.
+    # Display makes stdout's and stderr's writes take its lock, and drops the lock in forked children: a run forked
+    # twice (server, handler) takes it again, as a fresh ansible-playbook's process does before it forks workers.
     script = tmp_path / "probe.py"
+    waits = tmp_path / "waits"
     script.write_text(
-        "import os, sys, threading, time\n"
+        "import sys, threading, time\n"
         "from ansible.utils.display import Display\n"
         "lock = Display()._lock\n"
-        "held = threading.Event()\n"
-        "def hold():\n"
+        "def hold(held):\n"
         "    with lock:\n"
         "        held.set()\n"
-        "        time.sleep(1)\n"
-        "threading.Thread(target=hold).start()\n"
-        "held.wait()\n"
-        "started = time.monotonic()\n"
-        "sys.stdout.buffer.write(b'x')\n"
-        "os.write(2, b'%.1f' % (time.monotonic() - started))\n", encoding="utf-8")
+        "        time.sleep(0.6)\n"
+        "waited = []\n"
+        "for stream in (sys.stdout, sys.stderr):\n"
+        "    held = threading.Event()\n"
+        "    holder = threading.Thread(target=hold, args=(held,))\n"
+        "    holder.start()\n"
+        "    held.wait()\n"
+        "    started = time.monotonic()\n"
+        "    stream.buffer.write(b'x')\n"
+        "    waited.append(time.monotonic() - started)\n"
+        "    holder.join()\n"
+        f"open({str(waits)!r}, 'w').write(' '.join(map(str, waited)))\n", encoding="utf-8")
     env = dict(modules.BASE_ENV, **modules.PLAYBOOK_ENV)
     returncode, stdout, stderr = modules.ForkServer.shared("playbooks").run([str(script)], "", env)
-    assert (returncode, stdout) == (0, "x") and float(stderr) >= 0.5, stderr
+    waited = [float(word) for word in waits.read_text(encoding="utf-8").split()]
+    assert (returncode, stdout, stderr) == (0, "x", "x") and min(waited) >= 0.4, waited
+
+
+def test_a_forked_run_draws_its_own_ids_and_has_the_path_a_fresh_interpreter_would(tmp_path):
+    # Ansible draws the random part of its task, play and host ids as it is imported; the venv's path hook puts its
+    # bin/ first on PATH as an interpreter starts.
+    script = tmp_path / "probe.py"
+    script.write_text("import os\nfrom ansible.utils import vars\nprint(vars.random_int, os.environ['PATH'])\n", encoding="utf-8")
+    env = dict(modules.BASE_ENV, **modules.PLAYBOOK_ENV)
+    env["PATH"] = os.pathsep.join(part for part in env["PATH"].split(os.pathsep) if part != os.path.dirname(sys.executable))
+    server = modules.ForkServer.shared("playbooks")
+    first, second = (server.run([str(script)], "", env)[1].split() for _run in range(2))
+    fresh = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, check=True).stdout.split()
+    assert first[0] != second[0] and first[1] == second[1] == fresh[1], (first, second, fresh)
+    assert fresh[1].split(os.pathsep)[0] == os.path.dirname(sys.executable)
+
+
+def test_a_server_starts_in_the_sessions_directory_whoever_starts_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    server = modules.ForkServer("scripts")
+    try:
+        assert os.readlink(f"/proc/{server.process.pid}/cwd") == modules.BASE_CWD
+    finally:
+        server.stop()
