@@ -245,7 +245,7 @@ def test_a_run_that_may_find_modules_the_shared_zips_do_not_hold_is_not_forked(t
         for beside in ("library", "module_utils", "collections", "roles/db/library"):
             (playbook.parent / beside).mkdir(parents=True)
             assert server.run(command, "", env) is None, beside
-            shutil.rmtree(playbook.parent / beside.split("/")[0])
+            shutil.rmtree(playbook.parent / beside.split("/", maxsplit=1)[0])
         assert server.run(command, "", env)[0] == 0
         module.write_text(module.read_text(encoding="utf-8").replace("first", "second"), encoding="utf-8")
         assert server.run(command, "", env) is None
