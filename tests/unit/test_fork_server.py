@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -137,6 +138,25 @@ def playbook_run(playbook, env, stop):
             json.dumps({"ansible_python_interpreter": playbooks.module_interpreter(), "stop": stop}), str(playbook)]
 
 
+def play_with_config(tmp_path, settings: str):
+    """play.yml and ansible.cfg ([defaults] `settings`) in tmp_path, and the runs' environment."""
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(PLAY, encoding="utf-8")
+    config = tmp_path / "ansible.cfg"
+    config.write_text(f"[defaults]\n{settings}\n", encoding="utf-8")
+    return playbook, config, dict(modules.BASE_ENV, **modules.PLAYBOOK_ENV)
+
+
+@contextlib.contextmanager
+def playbooks_server(env: dict | None = None, cwd=None):
+    """A playbooks server of the test's own, stopped after it."""
+    server = modules.ForkServer("playbooks", env, cwd=None if cwd is None else str(cwd))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.mark.parametrize("stop", [False, True])
 def test_a_forked_ansible_playbook_run_answers_as_a_fresh_one_does(tmp_path, stop):
     playbook = tmp_path / "play.yml"
@@ -150,14 +170,10 @@ def test_a_forked_ansible_playbook_run_answers_as_a_fresh_one_does(tmp_path, sto
 
 
 def test_ansible_playbook_runs_read_settings_as_the_server_did_or_are_not_forked(tmp_path, monkeypatch):
-    playbook = tmp_path / "play.yml"
-    playbook.write_text(PLAY, encoding="utf-8")
-    config = tmp_path / "ansible.cfg"
-    config.write_text("[defaults]\nforks = 3\n", encoding="utf-8")
+    playbook, config, env = play_with_config(tmp_path, "forks = 3")
+    env["PROBE"] = "p"
     monkeypatch.chdir(tmp_path)
-    server = modules.ForkServer("playbooks", cwd=str(tmp_path))  # where ansible.cfg is: it imported ansible with that file
-    try:
-        env = dict(modules.BASE_ENV, **modules.PLAYBOOK_ENV, PROBE="p")
+    with playbooks_server(cwd=tmp_path) as server:  # where ansible.cfg is: it imported ansible with that file
         forked = server.run(playbook_run(playbook, env, False), "", env)
         assert forked is not None and f'"msg": "p {config}"' in forked[1], forked
         # ansible read ANSIBLE_* as it was imported, and where it found ansible.cfg and what the file said.
@@ -169,8 +185,6 @@ def test_ansible_playbook_runs_read_settings_as_the_server_did_or_are_not_forked
         assert server.run(playbook_run(playbook, env, False), "", env) is None
         config.write_text("[defaults]\nforks = 3\n", encoding="utf-8")
         assert server.run(playbook_run(playbook, env, False), "", env) is not None
-    finally:
-        server.stop()
 
 
 def test_ansible_playbook_runs_share_the_servers_local_tmp_which_it_removes_as_it_ends(tmp_path):
@@ -178,50 +192,35 @@ def test_ansible_playbook_runs_share_the_servers_local_tmp_which_it_removes_as_i
     playbook.write_text(PLAY, encoding="utf-8")
     local_tmp = tmp_path / "local"
     env = dict(modules.BASE_ENV, **modules.PLAYBOOK_ENV, ANSIBLE_LOCAL_TEMP=str(local_tmp))
-    server = modules.ForkServer("playbooks", env)
-    try:
+    with playbooks_server(env) as server:
         for _run in range(2):
             assert server.run(playbook_run(playbook, env, False), "", env)[0] == 0
         [shared] = local_tmp.iterdir()  # the runs made none of their own
         assert shared.name.startswith(f"ansible-local-{server.process.pid}")
         assert (shared / "ansiballz_cache" / "ansible.modules.ping-ZIP_DEFLATED-none").is_file()
-    finally:
-        server.stop()
     assert not shared.exists()
 
 
 def test_a_run_elsewhere_is_not_forked_even_where_it_finds_the_same_ansible_cfg(tmp_path, monkeypatch):
     # Relative settings were resolved against the server's directory as ansible was imported.
-    playbook = tmp_path / "play.yml"
-    playbook.write_text(PLAY, encoding="utf-8")
-    config = tmp_path / "ansible.cfg"
-    config.write_text("[defaults]\nforks = 3\n", encoding="utf-8")
-    env = dict(modules.BASE_ENV, **modules.PLAYBOOK_ENV, ANSIBLE_CONFIG=str(config))
-    server = modules.ForkServer("playbooks", env, cwd=str(tmp_path))
-    try:
+    playbook, config, env = play_with_config(tmp_path, "forks = 3")
+    env["ANSIBLE_CONFIG"] = str(config)
+    with playbooks_server(env, cwd=tmp_path) as server:
         monkeypatch.chdir(tmp_path)
         assert server.run(playbook_run(playbook, env, False), "", env) is not None
         monkeypatch.chdir(tmp_path.parent)
         assert server.run(playbook_run(playbook, env, False), "", env) is None
         assert f"fallback: {playbooks.ANSIBLE_PLAYBOOK}" in server.log_tail() and f"imported ansible in {tmp_path}" in server.log_tail()
-    finally:
-        server.stop()
 
 
 def test_a_server_whose_import_of_ansible_warned_forks_no_run(tmp_path):
     # The warning went to the server's log as it imported ansible: a fresh run shows it to whoever started it.
-    playbook = tmp_path / "play.yml"
-    playbook.write_text(PLAY, encoding="utf-8")
-    config = tmp_path / "ansible.cfg"
-    config.write_text("[defaults]\njinja2_native = True\n", encoding="utf-8")
-    env = dict(modules.BASE_ENV, **modules.PLAYBOOK_ENV, ANSIBLE_CONFIG=str(config))
-    server = modules.ForkServer("playbooks", env)
-    try:
+    playbook, config, env = play_with_config(tmp_path, "jinja2_native = True")
+    env["ANSIBLE_CONFIG"] = str(config)
+    with playbooks_server(env) as server:
         assert server.run(playbook_run(playbook, env, False), "", env) is None
         fresh = subprocess.run(playbook_run(playbook, env, False), capture_output=True, text=True, env=env, check=False)
         assert "DEFAULT_JINJA2_NATIVE" in fresh.stderr and "ansible warned as the server imported it" in server.log_tail()
-    finally:
-        server.stop()
 
 
 def test_a_run_that_may_find_modules_the_shared_zips_do_not_hold_is_not_forked(tmp_path):
@@ -236,8 +235,7 @@ def test_a_run_that_may_find_modules_the_shared_zips_do_not_hold_is_not_forked(t
     playbook.parent.mkdir()
     playbook.write_text("- hosts: localhost\n  connection: local\n  gather_facts: false\n  tasks:\n    - acme.demo.say:\n", encoding="utf-8")
     env = dict(modules.BASE_ENV, **dict(modules.PLAYBOOK_ENV, ANSIBLE_COLLECTIONS_PATH=str(collections)))
-    server = modules.ForkServer("playbooks", env)
-    try:
+    with playbooks_server(env) as server:
         command = playbook_run(playbook, env, False)
         assert server.run(command, "", env)[0] == 0
         for given in (["-M", str(tmp_path)], [f"-M{tmp_path}"], [f"--module-path={tmp_path}"], ["--mod", str(tmp_path)]):
@@ -250,8 +248,6 @@ def test_a_run_that_may_find_modules_the_shared_zips_do_not_hold_is_not_forked(t
         module.write_text(module.read_text(encoding="utf-8").replace("first", "second"), encoding="utf-8")
         assert server.run(command, "", env) is None
         assert "plugin files changed" in server.log_tail()
-    finally:
-        server.stop()
 
 
 def test_a_forked_runs_writes_hold_ansibles_stream_lock_again(tmp_path):
