@@ -112,7 +112,8 @@ class Preloaded:
 
     def refusal(self, request: dict) -> str | None:
         """Why a fresh interpreter might have started or imported otherwise for `request` than this server did; None
-        if it would not. Called in a handler's process, which it leaves as the run will be (enter())."""
+        if it would not. Called in a handler's process: when it returns None, it has left that process in the
+        request's environment and directory (enter()), which the run forked from it keeps."""
         name = difference(request["env"], self.env)
         if name is not None:
             return f"{name} differs from the server's"
@@ -189,8 +190,7 @@ def run(request: dict, fds: list, preloaded: Preloaded) -> None:
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
         os.close(fd)
-    enter(request)
-    preloaded.prepare()
+    preloaded.prepare()  # the handler it was forked from entered the request's environment and directory (refusal())
     argv = request["argv"]
     # sys.path[0] is this file's directory here; an interpreter puts the working directory there for -m, or the
     # script's directory.

@@ -38,17 +38,21 @@ def run_module(name: str, kubeconfig: str | dict | None, check: bool = False, di
     payload = json.dumps({"ANSIBLE_MODULE_ARGS": args})
     env = dict(env if env is not None else os.environ, PYTHONPATH=str(COLLECTIONS))
     module = f"ansible_collections.kubesnap.snapshots.plugins.modules.{name}"
-    forked = ForkServer.shared("modules").run(["-m", module], payload, env) if FORK else None
-    if forked is not None:
-        returncode, stdout, stderr = forked
-    else:
-        process = subprocess.run([sys.executable, "-m", module], input=payload, capture_output=True, text=True, env=env,
-                                 check=False, timeout=600)
-        returncode, stdout, stderr = process.returncode, process.stdout, process.stderr
+    returncode, stdout, stderr = forked_or_fresh("modules", ["-m", module], [sys.executable, "-m", module], payload, env)
     try:
         return json.loads(stdout)
     except ValueError as exc:
         raise AssertionError(f"{name} printed no JSON (rc {returncode}):\n{stdout}\n{stderr}") from exc
+
+
+def forked_or_fresh(kind: str, argv: list, command: list, payload: str, env: dict) -> tuple[int, str, str]:
+    """(returncode, stdout, stderr) of `argv` run by this process's `kind` server with `payload` as its stdin, or of
+    `command` in a fresh process when KUBESNAP_TEST_FORK=0 or the server says it must not be forked."""
+    forked = ForkServer.shared(kind).run(argv, payload, env) if FORK else None
+    if forked is not None:
+        return forked
+    process = subprocess.run(command, input=payload, capture_output=True, text=True, env=env, check=False, timeout=600)
+    return process.returncode, process.stdout, process.stderr
 
 
 class ForkServer:

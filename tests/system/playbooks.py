@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from .modules import FORK, PLAYBOOK_ENV, ForkServer
+from .modules import FORK, PLAYBOOK_ENV, ForkServer, forked_or_fresh
 
 FORKED_PYTHON = Path(__file__).with_name("forked_python.py")
 
@@ -42,14 +42,12 @@ def ansible_playbook(*arguments: str, env: dict | None = None) -> subprocess.Com
     an implicit localhost.
 
     The run is forked by this process's "playbooks" server (module_server.py), which has ansible-playbook's libraries
-    imported, unless KUBESNAP_TEST_FORK=0 or the server says it must not be: then it is a fresh process, as before.
+    imported, unless KUBESNAP_TEST_FORK=0 or the server says it must not be: then it is a fresh process, as before. Its
+    stdin is empty either way.
     """
     env = dict(os.environ if env is None else env, **PLAYBOOK_ENV)
     command = [str(ANSIBLE_PLAYBOOK), *arguments]
-    forked = ForkServer.shared("playbooks").run(command, "", env) if FORK else None
-    if forked is None:
-        return subprocess.run(command, capture_output=True, text=True, env=env, check=False, timeout=600)
-    return subprocess.CompletedProcess(command, *forked)
+    return subprocess.CompletedProcess(command, *forked_or_fresh("playbooks", command, command, "", env))
 
 
 def play(playbook: str | Path, extra_vars: dict, env: dict | None = None, inventory: str = "localhost,",

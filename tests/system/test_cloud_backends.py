@@ -33,14 +33,10 @@ def ec2_server():
     server.stop()
 
 
-def ec2_client(server):
-    return _ec2_client(server.endpoint)
-
-
 @functools.lru_cache(maxsize=None)
-def _ec2_client(endpoint):
-    """One client per endpoint and process: a client is thread-safe, and tests only call it."""
-    return boto3.client("ec2", endpoint_url=endpoint, region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing")
+def ec2_client(server):
+    """One client per server and process: a client is thread-safe, and tests only call it."""
+    return boto3.client("ec2", endpoint_url=server.endpoint, region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing")
 
 
 def annotate(kube, namespace, name, annotations=None, labels=None):
