@@ -52,6 +52,19 @@ def terminating():
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextlib.contextmanager
+def sigterm_held():
+    """Inside, SIGTERM waits, and is delivered as this ends. Starting a thread takes locks of the threading module, and
+    a Terminated raised by the handler in the middle of that left one released twice: a RuntimeError came out in place
+    of Terminated, and the open windows were not thawed. Threads started inside keep SIGTERM blocked, so the kernel
+    delivers it to the main thread, the only one that handles it."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def iso(moment):
     return datetime.datetime.fromtimestamp(moment, datetime.timezone.utc).isoformat()
 
@@ -261,7 +274,8 @@ def run_windows(windows, side, cut, concurrency, stop=None):
     pool = ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(runs))))
     try:
         with terminating():
-            futures = [pool.submit(window_run.run, cut) for window_run in runs]
+            with sigterm_held():
+                futures = [pool.submit(window_run.run, cut) for window_run in runs]
             wait_for_futures(futures)
     except Terminated as exc:
         stop.set()
