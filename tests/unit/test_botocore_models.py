@@ -3,6 +3,8 @@ same data."""
 
 from __future__ import annotations
 
+import functools
+
 import boto3.session
 import botocore.loaders
 import pytest
@@ -31,3 +33,16 @@ def test_other_paths_other_extras_and_boto3s_added_path_each_read_their_own(tmp_
     assert len(boto3_loader.search_paths) > len(botocore.loaders.Loader().search_paths)
     assert boto3_loader.load_data("endpoints") is not plain
     assert boto3.session.Session()._loader.load_data("endpoints") is boto3_loader.load_data("endpoints")  # pylint: disable=protected-access
+
+
+def test_warmed_services_are_read_for_boto3_and_botocore_sessions_and_their_paginators(monkeypatch):
+    botocore_models.share_loaded_models("s3", "ec2")
+    read = []
+    real_load_file = botocore.loaders.JSONFileLoader.load_file
+    monkeypatch.setattr(botocore.loaders.JSONFileLoader, "load_file", lambda self, path: read.append(path) or real_load_file(self, path))
+    credentials = {"region_name": "us-east-1", "aws_access_key_id": "a", "aws_secret_access_key": "b"}
+    boto3_session, botocore_session = boto3.session.Session(**credentials), botocore.session.Session()
+    for make_client in (boto3_session.client, functools.partial(botocore_session.create_client, **credentials)):
+        make_client("s3").get_paginator("list_objects_v2")
+        make_client("ec2").get_paginator("describe_snapshots")
+    assert not read, read
