@@ -301,3 +301,23 @@ def test_a_server_starts_in_the_sessions_directory_whoever_starts_it(tmp_path, m
         assert os.readlink(f"/proc/{server.process.pid}/cwd") == modules.BASE_CWD
     finally:
         server.stop()
+
+
+def test_a_forked_run_gets_a_collections_routing_as_parsing_its_bytes_gives(tmp_path):
+    # The server parses ansible-core's own routing (376 KB of YAML) once for its runs, keyed by the bytes and the name
+    # ansible passes for that: the same bytes give the same mapping, other bytes their own.
+    script = tmp_path / "probe.py"
+    script.write_text(
+        "import json\n"
+        "from pathlib import Path\n"
+        "from ansible.utils.collection_loader import _collection_finder, _collection_meta\n"
+        "data = (Path(_collection_finder.__file__).parents[2] / 'config' / 'ansible_builtin_runtime.yml').read_bytes()\n"
+        "name = ('ansible.builtin', 'runtime.yml')\n"
+        "routing = _collection_finder._meta_yml_to_dict(data, name)\n"
+        "other = _collection_finder._meta_yml_to_dict(b'plugin_routing: {modules: {x: {redirect: a.b.y}}}', ('a.b', 'runtime.yml'))\n"
+        "print(json.dumps([routing is _collection_finder._meta_yml_to_dict(data, name),\n"
+        "                  routing == _collection_meta._meta_yml_to_dict(data, name), other]))\n", encoding="utf-8")
+    env = dict(modules.BASE_ENV, **modules.PLAYBOOK_ENV)
+    returncode, stdout, stderr = modules.ForkServer.shared("playbooks").run([str(script)], "", env)
+    assert returncode == 0, stderr
+    assert json.loads(stdout) == [True, True, {"plugin_routing": {"modules": {"x": {"redirect": "a.b.y"}}}}]
