@@ -132,13 +132,12 @@ kind: Policy
 # One event per request (RequestReceived would double every count).
 omitStages: ["RequestReceived"]
 rules:
-  # Half of all requests are the controller-manager's reads and collection deletes (the namespace controller deletes,
-  # then lists, every kind in each deleted namespace: ~60 requests per test namespace, ~30,000 in a run); no test reads
-  # them, and each event costs the apiserver an encode and a write. Its other writes stay: tests and benches look for a
-  # controller's delete or update of their objects.
+  # Half of all requests are the controller-manager's reads (the namespace controller lists every kind in each
+  # deleted namespace); no test reads them, and each event costs the apiserver an encode and a write. Its writes stay:
+  # tests and benches look for a controller's delete or update of their objects.
   - level: None
     users: ["system:kube-controller-manager"]
-    verbs: ["get", "list", "watch", "deletecollection"]
+    verbs: ["get", "list", "watch"]
   - level: Metadata
 """
 # Go collects garbage when the heap has doubled (GOGC=100): profiled mid-suite, that was 10-12% of the apiserver's CPU,

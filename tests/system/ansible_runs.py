@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import atexit
+import functools
 import os
 import secrets
 import sys
@@ -71,23 +72,15 @@ def keep_local_tmp() -> None:
 
 def parse_routing_once() -> None:
     """Collections' routing (meta/runtime.yml) is parsed once per content here, for every run: ansible-core's own,
-    which each run reads for ansible.builtin, is 376 KB of YAML (~0.06 CPU-s a run).
+    which each run reads for ansible.builtin, is 376 KB of YAML (~0.06 CPU-s a run), parsed before any run is forked.
 
     Ansible leaves this function to be replaced by one that caches its result (its docstring says so), and passes
     what names the content for that: the result is kept by the bytes parsed and that name, so it is what parsing them
-    would give. A run changes only its own copy of what it is handed (each run is its own process).
+    would give. Ansible only reads it, and a run could change only its own copy (each run is its own process).
     """
     from ansible.utils.collection_loader import _collection_finder
 
-    parse = _collection_finder._meta_yml_to_dict  # pylint: disable=protected-access
-    parsed: dict = {}
-
-    def parse_once(data, content_id):
-        key = (data, content_id)
-        if key not in parsed:
-            parsed[key] = parse(data, content_id)
-        return parsed[key]
-
+    parse_once = functools.cache(_collection_finder._meta_yml_to_dict)  # pylint: disable=protected-access
     _collection_finder._meta_yml_to_dict = parse_once  # pylint: disable=protected-access
     builtin_routing = Path(_collection_finder.__file__).parents[2] / "config" / "ansible_builtin_runtime.yml"
     parse_once(builtin_routing.read_bytes(), ("ansible.builtin", "runtime.yml"))

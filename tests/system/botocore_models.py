@@ -53,11 +53,14 @@ def share_loaded_models(*warm_services: str) -> None:
 
         init.shares_cache = True
         loader_class.__init__ = init
+    if not warm_services:
+        return
     # Both kinds of Session: boto3's Loader searches one more directory than botocore's, so it reads under other keys
     # (warmed with botocore's alone, every forked run still read ~4 MB of JSON again for its first boto3 client).
-    # The paginators too: the collection pages its EC2 and S3 listings.
-    for session in (botocore.session.Session(), boto3.session.Session()._session) if warm_services else ():  # pylint: disable=protected-access
+    # The paginators too (any operation's name loads the service's): the collection pages its EC2 and S3 listings.
+    credentials = {"region_name": "us-east-1", "endpoint_url": "http://127.0.0.1:9", "aws_access_key_id": "warm",
+                   "aws_secret_access_key": "warm"}
+    for make_client in (botocore.session.Session().create_client, boto3.session.Session().client):
         for service in warm_services:
-            client = session.create_client(service, region_name="us-east-1", endpoint_url="http://127.0.0.1:9",
-                                           aws_access_key_id="warm", aws_secret_access_key="warm")
-            client.can_paginate("list_objects_v2" if service == "s3" else "describe_snapshots")
+            client = make_client(service, **credentials)
+            client.can_paginate(next(iter(client.meta.method_to_api_mapping)))

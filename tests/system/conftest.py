@@ -262,7 +262,8 @@ def bucket(moto_server):
 
 @pytest.fixture(scope="session")
 def moto_server():
-    """A moto server (EC2 and S3: requirements-dev.txt installs those services only) on a free loopback port; yields its endpoint URL."""
+    """A moto server on a free loopback port, for EC2 and S3 (requirements-dev.txt installs the libraries of those services
+    only); yields its endpoint URL."""
     os.environ.setdefault("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")  # read when moto loads EC2
     from moto.server import ThreadedMotoServer  # pylint: disable=import-outside-toplevel
 

@@ -21,7 +21,8 @@
 # module it never imports works here and not in a fresh interpreter; `KUBESNAP_TEST_FORK=0 make integration` runs every
 # module and playbook fresh) and the hash seed (one per server, not one per run). Also the server's, and read-only:
 # botocore's data files as read once (botocore_models.py), in the scripts server the collection's plugin files as
-# compiled once (compile_sources_once), and in the playbooks server ansible's local temporary directory.
+# compiled once (compile_sources_once), and in the playbooks server ansible's local temporary directory and the
+# collections' routing as parsed once (ansible_runs.parse_routing_once).
 #
 # Protocol, one connection per run on a Unix socket: the client sends a length-prefixed JSON request (argv, env, cwd)
 # with three file descriptors (stdin, stdout, stderr); a forked handler forks the run and writes "pid <n>\n", then

@@ -304,20 +304,23 @@ def test_a_server_starts_in_the_sessions_directory_whoever_starts_it(tmp_path, m
 
 
 def test_a_forked_run_gets_a_collections_routing_as_parsing_its_bytes_gives(tmp_path):
-    # The server parses ansible-core's own routing (376 KB of YAML) once for its runs, keyed by the bytes and the name
-    # ansible passes for that: the same bytes give the same mapping, other bytes their own.
+    # The server parses ansible-core's own routing (376 KB of YAML) before it forks the runs, keyed by the bytes and
+    # the name ansible passes for that: a run parses none of it, and gets what parsing gives; other bytes, their own.
     script = tmp_path / "probe.py"
     script.write_text(
-        "import json\n"
+        "import json, yaml\n"
         "from pathlib import Path\n"
         "from ansible.utils.collection_loader import _collection_finder, _collection_meta\n"
+        "parsed = []\n"
+        "real_load = yaml.load\n"
+        "yaml.load = lambda *args, **kwargs: parsed.append(1) or real_load(*args, **kwargs)\n"
         "data = (Path(_collection_finder.__file__).parents[2] / 'config' / 'ansible_builtin_runtime.yml').read_bytes()\n"
-        "name = ('ansible.builtin', 'runtime.yml')\n"
-        "routing = _collection_finder._meta_yml_to_dict(data, name)\n"
+        "routing = _collection_finder._meta_yml_to_dict(data, ('ansible.builtin', 'runtime.yml'))\n"
+        "parsed_in_run = len(parsed)\n"
         "other = _collection_finder._meta_yml_to_dict(b'plugin_routing: {modules: {x: {redirect: a.b.y}}}', ('a.b', 'runtime.yml'))\n"
-        "print(json.dumps([routing is _collection_finder._meta_yml_to_dict(data, name),\n"
-        "                  routing == _collection_meta._meta_yml_to_dict(data, name), other]))\n", encoding="utf-8")
+        "print(json.dumps([parsed_in_run, routing == _collection_meta._meta_yml_to_dict(data, ('ansible.builtin', 'runtime.yml')), other]))\n",
+        encoding="utf-8")
     env = dict(modules.BASE_ENV, **modules.PLAYBOOK_ENV)
     returncode, stdout, stderr = modules.ForkServer.shared("playbooks").run([str(script)], "", env)
     assert returncode == 0, stderr
-    assert json.loads(stdout) == [True, True, {"plugin_routing": {"modules": {"x": {"redirect": "a.b.y"}}}}]
+    assert json.loads(stdout) == [0, True, {"plugin_routing": {"modules": {"x": {"redirect": "a.b.y"}}}}]
