@@ -260,8 +260,7 @@ def generate_pki(site: Site = SITE_A) -> None:
 
     def write_key(name: str, key) -> None:
         pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-        (tmp / f"{name}.key").write_bytes(pem)
-        (tmp / f"{name}.key").chmod(0o600)
+        write_private(tmp / f"{name}.key", pem)
 
     def issue(name: str, subject: x509.Name, extensions, ca_key=None, ca_cert=None):
         key = ec.generate_private_key(ec.SECP256R1())
@@ -304,9 +303,7 @@ def generate_pki(site: Site = SITE_A) -> None:
     for user in [ADMIN_USER, *component_users()]:
         subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"), x509.NameAttribute(NameOID.COMMON_NAME, user)])
         issue(user, subject, [leaf_usage, (x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.CLIENT_AUTH]), False)], ca_key, ca_cert)
-    (tmp / TOKEN_FILE).write_text("".join(f'{secrets.token_hex(24)},{user},{user},"system:masters"\n' for user in component_users()),
-                                  encoding="utf-8")
-    (tmp / TOKEN_FILE).chmod(0o600)
+    write_private(tmp / TOKEN_FILE, "".join(f'{secrets.token_hex(24)},{user},{user},"system:masters"\n' for user in component_users()).encode())
     sa_key = ec.generate_private_key(ec.SECP256R1())
     write_key("sa", sa_key)
     (tmp / "sa.pub").write_bytes(sa_key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
@@ -332,6 +329,15 @@ def component_token(user: str, site: Site = SITE_A) -> str:
     raise ClusterError(f"{site.pki / TOKEN_FILE} has no token for {user}")
 
 
+def write_private(path: Path, data: bytes) -> None:
+    """Writes a key, a token or a kubeconfig readable by its owner alone from the first byte (written, then chmod, it
+    was readable by anyone for a moment under the usual umask)."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with open(descriptor, "wb") as handle:
+        os.fchmod(handle.fileno(), 0o600)  # a file that was there keeps its mode through O_CREAT
+        handle.write(data)
+
+
 def write_kubeconfig(path: Path, server: str, user: str, site: Site = SITE_A) -> None:
     """A kubeconfig of `user`: the admin's client certificate, or a component's token."""
 
@@ -352,8 +358,7 @@ def write_kubeconfig(path: Path, server: str, user: str, site: Site = SITE_A) ->
         "contexts": [{"name": site.context, "context": {"cluster": site.context, "user": entry}}],
         "current-context": site.context,
     }
-    path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")  # JSON is valid YAML
-    path.chmod(0o600)
+    write_private(path, (json.dumps(config, indent=2) + "\n").encode())  # JSON is valid YAML
 
 
 # ---------------------------------------------------------------- processes

@@ -61,7 +61,8 @@ def test_the_components_kubeconfigs_hold_their_tokens_and_the_admins_its_certifi
     # kube-apiserver's --token-auth-file: token,user,uid,"groups"
     assert sorted(line.split(",")[1] for line in lines) == sorted(cluster_script.component_users())
     assert all(len(line.split(",")) == 4 and line.endswith(',"system:masters"') for line in lines), lines
-    assert oct((site.pki / "tokens.csv").stat().st_mode & 0o777) == "0o600"
+    assert {path.name: oct(path.stat().st_mode & 0o777) for path in site.pki.glob("*") if path.suffix in (".key", ".csv")} == \
+        {path.name: "0o600" for path in site.pki.glob("*") if path.suffix in (".key", ".csv")}
     for user in cluster_script.component_users():
         cluster_script.write_kubeconfig(tmp_path / "component", "https://127.0.0.1:1", user, site)
         [entry] = json.loads((tmp_path / "component").read_text(encoding="utf-8"))["users"]
@@ -69,4 +70,5 @@ def test_the_components_kubeconfigs_hold_their_tokens_and_the_admins_its_certifi
         assert (site.pki / f"{user}.crt").exists()  # kept: a test calls as a component with its certificate
     cluster_script.write_kubeconfig(tmp_path / "admin", "https://127.0.0.1:1", cluster_script.ADMIN_USER, site)
     [admin] = json.loads((tmp_path / "admin").read_text(encoding="utf-8"))["users"]
+    assert oct((tmp_path / "admin").stat().st_mode & 0o777) == "0o600"
     assert set(admin["user"]) == {"client-certificate-data", "client-key-data"}
