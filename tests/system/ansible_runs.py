@@ -138,8 +138,9 @@ def modules_beside(argv: list) -> str | None:
         path = Path(arg)
         if path.suffix in (".yml", ".yaml") and path.is_file():
             folder = path.resolve().parent
-            found = [folder / name for name in ("library", "module_utils", "collections")]
-            if any(place.exists() for place in found) or any(folder.glob("roles/*/library")) or any(folder.glob("roles/*/module_utils")):
+            places = [folder / name for name in ("library", "module_utils", "collections")]
+            places += [place for name in ("library", "module_utils") for place in folder.glob(f"roles/*/{name}")]
+            if any(place.exists() for place in places):
                 return f"modules beside {arg}"
     return None
 

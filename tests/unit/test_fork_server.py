@@ -148,13 +148,19 @@ def play_with_config(tmp_path, settings: str):
 
 
 @contextlib.contextmanager
-def playbooks_server(env: dict | None = None, cwd=None):
-    """A playbooks server of the test's own, stopped after it."""
-    server = modules.ForkServer("playbooks", env, cwd=None if cwd is None else str(cwd))
+def own_server(kind: str = "playbooks", env: dict | None = None, cwd=None):
+    """A server of the test's own, stopped after it."""
+    server = modules.ForkServer(kind, env, cwd=None if cwd is None else str(cwd))
     try:
         yield server
     finally:
         server.stop()
+
+
+def forked_probe(script: Path) -> tuple[int, str, str]:
+    """(returncode, stdout, stderr) of `python <script>` forked by this process's playbooks server, in its usual
+    environment."""
+    return modules.ForkServer.shared("playbooks").run([str(script)], "", dict(modules.BASE_ENV, **modules.PLAYBOOK_ENV))
 
 
 @pytest.mark.parametrize("stop", [False, True])
@@ -173,7 +179,7 @@ def test_ansible_playbook_runs_read_settings_as_the_server_did_or_are_not_forked
     playbook, config, env = play_with_config(tmp_path, "forks = 3")
     env["PROBE"] = "p"
     monkeypatch.chdir(tmp_path)
-    with playbooks_server(cwd=tmp_path) as server:  # where ansible.cfg is: it imported ansible with that file
+    with own_server(cwd=tmp_path) as server:  # where ansible.cfg is: it imported ansible with that file
         forked = server.run(playbook_run(playbook, env, False), "", env)
         assert forked is not None and f'"msg": "p {config}"' in forked[1], forked
         # ansible read ANSIBLE_* as it was imported, and where it found ansible.cfg and what the file said.
@@ -192,7 +198,7 @@ def test_ansible_playbook_runs_share_the_servers_local_tmp_which_it_removes_as_i
     playbook.write_text(PLAY, encoding="utf-8")
     local_tmp = tmp_path / "local"
     env = dict(modules.BASE_ENV, **modules.PLAYBOOK_ENV, ANSIBLE_LOCAL_TEMP=str(local_tmp))
-    with playbooks_server(env) as server:
+    with own_server("playbooks", env) as server:
         for _run in range(2):
             assert server.run(playbook_run(playbook, env, False), "", env)[0] == 0
         [shared] = local_tmp.iterdir()  # the runs made none of their own
@@ -205,7 +211,7 @@ def test_a_run_elsewhere_is_not_forked_even_where_it_finds_the_same_ansible_cfg(
     # Relative settings were resolved against the server's directory as ansible was imported.
     playbook, config, env = play_with_config(tmp_path, "forks = 3")
     env["ANSIBLE_CONFIG"] = str(config)
-    with playbooks_server(env, cwd=tmp_path) as server:
+    with own_server("playbooks", env, cwd=tmp_path) as server:
         monkeypatch.chdir(tmp_path)
         assert server.run(playbook_run(playbook, env, False), "", env) is not None
         monkeypatch.chdir(tmp_path.parent)
@@ -217,7 +223,7 @@ def test_a_server_whose_import_of_ansible_warned_forks_no_run(tmp_path):
     # The warning went to the server's log as it imported ansible: a fresh run shows it to whoever started it.
     playbook, config, env = play_with_config(tmp_path, "jinja2_native = True")
     env["ANSIBLE_CONFIG"] = str(config)
-    with playbooks_server(env) as server:
+    with own_server("playbooks", env) as server:
         assert server.run(playbook_run(playbook, env, False), "", env) is None
         fresh = subprocess.run(playbook_run(playbook, env, False), capture_output=True, text=True, env=env, check=False)
         assert "DEFAULT_JINJA2_NATIVE" in fresh.stderr and "ansible warned as the server imported it" in server.log_tail()
@@ -235,7 +241,7 @@ def test_a_run_that_may_find_modules_the_shared_zips_do_not_hold_is_not_forked(t
     playbook.parent.mkdir()
     playbook.write_text("- hosts: localhost\n  connection: local\n  gather_facts: false\n  tasks:\n    - acme.demo.say:\n", encoding="utf-8")
     env = dict(modules.BASE_ENV, **dict(modules.PLAYBOOK_ENV, ANSIBLE_COLLECTIONS_PATH=str(collections)))
-    with playbooks_server(env) as server:
+    with own_server("playbooks", env) as server:
         command = playbook_run(playbook, env, False)
         assert server.run(command, "", env)[0] == 0
         for given in (["-M", str(tmp_path)], [f"-M{tmp_path}"], [f"--module-path={tmp_path}"], ["--mod", str(tmp_path)]):
@@ -274,8 +280,7 @@ def test_a_forked_runs_writes_hold_ansibles_stream_lock_again(tmp_path):
         "    waited.append(time.monotonic() - started)\n"
         "    holder.join()\n"
         f"open({str(waits)!r}, 'w').write(' '.join(map(str, waited)))\n", encoding="utf-8")
-    env = dict(modules.BASE_ENV, **modules.PLAYBOOK_ENV)
-    returncode, stdout, stderr = modules.ForkServer.shared("playbooks").run([str(script)], "", env)
+    returncode, stdout, stderr = forked_probe(script)
     waited = [float(word) for word in waits.read_text(encoding="utf-8").split()]
     assert (returncode, stdout, stderr) == (0, "x", "x") and min(waited) >= 0.4, waited
 
@@ -296,11 +301,8 @@ def test_a_forked_run_draws_its_own_ids_and_has_the_path_a_fresh_interpreter_wou
 
 def test_a_server_starts_in_the_sessions_directory_whoever_starts_it(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    server = modules.ForkServer("scripts")
-    try:
+    with own_server("scripts") as server:
         assert os.readlink(f"/proc/{server.process.pid}/cwd") == modules.BASE_CWD
-    finally:
-        server.stop()
 
 
 def test_a_forked_run_gets_a_collections_routing_as_parsing_its_bytes_gives(tmp_path):
@@ -320,7 +322,6 @@ def test_a_forked_run_gets_a_collections_routing_as_parsing_its_bytes_gives(tmp_
         "other = _collection_finder._meta_yml_to_dict(b'plugin_routing: {modules: {x: {redirect: a.b.y}}}', ('a.b', 'runtime.yml'))\n"
         "print(json.dumps([parsed_in_run, routing == _collection_meta._meta_yml_to_dict(data, ('ansible.builtin', 'runtime.yml')), other]))\n",
         encoding="utf-8")
-    env = dict(modules.BASE_ENV, **modules.PLAYBOOK_ENV)
-    returncode, stdout, stderr = modules.ForkServer.shared("playbooks").run([str(script)], "", env)
+    returncode, stdout, stderr = forked_probe(script)
     assert returncode == 0, stderr
     assert json.loads(stdout) == [0, True, {"plugin_routing": {"modules": {"x": {"redirect": "a.b.y"}}}}]
